@@ -1,0 +1,458 @@
+/*
+ * forest.c
+ *	  Random Cut Forest: parameters, the arena, shingling, and the
+ *	  score/update cycle over all trees.
+ */
+#include <stdlib.h>
+
+#include "rcf_internal.h"
+
+#define ARENA_ALIGN 16
+
+/* Fills in KDA's defaults. */
+void
+rcf_params_default(RcfParams *params, int dims)
+{
+	params->dims = dims;
+	params->shingle_size = 1;
+	params->number_of_trees = 100;
+	params->sample_size = 256;
+	params->time_decay = 100000.0;
+	params->seed = 42;
+	params->output_after = -1;
+}
+
+/* Checks parameters against the engine's limits. */
+const char *
+rcf_params_check(const RcfParams *params)
+{
+	if (params->dims < 1)
+		return "dims must be at least 1";
+	if (params->shingle_size < 1 || params->shingle_size > RCF_MAX_SHINGLE)
+		return "shingle_size must be between 1 and 64";
+	if (params->number_of_trees < 1 || params->number_of_trees > RCF_MAX_TREES)
+		return "number_of_trees must be between 1 and 1000";
+	if (params->sample_size < RCF_MIN_SAMPLES ||
+		params->sample_size > RCF_MAX_SAMPLES)
+		return "sample_size must be between 2 and 4096";
+	if ((long) params->dims * params->shingle_size > RCF_MAX_DIMENSIONS)
+		return "dims times shingle_size must be at most 1024";
+	if (!(params->time_decay >= 0.0) || isinf(params->time_decay))
+		return "time_decay must be a finite number, zero or more";
+	if (params->output_after < -1)
+		return "output_after must be zero or more";
+	return NULL;
+}
+
+/* Rounds an arena offset up so that every array is aligned. */
+static size_t
+align_up(size_t n)
+{
+	return (n + ARENA_ALIGN - 1) & ~(size_t) (ARENA_ALIGN - 1);
+}
+
+/*
+ * Lays the forest out in an arena.  With base == NULL only measures; then
+ * sets the pointers of `forest` (which lives at the start of the arena).
+ */
+static size_t
+arena_layout(const RcfParams *params, char *base)
+{
+	size_t		D = (size_t) params->dims * params->shingle_size;
+	size_t		N = params->sample_size;
+	size_t		T = params->number_of_trees;
+	size_t		capacity = T * N + 1;
+	size_t		off = 0;
+	RcfForest  *forest = (RcfForest *) base;
+
+#define CARVE(field, type, count) \
+	do { \
+		if (base) \
+			field = (type *) (base + off); \
+		off = align_up(off + sizeof(type) * (count)); \
+	} while (0)
+
+	off = align_up(sizeof(RcfForest));
+	CARVE(forest->trees, RcfTree, T);
+	for (size_t t = 0; t < T; t++)
+	{
+		RcfTree    *tree = base ? &forest->trees[t] : NULL;
+
+		CARVE(tree->nodes, RcfNode, N - 1);
+		CARVE(tree->leaves, RcfLeaf, N);
+		CARVE(tree->heap, RcfSample, N);
+		CARVE(tree->boxes, float, (N - 1) * 2 * D);
+	}
+	CARVE(forest->points, float, capacity * D);
+	CARVE(forest->refcount, uint32_t, capacity);
+	CARVE(forest->free_slots, uint32_t, capacity);
+	CARVE(forest->shingle, float, D);
+	CARVE(forest->query, float, D);
+	CARVE(forest->query_d, double, D);
+	CARVE(forest->path, int16_t, N * RCF_DESCEND_GROUP);
+	CARVE(forest->accept_weight, float, T);
+	CARVE(forest->attr_high, double, D);
+	CARVE(forest->attr_low, double, D);
+	CARVE(forest->log2_table, double, N + 1);
+#undef CARVE
+	return off;
+}
+
+size_t
+rcf_arena_size(const RcfParams *params)
+{
+	return arena_layout(params, NULL);
+}
+
+static void *
+default_alloc(void *ctx, size_t size)
+{
+	(void) ctx;
+	return malloc(size);
+}
+
+static void
+default_free(void *ctx, void *ptr)
+{
+	(void) ctx;
+	free(ptr);
+}
+
+/* Seeds tree t's generator from the forest seed. */
+static uint64_t
+tree_seed(uint64_t seed, int t)
+{
+	uint64_t	s = seed ^ (UINT64_C(0xD1B54A32D192ED03) * (uint64_t) (t + 1));
+
+	return rcf_rng_next(&s);
+}
+
+RcfForest *
+rcf_create(const RcfParams *params, const RcfAllocator *allocator)
+{
+	RcfAllocator alloc;
+	size_t		size;
+	char	   *base;
+	RcfForest  *forest;
+
+	if (rcf_params_check(params) != NULL)
+		return NULL;
+	if (allocator)
+		alloc = *allocator;
+	else
+	{
+		alloc.alloc = default_alloc;
+		alloc.free = default_free;
+		alloc.ctx = NULL;
+	}
+
+	size = arena_layout(params, NULL);
+	base = alloc.alloc(alloc.ctx, size);
+	if (base == NULL)
+		return NULL;
+	memset(base, 0, sizeof(RcfForest));
+	forest = (RcfForest *) base;
+	arena_layout(params, base);
+
+	forest->params = *params;
+	if (forest->params.output_after < 0)
+		forest->params.output_after = params->sample_size / 4;
+	if (forest->params.output_after < 1)
+		forest->params.output_after = 1;
+	forest->D = params->dims * params->shingle_size;
+	forest->N = params->sample_size;
+	forest->lambda = params->time_decay > 0.0 ? 1.0 / params->time_decay : 0.0;
+	forest->allocator = alloc;
+	forest->bytes = size;
+	forest->capacity = (uint32_t) params->number_of_trees * params->sample_size + 1;
+
+	for (int m = 0; m <= forest->N; m++)
+		forest->log2_table[m] = log2(m + 1.0);
+	for (int t = 0; t < params->number_of_trees; t++)
+	{
+		forest->trees[t].rng = tree_seed(params->seed, t);
+		forest->trees[t].reject_below = 0.0;
+		forest->trees[t].reject_until = 0;
+		rcf_tree_init(forest, &forest->trees[t]);
+	}
+	rcf_store_init(forest);
+	forest->shingle_next = 0;
+	forest->updates = 0;
+	forest->inserted = 0;
+	forest->weight_base = 0;
+	return forest;
+}
+
+void
+rcf_free(RcfForest *forest)
+{
+	if (forest)
+		forest->allocator.free(forest->allocator.ctx, forest);
+}
+
+const RcfParams *
+rcf_params(const RcfForest *forest)
+{
+	return &forest->params;
+}
+
+size_t
+rcf_bytes(const RcfForest *forest)
+{
+	return forest->bytes;
+}
+
+uint64_t
+rcf_updates(const RcfForest *forest)
+{
+	return forest->updates;
+}
+
+int
+rcf_output_ready(const RcfForest *forest)
+{
+	return forest->inserted >= (uint64_t) forest->params.output_after;
+}
+
+/*
+ * Builds in forest->query the point that `input` completes: the last
+ * shingle_size - 1 records followed by input, oldest first.
+ */
+static void
+build_query(RcfForest *forest, const double *input)
+{
+	int			dims = forest->params.dims;
+	int			S = forest->params.shingle_size;
+	float	   *q = forest->query;
+
+	for (int k = 1; k < S; k++)
+	{
+		int			r = (forest->shingle_next + k) % S;
+
+		memcpy(q + (size_t) (k - 1) * dims, forest->shingle + (size_t) r * dims,
+			   dims * sizeof(float));
+	}
+	for (int i = 0; i < dims; i++)
+		q[(size_t) (S - 1) * dims + i] = (float) input[i];
+	for (int i = 0; i < forest->D; i++)
+		forest->query_d[i] = q[i];
+}
+
+double
+rcf_score(RcfForest *forest, const double *input)
+{
+	if (!rcf_output_ready(forest))
+		return 0.0;
+	build_query(forest, input);
+	return rcf_trees_score(forest, forest->query, forest->query_d) /
+		forest->params.number_of_trees;
+}
+
+double
+rcf_attribution(RcfForest *forest, const double *input,
+				double *high, double *low)
+{
+	double		total = 0.0;
+	int			T = forest->params.number_of_trees;
+	int			D = forest->D;
+
+	for (int i = 0; i < D; i++)
+		high[i] = low[i] = 0.0;
+	if (!rcf_output_ready(forest))
+		return 0.0;
+	build_query(forest, input);
+	for (int t = 0; t < T; t++)
+		total += rcf_tree_attribution(forest, &forest->trees[t], forest->query,
+									  forest->query_d, high, low);
+	for (int i = 0; i < D; i++)
+	{
+		high[i] /= T;
+		low[i] /= T;
+	}
+	return total / T;
+}
+
+/*
+ * A full sampler accepts u only if decay(seq) + ln(-ln u) < top, that is
+ * u > exp(-exp(top - decay(seq))).  That bound falls as seq grows, so the
+ * bound for seq + REJECT_SPAN, lowered by a margin far larger than float
+ * rounding, rejects safely until then without computing any logarithm.
+ */
+#define REJECT_SPAN		256
+#define REJECT_MARGIN	1e-3
+
+static void
+refresh_reject_bound(RcfForest *forest, RcfTree *tree, uint64_t seq)
+{
+	uint64_t	until = seq + REJECT_SPAN;
+	double		decay = -forest->lambda * (double) (until - forest->weight_base);
+	double		t = (double) tree->heap[0].weight - decay + REJECT_MARGIN;
+
+	tree->reject_below = exp(-exp(t));
+	tree->reject_until = until;
+}
+
+/*
+ * Shifts the weight base to seq once the decay term grows large, so that
+ * weights stay small enough for float precision.
+ */
+static void
+maybe_rebase(RcfForest *forest, uint64_t seq)
+{
+	double		span = forest->lambda * (double) (seq - forest->weight_base);
+
+	if (span <= RCF_REBASE_SPAN)
+		return;
+	for (int t = 0; t < forest->params.number_of_trees; t++)
+	{
+		rcf_sampler_shift(&forest->trees[t], (float) span);
+		forest->trees[t].reject_until = 0;
+	}
+	forest->weight_base = seq;
+}
+
+void
+rcf_update(RcfForest *forest, const double *input)
+{
+	int			dims = forest->params.dims;
+	int			S = forest->params.shingle_size;
+	int			T = forest->params.number_of_trees;
+	int			N = forest->N;
+	uint64_t	seq;
+	double		decay;
+	bool		any = false;
+	uint32_t	slot;
+
+	/* Shingle first: the point is the last S records. */
+	build_query(forest, input);
+	for (int i = 0; i < dims; i++)
+		forest->shingle[(size_t) forest->shingle_next * dims + i] = (float) input[i];
+	forest->shingle_next = (forest->shingle_next + 1) % S;
+	forest->updates++;
+	if (forest->updates < (uint64_t) S)
+		return;
+
+	seq = forest->inserted++;
+	maybe_rebase(forest, seq);
+	decay = -forest->lambda * (double) (seq - forest->weight_base);
+
+	for (int t = 0; t < T; t++)
+	{
+		RcfTree    *tree = &forest->trees[t];
+		double		u = rcf_rng_open_unit(&tree->rng);
+		float		w;
+
+		forest->accept_weight[t] = INFINITY;
+		if (tree->heap_size == N)
+		{
+			if (seq >= tree->reject_until)
+				refresh_reject_bound(forest, tree, seq);
+			if (u <= tree->reject_below)
+				continue;
+		}
+		w = (float) (decay + log(-log(u)));
+		if (tree->heap_size < N || w < tree->heap[0].weight)
+		{
+			forest->accept_weight[t] = w;
+			tree->reject_until = 0;
+			any = true;
+		}
+	}
+	if (!any)
+		return;
+
+	slot = rcf_store_add(forest, forest->query);
+	for (int t = 0; t < T; t++)
+	{
+		RcfTree    *tree = &forest->trees[t];
+		uint32_t	used;
+
+		if (isinf(forest->accept_weight[t]))
+			continue;
+		if (tree->heap_size == N)
+		{
+			uint32_t	evicted = tree->heap[0].slot;
+
+			rcf_tree_delete(forest, tree, evicted);
+			if (--forest->refcount[evicted] == 0)
+				rcf_store_release(forest, evicted);
+			used = rcf_tree_insert(forest, tree, slot);
+			rcf_sampler_replace_top(tree, forest->accept_weight[t], used);
+		}
+		else
+		{
+			used = rcf_tree_insert(forest, tree, slot);
+			rcf_sampler_push(tree, forest->accept_weight[t], used);
+		}
+		forest->refcount[used]++;
+	}
+	if (forest->refcount[slot] == 0)
+		rcf_store_release(forest, slot);
+}
+
+double
+rcf_process(RcfForest *forest, const double *input)
+{
+	double		score = rcf_score(forest, input);
+
+	rcf_update(forest, input);
+	return score;
+}
+
+/*
+ * Checks the whole forest.  Reference counts are recomputed from the
+ * samplers and compared with the store's, using the free-slot stack's
+ * memory would be unsafe, so the counts go in a temporary array.
+ */
+const char *
+rcf_check(const RcfForest *forest)
+{
+	uint32_t   *refs;
+	uint32_t   *leaf_refs;
+	const char *err = NULL;
+	uint32_t	cap = forest->capacity;
+	uint32_t	live = 0;
+
+	refs = forest->allocator.alloc(forest->allocator.ctx,
+								   2 * sizeof(uint32_t) * cap);
+	if (refs == NULL)
+		return "out of memory while checking";
+	leaf_refs = refs + cap;
+	memset(refs, 0, 2 * sizeof(uint32_t) * cap);
+
+	for (int t = 0; t < forest->params.number_of_trees && !err; t++)
+	{
+		const RcfTree *tree = &forest->trees[t];
+
+		err = rcf_sampler_check(tree, forest->N);
+		if (err)
+			break;
+		for (int i = 0; i < tree->heap_size; i++)
+		{
+			if (tree->heap[i].slot >= cap)
+			{
+				err = "sampler refers to a slot out of range";
+				break;
+			}
+			refs[tree->heap[i].slot]++;
+		}
+		if (!err)
+			err = rcf_tree_check(forest, tree, leaf_refs);
+	}
+	for (uint32_t s = 0; s < cap && !err; s++)
+	{
+		if (refs[s] != forest->refcount[s])
+			err = "point store reference count is wrong";
+		else if (refs[s] != leaf_refs[s])
+			err = "sampler and tree refer to different points";
+		else if (refs[s] > 0)
+			live++;
+	}
+	if (!err && live + forest->nfree != cap)
+		err = "point store free list is inconsistent";
+	if (!err && forest->inserted > 0 &&
+		forest->updates != forest->inserted + forest->params.shingle_size - 1)
+		err = "update counters disagree";
+	forest->allocator.free(forest->allocator.ctx, refs);
+	return err;
+}

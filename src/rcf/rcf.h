@@ -1,0 +1,109 @@
+/*
+ * rcf.h
+ *	  Random Cut Forest engine: public interface.
+ *
+ * The engine is plain C99 with no PostgreSQL dependency, so that it can be
+ * unit-tested and benchmarked on its own.  A forest lives in one arena whose
+ * size is fixed at creation; nothing is allocated per point.
+ *
+ * Each call that takes an "input" takes one record of `dims` values.  With
+ * shingle_size > 1 the forest keeps the last shingle_size records and works
+ * on their concatenation (oldest first), as KDA's internal shingling did.
+ *
+ * The usual streaming step is: score (or attribute) the input, then update
+ * the forest with it.  rcf_process() does both.
+ */
+#ifndef RCF_H
+#define RCF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits; they are the engine's, the SQL layer may narrow them. */
+#define RCF_MAX_TREES			1000
+#define RCF_MIN_SAMPLES			2
+#define RCF_MAX_SAMPLES			4096
+#define RCF_MAX_SHINGLE			64
+#define RCF_MAX_DIMENSIONS		1024	/* dims * shingle_size */
+
+typedef struct RcfParams
+{
+	int			dims;			/* values per input record */
+	int			shingle_size;	/* records concatenated into one point */
+	int			number_of_trees;
+	int			sample_size;	/* points kept per tree */
+	double		time_decay;		/* lambda = 1 / time_decay; 0 means none */
+	uint64_t	seed;
+	int			output_after;	/* points before scores are reported; <0
+								 * means the default, sample_size / 4 */
+} RcfParams;
+
+/*
+ * Memory hooks, so the PostgreSQL layer can allocate in a memory context.
+ * alloc must return memory aligned for any type, or NULL.
+ */
+typedef struct RcfAllocator
+{
+	void	   *(*alloc) (void *ctx, size_t size);
+	void		(*free) (void *ctx, void *ptr);
+	void	   *ctx;
+} RcfAllocator;
+
+typedef struct RcfForest RcfForest;
+
+/* Fills in KDA's defaults for everything but dims. */
+extern void rcf_params_default(RcfParams *params, int dims);
+
+/*
+ * Checks parameters; returns NULL when valid, otherwise a static message
+ * that names the offending parameter.
+ */
+extern const char *rcf_params_check(const RcfParams *params);
+
+/* Bytes the arena of a forest with these (valid) parameters takes. */
+extern size_t rcf_arena_size(const RcfParams *params);
+
+/* Creates a forest; NULL if the parameters are invalid or alloc fails. */
+extern RcfForest *rcf_create(const RcfParams *params,
+							 const RcfAllocator *allocator);
+extern void rcf_free(RcfForest *forest);
+
+extern const RcfParams *rcf_params(const RcfForest *forest);
+extern size_t rcf_bytes(const RcfForest *forest);
+
+/* Number of records passed to rcf_update so far. */
+extern uint64_t rcf_updates(const RcfForest *forest);
+
+/* True once scores are reported (the warm-up is over). */
+extern int	rcf_output_ready(const RcfForest *forest);
+
+/*
+ * Anomaly score of the point that `input` would complete, without learning
+ * it.  0 during warm-up.
+ */
+extern double rcf_score(RcfForest *forest, const double *input);
+
+/*
+ * Like rcf_score, and also splits the score over the dimensions of the
+ * point: high[i] is the part due to the point lying above the data in
+ * dimension i, low[i] below.  Both arrays have dims * shingle_size entries;
+ * the sum of all entries equals the returned score.
+ */
+extern double rcf_attribution(RcfForest *forest, const double *input,
+							  double *high, double *low);
+
+/* Learns one input record. */
+extern void rcf_update(RcfForest *forest, const double *input);
+
+/* rcf_score then rcf_update; returns the score. */
+extern double rcf_process(RcfForest *forest, const double *input);
+
+/*
+ * Checks every structural invariant (tree shapes, masses, cached boxes,
+ * sampler heaps, point store reference counts).  Returns NULL when sound,
+ * else a static description of the first violation.  For tests and for
+ * validating decoded models; O(size of the forest).
+ */
+extern const char *rcf_check(const RcfForest *forest);
+
+#endif							/* RCF_H */

@@ -1,0 +1,182 @@
+/*
+ * rcf_internal.h
+ *	  Random Cut Forest engine: data layout shared by the engine's files and
+ *	  by the model (de)serialiser.  Not part of the public interface.
+ *
+ * Everything a forest owns lives in one arena, addressed through the
+ * pointers below.  Trees refer to their nodes and leaves by small integers:
+ * a child reference is an int16_t that is >= 0 for an internal node and
+ * -(leaf + 1) for a leaf, which keeps a node at 12 bytes.
+ */
+#ifndef RCF_INTERNAL_H
+#define RCF_INTERNAL_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "rcf.h"
+
+#define RCF_NIL				INT16_MIN	/* no node: empty tree, end of list */
+#define RCF_IS_LEAF(ref)	((ref) < 0)
+#define RCF_LEAF_REF(idx)	((int16_t) (-(idx) - 1))
+#define RCF_LEAF_IDX(ref)	(-(ref) - 1)
+#define RCF_LEFT			0
+#define RCF_RIGHT			1
+
+/*
+ * Weights are stored as float relative to a base sequence number; once
+ * lambda * (seq - base) passes this, every weight is shifted so that float
+ * precision never erodes the time decay.
+ */
+#define RCF_REBASE_SPAN		16.0
+
+/* Trees whose descents are interleaved when scoring. */
+#define RCF_DESCEND_GROUP	4
+
+/* Internal node: points with x[dim] <= cut go left. */
+typedef struct RcfNode
+{
+	float		cut;
+	uint16_t	dim;
+	int16_t		child[2];		/* [0] left, [1] right */
+	int16_t		next_free;		/* next free node while on the free list */
+} RcfNode;
+
+/* Leaf: one distinct point of the tree's sample, mass > 1 for duplicates. */
+typedef struct RcfLeaf
+{
+	uint32_t	slot;			/* point store slot; next free while free */
+	uint32_t	mass;
+} RcfLeaf;
+
+/* Reservoir entry: the heap keeps the sample_size smallest weights. */
+typedef struct RcfSample
+{
+	float		weight;
+	uint32_t	slot;
+} RcfSample;
+
+typedef struct RcfTree
+{
+	RcfNode    *nodes;			/* sample_size - 1 */
+	RcfLeaf    *leaves;			/* sample_size */
+	float	   *boxes;			/* per node: min[D] then max[D] */
+	RcfSample  *heap;			/* max-heap by weight, sample_size */
+	uint64_t	rng;			/* splitmix64 state */
+
+	/*
+	 * Cache that spares the two logarithms of a weight for most points: a
+	 * draw u <= reject_below is certain to lose against the heap's top
+	 * until sequence number reject_until.  Derived state, never stored.
+	 */
+	double		reject_below;
+	uint64_t	reject_until;
+	int32_t		heap_size;		/* = mass of the tree */
+	int16_t		root;
+	int16_t		free_node;
+	int16_t		free_leaf;
+} RcfTree;
+
+struct RcfForest
+{
+	RcfParams	params;
+	int			D;				/* point dimensions = dims * shingle_size */
+	int			N;				/* sample size */
+	double		lambda;
+	RcfAllocator allocator;
+	size_t		bytes;
+
+	RcfTree    *trees;
+
+	/* Point store: one copy of each point referenced by any sampler. */
+	float	   *points;			/* capacity * D */
+	uint32_t   *refcount;		/* sampler entries referring to the slot */
+	uint32_t   *free_slots;		/* stack of unused slots */
+	uint32_t	nfree;
+	uint32_t	capacity;		/* number_of_trees * sample_size + 1 */
+
+	/* Shingle: ring of the last shingle_size records, as float. */
+	float	   *shingle;
+	int			shingle_next;	/* index of the oldest record */
+
+	uint64_t	updates;		/* records seen */
+	uint64_t	inserted;		/* full points offered to the samplers */
+	uint64_t	weight_base;	/* sequence number that weights are relative
+								 * to */
+
+	/* Scratch space, so that no call allocates. */
+	float	   *query;			/* D */
+	double	   *query_d;		/* the same as double, for box arithmetic */
+	int16_t    *path;			/* sample_size * RCF_DESCEND_GROUP */
+	float	   *accept_weight;	/* number_of_trees */
+	double	   *attr_high;		/* D */
+	double	   *attr_low;		/* D */
+	double	   *log2_table;		/* log2(m + 1) for m = 0 .. sample_size */
+};
+
+/* splitmix64: small state, good quality, and trivially serialised. */
+static inline uint64_t
+rcf_rng_next(uint64_t *state)
+{
+	uint64_t	z = (*state += UINT64_C(0x9E3779B97F4A7C15));
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+	return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1). */
+static inline double
+rcf_rng_unit(uint64_t *state)
+{
+	return (double) (rcf_rng_next(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Uniform in the open interval (0, 1), for logarithms. */
+static inline double
+rcf_rng_open_unit(uint64_t *state)
+{
+	return ((double) (rcf_rng_next(state) >> 11) + 0.5) *
+		(1.0 / 9007199254740992.0);
+}
+
+static inline const float *
+rcf_point(const RcfForest *forest, uint32_t slot)
+{
+	return forest->points + (size_t) slot * forest->D;
+}
+
+static inline float *
+rcf_node_box(const RcfForest *forest, const RcfTree *tree, int node)
+{
+	return tree->boxes + (size_t) node * 2 * forest->D;
+}
+
+/* tree.c */
+extern void rcf_tree_init(RcfForest *forest, RcfTree *tree);
+extern uint32_t rcf_tree_insert(RcfForest *forest, RcfTree *tree,
+								uint32_t slot);
+extern bool rcf_tree_delete(RcfForest *forest, RcfTree *tree, uint32_t slot);
+extern double rcf_trees_score(const RcfForest *forest, const float *q,
+							  const double *qd);
+extern double rcf_tree_attribution(const RcfForest *forest,
+								   const RcfTree *tree, const float *q,
+								   const double *qd,
+								   double *high, double *low);
+extern const char *rcf_tree_check(const RcfForest *forest,
+								  const RcfTree *tree, uint32_t *refs);
+
+/* sampler.c */
+extern void rcf_sampler_push(RcfTree *tree, float weight, uint32_t slot);
+extern void rcf_sampler_replace_top(RcfTree *tree, float weight,
+									uint32_t slot);
+extern void rcf_sampler_shift(RcfTree *tree, float delta);
+extern const char *rcf_sampler_check(const RcfTree *tree, int capacity);
+
+/* store.c */
+extern void rcf_store_init(RcfForest *forest);
+extern uint32_t rcf_store_add(RcfForest *forest, const float *point);
+extern void rcf_store_release(RcfForest *forest, uint32_t slot);
+
+#endif							/* RCF_INTERNAL_H */

@@ -1,0 +1,365 @@
+/*
+ * test_rcf.c
+ *	  Unit tests of the Random Cut Forest engine.
+ */
+#include <stdlib.h>
+
+#include "unit.h"
+#include "rcf/rcf.h"
+
+/* Deterministic noise in [-0.5, 0.5), independent of libc. */
+static double
+noise(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
+}
+
+static RcfForest *
+make_forest(int dims, int shingle, int trees, int samples, double decay,
+			uint64_t seed)
+{
+	RcfParams	p;
+
+	rcf_params_default(&p, dims);
+	p.shingle_size = shingle;
+	p.number_of_trees = trees;
+	p.sample_size = samples;
+	p.time_decay = decay;
+	p.seed = seed;
+	return rcf_create(&p, NULL);
+}
+
+/* Scores that a hand calculation gives for tiny trees. */
+static void
+test_exact_scores(void)
+{
+	RcfParams	p;
+	RcfForest  *f;
+	double		x;
+
+	rcf_params_default(&p, 1);
+	p.number_of_trees = 1;
+	p.sample_size = 4;
+	p.output_after = 1;
+	f = rcf_create(&p, NULL);
+
+	x = 0.0;
+	UNIT_NEAR(rcf_process(f, &x), 0.0, 0, "score is 0 before any point is learned");
+	x = 1.0;
+	UNIT_NEAR(rcf_score(f, &x), 1.0, 1e-12,
+			  "unseen point against one leaf scores 1/(0+1) * log2(2)");
+	x = 0.0;
+	UNIT_NEAR(rcf_score(f, &x), 0.5, 1e-12,
+			  "seen point against one leaf scores (1 - 1/2) / log2(2) * log2(2)");
+	x = 10.0;
+	rcf_update(f, &x);
+	x = 20.0;
+
+	/*
+	 * Leaf {10} at depth 1 gives 1/2; at the root, box [0, 10] and q = 20:
+	 * p = 10 / 20, so 0.5 * 1 + 0.5 * 0.5 = 0.75, times log2(3).
+	 */
+	UNIT_NEAR(rcf_score(f, &x), 0.75 * log2(3.0), 1e-12,
+			  "outside point against two leaves matches the hand calculation");
+	UNIT_OK(rcf_check(f) == NULL, "tiny forest is sound");
+	rcf_free(f);
+}
+
+/* Long runs with many evictions keep every structural invariant. */
+static void
+test_invariants(int dims, int shingle, int samples, double decay,
+				int duplicates, const char *what)
+{
+	RcfForest  *f = make_forest(dims, shingle, 8, samples, decay, 7);
+	uint64_t	s = 12345;
+	double		rec[8];
+	const char *err = NULL;
+	int			checks = 0;
+
+	for (int i = 0; i < 20000 && err == NULL; i++)
+	{
+		for (int d = 0; d < dims; d++)
+		{
+			rec[d] = sin(i * 0.05 + d) * 10 + noise(&s) * 3;
+			if (duplicates)
+				rec[d] = floor(rec[d] / 4);
+		}
+		rcf_process(f, rec);
+		if (i % 997 == 0 || i == 19999)
+		{
+			err = rcf_check(f);
+			checks++;
+		}
+	}
+	UNIT_OK(err == NULL, "invariants hold after a 20000-point storm (%s): %s",
+			what, err ? err : "sound");
+	rcf_free(f);
+}
+
+/* The attribution splits the score exactly. */
+static void
+test_attribution_sums(void)
+{
+	RcfForest  *f = make_forest(3, 2, 30, 64, 1000, 3);
+	uint64_t	s = 99;
+	double		rec[3];
+	double		high[6],
+				low[6];
+	double		worst = 0.0;
+	int			high_dim_hit = 0;
+
+	for (int i = 0; i < 3000; i++)
+	{
+		double		score,
+					attr,
+					sum = 0.0;
+
+		rec[0] = noise(&s);
+		rec[1] = noise(&s) + 5;
+		rec[2] = noise(&s) - 5;
+		if (i == 2500)
+			rec[1] = 50.0;		/* far above in dimension 1 of the record */
+		score = rcf_score(f, rec);
+		attr = rcf_attribution(f, rec, high, low);
+		for (int d = 0; d < 6; d++)
+			sum += high[d] + low[d];
+		if (fabs(sum - score) > worst)
+			worst = fabs(sum - score);
+		if (fabs(attr - score) > worst)
+			worst = fabs(attr - score);
+		if (i == 2500)
+		{
+			/* The shingle is (previous record, this record): dim 3 + 1. */
+			int			best = 0;
+
+			for (int d = 1; d < 6; d++)
+				if (high[d] + low[d] > high[best] + low[best])
+					best = d;
+			high_dim_hit = (best == 4 && high[4] > low[4]);
+		}
+		rcf_update(f, rec);
+	}
+	UNIT_NEAR(worst, 0.0, 1e-9, "attribution sums to the score on every point");
+	UNIT_OK(high_dim_hit, "an outlier above in one dimension is attributed to that dimension, HIGH");
+	rcf_free(f);
+}
+
+/* Same seed and input give the same scores; another seed differs. */
+static void
+test_determinism(void)
+{
+	RcfForest  *a = make_forest(2, 4, 20, 128, 100000, 11);
+	RcfForest  *b = make_forest(2, 4, 20, 128, 100000, 11);
+	RcfForest  *c = make_forest(2, 4, 20, 128, 100000, 12);
+	uint64_t	s = 5;
+	int			same = 1,
+				differ = 0;
+
+	for (int i = 0; i < 5000; i++)
+	{
+		double		rec[2] = {noise(&s), sin(i * 0.3)};
+		double		sa = rcf_process(a, rec);
+		double		sb = rcf_process(b, rec);
+		double		sc = rcf_process(c, rec);
+
+		same &= (sa == sb);
+		differ |= (sa != sc);
+	}
+	UNIT_OK(same, "two forests with the same seed give bit-identical scores");
+	UNIT_OK(differ, "a different seed gives different scores");
+	rcf_free(a);
+	rcf_free(b);
+	rcf_free(c);
+}
+
+/* An injected outlier outscores every inlier of generated data. */
+static void
+test_outlier(void)
+{
+	RcfForest  *f = make_forest(1, 8, 50, 256, 100000, 42);
+	uint64_t	s = 77;
+	double		max_inlier = 0.0,
+				outlier = 0.0;
+
+	for (int i = 0; i < 6000; i++)
+	{
+		double		x = 10 * sin(2 * M_PI * i / 100.0) + noise(&s);
+		double		score;
+
+		if (i == 5000)
+			x += 15;
+		score = rcf_process(f, &x);
+		if (i == 5000)
+			outlier = score;
+		else if (i > 1000 && (i < 5000 || i > 5008))
+			max_inlier = score > max_inlier ? score : max_inlier;
+	}
+	UNIT_OK(outlier > max_inlier,
+			"injected spike scores %.3f, above every inlier (max %.3f)",
+			outlier, max_inlier);
+	UNIT_OK(outlier > 1.5 * max_inlier,
+			"the spike scores at least 1.5 times the highest inlier");
+	rcf_free(f);
+}
+
+/*
+ * Internal shingling is the same as feeding the concatenated records to an
+ * unshingled forest of the wider dimension.
+ */
+static void
+test_shingling(void)
+{
+	RcfForest  *sh = make_forest(2, 3, 10, 64, 5000, 8);
+	RcfForest  *flat = make_forest(6, 1, 10, 64, 5000, 8);
+	double		hist[3][2] = {{0}};
+	uint64_t	s = 31;
+	int			same = 1;
+	int			nonzero = 0;
+
+	for (int i = 0; i < 3000; i++)
+	{
+		double		rec[2] = {noise(&s), cos(i * 0.2)};
+		double		a = rcf_process(sh, rec);
+
+		hist[0][0] = hist[1][0];
+		hist[0][1] = hist[1][1];
+		hist[1][0] = hist[2][0];
+		hist[1][1] = hist[2][1];
+		hist[2][0] = rec[0];
+		hist[2][1] = rec[1];
+		if (i >= 2)
+		{
+			double		point[6] = {hist[0][0], hist[0][1], hist[1][0],
+			hist[1][1], hist[2][0], hist[2][1]};
+			double		b = rcf_process(flat, point);
+
+			same &= (a == b);
+			nonzero += (a != 0.0);
+		}
+		else
+			same &= (a == 0.0);
+	}
+	UNIT_OK(same && nonzero > 2500,
+			"a 3-shingle of 2-D records scores exactly as the 6-D concatenation");
+	rcf_free(sh);
+	rcf_free(flat);
+}
+
+/* Scores are 0 for shingle_size - 1 + sample_size / 4 records, then not. */
+static void
+test_warmup(int shingle)
+{
+	RcfForest  *f = make_forest(1, shingle, 10, 256, 100000, 1);
+	int			first_nonzero = -1;
+	int			ready_at = -1;
+
+	for (int i = 0; i < 200 && first_nonzero < 0; i++)
+	{
+		double		x = i % 7;
+
+		if (ready_at < 0 && rcf_output_ready(f))
+			ready_at = i;
+		if (rcf_process(f, &x) != 0.0)
+			first_nonzero = i;
+	}
+	UNIT_EQ_INT(ready_at, shingle - 1 + 64,
+				"shingle %d: output is ready after shingle - 1 + 256/4 records", shingle);
+	UNIT_EQ_INT(first_nonzero, shingle - 1 + 64,
+				"shingle %d: the first non-zero score is the record after the warm-up", shingle);
+	rcf_free(f);
+}
+
+/* Time decay makes the forest forget: an old level becomes anomalous. */
+static void
+test_time_decay(void)
+{
+	RcfForest  *fast = make_forest(1, 1, 50, 128, 200, 4);
+	RcfForest  *none = make_forest(1, 1, 50, 128, 0, 4);
+	uint64_t	s = 17;
+	double		x;
+	double		fast_score,
+				none_score;
+
+	for (int i = 0; i < 20000; i++)
+	{
+		x = (i < 15000 ? 0.0 : 100.0) + noise(&s);
+		rcf_update(fast, &x);
+		rcf_update(none, &x);
+	}
+	x = 0.0;
+	fast_score = rcf_score(fast, &x);
+	none_score = rcf_score(none, &x);
+	UNIT_OK(fast_score > none_score + 0.5,
+			"after a level shift, the old level scores %.3f with time_decay 200 and %.3f without decay",
+			fast_score, none_score);
+	rcf_free(fast);
+	rcf_free(none);
+}
+
+/* Parameter checks name the parameter. */
+static void
+test_params(void)
+{
+	RcfParams	p;
+
+	rcf_params_default(&p, 1);
+	UNIT_OK(rcf_params_check(&p) == NULL, "KDA defaults are valid");
+	UNIT_OK(p.number_of_trees == 100 && p.sample_size == 256 &&
+			p.time_decay == 100000 && p.shingle_size == 1,
+			"defaults are KDA's: 100 trees, 256 samples, time decay 100000, shingle 1");
+	p.number_of_trees = 0;
+	UNIT_OK(rcf_params_check(&p) && strstr(rcf_params_check(&p), "number_of_trees"),
+			"zero trees is refused, naming number_of_trees");
+	rcf_params_default(&p, 1);
+	p.sample_size = 1;
+	UNIT_OK(rcf_params_check(&p) && strstr(rcf_params_check(&p), "sample_size"),
+			"sample size 1 is refused, naming sample_size");
+	rcf_params_default(&p, 40);
+	p.shingle_size = 30;
+	UNIT_OK(rcf_params_check(&p) != NULL, "more than 1024 dimensions is refused");
+	UNIT_OK(rcf_create(&p, NULL) == NULL, "rcf_create refuses invalid parameters");
+	rcf_params_default(&p, 1);
+	p.time_decay = -1;
+	UNIT_OK(rcf_params_check(&p) && strstr(rcf_params_check(&p), "time_decay"),
+			"negative time decay is refused");
+}
+
+/* The reported size is the arena's. */
+static void
+test_bytes(void)
+{
+	RcfParams	p;
+	RcfForest  *f;
+
+	rcf_params_default(&p, 1);
+	p.shingle_size = 8;
+	p.number_of_trees = 50;
+	f = rcf_create(&p, NULL);
+	UNIT_OK(f != NULL && rcf_bytes(f) == rcf_arena_size(&p) && rcf_bytes(f) > 0,
+			"rcf_bytes reports the arena size (%zu bytes)", f ? rcf_bytes(f) : 0);
+	rcf_free(f);
+}
+
+int
+main(void)
+{
+	test_exact_scores();
+	test_invariants(1, 1, 32, 100, 0, "1-D, sample 32, fast decay");
+	test_invariants(3, 1, 64, 1000, 0, "3-D, sample 64");
+	test_invariants(1, 8, 256, 100000, 0, "shingle 8, sample 256");
+	test_invariants(2, 2, 16, 50, 1, "many duplicates, sample 16");
+	test_invariants(1, 1, 2, 10, 1, "smallest sample, duplicates");
+	test_attribution_sums();
+	test_determinism();
+	test_outlier();
+	test_shingling();
+	test_warmup(1);
+	test_warmup(4);
+	test_time_decay();
+	test_params();
+	test_bytes();
+	return unit_done();
+}
