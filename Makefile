@@ -1,0 +1,124 @@
+# Makefile for the anomaly extension (PGXS).
+#
+#   make                 build anomaly.so
+#   make install         install it into the server found by PG_CONFIG
+#   make installcheck    pg_regress (sql/ + expected/) against a running server
+#   make unit            build the engine unit tests, test/unit/test_*
+#   make bench           build the benchmarks, bench/*.c -> bench/<name>
+#   make test            every suite, on a throwaway cluster (test/run_all.sh)
+#   make demo            the demo, on a throwaway cluster (demo/run.sh)
+#
+# WERROR=1 turns warnings into errors (CI sets it).  SANITIZE=1 builds the
+# unit tests and benchmarks with AddressSanitizer and UBSan.
+
+PG_CONFIG ?= $(if $(wildcard /usr/lib/postgresql/15/bin/pg_config),/usr/lib/postgresql/15/bin/pg_config,pg_config)
+
+MODULE_big = anomaly
+EXTENSION = anomaly
+
+# Every C file of the layers that go into the shared library; new files are
+# picked up without editing this list.
+SRCS := $(sort $(wildcard src/*.c src/rcf/*.c src/detect/*.c src/alert/*.c))
+OBJS = $(SRCS:.c=.o)
+
+# The versioned install script and the upgrade scripts, at the top level.
+DATA = $(wildcard anomaly--*.sql)
+
+# pg_regress tests (sql/NAME.sql, expected/NAME.out) and isolation tests
+# (specs/NAME.spec, expected/NAME.out).  ":=" matters: PGXS tests these with
+# ifdef, which must see an empty value when there are no files.
+REGRESS := $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+ISOLATION := $(sort $(basename $(notdir $(wildcard specs/*.spec))))
+
+PG_CPPFLAGS += -I$(srcdir)/src
+SHLIB_LINK += -lcurl -lm
+
+# -Wextra finds real bugs in our code, but PostgreSQL's own headers and
+# macros trip these three, so they are off everywhere.
+WARN_FLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+PG_CFLAGS += $(WARN_FLAGS)
+ifeq ($(WERROR),1)
+PG_CFLAGS += -Werror
+endif
+
+EXTRA_CLEAN = $(SRCS:.c=.bc) build/ $(UNIT_BINS) $(BENCH_BINS) \
+	output_iso/ tmp_check/ tmp_check_iso/ test/tmp_check/ results/ \
+	regression.diffs regression.out log/
+
+# PGXS needs pg_config and the server headers (postgresql-server-dev-15).  On
+# a machine that has neither yet, only the targets that install them (test,
+# demo, deps) and the standalone C targets work.
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+.DEFAULT_GOAL := no-pgxs
+.PHONY: no-pgxs all install installcheck
+no-pgxs all install installcheck:
+	@echo "PGXS not found (PG_CONFIG=$(PG_CONFIG)): run 'make deps' (or 'make test') first" >&2
+	@exit 1
+clean:
+	rm -rf $(OBJS) anomaly.so $(EXTRA_CLEAN)
+endif
+
+# ---------------------------------------------------------------------------
+# Standalone C programs: engine unit tests and benchmarks.
+#
+# They link the "pure" sources only, those with no PostgreSQL header: the
+# engine and the hashing/signing code of the alert layer.  Objects are built
+# under build/pure/ with their own flags, apart from the shared library's.
+
+PURE_SRCS := $(sort $(wildcard src/rcf/*.c) $(wildcard src/alert/sha256.c src/alert/sigv4.c))
+PURE_OBJS := $(patsubst src/%.c,build/pure/%.o,$(PURE_SRCS))
+
+STANDALONE_CFLAGS = -O2 -g -Wall -Wextra -Werror -Isrc
+ifeq ($(SANITIZE),1)
+STANDALONE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+STANDALONE_LIBS = -lm
+
+UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:.c=)
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:.c=)
+
+build/pure/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(STANDALONE_CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(PURE_OBJS:.o=.d)
+
+test/unit/test_%: test/unit/test_%.c test/unit/unit.h $(PURE_OBJS)
+	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
+
+bench/%: bench/%.c $(PURE_OBJS)
+	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
+
+.PHONY: unit check-unit bench-build bench test demo deps
+
+unit: $(UNIT_BINS)
+
+# Run the unit tests alone, through prove (each binary prints TAP).
+check-unit: unit
+	@if [ -n "$(UNIT_BINS)" ]; then prove --exec '' $(UNIT_BINS); else echo "no unit tests"; fi
+
+bench-build: $(BENCH_BINS)
+
+# Builds the benchmarks; bench/run.sh, when it exists, runs them.
+bench: bench-build
+	@if [ -x bench/run.sh ]; then bench/run.sh; \
+	else echo "built: $(BENCH_BINS)"; fi
+
+# ---------------------------------------------------------------------------
+# One-command entry points.  Each installs missing packages (as root or via
+# sudo), builds, installs, and runs on its own throwaway cluster.
+
+test:
+	bash test/run_all.sh
+
+demo:
+	@if [ -f demo/run.sh ]; then bash demo/run.sh; \
+	else echo "demo/run.sh does not exist yet" >&2; exit 1; fi
+
+deps:
+	bash test/deps.sh

@@ -1,0 +1,142 @@
+/*
+ * params.c
+ *	  Forest parameters from SQL arguments, checked against KDA's limits, and
+ *	  forests allocated in PostgreSQL memory contexts.
+ */
+#include "postgres.h"
+
+#include "utils/memutils.h"
+
+#include "anomaly.h"
+
+/* KDA's documented limits for RANDOM_CUT_FOREST. */
+#define KDA_MIN_TREES		1
+#define KDA_MAX_TREES		1000
+#define KDA_MIN_SAMPLES		10
+#define KDA_MAX_SAMPLES		1000
+#define KDA_MIN_SHINGLE		1
+#define KDA_MAX_SHINGLE		30
+
+/* Raises the error for a NULL parameter. */
+static void
+null_param(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+			 errmsg("%s must not be null", name),
+			 errhint("Omit the argument to use its default.")));
+}
+
+/* Raises the error for an integer parameter out of its range. */
+static void
+check_range(const char *name, int64 value, int64 min, int64 max)
+{
+	if (value < min || value > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between " INT64_FORMAT " and " INT64_FORMAT,
+						name, min, max),
+				 errdetail("%s is " INT64_FORMAT ".", name, value)));
+}
+
+/*
+ * Fills params from the SQL arguments of random_cut_forest and friends.
+ * Every argument is checked here, so that the engine's own check can only
+ * fail on the number of dimensions.
+ */
+void
+anomaly_forest_params(RcfParams *params, int dims,
+					  Datum number_of_trees, bool trees_null,
+					  Datum sub_sample_size, bool samples_null,
+					  Datum time_decay, bool decay_null,
+					  Datum shingle_size, bool shingle_null,
+					  Datum seed, bool seed_null)
+{
+	int64		decay;
+	const char *err;
+
+	rcf_params_default(params, dims);
+	if (trees_null)
+		null_param("number_of_trees");
+	if (samples_null)
+		null_param("sub_sample_size");
+	if (decay_null)
+		null_param("time_decay");
+	if (shingle_null)
+		null_param("shingle_size");
+	if (seed_null)
+		null_param("seed");
+
+	params->number_of_trees = DatumGetInt32(number_of_trees);
+	check_range("number_of_trees", params->number_of_trees,
+				KDA_MIN_TREES, KDA_MAX_TREES);
+	params->sample_size = DatumGetInt32(sub_sample_size);
+	check_range("sub_sample_size", params->sample_size,
+				KDA_MIN_SAMPLES, KDA_MAX_SAMPLES);
+	decay = DatumGetInt64(time_decay);
+	if (decay <= params->sample_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("time_decay must be greater than sub_sample_size"),
+				 errdetail("time_decay is " INT64_FORMAT " and sub_sample_size is %d.",
+						   decay, params->sample_size),
+				 errhint("The sampler keeps points from about the last time_decay records; it cannot keep more than it sees.")));
+	params->time_decay = (double) decay;
+	params->shingle_size = DatumGetInt32(shingle_size);
+	check_range("shingle_size", params->shingle_size,
+				KDA_MIN_SHINGLE, KDA_MAX_SHINGLE);
+	params->seed = (uint64_t) DatumGetInt64(seed);
+
+	if ((int64) dims * params->shingle_size > RCF_MAX_DIMENSIONS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a point has at most %d values after shingling",
+						RCF_MAX_DIMENSIONS),
+				 errdetail("The point has %d values and shingle_size is %d.",
+						   dims, params->shingle_size)));
+
+	err = rcf_params_check(params);
+	if (err)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid forest parameters: %s", err)));
+}
+
+/* Allocator hooks that put a forest's arena into a memory context. */
+static void *
+context_alloc(void *ctx, size_t size)
+{
+	return MemoryContextAllocExtended((MemoryContext) ctx, size,
+									  MCXT_ALLOC_HUGE);
+}
+
+static void
+context_free(void *ctx, void *ptr)
+{
+	pfree(ptr);
+}
+
+/*
+ * Creates a forest whose arena lives in `context`.  The arena is sized by
+ * the parameters alone, so it is checked before anything is allocated.
+ */
+RcfForest *
+anomaly_forest_create(const RcfParams *params, MemoryContext context)
+{
+	RcfAllocator allocator;
+	size_t		size = rcf_arena_size(params);
+	RcfForest  *forest;
+
+	if (size > MaxAllocHugeSize / 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("forest would need %zu bytes of memory", size),
+				 errhint("Use fewer trees, a smaller sub_sample_size or a smaller shingle_size.")));
+	allocator.alloc = context_alloc;
+	allocator.free = context_free;
+	allocator.ctx = context;
+	forest = rcf_create(params, &allocator);
+	if (forest == NULL)
+		elog(ERROR, "could not create a forest with valid parameters");
+	return forest;
+}

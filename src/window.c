@@ -1,0 +1,244 @@
+/*
+ * window.c
+ *	  KDA's RANDOM_CUT_FOREST and RANDOM_CUT_FOREST_WITH_EXPLANATION as
+ *	  window functions.
+ *
+ * One forest per window partition.  Rows arrive in the window's ORDER BY
+ * order and each gets the score its point had before the forest learned it,
+ * which is what KDA emitted for a record.  The frame is ignored: every row
+ * is read once, as the current row, so a partition of any length takes one
+ * pass and the forest's fixed memory.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "windowapi.h"
+
+#include "anomaly.h"
+
+PG_FUNCTION_INFO_V1(rcf_window_score);
+PG_FUNCTION_INFO_V1(rcf_window_explain);
+
+/* Per partition, in partition-local memory (zeroed when a partition starts). */
+typedef struct PartitionState
+{
+	bool		started;
+	bool		forest_ready;
+	bool		is_record;
+	bool		with_directionality;
+	int			dims;
+	RcfForest  *forest;
+	List	   *names;
+	double	   *high;
+	double	   *low;
+	AnomalyPoint point;
+} PartitionState;
+
+/*
+ * Per call site: the memory context holding the current partition's forest.
+ * It is reset when the next partition starts, so a query over many
+ * partitions holds one forest at a time.
+ */
+typedef struct CallSite
+{
+	MemoryContext forest_context;
+} CallSite;
+
+/* Argument positions of the two functions. */
+typedef struct ArgLayout
+{
+	int			trees;
+	int			samples;
+	int			decay;
+	int			shingle;
+	int			seed;
+	int			directionality; /* -1 if absent */
+	int			names;			/* -1 if absent */
+} ArgLayout;
+
+static const ArgLayout score_args = {1, 2, 3, 4, 5, -1, -1};
+static const ArgLayout explain_args = {1, 2, 3, 4, 6, 5, 7};
+
+/* Reads argument argno of the current row. */
+static Datum
+current_arg(WindowObject winobj, int argno, bool *isnull)
+{
+	return WinGetFuncArgCurrent(winobj, argno, isnull);
+}
+
+/* Starts a partition: frees the previous forest's memory. */
+static void
+start_partition(FunctionCallInfo fcinfo, PartitionState *state)
+{
+	CallSite   *site = (CallSite *) fcinfo->flinfo->fn_extra;
+
+	if (site == NULL)
+	{
+		site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSite));
+		site->forest_context = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt,
+													 "anomaly window forest",
+													 ALLOCSET_DEFAULT_SIZES);
+		fcinfo->flinfo->fn_extra = site;
+	}
+	else
+		MemoryContextReset(site->forest_context);
+
+	state->started = true;
+	state->is_record = type_is_rowtype(get_fn_expr_argtype(fcinfo->flinfo, 0));
+}
+
+/*
+ * Creates the partition's forest from the parameters on the first row that
+ * has a point; the number of values of that point fixes the dimensions.
+ */
+static void
+create_forest(FunctionCallInfo fcinfo, WindowObject winobj,
+			  PartitionState *state, const ArgLayout *layout)
+{
+	CallSite   *site = (CallSite *) fcinfo->flinfo->fn_extra;
+	RcfParams	params;
+	bool		n1,
+				n2,
+				n3,
+				n4,
+				n5;
+	Datum		trees = current_arg(winobj, layout->trees, &n1);
+	Datum		samples = current_arg(winobj, layout->samples, &n2);
+	Datum		decay = current_arg(winobj, layout->decay, &n3);
+	Datum		shingle = current_arg(winobj, layout->shingle, &n4);
+	Datum		seed = current_arg(winobj, layout->seed, &n5);
+	MemoryContext old;
+
+	anomaly_forest_params(&params, state->point.dims, trees, n1, samples, n2,
+						  decay, n3, shingle, n4, seed, n5);
+	state->forest = anomaly_forest_create(&params, site->forest_context);
+	state->dims = state->point.dims;
+
+	if (layout->directionality >= 0)
+	{
+		bool		isnull;
+		Datum		d = current_arg(winobj, layout->directionality, &isnull);
+
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("with_directionality must not be null")));
+		state->with_directionality = DatumGetBool(d);
+
+		d = current_arg(winobj, layout->names, &isnull);
+		if (!isnull)
+		{
+			old = MemoryContextSwitchTo(site->forest_context);
+			state->names = anomaly_feature_names(DatumGetArrayTypeP(d),
+												 state->dims);
+			MemoryContextSwitchTo(old);
+		}
+		state->high = MemoryContextAlloc(site->forest_context,
+										 sizeof(double) * state->dims * params.shingle_size);
+		state->low = MemoryContextAlloc(site->forest_context,
+										sizeof(double) * state->dims * params.shingle_size);
+	}
+	state->forest_ready = true;
+}
+
+/*
+ * Reads the current row's point.  Returns false for a NULL point or one
+ * with a NULL value: such a row gets NULL and is not learned.
+ */
+static bool
+read_point(FunctionCallInfo fcinfo, WindowObject winobj, PartitionState *state,
+		   bool want_names)
+{
+	CallSite   *site = (CallSite *) fcinfo->flinfo->fn_extra;
+	bool		isnull;
+	Datum		d = current_arg(winobj, 0, &isnull);
+
+	if (isnull)
+		return false;
+	if (state->is_record)
+		anomaly_point_from_record(&state->point, DatumGetHeapTupleHeader(d),
+								  site->forest_context,
+								  want_names && state->names == NIL ? &state->names : NULL);
+	else
+		anomaly_point_from_array(&state->point, DatumGetArrayTypeP(d),
+								 site->forest_context);
+	return true;
+}
+
+/* The shared body of both window functions. */
+static Datum
+window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, bool explain)
+{
+	WindowObject winobj = PG_WINDOW_OBJECT();
+	PartitionState *state;
+	bool		have_point;
+	Datum		result;
+
+	state = (PartitionState *) WinGetPartitionLocalMemory(winobj,
+														  sizeof(PartitionState));
+	if (!state->started)
+		start_partition(fcinfo, state);
+
+	/* Rows already read are never needed again. */
+	WinSetMarkPosition(winobj, WinGetCurrentPosition(winobj));
+
+	have_point = read_point(fcinfo, winobj, state, explain);
+	if (!have_point)
+		PG_RETURN_NULL();
+	if (!state->forest_ready)
+	{
+		/* Explicit feature_names take precedence over column names. */
+		if (explain && state->is_record && layout->names >= 0)
+		{
+			bool		isnull;
+
+			(void) current_arg(winobj, layout->names, &isnull);
+			if (!isnull)
+				state->names = NIL;
+		}
+		create_forest(fcinfo, winobj, state, layout);
+	}
+	anomaly_point_check_dims(&state->point, state->dims);
+	if (state->point.has_null)
+		PG_RETURN_NULL();
+
+	if (explain)
+	{
+		rcf_attribution(state->forest, state->point.values, state->high,
+						state->low);
+		result = PointerGetDatum(anomaly_explanation(state->forest, state->high,
+													 state->low, state->dims,
+													 state->with_directionality,
+													 state->names));
+	}
+	else
+		result = Float8GetDatum(rcf_score(state->forest, state->point.values));
+
+	rcf_update(state->forest, state->point.values);
+	return result;
+}
+
+/*
+ * random_cut_forest(point, number_of_trees, sub_sample_size, time_decay,
+ *					 shingle_size, seed) OVER (...): the anomaly score.
+ */
+Datum
+rcf_window_score(PG_FUNCTION_ARGS)
+{
+	return window_common(fcinfo, &score_args, false);
+}
+
+/*
+ * random_cut_forest_with_explanation(point, number_of_trees,
+ *		sub_sample_size, time_decay, shingle_size, with_directionality, seed,
+ *		feature_names) OVER (...): KDA's explanation as jsonb.
+ */
+Datum
+rcf_window_explain(PG_FUNCTION_ARGS)
+{
+	return window_common(fcinfo, &explain_args, true);
+}
