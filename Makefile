@@ -21,8 +21,14 @@ EXTENSION = anomaly
 SRCS := $(sort $(wildcard src/*.c src/rcf/*.c src/detect/*.c src/alert/*.c))
 OBJS = $(SRCS:.c=.o)
 
-# The versioned install script and the upgrade scripts, at the top level.
-DATA = $(wildcard anomaly--*.sql)
+# The install script is built from src/sql/*.sql, one part per concern, in
+# name order; upgrade scripts (anomaly--A--B.sql) live at the top level.
+EXTVERSION = 0.1.0
+DATA_built = anomaly--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard anomaly--*--*.sql))
+
+anomaly--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
+	cat $^ > $@
 
 # pg_regress tests (sql/NAME.sql, expected/NAME.out) and isolation tests
 # (specs/NAME.spec, expected/NAME.out).  ":=" matters: PGXS tests these with
@@ -88,7 +94,13 @@ build/pure/%.o: src/%.c
 
 -include $(PURE_OBJS:.o=.d)
 
+# Keep the objects: make would delete them as intermediates of a pattern chain.
+.SECONDARY: $(PURE_OBJS)
+
 test/unit/test_%: test/unit/test_%.c test/unit/unit.h $(PURE_OBJS)
+	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
+
+test/corpus/make_corpus: test/corpus/make_corpus.c $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 
 bench/%: bench/%.c $(PURE_OBJS)

@@ -1,6 +1,8 @@
 -- RANDOM_CUT_FOREST as a window function: results, defaults, named
 -- arguments, inputs, and every error.
-CREATE EXTENSION anomaly;
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS anomaly;
+RESET client_min_messages;
 SET extra_float_digits = 0;
 
 -- A seasonal series with one spike at t = 700, in two zones.

@@ -37,8 +37,9 @@ rcf_params_check(const RcfParams *params)
 		return "sample_size must be between 2 and 4096";
 	if ((long) params->dims * params->shingle_size > RCF_MAX_DIMENSIONS)
 		return "dims times shingle_size must be at most 1024";
-	if (!(params->time_decay >= 0.0) || isinf(params->time_decay))
-		return "time_decay must be a finite number, zero or more";
+	if (!(params->time_decay == 0.0 ||
+		  (params->time_decay >= 1.0 && params->time_decay <= 1e18)))
+		return "time_decay must be 0 (no decay) or between 1 and 1e18";
 	if (params->output_after < -1)
 		return "output_after must be zero or more";
 	return NULL;
@@ -85,6 +86,7 @@ arena_layout(const RcfParams *params, char *base)
 	}
 	CARVE(forest->points, float, capacity * D);
 	CARVE(forest->refcount, uint32_t, capacity);
+	CARVE(forest->slot_seq, uint64_t, capacity);
 	CARVE(forest->free_slots, uint32_t, capacity);
 	CARVE(forest->shingle, float, D);
 	CARVE(forest->query, float, D);
@@ -361,7 +363,7 @@ rcf_update(RcfForest *forest, const double *input)
 	if (!any)
 		return;
 
-	slot = rcf_store_add(forest, forest->query);
+	slot = rcf_store_add(forest, forest->query, seq);
 	for (int t = 0; t < T; t++)
 	{
 		RcfTree    *tree = &forest->trees[t];

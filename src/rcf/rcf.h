@@ -106,4 +106,45 @@ extern double rcf_process(RcfForest *forest, const double *input);
  */
 extern const char *rcf_check(const RcfForest *forest);
 
+/*
+ * Encoding: a compact, versioned, checksummed byte form of a forest that
+ * holds everything needed to continue exactly where it stopped.  Decoding
+ * trusts nothing: every count is checked against the parameters and the
+ * bytes left before anything is allocated, and the rebuilt forest must pass
+ * rcf_check.
+ */
+#define RCF_FORMAT_VERSION		1
+
+typedef enum RcfDecodeStatus
+{
+	RCF_DECODE_OK = 0,
+	RCF_DECODE_TRUNCATED,		/* fewer bytes than the content needs */
+	RCF_DECODE_BAD_FORMAT,		/* not an encoded forest, or trailing bytes */
+	RCF_DECODE_BAD_VERSION,		/* a format version this code cannot read */
+	RCF_DECODE_BAD_CHECKSUM,
+	RCF_DECODE_CORRUPT,			/* checksum fine, content inconsistent */
+	RCF_DECODE_NO_MEMORY
+} RcfDecodeStatus;
+
+/* Exact size of the encoding. */
+extern size_t rcf_encoded_size(const RcfForest *forest);
+
+/*
+ * Writes the encoding into buf, which has room for rcf_encoded_size bytes;
+ * returns the bytes written, or 0 if the forest is too inconsistent to
+ * encode or memory for temporary arrays ran out.
+ */
+extern size_t rcf_encode(const RcfForest *forest, uint8_t *buf, size_t size);
+
+/*
+ * Rebuilds a forest from an encoding.  On failure returns NULL, sets
+ * *status, and points *detail at a static description.
+ */
+extern RcfForest *rcf_decode(const uint8_t *buf, size_t len,
+							 const RcfAllocator *allocator,
+							 RcfDecodeStatus *status, const char **detail);
+
+/* CRC-32C (Castagnoli), as used in the encoding's header. */
+extern uint32_t rcf_crc32c(uint32_t crc, const void *data, size_t len);
+
 #endif							/* RCF_H */

@@ -92,6 +92,7 @@ struct RcfForest
 	/* Point store: one copy of each point referenced by any sampler. */
 	float	   *points;			/* capacity * D */
 	uint32_t   *refcount;		/* sampler entries referring to the slot */
+	uint64_t   *slot_seq;		/* sequence number the point was offered at */
 	uint32_t   *free_slots;		/* stack of unused slots */
 	uint32_t	nfree;
 	uint32_t	capacity;		/* number_of_trees * sample_size + 1 */
@@ -166,6 +167,10 @@ extern double rcf_tree_attribution(const RcfForest *forest,
 								   double *high, double *low);
 extern const char *rcf_tree_check(const RcfForest *forest,
 								  const RcfTree *tree, uint32_t *refs);
+extern int16_t rcf_tree_node_alloc(RcfTree *tree);
+extern int16_t rcf_tree_leaf_alloc(RcfTree *tree);
+extern void rcf_tree_refresh_box(const RcfForest *forest, RcfTree *tree,
+								 int16_t node);
 
 /* sampler.c */
 extern void rcf_sampler_push(RcfTree *tree, float weight, uint32_t slot);
@@ -176,7 +181,8 @@ extern const char *rcf_sampler_check(const RcfTree *tree, int capacity);
 
 /* store.c */
 extern void rcf_store_init(RcfForest *forest);
-extern uint32_t rcf_store_add(RcfForest *forest, const float *point);
+extern uint32_t rcf_store_add(RcfForest *forest, const float *point,
+							   uint64_t seq);
 extern void rcf_store_release(RcfForest *forest, uint32_t slot);
 
 #endif							/* RCF_INTERNAL_H */

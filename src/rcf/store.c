@@ -22,17 +22,20 @@ rcf_store_init(RcfForest *forest)
 }
 
 /*
- * Copies a point into a free slot, with no references yet.  The caller
+ * Copies a point into a free slot, with no references yet.  The sequence
+ * number lets the serialiser store shingled points as the records they
+ * overlap in, instead of one full copy each.  The caller
  * guarantees a free slot exists (see the capacity above).
  */
 uint32_t
-rcf_store_add(RcfForest *forest, const float *point)
+rcf_store_add(RcfForest *forest, const float *point, uint64_t seq)
 {
 	uint32_t	slot = forest->free_slots[--forest->nfree];
 
 	memcpy(forest->points + (size_t) slot * forest->D, point,
 		   forest->D * sizeof(float));
 	forest->refcount[slot] = 0;
+	forest->slot_seq[slot] = seq;
 	return slot;
 }
 

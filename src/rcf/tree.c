@@ -297,6 +297,27 @@ box_gap(const float *lo, const float *hi, const double *q, int d,
 	return g0 + g1;
 }
 
+/* Exported forms of the allocators and of box_refresh, for the decoder. */
+int16_t
+rcf_tree_node_alloc(RcfTree *tree)
+{
+	return node_alloc(tree);
+}
+
+int16_t
+rcf_tree_leaf_alloc(RcfTree *tree)
+{
+	return leaf_alloc(tree);
+}
+
+void
+rcf_tree_refresh_box(const RcfForest *forest, RcfTree *tree, int16_t node)
+{
+	/* The box may be uninitialised memory: give it defined contents. */
+	memset(rcf_node_box(forest, tree, node), 0, 2 * forest->D * sizeof(float));
+	(void) box_refresh(forest, tree, node);
+}
+
 /*
  * Follows the cuts from the root to the leaf that q falls in, recording
  * the internal nodes passed in forest->path.  Returns the leaf reference

@@ -325,6 +325,9 @@ test_params(void)
 	p.time_decay = -1;
 	UNIT_OK(rcf_params_check(&p) && strstr(rcf_params_check(&p), "time_decay"),
 			"negative time decay is refused");
+	p.time_decay = 0.5;
+	UNIT_OK(rcf_params_check(&p) && strstr(rcf_params_check(&p), "time_decay"),
+			"a time decay below 1 (lambda above 1) is refused");
 }
 
 /* The reported size is the arena's. */

@@ -1,7 +1,3 @@
--- anomaly 0.1.0: Random Cut Forest anomaly detection, KDA-compatible.
-
-\echo Use "CREATE EXTENSION anomaly" to load this file. \quit
-
 -- KDA's RANDOM_CUT_FOREST over a window: each row's anomaly score, given
 -- before the row is learned.  One forest per window partition, fed in the
 -- window's ORDER BY order; the frame is ignored.

@@ -1,0 +1,527 @@
+/*
+ * model.c
+ *	  The anomaly.rcf type: a stored forest, its training aggregate, and the
+ *	  functions that score, explain, update and describe it.
+ *
+ * The datum is a varlena holding the engine's encoding (src/rcf/encode.c):
+ * a marker, a format version, a CRC-32C, then the forest.  Every way in
+ * (text input, binary receive, and any datum read back) goes through the
+ * validating decoder, so bytes a user hands us never reach the engine
+ * unchecked.  The text form is the base64 of the encoding.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <float.h>
+#include <math.h>
+
+#include "access/detoast.h"
+#include "catalog/pg_type.h"
+#include "common/base64.h"
+#include "lib/stringinfo.h"
+#include "libpq/pqformat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "anomaly.h"
+
+PG_FUNCTION_INFO_V1(rcf_in);
+PG_FUNCTION_INFO_V1(rcf_out);
+PG_FUNCTION_INFO_V1(rcf_recv);
+PG_FUNCTION_INFO_V1(rcf_send);
+PG_FUNCTION_INFO_V1(rcf_train_transfn);
+PG_FUNCTION_INFO_V1(rcf_train_finalfn);
+PG_FUNCTION_INFO_V1(rcf_score_model);
+PG_FUNCTION_INFO_V1(rcf_explain_model);
+PG_FUNCTION_INFO_V1(rcf_update_model);
+PG_FUNCTION_INFO_V1(rcf_info_model);
+
+/* Bytes of the encoding's header: marker, version, reserved, CRC. */
+#define MODEL_HEADER_SIZE 12
+
+/* Allocator hooks for a forest in a memory context. */
+static void *
+model_alloc(void *ctx, size_t size)
+{
+	return MemoryContextAllocExtended((MemoryContext) ctx, size,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+}
+
+static void
+model_free(void *ctx, void *ptr)
+{
+	pfree(ptr);
+}
+
+/*
+ * Decodes an encoding into a forest in `context`, raising the error that
+ * fits the failure.  `binary` picks the error code for malformed input.
+ */
+static RcfForest *
+decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
+				bool binary)
+{
+	RcfAllocator allocator = {model_alloc, model_free, context};
+	RcfDecodeStatus status;
+	const char *detail;
+	RcfForest  *forest = rcf_decode(bytes, len, &allocator, &status, &detail);
+	int			code;
+
+	if (forest)
+		return forest;
+	switch (status)
+	{
+		case RCF_DECODE_NO_MEMORY:
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory while decoding an anomaly.rcf model")));
+			break;
+		case RCF_DECODE_BAD_CHECKSUM:
+		case RCF_DECODE_CORRUPT:
+			code = ERRCODE_DATA_CORRUPTED;
+			break;
+		default:
+			code = binary ? ERRCODE_INVALID_BINARY_REPRESENTATION :
+				ERRCODE_INVALID_TEXT_REPRESENTATION;
+			break;
+	}
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("invalid anomaly.rcf model"),
+			 errdetail("The decoder reports: %s.",
+					   detail ? detail : "the model cannot be decoded")));
+	return NULL;
+}
+
+/* Encodes a forest as a new anomaly.rcf datum. */
+static bytea *
+encode_model(const RcfForest *forest)
+{
+	size_t		size = rcf_encoded_size(forest);
+	bytea	   *result;
+
+	if (size == 0 || size > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("anomaly.rcf model would be too large (%zu bytes)", size)));
+	result = palloc(VARHDRSZ + size);
+	SET_VARSIZE(result, VARHDRSZ + size);
+	if (rcf_encode(forest, (uint8_t *) VARDATA(result), size) != size)
+		elog(ERROR, "could not encode an anomaly.rcf model");
+	return result;
+}
+
+/*
+ * A decoded model cached per call site, so that scoring many rows against
+ * one stored model decodes it once.  The key is the encoding's length and
+ * CRC, read from a slice of the datum, so a TOASTed model is not detoasted
+ * per row either.
+ */
+typedef struct ModelCache
+{
+	MemoryContext context;
+	RcfForest  *forest;
+	Size		raw_size;
+	uint32		crc;
+	AnomalyPoint point;
+	double	   *high;
+	double	   *low;
+} ModelCache;
+
+/* Returns the call site's cache, creating it. */
+static ModelCache *
+model_cache(FunctionCallInfo fcinfo)
+{
+	ModelCache *cache = (ModelCache *) fcinfo->flinfo->fn_extra;
+
+	if (cache == NULL)
+	{
+		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ModelCache));
+		cache->context = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt,
+											   "anomaly model cache",
+											   ALLOCSET_DEFAULT_SIZES);
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	return cache;
+}
+
+/* The forest of a model argument, decoded at most once per distinct model. */
+static RcfForest *
+cached_forest(FunctionCallInfo fcinfo, Datum model)
+{
+	ModelCache *cache = model_cache(fcinfo);
+	Size		raw_size = toast_raw_datum_size(model) - VARHDRSZ;
+	uint32		crc = 0;
+
+	if (raw_size >= MODEL_HEADER_SIZE)
+	{
+		bytea	   *head = DatumGetByteaPSlice(model, 0, MODEL_HEADER_SIZE);
+		const uint8 *h = (const uint8 *) VARDATA_ANY(head);
+
+		if (VARSIZE_ANY_EXHDR(head) >= MODEL_HEADER_SIZE)
+			crc = (uint32) h[8] | ((uint32) h[9] << 8) |
+				((uint32) h[10] << 16) | ((uint32) h[11] << 24);
+	}
+	if (cache->forest == NULL || cache->raw_size != raw_size || cache->crc != crc)
+	{
+		bytea	   *b = DatumGetByteaPP(model);
+
+		MemoryContextReset(cache->context);
+		cache->forest = NULL;
+		cache->high = cache->low = NULL;
+		memset(&cache->point, 0, sizeof(AnomalyPoint));
+		cache->forest = decode_or_error((const uint8_t *) VARDATA_ANY(b),
+										VARSIZE_ANY_EXHDR(b), cache->context,
+										false);
+		cache->raw_size = raw_size;
+		cache->crc = crc;
+	}
+	return cache->forest;
+}
+
+/* Decodes a model for modification: a private copy, never the cache. */
+static RcfForest *
+private_forest(Datum model)
+{
+	bytea	   *b = DatumGetByteaPP(model);
+
+	return decode_or_error((const uint8_t *) VARDATA_ANY(b),
+						   VARSIZE_ANY_EXHDR(b), CurrentMemoryContext, false);
+}
+
+/* Text input: base64 of the encoding. */
+Datum
+rcf_in(PG_FUNCTION_ARGS)
+{
+	char	   *str = PG_GETARG_CSTRING(0);
+	int			len = strlen(str);
+	int			maxlen;
+	bytea	   *result;
+	int			n;
+	RcfForest  *forest;
+
+	while (len > 0 && isspace((unsigned char) str[len - 1]))
+		len--;
+	while (len > 0 && isspace((unsigned char) *str))
+	{
+		str++;
+		len--;
+	}
+	maxlen = pg_b64_dec_len(len);
+	if (maxlen < 0 || (Size) maxlen > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type anomaly.rcf"),
+				 errdetail("The text is too long.")));
+	result = palloc(VARHDRSZ + maxlen);
+	n = pg_b64_decode(str, len, VARDATA(result), maxlen);
+	if (n < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type anomaly.rcf"),
+				 errdetail("The text is not valid base64.")));
+	SET_VARSIZE(result, VARHDRSZ + n);
+
+	/* Validate now, so that no invalid model is ever stored. */
+	forest = decode_or_error((const uint8_t *) VARDATA(result), n,
+							 CurrentMemoryContext, false);
+	rcf_free(forest);
+	PG_RETURN_BYTEA_P(result);
+}
+
+/* Text output: base64 of the encoding. */
+Datum
+rcf_out(PG_FUNCTION_ARGS)
+{
+	bytea	   *model = PG_GETARG_BYTEA_PP(0);
+	int			len = VARSIZE_ANY_EXHDR(model);
+	int			enclen = pg_b64_enc_len(len);
+	char	   *out = palloc(enclen + 1);
+	int			n = pg_b64_encode(VARDATA_ANY(model), len, out, enclen);
+
+	if (n < 0)
+		elog(ERROR, "could not encode an anomaly.rcf model as base64");
+	out[n] = '\0';
+	PG_RETURN_CSTRING(out);
+}
+
+/* Binary receive: the encoding itself, validated. */
+Datum
+rcf_recv(PG_FUNCTION_ARGS)
+{
+	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
+	int			len = buf->len - buf->cursor;
+	bytea	   *result = palloc(VARHDRSZ + len);
+	RcfForest  *forest;
+
+	pq_copymsgbytes(buf, VARDATA(result), len);
+	SET_VARSIZE(result, VARHDRSZ + len);
+	forest = decode_or_error((const uint8_t *) VARDATA(result), len,
+							 CurrentMemoryContext, true);
+	rcf_free(forest);
+	PG_RETURN_BYTEA_P(result);
+}
+
+/* Binary send: the encoding itself. */
+Datum
+rcf_send(PG_FUNCTION_ARGS)
+{
+	bytea	   *model = PG_GETARG_BYTEA_PP(0);
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	pq_sendbytes(&buf, VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model));
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+/* Aggregate state of rcf_train. */
+typedef struct TrainState
+{
+	MemoryContext context;
+	RcfForest  *forest;
+	AnomalyPoint point;
+} TrainState;
+
+/*
+ * rcf_train(point [, number_of_trees [, sub_sample_size [, time_decay
+ * [, shingle_size [, seed]]]]]): learns each non-NULL point in the
+ * aggregate's ORDER BY order.  Parameters come from the first point.
+ */
+Datum
+rcf_train_transfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext;
+	TrainState *state = PG_ARGISNULL(0) ? NULL : (TrainState *) PG_GETARG_POINTER(0);
+	ArrayType  *array;
+
+	if (!AggCheckCallContext(fcinfo, &aggcontext))
+		elog(ERROR, "rcf_train called in non-aggregate context");
+	if (PG_ARGISNULL(1))
+		PG_RETURN_POINTER(state);
+	array = PG_GETARG_ARRAYTYPE_P(1);
+
+	if (state == NULL)
+	{
+		RcfParams	params;
+		int			nargs = PG_NARGS();
+		Datum		defaults[5] = {Int32GetDatum(100), Int32GetDatum(256),
+			Int64GetDatum(100000), Int32GetDatum(1), Int64GetDatum(42)};
+		Datum		args[5];
+		bool		nulls[5];
+
+		for (int i = 0; i < 5; i++)
+		{
+			if (i + 2 < nargs)
+			{
+				nulls[i] = PG_ARGISNULL(i + 2);
+				args[i] = nulls[i] ? (Datum) 0 : PG_GETARG_DATUM(i + 2);
+			}
+			else
+			{
+				nulls[i] = false;
+				args[i] = defaults[i];
+			}
+		}
+		state = MemoryContextAllocZero(aggcontext, sizeof(TrainState));
+		state->context = AllocSetContextCreate(aggcontext, "anomaly rcf_train",
+											   ALLOCSET_DEFAULT_SIZES);
+		anomaly_point_from_array(&state->point, array, state->context);
+		anomaly_forest_params(&params, state->point.dims,
+							  args[0], nulls[0], args[1], nulls[1],
+							  args[2], nulls[2], args[3], nulls[3],
+							  args[4], nulls[4]);
+		state->forest = anomaly_forest_create(&params, state->context);
+	}
+	else
+		anomaly_point_from_array(&state->point, array, state->context);
+
+	anomaly_point_check_dims(&state->point, rcf_params(state->forest)->dims);
+	if (!state->point.has_null)
+		rcf_update(state->forest, state->point.values);
+	PG_RETURN_POINTER(state);
+}
+
+/* Serialises the trained forest; the state is left as it was. */
+Datum
+rcf_train_finalfn(PG_FUNCTION_ARGS)
+{
+	TrainState *state;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	state = (TrainState *) PG_GETARG_POINTER(0);
+	PG_RETURN_BYTEA_P(encode_model(state->forest));
+}
+
+/* Reads the point argument into the cache's buffer. */
+static AnomalyPoint *
+model_point(FunctionCallInfo fcinfo, int argno, const RcfForest *forest,
+			AnomalyPoint *point, MemoryContext context)
+{
+	anomaly_point_from_array(point, PG_GETARG_ARRAYTYPE_P(argno), context);
+	anomaly_point_check_dims(point, rcf_params(forest)->dims);
+	return point;
+}
+
+/* rcf_score(model, point): the point's anomaly score; the model is unchanged. */
+Datum
+rcf_score_model(PG_FUNCTION_ARGS)
+{
+	RcfForest  *forest;
+	ModelCache *cache;
+	AnomalyPoint *point;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	forest = cached_forest(fcinfo, PG_GETARG_DATUM(0));
+	cache = model_cache(fcinfo);
+	point = model_point(fcinfo, 1, forest, &cache->point, cache->context);
+	if (point->has_null)
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(rcf_score(forest, point->values));
+}
+
+/*
+ * rcf_explain(model, point, feature_names): KDA's explanation of the
+ * point's score, with direction and strength.
+ */
+Datum
+rcf_explain_model(PG_FUNCTION_ARGS)
+{
+	RcfForest  *forest;
+	ModelCache *cache;
+	AnomalyPoint *point;
+	const RcfParams *params;
+	List	   *names;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	forest = cached_forest(fcinfo, PG_GETARG_DATUM(0));
+	cache = model_cache(fcinfo);
+	params = rcf_params(forest);
+	point = model_point(fcinfo, 1, forest, &cache->point, cache->context);
+	if (point->has_null)
+		PG_RETURN_NULL();
+	names = anomaly_feature_names(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
+								  params->dims);
+	if (cache->high == NULL)
+	{
+		size_t		n = sizeof(double) * params->dims * params->shingle_size;
+
+		cache->high = MemoryContextAlloc(cache->context, n);
+		cache->low = MemoryContextAlloc(cache->context, n);
+	}
+	rcf_attribution(forest, point->values, cache->high, cache->low);
+	PG_RETURN_JSONB_P(anomaly_explanation(forest, cache->high, cache->low,
+										  params->dims, true, names));
+}
+
+/*
+ * Learns each row of a two-dimensional array in order; rows with a NULL
+ * are skipped.
+ */
+static void
+update_many(RcfForest *forest, ArrayType *array)
+{
+	int			rows,
+				cols;
+	float8	   *data;
+	bits8	   *nulls;
+	double	   *values;
+	int			dims;
+
+	dims = rcf_params(forest)->dims;
+	rows = ARR_DIMS(array)[0];
+	cols = ARR_DIMS(array)[1];
+	if (cols != dims)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("point has %d values but the forest was built for %d",
+						cols, dims)));
+	data = (float8 *) ARR_DATA_PTR(array);
+	nulls = ARR_NULLBITMAP(array);
+	values = palloc(sizeof(double) * dims);
+	for (int r = 0; r < rows; r++)
+	{
+		bool		skip = false;
+
+		for (int c = 0; c < cols; c++)
+		{
+			int			i = r * cols + c;
+
+			if (nulls && !(nulls[i / 8] & (1 << (i % 8))))
+			{
+				skip = true;
+				continue;
+			}
+			values[c] = *data++;
+			if (isnan(values[c]) || isinf(values[c]) || fabs(values[c]) > FLT_MAX)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("point %d has a value that is not a finite real", r + 1)));
+		}
+		if (!skip)
+			rcf_update(forest, values);
+	}
+	pfree(values);
+}
+
+/*
+ * rcf_update(model, point): the model after learning the point; with a
+ * two-dimensional array, after learning each of its rows in order.
+ */
+Datum
+rcf_update_model(PG_FUNCTION_ARGS)
+{
+	RcfForest  *forest;
+	AnomalyPoint point = {0};
+	ArrayType  *array;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (PG_ARGISNULL(1))
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	array = PG_GETARG_ARRAYTYPE_P(1);
+	forest = private_forest(PG_GETARG_DATUM(0));
+	if (ARR_NDIM(array) == 2)
+	{
+		update_many(forest, array);
+		PG_RETURN_BYTEA_P(encode_model(forest));
+	}
+	model_point(fcinfo, 1, forest, &point, CurrentMemoryContext);
+	if (!point.has_null)
+		rcf_update(forest, point.values);
+	PG_RETURN_BYTEA_P(encode_model(forest));
+}
+
+/* rcf_info(model): what a person wants to know about a model, as jsonb. */
+Datum
+rcf_info_model(PG_FUNCTION_ARGS)
+{
+	bytea	   *model = PG_GETARG_BYTEA_PP(0);
+	RcfForest  *forest = decode_or_error((const uint8_t *) VARDATA_ANY(model),
+										 VARSIZE_ANY_EXHDR(model),
+										 CurrentMemoryContext, false);
+	const RcfParams *p = rcf_params(forest);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf,
+					 "{\"format_version\": %d, \"dimensions\": %d, "
+					 "\"number_of_trees\": %d, \"sub_sample_size\": %d, "
+					 "\"time_decay\": %.17g, \"shingle_size\": %d, "
+					 "\"seed\": " INT64_FORMAT ", \"output_after\": %d, "
+					 "\"updates\": " UINT64_FORMAT ", \"output_ready\": %s, "
+					 "\"encoded_bytes\": %d, \"memory_bytes\": %zu}",
+					 RCF_FORMAT_VERSION, p->dims, p->number_of_trees,
+					 p->sample_size, p->time_decay, p->shingle_size,
+					 (int64) p->seed, p->output_after,
+					 (uint64) rcf_updates(forest),
+					 rcf_output_ready(forest) ? "true" : "false",
+					 (int) VARSIZE_ANY_EXHDR(model), rcf_bytes(forest));
+	rcf_free(forest);
+	PG_RETURN_JSONB_P(DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+														 CStringGetDatum(buf.data))));
+}

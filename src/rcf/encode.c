@@ -1,0 +1,896 @@
+/*
+ * encode.c
+ *	  The byte form of a forest, and its validating decoder.
+ *
+ * Layout (little-endian; "varint" is unsigned LEB128):
+ *
+ *	 header		u32 magic "RCFM", u16 version, u16 reserved (0),
+ *				u32 CRC-32C of everything after this field
+ *	 params		u32 dims, shingle_size, number_of_trees, sample_size,
+ *				output_after; f64 time_decay; u64 seed
+ *	 counters	u64 updates, inserted, weight_base
+ *	 shingle	f32[dims * shingle_size], oldest record first
+ *	 points		varint count; then runs of consecutive records:
+ *				varint run count, and per run varint gap (from the end of
+ *				the previous run), varint length, f32[length * dims];
+ *				then per point, in order of sequence number, varint
+ *				sequence number delta.  A point with sequence number s is
+ *				the records s .. s + shingle_size - 1, so shingled points,
+ *				which overlap, are stored once per record, not per point.
+ *	 trees		per tree: u64 rng state; varint sampler size; f32 weights
+ *				in heap order; varint point index per entry; the tree in
+ *				preorder: varint 2 * slot + 1 for a leaf, or varint
+ *				2 * dim followed by f32 cut for an internal node.  Leaf
+ *				masses are the sampler's counts; boxes are recomputed.
+ *	 sections	varint count of optional sections (none in version 1).
+ */
+#include <stdlib.h>
+
+#include "rcf_internal.h"
+
+#define RCF_MAGIC		0x4D464352u	/* "RCFM" little-endian */
+#define HEADER_SIZE		12
+
+/* CRC-32C, reflected polynomial 0x82F63B78, one table lookup per byte. */
+static uint32_t crc_table[256];
+static bool crc_table_ready = false;
+
+uint32_t
+rcf_crc32c(uint32_t crc, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	if (!crc_table_ready)
+	{
+		for (uint32_t i = 0; i < 256; i++)
+		{
+			uint32_t	c = i;
+
+			for (int k = 0; k < 8; k++)
+				c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+			crc_table[i] = c;
+		}
+		crc_table_ready = true;
+	}
+	crc = ~crc;
+	while (len--)
+		crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+	return ~crc;
+}
+
+/*
+ * A writer that only counts when buf is NULL, so the same code measures and
+ * writes.
+ */
+typedef struct Writer
+{
+	uint8_t    *buf;
+	size_t		pos;
+	size_t		cap;
+	bool		overflow;
+} Writer;
+
+static void
+put_bytes(Writer *w, const void *src, size_t n)
+{
+	if (w->buf)
+	{
+		if (w->pos + n > w->cap)
+		{
+			w->overflow = true;
+			return;
+		}
+		memcpy(w->buf + w->pos, src, n);
+	}
+	w->pos += n;
+}
+
+static void
+put_u16(Writer *w, uint16_t v)
+{
+	uint8_t		b[2] = {(uint8_t) v, (uint8_t) (v >> 8)};
+
+	put_bytes(w, b, 2);
+}
+
+static void
+put_u32(Writer *w, uint32_t v)
+{
+	uint8_t		b[4];
+
+	for (int i = 0; i < 4; i++)
+		b[i] = (uint8_t) (v >> (8 * i));
+	put_bytes(w, b, 4);
+}
+
+static void
+put_u64(Writer *w, uint64_t v)
+{
+	uint8_t		b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t) (v >> (8 * i));
+	put_bytes(w, b, 8);
+}
+
+static void
+put_f32(Writer *w, float f)
+{
+	uint32_t	v;
+
+	memcpy(&v, &f, 4);
+	put_u32(w, v);
+}
+
+static void
+put_f64(Writer *w, double f)
+{
+	uint64_t	v;
+
+	memcpy(&v, &f, 8);
+	put_u64(w, v);
+}
+
+static void
+put_varint(Writer *w, uint64_t v)
+{
+	uint8_t		b[10];
+	int			n = 0;
+
+	do
+	{
+		b[n] = (uint8_t) (v & 0x7F);
+		v >>= 7;
+		if (v)
+			b[n] |= 0x80;
+		n++;
+	} while (v);
+	put_bytes(w, b, n);
+}
+
+/* Orders live slots by sequence number. */
+static const uint64_t *sort_seq;
+
+static int
+cmp_slot_seq(const void *a, const void *b)
+{
+	uint64_t	x = sort_seq[*(const uint32_t *) a];
+	uint64_t	y = sort_seq[*(const uint32_t *) b];
+
+	return (x > y) - (x < y);
+}
+
+/* Writes a tree in preorder, with an explicit stack. */
+static void
+write_tree(Writer *w, const RcfTree *tree, const uint32_t *slot_index,
+		   int16_t *stack)
+{
+	int			top = 0;
+
+	if (tree->root == RCF_NIL)
+		return;
+	stack[top++] = tree->root;
+	while (top > 0)
+	{
+		int16_t		ref = stack[--top];
+
+		if (RCF_IS_LEAF(ref))
+			put_varint(w, 2 * (uint64_t) slot_index[tree->leaves[RCF_LEAF_IDX(ref)].slot] + 1);
+		else
+		{
+			const RcfNode *n = &tree->nodes[ref];
+
+			put_varint(w, 2 * (uint64_t) n->dim);
+			put_f32(w, n->cut);
+			stack[top++] = n->child[RCF_RIGHT];
+			stack[top++] = n->child[RCF_LEFT];
+		}
+	}
+}
+
+/*
+ * Writes (or with w->buf NULL, measures) the whole encoding.  Returns false
+ * if temporary memory could not be had.
+ */
+static bool
+write_forest(Writer *w, const RcfForest *forest)
+{
+	const RcfParams *p = &forest->params;
+	int			dims = p->dims;
+	int			S = p->shingle_size;
+	uint32_t	cap = forest->capacity;
+	uint32_t   *live;
+	uint32_t   *slot_index;
+	int16_t    *stack;
+	uint32_t	nlive = 0;
+	size_t		crc_from;
+	size_t		temp_size = sizeof(uint32_t) * 2 * (size_t) cap +
+		sizeof(int16_t) * 2 * (size_t) forest->N;
+	char	   *temp;
+
+	temp = forest->allocator.alloc(forest->allocator.ctx, temp_size);
+	if (temp == NULL)
+		return false;
+	live = (uint32_t *) temp;
+	slot_index = live + cap;
+	stack = (int16_t *) (slot_index + cap);
+
+	for (uint32_t s = 0; s < cap; s++)
+		if (forest->refcount[s] > 0)
+			live[nlive++] = s;
+	sort_seq = forest->slot_seq;
+	qsort(live, nlive, sizeof(uint32_t), cmp_slot_seq);
+	for (uint32_t i = 0; i < nlive; i++)
+		slot_index[live[i]] = i;
+
+	put_u32(w, RCF_MAGIC);
+	put_u16(w, RCF_FORMAT_VERSION);
+	put_u16(w, 0);
+	put_u32(w, 0);				/* CRC, filled in at the end */
+	crc_from = w->pos;
+
+	put_u32(w, (uint32_t) p->dims);
+	put_u32(w, (uint32_t) p->shingle_size);
+	put_u32(w, (uint32_t) p->number_of_trees);
+	put_u32(w, (uint32_t) p->sample_size);
+	put_u32(w, (uint32_t) p->output_after);
+	put_f64(w, p->time_decay);
+	put_u64(w, p->seed);
+	put_u64(w, forest->updates);
+	put_u64(w, forest->inserted);
+	put_u64(w, forest->weight_base);
+	for (int k = 0; k < S; k++)
+	{
+		int			r = (forest->shingle_next + k) % S;
+
+		for (int i = 0; i < dims; i++)
+			put_f32(w, forest->shingle[(size_t) r * dims + i]);
+	}
+
+	/* Points: runs of records covering every live point's window. */
+	put_varint(w, nlive);
+	{
+		uint64_t	nruns = 0;
+		uint64_t	end = 0;	/* one past the last record written */
+
+		for (uint32_t i = 0; i < nlive; i++)
+		{
+			uint64_t	s = forest->slot_seq[live[i]];
+
+			if (nruns == 0 || s > end)
+				nruns++;
+			if (s + S > end)
+				end = s + S;
+		}
+		put_varint(w, nruns);
+
+		end = 0;
+		for (uint32_t i = 0; i < nlive;)
+		{
+			uint64_t	start = forest->slot_seq[live[i]];
+			uint64_t	stop = start + S;
+			uint32_t	j = i + 1;
+
+			while (j < nlive && forest->slot_seq[live[j]] <= stop)
+			{
+				if (forest->slot_seq[live[j]] + S > stop)
+					stop = forest->slot_seq[live[j]] + S;
+				j++;
+			}
+			put_varint(w, start - end);
+			put_varint(w, stop - start);
+			/* Each record comes from the first point that holds it. */
+			for (uint64_t r = start, k = i; r < stop; r++)
+			{
+				const float *pt;
+
+				while (forest->slot_seq[live[k]] + S <= r)
+					k++;
+				pt = rcf_point(forest, live[k]) +
+					(size_t) (r - forest->slot_seq[live[k]]) * dims;
+				for (int d = 0; d < dims; d++)
+					put_f32(w, pt[d]);
+			}
+			end = stop;
+			i = j;
+		}
+		for (uint32_t i = 0; i < nlive; i++)
+			put_varint(w, forest->slot_seq[live[i]] -
+					   (i > 0 ? forest->slot_seq[live[i - 1]] : 0));
+	}
+
+	for (int t = 0; t < p->number_of_trees; t++)
+	{
+		const RcfTree *tree = &forest->trees[t];
+
+		put_u64(w, tree->rng);
+		put_varint(w, (uint64_t) tree->heap_size);
+		for (int i = 0; i < tree->heap_size; i++)
+			put_f32(w, tree->heap[i].weight);
+		for (int i = 0; i < tree->heap_size; i++)
+			put_varint(w, slot_index[tree->heap[i].slot]);
+		write_tree(w, tree, slot_index, stack);
+	}
+	put_varint(w, 0);			/* no optional sections */
+
+	if (w->buf && !w->overflow)
+	{
+		uint32_t	crc = rcf_crc32c(0, w->buf + crc_from, w->pos - crc_from);
+
+		for (int i = 0; i < 4; i++)
+			w->buf[crc_from - 4 + i] = (uint8_t) (crc >> (8 * i));
+	}
+	forest->allocator.free(forest->allocator.ctx, temp);
+	return true;
+}
+
+size_t
+rcf_encoded_size(const RcfForest *forest)
+{
+	Writer		w = {NULL, 0, 0, false};
+
+	if (!write_forest(&w, forest))
+		return 0;
+	return w.pos;
+}
+
+size_t
+rcf_encode(const RcfForest *forest, uint8_t *buf, size_t size)
+{
+	Writer		w = {buf, 0, size, false};
+
+	if (!write_forest(&w, forest) || w.overflow)
+		return 0;
+	return w.pos;
+}
+
+/* A bounds-checked reader; the first failure sticks. */
+typedef struct Reader
+{
+	const uint8_t *buf;
+	size_t		pos;
+	size_t		len;
+	RcfDecodeStatus status;
+	const char *detail;
+} Reader;
+
+static bool
+need(Reader *r, size_t n)
+{
+	if (r->status != RCF_DECODE_OK)
+		return false;
+	if (n > r->len - r->pos)
+	{
+		r->status = RCF_DECODE_TRUNCATED;
+		r->detail = "the data ends early";
+		return false;
+	}
+	return true;
+}
+
+static void
+fail(Reader *r, RcfDecodeStatus status, const char *detail)
+{
+	if (r->status == RCF_DECODE_OK)
+	{
+		r->status = status;
+		r->detail = detail;
+	}
+}
+
+static uint16_t
+get_u16(Reader *r)
+{
+	uint16_t	v;
+
+	if (!need(r, 2))
+		return 0;
+	v = (uint16_t) (r->buf[r->pos] | (r->buf[r->pos + 1] << 8));
+	r->pos += 2;
+	return v;
+}
+
+static uint32_t
+get_u32(Reader *r)
+{
+	uint32_t	v = 0;
+
+	if (!need(r, 4))
+		return 0;
+	for (int i = 0; i < 4; i++)
+		v |= (uint32_t) r->buf[r->pos + i] << (8 * i);
+	r->pos += 4;
+	return v;
+}
+
+static uint64_t
+get_u64(Reader *r)
+{
+	uint64_t	v = 0;
+
+	if (!need(r, 8))
+		return 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t) r->buf[r->pos + i] << (8 * i);
+	r->pos += 8;
+	return v;
+}
+
+static float
+get_f32(Reader *r)
+{
+	uint32_t	v = get_u32(r);
+	float		f;
+
+	memcpy(&f, &v, 4);
+	return f;
+}
+
+static double
+get_f64(Reader *r)
+{
+	uint64_t	v = get_u64(r);
+	double		f;
+
+	memcpy(&f, &v, 8);
+	return f;
+}
+
+/* Reads a varint of at most 64 bits; longer encodings are corrupt. */
+static uint64_t
+get_varint(Reader *r)
+{
+	uint64_t	v = 0;
+
+	for (int shift = 0; shift < 64; shift += 7)
+	{
+		uint8_t		b;
+
+		if (!need(r, 1))
+			return 0;
+		b = r->buf[r->pos++];
+		if (shift == 63 && (b & 0x7E))
+			break;
+		v |= (uint64_t) (b & 0x7F) << shift;
+		if (!(b & 0x80))
+			return v;
+	}
+	fail(r, RCF_DECODE_CORRUPT, "a number is encoded in too many bytes");
+	return 0;
+}
+
+/* Reads a varint that must be below limit. */
+static uint64_t
+get_count(Reader *r, uint64_t limit, const char *detail)
+{
+	uint64_t	v = get_varint(r);
+
+	if (r->status == RCF_DECODE_OK && v >= limit)
+	{
+		fail(r, RCF_DECODE_CORRUPT, detail);
+		return 0;
+	}
+	return v;
+}
+
+/* One run of consecutive records in the input. */
+typedef struct Run
+{
+	uint64_t	start;
+	uint64_t	length;
+	size_t		offset;			/* of its first value in the input */
+} Run;
+
+/*
+ * Reads one tree in preorder.  Children references are filled through a
+ * stack of destinations: stack entries are 2 * node + side, or -1 for the
+ * root.
+ */
+static void
+read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
+		  int32_t *stack, int16_t *order, int *ninternal)
+{
+	int			N = forest->N;
+	int			D = forest->D;
+	int			top = 0;
+	int			leaves = 0;
+
+	*ninternal = 0;
+	if (tree->heap_size == 0)
+		return;
+	stack[top++] = -1;
+	while (top > 0 && r->status == RCF_DECODE_OK)
+	{
+		int32_t		dest = stack[--top];
+		uint64_t	v = get_varint(r);
+		int16_t		ref;
+
+		if (r->status != RCF_DECODE_OK)
+			return;
+		if (v & 1)
+		{
+			uint64_t	slot = v >> 1;
+			int16_t		leaf;
+
+			if (slot >= nlive)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
+				return;
+			}
+			if (++leaves > N)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a tree has more leaves than its sample size");
+				return;
+			}
+			leaf = rcf_tree_leaf_alloc(tree);
+			tree->leaves[leaf].slot = (uint32_t) slot;
+			tree->leaves[leaf].mass = 0;
+			ref = RCF_LEAF_REF(leaf);
+		}
+		else
+		{
+			uint64_t	dim = v >> 1;
+			float		cut = get_f32(r);
+			int16_t		node;
+
+			if (r->status != RCF_DECODE_OK)
+				return;
+			if (dim >= (uint64_t) D || !isfinite(cut))
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a cut has an invalid dimension or value");
+				return;
+			}
+			if (*ninternal >= N - 1)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a tree has more nodes than its sample size allows");
+				return;
+			}
+			node = rcf_tree_node_alloc(tree);
+			order[(*ninternal)++] = node;
+			tree->nodes[node].dim = (uint16_t) dim;
+			tree->nodes[node].cut = cut;
+			tree->nodes[node].child[0] = tree->nodes[node].child[1] = RCF_NIL;
+			stack[top++] = 2 * node + 1;
+			stack[top++] = 2 * node;
+			ref = node;
+		}
+		if (dest < 0)
+			tree->root = ref;
+		else
+			tree->nodes[dest / 2].child[dest % 2] = ref;
+	}
+}
+
+RcfForest *
+rcf_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
+		   RcfDecodeStatus *status, const char **detail)
+{
+	Reader		r = {buf, 0, len, RCF_DECODE_OK, NULL};
+	RcfParams	p;
+	RcfForest  *forest = NULL;
+	uint32_t	version;
+	uint32_t	crc;
+	uint64_t	updates,
+				inserted,
+				weight_base;
+	uint64_t	nlive,
+				nruns;
+	Run		   *runs = NULL;
+	char	   *temp = NULL;
+	uint32_t   *leaf_of = NULL;
+	int32_t    *stack = NULL;
+	int16_t    *order = NULL;
+	const char *err;
+
+	if (len < HEADER_SIZE)
+	{
+		fail(&r, len == 0 ? RCF_DECODE_BAD_FORMAT : RCF_DECODE_TRUNCATED,
+			 "the data is shorter than a header");
+		goto done;
+	}
+	if (get_u32(&r) != RCF_MAGIC)
+	{
+		fail(&r, RCF_DECODE_BAD_FORMAT, "the data does not start with the model marker");
+		goto done;
+	}
+	version = get_u16(&r);
+	if (version != RCF_FORMAT_VERSION)
+	{
+		fail(&r, RCF_DECODE_BAD_VERSION, "the format version is not supported");
+		goto done;
+	}
+	if (get_u16(&r) != 0)
+	{
+		fail(&r, RCF_DECODE_BAD_FORMAT, "a reserved header field is not zero");
+		goto done;
+	}
+	crc = get_u32(&r);
+	if (rcf_crc32c(0, buf + HEADER_SIZE, len - HEADER_SIZE) != crc)
+	{
+		fail(&r, RCF_DECODE_BAD_CHECKSUM, "the checksum does not match the content");
+		goto done;
+	}
+
+	/* Parameters: checked before the arena they size is allocated. */
+	p.dims = (int) get_u32(&r);
+	p.shingle_size = (int) get_u32(&r);
+	p.number_of_trees = (int) get_u32(&r);
+	p.sample_size = (int) get_u32(&r);
+	p.output_after = (int) get_u32(&r);
+	p.time_decay = get_f64(&r);
+	p.seed = get_u64(&r);
+	if (r.status != RCF_DECODE_OK)
+		goto done;
+	if (p.dims < 1 || p.dims > RCF_MAX_DIMENSIONS || p.output_after < 1 ||
+		(err = rcf_params_check(&p)) != NULL)
+	{
+		fail(&r, RCF_DECODE_CORRUPT, "the forest parameters are out of range");
+		goto done;
+	}
+	updates = get_u64(&r);
+	inserted = get_u64(&r);
+	weight_base = get_u64(&r);
+	if (r.status != RCF_DECODE_OK)
+		goto done;
+	if ((inserted > 0 && updates != inserted + p.shingle_size - 1) ||
+		(inserted == 0 && updates >= (uint64_t) p.shingle_size) ||
+		weight_base > inserted || inserted > (UINT64_C(1) << 62))
+	{
+		fail(&r, RCF_DECODE_CORRUPT, "the update counters are inconsistent");
+		goto done;
+	}
+
+	/*
+	 * The arena is now bounded by valid parameters, but still check the
+	 * input is at least as long as its smallest possible content: a few
+	 * bytes per tree.
+	 */
+	if ((uint64_t) p.number_of_trees * 9 > len - r.pos)
+	{
+		fail(&r, RCF_DECODE_TRUNCATED, "the data is too short for its number of trees");
+		goto done;
+	}
+	forest = rcf_create(&p, allocator);
+	if (forest == NULL)
+	{
+		fail(&r, RCF_DECODE_NO_MEMORY, "out of memory for the forest");
+		goto done;
+	}
+	forest->updates = updates;
+	forest->inserted = inserted;
+	forest->weight_base = weight_base;
+	for (int i = 0; i < forest->D; i++)
+	{
+		forest->shingle[i] = get_f32(&r);
+		if (r.status == RCF_DECODE_OK && !isfinite(forest->shingle[i]))
+			fail(&r, RCF_DECODE_CORRUPT, "a shingle value is not finite");
+	}
+	forest->shingle_next = 0;
+	if (r.status != RCF_DECODE_OK)
+		goto done;
+
+	/* Points. */
+	nlive = get_count(&r, (uint64_t) forest->capacity,
+					  "there are more points than the samplers can hold");
+	nruns = get_count(&r, nlive + 1, "there are more record runs than points");
+	if (r.status != RCF_DECODE_OK)
+		goto done;
+	if ((nlive > 0) != (nruns > 0))
+	{
+		fail(&r, RCF_DECODE_CORRUPT, "points and record runs disagree");
+		goto done;
+	}
+	{
+		size_t		temp_size = sizeof(Run) * (nruns + 1) +
+			sizeof(uint32_t) * (nlive + 1) +
+			sizeof(int32_t) * 2 * (size_t) forest->N +
+			sizeof(int16_t) * (size_t) forest->N;
+
+		temp = forest->allocator.alloc(forest->allocator.ctx, temp_size);
+		if (temp == NULL)
+		{
+			fail(&r, RCF_DECODE_NO_MEMORY, "out of memory while decoding");
+			goto done;
+		}
+		runs = (Run *) temp;
+		leaf_of = (uint32_t *) (runs + nruns + 1);
+		stack = (int32_t *) (leaf_of + nlive + 1);
+		order = (int16_t *) (stack + 2 * forest->N);
+	}
+	{
+		uint64_t	end = 0;
+
+		for (uint64_t i = 0; i < nruns && r.status == RCF_DECODE_OK; i++)
+		{
+			uint64_t	gap = get_varint(&r);
+			uint64_t	length = get_varint(&r);
+
+			if (r.status != RCF_DECODE_OK)
+				break;
+			if ((i > 0 && gap == 0) || length == 0 || gap > inserted ||
+				length > inserted + p.shingle_size || end + gap + length > updates)
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "a record run is out of range");
+				break;
+			}
+			runs[i].start = end + gap;
+			runs[i].length = length;
+			runs[i].offset = r.pos;
+			if (!need(&r, length * 4 * (uint64_t) p.dims))
+				break;
+			for (uint64_t k = 0; k < length * p.dims; k++)
+			{
+				if (!isfinite(get_f32(&r)))
+				{
+					fail(&r, RCF_DECODE_CORRUPT, "a point value is not finite");
+					break;
+				}
+			}
+			end = runs[i].start + length;
+		}
+	}
+	if (r.status != RCF_DECODE_OK)
+		goto done;
+	{
+		uint64_t	seq = 0;
+		uint64_t	run = 0;
+		int			S = p.shingle_size;
+
+		for (uint64_t i = 0; i < nlive; i++)
+		{
+			uint64_t	delta = get_varint(&r);
+			float	   *pt;
+			const uint8_t *src;
+
+			if (r.status != RCF_DECODE_OK)
+				goto done;
+			if ((i > 0 && delta == 0) || delta > inserted || seq + delta >= inserted)
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "a point's sequence number is out of range");
+				goto done;
+			}
+			seq += delta;
+			while (run < nruns && runs[run].start + runs[run].length < seq + S)
+				run++;
+			if (run == nruns || seq < runs[run].start)
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "a point's records are missing");
+				goto done;
+			}
+			forest->slot_seq[i] = seq;
+			pt = forest->points + (size_t) i * forest->D;
+			src = buf + runs[run].offset + (size_t) (seq - runs[run].start) * 4 * p.dims;
+			for (int k = 0; k < forest->D; k++)
+			{
+				uint32_t	v = (uint32_t) src[4 * k] | ((uint32_t) src[4 * k + 1] << 8) |
+					((uint32_t) src[4 * k + 2] << 16) | ((uint32_t) src[4 * k + 3] << 24);
+
+				memcpy(&pt[k], &v, 4);
+			}
+		}
+	}
+
+	/* Trees. */
+	for (int t = 0; t < p.number_of_trees; t++)
+	{
+		RcfTree    *tree = &forest->trees[t];
+		uint64_t	size;
+		int			ninternal;
+		uint64_t	expect = inserted < (uint64_t) forest->N ? inserted : (uint64_t) forest->N;
+
+		tree->rng = get_u64(&r);
+		size = get_varint(&r);
+		if (r.status != RCF_DECODE_OK)
+			goto done;
+		if (size != expect)
+		{
+			fail(&r, RCF_DECODE_CORRUPT, "a sampler's size does not match the points seen");
+			goto done;
+		}
+		tree->heap_size = (int32_t) size;
+		if (!need(&r, 4 * size))
+			goto done;
+		for (uint64_t i = 0; i < size; i++)
+		{
+			/* Far beyond any real weight, and safe from overflow. */
+			tree->heap[i].weight = get_f32(&r);
+			if (!(fabsf(tree->heap[i].weight) <= 1e30f))
+				fail(&r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+		}
+		for (uint64_t i = 0; i < size; i++)
+			tree->heap[i].slot = (uint32_t) get_count(&r, nlive,
+													  "a sampler refers to a missing point");
+		if (r.status != RCF_DECODE_OK)
+			goto done;
+		read_tree(&r, forest, tree, (uint32_t) nlive, stack, order, &ninternal);
+		if (r.status != RCF_DECODE_OK)
+			goto done;
+
+		/* Leaf masses are the sampler's counts of each point. */
+		for (uint64_t s = 0; s < nlive; s++)
+			leaf_of[s] = UINT32_MAX;
+		/* Map each point to the leaf holding it, by walking the tree. */
+		{
+			int			top = 0;
+
+			if (tree->root != RCF_NIL)
+				stack[top++] = tree->root;
+			while (top > 0)
+			{
+				int16_t		ref = (int16_t) stack[--top];
+
+				if (RCF_IS_LEAF(ref))
+				{
+					uint32_t	slot = tree->leaves[RCF_LEAF_IDX(ref)].slot;
+
+					if (leaf_of[slot] != UINT32_MAX)
+					{
+						fail(&r, RCF_DECODE_CORRUPT, "two leaves of a tree hold the same point");
+						goto done;
+					}
+					leaf_of[slot] = (uint32_t) RCF_LEAF_IDX(ref);
+				}
+				else
+				{
+					stack[top++] = tree->nodes[ref].child[0];
+					stack[top++] = tree->nodes[ref].child[1];
+				}
+			}
+		}
+		for (int i = 0; i < tree->heap_size; i++)
+		{
+			uint32_t	leaf = leaf_of[tree->heap[i].slot];
+
+			if (leaf == UINT32_MAX)
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "a sampled point is missing from its tree");
+				goto done;
+			}
+			tree->leaves[leaf].mass++;
+			forest->refcount[tree->heap[i].slot]++;
+		}
+		/* Children come after parents in preorder: fill boxes backwards. */
+		for (int i = ninternal - 1; i >= 0; i--)
+			rcf_tree_refresh_box(forest, tree, order[i]);
+	}
+	if (get_varint(&r) != 0 && r.status == RCF_DECODE_OK)
+		fail(&r, RCF_DECODE_CORRUPT, "the data holds sections this version does not know");
+	if (r.status != RCF_DECODE_OK)
+		goto done;
+	if (r.pos != len)
+	{
+		fail(&r, RCF_DECODE_BAD_FORMAT, "there are bytes after the end of the model");
+		goto done;
+	}
+
+	/* Slots beyond the live ones are free, the lowest on top of the stack. */
+	forest->nfree = 0;
+	for (uint32_t s = forest->capacity; s-- > 0;)
+	{
+		if (s >= nlive)
+		{
+			forest->refcount[s] = 0;
+			forest->free_slots[forest->nfree++] = s;
+		}
+		else if (forest->refcount[s] == 0)
+		{
+			fail(&r, RCF_DECODE_CORRUPT, "a point is not referred to by any sampler");
+			goto done;
+		}
+	}
+	err = rcf_check(forest);
+	if (err)
+		fail(&r, RCF_DECODE_CORRUPT, err);
+
+done:
+	if (temp)
+		forest->allocator.free(forest->allocator.ctx, temp);
+	if (r.status != RCF_DECODE_OK)
+	{
+		rcf_free(forest);
+		forest = NULL;
+	}
+	*status = r.status;
+	*detail = r.detail;
+	return forest;
+}

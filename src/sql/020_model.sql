@@ -1,0 +1,93 @@
+
+-- The stored model: a Random Cut Forest as a value (anomaly.rcf), trained
+-- by an aggregate and used by scoring functions.
+
+CREATE TYPE rcf;
+
+CREATE FUNCTION rcf_in(cstring) RETURNS rcf
+AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION rcf_out(rcf) RETURNS cstring
+AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION rcf_recv(internal) RETURNS rcf
+AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION rcf_send(rcf) RETURNS bytea
+AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE rcf (
+	INPUT = rcf_in,
+	OUTPUT = rcf_out,
+	RECEIVE = rcf_recv,
+	SEND = rcf_send,
+	INTERNALLENGTH = VARIABLE,
+	ALIGNMENT = int4,
+	STORAGE = extended
+);
+COMMENT ON TYPE rcf IS 'a Random Cut Forest model: parameters, samplers, trees and shingle, ready to continue';
+
+-- rcf_train(point ORDER BY ...) with KDA's parameters as optional trailing
+-- arguments, in random_cut_forest's order.  Aggregates take no named or
+-- default arguments, hence one aggregate per arity.
+CREATE FUNCTION rcf_train_transfn(internal, double precision[])
+RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer)
+RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer)
+RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint)
+RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer)
+RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint)
+RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION rcf_train_finalfn(internal)
+RETURNS rcf AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+
+CREATE AGGREGATE rcf_train(point double precision[]) (
+	SFUNC = rcf_train_transfn, STYPE = internal,
+	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer) (
+	SFUNC = rcf_train_transfn, STYPE = internal,
+	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer) (
+	SFUNC = rcf_train_transfn, STYPE = internal,
+	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint) (
+	SFUNC = rcf_train_transfn, STYPE = internal,
+	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer) (
+	SFUNC = rcf_train_transfn, STYPE = internal,
+	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint) (
+	SFUNC = rcf_train_transfn, STYPE = internal,
+	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+
+CREATE FUNCTION rcf_score(model rcf, point double precision[])
+RETURNS double precision
+AS 'MODULE_PATHNAME', 'rcf_score_model' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION rcf_score(rcf, double precision[])
+IS 'anomaly score of a point against a stored model, without learning it';
+
+CREATE FUNCTION rcf_explain(model rcf, point double precision[],
+							feature_names text[] DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'rcf_explain_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION rcf_explain(rcf, double precision[], text[])
+IS 'KDA-style explanation of a point''s score against a stored model';
+
+CREATE FUNCTION rcf_update(model rcf, point double precision[])
+RETURNS rcf
+AS 'MODULE_PATHNAME', 'rcf_update_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION rcf_update(rcf, double precision[])
+IS 'the model after learning a point, or each row of a two-dimensional array in order';
+
+CREATE FUNCTION rcf_info(model rcf)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'rcf_info_model' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION rcf_info(rcf)
+IS 'parameters, dimensions, updates seen and sizes of a stored model';

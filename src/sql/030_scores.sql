@@ -1,0 +1,19 @@
+
+-- Scores written by detectors (one row per scored source row).  Alert rules
+-- read them in the same transaction that writes them.
+
+CREATE TABLE scores (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	detector text NOT NULL,
+	partition_key text,
+	source_key jsonb,
+	commit_lsn pg_lsn,
+	commit_time timestamptz,
+	features double precision[],
+	anomaly_score double precision,
+	anomaly_grade double precision,
+	explanation jsonb,
+	scored_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX scores_detector_id_idx ON scores (detector, id);
+COMMENT ON TABLE scores IS 'anomaly scores of rows consumed by detectors';

@@ -1,0 +1,285 @@
+/*
+ * test_encode.c
+ *	  Unit tests of the forest encoding: exact round trips, and a decoder
+ *	  that refuses hostile input without crashing.
+ */
+#include <stdlib.h>
+#include <time.h>
+
+#include "unit.h"
+#include "rcf/rcf.h"
+
+static double
+noise(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
+}
+
+static void
+record(double *rec, int dims, long i, uint64_t *s, int duplicates)
+{
+	for (int d = 0; d < dims; d++)
+	{
+		rec[d] = 5 * sin(i * 0.07 + d) + noise(s);
+		if (duplicates)
+			rec[d] = floor(rec[d]);
+	}
+}
+
+static uint8_t *
+encode(const RcfForest *f, size_t *len)
+{
+	size_t		size = rcf_encoded_size(f);
+	uint8_t    *buf = malloc(size);
+
+	*len = rcf_encode(f, buf, size);
+	return buf;
+}
+
+/* Rewrites the CRC so that content checks, not the checksum, are tested. */
+static void
+fix_crc(uint8_t *buf, size_t len)
+{
+	uint32_t	crc;
+
+	if (len < 12)
+		return;
+	crc = rcf_crc32c(0, buf + 12, len - 12);
+	for (int i = 0; i < 4; i++)
+		buf[8 + i] = (uint8_t) (crc >> (8 * i));
+}
+
+/*
+ * Trains a forest on n records, round-trips it, then feeds both the same
+ * m records: the scores must be bit-identical, and so must the encodings.
+ */
+static void
+test_round_trip(int dims, int shingle, int trees, int samples, double decay,
+				long n, int duplicates, const char *what)
+{
+	RcfParams	p;
+	RcfForest  *a;
+	RcfForest  *b;
+	uint64_t	s = 2024;
+	double		rec[4];
+	uint8_t    *buf,
+			   *buf2;
+	size_t		len,
+				len2;
+	RcfDecodeStatus status;
+	const char *detail;
+	int			same = 1;
+
+	rcf_params_default(&p, dims);
+	p.shingle_size = shingle;
+	p.number_of_trees = trees;
+	p.sample_size = samples;
+	p.time_decay = decay;
+	a = rcf_create(&p, NULL);
+	for (long i = 0; i < n; i++)
+	{
+		record(rec, dims, i, &s, duplicates);
+		rcf_update(a, rec);
+	}
+	buf = encode(a, &len);
+	b = rcf_decode(buf, len, NULL, &status, &detail);
+	if (!UNIT_OK(b != NULL, "%s: decodes (%s)", what, detail ? detail : "ok"))
+	{
+		free(buf);
+		rcf_free(a);
+		return;
+	}
+	buf2 = encode(b, &len2);
+	UNIT_OK(len == len2 && memcmp(buf, buf2, len) == 0,
+			"%s: re-encoding the decoded forest gives the same bytes", what);
+	for (long i = n; i < n + 3000; i++)
+	{
+		record(rec, dims, i, &s, duplicates);
+		same &= rcf_process(a, rec) == rcf_process(b, rec);
+	}
+	UNIT_OK(same, "%s: 3000 later scores are bit-identical after the round trip", what);
+	UNIT_OK(rcf_check(b) == NULL, "%s: the continued forest is sound", what);
+	free(buf);
+	free(buf2);
+	rcf_free(a);
+	rcf_free(b);
+}
+
+/* Every prefix, bit flip and tampered field fails cleanly. */
+static void
+test_hostile(void)
+{
+	RcfParams	p;
+	RcfForest  *f;
+	RcfForest  *f2;
+	uint64_t	s = 7;
+	double		rec[2];
+	uint8_t    *buf,
+			   *copy;
+	size_t		len;
+	RcfDecodeStatus status;
+	const char *detail;
+	int			truncated_ok = 1;
+	int			flips_ok = 1;
+	int			crc_caught = 1;
+	int			accepted_sound = 1;
+	int			accepted = 0;
+
+	rcf_params_default(&p, 2);
+	p.shingle_size = 3;
+	p.number_of_trees = 5;
+	p.sample_size = 32;
+	f = rcf_create(&p, NULL);
+	for (int i = 0; i < 500; i++)
+	{
+		record(rec, 2, i, &s, i % 3 == 0);
+		rcf_update(f, rec);
+	}
+	buf = encode(f, &len);
+	copy = malloc(len + 16);
+
+	for (size_t cut = 0; cut < len; cut++)
+	{
+		RcfForest  *g;
+
+		memcpy(copy, buf, cut);
+		g = rcf_decode(copy, cut, NULL, &status, &detail);
+		if (g != NULL || status == RCF_DECODE_OK)
+			truncated_ok = 0;
+		rcf_free(g);
+	}
+	UNIT_OK(truncated_ok, "every one of %zu truncations is refused", len);
+
+	memcpy(copy, buf, len);
+	copy[len] = 0;
+	UNIT_OK(rcf_decode(copy, len + 1, NULL, &status, &detail) == NULL &&
+			status != RCF_DECODE_OK, "a trailing byte is refused (%s)", detail);
+	fix_crc(copy, len + 1);
+	UNIT_OK(rcf_decode(copy, len + 1, NULL, &status, &detail) == NULL &&
+			status == RCF_DECODE_BAD_FORMAT,
+			"a trailing byte with a valid checksum is refused as bad format");
+
+	memcpy(copy, buf, len);
+	copy[4] = 99;
+	UNIT_OK(rcf_decode(copy, len, NULL, &status, &detail) == NULL &&
+			status == RCF_DECODE_BAD_VERSION, "an unknown version is refused");
+	memcpy(copy, buf, len);
+	copy[0] ^= 1;
+	UNIT_OK(rcf_decode(copy, len, NULL, &status, &detail) == NULL &&
+			status == RCF_DECODE_BAD_FORMAT, "a wrong marker is refused");
+	memcpy(copy, buf, len);
+	copy[len / 2] ^= 0x10;
+	UNIT_OK(rcf_decode(copy, len, NULL, &status, &detail) == NULL &&
+			status == RCF_DECODE_BAD_CHECKSUM, "a flipped bit fails the checksum");
+
+	/* Absurd parameters behind a valid checksum. */
+	memcpy(copy, buf, len);
+	copy[12 + 8] = 0xFF;		/* number_of_trees low byte */
+	copy[12 + 9] = 0xFF;
+	copy[12 + 10] = 0xFF;
+	copy[12 + 11] = 0x7F;
+	fix_crc(copy, len);
+	f2 = rcf_decode(copy, len, NULL, &status, &detail);
+	UNIT_OK(f2 == NULL && status == RCF_DECODE_CORRUPT,
+			"2^31 trees is refused before any allocation (%s)", detail);
+
+	/* Every single-bit flip, with and without a fixed-up checksum. */
+	for (size_t byte = 0; byte < len; byte++)
+	{
+		for (int bit = 0; bit < 8; bit++)
+		{
+			RcfForest  *g;
+
+			memcpy(copy, buf, len);
+			copy[byte] ^= (uint8_t) (1 << bit);
+			g = rcf_decode(copy, len, NULL, &status, &detail);
+			if (g != NULL)
+				crc_caught = 0;
+			rcf_free(g);
+
+			fix_crc(copy, len);
+			g = rcf_decode(copy, len, NULL, &status, &detail);
+			if (g != NULL)
+			{
+				/* Some flips (a weight's low bit) leave a valid forest. */
+				accepted++;
+				if (rcf_check(g) != NULL)
+					accepted_sound = 0;
+				record(rec, 2, 1, &s, 0);
+				(void) rcf_process(g, rec);
+				if (rcf_check(g) != NULL)
+				{
+					if (accepted_sound)
+						unit_diag("flip at byte %zu bit %d: %s", byte, bit, rcf_check(g));
+					accepted_sound = 0;
+				}
+			}
+			else if (status == RCF_DECODE_OK)
+				flips_ok = 0;
+			rcf_free(g);
+		}
+	}
+	UNIT_OK(crc_caught, "the checksum catches every single-bit flip");
+	UNIT_OK(flips_ok, "every flip behind a valid checksum is refused or decodes");
+	UNIT_OK(accepted_sound,
+			"the %d flips that decode give sound forests that keep working", accepted);
+
+	free(copy);
+	free(buf);
+	rcf_free(f);
+}
+
+/* Size of the benchmark configuration (a) after 10,000 updates. */
+static void
+test_size(void)
+{
+	RcfParams	p;
+	RcfForest  *f;
+	RcfForest  *g;
+	uint64_t	s = 1;
+	uint8_t    *buf;
+	size_t		len;
+	RcfDecodeStatus status;
+	const char *detail;
+	clock_t		t0;
+	double		ms;
+
+	rcf_params_default(&p, 1);
+	p.shingle_size = 8;
+	p.number_of_trees = 50;
+	f = rcf_create(&p, NULL);
+	for (int i = 0; i < 10000; i++)
+	{
+		double		x = 10 * sin(i * 0.05) + noise(&s);
+
+		rcf_update(f, &x);
+	}
+	buf = encode(f, &len);
+	t0 = clock();
+	g = rcf_decode(buf, len, NULL, &status, &detail);
+	ms = (double) (clock() - t0) * 1000.0 / CLOCKS_PER_SEC;
+	UNIT_OK(g != NULL, "50 trees, 256 samples, shingle 8 after 10000 updates: %zu bytes, decoded in %.2f ms",
+			len, ms);
+	UNIT_OK(len < rcf_bytes(f) / 4, "the encoding is under a quarter of the arena");
+	free(buf);
+	rcf_free(f);
+	rcf_free(g);
+}
+
+int
+main(void)
+{
+	test_round_trip(1, 1, 10, 64, 100000, 0, 0, "empty forest");
+	test_round_trip(1, 1, 10, 64, 100000, 20, 0, "warming up");
+	test_round_trip(1, 4, 10, 64, 100000, 2, 0, "shingle not yet full");
+	test_round_trip(1, 1, 20, 64, 500, 5000, 0, "1-D, fast decay");
+	test_round_trip(1, 8, 30, 256, 100000, 5000, 0, "shingle 8");
+	test_round_trip(3, 2, 10, 32, 1000, 4000, 1, "3-D with duplicates");
+	test_round_trip(4, 1, 5, 16, 100, 100000, 0, "past a weight rebase");
+	test_hostile();
+	test_size();
+	return unit_done();
+}
