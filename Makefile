@@ -100,6 +100,25 @@ build/pure/%.o: src/%.c
 test/unit/test_%: test/unit/test_%.c test/unit/unit.h $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 
+# Fuzzing the model decoder with libFuzzer (clang):
+#   make fuzz [FUZZ_SECONDS=600]
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_DIR = test/fuzz/tmp
+ENGINE_SRCS := $(sort $(wildcard src/rcf/*.c))
+
+test/fuzz/fuzz_decode: test/fuzz/fuzz_decode.c $(ENGINE_SRCS)
+	$(FUZZ_CC) -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(ENGINE_SRCS) -lm
+
+test/fuzz/make_seeds: test/fuzz/make_seeds.c $(PURE_OBJS)
+	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
+
+.PHONY: fuzz
+fuzz: test/fuzz/fuzz_decode test/fuzz/make_seeds
+	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+	test/fuzz/make_seeds $(FUZZ_DIR)/seeds
+	cd $(FUZZ_DIR) && ../fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 corpus seeds
+
 test/corpus/make_corpus: test/corpus/make_corpus.c $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 

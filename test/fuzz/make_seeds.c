@@ -1,0 +1,65 @@
+/*
+ * make_seeds.c
+ *	  Writes valid encodings of small forests, the fuzzer's seed corpus.
+ *	  Each file starts with the mode byte fuzz_decode.c expects.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <math.h>
+
+#include "rcf/rcf.h"
+
+int
+main(int argc, char **argv)
+{
+	const int	configs[][5] = {
+		/* dims, shingle, trees, samples, points */
+		{1, 1, 1, 4, 0}, {1, 1, 1, 4, 3}, {1, 1, 2, 8, 50}, {2, 3, 3, 8, 40},
+		{3, 1, 2, 16, 200}, {1, 4, 2, 4, 2}, {2, 2, 4, 10, 500},
+	};
+
+	if (argc != 2)
+	{
+		fprintf(stderr, "usage: %s DIR\n", argv[0]);
+		return 2;
+	}
+	for (size_t c = 0; c < sizeof(configs) / sizeof(configs[0]); c++)
+	{
+		RcfParams	p;
+		RcfForest  *f;
+		double		x[3];
+		size_t		n;
+		uint8_t    *buf;
+		char		path[4096];
+		FILE	   *out;
+
+		rcf_params_default(&p, configs[c][0]);
+		p.shingle_size = configs[c][1];
+		p.number_of_trees = configs[c][2];
+		p.sample_size = configs[c][3];
+		p.time_decay = 100;
+		f = rcf_create(&p, NULL);
+		for (int i = 0; i < configs[c][4]; i++)
+		{
+			for (int d = 0; d < configs[c][0]; d++)
+				x[d] = floor(5 * sin(i * 0.3 + d));
+			rcf_update(f, x);
+		}
+		n = rcf_encoded_size(f);
+		buf = malloc(n);
+		rcf_encode(f, buf, n);
+		for (int mode = 0; mode < 2; mode++)
+		{
+			snprintf(path, sizeof(path), "%s/seed-%zu-%d", argv[1], c, mode);
+			out = fopen(path, "wb");
+			if (!out)
+				return 1;
+			fputc(mode, out);
+			fwrite(buf, 1, n, out);
+			fclose(out);
+		}
+		free(buf);
+		rcf_free(f);
+	}
+	return 0;
+}
