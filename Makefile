@@ -27,8 +27,6 @@ EXTVERSION = 0.1.0
 DATA_built = anomaly--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard anomaly--*--*.sql))
 
-anomaly--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
-	cat $^ > $@
 
 # pg_regress tests (sql/NAME.sql, expected/NAME.out) and isolation tests
 # (specs/NAME.spec, expected/NAME.out).  ":=" matters: PGXS tests these with
@@ -66,6 +64,10 @@ no-pgxs all install installcheck:
 clean:
 	rm -rf $(OBJS) anomaly.so $(EXTRA_CLEAN)
 endif
+
+# Listed after the PGXS include, so that "all" stays the default goal.
+anomaly--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
+	cat $^ > $@
 
 # ---------------------------------------------------------------------------
 # Standalone C programs: engine unit tests and benchmarks.

@@ -2,12 +2,15 @@
  * anomaly.c
  *	  Module entry point of the anomaly extension.
  *
- * The SQL functions work without shared_preload_libraries; background
- * workers and settings are registered here as those parts arrive.
+ * The SQL functions work without shared_preload_libraries.  Each layer that
+ * has settings or background workers registers them here; workers only when
+ * the library is preloaded.
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+
+#include "alert/alert.h"
 
 PG_MODULE_MAGIC;
 
@@ -17,4 +20,5 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	anomaly_alert_init();
 }

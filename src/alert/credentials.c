@@ -1,0 +1,465 @@
+/*
+ * credentials.c
+ *	  Secrets for alert destinations.
+ *
+ * Named credentials (webhook signing secrets, SMTP passwords, secret URLs)
+ * come from the superuser-only setting anomaly.credentials
+ * ("name=value; name2=value2"), else from the environment variable
+ * ANOMALY_CREDENTIAL_<NAME> (upper case) of the server.
+ *
+ * AWS credentials are looked up as the AWS SDKs do: the anomaly.aws_*
+ * settings, the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+ * AWS_SESSION_TOKEN environment variables, the shared credentials file, the
+ * ECS container endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI)
+ * and the EC2 instance metadata service (IMDSv2).  Temporary credentials of
+ * the last two are cached and refreshed five minutes before they expire.
+ *
+ * No secret is ever put in an error message or a log line.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <time.h>
+
+#include "miscadmin.h"
+
+#include "alert/alert.h"
+#include "alert/sha256.h"
+
+/* Returns a palloc'd copy of s[0..len) with surrounding blanks removed. */
+static char *
+trimmed_copy(const char *s, size_t len)
+{
+	while (len > 0 && isspace((unsigned char) *s))
+	{
+		s++;
+		len--;
+	}
+	while (len > 0 && isspace((unsigned char) s[len - 1]))
+		len--;
+	return pnstrdup(s, len);
+}
+
+/*
+ * Looks up a named credential; returns a palloc'd copy of its value, or NULL
+ * when it is not defined.
+ */
+char *
+alert_credential_lookup(const char *name)
+{
+	const char *p = alert_credentials;
+	size_t		namelen;
+	char		envname[128];
+	const char *env;
+	int			i;
+
+	if (name == NULL || name[0] == '\0')
+		return NULL;
+	namelen = strlen(name);
+
+	while (p != NULL && *p != '\0')
+	{
+		const char *end = p + strcspn(p, ";\n");
+		const char *eq = memchr(p, '=', end - p);
+
+		if (eq != NULL)
+		{
+			char	   *key = trimmed_copy(p, eq - p);
+			bool		match = strlen(key) == namelen && strcmp(key, name) == 0;
+
+			pfree(key);
+			if (match)
+				return trimmed_copy(eq + 1, end - eq - 1);
+		}
+		p = (*end == '\0') ? end : end + 1;
+	}
+
+	if (namelen > sizeof(envname) - 32)
+		return NULL;
+	snprintf(envname, sizeof(envname), "ANOMALY_CREDENTIAL_");
+	for (i = 0; name[i] != '\0'; i++)
+	{
+		char		c = name[i];
+
+		envname[19 + i] = isalnum((unsigned char) c) ? toupper((unsigned char) c) : '_';
+	}
+	envname[19 + i] = '\0';
+	env = getenv(envname);
+	if (env != NULL && env[0] != '\0')
+		return pstrdup(env);
+	return NULL;
+}
+
+/* Frees one malloc'd secret after overwriting it. */
+static void
+free_secret(char **p)
+{
+	if (*p != NULL)
+	{
+		anomaly_secure_zero(*p, strlen(*p));
+		free(*p);
+		*p = NULL;
+	}
+}
+
+/* Clears credentials filled by alert_aws_credentials(). */
+void
+alert_aws_credentials_clear(AlertAwsCredentials *creds)
+{
+	free_secret(&creds->access_key_id);
+	free_secret(&creds->secret_access_key);
+	free_secret(&creds->session_token);
+	creds->source = NULL;
+}
+
+/* malloc'd copy, or NULL for NULL or "". */
+static char *
+secret_dup(const char *s)
+{
+	char	   *r;
+
+	if (s == NULL || s[0] == '\0')
+		return NULL;
+	r = strdup(s);
+	if (r == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	return r;
+}
+
+/* Fills out from key id, secret and token; true when both are present. */
+static bool
+take(AlertAwsCredentials *out, const char *id, const char *secret,
+	 const char *token, const char *source)
+{
+	if (id == NULL || id[0] == '\0' || secret == NULL || secret[0] == '\0')
+		return false;
+	out->access_key_id = secret_dup(id);
+	out->secret_access_key = secret_dup(secret);
+	out->session_token = secret_dup(token);
+	out->source = source;
+	return true;
+}
+
+/*
+ * Reads a profile of an AWS shared credentials file (INI).  Returns true
+ * when it held a key id and a secret.
+ */
+static bool
+from_shared_file(AlertAwsCredentials *out)
+{
+	const char *path = alert_aws_shared_credentials_file;
+	const char *profile = alert_aws_profile;
+	char		pathbuf[MAXPGPATH];
+	char		line[4096];
+	FILE	   *f;
+	bool		in_profile = false;
+	char	   *id = NULL,
+			   *secret = NULL,
+			   *token = NULL;
+	bool		ok;
+
+	if (path == NULL || path[0] == '\0')
+		path = getenv("AWS_SHARED_CREDENTIALS_FILE");
+	if (path == NULL || path[0] == '\0')
+	{
+		const char *home = getenv("HOME");
+
+		if (home == NULL || home[0] == '\0')
+			return false;
+		snprintf(pathbuf, sizeof(pathbuf), "%s/.aws/credentials", home);
+		path = pathbuf;
+	}
+	if (profile == NULL || profile[0] == '\0')
+		profile = getenv("AWS_PROFILE");
+	if (profile == NULL || profile[0] == '\0')
+		profile = "default";
+
+	f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	while (fgets(line, sizeof(line), f) != NULL)
+	{
+		char	   *s = line;
+		char	   *eq;
+		char	   *key,
+				   *val;
+
+		while (isspace((unsigned char) *s))
+			s++;
+		if (*s == '#' || *s == ';' || *s == '\0')
+			continue;
+		if (*s == '[')
+		{
+			char	   *end = strchr(s, ']');
+			char	   *name;
+
+			if (end == NULL)
+				continue;
+			name = trimmed_copy(s + 1, end - s - 1);
+			in_profile = strcmp(name, profile) == 0;
+			pfree(name);
+			continue;
+		}
+		if (!in_profile || (eq = strchr(s, '=')) == NULL)
+			continue;
+		key = trimmed_copy(s, eq - s);
+		val = trimmed_copy(eq + 1, strlen(eq + 1));
+		if (strcmp(key, "aws_access_key_id") == 0)
+		{
+			if (id)
+				pfree(id);
+			id = val;
+		}
+		else if (strcmp(key, "aws_secret_access_key") == 0)
+		{
+			if (secret)
+				pfree(secret);
+			secret = val;
+		}
+		else if (strcmp(key, "aws_session_token") == 0)
+		{
+			if (token)
+				pfree(token);
+			token = val;
+		}
+		else
+		{
+			anomaly_secure_zero(val, strlen(val));
+			pfree(val);
+		}
+		pfree(key);
+	}
+	anomaly_secure_zero(line, sizeof(line));
+	fclose(f);
+	ok = take(out, id, secret, token, "shared credentials file");
+	if (secret)
+		anomaly_secure_zero(secret, strlen(secret));
+	if (token)
+		anomaly_secure_zero(token, strlen(token));
+	return ok;
+}
+
+/* Temporary credentials from ECS or IMDS, kept until shortly before expiry. */
+static AlertAwsCredentials cached;
+static time_t cached_expiry = 0;
+
+/*
+ * Extracts the string value of "key" from a small flat JSON object (the
+ * credential documents of ECS and IMDS); palloc'd, or NULL.
+ */
+static char *
+json_string_field(const char *json, const char *key)
+{
+	char		pat[64];
+	const char *p;
+	const char *end;
+
+	snprintf(pat, sizeof(pat), "\"%s\"", key);
+	p = strstr(json, pat);
+	if (p == NULL)
+		return NULL;
+	p += strlen(pat);
+	while (isspace((unsigned char) *p))
+		p++;
+	if (*p != ':')
+		return NULL;
+	p++;
+	while (isspace((unsigned char) *p))
+		p++;
+	if (*p != '"')
+		return NULL;
+	p++;
+	end = strchr(p, '"');
+	if (end == NULL)
+		return NULL;
+	return pnstrdup(p, end - p);
+}
+
+/* Parses an ISO 8601 UTC time ("2024-01-01T00:00:00Z"); 0 when invalid. */
+static time_t
+parse_expiration(const char *s)
+{
+	struct tm	tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (s == NULL || sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon,
+							&tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return timegm(&tm);
+}
+
+/* One small HTTP request for credentials; returns the body or NULL. */
+static char *
+fetch_small(const char *url, struct curl_slist *headers, bool put, char *error,
+			size_t errlen)
+{
+	AlertHttpJob job;
+	AlertHttpJob *jobs[1];
+	char	   *result = NULL;
+
+	memset(&job, 0, sizeof(job));
+	job.url = url;
+	job.protocols = "http,https";
+	job.headers = headers;
+	job.put = put;
+	job.get = !put;
+	job.body = "";
+	job.body_len = 0;
+	job.timeout_ms = 2000;
+	jobs[0] = &job;
+	alert_http_run(jobs, 1, 1);
+	if (job.curl_code == CURLE_OK && job.status == 200 && job.response != NULL)
+		result = pstrdup(job.response);
+	else
+	{
+		char	   *d = alert_http_describe(&job);
+
+		snprintf(error, errlen, "%s", d);
+		pfree(d);
+	}
+	if (job.response)
+		anomaly_secure_zero(job.response, job.response_len);
+	alert_http_job_release(&job);
+	return result;
+}
+
+/* Takes a credential document (JSON) of ECS or IMDS into the cache. */
+static bool
+take_document(char *doc, const char *source)
+{
+	char	   *id = json_string_field(doc, "AccessKeyId");
+	char	   *secret = json_string_field(doc, "SecretAccessKey");
+	char	   *token = json_string_field(doc, "Token");
+	char	   *exp = json_string_field(doc, "Expiration");
+	bool		ok;
+
+	alert_aws_credentials_clear(&cached);
+	ok = take(&cached, id, secret, token, source);
+	cached_expiry = ok ? parse_expiration(exp) : 0;
+	if (ok && cached_expiry == 0)
+		cached_expiry = time(NULL) + 600;
+	if (secret)
+		anomaly_secure_zero(secret, strlen(secret));
+	if (token)
+		anomaly_secure_zero(token, strlen(token));
+	anomaly_secure_zero(doc, strlen(doc));
+	return ok;
+}
+
+/* ECS container credentials; true when found. */
+static bool
+from_container(char *error, size_t errlen)
+{
+	const char *rel = getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	const char *full = getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	const char *auth = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+	char	   *url;
+	struct curl_slist *headers = NULL;
+	char	   *doc;
+	bool		ok;
+
+	if (rel != NULL && rel[0] != '\0')
+		url = psprintf("%s%s", alert_aws_container_endpoint, rel);
+	else if (full != NULL && full[0] != '\0')
+		url = pstrdup(full);
+	else
+		return false;
+	if (auth != NULL && auth[0] != '\0')
+	{
+		char	   *h = psprintf("Authorization: %s", auth);
+
+		headers = curl_slist_append(headers, h);
+		anomaly_secure_zero(h, strlen(h));
+		pfree(h);
+	}
+	doc = fetch_small(url, headers, false, error, errlen);
+	curl_slist_free_all(headers);
+	if (doc == NULL)
+		return false;
+	ok = take_document(doc, "container endpoint");
+	if (!ok)
+		snprintf(error, errlen, "the container credentials endpoint returned no credentials");
+	return ok;
+}
+
+/* EC2 instance metadata (IMDSv2); true when found. */
+static bool
+from_imds(char *error, size_t errlen)
+{
+	const char *base = alert_aws_imds_endpoint;
+	const char *env_base = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+	const char *disabled = getenv("AWS_EC2_METADATA_DISABLED");
+	struct curl_slist *headers = NULL;
+	char	   *token;
+	char	   *role;
+	char	   *doc;
+	char	   *h;
+	bool		ok;
+
+	if (disabled != NULL && pg_strcasecmp(disabled, "true") == 0)
+		return false;
+	if (env_base != NULL && env_base[0] != '\0')
+		base = env_base;
+	if (base == NULL || base[0] == '\0')
+		return false;
+
+	headers = curl_slist_append(NULL, "X-aws-ec2-metadata-token-ttl-seconds: 21600");
+	token = fetch_small(psprintf("%s/latest/api/token", base), headers, true, error, errlen);
+	curl_slist_free_all(headers);
+	if (token == NULL)
+		return false;
+	h = psprintf("X-aws-ec2-metadata-token: %s", token);
+	headers = curl_slist_append(NULL, h);
+	anomaly_secure_zero(h, strlen(h));
+	anomaly_secure_zero(token, strlen(token));
+	role = fetch_small(psprintf("%s/latest/meta-data/iam/security-credentials/", base),
+					   headers, false, error, errlen);
+	if (role == NULL)
+	{
+		curl_slist_free_all(headers);
+		return false;
+	}
+	role[strcspn(role, "\r\n")] = '\0';
+	doc = fetch_small(psprintf("%s/latest/meta-data/iam/security-credentials/%s", base, role),
+					  headers, false, error, errlen);
+	curl_slist_free_all(headers);
+	if (doc == NULL)
+		return false;
+	ok = take_document(doc, "instance metadata");
+	if (!ok)
+		snprintf(error, errlen, "the instance metadata service returned no credentials");
+	return ok;
+}
+
+/*
+ * Finds AWS credentials.  On success out holds malloc'd copies (release with
+ * alert_aws_credentials_clear()); otherwise error says why (never a secret).
+ */
+bool
+alert_aws_credentials(AlertAwsCredentials *out, char *error, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(error, errlen, "no AWS credentials found");
+
+	if (take(out, alert_aws_access_key_id, alert_aws_secret_access_key,
+			 alert_aws_session_token, "settings"))
+		return true;
+	if (take(out, getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"),
+			 getenv("AWS_SESSION_TOKEN"), "environment"))
+		return true;
+	if (from_shared_file(out))
+		return true;
+
+	if (cached.access_key_id == NULL || time(NULL) > cached_expiry - 300)
+	{
+		if (!from_container(error, errlen) && !from_imds(error, errlen))
+		{
+			alert_aws_credentials_clear(&cached);
+			return false;
+		}
+	}
+	return take(out, cached.access_key_id, cached.secret_access_key,
+				cached.session_token, cached.source);
+}

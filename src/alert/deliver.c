@@ -1,0 +1,759 @@
+/*
+ * deliver.c
+ *	  One delivery round: claim due outbox rows, send them, record outcomes.
+ *
+ * The round runs inside the caller's transaction (anomaly.deliver() from SQL,
+ * or the sender worker's own transaction).  Rows are claimed with FOR UPDATE
+ * SKIP LOCKED, so rounds in several sessions never send the same row at once;
+ * a row is deleted only in the transaction that saw it delivered, so a crash
+ * at any point leaves it in the outbox to be sent again (at least once, with
+ * the same deduplication id).
+ *
+ * Outcomes: delivered rows are deleted; transient failures (transport errors,
+ * timeouts, HTTP 408/425/429/5xx, SNS throttling) are retried after an
+ * exponential backoff with full jitter that honours Retry-After; permanent
+ * failures and rows out of attempts move to anomaly.dead_letters with the
+ * error; rows over their destination's rate limit are deferred.
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <time.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "alert/alert.h"
+#include "alert/sha256.h"
+
+PG_FUNCTION_INFO_V1(anomaly_alert_deliver);
+PG_FUNCTION_INFO_V1(anomaly_alert_test_destination);
+
+/* One claimed notification and its outcome. */
+typedef struct AlertItem
+{
+	int64		id;
+	char	   *destination;
+	char	   *kind;
+	int			attempts;
+	char	   *dedup_id;
+	char	   *target;
+	char	   *target_credential;
+	char	   *body;
+	char	   *subject;
+	char	   *headers;
+	char	   *credential;
+	char	   *signature_header;
+	char	   *region;
+	char	   *mail_from;
+	char	   *rcpt;
+	char	   *starttls;
+	char	   *username;
+	char	   *group_id;
+	char	   *severity;
+	char	   *detector;
+	char	   *score;
+	double		rate_limit;		/* <= 0: none */
+	int			timeout_ms;		/* 0: the setting */
+	bool		fifo;
+
+	int			outcome;
+	char	   *error;
+	int			delay_ms;
+	AlertHttpJob *job;
+} AlertItem;
+
+#define CLAIM_COLUMNS \
+"	SELECT o.id, o.destination, d.kind, o.attempts,\n" \
+"		   coalesce(o.dedup_id, 'anomaly-' || o.id),\n" \
+"		   CASE d.kind WHEN 'sns' THEN d.config ->> 'topic_arn'\n" \
+"					   WHEN 'notify' THEN d.config ->> 'channel'\n" \
+"					   ELSE d.config ->> 'url' END,\n" \
+"		   d.config ->> 'url_credential',\n" \
+"		   anomaly._render(d.kind, d.config, o.subject, o.payload, coalesce(o.dedup_id, 'anomaly-' || o.id)),\n" \
+"		   CASE WHEN d.kind = 'sns' THEN anomaly._sns_subject(o.subject) ELSE o.subject END,\n" \
+"		   (SELECT string_agg(h.key || ': ' || (h.value #>> '{}'), E'\\n')\n" \
+"			FROM jsonb_each(CASE WHEN jsonb_typeof(d.config -> 'headers') = 'object'\n" \
+"								 THEN d.config -> 'headers' ELSE '{}' END) h),\n" \
+"		   d.config ->> 'credential',\n" \
+"		   coalesce(d.config ->> 'signature_header', 'X-Anomaly-Signature'),\n" \
+"		   coalesce(d.config ->> 'region', split_part(d.config ->> 'topic_arn', ':', 4)),\n" \
+"		   d.config ->> 'from',\n" \
+"		   (SELECT string_agg(value #>> '{}', E'\\n') FROM jsonb_array_elements(\n" \
+"				CASE WHEN jsonb_typeof(d.config -> 'to') = 'array' THEN d.config -> 'to' ELSE '[]' END)),\n" \
+"		   coalesce(d.config ->> 'starttls', 'try'),\n" \
+"		   d.config ->> 'username',\n" \
+"		   left(coalesce(d.config ->> 'message_group_id', o.payload ->> 'fingerprint', o.destination), 128),\n" \
+"		   coalesce(o.payload ->> 'severity', 'info'),\n" \
+"		   left(o.payload ->> 'detector', 256),\n" \
+"		   CASE WHEN jsonb_typeof(o.payload -> 'score') = 'number' THEN o.payload ->> 'score' END,\n" \
+"		   (d.config ->> 'rate_limit')::float8,\n" \
+"		   (d.config ->> 'timeout_ms')::int4,\n" \
+"		   coalesce(d.config ->> 'topic_arn' LIKE '%.fifo', false)\n" \
+"	FROM due o JOIN anomaly.destinations d ON d.name = o.destination\n" \
+"	ORDER BY o.next_attempt_at, o.id\n"
+
+static const char *claim_due_sql =
+"WITH due AS (\n"
+"	SELECT o.* FROM anomaly.outbox o\n"
+"	WHERE o.next_attempt_at <= now()\n"
+"	  AND EXISTS (SELECT 1 FROM anomaly.destinations x WHERE x.name = o.destination AND x.enabled)\n"
+"	ORDER BY o.next_attempt_at, o.id\n"
+"	LIMIT $1\n"
+"	FOR UPDATE OF o SKIP LOCKED)\n"
+CLAIM_COLUMNS;
+
+static const char *claim_one_sql =
+"WITH due AS (\n"
+"	SELECT o.* FROM anomaly.outbox o WHERE o.id = $2 AND $1 > 0\n"
+"	FOR UPDATE OF o SKIP LOCKED)\n"
+CLAIM_COLUMNS;
+
+/* Rate-limit state per destination, for the life of the process. */
+typedef struct RateBucket
+{
+	char		name[NAMEDATALEN];
+	double		tokens;			/* 0 .. burst */
+	TimestampTz last;
+	uint64		round;			/* round of the deferred count */
+	int			deferred;		/* rows deferred in that round */
+} RateBucket;
+
+static HTAB *buckets = NULL;
+static uint64 current_round = 0;
+
+/*
+ * Takes a token of dest's bucket (rate per second, burst of one second);
+ * returns 0, or the ms to wait: rows deferred in one round are spread over
+ * the coming slots, one per 1/rate seconds.
+ */
+static int
+rate_take(const char *dest, double rate)
+{
+	RateBucket *b;
+	bool		found;
+	char		key[NAMEDATALEN];
+	TimestampTz now = GetCurrentTimestamp();
+	double		burst = Max(1.0, rate);
+
+	if (buckets == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(RateBucket);
+		buckets = hash_create("anomaly rate limits", 16, &ctl, HASH_ELEM | HASH_STRINGS);
+	}
+	memset(key, 0, sizeof(key));
+	strlcpy(key, dest, sizeof(key));
+	b = hash_search(buckets, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		b->tokens = burst;
+		b->last = now;
+		b->round = 0;
+		b->deferred = 0;
+	}
+	if (b->round != current_round)
+	{
+		b->round = current_round;
+		b->deferred = 0;
+	}
+	b->tokens = Min(burst, b->tokens + rate * (double) (now - b->last) / 1e6);
+	b->last = now;
+	if (b->tokens >= 1.0)
+	{
+		b->tokens -= 1.0;
+		return 0;
+	}
+	b->deferred++;
+	return (int) ceil(((1.0 - b->tokens) + (b->deferred - 1)) / rate * 1000.0) + 1;
+}
+
+/* The wait before the next attempt: exponential backoff, full jitter. */
+static int
+backoff_ms(int attempts, long retry_after_ms)
+{
+	double		cap = (double) alert_retry_base_ms * pow(2.0, Min(attempts, 30));
+	double		delay;
+
+	cap = Min(cap, (double) alert_retry_max_ms);
+	delay = pg_prng_double(&pg_global_prng_state) * cap;
+	if (retry_after_ms >= 0 && (double) retry_after_ms > delay)
+		delay = Min((double) retry_after_ms, (double) alert_retry_max_ms);
+	return (int) delay;
+}
+
+/* Column i (1-based) as a palloc'd string, or NULL. */
+static char *
+col(HeapTuple tup, TupleDesc desc, int i)
+{
+	return SPI_getvalue(tup, desc, i);
+}
+
+/* Adds "Name: value" lines (newline-separated) to a header list. */
+static struct curl_slist *
+add_header_lines(struct curl_slist *list, const char *lines)
+{
+	char	   *copy;
+	char	   *save = NULL;
+	char	   *line;
+
+	if (lines == NULL)
+		return list;
+	copy = pstrdup(lines);
+	for (line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
+		list = curl_slist_append(list, line);
+	return list;
+}
+
+/* A header list of one line. */
+static struct curl_slist *
+add_header(struct curl_slist *list, const char *fmt, const char *value)
+{
+	char	   *line = psprintf(fmt, value);
+
+	list = curl_slist_append(list, line);
+	return list;
+}
+
+/* Marks an item done with an outcome. */
+static void
+set_outcome(AlertItem *item, int outcome, char *error, long retry_after_ms)
+{
+	if (outcome == ALERT_RETRY && item->attempts + 1 >= alert_max_attempts)
+	{
+		outcome = ALERT_DEAD;
+		error = psprintf("gave up after %d attempts: %s", item->attempts + 1, error);
+	}
+	item->outcome = outcome;
+	item->error = error;
+	if (outcome == ALERT_RETRY)
+		item->delay_ms = backoff_ms(item->attempts, retry_after_ms);
+}
+
+/* Builds the HTTP job of a webhook or Slack notification. */
+static bool
+prepare_http(AlertItem *item, AlertHttpJob *job)
+{
+	const char *url = item->target;
+	struct curl_slist *h = NULL;
+
+	if (item->target_credential != NULL)
+	{
+		url = alert_credential_lookup(item->target_credential);
+		if (url == NULL)
+		{
+			set_outcome(item, ALERT_RETRY,
+						psprintf("credential \"%s\" (the URL) is not defined", item->target_credential), -1);
+			return false;
+		}
+		if (pg_strncasecmp(url, "http://", 7) != 0 && pg_strncasecmp(url, "https://", 8) != 0)
+		{
+			set_outcome(item, ALERT_DEAD,
+						psprintf("credential \"%s\" is not an http(s) URL", item->target_credential), -1);
+			return false;
+		}
+	}
+	job->url = url;
+	job->protocols = "http,https";
+	job->body = item->body;
+	job->body_len = strlen(item->body);
+	job->timeout_ms = item->timeout_ms;
+
+	h = curl_slist_append(h, "Content-Type: application/json; charset=utf-8");
+	h = curl_slist_append(h, "Expect:");
+	if (strcmp(item->kind, "webhook") == 0)
+	{
+		char		ts[32];
+
+		h = add_header(h, "X-Anomaly-Delivery: %s", item->dedup_id);
+		h = add_header(h, "X-Anomaly-Attempt: %s", psprintf("%d", item->attempts + 1));
+		snprintf(ts, sizeof(ts), "%ld", (long) time(NULL));
+		h = add_header(h, "X-Anomaly-Timestamp: %s", ts);
+		if (item->credential != NULL)
+		{
+			char	   *secret = alert_credential_lookup(item->credential);
+			AnomalyHmacSha256Ctx ctx;
+			uint8_t		mac[ANOMALY_SHA256_DIGEST_LEN];
+			char		hex[ANOMALY_SHA256_HEX_LEN + 1];
+
+			if (secret == NULL)
+			{
+				curl_slist_free_all(h);
+				set_outcome(item, ALERT_RETRY,
+							psprintf("credential \"%s\" (the signing secret) is not defined",
+									 item->credential), -1);
+				return false;
+			}
+			anomaly_hmac_sha256_init(&ctx, secret, strlen(secret));
+			anomaly_hmac_sha256_update(&ctx, ts, strlen(ts));
+			anomaly_hmac_sha256_update(&ctx, ".", 1);
+			anomaly_hmac_sha256_update(&ctx, item->body, job->body_len);
+			anomaly_hmac_sha256_final(&ctx, mac);
+			anomaly_hex_encode(mac, sizeof(mac), hex);
+			anomaly_secure_zero(secret, strlen(secret));
+			anomaly_secure_zero(&ctx, sizeof(ctx));
+			h = curl_slist_append(h, psprintf("%s: t=%s,sha256=%s", item->signature_header, ts, hex));
+		}
+		h = add_header_lines(h, item->headers);
+	}
+	job->headers = h;
+	return true;
+}
+
+/* Builds the SMTP job of an e-mail notification. */
+static bool
+prepare_smtp(AlertItem *item, AlertHttpJob *job)
+{
+	char	   *save = NULL;
+	char	   *addr;
+	char	   *rcpts = item->rcpt ? pstrdup(item->rcpt) : pstrdup("");
+
+	job->smtp = true;
+	job->url = item->target;
+	job->protocols = "smtp,smtps";
+	job->body = item->body;
+	job->body_len = strlen(item->body);
+	job->timeout_ms = item->timeout_ms;
+	job->mail_from = psprintf("<%s>", item->mail_from);
+	for (addr = strtok_r(rcpts, "\n", &save); addr != NULL; addr = strtok_r(NULL, "\n", &save))
+		job->rcpt = curl_slist_append(job->rcpt, psprintf("<%s>", addr));
+	if (strcmp(item->starttls, "required") == 0)
+		job->use_ssl = CURLUSESSL_ALL;
+	else if (strcmp(item->starttls, "none") == 0)
+		job->use_ssl = CURLUSESSL_NONE;
+	else
+		job->use_ssl = CURLUSESSL_TRY;
+	if (item->username != NULL)
+	{
+		job->username = item->username;
+		if (item->credential != NULL)
+		{
+			job->password = alert_credential_lookup(item->credential);
+			if (job->password == NULL)
+			{
+				set_outcome(item, ALERT_RETRY,
+							psprintf("credential \"%s\" (the SMTP password) is not defined",
+									 item->credential), -1);
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/* Classifies a finished webhook, Slack or SMTP transfer. */
+static void
+classify(AlertItem *item)
+{
+	AlertHttpJob *job = item->job;
+
+	if (strcmp(item->kind, "sns") == 0)
+	{
+		char	   *error = NULL;
+		int			outcome = alert_sns_classify(job, &error);
+
+		set_outcome(item, outcome, error, job->retry_after_ms);
+		return;
+	}
+	if (job->smtp)
+	{
+		if (job->curl_code == CURLE_OK)
+			set_outcome(item, ALERT_SENT, NULL, -1);
+		else if (job->curl_code == CURLE_LOGIN_DENIED ||
+				 (job->status >= 500 && job->status < 600))
+			set_outcome(item, ALERT_DEAD, alert_http_describe(job), -1);
+		else
+			set_outcome(item, ALERT_RETRY, alert_http_describe(job), -1);
+		return;
+	}
+	if (job->curl_code != CURLE_OK || job->body_too_large || job->headers_too_large)
+		set_outcome(item, alert_http_transient_curl(job->curl_code) ? ALERT_RETRY : ALERT_DEAD,
+					alert_http_describe(job), job->retry_after_ms);
+	else if (job->status >= 200 && job->status < 300)
+		set_outcome(item, ALERT_SENT, NULL, -1);
+	else if (job->status == 408 || job->status == 425 || job->status == 429 ||
+			 job->status >= 500)
+		set_outcome(item, ALERT_RETRY, alert_http_describe(job), job->retry_after_ms);
+	else
+		set_outcome(item, ALERT_DEAD, alert_http_describe(job), -1);
+}
+
+/* Sends one NOTIFY (delivered when the round's transaction commits). */
+static void
+send_notify(AlertItem *item)
+{
+	Async_Notify(item->target, item->body);
+	set_outcome(item, ALERT_SENT, NULL, -1);
+}
+
+/* Writes the outcomes through anomaly._record(). */
+static void
+record_outcomes(AlertItem *items, int n)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *outcomes = palloc(sizeof(Datum) * n);
+	Datum	   *errors = palloc(sizeof(Datum) * n);
+	bool	   *error_nulls = palloc(sizeof(bool) * n);
+	Datum	   *delays = palloc(sizeof(Datum) * n);
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			m = 0;
+	int			i;
+	Oid			types[4] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID};
+	Datum		values[4];
+	int			rc;
+
+	for (i = 0; i < n; i++)
+	{
+		const char *o;
+
+		switch (items[i].outcome)
+		{
+			case ALERT_SENT:
+				o = "sent";
+				break;
+			case ALERT_RETRY:
+				o = "retry";
+				break;
+			case ALERT_DEAD:
+				o = "dead";
+				break;
+			case ALERT_DEFER:
+				o = "defer";
+				break;
+			default:
+				continue;
+		}
+		ids[m] = Int64GetDatum(items[i].id);
+		outcomes[m] = CStringGetTextDatum(o);
+		error_nulls[m] = items[i].error == NULL;
+		errors[m] = items[i].error ? CStringGetTextDatum(items[i].error) : (Datum) 0;
+		delays[m] = Int32GetDatum(items[i].delay_ms);
+		m++;
+	}
+	if (m == 0)
+		return;
+	dims[0] = m;
+	values[0] = PointerGetDatum(construct_array(ids, m, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(outcomes, m, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_md_array(errors, error_nulls, 1, dims, lbs,
+												   TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(delays, m, INT4OID, 4, true, TYPALIGN_INT));
+	rc = SPI_execute_with_args("SELECT anomaly._record($1, $2, $3, $4)", 4, types, values,
+							   NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "anomaly._record failed: %s", SPI_result_code_string(rc));
+}
+
+/* Overwrites the SMTP passwords looked up for a round's jobs. */
+static void
+forget_passwords(AlertItem *items, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (items[i].job != NULL && items[i].job->password != NULL)
+			anomaly_secure_zero((char *) items[i].job->password,
+								strlen(items[i].job->password));
+	}
+}
+
+/*
+ * One round: claims up to max due rows (or only the row only_id when it is
+ * not 0), sends them, records the outcomes.  Runs in the current transaction.
+ */
+void
+alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
+{
+	MemoryContext round_cxt;
+	MemoryContext old;
+	Oid			types[2] = {INT4OID, INT8OID};
+	Datum		values[2];
+	int			rc;
+	int			n;
+	int			i;
+	AlertItem  *items;
+	AlertHttpJob **jobs;
+	int			njobs = 0;
+	AlertAwsCredentials aws;
+	bool		have_aws = false;
+	bool		aws_tried = false;
+	char		aws_error[256];
+
+	memset(result, 0, sizeof(*result));
+	memset(&aws, 0, sizeof(aws));
+	current_round++;
+	round_cxt = AllocSetContextCreate(CurrentMemoryContext, "anomaly delivery round",
+									  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(round_cxt);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = Int32GetDatum(max);
+	values[1] = Int64GetDatum(only_id);
+	rc = SPI_execute_with_args(only_id != 0 ? claim_one_sql : claim_due_sql, 2, types, values,
+							   NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "claiming outbox rows failed: %s", SPI_result_code_string(rc));
+
+	n = (int) SPI_processed;
+	result->claimed = n;
+	MemoryContextSwitchTo(round_cxt);
+	items = palloc0(sizeof(AlertItem) * Max(n, 1));
+	jobs = palloc0(sizeof(AlertHttpJob *) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		AlertItem  *it = &items[i];
+		char	   *s;
+
+		it->id = strtoll(col(tup, desc, 1), NULL, 10);
+		it->destination = col(tup, desc, 2);
+		it->kind = col(tup, desc, 3);
+		it->attempts = atoi(col(tup, desc, 4));
+		it->dedup_id = col(tup, desc, 5);
+		it->target = col(tup, desc, 6);
+		it->target_credential = col(tup, desc, 7);
+		it->body = col(tup, desc, 8);
+		it->subject = col(tup, desc, 9);
+		it->headers = col(tup, desc, 10);
+		it->credential = col(tup, desc, 11);
+		it->signature_header = col(tup, desc, 12);
+		it->region = col(tup, desc, 13);
+		it->mail_from = col(tup, desc, 14);
+		it->rcpt = col(tup, desc, 15);
+		it->starttls = col(tup, desc, 16);
+		it->username = col(tup, desc, 17);
+		it->group_id = col(tup, desc, 18);
+		it->severity = col(tup, desc, 19);
+		it->detector = col(tup, desc, 20);
+		it->score = col(tup, desc, 21);
+		s = col(tup, desc, 22);
+		it->rate_limit = s ? strtod(s, NULL) : 0;
+		s = col(tup, desc, 23);
+		it->timeout_ms = s ? atoi(s) : 0;
+		s = col(tup, desc, 24);
+		it->fifo = s && s[0] == 't';
+		if (it->body == NULL)
+			it->body = pstrdup("");
+	}
+
+	/* rate limits, NOTIFY, and the transfers to make */
+	for (i = 0; i < n; i++)
+	{
+		AlertItem  *it = &items[i];
+		AlertHttpJob *job;
+		bool		ok = false;
+
+		if (it->rate_limit > 0 && only_id == 0)
+		{
+			int			wait = rate_take(it->destination, it->rate_limit);
+
+			if (wait > 0)
+			{
+				it->outcome = ALERT_DEFER;
+				it->delay_ms = wait;
+				continue;
+			}
+		}
+		if (strcmp(it->kind, "notify") == 0)
+		{
+			send_notify(it);
+			continue;
+		}
+		job = palloc0(sizeof(AlertHttpJob));
+		if (strcmp(it->kind, "webhook") == 0 || strcmp(it->kind, "slack") == 0)
+			ok = prepare_http(it, job);
+		else if (strcmp(it->kind, "email") == 0)
+			ok = prepare_smtp(it, job);
+		else if (strcmp(it->kind, "sns") == 0)
+		{
+			AlertSnsMessage msg;
+			char	   *error = NULL;
+
+			if (!aws_tried)
+			{
+				have_aws = alert_aws_credentials(&aws, aws_error, sizeof(aws_error));
+				aws_tried = true;
+			}
+			if (!have_aws)
+			{
+				set_outcome(it, ALERT_RETRY, pstrdup(aws_error), -1);
+				continue;
+			}
+			memset(&msg, 0, sizeof(msg));
+			msg.topic_arn = it->target;
+			msg.region = it->region;
+			msg.message = it->body;
+			msg.subject = it->subject;
+			msg.severity = it->severity;
+			msg.detector = it->detector;
+			msg.score = it->score;
+			msg.fifo = it->fifo;
+			msg.group_id = it->group_id;
+			msg.dedup_id = it->dedup_id;
+			job->timeout_ms = it->timeout_ms;
+			ok = alert_sns_prepare(job, &msg, &aws, &error);
+			if (!ok)
+				set_outcome(it, ALERT_DEAD, error, -1);
+		}
+		else
+			set_outcome(it, ALERT_DEAD, psprintf("unknown destination kind \"%s\"", it->kind), -1);
+		if (ok)
+		{
+			it->job = job;
+			jobs[njobs++] = job;
+		}
+	}
+	alert_aws_credentials_clear(&aws);
+
+	if (njobs > 0)
+	{
+		PG_TRY();
+		{
+			alert_http_run(jobs, njobs, alert_concurrency);
+		}
+		PG_CATCH();
+		{
+			forget_passwords(items, n);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		forget_passwords(items, n);
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		AlertItem  *it = &items[i];
+
+		if (it->job != NULL)
+		{
+			classify(it);
+			alert_http_job_release(it->job);
+			curl_slist_free_all(it->job->headers);
+			curl_slist_free_all(it->job->rcpt);
+		}
+		switch (it->outcome)
+		{
+			case ALERT_SENT:
+				result->sent++;
+				break;
+			case ALERT_RETRY:
+				result->retried++;
+				break;
+			case ALERT_DEAD:
+				result->dead++;
+				break;
+			case ALERT_DEFER:
+				result->deferred++;
+				break;
+		}
+		if (it->error)
+			elog(DEBUG1, "anomaly: notification %lld to \"%s\": %s",
+				 (long long) it->id, it->destination, it->error);
+	}
+
+	record_outcomes(items, n);
+	if (n == 1 && items[0].error != NULL)
+	{
+		MemoryContextSwitchTo(old);
+		result->last_error = pstrdup(items[0].error);
+	}
+	SPI_finish();
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(round_cxt);
+}
+
+/* SQL: anomaly.deliver(max integer) -> integer, one round. */
+Datum
+anomaly_alert_deliver(PG_FUNCTION_ARGS)
+{
+	int			max = PG_ARGISNULL(0) ? 100 : PG_GETARG_INT32(0);
+	AlertRoundResult res;
+
+	if (max < 1 || max > 10000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max must be between 1 and 10000")));
+	alert_deliver_round(max, 0, &res);
+	PG_RETURN_INT32(res.sent);
+}
+
+/* SQL: anomaly.test_destination(name) -> (ok, detail). */
+Datum
+anomaly_alert_test_destination(PG_FUNCTION_ARGS)
+{
+	text	   *name = PG_GETARG_TEXT_PP(0);
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
+	Oid			idtypes[1] = {INT8OID};
+	Datum		idargs[1];
+	int64		id;
+	bool		isnull;
+	AlertRoundResult res;
+	int			rc;
+	MemoryContext caller = CurrentMemoryContext;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	desc = BlessTupleDesc(desc);
+
+	args[0] = PointerGetDatum(name);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args(
+		"SELECT anomaly._enqueue(d, 'anomaly test notification', jsonb_build_object("
+		"  'version', 1, 'source', 'test', 'alert', 'anomaly test notification',"
+		"  'status', 'firing', 'severity', 'info', 'detector', NULL, 'key', NULL,"
+		"  'score', NULL, 'grade', NULL, 'explanation', NULL,"
+		"  'fingerprint', anomaly._fingerprint('test', d), 'starts_at', now(),"
+		"  'ends_at', NULL, 'created_at', now(), 'details', '{}'::jsonb))"
+		" FROM (SELECT $1 AS d WHERE anomaly._destination_kind($1) IS NOT NULL) x",
+		1, types, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not queue the test notification");
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+
+	MemoryContextSwitchTo(caller);
+	alert_deliver_round(1, id, &res);
+
+	/* the test leaves nothing behind, whatever happened */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	idargs[0] = Int64GetDatum(id);
+	SPI_execute_with_args("DELETE FROM anomaly.outbox WHERE id = $1", 1, idtypes, idargs,
+						  NULL, false, 0);
+	SPI_execute_with_args("DELETE FROM anomaly.dead_letters WHERE outbox_id = $1", 1, idtypes,
+						  idargs, NULL, false, 0);
+	SPI_finish();
+	MemoryContextSwitchTo(caller);
+
+	values[0] = BoolGetDatum(res.sent == 1);
+	if (res.sent == 1)
+		values[1] = CStringGetTextDatum("delivered");
+	else if (res.deferred == 1)
+		values[1] = CStringGetTextDatum("deferred by the rate limit");
+	else
+		values[1] = CStringGetTextDatum(res.last_error ? res.last_error : "not delivered");
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}

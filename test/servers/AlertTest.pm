@@ -1,0 +1,137 @@
+
+# AlertTest.pm - helpers of the alert TAP tests (test/t/*alert*.pl).
+#
+# Starts the local stand-ins of test/servers/ (loopback only, each with a
+# lifetime so that nothing outlives the test even if it dies), reads their
+# JSON-lines logs, and makes clusters that preload anomaly.
+
+package AlertTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use File::Basename qw(dirname);
+use JSON::PP;
+use POSIX qw(:sys_wait_h);
+use Time::HiRes qw(sleep time);
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+
+our @EXPORT = qw(start_server stop_server read_jsonl new_alert_node wait_for
+  server_dir log_contains);
+
+my @children;
+
+# Directory of the stand-in scripts.
+sub server_dir
+{
+	return dirname(__FILE__);
+}
+
+# start_server(NAME, SCRIPT_ARGS...): runs test/servers/NAME with
+# --port-file and --log in a temporary directory; returns a hash with pid,
+# port, log and dir.  Dies when the port file does not appear in 20 s.
+sub start_server
+{
+	my ($name, @args) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my $port_file = "$dir/port";
+	my $log = "$dir/log.jsonl";
+	# Debian's python3 (python3-aiosmtpd lives there), else the one on PATH
+	my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
+	my @cmd = ($python, server_dir() . "/$name", '--port-file', $port_file,
+		'--log', $log, '--lifetime', '900', @args);
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDOUT, '>', "$dir/stdout") or die;
+		open(STDERR, '>', "$dir/stderr") or die;
+		exec(@cmd) or die "exec: $!";
+	}
+	push @children, $pid;
+	for (my $i = 0; $i < 200; $i++)
+	{
+		last if -s $port_file;
+		sleep(0.1);
+	}
+	die "$name did not start: " . slurp_file("$dir/stderr") unless -s $port_file;
+	my $port = slurp_file($port_file);
+	chomp $port;
+	return { pid => $pid, port => $port, log => $log, dir => $dir };
+}
+
+# Stops a server started by start_server.
+sub stop_server
+{
+	my ($srv) = @_;
+	kill 'TERM', $srv->{pid};
+	waitpid($srv->{pid}, 0);
+	@children = grep { $_ != $srv->{pid} } @children;
+}
+
+END
+{
+	kill 'TERM', @children if @children;
+	waitpid($_, 0) for @children;
+}
+
+# All JSON objects of a JSON-lines file (skipping a last partial line).
+sub read_jsonl
+{
+	my ($file) = @_;
+	my @out;
+	return @out unless -e $file;
+	open(my $fh, '<', $file) or die "$file: $!";
+	while (my $line = <$fh>)
+	{
+		next unless $line =~ /\n$/;
+		push @out, decode_json($line);
+	}
+	close $fh;
+	return @out;
+}
+
+# A cluster that preloads anomaly, with the given extra settings, started,
+# with the extension created in postgres.
+sub new_alert_node
+{
+	my ($name, @conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', join("\n",
+		"shared_preload_libraries = 'anomaly'",
+		"anomaly.sender_database = 'postgres'",
+		"lc_messages = 'C'",
+		@conf) . "\n");
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION anomaly');
+	return $node;
+}
+
+# wait_for(SECONDS, CODE): calls CODE every 0.1 s until it returns true;
+# returns its last value.
+sub wait_for
+{
+	my ($secs, $code) = @_;
+	my $end = time() + $secs;
+	my $r;
+	while (1)
+	{
+		$r = $code->();
+		return $r if $r || time() > $end;
+		sleep(0.1);
+	}
+}
+
+# Whether the server log of a node holds a string.
+sub log_contains
+{
+	my ($node, $s) = @_;
+	my $log = slurp_file($node->logfile);
+	return index($log, $s) >= 0;
+}
+
+1;

@@ -1,0 +1,216 @@
+
+# SNS Publish against the local stand-in (test/servers/sns_standin.py), which
+# checks every SigV4 signature with its own Python implementation and
+# enforces SNS's limits: attributes and subject, truncation to 262,144 bytes,
+# a FIFO topic under injected faults (every message published, duplicates
+# only after ambiguous failures and with the same deduplication id), a
+# permanent error to the dead letters, a wrong key refused, credentials from
+# the shared credentials file and from IMDSv2, hostile answers bounded, and
+# no AWS secret in the log.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../servers";
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use AlertTest;
+
+my $key_id = 'AKIDANOMALYTEST0001';
+my $secret = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYTESTKEY01';
+my $token = 'IQoJb3JpZ2luX2VjEXAMPLETOKEN//////////wEaCWV1LXdlc3QtMSJHMEUCIQ';
+
+my $sns = start_server('sns_standin.py', '--access-key', $key_id, '--secret-key', $secret,
+	'--session-token', $token, '--region', 'eu-west-1', '--fault-prefix', 'faulty',
+	'--faults', 'throttle=0.08,500=0.04,503=0.04,slow=0.02,drop=0.03,drop_after=0.02,malformed=0.03',
+	'--slow-seconds', '2.5', '--imds-key', 'AKIDFROMIMDS00000001', '--seed', '11');
+my $endpoint = "http://127.0.0.1:$sns->{port}/";
+
+my $node = new_alert_node('sns',
+	"anomaly.sns_endpoint = '$endpoint'",
+	"anomaly.aws_access_key_id = '$key_id'",
+	"anomaly.aws_secret_access_key = '$secret'",
+	"anomaly.aws_session_token = '$token'",
+	"anomaly.aws_imds_endpoint = ''",
+	"anomaly.retry_base = '20ms'",
+	"anomaly.retry_max = '500ms'",
+	"anomaly.max_attempts = 40",
+	"anomaly.request_timeout = '1500ms'",
+	"anomaly.connect_timeout = '1s'",
+	"log_statement = 'all'",
+	"log_min_messages = debug1");
+
+my $arn = 'arn:aws:sns:eu-west-1:123456789012';
+$node->safe_psql('postgres', qq{
+	SELECT anomaly.create_destination('ops', 'sns', '{"topic_arn": "$arn:ops"}');
+	SELECT anomaly.create_destination('fifo', 'sns', '{"topic_arn": "$arn:faulty.fifo"}');
+	SELECT anomaly.create_destination('missing', 'sns', '{"topic_arn": "$arn:missing-topic"}');
+	SELECT anomaly.create_destination('h-huge', 'sns', '{"topic_arn": "$arn:hostile-huge"}');
+	SELECT anomaly.create_destination('h-headers', 'sns', '{"topic_arn": "$arn:hostile-headers"}');
+	SELECT anomaly.create_destination('h-slowloris', 'sns', '{"topic_arn": "$arn:hostile-slowloris"}');
+	SELECT anomaly.create_destination('h-xml', 'sns', '{"topic_arn": "$arn:hostile-xml"}');
+});
+
+sub entries
+{
+	my ($topic) = @_;
+	return grep { ($_->{topic} // '') eq "$arn:$topic" } read_jsonl($sns->{log});
+}
+
+sub queued
+{
+	my ($dest) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM anomaly.outbox WHERE destination = '$dest'");
+}
+
+# --- a standard topic: subject, attributes, message ----------------------------
+
+$node->safe_psql('postgres', q{
+	SELECT anomaly.send_alert('ops', E'\n[FIRING] rides-high:\trides zone=a ' || repeat('x', 150),
+		'{"detector": "rides", "score": 3.25, "severity": "critical", "key": {"zone": "a"}}')});
+ok(wait_for(30, sub { scalar(grep { $_->{outcome} eq 'published' } entries('ops')) == 1 }),
+	'published to a standard topic, signature verified');
+my ($p) = grep { $_->{outcome} eq 'published' } entries('ops');
+is(length($p->{subject}), 99, 'Subject cut below 100 characters');
+like($p->{subject}, qr/^\[FIRING\] rides-high: rides zone=a x+$/, 'Subject on one printable line');
+is_deeply($p->{attributes}, {
+	severity => { type => 'String', value => 'critical' },
+	detector => { type => 'String', value => 'rides' },
+	score => { type => 'Number', value => '3.25' } }, 'message attributes severity, detector, score');
+my $m = decode_json($p->{message});
+is($m->{version}, 1, 'Message is the version 1 JSON payload');
+is_deeply($m->{key}, { zone => 'a' }, 'with its key');
+ok(!defined $p->{group} && !defined $p->{dedup}, 'no FIFO parameters for a standard topic');
+
+# --- the 262,144-byte limit ---------------------------------------------------
+
+$node->safe_psql('postgres', q{
+	SELECT anomaly.send_alert('ops', 'huge', jsonb_build_object('detector', 'rides', 'score', 1,
+		'explanation', jsonb_build_object('blob', repeat('é', 200000))))});
+ok(wait_for(30, sub { scalar(grep { $_->{outcome} eq 'published' } entries('ops')) == 2 }),
+	'a 400 kB payload was published');
+($p) = (grep { $_->{outcome} eq 'published' } entries('ops'))[1];
+my $bytes = do { use bytes; length($p->{message}) };
+cmp_ok($bytes, '<=', 262144, "Message within the limit ($bytes bytes)");
+$m = eval { JSON::PP->new->utf8(0)->decode($p->{message}) };
+ok($m, 'and still valid JSON');
+is_deeply($m->{truncated}, ['details', 'explanation'], 'truncated values are listed');
+
+# --- FIFO under faults: all published, duplicates only after ambiguity -------
+
+my $n = 1500;
+$node->safe_psql('postgres', qq{
+	CREATE TABLE sent AS
+	SELECT 'anomaly-' || anomaly.send_alert('fifo', 'fifo ' || i, jsonb_build_object('n', i)) AS dedup
+	FROM generate_series(1, $n) i});
+ok(wait_for(150, sub { queued('fifo') == 0 }), 'FIFO outbox drained despite faults');
+my @f = entries('faulty.fifo');
+my %want = map { $_ => 1 } split /\n/, $node->safe_psql('postgres', 'SELECT dedup FROM sent');
+my (%published, %ambiguous, %faults);
+for my $e (sort { $a->{t} <=> $b->{t} } @f)
+{
+	$faults{ $e->{fault} // 'none' }++;
+	next unless $e->{outcome} eq 'published';
+	if ($published{ $e->{dedup} }++)
+	{
+		# a second publish must follow an ambiguous first one
+		$ambiguous{ $e->{dedup} } //= 0;
+	}
+}
+my %amb_first;
+for my $e (@f)
+{
+	$amb_first{ $e->{dedup} } = 1
+	  if $e->{outcome} eq 'published' && ($e->{fault} // '') =~ /^(slow|drop_after|malformed)$/;
+}
+is(scalar(grep { !$published{$_} } keys %want), 0, "all $n FIFO messages were published");
+my @dups = grep { $published{$_} > 1 } keys %published;
+is(scalar(grep { !$amb_first{$_} } @dups), 0,
+	scalar(@dups) . ' duplicates, each after an ambiguous failure');
+is(scalar(grep { $_->{duplicate} && !$amb_first{ $_->{dedup} } } @f), 0,
+	'the stand-in saw repeats only under the same deduplication id');
+cmp_ok(($faults{throttle} // 0) + ($faults{500} // 0) + ($faults{503} // 0), '>', 50,
+	'faults were injected: ' . join(', ', map { "$_=$faults{$_}" } sort keys %faults));
+my ($e) = grep { $_->{outcome} eq 'published' } @f;
+like($e->{group}, qr/^[0-9a-f]{32}$/, 'MessageGroupId is the alert fingerprint');
+is($node->safe_psql('postgres', "SELECT dead FROM anomaly.delivery_status WHERE destination = 'fifo'"),
+	'0', 'no FIFO message went to the dead letters');
+
+# --- a permanent error ---------------------------------------------------------
+
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('missing', 'to nowhere')");
+ok(wait_for(30, sub { $node->safe_psql('postgres',
+	"SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'missing'") == 1 }),
+	'NotFound went to the dead letters');
+is($node->safe_psql('postgres', "SELECT error FROM anomaly.dead_letters WHERE destination = 'missing'"),
+	'SNS HTTP 404 NotFound: Topic does not exist', 'with the SNS error');
+
+# --- hostile answers ---------------------------------------------------------------
+
+my %hostile = (
+	'h-huge' => qr/^response body larger than/,
+	'h-headers' => qr/^response headers larger than/,
+	'h-slowloris' => qr/^timed out after/,
+	'h-xml' => qr/^SNS HTTP 400 Oops: $|^unparseable SNS response/);
+for my $d (sort keys %hostile)
+{
+	my $t = time();
+	my $detail = $node->safe_psql('postgres', "SELECT detail FROM anomaly.test_destination('$d')");
+	like($detail, $hostile{$d}, "$d: recorded as '$detail'");
+	cmp_ok(time() - $t, '<', 4, "$d: bounded");
+}
+
+# --- the signature is really checked -----------------------------------------------
+
+$node->append_conf('postgresql.conf', "anomaly.aws_secret_access_key = 'WRONGwrongWRONGwrong/secretKEY00000000'\n");
+$node->reload;
+sleep(0.3);
+like($node->safe_psql('postgres', "SELECT detail FROM anomaly.test_destination('ops')"),
+	qr/SignatureDoesNotMatch/, 'a wrong secret key is refused by the stand-in');
+
+# --- the shared credentials file ---------------------------------------------------
+
+my $dir = PostgreSQL::Test::Utils::tempdir();
+open(my $fh, '>', "$dir/credentials") or die;
+print $fh "[default]\naws_access_key_id = AKIDWRONG\naws_secret_access_key = nope\n\n"
+  . "[alerts]\naws_access_key_id = $key_id\naws_secret_access_key = $secret\naws_session_token = $token\n";
+close $fh;
+chmod 0600, "$dir/credentials";
+$node->append_conf('postgresql.conf', join("\n",
+	"anomaly.aws_access_key_id = ''", "anomaly.aws_secret_access_key = ''",
+	"anomaly.aws_session_token = ''",
+	"anomaly.aws_shared_credentials_file = '$dir/credentials'",
+	"anomaly.aws_profile = 'alerts'") . "\n");
+$node->reload;
+sleep(0.3);
+is($node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('ops')"),
+	'true delivered', 'credentials from a profile of the shared credentials file');
+
+# --- EC2 instance metadata (IMDSv2) ------------------------------------------------
+
+$node->append_conf('postgresql.conf', join("\n",
+	"anomaly.aws_shared_credentials_file = '$dir/none'",
+	"anomaly.aws_imds_endpoint = 'http://127.0.0.1:$sns->{port}'") . "\n");
+$node->reload;
+sleep(0.3);
+is($node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('ops')"),
+	'true delivered', 'credentials from IMDSv2 (token, role, document)');
+ok(scalar(grep { ($_->{outcome} // '') eq 'imds PUT /latest/api/token' } read_jsonl($sns->{log})) >= 1,
+	'IMDSv2 session token requested with PUT');
+
+# --- no AWS secret in the log --------------------------------------------------------
+
+sleep(0.3);
+for my $v ($secret, $token, 'WRONGwrongWRONGwrong/secretKEY00000000')
+{
+	ok(!log_contains($node, $v), 'no log line holds an AWS secret (' . substr($v, 0, 8) . '...)');
+}
+
+$node->stop;
+done_testing();

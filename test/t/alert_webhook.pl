@@ -1,0 +1,251 @@
+
+# Delivery by the sender worker to a local webhook receiver: 10,000 alerts
+# all arrive once; with half the requests failing all still arrive; a
+# permanent 4xx is a dead letter with its error; Retry-After is honoured;
+# hostile responses are bounded and recorded; SIGKILL of the worker
+# mid-delivery loses nothing; secrets reach neither non-superusers nor the
+# log (log_statement = all, debug1).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../servers";
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use AlertTest;
+
+my $secret = 'Sup3rS3cretHookKey-5d1e';
+my $env_secret = 'EnvS3cretValue-77aa';
+
+my $good = start_server('webhook_receiver.py', '--secret', $secret);
+my $flaky = start_server('webhook_receiver.py', '--fail-rate', '0.5', '--seed', '7');
+my $envhook = start_server('webhook_receiver.py', '--secret', $env_secret);
+my $slowsrv = start_server('webhook_receiver.py');
+
+$ENV{ANOMALY_CREDENTIAL_ENV_HOOK} = $env_secret;
+my $node = new_alert_node('webhook',
+	"anomaly.credentials = 'hook_secret=$secret; other=xyzzy-unused'",
+	"anomaly.retry_base = '20ms'",
+	"anomaly.retry_max = '2s'",
+	"restart_after_crash = on",
+	"anomaly.max_attempts = 40",
+	"anomaly.request_timeout = '2s'",
+	"anomaly.connect_timeout = '1s'",
+	"log_statement = 'all'",
+	"log_min_messages = debug1");
+
+my $g = "http://127.0.0.1:$good->{port}";
+$node->safe_psql('postgres', qq{
+	SELECT anomaly.create_destination('good', 'webhook', '{"url": "$g/hook", "credential": "hook_secret", "headers": {"X-Team": "ops"}}');
+	SELECT anomaly.create_destination('flaky', 'webhook', '{"url": "http://127.0.0.1:$flaky->{port}/hook"}');
+	SELECT anomaly.create_destination('env', 'webhook', '{"url": "http://127.0.0.1:$envhook->{port}/hook", "credential": "env_hook"}');
+	SELECT anomaly.create_destination('gone', 'webhook', '{"url": "$g/status/404"}');
+	SELECT anomaly.create_destination('later', 'webhook', '{"url": "$g/retry-after/1"}');
+	SELECT anomaly.create_destination('slow', 'webhook', '{"url": "http://127.0.0.1:$slowsrv->{port}/slow/0.1"}');
+	SELECT anomaly.create_destination('chat', 'slack', '{"url": "$g/slack/T0", "channel": "#ops"}');
+	SELECT anomaly.create_destination('huge', 'webhook', '{"url": "$g/huge"}');
+	SELECT anomaly.create_destination('headers', 'webhook', '{"url": "$g/endless-headers"}');
+	SELECT anomaly.create_destination('slowloris', 'webhook', '{"url": "$g/slowloris"}');
+	SELECT anomaly.create_destination('garbage', 'webhook', '{"url": "$g/garbage"}');
+	SELECT anomaly.create_destination('drop', 'webhook', '{"url": "$g/drop"}');
+	SELECT anomaly.create_destination('rules', 'webhook', '{"url": "$g/rules"}');
+	SELECT anomaly.create_destination('limited', 'webhook', '{"url": "$g/limited", "rate_limit": 50}');
+});
+
+# Deliveries in the receiver's log for a path prefix.
+sub received
+{
+	my ($srv, $prefix) = @_;
+	return grep { index($_->{path}, $prefix) == 0 } read_jsonl($srv->{log});
+}
+
+sub queued
+{
+	my ($dest) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM anomaly.outbox WHERE destination = '$dest'");
+}
+
+# --- 10,000 alerts, each delivered once --------------------------------------
+
+my $t0 = time();
+$node->safe_psql('postgres', q{
+	SELECT count(anomaly.send_alert('good', 'alert ' || i, jsonb_build_object('n', i)))
+	FROM generate_series(1, 10000) i});
+ok(wait_for(180, sub { queued('good') == 0 }), '10,000 alerts left the outbox');
+my $secs = time() - $t0;
+my @got = received($good, '/hook');
+my %seen;
+$seen{ $_->{body}{details}{n} }++ for @got;
+is(scalar(keys %seen), 10000, 'each of the 10,000 alerts arrived');
+is(scalar(grep { $seen{$_} > 1 } keys %seen), 0, 'none arrived twice (no ambiguous failure)');
+is(scalar(grep { !$_->{sig} } @got), 0, 'every HMAC-SHA256 signature verifies');
+is(scalar(grep { ($_->{headers}{'x-team'} // '') ne 'ops' } @got), 0, 'custom headers sent');
+is(scalar(grep { $_->{body}{version} != 1 || $_->{body}{status} ne 'firing' } @got), 0,
+	'payload version 1');
+note(sprintf('10,000 deliveries in %.1f s (%.0f/s)', $secs, 10000 / $secs));
+is($node->safe_psql('postgres', "SELECT sent FROM anomaly.delivery_status WHERE destination = 'good'"),
+	'10000', 'delivery_status counts 10,000 sent');
+
+# --- half the requests fail: all still arrive ---------------------------------
+
+$node->safe_psql('postgres', q{
+	SELECT count(anomaly.send_alert('flaky', 'flaky ' || i, jsonb_build_object('n', i)))
+	FROM generate_series(1, 2000) i});
+ok(wait_for(180, sub { queued('flaky') == 0 }), 'flaky endpoint: outbox drained');
+my %fl;
+$fl{ $_->{body}{details}{n} }++ for received($flaky, '/hook');
+is(scalar(keys %fl), 2000, 'with half the requests failing, all 2,000 arrived');
+my ($retried, $dead) = split /\|/, $node->safe_psql('postgres',
+	"SELECT retried, dead FROM anomaly.delivery_status WHERE destination = 'flaky'");
+cmp_ok($retried, '>', 500, "failures were retried ($retried retries)");
+is($dead, '0', 'no flaky alert went to the dead letters');
+
+# --- credentials from the environment ------------------------------------------
+
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('env', 'env-signed')");
+ok(wait_for(30, sub { scalar(received($envhook, '/hook')) == 1 }), 'env credential: delivered');
+is((received($envhook, '/hook'))[0]->{sig}, JSON::PP::true, 'signed with the ANOMALY_CREDENTIAL_ENV_HOOK secret');
+
+# --- permanent 4xx: dead letter with its error ----------------------------------
+
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('gone', 'to a 404')");
+ok(wait_for(30, sub { $node->safe_psql('postgres',
+	"SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'gone'") == 1 }),
+	'a permanent 404 went to the dead letters');
+is($node->safe_psql('postgres',
+	"SELECT attempts || ' ' || error FROM anomaly.dead_letters WHERE destination = 'gone'"),
+	'1 HTTP 404: status 404 from the stand-in', 'after one attempt, with its error');
+
+# --- Retry-After ----------------------------------------------------------------
+
+my $t1 = time();
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('later', 'retry after 1 s')");
+ok(wait_for(30, sub { scalar(received($good, '/retry-after')) == 1 }), '429 then delivered');
+my ($r) = received($good, '/retry-after');
+cmp_ok($r->{t} - $t1, '>=', 0.95, sprintf('Retry-After: 1 honoured (%.2f s)', $r->{t} - $t1));
+is($r->{attempt}, '2', 'on the second attempt');
+
+# --- Slack ------------------------------------------------------------------------
+
+$node->safe_psql('postgres', q{SELECT anomaly.send_alert('chat', 'cpu high', '{"score": 3.25, "severity": "error"}')});
+ok(wait_for(30, sub { scalar(received($good, '/slack')) == 1 }), 'Slack message delivered');
+my ($s) = received($good, '/slack');
+is($s->{body}{text}, 'FIRING [error] cpu high score=3.2500', 'Slack text');
+is($s->{body}{channel}, '#ops', 'Slack channel');
+
+# --- alert rules: scores -> episodes -> webhook -------------------------------
+
+$node->safe_psql('postgres', q{
+	SELECT anomaly.create_alert_rule('rides-high', detector => 'rides', destination => 'rules',
+		min_grade => 0.5, severity => 'critical');
+	INSERT INTO anomaly.scores (detector, partition_key, commit_time, anomaly_score, anomaly_grade)
+	VALUES ('rides', 'a', now(), 1.0, 0.0), ('rides', 'a', now(), 3.5, 0.9),
+		   ('rides', 'b', now(), 3.0, 0.7), ('rides', 'a', now(), 1.1, 0.0)});
+ok(wait_for(30, sub { scalar(received($good, '/rules')) == 3 }), 'rule notifications delivered');
+my @ru = sort { $a->{body}{key}{partition_key} cmp $b->{body}{key}{partition_key}
+	  || $a->{body}{status} cmp $b->{body}{status} } received($good, '/rules');
+is(join(' ', map { "$_->{body}{key}{partition_key}:$_->{body}{status}" } @ru),
+	'a:firing a:resolved b:firing', 'a fired and resolved, b fired');
+is($ru[0]{body}{fingerprint}, $ru[1]{body}{fingerprint}, 'one fingerprint per episode');
+is($ru[0]{body}{severity}, 'critical', 'with the rule severity');
+is($ru[0]{delivery}, "anomaly-$ru[0]{body}{fingerprint}-$ru[0]{body}{episode}-firing",
+	'deterministic delivery id');
+
+# --- a per-destination rate limit ---------------------------------------------
+
+my $tl = time();
+$node->safe_psql('postgres', q{
+	SELECT count(anomaly.send_alert('limited', 'limited ' || i)) FROM generate_series(1, 150) i});
+ok(wait_for(30, sub { queued('limited') == 0 }), 'rate-limited destination drained');
+my @li = sort { $a->{t} <=> $b->{t} } received($good, '/limited');
+is(scalar(@li), 150, 'all 150 arrived');
+cmp_ok($li[-1]{t} - $tl, '>=', 1.7, sprintf('at 50/s after a burst of 50 (%.2f s)', $li[-1]{t} - $tl));
+
+# --- hostile responses: bounded, recorded as errors -----------------------------
+
+my %want = (
+	huge => qr/^response body larger than 65536 bytes$/,
+	headers => qr/^response headers larger than/,
+	slowloris => qr/^timed out after \d+ ms/,
+	garbage => qr/HTTP\/0\.9|Weird server reply|Unsupported protocol/,
+	drop => qr/Empty reply from server|Server returned nothing/);
+for my $d (sort keys %want)
+{
+	my $t = time();
+	my $res = $node->safe_psql('postgres', "SELECT ok || '|' || detail FROM anomaly.test_destination('$d')");
+	my $el = time() - $t;
+	my ($ok, $detail) = split /\|/, $res, 2;
+	like($detail, $want{$d}, "$d: recorded as '$detail'");
+	cmp_ok($el, '<', 4.5, sprintf("$d: bounded (%.2f s)", $el));
+}
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('huge', 'to a huge body')");
+ok(wait_for(30, sub { $node->safe_psql('postgres',
+	"SELECT last_error FROM anomaly.delivery_status WHERE destination = 'huge'") =~ /larger than/ }),
+	'the worker records a hostile response in delivery_status');
+$node->safe_psql('postgres', "SELECT anomaly.alter_destination('huge', enabled => false)");
+
+# --- SIGKILL of the sender mid-delivery loses nothing ---------------------------
+
+$node->safe_psql('postgres', q{
+	SELECT count(anomaly.send_alert('slow', 'slow ' || i, jsonb_build_object('n', i)))
+	FROM generate_series(1, 1000) i});
+
+# lines in a receiver's log, cheaply
+sub lines
+{
+	my ($srv) = @_;
+	return 0 unless -e $srv->{log};
+	open(my $fh, '<', $srv->{log}) or die;
+	my $n = 0;
+	$n++ while <$fh>;
+	close $fh;
+	return $n;
+}
+ok(wait_for(60, sub { lines($slowsrv) >= 150 }), 'slow deliveries under way');
+my $pid = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomaly alert sender'");
+ok($pid =~ /^\d+$/, "sender worker pid $pid");
+kill 'KILL', $pid;
+my $at_kill = lines($slowsrv);
+cmp_ok($at_kill, '<', 1000, "killed mid-delivery, after $at_kill of 1,000");
+ok(wait_for(60, sub { my $r = eval { $node->psql('postgres', 'SELECT 1') }; defined $r && $r == 0 }),
+	'server back after the crash restart');
+ok(wait_for(120, sub { queued('slow') == 0 }), 'outbox drained after the restart');
+my %sl;
+$sl{ $_->{body}{details}{n} }++ for received($slowsrv, '/slow');
+is(scalar(keys %sl), 1000, 'all 1,000 arrived');
+my $dups = scalar(grep { $sl{$_} > 1 } keys %sl);
+cmp_ok($dups, '<=', 500, "duplicates only from the round in flight ($dups)");
+
+# --- secrets --------------------------------------------------------------------
+
+$node->safe_psql('postgres', 'CREATE ROLE plain LOGIN');
+my ($rc, $out, $err) = $node->psql('postgres', 'SHOW anomaly.credentials', extra_params => [ '-U', 'plain' ]);
+like($err, qr/must be superuser/, 'a non-superuser cannot SHOW the credentials');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_settings WHERE name IN ('anomaly.credentials', 'anomaly.aws_access_key_id', 'anomaly.aws_secret_access_key', 'anomaly.aws_session_token')},
+	extra_params => [ '-U', 'plain' ]), '0', 'nor see them in pg_settings');
+($rc, $out, $err) = $node->psql('postgres', 'SELECT config FROM anomaly.destinations', extra_params => [ '-U', 'plain' ]);
+isnt($rc, 0, 'nor read the destinations');
+
+# a reloaded secret and ALTER SYSTEM with another one
+$node->append_conf('postgresql.conf', "anomaly.credentials = 'hook_secret=$secret; other=Rel0adedS3cret-9f'\n");
+$node->reload;
+$node->safe_psql('postgres', q{ALTER SYSTEM SET anomaly.credentials = 'x=AlterSystemS3cret-11'});
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET anomaly.credentials});
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('good', 'after reload')");
+ok(wait_for(30, sub { queued('good') == 0 }), 'delivered after the reload');
+sleep(0.5);
+for my $v ($secret, $env_secret, 'Rel0adedS3cret-9f', 'AlterSystemS3cret-11', 'xyzzy-unused')
+{
+	ok(!log_contains($node, $v), "no log line holds the secret $v");
+}
+ok(log_contains($node, 'parameter "anomaly.credentials" changed (value hidden)'),
+	'the reload is logged without the value');
+
+$node->stop;
+done_testing();
