@@ -3,7 +3,7 @@
  *	  Benchmark of the Random Cut Forest engine alone.
  *
  *	  bench/engine --dims D --shingle S --trees T --samples N --points P
- *				   [--seed X] [--time-decay L]
+ *				   [--seed X] [--time-decay L] [--input FILE]
  *
  * Feeds a warm-up of sample_size * 4 records, then P records of a noisy
  * seasonal series, each scored then learned (rcf_process).  Timing is taken
@@ -11,7 +11,16 @@
  * cost per record.  Prints one machine-readable line:
  *
  *	  us_per_point=<median> bytes_per_forest=<arena bytes> ...
+ *
+ * With --input FILE the records are read from FILE instead, one per line,
+ * values separated by commas (the number of values of the first line is the
+ * number of dimensions), all loaded before timing starts.  Every line is fed,
+ * with no warm-up apart, so --points is the number of lines, and the line
+ * also carries rows_per_s=, the rate over the whole file, and cpu_seconds=,
+ * the process's CPU time over it, for comparison with the SQL window
+ * function on the same rows.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +38,16 @@ now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* CPU time of this process, in seconds. */
+static double
+cpu_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static int
@@ -59,6 +78,87 @@ make_record(double *rec, int dims, long i, uint64_t *s)
 			((i % 9973) == 0 ? 25.0 : 0.0);
 }
 
+/*
+ * Reads FILE into *data, one record of *dims values per line; returns the
+ * number of records, or -1 after printing why.  *dims == 0 on entry means
+ * the first line decides.
+ */
+static long
+read_input(const char *path, int *dims, double **data)
+{
+	FILE	   *f = fopen(path, "r");
+	char		line[65536];
+	double		vals[RCF_MAX_DIMENSIONS];
+	long		n = 0;
+	long		cap = 0;
+	long		lineno = 0;
+
+	*data = NULL;
+	if (f == NULL)
+	{
+		fprintf(stderr, "could not open \"%s\": %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL)
+	{
+		char	   *p = line;
+		char	   *end;
+		int			d = 0;
+
+		lineno++;
+		if (line[strspn(line, " \t\r\n")] == '\0')
+			continue;
+		for (;;)
+		{
+			if (d == RCF_MAX_DIMENSIONS)
+				goto bad;
+			vals[d] = strtod(p, &end);
+			if (end == p)
+				goto bad;
+			d++;
+			p = end + strspn(end, " \t\r\n");
+			if (*p == '\0')
+				break;
+			if (*p++ != ',')
+				goto bad;
+		}
+		if (*dims == 0)
+			*dims = d;
+		if (d != *dims)
+			goto bad;
+		if (n == cap)
+		{
+			cap = cap ? cap * 2 : 65536;
+			*data = realloc(*data, sizeof(double) * cap * d);
+			if (*data == NULL)
+			{
+				fprintf(stderr, "out of memory reading \"%s\"\n", path);
+				fclose(f);
+				return -1;
+			}
+		}
+		memcpy(*data + n * d, vals, sizeof(double) * d);
+		n++;
+	}
+	fclose(f);
+	if (n == 0)
+	{
+		fprintf(stderr, "\"%s\" holds no records\n", path);
+		return -1;
+	}
+	return n;
+
+bad:
+	if (*dims > 0)
+		fprintf(stderr, "%s:%ld: expected %d comma-separated numbers\n",
+				path, lineno, *dims);
+	else
+		fprintf(stderr, "%s:%ld: expected comma-separated numbers\n",
+				path, lineno);
+	fclose(f);
+	return -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -72,6 +172,11 @@ main(int argc, char **argv)
 	long		warm;
 	uint64_t	s = 88172645463325252ULL;
 	double		checksum = 0.0;
+	const char *input = NULL;
+	double	   *data = NULL;
+	int			dims_given = 0;
+	double		t_all;
+	double		cpu_all;
 
 	rcf_params_default(&params, 1);
 	for (int i = 1; i < argc; i++)
@@ -82,7 +187,7 @@ main(int argc, char **argv)
 		if (v == NULL)
 			goto usage;
 		if (strcmp(a, "--dims") == 0)
-			dims = atoi(v);
+			dims = dims_given = atoi(v);
 		else if (strcmp(a, "--shingle") == 0)
 			params.shingle_size = atoi(v);
 		else if (strcmp(a, "--trees") == 0)
@@ -95,12 +200,21 @@ main(int argc, char **argv)
 			params.seed = strtoull(v, NULL, 10);
 		else if (strcmp(a, "--time-decay") == 0)
 			params.time_decay = atof(v);
+		else if (strcmp(a, "--input") == 0)
+			input = v;
 		else
 			goto usage;
 		i++;
 	}
+	if (input != NULL)
+	{
+		dims = dims_given;
+		points = read_input(input, &dims, &data);
+		if (points < 0)
+			return 2;
+	}
 	params.dims = dims;
-	if (rcf_params_check(&params) || points < BATCH)
+	if (rcf_params_check(&params) || (input == NULL && points < BATCH))
 	{
 		fprintf(stderr, "invalid parameters: %s\n",
 				rcf_params_check(&params) ? rcf_params_check(&params) : "points");
@@ -110,7 +224,36 @@ main(int argc, char **argv)
 	forest = rcf_create(&params, NULL);
 	rec = malloc(sizeof(double) * dims);
 	nbatches = points / BATCH;
-	batches = malloc(sizeof(double) * nbatches);
+	batches = malloc(sizeof(double) * (nbatches + 1));
+
+	if (input != NULL)
+	{
+		/* Every record timed, warm-up included; batches for the median. */
+		long		i = 0;
+
+		t_all = now_us();
+		cpu_all = cpu_seconds();
+		for (long b = 0; b < nbatches; b++)
+		{
+			double		t0 = now_us();
+
+			for (long end = i + BATCH; i < end; i++)
+				checksum += rcf_process(forest, data + i * dims);
+			batches[b] = (now_us() - t0) / BATCH;
+		}
+		for (; i < points; i++)
+			checksum += rcf_process(forest, data + i * dims);
+		t_all = now_us() - t_all;
+		cpu_all = cpu_seconds() - cpu_all;
+		if (nbatches == 0)
+			batches[nbatches++] = t_all / points;
+		qsort(batches, nbatches, sizeof(double), cmp_double);
+		printf("us_per_point=%.3f rows_per_s=%.1f seconds=%.3f cpu_seconds=%.3f bytes_per_forest=%zu dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f\n",
+			   batches[nbatches / 2], points / (t_all / 1e6), t_all / 1e6,
+			   cpu_all, rcf_bytes(forest), dims, params.shingle_size,
+			   params.number_of_trees, params.sample_size, points, checksum);
+		goto done;
+	}
 
 	warm = (long) params.sample_size * 4 + params.shingle_size;
 	for (long i = 0; i < warm; i++)
@@ -133,12 +276,14 @@ main(int argc, char **argv)
 	printf("us_per_point=%.3f bytes_per_forest=%zu dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f\n",
 		   batches[nbatches / 2], rcf_bytes(forest), dims, params.shingle_size,
 		   params.number_of_trees, params.sample_size, nbatches * BATCH, checksum);
+done:
 	rcf_free(forest);
+	free(data);
 	free(rec);
 	free(batches);
 	return 0;
 
 usage:
-	fprintf(stderr, "usage: %s --dims D --shingle S --trees T --samples N --points P [--seed X] [--time-decay L]\n", argv[0]);
+	fprintf(stderr, "usage: %s --dims D --shingle S --trees T --samples N --points P [--seed X] [--time-decay L] [--input FILE]\n", argv[0]);
 	return 2;
 }

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+#
+# run.sh — the benchmarks behind `make bench` (which builds bench/* first).
+#
+#   bench/run.sh
+#
+# 1. engine: bench/engine alone (no PostgreSQL), BENCH_POINTS (default
+#    100,000) points after warm-up, in three configurations:
+#      a  dims 1, shingle 8, 50 trees, 256 samples (the reference library's
+#         published benchmark setting)
+#      b  dims 1, shingle 1, 100 trees, 256 samples (KDA's defaults)
+#      c  dims 5, shingle 1, 100 trees, 256 samples
+#    one line each: "engine config=a us_per_point=.. bytes_per_forest=.. ..."
+# 2. bench/sql_window.sh: the SQL window function against the engine on the
+#    same 1,000,000 rows ("sql_rows_per_s=.. engine_rows_per_s=.. ratio=..")
+# 3. bench/nab.sh with KDA's defaults and seed 42, when the NAB corpus is
+#    there ("nab standard=.. reward_low_FP=.. reward_low_FN=.. ...")
+#
+# Every result is also written as one JSON object per line to
+# bench/results/latest.jsonl (rewritten by each run; not under version
+# control), for machines.
+#
+# Environment:
+#   BENCH_SKIP_ENGINE=1, BENCH_SKIP_SQL=1, BENCH_SKIP_NAB=1   skip a part
+#   BENCH_POINTS       points per engine configuration (default 100000)
+#   BENCH_JSONL        where to write the JSON lines instead
+#   SQL_ROWS, SQL_REPEAT, NAB_ROOT, ANOMALY_BENCH_INSTALL   see the scripts
+# Exit status: non-zero when a part failed (the others still run).
+
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+mkdir -p "$ROOT/bench/results"
+export BENCH_JSONL=${BENCH_JSONL:-$ROOT/bench/results/latest.jsonl}
+: >"$BENCH_JSONL"
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
+
+POINTS=${BENCH_POINTS:-100000}
+FAILED=()
+
+if [ "${BENCH_SKIP_ENGINE:-0}" != 1 ]; then
+	echo "=== engine ($POINTS points per configuration)"
+	if [ ! -x "$ROOT/bench/engine" ] || [ "$ROOT/bench/engine.c" -nt "$ROOT/bench/engine" ]; then
+		make -s -C "$ROOT" bench/engine >/dev/null || FAILED+=(engine-build)
+	fi
+	while read -r name dims shingle trees samples; do
+		if out=$("$ROOT/bench/engine" --dims "$dims" --shingle "$shingle" \
+			--trees "$trees" --samples "$samples" --points "$POINTS"); then
+			echo "engine config=$name $out"
+			bench_json engine "config=$name $out"
+		else
+			FAILED+=("engine-$name")
+		fi
+	done <<-EOF
+		a 1 8 50 256
+		b 1 1 100 256
+		c 5 1 100 256
+	EOF
+fi
+
+if [ "${BENCH_SKIP_SQL:-0}" != 1 ]; then
+	echo ""
+	echo "=== SQL window function against the engine"
+	"$HERE/sql_window.sh" || FAILED+=(sql_window)
+	# Built and installed once is enough.
+	export ANOMALY_BENCH_INSTALL=${ANOMALY_BENCH_INSTALL:-0}
+fi
+
+if [ "${BENCH_SKIP_NAB:-0}" != 1 ]; then
+	echo ""
+	echo "=== NAB, KDA defaults, seed 42"
+	"$HERE/nab.sh" "$ROOT/bench/results/nab/kda-seed42" --seed 42 || FAILED+=(nab)
+fi
+
+echo ""
+echo "results: $BENCH_JSONL"
+if [ ${#FAILED[@]} -gt 0 ]; then
+	echo "failed: ${FAILED[*]}"
+	exit 1
+fi
