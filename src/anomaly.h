@@ -14,6 +14,7 @@
 #include "utils/jsonb.h"
 
 #include "rcf/rcf.h"
+#include "rcf/grade.h"
 
 /*
  * A point read from SQL: values as double, how many, and whether any was
@@ -24,8 +25,18 @@ typedef struct AnomalyPoint
 	int			dims;
 	bool		has_null;
 	double	   *values;			/* dims entries, palloc'd once and reused */
+	bool	   *nulls;			/* which values were NULL (then 0 in values) */
 	int			capacity;
 } AnomalyPoint;
+
+/* What detect() does with a point that has NULL values. */
+typedef enum AnomalyMissing
+{
+	ANOMALY_MISSING_SKIP,		/* NULL result, not learned */
+	ANOMALY_MISSING_PREVIOUS,	/* the previous record's values */
+	ANOMALY_MISSING_ZERO,
+	ANOMALY_MISSING_IMPUTE		/* what the forest expects, given the rest */
+} AnomalyMissing;
 
 /* params.c */
 extern void anomaly_forest_params(RcfParams *params, int dims,
@@ -36,6 +47,8 @@ extern void anomaly_forest_params(RcfParams *params, int dims,
 								  Datum seed, bool seed_null);
 extern RcfForest *anomaly_forest_create(const RcfParams *params,
 										MemoryContext context);
+extern void *anomaly_context_alloc(void *ctx, size_t size);
+extern void anomaly_context_free(void *ctx, void *ptr);
 
 /* point.c */
 extern void anomaly_point_from_array(AnomalyPoint *point, ArrayType *array,
@@ -50,5 +63,17 @@ extern Jsonb *anomaly_explanation(const RcfForest *forest, const double *high,
 								  bool with_directionality,
 								  List *names);
 extern List *anomaly_feature_names(ArrayType *names, int dims);
+
+/* detection.c */
+extern void anomaly_grader_params(RcfGraderParams *params,
+								  const NullableDatum *args);
+extern AnomalyMissing anomaly_missing_policy(const NullableDatum *arg);
+extern bool anomaly_fill_missing(AnomalyMissing policy, RcfForest *forest,
+								 AnomalyPoint *point, bool *mask,
+								 double *scratch);
+extern Datum anomaly_detection_datum(FunctionCallInfo fcinfo,
+									 const RcfGrade *grade,
+									 const double *expected, int dims,
+									 Jsonb *explanation);
 
 #endif							/* ANOMALY_H */

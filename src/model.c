@@ -37,6 +37,7 @@ PG_FUNCTION_INFO_V1(rcf_score_model);
 PG_FUNCTION_INFO_V1(rcf_explain_model);
 PG_FUNCTION_INFO_V1(rcf_update_model);
 PG_FUNCTION_INFO_V1(rcf_info_model);
+PG_FUNCTION_INFO_V1(rcf_detect_model);
 
 /* Bytes of the encoding's header: marker, version, reserved, CRC. */
 #define MODEL_HEADER_SIZE 12
@@ -61,12 +62,13 @@ model_free(void *ctx, void *ptr)
  */
 static RcfForest *
 decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
-				bool binary)
+				bool binary, RcfGrader **grader)
 {
 	RcfAllocator allocator = {model_alloc, model_free, context};
 	RcfDecodeStatus status;
 	const char *detail;
-	RcfForest  *forest = rcf_decode(bytes, len, &allocator, &status, &detail);
+	RcfForest  *forest = rcf_model_decode(bytes, len, &allocator, grader,
+										  &status, &detail);
 	int			code;
 
 	if (forest)
@@ -95,11 +97,11 @@ decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
 	return NULL;
 }
 
-/* Encodes a forest as a new anomaly.rcf datum. */
+/* Encodes a forest and its grader (if any) as a new anomaly.rcf datum. */
 static bytea *
-encode_model(const RcfForest *forest)
+encode_model(const RcfForest *forest, const RcfGrader *grader)
 {
-	size_t		size = rcf_encoded_size(forest);
+	size_t		size = rcf_model_encoded_size(forest, grader);
 	bytea	   *result;
 
 	if (size == 0 || size > MaxAllocSize - VARHDRSZ)
@@ -108,7 +110,7 @@ encode_model(const RcfForest *forest)
 				 errmsg("anomaly.rcf model would be too large (%zu bytes)", size)));
 	result = palloc(VARHDRSZ + size);
 	SET_VARSIZE(result, VARHDRSZ + size);
-	if (rcf_encode(forest, (uint8_t *) VARDATA(result), size) != size)
+	if (rcf_model_encode(forest, grader, (uint8_t *) VARDATA(result), size) != size)
 		elog(ERROR, "could not encode an anomaly.rcf model");
 	return result;
 }
@@ -123,11 +125,13 @@ typedef struct ModelCache
 {
 	MemoryContext context;
 	RcfForest  *forest;
+	RcfGrader  *grader;			/* NULL if the model has none */
 	Size		raw_size;
 	uint32		crc;
 	AnomalyPoint point;
 	double	   *high;
 	double	   *low;
+	double	   *expected;
 } ModelCache;
 
 /* Returns the call site's cache, creating it. */
@@ -170,11 +174,12 @@ cached_forest(FunctionCallInfo fcinfo, Datum model)
 
 		MemoryContextReset(cache->context);
 		cache->forest = NULL;
-		cache->high = cache->low = NULL;
+		cache->grader = NULL;
+		cache->high = cache->low = cache->expected = NULL;
 		memset(&cache->point, 0, sizeof(AnomalyPoint));
 		cache->forest = decode_or_error((const uint8_t *) VARDATA_ANY(b),
 										VARSIZE_ANY_EXHDR(b), cache->context,
-										false);
+										false, &cache->grader);
 		cache->raw_size = raw_size;
 		cache->crc = crc;
 	}
@@ -183,12 +188,13 @@ cached_forest(FunctionCallInfo fcinfo, Datum model)
 
 /* Decodes a model for modification: a private copy, never the cache. */
 static RcfForest *
-private_forest(Datum model)
+private_forest(Datum model, RcfGrader **grader)
 {
 	bytea	   *b = DatumGetByteaPP(model);
 
 	return decode_or_error((const uint8_t *) VARDATA_ANY(b),
-						   VARSIZE_ANY_EXHDR(b), CurrentMemoryContext, false);
+						   VARSIZE_ANY_EXHDR(b), CurrentMemoryContext, false,
+						   grader);
 }
 
 /* Text input: base64 of the encoding. */
@@ -225,8 +231,13 @@ rcf_in(PG_FUNCTION_ARGS)
 	SET_VARSIZE(result, VARHDRSZ + n);
 
 	/* Validate now, so that no invalid model is ever stored. */
-	forest = decode_or_error((const uint8_t *) VARDATA(result), n,
-							 CurrentMemoryContext, false);
+	{
+		RcfGrader  *grader = NULL;
+
+		forest = decode_or_error((const uint8_t *) VARDATA(result), n,
+								 CurrentMemoryContext, false, &grader);
+		rcf_grader_free(grader);
+	}
 	rcf_free(forest);
 	PG_RETURN_BYTEA_P(result);
 }
@@ -258,8 +269,13 @@ rcf_recv(PG_FUNCTION_ARGS)
 
 	pq_copymsgbytes(buf, VARDATA(result), len);
 	SET_VARSIZE(result, VARHDRSZ + len);
-	forest = decode_or_error((const uint8_t *) VARDATA(result), len,
-							 CurrentMemoryContext, true);
+	{
+		RcfGrader  *grader = NULL;
+
+		forest = decode_or_error((const uint8_t *) VARDATA(result), len,
+								 CurrentMemoryContext, true, &grader);
+		rcf_grader_free(grader);
+	}
 	rcf_free(forest);
 	PG_RETURN_BYTEA_P(result);
 }
@@ -276,11 +292,27 @@ rcf_send(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
 
+/* A grader with detect()'s defaults, in a memory context. */
+static RcfGrader *
+default_grader(const RcfParams *params, MemoryContext context)
+{
+	RcfGraderParams gp;
+	RcfAllocator allocator = {anomaly_context_alloc, anomaly_context_free, context};
+	RcfGrader  *grader;
+
+	rcf_grader_params_default(&gp);
+	grader = rcf_grader_create(&gp, params, &allocator);
+	if (grader == NULL)
+		elog(ERROR, "could not create a grader with default parameters");
+	return grader;
+}
+
 /* Aggregate state of rcf_train. */
 typedef struct TrainState
 {
 	MemoryContext context;
 	RcfForest  *forest;
+	RcfGrader  *grader;
 	AnomalyPoint point;
 } TrainState;
 
@@ -333,13 +365,20 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 							  args[2], nulls[2], args[3], nulls[3],
 							  args[4], nulls[4]);
 		state->forest = anomaly_forest_create(&params, state->context);
+		state->grader = default_grader(&params, state->context);
 	}
 	else
 		anomaly_point_from_array(&state->point, array, state->context);
 
 	anomaly_point_check_dims(&state->point, rcf_params(state->forest)->dims);
 	if (!state->point.has_null)
-		rcf_update(state->forest, state->point.values);
+	{
+		RcfGrade	grade;
+
+		/* Scored before learned, so the grader follows the scores. */
+		rcf_grader_process(state->grader, state->forest, state->point.values,
+						   true, &grade, NULL);
+	}
 	PG_RETURN_POINTER(state);
 }
 
@@ -352,7 +391,7 @@ rcf_train_finalfn(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	state = (TrainState *) PG_GETARG_POINTER(0);
-	PG_RETURN_BYTEA_P(encode_model(state->forest));
+	PG_RETURN_BYTEA_P(encode_model(state->forest, state->grader));
 }
 
 /* Reads the point argument into the cache's buffer. */
@@ -406,16 +445,31 @@ rcf_explain_model(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	names = anomaly_feature_names(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
 								  params->dims);
-	if (cache->high == NULL)
+	if (cache->expected == NULL)
 	{
 		size_t		n = sizeof(double) * params->dims * params->shingle_size;
 
 		cache->high = MemoryContextAlloc(cache->context, n);
 		cache->low = MemoryContextAlloc(cache->context, n);
+		cache->expected = MemoryContextAlloc(cache->context, n);
 	}
 	rcf_attribution(forest, point->values, cache->high, cache->low);
 	PG_RETURN_JSONB_P(anomaly_explanation(forest, cache->high, cache->low,
 										  params->dims, true, names));
+}
+
+/* Learns a point: through the grader when the model has one. */
+static void
+learn(RcfForest *forest, RcfGrader *grader, const double *values)
+{
+	if (grader)
+	{
+		RcfGrade	grade;
+
+		rcf_grader_process(grader, forest, values, true, &grade, NULL);
+	}
+	else
+		rcf_update(forest, values);
 }
 
 /*
@@ -423,7 +477,7 @@ rcf_explain_model(PG_FUNCTION_ARGS)
  * are skipped.
  */
 static void
-update_many(RcfForest *forest, ArrayType *array)
+update_many(RcfForest *forest, RcfGrader *grader, ArrayType *array)
 {
 	int			rows,
 				cols;
@@ -463,7 +517,7 @@ update_many(RcfForest *forest, ArrayType *array)
 						 errmsg("point %d has a value that is not a finite real", r + 1)));
 		}
 		if (!skip)
-			rcf_update(forest, values);
+			learn(forest, grader, values);
 	}
 	pfree(values);
 }
@@ -476,6 +530,7 @@ Datum
 rcf_update_model(PG_FUNCTION_ARGS)
 {
 	RcfForest  *forest;
+	RcfGrader  *grader = NULL;
 	AnomalyPoint point = {0};
 	ArrayType  *array;
 
@@ -484,16 +539,16 @@ rcf_update_model(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(1))
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	array = PG_GETARG_ARRAYTYPE_P(1);
-	forest = private_forest(PG_GETARG_DATUM(0));
+	forest = private_forest(PG_GETARG_DATUM(0), &grader);
 	if (ARR_NDIM(array) == 2)
 	{
-		update_many(forest, array);
-		PG_RETURN_BYTEA_P(encode_model(forest));
+		update_many(forest, grader, array);
+		PG_RETURN_BYTEA_P(encode_model(forest, grader));
 	}
 	model_point(fcinfo, 1, forest, &point, CurrentMemoryContext);
 	if (!point.has_null)
-		rcf_update(forest, point.values);
-	PG_RETURN_BYTEA_P(encode_model(forest));
+		learn(forest, grader, point.values);
+	PG_RETURN_BYTEA_P(encode_model(forest, grader));
 }
 
 /* rcf_info(model): what a person wants to know about a model, as jsonb. */
@@ -501,9 +556,10 @@ Datum
 rcf_info_model(PG_FUNCTION_ARGS)
 {
 	bytea	   *model = PG_GETARG_BYTEA_PP(0);
+	RcfGrader  *grader = NULL;
 	RcfForest  *forest = decode_or_error((const uint8_t *) VARDATA_ANY(model),
 										 VARSIZE_ANY_EXHDR(model),
-										 CurrentMemoryContext, false);
+										 CurrentMemoryContext, false, &grader);
 	const RcfParams *p = rcf_params(forest);
 	StringInfoData buf;
 
@@ -511,17 +567,77 @@ rcf_info_model(PG_FUNCTION_ARGS)
 	appendStringInfo(&buf,
 					 "{\"format_version\": %d, \"dimensions\": %d, "
 					 "\"number_of_trees\": %d, \"sub_sample_size\": %d, "
-					 "\"time_decay\": %.17g, \"shingle_size\": %d, "
+					 "\"time_decay\": %.15g, \"shingle_size\": %d, "
 					 "\"seed\": " INT64_FORMAT ", \"output_after\": %d, "
 					 "\"updates\": " UINT64_FORMAT ", \"output_ready\": %s, "
-					 "\"encoded_bytes\": %d, \"memory_bytes\": %zu}",
+					 "\"encoded_bytes\": %d, \"memory_bytes\": %zu",
 					 RCF_FORMAT_VERSION, p->dims, p->number_of_trees,
 					 p->sample_size, p->time_decay, p->shingle_size,
 					 (int64) p->seed, p->output_after,
 					 (uint64) rcf_updates(forest),
 					 rcf_output_ready(forest) ? "true" : "false",
 					 (int) VARSIZE_ANY_EXHDR(model), rcf_bytes(forest));
+	if (grader)
+	{
+		const RcfGraderParams *g = rcf_grader_params(grader);
+
+		appendStringInfo(&buf,
+						 ", \"grader\": {\"z_factor\": %.15g, \"score_floor\": %.15g, "
+						 "\"suppress\": %d, \"score_horizon\": %.15g}",
+						 g->z_factor, g->score_floor, g->suppress, g->horizon);
+		rcf_grader_free(grader);
+	}
+	appendStringInfoChar(&buf, '}');
 	rcf_free(forest);
 	PG_RETURN_JSONB_P(DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 														 CStringGetDatum(buf.data))));
+}
+
+/*
+ * rcf_detect(model, point, feature_names): the graded detection of a point
+ * against a stored model, which is not changed.  A model without grader
+ * state (none so far) gets a fresh grader, which grades nothing until it has
+ * seen enough scores.
+ */
+Datum
+rcf_detect_model(PG_FUNCTION_ARGS)
+{
+	RcfForest  *forest;
+	ModelCache *cache;
+	AnomalyPoint *point;
+	const RcfParams *params;
+	RcfGrade	grade;
+	Jsonb	   *explanation = NULL;
+	List	   *names;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	forest = cached_forest(fcinfo, PG_GETARG_DATUM(0));
+	cache = model_cache(fcinfo);
+	params = rcf_params(forest);
+	point = model_point(fcinfo, 1, forest, &cache->point, cache->context);
+	if (point->has_null)
+		PG_RETURN_NULL();
+	names = anomaly_feature_names(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
+								  params->dims);
+	if (cache->grader == NULL)
+		cache->grader = default_grader(params, cache->context);
+	if (cache->expected == NULL)
+	{
+		size_t		n = sizeof(double) * params->dims * params->shingle_size;
+
+		cache->high = MemoryContextAlloc(cache->context, n);
+		cache->low = MemoryContextAlloc(cache->context, n);
+		cache->expected = MemoryContextAlloc(cache->context, n);
+	}
+	rcf_grader_assess(cache->grader, forest, point->values, &grade,
+					  cache->expected);
+	if (grade.is_anomaly)
+	{
+		rcf_attribution(forest, point->values, cache->high, cache->low);
+		explanation = anomaly_explanation(forest, cache->high, cache->low,
+										  params->dims, true, names);
+	}
+	return anomaly_detection_datum(fcinfo, &grade, cache->expected,
+								   params->dims, explanation);
 }

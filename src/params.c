@@ -102,16 +102,16 @@ anomaly_forest_params(RcfParams *params, int dims,
 				 errmsg("invalid forest parameters: %s", err)));
 }
 
-/* Allocator hooks that put a forest's arena into a memory context. */
-static void *
-context_alloc(void *ctx, size_t size)
+/* Allocator hooks that put engine memory into a memory context. */
+void *
+anomaly_context_alloc(void *ctx, size_t size)
 {
 	return MemoryContextAllocExtended((MemoryContext) ctx, size,
 									  MCXT_ALLOC_HUGE);
 }
 
-static void
-context_free(void *ctx, void *ptr)
+void
+anomaly_context_free(void *ctx, void *ptr)
 {
 	pfree(ptr);
 }
@@ -132,8 +132,8 @@ anomaly_forest_create(const RcfParams *params, MemoryContext context)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("forest would need %zu bytes of memory", size),
 				 errhint("Use fewer trees, a smaller sub_sample_size or a smaller shingle_size.")));
-	allocator.alloc = context_alloc;
-	allocator.free = context_free;
+	allocator.alloc = anomaly_context_alloc;
+	allocator.free = anomaly_context_free;
 	allocator.ctx = context;
 	forest = rcf_create(params, &allocator);
 	if (forest == NULL)

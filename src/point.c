@@ -25,7 +25,10 @@ point_reserve(AnomalyPoint *point, int dims, MemoryContext context)
 	{
 		if (point->values)
 			pfree(point->values);
+		if (point->nulls)
+			pfree(point->nulls);
 		point->values = MemoryContextAlloc(context, sizeof(double) * dims);
+		point->nulls = MemoryContextAlloc(context, sizeof(bool) * dims);
 		point->capacity = dims;
 	}
 	point->dims = dims;
@@ -84,7 +87,8 @@ anomaly_point_from_array(AnomalyPoint *point, ArrayType *array,
 	nulls = ARR_NULLBITMAP(array);
 	for (int i = 0; i < n; i++)
 	{
-		if (nulls && !(nulls[i / 8] & (1 << (i % 8))))
+		point->nulls[i] = nulls && !(nulls[i / 8] & (1 << (i % 8)));
+		if (point->nulls[i])
 		{
 			point->has_null = true;
 			point->values[i] = 0.0;
@@ -200,6 +204,7 @@ anomaly_point_from_record(AnomalyPoint *point, HeapTupleHeader rec,
 			*names = lappend(*names, pstrdup(NameStr(att->attname)));
 			MemoryContextSwitchTo(old);
 		}
+		point->nulls[k] = isnull[i];
 		if (isnull[i])
 		{
 			point->has_null = true;

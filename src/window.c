@@ -22,6 +22,15 @@
 
 PG_FUNCTION_INFO_V1(rcf_window_score);
 PG_FUNCTION_INFO_V1(rcf_window_explain);
+PG_FUNCTION_INFO_V1(rcf_window_detect);
+
+/* What a window function returns for each row. */
+typedef enum WindowKind
+{
+	WINDOW_SCORE,
+	WINDOW_EXPLAIN,
+	WINDOW_DETECT
+} WindowKind;
 
 /* Per partition, in partition-local memory (zeroed when a partition starts). */
 typedef struct PartitionState
@@ -36,6 +45,12 @@ typedef struct PartitionState
 	double	   *high;
 	double	   *low;
 	AnomalyPoint point;
+	/* detect() only */
+	RcfGrader  *grader;
+	AnomalyMissing missing;
+	double	   *expected;
+	double	   *scratch;
+	bool	   *mask;
 } PartitionState;
 
 /*
@@ -58,10 +73,16 @@ typedef struct ArgLayout
 	int			seed;
 	int			directionality; /* -1 if absent */
 	int			names;			/* -1 if absent */
+	int			grader;			/* first grader argument, -1 if absent */
+	int			missing;		/* -1 if absent */
 } ArgLayout;
 
-static const ArgLayout score_args = {1, 2, 3, 4, 5, -1, -1};
-static const ArgLayout explain_args = {1, 2, 3, 4, 6, 5, 7};
+static const ArgLayout score_args = {1, 2, 3, 4, 5, -1, -1, -1, -1};
+static const ArgLayout explain_args = {1, 2, 3, 4, 6, 5, 7, -1, -1};
+static const ArgLayout detect_args = {1, 2, 3, 4, 5, -1, 15, 6, 14};
+
+/* Grader arguments of detect(): z_factor .. score_horizon. */
+#define DETECT_GRADER_ARGS 8
 
 /* Reads argument argno of the current row. */
 static Datum
@@ -118,16 +139,41 @@ create_forest(FunctionCallInfo fcinfo, WindowObject winobj,
 	state->forest = anomaly_forest_create(&params, site->forest_context);
 	state->dims = state->point.dims;
 
-	if (layout->directionality >= 0)
+	if (layout->grader >= 0)
+	{
+		NullableDatum args[DETECT_GRADER_ARGS];
+		RcfGraderParams gp;
+		RcfAllocator allocator;
+		size_t		n = sizeof(double) * state->dims;
+
+		for (int i = 0; i < DETECT_GRADER_ARGS; i++)
+			args[i].value = current_arg(winobj, layout->grader + i, &args[i].isnull);
+		anomaly_grader_params(&gp, args);
+		args[0].value = current_arg(winobj, layout->missing, &args[0].isnull);
+		state->missing = anomaly_missing_policy(&args[0]);
+		allocator.alloc = anomaly_context_alloc;
+		allocator.free = anomaly_context_free;
+		allocator.ctx = site->forest_context;
+		state->grader = rcf_grader_create(&gp, &params, &allocator);
+		state->expected = MemoryContextAlloc(site->forest_context, n);
+		state->scratch = MemoryContextAlloc(site->forest_context, n);
+		state->mask = MemoryContextAlloc(site->forest_context, sizeof(bool) * state->dims);
+		state->with_directionality = true;
+	}
+	if (layout->names >= 0)
 	{
 		bool		isnull;
-		Datum		d = current_arg(winobj, layout->directionality, &isnull);
+		Datum		d;
 
-		if (isnull)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("with_directionality must not be null")));
-		state->with_directionality = DatumGetBool(d);
+		if (layout->directionality >= 0)
+		{
+			d = current_arg(winobj, layout->directionality, &isnull);
+			if (isnull)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("with_directionality must not be null")));
+			state->with_directionality = DatumGetBool(d);
+		}
 
 		d = current_arg(winobj, layout->names, &isnull);
 		if (!isnull)
@@ -169,10 +215,41 @@ read_point(FunctionCallInfo fcinfo, WindowObject winobj, PartitionState *state,
 	return true;
 }
 
-/* The shared body of both window functions. */
+/*
+ * detect(): grades the current row's point, explains it if it fires, then
+ * learns it.  NULL values are handled by the missing policy.
+ */
 static Datum
-window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, bool explain)
+detect_row(FunctionCallInfo fcinfo, PartitionState *state)
 {
+	RcfGrade	grade;
+	Jsonb	   *explanation = NULL;
+	Datum		result;
+
+	if (!anomaly_fill_missing(state->missing, state->forest, &state->point,
+							  state->mask, state->scratch))
+		PG_RETURN_NULL();
+	rcf_grader_assess(state->grader, state->forest, state->point.values,
+					  &grade, state->expected);
+	if (grade.is_anomaly)
+	{
+		rcf_attribution(state->forest, state->point.values, state->high,
+						state->low);
+		explanation = anomaly_explanation(state->forest, state->high,
+										  state->low, state->dims, true,
+										  state->names);
+	}
+	result = anomaly_detection_datum(fcinfo, &grade, state->expected,
+									 state->dims, explanation);
+	rcf_grader_learn(state->grader, state->forest, state->point.values, &grade);
+	return result;
+}
+
+/* The shared body of the window functions. */
+static Datum
+window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, WindowKind kind)
+{
+	bool		explain = kind != WINDOW_SCORE;
 	WindowObject winobj = PG_WINDOW_OBJECT();
 	PartitionState *state;
 	bool		have_point;
@@ -203,6 +280,8 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, bool explain)
 		create_forest(fcinfo, winobj, state, layout);
 	}
 	anomaly_point_check_dims(&state->point, state->dims);
+	if (kind == WINDOW_DETECT)
+		return detect_row(fcinfo, state);
 	if (state->point.has_null)
 		PG_RETURN_NULL();
 
@@ -229,7 +308,7 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, bool explain)
 Datum
 rcf_window_score(PG_FUNCTION_ARGS)
 {
-	return window_common(fcinfo, &score_args, false);
+	return window_common(fcinfo, &score_args, WINDOW_SCORE);
 }
 
 /*
@@ -240,5 +319,16 @@ rcf_window_score(PG_FUNCTION_ARGS)
 Datum
 rcf_window_explain(PG_FUNCTION_ARGS)
 {
-	return window_common(fcinfo, &explain_args, true);
+	return window_common(fcinfo, &explain_args, WINDOW_EXPLAIN);
+}
+
+/*
+ * detect(point, forest parameters, grader parameters, missing,
+ *		  feature_names) OVER (...): the graded anomaly.detection of each
+ * row.
+ */
+Datum
+rcf_window_detect(PG_FUNCTION_ARGS)
+{
+	return window_common(fcinfo, &detect_args, WINDOW_DETECT);
 }

@@ -22,11 +22,14 @@
  *				preorder: varint 2 * slot + 1 for a leaf, or varint
  *				2 * dim followed by f32 cut for an internal node.  Leaf
  *				masses are the sampler's counts; boxes are recomputed.
- *	 sections	varint count of optional sections (none in version 1).
+ *	 sections	varint count of optional sections, then per section varint
+ *				kind, varint length, payload.  Kind 1 is the grader
+ *				(grade.c); each kind at most once.
  */
 #include <stdlib.h>
 
 #include "rcf_internal.h"
+#include "grade.h"
 
 #define RCF_MAGIC		0x4D464352u	/* "RCFM" little-endian */
 #define HEADER_SIZE		12
@@ -193,7 +196,7 @@ write_tree(Writer *w, const RcfTree *tree, const uint32_t *slot_index,
  * if temporary memory could not be had.
  */
 static bool
-write_forest(Writer *w, const RcfForest *forest)
+write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 {
 	const RcfParams *p = &forest->params;
 	int			dims = p->dims;
@@ -311,7 +314,21 @@ write_forest(Writer *w, const RcfForest *forest)
 			put_varint(w, slot_index[tree->heap[i].slot]);
 		write_tree(w, tree, slot_index, stack);
 	}
-	put_varint(w, 0);			/* no optional sections */
+	if (grader)
+	{
+		size_t		n = rcf_grader_encoded_size(grader);
+
+		put_varint(w, 1);
+		put_varint(w, 1);		/* kind: grader */
+		put_varint(w, n);
+		if (w->buf && w->pos + n <= w->cap)
+			rcf_grader_encode(grader, w->buf + w->pos);
+		else if (w->buf)
+			w->overflow = true;
+		w->pos += n;
+	}
+	else
+		put_varint(w, 0);
 
 	if (w->buf && !w->overflow)
 	{
@@ -325,23 +342,48 @@ write_forest(Writer *w, const RcfForest *forest)
 }
 
 size_t
-rcf_encoded_size(const RcfForest *forest)
+rcf_model_encoded_size(const RcfForest *forest, const RcfGrader *grader)
 {
 	Writer		w = {NULL, 0, 0, false};
 
-	if (!write_forest(&w, forest))
+	if (!write_forest(&w, forest, grader))
 		return 0;
 	return w.pos;
 }
 
 size_t
-rcf_encode(const RcfForest *forest, uint8_t *buf, size_t size)
+rcf_model_encode(const RcfForest *forest, const RcfGrader *grader,
+				 uint8_t *buf, size_t size)
 {
 	Writer		w = {buf, 0, size, false};
 
-	if (!write_forest(&w, forest) || w.overflow)
+	if (!write_forest(&w, forest, grader) || w.overflow)
 		return 0;
 	return w.pos;
+}
+
+size_t
+rcf_encoded_size(const RcfForest *forest)
+{
+	return rcf_model_encoded_size(forest, NULL);
+}
+
+size_t
+rcf_encode(const RcfForest *forest, uint8_t *buf, size_t size)
+{
+	return rcf_model_encode(forest, NULL, buf, size);
+}
+
+RcfForest *
+rcf_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
+		   RcfDecodeStatus *status, const char **detail)
+{
+	RcfGrader  *grader = NULL;
+	RcfForest  *forest = rcf_model_decode(buf, len, allocator, &grader,
+										  status, detail);
+
+	rcf_grader_free(grader);
+	return forest;
 }
 
 /* A bounds-checked reader; the first failure sticks. */
@@ -562,10 +604,12 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
 }
 
 RcfForest *
-rcf_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
-		   RcfDecodeStatus *status, const char **detail)
+rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
+				 RcfGrader **grader_out, RcfDecodeStatus *status,
+				 const char **detail)
 {
 	Reader		r = {buf, 0, len, RCF_DECODE_OK, NULL};
+	RcfGrader  *grader = NULL;
 	RcfParams	p;
 	RcfForest  *forest = NULL;
 	uint32_t	version;
@@ -853,8 +897,33 @@ rcf_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		for (int i = ninternal - 1; i >= 0; i--)
 			rcf_tree_refresh_box(forest, tree, order[i]);
 	}
-	if (get_varint(&r) != 0 && r.status == RCF_DECODE_OK)
-		fail(&r, RCF_DECODE_CORRUPT, "the data holds sections this version does not know");
+	{
+		uint64_t	nsections = get_count(&r, 2, "the data holds more sections than this version knows");
+
+		for (uint64_t i = 0; i < nsections && r.status == RCF_DECODE_OK; i++)
+		{
+			uint64_t	kind = get_varint(&r);
+			uint64_t	length = get_varint(&r);
+			const char *gdetail;
+
+			if (r.status != RCF_DECODE_OK)
+				break;
+			if (kind != 1 || grader != NULL)
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "the data holds sections this version does not know");
+				break;
+			}
+			if (!need(&r, length))
+				break;
+			grader = rcf_grader_decode(buf + r.pos, length, allocator, &gdetail);
+			if (grader == NULL)
+			{
+				fail(&r, RCF_DECODE_CORRUPT, gdetail);
+				break;
+			}
+			r.pos += length;
+		}
+	}
 	if (r.status != RCF_DECODE_OK)
 		goto done;
 	if (r.pos != len)
@@ -889,7 +958,13 @@ done:
 	{
 		rcf_free(forest);
 		forest = NULL;
+		rcf_grader_free(grader);
+		grader = NULL;
 	}
+	if (grader_out)
+		*grader_out = grader;
+	else
+		rcf_grader_free(grader);
 	*status = r.status;
 	*detail = r.detail;
 	return forest;

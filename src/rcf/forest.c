@@ -294,6 +294,75 @@ refresh_reject_bound(RcfForest *forest, RcfTree *tree, uint64_t seq)
 	tree->reject_until = until;
 }
 
+int
+rcf_last_record(const RcfForest *forest, double *record)
+{
+	int			dims = forest->params.dims;
+	int			S = forest->params.shingle_size;
+	int			newest = (forest->shingle_next + S - 1) % S;
+
+	if (forest->updates == 0)
+		return -1;
+	for (int i = 0; i < dims; i++)
+		record[i] = forest->shingle[(size_t) newest * dims + i];
+	return 0;
+}
+
+/* Orders doubles, for medians. */
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a;
+	double		y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
+int
+rcf_impute(RcfForest *forest, const double *input, const bool *missing,
+		   double *expected)
+{
+	int			T = forest->params.number_of_trees;
+	int			dims = forest->params.dims;
+	int			last = forest->D - dims;	/* the input's place in the point */
+	bool	   *mask;
+	int			found = 0;
+
+	if (forest->inserted == 0)
+		return -1;
+	build_query(forest, input);
+	/* The attribution scratch array (D doubles) holds the D flags. */
+	mask = (bool *) forest->attr_low;
+	memset(mask, 0, forest->D * sizeof(bool));
+	for (int i = 0; i < dims; i++)
+		mask[last + i] = missing[i];
+
+	for (int i = 0; i < dims; i++)
+	{
+		double		values[RCF_MAX_TREES];
+		int			n = 0;
+
+		expected[i] = input[i];
+		if (!missing[i])
+			continue;
+		for (int t = 0; t < T; t++)
+		{
+			const float *leaf = rcf_tree_impute_leaf(forest, &forest->trees[t],
+													 forest->query, mask);
+
+			if (leaf)
+				values[n++] = leaf[last + i];
+		}
+		if (n == 0)
+			continue;
+		qsort(values, n, sizeof(double), cmp_double);
+		expected[i] = (n % 2) ? values[n / 2] :
+			0.5 * (values[n / 2 - 1] + values[n / 2]);
+		found++;
+	}
+	return found > 0 ? 0 : -1;
+}
+
 /*
  * Shifts the weight base to seq once the decay term grows large, so that
  * weights stay small enough for float precision.

@@ -16,6 +16,7 @@
 #ifndef RCF_H
 #define RCF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -91,6 +92,20 @@ extern double rcf_score(RcfForest *forest, const double *input);
  */
 extern double rcf_attribution(RcfForest *forest, const double *input,
 							  double *high, double *low);
+
+/*
+ * Expected values of the input's values flagged in `missing`, given its
+ * other values and the shingle's earlier records: for each tree the leaf
+ * nearest to the input in the known values, and per value the median over
+ * trees.  Values not missing are copied.  Returns 0, or -1 if the forest
+ * has learned nothing yet.  Used to impute missing values and to tell how
+ * far an anomalous value is from what was expected.
+ */
+extern int	rcf_impute(RcfForest *forest, const double *input,
+					   const bool *missing, double *expected);
+
+/* The last record learned (as stored, in float precision); -1 if none. */
+extern int	rcf_last_record(const RcfForest *forest, double *record);
 
 /* Learns one input record. */
 extern void rcf_update(RcfForest *forest, const double *input);

@@ -167,6 +167,9 @@ extern double rcf_tree_attribution(const RcfForest *forest,
 								   double *high, double *low);
 extern const char *rcf_tree_check(const RcfForest *forest,
 								  const RcfTree *tree, uint32_t *refs);
+extern const float *rcf_tree_impute_leaf(const RcfForest *forest,
+										 const RcfTree *tree, const float *q,
+										 const bool *missing);
 extern int16_t rcf_tree_node_alloc(RcfTree *tree);
 extern int16_t rcf_tree_leaf_alloc(RcfTree *tree);
 extern void rcf_tree_refresh_box(const RcfForest *forest, RcfTree *tree,

@@ -800,3 +800,56 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs)
 		return "leaves leaked from the free list";
 	return NULL;
 }
+
+/*
+ * The leaf a tree would hold q in if the dimensions flagged in `missing`
+ * were unknown: cuts on known dimensions route q as usual; at a cut on a
+ * missing dimension q goes to the side whose box lies nearer to it in the
+ * known dimensions (L1 distance), so the leaf is a sampled point that
+ * agrees with q where q is known.  With nothing known, the side with the
+ * tighter box, the denser region, wins.  Returns the leaf's point.
+ */
+const float *
+rcf_tree_impute_leaf(const RcfForest *forest, const RcfTree *tree,
+					 const float *q, const bool *missing)
+{
+	int			d = forest->D;
+	int16_t		ref = tree->root;
+
+	if (ref == RCF_NIL)
+		return NULL;
+	while (ref >= 0)
+	{
+		const RcfNode *n = &tree->nodes[ref];
+
+		if (!missing[n->dim])
+			ref = n->child[q[n->dim] > n->cut];
+		else
+		{
+			double		dist[2] = {0.0, 0.0};
+			double		span[2] = {0.0, 0.0};
+
+			for (int side = 0; side < 2; side++)
+			{
+				const float *lo = child_min(forest, tree, n->child[side]);
+				const float *hi = child_max(forest, tree, n->child[side]);
+
+				for (int i = 0; i < d; i++)
+				{
+					span[side] += (double) hi[i] - lo[i];
+					if (missing[i])
+						continue;
+					if (q[i] < lo[i])
+						dist[side] += (double) lo[i] - q[i];
+					else if (q[i] > hi[i])
+						dist[side] += (double) q[i] - hi[i];
+				}
+			}
+			if (dist[0] != dist[1])
+				ref = n->child[dist[1] < dist[0]];
+			else
+				ref = n->child[span[1] < span[0]];
+		}
+	}
+	return rcf_point(forest, tree->leaves[RCF_LEAF_IDX(ref)].slot);
+}

@@ -91,3 +91,10 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'rcf_info_model' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION rcf_info(rcf)
 IS 'parameters, dimensions, updates seen and sizes of a stored model';
+
+CREATE FUNCTION rcf_detect(model rcf, point double precision[],
+						   feature_names text[] DEFAULT NULL)
+RETURNS detection
+AS 'MODULE_PATHNAME', 'rcf_detect_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION rcf_detect(rcf, double precision[], text[])
+IS 'graded detection of a point against a stored model and its grader state, without learning it';

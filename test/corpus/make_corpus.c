@@ -113,7 +113,13 @@ main(void)
 			   (t[heap + 6 * 4 + 7] = 0, t[heap + 6 * 4 + 8] = 0,
 				t[heap + 6 * 4 + 9] = 0x20, t[heap + 6 * 4 + 10] = 0xC1));
 	}
-	TAMPER("optional section of an unknown kind", t[len - 1] = 1);
+	/* One section of kind 7, empty, where the section count was 0. */
+	memcpy(t, buf, len);
+	t[len - 1] = 1;
+	t[len] = 7;
+	t[len + 1] = 0;
+	fix_crc(t, len + 2);
+	emit("optional section of an unknown kind", t, len + 2);
 	memcpy(t, buf, len);
 	t[4] = 2;
 	emit("format version 2", t, len);

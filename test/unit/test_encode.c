@@ -8,6 +8,7 @@
 
 #include "unit.h"
 #include "rcf/rcf.h"
+#include "rcf/grade.h"
 
 static double
 noise(uint64_t *s)
@@ -269,6 +270,70 @@ test_size(void)
 	rcf_free(g);
 }
 
+/* A model with a grader: both continue identically after a round trip. */
+static void
+test_grader_round_trip(void)
+{
+	RcfParams	p;
+	RcfGraderParams gp;
+	RcfForest  *f,
+			   *f2;
+	RcfGrader  *g,
+			   *g2 = NULL;
+	uint64_t	s = 3;
+	size_t		len;
+	uint8_t    *buf;
+	RcfDecodeStatus status;
+	const char *detail;
+	int			same = 1;
+	int			fired = 0;
+
+	rcf_params_default(&p, 1);
+	p.number_of_trees = 20;
+	p.shingle_size = 2;
+	rcf_grader_params_default(&gp);
+	gp.short_window = 3;
+	f = rcf_create(&p, NULL);
+	g = rcf_grader_create(&gp, &p, NULL);
+	for (int i = 0; i < 2000; i++)
+	{
+		RcfGrade	grade;
+		double		x = noise(&s) + (i % 500 == 499 ? 9 : 0);
+
+		rcf_grader_process(g, f, &x, true, &grade, NULL);
+	}
+	len = rcf_model_encoded_size(f, g);
+	buf = malloc(len);
+	UNIT_OK(rcf_model_encode(f, g, buf, len) == len, "a model with a grader encodes");
+	f2 = rcf_model_decode(buf, len, NULL, &g2, &status, &detail);
+	UNIT_OK(f2 && g2, "a model with a grader decodes with its grader");
+	for (int i = 2000; i < 4000 && f2 && g2; i++)
+	{
+		RcfGrade	a,
+					b;
+		double		ea[1],
+					eb[1];
+		double		x = noise(&s) + (i % 500 == 499 ? 9 : 0);
+
+		rcf_grader_process(g, f, &x, true, &a, ea);
+		rcf_grader_process(g2, f2, &x, true, &b, eb);
+		same &= memcmp(&a, &b, sizeof(RcfGrade)) == 0;
+		fired += a.is_anomaly;
+	}
+	UNIT_OK(same && fired >= 3,
+			"grades are identical after the round trip (%d firings)", fired);
+	/* The grader's ring fill beyond its window is refused. */
+	buf[len - 8 * 3 - 8 - 8 - 4] = 9;
+	fix_crc(buf, len);
+	UNIT_OK(rcf_model_decode(buf, len, NULL, &g2, &status, &detail) == NULL &&
+			status == RCF_DECODE_CORRUPT, "an inconsistent grader state is refused");
+	free(buf);
+	rcf_free(f);
+	rcf_free(f2);
+	rcf_grader_free(g);
+	rcf_grader_free(g2);
+}
+
 int
 main(void)
 {
@@ -281,5 +346,6 @@ main(void)
 	test_round_trip(4, 1, 5, 16, 100, 100000, 0, "past a weight rebase");
 	test_hostile();
 	test_size();
+	test_grader_round_trip();
 	return unit_done();
 }

@@ -1,0 +1,98 @@
+-- Graded anomalies: detect() over a window and rcf_detect() on stored models.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS anomaly;
+RESET client_min_messages;
+SET extra_float_digits = 0;
+
+-- Deterministic noise in [-0.5, 0.5).
+CREATE FUNCTION noise(i integer) RETURNS double precision
+LANGUAGE sql IMMUTABLE AS $$ SELECT ((hashint4(i)::bigint & 65535) / 65536.0) - 0.5 $$;
+
+-- Three kinds of change, each after 2000 points of noise: a spike at 2500,
+-- a level shift from 3000, a change of variance from 4000.
+CREATE TABLE kinds AS
+SELECT t,
+       noise(t) + CASE WHEN t = 2500 THEN 8 ELSE 0 END AS spike,
+       noise(t) + CASE WHEN t >= 3000 THEN 6 ELSE 0 END AS shift,
+       noise(t) * CASE WHEN t >= 4000 THEN 8 ELSE 1 END AS variance
+FROM generate_series(1, 5000) t;
+
+SELECT 'spike' AS kind, min(t) AS first_graded, max((d).anomaly_grade) > 0 AS graded
+FROM (SELECT t, anomaly.detect(ARRAY[spike]) OVER (ORDER BY t) AS d FROM kinds) s
+WHERE (d).anomaly_grade > 0 AND t >= 2500
+UNION ALL
+SELECT 'level shift', min(t), max((d).anomaly_grade) > 0
+FROM (SELECT t, anomaly.detect(ARRAY[shift]) OVER (ORDER BY t) AS d FROM kinds) s
+WHERE (d).anomaly_grade > 0 AND t >= 3000
+UNION ALL
+SELECT 'variance', min(t), max((d).anomaly_grade) > 0
+FROM (SELECT t, anomaly.detect(ARRAY[variance]) OVER (ORDER BY t) AS d FROM kinds) s
+WHERE (d).anomaly_grade > 0 AND t >= 4000;
+
+-- Stationary noise: the share of non-zero grades stays small (under 1%).
+SELECT count(*) FILTER (WHERE (d).anomaly_grade > 0) < 50 AS rare, count(*) AS points
+FROM (SELECT anomaly.detect(ARRAY[noise(t)]) OVER (ORDER BY t) AS d
+      FROM generate_series(1, 5000) t) s;
+
+-- The fields of a firing: grade in (0, 1], score above the threshold,
+-- an expected value near the usual level, and an explanation.
+SELECT (d).is_anomaly, (d).anomaly_grade > 0 AND (d).anomaly_grade <= 1 AS grade_in_range,
+       (d).anomaly_score > (d).threshold AS above_threshold,
+       abs((d).expected[1]) < 1 AS expected_near_usual,
+       (d).explanation -> 'spike' ->> 'DIRECTION' AS direction,
+       (d).confidence > 0 AS confident
+FROM (SELECT t, anomaly.detect(ARRAY[spike], feature_names => ARRAY['spike']) OVER (ORDER BY t) AS d FROM kinds) s
+WHERE t = 2500;
+
+-- A constant stream and then a tiny change: without a margin it pages,
+-- with ignore_near_expected it does not (the reference library's issue 400).
+CREATE TABLE flat AS SELECT t, CASE WHEN t >= 1500 THEN 10.01 ELSE 10.0 END AS v
+FROM generate_series(1, 2000) t;
+SELECT count(*) FILTER (WHERE (d).is_anomaly) > 0 AS pages
+FROM (SELECT anomaly.detect(ARRAY[v]) OVER (ORDER BY t) AS d FROM flat) s;
+SELECT count(*) FILTER (WHERE (d).is_anomaly) AS pages
+FROM (SELECT anomaly.detect(ARRAY[v], ignore_near_expected_above => 0.05,
+                            ignore_near_expected_below => 0.05) OVER (ORDER BY t) AS d FROM flat) s;
+SELECT count(*) FILTER (WHERE (d).is_anomaly) AS pages
+FROM (SELECT anomaly.detect(ARRAY[v], ignore_near_expected_above_ratio => 0.01) OVER (ORDER BY t) AS d FROM flat) s;
+
+-- Missing values: skip gives NULL and learns nothing; zero, previous and
+-- impute fill the value in.
+CREATE TABLE holes AS
+SELECT t, CASE WHEN t % 100 = 0 THEN NULL ELSE 5 + noise(t) END AS a, 3 + noise(t + 7) AS b
+FROM generate_series(1, 2000) t;
+SELECT policy, count(*) FILTER (WHERE d IS NULL) AS null_rows,
+       count(*) FILTER (WHERE t % 100 = 0 AND (d).anomaly_score IS NOT NULL) AS filled_rows
+FROM (SELECT 'skip' AS policy, t, anomaly.detect(ARRAY[a, b], missing => 'skip') OVER (ORDER BY t) AS d FROM holes
+      UNION ALL
+      SELECT 'zero', t, anomaly.detect(ARRAY[a, b], missing => 'zero') OVER (ORDER BY t) FROM holes
+      UNION ALL
+      SELECT 'previous', t, anomaly.detect(ARRAY[a, b], missing => 'previous') OVER (ORDER BY t) FROM holes
+      UNION ALL
+      SELECT 'impute', t, anomaly.detect(ARRAY[a, b], missing => 'impute') OVER (ORDER BY t) FROM holes) s
+GROUP BY policy ORDER BY policy;
+-- Zeros are far from 5: they page; imputed values are not.
+SELECT policy, count(*) FILTER (WHERE (d).is_anomaly AND t % 100 = 0) > 0 AS pages_on_holes
+FROM (SELECT 'zero' AS policy, t, anomaly.detect(ARRAY[a, b], missing => 'zero') OVER (ORDER BY t) AS d FROM holes
+      UNION ALL
+      SELECT 'impute', t, anomaly.detect(ARRAY[a, b], missing => 'impute') OVER (ORDER BY t) FROM holes) s
+GROUP BY policy ORDER BY policy;
+
+-- Stored models: training then rcf_detect of the next point equals detect()
+-- over all the points.
+CREATE TABLE m AS SELECT anomaly.rcf_train(ARRAY[spike] ORDER BY t) AS model FROM kinds WHERE t < 2500;
+SELECT anomaly.rcf_detect(model, ARRAY[spike])::text = w::text AS equal,
+       (w).is_anomaly
+FROM m, kinds, (SELECT t AS wt, anomaly.detect(ARRAY[spike]) OVER (ORDER BY t) AS w FROM kinds) x
+WHERE t = 2500 AND wt = 2500;
+SELECT anomaly.rcf_info(model) -> 'grader' AS grader FROM m;
+
+-- Errors.
+SELECT anomaly.detect(ARRAY[1.0], z_factor => 0) OVER ();
+SELECT anomaly.detect(ARRAY[1.0], score_floor => -1) OVER ();
+SELECT anomaly.detect(ARRAY[1.0], suppress => -1) OVER ();
+SELECT anomaly.detect(ARRAY[1.0], score_horizon => 1) OVER ();
+SELECT anomaly.detect(ARRAY[1.0], ignore_near_expected_above => -1) OVER ();
+SELECT anomaly.detect(ARRAY[1.0], missing => 'guess') OVER ();
+SELECT anomaly.detect(ARRAY[1.0], missing => NULL) OVER ();
+SELECT anomaly.detect(ARRAY[1.0], z_factor => NULL) OVER ();

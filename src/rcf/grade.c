@@ -1,0 +1,463 @@
+/*
+ * grade.c
+ *	  Graded anomalies from the stream of raw scores.
+ *
+ * A raw forest score means little on its own: its scale depends on the
+ * data.  The grader follows the recent distribution of scores with
+ * discounted (exponentially weighted) mean and variance over `horizon`
+ * points, compares the average of the last `short_window` scores with it,
+ * and fires when that average stands z_factor deviations above the mean and
+ * above an absolute floor.  The grade grows from 0 at the threshold towards
+ * 1 (1/2 one deviation above it), so it orders anomalies across series of
+ * any scale.  After a firing, the next `suppress` points cannot fire: a
+ * spike stays inside the shingle for a while and, after a level shift, the
+ * forest needs a while to learn the new level; without this it would page
+ * people once per point.  A firing whose values all lie near what the
+ * forest expected in their place can be ignored (ignore_*), so a tiny
+ * change after a constant stretch pages nobody.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rcf_internal.h"
+#include "grade.h"
+
+#define MAX_SHORT_WINDOW 64
+
+/*
+ * While muted after a firing, a point still fires if its score is this
+ * many times the firing's: measured on NAB, 2 keeps the benefit of muting
+ * and still catches a second, stronger anomaly.
+ */
+#define ESCALATION 2.0
+#define GRADER_PAYLOAD_FIXED (7 * 8 + 3 * 4 + 2 * 8 + 8 + 3 * 4 + 8 + 8)
+
+struct RcfGrader
+{
+	RcfGraderParams params;
+	RcfAllocator allocator;
+	double		mean;
+	double		var;
+	uint64_t	count;			/* scores learned */
+	int			suppress_left;	/* points still muted after a firing */
+	int			ring_next;
+	int			ring_fill;
+	double		ring_sum;
+	double		peak;			/* average score of the last firing */
+	double		ring[MAX_SHORT_WINDOW];
+};
+
+/* Defaults: z_factor and floor are the reference library's; see README. */
+void
+rcf_grader_params_default(RcfGraderParams *params)
+{
+	params->z_factor = 3.0;
+	params->score_floor = 0.8;
+	params->horizon = 3000.0;
+	params->short_window = 1;
+	params->suppress = 100;
+	params->warmup = 32;
+	params->ignore_above = 0.0;
+	params->ignore_below = 0.0;
+	params->ignore_above_ratio = 0.0;
+	params->ignore_below_ratio = 0.0;
+}
+
+const char *
+rcf_grader_params_check(const RcfGraderParams *params)
+{
+	if (!(params->z_factor > 0.0 && params->z_factor <= 100.0))
+		return "z_factor must be above 0 and at most 100";
+	if (!(params->score_floor >= 0.0 && params->score_floor <= 1e6))
+		return "score_floor must be between 0 and 1e6";
+	if (!(params->horizon >= 2.0 && params->horizon <= 1e9))
+		return "score_horizon must be between 2 and 1e9";
+	if (params->short_window < 1 || params->short_window > MAX_SHORT_WINDOW)
+		return "score_window must be between 1 and 64";
+	if (params->suppress < -1 || params->suppress > 1000000)
+		return "suppress must be between 0 and 1000000";
+	if (params->warmup < 0 || params->warmup > 1000000)
+		return "warmup must be between 0 and 1000000";
+	if (!(params->ignore_above >= 0.0 && params->ignore_below >= 0.0 &&
+		  params->ignore_above_ratio >= 0.0 && params->ignore_below_ratio >= 0.0 &&
+		  params->ignore_above <= 1e300 && params->ignore_below <= 1e300 &&
+		  params->ignore_above_ratio <= 1e6 && params->ignore_below_ratio <= 1e6))
+		return "ignore_near_expected amounts must be zero or more";
+	return NULL;
+}
+
+/* Sets one parameter by name, for benchmarks and tools. */
+int
+rcf_grader_set_option(RcfGraderParams *params, const char *name,
+					  const char *value)
+{
+	if (!strcmp(name, "z-factor"))
+		params->z_factor = atof(value);
+	else if (!strcmp(name, "score-floor"))
+		params->score_floor = atof(value);
+	else if (!strcmp(name, "horizon"))
+		params->horizon = atof(value);
+	else if (!strcmp(name, "short-window"))
+		params->short_window = atoi(value);
+	else if (!strcmp(name, "suppress"))
+		params->suppress = atoi(value);
+	else if (!strcmp(name, "warmup"))
+		params->warmup = atoi(value);
+
+	else
+		return -1;
+	return 0;
+}
+
+static RcfGrader *
+grader_alloc(const RcfAllocator *allocator)
+{
+	RcfGrader  *g;
+
+	if (allocator)
+		g = allocator->alloc(allocator->ctx, sizeof(RcfGrader));
+	else
+		g = malloc(sizeof(RcfGrader));
+	if (g == NULL)
+		return NULL;
+	memset(g, 0, sizeof(RcfGrader));
+	if (allocator)
+		g->allocator = *allocator;
+	return g;
+}
+
+RcfGrader *
+rcf_grader_create(const RcfGraderParams *params, const RcfParams *forest_params,
+				  const RcfAllocator *allocator)
+{
+	RcfGrader  *g;
+
+	if (rcf_grader_params_check(params))
+		return NULL;
+	g = grader_alloc(allocator);
+	if (g == NULL)
+		return NULL;
+	g->params = *params;
+	if (g->params.suppress < 0)
+		g->params.suppress = forest_params->shingle_size;
+	return g;
+}
+
+void
+rcf_grader_free(RcfGrader *grader)
+{
+	if (grader == NULL)
+		return;
+	if (grader->allocator.free)
+		grader->allocator.free(grader->allocator.ctx, grader);
+	else
+		free(grader);
+}
+
+const RcfGraderParams *
+rcf_grader_params(const RcfGrader *grader)
+{
+	return &grader->params;
+}
+
+/* True if every value lies within the ignore margins of its expected value. */
+static bool
+near_expected(const RcfGraderParams *p, const double *input,
+			  const double *expected, int dims)
+{
+	if (p->ignore_above == 0.0 && p->ignore_below == 0.0 &&
+		p->ignore_above_ratio == 0.0 && p->ignore_below_ratio == 0.0)
+		return false;
+	for (int i = 0; i < dims; i++)
+	{
+		double		diff = input[i] - expected[i];
+		double		mag = fabs(expected[i]);
+
+		if (diff > 0.0 && !(diff <= p->ignore_above ||
+							diff <= p->ignore_above_ratio * mag))
+			return false;
+		if (diff < 0.0 && !(-diff <= p->ignore_below ||
+							-diff <= p->ignore_below_ratio * mag))
+			return false;
+	}
+	return true;
+}
+
+void
+rcf_grader_assess(const RcfGrader *g, RcfForest *forest, const double *input,
+				  RcfGrade *out, double *expected)
+{
+	const RcfGraderParams *p = &g->params;
+	int			dims = rcf_params(forest)->dims;
+	double		score = rcf_score(forest, input);
+	double		avg;
+	double		sd;
+	double		threshold;
+	double		ring_sum = g->ring_sum;
+	int			ring_fill = g->ring_fill;
+
+	memset(out, 0, sizeof(RcfGrade));
+	out->score = score;
+	out->threshold = p->score_floor;
+	if (score <= 0.0)
+		return;					/* the forest is still warming up */
+
+	/* Average of the last short_window scores, this one included. */
+	if (ring_fill == p->short_window)
+		ring_sum -= g->ring[g->ring_next];
+	else
+		ring_fill++;
+	ring_sum += score;
+	avg = ring_sum / ring_fill;
+
+	sd = sqrt(g->var);
+	if (sd < 1e-3 * g->mean)
+		sd = 1e-3 * g->mean;
+	threshold = g->mean + p->z_factor * sd;
+	if (threshold < p->score_floor)
+		threshold = p->score_floor;
+	out->threshold = threshold;
+	out->confidence = g->count >= (uint64_t) p->horizon ? 1.0 :
+		(double) g->count / p->horizon;
+	if (g->count >= (uint64_t) p->warmup && sd > 0.0)
+		out->deviation = (avg - g->mean) / sd;
+
+	/*
+	 * While muted, only a clearly stronger anomaly fires: a spike after a
+	 * level shift must not hide behind it.
+	 */
+	if (g->count >= (uint64_t) p->warmup && avg > threshold && sd > 0.0 &&
+		(g->suppress_left == 0 || avg > ESCALATION * g->peak))
+	{
+		double		excess = (avg - threshold) / sd;
+		double		buf[RCF_MAX_DIMENSIONS];
+		bool		missing[RCF_MAX_DIMENSIONS];
+		double	   *e = expected ? expected : buf;
+
+		for (int i = 0; i < dims; i++)
+			missing[i] = true;
+		if (rcf_impute(forest, input, missing, e) == 0)
+		{
+			out->has_expected = expected != NULL;
+			out->near_expected = near_expected(p, input, e, dims);
+		}
+		if (!out->near_expected)
+		{
+			out->is_anomaly = true;
+			out->grade = excess / (1.0 + excess);
+		}
+	}
+}
+
+void
+rcf_grader_learn(RcfGrader *g, RcfForest *forest, const double *input,
+				 const RcfGrade *grade)
+{
+	const RcfGraderParams *p = &g->params;
+	double		score = grade->score;
+
+	if (score > 0.0)
+	{
+		/* The ring, suppression, then discounted mean and variance. */
+		if (g->ring_fill == p->short_window)
+			g->ring_sum -= g->ring[g->ring_next];
+		else
+			g->ring_fill++;
+		g->ring_sum += score;
+		g->ring[g->ring_next] = score;
+		g->ring_next = (g->ring_next + 1) % p->short_window;
+		if (grade->is_anomaly)
+		{
+			g->suppress_left = p->suppress;
+			g->peak = g->ring_sum / g->ring_fill;
+		}
+		else if (g->suppress_left > 0)
+			g->suppress_left--;
+		g->count++;
+		{
+			double		alpha = 1.0 / (g->count < p->horizon ? (double) g->count : p->horizon);
+			double		delta = score - g->mean;
+
+			g->mean += alpha * delta;
+			g->var = (1.0 - alpha) * (g->var + alpha * delta * delta);
+		}
+	}
+	rcf_update(forest, input);
+}
+
+void
+rcf_grader_process(RcfGrader *g, RcfForest *forest, const double *input,
+				   bool learn, RcfGrade *out, double *expected)
+{
+	rcf_grader_assess(g, forest, input, out, expected);
+	if (learn)
+		rcf_grader_learn(g, forest, input, out);
+}
+
+/* Little-endian writers and readers for the grader payload. */
+static uint8_t *
+put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		*p++ = (uint8_t) (v >> (8 * i));
+	return p;
+}
+
+static uint8_t *
+putd(uint8_t *p, double d)
+{
+	uint64_t	v;
+
+	memcpy(&v, &d, 8);
+	return put64(p, v);
+}
+
+static uint8_t *
+put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		*p++ = (uint8_t) (v >> (8 * i));
+	return p;
+}
+
+static uint64_t
+get64(const uint8_t **p)
+{
+	uint64_t	v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t) (*p)[i] << (8 * i);
+	*p += 8;
+	return v;
+}
+
+static double
+getd(const uint8_t **p)
+{
+	uint64_t	v = get64(p);
+	double		d;
+
+	memcpy(&d, &v, 8);
+	return d;
+}
+
+static uint32_t
+get32(const uint8_t **p)
+{
+	uint32_t	v = 0;
+
+	for (int i = 0; i < 4; i++)
+		v |= (uint32_t) (*p)[i] << (8 * i);
+	*p += 4;
+	return v;
+}
+
+size_t
+rcf_grader_encoded_size(const RcfGrader *g)
+{
+	return GRADER_PAYLOAD_FIXED + 8 * (size_t) g->ring_fill;
+}
+
+/*
+ * Layout: f64 z_factor, score_floor, horizon, ignore_above, ignore_below,
+ * ignore_above_ratio, ignore_below_ratio; u32 short_window, suppress,
+ * warmup; f64 mean, var; u64 count; u32 suppress_left, ring_next,
+ * ring_fill; f64 ring_sum, peak; f64 ring[ring_fill].
+ */
+void
+rcf_grader_encode(const RcfGrader *g, uint8_t *p)
+{
+	const RcfGraderParams *q = &g->params;
+
+	p = putd(p, q->z_factor);
+	p = putd(p, q->score_floor);
+	p = putd(p, q->horizon);
+	p = putd(p, q->ignore_above);
+	p = putd(p, q->ignore_below);
+	p = putd(p, q->ignore_above_ratio);
+	p = putd(p, q->ignore_below_ratio);
+	p = put32(p, (uint32_t) q->short_window);
+	p = put32(p, (uint32_t) q->suppress);
+	p = put32(p, (uint32_t) q->warmup);
+	p = putd(p, g->mean);
+	p = putd(p, g->var);
+	p = put64(p, g->count);
+	p = put32(p, (uint32_t) g->suppress_left);
+	p = put32(p, (uint32_t) g->ring_next);
+	p = put32(p, (uint32_t) g->ring_fill);
+	p = putd(p, g->ring_sum);
+	p = putd(p, g->peak);
+	for (int i = 0; i < g->ring_fill; i++)
+		p = putd(p, g->ring[i]);
+}
+
+RcfGrader *
+rcf_grader_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
+				  const char **detail)
+{
+	const uint8_t *p = buf;
+	RcfGraderParams q;
+	RcfGrader  *g;
+	uint32_t	suppress_left,
+				ring_next,
+				ring_fill;
+
+	*detail = "the grader section is malformed";
+	if (len < GRADER_PAYLOAD_FIXED)
+		return NULL;
+	q.z_factor = getd(&p);
+	q.score_floor = getd(&p);
+	q.horizon = getd(&p);
+	q.ignore_above = getd(&p);
+	q.ignore_below = getd(&p);
+	q.ignore_above_ratio = getd(&p);
+	q.ignore_below_ratio = getd(&p);
+	q.short_window = (int) get32(&p);
+	q.suppress = (int) get32(&p);
+	q.warmup = (int) get32(&p);
+	if (rcf_grader_params_check(&q) || q.suppress < 0)
+	{
+		*detail = "the grader's parameters are out of range";
+		return NULL;
+	}
+	g = grader_alloc(allocator);
+	if (g == NULL)
+	{
+		*detail = "out of memory for the grader";
+		return NULL;
+	}
+	g->params = q;
+	g->mean = getd(&p);
+	g->var = getd(&p);
+	g->count = get64(&p);
+	suppress_left = get32(&p);
+	ring_next = get32(&p);
+	ring_fill = get32(&p);
+	g->ring_sum = getd(&p);
+	g->peak = getd(&p);
+	if (!isfinite(g->peak) || g->peak < 0.0 || !isfinite(g->mean) || !isfinite(g->var) || g->var < 0.0 ||
+		!isfinite(g->ring_sum) || suppress_left > (uint32_t) q.suppress ||
+		ring_fill > (uint32_t) q.short_window || ring_next >= (uint32_t) q.short_window ||
+		(ring_fill < (uint32_t) q.short_window && ring_next != ring_fill) ||
+		len != GRADER_PAYLOAD_FIXED + 8 * (size_t) ring_fill)
+	{
+		*detail = "the grader's state is inconsistent";
+		rcf_grader_free(g);
+		return NULL;
+	}
+	g->suppress_left = (int) suppress_left;
+	g->ring_next = (int) ring_next;
+	g->ring_fill = (int) ring_fill;
+	for (uint32_t i = 0; i < ring_fill; i++)
+	{
+		g->ring[i] = getd(&p);
+		if (!isfinite(g->ring[i]) || g->ring[i] < 0.0)
+		{
+			*detail = "the grader's state is inconsistent";
+			rcf_grader_free(g);
+			return NULL;
+		}
+	}
+	*detail = NULL;
+	return g;
+}

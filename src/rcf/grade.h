@@ -1,0 +1,93 @@
+/*
+ * grade.h
+ *	  Graded anomalies: from the stream of raw forest scores to an anomaly
+ *	  grade in [0, 1], a threshold, a yes/no, and the expected value of an
+ *	  anomalous point; repeated alerts for one anomaly are suppressed.
+ */
+#ifndef RCF_GRADE_H
+#define RCF_GRADE_H
+
+#include "rcf.h"
+
+typedef struct RcfGraderParams
+{
+	double		z_factor;		/* deviations above the mean that fire */
+	double		score_floor;	/* raw scores at or below never fire */
+	double		horizon;		/* points the score statistics remember */
+	int			short_window;	/* raw scores averaged before comparing */
+	int			suppress;		/* points after a firing that are muted; -1:
+								 * the shingle size */
+	int			warmup;			/* scores learned before grading starts */
+
+	/*
+	 * A firing is ignored when every value of the point lies this near its
+	 * expected value: within an absolute amount, or a ratio of the expected
+	 * value's magnitude, separately above and below.  0 turns a test off.
+	 */
+	double		ignore_above;
+	double		ignore_below;
+	double		ignore_above_ratio;
+	double		ignore_below_ratio;
+} RcfGraderParams;
+
+typedef struct RcfGrade
+{
+	double		score;			/* raw anomaly score */
+	double		grade;			/* 0 = normal .. 1 = certain anomaly */
+	double		threshold;		/* raw score above which a point fires now */
+	double		confidence;		/* how settled the statistics are, 0 .. 1 */
+	double		deviation;		/* (average - mean) / deviation of scores */
+	bool		is_anomaly;
+	bool		has_expected;	/* expected[] was filled in */
+	bool		near_expected;	/* fired, but ignored as near the expected */
+} RcfGrade;
+
+typedef struct RcfGrader RcfGrader;
+
+extern void rcf_grader_params_default(RcfGraderParams *params);
+extern const char *rcf_grader_params_check(const RcfGraderParams *params);
+extern int	rcf_grader_set_option(RcfGraderParams *params, const char *name,
+								  const char *value);
+extern RcfGrader *rcf_grader_create(const RcfGraderParams *params,
+									const RcfParams *forest_params,
+									const RcfAllocator *allocator);
+extern void rcf_grader_free(RcfGrader *grader);
+extern const RcfGraderParams *rcf_grader_params(const RcfGrader *grader);
+
+/*
+ * Scores input on the forest and grades the score.  When the point fires,
+ * fills expected[] (dims values; may be NULL) with what the forest expected
+ * in its place.  With learn, the grader and then the forest learn the
+ * point; without, neither changes (scoring against a stored model).
+ */
+extern void rcf_grader_process(RcfGrader *grader, RcfForest *forest,
+							   const double *input, bool learn,
+							   RcfGrade *out, double *expected);
+
+/* The two halves of rcf_grader_process, for callers that work between. */
+extern void rcf_grader_assess(const RcfGrader *grader, RcfForest *forest,
+							  const double *input, RcfGrade *out,
+							  double *expected);
+extern void rcf_grader_learn(RcfGrader *grader, RcfForest *forest,
+							 const double *input, const RcfGrade *grade);
+
+/* Encoded form of the grader's parameters and state. */
+extern size_t rcf_grader_encoded_size(const RcfGrader *grader);
+extern void rcf_grader_encode(const RcfGrader *grader, uint8_t *buf);
+extern RcfGrader *rcf_grader_decode(const uint8_t *buf, size_t len,
+									const RcfAllocator *allocator,
+									const char **detail);
+
+/* A forest and its grader together, as anomaly.rcf stores them. */
+extern size_t rcf_model_encoded_size(const RcfForest *forest,
+									 const RcfGrader *grader);
+extern size_t rcf_model_encode(const RcfForest *forest,
+							   const RcfGrader *grader,
+							   uint8_t *buf, size_t size);
+extern RcfForest *rcf_model_decode(const uint8_t *buf, size_t len,
+								   const RcfAllocator *allocator,
+								   RcfGrader **grader,
+								   RcfDecodeStatus *status,
+								   const char **detail);
+
+#endif							/* RCF_GRADE_H */
