@@ -172,8 +172,8 @@ extern const float *rcf_tree_impute_leaf(const RcfForest *forest,
 										 const bool *missing);
 extern int16_t rcf_tree_node_alloc(RcfTree *tree);
 extern int16_t rcf_tree_leaf_alloc(RcfTree *tree);
-extern void rcf_tree_refresh_box(const RcfForest *forest, RcfTree *tree,
-								 int16_t node);
+extern bool rcf_tree_build_box(const RcfForest *forest, RcfTree *tree,
+							   int16_t node);
 
 /* sampler.c */
 extern void rcf_sampler_push(RcfTree *tree, float weight, uint32_t slot);

@@ -310,12 +310,29 @@ rcf_tree_leaf_alloc(RcfTree *tree)
 	return leaf_alloc(tree);
 }
 
-void
-rcf_tree_refresh_box(const RcfForest *forest, RcfTree *tree, int16_t node)
+/*
+ * Computes a decoded node's box from its children (whose boxes are already
+ * known) and checks that its cut separates them.  Returns false if not.
+ */
+bool
+rcf_tree_build_box(const RcfForest *forest, RcfTree *tree, int16_t node)
 {
-	/* The box may be uninitialised memory: give it defined contents. */
-	memset(rcf_node_box(forest, tree, node), 0, 2 * forest->D * sizeof(float));
-	(void) box_refresh(forest, tree, node);
+	int			d = forest->D;
+	const RcfNode *n = &tree->nodes[node];
+	const float *lmin = child_min(forest, tree, n->child[RCF_LEFT]);
+	const float *lmax = child_max(forest, tree, n->child[RCF_LEFT]);
+	const float *rmin = child_min(forest, tree, n->child[RCF_RIGHT]);
+	const float *rmax = child_max(forest, tree, n->child[RCF_RIGHT]);
+	float	   *box = rcf_node_box(forest, tree, node);
+
+	if (!(lmax[n->dim] <= n->cut && rmin[n->dim] > n->cut))
+		return false;
+	for (int i = 0; i < d; i++)
+	{
+		box[i] = lmin[i] < rmin[i] ? lmin[i] : rmin[i];
+		box[d + i] = lmax[i] > rmax[i] ? lmax[i] : rmax[i];
+	}
+	return true;
 }
 
 /*

@@ -334,9 +334,29 @@ test_grader_round_trip(void)
 	rcf_grader_free(g2);
 }
 
+/* CRC-32C against its standard check value and a bitwise reference. */
+static void
+test_crc(void)
+{
+	const char *long_text = "123456789abcdefghijklmnopqrstuvwxyz";
+	uint32_t	ref = 0xFFFFFFFFu;
+
+	UNIT_EQ_INT(rcf_crc32c(0, "123456789", 9), 0xE3069283u,
+				"CRC-32C of \"123456789\" is the standard check value");
+	for (const char *c = long_text; *c; c++)
+	{
+		ref ^= (uint8_t) *c;
+		for (int k = 0; k < 8; k++)
+			ref = (ref & 1) ? (ref >> 1) ^ 0x82F63B78u : ref >> 1;
+	}
+	UNIT_EQ_INT(rcf_crc32c(0, long_text, strlen(long_text)), ref ^ 0xFFFFFFFFu,
+				"the eight-byte steps agree with the bitwise definition");
+}
+
 int
 main(void)
 {
+	test_crc();
 	test_round_trip(1, 1, 10, 64, 100000, 0, 0, "empty forest");
 	test_round_trip(1, 1, 10, 64, 100000, 20, 0, "warming up");
 	test_round_trip(1, 4, 10, 64, 100000, 2, 0, "shingle not yet full");
