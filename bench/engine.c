@@ -3,14 +3,19 @@
  *	  Benchmark of the Random Cut Forest engine alone.
  *
  *	  bench/engine --dims D --shingle S --trees T --samples N --points P
- *				   [--seed X] [--time-decay L] [--input FILE]
+ *				   [--seed X] [--time-decay L] [--input FILE] [--grade]
  *
  * Feeds a warm-up of sample_size * 4 records, then P records of a noisy
  * seasonal series, each scored then learned (rcf_process).  Timing is taken
  * over batches of 1000 records; the median batch gives the steady-state
  * cost per record.  Prints one machine-readable line:
  *
- *	  us_per_point=<median> bytes_per_forest=<arena bytes> ...
+ *	  us_per_point=<median> bytes_per_forest=<arena bytes> ... grade=0|1
+ *
+ * With --grade every record goes through the grader instead, with its
+ * default parameters (rcf_grader_process with learn: score, grade, the
+ * expected value when the point fires, then learn), as detect() does; the
+ * checksum is then the sum of the raw scores plus the sum of the grades.
  *
  * With --input FILE the records are read from FILE instead, one per line,
  * values separated by commas (the number of values of the first line is the
@@ -28,6 +33,7 @@
 #include <math.h>
 
 #include "rcf/rcf.h"
+#include "rcf/grade.h"
 
 #define BATCH 1000
 
@@ -48,6 +54,19 @@ cpu_seconds(void)
 
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* One record through the forest alone, or through the grader too. */
+static double
+process(RcfForest *forest, RcfGrader *grader, const double *rec,
+		double *expected)
+{
+	RcfGrade	g;
+
+	if (grader == NULL)
+		return rcf_process(forest, rec);
+	rcf_grader_process(grader, forest, rec, true, &g, expected);
+	return g.score + g.grade;
 }
 
 static int
@@ -177,13 +196,23 @@ main(int argc, char **argv)
 	int			dims_given = 0;
 	double		t_all;
 	double		cpu_all;
+	int			grade = 0;
+	RcfGraderParams gparams;
+	RcfGrader  *grader = NULL;
+	double	   *expected;
 
 	rcf_params_default(&params, 1);
+	rcf_grader_params_default(&gparams);
 	for (int i = 1; i < argc; i++)
 	{
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
+		if (strcmp(a, "--grade") == 0)
+		{
+			grade = 1;
+			continue;
+		}
 		if (v == NULL)
 			goto usage;
 		if (strcmp(a, "--dims") == 0)
@@ -222,7 +251,15 @@ main(int argc, char **argv)
 	}
 
 	forest = rcf_create(&params, NULL);
+	if (grade)
+		grader = rcf_grader_create(&gparams, &params, NULL);
+	if (forest == NULL || (grade && grader == NULL))
+	{
+		fprintf(stderr, "could not create the forest or the grader\n");
+		return 1;
+	}
 	rec = malloc(sizeof(double) * dims);
+	expected = malloc(sizeof(double) * dims);
 	nbatches = points / BATCH;
 	batches = malloc(sizeof(double) * (nbatches + 1));
 
@@ -238,20 +275,21 @@ main(int argc, char **argv)
 			double		t0 = now_us();
 
 			for (long end = i + BATCH; i < end; i++)
-				checksum += rcf_process(forest, data + i * dims);
+				checksum += process(forest, grader, data + i * dims, expected);
 			batches[b] = (now_us() - t0) / BATCH;
 		}
 		for (; i < points; i++)
-			checksum += rcf_process(forest, data + i * dims);
+			checksum += process(forest, grader, data + i * dims, expected);
 		t_all = now_us() - t_all;
 		cpu_all = cpu_seconds() - cpu_all;
 		if (nbatches == 0)
 			batches[nbatches++] = t_all / points;
 		qsort(batches, nbatches, sizeof(double), cmp_double);
-		printf("us_per_point=%.3f rows_per_s=%.1f seconds=%.3f cpu_seconds=%.3f bytes_per_forest=%zu dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f\n",
+		printf("us_per_point=%.3f rows_per_s=%.1f seconds=%.3f cpu_seconds=%.3f bytes_per_forest=%zu dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f grade=%d\n",
 			   batches[nbatches / 2], points / (t_all / 1e6), t_all / 1e6,
 			   cpu_all, rcf_bytes(forest), dims, params.shingle_size,
-			   params.number_of_trees, params.sample_size, points, checksum);
+			   params.number_of_trees, params.sample_size, points, checksum,
+			   grade);
 		goto done;
 	}
 
@@ -259,7 +297,7 @@ main(int argc, char **argv)
 	for (long i = 0; i < warm; i++)
 	{
 		make_record(rec, dims, i, &s);
-		checksum += rcf_process(forest, rec);
+		checksum += process(forest, grader, rec, expected);
 	}
 	for (long b = 0; b < nbatches; b++)
 	{
@@ -268,22 +306,25 @@ main(int argc, char **argv)
 		for (long i = 0; i < BATCH; i++)
 		{
 			make_record(rec, dims, warm + b * BATCH + i, &s);
-			checksum += rcf_process(forest, rec);
+			checksum += process(forest, grader, rec, expected);
 		}
 		batches[b] = (now_us() - t0) / BATCH;
 	}
 	qsort(batches, nbatches, sizeof(double), cmp_double);
-	printf("us_per_point=%.3f bytes_per_forest=%zu dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f\n",
+	printf("us_per_point=%.3f bytes_per_forest=%zu dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f grade=%d\n",
 		   batches[nbatches / 2], rcf_bytes(forest), dims, params.shingle_size,
-		   params.number_of_trees, params.sample_size, nbatches * BATCH, checksum);
+		   params.number_of_trees, params.sample_size, nbatches * BATCH, checksum,
+		   grade);
 done:
+	rcf_grader_free(grader);
 	rcf_free(forest);
+	free(expected);
 	free(data);
 	free(rec);
 	free(batches);
 	return 0;
 
 usage:
-	fprintf(stderr, "usage: %s --dims D --shingle S --trees T --samples N --points P [--seed X] [--time-decay L] [--input FILE]\n", argv[0]);
+	fprintf(stderr, "usage: %s --dims D --shingle S --trees T --samples N --points P [--seed X] [--time-decay L] [--input FILE] [--grade]\n", argv[0]);
 	return 2;
 }

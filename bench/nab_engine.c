@@ -29,6 +29,7 @@ typedef struct Options
 	int			grade;
 	int			nms;			/* z mode: non-maximum suppression window */
 	double		tod;			/* weight of time-of-day features; 0: none */
+	int			diff;			/* add the first difference as a feature */
 	double		zfloor;
 	RcfParams	params;
 	RcfGraderParams grader;
@@ -46,6 +47,7 @@ run_file(const Options *o, const char *category, const char *name)
 	RcfGrader  *grader = NULL;
 	double		hist[4096] = {0};
 	long		n_seen = 0;
+	double		prev = 0.0;
 	double		lo = 0,
 				hi = 0;
 	long		row = 0;
@@ -68,6 +70,8 @@ run_file(const Options *o, const char *category, const char *name)
 
 		if (o->tod > 0)
 			fp.dims = 3;
+		if (o->diff)
+			fp.dims = 2;
 		forest = rcf_create(&fp, NULL);
 		if (o->grade)
 			grader = rcf_grader_create(&o->grader, &fp, NULL);
@@ -85,6 +89,11 @@ run_file(const Options *o, const char *category, const char *name)
 			continue;
 		*comma = 0;
 		x[0] = strtod(comma + 1, NULL);
+		if (o->diff)
+		{
+			x[1] = row > 0 ? x[0] - prev : 0.0;
+			prev = x[0];
+		}
 		if (o->tod > 0)
 		{
 			int			hh = 0,
@@ -162,6 +171,8 @@ main(int argc, char **argv)
 		else if (!strcmp(a, "--mode"))
 			o.grade = !strcmp(v, "grade") ? 1 : !strcmp(v, "z") ? 2 :
 				!strcmp(v, "gnms") ? 3 : 0;
+		else if (!strcmp(a, "--diff"))
+			o.diff = atoi(v);
 		else if (!strcmp(a, "--tod"))
 			o.tod = atof(v);
 		else if (!strcmp(a, "--nms"))

@@ -11,6 +11,13 @@
 #      b  dims 1, shingle 1, 100 trees, 256 samples (KDA's defaults)
 #      c  dims 5, shingle 1, 100 trees, 256 samples
 #    one line each: "engine config=a us_per_point=.. bytes_per_forest=.. ..."
+#    Then what grading adds (the graded-anomalies issue: at most 25%):
+#    configuration a without and with --grade (bench/engine --grade: every
+#    point through the grader, as detect() does), alternately,
+#    BENCH_GRADE_ROUNDS times (default 5; the machine may be shared), one
+#    line each ("engine config=a-grade ... grade=1"), then the medians:
+#      "engine_grade config=a us_per_point=.. us_per_point_grade=.. ratio=.. pass=yes"
+#    (pass: ratio at most 1.25)
 # 2. bench/sql_window.sh: the SQL window function against the engine on the
 #    same 1,000,000 rows ("sql_rows_per_s=.. engine_rows_per_s=.. ratio=..")
 # 3. bench/nab.sh with KDA's defaults and seed 42, when the NAB corpus is
@@ -23,6 +30,7 @@
 # Environment:
 #   BENCH_SKIP_ENGINE=1, BENCH_SKIP_SQL=1, BENCH_SKIP_NAB=1   skip a part
 #   BENCH_POINTS       points per engine configuration (default 100000)
+#   BENCH_GRADE_ROUNDS rounds of the grading comparison (default 5)
 #   BENCH_JSONL        where to write the JSON lines instead
 #   SQL_ROWS, SQL_REPEAT, NAB_ROOT, ANOMALY_BENCH_INSTALL   see the scripts
 # Exit status: non-zero when a part failed (the others still run).
@@ -58,6 +66,35 @@ if [ "${BENCH_SKIP_ENGINE:-0}" != 1 ]; then
 		b 1 1 100 256
 		c 5 1 100 256
 	EOF
+
+	echo ""
+	echo "=== engine with and without grading (configuration a, alternately)"
+	GRADE_US=$(mktemp /tmp/anomaly-bench-grade.XXXXXX)
+	for _ in $(seq "${BENCH_GRADE_ROUNDS:-5}"); do
+		for flag in "" --grade; do
+			name=a${flag:+-grade}
+			# shellcheck disable=SC2086 # $flag: none or one flag
+			if out=$("$ROOT/bench/engine" --dims 1 --shingle 8 --trees 50 \
+				--samples 256 --points "$POINTS" $flag); then
+				echo "engine config=$name $out"
+				bench_json engine "config=$name $out"
+				echo "$name $(echo "$out" | sed -n 's/^us_per_point=\([^ ]*\).*/\1/p')" >>"$GRADE_US"
+			else
+				FAILED+=("engine-$name")
+			fi
+		done
+	done
+	plain=$(awk '$1 == "a" { print $2 }' "$GRADE_US" | bench_median)
+	graded=$(awk '$1 == "a-grade" { print $2 }' "$GRADE_US" | bench_median)
+	rm -f "$GRADE_US"
+	if [ "$plain" != nan ] && [ "$graded" != nan ]; then
+		line=$(awk -v a="$plain" -v g="$graded" -v n="${BENCH_GRADE_ROUNDS:-5}" 'BEGIN {
+			r = g / a
+			printf "config=a us_per_point=%s us_per_point_grade=%s ratio=%.3f rounds=%s pass=%s", a, g, r, n, r <= 1.25 ? "yes" : "no"
+		}')
+		echo "engine_grade $line"
+		bench_json engine_grade "$line"
+	fi
 fi
 
 if [ "${BENCH_SKIP_SQL:-0}" != 1 ]; then
