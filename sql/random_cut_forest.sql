@@ -116,6 +116,14 @@ SELECT count(*), max(score) > 0 AS scored
 FROM (SELECT anomaly.random_cut_forest(ARRAY[(t % 97)::float8], number_of_trees => 5, sub_sample_size => 64) OVER (ORDER BY t) AS score
       FROM generate_series(1, 300000) t) s;
 
+-- Any role may use the analysis functions.
+CREATE ROLE anomaly_regress_reader;
+SET ROLE anomaly_regress_reader;
+SELECT round(anomaly.random_cut_forest(ARRAY[(t % 7)::float8], number_of_trees => 10) OVER (ORDER BY t)::numeric, 3) > 0 AS scored
+FROM generate_series(1, 100) t ORDER BY t DESC LIMIT 1;
+RESET ROLE;
+DROP ROLE anomaly_regress_reader;
+
 -- Errors name the parameter and its range.
 SELECT anomaly.random_cut_forest(ARRAY[1.0], number_of_trees => 0) OVER ();
 SELECT anomaly.random_cut_forest(ARRAY[1.0], number_of_trees => 1001) OVER ();

@@ -1,3 +1,8 @@
+
+-- The analysis functions and types are for every role; what changes state
+-- (detectors, destinations, alert rules) is granted separately, to
+-- anomaly_admin, and revoked from PUBLIC where it is defined.
+GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 -- KDA's RANDOM_CUT_FOREST over a window: each row's anomaly score, given
 -- before the row is learned.  One forest per window partition, fed in the
 -- window's ORDER BY order; the frame is ignored.
