@@ -197,6 +197,23 @@ private_forest(Datum model, RcfGrader **grader)
 						   grader);
 }
 
+/*
+ * Decodes a model that is about to be stored and throws the result away:
+ * no invalid model ever reaches a table.
+ */
+static void
+validate_model(const bytea *model, bool binary)
+{
+	RcfGrader  *grader = NULL;
+	RcfForest  *forest;
+
+	forest = decode_or_error((const uint8_t *) VARDATA(model),
+							 VARSIZE(model) - VARHDRSZ, CurrentMemoryContext,
+							 binary, &grader);
+	rcf_grader_free(grader);
+	rcf_free(forest);
+}
+
 /* Text input: base64 of the encoding. */
 Datum
 rcf_in(PG_FUNCTION_ARGS)
@@ -206,7 +223,6 @@ rcf_in(PG_FUNCTION_ARGS)
 	int			maxlen;
 	bytea	   *result;
 	int			n;
-	RcfForest  *forest;
 
 	while (len > 0 && isspace((unsigned char) str[len - 1]))
 		len--;
@@ -230,15 +246,7 @@ rcf_in(PG_FUNCTION_ARGS)
 				 errdetail("The text is not valid base64.")));
 	SET_VARSIZE(result, VARHDRSZ + n);
 
-	/* Validate now, so that no invalid model is ever stored. */
-	{
-		RcfGrader  *grader = NULL;
-
-		forest = decode_or_error((const uint8_t *) VARDATA(result), n,
-								 CurrentMemoryContext, false, &grader);
-		rcf_grader_free(grader);
-	}
-	rcf_free(forest);
+	validate_model(result, false);
 	PG_RETURN_BYTEA_P(result);
 }
 
@@ -265,18 +273,10 @@ rcf_recv(PG_FUNCTION_ARGS)
 	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
 	int			len = buf->len - buf->cursor;
 	bytea	   *result = palloc(VARHDRSZ + len);
-	RcfForest  *forest;
 
 	pq_copymsgbytes(buf, VARDATA(result), len);
 	SET_VARSIZE(result, VARHDRSZ + len);
-	{
-		RcfGrader  *grader = NULL;
-
-		forest = decode_or_error((const uint8_t *) VARDATA(result), len,
-								 CurrentMemoryContext, true, &grader);
-		rcf_grader_free(grader);
-	}
-	rcf_free(forest);
+	validate_model(result, true);
 	PG_RETURN_BYTEA_P(result);
 }
 

@@ -82,7 +82,7 @@ rcf_grader_params_check(const RcfGraderParams *params)
 		  params->ignore_above_ratio >= 0.0 && params->ignore_below_ratio >= 0.0 &&
 		  params->ignore_above <= 1e300 && params->ignore_below <= 1e300 &&
 		  params->ignore_above_ratio <= 1e6 && params->ignore_below_ratio <= 1e6))
-		return "ignore_near_expected amounts must be zero or more";
+		return "ignore_near_expected amounts must be zero or more (ratios at most 1000000)";
 	return NULL;
 }
 
