@@ -7,12 +7,14 @@
 #   bench/nab.sh OUT_DIR [--mode raw|grade] [--shingle S] [--seed X]
 #                [--trees T] [--samples N] [--time-decay L]
 #                [--z-factor Z] [--score-floor F] [--suppress N]
-#                [--score-horizon H] [--threshold T|opt]...
+#                [--score-horizon H] [--tod W] [--threshold T|opt]...
 #                [--order file|time] [--per-file] [--per-category]
 #
 # Forest defaults are KDA's: shingle 1, 100 trees, 256 samples, time decay
 # 100000; seed 42.  The grader options (--mode grade only) default to
 # detect()'s: z_factor 3, score_floor 0.8, suppress 100, score_horizon 3000.
+# --tod W (grade mode) adds the time of day as two features scaled to W
+# times the range of the file's values so far (0, the default: none).
 #
 # 1. loads every series of $NAB_ROOT/data (default ../shared/nab beside the
 #    repository) into one table with one COPY: (id, file, ts, value), id in
@@ -93,6 +95,7 @@ Z_FACTOR=3
 SCORE_FLOOR=0.8
 SUPPRESS=100
 HORIZON=3000
+TOD=0
 GRADER_GIVEN=0
 THRESHOLDS=()
 SCORE_OPTS=()
@@ -113,6 +116,7 @@ while [ $# -gt 0 ]; do
 		--score-floor) SCORE_FLOOR=$2; GRADER_GIVEN=1 ;;
 		--suppress) SUPPRESS=$2; GRADER_GIVEN=1 ;;
 		--score-horizon) HORIZON=$2; GRADER_GIVEN=1 ;;
+		--tod) TOD=$2; GRADER_GIVEN=1 ;;
 		--threshold) THRESHOLDS+=("$2") ;;
 		*) usage ;;
 	esac
@@ -122,7 +126,7 @@ for v in "$SHINGLE" "$SEED" "$TREES" "$SAMPLES" "$DECAY" "$SUPPRESS"; do
 	[[ "$v" =~ ^[0-9]+$ ]] || { bench_log "not a non-negative integer: $v"; exit 2; }
 done
 NUMBER='^[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$'
-for v in "$Z_FACTOR" "$SCORE_FLOOR" "$HORIZON"; do
+for v in "$Z_FACTOR" "$SCORE_FLOOR" "$HORIZON" "$TOD"; do
 	[[ "$v" =~ $NUMBER ]] || { bench_log "not a non-negative number: $v"; exit 2; }
 done
 [ ${#THRESHOLDS[@]} -gt 0 ] || THRESHOLDS=(opt)
@@ -223,11 +227,21 @@ for f in "${FILES[@]}"; do
 	mkdir -p "$OUT/$(dirname "$f")"
 done
 FOREST_ARGS="$TREES, $SAMPLES, $DECAY, $SHINGLE, $SEED"
+# --tod W adds the time of day as two features, a circle whose radius is W
+# times the range of the values seen so far in the file (so it weighs the
+# same in every series): what bench/nab_engine --tod computes.
+POINT="ARRAY[value]"
+SOURCE="nab_data"
+if [ "$TOD" != 0 ]; then
+	POINT="ARRAY[value, $TOD * (hi - lo) * sin(2 * pi() * day), $TOD * (hi - lo) * cos(2 * pi() * day)]"
+	# One line: psql's \copy reads its command to the end of the line.
+	SOURCE="(SELECT id, file, ts, value, (substr(ts, 12, 2)::int * 60 + substr(ts, 15, 2)::int) / 1440.0::float8 AS day, max(value) OVER r AS hi, min(value) OVER r AS lo FROM nab_data WINDOW r AS (PARTITION BY file ORDER BY id ROWS UNBOUNDED PRECEDING)) nab_data"
+fi
 if [ "$MODE" = grade ]; then
-	SCORE="(anomaly.detect(ARRAY[value], $FOREST_ARGS, $Z_FACTOR, $SCORE_FLOOR, 0, 0, 0, 0, $SUPPRESS, $HORIZON) OVER w).anomaly_grade"
+	SCORE="(anomaly.detect($POINT, $FOREST_ARGS, $Z_FACTOR, $SCORE_FLOOR, 0, 0, 0, 0, $SUPPRESS, $HORIZON) OVER w).anomaly_grade"
 	MAP="coalesce(s, 0)"
 	MAP_TEXT="anomaly_grade, 6 decimals"
-	GRADER_TEXT=" z_factor=$Z_FACTOR score_floor=$SCORE_FLOOR suppress=$SUPPRESS score_horizon=$HORIZON"
+	GRADER_TEXT=" z_factor=$Z_FACTOR score_floor=$SCORE_FLOOR suppress=$SUPPRESS score_horizon=$HORIZON tod=$TOD"
 else
 	SCORE="anomaly.random_cut_forest(ARRAY[value], $FOREST_ARGS) OVER w"
 	MAP="coalesce(s / (1 + s), 0)"
@@ -235,7 +249,7 @@ else
 	GRADER_TEXT=
 fi
 T_SCORE=$(bench_now)
-psql_q -c "\\copy (SELECT file, ts, $MAP FROM (SELECT id, file, ts, $SCORE AS s FROM nab_data WINDOW w AS (PARTITION BY file ORDER BY $ORDER_BY)) q ORDER BY id) TO '$WORK/scores.csv' (FORMAT csv)"
+psql_q -c "\\copy (SELECT file, ts, $MAP FROM (SELECT id, file, ts, $SCORE AS s FROM $SOURCE WINDOW w AS (PARTITION BY file ORDER BY $ORDER_BY)) q ORDER BY id) TO '$WORK/scores.csv' (FORMAT csv)"
 T_SCORE=$(bench_since "$T_SCORE")
 # Grade mode: a float8's text reads back as the same double, so awk's printf
 # writes exactly what printf("%.6f") writes in bench/nab_engine.
