@@ -29,6 +29,8 @@
 #
 # Environment:
 #   BENCH_SKIP_ENGINE=1, BENCH_SKIP_SQL=1, BENCH_SKIP_NAB=1   skip a part
+#   BENCH_MODEL=1, BENCH_ALERTS=1, BENCH_DETECT=1   also run bench/model.sh,
+#   bench/alerts.sh, bench/detect.sh (minutes each)
 #   BENCH_POINTS       points per engine configuration (default 100000)
 #   BENCH_GRADE_ROUNDS rounds of the grading comparison (default 5)
 #   BENCH_JSONL        where to write the JSON lines instead
@@ -109,6 +111,23 @@ if [ "${BENCH_SKIP_NAB:-0}" != 1 ]; then
 	echo ""
 	echo "=== NAB, KDA defaults, seed 42"
 	"$HERE/nab.sh" "$ROOT/bench/results/nab/kda-seed42" --seed 42 || FAILED+=(nab)
+fi
+
+# The longer studies run only when asked for: each takes minutes.
+if [ "${BENCH_MODEL:-0}" = 1 ]; then
+	echo ""
+	echo "=== stored model: rcf_score in SQL against the engine"
+	"$HERE/model.sh" || FAILED+=(model)
+fi
+if [ "${BENCH_ALERTS:-0}" = 1 ]; then
+	echo ""
+	echo "=== alert delivery"
+	"$HERE/alerts.sh" || FAILED+=(alerts)
+fi
+if [ "${BENCH_DETECT:-0}" = 1 ]; then
+	echo ""
+	echo "=== detectors"
+	"$HERE/detect.sh" || FAILED+=(detect)
 fi
 
 echo ""

@@ -9,8 +9,10 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "utils/guc.h"
 
 #include "alert/alert.h"
+#include "detect/detect.h"
 
 PG_MODULE_MAGIC;
 
@@ -21,4 +23,8 @@ void
 _PG_init(void)
 {
 	anomaly_alert_init();
+	anomaly_detect_init();
+
+	/* Every layer has defined its settings: reserve the prefix for them. */
+	MarkGUCPrefixReserved("anomaly");
 }

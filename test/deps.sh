@@ -23,13 +23,14 @@ PACKAGES=(
 	perl libipc-run-perl libio-pty-perl	# prove, PostgreSQL::Test::Cluster
 	python3 python3-aiosmtpd			# local stand-ins for SNS, webhooks, SMTP
 	util-linux							# runuser
+	gnuplot-nox							# the demo's pictures (its test runs in make test)
 )
-DEMO_PACKAGES=(gnuplot-nox)
+DEMO_PACKAGES=()
 
 want=("${PACKAGES[@]}")
 while [ $# -gt 0 ]; do
 	case "$1" in
-		--demo) want+=("${DEMO_PACKAGES[@]}") ;;
+		--demo) want+=(${DEMO_PACKAGES[@]+"${DEMO_PACKAGES[@]}"}) ;;
 		-*) echo "deps.sh: unknown option $1" >&2; exit 2 ;;
 		*) want+=("$1") ;;
 	esac

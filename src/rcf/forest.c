@@ -178,6 +178,8 @@ rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 		rcf_tree_init(forest, &forest->trees[t]);
 	}
 	rcf_store_init(forest);
+	/* A forest encoded before its shingle fills must encode zeros, not garbage. */
+	memset(forest->shingle, 0, sizeof(float) * forest->D);
 	forest->shingle_next = 0;
 	forest->updates = 0;
 	forest->inserted = 0;

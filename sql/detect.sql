@@ -1,0 +1,270 @@
+-- Detectors: definition checks, one round of detection with process(),
+-- equality with the window function, failures, filters, NULLs, alter,
+-- pause, resume, reset, drop, the output plugin's wire format, and
+-- privileges.  The background workers serve anomaly.detector_database, not
+-- this database, so every round here is a process() call.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS anomaly;
+RESET client_min_messages;
+
+CREATE TABLE det_rides (
+	id bigserial PRIMARY KEY,
+	zone int,
+	fare float8,
+	distance float8,
+	note text
+);
+
+-- Definitions that are refused.
+SELECT anomaly.create_detector('bad name!', 'det_rides', ARRAY['fare']);
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY[]::text[]);
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['d_nope']);
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare', NULL]);
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['sum(fare)']);
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['generate_series(1, 2)']);
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare) FROM pg_authid --']);
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['1; DROP TABLE det_rides']);
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['note = ''x''']);
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], partition_by => 'd_nope');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], filter => 'fare');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"trees": 5}');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"number_of_trees": 0}');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"number_of_trees": 1.5}');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"operations": ["delete"]}');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"feature_names": ["a", "b"]}');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"retention": "-1 day"}');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"z_factor": 0}');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"grade": "yes"}');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '[1]');
+CREATE UNLOGGED TABLE det_unlogged (v float8);
+SELECT anomaly.create_detector('d_r', 'det_unlogged', ARRAY['v']);
+CREATE TABLE det_parted (k int, v float8) PARTITION BY LIST (k);
+SELECT anomaly.create_detector('d_r', 'det_parted', ARRAY['v']);
+CREATE VIEW det_view AS SELECT * FROM det_rides;
+SELECT anomaly.create_detector('d_r', 'det_view', ARRAY['fare']);
+-- The slot must be created before the transaction writes.
+BEGIN;
+INSERT INTO det_rides (zone) VALUES (0);
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare']);
+ROLLBACK;
+SELECT count(*) AS detectors FROM anomaly.detectors;
+
+-- A detector: two features (an expression among them), a partition key, a
+-- filter.
+SELECT anomaly.create_detector('d_rides', 'det_rides', ARRAY['fare', 'distance / 2'],
+	partition_by => 'zone', filter => 'fare >= 0',
+	options => '{"number_of_trees": 20, "sub_sample_size": 32, "seed": 7}');
+SELECT anomaly.create_detector('d_rides', 'det_rides', ARRAY['fare']);
+SELECT name, source, source_exists, owner, state, rows_scored, slot_active, slot_wal_status,
+	lag_bytes >= 0 AS lag_known, last_error
+FROM anomaly.detector_status;
+SELECT features, partition_by, filter, options, key_columns, search_path
+FROM anomaly.detectors WHERE name = 'd_rides';
+
+-- Rows: many in one transaction, one filtered out, one with a NULL feature,
+-- a rolled-back transaction, and an outlier.
+INSERT INTO det_rides (zone, fare, distance)
+	SELECT g % 3, 10 + g % 7, 4 + g % 5 FROM generate_series(1, 300) g;
+INSERT INTO det_rides (zone, fare, distance) VALUES (1, -5, 1);
+INSERT INTO det_rides (zone, fare, distance) VALUES (2, 10, NULL);
+BEGIN;
+INSERT INTO det_rides (zone, fare, distance) SELECT 0, 99, 99 FROM generate_series(1, 50);
+ROLLBACK;
+INSERT INTO det_rides (zone, fare, distance) VALUES (1, 500, 500);
+INSERT INTO det_rides (zone, fare, distance)
+	SELECT g % 3, 10 + g % 7, 4 + g % 5 FROM generate_series(1, 30) g;
+
+-- Whole transactions per round: max_rows 100 still takes the first 300.
+SELECT anomaly.process('d_rides', max_rows => 100) AS consumed;
+SELECT anomaly.process() AS consumed;
+SELECT anomaly.process() AS consumed;
+SELECT rows_scored, rows_filtered, rows_failed, last_commit_lsn > '0/0' AS progressed,
+	batch_seq > 0 AS rounds
+FROM anomaly.detectors WHERE name = 'd_rides';
+
+-- One score per committed row that passes the filter, none for the
+-- rolled-back ones, and each equal to the window function over the same
+-- rows in commit order.
+SELECT count(*) AS scores, count(DISTINCT source_key) AS rows,
+	count(*) FILTER (WHERE anomaly_score IS NULL) AS null_scores
+FROM anomaly.scores WHERE detector = 'd_rides';
+SELECT count(*) AS compared,
+	count(*) FILTER (WHERE s.anomaly_score IS DISTINCT FROM w.score) AS different,
+	count(*) FILTER (WHERE s.anomaly_grade IS DISTINCT FROM (w.d).anomaly_grade) AS different_grades,
+	count(*) FILTER (WHERE s.anomaly_grade > 0) AS graded
+FROM anomaly.scores s
+JOIN (SELECT r.id,
+		anomaly.random_cut_forest(ARRAY[r.fare, r.distance / 2], 20, 32, 100000, 1, 7)
+			OVER (PARTITION BY r.zone ORDER BY s2.commit_lsn, r.id) AS score,
+		anomaly.detect(ARRAY[r.fare, r.distance / 2], 20, 32, 100000, 1, 7)
+			OVER (PARTITION BY r.zone ORDER BY s2.commit_lsn, r.id) AS d
+	FROM det_rides r
+	JOIN anomaly.scores s2 ON s2.detector = 'd_rides' AND (s2.source_key->>'id')::bigint = r.id
+	WHERE r.fare >= 0) w
+	ON (s.source_key->>'id')::bigint = w.id
+WHERE s.detector = 'd_rides';
+SELECT partition_key, features, anomaly_score > 2 AS anomalous, anomaly_grade > 0.5 AS graded
+FROM anomaly.scores WHERE detector = 'd_rides'
+ORDER BY anomaly_score DESC NULLS LAST LIMIT 1;
+SELECT partition_key, features, anomaly_score
+FROM anomaly.scores WHERE detector = 'd_rides' AND anomaly_score IS NULL;
+-- Scores are written in commit order, rows in transaction order.
+SELECT bool_and(ok) AS ordered FROM (
+	SELECT (commit_lsn, (source_key->>'id')::bigint) >
+		lag((commit_lsn, (source_key->>'id')::bigint)) OVER (ORDER BY id) IS NOT FALSE AS ok
+	FROM anomaly.scores WHERE detector = 'd_rides') o;
+
+-- Rows whose features cannot be computed are recorded, the rest scored.
+CREATE TABLE det_text (id int PRIMARY KEY, v text, d float8);
+SELECT anomaly.create_detector('d_text', 'det_text', ARRAY['v::float8', '1 / d'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 10, "with_explanation": true, "with_directionality": true}');
+INSERT INTO det_text VALUES (1, '1', 1), (2, 'x', 1), (3, '2', 0), (4, NULL, 2), (5, 'NaN', 1),
+	(6, '3', 4);
+SELECT anomaly.process('d_text') AS consumed;
+SELECT source_key, features, anomaly_score, explanation
+FROM anomaly.scores WHERE detector = 'd_text' ORDER BY id;
+SELECT detector, source_key, sqlstate, reason
+FROM anomaly.detector_failures WHERE detector = 'd_text' ORDER BY id;
+SELECT name, state, rows_scored, rows_failed FROM anomaly.detector_status WHERE name = 'd_text';
+
+-- Updates count when the options say so: the new row is scored.
+CREATE TABLE det_upd (id int PRIMARY KEY, v float8, big text);
+SELECT anomaly.create_detector('d_upd', 'det_upd', ARRAY['v', 'length(big)'],
+	options => '{"operations": ["insert", "update"], "number_of_trees": 5, "sub_sample_size": 10}');
+SELECT anomaly.create_detector('d_ins', 'det_upd', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 10}');
+INSERT INTO det_upd VALUES (1, 1, 'x'),
+	(2, 2, (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 4000) g));
+UPDATE det_upd SET v = v + 10;
+DELETE FROM det_upd WHERE id = 1;
+SELECT anomaly.process('d_upd') AS consumed, anomaly.process('d_ins') AS consumed_ins;
+-- The update of row 2 leaves its big TOASTed value unchanged: WAL does not
+-- carry it, so that feature is NULL (and so is the score).
+SELECT detector, source_key, features FROM anomaly.scores
+WHERE detector IN ('d_upd', 'd_ins') ORDER BY detector, id;
+SELECT anomaly.drop_detector('d_upd');
+SELECT anomaly.drop_detector('d_ins');
+
+-- alter_detector: a new filter keeps the models; new features reset them.
+SELECT generation FROM anomaly.detectors WHERE name = 'd_rides';
+SELECT anomaly.alter_detector('d_rides', filter => 'fare >= 10');
+SELECT generation, filter FROM anomaly.detectors WHERE name = 'd_rides';
+SELECT anomaly.alter_detector('d_rides', filter => 'nope > 1');
+SELECT anomaly.alter_detector('d_rides', features => ARRAY['fare']);
+SELECT generation, features, options->'feature_names' AS names
+FROM anomaly.detectors WHERE name = 'd_rides';
+SELECT count(*) AS stored_models FROM anomaly.detector_forests f
+JOIN anomaly.detectors d ON d.id = f.detector_id WHERE d.name = 'd_rides';
+SELECT anomaly.alter_detector('d_nope', filter => 'true');
+
+-- pause, resume, reset.
+SELECT anomaly.pause_detector('d_rides');
+INSERT INTO det_rides (zone, fare, distance) VALUES (0, 11, 5);
+SELECT anomaly.process('d_rides') AS consumed;
+SELECT anomaly.resume_detector('d_rides');
+SELECT anomaly.process('d_rides') AS consumed;
+SELECT anomaly.reset_detector('d_rides');
+SELECT generation, rows_scored, state FROM anomaly.detectors WHERE name = 'd_rides';
+
+-- A source column that changes type stops the detector with a clear error.
+INSERT INTO det_text VALUES (7, '4', 1);
+ALTER TABLE det_text ALTER COLUMN d TYPE numeric;
+SELECT anomaly.process('d_text') AS consumed;
+SELECT state, last_error FROM anomaly.detectors WHERE name = 'd_text';
+-- alter_detector adopts the table as it is; rows written before the change
+-- are converted to the new type.
+SELECT anomaly.alter_detector('d_text', features => ARRAY['v::float8', 'd']);
+SELECT anomaly.resume_detector('d_text');
+INSERT INTO det_text VALUES (8, '5', 2.5);
+SELECT anomaly.process('d_text') AS consumed;
+SELECT source_key, features FROM anomaly.scores
+WHERE detector = 'd_text' AND (source_key->>'id')::int >= 7 ORDER BY id;
+SELECT state, rows_scored, rows_failed FROM anomaly.detectors WHERE name = 'd_text';
+SELECT anomaly.drop_detector('d_text');
+
+-- The output plugin, read directly (superusers may list it).
+SET output_plugin_libraries = pgoutput, test_decoding, anomaly;
+INSERT INTO det_rides (zone, fare, distance, note) VALUES (2, 12.5, 3, 'hello'), (NULL, 13, 2, NULL);
+WITH c AS (
+	SELECT row_number() OVER () AS n, data
+	FROM pg_logical_slot_peek_binary_changes(
+		(SELECT slot_name FROM anomaly.detectors WHERE name = 'd_rides'), NULL, NULL,
+		'relations', 'det_rides'::regclass::oid::text))
+SELECT n, anomaly._wire_describe(data,
+		(SELECT data FROM c r WHERE r.n < c.n AND get_byte(r.data, 1) = 82 ORDER BY r.n DESC LIMIT 1))
+	- 'commit_lsn' - 'end_lsn' AS message
+FROM c ORDER BY n;
+\set VERBOSITY terse
+SELECT count(*) FROM pg_logical_slot_peek_binary_changes(
+	(SELECT slot_name FROM anomaly.detectors WHERE name = 'd_rides'), NULL, NULL,
+	'proto_version', '2');
+SELECT count(*) FROM pg_logical_slot_peek_binary_changes(
+	(SELECT slot_name FROM anomaly.detectors WHERE name = 'd_rides'), NULL, NULL,
+	'colour', 'blue');
+\set VERBOSITY default
+RESET output_plugin_libraries;
+SELECT anomaly._wire_describe('\x0242'::bytea);
+SELECT anomaly._wire_describe('\x0142'::bytea);
+
+-- Privileges.
+CREATE ROLE det_alice;
+CREATE ROLE det_bob;
+GRANT anomaly_admin TO det_alice;
+CREATE TABLE det_secret (id int PRIMARY KEY, v float8);
+CREATE TABLE det_seen (who text);
+GRANT INSERT ON det_seen TO det_alice;
+GRANT SELECT ON det_rides TO det_alice;
+CREATE FUNCTION det_whoami() RETURNS float8 LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO det_seen VALUES (current_user);
+	RETURN 1;
+END
+$$;
+-- Only anomaly_admin (and superusers) may manage detectors.
+SELECT p.proname, has_function_privilege('det_bob', p.oid, 'EXECUTE') AS bob,
+	has_function_privilege('det_alice', p.oid, 'EXECUTE') AS alice
+FROM pg_proc p
+WHERE p.pronamespace = 'anomaly'::regnamespace
+  AND p.proname IN ('create_detector', 'alter_detector', 'pause_detector', 'resume_detector',
+	'reset_detector', 'drop_detector', 'process', '_wire_describe', '_drop_orphan_slots')
+ORDER BY 1;
+SELECT has_table_privilege('det_bob', 'anomaly.detectors', 'SELECT') AS bob_reads_detectors,
+	has_table_privilege('det_alice', 'anomaly.detectors', 'SELECT') AS alice_reads_detectors,
+	has_table_privilege('det_alice', 'anomaly.detectors', 'UPDATE') AS alice_updates_detectors;
+SET ROLE det_alice;
+SELECT anomaly.create_detector('d_sneaky', 'det_secret', ARRAY['v']);
+SELECT anomaly.create_detector('d_sneaky', 'det_rides', ARRAY['(SELECT v FROM det_secret LIMIT 1)']);
+SELECT anomaly.create_detector('d_alices', 'det_rides', ARRAY['det_whoami()'],
+	filter => 'zone = 2', options => '{"number_of_trees": 5, "sub_sample_size": 10}');
+UPDATE anomaly.detectors SET owner = 10;
+INSERT INTO anomaly.detector_forests VALUES (1, 'x', NULL, 0, 0, 0);
+SELECT anomaly.drop_detector('d_rides');
+SELECT anomaly.process('d_rides');
+SELECT name, owner, state FROM anomaly.detector_status ORDER BY name;
+RESET ROLE;
+INSERT INTO det_rides (zone, fare, distance) VALUES (2, 10, 5), (1, 10, 5);
+SELECT anomaly.process('d_alices') AS consumed;
+SELECT who, count(*) FROM det_seen GROUP BY who;
+-- The owner may no longer read the table: the detector stops.
+REVOKE SELECT ON det_rides FROM det_alice;
+INSERT INTO det_rides (zone, fare, distance) VALUES (2, 10, 5);
+SELECT anomaly.process('d_alices') AS consumed;
+SELECT state, last_error FROM anomaly.detectors WHERE name = 'd_alices';
+
+-- drop_detector drops the slot; scores stay.
+SELECT count(*) AS slots FROM pg_replication_slots
+WHERE slot_name LIKE 'anomaly\_%' AND database = current_database();
+SELECT anomaly.drop_detector('d_alices');
+SELECT anomaly.drop_detector('d_rides');
+SELECT anomaly.drop_detector('d_rides');
+SELECT anomaly.drop_detector('d_rides', if_exists => true);
+SELECT count(*) AS slots FROM pg_replication_slots
+WHERE slot_name LIKE 'anomaly\_%' AND database = current_database();
+SELECT count(*) AS origins FROM pg_replication_origin
+WHERE roname LIKE 'anomaly\_' || (SELECT oid FROM pg_database WHERE datname = current_database()) || '\_%';
+SELECT count(*) > 0 AS scores_kept FROM anomaly.scores WHERE detector = 'd_rides';
+
+DROP FUNCTION det_whoami();
+DROP TABLE det_rides, det_text, det_upd, det_unlogged, det_parted, det_secret, det_seen CASCADE;
+DROP OWNED BY det_alice, det_bob;
+DROP ROLE det_alice, det_bob;

@@ -1,0 +1,1369 @@
+/*
+ * catalog.c
+ *	  Detector management from SQL: create_detector, alter_detector,
+ *	  pause/resume/reset/drop_detector, and process(), one round of
+ *	  detection for pg_cron.
+ *
+ * These functions are SECURITY INVOKER C functions: they check the caller
+ * (GetUserId()) themselves, then write the catalog as the bootstrap
+ * superuser with a fixed search_path.  The catalog tables are not writable
+ * by anyone else, so the owner recorded for a detector is always the role
+ * that created it, and its expressions (checked here as that role) always
+ * run as that role.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xlog.h"
+#include "access/xact.h"
+#include "catalog/catalog.h"
+#include "catalog/pg_authid.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "replication/origin.h"
+#include "replication/slot.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/pg_lsn.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/resowner.h"
+#include "utils/syscache.h"
+
+#include "anomaly.h"
+#include "detect/detect.h"
+
+PG_FUNCTION_INFO_V1(anomaly_create_detector);
+PG_FUNCTION_INFO_V1(anomaly_alter_detector);
+PG_FUNCTION_INFO_V1(anomaly_pause_detector);
+PG_FUNCTION_INFO_V1(anomaly_resume_detector);
+PG_FUNCTION_INFO_V1(anomaly_reset_detector);
+PG_FUNCTION_INFO_V1(anomaly_drop_detector);
+PG_FUNCTION_INFO_V1(anomaly_process);
+
+/* Advisory lock key (first half) serializing detector creation. */
+#define DETECT_LOCK_KEY 1852796268
+
+/* The definition parts that create and alter check. */
+typedef struct Definition
+{
+	int			nfeatures;
+	char	  **features;
+	char	   *partition_by;	/* NULL: none */
+	char	   *filter;			/* NULL: none */
+	char	   *options;		/* normalized JSON text */
+	char	   *search_path;
+	char	   *source_columns;
+	int			nkeys;
+	char	  **keys;
+	char	   *source_name;
+} Definition;
+
+/* ---------------------------------------------------------------------
+ * SPI as the bootstrap superuser
+ */
+typedef struct Su
+{
+	Oid			save_user;
+	int			save_sec;
+	int			nest;
+} Su;
+
+static void
+su_enter(Su *su)
+{
+	GetUserIdAndSecContext(&su->save_user, &su->save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   su->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	su->nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	detect_allow_plugin();
+}
+
+static void
+su_leave(Su *su)
+{
+	AtEOXact_GUC(true, su->nest);
+	SetUserIdAndSecContext(su->save_user, su->save_sec);
+}
+
+static void
+exec_args(const char *sql, int nargs, Oid *types, Datum *values,
+		  const char *nulls, int expect)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "SPI failed (%d): %s", rc, sql);
+}
+
+/* ---------------------------------------------------------------------
+ * Checks
+ */
+
+static void
+check_name(const char *name)
+{
+	int			len = strlen(name);
+	bool		ok = len > 0 && len <= 63 && isalnum((unsigned char) name[0]);
+
+	for (int i = 1; ok && i < len; i++)
+	{
+		char		c = name[i];
+
+		ok = isalnum((unsigned char) c) || c == '_' || c == '.' || c == ':' || c == '-';
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid detector name \"%s\"", name),
+				 errdetail("A detector name has 1 to 63 characters: letters, digits, and _ . : - after the first.")));
+}
+
+/* The caller may read the whole table, without row security. */
+static void
+check_can_read(Oid relid, Oid role)
+{
+	if (pg_class_aclcheck(relid, role, ACL_SELECT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck_all(relid, role, ACL_SELECT, ACLMASK_ALL) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
+	if (check_enable_rls(relid, role, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("table \"%s\" has row-level security for role %s",
+						get_rel_name(relid), GetUserNameFromId(role, false)),
+				 errdetail("A detector reads every row; it cannot apply row security policies.")));
+}
+
+/* Opens the source and checks what kind of table it is. */
+static Relation
+open_source_for_definition(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("\"%s\" is a partitioned table", RelationGetRelationName(rel)),
+				 errhint("Create a detector on each partition.")));
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel))));
+	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("\"%s\" is a temporary or unlogged table", RelationGetRelationName(rel)),
+				 errdetail("Only tables written to the WAL can be decoded.")));
+	if (IsCatalogRelation(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("\"%s\" is a system catalog", RelationGetRelationName(rel))));
+	return rel;
+}
+
+/* One expression must parse alone as exactly one value. */
+static void
+check_expression(const char *what, const char *expr)
+{
+	List	   *volatile stmts = NIL;
+	SelectStmt *sel;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (expr == NULL || expr[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", what)));
+	PG_TRY();
+	{
+		stmts = raw_parser(psprintf("SELECT (\n%s\n)", expr), RAW_PARSE_DEFAULT);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("%s is not a valid SQL expression: %s", what, expr),
+				 errdetail("%s", edata->message)));
+	}
+	PG_END_TRY();
+	sel = list_length(stmts) == 1 ?
+		(SelectStmt *) ((RawStmt *) linitial(stmts))->stmt : NULL;
+	if (sel == NULL || !IsA(sel, SelectStmt) || sel->op != SETOP_NONE ||
+		list_length(sel->targetList) != 1 || sel->fromClause || sel->whereClause ||
+		sel->groupClause || sel->havingClause || sel->windowClause ||
+		sel->sortClause || sel->limitCount || sel->limitOffset ||
+		sel->withClause || sel->intoClause || sel->distinctClause ||
+		sel->lockingClause || sel->valuesLists)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("%s must be one SQL expression: %s", what, expr)));
+}
+
+/* The caller's search_path, as an explicit list of schemas. */
+static char *
+pinned_search_path(void)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	List	   *path = fetch_search_path(false);
+
+	initStringInfo(&buf);
+	foreach(lc, path)
+	{
+		Oid			nsp = lfirst_oid(lc);
+		char	   *name = get_namespace_name(nsp);
+
+		if (name == NULL || isTempNamespace(nsp))
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoString(&buf, quote_identifier(name));
+	}
+	if (buf.len == 0)
+		appendStringInfoString(&buf, "pg_catalog");
+	return buf.data;
+}
+
+/* [[attnum, name, type], ...] of the table's live columns. */
+static char *
+source_columns_json(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	StringInfoData buf;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		if (!first)
+			appendStringInfoString(&buf, ", ");
+		first = false;
+		appendStringInfo(&buf, "[%d, ", att->attnum);
+		escape_json(&buf, NameStr(att->attname));
+		appendStringInfo(&buf, ", %u]", att->atttypid);
+	}
+	appendStringInfoChar(&buf, ']');
+	return buf.data;
+}
+
+/* Names of the primary key columns (0 when none). */
+static int
+primary_key_columns(Relation rel, char ***out)
+{
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	HeapTuple	tup;
+	Form_pg_index idx;
+	int			n;
+
+	*out = NULL;
+	if (!OidIsValid(pk))
+		return 0;
+	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pk));
+	if (!HeapTupleIsValid(tup))
+		return 0;
+	idx = (Form_pg_index) GETSTRUCT(tup);
+	n = idx->indnkeyatts;
+	*out = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		(*out)[i] = pstrdup(NameStr(TupleDescAttr(RelationGetDescr(rel),
+												  idx->indkey.values[i] - 1)->attname));
+	ReleaseSysCache(tup);
+	return n;
+}
+
+/* Error context: which expression was being checked. */
+static void
+expression_context(void *arg)
+{
+	errcontext("while checking %s", (const char *) arg);
+}
+
+/*
+ * Prepares sql (one parameter: an array of the source's row type) and
+ * checks its shape: natts columns, no aggregate, window or set-returning
+ * function.
+ */
+static void
+check_query(const char *sql, Oid argtype, int natts)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, 1, &argtype);
+	List	   *sources;
+	CachedPlanSource *ps;
+	ListCell   *lc;
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	sources = SPI_plan_get_plan_sources(plan);
+	ps = list_length(sources) == 1 ? (CachedPlanSource *) linitial(sources) : NULL;
+	if (ps == NULL || ps->resultDesc == NULL || ps->resultDesc->natts != natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("detector expressions must each be one SQL expression")));
+	foreach(lc, ps->query_list)
+	{
+		Query	   *q = lfirst_node(Query, lc);
+
+		if (q->hasAggs || q->hasWindowFuncs)
+			ereport(ERROR,
+					(errcode(ERRCODE_GROUPING_ERROR),
+					 errmsg("detector expressions cannot use aggregate or window functions")));
+		if (q->hasTargetSRFs)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("detector expressions cannot use set-returning functions")));
+	}
+	/* Permissions are checked when a plan starts: run it on no rows. */
+	{
+		Datum		empty = PointerGetDatum(construct_empty_array(get_element_type(argtype)));
+		int			rc = SPI_execute_plan(plan, &empty, NULL, true, 0);
+
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	}
+	SPI_freeplan(plan);
+}
+
+/*
+ * Checks the expressions, each alone then all together, by preparing the
+ * evaluation statement as the current user with the current search_path.
+ */
+static void
+check_statement(Relation rel, Definition *def)
+{
+	Oid			argtype = get_array_type(rel->rd_rel->reltype);
+	const char *relname = RelationGetRelationName(rel);
+	ErrorContextCallback cb;
+	char	   *what;
+
+	cb.callback = expression_context;
+	cb.previous = error_context_stack;
+	error_context_stack = &cb;
+	for (int i = 0; i < def->nfeatures + 2; i++)
+	{
+		char	   *expr;
+		char	   *cast;
+
+		if (i < def->nfeatures)
+		{
+			what = psprintf("feature %d", i + 1);
+			expr = def->features[i];
+			cast = "pg_catalog.float8";
+		}
+		else if (i == def->nfeatures)
+		{
+			what = "partition_by";
+			expr = def->partition_by;
+			cast = "pg_catalog.text";
+		}
+		else
+		{
+			what = "filter";
+			expr = def->filter;
+			cast = "pg_catalog.bool";
+		}
+		if (expr == NULL)
+			continue;
+		cb.arg = psprintf("%s \"%s\"", what, expr);
+		check_expression(what, expr);
+		check_query(psprintf("SELECT (\n%s\n)::%s FROM pg_catalog.unnest($1) AS %s",
+							 expr, cast, quote_identifier(relname)), argtype, 1);
+	}
+	cb.arg = "the detector's expressions together";
+	check_query(detect_eval_sql(relname, def->nfeatures, def->features,
+								def->partition_by, def->filter, def->nkeys, def->keys, false),
+				argtype, def->nfeatures + 3);
+	error_context_stack = cb.previous;
+}
+
+/* ---------------------------------------------------------------------
+ * Options
+ */
+
+static void option_error(const char *name, const char *want);
+
+static const char *option_names[] = {
+	"number_of_trees", "sub_sample_size", "time_decay", "shingle_size", "seed",
+	"operations", "retention", "with_explanation", "with_directionality",
+	"feature_names", "grade", "z_factor", "score_floor",
+	"ignore_near_expected_above", "ignore_near_expected_below",
+	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
+	"suppress", "score_horizon", NULL
+};
+
+/* The grader's options, in anomaly_grader_params' order, with detect()'s defaults. */
+static const char *grader_option_names[] = {
+	"z_factor", "score_floor", "ignore_near_expected_above", "ignore_near_expected_below",
+	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
+	"suppress", "score_horizon"
+};
+static const double grader_option_defaults[] = {3, 0.8, 0, 0, 0, 0, 100, 3000};
+
+#define NUM_GRADER_OPTIONS 8
+
+/* A number of a JSON value. */
+static double
+json_number(const char *name, JsonbValue *v)
+{
+	if (v->type != jbvNumeric)
+		option_error(name, "a number");
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+}
+
+static void
+option_error(const char *name, const char *want)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" must be %s", name, want)));
+}
+
+/* Integer value of a numeric JSON value. */
+static int64
+json_int(const char *name, JsonbValue *v)
+{
+	Datum		d;
+
+	if (v->type != jbvNumeric)
+		option_error(name, "an integer");
+	d = DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric));
+	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(v->val.numeric),
+										  DirectFunctionCall1(int8_numeric, d))))
+		option_error(name, "an integer");
+	return DatumGetInt64(d);
+}
+
+/* Strings of a JSON array (or of a single string). */
+static List *
+json_strings(const char *name, JsonbValue *v)
+{
+	List	   *out = NIL;
+
+	if (v->type == jbvString)
+		return list_make1(pnstrdup(v->val.string.val, v->val.string.len));
+	if (v->type == jbvBinary)
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+		bool		array = false;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			if (tok == WJB_BEGIN_ARRAY)
+				array = true;
+			else if (tok == WJB_ELEM)
+			{
+				if (e.type != jbvString)
+					option_error(name, "an array of strings");
+				out = lappend(out, pnstrdup(e.val.string.val, e.val.string.len));
+			}
+			else if (tok == WJB_BEGIN_OBJECT)
+				option_error(name, "an array of strings");
+		}
+		if (array)
+			return out;
+	}
+	option_error(name, "an array of strings");
+	return NIL;
+}
+
+/*
+ * Checks options and returns them normalized (every option, with its
+ * default) as JSON text.
+ */
+static char *
+normalize_options(Jsonb *options, int nfeatures, char **features)
+{
+	int64		trees = 100,
+				samples = 256,
+				decay = 100000,
+				shingle = 1,
+				seed = 42;
+	bool		ins = true,
+				upd = false,
+				explain = false,
+				direction = false,
+				grade = true;
+	double		gvalues[NUM_GRADER_OPTIONS];
+	char	   *retention = pstrdup("30 days");
+	List	   *names = NIL;
+	RcfParams	params;
+	StringInfoData buf;
+	ListCell   *lc;
+
+	memcpy(gvalues, grader_option_defaults, sizeof(gvalues));
+	if (options != NULL)
+	{
+		JsonbIterator *it;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		char	   *key = NULL;
+
+		if (!JB_ROOT_IS_OBJECT(options))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("options must be a JSON object")));
+		it = JsonbIteratorInit(&options->root);
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+			{
+				bool		known = false;
+
+				key = pnstrdup(v.val.string.val, v.val.string.len);
+				for (int i = 0; option_names[i]; i++)
+					known |= strcmp(option_names[i], key) == 0;
+				if (!known)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("unknown detector option \"%s\"", key),
+							 errhint("Options are number_of_trees, sub_sample_size, time_decay, shingle_size, seed, "
+									 "operations, retention, with_explanation, with_directionality, feature_names, "
+									 "grade, z_factor, score_floor, ignore_near_expected_above, "
+									 "ignore_near_expected_below, ignore_near_expected_above_ratio, "
+									 "ignore_near_expected_below_ratio, suppress and score_horizon.")));
+				continue;
+			}
+			if (tok != WJB_VALUE)
+				continue;
+			if (v.type == jbvNull)
+			{
+				if (strcmp(key, "retention") == 0)
+					retention = NULL;
+				continue;		/* the default */
+			}
+			if (strcmp(key, "number_of_trees") == 0)
+				trees = json_int(key, &v);
+			else if (strcmp(key, "sub_sample_size") == 0)
+				samples = json_int(key, &v);
+			else if (strcmp(key, "time_decay") == 0)
+				decay = json_int(key, &v);
+			else if (strcmp(key, "shingle_size") == 0)
+				shingle = json_int(key, &v);
+			else if (strcmp(key, "seed") == 0)
+				seed = json_int(key, &v);
+			else if (strcmp(key, "with_explanation") == 0 ||
+					 strcmp(key, "with_directionality") == 0 ||
+					 strcmp(key, "grade") == 0)
+			{
+				if (v.type != jbvBool)
+					option_error(key, "true or false");
+				if (strcmp(key, "grade") == 0)
+					grade = v.val.boolean;
+				else if (key[5] == 'e')
+					explain = v.val.boolean;
+				else
+					direction = v.val.boolean;
+			}
+			else if (strcmp(key, "retention") == 0)
+			{
+				if (v.type != jbvString)
+					option_error(key, "an interval such as \"30 days\", or null to keep everything");
+				retention = pnstrdup(v.val.string.val, v.val.string.len);
+				{
+					Interval   *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+																		   CStringGetDatum(retention),
+																		   ObjectIdGetDatum(InvalidOid),
+																		   Int32GetDatum(-1)));
+
+					if (iv->month < 0 || iv->day < 0 || iv->time < 0 ||
+						(iv->month == 0 && iv->day == 0 && iv->time == 0))
+						option_error(key, "a positive interval");
+				}
+			}
+			else if (strcmp(key, "operations") == 0)
+			{
+				List	   *ops = json_strings(key, &v);
+
+				ins = upd = false;
+				foreach(lc, ops)
+				{
+					char	   *op = lfirst(lc);
+
+					if (strcmp(op, "insert") == 0)
+						ins = true;
+					else if (strcmp(op, "update") == 0)
+						upd = true;
+					else
+						option_error(key, "a list of \"insert\" and \"update\"");
+				}
+				if (!ins && !upd)
+					option_error(key, "a non-empty list of \"insert\" and \"update\"");
+			}
+			else if (strcmp(key, "z_factor") == 0 || strcmp(key, "score_floor") == 0 ||
+					 strncmp(key, "ignore_near_expected_", 21) == 0 ||
+					 strcmp(key, "suppress") == 0 || strcmp(key, "score_horizon") == 0)
+			{
+				for (int i = 0; i < NUM_GRADER_OPTIONS; i++)
+					if (strcmp(key, grader_option_names[i]) == 0)
+						gvalues[i] = strcmp(key, "suppress") == 0 ?
+							(double) json_int(key, &v) : json_number(key, &v);
+			}
+			else if (strcmp(key, "feature_names") == 0)
+			{
+				names = json_strings(key, &v);
+				if (list_length(names) != nfeatures)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("feature_names must have one name per feature"),
+							 errdetail("There are %d features and %d names.", nfeatures,
+									   list_length(names))));
+			}
+		}
+	}
+
+	if (trees < INT_MIN || trees > INT_MAX || samples < INT_MIN || samples > INT_MAX ||
+		shingle < INT_MIN || shingle > INT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("forest parameters are out of range")));
+	anomaly_forest_params(&params, nfeatures,
+						  Int32GetDatum((int32) trees), false,
+						  Int32GetDatum((int32) samples), false,
+						  Int64GetDatum(decay), false,
+						  Int32GetDatum((int32) shingle), false,
+						  Int64GetDatum(seed), false);
+	{
+		NullableDatum gargs[NUM_GRADER_OPTIONS];
+		RcfGraderParams gp;
+
+		for (int i = 0; i < NUM_GRADER_OPTIONS; i++)
+		{
+			gargs[i].isnull = false;
+			if (i == 6)
+			{
+				if (gvalues[i] < INT_MIN || gvalues[i] > INT_MAX)
+					option_error("suppress", "an integer between 0 and 1000000");
+				gargs[i].value = Int32GetDatum((int32) gvalues[i]);
+			}
+			else
+				gargs[i].value = Float8GetDatum(gvalues[i]);
+		}
+		anomaly_grader_params(&gp, gargs);
+	}
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"number_of_trees\": " INT64_FORMAT ", \"sub_sample_size\": " INT64_FORMAT
+					 ", \"time_decay\": " INT64_FORMAT ", \"shingle_size\": " INT64_FORMAT
+					 ", \"seed\": " INT64_FORMAT ", \"operations\": [%s%s%s]",
+					 trees, samples, decay, shingle, seed,
+					 ins ? "\"insert\"" : "", ins && upd ? ", " : "", upd ? "\"update\"" : "");
+	appendStringInfoString(&buf, ", \"retention\": ");
+	if (retention)
+		escape_json(&buf, retention);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfo(&buf, ", \"with_explanation\": %s, \"with_directionality\": %s, \"grade\": %s",
+					 explain ? "true" : "false", direction ? "true" : "false",
+					 grade ? "true" : "false");
+	for (int i = 0; i < NUM_GRADER_OPTIONS; i++)
+		appendStringInfo(&buf, ", \"%s\": %s", grader_option_names[i],
+						 float8out_internal(gvalues[i]));
+	appendStringInfoString(&buf, ", \"feature_names\": [");
+	for (int i = 0; i < nfeatures; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, names ? (char *) list_nth(names, i) : features[i]);
+	}
+	appendStringInfoString(&buf, "]}");
+	return buf.data;
+}
+
+/* C strings of a text[] argument, which must have no NULL. */
+static int
+text_array_arg(ArrayType *arr, const char *what, char ***out)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what)));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	*out = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain NULL", what)));
+		(*out)[i] = TextDatumGetCString(elems[i]);
+	}
+	return n;
+}
+
+/*
+ * Fills def for table rel and checks everything as the current user:
+ * read access, expressions, options.
+ */
+static void
+define(Relation rel, Definition *def, Jsonb *options)
+{
+	Oid			relid = RelationGetRelid(rel);
+
+	if (def->nfeatures == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a detector needs at least one feature")));
+	if (def->nfeatures > RCF_MAX_DIMENSIONS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a detector has at most %d features", RCF_MAX_DIMENSIONS)));
+	if (def->partition_by && def->partition_by[0] == '\0')
+		def->partition_by = NULL;
+	if (def->filter && def->filter[0] == '\0')
+		def->filter = NULL;
+	check_can_read(relid, GetUserId());
+	def->options = normalize_options(options, def->nfeatures, def->features);
+	def->nkeys = primary_key_columns(rel, &def->keys);
+	def->search_path = pinned_search_path();
+	def->source_columns = source_columns_json(rel);
+	def->source_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												  RelationGetRelationName(rel));
+	check_statement(rel, def);
+}
+
+/* Builds a text[] datum. */
+static Datum
+cstrings_to_array(char **strs, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(strs[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* The slot's confirmed position. */
+static XLogRecPtr
+slot_confirmed(const char *name)
+{
+	ReplicationSlot *s;
+	XLogRecPtr	lsn = InvalidXLogRecPtr;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(name, false);
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		lsn = s->data.confirmed_flush;
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return lsn;
+}
+
+/* ---------------------------------------------------------------------
+ * create_detector
+ */
+Datum
+anomaly_create_detector(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			relid;
+	Definition	def;
+	Relation	rel;
+	Su			su;
+	int64		id;
+	char		slot[NAMEDATALEN];
+	Oid			owner = GetUserId();
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name, source and features must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	check_name(name);
+	relid = PG_GETARG_OID(1);
+	memset(&def, 0, sizeof(def));
+	def.nfeatures = text_array_arg(PG_GETARG_ARRAYTYPE_P(2), "features", &def.features);
+	def.partition_by = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	def.filter = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+
+	rel = open_source_for_definition(relid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	define(rel, &def, PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5));
+
+	su_enter(&su);
+	/* One creation at a time: ids are max + 1, and orphans are swept. */
+	exec_args("SELECT pg_catalog.pg_advisory_xact_lock($1, 0)", 1,
+			  (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(DETECT_LOCK_KEY)}, NULL, SPI_OK_SELECT);
+	exec_args("SELECT 1 FROM anomaly.detectors WHERE name = $1", 1,
+			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("detector \"%s\" already exists", name)));
+	exec_args("SELECT COALESCE(pg_catalog.max(id), 0) + 1 FROM anomaly.detectors",
+			  0, NULL, NULL, NULL, SPI_OK_SELECT);
+	{
+		bool		isnull;
+
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	detect_object_name(slot, sizeof(slot), MyDatabaseId, id);
+	/* A slot left by an aborted creation of the same id. */
+	detect_drop_slot(slot, true);
+	detect_create_slot(slot);
+	(void) detect_origin(slot, true);
+
+	{
+		Oid			types[14] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTARRAYOID, TEXTOID,
+			TEXTOID, JSONBOID, OIDOID, TEXTOID, JSONBOID, TEXTARRAYOID, NAMEOID, PG_LSNOID};
+		Datum		args[14];
+		char		nulls[15] = "              ";
+
+		args[0] = Int64GetDatum(id);
+		args[1] = CStringGetTextDatum(name);
+		args[2] = ObjectIdGetDatum(relid);
+		args[3] = CStringGetTextDatum(def.source_name);
+		args[4] = cstrings_to_array(def.features, def.nfeatures);
+		args[5] = def.partition_by ? CStringGetTextDatum(def.partition_by) : (Datum) 0;
+		nulls[5] = def.partition_by ? ' ' : 'n';
+		args[6] = def.filter ? CStringGetTextDatum(def.filter) : (Datum) 0;
+		nulls[6] = def.filter ? ' ' : 'n';
+		args[7] = DirectFunctionCall1(jsonb_in, CStringGetDatum(def.options));
+		args[8] = ObjectIdGetDatum(owner);
+		args[9] = CStringGetTextDatum(def.search_path);
+		args[10] = DirectFunctionCall1(jsonb_in, CStringGetDatum(def.source_columns));
+		args[11] = def.nkeys > 0 ? cstrings_to_array(def.keys, def.nkeys) : (Datum) 0;
+		nulls[11] = def.nkeys > 0 ? ' ' : 'n';
+		args[12] = DirectFunctionCall1(namein, CStringGetDatum(slot));
+		args[13] = LSNGetDatum(slot_confirmed(slot));
+		exec_args("INSERT INTO anomaly.detectors (id, name, source, source_name, features,"
+				  " partition_by, filter, options, owner, search_path, source_columns,"
+				  " key_columns, slot_name, progress_lsn)"
+				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+				  14, types, args, nulls, SPI_OK_INSERT);
+	}
+	su_leave(&su);
+	SPI_finish();
+	table_close(rel, AccessShareLock);
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * The others: lock the row, check the caller, change it.
+ */
+
+typedef struct Existing
+{
+	int64		id;
+	Oid			owner;
+	Oid			source;
+	char	   *slot;
+	char	   *state;
+	char	   *name;
+} Existing;
+
+/*
+ * Finds and locks detector `name` (inside su_enter), checks that the
+ * caller may manage it.  Returns false when missing and missing_ok.
+ */
+static bool
+lock_detector(const char *name, Oid caller, bool missing_ok, Existing *ex)
+{
+	bool		isnull;
+	HeapTuple	t;
+	TupleDesc	td;
+
+	exec_args("SELECT id, owner, source, slot_name::text, state FROM anomaly.detectors"
+			  " WHERE name = $1 FOR UPDATE", 1,
+			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		if (missing_ok)
+			return false;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("detector \"%s\" does not exist", name)));
+	}
+	t = SPI_tuptable->vals[0];
+	td = SPI_tuptable->tupdesc;
+	ex->id = DatumGetInt64(SPI_getbinval(t, td, 1, &isnull));
+	ex->owner = DatumGetObjectId(SPI_getbinval(t, td, 2, &isnull));
+	ex->source = DatumGetObjectId(SPI_getbinval(t, td, 3, &isnull));
+	ex->slot = SPI_getvalue(t, td, 4);
+	ex->state = SPI_getvalue(t, td, 5);
+	ex->name = pstrdup(name);
+	if (!has_privs_of_role(caller, ex->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be the owner of detector \"%s\"", name),
+				 errdetail("It belongs to role %s.", GetUserNameFromId(ex->owner, true))));
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * alter_detector
+ */
+Datum
+anomaly_alter_detector(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			caller = GetUserId();
+	Existing	ex;
+	Su			su;
+	Definition	def;
+	char	  **old_features;
+	int			old_n;
+	char	   *old_partition;
+	char	   *old_filter;
+	char	   *old_params;
+	char	   *new_params;
+	Jsonb	   *merged;
+	Relation	rel;
+	bool		reset;
+	HeapTuple	t;
+	TupleDesc	td;
+	bool		isnull;
+	Datum		d;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	su_enter(&su);
+	lock_detector(name, caller, false, &ex);
+	exec_args("SELECT features, partition_by, filter,"
+			  " pg_catalog.jsonb_strip_nulls(CASE WHEN $2 AND NOT ($3 ? 'feature_names')"
+			  "   THEN options - 'feature_names' ELSE options END || $3),"
+			  " pg_catalog.jsonb_build_array(options->'number_of_trees', options->'sub_sample_size',"
+			  "   options->'time_decay', options->'shingle_size', options->'seed', options->'grade',"
+			  "   options->'z_factor', options->'score_floor', options->'ignore_near_expected_above',"
+			  "   options->'ignore_near_expected_below', options->'ignore_near_expected_above_ratio',"
+			  "   options->'ignore_near_expected_below_ratio', options->'suppress',"
+			  "   options->'score_horizon')::text"
+			  " FROM anomaly.detectors WHERE id = $1", 3,
+			  (Oid[]) {INT8OID, BOOLOID, JSONBOID},
+			  (Datum[]) {Int64GetDatum(ex.id), BoolGetDatum(!PG_ARGISNULL(1)),
+	PG_ARGISNULL(4) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(4)},
+			  NULL, SPI_OK_SELECT);
+	t = SPI_tuptable->vals[0];
+	td = SPI_tuptable->tupdesc;
+	d = SPI_getbinval(t, td, 1, &isnull);
+	{
+		ArrayType  *a = DatumGetArrayTypeP(d);
+
+		old_n = text_array_arg(a, "features", &old_features);
+	}
+	old_partition = SPI_getvalue(t, td, 2);
+	old_filter = SPI_getvalue(t, td, 3);
+	merged = DatumGetJsonbPCopy(SPI_getbinval(t, td, 4, &isnull));
+	old_params = SPI_getvalue(t, td, 5);
+	su_leave(&su);
+
+	memset(&def, 0, sizeof(def));
+	if (PG_ARGISNULL(1))
+	{
+		def.nfeatures = old_n;
+		def.features = old_features;
+	}
+	else
+		def.nfeatures = text_array_arg(PG_GETARG_ARRAYTYPE_P(1), "features", &def.features);
+	def.partition_by = PG_ARGISNULL(2) ? old_partition : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	def.filter = PG_ARGISNULL(3) ? old_filter : text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+	/* Checked as the owner, who runs them. */
+	{
+		Oid			su_user;
+		int			su_sec;
+
+		GetUserIdAndSecContext(&su_user, &su_sec);
+		SetUserIdAndSecContext(ex.owner, su_sec | SECURITY_LOCAL_USERID_CHANGE);
+		rel = try_table_open(ex.source, AccessShareLock);
+		if (rel == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("source table of detector \"%s\" was dropped", name)));
+		table_close(rel, AccessShareLock);
+		rel = open_source_for_definition(ex.source);
+		define(rel, &def, merged);
+		SetUserIdAndSecContext(su_user, su_sec);
+	}
+
+	su_enter(&su);
+	exec_args("SELECT pg_catalog.jsonb_build_array(o->'number_of_trees', o->'sub_sample_size',"
+			  " o->'time_decay', o->'shingle_size', o->'seed', o->'grade', o->'z_factor',"
+			  " o->'score_floor', o->'ignore_near_expected_above', o->'ignore_near_expected_below',"
+			  " o->'ignore_near_expected_above_ratio', o->'ignore_near_expected_below_ratio',"
+			  " o->'suppress', o->'score_horizon')::text FROM (SELECT $1::jsonb AS o) s",
+			  1, (Oid[]) {JSONBOID}, (Datum[]) {DirectFunctionCall1(jsonb_in, CStringGetDatum(def.options))},
+			  NULL, SPI_OK_SELECT);
+	new_params = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	reset = strcmp(old_params, new_params) != 0 || def.nfeatures != old_n ||
+		(def.partition_by == NULL) != (old_partition == NULL) ||
+		(def.partition_by && strcmp(def.partition_by, old_partition) != 0);
+	for (int i = 0; !reset && i < old_n; i++)
+		reset = strcmp(old_features[i], def.features[i]) != 0;
+
+	{
+		Oid			types[11] = {INT8OID, TEXTARRAYOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID,
+		JSONBOID, TEXTARRAYOID, TEXTOID, BOOLOID, INT8OID};
+		Datum		args[11];
+		char		nulls[12] = "           ";
+
+		args[0] = Int64GetDatum(ex.id);
+		args[1] = cstrings_to_array(def.features, def.nfeatures);
+		args[2] = def.partition_by ? CStringGetTextDatum(def.partition_by) : (Datum) 0;
+		nulls[2] = def.partition_by ? ' ' : 'n';
+		args[3] = def.filter ? CStringGetTextDatum(def.filter) : (Datum) 0;
+		nulls[3] = def.filter ? ' ' : 'n';
+		args[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(def.options));
+		args[5] = CStringGetTextDatum(def.search_path);
+		args[6] = DirectFunctionCall1(jsonb_in, CStringGetDatum(def.source_columns));
+		args[7] = def.nkeys > 0 ? cstrings_to_array(def.keys, def.nkeys) : (Datum) 0;
+		nulls[7] = def.nkeys > 0 ? ' ' : 'n';
+		args[8] = CStringGetTextDatum(def.source_name);
+		args[9] = BoolGetDatum(reset);
+		args[10] = Int64GetDatum((int64) random() << 20 ^ (int64) GetCurrentTimestamp());
+		exec_args("UPDATE anomaly.detectors SET features = $2, partition_by = $3, filter = $4,"
+				  " options = $5, search_path = $6, source_columns = $7, key_columns = $8,"
+				  " source_name = $9,"
+				  " generation = generation + CASE WHEN $10 THEN 1 ELSE 0 END,"
+				  " round_token = CASE WHEN $10 THEN $11 ELSE round_token END,"
+				  " checkpoint_seq = CASE WHEN $10 THEN batch_seq ELSE checkpoint_seq END,"
+				  " journal_points = CASE WHEN $10 THEN 0 ELSE journal_points END"
+				  " WHERE id = $1", 11, types, args, nulls, SPI_OK_UPDATE);
+		if (reset)
+		{
+			exec_args("DELETE FROM anomaly.detector_forests WHERE detector_id = $1", 1,
+					  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, SPI_OK_DELETE);
+			exec_args("DELETE FROM anomaly.detector_journal WHERE detector_id = $1", 1,
+					  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, SPI_OK_DELETE);
+		}
+	}
+	su_leave(&su);
+	SPI_finish();
+	table_close(rel, AccessShareLock);
+	detect_forget(ex.id);
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * pause, resume
+ */
+static void
+set_state(const char *name, const char *state)
+{
+	Oid			caller = GetUserId();
+	Su			su;
+	Existing	ex;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	su_enter(&su);
+	lock_detector(name, caller, false, &ex);
+	if (strcmp(state, "active") == 0)
+	{
+		bool		exists;
+		ReplicationSlot *s;
+		bool		invalid = false;
+
+		LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+		s = SearchNamedReplicationSlot(ex.slot, false);
+		exists = s != NULL;
+		if (s)
+			invalid = s->data.invalidated_at != InvalidXLogRecPtr ||
+				XLogRecPtrIsInvalid(s->data.restart_lsn);
+		LWLockRelease(ReplicationSlotControlLock);
+		if (!exists || invalid)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("replication slot \"%s\" of detector \"%s\" %s",
+							ex.slot, name, exists ? "was invalidated" : "does not exist"),
+					 errhint("reset_detector() creates a new slot; rows committed meanwhile are not scored.")));
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(ex.source)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("source table of detector \"%s\" was dropped", name),
+					 errhint("drop_detector() removes the detector.")));
+	}
+	exec_args("UPDATE anomaly.detectors SET state = $2,"
+			  " error_count = CASE WHEN $2 = 'active' THEN 0 ELSE error_count END"
+			  " WHERE id = $1", 2, (Oid[]) {INT8OID, TEXTOID},
+			  (Datum[]) {Int64GetDatum(ex.id), CStringGetTextDatum(state)}, NULL, SPI_OK_UPDATE);
+	su_leave(&su);
+	SPI_finish();
+}
+
+Datum
+anomaly_pause_detector(PG_FUNCTION_ARGS)
+{
+	set_state(text_to_cstring(PG_GETARG_TEXT_PP(0)), "paused");
+	PG_RETURN_VOID();
+}
+
+Datum
+anomaly_resume_detector(PG_FUNCTION_ARGS)
+{
+	set_state(text_to_cstring(PG_GETARG_TEXT_PP(0)), "active");
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * reset_detector
+ */
+Datum
+anomaly_reset_detector(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			caller = GetUserId();
+	Su			su;
+	Existing	ex;
+	bool		isnull;
+	char	   *slot;
+	Oid			owner;
+	ReplicationSlot *s;
+	bool		exists;
+	bool		invalid = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	su_enter(&su);
+	exec_args("SELECT slot_name::text, owner FROM anomaly.detectors WHERE name = $1", 1,
+			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("detector \"%s\" does not exist", name)));
+	slot = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (!has_privs_of_role(caller, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be the owner of detector \"%s\"", name)));
+
+	/* A lost slot is made again, before this transaction writes. */
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(slot, false);
+	exists = s != NULL;
+	if (s)
+		invalid = s->data.invalidated_at != InvalidXLogRecPtr ||
+			XLogRecPtrIsInvalid(s->data.restart_lsn);
+	LWLockRelease(ReplicationSlotControlLock);
+	if (invalid)
+		detect_drop_slot(slot, true);
+	if (!exists || invalid)
+		detect_create_slot(slot);
+
+	lock_detector(name, caller, false, &ex);
+	exec_args("UPDATE anomaly.detectors SET generation = generation + 1, round_token = $2,"
+			  " checkpoint_seq = batch_seq, checkpoint_at = NULL, journal_points = 0,"
+			  " rows_scored = 0, rows_filtered = 0, rows_failed = 0, rows_per_s = NULL,"
+			  " error_count = 0, last_error = NULL, last_error_at = NULL,"
+			  " progress_lsn = GREATEST(progress_lsn, $3),"
+			  " state = CASE WHEN state = 'failed' THEN 'active' ELSE state END"
+			  " WHERE id = $1", 3, (Oid[]) {INT8OID, INT8OID, PG_LSNOID},
+			  (Datum[]) {Int64GetDatum(ex.id), Int64GetDatum((int64) random() << 20 ^ (int64) GetCurrentTimestamp()),
+	LSNGetDatum(slot_confirmed(slot))}, NULL, SPI_OK_UPDATE);
+	exec_args("DELETE FROM anomaly.detector_forests WHERE detector_id = $1", 1,
+			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, SPI_OK_DELETE);
+	exec_args("DELETE FROM anomaly.detector_journal WHERE detector_id = $1", 1,
+			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, SPI_OK_DELETE);
+	su_leave(&su);
+	SPI_finish();
+	detect_forget(ex.id);
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * drop_detector
+ */
+Datum
+anomaly_drop_detector(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	Oid			caller = GetUserId();
+	Su			su;
+	Existing	ex;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	su_enter(&su);
+	if (!lock_detector(name, caller, if_exists, &ex))
+	{
+		ereport(NOTICE,
+				(errmsg("detector \"%s\" does not exist, skipping", name)));
+		su_leave(&su);
+		SPI_finish();
+		PG_RETURN_VOID();
+	}
+	exec_args("DELETE FROM anomaly.detectors WHERE id = $1", 1,
+			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, SPI_OK_DELETE);
+	su_leave(&su);
+	SPI_finish();
+	detect_forget(ex.id);
+	replorigin_drop_by_name(ex.slot, true, false);
+	detect_drop_slot(ex.slot, true);
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * process(detector, max_rows)
+ */
+Datum
+anomaly_process(PG_FUNCTION_ARGS)
+{
+	char	   *only = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int64		limit = PG_ARGISNULL(1) ? PG_INT64_MAX : PG_GETARG_INT32(1);
+	Oid			caller = GetUserId();
+	Su			su;
+	int64		total = 0;
+	int			n;
+	int64	   *ids;
+	char	  **names;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (limit <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_rows must be positive")));
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("detectors cannot run during recovery")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	su_enter(&su);
+	exec_args("SELECT id, name, owner, state FROM anomaly.detectors"
+			  " WHERE $1::text IS NULL OR name = $1 ORDER BY name", 1,
+			  (Oid[]) {TEXTOID}, (Datum[]) {only ? CStringGetTextDatum(only) : (Datum) 0},
+			  only ? NULL : "n", SPI_OK_SELECT);
+	if (only && SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("detector \"%s\" does not exist", only)));
+	n = 0;
+	ids = MemoryContextAlloc(cxt, sizeof(int64) * Max(SPI_processed, 1));
+	names = MemoryContextAlloc(cxt, sizeof(char *) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		Oid			owner_id = DatumGetObjectId(SPI_getbinval(t, td, 3, &isnull));
+		char	   *state = SPI_getvalue(t, td, 4);
+
+		if (!has_privs_of_role(caller, owner_id))
+		{
+			if (only)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("must be the owner of detector \"%s\"", only)));
+			continue;
+		}
+		if (strcmp(state, "active") != 0)
+		{
+			if (only)
+				ereport(NOTICE,
+						(errmsg("detector \"%s\" is %s", only, state)));
+			continue;
+		}
+		ids[n] = DatumGetInt64(SPI_getbinval(t, td, 1, &isnull));
+		names[n] = MemoryContextStrdup(cxt, SPI_getvalue(t, td, 2));
+		n++;
+	}
+	su_leave(&su);
+	SPI_finish();
+
+	/* Housekeeping: slots of aborted creations, old scores. */
+	if (superuser())
+		(void) detect_drop_orphan_slots();
+	detect_apply_retention();
+
+	for (int i = 0; i < n; i++)
+	{
+		int64		left = limit;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			DetectRoundResult r;
+
+			do
+			{
+				int64		rows = 0;
+				int			batch = (int) Min(left, (int64) detect_batch_rows);
+
+				r = detect_round(ids[i], batch, true, &rows);
+				total += rows;
+				left -= rows;
+			} while (r == ROUND_MORE && left > 0);
+			if (r == ROUND_BUSY)
+				ereport(NOTICE,
+						(errmsg("detector \"%s\" is being processed by another process, skipped",
+								names[i])));
+			detect_release();
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			detect_after_abort();
+			detect_record_error(ids[i], edata->message, unpack_sql_state(edata->sqlerrcode),
+								detect_error_is_permanent(edata->sqlerrcode));
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("detector \"%s\": %s", names[i], edata->message),
+					 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+					 edata->hint ? errhint("%s", edata->hint) : 0));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+	PG_RETURN_INT64(total);
+}

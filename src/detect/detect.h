@@ -1,0 +1,227 @@
+/*
+ * detect.h
+ *	  Continuous detectors: the logical-decoding output plugin, its wire
+ *	  format, the detector catalog, one round of detection, and the
+ *	  background workers.
+ *
+ * Data flow:
+ *
+ *	 WAL ── decoder.c (output plugin "anomaly", wire format v1)
+ *		 ── round.c (reads a detector's slot with the C decoding API,
+ *					  evaluates features as the owner, scores, writes scores,
+ *					  forest journal and progress in ONE transaction, then
+ *					  advances the slot)
+ *		 ── worker.c (launcher + one worker per active detector) or
+ *			anomaly.process() from SQL (pg_cron).
+ *
+ * Exactly once: a round skips source transactions whose commit LSN is at or
+ * below the detector's stored last_commit_lsn, and stores the new
+ * last_commit_lsn in the transaction that writes the scores.  The slot is
+ * only ever moved to a position that is already committed in the catalog,
+ * so a crash can make the slot go back (rows are then skipped) but never
+ * ahead of the scores.
+ */
+#ifndef ANOMALY_DETECT_H
+#define ANOMALY_DETECT_H
+
+#include "postgres.h"
+
+#include "access/xlogdefs.h"
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+
+/* ---------------------------------------------------------------------
+ * Wire format, version 1 (decoder.c writes it, wire.c reads it).
+ *
+ * Every message: u8 version (1), u8 kind, then the body.  Integers are
+ * little-endian; value images are the server's own (a consumer on another
+ * machine would need the same architecture, which logical decoding of a
+ * server's own WAL guarantees).
+ *
+ *	'B' begin	u64 commit_lsn, u64 end_lsn, i64 commit_time, u32 xid
+ *	'R' relation	u32 relid, u16 natts, natts x {u8 flags (1 dropped,
+ *				2 by value), i16 attlen, u8 attalign, u32 typid,
+ *				i32 typmod, u8 namelen, name bytes}
+ *	'I' insert / 'U' update (new tuple)
+ *				u32 relid, u16 natts, natts x u8 status (0 NULL,
+ *				1 value, 2 unchanged TOASTed value), then per value:
+ *				attlen > 0: attlen bytes (the datum's image);
+ *				attlen -1: u32 length + the varlena's payload;
+ *				attlen -2: u32 length + the C string, without its NUL
+ *	'C' commit	u64 commit_lsn
+ *
+ * A 'B' is sent before the first row of a transaction and a 'C' after its
+ * last; transactions without rows of the configured relations send
+ * nothing.  An 'R' precedes the first row of each relation in each
+ * transaction, describing the relation as of that transaction.
+ * ---------------------------------------------------------------------
+ */
+#define DETECT_WIRE_VERSION		1
+#define DETECT_PLUGIN_NAME		"anomaly"
+
+#define DW_BEGIN		'B'
+#define DW_RELATION		'R'
+#define DW_INSERT		'I'
+#define DW_UPDATE		'U'
+#define DW_COMMIT		'C'
+
+#define DW_ATT_NULL		0
+#define DW_ATT_VALUE	1
+#define DW_ATT_UNCHANGED 2
+
+#define DW_ATTFLAG_DROPPED	1
+#define DW_ATTFLAG_BYVAL	2
+
+/* Little-endian writers (wire.c). */
+extern void dw_put_u8(StringInfo out, uint8 v);
+extern void dw_put_u16(StringInfo out, uint16 v);
+extern void dw_put_u32(StringInfo out, uint32 v);
+extern void dw_put_u64(StringInfo out, uint64 v);
+
+/* A bounds-checked reader over one message. */
+typedef struct DwReader
+{
+	const uint8 *p;
+	const uint8 *end;
+} DwReader;
+
+extern uint8 dw_get_u8(DwReader *r);
+extern uint16 dw_get_u16(DwReader *r);
+extern uint32 dw_get_u32(DwReader *r);
+extern uint64 dw_get_u64(DwReader *r);
+extern const uint8 *dw_get_bytes(DwReader *r, Size n);
+
+/* One column of a relation message. */
+typedef struct DwAttr
+{
+	bool		dropped;
+	bool		byval;
+	int16		len;
+	char		align;
+	Oid			typid;
+	int32		typmod;
+	char		name[NAMEDATALEN];
+} DwAttr;
+
+typedef struct DwRelation
+{
+	Oid			relid;
+	int			natts;
+	DwAttr	   *atts;
+} DwRelation;
+
+/* Parses a relation message body (after version and kind). */
+extern void dw_read_relation(DwReader *r, DwRelation *rel, MemoryContext cxt);
+
+/*
+ * Reads the values of a row message body (after relid and natts) into
+ * datums laid out like `rel`: values[i] / status[i] for i < rel->natts.
+ * Values are copied into CurrentMemoryContext, properly aligned.
+ */
+extern void dw_read_row_values(DwReader *r, const DwRelation *rel,
+							   Datum *values, uint8 *status);
+
+/* ---------------------------------------------------------------------
+ * Settings (worker.c)
+ * ---------------------------------------------------------------------
+ */
+extern char *detect_database;
+extern int	detect_max_workers;
+extern int	detect_naptime_ms;
+extern int	detect_batch_rows;
+extern int	detect_memory_limit_mb;
+extern int	detect_checkpoint_rows;
+extern int	detect_checkpoint_timeout_s;
+extern int	detect_max_retries;
+
+/* Registers settings, and the launcher when preloaded. */
+extern void anomaly_detect_init(void);
+
+/* ---------------------------------------------------------------------
+ * Slots and origins (slots.c)
+ * ---------------------------------------------------------------------
+ */
+
+/* "anomaly_<database oid>_<detector id>": the slot's and the origin's name. */
+extern void detect_object_name(char *buf, size_t size, Oid dboid, int64 id);
+
+/* Allows our library as an output plugin at the current GUC nest level. */
+extern void detect_allow_plugin(void);
+
+/* Creates the detector's logical slot (before any write of the xact). */
+extern void detect_create_slot(const char *slot_name);
+
+/*
+ * Drops a slot, asking an anomaly worker that holds it to let go first.
+ * missing_ok: no error when there is no such slot.
+ */
+extern void detect_drop_slot(const char *slot_name, bool missing_ok);
+
+/* Drops every slot and origin of detectors of this database. */
+extern void detect_drop_all_slots(void);
+
+/* Drops slots "anomaly_<this db>_<id>" whose detector does not exist. */
+extern int	detect_drop_orphan_slots(void);
+
+/* The replication origin's id, creating it when missing. */
+extern uint16 detect_origin(const char *name, bool create);
+
+/* Installs the object access hook that drops slots with the extension. */
+extern void detect_install_hooks(void);
+
+/* ---------------------------------------------------------------------
+ * Rounds (round.c)
+ * ---------------------------------------------------------------------
+ */
+
+/* How a round ended. */
+typedef enum DetectRoundResult
+{
+	ROUND_CAUGHT_UP,			/* read everything flushed when it started */
+	ROUND_MORE,					/* stopped at the row limit: more to read */
+	ROUND_BUSY,					/* someone else holds the detector or slot */
+	ROUND_STOP					/* detector gone, paused or failed */
+} DetectRoundResult;
+
+/*
+ * Runs one round for detector `id` inside the current transaction, reading
+ * at most max_rows rows (<= 0: the batch size).  keep_context: keep the
+ * decoding context (and the slot) between rounds, as the worker does.
+ * *rows gets the rows consumed (scored, skipped or failed).
+ */
+extern DetectRoundResult detect_round(int64 id, int max_rows,
+									  bool keep_context, int64 *rows);
+
+/* After the round's transaction committed: move the slot to its progress. */
+extern void detect_after_commit(void);
+
+/* After the round's transaction aborted: forget state derived from it. */
+extern void detect_after_abort(void);
+
+/* Releases the slot and the decoding context kept between rounds. */
+extern void detect_release(void);
+
+/*
+ * The statement that evaluates a detector's expressions over $1, an array
+ * of the source's row type aliased as the table's name: features as
+ * float8, the partition key as text, the filter as bool, the source key as
+ * jsonb (key_only: the source key alone).
+ */
+extern char *detect_eval_sql(const char *relname, int nfeatures, char **features,
+							 const char *partition_by, const char *filter,
+							 int nkeys, char **keys, bool key_only);
+
+/* Records an error for detector id (in the caller's transaction). */
+extern void detect_record_error(int64 id, const char *message,
+								const char *sqlstate, bool fatal);
+
+/* True for errors that no retry can fix (source altered, privileges...). */
+extern bool detect_error_is_permanent(int sqlerrcode);
+
+/* Deletes rows older than each detector's retention. */
+extern void detect_apply_retention(void);
+
+/* The worker's in-memory state for detector id is stale: drop it. */
+extern void detect_forget(int64 id);
+
+#endif							/* ANOMALY_DETECT_H */

@@ -1,0 +1,467 @@
+/*
+ * worker.c
+ *	  Settings of the detectors, the launcher, and the detector workers.
+ *
+ * With shared_preload_libraries = 'anomaly', a launcher connects to
+ * anomaly.detector_database and, every second, starts one dynamic worker
+ * for each active detector that has none (at most anomaly.detector_workers).
+ * It also drops the slots of aborted create_detector calls and applies
+ * the detectors' retention.
+ *
+ * A detector worker holds its detector's slot and a decoding context for as
+ * long as it runs, and loops: one round per transaction (round.c), then it
+ * confirms the slot up to what the round committed.  When caught up it
+ * sleeps anomaly.detector_naptime.  An error rolls the round back, is
+ * recorded in the detector's row, and the worker retries with backoff; an
+ * error no retry can fix (source dropped or altered, privileges, slot
+ * lost), or anomaly.detector_max_retries errors in a row, mark the detector
+ * failed and the worker exits: no crash loop.  The worker exits when the
+ * detector is paused, failed or dropped; SIGTERM (drop_detector, DROP
+ * EXTENSION) ends it at once, its round rolled back.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/slot.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "detect/detect.h"
+
+#define DETECTOR_BGW_TYPE "anomaly detector"
+
+char	   *detect_database = NULL;
+int			detect_max_workers = 8;
+int			detect_naptime_ms = 100;
+int			detect_batch_rows = 10000;
+int			detect_memory_limit_mb = 512;
+int			detect_checkpoint_rows = 200000;
+int			detect_checkpoint_timeout_s = 60;
+int			detect_max_retries = 5;
+
+PGDLLEXPORT void anomaly_detect_launcher_main(Datum arg);
+PGDLLEXPORT void anomaly_detect_worker_main(Datum arg);
+
+void
+anomaly_detect_init(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomStringVariable("anomaly.detector_database",
+							   "Database whose detectors the background workers run.",
+							   NULL, &detect_database, "postgres",
+							   /* a library loaded after startup may not define these */
+							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
+							   0, NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.detector_workers",
+							"Detector workers that may run at once (0: none; use anomaly.process()).",
+							NULL, &detect_max_workers, 8, 0, 1000, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.detector_naptime",
+							"How long an idle detector worker sleeps between rounds.",
+							NULL, &detect_naptime_ms, 100, 1, 60000, PGC_SIGHUP,
+							GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.detector_batch_rows",
+							"Rows a detector round reads at most (whole transactions).",
+							NULL, &detect_batch_rows, 10000, 1, 10000000, PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.detector_memory_limit",
+							"Memory for the forests of one detector in one process; others are stored and evicted.",
+							NULL, &detect_memory_limit_mb, 512, 1, INT_MAX / 1024, PGC_SUSET,
+							GUC_UNIT_MB, NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.detector_checkpoint_rows",
+							"Points learned after which a detector stores all its forests.",
+							NULL, &detect_checkpoint_rows, 200000, 1, INT_MAX, PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.detector_checkpoint_timeout",
+							"Time after which a detector stores all its forests.",
+							NULL, &detect_checkpoint_timeout_s, 60, 1, 86400, PGC_SUSET,
+							GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.detector_max_retries",
+							"Errors in a row after which a detector is marked failed.",
+							NULL, &detect_max_retries, 5, 1, 1000, PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	detect_install_hooks();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "anomaly");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "anomaly_detect_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "anomaly detector launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "anomaly detector launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* ---------------------------------------------------------------------
+ * The launcher
+ */
+
+typedef struct Launched
+{
+	int64		id;
+	BackgroundWorkerHandle *handle;
+	TimestampTz started;
+	int			starts;
+	bool		seen;
+} Launched;
+
+/* The PID holding slot name, 0 if none or no such slot. */
+static pid_t
+slot_pid(const char *name)
+{
+	ReplicationSlot *s;
+	pid_t		pid = 0;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(name, false);
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		pid = s->active_pid;
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return pid;
+}
+
+static bool
+start_worker(int64 id, Launched *l)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "anomaly");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "anomaly_detect_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "anomaly detector " INT64_FORMAT, id);
+	snprintf(worker.bgw_type, BGW_MAXLEN, DETECTOR_BGW_TYPE);
+	worker.bgw_main_arg = Int64GetDatum(id);
+	memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &l->handle))
+	{
+		l->handle = NULL;
+		return false;
+	}
+	l->started = GetCurrentTimestamp();
+	l->starts++;
+	return true;
+}
+
+/*
+ * The active detectors (ids and slot names, in cxt), with housekeeping
+ * once a minute.  An error (the extension being dropped under us) is
+ * logged and gives an empty list.
+ */
+static int
+list_active(MemoryContext cxt, int64 **active, char ***slots,
+			TimestampTz *last_housekeeping)
+{
+	volatile int nactive = 0;
+	MemoryContext outer = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (OidIsValid(get_extension_oid("anomaly", true)) &&
+			SPI_connect() == SPI_OK_CONNECT)
+		{
+			TimestampTz now;
+
+			pgstat_report_activity(STATE_RUNNING, "listing detectors");
+			if (SPI_execute("SELECT id, slot_name::text FROM anomaly.detectors"
+							" WHERE state = 'active' ORDER BY id", true, 0) == SPI_OK_SELECT)
+			{
+				MemoryContext old = MemoryContextSwitchTo(cxt);
+				int			n = 0;
+
+				*active = palloc(sizeof(int64) * Max(SPI_processed, 1));
+				*slots = palloc(sizeof(char *) * Max(SPI_processed, 1));
+				for (uint64 i = 0; i < SPI_processed; i++)
+				{
+					bool		isnull;
+
+					(*active)[n] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+															   SPI_tuptable->tupdesc, 1, &isnull));
+					(*slots)[n] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i],
+													   SPI_tuptable->tupdesc, 2));
+					n++;
+				}
+				nactive = n;
+				MemoryContextSwitchTo(old);
+			}
+			SPI_finish();
+			now = GetCurrentTimestamp();
+			if (TimestampDifferenceExceeds(*last_housekeeping, now, 60000))
+			{
+				pgstat_report_activity(STATE_RUNNING, "detector housekeeping");
+				(void) detect_drop_orphan_slots();
+				detect_apply_retention();
+				*last_housekeeping = now;
+			}
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(outer);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+		nactive = 0;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(outer);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return nactive;
+}
+
+void
+anomaly_detect_launcher_main(Datum arg)
+{
+	Launched   *launched = NULL;
+	int			nlaunched = 0;
+	int			maxlaunched = 0;
+	TimestampTz last_housekeeping = 0;
+	MemoryContext loop_cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(detect_database, NULL, 0);
+	pgstat_report_appname("anomaly detector launcher");
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "anomaly launcher loop",
+									 ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		int64	   *active = NULL;
+		char	  **slots = NULL;
+		int			nactive;
+		TimestampTz now;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(loop_cxt);
+
+		nactive = list_active(loop_cxt, &active, &slots, &last_housekeeping);
+
+		/* Start the workers that are missing. */
+		now = GetCurrentTimestamp();
+		for (int i = 0; i < nlaunched; i++)
+			launched[i].seen = false;
+		for (int a = 0; a < nactive; a++)
+		{
+			Launched   *l = NULL;
+			pid_t		pid;
+			int			running = 0;
+
+			for (int i = 0; i < nlaunched; i++)
+				if (launched[i].id == active[a])
+					l = &launched[i];
+			if (l == NULL)
+			{
+				if (nlaunched == maxlaunched)
+				{
+					maxlaunched = Max(8, maxlaunched * 2);
+					launched = launched ?
+						repalloc(launched, sizeof(Launched) * maxlaunched) :
+						MemoryContextAlloc(TopMemoryContext, sizeof(Launched) * maxlaunched);
+				}
+				l = &launched[nlaunched++];
+				memset(l, 0, sizeof(*l));
+				l->id = active[a];
+			}
+			l->seen = true;
+			if (l->handle && GetBackgroundWorkerPid(l->handle, &pid) != BGWH_STOPPED)
+				continue;
+			if (l->handle)
+			{
+				pfree(l->handle);
+				l->handle = NULL;
+			}
+			/* Held by someone (a worker of an earlier launcher, process()). */
+			if (slot_pid(slots[a]) != 0)
+				continue;
+			for (int i = 0; i < nlaunched; i++)
+				if (launched[i].handle &&
+					GetBackgroundWorkerPid(launched[i].handle, &pid) != BGWH_STOPPED)
+					running++;
+			if (running >= detect_max_workers)
+				continue;
+			/* Back off a worker that keeps stopping: 1 s, 2 s ... 60 s. */
+			if (l->starts > 0 &&
+				!TimestampDifferenceExceeds(l->started, now,
+											Min(60000, 1000 * (1 << Min(l->starts - 1, 6)))))
+				continue;
+			if (!start_worker(active[a], l))
+				ereport(LOG,
+						(errmsg("anomaly: could not start a worker for detector " INT64_FORMAT,
+								active[a]),
+						 errhint("Raise max_worker_processes.")));
+		}
+		/* Forget detectors that are no longer active. */
+		for (int i = 0; i < nlaunched;)
+		{
+			pid_t		pid;
+
+			if (!launched[i].seen &&
+				(launched[i].handle == NULL ||
+				 GetBackgroundWorkerPid(launched[i].handle, &pid) == BGWH_STOPPED))
+			{
+				if (launched[i].handle)
+					pfree(launched[i].handle);
+				launched[i] = launched[--nlaunched];
+			}
+			else
+				i++;
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * A detector worker
+ */
+
+/* Sleeps ms on the latch, handling reloads. */
+static void
+nap(long ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+void
+anomaly_detect_worker_main(Datum arg)
+{
+	int64		id = DatumGetInt64(arg);
+	Oid			dboid;
+	volatile int errors = 0;
+	volatile int busy = 0;
+	char		appname[64];
+
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	snprintf(appname, sizeof(appname), "anomaly detector " INT64_FORMAT, id);
+	pgstat_report_appname(appname);
+
+	for (;;)
+	{
+		DetectRoundResult r = ROUND_CAUGHT_UP;
+		int64		rows = 0;
+		MemoryContext cxt = CurrentMemoryContext;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "detector round");
+		PG_TRY();
+		{
+			r = detect_round(id, detect_batch_rows, true, &rows);
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			detect_after_commit();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+			bool		permanent;
+
+			HOLD_INTERRUPTS();
+			MemoryContextSwitchTo(TopMemoryContext);
+			edata = CopyErrorData();
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			detect_after_abort();
+			RESUME_INTERRUPTS();
+			MemoryContextSwitchTo(cxt);
+
+			permanent = detect_error_is_permanent(edata->sqlerrcode);
+			errors++;
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			detect_record_error(id, edata->message, unpack_sql_state(edata->sqlerrcode),
+								permanent);
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			FreeErrorData(edata);
+			pgstat_report_activity(STATE_IDLE, NULL);
+			if (permanent || errors >= detect_max_retries)
+				break;
+			nap(Min(60000L, 1000L << Min(errors - 1, 6)));
+			continue;
+		}
+		PG_END_TRY();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		errors = 0;
+
+		if (r == ROUND_STOP)
+			break;
+		if (r == ROUND_BUSY)
+		{
+			/* Another worker has it: leave it to that one. */
+			if (++busy > 50)
+				break;
+			nap(detect_naptime_ms * 5L);
+			continue;
+		}
+		busy = 0;
+		if (r == ROUND_CAUGHT_UP)
+			nap(detect_naptime_ms);
+	}
+	detect_release();
+	proc_exit(0);
+}

@@ -1,0 +1,190 @@
+# Exactly once, with the background worker: several pgbench clients insert
+# many rows in many transactions (small ones, large ones, rolled-back ones)
+# while the detector runs.  Afterwards every committed row has exactly one
+# score, no rolled-back row has any, and every score equals what
+# random_cut_forest gives over the same rows of its partition key in commit
+# order (commit LSN, then position in the transaction), with the same
+# parameters and seed.
+#
+# The memory limit is set so low that forests are evicted to the table and
+# loaded back all the time, and checkpoints are frequent: the scores must
+# not notice.
+#
+# ANOMALY_DETECT_ROWS sets the number of rows (default 100000).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $target_rows = $ENV{ANOMALY_DETECT_ROWS} || 100000;
+
+my $node = PostgreSQL::Test::Cluster->new('detect_once');
+$node->init(allows_streaming => 'logical');
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'anomaly'
+anomaly.detector_database = 'postgres'
+anomaly.detector_naptime = 50
+anomaly.detector_batch_rows = 4000
+anomaly.detector_memory_limit = 1MB
+anomaly.detector_checkpoint_rows = 15000
+max_worker_processes = 16
+fsync = off
+log_min_messages = warning
+});
+$node->start;
+
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION anomaly;
+	CREATE TABLE src (
+		id bigserial PRIMARY KEY,
+		k int NOT NULL,
+		v double precision NOT NULL,
+		ts timestamptz NOT NULL DEFAULT clock_timestamp()
+	);
+	SELECT anomaly.create_detector('once', 'src', ARRAY['v', 'v * v / 10'],
+		partition_by => 'k',
+		options => '{"number_of_trees": 30, "sub_sample_size": 64, "shingle_size": 2, "seed": 1234}');
+});
+
+# A transaction of the load: mostly a few rows for one key, sometimes 2000
+# rows over all keys, sometimes rolled back.
+my $script = $PostgreSQL::Test::Utils::tmp_check . '/load.sql';
+open(my $fh, '>', $script) or die "could not write $script: $!";
+print $fh q{
+\set k random(1, 25)
+\set r random(1, 100)
+\set n random(1, 6)
+\if :r <= 6
+BEGIN;
+INSERT INTO src (k, v) SELECT :k, 1000 + random() FROM generate_series(1, 40);
+ROLLBACK;
+\elif :r <= 8
+BEGIN;
+INSERT INTO src (k, v) SELECT 1 + (g % 25), sin(g) * 5 + random() FROM generate_series(1, 2000) g;
+COMMIT;
+\else
+BEGIN;
+INSERT INTO src (k, v) SELECT :k, sin(:k + g) * 5 + random() FROM generate_series(1, :n) g;
+COMMIT;
+\endif
+};
+close($fh);
+
+# About 43 rows per transaction on average (38 leaves a margin).
+my $clients = 8;
+my $per_client = int($target_rows / 38 / $clients) + 1;
+my $t0 = time();
+$node->command_ok(
+	[ 'pgbench', '-n', '-c', $clients, '-j', 2, '-t', $per_client,
+	  '-f', $script, '-d', $node->connstr('postgres') ],
+	"pgbench: $clients clients, $per_client transactions each");
+my $load_s = time() - $t0;
+my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM src');
+note "inserted $rows committed rows in $load_s s";
+cmp_ok($rows, '>=', $target_rows * 0.8, 'enough rows were committed');
+
+ok($node->poll_query_until('postgres', q{
+		SELECT (SELECT count(*) FROM anomaly.scores WHERE detector = 'once') >=
+		       (SELECT count(*) FROM src)}, 't'),
+	'the detector caught up');
+note sprintf "caught up %.1f s after the load started", time() - $t0;
+
+my $status = $node->safe_psql('postgres', q{
+	SELECT state, rows_failed, last_error IS NULL, worker_pid IS NOT NULL
+	FROM anomaly.detector_status WHERE name = 'once'});
+is($status, 'active|0|t|t', 'the detector is active, its worker holds the slot, no error');
+
+# One score per committed row, none for rolled-back rows.
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM src s
+	WHERE NOT EXISTS (SELECT 1 FROM anomaly.scores c
+		WHERE c.detector = 'once' AND (c.source_key->>'id')::bigint = s.id)}),
+	'0', 'every committed row has a score');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) - count(DISTINCT source_key) FROM anomaly.scores WHERE detector = 'once'}),
+	'0', 'no row has two scores');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM anomaly.scores c
+	WHERE c.detector = 'once'
+	  AND NOT EXISTS (SELECT 1 FROM src s WHERE s.id = (c.source_key->>'id')::bigint)}),
+	'0', 'no rolled-back row has a score');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM anomaly.scores WHERE detector = 'once' AND features[1] >= 1000}),
+	'0', 'no rolled-back value reached a forest');
+
+# The commit LSN a score carries is its row's transaction's: one per
+# transaction, distinct between transactions.
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM (
+		SELECT s.xmin::text FROM src s
+		JOIN anomaly.scores c ON c.detector = 'once' AND (c.source_key->>'id')::bigint = s.id
+		GROUP BY s.xmin::text HAVING count(DISTINCT c.commit_lsn) > 1) x}),
+	'0', 'the rows of a transaction share one commit LSN');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM (
+		SELECT c.commit_lsn FROM src s
+		JOIN anomaly.scores c ON c.detector = 'once' AND (c.source_key->>'id')::bigint = s.id
+		GROUP BY c.commit_lsn HAVING count(DISTINCT s.xmin::text) > 1) x}),
+	'0', 'a commit LSN belongs to one transaction');
+
+# Scores equal the window function per key in commit order.
+my $diff = $node->safe_psql('postgres', q{
+	WITH j AS (
+		SELECT s.id, s.k, s.v, c.commit_lsn, c.anomaly_score, c.anomaly_grade
+		FROM src s
+		JOIN anomaly.scores c ON c.detector = 'once' AND (c.source_key->>'id')::bigint = s.id),
+	r AS (
+		SELECT anomaly_score,
+			anomaly.random_cut_forest(ARRAY[v, v * v / 10], 30, 64, 100000, 2, 1234)
+				OVER (PARTITION BY k ORDER BY commit_lsn, id) AS expected,
+			anomaly_grade,
+			(anomaly.detect(ARRAY[v, v * v / 10], 30, 64, 100000, 2, 1234)
+				OVER (PARTITION BY k ORDER BY commit_lsn, id)).anomaly_grade AS expected_grade
+		FROM j)
+	SELECT count(*) || ' ' || count(*) FILTER (WHERE anomaly_score IS DISTINCT FROM expected)
+		|| ' ' || count(*) FILTER (WHERE anomaly_grade IS DISTINCT FROM expected_grade)
+		|| ' ' || count(*) FILTER (WHERE anomaly_grade > 0)
+	FROM r});
+my ($compared, $different, $different_grades, $graded) = split / /, $diff;
+is($different, '0', "all $compared scores equal random_cut_forest per key in commit order");
+is($different_grades, '0',
+	"all grades equal detect() per key in commit order ($graded rows graded above 0)");
+if ($different ne '0')
+{
+	diag $node->safe_psql('postgres', q{
+	WITH j AS (
+		SELECT s.id, s.k, s.v, c.commit_lsn, c.anomaly_score, c.id AS score_id
+		FROM src s
+		JOIN anomaly.scores c ON c.detector = 'once' AND (c.source_key->>'id')::bigint = s.id),
+	r AS (
+		SELECT k, id, score_id, commit_lsn, anomaly_score,
+			row_number() OVER (PARTITION BY k ORDER BY commit_lsn, id) AS pos,
+			anomaly.random_cut_forest(ARRAY[v, v * v / 10], 30, 64, 100000, 2, 1234)
+				OVER (PARTITION BY k ORDER BY commit_lsn, id) AS expected
+		FROM j)
+	SELECT k, min(pos), count(*), min(score_id) FROM r
+	WHERE anomaly_score IS DISTINCT FROM expected GROUP BY k ORDER BY 2 LIMIT 10});
+	diag $node->safe_psql('postgres', q{
+		SELECT seq, cardinality(keys) FROM anomaly.detector_journal ORDER BY seq LIMIT 5});
+	diag $node->safe_psql('postgres', q{
+		SELECT batch_seq, checkpoint_seq, journal_points FROM anomaly.detectors});
+}
+cmp_ok($compared, '==', $rows, 'compared every committed row');
+
+# The memory limit made forests go to the table and back, and checkpoints
+# ran: this exercised the journal.
+my ($stored, $seq) = split /\|/, $node->safe_psql('postgres', q{
+	SELECT (SELECT count(*) FROM anomaly.detector_forests), checkpoint_seq
+	FROM anomaly.detectors WHERE name = 'once'});
+cmp_ok($stored, '>', 0, "forests were stored ($stored)");
+cmp_ok($seq, '>', 0, 'checkpoints ran');
+
+my $lag = $node->safe_psql('postgres', q{
+	SELECT round(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM scored_at - commit_time))::numeric, 3)
+	FROM anomaly.scores WHERE detector = 'once'});
+note "commit-to-score lag p99 during the load: $lag s";
+
+$node->stop;
+done_testing();

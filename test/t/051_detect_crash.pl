@@ -1,0 +1,180 @@
+# Crashes: while pgbench clients insert rows, the detector worker is killed
+# with SIGKILL (the postmaster then restarts every process) or the server is
+# stopped in immediate mode, at random moments, several times.  Afterwards
+# no committed row lacks its score, none has two, and the scores are those
+# of a run without crashes: random_cut_forest over the same rows per key in
+# commit order, same parameters and seed.
+#
+# ANOMALY_DETECT_CRASHES sets how many crashes (default 6).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Time::HiRes qw(time sleep);
+
+my $crashes = $ENV{ANOMALY_DETECT_CRASHES} || 6;
+srand($ENV{ANOMALY_DETECT_SEED} // time());
+
+my $node = PostgreSQL::Test::Cluster->new('detect_crash');
+$node->init(allows_streaming => 'logical');
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'anomaly'
+anomaly.detector_database = 'postgres'
+anomaly.detector_naptime = 20
+anomaly.detector_batch_rows = 2000
+anomaly.detector_memory_limit = 1MB
+anomaly.detector_checkpoint_rows = 5000
+max_worker_processes = 16
+restart_after_crash = on
+log_min_messages = warning
+log_statement = none
+});
+$node->start;
+
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION anomaly;
+	CREATE TABLE src (
+		id bigserial PRIMARY KEY,
+		k int NOT NULL,
+		v double precision NOT NULL
+	);
+	SELECT anomaly.create_detector('crash', 'src', ARRAY['v'],
+		partition_by => 'k',
+		options => '{"number_of_trees": 20, "sub_sample_size": 32, "shingle_size": 3, "seed": 99}');
+});
+
+my $script = $PostgreSQL::Test::Utils::tmp_check . '/crash_load.sql';
+open(my $fh, '>', $script) or die "could not write $script: $!";
+print $fh q{
+\set k random(1, 15)
+\set r random(1, 100)
+\set n random(1, 8)
+\if :r <= 8
+BEGIN;
+INSERT INTO src (k, v) SELECT :k, 1000 + g FROM generate_series(1, 20) g;
+ROLLBACK;
+\elif :r <= 10
+INSERT INTO src (k, v) SELECT 1 + (g % 15), cos(g) * 3 + random() FROM generate_series(1, 800) g;
+\else
+INSERT INTO src (k, v) SELECT :k, cos(:k * g) * 3 + random() FROM generate_series(1, :n) g;
+\endif
+};
+close($fh);
+
+# Starts pgbench in the background for `secs` seconds.
+sub start_load
+{
+	my ($secs) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'pgbench', '-n', '-c', 6, '-j', 2, '-T', $secs, '-f', $script,
+		  '-d', $node->connstr('postgres') ],
+		'>', \$out, '2>', \$err);
+	return $h;
+}
+
+# The PID of the detector worker, waiting for one to run.
+sub worker_pid
+{
+	my $pid = '';
+	for (1 .. 300)
+	{
+		$pid = $node->safe_psql('postgres',
+			q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomaly detector'});
+		last if $pid =~ /^\d+$/;
+		sleep(0.1);
+	}
+	return $pid;
+}
+
+for my $i (1 .. $crashes)
+{
+	my $h = start_load(6);
+	sleep(0.5 + rand(3));
+	if ($i % 2)
+	{
+		my $pid = worker_pid();
+		ok($pid =~ /^\d+$/, "crash $i: the detector worker runs (PID $pid)");
+		kill 'KILL', $pid;
+		note "crash $i: SIGKILL to the detector worker";
+		# The postmaster restarts everything; wait for it.
+		sleep(0.5);
+		$node->poll_query_until('postgres', 'SELECT 1', '1')
+		  or die "server did not come back after crash $i";
+	}
+	else
+	{
+		$node->stop('immediate');
+		note "crash $i: immediate stop";
+		$node->start;
+		pass("crash $i: the server restarted");
+	}
+	$h->finish;		# pgbench lost its connections: it ends with errors
+}
+
+# A last load without crash, then let the detector catch up.
+my $h = start_load(3);
+$h->finish;
+my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM src');
+note "$rows committed rows";
+cmp_ok($rows, '>', 1000, 'rows were committed');
+
+ok($node->poll_query_until('postgres', q{
+		SELECT (SELECT count(*) FROM anomaly.scores WHERE detector = 'crash') >=
+		       (SELECT count(*) FROM src)}, 't'),
+	'the detector caught up after the crashes');
+
+is($node->safe_psql('postgres', q{
+	SELECT state || '|' || rows_failed FROM anomaly.detector_status WHERE name = 'crash'}),
+	'active|0', 'the detector is active with no failed row');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM src s
+	WHERE NOT EXISTS (SELECT 1 FROM anomaly.scores c
+		WHERE c.detector = 'crash' AND (c.source_key->>'id')::bigint = s.id)}),
+	'0', 'no gap: every committed row has a score');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) - count(DISTINCT source_key) FROM anomaly.scores WHERE detector = 'crash'}),
+	'0', 'no duplicate: no row has two scores');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM anomaly.scores c
+	WHERE c.detector = 'crash'
+	  AND NOT EXISTS (SELECT 1 FROM src s WHERE s.id = (c.source_key->>'id')::bigint)}),
+	'0', 'no score for a row that was not committed');
+
+my ($compared, $different, $different_grades) = split /\|/, $node->safe_psql('postgres', q{
+	WITH j AS (
+		SELECT s.id, s.k, s.v, c.commit_lsn, c.anomaly_score, c.anomaly_grade
+		FROM src s
+		JOIN anomaly.scores c ON c.detector = 'crash' AND (c.source_key->>'id')::bigint = s.id),
+	r AS (
+		SELECT anomaly_score,
+			anomaly.random_cut_forest(ARRAY[v], 20, 32, 100000, 3, 99)
+				OVER (PARTITION BY k ORDER BY commit_lsn, id) AS expected,
+			anomaly_grade,
+			(anomaly.detect(ARRAY[v], 20, 32, 100000, 3, 99)
+				OVER (PARTITION BY k ORDER BY commit_lsn, id)).anomaly_grade AS expected_grade
+		FROM j)
+	SELECT count(*), count(*) FILTER (WHERE anomaly_score IS DISTINCT FROM expected),
+		count(*) FILTER (WHERE anomaly_grade IS DISTINCT FROM expected_grade) FROM r});
+is($different, '0',
+	"after $crashes crashes all $compared scores equal a run without crashes");
+is($different_grades, '0', 'and so do the grades');
+
+# A restarted detector first moves its slot up to the progress it
+# committed, so decoding resumes exactly there; rows of transactions at or
+# below its last commit LSN, should the slot still send any, are skipped
+# (and logged).
+my $log = slurp_file($node->logfile);
+my $skips = () = $log =~ /skipped \d+ rows of transactions it had already scored/g;
+note "rounds that skipped rows already scored: $skips";
+
+# The slot never got ahead of what was committed, so no WAL it still needs
+# was lost.
+like($node->safe_psql('postgres', q{
+	SELECT slot_wal_status FROM anomaly.detector_status WHERE name = 'crash'}),
+	qr/^(reserved|extended)$/, 'the slot is healthy');
+
+$node->stop;
+done_testing();
