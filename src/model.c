@@ -394,6 +394,19 @@ rcf_train_finalfn(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(encode_model(state->forest, state->grader));
 }
 
+/* Attribution and expected-value buffers, once per decoded model. */
+static void
+reserve_buffers(ModelCache *cache, const RcfParams *params)
+{
+	size_t		n = sizeof(double) * params->dims * params->shingle_size;
+
+	if (cache->expected != NULL)
+		return;
+	cache->high = MemoryContextAlloc(cache->context, n);
+	cache->low = MemoryContextAlloc(cache->context, n);
+	cache->expected = MemoryContextAlloc(cache->context, n);
+}
+
 /* Reads the point argument into the cache's buffer. */
 static AnomalyPoint *
 model_point(FunctionCallInfo fcinfo, int argno, const RcfForest *forest,
@@ -445,14 +458,7 @@ rcf_explain_model(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	names = anomaly_feature_names(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
 								  params->dims);
-	if (cache->expected == NULL)
-	{
-		size_t		n = sizeof(double) * params->dims * params->shingle_size;
-
-		cache->high = MemoryContextAlloc(cache->context, n);
-		cache->low = MemoryContextAlloc(cache->context, n);
-		cache->expected = MemoryContextAlloc(cache->context, n);
-	}
+	reserve_buffers(cache, params);
 	rcf_attribution(forest, point->values, cache->high, cache->low);
 	PG_RETURN_JSONB_P(anomaly_explanation(forest, cache->high, cache->low,
 										  params->dims, true, names));
@@ -622,14 +628,7 @@ rcf_detect_model(PG_FUNCTION_ARGS)
 								  params->dims);
 	if (cache->grader == NULL)
 		cache->grader = default_grader(params, cache->context);
-	if (cache->expected == NULL)
-	{
-		size_t		n = sizeof(double) * params->dims * params->shingle_size;
-
-		cache->high = MemoryContextAlloc(cache->context, n);
-		cache->low = MemoryContextAlloc(cache->context, n);
-		cache->expected = MemoryContextAlloc(cache->context, n);
-	}
+	reserve_buffers(cache, params);
 	rcf_grader_assess(cache->grader, forest, point->values, &grade,
 					  cache->expected);
 	if (grade.is_anomaly)
