@@ -30,6 +30,7 @@ typedef struct Options
 	int			nms;			/* z mode: non-maximum suppression window */
 	double		tod;			/* weight of time-of-day features; 0: none */
 	int			diff;			/* add the first difference as a feature */
+	double		dow;			/* weight of day-of-week features; 0: none */
 	double		zfloor;
 	RcfParams	params;
 	RcfGraderParams grader;
@@ -69,7 +70,7 @@ run_file(const Options *o, const char *category, const char *name)
 		RcfParams	fp = o->params;
 
 		if (o->tod > 0)
-			fp.dims = 3;
+			fp.dims = o->dow > 0 ? 5 : 3;
 		if (o->diff)
 			fp.dims = 2;
 		forest = rcf_create(&fp, NULL);
@@ -82,7 +83,7 @@ run_file(const Options *o, const char *category, const char *name)
 	while (fgets(line, sizeof(line), in))
 	{
 		char	   *comma = strchr(line, ',');
-		double		x[3];
+		double		x[5];
 		double		s;
 
 		if (!comma)
@@ -110,6 +111,23 @@ run_file(const Options *o, const char *category, const char *name)
 			hi = x[0] > hi ? x[0] : hi;
 			x[1] = o->tod * (hi - lo) * sin(2 * M_PI * dayfrac);
 			x[2] = o->tod * (hi - lo) * cos(2 * M_PI * dayfrac);
+			if (o->dow > 0)
+			{
+				int			y = 0,
+							mo = 0,
+							dd = 0;
+				long		days;
+				double		weekfrac;
+
+				sscanf(line, "%d-%d-%d", &y, &mo, &dd);
+				/* Days since 1970-01-01 (civil calendar), then the week. */
+				y -= mo <= 2;
+				days = 365L * y + y / 4 - y / 100 + y / 400 +
+					(153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + dd - 719469;
+				weekfrac = ((days % 7) + dayfrac) / 7.0;
+				x[3] = o->dow * (hi - lo) * sin(2 * M_PI * weekfrac);
+				x[4] = o->dow * (hi - lo) * cos(2 * M_PI * weekfrac);
+			}
 		}
 		if (grader)
 		{
@@ -171,6 +189,8 @@ main(int argc, char **argv)
 		else if (!strcmp(a, "--mode"))
 			o.grade = !strcmp(v, "grade") ? 1 : !strcmp(v, "z") ? 2 :
 				!strcmp(v, "gnms") ? 3 : 0;
+		else if (!strcmp(a, "--dow"))
+			o.dow = atof(v);
 		else if (!strcmp(a, "--diff"))
 			o.diff = atoi(v);
 		else if (!strcmp(a, "--tod"))

@@ -251,6 +251,99 @@ INSERT INTO det_rides (zone, fare, distance) VALUES (2, 10, 5);
 SELECT anomaly.process('d_alices') AS consumed;
 SELECT state, last_error FROM anomaly.detectors WHERE name = 'd_alices';
 
+-- A destination table (KDA's DESTINATION_SQL_STREAM): each round also
+-- inserts its scores there, in the same transaction, as the detector's
+-- owner, into the columns the table has among those of anomaly.scores.
+CREATE TABLE det_src (id int PRIMARY KEY, zone int, v float8);
+CREATE TABLE det_dest (id bigserial PRIMARY KEY, detector text, partition_key varchar(10),
+	source_key jsonb, commit_lsn pg_lsn, commit_time timestamptz, features float8[],
+	anomaly_score float8, anomaly_grade float8, explanation jsonb, scored_at timestamptz,
+	note text DEFAULT 'mine');
+CREATE TABLE det_dest_min (anomaly_score float8, features text);
+CREATE TABLE det_dest_noscore (detector text, features float8[]);
+CREATE TABLE det_dest_badtype (anomaly_score float8, commit_lsn int);
+CREATE VIEW det_dest_view AS SELECT * FROM det_dest_min;
+GRANT SELECT ON det_src TO det_alice;
+-- Destinations that are refused.
+SELECT anomaly.create_detector('d_dest', 'det_src', ARRAY['v'], options => '{"destination": "det_nope"}');
+SELECT anomaly.create_detector('d_dest', 'det_src', ARRAY['v'], options => '{"destination": 5}');
+SELECT anomaly.create_detector('d_dest', 'det_src', ARRAY['v'], options => '{"destination": "public.det_dest_noscore"}');
+SELECT anomaly.create_detector('d_dest', 'det_src', ARRAY['v'], options => '{"destination": "det_dest_badtype"}');
+SELECT anomaly.create_detector('d_dest', 'det_src', ARRAY['v'], options => '{"destination": "det_dest_view"}');
+SET ROLE det_alice;
+SELECT anomaly.create_detector('d_dest', 'det_src', ARRAY['v'], options => '{"destination": "det_dest"}');
+RESET ROLE;
+GRANT INSERT ON det_dest TO det_alice;
+GRANT USAGE ON SEQUENCE det_dest_id_seq TO det_alice;
+SET ROLE det_alice;
+SELECT anomaly.create_detector('d_dest', 'det_src', ARRAY['v'], partition_by => 'zone',
+	options => '{"destination": "det_dest", "number_of_trees": 5, "sub_sample_size": 10, "with_explanation": true}');
+RESET ROLE;
+SELECT options->'destination' AS destination FROM anomaly.detectors WHERE name = 'd_dest';
+INSERT INTO det_src SELECT g, g % 2, g % 5 FROM generate_series(1, 40) g;
+BEGIN;
+INSERT INTO det_src VALUES (41, 0, 1);
+ROLLBACK;
+INSERT INTO det_src VALUES (42, 1, 100), (43, NULL, 2);
+SELECT anomaly.process('d_dest') AS consumed;
+-- The same rows as in anomaly.scores, the owner's default for the rest.
+SELECT (SELECT count(*) FROM anomaly.scores WHERE detector = 'd_dest') AS scores,
+	count(*) AS destination_rows, count(*) FILTER (WHERE note = 'mine') AS defaults,
+	count(explanation) AS explained
+FROM det_dest;
+SELECT count(*) AS different FROM (
+	(SELECT detector, partition_key, source_key, commit_lsn, commit_time, features,
+		anomaly_score, anomaly_grade, explanation, scored_at
+	 FROM anomaly.scores WHERE detector = 'd_dest'
+	 EXCEPT ALL
+	 SELECT detector, partition_key::text, source_key, commit_lsn, commit_time, features,
+		anomaly_score, anomaly_grade, explanation, scored_at FROM det_dest)
+	UNION ALL
+	(SELECT detector, partition_key::text, source_key, commit_lsn, commit_time, features,
+		anomaly_score, anomaly_grade, explanation, scored_at FROM det_dest
+	 EXCEPT ALL
+	 SELECT detector, partition_key, source_key, commit_lsn, commit_time, features,
+		anomaly_score, anomaly_grade, explanation, scored_at
+	 FROM anomaly.scores WHERE detector = 'd_dest')) d;
+-- alter_detector changes the destination (checked again, as the owner)
+-- and removes it.
+SELECT anomaly.alter_detector('d_dest', options => '{"destination": "det_dest_min"}');
+GRANT INSERT ON det_dest_min TO det_alice;
+SELECT anomaly.alter_detector('d_dest', options => '{"destination": "det_dest_min"}');
+SELECT generation, options->'destination' AS destination FROM anomaly.detectors WHERE name = 'd_dest';
+INSERT INTO det_src VALUES (44, 0, 3);
+SELECT anomaly.process('d_dest') AS consumed;
+SELECT anomaly_score IS NOT NULL AS scored, features FROM det_dest_min;
+SELECT anomaly.alter_detector('d_dest', options => '{"destination": null}');
+SELECT options ? 'destination' AS has_destination FROM anomaly.detectors WHERE name = 'd_dest';
+INSERT INTO det_src VALUES (45, 0, 3);
+SELECT anomaly.process('d_dest') AS consumed;
+SELECT (SELECT count(*) FROM det_dest) AS dest_rows, (SELECT count(*) FROM det_dest_min) AS min_rows,
+	(SELECT count(*) FROM anomaly.scores WHERE detector = 'd_dest') AS scores;
+-- The owner loses INSERT on the destination: the detector stops, nothing
+-- of the round is written.
+SELECT anomaly.alter_detector('d_dest', options => '{"destination": "det_dest"}');
+REVOKE INSERT ON det_dest FROM det_alice;
+INSERT INTO det_src VALUES (46, 0, 3);
+SELECT anomaly.process('d_dest') AS consumed;
+SELECT state, last_error FROM anomaly.detector_status WHERE name = 'd_dest';
+SELECT (SELECT count(*) FROM det_dest) AS dest_rows,
+	(SELECT count(*) FROM anomaly.scores WHERE detector = 'd_dest') AS scores;
+-- Given INSERT back, it resumes where it stopped.
+GRANT INSERT ON det_dest TO det_alice;
+SELECT anomaly.resume_detector('d_dest');
+SELECT anomaly.process('d_dest') AS consumed;
+SELECT (SELECT count(*) FROM det_dest) AS dest_rows,
+	(SELECT count(*) FROM anomaly.scores WHERE detector = 'd_dest') AS scores;
+-- The destination dropped: the detector stops with a clear error.
+DROP TABLE det_dest_min CASCADE;
+SELECT anomaly.alter_detector('d_dest', options => '{"destination": "det_dest_min"}');
+DROP TABLE det_dest;
+INSERT INTO det_src VALUES (47, 0, 3);
+SELECT anomaly.process('d_dest') AS consumed;
+SELECT state, last_error FROM anomaly.detector_status WHERE name = 'd_dest';
+SELECT anomaly.drop_detector('d_dest');
+
 -- drop_detector drops the slot; scores stay.
 SELECT count(*) AS slots FROM pg_replication_slots
 WHERE slot_name LIKE 'anomaly\_%' AND database = current_database();
@@ -265,6 +358,7 @@ WHERE roname LIKE 'anomaly\_' || (SELECT oid FROM pg_database WHERE datname = cu
 SELECT count(*) > 0 AS scores_kept FROM anomaly.scores WHERE detector = 'd_rides';
 
 DROP FUNCTION det_whoami();
-DROP TABLE det_rides, det_text, det_upd, det_unlogged, det_parted, det_secret, det_seen CASCADE;
+DROP TABLE det_rides, det_text, det_upd, det_unlogged, det_parted, det_secret, det_seen, det_src,
+	det_dest_noscore, det_dest_badtype CASCADE;
 DROP OWNED BY det_alice, det_bob;
 DROP ROLE det_alice, det_bob;

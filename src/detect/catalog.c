@@ -28,6 +28,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_coerce.h"
 #include "parser/parser.h"
 #include "replication/origin.h"
 #include "replication/slot.h"
@@ -41,6 +42,7 @@
 #include "utils/lsyscache.h"
 #include "utils/pg_lsn.h"
 #include "utils/plancache.h"
+#include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/resowner.h"
@@ -415,7 +417,7 @@ static const char *option_names[] = {
 	"feature_names", "grade", "z_factor", "score_floor",
 	"ignore_near_expected_above", "ignore_near_expected_below",
 	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
-	"suppress", "score_horizon", NULL
+	"suppress", "score_horizon", "destination", NULL
 };
 
 /* The grader's options, in anomaly_grader_params' order, with detect()'s defaults. */
@@ -496,6 +498,95 @@ json_strings(const char *name, JsonbValue *v)
 }
 
 /*
+ * Checks a "destination" table as the current user (the detector's owner):
+ * it exists, is a plain permanent or unlogged table, has anomaly_score,
+ * the columns it has among detect_dest_columns accept their values, and
+ * the user may insert into them.  Returns its qualified, quoted name.
+ */
+static char *
+check_destination(const char *name)
+{
+	Oid			user = GetUserId();
+	RangeVar   *rv;
+	Oid			relid;
+	Relation	rel;
+	TupleDesc	desc;
+	bool		table_priv;
+	bool		has_score = false;
+	char	   *qualified;
+
+	if (name[0] == '\0')
+		option_error("destination", "the name of a table, as \"schema.table\"");
+	rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+	relid = RangeVarGetRelid(rv, AccessShareLock, true);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("destination table \"%s\" does not exist", name),
+				 errhint("Create it first, with an anomaly_score column (double precision) and any of "
+						 "detector, partition_key, source_key, commit_lsn, commit_time, features, "
+						 "anomaly_grade, explanation and scored_at.")));
+	rel = table_open(relid, NoLock);
+	qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										   RelationGetRelationName(rel));
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("destination \"%s\" is not a table", name),
+				 errhint("The destination must be a plain table (not a view, a partitioned or a foreign table).")));
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("destination \"%s\" is a temporary table", name),
+				 errdetail("Scores are written by other sessions.")));
+	if (IsCatalogRelation(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("destination \"%s\" is a system catalog", name)));
+	desc = RelationGetDescr(rel);
+	table_priv = pg_class_aclcheck(relid, user, ACL_INSERT) == ACLCHECK_OK;
+	for (int c = 0; c < DETECT_DEST_NCOLUMNS; c++)
+	{
+		const DetectDestColumn *dc = &detect_dest_columns[c];
+		Form_pg_attribute att = NULL;
+		Oid			src = dc->type;
+
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute a = TupleDescAttr(desc, i);
+
+			if (!a->attisdropped && strcmp(NameStr(a->attname), dc->name) == 0)
+				att = a;
+		}
+		if (att == NULL)
+			continue;
+		has_score |= strcmp(dc->name, "anomaly_score") == 0;
+		if (!can_coerce_type(1, &src, &att->atttypid, COERCION_ASSIGNMENT))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of destination table %s is of type %s, which %s does not cast to",
+							dc->name, qualified, format_type_be(att->atttypid),
+							format_type_be(dc->type)),
+					 errhint("Use type %s for column \"%s\" (or a type %s casts to on assignment), or drop the column.",
+							 format_type_be(dc->type), dc->name, format_type_be(dc->type))));
+		if (!table_priv &&
+			pg_attribute_aclcheck(relid, att->attnum, user, ACL_INSERT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for table %s", qualified),
+					 errdetail("Role %s must be allowed to INSERT into the destination: the detector writes its scores as that role.",
+							   GetUserNameFromId(user, false))));
+	}
+	if (!has_score)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("destination table %s has no column \"anomaly_score\"", qualified),
+				 errhint("A destination table needs at least an anomaly_score column (double precision).")));
+	table_close(rel, NoLock);
+	return qualified;
+}
+
+/*
  * Checks options and returns them normalized (every option, with its
  * default) as JSON text.
  */
@@ -514,6 +605,7 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 				grade = true;
 	double		gvalues[NUM_GRADER_OPTIONS];
 	char	   *retention = pstrdup("30 days");
+	char	   *destination = NULL;
 	List	   *names = NIL;
 	RcfParams	params;
 	StringInfoData buf;
@@ -549,7 +641,7 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 									 "operations, retention, with_explanation, with_directionality, feature_names, "
 									 "grade, z_factor, score_floor, ignore_near_expected_above, "
 									 "ignore_near_expected_below, ignore_near_expected_above_ratio, "
-									 "ignore_near_expected_below_ratio, suppress and score_horizon.")));
+									 "ignore_near_expected_below_ratio, suppress, score_horizon and destination.")));
 				continue;
 			}
 			if (tok != WJB_VALUE)
@@ -627,6 +719,12 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 						gvalues[i] = strcmp(key, "suppress") == 0 ?
 							(double) json_int(key, &v) : json_number(key, &v);
 			}
+			else if (strcmp(key, "destination") == 0)
+			{
+				if (v.type != jbvString)
+					option_error(key, "the name of a table, as \"schema.table\"");
+				destination = check_destination(pnstrdup(v.val.string.val, v.val.string.len));
+			}
 			else if (strcmp(key, "feature_names") == 0)
 			{
 				names = json_strings(key, &v);
@@ -687,6 +785,11 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 	for (int i = 0; i < NUM_GRADER_OPTIONS; i++)
 		appendStringInfo(&buf, ", \"%s\": %s", grader_option_names[i],
 						 float8out_internal(gvalues[i]));
+	if (destination)
+	{
+		appendStringInfoString(&buf, ", \"destination\": ");
+		escape_json(&buf, destination);
+	}
 	appendStringInfoString(&buf, ", \"feature_names\": [");
 	for (int i = 0; i < nfeatures; i++)
 	{

@@ -211,6 +211,20 @@ extern char *detect_eval_sql(const char *relname, int nfeatures, char **features
 							 const char *partition_by, const char *filter,
 							 int nkeys, char **keys, bool key_only);
 
+/*
+ * The columns a detector's "destination" table may have, by name, with the
+ * type of the value inserted into each (assignment casts apply).  The table
+ * must have anomaly_score; columns it lacks are not written.
+ */
+typedef struct DetectDestColumn
+{
+	const char *name;
+	Oid			type;
+} DetectDestColumn;
+
+#define DETECT_DEST_NCOLUMNS 10
+extern const DetectDestColumn detect_dest_columns[DETECT_DEST_NCOLUMNS];
+
 /* Records an error for detector id (in the caller's transaction). */
 extern void detect_record_error(int64 id, const char *message,
 								const char *sqlstate, bool fatal);

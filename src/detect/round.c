@@ -64,6 +64,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
+#include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
@@ -113,6 +114,7 @@ typedef struct DetectorDef
 	bool		with_directionality;
 	bool		grade;
 	RcfGraderParams gparams;
+	char	   *destination;	/* qualified name of the user table, or NULL */
 } DetectorDef;
 
 /* The partition key of a forest (isnull: the NULL key). */
@@ -350,6 +352,7 @@ detect_error_is_permanent(int sqlerrcode)
 	" options->'operations' ? 'update', (options->>'with_explanation')::bool," \
 	" (options->>'with_directionality')::bool," \
 	" ARRAY(SELECT pg_catalog.jsonb_array_elements_text(options->'feature_names'))," \
+	" options->>'destination'," \
 	" xmin, COALESCE((options->>'grade')::bool, false)," \
 	" (options->>'z_factor')::float8, (options->>'score_floor')::float8," \
 	" (options->>'ignore_near_expected_above')::float8," \
@@ -464,6 +467,7 @@ read_def(int64 id, bool lock, DetectorDef *def, bool *locked)
 		if (n != def->nfeatures)
 			def->feature_names = NIL;
 	}
+	def->destination = spi_text(0, col++);
 	NEXT();
 	def->row_is_ours = !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
 	NEXT();
@@ -1684,22 +1688,135 @@ anomaly_type(const char *name)
 
 /* Writes the scores of a round (one INSERT for all). */
 static void
-write_scores(DetectorDef *def, Datum *rows, int n)
+write_scores(DetectorDef *def, Datum *rows, int n, TimestampTz scored_at)
 {
 	Oid			row_type = anomaly_type("_score_row");
-	Oid			types[2] = {TEXTOID, get_array_type(row_type)};
-	Datum		args[2];
+	Oid			types[3] = {TEXTOID, get_array_type(row_type), TIMESTAMPTZOID};
+	Datum		args[3];
 
 	if (n == 0)
 		return;
 	args[0] = CStringGetTextDatum(def->name);
 	args[1] = PointerGetDatum(construct_array(rows, n, row_type, -1, false, TYPALIGN_DOUBLE));
+	args[2] = TimestampTzGetDatum(scored_at);
 	spi_exec("INSERT INTO anomaly.scores (detector, partition_key, source_key, commit_lsn,"
 			 " commit_time, features, anomaly_score, anomaly_grade, explanation, scored_at)"
 			 " SELECT $1, r.partition_key, r.source_key, r.commit_lsn, r.commit_time, r.features,"
-			 " r.anomaly_score, r.anomaly_grade, r.explanation, pg_catalog.clock_timestamp()"
+			 " r.anomaly_score, r.anomaly_grade, r.explanation, $3"
 			 " FROM pg_catalog.unnest($2) AS r",
-			 2, types, args, NULL, false, SPI_OK_INSERT);
+			 3, types, args, NULL, false, SPI_OK_INSERT);
+}
+
+const DetectDestColumn detect_dest_columns[DETECT_DEST_NCOLUMNS] = {
+	{"detector", TEXTOID},
+	{"partition_key", TEXTOID},
+	{"source_key", JSONBOID},
+	{"commit_lsn", PG_LSNOID},
+	{"commit_time", TIMESTAMPTZOID},
+	{"features", FLOAT8ARRAYOID},
+	{"anomaly_score", FLOAT8OID},
+	{"anomaly_grade", FLOAT8OID},
+	{"explanation", JSONBOID},
+	{"scored_at", TIMESTAMPTZOID}
+};
+
+/*
+ * Writes the scores of a round into the detector's destination table too,
+ * as the owner (like the expressions), in the round's transaction: the
+ * columns the table has among detect_dest_columns, by name.
+ */
+static void
+write_destination(DetectorDef *def, Datum *rows, int n, TimestampTz scored_at)
+{
+	Oid			row_type;
+	Oid			types[3];
+	Datum		args[3];
+	OwnerContext oc;
+	RangeVar   *rv;
+	Oid			relid;
+	Relation	rel;
+	TupleDesc	desc;
+	bool		table_priv;
+	bool		has_score = false;
+	StringInfoData cols;
+	StringInfoData exprs;
+	StringInfoData sql;
+
+	if (def->destination == NULL || n == 0)
+		return;
+	row_type = anomaly_type("_score_row");
+	owner_enter(&oc, def);
+	rv = makeRangeVarFromNameList(stringToQualifiedNameList(def->destination));
+	relid = RangeVarGetRelid(rv, RowExclusiveLock, true);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("destination table %s of detector \"%s\" does not exist",
+						def->destination, def->name),
+				 errhint("alter_detector() with options '{\"destination\": null}' stops writing to it.")));
+	rel = table_open(relid, NoLock);
+	desc = RelationGetDescr(rel);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("destination %s of detector \"%s\" is no longer a table",
+						def->destination, def->name)));
+	table_priv = pg_class_aclcheck(relid, def->owner, ACL_INSERT) == ACLCHECK_OK;
+	initStringInfo(&cols);
+	initStringInfo(&exprs);
+	for (int c = 0; c < DETECT_DEST_NCOLUMNS; c++)
+	{
+		const char *name = detect_dest_columns[c].name;
+		AttrNumber	attnum = InvalidAttrNumber;
+
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+				attnum = att->attnum;
+		}
+		if (attnum == InvalidAttrNumber)
+			continue;
+		if (!table_priv &&
+			pg_attribute_aclcheck(relid, attnum, def->owner, ACL_INSERT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for table %s", def->destination),
+					 errdetail("The owner of detector \"%s\", role %s, may no longer insert into its destination.",
+							   def->name, GetUserNameFromId(def->owner, true))));
+		has_score |= strcmp(name, "anomaly_score") == 0;
+		if (cols.len > 0)
+		{
+			appendStringInfoString(&cols, ", ");
+			appendStringInfoString(&exprs, ", ");
+		}
+		appendStringInfoString(&cols, quote_identifier(name));
+		if (strcmp(name, "detector") == 0)
+			appendStringInfoString(&exprs, "$1");
+		else if (strcmp(name, "scored_at") == 0)
+			appendStringInfoString(&exprs, "$3");
+		else
+			appendStringInfo(&exprs, "r.%s", name);
+	}
+	table_close(rel, NoLock);
+	if (!has_score)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("destination table %s of detector \"%s\" has no column \"anomaly_score\"",
+						def->destination, def->name)));
+
+	types[0] = TEXTOID;
+	types[1] = get_array_type(row_type);
+	types[2] = TIMESTAMPTZOID;
+	args[0] = CStringGetTextDatum(def->name);
+	args[1] = PointerGetDatum(construct_array(rows, n, row_type, -1, false, TYPALIGN_DOUBLE));
+	args[2] = TimestampTzGetDatum(scored_at);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO %s (%s) SELECT %s FROM pg_catalog.unnest($2) AS r",
+					 def->destination, cols.data, exprs.data);
+	spi_exec(sql.data, 3, types, args, NULL, false, SPI_OK_INSERT);
+	owner_leave(&oc);
 }
 
 /* Writes the failures of a round. */
@@ -1992,7 +2109,12 @@ write_round(RoundWrite *w)
 	if (n > 0)
 		nout = score_rows(dc, def, rd, es, n, seq, out, &filtered,
 						  &jkeys, &jpoints, &npoints);
-	write_scores(def, out, nout);
+	{
+		TimestampTz scored_at = GetCurrentTimestamp();
+
+		write_scores(def, out, nout, scored_at);
+		write_destination(def, out, nout, scored_at);
+	}
 	write_failures(def, rd, es, n);
 
 	now = GetCurrentTimestamp();

@@ -473,9 +473,9 @@ rcf_process(RcfForest *forest, const double *input)
 }
 
 /*
- * Checks the whole forest.  Reference counts are recomputed from the
- * samplers and compared with the store's, using the free-slot stack's
- * memory would be unsafe, so the counts go in a temporary array.
+ * Checks the whole forest.  Reference counts are recounted from the
+ * samplers and from the trees' leaves into a temporary array (the check
+ * must not touch the forest) and compared with the store's.
  */
 const char *
 rcf_check(const RcfForest *forest)

@@ -47,7 +47,10 @@ struct RcfGrader
 	double		ring[MAX_SHORT_WINDOW];
 };
 
-/* Defaults: z_factor and floor are the reference library's; see README. */
+/*
+ * Defaults: z_factor and score_floor are the reference library's; the
+ * horizon and muting were chosen by measurement on NAB (docs/sql-reference.md).
+ */
 void
 rcf_grader_params_default(RcfGraderParams *params)
 {

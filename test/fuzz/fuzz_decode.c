@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "rcf/rcf.h"
+#include "rcf/grade.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -34,6 +35,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		for (int i = 0; i < 4; i++)
 			buf[8 + i] = (uint8_t) (crc >> (8 * i));
+	}
+	{
+		RcfGrader  *g = NULL;
+
+		/* The model form too: with a grader section, it must round-trip. */
+		f = rcf_model_decode(buf, len, NULL, &g, &status, &detail);
+		if (f && g)
+		{
+			size_t		n = rcf_model_encoded_size(f, g);
+			uint8_t    *again = malloc(n);
+			RcfGrader  *g2 = NULL;
+			RcfForest  *f2;
+
+			if (rcf_model_encode(f, g, again, n) != n)
+				abort();
+			f2 = rcf_model_decode(again, n, NULL, &g2, &status, &detail);
+			if (f2 == NULL || g2 == NULL)
+				abort();
+			rcf_free(f2);
+			rcf_grader_free(g2);
+			free(again);
+		}
+		rcf_grader_free(g);
+		rcf_free(f);
 	}
 	f = rcf_decode(buf, len, NULL, &status, &detail);
 	if (f)

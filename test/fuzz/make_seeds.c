@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "rcf/rcf.h"
+#include "rcf/grade.h"
 
 int
 main(int argc, char **argv)
@@ -45,9 +46,34 @@ main(int argc, char **argv)
 				x[d] = floor(5 * sin(i * 0.3 + d));
 			rcf_update(f, x);
 		}
-		n = rcf_encoded_size(f);
-		buf = malloc(n);
-		rcf_encode(f, buf, n);
+		/* Every other seed carries a grader section. */
+		if (c % 2 == 1)
+		{
+			RcfGraderParams gp;
+			RcfGrader  *g;
+
+			rcf_grader_params_default(&gp);
+			gp.short_window = 3;
+			g = rcf_grader_create(&gp, &p, NULL);
+			for (int i = 0; i < configs[c][4]; i++)
+			{
+				RcfGrade	grade;
+
+				for (int d = 0; d < configs[c][0]; d++)
+					x[d] = floor(5 * cos(i * 0.2 + d));
+				rcf_grader_process(g, f, x, true, &grade, NULL);
+			}
+			n = rcf_model_encoded_size(f, g);
+			buf = malloc(n);
+			rcf_model_encode(f, g, buf, n);
+			rcf_grader_free(g);
+		}
+		else
+		{
+			n = rcf_encoded_size(f);
+			buf = malloc(n);
+			rcf_encode(f, buf, n);
+		}
 		for (int mode = 0; mode < 2; mode++)
 		{
 			snprintf(path, sizeof(path), "%s/seed-%zu-%d", argv[1], c, mode);
