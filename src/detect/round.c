@@ -1983,8 +1983,11 @@ score_rows(DetectorCache *dc, DetectorDef *def, RoundData *rd, EvalState *es,
 		}
 		else
 		{
-			if (!def->with_explanation)
-				rr->score = rcf_score(e->forest, rr->values);
+			/*
+			 * The score itself, not the attribution's sum: they differ in the
+			 * last bits, and scores must equal the window function's.
+			 */
+			rr->score = rcf_score(e->forest, rr->values);
 			rcf_update(e->forest, rr->values);
 		}
 		(*npoints)++;
