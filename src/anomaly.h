@@ -47,6 +47,7 @@ extern void anomaly_forest_params(RcfParams *params, int dims,
 								  Datum seed, bool seed_null);
 extern RcfForest *anomaly_forest_create(const RcfParams *params,
 										MemoryContext context);
+extern void anomaly_null_param(const char *name) pg_attribute_noreturn();
 extern void *anomaly_context_alloc(void *ctx, size_t size);
 extern void anomaly_context_free(void *ctx, void *ptr);
 

@@ -16,22 +16,12 @@
 
 #include "anomaly.h"
 
-/* Raises the error for a NULL grader parameter. */
-static void
-null_param(const char *name)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-			 errmsg("%s must not be null", name),
-			 errhint("Omit the argument to use its default.")));
-}
-
 /* Reads a float8 argument that must not be NULL. */
 static double
 float_arg(const NullableDatum *arg, const char *name)
 {
 	if (arg->isnull)
-		null_param(name);
+		anomaly_null_param(name);
 	return DatumGetFloat8(arg->value);
 }
 
@@ -54,7 +44,7 @@ anomaly_grader_params(RcfGraderParams *params, const NullableDatum *args)
 	params->ignore_above_ratio = float_arg(&args[4], "ignore_near_expected_above_ratio");
 	params->ignore_below_ratio = float_arg(&args[5], "ignore_near_expected_below_ratio");
 	if (args[6].isnull)
-		null_param("suppress");
+		anomaly_null_param("suppress");
 	params->suppress = DatumGetInt32(args[6].value);
 	params->horizon = float_arg(&args[7], "score_horizon");
 
@@ -92,7 +82,7 @@ anomaly_missing_policy(const NullableDatum *arg)
 	char	   *s;
 
 	if (arg->isnull)
-		null_param("missing");
+		anomaly_null_param("missing");
 	s = text_to_cstring(DatumGetTextPP(arg->value));
 	if (strcmp(s, "skip") == 0)
 		return ANOMALY_MISSING_SKIP;

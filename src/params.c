@@ -18,8 +18,8 @@
 #define KDA_MAX_SHINGLE		30
 
 /* Raises the error for a NULL parameter. */
-static void
-null_param(const char *name)
+void
+anomaly_null_param(const char *name)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -57,15 +57,15 @@ anomaly_forest_params(RcfParams *params, int dims,
 
 	rcf_params_default(params, dims);
 	if (trees_null)
-		null_param("number_of_trees");
+		anomaly_null_param("number_of_trees");
 	if (samples_null)
-		null_param("sub_sample_size");
+		anomaly_null_param("sub_sample_size");
 	if (decay_null)
-		null_param("time_decay");
+		anomaly_null_param("time_decay");
 	if (shingle_null)
-		null_param("shingle_size");
+		anomaly_null_param("shingle_size");
 	if (seed_null)
-		null_param("seed");
+		anomaly_null_param("seed");
 
 	params->number_of_trees = DatumGetInt32(number_of_trees);
 	check_range("number_of_trees", params->number_of_trees,

@@ -80,43 +80,6 @@ typedef struct Definition
 /* ---------------------------------------------------------------------
  * SPI as the bootstrap superuser
  */
-typedef struct Su
-{
-	Oid			save_user;
-	int			save_sec;
-	int			nest;
-} Su;
-
-static void
-su_enter(Su *su)
-{
-	GetUserIdAndSecContext(&su->save_user, &su->save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   su->save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	su->nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	detect_allow_plugin();
-}
-
-static void
-su_leave(Su *su)
-{
-	AtEOXact_GUC(true, su->nest);
-	SetUserIdAndSecContext(su->save_user, su->save_sec);
-}
-
-static void
-exec_args(const char *sql, int nargs, Oid *types, Datum *values,
-		  const char *nulls, int expect)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expect)
-		elog(ERROR, "SPI failed (%d): %s", rc, sql);
-}
-
 /* ---------------------------------------------------------------------
  * Checks
  */
@@ -897,7 +860,7 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 	Oid			relid;
 	Definition	def;
 	Relation	rel;
-	Su			su;
+	DetectSys			su;
 	int64		id;
 	char		slot[NAMEDATALEN];
 	Oid			owner = GetUserId();
@@ -919,18 +882,18 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	define(rel, &def, PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5));
 
-	su_enter(&su);
+	detect_sys_enter(&su);
 	/* One creation at a time: ids are max + 1, and orphans are swept. */
-	exec_args("SELECT pg_catalog.pg_advisory_xact_lock($1, 0)", 1,
-			  (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(DETECT_LOCK_KEY)}, NULL, SPI_OK_SELECT);
-	exec_args("SELECT 1 FROM anomaly.detectors WHERE name = $1", 1,
-			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, SPI_OK_SELECT);
+	detect_spi_exec("SELECT pg_catalog.pg_advisory_xact_lock($1, 0)", 1,
+			  (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(DETECT_LOCK_KEY)}, NULL, false, SPI_OK_SELECT);
+	detect_spi_exec("SELECT 1 FROM anomaly.detectors WHERE name = $1", 1,
+			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("detector \"%s\" already exists", name)));
-	exec_args("SELECT COALESCE(pg_catalog.max(id), 0) + 1 FROM anomaly.detectors",
-			  0, NULL, NULL, NULL, SPI_OK_SELECT);
+	detect_spi_exec("SELECT COALESCE(pg_catalog.max(id), 0) + 1 FROM anomaly.detectors",
+			  0, NULL, NULL, NULL, false, SPI_OK_SELECT);
 	{
 		bool		isnull;
 
@@ -965,13 +928,13 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 		nulls[11] = def.nkeys > 0 ? ' ' : 'n';
 		args[12] = DirectFunctionCall1(namein, CStringGetDatum(slot));
 		args[13] = LSNGetDatum(slot_confirmed(slot));
-		exec_args("INSERT INTO anomaly.detectors (id, name, source, source_name, features,"
+		detect_spi_exec("INSERT INTO anomaly.detectors (id, name, source, source_name, features,"
 				  " partition_by, filter, options, owner, search_path, source_columns,"
 				  " key_columns, slot_name, progress_lsn)"
 				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-				  14, types, args, nulls, SPI_OK_INSERT);
+				  14, types, args, nulls, false, SPI_OK_INSERT);
 	}
-	su_leave(&su);
+	detect_sys_leave(&su);
 	SPI_finish();
 	table_close(rel, AccessShareLock);
 	PG_RETURN_VOID();
@@ -1002,9 +965,9 @@ lock_detector(const char *name, Oid caller, bool missing_ok, Existing *ex)
 	HeapTuple	t;
 	TupleDesc	td;
 
-	exec_args("SELECT id, owner, source, slot_name::text, state FROM anomaly.detectors"
+	detect_spi_exec("SELECT id, owner, source, slot_name::text, state FROM anomaly.detectors"
 			  " WHERE name = $1 FOR UPDATE", 1,
-			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, SPI_OK_SELECT);
+			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
 		if (missing_ok)
@@ -1038,7 +1001,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	char	   *name;
 	Oid			caller = GetUserId();
 	Existing	ex;
-	Su			su;
+	DetectSys			su;
 	Definition	def;
 	char	  **old_features;
 	int			old_n;
@@ -1061,9 +1024,9 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	su_enter(&su);
+	detect_sys_enter(&su);
 	lock_detector(name, caller, false, &ex);
-	exec_args("SELECT features, partition_by, filter,"
+	detect_spi_exec("SELECT features, partition_by, filter,"
 			  " pg_catalog.jsonb_strip_nulls(CASE WHEN $2 AND NOT ($3 ? 'feature_names')"
 			  "   THEN options - 'feature_names' ELSE options END || $3),"
 			  " pg_catalog.jsonb_build_array(options->'number_of_trees', options->'sub_sample_size',"
@@ -1076,7 +1039,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 			  (Oid[]) {INT8OID, BOOLOID, JSONBOID},
 			  (Datum[]) {Int64GetDatum(ex.id), BoolGetDatum(!PG_ARGISNULL(1)),
 	PG_ARGISNULL(4) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(4)},
-			  NULL, SPI_OK_SELECT);
+			  NULL, false, SPI_OK_SELECT);
 	t = SPI_tuptable->vals[0];
 	td = SPI_tuptable->tupdesc;
 	d = SPI_getbinval(t, td, 1, &isnull);
@@ -1089,7 +1052,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	old_filter = SPI_getvalue(t, td, 3);
 	merged = DatumGetJsonbPCopy(SPI_getbinval(t, td, 4, &isnull));
 	old_params = SPI_getvalue(t, td, 5);
-	su_leave(&su);
+	detect_sys_leave(&su);
 
 	memset(&def, 0, sizeof(def));
 	if (PG_ARGISNULL(1))
@@ -1120,14 +1083,14 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 		SetUserIdAndSecContext(su_user, su_sec);
 	}
 
-	su_enter(&su);
-	exec_args("SELECT pg_catalog.jsonb_build_array(o->'number_of_trees', o->'sub_sample_size',"
+	detect_sys_enter(&su);
+	detect_spi_exec("SELECT pg_catalog.jsonb_build_array(o->'number_of_trees', o->'sub_sample_size',"
 			  " o->'time_decay', o->'shingle_size', o->'seed', o->'grade', o->'z_factor',"
 			  " o->'score_floor', o->'ignore_near_expected_above', o->'ignore_near_expected_below',"
 			  " o->'ignore_near_expected_above_ratio', o->'ignore_near_expected_below_ratio',"
 			  " o->'suppress', o->'score_horizon')::text FROM (SELECT $1::jsonb AS o) s",
 			  1, (Oid[]) {JSONBOID}, (Datum[]) {DirectFunctionCall1(jsonb_in, CStringGetDatum(def.options))},
-			  NULL, SPI_OK_SELECT);
+			  NULL, false, SPI_OK_SELECT);
 	new_params = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	reset = strcmp(old_params, new_params) != 0 || def.nfeatures != old_n ||
 		(def.partition_by == NULL) != (old_partition == NULL) ||
@@ -1155,23 +1118,23 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 		args[8] = CStringGetTextDatum(def.source_name);
 		args[9] = BoolGetDatum(reset);
 		args[10] = Int64GetDatum((int64) random() << 20 ^ (int64) GetCurrentTimestamp());
-		exec_args("UPDATE anomaly.detectors SET features = $2, partition_by = $3, filter = $4,"
+		detect_spi_exec("UPDATE anomaly.detectors SET features = $2, partition_by = $3, filter = $4,"
 				  " options = $5, search_path = $6, source_columns = $7, key_columns = $8,"
 				  " source_name = $9,"
 				  " generation = generation + CASE WHEN $10 THEN 1 ELSE 0 END,"
 				  " round_token = CASE WHEN $10 THEN $11 ELSE round_token END,"
 				  " checkpoint_seq = CASE WHEN $10 THEN batch_seq ELSE checkpoint_seq END,"
 				  " journal_points = CASE WHEN $10 THEN 0 ELSE journal_points END"
-				  " WHERE id = $1", 11, types, args, nulls, SPI_OK_UPDATE);
+				  " WHERE id = $1", 11, types, args, nulls, false, SPI_OK_UPDATE);
 		if (reset)
 		{
-			exec_args("DELETE FROM anomaly.detector_forests WHERE detector_id = $1", 1,
-					  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, SPI_OK_DELETE);
-			exec_args("DELETE FROM anomaly.detector_journal WHERE detector_id = $1", 1,
-					  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, SPI_OK_DELETE);
+			detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id = $1", 1,
+					  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
+			detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id = $1", 1,
+					  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
 		}
 	}
-	su_leave(&su);
+	detect_sys_leave(&su);
 	SPI_finish();
 	table_close(rel, AccessShareLock);
 	detect_forget(ex.id);
@@ -1185,12 +1148,12 @@ static void
 set_state(const char *name, const char *state)
 {
 	Oid			caller = GetUserId();
-	Su			su;
+	DetectSys			su;
 	Existing	ex;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	su_enter(&su);
+	detect_sys_enter(&su);
 	lock_detector(name, caller, false, &ex);
 	if (strcmp(state, "active") == 0)
 	{
@@ -1217,11 +1180,11 @@ set_state(const char *name, const char *state)
 					 errmsg("source table of detector \"%s\" was dropped", name),
 					 errhint("drop_detector() removes the detector.")));
 	}
-	exec_args("UPDATE anomaly.detectors SET state = $2,"
+	detect_spi_exec("UPDATE anomaly.detectors SET state = $2,"
 			  " error_count = CASE WHEN $2 = 'active' THEN 0 ELSE error_count END"
 			  " WHERE id = $1", 2, (Oid[]) {INT8OID, TEXTOID},
-			  (Datum[]) {Int64GetDatum(ex.id), CStringGetTextDatum(state)}, NULL, SPI_OK_UPDATE);
-	su_leave(&su);
+			  (Datum[]) {Int64GetDatum(ex.id), CStringGetTextDatum(state)}, NULL, false, SPI_OK_UPDATE);
+	detect_sys_leave(&su);
 	SPI_finish();
 }
 
@@ -1247,7 +1210,7 @@ anomaly_reset_detector(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Oid			caller = GetUserId();
-	Su			su;
+	DetectSys			su;
 	Existing	ex;
 	bool		isnull;
 	char	   *slot;
@@ -1258,9 +1221,9 @@ anomaly_reset_detector(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	su_enter(&su);
-	exec_args("SELECT slot_name::text, owner FROM anomaly.detectors WHERE name = $1", 1,
-			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, SPI_OK_SELECT);
+	detect_sys_enter(&su);
+	detect_spi_exec("SELECT slot_name::text, owner FROM anomaly.detectors WHERE name = $1", 1,
+			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -1286,7 +1249,7 @@ anomaly_reset_detector(PG_FUNCTION_ARGS)
 		detect_create_slot(slot);
 
 	lock_detector(name, caller, false, &ex);
-	exec_args("UPDATE anomaly.detectors SET generation = generation + 1, round_token = $2,"
+	detect_spi_exec("UPDATE anomaly.detectors SET generation = generation + 1, round_token = $2,"
 			  " checkpoint_seq = batch_seq, checkpoint_at = NULL, journal_points = 0,"
 			  " rows_scored = 0, rows_filtered = 0, rows_failed = 0, rows_per_s = NULL,"
 			  " error_count = 0, last_error = NULL, last_error_at = NULL,"
@@ -1294,12 +1257,12 @@ anomaly_reset_detector(PG_FUNCTION_ARGS)
 			  " state = CASE WHEN state = 'failed' THEN 'active' ELSE state END"
 			  " WHERE id = $1", 3, (Oid[]) {INT8OID, INT8OID, PG_LSNOID},
 			  (Datum[]) {Int64GetDatum(ex.id), Int64GetDatum((int64) random() << 20 ^ (int64) GetCurrentTimestamp()),
-	LSNGetDatum(slot_confirmed(slot))}, NULL, SPI_OK_UPDATE);
-	exec_args("DELETE FROM anomaly.detector_forests WHERE detector_id = $1", 1,
-			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, SPI_OK_DELETE);
-	exec_args("DELETE FROM anomaly.detector_journal WHERE detector_id = $1", 1,
-			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, SPI_OK_DELETE);
-	su_leave(&su);
+	LSNGetDatum(slot_confirmed(slot))}, NULL, false, SPI_OK_UPDATE);
+	detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id = $1", 1,
+			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
+	detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id = $1", 1,
+			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
+	detect_sys_leave(&su);
 	SPI_finish();
 	detect_forget(ex.id);
 	PG_RETURN_VOID();
@@ -1314,7 +1277,7 @@ anomaly_drop_detector(PG_FUNCTION_ARGS)
 	char	   *name;
 	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	Oid			caller = GetUserId();
-	Su			su;
+	DetectSys			su;
 	Existing	ex;
 
 	if (PG_ARGISNULL(0))
@@ -1324,18 +1287,18 @@ anomaly_drop_detector(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	su_enter(&su);
+	detect_sys_enter(&su);
 	if (!lock_detector(name, caller, if_exists, &ex))
 	{
 		ereport(NOTICE,
 				(errmsg("detector \"%s\" does not exist, skipping", name)));
-		su_leave(&su);
+		detect_sys_leave(&su);
 		SPI_finish();
 		PG_RETURN_VOID();
 	}
-	exec_args("DELETE FROM anomaly.detectors WHERE id = $1", 1,
-			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, SPI_OK_DELETE);
-	su_leave(&su);
+	detect_spi_exec("DELETE FROM anomaly.detectors WHERE id = $1", 1,
+			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
+	detect_sys_leave(&su);
 	SPI_finish();
 	detect_forget(ex.id);
 	replorigin_drop_by_name(ex.slot, true, false);
@@ -1352,7 +1315,7 @@ anomaly_process(PG_FUNCTION_ARGS)
 	char	   *only = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int64		limit = PG_ARGISNULL(1) ? PG_INT64_MAX : PG_GETARG_INT32(1);
 	Oid			caller = GetUserId();
-	Su			su;
+	DetectSys			su;
 	int64		total = 0;
 	int			n;
 	int64	   *ids;
@@ -1371,11 +1334,11 @@ anomaly_process(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	su_enter(&su);
-	exec_args("SELECT id, name, owner, state FROM anomaly.detectors"
+	detect_sys_enter(&su);
+	detect_spi_exec("SELECT id, name, owner, state FROM anomaly.detectors"
 			  " WHERE $1::text IS NULL OR name = $1 ORDER BY name", 1,
 			  (Oid[]) {TEXTOID}, (Datum[]) {only ? CStringGetTextDatum(only) : (Datum) 0},
-			  only ? NULL : "n", SPI_OK_SELECT);
+			  only ? NULL : "n", false, SPI_OK_SELECT);
 	if (only && SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -1410,7 +1373,7 @@ anomaly_process(PG_FUNCTION_ARGS)
 		names[n] = MemoryContextStrdup(cxt, SPI_getvalue(t, td, 2));
 		n++;
 	}
-	su_leave(&su);
+	detect_sys_leave(&su);
 	SPI_finish();
 
 	/* Housekeeping: slots of aborted creations, old scores. */

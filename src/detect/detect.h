@@ -225,6 +225,20 @@ typedef struct DetectDestColumn
 #define DETECT_DEST_NCOLUMNS 10
 extern const DetectDestColumn detect_dest_columns[DETECT_DEST_NCOLUMNS];
 
+/* sysctx.c: catalog SPI as the bootstrap superuser, safe search_path. */
+typedef struct DetectSys
+{
+	Oid			save_user;
+	int			save_sec;
+	int			guc_nest;
+} DetectSys;
+
+extern void detect_sys_enter(DetectSys *sys);
+extern void detect_sys_leave(DetectSys *sys);
+extern void detect_spi_exec(const char *sql, int nargs, Oid *types,
+							Datum *values, const char *nulls, bool read_only,
+							int expect);
+
 /* Records an error for detector id (in the caller's transaction). */
 extern void detect_record_error(int64 id, const char *message,
 								const char *sqlstate, bool fatal);

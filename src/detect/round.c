@@ -227,46 +227,6 @@ static Oid	anomaly_type(const char *name);
  * Small helpers
  */
 
-/* Runs SPI as the bootstrap superuser with a safe search_path. */
-typedef struct SysContext
-{
-	Oid			save_user;
-	int			save_sec;
-	int			guc_nest;
-} SysContext;
-
-static void
-sys_enter(SysContext *sc)
-{
-	GetUserIdAndSecContext(&sc->save_user, &sc->save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   sc->save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	sc->guc_nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	detect_allow_plugin();
-}
-
-static void
-sys_leave(SysContext *sc)
-{
-	AtEOXact_GUC(true, sc->guc_nest);
-	SetUserIdAndSecContext(sc->save_user, sc->save_sec);
-}
-
-/* SPI_execute_with_args that raises on failure. */
-static void
-spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
-		 const char *nulls, bool read_only, int expect)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
-										   read_only, 0);
-
-	if (rc != expect)
-		elog(ERROR, "SPI_execute_with_args failed (%d): %s", rc, sql);
-}
-
 static SPIPlanPtr
 spi_prepare(const char *sql, int nargs, Oid *types)
 {
@@ -382,12 +342,12 @@ read_def(int64 id, bool lock, DetectorDef *def, bool *locked)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT " DEF_COLUMNS " FROM anomaly.detectors WHERE id = $1%s",
 					 lock ? " FOR UPDATE SKIP LOCKED" : "");
-	spi_exec(sql.data, 1, types, args, NULL, false, SPI_OK_SELECT);
+	detect_spi_exec(sql.data, 1, types, args, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
 		if (lock)
 		{
-			spi_exec("SELECT 1 FROM anomaly.detectors WHERE id = $1",
+			detect_spi_exec("SELECT 1 FROM anomaly.detectors WHERE id = $1",
 					 1, types, args, NULL, true, SPI_OK_SELECT);
 			*locked = SPI_processed > 0;
 		}
@@ -1030,7 +990,7 @@ skip_origins_option(void)
 
 	initStringInfo(&buf);
 	snprintf(prefix, sizeof(prefix), "anomaly_%u_%%", MyDatabaseId);
-	spi_exec("SELECT pg_catalog.string_agg(roident::text, ',') FROM pg_catalog.pg_replication_origin"
+	detect_spi_exec("SELECT pg_catalog.string_agg(roident::text, ',') FROM pg_catalog.pg_replication_origin"
 			 " WHERE roname LIKE $1",
 			 1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(prefix)}, NULL,
 			 true, SPI_OK_SELECT);
@@ -1699,7 +1659,7 @@ write_scores(DetectorDef *def, Datum *rows, int n, TimestampTz scored_at)
 	args[0] = CStringGetTextDatum(def->name);
 	args[1] = PointerGetDatum(construct_array(rows, n, row_type, -1, false, TYPALIGN_DOUBLE));
 	args[2] = TimestampTzGetDatum(scored_at);
-	spi_exec("INSERT INTO anomaly.scores (detector, partition_key, source_key, commit_lsn,"
+	detect_spi_exec("INSERT INTO anomaly.scores (detector, partition_key, source_key, commit_lsn,"
 			 " commit_time, features, anomaly_score, anomaly_grade, explanation, scored_at)"
 			 " SELECT $1, r.partition_key, r.source_key, r.commit_lsn, r.commit_time, r.features,"
 			 " r.anomaly_score, r.anomaly_grade, r.explanation, $3"
@@ -1815,7 +1775,7 @@ write_destination(DetectorDef *def, Datum *rows, int n, TimestampTz scored_at)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO %s (%s) SELECT %s FROM pg_catalog.unnest($2) AS r",
 					 def->destination, cols.data, exprs.data);
-	spi_exec(sql.data, 3, types, args, NULL, false, SPI_OK_INSERT);
+	detect_spi_exec(sql.data, 3, types, args, NULL, false, SPI_OK_INSERT);
 	owner_leave(&oc);
 }
 
@@ -1860,7 +1820,7 @@ write_failures(DetectorDef *def, RoundData *rd, EvalState *es, int64 n)
 	args[3] = PointerGetDatum(construct_array(times, k, TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[4] = PointerGetDatum(construct_array(states, k, TEXTOID, -1, false, TYPALIGN_INT));
 	args[5] = PointerGetDatum(construct_array(reasons, k, TEXTOID, -1, false, TYPALIGN_INT));
-	spi_exec("INSERT INTO anomaly.detector_failures (detector, source_key, commit_lsn, commit_time, sqlstate, reason)"
+	detect_spi_exec("INSERT INTO anomaly.detector_failures (detector, source_key, commit_lsn, commit_time, sqlstate, reason)"
 			 " SELECT $1, u.* FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
 			 " pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6)) AS u",
 			 6, types, args, NULL, false, SPI_OK_INSERT);
@@ -2136,7 +2096,7 @@ write_round(RoundWrite *w)
 		Datum		a2[2] = {Int64GetDatum(def->id), Int64GetDatum(seq)};
 
 		checkpoint_forests(dc, def);
-		spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id = $1 AND seq < $2",
+		detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id = $1 AND seq < $2",
 				 2, t2, a2, NULL, false, SPI_OK_DELETE);
 	}
 	else if (npoints > 0)
@@ -2148,7 +2108,7 @@ write_round(RoundWrite *w)
 		a4[1] = Int64GetDatum(seq);
 		a4[2] = makeArrayResult(jkeys, CurrentMemoryContext);
 		a4[3] = makeArrayResult(jpoints, CurrentMemoryContext);
-		spi_exec("INSERT INTO anomaly.detector_journal (detector_id, seq, keys, points)"
+		detect_spi_exec("INSERT INTO anomaly.detector_journal (detector_id, seq, keys, points)"
 				 " VALUES ($1, $2, $3, $4)", 4, t4, a4, NULL, false, SPI_OK_INSERT);
 	}
 
@@ -2192,7 +2152,7 @@ write_round(RoundWrite *w)
 		a[14] = TimestampTzGetDatum(checkpoint ? now : def->checkpoint_at);
 		if (!checkpoint && def->checkpoint_at == 0)
 			nl[14] = 'n';
-		spi_exec("UPDATE anomaly.detectors SET batch_seq = $2, round_token = $3,"
+		detect_spi_exec("UPDATE anomaly.detectors SET batch_seq = $2, round_token = $3,"
 				 " progress_lsn = GREATEST(progress_lsn, $4),"
 				 " last_commit_lsn = GREATEST(last_commit_lsn, $5),"
 				 " last_commit_time = COALESCE($6, last_commit_time),"
@@ -2349,7 +2309,7 @@ detect_round(int64 id, int max_rows, bool keep_context, int64 *rows_out)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	MemoryContext rcxt;
-	SysContext	sc;
+	DetectSys	sc;
 	DetectorDef def;
 	bool		locked;
 	DetectRoundResult result;
@@ -2360,7 +2320,7 @@ detect_round(int64 id, int max_rows, bool keep_context, int64 *rows_out)
 	rcxt = AllocSetContextCreate(outer, "anomaly round", ALLOCSET_DEFAULT_SIZES);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	sys_enter(&sc);
+	detect_sys_enter(&sc);
 	MemoryContextSwitchTo(rcxt);
 
 	if (!read_def(id, true, &def, &locked))
@@ -2377,7 +2337,7 @@ detect_round(int64 id, int max_rows, bool keep_context, int64 *rows_out)
 			release_decoding(dc);
 	}
 
-	sys_leave(&sc);
+	detect_sys_leave(&sc);
 	SPI_finish();
 	MemoryContextSwitchTo(outer);
 	MemoryContextDelete(rcxt);
@@ -2409,24 +2369,24 @@ void
 detect_record_error(int64 id, const char *message, const char *sqlstate,
 					bool fatal)
 {
-	SysContext	sc;
+	DetectSys	sc;
 	Oid			types[5] = {INT8OID, TEXTOID, BOOLOID, INT4OID, TEXTOID};
 	Datum		args[5];
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	sys_enter(&sc);
+	detect_sys_enter(&sc);
 	args[0] = Int64GetDatum(id);
 	args[1] = CStringGetTextDatum(message);
 	args[2] = BoolGetDatum(fatal);
 	args[3] = Int32GetDatum(detect_max_retries);
 	args[4] = CStringGetTextDatum(sqlstate ? sqlstate : "XX000");
-	spi_exec("UPDATE anomaly.detectors SET last_error = $2 || ' (SQLSTATE ' || $5 || ')',"
+	detect_spi_exec("UPDATE anomaly.detectors SET last_error = $2 || ' (SQLSTATE ' || $5 || ')',"
 			 " last_error_at = pg_catalog.now(), error_count = error_count + 1,"
 			 " state = CASE WHEN state = 'active' AND ($3 OR error_count + 1 >= $4)"
 			 " THEN 'failed' ELSE state END"
 			 " WHERE id = $1", 5, types, args, NULL, false, SPI_OK_UPDATE);
-	sys_leave(&sc);
+	detect_sys_leave(&sc);
 	SPI_finish();
 }
 
@@ -2437,25 +2397,25 @@ detect_record_error(int64 id, const char *message, const char *sqlstate,
 void
 detect_apply_retention(void)
 {
-	SysContext	sc;
+	DetectSys	sc;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	sys_enter(&sc);
-	spi_exec("WITH d AS (SELECT name, (options->>'retention')::interval AS keep"
+	detect_sys_enter(&sc);
+	detect_spi_exec("WITH d AS (SELECT name, (options->>'retention')::interval AS keep"
 			 "   FROM anomaly.detectors WHERE options->>'retention' IS NOT NULL),"
 			 " old AS (SELECT s.id FROM d, LATERAL (SELECT id, scored_at FROM anomaly.scores"
 			 "   WHERE detector = d.name ORDER BY id LIMIT 10000) s"
 			 "   WHERE s.scored_at < pg_catalog.now() - d.keep)"
 			 " DELETE FROM anomaly.scores WHERE id IN (SELECT id FROM old)",
 			 0, NULL, NULL, NULL, false, SPI_OK_DELETE);
-	spi_exec("WITH d AS (SELECT name, (options->>'retention')::interval AS keep"
+	detect_spi_exec("WITH d AS (SELECT name, (options->>'retention')::interval AS keep"
 			 "   FROM anomaly.detectors WHERE options->>'retention' IS NOT NULL),"
 			 " old AS (SELECT f.id FROM d, LATERAL (SELECT id, failed_at FROM anomaly.detector_failures"
 			 "   WHERE detector = d.name ORDER BY id LIMIT 10000) f"
 			 "   WHERE f.failed_at < pg_catalog.now() - d.keep)"
 			 " DELETE FROM anomaly.detector_failures WHERE id IN (SELECT id FROM old)",
 			 0, NULL, NULL, NULL, false, SPI_OK_DELETE);
-	sys_leave(&sc);
+	detect_sys_leave(&sc);
 	SPI_finish();
 }

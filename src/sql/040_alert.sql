@@ -6,16 +6,6 @@
 -- Nothing in these tables is a secret: destinations name credentials, whose
 -- values live in superuser-only settings or the server's environment.
 
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anomaly_admin') THEN
-		CREATE ROLE anomaly_admin NOLOGIN;
-	END IF;
-END
-$$;
-COMMENT ON ROLE anomaly_admin IS 'may manage anomaly alert destinations and rules, and send alerts';
-GRANT USAGE ON SCHEMA @extschema@ TO anomaly_admin;
-
 -- Where notifications go.  config is checked per kind by _check_config().
 CREATE TABLE destinations (
 	name text PRIMARY KEY

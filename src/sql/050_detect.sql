@@ -3,15 +3,6 @@
 -- (src/detect/); these are their tables.  Nothing here is for users to
 -- write: the functions keep the invariants (see docs/detectors.md).
 
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anomaly_admin') THEN
-		CREATE ROLE anomaly_admin NOLOGIN;
-	END IF;
-END
-$$;
-GRANT USAGE ON SCHEMA @extschema@ TO anomaly_admin;
-
 -- One row per detector: its definition, its progress (written in the same
 -- transaction as its scores), and its counters.
 CREATE TABLE detectors (
