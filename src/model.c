@@ -417,6 +417,25 @@ model_point(FunctionCallInfo fcinfo, int argno, const RcfForest *forest,
 	return point;
 }
 
+/*
+ * The decoded model and the point of a (model, point, ...) call, or NULL
+ * when the call's result is NULL: a NULL argument, or a point with a NULL
+ * value.
+ */
+static RcfForest *
+model_and_point(FunctionCallInfo fcinfo, ModelCache **cache,
+				AnomalyPoint **point)
+{
+	RcfForest  *forest;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		return NULL;
+	forest = cached_forest(fcinfo, PG_GETARG_DATUM(0));
+	*cache = model_cache(fcinfo);
+	*point = model_point(fcinfo, 1, forest, &(*cache)->point, (*cache)->context);
+	return (*point)->has_null ? NULL : forest;
+}
+
 /* rcf_score(model, point): the point's anomaly score; the model is unchanged. */
 Datum
 rcf_score_model(PG_FUNCTION_ARGS)
@@ -425,12 +444,8 @@ rcf_score_model(PG_FUNCTION_ARGS)
 	ModelCache *cache;
 	AnomalyPoint *point;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		PG_RETURN_NULL();
-	forest = cached_forest(fcinfo, PG_GETARG_DATUM(0));
-	cache = model_cache(fcinfo);
-	point = model_point(fcinfo, 1, forest, &cache->point, cache->context);
-	if (point->has_null)
+	forest = model_and_point(fcinfo, &cache, &point);
+	if (forest == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(rcf_score(forest, point->values));
 }
@@ -448,14 +463,10 @@ rcf_explain_model(PG_FUNCTION_ARGS)
 	const RcfParams *params;
 	List	   *names;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	forest = model_and_point(fcinfo, &cache, &point);
+	if (forest == NULL)
 		PG_RETURN_NULL();
-	forest = cached_forest(fcinfo, PG_GETARG_DATUM(0));
-	cache = model_cache(fcinfo);
 	params = rcf_params(forest);
-	point = model_point(fcinfo, 1, forest, &cache->point, cache->context);
-	if (point->has_null)
-		PG_RETURN_NULL();
 	names = anomaly_feature_names(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
 								  params->dims);
 	reserve_buffers(cache, params);
@@ -616,14 +627,10 @@ rcf_detect_model(PG_FUNCTION_ARGS)
 	Jsonb	   *explanation = NULL;
 	List	   *names;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	forest = model_and_point(fcinfo, &cache, &point);
+	if (forest == NULL)
 		PG_RETURN_NULL();
-	forest = cached_forest(fcinfo, PG_GETARG_DATUM(0));
-	cache = model_cache(fcinfo);
 	params = rcf_params(forest);
-	point = model_point(fcinfo, 1, forest, &cache->point, cache->context);
-	if (point->has_null)
-		PG_RETURN_NULL();
 	names = anomaly_feature_names(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
 								  params->dims);
 	if (cache->grader == NULL)
