@@ -242,12 +242,19 @@ def main():
                    help="draw faults only for topics whose name starts with this")
     p.add_argument("--imds-key", default=None,
                    help="also serve EC2 IMDSv2 credentials (this key id, the same secret)")
+    p.add_argument("--container-key", default=None,
+                   help="also serve ECS container credentials at /v2/credentials/<id> "
+                        "(this key id, the same secret)")
+    p.add_argument("--container-auth", default=None,
+                   help="the Authorization header the container endpoint requires")
     args = p.parse_args()
     rng = random.Random(args.seed)
     log = httpstub.JsonLog(args.log)
     keys = {args.access_key: args.secret_key}
     if args.imds_key:
         keys[args.imds_key] = args.secret_key
+    if args.container_key:
+        keys[args.container_key] = args.secret_key
     faults = []
     for part in filter(None, args.faults.split(",")):
         name, _, rate = part.partition("=")
@@ -287,10 +294,25 @@ def main():
                 "Expiration": exp}))
         return Reply(404, "not found")
 
+    def container(req, entry):
+        # ECS: one GET, authorised by a fixed header when one is configured
+        entry["outcome"] = "container " + req.method + " " + req.path
+        log.write(entry)
+        if req.method != "GET":
+            return Reply(405, "GET only")
+        if args.container_auth and req.headers.get("authorization") != args.container_auth:
+            return Reply(401, "missing or bad authorization")
+        exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        return Reply(200, json.dumps({
+            "AccessKeyId": args.container_key, "SecretAccessKey": args.secret_key,
+            "Token": args.session_token or "", "Expiration": exp}))
+
     def handler(req):
         entry = {"t": httpstub.now()}
         if args.imds_key and req.path.startswith("/latest/"):
             return imds(req, entry)
+        if args.container_key and req.path.startswith("/v2/credentials/"):
+            return container(req, entry)
         if req.method != "POST" or req.path != "/":
             entry["outcome"] = "bad-request"
             log.write(entry)
@@ -300,6 +322,9 @@ def main():
             entry["outcome"] = err[1]
             log.write(entry)
             return error_xml(*err)
+        # which credentials signed it (the key id is not a secret)
+        m = re.search(r"Credential=([^/,\s]+)/", req.headers.get("authorization", ""))
+        entry["key"] = m.group(1) if m else None
         ctype = req.headers.get("content-type", "")
         if not ctype.startswith("application/x-www-form-urlencoded"):
             entry["outcome"] = "bad-content-type"

@@ -24,11 +24,13 @@ use AlertTest;
 my $key_id = 'AKIDANOMALYTEST0001';
 my $secret = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYTESTKEY01';
 my $token = 'IQoJb3JpZ2luX2VjEXAMPLETOKEN//////////wEaCWV1LXdlc3QtMSJHMEUCIQ';
+my $container_auth = 'ecsAUTHtoken0123456789abcdefSECRET';
 
 my $sns = start_server('sns_standin.py', '--access-key', $key_id, '--secret-key', $secret,
 	'--session-token', $token, '--region', 'eu-west-1', '--fault-prefix', 'faulty',
 	'--faults', 'throttle=0.08,500=0.04,503=0.04,slow=0.02,drop=0.03,drop_after=0.02,malformed=0.03',
-	'--slow-seconds', '2.5', '--imds-key', 'AKIDFROMIMDS00000001', '--seed', '11');
+	'--slow-seconds', '2.5', '--imds-key', 'AKIDFROMIMDS00000001',
+	'--container-key', 'AKIDFROMECS000000001', '--container-auth', $container_auth, '--seed', '11');
 my $endpoint = "http://127.0.0.1:$sns->{port}/";
 
 my $node = new_alert_node('sns',
@@ -204,10 +206,31 @@ is($node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_de
 ok(scalar(grep { ($_->{outcome} // '') eq 'imds PUT /latest/api/token' } read_jsonl($sns->{log})) >= 1,
 	'IMDSv2 session token requested with PUT');
 
+# --- ECS container credentials -----------------------------------------------------
+
+# The endpoint and its authorization token come from the server's environment,
+# as ECS sets them for a task; they are read when credentials are needed, and
+# take precedence over IMDS.
+$node->stop;
+{
+	local $ENV{AWS_CONTAINER_CREDENTIALS_FULL_URI} =
+	  "http://127.0.0.1:$sns->{port}/v2/credentials/anomaly-task";
+	local $ENV{AWS_CONTAINER_AUTHORIZATION_TOKEN} = $container_auth;
+	$node->start;
+}
+is($node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('ops')"),
+	'true delivered', 'credentials from the ECS container endpoint');
+my @container = grep { ($_->{outcome} // '') =~ /^container / } read_jsonl($sns->{log});
+is(scalar(@container) >= 1 ? $container[0]{outcome} : 'none',
+	'container GET /v2/credentials/anomaly-task',
+	'the container endpoint was asked, with its authorization token (it refuses requests without)');
+my @signed = grep { ($_->{key} // '') eq 'AKIDFROMECS000000001' } read_jsonl($sns->{log});
+ok(scalar(@signed) >= 1, 'the publish was signed with the container credentials');
+
 # --- no AWS secret in the log --------------------------------------------------------
 
 sleep(0.3);
-for my $v ($secret, $token, 'WRONGwrongWRONGwrong/secretKEY00000000')
+for my $v ($secret, $token, 'WRONGwrongWRONGwrong/secretKEY00000000', $container_auth)
 {
 	ok(!log_contains($node, $v), 'no log line holds an AWS secret (' . substr($v, 0, 8) . '...)');
 }
