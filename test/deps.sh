@@ -22,6 +22,7 @@ PACKAGES=(
 	libcurl4-openssl-dev				# alert senders
 	perl libipc-run-perl libio-pty-perl	# prove, PostgreSQL::Test::Cluster
 	python3 python3-aiosmtpd			# local stand-ins for SNS, webhooks, SMTP
+	openssl								# a private CA for the TLS e-mail tests
 	util-linux							# runuser
 	gnuplot-nox							# the demo's pictures (its test runs in make test)
 )

@@ -26,6 +26,7 @@ extern char *alert_aws_shared_credentials_file;
 extern char *alert_aws_container_endpoint;
 extern char *alert_aws_imds_endpoint;
 extern char *alert_sns_endpoint;
+extern char *alert_tls_ca_file;
 extern char *alert_sender_database;
 extern bool alert_sender_enabled;
 extern int	alert_sender_naptime_ms;

@@ -158,6 +158,8 @@ make_easy(AlertHttpJob *job)
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, job);
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) alert_max_response_bytes);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (alert_tls_ca_file != NULL && alert_tls_ca_file[0] != '\0')
+		curl_easy_setopt(e, CURLOPT_CAINFO, alert_tls_ca_file);
 	if (job->smtp)
 	{
 		curl_easy_setopt(e, CURLOPT_MAIL_FROM, job->mail_from);

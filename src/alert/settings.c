@@ -23,6 +23,7 @@ char	   *alert_aws_shared_credentials_file = NULL;
 char	   *alert_aws_container_endpoint = NULL;
 char	   *alert_aws_imds_endpoint = NULL;
 char	   *alert_sns_endpoint = NULL;
+char	   *alert_tls_ca_file = NULL;
 char	   *alert_sender_database = NULL;
 bool		alert_sender_enabled = true;
 int			alert_sender_naptime_ms = 1000;
@@ -83,6 +84,11 @@ anomaly_alert_init(void)
 	DefineCustomStringVariable("anomaly.sns_endpoint",
 							   "SNS endpoint URL (default: https://sns.<region>.amazonaws.com/).",
 							   NULL, &alert_sns_endpoint, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("anomaly.tls_ca_file",
+							   "Certificate authorities that TLS connections of deliveries trust (default: the system's).",
+							   "A PEM file; for a private CA of an internal SMTP relay or webhook endpoint.",
+							   &alert_tls_ca_file, "", PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomBoolVariable("anomaly.sender_enabled",
 							 "Whether the sender worker delivers (it idles when off).",

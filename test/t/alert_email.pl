@@ -2,7 +2,10 @@
 # E-mail through libcurl's SMTP to an aiosmtpd sink (test/servers/smtp_sink.py):
 # every message arrives with its headers and body; a refused recipient (550)
 # is a dead letter; a temporary refusal (451) is retried; STARTTLS required
-# against a server without it is an error, not a plain-text send.  Also
+# against a server without it is an error, not a plain-text send; STARTTLS
+# and implicit TLS (smtps) with AUTH against sinks with a certificate of a
+# private CA (anomaly.tls_ca_file), which is refused until that CA is
+# trusted, a wrong password refused, and the password never logged.  Also
 # NOTIFY destinations: LISTENers get the payload when the sender commits.
 
 use strict;
@@ -83,6 +86,64 @@ my ($rc, $out, $err) = $node->psql('postgres', q{
 like($out, qr/Asynchronous notification "anomaly_alerts" with payload "\{.*"alert": "to listeners".*\}" received/,
 	'NOTIFY delivered the JSON payload to a listener');
 is(queued('chan'), '0', 'and the outbox row is gone');
+
+# --- TLS and AUTH --------------------------------------------------------------
+
+# A private CA and a certificate for 127.0.0.1 signed by it.
+my $pki = PostgreSQL::Test::Utils::tempdir();
+open(my $ext, '>', "$pki/ext") or die;
+print $ext "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n";
+close $ext;
+for my $cmd (
+	"openssl req -x509 -newkey rsa:2048 -nodes -keyout $pki/ca.key -out $pki/ca.pem -days 2 -subj /CN=anomaly-test-ca",
+	"openssl req -newkey rsa:2048 -nodes -keyout $pki/srv.key -out $pki/srv.csr -subj /CN=127.0.0.1",
+	"openssl x509 -req -in $pki/srv.csr -CA $pki/ca.pem -CAkey $pki/ca.key -CAcreateserial -out $pki/srv.pem -days 2 -extfile $pki/ext")
+{
+	system("$cmd >/dev/null 2>&1") == 0 or die "failed: $cmd";
+}
+my $password = 'SMTPpw-7f3a9c1e-do-not-log';
+my $starttls = start_server('smtp_sink.py', '--tls-cert', "$pki/srv.pem", '--tls-key', "$pki/srv.key",
+	'--auth', "alerts:$password");
+my $smtps = start_server('smtp_sink.py', '--tls-cert', "$pki/srv.pem", '--tls-key', "$pki/srv.key",
+	'--smtps', '--auth', "alerts:$password");
+$node->append_conf('postgresql.conf',
+	"anomaly.credentials = 'smtp_pw=$password; smtp_bad=not-the-password'\n");
+$node->reload;
+my $from = '"from": "anomaly@example.com", "to": ["ops@example.com"], "username": "alerts"';
+$node->safe_psql('postgres', qq{
+	SELECT anomaly.create_destination('starttls', 'email', '{"url": "smtp://127.0.0.1:$starttls->{port}", $from, "credential": "smtp_pw", "starttls": "required"}');
+	SELECT anomaly.create_destination('smtps', 'email', '{"url": "smtps://127.0.0.1:$smtps->{port}", $from, "credential": "smtp_pw"}');
+	SELECT anomaly.create_destination('badpw', 'email', '{"url": "smtp://127.0.0.1:$starttls->{port}", $from, "credential": "smtp_bad", "starttls": "required"}');
+});
+
+$detail = $node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('starttls')");
+like($detail, qr/^false .*(certificate|SSL)/i, "a certificate of an untrusted CA is refused: $detail");
+$detail = $node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('smtps')");
+like($detail, qr/^false .*(certificate|SSL)/i, "also over smtps: $detail");
+is(scalar(read_jsonl($starttls->{log})) + scalar(read_jsonl($smtps->{log})), 0, 'nothing was sent');
+
+$node->append_conf('postgresql.conf', "anomaly.tls_ca_file = '$pki/ca.pem'\n");
+$node->reload;
+sleep(0.3);
+is($node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('starttls')"),
+	'true delivered', 'STARTTLS and AUTH with the CA trusted');
+is($node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('smtps')"),
+	'true delivered', 'smtps and AUTH with the CA trusted');
+my @tls_mail = (read_jsonl($starttls->{log}), read_jsonl($smtps->{log}));
+is(join(' ', map { ($_->{tls} ? 'tls' : 'clear') . '/' . ($_->{auth_user} // '-') } @tls_mail),
+	'tls/alerts tls/alerts', 'both over TLS, authenticated as the configured user');
+$detail = $node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('badpw')");
+like($detail, qr/^false .*(535|auth|login)/i, "a wrong password is refused: $detail");
+is(scalar(grep { $_->{auth_failed} } read_jsonl($starttls->{log})), 1, 'after one AUTH attempt');
+
+# and through the outbox, by the sender worker
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('starttls', 'over tls')");
+ok(wait_for(30, sub { queued('starttls') == 0 }), 'the sender delivered over STARTTLS');
+is(scalar(grep { ($_->{subject} // '') eq 'over tls' && $_->{tls} } read_jsonl($starttls->{log})), 1,
+	'once, over TLS');
+
+sleep(0.3);
+ok(!log_contains($node, $password), 'the SMTP password is not in the server log');
 
 $node->stop;
 done_testing();
