@@ -38,6 +38,8 @@ SELECT anomaly.create_destination('x', 'webhook', '{"url": "https://example.com/
 SELECT anomaly.create_destination('x', 'webhook', '{"url": "https://example.com/", "credential": "bad-name"}');
 SELECT anomaly.create_destination('x', 'webhook', '{"url": "https://example.com/", "rate_limit": 0}');
 SELECT anomaly.create_destination('x', 'webhook', '{"url": "https://example.com/", "timeout_ms": 5}');
+SELECT anomaly.create_destination('x', 'webhook', '{"url": "https://example.com/", "max_attempts": 0}');
+SELECT anomaly.create_destination('x', 'webhook', '{"url": "https://example.com/", "max_attempts": "3"}');
 SELECT anomaly.create_destination('x', 'slack', '{"url": "https://hooks.slack.com/services/T0/B0/XYZ"}');
 SELECT anomaly.create_destination('x', 'sns', '{"topic_arn": "arn:aws:sqs:eu-west-1:123456789012:q"}');
 SELECT anomaly.create_destination('x', 'sns', '{"topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops", "message_group_id": "g"}');

@@ -66,6 +66,7 @@ typedef struct AlertItem
 	char	   *score;
 	double		rate_limit;		/* <= 0: none */
 	int			timeout_ms;		/* 0: the setting */
+	int			max_attempts;	/* 0: the setting */
 	bool		fifo;
 
 	int			outcome;
@@ -100,7 +101,8 @@ typedef struct AlertItem
 "		   CASE WHEN jsonb_typeof(o.payload -> 'score') = 'number' THEN o.payload ->> 'score' END,\n" \
 "		   (d.config ->> 'rate_limit')::float8,\n" \
 "		   (d.config ->> 'timeout_ms')::int4,\n" \
-"		   coalesce(d.config ->> 'topic_arn' LIKE '%.fifo', false)\n" \
+"		   coalesce(d.config ->> 'topic_arn' LIKE '%.fifo', false),\n" \
+"		   (d.config ->> 'max_attempts')::int4\n" \
 "	FROM due o JOIN anomaly.destinations d ON d.name = o.destination\n" \
 "	ORDER BY o.next_attempt_at, o.id\n"
 
@@ -233,7 +235,9 @@ add_header(struct curl_slist *list, const char *fmt, const char *value)
 static void
 set_outcome(AlertItem *item, int outcome, char *error, long retry_after_ms)
 {
-	if (outcome == ALERT_RETRY && item->attempts + 1 >= alert_max_attempts)
+	int			max_attempts = item->max_attempts > 0 ? item->max_attempts : alert_max_attempts;
+
+	if (outcome == ALERT_RETRY && item->attempts + 1 >= max_attempts)
 	{
 		outcome = ALERT_DEAD;
 		error = psprintf("gave up after %d attempts: %s", item->attempts + 1, error);
@@ -550,6 +554,8 @@ alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
 		it->timeout_ms = s ? atoi(s) : 0;
 		s = col(tup, desc, 24);
 		it->fifo = s && s[0] == 't';
+		s = col(tup, desc, 25);
+		it->max_attempts = s ? atoi(s) : 0;
 		if (it->body == NULL)
 			it->body = pstrdup("");
 	}

@@ -251,7 +251,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			HINT = 'Kinds are sns, webhook, slack, email and notify.';
 	END IF;
-	allowed := allowed || ARRAY['rate_limit', 'timeout_ms', 'description'];
+	allowed := allowed || ARRAY['rate_limit', 'timeout_ms', 'max_attempts', 'description'];
 	FOR k IN SELECT jsonb_object_keys(config) LOOP
 		IF NOT k = ANY (allowed) THEN
 			RAISE EXCEPTION 'unknown key "%" in the config of % destination', k, _a(kind)
@@ -274,6 +274,17 @@ BEGIN
 		n := (config ->> 'timeout_ms')::numeric;
 		IF n <> trunc(n) OR n < 100 OR n > 600000 THEN
 			RAISE EXCEPTION '"timeout_ms" must be a whole number from 100 to 600000'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END IF;
+	IF config ? 'max_attempts' THEN
+		IF jsonb_typeof(config -> 'max_attempts') <> 'number' THEN
+			RAISE EXCEPTION '"max_attempts" must be a number of attempts'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		n := (config ->> 'max_attempts')::numeric;
+		IF n <> trunc(n) OR n < 1 OR n > 1000 THEN
+			RAISE EXCEPTION '"max_attempts" must be a whole number from 1 to 1000'
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
 	END IF;

@@ -33,6 +33,7 @@ $node->safe_psql('postgres', qq{
 	SELECT anomaly.create_destination('mail', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["ops\@example.com", "oncall\@example.com"], "subject_prefix": "[anomaly]"}');
 	SELECT anomaly.create_destination('refused', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["reject\@example.com"]}');
 	SELECT anomaly.create_destination('later', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["tempfail\@example.com"]}');
+	SELECT anomaly.create_destination('once', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["tempfail\@example.com"], "max_attempts": 1}');
 	SELECT anomaly.create_destination('chan', 'notify', '{"channel": "anomaly_alerts"}');
 	SELECT anomaly.create_destination('tls', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["ops\@example.com"], "starttls": "required"}');
 });
@@ -74,6 +75,13 @@ ok(wait_for(30, sub { $node->safe_psql('postgres',
 	'a 451 recipient is retried, then given up');
 like($node->safe_psql('postgres', "SELECT error FROM anomaly.dead_letters WHERE destination = 'later'"),
 	qr/^gave up after 3 attempts: .*451/, 'after max_attempts, with the SMTP error');
+
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('once', 'try once')");
+ok(wait_for(30, sub { $node->safe_psql('postgres',
+	"SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'once'") == 1 }),
+	'a destination with its own max_attempts');
+like($node->safe_psql('postgres', "SELECT attempts || ' ' || error FROM anomaly.dead_letters WHERE destination = 'once'"),
+	qr/^1 gave up after 1 attempts: .*451/, 'gives up after its own number of attempts');
 
 my $detail = $node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('tls')");
 like($detail, qr/^false .*(STARTTLS|SSL|TLS)/i, "STARTTLS required and not offered: $detail");
