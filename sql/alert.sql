@@ -139,6 +139,24 @@ FROM anomaly.outbox ORDER BY id;
 -- The fingerprint is stable: both episodes of rides-high for key a share it.
 SELECT rule, key, count(*) AS episodes, count(DISTINCT fingerprint) AS fingerprints
 FROM anomaly.alerts GROUP BY rule, key ORDER BY rule, key::text;
+-- repeat_interval: a firing episode reminds every 5 minutes of anomalous
+-- scores (event time), with its own dedup ids; a rule without it stays quiet.
+SELECT anomaly.create_alert_rule('r', detector => 'rides', destination => 'chan', min_grade => 0.5, repeat_interval => '0');
+SELECT anomaly.create_alert_rule('rides-remind', detector => 'pump', destination => 'chan',
+	min_grade => 0.5, repeat_interval => '5 minutes');
+DELETE FROM anomaly.outbox;
+INSERT INTO anomaly.scores (detector, partition_key, commit_time, anomaly_score, anomaly_grade)
+SELECT 'pump', 'p', t0 + s * interval '1 minute', 3.0, 0.9
+FROM t0, generate_series(0, 12) s;
+INSERT INTO anomaly.scores (detector, partition_key, commit_time, anomaly_score, anomaly_grade)
+SELECT 'pump', 'p', t0 + interval '13 minutes', 1.0, 0.0 FROM t0;
+SELECT payload ->> 'status' AS status, payload ->> 'repeat' AS repeat,
+       (payload ->> 'commit_time')::timestamptz - t0 AS at,
+       substring(dedup_id from '-[0-9]+-(firing.*|resolved)$') AS dedup_tail
+FROM anomaly.outbox, t0 ORDER BY id;
+SELECT status, notifications, last_notified_at - fired_at AS last_reminder
+FROM anomaly.alerts WHERE rule = 'rides-remind';
+SELECT anomaly.drop_alert_rule('rides-remind');
 -- Scores of another detector leave the rules alone.
 INSERT INTO anomaly.scores (detector, partition_key, anomaly_score, anomaly_grade) VALUES ('other', 'a', 9, 1);
 SELECT count(*) AS episodes FROM anomaly.alert_episodes;

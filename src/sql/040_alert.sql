@@ -33,6 +33,7 @@ CREATE TABLE alert_rules (
 	severity text NOT NULL DEFAULT 'warning'
 		CHECK (severity IN ('info', 'warning', 'error', 'critical')),
 	send_resolved boolean NOT NULL DEFAULT true,
+	repeat_interval interval CHECK (repeat_interval > '0'),	-- NULL: notify once per episode
 	enabled boolean NOT NULL DEFAULT true,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	CHECK (min_grade IS NOT NULL OR min_score IS NOT NULL)
@@ -53,6 +54,8 @@ CREATE TABLE alert_episodes (
 	resolved_at timestamptz,
 	last_seen_at timestamptz NOT NULL,
 	notified boolean NOT NULL DEFAULT false,
+	notifications integer NOT NULL DEFAULT 0,	-- firing notifications sent
+	last_notified_at timestamptz,
 	first_score_id bigint,
 	last_score_id bigint,
 	peak_score double precision,
@@ -718,7 +721,8 @@ CREATE FUNCTION create_alert_rule(
 	cooldown interval DEFAULT '0',
 	group_by text[] DEFAULT '{partition_key}',
 	severity text DEFAULT 'warning',
-	send_resolved boolean DEFAULT true)
+	send_resolved boolean DEFAULT true,
+	repeat_interval interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -761,6 +765,11 @@ BEGIN
 		RAISE EXCEPTION 'for_duration and cooldown must be non-negative intervals'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF repeat_interval <= '0' THEN
+		RAISE EXCEPTION 'repeat_interval must be a positive interval'
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Leave it NULL to notify once per episode.';
+	END IF;
 	IF severity IS NULL OR severity NOT IN ('info', 'warning', 'error', 'critical') THEN
 		RAISE EXCEPTION 'invalid severity "%"', severity
 			USING ERRCODE = 'invalid_parameter_value',
@@ -778,9 +787,11 @@ BEGIN
 			USING ERRCODE = 'duplicate_object';
 	END IF;
 	INSERT INTO anomaly.alert_rules (name, detector, destinations, min_grade, min_score,
-									 for_duration, cooldown, group_by, severity, send_resolved)
+									 for_duration, cooldown, group_by, severity, send_resolved,
+									 repeat_interval)
 	VALUES (name, detector, dests, min_grade, min_score, for_duration, cooldown,
-			coalesce(group_by, '{}'), severity, coalesce(send_resolved, true));
+			coalesce(group_by, '{}'), severity, coalesce(send_resolved, true),
+			repeat_interval);
 END
 $$;
 
@@ -826,6 +837,7 @@ AS $$
 		'source_key', s.source_key,
 		'peak_score', ep.peak_score,
 		'peak_grade', ep.peak_grade,
+		'repeat', greatest(ep.notifications - 1, 0),
 		'created_at', now())
 $$;
 
@@ -846,7 +858,9 @@ BEGIN
 									 FROM jsonb_each(ep.group_key)) END);
 	FOREACH d IN ARRAY r.destinations LOOP
 		PERFORM anomaly._enqueue(d, subj, payload,
-								 'anomaly-' || ep.fingerprint || '-' || ep.id || '-' || status);
+								 'anomaly-' || ep.fingerprint || '-' || ep.id || '-' || status ||
+								 CASE WHEN status = 'firing' AND ep.notifications > 1
+									  THEN '-' || ep.notifications ELSE '' END);
 	END LOOP;
 END
 $$;
@@ -916,12 +930,23 @@ BEGIN
 						WHERE e.rule = r.name AND e.fingerprint = fp AND e.notified
 						  AND e.id <> ep.id AND e.fired_at > t - r.cooldown);
 					UPDATE anomaly.alert_episodes e
-					SET status = 'firing', fired_at = t, notified = NOT cooling
+					SET status = 'firing', fired_at = t, notified = NOT cooling,
+						notifications = CASE WHEN cooling THEN 0 ELSE 1 END,
+						last_notified_at = CASE WHEN cooling THEN NULL ELSE t END
 					WHERE e.id = ep.id
 					RETURNING * INTO ep;
 					IF NOT cooling THEN
 						PERFORM anomaly._notify_rule(r, ep, s, 'firing');
 					END IF;
+				ELSIF ep.status = 'firing' AND r.repeat_interval IS NOT NULL
+					AND t - coalesce(ep.last_notified_at, ep.fired_at) >= r.repeat_interval THEN
+					-- still firing: remind (an episode that fired silently in a
+					-- cooldown speaks up once it has lasted repeat_interval)
+					UPDATE anomaly.alert_episodes e
+					SET notified = true, notifications = e.notifications + 1, last_notified_at = t
+					WHERE e.id = ep.id
+					RETURNING * INTO ep;
+					PERFORM anomaly._notify_rule(r, ep, s, 'firing');
 				END IF;
 			ELSIF ep.id IS NOT NULL THEN
 				IF ep.status = 'pending' THEN
@@ -1200,7 +1225,7 @@ COMMENT ON VIEW delivery_status IS 'per destination: queued, oldest age, sent, r
 CREATE VIEW alerts AS
 SELECT e.id AS episode, e.rule, r.detector, e.group_key AS key, e.fingerprint, e.status,
 	   e.started_at, e.fired_at, e.resolved_at, e.last_seen_at, e.notified,
-	   e.peak_score, e.peak_grade, r.severity
+	   e.notifications, e.last_notified_at, e.peak_score, e.peak_grade, r.severity
 FROM anomaly.alert_episodes e JOIN anomaly.alert_rules r ON r.name = e.rule;
 COMMENT ON VIEW alerts IS 'alert episodes with their rule';
 
@@ -1215,7 +1240,7 @@ REVOKE EXECUTE ON FUNCTION
 	drop_destination(text, boolean),
 	send_alert(text, text, jsonb),
 	alert_trigger(),
-	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean),
+	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
 	drop_alert_rule(text),
 	replay_dead_letters(text, bigint[], timestamptz),
 	purge_alert_history(interval),
@@ -1233,7 +1258,7 @@ GRANT EXECUTE ON FUNCTION
 	drop_destination(text, boolean),
 	send_alert(text, text, jsonb),
 	alert_trigger(),
-	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean),
+	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
 	drop_alert_rule(text),
 	replay_dead_letters(text, bigint[], timestamptz),
 	purge_alert_history(interval),
