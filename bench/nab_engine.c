@@ -135,6 +135,11 @@ run_file(const Options *o, const char *category, const char *name)
 
 			rcf_grader_process(grader, forest, x, true, &g, NULL);
 			s = g.grade;
+			if (o->grade == 4)
+			{
+				fprintf(out, "%s,%.10g\n", line, g.score);
+				continue;
+			}
 			if (o->grade >= 2)
 			{
 				double		z = o->grade == 3 ? g.grade / (1.0001 - g.grade) :
@@ -188,7 +193,7 @@ main(int argc, char **argv)
 			o.out = v;
 		else if (!strcmp(a, "--mode"))
 			o.grade = !strcmp(v, "grade") ? 1 : !strcmp(v, "z") ? 2 :
-				!strcmp(v, "gnms") ? 3 : 0;
+				!strcmp(v, "gnms") ? 3 : !strcmp(v, "score") ? 4 : 0;
 		else if (!strcmp(a, "--dow"))
 			o.dow = atof(v);
 		else if (!strcmp(a, "--diff"))
