@@ -3,13 +3,18 @@
  *	  Runs the engine (and optionally the grader) over NAB series directly,
  *	  without SQL, to study detection quality quickly.
  *
- *	  bench/nab_engine --nab DIR --out DIR [--mode raw|grade]
+ *	  bench/nab_engine --nab DIR --out DIR [--mode raw|grade|score]
  *				[--shingle S] [--trees T] [--samples N] [--time-decay L]
- *				[--seed X] [grader options, see rcf_grader_params]
+ *				[--seed X] [--tod W] [grader options: --z-factor,
+ *				--score-floor, --horizon, --short-window, --suppress, --warmup,
+ *				--cusum-drift, --cusum-threshold (rcf_grader_set_option)]
  *
  * Writes OUT/<category>/<file>.csv with timestamp,anomaly_score as NAB's
  * scorer expects.  In raw mode the score is s / (1 + s); in grade mode it
- * is the grader's anomaly grade.
+ * is the grader's anomaly grade.  Score mode writes the raw forest score
+ * (10 significant digits, not in [0, 1]: not for NAB's scorer) of the
+ * grading run, for studying graders offline on the same scores: the forest
+ * does not depend on the grader.
  */
 #include <dirent.h>
 #include <errno.h>

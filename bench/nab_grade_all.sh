@@ -6,12 +6,14 @@
 #
 #   bench/nab_grade_all.sh [OUT_BASE]
 #
-# Runs bench/nab.sh --mode grade for two configurations, each with seeds 1, 2
-# and 3:
+# Runs bench/nab.sh --mode grade for three configurations, each with seeds 1,
+# 2 and 3:
 #   default   detect() with every default: KDA's forest (100 trees, 256
 #             samples, time decay 100000), shingle 1, z_factor 3,
 #             score_floor 0.8, suppress 100, score_horizon 3000,
 #             cusum_drift 2, cusum_threshold 12
+#   kda_z10   every default but z_factor 10: KDA's forest, single scores
+#             fire only when extreme, sustained rises through the CUSUM
 #   nab       the configuration recommended for NAB-like series: shingle 8,
 #             z_factor 4, the time of day as two features (bench/nab.sh
 #             --tod 0.1), the other defaults
@@ -36,7 +38,7 @@
 # Environment:
 #   NAB_SEEDS          seeds (default "1 2 3")
 #   NAB_GRADE_CONFIGS  "name:shingle:z_factor:tod ..." (default
-#                      "default:1:3:0 nab:8:4:0.1")
+#                      "default:1:3:0 kda_z10:1:10:0 nab:8:4:0.1")
 #   NAB_FIXED_THRESHOLD  the fixed threshold (default 0.000001)
 #   NAB_PARITY_SEED    the seed of the parity check (default 42; empty: skip it)
 #   NAB_ROOT, NAB_SCORE, ANOMALY_BENCH_INSTALL, BENCH_JSONL   as for bench/nab.sh
@@ -53,7 +55,7 @@ NAB_ROOT=${NAB_ROOT:-$ROOT/../shared/nab}
 NAB_SCORE=${NAB_SCORE:-$ROOT/../shared/tools/nab_score.py}
 OUT_BASE=${1:-$ROOT/bench/results/nab-grade}
 SEEDS=${NAB_SEEDS:-1 2 3}
-CONFIGS=${NAB_GRADE_CONFIGS:-default:1:3:0 nab:8:4:0.1}
+CONFIGS=${NAB_GRADE_CONFIGS:-default:1:3:0 kda_z10:1:10:0 nab:8:4:0.1}
 FIXED=${NAB_FIXED_THRESHOLD:-0.000001}
 PARITY_SEED=${NAB_PARITY_SEED-42}
 
