@@ -7,12 +7,14 @@
 #   bench/nab.sh OUT_DIR [--mode raw|grade] [--shingle S] [--seed X]
 #                [--trees T] [--samples N] [--time-decay L]
 #                [--z-factor Z] [--score-floor F] [--suppress N]
-#                [--score-horizon H] [--tod W] [--threshold T|opt]...
+#                [--score-horizon H] [--cusum-drift K] [--cusum-threshold C]
+#                [--tod W] [--threshold T|opt]...
 #                [--order file|time] [--per-file] [--per-category]
 #
 # Forest defaults are KDA's: shingle 1, 100 trees, 256 samples, time decay
 # 100000; seed 42.  The grader options (--mode grade only) default to
-# detect()'s: z_factor 3, score_floor 0.8, suppress 100, score_horizon 3000.
+# detect()'s: z_factor 3, score_floor 0.8, suppress 100, score_horizon 3000,
+# cusum_drift 2, cusum_threshold 12 (0 turns the CUSUM off).
 # --tod W (grade mode) adds the time of day as two features scaled to W
 # times the range of the file's values so far (0, the default: none).
 #
@@ -27,7 +29,8 @@
 #            shingle, seed) OVER (PARTITION BY file ORDER BY id)
 #      --mode grade
 #        (anomaly.detect(ARRAY[value], trees, samples, decay, shingle, seed,
-#            z_factor, score_floor, 0, 0, 0, 0, suppress, score_horizon)
+#            z_factor, score_floor, 0, 0, 0, 0, suppress, score_horizon,
+#            'skip', NULL, cusum_drift, cusum_threshold)
 #            OVER (PARTITION BY file ORDER BY id)).anomaly_grade
 #    --order time feeds each file in time order instead, ORDER BY
 #    ts::timestamp, id (id breaks ties: some files repeat a timestamp at a
@@ -50,7 +53,8 @@
 #    scorer's table, then one line per threshold:
 #        nab standard=.. reward_low_FP=.. reward_low_FN=.. shingle=.. seed=..
 #            ... mode=raw|grade threshold_mode=opt|fixed ...
-#    (grade mode adds z_factor=.. score_floor=.. suppress=.. score_horizon=..),
+#    (grade mode adds z_factor=.. score_floor=.. suppress=.. score_horizon=..
+#    cusum_drift=.. cusum_threshold=.. tod=..),
 #    and keeps the scorer's JSON as OUT_DIR/nab_score.json (opt) or
 #    OUT_DIR/nab_score_threshold_T.json.
 #
@@ -77,7 +81,7 @@ NAB_ROOT=${NAB_ROOT:-$ROOT/../shared/nab}
 NAB_SCORE=${NAB_SCORE:-$ROOT/../shared/tools/nab_score.py}
 
 usage() {
-	sed -n '7,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '7,12p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -95,6 +99,8 @@ Z_FACTOR=3
 SCORE_FLOOR=0.8
 SUPPRESS=100
 HORIZON=3000
+CUSUM_DRIFT=2
+CUSUM_THRESHOLD=12
 TOD=0
 GRADER_GIVEN=0
 THRESHOLDS=()
@@ -116,6 +122,8 @@ while [ $# -gt 0 ]; do
 		--score-floor) SCORE_FLOOR=$2; GRADER_GIVEN=1 ;;
 		--suppress) SUPPRESS=$2; GRADER_GIVEN=1 ;;
 		--score-horizon) HORIZON=$2; GRADER_GIVEN=1 ;;
+		--cusum-drift) CUSUM_DRIFT=$2; GRADER_GIVEN=1 ;;
+		--cusum-threshold) CUSUM_THRESHOLD=$2; GRADER_GIVEN=1 ;;
 		--tod) TOD=$2; GRADER_GIVEN=1 ;;
 		--threshold) THRESHOLDS+=("$2") ;;
 		*) usage ;;
@@ -126,7 +134,7 @@ for v in "$SHINGLE" "$SEED" "$TREES" "$SAMPLES" "$DECAY" "$SUPPRESS"; do
 	[[ "$v" =~ ^[0-9]+$ ]] || { bench_log "not a non-negative integer: $v"; exit 2; }
 done
 NUMBER='^[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$'
-for v in "$Z_FACTOR" "$SCORE_FLOOR" "$HORIZON" "$TOD"; do
+for v in "$Z_FACTOR" "$SCORE_FLOOR" "$HORIZON" "$CUSUM_DRIFT" "$CUSUM_THRESHOLD" "$TOD"; do
 	[[ "$v" =~ $NUMBER ]] || { bench_log "not a non-negative number: $v"; exit 2; }
 done
 [ ${#THRESHOLDS[@]} -gt 0 ] || THRESHOLDS=(opt)
@@ -238,10 +246,10 @@ if [ "$TOD" != 0 ]; then
 	SOURCE="(SELECT id, file, ts, value, (substr(ts, 12, 2)::int * 60 + substr(ts, 15, 2)::int) / 1440.0::float8 AS day, max(value) OVER r AS hi, min(value) OVER r AS lo FROM nab_data WINDOW r AS (PARTITION BY file ORDER BY id ROWS UNBOUNDED PRECEDING)) nab_data"
 fi
 if [ "$MODE" = grade ]; then
-	SCORE="(anomaly.detect($POINT, $FOREST_ARGS, $Z_FACTOR, $SCORE_FLOOR, 0, 0, 0, 0, $SUPPRESS, $HORIZON) OVER w).anomaly_grade"
+	SCORE="(anomaly.detect($POINT, $FOREST_ARGS, $Z_FACTOR, $SCORE_FLOOR, 0, 0, 0, 0, $SUPPRESS, $HORIZON, 'skip', NULL, $CUSUM_DRIFT, $CUSUM_THRESHOLD) OVER w).anomaly_grade"
 	MAP="coalesce(s, 0)"
 	MAP_TEXT="anomaly_grade, 6 decimals"
-	GRADER_TEXT=" z_factor=$Z_FACTOR score_floor=$SCORE_FLOOR suppress=$SUPPRESS score_horizon=$HORIZON tod=$TOD"
+	GRADER_TEXT=" z_factor=$Z_FACTOR score_floor=$SCORE_FLOOR suppress=$SUPPRESS score_horizon=$HORIZON cusum_drift=$CUSUM_DRIFT cusum_threshold=$CUSUM_THRESHOLD tod=$TOD"
 else
 	SCORE="anomaly.random_cut_forest(ARRAY[value], $FOREST_ARGS) OVER w"
 	MAP="coalesce(s / (1 + s), 0)"

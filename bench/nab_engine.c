@@ -3,13 +3,18 @@
  *	  Runs the engine (and optionally the grader) over NAB series directly,
  *	  without SQL, to study detection quality quickly.
  *
- *	  bench/nab_engine --nab DIR --out DIR [--mode raw|grade]
+ *	  bench/nab_engine --nab DIR --out DIR [--mode raw|grade|score]
  *				[--shingle S] [--trees T] [--samples N] [--time-decay L]
- *				[--seed X] [grader options, see rcf_grader_params]
+ *				[--seed X] [--tod W] [grader options: --z-factor,
+ *				--score-floor, --horizon, --short-window, --suppress, --warmup,
+ *				--cusum-drift, --cusum-threshold (rcf_grader_set_option)]
  *
  * Writes OUT/<category>/<file>.csv with timestamp,anomaly_score as NAB's
  * scorer expects.  In raw mode the score is s / (1 + s); in grade mode it
- * is the grader's anomaly grade.
+ * is the grader's anomaly grade.  Score mode writes the raw forest score
+ * (10 significant digits, not in [0, 1]: not for NAB's scorer) of the
+ * grading run, for studying graders offline on the same scores: the forest
+ * does not depend on the grader.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -135,6 +140,11 @@ run_file(const Options *o, const char *category, const char *name)
 
 			rcf_grader_process(grader, forest, x, true, &g, NULL);
 			s = g.grade;
+			if (o->grade == 4)
+			{
+				fprintf(out, "%s,%.10g\n", line, g.score);
+				continue;
+			}
 			if (o->grade >= 2)
 			{
 				double		z = o->grade == 3 ? g.grade / (1.0001 - g.grade) :
@@ -188,7 +198,7 @@ main(int argc, char **argv)
 			o.out = v;
 		else if (!strcmp(a, "--mode"))
 			o.grade = !strcmp(v, "grade") ? 1 : !strcmp(v, "z") ? 2 :
-				!strcmp(v, "gnms") ? 3 : 0;
+				!strcmp(v, "gnms") ? 3 : !strcmp(v, "score") ? 4 : 0;
 		else if (!strcmp(a, "--dow"))
 			o.dow = atof(v);
 		else if (!strcmp(a, "--diff"))

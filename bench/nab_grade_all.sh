@@ -6,13 +6,17 @@
 #
 #   bench/nab_grade_all.sh [OUT_BASE]
 #
-# Runs bench/nab.sh --mode grade for two configurations, each with seeds 1, 2
-# and 3:
+# Runs bench/nab.sh --mode grade for three configurations, each with seeds 1,
+# 2 and 3:
 #   default   detect() with every default: KDA's forest (100 trees, 256
 #             samples, time decay 100000), shingle 1, z_factor 3,
-#             score_floor 0.8, suppress 100, score_horizon 3000
+#             score_floor 0.8, suppress 100, score_horizon 3000,
+#             cusum_drift 2, cusum_threshold 12
+#   kda_z10   every default but z_factor 10: KDA's forest, single scores
+#             fire only when extreme, sustained rises through the CUSUM
 #   nab       the configuration recommended for NAB-like series: shingle 8,
-#             z_factor 4, the other defaults
+#             z_factor 4, the time of day as two features (bench/nab.sh
+#             --tod 0.1), the other defaults
 # on one throwaway cluster (the corpus is loaded once), writing each run's
 # results to OUT_BASE/<config>-seed<seed>/ (default bench/results/nab-grade).
 # Each run is scored twice: at the threshold NAB optimises over the corpus
@@ -33,7 +37,8 @@
 #
 # Environment:
 #   NAB_SEEDS          seeds (default "1 2 3")
-#   NAB_GRADE_CONFIGS  "name:shingle:z_factor ..." (default "default:1:3 nab:8:4")
+#   NAB_GRADE_CONFIGS  "name:shingle:z_factor:tod ..." (default
+#                      "default:1:3:0 kda_z10:1:10:0 nab:8:4:0.1")
 #   NAB_FIXED_THRESHOLD  the fixed threshold (default 0.000001)
 #   NAB_PARITY_SEED    the seed of the parity check (default 42; empty: skip it)
 #   NAB_ROOT, NAB_SCORE, ANOMALY_BENCH_INSTALL, BENCH_JSONL   as for bench/nab.sh
@@ -50,7 +55,7 @@ NAB_ROOT=${NAB_ROOT:-$ROOT/../shared/nab}
 NAB_SCORE=${NAB_SCORE:-$ROOT/../shared/tools/nab_score.py}
 OUT_BASE=${1:-$ROOT/bench/results/nab-grade}
 SEEDS=${NAB_SEEDS:-1 2 3}
-CONFIGS=${NAB_GRADE_CONFIGS:-default:1:3 nab:8:4}
+CONFIGS=${NAB_GRADE_CONFIGS:-default:1:3:0 kda_z10:1:10:0 nab:8:4:0.1}
 FIXED=${NAB_FIXED_THRESHOLD:-0.000001}
 PARITY_SEED=${NAB_PARITY_SEED-42}
 
@@ -79,12 +84,13 @@ bench_install
 bench_cluster_start "$WORK/pg"
 export NAB_CLUSTER=$WORK/pg
 
-# run NAME SHINGLE Z SEED OUT: bench/nab.sh in grade mode at both thresholds;
-# its "nab ..." lines go to $WORK/lines, prefixed with config=NAME.
+# run NAME SHINGLE Z TOD SEED OUT: bench/nab.sh in grade mode at both
+# thresholds; its "nab ..." lines go to $WORK/lines, prefixed with
+# config=NAME.
 run() {
-	local name=$1 shingle=$2 z=$3 seed=$4 out=$5 text
+	local name=$1 shingle=$2 z=$3 tod=$4 seed=$5 out=$6 text
 	if ! text=$(ANOMALY_BENCH_INSTALL=0 "$HERE/nab.sh" "$out" --mode grade \
-		--shingle "$shingle" --z-factor "$z" --seed "$seed" \
+		--shingle "$shingle" --z-factor "$z" --tod "$tod" --seed "$seed" \
 		--threshold opt --threshold "$FIXED"); then
 		echo "$text"
 		bench_log "bench/nab.sh failed for $name, seed $seed"
@@ -96,10 +102,10 @@ run() {
 
 : >"$WORK/lines"
 for cfg in $CONFIGS; do
-	IFS=: read -r name shingle z <<<"$cfg"
+	IFS=: read -r name shingle z tod <<<"$cfg"
 	for seed in $SEEDS; do
-		echo "=== $name (shingle $shingle, z_factor $z), seed $seed"
-		run "$name" "$shingle" "$z" "$seed" "$OUT_BASE/$name-seed$seed"
+		echo "=== $name (shingle $shingle, z_factor $z, tod $tod), seed $seed"
+		run "$name" "$shingle" "$z" "$tod" "$seed" "$OUT_BASE/$name-seed$seed"
 	done
 done
 
@@ -117,18 +123,18 @@ if [ -n "$PARITY_SEED" ]; then
 	fi
 	: >"$WORK/parity_lines"
 	for cfg in $CONFIGS; do
-		IFS=: read -r name shingle z <<<"$cfg"
+		IFS=: read -r name shingle z tod <<<"$cfg"
 		sql_out=$OUT_BASE/$name-seed$PARITY_SEED
 		c_out=$OUT_BASE/$name-seed$PARITY_SEED-engine
 		echo "=== parity: $name (shingle $shingle, z_factor $z), seed $PARITY_SEED: SQL"
 		if ! grep -q "^config=$name .*\\bseed=$PARITY_SEED\\b" "$WORK/lines"; then
-			run "$name" "$shingle" "$z" "$PARITY_SEED" "$sql_out"
+			run "$name" "$shingle" "$z" "$tod" "$PARITY_SEED" "$sql_out"
 		fi
 		echo "=== parity: $name, seed $PARITY_SEED: bench/nab_engine"
 		rm -rf "$c_out"
 		t0=$(bench_now)
 		"$ROOT/bench/nab_engine" --nab "$NAB_ROOT" --out "$c_out" --mode grade \
-			--shingle "$shingle" --z-factor "$z" --seed "$PARITY_SEED"
+			--shingle "$shingle" --z-factor "$z" --tod "$tod" --seed "$PARITY_SEED"
 		c_seconds=$(bench_since "$t0")
 		python3 "$NAB_SCORE" "$c_out" --nab-root "$NAB_ROOT" --name anomaly \
 			--json "$c_out/nab_score.json" >/dev/null
@@ -162,7 +168,7 @@ if [ -n "$PARITY_SEED" ]; then
 			match=no
 			PARITY_FAIL=1
 		fi
-		PARITY+=("config=$name shingle=$shingle z_factor=$z seed=$PARITY_SEED files=$files identical=$same sql_standard=$s_std sql_reward_low_FP=$s_lfp sql_reward_low_FN=$s_lfn engine_standard=$c_std engine_reward_low_FP=$c_lfp engine_reward_low_FN=$c_lfn sql_score_seconds=$(echo "$sql_line" | field score_seconds) engine_seconds=$c_seconds match=$match")
+		PARITY+=("config=$name shingle=$shingle z_factor=$z tod=$tod seed=$PARITY_SEED files=$files identical=$same sql_standard=$s_std sql_reward_low_FP=$s_lfp sql_reward_low_FN=$s_lfn engine_standard=$c_std engine_reward_low_FP=$c_lfp engine_reward_low_FN=$c_lfn sql_score_seconds=$(echo "$sql_line" | field score_seconds) engine_seconds=$c_seconds match=$match")
 	done
 fi
 
@@ -185,7 +191,7 @@ done <"$WORK/lines"
 echo ""
 MEDIANS=()
 for cfg in $CONFIGS; do
-	IFS=: read -r name shingle z <<<"$cfg"
+	IFS=: read -r name shingle z tod <<<"$cfg"
 	for mode in opt fixed; do
 		: >"$WORK/sel"
 		for seed in $SEEDS; do
@@ -196,7 +202,7 @@ for cfg in $CONFIGS; do
 		lfn=$(field reward_low_FN <"$WORK/sel" | bench_median)
 		# shellcheck disable=SC2059
 		printf "$FMT" "$name" "$shingle" "$z" median "$mode" "$std" "$lfp" "$lfn" ""
-		MEDIANS+=("config=$name shingle=$shingle z_factor=$z threshold_mode=$mode seeds=$(echo "$SEEDS" | tr ' ' ',') standard=$std reward_low_FP=$lfp reward_low_FN=$lfn")
+		MEDIANS+=("config=$name shingle=$shingle z_factor=$z tod=$tod cusum_drift=2 cusum_threshold=12 threshold_mode=$mode seeds=$(echo "$SEEDS" | tr ' ' ',') standard=$std reward_low_FP=$lfp reward_low_FN=$lfn")
 	done
 done
 echo ""

@@ -87,6 +87,41 @@ FROM m, kinds, (SELECT t AS wt, anomaly.detect(ARRAY[spike]) OVER (ORDER BY t) A
 WHERE t = 2500 AND wt = 2500;
 SELECT anomaly.rcf_info(model) -> 'grader' AS grader FROM m;
 
+-- Sustained change: the CUSUM of standardized scores.  Gaussian noise
+-- (a sum of twelve uniforms) whose level moves by one deviation at 3000,
+-- shingle 4 and a strict z_factor: with the CUSUM (default) some firings
+-- come from it, at a score at or below the single-score threshold; with
+-- cusum_threshold => 0 none do.
+CREATE TABLE gshift AS
+SELECT t, (SELECT sum(noise(t * 12 + i)) FROM generate_series(0, 11) i)
+          + CASE WHEN t >= 3000 THEN 1 ELSE 0 END AS v
+FROM generate_series(1, 4000) t;
+SELECT cusum, count(*) FILTER (WHERE t < 3000) AS firings_before,
+       min(t) FILTER (WHERE t >= 3000) AS first_after,
+       count(*) FILTER (WHERE (d).anomaly_score <= (d).threshold) AS by_cusum,
+       bool_and((d).anomaly_grade > 0 AND (d).anomaly_grade <= 1) AS graded
+FROM (SELECT 'off' AS cusum, t, anomaly.detect(ARRAY[v], shingle_size => 4, z_factor => 6,
+                                               cusum_threshold => 0) OVER (ORDER BY t) AS d FROM gshift
+      UNION ALL
+      SELECT 'on', t, anomaly.detect(ARRAY[v], shingle_size => 4, z_factor => 6) OVER (ORDER BY t) FROM gshift) s
+WHERE (d).is_anomaly GROUP BY cusum ORDER BY cusum;
+
+-- A change of variance (x1.6 from 3000) with the defaults and shingle 4:
+-- the CUSUM fires at 3192, and a model trained on the points before it
+-- grades that point as detect() does (the CUSUM's state is in the model).
+CREATE TABLE gvar AS
+SELECT t, (SELECT sum(noise(t * 12 + i)) FROM generate_series(0, 11) i)
+          * CASE WHEN t >= 3000 THEN 1.6 ELSE 1 END AS v
+FROM generate_series(1, 4000) t;
+SELECT t, (d).anomaly_score <= (d).threshold AS by_cusum, (d).anomaly_grade > 0 AS graded
+FROM (SELECT t, anomaly.detect(ARRAY[v], shingle_size => 4) OVER (ORDER BY t) AS d FROM gvar) s
+WHERE (d).is_anomaly AND t >= 3000 ORDER BY t LIMIT 3;
+CREATE TABLE mv AS SELECT anomaly.rcf_train(ARRAY[v], 100, 256, 100000, 4, 42 ORDER BY t) AS model
+FROM gvar WHERE t < 3192;
+SELECT anomaly.rcf_detect(model, ARRAY[v])::text = w::text AS equal, (w).is_anomaly
+FROM mv, gvar, (SELECT t AS wt, anomaly.detect(ARRAY[v], shingle_size => 4) OVER (ORDER BY t) AS w FROM gvar) x
+WHERE t = 3192 AND wt = 3192;
+
 -- Errors.
 SELECT anomaly.detect(ARRAY[1.0], z_factor => 0) OVER ();
 SELECT anomaly.detect(ARRAY[1.0], score_floor => -1) OVER ();
@@ -96,3 +131,6 @@ SELECT anomaly.detect(ARRAY[1.0], ignore_near_expected_above => -1) OVER ();
 SELECT anomaly.detect(ARRAY[1.0], missing => 'guess') OVER ();
 SELECT anomaly.detect(ARRAY[1.0], missing => NULL) OVER ();
 SELECT anomaly.detect(ARRAY[1.0], z_factor => NULL) OVER ();
+SELECT anomaly.detect(ARRAY[1.0], cusum_drift => -1) OVER ();
+SELECT anomaly.detect(ARRAY[1.0], cusum_threshold => -1) OVER ();
+SELECT anomaly.detect(ARRAY[1.0], cusum_threshold => NULL) OVER ();

@@ -66,6 +66,7 @@ extern Jsonb *anomaly_explanation(const RcfForest *forest, const double *high,
 extern List *anomaly_feature_names(ArrayType *names, int dims);
 
 /* detection.c */
+#define ANOMALY_GRADER_ARGS 10
 extern void anomaly_grader_params(RcfGraderParams *params,
 								  const NullableDatum *args);
 extern AnomalyMissing anomaly_missing_policy(const NullableDatum *arg);

@@ -29,7 +29,8 @@ float_arg(const NullableDatum *arg, const char *name)
  * Grader parameters from SQL arguments in this order: z_factor,
  * score_floor, ignore_near_expected_above, ignore_near_expected_below,
  * ignore_near_expected_above_ratio, ignore_near_expected_below_ratio,
- * suppress, score_horizon.
+ * suppress, score_horizon, cusum_drift, cusum_threshold
+ * (ANOMALY_GRADER_ARGS of them).
  */
 void
 anomaly_grader_params(RcfGraderParams *params, const NullableDatum *args)
@@ -47,6 +48,8 @@ anomaly_grader_params(RcfGraderParams *params, const NullableDatum *args)
 		anomaly_null_param("suppress");
 	params->suppress = DatumGetInt32(args[6].value);
 	params->horizon = float_arg(&args[7], "score_horizon");
+	params->cusum_drift = float_arg(&args[8], "cusum_drift");
+	params->cusum_threshold = float_arg(&args[9], "cusum_threshold");
 
 	if (!(params->z_factor > 0 && params->z_factor <= 100))
 		ereport(ERROR,
@@ -68,6 +71,17 @@ anomaly_grader_params(RcfGraderParams *params, const NullableDatum *args)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("score_horizon must be between 2 and 1000000000"),
 				 errdetail("score_horizon is %g.", params->horizon)));
+	if (!(params->cusum_drift >= 0 && params->cusum_drift <= 100))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cusum_drift must be between 0 and 100"),
+				 errdetail("cusum_drift is %g.", params->cusum_drift)));
+	if (!(params->cusum_threshold >= 0 && params->cusum_threshold <= 1e6))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cusum_threshold must be between 0 and 1000000"),
+				 errdetail("cusum_threshold is %g.", params->cusum_threshold),
+				 errhint("0 turns the CUSUM off.")));
 	err = rcf_grader_params_check(params);
 	if (err)
 		ereport(ERROR,

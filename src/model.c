@@ -600,8 +600,10 @@ rcf_info_model(PG_FUNCTION_ARGS)
 
 		appendStringInfo(&buf,
 						 ", \"grader\": {\"z_factor\": %.15g, \"score_floor\": %.15g, "
-						 "\"suppress\": %d, \"score_horizon\": %.15g}",
-						 g->z_factor, g->score_floor, g->suppress, g->horizon);
+						 "\"suppress\": %d, \"score_horizon\": %.15g, "
+						 "\"cusum_drift\": %.15g, \"cusum_threshold\": %.15g}",
+						 g->z_factor, g->score_floor, g->suppress, g->horizon,
+						 g->cusum_drift, g->cusum_threshold);
 		rcf_grader_free(grader);
 	}
 	appendStringInfoChar(&buf, '}');

@@ -74,14 +74,19 @@ typedef struct ArgLayout
 	int			directionality; /* -1 if absent */
 	int			names;			/* -1 if absent */
 	int			grader;			/* first grader argument, -1 if absent */
+	int			grader_more;	/* the grader's last two arguments */
 	int			missing;		/* -1 if absent */
 } ArgLayout;
 
-static const ArgLayout score_args = {1, 2, 3, 4, 5, -1, -1, -1, -1};
-static const ArgLayout explain_args = {1, 2, 3, 4, 6, 5, 7, -1, -1};
-static const ArgLayout detect_args = {1, 2, 3, 4, 5, -1, 15, 6, 14};
+static const ArgLayout score_args = {1, 2, 3, 4, 5, -1, -1, -1, -1, -1};
+static const ArgLayout explain_args = {1, 2, 3, 4, 6, 5, 7, -1, -1, -1};
+static const ArgLayout detect_args = {1, 2, 3, 4, 5, -1, 15, 6, 16, 14};
 
-/* Grader arguments of detect(): z_factor .. score_horizon. */
+/*
+ * Grader arguments of detect(): z_factor .. score_horizon from the first,
+ * cusum_drift and cusum_threshold (added after feature_names) from the
+ * second.
+ */
 #define DETECT_GRADER_ARGS 8
 
 /* Reads argument argno of the current row. */
@@ -141,13 +146,18 @@ create_forest(FunctionCallInfo fcinfo, WindowObject winobj,
 
 	if (layout->grader >= 0)
 	{
-		NullableDatum args[DETECT_GRADER_ARGS];
+		NullableDatum args[ANOMALY_GRADER_ARGS];
 		RcfGraderParams gp;
 		RcfAllocator allocator;
 		size_t		n = sizeof(double) * state->dims;
 
-		for (int i = 0; i < DETECT_GRADER_ARGS; i++)
-			args[i].value = current_arg(winobj, layout->grader + i, &args[i].isnull);
+		for (int i = 0; i < ANOMALY_GRADER_ARGS; i++)
+		{
+			int			argno = i < DETECT_GRADER_ARGS ? layout->grader + i :
+				layout->grader_more + i - DETECT_GRADER_ARGS;
+
+			args[i].value = current_arg(winobj, argno, &args[i].isnull);
+		}
 		anomaly_grader_params(&gp, args);
 		args[0].value = current_arg(winobj, layout->missing, &args[0].isnull);
 		state->missing = anomaly_missing_policy(&args[0]);

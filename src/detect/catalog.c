@@ -380,18 +380,18 @@ static const char *option_names[] = {
 	"feature_names", "grade", "z_factor", "score_floor",
 	"ignore_near_expected_above", "ignore_near_expected_below",
 	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
-	"suppress", "score_horizon", "destination", NULL
+	"suppress", "score_horizon", "cusum_drift", "cusum_threshold", "destination", NULL
 };
 
 /* The grader's options, in anomaly_grader_params' order, with detect()'s defaults. */
 static const char *grader_option_names[] = {
 	"z_factor", "score_floor", "ignore_near_expected_above", "ignore_near_expected_below",
 	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
-	"suppress", "score_horizon"
+	"suppress", "score_horizon", "cusum_drift", "cusum_threshold"
 };
-static const double grader_option_defaults[] = {3, 0.8, 0, 0, 0, 0, 100, 3000};
+static const double grader_option_defaults[] = {3, 0.8, 0, 0, 0, 0, 100, 3000, 2, 12};
 
-#define NUM_GRADER_OPTIONS 8
+#define NUM_GRADER_OPTIONS ANOMALY_GRADER_ARGS
 
 /* A number of a JSON value. */
 static double
@@ -604,7 +604,8 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 									 "operations, retention, with_explanation, with_directionality, feature_names, "
 									 "grade, z_factor, score_floor, ignore_near_expected_above, "
 									 "ignore_near_expected_below, ignore_near_expected_above_ratio, "
-									 "ignore_near_expected_below_ratio, suppress, score_horizon and destination.")));
+									 "ignore_near_expected_below_ratio, suppress, score_horizon, cusum_drift, "
+									 "cusum_threshold and destination.")));
 				continue;
 			}
 			if (tok != WJB_VALUE)
@@ -675,7 +676,8 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 			}
 			else if (strcmp(key, "z_factor") == 0 || strcmp(key, "score_floor") == 0 ||
 					 strncmp(key, "ignore_near_expected_", 21) == 0 ||
-					 strcmp(key, "suppress") == 0 || strcmp(key, "score_horizon") == 0)
+					 strcmp(key, "suppress") == 0 || strcmp(key, "score_horizon") == 0 ||
+					 strncmp(key, "cusum_", 6) == 0)
 			{
 				for (int i = 0; i < NUM_GRADER_OPTIONS; i++)
 					if (strcmp(key, grader_option_names[i]) == 0)
@@ -1034,7 +1036,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 			  "   options->'z_factor', options->'score_floor', options->'ignore_near_expected_above',"
 			  "   options->'ignore_near_expected_below', options->'ignore_near_expected_above_ratio',"
 			  "   options->'ignore_near_expected_below_ratio', options->'suppress',"
-			  "   options->'score_horizon')::text"
+			  "   options->'score_horizon', options->'cusum_drift', options->'cusum_threshold')::text"
 			  " FROM anomaly.detectors WHERE id = $1", 3,
 			  (Oid[]) {INT8OID, BOOLOID, JSONBOID},
 			  (Datum[]) {Int64GetDatum(ex.id), BoolGetDatum(!PG_ARGISNULL(1)),
@@ -1088,7 +1090,8 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 			  " o->'time_decay', o->'shingle_size', o->'seed', o->'grade', o->'z_factor',"
 			  " o->'score_floor', o->'ignore_near_expected_above', o->'ignore_near_expected_below',"
 			  " o->'ignore_near_expected_above_ratio', o->'ignore_near_expected_below_ratio',"
-			  " o->'suppress', o->'score_horizon')::text FROM (SELECT $1::jsonb AS o) s",
+			  " o->'suppress', o->'score_horizon', o->'cusum_drift', o->'cusum_threshold')::text"
+			  " FROM (SELECT $1::jsonb AS o) s",
 			  1, (Oid[]) {JSONBOID}, (Datum[]) {DirectFunctionCall1(jsonb_in, CStringGetDatum(def.options))},
 			  NULL, false, SPI_OK_SELECT);
 	new_params = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);

@@ -319,7 +319,9 @@ detect_error_is_permanent(int sqlerrcode)
 	" (options->>'ignore_near_expected_below')::float8," \
 	" (options->>'ignore_near_expected_above_ratio')::float8," \
 	" (options->>'ignore_near_expected_below_ratio')::float8," \
-	" (options->>'suppress')::float8::int4, (options->>'score_horizon')::float8"
+	" (options->>'suppress')::float8::int4, (options->>'score_horizon')::float8," \
+	" COALESCE((options->>'cusum_drift')::float8, 2)," \
+	" COALESCE((options->>'cusum_threshold')::float8, 12)"
 
 /*
  * Reads detector id's row into def (in CurrentMemoryContext).  lock:
@@ -434,9 +436,9 @@ read_def(int64 id, bool lock, DetectorDef *def, bool *locked)
 	def->grade = DatumGetBool(d);
 	if (def->grade)
 	{
-		NullableDatum gargs[8];
+		NullableDatum gargs[ANOMALY_GRADER_ARGS];
 
-		for (int i = 0; i < 8; i++)
+		for (int i = 0; i < ANOMALY_GRADER_ARGS; i++)
 			gargs[i].value = SPI_getbinval(tup, td, col++, &gargs[i].isnull);
 		anomaly_grader_params(&def->gparams, gargs);
 	}

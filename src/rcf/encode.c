@@ -23,8 +23,9 @@
  *				2 * dim followed by f32 cut for an internal node.  Leaf
  *				masses are the sampler's counts; boxes are recomputed.
  *	 sections	varint count of optional sections, then per section varint
- *				kind, varint length, payload.  Kind 1 is the grader
- *				(grade.c); each kind at most once.
+ *				kind, varint length, payload.  Kind 2 is the grader
+ *				(grade.c); kind 1, the grader's layout before its CUSUM,
+ *				is still read.  At most one grader section.
  */
 #include <stdlib.h>
 
@@ -345,7 +346,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 		size_t		n = rcf_grader_encoded_size(grader);
 
 		put_varint(w, 1);
-		put_varint(w, 1);		/* kind: grader */
+		put_varint(w, RCF_SECTION_GRADER);
 		put_varint(w, n);
 		if (w->buf && w->pos + n <= w->cap)
 			rcf_grader_encode(grader, w->buf + w->pos);
@@ -963,14 +964,16 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 
 			if (r.status != RCF_DECODE_OK)
 				break;
-			if (kind != 1 || grader != NULL)
+			if ((kind != RCF_SECTION_GRADER && kind != RCF_SECTION_GRADER_V1) ||
+				grader != NULL)
 			{
 				fail(&r, RCF_DECODE_CORRUPT, "the data holds sections this version does not know");
 				break;
 			}
 			if (!need(&r, length))
 				break;
-			grader = rcf_grader_decode(buf + r.pos, length, allocator, &gdetail);
+			grader = rcf_grader_decode((int) kind, buf + r.pos, length,
+									   allocator, &gdetail);
 			if (grader == NULL)
 			{
 				fail(&r, RCF_DECODE_CORRUPT, gdetail);

@@ -15,6 +15,18 @@
  * people once per point.  A firing whose values all lie near what the
  * forest expected in their place can be ignored (ignore_*), so a tiny
  * change after a constant stretch pages nobody.
+ *
+ * A single score only fires when it stands out on its own, but many
+ * anomalies (a daily pattern that changes shape, a slow drift, a level
+ * that moves a little) raise the scores moderately for many points in a
+ * row.  Page's CUSUM catches those: with d the score's deviation from the
+ * mean in deviations, S = max(0, S + d - cusum_drift) grows while the
+ * scores stay above cusum_drift deviations and fires when it passes
+ * cusum_threshold.  Isolated spikes of noise do not accumulate; a stretch
+ * of moderately high scores does.  A firing (of either kind) resets S.
+ * On NAB this catches windows the single-score test misses and lets the
+ * single-score test be stricter (fewer false positives); see
+ * docs/sql-reference.md.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +42,12 @@
  * and still catches a second, stronger anomaly.
  */
 #define ESCALATION 2.0
-#define GRADER_PAYLOAD_FIXED (7 * 8 + 3 * 4 + 2 * 8 + 8 + 3 * 4 + 8 + 8)
+#define GRADER_PAYLOAD_V1 (7 * 8 + 3 * 4 + 2 * 8 + 8 + 3 * 4 + 8 + 8)
+#define GRADER_PAYLOAD_FIXED (GRADER_PAYLOAD_V1 + 3 * 8)
+
+/* The grade of a firing that exceeds its limit by excess deviations. */
+#define GRADE_OF(excess) \
+	((excess) / (1.0 + (excess)) > 1e-6 ? (excess) / (1.0 + (excess)) : 1e-6)
 
 struct RcfGrader
 {
@@ -44,6 +61,7 @@ struct RcfGrader
 	int			ring_fill;
 	double		ring_sum;
 	double		peak;			/* average score of the last firing */
+	double		cusum;			/* CUSUM of standardized scores */
 	double		ring[MAX_SHORT_WINDOW];
 };
 
@@ -60,6 +78,8 @@ rcf_grader_params_default(RcfGraderParams *params)
 	params->short_window = 1;
 	params->suppress = 100;
 	params->warmup = 32;
+	params->cusum_drift = 2.0;
+	params->cusum_threshold = 12.0;
 	params->ignore_above = 0.0;
 	params->ignore_below = 0.0;
 	params->ignore_above_ratio = 0.0;
@@ -81,6 +101,10 @@ rcf_grader_params_check(const RcfGraderParams *params)
 		return "suppress must be between 0 and 1000000";
 	if (params->warmup < 0 || params->warmup > 1000000)
 		return "warmup must be between 0 and 1000000";
+	if (!(params->cusum_drift >= 0.0 && params->cusum_drift <= 100.0))
+		return "cusum_drift must be between 0 and 100";
+	if (!(params->cusum_threshold >= 0.0 && params->cusum_threshold <= 1e6))
+		return "cusum_threshold must be between 0 (off) and 1000000";
 	if (!(params->ignore_above >= 0.0 && params->ignore_below >= 0.0 &&
 		  params->ignore_above_ratio >= 0.0 && params->ignore_below_ratio >= 0.0 &&
 		  params->ignore_above <= 1e300 && params->ignore_below <= 1e300 &&
@@ -106,6 +130,10 @@ rcf_grader_set_option(RcfGraderParams *params, const char *name,
 		params->suppress = atoi(value);
 	else if (!strcmp(name, "warmup"))
 		params->warmup = atoi(value);
+	else if (!strcmp(name, "cusum-drift"))
+		params->cusum_drift = atof(value);
+	else if (!strcmp(name, "cusum-threshold"))
+		params->cusum_threshold = atof(value);
 
 	else
 		return -1;
@@ -222,17 +250,29 @@ rcf_grader_assess(const RcfGrader *g, RcfForest *forest, const double *input,
 	out->threshold = threshold;
 	out->confidence = g->count >= (uint64_t) p->horizon ? 1.0 :
 		(double) g->count / p->horizon;
-	if (g->count >= (uint64_t) p->warmup && sd > 0.0)
-		out->deviation = (avg - g->mean) / sd;
+	out->cusum = g->cusum;
+	if (g->count < (uint64_t) p->warmup || !(sd > 0.0))
+		return;
+	out->deviation = (avg - g->mean) / sd;
+	if (p->cusum_threshold > 0.0)
+	{
+		out->cusum += out->deviation - p->cusum_drift;
+		if (out->cusum < 0.0)
+			out->cusum = 0.0;
+	}
 
 	/*
 	 * While muted, only a clearly stronger anomaly fires: a spike after a
-	 * level shift must not hide behind it.
+	 * level shift must not hide behind it.  A score above the threshold
+	 * fires; otherwise, a score above the floor whose CUSUM has passed
+	 * cusum_threshold does.
 	 */
-	if (g->count >= (uint64_t) p->warmup && avg > threshold && sd > 0.0 &&
-		(g->suppress_left == 0 || avg > ESCALATION * g->peak))
+	if (avg > p->score_floor &&
+		(g->suppress_left == 0 || avg > ESCALATION * g->peak) &&
+		(avg > threshold ||
+		 (p->cusum_threshold > 0.0 && out->cusum > p->cusum_threshold)))
 	{
-		double		excess = (avg - threshold) / sd;
+		double		excess;
 		double		buf[RCF_MAX_DIMENSIONS];
 		bool		missing[RCF_MAX_DIMENSIONS];
 		double	   *e = expected ? expected : buf;
@@ -244,10 +284,17 @@ rcf_grader_assess(const RcfGrader *g, RcfForest *forest, const double *input,
 			out->has_expected = expected != NULL;
 			out->near_expected = near_expected(p, input, e, dims);
 		}
+		if (avg > threshold)
+			excess = (avg - threshold) / sd;
+		else
+		{
+			out->sustained = true;
+			excess = (out->cusum - p->cusum_threshold) / p->cusum_threshold;
+		}
 		if (!out->near_expected)
 		{
 			out->is_anomaly = true;
-			out->grade = excess / (1.0 + excess);
+			out->grade = GRADE_OF(excess);
 		}
 	}
 }
@@ -269,6 +316,7 @@ rcf_grader_learn(RcfGrader *g, RcfForest *forest, const double *input,
 		g->ring_sum += score;
 		g->ring[g->ring_next] = score;
 		g->ring_next = (g->ring_next + 1) % p->short_window;
+		g->cusum = grade->is_anomaly ? 0.0 : grade->cusum;
 		if (grade->is_anomaly)
 		{
 			g->suppress_left = p->suppress;
@@ -362,10 +410,12 @@ rcf_grader_encoded_size(const RcfGrader *g)
 }
 
 /*
- * Layout: f64 z_factor, score_floor, horizon, ignore_above, ignore_below,
- * ignore_above_ratio, ignore_below_ratio; u32 short_window, suppress,
- * warmup; f64 mean, var; u64 count; u32 suppress_left, ring_next,
- * ring_fill; f64 ring_sum, peak; f64 ring[ring_fill].
+ * Layout (section kind RCF_SECTION_GRADER): f64 z_factor, score_floor,
+ * horizon, ignore_above, ignore_below, ignore_above_ratio,
+ * ignore_below_ratio; u32 short_window, suppress, warmup; f64 mean, var;
+ * u64 count; u32 suppress_left, ring_next, ring_fill; f64 ring_sum, peak;
+ * f64 cusum_drift, cusum_threshold, cusum; f64 ring[ring_fill].  The older
+ * kind RCF_SECTION_GRADER_V1 lacks the three cusum fields.
  */
 void
 rcf_grader_encode(const RcfGrader *g, uint8_t *p)
@@ -390,13 +440,20 @@ rcf_grader_encode(const RcfGrader *g, uint8_t *p)
 	p = put32(p, (uint32_t) g->ring_fill);
 	p = putd(p, g->ring_sum);
 	p = putd(p, g->peak);
+	p = putd(p, q->cusum_drift);
+	p = putd(p, q->cusum_threshold);
+	p = putd(p, g->cusum);
 	for (int i = 0; i < g->ring_fill; i++)
 		p = putd(p, g->ring[i]);
 }
 
+/*
+ * Decodes a grader section of the given kind, checking every field; NULL
+ * (and *detail) when it is malformed or inconsistent.
+ */
 RcfGrader *
-rcf_grader_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
-				  const char **detail)
+rcf_grader_decode(int kind, const uint8_t *buf, size_t len,
+				  const RcfAllocator *allocator, const char **detail)
 {
 	const uint8_t *p = buf;
 	RcfGraderParams q;
@@ -404,9 +461,13 @@ rcf_grader_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 	uint32_t	suppress_left,
 				ring_next,
 				ring_fill;
+	size_t		fixed;
 
 	*detail = "the grader section is malformed";
-	if (len < GRADER_PAYLOAD_FIXED)
+	if (kind != RCF_SECTION_GRADER && kind != RCF_SECTION_GRADER_V1)
+		return NULL;
+	fixed = kind == RCF_SECTION_GRADER ? GRADER_PAYLOAD_FIXED : GRADER_PAYLOAD_V1;
+	if (len < fixed)
 		return NULL;
 	q.z_factor = getd(&p);
 	q.score_floor = getd(&p);
@@ -418,18 +479,12 @@ rcf_grader_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 	q.short_window = (int) get32(&p);
 	q.suppress = (int) get32(&p);
 	q.warmup = (int) get32(&p);
-	if (rcf_grader_params_check(&q) || q.suppress < 0)
-	{
-		*detail = "the grader's parameters are out of range";
-		return NULL;
-	}
 	g = grader_alloc(allocator);
 	if (g == NULL)
 	{
 		*detail = "out of memory for the grader";
 		return NULL;
 	}
-	g->params = q;
 	g->mean = getd(&p);
 	g->var = getd(&p);
 	g->count = get64(&p);
@@ -438,11 +493,33 @@ rcf_grader_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 	ring_fill = get32(&p);
 	g->ring_sum = getd(&p);
 	g->peak = getd(&p);
+	if (kind == RCF_SECTION_GRADER)
+	{
+		q.cusum_drift = getd(&p);
+		q.cusum_threshold = getd(&p);
+		g->cusum = getd(&p);
+	}
+	else
+	{
+		/* Models stored before the CUSUM grade as they did then. */
+		q.cusum_drift = 0.0;
+		q.cusum_threshold = 0.0;
+		g->cusum = 0.0;
+	}
+	if (rcf_grader_params_check(&q) || q.suppress < 0)
+	{
+		*detail = "the grader's parameters are out of range";
+		rcf_grader_free(g);
+		return NULL;
+	}
+	g->params = q;
 	if (!isfinite(g->peak) || g->peak < 0.0 || !isfinite(g->mean) || !isfinite(g->var) || g->var < 0.0 ||
 		!isfinite(g->ring_sum) || suppress_left > (uint32_t) q.suppress ||
+		!isfinite(g->cusum) || g->cusum < 0.0 ||
+		(q.cusum_threshold == 0.0 && g->cusum != 0.0) ||
 		ring_fill > (uint32_t) q.short_window || ring_next >= (uint32_t) q.short_window ||
 		(ring_fill < (uint32_t) q.short_window && ring_next != ring_fill) ||
-		len != GRADER_PAYLOAD_FIXED + 8 * (size_t) ring_fill)
+		len != fixed + 8 * (size_t) ring_fill)
 	{
 		*detail = "the grader's state is inconsistent";
 		rcf_grader_free(g);

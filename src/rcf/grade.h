@@ -20,6 +20,14 @@ typedef struct RcfGraderParams
 	int			warmup;			/* scores learned before grading starts */
 
 	/*
+	 * Sustained shifts: a CUSUM of the standardized scores, S = max(0, S + d
+	 * - cusum_drift), fires when S exceeds cusum_threshold (both in score
+	 * deviations; a cusum_threshold of 0 turns it off).
+	 */
+	double		cusum_drift;
+	double		cusum_threshold;
+
+	/*
 	 * A firing is ignored when every value of the point lies this near its
 	 * expected value: within an absolute amount, or a ratio of the expected
 	 * value's magnitude, separately above and below.  0 turns a test off.
@@ -37,9 +45,11 @@ typedef struct RcfGrade
 	double		threshold;		/* raw score above which a point fires now */
 	double		confidence;		/* how settled the statistics are, 0 .. 1 */
 	double		deviation;		/* (average - mean) / deviation of scores */
+	double		cusum;			/* the CUSUM after this score */
 	bool		is_anomaly;
 	bool		has_expected;	/* expected[] was filled in */
 	bool		near_expected;	/* fired, but ignored as near the expected */
+	bool		sustained;		/* fired by the CUSUM, not by the score alone */
 } RcfGrade;
 
 typedef struct RcfGrader RcfGrader;
@@ -71,10 +81,17 @@ extern void rcf_grader_assess(const RcfGrader *grader, RcfForest *forest,
 extern void rcf_grader_learn(RcfGrader *grader, RcfForest *forest,
 							 const double *input, const RcfGrade *grade);
 
-/* Encoded form of the grader's parameters and state. */
+/*
+ * Encoded form of the grader's parameters and state.  Models hold it as an
+ * optional section of kind RCF_SECTION_GRADER (the current layout) or
+ * RCF_SECTION_GRADER_V1 (before the CUSUM: still read, with it off).
+ */
+#define RCF_SECTION_GRADER_V1	1
+#define RCF_SECTION_GRADER		2
+
 extern size_t rcf_grader_encoded_size(const RcfGrader *grader);
 extern void rcf_grader_encode(const RcfGrader *grader, uint8_t *buf);
-extern RcfGrader *rcf_grader_decode(const uint8_t *buf, size_t len,
+extern RcfGrader *rcf_grader_decode(int kind, const uint8_t *buf, size_t len,
 									const RcfAllocator *allocator,
 									const char **detail);
 

@@ -28,7 +28,9 @@ CREATE FUNCTION detect(
 	suppress integer DEFAULT 100,
 	score_horizon double precision DEFAULT 3000,
 	missing text DEFAULT 'skip',
-	feature_names text[] DEFAULT NULL)
+	feature_names text[] DEFAULT NULL,
+	cusum_drift double precision DEFAULT 2,
+	cusum_threshold double precision DEFAULT 12)
 RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_window_detect'
 LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
@@ -49,12 +51,14 @@ CREATE FUNCTION detect(
 	suppress integer DEFAULT 100,
 	score_horizon double precision DEFAULT 3000,
 	missing text DEFAULT 'skip',
-	feature_names text[] DEFAULT NULL)
+	feature_names text[] DEFAULT NULL,
+	cusum_drift double precision DEFAULT 2,
+	cusum_threshold double precision DEFAULT 12)
 RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_window_detect'
 LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
 
-COMMENT ON FUNCTION detect(double precision[], integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[])
+COMMENT ON FUNCTION detect(double precision[], integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision)
 IS 'graded anomaly detection over a window: Random Cut Forest score, thresholded into a grade';
-COMMENT ON FUNCTION detect(record, integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[])
+COMMENT ON FUNCTION detect(record, integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision)
 IS 'graded anomaly detection over the numeric columns of a row';

@@ -46,7 +46,11 @@ main(int argc, char **argv)
 				x[d] = floor(5 * sin(i * 0.3 + d));
 			rcf_update(f, x);
 		}
-		/* Every other seed carries a grader section. */
+		/*
+		 * Every other seed carries a grader section (kind 2): with the
+		 * default CUSUM, or (seed 3) with a low drift and a high threshold,
+		 * so that its state is not zero, or (seed 5) with it off.
+		 */
 		if (c % 2 == 1)
 		{
 			RcfGraderParams gp;
@@ -54,6 +58,14 @@ main(int argc, char **argv)
 
 			rcf_grader_params_default(&gp);
 			gp.short_window = 3;
+			if (c == 3)
+			{
+				gp.cusum_drift = 0.5;
+				gp.cusum_threshold = 1000.0;
+				gp.warmup = 0;
+			}
+			else if (c == 5)
+				gp.cusum_threshold = 0.0;
 			g = rcf_grader_create(&gp, &p, NULL);
 			for (int i = 0; i < configs[c][4]; i++)
 			{

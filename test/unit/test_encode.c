@@ -282,6 +282,7 @@ test_grader_round_trip(void)
 			   *g2 = NULL;
 	uint64_t	s = 3;
 	size_t		len;
+	size_t		grader_len;
 	uint8_t    *buf;
 	RcfDecodeStatus status;
 	const char *detail;
@@ -303,6 +304,9 @@ test_grader_round_trip(void)
 		rcf_grader_process(g, f, &x, true, &grade, NULL);
 	}
 	len = rcf_model_encoded_size(f, g);
+	grader_len = rcf_grader_encoded_size(g);
+	UNIT_OK(grader_len - 24 >= 128 && grader_len < 16384,
+			"the grader section's length is two varint bytes, in both layouts");
 	buf = malloc(len);
 	UNIT_OK(rcf_model_encode(f, g, buf, len) == len, "a model with a grader encodes");
 	f2 = rcf_model_decode(buf, len, NULL, &g2, &status, &detail);
@@ -322,8 +326,76 @@ test_grader_round_trip(void)
 	}
 	UNIT_OK(same && fired >= 3,
 			"grades are identical after the round trip (%d firings)", fired);
+
+	/*
+	 * The payload ends: ..., u32 ring_fill, f64 ring_sum, peak, cusum_drift,
+	 * cusum_threshold, cusum, f64 ring[3].
+	 */
+	{
+		uint8_t    *copy = malloc(len);
+		size_t		cusum_at = len - 8 * 3 - 8;
+		size_t		threshold_at = cusum_at - 8;
+		double		minus = -1.0;
+
+		/* A negative CUSUM is refused. */
+		memcpy(copy, buf, len);
+		memcpy(copy + cusum_at, &minus, 8);
+		fix_crc(copy, len);
+		UNIT_OK(rcf_model_decode(copy, len, NULL, &g2, &status, &detail) == NULL &&
+				status == RCF_DECODE_CORRUPT, "a negative CUSUM is refused");
+		/* A CUSUM threshold out of range is refused. */
+		memcpy(copy, buf, len);
+		if (threshold_at < len - 8)
+			memcpy(copy + threshold_at, &minus, 8);
+		fix_crc(copy, len);
+		UNIT_OK(rcf_model_decode(copy, len, NULL, &g2, &status, &detail) == NULL &&
+				status == RCF_DECODE_CORRUPT, "a negative cusum_threshold is refused");
+		/* A section kind this version does not know is refused. */
+		memcpy(copy, buf, len);
+		UNIT_OK(copy[len - grader_len - 3] == RCF_SECTION_GRADER,
+				"the grader section has kind %d", RCF_SECTION_GRADER);
+		copy[len - grader_len - 3] = 3;
+		fix_crc(copy, len);
+		UNIT_OK(rcf_model_decode(copy, len, NULL, &g2, &status, &detail) == NULL &&
+				status == RCF_DECODE_CORRUPT, "an unknown section kind is refused");
+		free(copy);
+	}
+
+	/*
+	 * A model stored before the CUSUM (section kind 1, without the three
+	 * cusum fields) still decodes, and grades as it did: CUSUM off.
+	 */
+	{
+		size_t		v1_len = len - 24;
+		uint8_t    *v1 = malloc(v1_len);
+		size_t		at = len - grader_len;	/* the payload's first byte */
+		size_t		cusum_fields = len - 8 * 3 - 8 * 3;
+		RcfGrader  *g3 = NULL;
+		RcfForest  *f3;
+
+		memcpy(v1, buf, cusum_fields);
+		memcpy(v1 + cusum_fields, buf + cusum_fields + 24, len - cusum_fields - 24);
+		v1[at - 3] = RCF_SECTION_GRADER_V1;
+		v1[at - 2] = (uint8_t) (0x80 | ((grader_len - 24) & 0x7f));
+		v1[at - 1] = (uint8_t) ((grader_len - 24) >> 7);
+		fix_crc(v1, v1_len);
+		f3 = rcf_model_decode(v1, v1_len, NULL, &g3, &status, &detail);
+		UNIT_OK(f3 && g3 && rcf_grader_params(g3)->cusum_threshold == 0.0,
+				"a grader section of kind 1 decodes, with the CUSUM off (%s)",
+				detail ? detail : "ok");
+		/* Its ring fill beyond its window is refused. */
+		v1[v1_len - 8 * 3 - 8 - 8 - 4] = 9;
+		fix_crc(v1, v1_len);
+		UNIT_OK(rcf_model_decode(v1, v1_len, NULL, &g2, &status, &detail) == NULL &&
+				status == RCF_DECODE_CORRUPT,
+				"an inconsistent kind 1 grader state is refused");
+		rcf_free(f3);
+		rcf_grader_free(g3);
+		free(v1);
+	}
+
 	/* The grader's ring fill beyond its window is refused. */
-	buf[len - 8 * 3 - 8 - 8 - 4] = 9;
+	buf[len - 8 * 3 - 3 * 8 - 8 - 8 - 4] = 9;
 	fix_crc(buf, len);
 	UNIT_OK(rcf_model_decode(buf, len, NULL, &g2, &status, &detail) == NULL &&
 			status == RCF_DECODE_CORRUPT, "an inconsistent grader state is refused");
