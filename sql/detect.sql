@@ -39,7 +39,10 @@ SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '[1
 CREATE UNLOGGED TABLE det_unlogged (v float8);
 SELECT anomaly.create_detector('d_r', 'det_unlogged', ARRAY['v']);
 CREATE TABLE det_parted (k int, v float8) PARTITION BY LIST (k);
-SELECT anomaly.create_detector('d_r', 'det_parted', ARRAY['v']);
+-- A partitioned table is a source (its partitions' rows, as its own).
+SELECT anomaly.create_detector('d_parted', 'det_parted', ARRAY['v']);
+SELECT source, state FROM anomaly.detector_status WHERE name = 'd_parted';
+SELECT anomaly.drop_detector('d_parted');
 CREATE VIEW det_view AS SELECT * FROM det_rides;
 SELECT anomaly.create_detector('d_r', 'det_view', ARRAY['fare']);
 -- The slot must be created before the transaction writes.

@@ -118,18 +118,18 @@ check_can_read(Oid relid, Oid role)
 				 errdetail("A detector reads every row; it cannot apply row security policies.")));
 }
 
-/* Opens the source and checks what kind of table it is. */
+/*
+ * Opens the source and checks what kind of table it is: a table, or a
+ * partitioned table whose partitions' rows are read as its own (the
+ * privileges checked are those on it, as for a query on it).
+ */
 static Relation
 open_source_for_definition(Oid relid)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 
-	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("\"%s\" is a partitioned table", RelationGetRelationName(rel)),
-				 errhint("Create a detector on each partition.")));
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel))));

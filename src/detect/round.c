@@ -1224,7 +1224,8 @@ check_source(DetectorDef *def, Relation rel)
 	char	   *name = NULL;
 	Oid			typid = InvalidOid;
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("source \"%s\" of detector \"%s\" is no longer a table",
