@@ -5,7 +5,9 @@
 #  - into another database of the same cluster, while the original goes on
 #    running: the copy gets a slot of its own when anomaly.process() first
 #    runs it, never touches the original's, and dropping it leaves the
-#    original's slot alone;
+#    original's slot alone; a paused copy is adopted by resume_detector;
+#    process() in a transaction that already wrote skips it with a warning
+#    (the slot cannot be made there) and leaves it active;
 #  - into a new cluster whose WAL positions are far behind the old one's,
 #    with the background worker running during the restore: the restored
 #    detector waits for pg_restore to finish, then gets a new slot and
@@ -122,6 +124,11 @@ is($old->safe_psql('copy', q{
 	FROM anomaly.scores WHERE detector = 'mig'}),
 	"5000|$stored", 'the scores and models were restored');
 
+# A restored detector paused, then resumed: resume_detector adopts it.
+$old->safe_psql('copy', q{SELECT anomaly.pause_detector('mig')});
+is($old->safe_psql('copy', q{SELECT count(*) FROM anomaly.detector_status WHERE note IS NOT NULL}),
+	'0', 'pausing does not adopt');
+$old->safe_psql('copy', q{SELECT anomaly.resume_detector('mig')});
 # The launcher of this cluster serves the database "postgres": process()
 # runs the copy, as pg_cron would.
 $old->safe_psql('copy', 'SELECT anomaly.process()');
@@ -153,6 +160,32 @@ is($old->safe_psql('postgres', qq{
 is($old->safe_psql('postgres', qq{
 	SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'anomaly_${copy_oid}_1'}),
 	'0', 'and dropped the copy\'s');
+
+# process() in a transaction that has written cannot create the slot: the
+# detector is skipped with a warning, stays active, and the next process()
+# in a transaction of its own adopts it.  The row committed before that is
+# not scored.
+$old->safe_psql('postgres', 'CREATE DATABASE copy2');
+$old->command_ok([ 'pg_restore', '--dbname', $old->connstr('copy2'), $dump ],
+	'pg_restore into a third database');
+my ($rc2, $out2, $err2) = $old->psql('copy2', q{
+	BEGIN;
+	INSERT INTO src (k, v, phase) VALUES (1, 0, 2);
+	SELECT anomaly.process();
+	COMMIT;});
+like($err2, qr/restored from a dump and needs a replication slot in this database/,
+	'process() in a transaction that wrote warns that the slot cannot be made there');
+is($old->safe_psql('copy2', q{SELECT state FROM anomaly.detector_status}), 'active',
+	'the detector stays active');
+$old->safe_psql('copy2', 'SELECT anomaly.process()');
+insert_rows($old, 'copy2', 2, 5);
+$old->safe_psql('copy2', 'SELECT anomaly.process()');
+is($old->safe_psql('copy2', q{
+	SELECT count(*) || '|' || count(*) FILTER (WHERE s.phase = 2)
+	FROM anomaly.scores c JOIN src s ON s.id = (c.source_key->>'id')::bigint
+	WHERE c.detector = 'mig'}),
+	'5200|200', 'adopted by the next process(): the row committed before is not scored, later ones are');
+$old->safe_psql('copy2', q{SELECT anomaly.drop_detector('mig')});
 
 # --- A new cluster, worker running during the restore ----------------------
 
