@@ -855,6 +855,7 @@ slot_confirmed(const char *name)
  * Restored detectors
  */
 
+/* "system identifier:database OID:extension OID" of this database. */
 char *
 detect_home(void)
 {
