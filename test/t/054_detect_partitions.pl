@@ -6,8 +6,9 @@
 # that belonged to the table when it was committed has exactly one score,
 # and the scores equal random_cut_forest over the same rows per key in
 # commit order.  The owner needs SELECT on the parent only; SELECT on a
-# partition is not enough.  A detector on one partition sees that
-# partition alone.  Dropping a column of the parent stops the detector
+# partition is not enough.  A sub-partitioned partition created and
+# filled in one transaction counts at once.  A detector on one partition
+# sees that partition alone.  Dropping a column of the parent stops the detector
 # with a clear error.
 use strict;
 use warnings;
@@ -141,8 +142,21 @@ $h->finish;
 $node->safe_psql('postgres', q{
 	INSERT INTO ev (k, v, w) SELECT 5 + g % 8, sin(g), 6 FROM generate_series(1, 100) g;});
 
-# Every row ever written to ev, p1 or p4 is in all_rows (p1 is no longer
-# part of ev).
+# A sub-partitioned partition (one leaf with another column order),
+# created and filled in one transaction: its rows are ev's at once.
+$node->safe_psql('postgres', q{
+	BEGIN;
+	CREATE TABLE p5 PARTITION OF ev FOR VALUES FROM (17) TO (21) PARTITION BY LIST (k);
+	CREATE TABLE p5a PARTITION OF p5 FOR VALUES IN (17, 18);
+	CREATE TABLE p5b (v double precision NOT NULL, k int NOT NULL, counted boolean NOT NULL DEFAULT true,
+		id bigint NOT NULL DEFAULT nextval('ev_id'), w double precision NOT NULL);
+	ALTER TABLE p5 ATTACH PARTITION p5b FOR VALUES IN (19, 20);
+	INSERT INTO ev (k, v, w) SELECT 17 + g % 4, cos(g * 2), 7 FROM generate_series(1, 200) g;
+	INSERT INTO p5b (k, v, w) SELECT 19 + g % 2, sin(g * 2), 8 FROM generate_series(1, 50) g;
+	COMMIT;});
+
+# Every row ever written to ev, p1, p4 or p5 is in all_rows (p1 is no
+# longer part of ev).
 $node->safe_psql('postgres', q{
 	CREATE VIEW all_rows AS
 		SELECT id, k, v, w, counted FROM ev
@@ -203,6 +217,10 @@ my ($compared, $different) = split /\|/, $node->safe_psql('postgres', q{
 is($different, '0',
 	"all $compared scores equal random_cut_forest per key in commit order");
 cmp_ok($compared, '==', $expected, 'compared every row');
+
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM anomaly.scores WHERE detector = 'parts' AND partition_key::int BETWEEN 17 AND 20}),
+	'250', 'the rows of a sub-partitioned partition made in the same transaction were scored');
 
 # The transaction over every partition is one transaction for the detector.
 is($node->safe_psql('postgres', q{
