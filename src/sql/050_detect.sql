@@ -254,6 +254,7 @@ SELECT d.name,
 	d.created_at
 FROM detectors d
 LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source
-LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name;
+LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
+	AND s.database = pg_catalog.current_database();
 COMMENT ON VIEW detector_status IS 'state, throughput, progress, lag and slot of each detector';
 GRANT SELECT ON detector_status TO anomaly_admin;

@@ -120,6 +120,10 @@ $old->command_ok([ 'pg_restore', '--dbname', $old->connstr('copy'), $dump ],
 my $copy_oid = $old->safe_psql('postgres', q{SELECT oid FROM pg_database WHERE datname = 'copy'});
 my $orig_slot = $old->safe_psql('postgres', q{SELECT slot_name FROM anomaly.detectors});
 is($old->safe_psql('copy', q{
+	SELECT slot_name || '|' || (slot_active IS NULL)::int || '|' || (worker_pid IS NULL)::int
+	FROM anomaly.detector_status}),
+	"$orig_slot|1|1", 'before adoption the status does not show the original\'s slot as the copy\'s');
+is($old->safe_psql('copy', q{
 	SELECT count(*) || '|' || (SELECT count(*) FROM anomaly.detector_forests)
 	FROM anomaly.scores WHERE detector = 'mig'}),
 	"5000|$stored", 'the scores and models were restored');
