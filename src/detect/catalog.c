@@ -871,10 +871,11 @@ detect_home(void)
  * (attribute numbers change through a dump); models, journal and counters
  * stay.  The note says so in detector_status.  While a pg_restore session
  * is connected to this database nothing is done: the source table's rows
- * may still be arriving, and they are not new rows.
+ * may still be arriving, and they are not new rows (note_wait: the note
+ * says so, a write in the caller's transaction).
  */
 DetectAdoptResult
-detect_adopt(int64 id)
+detect_adopt(int64 id, bool note_wait)
 {
 	DetectSys	su;
 	char	   *home = detect_home();
@@ -906,12 +907,20 @@ detect_adopt(int64 id)
 		return ADOPT_HOME;
 	}
 
-	detect_spi_exec("SELECT 1 FROM pg_catalog.pg_stat_activity WHERE datid = $1"
-					" AND application_name = 'pg_restore' AND pid <> pg_catalog.pg_backend_pid()",
+	detect_spi_exec("SELECT pid FROM pg_catalog.pg_stat_activity WHERE datid = $1"
+					" AND application_name = 'pg_restore' AND pid <> pg_catalog.pg_backend_pid()"
+					" ORDER BY pid LIMIT 1",
 					1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(MyDatabaseId)}, NULL,
 					true, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 	{
+		if (note_wait)
+			detect_spi_exec("UPDATE anomaly.detectors SET note = $2 WHERE id = $1"
+							" AND note IS DISTINCT FROM $2", 2, (Oid[]) {INT8OID, TEXTOID},
+							(Datum[]) {Int64GetDatum(id),
+							CStringGetTextDatum(psprintf("restored from a dump; waits for pg_restore (PID %s) to disconnect before it starts",
+														 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)))},
+							NULL, false, SPI_OK_UPDATE);
 		detect_sys_leave(&su);
 		SPI_finish();
 		return ADOPT_WAIT;
@@ -1303,7 +1312,7 @@ adopt_by_name(const char *name, Oid caller)
 	}
 	detect_sys_leave(&su);
 	SPI_finish();
-	if (found && detect_adopt(id) == ADOPT_WAIT)
+	if (found && detect_adopt(id, false) == ADOPT_WAIT)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("detector \"%s\" was restored from a dump and pg_restore is still running", name),
@@ -1566,14 +1575,17 @@ anomaly_process(PG_FUNCTION_ARGS)
 	if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
 	{
 		int			kept = 0;
+		int			nwaiting = 0;
+		int64	   *waiting = MemoryContextAlloc(cxt, sizeof(int64) * Max(n, 1));
 
 		for (int i = 0; i < n; i++)
 		{
-			if (detect_adopt(ids[i]) == ADOPT_WAIT)
+			if (detect_adopt(ids[i], false) == ADOPT_WAIT)
 			{
 				ereport(NOTICE,
 						(errmsg("detector \"%s\" was restored from a dump and waits for pg_restore to finish",
 								names[i])));
+				waiting[nwaiting++] = ids[i];
 				continue;
 			}
 			ids[kept] = ids[i];
@@ -1581,6 +1593,9 @@ anomaly_process(PG_FUNCTION_ARGS)
 			kept++;
 		}
 		n = kept;
+		/* Their notes are writes: after every slot was made. */
+		for (int i = 0; i < nwaiting; i++)
+			(void) detect_adopt(waiting[i], true);
 	}
 
 	/* Housekeeping: slots of aborted creations, old scores. */

@@ -259,8 +259,10 @@ extern char *detect_home(void);
 /*
  * Adopts detector id when it was restored from elsewhere.  Must be called
  * before the transaction writes (it may create a slot); not inside SPI.
+ * note_wait: when it must wait for pg_restore, say so in its note (a
+ * write).
  */
-extern DetectAdoptResult detect_adopt(int64 id);
+extern DetectAdoptResult detect_adopt(int64 id, bool note_wait);
 
 /* Records an error for detector id (in the caller's transaction). */
 extern void detect_record_error(int64 id, const char *message,

@@ -2316,7 +2316,7 @@ detect_round(int64 id, int max_rows, bool keep_context, int64 *rows_out)
 	DetectRoundResult result;
 
 	*rows_out = 0;
-	if (detect_adopt(id) == ADOPT_WAIT)
+	if (detect_adopt(id, true) == ADOPT_WAIT)
 		return ROUND_CAUGHT_UP;
 	if (max_rows <= 0)
 		max_rows = detect_batch_rows;

@@ -7,7 +7,8 @@
 #    runs it, never touches the original's, and dropping it leaves the
 #    original's slot alone; a paused copy is adopted by resume_detector;
 #    process() in a transaction that already wrote skips it with a warning
-#    (the slot cannot be made there) and leaves it active;
+#    (the slot cannot be made there) and leaves it active; while a
+#    pg_restore session is connected it waits, with a note saying so;
 #  - into a new cluster whose WAL positions are far behind the old one's,
 #    with the background worker running during the restore: the restored
 #    detector waits for pg_restore to finish, then gets a new slot and
@@ -23,6 +24,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 
 my $conf = q{
 shared_preload_libraries = 'anomaly'
@@ -172,6 +174,28 @@ is($old->safe_psql('postgres', qq{
 $old->safe_psql('postgres', 'CREATE DATABASE copy2');
 $old->command_ok([ 'pg_restore', '--dbname', $old->connstr('copy2'), $dump ],
 	'pg_restore into a third database');
+# While a pg_restore session is connected, the detector waits, and says so.
+my ($fake_out, $fake_err) = ('', '');
+my $fake = IPC::Run::start(
+	[ 'psql', '-X', '-d', $old->connstr('copy2') . ' application_name=pg_restore',
+	  '-c', 'SELECT pg_sleep(120)' ],
+	'>', \$fake_out, '2>', \$fake_err);
+$old->poll_query_until('copy2', q{
+	SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'pg_restore'})
+  or die 'the stand-in pg_restore session did not connect';
+my ($rc3, $out3, $err3) = $old->psql('copy2', 'SELECT anomaly.process()');
+like($err3, qr/detector "mig" was restored from a dump and waits for pg_restore to finish/,
+	'process() waits while pg_restore is connected');
+like($old->safe_psql('copy2', q{
+	SELECT state || '|' || slot_name || '|' || note FROM anomaly.detector_status}),
+	qr/^active\|\Q$orig_slot\E\|restored from a dump; waits for pg_restore \(PID \d+\) to disconnect/,
+	'the note says it waits for pg_restore, no slot was made');
+$old->safe_psql('copy2', q{
+	SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pg_restore'});
+$fake->finish;
+$old->poll_query_until('copy2', q{
+	SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'pg_restore'});
+
 my ($rc2, $out2, $err2) = $old->psql('copy2', q{
 	BEGIN;
 	INSERT INTO src (k, v, phase) VALUES (1, 0, 2);
