@@ -87,7 +87,7 @@ sub start_load
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
 		[ 'pgbench', '-n', '-c', 6, '-j', 2, '-T', $secs, '-f', $script,
-		  '-d', $node->connstr('postgres') ],
+		  $node->connstr('postgres') ],
 		'>', \$out, '2>', \$err);
 	return $h;
 }

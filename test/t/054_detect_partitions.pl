@@ -101,14 +101,17 @@ INSERT INTO ev (k, v, w) SELECT :k, sin(:k + g) * 4 + random(), :k FROM generate
 };
 close($fh);
 
+# pgbench in the background, its output to a file: the test blocks on DDL
+# while it runs, and must not leave it blocked on a full pipe.
+my $loads = 0;
 sub start_load
 {
 	my ($secs) = @_;
-	my ($o, $e) = ('', '');
+	my $log = $PostgreSQL::Test::Utils::tmp_check . '/parts_load_' . ++$loads . '.log';
 	return IPC::Run::start(
 		[ 'pgbench', '-n', '-c', 4, '-j', 2, '-T', $secs, '-f', $script,
-		  '-d', $node->connstr('postgres') ],
-		'>', \$o, '2>', \$e);
+		  $node->connstr('postgres') ],
+		'>', $log, '2>&1');
 }
 
 # Rows written straight into a partition count too.
