@@ -80,13 +80,14 @@ INSERT INTO src (k, v) SELECT :k, cos(:k * g) * 3 + random() FROM generate_serie
 };
 close($fh);
 
-# Starts pgbench in the background for `secs` seconds.
+# Starts pgbench in the background for `secs` seconds, at about 250
+# transactions (5,000 rows) per second.
 sub start_load
 {
 	my ($secs) = @_;
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
-		[ 'pgbench', '-n', '-c', 6, '-j', 2, '-T', $secs, '-f', $script,
+		[ 'pgbench', '-n', '-c', 6, '-j', 2, '-T', $secs, '-R', 250, '-f', $script,
 		  $node->connstr('postgres') ],
 		'>', \$out, '2>', \$err);
 	return $h;
