@@ -39,7 +39,34 @@ SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '[1
 CREATE UNLOGGED TABLE det_unlogged (v float8);
 SELECT anomaly.create_detector('d_r', 'det_unlogged', ARRAY['v']);
 CREATE TABLE det_parted (k int, v float8) PARTITION BY LIST (k);
-SELECT anomaly.create_detector('d_r', 'det_parted', ARRAY['v']);
+-- A partitioned table is a source (its partitions' rows, as its own).
+SELECT anomaly.create_detector('d_parted', 'det_parted', ARRAY['v']);
+SELECT source, state FROM anomaly.detector_status WHERE name = 'd_parted';
+-- The output plugin sends a partition's rows as the parent's: its relid,
+-- its columns, values mapped by name (det_parted_2 has another column
+-- order and a dropped column); a table not attached is not sent.
+CREATE TABLE det_parted_1 PARTITION OF det_parted FOR VALUES IN (1);
+CREATE TABLE det_parted_2 (v float8, junk int, k int);
+ALTER TABLE det_parted_2 DROP COLUMN junk;
+ALTER TABLE det_parted ATTACH PARTITION det_parted_2 FOR VALUES IN (2);
+CREATE TABLE det_parted_3 (k int, v float8);
+BEGIN;
+INSERT INTO det_parted VALUES (2, 0.5), (1, 1.5);
+INSERT INTO det_parted_2 (k, v) VALUES (2, 2.5);
+INSERT INTO det_parted_3 VALUES (3, 3.5);
+COMMIT;
+SET output_plugin_libraries = pgoutput, test_decoding, anomaly;
+WITH c AS (
+	SELECT row_number() OVER () AS n, data
+	FROM pg_logical_slot_peek_binary_changes(
+		(SELECT slot_name FROM anomaly.detectors WHERE name = 'd_parted'), NULL, NULL,
+		'relations', 'det_parted'::regclass::oid::text))
+SELECT n, anomaly._wire_describe(data,
+		(SELECT data FROM c r WHERE r.n < c.n AND get_byte(r.data, 1) = 82 ORDER BY r.n DESC LIMIT 1))
+	- 'commit_lsn' - 'end_lsn' AS message
+FROM c ORDER BY n;
+RESET output_plugin_libraries;
+SELECT anomaly.drop_detector('d_parted');
 CREATE VIEW det_view AS SELECT * FROM det_rides;
 SELECT anomaly.create_detector('d_r', 'det_view', ARRAY['fare']);
 -- The slot must be created before the transaction writes.
@@ -358,7 +385,7 @@ WHERE roname LIKE 'anomaly\_' || (SELECT oid FROM pg_database WHERE datname = cu
 SELECT count(*) > 0 AS scores_kept FROM anomaly.scores WHERE detector = 'd_rides';
 
 DROP FUNCTION det_whoami();
-DROP TABLE det_rides, det_text, det_upd, det_unlogged, det_parted, det_secret, det_seen, det_src,
+DROP TABLE det_rides, det_text, det_upd, det_unlogged, det_parted, det_parted_3, det_secret, det_seen, det_src,
 	det_dest_noscore, det_dest_badtype CASCADE;
 DROP OWNED BY det_alice, det_bob;
 DROP ROLE det_alice, det_bob;

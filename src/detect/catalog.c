@@ -24,6 +24,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -118,18 +119,18 @@ check_can_read(Oid relid, Oid role)
 				 errdetail("A detector reads every row; it cannot apply row security policies.")));
 }
 
-/* Opens the source and checks what kind of table it is. */
+/*
+ * Opens the source and checks what kind of table it is: a table, or a
+ * partitioned table whose partitions' rows are read as its own (the
+ * privileges checked are those on it, as for a query on it).
+ */
 static Relation
 open_source_for_definition(Oid relid)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 
-	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("\"%s\" is a partitioned table", RelationGetRelationName(rel)),
-				 errhint("Create a detector on each partition.")));
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel))));
@@ -853,6 +854,146 @@ slot_confirmed(const char *name)
 }
 
 /* ---------------------------------------------------------------------
+ * Restored detectors
+ */
+
+/* "system identifier:database OID:extension OID" of this database. */
+char *
+detect_home(void)
+{
+	return psprintf(UINT64_FORMAT ":%u:%u", GetSystemIdentifier(), MyDatabaseId,
+					get_extension_oid("anomaly", false));
+}
+
+/*
+ * Adopts a detector restored from a dump (its home is another cluster,
+ * database or installation of the extension): a new slot here, named for
+ * this database, with progress starting at it, since the stored LSNs are
+ * another WAL's; the recorded source columns are matched again by name
+ * (attribute numbers change through a dump); models, journal and counters
+ * stay.  The note says so in detector_status.  While a pg_restore session
+ * is connected to this database nothing is done: the source table's rows
+ * may still be arriving, and they are not new rows (note_wait: the note
+ * says so, a write in the caller's transaction).
+ */
+DetectAdoptResult
+detect_adopt(int64 id, bool note_wait)
+{
+	DetectSys	su;
+	char	   *home = detect_home();
+	char	   *name;
+	char		slot[NAMEDATALEN];
+	Oid			t1[1] = {INT8OID};
+	Datum		a1[1] = {Int64GetDatum(id)};
+	bool		at_home;
+	XLogRecPtr	start;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	detect_sys_enter(&su);
+	/* Not read-only: an adoption earlier in this transaction must show. */
+	detect_spi_exec("SELECT home, name FROM anomaly.detectors WHERE id = $1",
+					1, t1, a1, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		detect_sys_leave(&su);
+		SPI_finish();
+		return ADOPT_MISSING;
+	}
+	at_home = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), home) == 0;
+	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (at_home)
+	{
+		detect_sys_leave(&su);
+		SPI_finish();
+		return ADOPT_HOME;
+	}
+
+	detect_spi_exec("SELECT pid FROM pg_catalog.pg_stat_activity WHERE datid = $1"
+					" AND application_name = 'pg_restore' AND pid <> pg_catalog.pg_backend_pid()"
+					" ORDER BY pid LIMIT 1",
+					1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(MyDatabaseId)}, NULL,
+					true, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+	{
+		if (note_wait)
+			detect_spi_exec("UPDATE anomaly.detectors SET note = $2 WHERE id = $1"
+							" AND note IS DISTINCT FROM $2", 2, (Oid[]) {INT8OID, TEXTOID},
+							(Datum[]) {Int64GetDatum(id),
+							CStringGetTextDatum(psprintf("restored from a dump; waits for pg_restore (PID %s) to disconnect before it starts",
+														 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)))},
+							NULL, false, SPI_OK_UPDATE);
+		detect_sys_leave(&su);
+		SPI_finish();
+		return ADOPT_WAIT;
+	}
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("detector \"%s\" was restored from a dump and needs a replication slot in this database", name),
+				 errdetail("A logical replication slot cannot be created in a transaction that has already written."),
+				 errhint("Call anomaly.process() in a transaction of its own.")));
+
+	/* One adopter at a time; the first may have done it meanwhile. */
+	detect_spi_exec("SELECT pg_catalog.pg_advisory_xact_lock($1, $2)", 2,
+					(Oid[]) {INT4OID, INT4OID},
+					(Datum[]) {Int32GetDatum(DETECT_LOCK_KEY + 1), Int32GetDatum((int32) id)},
+					NULL, false, SPI_OK_SELECT);
+	detect_spi_exec("SELECT home FROM anomaly.detectors WHERE id = $1",
+					1, t1, a1, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed == 0 ||
+		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), home) == 0)
+	{
+		detect_sys_leave(&su);
+		SPI_finish();
+		return SPI_processed == 0 ? ADOPT_MISSING : ADOPT_HOME;
+	}
+
+	if (MyReplicationSlot != NULL)
+		detect_release();
+	detect_object_name(slot, sizeof(slot), MyDatabaseId, id);
+	detect_drop_slot(slot, true);
+	detect_create_slot(slot);
+	(void) detect_origin(slot, true);
+	start = slot_confirmed(slot);
+
+	{
+		Oid			types[5] = {INT8OID, TEXTOID, NAMEOID, PG_LSNOID, INT8OID};
+		Datum		args[5];
+
+		args[0] = Int64GetDatum(id);
+		args[1] = CStringGetTextDatum(home);
+		args[2] = DirectFunctionCall1(namein, CStringGetDatum(slot));
+		args[3] = LSNGetDatum(start);
+		args[4] = Int64GetDatum((int64) random() << 20 ^ (int64) GetCurrentTimestamp());
+		detect_spi_exec("UPDATE anomaly.detectors d SET home = $2, slot_name = $3,"
+						" progress_lsn = $4, last_commit_lsn = '0/0', caught_up_at = NULL,"
+						" round_token = $5, error_count = 0,"
+						" source_name = COALESCE((SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)"
+						"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+						"   WHERE c.oid = d.source), d.source_name),"
+						" source_columns = COALESCE((SELECT pg_catalog.jsonb_agg(CASE"
+						"     WHEN a.attnum IS NULL THEN pg_catalog.jsonb_build_array(0, e->>1, (e->>2)::int8)"
+						"     WHEN (e->>2)::int8 < 16384 THEN pg_catalog.jsonb_build_array(a.attnum, e->>1, (e->>2)::int8)"
+						"     ELSE pg_catalog.jsonb_build_array(a.attnum, e->>1, a.atttypid::int8) END ORDER BY x.ord)"
+						"   FROM pg_catalog.jsonb_array_elements(d.source_columns) WITH ORDINALITY AS x(e, ord)"
+						"   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.source AND a.attname = e->>1"
+						"     AND a.attnum > 0 AND NOT a.attisdropped), '[]'),"
+						" note = 'restored from a dump; adopted on ' || pg_catalog.now()"
+						"   || ' with a new replication slot starting at ' || $4"
+						"   || ': models and counters kept, rows committed before then are not scored'"
+						" WHERE id = $1", 5, types, args, NULL, false, SPI_OK_UPDATE);
+	}
+	detect_sys_leave(&su);
+	SPI_finish();
+	detect_forget(id);
+	ereport(LOG,
+			(errmsg("detector \"%s\" was restored from a dump: it now reads replication slot \"%s\" from %X/%X",
+					name, slot, LSN_FORMAT_ARGS(start))));
+	return ADOPT_DONE;
+}
+
+/* ---------------------------------------------------------------------
  * create_detector
  */
 Datum
@@ -908,10 +1049,11 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 	(void) detect_origin(slot, true);
 
 	{
-		Oid			types[14] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTARRAYOID, TEXTOID,
-			TEXTOID, JSONBOID, OIDOID, TEXTOID, JSONBOID, TEXTARRAYOID, NAMEOID, PG_LSNOID};
-		Datum		args[14];
-		char		nulls[15] = "              ";
+		Oid			types[15] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTARRAYOID, TEXTOID,
+			TEXTOID, JSONBOID, OIDOID, TEXTOID, JSONBOID, TEXTARRAYOID, NAMEOID, PG_LSNOID,
+		TEXTOID};
+		Datum		args[15];
+		char		nulls[16] = "               ";
 
 		args[0] = Int64GetDatum(id);
 		args[1] = CStringGetTextDatum(name);
@@ -930,11 +1072,12 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 		nulls[11] = def.nkeys > 0 ? ' ' : 'n';
 		args[12] = DirectFunctionCall1(namein, CStringGetDatum(slot));
 		args[13] = LSNGetDatum(slot_confirmed(slot));
+		args[14] = CStringGetTextDatum(detect_home());
 		detect_spi_exec("INSERT INTO anomaly.detectors (id, name, source, source_name, features,"
 				  " partition_by, filter, options, owner, search_path, source_columns,"
-				  " key_columns, slot_name, progress_lsn)"
-				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-				  14, types, args, nulls, false, SPI_OK_INSERT);
+				  " key_columns, slot_name, progress_lsn, home)"
+				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+				  15, types, args, nulls, false, SPI_OK_INSERT);
 	}
 	detect_sys_leave(&su);
 	SPI_finish();
@@ -1144,6 +1287,41 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * Adopts detector `name` if it was restored, when the caller may manage it
+ * (the caller's own checks report a missing detector or a wrong owner).
+ */
+static void
+adopt_by_name(const char *name, Oid caller)
+{
+	DetectSys	su;
+	int64		id = 0;
+	bool		found = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	detect_sys_enter(&su);
+	detect_spi_exec("SELECT id, owner FROM anomaly.detectors WHERE name = $1", 1,
+					(Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, true,
+					SPI_OK_SELECT);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		found = has_privs_of_role(caller,
+								  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+																 SPI_tuptable->tupdesc, 2, &isnull)));
+	}
+	detect_sys_leave(&su);
+	SPI_finish();
+	if (found && detect_adopt(id, false) == ADOPT_WAIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("detector \"%s\" was restored from a dump and pg_restore is still running", name),
+				 errhint("Try again when the restore is complete.")));
+}
+
 /* ---------------------------------------------------------------------
  * pause, resume
  */
@@ -1154,6 +1332,8 @@ set_state(const char *name, const char *state)
 	DetectSys			su;
 	Existing	ex;
 
+	if (strcmp(state, "active") == 0)
+		adopt_by_name(name, caller);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);
@@ -1222,6 +1402,7 @@ anomaly_reset_detector(PG_FUNCTION_ARGS)
 	bool		exists;
 	bool		invalid = false;
 
+	adopt_by_name(name, caller);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);
@@ -1304,8 +1485,19 @@ anomaly_drop_detector(PG_FUNCTION_ARGS)
 	detect_sys_leave(&su);
 	SPI_finish();
 	detect_forget(ex.id);
-	replorigin_drop_by_name(ex.slot, true, false);
-	detect_drop_slot(ex.slot, true);
+
+	/*
+	 * The slot and origin of this database: a detector restored from
+	 * another database of this cluster, not adopted yet, still names that
+	 * database's.
+	 */
+	{
+		char		slot[NAMEDATALEN];
+
+		detect_object_name(slot, sizeof(slot), MyDatabaseId, ex.id);
+		replorigin_drop_by_name(slot, true, false);
+		detect_drop_slot(slot, true);
+	}
 	PG_RETURN_VOID();
 }
 
@@ -1378,6 +1570,36 @@ anomaly_process(PG_FUNCTION_ARGS)
 	}
 	detect_sys_leave(&su);
 	SPI_finish();
+
+	/*
+	 * Restored detectors get their slot first: slots cannot be created once
+	 * this transaction has written.
+	 */
+	if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	{
+		int			kept = 0;
+		int			nwaiting = 0;
+		int64	   *waiting = MemoryContextAlloc(cxt, sizeof(int64) * Max(n, 1));
+
+		for (int i = 0; i < n; i++)
+		{
+			if (detect_adopt(ids[i], false) == ADOPT_WAIT)
+			{
+				ereport(NOTICE,
+						(errmsg("detector \"%s\" was restored from a dump and waits for pg_restore to finish",
+								names[i])));
+				waiting[nwaiting++] = ids[i];
+				continue;
+			}
+			ids[kept] = ids[i];
+			names[kept] = names[i];
+			kept++;
+		}
+		n = kept;
+		/* Their notes are writes: after every slot was made. */
+		for (int i = 0; i < nwaiting; i++)
+			(void) detect_adopt(waiting[i], true);
+	}
 
 	/* Housekeeping: slots of aborted creations, old scores. */
 	if (superuser())

@@ -15,17 +15,29 @@
  * Transactions with no row to send produce no output.  Values that are
  * TOASTed are sent detoasted; the unchanged TOASTed values of an UPDATE,
  * which WAL does not carry, are sent as "unchanged".
+ *
+ * Partitions.  A row of a partition whose ancestor (a partitioned table)
+ * is in "relations" is sent as a row of that ancestor: its values mapped
+ * to the ancestor's columns by name, under the ancestor's OID and relation
+ * message, as publish_via_partition_root does for publications.  The
+ * ancestors are those of the decoded transaction's catalog snapshot, so a
+ * partition counts from the transaction that attached it and stops with
+ * the one that detached it.
  */
 #include "postgres.h"
 
+#include "access/attmap.h"
 #include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/tupmacs.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "replication/logical.h"
 #include "replication/origin.h"
 #include "replication/output_plugin.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/varlena.h"
@@ -50,6 +62,25 @@ typedef struct DecoderState
 	int			ndescribed;
 	int			maxdescribed;
 } DecoderState;
+
+/*
+ * What a partition's rows are sent as: the partition's ancestors, and the
+ * column map to the ancestor chosen last.  Entries live as long as the
+ * backend and are rebuilt after a relcache invalidation of their relation
+ * (ATTACH, DETACH and ALTER send one); decoding executes the invalidations
+ * of the transactions it decodes, in WAL order.
+ */
+typedef struct PartitionEntry
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	int			nancestors;
+	Oid		   *ancestors;		/* nearest first */
+	Oid			map_to;			/* ancestor the map is for, or InvalidOid */
+	AttrMap    *map;			/* NULL: same layout */
+} PartitionEntry;
+
+static HTAB *partition_cache = NULL;
 
 static void dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 						bool is_init);
@@ -289,12 +320,123 @@ wanted_relation(DecoderState *st, Oid relid)
 	return false;
 }
 
+/* Relcache invalidation: the entry (or every entry) is rebuilt when next used. */
+static void
+partition_cache_invalidate(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	PartitionEntry *e;
+
+	if (partition_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		e = hash_search(partition_cache, &relid, HASH_FIND, NULL);
+		if (e)
+			e->valid = false;
+		return;
+	}
+	hash_seq_init(&seq, partition_cache);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		e->valid = false;
+}
+
+/* The cache entry of partition relid, with its ancestors current. */
+static PartitionEntry *
+partition_entry(Oid relid)
+{
+	PartitionEntry *e;
+	bool		found;
+
+	if (partition_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(PartitionEntry);
+		ctl.hcxt = CacheMemoryContext;
+		partition_cache = hash_create("anomaly decoder partitions", 64, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(partition_cache_invalidate, (Datum) 0);
+	}
+	e = hash_search(partition_cache, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->ancestors = NULL;
+		e->map = NULL;
+		e->valid = false;
+	}
+	if (!e->valid)
+	{
+		List	   *ancestors = get_partition_ancestors(relid);
+		ListCell   *lc;
+		int			n = 0;
+
+		if (e->ancestors)
+			pfree(e->ancestors);
+		if (e->map)
+			free_attrmap(e->map);
+		e->map = NULL;
+		e->map_to = InvalidOid;
+		e->ancestors = MemoryContextAlloc(CacheMemoryContext,
+										  sizeof(Oid) * Max(list_length(ancestors), 1));
+		foreach(lc, ancestors)
+			e->ancestors[n++] = lfirst_oid(lc);
+		e->nancestors = n;
+		list_free(ancestors);
+		e->valid = true;
+	}
+	return e;
+}
+
+/*
+ * The relation the rows of partition `relation` are sent as: its farthest
+ * ancestor in the relations option, or InvalidOid.  *map gets the column
+ * map from the partition to it (NULL when the layouts are the same).
+ */
+static Oid
+partition_target(DecoderState *st, Relation relation, AttrMap **map)
+{
+	PartitionEntry *e;
+	Oid			target = InvalidOid;
+
+	*map = NULL;
+	if (st->relids == NULL || !relation->rd_rel->relispartition)
+		return InvalidOid;
+	e = partition_entry(RelationGetRelid(relation));
+	for (int i = 0; i < e->nancestors; i++)
+		if (wanted_relation(st, e->ancestors[i]))
+			target = e->ancestors[i];
+	if (!OidIsValid(target))
+		return InvalidOid;
+	if (e->map_to != target)
+	{
+		Relation	ancestor = RelationIdGetRelation(target);
+		MemoryContext old;
+
+		if (!RelationIsValid(ancestor))
+			elog(ERROR, "could not open relation with OID %u", target);
+		if (e->map)
+			free_attrmap(e->map);
+		old = MemoryContextSwitchTo(CacheMemoryContext);
+		e->map = build_attrmap_by_name_if_req(RelationGetDescr(relation),
+											  RelationGetDescr(ancestor));
+		MemoryContextSwitchTo(old);
+		RelationClose(ancestor);
+		e->map_to = target;
+	}
+	*map = e->map;
+	return target;
+}
+
 static void
 dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		   Relation relation, ReorderBufferChange *change)
 {
 	DecoderState *st = ctx->output_plugin_private;
 	Oid			relid = RelationGetRelid(relation);
+	Relation	target = relation;
+	AttrMap    *map = NULL;
 	TupleDesc	desc;
 	HeapTuple	tuple;
 	Datum	   *values;
@@ -319,8 +461,19 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		default:
 			return;
 	}
-	if (!wanted_relation(st, relid) || change->data.tp.newtuple == NULL)
+	if (change->data.tp.newtuple == NULL)
 		return;
+	if (!wanted_relation(st, relid))
+	{
+		Oid			ancestor = partition_target(st, relation, &map);
+
+		if (!OidIsValid(ancestor))
+			return;
+		target = RelationIdGetRelation(ancestor);
+		if (!RelationIsValid(target))
+			elog(ERROR, "could not open relation with OID %u", ancestor);
+		relid = ancestor;
+	}
 
 	if (!st->began)
 	{
@@ -332,7 +485,7 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			described = true;
 	if (!described)
 	{
-		send_relation(ctx, relation);
+		send_relation(ctx, target);
 		if (st->ndescribed == st->maxdescribed)
 		{
 			st->maxdescribed = Max(4, st->maxdescribed * 2);
@@ -348,8 +501,31 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	tuple = &change->data.tp.newtuple->tuple;
 	values = palloc(sizeof(Datum) * Max(desc->natts, 1));
 	isnull = palloc(sizeof(bool) * Max(desc->natts, 1));
-	status = palloc(Max(desc->natts, 1));
 	heap_deform_tuple(tuple, desc, values, isnull);
+	if (target != relation)
+	{
+		/* The partition's values, in the ancestor's columns. */
+		TupleDesc	tdesc = RelationGetDescr(target);
+		Datum	   *tvalues = palloc(sizeof(Datum) * Max(tdesc->natts, 1));
+		bool	   *tisnull = palloc(sizeof(bool) * Max(tdesc->natts, 1));
+
+		for (int i = 0; i < tdesc->natts; i++)
+		{
+			AttrNumber from = map ? map->attnums[i] : i + 1;
+
+			tvalues[i] = (Datum) 0;
+			tisnull[i] = true;
+			if (from > 0 && from <= desc->natts && !TupleDescAttr(tdesc, i)->attisdropped)
+			{
+				tvalues[i] = values[from - 1];
+				tisnull[i] = isnull[from - 1];
+			}
+		}
+		desc = tdesc;
+		values = tvalues;
+		isnull = tisnull;
+	}
+	status = palloc(Max(desc->natts, 1));
 
 	OutputPluginPrepareWrite(ctx, true);
 	dw_put_u8(ctx->out, DETECT_WIRE_VERSION);
@@ -415,4 +591,6 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	OutputPluginWrite(ctx, true);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(st->row_context);
+	if (target != relation)
+		RelationClose(target);
 }

@@ -239,6 +239,31 @@ extern void detect_spi_exec(const char *sql, int nargs, Oid *types,
 							Datum *values, const char *nulls, bool read_only,
 							int expect);
 
+/*
+ * Restored detectors (catalog.c).  A detector's row records its home: the
+ * system identifier, database and extension where its slot is.  A row
+ * with another home came from pg_dump/pg_restore (or pg_upgrade): before
+ * its next round it gets a slot here, starting now, and keeps its models.
+ */
+typedef enum DetectAdoptResult
+{
+	ADOPT_HOME,					/* at home here: nothing to do */
+	ADOPT_DONE,					/* restored, adopted now */
+	ADOPT_WAIT,					/* restored, but pg_restore is still at work here */
+	ADOPT_MISSING				/* no such detector */
+} DetectAdoptResult;
+
+/* The home of the detectors of this database. */
+extern char *detect_home(void);
+
+/*
+ * Adopts detector id when it was restored from elsewhere.  Must be called
+ * before the transaction writes (it may create a slot); not inside SPI.
+ * note_wait: when it must wait for pg_restore, say so in its note (a
+ * write).
+ */
+extern DetectAdoptResult detect_adopt(int64 id, bool note_wait);
+
 /* Records an error for detector id (in the caller's transaction). */
 extern void detect_record_error(int64 id, const char *message,
 								const char *sqlstate, bool fatal);

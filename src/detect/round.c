@@ -1226,7 +1226,8 @@ check_source(DetectorDef *def, Relation rel)
 	char	   *name = NULL;
 	Oid			typid = InvalidOid;
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("source \"%s\" of detector \"%s\" is no longer a table",
@@ -2317,6 +2318,8 @@ detect_round(int64 id, int max_rows, bool keep_context, int64 *rows_out)
 	DetectRoundResult result;
 
 	*rows_out = 0;
+	if (detect_adopt(id, true) == ADOPT_WAIT)
+		return ROUND_CAUGHT_UP;
 	if (max_rows <= 0)
 		max_rows = detect_batch_rows;
 	rcxt = AllocSetContextCreate(outer, "anomaly round", ALLOCSET_DEFAULT_SIZES);

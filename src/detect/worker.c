@@ -204,11 +204,18 @@ list_active(MemoryContext cxt, int64 **active, char ***slots,
 				for (uint64 i = 0; i < SPI_processed; i++)
 				{
 					bool		isnull;
+					char		name[NAMEDATALEN];
 
 					(*active)[n] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
 															   SPI_tuptable->tupdesc, 1, &isnull));
-					(*slots)[n] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i],
-													   SPI_tuptable->tupdesc, 2));
+
+					/*
+					 * This database's name for the slot: a detector restored
+					 * from another database still names that one's until
+					 * its first round adopts it.
+					 */
+					detect_object_name(name, sizeof(name), MyDatabaseId, (*active)[n]);
+					(*slots)[n] = pstrdup(name);
 					n++;
 				}
 				nactive = n;

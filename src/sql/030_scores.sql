@@ -17,3 +17,7 @@ CREATE TABLE scores (
 );
 CREATE INDEX scores_detector_id_idx ON scores (detector, id);
 COMMENT ON TABLE scores IS 'anomaly scores of rows consumed by detectors';
+
+-- Scores are the users' data: pg_dump keeps them.
+SELECT pg_catalog.pg_extension_config_dump('scores', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.scores', 'id')::regclass, '');

@@ -9,17 +9,19 @@ CREATE TABLE detectors (
 	id bigint PRIMARY KEY,			-- names the slot and origin: anomaly_<db oid>_<id>
 	name text NOT NULL UNIQUE
 		CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$'),
-	source oid NOT NULL,			-- the table (its OID survives renames)
-	source_name text NOT NULL,		-- qualified name when created or altered
+	source regclass NOT NULL,		-- the table (survives renames; dumped by name)
+	source_name text NOT NULL,		-- qualified name when created, altered or restored
 	features text[] NOT NULL,
 	partition_by text,
 	filter text,
 	options jsonb NOT NULL,			-- normalized: every option present
-	owner oid NOT NULL,				-- expressions run as this role
+	owner regrole NOT NULL,			-- expressions run as this role (dumped by name)
 	search_path text NOT NULL,		-- the creator's, pinned for expressions
 	source_columns jsonb NOT NULL,	-- [[attnum, name, type oid], ...] when defined
 	key_columns text[],				-- primary key columns, NULL: whole row
 	slot_name name NOT NULL UNIQUE,
+	home text NOT NULL,				-- system id:database oid:extension oid where the slot is;
+									-- another value: restored from a dump, to adopt
 	state text NOT NULL DEFAULT 'active'
 		CHECK (state IN ('active', 'paused', 'failed')),
 	generation integer NOT NULL DEFAULT 1,	-- +1 when the models are reset
@@ -40,6 +42,7 @@ CREATE TABLE detectors (
 	last_error text,
 	last_error_at timestamptz,
 	error_count integer NOT NULL DEFAULT 0,
+	note text,						-- what happened to it that is not an error (restored...)
 	created_at timestamptz NOT NULL DEFAULT now(),
 	created_by name NOT NULL DEFAULT session_user
 );
@@ -100,6 +103,15 @@ CREATE TYPE _score_row AS (
 	anomaly_grade double precision,
 	explanation jsonb
 );
+
+-- pg_dump keeps detectors, their models and their failures (and
+-- anomaly.scores, see 030): a restored detector adopts its new database on
+-- its next round (a new slot, from then on), see docs/detectors.md.
+SELECT pg_catalog.pg_extension_config_dump('detectors', '');
+SELECT pg_catalog.pg_extension_config_dump('detector_forests', '');
+SELECT pg_catalog.pg_extension_config_dump('detector_journal', '');
+SELECT pg_catalog.pg_extension_config_dump('detector_failures', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.detector_failures', 'id')::regclass, '');
 
 REVOKE ALL ON detectors, detector_forests, detector_journal, detector_failures FROM PUBLIC;
 GRANT SELECT ON detectors, detector_failures TO anomaly_admin;
@@ -237,10 +249,12 @@ SELECT d.name,
 	END AS retained_bytes,
 	d.last_error,
 	d.last_error_at,
+	d.note,
 	d.generation,
 	d.created_at
 FROM detectors d
 LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source
-LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name;
+LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
+	AND s.database = pg_catalog.current_database();
 COMMENT ON VIEW detector_status IS 'state, throughput, progress, lag and slot of each detector';
 GRANT SELECT ON detector_status TO anomaly_admin;

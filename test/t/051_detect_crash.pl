@@ -5,6 +5,11 @@
 # of a run without crashes: random_cut_forest over the same rows per key in
 # commit order, same parameters and seed.
 #
+# The detector also writes its scores to a user table (the "destination"
+# option, KDA's DESTINATION_SQL_STREAM) in the round's transaction: that
+# table too has exactly one row per committed source row, equal to the row
+# of anomaly.scores.
+#
 # ANOMALY_DETECT_CRASHES sets how many crashes (default 6).
 use strict;
 use warnings;
@@ -40,9 +45,21 @@ $node->safe_psql('postgres', q{
 		k int NOT NULL,
 		v double precision NOT NULL
 	);
+	CREATE TABLE dest (
+		detector text,
+		partition_key text,
+		source_key jsonb,
+		commit_lsn pg_lsn,
+		commit_time timestamptz,
+		features double precision[],
+		anomaly_score double precision,
+		anomaly_grade double precision,
+		scored_at timestamptz
+	);
 	SELECT anomaly.create_detector('crash', 'src', ARRAY['v'],
 		partition_by => 'k',
-		options => '{"number_of_trees": 20, "sub_sample_size": 32, "shingle_size": 3, "seed": 99}');
+		options => '{"number_of_trees": 20, "sub_sample_size": 32, "shingle_size": 3, "seed": 99,
+			"destination": "public.dest"}');
 });
 
 my $script = $PostgreSQL::Test::Utils::tmp_check . '/crash_load.sql';
@@ -63,14 +80,15 @@ INSERT INTO src (k, v) SELECT :k, cos(:k * g) * 3 + random() FROM generate_serie
 };
 close($fh);
 
-# Starts pgbench in the background for `secs` seconds.
+# Starts pgbench in the background for `secs` seconds, at about 250
+# transactions (5,000 rows) per second.
 sub start_load
 {
 	my ($secs) = @_;
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
-		[ 'pgbench', '-n', '-c', 6, '-j', 2, '-T', $secs, '-f', $script,
-		  '-d', $node->connstr('postgres') ],
+		[ 'pgbench', '-n', '-c', 6, '-j', 2, '-T', $secs, '-R', 250, '-f', $script,
+		  $node->connstr('postgres') ],
 		'>', \$out, '2>', \$err);
 	return $h;
 }
@@ -161,6 +179,30 @@ my ($compared, $different, $different_grades) = split /\|/, $node->safe_psql('po
 is($different, '0',
 	"after $crashes crashes all $compared scores equal a run without crashes");
 is($different_grades, '0', 'and so do the grades');
+
+# The destination table, written in the same transactions.
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM src s
+	WHERE NOT EXISTS (SELECT 1 FROM dest d WHERE (d.source_key->>'id')::bigint = s.id)}),
+	'0', 'destination: no gap, every committed row has a row');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) - count(DISTINCT source_key) FROM dest}),
+	'0', 'destination: no duplicate');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM dest d
+	WHERE NOT EXISTS (SELECT 1 FROM src s WHERE s.id = (d.source_key->>'id')::bigint)}),
+	'0', 'destination: no row for a row that was not committed');
+my ($dest_rows, $dest_unequal) = split /\|/, $node->safe_psql('postgres', q{
+	SELECT count(*),
+		count(*) FILTER (WHERE c.id IS NULL OR d.detector IS DISTINCT FROM 'crash'
+			OR (d.partition_key, d.commit_lsn, d.commit_time, d.features, d.anomaly_score,
+				d.anomaly_grade, d.scored_at)
+			IS DISTINCT FROM (c.partition_key, c.commit_lsn, c.commit_time, c.features,
+				c.anomaly_score, c.anomaly_grade, c.scored_at))
+	FROM dest d
+	LEFT JOIN anomaly.scores c ON c.detector = 'crash' AND c.source_key = d.source_key});
+is($dest_unequal, '0', "destination: all $dest_rows rows equal their row of anomaly.scores");
+cmp_ok($dest_rows, '==', $compared, 'destination: as many rows as anomaly.scores');
 
 # A restarted detector first moves its slot up to the progress it
 # committed, so decoding resumes exactly there; rows of transactions at or
