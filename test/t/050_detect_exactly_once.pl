@@ -79,7 +79,7 @@ my $t0 = time();
 $node->command_ok(
 	[ 'pgbench', '-n', '-c', $clients, '-j', 2, '-t', $per_client,
 	  '--random-seed', '20261126',
-	  '-f', $script, '-d', $node->connstr('postgres') ],
+	  '-f', $script, $node->connstr('postgres') ],
 	"pgbench: $clients clients, $per_client transactions each");
 my $load_s = time() - $t0;
 my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM src');
