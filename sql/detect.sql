@@ -324,6 +324,19 @@ INSERT INTO det_src VALUES (45, 0, 3);
 SELECT anomaly.process('d_dest') AS consumed;
 SELECT (SELECT count(*) FROM det_dest) AS dest_rows, (SELECT count(*) FROM det_dest_min) AS min_rows,
 	(SELECT count(*) FROM anomaly.scores WHERE detector = 'd_dest') AS scores;
+-- The scores a round writes fire the alert rules in the same transaction
+-- (the statement trigger on anomaly.scores sees every row of the round).
+SELECT anomaly.create_destination('det_chan', 'notify', '{"channel": "det_alerts"}');
+SELECT anomaly.create_alert_rule('det_any', detector => 'd_dest', destination => 'det_chan',
+	min_score => 0, for_duration => '0', group_by => '{partition_key}');
+INSERT INTO det_src VALUES (146, 0, 1), (147, 1, 2), (148, 0, 3);
+SELECT anomaly.process('d_dest') AS consumed;
+SELECT e.group_key, e.status, s.detector, (s.source_key->>'id')::int AS first_row,
+	e.last_score_id - e.first_score_id AS later_scores
+FROM anomaly.alert_episodes e JOIN anomaly.scores s ON s.id = e.first_score_id
+WHERE e.rule = 'det_any' ORDER BY e.group_key::text;
+SELECT anomaly.drop_alert_rule('det_any');
+SELECT anomaly.drop_destination('det_chan', force => true);
 -- The owner loses INSERT on the destination: the detector stops, nothing
 -- of the round is written.
 SELECT anomaly.alter_detector('d_dest', options => '{"destination": "det_dest"}');
