@@ -1145,6 +1145,22 @@ open_decoding(DetectorCache *dc, DetectorDef *def)
 }
 
 /*
+ * Flushes the WAL inserted so far and returns the flushed position, where a
+ * round stops decoding.  Decoding reads flushed WAL only, and waits on a
+ * record that is not wholly flushed: with synchronous_commit off the WAL
+ * writer flushes whole pages, often ending mid-record, and only every
+ * wal_writer_delay, so a round could wait for it (up to 200 ms by default)
+ * and leave rows committed meanwhile to the next round.  One flush per
+ * round; nothing to do when commits are synchronous.
+ */
+static XLogRecPtr
+flush_for_decoding(void)
+{
+	XLogFlush(GetXLogInsertRecPtr());
+	return GetFlushRecPtr(NULL);
+}
+
+/*
  * Decodes until the WAL flushed when we started is read, or max_rows rows
  * were kept (always at a transaction boundary).  Returns true when caught
  * up.
@@ -1153,7 +1169,7 @@ static bool
 decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *end)
 {
 	LogicalDecodingContext *ctx = dc->ctx;
-	XLogRecPtr	end_of_wal = GetFlushRecPtr(NULL);
+	XLogRecPtr	end_of_wal = flush_for_decoding();
 	bool		caught_up = true;
 
 	MemoryContext old;
