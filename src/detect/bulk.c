@@ -23,7 +23,6 @@
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
-#include "parser/parsetree.h"
 #include "rewrite/rewriteHandler.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -79,7 +78,6 @@ detect_bulk_begin(Relation rel, const bool *given)
 	rte->relid = RelationGetRelid(rel);
 	rte->relkind = rel->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
-	rte->requiredPerms = ACL_INSERT;
 	ExecInitRangeTable(b->estate, list_make1(rte));
 	b->rri = makeNode(ResultRelInfo);
 	ExecInitResultRelation(b->estate, b->rri, 1);
