@@ -94,8 +94,11 @@ detect_bulk_begin(Relation rel, const bool *given)
 		if (given[a] || att->attisdropped)
 			continue;
 		if (att->attgenerated)
-			elog(ERROR, "bulk insert into \"%s\": generated column \"%s\" is not supported",
-				 RelationGetRelationName(rel), NameStr(att->attname));
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("table \"%s\" has a generated column, \"%s\", which detectors cannot fill",
+							RelationGetRelationName(rel), NameStr(att->attname)),
+					 errhint("Compute the value in a trigger instead.")));
 		{
 			Node	   *expr = build_column_default(rel, a + 1);
 
