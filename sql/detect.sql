@@ -118,7 +118,11 @@ FROM anomaly.scores WHERE detector = 'd_rides';
 SELECT count(*) AS compared,
 	count(*) FILTER (WHERE s.anomaly_score IS DISTINCT FROM w.score) AS different,
 	count(*) FILTER (WHERE s.anomaly_grade IS DISTINCT FROM (w.d).anomaly_grade) AS different_grades,
-	count(*) FILTER (WHERE s.anomaly_grade > 0) AS graded
+	count(*) FILTER (WHERE s.is_anomaly IS DISTINCT FROM (w.d).is_anomaly) AS different_decisions,
+	count(*) FILTER (WHERE s.expected IS DISTINCT FROM (w.d).expected) AS different_expected,
+	count(*) FILTER (WHERE s.anomaly_grade > 0) AS graded,
+	count(*) FILTER (WHERE s.is_anomaly) AS anomalies,
+	count(s.expected) AS with_expected
 FROM anomaly.scores s
 JOIN (SELECT r.id,
 		anomaly.random_cut_forest(ARRAY[r.fare, r.distance / 2], 20, 32, 100000, 1, 7)
@@ -284,8 +288,8 @@ SELECT state, last_error FROM anomaly.detectors WHERE name = 'd_alices';
 CREATE TABLE det_src (id int PRIMARY KEY, zone int, v float8);
 CREATE TABLE det_dest (id bigserial PRIMARY KEY, detector text, partition_key varchar(10),
 	source_key jsonb, commit_lsn pg_lsn, commit_time timestamptz, features float8[],
-	anomaly_score float8, anomaly_grade float8, explanation jsonb, scored_at timestamptz,
-	note text DEFAULT 'mine');
+	anomaly_score float8, anomaly_grade float8, is_anomaly bool, expected float8[],
+	explanation jsonb, scored_at timestamptz, note text DEFAULT 'mine');
 CREATE TABLE det_dest_min (anomaly_score float8, features text);
 CREATE TABLE det_dest_noscore (detector text, features float8[]);
 CREATE TABLE det_dest_badtype (anomaly_score float8, commit_lsn int);
@@ -320,17 +324,17 @@ SELECT (SELECT count(*) FROM anomaly.scores WHERE detector = 'd_dest') AS scores
 FROM det_dest;
 SELECT count(*) AS different FROM (
 	(SELECT detector, partition_key, source_key, commit_lsn, commit_time, features,
-		anomaly_score, anomaly_grade, explanation, scored_at
+		anomaly_score, anomaly_grade, is_anomaly, expected, explanation, scored_at
 	 FROM anomaly.scores WHERE detector = 'd_dest'
 	 EXCEPT ALL
 	 SELECT detector, partition_key::text, source_key, commit_lsn, commit_time, features,
-		anomaly_score, anomaly_grade, explanation, scored_at FROM det_dest)
+		anomaly_score, anomaly_grade, is_anomaly, expected, explanation, scored_at FROM det_dest)
 	UNION ALL
 	(SELECT detector, partition_key::text, source_key, commit_lsn, commit_time, features,
-		anomaly_score, anomaly_grade, explanation, scored_at FROM det_dest
+		anomaly_score, anomaly_grade, is_anomaly, expected, explanation, scored_at FROM det_dest
 	 EXCEPT ALL
 	 SELECT detector, partition_key, source_key, commit_lsn, commit_time, features,
-		anomaly_score, anomaly_grade, explanation, scored_at
+		anomaly_score, anomaly_grade, is_anomaly, expected, explanation, scored_at
 	 FROM anomaly.scores WHERE detector = 'd_dest')) d;
 -- alter_detector changes the destination (checked again, as the owner)
 -- and removes it.
@@ -347,6 +351,19 @@ INSERT INTO det_src VALUES (45, 0, 3);
 SELECT anomaly.process('d_dest') AS consumed;
 SELECT (SELECT count(*) FROM det_dest) AS dest_rows, (SELECT count(*) FROM det_dest_min) AS min_rows,
 	(SELECT count(*) FROM anomaly.scores WHERE detector = 'd_dest') AS scores;
+-- The scores a round writes fire the alert rules in the same transaction
+-- (the statement trigger on anomaly.scores sees every row of the round).
+SELECT anomaly.create_destination('det_chan', 'notify', '{"channel": "det_alerts"}');
+SELECT anomaly.create_alert_rule('det_any', detector => 'd_dest', destination => 'det_chan',
+	min_score => 0, for_duration => '0', group_by => '{partition_key}');
+INSERT INTO det_src VALUES (146, 0, 1), (147, 1, 2), (148, 0, 3);
+SELECT anomaly.process('d_dest') AS consumed;
+SELECT e.group_key, e.status, s.detector, (s.source_key->>'id')::int AS first_row,
+	e.last_score_id - e.first_score_id AS later_scores
+FROM anomaly.alert_episodes e JOIN anomaly.scores s ON s.id = e.first_score_id
+WHERE e.rule = 'det_any' ORDER BY e.group_key::text;
+SELECT anomaly.drop_alert_rule('det_any');
+SELECT anomaly.drop_destination('det_chan', force => true);
 -- The owner loses INSERT on the destination: the detector stops, nothing
 -- of the round is written.
 SELECT anomaly.alter_detector('d_dest', options => '{"destination": "det_dest"}');

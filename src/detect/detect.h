@@ -28,7 +28,9 @@
 
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
+#include "executor/tuptable.h"
 #include "lib/stringinfo.h"
+#include "utils/relcache.h"
 
 /* ---------------------------------------------------------------------
  * Wire format, version 1 (decoder.c writes it, wire.c reads it).
@@ -222,8 +224,21 @@ typedef struct DetectDestColumn
 	Oid			type;
 } DetectDestColumn;
 
-#define DETECT_DEST_NCOLUMNS 10
+#define DETECT_DEST_NCOLUMNS 12
 extern const DetectDestColumn detect_dest_columns[DETECT_DEST_NCOLUMNS];
+
+/*
+ * bulk.c: many rows into one of the extension's plain tables at once
+ * (multi-insert, indexes, constraints, triggers with transition tables;
+ * no permission check, no row security).  given[a]: the caller fills
+ * attribute a + 1 of each slot; the others get their defaults.
+ */
+typedef struct DetectBulk DetectBulk;
+
+extern DetectBulk *detect_bulk_begin(Relation rel, const bool *given);
+extern TupleTableSlot *detect_bulk_slot(DetectBulk *bulk);
+extern void detect_bulk_add(DetectBulk *bulk, TupleTableSlot *slot);
+extern int64 detect_bulk_end(DetectBulk *bulk);
 
 /* sysctx.c: catalog SPI as the bootstrap superuser, safe search_path. */
 typedef struct DetectSys

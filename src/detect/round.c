@@ -205,6 +205,8 @@ typedef struct RowResult
 	Datum		source_key;		/* jsonb, or 0 */
 	double		score;
 	double		grade;
+	bool		is_anomaly;
+	double	   *expected;		/* the grader's expected values, or NULL */
 	Jsonb	   *explanation;
 	char	   *error;
 	char	   *sqlstate;
@@ -1145,6 +1147,22 @@ open_decoding(DetectorCache *dc, DetectorDef *def)
 }
 
 /*
+ * Flushes the WAL inserted so far and returns the flushed position, where a
+ * round stops decoding.  Decoding reads flushed WAL only, and waits on a
+ * record that is not wholly flushed: with synchronous_commit off the WAL
+ * writer flushes whole pages, often ending mid-record, and only every
+ * wal_writer_delay, so a round could wait for it (up to 200 ms by default)
+ * and leave rows committed meanwhile to the next round.  One flush per
+ * round; nothing to do when commits are synchronous.
+ */
+static XLogRecPtr
+flush_for_decoding(void)
+{
+	XLogFlush(GetXLogInsertRecPtr());
+	return GetFlushRecPtr(NULL);
+}
+
+/*
  * Decodes until the WAL flushed when we started is read, or max_rows rows
  * were kept (always at a transaction boundary).  Returns true when caught
  * up.
@@ -1153,7 +1171,7 @@ static bool
 decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *end)
 {
 	LogicalDecodingContext *ctx = dc->ctx;
-	XLogRecPtr	end_of_wal = GetFlushRecPtr(NULL);
+	XLogRecPtr	end_of_wal = flush_for_decoding();
 	bool		caught_up = true;
 
 	MemoryContext old;
@@ -1649,27 +1667,6 @@ anomaly_type(const char *name)
 	return t;
 }
 
-/* Writes the scores of a round (one INSERT for all). */
-static void
-write_scores(DetectorDef *def, Datum *rows, int n, TimestampTz scored_at)
-{
-	Oid			row_type = anomaly_type("_score_row");
-	Oid			types[3] = {TEXTOID, get_array_type(row_type), TIMESTAMPTZOID};
-	Datum		args[3];
-
-	if (n == 0)
-		return;
-	args[0] = CStringGetTextDatum(def->name);
-	args[1] = PointerGetDatum(construct_array(rows, n, row_type, -1, false, TYPALIGN_DOUBLE));
-	args[2] = TimestampTzGetDatum(scored_at);
-	detect_spi_exec("INSERT INTO anomaly.scores (detector, partition_key, source_key, commit_lsn,"
-			 " commit_time, features, anomaly_score, anomaly_grade, explanation, scored_at)"
-			 " SELECT $1, r.partition_key, r.source_key, r.commit_lsn, r.commit_time, r.features,"
-			 " r.anomaly_score, r.anomaly_grade, r.explanation, $3"
-			 " FROM pg_catalog.unnest($2) AS r",
-			 3, types, args, NULL, false, SPI_OK_INSERT);
-}
-
 const DetectDestColumn detect_dest_columns[DETECT_DEST_NCOLUMNS] = {
 	{"detector", TEXTOID},
 	{"partition_key", TEXTOID},
@@ -1679,9 +1676,178 @@ const DetectDestColumn detect_dest_columns[DETECT_DEST_NCOLUMNS] = {
 	{"features", FLOAT8ARRAYOID},
 	{"anomaly_score", FLOAT8OID},
 	{"anomaly_grade", FLOAT8OID},
+	{"is_anomaly", BOOLOID},
+	{"expected", FLOAT8ARRAYOID},
 	{"explanation", JSONBOID},
 	{"scored_at", TIMESTAMPTZOID}
 };
+
+/* Indexes into detect_dest_columns. */
+enum
+{
+	SC_DETECTOR,
+	SC_PARTITION_KEY,
+	SC_SOURCE_KEY,
+	SC_COMMIT_LSN,
+	SC_COMMIT_TIME,
+	SC_FEATURES,
+	SC_ANOMALY_SCORE,
+	SC_ANOMALY_GRADE,
+	SC_IS_ANOMALY,
+	SC_EXPECTED,
+	SC_EXPLANATION,
+	SC_SCORED_AT
+};
+
+StaticAssertDecl(SC_SCORED_AT + 1 == DETECT_DEST_NCOLUMNS,
+				 "one value per destination column");
+
+/* What the score rows of a round share. */
+typedef struct ScoreSource
+{
+	DetectorDef *def;
+	RoundData  *rd;
+	EvalState  *es;
+	Datum		detector;		/* text */
+	TimestampTz scored_at;
+} ScoreSource;
+
+/* A float8[] of n values, NULL where nulls[i] (nulls may be NULL). */
+static Datum
+float8_array(const double *v, const bool *nulls, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *dn = palloc(sizeof(bool) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		dn[i] = nulls ? nulls[i] : false;
+		d[i] = Float8GetDatum(dn[i] ? 0 : v[i]);
+	}
+	return PointerGetDatum(construct_md_array(d, dn, 1, dims, lbs, FLOAT8OID,
+											  sizeof(float8), FLOAT8PASSBYVAL,
+											  TYPALIGN_DOUBLE));
+}
+
+/*
+ * The value of score column c (detect_dest_columns) for row i of the round.
+ * A row with a NULL feature has no score, grade nor expected values;
+ * without grading, the grade, is_anomaly and expected are NULL.
+ */
+static Datum
+score_value(const ScoreSource *ss, int64 i, int c, bool *isnull)
+{
+	RowResult  *rr = &ss->es->res[i];
+	bool		graded = ss->def->grade && !rr->has_null;
+
+	*isnull = false;
+	switch (c)
+	{
+		case SC_DETECTOR:
+			return ss->detector;
+		case SC_PARTITION_KEY:
+			*isnull = rr->key == NULL;
+			return rr->key ? CStringGetTextDatum(rr->key) : (Datum) 0;
+		case SC_SOURCE_KEY:
+			*isnull = rr->source_key == (Datum) 0;
+			return rr->source_key;
+		case SC_COMMIT_LSN:
+			return LSNGetDatum(ss->rd->row[i].commit_lsn);
+		case SC_COMMIT_TIME:
+			return TimestampTzGetDatum(ss->rd->row[i].commit_time);
+		case SC_FEATURES:
+			return float8_array(rr->values, rr->nulls, ss->def->nfeatures);
+		case SC_ANOMALY_SCORE:
+			*isnull = rr->has_null;
+			return Float8GetDatum(rr->score);
+		case SC_ANOMALY_GRADE:
+			*isnull = !graded;
+			return Float8GetDatum(rr->grade);
+		case SC_IS_ANOMALY:
+			*isnull = !graded;
+			return BoolGetDatum(rr->is_anomaly);
+		case SC_EXPECTED:
+			*isnull = !graded || rr->expected == NULL;
+			return *isnull ? (Datum) 0 :
+				float8_array(rr->expected, NULL, ss->def->nfeatures);
+		case SC_EXPLANATION:
+			*isnull = rr->explanation == NULL;
+			return PointerGetDatum(rr->explanation);
+		case SC_SCORED_AT:
+			return TimestampTzGetDatum(ss->scored_at);
+	}
+	elog(ERROR, "unknown score column %d", c);
+	return (Datum) 0;
+}
+
+/*
+ * Writes the score rows of a round into anomaly.scores with one bulk insert
+ * (indexes and the alert rules' statement trigger included); rows[] are
+ * indexes into the round's rows.
+ */
+static void
+write_scores(const ScoreSource *ss, const int64 *rows, int n)
+{
+	RangeVar   *rv;
+	Relation	rel;
+	TupleDesc	desc;
+	int		   *column;			/* per attribute: detect_dest_columns index */
+	bool	   *given;
+	DetectBulk *bulk;
+	MemoryContext rowcxt;
+	MemoryContext old;
+
+	if (n == 0)
+		return;
+	rv = makeRangeVar("anomaly", "scores", -1);
+	rel = table_openrv(rv, RowExclusiveLock);
+	desc = RelationGetDescr(rel);
+	column = palloc(sizeof(int) * Max(desc->natts, 1));
+	given = palloc0(sizeof(bool) * Max(desc->natts, 1));
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		column[a] = -1;
+		if (att->attisdropped)
+			continue;
+		for (int c = 0; c < DETECT_DEST_NCOLUMNS; c++)
+			if (strcmp(NameStr(att->attname), detect_dest_columns[c].name) == 0)
+			{
+				if (att->atttypid != detect_dest_columns[c].type)
+					ereport(ERROR,
+							(errcode(ERRCODE_DATATYPE_MISMATCH),
+							 errmsg("column \"%s\" of anomaly.scores has type %s, expected %s",
+									NameStr(att->attname), format_type_be(att->atttypid),
+									format_type_be(detect_dest_columns[c].type)),
+							 errhint("Reinstall the extension.")));
+				column[a] = c;
+				given[a] = true;
+			}
+	}
+
+	bulk = detect_bulk_begin(rel, given);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "anomaly score row",
+								   ALLOCSET_DEFAULT_SIZES);
+	for (int r = 0; r < n; r++)
+	{
+		TupleTableSlot *slot = detect_bulk_slot(bulk);
+
+		old = MemoryContextSwitchTo(rowcxt);
+		for (int a = 0; a < desc->natts; a++)
+			if (column[a] >= 0)
+				slot->tts_values[a] = score_value(ss, rows[r], column[a],
+												  &slot->tts_isnull[a]);
+		MemoryContextSwitchTo(old);
+		detect_bulk_add(bulk, slot);
+		MemoryContextReset(rowcxt);
+	}
+	MemoryContextDelete(rowcxt);
+	detect_bulk_end(bulk);
+	table_close(rel, NoLock);
+}
 
 /*
  * Writes the scores of a round into the detector's destination table too,
@@ -1689,8 +1855,11 @@ const DetectDestColumn detect_dest_columns[DETECT_DEST_NCOLUMNS] = {
  * columns the table has among detect_dest_columns, by name.
  */
 static void
-write_destination(DetectorDef *def, Datum *rows, int n, TimestampTz scored_at)
+write_destination(const ScoreSource *ss, const int64 *rows, int n)
 {
+	DetectorDef *def = ss->def;
+	TupleDesc	row_desc;
+	Datum	   *composites;
 	Oid			row_type;
 	Oid			types[3];
 	Datum		args[3];
@@ -1772,9 +1941,23 @@ write_destination(DetectorDef *def, Datum *rows, int n, TimestampTz scored_at)
 	types[0] = TEXTOID;
 	types[1] = get_array_type(row_type);
 	types[2] = TIMESTAMPTZOID;
-	args[0] = CStringGetTextDatum(def->name);
-	args[1] = PointerGetDatum(construct_array(rows, n, row_type, -1, false, TYPALIGN_DOUBLE));
-	args[2] = TimestampTzGetDatum(scored_at);
+	/* _score_row: the columns between detector and scored_at */
+	row_desc = lookup_rowtype_tupdesc_copy(row_type, -1);
+	if (row_desc->natts != SC_SCORED_AT - SC_PARTITION_KEY)
+		elog(ERROR, "type anomaly._score_row does not match the score columns");
+	composites = palloc_extended(sizeof(Datum) * n, MCXT_ALLOC_HUGE);
+	for (int r = 0; r < n; r++)
+	{
+		Datum		v[SC_SCORED_AT - SC_PARTITION_KEY];
+		bool		nl[SC_SCORED_AT - SC_PARTITION_KEY];
+
+		for (int c = SC_PARTITION_KEY; c < SC_SCORED_AT; c++)
+			v[c - SC_PARTITION_KEY] = score_value(ss, rows[r], c, &nl[c - SC_PARTITION_KEY]);
+		composites[r] = HeapTupleGetDatum(heap_form_tuple(row_desc, v, nl));
+	}
+	args[0] = ss->detector;
+	args[1] = PointerGetDatum(construct_array(composites, n, row_type, -1, false, TYPALIGN_DOUBLE));
+	args[2] = TimestampTzGetDatum(ss->scored_at);
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO %s (%s) SELECT %s FROM pg_catalog.unnest($2) AS r",
 					 def->destination, cols.data, exprs.data);
@@ -1860,30 +2043,26 @@ cmp_by_key(const void *a, const void *b)
 }
 
 /*
- * Scores the evaluated rows, then learns them; returns the score rows (in
- * the rows' order).  Only the order within a partition key matters to the
- * forests, so rows are scored grouped by key: a forest stays in the CPU's
- * cache for all its rows of the round.
+ * Scores the evaluated rows, then learns them; fills out[] with the indexes
+ * of the rows that get a score row (in the rows' order) and returns how
+ * many.  Only the order within a partition key matters to the forests, so
+ * rows are scored grouped by key: a forest stays in the CPU's cache for all
+ * its rows of the round.
  */
 static int
-score_rows(DetectorCache *dc, DetectorDef *def, RoundData *rd, EvalState *es,
-		   int64 n, int64 seq, Datum *out, int64 *filtered,
+score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
+		   int64 n, int64 seq, int64 *out, int64 *filtered,
 		   ArrayBuildState **jkeys, ArrayBuildState **jpoints, int *npoints)
 {
-	Oid			row_type = anomaly_type("_score_row");
-	TupleDesc	td = lookup_rowtype_tupdesc_copy(row_type, -1);
 	int			dims = def->nfeatures;
 	int			total = dims * def->params.shingle_size;
 	double	   *high = palloc(sizeof(double) * total);
 	double	   *low = palloc(sizeof(double) * total);
-	Datum	   *fd = palloc(sizeof(Datum) * dims);
-	bool	   *fn = palloc(sizeof(bool) * dims);
+	double	   *expected = palloc(sizeof(double) * Max(dims, 1));
 	int64	   *order = palloc_extended(sizeof(int64) * Max(n, 1), MCXT_ALLOC_HUGE);
 	int64		norder = 0;
 	int			nout = 0;
 	ForestEntry *e = NULL;
-	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext, "anomaly score row",
-												 ALLOCSET_SMALL_SIZES);
 
 	/* Which rows are scored, and which of those are learned. */
 	for (int64 i = 0; i < n; i++)
@@ -1939,9 +2118,15 @@ score_rows(DetectorCache *dc, DetectorDef *def, RoundData *rd, EvalState *es,
 		{
 			RcfGrade	grade;
 
-			rcf_grader_assess(e->grader, e->forest, rr->values, &grade, NULL);
+			rcf_grader_assess(e->grader, e->forest, rr->values, &grade, expected);
 			rr->score = grade.score;
 			rr->grade = grade.grade;
+			rr->is_anomaly = grade.is_anomaly;
+			if (grade.has_expected)
+			{
+				rr->expected = MemoryContextAlloc(es->cxt, sizeof(double) * dims);
+				memcpy(rr->expected, expected, sizeof(double) * dims);
+			}
 			rcf_grader_learn(e->grader, e->forest, rr->values, &grade);
 		}
 		else
@@ -1967,35 +2152,10 @@ score_rows(DetectorCache *dc, DetectorDef *def, RoundData *rd, EvalState *es,
 	for (int64 i = 0; i < n; i++)
 	{
 		RowResult  *rr = &es->res[i];
-		Datum		v[8];
-		bool		nl[8] = {false};
-		int			dimsarr[1] = {dims};
-		int			lbs[1] = {1};
 
-		if (!rr->ok || rr->filtered)
-			continue;
-		for (int f = 0; f < dims; f++)
-		{
-			fn[f] = rr->nulls[f];
-			fd[f] = Float8GetDatum(rr->values[f]);
-		}
-		v[0] = rr->key ? CStringGetTextDatum(rr->key) : (Datum) 0;
-		nl[0] = rr->key == NULL;
-		v[1] = rr->source_key;
-		nl[1] = rr->source_key == (Datum) 0;
-		v[2] = LSNGetDatum(rd->row[i].commit_lsn);
-		v[3] = TimestampTzGetDatum(rd->row[i].commit_time);
-		v[4] = PointerGetDatum(construct_md_array(fd, fn, 1, dimsarr, lbs, FLOAT8OID,
-												  sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		v[5] = Float8GetDatum(rr->score);
-		nl[5] = rr->has_null;
-		v[6] = Float8GetDatum(rr->grade);
-		nl[6] = rr->has_null || !def->grade;
-		v[7] = rr->explanation ? PointerGetDatum(rr->explanation) : (Datum) 0;
-		nl[7] = rr->explanation == NULL;
-		out[nout++] = HeapTupleGetDatum(heap_form_tuple(td, v, nl));
+		if (rr->ok && !rr->filtered)
+			out[nout++] = i;
 	}
-	MemoryContextDelete(rowcxt);
 	return nout;
 }
 
@@ -2046,6 +2206,7 @@ typedef struct RoundWrite
 	bool		caught_up;
 	XLogRecPtr	end_lsn;
 	TimestampTz started;
+	TimestampTz scored;			/* set when the rows are scored */
 } RoundWrite;
 
 /*
@@ -2066,20 +2227,26 @@ write_round(RoundWrite *w)
 	int			nout = 0;
 	ArrayBuildState *jkeys = NULL;
 	ArrayBuildState *jpoints = NULL;
-	Datum	   *out = n > 0 ? palloc_extended(sizeof(Datum) * n, MCXT_ALLOC_HUGE) : NULL;
+	int64	   *out = n > 0 ? palloc_extended(sizeof(int64) * n, MCXT_ALLOC_HUGE) : NULL;
 	TimestampTz now;
 	bool		checkpoint;
 	bool		write_row;
 	int64		token = new_token();
 
 	if (n > 0)
-		nout = score_rows(dc, def, rd, es, n, seq, out, &filtered,
+		nout = score_rows(dc, def, es, n, seq, out, &filtered,
 						  &jkeys, &jpoints, &npoints);
+	w->scored = GetCurrentTimestamp();
 	{
-		TimestampTz scored_at = GetCurrentTimestamp();
+		ScoreSource ss;
 
-		write_scores(def, out, nout, scored_at);
-		write_destination(def, out, nout, scored_at);
+		ss.def = def;
+		ss.rd = rd;
+		ss.es = es;
+		ss.detector = CStringGetTextDatum(def->name);
+		ss.scored_at = GetCurrentTimestamp();
+		write_scores(&ss, out, nout);
+		write_destination(&ss, out, nout);
 	}
 	write_failures(def, rd, es, n);
 
@@ -2297,10 +2464,11 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	t_evaluated = GetCurrentTimestamp();
 	write_round_as_origin(&w);
 	table_close(rel, NoLock);
-	elog(DEBUG1, "detector \"%s\": round of " INT64_FORMAT " rows: decode %.1f ms, evaluate %.1f ms, score and write %.1f ms",
+	elog(DEBUG1, "detector \"%s\": round of " INT64_FORMAT " rows: decode %.1f ms, evaluate %.1f ms, score %.1f ms, write %.1f ms",
 		 def->name, n, (double) (t_decoded - started) / 1000.0,
 		 (double) (t_evaluated - t_decoded) / 1000.0,
-		 (double) (GetCurrentTimestamp() - t_evaluated) / 1000.0);
+		 (double) (w.scored - t_evaluated) / 1000.0,
+		 (double) (GetCurrentTimestamp() - w.scored) / 1000.0);
 
 	dc->current = true;
 	dc->confirm_lsn = end_lsn;

@@ -12,6 +12,8 @@ CREATE TABLE scores (
 	features double precision[],
 	anomaly_score double precision,
 	anomaly_grade double precision,
+	is_anomaly boolean,
+	expected double precision[],
 	explanation jsonb,
 	scored_at timestamptz NOT NULL DEFAULT now()
 );

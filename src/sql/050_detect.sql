@@ -101,6 +101,8 @@ CREATE TYPE _score_row AS (
 	features double precision[],
 	anomaly_score double precision,
 	anomaly_grade double precision,
+	is_anomaly boolean,
+	expected double precision[],
 	explanation jsonb
 );
 

@@ -163,22 +163,25 @@ is($node->safe_psql('postgres', q{
 
 my ($compared, $different, $different_grades) = split /\|/, $node->safe_psql('postgres', q{
 	WITH j AS (
-		SELECT s.id, s.k, s.v, c.commit_lsn, c.anomaly_score, c.anomaly_grade
+		SELECT s.id, s.k, s.v, c.commit_lsn, c.anomaly_score, c.anomaly_grade,
+			c.is_anomaly, c.expected AS expected_values
 		FROM src s
 		JOIN anomaly.scores c ON c.detector = 'crash' AND (c.source_key->>'id')::bigint = s.id),
 	r AS (
 		SELECT anomaly_score,
 			anomaly.random_cut_forest(ARRAY[v], 20, 32, 100000, 3, 99)
 				OVER (PARTITION BY k ORDER BY commit_lsn, id) AS expected,
-			anomaly_grade,
-			(anomaly.detect(ARRAY[v], 20, 32, 100000, 3, 99)
-				OVER (PARTITION BY k ORDER BY commit_lsn, id)).anomaly_grade AS expected_grade
+			anomaly_grade, is_anomaly, expected_values,
+			anomaly.detect(ARRAY[v], 20, 32, 100000, 3, 99)
+				OVER (PARTITION BY k ORDER BY commit_lsn, id) AS d
 		FROM j)
 	SELECT count(*), count(*) FILTER (WHERE anomaly_score IS DISTINCT FROM expected),
-		count(*) FILTER (WHERE anomaly_grade IS DISTINCT FROM expected_grade) FROM r});
+		count(*) FILTER (WHERE anomaly_grade IS DISTINCT FROM (d).anomaly_grade
+			OR is_anomaly IS DISTINCT FROM (d).is_anomaly
+			OR expected_values IS DISTINCT FROM (d).expected) FROM r});
 is($different, '0',
 	"after $crashes crashes all $compared scores equal a run without crashes");
-is($different_grades, '0', 'and so do the grades');
+is($different_grades, '0', 'and so do the grades, decisions and expected values');
 
 # The destination table, written in the same transactions.
 is($node->safe_psql('postgres', q{
