@@ -144,7 +144,11 @@ if [[ "$SKIP" != *" live "* ]]; then
 	ratio=$(awk -v a="$tps_live" -v b="$tps_base" 'BEGIN { printf "%.3f", a / b }')
 	keeps_up=$(awk -v d="$drain_s" 'BEGIN { print (d < 2 ? "yes" : "no") }')
 	echo "live tps=$tps_live ratio=$ratio rows=$total drain_after_load_s=$drain_s keeps_up=$keeps_up lag_p50_s=$p50 lag_p99_s=$p99 lag_max_s=$pmax load=$(loadavg)"
-	summary+=" tps_with_detector=$tps_live insert_ratio=$ratio lag_p50_s=$p50 lag_p99_s=$p99 lag_max_s=$pmax keeps_up=$keeps_up kda_shards=$(awk -v t="$tps_live" 'BEGIN { printf "%.0f", t / 1000 }')"
+	summary+=" tps_with_detector=$tps_live insert_ratio=$ratio lag_p50_s=$p50 lag_p99_s=$p99 lag_max_s=$pmax keeps_up=$keeps_up"
+	# What the detector carried, in KDA shards (1,000 records/s each): the
+	# rows it scored over the load and its drain, not the insert rate (it may
+	# fall behind).
+	summary+=" live_detector_rows_per_s=$(awk -v r="$total" -v a="$SECONDS_LOAD" -v d="$drain_s" 'BEGIN { printf "%.0f", r / (a + d) }')"
 fi
 
 # lag_since ID: p50, p99 and max commit -> score lag of rows with id > ID.
@@ -170,6 +174,9 @@ if [[ "$SKIP" != *" live "* ]]; then
 	keeps_up=$(awk -v d="$drain_s" 'BEGIN { print (d < 2 ? "yes" : "no") }')
 	echo "paced rate=$RATE tps=$tps_paced rows=$total drain_after_load_s=$drain_s keeps_up=$keeps_up lag_p50_s=$p50 lag_p99_s=$p99 lag_max_s=$pmax load=$(loadavg)"
 	summary+=" paced_tps=$tps_paced paced_lag_p50_s=$p50 paced_lag_p99_s=$p99 paced_keeps_up=$keeps_up"
+	if [ "$keeps_up" = yes ]; then
+		summary+=" kda_shards_sustained=$(awk -v t="$tps_paced" 'BEGIN { printf "%.0f", t / 1000 }')"
+	fi
 fi
 
 # --- 3. backlog ---------------------------------------------------------------
@@ -193,7 +200,7 @@ if [[ "$SKIP" != *" backlog "* ]]; then
 	rate=$(awk -v r="$rows" -v s="$secs" 'BEGIN { printf "%.0f", r / s }')
 	cpu_rate=$(awk -v r="$rows" -v s="$cpu" 'BEGIN { if (s > 0) printf "%.0f", r / s; else print "nan" }')
 	echo "backlog rows=$rows fill_tps=$tps_fill seconds=$secs rows_per_s=$rate worker_cpu_s=$cpu rows_per_cpu_s=$cpu_rate load=$(loadavg)"
-	summary+=" backlog_rows=$rows backlog_rows_per_s=$rate backlog_rows_per_cpu_s=$cpu_rate"
+	summary+=" backlog_rows=$rows backlog_rows_per_s=$rate backlog_rows_per_cpu_s=$cpu_rate kda_shards_catch_up=$(awk -v r="$rate" 'BEGIN { printf "%.0f", r / 1000 }')"
 fi
 
 # --- 4. many keys -------------------------------------------------------------
