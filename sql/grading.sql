@@ -122,6 +122,28 @@ SELECT anomaly.rcf_detect(model, ARRAY[v])::text = w::text AS equal, (w).is_anom
 FROM mv, gvar, (SELECT t AS wt, anomaly.detect(ARRAY[v], shingle_size => 4) OVER (ORDER BY t) AS w FROM gvar) x
 WHERE t = 3192 AND wt = 3192;
 
+-- rcf_set_grading: other grading parameters for a stored model.  The
+-- score statistics stay (the single-score threshold is mean + z * sd, so
+-- it moves linearly with z_factor, and with the defaults it is the model's
+-- own); the firing state starts afresh; without the CUSUM the variance
+-- change at 3192 no longer fires.
+SELECT anomaly.rcf_info(anomaly.rcf_set_grading(model, z_factor => 5, cusum_threshold => 0)) -> 'grader' AS grader
+FROM mv;
+SELECT abs((d4).threshold - (d3).threshold - ((d5).threshold - (d4).threshold)) < 1e-9 AS linear_in_z,
+       (d4).threshold > (d3).threshold AS rises,
+       (d3).threshold = (d).threshold AS same_statistics,
+       (d).is_anomaly AS fires_with_cusum, (d0).is_anomaly AS fires_without
+FROM (SELECT anomaly.rcf_detect(model, ARRAY[v]) AS d,
+             anomaly.rcf_detect(anomaly.rcf_set_grading(model), ARRAY[v]) AS d3,
+             anomaly.rcf_detect(anomaly.rcf_set_grading(model, z_factor => 4), ARRAY[v]) AS d4,
+             anomaly.rcf_detect(anomaly.rcf_set_grading(model, z_factor => 5), ARRAY[v]) AS d5,
+             anomaly.rcf_detect(anomaly.rcf_set_grading(model, cusum_threshold => 0), ARRAY[v]) AS d0
+      FROM mv, gvar WHERE t = 3192) s;
+SELECT anomaly.rcf_set_grading(NULL) IS NULL AS null_model;
+SELECT anomaly.rcf_set_grading(model, z_factor => 0) FROM mv;
+SELECT anomaly.rcf_set_grading(model, z_factor => NULL) FROM mv;
+SELECT anomaly.rcf_set_grading(model, cusum_threshold => -1) FROM mv;
+
 -- Errors.
 SELECT anomaly.detect(ARRAY[1.0], z_factor => 0) OVER ();
 SELECT anomaly.detect(ARRAY[1.0], score_floor => -1) OVER ();

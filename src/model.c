@@ -38,6 +38,7 @@ PG_FUNCTION_INFO_V1(rcf_explain_model);
 PG_FUNCTION_INFO_V1(rcf_update_model);
 PG_FUNCTION_INFO_V1(rcf_info_model);
 PG_FUNCTION_INFO_V1(rcf_detect_model);
+PG_FUNCTION_INFO_V1(rcf_set_grading_model);
 
 /* Bytes of the encoding's header: marker, version, reserved, CRC. */
 #define MODEL_HEADER_SIZE 12
@@ -648,4 +649,47 @@ rcf_detect_model(PG_FUNCTION_ARGS)
 	}
 	return anomaly_detection_datum(fcinfo, &grade, cache->expected,
 								   params->dims, explanation);
+}
+
+/*
+ * rcf_set_grading(model, z_factor, ..., cusum_threshold): the model with
+ * other grading parameters (detect()'s, in its order), so a model trained by
+ * rcf_train (which grades with the defaults) can grade as a detect() call
+ * with other settings would.  The forest and the grader's statistics of the
+ * score stream are kept; a model without a grader gets a new one.
+ */
+Datum
+rcf_set_grading_model(PG_FUNCTION_ARGS)
+{
+	RcfForest  *forest;
+	RcfGrader  *grader = NULL;
+	RcfGraderParams gp;
+	NullableDatum args[ANOMALY_GRADER_ARGS];
+	const char *err;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	for (int i = 0; i < ANOMALY_GRADER_ARGS; i++)
+	{
+		args[i].isnull = PG_ARGISNULL(i + 1);
+		args[i].value = args[i].isnull ? (Datum) 0 : PG_GETARG_DATUM(i + 1);
+	}
+	anomaly_grader_params(&gp, args);
+	forest = private_forest(PG_GETARG_DATUM(0), &grader);
+	if (grader == NULL)
+	{
+		RcfAllocator allocator = {anomaly_context_alloc, anomaly_context_free,
+		CurrentMemoryContext};
+
+		grader = rcf_grader_create(&gp, rcf_params(forest), &allocator);
+		if (grader == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+	}
+	else if ((err = rcf_grader_set_params(grader, &gp)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s", err)));
+	PG_RETURN_BYTEA_P(encode_model(forest, grader));
 }

@@ -191,6 +191,32 @@ rcf_grader_params(const RcfGrader *grader)
 	return &grader->params;
 }
 
+/*
+ * Replaces a grader's parameters; NULL, or why they are refused.  What it
+ * has learned of the score stream (mean, deviation, count) stays: that does
+ * not depend on the parameters.  The state of its firings (muting, the
+ * CUSUM) starts afresh, since it was built under the old ones.  The short
+ * window and warm-up are not caller's parameters and are kept.
+ */
+const char *
+rcf_grader_set_params(RcfGrader *grader, const RcfGraderParams *params)
+{
+	RcfGraderParams p = *params;
+	const char *err;
+
+	p.short_window = grader->params.short_window;
+	p.warmup = grader->params.warmup;
+	err = rcf_grader_params_check(&p);
+	if (err)
+		return err;
+	if (p.suppress < 0)
+		return "suppress must be between 0 and 1000000";
+	grader->params = p;
+	grader->suppress_left = 0;
+	grader->cusum = 0.0;
+	return NULL;
+}
+
 /* True if every value lies within the ignore margins of its expected value. */
 static bool
 near_expected(const RcfGraderParams *p, const double *input,

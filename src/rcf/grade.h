@@ -63,6 +63,8 @@ extern RcfGrader *rcf_grader_create(const RcfGraderParams *params,
 									const RcfAllocator *allocator);
 extern void rcf_grader_free(RcfGrader *grader);
 extern const RcfGraderParams *rcf_grader_params(const RcfGrader *grader);
+extern const char *rcf_grader_set_params(RcfGrader *grader,
+										 const RcfGraderParams *params);
 
 /*
  * Scores input on the forest and grades the score.  When the point fires,

@@ -96,5 +96,24 @@ CREATE FUNCTION rcf_detect(model rcf, point double precision[],
 						   feature_names text[] DEFAULT NULL)
 RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_detect_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION rcf_set_grading(
+	model rcf,
+	z_factor double precision DEFAULT 3,
+	score_floor double precision DEFAULT 0.8,
+	ignore_near_expected_above double precision DEFAULT 0,
+	ignore_near_expected_below double precision DEFAULT 0,
+	ignore_near_expected_above_ratio double precision DEFAULT 0,
+	ignore_near_expected_below_ratio double precision DEFAULT 0,
+	suppress integer DEFAULT 100,
+	score_horizon double precision DEFAULT 3000,
+	cusum_drift double precision DEFAULT 2,
+	cusum_threshold double precision DEFAULT 12)
+RETURNS rcf
+AS 'MODULE_PATHNAME', 'rcf_set_grading_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION rcf_set_grading(rcf, double precision, double precision, double precision,
+	double precision, double precision, double precision, integer, double precision,
+	double precision, double precision)
+IS 'the model with other grading parameters (detect()''s), keeping its forest and score statistics';
+
 COMMENT ON FUNCTION rcf_detect(rcf, double precision[], text[])
 IS 'graded detection of a point against a stored model and its grader state, without learning it';

@@ -156,10 +156,62 @@ test_stationary_rate(void)
 	rcf_free(f);
 }
 
+/*
+ * New parameters keep the score statistics: the threshold of the same point
+ * moves linearly with z_factor; bad parameters are refused and change
+ * nothing.
+ */
+static void
+test_set_params(void)
+{
+	RcfParams	p;
+	RcfGraderParams gp;
+	RcfForest  *f;
+	RcfGrader  *g;
+	RcfGrade	r3,
+				r4,
+				r5,
+				again;
+	uint64_t	s = 5;
+	double		x = 0.0;
+
+	rcf_params_default(&p, 1);
+	p.number_of_trees = 30;
+	rcf_grader_params_default(&gp);
+	f = rcf_create(&p, NULL);
+	g = rcf_grader_create(&gp, &p, NULL);
+	for (int i = 0; i < 3000; i++)
+	{
+		RcfGrade	grade;
+
+		x = gauss(&s);
+		rcf_grader_process(g, f, &x, true, &grade, NULL);
+	}
+	rcf_grader_assess(g, f, &x, &r3, NULL);
+	gp.z_factor = 4.0;
+	UNIT_OK(rcf_grader_set_params(g, &gp) == NULL, "z_factor 4 accepted");
+	rcf_grader_assess(g, f, &x, &r4, NULL);
+	gp.z_factor = 5.0;
+	UNIT_OK(rcf_grader_set_params(g, &gp) == NULL, "z_factor 5 accepted");
+	rcf_grader_assess(g, f, &x, &r5, NULL);
+	UNIT_OK(r4.threshold > r3.threshold &&
+			fabs((r5.threshold - r4.threshold) - (r4.threshold - r3.threshold)) < 1e-9,
+			"the threshold moves linearly with z_factor (%.6f, %.6f, %.6f)",
+			r3.threshold, r4.threshold, r5.threshold);
+	gp.z_factor = -1.0;
+	UNIT_OK(rcf_grader_set_params(g, &gp) != NULL, "a negative z_factor is refused");
+	rcf_grader_assess(g, f, &x, &again, NULL);
+	UNIT_OK(again.threshold == r5.threshold, "and changes nothing");
+	UNIT_OK(rcf_grader_params(g)->z_factor == 5.0, "the grader keeps z_factor 5");
+	rcf_grader_free(g);
+	rcf_free(f);
+}
+
 int
 main(void)
 {
 	test_cusum_catches_sustained_change();
 	test_stationary_rate();
+	test_set_params();
 	return unit_done();
 }
