@@ -43,6 +43,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=bench/common.sh
 . "$HERE/common.sh"
+# shellcheck source=bench/detect_common.sh
+. "$HERE/detect_common.sh"
 
 SECONDS_LOAD=${DETECT_SECONDS:-20}
 CLIENTS=${DETECT_CLIENTS:-8}
@@ -65,14 +67,6 @@ BENCH_CONF+=(
 )
 ANOMALY_PRELOAD=anomaly bench_cluster_start "$WORK/pg" || exit 1
 
-psql_c() {
-	cluster_psql "$WORK/pg" -Atq "$@"
-}
-
-loadavg() {
-	cut -d' ' -f1 /proc/loadavg
-}
-
 # pgbench_run SCRIPT ARGS...: prints the tps.
 pgbench_run() {
 	local script=$1
@@ -82,23 +76,6 @@ pgbench_run() {
 		. "$WORK/pg/env"
 		cluster_as_user "$(cluster_bindir)/pgbench" -n -c "$CLIENTS" -j 2 -f "$script" "$@" postgres
 	) 2>&1 | awk '/^tps/ { print $3 }'
-}
-
-# The PID of a detector's worker ("" when none).
-worker_pid() {
-	psql_c -c "SELECT worker_pid FROM anomaly.detector_status WHERE name = '$1'"
-}
-
-# CPU seconds (user + system) a process used so far.
-cpu_s() {
-	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-
-# wait_scored NAME N: waits until detector NAME has scored N rows.
-wait_scored() {
-	while [ "$(psql_c -c "SELECT rows_scored >= $2 FROM anomaly.detectors WHERE name = '$1'")" != t ]; do
-		sleep 0.2
-	done
 }
 
 psql_c <<'SQL' || exit 1

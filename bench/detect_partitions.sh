@@ -25,6 +25,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=bench/common.sh
 . "$HERE/common.sh"
+# shellcheck source=bench/detect_common.sh
+. "$HERE/detect_common.sh"
 
 ROWS=${PARTS_ROWS:-300000}
 NPARTS=${PARTS_N:-4}
@@ -41,22 +43,6 @@ BENCH_CONF+=(
 	"wal_level = logical"
 )
 ANOMALY_PRELOAD=anomaly bench_cluster_start "$WORK/pg" || exit 1
-
-psql_c() {
-	cluster_psql "$WORK/pg" -Atq "$@"
-}
-
-loadavg() {
-	cut -d' ' -f1 /proc/loadavg
-}
-
-worker_pid() {
-	psql_c -c "SELECT worker_pid FROM anomaly.detector_status WHERE name = '$1'"
-}
-
-cpu_s() {
-	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
 
 # The partitions: [lo, hi) ranges of k over 1..100.
 {

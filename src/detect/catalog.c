@@ -965,7 +965,7 @@ detect_adopt(int64 id, bool note_wait)
 		args[1] = CStringGetTextDatum(home);
 		args[2] = DirectFunctionCall1(namein, CStringGetDatum(slot));
 		args[3] = LSNGetDatum(start);
-		args[4] = Int64GetDatum((int64) random() << 20 ^ (int64) GetCurrentTimestamp());
+		args[4] = Int64GetDatum(detect_new_token());
 		detect_spi_exec("UPDATE anomaly.detectors d SET home = $2, slot_name = $3,"
 						" progress_lsn = $4, last_commit_lsn = '0/0', caught_up_at = NULL,"
 						" round_token = $5, error_count = 0,"
@@ -1263,7 +1263,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 		nulls[7] = def.nkeys > 0 ? ' ' : 'n';
 		args[8] = CStringGetTextDatum(def.source_name);
 		args[9] = BoolGetDatum(reset);
-		args[10] = Int64GetDatum((int64) random() << 20 ^ (int64) GetCurrentTimestamp());
+		args[10] = Int64GetDatum(detect_new_token());
 		detect_spi_exec("UPDATE anomaly.detectors SET features = $2, partition_by = $3, filter = $4,"
 				  " options = $5, search_path = $6, source_columns = $7, key_columns = $8,"
 				  " source_name = $9,"
@@ -1440,7 +1440,7 @@ anomaly_reset_detector(PG_FUNCTION_ARGS)
 			  " progress_lsn = GREATEST(progress_lsn, $3),"
 			  " state = CASE WHEN state = 'failed' THEN 'active' ELSE state END"
 			  " WHERE id = $1", 3, (Oid[]) {INT8OID, INT8OID, PG_LSNOID},
-			  (Datum[]) {Int64GetDatum(ex.id), Int64GetDatum((int64) random() << 20 ^ (int64) GetCurrentTimestamp()),
+			  (Datum[]) {Int64GetDatum(ex.id), Int64GetDatum(detect_new_token()),
 	LSNGetDatum(slot_confirmed(slot))}, NULL, false, SPI_OK_UPDATE);
 	detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id = $1", 1,
 			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);

@@ -292,4 +292,7 @@ extern void detect_apply_retention(void);
 /* The worker's in-memory state for detector id is stale: drop it. */
 extern void detect_forget(int64 id);
 
+/* A random, non-zero 64-bit token (detectors.round_token). */
+extern int64 detect_new_token(void);
+
 #endif							/* ANOMALY_DETECT_H */

@@ -271,9 +271,9 @@ text_array_to_cstrings(Datum d, char ***out)
 	return n;
 }
 
-/* A random 64-bit token. */
-static int64
-new_token(void)
+/* A random, non-zero 64-bit token (detectors.round_token). */
+int64
+detect_new_token(void)
 {
 	int64		t;
 
@@ -2231,7 +2231,7 @@ write_round(RoundWrite *w)
 	TimestampTz now;
 	bool		checkpoint;
 	bool		write_row;
-	int64		token = new_token();
+	int64		token = detect_new_token();
 
 	if (n > 0)
 		nout = score_rows(dc, def, es, n, seq, out, &filtered,
