@@ -38,6 +38,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "access/xlogutils.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
@@ -1158,7 +1159,20 @@ open_decoding(DetectorCache *dc, DetectorDef *def)
 static XLogRecPtr
 flush_for_decoding(void)
 {
-	XLogFlush(GetXLogInsertRecPtr());
+	XLogRecPtr	upto = GetXLogInsertRecPtr();
+	uint64		offset = XLogSegmentOffset(upto, wal_segment_size);
+
+	/*
+	 * When the last record ended at a page boundary, the insert position
+	 * lies past the next page's header, which is not written yet: asking
+	 * to flush that far fails ("xlog flush request ... is not satisfied").
+	 * What was inserted ends at the boundary itself.
+	 */
+	if (offset == SizeOfXLogLongPHD)
+		upto -= SizeOfXLogLongPHD;
+	else if (offset % XLOG_BLCKSZ == SizeOfXLogShortPHD && offset > XLOG_BLCKSZ)
+		upto -= SizeOfXLogShortPHD;
+	XLogFlush(upto);
 	return GetFlushRecPtr(NULL);
 }
 
