@@ -192,6 +192,31 @@ BEGIN
 END
 $$;
 
+-- Raises an error unless value is a whole number from lo to hi (when
+-- present); unit names what it counts.
+CREATE FUNCTION _config_whole(config jsonb, key text, lo integer, hi integer, unit text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n numeric;
+BEGIN
+	IF NOT config ? key THEN
+		RETURN;
+	END IF;
+	IF jsonb_typeof(config -> key) <> 'number' THEN
+		RAISE EXCEPTION '"%" must be a number of %', key, unit
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	n := (config ->> key)::numeric;
+	IF n <> trunc(n) OR n < lo OR n > hi THEN
+		RAISE EXCEPTION '"%" must be a whole number from % to %', key, lo, hi
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+
 -- Checks a URL: scheme among schemes, a host, no user or password in it.
 CREATE FUNCTION _check_url(url text, schemes text[], key text, kind text)
 RETURNS void
@@ -234,7 +259,6 @@ DECLARE
 	k text;
 	v text;
 	h record;
-	n numeric;
 BEGIN
 	IF config IS NULL OR jsonb_typeof(config) <> 'object' THEN
 		RAISE EXCEPTION 'destination config must be a JSON object'
@@ -269,28 +293,8 @@ BEGIN
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
 	END IF;
-	IF config ? 'timeout_ms' THEN
-		IF jsonb_typeof(config -> 'timeout_ms') <> 'number' THEN
-			RAISE EXCEPTION '"timeout_ms" must be a number of milliseconds'
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-		n := (config ->> 'timeout_ms')::numeric;
-		IF n <> trunc(n) OR n < 100 OR n > 600000 THEN
-			RAISE EXCEPTION '"timeout_ms" must be a whole number from 100 to 600000'
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-	END IF;
-	IF config ? 'max_attempts' THEN
-		IF jsonb_typeof(config -> 'max_attempts') <> 'number' THEN
-			RAISE EXCEPTION '"max_attempts" must be a number of attempts'
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-		n := (config ->> 'max_attempts')::numeric;
-		IF n <> trunc(n) OR n < 1 OR n > 1000 THEN
-			RAISE EXCEPTION '"max_attempts" must be a whole number from 1 to 1000'
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-	END IF;
+	PERFORM _config_whole(config, 'timeout_ms', 100, 600000, 'milliseconds');
+	PERFORM _config_whole(config, 'max_attempts', 1, 1000, 'attempts');
 	PERFORM _config_text(config, 'description', false, kind);
 
 	IF kind = 'sns' THEN
