@@ -34,7 +34,7 @@
 # The load average is printed with each phase; per-CPU-second rates of the
 # worker are the steadier numbers.
 #
-# Environment: DETECT_SECONDS, DETECT_CLIENTS, DETECT_RATE, DETECT_BACKLOG, DETECT_KEYS,
+# Environment: DETECT_SECONDS, DETECT_CLIENTS, DETECT_RATE, DETECT_BACKLOG, DETECT_KEYS, DETECT_NAPTIME (ms, 50),
 # DETECT_MANY_ROWS, DETECT_SKIP (space-separated phases to skip: live
 # backlog many), ANOMALY_BENCH_INSTALL=0 to use the installed extension.
 
@@ -61,7 +61,7 @@ chmod 755 "$WORK"
 trap 'cluster_stop "$WORK/pg" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
 BENCH_CONF+=(
 	"anomaly.detector_database = 'postgres'"
-	"anomaly.detector_naptime = 50"
+	"anomaly.detector_naptime = ${DETECT_NAPTIME:-50}"
 	"wal_level = logical"
 	"max_connections = 100"
 )
