@@ -18,6 +18,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
+
 my $target_rows = $ENV{ANOMALY_DETECT_ROWS} || 100000;
 
 my $node = PostgreSQL::Test::Cluster->new('detect_once');
@@ -133,28 +137,9 @@ is($node->safe_psql('postgres', q{
 	'0', 'a commit LSN belongs to one transaction');
 
 # Scores equal the window function per key in commit order.
-my $diff = $node->safe_psql('postgres', q{
-	WITH j AS (
-		SELECT s.id, s.k, s.v, c.commit_lsn, c.anomaly_score, c.anomaly_grade,
-			c.is_anomaly, c.expected AS expected_values
-		FROM src s
-		JOIN anomaly.scores c ON c.detector = 'once' AND (c.source_key->>'id')::bigint = s.id),
-	r AS (
-		SELECT anomaly_score,
-			anomaly.random_cut_forest(ARRAY[v, v * v / 10], 30, 64, 100000, 2, 1234)
-				OVER (PARTITION BY k ORDER BY commit_lsn, id) AS expected,
-			anomaly_grade, is_anomaly, expected_values,
-			anomaly.detect(ARRAY[v, v * v / 10], 30, 64, 100000, 2, 1234)
-				OVER (PARTITION BY k ORDER BY commit_lsn, id) AS d
-		FROM j)
-	SELECT count(*) || ' ' || count(*) FILTER (WHERE anomaly_score IS DISTINCT FROM expected)
-		|| ' ' || count(*) FILTER (WHERE anomaly_grade IS DISTINCT FROM (d).anomaly_grade
-			OR is_anomaly IS DISTINCT FROM (d).is_anomaly
-			OR expected_values IS DISTINCT FROM (d).expected)
-		|| ' ' || count(*) FILTER (WHERE anomaly_grade > 0)
-		|| ' ' || count(expected_values)
-	FROM r});
-my ($compared, $different, $different_grades, $graded, $with_expected) = split / /, $diff;
+my ($compared, $different, $different_grades, $graded, $with_expected) = window_diff($node,
+	detector => 'once', rows => 'src', key => 'k', point => 'ARRAY[v, v * v / 10]',
+	params => '30, 64, 100000, 2, 1234', grades => 1);
 is($different, '0', "all $compared scores equal random_cut_forest per key in commit order");
 is($different_grades, '0',
 	"all grades, decisions and expected values equal detect() per key in commit order ($graded rows graded above 0, $with_expected with expected values)");

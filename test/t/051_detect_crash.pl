@@ -19,6 +19,10 @@ use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time sleep);
 
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
+
 my $crashes = $ENV{ANOMALY_DETECT_CRASHES} || 6;
 srand($ENV{ANOMALY_DETECT_SEED} // time());
 
@@ -161,24 +165,9 @@ is($node->safe_psql('postgres', q{
 	  AND NOT EXISTS (SELECT 1 FROM src s WHERE s.id = (c.source_key->>'id')::bigint)}),
 	'0', 'no score for a row that was not committed');
 
-my ($compared, $different, $different_grades) = split /\|/, $node->safe_psql('postgres', q{
-	WITH j AS (
-		SELECT s.id, s.k, s.v, c.commit_lsn, c.anomaly_score, c.anomaly_grade,
-			c.is_anomaly, c.expected AS expected_values
-		FROM src s
-		JOIN anomaly.scores c ON c.detector = 'crash' AND (c.source_key->>'id')::bigint = s.id),
-	r AS (
-		SELECT anomaly_score,
-			anomaly.random_cut_forest(ARRAY[v], 20, 32, 100000, 3, 99)
-				OVER (PARTITION BY k ORDER BY commit_lsn, id) AS expected,
-			anomaly_grade, is_anomaly, expected_values,
-			anomaly.detect(ARRAY[v], 20, 32, 100000, 3, 99)
-				OVER (PARTITION BY k ORDER BY commit_lsn, id) AS d
-		FROM j)
-	SELECT count(*), count(*) FILTER (WHERE anomaly_score IS DISTINCT FROM expected),
-		count(*) FILTER (WHERE anomaly_grade IS DISTINCT FROM (d).anomaly_grade
-			OR is_anomaly IS DISTINCT FROM (d).is_anomaly
-			OR expected_values IS DISTINCT FROM (d).expected) FROM r});
+my ($compared, $different, $different_grades) = window_diff($node,
+	detector => 'crash', rows => 'src', key => 'k', point => 'ARRAY[v]',
+	params => '20, 32, 100000, 3, 99', grades => 1);
 is($different, '0',
 	"after $crashes crashes all $compared scores equal a run without crashes");
 is($different_grades, '0', 'and so do the grades, decisions and expected values');

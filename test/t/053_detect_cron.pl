@@ -9,6 +9,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
 
 my $node = PostgreSQL::Test::Cluster->new('detect_cron');
 $node->init(allows_streaming => 'logical');
@@ -75,17 +78,9 @@ my $confirmed_2 = $node->safe_psql('postgres',
 	q{SELECT confirmed_flush_lsn > '} . $confirmed_1 . q{' FROM pg_replication_slots WHERE slot_name LIKE 'anomaly%'});
 is($confirmed_2, 't', 'the slot advanced to what the first run committed');
 
-my ($compared, $different) = split /\|/, $node->safe_psql('postgres', q{
-	WITH j AS (
-		SELECT r.id, r.sensor, r.value, c.commit_lsn, c.anomaly_score
-		FROM readings r
-		JOIN anomaly.scores c ON c.detector = 'cron' AND (c.source_key->>'id')::bigint = r.id),
-	w AS (
-		SELECT anomaly_score,
-			anomaly.random_cut_forest(ARRAY[value], 20, 32, 100000, 4)
-				OVER (PARTITION BY sensor ORDER BY commit_lsn, id) AS expected
-		FROM j)
-	SELECT count(*), count(*) FILTER (WHERE anomaly_score IS DISTINCT FROM expected) FROM w});
+my ($compared, $different) = window_diff($node,
+	detector => 'cron', rows => 'readings', key => 'sensor', point => 'ARRAY[value]',
+	params => '20, 32, 100000, 4');
 is($compared, '4001', 'every row was compared');
 is($different, '0', 'scores from pg_cron runs equal random_cut_forest per key in commit order');
 is($node->safe_psql('postgres', q{

@@ -15,6 +15,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
 use IPC::Run;
 use Time::HiRes qw(sleep);
 
@@ -206,17 +209,9 @@ is($node->safe_psql('postgres', q{
 	WHERE c.detector = 'parts' AND c.features IS DISTINCT FROM ARRAY[r.v, r.w - r.v]}),
 	'0', 'features are computed over the parent\'s columns for every partition');
 
-my ($compared, $different) = split /\|/, $node->safe_psql('postgres', q{
-	WITH j AS (
-		SELECT r.id, r.k, r.v, r.w, c.commit_lsn, c.anomaly_score
-		FROM all_rows r
-		JOIN anomaly.scores c ON c.detector = 'parts' AND (c.source_key->>'id')::bigint = r.id),
-	x AS (
-		SELECT anomaly_score,
-			anomaly.random_cut_forest(ARRAY[v, w - v], 20, 32, 100000, 2, 7)
-				OVER (PARTITION BY k ORDER BY commit_lsn, id) AS expected
-		FROM j)
-	SELECT count(*), count(*) FILTER (WHERE anomaly_score IS DISTINCT FROM expected) FROM x});
+my ($compared, $different) = window_diff($node,
+	detector => 'parts', rows => 'all_rows', key => 'k', point => 'ARRAY[v, w - v]',
+	params => '20, 32, 100000, 2, 7');
 is($different, '0',
 	"all $compared scores equal random_cut_forest per key in commit order");
 cmp_ok($compared, '==', $expected, 'compared every row');

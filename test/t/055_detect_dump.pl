@@ -24,6 +24,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
 use IPC::Run;
 
 my $conf = q{
@@ -96,22 +99,14 @@ $old->command_ok(
 sub compare_scores
 {
 	my ($node, $db) = @_;
-	return $node->safe_psql($db, q{
-		WITH j AS (
-			SELECT s.id, s.k, s.v, s.phase, c.commit_lsn, c.anomaly_score
-			FROM src s
-			JOIN anomaly.scores c ON c.detector = 'mig' AND (c.source_key->>'id')::bigint = s.id),
-		r AS (
-			SELECT anomaly_score,
-				anomaly.random_cut_forest(ARRAY[v], 20, 32, 100000, 2, 11)
-					OVER (PARTITION BY k ORDER BY phase, commit_lsn, id) AS expected
-			FROM j)
-		SELECT count(*),
-			count(*) FILTER (WHERE anomaly_score IS DISTINCT FROM expected),
-			(SELECT count(*) FROM src s WHERE NOT EXISTS (SELECT 1 FROM anomaly.scores c
-				WHERE c.detector = 'mig' AND (c.source_key->>'id')::bigint = s.id)),
-			(SELECT count(*) - count(DISTINCT source_key) FROM anomaly.scores WHERE detector = 'mig')
-		FROM r});
+	my @diff = window_diff($node, db => $db,
+		detector => 'mig', rows => 'src', key => 'k', point => 'ARRAY[v]',
+		params => '20, 32, 100000, 2, 11', order => 'phase, commit_lsn, id');
+	return join('|', @diff, $node->safe_psql($db, q{
+		SELECT (SELECT count(*) FROM src s WHERE NOT EXISTS (SELECT 1 FROM anomaly.scores c
+				WHERE c.detector = 'mig' AND (c.source_key->>'id')::bigint = s.id))
+			|| '|' || (SELECT count(*) - count(DISTINCT source_key) FROM anomaly.scores
+					   WHERE detector = 'mig')}));
 }
 
 # --- Another database of the same cluster, beside the original ------------
