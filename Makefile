@@ -35,17 +35,19 @@ REGRESS := $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 ISOLATION := $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 
 PG_CPPFLAGS += -I$(srcdir)/src
-SHLIB_LINK += -lcurl -lm
+SHLIB_LINK += -lcurl -lm -pthread
 
 # -Wextra finds real bugs in our code, but PostgreSQL's own headers and
 # macros trip these three, so they are off everywhere.
 WARN_FLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 PG_CFLAGS += $(WARN_FLAGS)
+# Header dependencies, so that a changed struct rebuilds every object using it.
+PG_CFLAGS += -MMD -MP
 ifeq ($(WERROR),1)
 PG_CFLAGS += -Werror
 endif
 
-EXTRA_CLEAN = $(SRCS:.c=.bc) build/ $(UNIT_BINS) $(BENCH_BINS) \
+EXTRA_CLEAN = $(SRCS:.c=.bc) $(SRCS:.c=.d) build/ $(UNIT_BINS) $(BENCH_BINS) \
 	output_iso/ tmp_check/ tmp_check_iso/ test/tmp_check/ results/ \
 	regression.diffs regression.out log/
 
@@ -55,6 +57,7 @@ EXTRA_CLEAN = $(SRCS:.c=.bc) build/ $(UNIT_BINS) $(BENCH_BINS) \
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
+-include $(OBJS:.o=.d)
 else
 .DEFAULT_GOAL := no-pgxs
 .PHONY: no-pgxs all install installcheck

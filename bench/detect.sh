@@ -171,8 +171,13 @@ if [[ "$SKIP" != *" backlog "* ]]; then
 	psql_c -c "SELECT anomaly.resume_detector('ev')" >/dev/null
 	until [ -n "$(worker_pid ev)" ]; do sleep 0.1; done
 	pid=$(worker_pid ev)
+	if [ -n "${DETECT_PERF:-}" ]; then
+		perf record -q -F 499 -g -p "$pid" -o "$DETECT_PERF" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
 	wait_scored ev $((before + rows))
 	secs=$(bench_since "$t0")
+	[ -n "${DETECT_PERF:-}" ] && kill -INT "$perf_pid" && wait "$perf_pid"
 	cpu=$(cpu_s "$pid")
 	rate=$(awk -v r="$rows" -v s="$secs" 'BEGIN { printf "%.0f", r / s }')
 	cpu_rate=$(awk -v r="$rows" -v s="$cpu" 'BEGIN { if (s > 0) printf "%.0f", r / s; else print "nan" }')

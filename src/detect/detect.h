@@ -135,9 +135,22 @@ extern int	detect_memory_limit_mb;
 extern int	detect_checkpoint_rows;
 extern int	detect_checkpoint_timeout_s;
 extern int	detect_max_retries;
+extern int	detect_threads;
 
 /* Registers settings, and the launcher when preloaded. */
 extern void anomaly_detect_init(void);
+
+/* ---------------------------------------------------------------------
+ * Threads for the engine's work of a round (threads.c)
+ * ---------------------------------------------------------------------
+ */
+#define DETECT_MAX_THREADS		64
+
+/* A task: engine code only, never a PostgreSQL function (threads.c). */
+typedef void (*DetectTaskFn) (void *arg, int task);
+
+/* Runs fn(arg, t) for t < ntasks on up to nthreads threads; returns how many ran. */
+extern int	detect_run_tasks(DetectTaskFn fn, void *arg, int ntasks, int nthreads);
 
 /* ---------------------------------------------------------------------
  * Slots and origins (slots.c)

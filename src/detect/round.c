@@ -2056,12 +2056,137 @@ cmp_by_key(const void *a, const void *b)
 	return (i > j) - (i < j);
 }
 
+/* One partition key's rows of a wave, scored by one thread. */
+typedef struct ScoreTask
+{
+	ForestEntry *e;
+	int64		lo;				/* range of ScoreWave.order */
+	int64		hi;
+} ScoreTask;
+
+/*
+ * Rows scored together on the detector's threads: several partition keys,
+ * each a task.  The threads only write the results of their own rows.
+ */
+typedef struct ScoreWave
+{
+	DetectorDef *def;
+	RowResult  *res;
+	const int64 *order;
+	ScoreTask  *tasks;
+	int			ntasks;
+	int64		lo;				/* the wave's range of order */
+	int64		hi;
+	Size		bytes;			/* of its forests, which must stay in memory */
+	double	   *attr;			/* per row of the wave: high[D], low[D] */
+	double	   *expected;		/* per row of the round: dims values */
+} ScoreWave;
+
+/*
+ * Scores then learns one task's rows in order.  Runs on any of the
+ * detector's threads: engine calls only (see threads.c).
+ */
+static void
+score_task(void *arg, int t)
+{
+	ScoreWave  *w = (ScoreWave *) arg;
+	const ScoreTask *task = &w->tasks[t];
+	ForestEntry *e = task->e;
+	int			dims = w->def->nfeatures;
+	int			total = dims * w->def->params.shingle_size;
+
+	for (int64 o = task->lo; o < task->hi; o++)
+	{
+		RowResult  *rr = &w->res[w->order[o]];
+
+		if (w->def->with_explanation)
+		{
+			double	   *high = w->attr + (o - w->lo) * 2 * total;
+
+			rr->score = rcf_attribution(e->forest, rr->values, high, high + total);
+		}
+		if (e->grader)
+		{
+			RcfGrade	grade;
+			double	   *expected = w->expected + o * dims;
+
+			rcf_grader_assess(e->grader, e->forest, rr->values, &grade, expected);
+			rr->score = grade.score;
+			rr->grade = grade.grade;
+			rr->is_anomaly = grade.is_anomaly;
+			rr->expected = grade.has_expected ? expected : NULL;
+			rcf_grader_learn(e->grader, e->forest, rr->values, &grade);
+		}
+		else
+		{
+			/*
+			 * The score itself, not the attribution's sum: they differ in the
+			 * last bits, and scores must equal the window function's.
+			 */
+			rr->score = rcf_score(e->forest, rr->values);
+			rcf_update(e->forest, rr->values);
+		}
+	}
+}
+
+/*
+ * Scores a wave's tasks on the detector's threads, then, in this thread
+ * and in the rows' order, does what needs PostgreSQL: explanations,
+ * journal arrays, the forests' journal positions.
+ */
+static void
+run_wave(ScoreWave *w, EvalState *es, int64 seq, ArrayBuildState **jkeys,
+		 ArrayBuildState **jpoints, int *npoints)
+{
+	DetectorDef *def = w->def;
+	int			dims = def->nfeatures;
+	int			total = dims * def->params.shingle_size;
+
+	/* Threads pay off only when there is some work for each. */
+	detect_run_tasks(score_task, w, w->ntasks,
+					 w->hi - w->lo >= 64 ? detect_threads : 1);
+
+	for (int t = 0; t < w->ntasks; t++)
+	{
+		ForestEntry *e = w->tasks[t].e;
+
+		for (int64 o = w->tasks[t].lo; o < w->tasks[t].hi; o++)
+		{
+			RowResult  *rr = &w->res[w->order[o]];
+
+			if (def->with_explanation)
+			{
+				MemoryContext old = MemoryContextSwitchTo(es->cxt);
+				double	   *high = w->attr + (o - w->lo) * 2 * total;
+
+				rr->explanation = anomaly_explanation(e->forest, high, high + total,
+													  dims, def->with_directionality,
+													  def->feature_names);
+				MemoryContextSwitchTo(old);
+			}
+			(*npoints)++;
+			e->as_seq = seq;
+			e->as_pos = *npoints;
+			e->dirty = true;
+			*jkeys = accumArrayResult(*jkeys, rr->key ? CStringGetTextDatum(rr->key) : (Datum) 0,
+									  rr->key == NULL, TEXTOID, CurrentMemoryContext);
+			for (int f = 0; f < dims; f++)
+				*jpoints = accumArrayResult(*jpoints, Float8GetDatum(rr->values[f]), false,
+											FLOAT8OID, CurrentMemoryContext);
+		}
+	}
+	w->ntasks = 0;
+	w->bytes = 0;
+	w->lo = w->hi;
+}
+
 /*
  * Scores the evaluated rows, then learns them; fills out[] with the indexes
  * of the rows that get a score row (in the rows' order) and returns how
  * many.  Only the order within a partition key matters to the forests, so
- * rows are scored grouped by key: a forest stays in the CPU's cache for all
- * its rows of the round.
+ * rows are scored grouped by key (a forest stays in the CPU's cache for all
+ * its rows of the round), and the keys are spread over threads in waves of
+ * forests that fit in memory together.
  */
 static int
 score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
@@ -2070,13 +2195,13 @@ score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
 {
 	int			dims = def->nfeatures;
 	int			total = dims * def->params.shingle_size;
-	double	   *high = palloc(sizeof(double) * total);
-	double	   *low = palloc(sizeof(double) * total);
-	double	   *expected = palloc(sizeof(double) * Max(dims, 1));
 	int64	   *order = palloc_extended(sizeof(int64) * Max(n, 1), MCXT_ALLOC_HUGE);
 	int64		norder = 0;
 	int			nout = 0;
-	ForestEntry *e = NULL;
+	Size		limit = (Size) detect_memory_limit_mb * 1024 * 1024;
+	Size		need = rcf_arena_size(&def->params);
+	int64		attr_rows = PG_INT64_MAX;
+	ScoreWave	w;
 
 	/* Which rows are scored, and which of those are learned. */
 	for (int64 i = 0; i < n; i++)
@@ -2112,56 +2237,55 @@ score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
 	qsort(order, norder, sizeof(int64), cmp_by_key);
 	sort_results = NULL;
 
+	memset(&w, 0, sizeof(w));
+	w.def = def;
+	w.res = es->res;
+	w.order = order;
+	w.tasks = palloc(sizeof(ScoreTask) * Max(norder, 1));
+	if (def->grade)
+		w.expected = MemoryContextAllocExtended(es->cxt, sizeof(double) * dims * Max(norder, 1),
+												MCXT_ALLOC_HUGE);
+	if (def->with_explanation)
+	{
+		/* Attributions wait for their explanation: bound what a wave holds. */
+		attr_rows = Max(1, (64 * 1024 * 1024) / (2 * total * sizeof(double)));
+		w.attr = palloc(sizeof(double) * 2 * total * Min(attr_rows, Max(norder, 1)));
+	}
+
 	for (int64 o = 0; o < norder; o++)
 	{
 		RowResult  *rr = &es->res[order[o]];
+		bool		new_key = (o == 0 || !cmp_by_key_same(&es->res[order[o - 1]], rr));
 
-		if (e == NULL || o == 0 || cmp_by_key_same(&es->res[order[o - 1]], rr) == false)
-			e = get_forest(dc, def, rr->key);
-		if (def->with_explanation)
+		/*
+		 * A wave ends before a forest that might evict one of its own, and
+		 * when its attributions would take too much memory.
+		 */
+		if (w.ntasks > 0 &&
+			((new_key && w.bytes + need > limit) || o - w.lo >= attr_rows))
 		{
-			MemoryContext old = MemoryContextSwitchTo(es->cxt);
+			ForestEntry *e = w.tasks[w.ntasks - 1].e;
 
-			rr->score = rcf_attribution(e->forest, rr->values, high, low);
-			rr->explanation = anomaly_explanation(e->forest, high, low, dims,
-												  def->with_directionality,
-												  def->feature_names);
-			MemoryContextSwitchTo(old);
-		}
-		if (e->grader)
-		{
-			RcfGrade	grade;
-
-			rcf_grader_assess(e->grader, e->forest, rr->values, &grade, expected);
-			rr->score = grade.score;
-			rr->grade = grade.grade;
-			rr->is_anomaly = grade.is_anomaly;
-			if (grade.has_expected)
+			run_wave(&w, es, seq, jkeys, jpoints, npoints);
+			if (!new_key)
 			{
-				rr->expected = MemoryContextAlloc(es->cxt, sizeof(double) * dims);
-				memcpy(rr->expected, expected, sizeof(double) * dims);
+				/* The key goes on in the next wave. */
+				w.tasks[w.ntasks++] = (ScoreTask) {e, o, o};
+				w.bytes += e->bytes;
 			}
-			rcf_grader_learn(e->grader, e->forest, rr->values, &grade);
 		}
-		else
+		if (new_key)
 		{
-			/*
-			 * The score itself, not the attribution's sum: they differ in the
-			 * last bits, and scores must equal the window function's.
-			 */
-			rr->score = rcf_score(e->forest, rr->values);
-			rcf_update(e->forest, rr->values);
+			ForestEntry *e = get_forest(dc, def, rr->key);
+
+			w.tasks[w.ntasks++] = (ScoreTask) {e, o, o};
+			w.bytes += e->bytes;
 		}
-		(*npoints)++;
-		e->as_seq = seq;
-		e->as_pos = *npoints;
-		e->dirty = true;
-		*jkeys = accumArrayResult(*jkeys, rr->key ? CStringGetTextDatum(rr->key) : (Datum) 0,
-								  rr->key == NULL, TEXTOID, CurrentMemoryContext);
-		for (int f = 0; f < dims; f++)
-			*jpoints = accumArrayResult(*jpoints, Float8GetDatum(rr->values[f]), false,
-										FLOAT8OID, CurrentMemoryContext);
+		w.tasks[w.ntasks - 1].hi = o + 1;
+		w.hi = o + 1;
 	}
+	if (w.ntasks > 0)
+		run_wave(&w, es, seq, jkeys, jpoints, npoints);
 
 	for (int64 i = 0; i < n; i++)
 	{

@@ -52,6 +52,7 @@ int			detect_memory_limit_mb = 512;
 int			detect_checkpoint_rows = 200000;
 int			detect_checkpoint_timeout_s = 60;
 int			detect_max_retries = 5;
+int			detect_threads = 2;
 
 PGDLLEXPORT void anomaly_detect_launcher_main(Datum arg);
 PGDLLEXPORT void anomaly_detect_worker_main(Datum arg);
@@ -83,6 +84,12 @@ anomaly_detect_init(void)
 							"Memory for the forests of one detector in one process; others are stored and evicted.",
 							NULL, &detect_memory_limit_mb, 512, 1, INT_MAX / 1024, PGC_SUSET,
 							GUC_UNIT_MB, NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.detector_threads",
+							"Threads that score one detector round's partition keys.",
+							"Each partition key's forest is scored by one thread at a time; "
+							"a detector without partition_by uses one.",
+							&detect_threads, 2, 1, DETECT_MAX_THREADS, PGC_SUSET, 0,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("anomaly.detector_checkpoint_rows",
 							"Points learned after which a detector stores all its forests.",
 							NULL, &detect_checkpoint_rows, 200000, 1, INT_MAX, PGC_SUSET, 0,
