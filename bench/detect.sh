@@ -35,7 +35,8 @@
 # worker are the steadier numbers.
 #
 # Environment: DETECT_SECONDS, DETECT_CLIENTS, DETECT_RATE, DETECT_BACKLOG, DETECT_KEYS, DETECT_NAPTIME (ms, 50),
-# DETECT_MANY_ROWS, DETECT_SKIP (space-separated phases to skip: live
+# DETECT_MANY_ROWS, DETECT_PERF (a file: perf record of the worker during the
+# backlog), DETECT_SKIP (space-separated phases to skip: live
 # backlog many), ANOMALY_BENCH_INSTALL=0 to use the installed extension.
 
 set -uo pipefail

@@ -187,6 +187,19 @@ box_contains(const float *lo, const float *hi, const float *q, int d)
 	return true;
 }
 
+/*
+ * True if q lies on the surface of the box [lo, hi] that contains it, that
+ * is, if the box might shrink without q.
+ */
+static inline bool
+box_touches(const float *lo, const float *hi, const float *q, int d)
+{
+	for (int i = 0; i < d; i++)
+		if (q[i] == lo[i] || q[i] == hi[i])
+			return true;
+	return false;
+}
+
 /* Grows the box [lo, hi] to include q. */
 static inline void
 box_extend(float *lo, float *hi, const float *q, int d)
@@ -375,6 +388,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, uint32_t slot)
 	const float *leaf_point;
 	int16_t		target;
 	int			target_level;
+	int			inside_level;
 	uint16_t	cut_dim = 0;
 	float		cut_value = 0.0f;
 	int16_t		node;
@@ -407,6 +421,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, uint32_t slot)
 	random_cut(leaf_point, leaf_point, q, d, &tree->rng, &cut_dim, &cut_value);
 	target = ref;
 	target_level = depth;
+	inside_level = -1;
 	for (int level = depth - 1; level >= 0; level--)
 	{
 		int16_t		p = forest->path[level];
@@ -415,7 +430,10 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, uint32_t slot)
 		float		cv;
 
 		if (box_contains(pbox, pbox + d, q, d))
+		{
+			inside_level = level;
 			break;
+		}
 		random_cut(pbox, pbox + d, q, d, &tree->rng, &cd, &cv);
 		if ((q[cd] <= cv && pbox[cd] > cv) ||
 			(q[cd] > cv && pbox[d + cd] <= cv))
@@ -462,7 +480,8 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, uint32_t slot)
 			parent->child[RCF_RIGHT] = node;
 	}
 
-	for (int level = target_level - 1; level >= 0; level--)
+	/* Boxes from inside_level up already contain q. */
+	for (int level = target_level - 1; level > inside_level; level--)
 	{
 		float	   *pbox = rcf_node_box(forest, tree, forest->path[level]);
 
@@ -518,10 +537,19 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, uint32_t slot)
 	}
 	node_release(tree, parent);
 
-	/* Boxes above can only shrink; stop where one does not change. */
+	/*
+	 * Boxes above can only shrink, and only where q lay on their surface;
+	 * stop at the first box that does not change.
+	 */
 	for (int level = depth - 2; level >= 0; level--)
-		if (!box_refresh(forest, tree, forest->path[level]))
+	{
+		int16_t		node = forest->path[level];
+		const float *box = rcf_node_box(forest, tree, node);
+
+		if (!box_touches(box, box + forest->D, q, forest->D) ||
+			!box_refresh(forest, tree, node))
 			break;
+	}
 	return true;
 }
 
