@@ -35,7 +35,7 @@
 # worker are the steadier numbers.
 #
 # Environment: DETECT_SECONDS, DETECT_CLIENTS, DETECT_RATE, DETECT_BACKLOG, DETECT_KEYS, DETECT_NAPTIME (ms, 50),
-# DETECT_MANY_ROWS, DETECT_PERF (a file: perf record of the worker during the
+# DETECT_BATCH_ROWS (10000), DETECT_THREADS (2), DETECT_MANY_ROWS, DETECT_PERF (a file: perf record of the worker during the
 # backlog), DETECT_SKIP (space-separated phases to skip: live
 # backlog many), ANOMALY_BENCH_INSTALL=0 to use the installed extension.
 
@@ -63,6 +63,8 @@ trap 'cluster_stop "$WORK/pg" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
 BENCH_CONF+=(
 	"anomaly.detector_database = 'postgres'"
 	"anomaly.detector_naptime = ${DETECT_NAPTIME:-50}"
+	"anomaly.detector_batch_rows = ${DETECT_BATCH_ROWS:-10000}"
+	"anomaly.detector_threads = ${DETECT_THREADS:-2}"
 	"wal_level = logical"
 	"max_connections = 100"
 )

@@ -229,22 +229,34 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 	int			dims = p->dims;
 	int			S = p->shingle_size;
 	uint32_t	cap = forest->capacity;
+	const float **slot_point;
 	uint32_t   *live;
 	uint32_t   *slot_index;
 	int16_t    *stack;
 	uint32_t	nlive = 0;
 	size_t		crc_from;
-	size_t		temp_size = sizeof(uint32_t) * 2 * (size_t) cap +
+	size_t		temp_size = sizeof(float *) * (size_t) cap +
+		sizeof(uint32_t) * 2 * (size_t) cap +
 		sizeof(int16_t) * 2 * (size_t) forest->N;
 	char	   *temp;
 
 	temp = forest->allocator.alloc(forest->allocator.ctx, temp_size);
 	if (temp == NULL)
 		return false;
-	live = (uint32_t *) temp;
+	slot_point = (const float **) temp;
+	live = (uint32_t *) (slot_point + cap);
 	slot_index = live + cap;
 	stack = (int16_t *) (slot_index + cap);
 
+	/* A point's values, from any leaf that holds it. */
+	for (int t = 0; t < p->number_of_trees; t++)
+	{
+		const RcfTree *tree = &forest->trees[t];
+
+		for (int i = 0; i < forest->N; i++)
+			if (tree->leaves[i].mass > 0)
+				slot_point[tree->leaves[i].slot] = rcf_leaf_point(forest, tree, i);
+	}
 	for (uint32_t s = 0; s < cap; s++)
 		if (forest->refcount[s] > 0)
 			live[nlive++] = s;
@@ -316,7 +328,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 
 				while (forest->slot_seq[live[k]] + S <= r)
 					k++;
-				pt = rcf_point(forest, live[k]) +
+				pt = slot_point[live[k]] +
 					(size_t) (r - forest->slot_seq[live[k]]) * dims;
 				for (int d = 0; d < dims; d++)
 					put_f32(w, pt[d]);
@@ -338,7 +350,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 		for (int i = 0; i < tree->heap_size; i++)
 			put_f32(w, tree->heap[i].weight);
 		for (int i = 0; i < tree->heap_size; i++)
-			put_varint(w, slot_index[tree->heap[i].slot]);
+			put_varint(w, slot_index[tree->leaves[tree->heap[i].leaf].slot]);
 		write_tree(w, tree, slot_index, stack);
 	}
 	if (grader)
@@ -557,7 +569,7 @@ typedef struct Run
  */
 static void
 read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
-		  int32_t *stack, int16_t *order, int *ninternal)
+		  const float *points, int32_t *stack, int16_t *order, int *ninternal)
 {
 	int			N = forest->N;
 	int			D = forest->D;
@@ -594,6 +606,8 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
 			leaf = rcf_tree_leaf_alloc(tree);
 			tree->leaves[leaf].slot = (uint32_t) slot;
 			tree->leaves[leaf].mass = 0;
+			memcpy(rcf_leaf_point(forest, tree, leaf), points + (size_t) slot * D,
+				   D * sizeof(float));
 			ref = RCF_LEAF_REF(leaf);
 		}
 		else
@@ -650,6 +664,7 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 	char	   *temp = NULL;
 	uint32_t   *leaf_of = NULL;
 	uint32_t   *tree_slots = NULL;
+	float	   *points = NULL;
 	int32_t    *stack = NULL;
 	int16_t    *order = NULL;
 	const char *err;
@@ -753,7 +768,8 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		goto done;
 	}
 	{
-		size_t		temp_size = sizeof(Run) * (nruns + 1) +
+		size_t		temp_size = sizeof(float) * (size_t) forest->D * (nlive + 1) +
+			sizeof(Run) * (nruns + 1) +
 			sizeof(uint32_t) * (nlive + 1) +
 			sizeof(uint32_t) * (size_t) forest->N +
 			sizeof(int32_t) * 2 * (size_t) forest->N +
@@ -766,7 +782,8 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 			goto done;
 		}
 		runs = (Run *) temp;
-		leaf_of = (uint32_t *) (runs + nruns + 1);
+		points = (float *) (runs + nruns + 1);
+		leaf_of = (uint32_t *) (points + (size_t) forest->D * (nlive + 1));
 		for (uint64_t i = 0; i <= nlive; i++)
 			leaf_of[i] = UINT32_MAX;
 		tree_slots = leaf_of + nlive + 1;
@@ -834,7 +851,7 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 				goto done;
 			}
 			forest->slot_seq[i] = seq;
-			pt = forest->points + (size_t) i * forest->D;
+			pt = points + (size_t) i * forest->D;
 			src = buf + runs[run].offset + (size_t) (seq - runs[run].start) * 4 * p.dims;
 			for (int k = 0; k < forest->D; k++)
 			{
@@ -873,12 +890,13 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 			if (!(fabsf(tree->heap[i].weight) <= 1e30f))
 				fail(&r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
 		}
+		/* Slots for now; made leaves below, once the tree is read. */
 		for (uint64_t i = 0; i < size; i++)
-			tree->heap[i].slot = (uint32_t) get_count(&r, nlive,
+			tree->heap[i].leaf = (uint32_t) get_count(&r, nlive,
 													  "a sampler refers to a missing point");
 		if (r.status != RCF_DECODE_OK)
 			goto done;
-		read_tree(&r, forest, tree, (uint32_t) nlive, stack, order, &ninternal);
+		read_tree(&r, forest, tree, (uint32_t) nlive, points, stack, order, &ninternal);
 		if (r.status != RCF_DECODE_OK)
 			goto done;
 
@@ -917,15 +935,17 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 			}
 			for (int i = 0; i < tree->heap_size; i++)
 			{
-				uint32_t	leaf = leaf_of[tree->heap[i].slot];
+				uint32_t	slot = tree->heap[i].leaf;
+				uint32_t	leaf = leaf_of[slot];
 
 				if (leaf == UINT32_MAX)
 				{
 					fail(&r, RCF_DECODE_CORRUPT, "a sampled point is missing from its tree");
 					goto done;
 				}
+				tree->heap[i].leaf = leaf;
 				tree->leaves[leaf].mass++;
-				forest->refcount[tree->heap[i].slot]++;
+				forest->refcount[slot]++;
 			}
 			for (int i = 0; i < nleaves; i++)
 			{

@@ -81,15 +81,16 @@ arena_layout(const RcfParams *params, char *base)
 
 		CARVE(tree->nodes, RcfNode, N - 1);
 		CARVE(tree->leaves, RcfLeaf, N);
+		CARVE(tree->points, float, N * D);
 		CARVE(tree->heap, RcfSample, N);
 		CARVE(tree->boxes, float, (N - 1) * 2 * D);
 	}
-	CARVE(forest->points, float, capacity * D);
 	CARVE(forest->refcount, uint32_t, capacity);
 	CARVE(forest->slot_seq, uint64_t, capacity);
 	CARVE(forest->free_slots, uint32_t, capacity);
 	CARVE(forest->shingle, float, D);
 	CARVE(forest->query, float, D);
+	CARVE(forest->evicted, float, D);
 	CARVE(forest->query_d, double, D);
 	CARVE(forest->path, int16_t, N * RCF_DESCEND_GROUP);
 	CARVE(forest->accept_weight, float, T);
@@ -434,30 +435,32 @@ rcf_update(RcfForest *forest, const double *input)
 	if (!any)
 		return;
 
-	slot = rcf_store_add(forest, forest->query, seq);
+	slot = rcf_store_add(forest, seq);
 	for (int t = 0; t < T; t++)
 	{
 		RcfTree    *tree = &forest->trees[t];
-		uint32_t	used;
+		int16_t		leaf;
 
 		if (isinf(forest->accept_weight[t]))
 			continue;
 		if (tree->heap_size == N)
 		{
-			uint32_t	evicted = tree->heap[0].slot;
+			int16_t		evicted = (int16_t) tree->heap[0].leaf;
+			uint32_t	evicted_slot = tree->leaves[evicted].slot;
 
 			rcf_tree_delete(forest, tree, evicted);
-			if (--forest->refcount[evicted] == 0)
-				rcf_store_release(forest, evicted);
-			used = rcf_tree_insert(forest, tree, slot);
-			rcf_sampler_replace_top(tree, forest->accept_weight[t], used);
+			if (--forest->refcount[evicted_slot] == 0)
+				rcf_store_release(forest, evicted_slot);
+			leaf = rcf_tree_insert(forest, tree, forest->query, slot);
+			rcf_sampler_replace_top(tree, forest->accept_weight[t], (uint32_t) leaf);
 		}
 		else
 		{
-			used = rcf_tree_insert(forest, tree, slot);
-			rcf_sampler_push(tree, forest->accept_weight[t], used);
+			leaf = rcf_tree_insert(forest, tree, forest->query, slot);
+			rcf_sampler_push(tree, forest->accept_weight[t], (uint32_t) leaf);
 		}
-		forest->refcount[used]++;
+		/* An equal point already in the tree keeps its own slot. */
+		forest->refcount[tree->leaves[leaf].slot]++;
 	}
 	if (forest->refcount[slot] == 0)
 		rcf_store_release(forest, slot);
@@ -474,24 +477,30 @@ rcf_process(RcfForest *forest, const double *input)
 
 /*
  * Checks the whole forest.  Reference counts are recounted from the
- * samplers and from the trees' leaves into a temporary array (the check
- * must not touch the forest) and compared with the store's.
+ * samplers and from the trees' leaves into temporary arrays (the check
+ * must not touch the forest) and compared with the slots'; leaves of
+ * different trees with one slot must hold the same values.
  */
 const char *
 rcf_check(const RcfForest *forest)
 {
 	uint32_t   *refs;
 	uint32_t   *leaf_refs;
+	const float **slot_point;
 	const char *err = NULL;
 	uint32_t	cap = forest->capacity;
 	uint32_t	live = 0;
+	uint32_t   *entries;
+	size_t		size = sizeof(float *) * cap + 2 * sizeof(uint32_t) * cap +
+		sizeof(uint32_t) * forest->N;
 
-	refs = forest->allocator.alloc(forest->allocator.ctx,
-								   2 * sizeof(uint32_t) * cap);
-	if (refs == NULL)
+	slot_point = forest->allocator.alloc(forest->allocator.ctx, size);
+	if (slot_point == NULL)
 		return "out of memory while checking";
+	memset(slot_point, 0, size);
+	refs = (uint32_t *) (slot_point + cap);
 	leaf_refs = refs + cap;
-	memset(refs, 0, 2 * sizeof(uint32_t) * cap);
+	entries = leaf_refs + cap;
 
 	for (int t = 0; t < forest->params.number_of_trees && !err; t++)
 	{
@@ -502,15 +511,29 @@ rcf_check(const RcfForest *forest)
 			break;
 		for (int i = 0; i < tree->heap_size; i++)
 		{
-			if (tree->heap[i].slot >= cap)
+			uint32_t	leaf = tree->heap[i].leaf;
+
+			if (leaf >= (uint32_t) forest->N || tree->leaves[leaf].mass == 0)
 			{
-				err = "sampler refers to a slot out of range";
+				err = "sampler refers to a leaf not in use";
 				break;
 			}
-			refs[tree->heap[i].slot]++;
+			if (tree->leaves[leaf].slot >= cap)
+			{
+				err = "leaf refers to a slot out of range";
+				break;
+			}
+			refs[tree->leaves[leaf].slot]++;
+			entries[leaf]++;
+		}
+		for (int i = 0; i < forest->N && !err; i++)
+		{
+			if (entries[i] != tree->leaves[i].mass)
+				err = "a leaf's mass differs from its sampler entries";
+			entries[i] = 0;
 		}
 		if (!err)
-			err = rcf_tree_check(forest, tree, leaf_refs);
+			err = rcf_tree_check(forest, tree, leaf_refs, slot_point);
 	}
 	for (uint32_t s = 0; s < cap && !err; s++)
 	{
@@ -526,6 +549,6 @@ rcf_check(const RcfForest *forest)
 	if (!err && forest->inserted > 0 &&
 		forest->updates != forest->inserted + forest->params.shingle_size - 1)
 		err = "update counters disagree";
-	forest->allocator.free(forest->allocator.ctx, refs);
+	forest->allocator.free(forest->allocator.ctx, slot_point);
 	return err;
 }

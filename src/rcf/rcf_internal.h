@@ -7,6 +7,12 @@
  * pointers below.  Trees refer to their nodes and leaves by small integers:
  * a child reference is an int16_t that is >= 0 for an internal node and
  * -(leaf + 1) for a leaf, which keeps a node at 12 bytes.
+ *
+ * A leaf holds its point's values itself, so that the descent reaches them
+ * with no further indirection (scoring is bound by cache misses).  A point
+ * that several trees sampled is also known by a slot number, shared by all
+ * of them: the slot carries the point's sequence number and a reference
+ * count, which the encoder uses to write each point once.
  */
 #ifndef RCF_INTERNAL_H
 #define RCF_INTERNAL_H
@@ -31,6 +37,13 @@
  */
 #define RCF_REBASE_SPAN		16.0
 
+/* A hint to start loading memory that is read soon; nothing elsewhere. */
+#if defined(__GNUC__) || defined(__clang__)
+#define RCF_PREFETCH(addr)	__builtin_prefetch(addr)
+#else
+#define RCF_PREFETCH(addr)	((void) (addr))
+#endif
+
 /* Trees whose descents are interleaved when scoring. */
 #define RCF_DESCEND_GROUP	4
 
@@ -43,10 +56,13 @@ typedef struct RcfNode
 	int16_t		next_free;		/* next free node while on the free list */
 } RcfNode;
 
-/* Leaf: one distinct point of the tree's sample, mass > 1 for duplicates. */
+/*
+ * Leaf: one distinct point of the tree's sample, mass > 1 for duplicates.
+ * Its values are in RcfTree.points.
+ */
 typedef struct RcfLeaf
 {
-	uint32_t	slot;			/* point store slot; next free while free */
+	uint32_t	slot;			/* the point's slot; next free while free */
 	uint32_t	mass;
 } RcfLeaf;
 
@@ -54,13 +70,14 @@ typedef struct RcfLeaf
 typedef struct RcfSample
 {
 	float		weight;
-	uint32_t	slot;
+	uint32_t	leaf;			/* the leaf holding the sampled point */
 } RcfSample;
 
 typedef struct RcfTree
 {
 	RcfNode    *nodes;			/* sample_size - 1 */
 	RcfLeaf    *leaves;			/* sample_size */
+	float	   *points;			/* per leaf: its point's D values */
 	float	   *boxes;			/* per node: min[D] then max[D] */
 	RcfSample  *heap;			/* max-heap by weight, sample_size */
 	uint64_t	rng;			/* splitmix64 state */
@@ -89,8 +106,7 @@ struct RcfForest
 
 	RcfTree    *trees;
 
-	/* Point store: one copy of each point referenced by any sampler. */
-	float	   *points;			/* capacity * D */
+	/* Slots: a number for each point referred to by any sampler. */
 	uint32_t   *refcount;		/* sampler entries referring to the slot */
 	uint64_t   *slot_seq;		/* sequence number the point was offered at */
 	uint32_t   *free_slots;		/* stack of unused slots */
@@ -108,6 +124,7 @@ struct RcfForest
 
 	/* Scratch space, so that no call allocates. */
 	float	   *query;			/* D */
+	float	   *evicted;		/* D: a point being deleted */
 	double	   *query_d;		/* the same as double, for box arithmetic */
 	int16_t    *path;			/* sample_size * RCF_DESCEND_GROUP */
 	float	   *accept_weight;	/* number_of_trees */
@@ -142,10 +159,10 @@ rcf_rng_open_unit(uint64_t *state)
 		(1.0 / 9007199254740992.0);
 }
 
-static inline const float *
-rcf_point(const RcfForest *forest, uint32_t slot)
+static inline float *
+rcf_leaf_point(const RcfForest *forest, const RcfTree *tree, int leaf)
 {
-	return forest->points + (size_t) slot * forest->D;
+	return tree->points + (size_t) leaf * forest->D;
 }
 
 static inline float *
@@ -156,9 +173,9 @@ rcf_node_box(const RcfForest *forest, const RcfTree *tree, int node)
 
 /* tree.c */
 extern void rcf_tree_init(RcfForest *forest, RcfTree *tree);
-extern uint32_t rcf_tree_insert(RcfForest *forest, RcfTree *tree,
-								uint32_t slot);
-extern bool rcf_tree_delete(RcfForest *forest, RcfTree *tree, uint32_t slot);
+extern int16_t rcf_tree_insert(RcfForest *forest, RcfTree *tree,
+							   const float *q, uint32_t slot);
+extern bool rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf);
 extern double rcf_trees_score(const RcfForest *forest, const float *q,
 							  const double *qd);
 extern double rcf_tree_attribution(const RcfForest *forest,
@@ -166,7 +183,8 @@ extern double rcf_tree_attribution(const RcfForest *forest,
 								   const double *qd,
 								   double *high, double *low);
 extern const char *rcf_tree_check(const RcfForest *forest,
-								  const RcfTree *tree, uint32_t *refs);
+								  const RcfTree *tree, uint32_t *refs,
+								  const float **slot_point);
 extern const float *rcf_tree_impute_leaf(const RcfForest *forest,
 										 const RcfTree *tree, const float *q,
 										 const bool *missing);
@@ -176,16 +194,15 @@ extern bool rcf_tree_build_box(const RcfForest *forest, RcfTree *tree,
 							   int16_t node);
 
 /* sampler.c */
-extern void rcf_sampler_push(RcfTree *tree, float weight, uint32_t slot);
+extern void rcf_sampler_push(RcfTree *tree, float weight, uint32_t leaf);
 extern void rcf_sampler_replace_top(RcfTree *tree, float weight,
-									uint32_t slot);
+									uint32_t leaf);
 extern void rcf_sampler_shift(RcfTree *tree, float delta);
 extern const char *rcf_sampler_check(const RcfTree *tree, int capacity);
 
 /* store.c */
 extern void rcf_store_init(RcfForest *forest);
-extern uint32_t rcf_store_add(RcfForest *forest, const float *point,
-							   uint64_t seq);
+extern uint32_t rcf_store_add(RcfForest *forest, uint64_t seq);
 extern void rcf_store_release(RcfForest *forest, uint32_t slot);
 
 #endif							/* RCF_INTERNAL_H */

@@ -34,7 +34,7 @@ sift_down(RcfSample *heap, int size, int i)
 
 /* Adds an entry to a heap that is not full. */
 void
-rcf_sampler_push(RcfTree *tree, float weight, uint32_t slot)
+rcf_sampler_push(RcfTree *tree, float weight, uint32_t leaf)
 {
 	RcfSample  *heap = tree->heap;
 	int			i = tree->heap_size++;
@@ -49,15 +49,15 @@ rcf_sampler_push(RcfTree *tree, float weight, uint32_t slot)
 		i = parent;
 	}
 	heap[i].weight = weight;
-	heap[i].slot = slot;
+	heap[i].leaf = leaf;
 }
 
 /* Replaces the heaviest entry (the one just evicted) by a new one. */
 void
-rcf_sampler_replace_top(RcfTree *tree, float weight, uint32_t slot)
+rcf_sampler_replace_top(RcfTree *tree, float weight, uint32_t leaf)
 {
 	tree->heap[0].weight = weight;
-	tree->heap[0].slot = slot;
+	tree->heap[0].leaf = leaf;
 	sift_down(tree->heap, tree->heap_size, 0);
 }
 

@@ -1,11 +1,12 @@
 /*
  * store.c
- *	  The forest's point store: one copy of each point that some tree's
- *	  sampler refers to, with a reference count per slot.
+ *	  The forest's slots: a number for each point that some tree's sampler
+ *	  refers to, with the point's sequence number and a reference count.
  *
- * Trees and samplers hold slot numbers, never copies.  The store has room
- * for number_of_trees * sample_size points plus the one being offered, which
- * is the most that can be referred to at once.
+ * The values of a point live in the leaves holding it; the slot is what
+ * tells the encoder that leaves of different trees hold the same point, so
+ * that it is written once.  There are number_of_trees * sample_size slots
+ * plus the one being offered, the most that can be referred to at once.
  */
 #include "rcf_internal.h"
 
@@ -22,18 +23,15 @@ rcf_store_init(RcfForest *forest)
 }
 
 /*
- * Copies a point into a free slot, with no references yet.  The sequence
- * number lets the serialiser store shingled points as the records they
- * overlap in, instead of one full copy each.  The caller
- * guarantees a free slot exists (see the capacity above).
+ * Takes a free slot for the point offered at sequence number seq, with no
+ * references yet.  The caller guarantees a free slot exists (see the
+ * capacity above).
  */
 uint32_t
-rcf_store_add(RcfForest *forest, const float *point, uint64_t seq)
+rcf_store_add(RcfForest *forest, uint64_t seq)
 {
 	uint32_t	slot = forest->free_slots[--forest->nfree];
 
-	memcpy(forest->points + (size_t) slot * forest->D, point,
-		   forest->D * sizeof(float));
 	forest->refcount[slot] = 0;
 	forest->slot_seq[slot] = seq;
 	return slot;

@@ -103,7 +103,7 @@ static inline const float *
 child_min(const RcfForest *forest, const RcfTree *tree, int16_t ref)
 {
 	if (RCF_IS_LEAF(ref))
-		return rcf_point(forest, tree->leaves[RCF_LEAF_IDX(ref)].slot);
+		return rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
 	return rcf_node_box(forest, tree, ref);
 }
 
@@ -112,7 +112,7 @@ static inline const float *
 child_max(const RcfForest *forest, const RcfTree *tree, int16_t ref)
 {
 	if (RCF_IS_LEAF(ref))
-		return rcf_point(forest, tree->leaves[RCF_LEAF_IDX(ref)].slot);
+		return rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
 	return rcf_node_box(forest, tree, ref) + forest->D;
 }
 
@@ -373,15 +373,15 @@ descend(const RcfForest *forest, const RcfTree *tree, const float *q,
 }
 
 /*
- * Inserts the point in `slot`.  If the tree already holds an equal point,
- * that leaf's mass grows and its slot is returned, so that the sampler
- * refers to the point the tree keeps; otherwise returns `slot`.
+ * Inserts point q, known by `slot`, and returns the leaf that holds it: if
+ * the tree already holds an equal point, that leaf, whose mass grows (it
+ * keeps its own slot); otherwise a new leaf.
  */
-uint32_t
-rcf_tree_insert(RcfForest *forest, RcfTree *tree, uint32_t slot)
+int16_t
+rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
+				uint32_t slot)
 {
 	int			d = forest->D;
-	const float *q = rcf_point(forest, slot);
 	int			depth;
 	int16_t		ref;
 	int16_t		leaf;
@@ -400,16 +400,17 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, uint32_t slot)
 		leaf = leaf_alloc(tree);
 		tree->leaves[leaf].slot = slot;
 		tree->leaves[leaf].mass = 1;
+		memcpy(rcf_leaf_point(forest, tree, leaf), q, d * sizeof(float));
 		tree->root = RCF_LEAF_REF(leaf);
-		return slot;
+		return leaf;
 	}
 
 	ref = descend(forest, tree, q, &depth);
-	leaf_point = rcf_point(forest, tree->leaves[RCF_LEAF_IDX(ref)].slot);
+	leaf_point = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
 	if (points_equal(leaf_point, q, d))
 	{
 		tree->leaves[RCF_LEAF_IDX(ref)].mass++;
-		return tree->leaves[RCF_LEAF_IDX(ref)].slot;
+		return RCF_LEAF_IDX(ref);
 	}
 
 	/*
@@ -448,6 +449,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, uint32_t slot)
 	leaf = leaf_alloc(tree);
 	tree->leaves[leaf].slot = slot;
 	tree->leaves[leaf].mass = 1;
+	memcpy(rcf_leaf_point(forest, tree, leaf), q, d * sizeof(float));
 
 	node = node_alloc(tree);
 	n = &tree->nodes[node];
@@ -487,28 +489,29 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, uint32_t slot)
 
 		box_extend(pbox, pbox + d, q, d);
 	}
-	return slot;
+	return leaf;
 }
 
 /*
- * Removes one copy of the point in `slot`.  Returns false if the tree does
- * not hold it, which means the forest is corrupt.
+ * Removes one copy of the point that `leaf` holds.  Returns false if the
+ * descent to that point does not reach the leaf, which means the forest is
+ * corrupt.
  */
 bool
-rcf_tree_delete(RcfForest *forest, RcfTree *tree, uint32_t slot)
+rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 {
-	const float *q = rcf_point(forest, slot);
+	/* A copy: the leaf may be freed before the boxes above are refreshed. */
+	float	   *q = forest->evicted;
 	int			depth;
 	int16_t		ref;
-	int16_t		leaf;
 	int16_t		parent;
 	int16_t		sibling;
 
-	if (tree->root == RCF_NIL)
+	if (tree->root == RCF_NIL || leaf < 0 || leaf >= forest->N)
 		return false;
+	memcpy(q, rcf_leaf_point(forest, tree, leaf), forest->D * sizeof(float));
 	ref = descend(forest, tree, q, &depth);
-	leaf = RCF_LEAF_IDX(ref);
-	if (tree->leaves[leaf].slot != slot || tree->leaves[leaf].mass == 0)
+	if (ref != RCF_LEAF_REF(leaf) || tree->leaves[leaf].mass == 0)
 		return false;
 
 	if (--tree->leaves[leaf].mass > 0)
@@ -585,7 +588,18 @@ descend_group(const RcfForest *forest, const RcfTree *trees, int count,
 				forest->path[k * forest->N + depths[k]++] = ref;
 				ref = n->child[q[n->dim] > n->cut];
 				refs[k] = ref;
-				active |= ref >= 0;
+				if (ref >= 0)
+					active = true;
+				else
+				{
+					/*
+					 * What scoring reads next, the leaf's point and the box
+					 * above it, loads while the other trees descend.
+					 */
+					RCF_PREFETCH(rcf_leaf_point(forest, &trees[k], RCF_LEAF_IDX(ref)));
+					RCF_PREFETCH(rcf_node_box(forest, &trees[k],
+											  forest->path[k * forest->N + depths[k] - 1]));
+				}
 			}
 		}
 	}
@@ -604,7 +618,7 @@ score_from_leaf(const RcfForest *forest, const RcfTree *tree, const float *q,
 	const RcfLeaf *leaf = &tree->leaves[RCF_LEAF_IDX(ref)];
 	double		score;
 
-	if (points_equal(rcf_point(forest, leaf->slot), q, d))
+	if (points_equal(rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref)), q, d))
 	{
 		double		m = leaf->mass;
 
@@ -680,7 +694,7 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
 		return 0.0;
 	ref = descend(forest, tree, q, &depth);
 	leaf = &tree->leaves[RCF_LEAF_IDX(ref)];
-	lp = rcf_point(forest, leaf->slot);
+	lp = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
 	if (points_equal(lp, q, d))
 	{
 		double		m = leaf->mass;
@@ -743,10 +757,13 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
  * leaves, every cached box is exactly the box of its subtree, every cut
  * separates its children, masses add up to the sampler's size, and the
  * free lists hold exactly the unused entries.  Counts each leaf's mass into
- * refs[slot] so the caller can check the point store.
+ * refs[slot] so the caller can check the slots' reference counts, and
+ * checks that leaves with one slot hold one point: slot_point[slot] is the
+ * first such leaf's values seen by any tree.
  */
 const char *
-rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs)
+rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
+			   const float **slot_point)
 {
 	int			d = forest->D;
 	int			n = forest->N;
@@ -774,6 +791,11 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs)
 				return "reachable leaf has zero mass";
 			if (tree->leaves[idx].slot >= forest->capacity)
 				return "leaf refers to a slot out of range";
+			if (slot_point[tree->leaves[idx].slot] == NULL)
+				slot_point[tree->leaves[idx].slot] = rcf_leaf_point(forest, tree, idx);
+			else if (memcmp(slot_point[tree->leaves[idx].slot],
+							rcf_leaf_point(forest, tree, idx), d * sizeof(float)) != 0)
+				return "leaves of one slot hold different points";
 			mass += tree->leaves[idx].mass;
 			refs[tree->leaves[idx].slot] += tree->leaves[idx].mass;
 			leaves++;
@@ -896,5 +918,5 @@ rcf_tree_impute_leaf(const RcfForest *forest, const RcfTree *tree,
 				ref = n->child[span[1] < span[0]];
 		}
 	}
-	return rcf_point(forest, tree->leaves[RCF_LEAF_IDX(ref)].slot);
+	return rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
 }
