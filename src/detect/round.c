@@ -16,8 +16,10 @@
  * Forest state.  Forests live in memory between rounds (under
  * anomaly.detector_memory_limit per detector).  Each round appends the
  * points it learned, in order, to detector_journal; a forest evicted from
- * memory, or every forest at a checkpoint, is stored in detector_forests
- * with the journal position it includes.  A process that finds its memory
+ * memory, and a few more each round (checkpoints spread over rounds), are
+ * stored in detector_forests with the journal position they include, and
+ * the journal keeps the rounds after checkpoint_seq, which some forest in
+ * memory has not stored yet.  A process that finds its memory
  * stale (another process ran a round, the round aborted, a restart) drops
  * it and replays the journal onto the stored forests, which gives exactly
  * the forests a process without interruption would have.  The row's
@@ -134,6 +136,7 @@ typedef struct ForestEntry
 	int64		as_seq;			/* includes journal points up to here */
 	int32		as_pos;
 	bool		dirty;			/* learned since stored */
+	int64		dirty_from;		/* while dirty: the first round it learned in */
 	dlist_node	lru;
 } ForestEntry;
 
@@ -147,6 +150,7 @@ typedef struct DetectorCache
 	HTAB	   *forests;
 	dlist_head	lru;
 	Size		bytes;
+	double		store_credit;	/* forests due to be stored (see write_round) */
 
 	/* decoding kept between rounds (the worker) */
 	MemoryContext decoding_cxt;
@@ -504,6 +508,7 @@ cache_clear(DetectorCache *dc)
 	dc->forests = NULL;
 	dlist_init(&dc->lru);
 	dc->bytes = 0;
+	dc->store_credit = 0.0;
 	dc->current = false;
 }
 
@@ -621,6 +626,16 @@ store_forest(DetectorDef *def, ForestEntry *e)
 	e->dirty = false;
 }
 
+/* Orders forests by the first round they learned in since stored. */
+static int
+cmp_dirty_from(const void *a, const void *b)
+{
+	int64		x = (*(ForestEntry *const *) a)->dirty_from;
+	int64		y = (*(ForestEntry *const *) b)->dirty_from;
+
+	return (x > y) - (x < y);
+}
+
 /* Removes entry from memory, storing it first if it learned anything. */
 static void
 evict_forest(DetectorCache *dc, DetectorDef *def, ForestEntry *e)
@@ -698,6 +713,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 	e->forest = NULL;
 	e->grader = NULL;
 	e->dirty = false;
+	e->dirty_from = 0;
 	e->as_seq = 0;
 	e->as_pos = 0;
 	dlist_push_tail(&dc->lru, &e->lru);
@@ -846,6 +862,8 @@ replay_journal(DetectorCache *dc, DetectorDef *def)
 						rcf_update(e->forest, pv + (Size) i * dims);
 					e->as_seq = seq;
 					e->as_pos = i + 1;
+					if (!e->dirty)
+						e->dirty_from = seq;
 					e->dirty = true;
 				}
 				if (key)
@@ -857,19 +875,42 @@ replay_journal(DetectorCache *dc, DetectorDef *def)
 	SPI_cursor_close(portal);
 }
 
-/* Stores every forest that learned since it was stored. */
-static void
-checkpoint_forests(DetectorCache *dc, DetectorDef *def)
+/*
+ * Stores up to max_store of the forests that learned since they were
+ * stored, those that have waited longest first.  Returns the highest round
+ * whose journal entry no forest needs any more: seq when none is left to
+ * store, else the round before the oldest one left.
+ */
+static int64
+checkpoint_forests(DetectorCache *dc, DetectorDef *def, int max_store,
+				   int64 seq)
 {
 	dlist_iter	it;
+	ForestEntry **dirty;
+	int			ndirty = 0;
+	int64		oldest = seq;
 
+	dirty = palloc(sizeof(ForestEntry *) * Max(hash_get_num_entries(dc->forests), 1));
 	dlist_foreach(it, &dc->lru)
 	{
 		ForestEntry *e = dlist_container(ForestEntry, lru, it.cur);
 
 		if (e->dirty)
-			store_forest(def, e);
+			dirty[ndirty++] = e;
 	}
+	qsort(dirty, ndirty, sizeof(ForestEntry *), cmp_dirty_from);
+	for (int i = 0; i < ndirty; i++)
+	{
+		if (i < max_store)
+			store_forest(def, dirty[i]);
+		else
+		{
+			oldest = Min(oldest, dirty[i]->dirty_from - 1);
+			break;
+		}
+	}
+	pfree(dirty);
+	return oldest;
 }
 
 /* ---------------------------------------------------------------------
@@ -2167,6 +2208,8 @@ run_wave(ScoreWave *w, EvalState *es, int64 seq, ArrayBuildState **jkeys,
 			(*npoints)++;
 			e->as_seq = seq;
 			e->as_pos = *npoints;
+			if (!e->dirty)
+				e->dirty_from = seq;
 			e->dirty = true;
 			*jkeys = accumArrayResult(*jkeys, rr->key ? CStringGetTextDatum(rr->key) : (Datum) 0,
 									  rr->key == NULL, TEXTOID, CurrentMemoryContext);
@@ -2368,6 +2411,9 @@ write_round(RoundWrite *w)
 	int64	   *out = n > 0 ? palloc_extended(sizeof(int64) * n, MCXT_ALLOC_HUGE) : NULL;
 	TimestampTz now;
 	bool		checkpoint;
+	bool		stored = false;
+	int64		journal_points = def->journal_points;
+	int64		checkpoint_seq = def->checkpoint_seq;
 	bool		write_row;
 	int64		token = detect_new_token();
 
@@ -2388,37 +2434,75 @@ write_round(RoundWrite *w)
 	}
 	write_failures(def, rd, es, n);
 
+	/*
+	 * Forests are stored a few per round, the longest waiting first, at a
+	 * pace that stores each of them about every half of
+	 * detector_checkpoint_rows points and of detector_checkpoint_timeout:
+	 * storing all at once would stall one round for as long as a hundred
+	 * forests take to encode and write.  The journal keeps the rounds some
+	 * forest in memory still needs.  Past the whole of
+	 * detector_checkpoint_rows every forest is stored, as a bound, and so
+	 * are a new detector's first forests.
+	 */
 	now = GetCurrentTimestamp();
 	checkpoint = (def->journal_points + npoints >= detect_checkpoint_rows) ||
-		((def->journal_points + npoints) > 0 &&
-		 (def->checkpoint_at == 0 ||
-		  TimestampDifferenceExceeds(def->checkpoint_at, now,
-									 detect_checkpoint_timeout_s * 1000)));
-	write_row = w->consumed > 0 || checkpoint || def->row_is_ours ||
+		(npoints > 0 && def->checkpoint_at == 0);
+	{
+		int			ndirty = 0;
+		double		share = 0.0;
+		int			max_store;
+		int64		needed_after;
+		dlist_iter	it;
+
+		dlist_foreach(it, &dc->lru)
+			ndirty += dlist_container(ForestEntry, lru, it.cur)->dirty ? 1 : 0;
+		if (npoints > 0)
+			share = 2.0 * npoints / detect_checkpoint_rows;
+		if (def->last_batch_at != 0)
+			share = Max(share, 2.0 * (double) (now - def->last_batch_at) /
+						USECS_PER_SEC / detect_checkpoint_timeout_s);
+		/* Whole forests: the fractions add up over rounds. */
+		dc->store_credit = Min(dc->store_credit + Min(share, 1.0) * ndirty, ndirty);
+		max_store = checkpoint ? ndirty : (int) floor(dc->store_credit);
+		dc->store_credit -= Min(max_store, ndirty);
+
+		/* This round's points, unless every forest holding them is stored. */
+		if (npoints > 0 && max_store < ndirty)
+		{
+			Oid			t4[4] = {INT8OID, INT8OID, TEXTARRAYOID, FLOAT8ARRAYOID};
+			Datum		a4[4];
+
+			a4[0] = Int64GetDatum(def->id);
+			a4[1] = Int64GetDatum(seq);
+			a4[2] = makeArrayResult(jkeys, CurrentMemoryContext);
+			a4[3] = makeArrayResult(jpoints, CurrentMemoryContext);
+			detect_spi_exec("INSERT INTO anomaly.detector_journal (detector_id, seq, keys, points)"
+							" VALUES ($1, $2, $3, $4)", 4, t4, a4, NULL, false, SPI_OK_INSERT);
+			journal_points += npoints;
+		}
+		needed_after = max_store > 0 ? checkpoint_forests(dc, def, max_store, seq) :
+			def->checkpoint_seq;
+		if (needed_after > def->checkpoint_seq)
+		{
+			Oid			t2[2] = {INT8OID, INT8OID};
+			Datum		a2[2] = {Int64GetDatum(def->id), Int64GetDatum(needed_after)};
+			bool		isnull;
+
+			detect_spi_exec("WITH d AS (DELETE FROM anomaly.detector_journal"
+							" WHERE detector_id = $1 AND seq <= $2"
+							" RETURNING pg_catalog.cardinality(keys) AS n)"
+							" SELECT pg_catalog.sum(n)::bigint FROM d",
+							2, t2, a2, NULL, false, SPI_OK_SELECT);
+			journal_points -= DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1,
+														  &isnull)) * (isnull ? 0 : 1);
+			checkpoint_seq = needed_after;
+		}
+		stored = max_store > 0;
+	}
+	write_row = w->consumed > 0 || stored || def->row_is_ours ||
 		def->last_batch_at == 0 ||
 		TimestampDifferenceExceeds(def->last_batch_at, now, 1000);
-
-	if (checkpoint)
-	{
-		Oid			t2[2] = {INT8OID, INT8OID};
-		Datum		a2[2] = {Int64GetDatum(def->id), Int64GetDatum(seq)};
-
-		checkpoint_forests(dc, def);
-		detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id = $1 AND seq < $2",
-				 2, t2, a2, NULL, false, SPI_OK_DELETE);
-	}
-	else if (npoints > 0)
-	{
-		Oid			t4[4] = {INT8OID, INT8OID, TEXTARRAYOID, FLOAT8ARRAYOID};
-		Datum		a4[4];
-
-		a4[0] = Int64GetDatum(def->id);
-		a4[1] = Int64GetDatum(seq);
-		a4[2] = makeArrayResult(jkeys, CurrentMemoryContext);
-		a4[3] = makeArrayResult(jpoints, CurrentMemoryContext);
-		detect_spi_exec("INSERT INTO anomaly.detector_journal (detector_id, seq, keys, points)"
-				 " VALUES ($1, $2, $3, $4)", 4, t4, a4, NULL, false, SPI_OK_INSERT);
-	}
 
 	if (write_row)
 	{
@@ -2455,10 +2539,10 @@ write_round(RoundWrite *w)
 		a[11] = TimestampTzGetDatum(w->started);
 		if (!w->caught_up)
 			nl[11] = 'n';
-		a[12] = Int64GetDatum(checkpoint ? 0 : def->journal_points + npoints);
-		a[13] = Int64GetDatum(checkpoint ? seq : def->checkpoint_seq);
-		a[14] = TimestampTzGetDatum(checkpoint ? now : def->checkpoint_at);
-		if (!checkpoint && def->checkpoint_at == 0)
+		a[12] = Int64GetDatum(journal_points);
+		a[13] = Int64GetDatum(checkpoint_seq);
+		a[14] = TimestampTzGetDatum(stored ? now : def->checkpoint_at);
+		if (!stored && def->checkpoint_at == 0)
 			nl[14] = 'n';
 		detect_spi_exec("UPDATE anomaly.detectors SET batch_seq = $2, round_token = $3,"
 				 " progress_lsn = GREATEST(progress_lsn, $4),"

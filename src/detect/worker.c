@@ -91,11 +91,11 @@ anomaly_detect_init(void)
 							&detect_threads, 2, 1, DETECT_MAX_THREADS, PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("anomaly.detector_checkpoint_rows",
-							"Points learned after which a detector stores all its forests.",
+							"Points learned over which a detector stores each of its forests, a few per round.",
 							NULL, &detect_checkpoint_rows, 200000, 1, INT_MAX, PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("anomaly.detector_checkpoint_timeout",
-							"Time after which a detector stores all its forests.",
+							"Time over which a detector stores each of its forests, a few per round.",
 							NULL, &detect_checkpoint_timeout_s, 60, 1, 86400, PGC_SUSET,
 							GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("anomaly.detector_max_retries",

@@ -37,8 +37,8 @@ CREATE TABLE detectors (
 	last_batch_at timestamptz,
 	caught_up_at timestamptz,
 	checkpoint_seq bigint NOT NULL DEFAULT 0,	-- journal entries up to here are in the stored models
-	checkpoint_at timestamptz,
-	journal_points bigint NOT NULL DEFAULT 0,	-- points learned since the checkpoint
+	checkpoint_at timestamptz,					-- when forests were last stored
+	journal_points bigint NOT NULL DEFAULT 0,	-- points in the journal after checkpoint_seq
 	last_error text,
 	last_error_at timestamptz,
 	error_count integer NOT NULL DEFAULT 0,

@@ -173,6 +173,15 @@ my ($stored, $seq) = split /\|/, $node->safe_psql('postgres', q{
 cmp_ok($stored, '>', 0, "forests were stored ($stored)");
 cmp_ok($seq, '>', 0, 'checkpoints ran');
 
+# Checkpoints are spread over rounds: the journal keeps only rounds after
+# checkpoint_seq, and journal_points counts the points it holds.
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE j.seq <= d.checkpoint_seq) || '|' ||
+		   (coalesce(sum(cardinality(j.keys)), 0) = d.journal_points)
+	FROM anomaly.detectors d LEFT JOIN anomaly.detector_journal j ON j.detector_id = d.id
+	WHERE d.name = 'once' GROUP BY d.checkpoint_seq, d.journal_points}),
+	'0|true', 'the journal holds just the rounds after checkpoint_seq, journal_points of them');
+
 my $lag = $node->safe_psql('postgres', q{
 	SELECT round(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM scored_at - commit_time))::numeric, 3)
 	FROM anomaly.scores WHERE detector = 'once'});
