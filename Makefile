@@ -127,7 +127,7 @@ fuzz: test/fuzz/fuzz_decode test/fuzz/make_seeds
 test/corpus/make_corpus: test/corpus/make_corpus.c $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 
-bench/%: bench/%.c $(PURE_OBJS)
+bench/%: bench/%.c bench/bench_util.h $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 
 .PHONY: unit check-unit bench-build bench test demo deps

@@ -34,27 +34,9 @@
 
 #include "rcf/rcf.h"
 #include "rcf/grade.h"
+#include "bench_util.h"
 
 #define BATCH 1000
-
-static double
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-/* CPU time of this process, in seconds. */
-static double
-cpu_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* One record through the forest alone, or through the grader too. */
 static double
@@ -76,16 +58,6 @@ cmp_double(const void *a, const void *b)
 	double		y = *(const double *) b;
 
 	return (x > y) - (x < y);
-}
-
-/* xorshift noise so the data do not depend on libc's rand(). */
-static double
-noise(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
 }
 
 static void

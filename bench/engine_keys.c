@@ -27,26 +27,7 @@
 #include <time.h>
 
 #include "rcf/rcf.h"
-
-/* CPU time of this process, in seconds. */
-static double
-cpu_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* xorshift noise, so the data do not depend on libc's rand(). */
-static double
-noise(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
-}
+#include "bench_util.h"
 
 /* Row i of key k: a level per key plus noise, as bench/detect.sh inserts. */
 static void
