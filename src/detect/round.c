@@ -876,10 +876,10 @@ replay_journal(DetectorCache *dc, DetectorDef *def)
 }
 
 /*
- * Stores up to max_store of the forests that learned since they were
- * stored, those that have waited longest first.  Returns the highest round
- * whose journal entry no forest needs any more: seq when none is left to
- * store, else the round before the oldest one left.
+ * Stores up to max_store (maybe 0) of the forests that learned since they
+ * were stored, those that have waited longest first.  Returns the highest
+ * round whose journal entry no forest needs any more: seq when none is left
+ * to store, else the round before the oldest one left.
  */
 static int64
 checkpoint_forests(DetectorCache *dc, DetectorDef *def, int max_store,
@@ -2480,12 +2480,12 @@ write_round(RoundWrite *w)
 							" VALUES ($1, $2, $3, $4)", 4, t4, a4, NULL, false, SPI_OK_INSERT);
 			journal_points += npoints;
 		}
-		needed_after = max_store > 0 ? checkpoint_forests(dc, def, max_store, seq) :
-			def->checkpoint_seq;
+		needed_after = checkpoint_forests(dc, def, max_store, seq);
 		if (needed_after > def->checkpoint_seq)
 		{
 			Oid			t2[2] = {INT8OID, INT8OID};
 			Datum		a2[2] = {Int64GetDatum(def->id), Int64GetDatum(needed_after)};
+			Datum		deleted;
 			bool		isnull;
 
 			detect_spi_exec("WITH d AS (DELETE FROM anomaly.detector_journal"
@@ -2493,14 +2493,16 @@ write_round(RoundWrite *w)
 							" RETURNING pg_catalog.cardinality(keys) AS n)"
 							" SELECT pg_catalog.sum(n)::bigint FROM d",
 							2, t2, a2, NULL, false, SPI_OK_SELECT);
-			journal_points -= DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-														  SPI_tuptable->tupdesc, 1,
-														  &isnull)) * (isnull ? 0 : 1);
+			deleted = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+									&isnull);
+			if (!isnull)
+				journal_points -= DatumGetInt64(deleted);
 			checkpoint_seq = needed_after;
 		}
 		stored = max_store > 0;
 	}
-	write_row = w->consumed > 0 || stored || def->row_is_ours ||
+	write_row = w->consumed > 0 || stored || checkpoint_seq != def->checkpoint_seq ||
+		def->row_is_ours ||
 		def->last_batch_at == 0 ||
 		TimestampDifferenceExceeds(def->last_batch_at, now, 1000);
 
