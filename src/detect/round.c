@@ -2464,7 +2464,7 @@ write_round(RoundWrite *w)
 		/* Whole forests: the fractions add up over rounds. */
 		dc->store_credit = Min(dc->store_credit + Min(share, 1.0) * ndirty, ndirty);
 		max_store = checkpoint ? ndirty : (int) floor(dc->store_credit);
-		dc->store_credit -= Min(max_store, ndirty);
+		dc->store_credit = Max(dc->store_credit - max_store, 0.0);
 
 		/* This round's points, unless every forest holding them is stored. */
 		if (npoints > 0 && max_store < ndirty)
