@@ -876,41 +876,26 @@ replay_journal(DetectorCache *dc, DetectorDef *def)
 }
 
 /*
- * Stores up to max_store (maybe 0) of the forests that learned since they
- * were stored, those that have waited longest first.  Returns the highest
- * round whose journal entry no forest needs any more: seq when none is left
- * to store, else the round before the oldest one left.
+ * The forests in memory that learned since they were stored, those that
+ * have waited longest first; *n is set to how many.
  */
-static int64
-checkpoint_forests(DetectorCache *dc, DetectorDef *def, int max_store,
-				   int64 seq)
+static ForestEntry **
+waiting_forests(DetectorCache *dc, int *n)
 {
 	dlist_iter	it;
 	ForestEntry **dirty;
-	int			ndirty = 0;
-	int64		oldest = seq;
 
 	dirty = palloc(sizeof(ForestEntry *) * Max(hash_get_num_entries(dc->forests), 1));
+	*n = 0;
 	dlist_foreach(it, &dc->lru)
 	{
 		ForestEntry *e = dlist_container(ForestEntry, lru, it.cur);
 
 		if (e->dirty)
-			dirty[ndirty++] = e;
+			dirty[(*n)++] = e;
 	}
-	qsort(dirty, ndirty, sizeof(ForestEntry *), cmp_dirty_from);
-	for (int i = 0; i < ndirty; i++)
-	{
-		if (i < max_store)
-			store_forest(def, dirty[i]);
-		else
-		{
-			oldest = Min(oldest, dirty[i]->dirty_from - 1);
-			break;
-		}
-	}
-	pfree(dirty);
-	return oldest;
+	qsort(dirty, *n, sizeof(ForestEntry *), cmp_dirty_from);
+	return dirty;
 }
 
 /* ---------------------------------------------------------------------
@@ -2123,6 +2108,13 @@ typedef struct ScoreWave
 	double	   *expected;		/* per row of the round: dims values */
 } ScoreWave;
 
+/* Where row o of a wave keeps its attribution: high[D], then low[D]. */
+static inline double *
+wave_attr(const ScoreWave *w, int64 o, int total)
+{
+	return w->attr + (o - w->lo) * 2 * total;
+}
+
 /*
  * Scores then learns one task's rows in order.  Runs on any of the
  * detector's threads: engine calls only (see threads.c).
@@ -2142,7 +2134,7 @@ score_task(void *arg, int t)
 
 		if (w->def->with_explanation)
 		{
-			double	   *high = w->attr + (o - w->lo) * 2 * total;
+			double	   *high = wave_attr(w, o, total);
 
 			rr->score = rcf_attribution(e->forest, rr->values, high, high + total);
 		}
@@ -2198,7 +2190,7 @@ run_wave(ScoreWave *w, EvalState *es, int64 seq, ArrayBuildState **jkeys,
 			if (def->with_explanation)
 			{
 				MemoryContext old = MemoryContextSwitchTo(es->cxt);
-				double	   *high = w->attr + (o - w->lo) * 2 * total;
+				double	   *high = wave_attr(w, o, total);
 
 				rr->explanation = anomaly_explanation(e->forest, high, high + total,
 													  dims, def->with_directionality,
@@ -2391,8 +2383,87 @@ typedef struct RoundWrite
 } RoundWrite;
 
 /*
+ * Forests are stored a few per round, the longest waiting first, at a pace
+ * that stores each of them about every half of detector_checkpoint_rows
+ * points and of detector_checkpoint_timeout: storing all at once would
+ * stall one round for as long as a hundred forests take to encode and
+ * write.  The journal keeps the rounds some forest in memory still needs:
+ * this round's entry is written unless every forest holding its points is
+ * stored, and entries no forest needs any more are cut.  Past the whole of
+ * detector_checkpoint_rows every forest is stored, as a bound, and so are a
+ * new detector's first forests.  Updates *journal_points and
+ * *checkpoint_seq; returns whether any forest was stored.
+ */
+static bool
+spread_checkpoint(DetectorCache *dc, DetectorDef *def, int64 seq, int npoints,
+				  TimestampTz now, ArrayBuildState *jkeys,
+				  ArrayBuildState *jpoints, int64 *journal_points,
+				  int64 *checkpoint_seq)
+{
+	bool		store_all;
+	int			ndirty;
+	ForestEntry **dirty = waiting_forests(dc, &ndirty);
+	double		share = 0.0;
+	int			max_store;
+	int64		needed_after = seq;
+
+	store_all = (def->journal_points + npoints >= detect_checkpoint_rows) ||
+		(npoints > 0 && def->checkpoint_at == 0);
+	if (npoints > 0)
+		share = 2.0 * npoints / detect_checkpoint_rows;
+	if (def->last_batch_at != 0)
+		share = Max(share, 2.0 * (double) (now - def->last_batch_at) /
+					USECS_PER_SEC / detect_checkpoint_timeout_s);
+	/* Whole forests: the fractions add up over rounds. */
+	dc->store_credit = Min(dc->store_credit + Min(share, 1.0) * ndirty, ndirty);
+	max_store = store_all ? ndirty : (int) floor(dc->store_credit);
+	dc->store_credit = Max(dc->store_credit - max_store, 0.0);
+
+	if (npoints > 0 && max_store < ndirty)
+	{
+		Oid			t4[4] = {INT8OID, INT8OID, TEXTARRAYOID, FLOAT8ARRAYOID};
+		Datum		a4[4];
+
+		a4[0] = Int64GetDatum(def->id);
+		a4[1] = Int64GetDatum(seq);
+		a4[2] = makeArrayResult(jkeys, CurrentMemoryContext);
+		a4[3] = makeArrayResult(jpoints, CurrentMemoryContext);
+		detect_spi_exec("INSERT INTO anomaly.detector_journal (detector_id, seq, keys, points)"
+						" VALUES ($1, $2, $3, $4)", 4, t4, a4, NULL, false, SPI_OK_INSERT);
+		*journal_points += npoints;
+	}
+
+	/* The journal is needed from the oldest round a forest left waits for. */
+	for (int i = 0; i < max_store; i++)
+		store_forest(def, dirty[i]);
+	if (max_store < ndirty)
+		needed_after = dirty[max_store]->dirty_from - 1;
+	pfree(dirty);
+
+	if (needed_after > *checkpoint_seq)
+	{
+		Oid			t2[2] = {INT8OID, INT8OID};
+		Datum		a2[2] = {Int64GetDatum(def->id), Int64GetDatum(needed_after)};
+		Datum		deleted;
+		bool		isnull;
+
+		detect_spi_exec("WITH d AS (DELETE FROM anomaly.detector_journal"
+						" WHERE detector_id = $1 AND seq <= $2"
+						" RETURNING pg_catalog.cardinality(keys) AS n)"
+						" SELECT pg_catalog.sum(n)::bigint FROM d",
+						2, t2, a2, NULL, false, SPI_OK_SELECT);
+		deleted = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+								&isnull);
+		if (!isnull)
+			*journal_points -= DatumGetInt64(deleted);
+		*checkpoint_seq = needed_after;
+	}
+	return max_store > 0;
+}
+
+/*
  * Scores the evaluated rows and writes everything of the round: scores,
- * failures, journal (or a checkpoint), and the detector's row.
+ * failures, journal, stored forests, and the detector's row.
  */
 static void
 write_round(RoundWrite *w)
@@ -2410,8 +2481,7 @@ write_round(RoundWrite *w)
 	ArrayBuildState *jpoints = NULL;
 	int64	   *out = n > 0 ? palloc_extended(sizeof(int64) * n, MCXT_ALLOC_HUGE) : NULL;
 	TimestampTz now;
-	bool		checkpoint;
-	bool		stored = false;
+	bool		stored;
 	int64		journal_points = def->journal_points;
 	int64		checkpoint_seq = def->checkpoint_seq;
 	bool		write_row;
@@ -2434,73 +2504,9 @@ write_round(RoundWrite *w)
 	}
 	write_failures(def, rd, es, n);
 
-	/*
-	 * Forests are stored a few per round, the longest waiting first, at a
-	 * pace that stores each of them about every half of
-	 * detector_checkpoint_rows points and of detector_checkpoint_timeout:
-	 * storing all at once would stall one round for as long as a hundred
-	 * forests take to encode and write.  The journal keeps the rounds some
-	 * forest in memory still needs.  Past the whole of
-	 * detector_checkpoint_rows every forest is stored, as a bound, and so
-	 * are a new detector's first forests.
-	 */
 	now = GetCurrentTimestamp();
-	checkpoint = (def->journal_points + npoints >= detect_checkpoint_rows) ||
-		(npoints > 0 && def->checkpoint_at == 0);
-	{
-		int			ndirty = 0;
-		double		share = 0.0;
-		int			max_store;
-		int64		needed_after;
-		dlist_iter	it;
-
-		dlist_foreach(it, &dc->lru)
-			ndirty += dlist_container(ForestEntry, lru, it.cur)->dirty ? 1 : 0;
-		if (npoints > 0)
-			share = 2.0 * npoints / detect_checkpoint_rows;
-		if (def->last_batch_at != 0)
-			share = Max(share, 2.0 * (double) (now - def->last_batch_at) /
-						USECS_PER_SEC / detect_checkpoint_timeout_s);
-		/* Whole forests: the fractions add up over rounds. */
-		dc->store_credit = Min(dc->store_credit + Min(share, 1.0) * ndirty, ndirty);
-		max_store = checkpoint ? ndirty : (int) floor(dc->store_credit);
-		dc->store_credit = Max(dc->store_credit - max_store, 0.0);
-
-		/* This round's points, unless every forest holding them is stored. */
-		if (npoints > 0 && max_store < ndirty)
-		{
-			Oid			t4[4] = {INT8OID, INT8OID, TEXTARRAYOID, FLOAT8ARRAYOID};
-			Datum		a4[4];
-
-			a4[0] = Int64GetDatum(def->id);
-			a4[1] = Int64GetDatum(seq);
-			a4[2] = makeArrayResult(jkeys, CurrentMemoryContext);
-			a4[3] = makeArrayResult(jpoints, CurrentMemoryContext);
-			detect_spi_exec("INSERT INTO anomaly.detector_journal (detector_id, seq, keys, points)"
-							" VALUES ($1, $2, $3, $4)", 4, t4, a4, NULL, false, SPI_OK_INSERT);
-			journal_points += npoints;
-		}
-		needed_after = checkpoint_forests(dc, def, max_store, seq);
-		if (needed_after > def->checkpoint_seq)
-		{
-			Oid			t2[2] = {INT8OID, INT8OID};
-			Datum		a2[2] = {Int64GetDatum(def->id), Int64GetDatum(needed_after)};
-			Datum		deleted;
-			bool		isnull;
-
-			detect_spi_exec("WITH d AS (DELETE FROM anomaly.detector_journal"
-							" WHERE detector_id = $1 AND seq <= $2"
-							" RETURNING pg_catalog.cardinality(keys) AS n)"
-							" SELECT pg_catalog.sum(n)::bigint FROM d",
-							2, t2, a2, NULL, false, SPI_OK_SELECT);
-			deleted = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-									&isnull);
-			if (!isnull)
-				journal_points -= DatumGetInt64(deleted);
-			checkpoint_seq = needed_after;
-		}
-		stored = max_store > 0;
-	}
+	stored = spread_checkpoint(dc, def, seq, npoints, now, jkeys, jpoints,
+							   &journal_points, &checkpoint_seq);
 	write_row = w->consumed > 0 || stored || checkpoint_seq != def->checkpoint_seq ||
 		def->row_is_ours ||
 		def->last_batch_at == 0 ||
