@@ -29,6 +29,7 @@
 #   ANOMALY_KEEP_TMP=1  keep the work directory (logs, data) even on success
 #   PG_CONFIG           which PostgreSQL (default: the Debian 15 one)
 #   SUITES              which suites to run (default "unit regress isolation tap")
+#   TAP_TESTS           names of the TAP files to run (default: every test/t/*.pl)
 #   UNIT_TIMEOUT, REGRESS_TIMEOUT, TAP_TIMEOUT   seconds (600, 1800, 1800)
 
 set -uo pipefail
@@ -242,6 +243,13 @@ regress_files=("$SRC"/sql/*.sql)
 spec_files=("$SRC"/specs/*.spec)
 tap_files=("$SRC"/test/t/*.pl)
 shopt -u nullglob
+# TAP_TESTS="050_detect_exactly_once 080_hostile" runs only those TAP files.
+if [ -n "${TAP_TESTS:-}" ]; then
+	tap_files=()
+	for n in $TAP_TESTS; do
+		tap_files+=("$SRC/test/t/$n.pl")
+	done
+fi
 
 need_cluster=0
 if want_suite regress && [ ${#regress_files[@]} -gt 0 ]; then need_cluster=1; fi
