@@ -22,10 +22,12 @@ SRCS := $(sort $(wildcard src/*.c src/rcf/*.c src/detect/*.c src/alert/*.c))
 OBJS = $(SRCS:.c=.o)
 
 # The install script is built from src/sql/*.sql, one part per concern, in
-# name order; upgrade scripts (anomaly--A--B.sql) live at the top level.
-EXTVERSION = 0.1.0
+# name order; upgrade scripts (anomaly--A--B.sql) live at the top level, and
+# the install scripts of earlier releases, kept as they shipped, in versions/
+# (so that CREATE EXTENSION ... VERSION and the upgrade test can use them).
+EXTVERSION = 0.2.0
 DATA_built = anomaly--$(EXTVERSION).sql
-DATA = $(filter-out $(DATA_built),$(wildcard anomaly--*--*.sql))
+DATA = $(filter-out $(DATA_built),$(wildcard anomaly--*--*.sql)) $(wildcard versions/anomaly--*.sql)
 
 
 # pg_regress tests (sql/NAME.sql, expected/NAME.out) and isolation tests

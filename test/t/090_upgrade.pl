@@ -1,0 +1,124 @@
+# ALTER EXTENSION anomaly UPDATE from every earlier release gives the same
+# objects as a fresh install of the current version: functions (signature,
+# body, security, settings, grants), tables (columns, defaults, constraints,
+# indexes, policies, triggers, grants), views, types, and what pg_dump
+# dumps.  Objects a user made under the old version keep working after the
+# update: a stored model scores as before, a destination and an alert rule
+# stay.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('upgrade');
+$node->init(allows_streaming => 'logical');
+$node->start;
+
+my $sharedir = $node->config_data('--sharedir');
+my @old = sort map { m{/anomaly--([0-9.]+)\.sql$} ? $1 : () }
+  glob("$sharedir/extension/anomaly--*.sql");
+my $current = $node->safe_psql('postgres',
+	q{SELECT default_version FROM pg_available_extensions WHERE name = 'anomaly'});
+@old = grep { $_ ne $current } @old;
+ok(@old >= 1, "earlier releases installed beside $current: @old");
+
+# One line per property of every object that belongs to the extension,
+# sorted, so that two databases compare as text.
+my $catalog = q{
+WITH m AS (
+	SELECT d.classid, d.objid
+	FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+	WHERE d.refclassid = 'pg_extension'::regclass AND e.extname = 'anomaly'
+	  AND d.deptype = 'e'),
+f AS (
+	SELECT p.oid FROM m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid),
+r AS (
+	SELECT c.oid FROM m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid)
+SELECT line FROM (
+	SELECT 'object ' || pg_describe_object(classid, objid, 0) AS line FROM m
+	UNION ALL
+	SELECT format('function %s(%s) returns %s: kind %s, strict %s, volatile %s, parallel %s,'
+	              ' definer %s, leakproof %s, config %s, acl %s, comment %s, body %s',
+	              p.oid::regproc, pg_get_function_arguments(p.oid),
+	              pg_get_function_result(p.oid), p.prokind, p.proisstrict, p.provolatile,
+	              p.proparallel, p.prosecdef, p.proleakproof, p.proconfig, p.proacl,
+	              obj_description(p.oid, 'pg_proc') IS NOT NULL, md5(p.prosrc))
+	FROM f JOIN pg_proc p USING (oid)
+	UNION ALL
+	SELECT format('relation %s: kind %s, acl %s, rls %s, comment %s', c.oid::regclass,
+	              c.relkind, c.relacl, c.relrowsecurity, obj_description(c.oid, 'pg_class') IS NOT NULL)
+	FROM r JOIN pg_class c USING (oid)
+	UNION ALL
+	SELECT format('column %s.%s: %s, not null %s, default %s, acl %s', a.attrelid::regclass,
+	              a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+	              pg_get_expr(ad.adbin, ad.adrelid), a.attacl)
+	FROM r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+	LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+	UNION ALL
+	SELECT format('constraint %s on %s: %s', co.conname, co.conrelid::regclass,
+	              pg_get_constraintdef(co.oid))
+	FROM r JOIN pg_constraint co ON co.conrelid = r.oid
+	UNION ALL
+	SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+	FROM r JOIN pg_index i ON i.indrelid = r.oid
+	UNION ALL
+	SELECT format('policy %s on %s: %s %s using %s check %s', po.polname, po.polrelid::regclass,
+	              po.polcmd, po.polroles::regrole[], pg_get_expr(po.polqual, po.polrelid),
+	              pg_get_expr(po.polwithcheck, po.polrelid))
+	FROM r JOIN pg_policy po ON po.polrelid = r.oid
+	UNION ALL
+	SELECT 'trigger ' || pg_get_triggerdef(t.oid)
+	FROM r JOIN pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal
+	UNION ALL
+	SELECT format('view %s: %s', c.oid::regclass, md5(pg_get_viewdef(c.oid)))
+	FROM r JOIN pg_class c USING (oid) WHERE c.relkind IN ('v', 'm')
+	UNION ALL
+	SELECT format('dumped %s', unnest(extconfig)::regclass) FROM pg_extension WHERE extname = 'anomaly'
+	UNION ALL
+	SELECT format('namespace %s: acl %s', nspname, nspacl) FROM pg_namespace WHERE nspname = 'anomaly'
+) x ORDER BY line};
+
+$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node->safe_psql('fresh', 'CREATE EXTENSION anomaly');
+my $fresh = $node->safe_psql('fresh', $catalog);
+ok(length($fresh) > 1000, 'the fresh install has a catalog to compare');
+
+foreach my $from (@old)
+{
+	my $db = 'from_' . ($from =~ s/\./_/gr);
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, qq{
+		CREATE EXTENSION anomaly VERSION '$from';
+		CREATE TABLE series AS
+			SELECT t, 10 * sin(t / 7.0) + (t % 3) AS v FROM generate_series(1, 2000) t;
+		CREATE TABLE models AS
+			SELECT anomaly.rcf_train(ARRAY[v] ORDER BY t) AS m FROM series;
+		SELECT anomaly.create_destination('ops', 'notify', '{"channel": "ops"}');
+	});
+	my $score_before = $node->safe_psql($db,
+		'SELECT anomaly.rcf_score(m, ARRAY[42.0]) FROM models');
+
+	$node->safe_psql($db, 'ALTER EXTENSION anomaly UPDATE');
+	is($node->safe_psql($db,
+			q{SELECT extversion FROM pg_extension WHERE extname = 'anomaly'}),
+		$current, "$from: updated to $current");
+
+	my $updated = $node->safe_psql($db, $catalog);
+	my %f = map { $_ => 1 } split /\n/, $fresh;
+	my %u = map { $_ => 1 } split /\n/, $updated;
+	my @missing = grep { !$u{$_} } sort keys %f;
+	my @extra = grep { !$f{$_} } sort keys %u;
+	is(scalar(@missing) + scalar(@extra), 0,
+		"$from: the updated catalog equals a fresh install's")
+	  or diag(join("\n", (map { "only in fresh:   $_" } @missing),
+			(map { "only in updated: $_" } @extra)));
+
+	is($node->safe_psql($db, 'SELECT anomaly.rcf_score(m, ARRAY[42.0]) FROM models'),
+		$score_before, "$from: a stored model scores as before the update");
+	is($node->safe_psql($db, q{SELECT kind FROM anomaly.destinations WHERE name = 'ops'}),
+		'notify', "$from: a destination made before the update is still there");
+}
+
+$node->stop;
+done_testing();
