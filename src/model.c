@@ -367,6 +367,8 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 
 	if (!AggCheckCallContext(fcinfo, &aggcontext))
 		elog(ERROR, "rcf_train called in non-aggregate context");
+	/* Cheap; keeps any caller cancellable (a window frame re-aggregated per row). */
+	CHECK_FOR_INTERRUPTS();
 	state = train_state(fcinfo);
 	if (PG_ARGISNULL(1))
 	{

@@ -267,7 +267,10 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, WindowKind kind)
 	bool		have_point;
 	Datum		result;
 
-	/* Only a WindowAgg node may call these (a C-language alias could not). */
+	/*
+	 * Only a WindowAgg node passes a window object; a superuser declaring
+	 * the symbol again as a plain function (or an aggregate's) gets an error.
+	 */
 	if (winobj == NULL || !IsA(winobj, WindowObjectData))
 		elog(ERROR, "anomaly's window functions must be called as window functions");
 	state = (PartitionState *) WinGetPartitionLocalMemory(winobj,
