@@ -1,11 +1,11 @@
 /*
  * params.c
- *	  Forest parameters from SQL arguments, checked against KDA's limits, and
+ *	  Forest parameters from SQL arguments, checked against KDA's limits
+ *	  (rcf.h's model ranges) and against anomaly.max_forest_memory, and
  *	  forests allocated in PostgreSQL memory contexts.
  */
 #include "postgres.h"
 
-#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -106,8 +106,10 @@ anomaly_forest_params(RcfParams *params, int dims,
 static char *
 pretty_size(uint64 bytes)
 {
-	return text_to_cstring(DatumGetTextPP(DirectFunctionCall1(pg_size_pretty,
-															  Int64GetDatum((int64) Min(bytes, (uint64) PG_INT64_MAX)))));
+	Datum		pretty = DirectFunctionCall1(pg_size_pretty,
+										   Int64GetDatum((int64) Min(bytes, (uint64) PG_INT64_MAX)));
+
+	return text_to_cstring(DatumGetTextPP(pretty));
 }
 
 /*
