@@ -140,7 +140,7 @@ SELECT count(*) AS stored FROM lim_typed;
 DROP TABLE lim_raw, lim_typed;
 
 -- Finding 8: rcf_update over a two-dimensional array checks for
--- interrupts between rows.  400,000 rows take seconds; with a 200 ms
+-- interrupts between rows.  400,000 rows take seconds; with a 500 ms
 -- statement_timeout the cancel must come from inside rcf_update (line 3),
 -- not after it returned (line 4).
 CREATE TABLE lim_rows AS
@@ -160,7 +160,7 @@ EXCEPTION WHEN query_canceled THEN
 	END;
 END;
 $$;
-SET statement_timeout = '200ms';
+SET statement_timeout = '500ms';
 SELECT long_update((SELECT anomaly.rcf_train(ARRAY[1.0])), p) FROM lim_rows;
 RESET statement_timeout;
 
