@@ -413,6 +413,31 @@ prepare_smtp(AlertItem *item, AlertHttpJob *job)
 	return true;
 }
 
+/*
+ * The class of an SNS failure: the HTTP status and SNS's error code (one of
+ * a fixed set of words, from AWS), without the message.
+ */
+static char *
+sns_class(const AlertHttpJob *job, const char *error)
+{
+	char		prefix[64];
+	size_t		plen;
+
+	if (job->curl_code != CURLE_OK || job->status <= 0 || error == NULL)
+		return alert_http_class(job);
+	snprintf(prefix, sizeof(prefix), "SNS HTTP %ld ", job->status);
+	plen = strlen(prefix);
+	if (strncmp(error, prefix, plen) == 0)
+	{
+		size_t		n = strspn(error + plen,
+							   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.");
+
+		if (n > 0 && n < 64)
+			return psprintf("%s%.*s", prefix, (int) n, error + plen);
+	}
+	return psprintf("SNS HTTP %ld", job->status);
+}
+
 /* Classifies a finished webhook, Slack or SMTP transfer. */
 static void
 classify(AlertItem *item)
@@ -431,10 +456,7 @@ classify(AlertItem *item)
 		int			outcome = alert_sns_classify(job, &error);
 
 		if (outcome != ALERT_SENT)
-			set_outcome2(item, outcome,
-						 job->curl_code == CURLE_OK && job->status > 0 ?
-						 psprintf("SNS HTTP %ld", job->status) : alert_http_class(job),
-						 error, job->retry_after_ms);
+			set_outcome2(item, outcome, sns_class(job, error), error, job->retry_after_ms);
 		else
 			set_outcome(item, outcome, NULL, -1);
 		return;

@@ -741,6 +741,8 @@ alert_http_class(const AlertHttpJob *job)
 	if (job->headers_too_large)
 		return psprintf("response headers larger than %d bytes or 200 lines",
 						alert_max_response_bytes);
+	if (job->curl_code != CURLE_OK && job->smtp && job->status > 0)
+		return psprintf("SMTP %ld: %s", job->status, curl_easy_strerror(job->curl_code));
 	if (job->curl_code != CURLE_OK)
 		return pstrdup(curl_easy_strerror(job->curl_code));
 	return psprintf("%s %ld", job->smtp ? "SMTP" : "HTTP", job->status);
