@@ -123,10 +123,25 @@ SELECT (SELECT count(*) FROM anomaly.destinations WHERE name LIKE 'sec-%') AS de
        (SELECT count(*) FROM anomaly.outbox WHERE destination LIKE 'sec-%') AS outbox,
        (SELECT count(*) FROM anomaly.dead_letters WHERE destination LIKE 'sec-%') AS dead_letters;
 SELECT key FROM anomaly.alerts WHERE rule = 'sec-rule2';
-SELECT anomaly.drop_alert_rule('sec-rule2');
+-- the detector goes and another admin creates one of the same name: the
+-- rule does not see its scores
 SELECT anomaly.drop_detector('sec_det');
+RESET ROLE;
+CREATE TABLE sec_src2 (id int PRIMARY KEY, v float8);
+ALTER TABLE sec_src2 OWNER TO regress_sec_adm;
+SET ROLE regress_sec_adm;
+SELECT anomaly.create_detector('sec_det', 'sec_src2', '{v}');
+RESET ROLE;
+INSERT INTO anomaly.scores (detector, partition_key, source_key, anomaly_score, anomaly_grade)
+VALUES ('sec_det', NULL, '{"id": 7, "v": 1e6}', 9, 1);
+SELECT group_key AS keys_of_adm2s_rule FROM anomaly.alert_episodes WHERE rule = 'sec-rule2' ORDER BY id;
+SET ROLE regress_sec_adm;
+SELECT anomaly.drop_detector('sec_det');
+SET ROLE regress_sec_adm2;
+SELECT anomaly.drop_alert_rule('sec-rule2');
 SELECT anomaly.drop_destination('sec-adm2', force => true);
 RESET ROLE;
+DROP TABLE sec_src2;
 
 -- Finding 2: the trigger function converts the row as the table's owner,
 -- restricted; a cast planted by an admin does not run as a superuser.

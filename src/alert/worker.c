@@ -230,7 +230,7 @@ anomaly_alert_sender_main(Datum arg)
 	pgstat_report_appname("anomaly alert sender");
 
 	/* every statement of the sender runs with nothing a user could plant */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
 	if (sender_shared != NULL)
 	{

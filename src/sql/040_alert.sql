@@ -1098,8 +1098,17 @@ BEGIN
 	IF NOT EXISTS (SELECT 1 FROM anomaly.alert_rules WHERE enabled) THEN
 		RETURN NULL;
 	END IF;
+	-- a rule sees the scores of its detector only while its owner owns the
+	-- detector (a detector dropped and created again by another role under
+	-- the same name does not feed it); scores of no detector feed the rules
+	-- of superusers only
 	FOR r IN SELECT * FROM anomaly.alert_rules ru
 			 WHERE ru.enabled AND ru.detector IN (SELECT DISTINCT n.detector FROM new_scores n)
+			   AND CASE WHEN EXISTS (SELECT 1 FROM anomaly.detectors d WHERE d.name = ru.detector)
+						THEN EXISTS (SELECT 1 FROM anomaly.detectors d
+									 WHERE d.name = ru.detector AND anomaly._owns(ru.owner::oid, d.owner))
+						ELSE coalesce((SELECT a.rolsuper FROM pg_catalog.pg_authid a WHERE a.oid = ru.owner::oid), false)
+				   END
 			 ORDER BY ru.name LOOP
 		FOR s IN SELECT * FROM new_scores n WHERE n.detector = r.detector ORDER BY n.id LOOP
 			gkey := '{}';
