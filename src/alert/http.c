@@ -486,6 +486,8 @@ make_easy(AlertHttpJob *job)
 	job->blocked_addr[0] = '\0';
 	job->host_listed = !job->trusted && host_name_listed(job->url);
 	curl_easy_setopt(e, CURLOPT_URL, job->url);
+	/* no proxy from the environment: it would be the address checked */
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, job);
 	if (job->trusted)
