@@ -52,6 +52,7 @@ typedef struct AllowEntry
 /* The parsed anomaly.allowed_destination_hosts, and the text it came from. */
 static AllowEntry allow_list[MAX_ALLOW];
 static int	allow_count = 0;
+static bool allow_names = false;	/* any host name among them */
 static char *allow_source = NULL;
 
 /*
@@ -224,6 +225,9 @@ refresh_allow_list(void)
 		return;
 	if (!parse_allow_list(cur, allow_list, &allow_count, NULL))
 		allow_count = 0;		/* the check hook keeps this from happening */
+	allow_names = false;
+	for (int i = 0; i < allow_count; i++)
+		allow_names |= allow_list[i].family == 0;
 	if (allow_source != NULL)
 		pfree(allow_source);
 	allow_source = MemoryContextStrdup(TopMemoryContext, cur);
@@ -343,7 +347,7 @@ host_name_listed(const char *url)
 	bool		found = false;
 	int			i;
 
-	if (allow_count == 0 || url == NULL)
+	if (!allow_names || url == NULL)
 		return false;
 	u = curl_url();
 	if (u == NULL)
