@@ -36,7 +36,7 @@ DATA = $(filter-out $(DATA_built),$(wildcard anomaly--*--*.sql)) $(wildcard vers
 REGRESS := $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 ISOLATION := $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 
-PG_CPPFLAGS += -I$(srcdir)/src
+PG_CPPFLAGS += -I$(srcdir)/src -DANOMALY_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK += -lcurl -lm -pthread
 
 # -Wextra finds real bugs in our code, but PostgreSQL's own headers and

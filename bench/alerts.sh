@@ -45,8 +45,10 @@ RECV_PID=$!
 for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
 PORT=$(cat "$WORK/port")
 
+# the receiver is on loopback, refused unless allowed
 ANOMALY_PRELOAD=anomaly cluster_start "$WORK/pg" auto \
 	"anomaly.sender_database = 'postgres'" \
+	"anomaly.allowed_destination_hosts = '127.0.0.1'" \
 	"anomaly.sender_batch = 500" \
 	"anomaly.delivery_concurrency = 16" >/dev/null 2>&1
 psql_() { cluster_psql "$WORK/pg" -qAt "$@"; }

@@ -124,9 +124,11 @@ start_server sns_standin --access-key "$aws_key_id" --secret-key "$aws_secret" -
 sns_endpoint="http://127.0.0.1:$port/"
 
 # The AWS keys and the SNS endpoint are superuser-only settings: they go in
-# postgresql.conf, never in SQL.
+# postgresql.conf, never in SQL.  Deliveries to loopback (the stand-ins) are
+# refused unless allowed.
 ANOMALY_PRELOAD=anomaly cluster_start "$work/pg" auto \
 	"wal_level = logical" \
+	"anomaly.allowed_destination_hosts = '127.0.0.1'" \
 	"anomaly.detector_database = 'demo'" \
 	"anomaly.sender_database = 'demo'" \
 	"anomaly.sender_naptime = '200ms'" \

@@ -7,7 +7,9 @@
 #       port from 5400 up); its socket is in DIR, its log is
 #       DIR/log/postgresql.log, and DIR/env holds the PG* variables that
 #       reach it.  CONF_LINEs ("name = value") are appended to
-#       postgresql.conf after the defaults below, so they win.
+#       postgresql.conf after the defaults below, so they win.  The
+#       defaults allow deliveries to loopback (127.0.0.1, ::1), where the
+#       tests' stand-ins listen.
 #   test/cluster.sh stop DIR [--rm]
 #       stop the server (fast shutdown); --rm also deletes DIR.
 #   test/cluster.sh psql DIR [PSQL_ARG...]
@@ -194,6 +196,9 @@ cluster_start() {
 		echo "fsync = off"
 		echo "log_line_prefix = '%m [%p] %q%a '"
 		echo "lc_messages = 'C'"
+		# deliveries of tests, the demo and benchmarks go to local
+		# stand-ins: allow loopback (refused by default)
+		echo "anomaly.allowed_destination_hosts = '127.0.0.1, ::1'"
 		if [[ ",$preload," == *",pg_cron,"* ]]; then
 			echo "cron.database_name = '${ANOMALY_CRON_DB:-contrib_regression}'"
 			# pg_cron reaches the server through libpq: use the socket.

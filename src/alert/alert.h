@@ -18,6 +18,9 @@ extern void anomaly_alert_init(void);
 
 /* settings (guc.c) */
 extern char *alert_credentials;
+extern char *alert_credential_bindings;
+extern char *alert_allowed_destination_hosts;
+extern bool alert_smtp_allow_plaintext_auth;
 extern char *alert_aws_access_key_id;
 extern char *alert_aws_secret_access_key;
 extern char *alert_aws_session_token;
@@ -42,6 +45,14 @@ extern int	alert_retention_s;
 
 /* credentials.c */
 extern char *alert_credential_lookup(const char *name);
+extern bool alert_credential_bound(const char *name, const char *url);
+
+/* what alert_credential_for() found */
+#define ALERT_CRED_OK			0
+#define ALERT_CRED_UNDEFINED	1	/* no value (yet) */
+#define ALERT_CRED_UNBOUND		2	/* a value, but not bound to this URL */
+
+extern char *alert_credential_for(const char *name, const char *url, int *status);
 
 typedef struct AlertAwsCredentials
 {
@@ -73,6 +84,10 @@ typedef struct AlertHttpJob
 	bool		put;			/* PUT instead of POST (IMDSv2 token) */
 	bool		get;			/* GET, no body */
 	long		timeout_ms;
+	bool		trusted;		/* a URL of the superuser's own settings or
+								 * the server's environment: exempt from
+								 * anomaly.allowed_destination_hosts, and
+								 * never reuses or leaves a connection */
 
 	/* the outcome */
 	bool		done;
@@ -88,6 +103,9 @@ typedef struct AlertHttpJob
 	size_t		upload_off;
 	long		elapsed_ms;
 	char		errbuf[CURL_ERROR_SIZE];
+	bool		host_listed;	/* the URL's host name is listed */
+	bool		blocked;		/* a connection was refused by the allowance */
+	char		blocked_addr[64];	/* its address */
 	CURL	   *easy;
 } AlertHttpJob;
 
@@ -95,6 +113,9 @@ extern void alert_http_run(AlertHttpJob **jobs, int njobs, int concurrency);
 extern void alert_http_job_release(AlertHttpJob *job);
 extern bool alert_http_transient_curl(CURLcode code);
 extern char *alert_http_describe(const AlertHttpJob *job);
+extern char *alert_http_class(const AlertHttpJob *job);
+extern bool alert_http_refused(const AlertHttpJob *job);
+extern bool alert_allowlist_check(const char *value, char **bad);
 extern char *alert_printable_snippet(const char *s, size_t len, size_t max);
 
 /* deliver.c */
@@ -105,7 +126,9 @@ typedef struct AlertRoundResult
 	int			retried;
 	int			dead;
 	int			deferred;
-	char	   *last_error;		/* of the only item, for test_destination */
+	char	   *last_error;		/* of the only item, for test_destination:
+								 * its class */
+	char	   *last_detail;	/* and its details (superusers only) */
 } AlertRoundResult;
 
 extern void alert_deliver_round(int max, int64 only_id, AlertRoundResult *result);
@@ -132,6 +155,17 @@ extern int	alert_sns_classify(const AlertHttpJob *job, char **error);
 
 /* redact.c */
 extern void alert_redact_init(void);
+
+/* privs.c: the owner switch of the alert layer */
+typedef struct AlertSys
+{
+	Oid			save_user;
+	int			save_sec;
+	int			guc_nest;
+} AlertSys;
+
+extern void alert_sys_enter(AlertSys *sys, Oid owner);
+extern void alert_sys_leave(AlertSys *sys);
 
 /* worker.c */
 extern void alert_shmem_init(void);

@@ -14,6 +14,12 @@
  * and the EC2 instance metadata service (IMDSv2).  Temporary credentials of
  * the last two are cached and refreshed five minutes before they expire.
  *
+ * A named credential is used only for a URL that a superuser bound it to
+ * (anomaly.credential_bindings, "name=prefix [prefix...]; name2=prefix"):
+ * the URL's scheme, host and port must equal those of one of its prefixes,
+ * and its path must start with the prefix's path.  A credential with no
+ * binding is never used, so an admin cannot send a secret where they like.
+ *
  * No secret is ever put in an error message or a log line.
  */
 #include "postgres.h"
@@ -21,7 +27,9 @@
 #include <ctype.h>
 #include <time.h>
 
+#include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 
 #include "alert/alert.h"
 #include "alert/sha256.h"
@@ -308,6 +316,8 @@ fetch_small(const char *url, struct curl_slist *headers, bool put, char *error,
 	job.body = "";
 	job.body_len = 0;
 	job.timeout_ms = 2000;
+	/* a URL of the superuser's settings or the server's environment */
+	job.trusted = true;
 	jobs[0] = &job;
 	alert_http_run(jobs, 1, 1);
 	if (job.curl_code == CURLE_OK && job.status == 200 && job.response != NULL)
@@ -462,4 +472,194 @@ alert_aws_credentials(AlertAwsCredentials *out, char *error, size_t errlen)
 	}
 	return take(out, cached.access_key_id, cached.secret_access_key,
 				cached.session_token, cached.source);
+}
+
+/* A URL cut into the parts a binding compares. */
+typedef struct UrlParts
+{
+	char	   *scheme;
+	char	   *host;
+	char	   *port;
+	char	   *path;
+} UrlParts;
+
+/* One part of a parsed URL, palloc'd ("" when absent). */
+static char *
+url_part(CURLU *u, CURLUPart part, unsigned int flags)
+{
+	char	   *v = NULL;
+	char	   *r;
+
+	if (curl_url_get(u, part, &v, flags) != CURLUE_OK || v == NULL)
+		return pstrdup("");
+	r = pstrdup(v);
+	curl_free(v);
+	return r;
+}
+
+/* Parses a URL with libcurl's parser (as the transfer will); false if bad. */
+static bool
+url_parts(const char *url, UrlParts *out)
+{
+	CURLU	   *u = curl_url();
+	bool		ok;
+
+	if (u == NULL)
+		return false;
+	ok = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK;
+	if (ok)
+	{
+		out->scheme = url_part(u, CURLUPART_SCHEME, 0);
+		out->host = url_part(u, CURLUPART_HOST, 0);
+		out->port = url_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+		out->path = url_part(u, CURLUPART_PATH, 0);
+		ok = out->host[0] != '\0';
+	}
+	curl_url_cleanup(u);
+	return ok;
+}
+
+/* Whether a bound prefix covers a URL (both parsed the same way). */
+static bool
+prefix_covers(const char *prefix, size_t prefix_len, const UrlParts *target)
+{
+	char	   *copy = pnstrdup(prefix, prefix_len);
+	UrlParts	p;
+	bool		ok;
+
+	ok = url_parts(copy, &p) &&
+		pg_strcasecmp(p.scheme, target->scheme) == 0 &&
+		pg_strcasecmp(p.host, target->host) == 0 &&
+		strcmp(p.port, target->port) == 0 &&
+		strncmp(target->path, p.path, strlen(p.path)) == 0;
+	pfree(copy);
+	return ok;
+}
+
+/*
+ * Walks the bindings of name: *any tells whether it has one; returns whether
+ * one of its prefixes covers url (when url is not NULL).
+ */
+static bool
+binding_covers(const char *name, const char *url, bool *any)
+{
+	const char *p = alert_credential_bindings;
+	UrlParts	target;
+	bool		have_target = url != NULL && url_parts(url, &target);
+
+	*any = false;
+	while (p != NULL && *p != '\0')
+	{
+		const char *end = p + strcspn(p, ";\n");
+		const char *eq = memchr(p, '=', end - p);
+
+		if (eq != NULL)
+		{
+			char	   *key = trimmed_copy(p, eq - p);
+			bool		match = strcmp(key, name) == 0;
+
+			pfree(key);
+			if (match)
+			{
+				const char *q = eq + 1;
+
+				while (q < end)
+				{
+					size_t		len;
+
+					while (q < end && isspace((unsigned char) *q))
+						q++;
+					len = 0;
+					while (q + len < end && !isspace((unsigned char) q[len]))
+						len++;
+					if (len > 0)
+					{
+						*any = true;
+						if (have_target && prefix_covers(q, len, &target))
+							return true;
+					}
+					q += len;
+				}
+			}
+		}
+		p = (*end == '\0') ? end : end + 1;
+	}
+	return false;
+}
+
+/* Whether a superuser bound credential name to a prefix of url. */
+bool
+alert_credential_bound(const char *name, const char *url)
+{
+	bool		any;
+
+	return name != NULL && url != NULL && binding_covers(name, url, &any);
+}
+
+/*
+ * The value of credential name for a connection to url (palloc'd), when
+ * bound to it; with url NULL the credential is itself the URL, and must be
+ * bound to itself.  *status says why there is none.
+ */
+char *
+alert_credential_for(const char *name, const char *url, int *status)
+{
+	char	   *value;
+
+	if (url != NULL && !alert_credential_bound(name, url))
+	{
+		*status = ALERT_CRED_UNBOUND;
+		return NULL;
+	}
+	value = alert_credential_lookup(name);
+	if (value == NULL)
+	{
+		*status = ALERT_CRED_UNDEFINED;
+		return NULL;
+	}
+	if (url == NULL && !alert_credential_bound(name, value))
+	{
+		anomaly_secure_zero(value, strlen(value));
+		pfree(value);
+		*status = ALERT_CRED_UNBOUND;
+		return NULL;
+	}
+	*status = ALERT_CRED_OK;
+	return value;
+}
+
+PG_FUNCTION_INFO_V1(anomaly_alert_credential_bound);
+
+/*
+ * SQL: anomaly._credential_bound(name, url): whether the credential may go
+ * to url; with url NULL (a URL credential), whether it has a binding and,
+ * when it is defined, its value is bound.  Owner only: it reads settings
+ * that only superusers may read.
+ */
+Datum
+anomaly_alert_credential_bound(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	bool		any;
+	bool		ok;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(true);
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!PG_ARGISNULL(1))
+		ok = binding_covers(name, text_to_cstring(PG_GETARG_TEXT_PP(1)), &any);
+	else
+	{
+		char	   *value = alert_credential_lookup(name);
+
+		if (value == NULL)
+			(void) binding_covers(name, NULL, &ok);
+		else
+		{
+			ok = binding_covers(name, value, &any);
+			anomaly_secure_zero(value, strlen(value));
+			pfree(value);
+		}
+	}
+	PG_RETURN_BOOL(ok);
 }

@@ -14,13 +14,26 @@
  * exponential backoff with full jitter that honours Retry-After; permanent
  * failures and rows out of attempts move to anomaly.dead_letters with the
  * error; rows over their destination's rate limit are deferred.
+ *
+ * Each error is kept twice: its class (the HTTP status, SMTP reply code or
+ * libcurl's generic error name), which the destination's owner sees in
+ * anomaly.outbox, anomaly.dead_letters and test_destination(), and its
+ * details (response body, addresses, libcurl's message), which only
+ * superusers see (anomaly.delivery_errors, test_destination() when called
+ * by one): a response may hold what the destination's server should not
+ * tell an admin (an instance-metadata document, say).
+ *
+ * A credential goes only where anomaly.credential_bindings bound it, and
+ * SMTP AUTH only over TLS unless anomaly.smtp_allow_plaintext_auth.
  */
 #include "postgres.h"
 
 #include <math.h>
 #include <time.h>
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "common/pg_prng.h"
@@ -31,6 +44,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/syscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -70,7 +84,8 @@ typedef struct AlertItem
 	bool		fifo;
 
 	int			outcome;
-	char	   *error;
+	char	   *error;			/* the class, for the destination's owner */
+	char	   *detail;			/* in full, for superusers (NULL: the class) */
 	int			delay_ms;
 	AlertHttpJob *job;
 } AlertItem;
@@ -231,9 +246,13 @@ add_header(struct curl_slist *list, const char *fmt, const char *value)
 	return list;
 }
 
-/* Marks an item done with an outcome. */
+/*
+ * Marks an item done with an outcome; error is the class of a failure and
+ * detail its full description (NULL when the class says everything).
+ */
 static void
-set_outcome(AlertItem *item, int outcome, char *error, long retry_after_ms)
+set_outcome2(AlertItem *item, int outcome, char *error, char *detail,
+			 long retry_after_ms)
 {
 	int			max_attempts = item->max_attempts > 0 ? item->max_attempts : alert_max_attempts;
 
@@ -241,11 +260,37 @@ set_outcome(AlertItem *item, int outcome, char *error, long retry_after_ms)
 	{
 		outcome = ALERT_DEAD;
 		error = psprintf("gave up after %d attempts: %s", item->attempts + 1, error);
+		if (detail != NULL)
+			detail = psprintf("gave up after %d attempts: %s", item->attempts + 1, detail);
 	}
 	item->outcome = outcome;
 	item->error = error;
+	item->detail = detail;
 	if (outcome == ALERT_RETRY)
 		item->delay_ms = backoff_ms(item->attempts, retry_after_ms);
+}
+
+/* set_outcome2 for failures whose message holds nothing to hide. */
+static void
+set_outcome(AlertItem *item, int outcome, char *error, long retry_after_ms)
+{
+	set_outcome2(item, outcome, error, NULL, retry_after_ms);
+}
+
+/*
+ * Fails an item whose credential cannot be used: not defined (yet) is
+ * retried, not bound is permanent and names the fix.
+ */
+static void
+credential_failure(AlertItem *item, const char *name, const char *what, int status)
+{
+	if (status == ALERT_CRED_UNDEFINED)
+		set_outcome(item, ALERT_RETRY,
+					psprintf("credential \"%s\" (%s) is not defined", name, what), -1);
+	else
+		set_outcome(item, ALERT_DEAD,
+					psprintf("credential \"%s\" (%s) is not bound to this destination's URL: a superuser must add it to anomaly.credential_bindings",
+							 name, what), -1);
 }
 
 /* Builds the HTTP job of a webhook or Slack notification. */
@@ -257,11 +302,12 @@ prepare_http(AlertItem *item, AlertHttpJob *job)
 
 	if (item->target_credential != NULL)
 	{
-		url = alert_credential_lookup(item->target_credential);
+		int			status;
+
+		url = alert_credential_for(item->target_credential, NULL, &status);
 		if (url == NULL)
 		{
-			set_outcome(item, ALERT_RETRY,
-						psprintf("credential \"%s\" (the URL) is not defined", item->target_credential), -1);
+			credential_failure(item, item->target_credential, "the URL", status);
 			return false;
 		}
 		if (pg_strncasecmp(url, "http://", 7) != 0 && pg_strncasecmp(url, "https://", 8) != 0)
@@ -289,7 +335,8 @@ prepare_http(AlertItem *item, AlertHttpJob *job)
 		h = add_header(h, "X-Anomaly-Timestamp: %s", ts);
 		if (item->credential != NULL)
 		{
-			char	   *secret = alert_credential_lookup(item->credential);
+			int			status;
+			char	   *secret = alert_credential_for(item->credential, url, &status);
 			AnomalyHmacSha256Ctx ctx;
 			uint8_t		mac[ANOMALY_SHA256_DIGEST_LEN];
 			char		hex[ANOMALY_SHA256_HEX_LEN + 1];
@@ -297,9 +344,7 @@ prepare_http(AlertItem *item, AlertHttpJob *job)
 			if (secret == NULL)
 			{
 				curl_slist_free_all(h);
-				set_outcome(item, ALERT_RETRY,
-							psprintf("credential \"%s\" (the signing secret) is not defined",
-									 item->credential), -1);
+				credential_failure(item, item->credential, "the signing secret", status);
 				return false;
 			}
 			anomaly_hmac_sha256_init(&ctx, secret, strlen(secret));
@@ -343,20 +388,54 @@ prepare_smtp(AlertItem *item, AlertHttpJob *job)
 		job->use_ssl = CURLUSESSL_TRY;
 	if (item->username != NULL)
 	{
+		/* AUTH only where nobody on the way can read it */
+		if (!alert_smtp_allow_plaintext_auth && job->use_ssl != CURLUSESSL_ALL &&
+			pg_strncasecmp(item->target, "smtps://", 8) != 0)
+		{
+			set_outcome(item, ALERT_DEAD,
+						pstrdup("SMTP AUTH over a connection that may not be encrypted is refused: use an smtps:// URL or \"starttls\": \"required\" (or a superuser sets anomaly.smtp_allow_plaintext_auth)"),
+						-1);
+			return false;
+		}
 		job->username = item->username;
 		if (item->credential != NULL)
 		{
-			job->password = alert_credential_lookup(item->credential);
+			int			status;
+
+			job->password = alert_credential_for(item->credential, item->target, &status);
 			if (job->password == NULL)
 			{
-				set_outcome(item, ALERT_RETRY,
-							psprintf("credential \"%s\" (the SMTP password) is not defined",
-									 item->credential), -1);
+				credential_failure(item, item->credential, "the SMTP password", status);
 				return false;
 			}
 		}
 	}
 	return true;
+}
+
+/*
+ * The class of an SNS failure: the HTTP status and SNS's error code (one of
+ * a fixed set of words, from AWS), without the message.
+ */
+static char *
+sns_class(const AlertHttpJob *job, const char *error)
+{
+	char		prefix[64];
+	size_t		plen;
+
+	if (job->curl_code != CURLE_OK || job->status <= 0 || error == NULL)
+		return alert_http_class(job);
+	snprintf(prefix, sizeof(prefix), "SNS HTTP %ld ", job->status);
+	plen = strlen(prefix);
+	if (strncmp(error, prefix, plen) == 0)
+	{
+		size_t		n = strspn(error + plen,
+							   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.");
+
+		if (n > 0 && n < 64)
+			return psprintf("%s%.*s", prefix, (int) n, error + plen);
+	}
+	return psprintf("SNS HTTP %ld", job->status);
 }
 
 /* Classifies a finished webhook, Slack or SMTP transfer. */
@@ -365,12 +444,21 @@ classify(AlertItem *item)
 {
 	AlertHttpJob *job = item->job;
 
+	/* refused by the allowance: permanent, whatever the kind */
+	if (alert_http_refused(job))
+	{
+		set_outcome2(item, ALERT_DEAD, alert_http_class(job), alert_http_describe(job), -1);
+		return;
+	}
 	if (strcmp(item->kind, "sns") == 0)
 	{
 		char	   *error = NULL;
 		int			outcome = alert_sns_classify(job, &error);
 
-		set_outcome(item, outcome, error, job->retry_after_ms);
+		if (outcome != ALERT_SENT)
+			set_outcome2(item, outcome, sns_class(job, error), error, job->retry_after_ms);
+		else
+			set_outcome(item, outcome, NULL, -1);
 		return;
 	}
 	if (job->smtp)
@@ -379,21 +467,22 @@ classify(AlertItem *item)
 			set_outcome(item, ALERT_SENT, NULL, -1);
 		else if (job->curl_code == CURLE_LOGIN_DENIED ||
 				 (job->status >= 500 && job->status < 600))
-			set_outcome(item, ALERT_DEAD, alert_http_describe(job), -1);
+			set_outcome2(item, ALERT_DEAD, alert_http_class(job), alert_http_describe(job), -1);
 		else
-			set_outcome(item, ALERT_RETRY, alert_http_describe(job), -1);
+			set_outcome2(item, ALERT_RETRY, alert_http_class(job), alert_http_describe(job), -1);
 		return;
 	}
 	if (job->curl_code != CURLE_OK || job->body_too_large || job->headers_too_large)
-		set_outcome(item, alert_http_transient_curl(job->curl_code) ? ALERT_RETRY : ALERT_DEAD,
-					alert_http_describe(job), job->retry_after_ms);
+		set_outcome2(item, alert_http_transient_curl(job->curl_code) ? ALERT_RETRY : ALERT_DEAD,
+					 alert_http_class(job), alert_http_describe(job), job->retry_after_ms);
 	else if (job->status >= 200 && job->status < 300)
 		set_outcome(item, ALERT_SENT, NULL, -1);
 	else if (job->status == 408 || job->status == 425 || job->status == 429 ||
 			 job->status >= 500)
-		set_outcome(item, ALERT_RETRY, alert_http_describe(job), job->retry_after_ms);
+		set_outcome2(item, ALERT_RETRY, alert_http_class(job), alert_http_describe(job),
+					 job->retry_after_ms);
 	else
-		set_outcome(item, ALERT_DEAD, alert_http_describe(job), -1);
+		set_outcome2(item, ALERT_DEAD, alert_http_class(job), alert_http_describe(job), -1);
 }
 
 /* Sends one NOTIFY (delivered when the round's transaction commits). */
@@ -412,13 +501,15 @@ record_outcomes(AlertItem *items, int n)
 	Datum	   *outcomes = palloc(sizeof(Datum) * n);
 	Datum	   *errors = palloc(sizeof(Datum) * n);
 	bool	   *error_nulls = palloc(sizeof(bool) * n);
+	Datum	   *details = palloc(sizeof(Datum) * n);
+	bool	   *detail_nulls = palloc(sizeof(bool) * n);
 	Datum	   *delays = palloc(sizeof(Datum) * n);
 	int			dims[1];
 	int			lbs[1] = {1};
 	int			m = 0;
 	int			i;
-	Oid			types[4] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID};
-	Datum		values[4];
+	Oid			types[5] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID};
+	Datum		values[5];
 	int			rc;
 
 	for (i = 0; i < n; i++)
@@ -446,6 +537,8 @@ record_outcomes(AlertItem *items, int n)
 		outcomes[m] = CStringGetTextDatum(o);
 		error_nulls[m] = items[i].error == NULL;
 		errors[m] = items[i].error ? CStringGetTextDatum(items[i].error) : (Datum) 0;
+		detail_nulls[m] = items[i].detail == NULL;
+		details[m] = items[i].detail ? CStringGetTextDatum(items[i].detail) : (Datum) 0;
 		delays[m] = Int32GetDatum(items[i].delay_ms);
 		m++;
 	}
@@ -456,8 +549,10 @@ record_outcomes(AlertItem *items, int n)
 	values[1] = PointerGetDatum(construct_array(outcomes, m, TEXTOID, -1, false, TYPALIGN_INT));
 	values[2] = PointerGetDatum(construct_md_array(errors, error_nulls, 1, dims, lbs,
 												   TEXTOID, -1, false, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_array(delays, m, INT4OID, 4, true, TYPALIGN_INT));
-	rc = SPI_execute_with_args("SELECT anomaly._record($1, $2, $3, $4)", 4, types, values,
+	values[3] = PointerGetDatum(construct_md_array(details, detail_nulls, 1, dims, lbs,
+												   TEXTOID, -1, false, TYPALIGN_INT));
+	values[4] = PointerGetDatum(construct_array(delays, m, INT4OID, 4, true, TYPALIGN_INT));
+	rc = SPI_execute_with_args("SELECT anomaly._record($1, $2, $3, $4, $5)", 5, types, values,
 							   NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "anomaly._record failed: %s", SPI_result_code_string(rc));
@@ -498,10 +593,17 @@ alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
 	bool		have_aws = false;
 	bool		aws_tried = false;
 	char		aws_error[256];
+	AlertSys	sys;
 
 	memset(result, 0, sizeof(*result));
 	memset(&aws, 0, sizeof(aws));
 	current_round++;
+
+	/*
+	 * Whoever runs the round (the sender worker, deliver(), test_destination),
+	 * its SQL runs with the extension's search_path.
+	 */
+	alert_sys_enter(&sys, GetUserId());
 	round_cxt = AllocSetContextCreate(CurrentMemoryContext, "anomaly delivery round",
 									  ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(round_cxt);
@@ -600,7 +702,8 @@ alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
 			}
 			if (!have_aws)
 			{
-				set_outcome(it, ALERT_RETRY, pstrdup(aws_error), -1);
+				set_outcome2(it, ALERT_RETRY, pstrdup("no usable AWS credentials"),
+							 pstrdup(aws_error), -1);
 				continue;
 			}
 			memset(&msg, 0, sizeof(msg));
@@ -672,7 +775,7 @@ alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
 		}
 		if (it->error)
 			elog(DEBUG1, "anomaly: notification %lld to \"%s\": %s",
-				 (long long) it->id, it->destination, it->error);
+				 (long long) it->id, it->destination, it->detail ? it->detail : it->error);
 	}
 
 	record_outcomes(items, n);
@@ -680,10 +783,12 @@ alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
 	{
 		MemoryContextSwitchTo(old);
 		result->last_error = pstrdup(items[0].error);
+		result->last_detail = pstrdup(items[0].detail ? items[0].detail : items[0].error);
 	}
 	SPI_finish();
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(round_cxt);
+	alert_sys_leave(&sys);
 }
 
 /* SQL: anomaly.deliver(max integer) -> integer, one round. */
@@ -701,29 +806,46 @@ anomaly_alert_deliver(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(res.sent);
 }
 
-/* SQL: anomaly.test_destination(name) -> (ok, detail). */
+/*
+ * SQL: anomaly.test_destination(name) -> (ok, detail).  Not SECURITY
+ * DEFINER: the caller must own the destination (or be a superuser), and
+ * sees the failure's details only when a superuser; the work runs as the
+ * function's owner.
+ */
 Datum
 anomaly_alert_test_destination(PG_FUNCTION_ARGS)
 {
 	text	   *name = PG_GETARG_TEXT_PP(0);
+	Oid			caller = GetUserId();
+	bool		full = superuser_arg(caller);
 	TupleDesc	desc;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
-	Oid			types[1] = {TEXTOID};
-	Datum		args[1];
+	Oid			types[2] = {TEXTOID, OIDOID};
+	Datum		args[2];
 	Oid			idtypes[1] = {INT8OID};
 	Datum		idargs[1];
 	int64		id;
 	bool		isnull;
 	AlertRoundResult res;
 	int			rc;
-	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	HeapTuple	tp;
+	Oid			owner;
+	AlertSys	sys;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	desc = BlessTupleDesc(desc);
+	tp = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(tp))->proowner;
+	ReleaseSysCache(tp);
 
+	alert_sys_enter(&sys, owner);
 	args[0] = PointerGetDatum(name);
+	args[1] = ObjectIdGetDatum(caller);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	rc = SPI_execute_with_args(
@@ -733,33 +855,38 @@ anomaly_alert_test_destination(PG_FUNCTION_ARGS)
 		"  'score', NULL, 'grade', NULL, 'explanation', NULL,"
 		"  'fingerprint', anomaly._fingerprint('test', d), 'starts_at', now(),"
 		"  'ends_at', NULL, 'created_at', now(), 'details', '{}'::jsonb))"
-		" FROM (SELECT $1 AS d WHERE anomaly._destination_kind($1) IS NOT NULL) x",
-		1, types, args, NULL, false, 0);
+		" FROM (SELECT $1 AS d WHERE anomaly._usable_destination($2, $1, true) IS NOT NULL) x",
+		2, types, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not queue the test notification");
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 
-	MemoryContextSwitchTo(caller);
+	MemoryContextSwitchTo(caller_cxt);
 	alert_deliver_round(1, id, &res);
 
 	/* the test leaves nothing behind, whatever happened */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	idargs[0] = Int64GetDatum(id);
-	SPI_execute_with_args("DELETE FROM anomaly.outbox WHERE id = $1", 1, idtypes, idargs,
-						  NULL, false, 0);
-	SPI_execute_with_args("DELETE FROM anomaly.dead_letters WHERE outbox_id = $1", 1, idtypes,
-						  idargs, NULL, false, 0);
+	SPI_execute_with_args("DELETE FROM anomaly.outbox WHERE id OPERATOR(pg_catalog.=) $1",
+						  1, idtypes, idargs, NULL, false, 0);
+	SPI_execute_with_args("DELETE FROM anomaly.dead_letters WHERE outbox_id OPERATOR(pg_catalog.=) $1",
+						  1, idtypes, idargs, NULL, false, 0);
+	SPI_execute_with_args("DELETE FROM anomaly.delivery_errors WHERE outbox_id OPERATOR(pg_catalog.=) $1",
+						  1, idtypes, idargs, NULL, false, 0);
 	SPI_finish();
-	MemoryContextSwitchTo(caller);
+	alert_sys_leave(&sys);
+	MemoryContextSwitchTo(caller_cxt);
 
 	values[0] = BoolGetDatum(res.sent == 1);
 	if (res.sent == 1)
 		values[1] = CStringGetTextDatum("delivered");
 	else if (res.deferred == 1)
 		values[1] = CStringGetTextDatum("deferred by the rate limit");
+	else if (res.last_error == NULL)
+		values[1] = CStringGetTextDatum("not delivered");
 	else
-		values[1] = CStringGetTextDatum(res.last_error ? res.last_error : "not delivered");
+		values[1] = CStringGetTextDatum(full ? res.last_detail : res.last_error);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -6,14 +6,26 @@
  * changed to Y", at LOG in the postmaster) and, with log_statement = all,
  * every statement (ALTER SYSTEM SET ... included).  An emit_log_hook,
  * installed from _PG_init (so in the postmaster and every child when the
- * library is preloaded), rewrites any message about a secret setting and
- * replaces every occurrence of a current secret value (of at least 6
- * characters) in the message, detail, context and query by "********"; a
- * statement that holds one is not logged after an error either.
+ * library is preloaded), rewrites any message about a secret setting, and
+ * hides a statement that names one.
+ *
+ * It never tells a client whether a text holds a secret: a message that
+ * goes to a client is never changed because of a secret value in it (that
+ * was a guessing oracle: "SELECT 'guess'::int" came back masked when the
+ * guess was right).  Secrets do not reach messages in the first place (no
+ * code of the extension formats one); as a second line, a message that
+ * holds a current secret value (of at least 6 characters) is redacted in
+ * the extension's own background workers, which have no client, and in any
+ * other process is kept out of the server log (output_to_server off, so the
+ * client's copy is untouched and only the log loses the line).  Whether a
+ * line reached the log is visible only to those who may read the log, who
+ * may read the settings anyway.
  */
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
 
@@ -150,6 +162,26 @@ mentions_secret_setting(const char *s)
 	return false;
 }
 
+/* Whether this process is one of the extension's background workers. */
+static bool
+own_worker(void)
+{
+	return IsBackgroundWorker && MyBgworkerEntry != NULL &&
+		strcmp(MyBgworkerEntry->bgw_library_name, "anomaly") == 0;
+}
+
+/* Whether a field holds a secret. */
+static bool
+holds_secret(const char *field, const char **secrets, const int *lens, int n)
+{
+	char	   *r = redact_text(field, secrets, lens, n);
+
+	if (r == NULL)
+		return false;
+	pfree(r);
+	return true;
+}
+
 /* The hook. */
 static void
 alert_emit_log_hook(ErrorData *edata)
@@ -187,7 +219,7 @@ alert_emit_log_hook(ErrorData *edata)
 		edata->message = pstrdup("statement hidden: it names a secret setting of anomaly");
 
 	n = collect_secrets(secrets, lens);
-	if (n > 0)
+	if (n > 0 && own_worker())
 	{
 		redact_field(&edata->message, secrets, lens, n);
 		redact_field(&edata->detail, secrets, lens, n);
@@ -195,6 +227,20 @@ alert_emit_log_hook(ErrorData *edata)
 		redact_field(&edata->hint, secrets, lens, n);
 		redact_field(&edata->context, secrets, lens, n);
 		redact_field(&edata->internalquery, secrets, lens, n);
+	}
+	else if (n > 0)
+	{
+		/* the client's copy stays as it is; the log does without the line */
+		if (holds_secret(edata->message, secrets, lens, n) ||
+			holds_secret(edata->detail, secrets, lens, n) ||
+			holds_secret(edata->detail_log, secrets, lens, n) ||
+			holds_secret(edata->hint, secrets, lens, n) ||
+			holds_secret(edata->context, secrets, lens, n) ||
+			holds_secret(edata->internalquery, secrets, lens, n))
+			edata->output_to_server = false;
+	}
+	if (n > 0)
+	{
 		if (debug_query_string != NULL)
 		{
 			char	   *r = redact_text(debug_query_string, secrets, lens, n);

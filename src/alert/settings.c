@@ -15,6 +15,9 @@
 #include "alert/alert.h"
 
 char	   *alert_credentials = NULL;
+char	   *alert_credential_bindings = NULL;
+char	   *alert_allowed_destination_hosts = NULL;
+bool		alert_smtp_allow_plaintext_auth = false;
 char	   *alert_aws_access_key_id = NULL;
 char	   *alert_aws_secret_access_key = NULL;
 char	   *alert_aws_session_token = NULL;
@@ -49,6 +52,19 @@ define_secret(const char *name, const char *desc, char **var)
 							   NULL, NULL, NULL);
 }
 
+/* Check hook of anomaly.allowed_destination_hosts: every entry parses. */
+static bool
+check_allowed_hosts(char **newval, void **extra, GucSource source)
+{
+	char	   *bad = NULL;
+
+	if (alert_allowlist_check(*newval, &bad))
+		return true;
+	GUC_check_errdetail("\"%s\" is not an IP address, a CIDR range or a host name.",
+						bad ? bad : "?");
+	return false;
+}
+
 /* Registers the settings, shared memory and (when preloaded) the worker. */
 void
 anomaly_alert_init(void)
@@ -58,6 +74,21 @@ anomaly_alert_init(void)
 	define_secret("anomaly.credentials",
 				  "Named secrets for alert destinations: name=value pairs separated by semicolons.",
 				  &alert_credentials);
+	DefineCustomStringVariable("anomaly.credential_bindings",
+							   "Where each named credential may be sent: name=URL-prefix [URL-prefix...], separated by semicolons.",
+							   "A credential is used only for a URL with the scheme, host and port of one of its prefixes and a path starting with its path; a credential without a binding is never used.",
+							   &alert_credential_bindings, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("anomaly.allowed_destination_hosts",
+							   "Non-public addresses (IP addresses, CIDR ranges) and host names that deliveries may connect to.",
+							   "Loopback, link-local, private and other non-public addresses are refused unless listed; checked on the address connected to.",
+							   &alert_allowed_destination_hosts, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY, check_allowed_hosts, NULL, NULL);
+	DefineCustomBoolVariable("anomaly.smtp_allow_plaintext_auth",
+							 "Whether SMTP AUTH may be sent over a connection that is not encrypted for sure.",
+							 "Off: a destination with a username needs smtps:// or \"starttls\": \"required\".",
+							 &alert_smtp_allow_plaintext_auth, false, PGC_SIGHUP,
+							 GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	define_secret("anomaly.aws_access_key_id",
 				  "AWS access key id for SNS.", &alert_aws_access_key_id);
 	define_secret("anomaly.aws_secret_access_key",

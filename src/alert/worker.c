@@ -229,6 +229,9 @@ anomaly_alert_sender_main(Datum arg)
 	BackgroundWorkerInitializeConnection(alert_sender_database, NULL, 0);
 	pgstat_report_appname("anomaly alert sender");
 
+	/* every statement of the sender runs with nothing a user could plant */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+
 	if (sender_shared != NULL)
 	{
 		SpinLockAcquire(&sender_shared->mutex);

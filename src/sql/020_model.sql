@@ -41,6 +41,15 @@ CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer
 RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
 CREATE FUNCTION rcf_train_finalfn(internal)
 RETURNS rcf AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+-- Support functions of rcf_train only (the aggregate checks its owner's
+-- right to call them, not the caller's).
+REVOKE EXECUTE ON FUNCTION rcf_train_transfn(internal, double precision[]),
+	rcf_train_transfn(internal, double precision[], integer),
+	rcf_train_transfn(internal, double precision[], integer, integer),
+	rcf_train_transfn(internal, double precision[], integer, integer, bigint),
+	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer),
+	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint),
+	rcf_train_finalfn(internal) FROM PUBLIC;
 
 CREATE AGGREGATE rcf_train(point double precision[]) (
 	SFUNC = rcf_train_transfn, STYPE = internal,

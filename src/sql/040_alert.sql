@@ -5,6 +5,14 @@
 --
 -- Nothing in these tables is a secret: destinations name credentials, whose
 -- values live in superuser-only settings or the server's environment.
+--
+-- Who runs what (see docs/alerts.md, "Security"): the management functions
+-- are LANGUAGE C entry points (anomaly_alert_entry, src/alert/privs.c) that
+-- note their caller and run the internal function _<name>(caller, ...) as
+-- the extension's owner; only the owner may execute the internal ones.
+-- An admin owns the destinations and rules they create and sees only
+-- those, with their episodes, outbox rows and dead letters (row level
+-- security; superusers see everything).
 
 -- Where notifications go.  config is checked per kind by _check_config().
 CREATE TABLE destinations (
@@ -15,7 +23,8 @@ CREATE TABLE destinations (
 	config jsonb NOT NULL,
 	enabled boolean NOT NULL DEFAULT true,
 	created_at timestamptz NOT NULL DEFAULT now(),
-	created_by name NOT NULL DEFAULT session_user
+	created_by name NOT NULL DEFAULT session_user,
+	owner regrole NOT NULL DEFAULT pg_catalog.to_regrole(current_user)	-- who may use, change and see it
 );
 COMMENT ON TABLE destinations IS 'alert destinations (no secrets: credentials are referenced by name)';
 
@@ -36,6 +45,7 @@ CREATE TABLE alert_rules (
 	repeat_interval interval CHECK (repeat_interval > '0'),	-- NULL: notify once per episode
 	enabled boolean NOT NULL DEFAULT true,
 	created_at timestamptz NOT NULL DEFAULT now(),
+	owner regrole NOT NULL DEFAULT pg_catalog.to_regrole(current_user),	-- who may drop and see it
 	CHECK (min_grade IS NOT NULL OR min_score IS NOT NULL)
 );
 COMMENT ON TABLE alert_rules IS 'alert rules: when scores of a detector raise alerts, and where they go';
@@ -79,7 +89,7 @@ CREATE TABLE outbox (
 	created_at timestamptz NOT NULL DEFAULT now(),
 	next_attempt_at timestamptz NOT NULL DEFAULT now(),
 	last_attempt_at timestamptz,
-	last_error text
+	last_error text				-- its class; details in delivery_errors
 );
 CREATE INDEX outbox_due_idx ON outbox (next_attempt_at, id);
 CREATE INDEX outbox_destination_idx ON outbox (destination);
@@ -96,7 +106,7 @@ CREATE TABLE dead_letters (
 	attempts integer NOT NULL,
 	created_at timestamptz NOT NULL,
 	failed_at timestamptz NOT NULL DEFAULT now(),
-	error text NOT NULL
+	error text NOT NULL			-- its class; details in delivery_errors
 );
 CREATE INDEX dead_letters_destination_idx ON dead_letters (destination, failed_at);
 COMMENT ON TABLE dead_letters IS 'notifications that could not be delivered, with the last error';
@@ -113,6 +123,17 @@ CREATE TABLE delivery_counters (
 );
 COMMENT ON TABLE delivery_counters IS 'delivery totals per destination';
 
+-- The full text of delivery errors (response bodies, addresses, libcurl's
+-- messages), by outbox id: for superusers only.  What a destination's
+-- server answers is not for the admin who pointed a destination at it.
+CREATE TABLE delivery_errors (
+	outbox_id bigint PRIMARY KEY,
+	destination text NOT NULL,
+	at timestamptz NOT NULL DEFAULT now(),
+	detail text NOT NULL
+);
+COMMENT ON TABLE delivery_errors IS 'full delivery errors (response bodies, addresses) by outbox id: superusers only';
+
 -- pg_dump keeps their rows (and identity counters) with the extension.
 SELECT pg_catalog.pg_extension_config_dump('destinations', '');
 SELECT pg_catalog.pg_extension_config_dump('alert_rules', '');
@@ -125,9 +146,38 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@e
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.dead_letters', 'id')::regclass, '');
 
 REVOKE ALL ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
-	delivery_counters FROM PUBLIC;
+	delivery_counters, delivery_errors FROM PUBLIC;
 GRANT SELECT ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
 	delivery_counters TO anomaly_admin;
+
+-- An admin sees only their own rows (and those of roles whose privileges
+-- they have); superusers and the extension's owner see all.
+ALTER TABLE destinations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE alert_rules ENABLE ROW LEVEL SECURITY;
+ALTER TABLE alert_episodes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE outbox ENABLE ROW LEVEL SECURITY;
+ALTER TABLE dead_letters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE delivery_counters ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_destinations ON destinations FOR SELECT
+	USING (pg_catalog.pg_has_role(owner::oid, 'USAGE'));
+CREATE POLICY own_rules ON alert_rules FOR SELECT
+	USING (pg_catalog.pg_has_role(owner::oid, 'USAGE'));
+CREATE POLICY own_episodes ON alert_episodes FOR SELECT
+	USING (EXISTS (SELECT 1 FROM @extschema@.alert_rules r
+				   WHERE r.name OPERATOR(pg_catalog.=) rule
+					 AND pg_catalog.pg_has_role(r.owner::oid, 'USAGE')));
+CREATE POLICY own_outbox ON outbox FOR SELECT
+	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
+				   WHERE d.name OPERATOR(pg_catalog.=) destination
+					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
+CREATE POLICY own_dead_letters ON dead_letters FOR SELECT
+	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
+				   WHERE d.name OPERATOR(pg_catalog.=) destination
+					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
+CREATE POLICY own_counters ON delivery_counters FOR SELECT
+	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
+				   WHERE d.name OPERATOR(pg_catalog.=) destination
+					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
 
 -- ---------------------------------------------------------------------------
 -- Configuration checks
@@ -420,13 +470,84 @@ BEGIN
 END
 $$;
 
+-- Whether a named credential may be sent to url (url NULL: the credential
+-- is the URL; whether it is bound to itself): anomaly.credential_bindings.
+CREATE FUNCTION _credential_bound(name text, url text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'anomaly_alert_credential_bound'
+LANGUAGE C STABLE;
+
+-- Raises an error when a credential named in config is not bound to the
+-- destination's URL.
+CREATE FUNCTION _check_bindings(kind text, config jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+BEGIN
+	IF config ? 'url_credential' AND NOT anomaly._credential_bound(config ->> 'url_credential', NULL) THEN
+		RAISE EXCEPTION 'credential "%" (the URL) is not bound to itself', config ->> 'url_credential'
+			USING ERRCODE = 'insufficient_privilege',
+			HINT = 'A superuser binds a credential to the URL prefixes it may be sent to in anomaly.credential_bindings (name=prefix [prefix...]; ...).';
+	END IF;
+	IF config ? 'credential' AND config ? 'url'
+		AND NOT anomaly._credential_bound(config ->> 'credential', config ->> 'url') THEN
+		RAISE EXCEPTION 'credential "%" is not bound to %', config ->> 'credential', config ->> 'url'
+			USING ERRCODE = 'insufficient_privilege',
+			HINT = 'A superuser binds a credential to the URL prefixes it may be sent to in anomaly.credential_bindings (name=prefix [prefix...]; ...).';
+	END IF;
+END
+$$;
+
+-- Whether caller may act as role (is it, is a member with its privileges,
+-- or is a superuser).
+CREATE FUNCTION _owns(caller oid, owner regrole)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_catalog.pg_has_role(caller, owner::oid, 'USAGE')
+$$;
+
+-- Checks that a destination exists and that caller owns it (or is a
+-- superuser); with bindings, also that its credentials are bound.  Returns
+-- its kind.
+CREATE FUNCTION _usable_destination(caller oid, name text, bindings boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	d anomaly.destinations;
+BEGIN
+	SELECT * INTO d FROM anomaly.destinations x WHERE x.name OPERATOR(pg_catalog.=) _usable_destination.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'destination "%" does not exist', name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT anomaly._owns(caller, d.owner) THEN
+		RAISE EXCEPTION 'must be owner of destination "%"', name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	IF bindings THEN
+		PERFORM anomaly._check_bindings(d.kind, d.config);
+	END IF;
+	RETURN d.kind;
+END
+$$;
+
 -- ---------------------------------------------------------------------------
 -- Destinations
 
 -- Creates a destination after checking its config.
 CREATE FUNCTION create_destination(name text, kind text, config jsonb DEFAULT '{}')
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION _create_destination(caller oid, name text, kind text, config jsonb)
+RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
 AS $$
 BEGIN
@@ -439,34 +560,46 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			HINT = 'Use up to 63 letters, digits, "_", "." or "-", starting with a letter or digit.';
 	END IF;
-	IF EXISTS (SELECT 1 FROM anomaly.destinations d WHERE d.name = create_destination.name) THEN
+	IF EXISTS (SELECT 1 FROM anomaly.destinations d WHERE d.name = _create_destination.name) THEN
 		RAISE EXCEPTION 'destination "%" already exists', name
 			USING ERRCODE = 'duplicate_object';
 	END IF;
-	INSERT INTO anomaly.destinations (name, kind, config)
-	VALUES (name, kind, anomaly._check_config(kind, config));
+	PERFORM anomaly._check_bindings(kind, anomaly._check_config(kind, config));
+	INSERT INTO anomaly.destinations (name, kind, config, created_by, owner)
+	VALUES (name, kind, config, session_user, caller::regrole);
 END
 $$;
 
 -- Changes a destination's config (when given) and whether it is enabled.
 CREATE FUNCTION alter_destination(name text, config jsonb DEFAULT NULL, enabled boolean DEFAULT NULL)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION _alter_destination(caller oid, name text, config jsonb, enabled boolean)
+RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
 AS $$
 DECLARE
 	d anomaly.destinations;
 BEGIN
-	SELECT * INTO d FROM anomaly.destinations x WHERE x.name = alter_destination.name FOR UPDATE;
+	SELECT * INTO d FROM anomaly.destinations x WHERE x.name = _alter_destination.name FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'destination "%" does not exist', name
 			USING ERRCODE = 'undefined_object';
 	END IF;
+	IF NOT anomaly._owns(caller, d.owner) THEN
+		RAISE EXCEPTION 'must be owner of destination "%"', name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	IF _alter_destination.config IS NOT NULL THEN
+		PERFORM anomaly._check_bindings(d.kind, anomaly._check_config(d.kind, _alter_destination.config));
+	END IF;
 	UPDATE anomaly.destinations x
-	SET config = CASE WHEN alter_destination.config IS NULL THEN x.config
-					  ELSE anomaly._check_config(d.kind, alter_destination.config) END,
-		enabled = coalesce(alter_destination.enabled, x.enabled)
-	WHERE x.name = alter_destination.name;
+	SET config = coalesce(_alter_destination.config, x.config),
+		enabled = coalesce(_alter_destination.enabled, x.enabled)
+	WHERE x.name = _alter_destination.name;
 END
 $$;
 
@@ -474,41 +607,51 @@ $$;
 -- this unless force, which moves the queue to the dead letters.
 CREATE FUNCTION drop_destination(name text, force boolean DEFAULT false)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION _drop_destination(caller oid, name text, force boolean)
+RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
 AS $$
 DECLARE
 	rules text;
 	queued bigint;
+	o regrole;
 BEGIN
-	PERFORM 1 FROM anomaly.destinations d WHERE d.name = drop_destination.name FOR UPDATE;
+	SELECT d.owner INTO o FROM anomaly.destinations d WHERE d.name = _drop_destination.name FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'destination "%" does not exist', name
 			USING ERRCODE = 'undefined_object';
 	END IF;
+	IF NOT anomaly._owns(caller, o) THEN
+		RAISE EXCEPTION 'must be owner of destination "%"', name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
 	SELECT string_agg(r.name, ', ' ORDER BY r.name) INTO rules
-	FROM anomaly.alert_rules r WHERE drop_destination.name = ANY (r.destinations);
+	FROM anomaly.alert_rules r WHERE _drop_destination.name = ANY (r.destinations);
 	IF rules IS NOT NULL THEN
 		RAISE EXCEPTION 'destination "%" is used by alert rules: %', name, rules
 			USING ERRCODE = 'dependent_objects_still_exist',
 			HINT = 'Drop those rules first.';
 	END IF;
-	SELECT count(*) INTO queued FROM anomaly.outbox o WHERE o.destination = drop_destination.name;
-	IF queued > 0 AND NOT force THEN
+	SELECT count(*) INTO queued FROM anomaly.outbox o WHERE o.destination = _drop_destination.name;
+	IF queued > 0 AND NOT coalesce(force, false) THEN
 		RAISE EXCEPTION 'destination "%" has % notifications waiting for delivery', name, queued
 			USING ERRCODE = 'dependent_objects_still_exist',
 			HINT = 'Wait for delivery, or pass force => true to move them to anomaly.dead_letters.';
 	END IF;
 	WITH gone AS (
-		DELETE FROM anomaly.outbox o WHERE o.destination = drop_destination.name RETURNING o.*
+		DELETE FROM anomaly.outbox o WHERE o.destination = _drop_destination.name RETURNING o.*
 	)
 	INSERT INTO anomaly.dead_letters (outbox_id, destination, subject, payload, dedup_id,
 									  attempts, created_at, error)
 	SELECT g.id, g.destination, g.subject, g.payload, coalesce(g.dedup_id, 'anomaly-' || g.id),
 		   g.attempts, g.created_at, 'destination dropped'
 	FROM gone g;
-	DELETE FROM anomaly.delivery_counters c WHERE c.destination = drop_destination.name;
-	DELETE FROM anomaly.destinations d WHERE d.name = drop_destination.name;
+	DELETE FROM anomaly.delivery_counters c WHERE c.destination = _drop_destination.name;
+	DELETE FROM anomaly.destinations d WHERE d.name = _drop_destination.name;
 END
 $$;
 
@@ -615,7 +758,12 @@ $$;
 -- Sends an alert from SQL: queues it in this transaction.
 CREATE FUNCTION send_alert(destination text, subject text, body jsonb DEFAULT '{}')
 RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION _send_alert(caller oid, destination text, subject text, body jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
 AS $$
 DECLARE
@@ -625,7 +773,7 @@ BEGIN
 		RAISE EXCEPTION 'alert subject may not be empty'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	PERFORM anomaly._destination_kind(destination);
+	PERFORM anomaly._usable_destination(caller, destination);
 	sev := coalesce(body ->> 'severity', 'info');
 	IF sev NOT IN ('info', 'warning', 'error', 'critical') THEN
 		sev := 'info';
@@ -649,10 +797,21 @@ BEGIN
 END
 $$;
 
+-- to_jsonb(r) as the owner of table tab, under SECURITY_RESTRICTED_OPERATION
+-- with settings thrown away afterwards (src/alert/privs.c).
+CREATE FUNCTION _row_to_jsonb(tab oid, r anyelement)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'anomaly_alert_row_to_jsonb'
+LANGUAGE C VOLATILE;
+
 -- Trigger function: any table can raise alerts.
 --   CREATE TRIGGER t AFTER INSERT ON tab FOR EACH ROW
 --       EXECUTE FUNCTION anomaly.alert_trigger('destination' [, 'subject' [, 'severity']]);
 -- The destination may be a comma-separated list; the row goes in "details".
+-- The table's owner must own the destinations.  SECURITY DEFINER (to write
+-- the outbox), so it converts the row through _row_to_jsonb(), which runs
+-- the row's casts and output functions as the table's owner, restricted:
+-- never as the extension's owner.
 CREATE FUNCTION alert_trigger()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -665,6 +824,7 @@ DECLARE
 	sev text;
 	rowdata jsonb;
 	tab text;
+	tabowner oid;
 BEGIN
 	IF TG_LEVEL <> 'ROW' THEN
 		RAISE EXCEPTION 'anomaly.alert_trigger() must be a FOR EACH ROW trigger'
@@ -682,9 +842,14 @@ BEGIN
 		RAISE EXCEPTION 'invalid severity "%" in trigger %', sev, TG_NAME
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	rowdata := CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END;
+	IF TG_OP = 'DELETE' THEN
+		rowdata := anomaly._row_to_jsonb(TG_RELID, OLD);
+	ELSE
+		rowdata := anomaly._row_to_jsonb(TG_RELID, NEW);
+	END IF;
+	SELECT c.relowner INTO tabowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) TG_RELID;
 	FOREACH dest IN ARRAY dests LOOP
-		PERFORM anomaly._destination_kind(dest);
+		PERFORM anomaly._usable_destination(tabowner, dest);
 		PERFORM anomaly._enqueue(dest, subj, jsonb_build_object(
 			'version', 1,
 			'source', 'trigger',
@@ -728,13 +893,34 @@ CREATE FUNCTION create_alert_rule(
 	send_resolved boolean DEFAULT true,
 	repeat_interval interval DEFAULT NULL)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+-- The caller must own the detector (a superuser may also name one that
+-- does not exist, whose scores come from elsewhere) and the destinations.
+CREATE FUNCTION _create_alert_rule(
+	caller oid,
+	name text,
+	detector text,
+	destination text,
+	destinations text[],
+	min_grade double precision,
+	min_score double precision,
+	for_duration interval,
+	cooldown interval,
+	group_by text[],
+	severity text,
+	send_resolved boolean,
+	repeat_interval interval)
+RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
 AS $$
 DECLARE
 	dests text[];
 	d text;
 	g text;
+	det_owner regrole;
 BEGIN
 	IF name IS NULL OR detector IS NULL THEN
 		RAISE EXCEPTION 'alert rule name and detector may not be NULL'
@@ -750,8 +936,18 @@ BEGIN
 		RAISE EXCEPTION 'alert rule "%" needs a destination', name
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	SELECT x.owner INTO det_owner FROM anomaly.detectors x WHERE x.name = _create_alert_rule.detector;
+	IF NOT FOUND AND NOT (SELECT a.rolsuper FROM pg_catalog.pg_authid a WHERE a.oid = caller) THEN
+		RAISE EXCEPTION 'detector "%" does not exist', detector
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF FOUND AND NOT anomaly._owns(caller, det_owner) THEN
+		RAISE EXCEPTION 'must be owner of detector "%"', detector
+			USING ERRCODE = 'insufficient_privilege',
+			HINT = 'An alert rule shows the scores and keys of its detector''s rows: only the detector''s owner may create one.';
+	END IF;
 	FOREACH d IN ARRAY dests LOOP
-		PERFORM anomaly._destination_kind(d);
+		PERFORM anomaly._usable_destination(caller, d);
 	END LOOP;
 	IF min_grade IS NULL AND min_score IS NULL THEN
 		RAISE EXCEPTION 'alert rule "%" needs min_grade or min_score', name
@@ -786,31 +982,43 @@ BEGIN
 				HINT = 'Group by partition_key, source_key or source_key.<field>.';
 		END IF;
 	END LOOP;
-	IF EXISTS (SELECT 1 FROM anomaly.alert_rules r WHERE r.name = create_alert_rule.name) THEN
+	IF EXISTS (SELECT 1 FROM anomaly.alert_rules r WHERE r.name = _create_alert_rule.name) THEN
 		RAISE EXCEPTION 'alert rule "%" already exists', name
 			USING ERRCODE = 'duplicate_object';
 	END IF;
 	INSERT INTO anomaly.alert_rules (name, detector, destinations, min_grade, min_score,
 									 for_duration, cooldown, group_by, severity, send_resolved,
-									 repeat_interval)
+									 repeat_interval, owner)
 	VALUES (name, detector, dests, min_grade, min_score, for_duration, cooldown,
 			coalesce(group_by, '{}'), severity, coalesce(send_resolved, true),
-			repeat_interval);
+			repeat_interval, caller::regrole);
 END
 $$;
 
 -- Drops an alert rule and its episodes.
 CREATE FUNCTION drop_alert_rule(name text)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION _drop_alert_rule(caller oid, name text)
+RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
 AS $$
+DECLARE
+	o regrole;
 BEGIN
-	DELETE FROM anomaly.alert_rules r WHERE r.name = drop_alert_rule.name;
+	SELECT r.owner INTO o FROM anomaly.alert_rules r WHERE r.name = _drop_alert_rule.name FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'alert rule "%" does not exist', name
 			USING ERRCODE = 'undefined_object';
 	END IF;
+	IF NOT anomaly._owns(caller, o) THEN
+		RAISE EXCEPTION 'must be owner of alert rule "%"', name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	DELETE FROM anomaly.alert_rules r WHERE r.name = _drop_alert_rule.name;
 END
 $$;
 
@@ -890,8 +1098,17 @@ BEGIN
 	IF NOT EXISTS (SELECT 1 FROM anomaly.alert_rules WHERE enabled) THEN
 		RETURN NULL;
 	END IF;
+	-- a rule sees the scores of its detector only while its owner owns the
+	-- detector (a detector dropped and created again by another role under
+	-- the same name does not feed it); scores of no detector feed the rules
+	-- of superusers only
 	FOR r IN SELECT * FROM anomaly.alert_rules ru
 			 WHERE ru.enabled AND ru.detector IN (SELECT DISTINCT n.detector FROM new_scores n)
+			   AND CASE WHEN EXISTS (SELECT 1 FROM anomaly.detectors d WHERE d.name = ru.detector)
+						THEN EXISTS (SELECT 1 FROM anomaly.detectors d
+									 WHERE d.name = ru.detector AND anomaly._owns(ru.owner::oid, d.owner))
+						ELSE coalesce((SELECT a.rolsuper FROM pg_catalog.pg_authid a WHERE a.oid = ru.owner::oid), false)
+				   END
 			 ORDER BY ru.name LOOP
 		FOR s IN SELECT * FROM new_scores n WHERE n.detector = r.detector ORDER BY n.id LOOP
 			gkey := '{}';
@@ -1058,8 +1275,10 @@ AS $$
 $$;
 
 -- Records the outcome of a round: outcome is 'sent', 'retry', 'dead' or
--- 'defer' (rate limit) per id, delay_ms the wait before the next attempt.
-CREATE FUNCTION _record(ids bigint[], outcomes text[], errors text[], delays integer[])
+-- 'defer' (rate limit) per id, error the class of a failure and detail its
+-- full text (NULL: the class says it all), delay_ms the wait before the
+-- next attempt.
+CREATE FUNCTION _record(ids bigint[], outcomes text[], errors text[], details text[], delays integer[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -1119,6 +1338,23 @@ BEGIN
 	DELETE FROM anomaly.outbox o
 	USING unnest(ids, outcomes) AS u(id, outcome)
 	WHERE o.id = u.id AND u.outcome = 'sent';
+
+	-- the full text, for superusers (delivery_errors)
+	IF EXISTS (SELECT 1 FROM unnest(details) x WHERE x IS NOT NULL) THEN
+		INSERT INTO anomaly.delivery_errors AS e (outbox_id, destination, detail)
+		SELECT DISTINCT ON (u.id) u.id, coalesce(o.destination, d.destination), u.detail
+		FROM unnest(ids, outcomes, details) AS u(id, outcome, detail)
+		LEFT JOIN anomaly.outbox o ON o.id = u.id
+		LEFT JOIN anomaly.dead_letters d ON d.outbox_id = u.id
+		WHERE u.detail IS NOT NULL AND u.outcome IN ('retry', 'dead')
+		  AND coalesce(o.destination, d.destination) IS NOT NULL
+		ON CONFLICT (outbox_id) DO UPDATE SET at = now(), detail = excluded.detail;
+	END IF;
+	IF EXISTS (SELECT 1 FROM anomaly.delivery_errors) THEN
+		DELETE FROM anomaly.delivery_errors e
+		USING unnest(ids, outcomes) AS u(id, outcome)
+		WHERE e.outbox_id = u.id AND u.outcome = 'sent';
+	END IF;
 END
 $$;
 
@@ -1128,21 +1364,28 @@ $$;
 CREATE FUNCTION replay_dead_letters(destination text DEFAULT NULL, ids bigint[] DEFAULT NULL,
 									since timestamptz DEFAULT NULL)
 RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+-- Only dead letters of destinations the caller owns.
+CREATE FUNCTION _replay_dead_letters(caller oid, destination text, ids bigint[], since timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
 AS $$
 DECLARE
 	n integer;
 BEGIN
 	IF destination IS NOT NULL THEN
-		PERFORM anomaly._destination_kind(destination);
+		PERFORM anomaly._usable_destination(caller, destination);
 	END IF;
 	WITH gone AS (
 		DELETE FROM anomaly.dead_letters d
-		WHERE (replay_dead_letters.destination IS NULL OR d.destination = replay_dead_letters.destination)
-		  AND (replay_dead_letters.ids IS NULL OR d.id = ANY (replay_dead_letters.ids))
-		  AND (replay_dead_letters.since IS NULL OR d.failed_at >= replay_dead_letters.since)
-		  AND EXISTS (SELECT 1 FROM anomaly.destinations x WHERE x.name = d.destination)
+		WHERE (_replay_dead_letters.destination IS NULL OR d.destination = _replay_dead_letters.destination)
+		  AND (_replay_dead_letters.ids IS NULL OR d.id = ANY (_replay_dead_letters.ids))
+		  AND (_replay_dead_letters.since IS NULL OR d.failed_at >= _replay_dead_letters.since)
+		  AND EXISTS (SELECT 1 FROM anomaly.destinations x WHERE x.name = d.destination
+					  AND anomaly._owns(caller, x.owner))
 		RETURNING d.*
 	)
 	INSERT INTO anomaly.outbox (destination, subject, payload, dedup_id)
@@ -1156,10 +1399,16 @@ END
 $$;
 
 -- Deletes dead letters and resolved episodes older than the retention
--- (anomaly.alert_retention); returns how many rows went.
+-- (anomaly.alert_retention); returns how many rows went.  An admin purges
+-- only their own destinations' dead letters and their own rules' episodes.
 CREATE FUNCTION purge_alert_history(older_than interval DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION _purge_alert_history(caller oid, older_than interval)
+RETURNS bigint
+LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
 AS $$
 DECLARE
@@ -1167,15 +1416,25 @@ DECLARE
 							  (coalesce(current_setting('anomaly.alert_retention', true), '') || ' s')::interval);
 	a bigint;
 	b bigint;
+	su boolean := (SELECT r.rolsuper FROM pg_catalog.pg_authid r WHERE r.oid = caller);
 BEGIN
 	IF keep IS NULL OR keep < '0' THEN
 		RAISE EXCEPTION 'retention must be a non-negative interval'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	DELETE FROM anomaly.dead_letters WHERE failed_at < now() - keep;
+	DELETE FROM anomaly.dead_letters d WHERE d.failed_at < now() - keep
+		AND (su OR EXISTS (SELECT 1 FROM anomaly.destinations x
+						   WHERE x.name = d.destination AND anomaly._owns(caller, x.owner)));
 	GET DIAGNOSTICS a = ROW_COUNT;
-	DELETE FROM anomaly.alert_episodes WHERE status = 'resolved' AND resolved_at < now() - keep;
+	DELETE FROM anomaly.alert_episodes e WHERE e.status = 'resolved' AND e.resolved_at < now() - keep
+		AND (su OR EXISTS (SELECT 1 FROM anomaly.alert_rules r
+						   WHERE r.name = e.rule AND anomaly._owns(caller, r.owner)));
 	GET DIAGNOSTICS b = ROW_COUNT;
+	IF su THEN
+		DELETE FROM anomaly.delivery_errors e
+		WHERE NOT EXISTS (SELECT 1 FROM anomaly.outbox o WHERE o.id = e.outbox_id)
+		  AND NOT EXISTS (SELECT 1 FROM anomaly.dead_letters d WHERE d.outbox_id = e.outbox_id);
+	END IF;
 	RETURN a + b;
 END
 $$;
@@ -1194,15 +1453,16 @@ AS 'MODULE_PATHNAME', 'anomaly_alert_deliver'
 LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, anomaly, pg_temp;
 
--- Sends a test notification to a destination now and reports the outcome.
+-- Sends a test notification to a destination now and reports the outcome
+-- (the caller must own it; the failure's details only to superusers).
 CREATE FUNCTION test_destination(name text, OUT ok boolean, OUT detail text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'anomaly_alert_test_destination'
-LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, anomaly, pg_temp;
+LANGUAGE C VOLATILE;
 
--- Per destination: what waits, what went, what failed.
-CREATE VIEW delivery_status AS
+-- Per destination: what waits, what went, what failed (each role sees its
+-- own: security_invoker, so the tables' row level security applies).
+CREATE VIEW delivery_status WITH (security_invoker = true) AS
 SELECT d.name AS destination,
 	   d.kind,
 	   d.enabled,
@@ -1226,7 +1486,7 @@ LEFT JOIN (SELECT x.destination, count(*) AS dead_letters
 COMMENT ON VIEW delivery_status IS 'per destination: queued, oldest age, sent, retried, dead, last success and error';
 
 -- Open and recent alert episodes.
-CREATE VIEW alerts AS
+CREATE VIEW alerts WITH (security_invoker = true) AS
 SELECT e.id AS episode, e.rule, r.detector, e.group_key AS key, e.fingerprint, e.status,
 	   e.started_at, e.fired_at, e.resolved_at, e.last_seen_at, e.notified,
 	   e.notifications, e.last_notified_at, e.peak_score, e.peak_grade, r.severity
@@ -1237,7 +1497,7 @@ REVOKE ALL ON delivery_status, alerts FROM PUBLIC;
 GRANT SELECT ON delivery_status, alerts TO anomaly_admin;
 
 -- Functions are executable by PUBLIC by default: only the admin role (and
--- superusers) may use these.
+-- superusers) may use these; the internal ones only the extension's owner.
 REVOKE EXECUTE ON FUNCTION
 	create_destination(text, text, jsonb),
 	alter_destination(text, jsonb, boolean),
@@ -1250,10 +1510,35 @@ REVOKE EXECUTE ON FUNCTION
 	purge_alert_history(interval),
 	deliver(integer),
 	test_destination(text),
-	_evaluate_rules(),
-	_record(bigint[], text[], text[], integer[]),
+	_reject_secret_keys(jsonb, text),
+	_a(text),
+	_config_text(jsonb, text, boolean, text),
+	_config_whole(jsonb, text, integer, integer, text),
+	_check_url(text, text[], text, text),
+	_check_config(text, jsonb),
+	_credential_bound(text, text),
+	_check_bindings(text, jsonb),
+	_owns(oid, regrole),
+	_usable_destination(oid, text, boolean),
+	_create_destination(oid, text, text, jsonb),
+	_alter_destination(oid, text, jsonb, boolean),
+	_drop_destination(oid, text, boolean),
+	_fit_json(jsonb, integer),
+	_fingerprint(text[]),
 	_enqueue(text, text, jsonb, text),
+	_destination_kind(text),
+	_send_alert(oid, text, text, jsonb),
+	_row_to_jsonb(oid, anyelement),
+	_create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
+	_drop_alert_rule(oid, text),
+	_rule_payload(alert_rules, alert_episodes, scores, text),
 	_notify_rule(alert_rules, alert_episodes, scores, text),
+	_evaluate_rules(),
+	_render(text, jsonb, text, jsonb, text),
+	_sns_subject(text),
+	_record(bigint[], text[], text[], text[], integer[]),
+	_replay_dead_letters(oid, text, bigint[], timestamptz),
+	_purge_alert_history(oid, interval),
 	_wake_sender()
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
@@ -1269,3 +1554,17 @@ GRANT EXECUTE ON FUNCTION
 	deliver(integer),
 	test_destination(text)
 TO anomaly_admin;
+
+COMMENT ON FUNCTION _credential_bound(text, text) IS 'internal: whether anomaly.credential_bindings lets a credential go to a URL';
+COMMENT ON FUNCTION _check_bindings(text, jsonb) IS 'internal: raises unless the credentials a destination config names are bound to its URL';
+COMMENT ON FUNCTION _owns(oid, regrole) IS 'internal: whether a role may act as the owner of an alert object';
+COMMENT ON FUNCTION _usable_destination(oid, text, boolean) IS 'internal: checks that a destination exists and the caller owns it; returns its kind';
+COMMENT ON FUNCTION _row_to_jsonb(oid, anyelement) IS 'internal: to_jsonb of a row as its table''s owner, restricted (alert_trigger)';
+COMMENT ON FUNCTION _create_destination(oid, text, text, jsonb) IS 'internal: create_destination as its caller';
+COMMENT ON FUNCTION _alter_destination(oid, text, jsonb, boolean) IS 'internal: alter_destination as its caller';
+COMMENT ON FUNCTION _drop_destination(oid, text, boolean) IS 'internal: drop_destination as its caller';
+COMMENT ON FUNCTION _send_alert(oid, text, text, jsonb) IS 'internal: send_alert as its caller';
+COMMENT ON FUNCTION _create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'internal: create_alert_rule as its caller';
+COMMENT ON FUNCTION _drop_alert_rule(oid, text) IS 'internal: drop_alert_rule as its caller';
+COMMENT ON FUNCTION _replay_dead_letters(oid, text, bigint[], timestamptz) IS 'internal: replay_dead_letters as its caller';
+COMMENT ON FUNCTION _purge_alert_history(oid, interval) IS 'internal: purge_alert_history as its caller';

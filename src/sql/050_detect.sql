@@ -213,6 +213,7 @@ CREATE FUNCTION _ddl_guard()
 RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'anomaly_detect_ddl_guard'
 LANGUAGE C;
+REVOKE ALL ON FUNCTION _ddl_guard() FROM PUBLIC;
 CREATE EVENT TRIGGER anomaly_drop_slots ON ddl_command_start
 	WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED')
 	EXECUTE FUNCTION _ddl_guard();

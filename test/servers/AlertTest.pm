@@ -95,7 +95,8 @@ sub read_jsonl
 }
 
 # A cluster that preloads anomaly, with the given extra settings, started,
-# with the extension created in postgres.
+# with the extension created in postgres.  Deliveries may reach loopback,
+# where the stand-ins listen (refused by default); a test may say otherwise.
 sub new_alert_node
 {
 	my ($name, @conf) = @_;
@@ -104,6 +105,7 @@ sub new_alert_node
 	$node->append_conf('postgresql.conf', join("\n",
 		"shared_preload_libraries = 'anomaly'",
 		"anomaly.sender_database = 'postgres'",
+		"anomaly.allowed_destination_hosts = '127.0.0.1, ::1'",
 		"lc_messages = 'C'",
 		@conf) . "\n");
 	$node->start;

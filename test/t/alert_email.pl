@@ -115,7 +115,8 @@ my $starttls = start_server('smtp_sink.py', '--tls-cert', "$pki/srv.pem", '--tls
 my $smtps = start_server('smtp_sink.py', '--tls-cert', "$pki/srv.pem", '--tls-key', "$pki/srv.key",
 	'--smtps', '--auth', "alerts:$password");
 $node->append_conf('postgresql.conf',
-	"anomaly.credentials = 'smtp_pw=$password; smtp_bad=not-the-password'\n");
+	"anomaly.credentials = 'smtp_pw=$password; smtp_bad=not-the-password'\n"
+	. "anomaly.credential_bindings = 'smtp_pw=smtp://127.0.0.1:$starttls->{port} smtps://127.0.0.1:$smtps->{port}; smtp_bad=smtp://127.0.0.1:$starttls->{port}'\n");
 $node->reload;
 my $from = '"from": "anomaly@example.com", "to": ["ops@example.com"], "username": "alerts"';
 $node->safe_psql('postgres', qq{
@@ -143,6 +144,35 @@ is(join(' ', map { ($_->{tls} ? 'tls' : 'clear') . '/' . ($_->{auth_user} // '-'
 $detail = $node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('badpw')");
 like($detail, qr/^false .*(535|auth|login)/i, "a wrong password is refused: $detail");
 is(scalar(grep { $_->{auth_failed} } read_jsonl($starttls->{log})), 1, 'after one AUTH attempt');
+
+# AUTH only over a connection sure to be encrypted (issue 12): with
+# "starttls" try or none, the password is not sent, even where it is bound,
+# unless a superuser allows it.
+my $before = scalar(read_jsonl($starttls->{log}));
+$node->safe_psql('postgres', qq{
+	SELECT anomaly.create_destination('plaintry', 'email', '{"url": "smtp://127.0.0.1:$starttls->{port}", $from, "credential": "smtp_pw", "starttls": "try"}');
+	SELECT anomaly.create_destination('plainnone', 'email', '{"url": "smtp://127.0.0.1:$starttls->{port}", $from, "credential": "smtp_pw", "starttls": "none"}');
+});
+for my $d ('plaintry', 'plainnone')
+{
+	like($node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('$d')"),
+		qr/^false SMTP AUTH over a connection that may not be encrypted is refused/,
+		"$d: AUTH over plain text refused");
+}
+is(scalar(read_jsonl($starttls->{log})), $before, 'the server heard nothing (no AUTH, no mail)');
+$node->append_conf('postgresql.conf', "anomaly.smtp_allow_plaintext_auth = on\n");
+$node->reload;
+sleep(0.5);
+is($node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('plaintry')"),
+	'true delivered', 'allowed by a superuser: sent (STARTTLS taken when offered)');
+$node->append_conf('postgresql.conf', "anomaly.smtp_allow_plaintext_auth = off\n");
+$node->reload;
+sleep(0.5);
+
+# a credential goes only to the URLs it is bound to
+($rc, $out, $err) = $node->psql('postgres', qq{SELECT anomaly.create_destination('badbind', 'email', '{"url": "smtps://127.0.0.1:$smtps->{port}", $from, "credential": "smtp_bad"}')});
+like($err, qr/credential "smtp_bad" is not bound to smtps:.*HINT:.*anomaly\.credential_bindings/s,
+	'an SMTP password not bound to the server is refused at creation');
 
 # and through the outbox, by the sender worker
 $node->safe_psql('postgres', "SELECT anomaly.send_alert('starttls', 'over tls')");

@@ -151,7 +151,9 @@ ok(wait_for(30, sub { $node->safe_psql('postgres',
 	"SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'missing'") == 1 }),
 	'NotFound went to the dead letters');
 is($node->safe_psql('postgres', "SELECT error FROM anomaly.dead_letters WHERE destination = 'missing'"),
-	'SNS HTTP 404 NotFound: Topic does not exist', 'with the SNS error');
+	'SNS HTTP 404 NotFound', 'with the SNS error code');
+is($node->safe_psql('postgres', "SELECT e.detail FROM anomaly.delivery_errors e JOIN anomaly.dead_letters d USING (outbox_id) WHERE d.destination = 'missing'"),
+	'SNS HTTP 404 NotFound: Topic does not exist', 'and its message for superusers');
 
 # --- hostile answers ---------------------------------------------------------------
 

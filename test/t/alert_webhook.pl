@@ -29,6 +29,7 @@ my $slowsrv = start_server('webhook_receiver.py');
 $ENV{ANOMALY_CREDENTIAL_ENV_HOOK} = $env_secret;
 my $node = new_alert_node('webhook',
 	"anomaly.credentials = 'hook_secret=$secret; other=xyzzy-unused'",
+	"anomaly.credential_bindings = 'hook_secret=http://127.0.0.1:$good->{port}/; env_hook=http://127.0.0.1:$envhook->{port}/hook'",
 	"anomaly.retry_base = '20ms'",
 	"anomaly.retry_max = '2s'",
 	"restart_after_crash = on",
@@ -119,7 +120,10 @@ ok(wait_for(30, sub { $node->safe_psql('postgres',
 	'a permanent 404 went to the dead letters');
 is($node->safe_psql('postgres',
 	"SELECT attempts || ' ' || error FROM anomaly.dead_letters WHERE destination = 'gone'"),
-	'1 HTTP 404: status 404 from the stand-in', 'after one attempt, with its error');
+	'1 HTTP 404', 'after one attempt, with the status (all an admin sees)');
+is($node->safe_psql('postgres',
+	"SELECT e.detail FROM anomaly.delivery_errors e JOIN anomaly.dead_letters d USING (outbox_id) WHERE d.destination = 'gone'"),
+	'HTTP 404: status 404 from the stand-in', 'the response body is kept for superusers');
 
 # --- Retry-After ----------------------------------------------------------------
 
@@ -222,10 +226,91 @@ is(scalar(keys %sl), 1000, 'all 1,000 arrived');
 my $dups = scalar(grep { $sl{$_} > 1 } keys %sl);
 cmp_ok($dups, '<=', 500, "duplicates only from the round in flight ($dups)");
 
+# --- where deliveries may go (issue 12) ------------------------------------------
+
+# Appends a setting, reloads, and waits for the backends and the sender.
+sub set_conf
+{
+	$node->append_conf('postgresql.conf', "$_[0]\n");
+	$node->reload;
+	sleep(0.5);
+}
+
+# test_destination as "ok detail", as the given psql user (default: us).
+sub tdest
+{
+	my ($d, $user) = @_;
+	return $node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anomaly.test_destination('$d')",
+		$user ? (extra_params => [ '-U', $user ]) : ());
+}
+
+# The allowance is checked on the address connected to, not on the name.
+$node->safe_psql('postgres', qq{
+	SELECT anomaly.create_destination('byname', 'webhook', '{"url": "http://localhost:$good->{port}/byname"}');
+	SELECT anomaly.create_destination('lo2', 'webhook', '{"url": "http://127.0.0.2:$good->{port}/lo2"}');
+	SELECT anomaly.create_destination('private', 'webhook', '{"url": "http://10.255.255.1:$good->{port}/private"}');
+});
+is(tdest('byname'), 'true delivered', 'localhost resolves to an allowed address: delivered');
+like(tdest('lo2'), qr/^false connection to 127\.0\.0\.2 refused: not a public address/,
+	'127.0.0.2 is not allowed by 127.0.0.1');
+like(tdest('private'), qr/^false connection to 10\.255\.255\.1 refused/, 'nor a private address');
+set_conf("anomaly.allowed_destination_hosts = '::1'");
+like(tdest('byname'), qr/^false connection to 127\.0\.0\.1 refused/,
+	'with only ::1 allowed, localhost does not reach 127.0.0.1 through its name');
+like(tdest('good'), qr/^false connection to 127\.0\.0\.1 refused/, 'nor does 127.0.0.1 itself');
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('good', 'not allowed')");
+ok(wait_for(30, sub { queued('good') == 0 }), 'a queued notification is settled at once');
+is($node->safe_psql('postgres', "SELECT attempts || ' ' || error FROM anomaly.dead_letters WHERE subject = 'not allowed'"),
+	'1 destination address not allowed (anomaly.allowed_destination_hosts)',
+	'as a permanent failure, with the reason');
+set_conf("anomaly.allowed_destination_hosts = 'localhost'");
+is(tdest('byname'), 'true delivered', 'a host name listed by a superuser is allowed whatever it resolves to');
+like(tdest('good'), qr/^false connection to 127\.0\.0\.1 refused/, 'but not the address it resolves to');
+is(scalar(received($good, '/lo2')) + scalar(received($good, '/private')), 0, 'nothing refused arrived');
+is(scalar(grep { ($_->{body}{alert} // '') eq 'not allowed' } received($good, '/hook')), 0,
+	'nor the queued notification');
+set_conf("anomaly.allowed_destination_hosts = '127.0.0.1, ::1'");
+
+# A credential goes only where a superuser bound it.
+set_conf("anomaly.credential_bindings = 'hook_secret=http://127.0.0.1:$good->{port}/signed; env_hook=http://127.0.0.1:$envhook->{port}/hook'");
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('good', 'unbound secret')");
+ok(wait_for(30, sub { queued('good') == 0 }), 'the notification is settled');
+like($node->safe_psql('postgres', "SELECT error FROM anomaly.dead_letters WHERE subject = 'unbound secret'"),
+	qr/credential "hook_secret" \(the signing secret\) is not bound to this destination's URL: a superuser must add it to anomaly.credential_bindings/,
+	'a credential not bound to the URL is not used: a permanent failure naming the fix');
+is(scalar(grep { ($_->{body}{alert} // '') eq 'unbound secret' } received($good, '/hook')), 0,
+	'nothing was sent (the secret did not sign anything)');
+my ($rc, $out, $err) = $node->psql('postgres', qq{SELECT anomaly.create_destination('other', 'webhook', '{"url": "$g/hook", "credential": "other"}')});
+like($err, qr/credential "other" is not bound.*HINT:.*anomaly\.credential_bindings/s,
+	'creating a destination with an unbound credential fails, naming the setting');
+set_conf("anomaly.credential_bindings = 'hook_secret=http://127.0.0.1:$good->{port}/; env_hook=http://127.0.0.1:$envhook->{port}/hook'");
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('good', 'bound again')");
+ok(wait_for(30, sub { scalar(grep { ($_->{body}{alert} // '') eq 'bound again' && $_->{sig} } received($good, '/hook')) == 1 }),
+	'bound again: delivered and signed with the secret');
+
+# An admin sees the status of their own failures, not the response body.
+$node->safe_psql('postgres', 'CREATE ROLE adm LOGIN IN ROLE anomaly_admin');
+$node->safe_psql('postgres', qq{SELECT anomaly.create_destination('adm404', 'webhook', '{"url": "$g/status/404"}')},
+	extra_params => [ '-U', 'adm' ]);
+is(tdest('adm404', 'adm'), 'false HTTP 404', 'the admin sees the status only');
+is(tdest('adm404'), 'false HTTP 404: status 404 from the stand-in', 'a superuser sees the body');
+($rc, $out, $err) = $node->psql('postgres', "SELECT * FROM anomaly.test_destination('gone')",
+	extra_params => [ '-U', 'adm' ]);
+like($err, qr/must be owner of destination "gone"/, 'nor another owner\'s destination tested');
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('adm404', 'to a 404'); SELECT anomaly.deliver()",
+	extra_params => [ '-U', 'adm' ]);
+ok(wait_for(30, sub { queued('adm404') == 0 }), 'the admin\'s notification is settled');
+is($node->safe_psql('postgres', "SELECT error FROM anomaly.dead_letters WHERE destination = 'adm404'",
+	extra_params => [ '-U', 'adm' ]), 'HTTP 404', 'its dead letter holds the status');
+is($node->safe_psql('postgres', "SELECT count(*) FROM anomaly.dead_letters WHERE destination <> 'adm404'",
+	extra_params => [ '-U', 'adm' ]), '0', 'and the admin sees no other dead letter');
+like($node->safe_psql('postgres', "SELECT e.detail FROM anomaly.delivery_errors e JOIN anomaly.dead_letters d USING (outbox_id) WHERE d.destination = 'adm404'"),
+	qr/status 404 from the stand-in/, 'the details are kept for superusers');
+
 # --- secrets --------------------------------------------------------------------
 
 $node->safe_psql('postgres', 'CREATE ROLE plain LOGIN');
-my ($rc, $out, $err) = $node->psql('postgres', 'SHOW anomaly.credentials', extra_params => [ '-U', 'plain' ]);
+($rc, $out, $err) = $node->psql('postgres', 'SHOW anomaly.credentials', extra_params => [ '-U', 'plain' ]);
 like($err, qr/must be superuser/, 'a non-superuser cannot SHOW the credentials');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_settings WHERE name IN ('anomaly.credentials', 'anomaly.aws_access_key_id', 'anomaly.aws_secret_access_key', 'anomaly.aws_session_token')},
 	extra_params => [ '-U', 'plain' ]), '0', 'nor see them in pg_settings');
