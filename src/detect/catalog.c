@@ -1074,7 +1074,6 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 		dc.relid = relid;
 		dc.def = &def;
 		dc.options = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
-		detect_fire_callers_deferred();
 		detect_sys_enter(&su);
 		detect_as_owner(owner, path, define_as_owner, &dc);
 	}
@@ -1222,7 +1221,6 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	caller_path = pstrdup(namespace_search_path);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	detect_fire_callers_deferred();
 	detect_sys_enter(&su);
 	lock_detector(name, caller, false, &ex);
 	detect_spi_exec("SELECT features, partition_by, filter,"
@@ -1569,8 +1567,6 @@ anomaly_process(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("detectors cannot run during recovery")));
 
-	/* Rounds run owner code, which makes constraints immediate. */
-	detect_fire_callers_deferred();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);

@@ -308,14 +308,6 @@ extern int	detect_owner_spi_execute_plan(SPIPlanPtr plan, Datum *values,
 										  const char *nulls, bool read_only,
 										  long count);
 
-/*
- * Before a function runs owner code: fires the caller's pending deferred
- * triggers as the caller (an owner context makes constraints immediate).
- */
-extern void detect_fire_callers_deferred(void);
-
-/* Refuses SET CONSTRAINTS ... DEFERRED in an owner context (a hook). */
-extern void detect_install_owner_guard(void);
 
 /*
  * Restored detectors (catalog.c).  A detector's row records its home: the

@@ -429,7 +429,6 @@ detect_install_hooks(void)
 {
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = detect_object_access;
-	detect_install_owner_guard();
 }
 
 /*

@@ -21,20 +21,17 @@
  *   on: whatever the user's code set (set_config(..., false) included) is
  *   thrown away, so the sys context finds its own pinned search_path again.
  *   Its SPI goes through detect_owner_spi_*, which refuse to run outside
- *   it.  Constraint triggers fire before the owner context ends (they are
- *   made immediate, and SET CONSTRAINTS ... DEFERRED is refused there):
- *   a deferred trigger would otherwise fire at commit, as whoever commits.
+ *   it.  Nothing it queues can fire later as another role: PostgreSQL
+ *   refuses to defer a trigger under SECURITY_RESTRICTED_OPERATION, and
+ *   its other triggers fire before the statement that queued them ends.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
-#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "nodes/parsenodes.h"
-#include "tcop/utility.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -46,8 +43,6 @@
 
 /* Owner contexts entered and not yet left (they always unwind: PG_CATCH). */
 static int	owner_depth = 0;
-
-static ProcessUtility_hook_type prev_process_utility = NULL;
 
 /* True in the sys context: the bootstrap superuser, the pinned path. */
 static bool
@@ -104,17 +99,6 @@ detect_sys_leave(DetectSys *sys)
 	SetUserIdAndSecContext(sys->save_user, sys->save_sec);
 }
 
-/* Makes every constraint trigger immediate, firing the pending ones now. */
-static void
-constraints_immediate(void)
-{
-	ConstraintsSetStmt *stmt = makeNode(ConstraintsSetStmt);
-
-	stmt->constraints = NIL;
-	stmt->deferred = false;
-	AfterTriggerSetState(stmt);
-}
-
 /*
  * Runs fn(arg) as `owner` (see the file's comment).  With errcxt NULL an
  * error is raised again once the subtransaction is rolled back; else it is
@@ -145,10 +129,7 @@ run_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn, void *arg,
 		(void) set_config_option("search_path", search_path,
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-		constraints_immediate();
 		fn(arg);
-		/* Anything left pending fires now, still as the owner. */
-		constraints_immediate();
 		AtEOXact_GUC(false, nest);
 		SetUserIdAndSecContext(save_user, save_sec);
 		owner_depth--;
@@ -186,52 +167,6 @@ detect_try_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn,
 {
 	Assert(errcxt != NULL);
 	return run_as_owner(owner, search_path, fn, arg, errcxt);
-}
-
-/*
- * Fires the caller's own pending deferred triggers, as the caller, before a
- * function that runs owner code: an owner context makes constraints
- * immediate, and they must not fire there, as another role.
- */
-void
-detect_fire_callers_deferred(void)
-{
-	if (owner_depth > 0)
-		return;					/* detect_sys_enter refuses it next */
-	constraints_immediate();
-}
-
-/*
- * ProcessUtility hook: SET CONSTRAINTS ... DEFERRED is refused in an owner
- * context, where a deferred trigger would fire later as another role.
- */
-static void
-detect_process_utility(PlannedStmt *pstmt, const char *queryString,
-					   bool readOnlyTree, ProcessUtilityContext context,
-					   ParamListInfo params, QueryEnvironment *queryEnv,
-					   DestReceiver *dest, QueryCompletion *qc)
-{
-	Node	   *stmt = pstmt->utilityStmt;
-
-	if (owner_depth > 0 && IsA(stmt, ConstraintsSetStmt) &&
-		((ConstraintsSetStmt *) stmt)->deferred)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("SET CONSTRAINTS ... DEFERRED is not allowed in a detector's expressions or destination triggers"),
-				 errdetail("Deferred triggers would fire when the round commits, as another role.")));
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
-							 queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-								queryEnv, dest, qc);
-}
-
-void
-detect_install_owner_guard(void)
-{
-	prev_process_utility = ProcessUtility_hook;
-	ProcessUtility_hook = detect_process_utility;
 }
 
 /* ---------------------------------------------------------------------

@@ -2,9 +2,9 @@
 # bootstrap superuser): a detector owner's feature function that plants a
 # search_path for the rest of the session and an operator =(int8, int8)
 # that makes its owner superuser when a superuser uses it; a destination
-# table of another role whose trigger does the same and queues a deferred
-# trigger for the worker's commit.  The worker keeps scoring, every planted
-# function runs as the detector's owner, nobody becomes superuser.
+# table of another role whose triggers do the same.  The workers keep
+# scoring, every planted function runs as the detector's owner, nobody
+# becomes superuser.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -68,8 +68,7 @@ as_role('adm', q{
 	CREATE OPERATOR s_adm.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = s_adm.eq);
 });
 
-# owner1's destination table, with a trigger planting owner1's operator and
-# a deferred one.
+# owner1's destination table, with triggers planting owner1's operator.
 as_role('owner1', q{
 	CREATE TABLE s_owner1.dest (anomaly_score float8, source_key jsonb);
 	GRANT USAGE ON SCHEMA s_owner1 TO adm;
@@ -91,8 +90,8 @@ as_role('owner1', q{
 	END $$;
 	CREATE TRIGGER plant BEFORE INSERT ON s_owner1.dest
 		FOR EACH ROW EXECUTE FUNCTION s_owner1.plant();
-	CREATE CONSTRAINT TRIGGER later AFTER INSERT ON s_owner1.dest
-		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION s_owner1.plant();
+	CREATE TRIGGER later AFTER INSERT ON s_owner1.dest
+		FOR EACH ROW EXECUTE FUNCTION s_owner1.plant();
 });
 
 as_role('adm', q{
@@ -119,8 +118,7 @@ is(sq(q{SELECT count(*) FROM s_owner1.dest}), '20', 'every score reached the des
 is(sq(q{SELECT string_agg(DISTINCT what || ':' || who, ',' ORDER BY what || ':' || who)
 	FROM seen}),
 	'AFTER trigger:adm,BEFORE trigger:adm,feature:adm',
-	"every planted function ran as the detector's owner (deferred trigger included), "
-	  . 'and no planted operator ran');
+	"every planted function ran as the detector's owner, and no planted operator ran");
 is(sq(q{SELECT count(*) FROM seen WHERE super}), '0', 'none of it as a superuser');
 is(sq($escalated), '0', 'no role became superuser');
 
