@@ -111,6 +111,7 @@ run_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn, void *arg,
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner resowner = CurrentResourceOwner;
 	ErrorData  *volatile err = NULL;
+	volatile bool inside = true;
 	Oid			save_user;
 	int			save_sec;
 
@@ -133,13 +134,15 @@ run_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn, void *arg,
 		AtEOXact_GUC(false, nest);
 		SetUserIdAndSecContext(save_user, save_sec);
 		owner_depth--;
+		inside = false;
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = resowner;
 	}
 	PG_CATCH();
 	{
-		owner_depth--;
+		if (inside)
+			owner_depth--;
 		MemoryContextSwitchTo(errcxt ? errcxt : cxt);
 		err = CopyErrorData();
 		FlushErrorState();
@@ -150,7 +153,15 @@ run_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn, void *arg,
 	}
 	PG_END_TRY();
 	detect_require_sys("back from a detector owner's code");
-	if (err != NULL && errcxt == NULL)
+
+	/*
+	 * A cancel, a shutdown, or running out of resources is not the rows'
+	 * fault: raised again even for a caller that takes errors.
+	 */
+	if (err != NULL &&
+		(errcxt == NULL ||
+		 ERRCODE_TO_CATEGORY(err->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION ||
+		 ERRCODE_TO_CATEGORY(err->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES))
 		ReThrowError(err);
 	return err;
 }
