@@ -271,6 +271,7 @@ UPDATE anomaly.detectors SET owner = 10;
 INSERT INTO anomaly.detector_forests VALUES (1, 'x', NULL, 0, 0, 0);
 SELECT anomaly.drop_detector('d_rides');
 SELECT anomaly.process('d_rides');
+-- An admin sees only the detectors of roles whose privileges they have.
 SELECT name, owner, state FROM anomaly.detector_status ORDER BY name;
 RESET ROLE;
 INSERT INTO det_rides (zone, fare, distance) VALUES (2, 10, 5), (1, 10, 5);

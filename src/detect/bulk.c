@@ -12,14 +12,20 @@
  * column its sequence's next value), evaluated as INSERT would.
  *
  * The caller opens the table with RowExclusiveLock and checks privileges;
- * this runs no permission check and no row-level security (it is for the
- * extension's own tables).
+ * this runs no permission check and no row-level security.  It is for the
+ * extension's own tables only, in the sys context (sysctx.c): their
+ * triggers are the extension's (only a superuser can add one), so they may
+ * fire there.  A user's table (a detector's destination) is written with
+ * SQL in the owner's context instead, where its triggers run as the owner.
  */
 #include "postgres.h"
 
 #include "access/heapam.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_class.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
@@ -65,6 +71,11 @@ detect_bulk_begin(Relation rel, const bool *given)
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		elog(ERROR, "bulk insert into \"%s\", which is not a plain table",
+			 RelationGetRelationName(rel));
+	detect_require_sys("bulk insert");
+	if (getExtensionOfObject(RelationRelationId, RelationGetRelid(rel)) !=
+		get_extension_oid("anomaly", false))
+		elog(ERROR, "bulk insert into \"%s\", which is not a table of the extension",
 			 RelationGetRelationName(rel));
 	b->rel = rel;
 	b->natts = desc->natts;

@@ -5,11 +5,12 @@
  *	  detection for pg_cron.
  *
  * These functions are SECURITY INVOKER C functions: they check the caller
- * (GetUserId()) themselves, then write the catalog as the bootstrap
- * superuser with a fixed search_path.  The catalog tables are not writable
- * by anyone else, so the owner recorded for a detector is always the role
- * that created it, and its expressions (checked here as that role) always
- * run as that role.
+ * (GetUserId()) themselves, then write the catalog in the sys context (the
+ * bootstrap superuser, a pinned search_path: sysctx.c).  The catalog
+ * tables are not writable by anyone else, so the owner recorded for a
+ * detector is always the role that created it, and its expressions
+ * (checked here in that role's owner context, as they will run) always run
+ * as that role.
  */
 #include "postgres.h"
 
@@ -62,6 +63,19 @@ PG_FUNCTION_INFO_V1(anomaly_process);
 
 /* Advisory lock key (first half) serializing detector creation. */
 #define DETECT_LOCK_KEY 1852796268
+
+/*
+ * The options that shape the models, as a jsonb array (sys context SQL):
+ * when they change, the models are reset.
+ */
+#define PO(o, k) o " OPERATOR(pg_catalog.->) '" k "'"
+#define PARAMS_ARRAY(o) \
+	"pg_catalog.jsonb_build_array(" PO(o, "number_of_trees") ", " PO(o, "sub_sample_size") "," \
+	" " PO(o, "time_decay") ", " PO(o, "shingle_size") ", " PO(o, "seed") ", " PO(o, "grade") "," \
+	" " PO(o, "z_factor") ", " PO(o, "score_floor") ", " PO(o, "ignore_near_expected_above") "," \
+	" " PO(o, "ignore_near_expected_below") ", " PO(o, "ignore_near_expected_above_ratio") "," \
+	" " PO(o, "ignore_near_expected_below_ratio") ", " PO(o, "suppress") "," \
+	" " PO(o, "score_horizon") ", " PO(o, "cusum_drift") ", " PO(o, "cusum_threshold") ")"
 
 /* The definition parts that create and alter check. */
 typedef struct Definition
@@ -280,13 +294,11 @@ expression_context(void *arg)
 static void
 check_query(const char *sql, Oid argtype, int natts)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, 1, &argtype);
+	SPIPlanPtr	plan = detect_owner_spi_prepare(sql, 1, &argtype);
 	List	   *sources;
 	CachedPlanSource *ps;
 	ListCell   *lc;
 
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	sources = SPI_plan_get_plan_sources(plan);
 	ps = list_length(sources) == 1 ? (CachedPlanSource *) linitial(sources) : NULL;
 	if (ps == NULL || ps->resultDesc == NULL || ps->resultDesc->natts != natts)
@@ -309,7 +321,7 @@ check_query(const char *sql, Oid argtype, int natts)
 	/* Permissions are checked when a plan starts: run it on no rows. */
 	{
 		Datum		empty = PointerGetDatum(construct_empty_array(get_element_type(argtype)));
-		int			rc = SPI_execute_plan(plan, &empty, NULL, true, 0);
+		int			rc = detect_owner_spi_execute_plan(plan, &empty, NULL, true, 0);
 
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
@@ -823,6 +835,28 @@ define(Relation rel, Definition *def, Jsonb *options)
 	check_statement(rel, def);
 }
 
+/* What define_as_owner checks. */
+typedef struct DefineCall
+{
+	Oid			relid;			/* the source */
+	Definition *def;
+	Jsonb	   *options;
+} DefineCall;
+
+/*
+ * define() in the owner context, as the expressions will run: opens the
+ * source (closing it again, its lock kept) and checks everything.
+ */
+static void
+define_as_owner(void *arg)
+{
+	DefineCall *c = (DefineCall *) arg;
+	Relation	rel = open_source_for_definition(c->relid);
+
+	define(rel, c->def, c->options);
+	table_close(rel, NoLock);
+}
+
 /* Builds a text[] datum. */
 static Datum
 cstrings_to_array(char **strs, int n)
@@ -892,7 +926,7 @@ detect_adopt(int64 id, bool note_wait)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);
 	/* Not read-only: an adoption earlier in this transaction must show. */
-	detect_spi_exec("SELECT home, name FROM anomaly.detectors WHERE id = $1",
+	detect_spi_exec("SELECT home, name FROM anomaly.detectors WHERE id OPERATOR(pg_catalog.=) $1",
 					1, t1, a1, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
@@ -909,16 +943,17 @@ detect_adopt(int64 id, bool note_wait)
 		return ADOPT_HOME;
 	}
 
-	detect_spi_exec("SELECT pid FROM pg_catalog.pg_stat_activity WHERE datid = $1"
-					" AND application_name = 'pg_restore' AND pid <> pg_catalog.pg_backend_pid()"
+	detect_spi_exec("SELECT pid FROM pg_catalog.pg_stat_activity WHERE datid OPERATOR(pg_catalog.=) $1"
+					" AND application_name OPERATOR(pg_catalog.=) 'pg_restore'"
+					" AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
 					" ORDER BY pid LIMIT 1",
 					1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(MyDatabaseId)}, NULL,
 					true, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 	{
 		if (note_wait)
-			detect_spi_exec("UPDATE anomaly.detectors SET note = $2 WHERE id = $1"
-							" AND note IS DISTINCT FROM $2", 2, (Oid[]) {INT8OID, TEXTOID},
+			detect_spi_exec("UPDATE anomaly.detectors SET note = $2 WHERE id OPERATOR(pg_catalog.=) $1"
+							" AND (note IS NULL OR note OPERATOR(pg_catalog.<>) $2)", 2, (Oid[]) {INT8OID, TEXTOID},
 							(Datum[]) {Int64GetDatum(id),
 							CStringGetTextDatum(psprintf("restored from a dump; waits for pg_restore (PID %s) to disconnect before it starts",
 														 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)))},
@@ -939,7 +974,7 @@ detect_adopt(int64 id, bool note_wait)
 					(Oid[]) {INT4OID, INT4OID},
 					(Datum[]) {Int32GetDatum(DETECT_LOCK_KEY + 1), Int32GetDatum((int32) id)},
 					NULL, false, SPI_OK_SELECT);
-	detect_spi_exec("SELECT home FROM anomaly.detectors WHERE id = $1",
+	detect_spi_exec("SELECT home FROM anomaly.detectors WHERE id OPERATOR(pg_catalog.=) $1",
 					1, t1, a1, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0 ||
 		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), home) == 0)
@@ -970,19 +1005,26 @@ detect_adopt(int64 id, bool note_wait)
 						" progress_lsn = $4, last_commit_lsn = '0/0', caught_up_at = NULL,"
 						" round_token = $5, error_count = 0,"
 						" source_name = COALESCE((SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)"
-						"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-						"   WHERE c.oid = d.source), d.source_name),"
+						"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+						"     ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+						"   WHERE c.oid OPERATOR(pg_catalog.=) d.source::pg_catalog.oid), d.source_name),"
 						" source_columns = COALESCE((SELECT pg_catalog.jsonb_agg(CASE"
-						"     WHEN a.attnum IS NULL THEN pg_catalog.jsonb_build_array(0, e->>1, (e->>2)::int8)"
-						"     WHEN (e->>2)::int8 < 16384 THEN pg_catalog.jsonb_build_array(a.attnum, e->>1, (e->>2)::int8)"
-						"     ELSE pg_catalog.jsonb_build_array(a.attnum, e->>1, a.atttypid::int8) END ORDER BY x.ord)"
+						"     WHEN a.attnum IS NULL THEN pg_catalog.jsonb_build_array(0,"
+						"       e OPERATOR(pg_catalog.->>) 1, (e OPERATOR(pg_catalog.->>) 2)::pg_catalog.int8)"
+						"     WHEN (e OPERATOR(pg_catalog.->>) 2)::pg_catalog.int8 OPERATOR(pg_catalog.<) 16384"
+						"       THEN pg_catalog.jsonb_build_array(a.attnum, e OPERATOR(pg_catalog.->>) 1,"
+						"         (e OPERATOR(pg_catalog.->>) 2)::pg_catalog.int8)"
+						"     ELSE pg_catalog.jsonb_build_array(a.attnum, e OPERATOR(pg_catalog.->>) 1,"
+						"       a.atttypid::pg_catalog.int8) END ORDER BY x.ord)"
 						"   FROM pg_catalog.jsonb_array_elements(d.source_columns) WITH ORDINALITY AS x(e, ord)"
-						"   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.source AND a.attname = e->>1"
-						"     AND a.attnum > 0 AND NOT a.attisdropped), '[]'),"
-						" note = 'restored from a dump; adopted on ' || pg_catalog.now()"
-						"   || ' with a new replication slot starting at ' || $4"
-						"   || ': models and counters kept, rows committed before then are not scored'"
-						" WHERE id = $1", 5, types, args, NULL, false, SPI_OK_UPDATE);
+						"   LEFT JOIN pg_catalog.pg_attribute a"
+						"     ON a.attrelid OPERATOR(pg_catalog.=) d.source::pg_catalog.oid"
+						"     AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) (e OPERATOR(pg_catalog.->>) 1)"
+						"     AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped), '[]'),"
+						" note = pg_catalog.concat('restored from a dump; adopted on ', pg_catalog.now(),"
+						"   ' with a new replication slot starting at ', $4,"
+						"   ': models and counters kept, rows committed before then are not scored')"
+						" WHERE id OPERATOR(pg_catalog.=) $1", 5, types, args, NULL, false, SPI_OK_UPDATE);
 	}
 	detect_sys_leave(&su);
 	SPI_finish();
@@ -1023,19 +1065,28 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 	rel = open_source_for_definition(relid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	define(rel, &def, PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5));
 
-	detect_sys_enter(&su);
+	/* Checked in the caller's owner context, with the caller's search_path. */
+	{
+		DefineCall	dc;
+		char	   *path = pstrdup(namespace_search_path);
+
+		dc.relid = relid;
+		dc.def = &def;
+		dc.options = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+		detect_sys_enter(&su);
+		detect_as_owner(owner, path, define_as_owner, &dc);
+	}
 	/* One creation at a time: ids are max + 1, and orphans are swept. */
 	detect_spi_exec("SELECT pg_catalog.pg_advisory_xact_lock($1, 0)", 1,
 			  (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(DETECT_LOCK_KEY)}, NULL, false, SPI_OK_SELECT);
-	detect_spi_exec("SELECT 1 FROM anomaly.detectors WHERE name = $1", 1,
+	detect_spi_exec("SELECT 1 FROM anomaly.detectors WHERE name OPERATOR(pg_catalog.=) $1", 1,
 			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("detector \"%s\" already exists", name)));
-	detect_spi_exec("SELECT COALESCE(pg_catalog.max(id), 0) + 1 FROM anomaly.detectors",
+	detect_spi_exec("SELECT COALESCE(pg_catalog.max(id), 0) OPERATOR(pg_catalog.+) 1 FROM anomaly.detectors",
 			  0, NULL, NULL, NULL, false, SPI_OK_SELECT);
 	{
 		bool		isnull;
@@ -1110,8 +1161,8 @@ lock_detector(const char *name, Oid caller, bool missing_ok, Existing *ex)
 	HeapTuple	t;
 	TupleDesc	td;
 
-	detect_spi_exec("SELECT id, owner, source, slot_name::text, state FROM anomaly.detectors"
-			  " WHERE name = $1 FOR UPDATE", 1,
+	detect_spi_exec("SELECT id, owner, source, slot_name::pg_catalog.text, state FROM anomaly.detectors"
+			  " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE", 1,
 			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
@@ -1155,7 +1206,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	char	   *old_params;
 	char	   *new_params;
 	Jsonb	   *merged;
-	Relation	rel;
+	char	   *caller_path;
 	bool		reset;
 	HeapTuple	t;
 	TupleDesc	td;
@@ -1167,20 +1218,17 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("name must not be null")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	caller_path = pstrdup(namespace_search_path);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);
 	lock_detector(name, caller, false, &ex);
 	detect_spi_exec("SELECT features, partition_by, filter,"
-			  " pg_catalog.jsonb_strip_nulls(CASE WHEN $2 AND NOT ($3 ? 'feature_names')"
-			  "   THEN options - 'feature_names' ELSE options END || $3),"
-			  " pg_catalog.jsonb_build_array(options->'number_of_trees', options->'sub_sample_size',"
-			  "   options->'time_decay', options->'shingle_size', options->'seed', options->'grade',"
-			  "   options->'z_factor', options->'score_floor', options->'ignore_near_expected_above',"
-			  "   options->'ignore_near_expected_below', options->'ignore_near_expected_above_ratio',"
-			  "   options->'ignore_near_expected_below_ratio', options->'suppress',"
-			  "   options->'score_horizon', options->'cusum_drift', options->'cusum_threshold')::text"
-			  " FROM anomaly.detectors WHERE id = $1", 3,
+			  " pg_catalog.jsonb_strip_nulls(CASE WHEN $2 AND NOT ($3 OPERATOR(pg_catalog.?) 'feature_names')"
+			  "   THEN options OPERATOR(pg_catalog.-) 'feature_names'::pg_catalog.text ELSE options END"
+			  "   OPERATOR(pg_catalog.||) $3),"
+			  " " PARAMS_ARRAY("options") "::pg_catalog.text"
+			  " FROM anomaly.detectors WHERE id OPERATOR(pg_catalog.=) $1", 3,
 			  (Oid[]) {INT8OID, BOOLOID, JSONBOID},
 			  (Datum[]) {Int64GetDatum(ex.id), BoolGetDatum(!PG_ARGISNULL(1)),
 	PG_ARGISNULL(4) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(4)},
@@ -1197,7 +1245,6 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	old_filter = SPI_getvalue(t, td, 3);
 	merged = DatumGetJsonbPCopy(SPI_getbinval(t, td, 4, &isnull));
 	old_params = SPI_getvalue(t, td, 5);
-	detect_sys_leave(&su);
 
 	memset(&def, 0, sizeof(def));
 	if (PG_ARGISNULL(1))
@@ -1210,31 +1257,25 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	def.partition_by = PG_ARGISNULL(2) ? old_partition : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	def.filter = PG_ARGISNULL(3) ? old_filter : text_to_cstring(PG_GETARG_TEXT_PP(3));
 
-	/* Checked as the owner, who runs them. */
+	/*
+	 * Checked in the owner's context, who runs them, with the caller's
+	 * search_path (which becomes the detector's).
+	 */
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(ex.source)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("source table of detector \"%s\" was dropped", name)));
 	{
-		Oid			su_user;
-		int			su_sec;
+		DefineCall	dc;
 
-		GetUserIdAndSecContext(&su_user, &su_sec);
-		SetUserIdAndSecContext(ex.owner, su_sec | SECURITY_LOCAL_USERID_CHANGE);
-		rel = try_table_open(ex.source, AccessShareLock);
-		if (rel == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("source table of detector \"%s\" was dropped", name)));
-		table_close(rel, AccessShareLock);
-		rel = open_source_for_definition(ex.source);
-		define(rel, &def, merged);
-		SetUserIdAndSecContext(su_user, su_sec);
+		dc.relid = ex.source;
+		dc.def = &def;
+		dc.options = merged;
+		detect_as_owner(ex.owner, caller_path, define_as_owner, &dc);
 	}
 
-	detect_sys_enter(&su);
-	detect_spi_exec("SELECT pg_catalog.jsonb_build_array(o->'number_of_trees', o->'sub_sample_size',"
-			  " o->'time_decay', o->'shingle_size', o->'seed', o->'grade', o->'z_factor',"
-			  " o->'score_floor', o->'ignore_near_expected_above', o->'ignore_near_expected_below',"
-			  " o->'ignore_near_expected_above_ratio', o->'ignore_near_expected_below_ratio',"
-			  " o->'suppress', o->'score_horizon', o->'cusum_drift', o->'cusum_threshold')::text"
-			  " FROM (SELECT $1::jsonb AS o) s",
+	detect_spi_exec("SELECT " PARAMS_ARRAY("o") "::pg_catalog.text"
+			  " FROM (SELECT $1::pg_catalog.jsonb AS o) s",
 			  1, (Oid[]) {JSONBOID}, (Datum[]) {DirectFunctionCall1(jsonb_in, CStringGetDatum(def.options))},
 			  NULL, false, SPI_OK_SELECT);
 	new_params = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -1267,22 +1308,21 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 		detect_spi_exec("UPDATE anomaly.detectors SET features = $2, partition_by = $3, filter = $4,"
 				  " options = $5, search_path = $6, source_columns = $7, key_columns = $8,"
 				  " source_name = $9,"
-				  " generation = generation + CASE WHEN $10 THEN 1 ELSE 0 END,"
+				  " generation = generation OPERATOR(pg_catalog.+) CASE WHEN $10 THEN 1 ELSE 0 END,"
 				  " round_token = CASE WHEN $10 THEN $11 ELSE round_token END,"
 				  " checkpoint_seq = CASE WHEN $10 THEN batch_seq ELSE checkpoint_seq END,"
 				  " journal_points = CASE WHEN $10 THEN 0 ELSE journal_points END"
-				  " WHERE id = $1", 11, types, args, nulls, false, SPI_OK_UPDATE);
+				  " WHERE id OPERATOR(pg_catalog.=) $1", 11, types, args, nulls, false, SPI_OK_UPDATE);
 		if (reset)
 		{
-			detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id = $1", 1,
+			detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
 					  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
-			detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id = $1", 1,
+			detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
 					  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
 		}
 	}
 	detect_sys_leave(&su);
 	SPI_finish();
-	table_close(rel, AccessShareLock);
 	detect_forget(ex.id);
 	PG_RETURN_VOID();
 }
@@ -1301,7 +1341,7 @@ adopt_by_name(const char *name, Oid caller)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);
-	detect_spi_exec("SELECT id, owner FROM anomaly.detectors WHERE name = $1", 1,
+	detect_spi_exec("SELECT id, owner FROM anomaly.detectors WHERE name OPERATOR(pg_catalog.=) $1", 1,
 					(Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, true,
 					SPI_OK_SELECT);
 	if (SPI_processed > 0)
@@ -1364,8 +1404,8 @@ set_state(const char *name, const char *state)
 					 errhint("drop_detector() removes the detector.")));
 	}
 	detect_spi_exec("UPDATE anomaly.detectors SET state = $2,"
-			  " error_count = CASE WHEN $2 = 'active' THEN 0 ELSE error_count END"
-			  " WHERE id = $1", 2, (Oid[]) {INT8OID, TEXTOID},
+			  " error_count = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE error_count END"
+			  " WHERE id OPERATOR(pg_catalog.=) $1", 2, (Oid[]) {INT8OID, TEXTOID},
 			  (Datum[]) {Int64GetDatum(ex.id), CStringGetTextDatum(state)}, NULL, false, SPI_OK_UPDATE);
 	detect_sys_leave(&su);
 	SPI_finish();
@@ -1406,7 +1446,7 @@ anomaly_reset_detector(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);
-	detect_spi_exec("SELECT slot_name::text, owner FROM anomaly.detectors WHERE name = $1", 1,
+	detect_spi_exec("SELECT slot_name::pg_catalog.text, owner FROM anomaly.detectors WHERE name OPERATOR(pg_catalog.=) $1", 1,
 			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -1433,18 +1473,18 @@ anomaly_reset_detector(PG_FUNCTION_ARGS)
 		detect_create_slot(slot);
 
 	lock_detector(name, caller, false, &ex);
-	detect_spi_exec("UPDATE anomaly.detectors SET generation = generation + 1, round_token = $2,"
+	detect_spi_exec("UPDATE anomaly.detectors SET generation = generation OPERATOR(pg_catalog.+) 1, round_token = $2,"
 			  " checkpoint_seq = batch_seq, checkpoint_at = NULL, journal_points = 0,"
 			  " rows_scored = 0, rows_filtered = 0, rows_failed = 0, rows_per_s = NULL,"
 			  " error_count = 0, last_error = NULL, last_error_at = NULL,"
 			  " progress_lsn = GREATEST(progress_lsn, $3),"
-			  " state = CASE WHEN state = 'failed' THEN 'active' ELSE state END"
-			  " WHERE id = $1", 3, (Oid[]) {INT8OID, INT8OID, PG_LSNOID},
+			  " state = CASE WHEN state OPERATOR(pg_catalog.=) 'failed' THEN 'active' ELSE state END"
+			  " WHERE id OPERATOR(pg_catalog.=) $1", 3, (Oid[]) {INT8OID, INT8OID, PG_LSNOID},
 			  (Datum[]) {Int64GetDatum(ex.id), Int64GetDatum(detect_new_token()),
 	LSNGetDatum(slot_confirmed(slot))}, NULL, false, SPI_OK_UPDATE);
-	detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id = $1", 1,
+	detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
 			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
-	detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id = $1", 1,
+	detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
 			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
 	detect_sys_leave(&su);
 	SPI_finish();
@@ -1480,7 +1520,7 @@ anomaly_drop_detector(PG_FUNCTION_ARGS)
 		SPI_finish();
 		PG_RETURN_VOID();
 	}
-	detect_spi_exec("DELETE FROM anomaly.detectors WHERE id = $1", 1,
+	detect_spi_exec("DELETE FROM anomaly.detectors WHERE id OPERATOR(pg_catalog.=) $1", 1,
 			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
 	detect_sys_leave(&su);
 	SPI_finish();
@@ -1531,7 +1571,7 @@ anomaly_process(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);
 	detect_spi_exec("SELECT id, name, owner, state FROM anomaly.detectors"
-			  " WHERE $1::text IS NULL OR name = $1 ORDER BY name", 1,
+			  " WHERE $1::pg_catalog.text IS NULL OR name OPERATOR(pg_catalog.=) $1 ORDER BY name", 1,
 			  (Oid[]) {TEXTOID}, (Datum[]) {only ? CStringGetTextDatum(only) : (Datum) 0},
 			  only ? NULL : "n", false, SPI_OK_SELECT);
 	if (only && SPI_processed == 0)

@@ -28,6 +28,7 @@
 
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "utils/relcache.h"
@@ -253,7 +254,21 @@ extern TupleTableSlot *detect_bulk_slot(DetectBulk *bulk);
 extern void detect_bulk_add(DetectBulk *bulk, TupleTableSlot *slot);
 extern int64 detect_bulk_end(DetectBulk *bulk);
 
-/* sysctx.c: catalog SPI as the bootstrap superuser, safe search_path. */
+/* ---------------------------------------------------------------------
+ * Who runs what (sysctx.c): the only place that changes user.
+ *
+ * The sys context: the extension's own SQL as the bootstrap superuser,
+ * search_path 'pg_catalog, pg_temp', every name, operator and cast in its
+ * SQL schema-qualified; its settings are thrown away on leaving.  SQL runs
+ * there only through detect_spi_*, which raise anywhere else.
+ *
+ * The owner context, entered only from the sys context through
+ * detect_as_owner / detect_try_as_owner: everything a user controls, as the
+ * detector's owner with SECURITY_RESTRICTED_OPERATION and the owner's
+ * pinned search_path, in a subtransaction and a GUC nest thrown away
+ * afterwards.  SQL runs there only through detect_owner_spi_*.
+ * ---------------------------------------------------------------------
+ */
 typedef struct DetectSys
 {
 	Oid			save_user;
@@ -262,10 +277,37 @@ typedef struct DetectSys
 } DetectSys;
 
 extern void detect_sys_enter(DetectSys *sys);
+extern void detect_require_sys(const char *what);
 extern void detect_sys_leave(DetectSys *sys);
 extern void detect_spi_exec(const char *sql, int nargs, Oid *types,
 							Datum *values, const char *nulls, bool read_only,
 							int expect);
+extern SPIPlanPtr detect_spi_prepare(const char *sql, int nargs, Oid *types);
+extern int	detect_spi_execute_plan(SPIPlanPtr plan, Datum *values,
+									const char *nulls, bool read_only, long count);
+extern Portal detect_spi_cursor_open(SPIPlanPtr plan, Datum *values,
+												 const char *nulls, bool read_only);
+
+/* Code run in an owner context. */
+typedef void (*DetectOwnerFn) (void *arg);
+
+/* Runs fn(arg) as owner; an error is raised again after the rollback. */
+extern void detect_as_owner(Oid owner, const char *search_path,
+							DetectOwnerFn fn, void *arg);
+
+/* The same, but returns the error (copied into errcxt), NULL on success. */
+extern ErrorData *detect_try_as_owner(Oid owner, const char *search_path,
+											 DetectOwnerFn fn, void *arg,
+											 MemoryContext errcxt);
+
+extern void detect_owner_spi_exec(const char *sql, int nargs, Oid *types,
+								  Datum *values, const char *nulls,
+								  bool read_only, int expect);
+extern SPIPlanPtr detect_owner_spi_prepare(const char *sql, int nargs, Oid *types);
+extern int	detect_owner_spi_execute_plan(SPIPlanPtr plan, Datum *values,
+										  const char *nulls, bool read_only,
+										  long count);
+
 
 /*
  * Restored detectors (catalog.c).  A detector's row records its home: the

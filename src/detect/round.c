@@ -26,10 +26,12 @@
  * round_token, new at every round, tells whether memory is current.
  *
  * Feature expressions are evaluated for a whole round at once, over the
- * rows as an array of the source's row type, as the owner, with
- * SECURITY_RESTRICTED_OPERATION and the owner's pinned search_path, in a
- * subtransaction.  When that fails the rows are split in halves until the
- * failing rows are found; those are recorded in detector_failures.
+ * rows as an array of the source's row type, in the detector owner's
+ * context (sysctx.c: as the owner, with SECURITY_RESTRICTED_OPERATION and
+ * the owner's pinned search_path, in a subtransaction whose settings are
+ * thrown away).  When that fails the rows are split in halves until the
+ * failing rows are found; those are recorded in detector_failures.  The
+ * rest of a round runs in the sys context, whose SQL is schema-qualified.
  */
 #include "postgres.h"
 
@@ -234,16 +236,6 @@ static Oid	anomaly_type(const char *name);
  * Small helpers
  */
 
-static SPIPlanPtr
-spi_prepare(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed (%d): %s", SPI_result, sql);
-	return plan;
-}
-
 static Datum
 spi_value(int row, int col, bool *isnull)
 {
@@ -308,27 +300,31 @@ detect_error_is_permanent(int sqlerrcode)
  * The definition
  */
 
+/* An option as text, and the options' operations array (sys context SQL). */
+#define OPT(key) "(options OPERATOR(pg_catalog.->>) '" key "')"
+#define OPS "(options OPERATOR(pg_catalog.->) 'operations')"
+
 #define DEF_COLUMNS \
 	"id, name, source, source_name, features, partition_by, filter, owner," \
 	" search_path, source_columns, key_columns, slot_name, state, batch_seq," \
 	" round_token, progress_lsn, last_commit_lsn, checkpoint_seq," \
 	" checkpoint_at, journal_points, rows_per_s, last_batch_at," \
-	" (options->>'number_of_trees')::int4, (options->>'sub_sample_size')::int4," \
-	" (options->>'time_decay')::int8, (options->>'shingle_size')::int4," \
-	" (options->>'seed')::int8, options->'operations' ? 'insert'," \
-	" options->'operations' ? 'update', (options->>'with_explanation')::bool," \
-	" (options->>'with_directionality')::bool," \
-	" ARRAY(SELECT pg_catalog.jsonb_array_elements_text(options->'feature_names'))," \
-	" options->>'destination'," \
-	" xmin, COALESCE((options->>'grade')::bool, false)," \
-	" (options->>'z_factor')::float8, (options->>'score_floor')::float8," \
-	" (options->>'ignore_near_expected_above')::float8," \
-	" (options->>'ignore_near_expected_below')::float8," \
-	" (options->>'ignore_near_expected_above_ratio')::float8," \
-	" (options->>'ignore_near_expected_below_ratio')::float8," \
-	" (options->>'suppress')::float8::int4, (options->>'score_horizon')::float8," \
-	" COALESCE((options->>'cusum_drift')::float8, 2)," \
-	" COALESCE((options->>'cusum_threshold')::float8, 12)"
+	" " OPT("number_of_trees") "::pg_catalog.int4, " OPT("sub_sample_size") "::pg_catalog.int4," \
+	" " OPT("time_decay") "::pg_catalog.int8, " OPT("shingle_size") "::pg_catalog.int4," \
+	" " OPT("seed") "::pg_catalog.int8, " OPS " OPERATOR(pg_catalog.?) 'insert'," \
+	" " OPS " OPERATOR(pg_catalog.?) 'update', " OPT("with_explanation") "::pg_catalog.bool," \
+	" " OPT("with_directionality") "::pg_catalog.bool," \
+	" ARRAY(SELECT pg_catalog.jsonb_array_elements_text(options OPERATOR(pg_catalog.->) 'feature_names'))," \
+	" " OPT("destination") "," \
+	" xmin, COALESCE(" OPT("grade") "::pg_catalog.bool, false)," \
+	" " OPT("z_factor") "::pg_catalog.float8, " OPT("score_floor") "::pg_catalog.float8," \
+	" " OPT("ignore_near_expected_above") "::pg_catalog.float8," \
+	" " OPT("ignore_near_expected_below") "::pg_catalog.float8," \
+	" " OPT("ignore_near_expected_above_ratio") "::pg_catalog.float8," \
+	" " OPT("ignore_near_expected_below_ratio") "::pg_catalog.float8," \
+	" " OPT("suppress") "::pg_catalog.float8::pg_catalog.int4, " OPT("score_horizon") "::pg_catalog.float8," \
+	" COALESCE(" OPT("cusum_drift") "::pg_catalog.float8, 2)," \
+	" COALESCE(" OPT("cusum_threshold") "::pg_catalog.float8, 12)"
 
 /*
  * Reads detector id's row into def (in CurrentMemoryContext).  lock:
@@ -349,14 +345,14 @@ read_def(int64 id, bool lock, DetectorDef *def, bool *locked)
 
 	*locked = false;
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT " DEF_COLUMNS " FROM anomaly.detectors WHERE id = $1%s",
+	appendStringInfo(&sql, "SELECT " DEF_COLUMNS " FROM anomaly.detectors WHERE id OPERATOR(pg_catalog.=) $1%s",
 					 lock ? " FOR UPDATE SKIP LOCKED" : "");
 	detect_spi_exec(sql.data, 1, types, args, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
 		if (lock)
 		{
-			detect_spi_exec("SELECT 1 FROM anomaly.detectors WHERE id = $1",
+			detect_spi_exec("SELECT 1 FROM anomaly.detectors WHERE id OPERATOR(pg_catalog.=) $1",
 					 1, types, args, NULL, true, SPI_OK_SELECT);
 			*locked = SPI_processed > 0;
 		}
@@ -569,17 +565,19 @@ prepare_forest_plans(void)
 	Oid			t6[6];
 
 	plans.rcf_type = anomaly_type("rcf");
-	plans.load_key = spi_prepare("SELECT model, journal_seq, journal_pos FROM anomaly.detector_forests"
-								 " WHERE detector_id = $1 AND partition_key = $2", 2, t2);
-	plans.load_null = spi_prepare("SELECT model, journal_seq, journal_pos FROM anomaly.detector_forests"
-								  " WHERE detector_id = $1 AND partition_key IS NULL", 1, t2);
+	plans.load_key = detect_spi_prepare("SELECT model, journal_seq, journal_pos FROM anomaly.detector_forests"
+										" WHERE detector_id OPERATOR(pg_catalog.=) $1"
+										" AND partition_key OPERATOR(pg_catalog.=) $2", 2, t2);
+	plans.load_null = detect_spi_prepare("SELECT model, journal_seq, journal_pos FROM anomaly.detector_forests"
+										 " WHERE detector_id OPERATOR(pg_catalog.=) $1"
+										 " AND partition_key IS NULL", 1, t2);
 	t6[0] = INT8OID;
 	t6[1] = TEXTOID;
 	t6[2] = plans.rcf_type;
 	t6[3] = INT8OID;
 	t6[4] = INT4OID;
 	t6[5] = INT8OID;
-	plans.store = spi_prepare("INSERT INTO anomaly.detector_forests AS f"
+	plans.store = detect_spi_prepare("INSERT INTO anomaly.detector_forests AS f"
 							  " (detector_id, partition_key, model, journal_seq, journal_pos, points, updated_at)"
 							  " VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now())"
 							  " ON CONFLICT (detector_id, partition_key) DO UPDATE SET"
@@ -619,7 +617,7 @@ store_forest(DetectorDef *def, ForestEntry *e)
 	args[3] = Int64GetDatum(e->as_seq);
 	args[4] = Int32GetDatum(e->as_pos);
 	args[5] = Int64GetDatum((int64) rcf_updates(e->forest));
-	rc = SPI_execute_plan(plans.store, args, nulls, false, 0);
+	rc = detect_spi_execute_plan(plans.store, args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not store a forest of detector \"%s\" (%d)", def->name, rc);
 	pfree(model);
@@ -697,10 +695,10 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 	if (key)
 	{
 		args[1] = CStringGetTextDatum(key);
-		rc = SPI_execute_plan(plans.load_key, args, NULL, false, 1);
+		rc = detect_spi_execute_plan(plans.load_key, args, NULL, false, 1);
 	}
 	else
-		rc = SPI_execute_plan(plans.load_null, args, NULL, false, 1);
+		rc = detect_spi_execute_plan(plans.load_null, args, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not load a forest of detector \"%s\"", def->name);
 
@@ -813,9 +811,10 @@ replay_journal(DetectorCache *dc, DetectorDef *def)
 	Portal		portal;
 	int			dims = def->nfeatures;
 
-	plan = spi_prepare("SELECT seq, keys, points FROM anomaly.detector_journal"
-					   " WHERE detector_id = $1 AND seq > $2 ORDER BY seq", 2, types);
-	portal = SPI_cursor_open(NULL, plan, args, NULL, false);
+	plan = detect_spi_prepare("SELECT seq, keys, points FROM anomaly.detector_journal"
+							  " WHERE detector_id OPERATOR(pg_catalog.=) $1"
+							  " AND seq OPERATOR(pg_catalog.>) $2 ORDER BY seq", 2, types);
+	portal = detect_spi_cursor_open(plan, args, NULL, false);
 	for (;;)
 	{
 		SPITupleTable *tt;
@@ -1021,8 +1020,9 @@ skip_origins_option(void)
 
 	initStringInfo(&buf);
 	snprintf(prefix, sizeof(prefix), "anomaly_%u_%%", MyDatabaseId);
-	detect_spi_exec("SELECT pg_catalog.string_agg(roident::text, ',') FROM pg_catalog.pg_replication_origin"
-			 " WHERE roname LIKE $1",
+	detect_spi_exec("SELECT pg_catalog.string_agg(roident::pg_catalog.text, ',')"
+					" FROM pg_catalog.pg_replication_origin"
+					" WHERE roname OPERATOR(pg_catalog.~~) $1",
 			 1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(prefix)}, NULL,
 			 true, SPI_OK_SELECT);
 	{
@@ -1351,55 +1351,63 @@ check_source(DetectorDef *def, Relation rel)
 	}
 }
 
+/* A value to convert (convert_as_owner). */
+typedef struct ConvertCall
+{
+	Datum		value;
+	Oid			from;
+	Form_pg_attribute to;
+	Datum		out;
+} ConvertCall;
+
+/*
+ * Through the old type's output and the new type's input: in the owner
+ * context, since both may run code of the types' owners (a domain's CHECK).
+ */
+static void
+convert_as_owner(void *arg)
+{
+	ConvertCall *c = (ConvertCall *) arg;
+	Oid			outfn;
+	Oid			infn;
+	Oid			ioparam;
+	bool		isvarlena;
+	char	   *text;
+
+	if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(c->from)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("column \"%s\" was written with a type that no longer exists",
+						NameStr(c->to->attname))));
+	getTypeOutputInfo(c->from, &outfn, &isvarlena);
+	text = OidOutputFunctionCall(outfn, c->value);
+	getTypeInputInfo(c->to->atttypid, &infn, &ioparam);
+	c->out = OidInputFunctionCall(infn, text, ioparam, c->to->atttypmod);
+}
+
 /*
  * Converts a value of a column whose type changed since the row was
- * written (the detector was altered to the table's new shape): through the
- * old type's output and the new type's input, in a subtransaction.
- * Returns NULL on success, else the error message.
+ * written (the detector was altered to the table's new shape), as the
+ * detector's owner.  Returns NULL on success, else the error message.
  */
 static char *
-convert_value(Datum value, Oid from, Form_pg_attribute to, Datum *out)
+convert_value(DetectorDef *def, Datum value, Oid from, Form_pg_attribute to,
+			  Datum *out)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	char	   *volatile error = NULL;
+	ConvertCall c;
+	ErrorData  *err;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		Oid			outfn;
-		Oid			infn;
-		Oid			ioparam;
-		bool		isvarlena;
-		char	   *text;
-
-		if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(from)))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("column \"%s\" was written with a type that no longer exists",
-							NameStr(to->attname))));
-		getTypeOutputInfo(from, &outfn, &isvarlena);
-		text = OidOutputFunctionCall(outfn, value);
-		getTypeInputInfo(to->atttypid, &infn, &ioparam);
-		*out = OidInputFunctionCall(infn, text, ioparam, to->atttypmod);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		error = psprintf("column \"%s\" changed type and its old value cannot be converted: %s",
-						 NameStr(to->attname), edata->message);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return error;
+	c.value = value;
+	c.from = from;
+	c.to = to;
+	c.out = (Datum) 0;
+	err = detect_try_as_owner(def->owner, def->search_path, convert_as_owner, &c,
+							  CurrentMemoryContext);
+	if (err)
+		return psprintf("column \"%s\" changed type and its old value cannot be converted: %s",
+						NameStr(to->attname), err->message);
+	*out = c.out;
+	return NULL;
 }
 
 /*
@@ -1434,7 +1442,7 @@ row_to_composite(DetectorDef *def, RoundData *rd, int64 i, TupleDesc cur,
 			continue;
 		if (h->atts[a].typid != att->atttypid)
 		{
-			*error = convert_value(hv[a], h->atts[a].typid, att, &values[a]);
+			*error = convert_value(def, hv[a], h->atts[a].typid, att, &values[a]);
 			if (*error)
 			{
 				/* An empty row stands in for it; it is not scored. */
@@ -1503,33 +1511,6 @@ typedef struct EvalState
 	int			nfailed;
 } EvalState;
 
-/* Runs as the owner: switches user, security context and search_path. */
-typedef struct OwnerContext
-{
-	Oid			save_user;
-	int			save_sec;
-	int			guc_nest;
-} OwnerContext;
-
-static void
-owner_enter(OwnerContext *oc, DetectorDef *def)
-{
-	GetUserIdAndSecContext(&oc->save_user, &oc->save_sec);
-	SetUserIdAndSecContext(def->owner, oc->save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	oc->guc_nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", def->search_path,
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-}
-
-static void
-owner_leave(OwnerContext *oc)
-{
-	AtEOXact_GUC(true, oc->guc_nest);
-	SetUserIdAndSecContext(oc->save_user, oc->save_sec);
-}
-
 /* Copies the result rows of an evaluation of rows [lo, hi). */
 static void
 take_results(EvalState *es, int lo, int hi)
@@ -1574,60 +1555,61 @@ take_results(EvalState *es, int lo, int hi)
 	MemoryContextSwitchTo(old);
 }
 
+/* One evaluation of rows [lo, hi) (eval_as_owner). */
+typedef struct EvalCall
+{
+	EvalState  *es;
+	SPIPlanPtr	plan;
+	Datum		arg;
+	int			lo;
+	int			hi;
+	bool		key_only;
+} EvalCall;
+
+/* Runs the evaluation plan and takes its results, in the owner context. */
+static void
+eval_as_owner(void *arg)
+{
+	EvalCall   *c = (EvalCall *) arg;
+	int			rc;
+
+	rc = detect_owner_spi_execute_plan(c->plan, &c->arg, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "feature evaluation failed (%d)", rc);
+	if (c->key_only)
+	{
+		MemoryContext old = MemoryContextSwitchTo(c->es->cxt);
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		c->es->res[c->lo].source_key = isnull ? (Datum) 0 : PointerGetDatum(DatumGetJsonbPCopy(d));
+		MemoryContextSwitchTo(old);
+	}
+	else
+		take_results(c->es, c->lo, c->hi);
+	SPI_freetuptable(SPI_tuptable);
+}
+
 /*
- * Evaluates plan over rows [lo, hi) in a subtransaction, as the owner.
- * Returns NULL on success, else the error (in es->cxt).
+ * Evaluates plan over rows [lo, hi) as the owner.  Returns NULL on
+ * success, else the error (in es->cxt).
  */
 static ErrorData *
 try_eval(EvalState *es, SPIPlanPtr plan, int lo, int hi, bool key_only)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	ErrorData  *volatile err = NULL;
 	ArrayType  *arr;
-	Datum		arg;
-	OwnerContext oc;
+	EvalCall	c;
+	ErrorData  *err;
 
 	arr = construct_array(es->rows + lo, hi - lo, es->elem_type, -1, false, TYPALIGN_DOUBLE);
-	arg = PointerGetDatum(arr);
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		int			rc;
-
-		owner_enter(&oc, es->def);
-		rc = SPI_execute_plan(plan, &arg, NULL, false, 0);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "feature evaluation failed (%d)", rc);
-		owner_leave(&oc);
-		if (key_only)
-		{
-			MemoryContext old = MemoryContextSwitchTo(es->cxt);
-			bool		isnull;
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-			es->res[lo].source_key = isnull ? (Datum) 0 : PointerGetDatum(DatumGetJsonbPCopy(d));
-			MemoryContextSwitchTo(old);
-		}
-		else
-			take_results(es, lo, hi);
-		SPI_freetuptable(SPI_tuptable);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(es->cxt);
-		err = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_END_TRY();
+	c.es = es;
+	c.plan = plan;
+	c.arg = PointerGetDatum(arr);
+	c.lo = lo;
+	c.hi = hi;
+	c.key_only = key_only;
+	err = detect_try_as_owner(es->def->owner, es->def->search_path, eval_as_owner, &c,
+							  es->cxt);
 	pfree(arr);
 	return err;
 }
@@ -1889,21 +1871,32 @@ write_scores(const ScoreSource *ss, const int64 *rows, int n)
 	table_close(rel, NoLock);
 }
 
+/* The rows write_destination writes. */
+typedef struct DestinationCall
+{
+	const ScoreSource *ss;
+	const int64 *rows;
+	int			n;
+} DestinationCall;
+
 /*
- * Writes the scores of a round into the detector's destination table too,
- * as the owner (like the expressions), in the round's transaction: the
- * columns the table has among detect_dest_columns, by name.
+ * Inserts the round's scores into the destination table, in the owner
+ * context: its triggers, defaults, constraints, casts and row security are
+ * the owner's and the table owner's code, and run as the detector's owner.
  */
 static void
-write_destination(const ScoreSource *ss, const int64 *rows, int n)
+destination_as_owner(void *arg)
 {
+	DestinationCall *call = (DestinationCall *) arg;
+	const ScoreSource *ss = call->ss;
+	const int64 *rows = call->rows;
+	int			n = call->n;
 	DetectorDef *def = ss->def;
 	TupleDesc	row_desc;
 	Datum	   *composites;
 	Oid			row_type;
 	Oid			types[3];
 	Datum		args[3];
-	OwnerContext oc;
 	RangeVar   *rv;
 	Oid			relid;
 	Relation	rel;
@@ -1914,10 +1907,7 @@ write_destination(const ScoreSource *ss, const int64 *rows, int n)
 	StringInfoData exprs;
 	StringInfoData sql;
 
-	if (def->destination == NULL || n == 0)
-		return;
 	row_type = anomaly_type("_score_row");
-	owner_enter(&oc, def);
 	rv = makeRangeVarFromNameList(stringToQualifiedNameList(def->destination));
 	relid = RangeVarGetRelid(rv, RowExclusiveLock, true);
 	if (!OidIsValid(relid))
@@ -2001,8 +1991,25 @@ write_destination(const ScoreSource *ss, const int64 *rows, int n)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO %s (%s) SELECT %s FROM pg_catalog.unnest($2) AS r",
 					 def->destination, cols.data, exprs.data);
-	detect_spi_exec(sql.data, 3, types, args, NULL, false, SPI_OK_INSERT);
-	owner_leave(&oc);
+	detect_owner_spi_exec(sql.data, 3, types, args, NULL, false, SPI_OK_INSERT);
+}
+
+/*
+ * Writes the scores of a round into the detector's destination table too,
+ * as the owner (like the expressions), in the round's transaction: the
+ * columns the table has among detect_dest_columns, by name.
+ */
+static void
+write_destination(const ScoreSource *ss, const int64 *rows, int n)
+{
+	DestinationCall call;
+
+	if (ss->def->destination == NULL || n == 0)
+		return;
+	call.ss = ss;
+	call.rows = rows;
+	call.n = n;
+	detect_as_owner(ss->def->owner, ss->def->search_path, destination_as_owner, &call);
 }
 
 /* Writes the failures of a round. */
@@ -2019,9 +2026,9 @@ write_failures(DetectorDef *def, RoundData *rd, EvalState *es, int64 n)
 	int			k = 0;
 	int			dims[1];
 	int			lbs[1] = {1};
-	Oid			types[6] = {TEXTOID, JSONBARRAYOID, PG_LSNARRAYOID, TIMESTAMPTZARRAYOID,
-	TEXTARRAYOID, TEXTARRAYOID};
-	Datum		args[6];
+	Oid			types[7] = {TEXTOID, JSONBARRAYOID, PG_LSNARRAYOID, TIMESTAMPTZARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, OIDOID};
+	Datum		args[7];
 
 	if (nf == 0)
 		return;
@@ -2046,10 +2053,13 @@ write_failures(DetectorDef *def, RoundData *rd, EvalState *es, int64 n)
 	args[3] = PointerGetDatum(construct_array(times, k, TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[4] = PointerGetDatum(construct_array(states, k, TEXTOID, -1, false, TYPALIGN_INT));
 	args[5] = PointerGetDatum(construct_array(reasons, k, TEXTOID, -1, false, TYPALIGN_INT));
-	detect_spi_exec("INSERT INTO anomaly.detector_failures (detector, source_key, commit_lsn, commit_time, sqlstate, reason)"
-			 " SELECT $1, u.* FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
-			 " pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6)) AS u",
-			 6, types, args, NULL, false, SPI_OK_INSERT);
+	args[6] = ObjectIdGetDatum(def->owner);
+	/* The owner is kept with each row: who may see it (a row security policy). */
+	detect_spi_exec("INSERT INTO anomaly.detector_failures"
+					" (detector, source_key, commit_lsn, commit_time, sqlstate, reason, owner)"
+					" SELECT $1, u.*, $7 FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
+					" pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6)) AS u",
+					7, types, args, NULL, false, SPI_OK_INSERT);
 }
 
 /* True when two results have the same partition key. */
@@ -2348,23 +2358,44 @@ open_source(DetectorDef *def)
 	return rel;
 }
 
+/* What prepare_as_owner prepares. */
+typedef struct PrepareCall
+{
+	EvalState  *es;
+	const char *relname;
+} PrepareCall;
+
+/*
+ * Prepares the evaluation plans in the owner context: parsing resolves
+ * names with the owner's search_path and may already run code (a literal
+ * of a type with its own input function).
+ */
+static void
+prepare_as_owner(void *arg)
+{
+	PrepareCall *c = (PrepareCall *) arg;
+	EvalState  *es = c->es;
+	DetectorDef *def = es->def;
+	Oid			argtype = es->array_type;
+	char	   *sql;
+
+	sql = detect_eval_sql(c->relname, def->nfeatures, def->features,
+						  def->partition_by, def->filter, def->nkeys, def->key_columns, false);
+	es->plan = detect_owner_spi_prepare(sql, 1, &argtype);
+	sql = detect_eval_sql(c->relname, 0, NULL, NULL, NULL,
+						  def->nkeys, def->key_columns, true);
+	es->key_plan = detect_owner_spi_prepare(sql, 1, &argtype);
+}
+
 /* Prepares the evaluation plans, as the owner. */
 static void
 prepare_eval(EvalState *es, Relation rel)
 {
-	DetectorDef *def = es->def;
-	Oid			argtype = es->array_type;
-	OwnerContext oc;
-	char	   *sql;
+	PrepareCall c;
 
-	owner_enter(&oc, def);
-	sql = detect_eval_sql(RelationGetRelationName(rel), def->nfeatures, def->features,
-						  def->partition_by, def->filter, def->nkeys, def->key_columns, false);
-	es->plan = spi_prepare(sql, 1, &argtype);
-	sql = detect_eval_sql(RelationGetRelationName(rel), 0, NULL, NULL, NULL,
-						  def->nkeys, def->key_columns, true);
-	es->key_plan = spi_prepare(sql, 1, &argtype);
-	owner_leave(&oc);
+	c.es = es;
+	c.relname = RelationGetRelationName(rel);
+	detect_as_owner(es->def->owner, es->def->search_path, prepare_as_owner, &c);
 }
 
 /* What the write phase of a round needs. */
@@ -2448,9 +2479,10 @@ spread_checkpoint(DetectorCache *dc, DetectorDef *def, int64 seq, int npoints,
 		bool		isnull;
 
 		detect_spi_exec("WITH d AS (DELETE FROM anomaly.detector_journal"
-						" WHERE detector_id = $1 AND seq <= $2"
+						" WHERE detector_id OPERATOR(pg_catalog.=) $1"
+						" AND seq OPERATOR(pg_catalog.<=) $2"
 						" RETURNING pg_catalog.cardinality(keys) AS n)"
-						" SELECT pg_catalog.sum(n)::bigint FROM d",
+						" SELECT pg_catalog.sum(n)::pg_catalog.int8 FROM d",
 						2, t2, a2, NULL, false, SPI_OK_SELECT);
 		deleted = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 								&isnull);
@@ -2553,16 +2585,17 @@ write_round(RoundWrite *w)
 		if (!stored && def->checkpoint_at == 0)
 			nl[14] = 'n';
 		detect_spi_exec("UPDATE anomaly.detectors SET batch_seq = $2, round_token = $3,"
-				 " progress_lsn = GREATEST(progress_lsn, $4),"
-				 " last_commit_lsn = GREATEST(last_commit_lsn, $5),"
-				 " last_commit_time = COALESCE($6, last_commit_time),"
-				 " rows_scored = rows_scored + $7, rows_filtered = rows_filtered + $8,"
-				 " rows_failed = rows_failed + $9,"
-				 " rows_per_s = COALESCE($10, rows_per_s), last_batch_at = $11,"
-				 " caught_up_at = COALESCE($12, caught_up_at),"
-				 " journal_points = $13, checkpoint_seq = $14, checkpoint_at = $15,"
-				 " error_count = 0"
-				 " WHERE id = $1", 15, t, a, nl, false, SPI_OK_UPDATE);
+						" progress_lsn = GREATEST(progress_lsn, $4),"
+						" last_commit_lsn = GREATEST(last_commit_lsn, $5),"
+						" last_commit_time = COALESCE($6, last_commit_time),"
+						" rows_scored = rows_scored OPERATOR(pg_catalog.+) $7,"
+						" rows_filtered = rows_filtered OPERATOR(pg_catalog.+) $8,"
+						" rows_failed = rows_failed OPERATOR(pg_catalog.+) $9,"
+						" rows_per_s = COALESCE($10, rows_per_s), last_batch_at = $11,"
+						" caught_up_at = COALESCE($12, caught_up_at),"
+						" journal_points = $13, checkpoint_seq = $14, checkpoint_at = $15,"
+						" error_count = 0"
+						" WHERE id OPERATOR(pg_catalog.=) $1", 15, t, a, nl, false, SPI_OK_UPDATE);
 		if (SPI_processed != 1)
 			elog(ERROR, "detector " INT64_FORMAT " vanished during its round", def->id);
 		dc->token = token;
@@ -2784,11 +2817,13 @@ detect_record_error(int64 id, const char *message, const char *sqlstate,
 	args[2] = BoolGetDatum(fatal);
 	args[3] = Int32GetDatum(detect_max_retries);
 	args[4] = CStringGetTextDatum(sqlstate ? sqlstate : "XX000");
-	detect_spi_exec("UPDATE anomaly.detectors SET last_error = $2 || ' (SQLSTATE ' || $5 || ')',"
-			 " last_error_at = pg_catalog.now(), error_count = error_count + 1,"
-			 " state = CASE WHEN state = 'active' AND ($3 OR error_count + 1 >= $4)"
-			 " THEN 'failed' ELSE state END"
-			 " WHERE id = $1", 5, types, args, NULL, false, SPI_OK_UPDATE);
+	detect_spi_exec("UPDATE anomaly.detectors SET last_error = pg_catalog.concat($2, ' (SQLSTATE ', $5, ')'),"
+					" last_error_at = pg_catalog.now(),"
+					" error_count = error_count OPERATOR(pg_catalog.+) 1,"
+					" state = CASE WHEN state OPERATOR(pg_catalog.=) 'active'"
+					" AND ($3 OR (error_count OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>=) $4)"
+					" THEN 'failed' ELSE state END"
+					" WHERE id OPERATOR(pg_catalog.=) $1", 5, types, args, NULL, false, SPI_OK_UPDATE);
 	detect_sys_leave(&sc);
 	SPI_finish();
 }
@@ -2805,20 +2840,24 @@ detect_apply_retention(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&sc);
-	detect_spi_exec("WITH d AS (SELECT name, (options->>'retention')::interval AS keep"
-			 "   FROM anomaly.detectors WHERE options->>'retention' IS NOT NULL),"
-			 " old AS (SELECT s.id FROM d, LATERAL (SELECT id, scored_at FROM anomaly.scores"
-			 "   WHERE detector = d.name ORDER BY id LIMIT 10000) s"
-			 "   WHERE s.scored_at < pg_catalog.now() - d.keep)"
-			 " DELETE FROM anomaly.scores WHERE id IN (SELECT id FROM old)",
-			 0, NULL, NULL, NULL, false, SPI_OK_DELETE);
-	detect_spi_exec("WITH d AS (SELECT name, (options->>'retention')::interval AS keep"
-			 "   FROM anomaly.detectors WHERE options->>'retention' IS NOT NULL),"
-			 " old AS (SELECT f.id FROM d, LATERAL (SELECT id, failed_at FROM anomaly.detector_failures"
-			 "   WHERE detector = d.name ORDER BY id LIMIT 10000) f"
-			 "   WHERE f.failed_at < pg_catalog.now() - d.keep)"
-			 " DELETE FROM anomaly.detector_failures WHERE id IN (SELECT id FROM old)",
-			 0, NULL, NULL, NULL, false, SPI_OK_DELETE);
+	detect_spi_exec("WITH d AS (SELECT name, " OPT("retention") "::pg_catalog.interval AS keep"
+					"   FROM anomaly.detectors WHERE " OPT("retention") " IS NOT NULL),"
+					" old AS (SELECT s.id FROM d, LATERAL (SELECT id, scored_at FROM anomaly.scores"
+					"   WHERE detector OPERATOR(pg_catalog.=) d.name ORDER BY id LIMIT 10000) s"
+					"   WHERE s.scored_at OPERATOR(pg_catalog.<)"
+					"     (pg_catalog.now() OPERATOR(pg_catalog.-) d.keep))"
+					" DELETE FROM anomaly.scores"
+					" WHERE id OPERATOR(pg_catalog.=) ANY (SELECT id FROM old)",
+					0, NULL, NULL, NULL, false, SPI_OK_DELETE);
+	detect_spi_exec("WITH d AS (SELECT name, " OPT("retention") "::pg_catalog.interval AS keep"
+					"   FROM anomaly.detectors WHERE " OPT("retention") " IS NOT NULL),"
+					" old AS (SELECT f.id FROM d, LATERAL (SELECT id, failed_at FROM anomaly.detector_failures"
+					"   WHERE detector OPERATOR(pg_catalog.=) d.name ORDER BY id LIMIT 10000) f"
+					"   WHERE f.failed_at OPERATOR(pg_catalog.<)"
+					"     (pg_catalog.now() OPERATOR(pg_catalog.-) d.keep))"
+					" DELETE FROM anomaly.detector_failures"
+					" WHERE id OPERATOR(pg_catalog.=) ANY (SELECT id FROM old)",
+					0, NULL, NULL, NULL, false, SPI_OK_DELETE);
 	detect_sys_leave(&sc);
 	SPI_finish();
 }

@@ -329,23 +329,28 @@ detect_drop_orphan_slots(void)
 	size_t		plen;
 	int			n = 0;
 	bool		isnull;
+	DetectSys	sys;
 
 	if (names == NIL)
 		return 0;
 	snprintf(prefix, sizeof(prefix), "anomaly_%u_", MyDatabaseId);
 	plen = strlen(prefix);
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	detect_sys_enter(&sys);
 
 	/*
 	 * create_detector holds this lock from before it creates its slot until
 	 * its transaction ends: while we hold it, a slot without a detector is
 	 * an orphan.
 	 */
-	if (SPI_execute("SELECT pg_catalog.pg_try_advisory_xact_lock(1852796268, 0)",
-					false, 1) != SPI_OK_SELECT || SPI_processed != 1 ||
+	detect_spi_exec("SELECT pg_catalog.pg_try_advisory_xact_lock(1852796268, 0)",
+					0, NULL, NULL, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1 ||
 		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 	{
+		detect_sys_leave(&sys);
 		SPI_finish();
 		return 0;
 	}
@@ -356,17 +361,16 @@ detect_drop_orphan_slots(void)
 		int64		id;
 		Datum		args[1];
 		Oid			types[1] = {INT8OID};
-		int			rc;
 
 		errno = 0;
 		id = strtoll(name + plen, &end, 10);
 		if (*end != '\0' || errno != 0)
 			continue;
 		args[0] = Int64GetDatum(id);
-		rc = SPI_execute_with_args(
-								   "SELECT NOT EXISTS (SELECT 1 FROM anomaly.detectors WHERE id = $1)",
-								   1, types, args, NULL, false, 1);
-		if (rc == SPI_OK_SELECT && SPI_processed == 1)
+		detect_spi_exec("SELECT NOT EXISTS (SELECT 1 FROM anomaly.detectors"
+						" WHERE id OPERATOR(pg_catalog.=) $1)",
+						1, types, args, NULL, false, SPI_OK_SELECT);
+		if (SPI_processed == 1)
 		{
 			Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull);
@@ -380,6 +384,7 @@ detect_drop_orphan_slots(void)
 			}
 		}
 	}
+	detect_sys_leave(&sys);
 	SPI_finish();
 	foreach(lc, orphans)
 		n += try_drop_orphan((char *) lfirst(lc)) ? 1 : 0;

@@ -198,10 +198,13 @@ list_active(MemoryContext cxt, int64 **active, char ***slots,
 			SPI_connect() == SPI_OK_CONNECT)
 		{
 			TimestampTz now;
+			DetectSys	sys;
 
 			pgstat_report_activity(STATE_RUNNING, "listing detectors");
-			if (SPI_execute("SELECT id, slot_name::text FROM anomaly.detectors"
-							" WHERE state = 'active' ORDER BY id", true, 0) == SPI_OK_SELECT)
+			detect_sys_enter(&sys);
+			detect_spi_exec("SELECT id FROM anomaly.detectors"
+							" WHERE state OPERATOR(pg_catalog.=) 'active' ORDER BY id",
+							0, NULL, NULL, NULL, true, SPI_OK_SELECT);
 			{
 				MemoryContext old = MemoryContextSwitchTo(cxt);
 				int			n = 0;
@@ -228,6 +231,7 @@ list_active(MemoryContext cxt, int64 **active, char ***slots,
 				nactive = n;
 				MemoryContextSwitchTo(old);
 			}
+			detect_sys_leave(&sys);
 			SPI_finish();
 			now = GetCurrentTimestamp();
 			if (TimestampDifferenceExceeds(*last_housekeeping, now, 60000))

@@ -87,7 +87,8 @@ CREATE TABLE detector_failures (
 	commit_time timestamptz,
 	sqlstate text,
 	reason text NOT NULL,
-	failed_at timestamptz NOT NULL DEFAULT now()
+	failed_at timestamptz NOT NULL DEFAULT now(),
+	owner regrole					-- the detector's owner: who may see the row
 );
 CREATE INDEX detector_failures_detector_idx ON detector_failures (detector, id);
 COMMENT ON TABLE detector_failures IS 'rows detectors could not score, with the reason';
@@ -117,6 +118,16 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@e
 
 REVOKE ALL ON detectors, detector_forests, detector_journal, detector_failures FROM PUBLIC;
 GRANT SELECT ON detectors, detector_failures TO anomaly_admin;
+
+-- An admin sees the detectors, and the failures (rejected rows' keys and
+-- values), of the roles whose privileges they have; superusers see all.
+-- The extension's own code reads and writes these as the superuser.
+ALTER TABLE detectors ENABLE ROW LEVEL SECURITY;
+CREATE POLICY detectors_of_owner ON detectors FOR SELECT TO anomaly_admin
+	USING (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
+ALTER TABLE detector_failures ENABLE ROW LEVEL SECURITY;
+CREATE POLICY detector_failures_of_owner ON detector_failures FOR SELECT TO anomaly_admin
+	USING (owner IS NOT NULL AND pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
 
 -- ---------------------------------------------------------------------------
 -- Management.  Each checks the caller: create_detector needs SELECT on the
@@ -221,7 +232,10 @@ CREATE EVENT TRIGGER anomaly_drop_slots ON ddl_command_start
 -- ---------------------------------------------------------------------------
 -- Status: one row per detector, with its slot.
 
-CREATE VIEW detector_status AS
+-- Each admin sees the detectors of the roles whose privileges they have
+-- (superusers: all); a security barrier, so that a caller's function in
+-- WHERE cannot see the other rows first.
+CREATE VIEW detector_status WITH (security_barrier) AS
 SELECT d.name,
 	d.source_name AS source,
 	(c.oid IS NOT NULL) AS source_exists,
@@ -258,6 +272,7 @@ SELECT d.name,
 FROM detectors d
 LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source
 LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
-	AND s.database = pg_catalog.current_database();
+	AND s.database = pg_catalog.current_database()
+WHERE pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE');
 COMMENT ON VIEW detector_status IS 'state, throughput, progress, lag and slot of each detector';
 GRANT SELECT ON detector_status TO anomaly_admin;
