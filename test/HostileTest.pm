@@ -78,6 +78,7 @@ sub new_hostile_node
 		"anomaly.credentials = 'hook_secret=$SECRET; smtp_pw=$SMTP_SECRET'",
 		"max_worker_processes = 16",
 		"max_replication_slots = 64",
+		"restart_after_crash = on",
 		"lc_messages = 'C'",
 		"fsync = off",
 		"log_min_messages = warning",
