@@ -225,13 +225,30 @@ CREATE RULE r AS ON INSERT TO s_own.dest DO ALSO SELECT s_own.rl();
 	assert_no_superuser($node, $label);
 	assert_alive($node, $label);
 
+	# a deferred constraint trigger fires at commit, after the round has
+	# left the owner's context: it must still run as the owner
+	$label = 'finding 1 variant: deferred constraint trigger on the destination table owned by owner1';
+	as_role_ok($node, 'owner1', q{
+DROP RULE r ON s_own.dest;
+CREATE FUNCTION s_own.dtrg() RETURNS trigger LANGUAGE plpgsql AS $f$}
+	  . escalation_body('owner1', 'NEW') . q{$f$;
+CREATE CONSTRAINT TRIGGER dt AFTER INSERT ON s_own.dest DEFERRABLE INITIALLY DEFERRED
+	FOR EACH ROW EXECUTE FUNCTION s_own.dtrg();
+}, "$label: set up as owner1");
+	as_role_ok($node, 'adm', 'INSERT INTO s_adm.src_t (v) SELECT g FROM generate_series(1, 5) g',
+		"$label: more rows");
+	$st = wait_detector($node, 'det_trg', 20);
+	note "$label: $st";
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+	as_role_ok($node, 'owner1', 'DROP TRIGGER dt ON s_own.dest', "$label: dropped");
+
 	# a view is not a destination
 	as_role_err($node, 'adm', q{
 CREATE VIEW s_adm.dview AS SELECT 'x'::text AS detector, 1::float8 AS anomaly_score;
 SELECT anomaly.alter_detector('det_trg', options => '{"destination": "s_adm.dview"}');
 }, qr/ERROR/, 'a view is refused as a destination');
 	as_role_ok($node, 'adm', "SELECT anomaly.pause_detector('det_trg')", 'trigger detector paused');
-	as_role_ok($node, 'owner1', 'DROP RULE r ON s_own.dest', 'rule dropped');
 }
 
 # process() called by a superuser in a database without a detector worker:

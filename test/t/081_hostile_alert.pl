@@ -16,6 +16,7 @@ use lib "$FindBin::RealBin/..";
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 
 use HostileTest;
 
@@ -203,7 +204,7 @@ exfil_case('finding 5 variant: slack url_credential naming hook_secret', 'slack'
 {
 	my $label = 'finding 6';
 	as_role_ok($node, 'adm2', q{
-CREATE TABLE s_adm2.nopk (v float8, secret_col text);
+CREATE TABLE s_adm2.nopk (v float8, secret_col text, note text);
 SELECT anomaly.create_detector('det2', 's_adm2.nopk', ARRAY['v', 'secret_col::float8'],
 	options => '{"number_of_trees": 5, "sub_sample_size": 16}');
 SELECT anomaly.create_destination('adm2_notify', 'notify', '{"channel": "adm2"}');
@@ -222,8 +223,15 @@ SELECT anomaly.create_detector('det_adm6', 's_adm.src6', ARRAY['v'],
 		"$label: create_alert_rule on adm2's detector is refused");
 	as_role_err($node, 'adm', q{SELECT anomaly.create_alert_rule('steal2', 'det_adm6', 'adm2_notify', min_score => 0)},
 		qr/ERROR/, "$label: create_alert_rule with adm2's destination is refused");
+	# plain listens on the channel of adm2's notify destination
+	my ($lin, $lout, $lerr) = ('', '', '');
+	my $lh = IPC::Run::start([ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-U', 'plain' ],
+		\$lin, \$lout, \$lerr, IPC::Run::timeout(300));
+	$lin .= "LISTEN adm2;\nSELECT 'listening';\n";
+	wait_until(20, sub { $lh->pump_nb; $lout =~ /listening/ });
 	as_role_ok($node, 'adm2', q{
-INSERT INTO s_adm2.nopk SELECT g, CASE WHEN g = 3 THEN 'ADM2-ROW-SECRET' ELSE g::text END
+INSERT INTO s_adm2.nopk SELECT g, CASE WHEN g = 3 THEN 'ADM2-ROW-SECRET' ELSE g::text END,
+	'ADM2-NOTE-SECRET-' || g
 FROM generate_series(1, 8) g;
 }, "$label: adm2's rows, one of which fails");
 	like(wait_detector($node, 'det2', 8), qr/^active\|7\|1\|/, "$label: det2 scored 7 rows, 1 failed");
@@ -234,9 +242,17 @@ FROM generate_series(1, 8) g;
 		'anomaly.delivery_status', 'anomaly.scores')
 	{
 		my ($rc, $out, $err) = as_role($node, 'adm', "SELECT x::text FROM $rel x");
-		ok($out !~ /ADM2-ROW-SECRET|ADM2-ALERT-SECRET/,
+		ok($out !~ /ADM2-(ROW|NOTE|ALERT)-SECRET/,
 			"$label: adm reads none of adm2's rows in $rel" . ($rc ? ' (denied)' : ''));
 	}
+	wait_until(20, sub {
+		$node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.outbox WHERE destination = 'adm2_notify'}) eq '0' });
+	$lin .= "SELECT 'done';\n";
+	wait_until(20, sub { $lh->pump_nb; $lout =~ /done/ });
+	$lin .= "\\q\n";
+	eval { $lh->finish };
+	ok($lout !~ /ADM2-(ROW|NOTE)-SECRET/,
+		"$label: plain, listening on adm2's notify channel, reads none of adm2's rows");
 	my ($rc, $out, $err) = as_role($node, 'adm',
 		q{SELECT count(*) FROM anomaly.detector_failures WHERE detector = 'det2'});
 	ok($rc != 0 || $out eq '0', "$label: adm sees no failure of adm2's detector");
