@@ -29,6 +29,7 @@ use Exporter 'import';
 use IO::Select;
 use IO::Socket::INET;
 use MIME::Base64 qw(decode_base64 encode_base64);
+use POSIX ();
 use Time::HiRes qw(sleep time);
 use Test::More;
 
@@ -253,8 +254,11 @@ sub start_listener
 	die "fork: $!" unless defined $pid;
 	if ($pid == 0)
 	{
+		# POSIX::_exit: the child must not run the END blocks it inherited
+		# (PostgreSQL::Test::Cluster's would stop the test's nodes)
+		$SIG{TERM} = sub { POSIX::_exit(0) };
+		$SIG{ALRM} = sub { POSIX::_exit(0) };
 		alarm(900);
-		$SIG{TERM} = sub { exit 0 };
 		while (my $conn = $sock->accept)
 		{
 			open(my $cf, '>>', "$dir/connections");
@@ -263,7 +267,7 @@ sub start_listener
 			eval { serve_one($conn, $mode, $status, $body, "$dir/bytes") };
 			close $conn;
 		}
-		exit 0;
+		POSIX::_exit(0);
 	}
 	close $sock;
 	push @children, $pid;
