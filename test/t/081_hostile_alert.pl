@@ -252,13 +252,35 @@ FROM generate_series(1, 8) g;
 	$lin .= "\\q\n";
 	eval { $lh->finish };
 	ok($lout !~ /ADM2-(ROW|NOTE)-SECRET/,
-		"$label: plain, listening on adm2's notify channel, reads none of adm2's rows");
+		"$label: plain, listening on adm2's notify channel, reads none of adm2's rows")
+	  or diag('plain received: ' . substr($lout, 0, 400));
 	my ($rc, $out, $err) = as_role($node, 'adm',
 		q{SELECT count(*) FROM anomaly.detector_failures WHERE detector = 'det2'});
 	ok($rc != 0 || $out eq '0', "$label: adm sees no failure of adm2's detector");
 	($rc, $out, $err) = as_role($node, 'adm2',
 		q{SELECT count(*) FROM anomaly.detector_failures WHERE detector = 'det2'});
 	is($out, '1', "$label: adm2 sees its own failure");
+
+	# A rule made on adm's own detector, which adm then drops; adm2 makes
+	# a detector of that name: adm's rule must not see adm2's scores.
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.reuse (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('reused_name', 's_adm.reuse', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16}');
+SELECT anomaly.create_alert_rule('lurk', 'reused_name', 'adm_notify', min_score => 0, group_by => '{source_key}');
+SELECT anomaly.drop_detector('reused_name');
+}, "$label: adm's rule on its own detector, then the detector dropped");
+	as_role_ok($node, 'adm2', q{
+CREATE TABLE s_adm2.reuse (v float8, note text);
+SELECT anomaly.create_detector('reused_name', 's_adm2.reuse', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16}');
+INSERT INTO s_adm2.reuse SELECT g, 'ADM2-NOTE-SECRET-reuse' || g FROM generate_series(1, 6) g;
+}, "$label: adm2's detector of the same name");
+	like(wait_detector($node, 'reused_name', 6), qr/^active\|6\|/, "$label: adm2's detector scored its rows");
+	($rc, $out, $err) = as_role($node, 'adm', q{SELECT count(*) FROM anomaly.alerts WHERE rule = 'lurk'});
+	is($out, '0', "$label: adm's old rule raised no alert over adm2's rows");
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.alert_episodes WHERE rule = 'lurk'}), '0',
+		"$label: no episode of adm's old rule at all");
 
 	# writing to another admin's objects: redirecting adm2's alerts (and
 	# the rows in them) to adm's listener, or dropping them
