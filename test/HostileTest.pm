@@ -232,6 +232,7 @@ sub detector_done { return wait_detector(@_); }
 #         'smtp': an ESMTP dialogue offering AUTH PLAIN LOGIN, no STARTTLS,
 #         accepting everything
 #   addr  the address to bind (default 127.0.0.1)
+#   headers  more response header lines (each ending in CRLF)
 # Returns { port, addr, dir, pid }.
 sub start_listener
 {
@@ -239,6 +240,7 @@ sub start_listener
 	my $mode = $opt{mode} // 'http';
 	my $addr = $opt{addr} // '127.0.0.1';
 	my $status = $opt{status} // 200;
+	my $headers = $opt{headers} // '';
 	my $body = $opt{body}
 	  // '{"Code":"Success","AccessKeyId":"ASIACANARYMETADATA","SecretAccessKey":"canary-metadata-body"}';
 	my $dir = PostgreSQL::Test::Utils::tempdir();
@@ -264,7 +266,7 @@ sub start_listener
 			open(my $cf, '>>', "$dir/connections");
 			print $cf "1\n";
 			close $cf;
-			eval { serve_one($conn, $mode, $status, $body, "$dir/bytes") };
+			eval { serve_one($conn, $mode, $status, $body, "$dir/bytes", $headers) };
 			close $conn;
 		}
 		POSIX::_exit(0);
@@ -278,7 +280,7 @@ sub start_listener
 # it read to the bytes file, answers per mode.
 sub serve_one
 {
-	my ($conn, $mode, $status, $body, $file) = @_;
+	my ($conn, $mode, $status, $body, $file, $headers) = @_;
 	my $sel = IO::Select->new($conn);
 	my $buf = '';
 	my $record = sub {
@@ -316,7 +318,7 @@ sub serve_one
 			$record->($chunk);
 			$buf .= $chunk;
 		}
-		$send->("HTTP/1.1 $status X\r\nContent-Type: application/json\r\n"
+		$send->("HTTP/1.1 $status X\r\nContent-Type: application/json\r\n$headers"
 			  . 'Content-Length: ' . length($body) . "\r\nConnection: close\r\n\r\n$body");
 		return;
 	}

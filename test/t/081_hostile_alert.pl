@@ -197,6 +197,14 @@ exfil_case('finding 5 variant: slack url_credential naming hook_secret', 'slack'
 	$r = $node->safe_psql('postgres', q{SELECT ok FROM anomaly.test_destination('su_mail')});
 	$bytes = substr(listener_bytes($smtp), $before);
 	ok(!contains_secret($bytes, $SMTP_SECRET), "$label: the password is not sent in the clear ($r)");
+
+	$label = 'finding 5 variant: starttls try against a server without STARTTLS';
+	$node->safe_psql('postgres', qq{SELECT anomaly.create_destination('su_mail_try', 'email',
+		'{"url": "$smtp_url", "from": "a\@example.com", "to": ["b\@example.com"], "starttls": "try", "username": "u", "credential": "smtp_pw"}')});
+	$before = length(listener_bytes($smtp));
+	$r = $node->safe_psql('postgres', q{SELECT ok FROM anomaly.test_destination('su_mail_try')});
+	$bytes = substr(listener_bytes($smtp), $before);
+	ok(!contains_secret($bytes, $SMTP_SECRET), "$label: the password is not sent in the clear ($r)");
 }
 
 # -------------------------------------------------------------------------
@@ -380,8 +388,9 @@ SELECT anomaly.send_alert('ssrf_q', 'ssrf', '{}');
 		body => '{"SecretAccessKey":"canary-metadata-body"}');
 	my $e400 = start_listener(mode => 'http', status => 400,
 		body => '{"SecretAccessKey":"canary-metadata-body"}');
-	my $redir = start_listener(mode => 'http', status => 302,
-		body => '');
+	my $target = start_listener(mode => 'http');
+	my $redir = start_listener(mode => 'http', status => 302, body => '',
+		headers => "Location: http://127.0.0.1:$target->{port}/followed\r\n");
 	as_role_ok($node, 'adm', qq{
 SELECT anomaly.create_destination('b200', 'webhook', '{"url": "$web_url/x", "max_attempts": 1}');
 SELECT anomaly.create_destination('b500', 'webhook', '{"url": "http://127.0.0.1:$e500->{port}/x", "max_attempts": 1}');
@@ -392,6 +401,10 @@ SELECT anomaly.create_destination('b400', 'webhook', '{"url": "http://127.0.0.1:
 		my $r = tdest('adm', $d);
 		ok($r !~ /\Q$canary\E|ASIACANARY/, "$label: test_destination($d) shows adm no body ($r)");
 	}
+	as_role_ok($node, 'adm', qq{SELECT anomaly.create_destination('b302', 'webhook',
+		'{"url": "http://127.0.0.1:$redir->{port}/x", "max_attempts": 1}')}, "$label: a redirecting destination");
+	my $r302 = tdest('adm', 'b302');
+	is(listener_connections($target), 0, "$label: a redirect is not followed ($r302)");
 	as_role_ok($node, 'adm', q{SELECT anomaly.send_alert('b400', 'x', '{}')}, "$label: an alert to a 400");
 	wait_until(20, sub {
 		$node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'b400'}) eq '1' });
