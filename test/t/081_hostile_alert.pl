@@ -298,6 +298,23 @@ INSERT INTO s_adm2.reuse SELECT g, 'ADM2-NOTE-SECRET-reuse' || g FROM generate_s
 		qr/ERROR/, "$label: adm may not drop adm2's destination");
 	as_role_err($node, 'adm', q{SELECT anomaly.drop_alert_rule('adm2_rule')},
 		qr/ERROR/, "$label: adm may not drop adm2's alert rule");
+	as_role_err($node, 'adm', q{SELECT anomaly.send_alert('adm2_notify', 'spoofed', '{}')},
+		qr/ERROR/, "$label: adm may not send alerts to adm2's destination");
+	as_role_err($node, 'adm', q{SELECT * FROM anomaly.test_destination('adm2_notify')},
+		qr/ERROR/, "$label: adm may not test adm2's destination");
+
+	# adm2's dead letter: adm may neither replay nor purge it
+	as_role_ok($node, 'adm2', qq{
+SELECT anomaly.create_destination('adm2_dead', 'webhook', '{"url": "http://127.0.0.1:$closed/", "max_attempts": 1}');
+SELECT anomaly.send_alert('adm2_dead', 'dead one', '{"note": "ADM2-ALERT-SECRET"}');
+}, "$label: adm2's alert to a closed port");
+	ok(wait_until(30, sub {
+		$node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'adm2_dead'}) eq '1' }),
+		"$label: adm2's alert is a dead letter");
+	as_role($node, 'adm', q{SELECT anomaly.replay_dead_letters(); SELECT anomaly.purge_alert_history('0 s')});
+	is($node->safe_psql('postgres', q{SELECT (SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'adm2_dead')
+		|| '|' || (SELECT count(*) FROM anomaly.outbox WHERE destination = 'adm2_dead')}),
+		'1|0', "$label: adm's replay_dead_letters() and purge_alert_history() left adm2's dead letter alone");
 	as_role_err($node, 'adm', q{SELECT anomaly.alter_detector('det2', filter => 'false')},
 		qr/ERROR/, "$label: adm may not alter adm2's detector");
 	as_role_err($node, 'adm', q{SELECT anomaly.drop_detector('det2')},
