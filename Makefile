@@ -76,10 +76,14 @@ anomaly--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 # Standalone C programs: engine unit tests and benchmarks.
 #
 # They link the "pure" sources only, those with no PostgreSQL header: the
-# engine and the hashing/signing code of the alert layer.  Objects are built
-# under build/pure/ with their own flags, apart from the shared library's.
+# engine, the hashing/signing code of the alert layer, and the parsers of
+# untrusted bytes (wire messages, SNS responses, AWS credential documents).
+# Objects are built under build/pure/ with their own flags, apart from the
+# shared library's.
 
-PURE_SRCS := $(sort $(wildcard src/rcf/*.c) $(wildcard src/alert/sha256.c src/alert/sigv4.c))
+PURE_SRCS := $(sort $(wildcard src/rcf/*.c) \
+	$(wildcard src/alert/sha256.c src/alert/sigv4.c src/alert/sns_parse.c \
+		src/alert/cred_document.c src/detect/wire_read.c))
 PURE_OBJS := $(patsubst src/%.c,build/pure/%.o,$(PURE_SRCS))
 
 STANDALONE_CFLAGS = -O2 -g -Wall -Wextra -Werror -Isrc
