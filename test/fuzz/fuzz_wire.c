@@ -36,6 +36,8 @@ typedef struct Out
 static void
 put(Out *o, const void *p, size_t n)
 {
+	if (n == 0)
+		return;
 	if (o->len + n > o->cap)
 	{
 		o->cap = (o->len + n) * 2 + 64;
@@ -172,7 +174,8 @@ check_row(const DwRelation *rel, const uint8_t *status, const DwValue *vals,
 		put(&o, vals[i].data, vals[i].len);
 		next = vals[i].data + vals[i].len;
 	}
-	if (o.len != (size_t) (to - from) || memcmp(o.b, from, o.len) != 0)
+	if (o.len != (size_t) (to - from) ||
+		(o.len > 0 && memcmp(o.b, from, o.len) != 0))
 		abort();
 	if (sum == UINT64_MAX)
 		abort();				/* keeps the reads */
