@@ -5,7 +5,7 @@
 #include "alert/cred_document.h"
 
 #include <ctype.h>
-#include <stdio.h>
+#include <stdbool.h>
 #include <string.h>
 
 /*
@@ -52,6 +52,30 @@ cred_json_string(const char *doc, const char *key, size_t *len)
 	return p;
 }
 
+/*
+ * Reads a number of 1 to 9 digits at *s into *v, then the separator sep
+ * unless it is '\0'.  Nine digits keep every field, and the year less
+ * 1900, inside an int: sscanf("%d") took any int, and "-2147483648" as a
+ * year overflowed in tm_year - 1900.
+ */
+static bool
+take_field(const char **s, int *v, char sep)
+{
+	const char *p = *s;
+	int			x = 0;
+	int			n;
+
+	for (n = 0; n < 9 && isdigit((unsigned char) *p); n++, p++)
+		x = x * 10 + (*p - '0');
+	if (n == 0 || isdigit((unsigned char) *p))
+		return false;
+	if (sep != '\0' && *p++ != sep)
+		return false;
+	*s = p;
+	*v = x;
+	return true;
+}
+
 /* Parses an ISO 8601 UTC time (see cred_document.h). */
 time_t
 cred_parse_expiration(const char *s)
@@ -59,8 +83,10 @@ cred_parse_expiration(const char *s)
 	struct tm	tm;
 
 	memset(&tm, 0, sizeof(tm));
-	if (s == NULL || sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon,
-							&tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+	if (s == NULL ||
+		!take_field(&s, &tm.tm_year, '-') || !take_field(&s, &tm.tm_mon, '-') ||
+		!take_field(&s, &tm.tm_mday, 'T') || !take_field(&s, &tm.tm_hour, ':') ||
+		!take_field(&s, &tm.tm_min, ':') || !take_field(&s, &tm.tm_sec, '\0'))
 		return 0;
 	tm.tm_year -= 1900;
 	tm.tm_mon -= 1;

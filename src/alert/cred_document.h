@@ -26,7 +26,9 @@ extern const char *cred_json_string(const char *doc, const char *key,
 
 /*
  * An ISO 8601 UTC time ("2024-01-01T00:00:00Z") as seconds since the epoch;
- * 0 when s is NULL or not such a time.
+ * 0 when s is NULL or not such a time.  Each field is 1 to 9 digits (no
+ * sign, no blank); what follows the seconds is ignored; fields out of range
+ * are normalised as timegm() does (-1 when the result does not fit).
  */
 extern time_t cred_parse_expiration(const char *s);
 
