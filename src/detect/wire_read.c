@@ -55,9 +55,18 @@ dw_parse_relation(DwReader *r, DwRelation *rel, DwAllocZero alloc,
 {
 	uint16_t	natts;
 
+	rel->atts = NULL;
 	if (!dw_take_u32(r, &rel->relid) || !dw_take_u16(r, &natts))
 		return DW_TRUNCATED;
 	rel->natts = natts;
+
+	/*
+	 * A column takes DW_ATTR_MIN_BYTES at least: a count the message cannot
+	 * hold is refused before it is allocated for (else eight bytes would
+	 * ask for 65,535 columns, 5.5 MB).
+	 */
+	if ((size_t) (r->end - r->p) / DW_ATTR_MIN_BYTES < natts)
+		return DW_TRUNCATED;
 	rel->atts = alloc(sizeof(DwAttr) * (natts > 0 ? natts : 1), alloc_arg);
 	if (rel->atts == NULL)
 		return DW_NO_MEMORY;

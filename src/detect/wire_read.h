@@ -190,11 +190,15 @@ dw_take_u64(DwReader *r, uint64_t *v)
 	return true;
 }
 
+/* The fewest bytes a column of a relation message takes (an empty name). */
+#define DW_ATTR_MIN_BYTES	13
+
 /*
  * Parses a relation message body (after version and kind) into rel, its
- * column array from alloc.  On an error other than DW_TRUNCATED before the
- * columns, rel->atts is allocated and *bad_len holds the offending length
- * for DW_BAD_ATTLEN.
+ * column array from alloc (rel->atts is NULL when the parse stopped before
+ * allocating it); *bad_len holds the offending length for DW_BAD_ATTLEN.
+ * A column count that the rest of the message cannot hold is DW_TRUNCATED
+ * before anything is allocated.
  */
 extern DwStatus dw_parse_relation(DwReader *r, DwRelation *rel,
 								  DwAllocZero alloc, void *alloc_arg,
