@@ -89,14 +89,18 @@ check_time(const char *s)
 		if (want == '0' ? !isdigit((unsigned char) s[i]) : s[i] != want)
 			digits = false;
 	}
-	if (!digits)
+	/* The seconds end there (a longer number is another case). */
+	if (!digits || isdigit((unsigned char) s[19]))
 		return;
-	f[0] = atoi(s);
-	f[1] = atoi(s + 5);
-	f[2] = atoi(s + 8);
-	f[3] = atoi(s + 11);
-	f[4] = atoi(s + 14);
-	f[5] = atoi(s + 17);
+	for (int i = 0, at = 0; i < 6; i++)
+	{
+		int			n = i == 0 ? 4 : 2;
+
+		f[i] = 0;
+		for (int k = 0; k < n; k++)
+			f[i] = f[i] * 10 + (s[at + k] - '0');
+		at += n + 1;
+	}
 	if (f[0] < 1970 || f[1] < 1 || f[1] > 12 || f[2] < 1 ||
 		f[2] > mdays[f[1] - 1] || f[3] > 23 || f[4] > 59 || f[5] > 59)
 		return;
