@@ -78,10 +78,14 @@ anomaly--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 # Standalone C programs: engine unit tests and benchmarks.
 #
 # They link the "pure" sources only, those with no PostgreSQL header: the
-# engine and the hashing/signing code of the alert layer.  Objects are built
-# under build/pure/ with their own flags, apart from the shared library's.
+# engine, the hashing/signing code of the alert layer, and the parsers of
+# untrusted bytes (wire messages, SNS responses, AWS credential documents).
+# Objects are built under build/pure/ with their own flags, apart from the
+# shared library's.
 
-PURE_SRCS := $(sort $(wildcard src/rcf/*.c) $(wildcard src/alert/sha256.c src/alert/sigv4.c))
+PURE_SRCS := $(sort $(wildcard src/rcf/*.c) \
+	$(wildcard src/alert/sha256.c src/alert/sigv4.c src/alert/sns_parse.c \
+		src/alert/cred_document.c src/detect/wire_read.c))
 PURE_OBJS := $(patsubst src/%.c,build/pure/%.o,$(PURE_SRCS))
 
 STANDALONE_CFLAGS = -O2 -g -Wall -Wextra -Werror -Isrc
@@ -107,24 +111,63 @@ build/pure/%.o: src/%.c
 test/unit/test_%: test/unit/test_%.c test/unit/unit.h $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 
-# Fuzzing the model decoder with libFuzzer (clang):
-#   make fuzz [FUZZ_SECONDS=600]
+# Fuzzing with libFuzzer (clang): every target in turn, FUZZ_SECONDS each.
+#   make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS="wire sns"]
+# The targets (test/fuzz/fuzz_NAME.c), each linked with the code it fuzzes
+# and nothing of PostgreSQL:
+#   decode       the model decoder (src/rcf), seeds written by make_seeds
+#   wire         the detectors' wire format reader (src/detect/wire_read.c)
+#   sns          SNS Publish responses (src/alert/sns_parse.c)
+#   credentials  ECS / IMDS credential documents (src/alert/cred_document.c)
+# Committed seeds are in test/fuzz/seeds/NAME/ (wire's from wire_seeds.sh);
+# each target's corpus and any crash file go to test/fuzz/tmp/NAME/.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= decode wire sns credentials
 FUZZ_CC ?= clang
+FUZZ_CFLAGS = -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_DIR = test/fuzz/tmp
 ENGINE_SRCS := $(sort $(wildcard src/rcf/*.c))
 
 test/fuzz/fuzz_decode: test/fuzz/fuzz_decode.c $(ENGINE_SRCS)
-	$(FUZZ_CC) -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(ENGINE_SRCS) -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(ENGINE_SRCS) -lm
+
+test/fuzz/fuzz_wire: test/fuzz/fuzz_wire.c src/detect/wire_read.c src/detect/wire_read.h
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< src/detect/wire_read.c
+
+test/fuzz/fuzz_sns: test/fuzz/fuzz_sns.c src/alert/sns_parse.c src/alert/sns_parse.h
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< src/alert/sns_parse.c
+
+test/fuzz/fuzz_credentials: test/fuzz/fuzz_credentials.c src/alert/cred_document.c src/alert/cred_document.h
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< src/alert/cred_document.c
 
 test/fuzz/make_seeds: test/fuzz/make_seeds.c $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 
+# Longest input and seed directory per target.
+FUZZ_MAX_LEN_decode = 65536
+FUZZ_MAX_LEN_wire = 8192
+FUZZ_MAX_LEN_sns = 4096
+FUZZ_MAX_LEN_credentials = 4096
+FUZZ_SEEDS_decode = $(FUZZ_DIR)/decode/seeds
+FUZZ_SEEDS_wire = test/fuzz/seeds/wire
+FUZZ_SEEDS_sns = test/fuzz/seeds/sns
+FUZZ_SEEDS_credentials = test/fuzz/seeds/credentials
+
 .PHONY: fuzz
-fuzz: test/fuzz/fuzz_decode test/fuzz/make_seeds
-	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
-	test/fuzz/make_seeds $(FUZZ_DIR)/seeds
-	cd $(FUZZ_DIR) && ../fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 corpus seeds
+fuzz: $(addprefix fuzz-run-,$(FUZZ_TARGETS))
+
+$(FUZZ_DIR)/decode/seeds: test/fuzz/make_seeds
+	@mkdir -p $@
+	test/fuzz/make_seeds $@
+
+fuzz-run-decode: $(FUZZ_DIR)/decode/seeds
+
+# One target for FUZZ_SECONDS; a finding stops make with the crash file's name.
+fuzz-run-%: test/fuzz/fuzz_%
+	@mkdir -p $(FUZZ_DIR)/$*/corpus
+	$< -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+		-max_len=$(FUZZ_MAX_LEN_$*) -artifact_prefix=$(FUZZ_DIR)/$*/ \
+		$(FUZZ_DIR)/$*/corpus $(FUZZ_SEEDS_$*)
 
 test/corpus/make_corpus: test/corpus/make_corpus.c $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)

@@ -32,6 +32,7 @@
 #include "utils/builtins.h"
 
 #include "alert/alert.h"
+#include "alert/cred_document.h"
 #include "alert/sha256.h"
 
 /* Returns a palloc'd copy of s[0..len) with surrounding blanks removed. */
@@ -258,44 +259,10 @@ static time_t cached_expiry = 0;
 static char *
 json_string_field(const char *json, const char *key)
 {
-	char		pat[64];
-	const char *p;
-	const char *end;
+	size_t		len;
+	const char *p = cred_json_string(json, key, &len);
 
-	snprintf(pat, sizeof(pat), "\"%s\"", key);
-	p = strstr(json, pat);
-	if (p == NULL)
-		return NULL;
-	p += strlen(pat);
-	while (isspace((unsigned char) *p))
-		p++;
-	if (*p != ':')
-		return NULL;
-	p++;
-	while (isspace((unsigned char) *p))
-		p++;
-	if (*p != '"')
-		return NULL;
-	p++;
-	end = strchr(p, '"');
-	if (end == NULL)
-		return NULL;
-	return pnstrdup(p, end - p);
-}
-
-/* Parses an ISO 8601 UTC time ("2024-01-01T00:00:00Z"); 0 when invalid. */
-static time_t
-parse_expiration(const char *s)
-{
-	struct tm	tm;
-
-	memset(&tm, 0, sizeof(tm));
-	if (s == NULL || sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon,
-							&tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
-		return 0;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	return timegm(&tm);
+	return p ? pnstrdup(p, len) : NULL;
 }
 
 /* One small HTTP request for credentials; returns the body or NULL. */
@@ -347,7 +314,7 @@ take_document(char *doc, const char *source)
 
 	alert_aws_credentials_clear(&cached);
 	ok = take(&cached, id, secret, token, source);
-	cached_expiry = ok ? parse_expiration(exp) : 0;
+	cached_expiry = ok ? cred_parse_expiration(exp) : 0;
 	if (ok && cached_expiry == 0)
 		cached_expiry = time(NULL) + 600;
 	if (secret)

@@ -16,6 +16,7 @@
 #include "alert/alert.h"
 #include "alert/sha256.h"
 #include "alert/sigv4.h"
+#include "alert/sns_parse.h"
 
 /* Adds one form pair. */
 static void
@@ -187,38 +188,12 @@ alert_sns_prepare(AlertHttpJob *job, const AlertSnsMessage *msg,
 static char *
 xml_element(const char *xml, const char *tag)
 {
-	char	   *open = psprintf("<%s>", tag);
-	char	   *close = psprintf("</%s>", tag);
-	const char *a = strstr(xml, open);
-	const char *b;
+	size_t		len;
+	const char *a = sns_xml_element(xml, tag, &len);
 
 	if (a == NULL)
 		return NULL;
-	a += strlen(open);
-	b = strstr(a, close);
-	if (b == NULL)
-		return NULL;
-	return alert_printable_snippet(a, b - a, 300);
-}
-
-/* SNS error codes worth retrying. */
-static bool
-transient_code(const char *code)
-{
-	static const char *const codes[] = {
-		"Throttling", "ThrottlingException", "ThrottledException",
-		"RequestThrottled", "TooManyRequestsException", "KMSThrottling",
-		"KMSThrottlingException", "InternalError", "InternalFailure",
-		"ServiceUnavailable", "RequestTimeout", "RequestTimeoutException",
-		"ExpiredToken", "ExpiredTokenException", "RequestExpired",
-		"KMSInternalException", "EndpointDisabled", NULL
-	};
-	int			i;
-
-	for (i = 0; codes[i] != NULL; i++)
-		if (strcmp(code, codes[i]) == 0)
-			return true;
-	return false;
+	return alert_printable_snippet(a, len, 300);
 }
 
 /*
@@ -239,7 +214,7 @@ alert_sns_classify(const AlertHttpJob *job, char **error)
 	}
 	if (job->status == 200)
 	{
-		if (strstr(body, "<PublishResponse") != NULL && strstr(body, "<MessageId>") != NULL)
+		if (sns_publish_succeeded(body))
 			return ALERT_SENT;
 		*error = psprintf("malformed SNS response (HTTP 200): %s",
 						  alert_printable_snippet(body, job->response_len, 200));
@@ -254,7 +229,7 @@ alert_sns_classify(const AlertHttpJob *job, char **error)
 		return ALERT_RETRY;
 	}
 	*error = psprintf("SNS HTTP %ld %s: %s", job->status, code, message ? message : "");
-	if (job->status >= 500 || job->status == 429 || transient_code(code))
+	if (job->status >= 500 || job->status == 429 || sns_transient_code(code))
 		return ALERT_RETRY;
 	return ALERT_DEAD;
 }

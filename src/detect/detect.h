@@ -33,47 +33,8 @@
 #include "lib/stringinfo.h"
 #include "utils/relcache.h"
 
-/* ---------------------------------------------------------------------
- * Wire format, version 1 (decoder.c writes it, wire.c reads it).
- *
- * Every message: u8 version (1), u8 kind, then the body.  Integers are
- * little-endian; value images are the server's own (a consumer on another
- * machine would need the same architecture, which logical decoding of a
- * server's own WAL guarantees).
- *
- *	'B' begin	u64 commit_lsn, u64 end_lsn, i64 commit_time, u32 xid
- *	'R' relation	u32 relid, u16 natts, natts x {u8 flags (1 dropped,
- *				2 by value), i16 attlen, u8 attalign, u32 typid,
- *				i32 typmod, u8 namelen, name bytes}
- *	'I' insert / 'U' update (new tuple)
- *				u32 relid, u16 natts, natts x u8 status (0 NULL,
- *				1 value, 2 unchanged TOASTed value), then per value:
- *				attlen > 0: attlen bytes (the datum's image);
- *				attlen -1: u32 length + the varlena's payload;
- *				attlen -2: u32 length + the C string, without its NUL
- *	'C' commit	u64 commit_lsn
- *
- * A 'B' is sent before the first row of a transaction and a 'C' after its
- * last; transactions without rows of the configured relations send
- * nothing.  An 'R' precedes the first row of each relation in each
- * transaction, describing the relation as of that transaction.
- * ---------------------------------------------------------------------
- */
-#define DETECT_WIRE_VERSION		1
-#define DETECT_PLUGIN_NAME		"anomaly"
-
-#define DW_BEGIN		'B'
-#define DW_RELATION		'R'
-#define DW_INSERT		'I'
-#define DW_UPDATE		'U'
-#define DW_COMMIT		'C'
-
-#define DW_ATT_NULL		0
-#define DW_ATT_VALUE	1
-#define DW_ATT_UNCHANGED 2
-
-#define DW_ATTFLAG_DROPPED	1
-#define DW_ATTFLAG_BYVAL	2
+/* The wire format and its reader (no PostgreSQL header: fuzzed alone). */
+#include "detect/wire_read.h"
 
 /* Little-endian writers (wire.c). */
 extern void dw_put_u8(StringInfo out, uint8 v);
@@ -81,37 +42,15 @@ extern void dw_put_u16(StringInfo out, uint16 v);
 extern void dw_put_u32(StringInfo out, uint32 v);
 extern void dw_put_u64(StringInfo out, uint64 v);
 
-/* A bounds-checked reader over one message. */
-typedef struct DwReader
-{
-	const uint8 *p;
-	const uint8 *end;
-} DwReader;
-
+/*
+ * The reader (wire.c over wire_read.c): each raises ERRCODE_DATA_CORRUPTED
+ * for a message shorter than its content.
+ */
 extern uint8 dw_get_u8(DwReader *r);
 extern uint16 dw_get_u16(DwReader *r);
 extern uint32 dw_get_u32(DwReader *r);
 extern uint64 dw_get_u64(DwReader *r);
 extern const uint8 *dw_get_bytes(DwReader *r, Size n);
-
-/* One column of a relation message. */
-typedef struct DwAttr
-{
-	bool		dropped;
-	bool		byval;
-	int16		len;
-	char		align;
-	Oid			typid;
-	int32		typmod;
-	char		name[NAMEDATALEN];
-} DwAttr;
-
-typedef struct DwRelation
-{
-	Oid			relid;
-	int			natts;
-	DwAttr	   *atts;
-} DwRelation;
 
 /* Parses a relation message body (after version and kind). */
 extern void dw_read_relation(DwReader *r, DwRelation *rel, MemoryContext cxt);

@@ -58,6 +58,12 @@ dw_put_u64(StringInfo out, uint64 v)
 	appendBinaryStringInfo(out, (char *) b, 8);
 }
 
+/* The reader's limits are the server's (see wire_read.h). */
+StaticAssertDecl(DW_NAME_MAX == NAMEDATALEN, "DW_NAME_MAX is not NAMEDATALEN");
+StaticAssertDecl(DW_DATUM_SIZE == sizeof(Datum), "DW_DATUM_SIZE is not sizeof(Datum)");
+StaticAssertDecl(DW_MAX_VALUE_LEN == MaxAllocSize - VARHDRSZ - 1,
+				 "DW_MAX_VALUE_LEN is not MaxAllocSize - VARHDRSZ - 1");
+
 /* Raises the error for a message shorter than its content. */
 static void
 dw_truncated(void)
@@ -67,84 +73,103 @@ dw_truncated(void)
 			 errmsg("truncated anomaly decoding message")));
 }
 
+/* Raises the error a parse of wire_read.c found, if any. */
+static void
+dw_check(DwStatus st, int bad_len)
+{
+	switch (st)
+	{
+		case DW_OK:
+			return;
+		case DW_TRUNCATED:
+			dw_truncated();
+			break;
+		case DW_BAD_NAME_LENGTH:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid column name length in anomaly decoding message")));
+			break;
+		case DW_BAD_ATTLEN:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid column length %d in anomaly decoding message", bad_len)));
+			break;
+		case DW_BAD_VALUE_STATUS:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid value status in anomaly decoding message")));
+			break;
+		case DW_NO_MEMORY:
+			/* Our allocator raises its own error first. */
+			break;
+	}
+	elog(ERROR, "unexpected anomaly wire reader status %d", (int) st);
+}
+
 const uint8 *
 dw_get_bytes(DwReader *r, Size n)
 {
-	const uint8 *p = r->p;
+	const uint8 *p;
 
-	if ((Size) (r->end - r->p) < n)
+	if (!dw_take(r, n, &p))
 		dw_truncated();
-	r->p += n;
 	return p;
 }
 
 uint8
 dw_get_u8(DwReader *r)
 {
-	return *dw_get_bytes(r, 1);
+	uint8_t		v;
+
+	if (!dw_take_u8(r, &v))
+		dw_truncated();
+	return v;
 }
 
 uint16
 dw_get_u16(DwReader *r)
 {
-	const uint8 *b = dw_get_bytes(r, 2);
+	uint16_t	v;
 
-	return (uint16) (b[0] | (b[1] << 8));
+	if (!dw_take_u16(r, &v))
+		dw_truncated();
+	return v;
 }
 
 uint32
 dw_get_u32(DwReader *r)
 {
-	const uint8 *b = dw_get_bytes(r, 4);
-	uint32		v = 0;
+	uint32_t	v;
 
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | b[i];
+	if (!dw_take_u32(r, &v))
+		dw_truncated();
 	return v;
 }
 
 uint64
 dw_get_u64(DwReader *r)
 {
-	const uint8 *b = dw_get_bytes(r, 8);
-	uint64		v = 0;
+	uint64_t	v;
 
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | b[i];
+	if (!dw_take_u64(r, &v))
+		dw_truncated();
 	return v;
+}
+
+/* The parser's allocator: zeroed memory in a memory context. */
+static void *
+dw_alloc_zero(size_t n, void *cxt)
+{
+	return MemoryContextAllocZero((MemoryContext) cxt, n);
 }
 
 /* Parses a relation message body into rel, allocating in cxt. */
 void
 dw_read_relation(DwReader *r, DwRelation *rel, MemoryContext cxt)
 {
-	rel->relid = dw_get_u32(r);
-	rel->natts = dw_get_u16(r);
-	rel->atts = MemoryContextAllocZero(cxt, sizeof(DwAttr) * Max(rel->natts, 1));
-	for (int i = 0; i < rel->natts; i++)
-	{
-		DwAttr	   *a = &rel->atts[i];
-		uint8		flags = dw_get_u8(r);
-		int			namelen;
+	int			bad_len = 0;
 
-		a->dropped = (flags & DW_ATTFLAG_DROPPED) != 0;
-		a->byval = (flags & DW_ATTFLAG_BYVAL) != 0;
-		a->len = (int16) dw_get_u16(r);
-		a->align = (char) dw_get_u8(r);
-		a->typid = dw_get_u32(r);
-		a->typmod = (int32) dw_get_u32(r);
-		namelen = dw_get_u8(r);
-		if (namelen >= NAMEDATALEN)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("invalid column name length in anomaly decoding message")));
-		memcpy(a->name, dw_get_bytes(r, namelen), namelen);
-		a->name[namelen] = '\0';
-		if (a->len == 0 || a->len < -2 || (a->byval && (a->len <= 0 || a->len > (int16) sizeof(Datum))))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("invalid column length %d in anomaly decoding message", a->len)));
-	}
+	dw_check(dw_parse_relation(r, rel, dw_alloc_zero, cxt, &bad_len), bad_len);
 }
 
 /* Reads the values of a row message into values/status (see detect.h). */
@@ -152,26 +177,22 @@ void
 dw_read_row_values(DwReader *r, const DwRelation *rel, Datum *values,
 				   uint8 *status)
 {
-	const uint8 *st = dw_get_bytes(r, rel->natts);
+	DwValue		local[32];
+	DwValue    *vals = rel->natts <= lengthof(local) ? local :
+		palloc(sizeof(DwValue) * rel->natts);
 
+	dw_check(dw_parse_row_values(r, rel, status, vals), 0);
 	for (int i = 0; i < rel->natts; i++)
 	{
 		const DwAttr *a = &rel->atts[i];
+		const uint8 *b = vals[i].data;
+		uint32		len = vals[i].len;
 
-		status[i] = st[i];
 		values[i] = (Datum) 0;
-		if (st[i] != DW_ATT_VALUE)
-		{
-			if (st[i] != DW_ATT_NULL && st[i] != DW_ATT_UNCHANGED)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("invalid value status in anomaly decoding message")));
+		if (status[i] != DW_ATT_VALUE)
 			continue;
-		}
 		if (a->len > 0)
 		{
-			const uint8 *b = dw_get_bytes(r, a->len);
-
 			if (a->byval)
 			{
 				/* The image was written with store_att_byval. */
@@ -194,32 +215,25 @@ dw_read_row_values(DwReader *r, const DwRelation *rel, Datum *values,
 				values[i] = PointerGetDatum(copy);
 			}
 		}
+		else if (a->len == -1)
+		{
+			struct varlena *v = palloc(VARHDRSZ + len);
+
+			SET_VARSIZE(v, VARHDRSZ + len);
+			memcpy(VARDATA(v), b, len);
+			values[i] = PointerGetDatum(v);
+		}
 		else
 		{
-			uint32		len = dw_get_u32(r);
-			const uint8 *b;
+			char	   *s = palloc(len + 1);
 
-			if (len > MaxAllocSize - VARHDRSZ - 1)
-				dw_truncated();
-			b = dw_get_bytes(r, len);
-			if (a->len == -1)
-			{
-				struct varlena *v = palloc(VARHDRSZ + len);
-
-				SET_VARSIZE(v, VARHDRSZ + len);
-				memcpy(VARDATA(v), b, len);
-				values[i] = PointerGetDatum(v);
-			}
-			else
-			{
-				char	   *s = palloc(len + 1);
-
-				memcpy(s, b, len);
-				s[len] = '\0';
-				values[i] = CStringGetDatum(s);
-			}
+			memcpy(s, b, len);
+			s[len] = '\0';
+			values[i] = CStringGetDatum(s);
 		}
 	}
+	if (vals != local)
+		pfree(vals);
 }
 
 /* Appends "key": value pairs to a JSON object under construction. */
