@@ -6,13 +6,25 @@
  * Everything a forest owns lives in one arena, addressed through the
  * pointers below.  Trees refer to their nodes and leaves by small integers:
  * a child reference is an int16_t that is >= 0 for an internal node and
- * -(leaf + 1) for a leaf, which keeps a node at 12 bytes.
+ * -(leaf + 1) for a leaf, which keeps a node at 12 bytes.  Leaves, sampler
+ * entries and box slots are kept as parallel arrays of the narrowest types
+ * their ranges need (a leaf's mass and a sampler entry's leaf are at most
+ * the sample size, 4096), so that no entry carries padding.
  *
  * A leaf holds its point's values itself, so that the descent reaches them
  * with no further indirection (scoring is bound by cache misses).  A point
  * that several trees sampled is also known by a slot number, shared by all
  * of them: the slot carries the point's sequence number and a reference
  * count, which the encoder uses to write each point once.
+ *
+ * Bounding boxes are cached only for internal nodes whose subtree holds at
+ * least RCF_BOX_MIN_LEAVES leaves, in a pool of sample_size / RCF_BOX_POOL_DIV
+ * boxes per tree; any other node's box is recomputed from its subtree when
+ * needed (at most a few dozen points), which gives the same values, since a
+ * box is the exact minimum and maximum of its points.  Random cut trees over
+ * N points have about 2N / K nodes with K leaves or more (measured: 35 on
+ * average, 45 at most, for K = 16 and N = 256), so the pool, N / 4, rarely
+ * runs out; when it does, the node simply stays uncached.
  */
 #ifndef RCF_INTERNAL_H
 #define RCF_INTERNAL_H
@@ -23,7 +35,11 @@
 
 #include "rcf.h"
 
+#define RCF_NO_SLOT			UINT32_MAX	/* end of the free slot list */
 #define RCF_NIL				INT16_MIN	/* no node: empty tree, end of list */
+#define RCF_NO_BOX			UINT16_MAX	/* a node without a cached box */
+#define RCF_BOX_MIN_LEAVES	16
+#define RCF_BOX_POOL_DIV	4
 #define RCF_IS_LEAF(ref)	((ref) < 0)
 #define RCF_LEAF_REF(idx)	((int16_t) (-(idx) - 1))
 #define RCF_LEAF_IDX(ref)	(-(ref) - 1)
@@ -47,39 +63,36 @@
 /* Trees whose descents are interleaved when scoring. */
 #define RCF_DESCEND_GROUP	4
 
-/* Internal node: points with x[dim] <= cut go left. */
+/*
+ * Internal node: points with x[dim] <= cut go left.  While the node is on
+ * the free list, child[0] links to the next free node.
+ */
 typedef struct RcfNode
 {
 	float		cut;
 	uint16_t	dim;
 	int16_t		child[2];		/* [0] left, [1] right */
-	int16_t		next_free;		/* next free node while on the free list */
+	uint16_t	leaves;			/* leaves in the subtree (distinct points) */
 } RcfNode;
 
 /*
- * Leaf: one distinct point of the tree's sample, mass > 1 for duplicates.
- * Its values are in RcfTree.points.
+ * A tree.  Leaf i is one distinct point of the tree's sample (mass > 1 for
+ * duplicates); its values are points[i * D ..], its slot leaf_slot[i] (the
+ * next free leaf while free).  The sampler is a max-heap by weight of
+ * sample_size entries, heap_weight[i] and heap_leaf[i], the leaf holding
+ * the sampled point.
  */
-typedef struct RcfLeaf
-{
-	uint32_t	slot;			/* the point's slot; next free while free */
-	uint32_t	mass;
-} RcfLeaf;
-
-/* Reservoir entry: the heap keeps the sample_size smallest weights. */
-typedef struct RcfSample
-{
-	float		weight;
-	uint32_t	leaf;			/* the leaf holding the sampled point */
-} RcfSample;
-
 typedef struct RcfTree
 {
 	RcfNode    *nodes;			/* sample_size - 1 */
-	RcfLeaf    *leaves;			/* sample_size */
+	uint16_t   *box_of;			/* per node: its box in boxes, or RCF_NO_BOX */
+	float	   *boxes;			/* box_slots boxes: min[D] then max[D] */
+	uint16_t   *box_free;		/* stack of unused box slots */
+	uint32_t   *leaf_slot;		/* sample_size */
+	uint16_t   *leaf_mass;		/* sample_size */
 	float	   *points;			/* per leaf: its point's D values */
-	float	   *boxes;			/* per node: min[D] then max[D] */
-	RcfSample  *heap;			/* max-heap by weight, sample_size */
+	float	   *heap_weight;	/* sample_size */
+	uint16_t   *heap_leaf;		/* sample_size */
 	uint64_t	rng;			/* splitmix64 state */
 
 	/*
@@ -93,6 +106,7 @@ typedef struct RcfTree
 	int16_t		root;
 	int16_t		free_node;
 	int16_t		free_leaf;
+	uint16_t	box_nfree;		/* entries on box_free */
 } RcfTree;
 
 struct RcfForest
@@ -105,11 +119,15 @@ struct RcfForest
 	size_t		bytes;
 
 	RcfTree    *trees;
+	int			box_slots;		/* cached boxes per tree */
 
-	/* Slots: a number for each point referred to by any sampler. */
+	/*
+	 * Slots: a number for each point referred to by any sampler.  A free
+	 * slot's slot_seq holds the next free slot (RCF_NO_SLOT ends the list).
+	 */
 	uint32_t   *refcount;		/* sampler entries referring to the slot */
 	uint64_t   *slot_seq;		/* sequence number the point was offered at */
-	uint32_t   *free_slots;		/* stack of unused slots */
+	uint32_t	free_slot;		/* first free slot */
 	uint32_t	nfree;
 	uint32_t	capacity;		/* number_of_trees * sample_size + 1 */
 
@@ -127,6 +145,9 @@ struct RcfForest
 	float	   *evicted;		/* D: a point being deleted */
 	double	   *query_d;		/* the same as double, for box arithmetic */
 	int16_t    *path;			/* sample_size * RCF_DESCEND_GROUP */
+	int16_t    *stack;			/* sample_size: subtree walks */
+	float	   *box_lo;			/* D: a box being computed */
+	float	   *box_hi;			/* D */
 	float	   *accept_weight;	/* number_of_trees */
 	double	   *attr_high;		/* D */
 	double	   *attr_low;		/* D */
@@ -165,10 +186,15 @@ rcf_leaf_point(const RcfForest *forest, const RcfTree *tree, int leaf)
 	return tree->points + (size_t) leaf * forest->D;
 }
 
+/* The cached box of a node, or NULL if it has none. */
 static inline float *
 rcf_node_box(const RcfForest *forest, const RcfTree *tree, int node)
 {
-	return tree->boxes + (size_t) node * 2 * forest->D;
+	uint16_t	b = tree->box_of[node];
+
+	if (b == RCF_NO_BOX)
+		return NULL;
+	return tree->boxes + (size_t) b * 2 * forest->D;
 }
 
 /* tree.c */
@@ -184,19 +210,19 @@ extern double rcf_tree_attribution(const RcfForest *forest,
 								   double *high, double *low);
 extern const char *rcf_tree_check(const RcfForest *forest,
 								  const RcfTree *tree, uint32_t *refs,
-								  const float **slot_point);
+								  const float **slot_point, float *temp);
 extern const float *rcf_tree_impute_leaf(const RcfForest *forest,
 										 const RcfTree *tree, const float *q,
 										 const bool *missing);
 extern int16_t rcf_tree_node_alloc(RcfTree *tree);
 extern int16_t rcf_tree_leaf_alloc(RcfTree *tree);
-extern bool rcf_tree_build_box(const RcfForest *forest, RcfTree *tree,
-							   int16_t node);
+extern bool rcf_tree_finish(const RcfForest *forest, RcfTree *tree,
+							const int16_t *order, int ninternal,
+							float *temp);
 
 /* sampler.c */
-extern void rcf_sampler_push(RcfTree *tree, float weight, uint32_t leaf);
-extern void rcf_sampler_replace_top(RcfTree *tree, float weight,
-									uint32_t leaf);
+extern void rcf_sampler_push(RcfTree *tree, float weight, int leaf);
+extern void rcf_sampler_replace_top(RcfTree *tree, float weight, int leaf);
 extern void rcf_sampler_shift(RcfTree *tree, float delta);
 extern const char *rcf_sampler_check(const RcfTree *tree, int capacity);
 
