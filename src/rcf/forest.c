@@ -53,7 +53,7 @@ box_pool_size(const RcfParams *params)
 {
 	if (params->sample_size < RCF_BOX_MIN_LEAVES)
 		return 0;
-	return (size_t) params->sample_size / RCF_BOX_POOL_DIV;
+	return (size_t) params->sample_size * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV;
 }
 
 /* Rounds an arena offset up so that every array is aligned. */

@@ -269,14 +269,47 @@ extend_subtree(const RcfForest *forest, const RcfTree *tree, int16_t ref,
 	}
 }
 
+/*
+ * The corners of a child's box when it is at hand, a leaf's point or a
+ * cached box; false if the box must be computed from the subtree.
+ */
+static inline bool
+known_box(const RcfForest *forest, const RcfTree *tree, int16_t ref,
+		  const float **lo, const float **hi)
+{
+	if (RCF_IS_LEAF(ref))
+	{
+		*lo = *hi = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
+		return true;
+	}
+	*lo = rcf_node_box(forest, tree, ref);
+	*hi = *lo + forest->D;
+	return *lo != NULL;
+}
+
 /* Sets [lo, hi] to the box of the two children of internal node `node`. */
 static void
 children_box(const RcfForest *forest, const RcfTree *tree, int16_t node,
 			 float *lo, float *hi)
 {
+	int			d = forest->D;
 	const RcfNode *n = &tree->nodes[node];
+	const float *llo,
+			   *lhi,
+			   *rlo,
+			   *rhi;
 
-	for (int i = 0; i < forest->D; i++)
+	if (known_box(forest, tree, n->child[RCF_LEFT], &llo, &lhi) &&
+		known_box(forest, tree, n->child[RCF_RIGHT], &rlo, &rhi))
+	{
+		for (int i = 0; i < d; i++)
+		{
+			lo[i] = llo[i] < rlo[i] ? llo[i] : rlo[i];
+			hi[i] = lhi[i] > rhi[i] ? lhi[i] : rhi[i];
+		}
+		return;
+	}
+	for (int i = 0; i < d; i++)
 	{
 		lo[i] = INFINITY;
 		hi[i] = -INFINITY;
@@ -305,33 +338,62 @@ box_cache(const RcfForest *forest, RcfTree *tree, int16_t node)
  * The box of the parent of `child` on a path, given the box [*lo, *hi] of
  * `child` itself: the parent's cached box, or the child's grown by its
  * sibling's subtree in the scratch box forest->box_lo/box_hi.  Updates *lo
- * and *hi.
+ * and *hi.  The sibling is most often a leaf or a cached node, merged in
+ * one pass with no copy; this is the inner loop of scoring.
  */
+static void
+uncached_parent_box(const RcfForest *forest, const RcfTree *tree,
+					int16_t parent, int16_t child,
+					const float **lo, const float **hi)
+{
+	int			d = forest->D;
+	const RcfNode *n;
+	int16_t		sibling;
+	const float *slo;
+	const float *shi;
+	float	   *blo = forest->box_lo;
+	float	   *bhi = forest->box_hi;
+	const float *clo = *lo;
+	const float *chi = *hi;
+
+	n = &tree->nodes[parent];
+	sibling = n->child[RCF_LEFT] == child ? n->child[RCF_RIGHT] : n->child[RCF_LEFT];
+	*lo = blo;
+	*hi = bhi;
+	if (RCF_IS_LEAF(sibling))
+		slo = shi = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(sibling));
+	else if ((slo = rcf_node_box(forest, tree, sibling)) != NULL)
+		shi = slo + d;
+	else
+	{
+		if (clo != blo)
+		{
+			memcpy(blo, clo, d * sizeof(float));
+			memcpy(bhi, chi, d * sizeof(float));
+		}
+		extend_subtree(forest, tree, sibling, blo, bhi);
+		return;
+	}
+	for (int i = 0; i < d; i++)
+	{
+		blo[i] = slo[i] < clo[i] ? slo[i] : clo[i];
+		bhi[i] = shi[i] > chi[i] ? shi[i] : chi[i];
+	}
+}
+
 static inline void
 parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
 		   int16_t child, const float **lo, const float **hi)
 {
-	int			d = forest->D;
 	const float *box = rcf_node_box(forest, tree, parent);
-	const RcfNode *n;
-	int16_t		sibling;
 
 	if (box)
 	{
 		*lo = box;
-		*hi = box + d;
-		return;
+		*hi = box + forest->D;
 	}
-	n = &tree->nodes[parent];
-	sibling = n->child[RCF_LEFT] == child ? n->child[RCF_RIGHT] : n->child[RCF_LEFT];
-	if (*lo != forest->box_lo)
-	{
-		memcpy(forest->box_lo, *lo, d * sizeof(float));
-		memcpy(forest->box_hi, *hi, d * sizeof(float));
-	}
-	extend_subtree(forest, tree, sibling, forest->box_lo, forest->box_hi);
-	*lo = forest->box_lo;
-	*hi = forest->box_hi;
+	else
+		uncached_parent_box(forest, tree, parent, child, lo, hi);
 }
 
 /*
@@ -790,17 +852,30 @@ descend_group(const RcfForest *forest, const RcfTree *trees, int count,
 				else
 				{
 					/*
-					 * What scoring reads next, the leaf's point and its
-					 * sibling, loads while the other trees descend.
+					 * What scoring reads next, the leaf's point and the box
+					 * above it (cached, or its sibling's), loads while the
+					 * other trees descend.
 					 */
-					int16_t		sib = n->child[RCF_LEFT] == ref ?
-						n->child[RCF_RIGHT] : n->child[RCF_LEFT];
+					const RcfTree *tree = &trees[k];
+					int16_t		parent = forest->path[k * forest->N + depths[k] - 1];
+					const float *box = rcf_node_box(forest, tree, parent);
 
-					RCF_PREFETCH(rcf_leaf_point(forest, &trees[k], RCF_LEAF_IDX(ref)));
-					if (RCF_IS_LEAF(sib))
-						RCF_PREFETCH(rcf_leaf_point(forest, &trees[k], RCF_LEAF_IDX(sib)));
+					RCF_PREFETCH(rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref)));
+					if (box)
+						RCF_PREFETCH(box);
 					else
-						RCF_PREFETCH(&trees[k].nodes[sib]);
+					{
+						int16_t		sib = n->child[RCF_LEFT] == ref ?
+							n->child[RCF_RIGHT] : n->child[RCF_LEFT];
+
+						if (RCF_IS_LEAF(sib))
+							RCF_PREFETCH(rcf_leaf_point(forest, tree, RCF_LEAF_IDX(sib)));
+						else
+							RCF_PREFETCH(rcf_node_box(forest, tree, sib));
+						if (depths[k] >= 2)
+							RCF_PREFETCH(rcf_node_box(forest, tree,
+													  forest->path[k * forest->N + depths[k] - 2]));
+					}
 				}
 			}
 		}
