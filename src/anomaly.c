@@ -12,6 +12,7 @@
 #include "utils/guc.h"
 
 #include "alert/alert.h"
+#include "anomaly.h"
 #include "detect/detect.h"
 
 PG_MODULE_MAGIC;
@@ -22,6 +23,20 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	/*
+	 * A cap on one forest's memory, which otherwise any role sizes with its
+	 * arguments (or with a crafted model's header): superuser-only, so that
+	 * only an administrator can let a query take more.
+	 */
+	DefineCustomIntVariable("anomaly.max_forest_memory",
+							"The most memory one forest may take.",
+							"Checked when a forest is created (window functions, rcf_train, "
+							"detect(), detectors) and before a model is decoded, against "
+							"the forest's bound from its parameters.",
+							&anomaly_max_forest_memory,
+							65536, 64, MAX_KILOBYTES,
+							PGC_SUSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
 	anomaly_alert_init();
 	anomaly_detect_init();
 

@@ -39,6 +39,8 @@ typedef enum AnomalyMissing
 } AnomalyMissing;
 
 /* params.c */
+extern int	anomaly_max_forest_memory;	/* kB */
+extern void anomaly_check_forest_memory(const RcfParams *params);
 extern void anomaly_forest_params(RcfParams *params, int dims,
 								  Datum number_of_trees, bool trees_null,
 								  Datum sub_sample_size, bool samples_null,

@@ -20,6 +20,7 @@
 #include "common/base64.h"
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -60,6 +61,11 @@ model_free(void *ctx, void *ptr)
 /*
  * Decodes an encoding into a forest in `context`, raising the error that
  * fits the failure.  `binary` picks the error code for malformed input.
+ *
+ * The forest's size is known from the parameters in the header, so a model
+ * that would take more than anomaly.max_forest_memory is refused before
+ * anything is allocated (a few bytes of header can ask for gigabytes).
+ * Parameters out of the model ranges are left to the decoder to report.
  */
 static RcfForest *
 decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
@@ -68,10 +74,14 @@ decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
 	RcfAllocator allocator = {model_alloc, model_free, context};
 	RcfDecodeStatus status;
 	const char *detail;
-	RcfForest  *forest = rcf_model_decode(bytes, len, &allocator, grader,
-										  &status, &detail);
+	RcfParams	params;
+	RcfForest  *forest;
 	int			code;
 
+	if (rcf_model_peek_params(bytes, len, &params) == 0 &&
+		rcf_model_params_check(&params) == NULL)
+		anomaly_check_forest_memory(&params);
+	forest = rcf_model_decode(bytes, len, &allocator, grader, &status, &detail);
 	if (forest)
 		return forest;
 	switch (status)
@@ -308,31 +318,64 @@ default_grader(const RcfParams *params, MemoryContext context)
 	return grader;
 }
 
-/* Aggregate state of rcf_train. */
+/*
+ * Aggregate state of rcf_train.  It starts with a marker, checked by the
+ * support functions: PostgreSQL lets a superuser pair them with another
+ * aggregate's functions, whose state must not be taken for this one.
+ */
+#define TRAIN_STATE_MAGIC UINT64CONST(0x616e6f6d616c7931)	/* "anomaly1" */
+
 typedef struct TrainState
 {
+	uint64		magic;			/* TRAIN_STATE_MAGIC */
+	struct TrainState *self;	/* points to itself */
 	MemoryContext context;
 	RcfForest  *forest;
 	RcfGrader  *grader;
 	AnomalyPoint point;
 } TrainState;
 
+/* The state argument of a support function: NULL, or a TrainState. */
+static TrainState *
+train_state(FunctionCallInfo fcinfo)
+{
+	TrainState *state;
+
+	if (PG_ARGISNULL(0))
+		return NULL;
+	state = (TrainState *) PG_GETARG_POINTER(0);
+	if (state == NULL || state->magic != TRAIN_STATE_MAGIC || state->self != state)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rcf_train's support functions were given another aggregate's state")));
+	return state;
+}
+
 /*
  * rcf_train(point [, number_of_trees [, sub_sample_size [, time_decay
  * [, shingle_size [, seed]]]]]): learns each non-NULL point in the
  * aggregate's ORDER BY order.  Parameters come from the first point.
+ * Until a first point arrives the state stays SQL NULL (not a NULL
+ * pointer): a group of NULL points trains no model and yields NULL.
  */
 Datum
 rcf_train_transfn(PG_FUNCTION_ARGS)
 {
 	MemoryContext aggcontext;
-	TrainState *state = PG_ARGISNULL(0) ? NULL : (TrainState *) PG_GETARG_POINTER(0);
+	TrainState *state;
 	ArrayType  *array;
 
 	if (!AggCheckCallContext(fcinfo, &aggcontext))
 		elog(ERROR, "rcf_train called in non-aggregate context");
+	/* Cheap; keeps any caller cancellable (a window frame re-aggregated per row). */
+	CHECK_FOR_INTERRUPTS();
+	state = train_state(fcinfo);
 	if (PG_ARGISNULL(1))
+	{
+		if (state == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(state);
+	}
 	array = PG_GETARG_ARRAYTYPE_P(1);
 
 	if (state == NULL)
@@ -358,6 +401,8 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 			}
 		}
 		state = MemoryContextAllocZero(aggcontext, sizeof(TrainState));
+		state->magic = TRAIN_STATE_MAGIC;
+		state->self = state;
 		state->context = AllocSetContextCreate(aggcontext, "anomaly rcf_train",
 											   ALLOCSET_DEFAULT_SIZES);
 		anomaly_point_from_array(&state->point, array, state->context);
@@ -389,9 +434,11 @@ rcf_train_finalfn(PG_FUNCTION_ARGS)
 {
 	TrainState *state;
 
-	if (PG_ARGISNULL(0))
+	if (!AggCheckCallContext(fcinfo, NULL))
+		elog(ERROR, "rcf_train called in non-aggregate context");
+	state = train_state(fcinfo);
+	if (state == NULL)
 		PG_RETURN_NULL();
-	state = (TrainState *) PG_GETARG_POINTER(0);
 	PG_RETURN_BYTEA_P(encode_model(state->forest, state->grader));
 }
 
@@ -518,6 +565,9 @@ update_many(RcfForest *forest, RcfGrader *grader, ArrayType *array)
 	for (int r = 0; r < rows; r++)
 	{
 		bool		skip = false;
+
+		/* An array can hold millions of rows: stay cancellable. */
+		CHECK_FOR_INTERRUPTS();
 
 		for (int c = 0; c < cols; c++)
 		{

@@ -1,21 +1,18 @@
 /*
  * params.c
- *	  Forest parameters from SQL arguments, checked against KDA's limits, and
+ *	  Forest parameters from SQL arguments, checked against KDA's limits
+ *	  (rcf.h's model ranges) and against anomaly.max_forest_memory, and
  *	  forests allocated in PostgreSQL memory contexts.
  */
 #include "postgres.h"
 
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "anomaly.h"
 
-/* KDA's documented limits for RANDOM_CUT_FOREST. */
-#define KDA_MIN_TREES		1
-#define KDA_MAX_TREES		1000
-#define KDA_MIN_SAMPLES		10
-#define KDA_MAX_SAMPLES		1000
-#define KDA_MIN_SHINGLE		1
-#define KDA_MAX_SHINGLE		30
+/* anomaly.max_forest_memory, in kB (defined in anomaly.c). */
+int			anomaly_max_forest_memory = 65536;
 
 /* Raises the error for a NULL parameter. */
 void
@@ -69,10 +66,10 @@ anomaly_forest_params(RcfParams *params, int dims,
 
 	params->number_of_trees = DatumGetInt32(number_of_trees);
 	check_range("number_of_trees", params->number_of_trees,
-				KDA_MIN_TREES, KDA_MAX_TREES);
+				RCF_MODEL_MIN_TREES, RCF_MODEL_MAX_TREES);
 	params->sample_size = DatumGetInt32(sub_sample_size);
 	check_range("sub_sample_size", params->sample_size,
-				KDA_MIN_SAMPLES, KDA_MAX_SAMPLES);
+				RCF_MODEL_MIN_SAMPLES, RCF_MODEL_MAX_SAMPLES);
 	decay = DatumGetInt64(time_decay);
 	if (decay <= params->sample_size)
 		ereport(ERROR,
@@ -84,14 +81,14 @@ anomaly_forest_params(RcfParams *params, int dims,
 	params->time_decay = (double) decay;
 	params->shingle_size = DatumGetInt32(shingle_size);
 	check_range("shingle_size", params->shingle_size,
-				KDA_MIN_SHINGLE, KDA_MAX_SHINGLE);
+				RCF_MODEL_MIN_SHINGLE, RCF_MODEL_MAX_SHINGLE);
 	params->seed = (uint64_t) DatumGetInt64(seed);
 
-	if ((int64) dims * params->shingle_size > RCF_MAX_DIMENSIONS)
+	if ((int64) dims * params->shingle_size > RCF_MODEL_MAX_DIMENSIONS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("a point has at most %d values after shingling",
-						RCF_MAX_DIMENSIONS),
+						RCF_MODEL_MAX_DIMENSIONS),
 				 errdetail("The point has %d values and shingle_size is %d.",
 						   dims, params->shingle_size)));
 
@@ -100,6 +97,43 @@ anomaly_forest_params(RcfParams *params, int dims,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid forest parameters: %s", err)));
+
+	/* Every forest SQL makes (and every detector's) passes here. */
+	anomaly_check_forest_memory(params);
+}
+
+/* Formats a number of bytes as pg_size_pretty does. */
+static char *
+pretty_size(uint64 bytes)
+{
+	Datum		pretty = DirectFunctionCall1(pg_size_pretty,
+										   Int64GetDatum((int64) Min(bytes, (uint64) PG_INT64_MAX)));
+
+	return text_to_cstring(DatumGetTextPP(pretty));
+}
+
+/*
+ * Refuses a forest whose memory bound (rcf_forest_memory: its arena and the
+ * engine's largest temporary buffer for it) is above
+ * anomaly.max_forest_memory.  Called before anything of the forest is
+ * allocated: by anomaly_forest_params for every forest created from SQL
+ * arguments or detector options, and before a stored model is decoded.
+ */
+void
+anomaly_check_forest_memory(const RcfParams *params)
+{
+	uint64		need = (uint64) rcf_forest_memory(params);
+	uint64		limit = (uint64) anomaly_max_forest_memory * 1024;
+
+	if (need > limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("forest would need %s, more than anomaly.max_forest_memory (%s)",
+						pretty_size(need), pretty_size(limit)),
+				 errdetail("number_of_trees is %d, sub_sample_size %d, dimensions %d and shingle_size %d.",
+						   params->number_of_trees, params->sample_size,
+						   params->dims, params->shingle_size),
+				 errhint("Use fewer trees, a smaller sub_sample_size or fewer values per point, or ask a superuser to raise anomaly.max_forest_memory.")));
 }
 
 /* Allocator hooks that put engine memory into a memory context. */

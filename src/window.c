@@ -165,6 +165,8 @@ create_forest(FunctionCallInfo fcinfo, WindowObject winobj,
 		allocator.free = anomaly_context_free;
 		allocator.ctx = site->forest_context;
 		state->grader = rcf_grader_create(&gp, &params, &allocator);
+		if (state->grader == NULL)
+			elog(ERROR, "could not create a grader with valid parameters");
 		state->expected = MemoryContextAlloc(site->forest_context, n);
 		state->scratch = MemoryContextAlloc(site->forest_context, n);
 		state->mask = MemoryContextAlloc(site->forest_context, sizeof(bool) * state->dims);
@@ -265,6 +267,12 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, WindowKind kind)
 	bool		have_point;
 	Datum		result;
 
+	/*
+	 * Only a WindowAgg node passes a window object; a superuser declaring
+	 * the symbol again as a plain function (or an aggregate's) gets an error.
+	 */
+	if (winobj == NULL || !IsA(winobj, WindowObjectData))
+		elog(ERROR, "anomaly's window functions must be called as window functions");
 	state = (PartitionState *) WinGetPartitionLocalMemory(winobj,
 														  sizeof(PartitionState));
 	if (!state->started)

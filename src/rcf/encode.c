@@ -710,8 +710,8 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 	p.seed = get_u64(&r);
 	if (r.status != RCF_DECODE_OK)
 		goto done;
-	if (p.dims < 1 || p.dims > RCF_MAX_DIMENSIONS || p.output_after < 1 ||
-		(err = rcf_params_check(&p)) != NULL)
+	/* The ranges SQL accepts (rcf.h), so no model asks for a bigger forest. */
+	if ((err = rcf_model_params_check(&p)) != NULL)
 	{
 		fail(&r, RCF_DECODE_CORRUPT, "the forest parameters are out of range");
 		goto done;
@@ -1054,4 +1054,24 @@ done:
 	*status = r.status;
 	*detail = r.detail;
 	return forest;
+}
+
+/* Reads the parameters from an encoding's header, checking nothing else. */
+int
+rcf_model_peek_params(const uint8_t *buf, size_t len, RcfParams *params)
+{
+	Reader		r = {buf, 0, len, RCF_DECODE_OK, NULL};
+
+	if (len < HEADER_SIZE || get_u32(&r) != RCF_MAGIC ||
+		get_u16(&r) != RCF_FORMAT_VERSION)
+		return -1;
+	r.pos = HEADER_SIZE;
+	params->dims = (int) get_u32(&r);
+	params->shingle_size = (int) get_u32(&r);
+	params->number_of_trees = (int) get_u32(&r);
+	params->sample_size = (int) get_u32(&r);
+	params->output_after = (int) get_u32(&r);
+	params->time_decay = get_f64(&r);
+	params->seed = get_u64(&r);
+	return r.status == RCF_DECODE_OK ? 0 : -1;
 }

@@ -27,6 +27,23 @@
 #define RCF_MAX_SHINGLE			64
 #define RCF_MAX_DIMENSIONS		1024	/* dims * shingle_size */
 
+/*
+ * Ranges of a model's parameters: what the SQL functions accept (KDA's
+ * documented limits for RANDOM_CUT_FOREST) and what the decoder accepts, so
+ * that no stored model asks for more than SQL could have built.  One table
+ * for both: src/params.c checks SQL arguments against it, and
+ * rcf_model_params_check() checks a decoded model's header.  Within the
+ * engine's limits above, which the engine's own tests and benchmarks use.
+ */
+#define RCF_MODEL_MIN_TREES		1
+#define RCF_MODEL_MAX_TREES		1000
+#define RCF_MODEL_MIN_SAMPLES	10
+#define RCF_MODEL_MAX_SAMPLES	1000
+#define RCF_MODEL_MIN_SHINGLE	1
+#define RCF_MODEL_MAX_SHINGLE	30
+#define RCF_MODEL_MAX_DIMENSIONS RCF_MAX_DIMENSIONS	/* dims * shingle_size */
+#define RCF_MODEL_MAX_DECAY		1e18	/* time_decay > sample_size, at most this */
+
 typedef struct RcfParams
 {
 	int			dims;			/* values per input record */
@@ -63,6 +80,24 @@ extern const char *rcf_params_check(const RcfParams *params);
 
 /* Bytes the arena of a forest with these (valid) parameters takes. */
 extern size_t rcf_arena_size(const RcfParams *params);
+
+/*
+ * Checks parameters against the model ranges above (and the engine's
+ * limits); NULL when a model may have them, else a static message.  Unlike
+ * rcf_params_check, output_after must be resolved (1 .. sample_size).
+ */
+extern const char *rcf_model_params_check(const RcfParams *params);
+
+/*
+ * The most memory the engine holds for one forest with these (valid)
+ * parameters at any time: its arena, plus the largest temporary buffer that
+ * encoding it or decoding it takes while the forest exists.  Computed from
+ * the parameters alone, so a caller can refuse a forest before any of it is
+ * allocated.  Kept exact to the layout of forest.c (arena_layout) and of
+ * encode.c (write_forest, rcf_model_decode); test/unit/test_limits.c
+ * compares it with what those allocate.
+ */
+extern size_t rcf_forest_memory(const RcfParams *params);
 
 /* Creates a forest; NULL if the parameters are invalid or alloc fails. */
 extern RcfForest *rcf_create(const RcfParams *params,
@@ -158,6 +193,16 @@ extern size_t rcf_encode(const RcfForest *forest, uint8_t *buf, size_t size);
 extern RcfForest *rcf_decode(const uint8_t *buf, size_t len,
 							 const RcfAllocator *allocator,
 							 RcfDecodeStatus *status, const char **detail);
+
+/*
+ * Reads the parameters from an encoding's header without checking the
+ * checksum or anything after them, so that a caller can refuse a model by
+ * its size before decoding it (rcf_decode checks everything again).
+ * Returns 0, or -1 if the data is too short or not an encoded forest of a
+ * known version.  output_after is as stored.
+ */
+extern int	rcf_model_peek_params(const uint8_t *buf, size_t len,
+								  RcfParams *params);
 
 /* CRC-32C (Castagnoli), as used in the encoding's header. */
 extern uint32_t rcf_crc32c(uint32_t crc, const void *data, size_t len);

@@ -90,6 +90,14 @@ main(void)
 	TAMPER("zero dimensions", memset(t + params, 0, 4));
 	TAMPER("sample size one", (t[params + 12] = 1, t[params + 13] = 0));
 	TAMPER("negative time decay", t[params + 27] = 0xC0);
+	/* Within the engine's limits but outside SQL's (rcf.h model ranges). */
+	TAMPER("sample size 4096", (t[params + 12] = 0x00, t[params + 13] = 0x10));
+	TAMPER("sample size 1001", (t[params + 12] = 0xE9, t[params + 13] = 0x03));
+	TAMPER("shingle size 31", t[params + 4] = 31);
+	TAMPER("1001 trees", (t[params + 8] = 0xE9, t[params + 9] = 0x03));
+	TAMPER("time decay equal to the sample size",
+		   (memset(t + params + 20, 0, 6), t[params + 26] = 0x24, t[params + 27] = 0x40));
+	TAMPER("output_after above the sample size", t[params + 16] = 11);
 	TAMPER("updates disagree with points", t[counters] ^= 0x01);
 	TAMPER("NaN in the shingle", (t[shingle] = 0, t[shingle + 1] = 0,
 								  t[shingle + 2] = 0xC0, t[shingle + 3] = 0x7F));

@@ -14,9 +14,9 @@ int
 main(int argc, char **argv)
 {
 	const int	configs[][5] = {
-		/* dims, shingle, trees, samples, points */
-		{1, 1, 1, 4, 0}, {1, 1, 1, 4, 3}, {1, 1, 2, 8, 50}, {2, 3, 3, 8, 40},
-		{3, 1, 2, 16, 200}, {1, 4, 2, 4, 2}, {2, 2, 4, 10, 500},
+		/* dims, shingle, trees, samples (10 at least: rcf.h's model ranges), points */
+		{1, 1, 1, 10, 0}, {1, 1, 1, 10, 3}, {1, 1, 2, 12, 50}, {2, 3, 3, 12, 40},
+		{3, 1, 2, 16, 200}, {1, 4, 2, 10, 2}, {2, 2, 4, 10, 500},
 	};
 
 	if (argc != 2)
