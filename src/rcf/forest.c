@@ -48,8 +48,8 @@ rcf_params_check(const RcfParams *params)
 /*
  * Cached boxes per tree: none when no subtree can reach the caching size.
  */
-static size_t
-box_pool_size(const RcfParams *params)
+size_t
+rcf_box_pool_size(const RcfParams *params)
 {
 	if (params->sample_size < RCF_BOX_MIN_LEAVES)
 		return 0;
@@ -74,7 +74,7 @@ arena_layout(const RcfParams *params, char *base)
 	size_t		N = params->sample_size;
 	size_t		T = params->number_of_trees;
 	size_t		capacity = T * N + 1;
-	size_t		M = box_pool_size(params);
+	size_t		M = rcf_box_pool_size(params);
 	size_t		off = 0;
 	RcfForest  *forest = (RcfForest *) base;
 
@@ -186,7 +186,7 @@ rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 	forest->allocator = alloc;
 	forest->bytes = size;
 	forest->capacity = (uint32_t) params->number_of_trees * params->sample_size + 1;
-	forest->box_slots = (int) box_pool_size(params);
+	forest->box_slots = (int) rcf_box_pool_size(params);
 
 	for (int m = 0; m <= forest->N; m++)
 		forest->log2_table[m] = log2(m + 1.0);

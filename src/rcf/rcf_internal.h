@@ -210,6 +210,9 @@ rcf_node_box(const RcfForest *forest, const RcfTree *tree, int node)
 	return tree->boxes + (size_t) b * 2 * forest->D;
 }
 
+/* forest.c */
+extern size_t rcf_box_pool_size(const RcfParams *params);
+
 /* tree.c */
 extern void rcf_tree_init(RcfForest *forest, RcfTree *tree);
 extern int16_t rcf_tree_insert(RcfForest *forest, RcfTree *tree,
