@@ -378,11 +378,12 @@ uncached_large_nodes(const RcfForest *f)
 }
 
 /*
- * Boxes that are not cached are recomputed with the same values.  A rising
- * series with the fastest time decay (each tree holds the latest points)
- * grows each tree into a chain (every new point is cut off beside the
- * previous maximum), with more large subtrees than the box pool holds, so
- * some boxes must be recomputed over long subtrees.
+ * Boxes that are not cached are recomputed with the same values.  Values
+ * of growing powers of two, alternately positive and negative, grow each
+ * tree into a chain (each new point lies so far out that the cut almost
+ * surely falls between it and all the others), with more large subtrees
+ * than the box pool holds, so some boxes must be recomputed over long
+ * subtrees.
  * A decoded copy caches a different set of boxes (the decoder's choice,
  * parents first), so equal scores from both show that a box's value does
  * not depend on whether it is cached.
@@ -398,7 +399,6 @@ test_box_cache(void)
 	RcfDecodeStatus status;
 	const char *detail;
 	const char *err = NULL;
-	uint64_t	s = 21;
 	int			overflowed = 0;
 	int			same = 1;
 	int			differ_in_cache = 0;
@@ -406,12 +406,12 @@ test_box_cache(void)
 	rcf_params_default(&p, 1);
 	p.number_of_trees = 4;
 	p.sample_size = 64;
-	p.time_decay = 1;
+	p.time_decay = 257;
 	p.seed = 3;
 	f = rcf_create(&p, NULL);
 	for (int i = 0; i < 3000 && err == NULL; i++)
 	{
-		double		x = i + noise(&s) * 0.1;
+		double		x = ldexp(1.0, i % 100) * (i % 2 ? 1 : -1);
 
 		rcf_process(f, &x);
 		if (uncached_large_nodes(f) > 0)
