@@ -92,7 +92,7 @@ arena_layout(const RcfParams *params, char *base)
 		RcfTree    *tree = base ? &forest->trees[t] : NULL;
 
 		CARVE(tree->nodes, RcfNode, N - 1);
-		CARVE(tree->box_of, uint16_t, N - 1);
+		CARVE(tree->leaf_count, uint16_t, N - 1);
 		CARVE(tree->boxes, float, M * 2 * D);
 		CARVE(tree->box_free, uint16_t, M);
 		CARVE(tree->leaf_slot, uint32_t, N);

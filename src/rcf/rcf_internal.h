@@ -85,7 +85,7 @@ typedef struct RcfNode
 	float		cut;
 	uint16_t	dim;
 	int16_t		child[2];		/* [0] left, [1] right */
-	uint16_t	leaves;			/* leaves in the subtree (distinct points) */
+	uint16_t	box;			/* its cached box in boxes, or RCF_NO_BOX */
 } RcfNode;
 
 /*
@@ -98,7 +98,7 @@ typedef struct RcfNode
 typedef struct RcfTree
 {
 	RcfNode    *nodes;			/* sample_size - 1 */
-	uint16_t   *box_of;			/* per node: its box in boxes, or RCF_NO_BOX */
+	uint16_t   *leaf_count;		/* per node: leaves in its subtree */
 	float	   *boxes;			/* box_slots boxes: min[D] then max[D] */
 	uint16_t   *box_free;		/* stack of unused box slots */
 	uint32_t   *leaf_slot;		/* sample_size */
@@ -203,7 +203,7 @@ rcf_leaf_point(const RcfForest *forest, const RcfTree *tree, int leaf)
 static inline float *
 rcf_node_box(const RcfForest *forest, const RcfTree *tree, int node)
 {
-	uint16_t	b = tree->box_of[node];
+	uint16_t	b = tree->nodes[node].box;
 
 	if (b == RCF_NO_BOX)
 		return NULL;

@@ -41,10 +41,10 @@ node_alloc(RcfTree *tree)
 static void
 box_release(RcfTree *tree, int16_t node)
 {
-	if (tree->box_of[node] != RCF_NO_BOX)
+	if (tree->nodes[node].box != RCF_NO_BOX)
 	{
-		tree->box_free[tree->box_nfree++] = tree->box_of[node];
-		tree->box_of[node] = RCF_NO_BOX;
+		tree->box_free[tree->box_nfree++] = tree->nodes[node].box;
+		tree->nodes[node].box = RCF_NO_BOX;
 	}
 }
 
@@ -92,7 +92,8 @@ rcf_tree_init(RcfForest *forest, RcfTree *tree)
 	for (int i = n - 2; i >= 0; i--)
 	{
 		memset(&tree->nodes[i], 0, sizeof(RcfNode));
-		tree->box_of[i] = RCF_NO_BOX;
+		tree->nodes[i].box = RCF_NO_BOX;
+		tree->leaf_count[i] = 0;
 		tree->nodes[i].child[0] = tree->free_node;
 		tree->free_node = (int16_t) i;
 	}
@@ -121,7 +122,7 @@ points_equal(const float *a, const float *b, int d)
 static inline int
 subtree_leaves(const RcfTree *tree, int16_t ref)
 {
-	return RCF_IS_LEAF(ref) ? 1 : tree->nodes[ref].leaves;
+	return RCF_IS_LEAF(ref) ? 1 : tree->leaf_count[ref];
 }
 
 /*
@@ -329,7 +330,7 @@ box_cache(const RcfForest *forest, RcfTree *tree, int16_t node)
 
 	if (tree->box_nfree == 0)
 		return;
-	tree->box_of[node] = tree->box_free[--tree->box_nfree];
+	tree->nodes[node].box = tree->box_free[--tree->box_nfree];
 	box = rcf_node_box(forest, tree, node);
 	children_box(forest, tree, node, box, box + forest->D);
 }
@@ -564,14 +565,14 @@ rcf_tree_finish(const RcfForest *forest, RcfTree *tree, const int16_t *order,
 	if (all_boxes(forest, tree, order, ninternal, temp, counts) >= 0)
 		return false;
 	for (int k = 0; k < ninternal; k++)
-		tree->nodes[order[k]].leaves = counts[order[k]];
+		tree->leaf_count[order[k]] = counts[order[k]];
 	for (int k = 0; k < ninternal && tree->box_nfree > 0; k++)
 	{
 		int16_t		node = order[k];
 
-		if (tree->nodes[node].leaves >= RCF_BOX_MIN_LEAVES)
+		if (tree->leaf_count[node] >= RCF_BOX_MIN_LEAVES)
 		{
-			tree->box_of[node] = tree->box_free[--tree->box_nfree];
+			tree->nodes[node].box = tree->box_free[--tree->box_nfree];
 			memcpy(rcf_node_box(forest, tree, node), temp + (size_t) node * 2 * d,
 				   2 * d * sizeof(float));
 		}
@@ -691,7 +692,8 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	n = &tree->nodes[node];
 	n->dim = cut_dim;
 	n->cut = cut_value;
-	n->leaves = (uint16_t) (subtree_leaves(tree, target) + 1);
+	n->box = RCF_NO_BOX;
+	tree->leaf_count[node] = (uint16_t) (subtree_leaves(tree, target) + 1);
 	if (q[cut_dim] <= cut_value)
 	{
 		n->child[RCF_LEFT] = RCF_LEAF_REF(leaf);
@@ -714,7 +716,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 			parent->child[RCF_RIGHT] = node;
 	}
 
-	if (n->leaves >= RCF_BOX_MIN_LEAVES)
+	if (tree->leaf_count[node] >= RCF_BOX_MIN_LEAVES)
 		box_cache(forest, tree, node);
 
 	/*
@@ -727,13 +729,13 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 		int16_t		a = forest->path[level];
 		float	   *abox = rcf_node_box(forest, tree, a);
 
-		tree->nodes[a].leaves++;
+		tree->leaf_count[a]++;
 		if (abox)
 		{
 			if (level > inside_level)
 				box_extend(abox, abox + d, q, d);
 		}
-		else if (tree->nodes[a].leaves >= RCF_BOX_MIN_LEAVES)
+		else if (tree->leaf_count[a] >= RCF_BOX_MIN_LEAVES)
 			box_cache(forest, tree, a);
 	}
 	return leaf;
@@ -792,7 +794,7 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 	{
 		int16_t		node = forest->path[level];
 
-		if (--tree->nodes[node].leaves < RCF_BOX_MIN_LEAVES)
+		if (--tree->leaf_count[node] < RCF_BOX_MIN_LEAVES)
 			box_release(tree, node);
 	}
 
@@ -1123,7 +1125,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 				(RCF_IS_LEAF(node->child[RCF_LEFT]) && RCF_LEAF_IDX(node->child[RCF_LEFT]) >= n) ||
 				(RCF_IS_LEAF(node->child[RCF_RIGHT]) && RCF_LEAF_IDX(node->child[RCF_RIGHT]) >= n))
 				return "child reference out of range";
-			b = tree->box_of[ref];
+			b = tree->nodes[ref].box;
 			if (b != RCF_NO_BOX)
 			{
 				if (b >= forest->box_slots)
@@ -1150,7 +1152,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 		const float *box = rcf_node_box(forest, tree, node);
 		const float *exact = temp + (size_t) node * 2 * d;
 
-		if (tree->nodes[node].leaves != counts[node])
+		if (tree->leaf_count[node] != counts[node])
 			return "a node's leaf count is wrong";
 		if (box == NULL)
 			continue;
@@ -1166,7 +1168,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 	{
 		if (f < 0 || f >= n - 1 || ++free_count > n - 1)
 			return "node free list is corrupt";
-		if (tree->box_of[f] != RCF_NO_BOX)
+		if (tree->nodes[f].box != RCF_NO_BOX)
 			return "a free node holds a cached box";
 	}
 	if (free_count + internal != n - 1)

@@ -367,8 +367,8 @@ uncached_large_nodes(const RcfForest *f)
 
 			if (RCF_IS_LEAF(ref))
 				continue;
-			if (tree->nodes[ref].leaves >= RCF_BOX_MIN_LEAVES &&
-				tree->box_of[ref] == RCF_NO_BOX)
+			if (tree->leaf_count[ref] >= RCF_BOX_MIN_LEAVES &&
+				tree->nodes[ref].box == RCF_NO_BOX)
 				count++;
 			stack[top++] = tree->nodes[ref].child[0];
 			stack[top++] = tree->nodes[ref].child[1];
@@ -428,9 +428,9 @@ test_box_cache(void)
 	if (UNIT_OK(g != NULL, "the chained forest decodes (%s)", detail ? detail : "ok"))
 	{
 		for (int t = 0; t < p.number_of_trees; t++)
-			if (memcmp(f->trees[t].box_of, g->trees[t].box_of,
-					   sizeof(uint16_t) * (p.sample_size - 1)) != 0)
-				differ_in_cache = 1;
+			for (int i = 0; i < p.sample_size - 1; i++)
+				if (f->trees[t].nodes[i].box != g->trees[t].nodes[i].box)
+					differ_in_cache = 1;
 		UNIT_OK(differ_in_cache, "the decoded copy caches other boxes than the original");
 		/* Back and forth around the data, then a fresh rise. */
 		for (int i = 0; i < 2000; i++)
