@@ -46,13 +46,24 @@ rcf_params_check(const RcfParams *params)
 }
 
 /*
- * Cached boxes per tree: none when no subtree can reach the caching size.
+ * Whether a forest caches boxes by subtree size (see rcf_internal.h): only
+ * where a box is large enough for the savings to outweigh the leaf counts
+ * and the pool's bookkeeping, and the time of recomputing.  Otherwise every
+ * internal node has its box, at its own index.
  */
+bool
+rcf_box_partial(const RcfParams *params)
+{
+	return params->dims * params->shingle_size >= RCF_BOX_PARTIAL_MIN_DIMS &&
+		params->sample_size >= RCF_BOX_MIN_LEAVES;
+}
+
+/* Boxes per tree: the pool, or one per internal node. */
 size_t
 rcf_box_pool_size(const RcfParams *params)
 {
-	if (params->sample_size < RCF_BOX_MIN_LEAVES)
-		return 0;
+	if (!rcf_box_partial(params))
+		return (size_t) params->sample_size - 1;
 	return (size_t) params->sample_size * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV;
 }
 
@@ -75,6 +86,7 @@ arena_layout(const RcfParams *params, char *base)
 	size_t		T = params->number_of_trees;
 	size_t		capacity = T * N + 1;
 	size_t		M = rcf_box_pool_size(params);
+	size_t		partial = rcf_box_partial(params) ? 1 : 0;
 	size_t		off = 0;
 	RcfForest  *forest = (RcfForest *) base;
 
@@ -92,9 +104,9 @@ arena_layout(const RcfParams *params, char *base)
 		RcfTree    *tree = base ? &forest->trees[t] : NULL;
 
 		CARVE(tree->nodes, RcfNode, N - 1);
-		CARVE(tree->leaf_count, uint16_t, N - 1);
+		CARVE(tree->leaf_count, uint16_t, partial * (N - 1));
 		CARVE(tree->boxes, float, M * 2 * D);
-		CARVE(tree->box_free, uint16_t, M);
+		CARVE(tree->box_free, uint16_t, partial * M);
 		CARVE(tree->leaf_slot, uint32_t, N);
 		CARVE(tree->leaf_mass, uint16_t, N);
 		CARVE(tree->points, float, N * D);
@@ -186,6 +198,7 @@ rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 	forest->allocator = alloc;
 	forest->bytes = size;
 	forest->capacity = (uint32_t) params->number_of_trees * params->sample_size + 1;
+	forest->box_partial = rcf_box_partial(params);
 	forest->box_slots = (int) rcf_box_pool_size(params);
 
 	for (int m = 0; m <= forest->N; m++)

@@ -49,6 +49,9 @@
 #ifndef RCF_BOX_MIN_LEAVES
 #define RCF_BOX_MIN_LEAVES	3
 #endif
+#ifndef RCF_BOX_PARTIAL_MIN_DIMS
+#define RCF_BOX_PARTIAL_MIN_DIMS	8	/* fewer dimensions: every box cached */
+#endif
 #ifndef RCF_BOX_POOL_NUM
 #define RCF_BOX_POOL_NUM	3	/* pool = sample_size * NUM / DIV */
 #define RCF_BOX_POOL_DIV	4
@@ -132,6 +135,7 @@ struct RcfForest
 	size_t		bytes;
 
 	RcfTree    *trees;
+	bool		box_partial;	/* boxes cached by subtree size, in a pool */
 	int			box_slots;		/* cached boxes per tree */
 
 	/*
@@ -211,6 +215,7 @@ rcf_node_box(const RcfForest *forest, const RcfTree *tree, int node)
 }
 
 /* forest.c */
+extern bool rcf_box_partial(const RcfParams *params);
 extern size_t rcf_box_pool_size(const RcfParams *params);
 
 /* tree.c */

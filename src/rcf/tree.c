@@ -37,11 +37,14 @@ node_alloc(RcfTree *tree)
 	return node;
 }
 
-/* Returns a node's cached box, if any, to the pool. */
+/*
+ * Returns a node's cached box, if any, to the pool.  Without a pool, every
+ * node keeps the box at its own index.
+ */
 static void
-box_release(RcfTree *tree, int16_t node)
+box_release(const RcfForest *forest, RcfTree *tree, int16_t node)
 {
-	if (tree->nodes[node].box != RCF_NO_BOX)
+	if (forest->box_partial && tree->nodes[node].box != RCF_NO_BOX)
 	{
 		tree->box_free[tree->box_nfree++] = tree->nodes[node].box;
 		tree->nodes[node].box = RCF_NO_BOX;
@@ -50,9 +53,9 @@ box_release(RcfTree *tree, int16_t node)
 
 /* Returns an internal node, and its box, to the free lists. */
 static void
-node_release(RcfTree *tree, int16_t node)
+node_release(const RcfForest *forest, RcfTree *tree, int16_t node)
 {
-	box_release(tree, node);
+	box_release(forest, tree, node);
 	tree->nodes[node].child[0] = tree->free_node;
 	tree->free_node = node;
 }
@@ -92,8 +95,13 @@ rcf_tree_init(RcfForest *forest, RcfTree *tree)
 	for (int i = n - 2; i >= 0; i--)
 	{
 		memset(&tree->nodes[i], 0, sizeof(RcfNode));
-		tree->nodes[i].box = RCF_NO_BOX;
-		tree->leaf_count[i] = 0;
+		if (forest->box_partial)
+		{
+			tree->nodes[i].box = RCF_NO_BOX;
+			tree->leaf_count[i] = 0;
+		}
+		else
+			tree->nodes[i].box = (uint16_t) i;
 		tree->nodes[i].child[0] = tree->free_node;
 		tree->free_node = (int16_t) i;
 	}
@@ -104,9 +112,13 @@ rcf_tree_init(RcfForest *forest, RcfTree *tree)
 		tree->leaf_slot[i] = (uint32_t) (uint16_t) tree->free_leaf;
 		tree->free_leaf = (int16_t) i;
 	}
-	tree->box_nfree = (uint16_t) forest->box_slots;
-	for (int i = 0; i < forest->box_slots; i++)
-		tree->box_free[i] = (uint16_t) (forest->box_slots - 1 - i);
+	tree->box_nfree = 0;
+	if (forest->box_partial)
+	{
+		tree->box_nfree = (uint16_t) forest->box_slots;
+		for (int i = 0; i < forest->box_slots; i++)
+			tree->box_free[i] = (uint16_t) (forest->box_slots - 1 - i);
+	}
 }
 
 static inline bool
@@ -564,6 +576,13 @@ rcf_tree_finish(const RcfForest *forest, RcfTree *tree, const int16_t *order,
 
 	if (all_boxes(forest, tree, order, ninternal, temp, counts) >= 0)
 		return false;
+	if (!forest->box_partial)
+	{
+		for (int k = 0; k < ninternal; k++)
+			memcpy(rcf_node_box(forest, tree, order[k]),
+				   temp + (size_t) order[k] * 2 * d, 2 * d * sizeof(float));
+		return true;
+	}
 	for (int k = 0; k < ninternal; k++)
 		tree->leaf_count[order[k]] = counts[order[k]];
 	for (int k = 0; k < ninternal && tree->box_nfree > 0; k++)
@@ -692,8 +711,6 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	n = &tree->nodes[node];
 	n->dim = cut_dim;
 	n->cut = cut_value;
-	n->box = RCF_NO_BOX;
-	tree->leaf_count[node] = (uint16_t) (subtree_leaves(tree, target) + 1);
 	if (q[cut_dim] <= cut_value)
 	{
 		n->child[RCF_LEFT] = RCF_LEAF_REF(leaf);
@@ -716,6 +733,29 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 			parent->child[RCF_RIGHT] = node;
 	}
 
+	if (!forest->box_partial)
+	{
+		/* Every box is cached: the new one is the target's grown by q. */
+		float	   *box = rcf_node_box(forest, tree, node);
+		const float *tlo;
+		const float *thi;
+
+		known_box(forest, tree, target, &tlo, &thi);
+		memcpy(box, tlo, d * sizeof(float));
+		memcpy(box + d, thi, d * sizeof(float));
+		box_extend(box, box + d, q, d);
+		/* Boxes from inside_level up already contain q. */
+		for (int level = target_level - 1; level > inside_level; level--)
+		{
+			float	   *abox = rcf_node_box(forest, tree, forest->path[level]);
+
+			box_extend(abox, abox + d, q, d);
+		}
+		return leaf;
+	}
+
+	n->box = RCF_NO_BOX;
+	tree->leaf_count[node] = (uint16_t) (subtree_leaves(tree, target) + 1);
 	if (tree->leaf_count[node] >= RCF_BOX_MIN_LEAVES)
 		box_cache(forest, tree, node);
 
@@ -787,15 +827,15 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 		else
 			g->child[RCF_RIGHT] = sibling;
 	}
-	node_release(tree, parent);
+	node_release(forest, tree, parent);
 
 	/* Every node above loses a leaf; below the caching size, its box. */
-	for (int level = depth - 2; level >= 0; level--)
+	for (int level = depth - 2; level >= 0 && forest->box_partial; level--)
 	{
 		int16_t		node = forest->path[level];
 
 		if (--tree->leaf_count[node] < RCF_BOX_MIN_LEAVES)
-			box_release(tree, node);
+			box_release(forest, tree, node);
 	}
 
 	/*
@@ -1126,7 +1166,12 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 				(RCF_IS_LEAF(node->child[RCF_RIGHT]) && RCF_LEAF_IDX(node->child[RCF_RIGHT]) >= n))
 				return "child reference out of range";
 			b = tree->nodes[ref].box;
-			if (b != RCF_NO_BOX)
+			if (!forest->box_partial)
+			{
+				if (b != ref)
+					return "a node's box is not at its own index";
+			}
+			else if (b != RCF_NO_BOX)
 			{
 				if (b >= forest->box_slots)
 					return "cached box out of range";
@@ -1152,12 +1197,15 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 		const float *box = rcf_node_box(forest, tree, node);
 		const float *exact = temp + (size_t) node * 2 * d;
 
-		if (tree->leaf_count[node] != counts[node])
-			return "a node's leaf count is wrong";
-		if (box == NULL)
-			continue;
-		if (counts[node] < RCF_BOX_MIN_LEAVES)
-			return "a cached box belongs to a node below the caching size";
+		if (forest->box_partial)
+		{
+			if (tree->leaf_count[node] != counts[node])
+				return "a node's leaf count is wrong";
+			if (box == NULL)
+				continue;
+			if (counts[node] < RCF_BOX_MIN_LEAVES)
+				return "a cached box belongs to a node below the caching size";
+		}
 		for (int i = 0; i < 2 * d; i++)
 			if (box[i] != exact[i])
 				return "cached box differs from the box of its subtree";
@@ -1168,8 +1216,8 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 	{
 		if (f < 0 || f >= n - 1 || ++free_count > n - 1)
 			return "node free list is corrupt";
-		if (tree->nodes[f].box != RCF_NO_BOX)
-			return "a free node holds a cached box";
+		if (tree->nodes[f].box != (forest->box_partial ? RCF_NO_BOX : f))
+			return "a free node holds a box slot";
 	}
 	if (free_count + internal != n - 1)
 		return "nodes leaked from the free list";
@@ -1181,6 +1229,8 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 	}
 	if (free_count + leaves != n)
 		return "leaves leaked from the free list";
+	if (!forest->box_partial)
+		return NULL;
 	if (tree->box_nfree + boxes_used != forest->box_slots)
 		return "cached boxes leaked from the pool";
 	for (int i = 0; i < tree->box_nfree; i++)

@@ -403,17 +403,21 @@ test_box_cache(void)
 	int			same = 1;
 	int			differ_in_cache = 0;
 
-	rcf_params_default(&p, 1);
+	/* Eight values a point: enough for boxes to be cached by size. */
+	rcf_params_default(&p, 8);
 	p.number_of_trees = 4;
 	p.sample_size = 64;
 	p.time_decay = 257;
 	p.seed = 3;
 	f = rcf_create(&p, NULL);
+	UNIT_OK(f->box_partial, "a forest of 8-value points caches boxes by subtree size");
 	for (int i = 0; i < 3000 && err == NULL; i++)
 	{
-		double		x = ldexp(1.0, i % 100) * (i % 2 ? 1 : -1);
+		double		x[8];
 
-		rcf_process(f, &x);
+		for (int d = 0; d < 8; d++)
+			x[d] = ldexp(1.0, i % 100) * (i % 2 ? 1 : -1) + d;
+		rcf_process(f, x);
 		if (uncached_large_nodes(f) > 0)
 			overflowed = 1;
 		if (i % 250 == 0)
@@ -435,12 +439,14 @@ test_box_cache(void)
 		/* Back and forth around the data, then a fresh rise. */
 		for (int i = 0; i < 2000; i++)
 		{
-			double		x = (i < 1000 ? 1500.0 + 1500.0 * sin(i * 0.01) : 3000.0 + i);
-			double		high[1],
-						low[1];
+			double		x[8];
+			double		high[8],
+						low[8];
 
-			same &= rcf_attribution(f, &x, high, low) == rcf_attribution(g, &x, high, low);
-			same &= rcf_process(f, &x) == rcf_process(g, &x);
+			for (int d = 0; d < 8; d++)
+				x[d] = (i < 1000 ? 1500.0 + 1500.0 * sin(i * 0.01 + d) : 3000.0 + i * d);
+			same &= rcf_attribution(f, x, high, low) == rcf_attribution(g, x, high, low);
+			same &= rcf_process(f, x) == rcf_process(g, x);
 		}
 		UNIT_OK(same, "scores and attributions of both stay bit-identical over 2000 more points");
 		UNIT_OK(rcf_check(f) == NULL && rcf_check(g) == NULL, "both are sound afterwards");
