@@ -17,21 +17,24 @@
  * of them: the slot carries the point's sequence number and a reference
  * count, which the encoder uses to write each point once.
  *
- * Bounding boxes are cached only for internal nodes whose subtree holds at
- * least RCF_BOX_MIN_LEAVES leaves, in a pool of sample_size *
- * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV boxes per tree; any other node's box
- * is recomputed from its subtree when needed, which gives the same values,
- * since a box is the exact minimum and maximum of its points.  With the
- * threshold at 3, the nodes left out are those over two leaves, whose box
- * is the two points: scoring reads the sibling leaf's point instead of the
- * parent's box, the same one cache line.  Larger thresholds save more but
- * cost time, since scoring and insertion then walk small subtrees (measured
- * on bench/engine, 1 value, shingle 8, 50 trees, 256 samples, CPU time
- * against all boxes cached: threshold 4 +20-25%, 8 +75%, 16 +370%).
- * Random cut trees over 256 points have 170-180 nodes of 3 leaves or more
+ * Bounding boxes: with points of fewer than RCF_BOX_PARTIAL_MIN_DIMS values
+ * every internal node caches its box, at its own index.  With wider points,
+ * where boxes are most of a forest's memory, boxes are cached only for
+ * internal nodes whose subtree holds at least RCF_BOX_MIN_LEAVES leaves, in
+ * a pool of sample_size * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV boxes per
+ * tree; any other node's box is recomputed from its subtree when needed,
+ * which gives the same values, since a box is the exact minimum and maximum
+ * of its points.  With the threshold at 3, the nodes left out are those
+ * over two leaves, whose box is the two points: scoring reads the sibling
+ * leaf's point instead of the parent's box.  Measured on bench/engine (50
+ * trees, 256 samples, CPU time per point against every box cached): 8
+ * values a point (shingle 8) -14% bytes for +20% time; 16 values, -15% for
+ * +10%; larger thresholds save more but cost more (4: +20-25% more, 8: +75%,
+ * 16: +370%), as scoring and insertion then walk small subtrees.  Random
+ * cut trees over 256 points have 170-180 nodes of 3 leaves or more
  * (measured on seasonal data, shingle 1 and 8), so the pool, 3/4 of the
  * sample size, rarely runs out; when it does, the node simply stays
- * uncached, and its box costs a walk of its subtree.  Both constants can be
+ * uncached, and its box costs a walk of its subtree.  The constants can be
  * set at build time (-D) to measure other choices.
  */
 #ifndef RCF_INTERNAL_H
@@ -50,7 +53,7 @@
 #define RCF_BOX_MIN_LEAVES	3
 #endif
 #ifndef RCF_BOX_PARTIAL_MIN_DIMS
-#define RCF_BOX_PARTIAL_MIN_DIMS	8	/* fewer dimensions: every box cached */
+#define RCF_BOX_PARTIAL_MIN_DIMS	16	/* fewer dimensions: every box cached */
 #endif
 #ifndef RCF_BOX_POOL_NUM
 #define RCF_BOX_POOL_NUM	3	/* pool = sample_size * NUM / DIV */
@@ -203,11 +206,18 @@ rcf_leaf_point(const RcfForest *forest, const RcfTree *tree, int leaf)
 	return tree->points + (size_t) leaf * forest->D;
 }
 
-/* The cached box of a node, or NULL if it has none. */
+/*
+ * The cached box of a node, or NULL if it has none.  With every box cached
+ * a node's box is at its own index, found with no load.
+ */
 static inline float *
 rcf_node_box(const RcfForest *forest, const RcfTree *tree, int node)
 {
-	uint16_t	b = tree->nodes[node].box;
+	uint16_t	b;
+
+	if (!forest->box_partial)
+		return tree->boxes + (size_t) node * 2 * forest->D;
+	b = tree->nodes[node].box;
 
 	if (b == RCF_NO_BOX)
 		return NULL;

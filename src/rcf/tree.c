@@ -420,8 +420,31 @@ box_refresh(const RcfForest *forest, RcfTree *tree, int16_t node)
 	float	   *lo = forest->box_lo;
 	float	   *hi = forest->box_hi;
 	float	   *box = rcf_node_box(forest, tree, node);
+	const RcfNode *n = &tree->nodes[node];
+	const float *llo,
+			   *lhi,
+			   *rlo,
+			   *rhi;
 	bool		changed = false;
 
+	/* Both children's boxes at hand (always, with every box cached). */
+	if (known_box(forest, tree, n->child[RCF_LEFT], &llo, &lhi) &&
+		known_box(forest, tree, n->child[RCF_RIGHT], &rlo, &rhi))
+	{
+		for (int i = 0; i < d; i++)
+		{
+			float		l = llo[i] < rlo[i] ? llo[i] : rlo[i];
+			float		h = lhi[i] > rhi[i] ? lhi[i] : rhi[i];
+
+			if (box[i] != l || box[d + i] != h)
+			{
+				box[i] = l;
+				box[d + i] = h;
+				changed = true;
+			}
+		}
+		return changed;
+	}
 	children_box(forest, tree, node, lo, hi);
 	for (int i = 0; i < d; i++)
 	{
@@ -951,6 +974,22 @@ score_from_leaf(const RcfForest *forest, const RcfTree *tree, const float *q,
 		score = 1.0 / (depth + 1);
 
 	/* Once q is inside a box it is inside every box above: stop. */
+	if (!forest->box_partial)
+	{
+		for (int level = depth - 1; level >= 0; level--)
+		{
+			const float *box = tree->boxes + (size_t) path[level] * 2 * d;
+			double		range;
+			double		gap = box_gap(box, box + d, qd, d, &range);
+			double		p;
+
+			if (gap == 0.0)
+				break;
+			p = gap / (range + gap);
+			score = p / (level + 1) + (1.0 - p) * score;
+		}
+		return score * forest->log2_table[tree->heap_size];
+	}
 	for (int level = depth - 1; level >= 0; level--)
 	{
 		double		range;

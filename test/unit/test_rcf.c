@@ -403,19 +403,20 @@ test_box_cache(void)
 	int			same = 1;
 	int			differ_in_cache = 0;
 
-	/* Eight values a point: enough for boxes to be cached by size. */
-	rcf_params_default(&p, 8);
+	/* Wide enough points for boxes to be cached by subtree size. */
+	rcf_params_default(&p, RCF_BOX_PARTIAL_MIN_DIMS);
 	p.number_of_trees = 4;
 	p.sample_size = 64;
 	p.time_decay = 257;
 	p.seed = 3;
 	f = rcf_create(&p, NULL);
-	UNIT_OK(f->box_partial, "a forest of 8-value points caches boxes by subtree size");
+	UNIT_OK(f->box_partial, "a forest of %d-value points caches boxes by subtree size",
+			RCF_BOX_PARTIAL_MIN_DIMS);
 	for (int i = 0; i < 3000 && err == NULL; i++)
 	{
-		double		x[8];
+		double		x[RCF_BOX_PARTIAL_MIN_DIMS];
 
-		for (int d = 0; d < 8; d++)
+		for (int d = 0; d < RCF_BOX_PARTIAL_MIN_DIMS; d++)
 			x[d] = ldexp(1.0, i % 100) * (i % 2 ? 1 : -1) + d;
 		rcf_process(f, x);
 		if (uncached_large_nodes(f) > 0)
@@ -439,11 +440,11 @@ test_box_cache(void)
 		/* Back and forth around the data, then a fresh rise. */
 		for (int i = 0; i < 2000; i++)
 		{
-			double		x[8];
-			double		high[8],
-						low[8];
+			double		x[RCF_BOX_PARTIAL_MIN_DIMS];
+			double		high[RCF_BOX_PARTIAL_MIN_DIMS],
+						low[RCF_BOX_PARTIAL_MIN_DIMS];
 
-			for (int d = 0; d < 8; d++)
+			for (int d = 0; d < RCF_BOX_PARTIAL_MIN_DIMS; d++)
 				x[d] = (i < 1000 ? 1500.0 + 1500.0 * sin(i * 0.01 + d) : 3000.0 + i * d);
 			same &= rcf_attribution(f, x, high, low) == rcf_attribution(g, x, high, low);
 			same &= rcf_process(f, x) == rcf_process(g, x);
@@ -465,6 +466,8 @@ main(void)
 	test_invariants(1, 8, 256, 100000, 0, "shingle 8, sample 256");
 	test_invariants(2, 2, 16, 50, 1, "many duplicates, sample 16");
 	test_invariants(1, 1, 2, 10, 1, "smallest sample, duplicates");
+	test_invariants(4, 4, 64, 1000, 0, "16 values a point, boxes cached by subtree size");
+	test_invariants(8, 2, 16, 50, 1, "16 values a point, duplicates, sample 16");
 	test_attribution_sums();
 	test_determinism();
 	test_outlier();
