@@ -296,8 +296,10 @@ known_box(const RcfForest *forest, const RcfTree *tree, int16_t ref,
 		return true;
 	}
 	*lo = rcf_node_box(forest, tree, ref);
+	if (*lo == NULL)
+		return false;
 	*hi = *lo + forest->D;
-	return *lo != NULL;
+	return true;
 }
 
 /* Sets [lo, hi] to the box of the two children of internal node `node`. */
@@ -348,11 +350,10 @@ box_cache(const RcfForest *forest, RcfTree *tree, int16_t node)
 }
 
 /*
- * The box of the parent of `child` on a path, given the box [*lo, *hi] of
- * `child` itself: the parent's cached box, or the child's grown by its
- * sibling's subtree in the scratch box forest->box_lo/box_hi.  Updates *lo
- * and *hi.  The sibling is most often a leaf or a cached node, merged in
- * one pass with no copy; this is the inner loop of scoring.
+ * parent_box for a parent without a cached box: the child's box grown by
+ * its sibling's subtree, in the scratch box forest->box_lo/box_hi.  The
+ * sibling is most often a leaf or a cached node, merged in one pass with no
+ * copy.
  */
 static void
 uncached_parent_box(const RcfForest *forest, const RcfTree *tree,
@@ -394,6 +395,11 @@ uncached_parent_box(const RcfForest *forest, const RcfTree *tree,
 	}
 }
 
+/*
+ * The box of the parent of `child` on a path, given the box [*lo, *hi] of
+ * `child` itself: the parent's cached box, or one computed in scratch
+ * space.  Updates *lo and *hi.
+ */
 static inline void
 parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
 		   int16_t child, const float **lo, const float **hi)
