@@ -766,10 +766,10 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	{
 		/* Every box is cached: the new one is the target's grown by q. */
 		float	   *box = rcf_node_box(forest, tree, node);
-		const float *tlo;
-		const float *thi;
+		const float *tlo = NULL;
+		const float *thi = NULL;
 
-		known_box(forest, tree, target, &tlo, &thi);
+		(void) known_box(forest, tree, target, &tlo, &thi);
 		memcpy(box, tlo, d * sizeof(float));
 		memcpy(box + d, thi, d * sizeof(float));
 		box_extend(box, box + d, q, d);
