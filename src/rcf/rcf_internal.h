@@ -103,13 +103,20 @@ typedef struct RcfNode
  */
 typedef struct RcfTree
 {
+	/* What scoring reads, first, so that it shares one cache line. */
 	RcfNode    *nodes;			/* sample_size - 1 */
-	uint16_t   *leaf_count;		/* per node: leaves in its subtree */
 	float	   *boxes;			/* box_slots boxes: min[D] then max[D] */
+	float	   *points;			/* per leaf: its point's D values */
+	uint16_t   *leaf_mass;		/* sample_size */
+	int32_t		heap_size;		/* = mass of the tree */
+	int16_t		root;
+
+	int16_t		free_node;
+	int16_t		free_leaf;
+	uint16_t	box_nfree;		/* entries on box_free */
+	uint16_t   *leaf_count;		/* per node: leaves in its subtree */
 	uint16_t   *box_free;		/* stack of unused box slots */
 	uint32_t   *leaf_slot;		/* sample_size */
-	uint16_t   *leaf_mass;		/* sample_size */
-	float	   *points;			/* per leaf: its point's D values */
 	float	   *heap_weight;	/* sample_size */
 	uint16_t   *heap_leaf;		/* sample_size */
 	uint64_t	rng;			/* splitmix64 state */
@@ -121,11 +128,6 @@ typedef struct RcfTree
 	 */
 	double		reject_below;
 	uint64_t	reject_until;
-	int32_t		heap_size;		/* = mass of the tree */
-	int16_t		root;
-	int16_t		free_node;
-	int16_t		free_leaf;
-	uint16_t	box_nfree;		/* entries on box_free */
 } RcfTree;
 
 struct RcfForest

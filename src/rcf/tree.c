@@ -924,29 +924,12 @@ descend_group(const RcfForest *forest, const RcfTree *trees, int count,
 				{
 					/*
 					 * What scoring reads next, the leaf's point and the box
-					 * above it (cached, or its sibling's), loads while the
-					 * other trees descend.
+					 * above it, loads while the other trees descend.  (An
+					 * uncached box is NULL; prefetching it does nothing.)
 					 */
-					const RcfTree *tree = &trees[k];
-					int16_t		parent = forest->path[k * forest->N + depths[k] - 1];
-					const float *box = rcf_node_box(forest, tree, parent);
-
-					RCF_PREFETCH(rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref)));
-					if (box)
-						RCF_PREFETCH(box);
-					else
-					{
-						int16_t		sib = n->child[RCF_LEFT] == ref ?
-							n->child[RCF_RIGHT] : n->child[RCF_LEFT];
-
-						if (RCF_IS_LEAF(sib))
-							RCF_PREFETCH(rcf_leaf_point(forest, tree, RCF_LEAF_IDX(sib)));
-						else
-							RCF_PREFETCH(rcf_node_box(forest, tree, sib));
-						if (depths[k] >= 2)
-							RCF_PREFETCH(rcf_node_box(forest, tree,
-													  forest->path[k * forest->N + depths[k] - 2]));
-					}
+					RCF_PREFETCH(rcf_leaf_point(forest, &trees[k], RCF_LEAF_IDX(ref)));
+					RCF_PREFETCH(rcf_node_box(forest, &trees[k],
+											  forest->path[k * forest->N + depths[k] - 1]));
 				}
 			}
 		}
@@ -963,14 +946,15 @@ score_from_leaf(const RcfForest *forest, const RcfTree *tree, const float *q,
 				const double *qd, int16_t ref, int depth, const int16_t *path)
 {
 	int			d = forest->D;
-	int			mass = tree->leaf_mass[RCF_LEAF_IDX(ref)];
 	const float *lo = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
 	const float *hi = lo;
 	int16_t		child = ref;
 	double		score;
 
+	/* The mass is read only here: most points differ from their leaf. */
 	if (points_equal(lo, q, d))
 	{
+		int			mass = tree->leaf_mass[RCF_LEAF_IDX(ref)];
 		double		m = mass;
 
 		score = (1.0 - m / (2.0 * tree->heap_size)) /
