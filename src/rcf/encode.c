@@ -205,7 +205,7 @@ write_tree(Writer *w, const RcfTree *tree, const uint32_t *slot_index,
 		int16_t		ref = stack[--top];
 
 		if (RCF_IS_LEAF(ref))
-			put_varint(w, 2 * (uint64_t) slot_index[tree->leaf_slot[RCF_LEAF_IDX(ref)]] + 1);
+			put_varint(w, 2 * (uint64_t) slot_index[rcf_leaf_slot(tree, RCF_LEAF_IDX(ref))] + 1);
 		else
 		{
 			const RcfNode *n = &tree->nodes[ref];
@@ -255,10 +255,10 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 
 		for (int i = 0; i < forest->N; i++)
 			if (tree->leaf_mass[i] > 0)
-				slot_point[tree->leaf_slot[i]] = rcf_leaf_point(forest, tree, i);
+				slot_point[rcf_leaf_slot(tree, i)] = rcf_leaf_point(forest, tree, i);
 	}
 	for (uint32_t s = 0; s < cap; s++)
-		if (forest->refcount[s] > 0)
+		if (rcf_refcount(forest, s) > 0)
 			live[nlive++] = s;
 	sort_seq = forest->slot_seq;
 	qsort(live, nlive, sizeof(uint32_t), cmp_slot_seq);
@@ -350,7 +350,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 		for (int i = 0; i < tree->heap_size; i++)
 			put_f32(w, tree->heap_weight[i]);
 		for (int i = 0; i < tree->heap_size; i++)
-			put_varint(w, slot_index[tree->leaf_slot[tree->heap_leaf[i]]]);
+			put_varint(w, slot_index[rcf_leaf_slot(tree, tree->heap_leaf[i])]);
 		write_tree(w, tree, slot_index, stack);
 	}
 	if (grader)
@@ -604,7 +604,7 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
 				return;
 			}
 			leaf = rcf_tree_leaf_alloc(tree);
-			tree->leaf_slot[leaf] = (uint32_t) slot;
+			rcf_set_leaf_slot(tree, leaf, (uint32_t) slot);
 			tree->leaf_mass[leaf] = 0;
 			memcpy(rcf_leaf_point(forest, tree, leaf), points + (size_t) slot * D,
 				   D * sizeof(float));
@@ -923,7 +923,7 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 
 				if (RCF_IS_LEAF(ref))
 				{
-					uint32_t	slot = tree->leaf_slot[RCF_LEAF_IDX(ref)];
+					uint32_t	slot = rcf_leaf_slot(tree, RCF_LEAF_IDX(ref));
 
 					if (leaf_of[slot] != UINT32_MAX)
 					{
@@ -951,7 +951,7 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 				}
 				tree->heap_leaf[i] = (uint16_t) leaf;
 				tree->leaf_mass[leaf]++;
-				forest->refcount[slot]++;
+				rcf_set_refcount(forest, slot, rcf_refcount(forest, slot) + 1);
 			}
 			for (int i = 0; i < nleaves; i++)
 			{
@@ -1020,12 +1020,12 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 	{
 		if (s >= nlive)
 		{
-			forest->refcount[s] = 0;
+			rcf_set_refcount(forest, s, 0);
 			forest->slot_seq[s] = forest->free_slot;
 			forest->free_slot = s;
 			forest->nfree++;
 		}
-		else if (forest->refcount[s] == 0)
+		else if (rcf_refcount(forest, s) == 0)
 		{
 			fail(&r, RCF_DECODE_CORRUPT, "a point is not referred to by any sampler");
 			goto done;

@@ -87,6 +87,7 @@ arena_layout(const RcfParams *params, char *base)
 	size_t		capacity = T * N + 1;
 	size_t		M = rcf_box_pool_size(params);
 	size_t		partial = rcf_box_partial(params) ? 1 : 0;
+	size_t		narrow = capacity <= UINT16_MAX ? 1 : 0;
 	size_t		off = 0;
 	RcfForest  *forest = (RcfForest *) base;
 
@@ -107,13 +108,29 @@ arena_layout(const RcfParams *params, char *base)
 		CARVE(tree->leaf_count, uint16_t, partial * (N - 1));
 		CARVE(tree->boxes, float, M * 2 * D);
 		CARVE(tree->box_free, uint16_t, partial * M);
-		CARVE(tree->leaf_slot, uint32_t, N);
+		CARVE(tree->leaf_slot16, uint16_t, narrow * N);
+		CARVE(tree->leaf_slot32, uint32_t, (1 - narrow) * N);
+		if (base)
+		{
+			if (narrow)
+				tree->leaf_slot32 = NULL;
+			else
+				tree->leaf_slot16 = NULL;
+		}
 		CARVE(tree->leaf_mass, uint16_t, N);
 		CARVE(tree->points, float, N * D);
 		CARVE(tree->heap_weight, float, N);
 		CARVE(tree->heap_leaf, uint16_t, N);
 	}
-	CARVE(forest->refcount, uint32_t, capacity);
+	CARVE(forest->refcount16, uint16_t, narrow * capacity);
+	CARVE(forest->refcount32, uint32_t, (1 - narrow) * capacity);
+	if (base)
+	{
+		if (narrow)
+			forest->refcount32 = NULL;
+		else
+			forest->refcount16 = NULL;
+	}
 	CARVE(forest->slot_seq, uint64_t, capacity);
 	CARVE(forest->shingle, float, D);
 	CARVE(forest->query, float, D);
@@ -478,10 +495,12 @@ rcf_update(RcfForest *forest, const double *input)
 		if (tree->heap_size == N)
 		{
 			int16_t		evicted = (int16_t) tree->heap_leaf[0];
-			uint32_t	evicted_slot = tree->leaf_slot[evicted];
+			uint32_t	evicted_slot = rcf_leaf_slot(tree, evicted);
+			uint32_t	count = rcf_refcount(forest, evicted_slot) - 1;
 
 			rcf_tree_delete(forest, tree, evicted);
-			if (--forest->refcount[evicted_slot] == 0)
+			rcf_set_refcount(forest, evicted_slot, count);
+			if (count == 0)
 				rcf_store_release(forest, evicted_slot);
 			leaf = rcf_tree_insert(forest, tree, forest->query, slot);
 			rcf_sampler_replace_top(tree, forest->accept_weight[t], leaf);
@@ -492,9 +511,13 @@ rcf_update(RcfForest *forest, const double *input)
 			rcf_sampler_push(tree, forest->accept_weight[t], leaf);
 		}
 		/* An equal point already in the tree keeps its own slot. */
-		forest->refcount[tree->leaf_slot[leaf]]++;
+		{
+			uint32_t	s = rcf_leaf_slot(tree, leaf);
+
+			rcf_set_refcount(forest, s, rcf_refcount(forest, s) + 1);
+		}
 	}
-	if (forest->refcount[slot] == 0)
+	if (rcf_refcount(forest, slot) == 0)
 		rcf_store_release(forest, slot);
 }
 
@@ -555,12 +578,12 @@ rcf_check(const RcfForest *forest)
 				err = "sampler refers to a leaf not in use";
 				break;
 			}
-			if (tree->leaf_slot[leaf] >= cap)
+			if (rcf_leaf_slot(tree, leaf) >= cap)
 			{
 				err = "leaf refers to a slot out of range";
 				break;
 			}
-			refs[tree->leaf_slot[leaf]]++;
+			refs[rcf_leaf_slot(tree, leaf)]++;
 			entries[leaf]++;
 		}
 		for (int i = 0; i < forest->N && !err; i++)
@@ -574,7 +597,7 @@ rcf_check(const RcfForest *forest)
 	}
 	for (uint32_t s = 0; s < cap && !err; s++)
 	{
-		if (refs[s] != forest->refcount[s])
+		if (refs[s] != rcf_refcount(forest, s))
 			err = "point store reference count is wrong";
 		else if (refs[s] != leaf_refs[s])
 			err = "sampler and tree refer to different points";

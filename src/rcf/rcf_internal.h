@@ -96,7 +96,7 @@ typedef struct RcfNode
 
 /*
  * A tree.  Leaf i is one distinct point of the tree's sample (mass > 1 for
- * duplicates); its values are points[i * D ..], its slot leaf_slot[i] (the
+ * duplicates); its values are points[i * D ..], its slot rcf_leaf_slot (the
  * next free leaf while free).  The sampler is a max-heap by weight of
  * sample_size entries, heap_weight[i] and heap_leaf[i], the leaf holding
  * the sampled point.
@@ -116,7 +116,8 @@ typedef struct RcfTree
 	uint16_t	box_nfree;		/* entries on box_free */
 	uint16_t   *leaf_count;		/* per node: leaves in its subtree */
 	uint16_t   *box_free;		/* stack of unused box slots */
-	uint32_t   *leaf_slot;		/* sample_size */
+	uint16_t   *leaf_slot16;	/* sample_size, if every slot fits 16 bits */
+	uint32_t   *leaf_slot32;	/* sample_size, otherwise */
 	float	   *heap_weight;	/* sample_size */
 	uint16_t   *heap_leaf;		/* sample_size */
 	uint64_t	rng;			/* splitmix64 state */
@@ -147,7 +148,8 @@ struct RcfForest
 	 * Slots: a number for each point referred to by any sampler.  A free
 	 * slot's slot_seq holds the next free slot (RCF_NO_SLOT ends the list).
 	 */
-	uint32_t   *refcount;		/* sampler entries referring to the slot */
+	uint16_t   *refcount16;		/* sampler entries referring to the slot, */
+	uint32_t   *refcount32;		/* in 16 bits if capacity allows */
 	uint64_t   *slot_seq;		/* sequence number the point was offered at */
 	uint32_t	free_slot;		/* first free slot */
 	uint32_t	nfree;
@@ -185,6 +187,42 @@ rcf_rng_next(uint64_t *state)
 	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
 	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
 	return z ^ (z >> 31);
+}
+
+/*
+ * A leaf's slot, and a slot's reference count: in 16 bits when the forest
+ * has at most 65535 slots (number_of_trees * sample_size + 1; a count is at
+ * most number_of_trees * sample_size), else 32.  Neither is read when
+ * scoring.
+ */
+static inline uint32_t
+rcf_leaf_slot(const RcfTree *tree, int leaf)
+{
+	return tree->leaf_slot16 ? tree->leaf_slot16[leaf] : tree->leaf_slot32[leaf];
+}
+
+static inline void
+rcf_set_leaf_slot(RcfTree *tree, int leaf, uint32_t slot)
+{
+	if (tree->leaf_slot16)
+		tree->leaf_slot16[leaf] = (uint16_t) slot;
+	else
+		tree->leaf_slot32[leaf] = slot;
+}
+
+static inline uint32_t
+rcf_refcount(const RcfForest *forest, uint32_t slot)
+{
+	return forest->refcount16 ? forest->refcount16[slot] : forest->refcount32[slot];
+}
+
+static inline void
+rcf_set_refcount(RcfForest *forest, uint32_t slot, uint32_t count)
+{
+	if (forest->refcount16)
+		forest->refcount16[slot] = (uint16_t) count;
+	else
+		forest->refcount32[slot] = count;
 }
 
 /* Uniform in [0, 1). */

@@ -21,7 +21,7 @@ rcf_store_init(RcfForest *forest)
 	forest->free_slot = RCF_NO_SLOT;
 	for (uint32_t i = forest->capacity; i-- > 0;)
 	{
-		forest->refcount[i] = 0;
+		rcf_set_refcount(forest, i, 0);
 		forest->slot_seq[i] = forest->free_slot;
 		forest->free_slot = i;
 	}
@@ -39,7 +39,7 @@ rcf_store_add(RcfForest *forest, uint64_t seq)
 
 	forest->free_slot = (uint32_t) forest->slot_seq[slot];
 	forest->nfree--;
-	forest->refcount[slot] = 0;
+	rcf_set_refcount(forest, slot, 0);
 	forest->slot_seq[slot] = seq;
 	return slot;
 }

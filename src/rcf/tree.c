@@ -66,7 +66,7 @@ leaf_alloc(RcfTree *tree)
 {
 	int16_t		leaf = tree->free_leaf;
 
-	tree->free_leaf = leaf_link(tree->leaf_slot[leaf]);
+	tree->free_leaf = leaf_link(rcf_leaf_slot(tree, leaf));
 	return leaf;
 }
 
@@ -74,7 +74,7 @@ leaf_alloc(RcfTree *tree)
 static void
 leaf_release(RcfTree *tree, int16_t leaf)
 {
-	tree->leaf_slot[leaf] = (uint32_t) (uint16_t) tree->free_leaf;
+	rcf_set_leaf_slot(tree, leaf, (uint32_t) (uint16_t) tree->free_leaf);
 	tree->leaf_mass[leaf] = 0;
 	tree->free_leaf = leaf;
 }
@@ -109,7 +109,7 @@ rcf_tree_init(RcfForest *forest, RcfTree *tree)
 	for (int i = n - 1; i >= 0; i--)
 	{
 		tree->leaf_mass[i] = 0;
-		tree->leaf_slot[i] = (uint32_t) (uint16_t) tree->free_leaf;
+		rcf_set_leaf_slot(tree, i, (uint32_t) (uint16_t) tree->free_leaf);
 		tree->free_leaf = (int16_t) i;
 	}
 	tree->box_nfree = 0;
@@ -680,7 +680,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	if (tree->root == RCF_NIL)
 	{
 		leaf = leaf_alloc(tree);
-		tree->leaf_slot[leaf] = slot;
+		rcf_set_leaf_slot(tree, leaf, slot);
 		tree->leaf_mass[leaf] = 1;
 		memcpy(rcf_leaf_point(forest, tree, leaf), q, d * sizeof(float));
 		tree->root = RCF_LEAF_REF(leaf);
@@ -732,7 +732,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	}
 
 	leaf = leaf_alloc(tree);
-	tree->leaf_slot[leaf] = slot;
+	rcf_set_leaf_slot(tree, leaf, slot);
 	tree->leaf_mass[leaf] = 1;
 	memcpy(rcf_leaf_point(forest, tree, leaf), q, d * sizeof(float));
 
@@ -1160,7 +1160,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 				return "leaf index out of range";
 			if (tree->leaf_mass[idx] == 0)
 				return "reachable leaf has zero mass";
-			slot = tree->leaf_slot[idx];
+			slot = rcf_leaf_slot(tree, idx);
 			if (slot >= forest->capacity)
 				return "leaf refers to a slot out of range";
 			if (slot_point[slot] == NULL)
@@ -1251,7 +1251,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 	if (free_count + internal != n - 1)
 		return "nodes leaked from the free list";
 	free_count = 0;
-	for (f = tree->free_leaf; f != RCF_NIL; f = leaf_link(tree->leaf_slot[f]))
+	for (f = tree->free_leaf; f != RCF_NIL; f = leaf_link(rcf_leaf_slot(tree, f)))
 	{
 		if (f < 0 || f >= n || ++free_count > n)
 			return "leaf free list is corrupt";

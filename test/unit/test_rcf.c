@@ -345,6 +345,18 @@ test_bytes(void)
 	UNIT_OK(f != NULL && rcf_bytes(f) == rcf_arena_size(&p) && rcf_bytes(f) > 0,
 			"rcf_bytes reports the arena size (%zu bytes)", f ? rcf_bytes(f) : 0);
 	rcf_free(f);
+
+	/* Slot numbers and counts take 16 bits up to 65535 slots, 32 above. */
+	p.number_of_trees = 255;	/* 255 * 256 + 1 = 65281 slots */
+	f = rcf_create(&p, NULL);
+	UNIT_OK(f && f->refcount16 && !f->refcount32 && f->trees[0].leaf_slot16 &&
+			!f->trees[0].leaf_slot32, "255 trees of 256: 16-bit slots");
+	rcf_free(f);
+	p.number_of_trees = 257;	/* 65793 slots */
+	f = rcf_create(&p, NULL);
+	UNIT_OK(f && !f->refcount16 && f->refcount32 && !f->trees[0].leaf_slot16 &&
+			f->trees[0].leaf_slot32, "257 trees of 256: 32-bit slots");
+	rcf_free(f);
 }
 
 /* Nodes of the caching size that have no cached box, in all trees. */
