@@ -28,9 +28,11 @@
  * over two leaves, whose box is the two points: scoring reads the sibling
  * leaf's point instead of the parent's box.  Measured on bench/engine (50
  * trees, 256 samples, CPU time per point against every box cached): 8
- * values a point (shingle 8) -14% bytes for +20% time; 16 values, -15% for
- * +10%; larger thresholds save more but cost more (4: +20-25% more, 8: +75%,
- * 16: +370%), as scoring and insertion then walk small subtrees.  Random
+ * values a point (shingle 8) -14% bytes for +20% time; 16 values, -17% for
+ * +10-30% (a shared machine's noise); larger thresholds save more but cost
+ * more (4: +20-25% more, 8: +75%, 16: +370%), as scoring and insertion then
+ * walk small subtrees.  Set RCF_BOX_PARTIAL_MIN_DIMS above 1024 to cache
+ * every box always.  Random
  * cut trees over 256 points have 170-180 nodes of 3 leaves or more
  * (measured on seasonal data, shingle 1 and 8), so the pool, 3/4 of the
  * sample size, rarely runs out; when it does, the node simply stays
