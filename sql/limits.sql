@@ -44,7 +44,7 @@ SELECT anomaly.detect(ARRAY[1.0, 2.0, 3.0], 1000, 1000) OVER ();
 SELECT anomaly.random_cut_forest(r, 1000, 1000) OVER ()
 FROM (SELECT 1.0::float8 AS a, 2.0::float8 AS b, 3.0::float8 AS c) r;
 SELECT anomaly.rcf_train(ARRAY[1.0, 2.0, 3.0], 1000, 1000);
--- Under the cap: 500 trees x 1,000 samples x 1 value (about 42 MB).
+-- Under the cap: 500 trees x 1,000 samples x 1 value (about 40 MB).
 SELECT anomaly.rcf_info(anomaly.rcf_train(ARRAY[1.0], 500, 1000)) ->> 'number_of_trees' AS trees;
 -- The cap is the superuser's to move, both ways.
 SET anomaly.max_forest_memory = '1MB';
@@ -127,7 +127,7 @@ SELECT length(crafted(1024, 1, 1000, 4096)) AS text_bytes;
 SELECT crafted(1024, 1, 1000, 4096)::anomaly.rcf;
 SELECT crafted(1, 31, 10, 100)::anomaly.rcf;
 SELECT crafted(1, 1, 1001, 100)::anomaly.rcf;
--- Within SQL's ranges, but 16 GB: refused by the cap, before allocating.
+-- Within SQL's ranges, but 13 GB: refused by the cap, before allocating.
 SELECT crafted(1024, 1, 1000, 1000)::anomaly.rcf;
 SELECT crafted(3, 1, 1000, 1000)::anomaly.rcf;
 -- The same bytes through binary receive.

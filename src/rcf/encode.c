@@ -205,7 +205,7 @@ write_tree(Writer *w, const RcfTree *tree, const uint32_t *slot_index,
 		int16_t		ref = stack[--top];
 
 		if (RCF_IS_LEAF(ref))
-			put_varint(w, 2 * (uint64_t) slot_index[tree->leaves[RCF_LEAF_IDX(ref)].slot] + 1);
+			put_varint(w, 2 * (uint64_t) slot_index[rcf_leaf_slot(tree, RCF_LEAF_IDX(ref))] + 1);
 		else
 		{
 			const RcfNode *n = &tree->nodes[ref];
@@ -254,11 +254,11 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 		const RcfTree *tree = &forest->trees[t];
 
 		for (int i = 0; i < forest->N; i++)
-			if (tree->leaves[i].mass > 0)
-				slot_point[tree->leaves[i].slot] = rcf_leaf_point(forest, tree, i);
+			if (tree->leaf_mass[i] > 0)
+				slot_point[rcf_leaf_slot(tree, i)] = rcf_leaf_point(forest, tree, i);
 	}
 	for (uint32_t s = 0; s < cap; s++)
-		if (forest->refcount[s] > 0)
+		if (rcf_refcount(forest, s) > 0)
 			live[nlive++] = s;
 	sort_seq = forest->slot_seq;
 	qsort(live, nlive, sizeof(uint32_t), cmp_slot_seq);
@@ -348,9 +348,9 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 		put_u64(w, tree->rng);
 		put_varint(w, (uint64_t) tree->heap_size);
 		for (int i = 0; i < tree->heap_size; i++)
-			put_f32(w, tree->heap[i].weight);
+			put_f32(w, tree->heap_weight[i]);
 		for (int i = 0; i < tree->heap_size; i++)
-			put_varint(w, slot_index[tree->leaves[tree->heap[i].leaf].slot]);
+			put_varint(w, slot_index[rcf_leaf_slot(tree, tree->heap_leaf[i])]);
 		write_tree(w, tree, slot_index, stack);
 	}
 	if (grader)
@@ -604,8 +604,8 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
 				return;
 			}
 			leaf = rcf_tree_leaf_alloc(tree);
-			tree->leaves[leaf].slot = (uint32_t) slot;
-			tree->leaves[leaf].mass = 0;
+			rcf_set_leaf_slot(tree, leaf, (uint32_t) slot);
+			tree->leaf_mass[leaf] = 0;
 			memcpy(rcf_leaf_point(forest, tree, leaf), points + (size_t) slot * D,
 				   D * sizeof(float));
 			ref = RCF_LEAF_REF(leaf);
@@ -664,9 +664,11 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 	char	   *temp = NULL;
 	uint32_t   *leaf_of = NULL;
 	uint32_t   *tree_slots = NULL;
+	uint32_t   *entry_slot = NULL;
 	float	   *points = NULL;
 	int32_t    *stack = NULL;
 	int16_t    *order = NULL;
+	float	   *boxes = NULL;
 	const char *err;
 
 	if (len < HEADER_SIZE)
@@ -771,8 +773,9 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		size_t		temp_size = sizeof(float) * (size_t) forest->D * (nlive + 1) +
 			sizeof(Run) * (nruns + 1) +
 			sizeof(uint32_t) * (nlive + 1) +
-			sizeof(uint32_t) * (size_t) forest->N +
+			sizeof(uint32_t) * 2 * (size_t) forest->N +
 			sizeof(int32_t) * 2 * (size_t) forest->N +
+			sizeof(float) * (size_t) (forest->N - 1) * (2 * (size_t) forest->D + 1) +
 			sizeof(int16_t) * (size_t) forest->N;
 
 		temp = forest->allocator.alloc(forest->allocator.ctx, temp_size);
@@ -787,8 +790,10 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		for (uint64_t i = 0; i <= nlive; i++)
 			leaf_of[i] = UINT32_MAX;
 		tree_slots = leaf_of + nlive + 1;
-		stack = (int32_t *) (tree_slots + forest->N);
-		order = (int16_t *) (stack + 2 * forest->N);
+		entry_slot = tree_slots + forest->N;
+		stack = (int32_t *) (entry_slot + forest->N);
+		boxes = (float *) (stack + 2 * forest->N);
+		order = (int16_t *) (boxes + (size_t) (forest->N - 1) * (2 * (size_t) forest->D + 1));
 	}
 	{
 		uint64_t	end = 0;
@@ -886,14 +891,15 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		for (uint64_t i = 0; i < size; i++)
 		{
 			/* Far beyond any real weight, and safe from overflow. */
-			tree->heap[i].weight = get_f32(&r);
-			if (!(fabsf(tree->heap[i].weight) <= 1e30f))
+			tree->heap_weight[i] = get_f32(&r);
+			if (!(fabsf(tree->heap_weight[i]) <= 1e30f))
 				fail(&r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
 		}
-		/* Slots for now; made leaves below, once the tree is read. */
+
+		/* Points for now; made leaves below, once the tree is read. */
 		for (uint64_t i = 0; i < size; i++)
-			tree->heap[i].leaf = (uint32_t) get_count(&r, nlive,
-													  "a sampler refers to a missing point");
+			entry_slot[i] = (uint32_t) get_count(&r, nlive,
+												 "a sampler refers to a missing point");
 		if (r.status != RCF_DECODE_OK)
 			goto done;
 		read_tree(&r, forest, tree, (uint32_t) nlive, points, stack, order, &ninternal);
@@ -917,7 +923,7 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 
 				if (RCF_IS_LEAF(ref))
 				{
-					uint32_t	slot = tree->leaves[RCF_LEAF_IDX(ref)].slot;
+					uint32_t	slot = rcf_leaf_slot(tree, RCF_LEAF_IDX(ref));
 
 					if (leaf_of[slot] != UINT32_MAX)
 					{
@@ -935,7 +941,7 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 			}
 			for (int i = 0; i < tree->heap_size; i++)
 			{
-				uint32_t	slot = tree->heap[i].leaf;
+				uint32_t	slot = entry_slot[i];
 				uint32_t	leaf = leaf_of[slot];
 
 				if (leaf == UINT32_MAX)
@@ -943,13 +949,13 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 					fail(&r, RCF_DECODE_CORRUPT, "a sampled point is missing from its tree");
 					goto done;
 				}
-				tree->heap[i].leaf = leaf;
-				tree->leaves[leaf].mass++;
-				forest->refcount[slot]++;
+				tree->heap_leaf[i] = (uint16_t) leaf;
+				tree->leaf_mass[leaf]++;
+				rcf_set_refcount(forest, slot, rcf_refcount(forest, slot) + 1);
 			}
 			for (int i = 0; i < nleaves; i++)
 			{
-				if (tree->leaves[leaf_of[tree_slots[i]]].mass == 0)
+				if (tree->leaf_mass[leaf_of[tree_slots[i]]] == 0)
 				{
 					fail(&r, RCF_DECODE_CORRUPT, "a leaf holds a point its sampler does not have");
 					goto done;
@@ -957,14 +963,11 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 				leaf_of[tree_slots[i]] = UINT32_MAX;
 			}
 		}
-		/* Children come after parents in preorder: fill boxes backwards. */
-		for (int i = ninternal - 1; i >= 0; i--)
+		/* Leaf counts, cuts against the children's boxes, cached boxes. */
+		if (!rcf_tree_finish(forest, tree, order, ninternal, boxes))
 		{
-			if (!rcf_tree_build_box(forest, tree, order[i]))
-			{
-				fail(&r, RCF_DECODE_CORRUPT, "cut does not separate the children");
-				goto done;
-			}
+			fail(&r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+			goto done;
 		}
 		err = rcf_sampler_check(tree, forest->N);
 		if (err)
@@ -1012,14 +1015,17 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 
 	/* Slots beyond the live ones are free, the lowest on top of the stack. */
 	forest->nfree = 0;
+	forest->free_slot = RCF_NO_SLOT;
 	for (uint32_t s = forest->capacity; s-- > 0;)
 	{
 		if (s >= nlive)
 		{
-			forest->refcount[s] = 0;
-			forest->free_slots[forest->nfree++] = s;
+			rcf_set_refcount(forest, s, 0);
+			forest->slot_seq[s] = forest->free_slot;
+			forest->free_slot = s;
+			forest->nfree++;
 		}
-		else if (forest->refcount[s] == 0)
+		else if (rcf_refcount(forest, s) == 0)
 		{
 			fail(&r, RCF_DECODE_CORRUPT, "a point is not referred to by any sampler");
 			goto done;

@@ -45,6 +45,28 @@ rcf_params_check(const RcfParams *params)
 	return NULL;
 }
 
+/*
+ * Whether a forest caches boxes by subtree size (see rcf_internal.h): only
+ * where a box is large enough for the savings to outweigh the leaf counts
+ * and the pool's bookkeeping, and the time of recomputing.  Otherwise every
+ * internal node has its box, at its own index.
+ */
+bool
+rcf_box_partial(const RcfParams *params)
+{
+	return params->dims * params->shingle_size >= RCF_BOX_PARTIAL_MIN_DIMS &&
+		params->sample_size >= RCF_BOX_MIN_LEAVES;
+}
+
+/* Boxes per tree: the pool, or one per internal node. */
+size_t
+rcf_box_pool_size(const RcfParams *params)
+{
+	if (!rcf_box_partial(params))
+		return (size_t) params->sample_size - 1;
+	return (size_t) params->sample_size * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV;
+}
+
 /* Rounds an arena offset up so that every array is aligned. */
 static size_t
 align_up(size_t n)
@@ -63,6 +85,9 @@ arena_layout(const RcfParams *params, char *base)
 	size_t		N = params->sample_size;
 	size_t		T = params->number_of_trees;
 	size_t		capacity = T * N + 1;
+	size_t		M = rcf_box_pool_size(params);
+	size_t		partial = rcf_box_partial(params) ? 1 : 0;
+	size_t		narrow = capacity <= UINT16_MAX ? 1 : 0;
 	size_t		off = 0;
 	RcfForest  *forest = (RcfForest *) base;
 
@@ -80,19 +105,41 @@ arena_layout(const RcfParams *params, char *base)
 		RcfTree    *tree = base ? &forest->trees[t] : NULL;
 
 		CARVE(tree->nodes, RcfNode, N - 1);
-		CARVE(tree->leaves, RcfLeaf, N);
+		CARVE(tree->leaf_count, uint16_t, partial * (N - 1));
+		CARVE(tree->boxes, float, M * 2 * D);
+		CARVE(tree->box_free, uint16_t, partial * M);
+		CARVE(tree->leaf_slot16, uint16_t, narrow * N);
+		CARVE(tree->leaf_slot32, uint32_t, (1 - narrow) * N);
+		if (base)
+		{
+			if (narrow)
+				tree->leaf_slot32 = NULL;
+			else
+				tree->leaf_slot16 = NULL;
+		}
+		CARVE(tree->leaf_mass, uint16_t, N);
 		CARVE(tree->points, float, N * D);
-		CARVE(tree->heap, RcfSample, N);
-		CARVE(tree->boxes, float, (N - 1) * 2 * D);
+		CARVE(tree->heap_weight, float, N);
+		CARVE(tree->heap_leaf, uint16_t, N);
 	}
-	CARVE(forest->refcount, uint32_t, capacity);
+	CARVE(forest->refcount16, uint16_t, narrow * capacity);
+	CARVE(forest->refcount32, uint32_t, (1 - narrow) * capacity);
+	if (base)
+	{
+		if (narrow)
+			forest->refcount32 = NULL;
+		else
+			forest->refcount16 = NULL;
+	}
 	CARVE(forest->slot_seq, uint64_t, capacity);
-	CARVE(forest->free_slots, uint32_t, capacity);
 	CARVE(forest->shingle, float, D);
 	CARVE(forest->query, float, D);
 	CARVE(forest->evicted, float, D);
 	CARVE(forest->query_d, double, D);
 	CARVE(forest->path, int16_t, N * RCF_DESCEND_GROUP);
+	CARVE(forest->stack, int16_t, N);
+	CARVE(forest->box_lo, float, D);
+	CARVE(forest->box_hi, float, D);
 	CARVE(forest->accept_weight, float, T);
 	CARVE(forest->attr_high, double, D);
 	CARVE(forest->attr_low, double, D);
@@ -168,6 +215,8 @@ rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 	forest->allocator = alloc;
 	forest->bytes = size;
 	forest->capacity = (uint32_t) params->number_of_trees * params->sample_size + 1;
+	forest->box_partial = rcf_box_partial(params);
+	forest->box_slots = (int) rcf_box_pool_size(params);
 
 	for (int m = 0; m <= forest->N; m++)
 		forest->log2_table[m] = log2(m + 1.0);
@@ -291,7 +340,7 @@ refresh_reject_bound(RcfForest *forest, RcfTree *tree, uint64_t seq)
 {
 	uint64_t	until = seq + REJECT_SPAN;
 	double		decay = -forest->lambda * (double) (until - forest->weight_base);
-	double		t = (double) tree->heap[0].weight - decay + REJECT_MARGIN;
+	double		t = (double) tree->heap_weight[0] - decay + REJECT_MARGIN;
 
 	tree->reject_below = exp(-exp(t));
 	tree->reject_until = until;
@@ -425,7 +474,7 @@ rcf_update(RcfForest *forest, const double *input)
 				continue;
 		}
 		w = (float) (decay + log(-log(u)));
-		if (tree->heap_size < N || w < tree->heap[0].weight)
+		if (tree->heap_size < N || w < tree->heap_weight[0])
 		{
 			forest->accept_weight[t] = w;
 			tree->reject_until = 0;
@@ -445,24 +494,30 @@ rcf_update(RcfForest *forest, const double *input)
 			continue;
 		if (tree->heap_size == N)
 		{
-			int16_t		evicted = (int16_t) tree->heap[0].leaf;
-			uint32_t	evicted_slot = tree->leaves[evicted].slot;
+			int16_t		evicted = (int16_t) tree->heap_leaf[0];
+			uint32_t	evicted_slot = rcf_leaf_slot(tree, evicted);
+			uint32_t	count = rcf_refcount(forest, evicted_slot) - 1;
 
 			rcf_tree_delete(forest, tree, evicted);
-			if (--forest->refcount[evicted_slot] == 0)
+			rcf_set_refcount(forest, evicted_slot, count);
+			if (count == 0)
 				rcf_store_release(forest, evicted_slot);
 			leaf = rcf_tree_insert(forest, tree, forest->query, slot);
-			rcf_sampler_replace_top(tree, forest->accept_weight[t], (uint32_t) leaf);
+			rcf_sampler_replace_top(tree, forest->accept_weight[t], leaf);
 		}
 		else
 		{
 			leaf = rcf_tree_insert(forest, tree, forest->query, slot);
-			rcf_sampler_push(tree, forest->accept_weight[t], (uint32_t) leaf);
+			rcf_sampler_push(tree, forest->accept_weight[t], leaf);
 		}
 		/* An equal point already in the tree keeps its own slot. */
-		forest->refcount[tree->leaves[leaf].slot]++;
+		{
+			uint32_t	s = rcf_leaf_slot(tree, leaf);
+
+			rcf_set_refcount(forest, s, rcf_refcount(forest, s) + 1);
+		}
 	}
-	if (forest->refcount[slot] == 0)
+	if (rcf_refcount(forest, slot) == 0)
 		rcf_store_release(forest, slot);
 }
 
@@ -491,8 +546,12 @@ rcf_check(const RcfForest *forest)
 	uint32_t	cap = forest->capacity;
 	uint32_t	live = 0;
 	uint32_t   *entries;
+	float	   *temp;
+	size_t		N = forest->N;
 	size_t		size = sizeof(float *) * cap + 2 * sizeof(uint32_t) * cap +
-		sizeof(uint32_t) * forest->N;
+		sizeof(uint32_t) * N +
+		sizeof(float) * (N - 1) * (2 * (size_t) forest->D + 1) +
+		sizeof(int16_t) * (N - 1 + forest->box_slots);
 
 	slot_point = forest->allocator.alloc(forest->allocator.ctx, size);
 	if (slot_point == NULL)
@@ -501,6 +560,7 @@ rcf_check(const RcfForest *forest)
 	refs = (uint32_t *) (slot_point + cap);
 	leaf_refs = refs + cap;
 	entries = leaf_refs + cap;
+	temp = (float *) (entries + N);
 
 	for (int t = 0; t < forest->params.number_of_trees && !err; t++)
 	{
@@ -511,41 +571,53 @@ rcf_check(const RcfForest *forest)
 			break;
 		for (int i = 0; i < tree->heap_size; i++)
 		{
-			uint32_t	leaf = tree->heap[i].leaf;
+			uint32_t	leaf = tree->heap_leaf[i];
 
-			if (leaf >= (uint32_t) forest->N || tree->leaves[leaf].mass == 0)
+			if (leaf >= (uint32_t) forest->N || tree->leaf_mass[leaf] == 0)
 			{
 				err = "sampler refers to a leaf not in use";
 				break;
 			}
-			if (tree->leaves[leaf].slot >= cap)
+			if (rcf_leaf_slot(tree, leaf) >= cap)
 			{
 				err = "leaf refers to a slot out of range";
 				break;
 			}
-			refs[tree->leaves[leaf].slot]++;
+			refs[rcf_leaf_slot(tree, leaf)]++;
 			entries[leaf]++;
 		}
 		for (int i = 0; i < forest->N && !err; i++)
 		{
-			if (entries[i] != tree->leaves[i].mass)
+			if (entries[i] != tree->leaf_mass[i])
 				err = "a leaf's mass differs from its sampler entries";
 			entries[i] = 0;
 		}
 		if (!err)
-			err = rcf_tree_check(forest, tree, leaf_refs, slot_point);
+			err = rcf_tree_check(forest, tree, leaf_refs, slot_point, temp);
 	}
 	for (uint32_t s = 0; s < cap && !err; s++)
 	{
-		if (refs[s] != forest->refcount[s])
+		if (refs[s] != rcf_refcount(forest, s))
 			err = "point store reference count is wrong";
 		else if (refs[s] != leaf_refs[s])
 			err = "sampler and tree refer to different points";
 		else if (refs[s] > 0)
 			live++;
 	}
-	if (!err && live + forest->nfree != cap)
-		err = "point store free list is inconsistent";
+	if (!err)
+	{
+		uint32_t	nfree = 0;
+
+		/* The free list: slots nobody refers to, each once, and all of them. */
+		for (uint32_t s = forest->free_slot; s != RCF_NO_SLOT && !err;
+			 s = (uint32_t) forest->slot_seq[s])
+		{
+			if (s >= cap || refs[s] > 0 || ++nfree > cap - live)
+				err = "point store free list is inconsistent";
+		}
+		if (!err && (live + nfree != cap || nfree != forest->nfree))
+			err = "point store free list is inconsistent";
+	}
 	if (!err && forest->inserted > 0 &&
 		forest->updates != forest->inserted + forest->params.shingle_size - 1)
 		err = "update counters disagree";

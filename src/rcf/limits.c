@@ -56,13 +56,16 @@ typedef struct RunSize
 /*
  * Bytes of the temporary buffer write_forest (encode.c) allocates to encode
  * a forest: a point pointer, a live-slot entry and a slot index per slot,
- * and a stack of two int16 per sample.  rcf_check takes the same.
+ * and a stack of two int16 per sample.  rcf_check takes about as much, and
+ * besides one tree's boxes, leaf counts and node order (forest.c).
  */
 static size_t
-encode_scratch(size_t capacity, size_t N)
+encode_scratch(size_t capacity, size_t N, size_t D, size_t box_slots)
 {
 	size_t		check = sizeof(float *) * capacity +
-		2 * sizeof(uint32_t) * capacity + sizeof(uint32_t) * N;
+		2 * sizeof(uint32_t) * capacity + sizeof(uint32_t) * N +
+		sizeof(float) * (N - 1) * (2 * D + 1) +
+		sizeof(int16_t) * (N - 1 + box_slots);
 	size_t		encode = sizeof(float *) * capacity +
 		sizeof(uint32_t) * 2 * capacity + sizeof(int16_t) * 2 * N;
 
@@ -73,8 +76,9 @@ encode_scratch(size_t capacity, size_t N)
  * Bytes of the temporary buffer rcf_model_decode (encode.c) allocates, at
  * the most points and record runs a model with this capacity can hold (the
  * decoder refuses more points than capacity - 1 and more runs than points):
- * per point its values, a run and a leaf index; per sample a slot, two
- * stack entries and an order entry.
+ * per point its values, a run and a leaf index; per sample two slots, two
+ * stack entries and an order entry; and one tree's boxes and leaf counts
+ * (rcf_tree_finish).
  */
 static size_t
 decode_scratch(size_t capacity, size_t N, size_t D)
@@ -85,8 +89,9 @@ decode_scratch(size_t capacity, size_t N, size_t D)
 	return sizeof(float) * D * points +
 		sizeof(RunSize) * runs +
 		sizeof(uint32_t) * points +
-		sizeof(uint32_t) * N +
+		sizeof(uint32_t) * 2 * N +
 		sizeof(int32_t) * 2 * N +
+		sizeof(float) * (N - 1) * (2 * D + 1) +
 		sizeof(int16_t) * N;
 }
 
@@ -97,7 +102,7 @@ rcf_forest_memory(const RcfParams *params)
 	size_t		N = (size_t) params->sample_size;
 	size_t		D = (size_t) params->dims * params->shingle_size;
 	size_t		capacity = (size_t) params->number_of_trees * N + 1;
-	size_t		enc = encode_scratch(capacity, N);
+	size_t		enc = encode_scratch(capacity, N, D, rcf_box_pool_size(params));
 	size_t		dec = decode_scratch(capacity, N, D);
 
 	return rcf_arena_size(params) + (enc > dec ? enc : dec);

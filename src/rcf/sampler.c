@@ -12,9 +12,13 @@
 
 /* Restores the heap order from position i downwards. */
 static void
-sift_down(RcfSample *heap, int size, int i)
+sift_down(RcfTree *tree, int i)
 {
-	RcfSample	moving = heap[i];
+	float	   *w = tree->heap_weight;
+	uint16_t   *leaf = tree->heap_leaf;
+	int			size = tree->heap_size;
+	float		moving = w[i];
+	uint16_t	moving_leaf = leaf[i];
 
 	for (;;)
 	{
@@ -22,43 +26,46 @@ sift_down(RcfSample *heap, int size, int i)
 
 		if (child >= size)
 			break;
-		if (child + 1 < size && heap[child + 1].weight > heap[child].weight)
+		if (child + 1 < size && w[child + 1] > w[child])
 			child++;
-		if (heap[child].weight <= moving.weight)
+		if (w[child] <= moving)
 			break;
-		heap[i] = heap[child];
+		w[i] = w[child];
+		leaf[i] = leaf[child];
 		i = child;
 	}
-	heap[i] = moving;
+	w[i] = moving;
+	leaf[i] = moving_leaf;
 }
 
 /* Adds an entry to a heap that is not full. */
 void
-rcf_sampler_push(RcfTree *tree, float weight, uint32_t leaf)
+rcf_sampler_push(RcfTree *tree, float weight, int leaf)
 {
-	RcfSample  *heap = tree->heap;
+	float	   *w = tree->heap_weight;
 	int			i = tree->heap_size++;
 
 	while (i > 0)
 	{
 		int			parent = (i - 1) / 2;
 
-		if (heap[parent].weight >= weight)
+		if (w[parent] >= weight)
 			break;
-		heap[i] = heap[parent];
+		w[i] = w[parent];
+		tree->heap_leaf[i] = tree->heap_leaf[parent];
 		i = parent;
 	}
-	heap[i].weight = weight;
-	heap[i].leaf = leaf;
+	w[i] = weight;
+	tree->heap_leaf[i] = (uint16_t) leaf;
 }
 
 /* Replaces the heaviest entry (the one just evicted) by a new one. */
 void
-rcf_sampler_replace_top(RcfTree *tree, float weight, uint32_t leaf)
+rcf_sampler_replace_top(RcfTree *tree, float weight, int leaf)
 {
-	tree->heap[0].weight = weight;
-	tree->heap[0].leaf = leaf;
-	sift_down(tree->heap, tree->heap_size, 0);
+	tree->heap_weight[0] = weight;
+	tree->heap_leaf[0] = (uint16_t) leaf;
+	sift_down(tree, 0);
 }
 
 /*
@@ -69,20 +76,22 @@ void
 rcf_sampler_shift(RcfTree *tree, float delta)
 {
 	for (int i = 0; i < tree->heap_size; i++)
-		tree->heap[i].weight += delta;
+		tree->heap_weight[i] += delta;
 }
 
 /* Checks the heap order and bounds. */
 const char *
 rcf_sampler_check(const RcfTree *tree, int capacity)
 {
+	const float *w = tree->heap_weight;
+
 	if (tree->heap_size < 0 || tree->heap_size > capacity)
 		return "sampler size out of range";
 	for (int i = 0; i < tree->heap_size; i++)
 	{
-		if (!isfinite(tree->heap[i].weight))
+		if (!isfinite(w[i]))
 			return "sampler weight is not finite";
-		if (i > 0 && tree->heap[(i - 1) / 2].weight < tree->heap[i].weight)
+		if (i > 0 && w[(i - 1) / 2] < w[i])
 			return "sampler heap order violated";
 	}
 	return NULL;

@@ -10,15 +10,20 @@
  */
 #include "rcf_internal.h"
 
-/* Marks every slot free, lowest slot on top of the stack. */
+/*
+ * Marks every slot free, the lowest first on the list.  The list is threaded
+ * through slot_seq, which a free slot does not need.
+ */
 void
 rcf_store_init(RcfForest *forest)
 {
 	forest->nfree = forest->capacity;
-	for (uint32_t i = 0; i < forest->capacity; i++)
+	forest->free_slot = RCF_NO_SLOT;
+	for (uint32_t i = forest->capacity; i-- > 0;)
 	{
-		forest->refcount[i] = 0;
-		forest->free_slots[i] = forest->capacity - 1 - i;
+		rcf_set_refcount(forest, i, 0);
+		forest->slot_seq[i] = forest->free_slot;
+		forest->free_slot = i;
 	}
 }
 
@@ -30,9 +35,11 @@ rcf_store_init(RcfForest *forest)
 uint32_t
 rcf_store_add(RcfForest *forest, uint64_t seq)
 {
-	uint32_t	slot = forest->free_slots[--forest->nfree];
+	uint32_t	slot = forest->free_slot;
 
-	forest->refcount[slot] = 0;
+	forest->free_slot = (uint32_t) forest->slot_seq[slot];
+	forest->nfree--;
+	rcf_set_refcount(forest, slot, 0);
 	forest->slot_seq[slot] = seq;
 	return slot;
 }
@@ -41,5 +48,7 @@ rcf_store_add(RcfForest *forest, uint64_t seq)
 void
 rcf_store_release(RcfForest *forest, uint32_t slot)
 {
-	forest->free_slots[forest->nfree++] = slot;
+	forest->slot_seq[slot] = forest->free_slot;
+	forest->free_slot = slot;
+	forest->nfree++;
 }

@@ -2,9 +2,11 @@
  * tree.c
  *	  Random cut trees: insert, delete, score and attribution.
  *
- * A tree holds the distinct points of one sampler.  Each internal node keeps
- * the exact bounding box of its subtree, so scoring never visits more than
- * the path from the root to one leaf.  Insert and delete follow the
+ * A tree holds the distinct points of one sampler.  An internal node with
+ * many leaves below keeps the exact bounding box of its subtree; a smaller
+ * one's box is the union of its few points, recomputed when needed (see
+ * rcf_internal.h), so scoring visits the path from the root to one leaf and
+ * the small subtrees beside its lowest levels.  Insert and delete follow the
  * reference algorithm (Guha et al. 2016, and the AWS library): the new
  * internal node goes at the highest level on the path whose random cut,
  * drawn over the box grown by the new point, separates the point; deleting
@@ -31,15 +33,30 @@ node_alloc(RcfTree *tree)
 {
 	int16_t		node = tree->free_node;
 
-	tree->free_node = tree->nodes[node].next_free;
+	tree->free_node = tree->nodes[node].child[0];
 	return node;
 }
 
-/* Returns an internal node to the free list. */
+/*
+ * Returns a node's cached box, if any, to the pool.  Without a pool, every
+ * node keeps the box at its own index.
+ */
 static void
-node_release(RcfTree *tree, int16_t node)
+box_release(const RcfForest *forest, RcfTree *tree, int16_t node)
 {
-	tree->nodes[node].next_free = tree->free_node;
+	if (forest->box_partial && tree->nodes[node].box != RCF_NO_BOX)
+	{
+		tree->box_free[tree->box_nfree++] = tree->nodes[node].box;
+		tree->nodes[node].box = RCF_NO_BOX;
+	}
+}
+
+/* Returns an internal node, and its box, to the free lists. */
+static void
+node_release(const RcfForest *forest, RcfTree *tree, int16_t node)
+{
+	box_release(forest, tree, node);
+	tree->nodes[node].child[0] = tree->free_node;
 	tree->free_node = node;
 }
 
@@ -49,7 +66,7 @@ leaf_alloc(RcfTree *tree)
 {
 	int16_t		leaf = tree->free_leaf;
 
-	tree->free_leaf = leaf_link(tree->leaves[leaf].slot);
+	tree->free_leaf = leaf_link(rcf_leaf_slot(tree, leaf));
 	return leaf;
 }
 
@@ -57,14 +74,15 @@ leaf_alloc(RcfTree *tree)
 static void
 leaf_release(RcfTree *tree, int16_t leaf)
 {
-	tree->leaves[leaf].slot = (uint32_t) (uint16_t) tree->free_leaf;
-	tree->leaves[leaf].mass = 0;
+	rcf_set_leaf_slot(tree, leaf, (uint32_t) (uint16_t) tree->free_leaf);
+	tree->leaf_mass[leaf] = 0;
 	tree->free_leaf = leaf;
 }
 
 /*
- * Puts every node and leaf on its free list.  The lists hold indexes as
- * int16_t; RCF_NIL ends them.
+ * Puts every node, leaf and box on its free list.  The node and leaf lists
+ * hold indexes as int16_t; RCF_NIL ends them.  The box pool is a stack with
+ * the lowest slot on top.
  */
 void
 rcf_tree_init(RcfForest *forest, RcfTree *tree)
@@ -77,15 +95,29 @@ rcf_tree_init(RcfForest *forest, RcfTree *tree)
 	for (int i = n - 2; i >= 0; i--)
 	{
 		memset(&tree->nodes[i], 0, sizeof(RcfNode));
-		tree->nodes[i].next_free = tree->free_node;
+		if (forest->box_partial)
+		{
+			tree->nodes[i].box = RCF_NO_BOX;
+			tree->leaf_count[i] = 0;
+		}
+		else
+			tree->nodes[i].box = (uint16_t) i;
+		tree->nodes[i].child[0] = tree->free_node;
 		tree->free_node = (int16_t) i;
 	}
 	tree->free_leaf = RCF_NIL;
 	for (int i = n - 1; i >= 0; i--)
 	{
-		tree->leaves[i].mass = 0;
-		tree->leaves[i].slot = (uint32_t) (uint16_t) tree->free_leaf;
+		tree->leaf_mass[i] = 0;
+		rcf_set_leaf_slot(tree, i, (uint32_t) (uint16_t) tree->free_leaf);
 		tree->free_leaf = (int16_t) i;
+	}
+	tree->box_nfree = 0;
+	if (forest->box_partial)
+	{
+		tree->box_nfree = (uint16_t) forest->box_slots;
+		for (int i = 0; i < forest->box_slots; i++)
+			tree->box_free[i] = (uint16_t) (forest->box_slots - 1 - i);
 	}
 }
 
@@ -98,22 +130,11 @@ points_equal(const float *a, const float *b, int d)
 	return true;
 }
 
-/* The minimum corner of a child's box: the point itself for a leaf. */
-static inline const float *
-child_min(const RcfForest *forest, const RcfTree *tree, int16_t ref)
+/* Leaves (distinct points) in the subtree at ref. */
+static inline int
+subtree_leaves(const RcfTree *tree, int16_t ref)
 {
-	if (RCF_IS_LEAF(ref))
-		return rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
-	return rcf_node_box(forest, tree, ref);
-}
-
-/* The maximum corner of a child's box. */
-static inline const float *
-child_max(const RcfForest *forest, const RcfTree *tree, int16_t ref)
-{
-	if (RCF_IS_LEAF(ref))
-		return rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
-	return rcf_node_box(forest, tree, ref) + forest->D;
+	return RCF_IS_LEAF(ref) ? 1 : tree->leaf_count[ref];
 }
 
 /*
@@ -213,31 +234,230 @@ box_extend(float *lo, float *hi, const float *q, int d)
 	}
 }
 
+/* Grows the box [lo, hi] to include the box [blo, bhi]. */
+static inline void
+box_union(float *lo, float *hi, const float *blo, const float *bhi, int d)
+{
+	for (int i = 0; i < d; i++)
+	{
+		if (blo[i] < lo[i])
+			lo[i] = blo[i];
+		if (bhi[i] > hi[i])
+			hi[i] = bhi[i];
+	}
+}
+
 /*
- * Recomputes the box of an internal node from its children.  Returns true
- * if it changed.
+ * Grows the box [lo, hi] to include every point of the subtree at ref,
+ * taking a cached box wherever there is one instead of going further down.
+ * The walk uses forest->stack, which holds at most the subtree's depth.
+ */
+static void
+extend_subtree(const RcfForest *forest, const RcfTree *tree, int16_t ref,
+			   float *lo, float *hi)
+{
+	int			d = forest->D;
+	int16_t    *stack = forest->stack;
+	int			top = 0;
+
+	stack[top++] = ref;
+	while (top > 0)
+	{
+		int16_t		r = stack[--top];
+
+		if (RCF_IS_LEAF(r))
+			box_extend(lo, hi, rcf_leaf_point(forest, tree, RCF_LEAF_IDX(r)), d);
+		else
+		{
+			const float *box = rcf_node_box(forest, tree, r);
+
+			if (box)
+				box_union(lo, hi, box, box + d, d);
+			else
+			{
+				stack[top++] = tree->nodes[r].child[RCF_RIGHT];
+				stack[top++] = tree->nodes[r].child[RCF_LEFT];
+			}
+		}
+	}
+}
+
+/*
+ * The corners of a child's box when it is at hand, a leaf's point or a
+ * cached box; false if the box must be computed from the subtree.
+ */
+static inline bool
+known_box(const RcfForest *forest, const RcfTree *tree, int16_t ref,
+		  const float **lo, const float **hi)
+{
+	if (RCF_IS_LEAF(ref))
+	{
+		*lo = *hi = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
+		return true;
+	}
+	*lo = rcf_node_box(forest, tree, ref);
+	if (*lo == NULL)
+		return false;
+	*hi = *lo + forest->D;
+	return true;
+}
+
+/* Sets [lo, hi] to the box of the two children of internal node `node`. */
+static void
+children_box(const RcfForest *forest, const RcfTree *tree, int16_t node,
+			 float *lo, float *hi)
+{
+	int			d = forest->D;
+	const RcfNode *n = &tree->nodes[node];
+	const float *llo,
+			   *lhi,
+			   *rlo,
+			   *rhi;
+
+	if (known_box(forest, tree, n->child[RCF_LEFT], &llo, &lhi) &&
+		known_box(forest, tree, n->child[RCF_RIGHT], &rlo, &rhi))
+	{
+		for (int i = 0; i < d; i++)
+		{
+			lo[i] = llo[i] < rlo[i] ? llo[i] : rlo[i];
+			hi[i] = lhi[i] > rhi[i] ? lhi[i] : rhi[i];
+		}
+		return;
+	}
+	for (int i = 0; i < d; i++)
+	{
+		lo[i] = INFINITY;
+		hi[i] = -INFINITY;
+	}
+	extend_subtree(forest, tree, n->child[RCF_LEFT], lo, hi);
+	extend_subtree(forest, tree, n->child[RCF_RIGHT], lo, hi);
+}
+
+/*
+ * Gives a node a cached box, if the pool has one left, and fills it from
+ * the subtree; nothing otherwise (the box is then recomputed when needed).
+ */
+static void
+box_cache(const RcfForest *forest, RcfTree *tree, int16_t node)
+{
+	float	   *box;
+
+	if (tree->box_nfree == 0)
+		return;
+	tree->nodes[node].box = tree->box_free[--tree->box_nfree];
+	box = rcf_node_box(forest, tree, node);
+	children_box(forest, tree, node, box, box + forest->D);
+}
+
+/*
+ * parent_box for a parent without a cached box: the child's box grown by
+ * its sibling's subtree, in the scratch box forest->box_lo/box_hi.  The
+ * sibling is most often a leaf or a cached node, merged in one pass with no
+ * copy.
+ */
+static void
+uncached_parent_box(const RcfForest *forest, const RcfTree *tree,
+					int16_t parent, int16_t child,
+					const float **lo, const float **hi)
+{
+	int			d = forest->D;
+	const RcfNode *n;
+	int16_t		sibling;
+	const float *slo;
+	const float *shi;
+	float	   *blo = forest->box_lo;
+	float	   *bhi = forest->box_hi;
+	const float *clo = *lo;
+	const float *chi = *hi;
+
+	n = &tree->nodes[parent];
+	sibling = n->child[RCF_LEFT] == child ? n->child[RCF_RIGHT] : n->child[RCF_LEFT];
+	*lo = blo;
+	*hi = bhi;
+	if (RCF_IS_LEAF(sibling))
+		slo = shi = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(sibling));
+	else if ((slo = rcf_node_box(forest, tree, sibling)) != NULL)
+		shi = slo + d;
+	else
+	{
+		if (clo != blo)
+		{
+			memcpy(blo, clo, d * sizeof(float));
+			memcpy(bhi, chi, d * sizeof(float));
+		}
+		extend_subtree(forest, tree, sibling, blo, bhi);
+		return;
+	}
+	for (int i = 0; i < d; i++)
+	{
+		blo[i] = slo[i] < clo[i] ? slo[i] : clo[i];
+		bhi[i] = shi[i] > chi[i] ? shi[i] : chi[i];
+	}
+}
+
+/*
+ * The box of the parent of `child` on a path, given the box [*lo, *hi] of
+ * `child` itself: the parent's cached box, or one computed in scratch
+ * space.  Updates *lo and *hi.
+ */
+static inline void
+parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
+		   int16_t child, const float **lo, const float **hi)
+{
+	const float *box = rcf_node_box(forest, tree, parent);
+
+	if (box)
+	{
+		*lo = box;
+		*hi = box + forest->D;
+	}
+	else
+		uncached_parent_box(forest, tree, parent, child, lo, hi);
+}
+
+/*
+ * Recomputes the cached box of an internal node from its children.  Returns
+ * true if it changed.
  */
 static bool
 box_refresh(const RcfForest *forest, RcfTree *tree, int16_t node)
 {
 	int			d = forest->D;
-	const RcfNode *n = &tree->nodes[node];
-	const float *lmin = child_min(forest, tree, n->child[RCF_LEFT]);
-	const float *lmax = child_max(forest, tree, n->child[RCF_LEFT]);
-	const float *rmin = child_min(forest, tree, n->child[RCF_RIGHT]);
-	const float *rmax = child_max(forest, tree, n->child[RCF_RIGHT]);
+	float	   *lo = forest->box_lo;
+	float	   *hi = forest->box_hi;
 	float	   *box = rcf_node_box(forest, tree, node);
+	const RcfNode *n = &tree->nodes[node];
+	const float *llo,
+			   *lhi,
+			   *rlo,
+			   *rhi;
 	bool		changed = false;
 
+	/* Both children's boxes at hand (always, with every box cached). */
+	if (known_box(forest, tree, n->child[RCF_LEFT], &llo, &lhi) &&
+		known_box(forest, tree, n->child[RCF_RIGHT], &rlo, &rhi))
+	{
+		for (int i = 0; i < d; i++)
+		{
+			float		l = llo[i] < rlo[i] ? llo[i] : rlo[i];
+			float		h = lhi[i] > rhi[i] ? lhi[i] : rhi[i];
+
+			if (box[i] != l || box[d + i] != h)
+			{
+				box[i] = l;
+				box[d + i] = h;
+				changed = true;
+			}
+		}
+		return changed;
+	}
+	children_box(forest, tree, node, lo, hi);
 	for (int i = 0; i < d; i++)
 	{
-		float		lo = lmin[i] < rmin[i] ? lmin[i] : rmin[i];
-		float		hi = lmax[i] > rmax[i] ? lmax[i] : rmax[i];
-
-		if (box[i] != lo || box[d + i] != hi)
+		if (box[i] != lo[i] || box[d + i] != hi[i])
 		{
-			box[i] = lo;
-			box[d + i] = hi;
+			box[i] = lo[i];
+			box[d + i] = hi[i];
 			changed = true;
 		}
 	}
@@ -324,26 +544,86 @@ rcf_tree_leaf_alloc(RcfTree *tree)
 }
 
 /*
- * Computes a decoded node's box from its children (whose boxes are already
- * known) and checks that its cut separates them.  Returns false if not.
+ * The box of every internal node of a tree, bottom up, into temp (node i's
+ * at temp + i * 2D), and its leaf count into the node.  `order` lists the
+ * ninternal reachable nodes with parents before children.  Returns the
+ * first node whose cut does not separate its children, or -1.
  */
-bool
-rcf_tree_build_box(const RcfForest *forest, RcfTree *tree, int16_t node)
+static int
+all_boxes(const RcfForest *forest, const RcfTree *tree, const int16_t *order,
+		  int ninternal, float *temp, uint16_t *counts)
 {
 	int			d = forest->D;
-	const RcfNode *n = &tree->nodes[node];
-	const float *lmin = child_min(forest, tree, n->child[RCF_LEFT]);
-	const float *lmax = child_max(forest, tree, n->child[RCF_LEFT]);
-	const float *rmin = child_min(forest, tree, n->child[RCF_RIGHT]);
-	const float *rmax = child_max(forest, tree, n->child[RCF_RIGHT]);
-	float	   *box = rcf_node_box(forest, tree, node);
 
-	if (!(lmax[n->dim] <= n->cut && rmin[n->dim] > n->cut))
-		return false;
-	for (int i = 0; i < d; i++)
+	for (int k = ninternal - 1; k >= 0; k--)
 	{
-		box[i] = lmin[i] < rmin[i] ? lmin[i] : rmin[i];
-		box[d + i] = lmax[i] > rmax[i] ? lmax[i] : rmax[i];
+		int16_t		node = order[k];
+		const RcfNode *n = &tree->nodes[node];
+		const float *cmin[2];
+		const float *cmax[2];
+		float	   *box = temp + (size_t) node * 2 * d;
+		int			leaves = 0;
+
+		for (int side = 0; side < 2; side++)
+		{
+			int16_t		c = n->child[side];
+
+			if (RCF_IS_LEAF(c))
+				cmin[side] = cmax[side] = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(c));
+			else
+			{
+				cmin[side] = temp + (size_t) c * 2 * d;
+				cmax[side] = cmin[side] + d;
+			}
+			leaves += RCF_IS_LEAF(c) ? 1 : counts[c];
+		}
+		if (!(cmax[RCF_LEFT][n->dim] <= n->cut && cmin[RCF_RIGHT][n->dim] > n->cut))
+			return node;
+		for (int i = 0; i < d; i++)
+		{
+			box[i] = cmin[0][i] < cmin[1][i] ? cmin[0][i] : cmin[1][i];
+			box[d + i] = cmax[0][i] > cmax[1][i] ? cmax[0][i] : cmax[1][i];
+		}
+		counts[node] = (uint16_t) leaves;
+	}
+	return -1;
+}
+
+/*
+ * Completes a decoded tree: leaf counts, cuts checked against the boxes of
+ * the children, and cached boxes for the largest subtrees (parents first,
+ * while the pool lasts).  `order` lists the reachable internal nodes in
+ * preorder; temp has room for (sample_size - 1) * (2D + 1) floats.  Returns
+ * false if a cut does not separate its children.
+ */
+bool
+rcf_tree_finish(const RcfForest *forest, RcfTree *tree, const int16_t *order,
+				int ninternal, float *temp)
+{
+	int			d = forest->D;
+	uint16_t   *counts = (uint16_t *) (temp + (size_t) (forest->N - 1) * 2 * d);
+
+	if (all_boxes(forest, tree, order, ninternal, temp, counts) >= 0)
+		return false;
+	if (!forest->box_partial)
+	{
+		for (int k = 0; k < ninternal; k++)
+			memcpy(rcf_node_box(forest, tree, order[k]),
+				   temp + (size_t) order[k] * 2 * d, 2 * d * sizeof(float));
+		return true;
+	}
+	for (int k = 0; k < ninternal; k++)
+		tree->leaf_count[order[k]] = counts[order[k]];
+	for (int k = 0; k < ninternal && tree->box_nfree > 0; k++)
+	{
+		int16_t		node = order[k];
+
+		if (tree->leaf_count[node] >= RCF_BOX_MIN_LEAVES)
+		{
+			tree->nodes[node].box = tree->box_free[--tree->box_nfree];
+			memcpy(rcf_node_box(forest, tree, node), temp + (size_t) node * 2 * d,
+				   2 * d * sizeof(float));
+		}
 	}
 	return true;
 }
@@ -393,13 +673,15 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	float		cut_value = 0.0f;
 	int16_t		node;
 	RcfNode    *n;
-	float	   *box;
+	const float *lo;
+	const float *hi;
+	int16_t		child;
 
 	if (tree->root == RCF_NIL)
 	{
 		leaf = leaf_alloc(tree);
-		tree->leaves[leaf].slot = slot;
-		tree->leaves[leaf].mass = 1;
+		rcf_set_leaf_slot(tree, leaf, slot);
+		tree->leaf_mass[leaf] = 1;
 		memcpy(rcf_leaf_point(forest, tree, leaf), q, d * sizeof(float));
 		tree->root = RCF_LEAF_REF(leaf);
 		return leaf;
@@ -409,7 +691,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	leaf_point = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
 	if (points_equal(leaf_point, q, d))
 	{
-		tree->leaves[RCF_LEAF_IDX(ref)].mass++;
+		tree->leaf_mass[RCF_LEAF_IDX(ref)]++;
 		return RCF_LEAF_IDX(ref);
 	}
 
@@ -423,21 +705,24 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	target = ref;
 	target_level = depth;
 	inside_level = -1;
+	lo = hi = leaf_point;
+	child = ref;
 	for (int level = depth - 1; level >= 0; level--)
 	{
 		int16_t		p = forest->path[level];
-		const float *pbox = rcf_node_box(forest, tree, p);
 		uint16_t	cd;
 		float		cv;
 
-		if (box_contains(pbox, pbox + d, q, d))
+		parent_box(forest, tree, p, child, &lo, &hi);
+		child = p;
+		if (box_contains(lo, hi, q, d))
 		{
 			inside_level = level;
 			break;
 		}
-		random_cut(pbox, pbox + d, q, d, &tree->rng, &cd, &cv);
-		if ((q[cd] <= cv && pbox[cd] > cv) ||
-			(q[cd] > cv && pbox[d + cd] <= cv))
+		random_cut(lo, hi, q, d, &tree->rng, &cd, &cv);
+		if ((q[cd] <= cv && lo[cd] > cv) ||
+			(q[cd] > cv && hi[cd] <= cv))
 		{
 			target = p;
 			target_level = level;
@@ -447,8 +732,8 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	}
 
 	leaf = leaf_alloc(tree);
-	tree->leaves[leaf].slot = slot;
-	tree->leaves[leaf].mass = 1;
+	rcf_set_leaf_slot(tree, leaf, slot);
+	tree->leaf_mass[leaf] = 1;
 	memcpy(rcf_leaf_point(forest, tree, leaf), q, d * sizeof(float));
 
 	node = node_alloc(tree);
@@ -465,11 +750,6 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 		n->child[RCF_LEFT] = target;
 		n->child[RCF_RIGHT] = RCF_LEAF_REF(leaf);
 	}
-	box = rcf_node_box(forest, tree, node);
-	memcpy(box, child_min(forest, tree, target), d * sizeof(float));
-	memcpy(box + d, child_max(forest, tree, target), d * sizeof(float));
-	box_extend(box, box + d, q, d);
-
 	if (target_level == 0)
 		tree->root = node;
 	else
@@ -482,12 +762,50 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 			parent->child[RCF_RIGHT] = node;
 	}
 
-	/* Boxes from inside_level up already contain q. */
-	for (int level = target_level - 1; level > inside_level; level--)
+	if (!forest->box_partial)
 	{
-		float	   *pbox = rcf_node_box(forest, tree, forest->path[level]);
+		/* Every box is cached: the new one is the target's grown by q. */
+		float	   *box = rcf_node_box(forest, tree, node);
+		const float *tlo = NULL;
+		const float *thi = NULL;
 
-		box_extend(pbox, pbox + d, q, d);
+		(void) known_box(forest, tree, target, &tlo, &thi);
+		memcpy(box, tlo, d * sizeof(float));
+		memcpy(box + d, thi, d * sizeof(float));
+		box_extend(box, box + d, q, d);
+		/* Boxes from inside_level up already contain q. */
+		for (int level = target_level - 1; level > inside_level; level--)
+		{
+			float	   *abox = rcf_node_box(forest, tree, forest->path[level]);
+
+			box_extend(abox, abox + d, q, d);
+		}
+		return leaf;
+	}
+
+	n->box = RCF_NO_BOX;
+	tree->leaf_count[node] = (uint16_t) (subtree_leaves(tree, target) + 1);
+	if (tree->leaf_count[node] >= RCF_BOX_MIN_LEAVES)
+		box_cache(forest, tree, node);
+
+	/*
+	 * Every node above gains a leaf; cached boxes from inside_level up
+	 * already contain q.  A node that reaches the caching size gets its box
+	 * now, computed from the subtree, which holds q already.
+	 */
+	for (int level = target_level - 1; level >= 0; level--)
+	{
+		int16_t		a = forest->path[level];
+		float	   *abox = rcf_node_box(forest, tree, a);
+
+		tree->leaf_count[a]++;
+		if (abox)
+		{
+			if (level > inside_level)
+				box_extend(abox, abox + d, q, d);
+		}
+		else if (tree->leaf_count[a] >= RCF_BOX_MIN_LEAVES)
+			box_cache(forest, tree, a);
 	}
 	return leaf;
 }
@@ -511,10 +829,10 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 		return false;
 	memcpy(q, rcf_leaf_point(forest, tree, leaf), forest->D * sizeof(float));
 	ref = descend(forest, tree, q, &depth);
-	if (ref != RCF_LEAF_REF(leaf) || tree->leaves[leaf].mass == 0)
+	if (ref != RCF_LEAF_REF(leaf) || tree->leaf_mass[leaf] == 0)
 		return false;
 
-	if (--tree->leaves[leaf].mass > 0)
+	if (--tree->leaf_mass[leaf] > 0)
 		return true;
 
 	leaf_release(tree, leaf);
@@ -538,17 +856,29 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 		else
 			g->child[RCF_RIGHT] = sibling;
 	}
-	node_release(tree, parent);
+	node_release(forest, tree, parent);
+
+	/* Every node above loses a leaf; below the caching size, its box. */
+	for (int level = depth - 2; level >= 0 && forest->box_partial; level--)
+	{
+		int16_t		node = forest->path[level];
+
+		if (--tree->leaf_count[node] < RCF_BOX_MIN_LEAVES)
+			box_release(forest, tree, node);
+	}
 
 	/*
-	 * Boxes above can only shrink, and only where q lay on their surface;
-	 * stop at the first box that does not change.
+	 * Cached boxes above can only shrink, and only where q lay on their
+	 * surface; stop at the first that does not change, since the boxes
+	 * above it do not either.  Uncached boxes need nothing.
 	 */
 	for (int level = depth - 2; level >= 0; level--)
 	{
 		int16_t		node = forest->path[level];
 		const float *box = rcf_node_box(forest, tree, node);
 
+		if (box == NULL)
+			continue;
 		if (!box_touches(box, box + forest->D, q, forest->D) ||
 			!box_refresh(forest, tree, node))
 			break;
@@ -594,7 +924,8 @@ descend_group(const RcfForest *forest, const RcfTree *trees, int count,
 				{
 					/*
 					 * What scoring reads next, the leaf's point and the box
-					 * above it, loads while the other trees descend.
+					 * above it, loads while the other trees descend.  (An
+					 * uncached box is NULL; prefetching it does nothing.)
 					 */
 					RCF_PREFETCH(rcf_leaf_point(forest, &trees[k], RCF_LEAF_IDX(ref)));
 					RCF_PREFETCH(rcf_node_box(forest, &trees[k],
@@ -615,26 +946,49 @@ score_from_leaf(const RcfForest *forest, const RcfTree *tree, const float *q,
 				const double *qd, int16_t ref, int depth, const int16_t *path)
 {
 	int			d = forest->D;
-	const RcfLeaf *leaf = &tree->leaves[RCF_LEAF_IDX(ref)];
+	const float *lo = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
+	const float *hi = lo;
+	int16_t		child = ref;
 	double		score;
 
-	if (points_equal(rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref)), q, d))
+	/* The mass is read only here: most points differ from their leaf. */
+	if (points_equal(lo, q, d))
 	{
-		double		m = leaf->mass;
+		int			mass = tree->leaf_mass[RCF_LEAF_IDX(ref)];
+		double		m = mass;
 
 		score = (1.0 - m / (2.0 * tree->heap_size)) /
-			(depth + forest->log2_table[leaf->mass]);
+			(depth + forest->log2_table[mass]);
 	}
 	else
 		score = 1.0 / (depth + 1);
 
 	/* Once q is inside a box it is inside every box above: stop. */
+	if (!forest->box_partial)
+	{
+		for (int level = depth - 1; level >= 0; level--)
+		{
+			const float *box = tree->boxes + (size_t) path[level] * 2 * d;
+			double		range;
+			double		gap = box_gap(box, box + d, qd, d, &range);
+			double		p;
+
+			if (gap == 0.0)
+				break;
+			p = gap / (range + gap);
+			score = p / (level + 1) + (1.0 - p) * score;
+		}
+		return score * forest->log2_table[tree->heap_size];
+	}
 	for (int level = depth - 1; level >= 0; level--)
 	{
-		const float *box = rcf_node_box(forest, tree, path[level]);
 		double		range;
-		double		gap = box_gap(box, box + d, qd, d, &range);
+		double		gap;
 		double		p;
+
+		parent_box(forest, tree, path[level], child, &lo, &hi);
+		child = path[level];
+		gap = box_gap(lo, hi, qd, d, &range);
 
 		if (gap == 0.0)
 			break;
@@ -682,8 +1036,11 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
 	int			d = forest->D;
 	int			depth;
 	int16_t		ref;
-	const RcfLeaf *leaf;
+	int			leaf_mass;
 	const float *lp;
+	const float *lo;
+	const float *hi;
+	int16_t		child;
 	double		mass = tree->heap_size;
 	double		norm = forest->log2_table[tree->heap_size];
 	double		score;
@@ -693,14 +1050,14 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
 	if (tree->root == RCF_NIL)
 		return 0.0;
 	ref = descend(forest, tree, q, &depth);
-	leaf = &tree->leaves[RCF_LEAF_IDX(ref)];
+	leaf_mass = tree->leaf_mass[RCF_LEAF_IDX(ref)];
 	lp = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref));
 	if (points_equal(lp, q, d))
 	{
-		double		m = leaf->mass;
+		double		m = leaf_mass;
 
 		score = (1.0 - m / (2.0 * mass)) /
-			(depth + forest->log2_table[leaf->mass]);
+			(depth + forest->log2_table[leaf_mass]);
 		for (int i = 0; i < d; i++)
 			h[i] = l[i] = score / (2.0 * d);
 	}
@@ -720,14 +1077,18 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
 		}
 	}
 
+	lo = hi = lp;
+	child = ref;
 	for (int level = depth - 1; level >= 0; level--)
 	{
-		const float *box = rcf_node_box(forest, tree, forest->path[level]);
 		double		range;
-		double		gap = box_gap(box, box + d, qd, d, &range);
+		double		gap;
 		double		p;
 		double		unseen = 1.0 / (level + 1);
 
+		parent_box(forest, tree, forest->path[level], child, &lo, &hi);
+		child = forest->path[level];
+		gap = box_gap(lo, hi, qd, d, &range);
 		if (gap == 0.0)
 			break;
 		range += gap;
@@ -735,8 +1096,8 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
 		for (int i = 0; i < d; i++)
 		{
 			double		x = q[i];
-			double		above = x > box[d + i] ? x - box[d + i] : 0.0;
-			double		below = x < box[i] ? box[i] - x : 0.0;
+			double		above = x > hi[i] ? x - hi[i] : 0.0;
+			double		below = x < lo[i] ? lo[i] - x : 0.0;
 
 			h[i] = (1.0 - p) * h[i] + unseen * above / range;
 			l[i] = (1.0 - p) * l[i] + unseen * below / range;
@@ -754,27 +1115,36 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
 
 /*
  * Checks the tree: reachable nodes form a proper binary tree over the
- * leaves, every cached box is exactly the box of its subtree, every cut
- * separates its children, masses add up to the sampler's size, and the
- * free lists hold exactly the unused entries.  Counts each leaf's mass into
- * refs[slot] so the caller can check the slots' reference counts, and
- * checks that leaves with one slot hold one point: slot_point[slot] is the
- * first such leaf's values seen by any tree.
+ * leaves, every cut separates its children, every node's leaf count is
+ * right, every cached box is exactly the box of its subtree and belongs to
+ * a node of the caching size, masses add up to the sampler's size, and the
+ * free lists hold exactly the unused nodes, leaves and boxes.  Counts each
+ * leaf's mass into refs[slot] so the caller can check the slots' reference
+ * counts, and checks that leaves with one slot hold one point: slot_point
+ * [slot] is the first such leaf's values seen by any tree.  temp has room
+ * for (sample_size - 1) * (2D + 1) floats and sample_size - 1 + box_slots
+ * int16_t after them.
  */
 const char *
 rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
-			   const float **slot_point)
+			   const float **slot_point, float *temp)
 {
 	int			d = forest->D;
 	int			n = forest->N;
 	int16_t    *stack = forest->path;
+	uint16_t   *counts = (uint16_t *) (temp + (size_t) (n - 1) * 2 * d);
+	int16_t    *order = (int16_t *) (temp + (size_t) (n - 1) * (2 * d + 1));
+	int16_t    *box_user = order + (n - 1);
 	int			top = 0;
 	int			internal = 0;
 	int			leaves = 0;
+	int			boxes_used = 0;
 	long		mass = 0;
 	int			free_count;
 	int16_t		f;
 
+	for (int b = 0; b < forest->box_slots; b++)
+		box_user[b] = -1;
 	if (tree->root != RCF_NIL)
 		stack[top++] = tree->root;
 	while (top > 0)
@@ -784,35 +1154,34 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 		if (RCF_IS_LEAF(ref))
 		{
 			int			idx = RCF_LEAF_IDX(ref);
+			uint32_t	slot;
 
 			if (idx >= n)
 				return "leaf index out of range";
-			if (tree->leaves[idx].mass == 0)
+			if (tree->leaf_mass[idx] == 0)
 				return "reachable leaf has zero mass";
-			if (tree->leaves[idx].slot >= forest->capacity)
+			slot = rcf_leaf_slot(tree, idx);
+			if (slot >= forest->capacity)
 				return "leaf refers to a slot out of range";
-			if (slot_point[tree->leaves[idx].slot] == NULL)
-				slot_point[tree->leaves[idx].slot] = rcf_leaf_point(forest, tree, idx);
-			else if (memcmp(slot_point[tree->leaves[idx].slot],
-							rcf_leaf_point(forest, tree, idx), d * sizeof(float)) != 0)
+			if (slot_point[slot] == NULL)
+				slot_point[slot] = rcf_leaf_point(forest, tree, idx);
+			else if (memcmp(slot_point[slot], rcf_leaf_point(forest, tree, idx),
+							d * sizeof(float)) != 0)
 				return "leaves of one slot hold different points";
-			mass += tree->leaves[idx].mass;
-			refs[tree->leaves[idx].slot] += tree->leaves[idx].mass;
+			mass += tree->leaf_mass[idx];
+			refs[slot] += tree->leaf_mass[idx];
 			leaves++;
 		}
 		else
 		{
 			const RcfNode *node;
-			const float *box;
-			const float *lmin,
-					   *lmax,
-					   *rmin,
-					   *rmax;
+			uint16_t	b;
 
 			if (ref >= n - 1)
 				return "node index out of range";
-			if (++internal > n - 1)
+			if (internal >= n - 1)
 				return "more internal nodes than the sample size allows";
+			order[internal++] = ref;
 			node = &tree->nodes[ref];
 			if (node->dim >= d)
 				return "cut dimension out of range";
@@ -820,26 +1189,26 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 				return "cut value is not finite";
 			if (top + 2 > n)
 				return "tree deeper than its size";
-			box = rcf_node_box(forest, tree, ref);
-			lmin = child_min(forest, tree, node->child[RCF_LEFT]);
-			lmax = child_max(forest, tree, node->child[RCF_LEFT]);
-			rmin = child_min(forest, tree, node->child[RCF_RIGHT]);
-			rmax = child_max(forest, tree, node->child[RCF_RIGHT]);
 			if ((!RCF_IS_LEAF(node->child[RCF_LEFT]) && node->child[RCF_LEFT] >= n - 1) ||
 				(!RCF_IS_LEAF(node->child[RCF_RIGHT]) && node->child[RCF_RIGHT] >= n - 1) ||
 				(RCF_IS_LEAF(node->child[RCF_LEFT]) && RCF_LEAF_IDX(node->child[RCF_LEFT]) >= n) ||
 				(RCF_IS_LEAF(node->child[RCF_RIGHT]) && RCF_LEAF_IDX(node->child[RCF_RIGHT]) >= n))
 				return "child reference out of range";
-			for (int i = 0; i < d; i++)
+			b = tree->nodes[ref].box;
+			if (!forest->box_partial)
 			{
-				float		lo = lmin[i] < rmin[i] ? lmin[i] : rmin[i];
-				float		hi = lmax[i] > rmax[i] ? lmax[i] : rmax[i];
-
-				if (box[i] != lo || box[d + i] != hi)
-					return "cached box differs from the box of its subtree";
+				if (b != ref)
+					return "a node's box is not at its own index";
 			}
-			if (!(lmax[node->dim] <= node->cut && rmin[node->dim] > node->cut))
-				return "cut does not separate the children";
+			else if (b != RCF_NO_BOX)
+			{
+				if (b >= forest->box_slots)
+					return "cached box out of range";
+				if (box_user[b] >= 0)
+					return "two nodes share a cached box";
+				box_user[b] = ref;
+				boxes_used++;
+			}
 			stack[top++] = node->child[RCF_RIGHT];
 			stack[top++] = node->child[RCF_LEFT];
 		}
@@ -849,22 +1218,58 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 	if (mass != tree->heap_size)
 		return "leaf masses do not add up to the sample size";
 
+	if (all_boxes(forest, tree, order, internal, temp, counts) >= 0)
+		return "cut does not separate the children";
+	for (int k = 0; k < internal; k++)
+	{
+		int16_t		node = order[k];
+		const float *box = rcf_node_box(forest, tree, node);
+		const float *exact = temp + (size_t) node * 2 * d;
+
+		if (forest->box_partial)
+		{
+			if (tree->leaf_count[node] != counts[node])
+				return "a node's leaf count is wrong";
+			if (box == NULL)
+				continue;
+			if (counts[node] < RCF_BOX_MIN_LEAVES)
+				return "a cached box belongs to a node below the caching size";
+		}
+		for (int i = 0; i < 2 * d; i++)
+			if (box[i] != exact[i])
+				return "cached box differs from the box of its subtree";
+	}
+
 	free_count = 0;
-	for (f = tree->free_node; f != RCF_NIL; f = tree->nodes[f].next_free)
+	for (f = tree->free_node; f != RCF_NIL; f = tree->nodes[f].child[0])
 	{
 		if (f < 0 || f >= n - 1 || ++free_count > n - 1)
 			return "node free list is corrupt";
+		if (tree->nodes[f].box != (forest->box_partial ? RCF_NO_BOX : f))
+			return "a free node holds a box slot";
 	}
 	if (free_count + internal != n - 1)
 		return "nodes leaked from the free list";
 	free_count = 0;
-	for (f = tree->free_leaf; f != RCF_NIL; f = leaf_link(tree->leaves[f].slot))
+	for (f = tree->free_leaf; f != RCF_NIL; f = leaf_link(rcf_leaf_slot(tree, f)))
 	{
 		if (f < 0 || f >= n || ++free_count > n)
 			return "leaf free list is corrupt";
 	}
 	if (free_count + leaves != n)
 		return "leaves leaked from the free list";
+	if (!forest->box_partial)
+		return NULL;
+	if (tree->box_nfree + boxes_used != forest->box_slots)
+		return "cached boxes leaked from the pool";
+	for (int i = 0; i < tree->box_nfree; i++)
+	{
+		uint16_t	b = tree->box_free[i];
+
+		if (b >= forest->box_slots || box_user[b] != -1)
+			return "the free box pool is corrupt";
+		box_user[b] = -2;
+	}
 	return NULL;
 }
 
@@ -898,8 +1303,15 @@ rcf_tree_impute_leaf(const RcfForest *forest, const RcfTree *tree,
 
 			for (int side = 0; side < 2; side++)
 			{
-				const float *lo = child_min(forest, tree, n->child[side]);
-				const float *hi = child_max(forest, tree, n->child[side]);
+				float	   *lo = forest->box_lo;
+				float	   *hi = forest->box_hi;
+
+				for (int i = 0; i < d; i++)
+				{
+					lo[i] = INFINITY;
+					hi[i] = -INFINITY;
+				}
+				extend_subtree(forest, tree, n->child[side], lo, hi);
 
 				for (int i = 0; i < d; i++)
 				{

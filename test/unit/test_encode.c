@@ -437,6 +437,8 @@ main(void)
 	test_round_trip(1, 4, 10, 64, 100000, 2, 0, "shingle not yet full");
 	test_round_trip(1, 1, 20, 64, 500, 5000, 0, "1-D, fast decay");
 	test_round_trip(1, 8, 30, 256, 100000, 5000, 0, "shingle 8");
+	test_round_trip(4, 4, 10, 64, 1000, 4000, 0, "16 values a point (boxes cached by subtree size)");
+	test_round_trip(1, 1, 260, 256, 100000, 3000, 1, "more than 65535 slots (32-bit slot numbers)");
 	test_round_trip(3, 2, 10, 32, 1000, 4000, 1, "3-D with duplicates");
 	test_round_trip(4, 1, 5, 16, 100, 100000, 0, "past a weight rebase");
 	test_hostile();

@@ -6,6 +6,7 @@
 
 #include "unit.h"
 #include "rcf/rcf.h"
+#include "rcf/rcf_internal.h"
 
 /* Deterministic noise in [-0.5, 0.5), independent of libc. */
 static double
@@ -344,6 +345,128 @@ test_bytes(void)
 	UNIT_OK(f != NULL && rcf_bytes(f) == rcf_arena_size(&p) && rcf_bytes(f) > 0,
 			"rcf_bytes reports the arena size (%zu bytes)", f ? rcf_bytes(f) : 0);
 	rcf_free(f);
+
+	/* Slot numbers and counts take 16 bits up to 65535 slots, 32 above. */
+	p.number_of_trees = 255;	/* 255 * 256 + 1 = 65281 slots */
+	f = rcf_create(&p, NULL);
+	UNIT_OK(f && f->refcount16 && !f->refcount32 && f->trees[0].leaf_slot16 &&
+			!f->trees[0].leaf_slot32, "255 trees of 256: 16-bit slots");
+	rcf_free(f);
+	p.number_of_trees = 257;	/* 65793 slots */
+	f = rcf_create(&p, NULL);
+	UNIT_OK(f && !f->refcount16 && f->refcount32 && !f->trees[0].leaf_slot16 &&
+			f->trees[0].leaf_slot32, "257 trees of 256: 32-bit slots");
+	rcf_free(f);
+}
+
+/* Nodes of the caching size that have no cached box, in all trees. */
+static int
+uncached_large_nodes(const RcfForest *f)
+{
+	int			count = 0;
+
+	for (int t = 0; t < f->params.number_of_trees; t++)
+	{
+		const RcfTree *tree = &f->trees[t];
+		int16_t		stack[4096];
+		int			top = 0;
+
+		if (tree->root != RCF_NIL)
+			stack[top++] = tree->root;
+		while (top > 0)
+		{
+			int16_t		ref = stack[--top];
+
+			if (RCF_IS_LEAF(ref))
+				continue;
+			if (tree->leaf_count[ref] >= RCF_BOX_MIN_LEAVES &&
+				tree->nodes[ref].box == RCF_NO_BOX)
+				count++;
+			stack[top++] = tree->nodes[ref].child[0];
+			stack[top++] = tree->nodes[ref].child[1];
+		}
+	}
+	return count;
+}
+
+/*
+ * Boxes that are not cached are recomputed with the same values.  Values
+ * of growing powers of two, alternately positive and negative, grow each
+ * tree into a chain (each new point lies so far out that the cut almost
+ * surely falls between it and all the others), with more large subtrees
+ * than the box pool holds, so some boxes must be recomputed over long
+ * subtrees.
+ * A decoded copy caches a different set of boxes (the decoder's choice,
+ * parents first), so equal scores from both show that a box's value does
+ * not depend on whether it is cached.
+ */
+static void
+test_box_cache(void)
+{
+	RcfParams	p;
+	RcfForest  *f;
+	RcfForest  *g;
+	uint8_t    *buf;
+	size_t		len;
+	RcfDecodeStatus status;
+	const char *detail;
+	const char *err = NULL;
+	int			overflowed = 0;
+	int			same = 1;
+	int			differ_in_cache = 0;
+
+	/* Wide enough points for boxes to be cached by subtree size. */
+	rcf_params_default(&p, RCF_BOX_PARTIAL_MIN_DIMS);
+	p.number_of_trees = 4;
+	p.sample_size = 64;
+	p.time_decay = 257;
+	p.seed = 3;
+	f = rcf_create(&p, NULL);
+	UNIT_OK(f->box_partial, "a forest of %d-value points caches boxes by subtree size",
+			RCF_BOX_PARTIAL_MIN_DIMS);
+	for (int i = 0; i < 3000 && err == NULL; i++)
+	{
+		double		x[RCF_BOX_PARTIAL_MIN_DIMS];
+
+		for (int d = 0; d < RCF_BOX_PARTIAL_MIN_DIMS; d++)
+			x[d] = ldexp(1.0, i % 100) * (i % 2 ? 1 : -1) + d;
+		rcf_process(f, x);
+		if (uncached_large_nodes(f) > 0)
+			overflowed = 1;
+		if (i % 250 == 0)
+			err = rcf_check(f);
+	}
+	UNIT_OK(overflowed, "a rising series outgrows the box pool (nodes of the caching size left uncached)");
+	UNIT_OK(err == NULL, "the forest stays sound with the pool exhausted: %s", err ? err : "sound");
+
+	buf = malloc(rcf_encoded_size(f));
+	len = rcf_encode(f, buf, rcf_encoded_size(f));
+	g = rcf_decode(buf, len, NULL, &status, &detail);
+	if (UNIT_OK(g != NULL, "the chained forest decodes (%s)", detail ? detail : "ok"))
+	{
+		for (int t = 0; t < p.number_of_trees; t++)
+			for (int i = 0; i < p.sample_size - 1; i++)
+				if (f->trees[t].nodes[i].box != g->trees[t].nodes[i].box)
+					differ_in_cache = 1;
+		UNIT_OK(differ_in_cache, "the decoded copy caches other boxes than the original");
+		/* Back and forth around the data, then a fresh rise. */
+		for (int i = 0; i < 2000; i++)
+		{
+			double		x[RCF_BOX_PARTIAL_MIN_DIMS];
+			double		high[RCF_BOX_PARTIAL_MIN_DIMS],
+						low[RCF_BOX_PARTIAL_MIN_DIMS];
+
+			for (int d = 0; d < RCF_BOX_PARTIAL_MIN_DIMS; d++)
+				x[d] = (i < 1000 ? 1500.0 + 1500.0 * sin(i * 0.01 + d) : 3000.0 + i * d);
+			same &= rcf_attribution(f, x, high, low) == rcf_attribution(g, x, high, low);
+			same &= rcf_process(f, x) == rcf_process(g, x);
+		}
+		UNIT_OK(same, "scores and attributions of both stay bit-identical over 2000 more points");
+		UNIT_OK(rcf_check(f) == NULL && rcf_check(g) == NULL, "both are sound afterwards");
+	}
+	rcf_free(g);
+	free(buf);
+	rcf_free(f);
 }
 
 int
@@ -355,6 +478,8 @@ main(void)
 	test_invariants(1, 8, 256, 100000, 0, "shingle 8, sample 256");
 	test_invariants(2, 2, 16, 50, 1, "many duplicates, sample 16");
 	test_invariants(1, 1, 2, 10, 1, "smallest sample, duplicates");
+	test_invariants(4, 4, 64, 1000, 0, "16 values a point, boxes cached by subtree size");
+	test_invariants(8, 2, 16, 50, 1, "16 values a point, duplicates, sample 16");
 	test_attribution_sums();
 	test_determinism();
 	test_outlier();
@@ -364,5 +489,6 @@ main(void)
 	test_time_decay();
 	test_params();
 	test_bytes();
+	test_box_cache();
 	return unit_done();
 }
