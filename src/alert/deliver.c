@@ -97,7 +97,7 @@ typedef struct AlertItem
 "					   WHEN 'notify' THEN d.config ->> 'channel'\n" \
 "					   ELSE d.config ->> 'url' END,\n" \
 "		   d.config ->> 'url_credential',\n" \
-"		   anomaly._render(d.kind, d.config, o.subject, o.payload, coalesce(o.dedup_id, 'anomaly-' || o.id)),\n" \
+"		   anomaly._render(d.kind, d.config, o.subject, o.payload, coalesce(o.dedup_id, 'anomaly-' || o.id), o.id),\n" \
 "		   CASE WHEN d.kind = 'sns' THEN anomaly._sns_subject(o.subject) ELSE o.subject END,\n" \
 "		   (SELECT string_agg(h.key || ': ' || (h.value #>> '{}'), E'\\n')\n" \
 "			FROM jsonb_each(CASE WHEN jsonb_typeof(d.config -> 'headers') = 'object'\n" \
