@@ -234,9 +234,10 @@ SELECT o.id, o.destination, o.payload,
 	   anomaly._render(d.kind, d.config, o.subject, o.payload, coalesce(o.dedup_id, 'anomaly-' || o.id), o.id) AS body
 FROM anomaly.outbox o JOIN anomaly.destinations d ON d.name = o.destination
 WHERE o.destination LIKE 'sec-n%';
-SELECT destination, body::jsonb - 'id' - 'episode' AS reference,
+SELECT destination, body::jsonb - 'id' - 'episode' - 'score_id' AS reference,
 	   (body::jsonb -> 'id') = to_jsonb(id) AS names_outbox_row,
 	   (body::jsonb -> 'episode') IS NOT DISTINCT FROM (payload -> 'episode') AS names_episode,
+	   (body::jsonb -> 'score_id') IS NOT DISTINCT FROM (payload -> 'score_id') AS names_score,
 	   body LIKE '%private%' AS leaks, octet_length(body) < 300 AS small
 FROM sec_sent ORDER BY id;
 -- the rule's owner reads the alert by reference; plain reads nothing

@@ -1276,6 +1276,8 @@ BEGIN
 			'rule', CASE WHEN payload ->> 'source' = 'rule' THEN left(payload ->> 'alert', 128) END,
 			'episode', CASE WHEN payload ->> 'source' = 'rule' AND jsonb_typeof(payload -> 'episode') = 'number'
 							THEN payload -> 'episode' END,
+			'score_id', CASE WHEN payload ->> 'source' = 'rule' AND jsonb_typeof(payload -> 'score_id') = 'number'
+							 THEN payload -> 'score_id' END,
 			'status', CASE WHEN payload ->> 'status' = 'resolved' THEN 'resolved' ELSE 'firing' END,
 			'severity', CASE WHEN payload ->> 'severity' IN ('info', 'warning', 'error', 'critical')
 							 THEN payload ->> 'severity' ELSE 'info' END,
