@@ -485,7 +485,12 @@ classify(AlertItem *item)
 		set_outcome2(item, ALERT_DEAD, alert_http_class(job), alert_http_describe(job), -1);
 }
 
-/* Sends one NOTIFY (delivered when the round's transaction commits). */
+/*
+ * Sends one NOTIFY (delivered when the round's transaction commits).  Any
+ * role may LISTEN on the channel: the body is what _render() made of it, a
+ * reference to the alert unless a superuser set the destination's payload
+ * to full.
+ */
 static void
 send_notify(AlertItem *item)
 {
