@@ -206,6 +206,83 @@ WHERE p.pronamespace = 'anomaly'::regnamespace AND p.proname LIKE '\_%'
   AND has_function_privilege('regress_sec_adm', p.oid, 'EXECUTE')
 ORDER BY 1;
 
+-- Notify destinations: PostgreSQL has no privilege on LISTEN, so any role
+-- hears any channel.  By default a notify destination sends a reference
+-- (ids, rule, status, severity) and nothing of the row, the key or the
+-- scores; "payload": "full" is for superusers only.
+CREATE TABLE sec_nopk (v float8, note text);
+ALTER TABLE sec_nopk OWNER TO regress_sec_adm2;
+SET ROLE regress_sec_adm2;
+SELECT anomaly.create_destination('sec-n', 'notify', '{"channel": "sec_n", "payload": "full"}');
+SELECT anomaly.create_destination('sec-n', 'notify', '{"channel": "sec_n", "payload": "all"}');
+SELECT anomaly.create_destination('sec-n', 'notify', '{"channel": "sec_n"}');
+SELECT anomaly.alter_destination('sec-n', config => '{"channel": "sec_n", "payload": "full"}');
+SELECT anomaly.create_destination('sec-n-ref', 'notify', '{"channel": "sec_n", "payload": "reference"}');
+SELECT anomaly.create_detector('sec_ndet', 'sec_nopk', '{v}');
+SELECT anomaly.create_alert_rule('sec-nrule', detector => 'sec_ndet', destination => 'sec-n', min_score => 0,
+	group_by => '{source_key}');
+RESET ROLE;
+INSERT INTO anomaly.scores (detector, partition_key, source_key, anomaly_score, anomaly_grade, explanation)
+VALUES ('sec_ndet', NULL, '{"v": 1, "note": "private"}', 5, 1, '{"v": {"strength": 0.9}}');
+SET ROLE regress_sec_adm2;
+SELECT anomaly.send_alert('sec-n-ref', 'private subject',
+	'{"status": "private status", "severity": "private", "key": {"note": "private"}}') > 0 AS queued;
+RESET ROLE;
+-- what deliver() sends: the body it renders for each claimed row
+CREATE TEMP VIEW sec_sent AS
+SELECT o.id, o.destination, o.payload,
+	   anomaly._render(d.kind, d.config, o.subject, o.payload, coalesce(o.dedup_id, 'anomaly-' || o.id), o.id) AS body
+FROM anomaly.outbox o JOIN anomaly.destinations d ON d.name = o.destination
+WHERE o.destination LIKE 'sec-n%';
+SELECT destination, body::jsonb - 'id' - 'episode' - 'score_id' AS reference,
+	   (body::jsonb -> 'id') = to_jsonb(id) AS names_outbox_row,
+	   (body::jsonb -> 'episode') IS NOT DISTINCT FROM (payload -> 'episode') AS names_episode,
+	   (body::jsonb -> 'score_id') IS NOT DISTINCT FROM (payload -> 'score_id') AS names_score,
+	   body LIKE '%private%' AS leaks, octet_length(body) < 300 AS small
+FROM sec_sent ORDER BY id;
+-- the rule's owner reads the alert by reference; plain reads nothing
+SELECT body::jsonb ->> 'episode' AS ref_episode FROM sec_sent WHERE destination = 'sec-n' \gset
+SET ROLE regress_sec_adm2;
+SELECT a.rule, a.key, a.status FROM anomaly.alerts a WHERE a.episode = :ref_episode;
+SET ROLE regress_sec_plain;
+SELECT count(*) FROM anomaly.alerts;
+RESET ROLE;
+-- delivery sends it, and replay_dead_letters and test_destination too
+-- render from the destination's config of the moment
+SELECT anomaly.deliver() > 0 AS delivered;
+SELECT count(*) AS still_queued FROM sec_sent;
+INSERT INTO anomaly.dead_letters (outbox_id, destination, subject, payload, dedup_id, attempts, created_at, error)
+VALUES (0, 'sec-n', 'old', '{"version": 1, "source": "rule", "alert": "sec-nrule", "status": "firing",
+		"severity": "warning", "key": {"note": "private"}, "episode": 1}', 'd1', 1, now(), 'x');
+SET ROLE regress_sec_adm2;
+SELECT anomaly.replay_dead_letters(destination => 'sec-n');
+SELECT * FROM anomaly.test_destination('sec-n');
+RESET ROLE;
+SELECT destination, body::jsonb - 'id' AS reference, body LIKE '%private%' AS leaks FROM sec_sent ORDER BY id;
+-- a superuser may choose the full payload, for any destination
+SELECT anomaly.alter_destination('sec-n', config => '{"channel": "sec_n", "payload": "full"}');
+SELECT anomaly.create_destination('sec-n-full', 'notify', '{"channel": "sec_n", "payload": "full"}');
+SELECT destination, body::jsonb -> 'key' AS key, body LIKE '%private%' AS full_payload FROM sec_sent ORDER BY id;
+-- its owner may disable and enable it, but a config of theirs is checked
+-- again: full stays the superuser's choice
+SET ROLE regress_sec_adm2;
+SELECT anomaly.alter_destination('sec-n', enabled => false);
+SELECT anomaly.alter_destination('sec-n', enabled => true);
+SELECT anomaly.alter_destination('sec-n', config => '{"channel": "sec_other", "payload": "full"}');
+SELECT anomaly.alter_destination('sec-n', config => '{"channel": "sec_n"}');
+RESET ROLE;
+SELECT destination, body::jsonb ->> 'payload' AS payload, body LIKE '%private%' AS leaks FROM sec_sent ORDER BY id;
+SET ROLE regress_sec_adm2;
+SELECT anomaly.drop_alert_rule('sec-nrule');
+SELECT anomaly.drop_detector('sec_ndet');
+SELECT anomaly.drop_destination(n, force => true) FROM unnest('{sec-n,sec-n-ref}'::text[]) n;
+RESET ROLE;
+SELECT anomaly.drop_destination('sec-n-full');
+DROP VIEW sec_sent;
+DROP TABLE sec_nopk;
+DELETE FROM anomaly.scores WHERE detector = 'sec_ndet';
+DELETE FROM anomaly.dead_letters WHERE destination LIKE 'sec-n%';
+
 -- clean up
 DELETE FROM anomaly.outbox WHERE destination LIKE 'sec-%';
 SELECT anomaly.drop_destination('sec-adm', force => true);

@@ -97,7 +97,7 @@ typedef struct AlertItem
 "					   WHEN 'notify' THEN d.config ->> 'channel'\n" \
 "					   ELSE d.config ->> 'url' END,\n" \
 "		   d.config ->> 'url_credential',\n" \
-"		   anomaly._render(d.kind, d.config, o.subject, o.payload, coalesce(o.dedup_id, 'anomaly-' || o.id)),\n" \
+"		   anomaly._render(d.kind, d.config, o.subject, o.payload, coalesce(o.dedup_id, 'anomaly-' || o.id), o.id),\n" \
 "		   CASE WHEN d.kind = 'sns' THEN anomaly._sns_subject(o.subject) ELSE o.subject END,\n" \
 "		   (SELECT string_agg(h.key || ': ' || (h.value #>> '{}'), E'\\n')\n" \
 "			FROM jsonb_each(CASE WHEN jsonb_typeof(d.config -> 'headers') = 'object'\n" \
@@ -485,7 +485,12 @@ classify(AlertItem *item)
 		set_outcome2(item, ALERT_DEAD, alert_http_class(job), alert_http_describe(job), -1);
 }
 
-/* Sends one NOTIFY (delivered when the round's transaction commits). */
+/*
+ * Sends one NOTIFY (delivered when the round's transaction commits).  Any
+ * role may LISTEN on the channel: the body is what _render() made of it, a
+ * reference to the alert unless a superuser set the destination's payload
+ * to full.
+ */
 static void
 send_notify(AlertItem *item)
 {

@@ -321,7 +321,7 @@ BEGIN
 		WHEN 'webhook' THEN ARRAY['url', 'url_credential', 'headers', 'credential', 'signature_header']
 		WHEN 'slack' THEN ARRAY['url', 'url_credential', 'channel', 'username', 'icon_emoji']
 		WHEN 'email' THEN ARRAY['url', 'from', 'to', 'starttls', 'username', 'credential', 'subject_prefix']
-		WHEN 'notify' THEN ARRAY['channel']
+		WHEN 'notify' THEN ARRAY['channel', 'payload']
 	END;
 	IF allowed IS NULL THEN
 		RAISE EXCEPTION 'unknown destination kind "%"', kind
@@ -457,6 +457,11 @@ BEGIN
 			RAISE EXCEPTION '"channel" must be at most 63 bytes'
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
+		v := _config_text(config, 'payload', false, kind);
+		IF v IS NOT NULL AND v NOT IN ('reference', 'full') THEN
+			RAISE EXCEPTION '"payload" must be "reference" or "full"'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
 	END IF;
 
 	FOR k IN SELECT unnest(ARRAY['credential', 'url_credential']) LOOP
@@ -495,6 +500,31 @@ BEGIN
 		RAISE EXCEPTION 'credential "%" is not bound to %', config ->> 'credential', config ->> 'url'
 			USING ERRCODE = 'insufficient_privilege',
 			HINT = 'A superuser binds a credential to the URL prefixes it may be sent to in anomaly.credential_bindings (name=prefix [prefix...]; ...).';
+	END IF;
+END
+$$;
+
+-- Raises an error when a non-superuser asks for a notify destination with
+-- "payload": "full".  PostgreSQL has no privileges on LISTEN: every role
+-- that can connect hears every channel, so a full payload (scores, key,
+-- explanation, the source row of a table without a primary key) would be
+-- read by roles that may not see the alert.  Checked on every config a
+-- non-superuser gives, also when the destination already is full (a
+-- superuser's choice for one config is not one for the next).
+CREATE FUNCTION _check_payload_mode(caller oid, kind text, config jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+BEGIN
+	IF kind OPERATOR(pg_catalog.=) 'notify'
+		AND config ->> 'payload' OPERATOR(pg_catalog.=) 'full'
+		AND NOT coalesce((SELECT a.rolsuper FROM pg_catalog.pg_authid a
+						  WHERE a.oid OPERATOR(pg_catalog.=) caller), false) THEN
+		RAISE EXCEPTION 'only a superuser may set "payload": "full" on a notify destination'
+			USING ERRCODE = 'insufficient_privilege',
+			DETAIL = 'Any role that can connect may LISTEN on any channel and would read the whole alert.',
+			HINT = 'Leave "payload" out (or set "reference"): listeners get the episode and outbox ids and read the alert from anomaly.alerts, which shows each role only its own.';
 	END IF;
 END
 $$;
@@ -565,6 +595,7 @@ BEGIN
 			USING ERRCODE = 'duplicate_object';
 	END IF;
 	PERFORM anomaly._check_bindings(kind, anomaly._check_config(kind, config));
+	PERFORM anomaly._check_payload_mode(caller, kind, config);
 	INSERT INTO anomaly.destinations (name, kind, config, created_by, owner)
 	VALUES (name, kind, config, session_user, caller::regrole);
 END
@@ -595,6 +626,7 @@ BEGIN
 	END IF;
 	IF _alter_destination.config IS NOT NULL THEN
 		PERFORM anomaly._check_bindings(d.kind, anomaly._check_config(d.kind, _alter_destination.config));
+		PERFORM anomaly._check_payload_mode(caller, d.kind, _alter_destination.config);
 	END IF;
 	UPDATE anomaly.destinations x
 	SET config = coalesce(_alter_destination.config, x.config),
@@ -1197,8 +1229,19 @@ CREATE TRIGGER scores_alert_rules
 -- ---------------------------------------------------------------------------
 -- Delivery
 
--- Renders the body sent for one notification, per kind.
-CREATE FUNCTION _render(kind text, config jsonb, subject text, payload jsonb, dedup_id text)
+-- Renders the body sent for one notification, per kind.  outbox_id is the
+-- notification's outbox id (a notify reference names it).
+--
+-- A notify destination sends a reference unless its config says
+-- "payload": "full" (which only a superuser may set, _check_payload_mode):
+-- any role may LISTEN on any channel, so what goes out names the alert and
+-- holds nothing of the subject, the key, the scores, the explanation or the
+-- row; listeners read the alert from anomaly.alerts.  Decided here, at send
+-- time from the destination's config of the moment, so every path to the
+-- outbox (rules, send_alert, alert_trigger, test_destination,
+-- replay_dead_letters) gets the same treatment.
+CREATE FUNCTION _render(kind text, config jsonb, subject text, payload jsonb, dedup_id text,
+						outbox_id bigint DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -1219,7 +1262,27 @@ BEGIN
 	IF kind = 'webhook' THEN
 		RETURN payload::text;
 	ELSIF kind = 'notify' THEN
-		RETURN anomaly._fit_json(payload, 7900)::text;
+		IF config ->> 'payload' = 'full' THEN
+			RETURN anomaly._fit_json(payload, 7900)::text;
+		END IF;
+		-- each value is one of a closed set, a number, or the rule's name
+		-- (chosen by its owner, never by a row)
+		RETURN jsonb_strip_nulls(jsonb_build_object(
+			'version', 1,
+			'payload', 'reference',
+			'id', outbox_id,
+			'source', CASE WHEN payload ->> 'source' IN ('rule', 'send_alert', 'trigger', 'test')
+						   THEN payload ->> 'source' END,
+			'rule', CASE WHEN payload ->> 'source' = 'rule' THEN left(payload ->> 'alert', 128) END,
+			'episode', CASE WHEN payload ->> 'source' = 'rule' AND jsonb_typeof(payload -> 'episode') = 'number'
+							THEN payload -> 'episode' END,
+			'score_id', CASE WHEN payload ->> 'source' = 'rule' AND jsonb_typeof(payload -> 'score_id') = 'number'
+							 THEN payload -> 'score_id' END,
+			'status', CASE WHEN payload ->> 'status' = 'resolved' THEN 'resolved' ELSE 'firing' END,
+			'severity', CASE WHEN payload ->> 'severity' IN ('info', 'warning', 'error', 'critical')
+							 THEN payload ->> 'severity' ELSE 'info' END,
+			'repeat', CASE WHEN payload ->> 'source' = 'rule' AND jsonb_typeof(payload -> 'repeat') = 'number'
+						   THEN payload -> 'repeat' END))::text;
 	ELSIF kind = 'sns' THEN
 		-- SNS counts Message and the attributes against 262,144 bytes; the
 		-- attributes (severity, detector cut to 256 characters, score) take
@@ -1518,6 +1581,7 @@ REVOKE EXECUTE ON FUNCTION
 	_check_config(text, jsonb),
 	_credential_bound(text, text),
 	_check_bindings(text, jsonb),
+	_check_payload_mode(oid, text, jsonb),
 	_owns(oid, regrole),
 	_usable_destination(oid, text, boolean),
 	_create_destination(oid, text, text, jsonb),
@@ -1534,7 +1598,7 @@ REVOKE EXECUTE ON FUNCTION
 	_rule_payload(alert_rules, alert_episodes, scores, text),
 	_notify_rule(alert_rules, alert_episodes, scores, text),
 	_evaluate_rules(),
-	_render(text, jsonb, text, jsonb, text),
+	_render(text, jsonb, text, jsonb, text, bigint),
 	_sns_subject(text),
 	_record(bigint[], text[], text[], text[], integer[]),
 	_replay_dead_letters(oid, text, bigint[], timestamptz),
@@ -1557,6 +1621,7 @@ TO anomaly_admin;
 
 COMMENT ON FUNCTION _credential_bound(text, text) IS 'internal: whether anomaly.credential_bindings lets a credential go to a URL';
 COMMENT ON FUNCTION _check_bindings(text, jsonb) IS 'internal: raises unless the credentials a destination config names are bound to its URL';
+COMMENT ON FUNCTION _check_payload_mode(oid, text, jsonb) IS 'internal: raises unless a superuser asks for a notify destination''s full payload';
 COMMENT ON FUNCTION _owns(oid, regrole) IS 'internal: whether a role may act as the owner of an alert object';
 COMMENT ON FUNCTION _usable_destination(oid, text, boolean) IS 'internal: checks that a destination exists and the caller owns it; returns its kind';
 COMMENT ON FUNCTION _row_to_jsonb(oid, anyelement) IS 'internal: to_jsonb of a row as its table''s owner, restricted (alert_trigger)';

@@ -17,6 +17,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use JSON::PP;
 
 use HostileTest;
 
@@ -262,7 +263,39 @@ FROM generate_series(1, 8) g;
 	ok($lout !~ /ADM2-(ROW|NOTE)-SECRET/,
 		"$label: plain, listening on adm2's notify channel, reads none of adm2's rows")
 	  or diag('plain received: ' . substr($lout, 0, 400));
-	my ($rc, $out, $err) = as_role($node, 'adm',
+	# What plain heard are references: ids, the rule's name, status and
+	# severity, nothing else (not even the fingerprint, a hash of the key).
+	my @refs = ($lout =~ /Asynchronous notification "adm2" with payload "(\{.*\})" received/g);
+	ok(@refs > 0, "$label: plain heard adm2's notifications (" . scalar(@refs) . ')');
+	my %allowed = map { $_ => 1 } qw(version payload id source rule episode score_id status severity repeat);
+	my @bad = grep {
+		my $j = eval { decode_json($_) };
+		!$j || ($j->{payload} // '') ne 'reference' || grep { !$allowed{$_} } keys %$j
+	} @refs;
+	is(scalar(@bad), 0, "$label: each is a reference to the alert") or diag("not a reference: $bad[0]");
+	my ($ep) = grep { defined } map { eval { decode_json($_)->{episode} } } @refs;
+	$ep //= 0;
+	is(as_role_ok($node, 'adm2', "SELECT rule FROM anomaly.alerts WHERE episode = $ep",
+			"$label: adm2 reads the alert a reference names"),
+		'adm2_rule', "$label: it is adm2's rule's episode");
+	my ($rc, $out, $err) = as_role($node, 'adm', "SELECT count(*) FROM anomaly.alerts WHERE episode = $ep");
+	ok($rc != 0 || $out eq '0', "$label: adm cannot read it by the reference");
+	# The whole payload on a notify channel is a superuser's choice only.
+	as_role_err($node, 'adm2',
+		q{SELECT anomaly.create_destination('adm2_full', 'notify', '{"channel": "adm2", "payload": "full"}')},
+		qr/only a superuser may set "payload": "full"/, "$label: adm2 may not create a full notify destination");
+	as_role_err($node, 'adm2',
+		q{SELECT anomaly.alter_destination('adm2_notify', '{"channel": "adm2", "payload": "full"}')},
+		qr/only a superuser may set "payload": "full"/, "$label: nor switch one to full");
+	$node->safe_psql('postgres',
+		q{SELECT anomaly.alter_destination('adm2_notify', '{"channel": "adm2", "payload": "full"}')});
+	as_role_err($node, 'adm2',
+		q{SELECT anomaly.alter_destination('adm2_notify', '{"channel": "adm2_b", "payload": "full"}')},
+		qr/only a superuser may set "payload": "full"/,
+		"$label: nor keep full in a config of its own after a superuser set it");
+	as_role_ok($node, 'adm2', q{SELECT anomaly.alter_destination('adm2_notify', '{"channel": "adm2"}')},
+		"$label: adm2 may go back to a reference");
+	($rc, $out, $err) = as_role($node, 'adm',
 		q{SELECT count(*) FROM anomaly.detector_failures WHERE detector = 'det2'});
 	ok($rc != 0 || $out eq '0', "$label: adm sees no failure of adm2's detector");
 	($rc, $out, $err) = as_role($node, 'adm2',

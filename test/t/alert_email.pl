@@ -6,7 +6,10 @@
 # and implicit TLS (smtps) with AUTH against sinks with a certificate of a
 # private CA (anomaly.tls_ca_file), which is refused until that CA is
 # trusted, a wrong password refused, and the password never logged.  Also
-# NOTIFY destinations: LISTENers get the payload when the sender commits.
+# NOTIFY destinations: LISTENers get a reference to the alert when the
+# sender commits (any role may LISTEN: a role with no privileges hears it
+# and learns nothing of the alert), or the whole payload where a superuser
+# set "payload": "full".
 
 use strict;
 use warnings;
@@ -17,6 +20,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time sleep);
+use IPC::Run;
 
 use AlertTest;
 
@@ -35,6 +39,7 @@ $node->safe_psql('postgres', qq{
 	SELECT anomaly.create_destination('later', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["tempfail\@example.com"]}');
 	SELECT anomaly.create_destination('once', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["tempfail\@example.com"], "max_attempts": 1}');
 	SELECT anomaly.create_destination('chan', 'notify', '{"channel": "anomaly_alerts"}');
+	SELECT anomaly.create_destination('chan_full', 'notify', '{"channel": "anomaly_full", "payload": "full"}');
 	SELECT anomaly.create_destination('tls', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["ops\@example.com"], "starttls": "required"}');
 });
 
@@ -87,13 +92,31 @@ my $detail = $node->safe_psql('postgres', "SELECT ok || ' ' || detail FROM anoma
 like($detail, qr/^false .*(STARTTLS|SSL|TLS)/i, "STARTTLS required and not offered: $detail");
 is(scalar(read_jsonl($smtp->{log})), 50, 'nothing was sent in clear text');
 
-my ($rc, $out, $err) = $node->psql('postgres', q{
-	LISTEN anomaly_alerts;
-	SELECT anomaly.send_alert('chan', 'to listeners', '{"n": 42}');
-	SELECT pg_sleep(1.5);});
-like($out, qr/Asynchronous notification "anomaly_alerts" with payload "\{.*"alert": "to listeners".*\}" received/,
-	'NOTIFY delivered the JSON payload to a listener');
+# A role with no privileges listens on the channel while an alert goes out.
+$node->safe_psql('postgres', 'CREATE ROLE plain LOGIN');
+my ($lout, $lerr) = ('', '');
+my $listener = IPC::Run::start(
+	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-U', 'plain',
+	  '-c', 'LISTEN anomaly_alerts', '-c', 'SELECT pg_sleep(3)' ],
+	'>', \$lout, '2>', \$lerr);
+ok(wait_for(10, sub { $node->safe_psql('postgres',
+	q{SELECT count(*) FROM pg_stat_activity WHERE usename = 'plain' AND query LIKE '%pg_sleep%'}) == 1 }),
+	'plain is listening');
+my $id = $node->safe_psql('postgres',
+	q{SELECT anomaly.send_alert('chan', 'secret subject', '{"n": 42, "key": {"card": "4111-secret"}}')});
+$listener->finish;
+like($lout, qr/Asynchronous notification "anomaly_alerts" with payload "\{"id": $id, "source": "send_alert", "status": "firing", "payload": "reference", "version": 1, "severity": "info"\}" received/,
+	'a listener with no privileges gets a reference to the outbox row');
+unlike($lout, qr/secret|4111|"n"/, 'and nothing of the alert');
 is(queued('chan'), '0', 'and the outbox row is gone');
+
+my ($rc, $out, $err) = $node->psql('postgres', q{
+	LISTEN anomaly_full;
+	SELECT anomaly.send_alert('chan_full', 'to listeners', '{"n": 42}');
+	SELECT pg_sleep(1.5);});
+like($out, qr/Asynchronous notification "anomaly_full" with payload "\{.*"alert": "to listeners".*\}" received/,
+	'NOTIFY delivered the JSON payload to a listener of a full destination');
+is(queued('chan_full'), '0', 'and the outbox row is gone');
 
 # --- TLS and AUTH --------------------------------------------------------------
 
