@@ -29,7 +29,7 @@
 #   ANOMALY_KEEP_TMP=1  keep the work directory (logs, data) even on success
 #   PG_CONFIG           which PostgreSQL (default: the Debian 15 one)
 #   SUITES              which suites to run (default "unit regress isolation tap")
-#   TAP_TESTS           names of the TAP files to run (default: every test/t/*.pl)
+#   TAP_ONLY           names of the TAP files to run (default: every test/t/*.pl)
 #   UNIT_TIMEOUT, REGRESS_TIMEOUT, TAP_TIMEOUT   seconds (600, 1800, 1800)
 
 set -uo pipefail
@@ -243,10 +243,10 @@ regress_files=("$SRC"/sql/*.sql)
 spec_files=("$SRC"/specs/*.spec)
 tap_files=("$SRC"/test/t/*.pl)
 shopt -u nullglob
-# TAP_TESTS="050_detect_exactly_once 080_hostile" runs only those TAP files.
-if [ -n "${TAP_TESTS:-}" ]; then
+# TAP_ONLY="050_detect_exactly_once 080_hostile" runs only those TAP files.
+if [ -n "${TAP_ONLY:-}" ]; then
 	tap_files=()
-	for n in $TAP_TESTS; do
+	for n in $TAP_ONLY; do
 		tap_files+=("$SRC/test/t/$n.pl")
 	done
 fi
