@@ -1,7 +1,1307 @@
 -- anomaly 0.1.0 -> 0.2.0
 --
 -- Run by ALTER EXTENSION anomaly UPDATE.  Brings an installation of 0.1.0
--- to the objects, grants and settings a fresh install of 0.2.0 has; the
+-- to the objects, grants and policies a fresh install of 0.2.0 has; the
 -- upgrade test (test/t/090_upgrade.pl) compares the two catalog by catalog.
+--
+-- 0.2.0 is the security release (CHANGELOG.md): owners on destinations,
+-- rules and detector failures with row level security, the alert management
+-- functions switching user in C instead of SECURITY DEFINER, credential
+-- bindings, and EXECUTE revoked from PUBLIC on internal helpers.
 
 \echo Use "ALTER EXTENSION anomaly UPDATE" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- Tables: owners, the superuser-only error details.
+--
+-- Objects made under 0.1.0 had no owner.  A destination goes to the role
+-- that created it (created_by) while that role exists; a rule to its
+-- detector's owner, else its first destination's owner; a recorded failure
+-- to its detector's owner.  What has no such role left belongs to the role
+-- running the update (a superuser), which can be seen and changed only by
+-- superusers.
+
+ALTER TABLE destinations
+	ADD COLUMN owner regrole NOT NULL DEFAULT pg_catalog.to_regrole(current_user);
+UPDATE destinations d
+SET owner = r.oid::regrole
+FROM pg_catalog.pg_roles r
+WHERE r.rolname OPERATOR(pg_catalog.=) d.created_by;
+
+ALTER TABLE alert_rules
+	ADD COLUMN owner regrole NOT NULL DEFAULT pg_catalog.to_regrole(current_user);
+UPDATE alert_rules r
+SET owner = coalesce(
+	(SELECT x.owner FROM detectors x WHERE x.name OPERATOR(pg_catalog.=) r.detector),
+	(SELECT d.owner FROM destinations d WHERE d.name OPERATOR(pg_catalog.=) r.destinations[1]),
+	r.owner);
+
+ALTER TABLE detector_failures ADD COLUMN owner regrole;
+UPDATE detector_failures f
+SET owner = x.owner
+FROM detectors x
+WHERE x.name OPERATOR(pg_catalog.=) f.detector;
+
+CREATE TABLE delivery_errors (
+	outbox_id bigint PRIMARY KEY,
+	destination text NOT NULL,
+	at timestamptz NOT NULL DEFAULT now(),
+	detail text NOT NULL
+);
+COMMENT ON TABLE delivery_errors IS 'full delivery errors (response bodies, addresses) by outbox id: superusers only';
+
+ALTER TABLE destinations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE alert_rules ENABLE ROW LEVEL SECURITY;
+ALTER TABLE alert_episodes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE outbox ENABLE ROW LEVEL SECURITY;
+ALTER TABLE dead_letters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE delivery_counters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE detectors ENABLE ROW LEVEL SECURITY;
+ALTER TABLE detector_failures ENABLE ROW LEVEL SECURITY;
+
+-- Functions whose arguments changed.
+DROP FUNCTION _render(text, jsonb, text, jsonb, text);
+DROP FUNCTION _record(bigint[], text[], text[], integer[]);
+
+-- ---------------------------------------------------------------------------
+-- Everything else as 0.2.0's install script has it (src/sql/), in its order.
+
+-- Support functions of rcf_train only (the aggregate checks its owner's
+-- right to call them, not the caller's).
+REVOKE EXECUTE ON FUNCTION rcf_train_transfn(internal, double precision[]),
+	rcf_train_transfn(internal, double precision[], integer),
+	rcf_train_transfn(internal, double precision[], integer, integer),
+	rcf_train_transfn(internal, double precision[], integer, integer, bigint),
+	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer),
+	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint),
+	rcf_train_finalfn(internal) FROM PUBLIC;
+
+REVOKE ALL ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
+	delivery_counters, delivery_errors FROM PUBLIC;
+
+CREATE POLICY own_destinations ON destinations FOR SELECT
+	USING (pg_catalog.pg_has_role(owner::oid, 'USAGE'));
+
+CREATE POLICY own_rules ON alert_rules FOR SELECT
+	USING (pg_catalog.pg_has_role(owner::oid, 'USAGE'));
+
+CREATE POLICY own_episodes ON alert_episodes FOR SELECT
+	USING (EXISTS (SELECT 1 FROM @extschema@.alert_rules r
+				   WHERE r.name OPERATOR(pg_catalog.=) rule
+					 AND pg_catalog.pg_has_role(r.owner::oid, 'USAGE')));
+
+CREATE POLICY own_outbox ON outbox FOR SELECT
+	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
+				   WHERE d.name OPERATOR(pg_catalog.=) destination
+					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
+
+CREATE POLICY own_dead_letters ON dead_letters FOR SELECT
+	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
+				   WHERE d.name OPERATOR(pg_catalog.=) destination
+					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
+
+CREATE POLICY own_counters ON delivery_counters FOR SELECT
+	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
+				   WHERE d.name OPERATOR(pg_catalog.=) destination
+					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
+
+-- Checks a destination's config for its kind; returns it unchanged.
+CREATE OR REPLACE FUNCTION _check_config(kind text, config jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	allowed text[];
+	k text;
+	v text;
+	h record;
+BEGIN
+	IF config IS NULL OR jsonb_typeof(config) <> 'object' THEN
+		RAISE EXCEPTION 'destination config must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM _reject_secret_keys(config, 'the config of ' || _a(kind) || ' destination');
+
+	allowed := CASE kind
+		WHEN 'sns' THEN ARRAY['topic_arn', 'region', 'message_group_id']
+		WHEN 'webhook' THEN ARRAY['url', 'url_credential', 'headers', 'credential', 'signature_header']
+		WHEN 'slack' THEN ARRAY['url', 'url_credential', 'channel', 'username', 'icon_emoji']
+		WHEN 'email' THEN ARRAY['url', 'from', 'to', 'starttls', 'username', 'credential', 'subject_prefix']
+		WHEN 'notify' THEN ARRAY['channel', 'payload']
+	END;
+	IF allowed IS NULL THEN
+		RAISE EXCEPTION 'unknown destination kind "%"', kind
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Kinds are sns, webhook, slack, email and notify.';
+	END IF;
+	allowed := allowed || ARRAY['rate_limit', 'timeout_ms', 'max_attempts', 'description'];
+	FOR k IN SELECT jsonb_object_keys(config) LOOP
+		IF NOT k = ANY (allowed) THEN
+			RAISE EXCEPTION 'unknown key "%" in the config of % destination', k, _a(kind)
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = format('Keys are %s.', array_to_string(allowed, ', '));
+		END IF;
+	END LOOP;
+
+	IF config ? 'rate_limit' THEN
+		IF jsonb_typeof(config -> 'rate_limit') <> 'number' OR (config ->> 'rate_limit')::numeric <= 0 THEN
+			RAISE EXCEPTION '"rate_limit" must be a positive number (notifications per second)'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END IF;
+	PERFORM _config_whole(config, 'timeout_ms', 100, 600000, 'milliseconds');
+	PERFORM _config_whole(config, 'max_attempts', 1, 1000, 'attempts');
+	PERFORM _config_text(config, 'description', false, kind);
+
+	IF kind = 'sns' THEN
+		v := _config_text(config, 'topic_arn', true, kind);
+		IF v !~ '^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+(\.fifo)?$'
+			OR length(split_part(v, ':', 6)) > 256 THEN
+			RAISE EXCEPTION '"topic_arn" is not an SNS topic ARN: %', v
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'An SNS topic ARN looks like arn:aws:sns:eu-west-1:123456789012:name (or name.fifo).';
+		END IF;
+		v := _config_text(config, 'region', false, kind);
+		IF v IS NOT NULL AND v !~ '^[a-z0-9-]{1,32}$' THEN
+			RAISE EXCEPTION '"region" is not an AWS region name: %', v
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		v := _config_text(config, 'message_group_id', false, kind);
+		IF v IS NOT NULL THEN
+			IF config ->> 'topic_arn' NOT LIKE '%.fifo' THEN
+				RAISE EXCEPTION '"message_group_id" applies to FIFO topics only'
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF v !~ '^[\x21-\x7e]{1,128}$' THEN
+				RAISE EXCEPTION '"message_group_id" must be 1 to 128 printable ASCII characters'
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+		END IF;
+	ELSIF kind IN ('webhook', 'slack') THEN
+		v := _config_text(config, 'url', false, kind);
+		IF v IS NULL AND _config_text(config, 'url_credential', false, kind) IS NULL THEN
+			RAISE EXCEPTION '% destination needs "url" or "url_credential"', kind
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF v IS NOT NULL AND config ? 'url_credential' THEN
+			RAISE EXCEPTION '% destination takes "url" or "url_credential", not both', kind
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF v IS NOT NULL THEN
+			PERFORM _check_url(v, ARRAY['http', 'https'], 'url', kind);
+			IF kind = 'slack' AND v ~* '^https?://hooks\.slack\.com/' THEN
+				RAISE EXCEPTION 'a Slack incoming webhook URL is a secret and may not be stored in a destination'
+					USING ERRCODE = 'invalid_parameter_value',
+					HINT = 'Put the URL in anomaly.credentials or ANOMALY_CREDENTIAL_<NAME> and give that name as "url_credential".';
+			END IF;
+		END IF;
+		IF kind = 'webhook' THEN
+			PERFORM _config_text(config, 'credential', false, kind);
+			v := _config_text(config, 'signature_header', false, kind);
+			IF v IS NOT NULL AND v !~ '^[A-Za-z0-9-]{1,64}$' THEN
+				RAISE EXCEPTION '"signature_header" is not a valid header name: %', v
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF config ? 'headers' THEN
+				IF jsonb_typeof(config -> 'headers') <> 'object' THEN
+					RAISE EXCEPTION '"headers" must be a JSON object of header names and string values'
+						USING ERRCODE = 'invalid_parameter_value';
+				END IF;
+				PERFORM _reject_secret_keys(config -> 'headers', 'webhook headers');
+				FOR h IN SELECT * FROM jsonb_each(config -> 'headers') LOOP
+					IF h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]{1,64}$' THEN
+						RAISE EXCEPTION 'invalid header name "%"', h.key
+							USING ERRCODE = 'invalid_parameter_value';
+					END IF;
+					IF lower(h.key) IN ('host', 'content-type', 'content-length', 'transfer-encoding',
+										'connection', 'proxy-authorization', 'x-api-key', 'api-key') THEN
+						RAISE EXCEPTION 'header "%" may not be set in a destination', h.key
+							USING ERRCODE = 'invalid_parameter_value';
+					END IF;
+					IF jsonb_typeof(h.value) <> 'string' OR (h.value #>> '{}') ~ '[\x00-\x1f\x7f]'
+						OR length(h.value #>> '{}') > 1024 THEN
+						RAISE EXCEPTION 'header "%" must have a string value of at most 1024 characters without control characters', h.key
+							USING ERRCODE = 'invalid_parameter_value';
+					END IF;
+				END LOOP;
+			END IF;
+		ELSE
+			PERFORM _config_text(config, 'channel', false, kind);
+			PERFORM _config_text(config, 'username', false, kind);
+			PERFORM _config_text(config, 'icon_emoji', false, kind);
+		END IF;
+	ELSIF kind = 'email' THEN
+		v := _config_text(config, 'url', true, kind);
+		PERFORM _check_url(v, ARRAY['smtp', 'smtps'], 'url', kind);
+		v := _config_text(config, 'from', true, kind);
+		IF v !~ '^[^<>@\s,;]+@[^<>@\s,;]+$' THEN
+			RAISE EXCEPTION '"from" is not an e-mail address: %', v
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF NOT config ? 'to' OR jsonb_typeof(config -> 'to') <> 'array'
+			OR jsonb_array_length(config -> 'to') = 0 THEN
+			RAISE EXCEPTION 'email destination needs "to", a non-empty array of addresses'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		FOR h IN SELECT value FROM jsonb_array_elements(config -> 'to') LOOP
+			IF jsonb_typeof(h.value) <> 'string' OR (h.value #>> '{}') !~ '^[^<>@\s,;]+@[^<>@\s,;]+$' THEN
+				RAISE EXCEPTION '"to" holds something that is not an e-mail address: %', h.value
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+		END LOOP;
+		v := _config_text(config, 'starttls', false, kind);
+		IF v IS NOT NULL AND v NOT IN ('required', 'try', 'none') THEN
+			RAISE EXCEPTION '"starttls" must be "required", "try" or "none"'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		PERFORM _config_text(config, 'username', false, kind);
+		PERFORM _config_text(config, 'credential', false, kind);
+		PERFORM _config_text(config, 'subject_prefix', false, kind);
+	ELSIF kind = 'notify' THEN
+		v := _config_text(config, 'channel', true, kind);
+		IF octet_length(v) > 63 THEN
+			RAISE EXCEPTION '"channel" must be at most 63 bytes'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		v := _config_text(config, 'payload', false, kind);
+		IF v IS NOT NULL AND v NOT IN ('reference', 'full') THEN
+			RAISE EXCEPTION '"payload" must be "reference" or "full"'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END IF;
+
+	FOR k IN SELECT unnest(ARRAY['credential', 'url_credential']) LOOP
+		v := config ->> k;
+		IF v IS NOT NULL AND v !~ '^[A-Za-z0-9_]{1,63}$' THEN
+			RAISE EXCEPTION '"%" must name a credential (letters, digits and underscores)', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	RETURN config;
+END
+$$;
+
+-- Whether a named credential may be sent to url (url NULL: the credential
+-- is the URL; whether it is bound to itself): anomaly.credential_bindings.
+CREATE OR REPLACE FUNCTION _credential_bound(name text, url text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'anomaly_alert_credential_bound'
+LANGUAGE C STABLE;
+
+-- Raises an error when a credential named in config is not bound to the
+-- destination's URL.
+CREATE OR REPLACE FUNCTION _check_bindings(kind text, config jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+BEGIN
+	IF config ? 'url_credential' AND NOT anomaly._credential_bound(config ->> 'url_credential', NULL) THEN
+		RAISE EXCEPTION 'credential "%" (the URL) is not bound to itself', config ->> 'url_credential'
+			USING ERRCODE = 'insufficient_privilege',
+			HINT = 'A superuser binds a credential to the URL prefixes it may be sent to in anomaly.credential_bindings (name=prefix [prefix...]; ...).';
+	END IF;
+	IF config ? 'credential' AND config ? 'url'
+		AND NOT anomaly._credential_bound(config ->> 'credential', config ->> 'url') THEN
+		RAISE EXCEPTION 'credential "%" is not bound to %', config ->> 'credential', config ->> 'url'
+			USING ERRCODE = 'insufficient_privilege',
+			HINT = 'A superuser binds a credential to the URL prefixes it may be sent to in anomaly.credential_bindings (name=prefix [prefix...]; ...).';
+	END IF;
+END
+$$;
+
+-- Raises an error when a non-superuser asks for a notify destination with
+-- "payload": "full".  PostgreSQL has no privileges on LISTEN: every role
+-- that can connect hears every channel, so a full payload (scores, key,
+-- explanation, the source row of a table without a primary key) would be
+-- read by roles that may not see the alert.  Checked on every config a
+-- non-superuser gives, also when the destination already is full (a
+-- superuser's choice for one config is not one for the next).
+CREATE OR REPLACE FUNCTION _check_payload_mode(caller oid, kind text, config jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+BEGIN
+	IF kind OPERATOR(pg_catalog.=) 'notify'
+		AND config ->> 'payload' OPERATOR(pg_catalog.=) 'full'
+		AND NOT coalesce((SELECT a.rolsuper FROM pg_catalog.pg_authid a
+						  WHERE a.oid OPERATOR(pg_catalog.=) caller), false) THEN
+		RAISE EXCEPTION 'only a superuser may set "payload": "full" on a notify destination'
+			USING ERRCODE = 'insufficient_privilege',
+			DETAIL = 'Any role that can connect may LISTEN on any channel and would read the whole alert.',
+			HINT = 'Leave "payload" out (or set "reference"): listeners get the episode and outbox ids and read the alert from anomaly.alerts, which shows each role only its own.';
+	END IF;
+END
+$$;
+
+-- Whether caller may act as role (is it, is a member with its privileges,
+-- or is a superuser).
+CREATE OR REPLACE FUNCTION _owns(caller oid, owner regrole)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_catalog.pg_has_role(caller, owner::oid, 'USAGE')
+$$;
+
+-- Checks that a destination exists and that caller owns it (or is a
+-- superuser); with bindings, also that its credentials are bound.  Returns
+-- its kind.
+CREATE OR REPLACE FUNCTION _usable_destination(caller oid, name text, bindings boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	d anomaly.destinations;
+BEGIN
+	SELECT * INTO d FROM anomaly.destinations x WHERE x.name OPERATOR(pg_catalog.=) _usable_destination.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'destination "%" does not exist', name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT anomaly._owns(caller, d.owner) THEN
+		RAISE EXCEPTION 'must be owner of destination "%"', name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	IF bindings THEN
+		PERFORM anomaly._check_bindings(d.kind, d.config);
+	END IF;
+	RETURN d.kind;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Destinations
+
+-- Creates a destination after checking its config.
+CREATE OR REPLACE FUNCTION create_destination(name text, kind text, config jsonb DEFAULT '{}')
+RETURNS void
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION _create_destination(caller oid, name text, kind text, config jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+BEGIN
+	IF name IS NULL OR kind IS NULL THEN
+		RAISE EXCEPTION 'destination name and kind may not be NULL'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid destination name "%"', name
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use up to 63 letters, digits, "_", "." or "-", starting with a letter or digit.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM anomaly.destinations d WHERE d.name = _create_destination.name) THEN
+		RAISE EXCEPTION 'destination "%" already exists', name
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	PERFORM anomaly._check_bindings(kind, anomaly._check_config(kind, config));
+	PERFORM anomaly._check_payload_mode(caller, kind, config);
+	INSERT INTO anomaly.destinations (name, kind, config, created_by, owner)
+	VALUES (name, kind, config, session_user, caller::regrole);
+END
+$$;
+
+-- Changes a destination's config (when given) and whether it is enabled.
+CREATE OR REPLACE FUNCTION alter_destination(name text, config jsonb DEFAULT NULL, enabled boolean DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION _alter_destination(caller oid, name text, config jsonb, enabled boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	d anomaly.destinations;
+BEGIN
+	SELECT * INTO d FROM anomaly.destinations x WHERE x.name = _alter_destination.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'destination "%" does not exist', name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT anomaly._owns(caller, d.owner) THEN
+		RAISE EXCEPTION 'must be owner of destination "%"', name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	IF _alter_destination.config IS NOT NULL THEN
+		PERFORM anomaly._check_bindings(d.kind, anomaly._check_config(d.kind, _alter_destination.config));
+		PERFORM anomaly._check_payload_mode(caller, d.kind, _alter_destination.config);
+	END IF;
+	UPDATE anomaly.destinations x
+	SET config = coalesce(_alter_destination.config, x.config),
+		enabled = coalesce(_alter_destination.enabled, x.enabled)
+	WHERE x.name = _alter_destination.name;
+END
+$$;
+
+-- Drops a destination.  Queued notifications or rules that use it prevent
+-- this unless force, which moves the queue to the dead letters.
+CREATE OR REPLACE FUNCTION drop_destination(name text, force boolean DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION _drop_destination(caller oid, name text, force boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	rules text;
+	queued bigint;
+	o regrole;
+BEGIN
+	SELECT d.owner INTO o FROM anomaly.destinations d WHERE d.name = _drop_destination.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'destination "%" does not exist', name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT anomaly._owns(caller, o) THEN
+		RAISE EXCEPTION 'must be owner of destination "%"', name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	SELECT string_agg(r.name, ', ' ORDER BY r.name) INTO rules
+	FROM anomaly.alert_rules r WHERE _drop_destination.name = ANY (r.destinations);
+	IF rules IS NOT NULL THEN
+		RAISE EXCEPTION 'destination "%" is used by alert rules: %', name, rules
+			USING ERRCODE = 'dependent_objects_still_exist',
+			HINT = 'Drop those rules first.';
+	END IF;
+	SELECT count(*) INTO queued FROM anomaly.outbox o WHERE o.destination = _drop_destination.name;
+	IF queued > 0 AND NOT coalesce(force, false) THEN
+		RAISE EXCEPTION 'destination "%" has % notifications waiting for delivery', name, queued
+			USING ERRCODE = 'dependent_objects_still_exist',
+			HINT = 'Wait for delivery, or pass force => true to move them to anomaly.dead_letters.';
+	END IF;
+	WITH gone AS (
+		DELETE FROM anomaly.outbox o WHERE o.destination = _drop_destination.name RETURNING o.*
+	)
+	INSERT INTO anomaly.dead_letters (outbox_id, destination, subject, payload, dedup_id,
+									  attempts, created_at, error)
+	SELECT g.id, g.destination, g.subject, g.payload, coalesce(g.dedup_id, 'anomaly-' || g.id),
+		   g.attempts, g.created_at, 'destination dropped'
+	FROM gone g;
+	DELETE FROM anomaly.delivery_counters c WHERE c.destination = _drop_destination.name;
+	DELETE FROM anomaly.destinations d WHERE d.name = _drop_destination.name;
+END
+$$;
+
+-- Sends an alert from SQL: queues it in this transaction.
+CREATE OR REPLACE FUNCTION send_alert(destination text, subject text, body jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION _send_alert(caller oid, destination text, subject text, body jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	sev text;
+BEGIN
+	IF subject IS NULL OR subject = '' THEN
+		RAISE EXCEPTION 'alert subject may not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM anomaly._usable_destination(caller, destination);
+	sev := coalesce(body ->> 'severity', 'info');
+	IF sev NOT IN ('info', 'warning', 'error', 'critical') THEN
+		sev := 'info';
+	END IF;
+	RETURN anomaly._enqueue(destination, subject, jsonb_build_object(
+		'version', 1,
+		'source', 'send_alert',
+		'alert', subject,
+		'status', coalesce(nullif(body ->> 'status', ''), 'firing'),
+		'severity', sev,
+		'detector', body -> 'detector',
+		'key', body -> 'key',
+		'score', body -> 'score',
+		'grade', body -> 'grade',
+		'explanation', body -> 'explanation',
+		'fingerprint', coalesce(body ->> 'fingerprint', anomaly._fingerprint('send_alert', destination, subject)),
+		'starts_at', now(),
+		'ends_at', NULL,
+		'created_at', now(),
+		'details', coalesce(body, '{}')));
+END
+$$;
+
+-- to_jsonb(r) as the owner of table tab, under SECURITY_RESTRICTED_OPERATION
+-- with settings thrown away afterwards (src/alert/privs.c).
+CREATE OR REPLACE FUNCTION _row_to_jsonb(tab oid, r anyelement)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'anomaly_alert_row_to_jsonb'
+LANGUAGE C VOLATILE;
+
+-- Trigger function: any table can raise alerts.
+--   CREATE TRIGGER t AFTER INSERT ON tab FOR EACH ROW
+--       EXECUTE FUNCTION anomaly.alert_trigger('destination' [, 'subject' [, 'severity']]);
+-- The destination may be a comma-separated list; the row goes in "details".
+-- The table's owner must own the destinations.  SECURITY DEFINER (to write
+-- the outbox), so it converts the row through _row_to_jsonb(), which runs
+-- the row's casts and output functions as the table's owner, restricted:
+-- never as the extension's owner.
+CREATE OR REPLACE FUNCTION alert_trigger()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	dests text[];
+	dest text;
+	subj text;
+	sev text;
+	rowdata jsonb;
+	tab text;
+	tabowner oid;
+BEGIN
+	IF TG_LEVEL <> 'ROW' THEN
+		RAISE EXCEPTION 'anomaly.alert_trigger() must be a FOR EACH ROW trigger'
+			USING ERRCODE = 'feature_not_supported';
+	END IF;
+	IF TG_NARGS < 1 THEN
+		RAISE EXCEPTION 'anomaly.alert_trigger() needs a destination as its first argument'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	tab := quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME);
+	dests := regexp_split_to_array(TG_ARGV[0], '\s*,\s*');
+	subj := CASE WHEN TG_NARGS >= 2 THEN TG_ARGV[1] ELSE TG_OP || ' on ' || tab END;
+	sev := CASE WHEN TG_NARGS >= 3 THEN TG_ARGV[2] ELSE 'warning' END;
+	IF sev NOT IN ('info', 'warning', 'error', 'critical') THEN
+		RAISE EXCEPTION 'invalid severity "%" in trigger %', sev, TG_NAME
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF TG_OP = 'DELETE' THEN
+		rowdata := anomaly._row_to_jsonb(TG_RELID, OLD);
+	ELSE
+		rowdata := anomaly._row_to_jsonb(TG_RELID, NEW);
+	END IF;
+	SELECT c.relowner INTO tabowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) TG_RELID;
+	FOREACH dest IN ARRAY dests LOOP
+		PERFORM anomaly._usable_destination(tabowner, dest);
+		PERFORM anomaly._enqueue(dest, subj, jsonb_build_object(
+			'version', 1,
+			'source', 'trigger',
+			'alert', subj,
+			'status', 'firing',
+			'severity', sev,
+			'detector', NULL,
+			'key', jsonb_build_object('table', tab, 'trigger', TG_NAME),
+			'score', NULL,
+			'grade', NULL,
+			'explanation', NULL,
+			'fingerprint', anomaly._fingerprint('trigger', tab, TG_NAME, subj),
+			'starts_at', now(),
+			'ends_at', NULL,
+			'created_at', now(),
+			'operation', TG_OP,
+			'details', rowdata));
+	END LOOP;
+	IF TG_OP = 'DELETE' THEN
+		RETURN OLD;
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Alert rules
+
+-- Creates an alert rule over the scores of a detector.
+CREATE OR REPLACE FUNCTION create_alert_rule(
+	name text,
+	detector text,
+	destination text DEFAULT NULL,
+	destinations text[] DEFAULT NULL,
+	min_grade double precision DEFAULT NULL,
+	min_score double precision DEFAULT NULL,
+	for_duration interval DEFAULT '0',
+	cooldown interval DEFAULT '0',
+	group_by text[] DEFAULT '{partition_key}',
+	severity text DEFAULT 'warning',
+	send_resolved boolean DEFAULT true,
+	repeat_interval interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+-- The caller must own the detector (a superuser may also name one that
+-- does not exist, whose scores come from elsewhere) and the destinations.
+CREATE OR REPLACE FUNCTION _create_alert_rule(
+	caller oid,
+	name text,
+	detector text,
+	destination text,
+	destinations text[],
+	min_grade double precision,
+	min_score double precision,
+	for_duration interval,
+	cooldown interval,
+	group_by text[],
+	severity text,
+	send_resolved boolean,
+	repeat_interval interval)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	dests text[];
+	d text;
+	g text;
+	det_owner regrole;
+BEGIN
+	IF name IS NULL OR detector IS NULL THEN
+		RAISE EXCEPTION 'alert rule name and detector may not be NULL'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$' THEN
+		RAISE EXCEPTION 'invalid alert rule name "%"', name
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use up to 128 letters, digits, "_", ".", ":" or "-", starting with a letter or digit.';
+	END IF;
+	dests := coalesce(destinations, '{}') || CASE WHEN destination IS NULL THEN '{}'::text[] ELSE ARRAY[destination] END;
+	IF cardinality(dests) = 0 THEN
+		RAISE EXCEPTION 'alert rule "%" needs a destination', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT x.owner INTO det_owner FROM anomaly.detectors x WHERE x.name = _create_alert_rule.detector;
+	IF NOT FOUND AND NOT (SELECT a.rolsuper FROM pg_catalog.pg_authid a WHERE a.oid = caller) THEN
+		RAISE EXCEPTION 'detector "%" does not exist', detector
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF FOUND AND NOT anomaly._owns(caller, det_owner) THEN
+		RAISE EXCEPTION 'must be owner of detector "%"', detector
+			USING ERRCODE = 'insufficient_privilege',
+			HINT = 'An alert rule shows the scores and keys of its detector''s rows: only the detector''s owner may create one.';
+	END IF;
+	FOREACH d IN ARRAY dests LOOP
+		PERFORM anomaly._usable_destination(caller, d);
+	END LOOP;
+	IF min_grade IS NULL AND min_score IS NULL THEN
+		RAISE EXCEPTION 'alert rule "%" needs min_grade or min_score', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF min_grade < 0 OR min_grade > 1 OR min_grade = 'NaN' THEN
+		RAISE EXCEPTION 'min_grade must be between 0 and 1'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF min_score < 0 OR min_score = 'NaN' THEN
+		RAISE EXCEPTION 'min_score must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF for_duration IS NULL OR for_duration < '0' OR cooldown IS NULL OR cooldown < '0' THEN
+		RAISE EXCEPTION 'for_duration and cooldown must be non-negative intervals'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF repeat_interval <= '0' THEN
+		RAISE EXCEPTION 'repeat_interval must be a positive interval'
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Leave it NULL to notify once per episode.';
+	END IF;
+	IF severity IS NULL OR severity NOT IN ('info', 'warning', 'error', 'critical') THEN
+		RAISE EXCEPTION 'invalid severity "%"', severity
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Severities are info, warning, error and critical.';
+	END IF;
+	FOREACH g IN ARRAY coalesce(group_by, '{}') LOOP
+		IF g NOT IN ('partition_key', 'source_key') AND g !~ '^source_key\.[A-Za-z0-9_]+$' THEN
+			RAISE EXCEPTION 'cannot group alerts by "%"', g
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Group by partition_key, source_key or source_key.<field>.';
+		END IF;
+	END LOOP;
+	IF EXISTS (SELECT 1 FROM anomaly.alert_rules r WHERE r.name = _create_alert_rule.name) THEN
+		RAISE EXCEPTION 'alert rule "%" already exists', name
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO anomaly.alert_rules (name, detector, destinations, min_grade, min_score,
+									 for_duration, cooldown, group_by, severity, send_resolved,
+									 repeat_interval, owner)
+	VALUES (name, detector, dests, min_grade, min_score, for_duration, cooldown,
+			coalesce(group_by, '{}'), severity, coalesce(send_resolved, true),
+			repeat_interval, caller::regrole);
+END
+$$;
+
+-- Drops an alert rule and its episodes.
+CREATE OR REPLACE FUNCTION drop_alert_rule(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION _drop_alert_rule(caller oid, name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	o regrole;
+BEGIN
+	SELECT r.owner INTO o FROM anomaly.alert_rules r WHERE r.name = _drop_alert_rule.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'alert rule "%" does not exist', name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT anomaly._owns(caller, o) THEN
+		RAISE EXCEPTION 'must be owner of alert rule "%"', name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	DELETE FROM anomaly.alert_rules r WHERE r.name = _drop_alert_rule.name;
+END
+$$;
+
+-- AFTER INSERT statement trigger on anomaly.scores: evaluates the rules of
+-- the detectors whose scores were inserted, in the same transaction.
+CREATE OR REPLACE FUNCTION _evaluate_rules()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	r anomaly.alert_rules;
+	s anomaly.scores;
+	ep anomaly.alert_episodes;
+	g text;
+	gkey jsonb;
+	fp text;
+	t timestamptz;
+	hot boolean;
+	cooling boolean;
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM anomaly.alert_rules WHERE enabled) THEN
+		RETURN NULL;
+	END IF;
+	-- a rule sees the scores of its detector only while its owner owns the
+	-- detector (a detector dropped and created again by another role under
+	-- the same name does not feed it); scores of no detector feed the rules
+	-- of superusers only
+	FOR r IN SELECT * FROM anomaly.alert_rules ru
+			 WHERE ru.enabled AND ru.detector IN (SELECT DISTINCT n.detector FROM new_scores n)
+			   AND CASE WHEN EXISTS (SELECT 1 FROM anomaly.detectors d WHERE d.name = ru.detector)
+						THEN EXISTS (SELECT 1 FROM anomaly.detectors d
+									 WHERE d.name = ru.detector AND anomaly._owns(ru.owner::oid, d.owner))
+						ELSE coalesce((SELECT a.rolsuper FROM pg_catalog.pg_authid a WHERE a.oid = ru.owner::oid), false)
+				   END
+			 ORDER BY ru.name LOOP
+		FOR s IN SELECT * FROM new_scores n WHERE n.detector = r.detector ORDER BY n.id LOOP
+			gkey := '{}';
+			FOREACH g IN ARRAY r.group_by LOOP
+				gkey := gkey || jsonb_build_object(g,
+					CASE WHEN g = 'partition_key' THEN to_jsonb(s.partition_key)
+						 WHEN g = 'source_key' THEN s.source_key
+						 ELSE s.source_key -> substr(g, 12) END);
+			END LOOP;
+			fp := anomaly._fingerprint(r.name, gkey::text);
+			t := coalesce(s.commit_time, s.scored_at, now());
+			hot := s.anomaly_score IS NOT NULL
+				AND s.anomaly_score = s.anomaly_score	-- not NaN
+				AND (r.min_grade IS NULL OR coalesce(s.anomaly_grade, 0) >= r.min_grade)
+				AND (r.min_score IS NULL OR s.anomaly_score >= r.min_score);
+
+			PERFORM pg_advisory_xact_lock(hashtext('anomaly.alert'), hashtext(fp));
+			SELECT * INTO ep FROM anomaly.alert_episodes e
+			WHERE e.rule = r.name AND e.fingerprint = fp AND e.status <> 'resolved'
+			FOR UPDATE;
+
+			IF hot THEN
+				IF ep.id IS NULL THEN
+					INSERT INTO anomaly.alert_episodes (rule, fingerprint, group_key, status, started_at,
+														last_seen_at, first_score_id, last_score_id,
+														peak_score, peak_grade)
+					VALUES (r.name, fp, gkey, 'pending', t, t, s.id, s.id, s.anomaly_score, s.anomaly_grade)
+					RETURNING * INTO ep;
+				ELSE
+					UPDATE anomaly.alert_episodes e
+					SET last_seen_at = greatest(e.last_seen_at, t), last_score_id = s.id,
+						peak_score = greatest(e.peak_score, s.anomaly_score),
+						peak_grade = greatest(e.peak_grade, s.anomaly_grade)
+					WHERE e.id = ep.id
+					RETURNING * INTO ep;
+				END IF;
+				IF ep.status = 'pending' AND t - ep.started_at >= r.for_duration THEN
+					cooling := r.cooldown > '0' AND EXISTS (
+						SELECT 1 FROM anomaly.alert_episodes e
+						WHERE e.rule = r.name AND e.fingerprint = fp AND e.notified
+						  AND e.id <> ep.id AND e.fired_at > t - r.cooldown);
+					UPDATE anomaly.alert_episodes e
+					SET status = 'firing', fired_at = t, notified = NOT cooling,
+						notifications = CASE WHEN cooling THEN 0 ELSE 1 END,
+						last_notified_at = CASE WHEN cooling THEN NULL ELSE t END
+					WHERE e.id = ep.id
+					RETURNING * INTO ep;
+					IF NOT cooling THEN
+						PERFORM anomaly._notify_rule(r, ep, s, 'firing');
+					END IF;
+				ELSIF ep.status = 'firing' AND r.repeat_interval IS NOT NULL
+					AND t - coalesce(ep.last_notified_at, ep.fired_at) >= r.repeat_interval THEN
+					-- still firing: remind (an episode that fired silently in a
+					-- cooldown speaks up once it has lasted repeat_interval)
+					UPDATE anomaly.alert_episodes e
+					SET notified = true, notifications = e.notifications + 1, last_notified_at = t
+					WHERE e.id = ep.id
+					RETURNING * INTO ep;
+					PERFORM anomaly._notify_rule(r, ep, s, 'firing');
+				END IF;
+			ELSIF ep.id IS NOT NULL THEN
+				IF ep.status = 'pending' THEN
+					DELETE FROM anomaly.alert_episodes e WHERE e.id = ep.id;
+				ELSE
+					UPDATE anomaly.alert_episodes e
+					SET status = 'resolved', resolved_at = t, last_score_id = s.id
+					WHERE e.id = ep.id
+					RETURNING * INTO ep;
+					IF ep.notified AND r.send_resolved THEN
+						PERFORM anomaly._notify_rule(r, ep, s, 'resolved');
+					END IF;
+				END IF;
+			END IF;
+			ep := NULL;
+		END LOOP;
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Delivery
+
+-- Renders the body sent for one notification, per kind.  outbox_id is the
+-- notification's outbox id (a notify reference names it).
+--
+-- A notify destination sends a reference unless its config says
+-- "payload": "full" (which only a superuser may set, _check_payload_mode):
+-- any role may LISTEN on any channel, so what goes out names the alert and
+-- holds nothing of the subject, the key, the scores, the explanation or the
+-- row; listeners read the alert from anomaly.alerts.  Decided here, at send
+-- time from the destination's config of the moment, so every path to the
+-- outbox (rules, send_alert, alert_trigger, test_destination,
+-- replay_dead_letters) gets the same treatment.
+CREATE OR REPLACE FUNCTION _render(kind text, config jsonb, subject text, payload jsonb, dedup_id text,
+						outbox_id bigint DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	summary text;
+	subj text;
+	b64 text;
+BEGIN
+	summary := concat_ws(' ',
+		CASE WHEN payload ->> 'status' = 'resolved' THEN 'RESOLVED' ELSE 'FIRING' END,
+		'[' || coalesce(payload ->> 'severity', 'info') || ']',
+		subject,
+		CASE WHEN payload ? 'score' AND jsonb_typeof(payload -> 'score') = 'number'
+			 THEN 'score=' || round((payload ->> 'score')::numeric, 4) END,
+		CASE WHEN payload ? 'grade' AND jsonb_typeof(payload -> 'grade') = 'number'
+			 THEN 'grade=' || round((payload ->> 'grade')::numeric, 4) END);
+	IF kind = 'webhook' THEN
+		RETURN payload::text;
+	ELSIF kind = 'notify' THEN
+		IF config ->> 'payload' = 'full' THEN
+			RETURN anomaly._fit_json(payload, 7900)::text;
+		END IF;
+		-- each value is one of a closed set, a number, or the rule's name
+		-- (chosen by its owner, never by a row)
+		RETURN jsonb_strip_nulls(jsonb_build_object(
+			'version', 1,
+			'payload', 'reference',
+			'id', outbox_id,
+			'source', CASE WHEN payload ->> 'source' IN ('rule', 'send_alert', 'trigger', 'test')
+						   THEN payload ->> 'source' END,
+			'rule', CASE WHEN payload ->> 'source' = 'rule' THEN left(payload ->> 'alert', 128) END,
+			'episode', CASE WHEN payload ->> 'source' = 'rule' AND jsonb_typeof(payload -> 'episode') = 'number'
+							THEN payload -> 'episode' END,
+			'score_id', CASE WHEN payload ->> 'source' = 'rule' AND jsonb_typeof(payload -> 'score_id') = 'number'
+							 THEN payload -> 'score_id' END,
+			'status', CASE WHEN payload ->> 'status' = 'resolved' THEN 'resolved' ELSE 'firing' END,
+			'severity', CASE WHEN payload ->> 'severity' IN ('info', 'warning', 'error', 'critical')
+							 THEN payload ->> 'severity' ELSE 'info' END,
+			'repeat', CASE WHEN payload ->> 'source' = 'rule' AND jsonb_typeof(payload -> 'repeat') = 'number'
+						   THEN payload -> 'repeat' END))::text;
+	ELSIF kind = 'sns' THEN
+		-- SNS counts Message and the attributes against 262,144 bytes; the
+		-- attributes (severity, detector cut to 256 characters, score) take
+		-- under 1 kB.
+		RETURN anomaly._fit_json(payload, 262144 - 1024)::text;
+	ELSIF kind = 'slack' THEN
+		RETURN jsonb_strip_nulls(jsonb_build_object(
+			'text', left(summary, 3000),
+			'channel', config -> 'channel',
+			'username', config -> 'username',
+			'icon_emoji', config -> 'icon_emoji',
+			'blocks', jsonb_build_array(
+				jsonb_build_object('type', 'section', 'text',
+					jsonb_build_object('type', 'mrkdwn', 'text', left(summary, 2900))),
+				jsonb_build_object('type', 'section', 'text',
+					jsonb_build_object('type', 'mrkdwn', 'text',
+						'```' || left(jsonb_pretty(anomaly._fit_json(payload, 2500)), 2800) || '```')))))::text;
+	ELSIF kind = 'email' THEN
+		subj := regexp_replace(coalesce(config ->> 'subject_prefix' || ' ', '') || subject, '[\r\n\t]+', ' ', 'g');
+		IF subj ~ '[^\x20-\x7e]' THEN
+			b64 := replace(encode(convert_to(left(subj, 200), 'UTF8'), 'base64'), E'\n', '');
+			subj := '=?UTF-8?B?' || b64 || '?=';
+		ELSE
+			subj := left(subj, 900);
+		END IF;
+		RETURN concat(
+			'From: ', config ->> 'from', E'\r\n',
+			'To: ', (SELECT string_agg(value #>> '{}', ', ') FROM jsonb_array_elements(config -> 'to')), E'\r\n',
+			'Subject: ', subj, E'\r\n',
+			'Date: ', to_char(now() AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS +0000'), E'\r\n',
+			'Message-ID: <', dedup_id, '@anomaly.invalid>', E'\r\n',
+			'MIME-Version: 1.0', E'\r\n',
+			'Content-Type: text/plain; charset=utf-8', E'\r\n',
+			'Content-Transfer-Encoding: 8bit', E'\r\n',
+			'X-Anomaly-Fingerprint: ', regexp_replace(coalesce(payload ->> 'fingerprint', ''), '[^\x21-\x7e]', '', 'g'), E'\r\n',
+			E'\r\n',
+			regexp_replace(summary, E'\r?\n', E'\r\n', 'g'), E'\r\n\r\n',
+			regexp_replace(jsonb_pretty(anomaly._fit_json(payload, 1048576)), E'\r?\n', E'\r\n', 'g'), E'\r\n');
+	END IF;
+	RAISE EXCEPTION 'unknown destination kind "%"', kind;
+END
+$$;
+
+-- Records the outcome of a round: outcome is 'sent', 'retry', 'dead' or
+-- 'defer' (rate limit) per id, error the class of a failure and detail its
+-- full text (NULL: the class says it all), delay_ms the wait before the
+-- next attempt.
+CREATE OR REPLACE FUNCTION _record(ids bigint[], outcomes text[], errors text[], details text[], delays integer[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+BEGIN
+	WITH u AS (
+		SELECT * FROM unnest(ids, outcomes, errors, delays) AS u(id, outcome, error, delay_ms)
+	), counted AS (
+		SELECT o.destination,
+			   count(*) FILTER (WHERE u.outcome = 'sent') AS sent,
+			   count(*) FILTER (WHERE u.outcome = 'retry') AS retried,
+			   count(*) FILTER (WHERE u.outcome = 'dead') AS dead,
+			   bool_or(u.outcome = 'sent') AS any_sent,
+			   (array_agg(u.error ORDER BY u.id DESC) FILTER (WHERE u.error IS NOT NULL))[1] AS last_error
+		FROM u JOIN anomaly.outbox o ON o.id = u.id
+		GROUP BY o.destination
+	)
+	INSERT INTO anomaly.delivery_counters AS c (destination, sent, retried, dead,
+												last_success_at, last_error_at, last_error)
+	SELECT destination, sent, retried, dead,
+		   CASE WHEN any_sent THEN now() END,
+		   CASE WHEN last_error IS NOT NULL THEN now() END, last_error
+	FROM counted
+	ON CONFLICT (destination) DO UPDATE
+	SET sent = c.sent + excluded.sent,
+		retried = c.retried + excluded.retried,
+		dead = c.dead + excluded.dead,
+		last_success_at = coalesce(excluded.last_success_at, c.last_success_at),
+		last_error_at = coalesce(excluded.last_error_at, c.last_error_at),
+		last_error = coalesce(excluded.last_error, c.last_error);
+
+	UPDATE anomaly.outbox o
+	SET attempts = o.attempts + 1,
+		next_attempt_at = now() + make_interval(secs => u.delay_ms / 1000.0),
+		last_attempt_at = now(),
+		last_error = u.error
+	FROM unnest(ids, outcomes, errors, delays) AS u(id, outcome, error, delay_ms)
+	WHERE o.id = u.id AND u.outcome = 'retry';
+
+	UPDATE anomaly.outbox o
+	SET next_attempt_at = now() + make_interval(secs => u.delay_ms / 1000.0)
+	FROM unnest(ids, outcomes, delays) AS u(id, outcome, delay_ms)
+	WHERE o.id = u.id AND u.outcome = 'defer';
+
+	WITH gone AS (
+		DELETE FROM anomaly.outbox o
+		USING unnest(ids, outcomes, errors) AS u(id, outcome, error)
+		WHERE o.id = u.id AND u.outcome = 'dead'
+		RETURNING o.*, u.error AS final_error
+	)
+	INSERT INTO anomaly.dead_letters (outbox_id, destination, subject, payload, dedup_id,
+									  attempts, created_at, error)
+	SELECT g.id, g.destination, g.subject, g.payload, coalesce(g.dedup_id, 'anomaly-' || g.id),
+		   g.attempts + 1, g.created_at, coalesce(g.final_error, 'unknown error')
+	FROM gone g;
+
+	DELETE FROM anomaly.outbox o
+	USING unnest(ids, outcomes) AS u(id, outcome)
+	WHERE o.id = u.id AND u.outcome = 'sent';
+
+	-- the full text, for superusers (delivery_errors)
+	IF EXISTS (SELECT 1 FROM unnest(details) x WHERE x IS NOT NULL) THEN
+		INSERT INTO anomaly.delivery_errors AS e (outbox_id, destination, detail)
+		SELECT DISTINCT ON (u.id) u.id, coalesce(o.destination, d.destination), u.detail
+		FROM unnest(ids, outcomes, details) AS u(id, outcome, detail)
+		LEFT JOIN anomaly.outbox o ON o.id = u.id
+		LEFT JOIN anomaly.dead_letters d ON d.outbox_id = u.id
+		WHERE u.detail IS NOT NULL AND u.outcome IN ('retry', 'dead')
+		  AND coalesce(o.destination, d.destination) IS NOT NULL
+		ON CONFLICT (outbox_id) DO UPDATE SET at = now(), detail = excluded.detail;
+	END IF;
+	IF EXISTS (SELECT 1 FROM anomaly.delivery_errors) THEN
+		DELETE FROM anomaly.delivery_errors e
+		USING unnest(ids, outcomes) AS u(id, outcome)
+		WHERE e.outbox_id = u.id AND u.outcome = 'sent';
+	END IF;
+END
+$$;
+
+-- Moves dead letters back into the outbox (all of them, or those of one
+-- destination, those failed since a time, or the given ids); they keep their
+-- deduplication ids.  Returns how many.
+CREATE OR REPLACE FUNCTION replay_dead_letters(destination text DEFAULT NULL, ids bigint[] DEFAULT NULL,
+									since timestamptz DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+-- Only dead letters of destinations the caller owns.
+CREATE OR REPLACE FUNCTION _replay_dead_letters(caller oid, destination text, ids bigint[], since timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	IF destination IS NOT NULL THEN
+		PERFORM anomaly._usable_destination(caller, destination);
+	END IF;
+	WITH gone AS (
+		DELETE FROM anomaly.dead_letters d
+		WHERE (_replay_dead_letters.destination IS NULL OR d.destination = _replay_dead_letters.destination)
+		  AND (_replay_dead_letters.ids IS NULL OR d.id = ANY (_replay_dead_letters.ids))
+		  AND (_replay_dead_letters.since IS NULL OR d.failed_at >= _replay_dead_letters.since)
+		  AND EXISTS (SELECT 1 FROM anomaly.destinations x WHERE x.name = d.destination
+					  AND anomaly._owns(caller, x.owner))
+		RETURNING d.*
+	)
+	INSERT INTO anomaly.outbox (destination, subject, payload, dedup_id)
+	SELECT g.destination, g.subject, g.payload, g.dedup_id FROM gone g ORDER BY g.id;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 THEN
+		PERFORM anomaly._wake_sender();
+	END IF;
+	RETURN n;
+END
+$$;
+
+-- Deletes dead letters and resolved episodes older than the retention
+-- (anomaly.alert_retention); returns how many rows went.  An admin purges
+-- only their own destinations' dead letters and their own rules' episodes.
+CREATE OR REPLACE FUNCTION purge_alert_history(older_than interval DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION _purge_alert_history(caller oid, older_than interval)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	keep interval := coalesce(older_than,
+							  (coalesce(current_setting('anomaly.alert_retention', true), '') || ' s')::interval);
+	a bigint;
+	b bigint;
+	su boolean := (SELECT r.rolsuper FROM pg_catalog.pg_authid r WHERE r.oid = caller);
+BEGIN
+	IF keep IS NULL OR keep < '0' THEN
+		RAISE EXCEPTION 'retention must be a non-negative interval'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	DELETE FROM anomaly.dead_letters d WHERE d.failed_at < now() - keep
+		AND (su OR EXISTS (SELECT 1 FROM anomaly.destinations x
+						   WHERE x.name = d.destination AND anomaly._owns(caller, x.owner)));
+	GET DIAGNOSTICS a = ROW_COUNT;
+	DELETE FROM anomaly.alert_episodes e WHERE e.status = 'resolved' AND e.resolved_at < now() - keep
+		AND (su OR EXISTS (SELECT 1 FROM anomaly.alert_rules r
+						   WHERE r.name = e.rule AND anomaly._owns(caller, r.owner)));
+	GET DIAGNOSTICS b = ROW_COUNT;
+	IF su THEN
+		DELETE FROM anomaly.delivery_errors e
+		WHERE NOT EXISTS (SELECT 1 FROM anomaly.outbox o WHERE o.id = e.outbox_id)
+		  AND NOT EXISTS (SELECT 1 FROM anomaly.dead_letters d WHERE d.outbox_id = e.outbox_id);
+	END IF;
+	RETURN a + b;
+END
+$$;
+
+-- Sends a test notification to a destination now and reports the outcome
+-- (the caller must own it; the failure's details only to superusers).
+CREATE OR REPLACE FUNCTION test_destination(name text, OUT ok boolean, OUT detail text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'anomaly_alert_test_destination'
+LANGUAGE C VOLATILE;
+
+-- Per destination: what waits, what went, what failed (each role sees its
+-- own: security_invoker, so the tables' row level security applies).
+CREATE OR REPLACE VIEW delivery_status WITH (security_invoker = true) AS
+SELECT d.name AS destination,
+	   d.kind,
+	   d.enabled,
+	   coalesce(q.queued, 0) AS queued,
+	   coalesce(q.retrying, 0) AS retrying,
+	   now() - q.oldest AS oldest_age,
+	   coalesce(c.sent, 0) AS sent,
+	   coalesce(c.retried, 0) AS retried,
+	   coalesce(c.dead, 0) AS dead,
+	   coalesce(l.dead_letters, 0) AS dead_letters,
+	   c.last_success_at,
+	   c.last_error_at,
+	   c.last_error
+FROM anomaly.destinations d
+LEFT JOIN (SELECT o.destination, count(*) AS queued, count(*) FILTER (WHERE o.attempts > 0) AS retrying,
+				  min(o.created_at) AS oldest
+		   FROM anomaly.outbox o GROUP BY o.destination) q ON q.destination = d.name
+LEFT JOIN anomaly.delivery_counters c ON c.destination = d.name
+LEFT JOIN (SELECT x.destination, count(*) AS dead_letters
+		   FROM anomaly.dead_letters x GROUP BY x.destination) l ON l.destination = d.name;
+
+-- Open and recent alert episodes.
+CREATE OR REPLACE VIEW alerts WITH (security_invoker = true) AS
+SELECT e.id AS episode, e.rule, r.detector, e.group_key AS key, e.fingerprint, e.status,
+	   e.started_at, e.fired_at, e.resolved_at, e.last_seen_at, e.notified,
+	   e.notifications, e.last_notified_at, e.peak_score, e.peak_grade, r.severity
+FROM anomaly.alert_episodes e JOIN anomaly.alert_rules r ON r.name = e.rule;
+
+-- Functions are executable by PUBLIC by default: only the admin role (and
+-- superusers) may use these; the internal ones only the extension's owner.
+REVOKE EXECUTE ON FUNCTION
+	create_destination(text, text, jsonb),
+	alter_destination(text, jsonb, boolean),
+	drop_destination(text, boolean),
+	send_alert(text, text, jsonb),
+	alert_trigger(),
+	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
+	drop_alert_rule(text),
+	replay_dead_letters(text, bigint[], timestamptz),
+	purge_alert_history(interval),
+	deliver(integer),
+	test_destination(text),
+	_reject_secret_keys(jsonb, text),
+	_a(text),
+	_config_text(jsonb, text, boolean, text),
+	_config_whole(jsonb, text, integer, integer, text),
+	_check_url(text, text[], text, text),
+	_check_config(text, jsonb),
+	_credential_bound(text, text),
+	_check_bindings(text, jsonb),
+	_check_payload_mode(oid, text, jsonb),
+	_owns(oid, regrole),
+	_usable_destination(oid, text, boolean),
+	_create_destination(oid, text, text, jsonb),
+	_alter_destination(oid, text, jsonb, boolean),
+	_drop_destination(oid, text, boolean),
+	_fit_json(jsonb, integer),
+	_fingerprint(text[]),
+	_enqueue(text, text, jsonb, text),
+	_destination_kind(text),
+	_send_alert(oid, text, text, jsonb),
+	_row_to_jsonb(oid, anyelement),
+	_create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
+	_drop_alert_rule(oid, text),
+	_rule_payload(alert_rules, alert_episodes, scores, text),
+	_notify_rule(alert_rules, alert_episodes, scores, text),
+	_evaluate_rules(),
+	_render(text, jsonb, text, jsonb, text, bigint),
+	_sns_subject(text),
+	_record(bigint[], text[], text[], text[], integer[]),
+	_replay_dead_letters(oid, text, bigint[], timestamptz),
+	_purge_alert_history(oid, interval),
+	_wake_sender()
+FROM PUBLIC;
+
+COMMENT ON FUNCTION _credential_bound(text, text) IS 'internal: whether anomaly.credential_bindings lets a credential go to a URL';
+
+COMMENT ON FUNCTION _check_bindings(text, jsonb) IS 'internal: raises unless the credentials a destination config names are bound to its URL';
+
+COMMENT ON FUNCTION _check_payload_mode(oid, text, jsonb) IS 'internal: raises unless a superuser asks for a notify destination''s full payload';
+
+COMMENT ON FUNCTION _owns(oid, regrole) IS 'internal: whether a role may act as the owner of an alert object';
+
+COMMENT ON FUNCTION _usable_destination(oid, text, boolean) IS 'internal: checks that a destination exists and the caller owns it; returns its kind';
+
+COMMENT ON FUNCTION _row_to_jsonb(oid, anyelement) IS 'internal: to_jsonb of a row as its table''s owner, restricted (alert_trigger)';
+
+COMMENT ON FUNCTION _create_destination(oid, text, text, jsonb) IS 'internal: create_destination as its caller';
+
+COMMENT ON FUNCTION _alter_destination(oid, text, jsonb, boolean) IS 'internal: alter_destination as its caller';
+
+COMMENT ON FUNCTION _drop_destination(oid, text, boolean) IS 'internal: drop_destination as its caller';
+
+COMMENT ON FUNCTION _send_alert(oid, text, text, jsonb) IS 'internal: send_alert as its caller';
+
+COMMENT ON FUNCTION _create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'internal: create_alert_rule as its caller';
+
+COMMENT ON FUNCTION _drop_alert_rule(oid, text) IS 'internal: drop_alert_rule as its caller';
+
+COMMENT ON FUNCTION _replay_dead_letters(oid, text, bigint[], timestamptz) IS 'internal: replay_dead_letters as its caller';
+
+COMMENT ON FUNCTION _purge_alert_history(oid, interval) IS 'internal: purge_alert_history as its caller';
+
+CREATE POLICY detectors_of_owner ON detectors FOR SELECT TO anomaly_admin
+	USING (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
+
+CREATE POLICY detector_failures_of_owner ON detector_failures FOR SELECT TO anomaly_admin
+	USING (owner IS NOT NULL AND pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
+
+REVOKE ALL ON FUNCTION _ddl_guard() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Status: one row per detector, with its slot.
+
+-- Each admin sees the detectors of the roles whose privileges they have
+-- (superusers: all); a security barrier, so that a caller's function in
+-- WHERE cannot see the other rows first.
+CREATE OR REPLACE VIEW detector_status WITH (security_barrier) AS
+SELECT d.name,
+	d.source_name AS source,
+	(c.oid IS NOT NULL) AS source_exists,
+	pg_catalog.pg_get_userbyid(d.owner) AS owner,
+	d.state,
+	d.rows_scored,
+	d.rows_filtered,
+	d.rows_failed,
+	d.rows_per_s,
+	d.last_commit_lsn,
+	d.last_commit_time,
+	d.progress_lsn,
+	CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+		ELSE greatest(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), d.progress_lsn), 0)
+	END AS lag_bytes,
+	CASE WHEN d.caught_up_at IS NULL THEN NULL
+		WHEN NOT pg_catalog.pg_is_in_recovery()
+			AND pg_catalog.pg_current_wal_lsn() <= d.progress_lsn THEN interval '0'
+		ELSE greatest(pg_catalog.now() - d.caught_up_at, interval '0')
+	END AS lag_time,
+	d.last_batch_at,
+	d.slot_name,
+	s.active AS slot_active,
+	s.active_pid AS worker_pid,
+	s.wal_status AS slot_wal_status,
+	CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+		ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)
+	END AS retained_bytes,
+	d.last_error,
+	d.last_error_at,
+	d.note,
+	d.generation,
+	d.created_at
+FROM detectors d
+LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source
+LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
+	AND s.database = pg_catalog.current_database()
+WHERE pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE');
+

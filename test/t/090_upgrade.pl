@@ -79,7 +79,9 @@ SELECT line FROM (
 	SELECT format('namespace %s: acl %s', nspname, nspacl) FROM pg_namespace WHERE nspname = 'anomaly'
 ) x ORDER BY line};
 
-$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node->safe_psql('postgres', q{
+	CREATE ROLE upg_adm LOGIN;
+	CREATE DATABASE fresh});
 $node->safe_psql('fresh', 'CREATE EXTENSION anomaly');
 my $fresh = $node->safe_psql('fresh', $catalog);
 ok(length($fresh) > 1000, 'the fresh install has a catalog to compare');
@@ -95,7 +97,11 @@ foreach my $from (@old)
 		CREATE TABLE models AS
 			SELECT anomaly.rcf_train(ARRAY[v] ORDER BY t) AS m FROM series;
 		SELECT anomaly.create_destination('ops', 'notify', '{"channel": "ops"}');
+		GRANT anomaly_admin TO upg_adm;
 	});
+	# made by an admin under the old version: theirs after the update
+	$node->safe_psql($db, q{SELECT anomaly.create_destination('adm_ops', 'notify', '{"channel": "adm"}')},
+		extra_params => [ '-U', 'upg_adm' ]);
 	my $score_before = $node->safe_psql($db,
 		'SELECT anomaly.rcf_score(m, ARRAY[42.0]) FROM models');
 
@@ -118,6 +124,9 @@ foreach my $from (@old)
 		$score_before, "$from: a stored model scores as before the update");
 	is($node->safe_psql($db, q{SELECT kind FROM anomaly.destinations WHERE name = 'ops'}),
 		'notify', "$from: a destination made before the update is still there");
+	is($node->safe_psql($db, 'SELECT string_agg(name, \',\' ORDER BY name) FROM anomaly.destinations',
+			extra_params => [ '-U', 'upg_adm' ]),
+		'adm_ops', "$from: an admin's destination is theirs after the update, and only it is visible to them");
 }
 
 $node->stop;
