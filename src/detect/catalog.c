@@ -61,9 +61,6 @@ PG_FUNCTION_INFO_V1(anomaly_reset_detector);
 PG_FUNCTION_INFO_V1(anomaly_drop_detector);
 PG_FUNCTION_INFO_V1(anomaly_process);
 
-/* Advisory lock key (first half) serializing detector creation. */
-#define DETECT_LOCK_KEY 1852796268
-
 /*
  * The options that shape the models, as a jsonb array (sys context SQL):
  * when they change, the models are reset.
@@ -970,10 +967,7 @@ detect_adopt(int64 id, bool note_wait)
 				 errhint("Call anomaly.process() in a transaction of its own.")));
 
 	/* One adopter at a time; the first may have done it meanwhile. */
-	detect_spi_exec("SELECT pg_catalog.pg_advisory_xact_lock($1, $2)", 2,
-					(Oid[]) {INT4OID, INT4OID},
-					(Datum[]) {Int32GetDatum(DETECT_LOCK_KEY + 1), Int32GetDatum((int32) id)},
-					NULL, false, SPI_OK_SELECT);
+	(void) detect_lock(DETECT_LOCK_ADOPT, true);
 	detect_spi_exec("SELECT home FROM anomaly.detectors WHERE id OPERATOR(pg_catalog.=) $1",
 					1, t1, a1, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0 ||
@@ -1078,8 +1072,7 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 		detect_as_owner(owner, path, define_as_owner, &dc);
 	}
 	/* One creation at a time: ids are max + 1, and orphans are swept. */
-	detect_spi_exec("SELECT pg_catalog.pg_advisory_xact_lock($1, 0)", 1,
-			  (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(DETECT_LOCK_KEY)}, NULL, false, SPI_OK_SELECT);
+	(void) detect_lock(DETECT_LOCK_CREATE, true);
 	detect_spi_exec("SELECT 1 FROM anomaly.detectors WHERE name OPERATOR(pg_catalog.=) $1", 1,
 			  (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed > 0)

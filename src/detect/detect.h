@@ -217,6 +217,20 @@ typedef struct DetectSys
 
 extern void detect_sys_enter(DetectSys *sys);
 extern void detect_require_sys(const char *what);
+
+/*
+ * Locks of the detectors' catalog, held to the end of the transaction: on
+ * the extension's own object, which no role but its owner can lock from
+ * SQL (an advisory lock could be taken by anyone and block every
+ * create_detector).
+ */
+typedef enum DetectLock
+{
+	DETECT_LOCK_CREATE = 1,		/* create_detector; the orphan slot sweep */
+	DETECT_LOCK_ADOPT = 2		/* adopting restored detectors */
+} DetectLock;
+
+extern bool detect_lock(DetectLock which, bool wait);
 extern void detect_sys_leave(DetectSys *sys);
 extern void detect_spi_exec(const char *sql, int nargs, Oid *types,
 							Datum *values, const char *nulls, bool read_only,

@@ -317,7 +317,7 @@ try_drop_orphan(const char *name)
 /*
  * Drops the slots of this database named like a detector's that no
  * detector owns, unless a create_detector is running (it holds the
- * advisory lock taken here).  Returns how many.
+ * lock taken here).  Returns how many.
  */
 int
 detect_drop_orphan_slots(void)
@@ -345,10 +345,7 @@ detect_drop_orphan_slots(void)
 	 * its transaction ends: while we hold it, a slot without a detector is
 	 * an orphan.
 	 */
-	detect_spi_exec("SELECT pg_catalog.pg_try_advisory_xact_lock(1852796268, 0)",
-					0, NULL, NULL, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed != 1 ||
-		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+	if (!detect_lock(DETECT_LOCK_CREATE, false))
 	{
 		detect_sys_leave(&sys);
 		SPI_finish();

@@ -30,8 +30,11 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -259,4 +262,22 @@ detect_owner_spi_execute_plan(SPIPlanPtr plan, Datum *values,
 {
 	require_owner("SQL");
 	return SPI_execute_plan(plan, values, nulls, read_only, count);
+}
+
+/*
+ * Takes one of the detectors' catalog locks until the end of the
+ * transaction; without wait, returns false when another holds it.
+ */
+bool
+detect_lock(DetectLock which, bool wait)
+{
+	Oid			ext = get_extension_oid("anomaly", false);
+
+	if (wait)
+	{
+		LockDatabaseObject(ExtensionRelationId, ext, (uint16) which, ExclusiveLock);
+		return true;
+	}
+	return ConditionalLockDatabaseObject(ExtensionRelationId, ext, (uint16) which,
+										 ExclusiveLock);
 }

@@ -17,6 +17,7 @@ use lib "$FindBin::RealBin/..";
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 
 use HostileTest;
 
@@ -500,6 +501,33 @@ INSERT INTO ow.src (v) SELECT g FROM generate_series(1, 5) g;
 }, "$label: a feature function owned by anomaly_admin");
 	like(wait_detector($node, 'det_ow', 5), qr/^active\|5\|/, "$label: scored");
 	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# Locks a role can take from SQL must not stall detector management: plain
+# holds the advisory locks 0.1.0 used (and their neighbours) while adm
+# creates a detector and process() sweeps orphan slots.
+{
+	my $label = 'advisory locks held by plain';
+	my ($in, $out, $err) = ('', '', '');
+	my $holder = IPC::Run::start(
+		[ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-U', 'plain', '-d', $node->connstr('postgres') ],
+		'<', \$in, '>', \$out, '2>', \$err);
+	$in .= "SELECT pg_advisory_lock(1852796268, 0), pg_advisory_lock(1852796269, 1),"
+	  . " pg_advisory_lock(1852796268, 1), pg_advisory_lock((1852796268::bigint << 32));\n"
+	  . "SELECT 'held';\n";
+	my $deadline = time() + 60;
+	$holder->pump while $out !~ /held/ && time() < $deadline && $holder->pumpable;
+	like($out, qr/held/, "$label: plain holds them");
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.lock_src (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('det_lock', 's_adm.lock_src', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16}');
+SELECT anomaly.pause_detector('det_lock');
+SELECT anomaly.drop_detector('det_lock');
+}, "$label: create_detector and drop_detector do not wait for them", timeout => '20s');
+	$in .= "\\q\n";
+	$holder->finish;
 	assert_alive($node, $label);
 }
 
