@@ -380,7 +380,7 @@ SELECT anomaly.resume_detector('det_$s');
 		[ '_fingerprint(VARIADIC p text[])', 'text', "'x'" ],
 		[ '_enqueue(d text, s text, p jsonb, i text)', 'int8', '0' ],
 		[ '_destination_kind(n text)', 'text', "'webhook'" ],
-		[ '_render(k text, c jsonb, s text, p jsonb, d text)', 'text', "''" ],
+		[ '_render(k text, c jsonb, s text, p jsonb, d text, o int8)', 'text', "''" ],
 		[ '_a(k text)', 'text', "'a'" ],
 		[ '_wake_sender()', 'void', undef ],
 		[ 'create_detector(n text, s regclass, f text[], p text, fl text, o jsonb)', 'void', undef ],
@@ -472,7 +472,7 @@ SELECT anomaly.create_detector('det_adm2', 's_adm2.src', ARRAY['v'],
 		'CREATE TABLE anomaly.t (x int)',
 		'ALTER TABLE anomaly.detectors OWNER TO adm',
 		'ALTER TABLE anomaly.scores OWNER TO adm',
-		'ALTER FUNCTION anomaly._render(text, jsonb, text, jsonb, text) OWNER TO adm',
+		'ALTER FUNCTION anomaly._render(text, jsonb, text, jsonb, text, bigint) OWNER TO adm',
 		'ALTER FUNCTION anomaly.create_detector(text, regclass, text[], text, text, jsonb) OWNER TO anomaly_admin',
 		'ALTER SCHEMA anomaly OWNER TO adm',
 		'ALTER SCHEMA anomaly RENAME TO x',
@@ -520,8 +520,9 @@ INSERT INTO ow.src (v) SELECT g FROM generate_series(1, 5) g;
 	$holder->pump while $out !~ /held/ && time() < $deadline && $holder->pumpable;
 	like($out, qr/held/, "$label: plain holds them");
 	as_role_ok($node, 'adm', q{
-CREATE TABLE s_adm.lock_src (id bigserial PRIMARY KEY, v float8);
-SELECT anomaly.create_detector('det_lock', 's_adm.lock_src', ARRAY['v'],
+CREATE SCHEMA s_lock;
+CREATE TABLE s_lock.src (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('det_lock', 's_lock.src', ARRAY['v'],
 	options => '{"number_of_trees": 5, "sub_sample_size": 16}');
 SELECT anomaly.pause_detector('det_lock');
 SELECT anomaly.drop_detector('det_lock');

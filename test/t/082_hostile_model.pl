@@ -274,8 +274,8 @@ my %calls = (
 	'anomaly._notify_rule(anomaly.alert_rules,anomaly.alert_episodes,anomaly.scores,text)' =>
 	  q{SELECT anomaly._notify_rule(NULL, NULL, NULL, 'firing')},
 	'anomaly._evaluate_rules()' => q{SELECT anomaly._evaluate_rules()},
-	'anomaly._render(text,jsonb,text,jsonb,text)' =>
-	  q{SELECT anomaly._render('email', '{"from": "a@b", "to": ["c@d"]}', E'x\r\nBcc: y', '{}', E'id\r\nX: y')},
+	'anomaly._render(text,jsonb,text,jsonb,text,bigint)' =>
+	  q{SELECT anomaly._render('email', '{"from": "a@b", "to": ["c@d"]}', E'x\r\nBcc: y', '{}', E'id\r\nX: y', 1)},
 	'anomaly._sns_subject(text)' => q{SELECT anomaly._sns_subject(repeat(E'\x01', 1000))},
 	'anomaly._record(bigint[],text[],text[],integer[])' =>
 	  q{SELECT anomaly._record(ARRAY[1, 2, 3], ARRAY['dead', 'sent'], ARRAY[NULL], ARRAY[-1])},
@@ -305,6 +305,8 @@ my $su = '10::oid';
 %calls = (%calls,
 	'anomaly._alter_destination(oid,text,jsonb,boolean)' =>
 	  qq{SELECT anomaly._alter_destination($su, 'su_dest', '{"url": "http://169.254.169.254/"}', true)},
+	'anomaly._check_payload_mode(oid,text,jsonb)' =>
+	  qq{SELECT anomaly._check_payload_mode($su, 'notify', '{"channel": "c", "payload": "full"}')},
 	'anomaly._check_bindings(text,jsonb)' =>
 	  q{SELECT anomaly._check_bindings('webhook', '{"url": "http://127.0.0.1:1/", "credential": "hook_secret"}')},
 	'anomaly._create_alert_rule(oid,text,text,text,text[],double precision,double precision,interval,interval,text[],text,boolean,interval)' =>
