@@ -112,11 +112,31 @@ current_arg(WindowObject winobj, int argno, bool *isnull)
 }
 
 /*
+ * True for a frame that says what the functions do anyway: every earlier
+ * row of the partition up to the current one, with nothing excluded --
+ * PostgreSQL's default, or RANGE/ROWS BETWEEN UNBOUNDED PRECEDING AND
+ * CURRENT ROW written out.
+ */
+static bool
+frame_is_cumulative(int options)
+{
+	int			bounds = options & ~(FRAMEOPTION_NONDEFAULT | FRAMEOPTION_BETWEEN |
+									 FRAMEOPTION_RANGE | FRAMEOPTION_ROWS);
+
+	if (!(options & FRAMEOPTION_NONDEFAULT))
+		return true;
+	if (!(options & (FRAMEOPTION_RANGE | FRAMEOPTION_ROWS)))
+		return false;
+	return bounds == (FRAMEOPTION_START_UNBOUNDED_PRECEDING |
+					  FRAMEOPTION_END_CURRENT_ROW);
+}
+
+/*
  * Checks the window once per call site: the forest learns rows in the
  * window's order, so a window without ORDER BY (learning in whatever order
- * the plan yields rows) is refused; a frame clause is accepted but has no
- * effect, which a NOTICE says.  The planner drops ORDER BY keys it knows to
- * be constant or equal to a PARTITION BY key, which order nothing either.
+ * the plan yields rows) is refused; any other frame than "every earlier row"
+ * is accepted but has no effect, which a NOTICE says.  (PostgreSQL 16 and
+ * later drop ORDER BY keys known to be constant, which order nothing.)
  */
 static void
 check_window(FunctionCallInfo fcinfo, WindowObject winobj)
@@ -132,7 +152,7 @@ check_window(FunctionCallInfo fcinfo, WindowObject winobj)
 				 errdetail("The forest learns the rows in the window's order; without ORDER BY that order is arbitrary."),
 				 errhint("Order the rows in time, for example %s(...) OVER (ORDER BY ts) or OVER (PARTITION BY key ORDER BY ts).",
 						 name)));
-	if (winstate->frameOptions & FRAMEOPTION_NONDEFAULT)
+	if (!frame_is_cumulative(winstate->frameOptions))
 		ereport(NOTICE,
 				(errmsg("the window frame is ignored by %s", name),
 				 errdetail("Each row is scored by a forest that has learned every earlier row of its partition, whatever the frame says.")));
