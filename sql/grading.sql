@@ -145,14 +145,22 @@ SELECT anomaly.rcf_set_grading(model, z_factor => NULL) FROM mv;
 SELECT anomaly.rcf_set_grading(model, cusum_threshold => -1) FROM mv;
 
 -- Errors.
-SELECT anomaly.detect(ARRAY[1.0], z_factor => 0) OVER ();
-SELECT anomaly.detect(ARRAY[1.0], score_floor => -1) OVER ();
-SELECT anomaly.detect(ARRAY[1.0], suppress => -1) OVER ();
-SELECT anomaly.detect(ARRAY[1.0], score_horizon => 1) OVER ();
-SELECT anomaly.detect(ARRAY[1.0], ignore_near_expected_above => -1) OVER ();
-SELECT anomaly.detect(ARRAY[1.0], missing => 'guess') OVER ();
-SELECT anomaly.detect(ARRAY[1.0], missing => NULL) OVER ();
-SELECT anomaly.detect(ARRAY[1.0], z_factor => NULL) OVER ();
-SELECT anomaly.detect(ARRAY[1.0], cusum_drift => -1) OVER ();
-SELECT anomaly.detect(ARRAY[1.0], cusum_threshold => -1) OVER ();
-SELECT anomaly.detect(ARRAY[1.0], cusum_threshold => NULL) OVER ();
+SELECT anomaly.detect(ARRAY[1.0], z_factor => 0) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.detect(ARRAY[1.0], score_floor => -1) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.detect(ARRAY[1.0], suppress => -1) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.detect(ARRAY[1.0], score_horizon => 1) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.detect(ARRAY[1.0], ignore_near_expected_above => -1) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.detect(ARRAY[1.0], missing => 'guess') OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.detect(ARRAY[1.0], missing => NULL) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.detect(ARRAY[1.0], z_factor => NULL) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.detect(ARRAY[1.0], cusum_drift => -1) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.detect(ARRAY[1.0], cusum_threshold => -1) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.detect(ARRAY[1.0], cusum_threshold => NULL) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+
+-- detect() refuses a window without ORDER BY, and says a frame is ignored.
+SELECT anomaly.detect(ARRAY[spike]) OVER () FROM kinds;
+SELECT anomaly.detect(ARRAY[spike]) OVER (PARTITION BY t % 2) FROM kinds;
+SELECT count(*) FILTER (WHERE a IS DISTINCT FROM b) AS mismatches, count(*) AS n
+FROM (SELECT anomaly.detect(ARRAY[spike]) OVER (ORDER BY t) AS a,
+             anomaly.detect(ARRAY[spike]) OVER (ORDER BY t ROWS BETWEEN 10 PRECEDING AND 10 FOLLOWING) AS b
+      FROM kinds WHERE t <= 500) s;

@@ -37,19 +37,19 @@ DROP ROLE limits_plain;
 
 -- Creating a forest: the issue's 1,000 trees x 1,000 samples x 1,024
 -- dimensions, and smaller ones, through every SQL way in.
-SELECT anomaly.random_cut_forest(array_fill(1.0::float8, ARRAY[1024]), 1000, 1000) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1.0, 2.0, 3.0], 1000, 1000) OVER ();
-SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1.0, 2.0, 3.0], 1000, 1000) OVER ();
-SELECT anomaly.detect(ARRAY[1.0, 2.0, 3.0], 1000, 1000) OVER ();
-SELECT anomaly.random_cut_forest(r, 1000, 1000) OVER ()
+SELECT anomaly.random_cut_forest(array_fill(1.0::float8, ARRAY[1024]), 1000, 1000) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1.0, 2.0, 3.0], 1000, 1000) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1.0, 2.0, 3.0], 1000, 1000) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.detect(ARRAY[1.0, 2.0, 3.0], 1000, 1000) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(r, 1000, 1000) OVER (ORDER BY r.a)
 FROM (SELECT 1.0::float8 AS a, 2.0::float8 AS b, 3.0::float8 AS c) r;
 SELECT anomaly.rcf_train(ARRAY[1.0, 2.0, 3.0], 1000, 1000);
 -- Under the cap: 500 trees x 1,000 samples x 1 value (about 40 MB).
 SELECT anomaly.rcf_info(anomaly.rcf_train(ARRAY[1.0], 500, 1000)) ->> 'number_of_trees' AS trees;
 -- The cap is the superuser's to move, both ways.
 SET anomaly.max_forest_memory = '1MB';
-SELECT anomaly.random_cut_forest(ARRAY[1.0]) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1.0], 10, 100) OVER ();
+SELECT anomaly.random_cut_forest(ARRAY[1.0]) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1.0], 10, 100) OVER (ORDER BY t) FROM generate_series(1, 1) t;
 RESET anomaly.max_forest_memory;
 
 -- Detectors, at create and at alter.
@@ -66,7 +66,7 @@ DROP TABLE lim_src;
 
 -- Decoding a model: refused before it is allocated.
 CREATE TABLE lim_models AS
-SELECT anomaly.rcf_train(ARRAY[x], 100, 1000) AS m FROM generate_series(1, 50) x;
+SELECT anomaly.rcf_train(ARRAY[x], 100, 1000 ORDER BY x) AS m FROM generate_series(1, 50) x;
 SELECT (anomaly.rcf_info(m) ->> 'memory_bytes')::bigint BETWEEN 4000000 AND 8000000 AS arena_mb
 FROM lim_models;
 SET anomaly.max_forest_memory = '2MB';

@@ -89,3 +89,13 @@ SELECT anomaly.rcf_update(m, ARRAY[[1.0, 2.0, 3.0]]) FROM models WHERE name = 'p
 SELECT anomaly.rcf_train(ARRAY[v], 0 ORDER BY t) FROM series;
 SELECT anomaly.rcf_train(ARRAY[v], 100, 256, 100, 1 ORDER BY t) FROM series;
 SELECT anomaly.rcf_train(CASE WHEN t < 3 THEN ARRAY[v] ELSE ARRAY[v, w] END ORDER BY t) FROM series;
+
+-- rcf_train without ORDER BY warns (once per query, even over many groups),
+-- from its second point on: one point needs no order.
+SELECT anomaly.rcf_info(anomaly.rcf_train(ARRAY[v, w])) ->> 'updates' AS unordered FROM series WHERE t <= 10;
+SELECT t % 3 AS g, anomaly.rcf_info(anomaly.rcf_train(ARRAY[v])) ->> 'updates' AS n
+FROM series WHERE t <= 9 GROUP BY t % 3 ORDER BY g;
+SELECT anomaly.rcf_train(ARRAY[v]) IS NOT NULL AS one_point FROM series WHERE t = 1;
+SELECT anomaly.rcf_train(ARRAY[v] ORDER BY t) IS NOT NULL AS ordered FROM series WHERE t <= 10;
+-- An ordered subquery still warns: the aggregate cannot know its input's order.
+SELECT anomaly.rcf_train(ARRAY[v]) IS NOT NULL AS sorted_subquery FROM (SELECT v FROM series WHERE t <= 10 ORDER BY t) s;

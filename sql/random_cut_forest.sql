@@ -73,7 +73,7 @@ FROM (SELECT anomaly.random_cut_forest(r) OVER (ORDER BY r.t) AS a,
 
 -- smallint, integer, bigint, real, double precision and numeric columns all count.
 SELECT anomaly.random_cut_forest(ROW(1::smallint, 2::integer, 3::bigint, 4::real, 5::float8, 6::numeric, 'x'::text))
-       OVER () IS NOT NULL AS six_numeric_columns;
+       OVER (ORDER BY t) IS NOT NULL AS six_numeric_columns FROM generate_series(1, 1) t;
 
 -- NULL point or NULL value: NULL score, and the row is not learned.
 CREATE TABLE gaps AS SELECT t::numeric AS t, fare FROM rides WHERE zone = 'a';
@@ -125,26 +125,89 @@ RESET ROLE;
 DROP ROLE anomaly_regress_reader;
 
 -- Errors name the parameter and its range.
-SELECT anomaly.random_cut_forest(ARRAY[1.0], number_of_trees => 0) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1.0], number_of_trees => 1001) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1.0], sub_sample_size => 9) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1.0], sub_sample_size => 1001) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1.0], sub_sample_size => 500, time_decay => 500) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1.0], shingle_size => 0) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1.0], shingle_size => 31) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1.0], number_of_trees => NULL) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1.0], seed => NULL) OVER ();
-SELECT anomaly.random_cut_forest((SELECT array_agg(g::float8) FROM generate_series(1, 40) g), shingle_size => 30) OVER ();
+SELECT anomaly.random_cut_forest(ARRAY[1.0], number_of_trees => 0) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1.0], number_of_trees => 1001) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1.0], sub_sample_size => 9) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1.0], sub_sample_size => 1001) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1.0], sub_sample_size => 500, time_decay => 500) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1.0], shingle_size => 0) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1.0], shingle_size => 31) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1.0], number_of_trees => NULL) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1.0], seed => NULL) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest((SELECT array_agg(g::float8) FROM generate_series(1, 40) g), shingle_size => 30) OVER (ORDER BY t) FROM generate_series(1, 1) t;
 
 -- Bad points.
-SELECT anomaly.random_cut_forest(ARRAY['NaN'::float8]) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1, 'Infinity'::float8]) OVER ();
-SELECT anomaly.random_cut_forest(ARRAY[1e300::float8]) OVER ();
-SELECT anomaly.random_cut_forest('{}'::float8[]) OVER ();
-SELECT anomaly.random_cut_forest('{{1,2},{3,4}}'::float8[]) OVER ();
+SELECT anomaly.random_cut_forest(ARRAY['NaN'::float8]) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1, 'Infinity'::float8]) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest(ARRAY[1e300::float8]) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest('{}'::float8[]) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest('{{1,2},{3,4}}'::float8[]) OVER (ORDER BY t) FROM generate_series(1, 1) t;
 SELECT anomaly.random_cut_forest(CASE WHEN t = 1 THEN ARRAY[1.0::float8] ELSE ARRAY[1.0, 2.0]::float8[] END) OVER (ORDER BY t)
 FROM generate_series(1, 2) t;
-SELECT anomaly.random_cut_forest(ROW('a'::text, now())) OVER ();
-SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1.0, 2.0], feature_names => ARRAY['x']) OVER ();
-SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1.0, 2.0], feature_names => ARRAY['x', NULL]) OVER ();
-SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1.0], with_directionality => NULL) OVER ();
+SELECT anomaly.random_cut_forest(ROW('a'::text, now())) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1.0, 2.0], feature_names => ARRAY['x']) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1.0, 2.0], feature_names => ARRAY['x', NULL]) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1.0], with_directionality => NULL) OVER (ORDER BY t) FROM generate_series(1, 1) t;
+
+-- A window without ORDER BY is refused: the forest would learn the rows in
+-- an arbitrary order.  PARTITION BY alone, or a named window, is no better.
+SELECT anomaly.random_cut_forest(ARRAY[fare]) OVER () FROM rides;
+SELECT anomaly.random_cut_forest(ARRAY[fare]) OVER (PARTITION BY zone) FROM rides;
+SELECT anomaly.random_cut_forest_with_explanation(ARRAY[fare]) OVER w FROM rides WINDOW w AS (PARTITION BY zone);
+SELECT anomaly.random_cut_forest(r) OVER () FROM rides r;
+-- Refused as soon as a row arrives, even one without a point.
+SELECT anomaly.random_cut_forest(NULL::float8[]) OVER () FROM rides WHERE false;
+SELECT anomaly.random_cut_forest(NULL::float8[]) OVER () FROM rides LIMIT 1;
+
+-- A frame is ignored, said once per query (not once per partition); the
+-- scores are the default frame's.
+SELECT count(*) FILTER (WHERE a <> b) AS mismatches, count(*) AS n
+FROM (SELECT anomaly.random_cut_forest(ARRAY[fare]) OVER (PARTITION BY zone ORDER BY t) AS a,
+             anomaly.random_cut_forest(ARRAY[fare]) OVER (PARTITION BY zone ORDER BY t GROUPS 3 PRECEDING) AS b
+      FROM rides) s;
+SELECT count(e) AS n FROM (SELECT anomaly.random_cut_forest_with_explanation(ARRAY[fare])
+       OVER (ORDER BY t RANGE BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS e FROM rides) s;
+-- The default frame written out, or ROWS from the start, is what the
+-- function does anyway: no notice.
+SELECT count(a) AS n, count(b) AS m FROM (SELECT anomaly.random_cut_forest(ARRAY[fare])
+       OVER (ORDER BY t RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS a,
+       anomaly.random_cut_forest(ARRAY[fare]) OVER (ORDER BY t ROWS UNBOUNDED PRECEDING) AS b FROM rides) s;
+-- A frame that excludes rows is not.
+SELECT count(a) AS n FROM (SELECT anomaly.random_cut_forest(ARRAY[fare])
+       OVER (ORDER BY t ROWS UNBOUNDED PRECEDING EXCLUDE CURRENT ROW) AS a FROM rides) s;
+
+-- The row form skips a table's identity and serial columns (they count rows,
+-- they measure nothing), and any column whose default takes nextval().
+CREATE SEQUENCE trip_numbers;
+CREATE TABLE trips (id integer GENERATED ALWAYS AS IDENTITY, big bigserial,
+                    small smallserial, ref bigint DEFAULT nextval('trip_numbers'),
+                    t integer, fare float8, note text, n numeric DEFAULT 1);
+INSERT INTO trips (t, fare) SELECT t, fare FROM rides WHERE zone = 'a' ORDER BY t;
+SELECT count(*) FILTER (WHERE a <> b) AS mismatches_without_counters, count(*) AS n
+FROM (SELECT anomaly.random_cut_forest(r) OVER (ORDER BY r.t) AS a,
+             anomaly.random_cut_forest(ARRAY[r.t, r.fare, r.n]) OVER (ORDER BY r.t) AS b
+      FROM trips r) s;
+-- Column names in the explanation: t, fare and n only.
+SELECT array_agg(k ORDER BY k) AS features
+FROM (SELECT anomaly.random_cut_forest_with_explanation(r) OVER (ORDER BY r.t) AS e
+      FROM trips r ORDER BY r.t LIMIT 1) s, jsonb_object_keys(e) k;
+-- To include them, name them: a ROW(...) has no table behind it.
+SELECT count(*) FILTER (WHERE a <> b) AS mismatches_with_id, count(*) FILTER (WHERE a <> c) > 0 AS id_changes_scores
+FROM (SELECT anomaly.random_cut_forest(ROW(r.id, r.t, r.fare)) OVER (ORDER BY r.t) AS a,
+             anomaly.random_cut_forest(ARRAY[r.id, r.t, r.fare]) OVER (ORDER BY r.t) AS b,
+             anomaly.random_cut_forest(ARRAY[r.t, r.fare]) OVER (ORDER BY r.t) AS c
+      FROM trips r) s;
+-- The spike keeps its score: an id column no longer dilutes it.
+CREATE TABLE fares (id serial, fare float8);
+INSERT INTO fares (fare) SELECT fare FROM rides WHERE zone = 'a' ORDER BY t;
+SELECT round(max(a)::numeric, 6) = round(max(b)::numeric, 6) AS spike_score_kept,
+       max(a) > max(c) AS id_would_dilute_it
+FROM (SELECT anomaly.random_cut_forest(r) OVER (ORDER BY r.id) AS a,
+             anomaly.random_cut_forest(ARRAY[r.fare]) OVER (ORDER BY r.id) AS b,
+             anomaly.random_cut_forest(ARRAY[r.id, r.fare]) OVER (ORDER BY r.id) AS c
+      FROM fares r) s;
+CREATE TABLE only_counters (id bigint GENERATED BY DEFAULT AS IDENTITY, label text);
+INSERT INTO only_counters (label) VALUES ('x');
+SELECT anomaly.random_cut_forest(c) OVER (ORDER BY c.id) FROM only_counters c;
+DROP TABLE trips, fares, only_counters;
+DROP SEQUENCE trip_numbers;

@@ -27,6 +27,12 @@ typedef struct AnomalyPoint
 	double	   *values;			/* dims entries, palloc'd once and reused */
 	bool	   *nulls;			/* which values were NULL (then 0 in values) */
 	int			capacity;
+	/* row form: the columns used, worked out on the first row */
+	Oid			rowtype;		/* InvalidOid until then */
+	int			row_natts;
+	bool	   *row_use;		/* row_natts entries */
+	int			row_dims;		/* how many are used */
+	int			row_skipped;	/* numeric columns left out as counters */
 } AnomalyPoint;
 
 /* What detect() does with a point that has NULL values. */

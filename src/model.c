@@ -21,6 +21,7 @@
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
+#include "nodes/primnodes.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -352,6 +353,32 @@ train_state(FunctionCallInfo fcinfo)
 }
 
 /*
+ * Warns, once per call site and query, when rcf_train learns a second point
+ * and the call has no ORDER BY: the forest then learns the rows in whatever
+ * order the plan yields them.  A warning, not an error: input sorted by a
+ * subquery is a known PostgreSQL idiom that works in practice, and one point
+ * needs no order.  Called as a window aggregate there is no Aggref to ask.
+ */
+static void
+warn_unordered(FunctionCallInfo fcinfo)
+{
+	Aggref	   *aggref;
+
+	if (fcinfo->flinfo->fn_extra != NULL)
+		return;
+	aggref = AggGetAggref(fcinfo);
+	if (aggref == NULL || aggref->aggorder != NIL)
+		return;
+	/* Any non-NULL pointer marks the warning as given for this call site. */
+	fcinfo->flinfo->fn_extra = fcinfo->flinfo;
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING),
+			 errmsg("rcf_train has no ORDER BY, so the forest learns the rows in an arbitrary order"),
+			 errdetail("The model depends on the order its points are learned in."),
+			 errhint("Order the points inside the call, for example rcf_train(ARRAY[v] ORDER BY t).")));
+}
+
+/*
  * rcf_train(point [, number_of_trees [, sub_sample_size [, time_decay
  * [, shingle_size [, seed]]]]]): learns each non-NULL point in the
  * aggregate's ORDER BY order.  Parameters come from the first point.
@@ -414,7 +441,10 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 		state->grader = default_grader(&params, state->context);
 	}
 	else
+	{
+		warn_unordered(fcinfo);
 		anomaly_point_from_array(&state->point, array, state->context);
+	}
 
 	anomaly_point_check_dims(&state->point, rcf_params(state->forest)->dims);
 	if (!state->point.has_null)

@@ -8,11 +8,16 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
+#include "nodes/nodeFuncs.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/typcache.h"
 
 #include "anomaly.h"
@@ -140,10 +145,75 @@ numeric_value(Datum d, Oid type)
 	return 0.0;
 }
 
+/* True when an expression calls nextval() or takes an identity's next value. */
+static bool
+calls_nextval(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, NextValueExpr))
+		return true;
+	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_NEXTVAL)
+		return true;
+	return expression_tree_walker(node, calls_nextval, context);
+}
+
+/*
+ * Decides once per row type which columns become point values: the numeric
+ * ones, except, for a table's row type, identity columns and columns whose
+ * default takes a sequence's next value (serial, bigserial).  Such a column
+ * counts rows rather than measuring anything, and an ever-increasing value
+ * dilutes every score.  A row built with ROW(...) has no table behind it,
+ * so naming the columns that way includes them.
+ */
+static void
+choose_columns(AnomalyPoint *point, TupleDesc desc, Oid type,
+			   MemoryContext context)
+{
+	Oid			relid = get_typ_typrelid(type);
+	Relation	rel = NULL;
+	int			n = 0;
+	int			skipped = 0;
+
+	if (point->row_use)
+		pfree(point->row_use);
+	point->row_use = MemoryContextAllocZero(context, sizeof(bool) * Max(desc->natts, 1));
+	if (OidIsValid(relid))
+		rel = relation_open(relid, AccessShareLock);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		bool		use = !att->attisdropped && is_numeric_type(att->atttypid);
+
+		if (use && rel != NULL && i < RelationGetDescr(rel)->natts)
+		{
+			Form_pg_attribute relatt = TupleDescAttr(RelationGetDescr(rel), i);
+
+			if (relatt->attidentity != '\0')
+				use = false;
+			else if (relatt->atthasdef &&
+					 calls_nextval(build_column_default(rel, i + 1), NULL))
+				use = false;
+		}
+		point->row_use[i] = use;
+		if (use)
+			n++;
+		else if (!att->attisdropped && is_numeric_type(att->atttypid))
+			skipped++;
+	}
+	if (rel != NULL)
+		relation_close(rel, AccessShareLock);
+	point->rowtype = type;
+	point->row_natts = desc->natts;
+	point->row_dims = n;
+	point->row_skipped = skipped;
+}
+
 /*
  * Reads the numeric columns of a row (smallint, integer, bigint, real,
  * double precision, numeric), in column order, into point; other columns
- * are ignored, as KDA did with a CURSOR.  With names != NULL, also returns
+ * are ignored, as KDA did with a CURSOR, and so are a table's identity and
+ * serial columns (see choose_columns).  With names != NULL, also returns
  * the columns' names.
  */
 void
@@ -156,23 +226,23 @@ anomaly_point_from_record(AnomalyPoint *point, HeapTupleHeader rec,
 	HeapTupleData tuple;
 	Datum	   *values;
 	bool	   *isnull;
-	int			n = 0;
+	int			n;
 	int			k = 0;
 
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && is_numeric_type(att->atttypid))
-			n++;
-	}
+	/* An anonymous record's typmod names its shape; recheck those always. */
+	if (point->rowtype != type || point->row_natts != desc->natts ||
+		type == RECORDOID)
+		choose_columns(point, desc, type, context);
+	n = point->row_dims;
 	if (n == 0)
 	{
 		ReleaseTupleDesc(desc);
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("row has no numeric column"),
-				 errdetail("Only smallint, integer, bigint, real, double precision and numeric columns are used.")));
+				 errdetail("Only smallint, integer, bigint, real, double precision and numeric columns are used, except a table's identity and serial columns."),
+				 point->row_skipped > 0 ?
+				 errhint("To use an identity or serial column, name the columns: ROW(id, ...) or ARRAY[id, ...]::float8[].") : 0));
 	}
 	if (n > RCF_MAX_DIMENSIONS)
 	{
@@ -195,7 +265,7 @@ anomaly_point_from_record(AnomalyPoint *point, HeapTupleHeader rec,
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-		if (att->attisdropped || !is_numeric_type(att->atttypid))
+		if (!point->row_use[i])
 			continue;
 		if (names)
 		{

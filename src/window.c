@@ -12,6 +12,9 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "nodes/execnodes.h"
+#include "nodes/parsenodes.h"
+#include "nodes/plannodes.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -63,6 +66,18 @@ typedef struct CallSite
 	MemoryContext forest_context;
 } CallSite;
 
+/*
+ * The leading fields of nodeWindowAgg.c's WindowObjectData, which is private
+ * to that file: a window function may read its WindowAggState from them (the
+ * layout has been the same since window functions appeared in 8.4).  The
+ * node tag is checked before use.
+ */
+typedef struct WindowObjectHead
+{
+	NodeTag		type;
+	WindowAggState *winstate;
+} WindowObjectHead;
+
 /* Argument positions of the two functions. */
 typedef struct ArgLayout
 {
@@ -96,14 +111,63 @@ current_arg(WindowObject winobj, int argno, bool *isnull)
 	return WinGetFuncArgCurrent(winobj, argno, isnull);
 }
 
+/*
+ * True for a frame that says what the functions do anyway: every earlier
+ * row of the partition up to the current one, with nothing excluded --
+ * PostgreSQL's default, or RANGE/ROWS BETWEEN UNBOUNDED PRECEDING AND
+ * CURRENT ROW written out.
+ */
+static bool
+frame_is_cumulative(int options)
+{
+	int			bounds = options & ~(FRAMEOPTION_NONDEFAULT | FRAMEOPTION_BETWEEN |
+									 FRAMEOPTION_RANGE | FRAMEOPTION_ROWS);
+
+	if (!(options & FRAMEOPTION_NONDEFAULT))
+		return true;
+	if (!(options & (FRAMEOPTION_RANGE | FRAMEOPTION_ROWS)))
+		return false;
+	return bounds == (FRAMEOPTION_START_UNBOUNDED_PRECEDING |
+					  FRAMEOPTION_END_CURRENT_ROW);
+}
+
+/*
+ * Checks the window once per call site: the forest learns rows in the
+ * window's order, so a window without ORDER BY (learning in whatever order
+ * the plan yields rows) is refused; any other frame than "every earlier row"
+ * is accepted but has no effect, which a NOTICE says.  (PostgreSQL 16 and
+ * later drop ORDER BY keys known to be constant, which order nothing.)
+ */
+static void
+check_window(FunctionCallInfo fcinfo, WindowObject winobj)
+{
+	WindowAggState *winstate = ((WindowObjectHead *) winobj)->winstate;
+	WindowAgg  *plan = (WindowAgg *) winstate->ss.ps.plan;
+	const char *name = get_func_name(fcinfo->flinfo->fn_oid);
+
+	if (plan->ordNumCols == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WINDOWING_ERROR),
+				 errmsg("%s needs a window with ORDER BY", name),
+				 errdetail("The forest learns the rows in the window's order; without ORDER BY that order is arbitrary."),
+				 errhint("Order the rows in time, for example %s(...) OVER (ORDER BY ts) or OVER (PARTITION BY key ORDER BY ts).",
+						 name)));
+	if (!frame_is_cumulative(winstate->frameOptions))
+		ereport(NOTICE,
+				(errmsg("the window frame is ignored by %s", name),
+				 errdetail("Each row is scored by a forest that has learned every earlier row of its partition, whatever the frame says.")));
+}
+
 /* Starts a partition: frees the previous forest's memory. */
 static void
-start_partition(FunctionCallInfo fcinfo, PartitionState *state)
+start_partition(FunctionCallInfo fcinfo, WindowObject winobj,
+				PartitionState *state)
 {
 	CallSite   *site = (CallSite *) fcinfo->flinfo->fn_extra;
 
 	if (site == NULL)
 	{
+		check_window(fcinfo, winobj);
 		site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSite));
 		site->forest_context = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt,
 													 "anomaly window forest",
@@ -276,7 +340,7 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, WindowKind kind)
 	state = (PartitionState *) WinGetPartitionLocalMemory(winobj,
 														  sizeof(PartitionState));
 	if (!state->started)
-		start_partition(fcinfo, state);
+		start_partition(fcinfo, winobj, state);
 
 	/* Rows already read are never needed again. */
 	WinSetMarkPosition(winobj, WinGetCurrentPosition(winobj));

@@ -29,13 +29,13 @@ for my $role ('plain', 'adm')
 		'SELECT anomaly.rcf_train(NULL::float8[], 10)',
 		'SELECT anomaly.rcf_train(NULL::float8[], 10, 16, 1000, 1, 7)',
 		'SELECT anomaly.rcf_train(p) FROM (VALUES (NULL::float8[]), (NULL)) v(p)',
-		'SELECT g, anomaly.rcf_train(p) FROM (VALUES (1, NULL::float8[]), (2, ARRAY[1.0, 2.0]), (2, ARRAY[2.0, 3.0])) v(g, p) GROUP BY g',
+		'SELECT g, anomaly.rcf_train(p ORDER BY p) FROM (VALUES (1, NULL::float8[]), (2, ARRAY[1.0, 2.0]), (2, ARRAY[2.0, 3.0])) v(g, p) GROUP BY g',
 		'SELECT anomaly.rcf_train(p) FROM (SELECT ARRAY[1.0]::float8[] WHERE false) v(p)',
 		q{SELECT anomaly.rcf_train(ARRAY[NULL, 1.0]::float8[])},
 		q{SELECT anomaly.rcf_train(ARRAY['NaN', 'Infinity']::float8[])},
-		q{SELECT anomaly.random_cut_forest(NULL::float8[]) OVER () FROM generate_series(1, 3)},
-		q{SELECT anomaly.detect(NULL::float8[]) OVER () FROM generate_series(1, 3)},
-		q{SELECT anomaly.random_cut_forest_with_explanation(NULL::float8[]) OVER () FROM generate_series(1, 3)})
+		q{SELECT anomaly.random_cut_forest(NULL::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+		q{SELECT anomaly.detect(NULL::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+		q{SELECT anomaly.random_cut_forest_with_explanation(NULL::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g})
 	{
 		my ($rc, $out, $err) = as_role($node, $role, $sql);
 		ok($err !~ /server closed the connection|terminat/i, "$label: $sql does not kill the backend")
@@ -52,7 +52,7 @@ for my $role ('plain', 'adm')
 # rcf_update's loop, not training); 1,000,000 rows take about 25 s
 # uncancellable in 0.1.0.
 as_role_ok($node, 'plain', q{
-CREATE TABLE s_plain.m AS SELECT anomaly.rcf_train(ARRAY[g % 17, g % 5]::float8[], 100, 256, 100000, 1, 3) AS m
+CREATE TABLE s_plain.m AS SELECT anomaly.rcf_train(ARRAY[g % 17, g % 5]::float8[], 100, 256, 100000, 1, 3 ORDER BY g) AS m
 FROM generate_series(1, 600) g;
 CREATE TABLE s_plain.pts AS SELECT array_agg(ARRAY[random() * 100, random() * 100]) AS p
 FROM generate_series(1, 1000000);
@@ -97,11 +97,11 @@ SELECT anomaly.rcf_info(anomaly.rcf_update(m, p)) IS NOT NULL FROM s_plain.m, s_
 	my $label = 'finding 9';
 	my $big = q{(SELECT array_agg(x) FROM generate_series(1, 1024) x)::float8[]};
 	for my $sql (
-		"SELECT anomaly.rcf_train($big, 1000, 1000) FROM generate_series(1, 3)",
-		"SELECT anomaly.random_cut_forest($big, 1000, 1000) OVER () FROM generate_series(1, 3)",
-		"SELECT anomaly.detect($big, 1000, 1000) OVER () FROM generate_series(1, 3)",
-		"SELECT anomaly.random_cut_forest_with_explanation($big, 1000, 1000) OVER () FROM generate_series(1, 3)",
-		"SELECT anomaly.random_cut_forest(ARRAY[1.0, 2.0, 3.0, 4.0], 1000, 1000, 100000, 30) OVER () FROM generate_series(1, 3)")
+		"SELECT anomaly.rcf_train($big, 1000, 1000 ORDER BY g) FROM generate_series(1, 3) g",
+		"SELECT anomaly.random_cut_forest($big, 1000, 1000) OVER (ORDER BY g) FROM generate_series(1, 3) g",
+		"SELECT anomaly.detect($big, 1000, 1000) OVER (ORDER BY g) FROM generate_series(1, 3) g",
+		"SELECT anomaly.random_cut_forest_with_explanation($big, 1000, 1000) OVER (ORDER BY g) FROM generate_series(1, 3) g",
+		"SELECT anomaly.random_cut_forest(ARRAY[1.0, 2.0, 3.0, 4.0], 1000, 1000, 100000, 30) OVER (ORDER BY g) FROM generate_series(1, 3) g")
 	{
 		my ($rc, $out, $err) = as_role($node, 'plain', "\\set VERBOSITY verbose\n$sql", timeout => '60s');
 		like($err, qr/ERROR:\s+54000: .*anomaly\.max_forest_memory/,
@@ -206,21 +206,21 @@ sub crc32c
 # arguments.  Internal helpers (_*) must be refused to both; management
 # functions to plain.
 my $inj = q{'x''); SELECT pg_catalog.pg_sleep(0); --'};
-my $model = q{(SELECT anomaly.rcf_train(ARRAY[g, g * 2]::float8[], 5, 16) FROM generate_series(1, 30) g)};
+my $model = q{(SELECT anomaly.rcf_train(ARRAY[g, g * 2]::float8[], 5, 16 ORDER BY g) FROM generate_series(1, 30) g)};
 my $bad_model = q{'UkNGTQEAAAAAAAAAAAAAAA=='::anomaly.rcf};
 my %calls = (
 	'anomaly.random_cut_forest(double precision[],integer,integer,bigint,integer,bigint)' =>
-	  q{SELECT anomaly.random_cut_forest(ARRAY['NaN', '-Infinity']::float8[], -1, 2147483647, -5, 0, NULL) OVER () FROM generate_series(1, 3)},
+	  q{SELECT anomaly.random_cut_forest(ARRAY['NaN', '-Infinity']::float8[], -1, 2147483647, -5, 0, NULL) OVER (ORDER BY g) FROM generate_series(1, 3) g},
 	'anomaly.random_cut_forest(record,integer,integer,bigint,integer,bigint)' =>
-	  q{SELECT anomaly.random_cut_forest(ROW('x', NULL, 'NaN'::float8), 5, 16, 0, 31, 1) OVER () FROM generate_series(1, 3)},
+	  q{SELECT anomaly.random_cut_forest(ROW('x', NULL, 'NaN'::float8), 5, 16, 0, 31, 1) OVER (ORDER BY g) FROM generate_series(1, 3) g},
 	'anomaly.random_cut_forest_with_explanation(double precision[],integer,integer,bigint,integer,boolean,bigint,text[])' =>
-	  q{SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1e308, -1e308]::float8[], 5, 16, 100000, 1, true, 1, ARRAY[repeat('n', 100000), NULL]) OVER () FROM generate_series(1, 3)},
+	  q{SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1e308, -1e308]::float8[], 5, 16, 100000, 1, true, 1, ARRAY[repeat('n', 100000), NULL]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
 	'anomaly.random_cut_forest_with_explanation(record,integer,integer,bigint,integer,boolean,bigint,text[])' =>
-	  q{SELECT anomaly.random_cut_forest_with_explanation(ROW(1, 'a'), 0, 0, 0, 0, NULL, 0, '{}') OVER () FROM generate_series(1, 3)},
+	  q{SELECT anomaly.random_cut_forest_with_explanation(ROW(1, 'a'), 0, 0, 0, 0, NULL, 0, '{}') OVER (ORDER BY g) FROM generate_series(1, 3) g},
 	'anomaly.detect(double precision[],integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision)' =>
-	  q{SELECT anomaly.detect(ARRAY[1, 2]::float8[], 5, 16, 100000, 1, 1, 'NaN', '-Infinity', -1, 1e308, 'NaN', 0, -2147483648, 'Infinity', 'nonsense''--', ARRAY[NULL]::text[], 'NaN', -1) OVER () FROM generate_series(1, 3)},
+	  q{SELECT anomaly.detect(ARRAY[1, 2]::float8[], 5, 16, 100000, 1, 1, 'NaN', '-Infinity', -1, 1e308, 'NaN', 0, -2147483648, 'Infinity', 'nonsense''--', ARRAY[NULL]::text[], 'NaN', -1) OVER (ORDER BY g) FROM generate_series(1, 3) g},
 	'anomaly.detect(record,integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision)' =>
-	  q{SELECT anomaly.detect(ROW(NULL::float8), 5, 16) OVER () FROM generate_series(1, 3)},
+	  q{SELECT anomaly.detect(ROW(NULL::float8), 5, 16) OVER (ORDER BY g) FROM generate_series(1, 3) g},
 	'anomaly.rcf_in(cstring)' => qq{SELECT anomaly.rcf_in('\@\@not base64\@\@'), $bad_model},
 	'anomaly.rcf_out(anomaly.rcf)' => qq{SELECT anomaly.rcf_out($bad_model)},
 	'anomaly.rcf_recv(internal)' => q{SELECT anomaly.rcf_recv(NULL::internal)},
@@ -234,7 +234,7 @@ my %calls = (
 	'anomaly.rcf_train(double precision[],integer,integer,bigint)' =>
 	  q{SELECT anomaly.rcf_train(ARRAY[1.0]::float8[], 1, 10, -9223372036854775808)},
 	'anomaly.rcf_train(double precision[],integer,integer,bigint,integer)' =>
-	  q{SELECT anomaly.rcf_train(p, 1, 10, 100, 30) FROM (VALUES (ARRAY[1.0]::float8[]), (ARRAY[1.0, 2.0]::float8[])) v(p)},
+	  q{SELECT anomaly.rcf_train(p, 1, 10, 100, 30 ORDER BY p) FROM (VALUES (ARRAY[1.0]::float8[]), (ARRAY[1.0, 2.0]::float8[])) v(p)},
 	'anomaly.rcf_train(double precision[],integer,integer,bigint,integer,bigint)' =>
 	  q{SELECT anomaly.rcf_train(NULL::float8[], NULL, NULL, NULL, NULL, NULL)},
 	'anomaly.rcf_score(anomaly.rcf,double precision[])' =>
