@@ -27,6 +27,7 @@
  *				(grade.c); kind 1, the grader's layout before its CUSUM,
  *				is still read.  At most one grader section.
  */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "rcf_internal.h"
@@ -41,7 +42,7 @@
  * is a good part of the decoding time.
  */
 static uint32_t crc_table[8][256];
-static bool crc_table_ready = false;
+static pthread_once_t crc_table_once = PTHREAD_ONCE_INIT;
 
 static void
 crc_init(void)
@@ -58,7 +59,6 @@ crc_init(void)
 		for (int t = 1; t < 8; t++)
 			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
 				crc_table[0][crc_table[t - 1][i] & 0xFF];
-	crc_table_ready = true;
 }
 
 uint32_t
@@ -66,8 +66,8 @@ rcf_crc32c(uint32_t crc, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 
-	if (!crc_table_ready)
-		crc_init();
+	/* Filled once, also when a detector's threads decode at the same time. */
+	(void) pthread_once(&crc_table_once, crc_init);
 	crc = ~crc;
 	while (len >= 8)
 	{
