@@ -865,170 +865,6 @@ cstrings_to_array(char **strs, int n)
 	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* The slot's confirmed position. */
-static XLogRecPtr
-slot_confirmed(const char *name)
-{
-	ReplicationSlot *s;
-	XLogRecPtr	lsn = InvalidXLogRecPtr;
-
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	s = SearchNamedReplicationSlot(name, false);
-	if (s)
-	{
-		SpinLockAcquire(&s->mutex);
-		lsn = s->data.confirmed_flush;
-		SpinLockRelease(&s->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	return lsn;
-}
-
-/* ---------------------------------------------------------------------
- * Restored detectors
- */
-
-/* "system identifier:database OID:extension OID" of this database. */
-char *
-detect_home(void)
-{
-	return psprintf(UINT64_FORMAT ":%u:%u", GetSystemIdentifier(), MyDatabaseId,
-					get_extension_oid("anomaly", false));
-}
-
-/*
- * Adopts a detector restored from a dump (its home is another cluster,
- * database or installation of the extension): a new slot here, named for
- * this database, with progress starting at it, since the stored LSNs are
- * another WAL's; the recorded source columns are matched again by name
- * (attribute numbers change through a dump); models, journal and counters
- * stay.  The note says so in detector_status.  While a pg_restore session
- * is connected to this database nothing is done: the source table's rows
- * may still be arriving, and they are not new rows (note_wait: the note
- * says so, a write in the caller's transaction).
- */
-DetectAdoptResult
-detect_adopt(int64 id, bool note_wait)
-{
-	DetectSys	su;
-	char	   *home = detect_home();
-	char	   *name;
-	char		slot[NAMEDATALEN];
-	Oid			t1[1] = {INT8OID};
-	Datum		a1[1] = {Int64GetDatum(id)};
-	bool		at_home;
-	XLogRecPtr	start;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	detect_sys_enter(&su);
-	/* Not read-only: an adoption earlier in this transaction must show. */
-	detect_spi_exec("SELECT home, name FROM anomaly.detectors WHERE id OPERATOR(pg_catalog.=) $1",
-					1, t1, a1, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-	{
-		detect_sys_leave(&su);
-		SPI_finish();
-		return ADOPT_MISSING;
-	}
-	at_home = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), home) == 0;
-	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	if (at_home)
-	{
-		detect_sys_leave(&su);
-		SPI_finish();
-		return ADOPT_HOME;
-	}
-
-	detect_spi_exec("SELECT pid FROM pg_catalog.pg_stat_activity WHERE datid OPERATOR(pg_catalog.=) $1"
-					" AND application_name OPERATOR(pg_catalog.=) 'pg_restore'"
-					" AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
-					" ORDER BY pid LIMIT 1",
-					1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(MyDatabaseId)}, NULL,
-					true, SPI_OK_SELECT);
-	if (SPI_processed > 0)
-	{
-		if (note_wait)
-			detect_spi_exec("UPDATE anomaly.detectors SET note = $2 WHERE id OPERATOR(pg_catalog.=) $1"
-							" AND (note IS NULL OR note OPERATOR(pg_catalog.<>) $2)", 2, (Oid[]) {INT8OID, TEXTOID},
-							(Datum[]) {Int64GetDatum(id),
-							CStringGetTextDatum(psprintf("restored from a dump; waits for pg_restore (PID %s) to disconnect before it starts",
-														 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)))},
-							NULL, false, SPI_OK_UPDATE);
-		detect_sys_leave(&su);
-		SPI_finish();
-		return ADOPT_WAIT;
-	}
-	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("detector \"%s\" was restored from a dump and needs a replication slot in this database", name),
-				 errdetail("A logical replication slot cannot be created in a transaction that has already written."),
-				 errhint("Call anomaly.process() in a transaction of its own.")));
-
-	/* One adopter at a time; the first may have done it meanwhile. */
-	(void) detect_lock(DETECT_LOCK_ADOPT, true);
-	detect_spi_exec("SELECT home FROM anomaly.detectors WHERE id OPERATOR(pg_catalog.=) $1",
-					1, t1, a1, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed == 0 ||
-		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), home) == 0)
-	{
-		detect_sys_leave(&su);
-		SPI_finish();
-		return SPI_processed == 0 ? ADOPT_MISSING : ADOPT_HOME;
-	}
-
-	if (MyReplicationSlot != NULL)
-		detect_release();
-	detect_object_name(slot, sizeof(slot), MyDatabaseId, id);
-	detect_drop_slot(slot, true);
-	detect_create_slot(slot);
-	(void) detect_origin(slot, true);
-	start = slot_confirmed(slot);
-
-	{
-		Oid			types[5] = {INT8OID, TEXTOID, NAMEOID, PG_LSNOID, INT8OID};
-		Datum		args[5];
-
-		args[0] = Int64GetDatum(id);
-		args[1] = CStringGetTextDatum(home);
-		args[2] = DirectFunctionCall1(namein, CStringGetDatum(slot));
-		args[3] = LSNGetDatum(start);
-		args[4] = Int64GetDatum(detect_new_token());
-		detect_spi_exec("UPDATE anomaly.detectors d SET home = $2, slot_name = $3,"
-						" progress_lsn = $4, last_commit_lsn = '0/0', caught_up_at = NULL,"
-						" round_token = $5, error_count = 0,"
-						" source_name = COALESCE((SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)"
-						"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-						"     ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
-						"   WHERE c.oid OPERATOR(pg_catalog.=) d.source::pg_catalog.oid), d.source_name),"
-						" source_columns = COALESCE((SELECT pg_catalog.jsonb_agg(CASE"
-						"     WHEN a.attnum IS NULL THEN pg_catalog.jsonb_build_array(0,"
-						"       e OPERATOR(pg_catalog.->>) 1, (e OPERATOR(pg_catalog.->>) 2)::pg_catalog.int8)"
-						"     WHEN (e OPERATOR(pg_catalog.->>) 2)::pg_catalog.int8 OPERATOR(pg_catalog.<) 16384"
-						"       THEN pg_catalog.jsonb_build_array(a.attnum, e OPERATOR(pg_catalog.->>) 1,"
-						"         (e OPERATOR(pg_catalog.->>) 2)::pg_catalog.int8)"
-						"     ELSE pg_catalog.jsonb_build_array(a.attnum, e OPERATOR(pg_catalog.->>) 1,"
-						"       a.atttypid::pg_catalog.int8) END ORDER BY x.ord)"
-						"   FROM pg_catalog.jsonb_array_elements(d.source_columns) WITH ORDINALITY AS x(e, ord)"
-						"   LEFT JOIN pg_catalog.pg_attribute a"
-						"     ON a.attrelid OPERATOR(pg_catalog.=) d.source::pg_catalog.oid"
-						"     AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) (e OPERATOR(pg_catalog.->>) 1)"
-						"     AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped), '[]'),"
-						" note = pg_catalog.concat('restored from a dump; adopted on ', pg_catalog.now(),"
-						"   ' with a new replication slot starting at ', $4,"
-						"   ': models and counters kept, rows committed before then are not scored')"
-						" WHERE id OPERATOR(pg_catalog.=) $1", 5, types, args, NULL, false, SPI_OK_UPDATE);
-	}
-	detect_sys_leave(&su);
-	SPI_finish();
-	detect_forget(id);
-	ereport(LOG,
-			(errmsg("detector \"%s\" was restored from a dump: it now reads replication slot \"%s\" from %X/%X",
-					name, slot, LSN_FORMAT_ARGS(start))));
-	return ADOPT_DONE;
-}
-
 /* ---------------------------------------------------------------------
  * create_detector
  */
@@ -1115,7 +951,7 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 		args[11] = def.nkeys > 0 ? cstrings_to_array(def.keys, def.nkeys) : (Datum) 0;
 		nulls[11] = def.nkeys > 0 ? ' ' : 'n';
 		args[12] = DirectFunctionCall1(namein, CStringGetDatum(slot));
-		args[13] = LSNGetDatum(slot_confirmed(slot));
+		args[13] = LSNGetDatum(detect_slot_confirmed(slot));
 		args[14] = CStringGetTextDatum(detect_home());
 		detect_spi_exec("INSERT INTO anomaly.detectors (id, name, source, source_name, features,"
 				  " partition_by, filter, options, owner, search_path, source_columns,"
@@ -1474,7 +1310,7 @@ anomaly_reset_detector(PG_FUNCTION_ARGS)
 			  " state = CASE WHEN state OPERATOR(pg_catalog.=) 'failed' THEN 'active' ELSE state END"
 			  " WHERE id OPERATOR(pg_catalog.=) $1", 3, (Oid[]) {INT8OID, INT8OID, PG_LSNOID},
 			  (Datum[]) {Int64GetDatum(ex.id), Int64GetDatum(detect_new_token()),
-	LSNGetDatum(slot_confirmed(slot))}, NULL, false, SPI_OK_UPDATE);
+	LSNGetDatum(detect_slot_confirmed(slot))}, NULL, false, SPI_OK_UPDATE);
 	detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
 			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
 	detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
@@ -1529,6 +1365,10 @@ anomaly_drop_detector(PG_FUNCTION_ARGS)
 
 		detect_object_name(slot, sizeof(slot), MyDatabaseId, ex.id);
 		replorigin_drop_by_name(slot, true, false);
+		/* slots.c does not release our own round's slot: we do. */
+		if (MyReplicationSlot != NULL &&
+			strcmp(NameStr(MyReplicationSlot->data.name), slot) == 0)
+			detect_release();
 		detect_drop_slot(slot, true);
 	}
 	PG_RETURN_VOID();

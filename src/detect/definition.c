@@ -18,6 +18,7 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/ilist.h"
@@ -346,4 +347,12 @@ detect_anomaly_type(const char *name)
 	if (!OidIsValid(t))
 		elog(ERROR, "type anomaly.%s does not exist", name);
 	return t;
+}
+
+/* "system identifier:database OID:extension OID" of this database. */
+char *
+detect_home(void)
+{
+	return psprintf(UINT64_FORMAT ":%u:%u", GetSystemIdentifier(), MyDatabaseId,
+					get_extension_oid("anomaly", false));
 }
