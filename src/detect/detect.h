@@ -24,6 +24,7 @@
  *							 commit/abort hooks (round_internal.h: what
  *							 the files of 3-5 share)
  *	 6. catalog.c			 the management API and anomaly.process
+ *		options.c			 checking a new definition and its options
  *		worker.c			 the launcher and the workers
  *
  * Within layer 4: write calls forests, forests calls evaluate, reader uses
