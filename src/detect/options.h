@@ -37,7 +37,9 @@ typedef struct DefineCall
 
 extern void detect_check_name(const char *name);
 extern Relation detect_open_source_for_definition(Oid relid);
-extern int detect_text_array_arg(ArrayType *arr, const char *what, char ***out);
+extern int	detect_text_array_arg(ArrayType *arr, const char *what,
+								  char ***out);
 extern void detect_define_as_owner(void *arg);
 extern Datum detect_cstrings_to_array(char **strs, int n);
+
 #endif							/* ANOMALY_DETECT_OPTIONS_H */

@@ -200,35 +200,47 @@ typedef struct RoundWrite
 	TimestampTz scored;			/* set when the rows are scored */
 } RoundWrite;
 
-
 /* The definition (definition.c) */
 extern Datum detect_spi_value(int row, int col, bool *isnull);
 extern char *detect_spi_text(int row, int col);
-extern int detect_text_array_to_cstrings(Datum d, char ***out);
-extern bool detect_read_def(int64 id, bool lock, DetectorDef *def, bool *locked);
-extern Oid detect_anomaly_type(const char *name);
+extern int	detect_text_array_to_cstrings(Datum d, char ***out);
+extern bool detect_read_def(int64 id, bool lock, DetectorDef *def,
+							bool *locked);
+extern Oid	detect_anomaly_type(const char *name);
 
 /* Forests (forests.c) */
 extern DetectorCache *detect_get_cache(int64 id);
 extern void detect_cache_init(DetectorCache *dc);
 extern void detect_prepare_forest_plans(void);
 extern void detect_replay_journal(DetectorCache *dc, DetectorDef *def);
-extern int detect_score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es, int64 n, int64 seq, int64 *out, int64 *filtered, ArrayBuildState **jkeys, ArrayBuildState **jpoints, int *npoints);
-extern bool detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def, int64 seq, int npoints, TimestampTz now, ArrayBuildState *jkeys, ArrayBuildState *jpoints, int64 *journal_points, int64 *checkpoint_seq);
+extern int	detect_score_rows(DetectorCache *dc, DetectorDef *def,
+							  EvalState *es, int64 n, int64 seq, int64 *out,
+							  int64 *filtered, ArrayBuildState **jkeys,
+							  ArrayBuildState **jpoints, int *npoints);
+extern bool detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def,
+									 int64 seq, int npoints, TimestampTz now,
+									 ArrayBuildState *jkeys,
+									 ArrayBuildState *jpoints,
+									 int64 *journal_points,
+									 int64 *checkpoint_seq);
 
 /* Reading the slot (reader.c) */
 extern bool detect_open_decoding(DetectorCache *dc, DetectorDef *def);
-extern bool detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *end);
+extern bool detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows,
+							   XLogRecPtr *end);
 extern void detect_release_decoding(DetectorCache *dc);
 extern void detect_confirm_slot(XLogRecPtr lsn);
 
 /* Evaluation (evaluate.c) */
 extern Relation detect_open_source(DetectorDef *def);
-extern Datum detect_row_to_composite(DetectorDef *def, RoundData *rd, int64 i, TupleDesc cur, Datum *values, bool *nulls, char **error);
+extern Datum detect_row_to_composite(DetectorDef *def, RoundData *rd, int64 i,
+									 TupleDesc cur, Datum *values, bool *nulls,
+									 char **error);
 extern void detect_prepare_eval(EvalState *es, Relation rel);
 extern void detect_eval_range(EvalState *es, int lo, int hi);
 extern char *detect_bad_value(double v, int position);
 
 /* Writes (write.c) */
 extern void detect_write_round_as_origin(RoundWrite *w);
+
 #endif							/* ANOMALY_ROUND_INTERNAL_H */
