@@ -4,6 +4,33 @@
  *	  format, the detector catalog, one round of detection, and the
  *	  background workers.
  *
+ * Layering, bottom to top.  A file calls only files of its own layer or
+ * below, never up; where a lower file needs something done above it, it
+ * raises an error and its caller does it first (as ReplicationSlotDrop
+ * wants a slot released by its caller):
+ *
+ *	 1. wire.c, wire_read.c  the wire format (decoder.c, the output plugin,
+ *							 writes it)
+ *		sysctx.c			 who runs what: the only place that changes user
+ *		bulk.c, threads.c	 many rows into a table; the engine's threads
+ *	 2. slots.c				 replication slots and origins
+ *	 3. definition.c		 a detector's definition as a round reads it,
+ *							 errors, tokens, retention, its home
+ *	 4. forests.c			 forest cache, eviction, waves, checkpoints
+ *		reader.c			 decoding a batch from the slot
+ *		evaluate.c			 feature, filter and partition expressions
+ *		write.c				 score rows, destination, the detector's row
+ *	 5. round.c				 one round, adoption after restore, the
+ *							 commit/abort hooks (round_internal.h: what
+ *							 the files of 3-5 share)
+ *	 6. catalog.c			 the management API and anomaly.process
+ *		options.c			 checking a new definition and its options
+ *		worker.c			 the launcher and the workers
+ *
+ * Within layer 4: write calls forests, forests calls evaluate, reader uses
+ * the forest cache; none calls back.  The settings (detect_* variables) are
+ * defined by worker.c and read by every layer: data, not calls.
+ *
  * Data flow:
  *
  *	 WAL ── decoder.c (output plugin "anomaly", wire format v1)
@@ -100,15 +127,13 @@ extern int	detect_run_tasks(DetectTaskFn fn, void *arg, int ntasks, int nthreads
 /* "anomaly_<database oid>_<detector id>": the slot's and the origin's name. */
 extern void detect_object_name(char *buf, size_t size, Oid dboid, int64 id);
 
-/* Allows our library as an output plugin at the current GUC nest level. */
-extern void detect_allow_plugin(void);
-
 /* Creates the detector's logical slot (before any write of the xact). */
 extern void detect_create_slot(const char *slot_name);
 
 /*
  * Drops a slot, asking an anomaly worker that holds it to let go first.
- * missing_ok: no error when there is no such slot.
+ * missing_ok: no error when there is no such slot.  A slot this session
+ * holds is an error: the caller releases it first (detect_release).
  */
 extern void detect_drop_slot(const char *slot_name, bool missing_ok);
 
@@ -118,6 +143,9 @@ extern void detect_drop_all_slots(void);
 /* Drops slots "anomaly_<this db>_<id>" whose detector does not exist. */
 extern int	detect_drop_orphan_slots(void);
 
+/* The slot's confirmed position (InvalidXLogRecPtr: no such slot). */
+extern XLogRecPtr detect_slot_confirmed(const char *name);
+
 /* The replication origin's id, creating it when missing. */
 extern uint16 detect_origin(const char *name, bool create);
 
@@ -125,7 +153,7 @@ extern uint16 detect_origin(const char *name, bool create);
 extern void detect_install_hooks(void);
 
 /* ---------------------------------------------------------------------
- * Rounds (round.c)
+ * Rounds (round.c; reader.c, evaluate.c, write.c, forests.c where noted)
  * ---------------------------------------------------------------------
  */
 
@@ -153,14 +181,14 @@ extern void detect_after_commit(void);
 /* After the round's transaction aborted: forget state derived from it. */
 extern void detect_after_abort(void);
 
-/* Releases the slot and the decoding context kept between rounds. */
+/* Releases the slot and the decoding context kept between rounds (reader.c). */
 extern void detect_release(void);
 
 /*
  * The statement that evaluates a detector's expressions over $1, an array
  * of the source's row type aliased as the table's name: features as
  * float8, the partition key as text, the filter as bool, the source key as
- * jsonb (key_only: the source key alone).
+ * jsonb (key_only: the source key alone).  evaluate.c.
  */
 extern char *detect_eval_sql(const char *relname, int nfeatures, char **features,
 							 const char *partition_by, const char *filter,
@@ -169,7 +197,7 @@ extern char *detect_eval_sql(const char *relname, int nfeatures, char **features
 /*
  * The columns a detector's "destination" table may have, by name, with the
  * type of the value inserted into each (assignment casts apply).  The table
- * must have anomaly_score; columns it lacks are not written.
+ * must have anomaly_score; columns it lacks are not written.  write.c.
  */
 typedef struct DetectDestColumn
 {
@@ -218,6 +246,9 @@ typedef struct DetectSys
 extern void detect_sys_enter(DetectSys *sys);
 extern void detect_require_sys(const char *what);
 
+/* Allows our library as an output plugin at the current GUC nest level. */
+extern void detect_allow_plugin(void);
+
 /*
  * Locks of the detectors' catalog, held to the end of the transaction: on
  * the extension's own object, which no role but its owner can lock from
@@ -263,7 +294,7 @@ extern int	detect_owner_spi_execute_plan(SPIPlanPtr plan, Datum *values,
 
 
 /*
- * Restored detectors (catalog.c).  A detector's row records its home: the
+ * Restored detectors (detect_home: definition.c; detect_adopt: round.c).  A detector's row records its home: the
  * system identifier, database and extension where its slot is.  A row
  * with another home came from pg_dump/pg_restore (or pg_upgrade): before
  * its next round it gets a slot here, starting now, and keeps its models.
@@ -287,6 +318,10 @@ extern char *detect_home(void);
  */
 extern DetectAdoptResult detect_adopt(int64 id, bool note_wait);
 
+/*
+ * The definition (definition.c): errors, tokens, retention.
+ */
+
 /* Records an error for detector id (in the caller's transaction). */
 extern void detect_record_error(int64 id, const char *message,
 								const char *sqlstate, bool fatal);
@@ -297,7 +332,7 @@ extern bool detect_error_is_permanent(int sqlerrcode);
 /* Deletes rows older than each detector's retention. */
 extern void detect_apply_retention(void);
 
-/* The worker's in-memory state for detector id is stale: drop it. */
+/* The worker's in-memory state for detector id is stale: drop it (forests.c). */
 extern void detect_forget(int64 id);
 
 /* A random, non-zero 64-bit token (detectors.round_token). */

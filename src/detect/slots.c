@@ -57,38 +57,29 @@ PG_FUNCTION_INFO_V1(anomaly_detect_drop_orphans);
 
 static object_access_hook_type prev_object_access_hook = NULL;
 
-/*
- * Lets this session load our library as an output plugin, for the current
- * GUC nest level.  Servers with the output_plugin_libraries setting only
- * load the libraries it lists; our own code naming our own library is
- * allowed, whatever the setting says for replication users.
- */
-void
-detect_allow_plugin(void)
-{
-	const char *cur = GetConfigOption("output_plugin_libraries", true, false);
-	char	   *copy;
-	List	   *names;
-	ListCell   *lc;
-
-	if (cur == NULL)
-		return;
-	copy = pstrdup(cur);
-	if (SplitDirectoriesString(copy, ',', &names))
-	{
-		foreach(lc, names)
-			if (strcmp((char *) lfirst(lc), DETECT_PLUGIN_NAME) == 0)
-				return;
-	}
-	(void) set_config_option("output_plugin_libraries",
-							 cur[0] ? psprintf("%s, %s", cur, DETECT_PLUGIN_NAME) : DETECT_PLUGIN_NAME,
-							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-}
-
 void
 detect_object_name(char *buf, size_t size, Oid dboid, int64 id)
 {
 	snprintf(buf, size, "anomaly_%u_" INT64_FORMAT, dboid, id);
+}
+
+/* The slot's confirmed position. */
+XLogRecPtr
+detect_slot_confirmed(const char *name)
+{
+	ReplicationSlot *s;
+	XLogRecPtr	lsn = InvalidXLogRecPtr;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(name, false);
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		lsn = s->data.confirmed_flush;
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return lsn;
 }
 
 /*
@@ -185,9 +176,15 @@ detect_drop_slot(const char *slot_name, bool missing_ok)
 			break;
 		if (pid == MyProcPid)
 		{
-			/* Our own round holds it (anomaly.process in this session). */
-			detect_release();
-			continue;
+			/*
+			 * Our own round holds it: the caller releases it first
+			 * (detect_release), as ReplicationSlotDrop wants of its callers;
+			 * slots.c does not call up into the round.
+			 */
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("replication slot \"%s\" is in use by this session", slot_name),
+					 errhint("Release the slot before dropping it.")));
 		}
 		if (waited_ms >= 30000)
 			ereport(ERROR,

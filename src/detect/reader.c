@@ -1,0 +1,424 @@
+/*
+ * reader.c
+ *	  Decoding a round's batch from the detector's slot with the C decoding
+ *	  API (modelled on PostgreSQL's pg_logical_slot_get_changes_guts), and the
+ *	  decoding context and slot kept between rounds.
+ */
+#include "postgres.h"
+
+#include <float.h>
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "access/xlogutils.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/origin.h"
+#include "replication/slot.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "common/hashfn.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "anomaly.h"
+#include "detect/detect.h"
+#include "detect/round_internal.h"
+
+DetectorCache *detect_slot_owner = NULL;	/* whose slot we hold */
+
+/* ---------------------------------------------------------------------
+ * Decoding
+ */
+
+static void
+collect_prepare(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
+				bool last_write)
+{
+	resetStringInfo(ctx->out);
+}
+
+/* Takes one message of the output plugin. */
+static void
+collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
+			  bool last_write)
+{
+	RoundData  *rd = (RoundData *) ctx->output_writer_private;
+	DwReader	r;
+	char		kind;
+	MemoryContext old;
+
+	if (rd == NULL)
+		elog(ERROR, "anomaly decoding output without a round");
+	r.p = (const uint8 *) ctx->out->data;
+	r.end = r.p + ctx->out->len;
+	if (dw_get_u8(&r) != DETECT_WIRE_VERSION)
+		elog(ERROR, "unexpected anomaly decoding message version");
+	kind = (char) dw_get_u8(&r);
+	old = MemoryContextSwitchTo(rd->cxt);
+	switch (kind)
+	{
+		case DW_BEGIN:
+			rd->cur_commit_lsn = dw_get_u64(&r);
+			(void) dw_get_u64(&r);
+			rd->cur_commit_time = (TimestampTz) dw_get_u64(&r);
+			rd->in_xact = true;
+			rd->skip_xact = rd->cur_commit_lsn <= rd->skip_upto;
+			rd->cur_rel = -1;
+			break;
+		case DW_RELATION:
+			{
+				Size		len = r.end - r.p;
+				int			i;
+
+				for (i = rd->nrels - 1; i >= 0; i--)
+					if (rd->relmsgs[i].len == len &&
+						memcmp(rd->relmsgs[i].data, r.p, len) == 0)
+						break;
+				if (i < 0)
+				{
+					if (rd->nrels == rd->maxrels)
+					{
+						rd->maxrels = Max(4, rd->maxrels * 2);
+						rd->rels = rd->rels ? repalloc(rd->rels, sizeof(DwRelation) * rd->maxrels) :
+							palloc(sizeof(DwRelation) * rd->maxrels);
+						rd->relmsgs = rd->relmsgs ? repalloc(rd->relmsgs, sizeof(StringInfoData) * rd->maxrels) :
+							palloc(sizeof(StringInfoData) * rd->maxrels);
+					}
+					i = rd->nrels++;
+					initStringInfo(&rd->relmsgs[i]);
+					appendBinaryStringInfo(&rd->relmsgs[i], (const char *) r.p, len);
+					dw_read_relation(&r, &rd->rels[i], rd->cxt);
+				}
+				rd->cur_rel = i;
+				break;
+			}
+		case DW_INSERT:
+		case DW_UPDATE:
+			{
+				RoundRow   *row;
+				Oid			relid = dw_get_u32(&r);
+				int			natts = dw_get_u16(&r);
+				Size		len = r.end - r.p;
+				uint8	   *copy;
+
+				if (rd->cur_rel < 0 || rd->rels[rd->cur_rel].relid != relid ||
+					rd->rels[rd->cur_rel].natts != natts)
+					elog(ERROR, "anomaly decoding row without its relation");
+				if (rd->skip_xact)
+				{
+					rd->skipped_rows++;
+					break;
+				}
+				if (rd->rows == rd->maxrows)
+				{
+					rd->maxrows = Max(1024, rd->maxrows * 2);
+					rd->row = rd->row ? repalloc_huge(rd->row, sizeof(RoundRow) * rd->maxrows) :
+						palloc(sizeof(RoundRow) * rd->maxrows);
+				}
+				row = &rd->row[rd->rows++];
+				copy = palloc(Max(len, 1));
+				memcpy(copy, r.p, len);
+				row->commit_lsn = rd->cur_commit_lsn;
+				row->commit_time = rd->cur_commit_time;
+				row->rel = rd->cur_rel;
+				row->kind = kind;
+				row->data = copy;
+				row->len = len;
+				break;
+			}
+		case DW_COMMIT:
+			if (!rd->skip_xact && rd->in_xact)
+			{
+				rd->last_commit_lsn = rd->cur_commit_lsn;
+				rd->last_commit_time = rd->cur_commit_time;
+			}
+			rd->in_xact = false;
+			break;
+		default:
+			elog(ERROR, "unknown anomaly decoding message kind %d", kind);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* The origins whose changes the decoder skips: every detector's here. */
+static char *
+skip_origins_option(void)
+{
+	StringInfoData buf;
+	char		prefix[64];
+
+	initStringInfo(&buf);
+	snprintf(prefix, sizeof(prefix), "anomaly_%u_%%", MyDatabaseId);
+	detect_spi_exec("SELECT pg_catalog.string_agg(roident::pg_catalog.text, ',')"
+					" FROM pg_catalog.pg_replication_origin"
+					" WHERE roname OPERATOR(pg_catalog.~~) $1",
+			 1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(prefix)}, NULL,
+			 true, SPI_OK_SELECT);
+	{
+		char	   *s = detect_spi_text(0, 1);
+
+		appendStringInfoString(&buf, s ? s : "");
+	}
+	return buf.data;
+}
+
+/* Releases the decoding context and the slot kept for dc. */
+void
+detect_release_decoding(DetectorCache *dc)
+{
+	if (dc->ctx)
+	{
+		LogicalDecodingContext *ctx = dc->ctx;
+
+		dc->ctx = NULL;
+		ctx->output_writer_private = NULL;
+		FreeDecodingContext(ctx);
+	}
+	/* decoding_sig and the options live in decoding_cxt */
+	if (dc->decoding_cxt)
+		MemoryContextDelete(dc->decoding_cxt);
+	dc->decoding_cxt = NULL;
+	dc->decoding_sig = NULL;
+	if (dc->holds_slot && MyReplicationSlot != NULL)
+		ReplicationSlotRelease();
+	dc->holds_slot = false;
+	dc->confirm_lsn = InvalidXLogRecPtr;
+	if (detect_slot_owner == dc)
+		detect_slot_owner = NULL;
+}
+
+void
+detect_release(void)
+{
+	DetectorCache *dc;
+
+	for (dc = detect_caches; dc; dc = dc->next)
+		detect_release_decoding(dc);
+	if (MyReplicationSlot != NULL)
+		ReplicationSlotRelease();
+	detect_slot_owner = NULL;
+}
+
+/* Moves the slot we hold to lsn when that is ahead of it. */
+void
+detect_confirm_slot(XLogRecPtr lsn)
+{
+	XLogRecPtr	confirmed;
+
+	if (MyReplicationSlot == NULL || XLogRecPtrIsInvalid(lsn))
+		return;
+	SpinLockAcquire(&MyReplicationSlot->mutex);
+	confirmed = MyReplicationSlot->data.confirmed_flush;
+	SpinLockRelease(&MyReplicationSlot->mutex);
+	if (lsn <= confirmed)
+		return;
+	LogicalConfirmReceivedLocation(lsn);
+	ReplicationSlotMarkDirty();
+	ReplicationSlotsComputeRequiredXmin(false);
+	ReplicationSlotsComputeRequiredLSN();
+}
+
+/*
+ * Makes sure we hold dc's slot with a decoding context for def.  Returns
+ * false when somebody else holds the slot.
+ */
+bool
+detect_open_decoding(DetectorCache *dc, DetectorDef *def)
+{
+	StringInfoData sig;
+	List	   *options;
+	bool		exists;
+	pid_t		holder = 0;
+	ReplicationSlot *s;
+	MemoryContext old;
+
+	initStringInfo(&sig);
+	appendStringInfo(&sig, "%u/%s%s", def->source,
+					 def->inserts ? "insert," : "", def->updates ? "update" : "");
+	if (dc->ctx && dc->decoding_sig && strcmp(dc->decoding_sig, sig.data) == 0)
+		return true;
+	detect_release_decoding(dc);
+	if (MyReplicationSlot != NULL)
+		detect_release();
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(def->slot_name, false);
+	exists = (s != NULL);
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		holder = s->active_pid;
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	if (!exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replication slot \"%s\" of detector \"%s\" does not exist",
+						def->slot_name, def->name),
+				 errhint("reset_detector() creates a new slot; rows committed meanwhile are not scored.")));
+	if (holder != 0 && holder != MyProcPid)
+		return false;
+
+	ReplicationSlotAcquire(def->slot_name, true);
+	dc->holds_slot = true;
+	detect_slot_owner = dc;
+	if (MyReplicationSlot->data.invalidated_at != InvalidXLogRecPtr ||
+		XLogRecPtrIsInvalid(MyReplicationSlot->data.restart_lsn))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replication slot \"%s\" of detector \"%s\" was invalidated (its WAL was removed)",
+						def->slot_name, def->name),
+				 errhint("reset_detector() creates a new slot; rows committed meanwhile are not scored. "
+						 "Raise max_slot_wal_keep_size to keep more WAL for slow detectors.")));
+	/* The slot may be behind what is committed (crash): catch it up. */
+	if (!def->row_is_ours)
+		detect_confirm_slot(def->progress_lsn);
+
+	dc->decoding_cxt = AllocSetContextCreate(TopMemoryContext, "anomaly detector decoding",
+											 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(dc->decoding_cxt);
+	options = list_make3(makeDefElem("proto_version", (Node *) makeString(pstrdup("1")), -1),
+						 makeDefElem("relations", (Node *) makeString(psprintf("%u", def->source)), -1),
+						 makeDefElem("operations",
+									 (Node *) makeString(pstrdup(def->inserts && def->updates ? "insert,update" :
+																 def->updates ? "update" : "insert")), -1));
+	{
+		char	   *skip = skip_origins_option();
+
+		MemoryContextSwitchTo(dc->decoding_cxt);
+		if (skip[0] != '\0')
+			options = lappend(options, makeDefElem("skip_origins",
+												   (Node *) makeString(pstrdup(skip)), -1));
+	}
+	dc->ctx = CreateDecodingContext(InvalidXLogRecPtr, options, false,
+									XL_ROUTINE(.page_read = read_local_xlog_page,
+											   .segment_open = wal_segment_open,
+											   .segment_close = wal_segment_close),
+									collect_prepare, collect_write, NULL);
+	XLogBeginRead(dc->ctx->reader, MyReplicationSlot->data.restart_lsn);
+	dc->decoding_sig = MemoryContextStrdup(dc->decoding_cxt, sig.data);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/*
+ * Flushes the WAL inserted so far and returns the flushed position, where a
+ * round stops decoding.  Decoding reads flushed WAL only, and waits on a
+ * record that is not wholly flushed: with synchronous_commit off the WAL
+ * writer flushes whole pages, often ending mid-record, and only every
+ * wal_writer_delay, so a round could wait for it (up to 200 ms by default)
+ * and leave rows committed meanwhile to the next round.  One flush per
+ * round; nothing to do when commits are synchronous.
+ */
+static XLogRecPtr
+flush_for_decoding(void)
+{
+	XLogRecPtr	upto = GetXLogInsertRecPtr();
+	uint64		offset = XLogSegmentOffset(upto, wal_segment_size);
+
+	/*
+	 * When the last record ended at a page boundary, the insert position
+	 * lies past the next page's header, which is not written yet: asking
+	 * to flush that far fails ("xlog flush request ... is not satisfied").
+	 * What was inserted ends at the boundary itself.
+	 */
+	if (offset == SizeOfXLogLongPHD)
+		upto -= SizeOfXLogLongPHD;
+	else if (offset % XLOG_BLCKSZ == SizeOfXLogShortPHD && offset > XLOG_BLCKSZ)
+		upto -= SizeOfXLogShortPHD;
+	XLogFlush(upto);
+	return GetFlushRecPtr(NULL);
+}
+
+/*
+ * Decodes until the WAL flushed when we started is read, or max_rows rows
+ * were kept (always at a transaction boundary).  Returns true when caught
+ * up.
+ */
+bool
+detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *end)
+{
+	LogicalDecodingContext *ctx = dc->ctx;
+	XLogRecPtr	end_of_wal = flush_for_decoding();
+	bool		caught_up = true;
+
+	MemoryContext old;
+
+	ctx->output_writer_private = rd;
+	InvalidateSystemCaches();
+	/* The reader allocates its buffers lazily, where it is called from. */
+	old = MemoryContextSwitchTo(ctx->context);
+	PG_TRY();
+	{
+		while (ctx->reader->EndRecPtr < end_of_wal)
+		{
+			char	   *errm = NULL;
+			XLogRecord *record = XLogReadRecord(ctx->reader, &errm);
+
+			if (errm)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("could not read WAL for detector: %s", errm)));
+			if (record != NULL)
+			{
+				LogicalDecodingProcessRecord(ctx, ctx->reader);
+
+				/*
+				 * Decoding a transaction runs (and ends) subtransactions,
+				 * which leave CurrentMemoryContext at our transaction's
+				 * context: the reader, which outlives it, must keep
+				 * allocating in its own.
+				 */
+				MemoryContextSwitchTo(ctx->context);
+			}
+			if (rd->rows + rd->skipped_rows >= max_rows)
+			{
+				caught_up = ctx->reader->EndRecPtr >= end_of_wal;
+				break;
+			}
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		ctx->output_writer_private = NULL;
+		InvalidateSystemCaches();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	ctx->output_writer_private = NULL;
+	InvalidateSystemCaches();
+	*end = ctx->reader->EndRecPtr;
+	return caught_up;
+}

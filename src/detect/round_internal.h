@@ -1,0 +1,246 @@
+/*
+ * round_internal.h
+ *	  What the files of a detection round share (private to src/detect):
+ *	  a detector's definition as read by a round, the forests kept between
+ *	  rounds, the rows a round decodes and their evaluation results.
+ */
+#ifndef ANOMALY_ROUND_INTERNAL_H
+#define ANOMALY_ROUND_INTERNAL_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "lib/ilist.h"
+#include "replication/logical.h"
+#include "utils/array.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+
+#include "anomaly.h"
+#include "detect/detect.h"
+
+/* ---------------------------------------------------------------------
+ * A detector's definition and progress, as read at the start of a round.
+ */
+typedef struct DetectorDef
+{
+	int64		id;
+	char	   *name;
+	Oid			source;
+	char	   *source_name;
+	int			nfeatures;
+	char	  **features;
+	List	   *feature_names;	/* C strings */
+	char	   *partition_by;
+	char	   *filter;
+	Oid			owner;
+	char	   *search_path;
+	Jsonb	   *source_columns;
+	int			nkeys;
+	char	  **key_columns;
+	char	   *slot_name;
+	char	   *state;
+	int64		batch_seq;
+	int64		round_token;
+	bool		row_is_ours;	/* last updated by this transaction */
+	XLogRecPtr	progress_lsn;
+	XLogRecPtr	last_commit_lsn;
+	int64		checkpoint_seq;
+	TimestampTz checkpoint_at;
+	int64		journal_points;
+	double		rows_per_s;
+	bool		rows_per_s_null;
+	TimestampTz last_batch_at;
+	RcfParams	params;
+	bool		inserts;
+	bool		updates;
+	bool		with_explanation;
+	bool		with_directionality;
+	bool		grade;
+	RcfGraderParams gparams;
+	char	   *destination;	/* qualified name of the user table, or NULL */
+} DetectorDef;
+
+/* The partition key of a forest (isnull: the NULL key). */
+typedef struct ForestKey
+{
+	const char *str;
+	bool		isnull;
+} ForestKey;
+
+typedef struct ForestEntry
+{
+	ForestKey	key;			/* hash key: must be first */
+	RcfForest  *forest;
+	RcfGrader  *grader;			/* NULL when the detector does not grade */
+	Size		bytes;
+	int64		as_seq;			/* includes journal points up to here */
+	int32		as_pos;
+	bool		dirty;			/* learned since stored */
+	int64		dirty_from;		/* while dirty: the first round it learned in */
+	dlist_node	lru;
+} ForestEntry;
+
+/* What a process keeps about a detector between rounds. */
+typedef struct DetectorCache
+{
+	int64		id;
+	int64		token;			/* round_token the forests are current for */
+	bool		current;
+	MemoryContext cxt;			/* forests, keys */
+	HTAB	   *forests;
+	dlist_head	lru;
+	Size		bytes;
+	double		store_credit;	/* forests due to be stored (see write_round) */
+
+	/* decoding kept between rounds (the worker) */
+	MemoryContext decoding_cxt;
+	LogicalDecodingContext *ctx;
+	char	   *decoding_sig;
+	bool		holds_slot;
+	XLogRecPtr	confirm_lsn;	/* to confirm once the round committed */
+
+	struct DetectorCache *next;
+} DetectorCache;
+
+/* Every detector this process keeps state for (forests.c). */
+extern DetectorCache *detect_caches;
+/* Whose slot we hold (reader.c). */
+extern DetectorCache *detect_slot_owner;
+
+/* One decoded row, kept as the bytes of its message. */
+typedef struct RoundRow
+{
+	XLogRecPtr	commit_lsn;
+	TimestampTz commit_time;
+	int			rel;			/* index into RoundData.rels */
+	char		kind;
+	const uint8 *data;			/* the message after relid and natts */
+	uint32		len;
+} RoundRow;
+
+/* Everything one round decodes. */
+typedef struct RoundData
+{
+	MemoryContext cxt;
+	XLogRecPtr	skip_upto;		/* transactions at or below: consumed */
+	int64		rows;			/* rows kept */
+	int64		skipped_rows;	/* rows of consumed transactions */
+	RoundRow   *row;
+	int64		maxrows;
+	DwRelation *rels;
+	StringInfoData *relmsgs;	/* raw bodies, to recognise repeats */
+	int			nrels;
+	int			maxrels;
+	int			cur_rel;		/* last relation message of this xact */
+	bool		in_xact;
+	bool		skip_xact;
+	XLogRecPtr	cur_commit_lsn;
+	TimestampTz cur_commit_time;
+	XLogRecPtr	last_commit_lsn;	/* highest commit consumed */
+	TimestampTz last_commit_time;
+} RoundData;
+
+/* Feature values of one row after evaluation. */
+typedef struct RowResult
+{
+	bool		ok;
+	bool		filtered;
+	bool		has_null;
+	double	   *values;
+	bool	   *nulls;			/* per feature */
+	char	   *key;			/* NULL: the NULL key */
+	Datum		source_key;		/* jsonb, or 0 */
+	double		score;
+	double		grade;
+	bool		is_anomaly;
+	double	   *expected;		/* the grader's expected values, or NULL */
+	Jsonb	   *explanation;
+	char	   *error;
+	char	   *sqlstate;
+} RowResult;
+
+/* Plans of one round (SPI, freed with it). */
+typedef struct RoundPlans
+{
+	SPIPlanPtr	load_key;
+	SPIPlanPtr	load_null;
+	SPIPlanPtr	store;
+	Oid			rcf_type;
+} RoundPlans;
+
+extern RoundPlans detect_plans;
+
+/* Evaluation state of a round. */
+typedef struct EvalState
+{
+	DetectorDef *def;
+	Oid			array_type;
+	Oid			elem_type;
+	Datum	   *rows;			/* composite datums */
+	RowResult  *res;
+	SPIPlanPtr	plan;
+	SPIPlanPtr	key_plan;
+	MemoryContext cxt;			/* where results go */
+	int			nfailed;
+} EvalState;
+
+/* What the write phase of a round needs. */
+typedef struct RoundWrite
+{
+	DetectorCache *dc;
+	DetectorDef *def;
+	RoundData  *rd;
+	EvalState  *es;
+	int64		n;
+	int64		consumed;
+	bool		caught_up;
+	XLogRecPtr	end_lsn;
+	TimestampTz started;
+	TimestampTz scored;			/* set when the rows are scored */
+} RoundWrite;
+
+/* The definition (definition.c) */
+extern Datum detect_spi_value(int row, int col, bool *isnull);
+extern char *detect_spi_text(int row, int col);
+extern int	detect_text_array_to_cstrings(Datum d, char ***out);
+extern bool detect_read_def(int64 id, bool lock, DetectorDef *def,
+							bool *locked);
+extern Oid	detect_anomaly_type(const char *name);
+
+/* Forests (forests.c) */
+extern DetectorCache *detect_get_cache(int64 id);
+extern void detect_cache_init(DetectorCache *dc);
+extern void detect_prepare_forest_plans(void);
+extern void detect_replay_journal(DetectorCache *dc, DetectorDef *def);
+extern int	detect_score_rows(DetectorCache *dc, DetectorDef *def,
+							  EvalState *es, int64 n, int64 seq, int64 *out,
+							  int64 *filtered, ArrayBuildState **jkeys,
+							  ArrayBuildState **jpoints, int *npoints);
+extern bool detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def,
+									 int64 seq, int npoints, TimestampTz now,
+									 ArrayBuildState *jkeys,
+									 ArrayBuildState *jpoints,
+									 int64 *journal_points,
+									 int64 *checkpoint_seq);
+
+/* Reading the slot (reader.c) */
+extern bool detect_open_decoding(DetectorCache *dc, DetectorDef *def);
+extern bool detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows,
+							   XLogRecPtr *end);
+extern void detect_release_decoding(DetectorCache *dc);
+extern void detect_confirm_slot(XLogRecPtr lsn);
+
+/* Evaluation (evaluate.c) */
+extern Relation detect_open_source(DetectorDef *def);
+extern Datum detect_row_to_composite(DetectorDef *def, RoundData *rd, int64 i,
+									 TupleDesc cur, Datum *values, bool *nulls,
+									 char **error);
+extern void detect_prepare_eval(EvalState *es, Relation rel);
+extern void detect_eval_range(EvalState *es, int lo, int hi);
+extern char *detect_bad_value(double v, int position);
+
+/* Writes (write.c) */
+extern void detect_write_round_as_origin(RoundWrite *w);
+
+#endif							/* ANOMALY_ROUND_INTERNAL_H */
