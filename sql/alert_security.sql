@@ -3,7 +3,7 @@
 -- credential bindings, the destination allowance, the redaction oracle,
 -- and the grants.  Delivery here never leaves this host: refused addresses
 -- are refused before any connection; real delivery is tested by
--- test/t/alert_*.pl.
+-- test/t/06?_alert_*.pl.
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS anomaly;
 RESET client_min_messages;

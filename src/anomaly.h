@@ -66,14 +66,14 @@ extern void anomaly_point_from_record(AnomalyPoint *point, HeapTupleHeader rec,
 									  MemoryContext context, List **names);
 extern void anomaly_point_check_dims(const AnomalyPoint *point, int expected);
 
-/* explain.c */
+/* attribution.c */
 extern Jsonb *anomaly_explanation(const RcfForest *forest, const double *high,
 								  const double *low, int dims,
 								  bool with_directionality,
 								  List *names);
 extern List *anomaly_feature_names(ArrayType *names, int dims);
 
-/* detection.c */
+/* grading.c */
 #define ANOMALY_GRADER_ARGS 10
 extern void anomaly_grader_params(RcfGraderParams *params,
 								  const NullableDatum *args);

@@ -13,6 +13,7 @@
 #include "utils/guc.h"
 
 #include "alert/alert.h"
+#include "bgworker.h"
 
 char	   *alert_credentials = NULL;
 char	   *alert_credential_bindings = NULL;
@@ -69,8 +70,6 @@ check_allowed_hosts(char **newval, void **extra, GucSource source)
 void
 anomaly_alert_init(void)
 {
-	BackgroundWorker worker;
-
 	define_secret("anomaly.credentials",
 				  "Named secrets for alert destinations: name=value pairs separated by semicolons.",
 				  &alert_credentials);
@@ -179,13 +178,6 @@ anomaly_alert_init(void)
 
 	alert_shmem_init();
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "anomaly");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "anomaly_alert_sender_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "anomaly alert sender");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "anomaly alert sender");
-	RegisterBackgroundWorker(&worker);
+	anomaly_bgworker_register_static("anomaly_alert_sender_main",
+									 "anomaly alert sender");
 }

@@ -119,6 +119,13 @@ typedef void (*DetectTaskFn) (void *arg, int task);
 /* Runs fn(arg, t) for t < ntasks on up to nthreads threads; returns how many ran. */
 extern int	detect_run_tasks(DetectTaskFn fn, void *arg, int ntasks, int nthreads);
 
+/*
+ * The bgw_type of detector workers: worker.c starts them with it and
+ * slots.c recognises them by it (pg_stat_activity shows it as their
+ * backend_type).
+ */
+#define DETECTOR_BGW_TYPE "anomaly detector"
+
 /* ---------------------------------------------------------------------
  * Slots and origins (slots.c)
  * ---------------------------------------------------------------------
@@ -126,6 +133,12 @@ extern int	detect_run_tasks(DetectTaskFn fn, void *arg, int ntasks, int nthreads
 
 /* "anomaly_<database oid>_<detector id>": the slot's and the origin's name. */
 extern void detect_object_name(char *buf, size_t size, Oid dboid, int64 id);
+
+/*
+ * The PID holding a slot, 0 when none or no such slot; *exists (when not
+ * NULL) says whether the slot exists at all.
+ */
+extern pid_t detect_slot_holder(const char *slot_name, bool *exists);
 
 /* Creates the detector's logical slot (before any write of the xact). */
 extern void detect_create_slot(const char *slot_name);

@@ -52,9 +52,6 @@
 PG_FUNCTION_INFO_V1(anomaly_detect_ddl_guard);
 PG_FUNCTION_INFO_V1(anomaly_detect_drop_orphans);
 
-/* The bgw_type of detector workers (worker.c uses the same). */
-#define DETECTOR_BGW_TYPE "anomaly detector"
-
 static object_access_hook_type prev_object_access_hook = NULL;
 
 void
@@ -126,19 +123,17 @@ detect_create_slot(const char *slot_name)
 	ReplicationSlotRelease();
 }
 
-/*
- * The PID holding a slot, 0 when none; *exists says whether the slot
- * exists at all.
- */
-static pid_t
-slot_holder(const char *slot_name, bool *exists)
+/* The PID holding a slot, 0 when none; see detect.h. */
+pid_t
+detect_slot_holder(const char *slot_name, bool *exists)
 {
 	ReplicationSlot *s;
 	pid_t		pid = 0;
 
 	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
 	s = SearchNamedReplicationSlot(slot_name, false);
-	*exists = (s != NULL);
+	if (exists)
+		*exists = (s != NULL);
 	if (s)
 	{
 		SpinLockAcquire(&s->mutex);
@@ -162,7 +157,7 @@ detect_drop_slot(const char *slot_name, bool missing_ok)
 	for (;;)
 	{
 		bool		exists;
-		pid_t		pid = slot_holder(slot_name, &exists);
+		pid_t		pid = detect_slot_holder(slot_name, &exists);
 
 		if (!exists)
 		{

@@ -40,9 +40,8 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "bgworker.h"
 #include "detect/detect.h"
-
-#define DETECTOR_BGW_TYPE "anomaly detector"
 
 char	   *detect_database = NULL;
 int			detect_max_workers = 8;
@@ -60,8 +59,6 @@ PGDLLEXPORT void anomaly_detect_worker_main(Datum arg);
 void
 anomaly_detect_init(void)
 {
-	BackgroundWorker worker;
-
 	DefineCustomStringVariable("anomaly.detector_database",
 							   "Database whose detectors the background workers run.",
 							   NULL, &detect_database, "postgres",
@@ -108,15 +105,8 @@ anomaly_detect_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "anomaly");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "anomaly_detect_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "anomaly detector launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "anomaly detector launcher");
-	RegisterBackgroundWorker(&worker);
+	anomaly_bgworker_register_static("anomaly_detect_launcher_main",
+									 "anomaly detector launcher");
 }
 
 /* ---------------------------------------------------------------------
@@ -132,38 +122,14 @@ typedef struct Launched
 	bool		seen;
 } Launched;
 
-/* The PID holding slot name, 0 if none or no such slot. */
-static pid_t
-slot_pid(const char *name)
-{
-	ReplicationSlot *s;
-	pid_t		pid = 0;
-
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	s = SearchNamedReplicationSlot(name, false);
-	if (s)
-	{
-		SpinLockAcquire(&s->mutex);
-		pid = s->active_pid;
-		SpinLockRelease(&s->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	return pid;
-}
-
 static bool
 start_worker(int64 id, Launched *l)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "anomaly");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "anomaly_detect_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "anomaly detector " INT64_FORMAT, id);
-	snprintf(worker.bgw_type, BGW_MAXLEN, DETECTOR_BGW_TYPE);
+	anomaly_bgworker_init(&worker, "anomaly_detect_worker_main",
+						  DETECTOR_BGW_TYPE, BGW_NEVER_RESTART);
+	snprintf(worker.bgw_name, BGW_MAXLEN, DETECTOR_BGW_TYPE " " INT64_FORMAT, id);
 	worker.bgw_main_arg = Int64GetDatum(id);
 	memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
 	worker.bgw_notify_pid = MyProcPid;
@@ -330,7 +296,7 @@ anomaly_detect_launcher_main(Datum arg)
 				l->handle = NULL;
 			}
 			/* Held by someone (a worker of an earlier launcher, process()). */
-			if (slot_pid(slots[a]) != 0)
+			if (detect_slot_holder(slots[a], NULL) != 0)
 				continue;
 			for (int i = 0; i < nlaunched; i++)
 				if (launched[i].handle &&

@@ -1,5 +1,5 @@
 /*
- * detection.c
+ * grading.c
  *	  What detect() and rcf_detect() share: grader parameters from SQL
  *	  arguments, the missing-value policies, and the anomaly.detection row.
  */

@@ -1,5 +1,5 @@
 /*
- * explain.c
+ * attribution.c
  *	  KDA's explanation of a score as jsonb.
  *
  * For each input column: ATTRIBUTION_SCORE, the part of the anomaly score

@@ -1,0 +1,27 @@
+/*
+ * bgworker.h
+ *	  The one place where the extension's background workers are described:
+ *	  the sender, the detector launcher and the detector workers.
+ */
+#ifndef ANOMALY_BGWORKER_H
+#define ANOMALY_BGWORKER_H
+
+#include "postmaster/bgworker.h"
+
+/*
+ * A worker of the extension with its entry point, type and restart time:
+ * shared memory and a database connection, started once recovery ends,
+ * named after its type (callers may give a more specific bgw_name).
+ */
+extern void anomaly_bgworker_init(BackgroundWorker *worker,
+								  const char *function_name,
+								  const char *type, int restart_time);
+
+/*
+ * Registers a worker that the postmaster starts and restarts (after 5
+ * seconds) for as long as the server runs; only while preloading.
+ */
+extern void anomaly_bgworker_register_static(const char *function_name,
+											 const char *type);
+
+#endif							/* ANOMALY_BGWORKER_H */
