@@ -213,32 +213,48 @@ detect_try_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn,
 }
 
 /* ---------------------------------------------------------------------
- * SPI in the sys context
+ * SPI, checked: the detect_spi_* functions run only in the sys context, the
+ * detect_owner_spi_* ones only in an owner context; both share the calls
+ * below.
  */
 
 /* SPI_execute_with_args that raises unless the result is `expect`. */
+static void
+spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
+		 const char *nulls, bool read_only, int expect)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
+										   read_only, 0);
+
+	if (rc != expect)
+		elog(ERROR, "SPI_execute_with_args failed (%d): %s", rc, sql);
+}
+
+/* SPI_prepare that raises on failure. */
+static SPIPlanPtr
+spi_prepare(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed (%s): %s",
+			 SPI_result_code_string(SPI_result), sql);
+	return plan;
+}
+
 void
 detect_spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
 				const char *nulls, bool read_only, int expect)
 {
-	int			rc;
-
 	detect_require_sys("SQL");
-	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
-	if (rc != expect)
-		elog(ERROR, "SPI_execute_with_args failed (%d): %s", rc, sql);
+	spi_exec(sql, nargs, types, values, nulls, read_only, expect);
 }
 
 SPIPlanPtr
 detect_spi_prepare(const char *sql, int nargs, Oid *types)
 {
-	SPIPlanPtr	plan;
-
 	detect_require_sys("SQL");
-	plan = SPI_prepare(sql, nargs, types);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed (%d): %s", SPI_result, sql);
-	return plan;
+	return spi_prepare(sql, nargs, types);
 }
 
 int
@@ -257,32 +273,19 @@ detect_spi_cursor_open(SPIPlanPtr plan, Datum *values, const char *nulls,
 	return SPI_cursor_open(NULL, plan, values, nulls, read_only);
 }
 
-/* ---------------------------------------------------------------------
- * SPI in an owner context
- */
-
 void
 detect_owner_spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
 					  const char *nulls, bool read_only, int expect)
 {
-	int			rc;
-
 	require_owner("SQL");
-	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
-	if (rc != expect)
-		elog(ERROR, "SPI_execute_with_args failed (%d): %s", rc, sql);
+	spi_exec(sql, nargs, types, values, nulls, read_only, expect);
 }
 
 SPIPlanPtr
 detect_owner_spi_prepare(const char *sql, int nargs, Oid *types)
 {
-	SPIPlanPtr	plan;
-
 	require_owner("SQL");
-	plan = SPI_prepare(sql, nargs, types);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	return plan;
+	return spi_prepare(sql, nargs, types);
 }
 
 int
