@@ -269,6 +269,8 @@ my %calls = (
 	'anomaly.create_alert_rule(text,text,text,text[],double precision,double precision,interval,interval,text[],text,boolean,interval)' =>
 	  q{SELECT anomaly.create_alert_rule('r_h', 'su_det', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', ARRAY['source_key', 'source_key.x'' OR 1=1'], 'critical', NULL, '-1 s')},
 	'anomaly.drop_alert_rule(text)' => q{SELECT anomaly.drop_alert_rule('su_rule')},
+	'anomaly.alter_alert_rule(text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[])' =>
+	  q{SELECT anomaly.alter_alert_rule('su_rule', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', E'critical\r\n', NULL, '-1 s', false, ARRAY['owner', 'detector'' OR 1=1'])},
 	'anomaly._rule_payload(anomaly.alert_rules,anomaly.alert_episodes,anomaly.scores,text)' =>
 	  q{SELECT anomaly._rule_payload(NULL, NULL, NULL, 'x')},
 	'anomaly._notify_rule(anomaly.alert_rules,anomaly.alert_episodes,anomaly.scores,text)' =>
@@ -315,6 +317,8 @@ my $su = '10::oid';
 	  qq{SELECT anomaly._create_destination($su, 'd_i', 'webhook', '{"url": "http://127.0.0.1:1/", "credential": "hook_secret"}')},
 	'anomaly._credential_bound(text,text)' => q{SELECT anomaly._credential_bound('hook_secret', 'http://127.0.0.1:1/')},
 	'anomaly._drop_alert_rule(oid,text)' => qq{SELECT anomaly._drop_alert_rule($su, 'su_rule')},
+	'anomaly._alter_alert_rule(oid,text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[])' =>
+	  qq{SELECT anomaly._alter_alert_rule($su, 'su_rule', 'su_dest', NULL, NULL, 0, '0', '0', 'info', true, NULL, false, NULL)},
 	'anomaly._drop_destination(oid,text,boolean)' => qq{SELECT anomaly._drop_destination($su, 'su_dest', true)},
 	'anomaly._owns(oid,regrole)' => qq{SELECT anomaly._owns($su, 'adm')},
 	'anomaly._purge_alert_history(oid,interval)' => qq{SELECT anomaly._purge_alert_history($su, '-1 year')},
@@ -386,7 +390,7 @@ for my $role ('plain', 'adm')
 	is($node->safe_psql('postgres', q{
 		SELECT (SELECT count(*) FROM anomaly.detectors WHERE name = 'su_det') || '|' ||
 			   (SELECT count(*) FROM anomaly.destinations WHERE name = 'su_dest') || '|' ||
-			   (SELECT count(*) FROM anomaly.alert_rules WHERE name = 'su_rule') || '|' ||
+			   (SELECT count(*) FROM anomaly.alert_rules WHERE name = 'su_rule' AND enabled AND min_score = 0 AND severity = 'warning') || '|' ||
 			   (SELECT count(*) FROM anomaly.outbox WHERE subject = 'forged')}),
 		'1|1|1|0', "$role calls every function: the superuser's detector, destination and rule are intact, nothing forged");
 }
