@@ -66,15 +66,48 @@ DROP FUNCTION _record(bigint[], text[], text[], integer[]);
 -- ---------------------------------------------------------------------------
 -- Everything else as 0.2.0's install script has it (src/sql/), in its order.
 
+-- Internal helpers are prefixed with _ (so \df anomaly.* shows what users
+-- call apart): the type's I/O functions and rcf_train's support functions.
+-- Their C symbols keep their names.
+ALTER FUNCTION rcf_in(cstring) RENAME TO _rcf_in;
+ALTER FUNCTION rcf_out(rcf) RENAME TO _rcf_out;
+ALTER FUNCTION rcf_recv(internal) RENAME TO _rcf_recv;
+ALTER FUNCTION rcf_send(rcf) RENAME TO _rcf_send;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[]) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer, integer) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_finalfn(internal) RENAME TO _rcf_train_finalfn;
+REVOKE EXECUTE ON FUNCTION _rcf_in(cstring), _rcf_out(rcf), _rcf_recv(internal), _rcf_send(rcf) FROM PUBLIC;
+COMMENT ON FUNCTION _rcf_in(cstring) IS 'internal: input function of anomaly.rcf (base64 text)';
+COMMENT ON FUNCTION _rcf_out(rcf) IS 'internal: output function of anomaly.rcf (base64 text)';
+COMMENT ON FUNCTION _rcf_recv(internal) IS 'internal: binary input function of anomaly.rcf';
+COMMENT ON FUNCTION _rcf_send(rcf) IS 'internal: binary output function of anomaly.rcf';
 -- Support functions of rcf_train only (the aggregate checks its owner's
 -- right to call them, not the caller's).
-REVOKE EXECUTE ON FUNCTION rcf_train_transfn(internal, double precision[]),
-	rcf_train_transfn(internal, double precision[], integer),
-	rcf_train_transfn(internal, double precision[], integer, integer),
-	rcf_train_transfn(internal, double precision[], integer, integer, bigint),
-	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer),
-	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint),
-	rcf_train_finalfn(internal) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION _rcf_train_transfn(internal, double precision[]),
+	_rcf_train_transfn(internal, double precision[], integer),
+	_rcf_train_transfn(internal, double precision[], integer, integer),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint),
+	_rcf_train_finalfn(internal) FROM PUBLIC;
+COMMENT ON AGGREGATE rcf_train(double precision[]) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size, time_decay';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size, time_decay, shingle_size';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size, time_decay, shingle_size, seed';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[]) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_finalfn(internal) IS 'internal: final function of rcf_train';
+COMMENT ON EVENT TRIGGER anomaly_drop_slots IS 'drops the detectors'' replication slots with the extension';
 
 REVOKE ALL ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
 	delivery_counters, delivery_errors FROM PUBLIC;
@@ -1479,3 +1512,15 @@ LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
 	AND s.database = pg_catalog.current_database()
 WHERE pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE');
 
+COMMENT ON FUNCTION create_destination(text, text, jsonb) IS 'creates an alert destination (sns, webhook, slack, email, notify) owned by the caller';
+COMMENT ON FUNCTION alter_destination(text, jsonb, boolean) IS 'changes a destination''s config and whether it is enabled (its owner only)';
+COMMENT ON FUNCTION drop_destination(text, boolean) IS 'drops a destination; force moves its queued notifications to the dead letters';
+COMMENT ON FUNCTION send_alert(text, text, jsonb) IS 'queues a notification to a destination in this transaction; returns its outbox id';
+COMMENT ON FUNCTION alert_trigger() IS 'row trigger: each row written raises a notification to the destinations given as trigger arguments';
+COMMENT ON FUNCTION create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'creates an alert rule over the scores of a detector the caller owns';
+COMMENT ON FUNCTION alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'changes an alert rule: destinations, thresholds, timing, severity, enabled (NULL: unchanged; unset clears)';
+COMMENT ON FUNCTION drop_alert_rule(text) IS 'drops an alert rule and its episodes';
+COMMENT ON FUNCTION replay_dead_letters(text, bigint[], timestamptz) IS 'moves dead letters back into the outbox (all, one destination''s, since a time, or by id); returns how many';
+COMMENT ON FUNCTION purge_alert_history(interval) IS 'deletes dead letters and resolved episodes older than the retention; returns how many';
+COMMENT ON FUNCTION deliver(integer) IS 'one delivery round from SQL: sends up to max due notifications; returns how many were delivered';
+COMMENT ON FUNCTION test_destination(text) IS 'sends a test notification to a destination now and reports the outcome';

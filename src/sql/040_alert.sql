@@ -1805,3 +1805,16 @@ COMMENT ON FUNCTION _drop_alert_rule(oid, text) IS 'internal: drop_alert_rule as
 COMMENT ON FUNCTION _alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'internal: alter_alert_rule as its caller';
 COMMENT ON FUNCTION _replay_dead_letters(oid, text, bigint[], timestamptz) IS 'internal: replay_dead_letters as its caller';
 COMMENT ON FUNCTION _purge_alert_history(oid, interval) IS 'internal: purge_alert_history as its caller';
+
+COMMENT ON FUNCTION create_destination(text, text, jsonb) IS 'creates an alert destination (sns, webhook, slack, email, notify) owned by the caller';
+COMMENT ON FUNCTION alter_destination(text, jsonb, boolean) IS 'changes a destination''s config and whether it is enabled (its owner only)';
+COMMENT ON FUNCTION drop_destination(text, boolean) IS 'drops a destination; force moves its queued notifications to the dead letters';
+COMMENT ON FUNCTION send_alert(text, text, jsonb) IS 'queues a notification to a destination in this transaction; returns its outbox id';
+COMMENT ON FUNCTION alert_trigger() IS 'row trigger: each row written raises a notification to the destinations given as trigger arguments';
+COMMENT ON FUNCTION create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'creates an alert rule over the scores of a detector the caller owns';
+COMMENT ON FUNCTION alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'changes an alert rule: destinations, thresholds, timing, severity, enabled (NULL: unchanged; unset clears)';
+COMMENT ON FUNCTION drop_alert_rule(text) IS 'drops an alert rule and its episodes';
+COMMENT ON FUNCTION replay_dead_letters(text, bigint[], timestamptz) IS 'moves dead letters back into the outbox (all, one destination''s, since a time, or by id); returns how many';
+COMMENT ON FUNCTION purge_alert_history(interval) IS 'deletes dead letters and resolved episodes older than the retention; returns how many';
+COMMENT ON FUNCTION deliver(integer) IS 'one delivery round from SQL: sends up to max due notifications; returns how many were delivered';
+COMMENT ON FUNCTION test_destination(text) IS 'sends a test notification to a destination now and reports the outcome';

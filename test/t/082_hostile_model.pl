@@ -221,11 +221,11 @@ my %calls = (
 	  q{SELECT anomaly.detect(ARRAY[1, 2]::float8[], 5, 16, 100000, 1, 1, 'NaN', '-Infinity', -1, 1e308, 'NaN', 0, -2147483648, 'Infinity', 'nonsense''--', ARRAY[NULL]::text[], 'NaN', -1) OVER (ORDER BY g) FROM generate_series(1, 3) g},
 	'anomaly.detect(record,integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision)' =>
 	  q{SELECT anomaly.detect(ROW(NULL::float8), 5, 16) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.rcf_in(cstring)' => qq{SELECT anomaly.rcf_in('\@\@not base64\@\@'), $bad_model},
-	'anomaly.rcf_out(anomaly.rcf)' => qq{SELECT anomaly.rcf_out($bad_model)},
-	'anomaly.rcf_recv(internal)' => q{SELECT anomaly.rcf_recv(NULL::internal)},
-	'anomaly.rcf_send(anomaly.rcf)' => qq{SELECT anomaly.rcf_send($bad_model), anomaly.rcf_send(NULL)},
-	'anomaly.rcf_train_finalfn(internal)' => q{SELECT anomaly.rcf_train_finalfn(NULL::internal)},
+	'anomaly._rcf_in(cstring)' => qq{SELECT anomaly._rcf_in('\@\@not base64\@\@'), $bad_model},
+	'anomaly._rcf_out(anomaly.rcf)' => qq{SELECT anomaly._rcf_out($bad_model)},
+	'anomaly._rcf_recv(internal)' => q{SELECT anomaly._rcf_recv(NULL::internal)},
+	'anomaly._rcf_send(anomaly.rcf)' => qq{SELECT anomaly._rcf_send($bad_model), anomaly._rcf_send(NULL)},
+	'anomaly._rcf_train_finalfn(internal)' => q{SELECT anomaly._rcf_train_finalfn(NULL::internal)},
 	'anomaly.rcf_train(double precision[])' => q{SELECT anomaly.rcf_train(ARRAY[]::float8[])},
 	'anomaly.rcf_train(double precision[],integer)' =>
 	  q{SELECT anomaly.rcf_train(ARRAY[1.0]::float8[], -2147483648)},
@@ -335,8 +335,8 @@ my $su = '10::oid';
 for my $n (1 .. 6)
 {
 	my @t = ('double precision[]', 'integer', 'integer', 'bigint', 'integer', 'bigint')[0 .. $n - 1];
-	$calls{ 'anomaly.rcf_train_transfn(internal,' . join(',', @t) . ')' } =
-	  'SELECT anomaly.rcf_train_transfn(NULL::internal' . (', NULL' x $n) . ')';
+	$calls{ 'anomaly._rcf_train_transfn(internal,' . join(',', @t) . ')' } =
+	  'SELECT anomaly._rcf_train_transfn(NULL::internal' . (', NULL' x $n) . ')';
 }
 
 # The superuser's objects the hostile calls aim at.
