@@ -693,6 +693,7 @@ DECLARE
 	d text;
 	g text;
 	det_owner regrole;
+	det_missing boolean;
 BEGIN
 	IF name IS NULL OR detector IS NULL THEN
 		RAISE EXCEPTION 'alert rule name and detector may not be NULL'
@@ -713,12 +714,8 @@ BEGIN
 		RAISE EXCEPTION 'detector "%" does not exist', detector
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	IF NOT FOUND THEN
-		-- a superuser's rule on scores written under that name by other
-		-- means (or by a detector created later): say it will not fire now
-		RAISE NOTICE 'detector "%" does not exist: alert rule "%" fires only once scores of that name are written', detector, name
-			USING HINT = 'Create the detector with anomaly.create_detector(), or check the name in anomaly.detectors.';
-	ELSIF NOT anomaly._owns(caller, det_owner) THEN
+	det_missing := NOT FOUND;
+	IF NOT det_missing AND NOT anomaly._owns(caller, det_owner) THEN
 		RAISE EXCEPTION 'must be owner of detector "%"', detector
 			USING ERRCODE = 'insufficient_privilege',
 			HINT = 'An alert rule shows the scores and keys of its detector''s rows: only the detector''s owner may create one.';
@@ -762,6 +759,12 @@ BEGIN
 	IF EXISTS (SELECT 1 FROM anomaly.alert_rules r WHERE r.name = _create_alert_rule.name) THEN
 		RAISE EXCEPTION 'alert rule "%" already exists', name
 			USING ERRCODE = 'duplicate_object';
+	END IF;
+	IF det_missing THEN
+		-- a superuser's rule on scores written under that name by other
+		-- means (or by a detector created later): say it does not fire now
+		RAISE NOTICE 'detector "%" does not exist: alert rule "%" fires only once scores of that name are written', detector, name
+			USING HINT = 'Create the detector with anomaly.create_detector(), or check the name in anomaly.detectors.';
 	END IF;
 	INSERT INTO anomaly.alert_rules (name, detector, destinations, min_grade, min_score,
 									 for_duration, cooldown, group_by, severity, send_resolved,
