@@ -340,8 +340,8 @@ INSERT INTO s_adm2.reuse SELECT g, 'ADM2-NOTE-SECRET-reuse' || g FROM generate_s
 		qr/must be owner of alert rule/, "$label: adm may not redirect adm2's alert rule to its own destination");
 	as_role_err($node, 'adm', q{SELECT anomaly.alter_alert_rule('adm2_rule', enabled => false)},
 		qr/must be owner of alert rule/, "$label: adm may not disable adm2's alert rule");
-	is($node->safe_psql('postgres', q{SELECT destinations::text || '|' || enabled FROM anomaly.alert_rules WHERE name = 'adm2_rule'}),
-		'{adm2_notify}|t', "$label: adm2's alert rule is unchanged");
+	is($node->safe_psql('postgres', q{SELECT destinations::text || '|' || enabled::text FROM anomaly.alert_rules WHERE name = 'adm2_rule'}),
+		'{adm2_notify}|true', "$label: adm2's alert rule is unchanged");
 	as_role_err($node, 'adm', q{SELECT anomaly.send_alert('adm2_notify', 'spoofed', '{}')},
 		qr/ERROR/, "$label: adm may not send alerts to adm2's destination");
 	as_role_err($node, 'adm', q{SELECT * FROM anomaly.test_destination('adm2_notify')},
