@@ -39,6 +39,12 @@ CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer
 RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
 CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint)
 RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text)
+RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision)
+RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
 CREATE FUNCTION rcf_train_finalfn(internal)
 RETURNS rcf AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
 -- Support functions of rcf_train only (the aggregate checks its owner's
@@ -49,6 +55,9 @@ REVOKE EXECUTE ON FUNCTION rcf_train_transfn(internal, double precision[]),
 	rcf_train_transfn(internal, double precision[], integer, integer, bigint),
 	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer),
 	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint),
+	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text),
+	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision),
+	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[]),
 	rcf_train_finalfn(internal) FROM PUBLIC;
 
 CREATE AGGREGATE rcf_train(point double precision[]) (
@@ -75,6 +84,32 @@ CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   shingle_size integer, seed bigint) (
 	SFUNC = rcf_train_transfn, STYPE = internal,
 	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+-- With a transform (detect()'s transform, transform_decay, transform_weights).
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text) (
+	SFUNC = rcf_train_transfn, STYPE = internal,
+	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text,
+						   transform_decay double precision) (
+	SFUNC = rcf_train_transfn, STYPE = internal,
+	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text,
+						   transform_decay double precision,
+						   transform_weights double precision[]) (
+	SFUNC = rcf_train_transfn, STYPE = internal,
+	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text)
+IS 'trains a model on points whose features are transformed first (none, weighted, subtract_ma, difference, normalize, normalize_difference)';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text, double precision)
+IS 'trains a model with a transform and the decay of its running statistics';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+IS 'trains a model with a transform, its decay and per-feature weights';
 
 CREATE FUNCTION rcf_score(model rcf, point double precision[])
 RETURNS double precision
