@@ -780,22 +780,23 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 	for (int i = 0; i < NUM_GRADER_OPTIONS; i++)
 		appendStringInfo(&buf, ", \"%s\": %s", grader_option_names[i],
 						 float8out_internal(gvalues[i]));
-	/* transform_decay and _weights: null stands for the default. */
+	/*
+	 * transform_decay and transform_weights only when given: their defaults
+	 * follow sub_sample_size and the features.
+	 */
 	appendStringInfoString(&buf, ", \"transform\": ");
 	escape_json(&buf, transform);
-	appendStringInfo(&buf, ", \"transform_decay\": %s",
-					 tdecay_null ? "null" : float8out_internal(tdecay));
-	appendStringInfoString(&buf, ", \"transform_weights\": ");
+	if (!tdecay_null)
+		appendStringInfo(&buf, ", \"transform_decay\": %s",
+						 float8out_internal(tdecay));
 	if (tspec.weights)
 	{
-		appendStringInfoChar(&buf, '[');
+		appendStringInfoString(&buf, ", \"transform_weights\": [");
 		for (int i = 0; i < nfeatures; i++)
 			appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
 							 float8out_internal(tspec.weights[i]));
 		appendStringInfoChar(&buf, ']');
 	}
-	else
-		appendStringInfoString(&buf, "null");
 	if (destination)
 	{
 		appendStringInfoString(&buf, ", \"destination\": ");
