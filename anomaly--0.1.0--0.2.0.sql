@@ -1527,3 +1527,179 @@ COMMENT ON FUNCTION replay_dead_letters(text, bigint[], timestamptz) IS 'moves d
 COMMENT ON FUNCTION purge_alert_history(interval) IS 'deletes dead letters and resolved episodes older than the retention; returns how many';
 COMMENT ON FUNCTION deliver(integer) IS 'one delivery round from SQL: sends up to max due notifications; returns how many were delivered';
 COMMENT ON FUNCTION test_destination(text) IS 'sends a test notification to a destination now and reports the outcome';
+
+-- Transforms (issue 13): random_cut_forest, random_cut_forest_with_explanation
+-- and detect() take transform, transform_decay and transform_weights (last,
+-- with defaults that keep their behaviour): a new signature, so the old
+-- functions are dropped and created again.
+DROP FUNCTION random_cut_forest(double precision[], integer, integer, bigint, integer, bigint);
+DROP FUNCTION random_cut_forest(record, integer, integer, bigint, integer, bigint);
+DROP FUNCTION random_cut_forest_with_explanation(double precision[], integer, integer, bigint, integer, boolean, bigint, text[]);
+DROP FUNCTION random_cut_forest_with_explanation(record, integer, integer, bigint, integer, boolean, bigint, text[]);
+DROP FUNCTION detect(double precision[], integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision);
+DROP FUNCTION detect(record, integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision);
+
+CREATE FUNCTION random_cut_forest(
+	point double precision[],
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	seed bigint DEFAULT 42,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS double precision
+AS 'MODULE_PATHNAME', 'rcf_window_score'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION random_cut_forest(
+	point record,
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	seed bigint DEFAULT 42,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS double precision
+AS 'MODULE_PATHNAME', 'rcf_window_score'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION random_cut_forest_with_explanation(
+	point double precision[],
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	with_directionality boolean DEFAULT false,
+	seed bigint DEFAULT 42,
+	feature_names text[] DEFAULT NULL,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'rcf_window_explain'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION random_cut_forest_with_explanation(
+	point record,
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	with_directionality boolean DEFAULT false,
+	seed bigint DEFAULT 42,
+	feature_names text[] DEFAULT NULL,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'rcf_window_explain'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION detect(
+	point double precision[],
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	seed bigint DEFAULT 42,
+	z_factor double precision DEFAULT 3,
+	score_floor double precision DEFAULT 0.8,
+	ignore_near_expected_above double precision DEFAULT 0,
+	ignore_near_expected_below double precision DEFAULT 0,
+	ignore_near_expected_above_ratio double precision DEFAULT 0,
+	ignore_near_expected_below_ratio double precision DEFAULT 0,
+	suppress integer DEFAULT 100,
+	score_horizon double precision DEFAULT 3000,
+	missing text DEFAULT 'skip',
+	feature_names text[] DEFAULT NULL,
+	cusum_drift double precision DEFAULT 2,
+	cusum_threshold double precision DEFAULT 12,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS detection
+AS 'MODULE_PATHNAME', 'rcf_window_detect'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION detect(
+	point record,
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	seed bigint DEFAULT 42,
+	z_factor double precision DEFAULT 3,
+	score_floor double precision DEFAULT 0.8,
+	ignore_near_expected_above double precision DEFAULT 0,
+	ignore_near_expected_below double precision DEFAULT 0,
+	ignore_near_expected_above_ratio double precision DEFAULT 0,
+	ignore_near_expected_below_ratio double precision DEFAULT 0,
+	suppress integer DEFAULT 100,
+	score_horizon double precision DEFAULT 3000,
+	missing text DEFAULT 'skip',
+	feature_names text[] DEFAULT NULL,
+	cusum_drift double precision DEFAULT 2,
+	cusum_threshold double precision DEFAULT 12,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS detection
+AS 'MODULE_PATHNAME', 'rcf_window_detect'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION random_cut_forest(double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+IS 'KDA RANDOM_CUT_FOREST: anomaly score of each row over the window partition';
+COMMENT ON FUNCTION random_cut_forest(record, integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+IS 'KDA RANDOM_CUT_FOREST over the numeric columns of a row';
+COMMENT ON FUNCTION random_cut_forest_with_explanation(double precision[], integer, integer, bigint, integer, boolean, bigint, text[], text, double precision, double precision[])
+IS 'KDA RANDOM_CUT_FOREST_WITH_EXPLANATION: per-feature attribution of each row''s score';
+COMMENT ON FUNCTION random_cut_forest_with_explanation(record, integer, integer, bigint, integer, boolean, bigint, text[], text, double precision, double precision[])
+IS 'KDA RANDOM_CUT_FOREST_WITH_EXPLANATION over the numeric columns of a row';
+COMMENT ON FUNCTION detect(double precision[], integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision, text, double precision, double precision[])
+IS 'graded anomaly detection over a window: Random Cut Forest score, thresholded into a grade';
+COMMENT ON FUNCTION detect(record, integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision, text, double precision, double precision[])
+IS 'graded anomaly detection over the numeric columns of a row';
+
+-- rcf_train with a transform: three more arities.
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+REVOKE EXECUTE ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+	FROM PUBLIC;
+-- With a transform (detect()'s transform, transform_decay, transform_weights).
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text,
+						   transform_decay double precision) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text,
+						   transform_decay double precision,
+						   transform_weights double precision[]) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text)
+IS 'trains a model on points whose features are transformed first (none, weighted, subtract_ma, difference, normalize, normalize_difference)';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text, double precision)
+IS 'trains a model with a transform and the decay of its running statistics';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+IS 'trains a model with a transform, its decay and per-feature weights';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[]) IS 'internal: transition function of rcf_train';

@@ -47,6 +47,12 @@ CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, intege
 RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
 CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint)
 RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
 CREATE FUNCTION _rcf_train_finalfn(internal)
 RETURNS rcf AS 'MODULE_PATHNAME', 'rcf_train_finalfn' LANGUAGE C PARALLEL SAFE;
 -- Support functions of rcf_train only (the aggregate checks its owner's
@@ -57,6 +63,9 @@ REVOKE EXECUTE ON FUNCTION _rcf_train_transfn(internal, double precision[]),
 	_rcf_train_transfn(internal, double precision[], integer, integer, bigint),
 	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer),
 	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[]),
 	_rcf_train_finalfn(internal) FROM PUBLIC;
 
 CREATE AGGREGATE rcf_train(point double precision[]) (
@@ -83,7 +92,32 @@ CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   shingle_size integer, seed bigint) (
 	SFUNC = _rcf_train_transfn, STYPE = internal,
 	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+-- With a transform (detect()'s transform, transform_decay, transform_weights).
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text,
+						   transform_decay double precision) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text,
+						   transform_decay double precision,
+						   transform_weights double precision[]) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
 
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text)
+IS 'trains a model on points whose features are transformed first (none, weighted, subtract_ma, difference, normalize, normalize_difference)';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text, double precision)
+IS 'trains a model with a transform and the decay of its running statistics';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+IS 'trains a model with a transform, its decay and per-feature weights';
 COMMENT ON AGGREGATE rcf_train(double precision[]) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order';
 COMMENT ON AGGREGATE rcf_train(double precision[], integer) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees';
 COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size';
@@ -97,6 +131,9 @@ COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, in
 COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer) IS 'internal: transition function of rcf_train';
 COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint) IS 'internal: transition function of rcf_train';
 COMMENT ON FUNCTION _rcf_train_finalfn(internal) IS 'internal: final function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[]) IS 'internal: transition function of rcf_train';
 
 CREATE FUNCTION rcf_score(model rcf, point double precision[])
 RETURNS double precision

@@ -209,18 +209,18 @@ my $inj = q{'x''); SELECT pg_catalog.pg_sleep(0); --'};
 my $model = q{(SELECT anomaly.rcf_train(ARRAY[g, g * 2]::float8[], 5, 16 ORDER BY g) FROM generate_series(1, 30) g)};
 my $bad_model = q{'UkNGTQEAAAAAAAAAAAAAAA=='::anomaly.rcf};
 my %calls = (
-	'anomaly.random_cut_forest(double precision[],integer,integer,bigint,integer,bigint)' =>
-	  q{SELECT anomaly.random_cut_forest(ARRAY['NaN', '-Infinity']::float8[], -1, 2147483647, -5, 0, NULL) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.random_cut_forest(record,integer,integer,bigint,integer,bigint)' =>
-	  q{SELECT anomaly.random_cut_forest(ROW('x', NULL, 'NaN'::float8), 5, 16, 0, 31, 1) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.random_cut_forest_with_explanation(double precision[],integer,integer,bigint,integer,boolean,bigint,text[])' =>
-	  q{SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1e308, -1e308]::float8[], 5, 16, 100000, 1, true, 1, ARRAY[repeat('n', 100000), NULL]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.random_cut_forest_with_explanation(record,integer,integer,bigint,integer,boolean,bigint,text[])' =>
-	  q{SELECT anomaly.random_cut_forest_with_explanation(ROW(1, 'a'), 0, 0, 0, 0, NULL, 0, '{}') OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.detect(double precision[],integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision)' =>
-	  q{SELECT anomaly.detect(ARRAY[1, 2]::float8[], 5, 16, 100000, 1, 1, 'NaN', '-Infinity', -1, 1e308, 'NaN', 0, -2147483648, 'Infinity', 'nonsense''--', ARRAY[NULL]::text[], 'NaN', -1) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.detect(record,integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision)' =>
-	  q{SELECT anomaly.detect(ROW(NULL::float8), 5, 16) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.random_cut_forest(double precision[],integer,integer,bigint,integer,bigint,text,double precision,double precision[])' =>
+	  q{SELECT anomaly.random_cut_forest(ARRAY['NaN', '-Infinity']::float8[], -1, 2147483647, -5, 0, NULL, 'normalize''--', 'NaN', ARRAY['Infinity']::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.random_cut_forest(record,integer,integer,bigint,integer,bigint,text,double precision,double precision[])' =>
+	  q{SELECT anomaly.random_cut_forest(ROW(g, 1e308::float8), 5, 16, 100000, 1, 1, 'normalize_difference', 0.999999, ARRAY[1e6, 0]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.random_cut_forest_with_explanation(double precision[],integer,integer,bigint,integer,boolean,bigint,text[],text,double precision,double precision[])' =>
+	  q{SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1e308 * (g % 2 * 2 - 1), -1e308]::float8[], 5, 16, 100000, 1, true, 1, ARRAY[repeat('n', 100000), NULL], 'difference', 1e-9, NULL) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.random_cut_forest_with_explanation(record,integer,integer,bigint,integer,boolean,bigint,text[],text,double precision,double precision[])' =>
+	  q{SELECT anomaly.random_cut_forest_with_explanation(ROW(1, 'a'), 0, 0, 0, 0, NULL, 0, '{}', repeat('x', 100000), -1, ARRAY[[1, 2], [3, 4]]::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.detect(double precision[],integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision,text,double precision,double precision[])' =>
+	  q{SELECT anomaly.detect(ARRAY[1, 2]::float8[], 5, 16, 100000, 1, 1, 'NaN', '-Infinity', -1, 1e308, 'NaN', 0, -2147483648, 'Infinity', 'nonsense''--', ARRAY[NULL]::text[], 'NaN', -1, 'NONE', 0, ARRAY[]::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.detect(record,integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision,text,double precision,double precision[])' =>
+	  q{SELECT anomaly.detect(ROW(g::float8, 5.0::float8), 5, 16, transform => 'normalize', transform_weights => ARRAY[0, 0]) OVER (ORDER BY g) FROM generate_series(1, 30) g},
 	# the type's I/O functions by name (casts, COPY and the protocol call
 	# them without a privilege check; a bad literal is model_corrupt's)
 	'anomaly._rcf_in(cstring)' => q{SELECT anomaly._rcf_in('@@not base64@@')},
@@ -239,6 +239,12 @@ my %calls = (
 	  q{SELECT anomaly.rcf_train(p, 1, 10, 100, 30 ORDER BY p) FROM (VALUES (ARRAY[1.0]::float8[]), (ARRAY[1.0, 2.0]::float8[])) v(p)},
 	'anomaly.rcf_train(double precision[],integer,integer,bigint,integer,bigint)' =>
 	  q{SELECT anomaly.rcf_train(NULL::float8[], NULL, NULL, NULL, NULL, NULL)},
+	'anomaly.rcf_train(double precision[],integer,integer,bigint,integer,bigint,text)' =>
+	  q{SELECT anomaly.rcf_train(ARRAY[1.0]::float8[], 5, 16, 100, 1, 1, NULL)},
+	'anomaly.rcf_train(double precision[],integer,integer,bigint,integer,bigint,text,double precision)' =>
+	  q{SELECT anomaly.rcf_train(ARRAY[g, 1e308]::float8[], 5, 16, 100, 1, 1, 'normalize', 'Infinity' ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.rcf_train(double precision[],integer,integer,bigint,integer,bigint,text,double precision,double precision[])' =>
+	  q{SELECT anomaly.rcf_score(anomaly.rcf_train(ARRAY[g * 1e300, -g * 1e300]::float8[], 5, 16, 100, 1, 1, 'normalize_difference', 0.5, ARRAY[1e6, 1e6] ORDER BY g), ARRAY[-1e308, 1e308]) FROM generate_series(1, 40) g},
 	'anomaly.rcf_score(anomaly.rcf,double precision[])' =>
 	  qq{SELECT anomaly.rcf_score($model, ARRAY[1.0, 2.0, 3.0]::float8[]), anomaly.rcf_score($bad_model, ARRAY[1.0])},
 	'anomaly.rcf_explain(anomaly.rcf,double precision[],text[])' =>
@@ -334,9 +340,10 @@ my $su = '10::oid';
 );
 
 # the transition functions take internal: callable from SQL by nobody
-for my $n (1 .. 6)
+for my $n (1 .. 9)
 {
-	my @t = ('double precision[]', 'integer', 'integer', 'bigint', 'integer', 'bigint')[0 .. $n - 1];
+	my @t = ('double precision[]', 'integer', 'integer', 'bigint', 'integer', 'bigint', 'text',
+		'double precision', 'double precision[]')[0 .. $n - 1];
 	$calls{ 'anomaly._rcf_train_transfn(internal,' . join(',', @t) . ')' } =
 	  'SELECT anomaly._rcf_train_transfn(NULL::internal' . (', NULL' x $n) . ')';
 }
