@@ -76,6 +76,34 @@ REVOKE EXECUTE ON FUNCTION rcf_train_transfn(internal, double precision[]),
 	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint),
 	rcf_train_finalfn(internal) FROM PUBLIC;
 
+-- New: KDA's HOTSPOTS over a window (src/sql/015_hotspots.sql): each row's HOTSPOTS_RESULT, the dense
+-- regions among the last window_size rows of its partition, fed in the
+-- window's ORDER BY order; the frame is ignored.  KDA's four parameters,
+-- with KDA's ranges and, as in KDA, no defaults.
+
+CREATE FUNCTION hotspots(
+	point double precision[],
+	window_size integer,
+	scan_radius double precision,
+	minimum_number_of_points_in_a_hotspot integer)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'hotspots_window'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION hotspots(
+	point record,
+	window_size integer,
+	scan_radius double precision,
+	minimum_number_of_points_in_a_hotspot integer)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'hotspots_window'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION hotspots(double precision[], integer, double precision, integer)
+IS 'KDA HOTSPOTS: dense regions among the last window_size points of the window partition, as HOTSPOTS_RESULT jsonb';
+COMMENT ON FUNCTION hotspots(record, integer, double precision, integer)
+IS 'KDA HOTSPOTS over the numeric columns of a row';
+
 REVOKE ALL ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
 	delivery_counters, delivery_errors FROM PUBLIC;
 

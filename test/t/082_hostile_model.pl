@@ -35,7 +35,9 @@ for my $role ('plain', 'adm')
 		q{SELECT anomaly.rcf_train(ARRAY['NaN', 'Infinity']::float8[])},
 		q{SELECT anomaly.random_cut_forest(NULL::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
 		q{SELECT anomaly.detect(NULL::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-		q{SELECT anomaly.random_cut_forest_with_explanation(NULL::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g})
+		q{SELECT anomaly.random_cut_forest_with_explanation(NULL::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+		q{SELECT anomaly.hotspots(NULL::float8[], 100, 1, 2) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+		q{SELECT anomaly.hotspots(NULL::record, NULL, NULL, NULL) OVER (ORDER BY g) FROM generate_series(1, 3) g})
 	{
 		my ($rc, $out, $err) = as_role($node, $role, $sql);
 		ok($err !~ /server closed the connection|terminat/i, "$label: $sql does not kill the backend")
@@ -221,6 +223,13 @@ my %calls = (
 	  q{SELECT anomaly.detect(ARRAY[1, 2]::float8[], 5, 16, 100000, 1, 1, 'NaN', '-Infinity', -1, 1e308, 'NaN', 0, -2147483648, 'Infinity', 'nonsense''--', ARRAY[NULL]::text[], 'NaN', -1) OVER (ORDER BY g) FROM generate_series(1, 3) g},
 	'anomaly.detect(record,integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision)' =>
 	  q{SELECT anomaly.detect(ROW(NULL::float8), 5, 16) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.hotspots(double precision[],integer,double precision,integer)' =>
+	  q{SELECT anomaly.hotspots(CASE WHEN g % 2 = 0 THEN array_fill(3e38::float8, ARRAY[1024]) ELSE array_fill(-3e38::float8, ARRAY[1024]) END, 1000, 5e-324, 2) OVER (ORDER BY g) FROM generate_series(1, 300) g
+	    UNION ALL SELECT anomaly.hotspots(array_fill(0::float8, ARRAY[1025]), 100, 1, 2) OVER (ORDER BY g) FROM generate_series(1, 3) g
+	    UNION ALL SELECT anomaly.hotspots(ARRAY[g]::float8[], -2147483648, 'NaN', 2147483647) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.hotspots(record,integer,double precision,integer)' =>
+	  q{SELECT anomaly.hotspots(ROW('x', NULL, 'NaN'::float8), 100, 1, 2) OVER (ORDER BY g) FROM generate_series(1, 3) g
+	    UNION ALL SELECT anomaly.hotspots(ROW(g, 3e38::float8, -3e38::float8), 1000, 1e308, 1000) OVER (PARTITION BY g % 7 ORDER BY g) FROM generate_series(1, 3000) g},
 	'anomaly.rcf_in(cstring)' => qq{SELECT anomaly.rcf_in('\@\@not base64\@\@'), $bad_model},
 	'anomaly.rcf_out(anomaly.rcf)' => qq{SELECT anomaly.rcf_out($bad_model)},
 	'anomaly.rcf_recv(internal)' => q{SELECT anomaly.rcf_recv(NULL::internal)},
