@@ -86,13 +86,13 @@ anomaly--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 #
 # They link the "pure" sources only, those with no PostgreSQL header: the
 # engines (forest, hotspots), the hashing/signing code of the alert layer,
-# and the parsers of untrusted bytes (wire messages, SNS responses, AWS
-# credential documents).
+# the alert templates' parser, and the parsers of untrusted bytes (wire
+# messages, SNS responses, AWS credential documents).
 # Objects are built under build/pure/ with their own flags, apart from the
 # shared library's.
 
 PURE_SRCS := $(sort $(wildcard src/rcf/*.c src/hotspots/*.c) \
-	$(wildcard src/alert/sha256.c src/alert/sigv4.c src/alert/sns_parse.c \
+	$(wildcard src/alert/sha256.c src/alert/sigv4.c src/alert/sns_parse.c src/alert/template.c \
 		src/alert/cred_document.c src/detect/wire_read.c))
 PURE_OBJS := $(patsubst src/%.c,build/pure/%.o,$(PURE_SRCS))
 

@@ -275,8 +275,9 @@ my %calls = (
 	'anomaly.send_alert(text,text,jsonb)' =>
 	  q{SELECT anomaly.send_alert('su_dest', E'subj\r\nBcc: x@example.com', '{"severity": "critical\r\n", "fingerprint": null}')},
 	'anomaly.alert_trigger()' => q{SELECT anomaly.alert_trigger()},
-	'anomaly.create_alert_rule(text,text,text,text[],double precision,double precision,interval,interval,text[],text,boolean,interval)' =>
-	  q{SELECT anomaly.create_alert_rule('r_h', 'su_det', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', ARRAY['source_key', 'source_key.x'' OR 1=1'], 'critical', NULL, '-1 s')},
+	'anomaly.create_alert_rule(text,text,text,text[],double precision,double precision,interval,interval,text[],text,boolean,interval,text,text,jsonb)' =>
+	  q~SELECT anomaly.create_alert_rule('r_h', 'su_det', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', ARRAY['source_key', 'source_key.x'' OR 1=1'], 'critical', NULL, '-1 s', '{{row.v}}{{', '{{ row.pg_authid }}', '{"webhook": {"body": "{{score}}"}, "email": 7}')
+	    UNION ALL SELECT anomaly.create_alert_rule('r_h2', 'su_det', 'su_dest', min_score => 0, subject_template => repeat('{{row.v}}', 5000), templates => '{"email": {"subject": "{{row.v'')); SELECT 1; --}}"}}')~,
 	'anomaly.drop_alert_rule(text)' => q{SELECT anomaly.drop_alert_rule('su_rule')},
 	'anomaly._rule_payload(anomaly.alert_rules,anomaly.alert_episodes,anomaly.scores,text)' =>
 	  q{SELECT anomaly._rule_payload(NULL, NULL, NULL, 'x')},
@@ -318,8 +319,16 @@ my $su = '10::oid';
 	  qq{SELECT anomaly._check_payload_mode($su, 'notify', '{"channel": "c", "payload": "full"}')},
 	'anomaly._check_bindings(text,jsonb)' =>
 	  q{SELECT anomaly._check_bindings('webhook', '{"url": "http://127.0.0.1:1/", "credential": "hook_secret"}')},
-	'anomaly._create_alert_rule(oid,text,text,text,text[],double precision,double precision,interval,interval,text[],text,boolean,interval)' =>
-	  qq{SELECT anomaly._create_alert_rule($su, 'r_i', 'su_det', 'su_dest', NULL, NULL, 0, '0', '0', '{source_key}', 'info', true, NULL)},
+	'anomaly._create_alert_rule(oid,text,text,text,text[],double precision,double precision,interval,interval,text[],text,boolean,interval,text,text,jsonb)' =>
+	  qq~SELECT anomaly._create_alert_rule($su, 'r_i', 'su_det', 'su_dest', NULL, NULL, 0, '0', '0', '{source_key}', 'info', true, NULL, '{{row.v}}', NULL, '{}')~,
+	'anomaly._template_roots()' => q~SELECT anomaly._template_roots()~,
+	'anomaly._check_templates(oid,text,text[],text,text,jsonb)' =>
+	  qq~SELECT anomaly._check_templates($su, 'su_det', '{}', '{{row.v}}', NULL, '{}')~,
+	'anomaly._render_template(text,jsonb)' =>
+	  q~SELECT anomaly._render_template(repeat('{{a.b.c}}', 1800), jsonb_build_object('a', jsonb_build_object('b', jsonb_build_object('c', repeat('x', 1000000)))))~,
+	'anomaly._template_fields(text)' => q~SELECT anomaly._template_fields(repeat('{{', 100000))~,
+	'anomaly._source_row(oid,text,jsonb)' =>
+	  qq~SELECT anomaly._source_row($su, 'su_det', '{"id": "1) OR (1=1"}'), anomaly._source_row(0, 'su_det', '{"id": 1}')~,
 	'anomaly._create_destination(oid,text,text,jsonb)' =>
 	  qq{SELECT anomaly._create_destination($su, 'd_i', 'webhook', '{"url": "http://127.0.0.1:1/", "credential": "hook_secret"}')},
 	'anomaly._credential_bound(text,text)' => q{SELECT anomaly._credential_bound('hook_secret', 'http://127.0.0.1:1/')},
