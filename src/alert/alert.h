@@ -165,6 +165,7 @@ typedef struct AlertSys
 } AlertSys;
 
 extern void alert_sys_enter(AlertSys *sys, Oid owner);
+extern void alert_sys_enter_restricted(AlertSys *sys, Oid role);
 extern void alert_sys_leave(AlertSys *sys);
 
 /* worker.c */
