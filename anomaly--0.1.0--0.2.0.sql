@@ -981,7 +981,7 @@ $$;
 
 -- Changes an alert rule: each argument given replaces the rule's value
 -- (NULL: unchanged); unset names the optional values to clear (min_grade,
--- min_score, repeat_interval).  The detector and group_by stay: a rule on
+-- min_score, repeat_interval, subject_template, body_template, templates).  The detector and group_by stay: a rule on
 -- other rows or keys is a new rule (drop and create it).
 CREATE FUNCTION alter_alert_rule(
 	name text,
@@ -995,7 +995,10 @@ CREATE FUNCTION alter_alert_rule(
 	send_resolved boolean DEFAULT NULL,
 	repeat_interval interval DEFAULT NULL,
 	enabled boolean DEFAULT NULL,
-	unset text[] DEFAULT NULL)
+	unset text[] DEFAULT NULL,
+	subject_template text DEFAULT NULL,
+	body_template text DEFAULT NULL,
+	templates jsonb DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
@@ -1016,7 +1019,10 @@ CREATE FUNCTION _alter_alert_rule(
 	send_resolved boolean,
 	repeat_interval interval,
 	enabled boolean,
-	unset text[])
+	unset text[],
+	subject_template text,
+	body_template text,
+	templates jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -1042,15 +1048,19 @@ BEGIN
 			USING ERRCODE = 'insufficient_privilege';
 	END IF;
 	FOREACH u IN ARRAY coalesce(unset, '{}') LOOP
-		IF u IS NULL OR u NOT IN ('min_grade', 'min_score', 'repeat_interval') THEN
+		IF u IS NULL OR u NOT IN ('min_grade', 'min_score', 'repeat_interval',
+								  'subject_template', 'body_template', 'templates') THEN
 			RAISE EXCEPTION 'cannot unset "%"', u
 				USING ERRCODE = 'invalid_parameter_value',
-				HINT = 'Only min_grade, min_score and repeat_interval may be unset.';
+				HINT = 'Only min_grade, min_score, repeat_interval, subject_template, body_template and templates may be unset.';
 		END IF;
 	END LOOP;
 	IF (min_grade IS NOT NULL AND 'min_grade' = ANY (unset))
 	   OR (min_score IS NOT NULL AND 'min_score' = ANY (unset))
-	   OR (repeat_interval IS NOT NULL AND 'repeat_interval' = ANY (unset)) THEN
+	   OR (repeat_interval IS NOT NULL AND 'repeat_interval' = ANY (unset))
+	   OR (subject_template IS NOT NULL AND 'subject_template' = ANY (unset))
+	   OR (body_template IS NOT NULL AND 'body_template' = ANY (unset))
+	   OR (templates IS NOT NULL AND 'templates' = ANY (unset)) THEN
 		RAISE EXCEPTION 'a value may not be both given and unset'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -1060,6 +1070,7 @@ BEGIN
 	IF destination IS NOT NULL OR destinations IS NOT NULL OR min_grade IS NOT NULL
 	   OR min_score IS NOT NULL OR for_duration IS NOT NULL OR cooldown IS NOT NULL
 	   OR severity IS NOT NULL OR send_resolved IS NOT NULL OR repeat_interval IS NOT NULL
+	   OR subject_template IS NOT NULL OR body_template IS NOT NULL OR templates IS NOT NULL
 	   OR coalesce(enabled, false) OR cardinality(unset) > 0 THEN
 		SELECT x.owner INTO det_owner FROM anomaly.detectors x WHERE x.name = r.detector;
 		IF FOUND AND NOT anomaly._owns(caller, det_owner) THEN
@@ -1133,11 +1144,24 @@ BEGIN
 	END IF;
 	r.send_resolved := coalesce(send_resolved, r.send_resolved);
 	r.enabled := coalesce(enabled, r.enabled);
+	IF subject_template IS NOT NULL OR body_template IS NOT NULL OR templates IS NOT NULL
+	   OR unset && '{subject_template,body_template,templates}' THEN
+		r.subject_template := CASE WHEN 'subject_template' = ANY (unset) THEN NULL
+								   ELSE coalesce(subject_template, r.subject_template) END;
+		r.body_template := CASE WHEN 'body_template' = ANY (unset) THEN NULL
+								ELSE coalesce(body_template, r.body_template) END;
+		r.templates := CASE WHEN 'templates' = ANY (unset) THEN '{}'
+							ELSE coalesce(templates, r.templates) END;
+		PERFORM anomaly._check_templates(caller, r.detector, r.group_by, r.subject_template,
+										 r.body_template, r.templates);
+	END IF;
 
 	UPDATE anomaly.alert_rules x
 	SET destinations = r.destinations, min_grade = r.min_grade, min_score = r.min_score,
 		for_duration = r.for_duration, cooldown = r.cooldown, severity = r.severity,
-		send_resolved = r.send_resolved, repeat_interval = r.repeat_interval, enabled = r.enabled
+		send_resolved = r.send_resolved, repeat_interval = r.repeat_interval, enabled = r.enabled,
+		subject_template = r.subject_template, body_template = r.body_template,
+		templates = r.templates
 	WHERE x.name = r.name;
 END
 $$;
@@ -1662,7 +1686,7 @@ REVOKE EXECUTE ON FUNCTION
 	alert_trigger(),
 	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb),
 	drop_alert_rule(text),
-	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
+	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb),
 	replay_dead_letters(text, bigint[], timestamptz),
 	purge_alert_history(interval),
 	deliver(integer),
@@ -1689,7 +1713,7 @@ REVOKE EXECUTE ON FUNCTION
 	_row_to_jsonb(oid, anyelement),
 	_create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb),
 	_drop_alert_rule(oid, text),
-	_alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
+	_alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb),
 	_template_roots(),
 	_check_templates(oid, text, text[], text, text, jsonb),
 	_rule_payload(alert_rules, alert_episodes, scores, text),
@@ -1704,7 +1728,7 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 -- create_alert_rule was dropped (its arguments changed): its grant again.
 GRANT EXECUTE ON FUNCTION
-	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
+	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb),
 	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb)
 TO anomaly_admin;
 
@@ -1731,7 +1755,7 @@ COMMENT ON FUNCTION _send_alert(oid, text, text, jsonb) IS 'internal: send_alert
 COMMENT ON FUNCTION _create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb) IS 'internal: create_alert_rule as its caller';
 
 COMMENT ON FUNCTION _drop_alert_rule(oid, text) IS 'internal: drop_alert_rule as its caller';
-COMMENT ON FUNCTION _alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'internal: alter_alert_rule as its caller';
+COMMENT ON FUNCTION _alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb) IS 'internal: alter_alert_rule as its caller';
 COMMENT ON FUNCTION _template_roots() IS 'internal: the payload fields an alert template may name';
 COMMENT ON FUNCTION _check_templates(oid, text, text[], text, text, jsonb) IS 'internal: checks an alert rule''s templates, warning about fields that render empty';
 
@@ -1799,7 +1823,7 @@ COMMENT ON FUNCTION drop_destination(text, boolean) IS 'drops a destination; for
 COMMENT ON FUNCTION send_alert(text, text, jsonb) IS 'queues a notification to a destination in this transaction; returns its outbox id';
 COMMENT ON FUNCTION alert_trigger() IS 'row trigger: each row written raises a notification to the destinations given as trigger arguments';
 COMMENT ON FUNCTION create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb) IS 'creates an alert rule over the scores of a detector the caller owns';
-COMMENT ON FUNCTION alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'changes an alert rule: destinations, thresholds, timing, severity, enabled (NULL: unchanged; unset clears)';
+COMMENT ON FUNCTION alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb) IS 'changes an alert rule: destinations, thresholds, timing, severity, enabled (NULL: unchanged; unset clears)';
 COMMENT ON FUNCTION drop_alert_rule(text) IS 'drops an alert rule and its episodes';
 COMMENT ON FUNCTION replay_dead_letters(text, bigint[], timestamptz) IS 'moves dead letters back into the outbox (all, one destination''s, since a time, or by id); returns how many';
 COMMENT ON FUNCTION purge_alert_history(interval) IS 'deletes dead letters and resolved episodes older than the retention; returns how many';

@@ -125,6 +125,18 @@ VALUES ('tpl_det', '{"id": "not a number"}', '2025-06-01 08:04:00+00', 8);
 SELECT count(*) AS queued, bool_and(payload -> 'row' = 'null') AS without_row FROM anomaly.outbox;
 DELETE FROM anomaly.outbox;
 
+-- alter_alert_rule changes templates with the same checks as
+-- create_alert_rule, and unset clears them.
+SET ROLE regress_tpl_adm;
+SELECT anomaly.alter_alert_rule('tpl', subject_template => '{{nonsense');
+SELECT anomaly.alter_alert_rule('tpl', subject_template => 'now: {{no_such_field}}');
+SELECT anomaly.alter_alert_rule('tpl', subject_template => 'x', unset => '{subject_template}');
+SELECT anomaly.alter_alert_rule('tpl', body_template => 'score {{score}}', templates => '{"slack": {"text": "{{alert}}"}}');
+SELECT subject_template, body_template, templates FROM anomaly.alert_rules WHERE name = 'tpl';
+SELECT anomaly.alter_alert_rule('tpl', unset => '{subject_template,body_template,templates}');
+SELECT subject_template, body_template, templates FROM anomaly.alert_rules WHERE name = 'tpl';
+RESET ROLE;
+
 -- Only the extension's owner may call the template functions.
 SET ROLE regress_tpl_adm;
 SELECT anomaly._render_template('{{score}}', '{"score": 1}');

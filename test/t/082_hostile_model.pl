@@ -287,8 +287,9 @@ my %calls = (
 	  q~SELECT anomaly.create_alert_rule('r_h', 'su_det', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', ARRAY['source_key', 'source_key.x'' OR 1=1'], 'critical', NULL, '-1 s', '{{row.v}}{{', '{{ row.pg_authid }}', '{"webhook": {"body": "{{score}}"}, "email": 7}')
 	    UNION ALL SELECT anomaly.create_alert_rule('r_h2', 'su_det', 'su_dest', min_score => 0, subject_template => repeat('{{row.v}}', 5000), templates => '{"email": {"subject": "{{row.v'')); SELECT 1; --}}"}}')~,
 	'anomaly.drop_alert_rule(text)' => q{SELECT anomaly.drop_alert_rule('su_rule')},
-	'anomaly.alter_alert_rule(text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[])' =>
-	  q{SELECT anomaly.alter_alert_rule('su_rule', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', E'critical\r\n', NULL, '-1 s', false, ARRAY['owner', 'detector'' OR 1=1'])},
+	'anomaly.alter_alert_rule(text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[],text,text,jsonb)' =>
+	  q~SELECT anomaly.alter_alert_rule('su_rule', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', E'critical\r\n', NULL, '-1 s', false, ARRAY['owner', 'detector'' OR 1=1'], '{{row.v}}{{', '{{ row.pg_authid }}', '{"email": 7}')
+	    UNION ALL SELECT anomaly.alter_alert_rule('su_rule', subject_template => '{{row.v'')); SELECT 1; --}}', unset => '{templates}')~,
 	'anomaly._rule_payload(anomaly.alert_rules,anomaly.alert_episodes,anomaly.scores,text)' =>
 	  q{SELECT anomaly._rule_payload(NULL, NULL, NULL, 'x')},
 	'anomaly._notify_rule(anomaly.alert_rules,anomaly.alert_episodes,anomaly.scores,text)' =>
