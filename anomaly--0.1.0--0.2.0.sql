@@ -1305,3 +1305,8 @@ LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
 	AND s.database = pg_catalog.current_database()
 WHERE pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE');
 
+
+-- ---------------------------------------------------------------------------
+-- ROWTIME: each score carries its row's event time (the detector's
+-- time_column, else the commit time).  Scores written by 0.1.0 have none.
+ALTER TABLE scores ADD COLUMN rowtime timestamptz;

@@ -13,6 +13,7 @@
  *							 writes it)
  *		sysctx.c			 who runs what: the only place that changes user
  *		bulk.c, threads.c	 many rows into a table; the engine's threads
+ *		pump.c				 what fills each column of a destination
  *	 2. slots.c				 replication slots and origins
  *	 3. definition.c		 a detector's definition as a round reads it,
  *							 errors, tokens, retention, its home
@@ -57,7 +58,9 @@
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "access/tupdesc.h"
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "utils/relcache.h"
 
 /* The wire format and its reader (no PostgreSQL header: fuzzed alone). */
@@ -208,9 +211,10 @@ extern char *detect_eval_sql(const char *relname, int nfeatures, char **features
 							 int nkeys, char **keys, bool key_only);
 
 /*
- * The columns a detector's "destination" table may have, by name, with the
- * type of the value inserted into each (assignment casts apply).  The table
- * must have anomaly_score; columns it lacks are not written.  write.c.
+ * The score fields: the columns of anomaly.scores a round fills, by name,
+ * with the type of the value inserted into each (assignment casts apply).
+ * A destination table gets them too, with the source row's columns and
+ * the features (pump.c).  write.c.
  */
 typedef struct DetectDestColumn
 {
@@ -218,8 +222,37 @@ typedef struct DetectDestColumn
 	Oid			type;
 } DetectDestColumn;
 
-#define DETECT_DEST_NCOLUMNS 12
+#define DETECT_DEST_NCOLUMNS 13
 extern const DetectDestColumn detect_dest_columns[DETECT_DEST_NCOLUMNS];
+
+/* What fills a column of a destination table (pump.c). */
+typedef enum DestFillKind
+{
+	DEST_FILL_SELF,				/* its default, identity or generation */
+	DEST_FILL_SCORE,			/* score field `index` of detect_dest_columns */
+	DEST_FILL_SOURCE,			/* the source row's attribute `index` */
+	DEST_FILL_FEATURE			/* feature `index` (from 0) */
+} DestFillKind;
+
+typedef struct DestFill
+{
+	AttrNumber	attnum;			/* in the destination */
+	const char *name;			/* the destination column's name */
+	DestFillKind kind;
+	int			index;
+	Oid			type;			/* of the value (not SELF) */
+	const char *source_name;	/* SOURCE: the source column's name */
+} DestFill;
+
+/*
+ * Maps each live column of a destination to what fills it; raises an
+ * error for a column nothing fills, a value whose type does not cast to
+ * its column's, and a destination without anomaly_score.  detector: NULL
+ * while it is being defined.  feature_names: C strings.
+ */
+extern int	detect_dest_map(TupleDesc dest, const char *dest_name,
+							const char *detector, TupleDesc source,
+							List *feature_names, DestFill **out);
 
 /*
  * bulk.c: many rows into one of the extension's plain tables at once

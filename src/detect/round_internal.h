@@ -59,6 +59,7 @@ typedef struct DetectorDef
 	bool		grade;
 	RcfGraderParams gparams;
 	char	   *destination;	/* qualified name of the user table, or NULL */
+	char	   *time_column;	/* the source's event time (ROWTIME), or NULL */
 } DetectorDef;
 
 /* The partition key of a forest (isnull: the NULL key). */
