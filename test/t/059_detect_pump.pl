@@ -56,8 +56,6 @@ sq(q{
 		ANOMALY_EXPLANATION varchar,
 		ROWTIME timestamptz NOT NULL
 	);
-	CREATE TABLE dest_unfillable (LIKE destination_sql_stream);
-	ALTER TABLE dest_unfillable ADD COLUMN volume int;
 });
 # TICKER_SYMBOL is not a column of ticks: the first try is refused.
 my ($rc, $out, $err) = $node->psql('postgres', q{
@@ -68,7 +66,11 @@ isnt($rc, 0, 'a destination with a column nothing fills is refused');
 like($err, qr/column "ticker_symbol" of destination table public\.destination_sql_stream cannot be filled/,
 	'and the error names the column');
 like($err, qr/HINT:  Rename it/, 'with a hint');
-sq(q{ALTER TABLE destination_sql_stream DROP COLUMN ticker_symbol});
+sq(q{
+	ALTER TABLE destination_sql_stream DROP COLUMN ticker_symbol;
+	CREATE TABLE dest_unfillable (LIKE destination_sql_stream);
+	ALTER TABLE dest_unfillable ADD COLUMN volume int;
+});
 ($rc, $out, $err) = $node->psql('postgres', q{
 	SELECT anomaly.create_detector('pump', 'ticks', ARRAY['price', 'change'],
 		partition_by => 'ticker',
