@@ -1310,3 +1310,7 @@ WHERE pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE');
 -- ROWTIME: each score carries its row's event time (the detector's
 -- time_column, else the commit time).  Scores written by 0.1.0 have none.
 ALTER TABLE scores ADD COLUMN rowtime timestamptz;
+
+-- History: a detector created with {"start": "all"} scores the stored rows
+-- first; its progress is here.
+ALTER TABLE detectors ADD COLUMN backfill jsonb;

@@ -21,7 +21,9 @@
  *		reader.c			 decoding a batch from the slot
  *		evaluate.c			 feature, filter and partition expressions
  *		write.c				 score rows, destination, the detector's row
- *	 5. round.c				 one round, adoption after restore, the
+ *	 5. backfill.c			 rounds that score the rows stored before the
+ *							 detector was created
+ *		round.c				 one round, adoption after restore, the
  *							 commit/abort hooks (round_internal.h: what
  *							 the files of 3-5 share)
  *	 6. catalog.c			 the management API and anomaly.process
@@ -190,6 +192,13 @@ typedef enum DetectRoundResult
  */
 extern DetectRoundResult detect_round(int64 id, int max_rows,
 									  bool keep_context, int64 *rows);
+
+/*
+ * Locks the source against writers and returns the starting state of a
+ * backfill (backfill.c) as JSON; *lsn: transactions committed at or below
+ * it are the backfill's, the slot's are those after.
+ */
+extern char *detect_backfill_begin(Oid relid, XLogRecPtr *lsn);
 
 /* After the round's transaction committed: move the slot to its progress. */
 extern void detect_after_commit(void);

@@ -346,7 +346,7 @@ static const char *option_names[] = {
 	"ignore_near_expected_above", "ignore_near_expected_below",
 	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
 	"suppress", "score_horizon", "cusum_drift", "cusum_threshold", "destination",
-	"time_column", NULL
+	"time_column", "start", NULL
 };
 
 /* The grader's options, in anomaly_grader_params' order, with detect()'s defaults. */
@@ -519,7 +519,8 @@ check_time_column(const char *name, Relation source)
  * default) as JSON text.
  */
 static char *
-normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features)
+normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
+				  bool *start_all)
 {
 	int64		trees = 100,
 				samples = 256,
@@ -540,6 +541,7 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features)
 	StringInfoData buf;
 	ListCell   *lc;
 
+	*start_all = false;
 	memcpy(gvalues, grader_option_defaults, sizeof(gvalues));
 	if (options != NULL)
 	{
@@ -571,7 +573,7 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features)
 									 "grade, z_factor, score_floor, ignore_near_expected_above, "
 									 "ignore_near_expected_below, ignore_near_expected_above_ratio, "
 									 "ignore_near_expected_below_ratio, suppress, score_horizon, cusum_drift, "
-									 "cusum_threshold, destination and time_column.")));
+									 "cusum_threshold, destination, time_column and start.")));
 				continue;
 			}
 			if (tok != WJB_VALUE)
@@ -656,6 +658,15 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features)
 					option_error(key, "the name of a table, as \"schema.table\"");
 				destination = pnstrdup(v.val.string.val, v.val.string.len);
 			}
+			else if (strcmp(key, "start") == 0)
+			{
+				if (v.type != jbvString ||
+					(strncmp(v.val.string.val, "now", v.val.string.len) != 0 &&
+					 strncmp(v.val.string.val, "all", v.val.string.len) != 0) ||
+					v.val.string.len != 3)
+					option_error(key, "\"now\" (the rows committed from now on) or \"all\" (the rows stored, then those)");
+				*start_all = v.val.string.val[0] == 'a';
+			}
 			else if (strcmp(key, "time_column") == 0)
 			{
 				if (v.type != jbvString)
@@ -738,6 +749,8 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features)
 		appendStringInfoString(&buf, ", \"destination\": ");
 		escape_json(&buf, destination);
 	}
+	if (*start_all)
+		appendStringInfoString(&buf, ", \"start\": \"all\"");
 	if (time_column)
 	{
 		appendStringInfoString(&buf, ", \"time_column\": ");
@@ -801,7 +814,8 @@ define(Relation rel, Definition *def, Jsonb *options)
 	if (def->filter && def->filter[0] == '\0')
 		def->filter = NULL;
 	check_can_read(relid, GetUserId());
-	def->options = normalize_options(options, rel, def->nfeatures, def->features);
+	def->options = normalize_options(options, rel, def->nfeatures, def->features,
+									 &def->start_all);
 	def->nkeys = primary_key_columns(rel, &def->keys);
 	def->search_path = pinned_search_path();
 	def->source_columns = source_columns_json(rel);

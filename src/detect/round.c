@@ -351,7 +351,10 @@ detect_round(int64 id, int max_rows, bool keep_context, int64 *rows_out)
 		DetectorCache *dc = detect_get_cache(id);
 
 		detect_prepare_forest_plans();
-		result = run_round(dc, &def, rcxt, max_rows, rows_out);
+		if (def.backfill)
+			result = detect_backfill_round(dc, &def, rcxt, max_rows, rows_out);
+		else
+			result = run_round(dc, &def, rcxt, max_rows, rows_out);
 		if (!keep_context)
 			detect_release_decoding(dc);
 	}

@@ -136,7 +136,10 @@ row_time(const ScoreSource *ss, int64 i, bool *isnull)
 
 	*isnull = false;
 	if (ss->time_attnum == InvalidAttrNumber)
+	{
+		*isnull = XLogRecPtrIsInvalid(ss->rd->row[i].commit_lsn);
 		return ss->rd->row[i].commit_time;
+	}
 	d = GetAttributeByNum(DatumGetHeapTupleHeader(ss->es->rows[i]), ss->time_attnum,
 						  isnull);
 	if (*isnull)
@@ -188,8 +191,11 @@ score_value(const ScoreSource *ss, int64 i, int c, bool *isnull)
 			*isnull = rr->source_key == (Datum) 0;
 			return rr->source_key;
 		case SC_COMMIT_LSN:
+			/* Rows a backfill read were committed at no known point. */
+			*isnull = XLogRecPtrIsInvalid(ss->rd->row[i].commit_lsn);
 			return LSNGetDatum(ss->rd->row[i].commit_lsn);
 		case SC_COMMIT_TIME:
+			*isnull = XLogRecPtrIsInvalid(ss->rd->row[i].commit_lsn);
 			return TimestampTzGetDatum(ss->rd->row[i].commit_time);
 		case SC_FEATURES:
 			return float8_array(rr->values, rr->nulls, ss->def->nfeatures);
@@ -490,6 +496,7 @@ write_failures(DetectorDef *def, RoundData *rd, EvalState *es, int64 n)
 	bool	   *keynulls = palloc(sizeof(bool) * Max(nf, 1));
 	Datum	   *lsns = palloc(sizeof(Datum) * Max(nf, 1));
 	Datum	   *times = palloc(sizeof(Datum) * Max(nf, 1));
+	bool	   *unknown = palloc(sizeof(bool) * Max(nf, 1));	/* commit */
 	Datum	   *states = palloc(sizeof(Datum) * Max(nf, 1));
 	Datum	   *reasons = palloc(sizeof(Datum) * Max(nf, 1));
 	int			k = 0;
@@ -511,6 +518,7 @@ write_failures(DetectorDef *def, RoundData *rd, EvalState *es, int64 n)
 		keynulls[k] = rr->source_key == (Datum) 0;
 		lsns[k] = LSNGetDatum(rd->row[i].commit_lsn);
 		times[k] = TimestampTzGetDatum(rd->row[i].commit_time);
+		unknown[k] = XLogRecPtrIsInvalid(rd->row[i].commit_lsn);
 		states[k] = CStringGetTextDatum(rr->sqlstate ? rr->sqlstate : "XX000");
 		reasons[k] = CStringGetTextDatum(rr->error ? rr->error : "unknown");
 		k++;
@@ -518,8 +526,10 @@ write_failures(DetectorDef *def, RoundData *rd, EvalState *es, int64 n)
 	dims[0] = k;
 	args[0] = CStringGetTextDatum(def->name);
 	args[1] = PointerGetDatum(construct_md_array(keys, keynulls, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(lsns, k, PG_LSNOID, sizeof(XLogRecPtr), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[3] = PointerGetDatum(construct_array(times, k, TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_md_array(lsns, unknown, 1, dims, lbs, PG_LSNOID,
+												 sizeof(XLogRecPtr), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_md_array(times, unknown, 1, dims, lbs, TIMESTAMPTZOID,
+												 sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[4] = PointerGetDatum(construct_array(states, k, TEXTOID, -1, false, TYPALIGN_INT));
 	args[5] = PointerGetDatum(construct_array(reasons, k, TEXTOID, -1, false, TYPALIGN_INT));
 	args[6] = ObjectIdGetDatum(def->owner);
