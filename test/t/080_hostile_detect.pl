@@ -142,14 +142,16 @@ sub attack_detector
 	my $features = $where eq 'features' ? "ARRAY['$s.leak(v)']" : "ARRAY['v']";
 	my $pb = $where eq 'partition_by' ? "'$s.leak_text(v)'" : 'NULL';
 	my $filter = $where eq 'filter' ? "'$s.leak_bool(v)'" : 'NULL';
+	# start_all: the first rows are stored before, and read by the backfill
+	my $first = "INSERT INTO $s.src (v) SELECT g FROM generate_series(1, 5) g;";
+	my $start = $a{start_all} ? ', "start": "all"' : '';
 	as_role_ok($node, 'adm', qq{
 CREATE SCHEMA $s;
 CREATE TABLE $s.src (id bigserial PRIMARY KEY, v float8);
-} . leak_fn_sql($s, $a{leak_extra}) . plant_sql($s, 'adm', \%a) . qq{
+} . leak_fn_sql($s, $a{leak_extra}) . plant_sql($s, 'adm', \%a) . ($a{start_all} ? $first : '') . qq{
 SELECT anomaly.create_detector('det_$s', '$s.src', $features, partition_by => $pb, filter => $filter,
-	options => '{"number_of_trees": 5, "sub_sample_size": 16}');
-INSERT INTO $s.src (v) SELECT g FROM generate_series(1, 5) g;
-}, "$label: set up as adm");
+	options => '{"number_of_trees": 5, "sub_sample_size": 16$start}');
+} . ($a{start_all} ? '' : $first), "$label: set up as adm");
 	my $st = wait_detector($node, "det_$s", 5);
 	note "$label: detector $st";
 	# a second batch: a round after the first one's leak
@@ -176,6 +178,10 @@ attack_detector('finding 1 variant: the path planted by the filter', where => 'f
 	ops => \@all_ops, funcs => \@funcs);
 attack_detector('finding 1 variant: the path planted by partition_by', where => 'partition_by',
 	ops => \@all_ops, funcs => \@funcs);
+# The backfill ({"start": "all"}) reads the stored rows as the owner, in key
+# order: the path planted by a feature, and operators shadowing the key's.
+attack_detector('history: the backfill reads and scores the stored rows as the owner',
+	ops => \@all_ops, funcs => \@funcs, start_all => 1);
 
 # A BEFORE INSERT trigger on a detector's destination table, owned by owner1
 # (no admin role): owner1 plants the path and the operators; adm's detector
