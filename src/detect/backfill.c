@@ -222,9 +222,9 @@ read_as_owner(void *arg)
 		TupleDesc	td = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		c->rows[i] = SPI_datumTransfer(SPI_getbinval(t, td, 1, &isnull), false, -1);
+		c->rows[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(t, td, 1, &isnull)));
 		c->xmins[i] = DatumGetTransactionId(SPI_getbinval(t, td, 2, &isnull));
-		c->keys[i] = SPI_datumTransfer(SPI_getbinval(t, td, 3, &isnull), false, -1);
+		c->keys[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(t, td, 3, &isnull)));
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -355,7 +355,7 @@ detect_backfill_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	w.end_lsn = InvalidXLogRecPtr;
 	w.started = GetCurrentTimestamp();
 	detect_write_round_as_origin(&w);
-	table_close(rel, AccessShareLock);
+	table_close(rel, NoLock);
 
 	/* The progress, in the round's transaction. */
 	args[0] = Int64GetDatum(def->id);
