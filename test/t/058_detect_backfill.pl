@@ -140,5 +140,39 @@ cmp_ok($compared, '==', $rows, 'all rows compared');
 is($different, '0',
 	'the scores are random_cut_forest\'s over the stored rows in key order, then the new ones in commit order');
 
+# Restored from a dump before its backfill was done: the snapshot's
+# transaction ids mean nothing in the copy, so the copy stops the backfill
+# where it was (the original goes on) and scores the rows committed from its
+# adoption on.
+sq(q{
+	CREATE TABLE src2 (id bigserial PRIMARY KEY, v double precision NOT NULL);
+	INSERT INTO src2 (v) SELECT sin(g) FROM generate_series(1, 1000) g;
+	SELECT anomaly.create_detector('half', 'src2', ARRAY['v'],
+		options => '{"start": "all", "number_of_trees": 10, "sub_sample_size": 16}');
+	SELECT anomaly.process(detector => 'half', max_rows => 300);
+});
+my $dump = $PostgreSQL::Test::Utils::tmp_check . '/backfill.dump';
+$node->command_ok([ 'pg_dump', '--format', 'custom', '--file', $dump, $node->connstr('postgres') ],
+	'pg_dump in the middle of a backfill');
+sq('CREATE DATABASE copy');
+$node->command_ok([ 'pg_restore', '--dbname', $node->connstr('copy') . ' application_name=pg_restore', $dump ],
+	'pg_restore into another database');
+$node->safe_psql('copy', q{
+	SELECT anomaly.process(detector => 'half');
+	INSERT INTO src2 (v) VALUES (1), (2), (3);
+	SELECT anomaly.process(detector => 'half');
+	SELECT anomaly.process(detector => 'half');
+});
+is($node->safe_psql('copy', q{
+	SELECT (backfill->>'done') || '|' || (backfill->>'interrupted') || '|' || (backfill->>'rows')
+		|| '|' || state || '|' || rows_scored
+	FROM anomaly.detectors WHERE name = 'half'}),
+	'true|restored from a dump|300|active|303',
+	'the copy stopped the backfill where the dump had it, and scores the new rows');
+sq(q{SELECT anomaly.process(detector => 'half')});
+is(sq(q{SELECT (backfill->>'done') || '|' || (backfill->>'rows') || '|' || rows_scored
+	FROM anomaly.detectors WHERE name = 'half'}),
+	'true|1000|1000', 'the original finished its backfill');
+
 $node->stop;
 done_testing();
