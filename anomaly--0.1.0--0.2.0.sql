@@ -2005,3 +2005,12 @@ IS 'trains a model with a transform, its decay and per-feature weights';
 COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text) IS 'internal: transition function of rcf_train';
 COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision) IS 'internal: transition function of rcf_train';
 COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[]) IS 'internal: transition function of rcf_train';
+
+-- ---------------------------------------------------------------------------
+-- ROWTIME: each score carries its row's event time (the detector's
+-- time_column, else the commit time).  Scores written by 0.1.0 have none.
+ALTER TABLE scores ADD COLUMN rowtime timestamptz;
+
+-- History: a detector created with {"start": "all"} scores the stored rows
+-- first; its progress is here.
+ALTER TABLE detectors ADD COLUMN backfill jsonb;

@@ -44,7 +44,10 @@ CREATE TABLE detectors (
 	error_count integer NOT NULL DEFAULT 0,
 	note text,						-- what happened to it that is not an error (restored...)
 	created_at timestamptz NOT NULL DEFAULT now(),
-	created_by name NOT NULL DEFAULT session_user
+	created_by name NOT NULL DEFAULT session_user,
+	-- {"start": "all"}: the scoring of the rows stored before creation and
+	-- its progress (see src/detect/backfill.c); NULL: none
+	backfill jsonb
 );
 COMMENT ON TABLE detectors IS 'continuous detectors: definition, progress and counters (managed by create_detector and friends)';
 
