@@ -344,8 +344,8 @@ my $su = '10::oid';
 	  qq{SELECT anomaly._create_destination($su, 'd_i', 'webhook', '{"url": "http://127.0.0.1:1/", "credential": "hook_secret"}')},
 	'anomaly._credential_bound(text,text)' => q{SELECT anomaly._credential_bound('hook_secret', 'http://127.0.0.1:1/')},
 	'anomaly._drop_alert_rule(oid,text)' => qq{SELECT anomaly._drop_alert_rule($su, 'su_rule')},
-	'anomaly._alter_alert_rule(oid,text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[])' =>
-	  qq{SELECT anomaly._alter_alert_rule($su, 'su_rule', 'su_dest', NULL, NULL, 0, '0', '0', 'info', true, NULL, false, NULL)},
+	'anomaly._alter_alert_rule(oid,text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[],text,text,jsonb)' =>
+	  qq{SELECT anomaly._alter_alert_rule($su, 'su_rule', 'su_dest', NULL, NULL, 0, '0', '0', 'info', true, NULL, false, NULL, '{{row.x}}', NULL, '{}')},
 	'anomaly._drop_destination(oid,text,boolean)' => qq{SELECT anomaly._drop_destination($su, 'su_dest', true)},
 	'anomaly._owns(oid,regrole)' => qq{SELECT anomaly._owns($su, 'adm')},
 	'anomaly._purge_alert_history(oid,interval)' => qq{SELECT anomaly._purge_alert_history($su, '-1 year')},
