@@ -104,8 +104,26 @@ extern int	detect_checkpoint_timeout_s;
 extern int	detect_max_retries;
 extern int	detect_threads;
 
-/* Registers settings, and the launcher when preloaded. */
+/* Registers the detectors' settings and hooks. */
 extern void anomaly_detect_init(void);
+
+/*
+ * One pass of a database's scheduler: starts a worker for each active
+ * detector that has none.  Returns why some detector has no worker (for
+ * detector_status), NULL when none lacks one.
+ */
+extern const char *detect_schedule(void);
+
+/* Stops the detector workers detect_schedule() started. */
+extern void detect_unschedule(void);
+
+/*
+ * Set by the glue (src/registry.c): asks for a worker for this database
+ * when the transaction commits, and returns why none can serve it (NULL:
+ * one will) with a hint.  NULL hook: nobody to ask.
+ */
+typedef const char *(*DetectServiceFn) (const char **hint);
+extern DetectServiceFn detect_service_hook;
 
 /* ---------------------------------------------------------------------
  * Threads for the engine's work of a round (threads.c)
