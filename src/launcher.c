@@ -93,6 +93,8 @@ static bool
 start_scheduler(SchedDb *s, const char *dbname)
 {
 	BackgroundWorker worker;
+	MemoryContext old;
+	bool		started;
 
 	anomaly_bgworker_init(&worker, "anomaly_scheduler_main", SCHEDULER_BGW_TYPE,
 						  BGW_NEVER_RESTART);
@@ -105,7 +107,13 @@ start_scheduler(SchedDb *s, const char *dbname)
 		pfree(s->handle);
 		s->handle = NULL;
 	}
-	return RegisterDynamicBackgroundWorker(&worker, &s->handle);
+	/* called in a transaction: the handle must outlive it */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	started = RegisterDynamicBackgroundWorker(&worker, &s->handle);
+	MemoryContextSwitchTo(old);
+	if (!started)
+		s->handle = NULL;
+	return started;
 }
 
 /*
@@ -122,6 +130,7 @@ launcher_pass(SchedDb **scheds, int *nscheds, int *maxscheds)
 	int			nseen = 0;
 	int			maxseen = 0;
 	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext outer = CurrentMemoryContext;	/* outlives the transaction */
 
 	for (int i = 0; i < *nscheds; i++)
 		(*scheds)[i].seen = false;
@@ -150,7 +159,7 @@ launcher_pass(SchedDb **scheds, int *nscheds, int *maxscheds)
 		{
 			maxseen = Max(16, maxseen * 2);
 			seen_oids = seen_oids ? repalloc(seen_oids, sizeof(Oid) * maxseen) :
-				palloc(sizeof(Oid) * maxseen);
+				MemoryContextAlloc(outer, sizeof(Oid) * maxseen);
 		}
 		seen_oids[nseen++] = dbform->oid;
 

@@ -293,7 +293,12 @@ registry_hold(Oid dboid, bool on)
 	db = find_db(dboid, on);
 	/* a backend that dies while holding lets go after ten minutes */
 	if (db != NULL)
+	{
 		db->held_until = on ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 600000) : 0;
+		/* let go: its scheduler comes back at once, not at the next look */
+		if (!on)
+			db->requested = true;
+	}
 	latch = registry->launcher_latch;
 	LWLockRelease(registry->lock);
 	if (!on && latch != NULL)
