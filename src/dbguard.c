@@ -16,7 +16,8 @@
  * the database (or a superuser) can hold our workers off it.  TimescaleDB's loader
  * stops its schedulers before the same commands.
  *
- * After CREATE EXTENSION anomaly, the launcher is asked to look at this
+ * After DROP DATABASE, the replication origins of its detectors (which are
+ * cluster-wide) are dropped.  After CREATE EXTENSION anomaly, the launcher is asked to look at this
  * database when the transaction commits, so that a first detector gets its
  * worker at once.  Installed only when the library is preloaded.
  */
@@ -24,6 +25,7 @@
 
 #include <signal.h>
 
+#include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "miscadmin.h"
@@ -32,8 +34,10 @@
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "tcop/utility.h"
+#include "utils/resowner.h"
 #include "utils/acl.h"
 
+#include "detect/detect.h"
 #include "registry.h"
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
@@ -116,6 +120,43 @@ database_needed_alone(Node *parsetree)
 	return get_database_oid(dbname, true);
 }
 
+/*
+ * Drops the replication origins of a dropped database's detectors.  The
+ * database's files are already gone: an error here must not abort the
+ * DROP's transaction, so it is a warning (and the origins stay).
+ */
+static void
+drop_origins(Oid dboid)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		detect_drop_origins_of(dboid);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(WARNING,
+				(errmsg("could not drop the replication origins of the dropped database's detectors: %s",
+						edata->message),
+				 errhint("Drop the origins named anomaly_%u_* with pg_replication_origin_drop().",
+						 dboid)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+}
+
 /* The ProcessUtility hook. */
 static void
 dbguard_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -153,6 +194,9 @@ dbguard_process_utility(PlannedStmt *pstmt, const char *queryString,
 			else
 				standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 										params, queryEnv, dest, qc);
+			/* the slots went with the database; the origins are cluster-wide */
+			if (IsA(parsetree, DropdbStmt))
+				drop_origins(dboid);
 		}
 		PG_FINALLY();
 		{

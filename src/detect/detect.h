@@ -25,7 +25,7 @@
  *							 the files of 3-5 share)
  *	 6. catalog.c			 the management API and anomaly.process
  *		options.c			 checking a new definition and its options
- *		worker.c			 the launcher and the workers
+ *		worker.c			 scheduling (detect_schedule) and the workers
  *
  * Within layer 4: write calls forests, forests calls evaluate, reader uses
  * the forest cache; none calls back.  The settings (detect_* variables) are
@@ -170,6 +170,12 @@ extern void detect_drop_slot(const char *slot_name, bool missing_ok);
 
 /* Drops every slot and origin of detectors of this database. */
 extern void detect_drop_all_slots(void);
+
+/*
+ * Drops the replication origins of the detectors of database dboid (they
+ * are cluster-wide: after DROP DATABASE, nothing else would).
+ */
+extern void detect_drop_origins_of(Oid dboid);
 
 /* Drops slots "anomaly_<this db>_<id>" whose detector does not exist. */
 extern int	detect_drop_orphan_slots(void);

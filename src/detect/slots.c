@@ -8,7 +8,7 @@
  * replication origin both named "anomaly_D_N".  The slot is created before
  * any write of create_detector's transaction (logical slots cannot be
  * created after one) and is not transactional: when that transaction aborts
- * the slot stays behind, and the launcher or anomaly.process() drops slots
+ * the slot stays behind, and the scheduler or anomaly.process() drops slots
  * with no detector (detect_drop_orphan_slots).
  *
  * Slots are dropped when the detector is dropped and when the extension is
@@ -299,9 +299,9 @@ detector_slot_names(void)
 	return names;
 }
 
-/* Drops every slot and replication origin of this database's detectors. */
+/* Drops the replication origins of a database's detectors; see detect.h. */
 void
-detect_drop_all_slots(void)
+detect_drop_origins_of(Oid dboid)
 {
 	ListCell   *lc;
 	char		prefix[64];
@@ -311,10 +311,7 @@ detect_drop_all_slots(void)
 	HeapTuple	tup;
 	List	   *origins = NIL;
 
-	foreach(lc, detector_slot_names())
-		detect_drop_slot((char *) lfirst(lc), true);
-
-	snprintf(prefix, sizeof(prefix), "anomaly_%u_", MyDatabaseId);
+	snprintf(prefix, sizeof(prefix), "anomaly_%u_", dboid);
 	plen = strlen(prefix);
 	rel = table_open(ReplicationOriginRelationId, AccessShareLock);
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
@@ -335,6 +332,17 @@ detect_drop_all_slots(void)
 	table_close(rel, AccessShareLock);
 	foreach(lc, origins)
 		replorigin_drop_by_name((char *) lfirst(lc), true, false);
+}
+
+/* Drops every slot and replication origin of this database's detectors. */
+void
+detect_drop_all_slots(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, detector_slot_names())
+		detect_drop_slot((char *) lfirst(lc), true);
+	detect_drop_origins_of(MyDatabaseId);
 }
 
 /*

@@ -1,6 +1,6 @@
 /*
  * worker.c
- *	  Settings of the detectors, the launcher, and the detector workers.
+ *	  Settings of the detectors, their scheduling, and the detector workers.
  *
  * With shared_preload_libraries = 'anomaly', the scheduler of each database
  * where the extension is installed (src/launcher.c) calls detect_schedule()

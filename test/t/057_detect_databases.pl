@@ -83,6 +83,8 @@ is($rc, 0, 'a plain DROP DATABASE of a served database completes') or diag($err)
 cmp_ok(time - $t0, '<', 20, 'and without waiting for its timeout');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_replication_slots WHERE database = 'app3'}),
 	'0', 'its slot went with it');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_replication_origin WHERE roname LIKE 'anomaly%'}),
+	'2', 'and its replication origin (the other two databases keep theirs)');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'anomaly scheduler'}),
 	'2', 'the other two schedulers run on');
 # ALTER DATABASE ... RENAME needs the database alone as well
