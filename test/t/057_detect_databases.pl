@@ -105,6 +105,24 @@ $node->safe_psql('plain', q{
 is(wait_for($node, 'plain', q{SELECT count(*) FROM anomaly.scores}, '50', 30), '50',
 	'a database that installs the extension later is served');
 
+# Each database with destinations gets its own alert sender.
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'anomaly alert sender'}),
+	'0', 'no sender where there are no destinations');
+for my $db ('app1', 'plain')
+{
+	$node->safe_psql($db, q{
+		SELECT anomaly.create_destination('n', 'notify', '{"channel": "c"}');
+		SELECT anomaly.send_alert('n', 'hello', '{}');
+	});
+}
+for my $db ('app1', 'plain')
+{
+	is(wait_for($node, $db, q{SELECT sent || '|' || coalesce(note, '') FROM anomaly.delivery_status}, '1|', 30),
+		'1|', "$db: its alert was delivered by its own sender, no note");
+}
+is($node->safe_psql('postgres', q{SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_stat_activity
+	WHERE backend_type = 'anomaly alert sender'}), 'app1,plain', 'one sender per database with destinations');
+
 # --- the restriction -----------------------------------------------------------
 
 $node->append_conf('postgresql.conf', "anomaly.detector_database = 'app1'\n");
@@ -156,6 +174,35 @@ is($node->safe_psql('app1', q{SELECT count(*) FROM pg_replication_slots s
 	'0', 'no slot left behind by the timed-out creation');
 
 $node->stop;
+
+# --- no free worker slot ---------------------------------------------------------
+
+# max_worker_processes = 3: PostgreSQL's logical replication launcher, ours,
+# and the database's scheduler; nothing left for a detector worker.
+my $tight = PostgreSQL::Test::Cluster->new('tight');
+$tight->init(allows_streaming => 'logical');
+$tight->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'anomaly'
+max_worker_processes = 3
+lc_messages = 'C'
+});
+$tight->start;
+$tight->safe_psql('postgres', q{
+	CREATE EXTENSION anomaly;
+	CREATE TABLE t (id int8 PRIMARY KEY, v float8);
+	SELECT anomaly.create_detector('d', 't', ARRAY['v']);
+});
+is(wait_for($tight, 'postgres', q{SELECT state || '|' || note FROM anomaly.detector_status},
+		'waiting|no worker: no free background worker slot (max_worker_processes = 3)', 30),
+	'waiting|no worker: no free background worker slot (max_worker_processes = 3)',
+	'no free worker slot: state waiting, and the note says so');
+($rc, $out, $err) = $tight->psql('postgres', q{
+	CREATE TABLE t2 (id int8 PRIMARY KEY, v float8);
+	SELECT anomaly.create_detector('d2', 't2', ARRAY['v']);
+});
+like($err, qr/NOTICE:  no background worker will score detector "d2": no free background worker slot \(max_worker_processes = 3\)\nHINT:  Raise max_worker_processes/,
+	'and create_detector says so with the fix');
+$tight->stop;
 
 # --- a cluster without the preload, and wal_level = replica -------------------
 
