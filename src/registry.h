@@ -27,7 +27,7 @@ typedef enum RegistryWorker
 	REGW_COUNT
 } RegistryWorker;
 
-#define REGISTRY_NOTE_LEN 192
+#define REGISTRY_NOTE_LEN 128
 
 /* Installs the shared memory hooks; from _PG_init while preloading. */
 extern void registry_shmem_init(void);

@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -27,7 +28,6 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
-#include "commands/dbcommands.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -39,9 +39,6 @@
 
 PG_FUNCTION_INFO_V1(anomaly_alert_wake_sender);
 
-/* Databases that can have a sender at once (one each). */
-#define ALERT_MAX_SENDERS 1024
-
 /* Shared state: per database, the running sender and its latch. */
 typedef struct AlertSenderSlot
 {
@@ -50,11 +47,16 @@ typedef struct AlertSenderSlot
 	Latch	   *latch;
 } AlertSenderSlot;
 
+/* One slot per possible sender: senders are background workers. */
 typedef struct AlertSenderShared
 {
 	slock_t		mutex;
-	AlertSenderSlot senders[ALERT_MAX_SENDERS];
+	int			nslots;			/* max_worker_processes */
+	AlertSenderSlot senders[FLEXIBLE_ARRAY_MEMBER];
 } AlertSenderShared;
+
+#define SENDER_SHARED_SIZE(n) \
+	(offsetof(AlertSenderShared, senders) + sizeof(AlertSenderSlot) * (n))
 
 static AlertSenderShared *sender_shared = NULL;
 static BackgroundWorkerHandle *sender_handle = NULL;
@@ -62,13 +64,14 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
+
 /* Asks for the shared state. */
 static void
 alert_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(AlertSenderShared)));
+	RequestAddinShmemSpace(MAXALIGN(SENDER_SHARED_SIZE(max_worker_processes)));
 }
 
 /* Creates or attaches the shared state. */
@@ -80,10 +83,12 @@ alert_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	sender_shared = ShmemInitStruct("anomaly alert sender", sizeof(AlertSenderShared), &found);
+	sender_shared = ShmemInitStruct("anomaly alert sender",
+									SENDER_SHARED_SIZE(max_worker_processes), &found);
 	if (!found)
 	{
-		memset(sender_shared, 0, sizeof(AlertSenderShared));
+		memset(sender_shared, 0, SENDER_SHARED_SIZE(max_worker_processes));
+		sender_shared->nslots = max_worker_processes;
 		SpinLockInit(&sender_shared->mutex);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -110,7 +115,7 @@ sender_of(Oid dboid, Latch **latch)
 	if (sender_shared == NULL)
 		return 0;
 	SpinLockAcquire(&sender_shared->mutex);
-	for (int i = 0; i < ALERT_MAX_SENDERS; i++)
+	for (int i = 0; i < sender_shared->nslots; i++)
 		if (sender_shared->senders[i].dboid == dboid)
 		{
 			pid = sender_shared->senders[i].pid;
@@ -174,7 +179,7 @@ static void
 sender_detach(int code, Datum arg)
 {
 	SpinLockAcquire(&sender_shared->mutex);
-	for (int i = 0; i < ALERT_MAX_SENDERS; i++)
+	for (int i = 0; i < sender_shared->nslots; i++)
 		if (sender_shared->senders[i].pid == MyProcPid)
 			memset(&sender_shared->senders[i], 0, sizeof(AlertSenderSlot));
 	SpinLockRelease(&sender_shared->mutex);
@@ -188,7 +193,7 @@ sender_attach(void)
 	bool		taken = false;
 
 	SpinLockAcquire(&sender_shared->mutex);
-	for (int i = 0; i < ALERT_MAX_SENDERS; i++)
+	for (int i = 0; i < sender_shared->nslots; i++)
 	{
 		AlertSenderSlot *s = &sender_shared->senders[i];
 
