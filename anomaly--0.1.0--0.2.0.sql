@@ -1645,6 +1645,17 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'anomaly_alert_test_destination'
 LANGUAGE C VOLATILE;
 
+-- Why no background worker of a kind ('detector', 'sender') can serve this
+-- database ('no worker: ...'), NULL when one can: for the status views.
+CREATE OR REPLACE FUNCTION _worker_note(kind text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'anomaly_worker_note'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION _worker_note(text)
+IS 'internal: why no background worker of a kind (detector, sender) serves this database, NULL when one does';
+REVOKE ALL ON FUNCTION _worker_note(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _worker_note(text) TO anomaly_admin;
+
 -- Per destination: what waits, what went, what failed (each role sees its
 -- own: security_invoker, so the tables' row level security applies).
 CREATE OR REPLACE VIEW delivery_status WITH (security_invoker = true) AS
@@ -1660,7 +1671,8 @@ SELECT d.name AS destination,
 	   coalesce(l.dead_letters, 0) AS dead_letters,
 	   c.last_success_at,
 	   c.last_error_at,
-	   c.last_error
+	   c.last_error,
+	   anomaly._worker_note('sender') AS note
 FROM anomaly.destinations d
 LEFT JOIN (SELECT o.destination, count(*) AS queued, count(*) FILTER (WHERE o.attempts > 0) AS retrying,
 				  min(o.created_at) AS oldest
@@ -1668,6 +1680,7 @@ LEFT JOIN (SELECT o.destination, count(*) AS queued, count(*) FILTER (WHERE o.at
 LEFT JOIN anomaly.delivery_counters c ON c.destination = d.name
 LEFT JOIN (SELECT x.destination, count(*) AS dead_letters
 		   FROM anomaly.dead_letters x GROUP BY x.destination) l ON l.destination = d.name;
+COMMENT ON VIEW delivery_status IS 'per destination: queued, oldest age, sent, retried, dead, last success and error, and why no sender worker serves this database (note)';
 
 -- Open and recent alert episodes.
 CREATE OR REPLACE VIEW alerts WITH (security_invoker = true) AS
@@ -1782,7 +1795,9 @@ SELECT d.name,
 	d.source_name AS source,
 	(c.oid IS NOT NULL) AS source_exists,
 	pg_catalog.pg_get_userbyid(d.owner) AS owner,
-	d.state,
+	CASE WHEN d.state = 'active' AND s.active_pid IS NULL AND w.note IS NOT NULL
+		THEN 'waiting' ELSE d.state
+	END AS state,
 	d.rows_scored,
 	d.rows_filtered,
 	d.rows_failed,
@@ -1808,10 +1823,13 @@ SELECT d.name,
 	END AS retained_bytes,
 	d.last_error,
 	d.last_error_at,
-	d.note,
+	CASE WHEN d.state = 'active' AND s.active_pid IS NULL AND w.note IS NOT NULL
+		THEN concat_ws('; ', w.note, d.note) ELSE d.note
+	END AS note,
 	d.generation,
 	d.created_at
 FROM detectors d
+CROSS JOIN anomaly._worker_note('detector') w(note)
 LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source
 LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
 	AND s.database = pg_catalog.current_database()

@@ -194,6 +194,18 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 	detect_sys_leave(&su);
 	SPI_finish();
 	table_close(rel, AccessShareLock);
+
+	/* A worker for it at commit; or say why there will be none. */
+	if (detect_service_hook != NULL)
+	{
+		const char *hint = NULL;
+		const char *why = detect_service_hook(&hint);
+
+		if (why != NULL)
+			ereport(NOTICE,
+					(errmsg("no background worker will score detector \"%s\": %s", name, why),
+					 hint ? errhint("%s", hint) : 0));
+	}
 	PG_RETURN_VOID();
 }
 

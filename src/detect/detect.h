@@ -28,7 +28,7 @@
  *							 the files of 3-5 share)
  *	 6. catalog.c			 the management API and anomaly.process
  *		options.c			 checking a new definition and its options
- *		worker.c			 the launcher and the workers
+ *		worker.c			 scheduling (detect_schedule) and the workers
  *
  * Within layer 4: write calls forests, forests calls evaluate, reader uses
  * the forest cache; none calls back.  The settings (detect_* variables) are
@@ -109,8 +109,26 @@ extern int	detect_checkpoint_timeout_s;
 extern int	detect_max_retries;
 extern int	detect_threads;
 
-/* Registers settings, and the launcher when preloaded. */
+/* Registers the detectors' settings and hooks. */
 extern void anomaly_detect_init(void);
+
+/*
+ * One pass of a database's scheduler: starts a worker for each active
+ * detector that has none.  Returns why some detector has no worker (for
+ * detector_status), NULL when none lacks one.
+ */
+extern const char *detect_schedule(void);
+
+/* Stops the detector workers detect_schedule() started. */
+extern void detect_unschedule(void);
+
+/*
+ * Set by the glue (src/registry.c): asks for a worker for this database
+ * when the transaction commits, and returns why none can serve it (NULL:
+ * one will) with a hint.  NULL hook: nobody to ask.
+ */
+typedef const char *(*DetectServiceFn) (const char **hint);
+extern DetectServiceFn detect_service_hook;
 
 /* ---------------------------------------------------------------------
  * Threads for the engine's work of a round (threads.c)
@@ -157,6 +175,12 @@ extern void detect_drop_slot(const char *slot_name, bool missing_ok);
 
 /* Drops every slot and origin of detectors of this database. */
 extern void detect_drop_all_slots(void);
+
+/*
+ * Drops the replication origins of the detectors of database dboid (they
+ * are cluster-wide: after DROP DATABASE, nothing else would).
+ */
+extern void detect_drop_origins_of(Oid dboid);
 
 /* Drops slots "anomaly_<this db>_<id>" whose detector does not exist. */
 extern int	detect_drop_orphan_slots(void);
