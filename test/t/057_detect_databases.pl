@@ -161,7 +161,7 @@ is(wait_for($node, 'app1', q{SELECT count(*) FROM pg_stat_activity
 	SET lock_timeout = '1s';
 	SELECT anomaly.create_detector('d3', 't', ARRAY['v']);
 }, timeout => 60);
-like($err, qr/NOTICE:  waiting for 1 running transaction to end before the detector's slot can start/,
+like($err, qr/NOTICE:  waiting for \d+ running transactions? to end before the detector's slot can start/,
 	'create_detector says it waits for a running transaction');
 like($err, qr/ERROR:  canceling statement due to lock timeout/, 'lock_timeout ends the wait');
 like($err, qr/CONTEXT:  creating logical replication slot "anomaly_\d+_\d+" for a detector/,
