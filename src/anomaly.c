@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "alert/alert.h"
@@ -39,6 +40,8 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	anomaly_alert_init();
 	anomaly_detect_init();
+	if (process_shared_preload_libraries_in_progress)
+		detect_progress_shmem_init();
 
 	/* Every layer has defined its settings: reserve the prefix for them. */
 	MarkGUCPrefixReserved("anomaly");

@@ -65,6 +65,16 @@ collect_prepare(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 	resetStringInfo(ctx->out);
 }
 
+/* Publishes the rows decoded so far and the read position (progress.c). */
+static void
+publish_decoded(LogicalDecodingContext *ctx, RoundData *rd)
+{
+	detect_progress_decoded(rd->rows, ctx->reader->EndRecPtr,
+							rd->rows > 0 ? rd->row[0].commit_time : 0);
+	if (rd->rows > 0 && rd->rows % (16 * DETECT_PROGRESS_ROWS) == 0)
+		detect_progress_memory();
+}
+
 /* Takes one message of the output plugin. */
 static void
 collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
@@ -152,6 +162,9 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 				row->kind = kind;
 				row->data = copy;
 				row->len = len;
+				/* A large transaction's rows show as they arrive. */
+				if (rd->rows % DETECT_PROGRESS_ROWS == 0)
+					publish_decoded(ctx, rd);
 				break;
 			}
 		case DW_COMMIT:
@@ -370,7 +383,7 @@ detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *e
 	LogicalDecodingContext *ctx = dc->ctx;
 	XLogRecPtr	end_of_wal = flush_for_decoding();
 	bool		caught_up = true;
-
+	uint64		nrecords = 0;
 	MemoryContext old;
 
 	ctx->output_writer_private = rd;
@@ -400,6 +413,8 @@ detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *e
 				 */
 				MemoryContextSwitchTo(ctx->context);
 			}
+			if (++nrecords % 4096 == 0)
+				publish_decoded(ctx, rd);
 			if (rd->rows + rd->skipped_rows >= max_rows)
 			{
 				caught_up = ctx->reader->EndRecPtr >= end_of_wal;
@@ -420,5 +435,6 @@ detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *e
 	ctx->output_writer_private = NULL;
 	InvalidateSystemCaches();
 	*end = ctx->reader->EndRecPtr;
+	publish_decoded(ctx, rd);
 	return caught_up;
 }

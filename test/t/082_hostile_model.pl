@@ -297,6 +297,7 @@ my %calls = (
 	'anomaly._wire_describe(bytea,bytea)' => q{SELECT anomaly._wire_describe('\xffffffffffffffff', '\x00')},
 	'anomaly._drop_orphan_slots()' => q{SELECT anomaly._drop_orphan_slots()},
 	'anomaly._ddl_guard()' => q{SELECT anomaly._ddl_guard()},
+	'anomaly.detector_progress()' => q{SELECT * FROM anomaly.detector_progress()},
 );
 # Internal helpers of the fixed alert functions (sec-alert): an oid argument
 # names the caller; passing 10 (the bootstrap superuser) must not be
