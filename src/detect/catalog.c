@@ -716,7 +716,9 @@ anomaly_process(PG_FUNCTION_ARGS)
 				ereport(NOTICE,
 						(errmsg("detector \"%s\" is being processed by another process, skipped",
 								names[i])));
+			detect_confirm_after_commit();
 			detect_release();
+			detect_progress_end(true);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;

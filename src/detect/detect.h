@@ -194,6 +194,13 @@ extern void detect_after_commit(void);
 /* After the round's transaction aborted: forget state derived from it. */
 extern void detect_after_abort(void);
 
+/*
+ * The slot this session holds moves to its last round's progress after the
+ * current transaction commits, unless a rollback to a savepoint undoes the
+ * round (reader.c; for process(), whose rounds commit with the caller).
+ */
+extern void detect_confirm_after_commit(void);
+
 /* Releases the slot and the decoding context kept between rounds (reader.c). */
 extern void detect_release(void);
 

@@ -28,6 +28,7 @@
 #include "replication/logical.h"
 #include "replication/origin.h"
 #include "replication/slot.h"
+#include "storage/standby.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "common/hashfn.h"
@@ -259,6 +260,131 @@ detect_confirm_slot(XLogRecPtr lsn)
 	ReplicationSlotsComputeRequiredLSN();
 }
 
+/* ---------------------------------------------------------------------
+ * Confirming after the caller's commit (process())
+ *
+ * process() runs its rounds in the caller's transaction, so their progress
+ * is committed only when the caller commits: the slot may move only then.
+ * (Before 0.2.0 it moved at the start of the next call, which read again
+ * the WAL the last one had read.)  The slots to move are kept with the subtransaction that
+ * recorded them (a rollback to a savepoint forgets them) and moved by a
+ * transaction callback after the commit, when nobody else holds them (a
+ * worker that does moves them itself).
+ */
+typedef struct PendingConfirm
+{
+	NameData	slot;
+	XLogRecPtr	lsn;
+	SubTransactionId subid;
+	struct PendingConfirm *next;
+} PendingConfirm;
+
+static PendingConfirm *pending_confirms = NULL;
+static bool confirm_callbacks_set = false;
+
+/* Moves one slot nobody holds to lsn; quietly nothing when it is taken. */
+static void
+confirm_free_slot(const char *name, XLogRecPtr lsn)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (MyReplicationSlot != NULL || detect_slot_holder(name, NULL) != 0)
+		return;
+	PG_TRY();
+	{
+		/* nowait: a process that took it meanwhile makes this an error */
+		ReplicationSlotAcquire(name, true);
+		detect_confirm_slot(lsn);
+		ReplicationSlotRelease();
+	}
+	PG_CATCH();
+	{
+		/*
+		 * Nothing is held when acquiring fails (the error is raised after
+		 * its locks are released); the holder moves the slot itself.
+		 */
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		if (MyReplicationSlot != NULL)
+			ReplicationSlotRelease();
+	}
+	PG_END_TRY();
+}
+
+static void
+confirm_xact_callback(XactEvent event, void *arg)
+{
+	PendingConfirm *list = pending_confirms;
+
+	if (list == NULL)
+		return;
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PREPARE)
+		return;
+	pending_confirms = NULL;
+	for (PendingConfirm *p = list; p; p = p->next)
+		if (event == XACT_EVENT_COMMIT)
+			confirm_free_slot(NameStr(p->slot), p->lsn);
+	while (list)
+	{
+		PendingConfirm *next = list->next;
+
+		pfree(list);
+		list = next;
+	}
+}
+
+static void
+confirm_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	PendingConfirm **link = &pending_confirms;
+
+	while (*link)
+	{
+		PendingConfirm *p = *link;
+
+		if (p->subid == mySubid && event == SUBXACT_EVENT_COMMIT_SUB)
+			p->subid = parentSubid;
+		else if (p->subid == mySubid && event == SUBXACT_EVENT_ABORT_SUB)
+		{
+			*link = p->next;
+			pfree(p);
+			continue;
+		}
+		link = &p->next;
+	}
+}
+
+/*
+ * The slot we hold moves to its last round's progress once the current
+ * transaction commits (process(): before it lets the slot go).
+ */
+void
+detect_confirm_after_commit(void)
+{
+	DetectorCache *dc = detect_slot_owner;
+	PendingConfirm *p;
+
+	if (dc == NULL)
+		return;
+	if (!dc->holds_slot || MyReplicationSlot == NULL ||
+		XLogRecPtrIsInvalid(dc->confirm_lsn))
+		return;
+	if (!confirm_callbacks_set)
+	{
+		RegisterXactCallback(confirm_xact_callback, NULL);
+		RegisterSubXactCallback(confirm_subxact_callback, NULL);
+		confirm_callbacks_set = true;
+	}
+	p = MemoryContextAlloc(TopMemoryContext, sizeof(PendingConfirm));
+	namestrcpy(&p->slot, NameStr(MyReplicationSlot->data.name));
+	p->lsn = dc->confirm_lsn;
+	p->subid = GetCurrentSubTransactionId();
+	p->next = pending_confirms;
+	pending_confirms = p;
+}
+
 /*
  * Makes sure we hold dc's slot with a decoding context for def.  Returns
  * false when somebody else holds the slot.
@@ -338,6 +464,21 @@ detect_open_decoding(DetectorCache *dc, DetectorDef *def)
 											   .segment_close = wal_segment_close),
 									collect_prepare, collect_write, NULL);
 	XLogBeginRead(dc->ctx->reader, MyReplicationSlot->data.restart_lsn);
+
+	/*
+	 * A new context reads from the slot's restart_lsn, which moves only to
+	 * a point where the decoder saw running transactions logged (RUNNING_
+	 * XACTS, every 15 s at most from the background writer, and only one
+	 * such point is kept until the slot is confirmed).  When none lies
+	 * between the last confirmed position and the end of this round (a
+	 * burst of other tables' WAL), the slot keeps its old restart_lsn and
+	 * the next process() call decodes all that WAL again: 3 s for 270 MB
+	 * here, call after call.  Logging one now, as creating a slot does,
+	 * puts such a point in this round's WAL, so that confirming its
+	 * progress moves restart_lsn up to it.
+	 */
+	if (!RecoveryInProgress())
+		(void) LogStandbySnapshot();
 	dc->decoding_sig = MemoryContextStrdup(dc->decoding_cxt, sig.data);
 	MemoryContextSwitchTo(old);
 	return true;
