@@ -334,6 +334,7 @@ typedef struct TrainState
 	RcfForest  *forest;
 	RcfGrader  *grader;
 	AnomalyPoint point;
+	AnomalyProgress progress;
 } TrainState;
 
 /* The state argument of a support function: NULL, or a TrainState. */
@@ -439,6 +440,7 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 							  args[4], nulls[4]);
 		state->forest = anomaly_forest_create(&params, state->context);
 		state->grader = default_grader(&params, state->context);
+		anomaly_progress_start(&state->progress, "rcf_train", "learned");
 	}
 	else
 	{
@@ -455,6 +457,7 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 		rcf_grader_process(state->grader, state->forest, state->point.values,
 						   true, &grade, NULL);
 	}
+	anomaly_progress_tick(&state->progress);
 	PG_RETURN_POINTER(state);
 }
 

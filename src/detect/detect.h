@@ -38,6 +38,8 @@
  *					  evaluates features as the owner, scores, writes scores,
  *					  forest journal and progress in ONE transaction, then
  *					  advances the slot)
+ *		 ── progress.c (what an open round is doing, in shared memory,
+ *					  for detector_status)
  *		 ── worker.c (launcher + one worker per active detector) or
  *			anomaly.process() from SQL (pg_cron).
  *

@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/rmgr.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -29,6 +30,7 @@
 #include "replication/origin.h"
 #include "replication/slot.h"
 #include "storage/standby.h"
+#include "storage/standbydefs.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "common/hashfn.h"
@@ -474,8 +476,9 @@ detect_open_decoding(DetectorCache *dc, DetectorDef *def)
 	 * burst of other tables' WAL), the slot keeps its old restart_lsn and
 	 * the next process() call decodes all that WAL again: 3 s for 270 MB
 	 * here, call after call.  Logging one now, as creating a slot does,
-	 * puts such a point in this round's WAL, so that confirming its
-	 * progress moves restart_lsn up to it.
+	 * puts such a point in this round's WAL (take_latest_restart_point
+	 * makes it the one kept), so that confirming the round's progress
+	 * moves restart_lsn up to it.
 	 */
 	if (!RecoveryInProgress())
 		(void) LogStandbySnapshot();
@@ -514,6 +517,33 @@ flush_for_decoding(void)
 }
 
 /*
+ * Before the decoder takes the running-transactions record at lsn: a
+ * restart point (and catalog xmin) waiting for the slot's confirmation is
+ * forgotten, so that the one this record gives replaces it.  PostgreSQL
+ * keeps only the first point seen after the last confirmation (a walsender
+ * confirms often); a round confirms once, at its end, and with the first
+ * point the slot's restart_lsn would stay near where the round began, so
+ * that the next process() call decoded the round's WAL again (9 s for
+ * 500 MB of other tables' WAL here).  Forgetting a point is always safe
+ * (a restart forgets them all); the points themselves are PostgreSQL's.
+ */
+static void
+take_latest_restart_point(XLogRecPtr lsn)
+{
+	ReplicationSlot *slot = MyReplicationSlot;
+
+	SpinLockAcquire(&slot->mutex);
+	if (lsn > slot->data.confirmed_flush)
+	{
+		slot->candidate_restart_valid = InvalidXLogRecPtr;
+		slot->candidate_restart_lsn = InvalidXLogRecPtr;
+		slot->candidate_xmin_lsn = InvalidXLogRecPtr;
+		slot->candidate_catalog_xmin = InvalidTransactionId;
+	}
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
  * Decodes until the WAL flushed when we started is read, or max_rows rows
  * were kept (always at a transaction boundary).  Returns true when caught
  * up.
@@ -544,6 +574,9 @@ detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *e
 						 errmsg("could not read WAL for detector: %s", errm)));
 			if (record != NULL)
 			{
+				if (XLogRecGetRmid(ctx->reader) == RM_STANDBY_ID &&
+					(XLogRecGetInfo(ctx->reader) & ~XLR_INFO_MASK) == XLOG_RUNNING_XACTS)
+					take_latest_restart_point(ctx->reader->ReadRecPtr);
 				LogicalDecodingProcessRecord(ctx, ctx->reader);
 
 				/*

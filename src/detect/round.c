@@ -12,8 +12,8 @@
  * of the last source transaction consumed; a round drops every decoded
  * transaction at or below it, and writes the new value with the scores.
  * The slot is moved (confirmed) only to a position that is committed in
- * the detector's row: by the worker right after its commit, and by
- * process() at the start of the next call.  After a crash the slot may be
+ * the detector's row: by the worker right after its commit, and for
+ * process() by a callback once the caller's transaction commits.  After a crash the slot may be
  * behind the row; the rows it sends again are dropped by the LSN check.
  */
 #include "postgres.h"
