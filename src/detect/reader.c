@@ -29,7 +29,6 @@
 #include "replication/logical.h"
 #include "replication/origin.h"
 #include "replication/slot.h"
-#include "storage/standby.h"
 #include "storage/standbydefs.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -467,21 +466,6 @@ detect_open_decoding(DetectorCache *dc, DetectorDef *def)
 									collect_prepare, collect_write, NULL);
 	XLogBeginRead(dc->ctx->reader, MyReplicationSlot->data.restart_lsn);
 
-	/*
-	 * A new context reads from the slot's restart_lsn, which moves only to
-	 * a point where the decoder saw running transactions logged (RUNNING_
-	 * XACTS, every 15 s at most from the background writer, and only one
-	 * such point is kept until the slot is confirmed).  When none lies
-	 * between the last confirmed position and the end of this round (a
-	 * burst of other tables' WAL), the slot keeps its old restart_lsn and
-	 * the next process() call decodes all that WAL again: 3 s for 270 MB
-	 * here, call after call.  Logging one now, as creating a slot does,
-	 * puts such a point in this round's WAL (take_latest_restart_point
-	 * makes it the one kept), so that confirming the round's progress
-	 * moves restart_lsn up to it.
-	 */
-	if (!RecoveryInProgress())
-		(void) LogStandbySnapshot();
 	dc->decoding_sig = MemoryContextStrdup(dc->decoding_cxt, sig.data);
 	MemoryContextSwitchTo(old);
 	return true;

@@ -130,8 +130,9 @@ my $slot_sql = "SELECT confirmed_flush_lsn || '|' || restart_lsn FROM pg_replica
 # past any such record.
 my $rounds = 0;
 my $ok = 0;
-while (!$ok && $rounds++ < 3)
+while (!$ok && $rounds < 3)
 {
+	$rounds++;
 	mq(q{SELECT anomaly.process('p')});
 	my ($c0) = split /\|/, $man->safe_psql('postgres', $slot_sql);
 	mq(q{INSERT INTO t (v) SELECT random() FROM generate_series(1, 1000)});
