@@ -267,10 +267,10 @@ detect_confirm_slot(XLogRecPtr lsn)
  * process() runs its rounds in the caller's transaction, so their progress
  * is committed only when the caller commits: the slot may move only then.
  * (Before 0.2.0 it moved at the start of the next call, which read again
- * the WAL the last one had read.)  The slots to move are kept with the subtransaction that
- * recorded them (a rollback to a savepoint forgets them) and moved by a
- * transaction callback after the commit, when nobody else holds them (a
- * worker that does moves them itself).
+ * the WAL the last one had read.)  The slots to move are kept with the
+ * subtransaction that recorded them (a rollback to a savepoint forgets
+ * them) and moved by a transaction callback after the commit, when nobody
+ * else holds them (a worker that does moves them itself).
  */
 typedef struct PendingConfirm
 {
