@@ -101,6 +101,26 @@ wait_for(q{SELECT rows_scored = 220000 AND pending_rows = 0
 is(sq(q{SELECT count(*), count(DISTINCT (source_key->>'id')) FROM anomaly.scores WHERE detector = 'prog'}),
 	'220000|220000', 'every row has one score');
 
+# Progress NOTICEs of a long window-function or rcf_train run: each row
+# takes at least 1 ms (pg_sleep), so by the 2048th row more than the 1 s
+# interval has passed, whatever the machine's load.
+sq(q{CREATE FUNCTION public.slow(g int) RETURNS float8[] LANGUAGE plpgsql AS $$
+	BEGIN PERFORM pg_sleep(0.001); RETURN ARRAY[(g % 7)::float8]; END $$});
+for my $case (
+	[ 'random_cut_forest', q{SELECT max(s) FROM (SELECT anomaly.random_cut_forest(public.slow(g), 5, 16)
+		OVER (PARTITION BY g % 2 ORDER BY g) AS s FROM generate_series(1, 3000) g) x},
+	  qr/NOTICE:  random_cut_forest: \d+ rows scored in \d+ s/ ],
+	[ 'rcf_train', q{SELECT anomaly.rcf_train(public.slow(g), 5, 16 ORDER BY g) IS NOT NULL
+		FROM generate_series(1, 3000) g},
+	  qr/NOTICE:  rcf_train: \d+ rows learned in \d+ s/ ])
+{
+	my ($name, $sql, $re) = @$case;
+	my ($rc, $out, $err) = $node->psql('postgres', "SET anomaly.progress_interval = '1s'; $sql");
+	like($err, $re, "$name reports progress every anomaly.progress_interval");
+	($rc, $out, $err) = $node->psql('postgres', $sql);
+	unlike($err, qr/NOTICE/, "$name says nothing when anomaly.progress_interval is 0");
+}
+
 # process() on a cluster without workers.
 my $man = PostgreSQL::Test::Cluster->new('detect_progress_manual');
 $man->init(allows_streaming => 'logical');
