@@ -309,6 +309,9 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 					errors[i] = MemoryContextStrdup(rcxt, errors[i]);
 					any_error = true;
 				}
+				/* The message is not read again; its memory serves the results. */
+				pfree((void *) rd.row[i].data);
+				rd.row[i].data = NULL;
 			}
 			MemoryContextSwitchTo(old);
 			detect_eval_range(&es, (int) lo, (int) hi);

@@ -110,7 +110,9 @@ for my $case (
 	[ 'random_cut_forest', q{SELECT max(s) FROM (SELECT anomaly.random_cut_forest(public.slow(g), 5, 16)
 		OVER (PARTITION BY g % 2 ORDER BY g) AS s FROM generate_series(1, 3000) g) x},
 	  qr/NOTICE:  random_cut_forest: \d+ rows scored in \d+ s/ ],
-	[ 'rcf_train', q{SELECT anomaly.rcf_train(public.slow(g), 5, 16 ORDER BY g) IS NOT NULL
+	# (with ORDER BY the aggregate sorts its input first, so the sleeps would
+	# all be over before it learns the first point; without, it warns)
+	[ 'rcf_train', q{SELECT anomaly.rcf_train(public.slow(g), 5, 16) IS NOT NULL
 		FROM generate_series(1, 3000) g},
 	  qr/NOTICE:  rcf_train: \d+ rows learned in \d+ s/ ])
 {
@@ -118,7 +120,7 @@ for my $case (
 	my ($rc, $out, $err) = $node->psql('postgres', "SET anomaly.progress_interval = '1s'; $sql");
 	like($err, $re, "$name reports progress every anomaly.progress_interval");
 	($rc, $out, $err) = $node->psql('postgres', $sql);
-	unlike($err, qr/NOTICE/, "$name says nothing when anomaly.progress_interval is 0");
+	unlike($err, qr/NOTICE:  $name:/, "$name says nothing when anomaly.progress_interval is 0");
 }
 
 # process() on a cluster without workers.
