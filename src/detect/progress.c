@@ -128,6 +128,7 @@ progress_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
+/* Installs the shared memory hooks (from _PG_init, when preloaded). */
 void
 detect_progress_shmem_init(void)
 {
@@ -183,6 +184,7 @@ find_entry(int64 id)
 	return found;
 }
 
+/* A round of detector id opens here (its slot is ours). */
 void
 detect_progress_begin(int64 id, Oid owner, int64 base_seq, XLogRecPtr start_lsn)
 {
@@ -220,19 +222,24 @@ detect_progress_begin(int64 id, Oid owner, int64 base_seq, XLogRecPtr start_lsn)
 	detect_progress_memory();
 }
 
+/* The open round moves to phase. */
 void
 detect_progress_phase(DetectPhase phase)
 {
+	TimestampTz now;
+
 	if (mine == NULL)
 		return;
+	now = GetCurrentTimestamp();
 	SpinLockAcquire(&mine->mutex);
 	if (mine->phase == DETECT_PHASE_DECODING && phase != DETECT_PHASE_DECODING)
-		mine->decoded_at = GetCurrentTimestamp();
+		mine->decoded_at = now;
 	mine->phase = phase;
 	SpinLockRelease(&mine->mutex);
 	detect_progress_memory();
 }
 
+/* The open round has decoded rows rows and read the WAL to read_lsn. */
 void
 detect_progress_decoded(int64 rows, XLogRecPtr read_lsn, TimestampTz oldest_commit)
 {
@@ -247,6 +254,7 @@ detect_progress_decoded(int64 rows, XLogRecPtr read_lsn, TimestampTz oldest_comm
 	SpinLockRelease(&mine->mutex);
 }
 
+/* The open round has scored scored rows (add: scored more). */
 void
 detect_progress_scored(int64 scored, bool add)
 {
@@ -324,9 +332,12 @@ detect_progress_end(bool committed)
 {
 	ProgressEntry *e = mine;
 
+	TimestampTz now;
+
 	if (e == NULL)
 		return;
 	mine = NULL;
+	now = GetCurrentTimestamp();
 	SpinLockAcquire(&e->mutex);
 	if (!committed)
 		e->caught_up = false;
@@ -335,7 +346,7 @@ detect_progress_end(bool committed)
 	e->rows = 0;
 	e->scored = 0;
 	e->oldest_commit = 0;
-	e->touched = GetCurrentTimestamp();
+	e->touched = now;
 	SpinLockRelease(&e->mutex);
 }
 
