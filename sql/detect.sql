@@ -85,6 +85,10 @@ SELECT anomaly.create_detector('d_rides', 'det_rides', ARRAY['fare']);
 SELECT name, source, source_exists, owner, state, rows_scored, slot_active, slot_wal_status,
 	lag_bytes >= 0 AS lag_known, last_error
 FROM anomaly.detector_status;
+-- Before its first round: no round known, lag counted from its creation.
+SELECT round_phase, pending_rows, eta, catchup_rows_per_s, worker_memory,
+	lag_time IS NOT NULL AS lag_defined
+FROM anomaly.detector_status;
 SELECT features, partition_by, filter, options, key_columns, search_path
 FROM anomaly.detectors WHERE name = 'd_rides';
 
@@ -105,6 +109,10 @@ INSERT INTO det_rides (zone, fare, distance)
 SELECT anomaly.process('d_rides', max_rows => 100) AS consumed;
 SELECT anomaly.process() AS consumed;
 SELECT anomaly.process() AS consumed;
+-- Caught up: no round open, nothing pending (process() let the slot go).
+SELECT name, round_phase, pending_rows, round_started_at, (eta IS NULL OR eta < interval '1 second') AS no_time_left,
+	worker_memory
+FROM anomaly.detector_status WHERE name = 'd_rides';
 SELECT rows_scored, rows_filtered, rows_failed, last_commit_lsn > '0/0' AS progressed,
 	batch_seq > 0 AS rounds
 FROM anomaly.detectors WHERE name = 'd_rides';
@@ -213,7 +221,8 @@ WHERE detector = 'd_text' AND (source_key->>'id')::int >= 7 ORDER BY id;
 SELECT state, rows_scored, rows_failed FROM anomaly.detectors WHERE name = 'd_text';
 SELECT anomaly.drop_detector('d_text');
 
--- The output plugin, read directly (superusers may list it).
+-- The output plugin, read directly (superusers may list it).  The slot starts
+-- after the row the last process() consumed: it moved when that call committed.
 SET output_plugin_libraries = pgoutput, test_decoding, anomaly;
 INSERT INTO det_rides (zone, fare, distance, note) VALUES (2, 12.5, 3, 'hello'), (NULL, 13, 2, NULL);
 WITH c AS (

@@ -39,6 +39,14 @@ _PG_init(void)
 							65536, 64, MAX_KILOBYTES,
 							PGC_SUSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.progress_interval",
+							"Seconds between progress NOTICEs of long window-function and rcf_train runs.",
+							"0 (the default) sends none.  Rows are counted per call of a window function "
+							"in a query (all its partitions) and per rcf_train group.",
+							&anomaly_progress_interval,
+							0, 0, 86400,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	anomaly_alert_init();
 	anomaly_detect_init();
 	registry_install_detect_hook();
@@ -49,6 +57,7 @@ _PG_init(void)
 		registry_shmem_init();
 		registry_install_utility_hook();
 		anomaly_launcher_register();
+		detect_progress_shmem_init();
 	}
 
 	/* Every layer has defined its settings: reserve the prefix for them. */

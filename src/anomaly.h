@@ -46,6 +46,34 @@ typedef enum AnomalyMissing
 
 /* params.c */
 extern int	anomaly_max_forest_memory;	/* kB */
+
+/*
+ * Progress NOTICEs of long runs (progress_notice.c): every
+ * anomaly.progress_interval seconds (0: never, the default), checked every
+ * 1024 rows.
+ */
+extern int	anomaly_progress_interval;
+
+typedef struct AnomalyProgress
+{
+	const char *what;			/* "random_cut_forest", ... */
+	const char *done;			/* "scored", "learned" */
+	int64		rows;
+	int64		started;		/* TimestampTz */
+	int64		next;
+} AnomalyProgress;
+
+extern void anomaly_progress_start(AnomalyProgress *p, const char *what,
+								   const char *done);
+extern void anomaly_progress_report(AnomalyProgress *p);
+
+/* One more row; a NOTICE when the interval has passed. */
+static inline void
+anomaly_progress_tick(AnomalyProgress *p)
+{
+	if (++p->rows % 1024 == 0 && anomaly_progress_interval > 0)
+		anomaly_progress_report(p);
+}
 extern void anomaly_check_forest_memory(const RcfParams *params);
 extern void anomaly_forest_params(RcfParams *params, int dims,
 								  Datum number_of_trees, bool trees_null,

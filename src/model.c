@@ -352,6 +352,7 @@ typedef struct TrainState
 	RcfGrader  *grader;
 	RcfTransform *transform;	/* NULL: none */
 	AnomalyPoint point;
+	AnomalyProgress progress;
 } TrainState;
 
 /* The state argument of a support function: NULL, or a TrainState. */
@@ -472,6 +473,7 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 								   params.dims, params.sample_size);
 			state->transform = anomaly_transform_create(&spec, state->context);
 		}
+		anomaly_progress_start(&state->progress, "rcf_train", "learned");
 	}
 	else
 	{
@@ -488,6 +490,7 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 		rcf_grader_process_tf(state->grader, state->forest, state->transform,
 							  state->point.values, true, &grade, NULL);
 	}
+	anomaly_progress_tick(&state->progress);
 	PG_RETURN_POINTER(state);
 }
 

@@ -67,6 +67,7 @@ typedef struct PartitionState
 typedef struct CallSite
 {
 	MemoryContext forest_context;
+	AnomalyProgress progress;	/* rows of every partition */
 } CallSite;
 
 /*
@@ -195,6 +196,10 @@ start_partition(FunctionCallInfo fcinfo, WindowObject winobj,
 													 "anomaly window forest",
 													 ALLOCSET_DEFAULT_SIZES);
 		fcinfo->flinfo->fn_extra = site;
+		anomaly_progress_start(&site->progress,
+							   MemoryContextStrdup(fcinfo->flinfo->fn_mcxt,
+												   get_func_name(fcinfo->flinfo->fn_oid)),
+							   "scored");
 	}
 	else
 		MemoryContextReset(site->forest_context);
@@ -396,6 +401,7 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, WindowKind kind)
 
 	/* Rows already read are never needed again. */
 	WinSetMarkPosition(winobj, WinGetCurrentPosition(winobj));
+	anomaly_progress_tick(&((CallSite *) fcinfo->flinfo->fn_extra)->progress);
 
 	have_point = read_point(fcinfo, winobj, state, explain);
 	if (!have_point)

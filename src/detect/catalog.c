@@ -34,6 +34,7 @@
 #include "parser/parser.h"
 #include "replication/origin.h"
 #include "replication/slot.h"
+#include "storage/standby.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -644,6 +645,21 @@ anomaly_process(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("detectors cannot run during recovery")));
 
+	/*
+	 * A slot's restart_lsn moves only to a point where decoding saw the
+	 * running transactions logged, and no further back than the start of
+	 * any of them: the background writer logs them every 15 s at most, so
+	 * after a burst of WAL the slot kept its old restart_lsn and the next
+	 * call decoded all that WAL again (3 s for 270 MB of other tables'
+	 * WAL, call after call).  Logging them now, as creating a slot does,
+	 * and before this transaction writes anything (its own rounds would
+	 * hold the point back to its start), gives this call's rounds a point
+	 * past every row they score; confirming their progress at commit moves
+	 * the slot there (reader.c keeps the latest such point).
+	 */
+	if (XLogStandbyInfoActive() && !TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		(void) LogStandbySnapshot();
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);
@@ -746,7 +762,9 @@ anomaly_process(PG_FUNCTION_ARGS)
 				ereport(NOTICE,
 						(errmsg("detector \"%s\" is being processed by another process, skipped",
 								names[i])));
+			detect_confirm_after_commit();
 			detect_release();
+			detect_progress_end(true);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;

@@ -41,6 +41,8 @@
  *					  evaluates features as the owner, scores, writes scores,
  *					  forest journal and progress in ONE transaction, then
  *					  advances the slot)
+ *		 ── progress.c (what an open round is doing, in shared memory,
+ *					  for detector_status)
  *		 ── worker.c (launcher + one worker per active detector) or
  *			anomaly.process() from SQL (pg_cron).
  *
@@ -230,6 +232,13 @@ extern void detect_after_commit(void);
 /* After the round's transaction aborted: forget state derived from it. */
 extern void detect_after_abort(void);
 
+/*
+ * The slot this session holds moves to its last round's progress after the
+ * current transaction commits, unless a rollback to a savepoint undoes the
+ * round (reader.c; for process(), whose rounds commit with the caller).
+ */
+extern void detect_confirm_after_commit(void);
+
 /* Releases the slot and the decoding context kept between rounds (reader.c). */
 extern void detect_release(void);
 
@@ -299,6 +308,46 @@ extern DetectBulk *detect_bulk_begin(Relation rel, const bool *given);
 extern TupleTableSlot *detect_bulk_slot(DetectBulk *bulk);
 extern void detect_bulk_add(DetectBulk *bulk, TupleTableSlot *slot);
 extern int64 detect_bulk_end(DetectBulk *bulk);
+
+/* ---------------------------------------------------------------------
+ * Progress of open rounds, in shared memory (progress.c); every call is a
+ * no-op when the library was not preloaded or no round is open here.
+ * ---------------------------------------------------------------------
+ */
+typedef enum DetectPhase
+{
+	DETECT_PHASE_IDLE,
+	DETECT_PHASE_DECODING,
+	DETECT_PHASE_EVALUATING,
+	DETECT_PHASE_SCORING,
+	DETECT_PHASE_WRITING
+} DetectPhase;
+
+/* Reserves the shared entries (from _PG_init, when preloaded). */
+extern void detect_progress_shmem_init(void);
+
+/* A round of detector id starts, from batch_seq base_seq, reading at start_lsn. */
+extern void detect_progress_begin(int64 id, Oid owner, int64 base_seq,
+								  XLogRecPtr start_lsn);
+extern void detect_progress_phase(DetectPhase phase);
+
+/* rows decoded so far; oldest_commit: commit time of the first (0: none yet). */
+extern void detect_progress_decoded(int64 rows, XLogRecPtr read_lsn,
+									TimestampTz oldest_commit);
+
+/* Rows scored so far (add: scored more). */
+extern void detect_progress_scored(int64 scored, bool add);
+extern void detect_progress_memory(void);
+
+/* The round's work is done; caught_up: it read all WAL there was. */
+extern void detect_progress_finish(bool caught_up);
+
+/* The round is over (committed or not). */
+extern void detect_progress_end(bool committed);
+
+/* Rows between two reports of a round's progress; rows evaluated at once. */
+#define DETECT_PROGRESS_ROWS	4096
+#define DETECT_CHUNK_ROWS		10000
 
 /* ---------------------------------------------------------------------
  * Who runs what (sysctx.c): the only place that changes user.

@@ -700,6 +700,7 @@ run_wave(ScoreWave *w, EvalState *es, int64 seq, ArrayBuildState **jkeys,
 	/* Threads pay off only when there is some work for each. */
 	detect_run_tasks(score_task, w, w->ntasks,
 					 w->hi - w->lo >= 64 ? detect_threads : 1);
+	detect_progress_scored(w->hi - w->lo, true);
 
 	for (int t = 0; t < w->ntasks; t++)
 	{
@@ -747,11 +748,12 @@ run_wave(ScoreWave *w, EvalState *es, int64 seq, ArrayBuildState **jkeys,
  */
 int
 detect_score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
-		   int64 n, int64 seq, int64 *out, int64 *filtered,
+		   int64 lo, int64 hi, int64 seq, int64 *out, int64 *filtered,
 		   ArrayBuildState **jkeys, ArrayBuildState **jpoints, int *npoints)
 {
 	int			dims = def->nfeatures;
 	int			total = dims * def->params.shingle_size;
+	int64		n = hi - lo;
 	int64	   *order = palloc_extended(sizeof(int64) * Max(n, 1), MCXT_ALLOC_HUGE);
 	int64		norder = 0;
 	int			nout = 0;
@@ -761,7 +763,7 @@ detect_score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
 	ScoreWave	w;
 
 	/* Which rows are scored, and which of those are learned. */
-	for (int64 i = 0; i < n; i++)
+	for (int64 i = lo; i < hi; i++)
 	{
 		RowResult  *rr = &es->res[i];
 
@@ -843,8 +845,12 @@ detect_score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
 	}
 	if (w.ntasks > 0)
 		run_wave(&w, es, seq, jkeys, jpoints, npoints);
+	pfree(order);
+	pfree(w.tasks);
+	if (w.attr)
+		pfree(w.attr);
 
-	for (int64 i = 0; i < n; i++)
+	for (int64 i = lo; i < hi; i++)
 	{
 		RowResult  *rr = &es->res[i];
 

@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/rmgr.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -28,6 +29,7 @@
 #include "replication/logical.h"
 #include "replication/origin.h"
 #include "replication/slot.h"
+#include "storage/standbydefs.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "common/hashfn.h"
@@ -63,6 +65,16 @@ collect_prepare(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 				bool last_write)
 {
 	resetStringInfo(ctx->out);
+}
+
+/* Publishes the rows decoded so far and the read position (progress.c). */
+static void
+publish_decoded(LogicalDecodingContext *ctx, RoundData *rd)
+{
+	detect_progress_decoded(rd->rows, ctx->reader->EndRecPtr,
+							rd->rows > 0 ? rd->row[0].commit_time : 0);
+	if (rd->rows > 0 && rd->rows % (16 * DETECT_PROGRESS_ROWS) == 0)
+		detect_progress_memory();
 }
 
 /* Takes one message of the output plugin. */
@@ -152,6 +164,9 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 				row->kind = kind;
 				row->data = copy;
 				row->len = len;
+				/* A large transaction's rows show as they arrive. */
+				if (rd->rows % DETECT_PROGRESS_ROWS == 0)
+					publish_decoded(ctx, rd);
 				break;
 			}
 		case DW_COMMIT:
@@ -246,6 +261,131 @@ detect_confirm_slot(XLogRecPtr lsn)
 	ReplicationSlotsComputeRequiredLSN();
 }
 
+/* ---------------------------------------------------------------------
+ * Confirming after the caller's commit (process())
+ *
+ * process() runs its rounds in the caller's transaction, so their progress
+ * is committed only when the caller commits: the slot may move only then.
+ * (Before 0.2.0 it moved at the start of the next call, which read again
+ * the WAL the last one had read.)  The slots to move are kept with the
+ * subtransaction that recorded them (a rollback to a savepoint forgets
+ * them) and moved by a transaction callback after the commit, when nobody
+ * else holds them (a worker that does moves them itself).
+ */
+typedef struct PendingConfirm
+{
+	NameData	slot;
+	XLogRecPtr	lsn;
+	SubTransactionId subid;
+	struct PendingConfirm *next;
+} PendingConfirm;
+
+static PendingConfirm *pending_confirms = NULL;
+static bool confirm_callbacks_set = false;
+
+/* Moves one slot nobody holds to lsn; quietly nothing when it is taken. */
+static void
+confirm_free_slot(const char *name, XLogRecPtr lsn)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (MyReplicationSlot != NULL || detect_slot_holder(name, NULL) != 0)
+		return;
+	PG_TRY();
+	{
+		/* nowait: a process that took it meanwhile makes this an error */
+		ReplicationSlotAcquire(name, true);
+		detect_confirm_slot(lsn);
+		ReplicationSlotRelease();
+	}
+	PG_CATCH();
+	{
+		/*
+		 * Nothing is held when acquiring fails (the error is raised after
+		 * its locks are released); the holder moves the slot itself.
+		 */
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		if (MyReplicationSlot != NULL)
+			ReplicationSlotRelease();
+	}
+	PG_END_TRY();
+}
+
+static void
+confirm_xact_callback(XactEvent event, void *arg)
+{
+	PendingConfirm *list = pending_confirms;
+
+	if (list == NULL)
+		return;
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PREPARE)
+		return;
+	pending_confirms = NULL;
+	for (PendingConfirm *p = list; p; p = p->next)
+		if (event == XACT_EVENT_COMMIT)
+			confirm_free_slot(NameStr(p->slot), p->lsn);
+	while (list)
+	{
+		PendingConfirm *next = list->next;
+
+		pfree(list);
+		list = next;
+	}
+}
+
+static void
+confirm_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	PendingConfirm **link = &pending_confirms;
+
+	while (*link)
+	{
+		PendingConfirm *p = *link;
+
+		if (p->subid == mySubid && event == SUBXACT_EVENT_COMMIT_SUB)
+			p->subid = parentSubid;
+		else if (p->subid == mySubid && event == SUBXACT_EVENT_ABORT_SUB)
+		{
+			*link = p->next;
+			pfree(p);
+			continue;
+		}
+		link = &p->next;
+	}
+}
+
+/*
+ * The slot we hold moves to its last round's progress once the current
+ * transaction commits (process(): before it lets the slot go).
+ */
+void
+detect_confirm_after_commit(void)
+{
+	DetectorCache *dc = detect_slot_owner;
+	PendingConfirm *p;
+
+	if (dc == NULL)
+		return;
+	if (!dc->holds_slot || MyReplicationSlot == NULL ||
+		XLogRecPtrIsInvalid(dc->confirm_lsn))
+		return;
+	if (!confirm_callbacks_set)
+	{
+		RegisterXactCallback(confirm_xact_callback, NULL);
+		RegisterSubXactCallback(confirm_subxact_callback, NULL);
+		confirm_callbacks_set = true;
+	}
+	p = MemoryContextAlloc(TopMemoryContext, sizeof(PendingConfirm));
+	namestrcpy(&p->slot, NameStr(MyReplicationSlot->data.name));
+	p->lsn = dc->confirm_lsn;
+	p->subid = GetCurrentSubTransactionId();
+	p->next = pending_confirms;
+	pending_confirms = p;
+}
+
 /*
  * Makes sure we hold dc's slot with a decoding context for def.  Returns
  * false when somebody else holds the slot.
@@ -325,6 +465,7 @@ detect_open_decoding(DetectorCache *dc, DetectorDef *def)
 											   .segment_close = wal_segment_close),
 									collect_prepare, collect_write, NULL);
 	XLogBeginRead(dc->ctx->reader, MyReplicationSlot->data.restart_lsn);
+
 	dc->decoding_sig = MemoryContextStrdup(dc->decoding_cxt, sig.data);
 	MemoryContextSwitchTo(old);
 	return true;
@@ -360,6 +501,33 @@ flush_for_decoding(void)
 }
 
 /*
+ * Before the decoder takes the running-transactions record at lsn: a
+ * restart point (and catalog xmin) waiting for the slot's confirmation is
+ * forgotten, so that the one this record gives replaces it.  PostgreSQL
+ * keeps only the first point seen after the last confirmation (a walsender
+ * confirms often); a round confirms once, at its end, and with the first
+ * point the slot's restart_lsn would stay near where the round began, so
+ * that the next process() call decoded the round's WAL again (9 s for
+ * 500 MB of other tables' WAL here).  Forgetting a point is always safe
+ * (a restart forgets them all); the points themselves are PostgreSQL's.
+ */
+static void
+take_latest_restart_point(XLogRecPtr lsn)
+{
+	ReplicationSlot *slot = MyReplicationSlot;
+
+	SpinLockAcquire(&slot->mutex);
+	if (lsn > slot->data.confirmed_flush)
+	{
+		slot->candidate_restart_valid = InvalidXLogRecPtr;
+		slot->candidate_restart_lsn = InvalidXLogRecPtr;
+		slot->candidate_xmin_lsn = InvalidXLogRecPtr;
+		slot->candidate_catalog_xmin = InvalidTransactionId;
+	}
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
  * Decodes until the WAL flushed when we started is read, or max_rows rows
  * were kept (always at a transaction boundary).  Returns true when caught
  * up.
@@ -370,7 +538,7 @@ detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *e
 	LogicalDecodingContext *ctx = dc->ctx;
 	XLogRecPtr	end_of_wal = flush_for_decoding();
 	bool		caught_up = true;
-
+	uint64		nrecords = 0;
 	MemoryContext old;
 
 	ctx->output_writer_private = rd;
@@ -390,6 +558,9 @@ detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *e
 						 errmsg("could not read WAL for detector: %s", errm)));
 			if (record != NULL)
 			{
+				if (XLogRecGetRmid(ctx->reader) == RM_STANDBY_ID &&
+					(XLogRecGetInfo(ctx->reader) & ~XLR_INFO_MASK) == XLOG_RUNNING_XACTS)
+					take_latest_restart_point(ctx->reader->ReadRecPtr);
 				LogicalDecodingProcessRecord(ctx, ctx->reader);
 
 				/*
@@ -400,6 +571,8 @@ detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *e
 				 */
 				MemoryContextSwitchTo(ctx->context);
 			}
+			if (++nrecords % 4096 == 0)
+				publish_decoded(ctx, rd);
 			if (rd->rows + rd->skipped_rows >= max_rows)
 			{
 				caught_up = ctx->reader->EndRecPtr >= end_of_wal;
@@ -420,5 +593,6 @@ detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *e
 	ctx->output_writer_private = NULL;
 	InvalidateSystemCaches();
 	*end = ctx->reader->EndRecPtr;
+	publish_decoded(ctx, rd);
 	return caught_up;
 }

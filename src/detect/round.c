@@ -12,8 +12,8 @@
  * of the last source transaction consumed; a round drops every decoded
  * transaction at or below it, and writes the new value with the scores.
  * The slot is moved (confirmed) only to a position that is committed in
- * the detector's row: by the worker right after its commit, and by
- * process() at the start of the next call.  After a crash the slot may be
+ * the detector's row: by the worker right after its commit, and for
+ * process() by a callback once the caller's transaction commits.  After a crash the slot may be
  * behind the row; the rows it sends again are dropped by the LSN check.
  */
 #include "postgres.h"
@@ -244,6 +244,7 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	}
 	if (!detect_open_decoding(dc, def))
 		return ROUND_BUSY;
+	detect_progress_begin(def->id, def->owner, def->batch_seq, dc->ctx->reader->EndRecPtr);
 
 	memset(&rd, 0, sizeof(rd));
 	rd.cxt = rcxt;
@@ -264,13 +265,15 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	memset(&es, 0, sizeof(es));
 	es.def = def;
 	es.cxt = rcxt;
+	memset(&w, 0, sizeof(w));
+	w.seq = def->batch_seq + 1;
 	if (n > 0)
 	{
 		TupleDesc	cur = RelationGetDescr(rel);
 		Datum	   *values = palloc(sizeof(Datum) * Max(cur->natts, 1));
 		bool	   *nulls = palloc(sizeof(bool) * Max(cur->natts, 1));
 		char	  **errors;
-		bool		any_error = false;
+		MemoryContext chunkcxt;
 
 		if (n > INT_MAX / 2)
 			elog(ERROR, "too many rows in one round");
@@ -279,30 +282,67 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 		if (!OidIsValid(es.array_type))
 			elog(ERROR, "row type of %s has no array type", def->source_name);
 		errors = palloc_extended(sizeof(char *) * n, MCXT_ALLOC_HUGE);
-
 		es.rows = palloc_extended(sizeof(Datum) * n, MCXT_ALLOC_HUGE);
-		for (int64 i = 0; i < n; i++)
-		{
-			es.rows[i] = detect_row_to_composite(def, &rd, i, cur, values, nulls, &errors[i]);
-			any_error |= errors[i] != NULL;
-		}
 		es.res = palloc_extended(sizeof(RowResult) * n, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+		w.out = palloc_extended(sizeof(int64) * n, MCXT_ALLOC_HUGE);
 		detect_prepare_eval(&es, rel);
-		detect_eval_range(&es, 0, (int) n);
-		for (int64 i = 0; any_error && i < n; i++)
-		{
-			if (errors[i] == NULL)
-				continue;
-			if (es.res[i].ok)
-				es.nfailed++;
-			es.res[i].ok = false;
-			es.res[i].error = errors[i];
-			es.res[i].sqlstate = pstrdup("22P02");
-			es.res[i].source_key = (Datum) 0;
-		}
-	}
+		chunkcxt = AllocSetContextCreate(rcxt, "anomaly round chunk", ALLOCSET_DEFAULT_SIZES);
 
-	memset(&w, 0, sizeof(w));
+		/*
+		 * Chunk by chunk: the rows as composites, their features evaluated,
+		 * then scored.  The statement that evaluates a chunk holds all of
+		 * its rows several times over (the array argument, the plan, the
+		 * result), so a chunk bounds the memory a large transaction takes
+		 * (a million rows at once took half a gigabyte), and the scored
+		 * rows show in detector_status as the round goes.  A partition
+		 * key's rows are scored in their order whatever the chunks, so the
+		 * scores are those of one pass.
+		 */
+		for (int64 lo = 0; lo < n; lo += DETECT_CHUNK_ROWS)
+		{
+			int64		hi = Min(n, lo + DETECT_CHUNK_ROWS);
+			bool		any_error = false;
+			MemoryContext old;
+
+			detect_progress_phase(DETECT_PHASE_EVALUATING);
+			old = MemoryContextSwitchTo(chunkcxt);
+			for (int64 i = lo; i < hi; i++)
+			{
+				es.rows[i] = detect_row_to_composite(def, &rd, i, cur, values, nulls, &errors[i]);
+				if (errors[i] != NULL)
+				{
+					errors[i] = MemoryContextStrdup(rcxt, errors[i]);
+					any_error = true;
+				}
+				/* The message is not read again; its memory serves the results. */
+				pfree((void *) rd.row[i].data);
+				rd.row[i].data = NULL;
+			}
+			MemoryContextSwitchTo(old);
+			detect_eval_range(&es, (int) lo, (int) hi);
+			for (int64 i = lo; any_error && i < hi; i++)
+			{
+				if (errors[i] == NULL)
+					continue;
+				if (es.res[i].ok)
+					es.nfailed++;
+				es.res[i].ok = false;
+				es.res[i].error = errors[i];
+				es.res[i].sqlstate = pstrdup("22P02");
+				es.res[i].source_key = (Datum) 0;
+			}
+			MemoryContextReset(chunkcxt);
+
+			detect_progress_phase(DETECT_PHASE_SCORING);
+			w.nout += detect_score_rows(dc, def, &es, lo, hi, w.seq, w.out + w.nout,
+										&w.filtered, &w.jkeys, &w.jpoints, &w.npoints);
+		}
+		MemoryContextDelete(chunkcxt);
+	}
+	t_evaluated = GetCurrentTimestamp();
+	detect_progress_scored(w.nout, false);
+	detect_progress_phase(DETECT_PHASE_WRITING);
+
 	w.dc = dc;
 	w.def = def;
 	w.rd = &rd;
@@ -312,17 +352,16 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	w.caught_up = caught_up;
 	w.end_lsn = end_lsn;
 	w.started = started;
-	t_evaluated = GetCurrentTimestamp();
 	detect_write_round_as_origin(&w);
 	table_close(rel, NoLock);
-	elog(DEBUG1, "detector \"%s\": round of " INT64_FORMAT " rows: decode %.1f ms, evaluate %.1f ms, score %.1f ms, write %.1f ms",
+	elog(DEBUG1, "detector \"%s\": round of " INT64_FORMAT " rows: decode %.1f ms, evaluate and score %.1f ms, write %.1f ms",
 		 def->name, n, (double) (t_decoded - started) / 1000.0,
 		 (double) (t_evaluated - t_decoded) / 1000.0,
-		 (double) (w.scored - t_evaluated) / 1000.0,
-		 (double) (GetCurrentTimestamp() - w.scored) / 1000.0);
+		 (double) (GetCurrentTimestamp() - t_evaluated) / 1000.0);
 
 	dc->current = true;
 	dc->confirm_lsn = end_lsn;
+	detect_progress_finish(caught_up);
 	return caught_up ? ROUND_CAUGHT_UP : ROUND_MORE;
 }
 
@@ -379,6 +418,7 @@ detect_after_commit(void)
 		detect_confirm_slot(detect_slot_owner->confirm_lsn);
 		detect_slot_owner->confirm_lsn = InvalidXLogRecPtr;
 	}
+	detect_progress_end(true);
 }
 
 void
@@ -387,6 +427,7 @@ detect_after_abort(void)
 	DetectorCache *dc;
 
 	detect_release();
+	detect_progress_end(false);
 	for (dc = detect_caches; dc; dc = dc->next)
 		dc->current = false;
 }

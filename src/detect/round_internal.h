@@ -201,7 +201,15 @@ typedef struct RoundWrite
 	bool		caught_up;
 	XLogRecPtr	end_lsn;
 	TimestampTz started;
-	TimestampTz scored;			/* set when the rows are scored */
+
+	/* what scoring found (detect_score_rows) */
+	int64		seq;			/* this round's batch_seq */
+	int64	   *out;			/* rows that get a score row */
+	int			nout;
+	int64		filtered;
+	ArrayBuildState *jkeys;		/* the journal entry */
+	ArrayBuildState *jpoints;
+	int			npoints;
 } RoundWrite;
 
 /* The definition (definition.c) */
@@ -218,7 +226,8 @@ extern void detect_cache_init(DetectorCache *dc);
 extern void detect_prepare_forest_plans(void);
 extern void detect_replay_journal(DetectorCache *dc, DetectorDef *def);
 extern int	detect_score_rows(DetectorCache *dc, DetectorDef *def,
-							  EvalState *es, int64 n, int64 seq, int64 *out,
+							  EvalState *es, int64 lo, int64 hi, int64 seq,
+							  int64 *out,
 							  int64 *filtered, ArrayBuildState **jkeys,
 							  ArrayBuildState **jpoints, int *npoints);
 extern bool detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def,

@@ -542,8 +542,8 @@ write_failures(DetectorDef *def, RoundData *rd, EvalState *es, int64 n)
 }
 
 /*
- * Scores the evaluated rows and writes everything of the round: scores,
- * failures, journal, stored forests, and the detector's row.
+ * Writes everything of a scored round: scores, failures, journal, stored
+ * forests, and the detector's row.
  */
 static void
 write_round(RoundWrite *w)
@@ -553,13 +553,13 @@ write_round(RoundWrite *w)
 	RoundData  *rd = w->rd;
 	EvalState  *es = w->es;
 	int64		n = w->n;
-	int64		seq = def->batch_seq + 1;
-	int64		filtered = 0;
-	int			npoints = 0;
-	int			nout = 0;
-	ArrayBuildState *jkeys = NULL;
-	ArrayBuildState *jpoints = NULL;
-	int64	   *out = n > 0 ? palloc_extended(sizeof(int64) * n, MCXT_ALLOC_HUGE) : NULL;
+	int64		seq = w->seq;
+	int64		filtered = w->filtered;
+	int			npoints = w->npoints;
+	int			nout = w->nout;
+	ArrayBuildState *jkeys = w->jkeys;
+	ArrayBuildState *jpoints = w->jpoints;
+	int64	   *out = w->out;
 	TimestampTz now;
 	bool		stored;
 	int64		journal_points = def->journal_points;
@@ -567,10 +567,6 @@ write_round(RoundWrite *w)
 	bool		write_row;
 	int64		token = detect_new_token();
 
-	if (n > 0)
-		nout = detect_score_rows(dc, def, es, n, seq, out, &filtered,
-						  &jkeys, &jpoints, &npoints);
-	w->scored = GetCurrentTimestamp();
 	{
 		ScoreSource ss;
 

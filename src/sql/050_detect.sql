@@ -233,6 +233,22 @@ CREATE EVENT TRIGGER anomaly_drop_slots ON ddl_command_start
 	EXECUTE FUNCTION _ddl_guard();
 COMMENT ON EVENT TRIGGER anomaly_drop_slots IS 'drops the detectors'' replication slots with the extension';
 
+-- What each detector's open round is doing, from shared memory (when the
+-- library is preloaded): detector_status shows it with the catalog.  Rows
+-- of the detectors whose owner's privileges the caller has.
+CREATE FUNCTION detector_progress(
+	OUT detector_id bigint, OUT pid integer, OUT phase text,
+	OUT round_started timestamptz, OUT base_seq bigint, OUT round_rows bigint,
+	OUT round_scored bigint, OUT read_lsn pg_lsn, OUT oldest_commit timestamptz,
+	OUT caught_up boolean, OUT bytes_per_s float8, OUT rows_per_s float8,
+	OUT memory_bytes bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'anomaly_detector_progress'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION detector_progress() IS 'the open round and the catch-up rates of each detector, from shared memory (detector_status shows them)';
+REVOKE ALL ON FUNCTION detector_progress() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION detector_progress() TO anomaly_admin;
+
 -- ---------------------------------------------------------------------------
 -- Status: one row per detector, with its slot.
 
@@ -247,7 +263,8 @@ SELECT d.name,
 	CASE WHEN d.state = 'active' AND s.active_pid IS NULL AND w.note IS NOT NULL
 		THEN 'waiting' ELSE d.state
 	END AS state,
-	d.rows_scored,
+	d.rows_scored OPERATOR(pg_catalog.+) CASE WHEN p.pid IS NOT NULL AND p.base_seq = d.batch_seq
+		THEN p.round_scored ELSE 0 END AS rows_scored,
 	d.rows_filtered,
 	d.rows_failed,
 	d.rows_per_s,
@@ -257,10 +274,10 @@ SELECT d.name,
 	CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
 		ELSE greatest(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), d.progress_lsn), 0)
 	END AS lag_bytes,
-	CASE WHEN d.caught_up_at IS NULL THEN NULL
-		WHEN NOT pg_catalog.pg_is_in_recovery()
+	CASE WHEN NOT pg_catalog.pg_is_in_recovery()
 			AND pg_catalog.pg_current_wal_lsn() <= d.progress_lsn THEN interval '0'
-		ELSE greatest(pg_catalog.now() - d.caught_up_at, interval '0')
+		ELSE greatest(pg_catalog.now() - greatest(p.oldest_commit, d.caught_up_at,
+			d.last_commit_time, d.created_at), interval '0')
 	END AS lag_time,
 	d.last_batch_at,
 	d.slot_name,
@@ -276,12 +293,36 @@ SELECT d.name,
 		THEN concat_ws('; ', w.note, d.note) ELSE d.note
 	END AS note,
 	d.generation,
-	d.created_at
+	d.created_at,
+	p.phase AS round_phase,
+	p.round_started AS round_started_at,
+	CASE WHEN p.detector_id IS NULL THEN NULL
+		ELSE greatest(p.round_rows OPERATOR(pg_catalog.-) p.round_scored, 0)
+	END AS pending_rows,
+	CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+		ELSE greatest(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+			greatest(p.read_lsn, d.progress_lsn)), 0)
+	END AS pending_bytes,
+	p.bytes_per_s AS catchup_bytes_per_s,
+	p.rows_per_s AS catchup_rows_per_s,
+	CASE WHEN p.detector_id IS NULL OR pg_catalog.pg_is_in_recovery() THEN NULL
+		ELSE pg_catalog.make_interval(secs =>
+			CASE WHEN p.round_rows OPERATOR(pg_catalog.<=) p.round_scored THEN 0
+				ELSE (p.round_rows OPERATOR(pg_catalog.-) p.round_scored) OPERATOR(pg_catalog./) p.rows_per_s
+			END OPERATOR(pg_catalog.+)
+			CASE WHEN pg_catalog.pg_current_wal_lsn() OPERATOR(pg_catalog.<=) greatest(p.read_lsn, d.progress_lsn)
+				THEN 0
+				ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+					greatest(p.read_lsn, d.progress_lsn))::pg_catalog.float8 OPERATOR(pg_catalog./) p.bytes_per_s
+			END)
+	END AS eta,
+	CASE WHEN s.active THEN p.memory_bytes END AS worker_memory
 FROM detectors d
 CROSS JOIN anomaly._worker_note('detector') w(note)
 LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source
 LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
 	AND s.database = pg_catalog.current_database()
+LEFT JOIN detector_progress() p ON p.detector_id = d.id
 WHERE pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE');
 COMMENT ON VIEW detector_status IS 'state, throughput, progress, lag and slot of each detector';
 GRANT SELECT ON detector_status TO anomaly_admin;

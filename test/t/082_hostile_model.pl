@@ -322,6 +322,7 @@ my %calls = (
 	'anomaly._drop_orphan_slots()' => q{SELECT anomaly._drop_orphan_slots()},
 	'anomaly._ddl_guard()' => q{SELECT anomaly._ddl_guard()},
 	'anomaly._worker_note(text)' => q{SELECT anomaly._worker_note('detector'), anomaly._worker_note('sender'), anomaly._worker_note(repeat('x', 100000))},
+	'anomaly.detector_progress()' => q{SELECT * FROM anomaly.detector_progress()},
 );
 # Internal helpers of the fixed alert functions (sec-alert): an oid argument
 # names the caller; passing 10 (the bootstrap superuser) must not be
