@@ -30,6 +30,9 @@
 #   PG_CONFIG           which PostgreSQL (default: the Debian 15 one)
 #   SUITES              which suites to run (default "unit regress isolation tap")
 #   TAP_ONLY           names of the TAP files to run (default: every test/t/*.pl)
+#
+# Before TAP, earlier releases are built from git into the work directory
+# (test/old_release.sh) for the live upgrade test, 094_upgrade_live.
 #   UNIT_TIMEOUT, REGRESS_TIMEOUT, TAP_TIMEOUT   seconds (600, 1800, 1800)
 
 set -uo pipefail
@@ -363,6 +366,18 @@ if want_suite tap; then
 		if [ "$(id -u)" -eq 0 ]; then
 			chown "$SERVER_USER:" "$WORK/tap"
 		fi
+		# The live upgrade test runs earlier releases' files: built once
+		# here, from the repository's history (git is here even when the
+		# tests run from a copy); the test says why it skips when they
+		# could not be built.
+		if [[ " ${tap_files[*]} " == *"/094_upgrade_live.pl "* ]]; then
+			mkdir -p "$WORK/old"
+			for v in 0.1.0; do
+				PG_CONFIG="$PG_CONFIG" nice bash "$ROOT/test/old_release.sh" "$v" "$WORK/old" ||
+					echo "release $v not built: 094_upgrade_live will try or skip"
+			done
+			chmod -R a+rX "$WORK/old"
+		fi
 		for t in "${tap_files[@]}"; do
 			name=$(basename "$t" .pl)
 			log="$WORK/tap-$name.log"
@@ -373,6 +388,7 @@ if want_suite tap; then
 					PG_REGRESS="$PGXS_DIR/test/regress/pg_regress" \
 					TESTDIR="$WORK/tap" \
 					ANOMALY_SRC="$SRC" \
+					ANOMALY_OLD_RELEASES="$WORK/old" \
 					PG_CONFIG="$PG_CONFIG" \
 					timeout "$TAP_TIMEOUT" \
 					prove -v -I "$PGXS_DIR/test/perl" -I "$SRC/test" "t/$name.pl"
