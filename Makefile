@@ -99,7 +99,19 @@ STANDALONE_CFLAGS = -O2 -g -Wall -Wextra -Werror -Isrc $(FP_FLAGS)
 ifeq ($(SANITIZE),1)
 STANDALONE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
-STANDALONE_LIBS = -lm
+
+# The signer (sha256.c, sigv4.c) hashes with PostgreSQL's common/cryptohash.h
+# and common/hmac.h: outside a server it is built as frontend code and linked
+# with the frontend libpgcommon and libpgport of the PostgreSQL found by
+# PG_CONFIG (postgresql-server-dev ships them in pkglibdir), and with
+# libcrypto when that PostgreSQL hashes with OpenSSL.
+PG_FE_CFLAGS = -DFRONTEND -I$(shell $(PG_CONFIG) --includedir-server 2>/dev/null) \
+	-Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+PG_FE_LIBS = -L$(shell $(PG_CONFIG) --pkglibdir 2>/dev/null) -lpgcommon -lpgport \
+	$(filter -lcrypto,$(shell $(PG_CONFIG) --libs 2>/dev/null))
+PG_FE_OBJS := build/pure/alert/sha256.o build/pure/alert/sigv4.o
+$(PG_FE_OBJS): STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
+STANDALONE_LIBS = $(PG_FE_LIBS) -lm
 
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:.c=)
@@ -117,6 +129,9 @@ build/pure/%.o: src/%.c
 
 test/unit/test_%: test/unit/test_%.c test/unit/unit.h $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
+
+# The signer's test includes PostgreSQL's headers, as the signer does.
+test/unit/test_sigv4: STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
 
 # Fuzzing with libFuzzer (clang): every target in turn, FUZZ_SECONDS each.
 #   make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS="wire sns"]

@@ -353,8 +353,8 @@ prepare_http(AlertItem *item, AlertHttpJob *job)
 			anomaly_hmac_sha256_update(&ctx, item->body, job->body_len);
 			anomaly_hmac_sha256_final(&ctx, mac);
 			anomaly_hex_encode(mac, sizeof(mac), hex);
-			anomaly_secure_zero(secret, strlen(secret));
-			anomaly_secure_zero(&ctx, sizeof(ctx));
+			explicit_bzero(secret, strlen(secret));
+			explicit_bzero(&ctx, sizeof(ctx));
 			h = curl_slist_append(h, psprintf("%s: t=%s,sha256=%s", item->signature_header, ts, hex));
 		}
 		h = add_header_lines(h, item->headers);
@@ -572,7 +572,7 @@ forget_passwords(AlertItem *items, int n)
 	for (i = 0; i < n; i++)
 	{
 		if (items[i].job != NULL && items[i].job->password != NULL)
-			anomaly_secure_zero((char *) items[i].job->password,
+			explicit_bzero((char *) items[i].job->password,
 								strlen(items[i].job->password));
 	}
 }

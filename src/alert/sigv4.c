@@ -21,6 +21,12 @@
  * bounded too.  Secret-derived bytes are wiped before their memory is
  * released.
  */
+#ifdef FRONTEND
+#include "postgres_fe.h"
+#else
+#include "postgres.h"
+#endif
+
 #include "alert/sigv4.h"
 #include "alert/sha256.h"
 
@@ -170,7 +176,7 @@ sb_free(StrBuf *sb)
 {
 	if (sb->data != NULL)
 	{
-		anomaly_secure_zero(sb->data, sb->cap);
+		explicit_bzero(sb->data, sb->cap);
 		free(sb->data);
 	}
 	sb_init(sb);
@@ -195,7 +201,7 @@ free_wiped(char *s)
 {
 	if (s != NULL)
 	{
-		anomaly_secure_zero(s, strlen(s));
+		explicit_bzero(s, strlen(s));
 		free(s);
 	}
 }
@@ -1005,9 +1011,9 @@ compute_signature(const char *secret, const char *date8, const char *region,
 	anomaly_hmac_sha256(k, sizeof(k), sts, sts_len, sig);
 	anomaly_hex_encode(sig, sizeof(sig), out_hex);
 
-	anomaly_secure_zero(kinit, sizeof(kinit));
-	anomaly_secure_zero(k, sizeof(k));
-	anomaly_secure_zero(sig, sizeof(sig));
+	explicit_bzero(kinit, sizeof(kinit));
+	explicit_bzero(k, sizeof(k));
+	explicit_bzero(sig, sizeof(sig));
 }
 
 /*
@@ -1311,7 +1317,7 @@ done:
 	sb_free(&creq);
 	sb_free(&sts);
 	sb_free(&authz);
-	anomaly_secure_zero(digest, sizeof(digest));
+	explicit_bzero(digest, sizeof(digest));
 	if (st != SIGV4_OK)
 		sigv4_result_free(result);
 	return st;
