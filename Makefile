@@ -11,7 +11,10 @@
 # WERROR=1 turns warnings into errors (CI sets it).  SANITIZE=1 builds the
 # unit tests and benchmarks with AddressSanitizer and UBSan.
 
-PG_CONFIG ?= $(if $(wildcard /usr/lib/postgresql/15/bin/pg_config),/usr/lib/postgresql/15/bin/pg_config,pg_config)
+# The PostgreSQL to build for: pg_config on PATH unless given
+# (make PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config); test/run_all.sh and
+# test/cluster.sh choose Debian's 15 when it is installed.
+PG_CONFIG ?= pg_config
 
 MODULE_big = anomaly
 EXTENSION = anomaly
@@ -37,6 +40,12 @@ REGRESS := $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 ISOLATION := $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 
 PG_CPPFLAGS += -I$(srcdir)/src -DANOMALY_VERSION=\"$(EXTVERSION)\"
+# Only what PostgreSQL looks up by name is exported (src/compat.h says
+# what): everything else is hidden, so that no symbol of ours can take the
+# place of another library's (PostgreSQL loads libraries RTLD_GLOBAL).
+# PostgreSQL 16 and later mark PGDLLEXPORT so themselves; 15 leaves it empty.
+PG_CFLAGS += -fvisibility=hidden
+PG_CPPFLAGS += -DPGDLLEXPORT='__attribute__((visibility("default")))'
 SHLIB_LINK += -lcurl -lm -pthread
 
 # -Wextra finds real bugs in our code, but PostgreSQL's own headers and

@@ -14,6 +14,7 @@
 #include "alert/alert.h"
 #include "anomaly.h"
 #include "detect/detect.h"
+#include "compat.h"
 
 PG_MODULE_MAGIC;
 

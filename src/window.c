@@ -22,6 +22,7 @@
 #include "windowapi.h"
 
 #include "anomaly.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(rcf_window_score);
 PG_FUNCTION_INFO_V1(rcf_window_explain);
@@ -65,18 +66,6 @@ typedef struct CallSite
 {
 	MemoryContext forest_context;
 } CallSite;
-
-/*
- * The leading fields of nodeWindowAgg.c's WindowObjectData, which is private
- * to that file: a window function may read its WindowAggState from them (the
- * layout has been the same since window functions appeared in 8.4).  The
- * node tag is checked before use.
- */
-typedef struct WindowObjectHead
-{
-	NodeTag		type;
-	WindowAggState *winstate;
-} WindowObjectHead;
 
 /* Argument positions of the two functions. */
 typedef struct ArgLayout
@@ -141,7 +130,7 @@ frame_is_cumulative(int options)
 static void
 check_window(FunctionCallInfo fcinfo, WindowObject winobj)
 {
-	WindowAggState *winstate = ((WindowObjectHead *) winobj)->winstate;
+	WindowAggState *winstate = compat_window_state(winobj);
 	WindowAgg  *plan = (WindowAgg *) winstate->ss.ps.plan;
 	const char *name = get_func_name(fcinfo->flinfo->fn_oid);
 
@@ -335,7 +324,7 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, WindowKind kind)
 	 * Only a WindowAgg node passes a window object; a superuser declaring
 	 * the symbol again as a plain function (or an aggregate's) gets an error.
 	 */
-	if (winobj == NULL || !IsA(winobj, WindowObjectData))
+	if (!compat_window_object_ok(winobj))
 		elog(ERROR, "anomaly's window functions must be called as window functions");
 	state = (PartitionState *) WinGetPartitionLocalMemory(winobj,
 														  sizeof(PartitionState));

@@ -34,6 +34,7 @@
 #include "alert/alert.h"
 #include "alert/cred_document.h"
 #include "alert/sha256.h"
+#include "compat.h"
 
 /* Returns a palloc'd copy of s[0..len) with surrounding blanks removed. */
 static char *

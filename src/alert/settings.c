@@ -14,6 +14,7 @@
 
 #include "alert/alert.h"
 #include "bgworker.h"
+#include "compat.h"
 
 char	   *alert_credentials = NULL;
 char	   *alert_credential_bindings = NULL;

@@ -48,6 +48,7 @@
 #include "utils/resowner.h"
 
 #include "detect/detect.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(anomaly_detect_ddl_guard);
 PG_FUNCTION_INFO_V1(anomaly_detect_drop_orphans);
@@ -99,7 +100,7 @@ detect_create_slot(const char *slot_name)
 				 errdetail("Its logical replication slot must be created before any write of the transaction."),
 				 errhint("Call create_detector() in its own transaction, or before other statements that write.")));
 
-	ReplicationSlotCreate(slot_name, true, RS_EPHEMERAL, false);
+	compat_replication_slot_create(slot_name, true, RS_EPHEMERAL, false);
 	PG_TRY();
 	{
 		ctx = CreateInitDecodingContext(DETECT_PLUGIN_NAME, NIL, false,
