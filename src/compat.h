@@ -20,7 +20,8 @@
  * Symbols: the library is built with -fvisibility=hidden, and only what
  * PostgreSQL looks up by name is exported: the magic block, _PG_init, the
  * SQL-callable functions with their info records, and the background
- * workers' entry points (bgw_function_name is found with dlsym).  From 16
+ * workers' entry points (bgw_function_name is found with dlsym) and the
+ * logical decoding output plugin's _PG_output_plugin_init.  From 16
  * on PGDLLEXPORT is visibility("default") and PG_FUNCTION_INFO_V1 declares
  * the function with it; before, PGDLLEXPORT is empty on Linux (the Makefile
  * defines it) and the macro does not mark the function, so it is redefined

@@ -45,7 +45,8 @@
 #include "detect/detect.h"
 #include "compat.h"
 
-extern void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+/* Found by name (dlsym) when a slot decodes with plugin anomaly: exported. */
+extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
 typedef struct DecoderState
 {
