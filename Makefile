@@ -139,8 +139,9 @@ build/pure/%.o: src/%.c
 test/unit/test_%: test/unit/test_%.c test/unit/unit.h $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 
-# The signer's test includes PostgreSQL's headers, as the signer does.
-test/unit/test_sigv4: STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
+# The signer's test and benchmark include PostgreSQL's headers, as the
+# signer does.
+test/unit/test_sigv4 bench/sigv4_sign: STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
 
 # Fuzzing with libFuzzer (clang): every target in turn, FUZZ_SECONDS each.
 #   make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS="wire sns"]
