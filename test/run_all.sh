@@ -5,7 +5,8 @@
 #   make test            (or: bash test/run_all.sh)
 #
 # 1. installs missing Debian packages (test/deps.sh; as root or via sudo)
-# 2. builds with WERROR=1 and installs the extension (as root or via sudo)
+# 2. builds with WERROR=1 and installs the extension (as root or via sudo);
+#    checks the library's exported symbols (test/check_exports.sh)
 # 3. unit:      builds and runs test/unit/test_* from the repository's root
 #               (so ../shared is the shared folder beside it); counts their
 #               TAP lines
@@ -198,6 +199,17 @@ if make -C "$SRC" -j"$JOBS" WERROR=1 PG_CONFIG="$PG_CONFIG" >"$WORK/build.log" 2
 else
 	show_file "$WORK/build.log" 100
 	record build 0 1 "make WERROR=1 failed"
+fi
+
+# The library exports only what PostgreSQL looks up by name.
+if [ $BUILD_OK -eq 1 ]; then
+	if bash "$SRC/test/check_exports.sh" "$SRC/anomaly.so" >"$WORK/exports.log" 2>&1; then
+		cat "$WORK/exports.log"
+		record exports 1 0
+	else
+		show_file "$WORK/exports.log" 60
+		record exports 0 1 "anomaly.so exports more or less than PostgreSQL looks up"
+	fi
 fi
 
 # --- 3. unit tests ----------------------------------------------------------
