@@ -11,7 +11,10 @@
 # WERROR=1 turns warnings into errors (CI sets it).  SANITIZE=1 builds the
 # unit tests and benchmarks with AddressSanitizer and UBSan.
 
-PG_CONFIG ?= $(if $(wildcard /usr/lib/postgresql/15/bin/pg_config),/usr/lib/postgresql/15/bin/pg_config,pg_config)
+# The PostgreSQL to build for: pg_config on PATH unless given
+# (make PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config); test/run_all.sh and
+# test/cluster.sh choose Debian's 15 when it is installed.
+PG_CONFIG ?= pg_config
 
 MODULE_big = anomaly
 EXTENSION = anomaly
@@ -37,6 +40,12 @@ REGRESS := $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 ISOLATION := $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 
 PG_CPPFLAGS += -I$(srcdir)/src -DANOMALY_VERSION=\"$(EXTVERSION)\"
+# Only what PostgreSQL looks up by name is exported (src/compat.h says
+# what): everything else is hidden, so that no symbol of ours can take the
+# place of another library's (PostgreSQL loads libraries RTLD_GLOBAL).
+# PostgreSQL 16 and later mark PGDLLEXPORT so themselves; 15 leaves it empty.
+PG_CFLAGS += -fvisibility=hidden
+PG_CPPFLAGS += -DPGDLLEXPORT='__attribute__((visibility("default")))'
 SHLIB_LINK += -lcurl -lm -pthread
 
 # -Wextra finds real bugs in our code, but PostgreSQL's own headers and
@@ -100,7 +109,19 @@ STANDALONE_CFLAGS = -O2 -g -Wall -Wextra -Werror -Isrc $(FP_FLAGS)
 ifeq ($(SANITIZE),1)
 STANDALONE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
-STANDALONE_LIBS = -lm
+
+# The signer (sha256.c, sigv4.c) hashes with PostgreSQL's common/cryptohash.h
+# and common/hmac.h: outside a server it is built as frontend code and linked
+# with the frontend libpgcommon and libpgport of the PostgreSQL found by
+# PG_CONFIG (postgresql-server-dev ships them in pkglibdir), and with
+# libcrypto when that PostgreSQL hashes with OpenSSL.
+PG_FE_CFLAGS = -DFRONTEND -I$(shell $(PG_CONFIG) --includedir-server 2>/dev/null) \
+	-Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+PG_FE_LIBS = -L$(shell $(PG_CONFIG) --pkglibdir 2>/dev/null) -lpgcommon -lpgport \
+	$(filter -lcrypto,$(shell $(PG_CONFIG) --libs 2>/dev/null))
+PG_FE_OBJS := build/pure/alert/sha256.o build/pure/alert/sigv4.o
+$(PG_FE_OBJS): STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
+STANDALONE_LIBS = $(PG_FE_LIBS) -lm
 
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:.c=)
@@ -118,6 +139,10 @@ build/pure/%.o: src/%.c
 
 test/unit/test_%: test/unit/test_%.c test/unit/unit.h $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
+
+# The signer's test and benchmark include PostgreSQL's headers, as the
+# signer does.
+test/unit/test_sigv4 bench/sigv4_sign: STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
 
 # Fuzzing with libFuzzer (clang): every target in turn, FUZZ_SECONDS each.
 #   make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS="wire sns"]

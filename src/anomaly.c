@@ -16,6 +16,7 @@
 #include "anomaly.h"
 #include "detect/detect.h"
 #include "registry.h"
+#include "compat.h"
 
 PG_MODULE_MAGIC;
 

@@ -16,56 +16,80 @@
 #include <math.h>
 
 #include "catalog/pg_type.h"
-#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
+#include "utils/jsonb.h"
 
 #include "anomaly.h"
 
-/* Builds the explanation for the attribution of one point. */
+/*
+ * Pushes a jsonb string (a key or a value) of a C string, which must live
+ * until the object is finished: the pushed value points to it.
+ */
+static void
+push_string(JsonbParseState **state, JsonbIteratorToken token, const char *s)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = strlen(s);
+	(void) pushJsonbValue(state, token, &v);
+}
+
+/* Pushes "key": "value" with the value printed with four decimals. */
+static void
+push_decimal(JsonbParseState **state, const char *key, double value)
+{
+	push_string(state, WJB_KEY, key);
+	push_string(state, WJB_VALUE, psprintf("%.4f", value));
+}
+
+/*
+ * Builds the explanation for the attribution of one point, as jsonb values
+ * pushed directly (this runs for every scored row: no text to re-parse).
+ * Keys are sorted and a repeated feature name keeps its last entry, as
+ * jsonb_in would do with the same text.
+ */
 Jsonb *
 anomaly_explanation(const RcfForest *forest, const double *high,
 					const double *low, int dims, bool with_directionality,
 					List *names)
 {
 	const RcfParams *params = rcf_params(forest);
-	StringInfoData buf;
+	JsonbParseState *state = NULL;
+	JsonbValue *result;
 
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int d = 0; d < dims; d++)
 	{
 		double		h = 0.0;
 		double		l = 0.0;
-		char		number[16];
 
 		for (int s = 0; s < params->shingle_size; s++)
 		{
 			h += high[s * dims + d];
 			l += low[s * dims + d];
 		}
-		if (d > 0)
-			appendStringInfoString(&buf, ", ");
+		/* the pushed values point to their strings until the end */
 		if (names)
-			escape_json(&buf, (const char *) list_nth(names, d));
+			push_string(&state, WJB_KEY, (const char *) list_nth(names, d));
 		else
-		{
-			snprintf(number, sizeof(number), "%d", d + 1);
-			escape_json(&buf, number);
-		}
-		appendStringInfoString(&buf, ": {");
+			push_string(&state, WJB_KEY, psprintf("%d", d + 1));
+		(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 		if (with_directionality)
 		{
 			double		strength = (h + l) > 0.0 ? fabs(h - l) / (h + l) : 0.0;
 
-			appendStringInfo(&buf, "\"DIRECTION\": \"%s\", \"STRENGTH\": \"%.4f\", ",
-							 h >= l ? "HIGH" : "LOW", strength);
+			push_string(&state, WJB_KEY, "DIRECTION");
+			push_string(&state, WJB_VALUE, h >= l ? "HIGH" : "LOW");
+			push_decimal(&state, "STRENGTH", strength);
 		}
-		appendStringInfo(&buf, "\"ATTRIBUTION_SCORE\": \"%.4f\"}", h + l);
+		push_decimal(&state, "ATTRIBUTION_SCORE", h + l);
+		(void) pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	}
-	appendStringInfoChar(&buf, '}');
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(result);
 }
 
 /*

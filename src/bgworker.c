@@ -7,6 +7,7 @@
 #include "postgres.h"
 
 #include "bgworker.h"
+#include "miscadmin.h"
 
 /* Describes one of our workers; see bgworker.h. */
 void
@@ -23,12 +24,19 @@ anomaly_bgworker_init(BackgroundWorker *worker, const char *function_name,
 	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
 }
 
-/* Registers a long-lived worker at postmaster start; see bgworker.h. */
+/*
+ * Registers a long-lived worker at postmaster start; see bgworker.h.  Not
+ * under pg_upgrade (-b): its servers must not decode, deliver or write while
+ * the catalogs are moved, as pg_cron and PostgreSQL's logical launcher also
+ * hold back.
+ */
 void
 anomaly_bgworker_register_static(const char *function_name, const char *type)
 {
 	BackgroundWorker worker;
 
+	if (IsBinaryUpgrade)
+		return;
 	anomaly_bgworker_init(&worker, function_name, type, 5);
 	RegisterBackgroundWorker(&worker);
 }

@@ -33,6 +33,7 @@
 #include "utils/memutils.h"
 
 #include "anomaly.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(rcf_in);
 PG_FUNCTION_INFO_V1(rcf_out);

@@ -23,6 +23,7 @@
 #include "windowapi.h"
 
 #include "anomaly.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(rcf_window_score);
 PG_FUNCTION_INFO_V1(rcf_window_explain);
@@ -69,18 +70,6 @@ typedef struct CallSite
 	MemoryContext forest_context;
 	AnomalyProgress progress;	/* rows of every partition */
 } CallSite;
-
-/*
- * The leading fields of nodeWindowAgg.c's WindowObjectData, which is private
- * to that file: a window function may read its WindowAggState from them (the
- * layout has been the same since window functions appeared in 8.4).  The
- * node tag is checked before use.
- */
-typedef struct WindowObjectHead
-{
-	NodeTag		type;
-	WindowAggState *winstate;
-} WindowObjectHead;
 
 /* Argument positions of the two functions. */
 typedef struct ArgLayout
@@ -150,7 +139,7 @@ void
 anomaly_window_check(FunctionCallInfo fcinfo, WindowObject winobj,
 					 const char *order_detail, const char *frame_detail)
 {
-	WindowAggState *winstate = ((WindowObjectHead *) winobj)->winstate;
+	WindowAggState *winstate = compat_window_state(winobj);
 	WindowAgg  *plan = (WindowAgg *) winstate->ss.ps.plan;
 	const char *name = get_func_name(fcinfo->flinfo->fn_oid);
 
@@ -175,7 +164,7 @@ anomaly_window_check(FunctionCallInfo fcinfo, WindowObject winobj,
 void
 anomaly_window_require(WindowObject winobj)
 {
-	if (winobj == NULL || !IsA(winobj, WindowObjectData))
+	if (!compat_window_object_ok(winobj))
 		elog(ERROR, "anomaly's window functions must be called as window functions");
 }
 

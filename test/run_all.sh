@@ -5,7 +5,8 @@
 #   make test            (or: bash test/run_all.sh)
 #
 # 1. installs missing Debian packages (test/deps.sh; as root or via sudo)
-# 2. builds with WERROR=1 and installs the extension (as root or via sudo)
+# 2. builds with WERROR=1 and installs the extension (as root or via sudo);
+#    checks the library's exported symbols (test/check_exports.sh)
 # 3. unit:      builds and runs test/unit/test_* from the repository's root
 #               (so ../shared is the shared folder beside it); counts their
 #               TAP lines
@@ -30,6 +31,9 @@
 #   PG_CONFIG           which PostgreSQL (default: the Debian 15 one)
 #   SUITES              which suites to run (default "unit regress isolation tap")
 #   TAP_ONLY           names of the TAP files to run (default: every test/t/*.pl)
+#
+# Before TAP, earlier releases are built from git into the work directory
+# (test/old_release.sh) for the live upgrade test, 094_upgrade_live.
 #   UNIT_TIMEOUT, REGRESS_TIMEOUT, TAP_TIMEOUT   seconds (600, 1800, 1800)
 
 set -uo pipefail
@@ -195,6 +199,17 @@ if make -C "$SRC" -j"$JOBS" WERROR=1 PG_CONFIG="$PG_CONFIG" >"$WORK/build.log" 2
 else
 	show_file "$WORK/build.log" 100
 	record build 0 1 "make WERROR=1 failed"
+fi
+
+# The library exports only what PostgreSQL looks up by name.
+if [ $BUILD_OK -eq 1 ]; then
+	if bash "$SRC/test/check_exports.sh" "$SRC/anomaly.so" >"$WORK/exports.log" 2>&1; then
+		cat "$WORK/exports.log"
+		record exports 1 0
+	else
+		show_file "$WORK/exports.log" 60
+		record exports 0 1 "anomaly.so exports more or less than PostgreSQL looks up"
+	fi
 fi
 
 # --- 3. unit tests ----------------------------------------------------------
@@ -363,6 +378,18 @@ if want_suite tap; then
 		if [ "$(id -u)" -eq 0 ]; then
 			chown "$SERVER_USER:" "$WORK/tap"
 		fi
+		# The live upgrade test runs earlier releases' files: built once
+		# here, from the repository's history (git is here even when the
+		# tests run from a copy); the test says why it skips when they
+		# could not be built.
+		if [[ " ${tap_files[*]} " == *"/094_upgrade_live.pl "* ]]; then
+			mkdir -p "$WORK/old"
+			for v in 0.1.0; do
+				PG_CONFIG="$PG_CONFIG" nice bash "$ROOT/test/old_release.sh" "$v" "$WORK/old" ||
+					echo "release $v not built: 094_upgrade_live will try or skip"
+			done
+			chmod -R a+rX "$WORK/old"
+		fi
 		for t in "${tap_files[@]}"; do
 			name=$(basename "$t" .pl)
 			log="$WORK/tap-$name.log"
@@ -373,6 +400,7 @@ if want_suite tap; then
 					PG_REGRESS="$PGXS_DIR/test/regress/pg_regress" \
 					TESTDIR="$WORK/tap" \
 					ANOMALY_SRC="$SRC" \
+					ANOMALY_OLD_RELEASES="$WORK/old" \
 					PG_CONFIG="$PG_CONFIG" \
 					timeout "$TAP_TIMEOUT" \
 					prove -v -I "$PGXS_DIR/test/perl" -I "$SRC/test" "t/$name.pl"

@@ -34,6 +34,7 @@
 #include "alert/alert.h"
 #include "alert/cred_document.h"
 #include "alert/sha256.h"
+#include "compat.h"
 
 /* Returns a palloc'd copy of s[0..len) with surrounding blanks removed. */
 static char *
@@ -105,7 +106,7 @@ free_secret(char **p)
 {
 	if (*p != NULL)
 	{
-		anomaly_secure_zero(*p, strlen(*p));
+		explicit_bzero(*p, strlen(*p));
 		free(*p);
 		*p = NULL;
 	}
@@ -233,18 +234,18 @@ from_shared_file(AlertAwsCredentials *out)
 		}
 		else
 		{
-			anomaly_secure_zero(val, strlen(val));
+			explicit_bzero(val, strlen(val));
 			pfree(val);
 		}
 		pfree(key);
 	}
-	anomaly_secure_zero(line, sizeof(line));
+	explicit_bzero(line, sizeof(line));
 	fclose(f);
 	ok = take(out, id, secret, token, "shared credentials file");
 	if (secret)
-		anomaly_secure_zero(secret, strlen(secret));
+		explicit_bzero(secret, strlen(secret));
 	if (token)
-		anomaly_secure_zero(token, strlen(token));
+		explicit_bzero(token, strlen(token));
 	return ok;
 }
 
@@ -297,7 +298,7 @@ fetch_small(const char *url, struct curl_slist *headers, bool put, char *error,
 		pfree(d);
 	}
 	if (job.response)
-		anomaly_secure_zero(job.response, job.response_len);
+		explicit_bzero(job.response, job.response_len);
 	alert_http_job_release(&job);
 	return result;
 }
@@ -318,10 +319,10 @@ take_document(char *doc, const char *source)
 	if (ok && cached_expiry == 0)
 		cached_expiry = time(NULL) + 600;
 	if (secret)
-		anomaly_secure_zero(secret, strlen(secret));
+		explicit_bzero(secret, strlen(secret));
 	if (token)
-		anomaly_secure_zero(token, strlen(token));
-	anomaly_secure_zero(doc, strlen(doc));
+		explicit_bzero(token, strlen(token));
+	explicit_bzero(doc, strlen(doc));
 	return ok;
 }
 
@@ -348,7 +349,7 @@ from_container(char *error, size_t errlen)
 		char	   *h = psprintf("Authorization: %s", auth);
 
 		headers = curl_slist_append(headers, h);
-		anomaly_secure_zero(h, strlen(h));
+		explicit_bzero(h, strlen(h));
 		pfree(h);
 	}
 	doc = fetch_small(url, headers, false, error, errlen);
@@ -389,8 +390,8 @@ from_imds(char *error, size_t errlen)
 		return false;
 	h = psprintf("X-aws-ec2-metadata-token: %s", token);
 	headers = curl_slist_append(NULL, h);
-	anomaly_secure_zero(h, strlen(h));
-	anomaly_secure_zero(token, strlen(token));
+	explicit_bzero(h, strlen(h));
+	explicit_bzero(token, strlen(token));
 	role = fetch_small(psprintf("%s/latest/meta-data/iam/security-credentials/", base),
 					   headers, false, error, errlen);
 	if (role == NULL)
@@ -586,7 +587,7 @@ alert_credential_for(const char *name, const char *url, int *status)
 	}
 	if (url == NULL && !alert_credential_bound(name, value))
 	{
-		anomaly_secure_zero(value, strlen(value));
+		explicit_bzero(value, strlen(value));
 		pfree(value);
 		*status = ALERT_CRED_UNBOUND;
 		return NULL;
@@ -624,7 +625,7 @@ anomaly_alert_credential_bound(PG_FUNCTION_ARGS)
 		else
 		{
 			ok = binding_covers(name, value, &any);
-			anomaly_secure_zero(value, strlen(value));
+			explicit_bzero(value, strlen(value));
 			pfree(value);
 		}
 	}

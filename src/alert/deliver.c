@@ -36,7 +36,6 @@
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
-#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -50,6 +49,7 @@
 
 #include "alert/alert.h"
 #include "alert/sha256.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(anomaly_alert_deliver);
 PG_FUNCTION_INFO_V1(anomaly_alert_test_destination);
@@ -207,7 +207,7 @@ backoff_ms(int attempts, long retry_after_ms)
 	double		delay;
 
 	cap = Min(cap, (double) alert_retry_max_ms);
-	delay = pg_prng_double(&pg_global_prng_state) * cap;
+	delay = compat_random_double() * cap;
 	if (retry_after_ms >= 0 && (double) retry_after_ms > delay)
 		delay = Min((double) retry_after_ms, (double) alert_retry_max_ms);
 	return (int) delay;
@@ -353,8 +353,8 @@ prepare_http(AlertItem *item, AlertHttpJob *job)
 			anomaly_hmac_sha256_update(&ctx, item->body, job->body_len);
 			anomaly_hmac_sha256_final(&ctx, mac);
 			anomaly_hex_encode(mac, sizeof(mac), hex);
-			anomaly_secure_zero(secret, strlen(secret));
-			anomaly_secure_zero(&ctx, sizeof(ctx));
+			explicit_bzero(secret, strlen(secret));
+			explicit_bzero(&ctx, sizeof(ctx));
 			h = curl_slist_append(h, psprintf("%s: t=%s,sha256=%s", item->signature_header, ts, hex));
 		}
 		h = add_header_lines(h, item->headers);
@@ -572,7 +572,7 @@ forget_passwords(AlertItem *items, int n)
 	for (i = 0; i < n; i++)
 	{
 		if (items[i].job != NULL && items[i].job->password != NULL)
-			anomaly_secure_zero((char *) items[i].job->password,
+			explicit_bzero((char *) items[i].job->password,
 								strlen(items[i].job->password));
 	}
 }

@@ -33,6 +33,7 @@
 #include "utils/syscache.h"
 
 #include "alert/alert.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(anomaly_alert_entry);
 PG_FUNCTION_INFO_V1(anomaly_alert_row_to_jsonb);

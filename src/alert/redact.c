@@ -30,6 +30,7 @@
 #include "utils/elog.h"
 
 #include "alert/alert.h"
+#include "compat.h"
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 

@@ -13,6 +13,8 @@
 #include "utils/guc.h"
 
 #include "alert/alert.h"
+#include "bgworker.h"
+#include "compat.h"
 
 char	   *alert_credentials = NULL;
 char	   *alert_credential_bindings = NULL;

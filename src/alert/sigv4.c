@@ -16,11 +16,21 @@
  *	   SignedHeaders=<signed headers>, Signature=<signature>"
  *
  * sigv4.h documents the canonicalisation rules and what the input means.
- * Everything here allocates with malloc and frees on every path; inputs are
+ * Everything here allocates with palloc (StringInfo buffers) and frees on
+ * every path; memory that runs out raises an ERROR (exits outside a server)
+ * instead of a status.  Inputs are
  * bounded (SIGV4_MAX_*) before anything is allocated, so output sizes are
  * bounded too.  Secret-derived bytes are wiped before their memory is
  * released.
  */
+#ifdef FRONTEND
+#include "postgres_fe.h"
+#else
+#include "postgres.h"
+#endif
+
+#include "lib/stringinfo.h"
+
 #include "alert/sigv4.h"
 #include "alert/sha256.h"
 
@@ -33,15 +43,6 @@
 #define SIGV4_TERMINATOR	"aws4_request"
 #define SIGV4_DATE_HEADER	"X-Amz-Date"
 #define SIGV4_TOKEN_HEADER	"X-Amz-Security-Token"
-
-/* A growable string; on allocation failure it sets oom and stops growing. */
-typedef struct StrBuf
-{
-	char	   *data;
-	size_t		len;
-	size_t		cap;
-	bool		oom;
-} StrBuf;
 
 /* One request header after canonicalisation of its name and value. */
 typedef struct CanonHeader
@@ -62,128 +63,50 @@ typedef struct QueryPair
 /* Small string helpers                                             */
 /* ---------------------------------------------------------------- */
 
-/* Start an empty buffer; nothing is allocated until the first append. */
-static void
-sb_init(StrBuf *sb)
-{
-	sb->data = NULL;
-	sb->len = 0;
-	sb->cap = 0;
-	sb->oom = false;
-}
-
 /*
- * Make room for extra more bytes plus a NUL.  Growth doubles so appends are
- * amortised O(1); size_t overflow counts as out of memory, although the input
- * limits keep every buffer far below that.
+ * The buffers are StringInfos: they grow by palloc, which raises an ERROR in
+ * a server (exits outside one) when memory runs out, so a buffer is never
+ * half written.  These two hand one over and drop one.
  */
-static bool
-sb_reserve(StrBuf *sb, size_t extra)
-{
-	size_t		need;
-	size_t		newcap;
-	char	   *p;
 
-	if (sb->oom)
-		return false;
-	if (extra > SIZE_MAX - sb->len - 1)
-	{
-		sb->oom = true;
-		return false;
-	}
-	need = sb->len + extra + 1;
-	if (need <= sb->cap)
-		return true;
-	newcap = sb->cap ? sb->cap : 64;
-	while (newcap < need)
-	{
-		if (newcap > SIZE_MAX / 2)
-		{
-			newcap = need;
-			break;
-		}
-		newcap *= 2;
-	}
-	p = realloc(sb->data, newcap);
-	if (p == NULL)
-	{
-		sb->oom = true;
-		return false;
-	}
-	sb->data = p;
-	sb->cap = newcap;
-	return true;
-}
-
-/* Append n bytes. */
-static void
-sb_append(StrBuf *sb, const char *s, size_t n)
-{
-	if (!sb_reserve(sb, n))
-		return;
-	if (n > 0)
-		memcpy(sb->data + sb->len, s, n);
-	sb->len += n;
-	sb->data[sb->len] = '\0';
-}
-
-/* Append a NUL-terminated string. */
-static void
-sb_appends(StrBuf *sb, const char *s)
-{
-	sb_append(sb, s, strlen(s));
-}
-
-/* Append one character. */
-static void
-sb_appendc(StrBuf *sb, char c)
-{
-	sb_append(sb, &c, 1);
-}
-
-/*
- * Hand over the buffer as a malloc'd string ("" if nothing was appended), or
- * NULL if an allocation failed; the StrBuf is empty afterwards either way.
- */
+/* Hands over a buffer's string (palloc'd); the buffer is empty afterwards. */
 static char *
-sb_finish(StrBuf *sb)
+sb_finish(StringInfo sb)
 {
-	char	   *s;
+	char	   *s = sb->data;
 
-	if (!sb->oom && sb->data == NULL)
-		sb_reserve(sb, 0);
-	if (sb->oom)
-	{
-		free(sb->data);
-		sb_init(sb);
-		return NULL;
-	}
-	s = sb->data;
-	sb->data[sb->len] = '\0';
-	sb_init(sb);
+	sb->data = NULL;
+	sb->len = sb->maxlen = 0;
 	return s;
 }
 
-/* Drop a buffer, wiping it first since it may hold a session token. */
+/* Drops a buffer, wiping it first since it may hold a session token. */
 static void
-sb_free(StrBuf *sb)
+sb_free(StringInfo sb)
 {
 	if (sb->data != NULL)
 	{
-		anomaly_secure_zero(sb->data, sb->cap);
-		free(sb->data);
+		explicit_bzero(sb->data, sb->maxlen);
+		pfree(sb->data);
 	}
-	sb_init(sb);
+	sb->data = NULL;
+	sb->len = sb->maxlen = 0;
 }
 
-/* malloc'd copy of n bytes plus a NUL, or NULL. */
+/* pfree that accepts NULL, for arrays filled part way. */
+static void
+release(void *p)
+{
+	if (p != NULL)
+		pfree(p);
+}
+
+/* palloc'd copy of n bytes plus a NUL. */
 static char *
 copy_bytes(const char *s, size_t n)
 {
-	char	   *p = malloc(n + 1);
+	char	   *p = palloc(n + 1);
 
-	if (p == NULL)
-		return NULL;
 	memcpy(p, s, n);
 	p[n] = '\0';
 	return p;
@@ -195,8 +118,8 @@ free_wiped(char *s)
 {
 	if (s != NULL)
 	{
-		anomaly_secure_zero(s, strlen(s));
-		free(s);
+		explicit_bzero(s, strlen(s));
+		pfree(s);
 	}
 }
 
@@ -278,12 +201,12 @@ hex_value(unsigned char c)
 
 /* Append one byte percent-encoded unless it is unreserved (or a kept '/'). */
 static void
-sb_encode_byte(StrBuf *sb, unsigned char c, bool keep_slash)
+sb_encode_byte(StringInfo sb, unsigned char c, bool keep_slash)
 {
 	static const char hexdig[] = "0123456789ABCDEF";
 
 	if (is_unreserved(c) || (keep_slash && c == '/'))
-		sb_appendc(sb, (char) c);
+		appendStringInfoChar(sb, (char) c);
 	else
 	{
 		char		esc[3];
@@ -291,19 +214,18 @@ sb_encode_byte(StrBuf *sb, unsigned char c, bool keep_slash)
 		esc[0] = '%';
 		esc[1] = hexdig[c >> 4];
 		esc[2] = hexdig[c & 0x0f];
-		sb_append(sb, esc, 3);
+		appendBinaryStringInfo(sb, esc, 3);
 	}
 }
 
 /* Append n bytes percent-encoded with AWS's rules. */
 static void
-sb_encode(StrBuf *sb, const char *s, size_t n, bool keep_slash)
+sb_encode(StringInfo sb, const char *s, size_t n, bool keep_slash)
 {
 	size_t		i;
 
 	/* Worst case every byte triples; reserve once. */
-	if (n <= (SIZE_MAX - 1) / 3)
-		sb_reserve(sb, n * 3);
+	enlargeStringInfo(sb, (int) (n * 3));
 	for (i = 0; i < n; i++)
 		sb_encode_byte(sb, (unsigned char) s[i], keep_slash);
 }
@@ -476,7 +398,7 @@ check_method(const char *method)
  * into the path, in an array bounded by the number of slashes.
  */
 static SigV4Status
-canon_path_normalised(const char *path, size_t len, StrBuf *out)
+canon_path_normalised(const char *path, size_t len, StringInfo out)
 {
 	size_t		nslash = 0;
 	size_t	   *seg_start;
@@ -490,14 +412,8 @@ canon_path_normalised(const char *path, size_t len, StrBuf *out)
 		if (path[i] == '/')
 			nslash++;
 
-	seg_start = malloc(sizeof(size_t) * (nslash + 1));
-	seg_len = malloc(sizeof(size_t) * (nslash + 1));
-	if (seg_start == NULL || seg_len == NULL)
-	{
-		free(seg_start);
-		free(seg_len);
-		return SIGV4_ERR_NO_MEMORY;
-	}
+	seg_start = palloc(sizeof(size_t) * (nslash + 1));
+	seg_len = palloc(sizeof(size_t) * (nslash + 1));
 
 	/* path[0] is '/'; each segment runs from after a '/' to the next one. */
 	pos = 1;
@@ -531,21 +447,21 @@ canon_path_normalised(const char *path, size_t len, StrBuf *out)
 	}
 
 	if (nseg == 0)
-		sb_appendc(out, '/');
+		appendStringInfoChar(out, '/');
 	else
 	{
 		for (i = 0; i < nseg; i++)
 		{
-			sb_appendc(out, '/');
+			appendStringInfoChar(out, '/');
 			sb_encode(out, path + seg_start[i], seg_len[i], false);
 		}
 		if (trailing)
-			sb_appendc(out, '/');
+			appendStringInfoChar(out, '/');
 	}
 
-	free(seg_start);
-	free(seg_len);
-	return out->oom ? SIGV4_ERR_NO_MEMORY : SIGV4_OK;
+	release(seg_start);
+	release(seg_len);
+	return SIGV4_OK;
 }
 
 /*
@@ -554,12 +470,12 @@ canon_path_normalised(const char *path, size_t len, StrBuf *out)
  * AWS's encoder writes them) so an already encoded key is not encoded twice.
  */
 static SigV4Status
-canon_path_s3(const char *path, size_t len, StrBuf *out)
+canon_path_s3(const char *path, size_t len, StringInfo out)
 {
 	size_t		i;
 
 	if (len == 0)
-		sb_appendc(out, '/');
+		appendStringInfoChar(out, '/');
 	for (i = 0; i < len; i++)
 	{
 		unsigned char c = (unsigned char) path[i];
@@ -573,13 +489,13 @@ canon_path_s3(const char *path, size_t len, StrBuf *out)
 			esc[0] = '%';
 			esc[1] = (char) (path[i + 1] >= 'a' ? path[i + 1] - 'a' + 'A' : path[i + 1]);
 			esc[2] = (char) (path[i + 2] >= 'a' ? path[i + 2] - 'a' + 'A' : path[i + 2]);
-			sb_append(out, esc, 3);
+			appendBinaryStringInfo(out, esc, 3);
 			i += 2;
 		}
 		else
 			sb_encode_byte(out, c, true);
 	}
-	return out->oom ? SIGV4_ERR_NO_MEMORY : SIGV4_OK;
+	return SIGV4_OK;
 }
 
 /*
@@ -588,7 +504,7 @@ canon_path_s3(const char *path, size_t len, StrBuf *out)
  * mistake), and control characters cannot appear in a request line.
  */
 static SigV4Status
-canon_path(const char *path, bool s3, StrBuf *out)
+canon_path(const char *path, bool s3, StringInfo out)
 {
 	size_t		len = bounded_len(path, SIGV4_MAX_PATH_LEN);
 	size_t		i;
@@ -609,8 +525,8 @@ canon_path(const char *path, bool s3, StrBuf *out)
 		return canon_path_s3(path, len, out);
 	if (len == 0)
 	{
-		sb_appendc(out, '/');
-		return out->oom ? SIGV4_ERR_NO_MEMORY : SIGV4_OK;
+		appendStringInfoChar(out, '/');
+		return SIGV4_OK;
 	}
 	return canon_path_normalised(path, len, out);
 }
@@ -620,17 +536,17 @@ canon_path(const char *path, bool s3, StrBuf *out)
 /* ---------------------------------------------------------------- */
 
 /*
- * Percent-decode s[0..n) and re-encode it with AWS's rules into a malloc'd
+ * Percent-decode s[0..n) and re-encode it with AWS's rules into a palloc'd
  * string.  Decoding first means "%7e", "%7E" and "~" all come out as "~", so
  * a query the caller already encoded is not encoded twice.
  */
 static SigV4Status
 reencode_component(const char *s, size_t n, char **out)
 {
-	StrBuf		sb;
+	StringInfoData sb;
 	size_t		i;
 
-	sb_init(&sb);
+	initStringInfo(&sb);
 	for (i = 0; i < n; i++)
 	{
 		unsigned char c = (unsigned char) s[i];
@@ -658,7 +574,7 @@ reencode_component(const char *s, size_t n, char **out)
 		sb_encode_byte(&sb, c, false);
 	}
 	*out = sb_finish(&sb);
-	return *out == NULL ? SIGV4_ERR_NO_MEMORY : SIGV4_OK;
+	return SIGV4_OK;
 }
 
 /* Sort order of query parameters: by encoded name, then encoded value. */
@@ -680,7 +596,7 @@ query_pair_cmp(const void *a, const void *b)
  * re-encode both sides, sort, and join as name=value with '&'.
  */
 static SigV4Status
-canon_query(const char *query, StrBuf *out)
+canon_query(const char *query, StringInfo out)
 {
 	size_t		len;
 	size_t		npieces = 1;
@@ -708,9 +624,7 @@ canon_query(const char *query, StrBuf *out)
 			npieces++;
 	}
 
-	pairs = calloc(npieces, sizeof(QueryPair));
-	if (pairs == NULL)
-		return SIGV4_ERR_NO_MEMORY;
+	pairs = palloc0(npieces * sizeof(QueryPair));
 
 	pos = 0;
 	while (pos <= len && st == SIGV4_OK)
@@ -734,7 +648,7 @@ canon_query(const char *query, StrBuf *out)
 										&pairs[npairs].value);
 				if (st != SIGV4_OK)
 				{
-					free(pairs[npairs].name);
+					release(pairs[npairs].name);
 					pairs[npairs].name = NULL;
 				}
 				else
@@ -750,21 +664,19 @@ canon_query(const char *query, StrBuf *out)
 		for (i = 0; i < npairs; i++)
 		{
 			if (i > 0)
-				sb_appendc(out, '&');
-			sb_appends(out, pairs[i].name);
-			sb_appendc(out, '=');
-			sb_appends(out, pairs[i].value);
+				appendStringInfoChar(out, '&');
+			appendStringInfoString(out, pairs[i].name);
+			appendStringInfoChar(out, '=');
+			appendStringInfoString(out, pairs[i].value);
 		}
-		if (out->oom)
-			st = SIGV4_ERR_NO_MEMORY;
 	}
 
 	for (i = 0; i < npairs; i++)
 	{
-		free(pairs[i].name);
-		free(pairs[i].value);
+		release(pairs[i].name);
+		release(pairs[i].value);
 	}
-	free(pairs);
+	release(pairs);
 	return st;
 }
 
@@ -783,13 +695,13 @@ canon_query(const char *query, StrBuf *out)
 static SigV4Status
 canon_header_value(const char *value, size_t len, char **out)
 {
-	StrBuf		sb;
+	StringInfoData sb;
 	bool		piece_has_content = false;
 	bool		pending_space = false;
 	bool		pending_comma = false;
 	size_t		i;
 
-	sb_init(&sb);
+	initStringInfo(&sb);
 	for (i = 0; i < len; i++)
 	{
 		unsigned char c = (unsigned char) value[i];
@@ -827,17 +739,17 @@ canon_header_value(const char *value, size_t len, char **out)
 		if (pending_comma)
 		{
 			if (sb.len > 0)
-				sb_appendc(&sb, ',');
+				appendStringInfoChar(&sb, ',');
 			pending_comma = false;
 		}
 		else if (pending_space)
-			sb_appendc(&sb, ' ');
+			appendStringInfoChar(&sb, ' ');
 		pending_space = false;
 		piece_has_content = true;
-		sb_appendc(&sb, (char) c);
+		appendStringInfoChar(&sb, (char) c);
 	}
 	*out = sb_finish(&sb);
-	return *out == NULL ? SIGV4_ERR_NO_MEMORY : SIGV4_OK;
+	return SIGV4_OK;
 
 bad:
 	sb_free(&sb);
@@ -888,15 +800,13 @@ canon_one_header(const char *name, const char *value, size_t order,
 
 	h->order = order;
 	h->name = copy_bytes(name, nlen);
-	if (h->name == NULL)
-		return SIGV4_ERR_NO_MEMORY;
 	for (i = 0; i < nlen; i++)
 		h->name[i] = ascii_lower(h->name[i]);
 
 	st = canon_header_value(value, vlen, &h->value);
 	if (st != SIGV4_OK)
 	{
-		free(h->name);
+		release(h->name);
 		h->name = NULL;
 	}
 	return st;
@@ -911,31 +821,26 @@ canon_one_header(const char *name, const char *value, size_t order,
  */
 static SigV4Status
 build_headers(CanonHeader *hs, size_t n, const char *amz_date,
-			  const char *token, StrBuf *canon, StrBuf *signed_hdrs)
+			  const char *token, StringInfo canon, StringInfo signed_hdrs)
 {
-	StrBuf		merged;
+	StringInfoData merged;
 	bool		have_host = false;
 	size_t		i = 0;
 
 	qsort(hs, n, sizeof(CanonHeader), canon_header_cmp);
 
-	sb_init(&merged);
+	initStringInfo(&merged);
 	while (i < n)
 	{
 		size_t		j = i;
 
 		merged.len = 0;
-		sb_appends(&merged, "");
+		appendStringInfoString(&merged, "");
 		for (j = i; j < n && strcmp(hs[j].name, hs[i].name) == 0; j++)
 		{
 			if (j > i)
-				sb_appendc(&merged, ',');
-			sb_appends(&merged, hs[j].value);
-		}
-		if (merged.oom)
-		{
-			sb_free(&merged);
-			return SIGV4_ERR_NO_MEMORY;
+				appendStringInfoChar(&merged, ',');
+			appendStringInfoString(&merged, hs[j].value);
 		}
 
 		if (strcmp(hs[i].name, "host") == 0)
@@ -953,14 +858,14 @@ build_headers(CanonHeader *hs, size_t n, const char *amz_date,
 			return SIGV4_ERR_TOKEN_MISMATCH;
 		}
 
-		sb_appends(canon, hs[i].name);
-		sb_appendc(canon, ':');
-		sb_append(canon, merged.data, merged.len);
-		sb_appendc(canon, '\n');
+		appendStringInfoString(canon, hs[i].name);
+		appendStringInfoChar(canon, ':');
+		appendBinaryStringInfo(canon, merged.data, merged.len);
+		appendStringInfoChar(canon, '\n');
 
 		if (signed_hdrs->len > 0)
-			sb_appendc(signed_hdrs, ';');
-		sb_appends(signed_hdrs, hs[i].name);
+			appendStringInfoChar(signed_hdrs, ';');
+		appendStringInfoString(signed_hdrs, hs[i].name);
 
 		i = j;
 	}
@@ -968,8 +873,6 @@ build_headers(CanonHeader *hs, size_t n, const char *amz_date,
 
 	if (!have_host)
 		return SIGV4_ERR_NO_HOST;
-	if (canon->oom || signed_hdrs->oom)
-		return SIGV4_ERR_NO_MEMORY;
 	return SIGV4_OK;
 }
 
@@ -1005,13 +908,13 @@ compute_signature(const char *secret, const char *date8, const char *region,
 	anomaly_hmac_sha256(k, sizeof(k), sts, sts_len, sig);
 	anomaly_hex_encode(sig, sizeof(sig), out_hex);
 
-	anomaly_secure_zero(kinit, sizeof(kinit));
-	anomaly_secure_zero(k, sizeof(k));
-	anomaly_secure_zero(sig, sizeof(sig));
+	explicit_bzero(kinit, sizeof(kinit));
+	explicit_bzero(k, sizeof(k));
+	explicit_bzero(sig, sizeof(sig));
 }
 
 /*
- * Split "a;b;c" into a NULL-free array of n pointers into one malloc'd copy;
+ * Split "a;b;c" into a NULL-free array of n pointers into one palloc'd copy;
  * names[0] owns the copy (see sigv4_result_free).
  */
 static SigV4Status
@@ -1028,13 +931,7 @@ split_signed_headers(const char *signed_hdrs, char ***names_out, size_t *n_out)
 		if (signed_hdrs[i] == ';')
 			n++;
 	copy = copy_bytes(signed_hdrs, len);
-	names = malloc(sizeof(char *) * n);
-	if (copy == NULL || names == NULL)
-	{
-		free(copy);
-		free(names);
-		return SIGV4_ERR_NO_MEMORY;
-	}
+	names = palloc(sizeof(char *) * n);
 	names[0] = copy;
 	k = 1;
 	for (i = 0; i < len; i++)
@@ -1097,7 +994,7 @@ sigv4_sign(const SigV4Request *request, const SigV4Credentials *credentials,
 	size_t		nhs = 0;
 	size_t		total = 0;
 	size_t		i;
-	StrBuf		uri,
+	StringInfoData uri,
 				query,
 				canon_hdrs,
 				signed_hdrs,
@@ -1119,13 +1016,13 @@ sigv4_sign(const SigV4Request *request, const SigV4Credentials *credentials,
 	if (token != NULL && token[0] == '\0')
 		token = NULL;
 
-	sb_init(&uri);
-	sb_init(&query);
-	sb_init(&canon_hdrs);
-	sb_init(&signed_hdrs);
-	sb_init(&creq);
-	sb_init(&sts);
-	sb_init(&authz);
+	initStringInfo(&uri);
+	initStringInfo(&query);
+	initStringInfo(&canon_hdrs);
+	initStringInfo(&signed_hdrs);
+	initStringInfo(&creq);
+	initStringInfo(&sts);
+	initStringInfo(&authz);
 
 	st = canon_path(request->path, (flags & SIGV4_FLAG_S3_PATH) != 0, &uri);
 	if (st != SIGV4_OK)
@@ -1165,12 +1062,7 @@ sigv4_sign(const SigV4Request *request, const SigV4Credentials *credentials,
 		goto done;
 	}
 
-	hs = calloc(request->nheaders + SIGV4_MAX_EXTRA_HEADERS, sizeof(CanonHeader));
-	if (hs == NULL)
-	{
-		st = SIGV4_ERR_NO_MEMORY;
-		goto done;
-	}
+	hs = palloc0((request->nheaders + SIGV4_MAX_EXTRA_HEADERS) * sizeof(CanonHeader));
 	for (i = 0; i < request->nheaders; i++)
 	{
 		st = canon_one_header(request->headers[i].name, request->headers[i].value,
@@ -1185,11 +1077,7 @@ sigv4_sign(const SigV4Request *request, const SigV4Credentials *credentials,
 		result->extra_headers[result->nextra].name = SIGV4_DATE_HEADER;
 		result->extra_headers[result->nextra].value =
 			copy_bytes(amz_date, strlen(amz_date));
-		if (result->extra_headers[result->nextra++].value == NULL)
-		{
-			st = SIGV4_ERR_NO_MEMORY;
-			goto done;
-		}
+		result->nextra++;
 		st = canon_one_header(SIGV4_DATE_HEADER, amz_date, nhs, &total, &hs[nhs]);
 		if (st != SIGV4_OK)
 			goto done;
@@ -1200,11 +1088,7 @@ sigv4_sign(const SigV4Request *request, const SigV4Credentials *credentials,
 		result->extra_headers[result->nextra].name = SIGV4_TOKEN_HEADER;
 		result->extra_headers[result->nextra].value =
 			copy_bytes(token, strlen(token));
-		if (result->extra_headers[result->nextra++].value == NULL)
-		{
-			st = SIGV4_ERR_NO_MEMORY;
-			goto done;
-		}
+		result->nextra++;
 		if (!unsigned_token)
 		{
 			st = canon_one_header(SIGV4_TOKEN_HEADER, token, nhs, &total, &hs[nhs]);
@@ -1224,63 +1108,53 @@ sigv4_sign(const SigV4Request *request, const SigV4Credentials *credentials,
 	anomaly_hex_encode(digest, sizeof(digest), result->payload_hash);
 
 	/* 1. Canonical request. */
-	sb_appends(&creq, request->method);
-	sb_appendc(&creq, '\n');
-	sb_append(&creq, uri.data, uri.len);
-	sb_appendc(&creq, '\n');
+	appendStringInfoString(&creq, request->method);
+	appendStringInfoChar(&creq, '\n');
+	appendBinaryStringInfo(&creq, uri.data, uri.len);
+	appendStringInfoChar(&creq, '\n');
 	if (query.len > 0)
-		sb_append(&creq, query.data, query.len);
-	sb_appendc(&creq, '\n');
+		appendBinaryStringInfo(&creq, query.data, query.len);
+	appendStringInfoChar(&creq, '\n');
 	if (canon_hdrs.len > 0)
-		sb_append(&creq, canon_hdrs.data, canon_hdrs.len);
-	sb_appendc(&creq, '\n');
-	sb_append(&creq, signed_hdrs.data, signed_hdrs.len);
-	sb_appendc(&creq, '\n');
-	sb_appends(&creq, result->payload_hash);
-	if (creq.oom)
-	{
-		st = SIGV4_ERR_NO_MEMORY;
-		goto done;
-	}
+		appendBinaryStringInfo(&creq, canon_hdrs.data, canon_hdrs.len);
+	appendStringInfoChar(&creq, '\n');
+	appendBinaryStringInfo(&creq, signed_hdrs.data, signed_hdrs.len);
+	appendStringInfoChar(&creq, '\n');
+	appendStringInfoString(&creq, result->payload_hash);
 
 	/* 2. String to sign. */
 	memcpy(date8, amz_date, 8);
 	date8[8] = '\0';
 	anomaly_sha256(creq.data, creq.len, digest);
 	anomaly_hex_encode(digest, sizeof(digest), creq_hash);
-	sb_appends(&sts, SIGV4_ALGORITHM "\n");
-	sb_appends(&sts, amz_date);
-	sb_appendc(&sts, '\n');
-	sb_appends(&sts, date8);
-	sb_appendc(&sts, '/');
-	sb_appends(&sts, region);
-	sb_appendc(&sts, '/');
-	sb_appends(&sts, service);
-	sb_appends(&sts, "/" SIGV4_TERMINATOR "\n");
-	sb_appends(&sts, creq_hash);
-	if (sts.oom)
-	{
-		st = SIGV4_ERR_NO_MEMORY;
-		goto done;
-	}
+	appendStringInfoString(&sts, SIGV4_ALGORITHM "\n");
+	appendStringInfoString(&sts, amz_date);
+	appendStringInfoChar(&sts, '\n');
+	appendStringInfoString(&sts, date8);
+	appendStringInfoChar(&sts, '/');
+	appendStringInfoString(&sts, region);
+	appendStringInfoChar(&sts, '/');
+	appendStringInfoString(&sts, service);
+	appendStringInfoString(&sts, "/" SIGV4_TERMINATOR "\n");
+	appendStringInfoString(&sts, creq_hash);
 
 	/* 3. Signature. */
 	compute_signature(credentials->secret_access_key, date8, region, service,
 					  sts.data, sts.len, result->signature);
 
 	/* 4. Authorization header value. */
-	sb_appends(&authz, SIGV4_ALGORITHM " Credential=");
-	sb_appends(&authz, credentials->access_key_id);
-	sb_appendc(&authz, '/');
-	sb_appends(&authz, date8);
-	sb_appendc(&authz, '/');
-	sb_appends(&authz, region);
-	sb_appendc(&authz, '/');
-	sb_appends(&authz, service);
-	sb_appends(&authz, "/" SIGV4_TERMINATOR ", SignedHeaders=");
-	sb_append(&authz, signed_hdrs.data, signed_hdrs.len);
-	sb_appends(&authz, ", Signature=");
-	sb_appends(&authz, result->signature);
+	appendStringInfoString(&authz, SIGV4_ALGORITHM " Credential=");
+	appendStringInfoString(&authz, credentials->access_key_id);
+	appendStringInfoChar(&authz, '/');
+	appendStringInfoString(&authz, date8);
+	appendStringInfoChar(&authz, '/');
+	appendStringInfoString(&authz, region);
+	appendStringInfoChar(&authz, '/');
+	appendStringInfoString(&authz, service);
+	appendStringInfoString(&authz, "/" SIGV4_TERMINATOR ", SignedHeaders=");
+	appendBinaryStringInfo(&authz, signed_hdrs.data, signed_hdrs.len);
+	appendStringInfoString(&authz, ", Signature=");
+	appendStringInfoString(&authz, result->signature);
 
 	st = split_signed_headers(signed_hdrs.data, &result->signed_header_names,
 							  &result->nsigned);
@@ -1290,19 +1164,16 @@ sigv4_sign(const SigV4Request *request, const SigV4Credentials *credentials,
 	result->string_to_sign = sb_finish(&sts);
 	result->authorization = sb_finish(&authz);
 	result->signed_headers = sb_finish(&signed_hdrs);
-	if (result->canonical_request == NULL || result->string_to_sign == NULL ||
-		result->authorization == NULL || result->signed_headers == NULL)
-		st = SIGV4_ERR_NO_MEMORY;
 
 done:
 	if (hs != NULL)
 	{
 		for (i = 0; i < nhs; i++)
 		{
-			free(hs[i].name);
+			release(hs[i].name);
 			free_wiped(hs[i].value);
 		}
-		free(hs);
+		release(hs);
 	}
 	sb_free(&uri);
 	sb_free(&query);
@@ -1311,7 +1182,7 @@ done:
 	sb_free(&creq);
 	sb_free(&sts);
 	sb_free(&authz);
-	anomaly_secure_zero(digest, sizeof(digest));
+	explicit_bzero(digest, sizeof(digest));
 	if (st != SIGV4_OK)
 		sigv4_result_free(result);
 	return st;
@@ -1336,8 +1207,8 @@ sigv4_result_free(SigV4Result *result)
 	{
 		/* names[0] owns the single buffer all the names point into */
 		if (result->nsigned > 0)
-			free(result->signed_header_names[0]);
-		free(result->signed_header_names);
+			release(result->signed_header_names[0]);
+		release(result->signed_header_names);
 	}
 	for (i = 0; i < result->nextra && i < SIGV4_MAX_EXTRA_HEADERS; i++)
 		free_wiped(result->extra_headers[i].value);
@@ -1392,7 +1263,7 @@ sigv4_strerror(SigV4Status status)
 SigV4Status
 sigv4_uri_encode(const char *in, size_t len, int keep_slash, char **out)
 {
-	StrBuf		sb;
+	StringInfoData sb;
 
 	if (out == NULL)
 		return SIGV4_ERR_NULL_ARG;
@@ -1401,10 +1272,10 @@ sigv4_uri_encode(const char *in, size_t len, int keep_slash, char **out)
 		return SIGV4_ERR_NULL_ARG;
 	if (len > SIGV4_MAX_FORM_VALUE_LEN)
 		return SIGV4_ERR_TOO_LONG;
-	sb_init(&sb);
+	initStringInfo(&sb);
 	sb_encode(&sb, in, len, keep_slash != 0);
 	*out = sb_finish(&sb);
-	return *out == NULL ? SIGV4_ERR_NO_MEMORY : SIGV4_OK;
+	return SIGV4_OK;
 }
 
 /*
@@ -1415,7 +1286,7 @@ SigV4Status
 sigv4_form_encode(const SigV4Pair *pairs, size_t npairs, char **out,
 				  size_t *out_len)
 {
-	StrBuf		sb;
+	StringInfoData sb;
 	size_t		i;
 
 	if (out == NULL)
@@ -1428,7 +1299,7 @@ sigv4_form_encode(const SigV4Pair *pairs, size_t npairs, char **out,
 	if (npairs > SIGV4_MAX_FORM_PAIRS)
 		return SIGV4_ERR_TOO_LONG;
 
-	sb_init(&sb);
+	initStringInfo(&sb);
 	for (i = 0; i < npairs; i++)
 	{
 		const char *value = pairs[i].value != NULL ? pairs[i].value : "";
@@ -1448,19 +1319,13 @@ sigv4_form_encode(const SigV4Pair *pairs, size_t npairs, char **out,
 			return SIGV4_ERR_TOO_LONG;
 		}
 		if (i > 0)
-			sb_appendc(&sb, '&');
+			appendStringInfoChar(&sb, '&');
 		sb_encode(&sb, pairs[i].name, nlen, false);
-		sb_appendc(&sb, '=');
+		appendStringInfoChar(&sb, '=');
 		sb_encode(&sb, value, vlen, false);
 	}
-	if (out_len != NULL && !sb.oom)
+	if (out_len != NULL)
 		*out_len = sb.len;
 	*out = sb_finish(&sb);
-	if (*out == NULL)
-	{
-		if (out_len != NULL)
-			*out_len = 0;
-		return SIGV4_ERR_NO_MEMORY;
-	}
 	return SIGV4_OK;
 }

@@ -2,9 +2,11 @@
  * sigv4.h
  *	  AWS Signature Version 4 (header-based, AWS4-HMAC-SHA256) request signing.
  *
- * Plain C99, no PostgreSQL headers, no global state: every call works on its
- * arguments only and may run in several threads at once.  All output is
- * malloc'd and released with sigv4_result_free() / free().
+ * Built on PostgreSQL's StringInfo and HMAC (frontend code outside a server:
+ * the unit tests link libpgcommon), no global state.  All output is palloc'd
+ * in the current memory context and released with sigv4_result_free() /
+ * pfree(); running out of memory raises an ERROR (exits outside a server).
+ * Include postgres.h (or postgres_fe.h) first.
  *
  * Checked against AWS's official SigV4 test suite (2015-08-30 edition) by
  * test/unit/test_sigv4.c.
@@ -107,7 +109,7 @@ typedef enum SigV4Status
 								 * session token, or is given together with
 								 * SIGV4_FLAG_UNSIGNED_TOKEN */
 	SIGV4_ERR_BAD_FLAGS,		/* unknown flag bits */
-	SIGV4_ERR_NO_MEMORY			/* malloc failed */
+	SIGV4_ERR_NO_MEMORY			/* not returned any more: palloc raises */
 } SigV4Status;
 
 /* A name/value pair: a request header, or a form parameter. */
@@ -137,7 +139,7 @@ typedef struct SigV4Credentials
 	const char *session_token;	/* NULL or "" for long-term credentials */
 } SigV4Credentials;
 
-/* A header the caller must add to the request (value is malloc'd). */
+/* A header the caller must add to the request (value is palloc'd). */
 typedef struct SigV4ExtraHeader
 {
 	const char *name;			/* static string, e.g. "X-Amz-Date" */
@@ -161,7 +163,7 @@ typedef struct SigV4Result
 } SigV4Result;
 
 /*
- * Sign a request.  On SIGV4_OK *result holds malloc'd strings; on any error
+ * Sign a request.  On SIGV4_OK *result holds palloc'd strings; on any error
  * *result is left empty (all NULL) and nothing needs freeing, although
  * calling sigv4_result_free() on it is harmless.
  */
@@ -182,7 +184,7 @@ extern const char *sigv4_strerror(SigV4Status status);
 /*
  * Percent-encode len bytes with AWS's rules: A-Z a-z 0-9 - _ . ~ are kept,
  * every other byte becomes %XX with upper-case hex (so space is %20).  With
- * keep_slash, '/' is kept too.  On SIGV4_OK *out is a malloc'd NUL-terminated
+ * keep_slash, '/' is kept too.  On SIGV4_OK *out is a palloc'd NUL-terminated
  * string.  Inputs longer than SIGV4_MAX_FORM_VALUE_LEN are refused.
  */
 extern SigV4Status sigv4_uri_encode(const char *in, size_t len, int keep_slash,
@@ -193,7 +195,7 @@ extern SigV4Status sigv4_uri_encode(const char *in, size_t len, int keep_slash,
  * (SNS Publish) expects it: name=value pairs in the given order, joined with
  * '&', names and values encoded as sigv4_uri_encode() does (space as %20,
  * not '+').  A NULL value is sent as an empty one.  On SIGV4_OK *out is
- * malloc'd and *out_len (if not NULL) its length.
+ * palloc'd and *out_len (if not NULL) its length.
  */
 extern SigV4Status sigv4_form_encode(const SigV4Pair *pairs, size_t npairs,
 									 char **out, size_t *out_len);

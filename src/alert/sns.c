@@ -27,16 +27,6 @@ add_pair(SigV4Pair *pairs, int *n, const char *name, const char *value)
 	(*n)++;
 }
 
-/* palloc'd copy of a malloc'd string, which is freed. */
-static char *
-take_malloced(char *s)
-{
-	char	   *r = pstrdup(s);
-
-	free(s);
-	return r;
-}
-
 /*
  * Fills job with a signed Publish request for msg.  Returns false with
  * *error set when the request cannot be built (bad endpoint, signing error).
@@ -110,7 +100,7 @@ alert_sns_prepare(AlertHttpJob *job, const AlertSnsMessage *msg,
 		return false;
 	}
 	job->body_len = body_len;
-	job->body = take_malloced(body);
+	job->body = body;
 
 	if (endpoint == NULL || endpoint[0] == '\0')
 		url = psprintf("https://sns.%s.amazonaws.com%s/", msg->region,

@@ -36,6 +36,7 @@
 
 #include "alert/alert.h"
 #include "bgworker.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(anomaly_alert_wake_sender);
 
@@ -60,7 +61,9 @@ typedef struct AlertSenderShared
 
 static AlertSenderShared *sender_shared = NULL;
 static BackgroundWorkerHandle *sender_handle = NULL;
+#ifdef ANOMALY_HAVE_SHMEM_REQUEST_HOOK
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
@@ -69,8 +72,10 @@ static bool xact_callback_registered = false;
 static void
 alert_shmem_request(void)
 {
+#ifdef ANOMALY_HAVE_SHMEM_REQUEST_HOOK
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
+#endif
 	RequestAddinShmemSpace(MAXALIGN(SENDER_SHARED_SIZE(max_worker_processes)));
 }
 
@@ -94,12 +99,19 @@ alert_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Installs the shared memory hooks (from _PG_init, when preloaded). */
+/*
+ * Installs the shared memory hooks (from _PG_init, when preloaded).  14 has
+ * no request hook: there the space is requested here (compat.h).
+ */
 void
 alert_shmem_init(void)
 {
+#ifdef ANOMALY_HAVE_SHMEM_REQUEST_HOOK
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = alert_shmem_request;
+#else
+	alert_shmem_request();
+#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = alert_shmem_startup;
 }

@@ -35,6 +35,7 @@
 #include "utils/snapmgr.h"
 
 #include "detect/detect.h"
+#include "compat.h"
 
 /* Rows buffered before they are written (as COPY FROM). */
 #define BULK_BATCH_ROWS 1000
@@ -89,7 +90,7 @@ detect_bulk_begin(Relation rel, const bool *given)
 	rte->relid = RelationGetRelid(rel);
 	rte->relkind = rel->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(b->estate, list_make1(rte));
+	compat_exec_init_range_table(b->estate, list_make1(rte));
 	b->rri = makeNode(ResultRelInfo);
 	ExecInitResultRelation(b->estate, b->rri, 1);
 	ExecOpenIndices(b->rri, false);
@@ -164,7 +165,7 @@ bulk_flush(DetectBulk *b)
 		List	   *recheck = NIL;
 
 		if (rri->ri_NumIndices > 0)
-			recheck = ExecInsertIndexTuples(rri, b->slots[i], b->estate,
+			recheck = compat_insert_index_tuples(rri, b->slots[i], b->estate,
 											false, false, NULL, NIL);
 		ExecARInsertTriggers(b->estate, rri, b->slots[i], recheck, b->capture);
 		list_free(recheck);

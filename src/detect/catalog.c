@@ -54,6 +54,7 @@
 #include "anomaly.h"
 #include "detect/detect.h"
 #include "detect/options.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(anomaly_create_detector);
 PG_FUNCTION_INFO_V1(anomaly_alter_detector);

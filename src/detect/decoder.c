@@ -43,8 +43,10 @@
 #include "utils/varlena.h"
 
 #include "detect/detect.h"
+#include "compat.h"
 
-extern void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+/* Found by name (dlsym) when a slot decodes with plugin anomaly: exported. */
+extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
 typedef struct DecoderState
 {
@@ -419,7 +421,7 @@ partition_target(DecoderState *st, Relation relation, AttrMap **map)
 		if (e->map)
 			free_attrmap(e->map);
 		old = MemoryContextSwitchTo(CacheMemoryContext);
-		e->map = build_attrmap_by_name_if_req(RelationGetDescr(relation),
+		e->map = compat_build_attrmap_by_name_if_req(RelationGetDescr(relation),
 											  RelationGetDescr(ancestor));
 		MemoryContextSwitchTo(old);
 		RelationClose(ancestor);

@@ -53,6 +53,7 @@
 #include "anomaly.h"
 #include "detect/detect.h"
 #include "detect/round_internal.h"
+#include "compat.h"
 
 DetectorCache *detect_slot_owner = NULL;	/* whose slot we hold */
 
@@ -428,7 +429,7 @@ detect_open_decoding(DetectorCache *dc, DetectorDef *def)
 	if (holder != 0 && holder != MyProcPid)
 		return false;
 
-	ReplicationSlotAcquire(def->slot_name, true);
+	compat_replication_slot_acquire(def->slot_name, true);
 	dc->holds_slot = true;
 	detect_slot_owner = dc;
 	if (MyReplicationSlot->data.invalidated_at != InvalidXLogRecPtr ||

@@ -51,6 +51,7 @@
 #include "utils/resowner.h"
 
 #include "detect/detect.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(anomaly_detect_ddl_guard);
 PG_FUNCTION_INFO_V1(anomaly_detect_drop_orphans);
@@ -166,7 +167,7 @@ detect_create_slot(const char *slot_name)
 	errcb.arg = unconstify(char *, slot_name);
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
-	ReplicationSlotCreate(slot_name, true, RS_EPHEMERAL, false);
+	compat_replication_slot_create(slot_name, true, RS_EPHEMERAL, false);
 	PG_TRY();
 	{
 		ctx = CreateInitDecodingContext(DETECT_PLUGIN_NAME, NIL, false,

@@ -29,7 +29,6 @@
  *				whose dims must be the forest's.  At most one section of
  *				each concern, the grader's first.
  */
-#include <pthread.h>
 #include <stdlib.h>
 
 #include "rcf_internal.h"
@@ -41,35 +40,18 @@
 /*
  * CRC-32C, reflected polynomial 0x82F63B78, eight bytes per step with eight
  * tables ("slicing by 8"): the checksum covers every byte of a model, so it
- * is a good part of the decoding time.
+ * is a good part of the decoding time.  The tables are constants (generated
+ * by gen_crc32c_table.py): detector threads decode at the same time, and
+ * nothing is filled at run time.  PostgreSQL's pg_crc32c is the same CRC,
+ * but src/rcf/ links without PostgreSQL (unit tests, fuzzing, benchmarks).
  */
-static uint32_t crc_table[8][256];
-static pthread_once_t crc_table_once = PTHREAD_ONCE_INIT;
-
-static void
-crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++)
-	{
-		uint32_t	c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-		crc_table[0][i] = c;
-	}
-	for (uint32_t i = 0; i < 256; i++)
-		for (int t = 1; t < 8; t++)
-			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
-				crc_table[0][crc_table[t - 1][i] & 0xFF];
-}
+#include "crc32c_table.h"
 
 uint32_t
 rcf_crc32c(uint32_t crc, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 
-	/* Filled once, also when a detector's threads decode at the same time. */
-	(void) pthread_once(&crc_table_once, crc_init);
 	crc = ~crc;
 	while (len >= 8)
 	{

@@ -25,6 +25,8 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 
+#include "postgres_fe.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
