@@ -31,6 +31,7 @@
 #include "alert/alert.h"
 #include "detect/detect.h"
 #include "registry.h"
+#include "compat.h"
 
 /* Databases the registry can describe; more are not served (logged). */
 #define REGISTRY_MAX_DBS 1024

@@ -22,6 +22,7 @@
 
 #include "anomaly.h"
 #include "hotspots/hotspots.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(hotspots_window);
 

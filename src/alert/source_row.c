@@ -42,6 +42,7 @@
 #include "utils/syscache.h"
 
 #include "alert/alert.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(anomaly_alert_source_row);
 

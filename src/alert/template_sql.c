@@ -21,6 +21,7 @@
 #include "utils/numeric.h"
 
 #include "alert/template.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(anomaly_alert_render_template);
 PG_FUNCTION_INFO_V1(anomaly_alert_template_fields);

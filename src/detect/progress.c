@@ -44,6 +44,7 @@
 #include "utils/timestamp.h"
 
 #include "detect/detect.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(anomaly_detector_progress);
 

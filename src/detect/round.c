@@ -274,6 +274,7 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 		bool	   *nulls = palloc(sizeof(bool) * Max(cur->natts, 1));
 		char	  **errors;
 		MemoryContext chunkcxt;
+		bool		keep_rows = def->destination != NULL || def->time_column != NULL;
 
 		if (n > INT_MAX / 2)
 			elog(ERROR, "too many rows in one round");
@@ -320,6 +321,20 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 			}
 			MemoryContextSwitchTo(old);
 			detect_eval_range(&es, (int) lo, (int) hi);
+
+			/*
+			 * The write phase reads the rows again for a destination (the
+			 * source's columns) and a time column (ROWTIME): those rows
+			 * outlive their chunk.
+			 */
+			if (keep_rows)
+			{
+				old = MemoryContextSwitchTo(rcxt);
+				for (int64 i = lo; i < hi; i++)
+					if (es.rows[i] != (Datum) 0)
+						es.rows[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(es.rows[i]));
+				MemoryContextSwitchTo(old);
+			}
 			for (int64 i = lo; any_error && i < hi; i++)
 			{
 				if (errors[i] == NULL)
