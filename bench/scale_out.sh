@@ -69,6 +69,9 @@ BENCH_CONF+=(
 	"max_logical_replication_workers = 8"
 	"wal_receiver_status_interval = '1s'"
 	"shared_buffers = '128MB'"
+	# 1,000 keys' forests (about 1.6 MB each) in memory: the figures are the
+	# scoring's, not those of storing and loading forests at each key switch
+	"anomaly.detector_memory_limit = '2GB'"
 )
 
 q() {
@@ -100,6 +103,13 @@ walsender_cpu() {
 	for p in $(q "$1" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'"); do
 		cat "/proc/$p/stat" 2>/dev/null
 	done | awk -v hz="$hz" '{ s += $14 + $15 } END { printf "%.2f\n", s / hz }'
+}
+
+# pct P: the P-quantile of the numbers on stdin (nearest rank), 3 decimals.
+pct() {
+	sort -g | awk -v p="$1" '{ v[NR] = $1 } END {
+		i = int(NR * p) + 1; if (i > NR) i = NR
+		if (NR == 0) print "nan"; else printf "%.3f\n", v[i] }'
 }
 
 for N in $NODES_LIST; do
@@ -211,9 +221,10 @@ EOF
 		q "$WORK/n$N-$i" -F' ' -c "SELECT extract(epoch FROM s.commit_time - ev.ts), extract(epoch FROM s.scored_at - ev.ts)
 			FROM anomaly.scores s JOIN ev ON ev.id = (s.source_key->>'id')::bigint WHERE ev.id > $start_id" >>"$WORK/lags"
 	done
-	read -r r50 r99 s50 s99 <<<"$(awk '{ r[NR] = $1; s[NR] = $2 } END {
-		n = asort(r); asort(s)
-		printf "%.3f %.3f %.3f %.3f\n", r[int(n * 0.5) + 1], r[int(n * 0.99) + 1], s[int(n * 0.5) + 1], s[int(n * 0.99) + 1] }' "$WORK/lags")"
+	r50=$(cut -d' ' -f1 "$WORK/lags" | pct 0.5)
+	r99=$(cut -d' ' -f1 "$WORK/lags" | pct 0.99)
+	s50=$(cut -d' ' -f2 "$WORK/lags" | pct 0.5)
+	s99=$(cut -d' ' -f2 "$WORK/lags" | pct 0.99)
 	echo "paced nodes=$N rate=$RATE seconds=$SECONDS_LOAD rows=$total replication_lag_p50_s=$r50 replication_lag_p99_s=$r99 score_lag_p50_s=$s50 score_lag_p99_s=$s99"
 
 	line="nodes=$N rows=$ROWS keys=$KEYS aggregate_rows_per_s=$agg$per_node source_cpu_s_per_row=$src_cpu_row replication_lag_p50_s=$r50 replication_lag_p99_s=$r99 score_lag_p50_s=$s50 score_lag_p99_s=$s99 load=$(cut -d' ' -f1 /proc/loadavg)"

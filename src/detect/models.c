@@ -116,15 +116,31 @@ anomaly_export_detector_models(PG_FUNCTION_ARGS)
 		Datum		values[3];
 		bool		nulls[3];
 
+		struct varlena *stored;
+		struct varlena *model;
+
 		for (int c = 0; c < 3; c++)
 			values[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1,
 									  &nulls[c]);
-		/* the tuplestore copies the values into its own memory */
+
+		/*
+		 * Models are stored out of line: the value returned is the model
+		 * itself, not a pointer into detector_forests' TOAST table, which
+		 * later rounds rewrite.  The tuplestore copies it; one model at a
+		 * time is held here.
+		 */
+		stored = (struct varlena *) DatumGetPointer(values[1]);
+		model = pg_detoast_datum_packed(stored);
+		values[1] = PointerGetDatum(model);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		if (model != stored)
+			pfree(model);
 	}
 	detect_sys_leave(&su);
 	SPI_finish();
 	MemoryContextSwitchTo(outer);
+	/* this session does not run the detector: free its forests */
+	detect_forget(def.id);
 	return (Datum) 0;
 }
 
