@@ -23,8 +23,9 @@
 #                (applying + scoring)
 #   3. paced     SCALE_RATE (default 2,000) single-row inserts/s for
 #                SCALE_SECONDS (default 15) with the detectors running:
-#                replication lag (source insert -> node commit) and
-#                source insert -> score lag, p50 and p99 over all nodes
+#                replication lag (source insert -> the node's apply, a
+#                column the node fills by default) and source insert ->
+#                score lag, p50 and p99 over all nodes
 #
 # Each phase prints "phase key=value ..." lines; the last line of each N
 # is one machine-readable summary ("scale_out nodes=N ..."), also appended
@@ -129,7 +130,9 @@ SQL
 		DIRS+=("$nd")
 		q "$nd" <<SQL >/dev/null || exit 1
 CREATE EXTENSION anomaly;
-CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL, v float8 NOT NULL, ts timestamptz NOT NULL);
+-- applied_at is not published: the apply worker fills it with its default
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL, v float8 NOT NULL, ts timestamptz NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT clock_timestamp());
 SELECT anomaly.create_detector('ev', 'ev', ARRAY['v'], partition_by => 'k', options => '$OPTIONS');
 SELECT anomaly.pause_detector('ev');
 SELECT anomaly.attach_scoring_node('ev_sub', '$(conninfo "$src")', 'ev_shard_$i');
@@ -218,7 +221,7 @@ EOF
 	done
 	: >"$WORK/lags"
 	for ((i = 0; i < N; i++)); do
-		q "$WORK/n$N-$i" -F' ' -c "SELECT extract(epoch FROM s.commit_time - ev.ts), extract(epoch FROM s.scored_at - ev.ts)
+		q "$WORK/n$N-$i" -F' ' -c "SELECT extract(epoch FROM ev.applied_at - ev.ts), extract(epoch FROM s.scored_at - ev.ts)
 			FROM anomaly.scores s JOIN ev ON ev.id = (s.source_key->>'id')::bigint WHERE ev.id > $start_id" >>"$WORK/lags"
 	done
 	r50=$(cut -d' ' -f1 "$WORK/lags" | pct 0.5)

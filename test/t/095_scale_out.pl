@@ -295,6 +295,10 @@ my $n3_moved_rows = $src->safe_psql('collector', q{
 cmp_ok($fresh_equal, '<', $n3_moved_rows / 2,
 	"the moved keys continued from their models: $fresh_equal of $n3_moved_rows scores on the new node equal a fresh forest's");
 
+my $end0 = $nodes[0]->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+ok($nodes[0]->poll_query_until('postgres', qq{
+	SELECT progress_lsn >= '$end0' FROM anomaly.detector_status WHERE name = 'echo'}),
+	"the detector on node 0's score table read past every score written");
 is($nodes[0]->safe_psql('postgres', q{
 	SELECT rows_scored FROM anomaly.detectors WHERE name = 'echo'}),
 	'0', "a detector on the node's score table saw none of the detector's own writes");
