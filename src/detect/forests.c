@@ -939,3 +939,59 @@ detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def, int64 seq, int npo
 	}
 	return max_store > 0;
 }
+
+/* ---------------------------------------------------------------------
+ * Models moving between detectors (models.c: export and import)
+ */
+
+/*
+ * Stores every forest in memory that learned since it was last stored, so
+ * that detector_forests alone holds the models of the last round.
+ */
+void
+detect_store_all_forests(DetectorCache *dc, DetectorDef *def)
+{
+	int			n;
+	ForestEntry **dirty = waiting_forests(dc, &n);
+
+	for (int i = 0; i < n; i++)
+		store_forest(def, dirty[i]);
+	pfree(dirty);
+}
+
+/*
+ * Checks that model (an anomaly.rcf value) decodes and was built with def's
+ * forest parameters, grading and transform, as get_forest would check it
+ * when loaded; returns the points it learned.
+ */
+int64
+detect_check_model(DetectorDef *def, struct varlena *model)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "anomaly model check",
+											  ALLOCSET_DEFAULT_SIZES);
+	RcfAllocator alloc = {forest_alloc, forest_free, cxt};
+	RcfGrader  *grader = NULL;
+	RcfTransform *transform = NULL;
+	RcfForest  *forest;
+	RcfDecodeStatus status;
+	const char *detail = NULL;
+	int64		points;
+
+	model = pg_detoast_datum_packed(model);
+	forest = rcf_model_decode_tf((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model),
+								 &alloc, &grader, &transform, &status, &detail);
+	if (forest == NULL)
+		ereport(ERROR,
+				(errcode(status == RCF_DECODE_NO_MEMORY ? ERRCODE_OUT_OF_MEMORY : ERRCODE_DATA_CORRUPTED),
+				 errmsg("model for detector \"%s\" cannot be decoded", def->name),
+				 errdetail("The decoder reports: %s.", detail ? detail : "unknown")));
+	if (!same_params(rcf_params(forest), &def->params) ||
+		def->grade != (grader != NULL) || !same_transform(transform, &def->tspec))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model has other parameters than detector \"%s\"", def->name),
+				 errdetail("Its forest, grading and transform must be those of the detector's options.")));
+	points = (int64) rcf_updates(forest);
+	MemoryContextDelete(cxt);
+	return points;
+}

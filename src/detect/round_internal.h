@@ -236,6 +236,8 @@ extern bool detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def,
 									 ArrayBuildState *jpoints,
 									 int64 *journal_points,
 									 int64 *checkpoint_seq);
+extern void detect_store_all_forests(DetectorCache *dc, DetectorDef *def);
+extern int64 detect_check_model(DetectorDef *def, struct varlena *model);
 
 /* Reading the slot (reader.c) */
 extern bool detect_open_decoding(DetectorCache *dc, DetectorDef *def);

@@ -323,6 +323,26 @@ my %calls = (
 	'anomaly._ddl_guard()' => q{SELECT anomaly._ddl_guard()},
 	'anomaly._worker_note(text)' => q{SELECT anomaly._worker_note('detector'), anomaly._worker_note('sender'), anomaly._worker_note(repeat('x', 100000))},
 	'anomaly.detector_progress()' => q{SELECT * FROM anomaly.detector_progress()},
+	# scale-out (src/sql/060_scale_out.sql, src/detect/models.c)
+	'anomaly.shard_of_bucket(integer,integer)' =>
+	  q{SELECT anomaly.shard_of_bucket(1023, 1024), anomaly.shard_of_bucket(-1, -2147483648)},
+	'anomaly.shard_of(bigint,integer)' =>
+	  q{SELECT anomaly.shard_of(-9223372036854775808, 1024), anomaly.shard_of(9223372036854775807, 0)},
+	'anomaly.shard_of(text,integer)' =>
+	  qq{SELECT anomaly.shard_of(repeat('x', 1000000), 3), anomaly.shard_of($inj, 2147483647)},
+	'anomaly.shard_filter(name,regtype,integer,integer)' =>
+	  qq{SELECT anomaly.shard_filter($inj, 'text', 0, 3), anomaly.shard_filter('k', 'pg_node_tree', 0, 1)},
+	'anomaly.create_shard_publications(regclass,name,integer,name,boolean,text)' =>
+	  qq{SELECT * FROM anomaly.create_shard_publications('public.su_src', 'id', 2, $inj, false, 'insert''); DROP TABLE su_src; --')
+	    UNION ALL SELECT * FROM anomaly.create_shard_publications('pg_catalog.pg_authid', 'rolname', 2)},
+	'anomaly.attach_scoring_node(name,text,name,name)' =>
+	  q{SELECT anomaly.attach_scoring_node('h_sub', 'host=169.254.169.254 dbname=postgres', 'p', NULL)},
+	'anomaly.publish_scores(name,text)' => qq{SELECT anomaly.publish_scores('n0', 'su_det'), anomaly.publish_scores($inj, 'su_det')},
+	'anomaly.collect_scores(name,text,name)' => q{SELECT anomaly.collect_scores('n0', 'host=127.0.0.1 port=1', NULL)},
+	'anomaly._check_collect_schema(text)' => q{SELECT anomaly._check_collect_schema('pg_catalog.pg_authid')},
+	'anomaly.export_detector_models(text)' => q{SELECT * FROM anomaly.export_detector_models('su_det')},
+	'anomaly.import_detector_models(text,text[],anomaly.rcf[],boolean)' =>
+	  qq{SELECT anomaly.import_detector_models('su_det', ARRAY[NULL, 'a'], ARRAY[$model, $model], true)},
 );
 # Internal helpers of the fixed alert functions (sec-alert): an oid argument
 # names the caller; passing 10 (the bootstrap superuser) must not be
@@ -429,6 +449,65 @@ for my $role ('plain', 'adm')
 			   (SELECT count(*) FROM anomaly.alert_rules WHERE name = 'su_rule' AND enabled AND min_score = 0 AND severity = 'warning') || '|' ||
 			   (SELECT count(*) FROM anomaly.outbox WHERE subject = 'forged')}),
 		'1|1|1|0', "$role calls every function: the superuser's detector, destination and rule are intact, nothing forged");
+}
+
+# -------------------------------------------------------------------------
+# Scale-out: models move only between detectors the caller manages, and
+# only models that fit the detector.
+{
+	my $label = 'scale-out';
+	$node->safe_psql('postgres', q{
+		CREATE TABLE s_adm.t (id bigserial PRIMARY KEY, k int, v float8);
+		ALTER TABLE s_adm.t OWNER TO adm;
+		INSERT INTO public.su_src (v) SELECT g FROM generate_series(1, 50) g;
+		SELECT anomaly.process('su_det');
+	});
+	as_role_ok($node, 'adm', q{SELECT anomaly.create_detector('adm_det', 's_adm.t', ARRAY['v'], 'k',
+		options => '{"number_of_trees": 5, "sub_sample_size": 16}')}, "$label: adm creates a detector");
+	as_role_err($node, 'adm', q{SELECT count(*) FROM anomaly.export_detector_models('su_det')},
+		qr/must be the owner of detector "su_det"/, "$label: adm cannot export the superuser's models");
+	as_role_err($node, 'adm', q{SELECT anomaly.import_detector_models('su_det', ARRAY['x'],
+		ARRAY[(SELECT anomaly.rcf_train(ARRAY[g]::float8[], 5, 16 ORDER BY g) FROM generate_series(1, 30) g)])},
+		qr/must be the owner of detector "su_det"/, "$label: adm cannot seed the superuser's detector");
+	as_role_err($node, 'plain', q{SELECT count(*) FROM anomaly.export_detector_models('adm_det')},
+		qr/permission denied/, "$label: plain cannot export");
+	as_role_err($node, 'adm', q{SELECT anomaly.import_detector_models('adm_det', ARRAY['1'],
+		ARRAY[(SELECT anomaly.rcf_train(ARRAY[g, g]::float8[], 5, 16 ORDER BY g) FROM generate_series(1, 30) g)])},
+		qr/model has other parameters than detector "adm_det"/, "$label: a model of other parameters is refused");
+	as_role_err($node, 'adm', qq{SELECT anomaly.import_detector_models('adm_det', ARRAY['1'], ARRAY[$bad_model])},
+		qr/cannot be decoded|invalid|corrupt/, "$label: a corrupt model is refused");
+	as_role_err($node, 'adm', qq{SELECT anomaly.import_detector_models('adm_det', ARRAY['1', '1'], ARRAY[$model, $model])},
+		qr/given twice/, "$label: a key given twice is refused");
+	as_role_err($node, 'adm', qq{SELECT anomaly.import_detector_models('adm_det', ARRAY['1'], ARRAY[$model, $model])},
+		qr/partition_keys has 1 elements and models 2/, "$label: arrays of different lengths are refused");
+	as_role_err($node, 'adm', q{SELECT anomaly.publish_scores('n9', 'adm_det')},
+		qr/permission denied/, "$label: adm cannot publish scores (superuser only)");
+	as_role_err($node, 'adm', q{SELECT * FROM anomaly.create_shard_publications('public.su_src', 'id', 2)},
+		qr/must be the owner of table/, "$label: adm cannot publish another role's table");
+	# a password in a connection string never reaches pg_subscription
+	my ($rc, $out, $err) = $node->psql('postgres', q{SELECT anomaly.attach_scoring_node('h_sub',
+		'host=127.0.0.1 port=1 dbname=postgres password=hunter2', 'p')});
+	like($err, qr/must not contain a password/, "$label: a password in the connection string is refused");
+	($rc, $out, $err) = $node->psql('postgres', q{SELECT anomaly.collect_scores('n9',
+		'postgresql://u:hunter2@127.0.0.1:1/postgres')});
+	like($err, qr/must not contain a password/, "$label: a password in a URI is refused");
+	# a schema anomaly_collect planted by another role is not written into
+	$node->safe_psql('postgres', 'CREATE SCHEMA anomaly_collect AUTHORIZATION adm');
+	($rc, $out, $err) = $node->psql('postgres', q{SELECT anomaly.publish_scores('n9', 'adm_det')});
+	like($err, qr/schema anomaly_collect must belong to a superuser/, "$label: a planted schema is refused");
+	$node->safe_psql('postgres', 'DROP SCHEMA anomaly_collect');
+	# the owner exports its own models and seeds them back
+	$node->safe_psql('postgres', q{INSERT INTO s_adm.t (k, v) SELECT g % 3, g FROM generate_series(1, 60) g});
+	as_role_ok($node, 'adm', q{SELECT anomaly.process('adm_det')}, "$label: adm runs its detector");
+	is(as_role_ok($node, 'adm', q{SELECT count(*) FROM anomaly.export_detector_models('adm_det')},
+		"$label: adm exports its models"), "3", "$label: one model per key");
+	as_role_err($node, 'adm', q{SELECT anomaly.import_detector_models('adm_det', array_agg(partition_key), array_agg(model))
+		FROM anomaly.export_detector_models('adm_det')},
+		qr/already has a model for partition key/, "$label: a key with a model is not overwritten by default");
+	as_role_ok($node, 'adm', q{SELECT anomaly.import_detector_models('adm_det', array_agg(partition_key), array_agg(model), true)
+		FROM anomaly.export_detector_models('adm_det')}, "$label: replace => true overwrites");
+	assert_alive($node, $label);
+	assert_no_superuser($node, $label);
 }
 
 $node->stop;

@@ -45,6 +45,11 @@ anomaly.sender_database = 'postgres'
 anomaly.credentials = 'hook_secret=doc-test-not-a-secret'
 anomaly.credential_bindings = 'hook_secret=https://alerts.example.com/'
 },
+	# the scale-out blocks need several clusters: all illustrative but the
+	# shard_of example
+	'scale-out.md' => qq{
+shared_preload_libraries = 'anomaly'
+},
 	# step 5: wal_level = logical; step 6 as "without the background
 	# worker" (no preload), so that process() does the rounds and nothing
 	# is sent to the example SNS topic
