@@ -28,6 +28,7 @@
 #include "anomaly.h"
 #include "detect/detect.h"
 #include "detect/round_internal.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(anomaly_export_detector_models);
 PG_FUNCTION_INFO_V1(anomaly_import_detector_models);
