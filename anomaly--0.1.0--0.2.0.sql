@@ -2014,3 +2014,85 @@ ALTER TABLE scores ADD COLUMN rowtime timestamptz;
 -- History: a detector created with {"start": "all"} scores the stored rows
 -- first; its progress is here.
 ALTER TABLE detectors ADD COLUMN backfill jsonb;
+
+-- Windowed detectors ({"window": ...}, src/detect/window_agg.c): per
+-- detector, the watermark and counters; per accepted row still in a window
+-- that is open, its value (the source row's text) until every window it
+-- belongs to is scored.  Both are written in the transaction that writes
+-- the detector's progress: they are part of it.
+CREATE TABLE detector_windows (
+	detector_id bigint PRIMARY KEY REFERENCES detectors (id) ON DELETE CASCADE,
+	max_event_time timestamptz,		-- the latest event time accepted
+	watermark timestamptz,			-- max_event_time - allowed_lateness: windows ending at or before it are scored
+	next_seq bigint NOT NULL DEFAULT 1,	-- arrival order of the next accepted row
+	rows_buffered bigint NOT NULL DEFAULT 0,
+	windows_scored bigint NOT NULL DEFAULT 0,
+	late_rows bigint NOT NULL DEFAULT 0,	-- rows that came after their window was scored
+	last_late_at timestamptz
+);
+COMMENT ON TABLE detector_windows IS 'watermark and counters of windowed detectors';
+CREATE TABLE detector_window_rows (
+	detector_id bigint NOT NULL REFERENCES detectors (id) ON DELETE CASCADE,
+	seq bigint NOT NULL,
+	partition_key text,
+	rowtime timestamptz NOT NULL,
+	commit_lsn pg_lsn,
+	commit_time timestamptz,
+	row_data text NOT NULL,			-- the source row, as its row type's text
+	PRIMARY KEY (detector_id, seq)
+);
+CREATE INDEX detector_window_rows_time_idx ON detector_window_rows (detector_id, rowtime);
+COMMENT ON TABLE detector_window_rows IS 'rows of windowed detectors in windows not yet scored';
+
+SELECT pg_catalog.pg_extension_config_dump('detector_windows', '');
+SELECT pg_catalog.pg_extension_config_dump('detector_window_rows', '');
+REVOKE ALL ON detector_windows, detector_window_rows FROM PUBLIC;
+
+-- detector_status gains the windows column (at its end).
+CREATE OR REPLACE VIEW detector_status WITH (security_barrier) AS
+SELECT d.name,
+	d.source_name AS source,
+	(c.oid IS NOT NULL) AS source_exists,
+	pg_catalog.pg_get_userbyid(d.owner) AS owner,
+	d.state,
+	d.rows_scored,
+	d.rows_filtered,
+	d.rows_failed,
+	d.rows_per_s,
+	d.last_commit_lsn,
+	d.last_commit_time,
+	d.progress_lsn,
+	CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+		ELSE greatest(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), d.progress_lsn), 0)
+	END AS lag_bytes,
+	CASE WHEN d.caught_up_at IS NULL THEN NULL
+		WHEN NOT pg_catalog.pg_is_in_recovery()
+			AND pg_catalog.pg_current_wal_lsn() <= d.progress_lsn THEN interval '0'
+		ELSE greatest(pg_catalog.now() - d.caught_up_at, interval '0')
+	END AS lag_time,
+	d.last_batch_at,
+	d.slot_name,
+	s.active AS slot_active,
+	s.active_pid AS worker_pid,
+	s.wal_status AS slot_wal_status,
+	CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+		ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)
+	END AS retained_bytes,
+	d.last_error,
+	d.last_error_at,
+	d.note,
+	d.generation,
+	d.created_at,
+	-- windowed detectors: watermark, windows scored, late rows, rows waiting
+	(SELECT pg_catalog.jsonb_build_object('watermark', w.watermark,
+		'max_event_time', w.max_event_time, 'windows_scored', w.windows_scored,
+		'late_rows', w.late_rows, 'last_late_at', w.last_late_at,
+		'rows_buffered', w.rows_buffered)
+	 FROM detector_windows w WHERE w.detector_id = d.id) AS windows
+FROM detectors d
+LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source
+LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
+	AND s.database = pg_catalog.current_database()
+WHERE pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE');
+COMMENT ON VIEW detector_status IS 'state, throughput, progress, lag and slot of each detector';
+GRANT SELECT ON detector_status TO anomaly_admin;

@@ -63,6 +63,7 @@
 #include "anomaly.h"
 #include "detect/detect.h"
 #include "detect/round_internal.h"
+#include "detect/window_agg.h"
 
 /* ---------------------------------------------------------------------
  * Restored detectors
@@ -264,6 +265,9 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	memset(&es, 0, sizeof(es));
 	es.def = def;
 	es.cxt = rcxt;
+	/* windowed: rows are evaluated for their key and filter only */
+	if (def->window)
+		es.def = detect_window_row_def(def);
 	if (n > 0)
 	{
 		TupleDesc	cur = RelationGetDescr(rel);
@@ -313,7 +317,10 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	w.end_lsn = end_lsn;
 	w.started = started;
 	t_evaluated = GetCurrentTimestamp();
-	detect_write_round_as_origin(&w);
+	if (def->window)
+		detect_window_round(&w);
+	else
+		detect_write_round_as_origin(&w);
 	table_close(rel, NoLock);
 	elog(DEBUG1, "detector \"%s\": round of " INT64_FORMAT " rows: decode %.1f ms, evaluate %.1f ms, score %.1f ms, write %.1f ms",
 		 def->name, n, (double) (t_decoded - started) / 1000.0,

@@ -96,6 +96,35 @@ CREATE TABLE detector_failures (
 CREATE INDEX detector_failures_detector_idx ON detector_failures (detector, id);
 COMMENT ON TABLE detector_failures IS 'rows detectors could not score, with the reason';
 
+-- Windowed detectors ({"window": ...}, src/detect/window_agg.c): per
+-- detector, the watermark and counters; per accepted row still in a window
+-- that is open, its value (the source row's text) until every window it
+-- belongs to is scored.  Both are written in the transaction that writes
+-- the detector's progress: they are part of it.
+CREATE TABLE detector_windows (
+	detector_id bigint PRIMARY KEY REFERENCES detectors (id) ON DELETE CASCADE,
+	max_event_time timestamptz,		-- the latest event time accepted
+	watermark timestamptz,			-- max_event_time - allowed_lateness: windows ending at or before it are scored
+	next_seq bigint NOT NULL DEFAULT 1,	-- arrival order of the next accepted row
+	rows_buffered bigint NOT NULL DEFAULT 0,
+	windows_scored bigint NOT NULL DEFAULT 0,
+	late_rows bigint NOT NULL DEFAULT 0,	-- rows that came after their window was scored
+	last_late_at timestamptz
+);
+COMMENT ON TABLE detector_windows IS 'watermark and counters of windowed detectors';
+CREATE TABLE detector_window_rows (
+	detector_id bigint NOT NULL REFERENCES detectors (id) ON DELETE CASCADE,
+	seq bigint NOT NULL,
+	partition_key text,
+	rowtime timestamptz NOT NULL,
+	commit_lsn pg_lsn,
+	commit_time timestamptz,
+	row_data text NOT NULL,			-- the source row, as its row type's text
+	PRIMARY KEY (detector_id, seq)
+);
+CREATE INDEX detector_window_rows_time_idx ON detector_window_rows (detector_id, rowtime);
+COMMENT ON TABLE detector_window_rows IS 'rows of windowed detectors in windows not yet scored';
+
 -- A row of anomaly.scores as process() passes a batch of them.
 CREATE TYPE _score_row AS (
 	partition_key text,
@@ -118,8 +147,11 @@ SELECT pg_catalog.pg_extension_config_dump('detector_forests', '');
 SELECT pg_catalog.pg_extension_config_dump('detector_journal', '');
 SELECT pg_catalog.pg_extension_config_dump('detector_failures', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.detector_failures', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump('detector_windows', '');
+SELECT pg_catalog.pg_extension_config_dump('detector_window_rows', '');
 
 REVOKE ALL ON detectors, detector_forests, detector_journal, detector_failures FROM PUBLIC;
+REVOKE ALL ON detector_windows, detector_window_rows FROM PUBLIC;
 GRANT SELECT ON detectors, detector_failures TO anomaly_admin;
 
 -- An admin sees the detectors, and the failures (rejected rows' keys and
@@ -272,7 +304,13 @@ SELECT d.name,
 	d.last_error_at,
 	d.note,
 	d.generation,
-	d.created_at
+	d.created_at,
+	-- windowed detectors: watermark, windows scored, late rows, rows waiting
+	(SELECT pg_catalog.jsonb_build_object('watermark', w.watermark,
+		'max_event_time', w.max_event_time, 'windows_scored', w.windows_scored,
+		'late_rows', w.late_rows, 'last_late_at', w.last_late_at,
+		'rows_buffered', w.rows_buffered)
+	 FROM detector_windows w WHERE w.detector_id = d.id) AS windows
 FROM detectors d
 LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source
 LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
