@@ -122,7 +122,7 @@ detect_window_interval_text(int64 usecs)
 {
 	int64		secs = usecs / USECS_PER_SEC;
 	int64		frac = usecs % USECS_PER_SEC;
-	char	   *s = psprintf(INT64_FORMAT ":%02d:%02d", secs / 3600,
+	char	   *s = psprintf("%02d:%02d:%02d", (int) (secs / 3600),
 							 (int) ((secs / 60) % 60), (int) (secs % 60));
 
 	if (frac != 0)
