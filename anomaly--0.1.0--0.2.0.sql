@@ -2096,3 +2096,14 @@ LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
 WHERE pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE');
 COMMENT ON VIEW detector_status IS 'state, throughput, progress, lag and slot of each detector';
 GRANT SELECT ON detector_status TO anomaly_admin;
+
+-- Seeding: a detector's forest for one partition key from a stored model
+-- (rcf_train's output), so that the key starts warm (src/detect/seed.c).
+CREATE FUNCTION seed_detector(detector text, partition_key text, model rcf)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'anomaly_seed_detector'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION seed_detector(text, text, rcf)
+IS 'replaces the forest of one partition key (NULL: the NULL key) of a detector by a model with its parameters; returns the points the model learned';
+REVOKE ALL ON FUNCTION seed_detector(text, text, rcf) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION seed_detector(text, text, rcf) TO anomaly_admin;

@@ -265,6 +265,17 @@ CREATE EVENT TRIGGER anomaly_drop_slots ON ddl_command_start
 	EXECUTE FUNCTION _ddl_guard();
 COMMENT ON EVENT TRIGGER anomaly_drop_slots IS 'drops the detectors'' replication slots with the extension';
 
+-- Seeding: a detector's forest for one partition key from a stored model
+-- (rcf_train's output), so that the key starts warm (src/detect/seed.c).
+CREATE FUNCTION seed_detector(detector text, partition_key text, model rcf)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'anomaly_seed_detector'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION seed_detector(text, text, rcf)
+IS 'replaces the forest of one partition key (NULL: the NULL key) of a detector by a model with its parameters; returns the points the model learned';
+REVOKE ALL ON FUNCTION seed_detector(text, text, rcf) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION seed_detector(text, text, rcf) TO anomaly_admin;
+
 -- ---------------------------------------------------------------------------
 -- Status: one row per detector, with its slot.
 
