@@ -624,6 +624,12 @@ detect_window_round(RoundWrite *w)
 	Datum		empty_row = (Datum) 0;
 	RoundWrite	w2;
 
+	/* No row: nothing moves the watermark. */
+	if (w->n == 0)
+	{
+		detect_write_round_as_origin(w);
+		return;
+	}
 	read_spec(def, &ws);
 	load_state(def->id, &st);
 	before = st;
