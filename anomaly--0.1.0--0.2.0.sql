@@ -2017,7 +2017,7 @@ ALTER TABLE detectors ADD COLUMN backfill jsonb;
 
 -- Windowed detectors ({"window": ...}, src/detect/window_agg.c): per
 -- detector, the watermark and counters; per accepted row still in a window
--- that is open, its value (the source row's text) until every window it
+-- that is open, its values (as text, by column number) until every window it
 -- belongs to is scored.  Both are written in the transaction that writes
 -- the detector's progress: they are part of it.
 CREATE TABLE detector_windows (
@@ -2038,7 +2038,7 @@ CREATE TABLE detector_window_rows (
 	rowtime timestamptz NOT NULL,
 	commit_lsn pg_lsn,
 	commit_time timestamptz,
-	row_data text NOT NULL,			-- the source row, as its row type's text
+	row_data jsonb NOT NULL,		-- the row's values as text, by column number
 	PRIMARY KEY (detector_id, seq)
 );
 CREATE INDEX detector_window_rows_time_idx ON detector_window_rows (detector_id, rowtime);

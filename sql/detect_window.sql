@@ -109,6 +109,24 @@ SELECT source_key->>'window_start' AS window_start, source_key->>'window_end' AS
 	features, rowtime = (source_key->>'window_end')::timestamptz AS rowtime_is_end
 FROM anomaly.scores WHERE detector = 'w_hop' ORDER BY rowtime;
 
+-- A column added while a window is open: the window's earlier rows have
+-- it NULL (as a row detector reads them), the later ones their value; the
+-- features can use it once alter_detector adopted the table.
+CREATE TABLE win_alter (id bigserial PRIMARY KEY, a float8, ts timestamptz);
+SELECT anomaly.create_detector('w_alter', 'win_alter', ARRAY['count(*)', 'sum(a)'],
+	options => '{"window": "1 minute", "time_column": "ts"}');
+INSERT INTO win_alter (a, ts) VALUES (1, '2026-03-01 12:00:10+00'), (2, '2026-03-01 12:00:20+00');
+SELECT anomaly.process('w_alter');
+ALTER TABLE win_alter ADD COLUMN c text;
+INSERT INTO win_alter (a, c, ts) VALUES (4, 'x', '2026-03-01 12:00:30+00');
+SELECT anomaly.alter_detector('w_alter', features => ARRAY['count(*)', 'sum(a)', 'count(c)']);
+INSERT INTO win_alter (a, c, ts) VALUES (8, 'y', '2026-03-01 12:00:40+00'), (16, 'z', '2026-03-01 12:01:30+00');
+SELECT anomaly.process('w_alter');
+SELECT source_key->>'window_start' AS window_start, features FROM anomaly.scores WHERE detector = 'w_alter';
+SELECT rows_failed, last_error FROM anomaly.detector_status WHERE name = 'w_alter';
+SELECT anomaly.drop_detector('w_alter');
+DROP TABLE win_alter;
+
 -- The rows of a dropped detector's windows go with it.
 SELECT anomaly.drop_detector('w_hop');
 SELECT count(*) FROM anomaly.detector_window_rows r

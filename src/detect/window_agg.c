@@ -28,8 +28,8 @@
  * arithmetic; keeping the rows costs storage for the open windows only.
  *
  * Exactly once.  The partial state of the open windows is their rows:
- * anomaly.detector_window_rows holds each accepted row (the source row as
- * its row type's text) until every window it belongs to is scored, and
+ * anomaly.detector_window_rows holds each accepted row (its values as
+ * text, by column number) until every window it belongs to is scored, and
  * anomaly.detector_windows the watermark.  Both are written in the round's
  * transaction, with the scores and the detector's last_commit_lsn: after a
  * crash, the rows of transactions already consumed are skipped as for a
@@ -37,8 +37,13 @@
  * Which rows are late, and which windows close, depend only on the rows in
  * commit order, never on how they were cut into rounds.
  *
- * Security.  The rows' text is made by the row type's output functions
- * (C functions of the types, trusted), and turned back into rows by their
+ * Kept by column number, a row survives columns added to (or dropped from)
+ * the source while its windows are open: a column it did not have is NULL,
+ * as for a row detector; a column whose type changed (after alter_detector)
+ * is read through its text, as evaluate.c converts rows.
+ *
+ * Security.  The values' text is made by their types' output functions
+ * (C functions of the types, trusted), and turned back into values by the
  * input functions in the owner's context, where the aggregates run, with
  * SECURITY_RESTRICTED_OPERATION (sysctx.c).  The buffer is readable by
  * superusers only.
@@ -60,7 +65,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
-#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -69,6 +73,7 @@
 #include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 #include "detect/detect.h"
 #include "detect/round_internal.h"
@@ -330,8 +335,88 @@ typedef struct BufRow
 	XLogRecPtr	lsn;
 	TimestampTz ctime;
 	bool		ctime_null;
-	char	   *data;
+	Datum		data;			/* jsonb: the values' text by column number */
 } BufRow;
+
+/*
+ * A row's values as a JSON array of their text by column number (null for
+ * NULL, dropped and missing columns), by the types' output functions.
+ */
+static Datum
+row_values_json(Datum composite)
+{
+	HeapTupleHeader th = DatumGetHeapTupleHeader(composite);
+	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
+											  HeapTupleHeaderGetTypMod(th));
+	HeapTupleData tuple;
+	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+	StringInfoData buf;
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = th;
+	heap_deform_tuple(&tuple, desc, values, nulls);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		if (a > 0)
+			appendStringInfoString(&buf, ", ");
+		if (att->attisdropped || nulls[a])
+			appendStringInfoString(&buf, "null");
+		else
+		{
+			Oid			outfn;
+			bool		varlena;
+
+			getTypeOutputInfo(att->atttypid, &outfn, &varlena);
+			escape_json(&buf, OidOutputFunctionCall(outfn, values[a]));
+		}
+	}
+	appendStringInfoChar(&buf, ']');
+	ReleaseTupleDesc(desc);
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * A buffered row as a value of the source's current row type: each column
+ * through its type's input function (run by the caller as the owner).
+ */
+static Datum
+row_from_json(Datum data, TupleDesc desc, Datum *values, bool *nulls)
+{
+	Jsonb	   *j = DatumGetJsonbP(data);
+	JsonbIterator *it = JsonbIteratorInit(&j->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			a = 0;
+
+	for (int i = 0; i < desc->natts; i++)
+		nulls[i] = true;
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		if (a < desc->natts && v.type == jbvString &&
+			!TupleDescAttr(desc, a)->attisdropped)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+			Oid			infn;
+			Oid			ioparam;
+
+			getTypeInputInfo(att->atttypid, &infn, &ioparam);
+			values[a] = OidInputFunctionCall(infn, pnstrdup(v.val.string.val, v.val.string.len),
+											 ioparam, att->atttypmod);
+			nulls[a] = false;
+		}
+		a++;
+	}
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
 
 /* Inserts the round's accepted rows. */
 static void
@@ -348,7 +433,7 @@ insert_rows(int64 id, BufRow *rows, int n)
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
 	Oid			t[7] = {INT8OID, INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
-	PG_LSNARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID};
+	PG_LSNARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID};
 	Datum		a[7];
 
 	if (n == 0)
@@ -370,7 +455,7 @@ insert_rows(int64 id, BufRow *rows, int n)
 		lsns[i] = LSNGetDatum(rows[i].lsn);
 		ctnull[i] = rows[i].ctime_null;
 		ctimes[i] = TimestampTzGetDatum(rows[i].ctime);
-		datas[i] = CStringGetTextDatum(rows[i].data);
+		datas[i] = rows[i].data;
 	}
 	a[0] = Int64GetDatum(id);
 	a[1] = PointerGetDatum(construct_array(seqs, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
@@ -379,7 +464,7 @@ insert_rows(int64 id, BufRow *rows, int n)
 	a[4] = PointerGetDatum(construct_array(lsns, n, PG_LSNOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	a[5] = PointerGetDatum(construct_md_array(ctimes, ctnull, 1, dims, lbs, TIMESTAMPTZOID, 8,
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	a[6] = PointerGetDatum(construct_array(datas, n, TEXTOID, -1, false, TYPALIGN_INT));
+	a[6] = PointerGetDatum(construct_array(datas, n, JSONBOID, -1, false, TYPALIGN_INT));
 	detect_spi_exec("INSERT INTO anomaly.detector_window_rows"
 					" (detector_id, seq, partition_key, rowtime, commit_lsn, commit_time, row_data)"
 					" SELECT $1, u.* FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
@@ -419,7 +504,7 @@ read_rows(int64 id, bool lo_any, TimestampTz lo, TimestampTz hi, int *n)
 			rows[i].lsn = InvalidXLogRecPtr;
 		rows[i].ctime = DatumGetTimestampTz(detect_spi_value(i, 5, &isnull));
 		rows[i].ctime_null = isnull;
-		rows[i].data = detect_spi_text(i, 6);
+		rows[i].data = PointerGetDatum(DatumGetJsonbPCopy(detect_spi_value(i, 6, &isnull)));
 	}
 	return rows;
 }
@@ -479,6 +564,7 @@ typedef struct WindowEval
 	DetectorDef *def;
 	SPIPlanPtr	plan;
 	Oid			rowtype;
+	TupleDesc	desc;			/* the source's, now */
 	Oid			elem_array;
 	const Member *members;
 	int			n;
@@ -511,14 +597,14 @@ eval_window_as_owner(void *arg)
 	WindowEval *we = (WindowEval *) arg;
 	int			nf = we->def->nfeatures;
 	Datum	   *rows = palloc(sizeof(Datum) * we->n);
+	TupleDesc	desc = we->desc;
+	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
 	Datum		arr;
-	Oid			infn;
-	Oid			ioparam;
 	int			rc;
 
-	getTypeInputInfo(we->rowtype, &infn, &ioparam);
 	for (int i = 0; i < we->n; i++)
-		rows[i] = OidInputFunctionCall(infn, we->members[i].row->data, ioparam, -1);
+		rows[i] = row_from_json(we->members[i].row->data, desc, values, nulls);
 	arr = PointerGetDatum(construct_array(rows, we->n, we->rowtype, -1, false, TYPALIGN_DOUBLE));
 	rc = detect_owner_spi_execute_plan(we->plan, &arr, NULL, false, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
@@ -683,8 +769,8 @@ detect_window_round(RoundWrite *w)
 			if (tnull)
 			{
 				rr->ok = false;
-				rr->error = psprintf("the time column \"%s\" is NULL or infinite: the row has no window",
-									 def->time_column);
+				rr->error = psprintf("the event time (%s) is NULL or out of range: the row has no window",
+									 def->time_column ? def->time_column : "commit time");
 				rr->sqlstate = pstrdup("22004");
 			}
 		}
@@ -711,7 +797,7 @@ detect_window_round(RoundWrite *w)
 		acc[nacc].lsn = rd->row[i].commit_lsn;
 		acc[nacc].ctime = rd->row[i].commit_time;
 		acc[nacc].ctime_null = XLogRecPtrIsInvalid(rd->row[i].commit_lsn);
-		acc[nacc].data = OidOutputFunctionCall(F_RECORD_OUT, es->rows[i]);
+		acc[nacc].data = row_values_json(es->rows[i]);
 		nacc++;
 		if (!st.any || t > st.max_time)
 			st.max_time = t;
@@ -754,6 +840,7 @@ detect_window_round(RoundWrite *w)
 		memset(&we, 0, sizeof(we));
 		we.def = def;
 		we.rowtype = rel->rd_rel->reltype;
+		we.desc = RelationGetDescr(rel);
 		we.elem_array = get_array_type(we.rowtype);
 		we.relname = RelationGetRelationName(rel);
 		we.cxt = CurrentMemoryContext;
