@@ -2477,3 +2477,125 @@ REVOKE ALL ON FUNCTION export_detector_models(text),
 	import_detector_models(text, text[], rcf[], boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION export_detector_models(text),
 	import_detector_models(text, text[], rcf[], boolean) TO anomaly_admin;
+-- Windowed detectors ({"window": ...}, src/detect/window_agg.c): per
+-- detector, the watermark and counters; per accepted row still in a window
+-- that is open, its values (as text, by column number) until every window it
+-- belongs to is scored.  Both are written in the transaction that writes
+-- the detector's progress: they are part of it.
+CREATE TABLE detector_windows (
+	detector_id bigint PRIMARY KEY REFERENCES detectors (id) ON DELETE CASCADE,
+	max_event_time timestamptz,		-- the latest event time accepted
+	watermark timestamptz,			-- max_event_time - allowed_lateness: windows ending at or before it are scored
+	next_seq bigint NOT NULL DEFAULT 1,	-- arrival order of the next accepted row
+	rows_buffered bigint NOT NULL DEFAULT 0,
+	windows_scored bigint NOT NULL DEFAULT 0,
+	late_rows bigint NOT NULL DEFAULT 0,	-- rows that came after their window was scored
+	last_late_at timestamptz
+);
+COMMENT ON TABLE detector_windows IS 'watermark and counters of windowed detectors';
+CREATE TABLE detector_window_rows (
+	detector_id bigint NOT NULL REFERENCES detectors (id) ON DELETE CASCADE,
+	seq bigint NOT NULL,
+	partition_key text,
+	rowtime timestamptz NOT NULL,
+	commit_lsn pg_lsn,
+	commit_time timestamptz,
+	row_data jsonb NOT NULL,		-- the row's values as text, by column number
+	PRIMARY KEY (detector_id, seq)
+);
+CREATE INDEX detector_window_rows_time_idx ON detector_window_rows (detector_id, rowtime);
+COMMENT ON TABLE detector_window_rows IS 'rows of windowed detectors in windows not yet scored';
+
+SELECT pg_catalog.pg_extension_config_dump('detector_windows', '');
+SELECT pg_catalog.pg_extension_config_dump('detector_window_rows', '');
+REVOKE ALL ON detector_windows, detector_window_rows FROM PUBLIC;
+
+-- detector_status gains the windows column (at its end).
+CREATE OR REPLACE VIEW detector_status WITH (security_barrier) AS
+SELECT d.name,
+	d.source_name AS source,
+	(c.oid IS NOT NULL) AS source_exists,
+	pg_catalog.pg_get_userbyid(d.owner) AS owner,
+	CASE WHEN d.state = 'active' AND s.active_pid IS NULL AND w.note IS NOT NULL
+		THEN 'waiting' ELSE d.state
+	END AS state,
+	d.rows_scored OPERATOR(pg_catalog.+) CASE WHEN p.pid IS NOT NULL AND p.base_seq = d.batch_seq
+		THEN p.round_scored ELSE 0 END AS rows_scored,
+	d.rows_filtered,
+	d.rows_failed,
+	d.rows_per_s,
+	d.last_commit_lsn,
+	d.last_commit_time,
+	d.progress_lsn,
+	CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+		ELSE greatest(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), d.progress_lsn), 0)
+	END AS lag_bytes,
+	CASE WHEN NOT pg_catalog.pg_is_in_recovery()
+			AND pg_catalog.pg_current_wal_lsn() <= d.progress_lsn THEN interval '0'
+		ELSE greatest(pg_catalog.now() - greatest(p.oldest_commit, d.caught_up_at,
+			d.last_commit_time, d.created_at), interval '0')
+	END AS lag_time,
+	d.last_batch_at,
+	d.slot_name,
+	s.active AS slot_active,
+	s.active_pid AS worker_pid,
+	s.wal_status AS slot_wal_status,
+	CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+		ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)
+	END AS retained_bytes,
+	d.last_error,
+	d.last_error_at,
+	CASE WHEN d.state = 'active' AND s.active_pid IS NULL AND w.note IS NOT NULL
+		THEN concat_ws('; ', w.note, d.note) ELSE d.note
+	END AS note,
+	d.generation,
+	d.created_at,
+	p.phase AS round_phase,
+	p.round_started AS round_started_at,
+	CASE WHEN p.detector_id IS NULL THEN NULL
+		ELSE greatest(p.round_rows OPERATOR(pg_catalog.-) p.round_scored, 0)
+	END AS pending_rows,
+	CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+		ELSE greatest(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+			greatest(p.read_lsn, d.progress_lsn)), 0)
+	END AS pending_bytes,
+	p.bytes_per_s AS catchup_bytes_per_s,
+	p.rows_per_s AS catchup_rows_per_s,
+	CASE WHEN p.detector_id IS NULL OR pg_catalog.pg_is_in_recovery() THEN NULL
+		ELSE pg_catalog.make_interval(secs =>
+			CASE WHEN p.round_rows OPERATOR(pg_catalog.<=) p.round_scored THEN 0
+				ELSE (p.round_rows OPERATOR(pg_catalog.-) p.round_scored) OPERATOR(pg_catalog./) p.rows_per_s
+			END OPERATOR(pg_catalog.+)
+			CASE WHEN pg_catalog.pg_current_wal_lsn() OPERATOR(pg_catalog.<=) greatest(p.read_lsn, d.progress_lsn)
+				THEN 0
+				ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+					greatest(p.read_lsn, d.progress_lsn))::pg_catalog.float8 OPERATOR(pg_catalog./) p.bytes_per_s
+			END)
+	END AS eta,
+	CASE WHEN s.active THEN p.memory_bytes END AS worker_memory,
+	-- windowed detectors: watermark, windows scored, late rows, rows waiting
+	(SELECT pg_catalog.jsonb_build_object('watermark', dw.watermark,
+		'max_event_time', dw.max_event_time, 'windows_scored', dw.windows_scored,
+		'late_rows', dw.late_rows, 'last_late_at', dw.last_late_at,
+		'rows_buffered', dw.rows_buffered)
+	 FROM detector_windows dw WHERE dw.detector_id = d.id) AS windows
+FROM detectors d
+CROSS JOIN anomaly._worker_note('detector') w(note)
+LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source
+LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
+	AND s.database = pg_catalog.current_database()
+LEFT JOIN detector_progress() p ON p.detector_id = d.id
+WHERE pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE');
+COMMENT ON VIEW detector_status IS 'state, throughput, progress, lag and slot of each detector';
+GRANT SELECT ON detector_status TO anomaly_admin;
+
+-- Seeding: a detector's forest for one partition key from a stored model
+-- (rcf_train's output), so that the key starts warm (src/detect/seed.c).
+CREATE FUNCTION seed_detector(detector text, partition_key text, model rcf)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'anomaly_seed_detector'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION seed_detector(text, text, rcf)
+IS 'replaces the forest of one partition key (NULL: the NULL key) of a detector by a model with its parameters; returns the points the model learned';
+REVOKE ALL ON FUNCTION seed_detector(text, text, rcf) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION seed_detector(text, text, rcf) TO anomaly_admin;

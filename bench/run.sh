@@ -37,6 +37,8 @@
 #   BENCH_SKIP_ENGINE=1, BENCH_SKIP_SQL=1, BENCH_SKIP_NAB=1   skip a part
 #   BENCH_MODEL=1, BENCH_ALERTS=1, BENCH_DETECT=1   also run bench/model.sh,
 #   bench/alerts.sh, bench/detect.sh (minutes each)
+#   BENCH_WINDOW=1     also run bench/detect_window.sh (a windowed detector's
+#                      lag from a window's end to its score, p50/p99)
 #   BENCH_POINTS       points per engine configuration (default 100000)
 #   BENCH_GRADE_ROUNDS rounds of the grading comparison (default 5)
 #   BENCH_JSONL        where to write the JSON lines instead
@@ -151,6 +153,11 @@ if [ "${BENCH_DETECT:-0}" = 1 ]; then
 	echo ""
 	echo "=== detectors"
 	"$HERE/detect.sh" || FAILED+=(detect)
+fi
+if [ "${BENCH_WINDOW:-0}" = 1 ]; then
+	echo ""
+	echo "=== windowed detector: window end -> score"
+	"$HERE/detect_window.sh" || FAILED+=(detect_window)
 fi
 
 echo ""

@@ -149,7 +149,8 @@ detect_error_is_permanent(int sqlerrcode)
 	" COALESCE(" OPT("transform") ", 'none'), " OPT("transform_decay") "::pg_catalog.float8," \
 	" CASE WHEN pg_catalog.jsonb_typeof(options OPERATOR(pg_catalog.->) 'transform_weights')" \
 	" OPERATOR(pg_catalog.=) 'array' THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(" \
-	"options OPERATOR(pg_catalog.->) 'transform_weights')::pg_catalog.float8) END"
+	"options OPERATOR(pg_catalog.->) 'transform_weights')::pg_catalog.float8) END," \
+	" CASE WHEN options OPERATOR(pg_catalog.?) 'window' THEN options::pg_catalog.text END"
 
 /*
  * Reads detector id's row into def (in CurrentMemoryContext).  lock:
@@ -287,6 +288,7 @@ detect_read_def(int64 id, bool lock, DetectorDef *def, bool *locked)
 							   isnull ? NULL : DatumGetArrayTypeP(d),
 							   def->nfeatures, def->params.sample_size);
 	}
+	def->window = detect_spi_text(0, col++);
 #undef NEXT
 	if (rcf_params_check(&def->params) != NULL)
 		ereport(ERROR,

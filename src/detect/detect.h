@@ -23,10 +23,13 @@
  *		write.c				 score rows, destination, the detector's row
  *	 5. backfill.c			 rounds that score the rows stored before the
  *							 detector was created
+ *		window_agg.c		 a windowed detector's round: rows buffered
+ *							 per window, windows scored past the watermark
  *		round.c				 one round, adoption after restore, the
  *							 commit/abort hooks (round_internal.h: what
  *							 the files of 3-5 share)
  *	 6. catalog.c			 the management API and anomaly.process
+ *		seed.c				 seed_detector: a key's forest from a model
  *		options.c			 checking a new definition and its options
  *		worker.c			 scheduling (detect_schedule) and the workers
  *

@@ -46,6 +46,7 @@
 #include "anomaly.h"
 #include "detect/detect.h"
 #include "detect/options.h"
+#include "detect/window_agg.h"
 
 /* ---------------------------------------------------------------------
  * Checks
@@ -244,7 +245,7 @@ expression_context(void *arg)
  * function.
  */
 static void
-check_query(const char *sql, Oid argtype, int natts)
+check_query(const char *sql, Oid argtype, int natts, bool aggregate)
 {
 	SPIPlanPtr	plan = detect_owner_spi_prepare(sql, 1, &argtype);
 	List	   *sources;
@@ -261,10 +262,17 @@ check_query(const char *sql, Oid argtype, int natts)
 	{
 		Query	   *q = lfirst_node(Query, lc);
 
-		if (q->hasAggs || q->hasWindowFuncs)
+		if ((q->hasAggs && !aggregate) || q->hasWindowFuncs)
 			ereport(ERROR,
 					(errcode(ERRCODE_GROUPING_ERROR),
-					 errmsg("detector expressions cannot use aggregate or window functions")));
+					 errmsg("detector expressions cannot use aggregate or window functions"),
+					 aggregate ? 0 : errhint("Aggregates are features of windowed detectors (the window option).")));
+		/* One row per window: the features aggregate the window's rows. */
+		if (aggregate && !q->hasAggs)
+			ereport(ERROR,
+					(errcode(ERRCODE_GROUPING_ERROR),
+					 errmsg("the features of a windowed detector must be aggregates of the window's rows"),
+					 errhint("For example avg(price), count(*) or max(price) - min(price).")));
 		if (q->hasTargetSRFs)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -324,12 +332,23 @@ check_statement(Relation rel, Definition *def)
 		cb.arg = psprintf("%s \"%s\"", what, expr);
 		check_expression(what, expr);
 		check_query(psprintf("SELECT (\n%s\n)::%s FROM pg_catalog.unnest($1) AS %s",
-							 expr, cast, quote_identifier(relname)), argtype, 1);
+							 expr, cast, quote_identifier(relname)), argtype, 1,
+					def->windowed && i < def->nfeatures);
 	}
 	cb.arg = "the detector's expressions together";
-	check_query(detect_eval_sql(relname, def->nfeatures, def->features,
-								def->partition_by, def->filter, def->nkeys, def->keys, false),
-				argtype, def->nfeatures + 3);
+	if (def->windowed)
+	{
+		/* Features over a window's rows; key and filter over each row. */
+		check_query(detect_window_eval_sql(relname, def->nfeatures, def->features),
+					argtype, def->nfeatures, true);
+		check_query(detect_eval_sql(relname, 0, NULL, def->partition_by, def->filter,
+									def->nkeys, def->keys, false),
+					argtype, 3, false);
+	}
+	else
+		check_query(detect_eval_sql(relname, def->nfeatures, def->features,
+									def->partition_by, def->filter, def->nkeys, def->keys, false),
+					argtype, def->nfeatures + 3, false);
 	error_context_stack = cb.previous;
 }
 
@@ -346,7 +365,8 @@ static const char *option_names[] = {
 	"ignore_near_expected_above", "ignore_near_expected_below",
 	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
 	"suppress", "score_horizon", "cusum_drift", "cusum_threshold", "destination",
-	"transform", "transform_decay", "transform_weights", "time_column", "start", NULL
+	"transform", "transform_decay", "transform_weights", "time_column", "start",
+	"window", "slide", "allowed_lateness", "late_rows", NULL
 };
 
 /* The grader's options, in anomaly_grader_params' order, with detect()'s defaults. */
@@ -478,7 +498,7 @@ json_strings(const char *name, JsonbValue *v)
  * quoted name.
  */
 static char *
-check_destination(const char *name, Relation source, List *features)
+check_destination(const char *name, Relation source, List *features, bool windowed)
 {
 	Oid			user = GetUserId();
 	RangeVar   *rv;
@@ -519,7 +539,8 @@ check_destination(const char *name, Relation source, List *features)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("destination \"%s\" is a system catalog", name)));
 	nmap = detect_dest_map(RelationGetDescr(rel), qualified, NULL,
-						   RelationGetDescr(source), features, &map);
+						   windowed ? CreateTemplateTupleDesc(0) : RelationGetDescr(source),
+						   features, &map);
 	table_priv = pg_class_aclcheck(relid, user, ACL_INSERT) == ACLCHECK_OK;
 	for (int m = 0; m < nmap && !table_priv; m++)
 		if (map[m].kind != DEST_FILL_SELF &&
@@ -563,8 +584,12 @@ check_time_column(const char *name, Relation source)
  */
 static char *
 normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
-				  bool *start_all)
+				  bool *start_all, bool *windowed)
 {
+	int64		window = 0;
+	int64		slide = 0;
+	int64		lateness = 0;
+	char	   *late_rows = NULL;
 	int64		trees = 100,
 				samples = 256,
 				decay = 100000,
@@ -622,7 +647,8 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 									 "ignore_near_expected_below, ignore_near_expected_above_ratio, "
 									 "ignore_near_expected_below_ratio, suppress, score_horizon, cusum_drift, "
 									 "cusum_threshold, destination, transform, transform_decay, "
-									 "transform_weights, time_column and start.")));
+									 "transform_weights, time_column, start, window, slide, "
+									 "allowed_lateness and late_rows.")));
 				continue;
 			}
 			if (tok != WJB_VALUE)
@@ -729,6 +755,18 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 					option_error(key, "\"now\" (the rows committed from now on) or \"all\" (the rows stored, then those)");
 				*start_all = v.val.string.val[0] == 'a';
 			}
+			else if (strcmp(key, "window") == 0)
+				window = detect_window_interval(key, &v, false);
+			else if (strcmp(key, "slide") == 0)
+				slide = detect_window_interval(key, &v, false);
+			else if (strcmp(key, "allowed_lateness") == 0)
+				lateness = detect_window_interval(key, &v, true);
+			else if (strcmp(key, "late_rows") == 0)
+			{
+				if (v.type != jbvString || v.val.string.len == 0)
+					option_error(key, "the name of a table, as \"schema.table\"");
+				late_rows = pnstrdup(v.val.string.val, v.val.string.len);
+			}
 			else if (strcmp(key, "time_column") == 0)
 			{
 				if (v.type != jbvString)
@@ -748,6 +786,36 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 		}
 	}
 
+	*windowed = window > 0;
+	if (window == 0 && (slide || lateness || late_rows))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options slide, allowed_lateness and late_rows need a window"),
+				 errhint("Add a window, such as \"window\": \"1 minute\".")));
+	if (window > 0)
+	{
+		if (slide == 0)
+			slide = window;
+		if (slide > window)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"slide\" must not be longer than the window"),
+					 errdetail("Every row belongs to a window: windows overlap (hop) or touch (tumble).")));
+		if (window / slide > DETECT_WINDOW_MAX_OVERLAP)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a row would belong to more than %d windows", DETECT_WINDOW_MAX_OVERLAP),
+					 errhint("Use a longer slide.")));
+		if (*start_all)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("a windowed detector cannot start with the stored rows"),
+					 errdetail("History is read in key order, not in event time order."),
+					 errhint("Score the stored rows' windows with date_bin() and the window functions (docs/detectors.md).")));
+		if (late_rows)
+			late_rows = detect_window_check_late_rows(late_rows, rel);
+	}
+
 	/* Checked once every option is known: the features' names fill it too. */
 	if (destination)
 	{
@@ -756,7 +824,8 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 		if (fnames == NIL)
 			for (int i = 0; i < nfeatures; i++)
 				fnames = lappend(fnames, features[i]);
-		destination = check_destination(destination, rel, fnames);
+		/* A window's result has no source row: no source column fills it. */
+		destination = check_destination(destination, rel, fnames, window > 0);
 	}
 
 	if (trees < INT_MIN || trees > INT_MAX || samples < INT_MIN || samples > INT_MAX ||
@@ -837,6 +906,17 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 		appendStringInfoString(&buf, ", \"time_column\": ");
 		escape_json(&buf, time_column);
 	}
+	if (window > 0)
+	{
+		appendStringInfo(&buf, ", \"window\": \"%s\", \"slide\": \"%s\", \"allowed_lateness\": \"%s\"",
+						 detect_window_interval_text(window), detect_window_interval_text(slide),
+						 detect_window_interval_text(lateness));
+		if (late_rows)
+		{
+			appendStringInfoString(&buf, ", \"late_rows\": ");
+			escape_json(&buf, late_rows);
+		}
+	}
 	appendStringInfoString(&buf, ", \"feature_names\": [");
 	for (int i = 0; i < nfeatures; i++)
 	{
@@ -896,7 +976,7 @@ define(Relation rel, Definition *def, Jsonb *options)
 		def->filter = NULL;
 	check_can_read(relid, GetUserId());
 	def->options = normalize_options(options, rel, def->nfeatures, def->features,
-									 &def->start_all);
+									 &def->start_all, &def->windowed);
 	def->nkeys = primary_key_columns(rel, &def->keys);
 	def->search_path = pinned_search_path();
 	def->source_columns = source_columns_json(rel);

@@ -26,6 +26,7 @@ typedef struct Definition
 	char	  **keys;
 	char	   *source_name;
 	bool		start_all;		/* "start": "all": score the stored rows first */
+	bool		windowed;		/* "window": features aggregate windows (window_agg.c) */
 } Definition;
 
 /* What detect_define_as_owner checks. */

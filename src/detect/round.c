@@ -63,6 +63,7 @@
 #include "anomaly.h"
 #include "detect/detect.h"
 #include "detect/round_internal.h"
+#include "detect/window_agg.h"
 
 /* ---------------------------------------------------------------------
  * Restored detectors
@@ -267,6 +268,9 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	es.cxt = rcxt;
 	memset(&w, 0, sizeof(w));
 	w.seq = def->batch_seq + 1;
+	/* windowed: rows are evaluated for their key and filter only */
+	if (def->window)
+		es.def = detect_window_row_def(def);
 	if (n > 0)
 	{
 		TupleDesc	cur = RelationGetDescr(rel);
@@ -274,7 +278,8 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 		bool	   *nulls = palloc(sizeof(bool) * Max(cur->natts, 1));
 		char	  **errors;
 		MemoryContext chunkcxt;
-		bool		keep_rows = def->destination != NULL || def->time_column != NULL;
+		bool		keep_rows = def->destination != NULL || def->time_column != NULL ||
+			def->window;
 
 		if (n > INT_MAX / 2)
 			elog(ERROR, "too many rows in one round");
@@ -348,6 +353,9 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 			}
 			MemoryContextReset(chunkcxt);
 
+			/* A windowed detector scores its windows, not its rows. */
+			if (def->window)
+				continue;
 			detect_progress_phase(DETECT_PHASE_SCORING);
 			w.nout += detect_score_rows(dc, def, &es, lo, hi, w.seq, w.out + w.nout,
 										&w.filtered, &w.jkeys, &w.jpoints, &w.npoints);
@@ -367,7 +375,10 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	w.caught_up = caught_up;
 	w.end_lsn = end_lsn;
 	w.started = started;
-	detect_write_round_as_origin(&w);
+	if (def->window)
+		detect_window_round(&w);
+	else
+		detect_write_round_as_origin(&w);
 	table_close(rel, NoLock);
 	elog(DEBUG1, "detector \"%s\": round of " INT64_FORMAT " rows: decode %.1f ms, evaluate and score %.1f ms, write %.1f ms",
 		 def->name, n, (double) (t_decoded - started) / 1000.0,

@@ -62,6 +62,7 @@ typedef struct DetectorDef
 	char	   *destination;	/* qualified name of the user table, or NULL */
 	char	   *time_column;	/* the source's event time (ROWTIME), or NULL */
 	char	   *backfill;		/* the backfill's state while it runs, or NULL */
+	char	   *window;			/* windowed (window_agg.c): its options, or NULL */
 } DetectorDef;
 
 /* The partition key of a forest (isnull: the NULL key). */
@@ -162,6 +163,8 @@ typedef struct RowResult
 	Jsonb	   *explanation;
 	char	   *error;
 	char	   *sqlstate;
+	bool		has_rowtime;	/* a window's result: rowtime is its end */
+	TimestampTz rowtime;
 } RowResult;
 
 /* Plans of one round (SPI, freed with it). */

@@ -135,6 +135,8 @@ row_time(const ScoreSource *ss, int64 i, bool *isnull)
 	Datum		d;
 
 	*isnull = false;
+	if (ss->es->res[i].has_rowtime)
+		return ss->es->res[i].rowtime;
 	if (ss->time_attnum == InvalidAttrNumber)
 	{
 		*isnull = XLogRecPtrIsInvalid(ss->rd->row[i].commit_lsn);
@@ -364,7 +366,9 @@ destination_as_owner(void *arg)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("destination %s of detector \"%s\" is no longer a table",
 						def->destination, def->name)));
-	source_desc = lookup_rowtype_tupdesc_copy(ss->es->elem_type, -1);
+	/* A window's result has no source row (window_agg.c). */
+	source_desc = def->window ? CreateTemplateTupleDesc(0) :
+		lookup_rowtype_tupdesc_copy(ss->es->elem_type, -1);
 	nmap = detect_dest_map(RelationGetDescr(rel), def->destination, def->name,
 						   source_desc, feature_names(def), &map);
 	table_close(rel, NoLock);

@@ -96,6 +96,35 @@ CREATE TABLE detector_failures (
 CREATE INDEX detector_failures_detector_idx ON detector_failures (detector, id);
 COMMENT ON TABLE detector_failures IS 'rows detectors could not score, with the reason';
 
+-- Windowed detectors ({"window": ...}, src/detect/window_agg.c): per
+-- detector, the watermark and counters; per accepted row still in a window
+-- that is open, its values (as text, by column number) until every window it
+-- belongs to is scored.  Both are written in the transaction that writes
+-- the detector's progress: they are part of it.
+CREATE TABLE detector_windows (
+	detector_id bigint PRIMARY KEY REFERENCES detectors (id) ON DELETE CASCADE,
+	max_event_time timestamptz,		-- the latest event time accepted
+	watermark timestamptz,			-- max_event_time - allowed_lateness: windows ending at or before it are scored
+	next_seq bigint NOT NULL DEFAULT 1,	-- arrival order of the next accepted row
+	rows_buffered bigint NOT NULL DEFAULT 0,
+	windows_scored bigint NOT NULL DEFAULT 0,
+	late_rows bigint NOT NULL DEFAULT 0,	-- rows that came after their window was scored
+	last_late_at timestamptz
+);
+COMMENT ON TABLE detector_windows IS 'watermark and counters of windowed detectors';
+CREATE TABLE detector_window_rows (
+	detector_id bigint NOT NULL REFERENCES detectors (id) ON DELETE CASCADE,
+	seq bigint NOT NULL,
+	partition_key text,
+	rowtime timestamptz NOT NULL,
+	commit_lsn pg_lsn,
+	commit_time timestamptz,
+	row_data jsonb NOT NULL,		-- the row's values as text, by column number
+	PRIMARY KEY (detector_id, seq)
+);
+CREATE INDEX detector_window_rows_time_idx ON detector_window_rows (detector_id, rowtime);
+COMMENT ON TABLE detector_window_rows IS 'rows of windowed detectors in windows not yet scored';
+
 -- A row of anomaly.scores as process() passes a batch of them.
 CREATE TYPE _score_row AS (
 	partition_key text,
@@ -118,8 +147,11 @@ SELECT pg_catalog.pg_extension_config_dump('detector_forests', '');
 SELECT pg_catalog.pg_extension_config_dump('detector_journal', '');
 SELECT pg_catalog.pg_extension_config_dump('detector_failures', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.detector_failures', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump('detector_windows', '');
+SELECT pg_catalog.pg_extension_config_dump('detector_window_rows', '');
 
 REVOKE ALL ON detectors, detector_forests, detector_journal, detector_failures FROM PUBLIC;
+REVOKE ALL ON detector_windows, detector_window_rows FROM PUBLIC;
 GRANT SELECT ON detectors, detector_failures TO anomaly_admin;
 
 -- An admin sees the detectors, and the failures (rejected rows' keys and
@@ -248,6 +280,16 @@ LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION detector_progress() IS 'the open round and the catch-up rates of each detector, from shared memory (detector_status shows them)';
 REVOKE ALL ON FUNCTION detector_progress() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION detector_progress() TO anomaly_admin;
+-- Seeding: a detector's forest for one partition key from a stored model
+-- (rcf_train's output), so that the key starts warm (src/detect/seed.c).
+CREATE FUNCTION seed_detector(detector text, partition_key text, model rcf)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'anomaly_seed_detector'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION seed_detector(text, text, rcf)
+IS 'replaces the forest of one partition key (NULL: the NULL key) of a detector by a model with its parameters; returns the points the model learned';
+REVOKE ALL ON FUNCTION seed_detector(text, text, rcf) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION seed_detector(text, text, rcf) TO anomaly_admin;
 
 -- ---------------------------------------------------------------------------
 -- Status: one row per detector, with its slot.
@@ -316,7 +358,13 @@ SELECT d.name,
 					greatest(p.read_lsn, d.progress_lsn))::pg_catalog.float8 OPERATOR(pg_catalog./) p.bytes_per_s
 			END)
 	END AS eta,
-	CASE WHEN s.active THEN p.memory_bytes END AS worker_memory
+	CASE WHEN s.active THEN p.memory_bytes END AS worker_memory,
+	-- windowed detectors: watermark, windows scored, late rows, rows waiting
+	(SELECT pg_catalog.jsonb_build_object('watermark', dw.watermark,
+		'max_event_time', dw.max_event_time, 'windows_scored', dw.windows_scored,
+		'late_rows', dw.late_rows, 'last_late_at', dw.last_late_at,
+		'rows_buffered', dw.rows_buffered)
+	 FROM detector_windows dw WHERE dw.detector_id = d.id) AS windows
 FROM detectors d
 CROSS JOIN anomaly._worker_note('detector') w(note)
 LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source

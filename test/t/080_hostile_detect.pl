@@ -183,6 +183,54 @@ attack_detector('finding 1 variant: the path planted by partition_by', where => 
 attack_detector('history: the backfill reads and scores the stored rows as the owner',
 	ops => \@all_ops, funcs => \@funcs, start_all => 1);
 
+# Windowed detectors (issue 17): the aggregate features, the key and the
+# filter run as the owner, and so do the input functions that turn a
+# window's buffered rows back into rows and the insert of late rows; the
+# path they plant must not reach the round's own SQL (the buffer's inserts
+# and deletes, the watermark's upsert).  The buffer is the superuser's.
+{
+	$nv++;
+	my $s = "v$nv";
+	my $label = 'windows: aggregates, key, filter and late rows as the owner';
+	as_role_ok($node, 'adm', qq{
+CREATE SCHEMA $s;
+CREATE TABLE $s.src (id bigserial PRIMARY KEY, v float8, ts timestamptz);
+CREATE TABLE $s.late (LIKE $s.src);
+} . leak_fn_sql($s) . plant_sql($s, 'adm', { ops => \@all_ops, funcs => \@funcs }) . qq{
+SELECT anomaly.create_detector('det_$s', '$s.src', ARRAY['sum($s.leak(v))', 'count(*)'],
+	partition_by => '$s.leak_text(v)', filter => '$s.leak_bool(v)',
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "window": "1 minute",
+		"time_column": "ts", "late_rows": "$s.late"}');
+INSERT INTO $s.src (v, ts) SELECT g, timestamptz '2026-01-01 10:00:00+00' + g * interval '10 seconds'
+	FROM generate_series(0, 15) g;
+}, "$label: set up as adm");
+	as_role_ok($node, 'adm', qq{INSERT INTO $s.src (v, ts) VALUES (1, '2026-01-01 09:00:00+00')},
+		"$label: a late row");
+	ok(wait_until(60, sub {
+		$node->safe_psql('postgres', qq{
+			SELECT (windows->>'windows_scored')::int >= 2 AND (windows->>'late_rows')::int = 1
+			FROM anomaly.detector_status WHERE name = 'det_$s'}) eq 't' }),
+		"$label: two windows scored, the late row counted");
+	like($node->safe_psql('postgres', qq{
+		SELECT state || '|' || rows_failed || '|' || coalesce(last_error, '')
+		FROM anomaly.detector_status WHERE name = 'det_$s'}), qr/^active\|0\|$/,
+		"$label: no failure");
+	is($node->safe_psql('postgres', "SELECT count(*) FROM $s.late"), '1',
+		"$label: the late row went to the owner's table");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+	my ($rc, $out, $err) = as_role($node, 'adm',
+		'SELECT count(*) FROM anomaly.detector_window_rows UNION ALL SELECT count(*) FROM anomaly.detector_windows');
+	like($err, qr/permission denied/, "$label: an admin cannot read the buffered rows");
+	# late rows into a table the owner may not write: refused at creation
+	$node->safe_psql('postgres', "CREATE TABLE public.su_late (LIKE $s.src)");
+	($rc, $out, $err) = as_role($node, 'adm', qq{
+SELECT anomaly.create_detector('det_${s}_b', '$s.src', ARRAY['count(*)'],
+	options => '{"window": "1 minute", "late_rows": "public.su_late"}')});
+	like($err, qr/permission denied for table su_late/, "$label: late_rows must be the owner's to insert into");
+	as_role_ok($node, 'adm', "SELECT anomaly.pause_detector('det_$s')", "$label: paused");
+}
+
 # A BEFORE INSERT trigger on a detector's destination table, owned by owner1
 # (no admin role): owner1 plants the path and the operators; adm's detector
 # writes into the table.

@@ -317,6 +317,11 @@ my %calls = (
 	'anomaly.resume_detector(text)' => q{SELECT anomaly.resume_detector('su_det')},
 	'anomaly.reset_detector(text)' => q{SELECT anomaly.reset_detector('su_det')},
 	'anomaly.drop_detector(text,boolean)' => q{SELECT anomaly.drop_detector('su_det', NULL)},
+	# another's detector; a model that is not one; parameters not the detector's
+	'anomaly.seed_detector(text,text,anomaly.rcf)' =>
+	  q{SELECT anomaly.seed_detector('su_det', NULL, anomaly.rcf_train(ARRAY[g]::float8[], 5, 16, 100000, 1, 42)) FROM generate_series(1, 20) g
+	    UNION ALL SELECT anomaly.seed_detector('su_det', 'x', '\x00'::bytea::text::anomaly.rcf)
+	    UNION ALL SELECT anomaly.seed_detector(NULL, NULL, NULL)},
 	'anomaly.process(text,integer)' => q{SELECT anomaly.process('su_det', -1), anomaly.process(NULL, 2147483647)},
 	'anomaly._wire_describe(bytea,bytea)' => q{SELECT anomaly._wire_describe('\xffffffffffffffff', '\x00')},
 	'anomaly._drop_orphan_slots()' => q{SELECT anomaly._drop_orphan_slots()},

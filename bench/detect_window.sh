@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+#
+# detect_window.sh — a windowed detector's lag from a window's end to its
+# score (issue 17: results seconds after the window closes, not minutes).
+#
+#   bench/detect_window.sh
+#
+# On a throwaway cluster (bench/common.sh settings, anomaly preloaded, the
+# detector worker at its default naptime), table ticks(id, ticker, price,
+# ts DEFAULT clock_timestamp()) and single-row INSERT transactions from
+# WINDOW_CLIENTS (default 4) pgbench clients paced at WINDOW_RATE (default
+# 500) transactions/s in all, over WINDOW_KEYS (default 20) tickers, for
+# WINDOW_SECONDS (default 30).  The detector: tumbling windows of
+# WINDOW_SIZE (default '1 second') over ts, allowed_lateness WINDOW_LATENESS
+# (default '100 milliseconds'), features avg(price), max(price) - min(price)
+# and count(*), partitioned by ticker, 50 trees, 64 samples.
+#
+# For each window scored: lag = scored_at - window end.  It includes the
+# allowed lateness (a window waits for it by definition), the wait for a row
+# past it (about 1 / rate), the naptime and the round.  Rows committed out
+# of their event-time order by more than the lateness (concurrent clients:
+# clock_timestamp() is taken before the commit) are late; their number is
+# printed.
+#
+# Output: one line per figure, then one machine-readable summary line
+# ("detect_window k=v ..."), also appended as JSON to $BENCH_JSONL when set:
+#   windows, late_rows, lag_p50_s, lag_p99_s, lag_max_s,
+#   lag_minus_lateness_p50_s, lag_minus_lateness_p99_s
+#
+# Environment: WINDOW_SECONDS, WINDOW_CLIENTS, WINDOW_RATE, WINDOW_KEYS,
+# WINDOW_SIZE, WINDOW_LATENESS, WINDOW_NAPTIME (ms, 50),
+# ANOMALY_BENCH_INSTALL=0 to use the installed extension.
+
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
+# shellcheck source=bench/detect_common.sh
+. "$HERE/detect_common.sh"
+
+SECONDS_LOAD=${WINDOW_SECONDS:-30}
+CLIENTS=${WINDOW_CLIENTS:-4}
+RATE=${WINDOW_RATE:-500}
+KEYS=${WINDOW_KEYS:-20}
+SIZE=${WINDOW_SIZE:-1 second}
+LATENESS=${WINDOW_LATENESS:-100 milliseconds}
+
+bench_install || exit 1
+WORK=$(mktemp -d /tmp/anomaly-bench-window.XXXXXX)
+chmod 755 "$WORK"
+trap 'cluster_stop "$WORK/pg" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+BENCH_CONF+=(
+	"anomaly.detector_database = 'postgres'"
+	"anomaly.detector_naptime = ${WINDOW_NAPTIME:-50}"
+	"wal_level = logical"
+)
+ANOMALY_PRELOAD=anomaly bench_cluster_start "$WORK/pg" || exit 1
+
+psql_c <<SQL >/dev/null || exit 1
+CREATE EXTENSION anomaly;
+CREATE TABLE ticks (id bigserial PRIMARY KEY, ticker int NOT NULL, price float8 NOT NULL,
+	ts timestamptz NOT NULL DEFAULT clock_timestamp());
+SELECT anomaly.create_detector('win', 'ticks',
+	ARRAY['avg(price)', 'max(price) - min(price)', 'count(*)'], partition_by => 'ticker',
+	options => '{"window": "$SIZE", "allowed_lateness": "$LATENESS", "time_column": "ts",
+		"number_of_trees": 50, "sub_sample_size": 64}');
+SQL
+
+cat >"$WORK/insert.sql" <<EOF
+\\set k random(1, $KEYS)
+INSERT INTO ticks (ticker, price) VALUES (:k, 100 + 10 * sin(:k) + random());
+EOF
+chmod 644 "$WORK"/*.sql
+
+until [ -n "$(worker_pid win)" ]; do sleep 0.2; done
+(
+	# shellcheck disable=SC1091
+	. "$WORK/pg/env"
+	cluster_as_user "$(cluster_bindir)/pgbench" -n -c "$CLIENTS" -j 2 -R "$RATE" \
+		-T "$SECONDS_LOAD" -f "$WORK/insert.sql" postgres
+) >"$WORK/pgbench.out" 2>&1
+tps=$(awk '/^tps/ { print $3 }' "$WORK/pgbench.out")
+# One last tick far enough ahead closes the windows of the load.
+psql_c -c "INSERT INTO ticks (ticker, price, ts) VALUES (0, 100, clock_timestamp() + interval '1 hour')" >/dev/null
+until [ "$(psql_c -c "SELECT max_event_time > now() FROM anomaly.detector_windows")" = t ]; do
+	sleep 0.2
+done
+
+lateness_s=$(psql_c -c "SELECT extract(epoch FROM interval '$LATENESS')")
+# Windows closed by the load's own ticks (not by the last one).
+read -r windows p50 p99 pmax q50 q99 <<<"$(psql_c -F' ' -c "
+	WITH l AS (
+		SELECT extract(epoch FROM scored_at - (source_key->>'window_end')::timestamptz) AS lag
+		FROM anomaly.scores WHERE detector = 'win'
+		  AND (source_key->>'window_end')::timestamptz
+		      <= (SELECT max(ts) FROM ticks WHERE ticker <> 0) - interval '$LATENESS')
+	SELECT count(*),
+	       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY lag)::numeric, 3),
+	       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY lag)::numeric, 3),
+	       round(max(lag)::numeric, 3),
+	       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY lag - $lateness_s)::numeric, 3),
+	       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY lag - $lateness_s)::numeric, 3)
+	FROM l")"
+late=$(psql_c -c "SELECT late_rows FROM anomaly.detector_windows")
+rows=$(psql_c -c "SELECT count(*) FROM ticks")
+failed=$(psql_c -c "SELECT rows_failed FROM anomaly.detectors WHERE name = 'win'")
+
+echo "load clients=$CLIENTS rate=$RATE tps=$tps seconds=$SECONDS_LOAD keys=$KEYS rows=$rows load=$(loadavg)"
+echo "lag window=\"$SIZE\" allowed_lateness_s=$lateness_s windows=$windows p50_s=$p50 p99_s=$p99 max_s=$pmax beyond_lateness_p50_s=$q50 beyond_lateness_p99_s=$q99 late_rows=$late"
+summary="windows=$windows late_rows=$late rows=$rows tps=$tps lag_p50_s=$p50 lag_p99_s=$p99 lag_max_s=$pmax lag_minus_lateness_p50_s=$q50 lag_minus_lateness_p99_s=$q99 allowed_lateness_s=$lateness_s failures=$failed"
+echo "detect_window $summary"
+# shellcheck disable=SC2086
+bench_json detect_window $summary

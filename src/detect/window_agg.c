@@ -1,0 +1,939 @@
+/*
+ * window_agg.c
+ *	  Windowed detectors: the rows of a detector with {"window": ...} are
+ *	  grouped, per partition key, into tumbling or hopping windows of their
+ *	  event time (its time_column, else the commit time), and each window's
+ *	  aggregate features are scored once the watermark passes its end.
+ *
+ * Windows.  A window is [s, s + window) for every s that is a multiple of
+ * slide counted from 2000-01-01 00:00 UTC (date_bin's arithmetic, origin
+ * PostgreSQL's epoch); slide = window makes them tumbling.  The watermark
+ * is the largest event time accepted minus allowed_lateness; a window is
+ * closed, and scored, when its end is at or below the watermark.  A row is
+ * late when a window it belongs to is already closed: it is not in any
+ * window (a window's content never changes once scored), it is counted in
+ * detector_windows.late_rows (detector_status.windows) and, with the
+ * late_rows option, inserted into that table as the owner.
+ *
+ * Aggregates.  Features are aggregate expressions over the window's rows,
+ * evaluated by PostgreSQL itself, so any aggregate works (count(*),
+ * avg(price), max(price) - min(price), percentile_cont(...) WITHIN GROUP,
+ * an owner's own aggregate).  The statement is the row detectors' one with
+ * aggregates: SELECT (feature)::float8, ... FROM unnest($1) AS <table>, $1
+ * the window's rows, in the order they were committed (and written within
+ * a transaction).  That is what makes a window equal, to the bit, to the
+ * same expressions over a date_bin GROUP BY of the same rows aggregated in
+ * the same order (docs/detectors.md).  Incremental partial aggregates
+ * would restrict the aggregates to a fixed set, each with its own
+ * arithmetic; keeping the rows costs storage for the open windows only.
+ *
+ * Exactly once.  The partial state of the open windows is their rows:
+ * anomaly.detector_window_rows holds each accepted row (its values as
+ * text, by column number) until every window it belongs to is scored, and
+ * anomaly.detector_windows the watermark.  Both are written in the round's
+ * transaction, with the scores and the detector's last_commit_lsn: after a
+ * crash, the rows of transactions already consumed are skipped as for a
+ * row detector, and the others are buffered again from the same state.
+ * Which rows are late, and which windows close, depend only on the rows in
+ * commit order, never on how they were cut into rounds.
+ *
+ * Kept by column number, a row survives columns added to (or dropped from)
+ * the source while its windows are open: a column it did not have is NULL,
+ * as for a row detector; a column whose type changed (after alter_detector)
+ * is read through its text, as evaluate.c converts rows.
+ *
+ * Security.  The values' text is made by their types' output functions
+ * (C functions of the types, trusted), and turned back into values by the
+ * input functions in the owner's context, where the aggregates run, with
+ * SECURITY_RESTRICTED_OPERATION (sysctx.c).  The buffer is readable by
+ * superusers only.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_coerce.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "detect/detect.h"
+#include "detect/round_internal.h"
+#include "detect/window_agg.h"
+
+/* ---------------------------------------------------------------------
+ * Options
+ */
+
+int64
+detect_window_interval(const char *option, JsonbValue *v, bool zero_ok)
+{
+	char	   *text;
+	Interval   *iv;
+	int64		usecs;
+
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be an interval such as \"1 minute\"", option)));
+	text = pnstrdup(v->val.string.val, v->val.string.len);
+	iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(text),
+											   ObjectIdGetDatum(InvalidOid),
+											   Int32GetDatum(-1)));
+	if (iv->month != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" cannot contain months or years", option),
+				 errdetail("Windows are counted in fixed lengths of time, as date_bin() counts them.")));
+	if (pg_mul_s64_overflow((int64) iv->day, USECS_PER_DAY, &usecs) ||
+		pg_add_s64_overflow(usecs, iv->time, &usecs) ||
+		usecs > (int64) 3650 * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" is out of range", option),
+				 errdetail("A window's intervals are at most 3650 days.")));
+	if (usecs < 0 || (usecs == 0 && !zero_ok))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a %s interval", option,
+						zero_ok ? "non-negative" : "positive")));
+	return usecs;
+}
+
+/*
+ * The canonical text of an interval of usecs microseconds, HH:MM:SS[.ffffff]:
+ * what interval_in reads back the same whatever IntervalStyle is.
+ */
+char *
+detect_window_interval_text(int64 usecs)
+{
+	int64		secs = usecs / USECS_PER_SEC;
+	int64		frac = usecs % USECS_PER_SEC;
+	char	   *s = psprintf("%02d:%02d:%02d", (int) (secs / 3600),
+							 (int) ((secs / 60) % 60), (int) (secs % 60));
+
+	if (frac != 0)
+		s = psprintf("%s.%06d", s, (int) frac);
+	return s;
+}
+
+/*
+ * Checks the late_rows table as the current user (the detector's owner):
+ * the late rows are inserted into it as they are, column by column
+ * (CREATE TABLE late (LIKE source) fits).  Returns its qualified name.
+ */
+char *
+detect_window_check_late_rows(const char *name, Relation source)
+{
+	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+	Oid			relid = RangeVarGetRelid(rv, AccessShareLock, true);
+	Oid			argtype = get_array_type(source->rd_rel->reltype);
+	char	   *qualified;
+	SPIPlanPtr	plan;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("late_rows table \"%s\" does not exist", name),
+				 errhint("Create it with the source's columns: CREATE TABLE ... (LIKE %s).",
+						 RelationGetRelationName(source))));
+	if (get_rel_relkind(relid) != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("late_rows \"%s\" is not a table", name)));
+	if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("late_rows \"%s\" is a temporary table", name),
+				 errdetail("Late rows are written by other sessions.")));
+	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										   get_rel_name(relid));
+	/* Its columns take the source's, and the caller may insert: prepare it. */
+	plan = detect_owner_spi_prepare(psprintf("INSERT INTO %s SELECT * FROM pg_catalog.unnest($1)",
+											 qualified), 1, &argtype);
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
+	SPI_freeplan(plan);
+	return qualified;
+}
+
+char *
+detect_window_eval_sql(const char *relname, int nfeatures, char **features)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < nfeatures; i++)
+		appendStringInfo(&sql, "%s(\n%s\n)::pg_catalog.float8", i > 0 ? ",\n" : "",
+						 features[i]);
+	appendStringInfo(&sql, "\nFROM pg_catalog.unnest($1) AS %s", quote_identifier(relname));
+	return sql.data;
+}
+
+DetectorDef *
+detect_window_row_def(DetectorDef *def)
+{
+	DetectorDef *rowdef = palloc(sizeof(DetectorDef));
+
+	*rowdef = *def;
+	rowdef->nfeatures = 0;
+	rowdef->features = NULL;
+	return rowdef;
+}
+
+/* The window options of a detector's options (JSON text). */
+static void
+read_spec(DetectorDef *def, DetectWindowSpec *ws)
+{
+	Jsonb	   *opts = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(def->window)));
+	const char *names[4] = {"window", "slide", "allowed_lateness", "late_rows"};
+
+	memset(ws, 0, sizeof(*ws));
+	for (int i = 0; i < 4; i++)
+	{
+		JsonbValue *v = getKeyJsonValueFromContainer(&opts->root, names[i],
+													 strlen(names[i]), NULL);
+
+		if (v == NULL || v->type == jbvNull)
+			continue;
+		if (i == 3)
+		{
+			if (v->type == jbvString)
+				ws->late_rows = pnstrdup(v->val.string.val, v->val.string.len);
+			continue;
+		}
+		/* Checked again: the options are the owner's to write. */
+		*(i == 0 ? &ws->size : i == 1 ? &ws->slide : &ws->lateness) =
+			detect_window_interval(names[i], v, i == 2);
+	}
+	if (ws->size == 0)
+		elog(ERROR, "detector \"%s\" has no window", def->name);
+	if (ws->slide == 0)
+		ws->slide = ws->size;
+	if (ws->slide > ws->size || ws->size / ws->slide > DETECT_WINDOW_MAX_OVERLAP)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("detector \"%s\" has an invalid slide", def->name)));
+}
+
+/* ---------------------------------------------------------------------
+ * Window arithmetic (microseconds since 2000-01-01 00:00 UTC)
+ */
+
+/* The largest multiple of step at or below t. */
+static int64
+floor_to(int64 t, int64 step)
+{
+	int64		r = t % step;
+
+	return r < 0 ? t - r - step : t - r;
+}
+
+/* The end of the first window that holds t: it is late when that is closed. */
+static int64
+first_end(const DetectWindowSpec *ws, int64 t)
+{
+	return floor_to(t - ws->size, ws->slide) + ws->slide + ws->size;
+}
+
+/* ---------------------------------------------------------------------
+ * State
+ */
+
+typedef struct WindowState
+{
+	bool		any;			/* a row was ever accepted */
+	TimestampTz max_time;
+	TimestampTz watermark;
+	int64		next_seq;
+	int64		buffered;
+	int64		scored;
+	int64		late;
+	bool		exists;
+} WindowState;
+
+static void
+load_state(int64 id, WindowState *st)
+{
+	Oid			t[1] = {INT8OID};
+	Datum		a[1] = {Int64GetDatum(id)};
+	bool		isnull;
+
+	memset(st, 0, sizeof(*st));
+	st->next_seq = 1;
+	detect_spi_exec("SELECT max_event_time, watermark, next_seq, rows_buffered"
+					" FROM anomaly.detector_windows WHERE detector_id OPERATOR(pg_catalog.=) $1",
+					1, t, a, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;
+	st->exists = true;
+	st->max_time = DatumGetTimestampTz(detect_spi_value(0, 1, &isnull));
+	st->any = !isnull;
+	st->watermark = DatumGetTimestampTz(detect_spi_value(0, 2, &isnull));
+	st->next_seq = DatumGetInt64(detect_spi_value(0, 3, &isnull));
+	st->buffered = DatumGetInt64(detect_spi_value(0, 4, &isnull));
+}
+
+static void
+save_state(int64 id, const WindowState *st, int64 scored, int64 late)
+{
+	Oid			t[7] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID,
+	INT8OID, INT8OID};
+	Datum		a[7];
+	char		nl[8] = "       ";
+
+	a[0] = Int64GetDatum(id);
+	a[1] = TimestampTzGetDatum(st->max_time);
+	a[2] = TimestampTzGetDatum(st->watermark);
+	if (!st->any)
+		nl[1] = nl[2] = 'n';
+	a[3] = Int64GetDatum(st->next_seq);
+	a[4] = Int64GetDatum(st->buffered);
+	a[5] = Int64GetDatum(scored);
+	a[6] = Int64GetDatum(late);
+	detect_spi_exec("INSERT INTO anomaly.detector_windows AS w (detector_id, max_event_time, watermark,"
+					" next_seq, rows_buffered, windows_scored, late_rows, last_late_at)"
+					" VALUES ($1, $2, $3, $4, $5, $6, $7,"
+					"  CASE WHEN $7 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now() END)"
+					" ON CONFLICT (detector_id) DO UPDATE SET max_event_time = $2, watermark = $3,"
+					" next_seq = $4, rows_buffered = $5,"
+					" windows_scored = w.windows_scored OPERATOR(pg_catalog.+) $6,"
+					" late_rows = w.late_rows OPERATOR(pg_catalog.+) $7,"
+					" last_late_at = CASE WHEN $7 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now()"
+					"   ELSE w.last_late_at END",
+					7, t, a, nl, false, SPI_OK_INSERT);
+}
+
+/* ---------------------------------------------------------------------
+ * Buffered rows
+ */
+
+typedef struct BufRow
+{
+	int64		seq;
+	char	   *key;			/* NULL: the NULL key */
+	TimestampTz t;
+	XLogRecPtr	lsn;
+	TimestampTz ctime;
+	bool		ctime_null;
+	Datum		data;			/* jsonb: the values' text by column number */
+} BufRow;
+
+/*
+ * A row's values as a JSON array of their text by column number (null for
+ * NULL, dropped and missing columns), by the types' output functions.
+ */
+static Datum
+row_values_json(Datum composite)
+{
+	HeapTupleHeader th = DatumGetHeapTupleHeader(composite);
+	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
+											  HeapTupleHeaderGetTypMod(th));
+	HeapTupleData tuple;
+	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+	StringInfoData buf;
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = th;
+	heap_deform_tuple(&tuple, desc, values, nulls);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		if (a > 0)
+			appendStringInfoString(&buf, ", ");
+		if (att->attisdropped || nulls[a])
+			appendStringInfoString(&buf, "null");
+		else
+		{
+			Oid			outfn;
+			bool		varlena;
+
+			getTypeOutputInfo(att->atttypid, &outfn, &varlena);
+			escape_json(&buf, OidOutputFunctionCall(outfn, values[a]));
+		}
+	}
+	appendStringInfoChar(&buf, ']');
+	ReleaseTupleDesc(desc);
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * A buffered row as a value of the source's current row type: each column
+ * through its type's input function (run by the caller as the owner).
+ */
+static Datum
+row_from_json(Datum data, TupleDesc desc, Datum *values, bool *nulls)
+{
+	Jsonb	   *j = DatumGetJsonbP(data);
+	JsonbIterator *it = JsonbIteratorInit(&j->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			a = 0;
+
+	for (int i = 0; i < desc->natts; i++)
+		nulls[i] = true;
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		if (a < desc->natts && v.type == jbvString &&
+			!TupleDescAttr(desc, a)->attisdropped)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+			Oid			infn;
+			Oid			ioparam;
+
+			getTypeInputInfo(att->atttypid, &infn, &ioparam);
+			values[a] = OidInputFunctionCall(infn, pnstrdup(v.val.string.val, v.val.string.len),
+											 ioparam, att->atttypmod);
+			nulls[a] = false;
+		}
+		a++;
+	}
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+/* Inserts the round's accepted rows. */
+static void
+insert_rows(int64 id, BufRow *rows, int n)
+{
+	Datum	   *seqs,
+			   *keys,
+			   *times,
+			   *lsns,
+			   *ctimes,
+			   *datas;
+	bool	   *keynull,
+			   *ctnull;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	Oid			t[7] = {INT8OID, INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+	PG_LSNARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID};
+	Datum		a[7];
+
+	if (n == 0)
+		return;
+	seqs = palloc(sizeof(Datum) * n);
+	keys = palloc(sizeof(Datum) * n);
+	times = palloc(sizeof(Datum) * n);
+	lsns = palloc(sizeof(Datum) * n);
+	ctimes = palloc(sizeof(Datum) * n);
+	datas = palloc(sizeof(Datum) * n);
+	keynull = palloc(sizeof(bool) * n);
+	ctnull = palloc(sizeof(bool) * n);
+	for (int i = 0; i < n; i++)
+	{
+		seqs[i] = Int64GetDatum(rows[i].seq);
+		keynull[i] = rows[i].key == NULL;
+		keys[i] = keynull[i] ? (Datum) 0 : CStringGetTextDatum(rows[i].key);
+		times[i] = TimestampTzGetDatum(rows[i].t);
+		lsns[i] = LSNGetDatum(rows[i].lsn);
+		ctnull[i] = rows[i].ctime_null;
+		ctimes[i] = TimestampTzGetDatum(rows[i].ctime);
+		datas[i] = rows[i].data;
+	}
+	a[0] = Int64GetDatum(id);
+	a[1] = PointerGetDatum(construct_array(seqs, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	a[2] = PointerGetDatum(construct_md_array(keys, keynull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	a[3] = PointerGetDatum(construct_array(times, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	a[4] = PointerGetDatum(construct_array(lsns, n, PG_LSNOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	a[5] = PointerGetDatum(construct_md_array(ctimes, ctnull, 1, dims, lbs, TIMESTAMPTZOID, 8,
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	a[6] = PointerGetDatum(construct_array(datas, n, JSONBOID, -1, false, TYPALIGN_INT));
+	detect_spi_exec("INSERT INTO anomaly.detector_window_rows"
+					" (detector_id, seq, partition_key, rowtime, commit_lsn, commit_time, row_data)"
+					" SELECT $1, u.* FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
+					" pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
+					" pg_catalog.unnest($7)) AS u",
+					7, t, a, NULL, false, SPI_OK_INSERT);
+}
+
+/* The buffered rows with lo <= rowtime < hi (lo_any: no lower bound), by seq. */
+static BufRow *
+read_rows(int64 id, bool lo_any, TimestampTz lo, TimestampTz hi, int *n)
+{
+	Oid			t[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		a[3] = {Int64GetDatum(id), TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)};
+	char		nl[4] = "   ";
+	BufRow	   *rows;
+	bool		isnull;
+
+	if (lo_any)
+		nl[1] = 'n';
+	detect_spi_exec("SELECT seq, partition_key, rowtime, commit_lsn, commit_time, row_data"
+					" FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
+					" AND ($2 IS NULL OR rowtime OPERATOR(pg_catalog.>=) $2)"
+					" AND rowtime OPERATOR(pg_catalog.<) $3 ORDER BY seq",
+					3, t, a, nl, false, SPI_OK_SELECT);
+	if (SPI_processed > (uint64) (MaxAllocHugeSize / sizeof(BufRow) / 2))
+		elog(ERROR, "too many rows in closing windows");
+	*n = (int) SPI_processed;
+	rows = palloc_extended(sizeof(BufRow) * Max(*n, 1), MCXT_ALLOC_HUGE);
+	for (int i = 0; i < *n; i++)
+	{
+		rows[i].seq = DatumGetInt64(detect_spi_value(i, 1, &isnull));
+		rows[i].key = detect_spi_text(i, 2);
+		rows[i].t = DatumGetTimestampTz(detect_spi_value(i, 3, &isnull));
+		rows[i].lsn = DatumGetLSN(detect_spi_value(i, 4, &isnull));
+		if (isnull)
+			rows[i].lsn = InvalidXLogRecPtr;
+		rows[i].ctime = DatumGetTimestampTz(detect_spi_value(i, 5, &isnull));
+		rows[i].ctime_null = isnull;
+		rows[i].data = PointerGetDatum(DatumGetJsonbPCopy(detect_spi_value(i, 6, &isnull)));
+	}
+	return rows;
+}
+
+/* Deletes the rows every window of which is scored: rowtime < cut. */
+static int64
+delete_rows(int64 id, TimestampTz cut)
+{
+	Oid			t[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		a[2] = {Int64GetDatum(id), TimestampTzGetDatum(cut)};
+
+	detect_spi_exec("DELETE FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
+					" AND rowtime OPERATOR(pg_catalog.<) $2", 2, t, a, NULL, false, SPI_OK_DELETE);
+	return (int64) SPI_processed;
+}
+
+/* ---------------------------------------------------------------------
+ * Closing windows
+ */
+
+/* One row in one window. */
+typedef struct Member
+{
+	int64		start;
+	const BufRow *row;
+} Member;
+
+static int
+cmp_key(const char *a, const char *b)
+{
+	if (a == NULL)
+		return b == NULL ? 0 : -1;
+	if (b == NULL)
+		return 1;
+	return strcmp(a, b);
+}
+
+/* By window start, then partition key (NULL first), then arrival. */
+static int
+cmp_member(const void *x, const void *y)
+{
+	const Member *a = x;
+	const Member *b = y;
+	int			c;
+
+	if (a->start != b->start)
+		return a->start < b->start ? -1 : 1;
+	c = cmp_key(a->row->key, b->row->key);
+	if (c != 0)
+		return c;
+	return a->row->seq < b->row->seq ? -1 : a->row->seq > b->row->seq ? 1 : 0;
+}
+
+/* An evaluation of one window's features (eval_window_as_owner). */
+typedef struct WindowEval
+{
+	DetectorDef *def;
+	SPIPlanPtr	plan;
+	Oid			rowtype;
+	TupleDesc	desc;			/* the source's, now */
+	Oid			elem_array;
+	const Member *members;
+	int			n;
+	MemoryContext cxt;			/* where values go */
+	double	   *values;
+	bool	   *nulls;
+	bool		has_null;
+	const char *relname;
+} WindowEval;
+
+/* Prepares the aggregate statement as the owner. */
+static void
+prepare_window_as_owner(void *arg)
+{
+	WindowEval *we = (WindowEval *) arg;
+	DetectorDef *def = we->def;
+
+	we->plan = detect_owner_spi_prepare(detect_window_eval_sql(we->relname, def->nfeatures,
+															   def->features),
+										1, &we->elem_array);
+}
+
+/*
+ * The window's rows back from their text, by the row type's input
+ * functions, and its features: as the owner.
+ */
+static void
+eval_window_as_owner(void *arg)
+{
+	WindowEval *we = (WindowEval *) arg;
+	int			nf = we->def->nfeatures;
+	Datum	   *rows = palloc(sizeof(Datum) * we->n);
+	TupleDesc	desc = we->desc;
+	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+	Datum		arr;
+	int			rc;
+
+	for (int i = 0; i < we->n; i++)
+		rows[i] = row_from_json(we->members[i].row->data, desc, values, nulls);
+	arr = PointerGetDatum(construct_array(rows, we->n, we->rowtype, -1, false, TYPALIGN_DOUBLE));
+	rc = detect_owner_spi_execute_plan(we->plan, &arr, NULL, false, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_GROUPING_ERROR),
+				 errmsg("the features of a windowed detector must give one row per window"),
+				 errdetail("They gave " UINT64_FORMAT ".", SPI_processed)));
+	we->has_null = false;
+	for (int f = 0; f < nf; f++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, f + 1, &isnull);
+
+		we->nulls[f] = isnull;
+		we->values[f] = isnull ? 0 : DatumGetFloat8(d);
+		we->has_null |= isnull;
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/* {"window_start": ..., "window_end": ..., "rows": n}: what identifies a window. */
+static Datum
+window_key(int64 start, int64 end, int n)
+{
+	char		b1[MAXDATELEN + 1];
+	char		b2[MAXDATELEN + 1];
+	int			utc = 0;
+
+	JsonEncodeDateTime(b1, TimestampTzGetDatum(start), TIMESTAMPTZOID, &utc);
+	JsonEncodeDateTime(b2, TimestampTzGetDatum(end), TIMESTAMPTZOID, &utc);
+	return DirectFunctionCall1(jsonb_in,
+							   CStringGetDatum(psprintf("{\"window_start\": \"%s\", \"window_end\": \"%s\", \"rows\": %d}",
+														b1, b2, n)));
+}
+
+/* ---------------------------------------------------------------------
+ * The round
+ */
+
+/* What the round hands to write.c: failed and filtered rows, then windows. */
+typedef struct Out
+{
+	RoundData	rd;
+	EvalState	es;
+	int64		n;
+	int64		max;
+} Out;
+
+static int64
+out_add(Out *o)
+{
+	if (o->n >= o->max)
+	{
+		o->max = Max(16, o->max * 2);
+		o->rd.row = repalloc_huge(o->rd.row, sizeof(RoundRow) * o->max);
+		o->es.res = repalloc_huge(o->es.res, sizeof(RowResult) * o->max);
+		o->es.rows = repalloc_huge(o->es.rows, sizeof(Datum) * o->max);
+	}
+	memset(&o->rd.row[o->n], 0, sizeof(RoundRow));
+	memset(&o->es.res[o->n], 0, sizeof(RowResult));
+	o->es.rows[o->n] = (Datum) 0;
+	return o->n++;
+}
+
+/* Inserts the late rows into the late_rows table, as the owner. */
+typedef struct LateCall
+{
+	const char *table;
+	Oid			elem_type;
+	Datum	   *rows;
+	int			n;
+} LateCall;
+
+static void
+late_as_owner(void *arg)
+{
+	LateCall   *c = (LateCall *) arg;
+	Oid			argtype = get_array_type(c->elem_type);
+	Datum		arr = PointerGetDatum(construct_array(c->rows, c->n, c->elem_type, -1,
+													  false, TYPALIGN_DOUBLE));
+
+	detect_owner_spi_exec(psprintf("INSERT INTO %s SELECT * FROM pg_catalog.unnest($1)", c->table),
+						  1, &argtype, &arr, NULL, false, SPI_OK_INSERT);
+}
+
+void
+detect_window_round(RoundWrite *w)
+{
+	DetectorDef *def = w->def;
+	RoundData  *rd = w->rd;
+	EvalState  *es = w->es;
+	DetectWindowSpec ws;
+	WindowState st;
+	WindowState before;
+	AttrNumber	time_attnum = InvalidAttrNumber;
+	Oid			time_type = InvalidOid;
+	BufRow	   *acc;
+	int			nacc = 0;
+	Datum	   *late;
+	int			nlate = 0;
+	int64		nwindows = 0;
+	Out			o;
+	Datum		empty_row = (Datum) 0;
+	RoundWrite	w2;
+
+	/* No row: nothing moves the watermark. */
+	if (w->n == 0)
+	{
+		detect_write_round_as_origin(w);
+		return;
+	}
+	read_spec(def, &ws);
+	load_state(def->id, &st);
+	before = st;
+	if (def->time_column)
+	{
+		time_attnum = get_attnum(def->source, def->time_column);
+		if (time_attnum != InvalidAttrNumber)
+			time_type = get_atttype(def->source, time_attnum);
+		if (time_type != TIMESTAMPTZOID && time_type != TIMESTAMPOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("time column \"%s\" of detector \"%s\" is no longer a timestamp column of %s",
+							def->time_column, def->name, def->source_name)));
+	}
+
+	memset(&o, 0, sizeof(o));
+	o.rd = *rd;
+	o.es = *es;
+	o.es.def = def;
+	o.es.nfailed = 0;
+	o.max = 16;
+	o.rd.row = palloc(sizeof(RoundRow) * o.max);
+	o.es.res = palloc(sizeof(RowResult) * o.max);
+	o.es.rows = palloc(sizeof(Datum) * o.max);
+	acc = palloc_extended(sizeof(BufRow) * Max(w->n, 1), MCXT_ALLOC_HUGE);
+	late = palloc_extended(sizeof(Datum) * Max(w->n, 1), MCXT_ALLOC_HUGE);
+
+	/* Each row, in commit order: failed, filtered, late or accepted. */
+	for (int64 i = 0; i < w->n; i++)
+	{
+		RowResult  *rr = &es->res[i];
+		TimestampTz t;
+		bool		tnull = false;
+
+		if (rr->ok && !rr->filtered)
+		{
+			if (time_attnum == InvalidAttrNumber)
+				t = rd->row[i].commit_time;
+			else
+			{
+				Datum		d = GetAttributeByNum(DatumGetHeapTupleHeader(es->rows[i]),
+												  time_attnum, &tnull);
+
+				t = tnull ? 0 : time_type == TIMESTAMPOID ?
+					(TimestampTz) DatumGetTimestamp(d) : DatumGetTimestampTz(d);
+			}
+			if (!tnull && (TIMESTAMP_NOT_FINITE(t) ||
+						   t > END_TIMESTAMP - (int64) 7300 * USECS_PER_DAY ||
+						   t < MIN_TIMESTAMP + (int64) 7300 * USECS_PER_DAY))
+				tnull = true;
+			if (tnull)
+			{
+				rr->ok = false;
+				rr->error = psprintf("the event time (%s) is NULL or out of range: the row has no window",
+									 def->time_column ? def->time_column : "commit time");
+				rr->sqlstate = pstrdup("22004");
+			}
+		}
+		if (!rr->ok || rr->filtered)
+		{
+			int64		j = out_add(&o);
+
+			o.rd.row[j] = rd->row[i];
+			o.es.res[j] = *rr;
+			o.es.res[j].values = NULL;
+			o.es.rows[j] = es->rows[i];
+			if (!rr->ok)
+				o.es.nfailed++;
+			continue;
+		}
+		if (st.any && first_end(&ws, t) <= st.watermark)
+		{
+			late[nlate++] = es->rows[i];
+			continue;
+		}
+		acc[nacc].seq = st.next_seq++;
+		acc[nacc].key = rr->key;
+		acc[nacc].t = t;
+		acc[nacc].lsn = rd->row[i].commit_lsn;
+		acc[nacc].ctime = rd->row[i].commit_time;
+		acc[nacc].ctime_null = XLogRecPtrIsInvalid(rd->row[i].commit_lsn);
+		acc[nacc].data = row_values_json(es->rows[i]);
+		nacc++;
+		if (!st.any || t > st.max_time)
+			st.max_time = t;
+		st.any = true;
+		st.watermark = st.max_time - ws.lateness;
+	}
+	insert_rows(def->id, acc, nacc);
+	st.buffered += nacc;
+
+	/* The windows whose end passed from before's watermark to st's. */
+	if (st.any &&
+		(!before.any || floor_to(st.watermark - ws.size, ws.slide) + ws.size > before.watermark))
+	{
+		int			nrows;
+		BufRow	   *rows = read_rows(def->id, !before.any,
+									 before.watermark - ws.size + 1, st.watermark, &nrows);
+		Member	   *m = palloc_extended(sizeof(Member) * Max(nrows, 1) *
+										Min(ws.size / ws.slide + 1, DETECT_WINDOW_MAX_OVERLAP + 1),
+										MCXT_ALLOC_HUGE);
+		int64		nm = 0;
+		WindowEval	we;
+		Relation	rel = table_open(def->source, AccessShareLock);
+
+		for (int r = 0; r < nrows; r++)
+		{
+			for (int64 s = floor_to(rows[r].t, ws.slide); s > rows[r].t - ws.size; s -= ws.slide)
+			{
+				int64		e = s + ws.size;
+
+				if (e <= st.watermark && (!before.any || e > before.watermark))
+				{
+					m[nm].start = s;
+					m[nm].row = &rows[r];
+					nm++;
+				}
+			}
+		}
+		qsort(m, nm, sizeof(Member), cmp_member);
+
+		memset(&we, 0, sizeof(we));
+		we.def = def;
+		we.rowtype = rel->rd_rel->reltype;
+		we.desc = RelationGetDescr(rel);
+		we.elem_array = get_array_type(we.rowtype);
+		we.relname = RelationGetRelationName(rel);
+		we.cxt = CurrentMemoryContext;
+		if (nm > 0)
+			detect_as_owner(def->owner, def->search_path, prepare_window_as_owner, &we);
+		for (int64 lo = 0, hi; lo < nm; lo = hi)
+		{
+			int64		j;
+			RowResult  *rr;
+			ErrorData  *err;
+			XLogRecPtr	lsn = InvalidXLogRecPtr;
+			TimestampTz ctime = 0;
+
+			for (hi = lo + 1; hi < nm && m[hi].start == m[lo].start &&
+				 cmp_key(m[hi].row->key, m[lo].row->key) == 0; hi++)
+				;
+			for (int64 k = lo; k < hi; k++)
+				if (m[k].row->lsn > lsn)
+				{
+					lsn = m[k].row->lsn;
+					ctime = m[k].row->ctime;
+				}
+			j = out_add(&o);
+			rr = &o.es.res[j];
+			o.rd.row[j].commit_lsn = lsn;
+			o.rd.row[j].commit_time = ctime;
+			o.rd.row[j].rel = -1;
+			if (empty_row == (Datum) 0)
+			{
+				TupleDesc	desc = RelationGetDescr(rel);
+				Datum	   *v = palloc0(sizeof(Datum) * Max(desc->natts, 1));
+				bool	   *nl = palloc(sizeof(bool) * Max(desc->natts, 1));
+
+				memset(nl, true, sizeof(bool) * Max(desc->natts, 1));
+				empty_row = HeapTupleGetDatum(heap_form_tuple(desc, v, nl));
+			}
+			o.es.rows[j] = empty_row;
+			rr->key = m[lo].row->key;
+			rr->source_key = window_key(m[lo].start, m[lo].start + ws.size, (int) (hi - lo));
+			rr->has_rowtime = true;
+			rr->rowtime = m[lo].start + ws.size;
+			rr->values = palloc(sizeof(double) * Max(def->nfeatures, 1));
+			rr->nulls = palloc(sizeof(bool) * Max(def->nfeatures, 1));
+			we.members = &m[lo];
+			we.n = (int) (hi - lo);
+			we.values = rr->values;
+			we.nulls = rr->nulls;
+			err = detect_try_as_owner(def->owner, def->search_path, eval_window_as_owner, &we,
+									  CurrentMemoryContext);
+			if (err)
+			{
+				/* What no window can cause stops the round, as for rows. */
+				if (detect_error_is_permanent(err->sqlerrcode) &&
+					ERRCODE_TO_CATEGORY(err->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
+					err->sqlerrcode != ERRCODE_GROUPING_ERROR)
+					ReThrowError(err);
+				rr->ok = false;
+				rr->error = pstrdup(err->message ? err->message : "unknown error");
+				rr->sqlstate = pstrdup(unpack_sql_state(err->sqlerrcode));
+				o.es.nfailed++;
+				FreeErrorData(err);
+				continue;
+			}
+			rr->ok = true;
+			rr->has_null = we.has_null;
+			nwindows++;
+		}
+		table_close(rel, NoLock);
+		/* Rows all of whose windows are scored now. */
+		st.buffered -= delete_rows(def->id, floor_to(st.watermark - ws.size, ws.slide) + ws.slide);
+	}
+
+	if (nlate > 0 && ws.late_rows)
+	{
+		LateCall	c;
+
+		c.table = ws.late_rows;
+		c.elem_type = es->elem_type;
+		c.rows = late;
+		c.n = nlate;
+		detect_as_owner(def->owner, def->search_path, late_as_owner, &c);
+	}
+	if (nacc > 0 || nlate > 0 || nwindows > 0 || o.n > 0 || !st.exists)
+		save_state(def->id, &st, nwindows, nlate);
+	if (nlate > 0)
+		ereport(DEBUG1,
+				(errmsg("detector \"%s\": %d late rows", def->name, nlate)));
+
+	w2 = *w;
+	w2.rd = &o.rd;
+	w2.es = &o.es;
+	w2.n = o.n;
+	detect_write_round_as_origin(&w2);
+	w->scored = w2.scored;
+	es->nfailed = o.es.nfailed;
+}
