@@ -32,6 +32,7 @@
 #include "anomaly.h"
 #include "detect/detect.h"
 #include "detect/round_internal.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(anomaly_seed_detector);
 
