@@ -379,7 +379,8 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, WindowKind kind)
 	else
 		result = Float8GetDatum(rcf_score(state->forest, state->point.values));
 
-	rcf_update(state->forest, state->point.values);
+	if (rcf_update(state->forest, state->point.values) != 0)
+		elog(ERROR, "could not grow the record store of a forest");	/* palloc raises first */
 	return result;
 }
 

@@ -2,30 +2,43 @@
  * encode.c
  *	  The byte form of a forest, and its validating decoder.
  *
- * Layout (little-endian; "varint" is unsigned LEB128):
+ * Layout, format version 2 (little-endian; "varint" is unsigned LEB128):
  *
  *	 header		u32 magic "RCFM", u16 version, u16 reserved (0),
  *				u32 CRC-32C of everything after this field
  *	 params		u32 dims, shingle_size, number_of_trees, sample_size,
- *				output_after; f64 time_decay; u64 seed
- *	 counters	u64 updates, inserted, weight_base
+ *				output_after; f64 time_decay; u64 seed (as in version 1,
+ *				so rcf_model_peek_params reads both)
+ *	 counters	varint updates; varint inserted - weight_base.  inserted,
+ *				the points offered, is updates - shingle_size + 1 (or 0).
  *	 shingle	f32[dims * shingle_size], oldest record first
- *	 points		varint count; then runs of consecutive records:
- *				varint run count, and per run varint gap (from the end of
- *				the previous run), varint length, f32[length * dims];
- *				then per point, in order of sequence number, varint
- *				sequence number delta.  A point with sequence number s is
- *				the records s .. s + shingle_size - 1, so shingled points,
- *				which overlap, are stored once per record, not per point.
+ *	 points		with shingle_size > 1: varint record count, f32[count *
+ *				dims], the records of the shared store that some leaf's
+ *				point covers, in store order (a point is the offset of its
+ *				first record); with shingle_size 1: varint point count,
+ *				f32[count * dims], the distinct points of all leaves, in
+ *				the order the trees name them
  *	 trees		per tree: u64 rng state; varint sampler size; f32 weights
- *				in heap order; varint point index per entry; the tree in
- *				preorder: varint 2 * slot + 1 for a leaf, or varint
- *				2 * dim followed by f32 cut for an internal node.  Leaf
- *				masses are the sampler's counts; boxes are recomputed.
+ *				in heap order; the tree in preorder: varint 2 * point + 1
+ *				for a leaf (point = record offset, or distinct point
+ *				index), or varint 2 * dim followed by f32 cut for an
+ *				internal node; then per sampler entry, varint number of
+ *				its leaf in preorder.  Leaf masses are the sampler's
+ *				counts; boxes are recomputed.
  *	 sections	varint count of optional sections, then per section varint
  *				kind, varint length, payload.  Kind 2 is the grader
  *				(grade.c); kind 1, the grader's layout before its CUSUM,
- *				is still read.  At most one grader section.
+ *				is still read.  At most one grader section.  New state
+ *				goes here as a new kind.
+ *
+ * Version 1 (still read; written before the shared store) differs in:
+ * counters as u64 updates, inserted, weight_base; points as varint count,
+ * varint run count, per run varint gap (from the end of the previous run),
+ * varint length, f32[length * dims], then per point in order of sequence
+ * number a varint sequence number delta (a point with sequence number s is
+ * the records s .. s + shingle_size - 1); per tree, after the weights, a
+ * varint point index per sampler entry, then the tree, a leaf naming its
+ * point index.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -178,24 +191,106 @@ put_varint(Writer *w, uint64_t v)
 	put_bytes(w, b, n);
 }
 
-/* Orders live slots by sequence number. */
-static const uint64_t *sort_seq;
-
-static int
-cmp_slot_seq(const void *a, const void *b)
+/*
+ * What the writer needs to name a leaf's point: with a shared store, which
+ * records survive (as compaction would keep them) and the rank of each;
+ * without, a hash table of the distinct points by value, so that a point
+ * several trees hold is written once.
+ */
+typedef struct PointNames
 {
-	uint64_t	x = sort_seq[*(const uint32_t *) a];
-	uint64_t	y = sort_seq[*(const uint32_t *) b];
+	uint64_t   *live;			/* shared: a bit per record in use */
+	uint32_t   *before;			/* shared: records kept before each word */
+	uint32_t	nrecords;		/* shared: records written */
+	uint32_t   *slots;			/* not shared: hash table, index + 1 or 0 */
+	uint32_t	mask;			/* its size - 1 */
+	const float **values;		/* not shared: the distinct points */
+	uint32_t	npoints;
+} PointNames;
 
-	return (x > y) - (x < y);
+/* Size of the distinct points' hash table: a power of two >= 2 * leaves. */
+static uint32_t
+hash_size(const RcfParams *p)
+{
+	uint64_t	want = 2 * (uint64_t) p->number_of_trees * p->sample_size;
+	uint32_t	size = 1;
+
+	while (size < want)
+		size <<= 1;
+	return size;
 }
 
-/* Writes a tree in preorder, with an explicit stack. */
+/* Bytes of write_forest's temporary buffer (limits.c follows this). */
+size_t
+rcf_encode_scratch(const RcfParams *p, uint32_t rec_used)
+{
+	size_t		N = (size_t) p->sample_size;
+	size_t		names;
+
+	if (p->shingle_size > 1)
+		names = rcf_store_compact_scratch(rec_used);
+	else
+		names = sizeof(uint32_t) * hash_size(p) +
+			sizeof(float *) * (size_t) p->number_of_trees * N;
+	return names + sizeof(int16_t) * 2 * N + sizeof(uint16_t) * N;
+}
+
+/* Hash of a point's bits (FNV-1a over its values). */
+static uint32_t
+point_hash(const float *v, int d)
+{
+	uint32_t	h = 2166136261u;
+
+	for (int i = 0; i < d; i++)
+	{
+		uint32_t	x;
+
+		memcpy(&x, &v[i], 4);
+		h = (h ^ x) * 16777619u;
+		h ^= h >> 15;
+	}
+	return h;
+}
+
+/*
+ * The number by which a leaf's point is written: its record's rank in the
+ * written store, or its index among the distinct points (added if new).
+ */
+static uint32_t
+point_name(PointNames *pn, const RcfForest *forest, const RcfTree *tree,
+		   int leaf)
+{
+	const float *v;
+	uint32_t	h;
+
+	if (forest->shared)
+		return rcf_record_rank(pn->live, pn->before, tree->leaf_loc[leaf]);
+	v = rcf_leaf_point(forest, tree, leaf);
+	for (h = point_hash(v, forest->D) & pn->mask;; h = (h + 1) & pn->mask)
+	{
+		uint32_t	s = pn->slots[h];
+
+		if (s == 0)
+		{
+			pn->values[pn->npoints] = v;
+			pn->slots[h] = ++pn->npoints;
+			return pn->npoints - 1;
+		}
+		if (memcmp(pn->values[s - 1], v, forest->D * sizeof(float)) == 0)
+			return s - 1;
+	}
+}
+
+/*
+ * Writes a tree in preorder, with an explicit stack, and numbers its leaves
+ * in that order (leafno), which is how the sampler's entries name them.
+ */
 static void
-write_tree(Writer *w, const RcfTree *tree, const uint32_t *slot_index,
-		   int16_t *stack)
+write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
+		   PointNames *pn, int16_t *stack, uint16_t *leafno)
 {
 	int			top = 0;
+	uint16_t	nleaves = 0;
 
 	if (tree->root == RCF_NIL)
 		return;
@@ -205,7 +300,10 @@ write_tree(Writer *w, const RcfTree *tree, const uint32_t *slot_index,
 		int16_t		ref = stack[--top];
 
 		if (RCF_IS_LEAF(ref))
-			put_varint(w, 2 * (uint64_t) slot_index[rcf_leaf_slot(tree, RCF_LEAF_IDX(ref))] + 1);
+		{
+			put_varint(w, 2 * (uint64_t) point_name(pn, forest, tree, RCF_LEAF_IDX(ref)) + 1);
+			leafno[RCF_LEAF_IDX(ref)] = nleaves++;
+		}
 		else
 		{
 			const RcfNode *n = &tree->nodes[ref];
@@ -219,8 +317,8 @@ write_tree(Writer *w, const RcfTree *tree, const uint32_t *slot_index,
 }
 
 /*
- * Writes (or with w->buf NULL, measures) the whole encoding.  Returns false
- * if temporary memory could not be had.
+ * Writes (or with w->buf NULL, measures) the whole encoding, in the current
+ * format version.  Returns false if temporary memory could not be had.
  */
 static bool
 write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
@@ -228,42 +326,63 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 	const RcfParams *p = &forest->params;
 	int			dims = p->dims;
 	int			S = p->shingle_size;
-	uint32_t	cap = forest->capacity;
-	const float **slot_point;
-	uint32_t   *live;
-	uint32_t   *slot_index;
+	PointNames	pn;
 	int16_t    *stack;
-	uint32_t	nlive = 0;
+	uint16_t   *leafno;
 	size_t		crc_from;
-	size_t		temp_size = sizeof(float *) * (size_t) cap +
-		sizeof(uint32_t) * 2 * (size_t) cap +
-		sizeof(int16_t) * 2 * (size_t) forest->N;
+	size_t		temp_size = rcf_encode_scratch(p, forest->rec_used);
 	char	   *temp;
 
 	temp = forest->allocator.alloc(forest->allocator.ctx, temp_size);
 	if (temp == NULL)
 		return false;
-	slot_point = (const float **) temp;
-	live = (uint32_t *) (slot_point + cap);
-	slot_index = live + cap;
-	stack = (int16_t *) (slot_index + cap);
-
-	/* A point's values, from any leaf that holds it. */
-	for (int t = 0; t < p->number_of_trees; t++)
+	memset(&pn, 0, sizeof(pn));
+	if (forest->shared)
 	{
-		const RcfTree *tree = &forest->trees[t];
+		size_t		words = ((size_t) forest->rec_used + 63) / 64;
 
-		for (int i = 0; i < forest->N; i++)
-			if (tree->leaf_mass[i] > 0)
-				slot_point[rcf_leaf_slot(tree, i)] = rcf_leaf_point(forest, tree, i);
+		pn.live = (uint64_t *) temp;
+		pn.before = (uint32_t *) (pn.live + words);
+		stack = (int16_t *) (pn.before + words);
+		memset(pn.live, 0, words * sizeof(uint64_t));
+		for (int t = 0; t < p->number_of_trees; t++)
+		{
+			const RcfTree *tree = &forest->trees[t];
+
+			for (int i = 0; i < forest->N; i++)
+				if (tree->leaf_mass[i] > 0)
+					for (uint32_t r = tree->leaf_loc[i]; r < tree->leaf_loc[i] + (uint32_t) S; r++)
+						pn.live[r / 64] |= UINT64_C(1) << (r % 64);
+		}
+		for (size_t k = 0; k < words; k++)
+		{
+			pn.before[k] = pn.nrecords;
+			pn.nrecords += (uint32_t) __builtin_popcountll(pn.live[k]);
+		}
 	}
-	for (uint32_t s = 0; s < cap; s++)
-		if (rcf_refcount(forest, s) > 0)
-			live[nlive++] = s;
-	sort_seq = forest->slot_seq;
-	qsort(live, nlive, sizeof(uint32_t), cmp_slot_seq);
-	for (uint32_t i = 0; i < nlive; i++)
-		slot_index[live[i]] = i;
+	else
+	{
+		uint32_t	hsize = hash_size(p);
+
+		pn.slots = (uint32_t *) temp;
+		pn.mask = hsize - 1;
+		pn.values = (const float **) (pn.slots + hsize);
+		stack = (int16_t *) (pn.values + (size_t) p->number_of_trees * forest->N);
+		memset(pn.slots, 0, sizeof(uint32_t) * hsize);
+	}
+	leafno = (uint16_t *) (stack + 2 * forest->N);
+	if (!forest->shared)
+	{
+		Writer		count = {NULL, 0, 0, false};
+
+		/*
+		 * Number the distinct points before writing any, in the order the
+		 * trees will name them (tree by tree, in preorder), so that a
+		 * decoded forest, whose leaves lie elsewhere, encodes the same.
+		 */
+		for (int t = 0; t < p->number_of_trees; t++)
+			write_tree(&count, forest, &forest->trees[t], &pn, stack, leafno);
+	}
 
 	put_u32(w, RCF_MAGIC);
 	put_u16(w, RCF_FORMAT_VERSION);
@@ -278,9 +397,9 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 	put_u32(w, (uint32_t) p->output_after);
 	put_f64(w, p->time_decay);
 	put_u64(w, p->seed);
-	put_u64(w, forest->updates);
-	put_u64(w, forest->inserted);
-	put_u64(w, forest->weight_base);
+	/* inserted follows from updates (rcf_check holds them to it). */
+	put_varint(w, forest->updates);
+	put_varint(w, forest->inserted - forest->weight_base);
 	for (int k = 0; k < S; k++)
 	{
 		int			r = (forest->shingle_next + k) % S;
@@ -289,56 +408,21 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 			put_f32(w, forest->shingle[(size_t) r * dims + i]);
 	}
 
-	/* Points: runs of records covering every live point's window. */
-	put_varint(w, nlive);
+	/* Points: the records in use, in store order, or the distinct points. */
+	if (forest->shared)
 	{
-		uint64_t	nruns = 0;
-		uint64_t	end = 0;	/* one past the last record written */
-
-		for (uint32_t i = 0; i < nlive; i++)
-		{
-			uint64_t	s = forest->slot_seq[live[i]];
-
-			if (nruns == 0 || s > end)
-				nruns++;
-			if (s + S > end)
-				end = s + S;
-		}
-		put_varint(w, nruns);
-
-		end = 0;
-		for (uint32_t i = 0; i < nlive;)
-		{
-			uint64_t	start = forest->slot_seq[live[i]];
-			uint64_t	stop = start + S;
-			uint32_t	j = i + 1;
-
-			while (j < nlive && forest->slot_seq[live[j]] <= stop)
-			{
-				if (forest->slot_seq[live[j]] + S > stop)
-					stop = forest->slot_seq[live[j]] + S;
-				j++;
-			}
-			put_varint(w, start - end);
-			put_varint(w, stop - start);
-			/* Each record comes from the first point that holds it. */
-			for (uint64_t r = start, k = i; r < stop; r++)
-			{
-				const float *pt;
-
-				while (forest->slot_seq[live[k]] + S <= r)
-					k++;
-				pt = slot_point[live[k]] +
-					(size_t) (r - forest->slot_seq[live[k]]) * dims;
+		put_varint(w, pn.nrecords);
+		for (uint32_t r = 0; r < forest->rec_used; r++)
+			if (pn.live[r / 64] & (UINT64_C(1) << (r % 64)))
 				for (int d = 0; d < dims; d++)
-					put_f32(w, pt[d]);
-			}
-			end = stop;
-			i = j;
-		}
-		for (uint32_t i = 0; i < nlive; i++)
-			put_varint(w, forest->slot_seq[live[i]] -
-					   (i > 0 ? forest->slot_seq[live[i - 1]] : 0));
+					put_f32(w, forest->records[(size_t) r * dims + d]);
+	}
+	else
+	{
+		put_varint(w, pn.npoints);
+		for (uint32_t i = 0; i < pn.npoints; i++)
+			for (int d = 0; d < forest->D; d++)
+				put_f32(w, pn.values[i][d]);
 	}
 
 	for (int t = 0; t < p->number_of_trees; t++)
@@ -349,9 +433,9 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 		put_varint(w, (uint64_t) tree->heap_size);
 		for (int i = 0; i < tree->heap_size; i++)
 			put_f32(w, tree->heap_weight[i]);
+		write_tree(w, forest, tree, &pn, stack, leafno);
 		for (int i = 0; i < tree->heap_size; i++)
-			put_varint(w, slot_index[rcf_leaf_slot(tree, tree->heap_leaf[i])]);
-		write_tree(w, tree, slot_index, stack);
+			put_varint(w, leafno[tree->heap_leaf[i]]);
 	}
 	if (grader)
 	{
@@ -554,7 +638,7 @@ get_count(Reader *r, uint64_t limit, const char *detail)
 	return v;
 }
 
-/* One run of consecutive records in the input. */
+/* One run of consecutive records in a version 1 input. */
 typedef struct Run
 {
 	uint64_t	start;
@@ -563,20 +647,55 @@ typedef struct Run
 } Run;
 
 /*
+ * Bytes of rcf_model_decode's temporary buffer for a model of this version
+ * with npoints points (version 1: live points; 2: distinct points without
+ * a shared store, records with one) and nruns record runs (version 1).
+ * limits.c bounds it from the parameters.
+ */
+size_t
+rcf_decode_scratch(const RcfParams *p, int version, uint64_t npoints,
+				   uint64_t nruns)
+{
+	size_t		N = (size_t) p->sample_size;
+	size_t		D = (size_t) p->dims * p->shingle_size;
+	bool		shared = p->shingle_size > 1;
+	size_t		per_tree = sizeof(uint32_t) * N +	/* entries */
+		sizeof(int32_t) * 2 * N +	/* stack */
+		sizeof(float) * (N - 1) * (2 * D + 1) +	/* boxes, counts */
+		sizeof(int16_t) * N +	/* order */
+		sizeof(uint32_t) * N +	/* leaf_ref */
+		sizeof(int16_t) * N;	/* preorder */
+	size_t		points;
+
+	if (version == 1)
+		points = (shared ? sizeof(uint32_t) : sizeof(float) * D) * (npoints + 1) +
+			sizeof(Run) * (nruns + 1) +
+			sizeof(uint32_t) * (npoints + 1) +	/* leaf_of */
+			sizeof(uint8_t) * (npoints + 1);	/* referenced */
+	else if (shared)
+		points = sizeof(uint64_t) * ((npoints + 63) / 64 + 1);
+	else
+		points = sizeof(float) * D * (npoints + 1) + sizeof(uint8_t) * (npoints + 1);
+	return per_tree + points;
+}
+
+/*
  * Reads one tree in preorder.  Children references are filled through a
  * stack of destinations: stack entries are 2 * node + side, or -1 for the
- * root.
+ * root.  A leaf's reference (below nrefs) goes to leaf_ref[leaf], and the
+ * leaves in preorder to preorder[]; the caller gives them their points.
  */
 static void
-read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
-		  const float *points, int32_t *stack, int16_t *order, int *ninternal)
+read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
+		  int32_t *stack, int16_t *order, int *ninternal,
+		  uint32_t *leaf_ref, int16_t *preorder, int *nleaves)
 {
 	int			N = forest->N;
 	int			D = forest->D;
 	int			top = 0;
-	int			leaves = 0;
 
 	*ninternal = 0;
+	*nleaves = 0;
 	if (tree->heap_size == 0)
 		return;
 	stack[top++] = -1;
@@ -590,24 +709,22 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
 			return;
 		if (v & 1)
 		{
-			uint64_t	slot = v >> 1;
 			int16_t		leaf;
 
-			if (slot >= nlive)
+			if ((v >> 1) >= nrefs)
 			{
 				fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
 				return;
 			}
-			if (++leaves > N)
+			if (*nleaves >= N)
 			{
 				fail(r, RCF_DECODE_CORRUPT, "a tree has more leaves than its sample size");
 				return;
 			}
-			leaf = rcf_tree_leaf_alloc(tree);
-			rcf_set_leaf_slot(tree, leaf, (uint32_t) slot);
+			leaf = rcf_tree_leaf_alloc(forest, tree);
+			leaf_ref[leaf] = (uint32_t) (v >> 1);
+			preorder[(*nleaves)++] = leaf;
 			tree->leaf_mass[leaf] = 0;
-			memcpy(rcf_leaf_point(forest, tree, leaf), points + (size_t) slot * D,
-				   D * sizeof(float));
 			ref = RCF_LEAF_REF(leaf);
 		}
 		else
@@ -644,6 +761,32 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
 	}
 }
 
+/* Reads a float that must be finite. */
+static inline float
+get_finite(Reader *r, const char *detail)
+{
+	float		f = get_f32(r);
+
+	if (r->status == RCF_DECODE_OK && !isfinite(f))
+		fail(r, RCF_DECODE_CORRUPT, detail);
+	return f;
+}
+
+/*
+ * Sizes the shared store for `records` records read from a model, with a
+ * quarter more room for the points to come.
+ */
+static bool
+store_for_decode(RcfForest *forest, uint64_t records)
+{
+	uint64_t	want = records + records / 4 + (uint64_t) forest->params.shingle_size;
+	uint64_t	max = rcf_store_max_records(&forest->params);
+
+	if (want < forest->rec_cap)
+		return true;
+	return rcf_store_resize(forest, (uint32_t) (want < max ? want : max));
+}
+
 RcfForest *
 rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 				 RcfGrader **grader_out, RcfDecodeStatus *status,
@@ -658,17 +801,25 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 	uint64_t	updates,
 				inserted,
 				weight_base;
-	uint64_t	nlive,
-				nruns;
+	uint64_t	npoints = 0,	/* v1: live points; v2: distinct points or
+								 * records */
+				nruns = 0,
+				nrefs;
 	Run		   *runs = NULL;
 	char	   *temp = NULL;
-	uint32_t   *leaf_of = NULL;
-	uint32_t   *tree_slots = NULL;
-	uint32_t   *entry_slot = NULL;
-	float	   *points = NULL;
+	float	   *points = NULL;	/* v1 and v2 unshared: point values */
+	uint32_t   *ptloc = NULL;	/* v1 shared: each point's offset */
+	uint32_t   *leaf_of = NULL; /* v1: a point's leaf in the current tree */
+	uint8_t    *referenced = NULL;	/* per point: held by some leaf */
+	uint64_t   *covered = NULL; /* v2 shared: a bit per record held */
+	uint32_t   *entry = NULL;
 	int32_t    *stack = NULL;
 	int16_t    *order = NULL;
 	float	   *boxes = NULL;
+	uint32_t   *leaf_ref = NULL;
+	int16_t    *preorder = NULL;
+	bool		shared;
+	int			S;
 	const char *err;
 
 	if (len < HEADER_SIZE)
@@ -683,7 +834,7 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		goto done;
 	}
 	version = get_u16(&r);
-	if (version != RCF_FORMAT_VERSION)
+	if (version != 1 && version != RCF_FORMAT_VERSION)
 	{
 		fail(&r, RCF_DECODE_BAD_VERSION, "the format version is not supported");
 		goto done;
@@ -716,13 +867,29 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		fail(&r, RCF_DECODE_CORRUPT, "the forest parameters are out of range");
 		goto done;
 	}
-	updates = get_u64(&r);
-	inserted = get_u64(&r);
-	weight_base = get_u64(&r);
+	S = p.shingle_size;
+	shared = S > 1;
+	if (version == 1)
+	{
+		updates = get_u64(&r);
+		inserted = get_u64(&r);
+		weight_base = get_u64(&r);
+	}
+	else
+	{
+		uint64_t	back;
+
+		updates = get_varint(&r);
+		inserted = updates >= (uint64_t) S ? updates - (uint64_t) S + 1 : 0;
+		back = get_varint(&r);
+		weight_base = inserted - back;
+		if (back > inserted)
+			weight_base = inserted + 1; /* refused below */
+	}
 	if (r.status != RCF_DECODE_OK)
 		goto done;
-	if ((inserted > 0 && updates != inserted + p.shingle_size - 1) ||
-		(inserted == 0 && updates >= (uint64_t) p.shingle_size) ||
+	if ((inserted > 0 && updates != inserted + S - 1) ||
+		(inserted == 0 && updates >= (uint64_t) S) ||
 		weight_base > inserted || inserted > (UINT64_C(1) << 62))
 	{
 		fail(&r, RCF_DECODE_CORRUPT, "the update counters are inconsistent");
@@ -749,54 +916,96 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 	forest->inserted = inserted;
 	forest->weight_base = weight_base;
 	for (int i = 0; i < forest->D; i++)
-	{
-		forest->shingle[i] = get_f32(&r);
-		if (r.status == RCF_DECODE_OK && !isfinite(forest->shingle[i]))
-			fail(&r, RCF_DECODE_CORRUPT, "a shingle value is not finite");
-	}
+		forest->shingle[i] = get_finite(&r, "a shingle value is not finite");
 	forest->shingle_next = 0;
 	if (r.status != RCF_DECODE_OK)
 		goto done;
 
-	/* Points. */
-	nlive = get_count(&r, (uint64_t) forest->capacity,
-					  "there are more points than the samplers can hold");
-	nruns = get_count(&r, nlive + 1, "there are more record runs than points");
+	/* Points: how many, then the temporary buffer they size. */
+	if (version == 1)
+	{
+		npoints = get_count(&r, (uint64_t) p.number_of_trees * p.sample_size + 1,
+							"there are more points than the samplers can hold");
+		nruns = get_count(&r, npoints + 1, "there are more record runs than points");
+		if (r.status == RCF_DECODE_OK && (npoints > 0) != (nruns > 0))
+			fail(&r, RCF_DECODE_CORRUPT, "points and record runs disagree");
+	}
+	else if (shared)
+		npoints = get_count(&r, (uint64_t) p.number_of_trees * p.sample_size * S + 1,
+							"there are more records than the samplers can hold");
+	else
+		npoints = get_count(&r, (uint64_t) p.number_of_trees * p.sample_size + 1,
+							"there are more points than the samplers can hold");
 	if (r.status != RCF_DECODE_OK)
 		goto done;
-	if ((nlive > 0) != (nruns > 0))
 	{
-		fail(&r, RCF_DECODE_CORRUPT, "points and record runs disagree");
-		goto done;
-	}
-	{
-		size_t		temp_size = sizeof(float) * (size_t) forest->D * (nlive + 1) +
-			sizeof(Run) * (nruns + 1) +
-			sizeof(uint32_t) * (nlive + 1) +
-			sizeof(uint32_t) * 2 * (size_t) forest->N +
-			sizeof(int32_t) * 2 * (size_t) forest->N +
-			sizeof(float) * (size_t) (forest->N - 1) * (2 * (size_t) forest->D + 1) +
-			sizeof(int16_t) * (size_t) forest->N;
+		size_t		N = forest->N;
+		size_t		D = forest->D;
+		char	   *at;
 
-		temp = forest->allocator.alloc(forest->allocator.ctx, temp_size);
+		temp = forest->allocator.alloc(forest->allocator.ctx,
+									   rcf_decode_scratch(&p, (int) version, npoints, nruns));
 		if (temp == NULL)
 		{
 			fail(&r, RCF_DECODE_NO_MEMORY, "out of memory while decoding");
 			goto done;
 		}
-		runs = (Run *) temp;
-		points = (float *) (runs + nruns + 1);
-		leaf_of = (uint32_t *) (points + (size_t) forest->D * (nlive + 1));
-		for (uint64_t i = 0; i <= nlive; i++)
-			leaf_of[i] = UINT32_MAX;
-		tree_slots = leaf_of + nlive + 1;
-		entry_slot = tree_slots + forest->N;
-		stack = (int32_t *) (entry_slot + forest->N);
-		boxes = (float *) (stack + 2 * forest->N);
-		order = (int16_t *) (boxes + (size_t) (forest->N - 1) * (2 * (size_t) forest->D + 1));
+		/* The 8-byte-aligned arrays first. */
+		at = temp;
+		if (version == 1)
+		{
+			runs = (Run *) at;
+			at += sizeof(Run) * (nruns + 1);
+		}
+		else if (shared)
+		{
+			covered = (uint64_t *) at;
+			memset(covered, 0, sizeof(uint64_t) * ((npoints + 63) / 64 + 1));
+			at += sizeof(uint64_t) * ((npoints + 63) / 64 + 1);
+		}
+		if (!shared || version == 1)
+		{
+			if (shared)
+			{
+				ptloc = (uint32_t *) at;
+				at += sizeof(uint32_t) * (npoints + 1);
+			}
+			else
+			{
+				points = (float *) at;
+				at += sizeof(float) * D * (npoints + 1);
+			}
+			if (version == 1)
+			{
+				leaf_of = (uint32_t *) at;
+				at += sizeof(uint32_t) * (npoints + 1);
+				for (uint64_t i = 0; i <= npoints; i++)
+					leaf_of[i] = UINT32_MAX;
+			}
+		}
+		entry = (uint32_t *) at;
+		at += sizeof(uint32_t) * N;
+		leaf_ref = (uint32_t *) at;
+		at += sizeof(uint32_t) * N;
+		stack = (int32_t *) at;
+		at += sizeof(int32_t) * 2 * N;
+		boxes = (float *) at;
+		at += sizeof(float) * (N - 1) * (2 * D + 1);
+		order = (int16_t *) at;
+		at += sizeof(int16_t) * N;
+		preorder = (int16_t *) at;
+		at += sizeof(int16_t) * N;
+		if (!shared || version == 1)
+		{
+			referenced = (uint8_t *) at;
+			memset(referenced, 0, npoints + 1);
+		}
 	}
+
+	if (version == 1)
 	{
 		uint64_t	end = 0;
+		uint64_t	total = 0;
 
 		for (uint64_t i = 0; i < nruns && r.status == RCF_DECODE_OK; i++)
 		{
@@ -806,7 +1015,8 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 			if (r.status != RCF_DECODE_OK)
 				break;
 			if ((i > 0 && gap == 0) || length == 0 || gap > inserted ||
-				length > inserted + p.shingle_size || end + gap + length > updates)
+				length > inserted + S || end + gap + length > updates ||
+				(total += length) > npoints * S)
 			{
 				fail(&r, RCF_DECODE_CORRUPT, "a record run is out of range");
 				break;
@@ -817,28 +1027,42 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 			if (!need(&r, length * 4 * (uint64_t) p.dims))
 				break;
 			for (uint64_t k = 0; k < length * p.dims; k++)
-			{
-				if (!isfinite(get_f32(&r)))
-				{
-					fail(&r, RCF_DECODE_CORRUPT, "a point value is not finite");
-					break;
-				}
-			}
+				(void) get_finite(&r, "a point value is not finite");
 			end = runs[i].start + length;
 		}
+		if (r.status != RCF_DECODE_OK)
+			goto done;
+
+		/* With a shared store, the runs one after the other are its records. */
+		if (shared)
+		{
+			uint32_t	at = 0;
+
+			if (!store_for_decode(forest, total))
+			{
+				fail(&r, RCF_DECODE_NO_MEMORY, "out of memory for the record store");
+				goto done;
+			}
+			for (uint64_t i = 0; i < nruns; i++)
+			{
+				size_t		n = runs[i].length * p.dims;
+
+				memcpy(forest->records + (size_t) at * p.dims, buf + runs[i].offset,
+					   n * sizeof(float));
+				runs[i].offset = at;	/* now the run's first record */
+				at += (uint32_t) runs[i].length;
+			}
+			forest->rec_used = at;
+		}
 	}
-	if (r.status != RCF_DECODE_OK)
-		goto done;
+	if (version == 1)
 	{
 		uint64_t	seq = 0;
 		uint64_t	run = 0;
-		int			S = p.shingle_size;
 
-		for (uint64_t i = 0; i < nlive; i++)
+		for (uint64_t i = 0; i < npoints; i++)
 		{
 			uint64_t	delta = get_varint(&r);
-			float	   *pt;
-			const uint8_t *src;
 
 			if (r.status != RCF_DECODE_OK)
 				goto done;
@@ -855,18 +1079,43 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 				fail(&r, RCF_DECODE_CORRUPT, "a point's records are missing");
 				goto done;
 			}
-			forest->slot_seq[i] = seq;
-			pt = points + (size_t) i * forest->D;
-			src = buf + runs[run].offset + (size_t) (seq - runs[run].start) * 4 * p.dims;
-			for (int k = 0; k < forest->D; k++)
+			if (shared)
+				ptloc[i] = (uint32_t) (runs[run].offset + (seq - runs[run].start));
+			else
 			{
-				uint32_t	v = (uint32_t) src[4 * k] | ((uint32_t) src[4 * k + 1] << 8) |
-					((uint32_t) src[4 * k + 2] << 16) | ((uint32_t) src[4 * k + 3] << 24);
+				const uint8_t *src = buf + runs[run].offset +
+					(size_t) (seq - runs[run].start) * 4 * p.dims;
 
-				memcpy(&pt[k], &v, 4);
+				memcpy(points + i * forest->D, src, sizeof(float) * forest->D);
 			}
 		}
+		nrefs = npoints;
 	}
+	else if (shared)
+	{
+		if (!need(&r, npoints * 4 * (uint64_t) p.dims))
+			goto done;
+		if (!store_for_decode(forest, npoints))
+		{
+			fail(&r, RCF_DECODE_NO_MEMORY, "out of memory for the record store");
+			goto done;
+		}
+		for (uint64_t k = 0; k < npoints * p.dims; k++)
+			forest->records[k] = get_finite(&r, "a point value is not finite");
+		forest->rec_used = (uint32_t) npoints;
+		/* A point is a record and the S - 1 after it. */
+		nrefs = npoints >= (uint64_t) S ? npoints - S + 1 : 0;
+	}
+	else
+	{
+		if (!need(&r, npoints * 4 * (uint64_t) forest->D))
+			goto done;
+		for (uint64_t k = 0; k < npoints * forest->D; k++)
+			points[k] = get_finite(&r, "a point value is not finite");
+		nrefs = npoints;
+	}
+	if (r.status != RCF_DECODE_OK)
+		goto done;
 
 	/* Trees. */
 	for (int t = 0; t < p.number_of_trees; t++)
@@ -874,6 +1123,7 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		RcfTree    *tree = &forest->trees[t];
 		uint64_t	size;
 		int			ninternal;
+		int			nleaves;
 		uint64_t	expect = inserted < (uint64_t) forest->N ? inserted : (uint64_t) forest->N;
 
 		tree->rng = get_u64(&r);
@@ -896,53 +1146,56 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 				fail(&r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
 		}
 
-		/* Points for now; made leaves below, once the tree is read. */
-		for (uint64_t i = 0; i < size; i++)
-			entry_slot[i] = (uint32_t) get_count(&r, nlive,
-												 "a sampler refers to a missing point");
+		/* Version 1 names each entry's point before the tree. */
+		if (version == 1)
+			for (uint64_t i = 0; i < size; i++)
+				entry[i] = (uint32_t) get_count(&r, npoints,
+												"a sampler refers to a missing point");
 		if (r.status != RCF_DECODE_OK)
 			goto done;
-		read_tree(&r, forest, tree, (uint32_t) nlive, points, stack, order, &ninternal);
+		read_tree(&r, forest, tree, nrefs, stack, order, &ninternal,
+				  leaf_ref, preorder, &nleaves);
 		if (r.status != RCF_DECODE_OK)
 			goto done;
 
-		/*
-		 * Leaf masses are the sampler's counts of each point: map each point
-		 * to the leaf holding it, by walking the tree.  leaf_of is all unset
-		 * between trees; only this tree's entries are reset afterwards.
-		 */
+		/* The leaves' points. */
+		for (int k = 0; k < nleaves; k++)
 		{
-			int			top = 0;
-			int			nleaves = 0;
+			int16_t		leaf = preorder[k];
+			uint32_t	ref = leaf_ref[leaf];
 
-			if (tree->root != RCF_NIL)
-				stack[top++] = tree->root;
-			while (top > 0)
+			if (shared)
 			{
-				int16_t		ref = (int16_t) stack[--top];
+				tree->leaf_loc[leaf] = version == 1 ? ptloc[ref] : ref;
+				if (covered)
+					for (uint32_t c = ref; c < ref + (uint32_t) S; c++)
+						covered[c / 64] |= UINT64_C(1) << (c % 64);
+			}
+			else
+				memcpy(tree->points + (size_t) leaf * forest->D,
+					   points + (size_t) ref * forest->D, sizeof(float) * forest->D);
+			if (referenced)
+				referenced[ref] = 1;
+		}
 
-				if (RCF_IS_LEAF(ref))
-				{
-					uint32_t	slot = rcf_leaf_slot(tree, RCF_LEAF_IDX(ref));
+		/* Leaf masses are the sampler's counts of each leaf. */
+		if (version == 1)
+		{
+			/* Map each point to the leaf holding it; leaf_of is unset between trees. */
+			for (int k = 0; k < nleaves; k++)
+			{
+				uint32_t	ref = leaf_ref[preorder[k]];
 
-					if (leaf_of[slot] != UINT32_MAX)
-					{
-						fail(&r, RCF_DECODE_CORRUPT, "two leaves of a tree hold the same point");
-						goto done;
-					}
-					leaf_of[slot] = (uint32_t) RCF_LEAF_IDX(ref);
-					tree_slots[nleaves++] = slot;
-				}
-				else
+				if (leaf_of[ref] != UINT32_MAX)
 				{
-					stack[top++] = tree->nodes[ref].child[0];
-					stack[top++] = tree->nodes[ref].child[1];
+					fail(&r, RCF_DECODE_CORRUPT, "two leaves of a tree hold the same point");
+					goto done;
 				}
+				leaf_of[ref] = (uint32_t) preorder[k];
 			}
 			for (int i = 0; i < tree->heap_size; i++)
 			{
-				uint32_t	slot = entry_slot[i];
-				uint32_t	leaf = leaf_of[slot];
+				uint32_t	leaf = leaf_of[entry[i]];
 
 				if (leaf == UINT32_MAX)
 				{
@@ -951,16 +1204,29 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 				}
 				tree->heap_leaf[i] = (uint16_t) leaf;
 				tree->leaf_mass[leaf]++;
-				rcf_set_refcount(forest, slot, rcf_refcount(forest, slot) + 1);
 			}
-			for (int i = 0; i < nleaves; i++)
+			for (int k = 0; k < nleaves; k++)
+				leaf_of[leaf_ref[preorder[k]]] = UINT32_MAX;
+		}
+		else
+		{
+			for (int i = 0; i < tree->heap_size; i++)
 			{
-				if (tree->leaf_mass[leaf_of[tree_slots[i]]] == 0)
-				{
-					fail(&r, RCF_DECODE_CORRUPT, "a leaf holds a point its sampler does not have");
+				uint64_t	k = get_count(&r, (uint64_t) nleaves,
+										  "a sampler refers to a missing leaf");
+
+				if (r.status != RCF_DECODE_OK)
 					goto done;
-				}
-				leaf_of[tree_slots[i]] = UINT32_MAX;
+				tree->heap_leaf[i] = (uint16_t) preorder[k];
+				tree->leaf_mass[preorder[k]]++;
+			}
+		}
+		for (int k = 0; k < nleaves; k++)
+		{
+			if (tree->leaf_mass[preorder[k]] == 0)
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "a leaf holds a point its sampler does not have");
+				goto done;
 			}
 		}
 		/* Leaf counts, cuts against the children's boxes, cached boxes. */
@@ -1013,28 +1279,30 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		goto done;
 	}
 
-	/* Slots beyond the live ones are free, the lowest on top of the stack. */
-	forest->nfree = 0;
-	forest->free_slot = RCF_NO_SLOT;
-	for (uint32_t s = forest->capacity; s-- > 0;)
+	/* Nothing is written that no leaf holds. */
+	if (referenced)
 	{
-		if (s >= nlive)
-		{
-			rcf_set_refcount(forest, s, 0);
-			forest->slot_seq[s] = forest->free_slot;
-			forest->free_slot = s;
-			forest->nfree++;
-		}
-		else if (rcf_refcount(forest, s) == 0)
-		{
-			fail(&r, RCF_DECODE_CORRUPT, "a point is not referred to by any sampler");
-			goto done;
-		}
+		for (uint64_t i = 0; i < npoints; i++)
+			if (!referenced[i])
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "a point is not referred to by any sampler");
+				goto done;
+			}
 	}
+	if (covered)
+	{
+		for (uint64_t i = 0; i < npoints; i++)
+			if (!(covered[i / 64] & (UINT64_C(1) << (i % 64))))
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "a record is not held by any point");
+				goto done;
+			}
+	}
+
 	/*
-	 * Masses, reference counts, boxes and free lists are right by
-	 * construction, and cuts and heaps were checked above: that is all of
-	 * rcf_check, which the fuzzer runs on every forest that decodes.
+	 * Masses, boxes and free lists are right by construction, and cuts and
+	 * heaps were checked above: that is all of rcf_check, which the fuzzer
+	 * runs on every forest that decodes.
 	 */
 
 done:
@@ -1062,8 +1330,12 @@ rcf_model_peek_params(const uint8_t *buf, size_t len, RcfParams *params)
 {
 	Reader		r = {buf, 0, len, RCF_DECODE_OK, NULL};
 
-	if (len < HEADER_SIZE || get_u32(&r) != RCF_MAGIC ||
-		get_u16(&r) != RCF_FORMAT_VERSION)
+	uint16_t	version;
+
+	if (len < HEADER_SIZE || get_u32(&r) != RCF_MAGIC)
+		return -1;
+	version = get_u16(&r);
+	if (version != 1 && version != RCF_FORMAT_VERSION)
 		return -1;
 	r.pos = HEADER_SIZE;
 	params->dims = (int) get_u32(&r);

@@ -20,13 +20,6 @@
 #include <emmintrin.h>
 #endif
 
-/* Free-list links are stored as uint32_t in leaves; recover the int16_t. */
-static inline int16_t
-leaf_link(uint32_t v)
-{
-	return (int16_t) (uint16_t) v;
-}
-
 /* Allocates an internal node from the free list. */
 static int16_t
 node_alloc(RcfTree *tree)
@@ -62,21 +55,36 @@ node_release(const RcfForest *forest, RcfTree *tree, int16_t node)
 
 /* Allocates a leaf from the free list. */
 static int16_t
-leaf_alloc(RcfTree *tree)
+leaf_alloc(const RcfForest *forest, RcfTree *tree)
 {
 	int16_t		leaf = tree->free_leaf;
 
-	tree->free_leaf = leaf_link(rcf_leaf_slot(tree, leaf));
+	tree->free_leaf = rcf_leaf_next(tree, leaf, forest->D);
 	return leaf;
 }
 
 /* Returns a leaf to the free list. */
 static void
-leaf_release(RcfTree *tree, int16_t leaf)
+leaf_release(const RcfForest *forest, RcfTree *tree, int16_t leaf)
 {
-	rcf_set_leaf_slot(tree, leaf, (uint32_t) (uint16_t) tree->free_leaf);
+	rcf_set_leaf_next(tree, leaf, forest->D, tree->free_leaf);
 	tree->leaf_mass[leaf] = 0;
 	tree->free_leaf = leaf;
+}
+
+/*
+ * Gives a new leaf point q: its offset in the shared store, or a copy of
+ * its values.
+ */
+static void
+leaf_set_point(const RcfForest *forest, RcfTree *tree, int16_t leaf,
+			   const float *q, uint32_t loc)
+{
+	if (tree->leaf_loc)
+		tree->leaf_loc[leaf] = loc;
+	else
+		memcpy(tree->points + (size_t) leaf * forest->D, q,
+			   forest->D * sizeof(float));
 }
 
 /*
@@ -109,7 +117,7 @@ rcf_tree_init(RcfForest *forest, RcfTree *tree)
 	for (int i = n - 1; i >= 0; i--)
 	{
 		tree->leaf_mass[i] = 0;
-		rcf_set_leaf_slot(tree, i, (uint32_t) (uint16_t) tree->free_leaf);
+		rcf_set_leaf_next(tree, i, forest->D, tree->free_leaf);
 		tree->free_leaf = (int16_t) i;
 	}
 	tree->box_nfree = 0;
@@ -538,9 +546,9 @@ rcf_tree_node_alloc(RcfTree *tree)
 }
 
 int16_t
-rcf_tree_leaf_alloc(RcfTree *tree)
+rcf_tree_leaf_alloc(const RcfForest *forest, RcfTree *tree)
 {
-	return leaf_alloc(tree);
+	return leaf_alloc(forest, tree);
 }
 
 /*
@@ -653,13 +661,14 @@ descend(const RcfForest *forest, const RcfTree *tree, const float *q,
 }
 
 /*
- * Inserts point q, known by `slot`, and returns the leaf that holds it: if
- * the tree already holds an equal point, that leaf, whose mass grows (it
- * keeps its own slot); otherwise a new leaf.
+ * Inserts point q, at offset `loc` in the shared store if there is one, and
+ * returns the leaf that holds it: if the tree already holds an equal point,
+ * that leaf, whose mass grows (it keeps its own offset); otherwise a new
+ * leaf.
  */
 int16_t
 rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
-				uint32_t slot)
+				uint32_t loc)
 {
 	int			d = forest->D;
 	int			depth;
@@ -679,10 +688,9 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 
 	if (tree->root == RCF_NIL)
 	{
-		leaf = leaf_alloc(tree);
-		rcf_set_leaf_slot(tree, leaf, slot);
+		leaf = leaf_alloc(forest, tree);
+		leaf_set_point(forest, tree, leaf, q, loc);
 		tree->leaf_mass[leaf] = 1;
-		memcpy(rcf_leaf_point(forest, tree, leaf), q, d * sizeof(float));
 		tree->root = RCF_LEAF_REF(leaf);
 		return leaf;
 	}
@@ -731,10 +739,9 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 		}
 	}
 
-	leaf = leaf_alloc(tree);
-	rcf_set_leaf_slot(tree, leaf, slot);
+	leaf = leaf_alloc(forest, tree);
+	leaf_set_point(forest, tree, leaf, q, loc);
 	tree->leaf_mass[leaf] = 1;
-	memcpy(rcf_leaf_point(forest, tree, leaf), q, d * sizeof(float));
 
 	node = node_alloc(tree);
 	n = &tree->nodes[node];
@@ -835,7 +842,7 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 	if (--tree->leaf_mass[leaf] > 0)
 		return true;
 
-	leaf_release(tree, leaf);
+	leaf_release(forest, tree, leaf);
 	if (depth == 0)
 	{
 		tree->root = RCF_NIL;
@@ -1126,8 +1133,7 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
  * int16_t after them.
  */
 const char *
-rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
-			   const float **slot_point, float *temp)
+rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 {
 	int			d = forest->D;
 	int			n = forest->N;
@@ -1154,22 +1160,16 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 		if (RCF_IS_LEAF(ref))
 		{
 			int			idx = RCF_LEAF_IDX(ref);
-			uint32_t	slot;
 
 			if (idx >= n)
 				return "leaf index out of range";
 			if (tree->leaf_mass[idx] == 0)
 				return "reachable leaf has zero mass";
-			slot = rcf_leaf_slot(tree, idx);
-			if (slot >= forest->capacity)
-				return "leaf refers to a slot out of range";
-			if (slot_point[slot] == NULL)
-				slot_point[slot] = rcf_leaf_point(forest, tree, idx);
-			else if (memcmp(slot_point[slot], rcf_leaf_point(forest, tree, idx),
-							d * sizeof(float)) != 0)
-				return "leaves of one slot hold different points";
+			if (tree->leaf_loc &&
+				(uint64_t) tree->leaf_loc[idx] + forest->params.shingle_size >
+				forest->rec_used)
+				return "a leaf refers to records beyond the store";
 			mass += tree->leaf_mass[idx];
-			refs[slot] += tree->leaf_mass[idx];
 			leaves++;
 		}
 		else
@@ -1251,7 +1251,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 	if (free_count + internal != n - 1)
 		return "nodes leaked from the free list";
 	free_count = 0;
-	for (f = tree->free_leaf; f != RCF_NIL; f = leaf_link(rcf_leaf_slot(tree, f)))
+	for (f = tree->free_leaf; f != RCF_NIL; f = rcf_leaf_next(tree, f, d))
 	{
 		if (f < 0 || f >= n || ++free_count > n)
 			return "leaf free list is corrupt";
