@@ -74,11 +74,44 @@ crc_init(void)
 				crc_table[0][crc_table[t - 1][i] & 0xFF];
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+#define RCF_CRC_HW 1
+
+/*
+ * The same CRC with the processor's CRC32 instruction (SSE 4.2), several
+ * times faster than the tables; used when the processor has it.
+ */
+__attribute__((target("sse4.2")))
+static uint32_t
+crc32c_hw(uint32_t crc, const uint8_t *p, size_t len)
+{
+	uint64_t	c = crc;
+
+	while (len >= 8)
+	{
+		uint64_t	v;
+
+		memcpy(&v, p, 8);
+		c = _mm_crc32_u64(c, v);
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		c = _mm_crc32_u8((uint32_t) c, *p++);
+	return (uint32_t) c;
+}
+#endif
+
 uint32_t
 rcf_crc32c(uint32_t crc, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 
+#ifdef RCF_CRC_HW
+	if (__builtin_cpu_supports("sse4.2"))
+		return ~crc32c_hw(~crc, p, len);
+#endif
 	/* Filled once, also when a detector's threads decode at the same time. */
 	(void) pthread_once(&crc_table_once, crc_init);
 	crc = ~crc;
@@ -192,6 +225,126 @@ put_varint(Writer *w, uint64_t v)
 }
 
 /*
+ * Floats as ordered integers: a < b as floats (neither NaN) exactly when
+ * float_ord(a) < float_ord(b), with -0 just below +0.  Cuts and weights are
+ * written as distances in this order, which the neighbours they lie
+ * between bound, and records as differences from the record before.
+ */
+static inline uint32_t
+float_ord(float f)
+{
+	uint32_t	u;
+
+	memcpy(&u, &f, 4);
+	return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+}
+
+static inline float
+float_unord(uint32_t o)
+{
+	uint32_t	u = (o & 0x80000000u) ? o & 0x7FFFFFFFu : ~o;
+	float		f;
+
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* The order of a bound, either zero taken as -0 (the lowest). */
+static inline uint32_t
+bound_ord(float f)
+{
+	return f == 0.0f ? 0x7FFFFFFFu : float_ord(f);
+}
+
+static inline uint64_t
+zigzag(int64_t v)
+{
+	return ((uint64_t) v << 1) ^ (uint64_t) (v >> 63);
+}
+
+static inline int64_t
+unzigzag(uint64_t v)
+{
+	return (int64_t) (v >> 1) ^ -(int64_t) (v & 1);
+}
+
+/* Bits needed to write x (0 for 0). */
+static inline int
+bit_width(uint64_t x)
+{
+	return x ? 64 - __builtin_clzll(x) : 0;
+}
+
+/*
+ * The bounds a cut lies in, in float order: at or above the largest value
+ * of the left child in the cut's dimension, below the smallest of the
+ * right child.  boxes holds every internal node's box (rcf_tree_boxes).
+ */
+static void
+cut_bounds(const RcfForest *forest, const RcfTree *tree, int16_t node,
+		   int dim, const float *boxes, uint32_t *lo, uint32_t *hi)
+{
+	int			D = forest->D;
+	int16_t		l = tree->nodes[node].child[RCF_LEFT];
+	int16_t		r = tree->nodes[node].child[RCF_RIGHT];
+	float		lmax = RCF_IS_LEAF(l) ?
+		rcf_leaf_point(forest, tree, RCF_LEAF_IDX(l))[dim] :
+		boxes[(size_t) l * 2 * D + D + dim];
+	float		rmin = RCF_IS_LEAF(r) ?
+		rcf_leaf_point(forest, tree, RCF_LEAF_IDX(r))[dim] :
+		boxes[(size_t) r * 2 * D + dim];
+
+	*lo = bound_ord(lmax);
+	*hi = bound_ord(rmin);
+}
+
+/* A bit stream over a Writer, least significant bit first. */
+typedef struct BitWriter
+{
+	Writer	   *w;
+	uint64_t	acc;
+	int			n;
+} BitWriter;
+
+/* Writes the low n (at most 40) bits of v. */
+static inline void
+put_bits(BitWriter *b, uint64_t v, int n)
+{
+	b->acc |= v << b->n;
+	b->n += n;
+	while (b->n >= 8)
+	{
+		uint8_t		byte = (uint8_t) b->acc;
+
+		put_bytes(b->w, &byte, 1);
+		b->acc >>= 8;
+		b->n -= 8;
+	}
+}
+
+/* Ends the stream at a byte boundary, padding with zero bits. */
+static void
+put_bits_end(BitWriter *b)
+{
+	if (b->n > 0)
+		put_bits(b, 0, 8 - b->n);
+}
+
+/*
+ * A number below 2^34: its width in 6 bits, then its bits below the
+ * leading one.
+ */
+static inline void
+put_gamma(BitWriter *b, uint64_t v)
+{
+	int			w = bit_width(v);
+
+	put_bits(b, (uint64_t) w, 6);
+	if (w > 1)
+		put_bits(b, v & ((UINT64_C(1) << (w - 1)) - 1), w - 1);
+}
+
+/*
  * What the writer needs to name a leaf's point: with a shared store, which
  * records survive (as compaction would keep them) and the rank of each;
  * without, a hash table of the distinct points by value, so that a point
@@ -232,7 +385,9 @@ rcf_encode_scratch(const RcfParams *p, uint32_t rec_used)
 	else
 		names = sizeof(uint32_t) * hash_size(p) +
 			sizeof(float *) * (size_t) p->number_of_trees * N;
-	return names + sizeof(int16_t) * 2 * N + sizeof(uint16_t) * N;
+	return names + sizeof(int16_t) * 2 * N + sizeof(uint16_t) * N +
+		sizeof(int16_t) * N +	/* order */
+		sizeof(float) * (N - 1) * (2 * (size_t) p->dims * p->shingle_size + 1);	/* boxes */
 }
 
 /* Hash of a point's bits (FNV-1a over its values). */
@@ -282,15 +437,14 @@ point_name(PointNames *pn, const RcfForest *forest, const RcfTree *tree,
 }
 
 /*
- * Writes a tree in preorder, with an explicit stack, and numbers its leaves
- * in that order (leafno), which is how the sampler's entries name them.
+ * Numbers the distinct points of a tree's leaves in preorder, the order in
+ * which write_tree names them.
  */
 static void
-write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
-		   PointNames *pn, int16_t *stack, uint16_t *leafno)
+name_points(PointNames *pn, const RcfForest *forest, const RcfTree *tree,
+			int16_t *stack)
 {
 	int			top = 0;
-	uint16_t	nleaves = 0;
 
 	if (tree->root == RCF_NIL)
 		return;
@@ -300,20 +454,85 @@ write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 		int16_t		ref = stack[--top];
 
 		if (RCF_IS_LEAF(ref))
+			(void) point_name(pn, forest, tree, RCF_LEAF_IDX(ref));
+		else
 		{
-			put_varint(w, 2 * (uint64_t) point_name(pn, forest, tree, RCF_LEAF_IDX(ref)) + 1);
-			leafno[RCF_LEAF_IDX(ref)] = nleaves++;
+			stack[top++] = tree->nodes[ref].child[RCF_RIGHT];
+			stack[top++] = tree->nodes[ref].child[RCF_LEFT];
+		}
+	}
+}
+
+/*
+ * Writes a tree's sampler and shape as one bit stream: the weights in heap
+ * order (the first as is, each other as its distance below its parent);
+ * the tree in preorder, a leaf as a 1 bit and its point in rbits, an
+ * internal node as a 0 bit and its cut's dimension; each cut as its place
+ * in float order between its children's boxes (in the bits that range
+ * needs); and each sampler entry as its leaf's number in preorder.
+ * Returns false if a cut does not lie between its children.
+ */
+static bool
+write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
+		   PointNames *pn, int rbits, int16_t *stack, uint16_t *leafno,
+		   int16_t *order, float *boxes)
+{
+	BitWriter	b = {w, 0, 0};
+	int			dbits = bit_width((uint64_t) forest->D - 1);
+	int			top = 0;
+	int			ninternal = 0;
+	int			nleaves = 0;
+	int			ebits;
+
+	if (tree->root == RCF_NIL)
+		return true;
+	put_bits(&b, float_ord(tree->heap_weight[0]), 32);
+	for (int i = 1; i < tree->heap_size; i++)
+		put_gamma(&b, zigzag((int64_t) float_ord(tree->heap_weight[(i - 1) / 2]) -
+							 (int64_t) float_ord(tree->heap_weight[i])));
+
+	stack[top++] = tree->root;
+	while (top > 0)
+	{
+		int16_t		ref = stack[--top];
+
+		if (RCF_IS_LEAF(ref))
+		{
+			put_bits(&b, 1, 1);
+			put_bits(&b, point_name(pn, forest, tree, RCF_LEAF_IDX(ref)), rbits);
+			leafno[RCF_LEAF_IDX(ref)] = (uint16_t) nleaves++;
 		}
 		else
 		{
 			const RcfNode *n = &tree->nodes[ref];
 
-			put_varint(w, 2 * (uint64_t) n->dim);
-			put_f32(w, n->cut);
+			put_bits(&b, 0, 1);
+			put_bits(&b, n->dim, dbits);
+			order[ninternal++] = ref;
 			stack[top++] = n->child[RCF_RIGHT];
 			stack[top++] = n->child[RCF_LEFT];
 		}
 	}
+
+	rcf_tree_boxes(forest, tree, order, ninternal, boxes);
+	for (int k = 0; k < ninternal; k++)
+	{
+		const RcfNode *n = &tree->nodes[order[k]];
+		uint32_t	lo,
+					hi;
+		uint32_t	c = float_ord(n->cut);
+
+		cut_bounds(forest, tree, order[k], n->dim, boxes, &lo, &hi);
+		if (!(lo <= c && c < hi))
+			return false;
+		put_bits(&b, c - lo, bit_width(hi - lo - 1));
+	}
+
+	ebits = bit_width((uint64_t) nleaves - 1);
+	for (int i = 0; i < tree->heap_size; i++)
+		put_bits(&b, leafno[tree->heap_leaf[i]], ebits);
+	put_bits_end(&b);
+	return true;
 }
 
 /*
@@ -329,6 +548,11 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 	PointNames	pn;
 	int16_t    *stack;
 	uint16_t   *leafno;
+	int16_t    *order;
+	float	   *boxes;
+	uint64_t	nrefs;
+	int			rbits;
+	bool		ok = true;
 	size_t		crc_from;
 	size_t		temp_size = rcf_encode_scratch(p, forest->rec_used);
 	char	   *temp;
@@ -371,18 +595,22 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 		memset(pn.slots, 0, sizeof(uint32_t) * hsize);
 	}
 	leafno = (uint16_t *) (stack + 2 * forest->N);
+	order = (int16_t *) (leafno + forest->N);
+	boxes = (float *) (order + forest->N);
 	if (!forest->shared)
 	{
-		Writer		count = {NULL, 0, 0, false};
-
 		/*
 		 * Number the distinct points before writing any, in the order the
 		 * trees will name them (tree by tree, in preorder), so that a
 		 * decoded forest, whose leaves lie elsewhere, encodes the same.
 		 */
 		for (int t = 0; t < p->number_of_trees; t++)
-			write_tree(&count, forest, &forest->trees[t], &pn, stack, leafno);
+			name_points(&pn, forest, &forest->trees[t], stack);
+		nrefs = pn.npoints;
 	}
+	else
+		nrefs = pn.nrecords >= (uint32_t) S ? pn.nrecords - (uint32_t) S + 1 : 0;
+	rbits = nrefs > 0 ? bit_width(nrefs - 1) : 0;
 
 	put_u32(w, RCF_MAGIC);
 	put_u16(w, RCF_FORMAT_VERSION);
@@ -408,34 +636,46 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 			put_f32(w, forest->shingle[(size_t) r * dims + i]);
 	}
 
-	/* Points: the records in use, in store order, or the distinct points. */
-	if (forest->shared)
+	/*
+	 * Points: the records in use, in store order, or the distinct points,
+	 * each value as its difference from the same value of the one before.
+	 */
 	{
-		put_varint(w, pn.nrecords);
-		for (uint32_t r = 0; r < forest->rec_used; r++)
-			if (pn.live[r / 64] & (UINT64_C(1) << (r % 64)))
-				for (int d = 0; d < dims; d++)
-					put_f32(w, forest->records[(size_t) r * dims + d]);
-	}
-	else
-	{
-		put_varint(w, pn.npoints);
-		for (uint32_t i = 0; i < pn.npoints; i++)
-			for (int d = 0; d < forest->D; d++)
-				put_f32(w, pn.values[i][d]);
+		BitWriter	b = {w, 0, 0};
+		const float *prev = NULL;
+		int			width = forest->shared ? dims : forest->D;
+
+		put_varint(w, forest->shared ? pn.nrecords : pn.npoints);
+		for (uint32_t i = 0; i < (forest->shared ? forest->rec_used : pn.npoints); i++)
+		{
+			const float *v;
+
+			if (forest->shared)
+			{
+				if (!(pn.live[i / 64] & (UINT64_C(1) << (i % 64))))
+					continue;
+				v = forest->records + (size_t) i * dims;
+			}
+			else
+				v = pn.values[i];
+			for (int d = 0; d < width; d++)
+			{
+				uint32_t	before = prev ? float_ord(prev[d]) : float_ord(0.0f);
+
+				put_gamma(&b, zigzag((int64_t) float_ord(v[d]) - (int64_t) before));
+			}
+			prev = v;
+		}
+		put_bits_end(&b);
 	}
 
-	for (int t = 0; t < p->number_of_trees; t++)
+	for (int t = 0; t < p->number_of_trees && ok; t++)
 	{
 		const RcfTree *tree = &forest->trees[t];
 
 		put_u64(w, tree->rng);
 		put_varint(w, (uint64_t) tree->heap_size);
-		for (int i = 0; i < tree->heap_size; i++)
-			put_f32(w, tree->heap_weight[i]);
-		write_tree(w, forest, tree, &pn, stack, leafno);
-		for (int i = 0; i < tree->heap_size; i++)
-			put_varint(w, leafno[tree->heap_leaf[i]]);
+		ok = write_tree(w, forest, tree, &pn, rbits, stack, leafno, order, boxes);
 	}
 	if (grader)
 	{
@@ -461,7 +701,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 			w->buf[crc_from - 4 + i] = (uint8_t) (crc >> (8 * i));
 	}
 	forest->allocator.free(forest->allocator.ctx, temp);
-	return true;
+	return ok;
 }
 
 size_t
@@ -636,6 +876,295 @@ get_count(Reader *r, uint64_t limit, const char *detail)
 		return 0;
 	}
 	return v;
+}
+
+/* A bit stream over a Reader, least significant bit first. */
+typedef struct BitReader
+{
+	Reader	   *r;
+	uint64_t	acc;
+	int			n;
+} BitReader;
+
+/*
+ * Reads n (at most 40) bits; 0 once the reader has failed.  Refills eight
+ * bytes at a time where the input has them.
+ */
+static inline uint64_t
+get_bits(BitReader *b, int n)
+{
+	uint64_t	v;
+
+	if (b->n < n)
+	{
+		const uint8_t *p = b->r->buf + b->r->pos;
+
+		if (b->r->status == RCF_DECODE_OK && b->r->len - b->r->pos >= 8)
+		{
+			int			take = (63 - b->n) / 8;
+			uint64_t	word = 0;
+
+			for (int i = 0; i < 8; i++)
+				word |= (uint64_t) p[i] << (8 * i);
+			if (take < 8)
+				word &= (UINT64_C(1) << (8 * take)) - 1;
+			b->acc |= word << b->n;
+			b->n += 8 * take;
+			b->r->pos += take;
+		}
+		else
+		{
+			while (b->n < n)
+			{
+				if (!need(b->r, 1))
+					return 0;
+				b->acc |= (uint64_t) b->r->buf[b->r->pos++] << b->n;
+				b->n += 8;
+			}
+		}
+	}
+	v = n == 0 ? 0 : b->acc & ((UINT64_C(1) << n) - 1);
+	b->acc >>= n;
+	b->n -= n;
+	return v;
+}
+
+/*
+ * Ends a stream: the bytes read ahead go back, and the padding up to the
+ * byte boundary must be zero.
+ */
+static void
+get_bits_end(BitReader *b)
+{
+	b->r->pos -= (size_t) (b->n / 8);
+	if (b->acc & ((UINT64_C(1) << (b->n % 8)) - 1))
+		fail(b->r, RCF_DECODE_CORRUPT, "a bit stream has stray bits");
+	b->acc = 0;
+	b->n = 0;
+}
+
+/* Reads what put_gamma wrote. */
+static inline uint64_t
+get_gamma(BitReader *b)
+{
+	int			w = (int) get_bits(b, 6);
+
+	if (w > 34)
+	{
+		fail(b->r, RCF_DECODE_CORRUPT, "a number is encoded in too many bits");
+		return 0;
+	}
+	if (w <= 1)
+		return (uint64_t) w;
+	return (UINT64_C(1) << (w - 1)) | get_bits(b, w - 1);
+}
+
+/*
+ * A float written as its difference in float order from `before`; it must
+ * land on a finite float.
+ */
+static inline float
+get_float_delta(BitReader *b, uint32_t before, const char *detail)
+{
+	int64_t		o = (int64_t) before + unzigzag(get_gamma(b));
+	float		f;
+
+	if (o < 0 || o > (int64_t) UINT32_MAX)
+	{
+		fail(b->r, RCF_DECODE_CORRUPT, detail);
+		return 0.0f;
+	}
+	f = float_unord((uint32_t) o);
+	if (!isfinite(f))
+	{
+		fail(b->r, RCF_DECODE_CORRUPT, detail);
+		return 0.0f;
+	}
+	return f;
+}
+
+/*
+ * Reads one tree of format version 2 (write_tree): weights, shape, cuts
+ * and sampler entries.  Leaves get their points through leaf_ref (below
+ * nrefs) as with read_tree, by the caller's set_points before the cuts,
+ * which are read against the children's boxes.
+ */
+static void
+read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
+			 int32_t *stack, int16_t *order, int *ninternal,
+			 uint32_t *leaf_ref, int16_t *preorder, int *nleaves,
+			 float *boxes, uint32_t *entry,
+			 void (*set_points) (void *arg, RcfTree *tree, int nleaves),
+			 void *arg)
+{
+	BitReader	b = {r, 0, 0};
+	int			N = forest->N;
+	int			D = forest->D;
+	int			dbits = bit_width((uint64_t) D - 1);
+	int			rbits = nrefs > 0 ? bit_width(nrefs - 1) : 0;
+	int			top = 0;
+	int			ebits;
+
+	*ninternal = 0;
+	*nleaves = 0;
+	if (tree->heap_size == 0)
+		return;
+
+	tree->heap_weight[0] = float_unord((uint32_t) get_bits(&b, 32));
+	for (int i = 1; i < tree->heap_size && r->status == RCF_DECODE_OK; i++)
+	{
+		uint32_t	parent = float_ord(tree->heap_weight[(i - 1) / 2]);
+		int64_t		o = (int64_t) parent - unzigzag(get_gamma(&b));
+
+		if (o < 0 || o > (int64_t) UINT32_MAX)
+		{
+			fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+			return;
+		}
+		tree->heap_weight[i] = float_unord((uint32_t) o);
+	}
+	for (int i = 0; i < tree->heap_size; i++)
+		/* Far beyond any real weight, and safe from overflow. */
+		if (!(fabsf(tree->heap_weight[i]) <= 1e30f))
+			fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+
+	stack[top++] = -1;
+	while (top > 0 && r->status == RCF_DECODE_OK)
+	{
+		int32_t		dest = stack[--top];
+		int16_t		ref;
+
+		if (get_bits(&b, 1))
+		{
+			uint64_t	point = get_bits(&b, rbits);
+			int16_t		leaf;
+
+			if (r->status != RCF_DECODE_OK)
+				return;
+			if (point >= nrefs)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
+				return;
+			}
+			if (*nleaves >= N)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a tree has more leaves than its sample size");
+				return;
+			}
+			leaf = rcf_tree_leaf_alloc(forest, tree);
+			leaf_ref[leaf] = (uint32_t) point;
+			preorder[(*nleaves)++] = leaf;
+			tree->leaf_mass[leaf] = 0;
+			ref = RCF_LEAF_REF(leaf);
+		}
+		else
+		{
+			uint64_t	dim = get_bits(&b, dbits);
+			int16_t		node;
+
+			if (r->status != RCF_DECODE_OK)
+				return;
+			if (dim >= (uint64_t) D)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a cut has an invalid dimension or value");
+				return;
+			}
+			if (*ninternal >= N - 1)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a tree has more nodes than its sample size allows");
+				return;
+			}
+			node = rcf_tree_node_alloc(tree);
+			order[(*ninternal)++] = node;
+			tree->nodes[node].dim = (uint16_t) dim;
+			tree->nodes[node].cut = 0.0f;
+			tree->nodes[node].child[0] = tree->nodes[node].child[1] = RCF_NIL;
+			stack[top++] = 2 * node + 1;
+			stack[top++] = 2 * node;
+			ref = node;
+		}
+		if (dest < 0)
+			tree->root = ref;
+		else
+			tree->nodes[dest / 2].child[dest % 2] = ref;
+	}
+	if (r->status != RCF_DECODE_OK)
+		return;
+
+	set_points(arg, tree, *nleaves);
+	rcf_tree_boxes(forest, tree, order, *ninternal, boxes);
+	for (int k = 0; k < *ninternal && r->status == RCF_DECODE_OK; k++)
+	{
+		RcfNode    *n = &tree->nodes[order[k]];
+		uint32_t	lo,
+					hi;
+		uint64_t	off;
+
+		cut_bounds(forest, tree, order[k], n->dim, boxes, &lo, &hi);
+		if (lo >= hi)
+		{
+			fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+			return;
+		}
+		off = get_bits(&b, bit_width(hi - lo - 1));
+		if (off >= (uint64_t) (hi - lo))
+		{
+			fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+			return;
+		}
+		n->cut = float_unord(lo + (uint32_t) off);
+	}
+
+	ebits = bit_width((uint64_t) *nleaves - 1);
+	for (int i = 0; i < tree->heap_size && r->status == RCF_DECODE_OK; i++)
+	{
+		entry[i] = (uint32_t) get_bits(&b, ebits);
+		if (entry[i] >= (uint32_t) *nleaves)
+			fail(r, RCF_DECODE_CORRUPT, "a sampler refers to a missing leaf");
+	}
+	if (r->status == RCF_DECODE_OK)
+		get_bits_end(&b);
+}
+
+/* What set_leaf_points needs to give a tree's leaves their points. */
+typedef struct LeafPoints
+{
+	RcfForest  *forest;
+	int			version;
+	const uint32_t *ptloc;		/* v1 shared: each point's offset */
+	const float *points;		/* unshared: point values */
+	uint64_t   *covered;		/* v2 shared: a bit per record held */
+	uint8_t    *referenced;		/* per point: held by some leaf */
+	const uint32_t *leaf_ref;
+	const int16_t *preorder;
+} LeafPoints;
+
+/* Gives the nleaves leaves of a tree just read their points. */
+static void
+set_leaf_points(void *arg, RcfTree *tree, int nleaves)
+{
+	LeafPoints *lp = arg;
+	RcfForest  *forest = lp->forest;
+	uint32_t	S = (uint32_t) forest->params.shingle_size;
+
+	for (int k = 0; k < nleaves; k++)
+	{
+		int16_t		leaf = lp->preorder[k];
+		uint32_t	ref = lp->leaf_ref[leaf];
+
+		if (forest->shared)
+		{
+			tree->leaf_loc[leaf] = lp->version == 1 ? lp->ptloc[ref] : ref;
+			if (lp->covered)
+				for (uint32_t c = ref; c < ref + S; c++)
+					lp->covered[c / 64] |= UINT64_C(1) << (c % 64);
+		}
+		else
+			memcpy(tree->points + (size_t) leaf * forest->D,
+				   lp->points + (size_t) ref * forest->D, sizeof(float) * forest->D);
+		if (lp->referenced)
+			lp->referenced[ref] = 1;
+	}
 }
 
 /* One run of consecutive records in a version 1 input. */
@@ -818,6 +1347,7 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 	float	   *boxes = NULL;
 	uint32_t   *leaf_ref = NULL;
 	int16_t    *preorder = NULL;
+	LeafPoints	lp;
 	bool		shared;
 	int			S;
 	const char *err;
@@ -1002,6 +1532,15 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		}
 	}
 
+	lp.forest = forest;
+	lp.version = (int) version;
+	lp.ptloc = ptloc;
+	lp.points = points;
+	lp.covered = covered;
+	lp.referenced = referenced;
+	lp.leaf_ref = leaf_ref;
+	lp.preorder = preorder;
+
 	if (version == 1)
 	{
 		uint64_t	end = 0;
@@ -1091,28 +1630,42 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		}
 		nrefs = npoints;
 	}
-	else if (shared)
-	{
-		if (!need(&r, npoints * 4 * (uint64_t) p.dims))
-			goto done;
-		if (!store_for_decode(forest, npoints))
-		{
-			fail(&r, RCF_DECODE_NO_MEMORY, "out of memory for the record store");
-			goto done;
-		}
-		for (uint64_t k = 0; k < npoints * p.dims; k++)
-			forest->records[k] = get_finite(&r, "a point value is not finite");
-		forest->rec_used = (uint32_t) npoints;
-		/* A point is a record and the S - 1 after it. */
-		nrefs = npoints >= (uint64_t) S ? npoints - S + 1 : 0;
-	}
 	else
 	{
-		if (!need(&r, npoints * 4 * (uint64_t) forest->D))
+		BitReader	b = {&r, 0, 0};
+		int			width = shared ? p.dims : forest->D;
+		float	   *values;
+
+		/* At least 6 bits a value: refuse a count the data cannot hold. */
+		if (!need(&r, (npoints * width * 6 + 7) / 8))
 			goto done;
-		for (uint64_t k = 0; k < npoints * forest->D; k++)
-			points[k] = get_finite(&r, "a point value is not finite");
-		nrefs = npoints;
+		if (shared)
+		{
+			if (!store_for_decode(forest, npoints))
+			{
+				fail(&r, RCF_DECODE_NO_MEMORY, "out of memory for the record store");
+				goto done;
+			}
+			values = forest->records;
+		}
+		else
+			values = points;
+		for (uint64_t i = 0; i < npoints && r.status == RCF_DECODE_OK; i++)
+			for (int d = 0; d < width; d++)
+				values[i * width + d] =
+					get_float_delta(&b, i > 0 ? float_ord(values[(i - 1) * width + d]) :
+									float_ord(0.0f), "a point value is not finite");
+		if (r.status != RCF_DECODE_OK)
+			goto done;
+		get_bits_end(&b);
+		if (shared)
+		{
+			forest->rec_used = (uint32_t) npoints;
+			/* A point is a record and the S - 1 after it. */
+			nrefs = npoints >= (uint64_t) S ? npoints - S + 1 : 0;
+		}
+		else
+			nrefs = npoints;
 	}
 	if (r.status != RCF_DECODE_OK)
 		goto done;
@@ -1136,46 +1689,39 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 			goto done;
 		}
 		tree->heap_size = (int32_t) size;
-		if (!need(&r, 4 * size))
-			goto done;
-		for (uint64_t i = 0; i < size; i++)
-		{
-			/* Far beyond any real weight, and safe from overflow. */
-			tree->heap_weight[i] = get_f32(&r);
-			if (!(fabsf(tree->heap_weight[i]) <= 1e30f))
-				fail(&r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
-		}
-
-		/* Version 1 names each entry's point before the tree. */
 		if (version == 1)
+		{
+			if (!need(&r, 4 * size))
+				goto done;
+			for (uint64_t i = 0; i < size; i++)
+			{
+				/* Far beyond any real weight, and safe from overflow. */
+				tree->heap_weight[i] = get_f32(&r);
+				if (!(fabsf(tree->heap_weight[i]) <= 1e30f))
+					fail(&r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+			}
+			/* Each entry's point, before the tree. */
 			for (uint64_t i = 0; i < size; i++)
 				entry[i] = (uint32_t) get_count(&r, npoints,
 												"a sampler refers to a missing point");
-		if (r.status != RCF_DECODE_OK)
-			goto done;
-		read_tree(&r, forest, tree, nrefs, stack, order, &ninternal,
-				  leaf_ref, preorder, &nleaves);
-		if (r.status != RCF_DECODE_OK)
-			goto done;
-
-		/* The leaves' points. */
-		for (int k = 0; k < nleaves; k++)
+			if (r.status != RCF_DECODE_OK)
+				goto done;
+			read_tree(&r, forest, tree, nrefs, stack, order, &ninternal,
+					  leaf_ref, preorder, &nleaves);
+			if (r.status != RCF_DECODE_OK)
+				goto done;
+			set_leaf_points(&lp, tree, nleaves);
+		}
+		else
 		{
-			int16_t		leaf = preorder[k];
-			uint32_t	ref = leaf_ref[leaf];
-
-			if (shared)
-			{
-				tree->leaf_loc[leaf] = version == 1 ? ptloc[ref] : ref;
-				if (covered)
-					for (uint32_t c = ref; c < ref + (uint32_t) S; c++)
-						covered[c / 64] |= UINT64_C(1) << (c % 64);
-			}
-			else
-				memcpy(tree->points + (size_t) leaf * forest->D,
-					   points + (size_t) ref * forest->D, sizeof(float) * forest->D);
-			if (referenced)
-				referenced[ref] = 1;
+			/* At least a weight and a bit per leaf and node. */
+			if (!need(&r, size > 0 ? 4 + (2 * size) / 8 : 0))
+				goto done;
+			read_tree_v2(&r, forest, tree, nrefs, stack, order, &ninternal,
+						 leaf_ref, preorder, &nleaves, boxes, entry,
+						 set_leaf_points, &lp);
+			if (r.status != RCF_DECODE_OK)
+				goto done;
 		}
 
 		/* Leaf masses are the sampler's counts of each leaf. */
@@ -1212,13 +1758,8 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		{
 			for (int i = 0; i < tree->heap_size; i++)
 			{
-				uint64_t	k = get_count(&r, (uint64_t) nleaves,
-										  "a sampler refers to a missing leaf");
-
-				if (r.status != RCF_DECODE_OK)
-					goto done;
-				tree->heap_leaf[i] = (uint16_t) preorder[k];
-				tree->leaf_mass[preorder[k]]++;
+				tree->heap_leaf[i] = (uint16_t) preorder[entry[i]];
+				tree->leaf_mass[preorder[entry[i]]]++;
 			}
 		}
 		for (int k = 0; k < nleaves; k++)
@@ -1230,7 +1771,7 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 			}
 		}
 		/* Leaf counts, cuts against the children's boxes, cached boxes. */
-		if (!rcf_tree_finish(forest, tree, order, ninternal, boxes))
+		if (!rcf_tree_finish(forest, tree, order, ninternal, boxes, version > 1))
 		{
 			fail(&r, RCF_DECODE_CORRUPT, "cut does not separate the children");
 			goto done;
@@ -1298,6 +1839,8 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 				goto done;
 			}
 	}
+
+	rcf_store_adopt_tail(forest);
 
 	/*
 	 * Masses, boxes and free lists are right by construction, and cuts and

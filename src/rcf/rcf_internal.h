@@ -308,9 +308,11 @@ extern const float *rcf_tree_impute_leaf(const RcfForest *forest,
 										 const bool *missing);
 extern int16_t rcf_tree_node_alloc(RcfTree *tree);
 extern int16_t rcf_tree_leaf_alloc(const RcfForest *forest, RcfTree *tree);
+extern void rcf_tree_boxes(const RcfForest *forest, const RcfTree *tree,
+						   const int16_t *order, int ninternal, float *temp);
 extern bool rcf_tree_finish(const RcfForest *forest, RcfTree *tree,
 							const int16_t *order, int ninternal,
-							float *temp);
+							float *temp, bool boxes_ready);
 
 /* sampler.c */
 extern void rcf_sampler_push(RcfTree *tree, float weight, int leaf);
@@ -332,5 +334,6 @@ extern bool rcf_store_reserve(RcfForest *forest, uint32_t count);
 extern uint32_t rcf_store_append(RcfForest *forest, const float *point,
 								 uint64_t seq);
 extern bool rcf_store_resize(RcfForest *forest, uint32_t records);
+extern void rcf_store_adopt_tail(RcfForest *forest);
 
 #endif							/* RCF_INTERNAL_H */

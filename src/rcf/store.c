@@ -259,3 +259,44 @@ rcf_reserve(RcfForest *forest, uint64_t updates)
 	forest->reserved = 0;
 	return -1;
 }
+
+/*
+ * After decoding: the records a store read from a model ends with are those
+ * of one of the last shingle_size points offered when its last records
+ * agree with the oldest of the shingle's, and the next point shares them as
+ * it would have in the forest that was encoded (so that a decoded forest
+ * goes on as that one would, store and all).  Otherwise nothing is shared.
+ */
+void
+rcf_store_adopt_tail(RcfForest *forest)
+{
+	int			S = forest->params.shingle_size;
+	int			dims = forest->params.dims;
+
+	forest->last_valid = false;
+	if (!forest->shared || forest->inserted == 0 || forest->rec_used < (uint32_t) S)
+		return;
+	for (int k = 0; k < S && (uint64_t) k < forest->inserted; k++)
+	{
+		/* Point inserted - 1 - k ends with the shingle's S - k oldest records. */
+		const float *tail = forest->records +
+			(size_t) (forest->rec_used - (uint32_t) (S - k)) * dims;
+		bool		same = true;
+
+		for (int j = 0; j < S - k && same; j++)
+		{
+			int			r = (forest->shingle_next + j) % S;
+
+			same = memcmp(tail + (size_t) j * dims,
+						  forest->shingle + (size_t) r * dims,
+						  sizeof(float) * dims) == 0;
+		}
+		if (same)
+		{
+			forest->last_valid = true;
+			forest->last_loc = forest->rec_used - (uint32_t) S;
+			forest->last_seq = forest->inserted - 1 - (uint64_t) k;
+			return;
+		}
+	}
+}

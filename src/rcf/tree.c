@@ -554,12 +554,13 @@ rcf_tree_leaf_alloc(const RcfForest *forest, RcfTree *tree)
 /*
  * The box of every internal node of a tree, bottom up, into temp (node i's
  * at temp + i * 2D), and its leaf count into the node.  `order` lists the
- * ninternal reachable nodes with parents before children.  Returns the
- * first node whose cut does not separate its children, or -1.
+ * ninternal reachable nodes with parents before children.  With
+ * check_cuts, returns the first node whose cut does not separate its
+ * children; else -1 (cuts are not read).
  */
 static int
 all_boxes(const RcfForest *forest, const RcfTree *tree, const int16_t *order,
-		  int ninternal, float *temp, uint16_t *counts)
+		  int ninternal, float *temp, uint16_t *counts, bool check_cuts)
 {
 	int			d = forest->D;
 
@@ -585,7 +586,8 @@ all_boxes(const RcfForest *forest, const RcfTree *tree, const int16_t *order,
 			}
 			leaves += RCF_IS_LEAF(c) ? 1 : counts[c];
 		}
-		if (!(cmax[RCF_LEFT][n->dim] <= n->cut && cmin[RCF_RIGHT][n->dim] > n->cut))
+		if (check_cuts &&
+			!(cmax[RCF_LEFT][n->dim] <= n->cut && cmin[RCF_RIGHT][n->dim] > n->cut))
 			return node;
 		for (int i = 0; i < d; i++)
 		{
@@ -598,20 +600,37 @@ all_boxes(const RcfForest *forest, const RcfTree *tree, const int16_t *order,
 }
 
 /*
+ * The exact box of every internal node into temp (node i's at temp + i * 2D),
+ * from the leaves up, whatever the cuts: the encoding writes a cut as its
+ * place between the children's boxes.  temp is as for rcf_tree_finish.
+ */
+void
+rcf_tree_boxes(const RcfForest *forest, const RcfTree *tree,
+			   const int16_t *order, int ninternal, float *temp)
+{
+	uint16_t   *counts = (uint16_t *) (temp + (size_t) (forest->N - 1) * 2 * forest->D);
+
+	(void) all_boxes(forest, tree, order, ninternal, temp, counts, false);
+}
+
+/*
  * Completes a decoded tree: leaf counts, cuts checked against the boxes of
  * the children, and cached boxes for the largest subtrees (parents first,
  * while the pool lasts).  `order` lists the reachable internal nodes in
  * preorder; temp has room for (sample_size - 1) * (2D + 1) floats.  Returns
- * false if a cut does not separate its children.
+ * false if a cut does not separate its children.  With boxes_ready, temp
+ * already holds the boxes and counts (rcf_tree_boxes), and the caller
+ * chose each cut between its children's boxes.
  */
 bool
 rcf_tree_finish(const RcfForest *forest, RcfTree *tree, const int16_t *order,
-				int ninternal, float *temp)
+				int ninternal, float *temp, bool boxes_ready)
 {
 	int			d = forest->D;
 	uint16_t   *counts = (uint16_t *) (temp + (size_t) (forest->N - 1) * 2 * d);
 
-	if (all_boxes(forest, tree, order, ninternal, temp, counts) >= 0)
+	if (!boxes_ready &&
+		all_boxes(forest, tree, order, ninternal, temp, counts, true) >= 0)
 		return false;
 	if (!forest->box_partial)
 	{
@@ -1218,7 +1237,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 	if (mass != tree->heap_size)
 		return "leaf masses do not add up to the sample size";
 
-	if (all_boxes(forest, tree, order, internal, temp, counts) >= 0)
+	if (all_boxes(forest, tree, order, internal, temp, counts, true) >= 0)
 		return "cut does not separate the children";
 	for (int k = 0; k < internal; k++)
 	{

@@ -107,6 +107,13 @@ test_round_trip(int dims, int shingle, int trees, int samples, double decay,
 	UNIT_OK(rcf_check(b) == NULL, "%s: the continued forest is sound", what);
 	free(buf);
 	free(buf2);
+	/* The decoded forest went on exactly as the original: same encoding. */
+	buf = encode(a, &len);
+	buf2 = encode(b, &len2);
+	UNIT_OK(len == len2 && memcmp(buf, buf2, len) == 0,
+			"%s: after 3000 more, both encode to the same bytes", what);
+	free(buf);
+	free(buf2);
 	rcf_free(a);
 	rcf_free(b);
 }
