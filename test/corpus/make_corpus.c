@@ -149,14 +149,15 @@ main(void)
 	TAMPER("NaN in the shingle", (t[shingle] = 0, t[shingle + 1] = 0,
 								  t[shingle + 2] = 0xC0, t[shingle + 3] = 0x7F));
 	TAMPER("more points than the samplers hold", t[points] = 0x7F);
-	TAMPER("fewer points than the leaves name", t[points] = 2);
+	TAMPER("fewer points than written", t[points] = 2);
 	TAMPER("records stream bit flipped", t[points + 2] ^= 0x10);
 	TAMPER("sampler size above the sample size", t[tree + 8] = 11);
 	TAMPER("first weight NaN", (t[tree + 9] = 0xFF, t[tree + 10] = 0xFF,
 								t[tree + 11] = 0xFF, t[tree + 12] = 0xFF));
 	TAMPER("first weight huge", (t[tree + 9] = 0xFF, t[tree + 10] = 0xFF,
 								 t[tree + 11] = 0x7F, t[tree + 12] = 0xFF));
-	TAMPER("tree stream bit flipped early", t[tree + 14] ^= 0x08);
+	/* A weight changed within the heap order: a valid model (the checksum is what catches this). */
+	TAMPER("a weight changed, still a valid model", t[tree + 14] ^= 0x08);
 	TAMPER("tree stream bit flipped late", t[len - 3] ^= 0x20);
 	TAMPER("tree stream last byte flipped", t[len - 2] ^= 0xFF);
 
@@ -189,10 +190,10 @@ main(void)
 		uint8_t    *b = malloc(n + 8);
 
 		rcf_encode(g, b, n);
-		/* The record count (after 36 + 2 + 16 bytes) one higher: a record no leaf holds. */
+		/* The record count (after 36 + 2 + 16 bytes) one higher than written. */
 		b[12 + 36 + 2 + 16] += 1;
 		fix_crc(b, n);
-		emit("shingle 4, a record no leaf holds", b, n);
+		emit("shingle 4, one record more than written", b, n);
 		free(b);
 		rcf_free(g);
 	}
