@@ -1074,7 +1074,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 				fail(r, RCF_DECODE_CORRUPT, "a tree has more nodes than its sample size allows");
 				return;
 			}
-			node = rcf_tree_node_alloc(tree);
+			node = rcf_tree_node_alloc(forest, tree);
 			order[(*ninternal)++] = node;
 			tree->nodes[node].dim = (uint16_t) dim;
 			tree->nodes[node].cut = 0.0f;
@@ -1274,7 +1274,7 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 				fail(r, RCF_DECODE_CORRUPT, "a tree has more nodes than its sample size allows");
 				return;
 			}
-			node = rcf_tree_node_alloc(tree);
+			node = rcf_tree_node_alloc(forest, tree);
 			order[(*ninternal)++] = node;
 			tree->nodes[node].dim = (uint16_t) dim;
 			tree->nodes[node].cut = cut;

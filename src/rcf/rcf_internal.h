@@ -122,6 +122,8 @@ typedef struct RcfTree
 
 	int16_t		free_node;
 	int16_t		free_leaf;
+	int16_t		node_hw;		/* nodes from here up never used yet */
+	int16_t		leaf_hw;		/* leaves from here up never used yet */
 	uint16_t	box_nfree;		/* entries on box_free */
 	uint16_t   *leaf_count;		/* per node: leaves in its subtree */
 	uint16_t   *box_free;		/* stack of unused box slots */
@@ -306,7 +308,7 @@ extern const char *rcf_tree_check(const RcfForest *forest,
 extern const float *rcf_tree_impute_leaf(const RcfForest *forest,
 										 const RcfTree *tree, const float *q,
 										 const bool *missing);
-extern int16_t rcf_tree_node_alloc(RcfTree *tree);
+extern int16_t rcf_tree_node_alloc(const RcfForest *forest, RcfTree *tree);
 extern int16_t rcf_tree_leaf_alloc(const RcfForest *forest, RcfTree *tree);
 extern void rcf_tree_boxes(const RcfForest *forest, const RcfTree *tree,
 						   const int16_t *order, int ninternal, float *temp);

@@ -20,13 +20,23 @@
 #include <emmintrin.h>
 #endif
 
-/* Allocates an internal node from the free list. */
+/*
+ * Allocates an internal node: the last one freed, else the lowest never
+ * used (which gets its box slot, or none, now: a new forest touches only
+ * the nodes it uses, so that a young forest costs little memory and time).
+ */
 static int16_t
-node_alloc(RcfTree *tree)
+node_alloc(const RcfForest *forest, RcfTree *tree)
 {
 	int16_t		node = tree->free_node;
 
-	tree->free_node = tree->nodes[node].child[0];
+	if (node != RCF_NIL)
+	{
+		tree->free_node = tree->nodes[node].child[0];
+		return node;
+	}
+	node = tree->node_hw++;
+	tree->nodes[node].box = forest->box_partial ? RCF_NO_BOX : (uint16_t) node;
 	return node;
 }
 
@@ -53,12 +63,14 @@ node_release(const RcfForest *forest, RcfTree *tree, int16_t node)
 	tree->free_node = node;
 }
 
-/* Allocates a leaf from the free list. */
+/* Allocates a leaf: the last one freed, else the lowest never used. */
 static int16_t
 leaf_alloc(const RcfForest *forest, RcfTree *tree)
 {
 	int16_t		leaf = tree->free_leaf;
 
+	if (leaf == RCF_NIL)
+		return tree->leaf_hw++;
 	tree->free_leaf = rcf_leaf_next(tree, leaf, forest->D);
 	return leaf;
 }
@@ -88,38 +100,23 @@ leaf_set_point(const RcfForest *forest, RcfTree *tree, int16_t leaf,
 }
 
 /*
- * Puts every node, leaf and box on its free list.  The node and leaf lists
- * hold indexes as int16_t; RCF_NIL ends them.  The box pool is a stack with
- * the lowest slot on top.
+ * Empties a tree: no node or leaf used yet (they are handed out from the
+ * lowest index up, then from the free lists), every box slot in the pool.
+ * Only the leaf masses are written, which checks and scans read for every
+ * leaf; a free-list link is a node's child[0], or what a free leaf does not
+ * use, and RCF_NIL ends a list.  The box pool is a stack with the lowest
+ * slot on top.
  */
 void
 rcf_tree_init(RcfForest *forest, RcfTree *tree)
 {
-	int			n = forest->N;
-
 	tree->root = RCF_NIL;
 	tree->heap_size = 0;
 	tree->free_node = RCF_NIL;
-	for (int i = n - 2; i >= 0; i--)
-	{
-		memset(&tree->nodes[i], 0, sizeof(RcfNode));
-		if (forest->box_partial)
-		{
-			tree->nodes[i].box = RCF_NO_BOX;
-			tree->leaf_count[i] = 0;
-		}
-		else
-			tree->nodes[i].box = (uint16_t) i;
-		tree->nodes[i].child[0] = tree->free_node;
-		tree->free_node = (int16_t) i;
-	}
 	tree->free_leaf = RCF_NIL;
-	for (int i = n - 1; i >= 0; i--)
-	{
-		tree->leaf_mass[i] = 0;
-		rcf_set_leaf_next(tree, i, forest->D, tree->free_leaf);
-		tree->free_leaf = (int16_t) i;
-	}
+	tree->node_hw = 0;
+	tree->leaf_hw = 0;
+	memset(tree->leaf_mass, 0, sizeof(uint16_t) * forest->N);
 	tree->box_nfree = 0;
 	if (forest->box_partial)
 	{
@@ -540,9 +537,9 @@ box_gap(const float *lo, const float *hi, const double *q, int d,
 
 /* Exported forms of the allocators and of box_refresh, for the decoder. */
 int16_t
-rcf_tree_node_alloc(RcfTree *tree)
+rcf_tree_node_alloc(const RcfForest *forest, RcfTree *tree)
 {
-	return node_alloc(tree);
+	return node_alloc(forest, tree);
 }
 
 int16_t
@@ -762,7 +759,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	leaf_set_point(forest, tree, leaf, q, loc);
 	tree->leaf_mass[leaf] = 1;
 
-	node = node_alloc(tree);
+	node = node_alloc(forest, tree);
 	n = &tree->nodes[node];
 	n->dim = cut_dim;
 	n->cut = cut_value;
@@ -1260,23 +1257,29 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 	}
 
 	free_count = 0;
+	if (tree->node_hw < 0 || tree->node_hw > n - 1 ||
+		tree->leaf_hw < 0 || tree->leaf_hw > n)
+		return "a tree's count of used nodes or leaves is out of range";
 	for (f = tree->free_node; f != RCF_NIL; f = tree->nodes[f].child[0])
 	{
-		if (f < 0 || f >= n - 1 || ++free_count > n - 1)
+		if (f < 0 || f >= tree->node_hw || ++free_count > n - 1)
 			return "node free list is corrupt";
 		if (tree->nodes[f].box != (forest->box_partial ? RCF_NO_BOX : f))
 			return "a free node holds a box slot";
 	}
-	if (free_count + internal != n - 1)
+	if (free_count + internal != tree->node_hw)
 		return "nodes leaked from the free list";
 	free_count = 0;
 	for (f = tree->free_leaf; f != RCF_NIL; f = rcf_leaf_next(tree, f, d))
 	{
-		if (f < 0 || f >= n || ++free_count > n)
+		if (f < 0 || f >= tree->leaf_hw || ++free_count > n)
 			return "leaf free list is corrupt";
 	}
-	if (free_count + leaves != n)
+	if (free_count + leaves != tree->leaf_hw)
 		return "leaves leaked from the free list";
+	for (int i = tree->leaf_hw; i < n; i++)
+		if (tree->leaf_mass[i] != 0)
+			return "a leaf never used has a mass";
 	if (!forest->box_partial)
 		return NULL;
 	if (tree->box_nfree + boxes_used != forest->box_slots)
