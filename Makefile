@@ -192,6 +192,9 @@ fuzz: $(addprefix fuzz-run-,$(FUZZ_TARGETS))
 $(FUZZ_DIR)/decode/seeds: test/fuzz/make_seeds
 	@mkdir -p $@
 	test/fuzz/make_seeds $@
+	@# format version 1 models too (test/unit/fixtures), still read
+	for f in test/unit/fixtures/v1_*.rcf; do \
+		{ printf '\001'; cat $$f; } > $@/$$(basename $$f .rcf); done
 
 fuzz-run-decode: $(FUZZ_DIR)/decode/seeds
 

@@ -14,6 +14,9 @@
  *	  us_per_point=<median> bytes_per_forest=<arena bytes> ... grade=0|1
  *	  cpu_us_per_point=<median>
  *
+ * bytes_per_forest is rcf_bytes at the end: the arena and, with shingling,
+ * the record store, which only grows, so it is the most over the run.
+ *
  * cpu_us_per_point is the median over the same batches of the process's
  * CPU time, which time spent waiting for a core on a shared machine does
  * not inflate; compare builds by it there.

@@ -7,7 +7,8 @@
  *
  * Trains a forest (KDA defaults) on the values of --train, one per line,
  * encodes and decodes it (reporting size and decode time), then scores
- * every value of --input without learning.  Prints one line:
+ * every value of --input without learning (decode_ms: the best of 21
+ * decodes).  Prints one line:
  *
  *	  score_rows_per_s=<n> encoded_bytes=<n> decode_ms=<n> checksum=<sum>
  */
@@ -103,6 +104,19 @@ main(int argc, char **argv)
 	t0 = now();
 	g = rcf_decode(buf, len, NULL, &status, &detail);
 	decode_ms = (now() - t0) * 1000;
+	/* The best of 20 more decodes: one is at the mercy of a shared machine. */
+	for (int k = 0; k < 20 && g; k++)
+	{
+		RcfForest  *h;
+		double		ms;
+
+		t0 = now();
+		h = rcf_decode(buf, len, NULL, &status, &detail);
+		ms = (now() - t0) * 1000;
+		if (ms < decode_ms)
+			decode_ms = ms;
+		rcf_free(h);
+	}
 	t0 = now();
 	for (long i = 0; i < ni; i++)
 		sum += rcf_score(g, &iv[i]);

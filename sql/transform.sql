@@ -151,13 +151,16 @@ SELECT anomaly.rcf_info(anomaly.rcf_set_grading(model, z_factor => 4)) -> 'trans
 
 -- A model stored before transforms existed (encoded by the engine of
 -- commit f90745a: 2 features, 3 trees, 16 samples, a grader, 200 points)
--- decodes unchanged, encodes to the same bytes, and scores and grades as
+-- decodes unchanged, is written back in the current format (version 2, its
+-- next update re-encodes it) scoring the same, and scores and grades as
 -- that engine did (score 2.3878417828656304, grade 0.80633559344458883
 -- for the point (5, 103)).
 CREATE TABLE old_model AS SELECT 'UkNGTQEAAADBYqXmAgAAAAEAAAADAAAAEAAAAAQAAAAAAAAAAGr4QCoAAAAAAAAAyAAAAAAAAADIAAAAAAAAAAAAAAAAAAAAyLZpPwAA0EIwJwYCc+skPwAAyEKmpDc/AADKQgICKiZkPwAA0EIdmm4/AADSQgYBuUByPwAA0kIDAYnmPj8AAMxCAwGJ0do+AADUQgIBw4EQPgAAzEIGAVejB78AAMxCAQFxETC/AADQQgIBlx9fvwAAyEIBATKcc78AAMxCAwGlBH+/AADUQgEBEHx1vwAAykIFAbGaIb8AAMhCAQFW4O2+AADMQggBfUjPPgAA0EIDAredOj8AAMpC0S1LPwAAzEIEAZj4fD8AAMhCBQG89GY/AADUQgEBp2lMPwAAykIMAieju74AAMhCJULqvgAAykICAf0qM78AANBCAwEDO2y/AADKQgcBHVlrvwAAzEICA1sRQ78AANJC3IoxvwAA1EI8Ph6/AADIQgQBJJQpvgAA0kIDAekQbT4AAMxCAQEiINc+AADQQgEBIZIXPwAA1EIDAgfyWz8AAM5CpuxnPwAA0EICAXKYfT8AAMhCAgEWnXw/AADOQgoBVDKbPgAAyEIJAfZaI78AAM5CAQEVQke/AADSQgIBEtttvwAAykIPAp9Zr74AAM5CquZ8vgAA0EICAQWITj0AAMhCAQJAyH0+AADMQvnGrz4AAM5CAwErlS4/AADIQgYBAwEHBAQDBwIDAgQCBgIJBAEFBgINAQMECAMBAQUEAgIEAQMDCwoCAxABAwIBBBDTUTGHlFzzEB4eJ8CgUC7Aa5c/wL9nOsCpXS/A61FBwHBNW8D2xJPA38hiwC6CQsBWs0jAcmBZwMDSRsBjT6LA3FmWwGE9ocAiJgQMAiMpIBUIHxYYGQ8QAtjhykICc7LIQgCzrTM+LU0ANQ2mvQBepWy/UzMrAidvzkIAIqAGPwDYsfG+EQAnD5i+Hz9FAKEnPr8ZAIwx3z4AKL2cPTEA8tHUPiFBAhzs0UIAFAdnPwVHCR150XOYJbQWECj7EcAYBBzAISwSwGhSJ8CPlCbAe+8VwEYhGcAnpG/AucqFwNzbKMA+XWTAgcUiwKL8tcBTqTPABMDTwCCkm8ATBy4FLQ0oLycKJAYlAB4RADaC0L4CasLJQhUCQMPMQhsCF6TQQk9RAnzrzEICCsjLQgKu78hCAPGwZT8AyycqPwFfAEJZfT8nSSMAmVaiPgAMnXM+D1sLAoQozkIAG/NXP11LAjer0kI9DdHKR+ex/h1+EB7BF8AgxifAF6sqwC/hQMA/hDPAUj03wGthMMCt80LA9EpowFGSQ8AV/GLA3Zt9wP2ePMCMbHvAwEtXwIkk18AXGwMBKyoaCR0LFCEOEhwsAnRc0EIC2PrPQgA4Wzm/AB1ycr8XNQDPYBU+AgEpy0IC2OPIQgCIX22+AEtSIL8dO1kvVQJ6MspCAyUAlHWXvhNXAurp00IAKssRPjcHABeMKjw5AI1EKD9DKQECmAEAAAAAAAAIQJqZmZmZmek/AAAAAABwp0AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAEAAABkAAAAIAAAAG9/HKonPO8/qHYHKo/ioz/EAAAAAAAAAAAAAAAAAAAAAQAAAFMS7mL5CO4/AAAAAAAAAAAAAAAAAAAAQAAAAAAAAChAAAAAAAAAAABTEu5i+QjuPw=='::anomaly.rcf AS model;
 SELECT anomaly.rcf_info(model) ? 'transform' AS has_transform,
        anomaly.rcf_info(model) -> 'updates' AS updates,
-       anomaly.rcf_update(model, ARRAY[[NULL, NULL]]::float8[])::text = model::text AS same_bytes,
+       anomaly.rcf_info(model) -> 'format_version' AS stored_version,
+       anomaly.rcf_info(anomaly.rcf_update(model, ARRAY[[NULL, NULL]]::float8[])) -> 'format_version' AS written_version,
+       (anomaly.rcf_detect(anomaly.rcf_update(model, ARRAY[[NULL, NULL]]::float8[]), ARRAY[5, 103])).anomaly_score = 2.3878417828656304 AS rewritten_same_score,
        (anomaly.rcf_detect(model, ARRAY[5, 103])).anomaly_score = 2.3878417828656304 AS same_score,
        (anomaly.rcf_detect(model, ARRAY[5, 103])).anomaly_grade = 0.80633559344458883 AS same_grade
 FROM old_model;

@@ -625,11 +625,12 @@ learn(RcfForest *forest, RcfGrader *grader, RcfTransform *transform,
 		double		x[RCF_MAX_DIMENSIONS];
 
 		rcf_transform_apply(transform, values, x);
-		rcf_update(forest, x);
+		if (rcf_update(forest, x) != 0)
+			elog(ERROR, "could not grow the record store of a forest");	/* palloc raises first */
 		rcf_transform_learn(transform, values);
 	}
-	else
-		rcf_update(forest, values);
+	else if (rcf_update(forest, values) != 0)
+		elog(ERROR, "could not grow the record store of a forest");	/* palloc raises first */
 }
 
 /*
@@ -738,7 +739,10 @@ rcf_info_model(PG_FUNCTION_ARGS)
 					 "\"seed\": " INT64_FORMAT ", \"output_after\": %d, "
 					 "\"updates\": " UINT64_FORMAT ", \"output_ready\": %s, "
 					 "\"encoded_bytes\": %d, \"memory_bytes\": %zu",
-					 RCF_FORMAT_VERSION, p->dims, p->number_of_trees,
+					 /* as stored: a version 1 model is written back as the current one */
+					 (int) (((const uint8_t *) VARDATA_ANY(model))[4] |
+							((const uint8_t *) VARDATA_ANY(model))[5] << 8),
+					 p->dims, p->number_of_trees,
 					 p->sample_size, p->time_decay, p->shingle_size,
 					 (int64) p->seed, p->output_after,
 					 (uint64) rcf_updates(forest),

@@ -426,7 +426,8 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, WindowKind kind)
 	else
 		result = Float8GetDatum(rcf_score(state->forest, x));
 
-	rcf_update(state->forest, x);
+	if (rcf_update(state->forest, x) != 0)
+		elog(ERROR, "could not grow the record store of a forest");	/* palloc raises first */
 	if (state->transform)
 		rcf_transform_learn(state->transform, state->point.values);
 	return result;

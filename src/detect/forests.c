@@ -455,6 +455,24 @@ forest_learn(ForestEntry *e, const double *values)
 	rcf_transform_learn(e->transform, values);
 }
 
+/*
+ * Makes sure the next `updates` points e learns allocate nothing (they may
+ * be learned on the detector's threads), and counts what its forest holds
+ * now: with shingling its record store grows as it learns.
+ */
+static void
+reserve_forest(DetectorCache *dc, DetectorDef *def, ForestEntry *e,
+			   int64 updates)
+{
+	if (rcf_reserve(e->forest, (uint64_t) updates) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory for a forest of detector \"%s\"", def->name)));
+	dc->bytes -= e->bytes;
+	e->bytes = rcf_bytes(e->forest);
+	dc->bytes += e->bytes;
+}
+
 /* True when position (seq, pos) comes after what entry holds. */
 static inline bool
 after(ForestEntry *e, int64 seq, int32 pos)
@@ -514,6 +532,7 @@ detect_replay_journal(DetectorCache *dc, DetectorDef *def)
 
 				if (after(e, seq, i + 1))
 				{
+					reserve_forest(dc, def, e, 1);
 					if (e->grader)
 					{
 						RcfGrade	grade;
@@ -607,6 +626,7 @@ typedef struct ScoreTask
  */
 typedef struct ScoreWave
 {
+	DetectorCache *dc;
 	DetectorDef *def;
 	RowResult  *res;
 	const int64 *order;
@@ -696,6 +716,10 @@ run_wave(ScoreWave *w, EvalState *es, int64 seq, ArrayBuildState **jkeys,
 	DetectorDef *def = w->def;
 	int			dims = def->nfeatures;
 	int			total = dims * def->params.shingle_size;
+
+	/* The threads must not allocate: room for every row a forest learns. */
+	for (int t = 0; t < w->ntasks; t++)
+		reserve_forest(w->dc, def, w->tasks[t].e, w->tasks[t].hi - w->tasks[t].lo);
 
 	/* Threads pay off only when there is some work for each. */
 	detect_run_tasks(score_task, w, w->ntasks,
@@ -797,6 +821,7 @@ detect_score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
 	sort_results = NULL;
 
 	memset(&w, 0, sizeof(w));
+	w.dc = dc;
 	w.def = def;
 	w.res = es->res;
 	w.order = order;

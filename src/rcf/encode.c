@@ -2,32 +2,44 @@
  * encode.c
  *	  The byte form of a forest, and its validating decoder.
  *
- * Layout (little-endian; "varint" is unsigned LEB128):
+ * Layout, format version 2 (little-endian; "varint" is unsigned LEB128):
  *
  *	 header		u32 magic "RCFM", u16 version, u16 reserved (0),
  *				u32 CRC-32C of everything after this field
  *	 params		u32 dims, shingle_size, number_of_trees, sample_size,
- *				output_after; f64 time_decay; u64 seed
- *	 counters	u64 updates, inserted, weight_base
+ *				output_after; f64 time_decay; u64 seed (as in version 1,
+ *				so rcf_model_peek_params reads both)
+ *	 counters	varint updates; varint inserted - weight_base.  inserted,
+ *				the points offered, is updates - shingle_size + 1 (or 0).
  *	 shingle	f32[dims * shingle_size], oldest record first
- *	 points		varint count; then runs of consecutive records:
- *				varint run count, and per run varint gap (from the end of
- *				the previous run), varint length, f32[length * dims];
- *				then per point, in order of sequence number, varint
- *				sequence number delta.  A point with sequence number s is
- *				the records s .. s + shingle_size - 1, so shingled points,
- *				which overlap, are stored once per record, not per point.
+ *	 points		with shingle_size > 1: varint record count, f32[count *
+ *				dims], the records of the shared store that some leaf's
+ *				point covers, in store order (a point is the offset of its
+ *				first record); with shingle_size 1: varint point count,
+ *				f32[count * dims], the distinct points of all leaves, in
+ *				the order the trees name them
  *	 trees		per tree: u64 rng state; varint sampler size; f32 weights
- *				in heap order; varint point index per entry; the tree in
- *				preorder: varint 2 * slot + 1 for a leaf, or varint
- *				2 * dim followed by f32 cut for an internal node.  Leaf
- *				masses are the sampler's counts; boxes are recomputed.
+ *				in heap order; the tree in preorder: varint 2 * point + 1
+ *				for a leaf (point = record offset, or distinct point
+ *				index), or varint 2 * dim followed by f32 cut for an
+ *				internal node; then per sampler entry, varint number of
+ *				its leaf in preorder.  Leaf masses are the sampler's
+ *				counts; boxes are recomputed.
  *	 sections	varint count of optional sections, then per section varint
  *				kind, varint length, payload.  Kind 2 is the grader
  *				(grade.c); kind 1, the grader's layout before its CUSUM,
  *				is still read; kind 3 is the transform (transform.c),
  *				whose dims must be the forest's.  At most one section of
  *				each concern, the grader's first.
+ *
+ * Version 1 (still read; written before the shared store) differs in:
+ * counters as u64 updates, inserted, weight_base; points as varint count,
+ * varint run count, per run varint gap (from the end of the previous run),
+ * varint length, f32[length * dims], then per point in order of sequence
+ * number a varint sequence number delta (a point with sequence number s is
+ * the records s .. s + shingle_size - 1); per tree, after the weights, a
+ * varint point index per sampler entry, then the tree, a leaf naming its
+ * point index.
  */
 #include <stdlib.h>
 
@@ -47,11 +59,44 @@
  */
 #include "crc32c_table.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+#define RCF_CRC_HW 1
+
+/*
+ * The same CRC with the processor's CRC32 instruction (SSE 4.2), several
+ * times faster than the tables; used when the processor has it.
+ */
+__attribute__((target("sse4.2")))
+static uint32_t
+crc32c_hw(uint32_t crc, const uint8_t *p, size_t len)
+{
+	uint64_t	c = crc;
+
+	while (len >= 8)
+	{
+		uint64_t	v;
+
+		memcpy(&v, p, 8);
+		c = _mm_crc32_u64(c, v);
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		c = _mm_crc32_u8((uint32_t) c, *p++);
+	return (uint32_t) c;
+}
+#endif
+
 uint32_t
 rcf_crc32c(uint32_t crc, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 
+#ifdef RCF_CRC_HW
+	if (__builtin_cpu_supports("sse4.2"))
+		return ~crc32c_hw(~crc, p, len);
+#endif
 	crc = ~crc;
 	while (len >= 8)
 	{
@@ -162,22 +207,225 @@ put_varint(Writer *w, uint64_t v)
 	put_bytes(w, b, n);
 }
 
-/* Orders live slots by sequence number. */
-static const uint64_t *sort_seq;
-
-static int
-cmp_slot_seq(const void *a, const void *b)
+/*
+ * Floats as ordered integers: a < b as floats (neither NaN) exactly when
+ * float_ord(a) < float_ord(b), with -0 just below +0.  Cuts and weights are
+ * written as distances in this order, which the neighbours they lie
+ * between bound, and records as differences from the record before.
+ */
+static inline uint32_t
+float_ord(float f)
 {
-	uint64_t	x = sort_seq[*(const uint32_t *) a];
-	uint64_t	y = sort_seq[*(const uint32_t *) b];
+	uint32_t	u;
 
-	return (x > y) - (x < y);
+	memcpy(&u, &f, 4);
+	return (u & 0x80000000u) ? ~u : u | 0x80000000u;
 }
 
-/* Writes a tree in preorder, with an explicit stack. */
+static inline float
+float_unord(uint32_t o)
+{
+	uint32_t	u = (o & 0x80000000u) ? o & 0x7FFFFFFFu : ~o;
+	float		f;
+
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* The order of a bound, either zero taken as -0 (the lowest). */
+static inline uint32_t
+bound_ord(float f)
+{
+	return f == 0.0f ? 0x7FFFFFFFu : float_ord(f);
+}
+
+static inline uint64_t
+zigzag(int64_t v)
+{
+	return ((uint64_t) v << 1) ^ (uint64_t) (v >> 63);
+}
+
+static inline int64_t
+unzigzag(uint64_t v)
+{
+	return (int64_t) (v >> 1) ^ -(int64_t) (v & 1);
+}
+
+/* Bits needed to write x (0 for 0). */
+static inline int
+bit_width(uint64_t x)
+{
+	return x ? 64 - __builtin_clzll(x) : 0;
+}
+
+/*
+ * The bounds a cut lies in, in float order: at or above the largest value
+ * of the left child in the cut's dimension, below the smallest of the
+ * right child.  boxes holds every internal node's box (rcf_tree_boxes).
+ */
 static void
-write_tree(Writer *w, const RcfTree *tree, const uint32_t *slot_index,
-		   int16_t *stack)
+cut_bounds(const RcfForest *forest, const RcfTree *tree, int16_t node,
+		   int dim, const float *boxes, uint32_t *lo, uint32_t *hi)
+{
+	int			D = forest->D;
+	int16_t		l = tree->nodes[node].child[RCF_LEFT];
+	int16_t		r = tree->nodes[node].child[RCF_RIGHT];
+	float		lmax = RCF_IS_LEAF(l) ?
+		rcf_leaf_point(forest, tree, RCF_LEAF_IDX(l))[dim] :
+		boxes[(size_t) l * 2 * D + D + dim];
+	float		rmin = RCF_IS_LEAF(r) ?
+		rcf_leaf_point(forest, tree, RCF_LEAF_IDX(r))[dim] :
+		boxes[(size_t) r * 2 * D + dim];
+
+	*lo = bound_ord(lmax);
+	*hi = bound_ord(rmin);
+}
+
+/* A bit stream over a Writer, least significant bit first. */
+typedef struct BitWriter
+{
+	Writer	   *w;
+	uint64_t	acc;
+	int			n;
+} BitWriter;
+
+/* Writes the low n (at most 40) bits of v. */
+static inline void
+put_bits(BitWriter *b, uint64_t v, int n)
+{
+	b->acc |= v << b->n;
+	b->n += n;
+	while (b->n >= 8)
+	{
+		uint8_t		byte = (uint8_t) b->acc;
+
+		put_bytes(b->w, &byte, 1);
+		b->acc >>= 8;
+		b->n -= 8;
+	}
+}
+
+/* Ends the stream at a byte boundary, padding with zero bits. */
+static void
+put_bits_end(BitWriter *b)
+{
+	if (b->n > 0)
+		put_bits(b, 0, 8 - b->n);
+}
+
+/*
+ * A number below 2^34: its width in 6 bits, then its bits below the
+ * leading one.
+ */
+static inline void
+put_gamma(BitWriter *b, uint64_t v)
+{
+	int			w = bit_width(v);
+
+	put_bits(b, (uint64_t) w, 6);
+	if (w > 1)
+		put_bits(b, v & ((UINT64_C(1) << (w - 1)) - 1), w - 1);
+}
+
+/*
+ * What the writer needs to name a leaf's point: with a shared store, which
+ * records survive (as compaction would keep them) and the rank of each;
+ * without, a hash table of the distinct points by value, so that a point
+ * several trees hold is written once.
+ */
+typedef struct PointNames
+{
+	uint64_t   *live;			/* shared: a bit per record in use */
+	uint32_t   *before;			/* shared: records kept before each word */
+	uint32_t	nrecords;		/* shared: records written */
+	uint32_t   *slots;			/* not shared: hash table, index + 1 or 0 */
+	uint32_t	mask;			/* its size - 1 */
+	const float **values;		/* not shared: the distinct points */
+	uint32_t	npoints;
+} PointNames;
+
+/* Size of the distinct points' hash table: a power of two >= 2 * leaves. */
+static uint32_t
+hash_size(const RcfParams *p)
+{
+	uint64_t	want = 2 * (uint64_t) p->number_of_trees * p->sample_size;
+	uint32_t	size = 1;
+
+	while (size < want)
+		size <<= 1;
+	return size;
+}
+
+/* Bytes of write_forest's temporary buffer (limits.c follows this). */
+size_t
+rcf_encode_scratch(const RcfParams *p, uint32_t rec_used)
+{
+	size_t		N = (size_t) p->sample_size;
+	size_t		names;
+
+	if (p->shingle_size > 1)
+		names = rcf_store_compact_scratch(rec_used);
+	else
+		names = sizeof(uint32_t) * hash_size(p) +
+			sizeof(float *) * (size_t) p->number_of_trees * N;
+	return names + sizeof(int16_t) * 2 * N + sizeof(uint16_t) * N +
+		sizeof(int16_t) * N +	/* order */
+		sizeof(float) * (N - 1) * (2 * (size_t) p->dims * p->shingle_size + 1);	/* boxes */
+}
+
+/* Hash of a point's bits (FNV-1a over its values). */
+static uint32_t
+point_hash(const float *v, int d)
+{
+	uint32_t	h = 2166136261u;
+
+	for (int i = 0; i < d; i++)
+	{
+		uint32_t	x;
+
+		memcpy(&x, &v[i], 4);
+		h = (h ^ x) * 16777619u;
+		h ^= h >> 15;
+	}
+	return h;
+}
+
+/*
+ * The number by which a leaf's point is written: its record's rank in the
+ * written store, or its index among the distinct points (added if new).
+ */
+static uint32_t
+point_name(PointNames *pn, const RcfForest *forest, const RcfTree *tree,
+		   int leaf)
+{
+	const float *v;
+	uint32_t	h;
+
+	if (forest->shared)
+		return rcf_record_rank(pn->live, pn->before, tree->leaf_loc[leaf]);
+	v = rcf_leaf_point(forest, tree, leaf);
+	for (h = point_hash(v, forest->D) & pn->mask;; h = (h + 1) & pn->mask)
+	{
+		uint32_t	s = pn->slots[h];
+
+		if (s == 0)
+		{
+			pn->values[pn->npoints] = v;
+			pn->slots[h] = ++pn->npoints;
+			return pn->npoints - 1;
+		}
+		if (memcmp(pn->values[s - 1], v, forest->D * sizeof(float)) == 0)
+			return s - 1;
+	}
+}
+
+/*
+ * Numbers the distinct points of a tree's leaves in preorder, the order in
+ * which write_tree names them.
+ */
+static void
+name_points(PointNames *pn, const RcfForest *forest, const RcfTree *tree,
+			int16_t *stack)
 {
 	int			top = 0;
 
@@ -189,22 +437,90 @@ write_tree(Writer *w, const RcfTree *tree, const uint32_t *slot_index,
 		int16_t		ref = stack[--top];
 
 		if (RCF_IS_LEAF(ref))
-			put_varint(w, 2 * (uint64_t) slot_index[rcf_leaf_slot(tree, RCF_LEAF_IDX(ref))] + 1);
+			(void) point_name(pn, forest, tree, RCF_LEAF_IDX(ref));
 		else
 		{
-			const RcfNode *n = &tree->nodes[ref];
-
-			put_varint(w, 2 * (uint64_t) n->dim);
-			put_f32(w, n->cut);
-			stack[top++] = n->child[RCF_RIGHT];
-			stack[top++] = n->child[RCF_LEFT];
+			stack[top++] = tree->nodes[ref].child[RCF_RIGHT];
+			stack[top++] = tree->nodes[ref].child[RCF_LEFT];
 		}
 	}
 }
 
 /*
- * Writes (or with w->buf NULL, measures) the whole encoding.  Returns false
- * if temporary memory could not be had.
+ * Writes a tree's sampler and shape as one bit stream: the weights in heap
+ * order (the first as is, each other as its distance below its parent);
+ * the tree in preorder, a leaf as a 1 bit and its point in rbits, an
+ * internal node as a 0 bit and its cut's dimension; each cut as its place
+ * in float order between its children's boxes (in the bits that range
+ * needs); and each sampler entry as its leaf's number in preorder.
+ * Returns false if a cut does not lie between its children.
+ */
+static bool
+write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
+		   PointNames *pn, int rbits, int16_t *stack, uint16_t *leafno,
+		   int16_t *order, float *boxes)
+{
+	BitWriter	b = {w, 0, 0};
+	int			dbits = bit_width((uint64_t) forest->D - 1);
+	int			top = 0;
+	int			ninternal = 0;
+	int			nleaves = 0;
+	int			ebits;
+
+	if (tree->root == RCF_NIL)
+		return true;
+	put_bits(&b, float_ord(tree->heap_weight[0]), 32);
+	for (int i = 1; i < tree->heap_size; i++)
+		put_gamma(&b, zigzag((int64_t) float_ord(tree->heap_weight[(i - 1) / 2]) -
+							 (int64_t) float_ord(tree->heap_weight[i])));
+
+	stack[top++] = tree->root;
+	while (top > 0)
+	{
+		int16_t		ref = stack[--top];
+
+		if (RCF_IS_LEAF(ref))
+		{
+			put_bits(&b, 1, 1);
+			put_bits(&b, point_name(pn, forest, tree, RCF_LEAF_IDX(ref)), rbits);
+			leafno[RCF_LEAF_IDX(ref)] = (uint16_t) nleaves++;
+		}
+		else
+		{
+			const RcfNode *n = &tree->nodes[ref];
+
+			put_bits(&b, 0, 1);
+			put_bits(&b, n->dim, dbits);
+			order[ninternal++] = ref;
+			stack[top++] = n->child[RCF_RIGHT];
+			stack[top++] = n->child[RCF_LEFT];
+		}
+	}
+
+	rcf_tree_boxes(forest, tree, order, ninternal, boxes);
+	for (int k = 0; k < ninternal; k++)
+	{
+		const RcfNode *n = &tree->nodes[order[k]];
+		uint32_t	lo,
+					hi;
+		uint32_t	c = float_ord(n->cut);
+
+		cut_bounds(forest, tree, order[k], n->dim, boxes, &lo, &hi);
+		if (!(lo <= c && c < hi))
+			return false;
+		put_bits(&b, c - lo, bit_width(hi - lo - 1));
+	}
+
+	ebits = bit_width((uint64_t) nleaves - 1);
+	for (int i = 0; i < tree->heap_size; i++)
+		put_bits(&b, leafno[tree->heap_leaf[i]], ebits);
+	put_bits_end(&b);
+	return true;
+}
+
+/*
+ * Writes (or with w->buf NULL, measures) the whole encoding, in the current
+ * format version.  Returns false if temporary memory could not be had.
  */
 static bool
 write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
@@ -213,42 +529,72 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	const RcfParams *p = &forest->params;
 	int			dims = p->dims;
 	int			S = p->shingle_size;
-	uint32_t	cap = forest->capacity;
-	const float **slot_point;
-	uint32_t   *live;
-	uint32_t   *slot_index;
+	PointNames	pn;
 	int16_t    *stack;
-	uint32_t	nlive = 0;
+	uint16_t   *leafno;
+	int16_t    *order;
+	float	   *boxes;
+	uint64_t	nrefs;
+	int			rbits;
+	bool		ok = true;
 	size_t		crc_from;
-	size_t		temp_size = sizeof(float *) * (size_t) cap +
-		sizeof(uint32_t) * 2 * (size_t) cap +
-		sizeof(int16_t) * 2 * (size_t) forest->N;
+	size_t		temp_size = rcf_encode_scratch(p, forest->rec_used);
 	char	   *temp;
 
 	temp = forest->allocator.alloc(forest->allocator.ctx, temp_size);
 	if (temp == NULL)
 		return false;
-	slot_point = (const float **) temp;
-	live = (uint32_t *) (slot_point + cap);
-	slot_index = live + cap;
-	stack = (int16_t *) (slot_index + cap);
-
-	/* A point's values, from any leaf that holds it. */
-	for (int t = 0; t < p->number_of_trees; t++)
+	memset(&pn, 0, sizeof(pn));
+	if (forest->shared)
 	{
-		const RcfTree *tree = &forest->trees[t];
+		size_t		words = ((size_t) forest->rec_used + 63) / 64;
 
-		for (int i = 0; i < forest->N; i++)
-			if (tree->leaf_mass[i] > 0)
-				slot_point[rcf_leaf_slot(tree, i)] = rcf_leaf_point(forest, tree, i);
+		pn.live = (uint64_t *) temp;
+		pn.before = (uint32_t *) (pn.live + words);
+		stack = (int16_t *) (pn.before + words);
+		memset(pn.live, 0, words * sizeof(uint64_t));
+		for (int t = 0; t < p->number_of_trees; t++)
+		{
+			const RcfTree *tree = &forest->trees[t];
+
+			for (int i = 0; i < forest->N; i++)
+				if (tree->leaf_mass[i] > 0)
+					for (uint32_t r = tree->leaf_loc[i]; r < tree->leaf_loc[i] + (uint32_t) S; r++)
+						pn.live[r / 64] |= UINT64_C(1) << (r % 64);
+		}
+		for (size_t k = 0; k < words; k++)
+		{
+			pn.before[k] = pn.nrecords;
+			pn.nrecords += (uint32_t) __builtin_popcountll(pn.live[k]);
+		}
 	}
-	for (uint32_t s = 0; s < cap; s++)
-		if (rcf_refcount(forest, s) > 0)
-			live[nlive++] = s;
-	sort_seq = forest->slot_seq;
-	qsort(live, nlive, sizeof(uint32_t), cmp_slot_seq);
-	for (uint32_t i = 0; i < nlive; i++)
-		slot_index[live[i]] = i;
+	else
+	{
+		uint32_t	hsize = hash_size(p);
+
+		pn.slots = (uint32_t *) temp;
+		pn.mask = hsize - 1;
+		pn.values = (const float **) (pn.slots + hsize);
+		stack = (int16_t *) (pn.values + (size_t) p->number_of_trees * forest->N);
+		memset(pn.slots, 0, sizeof(uint32_t) * hsize);
+	}
+	leafno = (uint16_t *) (stack + 2 * forest->N);
+	order = (int16_t *) (leafno + forest->N);
+	boxes = (float *) (order + forest->N);
+	if (!forest->shared)
+	{
+		/*
+		 * Number the distinct points before writing any, in the order the
+		 * trees will name them (tree by tree, in preorder), so that a
+		 * decoded forest, whose leaves lie elsewhere, encodes the same.
+		 */
+		for (int t = 0; t < p->number_of_trees; t++)
+			name_points(&pn, forest, &forest->trees[t], stack);
+		nrefs = pn.npoints;
+	}
+	else
+		nrefs = pn.nrecords >= (uint32_t) S ? pn.nrecords - (uint32_t) S + 1 : 0;
+	rbits = nrefs > 0 ? bit_width(nrefs - 1) : 0;
 
 	put_u32(w, RCF_MAGIC);
 	put_u16(w, RCF_FORMAT_VERSION);
@@ -263,9 +609,9 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	put_u32(w, (uint32_t) p->output_after);
 	put_f64(w, p->time_decay);
 	put_u64(w, p->seed);
-	put_u64(w, forest->updates);
-	put_u64(w, forest->inserted);
-	put_u64(w, forest->weight_base);
+	/* inserted follows from updates (rcf_check holds them to it). */
+	put_varint(w, forest->updates);
+	put_varint(w, forest->inserted - forest->weight_base);
 	for (int k = 0; k < S; k++)
 	{
 		int			r = (forest->shingle_next + k) % S;
@@ -274,69 +620,46 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 			put_f32(w, forest->shingle[(size_t) r * dims + i]);
 	}
 
-	/* Points: runs of records covering every live point's window. */
-	put_varint(w, nlive);
+	/*
+	 * Points: the records in use, in store order, or the distinct points,
+	 * each value as its difference from the same value of the one before.
+	 */
 	{
-		uint64_t	nruns = 0;
-		uint64_t	end = 0;	/* one past the last record written */
+		BitWriter	b = {w, 0, 0};
+		const float *prev = NULL;
+		int			width = forest->shared ? dims : forest->D;
 
-		for (uint32_t i = 0; i < nlive; i++)
+		put_varint(w, forest->shared ? pn.nrecords : pn.npoints);
+		for (uint32_t i = 0; i < (forest->shared ? forest->rec_used : pn.npoints); i++)
 		{
-			uint64_t	s = forest->slot_seq[live[i]];
+			const float *v;
 
-			if (nruns == 0 || s > end)
-				nruns++;
-			if (s + S > end)
-				end = s + S;
-		}
-		put_varint(w, nruns);
-
-		end = 0;
-		for (uint32_t i = 0; i < nlive;)
-		{
-			uint64_t	start = forest->slot_seq[live[i]];
-			uint64_t	stop = start + S;
-			uint32_t	j = i + 1;
-
-			while (j < nlive && forest->slot_seq[live[j]] <= stop)
+			if (forest->shared)
 			{
-				if (forest->slot_seq[live[j]] + S > stop)
-					stop = forest->slot_seq[live[j]] + S;
-				j++;
+				if (!(pn.live[i / 64] & (UINT64_C(1) << (i % 64))))
+					continue;
+				v = forest->records + (size_t) i * dims;
 			}
-			put_varint(w, start - end);
-			put_varint(w, stop - start);
-			/* Each record comes from the first point that holds it. */
-			for (uint64_t r = start, k = i; r < stop; r++)
+			else
+				v = pn.values[i];
+			for (int d = 0; d < width; d++)
 			{
-				const float *pt;
+				uint32_t	before = prev ? float_ord(prev[d]) : float_ord(0.0f);
 
-				while (forest->slot_seq[live[k]] + S <= r)
-					k++;
-				pt = slot_point[live[k]] +
-					(size_t) (r - forest->slot_seq[live[k]]) * dims;
-				for (int d = 0; d < dims; d++)
-					put_f32(w, pt[d]);
+				put_gamma(&b, zigzag((int64_t) float_ord(v[d]) - (int64_t) before));
 			}
-			end = stop;
-			i = j;
+			prev = v;
 		}
-		for (uint32_t i = 0; i < nlive; i++)
-			put_varint(w, forest->slot_seq[live[i]] -
-					   (i > 0 ? forest->slot_seq[live[i - 1]] : 0));
+		put_bits_end(&b);
 	}
 
-	for (int t = 0; t < p->number_of_trees; t++)
+	for (int t = 0; t < p->number_of_trees && ok; t++)
 	{
 		const RcfTree *tree = &forest->trees[t];
 
 		put_u64(w, tree->rng);
 		put_varint(w, (uint64_t) tree->heap_size);
-		for (int i = 0; i < tree->heap_size; i++)
-			put_f32(w, tree->heap_weight[i]);
-		for (int i = 0; i < tree->heap_size; i++)
-			put_varint(w, slot_index[rcf_leaf_slot(tree, tree->heap_leaf[i])]);
-		write_tree(w, tree, slot_index, stack);
+		ok = write_tree(w, forest, tree, &pn, rbits, stack, leafno, order, boxes);
 	}
 	if (transform && rcf_transform_params(transform)->method == RCF_TRANSFORM_NONE)
 		transform = NULL;		/* no section: the bytes of older versions */
@@ -374,7 +697,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 			w->buf[crc_from - 4 + i] = (uint8_t) (crc >> (8 * i));
 	}
 	forest->allocator.free(forest->allocator.ctx, temp);
-	return true;
+	return ok;
 }
 
 size_t
@@ -565,7 +888,296 @@ get_count(Reader *r, uint64_t limit, const char *detail)
 	return v;
 }
 
-/* One run of consecutive records in the input. */
+/* A bit stream over a Reader, least significant bit first. */
+typedef struct BitReader
+{
+	Reader	   *r;
+	uint64_t	acc;
+	int			n;
+} BitReader;
+
+/*
+ * Reads n (at most 40) bits; 0 once the reader has failed.  Refills eight
+ * bytes at a time where the input has them.
+ */
+static inline uint64_t
+get_bits(BitReader *b, int n)
+{
+	uint64_t	v;
+
+	if (b->n < n)
+	{
+		const uint8_t *p = b->r->buf + b->r->pos;
+
+		if (b->r->status == RCF_DECODE_OK && b->r->len - b->r->pos >= 8)
+		{
+			int			take = (63 - b->n) / 8;
+			uint64_t	word = 0;
+
+			for (int i = 0; i < 8; i++)
+				word |= (uint64_t) p[i] << (8 * i);
+			if (take < 8)
+				word &= (UINT64_C(1) << (8 * take)) - 1;
+			b->acc |= word << b->n;
+			b->n += 8 * take;
+			b->r->pos += take;
+		}
+		else
+		{
+			while (b->n < n)
+			{
+				if (!need(b->r, 1))
+					return 0;
+				b->acc |= (uint64_t) b->r->buf[b->r->pos++] << b->n;
+				b->n += 8;
+			}
+		}
+	}
+	v = n == 0 ? 0 : b->acc & ((UINT64_C(1) << n) - 1);
+	b->acc >>= n;
+	b->n -= n;
+	return v;
+}
+
+/*
+ * Ends a stream: the bytes read ahead go back, and the padding up to the
+ * byte boundary must be zero.
+ */
+static void
+get_bits_end(BitReader *b)
+{
+	b->r->pos -= (size_t) (b->n / 8);
+	if (b->acc & ((UINT64_C(1) << (b->n % 8)) - 1))
+		fail(b->r, RCF_DECODE_CORRUPT, "a bit stream has stray bits");
+	b->acc = 0;
+	b->n = 0;
+}
+
+/* Reads what put_gamma wrote. */
+static inline uint64_t
+get_gamma(BitReader *b)
+{
+	int			w = (int) get_bits(b, 6);
+
+	if (w > 34)
+	{
+		fail(b->r, RCF_DECODE_CORRUPT, "a number is encoded in too many bits");
+		return 0;
+	}
+	if (w <= 1)
+		return (uint64_t) w;
+	return (UINT64_C(1) << (w - 1)) | get_bits(b, w - 1);
+}
+
+/*
+ * A float written as its difference in float order from `before`; it must
+ * land on a finite float.
+ */
+static inline float
+get_float_delta(BitReader *b, uint32_t before, const char *detail)
+{
+	int64_t		o = (int64_t) before + unzigzag(get_gamma(b));
+	float		f;
+
+	if (o < 0 || o > (int64_t) UINT32_MAX)
+	{
+		fail(b->r, RCF_DECODE_CORRUPT, detail);
+		return 0.0f;
+	}
+	f = float_unord((uint32_t) o);
+	if (!isfinite(f))
+	{
+		fail(b->r, RCF_DECODE_CORRUPT, detail);
+		return 0.0f;
+	}
+	return f;
+}
+
+/*
+ * Reads one tree of format version 2 (write_tree): weights, shape, cuts
+ * and sampler entries.  Leaves get their points through leaf_ref (below
+ * nrefs) as with read_tree, by the caller's set_points before the cuts,
+ * which are read against the children's boxes.
+ */
+static void
+read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
+			 int32_t *stack, int16_t *order, int *ninternal,
+			 uint32_t *leaf_ref, int16_t *preorder, int *nleaves,
+			 float *boxes, uint32_t *entry,
+			 void (*set_points) (void *arg, RcfTree *tree, int nleaves),
+			 void *arg)
+{
+	BitReader	b = {r, 0, 0};
+	int			N = forest->N;
+	int			D = forest->D;
+	int			dbits = bit_width((uint64_t) D - 1);
+	int			rbits = nrefs > 0 ? bit_width(nrefs - 1) : 0;
+	int			top = 0;
+	int			ebits;
+
+	*ninternal = 0;
+	*nleaves = 0;
+	if (tree->heap_size == 0)
+		return;
+
+	tree->heap_weight[0] = float_unord((uint32_t) get_bits(&b, 32));
+	for (int i = 1; i < tree->heap_size && r->status == RCF_DECODE_OK; i++)
+	{
+		uint32_t	parent = float_ord(tree->heap_weight[(i - 1) / 2]);
+		int64_t		o = (int64_t) parent - unzigzag(get_gamma(&b));
+
+		if (o < 0 || o > (int64_t) UINT32_MAX)
+		{
+			fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+			return;
+		}
+		tree->heap_weight[i] = float_unord((uint32_t) o);
+	}
+	for (int i = 0; i < tree->heap_size; i++)
+		/* Far beyond any real weight, and safe from overflow. */
+		if (!(fabsf(tree->heap_weight[i]) <= 1e30f))
+			fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+
+	stack[top++] = -1;
+	while (top > 0 && r->status == RCF_DECODE_OK)
+	{
+		int32_t		dest = stack[--top];
+		int16_t		ref;
+
+		if (get_bits(&b, 1))
+		{
+			uint64_t	point = get_bits(&b, rbits);
+			int16_t		leaf;
+
+			if (r->status != RCF_DECODE_OK)
+				return;
+			if (point >= nrefs)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
+				return;
+			}
+			if (*nleaves >= N)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a tree has more leaves than its sample size");
+				return;
+			}
+			leaf = rcf_tree_leaf_alloc(forest, tree);
+			leaf_ref[leaf] = (uint32_t) point;
+			preorder[(*nleaves)++] = leaf;
+			tree->leaf_mass[leaf] = 0;
+			ref = RCF_LEAF_REF(leaf);
+		}
+		else
+		{
+			uint64_t	dim = get_bits(&b, dbits);
+			int16_t		node;
+
+			if (r->status != RCF_DECODE_OK)
+				return;
+			if (dim >= (uint64_t) D)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a cut has an invalid dimension or value");
+				return;
+			}
+			if (*ninternal >= N - 1)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a tree has more nodes than its sample size allows");
+				return;
+			}
+			node = rcf_tree_node_alloc(forest, tree);
+			order[(*ninternal)++] = node;
+			tree->nodes[node].dim = (uint16_t) dim;
+			tree->nodes[node].cut = 0.0f;
+			tree->nodes[node].child[0] = tree->nodes[node].child[1] = RCF_NIL;
+			stack[top++] = 2 * node + 1;
+			stack[top++] = 2 * node;
+			ref = node;
+		}
+		if (dest < 0)
+			tree->root = ref;
+		else
+			tree->nodes[dest / 2].child[dest % 2] = ref;
+	}
+	if (r->status != RCF_DECODE_OK)
+		return;
+
+	set_points(arg, tree, *nleaves);
+	rcf_tree_boxes(forest, tree, order, *ninternal, boxes);
+	for (int k = 0; k < *ninternal && r->status == RCF_DECODE_OK; k++)
+	{
+		RcfNode    *n = &tree->nodes[order[k]];
+		uint32_t	lo,
+					hi;
+		uint64_t	off;
+
+		cut_bounds(forest, tree, order[k], n->dim, boxes, &lo, &hi);
+		if (lo >= hi)
+		{
+			fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+			return;
+		}
+		off = get_bits(&b, bit_width(hi - lo - 1));
+		if (off >= (uint64_t) (hi - lo))
+		{
+			fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+			return;
+		}
+		n->cut = float_unord(lo + (uint32_t) off);
+	}
+
+	ebits = bit_width((uint64_t) *nleaves - 1);
+	for (int i = 0; i < tree->heap_size && r->status == RCF_DECODE_OK; i++)
+	{
+		entry[i] = (uint32_t) get_bits(&b, ebits);
+		if (entry[i] >= (uint32_t) *nleaves)
+			fail(r, RCF_DECODE_CORRUPT, "a sampler refers to a missing leaf");
+	}
+	if (r->status == RCF_DECODE_OK)
+		get_bits_end(&b);
+}
+
+/* What set_leaf_points needs to give a tree's leaves their points. */
+typedef struct LeafPoints
+{
+	RcfForest  *forest;
+	int			version;
+	const uint32_t *ptloc;		/* v1 shared: each point's offset */
+	const float *points;		/* unshared: point values */
+	uint64_t   *covered;		/* v2 shared: a bit per record held */
+	uint8_t    *referenced;		/* per point: held by some leaf */
+	const uint32_t *leaf_ref;
+	const int16_t *preorder;
+} LeafPoints;
+
+/* Gives the nleaves leaves of a tree just read their points. */
+static void
+set_leaf_points(void *arg, RcfTree *tree, int nleaves)
+{
+	LeafPoints *lp = arg;
+	RcfForest  *forest = lp->forest;
+	uint32_t	S = (uint32_t) forest->params.shingle_size;
+
+	for (int k = 0; k < nleaves; k++)
+	{
+		int16_t		leaf = lp->preorder[k];
+		uint32_t	ref = lp->leaf_ref[leaf];
+
+		if (forest->shared)
+		{
+			tree->leaf_loc[leaf] = lp->version == 1 ? lp->ptloc[ref] : ref;
+			if (lp->covered)
+				for (uint32_t c = ref; c < ref + S; c++)
+					lp->covered[c / 64] |= UINT64_C(1) << (c % 64);
+		}
+		else
+			memcpy(tree->points + (size_t) leaf * forest->D,
+				   lp->points + (size_t) ref * forest->D, sizeof(float) * forest->D);
+		if (lp->referenced)
+			lp->referenced[ref] = 1;
+	}
+}
+
+/* One run of consecutive records in a version 1 input. */
 typedef struct Run
 {
 	uint64_t	start;
@@ -574,20 +1186,55 @@ typedef struct Run
 } Run;
 
 /*
+ * Bytes of rcf_model_decode's temporary buffer for a model of this version
+ * with npoints points (version 1: live points; 2: distinct points without
+ * a shared store, records with one) and nruns record runs (version 1).
+ * limits.c bounds it from the parameters.
+ */
+size_t
+rcf_decode_scratch(const RcfParams *p, int version, uint64_t npoints,
+				   uint64_t nruns)
+{
+	size_t		N = (size_t) p->sample_size;
+	size_t		D = (size_t) p->dims * p->shingle_size;
+	bool		shared = p->shingle_size > 1;
+	size_t		per_tree = sizeof(uint32_t) * N +	/* entries */
+		sizeof(int32_t) * 2 * N +	/* stack */
+		sizeof(float) * (N - 1) * (2 * D + 1) +	/* boxes, counts */
+		sizeof(int16_t) * N +	/* order */
+		sizeof(uint32_t) * N +	/* leaf_ref */
+		sizeof(int16_t) * N;	/* preorder */
+	size_t		points;
+
+	if (version == 1)
+		points = (shared ? sizeof(uint32_t) : sizeof(float) * D) * (npoints + 1) +
+			sizeof(Run) * (nruns + 1) +
+			sizeof(uint32_t) * (npoints + 1) +	/* leaf_of */
+			sizeof(uint8_t) * (npoints + 1);	/* referenced */
+	else if (shared)
+		points = sizeof(uint64_t) * ((npoints + 63) / 64 + 1);
+	else
+		points = sizeof(float) * D * (npoints + 1) + sizeof(uint8_t) * (npoints + 1);
+	return per_tree + points;
+}
+
+/*
  * Reads one tree in preorder.  Children references are filled through a
  * stack of destinations: stack entries are 2 * node + side, or -1 for the
- * root.
+ * root.  A leaf's reference (below nrefs) goes to leaf_ref[leaf], and the
+ * leaves in preorder to preorder[]; the caller gives them their points.
  */
 static void
-read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
-		  const float *points, int32_t *stack, int16_t *order, int *ninternal)
+read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
+		  int32_t *stack, int16_t *order, int *ninternal,
+		  uint32_t *leaf_ref, int16_t *preorder, int *nleaves)
 {
 	int			N = forest->N;
 	int			D = forest->D;
 	int			top = 0;
-	int			leaves = 0;
 
 	*ninternal = 0;
+	*nleaves = 0;
 	if (tree->heap_size == 0)
 		return;
 	stack[top++] = -1;
@@ -601,24 +1248,22 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
 			return;
 		if (v & 1)
 		{
-			uint64_t	slot = v >> 1;
 			int16_t		leaf;
 
-			if (slot >= nlive)
+			if ((v >> 1) >= nrefs)
 			{
 				fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
 				return;
 			}
-			if (++leaves > N)
+			if (*nleaves >= N)
 			{
 				fail(r, RCF_DECODE_CORRUPT, "a tree has more leaves than its sample size");
 				return;
 			}
-			leaf = rcf_tree_leaf_alloc(tree);
-			rcf_set_leaf_slot(tree, leaf, (uint32_t) slot);
+			leaf = rcf_tree_leaf_alloc(forest, tree);
+			leaf_ref[leaf] = (uint32_t) (v >> 1);
+			preorder[(*nleaves)++] = leaf;
 			tree->leaf_mass[leaf] = 0;
-			memcpy(rcf_leaf_point(forest, tree, leaf), points + (size_t) slot * D,
-				   D * sizeof(float));
 			ref = RCF_LEAF_REF(leaf);
 		}
 		else
@@ -639,7 +1284,7 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
 				fail(r, RCF_DECODE_CORRUPT, "a tree has more nodes than its sample size allows");
 				return;
 			}
-			node = rcf_tree_node_alloc(tree);
+			node = rcf_tree_node_alloc(forest, tree);
 			order[(*ninternal)++] = node;
 			tree->nodes[node].dim = (uint16_t) dim;
 			tree->nodes[node].cut = cut;
@@ -653,6 +1298,32 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint32_t nlive,
 		else
 			tree->nodes[dest / 2].child[dest % 2] = ref;
 	}
+}
+
+/* Reads a float that must be finite. */
+static inline float
+get_finite(Reader *r, const char *detail)
+{
+	float		f = get_f32(r);
+
+	if (r->status == RCF_DECODE_OK && !isfinite(f))
+		fail(r, RCF_DECODE_CORRUPT, detail);
+	return f;
+}
+
+/*
+ * Sizes the shared store for `records` records read from a model, with a
+ * quarter more room for the points to come.
+ */
+static bool
+store_for_decode(RcfForest *forest, uint64_t records)
+{
+	uint64_t	want = records + records / 4 + (uint64_t) forest->params.shingle_size;
+	uint64_t	max = rcf_store_max_records(&forest->params);
+
+	if (want < forest->rec_cap)
+		return true;
+	return rcf_store_resize(forest, (uint32_t) (want < max ? want : max));
 }
 
 RcfForest *
@@ -680,17 +1351,26 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 	uint64_t	updates,
 				inserted,
 				weight_base;
-	uint64_t	nlive,
-				nruns;
+	uint64_t	npoints = 0,	/* v1: live points; v2: distinct points or
+								 * records */
+				nruns = 0,
+				nrefs;
 	Run		   *runs = NULL;
 	char	   *temp = NULL;
-	uint32_t   *leaf_of = NULL;
-	uint32_t   *tree_slots = NULL;
-	uint32_t   *entry_slot = NULL;
-	float	   *points = NULL;
+	float	   *points = NULL;	/* v1 and v2 unshared: point values */
+	uint32_t   *ptloc = NULL;	/* v1 shared: each point's offset */
+	uint32_t   *leaf_of = NULL; /* v1: a point's leaf in the current tree */
+	uint8_t    *referenced = NULL;	/* per point: held by some leaf */
+	uint64_t   *covered = NULL; /* v2 shared: a bit per record held */
+	uint32_t   *entry = NULL;
 	int32_t    *stack = NULL;
 	int16_t    *order = NULL;
 	float	   *boxes = NULL;
+	uint32_t   *leaf_ref = NULL;
+	int16_t    *preorder = NULL;
+	LeafPoints	lp;
+	bool		shared;
+	int			S;
 	const char *err;
 
 	if (len < HEADER_SIZE)
@@ -705,7 +1385,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		goto done;
 	}
 	version = get_u16(&r);
-	if (version != RCF_FORMAT_VERSION)
+	if (version != 1 && version != RCF_FORMAT_VERSION)
 	{
 		fail(&r, RCF_DECODE_BAD_VERSION, "the format version is not supported");
 		goto done;
@@ -738,13 +1418,29 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		fail(&r, RCF_DECODE_CORRUPT, "the forest parameters are out of range");
 		goto done;
 	}
-	updates = get_u64(&r);
-	inserted = get_u64(&r);
-	weight_base = get_u64(&r);
+	S = p.shingle_size;
+	shared = S > 1;
+	if (version == 1)
+	{
+		updates = get_u64(&r);
+		inserted = get_u64(&r);
+		weight_base = get_u64(&r);
+	}
+	else
+	{
+		uint64_t	back;
+
+		updates = get_varint(&r);
+		inserted = updates >= (uint64_t) S ? updates - (uint64_t) S + 1 : 0;
+		back = get_varint(&r);
+		weight_base = inserted - back;
+		if (back > inserted)
+			weight_base = inserted + 1; /* refused below */
+	}
 	if (r.status != RCF_DECODE_OK)
 		goto done;
-	if ((inserted > 0 && updates != inserted + p.shingle_size - 1) ||
-		(inserted == 0 && updates >= (uint64_t) p.shingle_size) ||
+	if ((inserted > 0 && updates != inserted + S - 1) ||
+		(inserted == 0 && updates >= (uint64_t) S) ||
 		weight_base > inserted || inserted > (UINT64_C(1) << 62))
 	{
 		fail(&r, RCF_DECODE_CORRUPT, "the update counters are inconsistent");
@@ -771,54 +1467,105 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 	forest->inserted = inserted;
 	forest->weight_base = weight_base;
 	for (int i = 0; i < forest->D; i++)
-	{
-		forest->shingle[i] = get_f32(&r);
-		if (r.status == RCF_DECODE_OK && !isfinite(forest->shingle[i]))
-			fail(&r, RCF_DECODE_CORRUPT, "a shingle value is not finite");
-	}
+		forest->shingle[i] = get_finite(&r, "a shingle value is not finite");
 	forest->shingle_next = 0;
 	if (r.status != RCF_DECODE_OK)
 		goto done;
 
-	/* Points. */
-	nlive = get_count(&r, (uint64_t) forest->capacity,
-					  "there are more points than the samplers can hold");
-	nruns = get_count(&r, nlive + 1, "there are more record runs than points");
+	/* Points: how many, then the temporary buffer they size. */
+	if (version == 1)
+	{
+		npoints = get_count(&r, (uint64_t) p.number_of_trees * p.sample_size + 1,
+							"there are more points than the samplers can hold");
+		nruns = get_count(&r, npoints + 1, "there are more record runs than points");
+		if (r.status == RCF_DECODE_OK && (npoints > 0) != (nruns > 0))
+			fail(&r, RCF_DECODE_CORRUPT, "points and record runs disagree");
+	}
+	else if (shared)
+		npoints = get_count(&r, (uint64_t) p.number_of_trees * p.sample_size * S + 1,
+							"there are more records than the samplers can hold");
+	else
+		npoints = get_count(&r, (uint64_t) p.number_of_trees * p.sample_size + 1,
+							"there are more points than the samplers can hold");
 	if (r.status != RCF_DECODE_OK)
 		goto done;
-	if ((nlive > 0) != (nruns > 0))
 	{
-		fail(&r, RCF_DECODE_CORRUPT, "points and record runs disagree");
-		goto done;
-	}
-	{
-		size_t		temp_size = sizeof(float) * (size_t) forest->D * (nlive + 1) +
-			sizeof(Run) * (nruns + 1) +
-			sizeof(uint32_t) * (nlive + 1) +
-			sizeof(uint32_t) * 2 * (size_t) forest->N +
-			sizeof(int32_t) * 2 * (size_t) forest->N +
-			sizeof(float) * (size_t) (forest->N - 1) * (2 * (size_t) forest->D + 1) +
-			sizeof(int16_t) * (size_t) forest->N;
+		size_t		N = forest->N;
+		size_t		D = forest->D;
+		char	   *at;
 
-		temp = forest->allocator.alloc(forest->allocator.ctx, temp_size);
+		temp = forest->allocator.alloc(forest->allocator.ctx,
+									   rcf_decode_scratch(&p, (int) version, npoints, nruns));
 		if (temp == NULL)
 		{
 			fail(&r, RCF_DECODE_NO_MEMORY, "out of memory while decoding");
 			goto done;
 		}
-		runs = (Run *) temp;
-		points = (float *) (runs + nruns + 1);
-		leaf_of = (uint32_t *) (points + (size_t) forest->D * (nlive + 1));
-		for (uint64_t i = 0; i <= nlive; i++)
-			leaf_of[i] = UINT32_MAX;
-		tree_slots = leaf_of + nlive + 1;
-		entry_slot = tree_slots + forest->N;
-		stack = (int32_t *) (entry_slot + forest->N);
-		boxes = (float *) (stack + 2 * forest->N);
-		order = (int16_t *) (boxes + (size_t) (forest->N - 1) * (2 * (size_t) forest->D + 1));
+		/* The 8-byte-aligned arrays first. */
+		at = temp;
+		if (version == 1)
+		{
+			runs = (Run *) at;
+			at += sizeof(Run) * (nruns + 1);
+		}
+		else if (shared)
+		{
+			covered = (uint64_t *) at;
+			memset(covered, 0, sizeof(uint64_t) * ((npoints + 63) / 64 + 1));
+			at += sizeof(uint64_t) * ((npoints + 63) / 64 + 1);
+		}
+		if (!shared || version == 1)
+		{
+			if (shared)
+			{
+				ptloc = (uint32_t *) at;
+				at += sizeof(uint32_t) * (npoints + 1);
+			}
+			else
+			{
+				points = (float *) at;
+				at += sizeof(float) * D * (npoints + 1);
+			}
+			if (version == 1)
+			{
+				leaf_of = (uint32_t *) at;
+				at += sizeof(uint32_t) * (npoints + 1);
+				for (uint64_t i = 0; i <= npoints; i++)
+					leaf_of[i] = UINT32_MAX;
+			}
+		}
+		entry = (uint32_t *) at;
+		at += sizeof(uint32_t) * N;
+		leaf_ref = (uint32_t *) at;
+		at += sizeof(uint32_t) * N;
+		stack = (int32_t *) at;
+		at += sizeof(int32_t) * 2 * N;
+		boxes = (float *) at;
+		at += sizeof(float) * (N - 1) * (2 * D + 1);
+		order = (int16_t *) at;
+		at += sizeof(int16_t) * N;
+		preorder = (int16_t *) at;
+		at += sizeof(int16_t) * N;
+		if (!shared || version == 1)
+		{
+			referenced = (uint8_t *) at;
+			memset(referenced, 0, npoints + 1);
+		}
 	}
+
+	lp.forest = forest;
+	lp.version = (int) version;
+	lp.ptloc = ptloc;
+	lp.points = points;
+	lp.covered = covered;
+	lp.referenced = referenced;
+	lp.leaf_ref = leaf_ref;
+	lp.preorder = preorder;
+
+	if (version == 1)
 	{
 		uint64_t	end = 0;
+		uint64_t	total = 0;
 
 		for (uint64_t i = 0; i < nruns && r.status == RCF_DECODE_OK; i++)
 		{
@@ -828,7 +1575,8 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			if (r.status != RCF_DECODE_OK)
 				break;
 			if ((i > 0 && gap == 0) || length == 0 || gap > inserted ||
-				length > inserted + p.shingle_size || end + gap + length > updates)
+				length > inserted + S || end + gap + length > updates ||
+				(total += length) > npoints * S)
 			{
 				fail(&r, RCF_DECODE_CORRUPT, "a record run is out of range");
 				break;
@@ -839,28 +1587,42 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			if (!need(&r, length * 4 * (uint64_t) p.dims))
 				break;
 			for (uint64_t k = 0; k < length * p.dims; k++)
-			{
-				if (!isfinite(get_f32(&r)))
-				{
-					fail(&r, RCF_DECODE_CORRUPT, "a point value is not finite");
-					break;
-				}
-			}
+				(void) get_finite(&r, "a point value is not finite");
 			end = runs[i].start + length;
 		}
+		if (r.status != RCF_DECODE_OK)
+			goto done;
+
+		/* With a shared store, the runs one after the other are its records. */
+		if (shared)
+		{
+			uint32_t	at = 0;
+
+			if (!store_for_decode(forest, total))
+			{
+				fail(&r, RCF_DECODE_NO_MEMORY, "out of memory for the record store");
+				goto done;
+			}
+			for (uint64_t i = 0; i < nruns; i++)
+			{
+				size_t		n = runs[i].length * p.dims;
+
+				memcpy(forest->records + (size_t) at * p.dims, buf + runs[i].offset,
+					   n * sizeof(float));
+				runs[i].offset = at;	/* now the run's first record */
+				at += (uint32_t) runs[i].length;
+			}
+			forest->rec_used = at;
+		}
 	}
-	if (r.status != RCF_DECODE_OK)
-		goto done;
+	if (version == 1)
 	{
 		uint64_t	seq = 0;
 		uint64_t	run = 0;
-		int			S = p.shingle_size;
 
-		for (uint64_t i = 0; i < nlive; i++)
+		for (uint64_t i = 0; i < npoints; i++)
 		{
 			uint64_t	delta = get_varint(&r);
-			float	   *pt;
-			const uint8_t *src;
 
 			if (r.status != RCF_DECODE_OK)
 				goto done;
@@ -877,18 +1639,57 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 				fail(&r, RCF_DECODE_CORRUPT, "a point's records are missing");
 				goto done;
 			}
-			forest->slot_seq[i] = seq;
-			pt = points + (size_t) i * forest->D;
-			src = buf + runs[run].offset + (size_t) (seq - runs[run].start) * 4 * p.dims;
-			for (int k = 0; k < forest->D; k++)
+			if (shared)
+				ptloc[i] = (uint32_t) (runs[run].offset + (seq - runs[run].start));
+			else
 			{
-				uint32_t	v = (uint32_t) src[4 * k] | ((uint32_t) src[4 * k + 1] << 8) |
-					((uint32_t) src[4 * k + 2] << 16) | ((uint32_t) src[4 * k + 3] << 24);
+				const uint8_t *src = buf + runs[run].offset +
+					(size_t) (seq - runs[run].start) * 4 * p.dims;
 
-				memcpy(&pt[k], &v, 4);
+				memcpy(points + i * forest->D, src, sizeof(float) * forest->D);
 			}
 		}
+		nrefs = npoints;
 	}
+	else
+	{
+		BitReader	b = {&r, 0, 0};
+		int			width = shared ? p.dims : forest->D;
+		float	   *values;
+
+		/* At least 6 bits a value: refuse a count the data cannot hold. */
+		if (!need(&r, (npoints * width * 6 + 7) / 8))
+			goto done;
+		if (shared)
+		{
+			if (!store_for_decode(forest, npoints))
+			{
+				fail(&r, RCF_DECODE_NO_MEMORY, "out of memory for the record store");
+				goto done;
+			}
+			values = forest->records;
+		}
+		else
+			values = points;
+		for (uint64_t i = 0; i < npoints && r.status == RCF_DECODE_OK; i++)
+			for (int d = 0; d < width; d++)
+				values[i * width + d] =
+					get_float_delta(&b, i > 0 ? float_ord(values[(i - 1) * width + d]) :
+									float_ord(0.0f), "a point value is not finite");
+		if (r.status != RCF_DECODE_OK)
+			goto done;
+		get_bits_end(&b);
+		if (shared)
+		{
+			forest->rec_used = (uint32_t) npoints;
+			/* A point is a record and the S - 1 after it. */
+			nrefs = npoints >= (uint64_t) S ? npoints - S + 1 : 0;
+		}
+		else
+			nrefs = npoints;
+	}
+	if (r.status != RCF_DECODE_OK)
+		goto done;
 
 	/* Trees. */
 	for (int t = 0; t < p.number_of_trees; t++)
@@ -896,6 +1697,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		RcfTree    *tree = &forest->trees[t];
 		uint64_t	size;
 		int			ninternal;
+		int			nleaves;
 		uint64_t	expect = inserted < (uint64_t) forest->N ? inserted : (uint64_t) forest->N;
 
 		tree->rng = get_u64(&r);
@@ -908,63 +1710,59 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			goto done;
 		}
 		tree->heap_size = (int32_t) size;
-		if (!need(&r, 4 * size))
-			goto done;
-		for (uint64_t i = 0; i < size; i++)
+		if (version == 1)
 		{
-			/* Far beyond any real weight, and safe from overflow. */
-			tree->heap_weight[i] = get_f32(&r);
-			if (!(fabsf(tree->heap_weight[i]) <= 1e30f))
-				fail(&r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+			if (!need(&r, 4 * size))
+				goto done;
+			for (uint64_t i = 0; i < size; i++)
+			{
+				/* Far beyond any real weight, and safe from overflow. */
+				tree->heap_weight[i] = get_f32(&r);
+				if (!(fabsf(tree->heap_weight[i]) <= 1e30f))
+					fail(&r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+			}
+			/* Each entry's point, before the tree. */
+			for (uint64_t i = 0; i < size; i++)
+				entry[i] = (uint32_t) get_count(&r, npoints,
+												"a sampler refers to a missing point");
+			if (r.status != RCF_DECODE_OK)
+				goto done;
+			read_tree(&r, forest, tree, nrefs, stack, order, &ninternal,
+					  leaf_ref, preorder, &nleaves);
+			if (r.status != RCF_DECODE_OK)
+				goto done;
+			set_leaf_points(&lp, tree, nleaves);
+		}
+		else
+		{
+			/* At least a weight and a bit per leaf and node. */
+			if (!need(&r, size > 0 ? 4 + (2 * size) / 8 : 0))
+				goto done;
+			read_tree_v2(&r, forest, tree, nrefs, stack, order, &ninternal,
+						 leaf_ref, preorder, &nleaves, boxes, entry,
+						 set_leaf_points, &lp);
+			if (r.status != RCF_DECODE_OK)
+				goto done;
 		}
 
-		/* Points for now; made leaves below, once the tree is read. */
-		for (uint64_t i = 0; i < size; i++)
-			entry_slot[i] = (uint32_t) get_count(&r, nlive,
-												 "a sampler refers to a missing point");
-		if (r.status != RCF_DECODE_OK)
-			goto done;
-		read_tree(&r, forest, tree, (uint32_t) nlive, points, stack, order, &ninternal);
-		if (r.status != RCF_DECODE_OK)
-			goto done;
-
-		/*
-		 * Leaf masses are the sampler's counts of each point: map each point
-		 * to the leaf holding it, by walking the tree.  leaf_of is all unset
-		 * between trees; only this tree's entries are reset afterwards.
-		 */
+		/* Leaf masses are the sampler's counts of each leaf. */
+		if (version == 1)
 		{
-			int			top = 0;
-			int			nleaves = 0;
-
-			if (tree->root != RCF_NIL)
-				stack[top++] = tree->root;
-			while (top > 0)
+			/* Map each point to the leaf holding it; leaf_of is unset between trees. */
+			for (int k = 0; k < nleaves; k++)
 			{
-				int16_t		ref = (int16_t) stack[--top];
+				uint32_t	ref = leaf_ref[preorder[k]];
 
-				if (RCF_IS_LEAF(ref))
+				if (leaf_of[ref] != UINT32_MAX)
 				{
-					uint32_t	slot = rcf_leaf_slot(tree, RCF_LEAF_IDX(ref));
-
-					if (leaf_of[slot] != UINT32_MAX)
-					{
-						fail(&r, RCF_DECODE_CORRUPT, "two leaves of a tree hold the same point");
-						goto done;
-					}
-					leaf_of[slot] = (uint32_t) RCF_LEAF_IDX(ref);
-					tree_slots[nleaves++] = slot;
+					fail(&r, RCF_DECODE_CORRUPT, "two leaves of a tree hold the same point");
+					goto done;
 				}
-				else
-				{
-					stack[top++] = tree->nodes[ref].child[0];
-					stack[top++] = tree->nodes[ref].child[1];
-				}
+				leaf_of[ref] = (uint32_t) preorder[k];
 			}
 			for (int i = 0; i < tree->heap_size; i++)
 			{
-				uint32_t	slot = entry_slot[i];
-				uint32_t	leaf = leaf_of[slot];
+				uint32_t	leaf = leaf_of[entry[i]];
 
 				if (leaf == UINT32_MAX)
 				{
@@ -973,20 +1771,28 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 				}
 				tree->heap_leaf[i] = (uint16_t) leaf;
 				tree->leaf_mass[leaf]++;
-				rcf_set_refcount(forest, slot, rcf_refcount(forest, slot) + 1);
 			}
-			for (int i = 0; i < nleaves; i++)
+			for (int k = 0; k < nleaves; k++)
+				leaf_of[leaf_ref[preorder[k]]] = UINT32_MAX;
+		}
+		else
+		{
+			for (int i = 0; i < tree->heap_size; i++)
 			{
-				if (tree->leaf_mass[leaf_of[tree_slots[i]]] == 0)
-				{
-					fail(&r, RCF_DECODE_CORRUPT, "a leaf holds a point its sampler does not have");
-					goto done;
-				}
-				leaf_of[tree_slots[i]] = UINT32_MAX;
+				tree->heap_leaf[i] = (uint16_t) preorder[entry[i]];
+				tree->leaf_mass[preorder[entry[i]]]++;
+			}
+		}
+		for (int k = 0; k < nleaves; k++)
+		{
+			if (tree->leaf_mass[preorder[k]] == 0)
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "a leaf holds a point its sampler does not have");
+				goto done;
 			}
 		}
 		/* Leaf counts, cuts against the children's boxes, cached boxes. */
-		if (!rcf_tree_finish(forest, tree, order, ninternal, boxes))
+		if (!rcf_tree_finish(forest, tree, order, ninternal, boxes, version > 1))
 		{
 			fail(&r, RCF_DECODE_CORRUPT, "cut does not separate the children");
 			goto done;
@@ -1055,28 +1861,32 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		goto done;
 	}
 
-	/* Slots beyond the live ones are free, the lowest on top of the stack. */
-	forest->nfree = 0;
-	forest->free_slot = RCF_NO_SLOT;
-	for (uint32_t s = forest->capacity; s-- > 0;)
+	/* Nothing is written that no leaf holds. */
+	if (referenced)
 	{
-		if (s >= nlive)
-		{
-			rcf_set_refcount(forest, s, 0);
-			forest->slot_seq[s] = forest->free_slot;
-			forest->free_slot = s;
-			forest->nfree++;
-		}
-		else if (rcf_refcount(forest, s) == 0)
-		{
-			fail(&r, RCF_DECODE_CORRUPT, "a point is not referred to by any sampler");
-			goto done;
-		}
+		for (uint64_t i = 0; i < npoints; i++)
+			if (!referenced[i])
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "a point is not referred to by any sampler");
+				goto done;
+			}
 	}
+	if (covered)
+	{
+		for (uint64_t i = 0; i < npoints; i++)
+			if (!(covered[i / 64] & (UINT64_C(1) << (i % 64))))
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "a record is not held by any point");
+				goto done;
+			}
+	}
+
+	rcf_store_adopt_tail(forest);
+
 	/*
-	 * Masses, reference counts, boxes and free lists are right by
-	 * construction, and cuts and heaps were checked above: that is all of
-	 * rcf_check, which the fuzzer runs on every forest that decodes.
+	 * Masses, boxes and free lists are right by construction, and cuts and
+	 * heaps were checked above: that is all of rcf_check, which the fuzzer
+	 * runs on every forest that decodes.
 	 */
 
 done:
@@ -1110,8 +1920,12 @@ rcf_model_peek_params(const uint8_t *buf, size_t len, RcfParams *params)
 {
 	Reader		r = {buf, 0, len, RCF_DECODE_OK, NULL};
 
-	if (len < HEADER_SIZE || get_u32(&r) != RCF_MAGIC ||
-		get_u16(&r) != RCF_FORMAT_VERSION)
+	uint16_t	version;
+
+	if (len < HEADER_SIZE || get_u32(&r) != RCF_MAGIC)
+		return -1;
+	version = get_u16(&r);
+	if (version != 1 && version != RCF_FORMAT_VERSION)
 		return -1;
 	r.pos = HEADER_SIZE;
 	params->dims = (int) get_u32(&r);

@@ -84,10 +84,9 @@ arena_layout(const RcfParams *params, char *base)
 	size_t		D = (size_t) params->dims * params->shingle_size;
 	size_t		N = params->sample_size;
 	size_t		T = params->number_of_trees;
-	size_t		capacity = T * N + 1;
 	size_t		M = rcf_box_pool_size(params);
 	size_t		partial = rcf_box_partial(params) ? 1 : 0;
-	size_t		narrow = capacity <= UINT16_MAX ? 1 : 0;
+	size_t		shared = params->shingle_size > 1 ? 1 : 0;
 	size_t		off = 0;
 	RcfForest  *forest = (RcfForest *) base;
 
@@ -108,30 +107,19 @@ arena_layout(const RcfParams *params, char *base)
 		CARVE(tree->leaf_count, uint16_t, partial * (N - 1));
 		CARVE(tree->boxes, float, M * 2 * D);
 		CARVE(tree->box_free, uint16_t, partial * M);
-		CARVE(tree->leaf_slot16, uint16_t, narrow * N);
-		CARVE(tree->leaf_slot32, uint32_t, (1 - narrow) * N);
+		CARVE(tree->leaf_mass, uint16_t, N);
+		CARVE(tree->points, float, (1 - shared) * N * D);
+		CARVE(tree->leaf_loc, uint32_t, shared * N);
 		if (base)
 		{
-			if (narrow)
-				tree->leaf_slot32 = NULL;
+			if (shared)
+				tree->points = NULL;
 			else
-				tree->leaf_slot16 = NULL;
+				tree->leaf_loc = NULL;
 		}
-		CARVE(tree->leaf_mass, uint16_t, N);
-		CARVE(tree->points, float, N * D);
 		CARVE(tree->heap_weight, float, N);
 		CARVE(tree->heap_leaf, uint16_t, N);
 	}
-	CARVE(forest->refcount16, uint16_t, narrow * capacity);
-	CARVE(forest->refcount32, uint32_t, (1 - narrow) * capacity);
-	if (base)
-	{
-		if (narrow)
-			forest->refcount32 = NULL;
-		else
-			forest->refcount16 = NULL;
-	}
-	CARVE(forest->slot_seq, uint64_t, capacity);
 	CARVE(forest->shingle, float, D);
 	CARVE(forest->query, float, D);
 	CARVE(forest->evicted, float, D);
@@ -213,8 +201,13 @@ rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 	forest->N = params->sample_size;
 	forest->lambda = params->time_decay > 0.0 ? 1.0 / params->time_decay : 0.0;
 	forest->allocator = alloc;
-	forest->bytes = size;
-	forest->capacity = (uint32_t) params->number_of_trees * params->sample_size + 1;
+	forest->bytes = forest->arena_bytes = size;
+	forest->shared = params->shingle_size > 1;
+	forest->records = NULL;
+	forest->rec_live = NULL;
+	forest->reserved = 0;
+	forest->rec_cap = forest->rec_used = 0;
+	forest->last_valid = false;
 	forest->box_partial = rcf_box_partial(params);
 	forest->box_slots = (int) rcf_box_pool_size(params);
 
@@ -227,7 +220,12 @@ rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 		forest->trees[t].reject_until = 0;
 		rcf_tree_init(forest, &forest->trees[t]);
 	}
-	rcf_store_init(forest);
+	if (forest->shared &&
+		!rcf_store_resize(forest, rcf_store_initial_records(params)))
+	{
+		alloc.free(alloc.ctx, base);
+		return NULL;
+	}
 	/* A forest encoded before its shingle fills must encode zeros, not garbage. */
 	memset(forest->shingle, 0, sizeof(float) * forest->D);
 	forest->shingle_next = 0;
@@ -240,8 +238,11 @@ rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 void
 rcf_free(RcfForest *forest)
 {
-	if (forest)
-		forest->allocator.free(forest->allocator.ctx, forest);
+	if (forest == NULL)
+		return;
+	if (forest->records)
+		forest->allocator.free(forest->allocator.ctx, forest->records);
+	forest->allocator.free(forest->allocator.ctx, forest);
 }
 
 const RcfParams *
@@ -434,7 +435,7 @@ maybe_rebase(RcfForest *forest, uint64_t seq)
 	forest->weight_base = seq;
 }
 
-void
+int
 rcf_update(RcfForest *forest, const double *input)
 {
 	int			dims = forest->params.dims;
@@ -444,7 +445,18 @@ rcf_update(RcfForest *forest, const double *input)
 	uint64_t	seq;
 	double		decay;
 	bool		any = false;
-	uint32_t	slot;
+	uint32_t	loc = 0;
+
+	/*
+	 * Room for the point's records first, so that running out of memory
+	 * leaves the forest as it was (compaction only drops unused records).
+	 */
+	if (forest->shared && forest->updates + 1 >= (uint64_t) S &&
+		!rcf_store_reserve(forest, (uint32_t) S))
+		return -1;
+
+	if (forest->reserved > 0)
+		forest->reserved--;
 
 	/* Shingle first: the point is the last S records. */
 	build_query(forest, input);
@@ -453,7 +465,7 @@ rcf_update(RcfForest *forest, const double *input)
 	forest->shingle_next = (forest->shingle_next + 1) % S;
 	forest->updates++;
 	if (forest->updates < (uint64_t) S)
-		return;
+		return 0;
 
 	seq = forest->inserted++;
 	maybe_rebase(forest, seq);
@@ -482,9 +494,10 @@ rcf_update(RcfForest *forest, const double *input)
 		}
 	}
 	if (!any)
-		return;
+		return 0;
 
-	slot = rcf_store_add(forest, seq);
+	if (forest->shared)
+		loc = rcf_store_append(forest, forest->query, seq);
 	for (int t = 0; t < T; t++)
 	{
 		RcfTree    *tree = &forest->trees[t];
@@ -494,31 +507,17 @@ rcf_update(RcfForest *forest, const double *input)
 			continue;
 		if (tree->heap_size == N)
 		{
-			int16_t		evicted = (int16_t) tree->heap_leaf[0];
-			uint32_t	evicted_slot = rcf_leaf_slot(tree, evicted);
-			uint32_t	count = rcf_refcount(forest, evicted_slot) - 1;
-
-			rcf_tree_delete(forest, tree, evicted);
-			rcf_set_refcount(forest, evicted_slot, count);
-			if (count == 0)
-				rcf_store_release(forest, evicted_slot);
-			leaf = rcf_tree_insert(forest, tree, forest->query, slot);
+			rcf_tree_delete(forest, tree, (int16_t) tree->heap_leaf[0]);
+			leaf = rcf_tree_insert(forest, tree, forest->query, loc);
 			rcf_sampler_replace_top(tree, forest->accept_weight[t], leaf);
 		}
 		else
 		{
-			leaf = rcf_tree_insert(forest, tree, forest->query, slot);
+			leaf = rcf_tree_insert(forest, tree, forest->query, loc);
 			rcf_sampler_push(tree, forest->accept_weight[t], leaf);
 		}
-		/* An equal point already in the tree keeps its own slot. */
-		{
-			uint32_t	s = rcf_leaf_slot(tree, leaf);
-
-			rcf_set_refcount(forest, s, rcf_refcount(forest, s) + 1);
-		}
 	}
-	if (rcf_refcount(forest, slot) == 0)
-		rcf_store_release(forest, slot);
+	return 0;
 }
 
 double
@@ -531,37 +530,32 @@ rcf_process(RcfForest *forest, const double *input)
 }
 
 /*
- * Checks the whole forest.  Reference counts are recounted from the
- * samplers and from the trees' leaves into temporary arrays (the check
- * must not touch the forest) and compared with the slots'; leaves of
- * different trees with one slot must hold the same values.
+ * Checks the whole forest: each sampler against its tree's leaf masses,
+ * each tree, and with a shared store that every leaf's point lies in it.
  */
 const char *
 rcf_check(const RcfForest *forest)
 {
-	uint32_t   *refs;
-	uint32_t   *leaf_refs;
-	const float **slot_point;
-	const char *err = NULL;
-	uint32_t	cap = forest->capacity;
-	uint32_t	live = 0;
 	uint32_t   *entries;
 	float	   *temp;
+	const char *err = NULL;
 	size_t		N = forest->N;
-	size_t		size = sizeof(float *) * cap + 2 * sizeof(uint32_t) * cap +
-		sizeof(uint32_t) * N +
+	size_t		size = sizeof(uint32_t) * N +
 		sizeof(float) * (N - 1) * (2 * (size_t) forest->D + 1) +
 		sizeof(int16_t) * (N - 1 + forest->box_slots);
 
-	slot_point = forest->allocator.alloc(forest->allocator.ctx, size);
-	if (slot_point == NULL)
+	entries = forest->allocator.alloc(forest->allocator.ctx, size);
+	if (entries == NULL)
 		return "out of memory while checking";
-	memset(slot_point, 0, size);
-	refs = (uint32_t *) (slot_point + cap);
-	leaf_refs = refs + cap;
-	entries = leaf_refs + cap;
+	memset(entries, 0, size);
 	temp = (float *) (entries + N);
 
+	if (forest->shared &&
+		(forest->records == NULL || forest->rec_used > forest->rec_cap ||
+		 forest->rec_cap > rcf_store_max_records(&forest->params) ||
+		 (forest->last_valid &&
+		  (uint64_t) forest->last_loc + forest->params.shingle_size > forest->rec_used)))
+		err = "the record store is inconsistent";
 	for (int t = 0; t < forest->params.number_of_trees && !err; t++)
 	{
 		const RcfTree *tree = &forest->trees[t];
@@ -578,49 +572,24 @@ rcf_check(const RcfForest *forest)
 				err = "sampler refers to a leaf not in use";
 				break;
 			}
-			if (rcf_leaf_slot(tree, leaf) >= cap)
-			{
-				err = "leaf refers to a slot out of range";
-				break;
-			}
-			refs[rcf_leaf_slot(tree, leaf)]++;
 			entries[leaf]++;
 		}
 		for (int i = 0; i < forest->N && !err; i++)
 		{
 			if (entries[i] != tree->leaf_mass[i])
 				err = "a leaf's mass differs from its sampler entries";
+			else if (forest->shared && entries[i] > 0 &&
+					 (uint64_t) tree->leaf_loc[i] + forest->params.shingle_size >
+					 forest->rec_used)
+				err = "a leaf refers to records beyond the store";
 			entries[i] = 0;
 		}
 		if (!err)
-			err = rcf_tree_check(forest, tree, leaf_refs, slot_point, temp);
-	}
-	for (uint32_t s = 0; s < cap && !err; s++)
-	{
-		if (refs[s] != rcf_refcount(forest, s))
-			err = "point store reference count is wrong";
-		else if (refs[s] != leaf_refs[s])
-			err = "sampler and tree refer to different points";
-		else if (refs[s] > 0)
-			live++;
-	}
-	if (!err)
-	{
-		uint32_t	nfree = 0;
-
-		/* The free list: slots nobody refers to, each once, and all of them. */
-		for (uint32_t s = forest->free_slot; s != RCF_NO_SLOT && !err;
-			 s = (uint32_t) forest->slot_seq[s])
-		{
-			if (s >= cap || refs[s] > 0 || ++nfree > cap - live)
-				err = "point store free list is inconsistent";
-		}
-		if (!err && (live + nfree != cap || nfree != forest->nfree))
-			err = "point store free list is inconsistent";
+			err = rcf_tree_check(forest, tree, temp);
 	}
 	if (!err && forest->inserted > 0 &&
 		forest->updates != forest->inserted + forest->params.shingle_size - 1)
 		err = "update counters disagree";
-	forest->allocator.free(forest->allocator.ctx, slot_point);
+	forest->allocator.free(forest->allocator.ctx, entries);
 	return err;
 }

@@ -42,68 +42,43 @@ rcf_model_params_check(const RcfParams *params)
 	return NULL;
 }
 
-/*
- * The layout of encode.c's Run (a record run being decoded), for its size
- * only: the decoder's temporary buffer holds one per run.
- */
-typedef struct RunSize
-{
-	uint64_t	start;
-	uint64_t	length;
-	size_t		offset;
-} RunSize;
-
-/*
- * Bytes of the temporary buffer write_forest (encode.c) allocates to encode
- * a forest: a point pointer, a live-slot entry and a slot index per slot,
- * and a stack of two int16 per sample.  rcf_check takes about as much, and
- * besides one tree's boxes, leaf counts and node order (forest.c).
- */
 static size_t
-encode_scratch(size_t capacity, size_t N, size_t D, size_t box_slots)
+max_size(size_t a, size_t b)
 {
-	size_t		check = sizeof(float *) * capacity +
-		2 * sizeof(uint32_t) * capacity + sizeof(uint32_t) * N +
-		sizeof(float) * (N - 1) * (2 * D + 1) +
-		sizeof(int16_t) * (N - 1 + box_slots);
-	size_t		encode = sizeof(float *) * capacity +
-		sizeof(uint32_t) * 2 * capacity + sizeof(int16_t) * 2 * N;
-
-	return encode > check ? encode : check;
+	return a > b ? a : b;
 }
 
 /*
- * Bytes of the temporary buffer rcf_model_decode (encode.c) allocates, at
- * the most points and record runs a model with this capacity can hold (the
- * decoder refuses more points than capacity - 1 and more runs than points):
- * per point its values, a run and a leaf index; per sample two slots, two
- * stack entries and an order entry; and one tree's boxes and leaf counts
- * (rcf_tree_finish).
+ * The arena, plus the most the forest holds beside it at any moment: with
+ * a shared store (store.c), the store at its largest and, at the same
+ * time, the temporary buffer of whichever of these is largest: growing the
+ * store (the old block and the new), encoding (encode.c,
+ * write_forest), checking (forest.c, rcf_check), or decoding (encode.c,
+ * rcf_model_decode: its buffer, for the most points a model can hold in
+ * either format version, and the store's first array while the decoder
+ * swaps it for one that holds the model's records).
  */
-static size_t
-decode_scratch(size_t capacity, size_t N, size_t D)
-{
-	size_t		points = capacity;	/* nlive + 1 */
-	size_t		runs = capacity;	/* nruns + 1 */
-
-	return sizeof(float) * D * points +
-		sizeof(RunSize) * runs +
-		sizeof(uint32_t) * points +
-		sizeof(uint32_t) * 2 * N +
-		sizeof(int32_t) * 2 * N +
-		sizeof(float) * (N - 1) * (2 * D + 1) +
-		sizeof(int16_t) * N;
-}
-
-/* The arena plus the larger of the two temporary buffers. */
 size_t
 rcf_forest_memory(const RcfParams *params)
 {
 	size_t		N = (size_t) params->sample_size;
 	size_t		D = (size_t) params->dims * params->shingle_size;
-	size_t		capacity = (size_t) params->number_of_trees * N + 1;
-	size_t		enc = encode_scratch(capacity, N, D, rcf_box_pool_size(params));
-	size_t		dec = decode_scratch(capacity, N, D);
+	size_t		T = (size_t) params->number_of_trees;
+	bool		shared = params->shingle_size > 1;
+	uint32_t	max_records = shared ? rcf_store_max_records(params) : 0;
+	size_t		store = shared ? rcf_store_block_size(params, max_records) : 0;
+	size_t		first = shared ?
+		rcf_store_block_size(params, rcf_store_initial_records(params)) : 0;
+	size_t		check = sizeof(uint32_t) * N +
+		sizeof(float) * (N - 1) * (2 * D + 1) +
+		sizeof(int16_t) * (N - 1 + rcf_box_pool_size(params));
+	size_t		decode_v1 = rcf_decode_scratch(params, 1, T * N, T * N);
+	size_t		decode_v2 = rcf_decode_scratch(params, 2,
+											   shared ? T * N * params->shingle_size : T * N, 0);
+	size_t		beside = store + max_size(rcf_encode_scratch(params, max_records), check);
 
-	return rcf_arena_size(params) + (enc > dec ? enc : dec);
+	if (shared)
+		beside = max_size(beside, 2 * store);
+	beside = max_size(beside, first + store + max_size(decode_v1, decode_v2));
+	return rcf_arena_size(params) + beside;
 }

@@ -4,7 +4,9 @@
  *
  * The engine is plain C99 with no PostgreSQL dependency, so that it can be
  * unit-tested and benchmarked on its own.  A forest lives in one arena whose
- * size is fixed at creation; nothing is allocated per point.
+ * size is fixed at creation, and, with shingle_size > 1, a store of records
+ * that grows by half when compaction does not free enough (rarely: nothing
+ * is allocated per point).
  *
  * Each call that takes an "input" takes one record of `dims` values.  With
  * shingle_size > 1 the forest keeps the last shingle_size records and works
@@ -78,7 +80,10 @@ extern void rcf_params_default(RcfParams *params, int dims);
  */
 extern const char *rcf_params_check(const RcfParams *params);
 
-/* Bytes the arena of a forest with these (valid) parameters takes. */
+/*
+ * Bytes the arena of a forest with these (valid) parameters takes: all of
+ * its memory without shingling, and all but the record store with.
+ */
 extern size_t rcf_arena_size(const RcfParams *params);
 
 /*
@@ -105,6 +110,8 @@ extern RcfForest *rcf_create(const RcfParams *params,
 extern void rcf_free(RcfForest *forest);
 
 extern const RcfParams *rcf_params(const RcfForest *forest);
+
+/* The bytes the forest holds now: its arena and its record store. */
 extern size_t rcf_bytes(const RcfForest *forest);
 
 /* Number of records passed to rcf_update so far. */
@@ -142,8 +149,18 @@ extern int	rcf_impute(RcfForest *forest, const double *input,
 /* The last record learned (as stored, in float precision); -1 if none. */
 extern int	rcf_last_record(const RcfForest *forest, double *record);
 
-/* Learns one input record. */
-extern void rcf_update(RcfForest *forest, const double *input);
+/*
+ * Learns one input record.  Returns 0, or -1 if the record store could not
+ * grow; the forest is then as before the call (the record is not learned).
+ */
+extern int	rcf_update(RcfForest *forest, const double *input);
+
+/*
+ * Makes sure the next `updates` calls of rcf_update allocate no memory (with
+ * shingling the record store may otherwise grow), for callers that learn
+ * where they must not allocate.  Returns 0, or -1 if memory ran out.
+ */
+extern int	rcf_reserve(RcfForest *forest, uint64_t updates);
 
 /* rcf_score then rcf_update; returns the score. */
 extern double rcf_process(RcfForest *forest, const double *input);
@@ -163,7 +180,7 @@ extern const char *rcf_check(const RcfForest *forest);
  * bytes left before anything is allocated, and the rebuilt forest must pass
  * rcf_check.
  */
-#define RCF_FORMAT_VERSION		1
+#define RCF_FORMAT_VERSION		2	/* written; 1 is still read */
 
 typedef enum RcfDecodeStatus
 {

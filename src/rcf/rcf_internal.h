@@ -4,18 +4,24 @@
  *	  by the model (de)serialiser.  Not part of the public interface.
  *
  * Everything a forest owns lives in one arena, addressed through the
- * pointers below.  Trees refer to their nodes and leaves by small integers:
+ * pointers below, except the shared record store (below), which grows.  Trees refer to their nodes and leaves by small integers:
  * a child reference is an int16_t that is >= 0 for an internal node and
  * -(leaf + 1) for a leaf, which keeps a node at 12 bytes.  Leaves, sampler
  * entries and box slots are kept as parallel arrays of the narrowest types
  * their ranges need (a leaf's mass and a sampler entry's leaf are at most
  * the sample size, 4096), so that no entry carries padding.
  *
- * A leaf holds its point's values itself, so that the descent reaches them
- * with no further indirection (scoring is bound by cache misses).  A point
- * that several trees sampled is also known by a slot number, shared by all
- * of them: the slot carries the point's sequence number and a reference
- * count, which the encoder uses to write each point once.
+ * Points.  With shingle_size 1 a leaf holds its point's values itself, so
+ * that the descent reaches them with no further indirection (scoring is
+ * bound by cache misses); a point held by several trees is a copy in each,
+ * which costs no more than a reference once the trees' samples differ.
+ * With shingle_size > 1 consecutive points overlap in all but one record,
+ * so the forest keeps one store of records shared by all trees (store.c,
+ * after the AWS library's PointStore): a point is the offset of its first
+ * record there, and a leaf holds that offset.  The store grows when needed
+ * and is compacted when full: the records no leaf refers to are dropped and
+ * the offsets renumbered.  No sequence number or reference count is kept:
+ * nothing but the encoding needs one, and the encoding writes the store.
  *
  * Bounding boxes: with points of fewer than RCF_BOX_PARTIAL_MIN_DIMS values
  * every internal node caches its box, at its own index.  With wider points,
@@ -48,7 +54,6 @@
 
 #include "rcf.h"
 
-#define RCF_NO_SLOT			UINT32_MAX	/* end of the free slot list */
 #define RCF_NIL				INT16_MIN	/* no node: empty tree, end of list */
 #define RCF_NO_BOX			UINT16_MAX	/* a node without a cached box */
 #ifndef RCF_BOX_MIN_LEAVES
@@ -98,8 +103,9 @@ typedef struct RcfNode
 
 /*
  * A tree.  Leaf i is one distinct point of the tree's sample (mass > 1 for
- * duplicates); its values are points[i * D ..], its slot rcf_leaf_slot (the
- * next free leaf while free).  The sampler is a max-heap by weight of
+ * duplicates); its values are points[i * D ..], or with a shared store the
+ * D values at record leaf_loc[i] (rcf_leaf_point).  A free leaf's first
+ * value or leaf_loc holds the next free leaf (rcf_leaf_next).  The sampler is a max-heap by weight of
  * sample_size entries, heap_weight[i] and heap_leaf[i], the leaf holding
  * the sampled point.
  */
@@ -108,18 +114,19 @@ typedef struct RcfTree
 	/* What scoring reads, first, so that it shares one cache line. */
 	RcfNode    *nodes;			/* sample_size - 1 */
 	float	   *boxes;			/* box_slots boxes: min[D] then max[D] */
-	float	   *points;			/* per leaf: its point's D values */
+	float	   *points;			/* per leaf: its point's D values, or NULL */
+	uint32_t   *leaf_loc;		/* per leaf: its point in the store, or NULL */
 	uint16_t   *leaf_mass;		/* sample_size */
 	int32_t		heap_size;		/* = mass of the tree */
 	int16_t		root;
 
 	int16_t		free_node;
 	int16_t		free_leaf;
+	int16_t		node_hw;		/* nodes from here up never used yet */
+	int16_t		leaf_hw;		/* leaves from here up never used yet */
 	uint16_t	box_nfree;		/* entries on box_free */
 	uint16_t   *leaf_count;		/* per node: leaves in its subtree */
 	uint16_t   *box_free;		/* stack of unused box slots */
-	uint16_t   *leaf_slot16;	/* sample_size, if every slot fits 16 bits */
-	uint32_t   *leaf_slot32;	/* sample_size, otherwise */
 	float	   *heap_weight;	/* sample_size */
 	uint16_t   *heap_leaf;		/* sample_size */
 	uint64_t	rng;			/* splitmix64 state */
@@ -147,15 +154,24 @@ struct RcfForest
 	int			box_slots;		/* cached boxes per tree */
 
 	/*
-	 * Slots: a number for each point referred to by any sampler.  A free
-	 * slot's slot_seq holds the next free slot (RCF_NO_SLOT ends the list).
+	 * The shared record store (shingle_size > 1 only): rec_used records of
+	 * dims values in an array of rec_cap records, allocated apart from the
+	 * arena.  The last point appended starts at last_loc and was offered at
+	 * sequence number last_seq; a following point that overlaps it shares
+	 * its records.  last_valid is false when there is none, or compaction
+	 * dropped some of its records.
 	 */
-	uint16_t   *refcount16;		/* sampler entries referring to the slot, */
-	uint32_t   *refcount32;		/* in 16 bits if capacity allows */
-	uint64_t   *slot_seq;		/* sequence number the point was offered at */
-	uint32_t	free_slot;		/* first free slot */
-	uint32_t	nfree;
-	uint32_t	capacity;		/* number_of_trees * sample_size + 1 */
+	bool		shared;
+	float	   *records;		/* the block: records, then rec_live */
+	uint64_t   *rec_live;		/* compaction's marks and counts */
+	uint32_t	rec_cap;
+	uint32_t	rec_used;
+	uint32_t	last_loc;
+	bool		last_valid;
+	uint64_t	last_seq;
+	size_t		arena_bytes;	/* the arena; bytes adds the store */
+	uint64_t	reserved;		/* updates left that rcf_reserve made room
+								 * for: the store must not grow */
 
 	/* Shingle: ring of the last shingle_size records, as float. */
 	float	   *shingle;
@@ -192,39 +208,30 @@ rcf_rng_next(uint64_t *state)
 }
 
 /*
- * A leaf's slot, and a slot's reference count: in 16 bits when the forest
- * has at most 65535 slots (number_of_trees * sample_size + 1; a count is at
- * most number_of_trees * sample_size), else 32.  Neither is read when
- * scoring.
+ * The free leaf after `leaf` on its tree's free list, kept in what a free
+ * leaf does not use: its offset in the store, or the bits of its first
+ * value.
  */
-static inline uint32_t
-rcf_leaf_slot(const RcfTree *tree, int leaf)
+static inline int16_t
+rcf_leaf_next(const RcfTree *tree, int leaf, int D)
 {
-	return tree->leaf_slot16 ? tree->leaf_slot16[leaf] : tree->leaf_slot32[leaf];
+	int32_t		v;
+
+	if (tree->leaf_loc)
+		return (int16_t) (uint16_t) tree->leaf_loc[leaf];
+	memcpy(&v, tree->points + (size_t) leaf * D, sizeof(v));
+	return (int16_t) v;
 }
 
 static inline void
-rcf_set_leaf_slot(RcfTree *tree, int leaf, uint32_t slot)
+rcf_set_leaf_next(RcfTree *tree, int leaf, int D, int16_t next)
 {
-	if (tree->leaf_slot16)
-		tree->leaf_slot16[leaf] = (uint16_t) slot;
-	else
-		tree->leaf_slot32[leaf] = slot;
-}
+	int32_t		v = next;
 
-static inline uint32_t
-rcf_refcount(const RcfForest *forest, uint32_t slot)
-{
-	return forest->refcount16 ? forest->refcount16[slot] : forest->refcount32[slot];
-}
-
-static inline void
-rcf_set_refcount(RcfForest *forest, uint32_t slot, uint32_t count)
-{
-	if (forest->refcount16)
-		forest->refcount16[slot] = (uint16_t) count;
+	if (tree->leaf_loc)
+		tree->leaf_loc[leaf] = (uint16_t) next;
 	else
-		forest->refcount32[slot] = count;
+		memcpy(tree->points + (size_t) leaf * D, &v, sizeof(v));
 }
 
 /* Uniform in [0, 1). */
@@ -245,6 +252,8 @@ rcf_rng_open_unit(uint64_t *state)
 static inline float *
 rcf_leaf_point(const RcfForest *forest, const RcfTree *tree, int leaf)
 {
+	if (tree->leaf_loc)
+		return forest->records + (size_t) tree->leaf_loc[leaf] * forest->params.dims;
 	return tree->points + (size_t) leaf * forest->D;
 }
 
@@ -266,6 +275,19 @@ rcf_node_box(const RcfForest *forest, const RcfTree *tree, int node)
 	return tree->boxes + (size_t) b * 2 * forest->D;
 }
 
+/*
+ * Records before `loc` that are marked in `live` (a bit per record), given
+ * the marked records before each 64-bit word: where a record kept by
+ * compaction, or written by the encoder, lands.
+ */
+static inline uint32_t
+rcf_record_rank(const uint64_t *live, const uint32_t *before, uint32_t loc)
+{
+	uint64_t	word = live[loc / 64] & ((UINT64_C(1) << (loc % 64)) - 1);
+
+	return before[loc / 64] + (uint32_t) __builtin_popcountll(word);
+}
+
 /* forest.c */
 extern bool rcf_box_partial(const RcfParams *params);
 extern size_t rcf_box_pool_size(const RcfParams *params);
@@ -273,7 +295,7 @@ extern size_t rcf_box_pool_size(const RcfParams *params);
 /* tree.c */
 extern void rcf_tree_init(RcfForest *forest, RcfTree *tree);
 extern int16_t rcf_tree_insert(RcfForest *forest, RcfTree *tree,
-							   const float *q, uint32_t slot);
+							   const float *q, uint32_t loc);
 extern bool rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf);
 extern double rcf_trees_score(const RcfForest *forest, const float *q,
 							  const double *qd);
@@ -282,16 +304,17 @@ extern double rcf_tree_attribution(const RcfForest *forest,
 								   const double *qd,
 								   double *high, double *low);
 extern const char *rcf_tree_check(const RcfForest *forest,
-								  const RcfTree *tree, uint32_t *refs,
-								  const float **slot_point, float *temp);
+								  const RcfTree *tree, float *temp);
 extern const float *rcf_tree_impute_leaf(const RcfForest *forest,
 										 const RcfTree *tree, const float *q,
 										 const bool *missing);
-extern int16_t rcf_tree_node_alloc(RcfTree *tree);
-extern int16_t rcf_tree_leaf_alloc(RcfTree *tree);
+extern int16_t rcf_tree_node_alloc(const RcfForest *forest, RcfTree *tree);
+extern int16_t rcf_tree_leaf_alloc(const RcfForest *forest, RcfTree *tree);
+extern void rcf_tree_boxes(const RcfForest *forest, const RcfTree *tree,
+						   const int16_t *order, int ninternal, float *temp);
 extern bool rcf_tree_finish(const RcfForest *forest, RcfTree *tree,
 							const int16_t *order, int ninternal,
-							float *temp);
+							float *temp, bool boxes_ready);
 
 /* sampler.c */
 extern void rcf_sampler_push(RcfTree *tree, float weight, int leaf);
@@ -299,9 +322,20 @@ extern void rcf_sampler_replace_top(RcfTree *tree, float weight, int leaf);
 extern void rcf_sampler_shift(RcfTree *tree, float delta);
 extern const char *rcf_sampler_check(const RcfTree *tree, int capacity);
 
+/* encode.c */
+extern size_t rcf_encode_scratch(const RcfParams *params, uint32_t rec_used);
+extern size_t rcf_decode_scratch(const RcfParams *params, int version,
+								 uint64_t npoints, uint64_t nruns);
+
 /* store.c */
-extern void rcf_store_init(RcfForest *forest);
-extern uint32_t rcf_store_add(RcfForest *forest, uint64_t seq);
-extern void rcf_store_release(RcfForest *forest, uint32_t slot);
+extern uint32_t rcf_store_max_records(const RcfParams *params);
+extern uint32_t rcf_store_initial_records(const RcfParams *params);
+extern size_t rcf_store_compact_scratch(uint32_t records);
+extern size_t rcf_store_block_size(const RcfParams *params, uint32_t records);
+extern bool rcf_store_reserve(RcfForest *forest, uint32_t count);
+extern uint32_t rcf_store_append(RcfForest *forest, const float *point,
+								 uint64_t seq);
+extern bool rcf_store_resize(RcfForest *forest, uint32_t records);
+extern void rcf_store_adopt_tail(RcfForest *forest);
 
 #endif							/* RCF_INTERNAL_H */

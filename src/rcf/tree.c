@@ -20,20 +20,23 @@
 #include <emmintrin.h>
 #endif
 
-/* Free-list links are stored as uint32_t in leaves; recover the int16_t. */
-static inline int16_t
-leaf_link(uint32_t v)
-{
-	return (int16_t) (uint16_t) v;
-}
-
-/* Allocates an internal node from the free list. */
+/*
+ * Allocates an internal node: the last one freed, else the lowest never
+ * used (which gets its box slot, or none, now: a new forest touches only
+ * the nodes it uses, so that a young forest costs little memory and time).
+ */
 static int16_t
-node_alloc(RcfTree *tree)
+node_alloc(const RcfForest *forest, RcfTree *tree)
 {
 	int16_t		node = tree->free_node;
 
-	tree->free_node = tree->nodes[node].child[0];
+	if (node != RCF_NIL)
+	{
+		tree->free_node = tree->nodes[node].child[0];
+		return node;
+	}
+	node = tree->node_hw++;
+	tree->nodes[node].box = forest->box_partial ? RCF_NO_BOX : (uint16_t) node;
 	return node;
 }
 
@@ -60,58 +63,60 @@ node_release(const RcfForest *forest, RcfTree *tree, int16_t node)
 	tree->free_node = node;
 }
 
-/* Allocates a leaf from the free list. */
+/* Allocates a leaf: the last one freed, else the lowest never used. */
 static int16_t
-leaf_alloc(RcfTree *tree)
+leaf_alloc(const RcfForest *forest, RcfTree *tree)
 {
 	int16_t		leaf = tree->free_leaf;
 
-	tree->free_leaf = leaf_link(rcf_leaf_slot(tree, leaf));
+	if (leaf == RCF_NIL)
+		return tree->leaf_hw++;
+	tree->free_leaf = rcf_leaf_next(tree, leaf, forest->D);
 	return leaf;
 }
 
 /* Returns a leaf to the free list. */
 static void
-leaf_release(RcfTree *tree, int16_t leaf)
+leaf_release(const RcfForest *forest, RcfTree *tree, int16_t leaf)
 {
-	rcf_set_leaf_slot(tree, leaf, (uint32_t) (uint16_t) tree->free_leaf);
+	rcf_set_leaf_next(tree, leaf, forest->D, tree->free_leaf);
 	tree->leaf_mass[leaf] = 0;
 	tree->free_leaf = leaf;
 }
 
 /*
- * Puts every node, leaf and box on its free list.  The node and leaf lists
- * hold indexes as int16_t; RCF_NIL ends them.  The box pool is a stack with
- * the lowest slot on top.
+ * Gives a new leaf point q: its offset in the shared store, or a copy of
+ * its values.
+ */
+static void
+leaf_set_point(const RcfForest *forest, RcfTree *tree, int16_t leaf,
+			   const float *q, uint32_t loc)
+{
+	if (tree->leaf_loc)
+		tree->leaf_loc[leaf] = loc;
+	else
+		memcpy(tree->points + (size_t) leaf * forest->D, q,
+			   forest->D * sizeof(float));
+}
+
+/*
+ * Empties a tree: no node or leaf used yet (they are handed out from the
+ * lowest index up, then from the free lists), every box slot in the pool.
+ * Only the leaf masses are written, which checks and scans read for every
+ * leaf; a free-list link is a node's child[0], or what a free leaf does not
+ * use, and RCF_NIL ends a list.  The box pool is a stack with the lowest
+ * slot on top.
  */
 void
 rcf_tree_init(RcfForest *forest, RcfTree *tree)
 {
-	int			n = forest->N;
-
 	tree->root = RCF_NIL;
 	tree->heap_size = 0;
 	tree->free_node = RCF_NIL;
-	for (int i = n - 2; i >= 0; i--)
-	{
-		memset(&tree->nodes[i], 0, sizeof(RcfNode));
-		if (forest->box_partial)
-		{
-			tree->nodes[i].box = RCF_NO_BOX;
-			tree->leaf_count[i] = 0;
-		}
-		else
-			tree->nodes[i].box = (uint16_t) i;
-		tree->nodes[i].child[0] = tree->free_node;
-		tree->free_node = (int16_t) i;
-	}
 	tree->free_leaf = RCF_NIL;
-	for (int i = n - 1; i >= 0; i--)
-	{
-		tree->leaf_mass[i] = 0;
-		rcf_set_leaf_slot(tree, i, (uint32_t) (uint16_t) tree->free_leaf);
-		tree->free_leaf = (int16_t) i;
-	}
+	tree->node_hw = 0;
+	tree->leaf_hw = 0;
+	memset(tree->leaf_mass, 0, sizeof(uint16_t) * forest->N);
 	tree->box_nfree = 0;
 	if (forest->box_partial)
 	{
@@ -532,26 +537,27 @@ box_gap(const float *lo, const float *hi, const double *q, int d,
 
 /* Exported forms of the allocators and of box_refresh, for the decoder. */
 int16_t
-rcf_tree_node_alloc(RcfTree *tree)
+rcf_tree_node_alloc(const RcfForest *forest, RcfTree *tree)
 {
-	return node_alloc(tree);
+	return node_alloc(forest, tree);
 }
 
 int16_t
-rcf_tree_leaf_alloc(RcfTree *tree)
+rcf_tree_leaf_alloc(const RcfForest *forest, RcfTree *tree)
 {
-	return leaf_alloc(tree);
+	return leaf_alloc(forest, tree);
 }
 
 /*
  * The box of every internal node of a tree, bottom up, into temp (node i's
  * at temp + i * 2D), and its leaf count into the node.  `order` lists the
- * ninternal reachable nodes with parents before children.  Returns the
- * first node whose cut does not separate its children, or -1.
+ * ninternal reachable nodes with parents before children.  With
+ * check_cuts, returns the first node whose cut does not separate its
+ * children; else -1 (cuts are not read).
  */
 static int
 all_boxes(const RcfForest *forest, const RcfTree *tree, const int16_t *order,
-		  int ninternal, float *temp, uint16_t *counts)
+		  int ninternal, float *temp, uint16_t *counts, bool check_cuts)
 {
 	int			d = forest->D;
 
@@ -577,7 +583,8 @@ all_boxes(const RcfForest *forest, const RcfTree *tree, const int16_t *order,
 			}
 			leaves += RCF_IS_LEAF(c) ? 1 : counts[c];
 		}
-		if (!(cmax[RCF_LEFT][n->dim] <= n->cut && cmin[RCF_RIGHT][n->dim] > n->cut))
+		if (check_cuts &&
+			!(cmax[RCF_LEFT][n->dim] <= n->cut && cmin[RCF_RIGHT][n->dim] > n->cut))
 			return node;
 		for (int i = 0; i < d; i++)
 		{
@@ -590,20 +597,37 @@ all_boxes(const RcfForest *forest, const RcfTree *tree, const int16_t *order,
 }
 
 /*
+ * The exact box of every internal node into temp (node i's at temp + i * 2D),
+ * from the leaves up, whatever the cuts: the encoding writes a cut as its
+ * place between the children's boxes.  temp is as for rcf_tree_finish.
+ */
+void
+rcf_tree_boxes(const RcfForest *forest, const RcfTree *tree,
+			   const int16_t *order, int ninternal, float *temp)
+{
+	uint16_t   *counts = (uint16_t *) (temp + (size_t) (forest->N - 1) * 2 * forest->D);
+
+	(void) all_boxes(forest, tree, order, ninternal, temp, counts, false);
+}
+
+/*
  * Completes a decoded tree: leaf counts, cuts checked against the boxes of
  * the children, and cached boxes for the largest subtrees (parents first,
  * while the pool lasts).  `order` lists the reachable internal nodes in
  * preorder; temp has room for (sample_size - 1) * (2D + 1) floats.  Returns
- * false if a cut does not separate its children.
+ * false if a cut does not separate its children.  With boxes_ready, temp
+ * already holds the boxes and counts (rcf_tree_boxes), and the caller
+ * chose each cut between its children's boxes.
  */
 bool
 rcf_tree_finish(const RcfForest *forest, RcfTree *tree, const int16_t *order,
-				int ninternal, float *temp)
+				int ninternal, float *temp, bool boxes_ready)
 {
 	int			d = forest->D;
 	uint16_t   *counts = (uint16_t *) (temp + (size_t) (forest->N - 1) * 2 * d);
 
-	if (all_boxes(forest, tree, order, ninternal, temp, counts) >= 0)
+	if (!boxes_ready &&
+		all_boxes(forest, tree, order, ninternal, temp, counts, true) >= 0)
 		return false;
 	if (!forest->box_partial)
 	{
@@ -653,13 +677,14 @@ descend(const RcfForest *forest, const RcfTree *tree, const float *q,
 }
 
 /*
- * Inserts point q, known by `slot`, and returns the leaf that holds it: if
- * the tree already holds an equal point, that leaf, whose mass grows (it
- * keeps its own slot); otherwise a new leaf.
+ * Inserts point q, at offset `loc` in the shared store if there is one, and
+ * returns the leaf that holds it: if the tree already holds an equal point,
+ * that leaf, whose mass grows (it keeps its own offset); otherwise a new
+ * leaf.
  */
 int16_t
 rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
-				uint32_t slot)
+				uint32_t loc)
 {
 	int			d = forest->D;
 	int			depth;
@@ -679,10 +704,9 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 
 	if (tree->root == RCF_NIL)
 	{
-		leaf = leaf_alloc(tree);
-		rcf_set_leaf_slot(tree, leaf, slot);
+		leaf = leaf_alloc(forest, tree);
+		leaf_set_point(forest, tree, leaf, q, loc);
 		tree->leaf_mass[leaf] = 1;
-		memcpy(rcf_leaf_point(forest, tree, leaf), q, d * sizeof(float));
 		tree->root = RCF_LEAF_REF(leaf);
 		return leaf;
 	}
@@ -731,12 +755,11 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 		}
 	}
 
-	leaf = leaf_alloc(tree);
-	rcf_set_leaf_slot(tree, leaf, slot);
+	leaf = leaf_alloc(forest, tree);
+	leaf_set_point(forest, tree, leaf, q, loc);
 	tree->leaf_mass[leaf] = 1;
-	memcpy(rcf_leaf_point(forest, tree, leaf), q, d * sizeof(float));
 
-	node = node_alloc(tree);
+	node = node_alloc(forest, tree);
 	n = &tree->nodes[node];
 	n->dim = cut_dim;
 	n->cut = cut_value;
@@ -835,7 +858,7 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 	if (--tree->leaf_mass[leaf] > 0)
 		return true;
 
-	leaf_release(tree, leaf);
+	leaf_release(forest, tree, leaf);
 	if (depth == 0)
 	{
 		tree->root = RCF_NIL;
@@ -1126,8 +1149,7 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
  * int16_t after them.
  */
 const char *
-rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
-			   const float **slot_point, float *temp)
+rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 {
 	int			d = forest->D;
 	int			n = forest->N;
@@ -1154,22 +1176,16 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 		if (RCF_IS_LEAF(ref))
 		{
 			int			idx = RCF_LEAF_IDX(ref);
-			uint32_t	slot;
 
 			if (idx >= n)
 				return "leaf index out of range";
 			if (tree->leaf_mass[idx] == 0)
 				return "reachable leaf has zero mass";
-			slot = rcf_leaf_slot(tree, idx);
-			if (slot >= forest->capacity)
-				return "leaf refers to a slot out of range";
-			if (slot_point[slot] == NULL)
-				slot_point[slot] = rcf_leaf_point(forest, tree, idx);
-			else if (memcmp(slot_point[slot], rcf_leaf_point(forest, tree, idx),
-							d * sizeof(float)) != 0)
-				return "leaves of one slot hold different points";
+			if (tree->leaf_loc &&
+				(uint64_t) tree->leaf_loc[idx] + forest->params.shingle_size >
+				forest->rec_used)
+				return "a leaf refers to records beyond the store";
 			mass += tree->leaf_mass[idx];
-			refs[slot] += tree->leaf_mass[idx];
 			leaves++;
 		}
 		else
@@ -1218,7 +1234,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 	if (mass != tree->heap_size)
 		return "leaf masses do not add up to the sample size";
 
-	if (all_boxes(forest, tree, order, internal, temp, counts) >= 0)
+	if (all_boxes(forest, tree, order, internal, temp, counts, true) >= 0)
 		return "cut does not separate the children";
 	for (int k = 0; k < internal; k++)
 	{
@@ -1241,23 +1257,29 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, uint32_t *refs,
 	}
 
 	free_count = 0;
+	if (tree->node_hw < 0 || tree->node_hw > n - 1 ||
+		tree->leaf_hw < 0 || tree->leaf_hw > n)
+		return "a tree's count of used nodes or leaves is out of range";
 	for (f = tree->free_node; f != RCF_NIL; f = tree->nodes[f].child[0])
 	{
-		if (f < 0 || f >= n - 1 || ++free_count > n - 1)
+		if (f < 0 || f >= tree->node_hw || ++free_count > n - 1)
 			return "node free list is corrupt";
 		if (tree->nodes[f].box != (forest->box_partial ? RCF_NO_BOX : f))
 			return "a free node holds a box slot";
 	}
-	if (free_count + internal != n - 1)
+	if (free_count + internal != tree->node_hw)
 		return "nodes leaked from the free list";
 	free_count = 0;
-	for (f = tree->free_leaf; f != RCF_NIL; f = leaf_link(rcf_leaf_slot(tree, f)))
+	for (f = tree->free_leaf; f != RCF_NIL; f = rcf_leaf_next(tree, f, d))
 	{
-		if (f < 0 || f >= n || ++free_count > n)
+		if (f < 0 || f >= tree->leaf_hw || ++free_count > n)
 			return "leaf free list is corrupt";
 	}
-	if (free_count + leaves != n)
+	if (free_count + leaves != tree->leaf_hw)
 		return "leaves leaked from the free list";
+	for (int i = tree->leaf_hw; i < n; i++)
+		if (tree->leaf_mass[i] != 0)
+			return "a leaf never used has a mass";
 	if (!forest->box_partial)
 		return NULL;
 	if (tree->box_nfree + boxes_used != forest->box_slots)

@@ -1,11 +1,17 @@
 /*
  * make_corpus.c
- *	  Prints the hostile anomaly.rcf inputs of sql/model_corrupt.sql: small
- *	  valid models tampered with in one way each, with the checksum fixed
- *	  up so that the decoder's content checks, not the checksum, must catch
- *	  them.  Run it to regenerate the corpus after a format change:
+ *	  Prints the hostile anomaly.rcf inputs of sql/model_corrupt.sql in the
+ *	  current format (version 2): small valid models tampered with in one
+ *	  way each, with the checksum fixed up so that the decoder's content
+ *	  checks, not the checksum, must catch them.  Some are tampered in the
+ *	  bytes, some in the forest before it is encoded (so that the encoder
+ *	  writes a well-formed stream of an unsound forest).  Run it to
+ *	  regenerate the corpus after a format change:
  *
  *		make test/corpus/make_corpus && test/corpus/make_corpus
+ *
+ * The version 1 rows of sql/model_corrupt.sql were printed by this program
+ * at commit f90745a, before version 2, and are kept as they were.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +21,7 @@
 
 #include "rcf/rcf.h"
 #include "rcf/grade.h"
+#include "rcf/rcf_internal.h"
 
 static const char b64[] =
 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -49,39 +56,83 @@ fix_crc(uint8_t *buf, size_t len)
 static void
 emit(const char *what, const uint8_t *buf, size_t len)
 {
-	printf("('%s', '", what);
+	printf("('v2: %s', '", what);
 	print_base64(buf, len);
 	printf("'),\n");
 }
 
-int
-main(void)
+/* The small forest every row starts from: 1 value, 1 tree of 10. */
+static RcfForest *
+base_forest(int shingle)
 {
 	RcfParams	p;
 	RcfForest  *f;
-	uint8_t    *buf,
-			   *t;
-	size_t		len;
-	/* Offsets in a 1-dimensional, shingle 1, 1-tree model. */
-	size_t		params = 12,
-				counters = 12 + 36,
-				shingle = 12 + 36 + 24,
-				points = 12 + 36 + 24 + 4;
 
 	rcf_params_default(&p, 1);
 	p.number_of_trees = 1;
 	p.sample_size = 10;
+	p.shingle_size = shingle;
 	f = rcf_create(&p, NULL);
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 6 + shingle - 1; i++)
 	{
 		double		x = i * 1.5;
 
 		rcf_update(f, &x);
 	}
+	return f;
+}
+
+/* Encodes f and prints it as a row. */
+static void
+emit_forest(const char *what, RcfForest *f)
+{
+	size_t		len = rcf_encoded_size(f);
+	uint8_t    *buf = malloc(len);
+
+	if (len == 0 || rcf_encode(f, buf, len) != len)
+	{
+		fprintf(stderr, "%s: the encoder refused the forest\n", what);
+		exit(1);
+	}
+	emit(what, buf, len);
+	free(buf);
+}
+
+/* Where the tree's section starts: at its generator's state. */
+static size_t
+tree_offset(const RcfForest *f, const uint8_t *buf, size_t len)
+{
+	uint8_t		rng[8];
+
+	for (int i = 0; i < 8; i++)
+		rng[i] = (uint8_t) (f->trees[0].rng >> (8 * i));
+	for (size_t at = 12; at + 8 <= len; at++)
+		if (memcmp(buf + at, rng, 8) == 0)
+			return at;
+	fprintf(stderr, "no tree found\n");
+	exit(1);
+}
+
+int
+main(void)
+{
+	RcfForest  *f;
+	uint8_t    *buf,
+			   *t;
+	size_t		len,
+				tree;
+	/* Offsets in a 1-value, shingle 1, 1-tree model of 6 points. */
+	size_t		params = 12,
+				counters = 12 + 36,
+				shingle = 12 + 36 + 2,
+				points = 12 + 36 + 2 + 4;
+
+	f = base_forest(1);
 	len = rcf_encoded_size(f);
 	buf = malloc(len);
 	t = malloc(len + 8);
 	rcf_encode(f, buf, len);
+	tree = tree_offset(f, buf, len);
 
 	emit("valid", buf, len);
 
@@ -93,37 +144,63 @@ main(void)
 	TAMPER("zero dimensions", memset(t + params, 0, 4));
 	TAMPER("sample size one", (t[params + 12] = 1, t[params + 13] = 0));
 	TAMPER("negative time decay", t[params + 27] = 0xC0);
-	/* Within the engine's limits but outside SQL's (rcf.h model ranges). */
 	TAMPER("sample size 4096", (t[params + 12] = 0x00, t[params + 13] = 0x10));
-	TAMPER("sample size 1001", (t[params + 12] = 0xE9, t[params + 13] = 0x03));
 	TAMPER("shingle size 31", t[params + 4] = 31);
-	TAMPER("1001 trees", (t[params + 8] = 0xE9, t[params + 9] = 0x03));
-	TAMPER("time decay equal to the sample size",
-		   (memset(t + params + 20, 0, 6), t[params + 26] = 0x24, t[params + 27] = 0x40));
 	TAMPER("output_after above the sample size", t[params + 16] = 11);
-	TAMPER("updates disagree with points", t[counters] ^= 0x01);
+	TAMPER("more updates than the samplers saw", t[counters] = 7);
+	TAMPER("weight base after the last point", t[counters + 1] = 7);
 	TAMPER("NaN in the shingle", (t[shingle] = 0, t[shingle + 1] = 0,
 								  t[shingle + 2] = 0xC0, t[shingle + 3] = 0x7F));
-	TAMPER("absurd point count", t[points] = 0x7F);
-	TAMPER("record run past the end", t[points + 3] = 0x7F);
-	TAMPER("NaN point value", (t[points + 4] = 0, t[points + 5] = 0,
-							   t[points + 6] = 0xC0, t[points + 7] = 0x7F));
-	/* The tree: rng (8), sampler size, weights, slots, preorder. */
-	{
-		/* After the counts, one run (gap, length, 6 records), 6 deltas. */
-		size_t		tree = points + 2 + 2 + 6 * 4 + 6;
-		size_t		heap;
+	TAMPER("more points than the samplers hold", t[points] = 0x7F);
+	TAMPER("fewer points than written", t[points] = 2);
+	TAMPER("records stream bit flipped", t[points + 2] ^= 0x10);
+	TAMPER("sampler size above the sample size", t[tree + 8] = 11);
+	TAMPER("first weight NaN", (t[tree + 9] = 0xFF, t[tree + 10] = 0xFF,
+								t[tree + 11] = 0xFF, t[tree + 12] = 0xFF));
+	TAMPER("first weight huge", (t[tree + 9] = 0xFF, t[tree + 10] = 0xFF,
+								 t[tree + 11] = 0x7F, t[tree + 12] = 0xFF));
+	/* A weight changed within the heap order: a valid model (the checksum is what catches this). */
+	TAMPER("a weight changed, still a valid model", t[tree + 14] ^= 0x08);
+	TAMPER("tree stream bit flipped late", t[len - 3] ^= 0x20);
+	TAMPER("tree stream last byte flipped", t[len - 2] ^= 0xFF);
 
-		heap = tree + 8 + 1;
-		TAMPER("sampler size above the sample size", t[tree + 8] = 11);
-		TAMPER("heap order violated", (t[heap] = 0x00, t[heap + 1] = 0x00,
-									   t[heap + 2] = 0xC8, t[heap + 3] = 0xC2));
-		TAMPER("sampler refers to a missing point", t[heap + 6 * 4] = 9);
-		TAMPER("cut on a missing dimension", t[heap + 6 * 4 + 6] = 2);
-		TAMPER("cut that does not separate",
-			   (t[heap + 6 * 4 + 7] = 0, t[heap + 6 * 4 + 8] = 0,
-				t[heap + 6 * 4 + 9] = 0x20, t[heap + 6 * 4 + 10] = 0xC1));
+	/* Unsound forests, encoded as they are. */
+	{
+		RcfForest  *g = base_forest(1);
+		float		w = g->trees[0].heap_weight[0];
+
+		g->trees[0].heap_weight[0] = g->trees[0].heap_weight[1];
+		g->trees[0].heap_weight[1] = w;
+		emit_forest("heap order violated", g);
+		rcf_free(g);
 	}
+	{
+		RcfForest  *g = base_forest(1);
+
+		g->trees[0].heap_leaf[1] = g->trees[0].heap_leaf[2];
+		emit_forest("a leaf no sampler entry has", g);
+		rcf_free(g);
+	}
+	{
+		RcfForest  *g = base_forest(4);
+
+		emit_forest("valid, shingle 4", g);
+		rcf_free(g);
+	}
+	{
+		RcfForest  *g = base_forest(4);
+		size_t		n = rcf_encoded_size(g);
+		uint8_t    *b = malloc(n + 8);
+
+		rcf_encode(g, b, n);
+		/* The record count (after 36 + 2 + 16 bytes) one higher than written. */
+		b[12 + 36 + 2 + 16] += 1;
+		fix_crc(b, n);
+		emit("shingle 4, one record more than written", b, n);
+		free(b);
+		rcf_free(g);
+	}
+
 	/* One section of kind 7, empty, where the section count was 0. */
 	memcpy(t, buf, len);
 	t[len - 1] = 1;
@@ -132,8 +209,8 @@ main(void)
 	fix_crc(t, len + 2);
 	emit("optional section of an unknown kind", t, len + 2);
 	memcpy(t, buf, len);
-	t[4] = 2;
-	emit("format version 2", t, len);
+	t[4] = 3;
+	emit("format version 3", t, len);
 	memcpy(t, buf, len);
 	t[6] = 1;
 	emit("reserved field set", t, len);

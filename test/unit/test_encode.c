@@ -3,7 +3,9 @@
  *	  Unit tests of the forest encoding: exact round trips, and a decoder
  *	  that refuses hostile input without crashing.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "unit.h"
@@ -103,6 +105,13 @@ test_round_trip(int dims, int shingle, int trees, int samples, double decay,
 	}
 	UNIT_OK(same, "%s: 3000 later scores are bit-identical after the round trip", what);
 	UNIT_OK(rcf_check(b) == NULL, "%s: the continued forest is sound", what);
+	free(buf);
+	free(buf2);
+	/* The decoded forest went on exactly as the original: same encoding. */
+	buf = encode(a, &len);
+	buf2 = encode(b, &len2);
+	UNIT_OK(len == len2 && memcmp(buf, buf2, len) == 0,
+			"%s: after 3000 more, both encode to the same bytes", what);
 	free(buf);
 	free(buf2);
 	rcf_free(a);
@@ -461,6 +470,118 @@ test_crc(void)
 	}
 }
 
+/* The records that follow each fixture (as gen_v1.c feeds them). */
+static void
+fixture_record(double *rec, int dims, long i)
+{
+	for (int d = 0; d < dims; d++)
+		rec[d] = 5.0 * sin((i + 3 * d) / 17.0) + 0.25 * ((i * 7919 + d * 31) % 13) +
+			((i % 401) == 0 ? 12.0 : 0.0);
+}
+
+/* Reads a whole file; NULL if it cannot. */
+static uint8_t *
+read_file(const char *path, size_t *len)
+{
+	FILE	   *f = fopen(path, "rb");
+	uint8_t    *buf;
+	long		n;
+
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc(n > 0 ? n : 1);
+	*len = fread(buf, 1, n, f);
+	fclose(f);
+	return buf;
+}
+
+/*
+ * A model written by the engine before format version 2 (fixtures made by
+ * test/unit/fixtures/gen_v1.c at commit f90745a) decodes, gives the very
+ * scores the forest that wrote it gave on the following records, and is
+ * written back as version 2, which decodes to the same scores again.
+ */
+static void
+test_v1_fixture(const char *name, int dims, long updates, bool graded)
+{
+	char		path[1024];
+	const char *dir = __FILE__;
+	size_t		dirlen = strrchr(dir, '/') ? (size_t) (strrchr(dir, '/') - dir) : 0;
+	uint8_t    *buf;
+	size_t		len = 0;
+	FILE	   *scores;
+	RcfForest  *f,
+			   *g = NULL;
+	RcfGrader  *grader = NULL;
+	RcfDecodeStatus status;
+	const char *detail = NULL;
+	RcfParams	peek;
+	double		rec[4];
+	int			same = 0,
+				same2 = 0,
+				lines = 0;
+	uint8_t    *v2 = NULL;
+	size_t		v2len = 0;
+
+	snprintf(path, sizeof(path), "%.*s/fixtures/%s.rcf", (int) dirlen, dir, name);
+	buf = read_file(path, &len);
+	UNIT_OK(buf != NULL && len > 12 && buf[4] == 1 && buf[5] == 0,
+			"%s: a version 1 fixture (%zu bytes)", name, len);
+	if (buf == NULL)
+		return;
+	UNIT_OK(rcf_model_peek_params(buf, len, &peek) == 0 && peek.dims == dims,
+			"%s: its parameters can be read before decoding", name);
+	f = rcf_model_decode(buf, len, NULL, &grader, &status, &detail);
+	UNIT_OK(f != NULL && rcf_check(f) == NULL && rcf_updates(f) == (uint64_t) updates &&
+			(grader != NULL) == graded,
+			"%s: decodes soundly (%s)", name, detail ? detail : "ok");
+	if (f == NULL)
+	{
+		free(buf);
+		return;
+	}
+	/* Written back as version 2 before anything changes. */
+	v2len = rcf_model_encoded_size(f, grader);
+	v2 = malloc(v2len);
+	UNIT_OK(rcf_model_encode(f, grader, v2, v2len) == v2len && v2[4] == RCF_FORMAT_VERSION,
+			"%s: written back as version %d (%zu bytes, version 1: %zu)", name,
+			RCF_FORMAT_VERSION, v2len, len);
+	g = rcf_model_decode(v2, v2len, NULL, NULL, &status, &detail);
+	UNIT_OK(g != NULL && rcf_check(g) == NULL, "%s: the version 2 model decodes (%s)",
+			name, detail ? detail : "ok");
+
+	snprintf(path, sizeof(path), "%.*s/fixtures/%s.scores", (int) dirlen, dir, name);
+	scores = fopen(path, "r");
+	UNIT_OK(scores != NULL, "%s: its scores file", name);
+	if (scores && g)
+	{
+		char		line[128];
+
+		for (long i = updates; fgets(line, sizeof(line), scores); i++)
+		{
+			double		want = strtod(line, NULL);
+
+			fixture_record(rec, dims, i);
+			lines++;
+			same += rcf_process(f, rec) == want;
+			same2 += rcf_process(g, rec) == want;
+		}
+		fclose(scores);
+	}
+	UNIT_OK(lines == 200 && same == lines,
+			"%s: %d of %d following scores are bit-identical to the writer's", name, same, lines);
+	UNIT_OK(lines == 200 && same2 == lines,
+			"%s: and %d of %d through version 2", name, same2, lines);
+	rcf_grader_free(grader);
+	rcf_free(f);
+	rcf_free(g);
+	free(v2);
+	free(buf);
+}
+
 int
 main(void)
 {
@@ -477,5 +598,9 @@ main(void)
 	test_hostile();
 	test_size();
 	test_grader_round_trip();
+	test_v1_fixture("v1_shingled", 1, 3000, false);
+	test_v1_fixture("v1_wide", 3, 500, false);
+	test_v1_fixture("v1_graded", 2, 1500, true);
+	test_v1_fixture("v1_young", 1, 9, false);
 	return unit_done();
 }

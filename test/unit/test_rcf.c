@@ -331,31 +331,149 @@ test_params(void)
 			"a time decay below 1 (lambda above 1) is refused");
 }
 
-/* The reported size is the arena's. */
+/*
+ * The reported size is the arena's plus the record store's; the store is
+ * shared by all trees, holds each record once, grows, and is compacted.
+ */
 static void
 test_bytes(void)
 {
 	RcfParams	p;
 	RcfForest  *f;
+	double		rec[1];
+	size_t		peak = 0;
+	bool		sound = true;
+	bool		learned = true;
+	bool		compacted = false;
+	uint32_t	prev_used = 0;
 
 	rcf_params_default(&p, 1);
 	p.shingle_size = 8;
 	p.number_of_trees = 50;
 	f = rcf_create(&p, NULL);
-	UNIT_OK(f != NULL && rcf_bytes(f) == rcf_arena_size(&p) && rcf_bytes(f) > 0,
-			"rcf_bytes reports the arena size (%zu bytes)", f ? rcf_bytes(f) : 0);
+	UNIT_OK(f != NULL && f->shared && f->trees[0].points == NULL &&
+			rcf_bytes(f) == rcf_arena_size(&p) + rcf_store_block_size(&p, f->rec_cap),
+			"rcf_bytes reports the arena and the store (%zu bytes)", f ? rcf_bytes(f) : 0);
+	for (long i = 0; i < 20000; i++)
+	{
+		rec[0] = sin(i / 9.0) + 0.01 * (i % 7);
+		if (rcf_update(f, rec) != 0)
+			learned = false;
+		if (f->rec_used < prev_used)
+			compacted = true;
+		prev_used = f->rec_used;
+		if (rcf_bytes(f) > peak)
+			peak = rcf_bytes(f);
+		if (i % 2500 == 0 && rcf_check(f) != NULL)
+			sound = false;
+	}
+	UNIT_OK(learned && sound && rcf_check(f) == NULL,
+			"every record learned, sound through growth and compaction");
+	UNIT_OK(compacted, "the store was compacted");
+	UNIT_OK(f->rec_used <= (uint32_t) 50 * 256 * 8 && f->rec_cap <= rcf_store_max_records(&p),
+			"the store holds %u records in %u", f->rec_used, f->rec_cap);
+	UNIT_OK(peak < rcf_arena_size(&p) + sizeof(float) * 50 * 256 * 8,
+			"shared records: at most %zu bytes, below a copy per leaf (%zu)",
+			peak, rcf_arena_size(&p) + sizeof(float) * 50 * 256 * 8);
 	rcf_free(f);
 
-	/* Slot numbers and counts take 16 bits up to 65535 slots, 32 above. */
-	p.number_of_trees = 255;	/* 255 * 256 + 1 = 65281 slots */
+	/* Without shingling each leaf holds its values: no store. */
+	p.shingle_size = 1;
 	f = rcf_create(&p, NULL);
-	UNIT_OK(f && f->refcount16 && !f->refcount32 && f->trees[0].leaf_slot16 &&
-			!f->trees[0].leaf_slot32, "255 trees of 256: 16-bit slots");
+	UNIT_OK(f && !f->shared && f->records == NULL && f->trees[0].leaf_loc == NULL &&
+			rcf_bytes(f) == rcf_arena_size(&p), "shingle 1: values in the leaves, no store");
 	rcf_free(f);
-	p.number_of_trees = 257;	/* 65793 slots */
-	f = rcf_create(&p, NULL);
-	UNIT_OK(f && !f->refcount16 && f->refcount32 && !f->trees[0].leaf_slot16 &&
-			f->trees[0].leaf_slot32, "257 trees of 256: 32-bit slots");
+}
+
+/* An allocator that counts its calls and can be made to fail. */
+typedef struct CountingAlloc
+{
+	int			calls;
+	bool		fail;
+} CountingAlloc;
+
+static void *
+counting_alloc(void *ctx, size_t size)
+{
+	CountingAlloc *c = ctx;
+
+	c->calls++;
+	return c->fail ? NULL : malloc(size);
+}
+
+static void
+counting_free(void *ctx, void *ptr)
+{
+	(void) ctx;
+	free(ptr);
+}
+
+/*
+ * rcf_reserve(n): the next n updates allocate nothing (a detector learns on
+ * threads that must not allocate); and when the store cannot grow,
+ * rcf_update says so and leaves the forest as it was.
+ */
+static void
+test_reserve(void)
+{
+	CountingAlloc c = {0, false};
+	RcfAllocator a = {counting_alloc, counting_free, &c};
+	RcfParams	p;
+	RcfForest  *f;
+	double		rec[2];
+	int			quiet_runs = 0;
+	bool		none = true;
+	bool		refused = false;
+	bool		unchanged = true;
+
+	rcf_params_default(&p, 2);
+	p.shingle_size = 4;
+	p.number_of_trees = 20;
+	p.sample_size = 64;
+	f = rcf_create(&p, &a);
+	for (long i = 0; i < 30000 && f; i += 700)
+	{
+		int			before;
+
+		if (rcf_reserve(f, 700) != 0)
+			none = false;
+		before = c.calls;
+		for (long k = i; k < i + 700; k++)
+		{
+			rec[0] = sin(k / 7.0);
+			rec[1] = (double) (k % 11);
+			rcf_update(f, rec);
+		}
+		if (c.calls != before)
+			none = false;
+		quiet_runs++;
+	}
+	UNIT_OK(f && none && quiet_runs > 40 && rcf_check(f) == NULL,
+			"after rcf_reserve(700), 700 updates allocate nothing (%d runs)", quiet_runs);
+
+	rcf_free(f);
+
+	/*
+	 * Memory runs out once the new forest's first store is full: an update
+	 * is refused, the forest stays sound.
+	 */
+	f = rcf_create(&p, &a);
+	c.fail = true;
+	for (long k = 0; k < 10000 && f && !refused; k++)
+	{
+		uint64_t	n = rcf_updates(f);
+
+		rec[0] = 1000.0 + k;
+		rec[1] = -(double) k;
+		if (rcf_update(f, rec) != 0)
+		{
+			refused = true;
+			unchanged = rcf_updates(f) == n;
+		}
+	}
+	c.fail = false;				/* rcf_check allocates */
+	UNIT_OK(f && refused && unchanged && rcf_check(f) == NULL,
+			"a store that cannot grow refuses the update and leaves the forest sound");
 	rcf_free(f);
 }
 
@@ -489,6 +607,7 @@ main(void)
 	test_time_decay();
 	test_params();
 	test_bytes();
+	test_reserve();
 	test_box_cache();
 	return unit_done();
 }
