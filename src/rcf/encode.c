@@ -25,7 +25,9 @@
  *	 sections	varint count of optional sections, then per section varint
  *				kind, varint length, payload.  Kind 2 is the grader
  *				(grade.c); kind 1, the grader's layout before its CUSUM,
- *				is still read.  At most one grader section.
+ *				is still read; kind 3 is the transform (transform.c),
+ *				whose dims must be the forest's.  At most one section of
+ *				each concern, the grader's first.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -223,7 +225,8 @@ write_tree(Writer *w, const RcfTree *tree, const uint32_t *slot_index,
  * if temporary memory could not be had.
  */
 static bool
-write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
+write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
+			 const RcfTransform *transform)
 {
 	const RcfParams *p = &forest->params;
 	int			dims = p->dims;
@@ -353,11 +356,13 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 			put_varint(w, slot_index[rcf_leaf_slot(tree, tree->heap_leaf[i])]);
 		write_tree(w, tree, slot_index, stack);
 	}
+	if (transform && rcf_transform_params(transform)->method == RCF_TRANSFORM_NONE)
+		transform = NULL;		/* no section: the bytes of older versions */
+	put_varint(w, (grader ? 1 : 0) + (transform ? 1 : 0));
 	if (grader)
 	{
 		size_t		n = rcf_grader_encoded_size(grader);
 
-		put_varint(w, 1);
 		put_varint(w, RCF_SECTION_GRADER);
 		put_varint(w, n);
 		if (w->buf && w->pos + n <= w->cap)
@@ -366,8 +371,18 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 			w->overflow = true;
 		w->pos += n;
 	}
-	else
-		put_varint(w, 0);
+	if (transform)
+	{
+		size_t		n = rcf_transform_encoded_size(transform);
+
+		put_varint(w, RCF_SECTION_TRANSFORM);
+		put_varint(w, n);
+		if (w->buf && w->pos + n <= w->cap)
+			rcf_transform_encode(transform, w->buf + w->pos);
+		else if (w->buf)
+			w->overflow = true;
+		w->pos += n;
+	}
 
 	if (w->buf && !w->overflow)
 	{
@@ -381,24 +396,38 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader)
 }
 
 size_t
-rcf_model_encoded_size(const RcfForest *forest, const RcfGrader *grader)
+rcf_model_encoded_size_tf(const RcfForest *forest, const RcfGrader *grader,
+						  const RcfTransform *transform)
 {
 	Writer		w = {NULL, 0, 0, false};
 
-	if (!write_forest(&w, forest, grader))
+	if (!write_forest(&w, forest, grader, transform))
 		return 0;
 	return w.pos;
+}
+
+size_t
+rcf_model_encode_tf(const RcfForest *forest, const RcfGrader *grader,
+					const RcfTransform *transform, uint8_t *buf, size_t size)
+{
+	Writer		w = {buf, 0, size, false};
+
+	if (!write_forest(&w, forest, grader, transform) || w.overflow)
+		return 0;
+	return w.pos;
+}
+
+size_t
+rcf_model_encoded_size(const RcfForest *forest, const RcfGrader *grader)
+{
+	return rcf_model_encoded_size_tf(forest, grader, NULL);
 }
 
 size_t
 rcf_model_encode(const RcfForest *forest, const RcfGrader *grader,
 				 uint8_t *buf, size_t size)
 {
-	Writer		w = {buf, 0, size, false};
-
-	if (!write_forest(&w, forest, grader) || w.overflow)
-		return 0;
-	return w.pos;
+	return rcf_model_encode_tf(forest, grader, NULL, buf, size);
 }
 
 size_t
@@ -649,8 +678,19 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 				 RcfGrader **grader_out, RcfDecodeStatus *status,
 				 const char **detail)
 {
+	return rcf_model_decode_tf(buf, len, allocator, grader_out, NULL,
+							   status, detail);
+}
+
+RcfForest *
+rcf_model_decode_tf(const uint8_t *buf, size_t len,
+					const RcfAllocator *allocator, RcfGrader **grader_out,
+					RcfTransform **transform_out, RcfDecodeStatus *status,
+					const char **detail)
+{
 	Reader		r = {buf, 0, len, RCF_DECODE_OK, NULL};
 	RcfGrader  *grader = NULL;
+	RcfTransform *transform = NULL;
 	RcfParams	p;
 	RcfForest  *forest = NULL;
 	uint32_t	version;
@@ -977,7 +1017,7 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 		}
 	}
 	{
-		uint64_t	nsections = get_count(&r, 2, "the data holds more sections than this version knows");
+		uint64_t	nsections = get_count(&r, 3, "the data holds more sections than this version knows");
 
 		for (uint64_t i = 0; i < nsections && r.status == RCF_DECODE_OK; i++)
 		{
@@ -987,8 +1027,23 @@ rcf_model_decode(const uint8_t *buf, size_t len, const RcfAllocator *allocator,
 
 			if (r.status != RCF_DECODE_OK)
 				break;
+			if (kind == RCF_SECTION_TRANSFORM && transform == NULL)
+			{
+				if (!need(&r, length))
+					break;
+				transform = rcf_transform_decode(buf + r.pos, length, p.dims,
+												 allocator, &gdetail);
+				if (transform == NULL)
+				{
+					fail(&r, RCF_DECODE_CORRUPT, gdetail);
+					break;
+				}
+				r.pos += length;
+				continue;
+			}
+			/* The grader's section comes first, as rcf_model_encode writes. */
 			if ((kind != RCF_SECTION_GRADER && kind != RCF_SECTION_GRADER_V1) ||
-				grader != NULL)
+				grader != NULL || transform != NULL)
 			{
 				fail(&r, RCF_DECODE_CORRUPT, "the data holds sections this version does not know");
 				break;
@@ -1046,11 +1101,17 @@ done:
 		forest = NULL;
 		rcf_grader_free(grader);
 		grader = NULL;
+		rcf_transform_free(transform);
+		transform = NULL;
 	}
 	if (grader_out)
 		*grader_out = grader;
 	else
 		rcf_grader_free(grader);
+	if (transform_out)
+		*transform_out = transform;
+	else
+		rcf_transform_free(transform);
 	*status = r.status;
 	*detail = r.detail;
 	return forest;

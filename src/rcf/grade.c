@@ -240,13 +240,36 @@ near_expected(const RcfGraderParams *p, const double *input,
 	return true;
 }
 
+/*
+ * The forest's view of input: the input itself without a transform (or
+ * with method none), else the transformed record in buf.
+ */
+static const double *
+transformed(const RcfTransform *t, const double *input, double *buf)
+{
+	if (t == NULL || rcf_transform_params(t)->method == RCF_TRANSFORM_NONE)
+		return input;
+	rcf_transform_apply(t, input, buf);
+	return buf;
+}
+
 void
 rcf_grader_assess(const RcfGrader *g, RcfForest *forest, const double *input,
 				  RcfGrade *out, double *expected)
 {
+	rcf_grader_assess_tf(g, forest, NULL, input, out, expected);
+}
+
+void
+rcf_grader_assess_tf(const RcfGrader *g, RcfForest *forest,
+					 const RcfTransform *t, const double *input,
+					 RcfGrade *out, double *expected)
+{
 	const RcfGraderParams *p = &g->params;
 	int			dims = rcf_params(forest)->dims;
-	double		score = rcf_score(forest, input);
+	double		xbuf[RCF_MAX_DIMENSIONS];
+	const double *x = transformed(t, input, xbuf);
+	double		score = rcf_score(forest, x);
 	double		avg;
 	double		sd;
 	double		threshold;
@@ -305,8 +328,11 @@ rcf_grader_assess(const RcfGrader *g, RcfForest *forest, const double *input,
 
 		for (int i = 0; i < dims; i++)
 			missing[i] = true;
-		if (rcf_impute(forest, input, missing, e) == 0)
+		if (rcf_impute(forest, x, missing, e) == 0)
 		{
+			/* Expected values, and nearness to them, in the caller's units. */
+			if (x != input)
+				rcf_transform_invert(t, e, input, e);
 			out->has_expected = expected != NULL;
 			out->near_expected = near_expected(p, input, e, dims);
 		}
@@ -329,8 +355,17 @@ void
 rcf_grader_learn(RcfGrader *g, RcfForest *forest, const double *input,
 				 const RcfGrade *grade)
 {
+	rcf_grader_learn_tf(g, forest, NULL, input, grade);
+}
+
+void
+rcf_grader_learn_tf(RcfGrader *g, RcfForest *forest, RcfTransform *t,
+					const double *input, const RcfGrade *grade)
+{
 	const RcfGraderParams *p = &g->params;
 	double		score = grade->score;
+	double		xbuf[RCF_MAX_DIMENSIONS];
+	const double *x = transformed(t, input, xbuf);
 
 	if (score > 0.0)
 	{
@@ -359,16 +394,27 @@ rcf_grader_learn(RcfGrader *g, RcfForest *forest, const double *input,
 			g->var = (1.0 - alpha) * (g->var + alpha * delta * delta);
 		}
 	}
-	rcf_update(forest, input);
+	rcf_update(forest, x);
+	/* Last: the point was transformed with the statistics before it. */
+	if (t)
+		rcf_transform_learn(t, input);
 }
 
 void
 rcf_grader_process(RcfGrader *g, RcfForest *forest, const double *input,
 				   bool learn, RcfGrade *out, double *expected)
 {
-	rcf_grader_assess(g, forest, input, out, expected);
+	rcf_grader_process_tf(g, forest, NULL, input, learn, out, expected);
+}
+
+void
+rcf_grader_process_tf(RcfGrader *g, RcfForest *forest, RcfTransform *t,
+					  const double *input, bool learn, RcfGrade *out,
+					  double *expected)
+{
+	rcf_grader_assess_tf(g, forest, t, input, out, expected);
 	if (learn)
-		rcf_grader_learn(g, forest, input, out);
+		rcf_grader_learn_tf(g, forest, t, input, out);
 }
 
 /* Little-endian writers and readers for the grader payload. */

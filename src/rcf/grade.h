@@ -84,12 +84,32 @@ extern void rcf_grader_learn(RcfGrader *grader, RcfForest *forest,
 							 const double *input, const RcfGrade *grade);
 
 /*
+ * The same with a transform (rcf.h; NULL: none): input is in the caller's
+ * units, the forest sees rcf_transform_apply(input), expected[] and the
+ * ignore_near_expected test are in the caller's units, and learning ends
+ * with rcf_transform_learn(input).  With a NULL transform or method none,
+ * exactly the functions above.
+ */
+extern void rcf_grader_assess_tf(const RcfGrader *grader, RcfForest *forest,
+								 const RcfTransform *transform,
+								 const double *input, RcfGrade *out,
+								 double *expected);
+extern void rcf_grader_learn_tf(RcfGrader *grader, RcfForest *forest,
+								RcfTransform *transform, const double *input,
+								const RcfGrade *grade);
+extern void rcf_grader_process_tf(RcfGrader *grader, RcfForest *forest,
+								  RcfTransform *transform,
+								  const double *input, bool learn,
+								  RcfGrade *out, double *expected);
+
+/*
  * Encoded form of the grader's parameters and state.  Models hold it as an
  * optional section of kind RCF_SECTION_GRADER (the current layout) or
  * RCF_SECTION_GRADER_V1 (before the CUSUM: still read, with it off).
  */
 #define RCF_SECTION_GRADER_V1	1
 #define RCF_SECTION_GRADER		2
+#define RCF_SECTION_TRANSFORM	3	/* rcf_transform_encode's layout */
 
 extern size_t rcf_grader_encoded_size(const RcfGrader *grader);
 extern void rcf_grader_encode(const RcfGrader *grader, uint8_t *buf);
@@ -108,5 +128,26 @@ extern RcfForest *rcf_model_decode(const uint8_t *buf, size_t len,
 								   RcfGrader **grader,
 								   RcfDecodeStatus *status,
 								   const char **detail);
+
+/*
+ * The same with a transform (NULL, or of method none: no section, so the
+ * bytes are those of rcf_model_encode).  Decoding sets *transform to the
+ * model's transform, or NULL when it has none (models stored before
+ * transforms existed decode unchanged); transform may be NULL if the
+ * caller wants none (a stored one is then freed).
+ */
+extern size_t rcf_model_encoded_size_tf(const RcfForest *forest,
+										const RcfGrader *grader,
+										const RcfTransform *transform);
+extern size_t rcf_model_encode_tf(const RcfForest *forest,
+								  const RcfGrader *grader,
+								  const RcfTransform *transform,
+								  uint8_t *buf, size_t size);
+extern RcfForest *rcf_model_decode_tf(const uint8_t *buf, size_t len,
+									  const RcfAllocator *allocator,
+									  RcfGrader **grader,
+									  RcfTransform **transform,
+									  RcfDecodeStatus *status,
+									  const char **detail);
 
 #endif							/* RCF_GRADE_H */

@@ -207,4 +207,130 @@ extern int	rcf_model_peek_params(const uint8_t *buf, size_t len,
 /* CRC-32C (Castagnoli), as used in the encoding's header. */
 extern uint32_t rcf_crc32c(uint32_t crc, const void *data, size_t len);
 
+/*
+ * Transforms (transform.c): per-feature rescaling of each input record
+ * before the forest sees it, as the thresholded forest of AWS has them
+ * (its TransformMethod), with discounted running statistics; and the
+ * inverse, so that expected values come back in the caller's units.
+ *
+ * The usual step with a transform t, raw input x (dims values):
+ *
+ *		rcf_transform_apply(t, x, y);		y: what the forest sees
+ *		score = rcf_score(forest, y);		(or a grader: see grade.h's
+ *		rcf_update(forest, y);				 rcf_grader_process_tf)
+ *		rcf_transform_learn(t, x);			statistics learn x last
+ *
+ * rcf_transform_invert turns the forest's values for this record (say
+ * from rcf_impute on y) back into the caller's units; it must be called
+ * before rcf_transform_learn(t, x), with the statistics y was made with.
+ * Attribution needs no inversion: a score's parts stay per dimension.
+ *
+ * Every output is finite for finite input (a constant feature normalizes
+ * to 0, a change of it to +-clip); no running statistic becomes NaN or
+ * infinite (a value that would overflow one is not learned by it).  The
+ * method NONE leaves values as they are, bit for bit.
+ */
+typedef enum RcfTransformMethod
+{
+	RCF_TRANSFORM_NONE = 0,		/* x */
+	RCF_TRANSFORM_WEIGHTED,		/* w x */
+	RCF_TRANSFORM_SUBTRACT_MA,	/* w (x - mean x) */
+	RCF_TRANSFORM_DIFFERENCE,	/* w (x - previous x); the first: 0 */
+	RCF_TRANSFORM_NORMALIZE,	/* w clip((x - mean x) / deviation of x) */
+	RCF_TRANSFORM_NORMALIZE_DIFFERENCE	/* the same, of x - previous x */
+} RcfTransformMethod;
+
+#define RCF_TRANSFORM_DEFAULT_CLIP	10.0	/* AWS's clip factor */
+#define RCF_TRANSFORM_MAX_CLIP		1e6
+#define RCF_TRANSFORM_MIN_DECAY		1e-9
+#define RCF_TRANSFORM_MAX_WEIGHT	1e6
+
+typedef struct RcfTransformParams
+{
+	RcfTransformMethod method;
+	int			dims;			/* values per input record */
+	double		decay;			/* statistics discount the past by 1 - decay
+								 * per record: 1e-9 <= decay < 1 */
+	double		clip;			/* normalized values lie in [-clip, clip],
+								 * 1 .. 1e6 */
+} RcfTransformParams;
+
+typedef struct RcfTransform RcfTransform;
+
+/* "none", "weighted", ...; NULL for an unknown method. */
+extern const char *rcf_transform_method_name(RcfTransformMethod method);
+
+/* The method of a lower-case name, or -1. */
+extern int	rcf_transform_method_parse(const char *name);
+
+/* Method none, decay 1 / sample_size (as AWS), clip 10. */
+extern void rcf_transform_params_default(RcfTransformParams *params,
+										 int dims, int sample_size);
+
+/* NULL when valid, else a static message naming the parameter. */
+extern const char *rcf_transform_params_check(const RcfTransformParams *params);
+
+/* NULL when a per-feature weight is valid (0 .. 1e6), else a message. */
+extern const char *rcf_transform_weight_check(double weight);
+
+/* Bytes a transform of dims features takes. */
+extern size_t rcf_transform_bytes(int dims);
+
+/*
+ * Creates a transform; weights holds dims per-feature weights (NULL: all
+ * 1; a weight of 0 hides the feature from the forest).  NULL if the
+ * parameters or weights are invalid or alloc fails.  allocator may be NULL
+ * (malloc).
+ */
+extern RcfTransform *rcf_transform_create(const RcfTransformParams *params,
+										  const double *weights,
+										  const RcfAllocator *allocator);
+extern void rcf_transform_free(RcfTransform *transform);
+extern const RcfTransformParams *rcf_transform_params(const RcfTransform *transform);
+extern double rcf_transform_weight(const RcfTransform *transform, int i);
+
+/* Records learned so far. */
+extern uint64_t rcf_transform_count(const RcfTransform *transform);
+
+/* out[dims] = the transformed input; the transform is unchanged. */
+extern void rcf_transform_apply(const RcfTransform *transform,
+								const double *input, double *out);
+
+/* The statistics (and the previous record) learn input. */
+extern void rcf_transform_learn(RcfTransform *transform, const double *input);
+
+/*
+ * out[dims] = values (transformed units) in the caller's units, for the
+ * record input (raw; used for features the forest does not see and while
+ * nothing is learned).  out may be values.
+ */
+extern void rcf_transform_invert(const RcfTransform *transform,
+								 const double *values, const double *input,
+								 double *out);
+
+/* The last record learned, in the caller's units; -1 if none (or none). */
+extern int	rcf_transform_last_input(const RcfTransform *transform,
+									 double *record);
+
+/*
+ * rcf_impute in the caller's units: transforms input (values flagged
+ * missing are ignored), imputes on the forest and inverts.  transform may
+ * be NULL.  Returns 0, or -1 if the forest has learned nothing yet.
+ */
+extern int	rcf_transform_impute(const RcfTransform *transform,
+								 RcfForest *forest, const double *input,
+								 const bool *missing, double *expected);
+
+/*
+ * Encoded form (the optional model section RCF_SECTION_TRANSFORM of
+ * grade.h).  Decoding checks every field against dims (the forest's) and
+ * the statistics' possible ranges; NULL and *detail when malformed.
+ */
+extern size_t rcf_transform_encoded_size(const RcfTransform *transform);
+extern void rcf_transform_encode(const RcfTransform *transform, uint8_t *buf);
+extern RcfTransform *rcf_transform_decode(const uint8_t *buf, size_t len,
+										  int dims,
+										  const RcfAllocator *allocator,
+										  const char **detail);
+
 #endif							/* RCF_H */
