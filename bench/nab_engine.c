@@ -9,6 +9,7 @@
  *				--score-floor, --horizon, --short-window, --suppress, --warmup,
  *				--cusum-drift, --cusum-threshold (rcf_grader_set_option)]
  *				[--extra K --extra-kind noise|nab --extra-units mixed|same]
+ *				[--transform METHOD --transform-decay D --transform-clip C]
  *
  * A data file may hold several value columns after the timestamp: each is
  * a feature (NAB's files have one).  --extra K appends K features that
@@ -18,7 +19,9 @@
  * (the files half the corpus further on in name order, repeated when
  * shorter).  With --extra-units mixed (the default) extra feature j is in
  * other units than the series: multiplied by 1000 for even j, by 0.001
- * for odd j; "same" leaves them as they are.  Everything is deterministic:
+ * for odd j; "same" leaves them as they are.  --transform applies one of
+ * the engine's transforms (rcf.h) to every feature in grade mode, with
+ * the decay 1 / samples unless --transform-decay says otherwise.  Everything is deterministic:
  * the noise of a file depends on the file's name and j only.
  *
  * Writes OUT/<category>/<file>.csv with timestamp,anomaly_score as NAB's
@@ -52,6 +55,9 @@ typedef struct Options
 	int			extra;			/* extra features, for the multi-feature bench */
 	int			extra_nab;		/* extras from other NAB series, not noise */
 	int			extra_mixed;	/* extras in other units (x1000, x0.001) */
+	int			transform;		/* RcfTransformMethod */
+	double		transform_decay;	/* 0: the default for the forest */
+	double		transform_clip;	/* 0: the default */
 	char	  **files;			/* the corpus, category/file, in name order */
 	int			nfiles;
 	RcfParams	params;
@@ -216,6 +222,7 @@ run_file(const Options *o, int fi)
 	double	   *extra = NULL;
 	RcfForest  *forest;
 	RcfGrader  *grader = NULL;
+	RcfTransform *transform = NULL;
 	double		hist[4096] = {0};
 	long		n_seen = 0;
 	double		prev = 0.0;
@@ -256,6 +263,23 @@ run_file(const Options *o, int fi)
 		forest = rcf_create(&fp, NULL);
 		if (o->grade)
 			grader = rcf_grader_create(&o->grader, &fp, NULL);
+		if (o->grade && o->transform != RCF_TRANSFORM_NONE)
+		{
+			RcfTransformParams tp;
+
+			rcf_transform_params_default(&tp, dims, fp.sample_size);
+			tp.method = (RcfTransformMethod) o->transform;
+			if (o->transform_decay > 0)
+				tp.decay = o->transform_decay;
+			if (o->transform_clip > 0)
+				tp.clip = o->transform_clip;
+			transform = rcf_transform_create(&tp, NULL, NULL);
+			if (!transform)
+			{
+				fprintf(stderr, "invalid transform parameters\n");
+				exit(2);
+			}
+		}
 		if (!forest || (o->grade && !grader))
 		{
 			fprintf(stderr, "invalid parameters\n");
@@ -317,7 +341,7 @@ run_file(const Options *o, int fi)
 		{
 			RcfGrade	g;
 
-			rcf_grader_process(grader, forest, x, true, &g, NULL);
+			rcf_grader_process_tf(grader, forest, transform, x, true, &g, NULL);
 			s = g.grade;
 			if (o->grade == 4)
 			{
@@ -351,6 +375,7 @@ run_file(const Options *o, int fi)
 	free(extra);
 	series_free(&ser);
 	rcf_grader_free(grader);
+	rcf_transform_free(transform);
 	rcf_free(forest);
 	fclose(out);
 	return 0;
@@ -436,6 +461,19 @@ main(int argc, char **argv)
 			o.extra_nab = !strcmp(v, "nab");
 		else if (!strcmp(a, "--extra-units"))
 			o.extra_mixed = strcmp(v, "same") != 0;
+		else if (!strcmp(a, "--transform"))
+		{
+			o.transform = rcf_transform_method_parse(v);
+			if (o.transform < 0)
+			{
+				fprintf(stderr, "unknown transform %s\n", v);
+				return 2;
+			}
+		}
+		else if (!strcmp(a, "--transform-decay"))
+			o.transform_decay = atof(v);
+		else if (!strcmp(a, "--transform-clip"))
+			o.transform_clip = atof(v);
 		else if (!strcmp(a, "--tod"))
 			o.tod = atof(v);
 		else if (!strcmp(a, "--nms"))
