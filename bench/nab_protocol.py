@@ -10,6 +10,9 @@
         one machine-readable line per split and threshold:
           nab_protocol config=.. seed=.. split=tuning|heldback|full
               threshold_mode=opt|fixed standard=.. reward_low_FP=.. reward_low_FN=..
+    bench/nab_protocol.py medians < LINES
+        reads "nab_protocol ..." lines of several seeds and prints their
+        medians per config, split and threshold (seed=median)
     bench/nab_protocol.py engine --config NAME [--seeds "1 2 3"] [--out DIR]
                                  [--splits tuning] -- NAB_ENGINE_OPTIONS...
         runs bench/nab_engine once per seed with the given options, scores
@@ -152,6 +155,16 @@ def main(argv):
             for d in rest:
                 for r in score(d, opts["--config"], opts["--seed"], splits, tmp):
                     print(line(r))
+        elif cmd == "medians":
+            rows = []
+            for ln in sys.stdin:
+                if ln.startswith("nab_protocol "):
+                    kv = dict(f.split("=", 1) for f in ln.split()[1:])
+                    for _, p in PROFILES:
+                        kv[p] = float(kv[p])
+                    rows.append(kv)
+            for r in medians(rows):
+                print(line(r))
         elif cmd == "engine":
             rows = []
             engine = os.path.join(HERE, "nab_engine")
