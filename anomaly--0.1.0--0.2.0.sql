@@ -66,15 +66,48 @@ DROP FUNCTION _record(bigint[], text[], text[], integer[]);
 -- ---------------------------------------------------------------------------
 -- Everything else as 0.2.0's install script has it (src/sql/), in its order.
 
+-- Internal helpers are prefixed with _ (so \df anomaly.* shows what users
+-- call apart): the type's I/O functions and rcf_train's support functions.
+-- Their C symbols keep their names.
+ALTER FUNCTION rcf_in(cstring) RENAME TO _rcf_in;
+ALTER FUNCTION rcf_out(rcf) RENAME TO _rcf_out;
+ALTER FUNCTION rcf_recv(internal) RENAME TO _rcf_recv;
+ALTER FUNCTION rcf_send(rcf) RENAME TO _rcf_send;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[]) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer, integer) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint) RENAME TO _rcf_train_transfn;
+ALTER FUNCTION rcf_train_finalfn(internal) RENAME TO _rcf_train_finalfn;
+REVOKE EXECUTE ON FUNCTION _rcf_in(cstring), _rcf_out(rcf), _rcf_recv(internal), _rcf_send(rcf) FROM PUBLIC;
+COMMENT ON FUNCTION _rcf_in(cstring) IS 'internal: input function of anomaly.rcf (base64 text)';
+COMMENT ON FUNCTION _rcf_out(rcf) IS 'internal: output function of anomaly.rcf (base64 text)';
+COMMENT ON FUNCTION _rcf_recv(internal) IS 'internal: binary input function of anomaly.rcf';
+COMMENT ON FUNCTION _rcf_send(rcf) IS 'internal: binary output function of anomaly.rcf';
 -- Support functions of rcf_train only (the aggregate checks its owner's
 -- right to call them, not the caller's).
-REVOKE EXECUTE ON FUNCTION rcf_train_transfn(internal, double precision[]),
-	rcf_train_transfn(internal, double precision[], integer),
-	rcf_train_transfn(internal, double precision[], integer, integer),
-	rcf_train_transfn(internal, double precision[], integer, integer, bigint),
-	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer),
-	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint),
-	rcf_train_finalfn(internal) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION _rcf_train_transfn(internal, double precision[]),
+	_rcf_train_transfn(internal, double precision[], integer),
+	_rcf_train_transfn(internal, double precision[], integer, integer),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint),
+	_rcf_train_finalfn(internal) FROM PUBLIC;
+COMMENT ON AGGREGATE rcf_train(double precision[]) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size, time_decay';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size, time_decay, shingle_size';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size, time_decay, shingle_size, seed';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[]) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_finalfn(internal) IS 'internal: final function of rcf_train';
+COMMENT ON EVENT TRIGGER anomaly_drop_slots IS 'drops the detectors'' replication slots with the extension';
 
 REVOKE ALL ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
 	delivery_counters, delivery_errors FROM PUBLIC;
@@ -660,6 +693,7 @@ DECLARE
 	d text;
 	g text;
 	det_owner regrole;
+	det_missing boolean;
 BEGIN
 	IF name IS NULL OR detector IS NULL THEN
 		RAISE EXCEPTION 'alert rule name and detector may not be NULL'
@@ -680,7 +714,8 @@ BEGIN
 		RAISE EXCEPTION 'detector "%" does not exist', detector
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	IF FOUND AND NOT anomaly._owns(caller, det_owner) THEN
+	det_missing := NOT FOUND;
+	IF NOT det_missing AND NOT anomaly._owns(caller, det_owner) THEN
 		RAISE EXCEPTION 'must be owner of detector "%"', detector
 			USING ERRCODE = 'insufficient_privilege',
 			HINT = 'An alert rule shows the scores and keys of its detector''s rows: only the detector''s owner may create one.';
@@ -725,6 +760,12 @@ BEGIN
 		RAISE EXCEPTION 'alert rule "%" already exists', name
 			USING ERRCODE = 'duplicate_object';
 	END IF;
+	IF det_missing THEN
+		-- a superuser's rule on scores written under that name by other
+		-- means (or by a detector created later): say it does not fire now
+		RAISE NOTICE 'detector "%" does not exist: alert rule "%" fires only once scores of that name are written', detector, name
+			USING HINT = 'Create the detector with anomaly.create_detector(), or check the name in anomaly.detectors.';
+	END IF;
 	INSERT INTO anomaly.alert_rules (name, detector, destinations, min_grade, min_score,
 									 for_duration, cooldown, group_by, severity, send_resolved,
 									 repeat_interval, owner)
@@ -758,6 +799,169 @@ BEGIN
 			USING ERRCODE = 'insufficient_privilege';
 	END IF;
 	DELETE FROM anomaly.alert_rules r WHERE r.name = _drop_alert_rule.name;
+END
+$$;
+
+-- Changes an alert rule: each argument given replaces the rule's value
+-- (NULL: unchanged); unset names the optional values to clear (min_grade,
+-- min_score, repeat_interval).  The detector and group_by stay: a rule on
+-- other rows or keys is a new rule (drop and create it).
+CREATE FUNCTION alter_alert_rule(
+	name text,
+	destination text DEFAULT NULL,
+	destinations text[] DEFAULT NULL,
+	min_grade double precision DEFAULT NULL,
+	min_score double precision DEFAULT NULL,
+	for_duration interval DEFAULT NULL,
+	cooldown interval DEFAULT NULL,
+	severity text DEFAULT NULL,
+	send_resolved boolean DEFAULT NULL,
+	repeat_interval interval DEFAULT NULL,
+	enabled boolean DEFAULT NULL,
+	unset text[] DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+-- The caller must own the rule and every destination it names, and (unless
+-- a superuser) still own the rule's detector: a rule's owner who lost the
+-- detector may disable or drop the rule, not aim it elsewhere.
+CREATE FUNCTION _alter_alert_rule(
+	caller oid,
+	name text,
+	destination text,
+	destinations text[],
+	min_grade double precision,
+	min_score double precision,
+	for_duration interval,
+	cooldown interval,
+	severity text,
+	send_resolved boolean,
+	repeat_interval interval,
+	enabled boolean,
+	unset text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	r anomaly.alert_rules;
+	det_owner regrole;
+	dests text[];
+	d text;
+	u text;
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'alert rule name may not be NULL'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO r FROM anomaly.alert_rules x WHERE x.name = _alter_alert_rule.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'alert rule "%" does not exist', name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT anomaly._owns(caller, r.owner) THEN
+		RAISE EXCEPTION 'must be owner of alert rule "%"', name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	FOREACH u IN ARRAY coalesce(unset, '{}') LOOP
+		IF u IS NULL OR u NOT IN ('min_grade', 'min_score', 'repeat_interval') THEN
+			RAISE EXCEPTION 'cannot unset "%"', u
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Only min_grade, min_score and repeat_interval may be unset.';
+		END IF;
+	END LOOP;
+	IF (min_grade IS NOT NULL AND 'min_grade' = ANY (unset))
+	   OR (min_score IS NOT NULL AND 'min_score' = ANY (unset))
+	   OR (repeat_interval IS NOT NULL AND 'repeat_interval' = ANY (unset)) THEN
+		RAISE EXCEPTION 'a value may not be both given and unset'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	-- anything but disabling aims the rule's detector's scores somewhere:
+	-- the caller must still be allowed to create this rule
+	IF destination IS NOT NULL OR destinations IS NOT NULL OR min_grade IS NOT NULL
+	   OR min_score IS NOT NULL OR for_duration IS NOT NULL OR cooldown IS NOT NULL
+	   OR severity IS NOT NULL OR send_resolved IS NOT NULL OR repeat_interval IS NOT NULL
+	   OR coalesce(enabled, false) OR cardinality(unset) > 0 THEN
+		SELECT x.owner INTO det_owner FROM anomaly.detectors x WHERE x.name = r.detector;
+		IF FOUND AND NOT anomaly._owns(caller, det_owner) THEN
+			RAISE EXCEPTION 'must be owner of detector "%"', r.detector
+				USING ERRCODE = 'insufficient_privilege',
+				HINT = 'The rule''s owner no longer owns its detector: the rule may only be disabled or dropped.';
+		END IF;
+		IF NOT FOUND AND NOT (SELECT a.rolsuper FROM pg_catalog.pg_authid a WHERE a.oid = caller) THEN
+			RAISE EXCEPTION 'detector "%" does not exist', r.detector
+				USING ERRCODE = 'undefined_object',
+				HINT = 'The rule may only be disabled or dropped.';
+		END IF;
+	END IF;
+
+	IF destination IS NOT NULL OR destinations IS NOT NULL THEN
+		dests := coalesce(destinations, '{}') || CASE WHEN destination IS NULL THEN '{}'::text[] ELSE ARRAY[destination] END;
+		IF cardinality(dests) = 0 THEN
+			RAISE EXCEPTION 'alert rule "%" needs a destination', name
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		FOREACH d IN ARRAY dests LOOP
+			PERFORM anomaly._usable_destination(caller, d);
+		END LOOP;
+		r.destinations := dests;
+	END IF;
+	IF min_grade IS NOT NULL THEN
+		IF min_grade < 0 OR min_grade > 1 OR min_grade = 'NaN' THEN
+			RAISE EXCEPTION 'min_grade must be between 0 and 1'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		r.min_grade := min_grade;
+	ELSIF 'min_grade' = ANY (unset) THEN
+		r.min_grade := NULL;
+	END IF;
+	IF min_score IS NOT NULL THEN
+		IF min_score < 0 OR min_score = 'NaN' THEN
+			RAISE EXCEPTION 'min_score must not be negative'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		r.min_score := min_score;
+	ELSIF 'min_score' = ANY (unset) THEN
+		r.min_score := NULL;
+	END IF;
+	IF r.min_grade IS NULL AND r.min_score IS NULL THEN
+		RAISE EXCEPTION 'alert rule "%" needs min_grade or min_score', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF for_duration < '0' OR cooldown < '0' THEN
+		RAISE EXCEPTION 'for_duration and cooldown must be non-negative intervals'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	r.for_duration := coalesce(for_duration, r.for_duration);
+	r.cooldown := coalesce(cooldown, r.cooldown);
+	IF repeat_interval IS NOT NULL THEN
+		IF repeat_interval <= '0' THEN
+			RAISE EXCEPTION 'repeat_interval must be a positive interval'
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Unset it (unset => ''{repeat_interval}'') to notify once per episode.';
+		END IF;
+		r.repeat_interval := repeat_interval;
+	ELSIF 'repeat_interval' = ANY (unset) THEN
+		r.repeat_interval := NULL;
+	END IF;
+	IF severity IS NOT NULL THEN
+		IF severity NOT IN ('info', 'warning', 'error', 'critical') THEN
+			RAISE EXCEPTION 'invalid severity "%"', severity
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Severities are info, warning, error and critical.';
+		END IF;
+		r.severity := severity;
+	END IF;
+	r.send_resolved := coalesce(send_resolved, r.send_resolved);
+	r.enabled := coalesce(enabled, r.enabled);
+
+	UPDATE anomaly.alert_rules x
+	SET destinations = r.destinations, min_grade = r.min_grade, min_score = r.min_score,
+		for_duration = r.for_duration, cooldown = r.cooldown, severity = r.severity,
+		send_resolved = r.send_resolved, repeat_interval = r.repeat_interval, enabled = r.enabled
+	WHERE x.name = r.name;
 END
 $$;
 
@@ -1186,6 +1390,7 @@ REVOKE EXECUTE ON FUNCTION
 	alert_trigger(),
 	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
 	drop_alert_rule(text),
+	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
 	replay_dead_letters(text, bigint[], timestamptz),
 	purge_alert_history(interval),
 	deliver(integer),
@@ -1212,6 +1417,7 @@ REVOKE EXECUTE ON FUNCTION
 	_row_to_jsonb(oid, anyelement),
 	_create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
 	_drop_alert_rule(oid, text),
+	_alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
 	_rule_payload(alert_rules, alert_episodes, scores, text),
 	_notify_rule(alert_rules, alert_episodes, scores, text),
 	_evaluate_rules(),
@@ -1222,6 +1428,9 @@ REVOKE EXECUTE ON FUNCTION
 	_purge_alert_history(oid, interval),
 	_wake_sender()
 FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[])
+TO anomaly_admin;
 
 COMMENT ON FUNCTION _credential_bound(text, text) IS 'internal: whether anomaly.credential_bindings lets a credential go to a URL';
 
@@ -1246,6 +1455,7 @@ COMMENT ON FUNCTION _send_alert(oid, text, text, jsonb) IS 'internal: send_alert
 COMMENT ON FUNCTION _create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'internal: create_alert_rule as its caller';
 
 COMMENT ON FUNCTION _drop_alert_rule(oid, text) IS 'internal: drop_alert_rule as its caller';
+COMMENT ON FUNCTION _alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'internal: alter_alert_rule as its caller';
 
 COMMENT ON FUNCTION _replay_dead_letters(oid, text, bigint[], timestamptz) IS 'internal: replay_dead_letters as its caller';
 
@@ -1305,3 +1515,191 @@ LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
 	AND s.database = pg_catalog.current_database()
 WHERE pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE');
 
+COMMENT ON FUNCTION create_destination(text, text, jsonb) IS 'creates an alert destination (sns, webhook, slack, email, notify) owned by the caller';
+COMMENT ON FUNCTION alter_destination(text, jsonb, boolean) IS 'changes a destination''s config and whether it is enabled (its owner only)';
+COMMENT ON FUNCTION drop_destination(text, boolean) IS 'drops a destination; force moves its queued notifications to the dead letters';
+COMMENT ON FUNCTION send_alert(text, text, jsonb) IS 'queues a notification to a destination in this transaction; returns its outbox id';
+COMMENT ON FUNCTION alert_trigger() IS 'row trigger: each row written raises a notification to the destinations given as trigger arguments';
+COMMENT ON FUNCTION create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'creates an alert rule over the scores of a detector the caller owns';
+COMMENT ON FUNCTION alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'changes an alert rule: destinations, thresholds, timing, severity, enabled (NULL: unchanged; unset clears)';
+COMMENT ON FUNCTION drop_alert_rule(text) IS 'drops an alert rule and its episodes';
+COMMENT ON FUNCTION replay_dead_letters(text, bigint[], timestamptz) IS 'moves dead letters back into the outbox (all, one destination''s, since a time, or by id); returns how many';
+COMMENT ON FUNCTION purge_alert_history(interval) IS 'deletes dead letters and resolved episodes older than the retention; returns how many';
+COMMENT ON FUNCTION deliver(integer) IS 'one delivery round from SQL: sends up to max due notifications; returns how many were delivered';
+COMMENT ON FUNCTION test_destination(text) IS 'sends a test notification to a destination now and reports the outcome';
+
+-- Transforms (issue 13): random_cut_forest, random_cut_forest_with_explanation
+-- and detect() take transform, transform_decay and transform_weights (last,
+-- with defaults that keep their behaviour): a new signature, so the old
+-- functions are dropped and created again.
+DROP FUNCTION random_cut_forest(double precision[], integer, integer, bigint, integer, bigint);
+DROP FUNCTION random_cut_forest(record, integer, integer, bigint, integer, bigint);
+DROP FUNCTION random_cut_forest_with_explanation(double precision[], integer, integer, bigint, integer, boolean, bigint, text[]);
+DROP FUNCTION random_cut_forest_with_explanation(record, integer, integer, bigint, integer, boolean, bigint, text[]);
+DROP FUNCTION detect(double precision[], integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision);
+DROP FUNCTION detect(record, integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision);
+
+CREATE FUNCTION random_cut_forest(
+	point double precision[],
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	seed bigint DEFAULT 42,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS double precision
+AS 'MODULE_PATHNAME', 'rcf_window_score'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION random_cut_forest(
+	point record,
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	seed bigint DEFAULT 42,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS double precision
+AS 'MODULE_PATHNAME', 'rcf_window_score'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION random_cut_forest_with_explanation(
+	point double precision[],
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	with_directionality boolean DEFAULT false,
+	seed bigint DEFAULT 42,
+	feature_names text[] DEFAULT NULL,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'rcf_window_explain'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION random_cut_forest_with_explanation(
+	point record,
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	with_directionality boolean DEFAULT false,
+	seed bigint DEFAULT 42,
+	feature_names text[] DEFAULT NULL,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'rcf_window_explain'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION detect(
+	point double precision[],
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	seed bigint DEFAULT 42,
+	z_factor double precision DEFAULT 3,
+	score_floor double precision DEFAULT 0.8,
+	ignore_near_expected_above double precision DEFAULT 0,
+	ignore_near_expected_below double precision DEFAULT 0,
+	ignore_near_expected_above_ratio double precision DEFAULT 0,
+	ignore_near_expected_below_ratio double precision DEFAULT 0,
+	suppress integer DEFAULT 100,
+	score_horizon double precision DEFAULT 3000,
+	missing text DEFAULT 'skip',
+	feature_names text[] DEFAULT NULL,
+	cusum_drift double precision DEFAULT 2,
+	cusum_threshold double precision DEFAULT 12,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS detection
+AS 'MODULE_PATHNAME', 'rcf_window_detect'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION detect(
+	point record,
+	number_of_trees integer DEFAULT 100,
+	sub_sample_size integer DEFAULT 256,
+	time_decay bigint DEFAULT 100000,
+	shingle_size integer DEFAULT 1,
+	seed bigint DEFAULT 42,
+	z_factor double precision DEFAULT 3,
+	score_floor double precision DEFAULT 0.8,
+	ignore_near_expected_above double precision DEFAULT 0,
+	ignore_near_expected_below double precision DEFAULT 0,
+	ignore_near_expected_above_ratio double precision DEFAULT 0,
+	ignore_near_expected_below_ratio double precision DEFAULT 0,
+	suppress integer DEFAULT 100,
+	score_horizon double precision DEFAULT 3000,
+	missing text DEFAULT 'skip',
+	feature_names text[] DEFAULT NULL,
+	cusum_drift double precision DEFAULT 2,
+	cusum_threshold double precision DEFAULT 12,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
+RETURNS detection
+AS 'MODULE_PATHNAME', 'rcf_window_detect'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION random_cut_forest(double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+IS 'KDA RANDOM_CUT_FOREST: anomaly score of each row over the window partition';
+COMMENT ON FUNCTION random_cut_forest(record, integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+IS 'KDA RANDOM_CUT_FOREST over the numeric columns of a row';
+COMMENT ON FUNCTION random_cut_forest_with_explanation(double precision[], integer, integer, bigint, integer, boolean, bigint, text[], text, double precision, double precision[])
+IS 'KDA RANDOM_CUT_FOREST_WITH_EXPLANATION: per-feature attribution of each row''s score';
+COMMENT ON FUNCTION random_cut_forest_with_explanation(record, integer, integer, bigint, integer, boolean, bigint, text[], text, double precision, double precision[])
+IS 'KDA RANDOM_CUT_FOREST_WITH_EXPLANATION over the numeric columns of a row';
+COMMENT ON FUNCTION detect(double precision[], integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision, text, double precision, double precision[])
+IS 'graded anomaly detection over a window: Random Cut Forest score, thresholded into a grade';
+COMMENT ON FUNCTION detect(record, integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision, text, double precision, double precision[])
+IS 'graded anomaly detection over the numeric columns of a row';
+
+-- rcf_train with a transform: three more arities.
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+REVOKE EXECUTE ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+	FROM PUBLIC;
+-- With a transform (detect()'s transform, transform_decay, transform_weights).
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text,
+						   transform_decay double precision) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text,
+						   transform_decay double precision,
+						   transform_weights double precision[]) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text)
+IS 'trains a model on points whose features are transformed first (none, weighted, subtract_ma, difference, normalize, normalize_difference)';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text, double precision)
+IS 'trains a model with a transform and the decay of its running statistics';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+IS 'trains a model with a transform, its decay and per-feature weights';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[]) IS 'internal: transition function of rcf_train';

@@ -4,6 +4,7 @@
  *
  *	  bench/engine --dims D --shingle S --trees T --samples N --points P
  *				   [--seed X] [--time-decay L] [--input FILE] [--grade]
+ *				   [--transform METHOD] [--compare-transform METHOD]
  *
  * Feeds a warm-up of sample_size * 4 records, then P records of a noisy
  * seasonal series, each scored then learned (rcf_process).  Timing is taken
@@ -21,6 +22,24 @@
  * default parameters (rcf_grader_process with learn: score, grade, the
  * expected value when the point fires, then learn), as detect() does; the
  * checksum is then the sum of the raw scores plus the sum of the grades.
+ *
+ * With --transform METHOD (none, weighted, subtract_ma, difference,
+ * normalize, normalize_difference) every record is transformed first
+ * (rcf.h's transforms, decay 1 / samples), as detect(transform => ...)
+ * does; alone or with --grade.
+ *
+ * --compare-transform METHOD measures in one run what grading and a
+ * transform cost: three forests (raw rcf_process; the grader; the grader
+ * with the transform) learn the same records, timed batch by batch in
+ * turn so that a busy machine slows all three alike.  It prints a line per
+ * variant (variant=raw|grade|grade_transform ...) and then
+ *
+ *	  engine_transform method=M ratio_grade=<grade/raw>
+ *	  ratio_grade_transform=<grade_transform/raw>
+ *	  ratio_transform=<grade_transform/grade> target=1.3 pass=yes|no
+ *
+ * by CPU time per record; pass says whether grading and the transform
+ * together cost at most 1.3 times the raw engine.
  *
  * With --input FILE the records are read from FILE instead, one per line,
  * values separated by commas (the number of values of the first line is the
@@ -43,16 +62,29 @@
 
 #define BATCH 1000
 
-/* One record through the forest alone, or through the grader too. */
+/*
+ * One record through the forest alone, or through the grader too; through
+ * the transform first when there is one.
+ */
 static double
-process(RcfForest *forest, RcfGrader *grader, const double *rec,
-		double *expected)
+process(RcfForest *forest, RcfGrader *grader, RcfTransform *transform,
+		const double *rec, double *expected)
 {
 	RcfGrade	g;
 
 	if (grader == NULL)
-		return rcf_process(forest, rec);
-	rcf_grader_process(grader, forest, rec, true, &g, expected);
+	{
+		double		x[RCF_MAX_DIMENSIONS];
+		double		score;
+
+		if (transform == NULL)
+			return rcf_process(forest, rec);
+		rcf_transform_apply(transform, rec, x);
+		score = rcf_process(forest, x);
+		rcf_transform_learn(transform, rec);
+		return score;
+	}
+	rcf_grader_process_tf(grader, forest, transform, rec, true, &g, expected);
 	return g.score + g.grade;
 }
 
@@ -72,6 +104,117 @@ make_record(double *rec, int dims, long i, uint64_t *s)
 		rec[d] = 10.0 * sin(2 * M_PI * (i + 7 * d) / 288.0) +
 			3.0 * sin(2 * M_PI * i / 2016.0) + noise(s) +
 			((i % 9973) == 0 ? 25.0 : 0.0);
+}
+
+/* A transform of method name for these parameters; exits on a bad name. */
+static RcfTransform *
+make_transform(const char *name, const RcfParams *params)
+{
+	RcfTransformParams tp;
+	int			m = rcf_transform_method_parse(name);
+	RcfTransform *t;
+
+	if (m < 0)
+	{
+		fprintf(stderr, "unknown transform \"%s\"\n", name);
+		exit(2);
+	}
+	rcf_transform_params_default(&tp, params->dims, params->sample_size);
+	tp.method = (RcfTransformMethod) m;
+	t = rcf_transform_create(&tp, NULL, NULL);
+	if (t == NULL)
+	{
+		fprintf(stderr, "could not create the transform\n");
+		exit(1);
+	}
+	return t;
+}
+
+/*
+ * --compare-transform: raw, grader, grader with transform over the same
+ * records, batch by batch in turn.  Returns the exit status.
+ */
+static int
+compare_transform(const RcfParams *params, const RcfGraderParams *gparams,
+				  const char *method, long points)
+{
+	static const char *const names[3] = {"raw", "grade", "grade_transform"};
+	RcfForest  *forest[3];
+	RcfGrader  *grader[3] = {NULL, NULL, NULL};
+	RcfTransform *transform[3] = {NULL, NULL, NULL};
+	uint64_t	seeds[3];
+	double		checksum[3] = {0, 0, 0};
+	long		nbatches = points / BATCH;
+	double	   *cpu[3];
+	double	   *wall[3];
+	double		median_cpu[3];
+	long		warm = (long) params->sample_size * 4 + params->shingle_size;
+	double	   *rec = malloc(sizeof(double) * params->dims);
+	double	   *expected = malloc(sizeof(double) * params->dims);
+
+	for (int v = 0; v < 3; v++)
+	{
+		forest[v] = rcf_create(params, NULL);
+		if (v > 0)
+			grader[v] = rcf_grader_create(gparams, params, NULL);
+		if (v == 2)
+			transform[v] = make_transform(method, params);
+		if (forest[v] == NULL || (v > 0 && grader[v] == NULL))
+		{
+			fprintf(stderr, "could not create the forest or the grader\n");
+			return 1;
+		}
+		seeds[v] = 88172645463325252ULL;
+		cpu[v] = malloc(sizeof(double) * nbatches);
+		wall[v] = malloc(sizeof(double) * nbatches);
+		for (long i = 0; i < warm; i++)
+		{
+			make_record(rec, params->dims, i, &seeds[v]);
+			checksum[v] += process(forest[v], grader[v], transform[v], rec, expected);
+		}
+	}
+	for (long b = 0; b < nbatches; b++)
+	{
+		for (int v = 0; v < 3; v++)
+		{
+			double		t0 = now_us();
+			double		c0 = cpu_seconds();
+
+			for (long i = 0; i < BATCH; i++)
+			{
+				make_record(rec, params->dims, warm + b * BATCH + i, &seeds[v]);
+				checksum[v] += process(forest[v], grader[v], transform[v], rec, expected);
+			}
+			wall[v][b] = (now_us() - t0) / BATCH;
+			cpu[v][b] = (cpu_seconds() - c0) * 1e6 / BATCH;
+		}
+	}
+	for (int v = 0; v < 3; v++)
+	{
+		qsort(cpu[v], nbatches, sizeof(double), cmp_double);
+		qsort(wall[v], nbatches, sizeof(double), cmp_double);
+		median_cpu[v] = cpu[v][nbatches / 2];
+		printf("engine_variant variant=%s method=%s us_per_point=%.3f cpu_us_per_point=%.3f dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f\n",
+			   names[v], v == 2 ? method : "none", wall[v][nbatches / 2],
+			   median_cpu[v], params->dims, params->shingle_size,
+			   params->number_of_trees, params->sample_size,
+			   nbatches * BATCH, checksum[v]);
+	}
+	printf("engine_transform method=%s ratio_grade=%.3f ratio_grade_transform=%.3f ratio_transform=%.3f target=1.3 pass=%s\n",
+		   method, median_cpu[1] / median_cpu[0], median_cpu[2] / median_cpu[0],
+		   median_cpu[2] / median_cpu[1],
+		   median_cpu[2] / median_cpu[0] <= 1.3 ? "yes" : "no");
+	for (int v = 0; v < 3; v++)
+	{
+		rcf_free(forest[v]);
+		rcf_grader_free(grader[v]);
+		rcf_transform_free(transform[v]);
+		free(cpu[v]);
+		free(wall[v]);
+	}
+	free(rec);
+	free(expected);
+	return 0;
 }
 
 /*
@@ -178,6 +321,9 @@ main(int argc, char **argv)
 	RcfGraderParams gparams;
 	RcfGrader  *grader = NULL;
 	double	   *expected;
+	const char *tmethod = NULL;
+	const char *compare = NULL;
+	RcfTransform *transform = NULL;
 
 	rcf_params_default(&params, 1);
 	rcf_grader_params_default(&gparams);
@@ -209,6 +355,10 @@ main(int argc, char **argv)
 			params.time_decay = atof(v);
 		else if (strcmp(a, "--input") == 0)
 			input = v;
+		else if (strcmp(a, "--transform") == 0)
+			tmethod = v;
+		else if (strcmp(a, "--compare-transform") == 0)
+			compare = v;
 		else
 			goto usage;
 		i++;
@@ -228,7 +378,15 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	if (compare != NULL)
+	{
+		if (input != NULL)
+			goto usage;
+		return compare_transform(&params, &gparams, compare, points);
+	}
 	forest = rcf_create(&params, NULL);
+	if (tmethod != NULL)
+		transform = make_transform(tmethod, &params);
 	if (grade)
 		grader = rcf_grader_create(&gparams, &params, NULL);
 	if (forest == NULL || (grade && grader == NULL))
@@ -254,21 +412,21 @@ main(int argc, char **argv)
 			double		t0 = now_us();
 
 			for (long end = i + BATCH; i < end; i++)
-				checksum += process(forest, grader, data + i * dims, expected);
+				checksum += process(forest, grader, transform, data + i * dims, expected);
 			batches[b] = (now_us() - t0) / BATCH;
 		}
 		for (; i < points; i++)
-			checksum += process(forest, grader, data + i * dims, expected);
+			checksum += process(forest, grader, transform, data + i * dims, expected);
 		t_all = now_us() - t_all;
 		cpu_all = cpu_seconds() - cpu_all;
 		if (nbatches == 0)
 			batches[nbatches++] = t_all / points;
 		qsort(batches, nbatches, sizeof(double), cmp_double);
-		printf("us_per_point=%.3f rows_per_s=%.1f seconds=%.3f cpu_seconds=%.3f bytes_per_forest=%zu dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f grade=%d\n",
+		printf("us_per_point=%.3f rows_per_s=%.1f seconds=%.3f cpu_seconds=%.3f bytes_per_forest=%zu dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f grade=%d transform=%s\n",
 			   batches[nbatches / 2], points / (t_all / 1e6), t_all / 1e6,
 			   cpu_all, rcf_bytes(forest), dims, params.shingle_size,
 			   params.number_of_trees, params.sample_size, points, checksum,
-			   grade);
+			   grade, tmethod ? tmethod : "none");
 		goto done;
 	}
 
@@ -276,7 +434,7 @@ main(int argc, char **argv)
 	for (long i = 0; i < warm; i++)
 	{
 		make_record(rec, dims, i, &s);
-		checksum += process(forest, grader, rec, expected);
+		checksum += process(forest, grader, transform, rec, expected);
 	}
 	for (long b = 0; b < nbatches; b++)
 	{
@@ -286,19 +444,20 @@ main(int argc, char **argv)
 		for (long i = 0; i < BATCH; i++)
 		{
 			make_record(rec, dims, warm + b * BATCH + i, &s);
-			checksum += process(forest, grader, rec, expected);
+			checksum += process(forest, grader, transform, rec, expected);
 		}
 		batches[b] = (now_us() - t0) / BATCH;
 		cpu_batches[b] = (cpu_seconds() - c0) * 1e6 / BATCH;
 	}
 	qsort(batches, nbatches, sizeof(double), cmp_double);
 	qsort(cpu_batches, nbatches, sizeof(double), cmp_double);
-	printf("us_per_point=%.3f bytes_per_forest=%zu dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f grade=%d cpu_us_per_point=%.3f\n",
+	printf("us_per_point=%.3f bytes_per_forest=%zu dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f grade=%d cpu_us_per_point=%.3f transform=%s\n",
 		   batches[nbatches / 2], rcf_bytes(forest), dims, params.shingle_size,
 		   params.number_of_trees, params.sample_size, nbatches * BATCH, checksum,
-		   grade, cpu_batches[nbatches / 2]);
+		   grade, cpu_batches[nbatches / 2], tmethod ? tmethod : "none");
 done:
 	rcf_grader_free(grader);
+	rcf_transform_free(transform);
 	rcf_free(forest);
 	free(expected);
 	free(data);
@@ -308,6 +467,6 @@ done:
 	return 0;
 
 usage:
-	fprintf(stderr, "usage: %s --dims D --shingle S --trees T --samples N --points P [--seed X] [--time-decay L] [--input FILE] [--grade]\n", argv[0]);
+	fprintf(stderr, "usage: %s --dims D --shingle S --trees T --samples N --points P [--seed X] [--time-decay L] [--input FILE] [--grade] [--transform METHOD] [--compare-transform METHOD]\n", argv[0]);
 	return 2;
 }

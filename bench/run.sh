@@ -18,6 +18,12 @@
 #    line each ("engine config=a-grade ... grade=1"), then the medians:
 #      "engine_grade config=a us_per_point=.. us_per_point_grade=.. ratio=.. pass=yes"
 #    (pass: ratio at most 1.25)
+#    Then what grading and a transform cost together (issue 13: at most
+#    x1.3 of the raw engine): bench/engine --compare-transform METHOD on
+#    configurations a and c, for normalize and normalize_difference; three
+#    forests learn the same records in turn, batch by batch, and the line
+#      "engine_transform config=a method=.. ratio_grade=.. ratio_grade_transform=.. ratio_transform=.. target=1.3 pass=yes"
+#    compares their CPU time per record (one "engine_variant" line each).
 # 2. bench/sql_window.sh: the SQL window function against the engine on the
 #    same 1,000,000 rows ("sql_rows_per_s=.. engine_rows_per_s=.. ratio=..")
 # 3. bench/nab.sh with KDA's defaults and seed 42, when the NAB corpus is
@@ -97,6 +103,23 @@ if [ "${BENCH_SKIP_ENGINE:-0}" != 1 ]; then
 		echo "engine_grade $line"
 		bench_json engine_grade "$line"
 	fi
+
+	echo ""
+	echo "=== engine: grading and a transform together (configurations a and c, in one run each)"
+	for cfg in "a 1 8 50 256" "c 5 1 100 256"; do
+		read -r name dims shingle trees samples <<<"$cfg"
+		for method in normalize normalize_difference; do
+			if out=$("$ROOT/bench/engine" --dims "$dims" --shingle "$shingle" --trees "$trees" \
+				--samples "$samples" --points "$POINTS" --compare-transform "$method"); then
+				while read -r kind rest; do
+					echo "$kind config=$name $rest"
+					bench_json "$kind" "config=$name $rest"
+				done <<<"$out"
+			else
+				FAILED+=("engine-transform-$name-$method")
+			fi
+		done
+	done
 fi
 
 if [ "${BENCH_SKIP_SQL:-0}" != 1 ]; then

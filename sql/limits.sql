@@ -23,7 +23,7 @@ ORDER BY i;
 -- A superuser may pair rcf_train's final function with another aggregate's
 -- state (PostgreSQL refuses that to other roles): an error, not a crash.
 CREATE AGGREGATE wrong_state(float8[]) (SFUNC = array_agg_array_transfn,
-	STYPE = internal, FINALFUNC = anomaly.rcf_train_finalfn);
+	STYPE = internal, FINALFUNC = anomaly._rcf_train_finalfn);
 SELECT wrong_state(ARRAY[1.0]);
 DROP AGGREGATE wrong_state(float8[]);
 

@@ -79,11 +79,27 @@ extern void anomaly_grader_params(RcfGraderParams *params,
 								  const NullableDatum *args);
 extern AnomalyMissing anomaly_missing_policy(const NullableDatum *arg);
 extern bool anomaly_fill_missing(AnomalyMissing policy, RcfForest *forest,
+								 const RcfTransform *transform,
 								 AnomalyPoint *point, bool *mask,
 								 double *scratch);
 extern Datum anomaly_detection_datum(FunctionCallInfo fcinfo,
 									 const RcfGrade *grade,
 									 const double *expected, int dims,
 									 Jsonb *explanation);
+
+/* transform_params.c */
+typedef struct AnomalyTransformSpec
+{
+	RcfTransformParams params;
+	double	   *weights;		/* NULL: all 1 */
+} AnomalyTransformSpec;
+
+extern RcfTransformMethod anomaly_transform_method(const char *name);
+extern void anomaly_transform_spec(AnomalyTransformSpec *spec,
+								   const char *method, bool decay_null,
+								   double decay, ArrayType *weights,
+								   int dims, int sample_size);
+extern RcfTransform *anomaly_transform_create(const AnomalyTransformSpec *spec,
+											  MemoryContext context);
 
 #endif							/* ANOMALY_H */

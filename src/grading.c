@@ -120,6 +120,7 @@ anomaly_missing_policy(const NullableDatum *arg)
  */
 bool
 anomaly_fill_missing(AnomalyMissing policy, RcfForest *forest,
+					 const RcfTransform *transform,
 					 AnomalyPoint *point, bool *mask, double *scratch)
 {
 	int			dims = point->dims;
@@ -133,7 +134,9 @@ anomaly_fill_missing(AnomalyMissing policy, RcfForest *forest,
 		case ANOMALY_MISSING_ZERO:
 			break;
 		case ANOMALY_MISSING_PREVIOUS:
-			if (rcf_last_record(forest, scratch) != 0)
+			/* In the caller's units: the transform's last input, if any. */
+			if (transform ? rcf_transform_last_input(transform, scratch) != 0 :
+				rcf_last_record(forest, scratch) != 0)
 				return false;
 			for (int i = 0; i < dims; i++)
 				if (point->nulls[i])
@@ -142,7 +145,8 @@ anomaly_fill_missing(AnomalyMissing policy, RcfForest *forest,
 		case ANOMALY_MISSING_IMPUTE:
 			for (int i = 0; i < dims; i++)
 				mask[i] = point->nulls[i];
-			if (rcf_impute(forest, point->values, mask, scratch) != 0)
+			if (rcf_transform_impute(transform, forest, point->values, mask,
+									 scratch) != 0)
 				return false;
 			for (int i = 0; i < dims; i++)
 				if (point->nulls[i])

@@ -8,6 +8,11 @@
  * (text input, binary receive, and any datum read back) goes through the
  * validating decoder, so bytes a user hands us never reach the engine
  * unchecked.  The text form is the base64 of the encoding.
+ *
+ * A model may hold a transform (rcf_train's transform argument): every
+ * function then shows the forest the transformed point, with the
+ * statistics of the points learned before, and reports expected values in
+ * the caller's units, as detect() does.
  */
 #include "postgres.h"
 
@@ -70,7 +75,7 @@ model_free(void *ctx, void *ptr)
  */
 static RcfForest *
 decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
-				bool binary, RcfGrader **grader)
+				bool binary, RcfGrader **grader, RcfTransform **transform)
 {
 	RcfAllocator allocator = {model_alloc, model_free, context};
 	RcfDecodeStatus status;
@@ -82,7 +87,8 @@ decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
 	if (rcf_model_peek_params(bytes, len, &params) == 0 &&
 		rcf_model_params_check(&params) == NULL)
 		anomaly_check_forest_memory(&params);
-	forest = rcf_model_decode(bytes, len, &allocator, grader, &status, &detail);
+	forest = rcf_model_decode_tf(bytes, len, &allocator, grader, transform,
+								 &status, &detail);
 	if (forest)
 		return forest;
 	switch (status)
@@ -109,11 +115,15 @@ decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
 	return NULL;
 }
 
-/* Encodes a forest and its grader (if any) as a new anomaly.rcf datum. */
+/*
+ * Encodes a forest, its grader and its transform (if any) as a new
+ * anomaly.rcf datum.
+ */
 static bytea *
-encode_model(const RcfForest *forest, const RcfGrader *grader)
+encode_model(const RcfForest *forest, const RcfGrader *grader,
+			 const RcfTransform *transform)
 {
-	size_t		size = rcf_model_encoded_size(forest, grader);
+	size_t		size = rcf_model_encoded_size_tf(forest, grader, transform);
 	bytea	   *result;
 
 	if (size == 0 || size > MaxAllocSize - VARHDRSZ)
@@ -122,7 +132,8 @@ encode_model(const RcfForest *forest, const RcfGrader *grader)
 				 errmsg("anomaly.rcf model would be too large (%zu bytes)", size)));
 	result = palloc(VARHDRSZ + size);
 	SET_VARSIZE(result, VARHDRSZ + size);
-	if (rcf_model_encode(forest, grader, (uint8_t *) VARDATA(result), size) != size)
+	if (rcf_model_encode_tf(forest, grader, transform,
+							(uint8_t *) VARDATA(result), size) != size)
 		elog(ERROR, "could not encode an anomaly.rcf model");
 	return result;
 }
@@ -138,6 +149,8 @@ typedef struct ModelCache
 	MemoryContext context;
 	RcfForest  *forest;
 	RcfGrader  *grader;			/* NULL if the model has none */
+	RcfTransform *transform;	/* NULL if the model has none */
+	double	   *transformed;	/* the forest's view of the point */
 	Size		raw_size;
 	uint32		crc;
 	AnomalyPoint point;
@@ -187,11 +200,13 @@ cached_forest(FunctionCallInfo fcinfo, Datum model)
 		MemoryContextReset(cache->context);
 		cache->forest = NULL;
 		cache->grader = NULL;
-		cache->high = cache->low = cache->expected = NULL;
+		cache->transform = NULL;
+		cache->high = cache->low = cache->expected = cache->transformed = NULL;
 		memset(&cache->point, 0, sizeof(AnomalyPoint));
 		cache->forest = decode_or_error((const uint8_t *) VARDATA_ANY(b),
 										VARSIZE_ANY_EXHDR(b), cache->context,
-										false, &cache->grader);
+										false, &cache->grader,
+										&cache->transform);
 		cache->raw_size = raw_size;
 		cache->crc = crc;
 	}
@@ -200,13 +215,13 @@ cached_forest(FunctionCallInfo fcinfo, Datum model)
 
 /* Decodes a model for modification: a private copy, never the cache. */
 static RcfForest *
-private_forest(Datum model, RcfGrader **grader)
+private_forest(Datum model, RcfGrader **grader, RcfTransform **transform)
 {
 	bytea	   *b = DatumGetByteaPP(model);
 
 	return decode_or_error((const uint8_t *) VARDATA_ANY(b),
 						   VARSIZE_ANY_EXHDR(b), CurrentMemoryContext, false,
-						   grader);
+						   grader, transform);
 }
 
 /*
@@ -217,12 +232,14 @@ static void
 validate_model(const bytea *model, bool binary)
 {
 	RcfGrader  *grader = NULL;
+	RcfTransform *transform = NULL;
 	RcfForest  *forest;
 
 	forest = decode_or_error((const uint8_t *) VARDATA(model),
 							 VARSIZE(model) - VARHDRSZ, CurrentMemoryContext,
-							 binary, &grader);
+							 binary, &grader, &transform);
 	rcf_grader_free(grader);
+	rcf_transform_free(transform);
 	rcf_free(forest);
 }
 
@@ -333,6 +350,7 @@ typedef struct TrainState
 	MemoryContext context;
 	RcfForest  *forest;
 	RcfGrader  *grader;
+	RcfTransform *transform;	/* NULL: none */
 	AnomalyPoint point;
 } TrainState;
 
@@ -380,7 +398,8 @@ warn_unordered(FunctionCallInfo fcinfo)
 
 /*
  * rcf_train(point [, number_of_trees [, sub_sample_size [, time_decay
- * [, shingle_size [, seed]]]]]): learns each non-NULL point in the
+ * [, shingle_size [, seed [, transform [, transform_decay
+ * [, transform_weights]]]]]]]]): learns each non-NULL point in the
  * aggregate's ORDER BY order.  Parameters come from the first point.
  * Until a first point arrives the state stays SQL NULL (not a NULL
  * pointer): a group of NULL points trains no model and yields NULL.
@@ -439,6 +458,20 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 							  args[4], nulls[4]);
 		state->forest = anomaly_forest_create(&params, state->context);
 		state->grader = default_grader(&params, state->context);
+		if (nargs > 7)
+		{
+			AnomalyTransformSpec spec;
+			bool		dnull = nargs <= 8 || PG_ARGISNULL(8);
+			bool		wnull = nargs <= 9 || PG_ARGISNULL(9);
+
+			if (PG_ARGISNULL(7))
+				anomaly_null_param("transform");
+			anomaly_transform_spec(&spec, text_to_cstring(PG_GETARG_TEXT_PP(7)),
+								   dnull, dnull ? 0.0 : PG_GETARG_FLOAT8(8),
+								   wnull ? NULL : PG_GETARG_ARRAYTYPE_P(9),
+								   params.dims, params.sample_size);
+			state->transform = anomaly_transform_create(&spec, state->context);
+		}
 	}
 	else
 	{
@@ -452,8 +485,8 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 		RcfGrade	grade;
 
 		/* Scored before learned, so the grader follows the scores. */
-		rcf_grader_process(state->grader, state->forest, state->point.values,
-						   true, &grade, NULL);
+		rcf_grader_process_tf(state->grader, state->forest, state->transform,
+							  state->point.values, true, &grade, NULL);
 	}
 	PG_RETURN_POINTER(state);
 }
@@ -469,7 +502,8 @@ rcf_train_finalfn(PG_FUNCTION_ARGS)
 	state = train_state(fcinfo);
 	if (state == NULL)
 		PG_RETURN_NULL();
-	PG_RETURN_BYTEA_P(encode_model(state->forest, state->grader));
+	PG_RETURN_BYTEA_P(encode_model(state->forest, state->grader,
+								   state->transform));
 }
 
 /* Attribution and expected-value buffers, once per decoded model. */
@@ -480,6 +514,8 @@ reserve_buffers(ModelCache *cache, const RcfParams *params)
 
 	if (cache->expected != NULL)
 		return;
+	cache->transformed = MemoryContextAlloc(cache->context,
+											sizeof(double) * params->dims);
 	cache->high = MemoryContextAlloc(cache->context, n);
 	cache->low = MemoryContextAlloc(cache->context, n);
 	cache->expected = MemoryContextAlloc(cache->context, n);
@@ -514,6 +550,17 @@ model_and_point(FunctionCallInfo fcinfo, ModelCache **cache,
 	return (*point)->has_null ? NULL : forest;
 }
 
+/* The point as the model's forest sees it: transformed, or as it is. */
+static const double *
+forest_view(ModelCache *cache, const RcfForest *forest, const double *values)
+{
+	if (cache->transform == NULL)
+		return values;
+	reserve_buffers(cache, rcf_params(forest));
+	rcf_transform_apply(cache->transform, values, cache->transformed);
+	return cache->transformed;
+}
+
 /* rcf_score(model, point): the point's anomaly score; the model is unchanged. */
 Datum
 rcf_score_model(PG_FUNCTION_ARGS)
@@ -525,7 +572,7 @@ rcf_score_model(PG_FUNCTION_ARGS)
 	forest = model_and_point(fcinfo, &cache, &point);
 	if (forest == NULL)
 		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(rcf_score(forest, point->values));
+	PG_RETURN_FLOAT8(rcf_score(forest, forest_view(cache, forest, point->values)));
 }
 
 /*
@@ -548,20 +595,34 @@ rcf_explain_model(PG_FUNCTION_ARGS)
 	names = anomaly_feature_names(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
 								  params->dims);
 	reserve_buffers(cache, params);
-	rcf_attribution(forest, point->values, cache->high, cache->low);
+	rcf_attribution(forest, forest_view(cache, forest, point->values),
+					cache->high, cache->low);
 	PG_RETURN_JSONB_P(anomaly_explanation(forest, cache->high, cache->low,
 										  params->dims, true, names));
 }
 
-/* Learns a point: through the grader when the model has one. */
+/*
+ * Learns a point: through the grader when the model has one, and through
+ * its transform.
+ */
 static void
-learn(RcfForest *forest, RcfGrader *grader, const double *values)
+learn(RcfForest *forest, RcfGrader *grader, RcfTransform *transform,
+	  const double *values)
 {
 	if (grader)
 	{
 		RcfGrade	grade;
 
-		rcf_grader_process(grader, forest, values, true, &grade, NULL);
+		rcf_grader_process_tf(grader, forest, transform, values, true,
+							  &grade, NULL);
+	}
+	else if (transform)
+	{
+		double		x[RCF_MAX_DIMENSIONS];
+
+		rcf_transform_apply(transform, values, x);
+		rcf_update(forest, x);
+		rcf_transform_learn(transform, values);
 	}
 	else
 		rcf_update(forest, values);
@@ -572,7 +633,8 @@ learn(RcfForest *forest, RcfGrader *grader, const double *values)
  * are skipped.
  */
 static void
-update_many(RcfForest *forest, RcfGrader *grader, ArrayType *array)
+update_many(RcfForest *forest, RcfGrader *grader, RcfTransform *transform,
+			ArrayType *array)
 {
 	int			rows,
 				cols;
@@ -615,7 +677,7 @@ update_many(RcfForest *forest, RcfGrader *grader, ArrayType *array)
 						 errmsg("point %d has a value that is not a finite real", r + 1)));
 		}
 		if (!skip)
-			learn(forest, grader, values);
+			learn(forest, grader, transform, values);
 	}
 	pfree(values);
 }
@@ -629,6 +691,7 @@ rcf_update_model(PG_FUNCTION_ARGS)
 {
 	RcfForest  *forest;
 	RcfGrader  *grader = NULL;
+	RcfTransform *transform = NULL;
 	AnomalyPoint point = {0};
 	ArrayType  *array;
 
@@ -637,16 +700,16 @@ rcf_update_model(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(1))
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	array = PG_GETARG_ARRAYTYPE_P(1);
-	forest = private_forest(PG_GETARG_DATUM(0), &grader);
+	forest = private_forest(PG_GETARG_DATUM(0), &grader, &transform);
 	if (ARR_NDIM(array) == 2)
 	{
-		update_many(forest, grader, array);
-		PG_RETURN_BYTEA_P(encode_model(forest, grader));
+		update_many(forest, grader, transform, array);
+		PG_RETURN_BYTEA_P(encode_model(forest, grader, transform));
 	}
 	model_point(fcinfo, 1, forest, &point, CurrentMemoryContext);
 	if (!point.has_null)
-		learn(forest, grader, point.values);
-	PG_RETURN_BYTEA_P(encode_model(forest, grader));
+		learn(forest, grader, transform, point.values);
+	PG_RETURN_BYTEA_P(encode_model(forest, grader, transform));
 }
 
 /* rcf_info(model): what a person wants to know about a model, as jsonb. */
@@ -655,9 +718,11 @@ rcf_info_model(PG_FUNCTION_ARGS)
 {
 	bytea	   *model = PG_GETARG_BYTEA_PP(0);
 	RcfGrader  *grader = NULL;
+	RcfTransform *transform = NULL;
 	RcfForest  *forest = decode_or_error((const uint8_t *) VARDATA_ANY(model),
 										 VARSIZE_ANY_EXHDR(model),
-										 CurrentMemoryContext, false, &grader);
+										 CurrentMemoryContext, false, &grader,
+										 &transform);
 	const RcfParams *p = rcf_params(forest);
 	StringInfoData buf;
 
@@ -686,6 +751,20 @@ rcf_info_model(PG_FUNCTION_ARGS)
 						 g->z_factor, g->score_floor, g->suppress, g->horizon,
 						 g->cusum_drift, g->cusum_threshold);
 		rcf_grader_free(grader);
+	}
+	if (transform)
+	{
+		const RcfTransformParams *t = rcf_transform_params(transform);
+
+		appendStringInfo(&buf,
+						 ", \"transform\": {\"method\": \"%s\", \"decay\": %.15g, "
+						 "\"clip\": %.15g, \"weights\": [",
+						 rcf_transform_method_name(t->method), t->decay, t->clip);
+		for (int i = 0; i < t->dims; i++)
+			appendStringInfo(&buf, "%s%.15g", i > 0 ? ", " : "",
+							 rcf_transform_weight(transform, i));
+		appendStringInfoString(&buf, "]}");
+		rcf_transform_free(transform);
 	}
 	appendStringInfoChar(&buf, '}');
 	rcf_free(forest);
@@ -719,11 +798,12 @@ rcf_detect_model(PG_FUNCTION_ARGS)
 	if (cache->grader == NULL)
 		cache->grader = default_grader(params, cache->context);
 	reserve_buffers(cache, params);
-	rcf_grader_assess(cache->grader, forest, point->values, &grade,
-					  cache->expected);
+	rcf_grader_assess_tf(cache->grader, forest, cache->transform,
+						 point->values, &grade, cache->expected);
 	if (grade.is_anomaly)
 	{
-		rcf_attribution(forest, point->values, cache->high, cache->low);
+		rcf_attribution(forest, forest_view(cache, forest, point->values),
+						cache->high, cache->low);
 		explanation = anomaly_explanation(forest, cache->high, cache->low,
 										  params->dims, true, names);
 	}
@@ -743,6 +823,7 @@ rcf_set_grading_model(PG_FUNCTION_ARGS)
 {
 	RcfForest  *forest;
 	RcfGrader  *grader = NULL;
+	RcfTransform *transform = NULL;
 	RcfGraderParams gp;
 	NullableDatum args[ANOMALY_GRADER_ARGS];
 	const char *err;
@@ -755,7 +836,7 @@ rcf_set_grading_model(PG_FUNCTION_ARGS)
 		args[i].value = args[i].isnull ? (Datum) 0 : PG_GETARG_DATUM(i + 1);
 	}
 	anomaly_grader_params(&gp, args);
-	forest = private_forest(PG_GETARG_DATUM(0), &grader);
+	forest = private_forest(PG_GETARG_DATUM(0), &grader, &transform);
 	if (grader == NULL)
 	{
 		RcfAllocator allocator = {anomaly_context_alloc, anomaly_context_free,
@@ -771,5 +852,5 @@ rcf_set_grading_model(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s", err)));
-	PG_RETURN_BYTEA_P(encode_model(forest, grader));
+	PG_RETURN_BYTEA_P(encode_model(forest, grader, transform));
 }

@@ -16,6 +16,7 @@
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -44,6 +45,8 @@ typedef struct PartitionState
 	bool		with_directionality;
 	int			dims;
 	RcfForest  *forest;
+	RcfTransform *transform;	/* NULL: none */
+	double	   *transformed;	/* the forest's view of the point */
 	List	   *names;
 	double	   *high;
 	double	   *low;
@@ -91,11 +94,13 @@ typedef struct ArgLayout
 	int			grader;			/* first grader argument, -1 if absent */
 	int			grader_more;	/* the grader's last two arguments */
 	int			missing;		/* -1 if absent */
+	int			transform;		/* transform, then transform_decay and
+								 * transform_weights */
 } ArgLayout;
 
-static const ArgLayout score_args = {1, 2, 3, 4, 5, -1, -1, -1, -1, -1};
-static const ArgLayout explain_args = {1, 2, 3, 4, 6, 5, 7, -1, -1, -1};
-static const ArgLayout detect_args = {1, 2, 3, 4, 5, -1, 15, 6, 16, 14};
+static const ArgLayout score_args = {1, 2, 3, 4, 5, -1, -1, -1, -1, -1, 6};
+static const ArgLayout explain_args = {1, 2, 3, 4, 6, 5, 7, -1, -1, -1, 8};
+static const ArgLayout detect_args = {1, 2, 3, 4, 5, -1, 15, 6, 16, 14, 18};
 
 /*
  * Grader arguments of detect(): z_factor .. score_horizon from the first,
@@ -207,6 +212,25 @@ create_forest(FunctionCallInfo fcinfo, WindowObject winobj,
 						  decay, n3, shingle, n4, seed, n5);
 	state->forest = anomaly_forest_create(&params, site->forest_context);
 	state->dims = state->point.dims;
+	{
+		AnomalyTransformSpec spec;
+		bool		mnull,
+					dnull,
+					wnull;
+		Datum		method = current_arg(winobj, layout->transform, &mnull);
+		Datum		tdecay = current_arg(winobj, layout->transform + 1, &dnull);
+		Datum		weights = current_arg(winobj, layout->transform + 2, &wnull);
+
+		if (mnull)
+			anomaly_null_param("transform");
+		anomaly_transform_spec(&spec, TextDatumGetCString(method),
+							   dnull, dnull ? 0.0 : DatumGetFloat8(tdecay),
+							   wnull ? NULL : DatumGetArrayTypeP(weights),
+							   state->dims, params.sample_size);
+		state->transform = anomaly_transform_create(&spec, site->forest_context);
+		state->transformed = MemoryContextAlloc(site->forest_context,
+												sizeof(double) * state->dims);
+	}
 
 	if (layout->grader >= 0)
 	{
@@ -292,6 +316,20 @@ read_point(FunctionCallInfo fcinfo, WindowObject winobj, PartitionState *state,
 }
 
 /*
+ * The current point as the forest sees it: transformed (with the
+ * statistics of the rows before it), or the point itself.
+ */
+static const double *
+forest_view(PartitionState *state)
+{
+	if (state->transform == NULL)
+		return state->point.values;
+	rcf_transform_apply(state->transform, state->point.values,
+						state->transformed);
+	return state->transformed;
+}
+
+/*
  * detect(): grades the current row's point, explains it if it fires, then
  * learns it.  NULL values are handled by the missing policy.
  */
@@ -302,14 +340,14 @@ detect_row(FunctionCallInfo fcinfo, PartitionState *state)
 	Jsonb	   *explanation = NULL;
 	Datum		result;
 
-	if (!anomaly_fill_missing(state->missing, state->forest, &state->point,
-							  state->mask, state->scratch))
+	if (!anomaly_fill_missing(state->missing, state->forest, state->transform,
+							  &state->point, state->mask, state->scratch))
 		PG_RETURN_NULL();
-	rcf_grader_assess(state->grader, state->forest, state->point.values,
-					  &grade, state->expected);
+	rcf_grader_assess_tf(state->grader, state->forest, state->transform,
+						 state->point.values, &grade, state->expected);
 	if (grade.is_anomaly)
 	{
-		rcf_attribution(state->forest, state->point.values, state->high,
+		rcf_attribution(state->forest, forest_view(state), state->high,
 						state->low);
 		explanation = anomaly_explanation(state->forest, state->high,
 										  state->low, state->dims, true,
@@ -317,7 +355,8 @@ detect_row(FunctionCallInfo fcinfo, PartitionState *state)
 	}
 	result = anomaly_detection_datum(fcinfo, &grade, state->expected,
 									 state->dims, explanation);
-	rcf_grader_learn(state->grader, state->forest, state->point.values, &grade);
+	rcf_grader_learn_tf(state->grader, state->forest, state->transform,
+						state->point.values, &grade);
 	return result;
 }
 
@@ -330,6 +369,7 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, WindowKind kind)
 	PartitionState *state;
 	bool		have_point;
 	Datum		result;
+	const double *x;
 
 	/*
 	 * Only a WindowAgg node passes a window object; a superuser declaring
@@ -367,19 +407,21 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, WindowKind kind)
 	if (state->point.has_null)
 		PG_RETURN_NULL();
 
+	x = forest_view(state);
 	if (explain)
 	{
-		rcf_attribution(state->forest, state->point.values, state->high,
-						state->low);
+		rcf_attribution(state->forest, x, state->high, state->low);
 		result = PointerGetDatum(anomaly_explanation(state->forest, state->high,
 													 state->low, state->dims,
 													 state->with_directionality,
 													 state->names));
 	}
 	else
-		result = Float8GetDatum(rcf_score(state->forest, state->point.values));
+		result = Float8GetDatum(rcf_score(state->forest, x));
 
-	rcf_update(state->forest, state->point.values);
+	rcf_update(state->forest, x);
+	if (state->transform)
+		rcf_transform_learn(state->transform, state->point.values);
 	return result;
 }
 

@@ -25,6 +25,7 @@ PACKAGES=(
 	openssl								# a private CA for the TLS e-mail tests
 	util-linux							# runuser
 	gnuplot-nox							# the demo's pictures (its test runs in make test)
+	prometheus-postgres-exporter		# TAP 092: monitoring/queries.yaml with the real exporter
 )
 DEMO_PACKAGES=()
 
@@ -75,4 +76,14 @@ if ! apt_get install -y --no-install-recommends "${missing[@]}"; then
 	echo "deps.sh: install failed; updating the package lists and retrying" >&2
 	apt_get update
 	apt_get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# The exporter's package starts and enables its own service where it can
+# (port 9187, no database configured): TAP 092 runs an exporter of its own,
+# so the package's is stopped and disabled.
+if [[ " ${missing[*]} " == *" prometheus-postgres-exporter "* ]]; then
+	"${SUDO[@]}" sh -c 'invoke-rc.d prometheus-postgres-exporter stop;
+		update-rc.d prometheus-postgres-exporter disable;
+		if [ -d /run/systemd/system ]; then systemctl disable --now prometheus-postgres-exporter.service; fi' \
+		>/dev/null 2>&1 || true
 fi

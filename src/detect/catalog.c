@@ -73,7 +73,8 @@ PG_FUNCTION_INFO_V1(anomaly_process);
 	" " PO(o, "z_factor") ", " PO(o, "score_floor") ", " PO(o, "ignore_near_expected_above") "," \
 	" " PO(o, "ignore_near_expected_below") ", " PO(o, "ignore_near_expected_above_ratio") "," \
 	" " PO(o, "ignore_near_expected_below_ratio") ", " PO(o, "suppress") "," \
-	" " PO(o, "score_horizon") ", " PO(o, "cusum_drift") ", " PO(o, "cusum_threshold") ")"
+	" " PO(o, "score_horizon") ", " PO(o, "cusum_drift") ", " PO(o, "cusum_threshold") "," \
+	" COALESCE(" PO(o, "transform") ", '\"none\"'::pg_catalog.jsonb), " PO(o, "transform_decay") ", " PO(o, "transform_weights") ")"
 
 
 /* ---------------------------------------------------------------------

@@ -144,7 +144,11 @@ detect_error_is_permanent(int sqlerrcode)
 	" " OPT("ignore_near_expected_below_ratio") "::pg_catalog.float8," \
 	" " OPT("suppress") "::pg_catalog.float8::pg_catalog.int4, " OPT("score_horizon") "::pg_catalog.float8," \
 	" COALESCE(" OPT("cusum_drift") "::pg_catalog.float8, 2)," \
-	" COALESCE(" OPT("cusum_threshold") "::pg_catalog.float8, 12)"
+	" COALESCE(" OPT("cusum_threshold") "::pg_catalog.float8, 12)," \
+	" COALESCE(" OPT("transform") ", 'none'), " OPT("transform_decay") "::pg_catalog.float8," \
+	" CASE WHEN pg_catalog.jsonb_typeof(options OPERATOR(pg_catalog.->) 'transform_weights')" \
+	" OPERATOR(pg_catalog.=) 'array' THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(" \
+	"options OPERATOR(pg_catalog.->) 'transform_weights')::pg_catalog.float8) END"
 
 /*
  * Reads detector id's row into def (in CurrentMemoryContext).  lock:
@@ -264,6 +268,21 @@ detect_read_def(int64 id, bool lock, DetectorDef *def, bool *locked)
 		for (int i = 0; i < ANOMALY_GRADER_ARGS; i++)
 			gargs[i].value = SPI_getbinval(tup, td, col++, &gargs[i].isnull);
 		anomaly_grader_params(&def->gparams, gargs);
+	}
+	else
+		col += ANOMALY_GRADER_ARGS;
+	{
+		char	   *method = detect_spi_text(0, col++);
+		Datum		tdecay;
+		bool		tdecay_null;
+
+		tdecay = SPI_getbinval(tup, td, col++, &tdecay_null);
+		NEXT();
+		/* Checked again: the options are the owner's to write. */
+		anomaly_transform_spec(&def->tspec, method, tdecay_null,
+							   tdecay_null ? 0.0 : DatumGetFloat8(tdecay),
+							   isnull ? NULL : DatumGetArrayTypeP(d),
+							   def->nfeatures, def->params.sample_size);
 	}
 #undef NEXT
 	if (rcf_params_check(&def->params) != NULL)

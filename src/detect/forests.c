@@ -204,7 +204,7 @@ detect_prepare_forest_plans(void)
 static void
 store_forest(DetectorDef *def, ForestEntry *e)
 {
-	size_t		size = rcf_model_encoded_size(e->forest, e->grader);
+	size_t		size = rcf_model_encoded_size_tf(e->forest, e->grader, e->transform);
 	struct varlena *model;
 	Datum		args[6];
 	char		nulls[6] = "      ";
@@ -217,7 +217,8 @@ store_forest(DetectorDef *def, ForestEntry *e)
 						def->name, size)));
 	model = palloc(VARHDRSZ + size);
 	SET_VARSIZE(model, VARHDRSZ + size);
-	if (rcf_model_encode(e->forest, e->grader, (uint8_t *) VARDATA(model), size) != size)
+	if (rcf_model_encode_tf(e->forest, e->grader, e->transform,
+							(uint8_t *) VARDATA(model), size) != size)
 		elog(ERROR, "could not encode a forest of detector \"%s\"", def->name);
 	args[0] = Int64GetDatum(def->id);
 	if (e->key.isnull)
@@ -261,9 +262,28 @@ evict_forest(DetectorCache *dc, DetectorDef *def, ForestEntry *e)
 	rcf_free(e->forest);
 	if (e->grader)
 		rcf_grader_free(e->grader);
+	rcf_transform_free(e->transform);
 	hash_search(dc->forests, &e->key, HASH_REMOVE, NULL);
 	if (key)
 		pfree((void *) key);
+}
+
+/* True when a stored transform (NULL: none) is the one spec describes. */
+static bool
+same_transform(const RcfTransform *t, const AnomalyTransformSpec *spec)
+{
+	const RcfTransformParams *p;
+
+	if (t == NULL)
+		return spec->params.method == RCF_TRANSFORM_NONE;
+	p = rcf_transform_params(t);
+	if (p->method != spec->params.method || p->dims != spec->params.dims ||
+		p->decay != spec->params.decay || p->clip != spec->params.clip)
+		return false;
+	for (int i = 0; i < p->dims; i++)
+		if (rcf_transform_weight(t, i) != (spec->weights ? spec->weights[i] : 1.0))
+			return false;
+	return true;
 }
 
 /* True when a stored forest was built with def's parameters. */
@@ -324,6 +344,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 	e->key = k;
 	e->forest = NULL;
 	e->grader = NULL;
+	e->transform = NULL;
 	e->dirty = false;
 	e->dirty_from = 0;
 	e->as_seq = 0;
@@ -341,16 +362,17 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 			const char *detail = NULL;
 
 			model = pg_detoast_datum_packed(model);
-			e->forest = rcf_model_decode((const uint8_t *) VARDATA_ANY(model),
-										 VARSIZE_ANY_EXHDR(model), &alloc, &e->grader,
-										 &status, &detail);
+			e->forest = rcf_model_decode_tf((const uint8_t *) VARDATA_ANY(model),
+											VARSIZE_ANY_EXHDR(model), &alloc, &e->grader,
+											&e->transform, &status, &detail);
 			if (e->forest == NULL)
 				ereport(ERROR,
 						(errcode(status == RCF_DECODE_NO_MEMORY ? ERRCODE_OUT_OF_MEMORY : ERRCODE_DATA_CORRUPTED),
 						 errmsg("stored forest of detector \"%s\" cannot be decoded", def->name),
 						 errdetail("The decoder reports: %s.", detail ? detail : "unknown")));
 			if (!same_params(rcf_params(e->forest), &def->params) ||
-				(def->grade != (e->grader != NULL)))
+				(def->grade != (e->grader != NULL)) ||
+				!same_transform(e->transform, &def->tspec))
 				ereport(ERROR,
 						(errcode(ERRCODE_DATA_CORRUPTED),
 						 errmsg("stored forest of detector \"%s\" has other parameters than the detector",
@@ -387,6 +409,17 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 							(errcode(ERRCODE_OUT_OF_MEMORY),
 							 errmsg("could not create a grader for detector \"%s\"", def->name)));
 			}
+			if (def->tspec.params.method != RCF_TRANSFORM_NONE)
+			{
+				RcfAllocator alloc = {forest_alloc, forest_free, dc->cxt};
+
+				e->transform = rcf_transform_create(&def->tspec.params,
+													def->tspec.weights, &alloc);
+				if (e->transform == NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_OUT_OF_MEMORY),
+							 errmsg("could not create a transform for detector \"%s\"", def->name)));
+			}
 		}
 	}
 	PG_CATCH();
@@ -395,6 +428,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 			rcf_free(e->forest);
 		if (e->grader)
 			rcf_grader_free(e->grader);
+		rcf_transform_free(e->transform);
 		dlist_delete(&e->lru);
 		hash_search(dc->forests, &k, HASH_REMOVE, NULL);
 		PG_RE_THROW();
@@ -403,6 +437,22 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 	e->bytes = rcf_bytes(e->forest);
 	dc->bytes += e->bytes;
 	return e;
+}
+
+/* An entry without a grader learns a point: its forest, then its transform. */
+static void
+forest_learn(ForestEntry *e, const double *values)
+{
+	double		xbuf[RCF_MAX_DIMENSIONS];
+
+	if (e->transform == NULL)
+	{
+		rcf_update(e->forest, values);
+		return;
+	}
+	rcf_transform_apply(e->transform, values, xbuf);
+	rcf_update(e->forest, xbuf);
+	rcf_transform_learn(e->transform, values);
 }
 
 /* True when position (seq, pos) comes after what entry holds. */
@@ -468,11 +518,13 @@ detect_replay_journal(DetectorCache *dc, DetectorDef *def)
 					{
 						RcfGrade	grade;
 
-						rcf_grader_assess(e->grader, e->forest, pv + (Size) i * dims, &grade, NULL);
-						rcf_grader_learn(e->grader, e->forest, pv + (Size) i * dims, &grade);
+						rcf_grader_assess_tf(e->grader, e->forest, e->transform,
+											 pv + (Size) i * dims, &grade, NULL);
+						rcf_grader_learn_tf(e->grader, e->forest, e->transform,
+											pv + (Size) i * dims, &grade);
 					}
 					else
-						rcf_update(e->forest, pv + (Size) i * dims);
+						forest_learn(e, pv + (Size) i * dims);
 					e->as_seq = seq;
 					e->as_pos = i + 1;
 					if (!e->dirty)
@@ -591,23 +643,34 @@ score_task(void *arg, int t)
 	{
 		RowResult  *rr = &w->res[w->order[o]];
 
+		double		xbuf[RCF_MAX_DIMENSIONS];
+		const double *x = rr->values;
+
+		/* The forest sees the point transformed with the earlier rows' statistics. */
+		if (e->transform)
+		{
+			rcf_transform_apply(e->transform, rr->values, xbuf);
+			x = xbuf;
+		}
 		if (w->def->with_explanation)
 		{
 			double	   *high = wave_attr(w, o, total);
 
-			rr->score = rcf_attribution(e->forest, rr->values, high, high + total);
+			rr->score = rcf_attribution(e->forest, x, high, high + total);
 		}
 		if (e->grader)
 		{
 			RcfGrade	grade;
 			double	   *expected = w->expected + o * dims;
 
-			rcf_grader_assess(e->grader, e->forest, rr->values, &grade, expected);
+			rcf_grader_assess_tf(e->grader, e->forest, e->transform, rr->values,
+								 &grade, expected);
 			rr->score = grade.score;
 			rr->grade = grade.grade;
 			rr->is_anomaly = grade.is_anomaly;
 			rr->expected = grade.has_expected ? expected : NULL;
-			rcf_grader_learn(e->grader, e->forest, rr->values, &grade);
+			rcf_grader_learn_tf(e->grader, e->forest, e->transform, rr->values,
+								&grade);
 		}
 		else
 		{
@@ -615,8 +678,8 @@ score_task(void *arg, int t)
 			 * The score itself, not the attribution's sum: they differ in the
 			 * last bits, and scores must equal the window function's.
 			 */
-			rr->score = rcf_score(e->forest, rr->values);
-			rcf_update(e->forest, rr->values);
+			rr->score = rcf_score(e->forest, x);
+			forest_learn(e, rr->values);
 		}
 	}
 }

@@ -345,7 +345,8 @@ static const char *option_names[] = {
 	"feature_names", "grade", "z_factor", "score_floor",
 	"ignore_near_expected_above", "ignore_near_expected_below",
 	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
-	"suppress", "score_horizon", "cusum_drift", "cusum_threshold", "destination", NULL
+	"suppress", "score_horizon", "cusum_drift", "cusum_threshold", "destination",
+	"transform", "transform_decay", "transform_weights", NULL
 };
 
 /* The grader's options, in anomaly_grader_params' order, with detect()'s defaults. */
@@ -388,6 +389,49 @@ json_int(const char *name, JsonbValue *v)
 										  DirectFunctionCall1(int8_numeric, d))))
 		option_error(name, "an integer");
 	return DatumGetInt64(d);
+}
+
+/* The numbers of a JSON array, as a float8[] (palloc'd). */
+static ArrayType *
+json_numbers(const char *name, JsonbValue *v)
+{
+	List	   *out = NIL;
+	Datum	   *elems;
+	int			n = 0;
+	ListCell   *lc;
+
+	if (v->type == jbvBinary)
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+		bool		array = false;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			if (tok == WJB_BEGIN_ARRAY)
+				array = true;
+			else if (tok == WJB_ELEM)
+			{
+				double	   *d = palloc(sizeof(double));
+
+				if (e.type != jbvNumeric)
+					option_error(name, "an array of numbers");
+				*d = json_number(name, &e);
+				out = lappend(out, d);
+			}
+			else if (tok == WJB_BEGIN_OBJECT)
+				option_error(name, "an array of numbers");
+		}
+		if (!array)
+			option_error(name, "an array of numbers");
+	}
+	else
+		option_error(name, "an array of numbers");
+	elems = palloc(sizeof(Datum) * Max(list_length(out), 1));
+	foreach(lc, out)
+		elems[n++] = Float8GetDatum(*(double *) lfirst(lc));
+	return construct_array(elems, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 }
 
 /* Strings of a JSON array (or of a single string). */
@@ -538,6 +582,11 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 	RcfParams	params;
 	StringInfoData buf;
 	ListCell   *lc;
+	char	   *transform = pstrdup("none");
+	bool		tdecay_null = true;
+	double		tdecay = 0.0;
+	ArrayType  *tweights = NULL;
+	AnomalyTransformSpec tspec;
 
 	memcpy(gvalues, grader_option_defaults, sizeof(gvalues));
 	if (options != NULL)
@@ -570,7 +619,8 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 									 "grade, z_factor, score_floor, ignore_near_expected_above, "
 									 "ignore_near_expected_below, ignore_near_expected_above_ratio, "
 									 "ignore_near_expected_below_ratio, suppress, score_horizon, cusum_drift, "
-									 "cusum_threshold and destination.")));
+									 "cusum_threshold, destination, transform, transform_decay and "
+									 "transform_weights.")));
 				continue;
 			}
 			if (tok != WJB_VALUE)
@@ -649,6 +699,19 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 						gvalues[i] = strcmp(key, "suppress") == 0 ?
 							(double) json_int(key, &v) : json_number(key, &v);
 			}
+			else if (strcmp(key, "transform") == 0)
+			{
+				if (v.type != jbvString)
+					option_error(key, "the name of a transform");
+				transform = pnstrdup(v.val.string.val, v.val.string.len);
+			}
+			else if (strcmp(key, "transform_decay") == 0)
+			{
+				tdecay = json_number(key, &v);
+				tdecay_null = false;
+			}
+			else if (strcmp(key, "transform_weights") == 0)
+				tweights = json_numbers(key, &v);
 			else if (strcmp(key, "destination") == 0)
 			{
 				if (v.type != jbvString)
@@ -697,6 +760,8 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 		}
 		anomaly_grader_params(&gp, gargs);
 	}
+	anomaly_transform_spec(&tspec, transform, tdecay_null, tdecay, tweights,
+						   nfeatures, params.sample_size);
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"number_of_trees\": " INT64_FORMAT ", \"sub_sample_size\": " INT64_FORMAT
@@ -715,6 +780,23 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 	for (int i = 0; i < NUM_GRADER_OPTIONS; i++)
 		appendStringInfo(&buf, ", \"%s\": %s", grader_option_names[i],
 						 float8out_internal(gvalues[i]));
+	/*
+	 * transform_decay and transform_weights only when given: their defaults
+	 * follow sub_sample_size and the features.
+	 */
+	appendStringInfoString(&buf, ", \"transform\": ");
+	escape_json(&buf, transform);
+	if (!tdecay_null)
+		appendStringInfo(&buf, ", \"transform_decay\": %s",
+						 float8out_internal(tdecay));
+	if (tspec.weights)
+	{
+		appendStringInfoString(&buf, ", \"transform_weights\": [");
+		for (int i = 0; i < nfeatures; i++)
+			appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
+							 float8out_internal(tspec.weights[i]));
+		appendStringInfoChar(&buf, ']');
+	}
 	if (destination)
 	{
 		appendStringInfoString(&buf, ", \"destination\": ");

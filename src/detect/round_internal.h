@@ -58,6 +58,7 @@ typedef struct DetectorDef
 	bool		with_directionality;
 	bool		grade;
 	RcfGraderParams gparams;
+	AnomalyTransformSpec tspec; /* method none: no transform */
 	char	   *destination;	/* qualified name of the user table, or NULL */
 } DetectorDef;
 
@@ -73,6 +74,7 @@ typedef struct ForestEntry
 	ForestKey	key;			/* hash key: must be first */
 	RcfForest  *forest;
 	RcfGrader  *grader;			/* NULL when the detector does not grade */
+	RcfTransform *transform;	/* NULL when its transform is none */
 	Size		bytes;
 	int64		as_seq;			/* includes journal points up to here */
 	int32		as_pos;

@@ -1027,7 +1027,12 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 
 			if (r.status != RCF_DECODE_OK)
 				break;
-			if (kind == RCF_SECTION_TRANSFORM && transform == NULL)
+			if (kind == RCF_SECTION_TRANSFORM && transform != NULL)
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "the data holds two transform sections");
+				break;
+			}
+			if (kind == RCF_SECTION_TRANSFORM)
 			{
 				if (!need(&r, length))
 					break;

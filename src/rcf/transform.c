@@ -537,8 +537,12 @@ rcf_transform_decode(const uint8_t *buf, size_t len, int dims,
 	}
 	q.method = (RcfTransformMethod) method;
 	q.dims = dims;
-	if (rcf_transform_params_check(&q) ||
-		len != TRANSFORM_FIXED + TRANSFORM_PER_DIM * (size_t) dims)
+	if (len != TRANSFORM_FIXED + TRANSFORM_PER_DIM * (size_t) dims)
+	{
+		*detail = "the transform section's length does not match its dimensions";
+		return NULL;
+	}
+	if (rcf_transform_params_check(&q))
 	{
 		*detail = "the transform's parameters are out of range";
 		return NULL;

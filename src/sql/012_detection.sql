@@ -30,7 +30,10 @@ CREATE FUNCTION detect(
 	missing text DEFAULT 'skip',
 	feature_names text[] DEFAULT NULL,
 	cusum_drift double precision DEFAULT 2,
-	cusum_threshold double precision DEFAULT 12)
+	cusum_threshold double precision DEFAULT 12,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
 RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_window_detect'
 LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
@@ -53,12 +56,15 @@ CREATE FUNCTION detect(
 	missing text DEFAULT 'skip',
 	feature_names text[] DEFAULT NULL,
 	cusum_drift double precision DEFAULT 2,
-	cusum_threshold double precision DEFAULT 12)
+	cusum_threshold double precision DEFAULT 12,
+	transform text DEFAULT 'none',
+	transform_decay double precision DEFAULT NULL,
+	transform_weights double precision[] DEFAULT NULL)
 RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_window_detect'
 LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
 
-COMMENT ON FUNCTION detect(double precision[], integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision)
+COMMENT ON FUNCTION detect(double precision[], integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision, text, double precision, double precision[])
 IS 'graded anomaly detection over a window: Random Cut Forest score, thresholded into a grade';
-COMMENT ON FUNCTION detect(record, integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision)
+COMMENT ON FUNCTION detect(record, integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision, text, double precision, double precision[])
 IS 'graded anomaly detection over the numeric columns of a row';

@@ -4,77 +4,136 @@
 
 CREATE TYPE rcf;
 
-CREATE FUNCTION rcf_in(cstring) RETURNS rcf
-AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION rcf_out(rcf) RETURNS cstring
-AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION rcf_recv(internal) RETURNS rcf
-AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION rcf_send(rcf) RETURNS bytea
-AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION _rcf_in(cstring) RETURNS rcf
+AS 'MODULE_PATHNAME', 'rcf_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION _rcf_out(rcf) RETURNS cstring
+AS 'MODULE_PATHNAME', 'rcf_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION _rcf_recv(internal) RETURNS rcf
+AS 'MODULE_PATHNAME', 'rcf_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION _rcf_send(rcf) RETURNS bytea
+AS 'MODULE_PATHNAME', 'rcf_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE TYPE rcf (
-	INPUT = rcf_in,
-	OUTPUT = rcf_out,
-	RECEIVE = rcf_recv,
-	SEND = rcf_send,
+	INPUT = _rcf_in,
+	OUTPUT = _rcf_out,
+	RECEIVE = _rcf_recv,
+	SEND = _rcf_send,
 	INTERNALLENGTH = VARIABLE,
 	ALIGNMENT = int4,
 	STORAGE = extended
 );
+-- The type's I/O functions: PostgreSQL calls them without checking
+-- EXECUTE (casts from text, COPY, the binary protocol); nobody needs to
+-- call them by name.
+REVOKE EXECUTE ON FUNCTION _rcf_in(cstring), _rcf_out(rcf), _rcf_recv(internal), _rcf_send(rcf) FROM PUBLIC;
+COMMENT ON FUNCTION _rcf_in(cstring) IS 'internal: input function of anomaly.rcf (base64 text)';
+COMMENT ON FUNCTION _rcf_out(rcf) IS 'internal: output function of anomaly.rcf (base64 text)';
+COMMENT ON FUNCTION _rcf_recv(internal) IS 'internal: binary input function of anomaly.rcf';
+COMMENT ON FUNCTION _rcf_send(rcf) IS 'internal: binary output function of anomaly.rcf';
 COMMENT ON TYPE rcf IS 'a Random Cut Forest model: parameters, samplers, trees and shingle, ready to continue';
 
 -- rcf_train(point ORDER BY ...) with KDA's parameters as optional trailing
 -- arguments, in random_cut_forest's order.  Aggregates take no named or
 -- default arguments, hence one aggregate per arity.
-CREATE FUNCTION rcf_train_transfn(internal, double precision[])
-RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer)
-RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer)
-RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint)
-RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer)
-RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint)
-RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION rcf_train_finalfn(internal)
-RETURNS rcf AS 'MODULE_PATHNAME' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[])
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision)
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
+CREATE FUNCTION _rcf_train_finalfn(internal)
+RETURNS rcf AS 'MODULE_PATHNAME', 'rcf_train_finalfn' LANGUAGE C PARALLEL SAFE;
 -- Support functions of rcf_train only (the aggregate checks its owner's
 -- right to call them, not the caller's).
-REVOKE EXECUTE ON FUNCTION rcf_train_transfn(internal, double precision[]),
-	rcf_train_transfn(internal, double precision[], integer),
-	rcf_train_transfn(internal, double precision[], integer, integer),
-	rcf_train_transfn(internal, double precision[], integer, integer, bigint),
-	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer),
-	rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint),
-	rcf_train_finalfn(internal) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION _rcf_train_transfn(internal, double precision[]),
+	_rcf_train_transfn(internal, double precision[], integer),
+	_rcf_train_transfn(internal, double precision[], integer, integer),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision),
+	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[]),
+	_rcf_train_finalfn(internal) FROM PUBLIC;
 
 CREATE AGGREGATE rcf_train(point double precision[]) (
-	SFUNC = rcf_train_transfn, STYPE = internal,
-	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
 CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer) (
-	SFUNC = rcf_train_transfn, STYPE = internal,
-	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
 CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   sub_sample_size integer) (
-	SFUNC = rcf_train_transfn, STYPE = internal,
-	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
 CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   sub_sample_size integer, time_decay bigint) (
-	SFUNC = rcf_train_transfn, STYPE = internal,
-	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
 CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   sub_sample_size integer, time_decay bigint,
 						   shingle_size integer) (
-	SFUNC = rcf_train_transfn, STYPE = internal,
-	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
 CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   sub_sample_size integer, time_decay bigint,
 						   shingle_size integer, seed bigint) (
-	SFUNC = rcf_train_transfn, STYPE = internal,
-	FINALFUNC = rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+-- With a transform (detect()'s transform, transform_decay, transform_weights).
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text,
+						   transform_decay double precision) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+						   sub_sample_size integer, time_decay bigint,
+						   shingle_size integer, seed bigint, transform text,
+						   transform_decay double precision,
+						   transform_weights double precision[]) (
+	SFUNC = _rcf_train_transfn, STYPE = internal,
+	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
+
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text)
+IS 'trains a model on points whose features are transformed first (none, weighted, subtract_ma, difference, normalize, normalize_difference)';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text, double precision)
+IS 'trains a model with a transform and the decay of its running statistics';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+IS 'trains a model with a transform, its decay and per-feature weights';
+COMMENT ON AGGREGATE rcf_train(double precision[]) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size, time_decay';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size, time_decay, shingle_size';
+COMMENT ON AGGREGATE rcf_train(double precision[], integer, integer, bigint, integer, bigint) IS 'trains a model (anomaly.rcf) on the points in ORDER BY order: number_of_trees, sub_sample_size, time_decay, shingle_size, seed';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[]) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_finalfn(internal) IS 'internal: final function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision) IS 'internal: transition function of rcf_train';
+COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[]) IS 'internal: transition function of rcf_train';
 
 CREATE FUNCTION rcf_score(model rcf, point double precision[])
 RETURNS double precision

@@ -953,6 +953,7 @@ DECLARE
 	d text;
 	g text;
 	det_owner regrole;
+	det_missing boolean;
 BEGIN
 	IF name IS NULL OR detector IS NULL THEN
 		RAISE EXCEPTION 'alert rule name and detector may not be NULL'
@@ -973,7 +974,8 @@ BEGIN
 		RAISE EXCEPTION 'detector "%" does not exist', detector
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	IF FOUND AND NOT anomaly._owns(caller, det_owner) THEN
+	det_missing := NOT FOUND;
+	IF NOT det_missing AND NOT anomaly._owns(caller, det_owner) THEN
 		RAISE EXCEPTION 'must be owner of detector "%"', detector
 			USING ERRCODE = 'insufficient_privilege',
 			HINT = 'An alert rule shows the scores and keys of its detector''s rows: only the detector''s owner may create one.';
@@ -1018,6 +1020,12 @@ BEGIN
 		RAISE EXCEPTION 'alert rule "%" already exists', name
 			USING ERRCODE = 'duplicate_object';
 	END IF;
+	IF det_missing THEN
+		-- a superuser's rule on scores written under that name by other
+		-- means (or by a detector created later): say it does not fire now
+		RAISE NOTICE 'detector "%" does not exist: alert rule "%" fires only once scores of that name are written', detector, name
+			USING HINT = 'Create the detector with anomaly.create_detector(), or check the name in anomaly.detectors.';
+	END IF;
 	INSERT INTO anomaly.alert_rules (name, detector, destinations, min_grade, min_score,
 									 for_duration, cooldown, group_by, severity, send_resolved,
 									 repeat_interval, owner)
@@ -1051,6 +1059,169 @@ BEGIN
 			USING ERRCODE = 'insufficient_privilege';
 	END IF;
 	DELETE FROM anomaly.alert_rules r WHERE r.name = _drop_alert_rule.name;
+END
+$$;
+
+-- Changes an alert rule: each argument given replaces the rule's value
+-- (NULL: unchanged); unset names the optional values to clear (min_grade,
+-- min_score, repeat_interval).  The detector and group_by stay: a rule on
+-- other rows or keys is a new rule (drop and create it).
+CREATE FUNCTION alter_alert_rule(
+	name text,
+	destination text DEFAULT NULL,
+	destinations text[] DEFAULT NULL,
+	min_grade double precision DEFAULT NULL,
+	min_score double precision DEFAULT NULL,
+	for_duration interval DEFAULT NULL,
+	cooldown interval DEFAULT NULL,
+	severity text DEFAULT NULL,
+	send_resolved boolean DEFAULT NULL,
+	repeat_interval interval DEFAULT NULL,
+	enabled boolean DEFAULT NULL,
+	unset text[] DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
+LANGUAGE C VOLATILE;
+
+-- The caller must own the rule and every destination it names, and (unless
+-- a superuser) still own the rule's detector: a rule's owner who lost the
+-- detector may disable or drop the rule, not aim it elsewhere.
+CREATE FUNCTION _alter_alert_rule(
+	caller oid,
+	name text,
+	destination text,
+	destinations text[],
+	min_grade double precision,
+	min_score double precision,
+	for_duration interval,
+	cooldown interval,
+	severity text,
+	send_resolved boolean,
+	repeat_interval interval,
+	enabled boolean,
+	unset text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	r anomaly.alert_rules;
+	det_owner regrole;
+	dests text[];
+	d text;
+	u text;
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'alert rule name may not be NULL'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO r FROM anomaly.alert_rules x WHERE x.name = _alter_alert_rule.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'alert rule "%" does not exist', name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT anomaly._owns(caller, r.owner) THEN
+		RAISE EXCEPTION 'must be owner of alert rule "%"', name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	FOREACH u IN ARRAY coalesce(unset, '{}') LOOP
+		IF u IS NULL OR u NOT IN ('min_grade', 'min_score', 'repeat_interval') THEN
+			RAISE EXCEPTION 'cannot unset "%"', u
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Only min_grade, min_score and repeat_interval may be unset.';
+		END IF;
+	END LOOP;
+	IF (min_grade IS NOT NULL AND 'min_grade' = ANY (unset))
+	   OR (min_score IS NOT NULL AND 'min_score' = ANY (unset))
+	   OR (repeat_interval IS NOT NULL AND 'repeat_interval' = ANY (unset)) THEN
+		RAISE EXCEPTION 'a value may not be both given and unset'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	-- anything but disabling aims the rule's detector's scores somewhere:
+	-- the caller must still be allowed to create this rule
+	IF destination IS NOT NULL OR destinations IS NOT NULL OR min_grade IS NOT NULL
+	   OR min_score IS NOT NULL OR for_duration IS NOT NULL OR cooldown IS NOT NULL
+	   OR severity IS NOT NULL OR send_resolved IS NOT NULL OR repeat_interval IS NOT NULL
+	   OR coalesce(enabled, false) OR cardinality(unset) > 0 THEN
+		SELECT x.owner INTO det_owner FROM anomaly.detectors x WHERE x.name = r.detector;
+		IF FOUND AND NOT anomaly._owns(caller, det_owner) THEN
+			RAISE EXCEPTION 'must be owner of detector "%"', r.detector
+				USING ERRCODE = 'insufficient_privilege',
+				HINT = 'The rule''s owner no longer owns its detector: the rule may only be disabled or dropped.';
+		END IF;
+		IF NOT FOUND AND NOT (SELECT a.rolsuper FROM pg_catalog.pg_authid a WHERE a.oid = caller) THEN
+			RAISE EXCEPTION 'detector "%" does not exist', r.detector
+				USING ERRCODE = 'undefined_object',
+				HINT = 'The rule may only be disabled or dropped.';
+		END IF;
+	END IF;
+
+	IF destination IS NOT NULL OR destinations IS NOT NULL THEN
+		dests := coalesce(destinations, '{}') || CASE WHEN destination IS NULL THEN '{}'::text[] ELSE ARRAY[destination] END;
+		IF cardinality(dests) = 0 THEN
+			RAISE EXCEPTION 'alert rule "%" needs a destination', name
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		FOREACH d IN ARRAY dests LOOP
+			PERFORM anomaly._usable_destination(caller, d);
+		END LOOP;
+		r.destinations := dests;
+	END IF;
+	IF min_grade IS NOT NULL THEN
+		IF min_grade < 0 OR min_grade > 1 OR min_grade = 'NaN' THEN
+			RAISE EXCEPTION 'min_grade must be between 0 and 1'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		r.min_grade := min_grade;
+	ELSIF 'min_grade' = ANY (unset) THEN
+		r.min_grade := NULL;
+	END IF;
+	IF min_score IS NOT NULL THEN
+		IF min_score < 0 OR min_score = 'NaN' THEN
+			RAISE EXCEPTION 'min_score must not be negative'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		r.min_score := min_score;
+	ELSIF 'min_score' = ANY (unset) THEN
+		r.min_score := NULL;
+	END IF;
+	IF r.min_grade IS NULL AND r.min_score IS NULL THEN
+		RAISE EXCEPTION 'alert rule "%" needs min_grade or min_score', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF for_duration < '0' OR cooldown < '0' THEN
+		RAISE EXCEPTION 'for_duration and cooldown must be non-negative intervals'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	r.for_duration := coalesce(for_duration, r.for_duration);
+	r.cooldown := coalesce(cooldown, r.cooldown);
+	IF repeat_interval IS NOT NULL THEN
+		IF repeat_interval <= '0' THEN
+			RAISE EXCEPTION 'repeat_interval must be a positive interval'
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Unset it (unset => ''{repeat_interval}'') to notify once per episode.';
+		END IF;
+		r.repeat_interval := repeat_interval;
+	ELSIF 'repeat_interval' = ANY (unset) THEN
+		r.repeat_interval := NULL;
+	END IF;
+	IF severity IS NOT NULL THEN
+		IF severity NOT IN ('info', 'warning', 'error', 'critical') THEN
+			RAISE EXCEPTION 'invalid severity "%"', severity
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Severities are info, warning, error and critical.';
+		END IF;
+		r.severity := severity;
+	END IF;
+	r.send_resolved := coalesce(send_resolved, r.send_resolved);
+	r.enabled := coalesce(enabled, r.enabled);
+
+	UPDATE anomaly.alert_rules x
+	SET destinations = r.destinations, min_grade = r.min_grade, min_score = r.min_score,
+		for_duration = r.for_duration, cooldown = r.cooldown, severity = r.severity,
+		send_resolved = r.send_resolved, repeat_interval = r.repeat_interval, enabled = r.enabled
+	WHERE x.name = r.name;
 END
 $$;
 
@@ -1569,6 +1740,7 @@ REVOKE EXECUTE ON FUNCTION
 	alert_trigger(),
 	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
 	drop_alert_rule(text),
+	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
 	replay_dead_letters(text, bigint[], timestamptz),
 	purge_alert_history(interval),
 	deliver(integer),
@@ -1595,6 +1767,7 @@ REVOKE EXECUTE ON FUNCTION
 	_row_to_jsonb(oid, anyelement),
 	_create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
 	_drop_alert_rule(oid, text),
+	_alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
 	_rule_payload(alert_rules, alert_episodes, scores, text),
 	_notify_rule(alert_rules, alert_episodes, scores, text),
 	_evaluate_rules(),
@@ -1613,6 +1786,7 @@ GRANT EXECUTE ON FUNCTION
 	alert_trigger(),
 	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
 	drop_alert_rule(text),
+	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
 	replay_dead_letters(text, bigint[], timestamptz),
 	purge_alert_history(interval),
 	deliver(integer),
@@ -1631,5 +1805,19 @@ COMMENT ON FUNCTION _drop_destination(oid, text, boolean) IS 'internal: drop_des
 COMMENT ON FUNCTION _send_alert(oid, text, text, jsonb) IS 'internal: send_alert as its caller';
 COMMENT ON FUNCTION _create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'internal: create_alert_rule as its caller';
 COMMENT ON FUNCTION _drop_alert_rule(oid, text) IS 'internal: drop_alert_rule as its caller';
+COMMENT ON FUNCTION _alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'internal: alter_alert_rule as its caller';
 COMMENT ON FUNCTION _replay_dead_letters(oid, text, bigint[], timestamptz) IS 'internal: replay_dead_letters as its caller';
 COMMENT ON FUNCTION _purge_alert_history(oid, interval) IS 'internal: purge_alert_history as its caller';
+
+COMMENT ON FUNCTION create_destination(text, text, jsonb) IS 'creates an alert destination (sns, webhook, slack, email, notify) owned by the caller';
+COMMENT ON FUNCTION alter_destination(text, jsonb, boolean) IS 'changes a destination''s config and whether it is enabled (its owner only)';
+COMMENT ON FUNCTION drop_destination(text, boolean) IS 'drops a destination; force moves its queued notifications to the dead letters';
+COMMENT ON FUNCTION send_alert(text, text, jsonb) IS 'queues a notification to a destination in this transaction; returns its outbox id';
+COMMENT ON FUNCTION alert_trigger() IS 'row trigger: each row written raises a notification to the destinations given as trigger arguments';
+COMMENT ON FUNCTION create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'creates an alert rule over the scores of a detector the caller owns';
+COMMENT ON FUNCTION alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'changes an alert rule: destinations, thresholds, timing, severity, enabled (NULL: unchanged; unset clears)';
+COMMENT ON FUNCTION drop_alert_rule(text) IS 'drops an alert rule and its episodes';
+COMMENT ON FUNCTION replay_dead_letters(text, bigint[], timestamptz) IS 'moves dead letters back into the outbox (all, one destination''s, since a time, or by id); returns how many';
+COMMENT ON FUNCTION purge_alert_history(interval) IS 'deletes dead letters and resolved episodes older than the retention; returns how many';
+COMMENT ON FUNCTION deliver(integer) IS 'one delivery round from SQL: sends up to max due notifications; returns how many were delivered';
+COMMENT ON FUNCTION test_destination(text) IS 'sends a test notification to a destination now and reports the outcome';

@@ -228,6 +228,7 @@ REVOKE ALL ON FUNCTION _ddl_guard() FROM PUBLIC;
 CREATE EVENT TRIGGER anomaly_drop_slots ON ddl_command_start
 	WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED')
 	EXECUTE FUNCTION _ddl_guard();
+COMMENT ON EVENT TRIGGER anomaly_drop_slots IS 'drops the detectors'' replication slots with the extension';
 
 -- ---------------------------------------------------------------------------
 -- Status: one row per detector, with its slot.

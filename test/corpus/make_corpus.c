@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+
 #include "rcf/rcf.h"
+#include "rcf/grade.h"
 
 static const char b64[] =
 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -142,6 +145,65 @@ main(void)
 	t[len] = 0;
 	fix_crc(t, len + 1);
 	emit("one byte too many", t, len + 1);
+
+	/*
+	 * The transform section (kind 3): the same forest with a normalize
+	 * transform that learned the six points, then tampered with.  Its
+	 * payload is the last 104 bytes: u64 method, dims, f64 decay, clip,
+	 * u64 count, then weight, previous, level weight, mean, m2, diff
+	 * weight, mean, m2.
+	 */
+	{
+		RcfTransformParams tp;
+		RcfTransform *tr;
+		uint8_t    *m,
+				   *u;
+		size_t		mlen,
+					pay;
+		double		nan = NAN,
+					one = 1.0,
+					neg = -1.0;
+
+		rcf_transform_params_default(&tp, 1, 10);
+		tp.method = RCF_TRANSFORM_NORMALIZE;
+		tr = rcf_transform_create(&tp, NULL, NULL);
+		for (int i = 0; i < 6; i++)
+		{
+			double		x = i * 1.5;
+
+			rcf_transform_learn(tr, &x);
+		}
+		mlen = rcf_model_encoded_size_tf(f, NULL, tr);
+		m = malloc(mlen);
+		u = malloc(mlen + 200);
+		rcf_model_encode_tf(f, NULL, tr, m, mlen);
+		pay = mlen - 104;
+		emit("valid with a transform", m, mlen);
+#define TAMPER_T(what, stmt) \
+	do { memcpy(u, m, mlen); stmt; fix_crc(u, mlen); emit(what, u, mlen); } while (0)
+		TAMPER_T("transform of an unknown method", u[pay] = 6);
+		TAMPER_T("transform of other dimensions", u[pay + 8] = 2);
+		TAMPER_T("transform decay of 1", memcpy(u + pay + 16, &one, 8));
+		TAMPER_T("transform clip NaN", memcpy(u + pay + 24, &nan, 8));
+		TAMPER_T("transform weight negative", memcpy(u + pay + 40, &neg, 8));
+		TAMPER_T("transform mean NaN", memcpy(u + pay + 64, &nan, 8));
+		TAMPER_T("transform sum of squares negative", memcpy(u + pay + 72, &neg, 8));
+		TAMPER_T("transform statistic above its count", u[pay + 32] = 0);
+		/* The section one byte short, its length fixed to match. */
+		memcpy(u, m, mlen);
+		u[pay - 1] = 103;
+		fix_crc(u, mlen - 1);
+		emit("transform section one byte short", u, mlen - 1);
+		/* Two transform sections. */
+		memcpy(u, m, mlen);
+		u[pay - 3] = 2;
+		memcpy(u + mlen, m + pay - 2, 106);
+		fix_crc(u, mlen + 106);
+		emit("two transform sections", u, mlen + 106);
+		free(m);
+		free(u);
+		rcf_transform_free(tr);
+	}
 	printf("('empty', '')\n");
 	free(buf);
 	free(t);

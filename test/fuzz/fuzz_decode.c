@@ -7,6 +7,7 @@
  * Whatever decodes must be a sound forest that keeps working: score,
  * learn, and survive another encode/decode round trip bit for bit.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,26 +39,56 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	{
 		RcfGrader  *g = NULL;
+		RcfTransform *t = NULL;
 
-		/* The model form too: with a grader section, it must round-trip. */
-		f = rcf_model_decode(buf, len, NULL, &g, &status, &detail);
-		if (f && g)
+		/*
+		 * The model form too: with a grader or a transform section, it must
+		 * round-trip, and a transform must keep giving finite values.
+		 */
+		f = rcf_model_decode_tf(buf, len, NULL, &g, &t, &status, &detail);
+		if (f && (g || t))
 		{
-			size_t		n = rcf_model_encoded_size(f, g);
+			size_t		n = rcf_model_encoded_size_tf(f, g, t);
 			uint8_t    *again = malloc(n);
 			RcfGrader  *g2 = NULL;
+			RcfTransform *t2 = NULL;
 			RcfForest  *f2;
 
-			if (rcf_model_encode(f, g, again, n) != n)
+			if (rcf_model_encode_tf(f, g, t, again, n) != n)
 				abort();
-			f2 = rcf_model_decode(again, n, NULL, &g2, &status, &detail);
-			if (f2 == NULL || g2 == NULL)
+			f2 = rcf_model_decode_tf(again, n, NULL, &g2, &t2, &status, &detail);
+			if (f2 == NULL || (g2 == NULL) != (g == NULL) ||
+				((t2 == NULL) != (t == NULL || rcf_transform_params(t)->method == RCF_TRANSFORM_NONE)))
 				abort();
+			if (t2)
+			{
+				int			dims = rcf_params(f2)->dims;
+				double	   *x = calloc(dims, sizeof(double));
+				double	   *y = calloc(dims, sizeof(double));
+
+				for (int i = 0; i < 3; i++)
+				{
+					rcf_transform_apply(t2, x, y);
+					for (int d = 0; d < dims; d++)
+						if (!isfinite(y[d]))
+							abort();
+					rcf_transform_invert(t2, y, x, y);
+					for (int d = 0; d < dims; d++)
+						if (!isfinite(y[d]))
+							abort();
+					rcf_transform_learn(t2, x);
+					x[0] += 1e300;
+				}
+				free(x);
+				free(y);
+			}
 			rcf_free(f2);
 			rcf_grader_free(g2);
+			rcf_transform_free(t2);
 			free(again);
 		}
 		rcf_grader_free(g);
+		rcf_transform_free(t);
 		rcf_free(f);
 	}
 	f = rcf_decode(buf, len, NULL, &status, &detail);

@@ -28,6 +28,7 @@ main(int argc, char **argv)
 	{
 		RcfParams	p;
 		RcfForest  *f;
+		RcfTransform *t = NULL;
 		double		x[3];
 		size_t		n;
 		uint8_t    *buf;
@@ -67,18 +68,29 @@ main(int argc, char **argv)
 			else if (c == 5)
 				gp.cusum_threshold = 0.0;
 			g = rcf_grader_create(&gp, &p, NULL);
+			/* Seeds 1 and 5 also carry a transform section (kind 3). */
+			if (c == 1 || c == 5)
+			{
+				RcfTransformParams tp;
+
+				rcf_transform_params_default(&tp, p.dims, p.sample_size);
+				tp.method = c == 1 ? RCF_TRANSFORM_NORMALIZE : RCF_TRANSFORM_NORMALIZE_DIFFERENCE;
+				t = rcf_transform_create(&tp, NULL, NULL);
+			}
 			for (int i = 0; i < configs[c][4]; i++)
 			{
 				RcfGrade	grade;
 
 				for (int d = 0; d < configs[c][0]; d++)
 					x[d] = floor(5 * cos(i * 0.2 + d));
-				rcf_grader_process(g, f, x, true, &grade, NULL);
+				rcf_grader_process_tf(g, f, t, x, true, &grade, NULL);
 			}
-			n = rcf_model_encoded_size(f, g);
+			n = rcf_model_encoded_size_tf(f, g, t);
 			buf = malloc(n);
-			rcf_model_encode(f, g, buf, n);
+			rcf_model_encode_tf(f, g, t, buf, n);
 			rcf_grader_free(g);
+			rcf_transform_free(t);
+			t = NULL;
 		}
 		else
 		{

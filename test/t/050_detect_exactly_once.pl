@@ -4,7 +4,10 @@
 # score, no rolled-back row has any, and every score equals what
 # random_cut_forest gives over the same rows of its partition key in commit
 # order (commit LSN, then position in the transaction), with the same
-# parameters and seed.
+# parameters and seed.  A second detector over the same rows has a
+# transform (normalize_difference, with a decay and weights), whose
+# running statistics go to the table and back with its forests: its
+# scores, grades and expected values equal detect()'s with that transform.
 #
 # The memory limit is set so low that forests are evicted to the table and
 # loaded back all the time, and checkpoints are frequent: the scores must
@@ -50,6 +53,10 @@ $node->safe_psql('postgres', q{
 	SELECT anomaly.create_detector('once', 'src', ARRAY['v', 'v * v / 10'],
 		partition_by => 'k',
 		options => '{"number_of_trees": 30, "sub_sample_size": 64, "shingle_size": 2, "seed": 1234}');
+	SELECT anomaly.create_detector('once_tf', 'src', ARRAY['v', 'v * v / 10'],
+		partition_by => 'k',
+		options => '{"number_of_trees": 30, "sub_sample_size": 64, "shingle_size": 2, "seed": 1234,
+			"transform": "normalize_difference", "transform_decay": 0.02, "transform_weights": [1, 0.5]}');
 });
 
 # A transaction of the load: mostly a few rows for one key, sometimes 2000
@@ -94,8 +101,10 @@ cmp_ok($rows, '>=', $target_rows * 0.6, 'enough rows were committed');
 
 ok($node->poll_query_until('postgres', q{
 		SELECT (SELECT count(*) FROM anomaly.scores WHERE detector = 'once') >=
+		       (SELECT count(*) FROM src)
+		   AND (SELECT count(*) FROM anomaly.scores WHERE detector = 'once_tf') >=
 		       (SELECT count(*) FROM src)}, 't'),
-	'the detector caught up');
+	'the detectors caught up');
 note sprintf "caught up %.1f s after the load started", time() - $t0;
 
 my $status = $node->safe_psql('postgres', q{
@@ -164,6 +173,21 @@ if ($different ne '0')
 		SELECT batch_seq, checkpoint_seq, journal_points FROM anomaly.detectors});
 }
 cmp_ok($compared, '==', $rows, 'compared every committed row');
+
+# The detector with a transform equals detect() and random_cut_forest with it.
+my ($tf_compared, $tf_different, $tf_different_grades, $tf_graded, $tf_expected) = window_diff($node,
+	detector => 'once_tf', rows => 'src', key => 'k', point => 'ARRAY[v, v * v / 10]',
+	params => q{30, 64, 100000, 2, 1234, transform => 'normalize_difference', transform_decay => 0.02, transform_weights => ARRAY[1, 0.5]},
+	grades => 1);
+is($tf_different, '0', "with a transform: all $tf_compared scores equal random_cut_forest's");
+is($tf_different_grades, '0',
+	"with a transform: all grades, decisions and expected values equal detect() ($tf_graded graded, $tf_expected with expected values)");
+cmp_ok($tf_compared, '==', $rows, 'with a transform: compared every committed row');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM anomaly.scores WHERE detector = 'once_tf'
+	AND (anomaly_score = 'NaN' OR anomaly_grade = 'NaN'
+		OR EXISTS (SELECT 1 FROM unnest(expected) e WHERE e = 'NaN' OR e IN ('Infinity', '-Infinity')))}),
+	'0', 'with a transform: no NaN or infinite score, grade or expected value');
 
 # The memory limit made forests go to the table and back, and checkpoints
 # ran: this exercised the journal.

@@ -322,6 +322,11 @@ INSERT INTO s_adm2.reuse SELECT g, 'ADM2-NOTE-SECRET-reuse' || g FROM generate_s
 	is($out, '0', "$label: adm's old rule raised no alert over adm2's rows");
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.alert_episodes WHERE rule = 'lurk'}), '0',
 		"$label: no episode of adm's old rule at all");
+	# nor may adm aim its old rule anew at what is now adm2's detector
+	as_role_err($node, 'adm', q{SELECT anomaly.alter_alert_rule('lurk', min_score => 0.5, unset => '{}')},
+		qr/must be owner of detector "reused_name"/, "$label: adm may not change its old rule on adm2's detector");
+	as_role_ok($node, 'adm', q{SELECT anomaly.alter_alert_rule('lurk', enabled => false)},
+		"$label: but may disable it");
 
 	# writing to another admin's objects: redirecting adm2's alerts (and
 	# the rows in them) to adm's listener, or dropping them
@@ -331,6 +336,12 @@ INSERT INTO s_adm2.reuse SELECT g, 'ADM2-NOTE-SECRET-reuse' || g FROM generate_s
 		qr/ERROR/, "$label: adm may not drop adm2's destination");
 	as_role_err($node, 'adm', q{SELECT anomaly.drop_alert_rule('adm2_rule')},
 		qr/ERROR/, "$label: adm may not drop adm2's alert rule");
+	as_role_err($node, 'adm', q{SELECT anomaly.alter_alert_rule('adm2_rule', destination => 'adm_notify')},
+		qr/must be owner of alert rule/, "$label: adm may not redirect adm2's alert rule to its own destination");
+	as_role_err($node, 'adm', q{SELECT anomaly.alter_alert_rule('adm2_rule', enabled => false)},
+		qr/must be owner of alert rule/, "$label: adm may not disable adm2's alert rule");
+	is($node->safe_psql('postgres', q{SELECT destinations::text || '|' || enabled::text FROM anomaly.alert_rules WHERE name = 'adm2_rule'}),
+		'{adm2_notify}|true', "$label: adm2's alert rule is unchanged");
 	as_role_err($node, 'adm', q{SELECT anomaly.send_alert('adm2_notify', 'spoofed', '{}')},
 		qr/ERROR/, "$label: adm may not send alerts to adm2's destination");
 	as_role_err($node, 'adm', q{SELECT * FROM anomaly.test_destination('adm2_notify')},

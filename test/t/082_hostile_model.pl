@@ -209,23 +209,25 @@ my $inj = q{'x''); SELECT pg_catalog.pg_sleep(0); --'};
 my $model = q{(SELECT anomaly.rcf_train(ARRAY[g, g * 2]::float8[], 5, 16 ORDER BY g) FROM generate_series(1, 30) g)};
 my $bad_model = q{'UkNGTQEAAAAAAAAAAAAAAA=='::anomaly.rcf};
 my %calls = (
-	'anomaly.random_cut_forest(double precision[],integer,integer,bigint,integer,bigint)' =>
-	  q{SELECT anomaly.random_cut_forest(ARRAY['NaN', '-Infinity']::float8[], -1, 2147483647, -5, 0, NULL) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.random_cut_forest(record,integer,integer,bigint,integer,bigint)' =>
-	  q{SELECT anomaly.random_cut_forest(ROW('x', NULL, 'NaN'::float8), 5, 16, 0, 31, 1) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.random_cut_forest_with_explanation(double precision[],integer,integer,bigint,integer,boolean,bigint,text[])' =>
-	  q{SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1e308, -1e308]::float8[], 5, 16, 100000, 1, true, 1, ARRAY[repeat('n', 100000), NULL]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.random_cut_forest_with_explanation(record,integer,integer,bigint,integer,boolean,bigint,text[])' =>
-	  q{SELECT anomaly.random_cut_forest_with_explanation(ROW(1, 'a'), 0, 0, 0, 0, NULL, 0, '{}') OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.detect(double precision[],integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision)' =>
-	  q{SELECT anomaly.detect(ARRAY[1, 2]::float8[], 5, 16, 100000, 1, 1, 'NaN', '-Infinity', -1, 1e308, 'NaN', 0, -2147483648, 'Infinity', 'nonsense''--', ARRAY[NULL]::text[], 'NaN', -1) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.detect(record,integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision)' =>
-	  q{SELECT anomaly.detect(ROW(NULL::float8), 5, 16) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-	'anomaly.rcf_in(cstring)' => qq{SELECT anomaly.rcf_in('\@\@not base64\@\@'), $bad_model},
-	'anomaly.rcf_out(anomaly.rcf)' => qq{SELECT anomaly.rcf_out($bad_model)},
-	'anomaly.rcf_recv(internal)' => q{SELECT anomaly.rcf_recv(NULL::internal)},
-	'anomaly.rcf_send(anomaly.rcf)' => qq{SELECT anomaly.rcf_send($bad_model), anomaly.rcf_send(NULL)},
-	'anomaly.rcf_train_finalfn(internal)' => q{SELECT anomaly.rcf_train_finalfn(NULL::internal)},
+	'anomaly.random_cut_forest(double precision[],integer,integer,bigint,integer,bigint,text,double precision,double precision[])' =>
+	  q{SELECT anomaly.random_cut_forest(ARRAY['NaN', '-Infinity']::float8[], -1, 2147483647, -5, 0, NULL, 'normalize''--', 'NaN', ARRAY['Infinity']::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.random_cut_forest(record,integer,integer,bigint,integer,bigint,text,double precision,double precision[])' =>
+	  q{SELECT anomaly.random_cut_forest(ROW(g, 1e308::float8), 5, 16, 100000, 1, 1, 'normalize_difference', 0.999999, ARRAY[1e6, 0]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.random_cut_forest_with_explanation(double precision[],integer,integer,bigint,integer,boolean,bigint,text[],text,double precision,double precision[])' =>
+	  q{SELECT anomaly.random_cut_forest_with_explanation(ARRAY[1e308 * (g % 2 * 2 - 1), -1e308]::float8[], 5, 16, 100000, 1, true, 1, ARRAY[repeat('n', 100000), NULL], 'difference', 1e-9, NULL) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.random_cut_forest_with_explanation(record,integer,integer,bigint,integer,boolean,bigint,text[],text,double precision,double precision[])' =>
+	  q{SELECT anomaly.random_cut_forest_with_explanation(ROW(1, 'a'), 0, 0, 0, 0, NULL, 0, '{}', repeat('x', 100000), -1, ARRAY[[1, 2], [3, 4]]::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.detect(double precision[],integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision,text,double precision,double precision[])' =>
+	  q{SELECT anomaly.detect(ARRAY[1, 2]::float8[], 5, 16, 100000, 1, 1, 'NaN', '-Infinity', -1, 1e308, 'NaN', 0, -2147483648, 'Infinity', 'nonsense''--', ARRAY[NULL]::text[], 'NaN', -1, 'NONE', 0, ARRAY[]::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.detect(record,integer,integer,bigint,integer,bigint,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,text,text[],double precision,double precision,text,double precision,double precision[])' =>
+	  q{SELECT anomaly.detect(ROW(g::float8, 5.0::float8), 5, 16, transform => 'normalize', transform_weights => ARRAY[0, 0]) OVER (ORDER BY g) FROM generate_series(1, 30) g},
+	# the type's I/O functions by name (casts, COPY and the protocol call
+	# them without a privilege check; a bad literal is model_corrupt's)
+	'anomaly._rcf_in(cstring)' => q{SELECT anomaly._rcf_in('@@not base64@@')},
+	'anomaly._rcf_out(anomaly.rcf)' => qq{SELECT anomaly._rcf_out($model)},
+	'anomaly._rcf_recv(internal)' => q{SELECT anomaly._rcf_recv(NULL::internal)},
+	'anomaly._rcf_send(anomaly.rcf)' => qq{SELECT anomaly._rcf_send($model), anomaly._rcf_send(NULL)},
+	'anomaly._rcf_train_finalfn(internal)' => q{SELECT anomaly._rcf_train_finalfn(NULL::internal)},
 	'anomaly.rcf_train(double precision[])' => q{SELECT anomaly.rcf_train(ARRAY[]::float8[])},
 	'anomaly.rcf_train(double precision[],integer)' =>
 	  q{SELECT anomaly.rcf_train(ARRAY[1.0]::float8[], -2147483648)},
@@ -237,6 +239,12 @@ my %calls = (
 	  q{SELECT anomaly.rcf_train(p, 1, 10, 100, 30 ORDER BY p) FROM (VALUES (ARRAY[1.0]::float8[]), (ARRAY[1.0, 2.0]::float8[])) v(p)},
 	'anomaly.rcf_train(double precision[],integer,integer,bigint,integer,bigint)' =>
 	  q{SELECT anomaly.rcf_train(NULL::float8[], NULL, NULL, NULL, NULL, NULL)},
+	'anomaly.rcf_train(double precision[],integer,integer,bigint,integer,bigint,text)' =>
+	  q{SELECT anomaly.rcf_train(ARRAY[1.0]::float8[], 5, 16, 100, 1, 1, NULL)},
+	'anomaly.rcf_train(double precision[],integer,integer,bigint,integer,bigint,text,double precision)' =>
+	  q{SELECT anomaly.rcf_train(ARRAY[g, 1e308]::float8[], 5, 16, 100, 1, 1, 'normalize', 'Infinity' ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.rcf_train(double precision[],integer,integer,bigint,integer,bigint,text,double precision,double precision[])' =>
+	  q{SELECT anomaly.rcf_score(anomaly.rcf_train(ARRAY[g * 1e300, -g * 1e300]::float8[], 5, 16, 100, 1, 1, 'normalize_difference', 0.5, ARRAY[1e6, 1e6] ORDER BY g), ARRAY[-1e308, 1e308]) FROM generate_series(1, 40) g},
 	'anomaly.rcf_score(anomaly.rcf,double precision[])' =>
 	  qq{SELECT anomaly.rcf_score($model, ARRAY[1.0, 2.0, 3.0]::float8[]), anomaly.rcf_score($bad_model, ARRAY[1.0])},
 	'anomaly.rcf_explain(anomaly.rcf,double precision[],text[])' =>
@@ -269,6 +277,8 @@ my %calls = (
 	'anomaly.create_alert_rule(text,text,text,text[],double precision,double precision,interval,interval,text[],text,boolean,interval)' =>
 	  q{SELECT anomaly.create_alert_rule('r_h', 'su_det', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', ARRAY['source_key', 'source_key.x'' OR 1=1'], 'critical', NULL, '-1 s')},
 	'anomaly.drop_alert_rule(text)' => q{SELECT anomaly.drop_alert_rule('su_rule')},
+	'anomaly.alter_alert_rule(text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[])' =>
+	  q{SELECT anomaly.alter_alert_rule('su_rule', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', E'critical\r\n', NULL, '-1 s', false, ARRAY['owner', 'detector'' OR 1=1'])},
 	'anomaly._rule_payload(anomaly.alert_rules,anomaly.alert_episodes,anomaly.scores,text)' =>
 	  q{SELECT anomaly._rule_payload(NULL, NULL, NULL, 'x')},
 	'anomaly._notify_rule(anomaly.alert_rules,anomaly.alert_episodes,anomaly.scores,text)' =>
@@ -315,6 +325,8 @@ my $su = '10::oid';
 	  qq{SELECT anomaly._create_destination($su, 'd_i', 'webhook', '{"url": "http://127.0.0.1:1/", "credential": "hook_secret"}')},
 	'anomaly._credential_bound(text,text)' => q{SELECT anomaly._credential_bound('hook_secret', 'http://127.0.0.1:1/')},
 	'anomaly._drop_alert_rule(oid,text)' => qq{SELECT anomaly._drop_alert_rule($su, 'su_rule')},
+	'anomaly._alter_alert_rule(oid,text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[])' =>
+	  qq{SELECT anomaly._alter_alert_rule($su, 'su_rule', 'su_dest', NULL, NULL, 0, '0', '0', 'info', true, NULL, false, NULL)},
 	'anomaly._drop_destination(oid,text,boolean)' => qq{SELECT anomaly._drop_destination($su, 'su_dest', true)},
 	'anomaly._owns(oid,regrole)' => qq{SELECT anomaly._owns($su, 'adm')},
 	'anomaly._purge_alert_history(oid,interval)' => qq{SELECT anomaly._purge_alert_history($su, '-1 year')},
@@ -328,11 +340,12 @@ my $su = '10::oid';
 );
 
 # the transition functions take internal: callable from SQL by nobody
-for my $n (1 .. 6)
+for my $n (1 .. 9)
 {
-	my @t = ('double precision[]', 'integer', 'integer', 'bigint', 'integer', 'bigint')[0 .. $n - 1];
-	$calls{ 'anomaly.rcf_train_transfn(internal,' . join(',', @t) . ')' } =
-	  'SELECT anomaly.rcf_train_transfn(NULL::internal' . (', NULL' x $n) . ')';
+	my @t = ('double precision[]', 'integer', 'integer', 'bigint', 'integer', 'bigint', 'text',
+		'double precision', 'double precision[]')[0 .. $n - 1];
+	$calls{ 'anomaly._rcf_train_transfn(internal,' . join(',', @t) . ')' } =
+	  'SELECT anomaly._rcf_train_transfn(NULL::internal' . (', NULL' x $n) . ')';
 }
 
 # The superuser's objects the hostile calls aim at.
@@ -376,7 +389,7 @@ for my $role ('plain', 'adm')
 		my $definer = $definer{$f} // 'f';
 		if ($name =~ /^_/ || ($role eq 'plain' && $definer eq 't'))
 		{
-			like($err, qr/permission denied|cannot accept a value of type internal|trigger functions can only be called/,
+			like($err, qr/permission denied|cannot accept a value of type internal|cannot cast type unknown to internal|trigger functions can only be called/,
 				"$role calls $f: refused");
 		}
 		note "$role $f: exit $rc: " . substr($err, 0, 200);
@@ -386,7 +399,7 @@ for my $role ('plain', 'adm')
 	is($node->safe_psql('postgres', q{
 		SELECT (SELECT count(*) FROM anomaly.detectors WHERE name = 'su_det') || '|' ||
 			   (SELECT count(*) FROM anomaly.destinations WHERE name = 'su_dest') || '|' ||
-			   (SELECT count(*) FROM anomaly.alert_rules WHERE name = 'su_rule') || '|' ||
+			   (SELECT count(*) FROM anomaly.alert_rules WHERE name = 'su_rule' AND enabled AND min_score = 0 AND severity = 'warning') || '|' ||
 			   (SELECT count(*) FROM anomaly.outbox WHERE subject = 'forged')}),
 		'1|1|1|0', "$role calls every function: the superuser's detector, destination and rule are intact, nothing forged");
 }

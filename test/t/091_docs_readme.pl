@@ -3,7 +3,7 @@
 # wal_level = logical), each statement succeeding.  The output shown in the
 # README's comments is checked where it is exact (the tour's anomalies).
 #
-# The blocks of docs/*.md are not run here yet (issue 18: docs tested).
+# The blocks of docs/*.md are TAP 093's (test/DocTest.pm).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
