@@ -136,7 +136,7 @@ if [ -n "$PARITY_SEED" ]; then
 	for cfg in $CONFIGS; do
 		IFS=: read -r name shingle z tod more <<<"$cfg"
 		engine_extra=()
-		[ -z "$more" ] || IFS=, read -r -a engine_extra <<<"${more//--score-horizon/--horizon}"
+		[ -z "$more" ] || IFS=, read -r -a engine_extra <<<"$(echo "$more" | sed "s/--score-horizon/--horizon/g")"
 		sql_out=$OUT_BASE/$name-seed$PARITY_SEED
 		c_out=$OUT_BASE/$name-seed$PARITY_SEED-engine
 		echo "=== parity: $name (shingle $shingle, z_factor $z), seed $PARITY_SEED: SQL"
