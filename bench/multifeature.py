@@ -25,6 +25,7 @@ that do not?  (bench/README, "Multi-feature bench")
      multifeature corpus=telemetry transform=.. threshold_mode=.. seeds=..
          standard=.. reward_low_FP=.. reward_low_FN=..
    Skipped, saying so, when $TELEMETRY_SRC is unset or absent.
+   $TELEMETRY_EVERY=N keeps every N-th channel only (a smaller corpus).
 """
 import json
 import os
@@ -128,7 +129,8 @@ def main(argv):
             else:
                 corpus = os.path.join(tmp, "telemetry")
                 subprocess.run([sys.executable, os.path.join(HERE, "telemetry_prepare.py"),
-                                src, corpus], check=True)
+                                src, corpus, os.environ.get("TELEMETRY_EVERY", "1")],
+                               check=True)
                 for tf in opts["--transforms"].split():
                     runs = [run(corpus, os.path.join(tmp, "t"), s, engine + ["--transform", tf])
                             for s in seeds]

@@ -2,7 +2,7 @@
 """telemetry_prepare.py - NASA's SMAP and MSL spacecraft telemetry, labelled,
 laid out as a NAB-style corpus for bench/nab_engine and nab_score.py.
 
-    bench/telemetry_prepare.py SRC OUT
+    bench/telemetry_prepare.py SRC OUT [EVERY]
 
 SRC holds labeled_anomalies.csv and train/<chan>.npy, test/<chan>.npy (the
 layout of telemanom's data.zip, and of data/SMAP_MSL in
@@ -15,6 +15,9 @@ github.com/imperial-qore/TranAD); OUT receives
     labels/combined_windows.json
         each labelled anomaly sequence of the test rows as a NAB window
         (shifted by the number of training rows)
+With EVERY (default 1), only every EVERY-th channel in name order
+(spacecraft/channel) is kept: a smaller corpus for a shared machine (MSL's
+channels have 55 features; with shingle 8 a channel takes tens of seconds).
 The training rows come first so that the detector learns normal behaviour
 before the labelled part, as the corpus intends; NAB's probationary period
 (the first 15 %, at most 750 rows) then lies in them.  See bench/README.
@@ -45,13 +48,16 @@ def read_npy(path):
         return [vals[r * cols:(r + 1) * cols] for r in range(rows)]
 
 
-def main(src, out):
+def main(src, out, every=1):
     t0 = datetime.datetime(2000, 1, 1)
     windows = {}
     with open(os.path.join(src, "labeled_anomalies.csv")) as f:
         labels = list(csv.DictReader(f))
     seen = set()
+    keep = sorted({"%s/%s" % (lab["spacecraft"], lab["chan_id"]) for lab in labels})[::every]
     for lab in labels:
+        if "%s/%s" % (lab["spacecraft"], lab["chan_id"]) not in keep:
+            continue
         chan, craft = lab["chan_id"], lab["spacecraft"]
         if chan in seen:
             continue
@@ -77,7 +83,7 @@ def main(src, out):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         print(__doc__)
         sys.exit(2)
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 1)
