@@ -6,17 +6,20 @@
 #
 #   bench/nab_grade_all.sh [OUT_BASE]
 #
-# Runs bench/nab.sh --mode grade for three configurations, each with seeds 1,
+# Runs bench/nab.sh --mode grade for three configurations (NAB_GRADE_CONFIGS), each with seeds 1,
 # 2 and 3:
-#   default   detect() with every default: KDA's forest (100 trees, 256
+#   old       detect()'s defaults of 0.1: KDA's forest (100 trees, 256
 #             samples, time decay 100000), shingle 1, z_factor 3,
 #             score_floor 0.8, suppress 100, score_horizon 3000,
-#             cusum_drift 2, cusum_threshold 12
-#   kda_z10   every default but z_factor 10: KDA's forest, single scores
-#             fire only when extreme, sustained rises through the CUSUM
+#             cusum_drift 2, cusum_threshold 12, no transform
+#   new       the defaults chosen by the validation protocol (bench/README):
+#             shingle 8, z_factor 4, CUSUM off, transform normalize with
+#             transform_decay 0.0001, the rest as old
 #   nab       the configuration recommended for NAB-like series: shingle 8,
 #             z_factor 4, the time of day as two features (bench/nab.sh
-#             --tod 0.1), the other defaults
+#             --tod 0.1), the other defaults of old
+# (every parameter passed explicitly, so that the names keep their meaning
+# whatever detect()'s defaults are)
 # on one throwaway cluster (the corpus is loaded once), writing each run's
 # results to OUT_BASE/<config>-seed<seed>/ (default bench/results/nab-grade).
 # Each run is scored twice: at the threshold NAB optimises over the corpus
@@ -43,7 +46,8 @@
 # Environment:
 #   NAB_SEEDS          seeds (default "1 2 3")
 #   NAB_GRADE_CONFIGS  "name:shingle:z_factor:tod[:options] ..." (default
-#                      "default:1:3:0 kda_z10:1:10:0 nab:8:4:0.1"); options:
+#                      "old:1:3:0 new:8:4:0:--cusum-threshold,0,--transform,normalize,--transform-decay,0.0001
+#                      nab:8:4:0.1"); options:
 #                      more bench/nab.sh options, commas for spaces, e.g.
 #                      "new:8:4:0:--score-horizon,3000,--suppress,100"
 #                      (the parity check gives them to bench/nab_engine,
@@ -64,7 +68,7 @@ NAB_ROOT=${NAB_ROOT:-$ROOT/../shared/nab}
 NAB_SCORE=${NAB_SCORE:-$ROOT/../shared/tools/nab_score.py}
 OUT_BASE=${1:-$ROOT/bench/results/nab-grade}
 SEEDS=${NAB_SEEDS:-1 2 3}
-CONFIGS=${NAB_GRADE_CONFIGS:-default:1:3:0 kda_z10:1:10:0 nab:8:4:0.1}
+CONFIGS=${NAB_GRADE_CONFIGS:-old:1:3:0 new:8:4:0:--cusum-threshold,0,--transform,normalize,--transform-decay,0.0001 nab:8:4:0.1}
 FIXED=${NAB_FIXED_THRESHOLD:-0.000001}
 PARITY_SEED=${NAB_PARITY_SEED-42}
 
