@@ -18,7 +18,7 @@ EXTENSION = anomaly
 
 # Every C file of the layers that go into the shared library; new files are
 # picked up without editing this list.
-SRCS := $(sort $(wildcard src/*.c src/rcf/*.c src/detect/*.c src/alert/*.c))
+SRCS := $(sort $(wildcard src/*.c src/rcf/*.c src/hotspots/*.c src/detect/*.c src/alert/*.c))
 OBJS = $(SRCS:.c=.o)
 
 # The install script is built from src/sql/*.sql, one part per concern, in
@@ -85,13 +85,14 @@ anomaly--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 # Standalone C programs: engine unit tests and benchmarks.
 #
 # They link the "pure" sources only, those with no PostgreSQL header: the
-# engine, the hashing/signing code of the alert layer, and the parsers of
-# untrusted bytes (wire messages, SNS responses, AWS credential documents).
+# engines (forest, hotspots), the hashing/signing code of the alert layer,
+# the alert templates' parser, and the parsers of untrusted bytes (wire
+# messages, SNS responses, AWS credential documents).
 # Objects are built under build/pure/ with their own flags, apart from the
 # shared library's.
 
-PURE_SRCS := $(sort $(wildcard src/rcf/*.c) \
-	$(wildcard src/alert/sha256.c src/alert/sigv4.c src/alert/sns_parse.c \
+PURE_SRCS := $(sort $(wildcard src/rcf/*.c src/hotspots/*.c) \
+	$(wildcard src/alert/sha256.c src/alert/sigv4.c src/alert/sns_parse.c src/alert/template.c \
 		src/alert/cred_document.c src/detect/wire_read.c))
 PURE_OBJS := $(patsubst src/%.c,build/pure/%.o,$(PURE_SRCS))
 

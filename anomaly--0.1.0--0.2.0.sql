@@ -30,6 +30,11 @@ WHERE r.rolname OPERATOR(pg_catalog.=) d.created_by;
 
 ALTER TABLE alert_rules
 	ADD COLUMN owner regrole NOT NULL DEFAULT pg_catalog.to_regrole(current_user);
+-- message templates (issue 17), after owner as in a fresh install
+ALTER TABLE alert_rules
+	ADD COLUMN subject_template text,
+	ADD COLUMN body_template text,
+	ADD COLUMN templates jsonb NOT NULL DEFAULT '{}';
 UPDATE alert_rules r
 SET owner = coalesce(
 	(SELECT x.owner FROM detectors x WHERE x.name OPERATOR(pg_catalog.=) r.detector),
@@ -62,6 +67,7 @@ ALTER TABLE detector_failures ENABLE ROW LEVEL SECURITY;
 -- Functions whose arguments changed.
 DROP FUNCTION _render(text, jsonb, text, jsonb, text);
 DROP FUNCTION _record(bigint[], text[], text[], integer[]);
+DROP FUNCTION create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval);
 
 -- ---------------------------------------------------------------------------
 -- Everything else as 0.2.0's install script has it (src/sql/), in its order.
@@ -85,6 +91,40 @@ COMMENT ON FUNCTION _rcf_in(cstring) IS 'internal: input function of anomaly.rcf
 COMMENT ON FUNCTION _rcf_out(rcf) IS 'internal: output function of anomaly.rcf (base64 text)';
 COMMENT ON FUNCTION _rcf_recv(internal) IS 'internal: binary input function of anomaly.rcf';
 COMMENT ON FUNCTION _rcf_send(rcf) IS 'internal: binary output function of anomaly.rcf';
+-- New: alert message templates and the source row of a rule's notification
+-- (used by the alert rules, 040_alert.sql).  Internal: only the
+-- extension's owner may execute them.
+
+-- Renders a template over a notification's payload: {{path}} placeholders
+-- replaced by the payload's values (src/alert/template.c).
+CREATE FUNCTION _render_template(template text, payload jsonb)
+RETURNS text
+AS 'MODULE_PATHNAME', 'anomaly_alert_render_template'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- The paths of a template's placeholders; raises its syntax error.
+CREATE FUNCTION _template_fields(template text)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'anomaly_alert_template_fields'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- The scored row, looked up in the detector's source table by its key,
+-- with the columns owner may read, read as owner (src/alert/source_row.c).
+CREATE FUNCTION _source_row(owner oid, detector text, source_key jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'anomaly_alert_source_row'
+LANGUAGE C VOLATILE STRICT;
+
+REVOKE EXECUTE ON FUNCTION
+	_render_template(text, jsonb),
+	_template_fields(text),
+	_source_row(oid, text, jsonb)
+FROM PUBLIC;
+
+COMMENT ON FUNCTION _render_template(text, jsonb) IS 'internal: an alert template rendered over a notification''s payload';
+COMMENT ON FUNCTION _template_fields(text) IS 'internal: the fields an alert template uses; raises its syntax error';
+COMMENT ON FUNCTION _source_row(oid, text, jsonb) IS 'internal: a scored row''s columns that a rule''s owner may read, read as that owner';
+
 -- Support functions of rcf_train only (the aggregate checks its owner's
 -- right to call them, not the caller's).
 REVOKE EXECUTE ON FUNCTION _rcf_train_transfn(internal, double precision[]),
@@ -108,6 +148,34 @@ COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, in
 COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint) IS 'internal: transition function of rcf_train';
 COMMENT ON FUNCTION _rcf_train_finalfn(internal) IS 'internal: final function of rcf_train';
 COMMENT ON EVENT TRIGGER anomaly_drop_slots IS 'drops the detectors'' replication slots with the extension';
+
+-- New: KDA's HOTSPOTS over a window (src/sql/015_hotspots.sql): each row's HOTSPOTS_RESULT, the dense
+-- regions among the last window_size rows of its partition, fed in the
+-- window's ORDER BY order; the frame is ignored.  KDA's four parameters,
+-- with KDA's ranges and, as in KDA, no defaults.
+
+CREATE FUNCTION hotspots(
+	point double precision[],
+	window_size integer,
+	scan_radius double precision,
+	minimum_number_of_points_in_a_hotspot integer)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'hotspots_window'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION hotspots(
+	point record,
+	window_size integer,
+	scan_radius double precision,
+	minimum_number_of_points_in_a_hotspot integer)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'hotspots_window'
+LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION hotspots(double precision[], integer, double precision, integer)
+IS 'KDA HOTSPOTS: dense regions among the last window_size points of the window partition, as HOTSPOTS_RESULT jsonb';
+COMMENT ON FUNCTION hotspots(record, integer, double precision, integer)
+IS 'KDA HOTSPOTS over the numeric columns of a row';
 
 REVOKE ALL ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
 	delivery_counters, delivery_errors FROM PUBLIC;
@@ -663,10 +731,112 @@ CREATE OR REPLACE FUNCTION create_alert_rule(
 	group_by text[] DEFAULT '{partition_key}',
 	severity text DEFAULT 'warning',
 	send_resolved boolean DEFAULT true,
-	repeat_interval interval DEFAULT NULL)
+	repeat_interval interval DEFAULT NULL,
+	subject_template text DEFAULT NULL,
+	body_template text DEFAULT NULL,
+	templates jsonb DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
+
+-- The fields of a rule notification's payload (_rule_payload) that a
+-- template may name, and the templates of each destination kind.
+CREATE OR REPLACE FUNCTION _template_roots()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT ARRAY['version', 'source', 'alert', 'status', 'severity', 'detector', 'key', 'score',
+				 'grade', 'explanation', 'fingerprint', 'episode', 'starts_at', 'ends_at',
+				 'commit_time', 'scored_at', 'time', 'score_id', 'source_key', 'partition_key',
+				 'row', 'peak_score', 'peak_grade', 'repeat', 'created_at']
+$$;
+
+-- Checks a rule's templates: raises on a syntax error, an unknown kind or
+-- field name, or a template that is not a string; warns about placeholders
+-- that will render empty: a field not in the payload, a key field the rule
+-- does not group by, a column the source table does not have or the rule's
+-- owner (caller) may not read.
+CREATE OR REPLACE FUNCTION _check_templates(caller oid, detector text, group_by text[],
+								 subject_template text, body_template text, templates jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	allowed constant jsonb := '{"email": ["subject", "body"], "sns": ["subject", "message"], "slack": ["text"]}';
+	all_templates text[] := '{}';
+	kind text;
+	spec jsonb;
+	part text;
+	value jsonb;
+	t text;
+	f text;
+	col text;
+	src regclass;
+BEGIN
+	IF jsonb_typeof(templates) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'templates must be a JSON object keyed by destination kind'
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'For example {"email": {"subject": "...", "body": "..."}, "sns": {"subject": "...", "message": "..."}, "slack": {"text": "..."}}.';
+	END IF;
+	FOR kind, spec IN SELECT e.key, e.value FROM jsonb_each(templates) e LOOP
+		IF NOT allowed ? kind THEN
+			RAISE EXCEPTION 'no templates for % destinations', kind
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Templates apply to email (subject, body), sns (subject, message) and slack (text); a webhook receives the payload as JSON, with the row.';
+		END IF;
+		IF jsonb_typeof(spec) <> 'object' THEN
+			RAISE EXCEPTION 'templates of % destinations must be a JSON object', kind
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		FOR part, value IN SELECT e.key, e.value FROM jsonb_each(spec) e LOOP
+			IF NOT (allowed -> kind) ? part THEN
+				RAISE EXCEPTION '% destinations have no "%" template', kind, part
+					USING ERRCODE = 'invalid_parameter_value',
+					HINT = format('The templates of %s destinations are %s.', kind,
+								  (SELECT string_agg(x, ' and ') FROM jsonb_array_elements_text(allowed -> kind) x));
+			END IF;
+			IF jsonb_typeof(value) <> 'string' THEN
+				RAISE EXCEPTION 'the % template of % destinations must be a string', part, kind
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			all_templates := all_templates || (value #>> '{}');
+		END LOOP;
+	END LOOP;
+	IF subject_template IS NOT NULL THEN
+		all_templates := all_templates || subject_template;
+	END IF;
+	IF body_template IS NOT NULL THEN
+		all_templates := all_templates || body_template;
+	END IF;
+
+	SELECT d.source INTO src FROM anomaly.detectors d WHERE d.name = _check_templates.detector;
+	FOREACH t IN ARRAY all_templates LOOP
+		FOREACH f IN ARRAY anomaly._template_fields(t) LOOP
+			IF NOT split_part(f, '.', 1) = ANY (anomaly._template_roots()) THEN
+				RAISE WARNING 'template field "%" is not in the payload: it renders empty', f
+					USING HINT = 'Fields: ' || array_to_string(anomaly._template_roots(), ', ') ||
+								 '; row.<column> and key.<group> name parts of row and key.';
+			ELSIF f LIKE 'key.%' AND NOT split_part(f, '.', 2) = ANY (coalesce(group_by, '{}')) THEN
+				RAISE WARNING 'template field "%" is not in the alert''s key: it renders empty', f
+					USING DETAIL = format('The rule groups by %s.', coalesce(array_to_string(group_by, ', '), 'nothing'));
+			ELSIF f LIKE 'row.%' THEN
+				col := split_part(f, '.', 2);
+				IF src IS NULL THEN
+					RAISE WARNING 'detector "%" has no source table: template field "%" renders empty', detector, f;
+				ELSIF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+								  WHERE a.attrelid = src AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+					RAISE WARNING 'table % has no column "%": template field "%" renders empty', src, col, f;
+				ELSIF NOT has_column_privilege(caller, src, col, 'SELECT') THEN
+					RAISE WARNING 'role % may not read column "%" of %: template field "%" renders empty',
+						caller::regrole, col, src, f
+						USING DETAIL = 'A notification carries only the columns of the source row that the rule''s owner may read.';
+				END IF;
+			END IF;
+		END LOOP;
+	END LOOP;
+END
+$$;
 
 -- The caller must own the detector (a superuser may also name one that
 -- does not exist, whose scores come from elsewhere) and the destinations.
@@ -683,7 +853,10 @@ CREATE OR REPLACE FUNCTION _create_alert_rule(
 	group_by text[],
 	severity text,
 	send_resolved boolean,
-	repeat_interval interval)
+	repeat_interval interval,
+	subject_template text,
+	body_template text,
+	templates jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -766,12 +939,16 @@ BEGIN
 		RAISE NOTICE 'detector "%" does not exist: alert rule "%" fires only once scores of that name are written', detector, name
 			USING HINT = 'Create the detector with anomaly.create_detector(), or check the name in anomaly.detectors.';
 	END IF;
+	PERFORM anomaly._check_templates(caller, detector, coalesce(group_by, '{}'), subject_template,
+									 body_template, coalesce(templates, '{}'));
 	INSERT INTO anomaly.alert_rules (name, detector, destinations, min_grade, min_score,
 									 for_duration, cooldown, group_by, severity, send_resolved,
-									 repeat_interval, owner)
+									 repeat_interval, owner, subject_template, body_template,
+									 templates)
 	VALUES (name, detector, dests, min_grade, min_score, for_duration, cooldown,
 			coalesce(group_by, '{}'), severity, coalesce(send_resolved, true),
-			repeat_interval, caller::regrole);
+			repeat_interval, caller::regrole, subject_template, body_template,
+			coalesce(templates, '{}'));
 END
 $$;
 
@@ -804,7 +981,7 @@ $$;
 
 -- Changes an alert rule: each argument given replaces the rule's value
 -- (NULL: unchanged); unset names the optional values to clear (min_grade,
--- min_score, repeat_interval).  The detector and group_by stay: a rule on
+-- min_score, repeat_interval, subject_template, body_template, templates).  The detector and group_by stay: a rule on
 -- other rows or keys is a new rule (drop and create it).
 CREATE FUNCTION alter_alert_rule(
 	name text,
@@ -818,7 +995,10 @@ CREATE FUNCTION alter_alert_rule(
 	send_resolved boolean DEFAULT NULL,
 	repeat_interval interval DEFAULT NULL,
 	enabled boolean DEFAULT NULL,
-	unset text[] DEFAULT NULL)
+	unset text[] DEFAULT NULL,
+	subject_template text DEFAULT NULL,
+	body_template text DEFAULT NULL,
+	templates jsonb DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
@@ -839,7 +1019,10 @@ CREATE FUNCTION _alter_alert_rule(
 	send_resolved boolean,
 	repeat_interval interval,
 	enabled boolean,
-	unset text[])
+	unset text[],
+	subject_template text,
+	body_template text,
+	templates jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -865,15 +1048,19 @@ BEGIN
 			USING ERRCODE = 'insufficient_privilege';
 	END IF;
 	FOREACH u IN ARRAY coalesce(unset, '{}') LOOP
-		IF u IS NULL OR u NOT IN ('min_grade', 'min_score', 'repeat_interval') THEN
+		IF u IS NULL OR u NOT IN ('min_grade', 'min_score', 'repeat_interval',
+								  'subject_template', 'body_template', 'templates') THEN
 			RAISE EXCEPTION 'cannot unset "%"', u
 				USING ERRCODE = 'invalid_parameter_value',
-				HINT = 'Only min_grade, min_score and repeat_interval may be unset.';
+				HINT = 'Only min_grade, min_score, repeat_interval, subject_template, body_template and templates may be unset.';
 		END IF;
 	END LOOP;
 	IF (min_grade IS NOT NULL AND 'min_grade' = ANY (unset))
 	   OR (min_score IS NOT NULL AND 'min_score' = ANY (unset))
-	   OR (repeat_interval IS NOT NULL AND 'repeat_interval' = ANY (unset)) THEN
+	   OR (repeat_interval IS NOT NULL AND 'repeat_interval' = ANY (unset))
+	   OR (subject_template IS NOT NULL AND 'subject_template' = ANY (unset))
+	   OR (body_template IS NOT NULL AND 'body_template' = ANY (unset))
+	   OR (templates IS NOT NULL AND 'templates' = ANY (unset)) THEN
 		RAISE EXCEPTION 'a value may not be both given and unset'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -883,6 +1070,7 @@ BEGIN
 	IF destination IS NOT NULL OR destinations IS NOT NULL OR min_grade IS NOT NULL
 	   OR min_score IS NOT NULL OR for_duration IS NOT NULL OR cooldown IS NOT NULL
 	   OR severity IS NOT NULL OR send_resolved IS NOT NULL OR repeat_interval IS NOT NULL
+	   OR subject_template IS NOT NULL OR body_template IS NOT NULL OR templates IS NOT NULL
 	   OR coalesce(enabled, false) OR cardinality(unset) > 0 THEN
 		SELECT x.owner INTO det_owner FROM anomaly.detectors x WHERE x.name = r.detector;
 		IF FOUND AND NOT anomaly._owns(caller, det_owner) THEN
@@ -956,12 +1144,100 @@ BEGIN
 	END IF;
 	r.send_resolved := coalesce(send_resolved, r.send_resolved);
 	r.enabled := coalesce(enabled, r.enabled);
+	IF subject_template IS NOT NULL OR body_template IS NOT NULL OR templates IS NOT NULL
+	   OR unset && '{subject_template,body_template,templates}' THEN
+		r.subject_template := CASE WHEN 'subject_template' = ANY (unset) THEN NULL
+								   ELSE coalesce(subject_template, r.subject_template) END;
+		r.body_template := CASE WHEN 'body_template' = ANY (unset) THEN NULL
+								ELSE coalesce(body_template, r.body_template) END;
+		r.templates := CASE WHEN 'templates' = ANY (unset) THEN '{}'
+							ELSE coalesce(templates, r.templates) END;
+		PERFORM anomaly._check_templates(caller, r.detector, r.group_by, r.subject_template,
+										 r.body_template, r.templates);
+	END IF;
 
 	UPDATE anomaly.alert_rules x
 	SET destinations = r.destinations, min_grade = r.min_grade, min_score = r.min_score,
 		for_duration = r.for_duration, cooldown = r.cooldown, severity = r.severity,
-		send_resolved = r.send_resolved, repeat_interval = r.repeat_interval, enabled = r.enabled
+		send_resolved = r.send_resolved, repeat_interval = r.repeat_interval, enabled = r.enabled,
+		subject_template = r.subject_template, body_template = r.body_template,
+		templates = r.templates
 	WHERE x.name = r.name;
+END
+$$;
+
+-- The payload of a rule notification.  "row" is the scored row with the
+-- columns the rule's owner may read (_source_row), at most 16 kB.
+CREATE OR REPLACE FUNCTION _rule_payload(r anomaly.alert_rules, ep anomaly.alert_episodes, s anomaly.scores, status text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+	SELECT jsonb_build_object(
+		'version', 1,
+		'source', 'rule',
+		'alert', r.name,
+		'status', status,
+		'severity', r.severity,
+		'detector', r.detector,
+		'key', ep.group_key,
+		'score', s.anomaly_score,
+		'grade', s.anomaly_grade,
+		'explanation', s.explanation,
+		'fingerprint', ep.fingerprint,
+		'episode', ep.id,
+		'starts_at', ep.started_at,
+		'ends_at', ep.resolved_at,
+		'commit_time', s.commit_time,
+		'scored_at', s.scored_at,
+		'time', coalesce(s.commit_time, s.scored_at),
+		'score_id', s.id,
+		'source_key', s.source_key,
+		'partition_key', s.partition_key,
+		'row', anomaly._fit_json(anomaly._source_row(r.owner::oid, r.detector, s.source_key), 16384),
+		'peak_score', ep.peak_score,
+		'peak_grade', ep.peak_grade,
+		'repeat', greatest(ep.notifications - 1, 0),
+		'created_at', now())
+$$;
+
+-- Queues the notifications of one rule transition to every destination.
+-- With templates, a destination's subject is its rendered subject template,
+-- and an e-mail, SNS or Slack destination's payload carries the rendered
+-- body template as "message" (which _render sends instead of the default
+-- text); a webhook or notify destination gets the payload as it is.
+CREATE OR REPLACE FUNCTION _notify_rule(r anomaly.alert_rules, ep anomaly.alert_episodes, s anomaly.scores, status text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	d text;
+	payload jsonb := anomaly._rule_payload(r, ep, s, status);
+	subj text;
+	kind text;
+	t_subject text;
+	t_body text;
+BEGIN
+	subj := format('[%s] %s: %s%s', upper(status), r.name, r.detector,
+				   CASE WHEN ep.group_key = '{}' THEN ''
+						ELSE ' ' || (SELECT string_agg(key || '=' || (value #>> '{}'), ' ' ORDER BY key)
+									 FROM jsonb_each(ep.group_key)) END);
+	FOREACH d IN ARRAY r.destinations LOOP
+		SELECT x.kind INTO kind FROM anomaly.destinations x WHERE x.name = d;
+		t_subject := coalesce(r.templates -> kind ->> 'subject', r.subject_template);
+		t_body := coalesce(r.templates -> kind ->> CASE kind WHEN 'sns' THEN 'message'
+															 WHEN 'slack' THEN 'text' ELSE 'body' END,
+						   r.body_template);
+		PERFORM anomaly._enqueue(d,
+								 CASE WHEN t_subject IS NULL THEN subj
+									  ELSE anomaly._render_template(t_subject, payload) END,
+								 CASE WHEN t_body IS NULL OR kind NOT IN ('email', 'sns', 'slack') THEN payload
+									  ELSE payload || jsonb_build_object('message', anomaly._render_template(t_body, payload)) END,
+								 'anomaly-' || ep.fingerprint || '-' || ep.id || '-' || status ||
+								 CASE WHEN status = 'firing' AND ep.notifications > 1
+									  THEN '-' || ep.notifications ELSE '' END);
+	END LOOP;
 END
 $$;
 
@@ -1101,6 +1377,7 @@ DECLARE
 	summary text;
 	subj text;
 	b64 text;
+	message text;
 BEGIN
 	summary := concat_ws(' ',
 		CASE WHEN payload ->> 'status' = 'resolved' THEN 'RESOLVED' ELSE 'FIRING' END,
@@ -1110,6 +1387,10 @@ BEGIN
 			 THEN 'score=' || round((payload ->> 'score')::numeric, 4) END,
 		CASE WHEN payload ? 'grade' AND jsonb_typeof(payload -> 'grade') = 'number'
 			 THEN 'grade=' || round((payload ->> 'grade')::numeric, 4) END);
+	-- a rule's rendered body template, for e-mail, SNS and Slack
+	IF jsonb_typeof(payload -> 'message') = 'string' THEN
+		message := payload ->> 'message';
+	END IF;
 	IF kind = 'webhook' THEN
 		RETURN payload::text;
 	ELSIF kind = 'notify' THEN
@@ -1138,8 +1419,20 @@ BEGIN
 		-- SNS counts Message and the attributes against 262,144 bytes; the
 		-- attributes (severity, detector cut to 256 characters, score) take
 		-- under 1 kB.
+		IF message IS NOT NULL THEN
+			-- within the limit, or cut to characters that surely are
+			RETURN CASE WHEN octet_length(message) <= 262144 - 1024 THEN message
+						ELSE left(message, (262144 - 1024) / 4) END;
+		END IF;
 		RETURN anomaly._fit_json(payload, 262144 - 1024)::text;
 	ELSIF kind = 'slack' THEN
+		IF message IS NOT NULL THEN
+			RETURN jsonb_strip_nulls(jsonb_build_object(
+				'text', left(message, 40000),
+				'channel', config -> 'channel',
+				'username', config -> 'username',
+				'icon_emoji', config -> 'icon_emoji'))::text;
+		END IF;
 		RETURN jsonb_strip_nulls(jsonb_build_object(
 			'text', left(summary, 3000),
 			'channel', config -> 'channel',
@@ -1170,8 +1463,11 @@ BEGIN
 			'Content-Transfer-Encoding: 8bit', E'\r\n',
 			'X-Anomaly-Fingerprint: ', regexp_replace(coalesce(payload ->> 'fingerprint', ''), '[^\x21-\x7e]', '', 'g'), E'\r\n',
 			E'\r\n',
-			regexp_replace(summary, E'\r?\n', E'\r\n', 'g'), E'\r\n\r\n',
-			regexp_replace(jsonb_pretty(anomaly._fit_json(payload, 1048576)), E'\r?\n', E'\r\n', 'g'), E'\r\n');
+			CASE WHEN message IS NOT NULL
+				 THEN regexp_replace(left(message, 1048576), E'\r?\n', E'\r\n', 'g')
+				 ELSE regexp_replace(summary, E'\r?\n', E'\r\n', 'g') || E'\r\n\r\n' ||
+					  regexp_replace(jsonb_pretty(anomaly._fit_json(payload, 1048576)), E'\r?\n', E'\r\n', 'g')
+			END, E'\r\n');
 	END IF;
 	RAISE EXCEPTION 'unknown destination kind "%"', kind;
 END
@@ -1349,6 +1645,17 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'anomaly_alert_test_destination'
 LANGUAGE C VOLATILE;
 
+-- Why no background worker of a kind ('detector', 'sender') can serve this
+-- database ('no worker: ...'), NULL when one can: for the status views.
+CREATE OR REPLACE FUNCTION _worker_note(kind text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'anomaly_worker_note'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION _worker_note(text)
+IS 'internal: why no background worker of a kind (detector, sender) serves this database, NULL when one does';
+REVOKE ALL ON FUNCTION _worker_note(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _worker_note(text) TO anomaly_admin;
+
 -- Per destination: what waits, what went, what failed (each role sees its
 -- own: security_invoker, so the tables' row level security applies).
 CREATE OR REPLACE VIEW delivery_status WITH (security_invoker = true) AS
@@ -1364,7 +1671,8 @@ SELECT d.name AS destination,
 	   coalesce(l.dead_letters, 0) AS dead_letters,
 	   c.last_success_at,
 	   c.last_error_at,
-	   c.last_error
+	   c.last_error,
+	   anomaly._worker_note('sender') AS note
 FROM anomaly.destinations d
 LEFT JOIN (SELECT o.destination, count(*) AS queued, count(*) FILTER (WHERE o.attempts > 0) AS retrying,
 				  min(o.created_at) AS oldest
@@ -1372,6 +1680,7 @@ LEFT JOIN (SELECT o.destination, count(*) AS queued, count(*) FILTER (WHERE o.at
 LEFT JOIN anomaly.delivery_counters c ON c.destination = d.name
 LEFT JOIN (SELECT x.destination, count(*) AS dead_letters
 		   FROM anomaly.dead_letters x GROUP BY x.destination) l ON l.destination = d.name;
+COMMENT ON VIEW delivery_status IS 'per destination: queued, oldest age, sent, retried, dead, last success and error, and why no sender worker serves this database (note)';
 
 -- Open and recent alert episodes.
 CREATE OR REPLACE VIEW alerts WITH (security_invoker = true) AS
@@ -1388,9 +1697,9 @@ REVOKE EXECUTE ON FUNCTION
 	drop_destination(text, boolean),
 	send_alert(text, text, jsonb),
 	alert_trigger(),
-	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
+	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb),
 	drop_alert_rule(text),
-	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
+	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb),
 	replay_dead_letters(text, bigint[], timestamptz),
 	purge_alert_history(interval),
 	deliver(integer),
@@ -1415,9 +1724,11 @@ REVOKE EXECUTE ON FUNCTION
 	_destination_kind(text),
 	_send_alert(oid, text, text, jsonb),
 	_row_to_jsonb(oid, anyelement),
-	_create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
+	_create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb),
 	_drop_alert_rule(oid, text),
-	_alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
+	_alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb),
+	_template_roots(),
+	_check_templates(oid, text, text[], text, text, jsonb),
 	_rule_payload(alert_rules, alert_episodes, scores, text),
 	_notify_rule(alert_rules, alert_episodes, scores, text),
 	_evaluate_rules(),
@@ -1428,8 +1739,10 @@ REVOKE EXECUTE ON FUNCTION
 	_purge_alert_history(oid, interval),
 	_wake_sender()
 FROM PUBLIC;
+-- create_alert_rule was dropped (its arguments changed): its grant again.
 GRANT EXECUTE ON FUNCTION
-	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[])
+	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb),
+	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb)
 TO anomaly_admin;
 
 COMMENT ON FUNCTION _credential_bound(text, text) IS 'internal: whether anomaly.credential_bindings lets a credential go to a URL';
@@ -1452,10 +1765,12 @@ COMMENT ON FUNCTION _drop_destination(oid, text, boolean) IS 'internal: drop_des
 
 COMMENT ON FUNCTION _send_alert(oid, text, text, jsonb) IS 'internal: send_alert as its caller';
 
-COMMENT ON FUNCTION _create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'internal: create_alert_rule as its caller';
+COMMENT ON FUNCTION _create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb) IS 'internal: create_alert_rule as its caller';
 
 COMMENT ON FUNCTION _drop_alert_rule(oid, text) IS 'internal: drop_alert_rule as its caller';
-COMMENT ON FUNCTION _alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'internal: alter_alert_rule as its caller';
+COMMENT ON FUNCTION _alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb) IS 'internal: alter_alert_rule as its caller';
+COMMENT ON FUNCTION _template_roots() IS 'internal: the payload fields an alert template may name';
+COMMENT ON FUNCTION _check_templates(oid, text, text[], text, text, jsonb) IS 'internal: checks an alert rule''s templates, warning about fields that render empty';
 
 COMMENT ON FUNCTION _replay_dead_letters(oid, text, bigint[], timestamptz) IS 'internal: replay_dead_letters as its caller';
 
@@ -1480,7 +1795,9 @@ SELECT d.name,
 	d.source_name AS source,
 	(c.oid IS NOT NULL) AS source_exists,
 	pg_catalog.pg_get_userbyid(d.owner) AS owner,
-	d.state,
+	CASE WHEN d.state = 'active' AND s.active_pid IS NULL AND w.note IS NOT NULL
+		THEN 'waiting' ELSE d.state
+	END AS state,
 	d.rows_scored,
 	d.rows_filtered,
 	d.rows_failed,
@@ -1506,10 +1823,13 @@ SELECT d.name,
 	END AS retained_bytes,
 	d.last_error,
 	d.last_error_at,
-	d.note,
+	CASE WHEN d.state = 'active' AND s.active_pid IS NULL AND w.note IS NOT NULL
+		THEN concat_ws('; ', w.note, d.note) ELSE d.note
+	END AS note,
 	d.generation,
 	d.created_at
 FROM detectors d
+CROSS JOIN anomaly._worker_note('detector') w(note)
 LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source
 LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
 	AND s.database = pg_catalog.current_database()
@@ -1520,8 +1840,8 @@ COMMENT ON FUNCTION alter_destination(text, jsonb, boolean) IS 'changes a destin
 COMMENT ON FUNCTION drop_destination(text, boolean) IS 'drops a destination; force moves its queued notifications to the dead letters';
 COMMENT ON FUNCTION send_alert(text, text, jsonb) IS 'queues a notification to a destination in this transaction; returns its outbox id';
 COMMENT ON FUNCTION alert_trigger() IS 'row trigger: each row written raises a notification to the destinations given as trigger arguments';
-COMMENT ON FUNCTION create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'creates an alert rule over the scores of a detector the caller owns';
-COMMENT ON FUNCTION alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'changes an alert rule: destinations, thresholds, timing, severity, enabled (NULL: unchanged; unset clears)';
+COMMENT ON FUNCTION create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb) IS 'creates an alert rule over the scores of a detector the caller owns';
+COMMENT ON FUNCTION alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb) IS 'changes an alert rule: destinations, thresholds, timing, severity, enabled (NULL: unchanged; unset clears)';
 COMMENT ON FUNCTION drop_alert_rule(text) IS 'drops an alert rule and its episodes';
 COMMENT ON FUNCTION replay_dead_letters(text, bigint[], timestamptz) IS 'moves dead letters back into the outbox (all, one destination''s, since a time, or by id); returns how many';
 COMMENT ON FUNCTION purge_alert_history(interval) IS 'deletes dead letters and resolved episodes older than the retention; returns how many';
@@ -1703,3 +2023,12 @@ IS 'trains a model with a transform, its decay and per-feature weights';
 COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text) IS 'internal: transition function of rcf_train';
 COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision) IS 'internal: transition function of rcf_train';
 COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[]) IS 'internal: transition function of rcf_train';
+
+-- ---------------------------------------------------------------------------
+-- ROWTIME: each score carries its row's event time (the detector's
+-- time_column, else the commit time).  Scores written by 0.1.0 have none.
+ALTER TABLE scores ADD COLUMN rowtime timestamptz;
+
+-- History: a detector created with {"start": "all"} scores the stored rows
+-- first; its progress is here.
+ALTER TABLE detectors ADD COLUMN backfill jsonb;

@@ -200,6 +200,8 @@ WHERE p.pronamespace = 'anomaly'::regnamespace
        OR p.proname IN ('create_destination', 'create_alert_rule', 'send_alert', 'deliver',
                         'test_destination', 'alert_trigger', 'replay_dead_letters'))
 ORDER BY 1;
+-- (one: _worker_note, which detector_status and delivery_status call; it
+-- tells only whether a background worker serves this database)
 SELECT p.oid::regprocedure AS admin_may_execute
 FROM pg_proc p
 WHERE p.pronamespace = 'anomaly'::regnamespace AND p.proname LIKE '\_%'

@@ -389,6 +389,69 @@ SELECT anomaly.process('d_dest') AS consumed;
 SELECT state, last_error FROM anomaly.detector_status WHERE name = 'd_dest';
 SELECT anomaly.drop_detector('d_dest');
 
+-- A destination as a pump (KDA's stock-ticker example): each column is
+-- filled by name with a score field (KDA's names accepted, case ignored),
+-- a column of the source row, a feature, or its own default; ROWTIME is
+-- the source's time_column (a timestamp taken as UTC).
+CREATE TABLE det_ticks (id int PRIMARY KEY, ticker text, price numeric(10,2),
+	change float8, at timestamp);
+CREATE TABLE det_pump (ticker varchar(8), price numeric, change float8,
+	"ANOMALY_SCORE" float8, ANOMALY_EXPLANATION jsonb, ROWTIME timestamptz, spread float8,
+	n bigint GENERATED ALWAYS AS IDENTITY, note text DEFAULT 'pumped');
+CREATE TABLE det_pump_unfillable (ticker text, anomaly_score float8, volume int);
+CREATE TABLE det_pump_badtype (anomaly_score float8, ticker int);
+-- A column nothing fills, or whose value does not cast, is refused.
+SELECT anomaly.create_detector('d_pump', 'det_ticks', ARRAY['price', 'abs(change)'],
+	options => '{"destination": "det_pump_unfillable"}');
+SELECT anomaly.create_detector('d_pump', 'det_ticks', ARRAY['price', 'abs(change)'],
+	options => '{"destination": "det_pump_badtype"}');
+-- spread is a feature only by its name.
+SELECT anomaly.create_detector('d_pump', 'det_ticks', ARRAY['price', 'abs(change)'],
+	options => '{"destination": "det_pump"}');
+SELECT anomaly.create_detector('d_pump', 'det_ticks', ARRAY['price', 'abs(change)'],
+	options => '{"destination": "det_pump", "time_column": "nope"}');
+SELECT anomaly.create_detector('d_pump', 'det_ticks', ARRAY['price', 'abs(change)'],
+	options => '{"destination": "det_pump", "time_column": "ticker"}');
+SELECT anomaly.create_detector('d_pump', 'det_ticks', ARRAY['price', 'abs(change)'],
+	options => '{"destination": "det_pump", "time_column": "at", "feature_names": ["p", "spread"],
+		"with_explanation": true, "number_of_trees": 5, "sub_sample_size": 10}');
+SELECT options->'time_column' AS time_column FROM anomaly.detectors WHERE name = 'd_pump';
+INSERT INTO det_ticks SELECT g, CASE WHEN g % 2 = 0 THEN 'AMZN' ELSE 'TBV' END,
+	10 + g % 7, g % 3 - 1, timestamp '2026-01-01 00:00' + g * interval '1 minute'
+FROM generate_series(1, 30) g;
+INSERT INTO det_ticks VALUES (31, NULL, NULL, 5, NULL);
+SELECT anomaly.process('d_pump') AS consumed;
+-- Every row filled: source columns as they are, the features, the score
+-- and explanation, ROWTIME from "at", the defaults for the rest.
+SELECT count(*) AS rows, count(*) FILTER (WHERE p.ticker = t.ticker AND p.price = t.price
+		AND p.change = t.change) AS same_source,
+	count(*) FILTER (WHERE p.spread = abs(t.change)) AS same_feature,
+	count(*) FILTER (WHERE p."ANOMALY_SCORE" = s.anomaly_score
+		AND p.anomaly_explanation = s.explanation) AS same_score,
+	count(*) FILTER (WHERE p.rowtime = t.at AT TIME ZONE 'UTC' AND s.rowtime = p.rowtime) AS same_rowtime,
+	count(DISTINCT p.n) AS identities, count(*) FILTER (WHERE note = 'pumped') AS defaults
+FROM det_pump p
+JOIN det_ticks t ON t.ticker = p.ticker AND t.price = p.price AND t.change = p.change
+JOIN anomaly.scores s ON s.detector = 'd_pump' AND (s.source_key->>'id')::int = t.id;
+-- The row with a NULL feature has no score; it is pumped all the same.
+SELECT ticker, price, change, "ANOMALY_SCORE", rowtime, spread FROM det_pump WHERE price IS NULL;
+-- Without a time column, ROWTIME is the commit time.
+SELECT count(*) AS scores, count(*) FILTER (WHERE rowtime = commit_time) AS rowtime_is_commit_time
+FROM anomaly.scores WHERE detector = 'd_dest';
+-- A column added later that nothing fills stops the detector, nothing
+-- of the round written; dropping it again lets it resume.
+ALTER TABLE det_pump ADD COLUMN volume int;
+INSERT INTO det_ticks VALUES (32, 'AMZN', 12, 1, '2026-01-02');
+SELECT anomaly.process('d_pump') AS consumed;
+SELECT state, last_error FROM anomaly.detector_status WHERE name = 'd_pump';
+SELECT anomaly.alter_detector('d_pump', options => '{"destination": "det_pump"}');
+ALTER TABLE det_pump DROP COLUMN volume;
+SELECT anomaly.resume_detector('d_pump');
+SELECT anomaly.process('d_pump') AS consumed;
+SELECT count(*) AS rows, count(*) FILTER (WHERE rowtime = '2026-01-02 00:00+00') AS late_row
+FROM det_pump;
+SELECT anomaly.drop_detector('d_pump');
+
 -- drop_detector drops the slot; scores stay.
 SELECT count(*) AS slots FROM pg_replication_slots
 WHERE slot_name LIKE 'anomaly\_%' AND database = current_database();

@@ -9,11 +9,13 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "alert/alert.h"
 #include "anomaly.h"
 #include "detect/detect.h"
+#include "registry.h"
 
 PG_MODULE_MAGIC;
 
@@ -39,6 +41,15 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	anomaly_alert_init();
 	anomaly_detect_init();
+	registry_install_detect_hook();
+
+	/* The workers, and what they need, only when preloaded. */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		registry_shmem_init();
+		registry_install_utility_hook();
+		anomaly_launcher_register();
+	}
 
 	/* Every layer has defined its settings: reserve the prefix for them. */
 	MarkGUCPrefixReserved("anomaly");

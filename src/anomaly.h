@@ -66,6 +66,14 @@ extern void anomaly_point_from_record(AnomalyPoint *point, HeapTupleHeader rec,
 									  MemoryContext context, List **names);
 extern void anomaly_point_check_dims(const AnomalyPoint *point, int expected);
 
+/* window.c */
+struct WindowObjectData;
+extern void anomaly_window_check(FunctionCallInfo fcinfo,
+								 struct WindowObjectData *winobj,
+								 const char *order_detail,
+								 const char *frame_detail);
+extern void anomaly_window_require(struct WindowObjectData *winobj);
+
 /* attribution.c */
 extern Jsonb *anomaly_explanation(const RcfForest *forest, const double *high,
 								  const double *low, int dims,

@@ -1,7 +1,7 @@
 /*
  * bgworker.c
  *	  Filling and registering the extension's background workers, so that
- *	  the sender, the detector launcher and the detector workers agree on
+ *	  the launcher, the schedulers, the senders and the detector workers agree on
  *	  everything but their entry point, type and restart policy.
  */
 #include "postgres.h"

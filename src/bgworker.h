@@ -1,7 +1,7 @@
 /*
  * bgworker.h
  *	  The one place where the extension's background workers are described:
- *	  the sender, the detector launcher and the detector workers.
+ *	  the launcher, the schedulers, the senders and the detector workers.
  */
 #ifndef ANOMALY_BGWORKER_H
 #define ANOMALY_BGWORKER_H

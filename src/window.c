@@ -137,14 +137,17 @@ frame_is_cumulative(int options)
 }
 
 /*
- * Checks the window once per call site: the forest learns rows in the
+ * Checks the window once per call site: the functions learn rows in the
  * window's order, so a window without ORDER BY (learning in whatever order
  * the plan yields rows) is refused; any other frame than "every earlier row"
  * is accepted but has no effect, which a NOTICE says.  (PostgreSQL 16 and
  * later drop ORDER BY keys known to be constant, which order nothing.)
+ * order_detail and frame_detail say what the calling function does with
+ * the rows.  Shared with hotspots() (window_hotspots.c).
  */
-static void
-check_window(FunctionCallInfo fcinfo, WindowObject winobj)
+void
+anomaly_window_check(FunctionCallInfo fcinfo, WindowObject winobj,
+					 const char *order_detail, const char *frame_detail)
 {
 	WindowAggState *winstate = ((WindowObjectHead *) winobj)->winstate;
 	WindowAgg  *plan = (WindowAgg *) winstate->ss.ps.plan;
@@ -154,13 +157,25 @@ check_window(FunctionCallInfo fcinfo, WindowObject winobj)
 		ereport(ERROR,
 				(errcode(ERRCODE_WINDOWING_ERROR),
 				 errmsg("%s needs a window with ORDER BY", name),
-				 errdetail("The forest learns the rows in the window's order; without ORDER BY that order is arbitrary."),
+				 errdetail_internal("%s", order_detail),
 				 errhint("Order the rows in time, for example %s(...) OVER (ORDER BY ts) or OVER (PARTITION BY key ORDER BY ts).",
 						 name)));
 	if (!frame_is_cumulative(winstate->frameOptions))
 		ereport(NOTICE,
 				(errmsg("the window frame is ignored by %s", name),
-				 errdetail("Each row is scored by a forest that has learned every earlier row of its partition, whatever the frame says.")));
+				 errdetail_internal("%s", frame_detail)));
+}
+
+/*
+ * Refuses a call that does not come from a WindowAgg node: only such a
+ * node passes a window object, and a superuser declaring the symbol again
+ * as a plain function (or an aggregate's) must get an error, not a crash.
+ */
+void
+anomaly_window_require(WindowObject winobj)
+{
+	if (winobj == NULL || !IsA(winobj, WindowObjectData))
+		elog(ERROR, "anomaly's window functions must be called as window functions");
 }
 
 /* Starts a partition: frees the previous forest's memory. */
@@ -172,7 +187,9 @@ start_partition(FunctionCallInfo fcinfo, WindowObject winobj,
 
 	if (site == NULL)
 	{
-		check_window(fcinfo, winobj);
+		anomaly_window_check(fcinfo, winobj,
+							 _("The forest learns the rows in the window's order; without ORDER BY that order is arbitrary."),
+							 _("Each row is scored by a forest that has learned every earlier row of its partition, whatever the frame says."));
 		site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSite));
 		site->forest_context = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt,
 													 "anomaly window forest",
@@ -371,12 +388,7 @@ window_common(FunctionCallInfo fcinfo, const ArgLayout *layout, WindowKind kind)
 	Datum		result;
 	const double *x;
 
-	/*
-	 * Only a WindowAgg node passes a window object; a superuser declaring
-	 * the symbol again as a plain function (or an aggregate's) gets an error.
-	 */
-	if (winobj == NULL || !IsA(winobj, WindowObjectData))
-		elog(ERROR, "anomaly's window functions must be called as window functions");
+	anomaly_window_require(winobj);
 	state = (PartitionState *) WinGetPartitionLocalMemory(winobj,
 														  sizeof(PartitionState));
 	if (!state->started)

@@ -199,6 +199,10 @@ cluster_start() {
 		# deliveries of tests, the demo and benchmarks go to local
 		# stand-ins: allow loopback (refused by default)
 		echo "anomaly.allowed_destination_hosts = '127.0.0.1, ::1'"
+		# the regression databases are scored by process() and delivered by
+		# deliver() in the tests themselves: no worker there
+		echo "anomaly.detector_database = 'postgres'"
+		echo "anomaly.sender_database = 'postgres'"
 		if [[ ",$preload," == *",pg_cron,"* ]]; then
 			echo "cron.database_name = '${ANOMALY_CRON_DB:-contrib_regression}'"
 			# pg_cron reaches the server through libpq: use the socket.

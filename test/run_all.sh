@@ -164,7 +164,7 @@ PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/..
 PGXS_DIR=$(cd "$PGXS_DIR" && pwd)
 SERVER_USER=$(cluster_user) || exit 1
 
-WORK=$(mktemp -d /tmp/anomaly-test.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/anomaly-test.XXXXXX")
 chmod 755 "$WORK"
 
 # The server and the TAP tests run as SERVER_USER and must read the sources

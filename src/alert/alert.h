@@ -13,7 +13,7 @@
 
 #include <curl/curl.h>
 
-/* Called once from _PG_init: settings, shared memory, the sender worker. */
+/* Called once from _PG_init: settings, and shared memory when preloaded. */
 extern void anomaly_alert_init(void);
 
 /* settings (guc.c) */
@@ -165,11 +165,19 @@ typedef struct AlertSys
 } AlertSys;
 
 extern void alert_sys_enter(AlertSys *sys, Oid owner);
+extern void alert_sys_enter_restricted(AlertSys *sys, Oid role);
 extern void alert_sys_leave(AlertSys *sys);
 
 /* worker.c */
 extern void alert_shmem_init(void);
 extern PGDLLEXPORT void anomaly_alert_sender_main(Datum arg);
+
+/*
+ * One pass of a database's scheduler for its sender: starts one when the
+ * database has destinations and none runs (stops it when !allowed).
+ * Returns why no sender runs when it should, NULL otherwise.
+ */
+extern const char *alert_schedule(bool allowed);
 
 /* outcome codes */
 #define ALERT_SENT		1

@@ -59,6 +59,17 @@ alert_sys_enter(AlertSys *sys, Oid owner)
 }
 
 /*
+ * Runs what follows as role, under SECURITY_RESTRICTED_OPERATION, with
+ * search_path pg_catalog, pg_temp: for code of a user's (casts, output
+ * functions, policies) that must not run as the extension's owner.
+ */
+void
+alert_sys_enter_restricted(AlertSys *sys, Oid role)
+{
+	sys_enter(sys, role, SECURITY_RESTRICTED_OPERATION, "pg_catalog, pg_temp");
+}
+
+/*
  * Back to the caller: settings made meanwhile are discarded (an error on
  * the way unwinds both through transaction abort).
  */

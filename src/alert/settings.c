@@ -13,7 +13,6 @@
 #include "utils/guc.h"
 
 #include "alert/alert.h"
-#include "bgworker.h"
 
 char	   *alert_credentials = NULL;
 char	   *alert_credential_bindings = NULL;
@@ -66,7 +65,7 @@ check_allowed_hosts(char **newval, void **extra, GucSource source)
 	return false;
 }
 
-/* Registers the settings, shared memory and (when preloaded) the worker. */
+/* Registers the settings, and (when preloaded) the shared memory. */
 void
 anomaly_alert_init(void)
 {
@@ -167,17 +166,11 @@ anomaly_alert_init(void)
 
 	alert_redact_init();
 
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
-	/* PGC_POSTMASTER settings may only be defined while preloading */
 	DefineCustomStringVariable("anomaly.sender_database",
-							   "Database whose outbox the sender worker delivers.",
-							   NULL, &alert_sender_database, "postgres", PGC_POSTMASTER, 0,
+							   "Databases whose outbox a sender worker delivers (comma-separated; empty: every database with the extension).",
+							   NULL, &alert_sender_database, "", PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
 
-	alert_shmem_init();
-
-	anomaly_bgworker_register_static("anomaly_alert_sender_main",
-									 "anomaly alert sender");
+	if (process_shared_preload_libraries_in_progress)
+		alert_shmem_init();
 }

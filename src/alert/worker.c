@@ -2,18 +2,21 @@
  * worker.c
  *	  The sender background worker, and waking it at commit.
  *
- * Registered by anomaly_alert_init() when the library is preloaded.  It
- * connects to anomaly.sender_database and loops: one delivery round per
+ * Each database's scheduler (src/launcher.c) starts one, through
+ * alert_schedule(), when the database has destinations and is named by
+ * anomaly.sender_database (empty: every database).  It loops: one delivery round per
  * transaction (anomaly.sender_batch rows), then, when the round was not
  * full, sleeps on its latch until the next row is due, anomaly.sender_naptime
  * at most.  A transaction that queues a notification sets the worker's latch
  * when it commits, so a new alert is sent at once.  SIGHUP reloads the
  * settings; SIGTERM ends the worker (its open round rolls back: the rows stay
  * queued).  An error in a round is logged and the round retried after a nap.
+ * It exits when the extension is dropped from its database.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -32,18 +35,31 @@
 #include "utils/timestamp.h"
 
 #include "alert/alert.h"
+#include "bgworker.h"
 
 PG_FUNCTION_INFO_V1(anomaly_alert_wake_sender);
 
-/* Shared state: where the running sender's latch is. */
+/* Shared state: per database, the running sender and its latch. */
+typedef struct AlertSenderSlot
+{
+	Oid			dboid;			/* InvalidOid: free */
+	pid_t		pid;
+	Latch	   *latch;
+} AlertSenderSlot;
+
+/* One slot per possible sender: senders are background workers. */
 typedef struct AlertSenderShared
 {
 	slock_t		mutex;
-	pid_t		pid;
-	Latch	   *latch;
+	int			nslots;			/* max_worker_processes */
+	AlertSenderSlot senders[FLEXIBLE_ARRAY_MEMBER];
 } AlertSenderShared;
 
+#define SENDER_SHARED_SIZE(n) \
+	(offsetof(AlertSenderShared, senders) + sizeof(AlertSenderSlot) * (n))
+
 static AlertSenderShared *sender_shared = NULL;
+static BackgroundWorkerHandle *sender_handle = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
@@ -55,7 +71,7 @@ alert_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(AlertSenderShared)));
+	RequestAddinShmemSpace(MAXALIGN(SENDER_SHARED_SIZE(max_worker_processes)));
 }
 
 /* Creates or attaches the shared state. */
@@ -67,12 +83,13 @@ alert_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	sender_shared = ShmemInitStruct("anomaly alert sender", sizeof(AlertSenderShared), &found);
+	sender_shared = ShmemInitStruct("anomaly alert sender",
+									SENDER_SHARED_SIZE(max_worker_processes), &found);
 	if (!found)
 	{
+		memset(sender_shared, 0, SENDER_SHARED_SIZE(max_worker_processes));
+		sender_shared->nslots = max_worker_processes;
 		SpinLockInit(&sender_shared->mutex);
-		sender_shared->pid = 0;
-		sender_shared->latch = NULL;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -87,17 +104,36 @@ alert_shmem_init(void)
 	shmem_startup_hook = alert_shmem_startup;
 }
 
-/* Sets the sender's latch if one is running. */
+/* The pid and latch of a database's sender; 0 when none runs. */
+static pid_t
+sender_of(Oid dboid, Latch **latch)
+{
+	pid_t		pid = 0;
+
+	if (latch)
+		*latch = NULL;
+	if (sender_shared == NULL)
+		return 0;
+	SpinLockAcquire(&sender_shared->mutex);
+	for (int i = 0; i < sender_shared->nslots; i++)
+		if (sender_shared->senders[i].dboid == dboid)
+		{
+			pid = sender_shared->senders[i].pid;
+			if (latch)
+				*latch = sender_shared->senders[i].latch;
+			break;
+		}
+	SpinLockRelease(&sender_shared->mutex);
+	return pid;
+}
+
+/* Sets this database's sender's latch if one is running. */
 static void
 wake_sender_now(void)
 {
 	Latch	   *latch;
 
-	if (sender_shared == NULL)
-		return;
-	SpinLockAcquire(&sender_shared->mutex);
-	latch = sender_shared->latch;
-	SpinLockRelease(&sender_shared->mutex);
+	(void) sender_of(MyDatabaseId, &latch);
 	if (latch != NULL)
 		SetLatch(latch);
 }
@@ -138,19 +174,106 @@ anomaly_alert_wake_sender(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* Forgets this process as the sender (on exit). */
+/* Forgets this process as its database's sender (on exit). */
 static void
 sender_detach(int code, Datum arg)
 {
-	if (sender_shared == NULL)
-		return;
 	SpinLockAcquire(&sender_shared->mutex);
-	if (sender_shared->pid == MyProcPid)
+	for (int i = 0; i < sender_shared->nslots; i++)
+		if (sender_shared->senders[i].pid == MyProcPid)
+			memset(&sender_shared->senders[i], 0, sizeof(AlertSenderSlot));
+	SpinLockRelease(&sender_shared->mutex);
+}
+
+/* Becomes this database's sender; false when another one is. */
+static bool
+sender_attach(void)
+{
+	AlertSenderSlot *free_slot = NULL;
+	bool		taken = false;
+
+	SpinLockAcquire(&sender_shared->mutex);
+	for (int i = 0; i < sender_shared->nslots; i++)
 	{
-		sender_shared->pid = 0;
-		sender_shared->latch = NULL;
+		AlertSenderSlot *s = &sender_shared->senders[i];
+
+		if (s->dboid == MyDatabaseId)
+			taken = true;
+		else if (s->dboid == InvalidOid && free_slot == NULL)
+			free_slot = s;
+	}
+	if (!taken && free_slot != NULL)
+	{
+		free_slot->dboid = MyDatabaseId;
+		free_slot->pid = MyProcPid;
+		free_slot->latch = MyLatch;
 	}
 	SpinLockRelease(&sender_shared->mutex);
+	if (taken || free_slot == NULL)
+		return false;
+	before_shmem_exit(sender_detach, (Datum) 0);
+	return true;
+}
+
+/* See alert.h. */
+const char *
+alert_schedule(bool allowed)
+{
+	static char note[160];
+	BackgroundWorker worker;
+	pid_t		pid;
+	bool		wanted = false;
+	bool		isnull;
+
+	if (sender_handle != NULL &&
+		GetBackgroundWorkerPid(sender_handle, &pid) == BGWH_STOPPED)
+	{
+		pfree(sender_handle);
+		sender_handle = NULL;
+	}
+	if (!allowed || !alert_sender_enabled)
+	{
+		if (sender_handle != NULL)
+			TerminateBackgroundWorker(sender_handle);
+		return NULL;
+	}
+	if (sender_handle != NULL || sender_of(MyDatabaseId, NULL) != 0)
+		return NULL;
+
+	/* A sender only where there is something to send to. */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension"
+					" WHERE extname OPERATOR(pg_catalog.=) 'anomaly')"
+					" AND EXISTS (SELECT FROM anomaly.destinations)", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+		wanted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (!wanted)
+		return NULL;
+
+	anomaly_bgworker_init(&worker, "anomaly_alert_sender_main",
+						  "anomaly alert sender", BGW_NEVER_RESTART);
+	worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &sender_handle))
+	{
+		sender_handle = NULL;
+		ereport(LOG,
+				(errmsg("anomaly: could not start the alert sender of database \"%s\"",
+						get_database_name(MyDatabaseId)),
+				 errhint("Raise max_worker_processes.")));
+		snprintf(note, sizeof(note),
+				 "no free background worker slot (max_worker_processes = %d)",
+				 max_worker_processes);
+		return note;
+	}
+	return NULL;
 }
 
 /*
@@ -180,14 +303,24 @@ sender_round(long *wait_ms, bool purge)
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 
-	if (installed && purge)
+	if (!installed)
+	{
+		/* the extension was dropped: nothing left to serve here */
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		ereport(LOG,
+				(errmsg("anomaly alert sender of database \"%s\" exits: the extension is not installed",
+						get_database_name(MyDatabaseId))));
+		proc_exit(0);
+	}
+	if (purge)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		SPI_execute("SELECT anomaly.purge_alert_history()", false, 0);
 		SPI_finish();
 	}
-	if (installed && alert_sender_enabled)
+	if (alert_sender_enabled)
 	{
 		alert_deliver_round(alert_sender_batch, 0, &res);
 		claimed = res.claimed;
@@ -226,21 +359,21 @@ anomaly_alert_sender_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(alert_sender_database, NULL, 0);
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
 	pgstat_report_appname("anomaly alert sender");
 
 	/* every statement of the sender runs with nothing a user could plant */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
-	if (sender_shared != NULL)
+	if (!sender_attach())
 	{
-		SpinLockAcquire(&sender_shared->mutex);
-		sender_shared->pid = MyProcPid;
-		sender_shared->latch = MyLatch;
-		SpinLockRelease(&sender_shared->mutex);
-		before_shmem_exit(sender_detach, (Datum) 0);
+		/* another sender serves this database (started by an earlier scheduler) */
+		proc_exit(0);
 	}
-	elog(LOG, "anomaly alert sender started for database \"%s\"", alert_sender_database);
+	StartTransactionCommand();
+	elog(LOG, "anomaly alert sender started for database \"%s\"",
+		 get_database_name(MyDatabaseId));
+	CommitTransactionCommand();
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "anomaly sender loop",
 									 ALLOCSET_DEFAULT_SIZES);

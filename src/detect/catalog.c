@@ -94,6 +94,8 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 	int64		id;
 	char		slot[NAMEDATALEN];
 	Oid			owner = GetUserId();
+	char	   *backfill = NULL;
+	XLogRecPtr	backfill_lsn = InvalidXLogRecPtr;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -142,13 +144,24 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 	detect_drop_slot(slot, true);
 	detect_create_slot(slot);
 	(void) detect_origin(slot, true);
+	if (def.start_all)
+	{
+		if (def.nkeys == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("detector \"%s\" cannot start from the stored rows of %s: the table has no primary key",
+							name, def.source_name),
+					 errdetail("The stored rows are read in primary key order, a batch at a time."),
+					 errhint("Add a primary key, or use {\"start\": \"now\"}.")));
+		backfill = detect_backfill_begin(relid, &backfill_lsn);
+	}
 
 	{
-		Oid			types[15] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTARRAYOID, TEXTOID,
+		Oid			types[17] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTARRAYOID, TEXTOID,
 			TEXTOID, JSONBOID, OIDOID, TEXTOID, JSONBOID, TEXTARRAYOID, NAMEOID, PG_LSNOID,
-		TEXTOID};
-		Datum		args[15];
-		char		nulls[16] = "               ";
+		TEXTOID, JSONBOID, PG_LSNOID};
+		Datum		args[17];
+		char		nulls[18] = "                 ";
 
 		args[0] = Int64GetDatum(id);
 		args[1] = CStringGetTextDatum(name);
@@ -168,15 +181,31 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 		args[12] = DirectFunctionCall1(namein, CStringGetDatum(slot));
 		args[13] = LSNGetDatum(detect_slot_confirmed(slot));
 		args[14] = CStringGetTextDatum(detect_home());
+		/* With a backfill, the slot's transactions up to its LSN are its. */
+		args[15] = backfill ? DirectFunctionCall1(jsonb_in, CStringGetDatum(backfill)) : (Datum) 0;
+		nulls[15] = backfill ? ' ' : 'n';
+		args[16] = LSNGetDatum(backfill_lsn);
 		detect_spi_exec("INSERT INTO anomaly.detectors (id, name, source, source_name, features,"
 				  " partition_by, filter, options, owner, search_path, source_columns,"
-				  " key_columns, slot_name, progress_lsn, home)"
-				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-				  15, types, args, nulls, false, SPI_OK_INSERT);
+				  " key_columns, slot_name, progress_lsn, home, backfill, last_commit_lsn)"
+				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+				  17, types, args, nulls, false, SPI_OK_INSERT);
 	}
 	detect_sys_leave(&su);
 	SPI_finish();
 	table_close(rel, AccessShareLock);
+
+	/* A worker for it at commit; or say why there will be none. */
+	if (detect_service_hook != NULL)
+	{
+		const char *hint = NULL;
+		const char *why = detect_service_hook(&hint);
+
+		if (why != NULL)
+			ereport(NOTICE,
+					(errmsg("no background worker will score detector \"%s\": %s", name, why),
+					 hint ? errhint("%s", hint) : 0));
+	}
 	PG_RETURN_VOID();
 }
 

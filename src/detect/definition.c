@@ -135,7 +135,8 @@ detect_error_is_permanent(int sqlerrcode)
 	" " OPS " OPERATOR(pg_catalog.?) 'update', " OPT("with_explanation") "::pg_catalog.bool," \
 	" " OPT("with_directionality") "::pg_catalog.bool," \
 	" ARRAY(SELECT pg_catalog.jsonb_array_elements_text(options OPERATOR(pg_catalog.->) 'feature_names'))," \
-	" " OPT("destination") "," \
+	" " OPT("destination") ", " OPT("time_column") "," \
+	" CASE WHEN NOT (backfill OPERATOR(pg_catalog.->>) 'done')::pg_catalog.bool THEN backfill::pg_catalog.text END," \
 	" xmin, COALESCE(" OPT("grade") "::pg_catalog.bool, false)," \
 	" " OPT("z_factor") "::pg_catalog.float8, " OPT("score_floor") "::pg_catalog.float8," \
 	" " OPT("ignore_near_expected_above") "::pg_catalog.float8," \
@@ -257,6 +258,8 @@ detect_read_def(int64 id, bool lock, DetectorDef *def, bool *locked)
 			def->feature_names = NIL;
 	}
 	def->destination = detect_spi_text(0, col++);
+	def->time_column = detect_spi_text(0, col++);
+	def->backfill = detect_spi_text(0, col++);
 	NEXT();
 	def->row_is_ours = !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
 	NEXT();

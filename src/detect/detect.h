@@ -13,6 +13,7 @@
  *							 writes it)
  *		sysctx.c			 who runs what: the only place that changes user
  *		bulk.c, threads.c	 many rows into a table; the engine's threads
+ *		pump.c				 what fills each column of a destination
  *	 2. slots.c				 replication slots and origins
  *	 3. definition.c		 a detector's definition as a round reads it,
  *							 errors, tokens, retention, its home
@@ -20,12 +21,14 @@
  *		reader.c			 decoding a batch from the slot
  *		evaluate.c			 feature, filter and partition expressions
  *		write.c				 score rows, destination, the detector's row
- *	 5. round.c				 one round, adoption after restore, the
+ *	 5. backfill.c			 rounds that score the rows stored before the
+ *							 detector was created
+ *		round.c				 one round, adoption after restore, the
  *							 commit/abort hooks (round_internal.h: what
  *							 the files of 3-5 share)
  *	 6. catalog.c			 the management API and anomaly.process
  *		options.c			 checking a new definition and its options
- *		worker.c			 the launcher and the workers
+ *		worker.c			 scheduling (detect_schedule) and the workers
  *
  * Within layer 4: write calls forests, forests calls evaluate, reader uses
  * the forest cache; none calls back.  The settings (detect_* variables) are
@@ -57,7 +60,9 @@
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "access/tupdesc.h"
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "utils/relcache.h"
 
 /* The wire format and its reader (no PostgreSQL header: fuzzed alone). */
@@ -104,8 +109,26 @@ extern int	detect_checkpoint_timeout_s;
 extern int	detect_max_retries;
 extern int	detect_threads;
 
-/* Registers settings, and the launcher when preloaded. */
+/* Registers the detectors' settings and hooks. */
 extern void anomaly_detect_init(void);
+
+/*
+ * One pass of a database's scheduler: starts a worker for each active
+ * detector that has none.  Returns why some detector has no worker (for
+ * detector_status), NULL when none lacks one.
+ */
+extern const char *detect_schedule(void);
+
+/* Stops the detector workers detect_schedule() started. */
+extern void detect_unschedule(void);
+
+/*
+ * Set by the glue (src/registry.c): asks for a worker for this database
+ * when the transaction commits, and returns why none can serve it (NULL:
+ * one will) with a hint.  NULL hook: nobody to ask.
+ */
+typedef const char *(*DetectServiceFn) (const char **hint);
+extern DetectServiceFn detect_service_hook;
 
 /* ---------------------------------------------------------------------
  * Threads for the engine's work of a round (threads.c)
@@ -153,6 +176,12 @@ extern void detect_drop_slot(const char *slot_name, bool missing_ok);
 /* Drops every slot and origin of detectors of this database. */
 extern void detect_drop_all_slots(void);
 
+/*
+ * Drops the replication origins of the detectors of database dboid (they
+ * are cluster-wide: after DROP DATABASE, nothing else would).
+ */
+extern void detect_drop_origins_of(Oid dboid);
+
 /* Drops slots "anomaly_<this db>_<id>" whose detector does not exist. */
 extern int	detect_drop_orphan_slots(void);
 
@@ -188,6 +217,13 @@ typedef enum DetectRoundResult
 extern DetectRoundResult detect_round(int64 id, int max_rows,
 									  bool keep_context, int64 *rows);
 
+/*
+ * Locks the source against writers and returns the starting state of a
+ * backfill (backfill.c) as JSON; *lsn: transactions committed at or below
+ * it are the backfill's, the slot's are those after.
+ */
+extern char *detect_backfill_begin(Oid relid, XLogRecPtr *lsn);
+
 /* After the round's transaction committed: move the slot to its progress. */
 extern void detect_after_commit(void);
 
@@ -208,9 +244,10 @@ extern char *detect_eval_sql(const char *relname, int nfeatures, char **features
 							 int nkeys, char **keys, bool key_only);
 
 /*
- * The columns a detector's "destination" table may have, by name, with the
- * type of the value inserted into each (assignment casts apply).  The table
- * must have anomaly_score; columns it lacks are not written.  write.c.
+ * The score fields: the columns of anomaly.scores a round fills, by name,
+ * with the type of the value inserted into each (assignment casts apply).
+ * A destination table gets them too, with the source row's columns and
+ * the features (pump.c).  write.c.
  */
 typedef struct DetectDestColumn
 {
@@ -218,8 +255,37 @@ typedef struct DetectDestColumn
 	Oid			type;
 } DetectDestColumn;
 
-#define DETECT_DEST_NCOLUMNS 12
+#define DETECT_DEST_NCOLUMNS 13
 extern const DetectDestColumn detect_dest_columns[DETECT_DEST_NCOLUMNS];
+
+/* What fills a column of a destination table (pump.c). */
+typedef enum DestFillKind
+{
+	DEST_FILL_SELF,				/* its default, identity or generation */
+	DEST_FILL_SCORE,			/* score field `index` of detect_dest_columns */
+	DEST_FILL_SOURCE,			/* the source row's attribute `index` */
+	DEST_FILL_FEATURE			/* feature `index` (from 0) */
+} DestFillKind;
+
+typedef struct DestFill
+{
+	AttrNumber	attnum;			/* in the destination */
+	const char *name;			/* the destination column's name */
+	DestFillKind kind;
+	int			index;
+	Oid			type;			/* of the value (not SELF) */
+	const char *source_name;	/* SOURCE: the source column's name */
+} DestFill;
+
+/*
+ * Maps each live column of a destination to what fills it; raises an
+ * error for a column nothing fills, a value whose type does not cast to
+ * its column's, and a destination without anomaly_score.  detector: NULL
+ * while it is being defined.  feature_names: C strings.
+ */
+extern int	detect_dest_map(TupleDesc dest, const char *dest_name,
+							const char *detector, TupleDesc source,
+							List *feature_names, DestFill **out);
 
 /*
  * bulk.c: many rows into one of the extension's plain tables at once

@@ -346,7 +346,7 @@ static const char *option_names[] = {
 	"ignore_near_expected_above", "ignore_near_expected_below",
 	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
 	"suppress", "score_horizon", "cusum_drift", "cusum_threshold", "destination",
-	"transform", "transform_decay", "transform_weights", NULL
+	"transform", "transform_decay", "transform_weights", "time_column", "start", NULL
 };
 
 /* The grader's options, in anomaly_grader_params' order, with detect()'s defaults. */
@@ -471,21 +471,23 @@ json_strings(const char *name, JsonbValue *v)
 
 /*
  * Checks a "destination" table as the current user (the detector's owner):
- * it exists, is a plain permanent or unlogged table, has anomaly_score,
- * the columns it has among detect_dest_columns accept their values, and
- * the user may insert into them.  Returns its qualified, quoted name.
+ * it exists, is a plain permanent or unlogged table, each of its columns is
+ * filled (pump.c: a score field, a column of source table `source`, a
+ * feature, or its default) with a value of a type that casts to it, and
+ * the user may insert into the columns filled.  Returns its qualified,
+ * quoted name.
  */
 static char *
-check_destination(const char *name)
+check_destination(const char *name, Relation source, List *features)
 {
 	Oid			user = GetUserId();
 	RangeVar   *rv;
 	Oid			relid;
 	Relation	rel;
-	TupleDesc	desc;
 	bool		table_priv;
-	bool		has_score = false;
 	char	   *qualified;
+	DestFill   *map;
+	int			nmap;
 
 	if (name[0] == '\0')
 		option_error("destination", "the name of a table, as \"schema.table\"");
@@ -496,8 +498,9 @@ check_destination(const char *name)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("destination table \"%s\" does not exist", name),
 				 errhint("Create it first, with an anomaly_score column (double precision) and any of "
-						 "detector, partition_key, source_key, commit_lsn, commit_time, features, "
-						 "anomaly_grade, explanation and scored_at.")));
+						 "the source's columns, the features, and detector, partition_key, source_key, "
+						 "commit_lsn, commit_time, rowtime, features, anomaly_grade, explanation "
+						 "(or anomaly_explanation) and scored_at.")));
 	rel = table_open(relid, NoLock);
 	qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 										   RelationGetRelationName(rel));
@@ -515,47 +518,43 @@ check_destination(const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("destination \"%s\" is a system catalog", name)));
-	desc = RelationGetDescr(rel);
+	nmap = detect_dest_map(RelationGetDescr(rel), qualified, NULL,
+						   RelationGetDescr(source), features, &map);
 	table_priv = pg_class_aclcheck(relid, user, ACL_INSERT) == ACLCHECK_OK;
-	for (int c = 0; c < DETECT_DEST_NCOLUMNS; c++)
-	{
-		const DetectDestColumn *dc = &detect_dest_columns[c];
-		Form_pg_attribute att = NULL;
-		Oid			src = dc->type;
-
-		for (int i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute a = TupleDescAttr(desc, i);
-
-			if (!a->attisdropped && strcmp(NameStr(a->attname), dc->name) == 0)
-				att = a;
-		}
-		if (att == NULL)
-			continue;
-		has_score |= strcmp(dc->name, "anomaly_score") == 0;
-		if (!can_coerce_type(1, &src, &att->atttypid, COERCION_ASSIGNMENT))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("column \"%s\" of destination table %s is of type %s, which %s does not cast to",
-							dc->name, qualified, format_type_be(att->atttypid),
-							format_type_be(dc->type)),
-					 errhint("Use type %s for column \"%s\" (or a type %s casts to on assignment), or drop the column.",
-							 format_type_be(dc->type), dc->name, format_type_be(dc->type))));
-		if (!table_priv &&
-			pg_attribute_aclcheck(relid, att->attnum, user, ACL_INSERT) != ACLCHECK_OK)
+	for (int m = 0; m < nmap && !table_priv; m++)
+		if (map[m].kind != DEST_FILL_SELF &&
+			pg_attribute_aclcheck(relid, map[m].attnum, user, ACL_INSERT) != ACLCHECK_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied for table %s", qualified),
 					 errdetail("Role %s must be allowed to INSERT into the destination: the detector writes its scores as that role.",
 							   GetUserNameFromId(user, false))));
-	}
-	if (!has_score)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("destination table %s has no column \"anomaly_score\"", qualified),
-				 errhint("A destination table needs at least an anomaly_score column (double precision).")));
 	table_close(rel, NoLock);
 	return qualified;
+}
+
+/*
+ * Checks a "time_column": a column of the source of type timestamp with or
+ * without time zone.  Returns its name.
+ */
+static char *
+check_time_column(const char *name, Relation source)
+{
+	AttrNumber	attnum = get_attnum(RelationGetRelid(source), name);
+	Oid			type = attnum == InvalidAttrNumber ? InvalidOid :
+		get_atttype(RelationGetRelid(source), attnum);
+
+	if (attnum == InvalidAttrNumber || attnum < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("time_column \"%s\" is not a column of \"%s\"", name,
+						RelationGetRelationName(source))));
+	if (type != TIMESTAMPTZOID && type != TIMESTAMPOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("time_column \"%s\" is of type %s", name, format_type_be(type)),
+				 errhint("The time column must be of type timestamp with time zone, or timestamp (taken as UTC).")));
+	return pstrdup(name);
 }
 
 /*
@@ -563,7 +562,8 @@ check_destination(const char *name)
  * default) as JSON text.
  */
 static char *
-normalize_options(Jsonb *options, int nfeatures, char **features)
+normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
+				  bool *start_all)
 {
 	int64		trees = 100,
 				samples = 256,
@@ -578,6 +578,7 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 	double		gvalues[NUM_GRADER_OPTIONS];
 	char	   *retention = pstrdup("30 days");
 	char	   *destination = NULL;
+	char	   *time_column = NULL;
 	List	   *names = NIL;
 	RcfParams	params;
 	StringInfoData buf;
@@ -588,6 +589,7 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 	ArrayType  *tweights = NULL;
 	AnomalyTransformSpec tspec;
 
+	*start_all = false;
 	memcpy(gvalues, grader_option_defaults, sizeof(gvalues));
 	if (options != NULL)
 	{
@@ -619,8 +621,8 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 									 "grade, z_factor, score_floor, ignore_near_expected_above, "
 									 "ignore_near_expected_below, ignore_near_expected_above_ratio, "
 									 "ignore_near_expected_below_ratio, suppress, score_horizon, cusum_drift, "
-									 "cusum_threshold, destination, transform, transform_decay and "
-									 "transform_weights.")));
+									 "cusum_threshold, destination, transform, transform_decay, "
+									 "transform_weights, time_column and start.")));
 				continue;
 			}
 			if (tok != WJB_VALUE)
@@ -716,7 +718,22 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 			{
 				if (v.type != jbvString)
 					option_error(key, "the name of a table, as \"schema.table\"");
-				destination = check_destination(pnstrdup(v.val.string.val, v.val.string.len));
+				destination = pnstrdup(v.val.string.val, v.val.string.len);
+			}
+			else if (strcmp(key, "start") == 0)
+			{
+				if (v.type != jbvString ||
+					(strncmp(v.val.string.val, "now", v.val.string.len) != 0 &&
+					 strncmp(v.val.string.val, "all", v.val.string.len) != 0) ||
+					v.val.string.len != 3)
+					option_error(key, "\"now\" (the rows committed from now on) or \"all\" (the rows stored, then those)");
+				*start_all = v.val.string.val[0] == 'a';
+			}
+			else if (strcmp(key, "time_column") == 0)
+			{
+				if (v.type != jbvString)
+					option_error(key, "the name of a timestamp column of the source");
+				time_column = check_time_column(pnstrdup(v.val.string.val, v.val.string.len), rel);
 			}
 			else if (strcmp(key, "feature_names") == 0)
 			{
@@ -729,6 +746,17 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 									   list_length(names))));
 			}
 		}
+	}
+
+	/* Checked once every option is known: the features' names fill it too. */
+	if (destination)
+	{
+		List	   *fnames = names;
+
+		if (fnames == NIL)
+			for (int i = 0; i < nfeatures; i++)
+				fnames = lappend(fnames, features[i]);
+		destination = check_destination(destination, rel, fnames);
 	}
 
 	if (trees < INT_MIN || trees > INT_MAX || samples < INT_MIN || samples > INT_MAX ||
@@ -802,6 +830,13 @@ normalize_options(Jsonb *options, int nfeatures, char **features)
 		appendStringInfoString(&buf, ", \"destination\": ");
 		escape_json(&buf, destination);
 	}
+	if (*start_all)
+		appendStringInfoString(&buf, ", \"start\": \"all\"");
+	if (time_column)
+	{
+		appendStringInfoString(&buf, ", \"time_column\": ");
+		escape_json(&buf, time_column);
+	}
 	appendStringInfoString(&buf, ", \"feature_names\": [");
 	for (int i = 0; i < nfeatures; i++)
 	{
@@ -860,7 +895,8 @@ define(Relation rel, Definition *def, Jsonb *options)
 	if (def->filter && def->filter[0] == '\0')
 		def->filter = NULL;
 	check_can_read(relid, GetUserId());
-	def->options = normalize_options(options, def->nfeatures, def->features);
+	def->options = normalize_options(options, rel, def->nfeatures, def->features,
+									 &def->start_all);
 	def->nkeys = primary_key_columns(rel, &def->keys);
 	def->search_path = pinned_search_path();
 	def->source_columns = source_columns_json(rel);

@@ -25,6 +25,7 @@ typedef struct Definition
 	int			nkeys;
 	char	  **keys;
 	char	   *source_name;
+	bool		start_all;		/* "start": "all": score the stored rows first */
 } Definition;
 
 /* What detect_define_as_owner checks. */

@@ -170,6 +170,11 @@ detect_adopt(int64 id, bool note_wait)
 		detect_spi_exec("UPDATE anomaly.detectors d SET home = $2, slot_name = $3,"
 						" progress_lsn = $4, last_commit_lsn = '0/0', caught_up_at = NULL,"
 						" round_token = $5, error_count = 0,"
+						/* a backfill's snapshot means nothing in another cluster */
+						" backfill = CASE WHEN NOT (backfill OPERATOR(pg_catalog.->>) 'done')::pg_catalog.bool"
+						"   THEN backfill OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('done', true,"
+						"     'finished_at', pg_catalog.now(), 'interrupted', 'restored from a dump')"
+						"   ELSE backfill END,"
 						" source_name = COALESCE((SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)"
 						"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
 						"     ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
@@ -351,7 +356,10 @@ detect_round(int64 id, int max_rows, bool keep_context, int64 *rows_out)
 		DetectorCache *dc = detect_get_cache(id);
 
 		detect_prepare_forest_plans();
-		result = run_round(dc, &def, rcxt, max_rows, rows_out);
+		if (def.backfill)
+			result = detect_backfill_round(dc, &def, rcxt, max_rows, rows_out);
+		else
+			result = run_round(dc, &def, rcxt, max_rows, rows_out);
 		if (!keep_context)
 			detect_release_decoding(dc);
 	}

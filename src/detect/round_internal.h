@@ -60,6 +60,8 @@ typedef struct DetectorDef
 	RcfGraderParams gparams;
 	AnomalyTransformSpec tspec; /* method none: no transform */
 	char	   *destination;	/* qualified name of the user table, or NULL */
+	char	   *time_column;	/* the source's event time (ROWTIME), or NULL */
+	char	   *backfill;		/* the backfill's state while it runs, or NULL */
 } DetectorDef;
 
 /* The partition key of a forest (isnull: the NULL key). */
@@ -241,6 +243,11 @@ extern Datum detect_row_to_composite(DetectorDef *def, RoundData *rd, int64 i,
 extern void detect_prepare_eval(EvalState *es, Relation rel);
 extern void detect_eval_range(EvalState *es, int lo, int hi);
 extern char *detect_bad_value(double v, int position);
+
+/* History (backfill.c) */
+extern DetectRoundResult detect_backfill_round(DetectorCache *dc, DetectorDef *def,
+											   MemoryContext rcxt, int max_rows,
+											   int64 *rows_out);
 
 /* Writes (write.c) */
 extern void detect_write_round_as_origin(RoundWrite *w);

@@ -8,7 +8,7 @@
  * replication origin both named "anomaly_D_N".  The slot is created before
  * any write of create_detector's transaction (logical slots cannot be
  * created after one) and is not transactional: when that transaction aborts
- * the slot stays behind, and the launcher or anomaly.process() drops slots
+ * the slot stays behind, and the scheduler or anomaly.process() drops slots
  * with no detector (detect_drop_orphan_slots).
  *
  * Slots are dropped when the detector is dropped and when the extension is
@@ -24,6 +24,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "access/xlogutils.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_extension.h"
@@ -39,6 +40,8 @@
 #include "replication/origin.h"
 #include "replication/slot.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -79,18 +82,67 @@ detect_slot_confirmed(const char *name)
 	return lsn;
 }
 
+/* Error context of a slot's creation: what the wait was for. */
+static void
+create_slot_context(void *arg)
+{
+	errcontext("creating logical replication slot \"%s\" for a detector"
+			   " (it waits until the transactions running when it started have ended)",
+			   (const char *) arg);
+}
+
+/*
+ * Transactions with an xid running now, other than ours (prepared ones
+ * included), and the PID of one of them (0: only prepared ones).  The
+ * slot's creation waits for them.
+ */
+static int
+running_writers(pid_t *pid)
+{
+	int			n = 0;
+
+	*pid = 0;
+	LWLockAcquire(ProcArrayLock, LW_SHARED);
+	for (uint32 i = 0; i < ProcGlobal->allProcCount; i++)
+	{
+		PGPROC	   *proc = &ProcGlobal->allProcs[i];
+		TransactionId xid = *((volatile TransactionId *) &proc->xid);
+
+		/* prepared transactions count too (their PGPROC has no pid) */
+		if (proc == MyProc || !TransactionIdIsValid(xid))
+			continue;
+		n++;
+		if (*pid == 0)
+			*pid = proc->pid;
+	}
+	LWLockRelease(ProcArrayLock);
+	return n;
+}
+
 /*
  * Creates a persistent logical slot using our output plugin, as
  * pg_create_logical_replication_slot does.  Waits for running transactions
- * with an xid to finish (that is how a consistent start point is found).
+ * with an xid to finish (that is how a consistent start point is found):
+ * a NOTICE says so first, and lock_timeout and statement_timeout end the
+ * wait (it waits on those transactions' locks).
  */
 void
 detect_create_slot(const char *slot_name)
 {
 	LogicalDecodingContext *ctx;
+	ErrorContextCallback errcb;
+	pid_t		pid;
+	int			nwriters;
 
 	if (MyReplicationSlot != NULL)
 		elog(ERROR, "cannot create a detector's slot while holding a slot");
+	if (wal_level < WAL_LEVEL_LOGICAL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("detectors need wal_level = logical"),
+				 errdetail("wal_level is \"%s\"; a detector reads the committed rows of its table through logical decoding.",
+						   GetConfigOption("wal_level", false, false)),
+				 errhint("Set wal_level = logical in postgresql.conf and restart the server; until then, score tables with the window functions or anomaly.detect().")));
 	CheckLogicalDecodingRequirements();
 	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		ereport(ERROR,
@@ -99,6 +151,21 @@ detect_create_slot(const char *slot_name)
 				 errdetail("Its logical replication slot must be created before any write of the transaction."),
 				 errhint("Call create_detector() in its own transaction, or before other statements that write.")));
 
+	nwriters = running_writers(&pid);
+	if (nwriters > 0)
+		ereport(NOTICE,
+				(errmsg("waiting for %d running transaction%s to end before the detector's slot can start",
+						nwriters, nwriters == 1 ? "" : "s"),
+				 pid != 0 ?
+				 errdetail("A logical replication slot starts where no transaction that has written is running; one of them is in the process with PID %d.",
+						   (int) pid) :
+				 errdetail("A logical replication slot starts where no transaction that has written is running; they are prepared transactions."),
+				 errhint("End those transactions (or prepared ones: pg_prepared_xacts); set lock_timeout to give up after a while.")));
+
+	errcb.callback = create_slot_context;
+	errcb.arg = unconstify(char *, slot_name);
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
 	ReplicationSlotCreate(slot_name, true, RS_EPHEMERAL, false);
 	PG_TRY();
 	{
@@ -120,6 +187,7 @@ detect_create_slot(const char *slot_name)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	error_context_stack = errcb.previous;
 	ReplicationSlotRelease();
 }
 
@@ -231,9 +299,9 @@ detector_slot_names(void)
 	return names;
 }
 
-/* Drops every slot and replication origin of this database's detectors. */
+/* Drops the replication origins of a database's detectors; see detect.h. */
 void
-detect_drop_all_slots(void)
+detect_drop_origins_of(Oid dboid)
 {
 	ListCell   *lc;
 	char		prefix[64];
@@ -243,10 +311,7 @@ detect_drop_all_slots(void)
 	HeapTuple	tup;
 	List	   *origins = NIL;
 
-	foreach(lc, detector_slot_names())
-		detect_drop_slot((char *) lfirst(lc), true);
-
-	snprintf(prefix, sizeof(prefix), "anomaly_%u_", MyDatabaseId);
+	snprintf(prefix, sizeof(prefix), "anomaly_%u_", dboid);
 	plen = strlen(prefix);
 	rel = table_open(ReplicationOriginRelationId, AccessShareLock);
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
@@ -267,6 +332,17 @@ detect_drop_all_slots(void)
 	table_close(rel, AccessShareLock);
 	foreach(lc, origins)
 		replorigin_drop_by_name((char *) lfirst(lc), true, false);
+}
+
+/* Drops every slot and replication origin of this database's detectors. */
+void
+detect_drop_all_slots(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, detector_slot_names())
+		detect_drop_slot((char *) lfirst(lc), true);
+	detect_drop_origins_of(MyDatabaseId);
 }
 
 /*

@@ -1,12 +1,13 @@
 /*
  * worker.c
- *	  Settings of the detectors, the launcher, and the detector workers.
+ *	  Settings of the detectors, their scheduling, and the detector workers.
  *
- * With shared_preload_libraries = 'anomaly', a launcher connects to
- * anomaly.detector_database and, every second, starts one dynamic worker
- * for each active detector that has none (at most anomaly.detector_workers).
- * It also drops the slots of aborted create_detector calls and applies
- * the detectors' retention.
+ * With shared_preload_libraries = 'anomaly', the scheduler of each database
+ * where the extension is installed (src/launcher.c) calls detect_schedule()
+ * every second: it starts one dynamic worker for each active detector that
+ * has none (at most anomaly.detector_workers in the database), and once a
+ * minute drops the slots of aborted create_detector calls and applies the
+ * detectors' retention.
  *
  * A detector worker holds its detector's slot and a decoding context for as
  * long as it runs, and loops: one round per transaction (round.c), then it
@@ -52,19 +53,17 @@ int			detect_checkpoint_rows = 200000;
 int			detect_checkpoint_timeout_s = 60;
 int			detect_max_retries = 5;
 int			detect_threads = 2;
+DetectServiceFn detect_service_hook = NULL;
 
-PGDLLEXPORT void anomaly_detect_launcher_main(Datum arg);
 PGDLLEXPORT void anomaly_detect_worker_main(Datum arg);
 
 void
 anomaly_detect_init(void)
 {
 	DefineCustomStringVariable("anomaly.detector_database",
-							   "Database whose detectors the background workers run.",
-							   NULL, &detect_database, "postgres",
-							   /* a library loaded after startup may not define these */
-							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
-							   0, NULL, NULL, NULL);
+							   "Databases whose detectors the background workers run (comma-separated; empty: every database with the extension).",
+							   NULL, &detect_database, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("anomaly.detector_workers",
 							"Detector workers that may run at once (0: none; use anomaly.process()).",
 							NULL, &detect_max_workers, 8, 0, 1000, PGC_SIGHUP, 0,
@@ -101,16 +100,10 @@ anomaly_detect_init(void)
 							NULL, NULL, NULL);
 
 	detect_install_hooks();
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
-	anomaly_bgworker_register_static("anomaly_detect_launcher_main",
-									 "anomaly detector launcher");
 }
 
 /* ---------------------------------------------------------------------
- * The launcher
+ * Scheduling the detector workers of this database
  */
 
 typedef struct Launched
@@ -227,115 +220,136 @@ list_active(MemoryContext cxt, int64 **active, char ***slots,
 	return nactive;
 }
 
-void
-anomaly_detect_launcher_main(Datum arg)
+/* The detectors this database's scheduler has started workers for. */
+static Launched *launched = NULL;
+static int	nlaunched = 0;
+static int	maxlaunched = 0;
+static TimestampTz last_housekeeping = 0;
+static MemoryContext schedule_cxt = NULL;
+
+/* Whether a launched detector's worker is still running. */
+static bool
+launched_running(Launched *l)
 {
-	Launched   *launched = NULL;
-	int			nlaunched = 0;
-	int			maxlaunched = 0;
-	TimestampTz last_housekeeping = 0;
-	MemoryContext loop_cxt;
+	pid_t		pid;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(detect_database, NULL, 0);
-	pgstat_report_appname("anomaly detector launcher");
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "anomaly launcher loop",
-									 ALLOCSET_DEFAULT_SIZES);
+	return l->handle != NULL && GetBackgroundWorkerPid(l->handle, &pid) != BGWH_STOPPED;
+}
 
-	for (;;)
+/* One pass of this database's scheduler; see detect.h. */
+const char *
+detect_schedule(void)
+{
+	static char note[160];
+	int64	   *active = NULL;
+	char	  **slots = NULL;
+	int			nactive;
+	int			unstarted = 0;
+	int			limited = 0;
+	TimestampTz now;
+
+	if (schedule_cxt == NULL)
+		schedule_cxt = AllocSetContextCreate(TopMemoryContext, "anomaly detector schedule",
+											 ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(schedule_cxt);
+
+	nactive = list_active(schedule_cxt, &active, &slots, &last_housekeeping);
+
+	/* Start the workers that are missing. */
+	now = GetCurrentTimestamp();
+	for (int i = 0; i < nlaunched; i++)
+		launched[i].seen = false;
+	for (int a = 0; a < nactive; a++)
 	{
-		int64	   *active = NULL;
-		char	  **slots = NULL;
-		int			nactive;
-		TimestampTz now;
+		Launched   *l = NULL;
+		int			running = 0;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		MemoryContextReset(loop_cxt);
-
-		nactive = list_active(loop_cxt, &active, &slots, &last_housekeeping);
-
-		/* Start the workers that are missing. */
-		now = GetCurrentTimestamp();
 		for (int i = 0; i < nlaunched; i++)
-			launched[i].seen = false;
-		for (int a = 0; a < nactive; a++)
+			if (launched[i].id == active[a])
+				l = &launched[i];
+		if (l == NULL)
 		{
-			Launched   *l = NULL;
-			pid_t		pid;
-			int			running = 0;
-
-			for (int i = 0; i < nlaunched; i++)
-				if (launched[i].id == active[a])
-					l = &launched[i];
-			if (l == NULL)
+			if (nlaunched == maxlaunched)
 			{
-				if (nlaunched == maxlaunched)
-				{
-					maxlaunched = Max(8, maxlaunched * 2);
-					launched = launched ?
-						repalloc(launched, sizeof(Launched) * maxlaunched) :
-						MemoryContextAlloc(TopMemoryContext, sizeof(Launched) * maxlaunched);
-				}
-				l = &launched[nlaunched++];
-				memset(l, 0, sizeof(*l));
-				l->id = active[a];
+				maxlaunched = Max(8, maxlaunched * 2);
+				launched = launched ?
+					repalloc(launched, sizeof(Launched) * maxlaunched) :
+					MemoryContextAlloc(TopMemoryContext, sizeof(Launched) * maxlaunched);
 			}
-			l->seen = true;
-			if (l->handle && GetBackgroundWorkerPid(l->handle, &pid) != BGWH_STOPPED)
-				continue;
-			if (l->handle)
-			{
-				pfree(l->handle);
-				l->handle = NULL;
-			}
-			/* Held by someone (a worker of an earlier launcher, process()). */
-			if (detect_slot_holder(slots[a], NULL) != 0)
-				continue;
-			for (int i = 0; i < nlaunched; i++)
-				if (launched[i].handle &&
-					GetBackgroundWorkerPid(launched[i].handle, &pid) != BGWH_STOPPED)
-					running++;
-			if (running >= detect_max_workers)
-				continue;
-			/* Back off a worker that keeps stopping: 1 s, 2 s ... 60 s. */
-			if (l->starts > 0 &&
-				!TimestampDifferenceExceeds(l->started, now,
-											Min(60000, 1000 * (1 << Min(l->starts - 1, 6)))))
-				continue;
-			if (!start_worker(active[a], l))
-				ereport(LOG,
-						(errmsg("anomaly: could not start a worker for detector " INT64_FORMAT,
-								active[a]),
-						 errhint("Raise max_worker_processes.")));
+			l = &launched[nlaunched++];
+			memset(l, 0, sizeof(*l));
+			l->id = active[a];
 		}
-		/* Forget detectors that are no longer active. */
-		for (int i = 0; i < nlaunched;)
+		l->seen = true;
+		if (launched_running(l))
+			continue;
+		if (l->handle)
 		{
-			pid_t		pid;
-
-			if (!launched[i].seen &&
-				(launched[i].handle == NULL ||
-				 GetBackgroundWorkerPid(launched[i].handle, &pid) == BGWH_STOPPED))
-			{
-				if (launched[i].handle)
-					pfree(launched[i].handle);
-				launched[i] = launched[--nlaunched];
-			}
-			else
-				i++;
+			pfree(l->handle);
+			l->handle = NULL;
 		}
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		/* Held by someone (a worker of an earlier scheduler, process()). */
+		if (detect_slot_holder(slots[a], NULL) != 0)
+			continue;
+		for (int i = 0; i < nlaunched; i++)
+			if (launched_running(&launched[i]))
+				running++;
+		if (running >= detect_max_workers)
+		{
+			limited++;
+			continue;
+		}
+		/* Back off a worker that keeps stopping: 1 s, 2 s ... 60 s. */
+		if (l->starts > 0 &&
+			!TimestampDifferenceExceeds(l->started, now,
+										Min(60000, 1000 * (1 << Min(l->starts - 1, 6)))))
+			continue;
+		if (!start_worker(active[a], l))
+		{
+			unstarted++;
+			ereport(LOG,
+					(errmsg("anomaly: could not start a worker for detector " INT64_FORMAT,
+							active[a]),
+					 errhint("Raise max_worker_processes.")));
+		}
 	}
+	/* Forget detectors that are no longer active. */
+	for (int i = 0; i < nlaunched;)
+	{
+		if (!launched[i].seen && !launched_running(&launched[i]))
+		{
+			if (launched[i].handle)
+				pfree(launched[i].handle);
+			launched[i] = launched[--nlaunched];
+		}
+		else
+			i++;
+	}
+
+	if (unstarted > 0)
+	{
+		snprintf(note, sizeof(note),
+				 "no free background worker slot (max_worker_processes = %d)",
+				 max_worker_processes);
+		return note;
+	}
+	if (limited > 0)
+	{
+		snprintf(note, sizeof(note),
+				 "all %d of anomaly.detector_workers are busy in this database",
+				 detect_max_workers);
+		return note;
+	}
+	return NULL;
+}
+
+/* Stops the workers this scheduler started; see detect.h. */
+void
+detect_unschedule(void)
+{
+	for (int i = 0; i < nlaunched; i++)
+		if (launched_running(&launched[i]))
+			TerminateBackgroundWorker(launched[i].handle);
 }
 
 /* ---------------------------------------------------------------------

@@ -63,7 +63,8 @@ const DetectDestColumn detect_dest_columns[DETECT_DEST_NCOLUMNS] = {
 	{"is_anomaly", BOOLOID},
 	{"expected", FLOAT8ARRAYOID},
 	{"explanation", JSONBOID},
-	{"scored_at", TIMESTAMPTZOID}
+	{"scored_at", TIMESTAMPTZOID},
+	{"rowtime", TIMESTAMPTZOID}
 };
 
 /* Indexes into detect_dest_columns. */
@@ -80,10 +81,11 @@ enum
 	SC_IS_ANOMALY,
 	SC_EXPECTED,
 	SC_EXPLANATION,
-	SC_SCORED_AT
+	SC_SCORED_AT,
+	SC_ROWTIME
 };
 
-StaticAssertDecl(SC_SCORED_AT + 1 == DETECT_DEST_NCOLUMNS,
+StaticAssertDecl(SC_ROWTIME + 1 == DETECT_DEST_NCOLUMNS,
 				 "one value per destination column");
 
 /* What the score rows of a round share. */
@@ -94,7 +96,58 @@ typedef struct ScoreSource
 	EvalState  *es;
 	Datum		detector;		/* text */
 	TimestampTz scored_at;
+	AttrNumber	time_attnum;	/* the source's time column, or 0 */
+	Oid			time_type;
 } ScoreSource;
+
+/*
+ * Finds the detector's time column in the source's row type (the rows'
+ * composites are of it), which must still be a timestamp.
+ */
+static void
+find_time_column(ScoreSource *ss)
+{
+	DetectorDef *def = ss->def;
+
+	ss->time_attnum = InvalidAttrNumber;
+	ss->time_type = InvalidOid;
+	if (def->time_column == NULL)
+		return;
+	ss->time_attnum = get_attnum(def->source, def->time_column);
+	if (ss->time_attnum != InvalidAttrNumber)
+		ss->time_type = get_atttype(def->source, ss->time_attnum);
+	if (ss->time_type != TIMESTAMPTZOID && ss->time_type != TIMESTAMPOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("time column \"%s\" of detector \"%s\" is no longer a timestamp column of %s",
+						def->time_column, def->name, def->source_name),
+				 errhint("alter_detector() with options '{\"time_column\": null}' uses commit times.")));
+}
+
+/*
+ * The event time of row i (ROWTIME): its time column's value, a timestamp
+ * without time zone taken as UTC so that it does not depend on the
+ * session's TimeZone; without a time column, its commit time.
+ */
+static TimestampTz
+row_time(const ScoreSource *ss, int64 i, bool *isnull)
+{
+	Datum		d;
+
+	*isnull = false;
+	if (ss->time_attnum == InvalidAttrNumber)
+	{
+		*isnull = XLogRecPtrIsInvalid(ss->rd->row[i].commit_lsn);
+		return ss->rd->row[i].commit_time;
+	}
+	d = GetAttributeByNum(DatumGetHeapTupleHeader(ss->es->rows[i]), ss->time_attnum,
+						  isnull);
+	if (*isnull)
+		return 0;
+	/* Both are microseconds since 2000-01-01; timestamp's have no zone. */
+	return ss->time_type == TIMESTAMPOID ? (TimestampTz) DatumGetTimestamp(d) :
+		DatumGetTimestampTz(d);
+}
 
 /* A float8[] of n values, NULL where nulls[i] (nulls may be NULL). */
 static Datum
@@ -138,8 +191,11 @@ score_value(const ScoreSource *ss, int64 i, int c, bool *isnull)
 			*isnull = rr->source_key == (Datum) 0;
 			return rr->source_key;
 		case SC_COMMIT_LSN:
+			/* Rows a backfill read were committed at no known point. */
+			*isnull = XLogRecPtrIsInvalid(ss->rd->row[i].commit_lsn);
 			return LSNGetDatum(ss->rd->row[i].commit_lsn);
 		case SC_COMMIT_TIME:
+			*isnull = XLogRecPtrIsInvalid(ss->rd->row[i].commit_lsn);
 			return TimestampTzGetDatum(ss->rd->row[i].commit_time);
 		case SC_FEATURES:
 			return float8_array(rr->values, rr->nulls, ss->def->nfeatures);
@@ -161,6 +217,8 @@ score_value(const ScoreSource *ss, int64 i, int c, bool *isnull)
 			return PointerGetDatum(rr->explanation);
 		case SC_SCORED_AT:
 			return TimestampTzGetDatum(ss->scored_at);
+		case SC_ROWTIME:
+			return TimestampTzGetDatum(row_time(ss, i, isnull));
 	}
 	elog(ERROR, "unknown score column %d", c);
 	return (Datum) 0;
@@ -241,10 +299,25 @@ typedef struct DestinationCall
 	int			n;
 } DestinationCall;
 
+/* The feature names of a detector, as pump.c matches them. */
+static List *
+feature_names(DetectorDef *def)
+{
+	List	   *names = NIL;
+
+	if (def->feature_names != NIL)
+		return def->feature_names;
+	for (int f = 0; f < def->nfeatures; f++)
+		names = lappend(names, def->features[f]);
+	return names;
+}
+
 /*
  * Inserts the round's scores into the destination table, in the owner
  * context: its triggers, defaults, constraints, casts and row security are
  * the owner's and the table owner's code, and run as the detector's owner.
+ * Each column gets what pump.c maps to it: a score field, the source row's
+ * column (which the owner must still be allowed to read) or a feature.
  */
 static void
 destination_as_owner(void *arg)
@@ -255,16 +328,23 @@ destination_as_owner(void *arg)
 	int			n = call->n;
 	DetectorDef *def = ss->def;
 	TupleDesc	row_desc;
+	TupleDesc	source_desc;
 	Datum	   *composites;
+	Datum	   *sources;
+	Datum	   *times;
+	bool	   *time_nulls;
 	Oid			row_type;
-	Oid			types[3];
-	Datum		args[3];
+	Oid			types[5];
+	Datum		args[5];
 	RangeVar   *rv;
 	Oid			relid;
 	Relation	rel;
-	TupleDesc	desc;
 	bool		table_priv;
-	bool		has_score = false;
+	bool		source_priv;
+	DestFill   *map;
+	int			nmap;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
 	StringInfoData cols;
 	StringInfoData exprs;
 	StringInfoData sql;
@@ -279,65 +359,84 @@ destination_as_owner(void *arg)
 						def->destination, def->name),
 				 errhint("alter_detector() with options '{\"destination\": null}' stops writing to it.")));
 	rel = table_open(relid, NoLock);
-	desc = RelationGetDescr(rel);
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("destination %s of detector \"%s\" is no longer a table",
 						def->destination, def->name)));
+	source_desc = lookup_rowtype_tupdesc_copy(ss->es->elem_type, -1);
+	nmap = detect_dest_map(RelationGetDescr(rel), def->destination, def->name,
+						   source_desc, feature_names(def), &map);
+	table_close(rel, NoLock);
 	table_priv = pg_class_aclcheck(relid, def->owner, ACL_INSERT) == ACLCHECK_OK;
+	source_priv = pg_class_aclcheck(def->source, def->owner, ACL_SELECT) == ACLCHECK_OK;
 	initStringInfo(&cols);
 	initStringInfo(&exprs);
-	for (int c = 0; c < DETECT_DEST_NCOLUMNS; c++)
+	for (int m = 0; m < nmap; m++)
 	{
-		const char *name = detect_dest_columns[c].name;
-		AttrNumber	attnum = InvalidAttrNumber;
+		DestFill   *f = &map[m];
 
-		for (int i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-
-			if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-				attnum = att->attnum;
-		}
-		if (attnum == InvalidAttrNumber)
+		if (f->kind == DEST_FILL_SELF)
 			continue;
 		if (!table_priv &&
-			pg_attribute_aclcheck(relid, attnum, def->owner, ACL_INSERT) != ACLCHECK_OK)
+			pg_attribute_aclcheck(relid, f->attnum, def->owner, ACL_INSERT) != ACLCHECK_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied for table %s", def->destination),
 					 errdetail("The owner of detector \"%s\", role %s, may no longer insert into its destination.",
 							   def->name, GetUserNameFromId(def->owner, true))));
-		has_score |= strcmp(name, "anomaly_score") == 0;
+		/* A value goes nowhere its owner could not have read it from. */
+		if (f->kind == DEST_FILL_SOURCE && !source_priv &&
+			pg_attribute_aclcheck(def->source, f->index, def->owner, ACL_SELECT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for column \"%s\" of table %s",
+							f->source_name, def->source_name),
+					 errdetail("The owner of detector \"%s\", role %s, may no longer read the column it copies into its destination.",
+							   def->name, GetUserNameFromId(def->owner, true))));
 		if (cols.len > 0)
 		{
 			appendStringInfoString(&cols, ", ");
 			appendStringInfoString(&exprs, ", ");
 		}
-		appendStringInfoString(&cols, quote_identifier(name));
-		if (strcmp(name, "detector") == 0)
-			appendStringInfoString(&exprs, "$1");
-		else if (strcmp(name, "scored_at") == 0)
-			appendStringInfoString(&exprs, "$3");
-		else
-			appendStringInfo(&exprs, "r.%s", name);
+		appendStringInfoString(&cols, quote_identifier(f->name));
+		switch (f->kind)
+		{
+			case DEST_FILL_SCORE:
+				if (f->index == SC_DETECTOR)
+					appendStringInfoString(&exprs, "$1");
+				else if (f->index == SC_SCORED_AT)
+					appendStringInfoString(&exprs, "$3");
+				else if (f->index == SC_ROWTIME)
+					appendStringInfoString(&exprs, "u.t");
+				else
+					appendStringInfo(&exprs, "(u.r).%s",
+									 quote_identifier(detect_dest_columns[f->index].name));
+				break;
+			case DEST_FILL_SOURCE:
+				appendStringInfo(&exprs, "(u.s).%s", quote_identifier(f->source_name));
+				break;
+			case DEST_FILL_FEATURE:
+				appendStringInfo(&exprs, "((u.r).features)[%d]", f->index + 1);
+				break;
+			case DEST_FILL_SELF:
+				break;
+		}
 	}
-	table_close(rel, NoLock);
-	if (!has_score)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("destination table %s of detector \"%s\" has no column \"anomaly_score\"",
-						def->destination, def->name)));
 
 	types[0] = TEXTOID;
 	types[1] = get_array_type(row_type);
 	types[2] = TIMESTAMPTZOID;
+	types[3] = ss->es->array_type;
+	types[4] = TIMESTAMPTZARRAYOID;
 	/* _score_row: the columns between detector and scored_at */
 	row_desc = lookup_rowtype_tupdesc_copy(row_type, -1);
 	if (row_desc->natts != SC_SCORED_AT - SC_PARTITION_KEY)
 		elog(ERROR, "type anomaly._score_row does not match the score columns");
 	composites = palloc_extended(sizeof(Datum) * n, MCXT_ALLOC_HUGE);
+	sources = palloc_extended(sizeof(Datum) * n, MCXT_ALLOC_HUGE);
+	times = palloc_extended(sizeof(Datum) * n, MCXT_ALLOC_HUGE);
+	time_nulls = palloc_extended(sizeof(bool) * n, MCXT_ALLOC_HUGE);
 	for (int r = 0; r < n; r++)
 	{
 		Datum		v[SC_SCORED_AT - SC_PARTITION_KEY];
@@ -346,20 +445,34 @@ destination_as_owner(void *arg)
 		for (int c = SC_PARTITION_KEY; c < SC_SCORED_AT; c++)
 			v[c - SC_PARTITION_KEY] = score_value(ss, rows[r], c, &nl[c - SC_PARTITION_KEY]);
 		composites[r] = HeapTupleGetDatum(heap_form_tuple(row_desc, v, nl));
+		sources[r] = ss->es->rows[rows[r]];
+		times[r] = TimestampTzGetDatum(row_time(ss, rows[r], &time_nulls[r]));
 	}
 	args[0] = ss->detector;
 	args[1] = PointerGetDatum(construct_array(composites, n, row_type, -1, false, TYPALIGN_DOUBLE));
 	args[2] = TimestampTzGetDatum(ss->scored_at);
+	args[3] = PointerGetDatum(construct_array(sources, n, ss->es->elem_type, -1, false,
+											  TYPALIGN_DOUBLE));
+	args[4] = PointerGetDatum(construct_md_array(times, time_nulls, 1, dims, lbs,
+												 TIMESTAMPTZOID, sizeof(TimestampTz),
+												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	/*
+	 * Set-returning functions in a target list advance together: row r of
+	 * each array makes row r of u.  The source rows stay whole composites
+	 * (a FROM-clause unnest would spread them into columns whose names could
+	 * clash with ours).
+	 */
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "INSERT INTO %s (%s) SELECT %s FROM pg_catalog.unnest($2) AS r",
+	appendStringInfo(&sql, "INSERT INTO %s (%s) SELECT %s FROM (SELECT pg_catalog.unnest($2) AS r,"
+					 " pg_catalog.unnest($4) AS s, pg_catalog.unnest($5) AS t) AS u",
 					 def->destination, cols.data, exprs.data);
-	detect_owner_spi_exec(sql.data, 3, types, args, NULL, false, SPI_OK_INSERT);
+	detect_owner_spi_exec(sql.data, 5, types, args, NULL, false, SPI_OK_INSERT);
 }
 
 /*
  * Writes the scores of a round into the detector's destination table too,
- * as the owner (like the expressions), in the round's transaction: the
- * columns the table has among detect_dest_columns, by name.
+ * as the owner (like the expressions), in the round's transaction: its
+ * columns by name (pump.c).
  */
 static void
 write_destination(const ScoreSource *ss, const int64 *rows, int n)
@@ -383,6 +496,7 @@ write_failures(DetectorDef *def, RoundData *rd, EvalState *es, int64 n)
 	bool	   *keynulls = palloc(sizeof(bool) * Max(nf, 1));
 	Datum	   *lsns = palloc(sizeof(Datum) * Max(nf, 1));
 	Datum	   *times = palloc(sizeof(Datum) * Max(nf, 1));
+	bool	   *unknown = palloc(sizeof(bool) * Max(nf, 1));	/* commit */
 	Datum	   *states = palloc(sizeof(Datum) * Max(nf, 1));
 	Datum	   *reasons = palloc(sizeof(Datum) * Max(nf, 1));
 	int			k = 0;
@@ -404,6 +518,7 @@ write_failures(DetectorDef *def, RoundData *rd, EvalState *es, int64 n)
 		keynulls[k] = rr->source_key == (Datum) 0;
 		lsns[k] = LSNGetDatum(rd->row[i].commit_lsn);
 		times[k] = TimestampTzGetDatum(rd->row[i].commit_time);
+		unknown[k] = XLogRecPtrIsInvalid(rd->row[i].commit_lsn);
 		states[k] = CStringGetTextDatum(rr->sqlstate ? rr->sqlstate : "XX000");
 		reasons[k] = CStringGetTextDatum(rr->error ? rr->error : "unknown");
 		k++;
@@ -411,8 +526,10 @@ write_failures(DetectorDef *def, RoundData *rd, EvalState *es, int64 n)
 	dims[0] = k;
 	args[0] = CStringGetTextDatum(def->name);
 	args[1] = PointerGetDatum(construct_md_array(keys, keynulls, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(lsns, k, PG_LSNOID, sizeof(XLogRecPtr), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[3] = PointerGetDatum(construct_array(times, k, TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_md_array(lsns, unknown, 1, dims, lbs, PG_LSNOID,
+												 sizeof(XLogRecPtr), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_md_array(times, unknown, 1, dims, lbs, TIMESTAMPTZOID,
+												 sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[4] = PointerGetDatum(construct_array(states, k, TEXTOID, -1, false, TYPALIGN_INT));
 	args[5] = PointerGetDatum(construct_array(reasons, k, TEXTOID, -1, false, TYPALIGN_INT));
 	args[6] = ObjectIdGetDatum(def->owner);
@@ -462,6 +579,7 @@ write_round(RoundWrite *w)
 		ss.es = es;
 		ss.detector = CStringGetTextDatum(def->name);
 		ss.scored_at = GetCurrentTimestamp();
+		find_time_column(&ss);
 		write_scores(&ss, out, nout);
 		write_destination(&ss, out, nout);
 	}

@@ -15,7 +15,9 @@ CREATE TABLE scores (
 	is_anomaly boolean,
 	expected double precision[],
 	explanation jsonb,
-	scored_at timestamptz NOT NULL DEFAULT now()
+	scored_at timestamptz NOT NULL DEFAULT now(),
+	-- KDA's ROWTIME: the source's time_column, else the commit time (0.2.0)
+	rowtime timestamptz
 );
 CREATE INDEX scores_detector_id_idx ON scores (detector, id);
 COMMENT ON TABLE scores IS 'anomaly scores of rows consumed by detectors';

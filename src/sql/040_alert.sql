@@ -46,6 +46,10 @@ CREATE TABLE alert_rules (
 	enabled boolean NOT NULL DEFAULT true,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	owner regrole NOT NULL DEFAULT pg_catalog.to_regrole(current_user),	-- who may drop and see it
+	-- message templates (src/alert/template.h); NULL: the default text
+	subject_template text,
+	body_template text,
+	templates jsonb NOT NULL DEFAULT '{}',	-- per kind, over the two above
 	CHECK (min_grade IS NOT NULL OR min_score IS NOT NULL)
 );
 COMMENT ON TABLE alert_rules IS 'alert rules: when scores of a detector raise alerts, and where they go';
@@ -923,10 +927,112 @@ CREATE FUNCTION create_alert_rule(
 	group_by text[] DEFAULT '{partition_key}',
 	severity text DEFAULT 'warning',
 	send_resolved boolean DEFAULT true,
-	repeat_interval interval DEFAULT NULL)
+	repeat_interval interval DEFAULT NULL,
+	subject_template text DEFAULT NULL,
+	body_template text DEFAULT NULL,
+	templates jsonb DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
+
+-- The fields of a rule notification's payload (_rule_payload) that a
+-- template may name, and the templates of each destination kind.
+CREATE FUNCTION _template_roots()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT ARRAY['version', 'source', 'alert', 'status', 'severity', 'detector', 'key', 'score',
+				 'grade', 'explanation', 'fingerprint', 'episode', 'starts_at', 'ends_at',
+				 'commit_time', 'scored_at', 'time', 'score_id', 'source_key', 'partition_key',
+				 'row', 'peak_score', 'peak_grade', 'repeat', 'created_at']
+$$;
+
+-- Checks a rule's templates: raises on a syntax error, an unknown kind or
+-- field name, or a template that is not a string; warns about placeholders
+-- that will render empty: a field not in the payload, a key field the rule
+-- does not group by, a column the source table does not have or the rule's
+-- owner (caller) may not read.
+CREATE FUNCTION _check_templates(caller oid, detector text, group_by text[],
+								 subject_template text, body_template text, templates jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+DECLARE
+	allowed constant jsonb := '{"email": ["subject", "body"], "sns": ["subject", "message"], "slack": ["text"]}';
+	all_templates text[] := '{}';
+	kind text;
+	spec jsonb;
+	part text;
+	value jsonb;
+	t text;
+	f text;
+	col text;
+	src regclass;
+BEGIN
+	IF jsonb_typeof(templates) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'templates must be a JSON object keyed by destination kind'
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'For example {"email": {"subject": "...", "body": "..."}, "sns": {"subject": "...", "message": "..."}, "slack": {"text": "..."}}.';
+	END IF;
+	FOR kind, spec IN SELECT e.key, e.value FROM jsonb_each(templates) e LOOP
+		IF NOT allowed ? kind THEN
+			RAISE EXCEPTION 'no templates for % destinations', kind
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Templates apply to email (subject, body), sns (subject, message) and slack (text); a webhook receives the payload as JSON, with the row.';
+		END IF;
+		IF jsonb_typeof(spec) <> 'object' THEN
+			RAISE EXCEPTION 'templates of % destinations must be a JSON object', kind
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		FOR part, value IN SELECT e.key, e.value FROM jsonb_each(spec) e LOOP
+			IF NOT (allowed -> kind) ? part THEN
+				RAISE EXCEPTION '% destinations have no "%" template', kind, part
+					USING ERRCODE = 'invalid_parameter_value',
+					HINT = format('The templates of %s destinations are %s.', kind,
+								  (SELECT string_agg(x, ' and ') FROM jsonb_array_elements_text(allowed -> kind) x));
+			END IF;
+			IF jsonb_typeof(value) <> 'string' THEN
+				RAISE EXCEPTION 'the % template of % destinations must be a string', part, kind
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			all_templates := all_templates || (value #>> '{}');
+		END LOOP;
+	END LOOP;
+	IF subject_template IS NOT NULL THEN
+		all_templates := all_templates || subject_template;
+	END IF;
+	IF body_template IS NOT NULL THEN
+		all_templates := all_templates || body_template;
+	END IF;
+
+	SELECT d.source INTO src FROM anomaly.detectors d WHERE d.name = _check_templates.detector;
+	FOREACH t IN ARRAY all_templates LOOP
+		FOREACH f IN ARRAY anomaly._template_fields(t) LOOP
+			IF NOT split_part(f, '.', 1) = ANY (anomaly._template_roots()) THEN
+				RAISE WARNING 'template field "%" is not in the payload: it renders empty', f
+					USING HINT = 'Fields: ' || array_to_string(anomaly._template_roots(), ', ') ||
+								 '; row.<column> and key.<group> name parts of row and key.';
+			ELSIF f LIKE 'key.%' AND NOT split_part(f, '.', 2) = ANY (coalesce(group_by, '{}')) THEN
+				RAISE WARNING 'template field "%" is not in the alert''s key: it renders empty', f
+					USING DETAIL = format('The rule groups by %s.', coalesce(array_to_string(group_by, ', '), 'nothing'));
+			ELSIF f LIKE 'row.%' THEN
+				col := split_part(f, '.', 2);
+				IF src IS NULL THEN
+					RAISE WARNING 'detector "%" has no source table: template field "%" renders empty', detector, f;
+				ELSIF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+								  WHERE a.attrelid = src AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+					RAISE WARNING 'table % has no column "%": template field "%" renders empty', src, col, f;
+				ELSIF NOT has_column_privilege(caller, src, col, 'SELECT') THEN
+					RAISE WARNING 'role % may not read column "%" of %: template field "%" renders empty',
+						caller::regrole, col, src, f
+						USING DETAIL = 'A notification carries only the columns of the source row that the rule''s owner may read.';
+				END IF;
+			END IF;
+		END LOOP;
+	END LOOP;
+END
+$$;
 
 -- The caller must own the detector (a superuser may also name one that
 -- does not exist, whose scores come from elsewhere) and the destinations.
@@ -943,7 +1049,10 @@ CREATE FUNCTION _create_alert_rule(
 	group_by text[],
 	severity text,
 	send_resolved boolean,
-	repeat_interval interval)
+	repeat_interval interval,
+	subject_template text,
+	body_template text,
+	templates jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -1026,12 +1135,16 @@ BEGIN
 		RAISE NOTICE 'detector "%" does not exist: alert rule "%" fires only once scores of that name are written', detector, name
 			USING HINT = 'Create the detector with anomaly.create_detector(), or check the name in anomaly.detectors.';
 	END IF;
+	PERFORM anomaly._check_templates(caller, detector, coalesce(group_by, '{}'), subject_template,
+									 body_template, coalesce(templates, '{}'));
 	INSERT INTO anomaly.alert_rules (name, detector, destinations, min_grade, min_score,
 									 for_duration, cooldown, group_by, severity, send_resolved,
-									 repeat_interval, owner)
+									 repeat_interval, owner, subject_template, body_template,
+									 templates)
 	VALUES (name, detector, dests, min_grade, min_score, for_duration, cooldown,
 			coalesce(group_by, '{}'), severity, coalesce(send_resolved, true),
-			repeat_interval, caller::regrole);
+			repeat_interval, caller::regrole, subject_template, body_template,
+			coalesce(templates, '{}'));
 END
 $$;
 
@@ -1064,7 +1177,7 @@ $$;
 
 -- Changes an alert rule: each argument given replaces the rule's value
 -- (NULL: unchanged); unset names the optional values to clear (min_grade,
--- min_score, repeat_interval).  The detector and group_by stay: a rule on
+-- min_score, repeat_interval, subject_template, body_template, templates).  The detector and group_by stay: a rule on
 -- other rows or keys is a new rule (drop and create it).
 CREATE FUNCTION alter_alert_rule(
 	name text,
@@ -1078,7 +1191,10 @@ CREATE FUNCTION alter_alert_rule(
 	send_resolved boolean DEFAULT NULL,
 	repeat_interval interval DEFAULT NULL,
 	enabled boolean DEFAULT NULL,
-	unset text[] DEFAULT NULL)
+	unset text[] DEFAULT NULL,
+	subject_template text DEFAULT NULL,
+	body_template text DEFAULT NULL,
+	templates jsonb DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
@@ -1099,7 +1215,10 @@ CREATE FUNCTION _alter_alert_rule(
 	send_resolved boolean,
 	repeat_interval interval,
 	enabled boolean,
-	unset text[])
+	unset text[],
+	subject_template text,
+	body_template text,
+	templates jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -1125,15 +1244,19 @@ BEGIN
 			USING ERRCODE = 'insufficient_privilege';
 	END IF;
 	FOREACH u IN ARRAY coalesce(unset, '{}') LOOP
-		IF u IS NULL OR u NOT IN ('min_grade', 'min_score', 'repeat_interval') THEN
+		IF u IS NULL OR u NOT IN ('min_grade', 'min_score', 'repeat_interval',
+								  'subject_template', 'body_template', 'templates') THEN
 			RAISE EXCEPTION 'cannot unset "%"', u
 				USING ERRCODE = 'invalid_parameter_value',
-				HINT = 'Only min_grade, min_score and repeat_interval may be unset.';
+				HINT = 'Only min_grade, min_score, repeat_interval, subject_template, body_template and templates may be unset.';
 		END IF;
 	END LOOP;
 	IF (min_grade IS NOT NULL AND 'min_grade' = ANY (unset))
 	   OR (min_score IS NOT NULL AND 'min_score' = ANY (unset))
-	   OR (repeat_interval IS NOT NULL AND 'repeat_interval' = ANY (unset)) THEN
+	   OR (repeat_interval IS NOT NULL AND 'repeat_interval' = ANY (unset))
+	   OR (subject_template IS NOT NULL AND 'subject_template' = ANY (unset))
+	   OR (body_template IS NOT NULL AND 'body_template' = ANY (unset))
+	   OR (templates IS NOT NULL AND 'templates' = ANY (unset)) THEN
 		RAISE EXCEPTION 'a value may not be both given and unset'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -1143,6 +1266,7 @@ BEGIN
 	IF destination IS NOT NULL OR destinations IS NOT NULL OR min_grade IS NOT NULL
 	   OR min_score IS NOT NULL OR for_duration IS NOT NULL OR cooldown IS NOT NULL
 	   OR severity IS NOT NULL OR send_resolved IS NOT NULL OR repeat_interval IS NOT NULL
+	   OR subject_template IS NOT NULL OR body_template IS NOT NULL OR templates IS NOT NULL
 	   OR coalesce(enabled, false) OR cardinality(unset) > 0 THEN
 		SELECT x.owner INTO det_owner FROM anomaly.detectors x WHERE x.name = r.detector;
 		IF FOUND AND NOT anomaly._owns(caller, det_owner) THEN
@@ -1216,19 +1340,34 @@ BEGIN
 	END IF;
 	r.send_resolved := coalesce(send_resolved, r.send_resolved);
 	r.enabled := coalesce(enabled, r.enabled);
+	IF subject_template IS NOT NULL OR body_template IS NOT NULL OR templates IS NOT NULL
+	   OR unset && '{subject_template,body_template,templates}' THEN
+		r.subject_template := CASE WHEN 'subject_template' = ANY (unset) THEN NULL
+								   ELSE coalesce(subject_template, r.subject_template) END;
+		r.body_template := CASE WHEN 'body_template' = ANY (unset) THEN NULL
+								ELSE coalesce(body_template, r.body_template) END;
+		r.templates := CASE WHEN 'templates' = ANY (unset) THEN '{}'
+							ELSE coalesce(templates, r.templates) END;
+		PERFORM anomaly._check_templates(caller, r.detector, r.group_by, r.subject_template,
+										 r.body_template, r.templates);
+	END IF;
 
 	UPDATE anomaly.alert_rules x
 	SET destinations = r.destinations, min_grade = r.min_grade, min_score = r.min_score,
 		for_duration = r.for_duration, cooldown = r.cooldown, severity = r.severity,
-		send_resolved = r.send_resolved, repeat_interval = r.repeat_interval, enabled = r.enabled
+		send_resolved = r.send_resolved, repeat_interval = r.repeat_interval, enabled = r.enabled,
+		subject_template = r.subject_template, body_template = r.body_template,
+		templates = r.templates
 	WHERE x.name = r.name;
 END
 $$;
 
 -- The payload of a rule notification.
+-- The payload of a rule notification.  "row" is the scored row with the
+-- columns the rule's owner may read (_source_row), at most 16 kB.
 CREATE FUNCTION _rule_payload(r anomaly.alert_rules, ep anomaly.alert_episodes, s anomaly.scores, status text)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, anomaly, pg_temp
 AS $$
 	SELECT jsonb_build_object(
@@ -1248,8 +1387,11 @@ AS $$
 		'ends_at', ep.resolved_at,
 		'commit_time', s.commit_time,
 		'scored_at', s.scored_at,
+		'time', coalesce(s.commit_time, s.scored_at),
 		'score_id', s.id,
 		'source_key', s.source_key,
+		'partition_key', s.partition_key,
+		'row', anomaly._fit_json(anomaly._source_row(r.owner::oid, r.detector, s.source_key), 16384),
 		'peak_score', ep.peak_score,
 		'peak_grade', ep.peak_grade,
 		'repeat', greatest(ep.notifications - 1, 0),
@@ -1257,6 +1399,10 @@ AS $$
 $$;
 
 -- Queues the notifications of one rule transition to every destination.
+-- With templates, a destination's subject is its rendered subject template,
+-- and an e-mail, SNS or Slack destination's payload carries the rendered
+-- body template as "message" (which _render sends instead of the default
+-- text); a webhook or notify destination gets the payload as it is.
 CREATE FUNCTION _notify_rule(r anomaly.alert_rules, ep anomaly.alert_episodes, s anomaly.scores, status text)
 RETURNS void
 LANGUAGE plpgsql
@@ -1266,13 +1412,25 @@ DECLARE
 	d text;
 	payload jsonb := anomaly._rule_payload(r, ep, s, status);
 	subj text;
+	kind text;
+	t_subject text;
+	t_body text;
 BEGIN
 	subj := format('[%s] %s: %s%s', upper(status), r.name, r.detector,
 				   CASE WHEN ep.group_key = '{}' THEN ''
 						ELSE ' ' || (SELECT string_agg(key || '=' || (value #>> '{}'), ' ' ORDER BY key)
 									 FROM jsonb_each(ep.group_key)) END);
 	FOREACH d IN ARRAY r.destinations LOOP
-		PERFORM anomaly._enqueue(d, subj, payload,
+		SELECT x.kind INTO kind FROM anomaly.destinations x WHERE x.name = d;
+		t_subject := coalesce(r.templates -> kind ->> 'subject', r.subject_template);
+		t_body := coalesce(r.templates -> kind ->> CASE kind WHEN 'sns' THEN 'message'
+															 WHEN 'slack' THEN 'text' ELSE 'body' END,
+						   r.body_template);
+		PERFORM anomaly._enqueue(d,
+								 CASE WHEN t_subject IS NULL THEN subj
+									  ELSE anomaly._render_template(t_subject, payload) END,
+								 CASE WHEN t_body IS NULL OR kind NOT IN ('email', 'sns', 'slack') THEN payload
+									  ELSE payload || jsonb_build_object('message', anomaly._render_template(t_body, payload)) END,
 								 'anomaly-' || ep.fingerprint || '-' || ep.id || '-' || status ||
 								 CASE WHEN status = 'firing' AND ep.notifications > 1
 									  THEN '-' || ep.notifications ELSE '' END);
@@ -1421,6 +1579,7 @@ DECLARE
 	summary text;
 	subj text;
 	b64 text;
+	message text;
 BEGIN
 	summary := concat_ws(' ',
 		CASE WHEN payload ->> 'status' = 'resolved' THEN 'RESOLVED' ELSE 'FIRING' END,
@@ -1430,6 +1589,10 @@ BEGIN
 			 THEN 'score=' || round((payload ->> 'score')::numeric, 4) END,
 		CASE WHEN payload ? 'grade' AND jsonb_typeof(payload -> 'grade') = 'number'
 			 THEN 'grade=' || round((payload ->> 'grade')::numeric, 4) END);
+	-- a rule's rendered body template, for e-mail, SNS and Slack
+	IF jsonb_typeof(payload -> 'message') = 'string' THEN
+		message := payload ->> 'message';
+	END IF;
 	IF kind = 'webhook' THEN
 		RETURN payload::text;
 	ELSIF kind = 'notify' THEN
@@ -1458,8 +1621,20 @@ BEGIN
 		-- SNS counts Message and the attributes against 262,144 bytes; the
 		-- attributes (severity, detector cut to 256 characters, score) take
 		-- under 1 kB.
+		IF message IS NOT NULL THEN
+			-- within the limit, or cut to characters that surely are
+			RETURN CASE WHEN octet_length(message) <= 262144 - 1024 THEN message
+						ELSE left(message, (262144 - 1024) / 4) END;
+		END IF;
 		RETURN anomaly._fit_json(payload, 262144 - 1024)::text;
 	ELSIF kind = 'slack' THEN
+		IF message IS NOT NULL THEN
+			RETURN jsonb_strip_nulls(jsonb_build_object(
+				'text', left(message, 40000),
+				'channel', config -> 'channel',
+				'username', config -> 'username',
+				'icon_emoji', config -> 'icon_emoji'))::text;
+		END IF;
 		RETURN jsonb_strip_nulls(jsonb_build_object(
 			'text', left(summary, 3000),
 			'channel', config -> 'channel',
@@ -1490,8 +1665,11 @@ BEGIN
 			'Content-Transfer-Encoding: 8bit', E'\r\n',
 			'X-Anomaly-Fingerprint: ', regexp_replace(coalesce(payload ->> 'fingerprint', ''), '[^\x21-\x7e]', '', 'g'), E'\r\n',
 			E'\r\n',
-			regexp_replace(summary, E'\r?\n', E'\r\n', 'g'), E'\r\n\r\n',
-			regexp_replace(jsonb_pretty(anomaly._fit_json(payload, 1048576)), E'\r?\n', E'\r\n', 'g'), E'\r\n');
+			CASE WHEN message IS NOT NULL
+				 THEN regexp_replace(left(message, 1048576), E'\r?\n', E'\r\n', 'g')
+				 ELSE regexp_replace(summary, E'\r?\n', E'\r\n', 'g') || E'\r\n\r\n' ||
+					  regexp_replace(jsonb_pretty(anomaly._fit_json(payload, 1048576)), E'\r?\n', E'\r\n', 'g')
+			END, E'\r\n');
 	END IF;
 	RAISE EXCEPTION 'unknown destination kind "%"', kind;
 END
@@ -1694,6 +1872,17 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'anomaly_alert_test_destination'
 LANGUAGE C VOLATILE;
 
+-- Why no background worker of a kind ('detector', 'sender') can serve this
+-- database ('no worker: ...'), NULL when one can: for the status views.
+CREATE FUNCTION _worker_note(kind text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'anomaly_worker_note'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION _worker_note(text)
+IS 'internal: why no background worker of a kind (detector, sender) serves this database, NULL when one does';
+REVOKE ALL ON FUNCTION _worker_note(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _worker_note(text) TO anomaly_admin;
+
 -- Per destination: what waits, what went, what failed (each role sees its
 -- own: security_invoker, so the tables' row level security applies).
 CREATE VIEW delivery_status WITH (security_invoker = true) AS
@@ -1709,7 +1898,8 @@ SELECT d.name AS destination,
 	   coalesce(l.dead_letters, 0) AS dead_letters,
 	   c.last_success_at,
 	   c.last_error_at,
-	   c.last_error
+	   c.last_error,
+	   anomaly._worker_note('sender') AS note
 FROM anomaly.destinations d
 LEFT JOIN (SELECT o.destination, count(*) AS queued, count(*) FILTER (WHERE o.attempts > 0) AS retrying,
 				  min(o.created_at) AS oldest
@@ -1717,7 +1907,7 @@ LEFT JOIN (SELECT o.destination, count(*) AS queued, count(*) FILTER (WHERE o.at
 LEFT JOIN anomaly.delivery_counters c ON c.destination = d.name
 LEFT JOIN (SELECT x.destination, count(*) AS dead_letters
 		   FROM anomaly.dead_letters x GROUP BY x.destination) l ON l.destination = d.name;
-COMMENT ON VIEW delivery_status IS 'per destination: queued, oldest age, sent, retried, dead, last success and error';
+COMMENT ON VIEW delivery_status IS 'per destination: queued, oldest age, sent, retried, dead, last success and error, and why no sender worker serves this database (note)';
 
 -- Open and recent alert episodes.
 CREATE VIEW alerts WITH (security_invoker = true) AS
@@ -1738,9 +1928,9 @@ REVOKE EXECUTE ON FUNCTION
 	drop_destination(text, boolean),
 	send_alert(text, text, jsonb),
 	alert_trigger(),
-	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
+	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb),
 	drop_alert_rule(text),
-	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
+	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb),
 	replay_dead_letters(text, bigint[], timestamptz),
 	purge_alert_history(interval),
 	deliver(integer),
@@ -1765,9 +1955,11 @@ REVOKE EXECUTE ON FUNCTION
 	_destination_kind(text),
 	_send_alert(oid, text, text, jsonb),
 	_row_to_jsonb(oid, anyelement),
-	_create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
+	_create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb),
 	_drop_alert_rule(oid, text),
-	_alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
+	_alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb),
+	_template_roots(),
+	_check_templates(oid, text, text[], text, text, jsonb),
 	_rule_payload(alert_rules, alert_episodes, scores, text),
 	_notify_rule(alert_rules, alert_episodes, scores, text),
 	_evaluate_rules(),
@@ -1784,9 +1976,9 @@ GRANT EXECUTE ON FUNCTION
 	drop_destination(text, boolean),
 	send_alert(text, text, jsonb),
 	alert_trigger(),
-	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval),
+	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb),
 	drop_alert_rule(text),
-	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]),
+	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb),
 	replay_dead_letters(text, bigint[], timestamptz),
 	purge_alert_history(interval),
 	deliver(integer),
@@ -1803,9 +1995,11 @@ COMMENT ON FUNCTION _create_destination(oid, text, text, jsonb) IS 'internal: cr
 COMMENT ON FUNCTION _alter_destination(oid, text, jsonb, boolean) IS 'internal: alter_destination as its caller';
 COMMENT ON FUNCTION _drop_destination(oid, text, boolean) IS 'internal: drop_destination as its caller';
 COMMENT ON FUNCTION _send_alert(oid, text, text, jsonb) IS 'internal: send_alert as its caller';
-COMMENT ON FUNCTION _create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'internal: create_alert_rule as its caller';
+COMMENT ON FUNCTION _create_alert_rule(oid, text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb) IS 'internal: create_alert_rule as its caller';
 COMMENT ON FUNCTION _drop_alert_rule(oid, text) IS 'internal: drop_alert_rule as its caller';
-COMMENT ON FUNCTION _alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'internal: alter_alert_rule as its caller';
+COMMENT ON FUNCTION _alter_alert_rule(oid, text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb) IS 'internal: alter_alert_rule as its caller';
+COMMENT ON FUNCTION _template_roots() IS 'internal: the payload fields an alert template may name';
+COMMENT ON FUNCTION _check_templates(oid, text, text[], text, text, jsonb) IS 'internal: checks an alert rule''s templates, warning about fields that render empty';
 COMMENT ON FUNCTION _replay_dead_letters(oid, text, bigint[], timestamptz) IS 'internal: replay_dead_letters as its caller';
 COMMENT ON FUNCTION _purge_alert_history(oid, interval) IS 'internal: purge_alert_history as its caller';
 
@@ -1814,8 +2008,8 @@ COMMENT ON FUNCTION alter_destination(text, jsonb, boolean) IS 'changes a destin
 COMMENT ON FUNCTION drop_destination(text, boolean) IS 'drops a destination; force moves its queued notifications to the dead letters';
 COMMENT ON FUNCTION send_alert(text, text, jsonb) IS 'queues a notification to a destination in this transaction; returns its outbox id';
 COMMENT ON FUNCTION alert_trigger() IS 'row trigger: each row written raises a notification to the destinations given as trigger arguments';
-COMMENT ON FUNCTION create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval) IS 'creates an alert rule over the scores of a detector the caller owns';
-COMMENT ON FUNCTION alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[]) IS 'changes an alert rule: destinations, thresholds, timing, severity, enabled (NULL: unchanged; unset clears)';
+COMMENT ON FUNCTION create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb) IS 'creates an alert rule over the scores of a detector the caller owns';
+COMMENT ON FUNCTION alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb) IS 'changes an alert rule: destinations, thresholds, timing, severity, enabled (NULL: unchanged; unset clears)';
 COMMENT ON FUNCTION drop_alert_rule(text) IS 'drops an alert rule and its episodes';
 COMMENT ON FUNCTION replay_dead_letters(text, bigint[], timestamptz) IS 'moves dead letters back into the outbox (all, one destination''s, since a time, or by id); returns how many';
 COMMENT ON FUNCTION purge_alert_history(interval) IS 'deletes dead letters and resolved episodes older than the retention; returns how many';

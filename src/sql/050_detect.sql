@@ -44,7 +44,10 @@ CREATE TABLE detectors (
 	error_count integer NOT NULL DEFAULT 0,
 	note text,						-- what happened to it that is not an error (restored...)
 	created_at timestamptz NOT NULL DEFAULT now(),
-	created_by name NOT NULL DEFAULT session_user
+	created_by name NOT NULL DEFAULT session_user,
+	-- {"start": "all"}: the scoring of the rows stored before creation and
+	-- its progress (see src/detect/backfill.c); NULL: none
+	backfill jsonb
 );
 COMMENT ON TABLE detectors IS 'continuous detectors: definition, progress and counters (managed by create_detector and friends)';
 
@@ -241,7 +244,9 @@ SELECT d.name,
 	d.source_name AS source,
 	(c.oid IS NOT NULL) AS source_exists,
 	pg_catalog.pg_get_userbyid(d.owner) AS owner,
-	d.state,
+	CASE WHEN d.state = 'active' AND s.active_pid IS NULL AND w.note IS NOT NULL
+		THEN 'waiting' ELSE d.state
+	END AS state,
 	d.rows_scored,
 	d.rows_filtered,
 	d.rows_failed,
@@ -267,10 +272,13 @@ SELECT d.name,
 	END AS retained_bytes,
 	d.last_error,
 	d.last_error_at,
-	d.note,
+	CASE WHEN d.state = 'active' AND s.active_pid IS NULL AND w.note IS NOT NULL
+		THEN concat_ws('; ', w.note, d.note) ELSE d.note
+	END AS note,
 	d.generation,
 	d.created_at
 FROM detectors d
+CROSS JOIN anomaly._worker_note('detector') w(note)
 LEFT JOIN pg_catalog.pg_class c ON c.oid = d.source
 LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = d.slot_name
 	AND s.database = pg_catalog.current_database()

@@ -135,14 +135,15 @@ $old->safe_psql('copy', q{SELECT anomaly.pause_detector('mig')});
 is($old->safe_psql('copy', q{SELECT count(*) FROM anomaly.detector_status WHERE note IS NOT NULL}),
 	'0', 'pausing does not adopt');
 $old->safe_psql('copy', q{SELECT anomaly.resume_detector('mig')});
-# The launcher of this cluster serves the database "postgres": process()
-# runs the copy, as pg_cron would.
+# The workers of this cluster serve only the database "postgres"
+# (anomaly.detector_database): process() runs the copy, as pg_cron would,
+# and detector_status says no worker will (state 'waiting', first in note).
 $old->safe_psql('copy', 'SELECT anomaly.process()');
 is($old->safe_psql('copy', q{
 	SELECT slot_name || '|' || state || '|' || (last_error IS NULL)::int || '|'
-		|| (note LIKE 'restored from a dump; adopted on %')::int
+		|| (note LIKE 'no worker: anomaly.detector_database does not name this database; restored from a dump; adopted on %')::int
 	FROM anomaly.detector_status}),
-	"anomaly_${copy_oid}_1|active|1|1", 'the copy has its own slot and a note saying why');
+	"anomaly_${copy_oid}_1|waiting|1|1", 'the copy has its own slot and a note saying why');
 insert_rows($old, 'copy', 2, 50);
 insert_rows($old, 'postgres', 2, 10);
 $old->safe_psql('copy', 'SELECT anomaly.process()');
@@ -188,7 +189,7 @@ like($err3, qr/detector "mig" was restored from a dump and waits for pg_restore 
 	'process() waits while pg_restore is connected');
 like($old->safe_psql('copy2', q{
 	SELECT state || '|' || slot_name || '|' || note FROM anomaly.detector_status}),
-	qr/^active\|\Q$orig_slot\E\|restored from a dump; waits for pg_restore \(PID \d+\) to disconnect/,
+	qr/^waiting\|\Q$orig_slot\E\|no worker: anomaly\.detector_database does not name this database; restored from a dump; waits for pg_restore \(PID \d+\) to disconnect/,
 	'the note says it waits for pg_restore, no slot was made');
 $old->safe_psql('copy2', q{
 	SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pg_restore'});
@@ -203,8 +204,8 @@ my ($rc2, $out2, $err2) = $old->psql('copy2', q{
 	COMMIT;});
 like($err2, qr/restored from a dump and needs a replication slot in this database/,
 	'process() in a transaction that wrote warns that the slot cannot be made there');
-is($old->safe_psql('copy2', q{SELECT state FROM anomaly.detector_status}), 'active',
-	'the detector stays active');
+is($old->safe_psql('copy2', q{SELECT state FROM anomaly.detector_status}), 'waiting',
+	'the detector stays active (waiting: only process() runs it in this database)');
 $old->safe_psql('copy2', 'SELECT anomaly.process()');
 insert_rows($old, 'copy2', 2, 5);
 $old->safe_psql('copy2', 'SELECT anomaly.process()');

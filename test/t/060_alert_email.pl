@@ -28,6 +28,7 @@ my $smtp = start_server('smtp_sink.py');
 my $url = "smtp://127.0.0.1:$smtp->{port}";
 
 my $node = new_alert_node('email',
+	"wal_level = logical",
 	"anomaly.retry_base = '20ms'",
 	"anomaly.retry_max = '200ms'",
 	"anomaly.max_attempts = 3",
@@ -202,6 +203,26 @@ $node->safe_psql('postgres', "SELECT anomaly.send_alert('starttls', 'over tls')"
 ok(wait_for(30, sub { queued('starttls') == 0 }), 'the sender delivered over STARTTLS');
 is(scalar(grep { ($_->{subject} // '') eq 'over tls' && $_->{tls} } read_jsonl($starttls->{log})), 1,
 	'once, over TLS');
+
+# A rule's subject and body templates (issue 17): the e-mail carries the
+# formatted subject (after the destination's prefix) and, as its whole
+# body, the formatted text with the source row's columns.
+$node->safe_psql('postgres', q{
+	CREATE TABLE ticks (id int PRIMARY KEY, ticker text, price float8);
+	INSERT INTO ticks VALUES (7, 'AMZN', 101.5);
+	SELECT anomaly.create_detector('ticks', 'ticks', '{price}');
+	SELECT anomaly.create_alert_rule('ticks-high', detector => 'ticks', destination => 'mail',
+		min_score => 2, group_by => '{source_key}',
+		subject_template => 'Anomaly {{score}} on {{row.ticker}}',
+		body_template => E'{{row.ticker}} traded at {{row.price}}.\nExplanation: {{explanation}}\nDetector {{detector}}, rule {{alert}}.');
+	INSERT INTO anomaly.scores (detector, source_key, commit_time, anomaly_score, explanation)
+	VALUES ('ticks', '{"id": 7}', now(), 3.25, '{"price": {"ATTRIBUTION_SCORE": "3.2500"}}')});
+ok(wait_for(30, sub { queued('mail') == 0 && scalar(read_jsonl($smtp->{log})) > 50 }),
+	'the templated e-mail left the outbox');
+my ($tm) = grep { ($_->{subject} // '') =~ /AMZN/ } read_jsonl($smtp->{log});
+is($tm->{subject}, '[anomaly] Anomaly 3.25 on AMZN', 'formatted subject, after the prefix');
+like($tm->{body}, qr/\AAMZN traded at 101\.5\.\r?\nExplanation: \{"price": \{"ATTRIBUTION_SCORE": "3\.2500"\}\}\r?\nDetector ticks, rule ticks-high\.\s*\z/,
+	'the body is the formatted text with the row, and nothing else');
 
 sleep(0.3);
 ok(!log_contains($node, $password), 'the SMTP password is not in the server log');

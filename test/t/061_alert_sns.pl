@@ -34,6 +34,7 @@ my $sns = start_server('sns_standin.py', '--access-key', $key_id, '--secret-key'
 my $endpoint = "http://127.0.0.1:$sns->{port}/";
 
 my $node = new_alert_node('sns',
+	"wal_level = logical",
 	"anomaly.sns_endpoint = '$endpoint'",
 	"anomaly.aws_access_key_id = '$key_id'",
 	"anomaly.aws_secret_access_key = '$secret'",
@@ -90,14 +91,33 @@ is($m->{version}, 1, 'Message is the version 1 JSON payload');
 is_deeply($m->{key}, { zone => 'a' }, 'with its key');
 ok(!defined $p->{group} && !defined $p->{dedup}, 'no FIFO parameters for a standard topic');
 
+# --- a rule's templates: SNS Subject and Message (issue 17) ---------------------
+
+$node->safe_psql('postgres', q{
+	CREATE TABLE ticks (id int PRIMARY KEY, ticker text, price float8);
+	INSERT INTO ticks VALUES (7, 'AMZN', 101.5);
+	SELECT anomaly.create_detector('ticks', 'ticks', '{price}');
+	SELECT anomaly.create_alert_rule('ticks-high', detector => 'ticks', destination => 'ops',
+		min_score => 2, group_by => '{source_key}', severity => 'critical',
+		subject_template => 'not this one: the SNS template wins',
+		templates => '{"sns": {"subject": "{{row.ticker}} anomaly {{score}}", "message": "{{row.ticker}} at {{row.price}} scored {{score}} (grade {{grade}})"}}');
+	INSERT INTO anomaly.scores (detector, source_key, commit_time, anomaly_score, anomaly_grade)
+	VALUES ('ticks', '{"id": 7}', now(), 3.25, 0.8)});
+ok(wait_for(30, sub { scalar(grep { $_->{outcome} eq 'published' } entries('ops')) == 2 }),
+	'the templated rule notification was published');
+($p) = grep { $_->{outcome} eq 'published' && ($_->{subject} // '') =~ /AMZN/ } entries('ops');
+is($p->{subject}, 'AMZN anomaly 3.25', 'Subject from the SNS subject template');
+is($p->{message}, 'AMZN at 101.5 scored 3.25 (grade 0.8)', 'Message is the formatted text');
+is($p->{attributes}{detector}{value}, 'ticks', 'attributes as before');
+
 # --- the 262,144-byte limit ---------------------------------------------------
 
 $node->safe_psql('postgres', q{
 	SELECT anomaly.send_alert('ops', 'huge', jsonb_build_object('detector', 'rides', 'score', 1,
 		'explanation', jsonb_build_object('blob', repeat('é', 200000))))});
-ok(wait_for(30, sub { scalar(grep { $_->{outcome} eq 'published' } entries('ops')) == 2 }),
+ok(wait_for(30, sub { scalar(grep { $_->{outcome} eq 'published' } entries('ops')) == 3 }),
 	'a 400 kB payload was published');
-($p) = (grep { $_->{outcome} eq 'published' } entries('ops'))[1];
+($p) = (grep { $_->{outcome} eq 'published' } entries('ops'))[2];
 my $bytes = do { use bytes; length($p->{message}) };
 cmp_ok($bytes, '<=', 262144, "Message within the limit ($bytes bytes)");
 $m = eval { JSON::PP->new->utf8(0)->decode($p->{message}) };

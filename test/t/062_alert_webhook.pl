@@ -28,6 +28,7 @@ my $slowsrv = start_server('webhook_receiver.py');
 
 $ENV{ANOMALY_CREDENTIAL_ENV_HOOK} = $env_secret;
 my $node = new_alert_node('webhook',
+	"wal_level = logical",
 	"anomaly.credentials = 'hook_secret=$secret; other=xyzzy-unused'",
 	"anomaly.credential_bindings = 'hook_secret=http://127.0.0.1:$good->{port}/; env_hook=http://127.0.0.1:$envhook->{port}/hook'",
 	"anomaly.retry_base = '20ms'",
@@ -159,6 +160,27 @@ is($ru[0]{body}{fingerprint}, $ru[1]{body}{fingerprint}, 'one fingerprint per ep
 is($ru[0]{body}{severity}, 'critical', 'with the rule severity');
 is($ru[0]{delivery}, "anomaly-$ru[0]{body}{fingerprint}-$ru[0]{body}{episode}-firing",
 	'deterministic delivery id');
+
+# --- a rule's templates and the source row (issue 17) ---------------------------
+
+$node->safe_psql('postgres', q{
+	CREATE TABLE ticks (id int PRIMARY KEY, ticker text, price float8);
+	INSERT INTO ticks VALUES (7, 'AMZN', 101.5);
+	SELECT anomaly.create_detector('ticks', 'ticks', '{price}');
+	SELECT anomaly.create_alert_rule('ticks-high', detector => 'ticks', destinations => '{rules,chat}',
+		min_score => 2, group_by => '{source_key}',
+		body_template => 'not for Slack: its own template wins',
+		templates => '{"slack": {"text": ":rotating_light: *{{row.ticker}}* at {{row.price}}, score {{score}} ({{severity}})"}}');
+	INSERT INTO anomaly.scores (detector, source_key, commit_time, anomaly_score)
+	VALUES ('ticks', '{"id": 7}', now(), 3.25)});
+ok(wait_for(30, sub { scalar(grep { ($_->{body}{alert} // '') eq 'ticks-high' } received($good, '/rules')) == 1
+		&& scalar(received($good, '/slack')) == 2 }), 'the templated rule reached the webhook and Slack');
+my ($tw) = grep { ($_->{body}{alert} // '') eq 'ticks-high' } received($good, '/rules');
+is_deeply($tw->{body}{row}, { id => 7, ticker => 'AMZN', price => 101.5 },
+	'the webhook payload carries the source row');
+ok(!exists $tw->{body}{message}, 'and stays the JSON payload (no message)');
+my ($ts) = grep { ($_->{body}{text} // '') =~ /AMZN/ } received($good, '/slack');
+is($ts->{body}{text}, ':rotating_light: *AMZN* at 101.5, score 3.25 (warning)', 'Slack text from its template');
 
 # --- a per-destination rate limit ---------------------------------------------
 

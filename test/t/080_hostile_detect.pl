@@ -142,14 +142,16 @@ sub attack_detector
 	my $features = $where eq 'features' ? "ARRAY['$s.leak(v)']" : "ARRAY['v']";
 	my $pb = $where eq 'partition_by' ? "'$s.leak_text(v)'" : 'NULL';
 	my $filter = $where eq 'filter' ? "'$s.leak_bool(v)'" : 'NULL';
+	# start_all: the first rows are stored before, and read by the backfill
+	my $first = "INSERT INTO $s.src (v) SELECT g FROM generate_series(1, 5) g;";
+	my $start = $a{start_all} ? ', "start": "all"' : '';
 	as_role_ok($node, 'adm', qq{
 CREATE SCHEMA $s;
 CREATE TABLE $s.src (id bigserial PRIMARY KEY, v float8);
-} . leak_fn_sql($s, $a{leak_extra}) . plant_sql($s, 'adm', \%a) . qq{
+} . leak_fn_sql($s, $a{leak_extra}) . plant_sql($s, 'adm', \%a) . ($a{start_all} ? $first : '') . qq{
 SELECT anomaly.create_detector('det_$s', '$s.src', $features, partition_by => $pb, filter => $filter,
-	options => '{"number_of_trees": 5, "sub_sample_size": 16}');
-INSERT INTO $s.src (v) SELECT g FROM generate_series(1, 5) g;
-}, "$label: set up as adm");
+	options => '{"number_of_trees": 5, "sub_sample_size": 16$start}');
+} . ($a{start_all} ? '' : $first), "$label: set up as adm");
 	my $st = wait_detector($node, "det_$s", 5);
 	note "$label: detector $st";
 	# a second batch: a round after the first one's leak
@@ -176,6 +178,10 @@ attack_detector('finding 1 variant: the path planted by the filter', where => 'f
 	ops => \@all_ops, funcs => \@funcs);
 attack_detector('finding 1 variant: the path planted by partition_by', where => 'partition_by',
 	ops => \@all_ops, funcs => \@funcs);
+# The backfill ({"start": "all"}) reads the stored rows as the owner, in key
+# order: the path planted by a feature, and operators shadowing the key's.
+attack_detector('history: the backfill reads and scores the stored rows as the owner',
+	ops => \@all_ops, funcs => \@funcs, start_all => 1);
 
 # A BEFORE INSERT trigger on a detector's destination table, owned by owner1
 # (no admin role): owner1 plants the path and the operators; adm's detector
@@ -255,6 +261,72 @@ SELECT anomaly.alter_detector('det_trg', options => '{"destination": "s_adm.dvie
 	as_role_ok($node, 'adm', "SELECT anomaly.pause_detector('det_trg')", 'trigger detector paused');
 }
 
+# A destination as a pump (issue 17), owned by owner1: a column filled from
+# the source is of owner1's domain whose CHECK calls owner1's function, and
+# another column's default is owner1's function.  Both plant the path and
+# try to escalate when a superuser runs them; both must run as adm, the
+# detector's owner, and only as adm.
+{
+	my $label = 'pump: domain check and default of owner1 on the destination';
+	as_role_ok($node, 'owner1', q{
+CREATE TABLE s_own.who (role name, what text);
+GRANT INSERT ON s_own.who TO PUBLIC;
+CREATE FUNCTION s_own.chk(x float8) RETURNS bool LANGUAGE plpgsql AS $f$
+BEGIN
+	INSERT INTO s_own.who VALUES (CURRENT_USER, 'check');
+	PERFORM pg_catalog.set_config('search_path', 's_own, pg_catalog', false);
+	IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+		EXECUTE 'ALTER ROLE owner1 SUPERUSER';
+	END IF;
+	RETURN true;
+END$f$;
+CREATE DOMAIN s_own.checked AS float8 CHECK (s_own.chk(VALUE));
+CREATE FUNCTION s_own.dflt() RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+	INSERT INTO s_own.who VALUES (CURRENT_USER, 'default');
+	IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+		EXECUTE 'ALTER ROLE owner1 SUPERUSER';
+	END IF;
+	RETURN 'x';
+END$f$;
+CREATE TABLE s_own.pump (v s_own.checked, anomaly_score float8, rowtime timestamptz,
+	note text DEFAULT s_own.dflt());
+GRANT INSERT ON s_own.pump TO adm;
+}, "$label: set up as owner1 (the path's objects planted above)");
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.src_pump (id bigserial PRIMARY KEY, v float8, at timestamptz DEFAULT now());
+SELECT anomaly.create_detector('det_pump', 's_adm.src_pump', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "destination": "s_own.pump",
+		"time_column": "at"}');
+INSERT INTO s_adm.src_pump (v) SELECT g FROM generate_series(1, 5) g;
+}, "$label: adm's detector pumps there");
+	my $st = wait_detector($node, 'det_pump', 5);
+	like($st, qr/^active\|5\|/, "$label: the detector went on ($st)");
+	is($node->safe_psql('postgres', q{
+		SELECT count(*) FILTER (WHERE p.v = s.v AND p.rowtime = s.at AND note = 'x')
+		FROM s_own.pump p JOIN s_adm.src_pump s ON s.v = p.v}),
+		'5', "$label: the source's values, its event time and the default are in the destination");
+	is($node->safe_psql('postgres', q{
+		SELECT string_agg(DISTINCT role || ':' || what, ',' ORDER BY role || ':' || what) FROM s_own.who}),
+		'adm:check,adm:default', "$label: the check and the default ran as adm, and only as adm");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+
+	# a column owner1 adds later, which nothing fills: the detector stops
+	# with a clear error, nothing of the round written
+	$label = 'pump: a column added to the destination that nothing fills';
+	as_role_ok($node, 'owner1', 'ALTER TABLE s_own.pump ADD COLUMN extra int', "$label: added");
+	as_role_ok($node, 'adm', 'INSERT INTO s_adm.src_pump (v) VALUES (6)', "$label: one more row");
+	$st = wait_detector($node, 'det_pump', 6);
+	like($st, qr/^failed\|5\|.*column "extra" of destination table s_own\.pump of detector "det_pump" cannot be filled \(SQLSTATE 42703\)/,
+		"$label: the detector stops and says why ($st)");
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM s_own.pump'), '5',
+		"$label: nothing of the round was written");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+	as_role_ok($node, 'adm', "SELECT anomaly.drop_detector('det_pump')", 'pump detector dropped');
+}
+
 # process() called by a superuser in a database without a detector worker:
 # the session's settings must be its own afterwards, and no escalation.
 {
@@ -317,8 +389,9 @@ INSERT INTO m.src (v) SELECT g FROM generate_series(1, 5) g;
 	note "$label: exit $rc $out $err";
 	assert_no_superuser($node, $label);
 	assert_alive($node, $label);
+	# (state 'waiting': anomaly.detector_database leaves "manual" to process())
 	like($node->safe_psql('manual', q{SELECT state || '|' || rows_scored FROM anomaly.detector_status
-		WHERE name = 'det_m'}), qr/^active\|10$/, "$label: all rows scored as the owner");
+		WHERE name = 'det_m'}), qr/^waiting\|10$/, "$label: all rows scored as the owner");
 }
 
 # 3. Old rows converted after a column type change: a domain CHECK calling

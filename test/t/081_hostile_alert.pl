@@ -501,6 +501,96 @@ for my $role ('plain', 'adm')
 	assert_no_superuser($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# Issue 17: alert templates and the source row.  A template renders only
+# what the payload holds, and the payload's row only the columns the rule's
+# owner may read: adm, having lost SELECT on a column, cannot get it
+# through a template; a row level security policy hides a row from the
+# lookup; a template is no code; adm's cast to json in the row runs as adm,
+# restricted, never as the extension's owner.
+{
+	my $label = 'issue 17';
+	$node->safe_psql('postgres', q{
+		CREATE TABLE public.tpl_src (id int PRIMARY KEY, v float8, secret text);
+		INSERT INTO public.tpl_src VALUES (1, 1.5, 'TOPSECRET-COLUMN'), (2, 2.5, 'TOPSECRET-ROW');
+		GRANT SELECT ON public.tpl_src TO adm;
+	});
+	as_role_ok($node, 'adm', q{
+		SELECT anomaly.create_destination('tpl_mail', 'email', '{"url": "smtp://127.0.0.1:9", "from": "a@example.com", "to": ["b@example.com"]}');
+		SELECT anomaly.create_detector('tpl_det', 'public.tpl_src', '{v}');
+		SELECT anomaly.create_alert_rule('tpl_rule', 'tpl_det', 'tpl_mail', min_score => 1,
+			group_by => '{source_key}', subject_template => 'secret={{row.secret}}',
+			body_template => 'v={{row.v}} secret={{row.secret}} row={{row}} key={{source_key}}');
+	}, "$label: adm's detector and templated rule");
+	for my $t ('{{ (SELECT secret FROM public.tpl_src) }}', '{{row.secret | upper}}',
+		q[{{row['secret']}}], '{{row.secret}', '{{ pg_read_file(\'/etc/passwd\') }}')
+	{
+		(my $sql = $t) =~ s/'/''/g;
+		as_role_err($node, 'adm', qq{SELECT anomaly.create_alert_rule('tpl_code', 'tpl_det', 'tpl_mail',
+			min_score => 1, body_template => '$sql')}, qr/invalid alert template/,
+			"$label: a template is no code: $t");
+	}
+	as_role_err($node, 'adm2', q{SELECT anomaly.create_alert_rule('tpl_steal', 'tpl_det', 'adm2_notify',
+		min_score => 0, body_template => '{{row.secret}}')}, qr/must be owner of detector/,
+		"$label: adm2 cannot template adm's rows");
+
+	# adm keeps SELECT on id and v only
+	$node->safe_psql('postgres', q{
+		REVOKE SELECT ON public.tpl_src FROM adm;
+		GRANT SELECT (id, v) ON public.tpl_src TO adm;
+	});
+	my ($rc, $out, $err) = as_role($node, 'adm', q{SELECT anomaly.create_alert_rule('tpl_rule2', 'tpl_det',
+		'tpl_mail', min_score => 100, subject_template => '{{row.secret}}')});
+	like($err, qr/WARNING:  role adm may not read column "secret" of public\.tpl_src/,
+		"$label: a template naming a column adm may not read draws a warning");
+	$node->safe_psql('postgres', q{
+		INSERT INTO anomaly.scores (detector, source_key, commit_time, anomaly_score)
+		VALUES ('tpl_det', '{"id": 1}', now(), 5)});
+	my $seen = as_role_ok($node, 'adm', q{
+		SELECT string_agg(subject || ' ' || payload::text, E'\n')
+		FROM (SELECT subject, payload FROM anomaly.outbox
+			  UNION ALL SELECT subject, payload FROM anomaly.dead_letters) x
+		WHERE payload ->> 'alert' = 'tpl_rule'}, "$label: adm reads its notification");
+	like($seen, qr/"row": \{"v": 1\.5, "id": 1\}|"row": \{"id": 1, "v": 1\.5\}/, "$label: the row holds the columns adm may read");
+	like($seen, qr/"message": "v=1\.5 secret= row=/, "$label: the secret renders empty");
+	unlike($seen, qr/TOPSECRET/, "$label: the column adm may not read is nowhere in the notification");
+	my $all = $node->safe_psql('postgres', q{
+		SELECT string_agg(payload::text, ' ') FROM (SELECT payload FROM anomaly.outbox
+			UNION ALL SELECT payload FROM anomaly.dead_letters) x WHERE payload ->> 'alert' = 'tpl_rule'});
+	unlike($all, qr/TOPSECRET/, "$label: not even in what only superusers see");
+
+	# a row hidden by row level security is not looked up
+	$node->safe_psql('postgres', q{
+		GRANT SELECT ON public.tpl_src TO adm;
+		ALTER TABLE public.tpl_src ENABLE ROW LEVEL SECURITY;
+		CREATE POLICY only_one ON public.tpl_src FOR SELECT USING (id = 1);
+		UPDATE anomaly.alert_episodes SET status = 'resolved', resolved_at = now() WHERE rule = 'tpl_rule';
+		INSERT INTO anomaly.scores (detector, source_key, commit_time, anomaly_score)
+		VALUES ('tpl_det', '{"id": 2}', now(), 6)});
+	$all = $node->safe_psql('postgres', q{
+		SELECT string_agg(payload::text, ' ') FROM (SELECT payload FROM anomaly.outbox
+			UNION ALL SELECT payload FROM anomaly.dead_letters) x
+		WHERE payload ->> 'alert' = 'tpl_rule' AND payload -> 'source_key' ->> 'id' = '2'});
+	unlike($all, qr/TOPSECRET-ROW/, "$label: a row hidden from adm by a policy is not in the notification");
+	like($all, qr/"row": null/, "$label: the notification goes without it");
+
+	# adm's own type with a cast to json that tries to escalate: it runs as adm
+	as_role_ok($node, 'adm', q{
+CREATE TYPE s_adm.tpl_e AS ENUM ('a', 'b');
+CREATE FUNCTION s_adm.tpl_e_to(x s_adm.tpl_e) RETURNS json LANGUAGE plpgsql AS $f$} . escalation_body('adm', 'pg_catalog.to_json(x::text)') . q{$f$;
+CREATE CAST (s_adm.tpl_e AS json) WITH FUNCTION s_adm.tpl_e_to(s_adm.tpl_e);
+CREATE TABLE s_adm.tpl_t (id int PRIMARY KEY, x s_adm.tpl_e);
+INSERT INTO s_adm.tpl_t VALUES (1, 'a');
+SELECT anomaly.create_detector('tpl_det2', 's_adm.tpl_t', '{id}');
+SELECT anomaly.create_alert_rule('tpl_rule3', 'tpl_det2', 'tpl_mail', min_score => 1, body_template => '{{row.x}}');
+}, "$label: adm's table with a cast to json of adm's own");
+	$node->safe_psql('postgres', q{
+		INSERT INTO anomaly.scores (detector, source_key, commit_time, anomaly_score)
+		VALUES ('tpl_det2', '{"id": 1}', now(), 5)});
+	assert_no_superuser($node, "$label: the cast in the row");
+	assert_alive($node, $label);
+}
+
 assert_alive($node, 'end');
 $node->stop;
 done_testing();

@@ -35,7 +35,9 @@ for my $role ('plain', 'adm')
 		q{SELECT anomaly.rcf_train(ARRAY['NaN', 'Infinity']::float8[])},
 		q{SELECT anomaly.random_cut_forest(NULL::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
 		q{SELECT anomaly.detect(NULL::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
-		q{SELECT anomaly.random_cut_forest_with_explanation(NULL::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g})
+		q{SELECT anomaly.random_cut_forest_with_explanation(NULL::float8[]) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+		q{SELECT anomaly.hotspots(NULL::float8[], 100, 1, 2) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+		q{SELECT anomaly.hotspots(NULL::record, NULL, NULL, NULL) OVER (ORDER BY g) FROM generate_series(1, 3) g})
 	{
 		my ($rc, $out, $err) = as_role($node, $role, $sql);
 		ok($err !~ /server closed the connection|terminat/i, "$label: $sql does not kill the backend")
@@ -177,8 +179,11 @@ sub crc32c
 	{
 		for my $role ('plain', 'adm')
 		{
+			# the one exception: the status views of anomaly_admin call
+			# _worker_note (whether a worker serves the database)
+			my $want = ($role eq 'adm' && $f eq 'anomaly._worker_note(text)') ? 't' : 'f';
 			is($node->safe_psql('postgres', "SELECT has_function_privilege('$role', '$f', 'EXECUTE')"),
-				'f', "$label: $role may not execute $f");
+				$want, "$label: $role " . ($want eq 't' ? 'may' : 'may not') . " execute $f");
 		}
 	}
 	for my $t ('anomaly.detectors', 'anomaly.destinations', 'anomaly.detector_failures',
@@ -228,6 +233,13 @@ my %calls = (
 	'anomaly._rcf_recv(internal)' => q{SELECT anomaly._rcf_recv(NULL::internal)},
 	'anomaly._rcf_send(anomaly.rcf)' => qq{SELECT anomaly._rcf_send($model), anomaly._rcf_send(NULL)},
 	'anomaly._rcf_train_finalfn(internal)' => q{SELECT anomaly._rcf_train_finalfn(NULL::internal)},
+	'anomaly.hotspots(double precision[],integer,double precision,integer)' =>
+	  q{SELECT anomaly.hotspots(CASE WHEN g % 2 = 0 THEN array_fill(3e38::float8, ARRAY[1024]) ELSE array_fill(-3e38::float8, ARRAY[1024]) END, 1000, 5e-324, 2) OVER (ORDER BY g) FROM generate_series(1, 300) g
+	    UNION ALL SELECT anomaly.hotspots(array_fill(0::float8, ARRAY[1025]), 100, 1, 2) OVER (ORDER BY g) FROM generate_series(1, 3) g
+	    UNION ALL SELECT anomaly.hotspots(ARRAY[g]::float8[], -2147483648, 'NaN', 2147483647) OVER (ORDER BY g) FROM generate_series(1, 3) g},
+	'anomaly.hotspots(record,integer,double precision,integer)' =>
+	  q{SELECT anomaly.hotspots(ROW('x', NULL, 'NaN'::float8), 100, 1, 2) OVER (ORDER BY g) FROM generate_series(1, 3) g
+	    UNION ALL SELECT anomaly.hotspots(ROW(g, 3e38::float8, -3e38::float8), 1000, 1e308, 1000) OVER (PARTITION BY g % 7 ORDER BY g) FROM generate_series(1, 3000) g},
 	'anomaly.rcf_train(double precision[])' => q{SELECT anomaly.rcf_train(ARRAY[]::float8[])},
 	'anomaly.rcf_train(double precision[],integer)' =>
 	  q{SELECT anomaly.rcf_train(ARRAY[1.0]::float8[], -2147483648)},
@@ -274,11 +286,13 @@ my %calls = (
 	'anomaly.send_alert(text,text,jsonb)' =>
 	  q{SELECT anomaly.send_alert('su_dest', E'subj\r\nBcc: x@example.com', '{"severity": "critical\r\n", "fingerprint": null}')},
 	'anomaly.alert_trigger()' => q{SELECT anomaly.alert_trigger()},
-	'anomaly.create_alert_rule(text,text,text,text[],double precision,double precision,interval,interval,text[],text,boolean,interval)' =>
-	  q{SELECT anomaly.create_alert_rule('r_h', 'su_det', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', ARRAY['source_key', 'source_key.x'' OR 1=1'], 'critical', NULL, '-1 s')},
+	'anomaly.create_alert_rule(text,text,text,text[],double precision,double precision,interval,interval,text[],text,boolean,interval,text,text,jsonb)' =>
+	  q~SELECT anomaly.create_alert_rule('r_h', 'su_det', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', ARRAY['source_key', 'source_key.x'' OR 1=1'], 'critical', NULL, '-1 s', '{{row.v}}{{', '{{ row.pg_authid }}', '{"webhook": {"body": "{{score}}"}, "email": 7}')
+	    UNION ALL SELECT anomaly.create_alert_rule('r_h2', 'su_det', 'su_dest', min_score => 0, subject_template => repeat('{{row.v}}', 5000), templates => '{"email": {"subject": "{{row.v'')); SELECT 1; --}}"}}')~,
 	'anomaly.drop_alert_rule(text)' => q{SELECT anomaly.drop_alert_rule('su_rule')},
-	'anomaly.alter_alert_rule(text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[])' =>
-	  q{SELECT anomaly.alter_alert_rule('su_rule', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', E'critical\r\n', NULL, '-1 s', false, ARRAY['owner', 'detector'' OR 1=1'])},
+	'anomaly.alter_alert_rule(text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[],text,text,jsonb)' =>
+	  q~SELECT anomaly.alter_alert_rule('su_rule', 'su_dest', ARRAY['su_dest', NULL], 'NaN', -1, '-1 day', '1000000 years', E'critical\r\n', NULL, '-1 s', false, ARRAY['owner', 'detector'' OR 1=1'], '{{row.v}}{{', '{{ row.pg_authid }}', '{"email": 7}')
+	    UNION ALL SELECT anomaly.alter_alert_rule('su_rule', subject_template => '{{row.v'')); SELECT 1; --}}', unset => '{templates}')~,
 	'anomaly._rule_payload(anomaly.alert_rules,anomaly.alert_episodes,anomaly.scores,text)' =>
 	  q{SELECT anomaly._rule_payload(NULL, NULL, NULL, 'x')},
 	'anomaly._notify_rule(anomaly.alert_rules,anomaly.alert_episodes,anomaly.scores,text)' =>
@@ -307,6 +321,7 @@ my %calls = (
 	'anomaly._wire_describe(bytea,bytea)' => q{SELECT anomaly._wire_describe('\xffffffffffffffff', '\x00')},
 	'anomaly._drop_orphan_slots()' => q{SELECT anomaly._drop_orphan_slots()},
 	'anomaly._ddl_guard()' => q{SELECT anomaly._ddl_guard()},
+	'anomaly._worker_note(text)' => q{SELECT anomaly._worker_note('detector'), anomaly._worker_note('sender'), anomaly._worker_note(repeat('x', 100000))},
 );
 # Internal helpers of the fixed alert functions (sec-alert): an oid argument
 # names the caller; passing 10 (the bootstrap superuser) must not be
@@ -319,14 +334,22 @@ my $su = '10::oid';
 	  qq{SELECT anomaly._check_payload_mode($su, 'notify', '{"channel": "c", "payload": "full"}')},
 	'anomaly._check_bindings(text,jsonb)' =>
 	  q{SELECT anomaly._check_bindings('webhook', '{"url": "http://127.0.0.1:1/", "credential": "hook_secret"}')},
-	'anomaly._create_alert_rule(oid,text,text,text,text[],double precision,double precision,interval,interval,text[],text,boolean,interval)' =>
-	  qq{SELECT anomaly._create_alert_rule($su, 'r_i', 'su_det', 'su_dest', NULL, NULL, 0, '0', '0', '{source_key}', 'info', true, NULL)},
+	'anomaly._create_alert_rule(oid,text,text,text,text[],double precision,double precision,interval,interval,text[],text,boolean,interval,text,text,jsonb)' =>
+	  qq~SELECT anomaly._create_alert_rule($su, 'r_i', 'su_det', 'su_dest', NULL, NULL, 0, '0', '0', '{source_key}', 'info', true, NULL, '{{row.v}}', NULL, '{}')~,
+	'anomaly._template_roots()' => q~SELECT anomaly._template_roots()~,
+	'anomaly._check_templates(oid,text,text[],text,text,jsonb)' =>
+	  qq~SELECT anomaly._check_templates($su, 'su_det', '{}', '{{row.v}}', NULL, '{}')~,
+	'anomaly._render_template(text,jsonb)' =>
+	  q~SELECT anomaly._render_template(repeat('{{a.b.c}}', 1800), jsonb_build_object('a', jsonb_build_object('b', jsonb_build_object('c', repeat('x', 1000000)))))~,
+	'anomaly._template_fields(text)' => q~SELECT anomaly._template_fields(repeat('{{', 100000))~,
+	'anomaly._source_row(oid,text,jsonb)' =>
+	  qq~SELECT anomaly._source_row($su, 'su_det', '{"id": "1) OR (1=1"}'), anomaly._source_row(0, 'su_det', '{"id": 1}')~,
 	'anomaly._create_destination(oid,text,text,jsonb)' =>
 	  qq{SELECT anomaly._create_destination($su, 'd_i', 'webhook', '{"url": "http://127.0.0.1:1/", "credential": "hook_secret"}')},
 	'anomaly._credential_bound(text,text)' => q{SELECT anomaly._credential_bound('hook_secret', 'http://127.0.0.1:1/')},
 	'anomaly._drop_alert_rule(oid,text)' => qq{SELECT anomaly._drop_alert_rule($su, 'su_rule')},
-	'anomaly._alter_alert_rule(oid,text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[])' =>
-	  qq{SELECT anomaly._alter_alert_rule($su, 'su_rule', 'su_dest', NULL, NULL, 0, '0', '0', 'info', true, NULL, false, NULL)},
+	'anomaly._alter_alert_rule(oid,text,text,text[],double precision,double precision,interval,interval,text,boolean,interval,boolean,text[],text,text,jsonb)' =>
+	  qq{SELECT anomaly._alter_alert_rule($su, 'su_rule', 'su_dest', NULL, NULL, 0, '0', '0', 'info', true, NULL, false, NULL, '{{row.x}}', NULL, '{}')},
 	'anomaly._drop_destination(oid,text,boolean)' => qq{SELECT anomaly._drop_destination($su, 'su_dest', true)},
 	'anomaly._owns(oid,regrole)' => qq{SELECT anomaly._owns($su, 'adm')},
 	'anomaly._purge_alert_history(oid,interval)' => qq{SELECT anomaly._purge_alert_history($su, '-1 year')},
@@ -387,7 +410,10 @@ for my $role ('plain', 'adm')
 		}
 		my ($name) = $f =~ /^anomaly\.(\w+)\(/;
 		my $definer = $definer{$f} // 'f';
-		if ($name =~ /^_/ || ($role eq 'plain' && $definer eq 't'))
+		# _worker_note reveals only whether a worker serves the database:
+		# the status views of anomaly_admin call it, so admins may
+		my $for_admins = $name eq '_worker_note' && $role eq 'adm';
+		if (($name =~ /^_/ && !$for_admins) || ($role eq 'plain' && $definer eq 't'))
 		{
 			like($err, qr/permission denied|cannot accept a value of type internal|cannot cast type unknown to internal|trigger functions can only be called/,
 				"$role calls $f: refused");
