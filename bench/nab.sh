@@ -8,7 +8,8 @@
 #                [--trees T] [--samples N] [--time-decay L]
 #                [--z-factor Z] [--score-floor F] [--suppress N]
 #                [--score-horizon H] [--cusum-drift K] [--cusum-threshold C]
-#                [--tod W] [--threshold T|opt]...
+#                [--tod W] [--transform M] [--transform-decay D]
+#                [--threshold T|opt]...
 #                [--order file|time] [--per-file] [--per-category]
 #
 # Forest defaults are KDA's: shingle 1, 100 trees, 256 samples, time decay
@@ -30,7 +31,8 @@
 #      --mode grade
 #        (anomaly.detect(ARRAY[value], trees, samples, decay, shingle, seed,
 #            z_factor, score_floor, 0, 0, 0, 0, suppress, score_horizon,
-#            'skip', NULL, cusum_drift, cusum_threshold)
+#            'skip', NULL, cusum_drift, cusum_threshold, transform,
+#            transform_decay)
 #            OVER (PARTITION BY file ORDER BY id)).anomaly_grade
 #    --order time feeds each file in time order instead, ORDER BY
 #    ts::timestamp, id (id breaks ties: some files repeat a timestamp at a
@@ -102,6 +104,8 @@ HORIZON=3000
 CUSUM_DRIFT=2
 CUSUM_THRESHOLD=12
 TOD=0
+TRANSFORM=none
+TRANSFORM_DECAY=NULL
 GRADER_GIVEN=0
 THRESHOLDS=()
 SCORE_OPTS=()
@@ -125,6 +129,8 @@ while [ $# -gt 0 ]; do
 		--cusum-drift) CUSUM_DRIFT=$2; GRADER_GIVEN=1 ;;
 		--cusum-threshold) CUSUM_THRESHOLD=$2; GRADER_GIVEN=1 ;;
 		--tod) TOD=$2; GRADER_GIVEN=1 ;;
+		--transform) TRANSFORM=$2; GRADER_GIVEN=1 ;;
+		--transform-decay) TRANSFORM_DECAY=$2; GRADER_GIVEN=1 ;;
 		--threshold) THRESHOLDS+=("$2") ;;
 		*) usage ;;
 	esac
@@ -137,6 +143,8 @@ NUMBER='^[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$'
 for v in "$Z_FACTOR" "$SCORE_FLOOR" "$HORIZON" "$CUSUM_DRIFT" "$CUSUM_THRESHOLD" "$TOD"; do
 	[[ "$v" =~ $NUMBER ]] || { bench_log "not a non-negative number: $v"; exit 2; }
 done
+[[ "$TRANSFORM" =~ ^[a-z_]+$ ]] || { bench_log "--transform: a method name, not $TRANSFORM"; exit 2; }
+[ "$TRANSFORM_DECAY" = NULL ] || [[ "$TRANSFORM_DECAY" =~ $NUMBER ]] || { bench_log "not a non-negative number: $TRANSFORM_DECAY"; exit 2; }
 [ ${#THRESHOLDS[@]} -gt 0 ] || THRESHOLDS=(opt)
 for v in "${THRESHOLDS[@]}"; do
 	[ "$v" = opt ] || [[ "$v" =~ $NUMBER ]] || { bench_log "--threshold: a number or opt, not $v"; exit 2; }
@@ -246,10 +254,10 @@ if [ "$TOD" != 0 ]; then
 	SOURCE="(SELECT id, file, ts, value, (substr(ts, 12, 2)::int * 60 + substr(ts, 15, 2)::int) / 1440.0::float8 AS day, max(value) OVER r AS hi, min(value) OVER r AS lo FROM nab_data WINDOW r AS (PARTITION BY file ORDER BY id ROWS UNBOUNDED PRECEDING)) nab_data"
 fi
 if [ "$MODE" = grade ]; then
-	SCORE="(anomaly.detect($POINT, $FOREST_ARGS, $Z_FACTOR, $SCORE_FLOOR, 0, 0, 0, 0, $SUPPRESS, $HORIZON, 'skip', NULL, $CUSUM_DRIFT, $CUSUM_THRESHOLD) OVER w).anomaly_grade"
+	SCORE="(anomaly.detect($POINT, $FOREST_ARGS, $Z_FACTOR, $SCORE_FLOOR, 0, 0, 0, 0, $SUPPRESS, $HORIZON, 'skip', NULL, $CUSUM_DRIFT, $CUSUM_THRESHOLD, '$TRANSFORM', $TRANSFORM_DECAY) OVER w).anomaly_grade"
 	MAP="coalesce(s, 0)"
 	MAP_TEXT="anomaly_grade, 6 decimals"
-	GRADER_TEXT=" z_factor=$Z_FACTOR score_floor=$SCORE_FLOOR suppress=$SUPPRESS score_horizon=$HORIZON cusum_drift=$CUSUM_DRIFT cusum_threshold=$CUSUM_THRESHOLD tod=$TOD"
+	GRADER_TEXT=" z_factor=$Z_FACTOR score_floor=$SCORE_FLOOR suppress=$SUPPRESS score_horizon=$HORIZON cusum_drift=$CUSUM_DRIFT cusum_threshold=$CUSUM_THRESHOLD tod=$TOD transform=$TRANSFORM transform_decay=$TRANSFORM_DECAY"
 else
 	SCORE="anomaly.random_cut_forest(ARRAY[value], $FOREST_ARGS) OVER w"
 	MAP="coalesce(s / (1 + s), 0)"

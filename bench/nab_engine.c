@@ -8,6 +8,21 @@
  *				[--seed X] [--tod W] [grader options: --z-factor,
  *				--score-floor, --horizon, --short-window, --suppress, --warmup,
  *				--cusum-drift, --cusum-threshold (rcf_grader_set_option)]
+ *				[--extra K --extra-kind noise|nab --extra-units mixed|same]
+ *				[--transform METHOD --transform-decay D --transform-clip C]
+ *
+ * A data file may hold several value columns after the timestamp: each is
+ * a feature (NAB's files have one).  --extra K appends K features that
+ * carry no signal about the file's labels, for the multi-feature bench
+ * (bench/README): "noise", Gaussian noise with the standard deviation of
+ * the file's first feature; or "nab", the values of unrelated NAB series
+ * (the files half the corpus further on in name order, repeated when
+ * shorter).  With --extra-units mixed (the default) extra feature j is in
+ * other units than the series: multiplied by 1000 for even j, by 0.001
+ * for odd j; "same" leaves them as they are.  --transform applies one of
+ * the engine's transforms (rcf.h) to every feature in grade mode, with
+ * the decay 1 / samples unless --transform-decay says otherwise.  Everything is deterministic:
+ * the noise of a file depends on the file's name and j only.
  *
  * Writes OUT/<category>/<file>.csv with timestamp,anomaly_score as NAB's
  * scorer expects.  In raw mode the score is s / (1 + s); in grade mode it
@@ -37,67 +52,255 @@ typedef struct Options
 	int			diff;			/* add the first difference as a feature */
 	double		dow;			/* weight of day-of-week features; 0: none */
 	double		zfloor;
+	int			extra;			/* extra features, for the multi-feature bench */
+	int			extra_nab;		/* extras from other NAB series, not noise */
+	int			extra_mixed;	/* extras in other units (x1000, x0.001) */
+	int			transform;		/* RcfTransformMethod */
+	double		transform_decay;	/* 0: the default for the forest */
+	double		transform_clip;	/* 0: the default */
+	char	  **files;			/* the corpus, category/file, in name order */
+	int			nfiles;
 	RcfParams	params;
 	RcfGraderParams grader;
 } Options;
 
-/* Scores one file. */
+/* A data file in memory: its timestamps and its value columns. */
+typedef struct Series
+{
+	long		n;
+	int			cols;
+	char	  (*ts)[64];
+	double	   *v;				/* n * cols, row-major */
+} Series;
+
+#define MAX_COLS 64
+
+/* Reads DIR/data/<name>; 0, or -1 when it cannot be read. */
 static int
-run_file(const Options *o, const char *category, const char *name)
+series_load(const char *nab, const char *name, Series *s)
 {
 	char		path[4096];
-	FILE	   *in,
-			   *out;
-	char		line[1024];
+	char		line[8192];
+	FILE	   *in;
+	long		cap = 1024;
+
+	memset(s, 0, sizeof(Series));
+	snprintf(path, sizeof(path), "%s/data/%s", nab, name);
+	in = fopen(path, "r");
+	if (!in)
+		return -1;
+	if (fgets(line, sizeof(line), in))
+	{
+		for (char *c = line; *c; c++)
+			s->cols += *c == ',';
+	}
+	if (s->cols < 1 || s->cols > MAX_COLS)
+	{
+		fclose(in);
+		errno = EINVAL;
+		return -1;
+	}
+	s->ts = malloc(cap * sizeof(*s->ts));
+	s->v = malloc(cap * s->cols * sizeof(double));
+	while (fgets(line, sizeof(line), in))
+	{
+		char	   *c = strchr(line, ',');
+
+		if (!c)
+			continue;
+		if (s->n == cap)
+		{
+			cap *= 2;
+			s->ts = realloc(s->ts, cap * sizeof(*s->ts));
+			s->v = realloc(s->v, cap * s->cols * sizeof(double));
+		}
+		*c = 0;
+		{
+			size_t		len = strlen(line);
+
+			if (len >= sizeof(s->ts[0]))
+				len = sizeof(s->ts[0]) - 1;
+			memcpy(s->ts[s->n], line, len);
+			s->ts[s->n][len] = 0;
+		}
+		for (int j = 0; j < s->cols; j++)
+		{
+			s->v[s->n * s->cols + j] = c ? strtod(c + 1, NULL) : 0.0;
+			c = c ? strchr(c + 1, ',') : NULL;
+		}
+		s->n++;
+	}
+	fclose(in);
+	return 0;
+}
+
+static void
+series_free(Series *s)
+{
+	free(s->ts);
+	free(s->v);
+}
+
+/* splitmix64: the bench's deterministic noise. */
+static uint64_t
+mix64(uint64_t *state)
+{
+	uint64_t	z = (*state += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* A standard normal deviate (Box-Muller). */
+static double
+gauss(uint64_t *state)
+{
+	double		u = ((mix64(state) >> 11) + 0.5) / 9007199254740992.0;
+	double		w = ((mix64(state) >> 11) + 0.5) / 9007199254740992.0;
+
+	return sqrt(-2.0 * log(u)) * cos(2 * M_PI * w);
+}
+
+/*
+ * Fills extra (n * o->extra values) with the extra features of file index
+ * fi, whose first feature is series s: see the header.
+ */
+static void
+make_extras(const Options *o, int fi, const Series *s, double *extra)
+{
+	double		sum = 0,
+				sum2 = 0,
+				sd;
+
+	for (long r = 0; r < s->n; r++)
+	{
+		sum += s->v[r * s->cols];
+		sum2 += s->v[r * s->cols] * s->v[r * s->cols];
+	}
+	sd = s->n > 1 ? sqrt(fmax(0.0, (sum2 - sum * sum / s->n) / (s->n - 1))) : 1.0;
+	for (int j = 0; j < o->extra; j++)
+	{
+		double		unit = !o->extra_mixed ? 1.0 : j % 2 == 0 ? 1000.0 : 0.001;
+
+		if (o->extra_nab)
+		{
+			Series		other;
+			int			k = (fi + o->nfiles / 2 + j) % o->nfiles;
+
+			if (k == fi)
+				k = (k + 1) % o->nfiles;
+			if (series_load(o->nab, o->files[k], &other) != 0 || other.n == 0)
+			{
+				fprintf(stderr, "cannot read %s\n", o->files[k]);
+				exit(1);
+			}
+			for (long r = 0; r < s->n; r++)
+				extra[r * o->extra + j] = unit * other.v[(r % other.n) * other.cols];
+			series_free(&other);
+		}
+		else
+		{
+			uint64_t	state = 0x5eed0000ULL + (uint64_t) j;
+
+			for (const char *c = o->files[fi]; *c; c++)
+				state = state * 131 + (unsigned char) *c;
+			for (long r = 0; r < s->n; r++)
+				extra[r * o->extra + j] = unit * sd * gauss(&state);
+		}
+	}
+}
+
+/* Scores file fi of the corpus. */
+static int
+run_file(const Options *o, int fi)
+{
+	const char *name = o->files[fi];
+	char		path[4096];
+	FILE	   *out;
+	Series		ser;
+	double	   *extra = NULL;
 	RcfForest  *forest;
 	RcfGrader  *grader = NULL;
+	RcfTransform *transform = NULL;
 	double		hist[4096] = {0};
 	long		n_seen = 0;
 	double		prev = 0.0;
 	double		lo = 0,
 				hi = 0;
 	long		row = 0;
+	int			dims;
+	int			base;			/* features before the clock's */
 
-	snprintf(path, sizeof(path), "%s/data/%s/%s", o->nab, category, name);
-	in = fopen(path, "r");
-	if (!in)
+	if (series_load(o->nab, name, &ser) != 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/%s", o->out, category);
+	snprintf(path, sizeof(path), "%s/%s", o->out, name);
+	*strrchr(path, '/') = 0;
 	mkdir(path, 0755);
-	snprintf(path, sizeof(path), "%s/%s/%s", o->out, category, name);
+	snprintf(path, sizeof(path), "%s/%s", o->out, name);
 	out = fopen(path, "w");
 	if (!out)
 	{
-		fclose(in);
+		series_free(&ser);
 		return -1;
+	}
+	if (o->extra > 0)
+	{
+		extra = malloc(ser.n * o->extra * sizeof(double));
+		make_extras(o, fi, &ser, extra);
+	}
+	base = ser.cols + o->extra + (o->diff ? 1 : 0);
+	dims = base + (o->tod > 0 ? (o->dow > 0 ? 4 : 2) : 0);
+	if (dims > MAX_COLS)
+	{
+		fprintf(stderr, "too many features\n");
+		exit(2);
 	}
 	{
 		RcfParams	fp = o->params;
 
-		if (o->tod > 0)
-			fp.dims = o->dow > 0 ? 5 : 3;
-		if (o->diff)
-			fp.dims = 2;
+		fp.dims = dims;
 		forest = rcf_create(&fp, NULL);
 		if (o->grade)
 			grader = rcf_grader_create(&o->grader, &fp, NULL);
+		if (o->grade && o->transform != RCF_TRANSFORM_NONE)
+		{
+			RcfTransformParams tp;
+
+			rcf_transform_params_default(&tp, dims, fp.sample_size);
+			tp.method = (RcfTransformMethod) o->transform;
+			if (o->transform_decay > 0)
+				tp.decay = o->transform_decay;
+			if (o->transform_clip > 0)
+				tp.clip = o->transform_clip;
+			transform = rcf_transform_create(&tp, NULL, NULL);
+			if (!transform)
+			{
+				fprintf(stderr, "invalid transform parameters\n");
+				exit(2);
+			}
+		}
+		if (!forest || (o->grade && !grader))
+		{
+			fprintf(stderr, "invalid parameters\n");
+			exit(2);
+		}
 	}
 	fprintf(out, "timestamp,anomaly_score\n");
-	if (!fgets(line, sizeof(line), in))
-		line[0] = 0;
-	while (fgets(line, sizeof(line), in))
+	for (long r = 0; r < ser.n; r++)
 	{
-		char	   *comma = strchr(line, ',');
-		double		x[5];
+		const char *line = ser.ts[r];
+		double		x[MAX_COLS];
 		double		s;
+		int			d = 0;
 
-		if (!comma)
-			continue;
-		*comma = 0;
-		x[0] = strtod(comma + 1, NULL);
+		for (int j = 0; j < ser.cols; j++)
+			x[d++] = ser.v[r * ser.cols + j];
+		for (int j = 0; j < o->extra; j++)
+			x[d++] = extra[r * o->extra + j];
 		if (o->diff)
 		{
-			x[1] = row > 0 ? x[0] - prev : 0.0;
+			x[d++] = row > 0 ? x[0] - prev : 0.0;
 			prev = x[0];
 		}
 		if (o->tod > 0)
@@ -114,8 +317,8 @@ run_file(const Options *o, const char *category, const char *name)
 				lo = hi = x[0];
 			lo = x[0] < lo ? x[0] : lo;
 			hi = x[0] > hi ? x[0] : hi;
-			x[1] = o->tod * (hi - lo) * sin(2 * M_PI * dayfrac);
-			x[2] = o->tod * (hi - lo) * cos(2 * M_PI * dayfrac);
+			x[base] = o->tod * (hi - lo) * sin(2 * M_PI * dayfrac);
+			x[base + 1] = o->tod * (hi - lo) * cos(2 * M_PI * dayfrac);
 			if (o->dow > 0)
 			{
 				int			y = 0,
@@ -130,15 +333,15 @@ run_file(const Options *o, const char *category, const char *name)
 				days = 365L * y + y / 4 - y / 100 + y / 400 +
 					(153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + dd - 719469;
 				weekfrac = ((days % 7) + dayfrac) / 7.0;
-				x[3] = o->dow * (hi - lo) * sin(2 * M_PI * weekfrac);
-				x[4] = o->dow * (hi - lo) * cos(2 * M_PI * weekfrac);
+				x[base + 2] = o->dow * (hi - lo) * sin(2 * M_PI * weekfrac);
+				x[base + 3] = o->dow * (hi - lo) * cos(2 * M_PI * weekfrac);
 			}
 		}
 		if (grader)
 		{
 			RcfGrade	g;
 
-			rcf_grader_process(grader, forest, x, true, &g, NULL);
+			rcf_grader_process_tf(grader, forest, transform, x, true, &g, NULL);
 			s = g.grade;
 			if (o->grade == 4)
 			{
@@ -169,24 +372,73 @@ run_file(const Options *o, const char *category, const char *name)
 		}
 		fprintf(out, "%s,%.6f\n", line, s);
 	}
+	free(extra);
+	series_free(&ser);
 	rcf_grader_free(grader);
+	rcf_transform_free(transform);
 	rcf_free(forest);
-	fclose(in);
 	fclose(out);
 	return 0;
+}
+
+/* qsort order of the corpus: byte order of category/file. */
+static int
+cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Lists DIR/data/<category>/<file>.csv into o->files, sorted. */
+static void
+list_corpus(Options *o)
+{
+	char		path[4096];
+	DIR		   *top,
+			   *d;
+	struct dirent *c,
+			   *e;
+	int			cap = 64;
+
+	o->files = malloc(cap * sizeof(char *));
+	snprintf(path, sizeof(path), "%s/data", o->nab);
+	top = opendir(path);
+	if (!top)
+		return;
+	while ((c = readdir(top)) != NULL)
+	{
+		if (c->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/data/%s", o->nab, c->d_name);
+		d = opendir(path);
+		if (!d)
+			continue;
+		while ((e = readdir(d)) != NULL)
+		{
+			size_t		n = strlen(e->d_name);
+
+			if (n > 4 && !strcmp(e->d_name + n - 4, ".csv"))
+			{
+				if (o->nfiles == cap)
+					o->files = realloc(o->files, (cap *= 2) * sizeof(char *));
+				o->files[o->nfiles] = malloc(strlen(c->d_name) + n + 2);
+				sprintf(o->files[o->nfiles++], "%s/%s", c->d_name, e->d_name);
+			}
+		}
+		closedir(d);
+	}
+	closedir(top);
+	qsort(o->files, o->nfiles, sizeof(char *), cmp_names);
 }
 
 int
 main(int argc, char **argv)
 {
 	Options		o;
-	const char *categories[] = {"artificialNoAnomaly", "artificialWithAnomaly",
-		"realAWSCloudwatch", "realAdExchange", "realKnownCause",
-	"realTraffic", "realTweets"};
 
 	memset(&o, 0, sizeof(o));
 	rcf_params_default(&o.params, 1);
 	rcf_grader_params_default(&o.grader);
+	o.extra_mixed = 1;
 	for (int i = 1; i + 1 < argc; i += 2)
 	{
 		const char *a = argv[i];
@@ -203,6 +455,25 @@ main(int argc, char **argv)
 			o.dow = atof(v);
 		else if (!strcmp(a, "--diff"))
 			o.diff = atoi(v);
+		else if (!strcmp(a, "--extra"))
+			o.extra = atoi(v);
+		else if (!strcmp(a, "--extra-kind"))
+			o.extra_nab = !strcmp(v, "nab");
+		else if (!strcmp(a, "--extra-units"))
+			o.extra_mixed = strcmp(v, "same") != 0;
+		else if (!strcmp(a, "--transform"))
+		{
+			o.transform = rcf_transform_method_parse(v);
+			if (o.transform < 0)
+			{
+				fprintf(stderr, "unknown transform %s\n", v);
+				return 2;
+			}
+		}
+		else if (!strcmp(a, "--transform-decay"))
+			o.transform_decay = atof(v);
+		else if (!strcmp(a, "--transform-clip"))
+			o.transform_clip = atof(v);
 		else if (!strcmp(a, "--tod"))
 			o.tod = atof(v);
 		else if (!strcmp(a, "--nms"))
@@ -231,25 +502,9 @@ main(int argc, char **argv)
 		return 2;
 	}
 	mkdir(o.out, 0755);
-	for (size_t c = 0; c < sizeof(categories) / sizeof(categories[0]); c++)
-	{
-		char		path[4096];
-		DIR		   *d;
-		struct dirent *e;
-
-		snprintf(path, sizeof(path), "%s/data/%s", o.nab, categories[c]);
-		d = opendir(path);
-		if (!d)
-			continue;
-		while ((e = readdir(d)) != NULL)
-		{
-			size_t		n = strlen(e->d_name);
-
-			if (n > 4 && !strcmp(e->d_name + n - 4, ".csv"))
-				if (run_file(&o, categories[c], e->d_name) != 0)
-					fprintf(stderr, "failed: %s/%s: %s\n", categories[c], e->d_name, strerror(errno));
-		}
-		closedir(d);
-	}
+	list_corpus(&o);
+	for (int i = 0; i < o.nfiles; i++)
+		if (run_file(&o, i) != 0)
+			fprintf(stderr, "failed: %s: %s\n", o.files[i], strerror(errno));
 	return 0;
 }

@@ -6,17 +6,20 @@
 #
 #   bench/nab_grade_all.sh [OUT_BASE]
 #
-# Runs bench/nab.sh --mode grade for three configurations, each with seeds 1,
+# Runs bench/nab.sh --mode grade for three configurations (NAB_GRADE_CONFIGS), each with seeds 1,
 # 2 and 3:
-#   default   detect() with every default: KDA's forest (100 trees, 256
+#   old       detect()'s defaults of 0.1: KDA's forest (100 trees, 256
 #             samples, time decay 100000), shingle 1, z_factor 3,
 #             score_floor 0.8, suppress 100, score_horizon 3000,
-#             cusum_drift 2, cusum_threshold 12
-#   kda_z10   every default but z_factor 10: KDA's forest, single scores
-#             fire only when extreme, sustained rises through the CUSUM
+#             cusum_drift 2, cusum_threshold 12, no transform
+#   new       the defaults chosen by the validation protocol (bench/README):
+#             shingle 8, z_factor 4, CUSUM off, transform normalize with
+#             transform_decay 0.0001, the rest as old
 #   nab       the configuration recommended for NAB-like series: shingle 8,
 #             z_factor 4, the time of day as two features (bench/nab.sh
-#             --tod 0.1), the other defaults
+#             --tod 0.1), the other defaults of old
+# (every parameter passed explicitly, so that the names keep their meaning
+# whatever detect()'s defaults are)
 # on one throwaway cluster (the corpus is loaded once), writing each run's
 # results to OUT_BASE/<config>-seed<seed>/ (default bench/results/nab-grade).
 # Each run is scored twice: at the threshold NAB optimises over the corpus
@@ -29,16 +32,26 @@
 # and its result files are compared byte for byte with SQL's: SQL must give
 # the same grades, hence the same NAB scores.
 #
+# Then the validation protocol (bench/README): each run scored again on the
+# tuning split, the held-back split and the full corpus, at both thresholds,
+# by bench/nab_protocol.py, with the median over the seeds: lines
+#   nab_protocol config=.. seed=1|2|3|median split=tuning|heldback|full threshold_mode=opt|fixed standard=.. reward_low_FP=.. reward_low_FN=..
+#
 # Prints a table of the three NAB profiles per configuration, seed and
 # threshold, the medians per configuration and threshold, the parity check,
-# and machine-readable lines
+# the protocol's lines, and machine-readable lines
 #   nab_grade_median config=nab shingle=8 z_factor=4 threshold_mode=opt seeds=1,2,3 standard=.. reward_low_FP=.. reward_low_FN=..
 #   nab_grade_parity config=nab seed=42 files=58 identical=58 sql_standard=.. engine_standard=.. ... match=yes
 #
 # Environment:
 #   NAB_SEEDS          seeds (default "1 2 3")
-#   NAB_GRADE_CONFIGS  "name:shingle:z_factor:tod ..." (default
-#                      "default:1:3:0 kda_z10:1:10:0 nab:8:4:0.1")
+#   NAB_GRADE_CONFIGS  "name:shingle:z_factor:tod[:options] ..." (default
+#                      "old:1:3:0 new:8:4:0:--cusum-threshold,0,--transform,normalize,--transform-decay,0.0001
+#                      nab:8:4:0.1"); options:
+#                      more bench/nab.sh options, commas for spaces, e.g.
+#                      "new:8:4:0:--score-horizon,3000,--suppress,100"
+#                      (the parity check gives them to bench/nab_engine,
+#                      --score-horizon as --horizon)
 #   NAB_FIXED_THRESHOLD  the fixed threshold (default 0.000001)
 #   NAB_PARITY_SEED    the seed of the parity check (default 42; empty: skip it)
 #   NAB_ROOT, NAB_SCORE, ANOMALY_BENCH_INSTALL, BENCH_JSONL   as for bench/nab.sh
@@ -55,7 +68,7 @@ NAB_ROOT=${NAB_ROOT:-$ROOT/../shared/nab}
 NAB_SCORE=${NAB_SCORE:-$ROOT/../shared/tools/nab_score.py}
 OUT_BASE=${1:-$ROOT/bench/results/nab-grade}
 SEEDS=${NAB_SEEDS:-1 2 3}
-CONFIGS=${NAB_GRADE_CONFIGS:-default:1:3:0 kda_z10:1:10:0 nab:8:4:0.1}
+CONFIGS=${NAB_GRADE_CONFIGS:-old:1:3:0 new:8:4:0:--cusum-threshold,0,--transform,normalize,--transform-decay,0.0001 nab:8:4:0.1}
 FIXED=${NAB_FIXED_THRESHOLD:-0.000001}
 PARITY_SEED=${NAB_PARITY_SEED-42}
 
@@ -88,10 +101,12 @@ export NAB_CLUSTER=$WORK/pg
 # thresholds; its "nab ..." lines go to $WORK/lines, prefixed with
 # config=NAME.
 run() {
-	local name=$1 shingle=$2 z=$3 tod=$4 seed=$5 out=$6 text
+	local name=$1 shingle=$2 z=$3 tod=$4 seed=$5 out=$6 more=${7:-} text
+	local -a extra=()
+	[ -z "$more" ] || IFS=, read -r -a extra <<<"$more"
 	if ! text=$(ANOMALY_BENCH_INSTALL=0 "$HERE/nab.sh" "$out" --mode grade \
 		--shingle "$shingle" --z-factor "$z" --tod "$tod" --seed "$seed" \
-		--threshold opt --threshold "$FIXED"); then
+		"${extra[@]}" --threshold opt --threshold "$FIXED"); then
 		echo "$text"
 		bench_log "bench/nab.sh failed for $name, seed $seed"
 		exit 1
@@ -102,10 +117,10 @@ run() {
 
 : >"$WORK/lines"
 for cfg in $CONFIGS; do
-	IFS=: read -r name shingle z tod <<<"$cfg"
+	IFS=: read -r name shingle z tod more <<<"$cfg"
 	for seed in $SEEDS; do
-		echo "=== $name (shingle $shingle, z_factor $z, tod $tod), seed $seed"
-		run "$name" "$shingle" "$z" "$tod" "$seed" "$OUT_BASE/$name-seed$seed"
+		echo "=== $name (shingle $shingle, z_factor $z, tod $tod ${more//,/ }), seed $seed"
+		run "$name" "$shingle" "$z" "$tod" "$seed" "$OUT_BASE/$name-seed$seed" "$more"
 	done
 done
 
@@ -123,18 +138,21 @@ if [ -n "$PARITY_SEED" ]; then
 	fi
 	: >"$WORK/parity_lines"
 	for cfg in $CONFIGS; do
-		IFS=: read -r name shingle z tod <<<"$cfg"
+		IFS=: read -r name shingle z tod more <<<"$cfg"
+		engine_extra=()
+		[ -z "$more" ] || IFS=, read -r -a engine_extra <<<"$(echo "$more" | sed "s/--score-horizon/--horizon/g")"
 		sql_out=$OUT_BASE/$name-seed$PARITY_SEED
 		c_out=$OUT_BASE/$name-seed$PARITY_SEED-engine
 		echo "=== parity: $name (shingle $shingle, z_factor $z), seed $PARITY_SEED: SQL"
 		if ! grep -q "^config=$name .*\\bseed=$PARITY_SEED\\b" "$WORK/lines"; then
-			run "$name" "$shingle" "$z" "$tod" "$PARITY_SEED" "$sql_out"
+			run "$name" "$shingle" "$z" "$tod" "$PARITY_SEED" "$sql_out" "$more"
 		fi
 		echo "=== parity: $name, seed $PARITY_SEED: bench/nab_engine"
 		rm -rf "$c_out"
 		t0=$(bench_now)
 		"$ROOT/bench/nab_engine" --nab "$NAB_ROOT" --out "$c_out" --mode grade \
-			--shingle "$shingle" --z-factor "$z" --tod "$tod" --seed "$PARITY_SEED"
+			--shingle "$shingle" --z-factor "$z" --tod "$tod" --seed "$PARITY_SEED" \
+			"${engine_extra[@]}"
 		c_seconds=$(bench_since "$t0")
 		python3 "$NAB_SCORE" "$c_out" --nab-root "$NAB_ROOT" --name anomaly \
 			--json "$c_out/nab_score.json" >/dev/null
@@ -191,7 +209,7 @@ done <"$WORK/lines"
 echo ""
 MEDIANS=()
 for cfg in $CONFIGS; do
-	IFS=: read -r name shingle z tod <<<"$cfg"
+	IFS=: read -r name shingle z tod more <<<"$cfg"
 	for mode in opt fixed; do
 		: >"$WORK/sel"
 		for seed in $SEEDS; do
@@ -219,5 +237,23 @@ for p in "${PARITY[@]}"; do
 	echo "nab_grade_parity $p"
 	bench_json nab_grade_parity "$p"
 done
+
+# The validation protocol: every run on the tuning split, the held-back
+# split and the full corpus, at both thresholds; medians over the seeds.
+: >"$WORK/protocol"
+for cfg in $CONFIGS; do
+	IFS=: read -r name shingle z tod more <<<"$cfg"
+	for seed in $SEEDS; do
+		python3 "$HERE/nab_protocol.py" score --config "$name" --seed "$seed" \
+			"$OUT_BASE/$name-seed$seed" >>"$WORK/protocol"
+	done
+done
+python3 "$HERE/nab_protocol.py" medians <"$WORK/protocol" >>"$WORK/protocol"
+echo ""
+echo "=== validation protocol (bench/README): tuning / held-back / full"
+while read -r line; do
+	echo "$line"
+	bench_json nab_protocol "${line#nab_protocol }"
+done <"$WORK/protocol"
 echo "nab_grade_all: $(wc -l <"$WORK/lines") scorings in $(bench_since "$T_START")s; results in $OUT_BASE"
 exit $PARITY_FAIL

@@ -207,11 +207,72 @@ test_set_params(void)
 	rcf_free(f);
 }
 
+/*
+ * Feeds noise with one spike of +8 deviations at point `at` (shingle 8,
+ * z_factor 4, the default forest, warm-up `warmup`); true if the spike, or
+ * one of the next 4 points (it stays in the shingle), fires.
+ */
+static bool
+spike_caught(int at, int warmup, uint64_t seed)
+{
+	RcfParams	p;
+	RcfGraderParams gp;
+	RcfForest  *f;
+	RcfGrader  *g;
+	uint64_t	s = seed;
+	bool		caught = false;
+
+	rcf_params_default(&p, 1);
+	p.shingle_size = 8;
+	p.seed = seed;
+	rcf_grader_params_default(&gp);
+	gp.z_factor = 4.0;
+	if (warmup >= 0)
+		gp.warmup = warmup;
+	f = rcf_create(&p, NULL);
+	g = rcf_grader_create(&gp, &p, NULL);
+	for (int i = 0; i < at + 5; i++)
+	{
+		RcfGrade	grade;
+		double		x = 100.0 + gauss(&s) + (i == at ? 8.0 : 0.0);
+
+		rcf_grader_process(g, f, &x, true, &grade, NULL);
+		if (i >= at && grade.is_anomaly)
+			caught = true;
+	}
+	rcf_grader_free(g);
+	rcf_free(f);
+	return caught;
+}
+
+/*
+ * The first spike soon after the forest's warm-up (sample_size / 4 = 64
+ * points) fires with the default warm-up of the grader: 20 points after
+ * it, for most seeds.  With the warm-up of 32 that the grader had before,
+ * it cannot: its scores are still being learned.
+ */
+static void
+test_first_spike_after_warmup(void)
+{
+	int			caught = 0,
+				caught_old = 0;
+
+	for (uint64_t seed = 1; seed <= 10; seed++)
+	{
+		caught += spike_caught(64 + 20, -1, seed);
+		caught_old += spike_caught(64 + 20, 32, seed);
+	}
+	UNIT_OK(caught >= 7, "a spike 20 points after the forest's warm-up fires for %d of 10 seeds",
+			caught);
+	UNIT_OK(caught_old == 0, "with a warm-up of 32 scores, for %d of 10", caught_old);
+}
+
 int
 main(void)
 {
 	test_cusum_catches_sustained_change();
 	test_stationary_rate();
 	test_set_params();
+	test_first_spike_after_warmup();
 	return unit_done();
 }
