@@ -206,8 +206,7 @@ store_forest(DetectorDef *def, ForestEntry *e)
 {
 	size_t		size = rcf_model_encoded_size_tf(e->forest, e->grader, e->transform);
 	struct varlena *model;
-	Datum		args[6];
-	char		nulls[6] = "      ";
+	DetectArgs	a;
 	int			rc;
 
 	if (size == 0 || size > MaxAllocSize - VARHDRSZ)
@@ -220,19 +219,15 @@ store_forest(DetectorDef *def, ForestEntry *e)
 	if (rcf_model_encode_tf(e->forest, e->grader, e->transform,
 							(uint8_t *) VARDATA(model), size) != size)
 		elog(ERROR, "could not encode a forest of detector \"%s\"", def->name);
-	args[0] = Int64GetDatum(def->id);
-	if (e->key.isnull)
-	{
-		args[1] = (Datum) 0;
-		nulls[1] = 'n';
-	}
-	else
-		args[1] = CStringGetTextDatum(e->key.str);
-	args[2] = PointerGetDatum(model);
-	args[3] = Int64GetDatum(e->as_seq);
-	args[4] = Int32GetDatum(e->as_pos);
-	args[5] = Int64GetDatum((int64) rcf_updates(e->forest));
-	rc = detect_spi_execute_plan(detect_plans.store, args, nulls, false, 0);
+	detect_args_init(&a);
+	detect_arg(&a, INT8OID, Int64GetDatum(def->id), false);
+	detect_arg(&a, TEXTOID, e->key.isnull ? (Datum) 0 : CStringGetTextDatum(e->key.str),
+			   e->key.isnull);
+	detect_arg(&a, detect_plans.rcf_type, PointerGetDatum(model), false);
+	detect_arg(&a, INT8OID, Int64GetDatum(e->as_seq), false);
+	detect_arg(&a, INT4OID, Int32GetDatum(e->as_pos), false);
+	detect_arg(&a, INT8OID, Int64GetDatum((int64) rcf_updates(e->forest)), false);
+	rc = detect_spi_execute_plan(detect_plans.store, a.values, a.nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not store a forest of detector \"%s\" (%d)", def->name, rc);
 	pfree(model);
@@ -462,6 +457,14 @@ after(ForestEntry *e, int64 seq, int32 pos)
 	return seq > e->as_seq || (seq == e->as_seq && pos > e->as_pos);
 }
 
+/* The columns of detect_replay_journal's statement. */
+enum
+{
+	JOURNAL_SEQ = 1,
+	JOURNAL_KEYS,
+	JOURNAL_POINTS
+};
+
 /*
  * Rebuilds the forests in memory from the stored ones and the journal:
  * every journal point after a forest's stored position is learned again.
@@ -492,9 +495,12 @@ detect_replay_journal(DetectorCache *dc, DetectorDef *def)
 		for (uint64 r = 0; r < n; r++)
 		{
 			bool		isnull;
-			int64		seq = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
-			ArrayType  *keys = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc, 2, &isnull));
-			ArrayType  *points = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc, 3, &isnull));
+			int64		seq = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc,
+														  JOURNAL_SEQ, &isnull));
+			ArrayType  *keys = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc,
+																JOURNAL_KEYS, &isnull));
+			ArrayType  *points = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc,
+																  JOURNAL_POINTS, &isnull));
 			Datum	   *kd;
 			bool	   *kn;
 			int			nk;
