@@ -151,26 +151,6 @@ detect_forget(int64 id)
 			cache_clear(dc);
 }
 
-static void *
-forest_alloc(void *ctx, size_t size)
-{
-	return MemoryContextAllocExtended((MemoryContext) ctx, size,
-									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
-}
-
-static void *
-forest_alloc_zero(void *ctx, size_t size)
-{
-	return MemoryContextAllocExtended((MemoryContext) ctx, size,
-									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
-}
-
-static void
-forest_free(void *ctx, void *ptr)
-{
-	pfree(ptr);
-}
-
 /* Prepares the plans that load and store forests. */
 void
 detect_prepare_forest_plans(void)
@@ -352,7 +332,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 		{
 			bool		isnull;
 			struct varlena *model = (struct varlena *) DatumGetPointer(detect_spi_value(0, 1, &isnull));
-			RcfAllocator alloc = {forest_alloc, forest_free, dc->cxt};
+			RcfAllocator alloc = {anomaly_context_alloc_no_oom, anomaly_context_free, dc->cxt};
 			RcfDecodeStatus status;
 			const char *detail = NULL;
 
@@ -382,7 +362,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 			 * unset until it is full, and the decoder refuses a stored
 			 * forest whose shingle holds non-finite garbage.
 			 */
-			RcfAllocator zalloc = {forest_alloc_zero, forest_free, dc->cxt};
+			RcfAllocator zalloc = {anomaly_context_alloc_zero_no_oom, anomaly_context_free, dc->cxt};
 
 			if (rcf_arena_size(&def->params) > MaxAllocHugeSize / 2)
 				ereport(ERROR,
@@ -396,7 +376,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 						 errmsg("could not create a forest for detector \"%s\"", def->name)));
 			if (def->grade)
 			{
-				RcfAllocator alloc = {forest_alloc, forest_free, dc->cxt};
+				RcfAllocator alloc = {anomaly_context_alloc_no_oom, anomaly_context_free, dc->cxt};
 
 				e->grader = rcf_grader_create(&def->gparams, &def->params, &alloc);
 				if (e->grader == NULL)
@@ -406,7 +386,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 			}
 			if (def->tspec.params.method != RCF_TRANSFORM_NONE)
 			{
-				RcfAllocator alloc = {forest_alloc, forest_free, dc->cxt};
+				RcfAllocator alloc = {anomaly_context_alloc_no_oom, anomaly_context_free, dc->cxt};
 
 				e->transform = rcf_transform_create(&def->tspec.params,
 													def->tspec.weights, &alloc);
