@@ -55,6 +55,7 @@
 #include "detect/detect.h"
 #include "detect/options.h"
 #include "compat.h"
+#include "subxact.h"
 
 PG_FUNCTION_INFO_V1(anomaly_create_detector);
 PG_FUNCTION_INFO_V1(anomaly_alter_detector);
@@ -82,6 +83,28 @@ PG_FUNCTION_INFO_V1(anomaly_process);
 /* ---------------------------------------------------------------------
  * SPI as the bootstrap superuser
  */
+/*
+ * Appends the columns of a checked definition as SPI arguments, in the
+ * order create_detector and alter_detector write them: features,
+ * partition_by, filter, options, search_path, source_columns, key_columns.
+ */
+static void
+definition_args(DetectArgs *a, Definition *def)
+{
+	detect_arg(a, TEXTARRAYOID, detect_cstrings_to_array(def->features, def->nfeatures), false);
+	detect_arg(a, TEXTOID, def->partition_by ? CStringGetTextDatum(def->partition_by) : 0,
+			   def->partition_by == NULL);
+	detect_arg(a, TEXTOID, def->filter ? CStringGetTextDatum(def->filter) : 0,
+			   def->filter == NULL);
+	detect_arg(a, JSONBOID, DirectFunctionCall1(jsonb_in, CStringGetDatum(def->options)), false);
+	detect_arg(a, TEXTOID, CStringGetTextDatum(def->search_path), false);
+	detect_arg(a, JSONBOID, DirectFunctionCall1(jsonb_in, CStringGetDatum(def->source_columns)),
+			   false);
+	detect_arg(a, TEXTARRAYOID,
+			   def->nkeys > 0 ? detect_cstrings_to_array(def->keys, def->nkeys) : 0,
+			   def->nkeys == 0);
+}
+
 /* ---------------------------------------------------------------------
  * create_detector
  */
@@ -166,19 +189,8 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 		detect_arg(&a, TEXTOID, CStringGetTextDatum(name), false);
 		detect_arg(&a, OIDOID, ObjectIdGetDatum(relid), false);
 		detect_arg(&a, TEXTOID, CStringGetTextDatum(def.source_name), false);
-		detect_arg(&a, TEXTARRAYOID, detect_cstrings_to_array(def.features, def.nfeatures), false);
-		detect_arg(&a, TEXTOID, def.partition_by ? CStringGetTextDatum(def.partition_by) : 0,
-				   def.partition_by == NULL);
-		detect_arg(&a, TEXTOID, def.filter ? CStringGetTextDatum(def.filter) : 0,
-				   def.filter == NULL);
-		detect_arg(&a, JSONBOID, DirectFunctionCall1(jsonb_in, CStringGetDatum(def.options)), false);
+		definition_args(&a, &def);
 		detect_arg(&a, OIDOID, ObjectIdGetDatum(owner), false);
-		detect_arg(&a, TEXTOID, CStringGetTextDatum(def.search_path), false);
-		detect_arg(&a, JSONBOID, DirectFunctionCall1(jsonb_in, CStringGetDatum(def.source_columns)),
-				   false);
-		detect_arg(&a, TEXTARRAYOID,
-				   def.nkeys > 0 ? detect_cstrings_to_array(def.keys, def.nkeys) : 0,
-				   def.nkeys == 0);
 		detect_arg(&a, NAMEOID, DirectFunctionCall1(namein, CStringGetDatum(slot)), false);
 		detect_arg(&a, PG_LSNOID, LSNGetDatum(detect_slot_confirmed(slot)), false);
 		detect_arg(&a, TEXTOID, CStringGetTextDatum(detect_home()), false);
@@ -188,8 +200,8 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 				   backfill == NULL);
 		detect_arg(&a, PG_LSNOID, LSNGetDatum(backfill_lsn), false);
 		detect_spi_exec("INSERT INTO anomaly.detectors (id, name, source, source_name, features,"
-				  " partition_by, filter, options, owner, search_path, source_columns,"
-				  " key_columns, slot_name, progress_lsn, home, backfill, last_commit_lsn)"
+				  " partition_by, filter, options, search_path, source_columns, key_columns,"
+				  " owner, slot_name, progress_lsn, home, backfill, last_commit_lsn)"
 				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
 				  a.n, a.types, a.values, a.nulls, false, SPI_OK_INSERT);
 	}
@@ -385,18 +397,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 
 		detect_args_init(&a);
 		detect_arg(&a, INT8OID, Int64GetDatum(ex.id), false);
-		detect_arg(&a, TEXTARRAYOID, detect_cstrings_to_array(def.features, def.nfeatures), false);
-		detect_arg(&a, TEXTOID, def.partition_by ? CStringGetTextDatum(def.partition_by) : 0,
-				   def.partition_by == NULL);
-		detect_arg(&a, TEXTOID, def.filter ? CStringGetTextDatum(def.filter) : 0,
-				   def.filter == NULL);
-		detect_arg(&a, JSONBOID, DirectFunctionCall1(jsonb_in, CStringGetDatum(def.options)), false);
-		detect_arg(&a, TEXTOID, CStringGetTextDatum(def.search_path), false);
-		detect_arg(&a, JSONBOID, DirectFunctionCall1(jsonb_in, CStringGetDatum(def.source_columns)),
-				   false);
-		detect_arg(&a, TEXTARRAYOID,
-				   def.nkeys > 0 ? detect_cstrings_to_array(def.keys, def.nkeys) : 0,
-				   def.nkeys == 0);
+		definition_args(&a, &def);
 		detect_arg(&a, TEXTOID, CStringGetTextDatum(def.source_name), false);
 		detect_arg(&a, BOOLOID, BoolGetDatum(reset), false);
 		detect_arg(&a, INT8OID, Int64GetDatum(detect_new_token()), false);
@@ -644,6 +645,41 @@ anomaly_drop_detector(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* One detector's rounds in process(), for anomaly_try_subxact. */
+typedef struct ProcessCall
+{
+	int64		id;
+	const char *name;
+	int64		limit;			/* rows at most */
+	int64		rows;			/* rows read */
+} ProcessCall;
+
+/* Runs rounds of one detector until it is caught up or the limit is read. */
+static void
+process_one(void *arg)
+{
+	ProcessCall *c = (ProcessCall *) arg;
+	int64		left = c->limit;
+	DetectRoundResult r;
+
+	do
+	{
+		int64		rows = 0;
+		int			batch = (int) Min(left, (int64) detect_batch_rows);
+
+		r = detect_round(c->id, batch, true, &rows);
+		c->rows += rows;
+		left -= rows;
+	} while (r == ROUND_MORE && left > 0);
+	if (r == ROUND_BUSY)
+		ereport(NOTICE,
+				(errmsg("detector \"%s\" is being processed by another process, skipped",
+						c->name)));
+	detect_confirm_after_commit();
+	detect_release();
+	detect_progress_end(true);
+}
+
 /* The columns of anomaly_process's list of detectors. */
 enum
 {
@@ -668,7 +704,6 @@ anomaly_process(PG_FUNCTION_ARGS)
 	int64	   *ids;
 	char	  **names;
 	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 
 	if (limit <= 0)
 		ereport(ERROR,
@@ -775,44 +810,12 @@ anomaly_process(PG_FUNCTION_ARGS)
 
 	for (int i = 0; i < n; i++)
 	{
-		int64		left = limit;
+		ProcessCall c = {ids[i], names[i], limit, 0};
+		ErrorData  *edata = anomaly_try_subxact(process_one, &c);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
+		total += c.rows;
+		if (edata)
 		{
-			DetectRoundResult r;
-
-			do
-			{
-				int64		rows = 0;
-				int			batch = (int) Min(left, (int64) detect_batch_rows);
-
-				r = detect_round(ids[i], batch, true, &rows);
-				total += rows;
-				left -= rows;
-			} while (r == ROUND_MORE && left > 0);
-			if (r == ROUND_BUSY)
-				ereport(NOTICE,
-						(errmsg("detector \"%s\" is being processed by another process, skipped",
-								names[i])));
-			detect_confirm_after_commit();
-			detect_release();
-			detect_progress_end(true);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
 			detect_after_abort();
 			detect_record_error(ids[i], edata->message, unpack_sql_state(edata->sqlerrcode),
 								detect_error_is_permanent(edata->sqlerrcode));
@@ -823,7 +826,6 @@ anomaly_process(PG_FUNCTION_ARGS)
 					 edata->hint ? errhint("%s", edata->hint) : 0));
 			FreeErrorData(edata);
 		}
-		PG_END_TRY();
 	}
 	PG_RETURN_INT64(total);
 }
