@@ -92,7 +92,7 @@ COMMENT ON FUNCTION _rcf_out(rcf) IS 'internal: output function of anomaly.rcf (
 COMMENT ON FUNCTION _rcf_recv(internal) IS 'internal: binary input function of anomaly.rcf';
 COMMENT ON FUNCTION _rcf_send(rcf) IS 'internal: binary output function of anomaly.rcf';
 -- New: alert message templates and the source row of a rule's notification
--- (used by the alert rules, 040_alert.sql).  Internal: only the
+-- (used by the alert rules, 044_alert_rules.sql).  Internal: only the
 -- extension's owner may execute them.
 
 -- Renders a template over a notification's payload: {{path}} placeholders

@@ -85,6 +85,8 @@ extern RcfForest *anomaly_forest_create(const RcfParams *params,
 										MemoryContext context);
 extern void anomaly_null_param(const char *name) pg_attribute_noreturn();
 extern void *anomaly_context_alloc(void *ctx, size_t size);
+extern void *anomaly_context_alloc_no_oom(void *ctx, size_t size);
+extern void *anomaly_context_alloc_zero_no_oom(void *ctx, size_t size);
 extern void anomaly_context_free(void *ctx, void *ptr);
 
 /* point.c */

@@ -39,6 +39,7 @@
 
 #include "detect/detect.h"
 #include "registry.h"
+#include "subxact.h"
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
@@ -126,25 +127,18 @@ database_needed_alone(Node *parsetree)
  * DROP's transaction, so it is a warning (and the origins stay).
  */
 static void
+drop_origins_of(void *arg)
+{
+	detect_drop_origins_of(*(Oid *) arg);
+}
+
+static void
 drop_origins(Oid dboid)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *edata = anomaly_try_subxact(drop_origins_of, &dboid);
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
+	if (edata)
 	{
-		detect_drop_origins_of(dboid);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
 		ereport(WARNING,
 				(errmsg("could not drop the replication origins of the dropped database's detectors: %s",
 						edata->message),
@@ -152,9 +146,6 @@ drop_origins(Oid dboid)
 						 dboid)));
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
 }
 
 /* The ProcessUtility hook. */

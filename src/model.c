@@ -48,22 +48,6 @@ PG_FUNCTION_INFO_V1(rcf_info_model);
 PG_FUNCTION_INFO_V1(rcf_detect_model);
 PG_FUNCTION_INFO_V1(rcf_set_grading_model);
 
-/* Bytes of the encoding's header: marker, version, reserved, CRC. */
-#define MODEL_HEADER_SIZE 12
-
-/* Allocator hooks for a forest in a memory context. */
-static void *
-model_alloc(void *ctx, size_t size)
-{
-	return MemoryContextAllocExtended((MemoryContext) ctx, size,
-									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
-}
-
-static void
-model_free(void *ctx, void *ptr)
-{
-	pfree(ptr);
-}
 
 /*
  * Decodes an encoding into a forest in `context`, raising the error that
@@ -78,7 +62,7 @@ static RcfForest *
 decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
 				bool binary, RcfGrader **grader, RcfTransform **transform)
 {
-	RcfAllocator allocator = {model_alloc, model_free, context};
+	RcfAllocator allocator = {anomaly_context_alloc_no_oom, anomaly_context_free, context};
 	RcfDecodeStatus status;
 	const char *detail;
 	RcfParams	params;
@@ -185,14 +169,12 @@ cached_forest(FunctionCallInfo fcinfo, Datum model)
 	Size		raw_size = toast_raw_datum_size(model) - VARHDRSZ;
 	uint32		crc = 0;
 
-	if (raw_size >= MODEL_HEADER_SIZE)
+	if (raw_size >= RCF_MODEL_HEADER_SIZE)
 	{
-		bytea	   *head = DatumGetByteaPSlice(model, 0, MODEL_HEADER_SIZE);
-		const uint8 *h = (const uint8 *) VARDATA_ANY(head);
+		bytea	   *head = DatumGetByteaPSlice(model, 0, RCF_MODEL_HEADER_SIZE);
 
-		if (VARSIZE_ANY_EXHDR(head) >= MODEL_HEADER_SIZE)
-			crc = (uint32) h[8] | ((uint32) h[9] << 8) |
-				((uint32) h[10] << 16) | ((uint32) h[11] << 24);
+		crc = rcf_model_stored_crc((const uint8 *) VARDATA_ANY(head),
+								   VARSIZE_ANY_EXHDR(head));
 	}
 	if (cache->forest == NULL || cache->raw_size != raw_size || cache->crc != crc)
 	{

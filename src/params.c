@@ -144,6 +144,25 @@ anomaly_context_alloc(void *ctx, size_t size)
 									  MCXT_ALLOC_HUGE);
 }
 
+/*
+ * The same, returning NULL when memory runs out, for callers that report
+ * the engine's failure themselves (decoding a stored model, a detector's
+ * forests); and zeroed.
+ */
+void *
+anomaly_context_alloc_no_oom(void *ctx, size_t size)
+{
+	return MemoryContextAllocExtended((MemoryContext) ctx, size,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+}
+
+void *
+anomaly_context_alloc_zero_no_oom(void *ctx, size_t size)
+{
+	return MemoryContextAllocExtended((MemoryContext) ctx, size,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+}
+
 void
 anomaly_context_free(void *ctx, void *ptr)
 {

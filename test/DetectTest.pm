@@ -8,7 +8,9 @@ use warnings;
 
 use Exporter 'import';
 
-our @EXPORT = qw(window_diff);
+our @EXPORT = qw(window_diff detector_node);
+
+use PostgreSQL::Test::Cluster;
 
 # window_diff($node, %opt): compares the scores of a detector with what the
 # window functions give over the same rows, per partition key in commit
@@ -53,6 +55,29 @@ sub window_diff
 		count(*) FILTER (WHERE anomaly_grade > 0), count(expected_values)} if $opt{grades};
 	$sql .= q{ FROM w};
 	return split /\|/, $node->safe_psql($opt{db} // 'postgres', $sql);
+}
+
+# detector_node($name, %settings): a started cluster for logical decoding
+# with anomaly preloaded and the detector workers in database postgres,
+# polling every 20 ms, up to 16 worker processes, warnings only in the log;
+# %settings (name => value, as written in postgresql.conf) add to these or
+# replace them.
+sub detector_node
+{
+	my ($name, %settings) = @_;
+	my %conf = (
+		shared_preload_libraries => "'anomaly'",
+		'anomaly.detector_database' => "'postgres'",
+		'anomaly.detector_naptime' => 20,
+		max_worker_processes => 16,
+		log_min_messages => 'warning',
+		%settings);
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(allows_streaming => 'logical');
+	$node->append_conf('postgresql.conf',
+		join('', map { "$_ = $conf{$_}\n" } sort keys %conf));
+	$node->start;
+	return $node;
 }
 
 1;

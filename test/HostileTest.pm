@@ -36,6 +36,10 @@ use Test::More;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
+use File::Basename ();
+use lib File::Basename::dirname(__FILE__);
+use Poll;    # wait_until, exported again from here
+
 our @EXPORT = qw(new_hostile_node as_role as_role_ok as_role_err
   assert_no_superuser assert_alive wait_until wait_detector detector_done
   start_listener listener_bytes listener_connections closed_port
@@ -182,21 +186,6 @@ sub assert_alive
 			$node->psql('postgres', 'SELECT 1', stdout => \$o, stderr => \$e, timeout => 10);
 			return $o eq '1';
 		});
-	}
-}
-
-# wait_until(SECONDS, CODE): calls CODE every 0.1 s until it returns true or
-# SECONDS pass; returns its last value.
-sub wait_until
-{
-	my ($secs, $code) = @_;
-	my $end = time() + $secs;
-	my $r;
-	while (1)
-	{
-		$r = $code->();
-		return $r if $r || time() > $end;
-		sleep(0.1);
 	}
 }
 

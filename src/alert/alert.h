@@ -3,8 +3,9 @@
  *	  The alert layer: settings, credentials, the HTTP/SMTP sender, delivery
  *	  rounds and the sender background worker.
  *
- * The SQL side (src/sql/040_alert.sql) owns the tables and the rule logic;
- * this side sends what the outbox holds and records the outcome.
+ * The SQL side (src/sql/040_alert_tables.sql to 046_alert_grants.sql) owns
+ * the tables and the rule logic; this side sends what the outbox holds and
+ * records the outcome.
  */
 #ifndef ANOMALY_ALERT_H
 #define ANOMALY_ALERT_H

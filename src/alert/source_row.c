@@ -43,6 +43,7 @@
 
 #include "alert/alert.h"
 #include "compat.h"
+#include "subxact.h"
 
 PG_FUNCTION_INFO_V1(anomaly_alert_source_row);
 
@@ -182,6 +183,26 @@ read_row(Oid owner, text *detector, Jsonb *key)
 	return result;
 }
 
+/* read_row's arguments and result, for anomaly_try_subxact. */
+typedef struct ReadRowCall
+{
+	Oid			owner;
+	text	   *detector;
+	Jsonb	   *key;
+	Datum		result;
+} ReadRowCall;
+
+static void
+read_row_call(void *arg)
+{
+	ReadRowCall *c = (ReadRowCall *) arg;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	c->result = read_row(c->owner, c->detector, c->key);
+	SPI_finish();
+}
+
 /*
  * SQL: anomaly._source_row(owner oid, detector text, source_key jsonb) ->
  * jsonb.  Owner only (alert rules' payloads).
@@ -189,49 +210,29 @@ read_row(Oid owner, text *detector, Jsonb *key)
 Datum
 anomaly_alert_source_row(PG_FUNCTION_ARGS)
 {
-	Oid			owner = PG_GETARG_OID(0);
-	text	   *detector = PG_GETARG_TEXT_PP(1);
-	Jsonb	   *key = PG_GETARG_JSONB_P(2);
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner resowner = CurrentResourceOwner;
-	volatile Datum result = (Datum) 0;
+	ReadRowCall c;
+	ErrorData  *edata;
 
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
+	c.owner = PG_GETARG_OID(0);
+	c.detector = PG_GETARG_TEXT_PP(1);
+	c.key = PG_GETARG_JSONB_P(2);
+	c.result = (Datum) 0;
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(c.owner)))
 		PG_RETURN_NULL();
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	edata = anomaly_try_subxact(read_row_call, &c);
+	if (edata)
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		result = read_row(owner, detector, key);
-		SPI_finish();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = resowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = resowner;
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("alert notification sent without its source row: %s",
 						edata->message)));
 		FreeErrorData(edata);
-		result = (Datum) 0;
+		c.result = (Datum) 0;
 	}
-	PG_END_TRY();
 
-	if (result == (Datum) 0)
+	if (c.result == (Datum) 0)
 		PG_RETURN_NULL();
 	/* in this context: a short header is expanded here, not in SPI's */
-	PG_RETURN_JSONB_P(DatumGetJsonbP(result));
+	PG_RETURN_JSONB_P(DatumGetJsonbP(c.result));
 }

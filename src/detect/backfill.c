@@ -180,6 +180,14 @@ seen_by_snapshot(const Backfill *b, TransactionId xid)
 	return true;
 }
 
+/* The columns of read_sql's statement. */
+enum
+{
+	READ_ROW = 1,				/* the whole row */
+	READ_XMIN,
+	READ_KEY					/* its primary key, as jsonb */
+};
+
 /* One batch read (read_as_owner). */
 typedef struct ReadCall
 {
@@ -202,15 +210,13 @@ static void
 read_as_owner(void *arg)
 {
 	ReadCall   *c = (ReadCall *) arg;
-	Oid			types[2] = {JSONBOID, INT4OID};
-	Datum		args[2];
-	char		nulls[3] = "  ";
+	DetectArgs	a;
 	MemoryContext old;
 
-	args[0] = c->after;
-	nulls[0] = c->after == (Datum) 0 ? 'n' : ' ';
-	args[1] = Int32GetDatum(c->limit);
-	detect_owner_spi_exec(c->sql, 2, types, args, nulls, true, SPI_OK_SELECT);
+	detect_args_init(&a);
+	detect_arg(&a, JSONBOID, c->after, c->after == (Datum) 0);
+	detect_arg(&a, INT4OID, Int32GetDatum(c->limit), false);
+	detect_owner_spi_exec(c->sql, a.n, a.types, a.values, a.nulls, true, SPI_OK_SELECT);
 	old = MemoryContextSwitchTo(c->cxt);
 	c->n = (int) SPI_processed;
 	c->rows = palloc(sizeof(Datum) * Max(c->n, 1));
@@ -222,9 +228,9 @@ read_as_owner(void *arg)
 		TupleDesc	td = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		c->rows[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(t, td, 1, &isnull)));
-		c->xmins[i] = DatumGetTransactionId(SPI_getbinval(t, td, 2, &isnull));
-		c->keys[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(t, td, 3, &isnull)));
+		c->rows[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(t, td, READ_ROW, &isnull)));
+		c->xmins[i] = DatumGetTransactionId(SPI_getbinval(t, td, READ_XMIN, &isnull));
+		c->keys[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(t, td, READ_KEY, &isnull)));
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -287,9 +293,7 @@ detect_backfill_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	EvalState	es;
 	RoundWrite	w;
 	int			n = 0;
-	Oid			types[4] = {INT8OID, INT8OID, INT8OID, JSONBOID};
-	Datum		args[4];
-	char		nulls[5] = "    ";
+	DetectArgs	a;
 
 	rel = detect_open_source(def);
 	if (def->nkeys == 0)
@@ -368,11 +372,11 @@ detect_backfill_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	table_close(rel, NoLock);
 
 	/* The progress, in the round's transaction. */
-	args[0] = Int64GetDatum(def->id);
-	args[1] = Int64GetDatum(c.n);
-	args[2] = Int64GetDatum(n);
-	args[3] = c.n > 0 ? c.keys[c.n - 1] : (Datum) 0;
-	nulls[3] = c.n > 0 ? ' ' : 'n';
+	detect_args_init(&a);
+	detect_arg(&a, INT8OID, Int64GetDatum(def->id), false);
+	detect_arg(&a, INT8OID, Int64GetDatum(c.n), false);
+	detect_arg(&a, INT8OID, Int64GetDatum(n), false);
+	detect_arg(&a, JSONBOID, c.n > 0 ? c.keys[c.n - 1] : (Datum) 0, c.n == 0);
 	detect_spi_exec("UPDATE anomaly.detectors SET backfill = backfill"
 					" OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object("
 					"  'read', (backfill OPERATOR(pg_catalog.->>) 'read')::pg_catalog.int8 OPERATOR(pg_catalog.+) $2,"
@@ -380,7 +384,8 @@ detect_backfill_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 					" OPERATOR(pg_catalog.||) CASE WHEN $4 IS NULL"
 					"  THEN pg_catalog.jsonb_build_object('done', true, 'finished_at', pg_catalog.now())"
 					"  ELSE pg_catalog.jsonb_build_object('after', $4) END"
-					" WHERE id OPERATOR(pg_catalog.=) $1", 4, types, args, nulls, false, SPI_OK_UPDATE);
+					" WHERE id OPERATOR(pg_catalog.=) $1", a.n, a.types, a.values, a.nulls, false,
+					SPI_OK_UPDATE);
 	dc->current = true;
 	dc->confirm_lsn = InvalidXLogRecPtr;
 	if (c.n == 0)

@@ -55,6 +55,7 @@
 #include "detect/detect.h"
 #include "detect/options.h"
 #include "compat.h"
+#include "subxact.h"
 
 PG_FUNCTION_INFO_V1(anomaly_create_detector);
 PG_FUNCTION_INFO_V1(anomaly_alter_detector);
@@ -82,6 +83,28 @@ PG_FUNCTION_INFO_V1(anomaly_process);
 /* ---------------------------------------------------------------------
  * SPI as the bootstrap superuser
  */
+/*
+ * Appends the columns of a checked definition as SPI arguments, in the
+ * order create_detector and alter_detector write them: features,
+ * partition_by, filter, options, search_path, source_columns, key_columns.
+ */
+static void
+definition_args(DetectArgs *a, Definition *def)
+{
+	detect_arg(a, TEXTARRAYOID, detect_cstrings_to_array(def->features, def->nfeatures), false);
+	detect_arg(a, TEXTOID, def->partition_by ? CStringGetTextDatum(def->partition_by) : 0,
+			   def->partition_by == NULL);
+	detect_arg(a, TEXTOID, def->filter ? CStringGetTextDatum(def->filter) : 0,
+			   def->filter == NULL);
+	detect_arg(a, JSONBOID, DirectFunctionCall1(jsonb_in, CStringGetDatum(def->options)), false);
+	detect_arg(a, TEXTOID, CStringGetTextDatum(def->search_path), false);
+	detect_arg(a, JSONBOID, DirectFunctionCall1(jsonb_in, CStringGetDatum(def->source_columns)),
+			   false);
+	detect_arg(a, TEXTARRAYOID,
+			   def->nkeys > 0 ? detect_cstrings_to_array(def->keys, def->nkeys) : 0,
+			   def->nkeys == 0);
+}
+
 /* ---------------------------------------------------------------------
  * create_detector
  */
@@ -159,39 +182,28 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 	}
 
 	{
-		Oid			types[17] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTARRAYOID, TEXTOID,
-			TEXTOID, JSONBOID, OIDOID, TEXTOID, JSONBOID, TEXTARRAYOID, NAMEOID, PG_LSNOID,
-		TEXTOID, JSONBOID, PG_LSNOID};
-		Datum		args[17];
-		char		nulls[18] = "                 ";
+		DetectArgs	a;
 
-		args[0] = Int64GetDatum(id);
-		args[1] = CStringGetTextDatum(name);
-		args[2] = ObjectIdGetDatum(relid);
-		args[3] = CStringGetTextDatum(def.source_name);
-		args[4] = detect_cstrings_to_array(def.features, def.nfeatures);
-		args[5] = def.partition_by ? CStringGetTextDatum(def.partition_by) : (Datum) 0;
-		nulls[5] = def.partition_by ? ' ' : 'n';
-		args[6] = def.filter ? CStringGetTextDatum(def.filter) : (Datum) 0;
-		nulls[6] = def.filter ? ' ' : 'n';
-		args[7] = DirectFunctionCall1(jsonb_in, CStringGetDatum(def.options));
-		args[8] = ObjectIdGetDatum(owner);
-		args[9] = CStringGetTextDatum(def.search_path);
-		args[10] = DirectFunctionCall1(jsonb_in, CStringGetDatum(def.source_columns));
-		args[11] = def.nkeys > 0 ? detect_cstrings_to_array(def.keys, def.nkeys) : (Datum) 0;
-		nulls[11] = def.nkeys > 0 ? ' ' : 'n';
-		args[12] = DirectFunctionCall1(namein, CStringGetDatum(slot));
-		args[13] = LSNGetDatum(detect_slot_confirmed(slot));
-		args[14] = CStringGetTextDatum(detect_home());
+		detect_args_init(&a);
+		detect_arg(&a, INT8OID, Int64GetDatum(id), false);
+		detect_arg(&a, TEXTOID, CStringGetTextDatum(name), false);
+		detect_arg(&a, OIDOID, ObjectIdGetDatum(relid), false);
+		detect_arg(&a, TEXTOID, CStringGetTextDatum(def.source_name), false);
+		definition_args(&a, &def);
+		detect_arg(&a, OIDOID, ObjectIdGetDatum(owner), false);
+		detect_arg(&a, NAMEOID, DirectFunctionCall1(namein, CStringGetDatum(slot)), false);
+		detect_arg(&a, PG_LSNOID, LSNGetDatum(detect_slot_confirmed(slot)), false);
+		detect_arg(&a, TEXTOID, CStringGetTextDatum(detect_home()), false);
 		/* With a backfill, the slot's transactions up to its LSN are its. */
-		args[15] = backfill ? DirectFunctionCall1(jsonb_in, CStringGetDatum(backfill)) : (Datum) 0;
-		nulls[15] = backfill ? ' ' : 'n';
-		args[16] = LSNGetDatum(backfill_lsn);
+		detect_arg(&a, JSONBOID,
+				   backfill ? DirectFunctionCall1(jsonb_in, CStringGetDatum(backfill)) : 0,
+				   backfill == NULL);
+		detect_arg(&a, PG_LSNOID, LSNGetDatum(backfill_lsn), false);
 		detect_spi_exec("INSERT INTO anomaly.detectors (id, name, source, source_name, features,"
-				  " partition_by, filter, options, owner, search_path, source_columns,"
-				  " key_columns, slot_name, progress_lsn, home, backfill, last_commit_lsn)"
+				  " partition_by, filter, options, search_path, source_columns, key_columns,"
+				  " owner, slot_name, progress_lsn, home, backfill, last_commit_lsn)"
 				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-				  17, types, args, nulls, false, SPI_OK_INSERT);
+				  a.n, a.types, a.values, a.nulls, false, SPI_OK_INSERT);
 	}
 	detect_sys_leave(&su);
 	SPI_finish();
@@ -225,6 +237,16 @@ typedef struct Existing
 	char	   *name;
 } Existing;
 
+/* The columns of lock_detector's statement. */
+enum
+{
+	LOCK_ID = 1,
+	LOCK_OWNER,
+	LOCK_SOURCE,
+	LOCK_SLOT,
+	LOCK_STATE
+};
+
 /*
  * Finds and locks detector `name` (inside su_enter), checks that the
  * caller may manage it.  Returns false when missing and missing_ok.
@@ -249,11 +271,11 @@ lock_detector(const char *name, Oid caller, bool missing_ok, Existing *ex)
 	}
 	t = SPI_tuptable->vals[0];
 	td = SPI_tuptable->tupdesc;
-	ex->id = DatumGetInt64(SPI_getbinval(t, td, 1, &isnull));
-	ex->owner = DatumGetObjectId(SPI_getbinval(t, td, 2, &isnull));
-	ex->source = DatumGetObjectId(SPI_getbinval(t, td, 3, &isnull));
-	ex->slot = SPI_getvalue(t, td, 4);
-	ex->state = SPI_getvalue(t, td, 5);
+	ex->id = DatumGetInt64(SPI_getbinval(t, td, LOCK_ID, &isnull));
+	ex->owner = DatumGetObjectId(SPI_getbinval(t, td, LOCK_OWNER, &isnull));
+	ex->source = DatumGetObjectId(SPI_getbinval(t, td, LOCK_SOURCE, &isnull));
+	ex->slot = SPI_getvalue(t, td, LOCK_SLOT);
+	ex->state = SPI_getvalue(t, td, LOCK_STATE);
 	ex->name = pstrdup(name);
 	if (!has_privs_of_role(caller, ex->owner))
 		ereport(ERROR,
@@ -266,6 +288,16 @@ lock_detector(const char *name, Oid caller, bool missing_ok, Existing *ex)
 /* ---------------------------------------------------------------------
  * alter_detector
  */
+
+/* The columns of alter_detector's first statement. */
+enum
+{
+	ALTER_FEATURES = 1,
+	ALTER_PARTITION_BY,
+	ALTER_FILTER,
+	ALTER_MERGED,				/* the options, with the new ones */
+	ALTER_PARAMS				/* PARAMS_ARRAY of the old options */
+};
 Datum
 anomaly_alter_detector(PG_FUNCTION_ARGS)
 {
@@ -310,16 +342,16 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 			  NULL, false, SPI_OK_SELECT);
 	t = SPI_tuptable->vals[0];
 	td = SPI_tuptable->tupdesc;
-	d = SPI_getbinval(t, td, 1, &isnull);
+	d = SPI_getbinval(t, td, ALTER_FEATURES, &isnull);
 	{
 		ArrayType  *a = DatumGetArrayTypeP(d);
 
 		old_n = detect_text_array_arg(a, "features", &old_features);
 	}
-	old_partition = SPI_getvalue(t, td, 2);
-	old_filter = SPI_getvalue(t, td, 3);
-	merged = DatumGetJsonbPCopy(SPI_getbinval(t, td, 4, &isnull));
-	old_params = SPI_getvalue(t, td, 5);
+	old_partition = SPI_getvalue(t, td, ALTER_PARTITION_BY);
+	old_filter = SPI_getvalue(t, td, ALTER_FILTER);
+	merged = DatumGetJsonbPCopy(SPI_getbinval(t, td, ALTER_MERGED, &isnull));
+	old_params = SPI_getvalue(t, td, ALTER_PARAMS);
 
 	memset(&def, 0, sizeof(def));
 	if (PG_ARGISNULL(1))
@@ -361,25 +393,14 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 		reset = strcmp(old_features[i], def.features[i]) != 0;
 
 	{
-		Oid			types[11] = {INT8OID, TEXTARRAYOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID,
-		JSONBOID, TEXTARRAYOID, TEXTOID, BOOLOID, INT8OID};
-		Datum		args[11];
-		char		nulls[12] = "           ";
+		DetectArgs	a;
 
-		args[0] = Int64GetDatum(ex.id);
-		args[1] = detect_cstrings_to_array(def.features, def.nfeatures);
-		args[2] = def.partition_by ? CStringGetTextDatum(def.partition_by) : (Datum) 0;
-		nulls[2] = def.partition_by ? ' ' : 'n';
-		args[3] = def.filter ? CStringGetTextDatum(def.filter) : (Datum) 0;
-		nulls[3] = def.filter ? ' ' : 'n';
-		args[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(def.options));
-		args[5] = CStringGetTextDatum(def.search_path);
-		args[6] = DirectFunctionCall1(jsonb_in, CStringGetDatum(def.source_columns));
-		args[7] = def.nkeys > 0 ? detect_cstrings_to_array(def.keys, def.nkeys) : (Datum) 0;
-		nulls[7] = def.nkeys > 0 ? ' ' : 'n';
-		args[8] = CStringGetTextDatum(def.source_name);
-		args[9] = BoolGetDatum(reset);
-		args[10] = Int64GetDatum(detect_new_token());
+		detect_args_init(&a);
+		detect_arg(&a, INT8OID, Int64GetDatum(ex.id), false);
+		definition_args(&a, &def);
+		detect_arg(&a, TEXTOID, CStringGetTextDatum(def.source_name), false);
+		detect_arg(&a, BOOLOID, BoolGetDatum(reset), false);
+		detect_arg(&a, INT8OID, Int64GetDatum(detect_new_token()), false);
 		detect_spi_exec("UPDATE anomaly.detectors SET features = $2, partition_by = $3, filter = $4,"
 				  " options = $5, search_path = $6, source_columns = $7, key_columns = $8,"
 				  " source_name = $9,"
@@ -387,7 +408,8 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 				  " round_token = CASE WHEN $10 THEN $11 ELSE round_token END,"
 				  " checkpoint_seq = CASE WHEN $10 THEN batch_seq ELSE checkpoint_seq END,"
 				  " journal_points = CASE WHEN $10 THEN 0 ELSE journal_points END"
-				  " WHERE id OPERATOR(pg_catalog.=) $1", 11, types, args, nulls, false, SPI_OK_UPDATE);
+				  " WHERE id OPERATOR(pg_catalog.=) $1", a.n, a.types, a.values, a.nulls, false,
+				  SPI_OK_UPDATE);
 		if (reset)
 		{
 			detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
@@ -416,6 +438,7 @@ adopt_by_name(const char *name, Oid caller)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);
+	/* id and owner: the first columns of lock_detector's */
 	detect_spi_exec("SELECT id, owner FROM anomaly.detectors WHERE name OPERATOR(pg_catalog.=) $1", 1,
 					(Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, true,
 					SPI_OK_SELECT);
@@ -423,10 +446,12 @@ adopt_by_name(const char *name, Oid caller)
 	{
 		bool		isnull;
 
-		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										 LOCK_ID, &isnull));
 		found = has_privs_of_role(caller,
 								  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-																 SPI_tuptable->tupdesc, 2, &isnull)));
+																 SPI_tuptable->tupdesc,
+																 LOCK_OWNER, &isnull)));
 	}
 	detect_sys_leave(&su);
 	SPI_finish();
@@ -620,6 +645,50 @@ anomaly_drop_detector(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* One detector's rounds in process(), for anomaly_try_subxact. */
+typedef struct ProcessCall
+{
+	int64		id;
+	const char *name;
+	int64		limit;			/* rows at most */
+	int64		rows;			/* rows read */
+} ProcessCall;
+
+/* Runs rounds of one detector until it is caught up or the limit is read. */
+static void
+process_one(void *arg)
+{
+	ProcessCall *c = (ProcessCall *) arg;
+	int64		left = c->limit;
+	DetectRoundResult r;
+
+	do
+	{
+		int64		rows = 0;
+		int			batch = (int) Min(left, (int64) detect_batch_rows);
+
+		r = detect_round(c->id, batch, true, &rows);
+		c->rows += rows;
+		left -= rows;
+	} while (r == ROUND_MORE && left > 0);
+	if (r == ROUND_BUSY)
+		ereport(NOTICE,
+				(errmsg("detector \"%s\" is being processed by another process, skipped",
+						c->name)));
+	detect_confirm_after_commit();
+	detect_release();
+	detect_progress_end(true);
+}
+
+/* The columns of anomaly_process's list of detectors. */
+enum
+{
+	LIST_ID = 1,
+	LIST_NAME,
+	LIST_OWNER,
+	LIST_STATE
+};
+
 /* ---------------------------------------------------------------------
  * process(detector, max_rows)
  */
@@ -635,7 +704,6 @@ anomaly_process(PG_FUNCTION_ARGS)
 	int64	   *ids;
 	char	  **names;
 	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 
 	if (limit <= 0)
 		ereport(ERROR,
@@ -680,8 +748,8 @@ anomaly_process(PG_FUNCTION_ARGS)
 		bool		isnull;
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	td = SPI_tuptable->tupdesc;
-		Oid			owner_id = DatumGetObjectId(SPI_getbinval(t, td, 3, &isnull));
-		char	   *state = SPI_getvalue(t, td, 4);
+		Oid			owner_id = DatumGetObjectId(SPI_getbinval(t, td, LIST_OWNER, &isnull));
+		char	   *state = SPI_getvalue(t, td, LIST_STATE);
 
 		if (!has_privs_of_role(caller, owner_id))
 		{
@@ -698,8 +766,8 @@ anomaly_process(PG_FUNCTION_ARGS)
 						(errmsg("detector \"%s\" is %s", only, state)));
 			continue;
 		}
-		ids[n] = DatumGetInt64(SPI_getbinval(t, td, 1, &isnull));
-		names[n] = MemoryContextStrdup(cxt, SPI_getvalue(t, td, 2));
+		ids[n] = DatumGetInt64(SPI_getbinval(t, td, LIST_ID, &isnull));
+		names[n] = MemoryContextStrdup(cxt, SPI_getvalue(t, td, LIST_NAME));
 		n++;
 	}
 	detect_sys_leave(&su);
@@ -742,44 +810,12 @@ anomaly_process(PG_FUNCTION_ARGS)
 
 	for (int i = 0; i < n; i++)
 	{
-		int64		left = limit;
+		ProcessCall c = {ids[i], names[i], limit, 0};
+		ErrorData  *edata = anomaly_try_subxact(process_one, &c);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
+		total += c.rows;
+		if (edata)
 		{
-			DetectRoundResult r;
-
-			do
-			{
-				int64		rows = 0;
-				int			batch = (int) Min(left, (int64) detect_batch_rows);
-
-				r = detect_round(ids[i], batch, true, &rows);
-				total += rows;
-				left -= rows;
-			} while (r == ROUND_MORE && left > 0);
-			if (r == ROUND_BUSY)
-				ereport(NOTICE,
-						(errmsg("detector \"%s\" is being processed by another process, skipped",
-								names[i])));
-			detect_confirm_after_commit();
-			detect_release();
-			detect_progress_end(true);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
 			detect_after_abort();
 			detect_record_error(ids[i], edata->message, unpack_sql_state(edata->sqlerrcode),
 								detect_error_is_permanent(edata->sqlerrcode));
@@ -790,7 +826,6 @@ anomaly_process(PG_FUNCTION_ARGS)
 					 edata->hint ? errhint("%s", edata->hint) : 0));
 			FreeErrorData(edata);
 		}
-		PG_END_TRY();
 	}
 	PG_RETURN_INT64(total);
 }

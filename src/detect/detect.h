@@ -394,6 +394,39 @@ typedef enum DetectLock
 
 extern bool detect_lock(DetectLock which, bool wait);
 extern void detect_sys_leave(DetectSys *sys);
+/*
+ * An SPI argument list built one argument at a time, so that no caller
+ * counts positions in a null-flag string: detect_arg() appends $n+1.
+ */
+#define DETECT_MAX_ARGS 24
+typedef struct DetectArgs
+{
+	int			n;
+	Oid			types[DETECT_MAX_ARGS];
+	Datum		values[DETECT_MAX_ARGS];
+	char		nulls[DETECT_MAX_ARGS + 1];
+} DetectArgs;
+
+static inline void
+detect_args_init(DetectArgs *a)
+{
+	a->n = 0;
+	a->nulls[0] = '\0';
+}
+
+/* Appends an argument of type type: value, or NULL when isnull. */
+static inline void
+detect_arg(DetectArgs *a, Oid type, Datum value, bool isnull)
+{
+	if (a->n >= DETECT_MAX_ARGS)
+		elog(ERROR, "too many SPI arguments");
+	a->types[a->n] = type;
+	a->values[a->n] = isnull ? (Datum) 0 : value;
+	a->nulls[a->n] = isnull ? 'n' : ' ';
+	a->n++;
+	a->nulls[a->n] = '\0';
+}
+
 extern void detect_spi_exec(const char *sql, int nargs, Oid *types,
 							Datum *values, const char *nulls, bool read_only,
 							int expect);

@@ -151,26 +151,6 @@ detect_forget(int64 id)
 			cache_clear(dc);
 }
 
-static void *
-forest_alloc(void *ctx, size_t size)
-{
-	return MemoryContextAllocExtended((MemoryContext) ctx, size,
-									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
-}
-
-static void *
-forest_alloc_zero(void *ctx, size_t size)
-{
-	return MemoryContextAllocExtended((MemoryContext) ctx, size,
-									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
-}
-
-static void
-forest_free(void *ctx, void *ptr)
-{
-	pfree(ptr);
-}
-
 /* Prepares the plans that load and store forests. */
 void
 detect_prepare_forest_plans(void)
@@ -206,8 +186,7 @@ store_forest(DetectorDef *def, ForestEntry *e)
 {
 	size_t		size = rcf_model_encoded_size_tf(e->forest, e->grader, e->transform);
 	struct varlena *model;
-	Datum		args[6];
-	char		nulls[6] = "      ";
+	DetectArgs	a;
 	int			rc;
 
 	if (size == 0 || size > MaxAllocSize - VARHDRSZ)
@@ -220,19 +199,15 @@ store_forest(DetectorDef *def, ForestEntry *e)
 	if (rcf_model_encode_tf(e->forest, e->grader, e->transform,
 							(uint8_t *) VARDATA(model), size) != size)
 		elog(ERROR, "could not encode a forest of detector \"%s\"", def->name);
-	args[0] = Int64GetDatum(def->id);
-	if (e->key.isnull)
-	{
-		args[1] = (Datum) 0;
-		nulls[1] = 'n';
-	}
-	else
-		args[1] = CStringGetTextDatum(e->key.str);
-	args[2] = PointerGetDatum(model);
-	args[3] = Int64GetDatum(e->as_seq);
-	args[4] = Int32GetDatum(e->as_pos);
-	args[5] = Int64GetDatum((int64) rcf_updates(e->forest));
-	rc = detect_spi_execute_plan(detect_plans.store, args, nulls, false, 0);
+	detect_args_init(&a);
+	detect_arg(&a, INT8OID, Int64GetDatum(def->id), false);
+	detect_arg(&a, TEXTOID, e->key.isnull ? (Datum) 0 : CStringGetTextDatum(e->key.str),
+			   e->key.isnull);
+	detect_arg(&a, detect_plans.rcf_type, PointerGetDatum(model), false);
+	detect_arg(&a, INT8OID, Int64GetDatum(e->as_seq), false);
+	detect_arg(&a, INT4OID, Int32GetDatum(e->as_pos), false);
+	detect_arg(&a, INT8OID, Int64GetDatum((int64) rcf_updates(e->forest)), false);
+	rc = detect_spi_execute_plan(detect_plans.store, a.values, a.nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not store a forest of detector \"%s\" (%d)", def->name, rc);
 	pfree(model);
@@ -357,7 +332,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 		{
 			bool		isnull;
 			struct varlena *model = (struct varlena *) DatumGetPointer(detect_spi_value(0, 1, &isnull));
-			RcfAllocator alloc = {forest_alloc, forest_free, dc->cxt};
+			RcfAllocator alloc = {anomaly_context_alloc_no_oom, anomaly_context_free, dc->cxt};
 			RcfDecodeStatus status;
 			const char *detail = NULL;
 
@@ -387,7 +362,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 			 * unset until it is full, and the decoder refuses a stored
 			 * forest whose shingle holds non-finite garbage.
 			 */
-			RcfAllocator zalloc = {forest_alloc_zero, forest_free, dc->cxt};
+			RcfAllocator zalloc = {anomaly_context_alloc_zero_no_oom, anomaly_context_free, dc->cxt};
 
 			if (rcf_arena_size(&def->params) > MaxAllocHugeSize / 2)
 				ereport(ERROR,
@@ -401,7 +376,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 						 errmsg("could not create a forest for detector \"%s\"", def->name)));
 			if (def->grade)
 			{
-				RcfAllocator alloc = {forest_alloc, forest_free, dc->cxt};
+				RcfAllocator alloc = {anomaly_context_alloc_no_oom, anomaly_context_free, dc->cxt};
 
 				e->grader = rcf_grader_create(&def->gparams, &def->params, &alloc);
 				if (e->grader == NULL)
@@ -411,7 +386,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 			}
 			if (def->tspec.params.method != RCF_TRANSFORM_NONE)
 			{
-				RcfAllocator alloc = {forest_alloc, forest_free, dc->cxt};
+				RcfAllocator alloc = {anomaly_context_alloc_no_oom, anomaly_context_free, dc->cxt};
 
 				e->transform = rcf_transform_create(&def->tspec.params,
 													def->tspec.weights, &alloc);
@@ -480,6 +455,14 @@ after(ForestEntry *e, int64 seq, int32 pos)
 	return seq > e->as_seq || (seq == e->as_seq && pos > e->as_pos);
 }
 
+/* The columns of detect_replay_journal's statement. */
+enum
+{
+	JOURNAL_SEQ = 1,
+	JOURNAL_KEYS,
+	JOURNAL_POINTS
+};
+
 /*
  * Rebuilds the forests in memory from the stored ones and the journal:
  * every journal point after a forest's stored position is learned again.
@@ -510,9 +493,12 @@ detect_replay_journal(DetectorCache *dc, DetectorDef *def)
 		for (uint64 r = 0; r < n; r++)
 		{
 			bool		isnull;
-			int64		seq = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
-			ArrayType  *keys = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc, 2, &isnull));
-			ArrayType  *points = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc, 3, &isnull));
+			int64		seq = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc,
+														  JOURNAL_SEQ, &isnull));
+			ArrayType  *keys = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc,
+																JOURNAL_KEYS, &isnull));
+			ArrayType  *points = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc,
+																  JOURNAL_POINTS, &isnull));
 			Datum	   *kd;
 			bool	   *kn;
 			int			nk;
@@ -994,7 +980,7 @@ detect_check_model(DetectorDef *def, struct varlena *model)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "anomaly model check",
 											  ALLOCSET_DEFAULT_SIZES);
-	RcfAllocator alloc = {forest_alloc, forest_free, cxt};
+	RcfAllocator alloc = {anomaly_context_alloc_no_oom, anomaly_context_free, cxt};
 	RcfGrader  *grader = NULL;
 	RcfTransform *transform = NULL;
 	RcfForest  *forest;

@@ -356,28 +356,86 @@ check_statement(Relation rel, Definition *def)
  * Options
  */
 
-static void option_error(const char *name, const char *want);
+/* How an option's JSON value is read (options_list.h). */
+typedef enum OptionType
+{
+	OPTION_INT32,
+	OPTION_INT64,
+	OPTION_NUMBER,
+	OPTION_BOOL,
+	OPTION_TEXT,
+	OPTION_TEXTS,
+	OPTION_NUMBERS
+} OptionType;
 
-static const char *option_names[] = {
-	"number_of_trees", "sub_sample_size", "time_decay", "shingle_size", "seed",
-	"operations", "retention", "with_explanation", "with_directionality",
-	"feature_names", "grade", "z_factor", "score_floor",
-	"ignore_near_expected_above", "ignore_near_expected_below",
-	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
-	"suppress", "score_horizon", "cusum_drift", "cusum_threshold", "destination",
-	"transform", "transform_decay", "transform_weights", "time_column", "start",
-	"window", "slide", "allowed_lateness", "late_rows", NULL
+/* An option's value, as read and as stored in the normalized JSON. */
+typedef struct OptionValue
+{
+	bool		set;			/* stored (given, or its default) */
+	bool		isnull;			/* stored as null: a nullable option */
+	int64		i;				/* OPTION_INT32, OPTION_INT64 */
+	double		f;				/* OPTION_NUMBER */
+	bool		b;				/* OPTION_BOOL */
+	char	   *s;				/* OPTION_TEXT */
+	List	   *strs;			/* OPTION_TEXTS */
+	int			n;				/* OPTION_NUMBERS */
+	double	   *nums;
+} OptionValue;
+
+/* What an option's check may need besides its value. */
+typedef struct OptionContext
+{
+	Relation	source;
+	int			nfeatures;
+	bool		start_all;
+} OptionContext;
+
+typedef void (*OptionCheck) (const char *name, OptionValue *v, OptionContext *cx);
+
+/* One row of options_list.h. */
+typedef struct OptionDef
+{
+	const char *name;
+	OptionType	type;
+	bool		nullable;
+	const char *default_json;
+	const char *help;
+	OptionCheck check;
+} OptionDef;
+
+static void check_operations(const char *name, OptionValue *v, OptionContext *cx);
+static void check_retention(const char *name, OptionValue *v, OptionContext *cx);
+static void check_feature_names(const char *name, OptionValue *v, OptionContext *cx);
+static void check_time_column(const char *name, OptionValue *v, OptionContext *cx);
+static void check_start(const char *name, OptionValue *v, OptionContext *cx);
+
+#define DETECTOR_OPTION(id, name, type, nullable, dflt, help, check) OPT_##id,
+typedef enum OptionId
+{
+#include "detect/options_list.h"
+	NUM_OPTIONS
+} OptionId;
+#undef DETECTOR_OPTION
+
+#define DETECTOR_OPTION(id, name, type, nullable, dflt, help, check) \
+	{name, type, nullable, dflt, help, check},
+static const OptionDef option_table[NUM_OPTIONS] = {
+#include "detect/options_list.h"
 };
+#undef DETECTOR_OPTION
 
-/* The grader's options, in anomaly_grader_params' order, with detect()'s defaults. */
-static const char *grader_option_names[] = {
-	"z_factor", "score_floor", "ignore_near_expected_above", "ignore_near_expected_below",
-	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
-	"suppress", "score_horizon", "cusum_drift", "cusum_threshold"
-};
-static const double grader_option_defaults[] = {3, 0.8, 0, 0, 0, 0, 100, 3000, 2, 12};
+/* The grader's options are these rows, in anomaly_grader_params' order. */
+#define FIRST_GRADER_OPTION OPT_Z_FACTOR
+StaticAssertDecl(OPT_CUSUM_THRESHOLD - OPT_Z_FACTOR + 1 == ANOMALY_GRADER_ARGS,
+				 "the grader's options are the rows from z_factor to cusum_threshold");
 
-#define NUM_GRADER_OPTIONS ANOMALY_GRADER_ARGS
+static void
+option_error(const char *name, const char *want)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" must be %s", name, want)));
+}
 
 /* A number of a JSON value. */
 static double
@@ -386,14 +444,6 @@ json_number(const char *name, JsonbValue *v)
 	if (v->type != jbvNumeric)
 		option_error(name, "a number");
 	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
-}
-
-static void
-option_error(const char *name, const char *want)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("option \"%s\" must be %s", name, want)));
 }
 
 /* Integer value of a numeric JSON value. */
@@ -411,56 +461,18 @@ json_int(const char *name, JsonbValue *v)
 	return DatumGetInt64(d);
 }
 
-/* The numbers of a JSON array, as a float8[] (palloc'd). */
-static ArrayType *
-json_numbers(const char *name, JsonbValue *v)
-{
-	List	   *out = NIL;
-	Datum	   *elems;
-	int			n = 0;
-	ListCell   *lc;
-
-	if (v->type == jbvBinary)
-	{
-		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
-		JsonbValue	e;
-		JsonbIteratorToken tok;
-		bool		array = false;
-
-		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
-		{
-			if (tok == WJB_BEGIN_ARRAY)
-				array = true;
-			else if (tok == WJB_ELEM)
-			{
-				double	   *d = palloc(sizeof(double));
-
-				if (e.type != jbvNumeric)
-					option_error(name, "an array of numbers");
-				*d = json_number(name, &e);
-				out = lappend(out, d);
-			}
-			else if (tok == WJB_BEGIN_OBJECT)
-				option_error(name, "an array of numbers");
-		}
-		if (!array)
-			option_error(name, "an array of numbers");
-	}
-	else
-		option_error(name, "an array of numbers");
-	elems = palloc(sizeof(Datum) * Max(list_length(out), 1));
-	foreach(lc, out)
-		elems[n++] = Float8GetDatum(*(double *) lfirst(lc));
-	return construct_array(elems, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-}
-
-/* Strings of a JSON array (or of a single string). */
+/*
+ * The elements of a JSON array, each checked by its type (jbvNumeric or
+ * jbvString); a single string counts as an array of one when
+ * string_alone.
+ */
 static List *
-json_strings(const char *name, JsonbValue *v)
+json_elements(const char *name, JsonbValue *v, enum jbvType type, bool string_alone,
+			  const char *want)
 {
 	List	   *out = NIL;
 
-	if (v->type == jbvString)
+	if (string_alone && v->type == jbvString)
 		return list_make1(pnstrdup(v->val.string.val, v->val.string.len));
 	if (v->type == jbvBinary)
 	{
@@ -475,18 +487,162 @@ json_strings(const char *name, JsonbValue *v)
 				array = true;
 			else if (tok == WJB_ELEM)
 			{
-				if (e.type != jbvString)
-					option_error(name, "an array of strings");
-				out = lappend(out, pnstrdup(e.val.string.val, e.val.string.len));
+				if (e.type != type)
+					option_error(name, want);
+				out = lappend(out, type == jbvString ?
+							  (void *) pnstrdup(e.val.string.val, e.val.string.len) :
+							  (void *) DatumGetNumericCopy(NumericGetDatum(e.val.numeric)));
 			}
 			else if (tok == WJB_BEGIN_OBJECT)
-				option_error(name, "an array of strings");
+				option_error(name, want);
 		}
 		if (array)
 			return out;
 	}
-	option_error(name, "an array of strings");
+	option_error(name, want);
 	return NIL;
+}
+
+/* Reads v, the value of option o, by its type; then checks it. */
+static void
+read_option(const OptionDef *o, JsonbValue *v, OptionValue *out, OptionContext *cx)
+{
+	memset(out, 0, sizeof(*out));
+	out->set = true;
+	switch (o->type)
+	{
+		case OPTION_INT32:
+		case OPTION_INT64:
+			out->i = json_int(o->name, v);
+			break;
+		case OPTION_NUMBER:
+			out->f = json_number(o->name, v);
+			break;
+		case OPTION_BOOL:
+			if (v->type != jbvBool)
+				option_error(o->name, o->help);
+			out->b = v->val.boolean;
+			break;
+		case OPTION_TEXT:
+			if (v->type != jbvString)
+				option_error(o->name, o->help);
+			out->s = pnstrdup(v->val.string.val, v->val.string.len);
+			break;
+		case OPTION_TEXTS:
+			out->strs = json_elements(o->name, v, jbvString, true, o->help);
+			break;
+		case OPTION_NUMBERS:
+			{
+				List	   *nums = json_elements(o->name, v, jbvNumeric, false, o->help);
+				ListCell   *lc;
+
+				out->nums = palloc(sizeof(double) * Max(list_length(nums), 1));
+				foreach(lc, nums)
+					out->nums[out->n++] = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+																			 NumericGetDatum(lfirst(lc))));
+				break;
+			}
+	}
+	if (o->check)
+		o->check(o->name, out, cx);
+}
+
+/* Reads option o's default (its JSON text) as if it were given. */
+static void
+read_default(const OptionDef *o, OptionValue *out, OptionContext *cx)
+{
+	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+														CStringGetDatum(o->default_json)));
+	JsonbValue	v;
+
+	if (JB_ROOT_IS_SCALAR(jb))
+		JsonbExtractScalar(&jb->root, &v);
+	else
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &jb->root;
+		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+	read_option(o, &v, out, cx);
+}
+
+/* "Options are a, b, ... and z.": the table's names. */
+static char *
+options_hint(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "Options are ");
+	for (int i = 0; i < NUM_OPTIONS; i++)
+		appendStringInfo(&buf, "%s%s", i == 0 ? "" : i == NUM_OPTIONS - 1 ? " and " : ", ",
+						 option_table[i].name);
+	appendStringInfoChar(&buf, '.');
+	return buf.data;
+}
+
+/* "operations": "insert" and/or "update", stored in that order. */
+static void
+check_operations(const char *name, OptionValue *v, OptionContext *cx)
+{
+	bool		ins = false,
+				upd = false;
+	ListCell   *lc;
+
+	foreach(lc, v->strs)
+	{
+		char	   *op = lfirst(lc);
+
+		if (strcmp(op, "insert") == 0)
+			ins = true;
+		else if (strcmp(op, "update") == 0)
+			upd = true;
+		else
+			option_error(name, "a list of \"insert\" and \"update\"");
+	}
+	if (!ins && !upd)
+		option_error(name, "a non-empty list of \"insert\" and \"update\"");
+	v->strs = NIL;
+	if (ins)
+		v->strs = lappend(v->strs, "insert");
+	if (upd)
+		v->strs = lappend(v->strs, "update");
+}
+
+/* "retention": a positive interval. */
+static void
+check_retention(const char *name, OptionValue *v, OptionContext *cx)
+{
+	Interval   *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+														   CStringGetDatum(v->s),
+														   ObjectIdGetDatum(InvalidOid),
+														   Int32GetDatum(-1)));
+
+	if (iv->month < 0 || iv->day < 0 || iv->time < 0 ||
+		(iv->month == 0 && iv->day == 0 && iv->time == 0))
+		option_error(name, "a positive interval");
+}
+
+/* "feature_names": one per feature. */
+static void
+check_feature_names(const char *name, OptionValue *v, OptionContext *cx)
+{
+	if (list_length(v->strs) != cx->nfeatures)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("feature_names must have one name per feature"),
+				 errdetail("There are %d features and %d names.", cx->nfeatures,
+						   list_length(v->strs))));
+}
+
+/* "start": "now" (stored as nothing: the default) or "all". */
+static void
+check_start(const char *name, OptionValue *v, OptionContext *cx)
+{
+	if (strcmp(v->s, "now") != 0 && strcmp(v->s, "all") != 0)
+		option_error(name, option_table[OPT_START].help);
+	cx->start_all = v->s[0] == 'a';
+	v->set = cx->start_all;
 }
 
 /*
@@ -510,7 +666,7 @@ check_destination(const char *name, Relation source, List *features, bool window
 	int			nmap;
 
 	if (name[0] == '\0')
-		option_error("destination", "the name of a table, as \"schema.table\"");
+		option_error("destination", option_table[OPT_DESTINATION].help);
 	rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
 	relid = RangeVarGetRelid(rv, AccessShareLock, true);
 	if (!OidIsValid(relid))
@@ -555,27 +711,106 @@ check_destination(const char *name, Relation source, List *features, bool window
 }
 
 /*
- * Checks a "time_column": a column of the source of type timestamp with or
- * without time zone.  Returns its name.
+ * "time_column": a column of the source of type timestamp with or without
+ * time zone.
  */
-static char *
-check_time_column(const char *name, Relation source)
+static void
+check_time_column(const char *name, OptionValue *v, OptionContext *cx)
 {
-	AttrNumber	attnum = get_attnum(RelationGetRelid(source), name);
+	Oid			relid = RelationGetRelid(cx->source);
+	AttrNumber	attnum = get_attnum(relid, v->s);
 	Oid			type = attnum == InvalidAttrNumber ? InvalidOid :
-		get_atttype(RelationGetRelid(source), attnum);
+		get_atttype(relid, attnum);
 
 	if (attnum == InvalidAttrNumber || attnum < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("time_column \"%s\" is not a column of \"%s\"", name,
-						RelationGetRelationName(source))));
+				 errmsg("time_column \"%s\" is not a column of \"%s\"", v->s,
+						RelationGetRelationName(cx->source))));
 	if (type != TIMESTAMPTZOID && type != TIMESTAMPOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("time_column \"%s\" is of type %s", name, format_type_be(type)),
+				 errmsg("time_column \"%s\" is of type %s", v->s, format_type_be(type)),
 				 errhint("The time column must be of type timestamp with time zone, or timestamp (taken as UTC).")));
-	return pstrdup(name);
+}
+
+/* The stored options as JSON text: every option set, by its type. */
+static char *
+options_json(OptionValue *vals)
+{
+	StringInfoData buf;
+	bool		first = true;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < NUM_OPTIONS; i++)
+	{
+		const OptionDef *o = &option_table[i];
+		OptionValue *v = &vals[i];
+
+		if (!v->set)
+			continue;
+		if (!first)
+			appendStringInfoString(&buf, ", ");
+		first = false;
+		escape_json(&buf, o->name);
+		appendStringInfoString(&buf, ": ");
+		if (v->isnull)
+		{
+			appendStringInfoString(&buf, "null");
+			continue;
+		}
+		switch (o->type)
+		{
+			case OPTION_INT32:
+			case OPTION_INT64:
+				appendStringInfo(&buf, INT64_FORMAT, v->i);
+				break;
+			case OPTION_NUMBER:
+				appendStringInfoString(&buf, float8out_internal(v->f));
+				break;
+			case OPTION_BOOL:
+				appendStringInfoString(&buf, v->b ? "true" : "false");
+				break;
+			case OPTION_TEXT:
+				escape_json(&buf, v->s);
+				break;
+			case OPTION_TEXTS:
+				appendStringInfoChar(&buf, '[');
+				foreach(lc, v->strs)
+				{
+					if (lc != list_head(v->strs))
+						appendStringInfoString(&buf, ", ");
+					escape_json(&buf, lfirst(lc));
+				}
+				appendStringInfoChar(&buf, ']');
+				break;
+			case OPTION_NUMBERS:
+				appendStringInfoChar(&buf, '[');
+				for (int k = 0; k < v->n; k++)
+					appendStringInfo(&buf, "%s%s", k > 0 ? ", " : "",
+									 float8out_internal(v->nums[k]));
+				appendStringInfoChar(&buf, ']');
+				break;
+		}
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/* A window option's interval in microseconds (0: not given). */
+static int64
+window_option(OptionValue *vals, OptionId id, bool zero_ok)
+{
+	JsonbValue	jv;
+
+	if (!vals[id].set)
+		return 0;
+	jv.type = jbvString;
+	jv.val.string.val = vals[id].s;
+	jv.val.string.len = strlen(vals[id].s);
+	return detect_window_interval(option_table[id].name, &jv, zero_ok);
 }
 
 /*
@@ -586,42 +821,23 @@ static char *
 normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 				  bool *start_all, bool *windowed)
 {
-	int64		window = 0;
-	int64		slide = 0;
-	int64		lateness = 0;
-	char	   *late_rows = NULL;
-	int64		trees = 100,
-				samples = 256,
-				decay = 100000,
-				shingle = 1,
-				seed = 42;
-	bool		ins = true,
-				upd = false,
-				explain = false,
-				direction = false,
-				grade = true;
-	double		gvalues[NUM_GRADER_OPTIONS];
-	char	   *retention = pstrdup("30 days");
-	char	   *destination = NULL;
-	char	   *time_column = NULL;
-	List	   *names = NIL;
+	OptionValue vals[NUM_OPTIONS];
+	OptionContext cx = {rel, nfeatures, false};
 	RcfParams	params;
-	StringInfoData buf;
-	ListCell   *lc;
-	char	   *transform = pstrdup("none");
-	bool		tdecay_null = true;
-	double		tdecay = 0.0;
-	ArrayType  *tweights = NULL;
 	AnomalyTransformSpec tspec;
+	ArrayType  *tweights = NULL;
+	int64		window,
+				slide,
+				lateness;
+	char	   *late_rows;
 
-	*start_all = false;
-	memcpy(gvalues, grader_option_defaults, sizeof(gvalues));
+	memset(vals, 0, sizeof(vals));
 	if (options != NULL)
 	{
 		JsonbIterator *it;
 		JsonbValue	v;
 		JsonbIteratorToken tok;
-		char	   *key = NULL;
+		int			opt = -1;
 
 		if (!JB_ROOT_IS_OBJECT(options))
 			ereport(ERROR,
@@ -632,160 +848,47 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 		{
 			if (tok == WJB_KEY)
 			{
-				bool		known = false;
+				char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
 
-				key = pnstrdup(v.val.string.val, v.val.string.len);
-				for (int i = 0; option_names[i]; i++)
-					known |= strcmp(option_names[i], key) == 0;
-				if (!known)
+				for (opt = 0; opt < NUM_OPTIONS; opt++)
+					if (strcmp(option_table[opt].name, key) == 0)
+						break;
+				if (opt == NUM_OPTIONS)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("unknown detector option \"%s\"", key),
-							 errhint("Options are number_of_trees, sub_sample_size, time_decay, shingle_size, seed, "
-									 "operations, retention, with_explanation, with_directionality, feature_names, "
-									 "grade, z_factor, score_floor, ignore_near_expected_above, "
-									 "ignore_near_expected_below, ignore_near_expected_above_ratio, "
-									 "ignore_near_expected_below_ratio, suppress, score_horizon, cusum_drift, "
-									 "cusum_threshold, destination, transform, transform_decay, "
-									 "transform_weights, time_column, start, window, slide, "
-									 "allowed_lateness and late_rows.")));
+							 errhint("%s", options_hint())));
 				continue;
 			}
 			if (tok != WJB_VALUE)
 				continue;
 			if (v.type == jbvNull)
 			{
-				if (strcmp(key, "retention") == 0)
-					retention = NULL;
-				continue;		/* the default */
+				/* null: the default, or null itself where it means something */
+				vals[opt].set = vals[opt].isnull = option_table[opt].nullable;
+				continue;
 			}
-			if (strcmp(key, "number_of_trees") == 0)
-				trees = json_int(key, &v);
-			else if (strcmp(key, "sub_sample_size") == 0)
-				samples = json_int(key, &v);
-			else if (strcmp(key, "time_decay") == 0)
-				decay = json_int(key, &v);
-			else if (strcmp(key, "shingle_size") == 0)
-				shingle = json_int(key, &v);
-			else if (strcmp(key, "seed") == 0)
-				seed = json_int(key, &v);
-			else if (strcmp(key, "with_explanation") == 0 ||
-					 strcmp(key, "with_directionality") == 0 ||
-					 strcmp(key, "grade") == 0)
-			{
-				if (v.type != jbvBool)
-					option_error(key, "true or false");
-				if (strcmp(key, "grade") == 0)
-					grade = v.val.boolean;
-				else if (key[5] == 'e')
-					explain = v.val.boolean;
-				else
-					direction = v.val.boolean;
-			}
-			else if (strcmp(key, "retention") == 0)
-			{
-				if (v.type != jbvString)
-					option_error(key, "an interval such as \"30 days\", or null to keep everything");
-				retention = pnstrdup(v.val.string.val, v.val.string.len);
-				{
-					Interval   *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in,
-																		   CStringGetDatum(retention),
-																		   ObjectIdGetDatum(InvalidOid),
-																		   Int32GetDatum(-1)));
-
-					if (iv->month < 0 || iv->day < 0 || iv->time < 0 ||
-						(iv->month == 0 && iv->day == 0 && iv->time == 0))
-						option_error(key, "a positive interval");
-				}
-			}
-			else if (strcmp(key, "operations") == 0)
-			{
-				List	   *ops = json_strings(key, &v);
-
-				ins = upd = false;
-				foreach(lc, ops)
-				{
-					char	   *op = lfirst(lc);
-
-					if (strcmp(op, "insert") == 0)
-						ins = true;
-					else if (strcmp(op, "update") == 0)
-						upd = true;
-					else
-						option_error(key, "a list of \"insert\" and \"update\"");
-				}
-				if (!ins && !upd)
-					option_error(key, "a non-empty list of \"insert\" and \"update\"");
-			}
-			else if (strcmp(key, "z_factor") == 0 || strcmp(key, "score_floor") == 0 ||
-					 strncmp(key, "ignore_near_expected_", 21) == 0 ||
-					 strcmp(key, "suppress") == 0 || strcmp(key, "score_horizon") == 0 ||
-					 strncmp(key, "cusum_", 6) == 0)
-			{
-				for (int i = 0; i < NUM_GRADER_OPTIONS; i++)
-					if (strcmp(key, grader_option_names[i]) == 0)
-						gvalues[i] = strcmp(key, "suppress") == 0 ?
-							(double) json_int(key, &v) : json_number(key, &v);
-			}
-			else if (strcmp(key, "transform") == 0)
-			{
-				if (v.type != jbvString)
-					option_error(key, "the name of a transform");
-				transform = pnstrdup(v.val.string.val, v.val.string.len);
-			}
-			else if (strcmp(key, "transform_decay") == 0)
-			{
-				tdecay = json_number(key, &v);
-				tdecay_null = false;
-			}
-			else if (strcmp(key, "transform_weights") == 0)
-				tweights = json_numbers(key, &v);
-			else if (strcmp(key, "destination") == 0)
-			{
-				if (v.type != jbvString)
-					option_error(key, "the name of a table, as \"schema.table\"");
-				destination = pnstrdup(v.val.string.val, v.val.string.len);
-			}
-			else if (strcmp(key, "start") == 0)
-			{
-				if (v.type != jbvString ||
-					(strncmp(v.val.string.val, "now", v.val.string.len) != 0 &&
-					 strncmp(v.val.string.val, "all", v.val.string.len) != 0) ||
-					v.val.string.len != 3)
-					option_error(key, "\"now\" (the rows committed from now on) or \"all\" (the rows stored, then those)");
-				*start_all = v.val.string.val[0] == 'a';
-			}
-			else if (strcmp(key, "window") == 0)
-				window = detect_window_interval(key, &v, false);
-			else if (strcmp(key, "slide") == 0)
-				slide = detect_window_interval(key, &v, false);
-			else if (strcmp(key, "allowed_lateness") == 0)
-				lateness = detect_window_interval(key, &v, true);
-			else if (strcmp(key, "late_rows") == 0)
-			{
-				if (v.type != jbvString || v.val.string.len == 0)
-					option_error(key, "the name of a table, as \"schema.table\"");
-				late_rows = pnstrdup(v.val.string.val, v.val.string.len);
-			}
-			else if (strcmp(key, "time_column") == 0)
-			{
-				if (v.type != jbvString)
-					option_error(key, "the name of a timestamp column of the source");
-				time_column = check_time_column(pnstrdup(v.val.string.val, v.val.string.len), rel);
-			}
-			else if (strcmp(key, "feature_names") == 0)
-			{
-				names = json_strings(key, &v);
-				if (list_length(names) != nfeatures)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("feature_names must have one name per feature"),
-							 errdetail("There are %d features and %d names.", nfeatures,
-									   list_length(names))));
-			}
+			read_option(&option_table[opt], &v, &vals[opt], &cx);
 		}
 	}
+	for (int i = 0; i < NUM_OPTIONS; i++)
+		if (!vals[i].set && !vals[i].isnull && option_table[i].default_json)
+			read_default(&option_table[i], &vals[i], &cx);
+	*start_all = cx.start_all;
 
+	/* Unnamed features are named by their expressions. */
+	if (!vals[OPT_FEATURE_NAMES].set)
+	{
+		vals[OPT_FEATURE_NAMES].set = true;
+		for (int i = 0; i < nfeatures; i++)
+			vals[OPT_FEATURE_NAMES].strs = lappend(vals[OPT_FEATURE_NAMES].strs, features[i]);
+	}
+
+	/* Windows: their intervals as microseconds, then checked together. */
+	window = window_option(vals, OPT_WINDOW, false);
+	slide = window_option(vals, OPT_SLIDE, false);
+	lateness = window_option(vals, OPT_ALLOWED_LATENESS, true);
+	late_rows = vals[OPT_LATE_ROWS].set ? vals[OPT_LATE_ROWS].s : NULL;
 	*windowed = window > 0;
 	if (window == 0 && (slide || lateness || late_rows))
 		ereport(ERROR,
@@ -813,119 +916,67 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 					 errdetail("History is read in key order, not in event time order."),
 					 errhint("Score the stored rows' windows with date_bin() and the window functions (docs/detectors.md).")));
 		if (late_rows)
-			late_rows = detect_window_check_late_rows(late_rows, rel);
+			vals[OPT_LATE_ROWS].s = detect_window_check_late_rows(late_rows, rel);
+		/* Stored with what they default to: the slide, no lateness. */
+		vals[OPT_WINDOW].s = detect_window_interval_text(window);
+		vals[OPT_SLIDE].set = true;
+		vals[OPT_SLIDE].s = detect_window_interval_text(slide);
+		vals[OPT_ALLOWED_LATENESS].set = true;
+		vals[OPT_ALLOWED_LATENESS].s = detect_window_interval_text(lateness);
 	}
 
 	/* Checked once every option is known: the features' names fill it too. */
-	if (destination)
-	{
-		List	   *fnames = names;
+	if (vals[OPT_DESTINATION].set)
+		vals[OPT_DESTINATION].s = check_destination(vals[OPT_DESTINATION].s, rel,
+													vals[OPT_FEATURE_NAMES].strs,
+													window > 0);
 
-		if (fnames == NIL)
-			for (int i = 0; i < nfeatures; i++)
-				fnames = lappend(fnames, features[i]);
-		/* A window's result has no source row: no source column fills it. */
-		destination = check_destination(destination, rel, fnames, window > 0);
-	}
-
-	if (trees < INT_MIN || trees > INT_MAX || samples < INT_MIN || samples > INT_MAX ||
-		shingle < INT_MIN || shingle > INT_MAX)
+	if (vals[OPT_TREES].i < INT_MIN || vals[OPT_TREES].i > INT_MAX ||
+		vals[OPT_SAMPLES].i < INT_MIN || vals[OPT_SAMPLES].i > INT_MAX ||
+		vals[OPT_SHINGLE].i < INT_MIN || vals[OPT_SHINGLE].i > INT_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("forest parameters are out of range")));
 	anomaly_forest_params(&params, nfeatures,
-						  Int32GetDatum((int32) trees), false,
-						  Int32GetDatum((int32) samples), false,
-						  Int64GetDatum(decay), false,
-						  Int32GetDatum((int32) shingle), false,
-						  Int64GetDatum(seed), false);
+						  Int32GetDatum((int32) vals[OPT_TREES].i), false,
+						  Int32GetDatum((int32) vals[OPT_SAMPLES].i), false,
+						  Int64GetDatum(vals[OPT_DECAY].i), false,
+						  Int32GetDatum((int32) vals[OPT_SHINGLE].i), false,
+						  Int64GetDatum(vals[OPT_SEED].i), false);
 	{
-		NullableDatum gargs[NUM_GRADER_OPTIONS];
+		NullableDatum gargs[ANOMALY_GRADER_ARGS];
 		RcfGraderParams gp;
 
-		for (int i = 0; i < NUM_GRADER_OPTIONS; i++)
+		for (int i = 0; i < ANOMALY_GRADER_ARGS; i++)
 		{
+			OptionValue *v = &vals[FIRST_GRADER_OPTION + i];
+
 			gargs[i].isnull = false;
-			if (i == 6)
+			if (option_table[FIRST_GRADER_OPTION + i].type == OPTION_INT32)
 			{
-				if (gvalues[i] < INT_MIN || gvalues[i] > INT_MAX)
-					option_error("suppress", "an integer between 0 and 1000000");
-				gargs[i].value = Int32GetDatum((int32) gvalues[i]);
+				if (v->i < INT_MIN || v->i > INT_MAX)
+					option_error(option_table[FIRST_GRADER_OPTION + i].name,
+								 "an integer between 0 and 1000000");
+				gargs[i].value = Int32GetDatum((int32) v->i);
 			}
 			else
-				gargs[i].value = Float8GetDatum(gvalues[i]);
+				gargs[i].value = Float8GetDatum(v->f);
 		}
 		anomaly_grader_params(&gp, gargs);
 	}
-	anomaly_transform_spec(&tspec, transform, tdecay_null, tdecay, tweights,
-						   nfeatures, params.sample_size);
+	if (vals[OPT_TRANSFORM_WEIGHTS].set)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * Max(vals[OPT_TRANSFORM_WEIGHTS].n, 1));
 
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"number_of_trees\": " INT64_FORMAT ", \"sub_sample_size\": " INT64_FORMAT
-					 ", \"time_decay\": " INT64_FORMAT ", \"shingle_size\": " INT64_FORMAT
-					 ", \"seed\": " INT64_FORMAT ", \"operations\": [%s%s%s]",
-					 trees, samples, decay, shingle, seed,
-					 ins ? "\"insert\"" : "", ins && upd ? ", " : "", upd ? "\"update\"" : "");
-	appendStringInfoString(&buf, ", \"retention\": ");
-	if (retention)
-		escape_json(&buf, retention);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfo(&buf, ", \"with_explanation\": %s, \"with_directionality\": %s, \"grade\": %s",
-					 explain ? "true" : "false", direction ? "true" : "false",
-					 grade ? "true" : "false");
-	for (int i = 0; i < NUM_GRADER_OPTIONS; i++)
-		appendStringInfo(&buf, ", \"%s\": %s", grader_option_names[i],
-						 float8out_internal(gvalues[i]));
-	/*
-	 * transform_decay and transform_weights only when given: their defaults
-	 * follow sub_sample_size and the features.
-	 */
-	appendStringInfoString(&buf, ", \"transform\": ");
-	escape_json(&buf, transform);
-	if (!tdecay_null)
-		appendStringInfo(&buf, ", \"transform_decay\": %s",
-						 float8out_internal(tdecay));
-	if (tspec.weights)
-	{
-		appendStringInfoString(&buf, ", \"transform_weights\": [");
-		for (int i = 0; i < nfeatures; i++)
-			appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
-							 float8out_internal(tspec.weights[i]));
-		appendStringInfoChar(&buf, ']');
+		for (int i = 0; i < vals[OPT_TRANSFORM_WEIGHTS].n; i++)
+			elems[i] = Float8GetDatum(vals[OPT_TRANSFORM_WEIGHTS].nums[i]);
+		tweights = construct_array(elems, vals[OPT_TRANSFORM_WEIGHTS].n, FLOAT8OID, 8,
+								   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 	}
-	if (destination)
-	{
-		appendStringInfoString(&buf, ", \"destination\": ");
-		escape_json(&buf, destination);
-	}
-	if (*start_all)
-		appendStringInfoString(&buf, ", \"start\": \"all\"");
-	if (time_column)
-	{
-		appendStringInfoString(&buf, ", \"time_column\": ");
-		escape_json(&buf, time_column);
-	}
-	if (window > 0)
-	{
-		appendStringInfo(&buf, ", \"window\": \"%s\", \"slide\": \"%s\", \"allowed_lateness\": \"%s\"",
-						 detect_window_interval_text(window), detect_window_interval_text(slide),
-						 detect_window_interval_text(lateness));
-		if (late_rows)
-		{
-			appendStringInfoString(&buf, ", \"late_rows\": ");
-			escape_json(&buf, late_rows);
-		}
-	}
-	appendStringInfoString(&buf, ", \"feature_names\": [");
-	for (int i = 0; i < nfeatures; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, names ? (char *) list_nth(names, i) : features[i]);
-	}
-	appendStringInfoString(&buf, "]}");
-	return buf.data;
+	anomaly_transform_spec(&tspec, vals[OPT_TRANSFORM].s, !vals[OPT_TRANSFORM_DECAY].set,
+						   vals[OPT_TRANSFORM_DECAY].f, tweights,
+						   nfeatures, params.sample_size);
+	return options_json(vals);
 }
 
 /* C strings of a text[] argument, which must have no NULL. */

@@ -50,6 +50,7 @@
 #include "utils/rel.h"
 #include "utils/resowner.h"
 
+#include "subxact.h"
 #include "detect/detect.h"
 #include "compat.h"
 
@@ -350,37 +351,24 @@ detect_drop_all_slots(void)
  * Drops an orphaned slot in a subtransaction; a reader that is not ours
  * keeps it, with a warning.
  */
+static void
+drop_orphan(void *name)
+{
+	detect_drop_slot((const char *) name, true);
+}
+
 static bool
 try_drop_orphan(const char *name)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool dropped = false;
+	ErrorData  *edata = anomaly_try_subxact(drop_orphan, (void *) name);
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
-	{
-		detect_drop_slot(name, true);
-		ReleaseCurrentSubTransaction();
-		dropped = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		ereport(WARNING,
-				(errmsg("could not drop orphaned replication slot \"%s\": %s",
-						name, edata->message)));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return dropped;
+	if (edata == NULL)
+		return true;
+	ereport(WARNING,
+			(errmsg("could not drop orphaned replication slot \"%s\": %s",
+					name, edata->message)));
+	FreeErrorData(edata);
+	return false;
 }
 
 /*

@@ -595,11 +595,7 @@ write_round(RoundWrite *w)
 
 	if (write_row)
 	{
-		Oid			t[15] = {INT8OID, INT8OID, INT8OID, PG_LSNOID, PG_LSNOID,
-			TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, FLOAT8OID,
-		TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, TIMESTAMPTZOID};
-		Datum		a[15];
-		char		nl[16] = "               ";
+		DetectArgs	a;
 		double		rate = 0;
 
 		if (def->last_batch_at != 0)
@@ -610,29 +606,25 @@ write_round(RoundWrite *w)
 			if (!def->rows_per_s_null)
 				rate = 0.7 * def->rows_per_s + 0.3 * rate;
 		}
-		a[0] = Int64GetDatum(def->id);
-		a[1] = Int64GetDatum(seq);
-		a[2] = Int64GetDatum(token);
-		a[3] = LSNGetDatum(w->end_lsn);
-		a[4] = LSNGetDatum(rd->last_commit_lsn);
-		if (XLogRecPtrIsInvalid(rd->last_commit_lsn))
-			nl[4] = nl[5] = 'n';
-		a[5] = TimestampTzGetDatum(rd->last_commit_time);
-		a[6] = Int64GetDatum(nout);
-		a[7] = Int64GetDatum(filtered);
-		a[8] = Int64GetDatum(es->nfailed);
-		a[9] = Float8GetDatum(rate);
-		if (def->last_batch_at == 0)
-			nl[9] = 'n';
-		a[10] = TimestampTzGetDatum(now);
-		a[11] = TimestampTzGetDatum(w->started);
-		if (!w->caught_up)
-			nl[11] = 'n';
-		a[12] = Int64GetDatum(journal_points);
-		a[13] = Int64GetDatum(checkpoint_seq);
-		a[14] = TimestampTzGetDatum(stored ? now : def->checkpoint_at);
-		if (!stored && def->checkpoint_at == 0)
-			nl[14] = 'n';
+		detect_args_init(&a);
+		detect_arg(&a, INT8OID, Int64GetDatum(def->id), false);
+		detect_arg(&a, INT8OID, Int64GetDatum(seq), false);
+		detect_arg(&a, INT8OID, Int64GetDatum(token), false);
+		detect_arg(&a, PG_LSNOID, LSNGetDatum(w->end_lsn), false);
+		detect_arg(&a, PG_LSNOID, LSNGetDatum(rd->last_commit_lsn),
+				   XLogRecPtrIsInvalid(rd->last_commit_lsn));
+		detect_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(rd->last_commit_time),
+				   XLogRecPtrIsInvalid(rd->last_commit_lsn));
+		detect_arg(&a, INT8OID, Int64GetDatum(nout), false);
+		detect_arg(&a, INT8OID, Int64GetDatum(filtered), false);
+		detect_arg(&a, INT8OID, Int64GetDatum(es->nfailed), false);
+		detect_arg(&a, FLOAT8OID, Float8GetDatum(rate), def->last_batch_at == 0);
+		detect_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(now), false);
+		detect_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(w->started), !w->caught_up);
+		detect_arg(&a, INT8OID, Int64GetDatum(journal_points), false);
+		detect_arg(&a, INT8OID, Int64GetDatum(checkpoint_seq), false);
+		detect_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(stored ? now : def->checkpoint_at),
+				   !stored && def->checkpoint_at == 0);
 		detect_spi_exec("UPDATE anomaly.detectors SET batch_seq = $2, round_token = $3,"
 						" progress_lsn = GREATEST(progress_lsn, $4),"
 						" last_commit_lsn = GREATEST(last_commit_lsn, $5),"
@@ -644,7 +636,8 @@ write_round(RoundWrite *w)
 						" caught_up_at = COALESCE($12, caught_up_at),"
 						" journal_points = $13, checkpoint_seq = $14, checkpoint_at = $15,"
 						" error_count = 0"
-						" WHERE id OPERATOR(pg_catalog.=) $1", 15, t, a, nl, false, SPI_OK_UPDATE);
+						" WHERE id OPERATOR(pg_catalog.=) $1", a.n, a.types, a.values, a.nulls,
+						false, SPI_OK_UPDATE);
 		if (SPI_processed != 1)
 			elog(ERROR, "detector " INT64_FORMAT " vanished during its round", def->id);
 		dc->token = token;

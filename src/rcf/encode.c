@@ -1914,6 +1914,15 @@ done:
 	return forest;
 }
 
+/* The checksum stored in an encoding's header, checking nothing. */
+uint32_t
+rcf_model_stored_crc(const uint8_t *buf, size_t len)
+{
+	Reader		r = {buf, 8, len, RCF_DECODE_OK, NULL};
+
+	return len < HEADER_SIZE ? 0 : get_u32(&r);
+}
+
 /* Reads the parameters from an encoding's header, checking nothing else. */
 int
 rcf_model_peek_params(const uint8_t *buf, size_t len, RcfParams *params)

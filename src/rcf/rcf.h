@@ -221,6 +221,14 @@ extern RcfForest *rcf_decode(const uint8_t *buf, size_t len,
 extern int	rcf_model_peek_params(const uint8_t *buf, size_t len,
 								  RcfParams *params);
 
+/*
+ * The bytes of an encoding's header, and the checksum stored there (0 if
+ * len is shorter than a header): a cheap identity of a model, read without
+ * decoding or checking it.
+ */
+#define RCF_MODEL_HEADER_SIZE 12
+extern uint32_t rcf_model_stored_crc(const uint8_t *buf, size_t len);
+
 /* CRC-32C (Castagnoli), as used in the encoding's header. */
 extern uint32_t rcf_crc32c(uint32_t crc, const void *data, size_t len);
 

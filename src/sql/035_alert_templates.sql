@@ -1,5 +1,5 @@
 -- Alert message templates and the source row of a rule's notification
--- (used by the alert rules, 040_alert.sql).  Internal: only the
+-- (used by the alert rules, 044_alert_rules.sql).  Internal: only the
 -- extension's owner may execute them.
 
 -- Renders a template over a notification's payload: {{path}} placeholders

@@ -19,6 +19,9 @@ use Time::HiRes qw(sleep time);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
+use lib dirname(__FILE__) . '/..';
+use Poll;
+
 our @EXPORT = qw(start_server stop_server read_jsonl new_alert_node wait_for
   server_dir log_contains);
 
@@ -113,20 +116,9 @@ sub new_alert_node
 	return $node;
 }
 
-# wait_for(SECONDS, CODE): calls CODE every 0.1 s until it returns true;
-# returns its last value.
-sub wait_for
-{
-	my ($secs, $code) = @_;
-	my $end = time() + $secs;
-	my $r;
-	while (1)
-	{
-		$r = $code->();
-		return $r if $r || time() > $end;
-		sleep(0.1);
-	}
-}
+# wait_for(SECONDS, CODE): Poll's wait_until, under the name the alert
+# tests use.
+sub wait_for { return wait_until(@_); }
 
 # Whether the server log of a node holds a string.
 sub log_contains

@@ -27,20 +27,12 @@ use DetectTest;
 
 my $target_rows = $ENV{ANOMALY_DETECT_ROWS} || 100000;
 
-my $node = PostgreSQL::Test::Cluster->new('detect_once');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.detector_naptime = 50
-anomaly.detector_batch_rows = 4000
-anomaly.detector_memory_limit = 1MB
-anomaly.detector_checkpoint_rows = 15000
-max_worker_processes = 16
-fsync = off
-log_min_messages = warning
-});
-$node->start;
+my $node = detector_node('detect_once',
+	'anomaly.detector_naptime' => 50,
+	'anomaly.detector_batch_rows' => 4000,
+	'anomaly.detector_memory_limit' => '1MB',
+	'anomaly.detector_checkpoint_rows' => 15000,
+	fsync => 'off');
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION anomaly;

@@ -26,21 +26,12 @@ use DetectTest;
 my $crashes = $ENV{ANOMALY_DETECT_CRASHES} || 6;
 srand($ENV{ANOMALY_DETECT_SEED} // time());
 
-my $node = PostgreSQL::Test::Cluster->new('detect_crash');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.detector_naptime = 20
-anomaly.detector_batch_rows = 2000
-anomaly.detector_memory_limit = 1MB
-anomaly.detector_checkpoint_rows = 5000
-max_worker_processes = 16
-restart_after_crash = on
-log_min_messages = warning
-log_statement = none
-});
-$node->start;
+my $node = detector_node('detect_crash',
+	'anomaly.detector_batch_rows' => 2000,
+	'anomaly.detector_memory_limit' => '1MB',
+	'anomaly.detector_checkpoint_rows' => 5000,
+	restart_after_crash => 'on',
+	log_statement => 'none');
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION anomaly;

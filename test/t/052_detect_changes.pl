@@ -10,18 +10,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
 use Time::HiRes qw(sleep);
 
-my $node = PostgreSQL::Test::Cluster->new('detect_changes');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.detector_naptime = 20
-max_worker_processes = 16
-log_min_messages = warning
-});
-$node->start;
+my $node = detector_node('detect_changes');
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 

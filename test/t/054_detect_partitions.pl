@@ -21,18 +21,9 @@ use DetectTest;
 use IPC::Run;
 use Time::HiRes qw(sleep);
 
-my $node = PostgreSQL::Test::Cluster->new('detect_parts');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.detector_naptime = 20
-anomaly.detector_batch_rows = 1500
-max_worker_processes = 16
-fsync = off
-log_min_messages = warning
-});
-$node->start;
+my $node = detector_node('detect_parts',
+	'anomaly.detector_batch_rows' => 1500,
+	fsync => 'off');
 
 # ev: p1 (k 1..4) made as a partition; p2 (k 5..8) made alone with other
 # column order and a dropped column, then attached; p3 (k 9..12).

@@ -11,16 +11,11 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('detect_owner');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.detector_naptime = 20
-max_worker_processes = 16
-log_min_messages = warning
-});
-$node->start;
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
+
+my $node = detector_node('detect_owner');
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 

@@ -14,17 +14,13 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('detect_progress');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.detector_naptime = 50
-max_worker_processes = 16
-fsync = off
-log_min_messages = warning
-});
-$node->start;
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
+
+my $node = detector_node('detect_progress',
+	'anomaly.detector_naptime' => 50,
+	fsync => 'off');
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 

@@ -13,24 +13,19 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
 use IPC::Run;
 use Time::HiRes qw(time sleep);
 
 srand($ENV{ANOMALY_DETECT_SEED} // time());
 
-my $node = PostgreSQL::Test::Cluster->new('detect_pump');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.detector_naptime = 20
-anomaly.detector_batch_rows = 1000
-max_worker_processes = 16
-restart_after_crash = on
-log_min_messages = warning
-log_statement = none
-});
-$node->start;
+my $node = detector_node('detect_pump',
+	'anomaly.detector_batch_rows' => 1000,
+	restart_after_crash => 'on',
+	log_statement => 'none');
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
