@@ -196,10 +196,13 @@ sub wait_detector
 {
 	my ($node, $name, $rows, %opt) = @_;
 	my $db = $opt{db} // 'postgres';
+	# The committed counts (anomaly.detectors): detector_status also counts
+	# the rows of a round still running, which may yet fail.
 	my $sql = qq{
-		SELECT state || '|' || rows_scored || '|' || rows_failed || '|' || rows_filtered
-			|| '|' || coalesce(last_error, '')
-		FROM anomaly.detector_status WHERE name = '$name'};
+		SELECT s.state || '|' || d.rows_scored || '|' || d.rows_failed || '|' || d.rows_filtered
+			|| '|' || coalesce(d.last_error, '')
+		FROM anomaly.detector_status s JOIN anomaly.detectors d ON d.name = s.name
+		WHERE s.name = '$name'};
 	my $last = '';
 	wait_until($opt{secs} // 60, sub {
 		$last = $node->safe_psql($db, $sql);

@@ -41,7 +41,7 @@ sq(q{
 	INSERT INTO m VALUES (21, 'a', NULL, 1), (22, 'a', 'seven', 1), (23, 'b', '5', 0),
 		(24, 'b', 'NaN', 1), (25, NULL, '6', 2), (26, 'a', '7', NULL);
 });
-wait_for(q{SELECT rows_scored + rows_failed FROM anomaly.detector_status WHERE name = 'm'},
+wait_for(q{SELECT rows_scored + rows_failed FROM anomaly.detectors WHERE name = 'm'},
 	'26', 'every row was either scored or recorded as failed');
 is(sq(q{SELECT state, rows_scored, rows_failed FROM anomaly.detectors WHERE name = 'm'}),
 	'active|23|3', 'the detector goes on: 23 scored (2 with a NULL score), 3 failed');
