@@ -35,6 +35,7 @@
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -278,9 +279,12 @@ anomaly_launcher_main(Datum arg)
 	}
 }
 
-/* Whether the extension is installed here, and this database's name. */
+/*
+ * Whether the extension is installed here, and this database's name; and in
+ * version, the installed extension's version (empty when not installed).
+ */
 static bool
-scheduler_look(char *dbname, size_t size)
+scheduler_look(char *dbname, size_t size, char *version, size_t vsize)
 {
 	bool		installed;
 	char	   *name;
@@ -290,6 +294,23 @@ scheduler_look(char *dbname, size_t size)
 	installed = OidIsValid(get_extension_oid("anomaly", true));
 	name = get_database_name(MyDatabaseId);
 	strlcpy(dbname, name ? name : "", size);
+	version[0] = '\0';
+	if (installed)
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_connect() == SPI_OK_CONNECT)
+		{
+			if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'anomaly'",
+							true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+			{
+				char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+				strlcpy(version, v ? v : "", vsize);
+			}
+			SPI_finish();
+		}
+		PopActiveSnapshot();
+	}
 	CommitTransactionCommand();
 	return installed;
 }
@@ -299,6 +320,8 @@ void
 anomaly_scheduler_main(Datum arg)
 {
 	char		dbname[NAMEDATALEN];
+	char		version[NAMEDATALEN];
+	bool		mismatch_logged = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -320,12 +343,37 @@ anomaly_scheduler_main(Datum arg)
 		}
 		if (registry_held(MyDatabaseId))
 			break;
-		if (!scheduler_look(dbname, sizeof(dbname)))
+		if (!scheduler_look(dbname, sizeof(dbname), version, sizeof(version)))
 		{
 			registry_set_state(MyDatabaseId, REGDB_ABSENT);
 			break;
 		}
 		registry_set_state(MyDatabaseId, REGDB_SERVED);
+
+		/*
+		 * A new library under an older install script (the package was
+		 * upgraded, ALTER EXTENSION anomaly UPDATE not yet run): its workers
+		 * would read catalogs that do not have their columns yet and fail
+		 * the detectors.  Nothing runs until the update.
+		 */
+		if (strcmp(version, ANOMALY_VERSION) != 0)
+		{
+			if (!mismatch_logged)
+				ereport(LOG,
+						(errmsg("anomaly workers of database \"%s\" wait for ALTER EXTENSION anomaly UPDATE", dbname),
+						 errdetail("The library is version %s, the database's extension version %s.",
+								   ANOMALY_VERSION, version)));
+			mismatch_logged = true;
+			detect_unschedule();
+			(void) alert_schedule(false);
+			registry_set_note(MyDatabaseId, REGW_DETECTOR, "no worker: waiting for ALTER EXTENSION anomaly UPDATE");
+			registry_set_note(MyDatabaseId, REGW_SENDER, "no worker: waiting for ALTER EXTENSION anomaly UPDATE");
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+		mismatch_logged = false;
 		detect_ok = registry_db_allowed(detect_database, dbname);
 		send_ok = registry_db_allowed(alert_sender_database, dbname);
 		if (!detect_ok && !send_ok)
