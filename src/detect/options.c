@@ -369,13 +369,16 @@ static const char *option_names[] = {
 	"window", "slide", "allowed_lateness", "late_rows", NULL
 };
 
-/* The grader's options, in anomaly_grader_params' order, with detect()'s defaults. */
+/*
+ * The grader's options, in anomaly_grader_params' order, with detect()'s
+ * defaults (issue 13's: z_factor 4, CUSUM off).
+ */
 static const char *grader_option_names[] = {
 	"z_factor", "score_floor", "ignore_near_expected_above", "ignore_near_expected_below",
 	"ignore_near_expected_above_ratio", "ignore_near_expected_below_ratio",
 	"suppress", "score_horizon", "cusum_drift", "cusum_threshold"
 };
-static const double grader_option_defaults[] = {3, 0.8, 0, 0, 0, 0, 100, 3000, 2, 12};
+static const double grader_option_defaults[] = {4, 0.8, 0, 0, 0, 0, 100, 3000, 2, 0};
 
 #define NUM_GRADER_OPTIONS ANOMALY_GRADER_ARGS
 
@@ -593,7 +596,7 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 	int64		trees = 100,
 				samples = 256,
 				decay = 100000,
-				shingle = 1,
+				shingle = 8,
 				seed = 42;
 	bool		ins = true,
 				upd = false,
@@ -608,7 +611,7 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 	RcfParams	params;
 	StringInfoData buf;
 	ListCell   *lc;
-	char	   *transform = pstrdup("none");
+	char	   *transform = pstrdup("normalize");
 	bool		tdecay_null = true;
 	double		tdecay = 0.0;
 	ArrayType  *tweights = NULL;
@@ -857,6 +860,15 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 		}
 		anomaly_grader_params(&gp, gargs);
 	}
+	/*
+	 * detect()'s default decay, written out with a transform; a detector
+	 * stored without one (transform none, or older) keeps its meaning.
+	 */
+	if (tdecay_null && strcmp(transform, "none") != 0)
+	{
+		tdecay = ANOMALY_TRANSFORM_DEFAULT_DECAY;
+		tdecay_null = false;
+	}
 	anomaly_transform_spec(&tspec, transform, tdecay_null, tdecay, tweights,
 						   nfeatures, params.sample_size);
 
@@ -878,8 +890,8 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 		appendStringInfo(&buf, ", \"%s\": %s", grader_option_names[i],
 						 float8out_internal(gvalues[i]));
 	/*
-	 * transform_decay and transform_weights only when given: their defaults
-	 * follow sub_sample_size and the features.
+	 * transform_decay with a transform (above), transform_weights only when
+	 * given: their default follows the features.
 	 */
 	appendStringInfoString(&buf, ", \"transform\": ");
 	escape_json(&buf, transform);
