@@ -1890,9 +1890,12 @@ COMMENT ON FUNCTION deliver(integer) IS 'one delivery round from SQL: sends up t
 COMMENT ON FUNCTION test_destination(text) IS 'sends a test notification to a destination now and reports the outcome';
 
 -- Transforms (issue 13): random_cut_forest, random_cut_forest_with_explanation
--- and detect() take transform, transform_decay and transform_weights (last,
--- with defaults that keep their behaviour): a new signature, so the old
--- functions are dropped and created again.
+-- and detect() take transform, transform_decay and transform_weights (last):
+-- a new signature, so the old functions are dropped and created again.  The
+-- KDA functions keep their behaviour by default; detect() gets the defaults
+-- chosen by the validation protocol (bench/README.md): shingle_size 8,
+-- z_factor 4, cusum_threshold 0 (off), transform 'normalize' with
+-- transform_decay 0.0001.
 DROP FUNCTION random_cut_forest(double precision[], integer, integer, bigint, integer, bigint);
 DROP FUNCTION random_cut_forest(record, integer, integer, bigint, integer, bigint);
 DROP FUNCTION random_cut_forest_with_explanation(double precision[], integer, integer, bigint, integer, boolean, bigint, text[]);
@@ -1965,9 +1968,9 @@ CREATE FUNCTION detect(
 	number_of_trees integer DEFAULT 100,
 	sub_sample_size integer DEFAULT 256,
 	time_decay bigint DEFAULT 100000,
-	shingle_size integer DEFAULT 1,
+	shingle_size integer DEFAULT 8,
 	seed bigint DEFAULT 42,
-	z_factor double precision DEFAULT 3,
+	z_factor double precision DEFAULT 4,
 	score_floor double precision DEFAULT 0.8,
 	ignore_near_expected_above double precision DEFAULT 0,
 	ignore_near_expected_below double precision DEFAULT 0,
@@ -1978,9 +1981,9 @@ CREATE FUNCTION detect(
 	missing text DEFAULT 'skip',
 	feature_names text[] DEFAULT NULL,
 	cusum_drift double precision DEFAULT 2,
-	cusum_threshold double precision DEFAULT 12,
-	transform text DEFAULT 'none',
-	transform_decay double precision DEFAULT NULL,
+	cusum_threshold double precision DEFAULT 0,
+	transform text DEFAULT 'normalize',
+	transform_decay double precision DEFAULT 0.0001,
 	transform_weights double precision[] DEFAULT NULL)
 RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_window_detect'
@@ -1991,9 +1994,9 @@ CREATE FUNCTION detect(
 	number_of_trees integer DEFAULT 100,
 	sub_sample_size integer DEFAULT 256,
 	time_decay bigint DEFAULT 100000,
-	shingle_size integer DEFAULT 1,
+	shingle_size integer DEFAULT 8,
 	seed bigint DEFAULT 42,
-	z_factor double precision DEFAULT 3,
+	z_factor double precision DEFAULT 4,
 	score_floor double precision DEFAULT 0.8,
 	ignore_near_expected_above double precision DEFAULT 0,
 	ignore_near_expected_below double precision DEFAULT 0,
@@ -2004,9 +2007,9 @@ CREATE FUNCTION detect(
 	missing text DEFAULT 'skip',
 	feature_names text[] DEFAULT NULL,
 	cusum_drift double precision DEFAULT 2,
-	cusum_threshold double precision DEFAULT 12,
-	transform text DEFAULT 'none',
-	transform_decay double precision DEFAULT NULL,
+	cusum_threshold double precision DEFAULT 0,
+	transform text DEFAULT 'normalize',
+	transform_decay double precision DEFAULT 0.0001,
 	transform_weights double precision[] DEFAULT NULL)
 RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_window_detect'
@@ -2024,6 +2027,22 @@ COMMENT ON FUNCTION detect(double precision[], integer, integer, bigint, integer
 IS 'graded anomaly detection over a window: Random Cut Forest score, thresholded into a grade';
 COMMENT ON FUNCTION detect(record, integer, integer, bigint, integer, bigint, double precision, double precision, double precision, double precision, double precision, double precision, integer, double precision, text, text[], double precision, double precision, text, double precision, double precision[])
 IS 'graded anomaly detection over the numeric columns of a row';
+
+-- rcf_set_grading's defaults follow detect()'s new ones (issue 13).
+CREATE OR REPLACE FUNCTION rcf_set_grading(
+	model rcf,
+	z_factor double precision DEFAULT 4,
+	score_floor double precision DEFAULT 0.8,
+	ignore_near_expected_above double precision DEFAULT 0,
+	ignore_near_expected_below double precision DEFAULT 0,
+	ignore_near_expected_above_ratio double precision DEFAULT 0,
+	ignore_near_expected_below_ratio double precision DEFAULT 0,
+	suppress integer DEFAULT 100,
+	score_horizon double precision DEFAULT 3000,
+	cusum_drift double precision DEFAULT 2,
+	cusum_threshold double precision DEFAULT 0)
+RETURNS rcf
+AS 'MODULE_PATHNAME', 'rcf_set_grading_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 -- rcf_train with a transform: three more arities.
 CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text)

@@ -191,7 +191,7 @@ psql_demo -v webhook_url="$webhook_url" -v topic_arn="$topic_arn" -v min_grade="
 cat <<EOF
 table     rides_live (ts, zone, rides), primary key (zone, ts)
 detector  taxi: features rides * 6.0 (rides per hour), partition_by zone,
-          shingle_size 8, graded with z_factor 4, with explanation
+          the defaults (shingle 8, normalize, z_factor 4), with explanation
 rule      taxi-unusual: min_grade $min_grade, to ops-webhook and ops-sns
 webhook   ops-webhook -> $webhook_url (local receiver)
 sns       ops-sns -> $topic_arn, endpoint $sns_endpoint
@@ -296,7 +296,7 @@ SELECT format('The detector scored %s rows; scores and grades agree with anomaly
 						  AND max(abs(s.anomaly_grade - (w.d).anomaly_grade)) < 1e-9, false),
 	   coalesce(max(abs(s.anomaly_score - (w.d).anomaly_score)), 0), coalesce(max(abs(s.anomaly_grade - (w.d).anomaly_grade)), 0))
 FROM anomaly.scores s
-JOIN (SELECT zone, ts, anomaly.detect(ARRAY[rides * 6.0], shingle_size => 8, z_factor => 4)
+JOIN (SELECT zone, ts, anomaly.detect(ARRAY[rides * 6.0])
 							OVER (PARTITION BY zone ORDER BY ts) AS d
 	  FROM rides_live) w ON s.partition_key = w.zone AND (s.source_key ->> 'ts')::timestamptz = w.ts
 WHERE s.detector = 'taxi'"
@@ -339,7 +339,7 @@ Results:
   $out/received_alerts.csv    the notifications each stand-in received
   $out/webhook.jsonl, $out/sns.jsonl   the stand-ins' own logs (SNS: the Publish requests)
 In SQL (ANOMALY_DEMO_KEEP=1 keeps the cluster; database demo):
-  SELECT ts, zone, rides, (anomaly.detect(ARRAY[rides::float8], shingle_size => 8, z_factor => 4)
+  SELECT ts, zone, rides, (anomaly.detect(ARRAY[rides::float8])
          OVER (PARTITION BY zone ORDER BY ts)).* FROM rides;
   SELECT partition_key, source_key ->> 'ts' AS ts, anomaly_score, anomaly_grade, explanation
     FROM anomaly.scores WHERE detector = 'taxi' AND anomaly_grade > 0 ORDER BY source_key ->> 'ts';

@@ -1,10 +1,10 @@
--- Score every zone with graded detection: the forest sees the last 8
--- readings (shingle), z_factor 4 (the configuration measured on NAB).
+-- Score every zone with graded detection and its defaults: the forest sees
+-- the last 8 readings (shingle), normalized, graded with z_factor 4 (the
+-- defaults the validation protocol chose, bench/README.md).
 CREATE TABLE detections AS
 SELECT ts, zone, rides, (d).*
 FROM (SELECT ts, zone, rides,
-			 anomaly.detect(ARRAY[rides::float8], shingle_size => 8, z_factor => 4,
-							feature_names => ARRAY['rides'])
+			 anomaly.detect(ARRAY[rides::float8], feature_names => ARRAY['rides'])
 				 OVER (PARTITION BY zone ORDER BY ts) AS d
 	  FROM rides) s;
 

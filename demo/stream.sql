@@ -22,14 +22,14 @@ SELECT anomaly.create_destination('ops-webhook', 'webhook',
 SELECT anomaly.create_destination('ops-sns', 'sns',
 	jsonb_build_object('topic_arn', :'topic_arn', 'description', 'demo: local SNS stand-in'));
 
--- The detector: one forest per zone over the last 8 readings (shingle),
--- graded as detect() grades (z_factor 4, the configuration measured on NAB).
+-- The detector: one forest per zone, with detect()'s defaults (the last 8
+-- readings as a shingle, normalized, z_factor 4), graded as detect() grades.
 -- The feature is a preprocessing expression, as a KDA preprocessing Lambda
 -- would have been: the 10-minute count as rides per hour.
 SELECT anomaly.create_detector('taxi', 'rides_live',
 	features => ARRAY['rides * 6.0'],
 	partition_by => 'zone',
-	options => '{"shingle_size": 8, "z_factor": 4, "with_explanation": true,
+	options => '{"with_explanation": true,
 				 "with_directionality": true, "feature_names": ["rides_per_hour"]}');
 
 -- One alert rule, to both destinations, on the grade.  A graded anomaly is

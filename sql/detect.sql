@@ -119,7 +119,8 @@ FROM anomaly.detectors WHERE name = 'd_rides';
 
 -- One score per committed row that passes the filter, none for the
 -- rolled-back ones, and each equal to the window function over the same
--- rows in commit order.
+-- rows in commit order: a detector without those options has detect()'s
+-- defaults (shingle 8, normalize), to the bit.
 SELECT count(*) AS scores, count(DISTINCT source_key) AS rows,
 	count(*) FILTER (WHERE anomaly_score IS NULL) AS null_scores
 FROM anomaly.scores WHERE detector = 'd_rides';
@@ -133,9 +134,10 @@ SELECT count(*) AS compared,
 	count(s.expected) AS with_expected
 FROM anomaly.scores s
 JOIN (SELECT r.id,
-		anomaly.random_cut_forest(ARRAY[r.fare, r.distance / 2], 20, 32, 100000, 1, 7)
+		anomaly.random_cut_forest(ARRAY[r.fare, r.distance / 2], 20, 32, 100000, 8, 7,
+			transform => 'normalize', transform_decay => 0.0001)
 			OVER (PARTITION BY r.zone ORDER BY s2.commit_lsn, r.id) AS score,
-		anomaly.detect(ARRAY[r.fare, r.distance / 2], 20, 32, 100000, 1, 7)
+		anomaly.detect(ARRAY[r.fare, r.distance / 2], number_of_trees => 20, sub_sample_size => 32, seed => 7)
 			OVER (PARTITION BY r.zone ORDER BY s2.commit_lsn, r.id) AS d
 	FROM det_rides r
 	JOIN anomaly.scores s2 ON s2.detector = 'd_rides' AND (s2.source_key->>'id')::bigint = r.id

@@ -68,14 +68,15 @@ INSERT INTO win_ticks (ticker, price, ts) VALUES ('A', 100, '2026-03-01 10:13:00
 SELECT anomaly.process('w');
 
 -- Every window equals the same aggregates over date_bin of the ticks that
--- were not late, scored per ticker in window order, to the bit.
+-- were not late, scored per ticker in window order by detect() with its
+-- defaults (the detector's), to the bit.
 WITH ref AS (
 	SELECT ticker, date_bin('1 minute', ts, timestamptz '2000-01-01 00:00:00+00') AS ws,
 		ARRAY[count(*)::float8, avg(price ORDER BY id), max(price) - min(price)] AS f
 	FROM win_ticks WHERE id NOT IN (SELECT id FROM win_late)
 	GROUP BY 1, 2),
 scored AS (
-	SELECT ref.*, anomaly.detect(f, 20, 16, 100000, 1, 3) OVER (PARTITION BY ticker ORDER BY ws) AS d
+	SELECT ref.*, anomaly.detect(f, number_of_trees => 20, sub_sample_size => 16, seed => 3) OVER (PARTITION BY ticker ORDER BY ws) AS d
 	FROM ref),
 got AS (
 	SELECT partition_key, (source_key->>'window_start')::timestamptz AS ws, features,
@@ -135,7 +136,8 @@ WHERE NOT EXISTS (SELECT 1 FROM anomaly.detectors d WHERE d.id = r.detector_id);
 -- seed_detector: a key starts from a trained model.
 CREATE TABLE seed_src (id bigserial PRIMARY KEY, k text, v float8);
 SELECT anomaly.create_detector('s', 'seed_src', ARRAY['v'], partition_by => 'k',
-	options => '{"number_of_trees": 20, "sub_sample_size": 16, "seed": 5, "grade": false}');
+	options => '{"number_of_trees": 20, "sub_sample_size": 16, "seed": 5, "grade": false,
+		"shingle_size": 1, "transform": "none"}');
 CREATE TABLE seed_models AS
 SELECT anomaly.rcf_train(ARRAY[g % 10]::float8[], 20, 16, 100000, 1, 5 ORDER BY g) AS good,
 	anomaly.rcf_train(ARRAY[g % 10]::float8[], 30, 16, 100000, 1, 5 ORDER BY g) AS trees,

@@ -126,6 +126,14 @@ extern Datum anomaly_detection_datum(FunctionCallInfo fcinfo,
 									 Jsonb *explanation);
 
 /* transform_params.c */
+
+/*
+ * detect()'s, detectors' and rcf_train's transform_decay when it is not
+ * given (SQL NULL means 1 / sub_sample_size): chosen by the validation
+ * protocol (bench/README.md, issue 13).  Keep equal to detect()'s DEFAULT.
+ */
+#define ANOMALY_TRANSFORM_DEFAULT_DECAY 0.0001
+
 typedef struct AnomalyTransformSpec
 {
 	RcfTransformParams params;

@@ -304,7 +304,12 @@ rcf_send(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
 
-/* A grader with detect()'s defaults, in a memory context. */
+/*
+ * A grader with detect()'s defaults, in a memory context: the reference
+ * library's (rcf_grader_params_default) but for z_factor 4 and CUSUM off,
+ * which the validation protocol chose (bench/README.md, issue 13).  Keep
+ * equal to detect()'s and rcf_set_grading's SQL defaults.
+ */
 static RcfGrader *
 default_grader(const RcfParams *params, MemoryContext context)
 {
@@ -313,6 +318,8 @@ default_grader(const RcfParams *params, MemoryContext context)
 	RcfGrader  *grader;
 
 	rcf_grader_params_default(&gp);
+	gp.z_factor = 4.0;
+	gp.cusum_threshold = 0.0;
 	grader = rcf_grader_create(&gp, params, &allocator);
 	if (grader == NULL)
 		elog(ERROR, "could not create a grader with default parameters");
@@ -445,13 +452,15 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 		if (nargs > 7)
 		{
 			AnomalyTransformSpec spec;
-			bool		dnull = nargs <= 8 || PG_ARGISNULL(8);
+			/* An omitted decay is detect()'s default, NULL 1 / sub_sample_size. */
+			bool		dnull = nargs > 8 && PG_ARGISNULL(8);
 			bool		wnull = nargs <= 9 || PG_ARGISNULL(9);
 
 			if (PG_ARGISNULL(7))
 				anomaly_null_param("transform");
 			anomaly_transform_spec(&spec, text_to_cstring(PG_GETARG_TEXT_PP(7)),
-								   dnull, dnull ? 0.0 : PG_GETARG_FLOAT8(8),
+								   dnull, nargs <= 8 ? ANOMALY_TRANSFORM_DEFAULT_DECAY :
+								   dnull ? 0.0 : PG_GETARG_FLOAT8(8),
 								   wnull ? NULL : PG_GETARG_ARRAYTYPE_P(9),
 								   params.dims, params.sample_size);
 			state->transform = anomaly_transform_create(&spec, state->context);

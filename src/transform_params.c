@@ -50,7 +50,7 @@ anomaly_transform_spec(AnomalyTransformSpec *spec, const char *method,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("transform_decay must be at least 1e-9 and less than 1"),
 					 errdetail("transform_decay is %g.", decay),
-					 errhint("The statistics remember about 1 / transform_decay records; omit it for 1 / sub_sample_size.")));
+					 errhint("The statistics remember about 1 / transform_decay records; NULL gives 1 / sub_sample_size.")));
 	}
 	if (weights)
 	{

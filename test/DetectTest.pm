@@ -22,6 +22,7 @@ use PostgreSQL::Test::Cluster;
 #   point     the point expression over rows' columns
 #   params    random_cut_forest's (and detect()'s) positional parameters
 #             after the point
+#   grade_params  detect()'s, when they differ (grader parameters)
 #   order     the order within a key (default 'commit_lsn, id')
 #   grades    also compare grades, decisions and expected values with
 #             detect()
@@ -44,7 +45,7 @@ sub window_diff
 		SELECT anomaly_score, anomaly_grade, is_anomaly, expected_values,
 			anomaly.random_cut_forest($opt{point}, $opt{params}) $window AS expected};
 	$sql .= qq{,
-			anomaly.detect($opt{point}, $opt{params}) $window AS d} if $opt{grades};
+			anomaly.detect($opt{point}, @{[ $opt{grade_params} // $opt{params} ]}) $window AS d} if $opt{grades};
 	$sql .= q{
 		FROM j)
 	SELECT count(*), count(*) FILTER (WHERE anomaly_score IS DISTINCT FROM expected)};

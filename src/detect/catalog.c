@@ -330,8 +330,13 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);
 	lock_detector(name, caller, false, &ex);
+	/*
+	 * Options stored without a transform (before 0.2.0) meant none, not
+	 * today's default: they keep that meaning when normalized again.
+	 */
 	detect_spi_exec("SELECT features, partition_by, filter,"
-			  " pg_catalog.jsonb_strip_nulls(CASE WHEN $2 AND NOT ($3 OPERATOR(pg_catalog.?) 'feature_names')"
+			  " pg_catalog.jsonb_strip_nulls('{\"transform\": \"none\"}'::pg_catalog.jsonb OPERATOR(pg_catalog.||)"
+			  "   CASE WHEN $2 AND NOT ($3 OPERATOR(pg_catalog.?) 'feature_names')"
 			  "   THEN options OPERATOR(pg_catalog.-) 'feature_names'::pg_catalog.text ELSE options END"
 			  "   OPERATOR(pg_catalog.||) $3),"
 			  " " PARAMS_ARRAY("options") "::pg_catalog.text"

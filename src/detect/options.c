@@ -964,6 +964,15 @@ normalize_options(Jsonb *options, Relation rel, int nfeatures, char **features,
 		}
 		anomaly_grader_params(&gp, gargs);
 	}
+	/*
+	 * detect()'s default decay, written out with a transform; a detector
+	 * stored without one (transform none, or older) keeps its meaning.
+	 */
+	if (!vals[OPT_TRANSFORM_DECAY].set && strcmp(vals[OPT_TRANSFORM].s, "none") != 0)
+	{
+		vals[OPT_TRANSFORM_DECAY].set = true;
+		vals[OPT_TRANSFORM_DECAY].f = ANOMALY_TRANSFORM_DEFAULT_DECAY;
+	}
 	if (vals[OPT_TRANSFORM_WEIGHTS].set)
 	{
 		Datum	   *elems = palloc(sizeof(Datum) * Max(vals[OPT_TRANSFORM_WEIGHTS].n, 1));

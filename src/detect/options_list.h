@@ -20,12 +20,14 @@
  *	check		what else the value must be (NULL: its type is enough)
  *
  * The order is the hint's.  The grader's options keep the order of
- * anomaly_grader_params' arguments.
+ * anomaly_grader_params' arguments.  The forest, grader and transform
+ * defaults are detect()'s (issue 13's: shingle 8, z_factor 4, CUSUM off,
+ * normalize); transform_decay is written out with a transform (options.c).
  */
 DETECTOR_OPTION(TREES, "number_of_trees", OPTION_INT32, false, "100", "an integer", NULL)
 DETECTOR_OPTION(SAMPLES, "sub_sample_size", OPTION_INT32, false, "256", "an integer", NULL)
 DETECTOR_OPTION(DECAY, "time_decay", OPTION_INT64, false, "100000", "an integer", NULL)
-DETECTOR_OPTION(SHINGLE, "shingle_size", OPTION_INT32, false, "1", "an integer", NULL)
+DETECTOR_OPTION(SHINGLE, "shingle_size", OPTION_INT32, false, "8", "an integer", NULL)
 DETECTOR_OPTION(SEED, "seed", OPTION_INT64, false, "42", "an integer", NULL)
 DETECTOR_OPTION(OPERATIONS, "operations", OPTION_TEXTS, false, "[\"insert\"]", "an array of strings", check_operations)
 DETECTOR_OPTION(RETENTION, "retention", OPTION_TEXT, true, "\"30 days\"", "an interval such as \"30 days\", or null to keep everything", check_retention)
@@ -33,7 +35,7 @@ DETECTOR_OPTION(EXPLAIN, "with_explanation", OPTION_BOOL, false, "false", "true 
 DETECTOR_OPTION(DIRECTION, "with_directionality", OPTION_BOOL, false, "false", "true or false", NULL)
 DETECTOR_OPTION(FEATURE_NAMES, "feature_names", OPTION_TEXTS, false, NULL, "an array of strings", check_feature_names)
 DETECTOR_OPTION(GRADE, "grade", OPTION_BOOL, false, "true", "true or false", NULL)
-DETECTOR_OPTION(Z_FACTOR, "z_factor", OPTION_NUMBER, false, "3", "a number", NULL)
+DETECTOR_OPTION(Z_FACTOR, "z_factor", OPTION_NUMBER, false, "4", "a number", NULL)
 DETECTOR_OPTION(SCORE_FLOOR, "score_floor", OPTION_NUMBER, false, "0.8", "a number", NULL)
 DETECTOR_OPTION(NEAR_ABOVE, "ignore_near_expected_above", OPTION_NUMBER, false, "0", "a number", NULL)
 DETECTOR_OPTION(NEAR_BELOW, "ignore_near_expected_below", OPTION_NUMBER, false, "0", "a number", NULL)
@@ -42,9 +44,9 @@ DETECTOR_OPTION(NEAR_BELOW_RATIO, "ignore_near_expected_below_ratio", OPTION_NUM
 DETECTOR_OPTION(SUPPRESS, "suppress", OPTION_INT32, false, "100", "an integer", NULL)
 DETECTOR_OPTION(SCORE_HORIZON, "score_horizon", OPTION_NUMBER, false, "3000", "a number", NULL)
 DETECTOR_OPTION(CUSUM_DRIFT, "cusum_drift", OPTION_NUMBER, false, "2", "a number", NULL)
-DETECTOR_OPTION(CUSUM_THRESHOLD, "cusum_threshold", OPTION_NUMBER, false, "12", "a number", NULL)
+DETECTOR_OPTION(CUSUM_THRESHOLD, "cusum_threshold", OPTION_NUMBER, false, "0", "a number", NULL)
 DETECTOR_OPTION(DESTINATION, "destination", OPTION_TEXT, false, NULL, "the name of a table, as \"schema.table\"", NULL)
-DETECTOR_OPTION(TRANSFORM, "transform", OPTION_TEXT, false, "\"none\"", "the name of a transform", NULL)
+DETECTOR_OPTION(TRANSFORM, "transform", OPTION_TEXT, false, "\"normalize\"", "the name of a transform", NULL)
 DETECTOR_OPTION(TRANSFORM_DECAY, "transform_decay", OPTION_NUMBER, false, NULL, "a number", NULL)
 DETECTOR_OPTION(TRANSFORM_WEIGHTS, "transform_weights", OPTION_NUMBERS, false, NULL, "an array of numbers", NULL)
 DETECTOR_OPTION(TIME_COLUMN, "time_column", OPTION_TEXT, false, NULL, "the name of a timestamp column of the source", check_time_column)

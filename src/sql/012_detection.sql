@@ -17,9 +17,9 @@ CREATE FUNCTION detect(
 	number_of_trees integer DEFAULT 100,
 	sub_sample_size integer DEFAULT 256,
 	time_decay bigint DEFAULT 100000,
-	shingle_size integer DEFAULT 1,
+	shingle_size integer DEFAULT 8,
 	seed bigint DEFAULT 42,
-	z_factor double precision DEFAULT 3,
+	z_factor double precision DEFAULT 4,
 	score_floor double precision DEFAULT 0.8,
 	ignore_near_expected_above double precision DEFAULT 0,
 	ignore_near_expected_below double precision DEFAULT 0,
@@ -30,9 +30,9 @@ CREATE FUNCTION detect(
 	missing text DEFAULT 'skip',
 	feature_names text[] DEFAULT NULL,
 	cusum_drift double precision DEFAULT 2,
-	cusum_threshold double precision DEFAULT 12,
-	transform text DEFAULT 'none',
-	transform_decay double precision DEFAULT NULL,
+	cusum_threshold double precision DEFAULT 0,
+	transform text DEFAULT 'normalize',
+	transform_decay double precision DEFAULT 0.0001,
 	transform_weights double precision[] DEFAULT NULL)
 RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_window_detect'
@@ -43,9 +43,9 @@ CREATE FUNCTION detect(
 	number_of_trees integer DEFAULT 100,
 	sub_sample_size integer DEFAULT 256,
 	time_decay bigint DEFAULT 100000,
-	shingle_size integer DEFAULT 1,
+	shingle_size integer DEFAULT 8,
 	seed bigint DEFAULT 42,
-	z_factor double precision DEFAULT 3,
+	z_factor double precision DEFAULT 4,
 	score_floor double precision DEFAULT 0.8,
 	ignore_near_expected_above double precision DEFAULT 0,
 	ignore_near_expected_below double precision DEFAULT 0,
@@ -56,9 +56,9 @@ CREATE FUNCTION detect(
 	missing text DEFAULT 'skip',
 	feature_names text[] DEFAULT NULL,
 	cusum_drift double precision DEFAULT 2,
-	cusum_threshold double precision DEFAULT 12,
-	transform text DEFAULT 'none',
-	transform_decay double precision DEFAULT NULL,
+	cusum_threshold double precision DEFAULT 0,
+	transform text DEFAULT 'normalize',
+	transform_decay double precision DEFAULT 0.0001,
 	transform_weights double precision[] DEFAULT NULL)
 RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_window_detect'

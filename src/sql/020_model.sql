@@ -166,7 +166,7 @@ RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_detect_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION rcf_set_grading(
 	model rcf,
-	z_factor double precision DEFAULT 3,
+	z_factor double precision DEFAULT 4,
 	score_floor double precision DEFAULT 0.8,
 	ignore_near_expected_above double precision DEFAULT 0,
 	ignore_near_expected_below double precision DEFAULT 0,
@@ -175,7 +175,7 @@ CREATE FUNCTION rcf_set_grading(
 	suppress integer DEFAULT 100,
 	score_horizon double precision DEFAULT 3000,
 	cusum_drift double precision DEFAULT 2,
-	cusum_threshold double precision DEFAULT 12)
+	cusum_threshold double precision DEFAULT 0)
 RETURNS rcf
 AS 'MODULE_PATHNAME', 'rcf_set_grading_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION rcf_set_grading(rcf, double precision, double precision, double precision,

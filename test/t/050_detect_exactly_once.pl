@@ -140,7 +140,7 @@ is($node->safe_psql('postgres', q{
 # Scores equal the window function per key in commit order.
 my ($compared, $different, $different_grades, $graded, $with_expected) = window_diff($node,
 	detector => 'once', rows => 'src', key => 'k', point => 'ARRAY[v, v * v / 10]',
-	params => '30, 64, 100000, 2, 1234', grades => 1);
+	params => q{30, 64, 100000, 2, 1234, transform => 'normalize', transform_decay => 0.0001}, grades => 1);
 is($different, '0', "all $compared scores equal random_cut_forest per key in commit order");
 is($different_grades, '0',
 	"all grades, decisions and expected values equal detect() per key in commit order ($graded rows graded above 0, $with_expected with expected values)");
@@ -154,7 +154,7 @@ if ($different ne '0')
 	r AS (
 		SELECT k, id, score_id, commit_lsn, anomaly_score,
 			row_number() OVER (PARTITION BY k ORDER BY commit_lsn, id) AS pos,
-			anomaly.random_cut_forest(ARRAY[v, v * v / 10], 30, 64, 100000, 2, 1234)
+			anomaly.random_cut_forest(ARRAY[v, v * v / 10], 30, 64, 100000, 2, 1234, transform => 'normalize', transform_decay => 0.0001)
 				OVER (PARTITION BY k ORDER BY commit_lsn, id) AS expected
 		FROM j)
 	SELECT k, min(pos), count(*), min(score_id) FROM r

@@ -158,7 +158,7 @@ is($node->safe_psql('postgres', q{
 
 my ($compared, $different, $different_grades) = window_diff($node,
 	detector => 'crash', rows => 'src', key => 'k', point => 'ARRAY[v]',
-	params => '20, 32, 100000, 3, 99', grades => 1);
+	params => q{20, 32, 100000, 3, 99, transform => 'normalize', transform_decay => 0.0001}, grades => 1);
 is($different, '0',
 	"after $crashes crashes all $compared scores equal a run without crashes");
 is($different_grades, '0', 'and so do the grades, decisions and expected values');

@@ -80,7 +80,7 @@ is($confirmed_2, 't', 'the slot advanced to what the first run committed');
 
 my ($compared, $different) = window_diff($node,
 	detector => 'cron', rows => 'readings', key => 'sensor', point => 'ARRAY[value]',
-	params => '20, 32, 100000, 4');
+	params => q{20, 32, 100000, 4, transform => 'normalize', transform_decay => 0.0001});
 is($compared, '4001', 'every row was compared');
 is($different, '0', 'scores from pg_cron runs equal random_cut_forest per key in commit order');
 is($node->safe_psql('postgres', q{

@@ -202,7 +202,7 @@ is($node->safe_psql('postgres', q{
 
 my ($compared, $different) = window_diff($node,
 	detector => 'parts', rows => 'all_rows', key => 'k', point => 'ARRAY[v, w - v]',
-	params => '20, 32, 100000, 2, 7');
+	params => q{20, 32, 100000, 2, 7, transform => 'normalize', transform_decay => 0.0001});
 is($different, '0',
 	"all $compared scores equal random_cut_forest per key in commit order");
 cmp_ok($compared, '==', $expected, 'compared every row');

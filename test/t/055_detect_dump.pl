@@ -101,7 +101,7 @@ sub compare_scores
 	my ($node, $db) = @_;
 	my @diff = window_diff($node, db => $db,
 		detector => 'mig', rows => 'src', key => 'k', point => 'ARRAY[v]',
-		params => '20, 32, 100000, 2, 11', order => 'phase, commit_lsn, id');
+		params => q{20, 32, 100000, 2, 11, transform => 'normalize', transform_decay => 0.0001}, order => 'phase, commit_lsn, id');
 	return join('|', @diff, $node->safe_psql($db, q{
 		SELECT (SELECT count(*) FROM src s WHERE NOT EXISTS (SELECT 1 FROM anomaly.scores c
 				WHERE c.detector = 'mig' AND (c.source_key->>'id')::bigint = s.id))

@@ -135,7 +135,7 @@ is(sq(q{SELECT (backfill->>'rows')::bigint FROM anomaly.detectors WHERE name = '
 
 my ($compared, $different) = window_diff($node,
 	detector => 'hist', rows => 'src', key => 'k', point => 'ARRAY[v]',
-	params => '20, 32, 100000, 1, 5', order => 'commit_lsn NULLS FIRST, id');
+	params => q{20, 32, 100000, 8, 5, transform => 'normalize', transform_decay => 0.0001}, order => 'commit_lsn NULLS FIRST, id');
 cmp_ok($compared, '==', $rows, 'all rows compared');
 is($different, '0',
 	'the scores are random_cut_forest\'s over the stored rows in key order, then the new ones in commit order');

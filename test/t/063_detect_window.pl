@@ -200,9 +200,11 @@ for my $d ('win', 'hop')
 	WITH ref AS ($ref{$d}),
 	scored AS (
 		SELECT ref.*,
-			anomaly.random_cut_forest(f, 30, 64, 100000, 1, 7)
+			anomaly.random_cut_forest(f, 30, 64, 100000, 8, 7,
+				transform => 'normalize', transform_decay => 0.0001)
 				OVER (PARTITION BY ticker ORDER BY ws) AS score,
-			anomaly.detect(f, 30, 64, 100000, 1, 7)
+			-- The detectors have detect()'s defaults but for these three.
+			anomaly.detect(f, number_of_trees => 30, sub_sample_size => 64, seed => 7)
 				OVER (PARTITION BY ticker ORDER BY ws) AS d
 		FROM ref),
 	got AS (

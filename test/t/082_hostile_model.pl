@@ -101,7 +101,7 @@ SELECT anomaly.rcf_info(anomaly.rcf_update(m, p)) IS NOT NULL FROM s_plain.m, s_
 	for my $sql (
 		"SELECT anomaly.rcf_train($big, 1000, 1000 ORDER BY g) FROM generate_series(1, 3) g",
 		"SELECT anomaly.random_cut_forest($big, 1000, 1000) OVER (ORDER BY g) FROM generate_series(1, 3) g",
-		"SELECT anomaly.detect($big, 1000, 1000) OVER (ORDER BY g) FROM generate_series(1, 3) g",
+		"SELECT anomaly.detect($big, 1000, 1000, shingle_size => 1) OVER (ORDER BY g) FROM generate_series(1, 3) g",
 		"SELECT anomaly.random_cut_forest_with_explanation($big, 1000, 1000) OVER (ORDER BY g) FROM generate_series(1, 3) g",
 		"SELECT anomaly.random_cut_forest(ARRAY[1.0, 2.0, 3.0, 4.0], 1000, 1000, 100000, 30) OVER (ORDER BY g) FROM generate_series(1, 3) g")
 	{

@@ -251,7 +251,11 @@ lc_messages = 'C'
 		       WHERE c.detector = 'live' AND (c.source_key->>'id')::bigint = s.id) <> 1}),
 		'0', "$from: each row has exactly one score");
 	my ($compared, $differ, $graded_differ) = window_diff($node, detector => 'live',
-		rows => 'src', key => 'k', point => 'ARRAY[v]', params => '20, 32, 100000, 1, 7',
+		rows => 'src', key => 'k', point => 'ARRAY[v]',
+		# Created by the old release: its options keep that release's
+		# defaults (shingle 1, z_factor 3, CUSUM 12, no transform).
+		params => '20, 32, 100000, 1, 7',
+		grade_params => q{20, 32, 100000, 1, 7, z_factor => 3, cusum_threshold => 12, transform => 'none'},
 		grades => 1);
 	is("$compared|$differ|$graded_differ", ($batch * 300) . '|0|0',
 		"$from: the scores are those of an uninterrupted detector (its forests carried over)");
