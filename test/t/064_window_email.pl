@@ -64,7 +64,7 @@ SELECT anomaly.create_detector('ticker_1min', 'stock_ticker',
     options => '{"window": "1 minute", "time_column": "event_time", "allowed_lateness": "10 seconds",
                  "late_rows": "public.late_ticks", "destination": "public.destination_sql_stream_1min",
                  "feature_names": ["avg_price", "price_range", "ticks"], "with_explanation": true,
-                 "number_of_trees": 50, "sub_sample_size": 32}');
+                 "number_of_trees": 50, "sub_sample_size": 32, "shingle_size": 1, "transform": "none"}');
 });
 is(sq(q{
 SELECT string_agg(ticker_symbol || '=' || anomaly.seed_detector('ticker_1min', ticker_symbol, model), ',' ORDER BY ticker_symbol)
