@@ -31,7 +31,7 @@ use Time::HiRes qw(time usleep);
 
 my $target_rows = $ENV{ANOMALY_SCALE_ROWS} || 100000;
 my $params = '10, 32, 100000, 2, 42';
-my $options = '{"number_of_trees": 10, "sub_sample_size": 32, "shingle_size": 2, "seed": 42}';
+my $options = '{"number_of_trees": 10, "sub_sample_size": 32, "shingle_size": 2, "seed": 42, "transform": "none"}';
 
 sub make_cluster
 {
