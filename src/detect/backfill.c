@@ -359,16 +359,7 @@ detect_backfill_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	w.end_lsn = InvalidXLogRecPtr;
 	w.started = GetCurrentTimestamp();
 	w.seq = def->batch_seq + 1;
-	w.out = palloc(sizeof(int64) * Max(n, 1));
-	if (n > 0)
-	{
-		detect_progress_phase(DETECT_PHASE_SCORING);
-		w.nout = detect_score_rows(dc, def, &es, 0, n, w.seq, w.out,
-								   &w.filtered, &w.jkeys, &w.jpoints,
-								   &w.npoints);
-	}
-	detect_progress_phase(DETECT_PHASE_WRITING);
-	detect_write_round_as_origin(&w);
+	detect_score_and_write_round(&w);
 	table_close(rel, NoLock);
 
 	/* The progress, in the round's transaction. */

@@ -265,5 +265,6 @@ extern DetectRoundResult detect_backfill_round(DetectorCache *dc, DetectorDef *d
 
 /* Writes (write.c) */
 extern void detect_write_round_as_origin(RoundWrite *w);
+extern void detect_score_and_write_round(RoundWrite *w);
 
 #endif							/* ANOMALY_ROUND_INTERNAL_H */

@@ -934,20 +934,6 @@ detect_window_round(RoundWrite *w)
 	w2.rd = &o.rd;
 	w2.es = &o.es;
 	w2.n = o.n;
-	w2.out = palloc(sizeof(int64) * Max(o.n, 1));
-	w2.nout = 0;
-	w2.filtered = 0;
-	w2.jkeys = NULL;
-	w2.jpoints = NULL;
-	w2.npoints = 0;
-	if (o.n > 0)
-	{
-		detect_progress_phase(DETECT_PHASE_SCORING);
-		w2.nout = detect_score_rows(w->dc, def, &o.es, 0, o.n, w2.seq, w2.out,
-									&w2.filtered, &w2.jkeys, &w2.jpoints,
-									&w2.npoints);
-	}
-	detect_progress_phase(DETECT_PHASE_WRITING);
-	detect_write_round_as_origin(&w2);
+	detect_score_and_write_round(&w2);
 	es->nfailed = o.es.nfailed;
 }

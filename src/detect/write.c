@@ -663,3 +663,28 @@ detect_write_round_as_origin(RoundWrite *w)
 	}
 	PG_END_TRY();
 }
+
+/*
+ * Scores the rows [0, w->n) of w->es at once, then writes the round: for
+ * the rounds that do not score chunk by chunk as they evaluate (a windowed
+ * detector's closed windows, a backfill batch).
+ */
+void
+detect_score_and_write_round(RoundWrite *w)
+{
+	w->out = palloc(sizeof(int64) * Max(w->n, 1));
+	w->nout = 0;
+	w->filtered = 0;
+	w->jkeys = NULL;
+	w->jpoints = NULL;
+	w->npoints = 0;
+	if (w->n > 0)
+	{
+		detect_progress_phase(DETECT_PHASE_SCORING);
+		w->nout = detect_score_rows(w->dc, w->def, w->es, 0, w->n, w->seq, w->out,
+									&w->filtered, &w->jkeys, &w->jpoints,
+									&w->npoints);
+	}
+	detect_progress_phase(DETECT_PHASE_WRITING);
+	detect_write_round_as_origin(w);
+}
