@@ -24,13 +24,24 @@ EXTENSION = anomaly
 SRCS := $(sort $(wildcard src/*.c src/rcf/*.c src/hotspots/*.c src/detect/*.c src/alert/*.c))
 OBJS = $(SRCS:.c=.o)
 
-# The install script is built from src/sql/*.sql, one part per concern, in
-# name order; upgrade scripts (anomaly--A--B.sql) live at the top level, and
-# the install scripts of earlier releases, kept as they shipped, in versions/
-# (so that CREATE EXTENSION ... VERSION and the upgrade test can use them).
+# The SQL scripts are built from src/sql/ (src/sql/README.md):
+#   src/sql/schema/*.sql   tables, types, policies: run once, by the install
+#   src/sql/*.sql          functions, views, aggregates, triggers, comments,
+#                          grants, written to be run again (CREATE OR REPLACE)
+#   src/sql/updates/A--B.sql  what release B changed in release A's schema
+# The install script anomaly--$(EXTVERSION).sql is schema/ and the parts
+# together, in the order of their file names (schema/NAME.sql before
+# NAME.sql).  The update script from each earlier release goes straight to
+# this one: the deltas from that release on, then every part of src/sql/*.sql
+# (as TimescaleDB builds its update scripts), so a function's body is
+# written once.  Each release appends its delta to UPDATES.
 EXTVERSION = 0.2.0
-DATA_built = anomaly--$(EXTVERSION).sql
-DATA = $(filter-out $(DATA_built),$(wildcard anomaly--*--*.sql)) $(wildcard versions/anomaly--*.sql)
+UPDATES = 0.1.0--0.2.0
+SQL_SCHEMA := $(wildcard src/sql/schema/*.sql)
+SQL_PARTS := $(sort $(wildcard src/sql/*.sql))
+SQL_INSTALL := $(foreach n,$(sort $(notdir $(SQL_SCHEMA) $(SQL_PARTS))),$(filter %/$(n),$(SQL_SCHEMA) $(SQL_PARTS)))
+UPDATE_SCRIPTS := $(foreach u,$(UPDATES),anomaly--$(firstword $(subst --, ,$(u)))--$(EXTVERSION).sql)
+DATA_built = anomaly--$(EXTVERSION).sql $(UPDATE_SCRIPTS)
 
 
 # pg_regress tests (sql/NAME.sql, expected/NAME.out) and isolation tests
@@ -87,8 +98,17 @@ clean:
 endif
 
 # Listed after the PGXS include, so that "all" stays the default goal.
-anomaly--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
+anomaly--$(EXTVERSION).sql: $(SQL_INSTALL)
 	cat $^ > $@
+
+# The update from release FROM: the deltas from FROM on, in release order,
+# then the parts.
+anomaly--%--$(EXTVERSION).sql: $(UPDATES:%=src/sql/updates/%.sql) $(SQL_PARTS)
+	{ from=; for u in $(UPDATES); do \
+		case $$u in $*--*) from=$$u ;; esac; \
+		if [ -n "$$from" ]; then cat src/sql/updates/$$u.sql; fi; \
+	done; cat $(SQL_PARTS); } > $@.tmp
+	mv $@.tmp $@
 
 # ---------------------------------------------------------------------------
 # Standalone C programs: engine unit tests and benchmarks.

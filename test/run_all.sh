@@ -33,7 +33,8 @@
 #   TAP_ONLY           names of the TAP files to run (default: every test/t/*.pl)
 #
 # Before TAP, earlier releases are built from git into the work directory
-# (test/old_release.sh) for the live upgrade test, 094_upgrade_live.
+# (test/old_release.sh) for the upgrade tests, 090_upgrade and
+# 094_upgrade_live.
 #   UNIT_TIMEOUT, REGRESS_TIMEOUT, TAP_TIMEOUT   seconds (600, 1800, 1800)
 
 set -uo pipefail
@@ -378,15 +379,16 @@ if want_suite tap; then
 		if [ "$(id -u)" -eq 0 ]; then
 			chown "$SERVER_USER:" "$WORK/tap"
 		fi
-		# The live upgrade test runs earlier releases' files: built once
-		# here, from the repository's history (git is here even when the
-		# tests run from a copy); the test says why it skips when they
-		# could not be built.
-		if [[ " ${tap_files[*]} " == *"/094_upgrade_live.pl "* ]]; then
+		# The upgrade tests run earlier releases' files: built once here,
+		# from the repository's history (git is here even when the tests
+		# run from a copy); a test says why it skips when they could not
+		# be built.
+		if [[ " ${tap_files[*]} " == *"/094_upgrade_live.pl "* ||
+			" ${tap_files[*]} " == *"/090_upgrade.pl "* ]]; then
 			mkdir -p "$WORK/old"
 			for v in 0.1.0; do
 				PG_CONFIG="$PG_CONFIG" nice bash "$ROOT/test/old_release.sh" "$v" "$WORK/old" ||
-					echo "release $v not built: 094_upgrade_live will try or skip"
+					echo "release $v not built: the upgrade tests will try or skip"
 			done
 			chmod -R a+rX "$WORK/old"
 		fi

@@ -1,24 +1,8 @@
-
--- The analysis functions and types are for every role; what changes state
--- (detectors, destinations, alert rules) is granted separately, to
--- anomaly_admin, and revoked from PUBLIC where it is defined.
-GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
-
--- The role that may manage detectors, destinations and alert rules; one
--- cluster-wide role shared by every database that installs the extension.
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anomaly_admin') THEN
-		CREATE ROLE anomaly_admin NOLOGIN;
-	END IF;
-END
-$$;
-COMMENT ON ROLE anomaly_admin IS 'may manage anomaly detectors, alert destinations and rules, and send alerts';
 -- KDA's RANDOM_CUT_FOREST over a window: each row's anomaly score, given
 -- before the row is learned.  One forest per window partition, fed in the
 -- window's ORDER BY order; the frame is ignored.
 
-CREATE FUNCTION random_cut_forest(
+CREATE OR REPLACE FUNCTION random_cut_forest(
 	point double precision[],
 	number_of_trees integer DEFAULT 100,
 	sub_sample_size integer DEFAULT 256,
@@ -32,7 +16,7 @@ RETURNS double precision
 AS 'MODULE_PATHNAME', 'rcf_window_score'
 LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
 
-CREATE FUNCTION random_cut_forest(
+CREATE OR REPLACE FUNCTION random_cut_forest(
 	point record,
 	number_of_trees integer DEFAULT 100,
 	sub_sample_size integer DEFAULT 256,
@@ -54,7 +38,7 @@ IS 'KDA RANDOM_CUT_FOREST over the numeric columns of a row';
 -- KDA's RANDOM_CUT_FOREST_WITH_EXPLANATION: the per-column explanation, in
 -- KDA's positional order (with_directionality after shingle_size).
 
-CREATE FUNCTION random_cut_forest_with_explanation(
+CREATE OR REPLACE FUNCTION random_cut_forest_with_explanation(
 	point double precision[],
 	number_of_trees integer DEFAULT 100,
 	sub_sample_size integer DEFAULT 256,
@@ -70,7 +54,7 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'rcf_window_explain'
 LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
 
-CREATE FUNCTION random_cut_forest_with_explanation(
+CREATE OR REPLACE FUNCTION random_cut_forest_with_explanation(
 	point record,
 	number_of_trees integer DEFAULT 100,
 	sub_sample_size integer DEFAULT 256,

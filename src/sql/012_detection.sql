@@ -1,18 +1,4 @@
-
--- Graded anomalies: detect() over a window, returning anomaly.detection.
-
-CREATE TYPE detection AS (
-	anomaly_score double precision,
-	anomaly_grade double precision,
-	is_anomaly boolean,
-	threshold double precision,
-	expected double precision[],
-	explanation jsonb,
-	confidence double precision
-);
-COMMENT ON TYPE detection IS 'a graded anomaly: raw score, grade in [0,1], decision, threshold, expected values, explanation, confidence';
-
-CREATE FUNCTION detect(
+CREATE OR REPLACE FUNCTION detect(
 	point double precision[],
 	number_of_trees integer DEFAULT 100,
 	sub_sample_size integer DEFAULT 256,
@@ -38,7 +24,7 @@ RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_window_detect'
 LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
 
-CREATE FUNCTION detect(
+CREATE OR REPLACE FUNCTION detect(
 	point record,
 	number_of_trees integer DEFAULT 100,
 	sub_sample_size integer DEFAULT 256,

@@ -3,7 +3,7 @@
 -- window's ORDER BY order; the frame is ignored.  KDA's four parameters,
 -- with KDA's ranges and, as in KDA, no defaults.
 
-CREATE FUNCTION hotspots(
+CREATE OR REPLACE FUNCTION hotspots(
 	point double precision[],
 	window_size integer,
 	scan_radius double precision,
@@ -12,7 +12,7 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'hotspots_window'
 LANGUAGE C WINDOW IMMUTABLE PARALLEL SAFE;
 
-CREATE FUNCTION hotspots(
+CREATE OR REPLACE FUNCTION hotspots(
 	point record,
 	window_size integer,
 	scan_radius double precision,

@@ -1,27 +1,3 @@
-
--- The stored model: a Random Cut Forest as a value (anomaly.rcf), trained
--- by an aggregate and used by scoring functions.
-
-CREATE TYPE rcf;
-
-CREATE FUNCTION _rcf_in(cstring) RETURNS rcf
-AS 'MODULE_PATHNAME', 'rcf_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION _rcf_out(rcf) RETURNS cstring
-AS 'MODULE_PATHNAME', 'rcf_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION _rcf_recv(internal) RETURNS rcf
-AS 'MODULE_PATHNAME', 'rcf_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION _rcf_send(rcf) RETURNS bytea
-AS 'MODULE_PATHNAME', 'rcf_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-
-CREATE TYPE rcf (
-	INPUT = _rcf_in,
-	OUTPUT = _rcf_out,
-	RECEIVE = _rcf_recv,
-	SEND = _rcf_send,
-	INTERNALLENGTH = VARIABLE,
-	ALIGNMENT = int4,
-	STORAGE = extended
-);
 -- The type's I/O functions: PostgreSQL calls them without checking
 -- EXECUTE (casts from text, COPY, the binary protocol); nobody needs to
 -- call them by name.
@@ -35,25 +11,25 @@ COMMENT ON TYPE rcf IS 'a Random Cut Forest model: parameters, samplers, trees a
 -- rcf_train(point ORDER BY ...) with KDA's parameters as optional trailing
 -- arguments, in random_cut_forest's order.  Aggregates take no named or
 -- default arguments, hence one aggregate per arity.
-CREATE FUNCTION _rcf_train_transfn(internal, double precision[])
+CREATE OR REPLACE FUNCTION _rcf_train_transfn(internal, double precision[])
 RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer)
+CREATE OR REPLACE FUNCTION _rcf_train_transfn(internal, double precision[], integer)
 RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer)
+CREATE OR REPLACE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer)
 RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint)
+CREATE OR REPLACE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint)
 RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer)
+CREATE OR REPLACE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer)
 RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint)
+CREATE OR REPLACE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint)
 RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text)
+CREATE OR REPLACE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text)
 RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision)
+CREATE OR REPLACE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision)
 RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
+CREATE OR REPLACE FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[])
 RETURNS internal AS 'MODULE_PATHNAME', 'rcf_train_transfn' LANGUAGE C PARALLEL SAFE;
-CREATE FUNCTION _rcf_train_finalfn(internal)
+CREATE OR REPLACE FUNCTION _rcf_train_finalfn(internal)
 RETURNS rcf AS 'MODULE_PATHNAME', 'rcf_train_finalfn' LANGUAGE C PARALLEL SAFE;
 -- Support functions of rcf_train only (the aggregate checks its owner's
 -- right to call them, not the caller's).
@@ -68,43 +44,43 @@ REVOKE EXECUTE ON FUNCTION _rcf_train_transfn(internal, double precision[]),
 	_rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[]),
 	_rcf_train_finalfn(internal) FROM PUBLIC;
 
-CREATE AGGREGATE rcf_train(point double precision[]) (
+CREATE OR REPLACE AGGREGATE rcf_train(point double precision[]) (
 	SFUNC = _rcf_train_transfn, STYPE = internal,
 	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
-CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer) (
+CREATE OR REPLACE AGGREGATE rcf_train(point double precision[], number_of_trees integer) (
 	SFUNC = _rcf_train_transfn, STYPE = internal,
 	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
-CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+CREATE OR REPLACE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   sub_sample_size integer) (
 	SFUNC = _rcf_train_transfn, STYPE = internal,
 	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
-CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+CREATE OR REPLACE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   sub_sample_size integer, time_decay bigint) (
 	SFUNC = _rcf_train_transfn, STYPE = internal,
 	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
-CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+CREATE OR REPLACE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   sub_sample_size integer, time_decay bigint,
 						   shingle_size integer) (
 	SFUNC = _rcf_train_transfn, STYPE = internal,
 	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
-CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+CREATE OR REPLACE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   sub_sample_size integer, time_decay bigint,
 						   shingle_size integer, seed bigint) (
 	SFUNC = _rcf_train_transfn, STYPE = internal,
 	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
 -- With a transform (detect()'s transform, transform_decay, transform_weights).
-CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+CREATE OR REPLACE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   sub_sample_size integer, time_decay bigint,
 						   shingle_size integer, seed bigint, transform text) (
 	SFUNC = _rcf_train_transfn, STYPE = internal,
 	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
-CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+CREATE OR REPLACE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   sub_sample_size integer, time_decay bigint,
 						   shingle_size integer, seed bigint, transform text,
 						   transform_decay double precision) (
 	SFUNC = _rcf_train_transfn, STYPE = internal,
 	FINALFUNC = _rcf_train_finalfn, FINALFUNC_MODIFY = READ_ONLY);
-CREATE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
+CREATE OR REPLACE AGGREGATE rcf_train(point double precision[], number_of_trees integer,
 						   sub_sample_size integer, time_decay bigint,
 						   shingle_size integer, seed bigint, transform text,
 						   transform_decay double precision,
@@ -135,36 +111,36 @@ COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, in
 COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision) IS 'internal: transition function of rcf_train';
 COMMENT ON FUNCTION _rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint, text, double precision, double precision[]) IS 'internal: transition function of rcf_train';
 
-CREATE FUNCTION rcf_score(model rcf, point double precision[])
+CREATE OR REPLACE FUNCTION rcf_score(model rcf, point double precision[])
 RETURNS double precision
 AS 'MODULE_PATHNAME', 'rcf_score_model' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION rcf_score(rcf, double precision[])
 IS 'anomaly score of a point against a stored model, without learning it';
 
-CREATE FUNCTION rcf_explain(model rcf, point double precision[],
+CREATE OR REPLACE FUNCTION rcf_explain(model rcf, point double precision[],
 							feature_names text[] DEFAULT NULL)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'rcf_explain_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION rcf_explain(rcf, double precision[], text[])
 IS 'KDA-style explanation of a point''s score against a stored model';
 
-CREATE FUNCTION rcf_update(model rcf, point double precision[])
+CREATE OR REPLACE FUNCTION rcf_update(model rcf, point double precision[])
 RETURNS rcf
 AS 'MODULE_PATHNAME', 'rcf_update_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION rcf_update(rcf, double precision[])
 IS 'the model after learning a point, or each row of a two-dimensional array in order';
 
-CREATE FUNCTION rcf_info(model rcf)
+CREATE OR REPLACE FUNCTION rcf_info(model rcf)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'rcf_info_model' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION rcf_info(rcf)
 IS 'parameters, dimensions, updates seen and sizes of a stored model';
 
-CREATE FUNCTION rcf_detect(model rcf, point double precision[],
+CREATE OR REPLACE FUNCTION rcf_detect(model rcf, point double precision[],
 						   feature_names text[] DEFAULT NULL)
 RETURNS detection
 AS 'MODULE_PATHNAME', 'rcf_detect_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION rcf_set_grading(
+CREATE OR REPLACE FUNCTION rcf_set_grading(
 	model rcf,
 	z_factor double precision DEFAULT 4,
 	score_floor double precision DEFAULT 0.8,

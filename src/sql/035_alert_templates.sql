@@ -4,20 +4,20 @@
 
 -- Renders a template over a notification's payload: {{path}} placeholders
 -- replaced by the payload's values (src/alert/template.c).
-CREATE FUNCTION _render_template(template text, payload jsonb)
+CREATE OR REPLACE FUNCTION _render_template(template text, payload jsonb)
 RETURNS text
 AS 'MODULE_PATHNAME', 'anomaly_alert_render_template'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- The paths of a template's placeholders; raises its syntax error.
-CREATE FUNCTION _template_fields(template text)
+CREATE OR REPLACE FUNCTION _template_fields(template text)
 RETURNS text[]
 AS 'MODULE_PATHNAME', 'anomaly_alert_template_fields'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- The scored row, looked up in the detector's source table by its key,
 -- with the columns owner may read, read as owner (src/alert/source_row.c).
-CREATE FUNCTION _source_row(owner oid, detector text, source_key jsonb)
+CREATE OR REPLACE FUNCTION _source_row(owner oid, detector text, source_key jsonb)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'anomaly_alert_source_row'
 LANGUAGE C VOLATILE STRICT;

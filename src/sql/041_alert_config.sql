@@ -2,7 +2,7 @@
 -- Configuration checks
 
 -- Raises an error when a config key looks like it holds a secret.
-CREATE FUNCTION _reject_secret_keys(config jsonb, what text)
+CREATE OR REPLACE FUNCTION _reject_secret_keys(config jsonb, what text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -24,7 +24,7 @@ END
 $$;
 
 -- "a webhook", "an email": the kind with its article, for messages.
-CREATE FUNCTION _a(kind text)
+CREATE OR REPLACE FUNCTION _a(kind text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -33,7 +33,7 @@ AS $$
 $$;
 
 -- Raises an error unless value is a JSON string (when present).
-CREATE FUNCTION _config_text(config jsonb, key text, required boolean, kind text)
+CREATE OR REPLACE FUNCTION _config_text(config jsonb, key text, required boolean, kind text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -63,7 +63,7 @@ $$;
 
 -- Raises an error unless value is a whole number from lo to hi (when
 -- present); unit names what it counts.
-CREATE FUNCTION _config_whole(config jsonb, key text, lo integer, hi integer, unit text)
+CREATE OR REPLACE FUNCTION _config_whole(config jsonb, key text, lo integer, hi integer, unit text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -87,7 +87,7 @@ END
 $$;
 
 -- Checks a URL: scheme among schemes, a host, no user or password in it.
-CREATE FUNCTION _check_url(url text, schemes text[], key text, kind text)
+CREATE OR REPLACE FUNCTION _check_url(url text, schemes text[], key text, kind text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -118,7 +118,7 @@ END
 $$;
 
 -- Checks a destination's config for its kind; returns it unchanged.
-CREATE FUNCTION _check_config(kind text, config jsonb)
+CREATE OR REPLACE FUNCTION _check_config(kind text, config jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -296,14 +296,14 @@ $$;
 
 -- Whether a named credential may be sent to url (url NULL: the credential
 -- is the URL; whether it is bound to itself): anomaly.credential_bindings.
-CREATE FUNCTION _credential_bound(name text, url text)
+CREATE OR REPLACE FUNCTION _credential_bound(name text, url text)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'anomaly_alert_credential_bound'
 LANGUAGE C STABLE;
 
 -- Raises an error when a credential named in config is not bound to the
 -- destination's URL.
-CREATE FUNCTION _check_bindings(kind text, config jsonb)
+CREATE OR REPLACE FUNCTION _check_bindings(kind text, config jsonb)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -330,7 +330,7 @@ $$;
 -- read by roles that may not see the alert.  Checked on every config a
 -- non-superuser gives, also when the destination already is full (a
 -- superuser's choice for one config is not one for the next).
-CREATE FUNCTION _check_payload_mode(caller oid, kind text, config jsonb)
+CREATE OR REPLACE FUNCTION _check_payload_mode(caller oid, kind text, config jsonb)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -350,7 +350,7 @@ $$;
 
 -- Whether caller may act as role (is it, is a member with its privileges,
 -- or is a superuser).
-CREATE FUNCTION _owns(caller oid, owner regrole)
+CREATE OR REPLACE FUNCTION _owns(caller oid, owner regrole)
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -361,7 +361,7 @@ $$;
 -- Checks that a destination exists and that caller owns it (or is a
 -- superuser); with bindings, also that its credentials are bound.  Returns
 -- its kind.
-CREATE FUNCTION _usable_destination(caller oid, name text, bindings boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION _usable_destination(caller oid, name text, bindings boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, anomaly, pg_temp

@@ -2,12 +2,12 @@
 -- Destinations
 
 -- Creates a destination after checking its config.
-CREATE FUNCTION create_destination(name text, kind text, config jsonb DEFAULT '{}')
+CREATE OR REPLACE FUNCTION create_destination(name text, kind text, config jsonb DEFAULT '{}')
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION _create_destination(caller oid, name text, kind text, config jsonb)
+CREATE OR REPLACE FUNCTION _create_destination(caller oid, name text, kind text, config jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -34,12 +34,12 @@ END
 $$;
 
 -- Changes a destination's config (when given) and whether it is enabled.
-CREATE FUNCTION alter_destination(name text, config jsonb DEFAULT NULL, enabled boolean DEFAULT NULL)
+CREATE OR REPLACE FUNCTION alter_destination(name text, config jsonb DEFAULT NULL, enabled boolean DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION _alter_destination(caller oid, name text, config jsonb, enabled boolean)
+CREATE OR REPLACE FUNCTION _alter_destination(caller oid, name text, config jsonb, enabled boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -69,12 +69,12 @@ $$;
 
 -- Drops a destination.  Queued notifications or rules that use it prevent
 -- this unless force, which moves the queue to the dead letters.
-CREATE FUNCTION drop_destination(name text, force boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION drop_destination(name text, force boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION _drop_destination(caller oid, name text, force boolean)
+CREATE OR REPLACE FUNCTION _drop_destination(caller oid, name text, force boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp

@@ -3,7 +3,7 @@
 
 -- Shrinks a JSON object below max_bytes (as text) while keeping it valid
 -- JSON: the largest values are cut into strings and listed in "truncated".
-CREATE FUNCTION _fit_json(payload jsonb, max_bytes integer)
+CREATE OR REPLACE FUNCTION _fit_json(payload jsonb, max_bytes integer)
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -55,7 +55,7 @@ END
 $$;
 
 -- A stable short fingerprint of text.
-CREATE FUNCTION _fingerprint(VARIADIC parts text[])
+CREATE OR REPLACE FUNCTION _fingerprint(VARIADIC parts text[])
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -64,7 +64,7 @@ AS $$
 $$;
 
 -- Queues one notification; returns its outbox id.  Wakes the sender at commit.
-CREATE FUNCTION _enqueue(destination text, subject text, payload jsonb, dedup_id text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION _enqueue(destination text, subject text, payload jsonb, dedup_id text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -81,7 +81,7 @@ END
 $$;
 
 -- Checks that a destination exists and is usable for sending; returns its kind.
-CREATE FUNCTION _destination_kind(name text)
+CREATE OR REPLACE FUNCTION _destination_kind(name text)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -99,12 +99,12 @@ END
 $$;
 
 -- Sends an alert from SQL: queues it in this transaction.
-CREATE FUNCTION send_alert(destination text, subject text, body jsonb DEFAULT '{}')
+CREATE OR REPLACE FUNCTION send_alert(destination text, subject text, body jsonb DEFAULT '{}')
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION _send_alert(caller oid, destination text, subject text, body jsonb)
+CREATE OR REPLACE FUNCTION _send_alert(caller oid, destination text, subject text, body jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -142,7 +142,7 @@ $$;
 
 -- to_jsonb(r) as the owner of table tab, under SECURITY_RESTRICTED_OPERATION
 -- with settings thrown away afterwards (src/alert/privs.c).
-CREATE FUNCTION _row_to_jsonb(tab oid, r anyelement)
+CREATE OR REPLACE FUNCTION _row_to_jsonb(tab oid, r anyelement)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'anomaly_alert_row_to_jsonb'
 LANGUAGE C VOLATILE;
@@ -155,7 +155,7 @@ LANGUAGE C VOLATILE;
 -- the outbox), so it converts the row through _row_to_jsonb(), which runs
 -- the row's casts and output functions as the table's owner, restricted:
 -- never as the extension's owner.
-CREATE FUNCTION alert_trigger()
+CREATE OR REPLACE FUNCTION alert_trigger()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, anomaly, pg_temp

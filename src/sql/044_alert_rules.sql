@@ -2,7 +2,7 @@
 -- Alert rules
 
 -- Creates an alert rule over the scores of a detector.
-CREATE FUNCTION create_alert_rule(
+CREATE OR REPLACE FUNCTION create_alert_rule(
 	name text,
 	detector text,
 	destination text DEFAULT NULL,
@@ -24,7 +24,7 @@ LANGUAGE C VOLATILE;
 
 -- The fields of a rule notification's payload (_rule_payload) that a
 -- template may name, and the templates of each destination kind.
-CREATE FUNCTION _template_roots()
+CREATE OR REPLACE FUNCTION _template_roots()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE
 AS $$
@@ -39,7 +39,7 @@ $$;
 -- that will render empty: a field not in the payload, a key field the rule
 -- does not group by, a column the source table does not have or the rule's
 -- owner (caller) may not read.
-CREATE FUNCTION _check_templates(caller oid, detector text, group_by text[],
+CREATE OR REPLACE FUNCTION _check_templates(caller oid, detector text, group_by text[],
 								 subject_template text, body_template text, templates jsonb)
 RETURNS void
 LANGUAGE plpgsql
@@ -123,7 +123,7 @@ $$;
 
 -- The caller must own the detector (a superuser may also name one that
 -- does not exist, whose scores come from elsewhere) and the destinations.
-CREATE FUNCTION _create_alert_rule(
+CREATE OR REPLACE FUNCTION _create_alert_rule(
 	caller oid,
 	name text,
 	detector text,
@@ -236,12 +236,12 @@ END
 $$;
 
 -- Drops an alert rule and its episodes.
-CREATE FUNCTION drop_alert_rule(name text)
+CREATE OR REPLACE FUNCTION drop_alert_rule(name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION _drop_alert_rule(caller oid, name text)
+CREATE OR REPLACE FUNCTION _drop_alert_rule(caller oid, name text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -266,7 +266,7 @@ $$;
 -- (NULL: unchanged); unset names the optional values to clear (min_grade,
 -- min_score, repeat_interval, subject_template, body_template, templates).  The detector and group_by stay: a rule on
 -- other rows or keys is a new rule (drop and create it).
-CREATE FUNCTION alter_alert_rule(
+CREATE OR REPLACE FUNCTION alter_alert_rule(
 	name text,
 	destination text DEFAULT NULL,
 	destinations text[] DEFAULT NULL,
@@ -289,7 +289,7 @@ LANGUAGE C VOLATILE;
 -- The caller must own the rule and every destination it names, and (unless
 -- a superuser) still own the rule's detector: a rule's owner who lost the
 -- detector may disable or drop the rule, not aim it elsewhere.
-CREATE FUNCTION _alter_alert_rule(
+CREATE OR REPLACE FUNCTION _alter_alert_rule(
 	caller oid,
 	name text,
 	destination text,
@@ -452,7 +452,7 @@ $$;
 -- The payload of a rule notification.
 -- The payload of a rule notification.  "row" is the scored row with the
 -- columns the rule's owner may read (_source_row), at most 16 kB.
-CREATE FUNCTION _rule_payload(r anomaly.alert_rules, ep anomaly.alert_episodes, s anomaly.scores, status text)
+CREATE OR REPLACE FUNCTION _rule_payload(r anomaly.alert_rules, ep anomaly.alert_episodes, s anomaly.scores, status text)
 RETURNS jsonb
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -490,7 +490,7 @@ $$;
 -- and an e-mail, SNS or Slack destination's payload carries the rendered
 -- body template as "message" (which _render sends instead of the default
 -- text); a webhook or notify destination gets the payload as it is.
-CREATE FUNCTION _notify_rule(r anomaly.alert_rules, ep anomaly.alert_episodes, s anomaly.scores, status text)
+CREATE OR REPLACE FUNCTION _notify_rule(r anomaly.alert_rules, ep anomaly.alert_episodes, s anomaly.scores, status text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -527,7 +527,7 @@ $$;
 
 -- AFTER INSERT statement trigger on anomaly.scores: evaluates the rules of
 -- the detectors whose scores were inserted, in the same transaction.
-CREATE FUNCTION _evaluate_rules()
+CREATE OR REPLACE FUNCTION _evaluate_rules()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -637,7 +637,7 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER scores_alert_rules
+CREATE OR REPLACE TRIGGER scores_alert_rules
 	AFTER INSERT ON scores
 	REFERENCING NEW TABLE AS new_scores
 	FOR EACH STATEMENT EXECUTE FUNCTION _evaluate_rules();

@@ -12,7 +12,7 @@
 -- time from the destination's config of the moment, so every path to the
 -- outbox (rules, send_alert, alert_trigger, test_destination,
 -- replay_dead_letters) gets the same treatment.
-CREATE FUNCTION _render(kind text, config jsonb, subject text, payload jsonb, dedup_id text,
+CREATE OR REPLACE FUNCTION _render(kind text, config jsonb, subject text, payload jsonb, dedup_id text,
 						outbox_id bigint DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -119,7 +119,7 @@ END
 $$;
 
 -- The SNS Subject: printable, one line, under 100 characters.
-CREATE FUNCTION _sns_subject(subject text)
+CREATE OR REPLACE FUNCTION _sns_subject(subject text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -133,7 +133,7 @@ $$;
 -- 'defer' (rate limit) per id, error the class of a failure and detail its
 -- full text (NULL: the class says it all), delay_ms the wait before the
 -- next attempt.
-CREATE FUNCTION _record(ids bigint[], outcomes text[], errors text[], details text[], delays integer[])
+CREATE OR REPLACE FUNCTION _record(ids bigint[], outcomes text[], errors text[], details text[], delays integer[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -216,14 +216,14 @@ $$;
 -- Moves dead letters back into the outbox (all of them, or those of one
 -- destination, those failed since a time, or the given ids); they keep their
 -- deduplication ids.  Returns how many.
-CREATE FUNCTION replay_dead_letters(destination text DEFAULT NULL, ids bigint[] DEFAULT NULL,
+CREATE OR REPLACE FUNCTION replay_dead_letters(destination text DEFAULT NULL, ids bigint[] DEFAULT NULL,
 									since timestamptz DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
 
 -- Only dead letters of destinations the caller owns.
-CREATE FUNCTION _replay_dead_letters(caller oid, destination text, ids bigint[], since timestamptz)
+CREATE OR REPLACE FUNCTION _replay_dead_letters(caller oid, destination text, ids bigint[], since timestamptz)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -256,12 +256,12 @@ $$;
 -- Deletes dead letters and resolved episodes older than the retention
 -- (anomaly.alert_retention); returns how many rows went.  An admin purges
 -- only their own destinations' dead letters and their own rules' episodes.
-CREATE FUNCTION purge_alert_history(older_than interval DEFAULT NULL)
+CREATE OR REPLACE FUNCTION purge_alert_history(older_than interval DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'anomaly_alert_entry'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION _purge_alert_history(caller oid, older_than interval)
+CREATE OR REPLACE FUNCTION _purge_alert_history(caller oid, older_than interval)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
@@ -295,14 +295,14 @@ END
 $$;
 
 -- Wakes the sender worker when this transaction commits (no-op without it).
-CREATE FUNCTION _wake_sender()
+CREATE OR REPLACE FUNCTION _wake_sender()
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_alert_wake_sender'
 LANGUAGE C VOLATILE;
 
 -- One delivery round from SQL: sends up to max due notifications and
 -- records the outcomes; returns how many were delivered.
-CREATE FUNCTION deliver(max integer DEFAULT 100)
+CREATE OR REPLACE FUNCTION deliver(max integer DEFAULT 100)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'anomaly_alert_deliver'
 LANGUAGE C VOLATILE SECURITY DEFINER
@@ -310,14 +310,14 @@ SET search_path = pg_catalog, anomaly, pg_temp;
 
 -- Sends a test notification to a destination now and reports the outcome
 -- (the caller must own it; the failure's details only to superusers).
-CREATE FUNCTION test_destination(name text, OUT ok boolean, OUT detail text)
+CREATE OR REPLACE FUNCTION test_destination(name text, OUT ok boolean, OUT detail text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'anomaly_alert_test_destination'
 LANGUAGE C VOLATILE;
 
 -- Why no background worker of a kind ('detector', 'sender') can serve this
 -- database ('no worker: ...'), NULL when one can: for the status views.
-CREATE FUNCTION _worker_note(kind text)
+CREATE OR REPLACE FUNCTION _worker_note(kind text)
 RETURNS text
 AS 'MODULE_PATHNAME', 'anomaly_worker_note'
 LANGUAGE C VOLATILE STRICT;
@@ -328,7 +328,7 @@ GRANT EXECUTE ON FUNCTION _worker_note(text) TO anomaly_admin;
 
 -- Per destination: what waits, what went, what failed (each role sees its
 -- own: security_invoker, so the tables' row level security applies).
-CREATE VIEW delivery_status WITH (security_invoker = true) AS
+CREATE OR REPLACE VIEW delivery_status WITH (security_invoker = true) AS
 SELECT d.name AS destination,
 	   d.kind,
 	   d.enabled,
@@ -353,7 +353,7 @@ LEFT JOIN (SELECT x.destination, count(*) AS dead_letters
 COMMENT ON VIEW delivery_status IS 'per destination: queued, oldest age, sent, retried, dead, last success and error, and why no sender worker serves this database (note)';
 
 -- Open and recent alert episodes.
-CREATE VIEW alerts WITH (security_invoker = true) AS
+CREATE OR REPLACE VIEW alerts WITH (security_invoker = true) AS
 SELECT e.id AS episode, e.rule, r.detector, e.group_key AS key, e.fingerprint, e.status,
 	   e.started_at, e.fired_at, e.resolved_at, e.last_seen_at, e.notified,
 	   e.notifications, e.last_notified_at, e.peak_score, e.peak_grade, r.severity

@@ -1,6 +1,13 @@
 -- ---------------------------------------------------------------------------
 -- Grants
 
+-- The tables: admins read their own rows (the policies of
+-- schema/040_alert_tables.sql), only the extension's code writes.
+REVOKE ALL ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
+	delivery_counters, delivery_errors FROM PUBLIC;
+GRANT SELECT ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
+	delivery_counters TO anomaly_admin;
+
 -- Functions are executable by PUBLIC by default: only the admin role (and
 -- superusers) may use these; the internal ones only the extension's owner.
 REVOKE EXECUTE ON FUNCTION

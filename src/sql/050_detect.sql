@@ -1,168 +1,8 @@
--- Detectors: every committed row of a table, scored as it is committed
--- (KDA's stream and pump).  The management functions and process() are C
--- (src/detect/); these are their tables.  Nothing here is for users to
--- write: the functions keep the invariants (see docs/detectors.md).
-
--- One row per detector: its definition, its progress (written in the same
--- transaction as its scores), and its counters.
-CREATE TABLE detectors (
-	id bigint PRIMARY KEY,			-- names the slot and origin: anomaly_<db oid>_<id>
-	name text NOT NULL UNIQUE
-		CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$'),
-	source regclass NOT NULL,		-- the table (survives renames; dumped by name)
-	source_name text NOT NULL,		-- qualified name when created, altered or restored
-	features text[] NOT NULL,
-	partition_by text,
-	filter text,
-	options jsonb NOT NULL,			-- normalized: every option present
-	owner regrole NOT NULL,			-- expressions run as this role (dumped by name)
-	search_path text NOT NULL,		-- the creator's, pinned for expressions
-	source_columns jsonb NOT NULL,	-- [[attnum, name, type oid], ...] when defined
-	key_columns text[],				-- primary key columns, NULL: whole row
-	slot_name name NOT NULL UNIQUE,
-	home text NOT NULL,				-- system id:database oid:extension oid where the slot is;
-									-- another value: restored from a dump, to adopt
-	state text NOT NULL DEFAULT 'active'
-		CHECK (state IN ('active', 'paused', 'failed')),
-	generation integer NOT NULL DEFAULT 1,	-- +1 when the models are reset
-	batch_seq bigint NOT NULL DEFAULT 0,	-- rounds committed
-	round_token bigint NOT NULL DEFAULT 0,	-- new at every round: are cached models current?
-	progress_lsn pg_lsn NOT NULL,			-- WAL read and processed up to here
-	last_commit_lsn pg_lsn NOT NULL DEFAULT '0/0',	-- last source transaction consumed
-	last_commit_time timestamptz,
-	rows_scored bigint NOT NULL DEFAULT 0,
-	rows_filtered bigint NOT NULL DEFAULT 0,
-	rows_failed bigint NOT NULL DEFAULT 0,
-	rows_per_s double precision,
-	last_batch_at timestamptz,
-	caught_up_at timestamptz,
-	checkpoint_seq bigint NOT NULL DEFAULT 0,	-- journal entries up to here are in the stored models
-	checkpoint_at timestamptz,					-- when forests were last stored
-	journal_points bigint NOT NULL DEFAULT 0,	-- points in the journal after checkpoint_seq
-	last_error text,
-	last_error_at timestamptz,
-	error_count integer NOT NULL DEFAULT 0,
-	note text,						-- what happened to it that is not an error (restored...)
-	created_at timestamptz NOT NULL DEFAULT now(),
-	created_by name NOT NULL DEFAULT session_user,
-	-- {"start": "all"}: the scoring of the rows stored before creation and
-	-- its progress (see src/detect/backfill.c); NULL: none
-	backfill jsonb
-);
-COMMENT ON TABLE detectors IS 'continuous detectors: definition, progress and counters (managed by create_detector and friends)';
-
--- The models, one per partition key, as of a journal position: the model
--- holds every journal point up to (journal_seq, journal_pos).
-CREATE TABLE detector_forests (
-	detector_id bigint NOT NULL REFERENCES detectors (id) ON DELETE CASCADE,
-	partition_key text,
-	model rcf NOT NULL,
-	journal_seq bigint NOT NULL,
-	journal_pos integer NOT NULL,
-	points bigint NOT NULL,
-	updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE UNIQUE INDEX detector_forests_key_idx
-	ON detector_forests (detector_id, partition_key) NULLS NOT DISTINCT;
-ALTER TABLE detector_forests ALTER COLUMN model SET STORAGE EXTERNAL;
-COMMENT ON TABLE detector_forests IS 'stored detector models (anomaly.rcf) per partition key';
-
--- The points learned by each round since the last checkpoint, in order:
--- with detector_forests, enough to rebuild every model exactly.
-CREATE TABLE detector_journal (
-	detector_id bigint NOT NULL REFERENCES detectors (id) ON DELETE CASCADE,
-	seq bigint NOT NULL,
-	keys text[] NOT NULL,
-	points double precision[] NOT NULL,
-	PRIMARY KEY (detector_id, seq)
-);
-ALTER TABLE detector_journal ALTER COLUMN keys SET STORAGE EXTERNAL;
-ALTER TABLE detector_journal ALTER COLUMN points SET STORAGE EXTERNAL;
-COMMENT ON TABLE detector_journal IS 'points learned by detectors since their last model checkpoint';
-
--- Rows a detector could not score: a feature, the partition key or the
--- filter raised an error for them.
-CREATE TABLE detector_failures (
-	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	detector text NOT NULL,
-	source_key jsonb,
-	commit_lsn pg_lsn,
-	commit_time timestamptz,
-	sqlstate text,
-	reason text NOT NULL,
-	failed_at timestamptz NOT NULL DEFAULT now(),
-	owner regrole					-- the detector's owner: who may see the row
-);
-CREATE INDEX detector_failures_detector_idx ON detector_failures (detector, id);
-COMMENT ON TABLE detector_failures IS 'rows detectors could not score, with the reason';
-
--- Windowed detectors ({"window": ...}, src/detect/window_agg.c): per
--- detector, the watermark and counters; per accepted row still in a window
--- that is open, its values (as text, by column number) until every window it
--- belongs to is scored.  Both are written in the transaction that writes
--- the detector's progress: they are part of it.
-CREATE TABLE detector_windows (
-	detector_id bigint PRIMARY KEY REFERENCES detectors (id) ON DELETE CASCADE,
-	max_event_time timestamptz,		-- the latest event time accepted
-	watermark timestamptz,			-- max_event_time - allowed_lateness: windows ending at or before it are scored
-	next_seq bigint NOT NULL DEFAULT 1,	-- arrival order of the next accepted row
-	rows_buffered bigint NOT NULL DEFAULT 0,
-	windows_scored bigint NOT NULL DEFAULT 0,
-	late_rows bigint NOT NULL DEFAULT 0,	-- rows that came after their window was scored
-	last_late_at timestamptz
-);
-COMMENT ON TABLE detector_windows IS 'watermark and counters of windowed detectors';
-CREATE TABLE detector_window_rows (
-	detector_id bigint NOT NULL REFERENCES detectors (id) ON DELETE CASCADE,
-	seq bigint NOT NULL,
-	partition_key text,
-	rowtime timestamptz NOT NULL,
-	commit_lsn pg_lsn,
-	commit_time timestamptz,
-	row_data jsonb NOT NULL,		-- the row's values as text, by column number
-	PRIMARY KEY (detector_id, seq)
-);
-CREATE INDEX detector_window_rows_time_idx ON detector_window_rows (detector_id, rowtime);
-COMMENT ON TABLE detector_window_rows IS 'rows of windowed detectors in windows not yet scored';
-
--- A row of anomaly.scores as process() passes a batch of them.
-CREATE TYPE _score_row AS (
-	partition_key text,
-	source_key jsonb,
-	commit_lsn pg_lsn,
-	commit_time timestamptz,
-	features double precision[],
-	anomaly_score double precision,
-	anomaly_grade double precision,
-	is_anomaly boolean,
-	expected double precision[],
-	explanation jsonb
-);
-
--- pg_dump keeps detectors, their models and their failures (and
--- anomaly.scores, see 030): a restored detector adopts its new database on
--- its next round (a new slot, from then on), see docs/detectors.md.
-SELECT pg_catalog.pg_extension_config_dump('detectors', '');
-SELECT pg_catalog.pg_extension_config_dump('detector_forests', '');
-SELECT pg_catalog.pg_extension_config_dump('detector_journal', '');
-SELECT pg_catalog.pg_extension_config_dump('detector_failures', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.detector_failures', 'id')::regclass, '');
-SELECT pg_catalog.pg_extension_config_dump('detector_windows', '');
-SELECT pg_catalog.pg_extension_config_dump('detector_window_rows', '');
-
+-- The detectors' tables are in schema/050_detect.sql; admins read their
+-- own rows (its policies), only the extension's code writes.
 REVOKE ALL ON detectors, detector_forests, detector_journal, detector_failures FROM PUBLIC;
 REVOKE ALL ON detector_windows, detector_window_rows FROM PUBLIC;
 GRANT SELECT ON detectors, detector_failures TO anomaly_admin;
-
--- An admin sees the detectors, and the failures (rejected rows' keys and
--- values), of the roles whose privileges they have; superusers see all.
--- The extension's own code reads and writes these as the superuser.
-ALTER TABLE detectors ENABLE ROW LEVEL SECURITY;
-CREATE POLICY detectors_of_owner ON detectors FOR SELECT TO anomaly_admin
-	USING (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
-ALTER TABLE detector_failures ENABLE ROW LEVEL SECURITY;
-CREATE POLICY detector_failures_of_owner ON detector_failures FOR SELECT TO anomaly_admin
-	USING (owner IS NOT NULL AND pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
 
 -- ---------------------------------------------------------------------------
 -- Management.  Each checks the caller: create_detector needs SELECT on the
@@ -170,7 +10,7 @@ CREATE POLICY detector_failures_of_owner ON detector_failures FOR SELECT TO anom
 -- it) or a superuser.  Expressions are checked when given, as the caller,
 -- and later always run as the detector's owner.
 
-CREATE FUNCTION create_detector(
+CREATE OR REPLACE FUNCTION create_detector(
 	name text,
 	source regclass,
 	features text[],
@@ -183,7 +23,7 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION create_detector(text, regclass, text[], text, text, jsonb)
 IS 'starts scoring the rows committed to a table from now on: one Random Cut Forest per partition key';
 
-CREATE FUNCTION alter_detector(
+CREATE OR REPLACE FUNCTION alter_detector(
 	name text,
 	features text[] DEFAULT NULL,
 	partition_by text DEFAULT NULL,
@@ -195,35 +35,35 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION alter_detector(text, text[], text, text, jsonb)
 IS 'changes a detector (NULL: unchanged; '''' removes partition_by or filter); new features, partitioning or forest parameters reset its models';
 
-CREATE FUNCTION pause_detector(name text)
+CREATE OR REPLACE FUNCTION pause_detector(name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_pause_detector'
 LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION pause_detector(text)
 IS 'stops scoring; rows committed meanwhile are scored after resume (the slot keeps their WAL)';
 
-CREATE FUNCTION resume_detector(name text)
+CREATE OR REPLACE FUNCTION resume_detector(name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_resume_detector'
 LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION resume_detector(text)
 IS 'resumes a paused or failed detector where it stopped';
 
-CREATE FUNCTION reset_detector(name text)
+CREATE OR REPLACE FUNCTION reset_detector(name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_reset_detector'
 LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION reset_detector(text)
 IS 'forgets the learned models and counters; recreates a lost slot (rows committed before are then not scored)';
 
-CREATE FUNCTION drop_detector(name text, if_exists boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION drop_detector(name text, if_exists boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'anomaly_drop_detector'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION drop_detector(text, boolean)
 IS 'drops a detector, its models and its replication slot (its scores stay)';
 
-CREATE FUNCTION process(detector text DEFAULT NULL, max_rows integer DEFAULT NULL)
+CREATE OR REPLACE FUNCTION process(detector text DEFAULT NULL, max_rows integer DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'anomaly_process'
 LANGUAGE C VOLATILE;
@@ -241,34 +81,32 @@ GRANT EXECUTE ON FUNCTION create_detector(text, regclass, text[], text, text, js
 
 -- One decoded message of the output plugin as JSON (the relation message
 -- before a row lets its values be shown).
-CREATE FUNCTION _wire_describe(message bytea, relation bytea DEFAULT NULL)
+CREATE OR REPLACE FUNCTION _wire_describe(message bytea, relation bytea DEFAULT NULL)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'anomaly_wire_describe'
 LANGUAGE C STABLE;
 REVOKE ALL ON FUNCTION _wire_describe(bytea, bytea) FROM PUBLIC;
 
-CREATE FUNCTION _drop_orphan_slots()
+CREATE OR REPLACE FUNCTION _drop_orphan_slots()
 RETURNS integer
 AS 'MODULE_PATHNAME', 'anomaly_detect_drop_orphans'
 LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION _drop_orphan_slots() FROM PUBLIC;
 
--- DROP EXTENSION drops the detectors' slots: this trigger loads the library,
--- whose object access hook does it when the extension is really dropped.
-CREATE FUNCTION _ddl_guard()
+-- DROP EXTENSION drops the detectors' slots: the event trigger
+-- anomaly_drop_slots (schema/051_drop_slots.sql) calls this, which loads the
+-- library, whose object access hook does it when the extension is really
+-- dropped.
+CREATE OR REPLACE FUNCTION _ddl_guard()
 RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'anomaly_detect_ddl_guard'
 LANGUAGE C;
 REVOKE ALL ON FUNCTION _ddl_guard() FROM PUBLIC;
-CREATE EVENT TRIGGER anomaly_drop_slots ON ddl_command_start
-	WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED')
-	EXECUTE FUNCTION _ddl_guard();
-COMMENT ON EVENT TRIGGER anomaly_drop_slots IS 'drops the detectors'' replication slots with the extension';
 
 -- What each detector's open round is doing, from shared memory (when the
 -- library is preloaded): detector_status shows it with the catalog.  Rows
 -- of the detectors whose owner's privileges the caller has.
-CREATE FUNCTION detector_progress(
+CREATE OR REPLACE FUNCTION detector_progress(
 	OUT detector_id bigint, OUT pid integer, OUT phase text,
 	OUT round_started timestamptz, OUT base_seq bigint, OUT round_rows bigint,
 	OUT round_scored bigint, OUT read_lsn pg_lsn, OUT oldest_commit timestamptz,
@@ -282,7 +120,7 @@ REVOKE ALL ON FUNCTION detector_progress() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION detector_progress() TO anomaly_admin;
 -- Seeding: a detector's forest for one partition key from a stored model
 -- (rcf_train's output), so that the key starts warm (src/detect/seed.c).
-CREATE FUNCTION seed_detector(detector text, partition_key text, model rcf)
+CREATE OR REPLACE FUNCTION seed_detector(detector text, partition_key text, model rcf)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'anomaly_seed_detector'
 LANGUAGE C VOLATILE;
@@ -297,7 +135,7 @@ GRANT EXECUTE ON FUNCTION seed_detector(text, text, rcf) TO anomaly_admin;
 -- Each admin sees the detectors of the roles whose privileges they have
 -- (superusers: all); a security barrier, so that a caller's function in
 -- WHERE cannot see the other rows first.
-CREATE VIEW detector_status WITH (security_barrier) AS
+CREATE OR REPLACE VIEW detector_status WITH (security_barrier) AS
 SELECT d.name,
 	d.source_name AS source,
 	(c.oid IS NOT NULL) AS source_exists,

@@ -18,7 +18,7 @@
 -- largest k <= n whose draw md5(b || ':' || k) is a multiple of k, else on
 -- shard 0.  Every shard gets 1/n of the buckets on average.
 
-CREATE FUNCTION shard_of_bucket(bucket integer, shards integer)
+CREATE OR REPLACE FUNCTION shard_of_bucket(bucket integer, shards integer)
 RETURNS integer
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -45,7 +45,7 @@ $$;
 COMMENT ON FUNCTION shard_of_bucket(integer, integer)
 IS 'the shard (0 to shards - 1) of one of the 1024 key buckets; n - 1 to n shards moves buckets only to the new shard';
 
-CREATE FUNCTION shard_of(key bigint, shards integer)
+CREATE OR REPLACE FUNCTION shard_of(key bigint, shards integer)
 RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -55,7 +55,7 @@ RETURN @extschema@.shard_of_bucket(
 COMMENT ON FUNCTION shard_of(bigint, integer)
 IS 'the shard (0 to shards - 1) of an integer partition key, as create_shard_publications routes it';
 
-CREATE FUNCTION shard_of(key text, shards integer)
+CREATE OR REPLACE FUNCTION shard_of(key text, shards integer)
 RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -68,7 +68,7 @@ IS 'the shard (0 to shards - 1) of a text partition key, as create_shard_publica
 -- The row filter of one shard over column `key` of type key_type: the
 -- bucket expression above, inline (a filter cannot call our functions),
 -- and the shard's buckets as a constant array.
-CREATE FUNCTION shard_filter(key name, key_type regtype, shard integer, shards integer)
+CREATE OR REPLACE FUNCTION shard_filter(key name, key_type regtype, shard integer, shards integer)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -118,7 +118,7 @@ IS 'the publication row filter (SQL) that selects one shard''s keys: for sources
 -- others (a new node subscribes to its publication before the cut).
 -- Runs as the caller: CREATE and ALTER PUBLICATION check ownership of the
 -- table.
-CREATE FUNCTION create_shard_publications(
+CREATE OR REPLACE FUNCTION create_shard_publications(
 	source regclass,
 	key name,
 	shards integer,
@@ -203,7 +203,7 @@ IS 'on the source: one publication per shard of a table''s rows by key hash (aga
 -- says otherwise.  The connection string carries no password: libpq reads
 -- it from the server's ~/.pgpass or a passfile= (PostgreSQL stores the
 -- connection string in pg_subscription, readable by superusers).
-CREATE FUNCTION attach_scoring_node(
+CREATE OR REPLACE FUNCTION attach_scoring_node(
 	subscription name,
 	conninfo text,
 	publication name,
@@ -253,7 +253,7 @@ IS 'on a scoring node: subscribes to one shard''s publication (its slot made bef
 -- Schema anomaly_collect and the table `tab` in it (if it exists) must
 -- belong to a superuser: the detector's owner writes into that table, and
 -- another role's triggers there would run as that owner.
-CREATE FUNCTION _check_collect_schema(tab text)
+CREATE OR REPLACE FUNCTION _check_collect_schema(tab text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -272,7 +272,7 @@ $$;
 COMMENT ON FUNCTION _check_collect_schema(text) IS 'internal: schema anomaly_collect and a table in it belong to a superuser';
 REVOKE ALL ON FUNCTION _check_collect_schema(text) FROM PUBLIC;
 
-CREATE FUNCTION publish_scores(node name, detector text)
+CREATE OR REPLACE FUNCTION publish_scores(node name, detector text)
 RETURNS regclass
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -323,7 +323,7 @@ $$;
 COMMENT ON FUNCTION publish_scores(name, text)
 IS 'on a scoring node: the detector''s scores also go to anomaly_collect.scores_<node>, published as anomaly_scores_<node>';
 
-CREATE FUNCTION collect_scores(node name, conninfo text, slot_name name DEFAULT NULL)
+CREATE OR REPLACE FUNCTION collect_scores(node name, conninfo text, slot_name name DEFAULT NULL)
 RETURNS name
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -380,14 +380,14 @@ GRANT EXECUTE ON FUNCTION create_shard_publications(regclass, name, integer, nam
 -- A detector's models as values (src/detect/models.c): a key that moves to
 -- another node takes its model along.
 
-CREATE FUNCTION export_detector_models(detector text)
+CREATE OR REPLACE FUNCTION export_detector_models(detector text)
 RETURNS TABLE (partition_key text, model rcf, points bigint)
 AS 'MODULE_PATHNAME', 'anomaly_export_detector_models'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION export_detector_models(text)
 IS 'every partition key''s model (anomaly.rcf) of a detector as of its last round';
 
-CREATE FUNCTION import_detector_models(detector text, partition_keys text[], models rcf[],
+CREATE OR REPLACE FUNCTION import_detector_models(detector text, partition_keys text[], models rcf[],
 									   replace boolean DEFAULT false)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'anomaly_import_detector_models'

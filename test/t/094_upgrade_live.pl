@@ -9,19 +9,11 @@
 # and every alert of the rule reaches a loopback webhook receiver exactly
 # once; the stored model scores as before.
 #
-# The earlier release's files come from ANOMALY_OLD_RELEASES/VERSION/ when
-# test/run_all.sh built them, else this test builds them (which needs git and
-# the repository's history); without either it skips, saying why.
-#
-# Each later release adds its version to @releases (and its commit to
-# test/old_release.sh).
+# The earlier releases' files are built from git history (OldRelease.pm);
+# without it the test skips, saying why.
 use strict;
 use warnings;
 
-use Cwd qw(abs_path);
-use File::Basename qw(dirname);
-use File::Copy qw(copy);
-use File::Path qw(make_path);
 use FindBin;
 use lib "$FindBin::RealBin/..";
 use lib "$FindBin::RealBin/../servers";
@@ -31,92 +23,12 @@ use Test::More;
 
 use AlertTest;
 use DetectTest;
+use OldRelease;
 
-my @releases = ('0.1.0');
+my %old = map { $_ => old_release($_) } @RELEASES;
 
-my $src = $ENV{ANOMALY_SRC} // abs_path("$FindBin::RealBin/../..");
-my $pg_config = $ENV{PG_CONFIG} // 'pg_config';
-
-# The files of each release: built by run_all.sh, or here.
-my %old;
-foreach my $v (@releases)
-{
-	my $dir = ($ENV{ANOMALY_OLD_RELEASES} // '') . "/$v";
-	if (!-f "$dir/anomaly.so")
-	{
-		my $out = PostgreSQL::Test::Utils::tempdir();
-		my ($stdout, $stderr);
-		my $ok = IPC::Run::run([ 'bash', "$src/test/old_release.sh", $v, $out ],
-			'>', \$stdout, '2>', \$stderr);
-		if (!$ok)
-		{
-			my $why = (split /\n/, $stderr)[-1] // 'no output';
-			plan skip_all => "the files of release $v cannot be built here: $why"
-			  if ($? >> 8) == 2;
-			BAIL_OUT("building release $v failed: $stderr");
-		}
-		$dir = "$out/$v";
-	}
-	$old{$v} = $dir;
-}
-
-# The PostgreSQL installation the tests run, and where the new package's
-# files are installed in it.
-my ($bindir, $pkglibdir, $sharedir) = map {
-	my $d = `$pg_config --$_`;
-	chomp $d;
-	$d
-} qw(bindir pkglibdir sharedir);
-
-# A private copy of that installation, at the same relative places so that
-# its binaries find their share directory (PostgreSQL locates it relative to
-# the executable): its own extension directory and library directory, where
-# the packages are installed and replaced while the server runs; the rest of
-# the library directory is linked.  Returns the install path for
-# PostgreSQL::Test::Cluster (the parent of bin).
-sub private_installation
-{
-	my ($root) = @_;
-	# the longest common directory prefix of the three
-	my @parts = map { [ split m{/}, $_ ] } ($bindir, $pkglibdir, $sharedir);
-	my $n = 0;
-	while (1)
-	{
-		my $p = $parts[0][$n];
-		last if !defined $p || grep { !defined $_->[$n] || $_->[$n] ne $p } @parts;
-		$n++;
-	}
-	my $prefix = join('/', @{ $parts[0] }[ 0 .. $n - 1 ]);
-	my %to = map { $_ => $root . substr($_, length($prefix)) } ($bindir, $pkglibdir, $sharedir);
-
-	make_path(dirname($to{$bindir}), dirname($to{$sharedir}), $to{$pkglibdir});
-	system('cp', '-a', $bindir, $to{$bindir}) == 0 or die "copying $bindir failed";
-	system('cp', '-a', $sharedir, $to{$sharedir}) == 0 or die "copying $sharedir failed";
-	unlink glob("$to{$sharedir}/extension/anomaly*");
-	opendir(my $dh, $pkglibdir) or die "$pkglibdir: $!";
-	foreach my $e (readdir $dh)
-	{
-		# anomaly's library and bitcode are the package's; jit is off
-		next if $e =~ /^(\.|\.\.|anomaly\.so|bitcode)$/;
-		symlink("$pkglibdir/$e", "$to{$pkglibdir}/$e") or die "symlink $e: $!";
-	}
-	closedir $dh;
-	return ($to{$bindir} =~ s{/bin$}{}r, $to{$pkglibdir}, "$to{$sharedir}/extension");
-}
-
-# Installs a package's files as a package manager does under a running
-# server: each written beside its place, then renamed over it (the server's
-# processes keep the library they mapped).
-sub install_package
-{
-	my ($libdir, $extdir, @files) = @_;
-	foreach my $f (@files)
-	{
-		my $to = ($f =~ /\.so$/ ? $libdir : $extdir) . '/' . (split m{/}, $f)[-1];
-		copy($f, "$to.new") or die "copy $f: $!";
-		rename("$to.new", $to) or die "rename $to: $!";
-	}
-}
+# The new package's files, where make install put them.
+my ($pkglibdir, $sharedir) = map { pg_dir($_) } qw(pkglibdir sharedir);
 
 # The inode of the anomaly.so the postmaster has mapped (a replaced file
 # keeps its inode in the mapping).
@@ -132,7 +44,7 @@ sub mapped_library
 	return undef;
 }
 
-foreach my $from (@releases)
+foreach my $from (@RELEASES)
 {
 	my ($install, $libdir, $extdir) =
 	  private_installation(PostgreSQL::Test::Utils::tempdir() . '/pg');

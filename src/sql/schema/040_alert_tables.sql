@@ -149,11 +149,6 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@e
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.outbox', 'id')::regclass, '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.dead_letters', 'id')::regclass, '');
 
-REVOKE ALL ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
-	delivery_counters, delivery_errors FROM PUBLIC;
-GRANT SELECT ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
-	delivery_counters TO anomaly_admin;
-
 -- An admin sees only their own rows (and those of roles whose privileges
 -- they have); superusers and the extension's owner see all.
 ALTER TABLE destinations ENABLE ROW LEVEL SECURITY;
