@@ -358,6 +358,26 @@ AS $$
 	SELECT pg_catalog.pg_has_role(caller, owner::oid, 'USAGE')
 $$;
 
+-- Raises unless an alert object (what: 'destination', 'alert rule') exists
+-- (owner is its owner, NULL when none was found) and caller owns it (or is a
+-- superuser).
+CREATE OR REPLACE FUNCTION _check_owner(caller oid, what text, name text, owner regrole)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, anomaly, pg_temp
+AS $$
+BEGIN
+	IF owner IS NULL THEN
+		RAISE EXCEPTION '% "%" does not exist', what, name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT anomaly._owns(caller, owner) THEN
+		RAISE EXCEPTION 'must be owner of % "%"', what, name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+END
+$$;
+
 -- Checks that a destination exists and that caller owns it (or is a
 -- superuser); with bindings, also that its credentials are bound.  Returns
 -- its kind.
@@ -370,14 +390,7 @@ DECLARE
 	d anomaly.destinations;
 BEGIN
 	SELECT * INTO d FROM anomaly.destinations x WHERE x.name OPERATOR(pg_catalog.=) _usable_destination.name;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'destination "%" does not exist', name
-			USING ERRCODE = 'undefined_object';
-	END IF;
-	IF NOT anomaly._owns(caller, d.owner) THEN
-		RAISE EXCEPTION 'must be owner of destination "%"', name
-			USING ERRCODE = 'insufficient_privilege';
-	END IF;
+	PERFORM anomaly._check_owner(caller, 'destination', name, d.owner);
 	IF bindings THEN
 		PERFORM anomaly._check_bindings(d.kind, d.config);
 	END IF;

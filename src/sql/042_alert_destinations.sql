@@ -48,14 +48,7 @@ DECLARE
 	d anomaly.destinations;
 BEGIN
 	SELECT * INTO d FROM anomaly.destinations x WHERE x.name = _alter_destination.name FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'destination "%" does not exist', name
-			USING ERRCODE = 'undefined_object';
-	END IF;
-	IF NOT anomaly._owns(caller, d.owner) THEN
-		RAISE EXCEPTION 'must be owner of destination "%"', name
-			USING ERRCODE = 'insufficient_privilege';
-	END IF;
+	PERFORM anomaly._check_owner(caller, 'destination', name, d.owner);
 	IF _alter_destination.config IS NOT NULL THEN
 		PERFORM anomaly._check_bindings(d.kind, anomaly._check_config(d.kind, _alter_destination.config));
 		PERFORM anomaly._check_payload_mode(caller, d.kind, _alter_destination.config);
@@ -85,14 +78,7 @@ DECLARE
 	o regrole;
 BEGIN
 	SELECT d.owner INTO o FROM anomaly.destinations d WHERE d.name = _drop_destination.name FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'destination "%" does not exist', name
-			USING ERRCODE = 'undefined_object';
-	END IF;
-	IF NOT anomaly._owns(caller, o) THEN
-		RAISE EXCEPTION 'must be owner of destination "%"', name
-			USING ERRCODE = 'insufficient_privilege';
-	END IF;
+	PERFORM anomaly._check_owner(caller, 'destination', name, o);
 	SELECT string_agg(r.name, ', ' ORDER BY r.name) INTO rules
 	FROM anomaly.alert_rules r WHERE _drop_destination.name = ANY (r.destinations);
 	IF rules IS NOT NULL THEN

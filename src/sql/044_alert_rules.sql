@@ -250,14 +250,7 @@ DECLARE
 	o regrole;
 BEGIN
 	SELECT r.owner INTO o FROM anomaly.alert_rules r WHERE r.name = _drop_alert_rule.name FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'alert rule "%" does not exist', name
-			USING ERRCODE = 'undefined_object';
-	END IF;
-	IF NOT anomaly._owns(caller, o) THEN
-		RAISE EXCEPTION 'must be owner of alert rule "%"', name
-			USING ERRCODE = 'insufficient_privilege';
-	END IF;
+	PERFORM anomaly._check_owner(caller, 'alert rule', name, o);
 	DELETE FROM anomaly.alert_rules r WHERE r.name = _drop_alert_rule.name;
 END
 $$;
@@ -322,14 +315,7 @@ BEGIN
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	SELECT * INTO r FROM anomaly.alert_rules x WHERE x.name = _alter_alert_rule.name FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'alert rule "%" does not exist', name
-			USING ERRCODE = 'undefined_object';
-	END IF;
-	IF NOT anomaly._owns(caller, r.owner) THEN
-		RAISE EXCEPTION 'must be owner of alert rule "%"', name
-			USING ERRCODE = 'insufficient_privilege';
-	END IF;
+	PERFORM anomaly._check_owner(caller, 'alert rule', name, r.owner);
 	FOREACH u IN ARRAY coalesce(unset, '{}') LOOP
 		IF u IS NULL OR u NOT IN ('min_grade', 'min_score', 'repeat_interval',
 								  'subject_template', 'body_template', 'templates') THEN

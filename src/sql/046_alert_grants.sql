@@ -8,21 +8,33 @@ REVOKE ALL ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
 GRANT SELECT ON destinations, alert_rules, alert_episodes, outbox, dead_letters,
 	delivery_counters TO anomaly_admin;
 
--- Functions are executable by PUBLIC by default: only the admin role (and
--- superusers) may use these; the internal ones only the extension's owner.
+-- Functions are executable by PUBLIC by default.  The management
+-- functions: the admin role (and superusers) only, one list for both.
+DO $$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOREACH f IN ARRAY ARRAY[
+		'create_destination(text, text, jsonb)',
+		'alter_destination(text, jsonb, boolean)',
+		'drop_destination(text, boolean)',
+		'send_alert(text, text, jsonb)',
+		'alert_trigger()',
+		'create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb)',
+		'drop_alert_rule(text)',
+		'alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb)',
+		'replay_dead_letters(text, bigint[], timestamptz)',
+		'purge_alert_history(interval)',
+		'deliver(integer)',
+		'test_destination(text)'
+	]::regprocedure[] LOOP
+		EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO anomaly_admin', f);
+	END LOOP;
+END
+$$;
+-- The internal ones: the extension's owner only.
 REVOKE EXECUTE ON FUNCTION
-	create_destination(text, text, jsonb),
-	alter_destination(text, jsonb, boolean),
-	drop_destination(text, boolean),
-	send_alert(text, text, jsonb),
-	alert_trigger(),
-	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb),
-	drop_alert_rule(text),
-	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb),
-	replay_dead_letters(text, bigint[], timestamptz),
-	purge_alert_history(interval),
-	deliver(integer),
-	test_destination(text),
 	_reject_secret_keys(jsonb, text),
 	_a(text),
 	_config_text(jsonb, text, boolean, text),
@@ -33,6 +45,7 @@ REVOKE EXECUTE ON FUNCTION
 	_check_bindings(text, jsonb),
 	_check_payload_mode(oid, text, jsonb),
 	_owns(oid, regrole),
+	_check_owner(oid, text, text, regrole),
 	_usable_destination(oid, text, boolean),
 	_create_destination(oid, text, text, jsonb),
 	_alter_destination(oid, text, jsonb, boolean),
@@ -58,25 +71,12 @@ REVOKE EXECUTE ON FUNCTION
 	_purge_alert_history(oid, interval),
 	_wake_sender()
 FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION
-	create_destination(text, text, jsonb),
-	alter_destination(text, jsonb, boolean),
-	drop_destination(text, boolean),
-	send_alert(text, text, jsonb),
-	alert_trigger(),
-	create_alert_rule(text, text, text, text[], double precision, double precision, interval, interval, text[], text, boolean, interval, text, text, jsonb),
-	drop_alert_rule(text),
-	alter_alert_rule(text, text, text[], double precision, double precision, interval, interval, text, boolean, interval, boolean, text[], text, text, jsonb),
-	replay_dead_letters(text, bigint[], timestamptz),
-	purge_alert_history(interval),
-	deliver(integer),
-	test_destination(text)
-TO anomaly_admin;
 
 COMMENT ON FUNCTION _credential_bound(text, text) IS 'internal: whether anomaly.credential_bindings lets a credential go to a URL';
 COMMENT ON FUNCTION _check_bindings(text, jsonb) IS 'internal: raises unless the credentials a destination config names are bound to its URL';
 COMMENT ON FUNCTION _check_payload_mode(oid, text, jsonb) IS 'internal: raises unless a superuser asks for a notify destination''s full payload';
 COMMENT ON FUNCTION _owns(oid, regrole) IS 'internal: whether a role may act as the owner of an alert object';
+COMMENT ON FUNCTION _check_owner(oid, text, text, regrole) IS 'internal: raises unless an alert object exists and a role may act as its owner';
 COMMENT ON FUNCTION _usable_destination(oid, text, boolean) IS 'internal: checks that a destination exists and the caller owns it; returns its kind';
 COMMENT ON FUNCTION _row_to_jsonb(oid, anyelement) IS 'internal: to_jsonb of a row as its table''s owner, restricted (alert_trigger)';
 COMMENT ON FUNCTION _create_destination(oid, text, text, jsonb) IS 'internal: create_destination as its caller';

@@ -378,6 +378,7 @@ my $su = '10::oid';
 	  qq{SELECT anomaly._alter_alert_rule($su, 'su_rule', 'su_dest', NULL, NULL, 0, '0', '0', 'info', true, NULL, false, NULL, '{{row.x}}', NULL, '{}')},
 	'anomaly._drop_destination(oid,text,boolean)' => qq{SELECT anomaly._drop_destination($su, 'su_dest', true)},
 	'anomaly._owns(oid,regrole)' => qq{SELECT anomaly._owns($su, 'adm')},
+	'anomaly._check_owner(oid,text,text,regrole)' => qq{SELECT anomaly._check_owner($su, 'destination', 'su_dest', NULL)},
 	'anomaly._purge_alert_history(oid,interval)' => qq{SELECT anomaly._purge_alert_history($su, '-1 year')},
 	'anomaly._record(bigint[],text[],text[],text[],integer[])' =>
 	  q{SELECT anomaly._record(ARRAY[1], ARRAY['dead'], ARRAY['x'], ARRAY['y'], ARRAY[-1])},

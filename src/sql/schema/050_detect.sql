@@ -125,20 +125,6 @@ CREATE TABLE detector_window_rows (
 CREATE INDEX detector_window_rows_time_idx ON detector_window_rows (detector_id, rowtime);
 COMMENT ON TABLE detector_window_rows IS 'rows of windowed detectors in windows not yet scored';
 
--- A row of anomaly.scores as process() passes a batch of them.
-CREATE TYPE _score_row AS (
-	partition_key text,
-	source_key jsonb,
-	commit_lsn pg_lsn,
-	commit_time timestamptz,
-	features double precision[],
-	anomaly_score double precision,
-	anomaly_grade double precision,
-	is_anomaly boolean,
-	expected double precision[],
-	explanation jsonb
-);
-
 -- pg_dump keeps detectors, their models and their failures (and
 -- anomaly.scores, see 030): a restored detector adopts its new database on
 -- its next round (a new slot, from then on), see docs/detectors.md.
