@@ -7,6 +7,23 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS anomaly;
 RESET client_min_messages;
 
+-- The messages a detector's slot holds for one relation, as the output
+-- plugin wrote them (peeked, so the detector still reads them), each
+-- decoded by _wire_describe with the relation message before it; without
+-- the LSNs, which differ from run to run.
+CREATE FUNCTION det_wire(detector text, rel regclass) RETURNS TABLE (n bigint, message jsonb)
+LANGUAGE sql AS $$
+	WITH c AS (
+		SELECT row_number() OVER () AS n, data
+		FROM pg_logical_slot_peek_binary_changes(
+			(SELECT d.slot_name FROM anomaly.detectors d WHERE d.name = det_wire.detector), NULL, NULL,
+			'relations', rel::oid::text))
+	SELECT n, anomaly._wire_describe(data,
+			(SELECT data FROM c r WHERE r.n < c.n AND get_byte(r.data, 1) = 82 ORDER BY r.n DESC LIMIT 1))
+		- 'commit_lsn' - 'end_lsn'
+	FROM c ORDER BY n
+$$;
+
 CREATE TABLE det_rides (
 	id bigserial PRIMARY KEY,
 	zone int,
@@ -56,15 +73,7 @@ INSERT INTO det_parted_2 (k, v) VALUES (2, 2.5);
 INSERT INTO det_parted_3 VALUES (3, 3.5);
 COMMIT;
 SET output_plugin_libraries = pgoutput, test_decoding, anomaly;
-WITH c AS (
-	SELECT row_number() OVER () AS n, data
-	FROM pg_logical_slot_peek_binary_changes(
-		(SELECT slot_name FROM anomaly.detectors WHERE name = 'd_parted'), NULL, NULL,
-		'relations', 'det_parted'::regclass::oid::text))
-SELECT n, anomaly._wire_describe(data,
-		(SELECT data FROM c r WHERE r.n < c.n AND get_byte(r.data, 1) = 82 ORDER BY r.n DESC LIMIT 1))
-	- 'commit_lsn' - 'end_lsn' AS message
-FROM c ORDER BY n;
+SELECT * FROM det_wire('d_parted', 'det_parted');
 RESET output_plugin_libraries;
 SELECT anomaly.drop_detector('d_parted');
 CREATE VIEW det_view AS SELECT * FROM det_rides;
@@ -227,15 +236,7 @@ SELECT anomaly.drop_detector('d_text');
 -- after the row the last process() consumed: it moved when that call committed.
 SET output_plugin_libraries = pgoutput, test_decoding, anomaly;
 INSERT INTO det_rides (zone, fare, distance, note) VALUES (2, 12.5, 3, 'hello'), (NULL, 13, 2, NULL);
-WITH c AS (
-	SELECT row_number() OVER () AS n, data
-	FROM pg_logical_slot_peek_binary_changes(
-		(SELECT slot_name FROM anomaly.detectors WHERE name = 'd_rides'), NULL, NULL,
-		'relations', 'det_rides'::regclass::oid::text))
-SELECT n, anomaly._wire_describe(data,
-		(SELECT data FROM c r WHERE r.n < c.n AND get_byte(r.data, 1) = 82 ORDER BY r.n DESC LIMIT 1))
-	- 'commit_lsn' - 'end_lsn' AS message
-FROM c ORDER BY n;
+SELECT * FROM det_wire('d_rides', 'det_rides');
 \set VERBOSITY terse
 SELECT count(*) FROM pg_logical_slot_peek_binary_changes(
 	(SELECT slot_name FROM anomaly.detectors WHERE name = 'd_rides'), NULL, NULL,
@@ -476,7 +477,7 @@ SELECT count(*) AS origins FROM pg_replication_origin
 WHERE roname LIKE 'anomaly\_' || (SELECT oid FROM pg_database WHERE datname = current_database()) || '\_%';
 SELECT count(*) > 0 AS scores_kept FROM anomaly.scores WHERE detector = 'd_rides';
 
-DROP FUNCTION det_whoami();
+DROP FUNCTION det_whoami(), det_wire(text, regclass);
 DROP TABLE det_rides, det_text, det_upd, det_unlogged, det_parted, det_parted_3, det_secret, det_seen, det_src,
 	det_dest_noscore, det_dest_badtype CASCADE;
 DROP OWNED BY det_alice, det_bob;

@@ -22,6 +22,15 @@ CREATE FUNCTION dsec_record(what text) RETURNS void LANGUAGE sql AS $$
 	INSERT INTO public.dsec_seen
 	SELECT what, current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user
 $$;
+-- What the planted operators and checks do: record who ran them and, when
+-- that was a superuser, make the role that planted them one.
+CREATE FUNCTION dsec_trap(what text, planter name) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM public.dsec_record(what);
+	IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+		EXECUTE pg_catalog.format('ALTER ROLE %I SUPERUSER', planter);
+	END IF;
+END $$;
 CREATE VIEW dsec_report AS
 SELECT what, CASE WHEN super THEN 'A SUPERUSER' ELSE who::text END AS ran_as, count(*) AS calls
 FROM dsec_seen GROUP BY 1, 2 ORDER BY 1, 2;
@@ -45,10 +54,7 @@ BEGIN
 END $$;
 CREATE FUNCTION dsec_a.eq(a int8, b int8) RETURNS bool LANGUAGE plpgsql AS $$
 BEGIN
-	PERFORM public.dsec_record('operator');
-	IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-		ALTER ROLE dsec_adm SUPERUSER;
-	END IF;
+	PERFORM public.dsec_trap('operator', 'dsec_adm');
 	RETURN a OPERATOR(pg_catalog.=) b;
 END $$;
 CREATE OPERATOR dsec_a.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = dsec_a.eq);
@@ -92,10 +98,7 @@ GRANT USAGE ON SCHEMA dsec_o TO dsec_adm;
 GRANT INSERT ON dsec_o.dest TO dsec_adm;
 CREATE FUNCTION dsec_o.eq(a int8, b int8) RETURNS bool LANGUAGE plpgsql AS $$
 BEGIN
-	PERFORM public.dsec_record('owner1 operator');
-	IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-		ALTER ROLE dsec_owner1 SUPERUSER;
-	END IF;
+	PERFORM public.dsec_trap('owner1 operator', 'dsec_owner1');
 	RETURN a OPERATOR(pg_catalog.=) b;
 END $$;
 CREATE OPERATOR dsec_o.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = dsec_o.eq);
@@ -149,10 +152,7 @@ SET ROLE dsec_owner1;
 GRANT SELECT ON dsec_o.src TO dsec_adm;
 CREATE FUNCTION dsec_o.check_v(v text) RETURNS bool LANGUAGE plpgsql AS $$
 BEGIN
-	PERFORM public.dsec_record('domain check');
-	IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-		ALTER ROLE dsec_owner1 SUPERUSER;
-	END IF;
+	PERFORM public.dsec_trap('domain check', 'dsec_owner1');
 	RETURN true;
 END $$;
 CREATE DOMAIN dsec_o.vtext AS text CHECK (dsec_o.check_v(VALUE));
@@ -226,7 +226,7 @@ SELECT * FROM dsec_escalated;
 SET client_min_messages = warning;
 DROP VIEW dsec_report, dsec_escalated;
 DROP TABLE dsec_src, dsec_seen CASCADE;
-DROP FUNCTION dsec_record(text);
+DROP FUNCTION dsec_trap(text, name), dsec_record(text);
 DROP SCHEMA dsec_a, dsec_o CASCADE;
 DROP OWNED BY dsec_adm, dsec_adm2, dsec_owner1;
 DROP ROLE dsec_adm, dsec_adm2, dsec_owner1;

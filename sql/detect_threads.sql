@@ -36,27 +36,15 @@ CREATE FUNCTION thr_insert(r int) RETURNS void LANGUAGE sql AS $$
 		   cos(g / 5.0) * (1 + (g % 3))
 	FROM generate_series((r - 1) * 4000 + 1, r * 4000) g
 $$;
-SELECT thr_insert(1);
-SET anomaly.detector_threads = 1;
-SET anomaly.detector_memory_limit = '512MB';
-SELECT anomaly.process('thr_one');
-SET anomaly.detector_threads = 4;
-SET anomaly.detector_memory_limit = '1MB';
-SELECT anomaly.process('thr_four');
-SELECT thr_insert(2);
-SET anomaly.detector_threads = 1;
-SET anomaly.detector_memory_limit = '512MB';
-SELECT anomaly.process('thr_one');
-SET anomaly.detector_threads = 4;
-SET anomaly.detector_memory_limit = '1MB';
-SELECT anomaly.process('thr_four');
-SELECT thr_insert(3);
-SET anomaly.detector_threads = 1;
-SET anomaly.detector_memory_limit = '512MB';
-SELECT anomaly.process('thr_one');
-SET anomaly.detector_threads = 4;
-SET anomaly.detector_memory_limit = '1MB';
-SELECT anomaly.process('thr_four');
+
+-- Each round: the rows, then each detector in its own transaction, thr_one
+-- on one thread with every forest in memory, thr_four on four in 1MB.
+SELECT format('SELECT thr_insert(%s)', r),
+	'SET anomaly.detector_threads = 1', 'SET anomaly.detector_memory_limit = ''512MB''',
+	'SELECT anomaly.process(''thr_one'')',
+	'SET anomaly.detector_threads = 4', 'SET anomaly.detector_memory_limit = ''1MB''',
+	'SELECT anomaly.process(''thr_four'')'
+FROM generate_series(1, 3) r \gexec
 RESET anomaly.detector_threads;
 RESET anomaly.detector_memory_limit;
 
