@@ -102,8 +102,13 @@ anomaly--$(EXTVERSION).sql: $(SQL_INSTALL)
 	cat $^ > $@
 
 # The update from release FROM: the deltas from FROM on, in release order,
-# then the parts.
+# then the parts.  A part must run again without error: a CREATE that is not
+# CREATE OR REPLACE belongs in src/sql/schema/ (and the release's delta).
 anomaly--%--$(EXTVERSION).sql: $(UPDATES:%=src/sql/updates/%.sql) $(SQL_PARTS)
+	@if grep -n -E '^CREATE[[:space:]]+(UNIQUE[[:space:]]+)?(FUNCTION|PROCEDURE|VIEW|AGGREGATE|TRIGGER|TABLE|TYPE|INDEX|POLICY|EVENT|DOMAIN|OPERATOR|CAST|SEQUENCE)[[:space:]]' $(SQL_PARTS); then \
+		echo "src/sql/*.sql: the lines above cannot run twice; use CREATE OR REPLACE, or move them to src/sql/schema/ (src/sql/README.md)" >&2; \
+		exit 1; \
+	fi
 	{ from=; for u in $(UPDATES); do \
 		case $$u in $*--*) from=$$u ;; esac; \
 		if [ -n "$$from" ]; then cat src/sql/updates/$$u.sql; fi; \
