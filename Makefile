@@ -25,9 +25,10 @@ SRCS := $(sort $(wildcard src/*.c src/rcf/*.c src/hotspots/*.c src/detect/*.c sr
 OBJS = $(SRCS:.c=.o)
 
 # The SQL scripts are built from src/sql/ (src/sql/README.md):
-#   src/sql/schema/*.sql   tables, types, policies: run once, by the install
-#   src/sql/*.sql          functions, views, aggregates, triggers, comments,
-#                          grants, written to be run again (CREATE OR REPLACE)
+#   src/sql/schema/*.sql   tables, indexes, types: run once, by the install
+#   src/sql/*.sql          functions, views, aggregates, triggers, policies,
+#                          comments, grants, written to be run again (CREATE
+#                          OR REPLACE; DROP POLICY IF EXISTS, CREATE POLICY)
 #   src/sql/updates/A--B.sql  what release B changed in release A's schema
 # The install script anomaly--$(EXTVERSION).sql is schema/ and the parts
 # together, in the order of their file names (schema/NAME.sql before
@@ -105,7 +106,7 @@ anomaly--$(EXTVERSION).sql: $(SQL_INSTALL)
 # then the parts.  A part must run again without error: a CREATE that is not
 # CREATE OR REPLACE belongs in src/sql/schema/ (and the release's delta).
 anomaly--%--$(EXTVERSION).sql: $(UPDATES:%=src/sql/updates/%.sql) $(SQL_PARTS)
-	@if grep -n -E '^CREATE[[:space:]]+(UNIQUE[[:space:]]+)?(FUNCTION|PROCEDURE|VIEW|AGGREGATE|TRIGGER|TABLE|TYPE|INDEX|POLICY|EVENT|DOMAIN|OPERATOR|CAST|SEQUENCE)[[:space:]]' $(SQL_PARTS); then \
+	@if grep -n -E '^CREATE[[:space:]]+(UNIQUE[[:space:]]+)?(FUNCTION|PROCEDURE|VIEW|AGGREGATE|TRIGGER|TABLE|TYPE|INDEX|EVENT|DOMAIN|OPERATOR|CAST|SEQUENCE)[[:space:]]' $(SQL_PARTS); then \
 		echo "src/sql/*.sql: the lines above cannot run twice; use CREATE OR REPLACE, or move them to src/sql/schema/ (src/sql/README.md)" >&2; \
 		exit 1; \
 	fi

@@ -4,6 +4,20 @@ REVOKE ALL ON detectors, detector_forests, detector_journal, detector_failures F
 REVOKE ALL ON detector_windows, detector_window_rows FROM PUBLIC;
 GRANT SELECT ON detectors, detector_failures TO anomaly_admin;
 
+-- An admin sees the detectors, and the failures (rejected rows' keys and
+-- values), of the roles whose privileges they have; superusers see all.
+-- The extension's own code reads and writes these as the superuser.  Run
+-- by the install and by every update: each policy is dropped and created
+-- again, so its one definition is here.
+ALTER TABLE detectors ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS detectors_of_owner ON detectors;
+CREATE POLICY detectors_of_owner ON detectors FOR SELECT TO anomaly_admin
+	USING (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
+ALTER TABLE detector_failures ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS detector_failures_of_owner ON detector_failures;
+CREATE POLICY detector_failures_of_owner ON detector_failures FOR SELECT TO anomaly_admin
+	USING (owner IS NOT NULL AND pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
+
 -- ---------------------------------------------------------------------------
 -- Management.  Each checks the caller: create_detector needs SELECT on the
 -- source table; the others need to be the detector's owner (or a member of

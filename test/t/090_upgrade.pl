@@ -109,6 +109,19 @@ $node->safe_psql('fresh', 'CREATE EXTENSION anomaly');
 my $fresh = $node->safe_psql('fresh', $catalog);
 ok(length($fresh) > 1000, 'the fresh install has a catalog to compare');
 
+# Every update script runs all of src/sql/*.sql again (src/sql/README.md):
+# run a second time over a fresh install, as the update to a pseudo-version
+# made of them alone, they must give the same objects.
+my $src = $ENV{ANOMALY_SRC} // "$FindBin::RealBin/../..";
+open(my $fh, '>', "$extdir/anomaly--$current--rerun.sql") or die "$extdir: $!";
+print $fh slurp_file($_) foreach sort glob("$src/src/sql/*.sql");
+close $fh;
+$node->safe_psql('postgres', 'CREATE DATABASE rerun');
+$node->safe_psql('rerun', "CREATE EXTENSION anomaly; ALTER EXTENSION anomaly UPDATE TO 'rerun'");
+is($node->safe_psql('rerun', $catalog), $fresh,
+	'the parts of the update scripts, run again over a fresh install, change nothing');
+unlink "$extdir/anomaly--$current--rerun.sql";
+
 foreach my $from (@old)
 {
 	my $db = 'from_' . ($from =~ s/\./_/gr);

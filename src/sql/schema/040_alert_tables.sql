@@ -148,33 +148,3 @@ SELECT pg_catalog.pg_extension_config_dump('delivery_counters', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.alert_episodes', 'id')::regclass, '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.outbox', 'id')::regclass, '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.dead_letters', 'id')::regclass, '');
-
--- An admin sees only their own rows (and those of roles whose privileges
--- they have); superusers and the extension's owner see all.
-ALTER TABLE destinations ENABLE ROW LEVEL SECURITY;
-ALTER TABLE alert_rules ENABLE ROW LEVEL SECURITY;
-ALTER TABLE alert_episodes ENABLE ROW LEVEL SECURITY;
-ALTER TABLE outbox ENABLE ROW LEVEL SECURITY;
-ALTER TABLE dead_letters ENABLE ROW LEVEL SECURITY;
-ALTER TABLE delivery_counters ENABLE ROW LEVEL SECURITY;
-CREATE POLICY own_destinations ON destinations FOR SELECT
-	USING (pg_catalog.pg_has_role(owner::oid, 'USAGE'));
-CREATE POLICY own_rules ON alert_rules FOR SELECT
-	USING (pg_catalog.pg_has_role(owner::oid, 'USAGE'));
-CREATE POLICY own_episodes ON alert_episodes FOR SELECT
-	USING (EXISTS (SELECT 1 FROM @extschema@.alert_rules r
-				   WHERE r.name OPERATOR(pg_catalog.=) rule
-					 AND pg_catalog.pg_has_role(r.owner::oid, 'USAGE')));
-CREATE POLICY own_outbox ON outbox FOR SELECT
-	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
-				   WHERE d.name OPERATOR(pg_catalog.=) destination
-					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
-CREATE POLICY own_dead_letters ON dead_letters FOR SELECT
-	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
-				   WHERE d.name OPERATOR(pg_catalog.=) destination
-					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
-CREATE POLICY own_counters ON delivery_counters FOR SELECT
-	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
-				   WHERE d.name OPERATOR(pg_catalog.=) destination
-					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
-

@@ -135,14 +135,3 @@ SELECT pg_catalog.pg_extension_config_dump('detector_failures', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.detector_failures', 'id')::regclass, '');
 SELECT pg_catalog.pg_extension_config_dump('detector_windows', '');
 SELECT pg_catalog.pg_extension_config_dump('detector_window_rows', '');
-
--- An admin sees the detectors, and the failures (rejected rows' keys and
--- values), of the roles whose privileges they have; superusers see all.
--- The extension's own code reads and writes these as the superuser.
-ALTER TABLE detectors ENABLE ROW LEVEL SECURITY;
-CREATE POLICY detectors_of_owner ON detectors FOR SELECT TO anomaly_admin
-	USING (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
-ALTER TABLE detector_failures ENABLE ROW LEVEL SECURITY;
-CREATE POLICY detector_failures_of_owner ON detector_failures FOR SELECT TO anomaly_admin
-	USING (owner IS NOT NULL AND pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
-

@@ -3,11 +3,11 @@
 --
 -- The update script anomaly--0.1.0--0.2.0.sql is this delta followed by
 -- every part of src/sql/*.sql (the functions, views, aggregates, triggers,
--- comments and grants, all written to be run again: CREATE OR REPLACE, and
--- grants that state the whole truth); the Makefile builds it.  So this file
--- holds only what those parts cannot do: new tables and columns, row level
--- security and its policies, functions whose arguments changed (dropped
--- here, created again by the parts) and renamed functions.  The upgrade test
+-- policies, comments and grants, all written to be run again: CREATE OR
+-- REPLACE, policies dropped and created again, grants that state the whole
+-- truth); the Makefile builds it.  So this file holds only what those parts
+-- cannot do: new tables and columns, functions whose arguments changed
+-- (dropped here, created again by the parts) and renamed functions.  The upgrade test
 -- (test/t/090_upgrade.pl) compares the result with a fresh install catalog
 -- by catalog.
 --
@@ -62,15 +62,6 @@ CREATE TABLE delivery_errors (
 );
 COMMENT ON TABLE delivery_errors IS 'full delivery errors (response bodies, addresses) by outbox id: superusers only';
 
-ALTER TABLE destinations ENABLE ROW LEVEL SECURITY;
-ALTER TABLE alert_rules ENABLE ROW LEVEL SECURITY;
-ALTER TABLE alert_episodes ENABLE ROW LEVEL SECURITY;
-ALTER TABLE outbox ENABLE ROW LEVEL SECURITY;
-ALTER TABLE dead_letters ENABLE ROW LEVEL SECURITY;
-ALTER TABLE delivery_counters ENABLE ROW LEVEL SECURITY;
-ALTER TABLE detectors ENABLE ROW LEVEL SECURITY;
-ALTER TABLE detector_failures ENABLE ROW LEVEL SECURITY;
-
 -- Functions whose arguments changed.
 DROP FUNCTION _render(text, jsonb, text, jsonb, text);
 DROP FUNCTION _record(bigint[], text[], text[], integer[]);
@@ -104,39 +95,6 @@ ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer, integer,
 ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer) RENAME TO _rcf_train_transfn;
 ALTER FUNCTION rcf_train_transfn(internal, double precision[], integer, integer, bigint, integer, bigint) RENAME TO _rcf_train_transfn;
 ALTER FUNCTION rcf_train_finalfn(internal) RENAME TO _rcf_train_finalfn;
-
--- Row level security: each admin sees their own rows.
-CREATE POLICY own_destinations ON destinations FOR SELECT
-	USING (pg_catalog.pg_has_role(owner::oid, 'USAGE'));
-
-CREATE POLICY own_rules ON alert_rules FOR SELECT
-	USING (pg_catalog.pg_has_role(owner::oid, 'USAGE'));
-
-CREATE POLICY own_episodes ON alert_episodes FOR SELECT
-	USING (EXISTS (SELECT 1 FROM @extschema@.alert_rules r
-				   WHERE r.name OPERATOR(pg_catalog.=) rule
-					 AND pg_catalog.pg_has_role(r.owner::oid, 'USAGE')));
-
-CREATE POLICY own_outbox ON outbox FOR SELECT
-	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
-				   WHERE d.name OPERATOR(pg_catalog.=) destination
-					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
-
-CREATE POLICY own_dead_letters ON dead_letters FOR SELECT
-	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
-				   WHERE d.name OPERATOR(pg_catalog.=) destination
-					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
-
-CREATE POLICY own_counters ON delivery_counters FOR SELECT
-	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
-				   WHERE d.name OPERATOR(pg_catalog.=) destination
-					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
-
-CREATE POLICY detectors_of_owner ON detectors FOR SELECT TO anomaly_admin
-	USING (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
-
-CREATE POLICY detector_failures_of_owner ON detector_failures FOR SELECT TO anomaly_admin
-	USING (owner IS NOT NULL AND pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
 
 COMMENT ON EVENT TRIGGER anomaly_drop_slots IS 'drops the detectors'' replication slots with the extension';
 
