@@ -111,7 +111,8 @@ STANDALONE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 endif
 
 # The signer (sha256.c, sigv4.c) hashes with PostgreSQL's common/cryptohash.h
-# and common/hmac.h: outside a server it is built as frontend code and linked
+# and common/hmac.h, and the credential documents are read with its
+# common/jsonapi.h: outside a server they are built as frontend code and linked
 # with the frontend libpgcommon and libpgport of the PostgreSQL found by
 # PG_CONFIG (postgresql-server-dev ships them in pkglibdir), and with
 # libcrypto when that PostgreSQL hashes with OpenSSL.
@@ -119,7 +120,7 @@ PG_FE_CFLAGS = -DFRONTEND -I$(shell $(PG_CONFIG) --includedir-server 2>/dev/null
 	-Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 PG_FE_LIBS = -L$(shell $(PG_CONFIG) --pkglibdir 2>/dev/null) -lpgcommon -lpgport \
 	$(filter -lcrypto,$(shell $(PG_CONFIG) --libs 2>/dev/null))
-PG_FE_OBJS := build/pure/alert/sha256.o build/pure/alert/sigv4.o
+PG_FE_OBJS := build/pure/alert/sha256.o build/pure/alert/sigv4.o build/pure/alert/cred_document.o
 $(PG_FE_OBJS): STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
 STANDALONE_LIBS = $(PG_FE_LIBS) -lm
 
@@ -147,7 +148,8 @@ test/unit/test_sigv4 bench/sigv4_sign: STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
 # Fuzzing with libFuzzer (clang): every target in turn, FUZZ_SECONDS each.
 #   make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS="wire sns"]
 # The targets (test/fuzz/fuzz_NAME.c), each linked with the code it fuzzes
-# and nothing of PostgreSQL:
+# and nothing of PostgreSQL but, for credentials, the JSON parser of the
+# frontend libpgcommon:
 #   decode       the model decoder (src/rcf), seeds written by make_seeds
 #   wire         the detectors' wire format reader (src/detect/wire_read.c)
 #   sns          SNS Publish responses (src/alert/sns_parse.c)
@@ -171,7 +173,7 @@ test/fuzz/fuzz_sns: test/fuzz/fuzz_sns.c src/alert/sns_parse.c src/alert/sns_par
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< src/alert/sns_parse.c
 
 test/fuzz/fuzz_credentials: test/fuzz/fuzz_credentials.c src/alert/cred_document.c src/alert/cred_document.h
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< src/alert/cred_document.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(PG_FE_CFLAGS) -Wno-ignored-attributes -o $@ $< src/alert/cred_document.c $(PG_FE_LIBS)
 
 test/fuzz/make_seeds: test/fuzz/make_seeds.c $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
