@@ -21,7 +21,9 @@ EXTENSION = anomaly
 
 # Every C file of the layers that go into the shared library; new files are
 # picked up without editing this list.
-SRCS := $(sort $(wildcard src/*.c src/rcf/*.c src/hotspots/*.c src/detect/*.c src/alert/*.c))
+# (src/rcf/gen_*.c are generators run at build time, not part of it.)
+GEN_SRCS := $(wildcard src/rcf/gen_*.c)
+SRCS := $(filter-out $(GEN_SRCS),$(sort $(wildcard src/*.c src/rcf/*.c src/hotspots/*.c src/detect/*.c src/alert/*.c)))
 OBJS = $(SRCS:.c=.o)
 
 # The install script is built from src/sql/*.sql, one part per concern, in
@@ -39,7 +41,7 @@ DATA = $(filter-out $(DATA_built),$(wildcard anomaly--*--*.sql)) $(wildcard vers
 REGRESS := $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 ISOLATION := $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 
-PG_CPPFLAGS += -I$(srcdir)/src -DANOMALY_VERSION=\"$(EXTVERSION)\"
+PG_CPPFLAGS += -I$(srcdir)/src -Ibuild/gen -DANOMALY_VERSION=\"$(EXTVERSION)\"
 # Only what PostgreSQL looks up by name is exported (src/compat.h says
 # what): everything else is hidden, so that no symbol of ours can take the
 # place of another library's (PostgreSQL loads libraries RTLD_GLOBAL).
@@ -90,6 +92,15 @@ endif
 anomaly--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@
 
+# The CRC-32C tables of the model format (src/rcf/encode.c) are constants
+# written by a generator built for the build machine.
+build/gen/crc32c_table.h: src/rcf/gen_crc32c_table.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -o build/gen/gen_crc32c_table $<
+	build/gen/gen_crc32c_table > $@.tmp
+	mv $@.tmp $@
+src/rcf/encode.o src/rcf/encode.bc build/pure/rcf/encode.o: build/gen/crc32c_table.h
+
 # ---------------------------------------------------------------------------
 # Standalone C programs: engine unit tests and benchmarks.
 #
@@ -100,12 +111,12 @@ anomaly--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 # Objects are built under build/pure/ with their own flags, apart from the
 # shared library's.
 
-PURE_SRCS := $(sort $(wildcard src/rcf/*.c src/hotspots/*.c) \
+PURE_SRCS := $(filter-out $(GEN_SRCS),$(sort $(wildcard src/rcf/*.c src/hotspots/*.c) \
 	$(wildcard src/alert/sha256.c src/alert/sigv4.c src/alert/sns_parse.c src/alert/template.c \
-		src/alert/cred_document.c src/detect/wire_read.c))
+		src/alert/cred_document.c src/detect/wire_read.c)))
 PURE_OBJS := $(patsubst src/%.c,build/pure/%.o,$(PURE_SRCS))
 
-STANDALONE_CFLAGS = -O2 -g -Wall -Wextra -Werror -Isrc $(FP_FLAGS)
+STANDALONE_CFLAGS = -O2 -g -Wall -Wextra -Werror -Isrc -Ibuild/gen $(FP_FLAGS)
 ifeq ($(SANITIZE),1)
 STANDALONE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
@@ -159,11 +170,11 @@ test/unit/test_sigv4 bench/sigv4_sign: STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= decode wire sns credentials
 FUZZ_CC ?= clang
-FUZZ_CFLAGS = -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS = -g -O1 -Isrc -Ibuild/gen -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_DIR = test/fuzz/tmp
-ENGINE_SRCS := $(sort $(wildcard src/rcf/*.c))
+ENGINE_SRCS := $(filter-out $(GEN_SRCS),$(sort $(wildcard src/rcf/*.c)))
 
-test/fuzz/fuzz_decode: test/fuzz/fuzz_decode.c $(ENGINE_SRCS)
+test/fuzz/fuzz_decode: test/fuzz/fuzz_decode.c $(ENGINE_SRCS) build/gen/crc32c_table.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(ENGINE_SRCS) -lm
 
 test/fuzz/fuzz_wire: test/fuzz/fuzz_wire.c src/detect/wire_read.c src/detect/wire_read.h
