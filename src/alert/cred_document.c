@@ -16,6 +16,7 @@
 #include <limits.h>
 
 #include "alert/cred_document.h"
+#include "alert/wipe.h"
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 
@@ -55,17 +56,6 @@ cred_field(CredDocument *d, int i)
 
 	StaticAssertStmt(lengthof(fields) == lengthof(cred_keys), "one field a key");
 	return fields[i];
-}
-
-/* Overwrites and frees a string that may hold a secret. */
-static void
-wipe(char *s)
-{
-	if (s != NULL)
-	{
-		explicit_bzero(s, strlen(s));
-		pfree(s);
-	}
 }
 
 /* An object opens: the first one is the document's top level. */
@@ -143,10 +133,20 @@ cred_scalar(void *state, char *token, JsonTokenType tokentype)
 	if (keep)
 		*cred_field(p->out, p->field) = token;
 	else
-		wipe(token);
+		alert_free_wiped(token);
 	p->field = -1;
 	return CRED_ACTION_DONE;
 }
+
+/* The parser's actions; semstate is set for each document. */
+static const JsonSemAction cred_actions = {
+	.object_start = cred_object_start,
+	.object_end = cred_close,
+	.array_start = cred_array_start,
+	.array_end = cred_close,
+	.object_field_start = cred_field_start,
+	.scalar = cred_scalar,
+};
 
 /*
  * Runs the parser on doc with the actions of sem; *at is where it stopped.
@@ -203,7 +203,7 @@ cred_document_read(const char *doc, CredDocument *out, char *error, size_t errle
 {
 	size_t		len = strlen(doc);
 	JsonSemAction sem;
-	CredParse	p;
+	CredParse	p = {.out = out, .field = -1, .bad_field = -1};
 	int			at;
 
 	memset(out, 0, sizeof(*out));
@@ -223,18 +223,8 @@ cred_document_read(const char *doc, CredDocument *out, char *error, size_t errle
 		return false;
 	}
 
-	memset(&p, 0, sizeof(p));
-	p.out = out;
-	p.field = -1;
-	p.bad_field = -1;
-	memset(&sem, 0, sizeof(sem));
+	sem = cred_actions;
 	sem.semstate = &p;
-	sem.object_start = cred_object_start;
-	sem.object_end = cred_close;
-	sem.array_start = cred_array_start;
-	sem.array_end = cred_close;
-	sem.object_field_start = cred_field_start;
-	sem.scalar = cred_scalar;
 	if (run_parser(doc, len, &sem, &at) != JSON_SUCCESS)
 		snprintf(error, errlen, "the document is not valid JSON (at byte %d)", at);
 	else if (p.bad_field >= 0)
@@ -254,7 +244,7 @@ cred_document_clear(CredDocument *d)
 {
 	for (int i = 0; i < lengthof(cred_keys); i++)
 	{
-		wipe(*cred_field(d, i));
+		alert_free_wiped(*cred_field(d, i));
 		*cred_field(d, i) = NULL;
 	}
 }

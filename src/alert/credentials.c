@@ -34,6 +34,7 @@
 #include "alert/alert.h"
 #include "alert/cred_document.h"
 #include "alert/sha256.h"
+#include "alert/wipe.h"
 #include "compat.h"
 
 /* Returns a palloc'd copy of s[0..len) with surrounding blanks removed. */
@@ -233,19 +234,14 @@ from_shared_file(AlertAwsCredentials *out)
 			token = val;
 		}
 		else
-		{
-			explicit_bzero(val, strlen(val));
-			pfree(val);
-		}
+			alert_free_wiped(val);
 		pfree(key);
 	}
 	explicit_bzero(line, sizeof(line));
 	fclose(f);
 	ok = take(out, id, secret, token, "shared credentials file");
-	if (secret)
-		explicit_bzero(secret, strlen(secret));
-	if (token)
-		explicit_bzero(token, strlen(token));
+	alert_free_wiped(secret);
+	alert_free_wiped(token);
 	return ok;
 }
 
@@ -317,8 +313,7 @@ take_document(char *doc, const char *source, const char *from,
 			cached_expiry = time(NULL) + 600;
 		cred_document_clear(&fields);
 	}
-	explicit_bzero(doc, strlen(doc));
-	pfree(doc);
+	alert_free_wiped(doc);
 	return ok;
 }
 
@@ -344,8 +339,7 @@ from_container(char *error, size_t errlen)
 		char	   *h = psprintf("Authorization: %s", auth);
 
 		headers = curl_slist_append(headers, h);
-		explicit_bzero(h, strlen(h));
-		pfree(h);
+		alert_free_wiped(h);
 	}
 	doc = fetch_small(url, headers, false, error, errlen);
 	curl_slist_free_all(headers);
@@ -577,8 +571,7 @@ alert_credential_for(const char *name, const char *url, int *status)
 	}
 	if (url == NULL && !alert_credential_bound(name, value))
 	{
-		explicit_bzero(value, strlen(value));
-		pfree(value);
+		alert_free_wiped(value);
 		*status = ALERT_CRED_UNBOUND;
 		return NULL;
 	}
@@ -615,8 +608,7 @@ anomaly_alert_credential_bound(PG_FUNCTION_ARGS)
 		else
 		{
 			ok = binding_covers(name, value, &any);
-			explicit_bzero(value, strlen(value));
-			pfree(value);
+			alert_free_wiped(value);
 		}
 	}
 	PG_RETURN_BOOL(ok);

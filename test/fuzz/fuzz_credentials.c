@@ -169,19 +169,18 @@ stands_as_value(const char *doc, const char *key, const char *v)
 static bool
 known_error(const char *error)
 {
-	int			at;
-	char		tail[4];
+	char		want[80];
+	int			end = -1;
 
-	if (strcmp(error, "the document is not a JSON object") == 0)
+	(void) sscanf(error, "the document is not valid JSON (at byte %*u)%n", &end);
+	if (end > 0 && error[end] == '\0')
 		return true;
-	if (sscanf(error, "the document is not valid JSON (at byte %d%3s", &at, tail) == 2 &&
-		strcmp(tail, ")") == 0 && at >= 0)
-		return true;
-	for (int i = 0; i < 4; i++)
+	for (int i = -1; i < 4; i++)
 	{
-		char		want[80];
-
-		snprintf(want, sizeof(want), "the document's %s has a control character", keys[i]);
+		if (i < 0)
+			snprintf(want, sizeof(want), "the document is not a JSON object");
+		else
+			snprintf(want, sizeof(want), "the document's %s has a control character", keys[i]);
 		if (strcmp(error, want) == 0)
 			return true;
 	}

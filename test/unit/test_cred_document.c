@@ -13,41 +13,32 @@
 #include "alert/cred_document.h"
 #include "unit.h"
 
-/* The value of key in doc as a malloc'd string, or NULL (also when refused). */
-static char *
-field(const char *doc, const char *key)
-{
-	CredDocument d;
-	char		error[256];
-	const char *v = NULL;
-	char	   *s;
-
-	if (!cred_document_read(doc, &d, error, sizeof(error)))
-		return NULL;
-	if (strcmp(key, "AccessKeyId") == 0)
-		v = d.access_key_id;
-	else if (strcmp(key, "SecretAccessKey") == 0)
-		v = d.secret_access_key;
-	else if (strcmp(key, "Token") == 0)
-		v = d.token;
-	else if (strcmp(key, "Expiration") == 0)
-		v = d.expiration;
-	s = v ? strdup(v) : NULL;
-	cred_document_clear(&d);
-	return s;
-}
-
-/* Checks one field, freeing the copy. */
+/*
+ * Checks the value read for key in doc (NULL: none, or the document
+ * refused).
+ */
 static void
 check_field(const char *doc, const char *key, const char *want, const char *what)
 {
-	char	   *got = field(doc, key);
+	CredDocument d;
+	char		error[256];
+	bool		ok = cred_document_read(doc, &d, error, sizeof(error));
+	const char *got = NULL;
 
+	if (ok && strcmp(key, "AccessKeyId") == 0)
+		got = d.access_key_id;
+	else if (ok && strcmp(key, "SecretAccessKey") == 0)
+		got = d.secret_access_key;
+	else if (ok && strcmp(key, "Token") == 0)
+		got = d.token;
+	else if (ok && strcmp(key, "Expiration") == 0)
+		got = d.expiration;
 	if (want == NULL)
 		UNIT_OK(got == NULL, "%s: no %s", what, key);
 	else
 		UNIT_EQ_STR(got ? got : "(null)", want, "%s: %s", what, key);
-	free(got);
+	if (ok)
+		cred_document_clear(&d);
 }
 
 /*
