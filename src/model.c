@@ -104,9 +104,9 @@ decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
  * Encodes a forest, its grader and its transform (if any) as a new
  * anomaly.rcf datum.
  */
-static bytea *
-encode_model(const RcfForest *forest, const RcfGrader *grader,
-			 const RcfTransform *transform)
+bytea *
+anomaly_encode_model(const RcfForest *forest, const RcfGrader *grader,
+					 const RcfTransform *transform)
 {
 	size_t		size = rcf_model_encoded_size_tf(forest, grader, transform);
 	bytea	   *result;
@@ -497,7 +497,7 @@ rcf_train_finalfn(PG_FUNCTION_ARGS)
 	state = train_state(fcinfo);
 	if (state == NULL)
 		PG_RETURN_NULL();
-	PG_RETURN_BYTEA_P(encode_model(state->forest, state->grader,
+	PG_RETURN_BYTEA_P(anomaly_encode_model(state->forest, state->grader,
 								   state->transform));
 }
 
@@ -700,12 +700,12 @@ rcf_update_model(PG_FUNCTION_ARGS)
 	if (ARR_NDIM(array) == 2)
 	{
 		update_many(forest, grader, transform, array);
-		PG_RETURN_BYTEA_P(encode_model(forest, grader, transform));
+		PG_RETURN_BYTEA_P(anomaly_encode_model(forest, grader, transform));
 	}
 	model_point(fcinfo, 1, forest, &point, CurrentMemoryContext);
 	if (!point.has_null)
 		learn(forest, grader, transform, point.values);
-	PG_RETURN_BYTEA_P(encode_model(forest, grader, transform));
+	PG_RETURN_BYTEA_P(anomaly_encode_model(forest, grader, transform));
 }
 
 /* rcf_info(model): what a person wants to know about a model, as jsonb. */
@@ -851,5 +851,5 @@ rcf_set_grading_model(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s", err)));
-	PG_RETURN_BYTEA_P(encode_model(forest, grader, transform));
+	PG_RETURN_BYTEA_P(anomaly_encode_model(forest, grader, transform));
 }
