@@ -154,7 +154,7 @@ static const JsonSemAction cred_actions = {
  * string read (15 and 16 have no function that frees a lexer).
  */
 static JsonParseErrorType
-run_parser(const char *doc, size_t len, JsonSemAction *sem, int *at)
+run_parser(const char *doc, size_t len, const JsonSemAction *sem, int *at)
 {
 	JsonLexContext *lex;
 	JsonParseErrorType rc;
@@ -175,7 +175,11 @@ run_parser(const char *doc, size_t len, JsonSemAction *sem, int *at)
 	lex = makeJsonLexContextCstringLen(unconstify(char *, doc), (int) len,
 									   encoding, true);
 #endif
+#if PG_VERSION_NUM >= 170000
 	rc = pg_parse_json(lex, sem);
+#else
+	rc = pg_parse_json(lex, unconstify(JsonSemAction *, sem));
+#endif
 	*at = (int) (lex->token_start != NULL ? lex->token_start - lex->input : 0);
 	if (lex->strval != NULL)
 		explicit_bzero(lex->strval->data, lex->strval->maxlen);
