@@ -21,7 +21,9 @@ EXTENSION = anomaly
 
 # Every C file of the layers that go into the shared library; new files are
 # picked up without editing this list.
-SRCS := $(sort $(wildcard src/*.c src/rcf/*.c src/hotspots/*.c src/detect/*.c src/alert/*.c))
+# (src/rcf/gen_*.c are generators run at build time, not part of it.)
+GEN_SRCS := $(wildcard src/rcf/gen_*.c)
+SRCS := $(filter-out $(GEN_SRCS),$(sort $(wildcard src/*.c src/rcf/*.c src/hotspots/*.c src/detect/*.c src/alert/*.c)))
 OBJS = $(SRCS:.c=.o)
 
 # The SQL scripts are built from src/sql/ (src/sql/README.md):
@@ -51,7 +53,7 @@ DATA_built = anomaly--$(EXTVERSION).sql $(UPDATE_SCRIPTS)
 REGRESS := $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 ISOLATION := $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 
-PG_CPPFLAGS += -I$(srcdir)/src -DANOMALY_VERSION=\"$(EXTVERSION)\"
+PG_CPPFLAGS += -I$(srcdir)/src -Ibuild/gen -DANOMALY_VERSION=\"$(EXTVERSION)\"
 # Only what PostgreSQL looks up by name is exported (src/compat.h says
 # what): everything else is hidden, so that no symbol of ours can take the
 # place of another library's (PostgreSQL loads libraries RTLD_GLOBAL).
@@ -116,6 +118,15 @@ anomaly--%--$(EXTVERSION).sql: $(UPDATES:%=src/sql/updates/%.sql) $(SQL_PARTS)
 	done; cat $(SQL_PARTS); } > $@.tmp
 	mv $@.tmp $@
 
+# The CRC-32C tables of the model format (src/rcf/encode.c) are constants
+# written by a generator built for the build machine.
+build/gen/crc32c_table.h: src/rcf/gen_crc32c_table.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -o build/gen/gen_crc32c_table $<
+	build/gen/gen_crc32c_table > $@.tmp
+	mv $@.tmp $@
+src/rcf/encode.o src/rcf/encode.bc build/pure/rcf/encode.o: build/gen/crc32c_table.h
+
 # ---------------------------------------------------------------------------
 # Standalone C programs: engine unit tests and benchmarks.
 #
@@ -126,18 +137,19 @@ anomaly--%--$(EXTVERSION).sql: $(UPDATES:%=src/sql/updates/%.sql) $(SQL_PARTS)
 # Objects are built under build/pure/ with their own flags, apart from the
 # shared library's.
 
-PURE_SRCS := $(sort $(wildcard src/rcf/*.c src/hotspots/*.c) \
+PURE_SRCS := $(filter-out $(GEN_SRCS),$(sort $(wildcard src/rcf/*.c src/hotspots/*.c) \
 	$(wildcard src/alert/sha256.c src/alert/sigv4.c src/alert/sns_parse.c src/alert/template.c \
-		src/alert/cred_document.c src/detect/wire_read.c))
+		src/alert/cred_document.c src/detect/wire_read.c)))
 PURE_OBJS := $(patsubst src/%.c,build/pure/%.o,$(PURE_SRCS))
 
-STANDALONE_CFLAGS = -O2 -g -Wall -Wextra -Werror -Isrc $(FP_FLAGS)
+STANDALONE_CFLAGS = -O2 -g -Wall -Wextra -Werror -Isrc -Ibuild/gen $(FP_FLAGS)
 ifeq ($(SANITIZE),1)
 STANDALONE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 
 # The signer (sha256.c, sigv4.c) hashes with PostgreSQL's common/cryptohash.h
-# and common/hmac.h: outside a server it is built as frontend code and linked
+# and common/hmac.h, and the credential documents are read with its
+# common/jsonapi.h: outside a server they are built as frontend code and linked
 # with the frontend libpgcommon and libpgport of the PostgreSQL found by
 # PG_CONFIG (postgresql-server-dev ships them in pkglibdir), and with
 # libcrypto when that PostgreSQL hashes with OpenSSL.
@@ -145,7 +157,7 @@ PG_FE_CFLAGS = -DFRONTEND -I$(shell $(PG_CONFIG) --includedir-server 2>/dev/null
 	-Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 PG_FE_LIBS = -L$(shell $(PG_CONFIG) --pkglibdir 2>/dev/null) -lpgcommon -lpgport \
 	$(filter -lcrypto,$(shell $(PG_CONFIG) --libs 2>/dev/null))
-PG_FE_OBJS := build/pure/alert/sha256.o build/pure/alert/sigv4.o
+PG_FE_OBJS := build/pure/alert/sha256.o build/pure/alert/sigv4.o build/pure/alert/cred_document.o
 $(PG_FE_OBJS): STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
 STANDALONE_LIBS = $(PG_FE_LIBS) -lm
 
@@ -173,7 +185,8 @@ test/unit/test_sigv4 bench/sigv4_sign: STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
 # Fuzzing with libFuzzer (clang): every target in turn, FUZZ_SECONDS each.
 #   make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS="wire sns"]
 # The targets (test/fuzz/fuzz_NAME.c), each linked with the code it fuzzes
-# and nothing of PostgreSQL:
+# and nothing of PostgreSQL but, for credentials, the JSON parser of the
+# frontend libpgcommon:
 #   decode       the model decoder (src/rcf), seeds written by make_seeds
 #   wire         the detectors' wire format reader (src/detect/wire_read.c)
 #   sns          SNS Publish responses (src/alert/sns_parse.c)
@@ -183,11 +196,11 @@ test/unit/test_sigv4 bench/sigv4_sign: STANDALONE_CFLAGS += $(PG_FE_CFLAGS)
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= decode wire sns credentials
 FUZZ_CC ?= clang
-FUZZ_CFLAGS = -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS = -g -O1 -Isrc -Ibuild/gen -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_DIR = test/fuzz/tmp
-ENGINE_SRCS := $(sort $(wildcard src/rcf/*.c))
+ENGINE_SRCS := $(filter-out $(GEN_SRCS),$(sort $(wildcard src/rcf/*.c)))
 
-test/fuzz/fuzz_decode: test/fuzz/fuzz_decode.c $(ENGINE_SRCS)
+test/fuzz/fuzz_decode: test/fuzz/fuzz_decode.c $(ENGINE_SRCS) build/gen/crc32c_table.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(ENGINE_SRCS) -lm
 
 test/fuzz/fuzz_wire: test/fuzz/fuzz_wire.c src/detect/wire_read.c src/detect/wire_read.h
@@ -197,7 +210,7 @@ test/fuzz/fuzz_sns: test/fuzz/fuzz_sns.c src/alert/sns_parse.c src/alert/sns_par
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< src/alert/sns_parse.c
 
 test/fuzz/fuzz_credentials: test/fuzz/fuzz_credentials.c src/alert/cred_document.c src/alert/cred_document.h
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< src/alert/cred_document.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(PG_FE_CFLAGS) -Wno-ignored-attributes -o $@ $< src/alert/cred_document.c $(PG_FE_LIBS)
 
 test/fuzz/make_seeds: test/fuzz/make_seeds.c $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)

@@ -96,6 +96,10 @@ extern void anomaly_point_from_record(AnomalyPoint *point, HeapTupleHeader rec,
 									  MemoryContext context, List **names);
 extern void anomaly_point_check_dims(const AnomalyPoint *point, int expected);
 
+/* model.c */
+extern bytea *anomaly_encode_model(const RcfForest *forest, const RcfGrader *grader,
+								   const RcfTransform *transform);
+
 /* window.c */
 struct WindowObjectData;
 extern void anomaly_window_check(FunctionCallInfo fcinfo,

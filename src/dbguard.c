@@ -148,6 +148,21 @@ drop_origins(Oid dboid)
 	}
 }
 
+/* Runs the command: the hook installed before ours, else PostgreSQL's. */
+static void
+next_process_utility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
 /* The ProcessUtility hook. */
 static void
 dbguard_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -179,12 +194,8 @@ dbguard_process_utility(PlannedStmt *pstmt, const char *queryString,
 				CHECK_FOR_INTERRUPTS();
 				pg_usleep(20000L);
 			}
-			if (prev_process_utility)
-				prev_process_utility(pstmt, queryString, readOnlyTree, context,
-									 params, queryEnv, dest, qc);
-			else
-				standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-										params, queryEnv, dest, qc);
+			next_process_utility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
 			/* the slots went with the database; the origins are cluster-wide */
 			if (IsA(parsetree, DropdbStmt))
 				drop_origins(dboid);
@@ -197,12 +208,8 @@ dbguard_process_utility(PlannedStmt *pstmt, const char *queryString,
 		return;
 	}
 
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context,
-							 params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	next_process_utility(pstmt, queryString, readOnlyTree, context,
+						 params, queryEnv, dest, qc);
 }
 
 /* See registry.h. */

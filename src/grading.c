@@ -25,6 +25,50 @@ float_arg(const NullableDatum *arg, const char *name)
 	return DatumGetFloat8(arg->value);
 }
 
+/* A grader parameter's range, as SQL checks it (with its messages). */
+typedef struct GraderRange
+{
+	const char *name;
+	double		value;
+	double		min;			/* the value must be above min when min_open, */
+	bool		min_open;		/* else at least min */
+	double		max;			/* and at most max */
+	const char *range;			/* the range in words */
+	bool		is_int;			/* said as an integer */
+	const char *hint;
+} GraderRange;
+
+/* Raises an error for the first parameter out of its range. */
+static void
+check_ranges(const RcfGraderParams *params)
+{
+	/* in the order they are checked */
+	const GraderRange ranges[] = {
+		{"z_factor", params->z_factor, 0, true, 100, "above 0 and at most 100"},
+		{"score_floor", params->score_floor, 0, false, 1e6, "between 0 and 1000000"},
+		{"suppress", params->suppress, 0, false, 1000000, "between 0 and 1000000", true},
+		{"score_horizon", params->horizon, 2, false, 1e9, "between 2 and 1000000000"},
+		{"cusum_drift", params->cusum_drift, 0, false, 100, "between 0 and 100"},
+		{"cusum_threshold", params->cusum_threshold, 0, false, 1e6,
+		"between 0 and 1000000", false, "0 turns the CUSUM off."},
+	};
+
+	for (int i = 0; i < lengthof(ranges); i++)
+	{
+		const GraderRange *r = &ranges[i];
+
+		if (r->min_open ? r->value > r->min && r->value <= r->max :
+			r->value >= r->min && r->value <= r->max)
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be %s", r->name, r->range),
+				 r->is_int ? errdetail("%s is %.0f.", r->name, r->value) :
+				 errdetail("%s is %g.", r->name, r->value),
+				 r->hint ? errhint("%s", r->hint) : 0));
+	}
+}
+
 /*
  * Grader parameters from SQL arguments in this order: z_factor,
  * score_floor, ignore_near_expected_above, ignore_near_expected_below,
@@ -51,37 +95,7 @@ anomaly_grader_params(RcfGraderParams *params, const NullableDatum *args)
 	params->cusum_drift = float_arg(&args[8], "cusum_drift");
 	params->cusum_threshold = float_arg(&args[9], "cusum_threshold");
 
-	if (!(params->z_factor > 0 && params->z_factor <= 100))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("z_factor must be above 0 and at most 100"),
-				 errdetail("z_factor is %g.", params->z_factor)));
-	if (!(params->score_floor >= 0 && params->score_floor <= 1e6))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("score_floor must be between 0 and 1000000"),
-				 errdetail("score_floor is %g.", params->score_floor)));
-	if (params->suppress < 0 || params->suppress > 1000000)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("suppress must be between 0 and 1000000"),
-				 errdetail("suppress is %d.", params->suppress)));
-	if (!(params->horizon >= 2 && params->horizon <= 1e9))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("score_horizon must be between 2 and 1000000000"),
-				 errdetail("score_horizon is %g.", params->horizon)));
-	if (!(params->cusum_drift >= 0 && params->cusum_drift <= 100))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cusum_drift must be between 0 and 100"),
-				 errdetail("cusum_drift is %g.", params->cusum_drift)));
-	if (!(params->cusum_threshold >= 0 && params->cusum_threshold <= 1e6))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cusum_threshold must be between 0 and 1000000"),
-				 errdetail("cusum_threshold is %g.", params->cusum_threshold),
-				 errhint("0 turns the CUSUM off.")));
+	check_ranges(params);
 	err = rcf_grader_params_check(params);
 	if (err)
 		ereport(ERROR,

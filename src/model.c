@@ -104,9 +104,9 @@ decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
  * Encodes a forest, its grader and its transform (if any) as a new
  * anomaly.rcf datum.
  */
-static bytea *
-encode_model(const RcfForest *forest, const RcfGrader *grader,
-			 const RcfTransform *transform)
+bytea *
+anomaly_encode_model(const RcfForest *forest, const RcfGrader *grader,
+					 const RcfTransform *transform)
 {
 	size_t		size = rcf_model_encoded_size_tf(forest, grader, transform);
 	bytea	   *result;
@@ -208,22 +208,24 @@ private_forest(Datum model, RcfGrader **grader, RcfTransform **transform)
 }
 
 /*
- * Decodes a model that is about to be stored and throws the result away:
+ * A model read by an input function (text or binary): model holds its len
+ * bytes; sets its size, and decodes it and throws the result away, so that
  * no invalid model ever reaches a table.
  */
-static void
-validate_model(const bytea *model, bool binary)
+static bytea *
+model_from_input(bytea *model, int len, bool binary)
 {
 	RcfGrader  *grader = NULL;
 	RcfTransform *transform = NULL;
 	RcfForest  *forest;
 
-	forest = decode_or_error((const uint8_t *) VARDATA(model),
-							 VARSIZE(model) - VARHDRSZ, CurrentMemoryContext,
-							 binary, &grader, &transform);
+	SET_VARSIZE(model, VARHDRSZ + len);
+	forest = decode_or_error((const uint8_t *) VARDATA(model), len,
+							 CurrentMemoryContext, binary, &grader, &transform);
 	rcf_grader_free(grader);
 	rcf_transform_free(transform);
 	rcf_free(forest);
+	return model;
 }
 
 /* Text input: base64 of the encoding. */
@@ -256,10 +258,7 @@ rcf_in(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type anomaly.rcf"),
 				 errdetail("The text is not valid base64.")));
-	SET_VARSIZE(result, VARHDRSZ + n);
-
-	validate_model(result, false);
-	PG_RETURN_BYTEA_P(result);
+	PG_RETURN_BYTEA_P(model_from_input(result, n, false));
 }
 
 /* Text output: base64 of the encoding. */
@@ -287,9 +286,7 @@ rcf_recv(PG_FUNCTION_ARGS)
 	bytea	   *result = palloc(VARHDRSZ + len);
 
 	pq_copymsgbytes(buf, VARDATA(result), len);
-	SET_VARSIZE(result, VARHDRSZ + len);
-	validate_model(result, true);
-	PG_RETURN_BYTEA_P(result);
+	PG_RETURN_BYTEA_P(model_from_input(result, len, true));
 }
 
 /* Binary send: the encoding itself. */
@@ -497,7 +494,7 @@ rcf_train_finalfn(PG_FUNCTION_ARGS)
 	state = train_state(fcinfo);
 	if (state == NULL)
 		PG_RETURN_NULL();
-	PG_RETURN_BYTEA_P(encode_model(state->forest, state->grader,
+	PG_RETURN_BYTEA_P(anomaly_encode_model(state->forest, state->grader,
 								   state->transform));
 }
 
@@ -526,23 +523,27 @@ model_point(FunctionCallInfo fcinfo, int argno, const RcfForest *forest,
 	return point;
 }
 
-/*
- * The decoded model and the point of a (model, point, ...) call, or NULL
- * when the call's result is NULL: a NULL argument, or a point with a NULL
- * value.
- */
-static RcfForest *
-model_and_point(FunctionCallInfo fcinfo, ModelCache **cache,
-				AnomalyPoint **point)
+/* What a (model, point, ...) call works on. */
+typedef struct ModelCall
 {
-	RcfForest  *forest;
+	RcfForest  *forest;			/* the decoded model */
+	ModelCache *cache;
+	AnomalyPoint *point;
+} ModelCall;
 
+/*
+ * Fills mc for a (model, point, ...) call; false when the call's result is
+ * NULL: a NULL argument, or a point with a NULL value.
+ */
+static bool
+model_call(FunctionCallInfo fcinfo, ModelCall *mc)
+{
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		return NULL;
-	forest = cached_forest(fcinfo, PG_GETARG_DATUM(0));
-	*cache = model_cache(fcinfo);
-	*point = model_point(fcinfo, 1, forest, &(*cache)->point, (*cache)->context);
-	return (*point)->has_null ? NULL : forest;
+		return false;
+	mc->forest = cached_forest(fcinfo, PG_GETARG_DATUM(0));
+	mc->cache = model_cache(fcinfo);
+	mc->point = model_point(fcinfo, 1, mc->forest, &mc->cache->point, mc->cache->context);
+	return !mc->point->has_null;
 }
 
 /* The point as the model's forest sees it: transformed, or as it is. */
@@ -556,18 +557,35 @@ forest_view(ModelCache *cache, const RcfForest *forest, const double *values)
 	return cache->transformed;
 }
 
+/* The feature names of argument 2 (NULL: the defaults) for a forest. */
+static List *
+names_arg(FunctionCallInfo fcinfo, const RcfForest *forest)
+{
+	return anomaly_feature_names(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
+								 rcf_params(forest)->dims);
+}
+
+/* KDA's explanation of a call's point (the cache's buffers reserved). */
+static Jsonb *
+explain_point(ModelCall *mc, List *names)
+{
+	ModelCache *cache = mc->cache;
+
+	rcf_attribution(mc->forest, forest_view(cache, mc->forest, mc->point->values),
+					cache->high, cache->low);
+	return anomaly_explanation(mc->forest, cache->high, cache->low,
+							   rcf_params(mc->forest)->dims, true, names);
+}
+
 /* rcf_score(model, point): the point's anomaly score; the model is unchanged. */
 Datum
 rcf_score_model(PG_FUNCTION_ARGS)
 {
-	RcfForest  *forest;
-	ModelCache *cache;
-	AnomalyPoint *point;
+	ModelCall	mc;
 
-	forest = model_and_point(fcinfo, &cache, &point);
-	if (forest == NULL)
+	if (!model_call(fcinfo, &mc))
 		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(rcf_score(forest, forest_view(cache, forest, point->values)));
+	PG_RETURN_FLOAT8(rcf_score(mc.forest, forest_view(mc.cache, mc.forest, mc.point->values)));
 }
 
 /*
@@ -577,23 +595,12 @@ rcf_score_model(PG_FUNCTION_ARGS)
 Datum
 rcf_explain_model(PG_FUNCTION_ARGS)
 {
-	RcfForest  *forest;
-	ModelCache *cache;
-	AnomalyPoint *point;
-	const RcfParams *params;
-	List	   *names;
+	ModelCall	mc;
 
-	forest = model_and_point(fcinfo, &cache, &point);
-	if (forest == NULL)
+	if (!model_call(fcinfo, &mc))
 		PG_RETURN_NULL();
-	params = rcf_params(forest);
-	names = anomaly_feature_names(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
-								  params->dims);
-	reserve_buffers(cache, params);
-	rcf_attribution(forest, forest_view(cache, forest, point->values),
-					cache->high, cache->low);
-	PG_RETURN_JSONB_P(anomaly_explanation(forest, cache->high, cache->low,
-										  params->dims, true, names));
+	reserve_buffers(mc.cache, rcf_params(mc.forest));
+	PG_RETURN_JSONB_P(explain_point(&mc, names_arg(fcinfo, mc.forest)));
 }
 
 /*
@@ -700,12 +707,12 @@ rcf_update_model(PG_FUNCTION_ARGS)
 	if (ARR_NDIM(array) == 2)
 	{
 		update_many(forest, grader, transform, array);
-		PG_RETURN_BYTEA_P(encode_model(forest, grader, transform));
+		PG_RETURN_BYTEA_P(anomaly_encode_model(forest, grader, transform));
 	}
 	model_point(fcinfo, 1, forest, &point, CurrentMemoryContext);
 	if (!point.has_null)
 		learn(forest, grader, transform, point.values);
-	PG_RETURN_BYTEA_P(encode_model(forest, grader, transform));
+	PG_RETURN_BYTEA_P(anomaly_encode_model(forest, grader, transform));
 }
 
 /* rcf_info(model): what a person wants to know about a model, as jsonb. */
@@ -780,32 +787,25 @@ rcf_info_model(PG_FUNCTION_ARGS)
 Datum
 rcf_detect_model(PG_FUNCTION_ARGS)
 {
-	RcfForest  *forest;
+	ModelCall	mc;
 	ModelCache *cache;
-	AnomalyPoint *point;
 	const RcfParams *params;
 	RcfGrade	grade;
 	Jsonb	   *explanation = NULL;
 	List	   *names;
 
-	forest = model_and_point(fcinfo, &cache, &point);
-	if (forest == NULL)
+	if (!model_call(fcinfo, &mc))
 		PG_RETURN_NULL();
-	params = rcf_params(forest);
-	names = anomaly_feature_names(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
-								  params->dims);
+	cache = mc.cache;
+	params = rcf_params(mc.forest);
+	names = names_arg(fcinfo, mc.forest);
 	if (cache->grader == NULL)
 		cache->grader = default_grader(params, cache->context);
 	reserve_buffers(cache, params);
-	rcf_grader_assess_tf(cache->grader, forest, cache->transform,
-						 point->values, &grade, cache->expected);
+	rcf_grader_assess_tf(cache->grader, mc.forest, cache->transform,
+						 mc.point->values, &grade, cache->expected);
 	if (grade.is_anomaly)
-	{
-		rcf_attribution(forest, forest_view(cache, forest, point->values),
-						cache->high, cache->low);
-		explanation = anomaly_explanation(forest, cache->high, cache->low,
-										  params->dims, true, names);
-	}
+		explanation = explain_point(&mc, names);
 	return anomaly_detection_datum(fcinfo, &grade, cache->expected,
 								   params->dims, explanation);
 }
@@ -851,5 +851,5 @@ rcf_set_grading_model(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s", err)));
-	PG_RETURN_BYTEA_P(encode_model(forest, grader, transform));
+	PG_RETURN_BYTEA_P(anomaly_encode_model(forest, grader, transform));
 }

@@ -34,6 +34,7 @@
 #include "alert/alert.h"
 #include "alert/cred_document.h"
 #include "alert/sha256.h"
+#include "alert/wipe.h"
 #include "compat.h"
 
 /* Returns a palloc'd copy of s[0..len) with surrounding blanks removed. */
@@ -233,38 +234,20 @@ from_shared_file(AlertAwsCredentials *out)
 			token = val;
 		}
 		else
-		{
-			explicit_bzero(val, strlen(val));
-			pfree(val);
-		}
+			alert_free_wiped(val);
 		pfree(key);
 	}
 	explicit_bzero(line, sizeof(line));
 	fclose(f);
 	ok = take(out, id, secret, token, "shared credentials file");
-	if (secret)
-		explicit_bzero(secret, strlen(secret));
-	if (token)
-		explicit_bzero(token, strlen(token));
+	alert_free_wiped(secret);
+	alert_free_wiped(token);
 	return ok;
 }
 
 /* Temporary credentials from ECS or IMDS, kept until shortly before expiry. */
 static AlertAwsCredentials cached;
 static time_t cached_expiry = 0;
-
-/*
- * Extracts the string value of "key" from a small flat JSON object (the
- * credential documents of ECS and IMDS); palloc'd, or NULL.
- */
-static char *
-json_string_field(const char *json, const char *key)
-{
-	size_t		len;
-	const char *p = cred_json_string(json, key, &len);
-
-	return p ? pnstrdup(p, len) : NULL;
-}
 
 /* One small HTTP request for credentials; returns the body or NULL. */
 static char *
@@ -303,26 +286,34 @@ fetch_small(const char *url, struct curl_slist *headers, bool put, char *error,
 	return result;
 }
 
-/* Takes a credential document (JSON) of ECS or IMDS into the cache. */
+/*
+ * Takes a credential document (JSON) of ECS or IMDS, fetched from "from",
+ * into the cache; otherwise error says why (never a part of the document).
+ */
 static bool
-take_document(char *doc, const char *source)
+take_document(char *doc, const char *source, const char *from,
+			  char *error, size_t errlen)
 {
-	char	   *id = json_string_field(doc, "AccessKeyId");
-	char	   *secret = json_string_field(doc, "SecretAccessKey");
-	char	   *token = json_string_field(doc, "Token");
-	char	   *exp = json_string_field(doc, "Expiration");
-	bool		ok;
+	CredDocument fields;
+	char		why[128];
+	bool		ok = false;
 
 	alert_aws_credentials_clear(&cached);
-	ok = take(&cached, id, secret, token, source);
-	cached_expiry = ok ? cred_parse_expiration(exp) : 0;
-	if (ok && cached_expiry == 0)
-		cached_expiry = time(NULL) + 600;
-	if (secret)
-		explicit_bzero(secret, strlen(secret));
-	if (token)
-		explicit_bzero(token, strlen(token));
-	explicit_bzero(doc, strlen(doc));
+	cached_expiry = 0;
+	if (!cred_document_read(doc, &fields, why, sizeof(why)))
+		snprintf(error, errlen, "%s returned an unusable credential document: %s", from, why);
+	else
+	{
+		ok = take(&cached, fields.access_key_id, fields.secret_access_key,
+				  fields.token, source);
+		if (!ok)
+			snprintf(error, errlen, "%s returned no credentials", from);
+		cached_expiry = ok ? cred_parse_expiration(fields.expiration) : 0;
+		if (ok && cached_expiry == 0)
+			cached_expiry = time(NULL) + 600;
+		cred_document_clear(&fields);
+	}
+	alert_free_wiped(doc);
 	return ok;
 }
 
@@ -336,7 +327,6 @@ from_container(char *error, size_t errlen)
 	char	   *url;
 	struct curl_slist *headers = NULL;
 	char	   *doc;
-	bool		ok;
 
 	if (rel != NULL && rel[0] != '\0')
 		url = psprintf("%s%s", alert_aws_container_endpoint, rel);
@@ -349,17 +339,14 @@ from_container(char *error, size_t errlen)
 		char	   *h = psprintf("Authorization: %s", auth);
 
 		headers = curl_slist_append(headers, h);
-		explicit_bzero(h, strlen(h));
-		pfree(h);
+		alert_free_wiped(h);
 	}
 	doc = fetch_small(url, headers, false, error, errlen);
 	curl_slist_free_all(headers);
 	if (doc == NULL)
 		return false;
-	ok = take_document(doc, "container endpoint");
-	if (!ok)
-		snprintf(error, errlen, "the container credentials endpoint returned no credentials");
-	return ok;
+	return take_document(doc, "container endpoint", "the container credentials endpoint",
+						 error, errlen);
 }
 
 /* EC2 instance metadata (IMDSv2); true when found. */
@@ -374,7 +361,6 @@ from_imds(char *error, size_t errlen)
 	char	   *role;
 	char	   *doc;
 	char	   *h;
-	bool		ok;
 
 	if (disabled != NULL && pg_strcasecmp(disabled, "true") == 0)
 		return false;
@@ -405,10 +391,8 @@ from_imds(char *error, size_t errlen)
 	curl_slist_free_all(headers);
 	if (doc == NULL)
 		return false;
-	ok = take_document(doc, "instance metadata");
-	if (!ok)
-		snprintf(error, errlen, "the instance metadata service returned no credentials");
-	return ok;
+	return take_document(doc, "instance metadata", "the instance metadata service",
+						 error, errlen);
 }
 
 /*
@@ -587,8 +571,7 @@ alert_credential_for(const char *name, const char *url, int *status)
 	}
 	if (url == NULL && !alert_credential_bound(name, value))
 	{
-		explicit_bzero(value, strlen(value));
-		pfree(value);
+		alert_free_wiped(value);
 		*status = ALERT_CRED_UNBOUND;
 		return NULL;
 	}
@@ -625,8 +608,7 @@ anomaly_alert_credential_bound(PG_FUNCTION_ARGS)
 		else
 		{
 			ok = binding_covers(name, value, &any);
-			explicit_bzero(value, strlen(value));
-			pfree(value);
+			alert_free_wiped(value);
 		}
 	}
 	PG_RETURN_BOOL(ok);

@@ -33,6 +33,7 @@
 
 #include "alert/sigv4.h"
 #include "alert/sha256.h"
+#include "alert/wipe.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -110,17 +111,6 @@ copy_bytes(const char *s, size_t n)
 	memcpy(p, s, n);
 	p[n] = '\0';
 	return p;
-}
-
-/* Wipe and free a NUL-terminated string (NULL is fine). */
-static void
-free_wiped(char *s)
-{
-	if (s != NULL)
-	{
-		explicit_bzero(s, strlen(s));
-		pfree(s);
-	}
 }
 
 /*
@@ -1171,7 +1161,7 @@ done:
 		for (i = 0; i < nhs; i++)
 		{
 			release(hs[i].name);
-			free_wiped(hs[i].value);
+			alert_free_wiped(hs[i].value);
 		}
 		release(hs);
 	}
@@ -1199,10 +1189,10 @@ sigv4_result_free(SigV4Result *result)
 
 	if (result == NULL)
 		return;
-	free_wiped(result->canonical_request);
-	free_wiped(result->string_to_sign);
-	free_wiped(result->authorization);
-	free_wiped(result->signed_headers);
+	alert_free_wiped(result->canonical_request);
+	alert_free_wiped(result->string_to_sign);
+	alert_free_wiped(result->authorization);
+	alert_free_wiped(result->signed_headers);
 	if (result->signed_header_names != NULL)
 	{
 		/* names[0] owns the single buffer all the names point into */
@@ -1211,7 +1201,7 @@ sigv4_result_free(SigV4Result *result)
 		release(result->signed_header_names);
 	}
 	for (i = 0; i < result->nextra && i < SIGV4_MAX_EXTRA_HEADERS; i++)
-		free_wiped(result->extra_headers[i].value);
+		alert_free_wiped(result->extra_headers[i].value);
 	memset(result, 0, sizeof(*result));
 }
 

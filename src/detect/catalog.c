@@ -289,6 +289,31 @@ lock_detector(const char *name, Oid caller, bool missing_ok, Existing *ex)
  * alter_detector
  */
 
+/* The detector's name, the first argument of alter and drop: not NULL. */
+static char *
+name_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name must not be null")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(0));
+}
+
+/*
+ * Deletes what detector id has learned: its stored forests and its journal
+ * (alter_detector with a new model, reset_detector).  Inside SPI, as the
+ * extension.
+ */
+static void
+forget_learned(int64 id)
+{
+	detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
+					(Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(id)}, NULL, false, SPI_OK_DELETE);
+	detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
+					(Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(id)}, NULL, false, SPI_OK_DELETE);
+}
+
 /* The columns of alter_detector's first statement. */
 enum
 {
@@ -320,11 +345,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		d;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = name_arg(fcinfo);
 	caller_path = pstrdup(namespace_search_path);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -417,10 +438,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 				  SPI_OK_UPDATE);
 		if (reset)
 		{
-			detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
-					  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
-			detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
-					  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
+			forget_learned(ex.id);
 		}
 	}
 	detect_sys_leave(&su);
@@ -587,10 +605,7 @@ anomaly_reset_detector(PG_FUNCTION_ARGS)
 			  " WHERE id OPERATOR(pg_catalog.=) $1", 3, (Oid[]) {INT8OID, INT8OID, PG_LSNOID},
 			  (Datum[]) {Int64GetDatum(ex.id), Int64GetDatum(detect_new_token()),
 	LSNGetDatum(detect_slot_confirmed(slot))}, NULL, false, SPI_OK_UPDATE);
-	detect_spi_exec("DELETE FROM anomaly.detector_forests WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
-			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
-	detect_spi_exec("DELETE FROM anomaly.detector_journal WHERE detector_id OPERATOR(pg_catalog.=) $1", 1,
-			  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(ex.id)}, NULL, false, SPI_OK_DELETE);
+	forget_learned(ex.id);
 	detect_sys_leave(&su);
 	SPI_finish();
 	detect_forget(ex.id);
@@ -609,11 +624,7 @@ anomaly_drop_detector(PG_FUNCTION_ARGS)
 	DetectSys			su;
 	Existing	ex;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = name_arg(fcinfo);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);

@@ -557,13 +557,7 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		{
 			if (att->attbyval)
 			{
-				union
-				{
-					char		c;
-					int16		s;
-					int32		i;
-					Datum		d;
-				}			u;
+				DwByvalImage u;
 
 				store_att_byval(&u, values[i], att->attlen);
 				appendBinaryStringInfo(ctx->out, (char *) &u, att->attlen);

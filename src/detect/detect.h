@@ -73,6 +73,19 @@
 /* The wire format and its reader (no PostgreSQL header: fuzzed alone). */
 #include "detect/wire_read.h"
 
+/*
+ * The image of a pass-by-value column in a row message: attlen bytes as
+ * store_att_byval writes them (decoder.c) and fetch_att reads them back
+ * (wire.c), in the server's byte order.
+ */
+typedef union DwByvalImage
+{
+	char		c;
+	int16		s;
+	int32		i;
+	Datum		d;
+} DwByvalImage;
+
 /* Little-endian writers (wire.c). */
 extern void dw_put_u8(StringInfo out, uint8 v);
 extern void dw_put_u16(StringInfo out, uint16 v);

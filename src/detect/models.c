@@ -221,8 +221,8 @@ anomaly_import_detector_models(PG_FUNCTION_ARGS)
 
 	for (int i = 0; i < nk; i++)
 	{
-		Datum		args[5];
-		char		nulls[5] = "     ";
+		Datum		args[2];
+		char		nulls[2] = "  ";
 		int64		points = detect_check_model(&def, (struct varlena *) DatumGetPointer(md[i]));
 
 		args[0] = Int64GetDatum(def.id);
@@ -245,22 +245,7 @@ anomaly_import_detector_models(PG_FUNCTION_ARGS)
 								kn[i] ? "NULL" : quote_literal_cstr(TextDatumGetCString(kd[i]))),
 						 errhint("Pass replace => true to overwrite it (what it learned is lost).")));
 		}
-		args[2] = md[i];
-		args[3] = Int64GetDatum(def.batch_seq);
-		args[4] = Int64GetDatum(points);
-		/*
-		 * As of the last round's whole journal entry: a replay skips every
-		 * point journalled so far for this key (none, unless replace).
-		 */
-		detect_spi_exec("INSERT INTO anomaly.detector_forests AS f"
-						" (detector_id, partition_key, model, journal_seq, journal_pos, points, updated_at)"
-						" VALUES ($1, $2, $3, $4, 2147483647, $5, pg_catalog.now())"
-						" ON CONFLICT (detector_id, partition_key) DO UPDATE SET"
-						" model = excluded.model, journal_seq = excluded.journal_seq,"
-						" journal_pos = excluded.journal_pos, points = excluded.points,"
-						" updated_at = excluded.updated_at", 5,
-						(Oid[]) {INT8OID, TEXTOID, rcf_type, INT8OID, INT8OID}, args, nulls,
-						false, SPI_OK_INSERT);
+		detect_store_seeded_forest(def.id, args[1], kn[i], md[i], def.batch_seq, points);
 	}
 	if (nk > 0)
 		detect_spi_exec("UPDATE anomaly.detectors SET round_token = $2"

@@ -185,6 +185,21 @@ find_entry(int64 id)
 	return found;
 }
 
+/*
+ * Puts an entry (its mutex held) in a phase, of a round run by pid (0 when
+ * none), with nothing counted yet.
+ */
+static void
+enter_phase(ProgressEntry *e, pid_t pid, DetectPhase phase, TimestampTz now)
+{
+	e->pid = pid;
+	e->phase = phase;
+	e->rows = 0;
+	e->scored = 0;
+	e->oldest_commit = 0;
+	e->touched = now;
+}
+
 /* A round of detector id opens here (its slot is ours). */
 void
 detect_progress_begin(int64 id, Oid owner, int64 base_seq, XLogRecPtr start_lsn)
@@ -206,18 +221,13 @@ detect_progress_begin(int64 id, Oid owner, int64 base_seq, XLogRecPtr start_lsn)
 	if (e == NULL)
 		return;
 	SpinLockAcquire(&e->mutex);
+	enter_phase(e, MyProcPid, DETECT_PHASE_DECODING, now);
 	e->owner = owner;
-	e->pid = MyProcPid;
-	e->phase = DETECT_PHASE_DECODING;
 	e->base_seq = base_seq;
 	e->round_started = now;
 	e->decoded_at = 0;
 	e->start_lsn = start_lsn;
 	e->read_lsn = start_lsn;
-	e->rows = 0;
-	e->scored = 0;
-	e->oldest_commit = 0;
-	e->touched = now;
 	SpinLockRelease(&e->mutex);
 	mine = e;
 	detect_progress_memory();
@@ -342,12 +352,7 @@ detect_progress_end(bool committed)
 	SpinLockAcquire(&e->mutex);
 	if (!committed)
 		e->caught_up = false;
-	e->pid = 0;
-	e->phase = DETECT_PHASE_IDLE;
-	e->rows = 0;
-	e->scored = 0;
-	e->oldest_commit = 0;
-	e->touched = now;
+	enter_phase(e, 0, DETECT_PHASE_IDLE, now);
 	SpinLockRelease(&e->mutex);
 }
 

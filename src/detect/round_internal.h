@@ -242,6 +242,10 @@ extern bool detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def,
 extern void detect_store_all_forests(DetectorCache *dc, DetectorDef *def);
 extern int64 detect_check_model(DetectorDef *def, struct varlena *model);
 
+/* seed.c */
+extern void detect_store_seeded_forest(int64 id, Datum key, bool key_null, Datum model,
+									   int64 batch_seq, int64 points);
+
 /* Reading the slot (reader.c) */
 extern bool detect_open_decoding(DetectorCache *dc, DetectorDef *def);
 extern bool detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows,

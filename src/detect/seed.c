@@ -62,6 +62,30 @@ check_param(const char *detector, const char *name, double model, double want)
 						 "sub_sample_size, time_decay, shingle_size, seed).")));
 }
 
+/*
+ * Stores a key's forest (model) for detector id as a checkpoint that covers
+ * every journal entry written so far (journal_seq batch_seq, whole): a
+ * replay skips every point journalled for the key until then.  Replaces the
+ * key's stored forest, if any.  For seed_detector and
+ * import_detector_models; inside SPI, as the extension.
+ */
+void
+detect_store_seeded_forest(int64 id, Datum key, bool key_null, Datum model,
+						   int64 batch_seq, int64 points)
+{
+	detect_spi_exec("INSERT INTO anomaly.detector_forests"
+					" (detector_id, partition_key, model, journal_seq, journal_pos, points, updated_at)"
+					" VALUES ($1, $2, $3, $4, 2147483647, $5, pg_catalog.now())"
+					" ON CONFLICT (detector_id, partition_key) DO UPDATE SET"
+					" model = excluded.model, journal_seq = excluded.journal_seq,"
+					" journal_pos = excluded.journal_pos, points = excluded.points,"
+					" updated_at = excluded.updated_at", 5,
+					(Oid[]) {INT8OID, TEXTOID, detect_anomaly_type("rcf"), INT8OID, INT8OID},
+					(Datum[]) {Int64GetDatum(id), key, model, Int64GetDatum(batch_seq),
+					Int64GetDatum(points)},
+					key_null ? " n   " : NULL, false, SPI_OK_INSERT);
+}
+
 /* The model's transform must be the detector's. */
 static void
 check_transform(const DetectorDef *def, const RcfTransform *t)
@@ -107,7 +131,6 @@ anomaly_seed_detector(PG_FUNCTION_ARGS)
 	RcfDecodeStatus status;
 	const char *detail = NULL;
 	const RcfParams *mp;
-	size_t		size;
 	struct varlena *stored;
 	int64		points;
 
@@ -180,38 +203,11 @@ anomaly_seed_detector(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("could not create a grader for detector \"%s\"", name)));
 	}
-	size = rcf_model_encoded_size_tf(forest, grader, transform);
-	if (size == 0 || size > MaxAllocSize - VARHDRSZ)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("the model is too large to store (%zu bytes)", size)));
-	stored = palloc(VARHDRSZ + size);
-	SET_VARSIZE(stored, VARHDRSZ + size);
-	if (rcf_model_encode_tf(forest, grader, transform, (uint8_t *) VARDATA(stored), size) != size)
-		elog(ERROR, "could not encode the model");
+	stored = (struct varlena *) anomaly_encode_model(forest, grader, transform);
 	points = (int64) rcf_updates(forest);
 
-	/* A checkpoint that covers every journal entry written so far. */
-	{
-		Oid			t[5] = {INT8OID, TEXTOID, detect_anomaly_type("rcf"), INT8OID, INT8OID};
-		Datum		a[5];
-		char		nl[6] = "     ";
-
-		a[0] = Int64GetDatum(id);
-		a[1] = key ? CStringGetTextDatum(key) : (Datum) 0;
-		if (key == NULL)
-			nl[1] = 'n';
-		a[2] = PointerGetDatum(stored);
-		a[3] = Int64GetDatum(def.batch_seq);
-		a[4] = Int64GetDatum(points);
-		detect_spi_exec("INSERT INTO anomaly.detector_forests"
-						" (detector_id, partition_key, model, journal_seq, journal_pos, points, updated_at)"
-						" VALUES ($1, $2, $3, $4, 2147483647, $5, pg_catalog.now())"
-						" ON CONFLICT (detector_id, partition_key) DO UPDATE SET"
-						" model = excluded.model, journal_seq = excluded.journal_seq,"
-						" journal_pos = excluded.journal_pos, points = excluded.points,"
-						" updated_at = excluded.updated_at", 5, t, a, nl, false, SPI_OK_INSERT);
-	}
+	detect_store_seeded_forest(id, key ? CStringGetTextDatum(key) : (Datum) 0, key == NULL,
+							   PointerGetDatum(stored), def.batch_seq, points);
 	detect_spi_exec("UPDATE anomaly.detectors SET round_token = $2,"
 					" note = pg_catalog.concat('forest of key ', pg_catalog.quote_nullable($3),"
 					"   ' seeded from a model of ', $4::pg_catalog.int8, ' points on ', pg_catalog.now())"

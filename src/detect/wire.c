@@ -196,14 +196,7 @@ dw_read_row_values(DwReader *r, const DwRelation *rel, Datum *values,
 		{
 			if (a->byval)
 			{
-				/* The image was written with store_att_byval. */
-				union
-				{
-					char		c;
-					int16		s;
-					int32		i;
-					Datum		d;
-				}			u;
+				DwByvalImage u;
 
 				memcpy(&u, b, a->len);
 				values[i] = fetch_att(&u, true, a->len);

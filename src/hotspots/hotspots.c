@@ -148,13 +148,11 @@ hotspots_create(const HotspotsParams *params, const HotspotsAllocator *allocator
 	if (hotspots_params_check(params) != NULL)
 		return NULL;
 	total = layout(params, offsets);
-	base = allocator->alloc(allocator->ctx, total);
+	base = rcf_allocator_new(allocator, total, offsetof(HotspotsDetector, allocator));
 	if (base == NULL)
 		return NULL;
-	memset(base, 0, total);
 	d = (HotspotsDetector *) base;
 	d->params = *params;
-	d->allocator = *allocator;
 	d->grid_dims = params->dims < GRID_DIMS ? params->dims : GRID_DIMS;
 	/* the neighbouring offsets whose first non-zero step is +1 */
 	combos = 1;
@@ -196,7 +194,7 @@ void
 hotspots_free(HotspotsDetector *detector)
 {
 	if (detector != NULL)
-		detector->allocator.free(detector->allocator.ctx, detector);
+		rcf_allocator_free(&detector->allocator, detector);
 }
 
 /* The grid cell of one coordinate: floor(v / r), clamped. */

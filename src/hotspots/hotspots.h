@@ -28,6 +28,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "rcf/rcf.h"
+
 /* KDA's documented ranges. */
 #define HOTSPOTS_MIN_WINDOW		100
 #define HOTSPOTS_MAX_WINDOW		1000
@@ -42,13 +44,11 @@ typedef struct HotspotsParams
 	int			min_points;		/* 2 .. window_size */
 } HotspotsParams;
 
-/* Memory hooks, as the forest's (alloc returns aligned memory or NULL). */
-typedef struct HotspotsAllocator
-{
-	void	   *(*alloc) (void *ctx, size_t size);
-	void		(*free) (void *ctx, void *ptr);
-	void	   *ctx;
-} HotspotsAllocator;
+/*
+ * Memory hooks: the forest's (alloc returns aligned memory or NULL), so that
+ * one glue serves both engines.
+ */
+typedef RcfAllocator HotspotsAllocator;
 
 /* One hotspot: its points, density and bounding box (dims values each). */
 typedef struct HotspotsRegion

@@ -53,8 +53,8 @@
  * CRC-32C, reflected polynomial 0x82F63B78, eight bytes per step with eight
  * tables ("slicing by 8"): the checksum covers every byte of a model, so it
  * is a good part of the decoding time.  The tables are constants (generated
- * by gen_crc32c_table.py): detector threads decode at the same time, and
- * nothing is filled at run time.  PostgreSQL's pg_crc32c is the same CRC,
+ * at build time by gen_crc32c_table.c into build/gen/): detector threads
+ * decode at the same time, and nothing is filled at run time.  PostgreSQL's pg_crc32c is the same CRC,
  * but src/rcf/ links without PostgreSQL (unit tests, fuzzing, benchmarks).
  */
 #include "crc32c_table.h"

@@ -33,6 +33,7 @@
 
 #include "rcf_internal.h"
 #include "grade.h"
+#include "le_bytes.h"
 
 #define MAX_SHORT_WINDOW 64
 
@@ -120,48 +121,41 @@ rcf_grader_params_check(const RcfGraderParams *params)
 	return NULL;
 }
 
+/* The parameters rcf_grader_set_option() sets, by name. */
+static const struct
+{
+	const char *name;
+	size_t		offset;			/* in RcfGraderParams */
+	bool		is_int;			/* an int, else a double */
+}			grader_options[] = {
+	{"z-factor", offsetof(RcfGraderParams, z_factor), false},
+	{"score-floor", offsetof(RcfGraderParams, score_floor), false},
+	{"horizon", offsetof(RcfGraderParams, horizon), false},
+	{"short-window", offsetof(RcfGraderParams, short_window), true},
+	{"suppress", offsetof(RcfGraderParams, suppress), true},
+	{"warmup", offsetof(RcfGraderParams, warmup), true},
+	{"cusum-drift", offsetof(RcfGraderParams, cusum_drift), false},
+	{"cusum-threshold", offsetof(RcfGraderParams, cusum_threshold), false},
+};
+
 /* Sets one parameter by name, for benchmarks and tools. */
 int
 rcf_grader_set_option(RcfGraderParams *params, const char *name,
 					  const char *value)
 {
-	if (!strcmp(name, "z-factor"))
-		params->z_factor = atof(value);
-	else if (!strcmp(name, "score-floor"))
-		params->score_floor = atof(value);
-	else if (!strcmp(name, "horizon"))
-		params->horizon = atof(value);
-	else if (!strcmp(name, "short-window"))
-		params->short_window = atoi(value);
-	else if (!strcmp(name, "suppress"))
-		params->suppress = atoi(value);
-	else if (!strcmp(name, "warmup"))
-		params->warmup = atoi(value);
-	else if (!strcmp(name, "cusum-drift"))
-		params->cusum_drift = atof(value);
-	else if (!strcmp(name, "cusum-threshold"))
-		params->cusum_threshold = atof(value);
+	for (size_t i = 0; i < sizeof(grader_options) / sizeof(grader_options[0]); i++)
+	{
+		char	   *field = (char *) params + grader_options[i].offset;
 
-	else
-		return -1;
-	return 0;
-}
-
-static RcfGrader *
-grader_alloc(const RcfAllocator *allocator)
-{
-	RcfGrader  *g;
-
-	if (allocator)
-		g = allocator->alloc(allocator->ctx, sizeof(RcfGrader));
-	else
-		g = malloc(sizeof(RcfGrader));
-	if (g == NULL)
-		return NULL;
-	memset(g, 0, sizeof(RcfGrader));
-	if (allocator)
-		g->allocator = *allocator;
-	return g;
+		if (strcmp(name, grader_options[i].name) != 0)
+			continue;
+		if (grader_options[i].is_int)
+			*(int *) field = atoi(value);
+		else
+			*(double *) field = atof(value);
+		return 0;
+	}
+	return -1;
 }
 
 RcfGrader *
@@ -172,7 +166,7 @@ rcf_grader_create(const RcfGraderParams *params, const RcfParams *forest_params,
 
 	if (rcf_grader_params_check(params))
 		return NULL;
-	g = grader_alloc(allocator);
+	g = rcf_allocator_new(allocator, sizeof(RcfGrader), offsetof(RcfGrader, allocator));
 	if (g == NULL)
 		return NULL;
 	g->params = *params;
@@ -184,12 +178,8 @@ rcf_grader_create(const RcfGraderParams *params, const RcfParams *forest_params,
 void
 rcf_grader_free(RcfGrader *grader)
 {
-	if (grader == NULL)
-		return;
-	if (grader->allocator.free)
-		grader->allocator.free(grader->allocator.ctx, grader);
-	else
-		free(grader);
+	if (grader != NULL)
+		rcf_allocator_free(&grader->allocator, grader);
 }
 
 const RcfGraderParams *
@@ -424,64 +414,6 @@ rcf_grader_process_tf(RcfGrader *g, RcfForest *forest, RcfTransform *t,
 		rcf_grader_learn_tf(g, forest, t, input, out);
 }
 
-/* Little-endian writers and readers for the grader payload. */
-static uint8_t *
-put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		*p++ = (uint8_t) (v >> (8 * i));
-	return p;
-}
-
-static uint8_t *
-putd(uint8_t *p, double d)
-{
-	uint64_t	v;
-
-	memcpy(&v, &d, 8);
-	return put64(p, v);
-}
-
-static uint8_t *
-put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		*p++ = (uint8_t) (v >> (8 * i));
-	return p;
-}
-
-static uint64_t
-get64(const uint8_t **p)
-{
-	uint64_t	v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t) (*p)[i] << (8 * i);
-	*p += 8;
-	return v;
-}
-
-static double
-getd(const uint8_t **p)
-{
-	uint64_t	v = get64(p);
-	double		d;
-
-	memcpy(&d, &v, 8);
-	return d;
-}
-
-static uint32_t
-get32(const uint8_t **p)
-{
-	uint32_t	v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t) (*p)[i] << (8 * i);
-	*p += 4;
-	return v;
-}
-
 size_t
 rcf_grader_encoded_size(const RcfGrader *g)
 {
@@ -501,29 +433,29 @@ rcf_grader_encode(const RcfGrader *g, uint8_t *p)
 {
 	const RcfGraderParams *q = &g->params;
 
-	p = putd(p, q->z_factor);
-	p = putd(p, q->score_floor);
-	p = putd(p, q->horizon);
-	p = putd(p, q->ignore_above);
-	p = putd(p, q->ignore_below);
-	p = putd(p, q->ignore_above_ratio);
-	p = putd(p, q->ignore_below_ratio);
-	p = put32(p, (uint32_t) q->short_window);
-	p = put32(p, (uint32_t) q->suppress);
-	p = put32(p, (uint32_t) q->warmup);
-	p = putd(p, g->mean);
-	p = putd(p, g->var);
-	p = put64(p, g->count);
-	p = put32(p, (uint32_t) g->suppress_left);
-	p = put32(p, (uint32_t) g->ring_next);
-	p = put32(p, (uint32_t) g->ring_fill);
-	p = putd(p, g->ring_sum);
-	p = putd(p, g->peak);
-	p = putd(p, q->cusum_drift);
-	p = putd(p, q->cusum_threshold);
-	p = putd(p, g->cusum);
+	p = rcf_le_put_f64(p, q->z_factor);
+	p = rcf_le_put_f64(p, q->score_floor);
+	p = rcf_le_put_f64(p, q->horizon);
+	p = rcf_le_put_f64(p, q->ignore_above);
+	p = rcf_le_put_f64(p, q->ignore_below);
+	p = rcf_le_put_f64(p, q->ignore_above_ratio);
+	p = rcf_le_put_f64(p, q->ignore_below_ratio);
+	p = rcf_le_put_u32(p, (uint32_t) q->short_window);
+	p = rcf_le_put_u32(p, (uint32_t) q->suppress);
+	p = rcf_le_put_u32(p, (uint32_t) q->warmup);
+	p = rcf_le_put_f64(p, g->mean);
+	p = rcf_le_put_f64(p, g->var);
+	p = rcf_le_put_u64(p, g->count);
+	p = rcf_le_put_u32(p, (uint32_t) g->suppress_left);
+	p = rcf_le_put_u32(p, (uint32_t) g->ring_next);
+	p = rcf_le_put_u32(p, (uint32_t) g->ring_fill);
+	p = rcf_le_put_f64(p, g->ring_sum);
+	p = rcf_le_put_f64(p, g->peak);
+	p = rcf_le_put_f64(p, q->cusum_drift);
+	p = rcf_le_put_f64(p, q->cusum_threshold);
+	p = rcf_le_put_f64(p, g->cusum);
 	for (int i = 0; i < g->ring_fill; i++)
-		p = putd(p, g->ring[i]);
+		p = rcf_le_put_f64(p, g->ring[i]);
 }
 
 /*
@@ -548,35 +480,35 @@ rcf_grader_decode(int kind, const uint8_t *buf, size_t len,
 	fixed = kind == RCF_SECTION_GRADER ? GRADER_PAYLOAD_FIXED : GRADER_PAYLOAD_V1;
 	if (len < fixed)
 		return NULL;
-	q.z_factor = getd(&p);
-	q.score_floor = getd(&p);
-	q.horizon = getd(&p);
-	q.ignore_above = getd(&p);
-	q.ignore_below = getd(&p);
-	q.ignore_above_ratio = getd(&p);
-	q.ignore_below_ratio = getd(&p);
-	q.short_window = (int) get32(&p);
-	q.suppress = (int) get32(&p);
-	q.warmup = (int) get32(&p);
-	g = grader_alloc(allocator);
+	q.z_factor = rcf_le_get_f64(&p);
+	q.score_floor = rcf_le_get_f64(&p);
+	q.horizon = rcf_le_get_f64(&p);
+	q.ignore_above = rcf_le_get_f64(&p);
+	q.ignore_below = rcf_le_get_f64(&p);
+	q.ignore_above_ratio = rcf_le_get_f64(&p);
+	q.ignore_below_ratio = rcf_le_get_f64(&p);
+	q.short_window = (int) rcf_le_get_u32(&p);
+	q.suppress = (int) rcf_le_get_u32(&p);
+	q.warmup = (int) rcf_le_get_u32(&p);
+	g = rcf_allocator_new(allocator, sizeof(RcfGrader), offsetof(RcfGrader, allocator));
 	if (g == NULL)
 	{
 		*detail = "out of memory for the grader";
 		return NULL;
 	}
-	g->mean = getd(&p);
-	g->var = getd(&p);
-	g->count = get64(&p);
-	suppress_left = get32(&p);
-	ring_next = get32(&p);
-	ring_fill = get32(&p);
-	g->ring_sum = getd(&p);
-	g->peak = getd(&p);
+	g->mean = rcf_le_get_f64(&p);
+	g->var = rcf_le_get_f64(&p);
+	g->count = rcf_le_get_u64(&p);
+	suppress_left = rcf_le_get_u32(&p);
+	ring_next = rcf_le_get_u32(&p);
+	ring_fill = rcf_le_get_u32(&p);
+	g->ring_sum = rcf_le_get_f64(&p);
+	g->peak = rcf_le_get_f64(&p);
 	if (kind == RCF_SECTION_GRADER)
 	{
-		q.cusum_drift = getd(&p);
-		q.cusum_threshold = getd(&p);
-		g->cusum = getd(&p);
+		q.cusum_drift = rcf_le_get_f64(&p);
+		q.cusum_threshold = rcf_le_get_f64(&p);
+		g->cusum = rcf_le_get_f64(&p);
 	}
 	else
 	{
@@ -609,7 +541,7 @@ rcf_grader_decode(int kind, const uint8_t *buf, size_t len,
 	g->ring_fill = (int) ring_fill;
 	for (uint32_t i = 0; i < ring_fill; i++)
 	{
-		g->ring[i] = getd(&p);
+		g->ring[i] = rcf_le_get_f64(&p);
 		if (!isfinite(g->ring[i]) || g->ring[i] < 0.0)
 		{
 			*detail = "the grader's state is inconsistent";

@@ -17,19 +17,28 @@
 const char *
 rcf_model_params_check(const RcfParams *params)
 {
+	/* in the order they are checked (the first out of range is said) */
+	const struct
+	{
+		int			value;
+		int			min;
+		int			max;
+		const char *err;
+	}			ranges[] = {
+		{params->number_of_trees, RCF_MODEL_MIN_TREES, RCF_MODEL_MAX_TREES,
+		"number_of_trees is out of range"},
+		{params->sample_size, RCF_MODEL_MIN_SAMPLES, RCF_MODEL_MAX_SAMPLES,
+		"sub_sample_size is out of range"},
+		{params->shingle_size, RCF_MODEL_MIN_SHINGLE, RCF_MODEL_MAX_SHINGLE,
+		"shingle_size is out of range"},
+	};
 	const char *err = rcf_params_check(params);
 
 	if (err)
 		return err;
-	if (params->number_of_trees < RCF_MODEL_MIN_TREES ||
-		params->number_of_trees > RCF_MODEL_MAX_TREES)
-		return "number_of_trees is out of range";
-	if (params->sample_size < RCF_MODEL_MIN_SAMPLES ||
-		params->sample_size > RCF_MODEL_MAX_SAMPLES)
-		return "sub_sample_size is out of range";
-	if (params->shingle_size < RCF_MODEL_MIN_SHINGLE ||
-		params->shingle_size > RCF_MODEL_MAX_SHINGLE)
-		return "shingle_size is out of range";
+	for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+		if (ranges[i].value < ranges[i].min || ranges[i].value > ranges[i].max)
+			return ranges[i].err;
 	if ((long) params->dims * params->shingle_size > RCF_MODEL_MAX_DIMENSIONS)
 		return "dimensions times shingle_size is out of range";
 	/* SQL takes a whole time_decay above sub_sample_size (params.c). */

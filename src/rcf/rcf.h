@@ -69,6 +69,17 @@ typedef struct RcfAllocator
 	void	   *ctx;
 } RcfAllocator;
 
+/*
+ * A new object of size bytes, zeroed, from allocator, or from malloc when it
+ * is NULL; NULL when out of memory.  The object keeps a copy of the
+ * allocator at offset allocator_at (all zero for malloc) and is freed with
+ * rcf_allocator_free(&copy, object), which calls its free, or free() when
+ * it has none; NULL is fine.
+ */
+extern void *rcf_allocator_new(const RcfAllocator *allocator, size_t size,
+							   size_t allocator_at);
+extern void rcf_allocator_free(const RcfAllocator *allocator, void *p);
+
 typedef struct RcfForest RcfForest;
 
 /* Fills in KDA's defaults for everything but dims. */

@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "rcf.h"
+#include "le_bytes.h"
 
 /*
  * The floor of a scale: relative to the mean's magnitude (a feature that
@@ -148,19 +149,12 @@ rcf_transform_bytes(int dims)
 	return sizeof(RcfTransform) + sizeof(RcfFeature) * (size_t) dims;
 }
 
+/* A zeroed transform of dims features that keeps its allocator. */
 static RcfTransform *
 transform_alloc(int dims, const RcfAllocator *allocator)
 {
-	size_t		size = rcf_transform_bytes(dims);
-	RcfTransform *t;
-
-	t = allocator ? allocator->alloc(allocator->ctx, size) : malloc(size);
-	if (t == NULL)
-		return NULL;
-	memset(t, 0, size);
-	if (allocator)
-		t->allocator = *allocator;
-	return t;
+	return rcf_allocator_new(allocator, rcf_transform_bytes(dims),
+							 offsetof(RcfTransform, allocator));
 }
 
 RcfTransform *
@@ -187,12 +181,8 @@ rcf_transform_create(const RcfTransformParams *params, const double *weights,
 void
 rcf_transform_free(RcfTransform *transform)
 {
-	if (transform == NULL)
-		return;
-	if (transform->allocator.free)
-		transform->allocator.free(transform->allocator.ctx, transform);
-	else
-		free(transform);
+	if (transform != NULL)
+		rcf_allocator_free(&transform->allocator, transform);
 }
 
 const RcfTransformParams *
@@ -425,45 +415,6 @@ rcf_transform_impute(const RcfTransform *t, RcfForest *forest,
 	return 0;
 }
 
-/* Little-endian fields of the encoded form. */
-static uint8_t *
-put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		*p++ = (uint8_t) (v >> (8 * i));
-	return p;
-}
-
-static uint8_t *
-put_f64(uint8_t *p, double d)
-{
-	uint64_t	v;
-
-	memcpy(&v, &d, 8);
-	return put_u64(p, v);
-}
-
-static uint64_t
-get_u64(const uint8_t **p)
-{
-	uint64_t	v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t) (*p)[i] << (8 * i);
-	*p += 8;
-	return v;
-}
-
-static double
-get_f64(const uint8_t **p)
-{
-	uint64_t	v = get_u64(p);
-	double		d;
-
-	memcpy(&d, &v, 8);
-	return d;
-}
-
 #define TRANSFORM_FIXED		(5 * 8)
 #define TRANSFORM_PER_DIM	(8 * 8)
 
@@ -481,23 +432,23 @@ rcf_transform_encoded_size(const RcfTransform *t)
 void
 rcf_transform_encode(const RcfTransform *t, uint8_t *p)
 {
-	p = put_u64(p, (uint64_t) t->params.method);
-	p = put_u64(p, (uint64_t) t->params.dims);
-	p = put_f64(p, t->params.decay);
-	p = put_f64(p, t->params.clip);
-	p = put_u64(p, t->count);
+	p = rcf_le_put_u64(p, (uint64_t) t->params.method);
+	p = rcf_le_put_u64(p, (uint64_t) t->params.dims);
+	p = rcf_le_put_f64(p, t->params.decay);
+	p = rcf_le_put_f64(p, t->params.clip);
+	p = rcf_le_put_u64(p, t->count);
 	for (int i = 0; i < t->params.dims; i++)
 	{
 		const RcfFeature *f = &t->feature[i];
 
-		p = put_f64(p, f->weight);
-		p = put_f64(p, f->previous);
-		p = put_f64(p, f->level.weight);
-		p = put_f64(p, f->level.mean);
-		p = put_f64(p, f->level.m2);
-		p = put_f64(p, f->diff.weight);
-		p = put_f64(p, f->diff.mean);
-		p = put_f64(p, f->diff.m2);
+		p = rcf_le_put_f64(p, f->weight);
+		p = rcf_le_put_f64(p, f->previous);
+		p = rcf_le_put_f64(p, f->level.weight);
+		p = rcf_le_put_f64(p, f->level.mean);
+		p = rcf_le_put_f64(p, f->level.m2);
+		p = rcf_le_put_f64(p, f->diff.weight);
+		p = rcf_le_put_f64(p, f->diff.mean);
+		p = rcf_le_put_f64(p, f->diff.m2);
 	}
 }
 
@@ -525,11 +476,11 @@ rcf_transform_decode(const uint8_t *buf, size_t len, int dims,
 	*detail = "the transform section is malformed";
 	if (len < TRANSFORM_FIXED)
 		return NULL;
-	method = get_u64(&p);
-	ndims = get_u64(&p);
+	method = rcf_le_get_u64(&p);
+	ndims = rcf_le_get_u64(&p);
 	memset(&q, 0, sizeof(q));
-	q.decay = get_f64(&p);
-	q.clip = get_f64(&p);
+	q.decay = rcf_le_get_f64(&p);
+	q.clip = rcf_le_get_f64(&p);
 	if (method > RCF_TRANSFORM_NORMALIZE_DIFFERENCE || ndims != (uint64_t) dims)
 	{
 		*detail = "the transform's method or dimensions are out of range";
@@ -554,21 +505,21 @@ rcf_transform_decode(const uint8_t *buf, size_t len, int dims,
 		return NULL;
 	}
 	t->params = q;
-	t->count = get_u64(&p);
+	t->count = rcf_le_get_u64(&p);
 	/* A discounted count stays below 1 / decay (plus rounding). */
 	max_weight = 1.0 / q.decay + 1.0;
 	for (int i = 0; i < dims; i++)
 	{
 		RcfFeature *f = &t->feature[i];
 
-		f->weight = get_f64(&p);
-		f->previous = get_f64(&p);
-		f->level.weight = get_f64(&p);
-		f->level.mean = get_f64(&p);
-		f->level.m2 = get_f64(&p);
-		f->diff.weight = get_f64(&p);
-		f->diff.mean = get_f64(&p);
-		f->diff.m2 = get_f64(&p);
+		f->weight = rcf_le_get_f64(&p);
+		f->previous = rcf_le_get_f64(&p);
+		f->level.weight = rcf_le_get_f64(&p);
+		f->level.mean = rcf_le_get_f64(&p);
+		f->level.m2 = rcf_le_get_f64(&p);
+		f->diff.weight = rcf_le_get_f64(&p);
+		f->diff.mean = rcf_le_get_f64(&p);
+		f->diff.m2 = rcf_le_get_f64(&p);
 		if (rcf_transform_weight_check(f->weight) || !isfinite(f->previous) ||
 			!stat_valid(&f->level, max_weight, t->count) ||
 			!stat_valid(&f->diff, max_weight, t->count))

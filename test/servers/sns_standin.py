@@ -302,6 +302,10 @@ def main():
             return Reply(405, "GET only")
         if args.container_auth and req.headers.get("authorization") != args.container_auth:
             return Reply(401, "missing or bad authorization")
+        if req.path.endswith("/broken"):
+            # not JSON: the secret is not quoted
+            return Reply(200, '{"AccessKeyId": "%s", "SecretAccessKey": %s}'
+                         % (args.container_key, args.secret_key))
         exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
         return Reply(200, json.dumps({
             "AccessKeyId": args.container_key, "SecretAccessKey": args.secret_key,

@@ -249,6 +249,23 @@ is(scalar(@container) >= 1 ? $container[0]{outcome} : 'none',
 my @signed = grep { ($_->{key} // '') eq 'AKIDFROMECS000000001' } read_jsonl($sns->{log});
 ok(scalar(@signed) >= 1, 'the publish was signed with the container credentials');
 
+# A document that is not JSON is refused, saying so without quoting it (the
+# stand-in writes the secret unquoted); IMDS, tried next, is off.
+$node->stop;
+$node->append_conf('postgresql.conf', "anomaly.aws_imds_endpoint = ''\n");
+{
+	local $ENV{AWS_CONTAINER_CREDENTIALS_FULL_URI} =
+	  "http://127.0.0.1:$sns->{port}/v2/credentials/broken";
+	local $ENV{AWS_CONTAINER_AUTHORIZATION_TOKEN} = $container_auth;
+	$node->start;
+}
+my $broken = $node->safe_psql('postgres',
+	"SELECT ok || ' ' || detail FROM anomaly.test_destination('ops')");
+like($broken,
+	qr/^false .*the container credentials endpoint returned an unusable credential document: the document is not valid JSON \(at byte \d+\)/,
+	'a credential document that is not JSON is refused, and why is said');
+unlike($broken, qr/\Q$secret\E/, 'the refusal quotes none of the document');
+
 # --- no AWS secret in the log --------------------------------------------------------
 
 sleep(0.3);
