@@ -498,7 +498,7 @@ uncached_large_nodes(const RcfForest *f)
 			if (RCF_IS_LEAF(ref))
 				continue;
 			if (tree->leaf_count[ref] >= RCF_BOX_MIN_LEAVES &&
-				tree->nodes[ref].box == RCF_NO_BOX)
+				tree->node_box[ref] == RCF_NO_BOX)
 				count++;
 			stack[top++] = tree->nodes[ref].child[0];
 			stack[top++] = tree->nodes[ref].child[1];
@@ -564,7 +564,7 @@ test_box_cache(void)
 	{
 		for (int t = 0; t < p.number_of_trees; t++)
 			for (int i = 0; i < p.sample_size - 1; i++)
-				if (f->trees[t].nodes[i].box != g->trees[t].nodes[i].box)
+				if (f->trees[t].node_box[i] != g->trees[t].node_box[i])
 					differ_in_cache = 1;
 		UNIT_OK(differ_in_cache, "the decoded copy caches other boxes than the original");
 		/* Back and forth around the data, then a fresh rise. */
