@@ -1031,6 +1031,46 @@ score_from_leaf(const RcfForest *forest, const RcfTree *tree, const float *q,
 		score = 1.0 / (depth + 1);
 
 	/* Once q is inside a box it is inside every box above: stop. */
+	if (forest->box_mode == RCF_BOXES_NONE)
+	{
+		/*
+		 * One value a point.  q went to the child's side of the parent's
+		 * cut, and the sibling's points all lie beyond the cut, so the
+		 * parent's box grows only away from q: q is outside it exactly when
+		 * it is outside the child's box on the near side, which needs no
+		 * walk.  Only then is the sibling's outermost point looked up, for
+		 * the box's range; box_gap gives the values it would give from a
+		 * cached box.
+		 */
+		float		vlo = *lo;
+		float		vhi = *hi;
+
+		for (int level = depth - 1; level >= 0; level--)
+		{
+			const RcfNode *n = &tree->nodes[path[level]];
+			double		range;
+			double		gap;
+			double		p;
+
+			if (n->child[RCF_LEFT] == child)
+			{
+				if (!(vlo > q[0]))
+					break;
+				vhi = *subtree_end(tree, n->child[RCF_RIGHT], RCF_RIGHT);
+			}
+			else
+			{
+				if (!(vhi < q[0]))
+					break;
+				vlo = *subtree_end(tree, n->child[RCF_LEFT], RCF_LEFT);
+			}
+			child = path[level];
+			gap = box_gap(&vlo, &vhi, qd, 1, &range);
+			p = gap / (range + gap);
+			score = p / (level + 1) + (1.0 - p) * score;
+		}
+		return score * forest->log2_table[tree->heap_size];
+	}
 	if (forest->box_mode == RCF_BOXES_ALL)
 	{
 		for (int level = depth - 1; level >= 0; level--)
