@@ -383,6 +383,22 @@ test_bytes(void)
 	UNIT_OK(f && !f->shared && f->records == NULL && f->trees[0].leaf_loc == NULL &&
 			rcf_bytes(f) == rcf_arena_size(&p), "shingle 1: values in the leaves, no store");
 	rcf_free(f);
+
+	/*
+	 * One value a point: no box is kept (a subtree's box is its outermost
+	 * leaves), so KDA's defaults fit the issue's 600 KB after any run.
+	 */
+	rcf_params_default(&p, 1);
+	f = rcf_create(&p, NULL);
+	UNIT_OK(f && f->box_mode == RCF_BOXES_NONE && f->trees[0].boxes == NULL &&
+			rcf_bytes(f) <= 600000,
+			"KDA's defaults: no boxes, %zu bytes (at most 600,000)", f ? rcf_bytes(f) : 0);
+	rcf_free(f);
+	p.dims = 2;
+	f = rcf_create(&p, NULL);
+	UNIT_OK(f && f->box_mode == RCF_BOXES_ALL && f->trees[0].boxes != NULL,
+			"two values a point: every box cached");
+	rcf_free(f);
 }
 
 /* An allocator that counts its calls and can be made to fail. */
