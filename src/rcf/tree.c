@@ -422,6 +422,23 @@ uncached_parent_box(const RcfForest *forest, const RcfTree *tree,
 }
 
 /*
+ * With one value a point (RCF_BOXES_NONE): whether q lies in the box of the
+ * parent of `child` on q's path, from the child's box [lo, hi] alone.  q
+ * went to the child's side of the parent's cut and the sibling's points lie
+ * beyond it, so the parent's box reaches past q on the sibling's side and
+ * holds q exactly when the child's box does on the other side; no walk to
+ * the sibling's outermost leaf is needed to know.
+ */
+static inline bool
+parent_holds_1d(const RcfTree *tree, int16_t parent, int16_t child,
+				float lo, float hi, float q)
+{
+	if (tree->nodes[parent].child[RCF_LEFT] == child)
+		return !(lo > q);
+	return !(hi < q);
+}
+
+/*
  * The box of the parent of `child` on a path, given the box [*lo, *hi] of
  * `child` itself: the parent's cached box, or one computed in scratch
  * space.  Updates *lo and *hi.
@@ -777,6 +794,12 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 		uint16_t	cd;
 		float		cv;
 
+		if (forest->box_mode == RCF_BOXES_NONE &&
+			parent_holds_1d(tree, p, child, *lo, *hi, q[0]))
+		{
+			inside_level = level;
+			break;
+		}
 		parent_box(forest, tree, p, child, &lo, &hi);
 		child = p;
 		if (box_contains(lo, hi, q, d))
@@ -1052,18 +1075,12 @@ score_from_leaf(const RcfForest *forest, const RcfTree *tree, const float *q,
 			double		gap;
 			double		p;
 
+			if (parent_holds_1d(tree, path[level], child, vlo, vhi, q[0]))
+				break;
 			if (n->child[RCF_LEFT] == child)
-			{
-				if (!(vlo > q[0]))
-					break;
 				vhi = *subtree_end(tree, n->child[RCF_RIGHT], RCF_RIGHT);
-			}
 			else
-			{
-				if (!(vhi < q[0]))
-					break;
 				vlo = *subtree_end(tree, n->child[RCF_LEFT], RCF_LEFT);
-			}
 			child = path[level];
 			gap = box_gap(&vlo, &vhi, qd, 1, &range);
 			p = gap / (range + gap);
@@ -1193,6 +1210,9 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
 		double		p;
 		double		unseen = 1.0 / (level + 1);
 
+		if (forest->box_mode == RCF_BOXES_NONE &&
+			parent_holds_1d(tree, forest->path[level], child, *lo, *hi, q[0]))
+			break;
 		parent_box(forest, tree, forest->path[level], child, &lo, &hi);
 		child = forest->path[level];
 		gap = box_gap(lo, hi, qd, d, &range);
