@@ -67,7 +67,7 @@ DROP TABLE lim_src;
 -- Decoding a model: refused before it is allocated.
 CREATE TABLE lim_models AS
 SELECT anomaly.rcf_train(ARRAY[x], 100, 1000 ORDER BY x) AS m FROM generate_series(1, 50) x;
-SELECT (anomaly.rcf_info(m) ->> 'memory_bytes')::bigint BETWEEN 3000000 AND 8000000 AS arena_mb
+SELECT (anomaly.rcf_info(m) ->> 'memory_bytes')::bigint BETWEEN 2000000 AND 8000000 AS arena_mb
 FROM lim_models;
 SET anomaly.max_forest_memory = '2MB';
 SELECT anomaly.rcf_info(m) FROM lim_models;

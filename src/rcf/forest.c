@@ -46,25 +46,36 @@ rcf_params_check(const RcfParams *params)
 }
 
 /*
- * Whether a forest caches boxes by subtree size (see rcf_internal.h): only
- * where a box is large enough for the savings to outweigh the leaf counts
- * and the pool's bookkeeping, and the time of recomputing.  Otherwise every
- * internal node has its box, at its own index.
+ * How a forest keeps boxes (see rcf_internal.h): none for points of one
+ * value, whose boxes are found at the ends of their subtrees; by subtree
+ * size, in a pool, only where a box is large enough for the savings to
+ * outweigh the leaf counts and the pool's bookkeeping, and the time of
+ * recomputing; otherwise every internal node has its box, at its own index.
  */
-bool
-rcf_box_partial(const RcfParams *params)
+int
+rcf_box_mode(const RcfParams *params)
 {
-	return params->dims * params->shingle_size >= RCF_BOX_PARTIAL_MIN_DIMS &&
-		params->sample_size >= RCF_BOX_MIN_LEAVES;
+	if ((long) params->dims * params->shingle_size == 1)
+		return RCF_BOXES_NONE;
+	if (params->dims * params->shingle_size >= RCF_BOX_PARTIAL_MIN_DIMS &&
+		params->sample_size >= RCF_BOX_MIN_LEAVES)
+		return RCF_BOXES_PARTIAL;
+	return RCF_BOXES_ALL;
 }
 
-/* Boxes per tree: the pool, or one per internal node. */
+/* Boxes per tree: none, the pool, or one per internal node. */
 size_t
 rcf_box_pool_size(const RcfParams *params)
 {
-	if (!rcf_box_partial(params))
-		return (size_t) params->sample_size - 1;
-	return (size_t) params->sample_size * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV;
+	switch (rcf_box_mode(params))
+	{
+		case RCF_BOXES_NONE:
+			return 0;
+		case RCF_BOXES_PARTIAL:
+			return (size_t) params->sample_size * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV;
+		default:
+			return (size_t) params->sample_size - 1;
+	}
 }
 
 /* Rounds an arena offset up so that every array is aligned. */
@@ -85,7 +96,7 @@ arena_layout(const RcfParams *params, char *base)
 	size_t		N = params->sample_size;
 	size_t		T = params->number_of_trees;
 	size_t		M = rcf_box_pool_size(params);
-	size_t		partial = rcf_box_partial(params) ? 1 : 0;
+	size_t		partial = rcf_box_mode(params) == RCF_BOXES_PARTIAL ? 1 : 0;
 	size_t		shared = params->shingle_size > 1 ? 1 : 0;
 	size_t		off = 0;
 	RcfForest  *forest = (RcfForest *) base;
@@ -105,6 +116,7 @@ arena_layout(const RcfParams *params, char *base)
 
 		CARVE(tree->nodes, RcfNode, N - 1);
 		CARVE(tree->leaf_count, uint16_t, partial * (N - 1));
+		CARVE(tree->node_box, uint16_t, partial * (N - 1));
 		CARVE(tree->boxes, float, M * 2 * D);
 		CARVE(tree->box_free, uint16_t, partial * M);
 		CARVE(tree->leaf_mass, uint16_t, N);
@@ -112,6 +124,10 @@ arena_layout(const RcfParams *params, char *base)
 		CARVE(tree->leaf_loc, uint32_t, shared * N);
 		if (base)
 		{
+			if (!partial)
+				tree->leaf_count = tree->node_box = NULL;
+			if (M == 0)
+				tree->boxes = NULL;
 			if (shared)
 				tree->points = NULL;
 			else
@@ -208,7 +224,8 @@ rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 	forest->reserved = 0;
 	forest->rec_cap = forest->rec_used = 0;
 	forest->last_valid = false;
-	forest->box_partial = rcf_box_partial(params);
+	forest->box_mode = rcf_box_mode(params);
+	forest->box_partial = forest->box_mode == RCF_BOXES_PARTIAL;
 	forest->box_slots = (int) rcf_box_pool_size(params);
 
 	for (int m = 0; m <= forest->N; m++)

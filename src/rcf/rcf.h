@@ -5,7 +5,7 @@
  * The engine is plain C99 with no PostgreSQL dependency, so that it can be
  * unit-tested and benchmarked on its own.  A forest lives in one arena whose
  * size is fixed at creation, and, with shingle_size > 1, a store of records
- * that grows by half when compaction does not free enough (rarely: nothing
+ * that grows by a quarter when compaction does not free enough (rarely: nothing
  * is allocated per point).
  *
  * Each call that takes an "input" takes one record of `dims` values.  With

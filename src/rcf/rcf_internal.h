@@ -4,9 +4,11 @@
  *	  by the model (de)serialiser.  Not part of the public interface.
  *
  * Everything a forest owns lives in one arena, addressed through the
- * pointers below, except the shared record store (below), which grows.  Trees refer to their nodes and leaves by small integers:
- * a child reference is an int16_t that is >= 0 for an internal node and
- * -(leaf + 1) for a leaf, which keeps a node at 12 bytes.  Leaves, sampler
+ * pointers below, except the shared record store (below), which grows.
+ * Trees refer to their nodes and leaves by small integers: a child
+ * reference is an int16_t that is >= 0 for an internal node and -(leaf + 1)
+ * for a leaf, which keeps a node at 10 bytes (packed: a node's cut is read
+ * unaligned, which x86 and ARMv8 do at no cost).  Leaves, sampler
  * entries and box slots are kept as parallel arrays of the narrowest types
  * their ranges need (a leaf's mass and a sampler entry's leaf are at most
  * the sample size, 4096), so that no entry carries padding.
@@ -23,27 +25,40 @@
  * the offsets renumbered.  No sequence number or reference count is kept:
  * nothing but the encoding needs one, and the encoding writes the store.
  *
- * Bounding boxes: with points of fewer than RCF_BOX_PARTIAL_MIN_DIMS values
- * every internal node caches its box, at its own index.  With wider points,
- * where boxes are most of a forest's memory, boxes are cached only for
- * internal nodes whose subtree holds at least RCF_BOX_MIN_LEAVES leaves, in
- * a pool of sample_size * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV boxes per
- * tree; any other node's box is recomputed from its subtree when needed,
- * which gives the same values, since a box is the exact minimum and maximum
- * of its points.  With the threshold at 3, the nodes left out are those
- * over two leaves, whose box is the two points: scoring reads the sibling
- * leaf's point instead of the parent's box.  Measured on bench/engine (50
- * trees, 256 samples, CPU time per point against every box cached): 8
- * values a point (shingle 8) -14% bytes for +20% time; 16 values, -17% for
- * +10-30% (a shared machine's noise); larger thresholds save more but cost
- * more (4: +20-25% more, 8: +75%, 16: +370%), as scoring and insertion then
- * walk small subtrees.  Set RCF_BOX_PARTIAL_MIN_DIMS above 1024 to cache
- * every box always.  Random
- * cut trees over 256 points have 170-180 nodes of 3 leaves or more
- * (measured on seasonal data, shingle 1 and 8), so the pool, 3/4 of the
- * sample size, rarely runs out; when it does, the node simply stays
- * uncached, and its box costs a walk of its subtree.  The constants can be
- * set at build time (-D) to measure other choices.
+ * Bounding boxes, in one of three ways (forest->box_mode):
+ *
+ * - RCF_BOXES_NONE, points of one value: no box is kept.  Every point of a
+ *   left subtree is at most its parent's cut and every point of the right
+ *   one above it, so a subtree's box is its leftmost and rightmost leaves'
+ *   values, found by following child[0] or child[1] down; and going up a
+ *   path, the parent's box is the child's grown on the sibling's side only,
+ *   by the sibling's outermost leaf (one such walk per level).  The values
+ *   are the same floats a cached box would hold, so scores are identical.
+ *   This drops a quarter of a forest of KDA's defaults.
+ *
+ * - RCF_BOXES_ALL, points of 2 to RCF_BOX_PARTIAL_MIN_DIMS - 1 values: every
+ *   internal node caches its box, at its own index.
+ *
+ * - RCF_BOXES_PARTIAL, wider points, where boxes are most of a forest's
+ *   memory: boxes are cached only for internal nodes whose subtree holds at
+ *   least RCF_BOX_MIN_LEAVES leaves, in a pool of sample_size *
+ *   RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV boxes per tree (node_box[node] is
+ *   its slot); any other node's box is recomputed from its subtree when
+ *   needed, which gives the same values, since a box is the exact minimum
+ *   and maximum of its points.  With the threshold at 3, the nodes left out
+ *   are those over two leaves, whose box is the two points: scoring reads
+ *   the sibling leaf's point instead of the parent's box.  Measured on
+ *   bench/engine (50 trees, 256 samples, CPU time per point against every
+ *   box cached): 8 values a point (shingle 8) -14% bytes for +20% time; 16
+ *   values, -17% for +10-30% (a shared machine's noise); larger thresholds
+ *   save more but cost more (4: +20-25% more, 8: +75%, 16: +370%), as
+ *   scoring and insertion then walk small subtrees.  Set
+ *   RCF_BOX_PARTIAL_MIN_DIMS above 1024 to cache every box always.  Random
+ *   cut trees over 256 points have 170-180 nodes of 3 leaves or more
+ *   (measured on seasonal data, shingle 1 and 8), so the pool, 3/4 of the
+ *   sample size, rarely runs out; when it does, the node simply stays
+ *   uncached, and its box costs a walk of its subtree.  The constants can
+ *   be set at build time (-D) to measure other choices.
  */
 #ifndef RCF_INTERNAL_H
 #define RCF_INTERNAL_H
@@ -66,6 +81,9 @@
 #define RCF_BOX_POOL_NUM	3	/* pool = sample_size * NUM / DIV */
 #define RCF_BOX_POOL_DIV	4
 #endif
+#define RCF_BOXES_NONE		0
+#define RCF_BOXES_ALL		1
+#define RCF_BOXES_PARTIAL	2
 #define RCF_IS_LEAF(ref)	((ref) < 0)
 #define RCF_LEAF_REF(idx)	((int16_t) (-(idx) - 1))
 #define RCF_LEAF_IDX(ref)	(-(ref) - 1)
@@ -93,12 +111,17 @@
  * Internal node: points with x[dim] <= cut go left.  While the node is on
  * the free list, child[0] links to the next free node.
  */
-typedef struct RcfNode
+#if defined(__GNUC__) || defined(__clang__)
+#define RCF_PACKED			__attribute__((packed))
+#else
+#define RCF_PACKED
+#endif
+
+typedef struct RCF_PACKED RcfNode
 {
 	float		cut;
 	uint16_t	dim;
 	int16_t		child[2];		/* [0] left, [1] right */
-	uint16_t	box;			/* its cached box in boxes, or RCF_NO_BOX */
 } RcfNode;
 
 /*
@@ -126,6 +149,7 @@ typedef struct RcfTree
 	int16_t		leaf_hw;		/* leaves from here up never used yet */
 	uint16_t	box_nfree;		/* entries on box_free */
 	uint16_t   *leaf_count;		/* per node: leaves in its subtree */
+	uint16_t   *node_box;		/* per node: its cached box, or RCF_NO_BOX */
 	uint16_t   *box_free;		/* stack of unused box slots */
 	float	   *heap_weight;	/* sample_size */
 	uint16_t   *heap_leaf;		/* sample_size */
@@ -150,7 +174,8 @@ struct RcfForest
 	size_t		bytes;
 
 	RcfTree    *trees;
-	bool		box_partial;	/* boxes cached by subtree size, in a pool */
+	int			box_mode;		/* RCF_BOXES_NONE, _ALL or _PARTIAL */
+	bool		box_partial;	/* box_mode == RCF_BOXES_PARTIAL */
 	int			box_slots;		/* cached boxes per tree */
 
 	/*
@@ -266,9 +291,11 @@ rcf_node_box(const RcfForest *forest, const RcfTree *tree, int node)
 {
 	uint16_t	b;
 
-	if (!forest->box_partial)
+	if (forest->box_mode == RCF_BOXES_ALL)
 		return tree->boxes + (size_t) node * 2 * forest->D;
-	b = tree->nodes[node].box;
+	if (forest->box_mode == RCF_BOXES_NONE)
+		return NULL;
+	b = tree->node_box[node];
 
 	if (b == RCF_NO_BOX)
 		return NULL;
@@ -289,7 +316,7 @@ rcf_record_rank(const uint64_t *live, const uint32_t *before, uint32_t loc)
 }
 
 /* forest.c */
-extern bool rcf_box_partial(const RcfParams *params);
+extern int	rcf_box_mode(const RcfParams *params);
 extern size_t rcf_box_pool_size(const RcfParams *params);
 
 /* tree.c */

@@ -36,7 +36,8 @@ node_alloc(const RcfForest *forest, RcfTree *tree)
 		return node;
 	}
 	node = tree->node_hw++;
-	tree->nodes[node].box = forest->box_partial ? RCF_NO_BOX : (uint16_t) node;
+	if (forest->box_partial)
+		tree->node_box[node] = RCF_NO_BOX;
 	return node;
 }
 
@@ -47,10 +48,10 @@ node_alloc(const RcfForest *forest, RcfTree *tree)
 static void
 box_release(const RcfForest *forest, RcfTree *tree, int16_t node)
 {
-	if (forest->box_partial && tree->nodes[node].box != RCF_NO_BOX)
+	if (forest->box_partial && tree->node_box[node] != RCF_NO_BOX)
 	{
-		tree->box_free[tree->box_nfree++] = tree->nodes[node].box;
-		tree->nodes[node].box = RCF_NO_BOX;
+		tree->box_free[tree->box_nfree++] = tree->node_box[node];
+		tree->node_box[node] = RCF_NO_BOX;
 	}
 }
 
@@ -253,6 +254,20 @@ box_union(float *lo, float *hi, const float *blo, const float *bhi, int d)
 }
 
 /*
+ * With points of one value (RCF_BOXES_NONE), the leftmost (side 0, the
+ * smallest value) or the rightmost (side 1, the largest) leaf's point of the
+ * subtree at ref: every value left of a cut is at most the cut, every value
+ * right of it above.
+ */
+static inline const float *
+subtree_end(const RcfTree *tree, int16_t ref, int side)
+{
+	while (ref >= 0)
+		ref = tree->nodes[ref].child[side];
+	return tree->points + RCF_LEAF_IDX(ref);
+}
+
+/*
  * Grows the box [lo, hi] to include every point of the subtree at ref,
  * taking a cached box wherever there is one instead of going further down.
  * The walk uses forest->stack, which holds at most the subtree's depth.
@@ -265,6 +280,12 @@ extend_subtree(const RcfForest *forest, const RcfTree *tree, int16_t ref,
 	int16_t    *stack = forest->stack;
 	int			top = 0;
 
+	if (forest->box_mode == RCF_BOXES_NONE)
+	{
+		box_extend(lo, hi, subtree_end(tree, ref, RCF_LEFT), 1);
+		box_extend(lo, hi, subtree_end(tree, ref, RCF_RIGHT), 1);
+		return;
+	}
 	stack[top++] = ref;
 	while (top > 0)
 	{
@@ -349,7 +370,7 @@ box_cache(const RcfForest *forest, RcfTree *tree, int16_t node)
 
 	if (tree->box_nfree == 0)
 		return;
-	tree->nodes[node].box = tree->box_free[--tree->box_nfree];
+	tree->node_box[node] = tree->box_free[--tree->box_nfree];
 	box = rcf_node_box(forest, tree, node);
 	children_box(forest, tree, node, box, box + forest->D);
 }
@@ -401,6 +422,23 @@ uncached_parent_box(const RcfForest *forest, const RcfTree *tree,
 }
 
 /*
+ * With one value a point (RCF_BOXES_NONE): whether q lies in the box of the
+ * parent of `child` on q's path, from the child's box [lo, hi] alone.  q
+ * went to the child's side of the parent's cut and the sibling's points lie
+ * beyond it, so the parent's box reaches past q on the sibling's side and
+ * holds q exactly when the child's box does on the other side; no walk to
+ * the sibling's outermost leaf is needed to know.
+ */
+static inline bool
+parent_holds_1d(const RcfTree *tree, int16_t parent, int16_t child,
+				float lo, float hi, float q)
+{
+	if (tree->nodes[parent].child[RCF_LEFT] == child)
+		return !(lo > q);
+	return !(hi < q);
+}
+
+/*
  * The box of the parent of `child` on a path, given the box [*lo, *hi] of
  * `child` itself: the parent's cached box, or one computed in scratch
  * space.  Updates *lo and *hi.
@@ -409,8 +447,25 @@ static inline void
 parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
 		   int16_t child, const float **lo, const float **hi)
 {
-	const float *box = rcf_node_box(forest, tree, parent);
+	const float *box;
 
+	if (forest->box_mode == RCF_BOXES_NONE)
+	{
+		/*
+		 * One value a point: the sibling's points all lie beyond the
+		 * child's, on its side of the cut, so only that end of the box
+		 * grows, to the sibling's outermost point.  The pointers stay on
+		 * leaf points, which nothing moves while the path is walked.
+		 */
+		const RcfNode *n = &tree->nodes[parent];
+
+		if (n->child[RCF_LEFT] == child)
+			*hi = subtree_end(tree, n->child[RCF_RIGHT], RCF_RIGHT);
+		else
+			*lo = subtree_end(tree, n->child[RCF_LEFT], RCF_LEFT);
+		return;
+	}
+	box = rcf_node_box(forest, tree, parent);
 	if (box)
 	{
 		*lo = box;
@@ -629,7 +684,9 @@ rcf_tree_finish(const RcfForest *forest, RcfTree *tree, const int16_t *order,
 	if (!boxes_ready &&
 		all_boxes(forest, tree, order, ninternal, temp, counts, true) >= 0)
 		return false;
-	if (!forest->box_partial)
+	if (forest->box_mode == RCF_BOXES_NONE)
+		return true;
+	if (forest->box_mode == RCF_BOXES_ALL)
 	{
 		for (int k = 0; k < ninternal; k++)
 			memcpy(rcf_node_box(forest, tree, order[k]),
@@ -644,7 +701,7 @@ rcf_tree_finish(const RcfForest *forest, RcfTree *tree, const int16_t *order,
 
 		if (tree->leaf_count[node] >= RCF_BOX_MIN_LEAVES)
 		{
-			tree->nodes[node].box = tree->box_free[--tree->box_nfree];
+			tree->node_box[node] = tree->box_free[--tree->box_nfree];
 			memcpy(rcf_node_box(forest, tree, node), temp + (size_t) node * 2 * d,
 				   2 * d * sizeof(float));
 		}
@@ -737,6 +794,12 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 		uint16_t	cd;
 		float		cv;
 
+		if (forest->box_mode == RCF_BOXES_NONE &&
+			parent_holds_1d(tree, p, child, *lo, *hi, q[0]))
+		{
+			inside_level = level;
+			break;
+		}
 		parent_box(forest, tree, p, child, &lo, &hi);
 		child = p;
 		if (box_contains(lo, hi, q, d))
@@ -785,7 +848,9 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 			parent->child[RCF_RIGHT] = node;
 	}
 
-	if (!forest->box_partial)
+	if (forest->box_mode == RCF_BOXES_NONE)
+		return leaf;
+	if (forest->box_mode == RCF_BOXES_ALL)
 	{
 		/* Every box is cached: the new one is the target's grown by q. */
 		float	   *box = rcf_node_box(forest, tree, node);
@@ -806,7 +871,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 		return leaf;
 	}
 
-	n->box = RCF_NO_BOX;
+	tree->node_box[node] = RCF_NO_BOX;
 	tree->leaf_count[node] = (uint16_t) (subtree_leaves(tree, target) + 1);
 	if (tree->leaf_count[node] >= RCF_BOX_MIN_LEAVES)
 		box_cache(forest, tree, node);
@@ -880,6 +945,8 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 			g->child[RCF_RIGHT] = sibling;
 	}
 	node_release(forest, tree, parent);
+	if (forest->box_mode == RCF_BOXES_NONE)
+		return true;
 
 	/* Every node above loses a leaf; below the caching size, its box. */
 	for (int level = depth - 2; level >= 0 && forest->box_partial; level--)
@@ -987,7 +1054,41 @@ score_from_leaf(const RcfForest *forest, const RcfTree *tree, const float *q,
 		score = 1.0 / (depth + 1);
 
 	/* Once q is inside a box it is inside every box above: stop. */
-	if (!forest->box_partial)
+	if (forest->box_mode == RCF_BOXES_NONE)
+	{
+		/*
+		 * One value a point.  q went to the child's side of the parent's
+		 * cut, and the sibling's points all lie beyond the cut, so the
+		 * parent's box grows only away from q: q is outside it exactly when
+		 * it is outside the child's box on the near side, which needs no
+		 * walk.  Only then is the sibling's outermost point looked up, for
+		 * the box's range; box_gap gives the values it would give from a
+		 * cached box.
+		 */
+		float		vlo = *lo;
+		float		vhi = *hi;
+
+		for (int level = depth - 1; level >= 0; level--)
+		{
+			const RcfNode *n = &tree->nodes[path[level]];
+			double		range;
+			double		gap;
+			double		p;
+
+			if (parent_holds_1d(tree, path[level], child, vlo, vhi, q[0]))
+				break;
+			if (n->child[RCF_LEFT] == child)
+				vhi = *subtree_end(tree, n->child[RCF_RIGHT], RCF_RIGHT);
+			else
+				vlo = *subtree_end(tree, n->child[RCF_LEFT], RCF_LEFT);
+			child = path[level];
+			gap = box_gap(&vlo, &vhi, qd, 1, &range);
+			p = gap / (range + gap);
+			score = p / (level + 1) + (1.0 - p) * score;
+		}
+		return score * forest->log2_table[tree->heap_size];
+	}
+	if (forest->box_mode == RCF_BOXES_ALL)
 	{
 		for (int level = depth - 1; level >= 0; level--)
 		{
@@ -1109,6 +1210,9 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
 		double		p;
 		double		unseen = 1.0 / (level + 1);
 
+		if (forest->box_mode == RCF_BOXES_NONE &&
+			parent_holds_1d(tree, forest->path[level], child, *lo, *hi, q[0]))
+			break;
 		parent_box(forest, tree, forest->path[level], child, &lo, &hi);
 		child = forest->path[level];
 		gap = box_gap(lo, hi, qd, d, &range);
@@ -1210,13 +1314,8 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 				(RCF_IS_LEAF(node->child[RCF_LEFT]) && RCF_LEAF_IDX(node->child[RCF_LEFT]) >= n) ||
 				(RCF_IS_LEAF(node->child[RCF_RIGHT]) && RCF_LEAF_IDX(node->child[RCF_RIGHT]) >= n))
 				return "child reference out of range";
-			b = tree->nodes[ref].box;
-			if (!forest->box_partial)
-			{
-				if (b != ref)
-					return "a node's box is not at its own index";
-			}
-			else if (b != RCF_NO_BOX)
+			b = forest->box_partial ? tree->node_box[ref] : RCF_NO_BOX;
+			if (b != RCF_NO_BOX)
 			{
 				if (b >= forest->box_slots)
 					return "cached box out of range";
@@ -1251,6 +1350,8 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 			if (counts[node] < RCF_BOX_MIN_LEAVES)
 				return "a cached box belongs to a node below the caching size";
 		}
+		if (box == NULL)
+			continue;
 		for (int i = 0; i < 2 * d; i++)
 			if (box[i] != exact[i])
 				return "cached box differs from the box of its subtree";
@@ -1264,7 +1365,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 	{
 		if (f < 0 || f >= tree->node_hw || ++free_count > n - 1)
 			return "node free list is corrupt";
-		if (tree->nodes[f].box != (forest->box_partial ? RCF_NO_BOX : f))
+		if (forest->box_partial && tree->node_box[f] != RCF_NO_BOX)
 			return "a free node holds a box slot";
 	}
 	if (free_count + internal != tree->node_hw)

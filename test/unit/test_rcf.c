@@ -383,6 +383,22 @@ test_bytes(void)
 	UNIT_OK(f && !f->shared && f->records == NULL && f->trees[0].leaf_loc == NULL &&
 			rcf_bytes(f) == rcf_arena_size(&p), "shingle 1: values in the leaves, no store");
 	rcf_free(f);
+
+	/*
+	 * One value a point: no box is kept (a subtree's box is its outermost
+	 * leaves), so KDA's defaults fit the issue's 600 KB after any run.
+	 */
+	rcf_params_default(&p, 1);
+	f = rcf_create(&p, NULL);
+	UNIT_OK(f && f->box_mode == RCF_BOXES_NONE && f->trees[0].boxes == NULL &&
+			rcf_bytes(f) <= 600000,
+			"KDA's defaults: no boxes, %zu bytes (at most 600,000)", f ? rcf_bytes(f) : 0);
+	rcf_free(f);
+	p.dims = 2;
+	f = rcf_create(&p, NULL);
+	UNIT_OK(f && f->box_mode == RCF_BOXES_ALL && f->trees[0].boxes != NULL,
+			"two values a point: every box cached");
+	rcf_free(f);
 }
 
 /* An allocator that counts its calls and can be made to fail. */
@@ -498,7 +514,7 @@ uncached_large_nodes(const RcfForest *f)
 			if (RCF_IS_LEAF(ref))
 				continue;
 			if (tree->leaf_count[ref] >= RCF_BOX_MIN_LEAVES &&
-				tree->nodes[ref].box == RCF_NO_BOX)
+				tree->node_box[ref] == RCF_NO_BOX)
 				count++;
 			stack[top++] = tree->nodes[ref].child[0];
 			stack[top++] = tree->nodes[ref].child[1];
@@ -564,7 +580,7 @@ test_box_cache(void)
 	{
 		for (int t = 0; t < p.number_of_trees; t++)
 			for (int i = 0; i < p.sample_size - 1; i++)
-				if (f->trees[t].nodes[i].box != g->trees[t].nodes[i].box)
+				if (f->trees[t].node_box[i] != g->trees[t].node_box[i])
 					differ_in_cache = 1;
 		UNIT_OK(differ_in_cache, "the decoded copy caches other boxes than the original");
 		/* Back and forth around the data, then a fresh rise. */
