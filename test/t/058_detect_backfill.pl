@@ -21,13 +21,9 @@ use DetectTest;
 
 # No background worker: rounds are anomaly.process() calls, so the test
 # sees the backfill between them.
-my $node = PostgreSQL::Test::Cluster->new('detect_backfill');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-log_min_messages = warning
-log_statement = none
-});
-$node->start;
+my $node = logical_node('detect_backfill',
+	log_min_messages => 'warning',
+	log_statement => 'none');
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 

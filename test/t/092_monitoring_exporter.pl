@@ -17,6 +17,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time sleep);
 
+use DetectTest;
 use HostileTest qw(wait_until wait_detector);
 
 # The exporter: Debian's binary, or one named by ANOMALY_PG_EXPORTER.
@@ -36,18 +37,14 @@ my $src = $ENV{ANOMALY_SRC} // File::Spec->catdir($FindBin::RealBin, '..', '..')
 my $queries = File::Spec->rel2abs("$src/monitoring/queries.yaml");
 ok(-r $queries, "monitoring/queries.yaml is there ($queries)");
 
-my $node = PostgreSQL::Test::Cluster->new('exporter');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.sender_database = 'postgres'
-anomaly.detector_naptime = '100ms'
-anomaly.sender_naptime = '100ms'
-anomaly.allowed_destination_hosts = '127.0.0.1'
-anomaly.max_attempts = 1
-});
-$node->start;
+my $node = logical_node('exporter',
+	shared_preload_libraries => "'anomaly'",
+	'anomaly.detector_database' => "'postgres'",
+	'anomaly.sender_database' => "'postgres'",
+	'anomaly.detector_naptime' => "'100ms'",
+	'anomaly.sender_naptime' => "'100ms'",
+	'anomaly.allowed_destination_hosts' => "'127.0.0.1'",
+	'anomaly.max_attempts' => 1);
 
 # A detector whose features fail on one row (division by zero: v = 13), a
 # destination that delivers (notify), one that cannot (a closed port: dead
