@@ -8,8 +8,8 @@ use warnings;
 
 use Exporter 'import';
 
-our @EXPORT = qw(window_diff logical_node detector_node pgbench_script score_gaps
-  crash_server);
+our @EXPORT = qw(window_diff logical_node detector_node crash_node pgbench_script
+  score_gaps crash_server);
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -93,6 +93,20 @@ sub detector_node
 		'anomaly.detector_naptime' => 20,
 		max_worker_processes => 16,
 		log_min_messages => 'warning',
+		%settings);
+}
+
+# crash_node($name, %settings): detector_node for a crash test: the
+# postmaster restarts after a crash, statements are not logged (the loads
+# would flood the log), and rand(), which picks the crash moments, is
+# seeded from ANOMALY_DETECT_SEED (default: the time).
+sub crash_node
+{
+	my ($name, %settings) = @_;
+	srand($ENV{ANOMALY_DETECT_SEED} // time());
+	return detector_node($name,
+		restart_after_crash => 'on',
+		log_statement => 'none',
 		%settings);
 }
 

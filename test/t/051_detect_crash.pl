@@ -24,14 +24,10 @@ use lib "$FindBin::RealBin/..";
 use DetectTest;
 
 my $crashes = $ENV{ANOMALY_DETECT_CRASHES} || 6;
-srand($ENV{ANOMALY_DETECT_SEED} // time());
-
-my $node = detector_node('detect_crash',
+my $node = crash_node('detect_crash',
 	'anomaly.detector_batch_rows' => 2000,
 	'anomaly.detector_memory_limit' => '1MB',
-	'anomaly.detector_checkpoint_rows' => 5000,
-	restart_after_crash => 'on',
-	log_statement => 'none');
+	'anomaly.detector_checkpoint_rows' => 5000);
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION anomaly;
@@ -40,17 +36,11 @@ $node->safe_psql('postgres', q{
 		k int NOT NULL,
 		v double precision NOT NULL
 	);
-	CREATE TABLE dest (
-		detector text,
-		partition_key text,
-		source_key jsonb,
-		commit_lsn pg_lsn,
-		commit_time timestamptz,
-		features double precision[],
-		anomaly_score double precision,
-		anomaly_grade double precision,
-		scored_at timestamptz
-	);
+	-- the destination: some columns of anomaly.scores, of the same types
+	CREATE TABLE dest AS
+		SELECT detector, partition_key, source_key, commit_lsn, commit_time, features,
+			anomaly_score, anomaly_grade, scored_at
+		FROM anomaly.scores WITH NO DATA;
 	SELECT anomaly.create_detector('crash', 'src', ARRAY['v'],
 		partition_by => 'k',
 		options => '{"number_of_trees": 20, "sub_sample_size": 32, "shingle_size": 3, "seed": 99,

@@ -20,12 +20,8 @@ use DetectTest;
 use IPC::Run;
 use Time::HiRes qw(time sleep);
 
-srand($ENV{ANOMALY_DETECT_SEED} // time());
-
-my $node = detector_node('detect_pump',
-	'anomaly.detector_batch_rows' => 1000,
-	restart_after_crash => 'on',
-	log_statement => 'none');
+my $node = crash_node('detect_pump',
+	'anomaly.detector_batch_rows' => 1000);
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 

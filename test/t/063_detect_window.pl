@@ -25,12 +25,8 @@ use FindBin;
 use lib "$FindBin::RealBin/..";
 use DetectTest;
 
-srand($ENV{ANOMALY_DETECT_SEED} // time());
-
-my $node = detector_node('detect_window',
-	'anomaly.detector_batch_rows' => 300,
-	restart_after_crash => 'on',
-	log_statement => 'none');
+my $node = crash_node('detect_window',
+	'anomaly.detector_batch_rows' => 300);
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
