@@ -23,10 +23,8 @@ my $smtp = start_server('smtp_sink.py');
 my $url = "smtp://127.0.0.1:$smtp->{port}";
 
 my $node = new_alert_node('window_email',
-	"wal_level = logical",
 	"anomaly.detector_database = 'postgres'",
 	"anomaly.detector_naptime = 50",
-	"anomaly.retry_base = '20ms'",
 	"anomaly.request_timeout = '3s'");
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
