@@ -1,13 +1,16 @@
 /*
  * bench_util.h
- *	  Helpers shared by the engine benchmarks: clocks and a data generator
- *	  that does not depend on libc's rand().
+ *	  Helpers shared by the engine benchmarks: clocks, and the data
+ *	  generator of the unit tests (test/unit/noise.h), which does not depend
+ *	  on libc's rand().
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
 
 #include <stdint.h>
 #include <time.h>
+
+#include "../test/unit/noise.h"
 
 /* Wall clock, in microseconds. */
 static inline double
@@ -29,14 +32,5 @@ cpu_seconds(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* xorshift noise in [-0.5, 0.5). */
-static inline double
-noise(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
-}
 
 #endif							/* BENCH_UTIL_H */

@@ -35,17 +35,6 @@ heap_free(void *ctx, void *ptr)
 	free(ptr);
 }
 
-/* Near a standard normal: twelve uniforms less six. */
-static double
-gauss(uint64_t *s)
-{
-	double		x = 0.0;
-
-	for (int i = 0; i < 12; i++)
-		x += noise(s) + 0.5;
-	return x - 6.0;
-}
-
 /* One point of the chosen data. */
 static void
 generate(double *p, int dims, bool clusters, uint64_t *s)

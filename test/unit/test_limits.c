@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 
+#include "noise.h"
 #include "unit.h"
 #include "rcf/rcf.h"
 #include "rcf/grade.h"
@@ -49,16 +50,6 @@ count_free(void *ctx, void *ptr)
 	c->live -= p[0];
 	c->blocks--;
 	free(p);
-}
-
-/* Deterministic noise in [-0.5, 0.5). */
-static double
-noise(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
 }
 
 /*

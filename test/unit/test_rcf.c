@@ -4,19 +4,10 @@
  */
 #include <stdlib.h>
 
+#include "noise.h"
 #include "unit.h"
 #include "rcf/rcf.h"
 #include "rcf/rcf_internal.h"
-
-/* Deterministic noise in [-0.5, 0.5), independent of libc. */
-static double
-noise(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
-}
 
 static RcfForest *
 make_forest(int dims, int shingle, int trees, int samples, double decay,

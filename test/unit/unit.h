@@ -9,6 +9,7 @@
  *		UNIT_EQ_INT(rcf_dims(f), 8, "shingled dimensions");
  *		UNIT_NEAR(score, 1.25, 1e-9, "score of point %d", i);
  *		UNIT_EQ_STR(hex, "e3b0c442...", "sha256 of the empty string");
+ *		UNIT_EQ_SPAN(value, value_len, "abc", "the parser's span of %s", key);
  *		return unit_done();
  *
  * Every assertion prints one line, "ok N - description" or
@@ -171,6 +172,38 @@ unit_eq_str_at(const char *got, const char *want, const char *file, int line,
 	return r;
 }
 
+static inline int unit_eq_span_at(const char *got, size_t len, const char *want,
+								  const char *file, int line, const char *expr,
+								  const char *fmt,...) UNIT_PRINTF(7, 8);
+
+/*
+ * For parsers that return a pointer into their input and a length: passes
+ * when both got and want are NULL (nothing found), or when the len bytes at
+ * got are the string want.
+ */
+static inline int
+unit_eq_span_at(const char *got, size_t len, const char *want, const char *file,
+				int line, const char *expr, const char *fmt,...)
+{
+	va_list		ap;
+	int			r;
+	int			pass;
+
+	if (got == NULL || want == NULL)
+		pass = (got == want);
+	else
+		pass = (strlen(want) == len && memcmp(got, want, len) == 0);
+
+	va_start(ap, fmt);
+	r = unit_vok(pass, file, line, expr, fmt, ap);
+	va_end(ap);
+	if (!r)
+		unit_diag("         got: %s%.*s%s\n#    expected: \"%s\"",
+				  got ? "\"" : "", got ? (int) len : 6, got ? got : "(null)",
+				  got ? "\"" : "", want ? want : "(null)");
+	return r;
+}
+
 /* Prints the plan and gives main()'s exit status. */
 static inline int
 unit_done(void)
@@ -196,5 +229,8 @@ unit_done(void)
 #define UNIT_EQ_STR(got, want, ...) \
 	unit_eq_str_at((got), (want), __FILE__, __LINE__, #got " eq " #want, \
 				   __VA_ARGS__)
+#define UNIT_EQ_SPAN(got, len, want, ...) \
+	unit_eq_span_at((got), (len), (want), __FILE__, __LINE__, #got " eq " #want, \
+					__VA_ARGS__)
 
 #endif							/* ANOMALY_UNIT_H */
