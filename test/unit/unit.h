@@ -146,6 +146,31 @@ unit_near_at(double got, double want, double tol, const char *file, int line,
 	return r;
 }
 
+/*
+ * The comparison of UNIT_EQ_STR and UNIT_EQ_SPAN: passes when got and want
+ * are both NULL, or when the len bytes at got are the string want.
+ */
+static inline int
+unit_veq_span(const char *got, size_t len, const char *want, const char *file,
+			  int line, const char *expr, const char *fmt, va_list ap)
+{
+	int			r;
+	int			pass;
+
+	if (got == NULL || want == NULL)
+		pass = (got == want);
+	else
+		pass = (strlen(want) == len && memcmp(got, want, len) == 0);
+
+	r = unit_vok(pass, file, line, expr, fmt, ap);
+	if (!r)
+		unit_diag("         got: %s%.*s%s\n#    expected: %s%s%s",
+				  got ? "\"" : "", got ? (int) len : 6, got ? got : "(null)",
+				  got ? "\"" : "", want ? "\"" : "", want ? want : "(null)",
+				  want ? "\"" : "");
+	return r;
+}
+
 static inline int unit_eq_str_at(const char *got, const char *want, const char *file,
 								 int line, const char *expr, const char *fmt,...) UNIT_PRINTF(6, 7);
 
@@ -156,19 +181,10 @@ unit_eq_str_at(const char *got, const char *want, const char *file, int line,
 {
 	va_list		ap;
 	int			r;
-	int			pass;
-
-	if (got == NULL || want == NULL)
-		pass = (got == want);
-	else
-		pass = (strcmp(got, want) == 0);
 
 	va_start(ap, fmt);
-	r = unit_vok(pass, file, line, expr, fmt, ap);
+	r = unit_veq_span(got, got ? strlen(got) : 0, want, file, line, expr, fmt, ap);
 	va_end(ap);
-	if (!r)
-		unit_diag("         got: \"%s\"\n#    expected: \"%s\"",
-				  got ? got : "(null)", want ? want : "(null)");
 	return r;
 }
 
@@ -187,20 +203,10 @@ unit_eq_span_at(const char *got, size_t len, const char *want, const char *file,
 {
 	va_list		ap;
 	int			r;
-	int			pass;
-
-	if (got == NULL || want == NULL)
-		pass = (got == want);
-	else
-		pass = (strlen(want) == len && memcmp(got, want, len) == 0);
 
 	va_start(ap, fmt);
-	r = unit_vok(pass, file, line, expr, fmt, ap);
+	r = unit_veq_span(got, len, want, file, line, expr, fmt, ap);
 	va_end(ap);
-	if (!r)
-		unit_diag("         got: %s%.*s%s\n#    expected: \"%s\"",
-				  got ? "\"" : "", got ? (int) len : 6, got ? got : "(null)",
-				  got ? "\"" : "", want ? want : "(null)");
 	return r;
 }
 
