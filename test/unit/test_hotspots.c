@@ -57,6 +57,24 @@ make(int dims, int window, double radius, int min_points)
 	return hotspots_create(&p, &heap);
 }
 
+/*
+ * Adds count points of one dimension to d, from 0, step apart; returns the
+ * number of hotspots after the last.
+ */
+static int
+add_line(HotspotsDetector *d, double step, int count)
+{
+	int			n = 0;
+
+	for (int i = 0; i < count; i++)
+	{
+		double		x = i * step;
+
+		n = hotspots_add(d, &x);
+	}
+	return n;
+}
+
 static void
 test_params(void)
 {
@@ -120,23 +138,13 @@ test_line(void)
 
 	/* spacing just over the radius: no chain */
 	d = make(1, 100, 1.0, 2);
-	for (int i = 0; i < 50; i++)
-	{
-		double		x = i * 1.000001;
-
-		n = hotspots_add(d, &x);
-	}
+	n = add_line(d, 1.000001, 50);
 	UNIT_EQ_INT(n, 0, "points 1.000001 apart never join at radius 1");
 	hotspots_free(d);
 
 	/* spacing at the radius: one chain of all */
 	d = make(1, 100, 1.0, 2);
-	for (int i = 0; i < 50; i++)
-	{
-		double		x = i * 0.75;
-
-		n = hotspots_add(d, &x);
-	}
+	n = add_line(d, 0.75, 50);
 	UNIT_EQ_INT(n, 1, "points 0.75 apart form one chain");
 	UNIT_EQ_INT(hotspots_region(d, 0)->count, 50, "of all 50 points");
 	hotspots_free(d);
@@ -177,15 +185,9 @@ static void
 test_sliding(void)
 {
 	HotspotsDetector *d = make(1, 100, 0.1, 10);
-	int			n = 0;
+	int			n = add_line(d, 0.001, 100);
 	int			had = 0;
 
-	for (int i = 0; i < 100; i++)
-	{
-		double		x = 0.001 * i;
-
-		n = hotspots_add(d, &x);
-	}
 	UNIT_EQ_INT(n, 1, "a full window of close points is one hotspot");
 	UNIT_EQ_INT(hotspots_region(d, 0)->count, 100, "of 100 points");
 	for (int i = 0; i < 100; i++)
