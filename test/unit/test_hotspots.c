@@ -75,37 +75,32 @@ add_line(HotspotsDetector *d, double step, int count)
 	return n;
 }
 
+/* Parameter ranges: each case valid or refused. */
 static void
 test_params(void)
 {
-	HotspotsParams p = {2, 100, 0.5, 2};
+	const struct
+	{
+		HotspotsParams p;		/* dims, window, radius, minimum */
+		bool		valid;
+		const char *what;
+	}			cases[] = {
+		{{2, 100, 0.5, 2}, true, "smallest window, two points"},
+		{{2, 1000, 0.5, 1000}, true, "largest window, minimum = window"},
+		{{2, 1000, 0.5, 1001}, false, "minimum above the window refused"},
+		{{2, 1000, 0.5, 1}, false, "minimum of one refused"},
+		{{2, 99, 0.5, 20}, false, "window of 99 refused"},
+		{{2, 1001, 0.5, 20}, false, "window of 1001 refused"},
+		{{2, 100, 0.0, 20}, false, "radius zero refused"},
+		{{2, 100, -1.0, 20}, false, "negative radius refused"},
+		{{2, 100, NAN, 20}, false, "NaN radius refused"},
+		{{2, 100, INFINITY, 20}, false, "infinite radius refused"},
+		{{0, 100, 1.0, 20}, false, "no dimensions refused"},
+	};
 
-	UNIT_OK(hotspots_params_check(&p) == NULL, "smallest window, two points");
-	p.window_size = 1000;
-	p.min_points = 1000;
-	UNIT_OK(hotspots_params_check(&p) == NULL, "largest window, minimum = window");
-	p.min_points = 1001;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "minimum above the window refused");
-	p.min_points = 1;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "minimum of one refused");
-	p.min_points = 20;
-	p.window_size = 99;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "window of 99 refused");
-	p.window_size = 1001;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "window of 1001 refused");
-	p.window_size = 100;
-	p.scan_radius = 0.0;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "radius zero refused");
-	p.scan_radius = -1.0;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "negative radius refused");
-	p.scan_radius = NAN;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "NaN radius refused");
-	p.scan_radius = INFINITY;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "infinite radius refused");
-	p.scan_radius = 1.0;
-	p.dims = 0;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "no dimensions refused");
-	p.dims = 1;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		UNIT_OK((hotspots_params_check(&cases[i].p) == NULL) == cases[i].valid,
+				"%s", cases[i].what);
 	UNIT_OK(make(0, 100, 1.0, 2) == NULL, "create refuses invalid parameters");
 }
 
