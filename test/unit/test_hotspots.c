@@ -9,24 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "counting_alloc.h"
 #include "unit.h"
 #include "hotspots/hotspots.h"
 
-static void *
-heap_alloc(void *ctx, size_t size)
-{
-	(void) ctx;
-	return malloc(size);
-}
-
-static void
-heap_free(void *ctx, void *ptr)
-{
-	(void) ctx;
-	free(ptr);
-}
-
-static const HotspotsAllocator heap = {heap_alloc, heap_free, NULL};
+static CountingAlloc counter;
+static const HotspotsAllocator heap = {counting_alloc, counting_free, &counter};
 
 /* xorshift64: uniform in [0, 1). */
 static double
