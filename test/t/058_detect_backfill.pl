@@ -42,9 +42,7 @@ like($err, qr/cannot start from the stored rows of public\.nokey: the table has 
 	SELECT anomaly.create_detector('bad', 'src', ARRAY['v'], options => '{"start": "yesterday"}')});
 like($err, qr/option "start" must be "now"/, 'start is "now" or "all"');
 
-my $script = $PostgreSQL::Test::Utils::tmp_check . '/backfill_load.sql';
-open(my $fh, '>', $script) or die "could not write $script: $!";
-print $fh q{
+my $script = pgbench_script('backfill_load.sql', q{
 \set k random(0, 4)
 \set r random(1, 100)
 \if :r <= 10
@@ -54,8 +52,7 @@ ROLLBACK;
 \else
 INSERT INTO src (k, v) SELECT :k, cos(g * :r) * 3 FROM generate_series(1, 1 + :r % 4) g;
 \endif
-};
-close($fh);
+});
 my ($o, $e) = ('', '');
 my $load = IPC::Run::start(
 	[ 'pgbench', '-n', '-c', 3, '-j', 1, '-T', 8, '-R', 150, '-f', $script,

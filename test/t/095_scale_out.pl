@@ -102,9 +102,7 @@ $nodes[0]->safe_psql('postgres', q{
 		options => '{"number_of_trees": 5, "sub_sample_size": 16}')});
 
 # --- the writers ------------------------------------------------------------
-my $script = $PostgreSQL::Test::Utils::tmp_check . '/scale_load.sql';
-open(my $fh, '>', $script) or die "could not write $script: $!";
-print $fh q{
+my $script = pgbench_script('scale_load.sql', q{
 \set k random(0, 999)
 \set r random(1, 100)
 \set n random(1, 5)
@@ -117,8 +115,7 @@ INSERT INTO src (k, v) SELECT (:k + g * 37) % 1000, sin(g) * 3 + random() FROM g
 \else
 INSERT INTO src (k, v) SELECT :k, sin(:k + g) * 3 + random() FROM generate_series(1, :n) g;
 \endif
-};
-close($fh);
+});
 
 # About 4.1 rows per transaction; paced so that the crash and the reshard
 # happen while rows flow.
