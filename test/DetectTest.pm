@@ -9,7 +9,7 @@ use warnings;
 use Exporter 'import';
 
 our @EXPORT = qw(window_diff logical_node detector_node crash_node pgbench_script
-  score_gaps crash_server);
+  mixed_load score_gaps crash_server);
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -120,6 +120,27 @@ sub pgbench_script
 	print $fh $text;
 	close($fh);
 	return $path;
+}
+
+# mixed_load($file, %load): the pgbench script (written by pgbench_script)
+# of the detector tests' load.  Each transaction sets :k to a key (keys:
+# its \set expression), :n to a size (sizes, when given) and :r to 1..100;
+# for r up to rollback (percent) it runs rolled_back in a transaction that
+# rolls back (rows no detector may score); up to rollback + big_share, big
+# (rows over many keys); otherwise small.  commit => 1 runs big and small
+# in explicit transactions too.
+sub mixed_load
+{
+	my ($file, %load) = @_;
+	my ($begin, $commit) = $load{commit} ? ("BEGIN;\n", "COMMIT;\n") : ('', '');
+	my $script = "\n\\set k $load{keys}\n\\set r random(1, 100)\n";
+	$script .= "\\set n $load{sizes}\n" if $load{sizes};
+	$script .= "\\if :r <= $load{rollback}\nBEGIN;\n$load{rolled_back}\nROLLBACK;\n";
+	$script .= sprintf("\\elif :r <= %d\n%s%s\n%s",
+		$load{rollback} + $load{big_share}, $begin, $load{big}, $commit)
+	  if $load{big};
+	$script .= "\\else\n$begin$load{small}\n$commit\\endif\n";
+	return pgbench_script($file, $script);
 }
 
 # score_gaps($node, $rows, $scores): how the score rows of relation (or

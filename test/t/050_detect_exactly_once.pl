@@ -53,24 +53,15 @@ $node->safe_psql('postgres', q{
 
 # A transaction of the load: mostly a few rows for one key, sometimes 2000
 # rows over all keys, sometimes rolled back.
-my $script = pgbench_script('load.sql', q{
-\set k random(1, 25)
-\set r random(1, 100)
-\set n random(1, 6)
-\if :r <= 6
-BEGIN;
-INSERT INTO src (k, v) SELECT :k, 1000 + random() FROM generate_series(1, 40);
-ROLLBACK;
-\elif :r <= 8
-BEGIN;
-INSERT INTO src (k, v) SELECT 1 + (g % 25), sin(g) * 5 + random() FROM generate_series(1, 2000) g;
-COMMIT;
-\else
-BEGIN;
-INSERT INTO src (k, v) SELECT :k, sin(:k + g) * 5 + random() FROM generate_series(1, :n) g;
-COMMIT;
-\endif
-});
+my $script = mixed_load('load.sql',
+	keys => 'random(1, 25)',
+	sizes => 'random(1, 6)',
+	rollback => 6,
+	rolled_back => 'INSERT INTO src (k, v) SELECT :k, 1000 + random() FROM generate_series(1, 40);',
+	big_share => 2,
+	big => 'INSERT INTO src (k, v) SELECT 1 + (g % 25), sin(g) * 5 + random() FROM generate_series(1, 2000) g;',
+	small => 'INSERT INTO src (k, v) SELECT :k, sin(:k + g) * 5 + random() FROM generate_series(1, :n) g;',
+	commit => 1);
 
 # About 43 rows per transaction on average (38 leaves a margin).
 my $clients = 8;

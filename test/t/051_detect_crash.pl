@@ -47,20 +47,14 @@ $node->safe_psql('postgres', q{
 			"destination": "public.dest"}');
 });
 
-my $script = pgbench_script('crash_load.sql', q{
-\set k random(1, 15)
-\set r random(1, 100)
-\set n random(1, 8)
-\if :r <= 8
-BEGIN;
-INSERT INTO src (k, v) SELECT :k, 1000 + g FROM generate_series(1, 20) g;
-ROLLBACK;
-\elif :r <= 10
-INSERT INTO src (k, v) SELECT 1 + (g % 15), cos(g) * 3 + random() FROM generate_series(1, 800) g;
-\else
-INSERT INTO src (k, v) SELECT :k, cos(:k * g) * 3 + random() FROM generate_series(1, :n) g;
-\endif
-});
+my $script = mixed_load('crash_load.sql',
+	keys => 'random(1, 15)',
+	sizes => 'random(1, 8)',
+	rollback => 8,
+	rolled_back => 'INSERT INTO src (k, v) SELECT :k, 1000 + g FROM generate_series(1, 20) g;',
+	big_share => 2,
+	big => 'INSERT INTO src (k, v) SELECT 1 + (g % 15), cos(g) * 3 + random() FROM generate_series(1, 800) g;',
+	small => 'INSERT INTO src (k, v) SELECT :k, cos(:k * g) * 3 + random() FROM generate_series(1, :n) g;');
 
 # Starts pgbench in the background for `secs` seconds, at about 250
 # transactions (5,000 rows) per second.

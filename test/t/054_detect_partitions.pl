@@ -77,20 +77,14 @@ is($node->safe_psql('postgres', q{
 # Load: rows for one key, or for keys 1..16 in one transaction (those of
 # p4 fail while it is not attached; the whole transaction is then rolled
 # back, as are the explicit rollbacks).
-my $script = pgbench_script('parts_load.sql', q{
-\set k random(1, 12)
-\set r random(1, 100)
-\set n random(1, 5)
-\if :r <= 5
-BEGIN;
-INSERT INTO ev (k, v, w) SELECT :k, 1000, 1000 FROM generate_series(1, 10);
-ROLLBACK;
-\elif :r <= 10
-INSERT INTO ev (k, v, w) SELECT 1 + (g % 12), sin(g) * 4 + random(), g % 7 FROM generate_series(1, 200) g;
-\else
-INSERT INTO ev (k, v, w) SELECT :k, sin(:k + g) * 4 + random(), :k FROM generate_series(1, :n) g;
-\endif
-});
+my $script = mixed_load('parts_load.sql',
+	keys => 'random(1, 12)',
+	sizes => 'random(1, 5)',
+	rollback => 5,
+	rolled_back => 'INSERT INTO ev (k, v, w) SELECT :k, 1000, 1000 FROM generate_series(1, 10);',
+	big_share => 5,
+	big => 'INSERT INTO ev (k, v, w) SELECT 1 + (g % 12), sin(g) * 4 + random(), g % 7 FROM generate_series(1, 200) g;',
+	small => 'INSERT INTO ev (k, v, w) SELECT :k, sin(:k + g) * 4 + random(), :k FROM generate_series(1, :n) g;');
 
 # pgbench in the background, its output to a file: the test blocks on DDL
 # while it runs, and must not leave it blocked on a full pipe.

@@ -102,20 +102,14 @@ $nodes[0]->safe_psql('postgres', q{
 		options => '{"number_of_trees": 5, "sub_sample_size": 16}')});
 
 # --- the writers ------------------------------------------------------------
-my $script = pgbench_script('scale_load.sql', q{
-\set k random(0, 999)
-\set r random(1, 100)
-\set n random(1, 5)
-\if :r <= 3
-BEGIN;
-INSERT INTO src (k, v) SELECT :k, 1000 FROM generate_series(1, 5);
-ROLLBACK;
-\elif :r <= 6
-INSERT INTO src (k, v) SELECT (:k + g * 37) % 1000, sin(g) * 3 + random() FROM generate_series(1, 40) g;
-\else
-INSERT INTO src (k, v) SELECT :k, sin(:k + g) * 3 + random() FROM generate_series(1, :n) g;
-\endif
-});
+my $script = mixed_load('scale_load.sql',
+	keys => 'random(0, 999)',
+	sizes => 'random(1, 5)',
+	rollback => 3,
+	rolled_back => 'INSERT INTO src (k, v) SELECT :k, 1000 FROM generate_series(1, 5);',
+	big_share => 3,
+	big => 'INSERT INTO src (k, v) SELECT (:k + g * 37) % 1000, sin(g) * 3 + random() FROM generate_series(1, 40) g;',
+	small => 'INSERT INTO src (k, v) SELECT :k, sin(:k + g) * 3 + random() FROM generate_series(1, :n) g;');
 
 # About 4.1 rows per transaction; paced so that the crash and the reshard
 # happen while rows flow.
