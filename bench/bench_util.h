@@ -7,8 +7,13 @@
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "rcf/rcf.h"
 
 #include "../test/unit/noise.h"
 
@@ -32,5 +37,28 @@ cpu_seconds(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+
+/*
+ * Reads the forest's options that the engine benchmarks share, --trees N,
+ * --samples N, --shingle N, --seed N and --time-decay X, into p: true when
+ * option a (with value v) is one of them.
+ */
+static inline bool
+bench_forest_option(RcfParams *p, const char *a, const char *v)
+{
+	if (strcmp(a, "--trees") == 0)
+		p->number_of_trees = atoi(v);
+	else if (strcmp(a, "--samples") == 0)
+		p->sample_size = atoi(v);
+	else if (strcmp(a, "--shingle") == 0)
+		p->shingle_size = atoi(v);
+	else if (strcmp(a, "--seed") == 0)
+		p->seed = strtoull(v, NULL, 10);
+	else if (strcmp(a, "--time-decay") == 0)
+		p->time_decay = atof(v);
+	else
+		return false;
+	return true;
+}
 
 #endif							/* BENCH_UTIL_H */
