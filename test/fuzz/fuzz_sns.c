@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "alert/sns_parse.h"
+#include "fuzz_span.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -60,10 +61,8 @@ element(const char *body, const char *tag)
 	size_t		rlen = 0;
 	const char *a = sns_xml_element(body, tag, &len);
 	const char *ref = reference_element(body, tag, &rlen);
-	char	   *copy;
 
-	if (a != ref || (a != NULL && len != rlen))
-		abort();
+	fuzz_same_span(a, len, ref, rlen);
 	if (a == NULL)
 		return NULL;
 	if (a < body + taglen + 2 || a + len + taglen + 3 > body + blen)
@@ -74,10 +73,7 @@ element(const char *body, const char *tag)
 	if (a[len] != '<' || a[len + 1] != '/' ||
 		memcmp(a + len + 2, tag, taglen) != 0 || a[len + 2 + taglen] != '>')
 		abort();
-	copy = malloc(len + 1);
-	memcpy(copy, a, len);
-	copy[len] = '\0';
-	return copy;
+	return fuzz_copy_span(a, len);
 }
 
 int
