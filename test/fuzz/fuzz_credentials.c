@@ -115,12 +115,9 @@ static char *
 value(const char *doc, const char *key)
 {
 	size_t		dlen = strlen(doc);
-	size_t		len = 0;
-	size_t		rlen = 0;
-	const char *v = cred_json_string(doc, key, &len);
-	const char *ref = reference_value(doc, key, &rlen);
+	size_t		len;
+	const char *v = fuzz_find(cred_json_string, reference_value, doc, key, &len);
 
-	fuzz_same_span(v, len, ref, rlen);
 	if (v == NULL)
 		return NULL;
 	if (v < doc + strlen(key) + 4 || v + len + 1 > doc + dlen)

@@ -11,12 +11,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Aborts unless the parser's span (got, len) is the reference's (ref, rlen). */
-static inline void
-fuzz_same_span(const char *got, size_t len, const char *ref, size_t rlen)
+/* A parser, or its reference: the span of item name in doc, or NULL. */
+typedef const char *(*FuzzFind) (const char *doc, const char *name, size_t *len);
+
+/*
+ * Looks name up in doc with the parser and with its reference; aborts unless
+ * both give the same span.  Returns it (its length in *len), or NULL.
+ */
+static inline const char *
+fuzz_find(FuzzFind parse, FuzzFind reference, const char *doc, const char *name,
+		  size_t *len)
 {
-	if (got != ref || (got != NULL && len != rlen))
+	size_t		rlen = 0;
+	const char *got;
+	const char *ref;
+
+	*len = 0;
+	got = parse(doc, name, len);
+	ref = reference(doc, name, &rlen);
+	if (got != ref || (got != NULL && *len != rlen))
 		abort();
+	return got;
 }
 
 /* A malloc'd copy of the len bytes at p, NUL-terminated. */
