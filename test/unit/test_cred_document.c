@@ -15,10 +15,7 @@
 static void
 check_field(const char *doc, const char *key, const char *want, const char *what)
 {
-	size_t		len = 0;
-	const char *got = cred_json_string(doc, key, &len);
-
-	UNIT_EQ_SPAN(got, len, want, "%s: %s%s", what, want ? "" : "no ", key);
+	UNIT_FINDS(cred_json_string, doc, key, want, "%s: %s%s", what, want ? "" : "no ", key);
 }
 
 int

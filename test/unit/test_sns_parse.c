@@ -15,10 +15,7 @@
 static void
 check(const char *xml, const char *tag, const char *want, const char *what)
 {
-	size_t		len = 0;
-	const char *got = sns_xml_element(xml, tag, &len);
-
-	UNIT_EQ_SPAN(got, len, want, "%s: %s<%s>", what, want ? "" : "no ", tag);
+	UNIT_FINDS(sns_xml_element, xml, tag, want, "%s: %s<%s>", what, want ? "" : "no ", tag);
 }
 
 int
