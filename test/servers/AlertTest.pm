@@ -35,7 +35,8 @@ sub server_dir
 
 # start_server(NAME, SCRIPT_ARGS...): runs test/servers/NAME with
 # --port-file and --log in a temporary directory; returns a hash with pid,
-# port, log and dir.  Dies when the port file does not appear in 20 s.
+# port, url (smtp://, smtps:// or http:// 127.0.0.1:port), log and dir.
+# Dies when the port file does not appear in 20 s.
 sub start_server
 {
 	my ($name, @args) = @_;
@@ -63,7 +64,9 @@ sub start_server
 	die "$name did not start: " . slurp_file("$dir/stderr") unless -s $port_file;
 	my $port = slurp_file($port_file);
 	chomp $port;
-	return { pid => $pid, port => $port, log => $log, dir => $dir };
+	my $scheme = $name !~ /^smtp/ ? 'http' : (grep { $_ eq '--smtps' } @args) ? 'smtps' : 'smtp';
+	return { pid => $pid, port => $port, url => "$scheme://127.0.0.1:$port", log => $log,
+		dir => $dir };
 }
 
 # Stops a server started by start_server.

@@ -26,7 +26,6 @@ use JSON::PP;
 use AlertTest;
 
 my $smtp = start_server('smtp_sink.py');
-my $url = "smtp://127.0.0.1:$smtp->{port}";
 
 my $node = new_alert_node('email',
 	"anomaly.retry_max = '200ms'",
@@ -39,7 +38,7 @@ sub mail_destination
 {
 	my ($name, %config) = @_;
 	my $json = JSON::PP->new->canonical->encode(
-		{ url => $url, from => 'anomaly@example.com', %config });
+		{ url => $smtp->{url}, from => 'anomaly@example.com', %config });
 	return "SELECT anomaly.create_destination('$name', 'email', '$json');\n";
 }
 
