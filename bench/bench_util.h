@@ -1,13 +1,21 @@
 /*
  * bench_util.h
- *	  Helpers shared by the engine benchmarks: clocks and a data generator
- *	  that does not depend on libc's rand().
+ *	  Helpers shared by the engine benchmarks: clocks, and the data
+ *	  generator of the unit tests (test/unit/noise.h), which does not depend
+ *	  on libc's rand().
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "rcf/rcf.h"
+
+#include "../test/unit/noise.h"
 
 /* Wall clock, in microseconds. */
 static inline double
@@ -29,14 +37,28 @@ cpu_seconds(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* xorshift noise in [-0.5, 0.5). */
-static inline double
-noise(uint64_t *s)
+
+/*
+ * Reads the forest's options that the engine benchmarks share, --trees N,
+ * --samples N, --shingle N, --seed N and --time-decay X, into p: true when
+ * option a (with value v) is one of them.
+ */
+static inline bool
+bench_forest_option(RcfParams *p, const char *a, const char *v)
 {
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
+	if (strcmp(a, "--trees") == 0)
+		p->number_of_trees = atoi(v);
+	else if (strcmp(a, "--samples") == 0)
+		p->sample_size = atoi(v);
+	else if (strcmp(a, "--shingle") == 0)
+		p->shingle_size = atoi(v);
+	else if (strcmp(a, "--seed") == 0)
+		p->seed = strtoull(v, NULL, 10);
+	else if (strcmp(a, "--time-decay") == 0)
+		p->time_decay = atof(v);
+	else
+		return false;
+	return true;
 }
 
 #endif							/* BENCH_UTIL_H */

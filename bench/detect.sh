@@ -41,45 +41,22 @@
 
 set -uo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=bench/common.sh
-. "$HERE/common.sh"
 # shellcheck source=bench/detect_common.sh
-. "$HERE/detect_common.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/detect_common.sh"
 
-SECONDS_LOAD=${DETECT_SECONDS:-20}
-CLIENTS=${DETECT_CLIENTS:-8}
+load_settings DETECT 20 8 10000
 BACKLOG=${DETECT_BACKLOG:-1000000}
 KEYS=${DETECT_KEYS:-100000}
 MANY_ROWS=${DETECT_MANY_ROWS:-300000}
-RATE=${DETECT_RATE:-10000}
 SKIP=" ${DETECT_SKIP:-} "
 OPTIONS='{"number_of_trees": 50, "sub_sample_size": 256, "shingle_size": 8}'
 
-bench_install || exit 1
-WORK=$(mktemp -d /tmp/anomaly-bench-detect.XXXXXX)
-chmod 755 "$WORK"
-trap 'cluster_stop "$WORK/pg" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-BENCH_CONF+=(
-	"anomaly.detector_database = 'postgres'"
-	"anomaly.detector_naptime = ${DETECT_NAPTIME:-50}"
-	"anomaly.detector_batch_rows = ${DETECT_BATCH_ROWS:-10000}"
-	"anomaly.detector_threads = ${DETECT_THREADS:-2}"
-	"wal_level = logical"
-	"max_connections = 100"
-)
-ANOMALY_PRELOAD=anomaly bench_cluster_start "$WORK/pg" || exit 1
-
-# pgbench_run SCRIPT ARGS...: prints the tps.
-pgbench_run() {
-	local script=$1
-	shift
-	(
-		# shellcheck disable=SC1091
-		. "$WORK/pg/env"
-		cluster_as_user "$(cluster_bindir)/pgbench" -n -c "$CLIENTS" -j 2 -f "$script" "$@" postgres
-	) 2>&1 | awk '/^tps/ { print $3 }'
-}
+detect_bench_start detect \
+	"anomaly.detector_database = 'postgres'" \
+	"anomaly.detector_naptime = ${DETECT_NAPTIME:-50}" \
+	"anomaly.detector_batch_rows = ${DETECT_BATCH_ROWS:-10000}" \
+	"anomaly.detector_threads = ${DETECT_THREADS:-2}" \
+	"max_connections = 100" || exit 1
 
 psql_c <<'SQL' || exit 1
 CREATE EXTENSION anomaly;

@@ -22,27 +22,17 @@
 
 set -uo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=bench/common.sh
-. "$HERE/common.sh"
 # shellcheck source=bench/detect_common.sh
-. "$HERE/detect_common.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/detect_common.sh"
 
 ROWS=${PARTS_ROWS:-300000}
 NPARTS=${PARTS_N:-4}
 CLIENTS=8
 OPTIONS='{"number_of_trees": 50, "sub_sample_size": 256, "shingle_size": 8}'
 
-bench_install || exit 1
-WORK=$(mktemp -d /tmp/anomaly-bench-parts.XXXXXX)
-chmod 755 "$WORK"
-trap 'cluster_stop "$WORK/pg" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-BENCH_CONF+=(
-	"anomaly.detector_database = 'postgres'"
-	"anomaly.detector_naptime = 50"
-	"wal_level = logical"
-)
-ANOMALY_PRELOAD=anomaly bench_cluster_start "$WORK/pg" || exit 1
+detect_bench_start parts \
+	"anomaly.detector_database = 'postgres'" \
+	"anomaly.detector_naptime = 50" || exit 1
 
 # The partitions: [lo, hi) ranges of k over 1..100.
 {
@@ -77,12 +67,7 @@ chmod 644 "$WORK"/*.sql
 per_client=$(((ROWS + CLIENTS - 1) / CLIENTS))
 rows=$((per_client * CLIENTS))
 for t in plain parted; do
-	(
-		# shellcheck disable=SC1091
-		. "$WORK/pg/env"
-		cluster_as_user "$(cluster_bindir)/pgbench" -n -c "$CLIENTS" -j 2 -t "$per_client" \
-			-f "$WORK/$t.sql" postgres
-	) >/dev/null 2>&1
+	pgbench_run "$WORK/$t.sql" -t "$per_client" >/dev/null
 done
 
 summary=""

@@ -33,29 +33,17 @@
 
 set -uo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=bench/common.sh
-. "$HERE/common.sh"
 # shellcheck source=bench/detect_common.sh
-. "$HERE/detect_common.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/detect_common.sh"
 
-SECONDS_LOAD=${WINDOW_SECONDS:-30}
-CLIENTS=${WINDOW_CLIENTS:-4}
-RATE=${WINDOW_RATE:-500}
+load_settings WINDOW 30 4 500
 KEYS=${WINDOW_KEYS:-20}
 SIZE=${WINDOW_SIZE:-1 second}
 LATENESS=${WINDOW_LATENESS:-100 milliseconds}
 
-bench_install || exit 1
-WORK=$(mktemp -d /tmp/anomaly-bench-window.XXXXXX)
-chmod 755 "$WORK"
-trap 'cluster_stop "$WORK/pg" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-BENCH_CONF+=(
-	"anomaly.detector_database = 'postgres'"
-	"anomaly.detector_naptime = ${WINDOW_NAPTIME:-50}"
-	"wal_level = logical"
-)
-ANOMALY_PRELOAD=anomaly bench_cluster_start "$WORK/pg" || exit 1
+detect_bench_start window \
+	"anomaly.detector_database = 'postgres'" \
+	"anomaly.detector_naptime = ${WINDOW_NAPTIME:-50}" || exit 1
 
 psql_c <<SQL >/dev/null || exit 1
 CREATE EXTENSION anomaly;
@@ -74,13 +62,7 @@ EOF
 chmod 644 "$WORK"/*.sql
 
 until [ -n "$(worker_pid win)" ]; do sleep 0.2; done
-(
-	# shellcheck disable=SC1091
-	. "$WORK/pg/env"
-	cluster_as_user "$(cluster_bindir)/pgbench" -n -c "$CLIENTS" -j 2 -R "$RATE" \
-		-T "$SECONDS_LOAD" -f "$WORK/insert.sql" postgres
-) >"$WORK/pgbench.out" 2>&1
-tps=$(awk '/^tps/ { print $3 }' "$WORK/pgbench.out")
+tps=$(pgbench_run "$WORK/insert.sql" -R "$RATE" -T "$SECONDS_LOAD")
 # One last tick far enough ahead closes the windows of the load.
 psql_c -c "INSERT INTO ticks (ticker, price, ts) VALUES (0, 100, clock_timestamp() + interval '1 hour')" >/dev/null
 until [ "$(psql_c -c "SELECT max_event_time > now() FROM anomaly.detector_windows")" = t ]; do

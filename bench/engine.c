@@ -342,20 +342,12 @@ main(int argc, char **argv)
 		}
 		if (v == NULL)
 			goto usage;
-		if (strcmp(a, "--dims") == 0)
+		if (bench_forest_option(&params, a, v))
+			;					/* read into params */
+		else if (strcmp(a, "--dims") == 0)
 			dims = dims_given = atoi(v);
-		else if (strcmp(a, "--shingle") == 0)
-			params.shingle_size = atoi(v);
-		else if (strcmp(a, "--trees") == 0)
-			params.number_of_trees = atoi(v);
-		else if (strcmp(a, "--samples") == 0)
-			params.sample_size = atoi(v);
 		else if (strcmp(a, "--points") == 0)
 			points = atol(v);
-		else if (strcmp(a, "--seed") == 0)
-			params.seed = strtoull(v, NULL, 10);
-		else if (strcmp(a, "--time-decay") == 0)
-			params.time_decay = atof(v);
 		else if (strcmp(a, "--input") == 0)
 			input = v;
 		else if (strcmp(a, "--transform") == 0)

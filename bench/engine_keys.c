@@ -61,6 +61,8 @@ main(int argc, char **argv)
 		const char *a = argv[i];
 		const char *v = argv[i + 1];
 
+		if (bench_forest_option(&params, a, v))
+			continue;
 		if (strcmp(a, "--keys") == 0)
 			keys = atoi(v);
 		else if (strcmp(a, "--batch") == 0)
@@ -69,12 +71,6 @@ main(int argc, char **argv)
 			rows = atol(v);
 		else if (strcmp(a, "--warm") == 0)
 			warm = atol(v);
-		else if (strcmp(a, "--trees") == 0)
-			params.number_of_trees = atoi(v);
-		else if (strcmp(a, "--samples") == 0)
-			params.sample_size = atoi(v);
-		else if (strcmp(a, "--shingle") == 0)
-			params.shingle_size = atoi(v);
 		else if (strcmp(a, "--dims") == 0)
 			dims = atoi(v);
 		else

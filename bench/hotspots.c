@@ -19,32 +19,8 @@
 #include <string.h>
 
 #include "bench_util.h"
+#include "../test/unit/counting_alloc.h"
 #include "hotspots/hotspots.h"
-
-static void *
-heap_alloc(void *ctx, size_t size)
-{
-	(void) ctx;
-	return malloc(size);
-}
-
-static void
-heap_free(void *ctx, void *ptr)
-{
-	(void) ctx;
-	free(ptr);
-}
-
-/* Near a standard normal: twelve uniforms less six. */
-static double
-gauss(uint64_t *s)
-{
-	double		x = 0.0;
-
-	for (int i = 0; i < 12; i++)
-		x += noise(s) + 0.5;
-	return x - 6.0;
-}
 
 /* One point of the chosen data. */
 static void
@@ -75,7 +51,8 @@ int
 main(int argc, char **argv)
 {
 	HotspotsParams p = {2, 1000, 0.2, 17};
-	HotspotsAllocator a = {heap_alloc, heap_free, NULL};
+	CountingAlloc counter = {0};
+	HotspotsAllocator a = {counting_alloc, counting_free, &counter};
 	HotspotsDetector *d;
 	bool		clusters = true;
 	long		points = 10000;

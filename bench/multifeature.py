@@ -35,14 +35,7 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-NAB_ROOT = os.environ.get("NAB_ROOT", os.path.join(ROOT, "..", "shared", "nab"))
-NAB_SCORE = os.environ.get("NAB_SCORE",
-                           os.path.join(ROOT, "..", "shared", "tools", "nab_score.py"))
-FIXED = os.environ.get("NAB_FIXED_THRESHOLD", "0.000001")
-PROFILES = [("standard", "standard"), ("reward_low_FP_rate", "reward_low_FP"),
-            ("reward_low_FN_rate", "reward_low_FN")]
+from nab_common import HERE, NAB_ROOT, NAB_SCORE, FIXED, PROFILES, engine_args
 
 
 def run(corpus, out, seed, opts):
@@ -71,20 +64,12 @@ def median_of(runs, mode):
 def main(argv):
     opts = {"--seeds": "1 2 3", "--ks": "1 3 7", "--kinds": "noise nab",
             "--transforms": "none normalize", "--units": "mixed"}
-    telemetry = False
-    engine = []
-    while argv:
-        a = argv.pop(0)
-        if a == "--":
-            engine = argv
-            break
-        if a == "--telemetry":
-            telemetry = True
-        elif a in opts:
-            opts[a] = argv.pop(0)
-        else:
-            print(__doc__)
-            return 2
+    parsed = engine_args(argv, opts, flags=("--telemetry",))
+    if parsed is None:
+        print(__doc__)
+        return 2
+    telemetry = "--telemetry" in parsed[0]
+    engine = parsed[1]
     seeds = opts["--seeds"].split()
     tmp = tempfile.mkdtemp(prefix="multifeature.")
     lines = []

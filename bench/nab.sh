@@ -77,12 +77,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=bench/common.sh
-. "$HERE/common.sh"
-ROOT=$BENCH_ROOT
-
-NAB_ROOT=${NAB_ROOT:-$ROOT/../shared/nab}
-NAB_SCORE=${NAB_SCORE:-$ROOT/../shared/tools/nab_score.py}
+# shellcheck source=bench/nab_common.sh
+. "$HERE/nab_common.sh"
 
 usage() {
 	sed -n '7,12p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -173,7 +169,7 @@ fi
 NAB_ROOT=$(cd "$NAB_ROOT" && pwd)
 
 # The corpus: category/file.csv keys, in name order.
-mapfile -t FILES < <(cd "$NAB_ROOT/data" && find . -mindepth 2 -maxdepth 2 -name '*.csv' | sed 's|^\./||' | LC_ALL=C sort)
+mapfile -t FILES < <(nab_files)
 [ ${#FILES[@]} -gt 0 ] || { bench_log "no CSV files in $NAB_ROOT/data"; exit 1; }
 
 T_START=$(bench_now)

@@ -27,37 +27,18 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=bench/common.sh
-. "$HERE/common.sh"
-ROOT=$BENCH_ROOT
-
-NAB_ROOT=${NAB_ROOT:-$ROOT/../shared/nab}
+# shellcheck source=bench/nab_common.sh
+. "$HERE/nab_common.sh"
 OUT_BASE=${1:-$ROOT/bench/results/nab}
 SEEDS=${NAB_SEEDS:-1 2 3}
 CONFIGS=${NAB_CONFIGS:-kda:1 shingle8:8}
 KDA_STANDARD=51.7
 
-if [ ! -d "$NAB_ROOT/data" ]; then
-	echo "nab_all: skipped, no NAB corpus at $NAB_ROOT (set NAB_ROOT)"
-	exit 0
-fi
+nab_corpus_or_skip nab_all
 export NAB_ROOT
 
 T_START=$(bench_now)
-WORK=$(mktemp -d /tmp/anomaly-nab-all.XXXXXX)
-chmod 755 "$WORK"
-cleanup() {
-	local rc=$?
-	cluster_stop "$WORK/pg" --rm >/dev/null 2>&1 || true
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-bench_install
-bench_cluster_start "$WORK/pg"
-export NAB_CLUSTER=$WORK/pg
+nab_shared_cluster nab-all
 
 mkdir -p "$OUT_BASE"
 : >"$WORK/lines"
@@ -76,21 +57,11 @@ for cfg in $CONFIGS; do
 	done
 done
 
-# field NAME < lines: the value of NAME=... on each line
-field() {
-	sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"
-}
-
 echo ""
 echo "=== NAB, anomaly.random_cut_forest (normalised scores; score map s/(1+s))"
 printf '%-10s %7s %5s %9s %14s %14s %9s\n' config shingle seed standard reward_low_FP reward_low_FN score_s
-while read -r line; do
-	printf '%-10s %7s %5s %9s %14s %14s %9s\n' \
-		"$(echo "$line" | field config)" "$(echo "$line" | field shingle)" \
-		"$(echo "$line" | field seed)" "$(echo "$line" | field standard)" \
-		"$(echo "$line" | field reward_low_FP)" "$(echo "$line" | field reward_low_FN)" \
-		"$(echo "$line" | field score_seconds)"
-done <"$WORK/lines"
+nab_table '%-10s %7s %5s %9s %14s %14s %9s\n' config shingle seed standard \
+	reward_low_FP reward_low_FN score_seconds <"$WORK/lines"
 echo ""
 printf '%-10s %7s %5s %9s %14s %14s\n' "median" "" "" "" "" ""
 FAIL=0
@@ -99,9 +70,9 @@ for cfg in $CONFIGS; do
 	name=${cfg%%:*}
 	shingle=${cfg#*:}
 	grep "^config=$name " "$WORK/lines" >"$WORK/$name" || true
-	std=$(field standard <"$WORK/$name" | bench_median)
-	lfp=$(field reward_low_FP <"$WORK/$name" | bench_median)
-	lfn=$(field reward_low_FN <"$WORK/$name" | bench_median)
+	std=$(nab_field standard <"$WORK/$name" | bench_median)
+	lfp=$(nab_field reward_low_FP <"$WORK/$name" | bench_median)
+	lfn=$(nab_field reward_low_FN <"$WORK/$name" | bench_median)
 	printf '%-10s %7s %5s %9s %14s %14s\n' "$name" "$shingle" all "$std" "$lfp" "$lfn"
 	pass=n/a
 	if [ "$name" = kda ]; then

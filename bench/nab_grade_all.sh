@@ -60,42 +60,22 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=bench/common.sh
-. "$HERE/common.sh"
-ROOT=$BENCH_ROOT
-
-NAB_ROOT=${NAB_ROOT:-$ROOT/../shared/nab}
-NAB_SCORE=${NAB_SCORE:-$ROOT/../shared/tools/nab_score.py}
+# shellcheck source=bench/nab_common.sh
+. "$HERE/nab_common.sh"
 OUT_BASE=${1:-$ROOT/bench/results/nab-grade}
 SEEDS=${NAB_SEEDS:-1 2 3}
 CONFIGS=${NAB_GRADE_CONFIGS:-old:1:3:0 new:8:4:0:--cusum-threshold,0,--transform,normalize,--transform-decay,0.0001 nab:8:4:0.1}
 FIXED=${NAB_FIXED_THRESHOLD:-0.000001}
 PARITY_SEED=${NAB_PARITY_SEED-42}
 
-if [ ! -d "$NAB_ROOT/data" ]; then
-	echo "nab_grade_all: skipped, no NAB corpus at $NAB_ROOT (set NAB_ROOT)"
-	exit 0
-fi
+nab_corpus_or_skip nab_grade_all
 NAB_ROOT=$(cd "$NAB_ROOT" && pwd)
 export NAB_ROOT NAB_SCORE
 mkdir -p "$OUT_BASE"
 OUT_BASE=$(cd "$OUT_BASE" && pwd)
 
 T_START=$(bench_now)
-WORK=$(mktemp -d /tmp/anomaly-nab-grade.XXXXXX)
-chmod 755 "$WORK"
-cleanup() {
-	local rc=$?
-	cluster_stop "$WORK/pg" --rm >/dev/null 2>&1 || true
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-bench_install
-bench_cluster_start "$WORK/pg"
-export NAB_CLUSTER=$WORK/pg
+nab_shared_cluster nab-grade
 
 # run NAME SHINGLE Z TOD SEED OUT: bench/nab.sh in grade mode at both
 # thresholds; its "nab ..." lines go to $WORK/lines, prefixed with
@@ -123,11 +103,6 @@ for cfg in $CONFIGS; do
 		run "$name" "$shingle" "$z" "$tod" "$seed" "$OUT_BASE/$name-seed$seed" "$more"
 	done
 done
-
-# field NAME < lines: the value of NAME=... on each line
-field() {
-	sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"
-}
 
 # The parity check: SQL against bench/nab_engine, same engine, same seed.
 PARITY=()
@@ -166,7 +141,7 @@ if [ -n "$PARITY_SEED" ]; then
 			else
 				differ+=("$f")
 			fi
-		done < <(cd "$NAB_ROOT/data" && find . -mindepth 2 -maxdepth 2 -name '*.csv' | sed 's|^\./||' | LC_ALL=C sort)
+		done < <(nab_files)
 		for f in "${differ[@]}"; do
 			echo "differs: $f ($(cmp "$sql_out/$f" "$c_out/$f" 2>&1 | head -1))"
 		done
@@ -178,15 +153,15 @@ if [ -n "$PARITY_SEED" ]; then
 		EOF
 		)
 		sql_line=$(grep "^config=$name .*\\bseed=$PARITY_SEED\\b.*threshold_mode=opt" "$WORK/lines" | tail -1)
-		s_std=$(echo "$sql_line" | field standard)
-		s_lfp=$(echo "$sql_line" | field reward_low_FP)
-		s_lfn=$(echo "$sql_line" | field reward_low_FN)
+		s_std=$(echo "$sql_line" | nab_field standard)
+		s_lfp=$(echo "$sql_line" | nab_field reward_low_FP)
+		s_lfn=$(echo "$sql_line" | nab_field reward_low_FN)
 		match=yes
 		if [ "$same" != "$files" ] || [ "$s_std $s_lfp $s_lfn" != "$c_std $c_lfp $c_lfn" ]; then
 			match=no
 			PARITY_FAIL=1
 		fi
-		PARITY+=("config=$name shingle=$shingle z_factor=$z tod=$tod seed=$PARITY_SEED files=$files identical=$same sql_standard=$s_std sql_reward_low_FP=$s_lfp sql_reward_low_FN=$s_lfn engine_standard=$c_std engine_reward_low_FP=$c_lfp engine_reward_low_FN=$c_lfn sql_score_seconds=$(echo "$sql_line" | field score_seconds) engine_seconds=$c_seconds match=$match")
+		PARITY+=("config=$name shingle=$shingle z_factor=$z tod=$tod seed=$PARITY_SEED files=$files identical=$same sql_standard=$s_std sql_reward_low_FP=$s_lfp sql_reward_low_FN=$s_lfn engine_standard=$c_std engine_reward_low_FP=$c_lfp engine_reward_low_FN=$c_lfn sql_score_seconds=$(echo "$sql_line" | nab_field score_seconds) engine_seconds=$c_seconds match=$match")
 	done
 fi
 
@@ -197,15 +172,8 @@ echo "threshold opt: NAB's corpus-optimised threshold per profile;" \
 FMT='%-8s %7s %4s %5s %-9s %9s %14s %14s %9s\n'
 # shellcheck disable=SC2059 # FMT is a format
 printf "$FMT" config shingle z seed threshold standard reward_low_FP reward_low_FN score_s
-while read -r line; do
-	# shellcheck disable=SC2059
-	printf "$FMT" \
-		"$(echo "$line" | field config)" "$(echo "$line" | field shingle)" \
-		"$(echo "$line" | field z_factor)" "$(echo "$line" | field seed)" \
-		"$(echo "$line" | field threshold_mode)" "$(echo "$line" | field standard)" \
-		"$(echo "$line" | field reward_low_FP)" "$(echo "$line" | field reward_low_FN)" \
-		"$(echo "$line" | field score_seconds)"
-done <"$WORK/lines"
+nab_table "$FMT" config shingle z_factor seed threshold_mode standard \
+	reward_low_FP reward_low_FN score_seconds <"$WORK/lines"
 echo ""
 MEDIANS=()
 for cfg in $CONFIGS; do
@@ -215,9 +183,9 @@ for cfg in $CONFIGS; do
 		for seed in $SEEDS; do
 			grep "^config=$name .*\\bseed=$seed\\b.*threshold_mode=$mode\\b" "$WORK/lines" >>"$WORK/sel" || true
 		done
-		std=$(field standard <"$WORK/sel" | bench_median)
-		lfp=$(field reward_low_FP <"$WORK/sel" | bench_median)
-		lfn=$(field reward_low_FN <"$WORK/sel" | bench_median)
+		std=$(nab_field standard <"$WORK/sel" | bench_median)
+		lfp=$(nab_field reward_low_FP <"$WORK/sel" | bench_median)
+		lfn=$(nab_field reward_low_FN <"$WORK/sel" | bench_median)
 		# shellcheck disable=SC2059
 		printf "$FMT" "$name" "$shingle" "$z" median "$mode" "$std" "$lfp" "$lfn" ""
 		MEDIANS+=("config=$name shingle=$shingle z_factor=$z tod=$tod cusum_drift=2 cusum_threshold=12 threshold_mode=$mode seeds=$(echo "$SEEDS" | tr ' ' ',') standard=$std reward_low_FP=$lfp reward_low_FN=$lfn")

@@ -41,14 +41,7 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-NAB_ROOT = os.environ.get("NAB_ROOT", os.path.join(ROOT, "..", "shared", "nab"))
-NAB_SCORE = os.environ.get("NAB_SCORE",
-                           os.path.join(ROOT, "..", "shared", "tools", "nab_score.py"))
-FIXED = os.environ.get("NAB_FIXED_THRESHOLD", "0.000001")
-PROFILES = [("standard", "standard"), ("reward_low_FP_rate", "reward_low_FP"),
-            ("reward_low_FN_rate", "reward_low_FN")]
+from nab_common import HERE, NAB_ROOT, NAB_SCORE, FIXED, PROFILES
 
 
 def corpus(nab_root):

@@ -39,24 +39,16 @@
 
 set -uo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-. "$HERE/common.sh"
-. "$HERE/detect_common.sh"
+# shellcheck source=bench/detect_common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/detect_common.sh"
 
 OTHER_MB=${PROC_OTHER_MB:-500}
 BACKLOG=${PROC_BACKLOG:-51000}
 
-bench_install || exit 1
-WORK=$(mktemp -d /tmp/anomaly-bench-process.XXXXXX)
-chmod 755 "$WORK"
-trap 'cluster_stop "$WORK/pg" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-BENCH_CONF+=(
-	"anomaly.detector_workers = 0"
-	"wal_level = logical"
-	# the copies of the slot in step 2 use the detector's output plugin
-	"output_plugin_libraries = 'anomaly'"
-)
-ANOMALY_PRELOAD=anomaly bench_cluster_start "$WORK/pg" || exit 1
+# The copies of the slot in step 2 use the detector's output plugin.
+detect_bench_start process \
+	"anomaly.detector_workers = 0" \
+	"output_plugin_libraries = 'anomaly'" || exit 1
 
 psql_c <<'SQL' >/dev/null || exit 1
 CREATE EXTENSION anomaly;

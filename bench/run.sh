@@ -138,27 +138,19 @@ if [ "${BENCH_SKIP_NAB:-0}" != 1 ]; then
 	"$HERE/nab.sh" "$ROOT/bench/results/nab/kda-seed42" --seed 42 || FAILED+=(nab)
 fi
 
-# The longer studies run only when asked for: each takes minutes.
-if [ "${BENCH_MODEL:-0}" = 1 ]; then
+# study FLAG NAME TITLE: the longer studies run only when asked for
+# (FLAG=1 in the environment), each takes minutes: bench/NAME.sh.
+study() {
+	local flag=$1 name=$2 title=$3
+	[ "${!flag:-0}" = 1 ] || return 0
 	echo ""
-	echo "=== stored model: rcf_score in SQL against the engine"
-	"$HERE/model.sh" || FAILED+=(model)
-fi
-if [ "${BENCH_ALERTS:-0}" = 1 ]; then
-	echo ""
-	echo "=== alert delivery"
-	"$HERE/alerts.sh" || FAILED+=(alerts)
-fi
-if [ "${BENCH_DETECT:-0}" = 1 ]; then
-	echo ""
-	echo "=== detectors"
-	"$HERE/detect.sh" || FAILED+=(detect)
-fi
-if [ "${BENCH_WINDOW:-0}" = 1 ]; then
-	echo ""
-	echo "=== windowed detector: window end -> score"
-	"$HERE/detect_window.sh" || FAILED+=(detect_window)
-fi
+	echo "=== $title"
+	"$HERE/$name.sh" || FAILED+=("$name")
+}
+study BENCH_MODEL model "stored model: rcf_score in SQL against the engine"
+study BENCH_ALERTS alerts "alert delivery"
+study BENCH_DETECT detect "detectors"
+study BENCH_WINDOW detect_window "windowed detector: window end -> score"
 
 echo ""
 echo "results: $BENCH_JSONL"

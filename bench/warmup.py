@@ -25,24 +25,17 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from nab_common import HERE, engine_args
 
 
 def main(argv):
-    series, length = 200, 400
-    engine = []
-    while argv:
-        a = argv.pop(0)
-        if a == "--":
-            engine = argv
-            break
-        if a == "--series":
-            series = int(argv.pop(0))
-        elif a == "--length":
-            length = int(argv.pop(0))
-        else:
-            print(__doc__)
-            return 2
+    opts = {"--series": "200", "--length": "400"}
+    parsed = engine_args(argv, opts)
+    if parsed is None:
+        print(__doc__)
+        return 2
+    engine = parsed[1]
+    series, length = int(opts["--series"]), int(opts["--length"])
     samples = 256
     if "--samples" in engine:
         samples = int(engine[engine.index("--samples") + 1])

@@ -18,25 +18,14 @@
 use strict;
 use warnings;
 use JSON::PP;
-use Time::Local qw(timegm);
+use File::Basename qw(dirname);
+use lib dirname(__FILE__);
+use Epoch;
 
 my ($receiver, $log) = @ARGV;
 die "usage: $0 webhook|sns LOG\n"
   unless defined $log && ($receiver eq 'webhook' || $receiver eq 'sns');
 exit 0 unless -e $log;
-
-# ISO 8601 with an offset (as jsonb writes timestamptz) to epoch seconds.
-sub epoch
-{
-	my ($s) = @_;
-	return undef unless defined $s;
-	my ($y, $mo, $d, $h, $mi, $sec, $frac, $sign, $oh, $om) =
-	  $s =~ /^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:([+-])(\d\d)(?::?(\d\d))?|Z)?$/
-	  or return undef;
-	my $t = timegm($sec, $mi, $h, $d, $mo - 1, $y) + ($frac // 0);
-	$t -= ($sign eq '+' ? 1 : -1) * ($oh * 3600 + ($om // 0) * 60) if defined $sign;
-	return $t;
-}
 
 # The same as UTC text, to the minute.
 sub utc_minute

@@ -217,27 +217,35 @@ def common_args(description):
     return p
 
 
+async def serve_until_stopped(server, args, on_start=None):
+    """Writes the port of a listening asyncio server to args.port_file (at
+    once, through a rename), calls on_start(port), then serves until the
+    lifetime ends or SIGTERM/SIGINT arrives, and closes the server.  The
+    stand-ins of every protocol stop this way."""
+    port = server.sockets[0].getsockname()[1]
+    tmp = args.port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("%d\n" % port)
+    os.replace(tmp, args.port_file)
+    if on_start:
+        on_start(port)
+    stop = asyncio.get_running_loop().create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(
+            sig, lambda: stop.done() or stop.set_result(None))
+    try:
+        await asyncio.wait_for(stop, timeout=args.lifetime)
+    except asyncio.TimeoutError:
+        pass
+    server.close()
+
+
 def run(handler, args, on_start=None):
     """Serves until the lifetime ends or SIGTERM/SIGINT arrives."""
     async def main():
         server = await asyncio.start_server(make_server(handler), "127.0.0.1", args.port,
                                             limit=MAX_HEADER_BYTES, backlog=512)
-        port = server.sockets[0].getsockname()[1]
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d\n" % port)
-        os.replace(tmp, args.port_file)
-        if on_start:
-            on_start(port)
-        stop = asyncio.get_running_loop().create_future()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(
-                sig, lambda: stop.done() or stop.set_result(None))
-        try:
-            await asyncio.wait_for(stop, timeout=args.lifetime)
-        except asyncio.TimeoutError:
-            pass
-        server.close()
+        await serve_until_stopped(server, args, on_start)
     asyncio.run(main())
 
 

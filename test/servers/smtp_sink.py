@@ -16,18 +16,20 @@ byte).  With --auth, mail is accepted only after AUTH with that user and
 password, and AUTH only over TLS.
 """
 
-import argparse
 import asyncio
 import email
 import email.header
 import email.policy
 import json
 import os
-import signal
 import ssl
+import sys
 import time
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import httpstub  # noqa: E402
 
 
 class Handler:
@@ -66,11 +68,7 @@ class Handler:
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port-file", required=True)
-    p.add_argument("--log", required=True)
-    p.add_argument("--lifetime", type=float, default=600.0)
-    p.add_argument("--seed", type=int, default=1)
+    p = httpstub.common_args("SMTP sink: every message received, as JSON lines")
     p.add_argument("--tls-cert", default=None)
     p.add_argument("--tls-key", default=None)
     p.add_argument("--smtps", action="store_true")
@@ -102,20 +100,9 @@ def main():
     async def run():
         loop = asyncio.get_running_loop()
         handler = Handler(log)
-        server = await loop.create_server(lambda: make_smtp(handler), "127.0.0.1", 0,
+        server = await loop.create_server(lambda: make_smtp(handler), "127.0.0.1", args.port,
                                           ssl=tls if args.smtps else None)
-        port = server.sockets[0].getsockname()[1]
-        with open(args.port_file + ".tmp", "w") as f:
-            f.write("%d\n" % port)
-        os.replace(args.port_file + ".tmp", args.port_file)
-        stop = loop.create_future()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-        try:
-            await asyncio.wait_for(stop, timeout=args.lifetime)
-        except asyncio.TimeoutError:
-            pass
-        server.close()
+        await httpstub.serve_until_stopped(server, args)
 
     asyncio.run(run())
 

@@ -34,6 +34,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import httpstub  # noqa: E402
 from httpstub import Hostile, Reply  # noqa: E402
 
+# The hostile paths: the arguments of their httpstub.Hostile answer.
+HOSTILE = {
+    "/huge": ("huge", 50 * 1024 * 1024),
+    "/endless-headers": ("endless_headers",),
+    "/slowloris": ("slowloris",),
+    "/drop": ("drop",),
+    "/garbage": ("garbage",),
+}
+
 
 def main():
     p = httpstub.common_args(__doc__)
@@ -87,21 +96,9 @@ def main():
                 stats["failed"] += 1
                 return Reply(429, "slow down", [("Retry-After", secs)])
             return accept(req)
-        if path == "/huge":
+        if path in HOSTILE:
             stats["hostile"] += 1
-            return Hostile("huge", 50 * 1024 * 1024)
-        if path == "/endless-headers":
-            stats["hostile"] += 1
-            return Hostile("endless_headers")
-        if path == "/slowloris":
-            stats["hostile"] += 1
-            return Hostile("slowloris")
-        if path == "/drop":
-            stats["hostile"] += 1
-            return Hostile("drop")
-        if path == "/garbage":
-            stats["hostile"] += 1
-            return Hostile("garbage")
+            return Hostile(*HOSTILE[path])
         if path.startswith("/slow/"):
             secs = float(path.split("/")[2])
             reply = accept(req, {"slow": True})

@@ -53,27 +53,15 @@ $node->safe_psql('postgres', q{
 
 # A transaction of the load: mostly a few rows for one key, sometimes 2000
 # rows over all keys, sometimes rolled back.
-my $script = $PostgreSQL::Test::Utils::tmp_check . '/load.sql';
-open(my $fh, '>', $script) or die "could not write $script: $!";
-print $fh q{
-\set k random(1, 25)
-\set r random(1, 100)
-\set n random(1, 6)
-\if :r <= 6
-BEGIN;
-INSERT INTO src (k, v) SELECT :k, 1000 + random() FROM generate_series(1, 40);
-ROLLBACK;
-\elif :r <= 8
-BEGIN;
-INSERT INTO src (k, v) SELECT 1 + (g % 25), sin(g) * 5 + random() FROM generate_series(1, 2000) g;
-COMMIT;
-\else
-BEGIN;
-INSERT INTO src (k, v) SELECT :k, sin(:k + g) * 5 + random() FROM generate_series(1, :n) g;
-COMMIT;
-\endif
-};
-close($fh);
+my $script = mixed_load('load.sql',
+	keys => 'random(1, 25)',
+	sizes => 'random(1, 6)',
+	rollback => 6,
+	rolled_back => 'INSERT INTO src (k, v) SELECT :k, 1000 + random() FROM generate_series(1, 40);',
+	big_share => 2,
+	big => 'INSERT INTO src (k, v) SELECT 1 + (g % 25), sin(g) * 5 + random() FROM generate_series(1, 2000) g;',
+	small => 'INSERT INTO src (k, v) SELECT :k, sin(:k + g) * 5 + random() FROM generate_series(1, :n) g;',
+	commit => 1);
 
 # About 43 rows per transaction on average (38 leaves a margin).
 my $clients = 8;
@@ -105,19 +93,11 @@ my $status = $node->safe_psql('postgres', q{
 is($status, 'active|0|t|t', 'the detector is active, its worker holds the slot, no error');
 
 # One score per committed row, none for rolled-back rows.
-is($node->safe_psql('postgres', q{
-	SELECT count(*) FROM src s
-	WHERE NOT EXISTS (SELECT 1 FROM anomaly.scores c
-		WHERE c.detector = 'once' AND (c.source_key->>'id')::bigint = s.id)}),
-	'0', 'every committed row has a score');
-is($node->safe_psql('postgres', q{
-	SELECT count(*) - count(DISTINCT source_key) FROM anomaly.scores WHERE detector = 'once'}),
-	'0', 'no row has two scores');
-is($node->safe_psql('postgres', q{
-	SELECT count(*) FROM anomaly.scores c
-	WHERE c.detector = 'once'
-	  AND NOT EXISTS (SELECT 1 FROM src s WHERE s.id = (c.source_key->>'id')::bigint)}),
-	'0', 'no rolled-back row has a score');
+my ($missing, $twice, $orphans) = score_gaps($node, 'src',
+	q{(SELECT * FROM anomaly.scores WHERE detector = 'once')});
+is($missing, '0', 'every committed row has a score');
+is($twice, '0', 'no row has two scores');
+is($orphans, '0', 'no rolled-back row has a score');
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM anomaly.scores WHERE detector = 'once' AND features[1] >= 1000}),
 	'0', 'no rolled-back value reached a forest');

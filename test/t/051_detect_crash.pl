@@ -24,14 +24,10 @@ use lib "$FindBin::RealBin/..";
 use DetectTest;
 
 my $crashes = $ENV{ANOMALY_DETECT_CRASHES} || 6;
-srand($ENV{ANOMALY_DETECT_SEED} // time());
-
-my $node = detector_node('detect_crash',
+my $node = crash_node('detect_crash',
 	'anomaly.detector_batch_rows' => 2000,
 	'anomaly.detector_memory_limit' => '1MB',
-	'anomaly.detector_checkpoint_rows' => 5000,
-	restart_after_crash => 'on',
-	log_statement => 'none');
+	'anomaly.detector_checkpoint_rows' => 5000);
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION anomaly;
@@ -40,40 +36,25 @@ $node->safe_psql('postgres', q{
 		k int NOT NULL,
 		v double precision NOT NULL
 	);
-	CREATE TABLE dest (
-		detector text,
-		partition_key text,
-		source_key jsonb,
-		commit_lsn pg_lsn,
-		commit_time timestamptz,
-		features double precision[],
-		anomaly_score double precision,
-		anomaly_grade double precision,
-		scored_at timestamptz
-	);
+	-- the destination: some columns of anomaly.scores, of the same types
+	CREATE TABLE dest AS
+		SELECT detector, partition_key, source_key, commit_lsn, commit_time, features,
+			anomaly_score, anomaly_grade, scored_at
+		FROM anomaly.scores WITH NO DATA;
 	SELECT anomaly.create_detector('crash', 'src', ARRAY['v'],
 		partition_by => 'k',
 		options => '{"number_of_trees": 20, "sub_sample_size": 32, "shingle_size": 3, "seed": 99,
 			"destination": "public.dest"}');
 });
 
-my $script = $PostgreSQL::Test::Utils::tmp_check . '/crash_load.sql';
-open(my $fh, '>', $script) or die "could not write $script: $!";
-print $fh q{
-\set k random(1, 15)
-\set r random(1, 100)
-\set n random(1, 8)
-\if :r <= 8
-BEGIN;
-INSERT INTO src (k, v) SELECT :k, 1000 + g FROM generate_series(1, 20) g;
-ROLLBACK;
-\elif :r <= 10
-INSERT INTO src (k, v) SELECT 1 + (g % 15), cos(g) * 3 + random() FROM generate_series(1, 800) g;
-\else
-INSERT INTO src (k, v) SELECT :k, cos(:k * g) * 3 + random() FROM generate_series(1, :n) g;
-\endif
-};
-close($fh);
+my $script = mixed_load('crash_load.sql',
+	keys => 'random(1, 15)',
+	sizes => 'random(1, 8)',
+	rollback => 8,
+	rolled_back => 'INSERT INTO src (k, v) SELECT :k, 1000 + g FROM generate_series(1, 20) g;',
+	big_share => 2,
+	big => 'INSERT INTO src (k, v) SELECT 1 + (g % 15), cos(g) * 3 + random() FROM generate_series(1, 800) g;',
+	small => 'INSERT INTO src (k, v) SELECT :k, cos(:k * g) * 3 + random() FROM generate_series(1, :n) g;');
 
 # Starts pgbench in the background for `secs` seconds, at about 250
 # transactions (5,000 rows) per second.
@@ -88,40 +69,17 @@ sub start_load
 	return $h;
 }
 
-# The PID of the detector worker, waiting for one to run.
-sub worker_pid
-{
-	my $pid = '';
-	for (1 .. 300)
-	{
-		$pid = $node->safe_psql('postgres',
-			q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomaly detector'});
-		last if $pid =~ /^\d+$/;
-		sleep(0.1);
-	}
-	return $pid;
-}
-
 for my $i (1 .. $crashes)
 {
 	my $h = start_load(6);
 	sleep(0.5 + rand(3));
+	my $pid = crash_server($node, $i, 30);
 	if ($i % 2)
 	{
-		my $pid = worker_pid();
 		ok($pid =~ /^\d+$/, "crash $i: the detector worker runs (PID $pid)");
-		kill 'KILL', $pid;
-		note "crash $i: SIGKILL to the detector worker";
-		# The postmaster restarts everything; wait for it.
-		sleep(0.5);
-		$node->poll_query_until('postgres', 'SELECT 1', '1')
-		  or die "server did not come back after crash $i";
 	}
 	else
 	{
-		$node->stop('immediate');
-		note "crash $i: immediate stop";
-		$node->start;
 		pass("crash $i: the server restarted");
 	}
 	$h->finish;		# pgbench lost its connections: it ends with errors
@@ -142,19 +100,11 @@ ok($node->poll_query_until('postgres', q{
 is($node->safe_psql('postgres', q{
 	SELECT state || '|' || rows_failed FROM anomaly.detector_status WHERE name = 'crash'}),
 	'active|0', 'the detector is active with no failed row');
-is($node->safe_psql('postgres', q{
-	SELECT count(*) FROM src s
-	WHERE NOT EXISTS (SELECT 1 FROM anomaly.scores c
-		WHERE c.detector = 'crash' AND (c.source_key->>'id')::bigint = s.id)}),
-	'0', 'no gap: every committed row has a score');
-is($node->safe_psql('postgres', q{
-	SELECT count(*) - count(DISTINCT source_key) FROM anomaly.scores WHERE detector = 'crash'}),
-	'0', 'no duplicate: no row has two scores');
-is($node->safe_psql('postgres', q{
-	SELECT count(*) FROM anomaly.scores c
-	WHERE c.detector = 'crash'
-	  AND NOT EXISTS (SELECT 1 FROM src s WHERE s.id = (c.source_key->>'id')::bigint)}),
-	'0', 'no score for a row that was not committed');
+my ($missing, $twice, $orphans) = score_gaps($node, 'src',
+	q{(SELECT * FROM anomaly.scores WHERE detector = 'crash')});
+is($missing, '0', 'no gap: every committed row has a score');
+is($twice, '0', 'no duplicate: no row has two scores');
+is($orphans, '0', 'no score for a row that was not committed');
 
 my ($compared, $different, $different_grades) = window_diff($node,
 	detector => 'crash', rows => 'src', key => 'k', point => 'ARRAY[v]',
@@ -164,17 +114,10 @@ is($different, '0',
 is($different_grades, '0', 'and so do the grades, decisions and expected values');
 
 # The destination table, written in the same transactions.
-is($node->safe_psql('postgres', q{
-	SELECT count(*) FROM src s
-	WHERE NOT EXISTS (SELECT 1 FROM dest d WHERE (d.source_key->>'id')::bigint = s.id)}),
-	'0', 'destination: no gap, every committed row has a row');
-is($node->safe_psql('postgres', q{
-	SELECT count(*) - count(DISTINCT source_key) FROM dest}),
-	'0', 'destination: no duplicate');
-is($node->safe_psql('postgres', q{
-	SELECT count(*) FROM dest d
-	WHERE NOT EXISTS (SELECT 1 FROM src s WHERE s.id = (d.source_key->>'id')::bigint)}),
-	'0', 'destination: no row for a row that was not committed');
+($missing, $twice, $orphans) = score_gaps($node, 'src', 'dest');
+is($missing, '0', 'destination: no gap, every committed row has a row');
+is($twice, '0', 'destination: no duplicate');
+is($orphans, '0', 'destination: no row for a row that was not committed');
 my ($dest_rows, $dest_unequal) = split /\|/, $node->safe_psql('postgres', q{
 	SELECT count(*),
 		count(*) FILTER (WHERE c.id IS NULL OR d.detector IS DISTINCT FROM 'crash'

@@ -77,23 +77,14 @@ is($node->safe_psql('postgres', q{
 # Load: rows for one key, or for keys 1..16 in one transaction (those of
 # p4 fail while it is not attached; the whole transaction is then rolled
 # back, as are the explicit rollbacks).
-my $script = $PostgreSQL::Test::Utils::tmp_check . '/parts_load.sql';
-open(my $fh, '>', $script) or die "could not write $script: $!";
-print $fh q{
-\set k random(1, 12)
-\set r random(1, 100)
-\set n random(1, 5)
-\if :r <= 5
-BEGIN;
-INSERT INTO ev (k, v, w) SELECT :k, 1000, 1000 FROM generate_series(1, 10);
-ROLLBACK;
-\elif :r <= 10
-INSERT INTO ev (k, v, w) SELECT 1 + (g % 12), sin(g) * 4 + random(), g % 7 FROM generate_series(1, 200) g;
-\else
-INSERT INTO ev (k, v, w) SELECT :k, sin(:k + g) * 4 + random(), :k FROM generate_series(1, :n) g;
-\endif
-};
-close($fh);
+my $script = mixed_load('parts_load.sql',
+	keys => 'random(1, 12)',
+	sizes => 'random(1, 5)',
+	rollback => 5,
+	rolled_back => 'INSERT INTO ev (k, v, w) SELECT :k, 1000, 1000 FROM generate_series(1, 10);',
+	big_share => 5,
+	big => 'INSERT INTO ev (k, v, w) SELECT 1 + (g % 12), sin(g) * 4 + random(), g % 7 FROM generate_series(1, 200) g;',
+	small => 'INSERT INTO ev (k, v, w) SELECT :k, sin(:k + g) * 4 + random(), :k FROM generate_series(1, :n) g;');
 
 # pgbench in the background, its output to a file: the test blocks on DDL
 # while it runs, and must not leave it blocked on a full pipe.
@@ -176,18 +167,12 @@ is($node->safe_psql('postgres', q{
 	FROM anomaly.detector_status WHERE name = 'parts'}),
 	'active|0|1', 'the detector is active, no failure, no error');
 
-is($node->safe_psql('postgres', q{
-	SELECT count(*) FROM all_rows r WHERE counted AND NOT EXISTS (
-		SELECT 1 FROM anomaly.scores c WHERE c.detector = 'parts'
-		AND (c.source_key->>'id')::bigint = r.id)}),
-	'0', 'every row of every partition while attached has a score');
-is($node->safe_psql('postgres', q{
-	SELECT count(*) - count(DISTINCT source_key) FROM anomaly.scores WHERE detector = 'parts'}),
-	'0', 'no row has two scores');
-is($node->safe_psql('postgres', q{
-	SELECT count(*) FROM anomaly.scores c WHERE c.detector = 'parts' AND NOT EXISTS (
-		SELECT 1 FROM all_rows r WHERE r.counted AND r.id = (c.source_key->>'id')::bigint)}),
-	'0', 'no score for rolled-back rows, rows from before the attach or after the detach');
+my ($missing, $twice, $orphans) = score_gaps($node,
+	'(SELECT * FROM all_rows WHERE counted)',
+	q{(SELECT * FROM anomaly.scores WHERE detector = 'parts')});
+is($missing, '0', 'every row of every partition while attached has a score');
+is($twice, '0', 'no row has two scores');
+is($orphans, '0', 'no score for rolled-back rows, rows from before the attach or after the detach');
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM anomaly.scores c WHERE c.detector = 'parts'
 	AND (c.source_key->>'k')::int <> c.partition_key::int}),

@@ -25,6 +25,22 @@ sub as_role
 	return $node->safe_psql('postgres', $sql, extra_params => [ '-U', $role ]);
 }
 
+# planted_operator($role, $what): the SQL, run as $role, of an operator =
+# on int8 in the role's schema that records its call as $what and, should
+# it run as a superuser, makes $role one.
+sub planted_operator
+{
+	my ($role, $what) = @_;
+	return qq{
+	CREATE FUNCTION s_$role.eq(a int8, b int8) RETURNS bool LANGUAGE plpgsql AS \$\$
+	BEGIN
+		PERFORM public.record('$what');
+		PERFORM public.escalate('$role');
+		RETURN a OPERATOR(pg_catalog.=) b;
+	END \$\$;
+	CREATE OPERATOR s_$role.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = s_$role.eq);};
+}
+
 my $escalated = q{SELECT count(*) FROM pg_roles WHERE rolname IN ('adm', 'owner1') AND rolsuper};
 
 sq(q{
@@ -40,6 +56,13 @@ sq(q{
 		INSERT INTO public.seen
 		SELECT what, current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user
 	$$;
+	-- makes role a superuser when the caller is one
+	CREATE FUNCTION escalate(role name) RETURNS void LANGUAGE plpgsql AS $$
+	BEGIN
+		IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+			EXECUTE pg_catalog.format('ALTER ROLE %I SUPERUSER', role);
+		END IF;
+	END $$;
 	CREATE TABLE src (id int8 PRIMARY KEY, v int8);
 	GRANT SELECT ON src TO adm;
 });
@@ -52,31 +75,13 @@ as_role('adm', q{
 		PERFORM pg_catalog.set_config('search_path', 's_adm, pg_catalog', false);
 		RETURN v;
 	END $$;
-	CREATE FUNCTION s_adm.eq(a int8, b int8) RETURNS bool LANGUAGE plpgsql AS $$
-	BEGIN
-		PERFORM public.record('adm operator');
-		IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-			ALTER ROLE adm SUPERUSER;
-		END IF;
-		RETURN a OPERATOR(pg_catalog.=) b;
-	END $$;
-	CREATE OPERATOR s_adm.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = s_adm.eq);
-});
+} . planted_operator('adm', 'adm operator'));
 
 # owner1's destination table, with triggers planting owner1's operator.
-as_role('owner1', q{
+as_role('owner1', planted_operator('owner1', 'owner1 operator') . q{
 	CREATE TABLE s_owner1.dest (anomaly_score float8, source_key jsonb);
 	GRANT USAGE ON SCHEMA s_owner1 TO adm;
 	GRANT INSERT ON s_owner1.dest TO adm;
-	CREATE FUNCTION s_owner1.eq(a int8, b int8) RETURNS bool LANGUAGE plpgsql AS $$
-	BEGIN
-		PERFORM public.record('owner1 operator');
-		IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-			ALTER ROLE owner1 SUPERUSER;
-		END IF;
-		RETURN a OPERATOR(pg_catalog.=) b;
-	END $$;
-	CREATE OPERATOR s_owner1.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = s_owner1.eq);
 	CREATE FUNCTION s_owner1.plant() RETURNS trigger LANGUAGE plpgsql AS $$
 	BEGIN
 		PERFORM public.record(TG_WHEN || ' trigger');

@@ -21,13 +21,9 @@ use DetectTest;
 
 # No background worker: rounds are anomaly.process() calls, so the test
 # sees the backfill between them.
-my $node = PostgreSQL::Test::Cluster->new('detect_backfill');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-log_min_messages = warning
-log_statement = none
-});
-$node->start;
+my $node = logical_node('detect_backfill',
+	log_min_messages => 'warning',
+	log_statement => 'none');
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
@@ -46,9 +42,7 @@ like($err, qr/cannot start from the stored rows of public\.nokey: the table has 
 	SELECT anomaly.create_detector('bad', 'src', ARRAY['v'], options => '{"start": "yesterday"}')});
 like($err, qr/option "start" must be "now"/, 'start is "now" or "all"');
 
-my $script = $PostgreSQL::Test::Utils::tmp_check . '/backfill_load.sql';
-open(my $fh, '>', $script) or die "could not write $script: $!";
-print $fh q{
+my $script = pgbench_script('backfill_load.sql', q{
 \set k random(0, 4)
 \set r random(1, 100)
 \if :r <= 10
@@ -58,8 +52,7 @@ ROLLBACK;
 \else
 INSERT INTO src (k, v) SELECT :k, cos(g * :r) * 3 FROM generate_series(1, 1 + :r % 4) g;
 \endif
-};
-close($fh);
+});
 my ($o, $e) = ('', '');
 my $load = IPC::Run::start(
 	[ 'pgbench', '-n', '-c', 3, '-j', 1, '-T', 8, '-R', 150, '-f', $script,

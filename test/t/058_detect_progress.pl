@@ -120,15 +120,11 @@ for my $case (
 }
 
 # process() on a cluster without workers.
-my $man = PostgreSQL::Test::Cluster->new('detect_progress_manual');
-$man->init(allows_streaming => 'logical');
-$man->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_workers = 0
-fsync = off
-log_min_messages = warning
-});
-$man->start;
+my $man = logical_node('detect_progress_manual',
+	shared_preload_libraries => "'anomaly'",
+	'anomaly.detector_workers' => 0,
+	fsync => 'off',
+	log_min_messages => 'warning');
 
 sub mq { return $man->safe_psql('postgres', $_[0]); }
 

@@ -20,12 +20,8 @@ use DetectTest;
 use IPC::Run;
 use Time::HiRes qw(time sleep);
 
-srand($ENV{ANOMALY_DETECT_SEED} // time());
-
-my $node = detector_node('detect_pump',
-	'anomaly.detector_batch_rows' => 1000,
-	restart_after_crash => 'on',
-	log_statement => 'none');
+my $node = crash_node('detect_pump',
+	'anomaly.detector_batch_rows' => 1000);
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
@@ -79,9 +75,7 @@ sq(q{
 			"with_explanation": true, "number_of_trees": 20, "sub_sample_size": 32, "seed": 7}');
 });
 
-my $script = $PostgreSQL::Test::Utils::tmp_check . '/pump_load.sql';
-open(my $fh, '>', $script) or die "could not write $script: $!";
-print $fh q{
+my $script = pgbench_script('pump_load.sql', q{
 \set t random(1, 8)
 \set r random(1, 100)
 \if :r <= 10
@@ -92,8 +86,7 @@ ROLLBACK;
 INSERT INTO ticks (ticker, sector, price, change)
 SELECT 'T' || :t, 'S' || (:t % 3), 50 + 10 * sin(g + :r), cos(g * :r) FROM generate_series(1, 1 + :r % 6) g;
 \endif
-};
-close($fh);
+});
 
 sub start_load
 {

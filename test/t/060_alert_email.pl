@@ -21,41 +21,43 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use IPC::Run;
+use JSON::PP;
 
 use AlertTest;
 
 my $smtp = start_server('smtp_sink.py');
-my $url = "smtp://127.0.0.1:$smtp->{port}";
 
 my $node = new_alert_node('email',
-	"wal_level = logical",
-	"anomaly.retry_base = '20ms'",
 	"anomaly.retry_max = '200ms'",
 	"anomaly.max_attempts = 3",
 	"anomaly.request_timeout = '3s'");
 
-$node->safe_psql('postgres', qq{
-	SELECT anomaly.create_destination('mail', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["ops\@example.com", "oncall\@example.com"], "subject_prefix": "[anomaly]"}');
-	SELECT anomaly.create_destination('refused', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["reject\@example.com"]}');
-	SELECT anomaly.create_destination('later', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["tempfail\@example.com"]}');
-	SELECT anomaly.create_destination('once', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["tempfail\@example.com"], "max_attempts": 1}');
-	SELECT anomaly.create_destination('chan', 'notify', '{"channel": "anomaly_alerts"}');
-	SELECT anomaly.create_destination('chan_full', 'notify', '{"channel": "anomaly_full", "payload": "full"}');
-	SELECT anomaly.create_destination('tls', 'email', '{"url": "$url", "from": "anomaly\@example.com", "to": ["ops\@example.com"], "starttls": "required"}');
-});
-
-sub queued
+# The SQL creating an e-mail destination to the sink, from
+# anomaly@example.com, with the further settings %config.
+sub mail_destination
 {
-	my ($dest) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM anomaly.outbox WHERE destination = '$dest'");
+	my ($name, %config) = @_;
+	my $json = JSON::PP->new->canonical->encode(
+		{ url => $smtp->{url}, from => 'anomaly@example.com', %config });
+	return "SELECT anomaly.create_destination('$name', 'email', '$json');\n";
 }
+
+$node->safe_psql('postgres', join('',
+	mail_destination('mail', to => [ 'ops@example.com', 'oncall@example.com' ],
+		subject_prefix => '[anomaly]'),
+	mail_destination('refused', to => ['reject@example.com']),
+	mail_destination('later', to => ['tempfail@example.com']),
+	mail_destination('once', to => ['tempfail@example.com'], max_attempts => 1),
+	q{SELECT anomaly.create_destination('chan', 'notify', '{"channel": "anomaly_alerts"}');
+	SELECT anomaly.create_destination('chan_full', 'notify', '{"channel": "anomaly_full", "payload": "full"}');
+},
+	mail_destination('tls', to => ['ops@example.com'], starttls => 'required')));
 
 $node->safe_psql('postgres', q{
 	SELECT count(anomaly.send_alert('mail', 'disk full on db' || i,
 		jsonb_build_object('n', i, 'score', 2.5, 'severity', 'critical')))
 	FROM generate_series(1, 50) i});
-ok(wait_for(60, sub { queued('mail') == 0 }), '50 e-mails left the outbox');
+ok(wait_for(60, sub { queued($node, 'mail') == 0 }), '50 e-mails left the outbox');
 my @mails = read_jsonl($smtp->{log});
 is(scalar(@mails), 50, 'the sink received 50 messages');
 my %n = map { ($_->{subject} =~ /db(\d+)$/)[0] => 1 } @mails;
@@ -109,7 +111,7 @@ $listener->finish;
 like($lout, qr/Asynchronous notification "anomaly_alerts" with payload "\{"id": $id, "source": "send_alert", "status": "firing", "payload": "reference", "version": 1, "severity": "info"\}" received/,
 	'a listener with no privileges gets a reference to the outbox row');
 unlike($lout, qr/secret|4111|"n"/, 'and nothing of the alert');
-is(queued('chan'), '0', 'and the outbox row is gone');
+is(queued($node, 'chan'), '0', 'and the outbox row is gone');
 
 my ($rc, $out, $err) = $node->psql('postgres', q{
 	LISTEN anomaly_full;
@@ -117,7 +119,7 @@ my ($rc, $out, $err) = $node->psql('postgres', q{
 	SELECT pg_sleep(1.5);});
 like($out, qr/Asynchronous notification "anomaly_full" with payload "\{.*"alert": "to listeners".*\}" received/,
 	'NOTIFY delivered the JSON payload to a listener of a full destination');
-is(queued('chan_full'), '0', 'and the outbox row is gone');
+is(queued($node, 'chan_full'), '0', 'and the outbox row is gone');
 
 # --- TLS and AUTH --------------------------------------------------------------
 
@@ -200,24 +202,18 @@ like($err, qr/credential "smtp_bad" is not bound to smtps:.*HINT:.*anomaly\.cred
 
 # and through the outbox, by the sender worker
 $node->safe_psql('postgres', "SELECT anomaly.send_alert('starttls', 'over tls')");
-ok(wait_for(30, sub { queued('starttls') == 0 }), 'the sender delivered over STARTTLS');
+ok(wait_for(30, sub { queued($node, 'starttls') == 0 }), 'the sender delivered over STARTTLS');
 is(scalar(grep { ($_->{subject} // '') eq 'over tls' && $_->{tls} } read_jsonl($starttls->{log})), 1,
 	'once, over TLS');
 
 # A rule's subject and body templates (issue 17): the e-mail carries the
 # formatted subject (after the destination's prefix) and, as its whole
 # body, the formatted text with the source row's columns.
-$node->safe_psql('postgres', q{
-	CREATE TABLE ticks (id int PRIMARY KEY, ticker text, price float8);
-	INSERT INTO ticks VALUES (7, 'AMZN', 101.5);
-	SELECT anomaly.create_detector('ticks', 'ticks', '{price}');
-	SELECT anomaly.create_alert_rule('ticks-high', detector => 'ticks', destination => 'mail',
-		min_score => 2, group_by => '{source_key}',
+ticks_alert($node, q{destination => 'mail',
 		subject_template => 'Anomaly {{score}} on {{row.ticker}}',
-		body_template => E'{{row.ticker}} traded at {{row.price}}.\nExplanation: {{explanation}}\nDetector {{detector}}, rule {{alert}}.');
-	INSERT INTO anomaly.scores (detector, source_key, commit_time, anomaly_score, explanation)
-	VALUES ('ticks', '{"id": 7}', now(), 3.25, '{"price": {"ATTRIBUTION_SCORE": "3.2500"}}')});
-ok(wait_for(30, sub { queued('mail') == 0 && scalar(read_jsonl($smtp->{log})) > 50 }),
+		body_template => E'{{row.ticker}} traded at {{row.price}}.\nExplanation: {{explanation}}\nDetector {{detector}}, rule {{alert}}.'},
+	explanation => q{'{"price": {"ATTRIBUTION_SCORE": "3.2500"}}'});
+ok(wait_for(30, sub { queued($node, 'mail') == 0 && scalar(read_jsonl($smtp->{log})) > 50 }),
 	'the templated e-mail left the outbox');
 my ($tm) = grep { ($_->{subject} // '') =~ /AMZN/ } read_jsonl($smtp->{log});
 is($tm->{subject}, '[anomaly] Anomaly 3.25 on AMZN', 'formatted subject, after the prefix');

@@ -34,42 +34,32 @@ my $sns = start_server('sns_standin.py', '--access-key', $key_id, '--secret-key'
 my $endpoint = "http://127.0.0.1:$sns->{port}/";
 
 my $node = new_alert_node('sns',
-	"wal_level = logical",
 	"anomaly.sns_endpoint = '$endpoint'",
 	"anomaly.aws_access_key_id = '$key_id'",
 	"anomaly.aws_secret_access_key = '$secret'",
 	"anomaly.aws_session_token = '$token'",
 	"anomaly.aws_imds_endpoint = ''",
-	"anomaly.retry_base = '20ms'",
 	"anomaly.retry_max = '500ms'",
 	"anomaly.max_attempts = 40",
 	"anomaly.request_timeout = '1500ms'",
 	"anomaly.connect_timeout = '1s'",
-	"log_statement = 'all'",
-	"log_min_messages = debug1");
+	@LOG_EVERYTHING);
 
+# The destinations: name => topic.
 my $arn = 'arn:aws:sns:eu-west-1:123456789012';
-$node->safe_psql('postgres', qq{
-	SELECT anomaly.create_destination('ops', 'sns', '{"topic_arn": "$arn:ops"}');
-	SELECT anomaly.create_destination('fifo', 'sns', '{"topic_arn": "$arn:faulty.fifo"}');
-	SELECT anomaly.create_destination('missing', 'sns', '{"topic_arn": "$arn:missing-topic"}');
-	SELECT anomaly.create_destination('h-huge', 'sns', '{"topic_arn": "$arn:hostile-huge"}');
-	SELECT anomaly.create_destination('h-headers', 'sns', '{"topic_arn": "$arn:hostile-headers"}');
-	SELECT anomaly.create_destination('h-slowloris', 'sns', '{"topic_arn": "$arn:hostile-slowloris"}');
-	SELECT anomaly.create_destination('h-xml', 'sns', '{"topic_arn": "$arn:hostile-xml"}');
-});
+my %topics = (
+	ops => 'ops',
+	fifo => 'faulty.fifo',
+	missing => 'missing-topic',
+	map { ("h-$_" => "hostile-$_") } qw(huge headers slowloris xml));
+$node->safe_psql('postgres', join('', map {
+	qq{SELECT anomaly.create_destination('$_', 'sns', '{"topic_arn": "$arn:$topics{$_}"}');\n}
+} sort keys %topics));
 
 sub entries
 {
 	my ($topic) = @_;
 	return grep { ($_->{topic} // '') eq "$arn:$topic" } read_jsonl($sns->{log});
-}
-
-sub queued
-{
-	my ($dest) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM anomaly.outbox WHERE destination = '$dest'");
 }
 
 # --- a standard topic: subject, attributes, message ----------------------------
@@ -93,16 +83,10 @@ ok(!defined $p->{group} && !defined $p->{dedup}, 'no FIFO parameters for a stand
 
 # --- a rule's templates: SNS Subject and Message (issue 17) ---------------------
 
-$node->safe_psql('postgres', q{
-	CREATE TABLE ticks (id int PRIMARY KEY, ticker text, price float8);
-	INSERT INTO ticks VALUES (7, 'AMZN', 101.5);
-	SELECT anomaly.create_detector('ticks', 'ticks', '{price}');
-	SELECT anomaly.create_alert_rule('ticks-high', detector => 'ticks', destination => 'ops',
-		min_score => 2, group_by => '{source_key}', severity => 'critical',
+ticks_alert($node, q{destination => 'ops', severity => 'critical',
 		subject_template => 'not this one: the SNS template wins',
-		templates => '{"sns": {"subject": "{{row.ticker}} anomaly {{score}}", "message": "{{row.ticker}} at {{row.price}} scored {{score}} (grade {{grade}})"}}');
-	INSERT INTO anomaly.scores (detector, source_key, commit_time, anomaly_score, anomaly_grade)
-	VALUES ('ticks', '{"id": 7}', now(), 3.25, 0.8)});
+		templates => '{"sns": {"subject": "{{row.ticker}} anomaly {{score}}", "message": "{{row.ticker}} at {{row.price}} scored {{score}} (grade {{grade}})"}}'},
+	anomaly_grade => 0.8);
 ok(wait_for(30, sub { scalar(grep { $_->{outcome} eq 'published' } entries('ops')) == 2 }),
 	'the templated rule notification was published');
 ($p) = grep { $_->{outcome} eq 'published' && ($_->{subject} // '') =~ /AMZN/ } entries('ops');
@@ -131,7 +115,7 @@ $node->safe_psql('postgres', qq{
 	CREATE TABLE sent AS
 	SELECT 'anomaly-' || anomaly.send_alert('fifo', 'fifo ' || i, jsonb_build_object('n', i)) AS dedup
 	FROM generate_series(1, $n) i});
-ok(wait_for(150, sub { queued('fifo') == 0 }), 'FIFO outbox drained despite faults');
+ok(wait_for(150, sub { queued($node, 'fifo') == 0 }), 'FIFO outbox drained despite faults');
 my @f = entries('faulty.fifo');
 my %want = map { $_ => 1 } split /\n/, $node->safe_psql('postgres', 'SELECT dedup FROM sent');
 my (%published, %ambiguous, %faults);

@@ -28,17 +28,14 @@ my $slowsrv = start_server('webhook_receiver.py');
 
 $ENV{ANOMALY_CREDENTIAL_ENV_HOOK} = $env_secret;
 my $node = new_alert_node('webhook',
-	"wal_level = logical",
 	"anomaly.credentials = 'hook_secret=$secret; other=xyzzy-unused'",
 	"anomaly.credential_bindings = 'hook_secret=http://127.0.0.1:$good->{port}/; env_hook=http://127.0.0.1:$envhook->{port}/hook'",
-	"anomaly.retry_base = '20ms'",
 	"anomaly.retry_max = '2s'",
 	"restart_after_crash = on",
 	"anomaly.max_attempts = 40",
 	"anomaly.request_timeout = '2s'",
 	"anomaly.connect_timeout = '1s'",
-	"log_statement = 'all'",
-	"log_min_messages = debug1");
+	@LOG_EVERYTHING);
 
 my $g = "http://127.0.0.1:$good->{port}";
 $node->safe_psql('postgres', qq{
@@ -65,20 +62,13 @@ sub received
 	return grep { index($_->{path}, $prefix) == 0 } read_jsonl($srv->{log});
 }
 
-sub queued
-{
-	my ($dest) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM anomaly.outbox WHERE destination = '$dest'");
-}
-
 # --- 10,000 alerts, each delivered once --------------------------------------
 
 my $t0 = time();
 $node->safe_psql('postgres', q{
 	SELECT count(anomaly.send_alert('good', 'alert ' || i, jsonb_build_object('n', i)))
 	FROM generate_series(1, 10000) i});
-ok(wait_for(180, sub { queued('good') == 0 }), '10,000 alerts left the outbox');
+ok(wait_for(180, sub { queued($node, 'good') == 0 }), '10,000 alerts left the outbox');
 my $secs = time() - $t0;
 my @got = received($good, '/hook');
 my %seen;
@@ -98,7 +88,7 @@ is($node->safe_psql('postgres', "SELECT sent FROM anomaly.delivery_status WHERE 
 $node->safe_psql('postgres', q{
 	SELECT count(anomaly.send_alert('flaky', 'flaky ' || i, jsonb_build_object('n', i)))
 	FROM generate_series(1, 2000) i});
-ok(wait_for(180, sub { queued('flaky') == 0 }), 'flaky endpoint: outbox drained');
+ok(wait_for(180, sub { queued($node, 'flaky') == 0 }), 'flaky endpoint: outbox drained');
 my %fl;
 $fl{ $_->{body}{details}{n} }++ for received($flaky, '/hook');
 is(scalar(keys %fl), 2000, 'with half the requests failing, all 2,000 arrived');
@@ -163,16 +153,9 @@ is($ru[0]{delivery}, "anomaly-$ru[0]{body}{fingerprint}-$ru[0]{body}{episode}-fi
 
 # --- a rule's templates and the source row (issue 17) ---------------------------
 
-$node->safe_psql('postgres', q{
-	CREATE TABLE ticks (id int PRIMARY KEY, ticker text, price float8);
-	INSERT INTO ticks VALUES (7, 'AMZN', 101.5);
-	SELECT anomaly.create_detector('ticks', 'ticks', '{price}');
-	SELECT anomaly.create_alert_rule('ticks-high', detector => 'ticks', destinations => '{rules,chat}',
-		min_score => 2, group_by => '{source_key}',
+ticks_alert($node, q{destinations => '{rules,chat}',
 		body_template => 'not for Slack: its own template wins',
-		templates => '{"slack": {"text": ":rotating_light: *{{row.ticker}}* at {{row.price}}, score {{score}} ({{severity}})"}}');
-	INSERT INTO anomaly.scores (detector, source_key, commit_time, anomaly_score)
-	VALUES ('ticks', '{"id": 7}', now(), 3.25)});
+		templates => '{"slack": {"text": ":rotating_light: *{{row.ticker}}* at {{row.price}}, score {{score}} ({{severity}})"}}'});
 ok(wait_for(30, sub { scalar(grep { ($_->{body}{alert} // '') eq 'ticks-high' } received($good, '/rules')) == 1
 		&& scalar(received($good, '/slack')) == 2 }), 'the templated rule reached the webhook and Slack');
 my ($tw) = grep { ($_->{body}{alert} // '') eq 'ticks-high' } received($good, '/rules');
@@ -187,7 +170,7 @@ is($ts->{body}{text}, ':rotating_light: *AMZN* at 101.5, score 3.25 (warning)', 
 my $tl = time();
 $node->safe_psql('postgres', q{
 	SELECT count(anomaly.send_alert('limited', 'limited ' || i)) FROM generate_series(1, 150) i});
-ok(wait_for(30, sub { queued('limited') == 0 }), 'rate-limited destination drained');
+ok(wait_for(30, sub { queued($node, 'limited') == 0 }), 'rate-limited destination drained');
 my @li = sort { $a->{t} <=> $b->{t} } received($good, '/limited');
 is(scalar(@li), 150, 'all 150 arrived');
 cmp_ok($li[-1]{t} - $tl, '>=', 1.7, sprintf('at 50/s after a burst of 50 (%.2f s)', $li[-1]{t} - $tl));
@@ -241,7 +224,7 @@ my $at_kill = lines($slowsrv);
 cmp_ok($at_kill, '<', 1000, "killed mid-delivery, after $at_kill of 1,000");
 ok(wait_for(60, sub { my $r = eval { $node->psql('postgres', 'SELECT 1') }; defined $r && $r == 0 }),
 	'server back after the crash restart');
-ok(wait_for(120, sub { queued('slow') == 0 }), 'outbox drained after the restart');
+ok(wait_for(120, sub { queued($node, 'slow') == 0 }), 'outbox drained after the restart');
 my %sl;
 $sl{ $_->{body}{details}{n} }++ for received($slowsrv, '/slow');
 is(scalar(keys %sl), 1000, 'all 1,000 arrived');
@@ -281,7 +264,7 @@ like(tdest('byname'), qr/^false connection to 127\.0\.0\.1 refused/,
 	'with only ::1 allowed, localhost does not reach 127.0.0.1 through its name');
 like(tdest('good'), qr/^false connection to 127\.0\.0\.1 refused/, 'nor does 127.0.0.1 itself');
 $node->safe_psql('postgres', "SELECT anomaly.send_alert('good', 'not allowed')");
-ok(wait_for(30, sub { queued('good') == 0 }), 'a queued notification is settled at once');
+ok(wait_for(30, sub { queued($node, 'good') == 0 }), 'a queued notification is settled at once');
 is($node->safe_psql('postgres', "SELECT attempts || ' ' || error FROM anomaly.dead_letters WHERE subject = 'not allowed'"),
 	'1 destination address not allowed (anomaly.allowed_destination_hosts)',
 	'as a permanent failure, with the reason');
@@ -296,7 +279,7 @@ set_conf("anomaly.allowed_destination_hosts = '127.0.0.1, ::1'");
 # A credential goes only where a superuser bound it.
 set_conf("anomaly.credential_bindings = 'hook_secret=http://127.0.0.1:$good->{port}/signed; env_hook=http://127.0.0.1:$envhook->{port}/hook'");
 $node->safe_psql('postgres', "SELECT anomaly.send_alert('good', 'unbound secret')");
-ok(wait_for(30, sub { queued('good') == 0 }), 'the notification is settled');
+ok(wait_for(30, sub { queued($node, 'good') == 0 }), 'the notification is settled');
 like($node->safe_psql('postgres', "SELECT error FROM anomaly.dead_letters WHERE subject = 'unbound secret'"),
 	qr/credential "hook_secret" \(the signing secret\) is not bound to this destination's URL: a superuser must add it to anomaly.credential_bindings/,
 	'a credential not bound to the URL is not used: a permanent failure naming the fix');
@@ -321,7 +304,7 @@ is(tdest('adm404'), 'false HTTP 404: status 404 from the stand-in', 'a superuser
 like($err, qr/must be owner of destination "gone"/, 'nor another owner\'s destination tested');
 $node->safe_psql('postgres', "SELECT anomaly.send_alert('adm404', 'to a 404'); SELECT anomaly.deliver()",
 	extra_params => [ '-U', 'adm' ]);
-ok(wait_for(30, sub { queued('adm404') == 0 }), 'the admin\'s notification is settled');
+ok(wait_for(30, sub { queued($node, 'adm404') == 0 }), 'the admin\'s notification is settled');
 is($node->safe_psql('postgres', "SELECT error FROM anomaly.dead_letters WHERE destination = 'adm404'",
 	extra_params => [ '-U', 'adm' ]), 'HTTP 404', 'its dead letter holds the status');
 is($node->safe_psql('postgres', "SELECT count(*) FROM anomaly.dead_letters WHERE destination <> 'adm404'",
@@ -345,7 +328,7 @@ $node->reload;
 $node->safe_psql('postgres', q{ALTER SYSTEM SET anomaly.credentials = 'x=AlterSystemS3cret-11'});
 $node->safe_psql('postgres', q{ALTER SYSTEM RESET anomaly.credentials});
 $node->safe_psql('postgres', "SELECT anomaly.send_alert('good', 'after reload')");
-ok(wait_for(30, sub { queued('good') == 0 }), 'delivered after the reload');
+ok(wait_for(30, sub { queued($node, 'good') == 0 }), 'delivered after the reload');
 sleep(0.5);
 for my $v ($secret, $env_secret, 'Rel0adedS3cret-9f', 'AlterSystemS3cret-11', 'xyzzy-unused')
 {

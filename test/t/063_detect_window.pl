@@ -21,21 +21,12 @@ use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time sleep);
 
-srand($ENV{ANOMALY_DETECT_SEED} // time());
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
 
-my $node = PostgreSQL::Test::Cluster->new('detect_window');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.detector_naptime = 20
-anomaly.detector_batch_rows = 300
-max_worker_processes = 16
-restart_after_crash = on
-log_min_messages = warning
-log_statement = none
-});
-$node->start;
+my $node = crash_node('detect_window',
+	'anomaly.detector_batch_rows' => 300);
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
@@ -118,34 +109,7 @@ for my $c (1 .. 4)
 {
 	my $h = start_load(900);
 	sleep(0.3 + rand(1.5));
-	if ($c % 2)
-	{
-		my $pid = '';
-		for (1 .. 50)
-		{
-			$pid = sq(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomaly detector' LIMIT 1});
-			last if $pid =~ /^\d+$/;
-			sleep(0.05);
-		}
-		if ($pid =~ /^\d+$/)
-		{
-			kill 'KILL', $pid;
-			note "crash $c: SIGKILL to the detector worker $pid";
-		}
-		else
-		{
-			note "crash $c: no worker running; SIGKILL skipped";
-		}
-		sleep(0.5);
-		$node->poll_query_until('postgres', 'SELECT 1', '1')
-		  or die "server did not come back after crash $c";
-	}
-	else
-	{
-		$node->stop('immediate');
-		note "crash $c: immediate stop";
-		$node->start;
-	}
+	crash_server($node, $c, 2.5);
 	pass("crash $c: the server is back");
 	$h->finish;
 }

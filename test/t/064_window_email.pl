@@ -20,13 +20,10 @@ use Time::HiRes qw(time sleep);
 use AlertTest;
 
 my $smtp = start_server('smtp_sink.py');
-my $url = "smtp://127.0.0.1:$smtp->{port}";
 
 my $node = new_alert_node('window_email',
-	"wal_level = logical",
 	"anomaly.detector_database = 'postgres'",
 	"anomaly.detector_naptime = 50",
-	"anomaly.retry_base = '20ms'",
 	"anomaly.request_timeout = '3s'");
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
@@ -81,7 +78,7 @@ FROM (SELECT ticker_symbol,
 # The Lambda: an e-mail destination and a rule with templates.
 sq(qq{
 SELECT anomaly.create_destination('desk', 'email',
-    '{"url": "$url", "from": "anomaly\@example.com", "to": ["desk\@example.com"]}');
+    '{"url": "$smtp->{url}", "from": "anomaly\@example.com", "to": ["desk\@example.com"]}');
 SELECT anomaly.create_alert_rule('ticker-minute', detector => 'ticker_1min', destination => 'desk',
     min_score => 2, send_resolved => false, group_by => '{partition_key}',
     subject_template => '{{partition_key}}: unusual minute ending {{source_key.window_end}}',

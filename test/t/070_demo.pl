@@ -19,7 +19,11 @@ use JSON::PP;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
-use Time::Local qw(timegm);
+
+use lib "$FindBin::RealBin/../servers";
+use AlertTest qw(read_jsonl);
+use lib "$FindBin::RealBin/../../demo";
+use Epoch;
 
 my $src = $ENV{ANOMALY_SRC} // "$FindBin::RealBin/../..";
 my $timeout = $ENV{ANOMALY_DEMO_TIMEOUT} // 400;
@@ -57,33 +61,6 @@ like($stdout, qr/scores and grades agree with anomaly\.detect\(\) over the same 
 	"the detector's scores and grades equal detect()'s over the same rows");
 
 # --- what was injected, what was received -----------------------------------------
-
-# ISO 8601 or PostgreSQL's text form of a timestamptz, to epoch seconds.
-sub epoch
-{
-	my ($s) = @_;
-	return undef unless defined $s;
-	my ($y, $mo, $d, $h, $mi, $sec, $frac, $sign, $oh, $om) =
-	  $s =~ /^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:([+-])(\d\d)(?::?(\d\d))?|Z)?$/
-	  or return undef;
-	my $t = timegm($sec, $mi, $h, $d, $mo - 1, $y) + ($frac // 0);
-	$t -= ($sign eq '+' ? 1 : -1) * ($oh * 3600 + ($om // 0) * 60) if defined $sign;
-	return $t;
-}
-
-sub read_jsonl
-{
-	my ($file) = @_;
-	my @out;
-	open(my $fh, '<', $file) or return @out;
-	while (my $line = <$fh>)
-	{
-		next unless $line =~ /\n$/;
-		push @out, decode_json($line);
-	}
-	close $fh;
-	return @out;
-}
 
 my @injected;
 if (open(my $ih, '<', "$out/injected.csv"))

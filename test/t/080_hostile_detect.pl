@@ -127,6 +127,20 @@ my @funcs = (
 	[ 'txid_current()', 'int8', 'pg_catalog.txid_current()' ],
 );
 
+# adm_detector($label, $detector, $table, $more_options): as adm, a table
+# s_adm.$table of five rows and a detector on its column v, of 5 trees of
+# 16 samples and $more_options (JSON members after a comma).
+sub adm_detector
+{
+	my ($label, $detector, $table, $more) = @_;
+	as_role_ok($node, 'adm', qq{
+CREATE TABLE s_adm.$table (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('$detector', 's_adm.$table', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16$more}');
+INSERT INTO s_adm.$table (v) SELECT g FROM generate_series(1, 5) g;
+}, $label);
+}
+
 # attack_detector(LABEL, %a): as adm, a fresh schema with a source table,
 # the planted objects and a detector whose user code plants the path; then
 # five rows; waits for the detector; asserts.
@@ -246,12 +260,8 @@ BEGIN
 END$f$;
 CREATE TRIGGER t BEFORE INSERT ON s_own.dest FOR EACH ROW EXECUTE FUNCTION s_own.trg();
 } . plant_sql('s_own', 'owner1', { ops => \@all_ops, funcs => \@funcs }), "$label: set up as owner1");
-	as_role_ok($node, 'adm', q{
-CREATE TABLE s_adm.src_t (id bigserial PRIMARY KEY, v float8);
-SELECT anomaly.create_detector('det_trg', 's_adm.src_t', ARRAY['v'],
-	options => '{"number_of_trees": 5, "sub_sample_size": 16, "destination": "s_own.dest"}');
-INSERT INTO s_adm.src_t (v) SELECT g FROM generate_series(1, 5) g;
-}, "$label: adm's detector writes there");
+	adm_detector("$label: adm's detector writes there", 'det_trg', 'src_t',
+		', "destination": "s_own.dest"');
 	my $st = wait_detector($node, 'det_trg', 5);
 	as_role_ok($node, 'adm', 'INSERT INTO s_adm.src_t (v) SELECT g FROM generate_series(1, 5) g',
 		"$label: more rows");
@@ -515,12 +525,7 @@ SELECT anomaly.resume_detector('det_$s');
 	}
 	$sql .= plant_sql('public', 'adm', { ops => $opsets{'='} });
 	as_role_ok($node, 'adm', $sql, "$label: planted by adm");
-	as_role_ok($node, 'adm', q{
-CREATE TABLE s_adm.src_p (id bigserial PRIMARY KEY, v float8);
-SELECT anomaly.create_detector('det_pub', 's_adm.src_p', ARRAY['v'],
-	options => '{"number_of_trees": 5, "sub_sample_size": 16}');
-INSERT INTO s_adm.src_p (v) SELECT g FROM generate_series(1, 5) g;
-}, "$label: a detector of adm");
+	adm_detector("$label: a detector of adm", 'det_pub', 'src_p', '');
 	wait_detector($node, 'det_pub', 5);
 	my ($out, $err) = (q{}, q{});
 	my $rc = $node->psql('postgres', q{

@@ -10,6 +10,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
+
 my $src = $ENV{ANOMALY_SRC} // '..';
 open(my $fh, '<', "$src/README.md") or die "README.md: $!";
 my $readme = do { local $/; <$fh> };
@@ -18,14 +22,10 @@ close $fh;
 my @blocks = $readme =~ /^```sql\n(.*?)^```$/msg;
 ok(@blocks >= 2, 'README.md has its SQL blocks (' . scalar(@blocks) . ')');
 
-my $node = PostgreSQL::Test::Cluster->new('readme');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.sender_database = 'postgres'
-});
-$node->start;
+my $node = logical_node('readme',
+	shared_preload_libraries => "'anomaly'",
+	'anomaly.detector_database' => "'postgres'",
+	'anomaly.sender_database' => "'postgres'");
 
 my $i = 0;
 foreach my $block (@blocks)

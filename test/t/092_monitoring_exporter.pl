@@ -17,6 +17,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time sleep);
 
+use DetectTest;
 use HostileTest qw(wait_until wait_detector);
 
 # The exporter: Debian's binary, or one named by ANOMALY_PG_EXPORTER.
@@ -36,18 +37,14 @@ my $src = $ENV{ANOMALY_SRC} // File::Spec->catdir($FindBin::RealBin, '..', '..')
 my $queries = File::Spec->rel2abs("$src/monitoring/queries.yaml");
 ok(-r $queries, "monitoring/queries.yaml is there ($queries)");
 
-my $node = PostgreSQL::Test::Cluster->new('exporter');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.sender_database = 'postgres'
-anomaly.detector_naptime = '100ms'
-anomaly.sender_naptime = '100ms'
-anomaly.allowed_destination_hosts = '127.0.0.1'
-anomaly.max_attempts = 1
-});
-$node->start;
+my $node = logical_node('exporter',
+	shared_preload_libraries => "'anomaly'",
+	'anomaly.detector_database' => "'postgres'",
+	'anomaly.sender_database' => "'postgres'",
+	'anomaly.detector_naptime' => "'100ms'",
+	'anomaly.sender_naptime' => "'100ms'",
+	'anomaly.allowed_destination_hosts' => "'127.0.0.1'",
+	'anomaly.max_attempts' => 1);
 
 # A detector whose features fail on one row (division by zero: v = 13), a
 # destination that delivers (notify), one that cannot (a closed port: dead
@@ -153,27 +150,35 @@ sub metric
 	return $m->{ $name . '{' . join(',', map { "$_=$l{$_}" } sort keys %l) . '}' };
 }
 
+# same_as_view($label, $prefix, \%labels, $from, @columns): each column
+# (a name, or [name, expression]) of the one row of $from equals the metric
+# ${prefix}_name with %labels; returns the row as name => value.
+sub same_as_view
+{
+	my ($label, $prefix, $labels, $from, @columns) = @_;
+	my @names = map { ref $_ ? $_->[0] : $_ } @columns;
+	my @exprs = map { ref $_ ? $_->[1] : $_ } @columns;
+	my %row;
+	@row{@names} = split /\|/,
+	  $node->safe_psql('postgres', 'SELECT ' . join(', ', @exprs) . " FROM $from");
+	is(metric("${prefix}_$_", %$labels), $row{$_}, "$label: $_ = $row{$_}") for @names;
+	return %row;
+}
+
 sub check_detector
 {
 	my ($label) = @_;
-	my $row = $node->safe_psql('postgres', q{
-		SELECT (state = 'active')::int, (state = 'paused')::int, (state = 'failed')::int,
-			   rows_scored, rows_filtered, rows_failed, coalesce(slot_active, false)::int
-		FROM anomaly.detector_status WHERE name = 'mon'});
-	my ($active, $paused, $failed, $scored, $filtered, $rfailed, $slot) = split /\|/, $row;
 	my %d = (detector => 'mon');
-	is(metric('anomaly_detector_active', %d), $active, "$label: active = $active");
-	is(metric('anomaly_detector_paused', %d), $paused, "$label: paused = $paused");
-	is(metric('anomaly_detector_failed', %d), $failed, "$label: failed = $failed");
-	is(metric('anomaly_detector_rows_scored', %d), $scored, "$label: rows_scored = $scored");
-	is(metric('anomaly_detector_rows_filtered', %d), $filtered, "$label: rows_filtered = $filtered");
-	is(metric('anomaly_detector_rows_failed', %d), $rfailed, "$label: rows_failed = $rfailed");
-	is(metric('anomaly_detector_slot_active', %d), $slot, "$label: slot_active = $slot");
+	my %row = same_as_view($label, 'anomaly_detector', \%d,
+		q{anomaly.detector_status WHERE name = 'mon'},
+		[ active => q{(state = 'active')::int} ], [ paused => q{(state = 'paused')::int} ],
+		[ failed => q{(state = 'failed')::int} ], 'rows_scored', 'rows_filtered', 'rows_failed',
+		[ slot_active => 'coalesce(slot_active, false)::int' ]);
 	like(metric('anomaly_detector_lag_bytes', %d), qr/^\d+(\.\d+)?(e\+\d+)?$/, "$label: lag_bytes is a number of bytes");
 	like(metric('anomaly_detector_retained_bytes', %d), qr/^\d+(\.\d+)?(e\+\d+)?$/, "$label: retained_bytes is a number of bytes");
 	my $fails = $node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.detector_failures WHERE detector = 'mon'});
 	is(metric('anomaly_detector_failures_rows', %d), $fails, "$label: detector_failures rows = $fails");
-	return $scored;
+	return $row{rows_scored};
 }
 
 my $scored = check_detector('detector');
@@ -181,18 +186,10 @@ is($scored, '39', 'detector: 39 rows scored');
 
 for my $dest ('mon-ok', 'mon-dead', 'mon-off')
 {
-	my $row = $node->safe_psql('postgres', qq{
-		SELECT kind, enabled::int, queued, retrying, sent, retried, dead, dead_letters
-		FROM anomaly.delivery_status WHERE destination = '$dest'});
-	my ($kind, $enabled, $queued, $retrying, $sent, $retried, $dead, $letters) = split /\|/, $row;
-	my %d = (destination => $dest, kind => $kind);
-	is(metric('anomaly_delivery_enabled', %d), $enabled, "delivery $dest: enabled = $enabled");
-	is(metric('anomaly_delivery_queued', %d), $queued, "delivery $dest: queued = $queued");
-	is(metric('anomaly_delivery_retrying', %d), $retrying, "delivery $dest: retrying = $retrying");
-	is(metric('anomaly_delivery_sent', %d), $sent, "delivery $dest: sent = $sent");
-	is(metric('anomaly_delivery_retried', %d), $retried, "delivery $dest: retried = $retried");
-	is(metric('anomaly_delivery_dead', %d), $dead, "delivery $dest: dead = $dead");
-	is(metric('anomaly_delivery_dead_letters', %d), $letters, "delivery $dest: dead_letters = $letters");
+	my $from = "anomaly.delivery_status WHERE destination = '$dest'";
+	my $kind = $node->safe_psql('postgres', "SELECT kind FROM $from");
+	same_as_view("delivery $dest", 'anomaly_delivery', { destination => $dest, kind => $kind },
+		$from, [ enabled => 'enabled::int' ], qw(queued retrying sent retried dead dead_letters));
 }
 is(metric('anomaly_delivery_queued', destination => 'mon-off', kind => 'notify'), '2',
 	'delivery: the disabled destination has its two notifications queued');

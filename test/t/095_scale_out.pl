@@ -29,6 +29,10 @@ use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time usleep);
 
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use DetectTest;
+
 my $target_rows = $ENV{ANOMALY_SCALE_ROWS} || 100000;
 my $params = '10, 32, 100000, 2, 42';
 my $options = '{"number_of_trees": 10, "sub_sample_size": 32, "shingle_size": 2, "seed": 42, "transform": "none"}';
@@ -36,24 +40,16 @@ my $options = '{"number_of_trees": 10, "sub_sample_size": 32, "shingle_size": 2,
 sub make_cluster
 {
 	my ($name) = @_;
-	my $n = PostgreSQL::Test::Cluster->new($name);
-	$n->init(allows_streaming => 'logical');
-	$n->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'anomaly'
-anomaly.detector_database = 'postgres'
-anomaly.detector_naptime = 50
-anomaly.detector_threads = 1
-anomaly.detector_checkpoint_rows = 3000
-max_worker_processes = 16
-max_replication_slots = 16
-max_wal_senders = 16
-max_logical_replication_workers = 8
-wal_receiver_status_interval = 1s
-shared_buffers = 16MB
-fsync = off
-log_min_messages = warning
-});
-	$n->start;
+	my $n = detector_node($name,
+		'anomaly.detector_naptime' => 50,
+		'anomaly.detector_threads' => 1,
+		'anomaly.detector_checkpoint_rows' => 3000,
+		max_replication_slots => 16,
+		max_wal_senders => 16,
+		max_logical_replication_workers => 8,
+		wal_receiver_status_interval => '1s',
+		shared_buffers => '16MB',
+		fsync => 'off');
 	$n->safe_psql('postgres', 'CREATE EXTENSION anomaly');
 	return $n;
 }
@@ -106,23 +102,14 @@ $nodes[0]->safe_psql('postgres', q{
 		options => '{"number_of_trees": 5, "sub_sample_size": 16}')});
 
 # --- the writers ------------------------------------------------------------
-my $script = $PostgreSQL::Test::Utils::tmp_check . '/scale_load.sql';
-open(my $fh, '>', $script) or die "could not write $script: $!";
-print $fh q{
-\set k random(0, 999)
-\set r random(1, 100)
-\set n random(1, 5)
-\if :r <= 3
-BEGIN;
-INSERT INTO src (k, v) SELECT :k, 1000 FROM generate_series(1, 5);
-ROLLBACK;
-\elif :r <= 6
-INSERT INTO src (k, v) SELECT (:k + g * 37) % 1000, sin(g) * 3 + random() FROM generate_series(1, 40) g;
-\else
-INSERT INTO src (k, v) SELECT :k, sin(:k + g) * 3 + random() FROM generate_series(1, :n) g;
-\endif
-};
-close($fh);
+my $script = mixed_load('scale_load.sql',
+	keys => 'random(0, 999)',
+	sizes => 'random(1, 5)',
+	rollback => 3,
+	rolled_back => 'INSERT INTO src (k, v) SELECT :k, 1000 FROM generate_series(1, 5);',
+	big_share => 3,
+	big => 'INSERT INTO src (k, v) SELECT (:k + g * 37) % 1000, sin(g) * 3 + random() FROM generate_series(1, 40) g;',
+	small => 'INSERT INTO src (k, v) SELECT :k, sin(:k + g) * 3 + random() FROM generate_series(1, :n) g;');
 
 # About 4.1 rows per transaction; paced so that the crash and the reshard
 # happen while rows flow.

@@ -8,18 +8,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "noise.h"
 #include "unit.h"
 #include "rcf/rcf.h"
 #include "rcf/grade.h"
-
-static double
-noise(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
-}
 
 static void
 record(double *rec, int dims, long i, uint64_t *s, int duplicates)

@@ -7,30 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "noise.h"
 #include "unit.h"
 #include "rcf/rcf.h"
 #include "rcf/grade.h"
-
-/* xorshift64: uniform in [-0.5, 0.5). */
-static double
-noise(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
-}
-
-/* Sum of twelve uniforms, less six: near a standard normal. */
-static double
-gauss(uint64_t *s)
-{
-	double		x = 0.0;
-
-	for (int i = 0; i < 12; i++)
-		x += noise(s) + 0.5;
-	return x - 6.0;
-}
 
 typedef struct Run
 {

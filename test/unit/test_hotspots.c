@@ -9,24 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "counting_alloc.h"
 #include "unit.h"
 #include "hotspots/hotspots.h"
 
-static void *
-heap_alloc(void *ctx, size_t size)
-{
-	(void) ctx;
-	return malloc(size);
-}
-
-static void
-heap_free(void *ctx, void *ptr)
-{
-	(void) ctx;
-	free(ptr);
-}
-
-static const HotspotsAllocator heap = {heap_alloc, heap_free, NULL};
+static CountingAlloc counter;
+static const HotspotsAllocator heap = {counting_alloc, counting_free, &counter};
 
 /* xorshift64: uniform in [0, 1). */
 static double
@@ -57,37 +45,50 @@ make(int dims, int window, double radius, int min_points)
 	return hotspots_create(&p, &heap);
 }
 
+/*
+ * Adds count points of one dimension to d, from 0, step apart; returns the
+ * number of hotspots after the last.
+ */
+static int
+add_line(HotspotsDetector *d, double step, int count)
+{
+	int			n = 0;
+
+	for (int i = 0; i < count; i++)
+	{
+		double		x = i * step;
+
+		n = hotspots_add(d, &x);
+	}
+	return n;
+}
+
+/* Parameter ranges: each case valid or refused. */
 static void
 test_params(void)
 {
-	HotspotsParams p = {2, 100, 0.5, 2};
+	const struct
+	{
+		HotspotsParams p;		/* dims, window, radius, minimum */
+		bool		valid;
+		const char *what;
+	}			cases[] = {
+		{{2, 100, 0.5, 2}, true, "smallest window, two points"},
+		{{2, 1000, 0.5, 1000}, true, "largest window, minimum = window"},
+		{{2, 1000, 0.5, 1001}, false, "minimum above the window refused"},
+		{{2, 1000, 0.5, 1}, false, "minimum of one refused"},
+		{{2, 99, 0.5, 20}, false, "window of 99 refused"},
+		{{2, 1001, 0.5, 20}, false, "window of 1001 refused"},
+		{{2, 100, 0.0, 20}, false, "radius zero refused"},
+		{{2, 100, -1.0, 20}, false, "negative radius refused"},
+		{{2, 100, NAN, 20}, false, "NaN radius refused"},
+		{{2, 100, INFINITY, 20}, false, "infinite radius refused"},
+		{{0, 100, 1.0, 20}, false, "no dimensions refused"},
+	};
 
-	UNIT_OK(hotspots_params_check(&p) == NULL, "smallest window, two points");
-	p.window_size = 1000;
-	p.min_points = 1000;
-	UNIT_OK(hotspots_params_check(&p) == NULL, "largest window, minimum = window");
-	p.min_points = 1001;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "minimum above the window refused");
-	p.min_points = 1;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "minimum of one refused");
-	p.min_points = 20;
-	p.window_size = 99;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "window of 99 refused");
-	p.window_size = 1001;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "window of 1001 refused");
-	p.window_size = 100;
-	p.scan_radius = 0.0;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "radius zero refused");
-	p.scan_radius = -1.0;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "negative radius refused");
-	p.scan_radius = NAN;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "NaN radius refused");
-	p.scan_radius = INFINITY;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "infinite radius refused");
-	p.scan_radius = 1.0;
-	p.dims = 0;
-	UNIT_OK(hotspots_params_check(&p) != NULL, "no dimensions refused");
-	p.dims = 1;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		UNIT_OK((hotspots_params_check(&cases[i].p) == NULL) == cases[i].valid,
+				"%s", cases[i].what);
 	UNIT_OK(make(0, 100, 1.0, 2) == NULL, "create refuses invalid parameters");
 }
 
@@ -120,23 +121,13 @@ test_line(void)
 
 	/* spacing just over the radius: no chain */
 	d = make(1, 100, 1.0, 2);
-	for (int i = 0; i < 50; i++)
-	{
-		double		x = i * 1.000001;
-
-		n = hotspots_add(d, &x);
-	}
+	n = add_line(d, 1.000001, 50);
 	UNIT_EQ_INT(n, 0, "points 1.000001 apart never join at radius 1");
 	hotspots_free(d);
 
 	/* spacing at the radius: one chain of all */
 	d = make(1, 100, 1.0, 2);
-	for (int i = 0; i < 50; i++)
-	{
-		double		x = i * 0.75;
-
-		n = hotspots_add(d, &x);
-	}
+	n = add_line(d, 0.75, 50);
 	UNIT_EQ_INT(n, 1, "points 0.75 apart form one chain");
 	UNIT_EQ_INT(hotspots_region(d, 0)->count, 50, "of all 50 points");
 	hotspots_free(d);
@@ -177,15 +168,9 @@ static void
 test_sliding(void)
 {
 	HotspotsDetector *d = make(1, 100, 0.1, 10);
-	int			n = 0;
+	int			n = add_line(d, 0.001, 100);
 	int			had = 0;
 
-	for (int i = 0; i < 100; i++)
-	{
-		double		x = 0.001 * i;
-
-		n = hotspots_add(d, &x);
-	}
 	UNIT_EQ_INT(n, 1, "a full window of close points is one hotspot");
 	UNIT_EQ_INT(hotspots_region(d, 0)->count, 100, "of 100 points");
 	for (int i = 0; i < 100; i++)

@@ -7,59 +7,12 @@
  */
 #include <stdlib.h>
 
+#include "counting_alloc.h"
+#include "noise.h"
 #include "unit.h"
 #include "rcf/rcf.h"
 #include "rcf/grade.h"
 #include "rcf/rcf_internal.h"
-
-/* An allocator that counts live bytes, their peak, and the largest block. */
-typedef struct Counter
-{
-	size_t		live;
-	size_t		peak;
-	size_t		largest;
-	int			blocks;
-} Counter;
-
-/* Each block is prefixed by its size, so that free knows what to subtract. */
-static void *
-count_alloc(void *ctx, size_t size)
-{
-	Counter    *c = ctx;
-	size_t	   *p = malloc(size + 16);
-
-	if (p == NULL)
-		return NULL;
-	p[0] = size;
-	c->live += size;
-	c->blocks++;
-	if (c->live > c->peak)
-		c->peak = c->live;
-	if (size > c->largest)
-		c->largest = size;
-	return (char *) p + 16;
-}
-
-static void
-count_free(void *ctx, void *ptr)
-{
-	Counter    *c = ctx;
-	size_t	   *p = (size_t *) ((char *) ptr - 16);
-
-	c->live -= p[0];
-	c->blocks--;
-	free(p);
-}
-
-/* Deterministic noise in [-0.5, 0.5). */
-static double
-noise(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
-}
 
 /*
  * Creates a forest with these parameters through a counting allocator,
@@ -74,7 +27,7 @@ check_bound(int dims, int shingle, int trees, int samples, double decay,
 {
 	RcfParams	p;
 	RcfAllocator a;
-	Counter		c1 = {0},
+	CountingAlloc c1 = {0},
 				c2 = {0};
 	RcfForest  *f,
 			   *g;
@@ -95,8 +48,8 @@ check_bound(int dims, int shingle, int trees, int samples, double decay,
 	bound = rcf_forest_memory(&p);
 	arena = rcf_arena_size(&p);
 
-	a.alloc = count_alloc;
-	a.free = count_free;
+	a.alloc = counting_alloc;
+	a.free = counting_free;
 	a.ctx = &c1;
 	f = rcf_create(&p, &a);
 	UNIT_OK(f != NULL && c1.blocks == (shingle > 1 ? 2 : 1) && c1.live == rcf_bytes(f) &&

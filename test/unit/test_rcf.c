@@ -4,19 +4,11 @@
  */
 #include <stdlib.h>
 
+#include "counting_alloc.h"
+#include "noise.h"
 #include "unit.h"
 #include "rcf/rcf.h"
 #include "rcf/rcf_internal.h"
-
-/* Deterministic noise in [-0.5, 0.5), independent of libc. */
-static double
-noise(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
-}
 
 static RcfForest *
 make_forest(int dims, int shingle, int trees, int samples, double decay,
@@ -401,29 +393,6 @@ test_bytes(void)
 	rcf_free(f);
 }
 
-/* An allocator that counts its calls and can be made to fail. */
-typedef struct CountingAlloc
-{
-	int			calls;
-	bool		fail;
-} CountingAlloc;
-
-static void *
-counting_alloc(void *ctx, size_t size)
-{
-	CountingAlloc *c = ctx;
-
-	c->calls++;
-	return c->fail ? NULL : malloc(size);
-}
-
-static void
-counting_free(void *ctx, void *ptr)
-{
-	(void) ctx;
-	free(ptr);
-}
-
 /*
  * rcf_reserve(n): the next n updates allocate nothing (a detector learns on
  * threads that must not allocate); and when the store cannot grow,
@@ -432,7 +401,7 @@ counting_free(void *ctx, void *ptr)
 static void
 test_reserve(void)
 {
-	CountingAlloc c = {0, false};
+	CountingAlloc c = {0};
 	RcfAllocator a = {counting_alloc, counting_free, &c};
 	RcfParams	p;
 	RcfForest  *f;

@@ -10,19 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "noise.h"
 #include "unit.h"
 #include "rcf/rcf.h"
 #include "rcf/grade.h"
-
-/* xorshift64: uniform in [-0.5, 0.5). */
-static double
-noise(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return ((double) (*s >> 11) / 9007199254740992.0) - 0.5;
-}
 
 static RcfTransform *
 make(RcfTransformMethod method, int dims, double decay, const double *w)

@@ -9,6 +9,7 @@
  *		UNIT_EQ_INT(rcf_dims(f), 8, "shingled dimensions");
  *		UNIT_NEAR(score, 1.25, 1e-9, "score of point %d", i);
  *		UNIT_EQ_STR(hex, "e3b0c442...", "sha256 of the empty string");
+ *		UNIT_FINDS(sns_xml_element, xml, "Code", "Throttling", "the error code");
  *		return unit_done();
  *
  * Every assertion prints one line, "ok N - description" or
@@ -145,6 +146,31 @@ unit_near_at(double got, double want, double tol, const char *file, int line,
 	return r;
 }
 
+/*
+ * The comparison of UNIT_EQ_STR and UNIT_FINDS: passes when got and want
+ * are both NULL, or when the len bytes at got are the string want.
+ */
+static inline int
+unit_veq_span(const char *got, size_t len, const char *want, const char *file,
+			  int line, const char *expr, const char *fmt, va_list ap)
+{
+	int			r;
+	int			pass;
+
+	if (got == NULL || want == NULL)
+		pass = (got == want);
+	else
+		pass = (strlen(want) == len && memcmp(got, want, len) == 0);
+
+	r = unit_vok(pass, file, line, expr, fmt, ap);
+	if (!r)
+		unit_diag("         got: %s%.*s%s\n#    expected: %s%s%s",
+				  got ? "\"" : "", got ? (int) len : 6, got ? got : "(null)",
+				  got ? "\"" : "", want ? "\"" : "", want ? want : "(null)",
+				  want ? "\"" : "");
+	return r;
+}
+
 static inline int unit_eq_str_at(const char *got, const char *want, const char *file,
 								 int line, const char *expr, const char *fmt,...) UNIT_PRINTF(6, 7);
 
@@ -155,19 +181,37 @@ unit_eq_str_at(const char *got, const char *want, const char *file, int line,
 {
 	va_list		ap;
 	int			r;
-	int			pass;
-
-	if (got == NULL || want == NULL)
-		pass = (got == want);
-	else
-		pass = (strcmp(got, want) == 0);
 
 	va_start(ap, fmt);
-	r = unit_vok(pass, file, line, expr, fmt, ap);
+	r = unit_veq_span(got, got ? strlen(got) : 0, want, file, line, expr, fmt, ap);
 	va_end(ap);
-	if (!r)
-		unit_diag("         got: \"%s\"\n#    expected: \"%s\"",
-				  got ? got : "(null)", want ? want : "(null)");
+	return r;
+}
+
+/* A parser that finds an item of a document: its span, or NULL. */
+typedef const char *(*UnitFind) (const char *doc, const char *name, size_t *len);
+
+static inline int unit_finds_at(UnitFind find, const char *doc, const char *name,
+								const char *want, const char *file, int line,
+								const char *expr, const char *fmt,...) UNIT_PRINTF(8, 9);
+
+/*
+ * For parsers that answer with a pointer into their input and a length:
+ * passes when find(doc, name) finds nothing and want is NULL, or finds the
+ * string want.
+ */
+static inline int
+unit_finds_at(UnitFind find, const char *doc, const char *name, const char *want,
+			  const char *file, int line, const char *expr, const char *fmt,...)
+{
+	size_t		len = 0;
+	const char *got = find(doc, name, &len);
+	va_list		ap;
+	int			r;
+
+	va_start(ap, fmt);
+	r = unit_veq_span(got, len, want, file, line, expr, fmt, ap);
+	va_end(ap);
 	return r;
 }
 
@@ -196,5 +240,8 @@ unit_done(void)
 #define UNIT_EQ_STR(got, want, ...) \
 	unit_eq_str_at((got), (want), __FILE__, __LINE__, #got " eq " #want, \
 				   __VA_ARGS__)
+#define UNIT_FINDS(find, doc, name, want, ...) \
+	unit_finds_at((find), (doc), (name), (want), __FILE__, __LINE__, \
+				  #find "(" #doc ", " #name ") eq " #want, __VA_ARGS__)
 
 #endif							/* ANOMALY_UNIT_H */
