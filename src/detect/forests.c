@@ -246,6 +246,11 @@ detect_prepare_forest_plans(void)
 	detect_plans.load_null = detect_spi_prepare("SELECT model, journal_seq, journal_pos FROM anomaly.detector_forests"
 										 " WHERE detector_id OPERATOR(pg_catalog.=) $1"
 										 " AND partition_key IS NULL", 1, t2);
+	t2[1] = TEXTARRAYOID;
+	detect_plans.load_many = detect_spi_prepare("SELECT partition_key, model, journal_seq, journal_pos"
+										 " FROM anomaly.detector_forests"
+										 " WHERE detector_id OPERATOR(pg_catalog.=) $1"
+										 " AND partition_key OPERATOR(pg_catalog.=) ANY ($2)", 2, t2);
 	detect_plans.rcf_array_type = get_array_type(detect_plans.rcf_type);
 	if (!OidIsValid(detect_plans.rcf_array_type))
 		elog(ERROR, "type anomaly.rcf has no array type");
@@ -491,6 +496,176 @@ same_params(const RcfParams *a, const RcfParams *b)
 }
 
 /*
+ * Models read ahead.  Rows are scored grouped by key, so the keys a round
+ * will load are known in advance: they are read by one statement for a few
+ * hundred keys (Prefetch) instead of one each, which is most of the cost
+ * of a key switch when forests are small.  A key read ahead and not found
+ * has no stored model.  get_forest takes (and removes) a key's entry; only
+ * keys neither in memory nor waiting in the batch are read ahead, so an
+ * entry cannot go stale before it is taken.  Entries belong to one call of
+ * detect_score_rows (lxid guards against one left by an error).
+ */
+typedef struct PrefetchEntry
+{
+	ForestKey	key;			/* hash key: must be first */
+	struct varlena *model;		/* NULL: none stored */
+	int64		seq;
+	int32		pos;
+} PrefetchEntry;
+
+typedef struct Prefetch
+{
+	MemoryContext cxt;			/* the entries; reset with each read */
+	LocalTransactionId lxid;
+	int64		detector_id;
+	HTAB	   *entries;
+	double		avg_bytes;		/* of the models read so far, to size reads */
+} Prefetch;
+
+static Prefetch *prefetch = NULL;
+
+/* Drops what was read ahead. */
+static void
+prefetch_reset(void)
+{
+	HASHCTL		ctl;
+
+	if (prefetch == NULL)
+	{
+		prefetch = MemoryContextAllocZero(TopMemoryContext, sizeof(Prefetch));
+		prefetch->cxt = AllocSetContextCreate(TopMemoryContext, "anomaly forests read ahead",
+											  ALLOCSET_DEFAULT_SIZES);
+		prefetch->avg_bytes = 4096.0;
+	}
+	MemoryContextReset(prefetch->cxt);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(ForestKey);
+	ctl.entrysize = sizeof(PrefetchEntry);
+	ctl.hash = forest_key_hash;
+	ctl.match = forest_key_match;
+	ctl.hcxt = prefetch->cxt;
+	prefetch->entries = hash_create("anomaly forests read ahead", 256, &ctl,
+									HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	prefetch->lxid = MyProc->lxid;
+	prefetch->detector_id = 0;
+}
+
+/*
+ * Takes key k's entry, read ahead: true and *model (NULL if none is
+ * stored), *seq, *pos set, or false when k was not read ahead.  *model is
+ * in the read-ahead context, valid until the next read.
+ */
+static bool
+prefetch_take(DetectorDef *def, const ForestKey *k, struct varlena **model,
+			  int64 *seq, int32 *pos)
+{
+	PrefetchEntry *pe;
+
+	if (prefetch == NULL || prefetch->lxid != MyProc->lxid ||
+		prefetch->detector_id != def->id)
+		return false;
+	pe = hash_search(prefetch->entries, k, HASH_FIND, NULL);
+	if (pe == NULL)
+		return false;
+	*model = pe->model;
+	*seq = pe->seq;
+	*pos = pe->pos;
+	(void) hash_search(prefetch->entries, k, HASH_REMOVE, NULL);
+	return true;
+}
+
+/*
+ * Reads ahead the models of the keys of rows order[from..n) that are not
+ * in memory, not waiting in the batch and not the NULL key: as many keys
+ * as make about BATCH_BYTES of models by the sizes read so far, at most
+ * BATCH_FORESTS.
+ */
+static void
+prefetch_read(DetectorCache *dc, DetectorDef *def, RowResult *res,
+			  const int64 *order, int64 from, int64 n)
+{
+	Datum	   *keys;
+	int			nkeys = 0;
+	int			want;
+	const char *last = NULL;
+	Datum		args[2];
+	int			rc;
+	MemoryContext old;
+
+	prefetch_reset();
+	prefetch->detector_id = def->id;
+	want = (int) Max(1.0, Min((double) BATCH_FORESTS, BATCH_BYTES / prefetch->avg_bytes));
+	old = MemoryContextSwitchTo(prefetch->cxt);
+	keys = palloc(sizeof(Datum) * want);
+	for (int64 o = from; o < n && nkeys < want; o++)
+	{
+		ForestKey	k;
+		PrefetchEntry *pe;
+		bool		found;
+
+		k.str = res[order[o]].key;
+		k.isnull = (k.str == NULL);
+		if (k.isnull || (last && strcmp(last, k.str) == 0))
+			continue;
+		last = k.str;
+		if (hash_search(dc->forests, &k, HASH_FIND, NULL) != NULL || batch_has(&k))
+			continue;
+		k.str = pstrdup(k.str);
+		pe = hash_search(prefetch->entries, &k, HASH_ENTER, &found);
+		pe->model = NULL;
+		pe->seq = 0;
+		pe->pos = 0;
+		keys[nkeys++] = CStringGetTextDatum(k.str);
+	}
+	MemoryContextSwitchTo(old);
+	if (nkeys == 0)
+		return;
+	args[0] = Int64GetDatum(def->id);
+	args[1] = PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
+	rc = detect_spi_execute_plan(detect_plans.load_many, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not load the forests of detector \"%s\"", def->name);
+	if (SPI_processed > 0)
+	{
+		double		bytes = 0.0;
+
+		old = MemoryContextSwitchTo(prefetch->cxt);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			ForestKey	k;
+			PrefetchEntry *pe;
+
+			k.str = TextDatumGetCString(detect_spi_value(i, 1, &isnull));
+			k.isnull = false;
+			pe = hash_search(prefetch->entries, &k, HASH_FIND, NULL);
+			if (pe == NULL)
+				elog(ERROR, "detector \"%s\" read a forest it did not ask for", def->name);
+			pe->model = pg_detoast_datum_copy((struct varlena *) DatumGetPointer(detect_spi_value(i, 2, &isnull)));
+			pe->seq = DatumGetInt64(detect_spi_value(i, 3, &isnull));
+			pe->pos = DatumGetInt32(detect_spi_value(i, 4, &isnull));
+			bytes += VARSIZE_ANY(pe->model);
+		}
+		MemoryContextSwitchTo(old);
+		prefetch->avg_bytes = Max(256.0, bytes / SPI_processed);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/* True when key's forest is neither in memory nor read ahead. */
+static bool
+need_read(DetectorCache *dc, DetectorDef *def, const char *key)
+{
+	ForestKey	k = {key, key == NULL};
+
+	if (hash_search(dc->forests, &k, HASH_FIND, NULL) != NULL)
+		return false;
+	return prefetch == NULL || prefetch->lxid != MyProc->lxid ||
+		prefetch->detector_id != def->id ||
+		hash_search(prefetch->entries, &k, HASH_FIND, NULL) == NULL;
+}
+
+/*
  * The forest of partition key `key` (NULL: the NULL key): from memory, else
  * from detector_forests, else new.  May evict others to stay under the
  * memory limit.
@@ -506,6 +681,9 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 	Datum		args[2];
 	int			rc;
 	MemoryContext old;
+	struct varlena *model = NULL;	/* the stored model, if any */
+	int64		seq = 0;
+	int32		pos = 0;
 
 	k.str = key;
 	k.isnull = (key == NULL);
@@ -521,19 +699,31 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 	while (dc->bytes + need > limit && !dlist_is_empty(&dc->lru))
 		evict_forest(dc, def, dlist_head_element(ForestEntry, lru, &dc->lru));
 
-	/* Its last state may still wait in the batch. */
-	if (batch_has(&k))
-		batch_flush();
-	args[0] = Int64GetDatum(def->id);
-	if (key)
+	if (!prefetch_take(def, &k, &model, &seq, &pos))
 	{
-		args[1] = CStringGetTextDatum(key);
-		rc = detect_spi_execute_plan(detect_plans.load_key, args, NULL, false, 1);
+		/* Its last state may still wait in the batch. */
+		if (batch_has(&k))
+			batch_flush();
+		args[0] = Int64GetDatum(def->id);
+		if (key)
+		{
+			args[1] = CStringGetTextDatum(key);
+			rc = detect_spi_execute_plan(detect_plans.load_key, args, NULL, false, 1);
+		}
+		else
+			rc = detect_spi_execute_plan(detect_plans.load_null, args, NULL, false, 1);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not load a forest of detector \"%s\"", def->name);
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+
+			model = (struct varlena *) DatumGetPointer(detect_spi_value(0, 1, &isnull));
+			model = pg_detoast_datum_packed(model);
+			seq = DatumGetInt64(detect_spi_value(0, 2, &isnull));
+			pos = DatumGetInt32(detect_spi_value(0, 3, &isnull));
+		}
 	}
-	else
-		rc = detect_spi_execute_plan(detect_plans.load_null, args, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not load a forest of detector \"%s\"", def->name);
 
 	old = MemoryContextSwitchTo(dc->cxt);
 	k.str = key ? pstrdup(key) : NULL;
@@ -552,15 +742,12 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 
 	PG_TRY();
 	{
-		if (SPI_processed > 0)
+		if (model != NULL)
 		{
-			bool		isnull;
-			struct varlena *model = (struct varlena *) DatumGetPointer(detect_spi_value(0, 1, &isnull));
 			RcfAllocator alloc = {pool_alloc, pool_free, &dc->pool};
 			RcfDecodeStatus status;
 			const char *detail = NULL;
 
-			model = pg_detoast_datum_packed(model);
 			e->forest = rcf_model_decode_tf((const uint8_t *) VARDATA_ANY(model),
 											VARSIZE_ANY_EXHDR(model), &alloc, &e->grader,
 											&e->transform, &status, &detail);
@@ -576,8 +763,8 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 						(errcode(ERRCODE_DATA_CORRUPTED),
 						 errmsg("stored forest of detector \"%s\" has other parameters than the detector",
 								def->name)));
-			e->as_seq = DatumGetInt64(detect_spi_value(0, 2, &isnull));
-			e->as_pos = DatumGetInt32(detect_spi_value(0, 3, &isnull));
+			e->as_seq = seq;
+			e->as_pos = pos;
 		}
 		else
 		{
@@ -1070,7 +1257,11 @@ detect_score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
 		}
 		if (new_key)
 		{
-			ForestEntry *e = get_forest(dc, def, rr->key);
+			ForestEntry *e;
+
+			if (rr->key != NULL && need_read(dc, def, rr->key))
+				prefetch_read(dc, def, es->res, order, o, norder);
+			e = get_forest(dc, def, rr->key);
 
 			w.tasks[w.ntasks++] = (ScoreTask) {e, o, o};
 			w.bytes += e->bytes;
@@ -1085,6 +1276,8 @@ detect_score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
 	if (w.attr)
 		pfree(w.attr);
 	batch_flush();
+	if (prefetch != NULL)
+		prefetch_reset();
 
 	for (int64 i = lo; i < hi; i++)
 	{

@@ -188,6 +188,7 @@ typedef struct RoundPlans
 {
 	SPIPlanPtr	load_key;
 	SPIPlanPtr	load_null;
+	SPIPlanPtr	load_many;		/* models of several keys (forests.c) */
 	SPIPlanPtr	store_many;		/* a batch of forests (forests.c) */
 	Oid			rcf_type;
 	Oid			rcf_array_type;
