@@ -36,7 +36,7 @@
 #
 # Environment: DETECT_SECONDS, DETECT_CLIENTS, DETECT_RATE, DETECT_BACKLOG, DETECT_KEYS, DETECT_NAPTIME (ms, 50),
 # DETECT_BATCH_ROWS (10000), DETECT_THREADS (2), DETECT_MANY_ROWS, DETECT_PERF (a file: perf record of the worker during the
-# backlog), DETECT_SKIP (space-separated phases to skip: live
+# backlog), DETECT_PERF_MANY (the same for the many-keys phase), DETECT_SKIP (space-separated phases to skip: live
 # backlog many), ANOMALY_BENCH_INSTALL=0 to use the installed extension.
 
 set -uo pipefail
@@ -178,6 +178,10 @@ if [[ "$SKIP" != *" many "* ]]; then
 	psql_c -c "SELECT anomaly.resume_detector('many')" >/dev/null
 	until [ -n "$(worker_pid many)" ]; do sleep 0.1; done
 	pid=$(worker_pid many)
+	if [ -n "${DETECT_PERF_MANY:-}" ]; then
+		perf record -q -F 499 -g -p "$pid" -o "$DETECT_PERF_MANY" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
 	hwm=0
 	while [ "$(psql_c -c "SELECT rows_scored >= $rows FROM anomaly.detectors WHERE name = 'many'")" != t ]; do
 		h=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
@@ -185,6 +189,7 @@ if [[ "$SKIP" != *" many "* ]]; then
 		sleep 0.5
 	done
 	secs=$(bench_since "$t0")
+	[ -n "${DETECT_PERF_MANY:-}" ] && kill -INT "$perf_pid" && wait "$perf_pid"
 	cpu=$(cpu_s "$pid")
 	h=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
 	[ "${h:-0}" -gt "$hwm" ] && hwm=$h

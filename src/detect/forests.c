@@ -41,6 +41,7 @@
 #include "replication/logical.h"
 #include "replication/origin.h"
 #include "replication/slot.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "common/hashfn.h"
@@ -67,6 +68,32 @@
 
 DetectorCache *detect_caches = NULL;
 RoundPlans	detect_plans;
+
+/* Forests waiting to be stored together (see store_forest). */
+#define BATCH_FORESTS	256
+#define BATCH_BYTES		(8 * 1024 * 1024)
+
+typedef struct StoreBatch
+{
+	MemoryContext cxt;			/* everything below; reset when written */
+	LocalTransactionId lxid;	/* of the transaction the batch belongs to */
+	int64		detector_id;
+	char	   *detector_name;
+	HTAB	   *keys;			/* ForestKey entries: the keys in the batch */
+	int			n;
+	Size		bytes;
+	Datum		key[BATCH_FORESTS];
+	bool		key_null[BATCH_FORESTS];
+	Datum		model[BATCH_FORESTS];
+	Datum		seq[BATCH_FORESTS];
+	Datum		pos[BATCH_FORESTS];
+	Datum		points[BATCH_FORESTS];
+} StoreBatch;
+
+static StoreBatch *batch = NULL;
+
+static void batch_reset(void);
+static void batch_flush(void);
 
 /* ---------------------------------------------------------------------
  * Caches and forests
@@ -108,6 +135,55 @@ detect_get_cache(int64 id)
 	return dc;
 }
 
+/*
+ * The allocator of a cache's forests (ctx: its ArenaPool).  Each block
+ * carries its size in front, so that a freed forest arena is recognized
+ * and kept for the next forest, while every other block (records, a
+ * grader, scratch) goes back to the context.  A reused arena holds the
+ * last forest's bytes: the engine sets everything it reads when it creates
+ * or decodes a forest, as it must under malloc's garbage too.
+ */
+#define POOL_HEADER MAXALIGN(sizeof(Size))
+
+static void *
+pool_alloc(void *ctx, size_t size)
+{
+	ArenaPool  *pool = ctx;
+	char	   *block;
+
+	if (size == pool->arena && pool->nfree > 0)
+		return pool->free[--pool->nfree];
+	block = MemoryContextAllocExtended(pool->cxt, POOL_HEADER + size,
+									   MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+	if (block == NULL)
+		return NULL;
+	*(Size *) block = size;
+	return block + POOL_HEADER;
+}
+
+static void
+pool_free(void *ctx, void *ptr)
+{
+	ArenaPool  *pool = ctx;
+	char	   *block = (char *) ptr - POOL_HEADER;
+
+	if (*(Size *) block == pool->arena && pool->nfree < ARENA_POOL_MAX)
+		pool->free[pool->nfree++] = ptr;
+	else
+		pfree(block);
+}
+
+/* Sets the size of the arenas a cache's pool keeps, dropping others. */
+static void
+pool_set_arena(ArenaPool *pool, Size arena)
+{
+	if (pool->arena == arena)
+		return;
+	while (pool->nfree > 0)
+		pfree((char *) pool->free[--pool->nfree] - POOL_HEADER);
+	pool->arena = arena;
+}
+
 /* Frees every forest of dc; its memory is no longer current. */
 static void
 cache_clear(DetectorCache *dc)
@@ -115,6 +191,10 @@ cache_clear(DetectorCache *dc)
 	if (dc->cxt)
 		MemoryContextDelete(dc->cxt);
 	dc->cxt = NULL;
+	memset(&dc->pool, 0, sizeof(dc->pool));
+	/* Forests waiting to be stored are as stale as those in memory. */
+	if (batch != NULL && batch->n > 0 && batch->detector_id == dc->id)
+		batch_reset();
 	dc->forests = NULL;
 	dlist_init(&dc->lru);
 	dc->bytes = 0;
@@ -130,6 +210,7 @@ detect_cache_init(DetectorCache *dc)
 	cache_clear(dc);
 	dc->cxt = AllocSetContextCreate(TopMemoryContext, "anomaly detector forests",
 									ALLOCSET_DEFAULT_SIZES);
+	dc->pool.cxt = dc->cxt;
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(ForestKey);
 	ctl.entrysize = sizeof(ForestEntry);
@@ -165,53 +246,196 @@ detect_prepare_forest_plans(void)
 	detect_plans.load_null = detect_spi_prepare("SELECT model, journal_seq, journal_pos FROM anomaly.detector_forests"
 										 " WHERE detector_id OPERATOR(pg_catalog.=) $1"
 										 " AND partition_key IS NULL", 1, t2);
+	t2[1] = TEXTARRAYOID;
+	detect_plans.load_many = detect_spi_prepare("SELECT partition_key, model, journal_seq, journal_pos"
+										 " FROM anomaly.detector_forests"
+										 " WHERE detector_id OPERATOR(pg_catalog.=) $1"
+										 " AND partition_key OPERATOR(pg_catalog.=) ANY ($2)", 2, t2);
+	detect_plans.rcf_array_type = get_array_type(detect_plans.rcf_type);
+	if (!OidIsValid(detect_plans.rcf_array_type))
+		elog(ERROR, "type anomaly.rcf has no array type");
 	t6[0] = INT8OID;
-	t6[1] = TEXTOID;
-	t6[2] = detect_plans.rcf_type;
-	t6[3] = INT8OID;
-	t6[4] = INT4OID;
-	t6[5] = INT8OID;
-	detect_plans.store = detect_spi_prepare("INSERT INTO anomaly.detector_forests AS f"
-							  " (detector_id, partition_key, model, journal_seq, journal_pos, points, updated_at)"
-							  " VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now())"
-							  " ON CONFLICT (detector_id, partition_key) DO UPDATE SET"
-							  " model = excluded.model, journal_seq = excluded.journal_seq,"
-							  " journal_pos = excluded.journal_pos, points = excluded.points,"
-							  " updated_at = excluded.updated_at", 6, t6);
+	t6[1] = TEXTARRAYOID;
+	t6[2] = detect_plans.rcf_array_type;
+	t6[3] = INT8ARRAYOID;
+	t6[4] = INT4ARRAYOID;
+	t6[5] = INT8ARRAYOID;
+	detect_plans.store_many = detect_spi_prepare("INSERT INTO anomaly.detector_forests AS f"
+								   " (detector_id, partition_key, model, journal_seq, journal_pos, points, updated_at)"
+								   " SELECT $1, u.k, u.m, u.s, u.p, u.n, pg_catalog.now()"
+								   " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4),"
+								   " pg_catalog.unnest($5), pg_catalog.unnest($6)) AS u(k, m, s, p, n)"
+								   " ON CONFLICT (detector_id, partition_key) DO UPDATE SET"
+								   " model = excluded.model, journal_seq = excluded.journal_seq,"
+								   " journal_pos = excluded.journal_pos, points = excluded.points,"
+								   " updated_at = excluded.updated_at", 6, t6);
 }
 
-/* Stores entry's forest in detector_forests. */
+/*
+ * The buffer models are encoded into before they are stored: kept for the
+ * process's life, it grows to the largest model and saves measuring each
+ * model before writing it (one encoding pass instead of two).
+ */
+static struct varlena *encode_buf = NULL;
+static Size encode_cap = 0;
+
+/* Encodes entry's forest into encode_buf; returns the model's size. */
+static size_t
+encode_forest(DetectorDef *def, ForestEntry *e)
+{
+	for (;;)
+	{
+		size_t		size = rcf_model_encode_into(e->forest, e->grader, e->transform,
+												 encode_buf ? (uint8_t *) VARDATA(encode_buf) : NULL,
+												 encode_cap);
+
+		if (size == 0 || size > MaxAllocSize - VARHDRSZ)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("a forest of detector \"%s\" is too large to store (%zu bytes)",
+							def->name, size)));
+		if (encode_buf && size <= encode_cap)
+		{
+			SET_VARSIZE(encode_buf, VARHDRSZ + size);
+			return size;
+		}
+		/* Too small: room for this model and some growth, then again. */
+		if (encode_buf)
+			pfree(encode_buf);
+		encode_buf = NULL;
+		encode_cap = Min(size + size / 4 + 1024, MaxAllocSize - VARHDRSZ);
+		encode_buf = MemoryContextAlloc(TopMemoryContext, VARHDRSZ + encode_cap);
+	}
+}
+
+/*
+ * Forests stored together.  A detector partitioned by many keys stores a
+ * forest at nearly every key switch (the one evicted for the next), and one
+ * statement per forest costs more than encoding it; so stores wait in a
+ * batch, written by one statement per few hundred forests.  Nothing outside
+ * this file sees a batch: every function here that stores forests writes
+ * the batch before it returns, and a forest is loaded only after the batch
+ * holding its key is written.  A batch left by an error belongs to an
+ * aborted transaction and is dropped (lxid), and so is one whose forests'
+ * cache is cleared.
+ */
+
+/* Empties the batch without writing it. */
+static void
+batch_reset(void)
+{
+	HASHCTL		ctl;
+
+	if (batch == NULL)
+	{
+		batch = MemoryContextAllocZero(TopMemoryContext, sizeof(StoreBatch));
+		batch->cxt = AllocSetContextCreate(TopMemoryContext, "anomaly forests to store",
+										   ALLOCSET_DEFAULT_SIZES);
+	}
+	MemoryContextReset(batch->cxt);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(ForestKey);
+	ctl.entrysize = sizeof(ForestKey);
+	ctl.hash = forest_key_hash;
+	ctl.match = forest_key_match;
+	ctl.hcxt = batch->cxt;
+	batch->keys = hash_create("anomaly forests to store", BATCH_FORESTS, &ctl,
+							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	batch->lxid = MyProc->lxid;
+	batch->detector_id = 0;
+	batch->detector_name = NULL;
+	batch->n = 0;
+	batch->bytes = 0;
+}
+
+/* Writes the batch to detector_forests, then empties it. */
+static void
+batch_flush(void)
+{
+	int			dims[1];
+	int			lbs[1] = {1};
+	Datum		args[6];
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			rc;
+
+	if (batch == NULL || batch->n == 0)
+		return;
+	if (batch->lxid != MyProc->lxid)
+	{
+		batch_reset();
+		return;
+	}
+	dims[0] = batch->n;
+	get_typlenbyvalalign(detect_plans.rcf_type, &typlen, &typbyval, &typalign);
+	args[0] = Int64GetDatum(batch->detector_id);
+	args[1] = PointerGetDatum(construct_md_array(batch->key, batch->key_null, 1, dims, lbs,
+												 TEXTOID, -1, false, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_md_array(batch->model, NULL, 1, dims, lbs,
+												 detect_plans.rcf_type, typlen, typbyval,
+												 typalign));
+	args[3] = PointerGetDatum(construct_array(batch->seq, batch->n, INT8OID, 8,
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[4] = PointerGetDatum(construct_array(batch->pos, batch->n, INT4OID, 4, true,
+											  TYPALIGN_INT));
+	args[5] = PointerGetDatum(construct_array(batch->points, batch->n, INT8OID, 8,
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	rc = detect_spi_execute_plan(detect_plans.store_many, args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) batch->n)
+		elog(ERROR, "could not store the forests of detector \"%s\" (%d)",
+			 batch->detector_name, rc);
+	for (int i = 1; i < 6; i++)
+		pfree(DatumGetPointer(args[i]));
+	batch_reset();
+}
+
+/* True when the batch holds a forest of partition key k. */
+static bool
+batch_has(const ForestKey *k)
+{
+	return batch != NULL && batch->n > 0 && batch->lxid == MyProc->lxid &&
+		hash_search(batch->keys, k, HASH_FIND, NULL) != NULL;
+}
+
+/* Stores entry's forest in detector_forests, in the batch. */
 static void
 store_forest(DetectorDef *def, ForestEntry *e)
 {
-	size_t		size = rcf_model_encoded_size_tf(e->forest, e->grader, e->transform);
+	size_t		size = encode_forest(def, e);
+	MemoryContext old;
+	ForestKey	k;
+	bool		found;
 	struct varlena *model;
-	DetectArgs	a;
-	int			rc;
 
-	if (size == 0 || size > MaxAllocSize - VARHDRSZ)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("a forest of detector \"%s\" is too large to store (%zu bytes)",
-						def->name, size)));
+	if (batch == NULL || batch->lxid != MyProc->lxid)
+		batch_reset();
+	/* A key stored twice in a batch would be one row updated twice. */
+	if (batch->n > 0 && (batch->detector_id != def->id || batch_has(&e->key)))
+		batch_flush();
+	old = MemoryContextSwitchTo(batch->cxt);
+	if (batch->n == 0)
+	{
+		batch->detector_id = def->id;
+		batch->detector_name = pstrdup(def->name);
+	}
 	model = palloc(VARHDRSZ + size);
-	SET_VARSIZE(model, VARHDRSZ + size);
-	if (rcf_model_encode_tf(e->forest, e->grader, e->transform,
-							(uint8_t *) VARDATA(model), size) != size)
-		elog(ERROR, "could not encode a forest of detector \"%s\"", def->name);
-	detect_args_init(&a);
-	detect_arg(&a, INT8OID, Int64GetDatum(def->id), false);
-	detect_arg(&a, TEXTOID, e->key.isnull ? (Datum) 0 : CStringGetTextDatum(e->key.str),
-			   e->key.isnull);
-	detect_arg(&a, detect_plans.rcf_type, PointerGetDatum(model), false);
-	detect_arg(&a, INT8OID, Int64GetDatum(e->as_seq), false);
-	detect_arg(&a, INT4OID, Int32GetDatum(e->as_pos), false);
-	detect_arg(&a, INT8OID, Int64GetDatum((int64) rcf_updates(e->forest)), false);
-	rc = detect_spi_execute_plan(detect_plans.store, a.values, a.nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not store a forest of detector \"%s\" (%d)", def->name, rc);
-	pfree(model);
+	memcpy(model, encode_buf, VARHDRSZ + size);
+	k.isnull = e->key.isnull;
+	k.str = k.isnull ? NULL : pstrdup(e->key.str);
+	(void) hash_search(batch->keys, &k, HASH_ENTER, &found);
+	batch->key[batch->n] = k.isnull ? (Datum) 0 : CStringGetTextDatum(k.str);
+	batch->key_null[batch->n] = k.isnull;
+	batch->model[batch->n] = PointerGetDatum(model);
+	batch->seq[batch->n] = Int64GetDatum(e->as_seq);
+	batch->pos[batch->n] = Int32GetDatum(e->as_pos);
+	batch->points[batch->n] = Int64GetDatum((int64) rcf_updates(e->forest));
+	MemoryContextSwitchTo(old);
+	batch->n++;
+	batch->bytes += VARHDRSZ + size;
 	e->dirty = false;
+	if (batch->n == BATCH_FORESTS || batch->bytes >= BATCH_BYTES)
+		batch_flush();
 }
 
 /* Orders forests by the first round they learned in since stored. */
@@ -272,6 +496,176 @@ same_params(const RcfParams *a, const RcfParams *b)
 }
 
 /*
+ * Models read ahead.  Rows are scored grouped by key, so the keys a round
+ * will load are known in advance: they are read by one statement for a few
+ * hundred keys (Prefetch) instead of one each, which is most of the cost
+ * of a key switch when forests are small.  A key read ahead and not found
+ * has no stored model.  get_forest takes (and removes) a key's entry; only
+ * keys neither in memory nor waiting in the batch are read ahead, so an
+ * entry cannot go stale before it is taken.  Entries belong to one call of
+ * detect_score_rows (lxid guards against one left by an error).
+ */
+typedef struct PrefetchEntry
+{
+	ForestKey	key;			/* hash key: must be first */
+	struct varlena *model;		/* NULL: none stored */
+	int64		seq;
+	int32		pos;
+} PrefetchEntry;
+
+typedef struct Prefetch
+{
+	MemoryContext cxt;			/* the entries; reset with each read */
+	LocalTransactionId lxid;
+	int64		detector_id;
+	HTAB	   *entries;
+	double		avg_bytes;		/* of the models read so far, to size reads */
+} Prefetch;
+
+static Prefetch *prefetch = NULL;
+
+/* Drops what was read ahead. */
+static void
+prefetch_reset(void)
+{
+	HASHCTL		ctl;
+
+	if (prefetch == NULL)
+	{
+		prefetch = MemoryContextAllocZero(TopMemoryContext, sizeof(Prefetch));
+		prefetch->cxt = AllocSetContextCreate(TopMemoryContext, "anomaly forests read ahead",
+											  ALLOCSET_DEFAULT_SIZES);
+		prefetch->avg_bytes = 4096.0;
+	}
+	MemoryContextReset(prefetch->cxt);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(ForestKey);
+	ctl.entrysize = sizeof(PrefetchEntry);
+	ctl.hash = forest_key_hash;
+	ctl.match = forest_key_match;
+	ctl.hcxt = prefetch->cxt;
+	prefetch->entries = hash_create("anomaly forests read ahead", 256, &ctl,
+									HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	prefetch->lxid = MyProc->lxid;
+	prefetch->detector_id = 0;
+}
+
+/*
+ * Takes key k's entry, read ahead: true and *model (NULL if none is
+ * stored), *seq, *pos set, or false when k was not read ahead.  *model is
+ * in the read-ahead context, valid until the next read.
+ */
+static bool
+prefetch_take(DetectorDef *def, const ForestKey *k, struct varlena **model,
+			  int64 *seq, int32 *pos)
+{
+	PrefetchEntry *pe;
+
+	if (prefetch == NULL || prefetch->lxid != MyProc->lxid ||
+		prefetch->detector_id != def->id)
+		return false;
+	pe = hash_search(prefetch->entries, k, HASH_FIND, NULL);
+	if (pe == NULL)
+		return false;
+	*model = pe->model;
+	*seq = pe->seq;
+	*pos = pe->pos;
+	(void) hash_search(prefetch->entries, k, HASH_REMOVE, NULL);
+	return true;
+}
+
+/*
+ * Reads ahead the models of the keys of rows order[from..n) that are not
+ * in memory, not waiting in the batch and not the NULL key: as many keys
+ * as make about BATCH_BYTES of models by the sizes read so far, at most
+ * BATCH_FORESTS.
+ */
+static void
+prefetch_read(DetectorCache *dc, DetectorDef *def, RowResult *res,
+			  const int64 *order, int64 from, int64 n)
+{
+	Datum	   *keys;
+	int			nkeys = 0;
+	int			want;
+	const char *last = NULL;
+	Datum		args[2];
+	int			rc;
+	MemoryContext old;
+
+	prefetch_reset();
+	prefetch->detector_id = def->id;
+	want = (int) Max(1.0, Min((double) BATCH_FORESTS, BATCH_BYTES / prefetch->avg_bytes));
+	old = MemoryContextSwitchTo(prefetch->cxt);
+	keys = palloc(sizeof(Datum) * want);
+	for (int64 o = from; o < n && nkeys < want; o++)
+	{
+		ForestKey	k;
+		PrefetchEntry *pe;
+		bool		found;
+
+		k.str = res[order[o]].key;
+		k.isnull = (k.str == NULL);
+		if (k.isnull || (last && strcmp(last, k.str) == 0))
+			continue;
+		last = k.str;
+		if (hash_search(dc->forests, &k, HASH_FIND, NULL) != NULL || batch_has(&k))
+			continue;
+		k.str = pstrdup(k.str);
+		pe = hash_search(prefetch->entries, &k, HASH_ENTER, &found);
+		pe->model = NULL;
+		pe->seq = 0;
+		pe->pos = 0;
+		keys[nkeys++] = CStringGetTextDatum(k.str);
+	}
+	MemoryContextSwitchTo(old);
+	if (nkeys == 0)
+		return;
+	args[0] = Int64GetDatum(def->id);
+	args[1] = PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
+	rc = detect_spi_execute_plan(detect_plans.load_many, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not load the forests of detector \"%s\"", def->name);
+	if (SPI_processed > 0)
+	{
+		double		bytes = 0.0;
+
+		old = MemoryContextSwitchTo(prefetch->cxt);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			ForestKey	k;
+			PrefetchEntry *pe;
+
+			k.str = TextDatumGetCString(detect_spi_value(i, 1, &isnull));
+			k.isnull = false;
+			pe = hash_search(prefetch->entries, &k, HASH_FIND, NULL);
+			if (pe == NULL)
+				elog(ERROR, "detector \"%s\" read a forest it did not ask for", def->name);
+			pe->model = pg_detoast_datum_copy((struct varlena *) DatumGetPointer(detect_spi_value(i, 2, &isnull)));
+			pe->seq = DatumGetInt64(detect_spi_value(i, 3, &isnull));
+			pe->pos = DatumGetInt32(detect_spi_value(i, 4, &isnull));
+			bytes += VARSIZE_ANY(pe->model);
+		}
+		MemoryContextSwitchTo(old);
+		prefetch->avg_bytes = Max(256.0, bytes / SPI_processed);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/* True when key's forest is neither in memory nor read ahead. */
+static bool
+need_read(DetectorCache *dc, DetectorDef *def, const char *key)
+{
+	ForestKey	k = {key, key == NULL};
+
+	if (hash_search(dc->forests, &k, HASH_FIND, NULL) != NULL)
+		return false;
+	return prefetch == NULL || prefetch->lxid != MyProc->lxid ||
+		prefetch->detector_id != def->id ||
+		hash_search(prefetch->entries, &k, HASH_FIND, NULL) == NULL;
+}
+
+/*
  * The forest of partition key `key` (NULL: the NULL key): from memory, else
  * from detector_forests, else new.  May evict others to stay under the
  * memory limit.
@@ -287,6 +681,9 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 	Datum		args[2];
 	int			rc;
 	MemoryContext old;
+	struct varlena *model = NULL;	/* the stored model, if any */
+	int64		seq = 0;
+	int32		pos = 0;
 
 	k.str = key;
 	k.isnull = (key == NULL);
@@ -297,19 +694,36 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 		return e;
 	}
 
+	/* An evicted forest's arena goes to the pool, for this one. */
+	pool_set_arena(&dc->pool, need);
 	while (dc->bytes + need > limit && !dlist_is_empty(&dc->lru))
 		evict_forest(dc, def, dlist_head_element(ForestEntry, lru, &dc->lru));
 
-	args[0] = Int64GetDatum(def->id);
-	if (key)
+	if (!prefetch_take(def, &k, &model, &seq, &pos))
 	{
-		args[1] = CStringGetTextDatum(key);
-		rc = detect_spi_execute_plan(detect_plans.load_key, args, NULL, false, 1);
+		/* Its last state may still wait in the batch. */
+		if (batch_has(&k))
+			batch_flush();
+		args[0] = Int64GetDatum(def->id);
+		if (key)
+		{
+			args[1] = CStringGetTextDatum(key);
+			rc = detect_spi_execute_plan(detect_plans.load_key, args, NULL, false, 1);
+		}
+		else
+			rc = detect_spi_execute_plan(detect_plans.load_null, args, NULL, false, 1);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not load a forest of detector \"%s\"", def->name);
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+
+			model = (struct varlena *) DatumGetPointer(detect_spi_value(0, 1, &isnull));
+			model = pg_detoast_datum_packed(model);
+			seq = DatumGetInt64(detect_spi_value(0, 2, &isnull));
+			pos = DatumGetInt32(detect_spi_value(0, 3, &isnull));
+		}
 	}
-	else
-		rc = detect_spi_execute_plan(detect_plans.load_null, args, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not load a forest of detector \"%s\"", def->name);
 
 	old = MemoryContextSwitchTo(dc->cxt);
 	k.str = key ? pstrdup(key) : NULL;
@@ -328,15 +742,12 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 
 	PG_TRY();
 	{
-		if (SPI_processed > 0)
+		if (model != NULL)
 		{
-			bool		isnull;
-			struct varlena *model = (struct varlena *) DatumGetPointer(detect_spi_value(0, 1, &isnull));
-			RcfAllocator alloc = {anomaly_context_alloc_no_oom, anomaly_context_free, dc->cxt};
+			RcfAllocator alloc = {pool_alloc, pool_free, &dc->pool};
 			RcfDecodeStatus status;
 			const char *detail = NULL;
 
-			model = pg_detoast_datum_packed(model);
 			e->forest = rcf_model_decode_tf((const uint8_t *) VARDATA_ANY(model),
 											VARSIZE_ANY_EXHDR(model), &alloc, &e->grader,
 											&e->transform, &status, &detail);
@@ -352,24 +763,23 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 						(errcode(ERRCODE_DATA_CORRUPTED),
 						 errmsg("stored forest of detector \"%s\" has other parameters than the detector",
 								def->name)));
-			e->as_seq = DatumGetInt64(detect_spi_value(0, 2, &isnull));
-			e->as_pos = DatumGetInt32(detect_spi_value(0, 3, &isnull));
+			e->as_seq = seq;
+			e->as_pos = pos;
 		}
 		else
 		{
 			/*
-			 * Zeroed memory: the engine leaves the shingle of a new forest
-			 * unset until it is full, and the decoder refuses a stored
-			 * forest whose shingle holds non-finite garbage.
+			 * Not zeroed, as a reused arena is not: the engine sets what it
+			 * reads (the shingle of a new forest is zeros until it fills).
 			 */
-			RcfAllocator zalloc = {anomaly_context_alloc_zero_no_oom, anomaly_context_free, dc->cxt};
+			RcfAllocator falloc = {pool_alloc, pool_free, &dc->pool};
 
 			if (rcf_arena_size(&def->params) > MaxAllocHugeSize / 2)
 				ereport(ERROR,
 						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 						 errmsg("a forest of detector \"%s\" would need %zu bytes of memory",
 								def->name, rcf_arena_size(&def->params))));
-			e->forest = rcf_create(&def->params, &zalloc);
+			e->forest = rcf_create(&def->params, &falloc);
 			if (e->forest == NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -543,6 +953,7 @@ detect_replay_journal(DetectorCache *dc, DetectorDef *def)
 		SPI_freetuptable(tt);
 	}
 	SPI_cursor_close(portal);
+	batch_flush();
 }
 
 /*
@@ -846,7 +1257,11 @@ detect_score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
 		}
 		if (new_key)
 		{
-			ForestEntry *e = get_forest(dc, def, rr->key);
+			ForestEntry *e;
+
+			if (rr->key != NULL && need_read(dc, def, rr->key))
+				prefetch_read(dc, def, es->res, order, o, norder);
+			e = get_forest(dc, def, rr->key);
 
 			w.tasks[w.ntasks++] = (ScoreTask) {e, o, o};
 			w.bytes += e->bytes;
@@ -860,6 +1275,9 @@ detect_score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
 	pfree(w.tasks);
 	if (w.attr)
 		pfree(w.attr);
+	batch_flush();
+	if (prefetch != NULL)
+		prefetch_reset();
 
 	for (int64 i = lo; i < hi; i++)
 	{
@@ -925,6 +1343,7 @@ detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def, int64 seq, int npo
 	/* The journal is needed from the oldest round a forest left waits for. */
 	for (int i = 0; i < max_store; i++)
 		store_forest(def, dirty[i]);
+	batch_flush();
 	if (max_store < ndirty)
 		needed_after = dirty[max_store]->dirty_from - 1;
 	pfree(dirty);
@@ -967,6 +1386,7 @@ detect_store_all_forests(DetectorCache *dc, DetectorDef *def)
 
 	for (int i = 0; i < n; i++)
 		store_forest(def, dirty[i]);
+	batch_flush();
 	pfree(dirty);
 }
 

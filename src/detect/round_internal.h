@@ -86,6 +86,21 @@ typedef struct ForestEntry
 	dlist_node	lru;
 } ForestEntry;
 
+/*
+ * Forest memory between evicting one forest and loading the next
+ * (forests.c): a forest's arena is the same size for every key of a
+ * detector, so an evicted forest's arena is handed to the next instead of
+ * being freed and faulted in afresh.
+ */
+#define ARENA_POOL_MAX 1
+typedef struct ArenaPool
+{
+	MemoryContext cxt;			/* the cache's: where blocks come from */
+	Size		arena;			/* size of the blocks kept (a forest's arena) */
+	int			nfree;
+	void	   *free[ARENA_POOL_MAX];
+} ArenaPool;
+
 /* What a process keeps about a detector between rounds. */
 typedef struct DetectorCache
 {
@@ -97,6 +112,7 @@ typedef struct DetectorCache
 	dlist_head	lru;
 	Size		bytes;
 	double		store_credit;	/* forests due to be stored (see write_round) */
+	ArenaPool	pool;			/* allocator of the forests in cxt */
 
 	/* decoding kept between rounds (the worker) */
 	MemoryContext decoding_cxt;
@@ -172,8 +188,10 @@ typedef struct RoundPlans
 {
 	SPIPlanPtr	load_key;
 	SPIPlanPtr	load_null;
-	SPIPlanPtr	store;
+	SPIPlanPtr	load_many;		/* models of several keys (forests.c) */
+	SPIPlanPtr	store_many;		/* a batch of forests (forests.c) */
 	Oid			rcf_type;
+	Oid			rcf_array_type;
 } RoundPlans;
 
 extern RoundPlans detect_plans;

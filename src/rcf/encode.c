@@ -119,7 +119,8 @@ rcf_crc32c(uint32_t crc, const void *data, size_t len)
 
 /*
  * A writer that only counts when buf is NULL, so the same code measures and
- * writes.
+ * writes.  Past the end of buf it goes on counting without writing, so that
+ * one pass into a buffer that is too small still tells the size.
  */
 typedef struct Writer
 {
@@ -132,14 +133,12 @@ typedef struct Writer
 static void
 put_bytes(Writer *w, const void *src, size_t n)
 {
-	if (w->buf)
+	if (w->buf && !w->overflow)
 	{
 		if (w->pos + n > w->cap)
-		{
 			w->overflow = true;
-			return;
-		}
-		memcpy(w->buf + w->pos, src, n);
+		else
+			memcpy(w->buf + w->pos, src, n);
 	}
 	w->pos += n;
 }
@@ -557,7 +556,8 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 		{
 			const RcfTree *tree = &forest->trees[t];
 
-			for (int i = 0; i < forest->N; i++)
+			/* Leaves from leaf_hw up were never used (rcf_check). */
+			for (int i = 0; i < tree->leaf_hw; i++)
 				if (tree->leaf_mass[i] > 0)
 					for (uint32_t r = tree->leaf_loc[i]; r < tree->leaf_loc[i] + (uint32_t) S; r++)
 						pn.live[r / 64] |= UINT64_C(1) << (r % 64);
@@ -670,7 +670,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 
 		put_varint(w, RCF_SECTION_GRADER);
 		put_varint(w, n);
-		if (w->buf && w->pos + n <= w->cap)
+		if (w->buf && !w->overflow && w->pos + n <= w->cap)
 			rcf_grader_encode(grader, w->buf + w->pos);
 		else if (w->buf)
 			w->overflow = true;
@@ -682,7 +682,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 
 		put_varint(w, RCF_SECTION_TRANSFORM);
 		put_varint(w, n);
-		if (w->buf && w->pos + n <= w->cap)
+		if (w->buf && !w->overflow && w->pos + n <= w->cap)
 			rcf_transform_encode(transform, w->buf + w->pos);
 		else if (w->buf)
 			w->overflow = true;
@@ -718,6 +718,17 @@ rcf_model_encode_tf(const RcfForest *forest, const RcfGrader *grader,
 	Writer		w = {buf, 0, size, false};
 
 	if (!write_forest(&w, forest, grader, transform) || w.overflow)
+		return 0;
+	return w.pos;
+}
+
+size_t
+rcf_model_encode_into(const RcfForest *forest, const RcfGrader *grader,
+					  const RcfTransform *transform, uint8_t *buf, size_t cap)
+{
+	Writer		w = {buf, 0, cap, false};
+
+	if (!write_forest(&w, forest, grader, transform))
 		return 0;
 	return w.pos;
 }

@@ -143,6 +143,18 @@ extern size_t rcf_model_encode_tf(const RcfForest *forest,
 								  const RcfGrader *grader,
 								  const RcfTransform *transform,
 								  uint8_t *buf, size_t size);
+/*
+ * Encodes in one pass into buf, which has room for cap bytes, and returns
+ * the size of the encoding: when that is more than cap, buf holds nothing
+ * usable and the caller tries again with that much room.  Returns 0 if the
+ * forest is too inconsistent to encode or temporary memory ran out.  For
+ * callers that keep one buffer for many models, instead of measuring each
+ * (rcf_model_encoded_size_tf) before writing it.
+ */
+extern size_t rcf_model_encode_into(const RcfForest *forest,
+									const RcfGrader *grader,
+									const RcfTransform *transform,
+									uint8_t *buf, size_t cap);
 extern RcfForest *rcf_model_decode_tf(const uint8_t *buf, size_t len,
 									  const RcfAllocator *allocator,
 									  RcfGrader **grader,

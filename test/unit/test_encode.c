@@ -110,6 +110,168 @@ test_round_trip(int dims, int shingle, int trees, int samples, double decay,
 	rcf_free(b);
 }
 
+/* An allocator whose blocks start out filled with the byte *ctx. */
+static void *
+filled_alloc(void *ctx, size_t size)
+{
+	void	   *p = malloc(size);
+
+	if (p)
+		memset(p, *(const int *) ctx, size);
+	return p;
+}
+
+static void
+plain_free(void *ctx, void *ptr)
+{
+	(void) ctx;
+	free(ptr);
+}
+
+/*
+ * Forests created and decoded in memory that holds garbage (as a detector
+ * reuses an evicted forest's arena for the next key) behave exactly as in
+ * zeroed memory: same scores, same encodings, at every age.
+ */
+static void
+test_garbage_memory(int shingle)
+{
+	static const int fills[3] = {0x00, 0xFF, 0xA5};
+	static const long ages[] = {0, 1, 3, 9, 300, 3000};
+	RcfAllocator alloc[3];
+	RcfForest  *f[3];
+	RcfParams	p;
+	uint64_t	s = 77;
+	double		rec[1];
+	long		i = 0;
+	int			same_scores = 1;
+
+	rcf_params_default(&p, 1);
+	p.shingle_size = shingle;
+	p.number_of_trees = 20;
+	p.sample_size = 64;
+	for (int k = 0; k < 3; k++)
+	{
+		alloc[k] = (RcfAllocator) {filled_alloc, plain_free, (void *) &fills[k]};
+		f[k] = rcf_create(&p, &alloc[k]);
+	}
+	for (size_t a = 0; a < sizeof(ages) / sizeof(ages[0]); a++)
+	{
+		uint8_t    *buf[3];
+		size_t		len[3];
+		int			same_bytes = 1;
+		int			same_decoded = 1;
+
+		for (; i < ages[a]; i++)
+		{
+			double		sc[3];
+
+			record(rec, 1, i, &s, 0);
+			for (int k = 0; k < 3; k++)
+				sc[k] = rcf_process(f[k], rec);
+			same_scores &= sc[0] == sc[1] && sc[0] == sc[2];
+		}
+		for (int k = 0; k < 3; k++)
+			buf[k] = encode(f[k], &len[k]);
+		for (int k = 1; k < 3; k++)
+			same_bytes &= len[k] == len[0] && memcmp(buf[k], buf[0], len[0]) == 0;
+		UNIT_OK(same_bytes && len[0] > 0,
+				"shingle %d, %ld updates: forests made in garbage encode as in zeroed memory",
+				shingle, ages[a]);
+		/* Decoded into garbage: the same bytes again, and the same scores on. */
+		for (int k = 1; k < 3; k++)
+		{
+			RcfDecodeStatus status;
+			const char *detail;
+			RcfForest  *d = rcf_decode(buf[0], len[0], &alloc[k], &status, &detail);
+			uint8_t    *again;
+			size_t		alen;
+			uint64_t	s2 = 5;
+
+			if (d == NULL)
+			{
+				same_decoded = 0;
+				continue;
+			}
+			again = encode(d, &alen);
+			same_decoded &= alen == len[0] && memcmp(again, buf[0], alen) == 0;
+			free(again);
+			/* Against a decode into zeroed memory: 50 more points alike. */
+			{
+				RcfForest  *z = rcf_decode(buf[0], len[0], &alloc[0], &status, &detail);
+
+				for (long j = 0; j < 50 && z; j++)
+				{
+					double		x[1];
+
+					record(x, 1, 10000 + j, &s2, 0);
+					same_decoded &= rcf_process(d, x) == rcf_process(z, x);
+				}
+				same_decoded &= z != NULL;
+				rcf_free(z);
+			}
+			rcf_free(d);
+		}
+		UNIT_OK(same_decoded,
+				"shingle %d, %ld updates: decoded into garbage, re-encodes to the same bytes and scores as in zeroed memory",
+				shingle, ages[a]);
+		for (int k = 0; k < 3; k++)
+			free(buf[k]);
+	}
+	UNIT_OK(same_scores, "shingle %d: scores in garbage memory equal those in zeroed memory",
+			shingle);
+	for (int k = 0; k < 3; k++)
+		rcf_free(f[k]);
+}
+
+/*
+ * rcf_model_encode_into: one pass into a buffer too small tells the size
+ * and writes nothing past it; into one large enough it writes the bytes of
+ * rcf_encode.
+ */
+static void
+test_encode_into(void)
+{
+	RcfParams	p;
+	RcfForest  *f;
+	uint64_t	s = 9;
+	double		rec[1];
+	uint8_t    *want;
+	uint8_t    *buf;
+	size_t		len,
+				got;
+	int			untouched = 1;
+
+	rcf_params_default(&p, 1);
+	p.shingle_size = 8;
+	p.number_of_trees = 10;
+	p.sample_size = 64;
+	f = rcf_create(&p, NULL);
+	for (long i = 0; i < 500; i++)
+	{
+		record(rec, 1, i, &s, 0);
+		rcf_update(f, rec);
+	}
+	want = encode(f, &len);
+	UNIT_OK(rcf_model_encode_into(f, NULL, NULL, NULL, 0) == len,
+			"encode_into without a buffer returns the size");
+	buf = malloc(len + 16);
+	memset(buf, 0x5A, len + 16);
+	got = rcf_model_encode_into(f, NULL, NULL, buf, len / 2);
+	UNIT_OK(got == len, "encode_into a buffer half the size returns the size (%zu, want %zu)",
+			got, len);
+	for (size_t k = len / 2; k < len + 16; k++)
+		untouched &= buf[k] == 0x5A;
+	UNIT_OK(untouched, "encode_into writes nothing past the room it was given");
+	got = rcf_model_encode_into(f, NULL, NULL, buf, len + 16);
+	UNIT_OK(got == len && memcmp(buf, want, len) == 0,
+			"encode_into a large enough buffer writes the bytes of rcf_encode");
+	UNIT_OK(buf[len] == 0x5A, "encode_into writes no byte past the encoding");
+	free(buf);
+	free(want);
+	rcf_free(f);
+}
+
 /* Every prefix, bit flip and tampered field fails cleanly. */
 static void
 test_hostile(void)
@@ -590,6 +752,9 @@ main(void)
 	test_hostile();
 	test_size();
 	test_grader_round_trip();
+	test_garbage_memory(1);
+	test_garbage_memory(8);
+	test_encode_into();
 	test_v1_fixture("v1_shingled", 1, 3000, false);
 	test_v1_fixture("v1_wide", 3, 500, false);
 	test_v1_fixture("v1_graded", 2, 1500, true);
