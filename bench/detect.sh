@@ -136,6 +136,27 @@ if [[ "$SKIP" != *" live "* ]]; then
 	fi
 fi
 
+# Resumes detector $1 and sets pid to its worker's; with a file name in $2,
+# records a perf profile of that worker into it until stop_perf.
+resume_and_watch() {
+	perf_pid=
+	psql_c -c "SELECT anomaly.resume_detector('$1')" >/dev/null
+	until [ -n "$(worker_pid "$1")" ]; do sleep 0.1; done
+	pid=$(worker_pid "$1")
+	if [ -n "$2" ]; then
+		perf record -q -F 499 -g -p "$pid" -o "$2" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
+}
+
+# Ends the profile resume_and_watch started, if any.
+stop_perf() {
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid" && wait "$perf_pid"
+	fi
+	return 0
+}
+
 # --- 3. backlog ---------------------------------------------------------------
 if [[ "$SKIP" != *" backlog "* ]]; then
 	if [ -z "$(psql_c -c "SELECT 1 FROM anomaly.detectors WHERE name = 'ev'")" ]; then
@@ -148,16 +169,10 @@ if [[ "$SKIP" != *" backlog "* ]]; then
 	tps_fill=$(pgbench_run "$WORK/insert.sql" -t "$per_client")
 	rows=$((per_client * CLIENTS))
 	t0=$(bench_now)
-	psql_c -c "SELECT anomaly.resume_detector('ev')" >/dev/null
-	until [ -n "$(worker_pid ev)" ]; do sleep 0.1; done
-	pid=$(worker_pid ev)
-	if [ -n "${DETECT_PERF:-}" ]; then
-		perf record -q -F 499 -g -p "$pid" -o "$DETECT_PERF" >/dev/null 2>&1 &
-		perf_pid=$!
-	fi
+	resume_and_watch ev "${DETECT_PERF:-}"
 	wait_scored ev $((before + rows))
 	secs=$(bench_since "$t0")
-	[ -n "${DETECT_PERF:-}" ] && kill -INT "$perf_pid" && wait "$perf_pid"
+	stop_perf
 	cpu=$(cpu_s "$pid")
 	rate=$(awk -v r="$rows" -v s="$secs" 'BEGIN { printf "%.0f", r / s }')
 	cpu_rate=$(awk -v r="$rows" -v s="$cpu" 'BEGIN { if (s > 0) printf "%.0f", r / s; else print "nan" }')
@@ -175,13 +190,7 @@ if [[ "$SKIP" != *" many "* ]]; then
 	rows=$((per_client * CLIENTS))
 	keys_used=$(psql_c -c "SELECT count(DISTINCT k) FROM ev_many")
 	t0=$(bench_now)
-	psql_c -c "SELECT anomaly.resume_detector('many')" >/dev/null
-	until [ -n "$(worker_pid many)" ]; do sleep 0.1; done
-	pid=$(worker_pid many)
-	if [ -n "${DETECT_PERF_MANY:-}" ]; then
-		perf record -q -F 499 -g -p "$pid" -o "$DETECT_PERF_MANY" >/dev/null 2>&1 &
-		perf_pid=$!
-	fi
+	resume_and_watch many "${DETECT_PERF_MANY:-}"
 	hwm=0
 	while [ "$(psql_c -c "SELECT rows_scored >= $rows FROM anomaly.detectors WHERE name = 'many'")" != t ]; do
 		h=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
@@ -189,7 +198,7 @@ if [[ "$SKIP" != *" many "* ]]; then
 		sleep 0.5
 	done
 	secs=$(bench_since "$t0")
-	[ -n "${DETECT_PERF_MANY:-}" ] && kill -INT "$perf_pid" && wait "$perf_pid"
+	stop_perf
 	cpu=$(cpu_s "$pid")
 	h=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
 	[ "${h:-0}" -gt "$hwm" ] && hwm=$h

@@ -120,6 +120,26 @@ forest_key_match(const void *a, const void *b, Size keysize)
 	return strcmp(x->str, y->str);
 }
 
+/*
+ * A table keyed by ForestKey (a partition key, or none) in cxt: the forests
+ * of a detector, a batch to store and the models read ahead all look keys
+ * up alike.
+ */
+static HTAB *
+forest_key_table(const char *name, long size, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(ForestKey);
+	ctl.entrysize = entrysize;
+	ctl.hash = forest_key_hash;
+	ctl.match = forest_key_match;
+	ctl.hcxt = cxt;
+	return hash_create(name, size, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
 DetectorCache *
 detect_get_cache(int64 id)
 {
@@ -205,20 +225,12 @@ cache_clear(DetectorCache *dc)
 void
 detect_cache_init(DetectorCache *dc)
 {
-	HASHCTL		ctl;
-
 	cache_clear(dc);
 	dc->cxt = AllocSetContextCreate(TopMemoryContext, "anomaly detector forests",
 									ALLOCSET_DEFAULT_SIZES);
 	dc->pool.cxt = dc->cxt;
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(ForestKey);
-	ctl.entrysize = sizeof(ForestEntry);
-	ctl.hash = forest_key_hash;
-	ctl.match = forest_key_match;
-	ctl.hcxt = dc->cxt;
-	dc->forests = hash_create("anomaly detector forests", 256, &ctl,
-							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	dc->forests = forest_key_table("anomaly detector forests", 256,
+								   sizeof(ForestEntry), dc->cxt);
 	dlist_init(&dc->lru);
 }
 
@@ -324,8 +336,6 @@ encode_forest(DetectorDef *def, ForestEntry *e)
 static void
 batch_reset(void)
 {
-	HASHCTL		ctl;
-
 	if (batch == NULL)
 	{
 		batch = MemoryContextAllocZero(TopMemoryContext, sizeof(StoreBatch));
@@ -333,14 +343,8 @@ batch_reset(void)
 										   ALLOCSET_DEFAULT_SIZES);
 	}
 	MemoryContextReset(batch->cxt);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(ForestKey);
-	ctl.entrysize = sizeof(ForestKey);
-	ctl.hash = forest_key_hash;
-	ctl.match = forest_key_match;
-	ctl.hcxt = batch->cxt;
-	batch->keys = hash_create("anomaly forests to store", BATCH_FORESTS, &ctl,
-							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	batch->keys = forest_key_table("anomaly forests to store", BATCH_FORESTS,
+								   sizeof(ForestKey), batch->cxt);
 	batch->lxid = MyProc->lxid;
 	batch->detector_id = 0;
 	batch->detector_name = NULL;
@@ -528,8 +532,6 @@ static Prefetch *prefetch = NULL;
 static void
 prefetch_reset(void)
 {
-	HASHCTL		ctl;
-
 	if (prefetch == NULL)
 	{
 		prefetch = MemoryContextAllocZero(TopMemoryContext, sizeof(Prefetch));
@@ -538,14 +540,8 @@ prefetch_reset(void)
 		prefetch->avg_bytes = 4096.0;
 	}
 	MemoryContextReset(prefetch->cxt);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(ForestKey);
-	ctl.entrysize = sizeof(PrefetchEntry);
-	ctl.hash = forest_key_hash;
-	ctl.match = forest_key_match;
-	ctl.hcxt = prefetch->cxt;
-	prefetch->entries = hash_create("anomaly forests read ahead", 256, &ctl,
-									HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	prefetch->entries = forest_key_table("anomaly forests read ahead", 256,
+										 sizeof(PrefetchEntry), prefetch->cxt);
 	prefetch->lxid = MyProc->lxid;
 	prefetch->detector_id = 0;
 }

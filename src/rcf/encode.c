@@ -45,6 +45,7 @@
 
 #include "rcf_internal.h"
 #include "grade.h"
+#include "le_bytes.h"
 
 #define RCF_MAGIC		0x4D464352u	/* "RCFM" little-endian */
 #define HEADER_SIZE		12
@@ -143,32 +144,32 @@ put_bytes(Writer *w, const void *src, size_t n)
 	w->pos += n;
 }
 
+/* Writes the low n bytes of v, least significant first. */
+static void
+put_le(Writer *w, uint64_t v, int n)
+{
+	uint8_t		b[8];
+
+	rcf_le_put(b, v, n);
+	put_bytes(w, b, n);
+}
+
 static void
 put_u16(Writer *w, uint16_t v)
 {
-	uint8_t		b[2] = {(uint8_t) v, (uint8_t) (v >> 8)};
-
-	put_bytes(w, b, 2);
+	put_le(w, v, 2);
 }
 
 static void
 put_u32(Writer *w, uint32_t v)
 {
-	uint8_t		b[4];
-
-	for (int i = 0; i < 4; i++)
-		b[i] = (uint8_t) (v >> (8 * i));
-	put_bytes(w, b, 4);
+	put_le(w, v, 4);
 }
 
 static void
 put_u64(Writer *w, uint64_t v)
 {
-	uint8_t		b[8];
-
-	for (int i = 0; i < 8; i++)
-		b[i] = (uint8_t) (v >> (8 * i));
-	put_bytes(w, b, 8);
+	put_le(w, v, 8);
 }
 
 static void
@@ -804,42 +805,35 @@ fail(Reader *r, RcfDecodeStatus status, const char *detail)
 	}
 }
 
+/* Reads n bytes, least significant first; 0 past the end (need() notes it). */
+static inline uint64_t
+get_le(Reader *r, int n)
+{
+	const uint8_t *p;
+
+	if (!need(r, n))
+		return 0;
+	p = r->buf + r->pos;
+	r->pos += n;
+	return rcf_le_get(&p, n);
+}
+
 static uint16_t
 get_u16(Reader *r)
 {
-	uint16_t	v;
-
-	if (!need(r, 2))
-		return 0;
-	v = (uint16_t) (r->buf[r->pos] | (r->buf[r->pos + 1] << 8));
-	r->pos += 2;
-	return v;
+	return (uint16_t) get_le(r, 2);
 }
 
 static inline uint32_t
 get_u32(Reader *r)
 {
-	uint32_t	v = 0;
-
-	if (!need(r, 4))
-		return 0;
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t) r->buf[r->pos + i] << (8 * i);
-	r->pos += 4;
-	return v;
+	return (uint32_t) get_le(r, 4);
 }
 
 static uint64_t
 get_u64(Reader *r)
 {
-	uint64_t	v = 0;
-
-	if (!need(r, 8))
-		return 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t) r->buf[r->pos + i] << (8 * i);
-	r->pos += 8;
-	return v;
+	return get_le(r, 8);
 }
 
 static inline float

@@ -24,6 +24,32 @@ record(double *rec, int dims, long i, uint64_t *s, int duplicates)
 	}
 }
 
+/*
+ * A forest of dims values per record, trained on n records of record();
+ * every dup_every-th record (if dup_every > 0) is rounded down, so that
+ * equal values occur.
+ */
+static RcfForest *
+trained_forest(int dims, int shingle, int trees, int samples, long n,
+			   uint64_t *s, int dup_every)
+{
+	RcfParams	p;
+	RcfForest  *f;
+	double		rec[8];
+
+	rcf_params_default(&p, dims);
+	p.shingle_size = shingle;
+	p.number_of_trees = trees;
+	p.sample_size = samples;
+	f = rcf_create(&p, NULL);
+	for (long i = 0; i < n; i++)
+	{
+		record(rec, dims, i, s, dup_every > 0 && i % dup_every == 0);
+		rcf_update(f, rec);
+	}
+	return f;
+}
+
 static uint8_t *
 encode(const RcfForest *f, size_t *len)
 {
@@ -232,26 +258,15 @@ test_garbage_memory(int shingle)
 static void
 test_encode_into(void)
 {
-	RcfParams	p;
 	RcfForest  *f;
 	uint64_t	s = 9;
-	double		rec[1];
 	uint8_t    *want;
 	uint8_t    *buf;
 	size_t		len,
 				got;
 	int			untouched = 1;
 
-	rcf_params_default(&p, 1);
-	p.shingle_size = 8;
-	p.number_of_trees = 10;
-	p.sample_size = 64;
-	f = rcf_create(&p, NULL);
-	for (long i = 0; i < 500; i++)
-	{
-		record(rec, 1, i, &s, 0);
-		rcf_update(f, rec);
-	}
+	f = trained_forest(1, 8, 10, 64, 500, &s, 0);
 	want = encode(f, &len);
 	UNIT_OK(rcf_model_encode_into(f, NULL, NULL, NULL, 0) == len,
 			"encode_into without a buffer returns the size");
@@ -276,7 +291,6 @@ test_encode_into(void)
 static void
 test_hostile(void)
 {
-	RcfParams	p;
 	RcfForest  *f;
 	RcfForest  *f2;
 	uint64_t	s = 7;
@@ -292,16 +306,7 @@ test_hostile(void)
 	int			accepted_sound = 1;
 	int			accepted = 0;
 
-	rcf_params_default(&p, 2);
-	p.shingle_size = 3;
-	p.number_of_trees = 5;
-	p.sample_size = 32;
-	f = rcf_create(&p, NULL);
-	for (int i = 0; i < 500; i++)
-	{
-		record(rec, 2, i, &s, i % 3 == 0);
-		rcf_update(f, rec);
-	}
+	f = trained_forest(2, 3, 5, 32, 500, &s, 3);
 	buf = encode(f, &len);
 	copy = malloc(len + 16);
 
