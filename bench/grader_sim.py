@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""grader_sim.py - study ways of turning forest scores into is_anomaly,
+offline, on the protocol's NAB splits (bench/README, "Grader study").
+
+    bench/grader_sim.py [--splits "tuning"] [--opt] SCORE_DIR... -- CONFIG...
+
+SCORE_DIR: the raw forest scores of one engine run over the whole corpus
+(or DIR1+DIR2: a run in parts, say the tuning and the held-back files)
+(bench/nab_engine --mode score; the forest does not depend on the grader,
+so every grader can be tried on the same scores).  CONFIG: name=key:value,...
+for the grader below, e.g.  base=z:4  ratio2=z:4,ratio:2 ; keys:
+
+  z        z_factor (4)               floor   score_floor (0.8)
+  h        score_horizon (3000)       sup     suppress (100)
+  warm     warm-up scores (8)         w       short window averaged (1)
+  ratio    also require avg > ratio * mean (0: off)
+  wmean    1: learn the mean/variance of the short-window averages, not of
+           single scores (Numenta's anomaly likelihood does so)
+  clip     learn each score clipped to mean + clip * sd (0: off), so an
+           anomaly does not widen the distribution it is tested against
+  log      1: statistics of log(score) instead of score
+  esc      escalation while muted (2)
+  sdf      floor of the deviation relative to the mean (0.001)
+  rearm    end the muting early once a score falls below mean + rearm * sd
+           (0: off; muting lasts sup points)
+
+The default of every key is the engine's grader as it is (src/rcf/grade.c,
+CUSUM off).  Prints per config, seed and split the NAB normalised scores
+at the fixed threshold (every is_anomaly row) and, with --opt, at NAB's
+optimised threshold, then the median over the SCORE_DIRs (seeds):
+  grader_sim config=.. seed=.. split=.. threshold_mode=.. standard=.. ...
+"""
+import math
+import os
+import statistics
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+NAB_ROOT = os.environ.get("NAB_ROOT", os.path.join(ROOT, "..", "shared", "nab"))
+NAB_SCORE = os.environ.get("NAB_SCORE",
+                           os.path.join(ROOT, "..", "shared", "tools", "nab_score.py"))
+sys.path.insert(0, os.path.dirname(NAB_SCORE))
+sys.path.insert(0, HERE)
+import nab_score  # noqa: E402
+import nab_protocol  # noqa: E402
+
+PROFILES = [("standard", "standard"), ("reward_low_FP_rate", "reward_low_FP"),
+            ("reward_low_FN_rate", "reward_low_FN")]
+DEFAULTS = dict(z=4.0, floor=0.8, h=3000.0, sup=100, warm=8, w=1, ratio=0.0,
+                wmean=0, clip=0.0, log=0, esc=2.0, sdf=1e-3, rearm=0.0)
+
+
+def grade(scores, c):
+    """Grades of one file's raw scores (0 where is_anomaly is false)."""
+    z, floor, hor = c["z"], c["floor"], c["h"]
+    w, sup, warm = int(c["w"]), int(c["sup"]), int(c["warm"])
+    ratio, wmean, clip, lg, esc = c["ratio"], c["wmean"], c["clip"], c["log"], c["esc"]
+    mean = var = 0.0
+    count = 0
+    left = 0
+    peak = 0.0
+    ring = []
+    out = []
+    for s in scores:
+        if s <= 0.0:
+            out.append(0.0)
+            continue
+        ring.append(s)
+        if len(ring) > w:
+            ring.pop(0)
+        avg = sum(ring) / len(ring)
+        v = math.log(avg) if lg else avg
+        sd = math.sqrt(var)
+        if not lg and sd < c["sdf"] * mean:
+            sd = c["sdf"] * mean
+        thr = mean + z * sd
+        g = 0.0
+        if count >= warm and sd > 0.0:
+            if (avg > floor and (left == 0 or avg > esc * peak) and v > thr and
+                    (ratio <= 0 or avg > ratio * (math.exp(mean) if lg else mean))):
+                ex = (v - thr) / sd
+                g = max(ex / (1 + ex), 1e-6)
+        out.append(g)
+        # learn
+        if g > 0:
+            left = sup
+            peak = avg
+        elif left > 0:
+            left -= 1
+            # re-armed early once the scores are back near the mean
+            if c["rearm"] > 0 and v < mean + c["rearm"] * sd:
+                left = 0
+        count += 1
+        x = v if wmean else (math.log(s) if lg else s)
+        if clip > 0 and count > warm and sd > 0:
+            x = min(x, mean + clip * sd)
+        a = 1.0 / (count if count < hor else hor)
+        d = x - mean
+        mean += a * d
+        var = (1 - a) * (var + a * d * d)
+    return out
+
+
+def load_scores(d, keys):
+    res = {}
+    for k in keys:
+        path = [os.path.join(x, k) for x in d.split("+")
+                if os.path.exists(os.path.join(x, k))][0]
+        with open(path) as fh:
+            next(fh)
+            res[k] = [float(ln.rsplit(",", 1)[1]) for ln in fh]
+    return res
+
+
+def nab(files, grades, keys, fixed):
+    out = {}
+    for prof, short in PROFILES:
+        cost = nab_score.PROFILES[prof]
+        sub = {k: grades[k] for k in keys}
+        res = nab_score.evaluate(files, sub, prof, 0.000001 if fixed else None)
+        nul = nab_score.evaluate(files, {k: [0.5] * files[k].n for k in keys}, prof)
+        out[short] = nab_score.normalise(res["raw"], nul["raw"], res["n_windows"], cost)
+    return out
+
+
+def parse_config(text):
+    name, _, body = text.partition("=")
+    c = dict(DEFAULTS)
+    for kv in filter(None, body.split(",")):
+        k, v = kv.split(":")
+        if k not in c:
+            raise SystemExit("unknown key %s" % k)
+        c[k] = float(v)
+    return name, c
+
+
+def main(argv):
+    splits = ["tuning"]
+    opt = False
+    dirs = []
+    while argv and argv[0] != "--":
+        a = argv.pop(0)
+        if a == "--splits":
+            splits = argv.pop(0).split()
+        elif a == "--opt":
+            opt = True
+        else:
+            dirs.append(a)
+    configs = [parse_config(t) for t in argv[1:]]
+    files = nab_score.load_corpus(NAB_ROOT, os.path.join(NAB_ROOT, "labels",
+                                                          "combined_windows.json"))
+    parts = nab_protocol.split(NAB_ROOT)
+    need = sorted(set(k for sp in splits for k in parts[sp]))
+    raw = [load_scores(d, need) for d in dirs]
+    for name, c in configs:
+        rows = []
+        for si, d in enumerate(dirs):
+            g = {k: grade(raw[si][k], c) for k in need}
+            for sp in splits:
+                for mode in (["fixed", "opt"] if opt else ["fixed"]):
+                    r = nab(files, g, parts[sp], mode == "fixed")
+                    rows.append((os.path.basename(d.rstrip("/")), sp, mode, r))
+        for sp in splits:
+            for mode in (["fixed", "opt"] if opt else ["fixed"]):
+                sel = [r for (_, s, m, r) in rows if s == sp and m == mode]
+                med = {p: statistics.median(x[p] for x in sel) for _, p in PROFILES}
+                rows.append(("median", sp, mode, med))
+        for seed, sp, mode, r in rows:
+            if len(dirs) == 1 and seed == "median":
+                continue
+            print("grader_sim config=%s seed=%s split=%s threshold_mode=%s "
+                  "standard=%.2f reward_low_FP=%.2f reward_low_FN=%.2f" %
+                  (name, seed, sp, mode, r["standard"], r["reward_low_FP"],
+                   r["reward_low_FN"]))
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
