@@ -208,6 +208,26 @@ put_varint(Writer *w, uint64_t v)
 }
 
 /*
+ * Writes an optional section's kind and length and makes room for its n
+ * bytes: where the section's own encoder writes them, or NULL when the
+ * writer only measures or has run out of room.
+ */
+static uint8_t *
+put_section(Writer *w, uint64_t kind, size_t n)
+{
+	uint8_t    *at = NULL;
+
+	put_varint(w, kind);
+	put_varint(w, n);
+	if (w->buf && !w->overflow && w->pos + n <= w->cap)
+		at = w->buf + w->pos;
+	else if (w->buf)
+		w->overflow = true;
+	w->pos += n;
+	return at;
+}
+
+/*
  * Floats as ordered integers: a < b as floats (neither NaN) exactly when
  * float_ord(a) < float_ord(b), with -0 just below +0.  Cuts and weights are
  * written as distances in this order, which the neighbours they lie
@@ -667,27 +687,19 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	put_varint(w, (grader ? 1 : 0) + (transform ? 1 : 0));
 	if (grader)
 	{
-		size_t		n = rcf_grader_encoded_size(grader);
+		uint8_t    *at = put_section(w, RCF_SECTION_GRADER,
+									 rcf_grader_encoded_size(grader));
 
-		put_varint(w, RCF_SECTION_GRADER);
-		put_varint(w, n);
-		if (w->buf && !w->overflow && w->pos + n <= w->cap)
-			rcf_grader_encode(grader, w->buf + w->pos);
-		else if (w->buf)
-			w->overflow = true;
-		w->pos += n;
+		if (at)
+			rcf_grader_encode(grader, at);
 	}
 	if (transform)
 	{
-		size_t		n = rcf_transform_encoded_size(transform);
+		uint8_t    *at = put_section(w, RCF_SECTION_TRANSFORM,
+									 rcf_transform_encoded_size(transform));
 
-		put_varint(w, RCF_SECTION_TRANSFORM);
-		put_varint(w, n);
-		if (w->buf && !w->overflow && w->pos + n <= w->cap)
-			rcf_transform_encode(transform, w->buf + w->pos);
-		else if (w->buf)
-			w->overflow = true;
-		w->pos += n;
+		if (at)
+			rcf_transform_encode(transform, at);
 	}
 
 	if (w->buf && !w->overflow)
@@ -999,6 +1011,78 @@ get_float_delta(BitReader *b, uint32_t before, const char *detail)
 }
 
 /*
+ * The tree readers of both versions build a tree in preorder from a stream
+ * of leaves and cuts; these add one of each, or fail r (and return false)
+ * when the stream is already bad or the item cannot belong to this forest.
+ */
+
+/* Adds a leaf holding point (of nrefs) as tree's next leaf; *ref is its reference. */
+static bool
+read_leaf(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t point,
+		  uint64_t nrefs, uint32_t *leaf_ref, int16_t *preorder, int *nleaves,
+		  int16_t *ref)
+{
+	int16_t		leaf;
+
+	if (r->status != RCF_DECODE_OK)
+		return false;
+	if (point >= nrefs)
+	{
+		fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
+		return false;
+	}
+	if (*nleaves >= forest->N)
+	{
+		fail(r, RCF_DECODE_CORRUPT, "a tree has more leaves than its sample size");
+		return false;
+	}
+	leaf = rcf_tree_leaf_alloc(forest, tree);
+	leaf_ref[leaf] = (uint32_t) point;
+	preorder[(*nleaves)++] = leaf;
+	tree->leaf_mass[leaf] = 0;
+	*ref = RCF_LEAF_REF(leaf);
+	return true;
+}
+
+/* Adds a cut (dimension dim at value cut) as tree's next internal node. */
+static bool
+read_cut(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t dim,
+		 float cut, int16_t *order, int *ninternal, int16_t *ref)
+{
+	int16_t		node;
+
+	if (r->status != RCF_DECODE_OK)
+		return false;
+	if (dim >= (uint64_t) forest->D || !isfinite(cut))
+	{
+		fail(r, RCF_DECODE_CORRUPT, "a cut has an invalid dimension or value");
+		return false;
+	}
+	if (*ninternal >= forest->N - 1)
+	{
+		fail(r, RCF_DECODE_CORRUPT, "a tree has more nodes than its sample size allows");
+		return false;
+	}
+	node = rcf_tree_node_alloc(forest, tree);
+	order[(*ninternal)++] = node;
+	tree->nodes[node].dim = (uint16_t) dim;
+	tree->nodes[node].cut = cut;
+	tree->nodes[node].child[0] = tree->nodes[node].child[1] = RCF_NIL;
+	*ref = node;
+	return true;
+}
+
+/* Hangs ref where the stack said: the root (dest < 0) or a node's child. */
+static void
+link_node(RcfTree *tree, int32_t dest, int16_t ref)
+{
+	if (dest < 0)
+		tree->root = ref;
+	else
+		tree->nodes[dest / 2].child[dest % 2] = ref;
+}
+
+/*
  * Reads one tree of format version 2 (write_tree): weights, shape, cuts
  * and sampler entries.  Leaves get their points through leaf_ref (below
  * nrefs) as with read_tree, by the caller's set_points before the cuts,
@@ -1013,7 +1097,6 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 			 void *arg)
 {
 	BitReader	b = {r, 0, 0};
-	int			N = forest->N;
 	int			D = forest->D;
 	int			dbits = bit_width((uint64_t) D - 1);
 	int			rbits = nrefs > 0 ? bit_width(nrefs - 1) : 0;
@@ -1052,56 +1135,21 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 		if (get_bits(&b, 1))
 		{
 			uint64_t	point = get_bits(&b, rbits);
-			int16_t		leaf;
 
-			if (r->status != RCF_DECODE_OK)
+			if (!read_leaf(r, forest, tree, point, nrefs, leaf_ref, preorder,
+						   nleaves, &ref))
 				return;
-			if (point >= nrefs)
-			{
-				fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
-				return;
-			}
-			if (*nleaves >= N)
-			{
-				fail(r, RCF_DECODE_CORRUPT, "a tree has more leaves than its sample size");
-				return;
-			}
-			leaf = rcf_tree_leaf_alloc(forest, tree);
-			leaf_ref[leaf] = (uint32_t) point;
-			preorder[(*nleaves)++] = leaf;
-			tree->leaf_mass[leaf] = 0;
-			ref = RCF_LEAF_REF(leaf);
 		}
 		else
 		{
 			uint64_t	dim = get_bits(&b, dbits);
-			int16_t		node;
 
-			if (r->status != RCF_DECODE_OK)
+			if (!read_cut(r, forest, tree, dim, 0.0f, order, ninternal, &ref))
 				return;
-			if (dim >= (uint64_t) D)
-			{
-				fail(r, RCF_DECODE_CORRUPT, "a cut has an invalid dimension or value");
-				return;
-			}
-			if (*ninternal >= N - 1)
-			{
-				fail(r, RCF_DECODE_CORRUPT, "a tree has more nodes than its sample size allows");
-				return;
-			}
-			node = rcf_tree_node_alloc(forest, tree);
-			order[(*ninternal)++] = node;
-			tree->nodes[node].dim = (uint16_t) dim;
-			tree->nodes[node].cut = 0.0f;
-			tree->nodes[node].child[0] = tree->nodes[node].child[1] = RCF_NIL;
-			stack[top++] = 2 * node + 1;
-			stack[top++] = 2 * node;
-			ref = node;
+			stack[top++] = 2 * ref + 1;
+			stack[top++] = 2 * ref;
 		}
-		if (dest < 0)
-			tree->root = ref;
-		else
-			tree->nodes[dest / 2].child[dest % 2] = ref;
+		link_node(tree, dest, ref);
 	}
 	if (r->status != RCF_DECODE_OK)
 		return;
@@ -1234,8 +1282,6 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 		  int32_t *stack, int16_t *order, int *ninternal,
 		  uint32_t *leaf_ref, int16_t *preorder, int *nleaves)
 {
-	int			N = forest->N;
-	int			D = forest->D;
 	int			top = 0;
 
 	*ninternal = 0;
@@ -1253,55 +1299,20 @@ read_tree(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 			return;
 		if (v & 1)
 		{
-			int16_t		leaf;
-
-			if ((v >> 1) >= nrefs)
-			{
-				fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
+			if (!read_leaf(r, forest, tree, v >> 1, nrefs, leaf_ref, preorder,
+						   nleaves, &ref))
 				return;
-			}
-			if (*nleaves >= N)
-			{
-				fail(r, RCF_DECODE_CORRUPT, "a tree has more leaves than its sample size");
-				return;
-			}
-			leaf = rcf_tree_leaf_alloc(forest, tree);
-			leaf_ref[leaf] = (uint32_t) (v >> 1);
-			preorder[(*nleaves)++] = leaf;
-			tree->leaf_mass[leaf] = 0;
-			ref = RCF_LEAF_REF(leaf);
 		}
 		else
 		{
-			uint64_t	dim = v >> 1;
 			float		cut = get_f32(r);
-			int16_t		node;
 
-			if (r->status != RCF_DECODE_OK)
+			if (!read_cut(r, forest, tree, v >> 1, cut, order, ninternal, &ref))
 				return;
-			if (dim >= (uint64_t) D || !isfinite(cut))
-			{
-				fail(r, RCF_DECODE_CORRUPT, "a cut has an invalid dimension or value");
-				return;
-			}
-			if (*ninternal >= N - 1)
-			{
-				fail(r, RCF_DECODE_CORRUPT, "a tree has more nodes than its sample size allows");
-				return;
-			}
-			node = rcf_tree_node_alloc(forest, tree);
-			order[(*ninternal)++] = node;
-			tree->nodes[node].dim = (uint16_t) dim;
-			tree->nodes[node].cut = cut;
-			tree->nodes[node].child[0] = tree->nodes[node].child[1] = RCF_NIL;
-			stack[top++] = 2 * node + 1;
-			stack[top++] = 2 * node;
-			ref = node;
+			stack[top++] = 2 * ref + 1;
+			stack[top++] = 2 * ref;
 		}
-		if (dest < 0)
-			tree->root = ref;
-		else
-			tree->nodes[dest / 2].child[dest % 2] = ref;
+		link_node(tree, dest, ref);
 	}
 }
 
