@@ -178,7 +178,7 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 							name, def.source_name),
 					 errdetail("The stored rows are read in primary key order, a batch at a time."),
 					 errhint("Add a primary key, or use {\"start\": \"now\"}.")));
-		backfill = detect_backfill_begin(relid, &backfill_lsn);
+		backfill = detect_backfill_begin(relid, owner, &backfill_lsn);
 	}
 
 	{

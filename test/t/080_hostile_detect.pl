@@ -653,5 +653,43 @@ SELECT anomaly.drop_detector('det_lock');
 	assert_alive($node, $label);
 }
 
+# {"start": "all"} locks the source in SHARE mode (as the superuser) until
+# the creating transaction ends.  adm may only read owner1's table: it must
+# not be able to hold owner1's inserts off with it, as LOCK TABLE ... IN
+# SHARE MODE would not let it (UPDATE, DELETE or TRUNCATE needed).
+{
+	my $label = 'history lock on a table adm may only read';
+	$node->safe_psql('postgres', q{
+		CREATE TABLE s_own.bf_src (id int PRIMARY KEY, v float8);
+		ALTER TABLE s_own.bf_src OWNER TO owner1;
+		INSERT INTO s_own.bf_src SELECT g, g FROM generate_series(1, 20) g;
+		GRANT SELECT ON s_own.bf_src TO adm;
+	});
+	as_role_err($node, 'adm', q{SELECT anomaly.create_detector('bf_ro', 's_own.bf_src', ARRAY['v'],
+		options => '{"start": "all"}')},
+		qr/permission denied to lock table s_own\.bf_src against writers/,
+		"$label: refused without UPDATE, DELETE or TRUNCATE");
+	# and while adm's transaction is open, owner1's insert does not wait
+	my ($in, $out, $err) = ('', '', '');
+	my $holder = IPC::Run::start(
+		[ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=0', '-U', 'adm', '-d', $node->connstr('postgres') ],
+		'<', \$in, '>', \$out, '2>', \$err);
+	$in .= "BEGIN;\nSELECT anomaly.create_detector('bf_ro', 's_own.bf_src', ARRAY['v'], options => '{\"start\": \"all\"}');\n"
+	  . "\\echo tried\n";
+	my $deadline = time() + 60;
+	$holder->pump while $out !~ /tried/ && time() < $deadline && $holder->pumpable;
+	as_role_ok($node, 'owner1', q{SET lock_timeout = '2s'; INSERT INTO s_own.bf_src VALUES (100, 1)},
+		"$label: the owner's insert is not held off");
+	$in .= "ROLLBACK;\n\\q\n";
+	$holder->finish;
+	# with UPDATE on it adm may
+	$node->safe_psql('postgres', 'GRANT UPDATE ON s_own.bf_src TO adm');
+	as_role_ok($node, 'adm', q{SELECT anomaly.create_detector('bf_ro', 's_own.bf_src', ARRAY['v'],
+		options => '{"start": "all", "number_of_trees": 5, "sub_sample_size": 16}');
+		SELECT anomaly.drop_detector('bf_ro')}, "$label: allowed with UPDATE");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 $node->stop;
 done_testing();

@@ -516,5 +516,27 @@ for my $role ('plain', 'adm')
 	assert_no_superuser($node, $label);
 }
 
+# import_detector_models compared every pair of keys (and copied both each
+# time) before any other check, uninterruptibly: 20,000 keys held a backend
+# for two minutes and gigabytes of memory, whatever the detector.
+{
+	my $label = 'import: many keys';
+	my $m = q{(SELECT anomaly.rcf_train(ARRAY[g]::float8[], 5, 16 ORDER BY g) FROM generate_series(1, 30) g)};
+	my $t0 = time();
+	as_role_err($node, 'adm', qq{SELECT anomaly.import_detector_models('no_such_det',
+		array(SELECT i::text FROM generate_series(1, 20000) i), array_fill($m, ARRAY[20000]))},
+		qr/detector "no_such_det" does not exist/, "$label: 20000 distinct keys are checked in time",
+		timeout => '10s');
+	ok(time() - $t0 < 60, "$label: quickly");
+	as_role_err($node, 'adm', qq{SELECT anomaly.import_detector_models('no_such_det',
+		array(SELECT i::text FROM generate_series(1, 20000) i) || '777'::text, array_fill($m, ARRAY[20001]))},
+		qr/partition key '777' is given twice/, "$label: a key given twice among many is found",
+		timeout => '10s');
+	as_role_err($node, 'adm', qq{SELECT anomaly.import_detector_models('no_such_det',
+		ARRAY[NULL, 'a', NULL], array_fill($m, ARRAY[3]))},
+		qr/partition key NULL is given twice/, "$label: NULL given twice is found");
+	assert_alive($node, $label);
+}
+
 $node->stop;
 done_testing();
