@@ -691,5 +691,48 @@ SELECT anomaly.drop_detector('det_lock');
 	assert_alive($node, $label);
 }
 
+# The owner of a database (no superuser, no anomaly role needed) sets the
+# database's search_path to a schema of its own with an operator =(name,
+# name): every connection to the database starts with it, the scheduler's
+# too, which runs as the bootstrap superuser and looked the extension's
+# version up with an unqualified "=".
+{
+	my $label = "database owner's search_path in the scheduler";
+	$node->safe_psql('postgres', 'CREATE DATABASE h_sched OWNER plain');
+	$node->safe_psql('h_sched', 'CREATE EXTENSION anomaly');
+	as_role_ok($node, 'plain', q{
+CREATE SCHEMA evil;
+CREATE TABLE evil.calls (who name);
+GRANT INSERT ON evil.calls TO PUBLIC;
+CREATE FUNCTION evil.eq(a name, b name) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+	INSERT INTO evil.calls VALUES (CURRENT_USER);
+	IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+		EXECUTE 'ALTER ROLE plain SUPERUSER';
+	END IF;
+	RETURN a OPERATOR(pg_catalog.=) b;
+END $f$;
+CREATE OPERATOR evil.= (LEFTARG = name, RIGHTARG = name, FUNCTION = evil.eq);
+ALTER DATABASE h_sched SET search_path = evil, pg_catalog;
+}, "$label: plain plants the operator in its database", db => 'h_sched');
+	# now the launcher serves h_sched: its scheduler connects with that path
+	$node->append_conf('postgresql.conf', "anomaly.detector_database = 'postgres, h_sched'\n");
+	$node->reload;
+	ok(wait_until(60, sub {
+		$node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
+			WHERE datname = 'h_sched' AND backend_type = 'anomaly scheduler'}) > 0 }),
+		"$label: a scheduler serves h_sched");
+	# it looks the extension up every second: five seconds of passes
+	ok(!wait_until(5, sub {
+		# (this session, a superuser's, must not run the operator itself)
+		$node->safe_psql('h_sched', q{SET search_path = pg_catalog;
+			SELECT count(*) FROM evil.calls WHERE who IN (SELECT rolname FROM pg_roles WHERE rolsuper)}) > 0 }),
+		"$label: the planted operator never runs as a superuser");
+	assert_no_superuser($node, $label);
+	$node->append_conf('postgresql.conf', "anomaly.detector_database = 'postgres'\n");
+	$node->reload;
+	assert_alive($node, $label);
+}
+
 $node->stop;
 done_testing();
