@@ -538,5 +538,27 @@ for my $role ('plain', 'adm')
 	assert_alive($node, $label);
 }
 
+# publish_scores granted the detector's owner its rights with %I over the
+# regrole's text, which is already quoted: an owner whose name needs quotes
+# got """Mixed Case""" and the call failed.
+{
+	my $label = 'publish_scores: an owner whose name needs quotes';
+	$node->safe_psql('postgres', q{
+		CREATE ROLE "Mixed Case" LOGIN IN ROLE anomaly_admin;
+		CREATE TABLE public.mc_src (id bigserial PRIMARY KEY, v float8);
+		ALTER TABLE public.mc_src OWNER TO "Mixed Case";
+	});
+	my ($rc, $out, $err) = $node->psql('postgres', q{SET ROLE "Mixed Case";
+		SELECT anomaly.create_detector('mc_det', 'public.mc_src', ARRAY['v'],
+			options => '{"number_of_trees": 5, "sub_sample_size": 16}')});
+	is($rc, 0, "$label: the detector is created") or diag($err);
+	($rc, $out, $err) = $node->psql('postgres', q{SELECT anomaly.publish_scores('nmc', 'mc_det')});
+	is($rc, 0, "$label: its scores are published") or diag($err);
+	is($node->safe_psql('postgres', q{SELECT has_table_privilege('"Mixed Case"', 'anomaly_collect.scores_nmc', 'INSERT')
+		AND NOT has_table_privilege('"Mixed Case"', 'anomaly_collect.scores_nmc', 'SELECT')}),
+		't', "$label: the owner may insert there, not read");
+	assert_no_superuser($node, $label);
+}
+
 $node->stop;
 done_testing();
