@@ -58,8 +58,8 @@
  * the superuser and lasts until the caller's transaction ends, so a role
  * that may only read the table must not hold its writers off with it.
  */
-static void
-check_may_lock(Oid relid, Oid owner)
+void
+detect_backfill_check_lock(Oid relid, Oid owner)
 {
 	if (pg_class_aclmask(relid, owner, ACL_UPDATE | ACL_DELETE | ACL_TRUNCATE,
 						 ACLMASK_ANY) == 0)
@@ -85,7 +85,7 @@ detect_backfill_begin(Oid relid, Oid owner, XLogRecPtr *lsn)
 	Snapshot	snap;
 	StringInfoData buf;
 
-	check_may_lock(relid, owner);
+	detect_backfill_check_lock(relid, owner);
 	LockRelationOid(relid, ShareLock);
 	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
 	{
@@ -93,7 +93,7 @@ detect_backfill_begin(Oid relid, Oid owner, XLogRecPtr *lsn)
 		ListCell   *lc;
 
 		foreach(lc, parts)
-			check_may_lock(lfirst_oid(lc), owner);
+			detect_backfill_check_lock(lfirst_oid(lc), owner);
 	}
 	*lsn = GetXLogInsertRecPtr();
 	snap = GetLatestSnapshot();

@@ -665,10 +665,13 @@ SELECT anomaly.drop_detector('det_lock');
 		INSERT INTO s_own.bf_src SELECT g, g FROM generate_series(1, 20) g;
 		GRANT SELECT ON s_own.bf_src TO adm;
 	});
+	my $slots = $node->safe_psql('postgres', 'SELECT count(*) FROM pg_replication_slots');
 	as_role_err($node, 'adm', q{SELECT anomaly.create_detector('bf_ro', 's_own.bf_src', ARRAY['v'],
 		options => '{"start": "all"}')},
 		qr/permission denied to lock table s_own\.bf_src against writers/,
 		"$label: refused without UPDATE, DELETE or TRUNCATE");
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM pg_replication_slots'), $slots,
+		"$label: refused before a replication slot is made");
 	# and while adm's transaction is open, owner1's insert does not wait
 	my ($in, $out, $err) = ('', '', '');
 	my $holder = IPC::Run::start(
