@@ -554,8 +554,8 @@ for my $role ('plain', 'adm')
 	is($rc, 0, "$label: the detector is created") or diag($err);
 	($rc, $out, $err) = $node->psql('postgres', q{SELECT anomaly.publish_scores('nmc', 'mc_det')});
 	is($rc, 0, "$label: its scores are published") or diag($err);
-	is($node->safe_psql('postgres', q{SELECT has_table_privilege('"Mixed Case"', 'anomaly_collect.scores_nmc', 'INSERT')
-		AND NOT has_table_privilege('"Mixed Case"', 'anomaly_collect.scores_nmc', 'SELECT')}),
+	is($node->safe_psql('postgres', q{SELECT has_table_privilege('Mixed Case', 'anomaly_collect.scores_nmc', 'INSERT')
+		AND NOT has_table_privilege('Mixed Case', 'anomaly_collect.scores_nmc', 'SELECT')}),
 		't', "$label: the owner may insert there, not read");
 	assert_no_superuser($node, $label);
 }
