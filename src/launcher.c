@@ -300,7 +300,8 @@ scheduler_look(char *dbname, size_t size, char *version, size_t vsize)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (SPI_connect() == SPI_OK_CONNECT)
 		{
-			if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'anomaly'",
+			if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension"
+							" WHERE extname OPERATOR(pg_catalog.=) 'anomaly'",
 							true, 1) == SPI_OK_SELECT && SPI_processed == 1)
 			{
 				char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -328,6 +329,13 @@ anomaly_scheduler_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
 	pgstat_report_appname(SCHEDULER_BGW_TYPE);
+
+	/*
+	 * It runs as the bootstrap superuser with the database's settings,
+	 * which its owner sets (ALTER DATABASE ... SET search_path): nothing
+	 * found through a path it planted may run here.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
 	for (;;)
 	{

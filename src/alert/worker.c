@@ -309,7 +309,8 @@ sender_round(long *wait_ms, bool purge)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	SPI_execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'anomaly')",
+	SPI_execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension"
+				" WHERE extname OPERATOR(pg_catalog.=) 'anomaly')",
 				true, 1);
 	installed = SPI_processed == 1 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -31,12 +31,14 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -51,19 +53,48 @@
 #include "detect/round_internal.h"
 
 /*
+ * Raises unless owner may lock table relid against writers as LOCK TABLE
+ * ... IN SHARE MODE lets it (UPDATE, DELETE or TRUNCATE): the lock runs as
+ * the superuser and lasts until the caller's transaction ends, so a role
+ * that may only read the table must not hold its writers off with it.
+ */
+void
+detect_backfill_check_lock(Oid relid, Oid owner)
+{
+	if (pg_class_aclmask(relid, owner, ACL_UPDATE | ACL_DELETE | ACL_TRUNCATE,
+						 ACLMASK_ANY) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to lock table %s against writers",
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid))),
+				 errdetail("{\"start\": \"all\"} holds writers off the table until the transaction ends, "
+						   "which needs UPDATE, DELETE or TRUNCATE on it, as LOCK TABLE ... IN SHARE MODE does."),
+				 errhint("Use {\"start\": \"now\"}, or ask the table's owner to create the detector.")));
+}
+
+/*
  * Locks the source against writers, and returns the backfill's starting
  * state as JSON (the snapshot S and the position L above); *lsn gets L.
- * Called by create_detector right after it created the slot.
+ * Called by create_detector right after it created the slot; owner is the
+ * detector's (the caller), who must be allowed to take that lock.
  */
 char *
-detect_backfill_begin(Oid relid, XLogRecPtr *lsn)
+detect_backfill_begin(Oid relid, Oid owner, XLogRecPtr *lsn)
 {
 	Snapshot	snap;
 	StringInfoData buf;
 
+	detect_backfill_check_lock(relid, owner);
 	LockRelationOid(relid, ShareLock);
 	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
-		(void) find_all_inheritors(relid, ShareLock, NULL);
+	{
+		List	   *parts = find_all_inheritors(relid, ShareLock, NULL);
+		ListCell   *lc;
+
+		foreach(lc, parts)
+			detect_backfill_check_lock(lfirst_oid(lc), owner);
+	}
 	*lsn = GetXLogInsertRecPtr();
 	snap = GetLatestSnapshot();
 	/*

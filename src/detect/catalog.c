@@ -164,11 +164,7 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 
 		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
-	detect_object_name(slot, sizeof(slot), MyDatabaseId, id);
-	/* A slot left by an aborted creation of the same id. */
-	detect_drop_slot(slot, true);
-	detect_create_slot(slot);
-	(void) detect_origin(slot, true);
+	/* Refused before a slot exists (one left by an error stays until swept). */
 	if (def.start_all)
 	{
 		if (def.nkeys == 0)
@@ -178,8 +174,15 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 							name, def.source_name),
 					 errdetail("The stored rows are read in primary key order, a batch at a time."),
 					 errhint("Add a primary key, or use {\"start\": \"now\"}.")));
-		backfill = detect_backfill_begin(relid, &backfill_lsn);
+		detect_backfill_check_lock(relid, owner);
 	}
+	detect_object_name(slot, sizeof(slot), MyDatabaseId, id);
+	/* A slot left by an aborted creation of the same id. */
+	detect_drop_slot(slot, true);
+	detect_create_slot(slot);
+	(void) detect_origin(slot, true);
+	if (def.start_all)
+		backfill = detect_backfill_begin(relid, owner, &backfill_lsn);
 
 	{
 		DetectArgs	a;

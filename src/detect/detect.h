@@ -240,7 +240,8 @@ extern DetectRoundResult detect_round(int64 id, int max_rows,
  * backfill (backfill.c) as JSON; *lsn: transactions committed at or below
  * it are the backfill's, the slot's are those after.
  */
-extern char *detect_backfill_begin(Oid relid, XLogRecPtr *lsn);
+extern void detect_backfill_check_lock(Oid relid, Oid owner);
+extern char *detect_backfill_begin(Oid relid, Oid owner, XLogRecPtr *lsn);
 
 /* After the round's transaction committed: move the slot to its progress. */
 extern void detect_after_commit(void);

@@ -64,6 +64,50 @@ lock_and_read(const char *name, Oid caller, DetectorDef *def)
 		elog(ERROR, "detector \"%s\" vanished while locked", name);
 }
 
+/* qsort comparator of C strings. */
+static int
+cmp_cstring(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * Raises when a partition key is given twice (the result would depend on
+ * the order).  Sorted, not compared pairwise: the arrays are the caller's,
+ * of any length, and this runs before anything else is checked.
+ */
+static void
+check_unique_keys(Datum *kd, bool *kn, int nk)
+{
+	char	  **keys = palloc(sizeof(char *) * Max(nk, 1));
+	int			n = 0;
+	bool		null_seen = false;
+
+	for (int i = 0; i < nk; i++)
+	{
+		if (kn[i])
+		{
+			if (null_seen)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("partition key NULL is given twice")));
+			null_seen = true;
+			continue;
+		}
+		keys[n++] = TextDatumGetCString(kd[i]);
+	}
+	CHECK_FOR_INTERRUPTS();
+	qsort(keys, n, sizeof(char *), cmp_cstring);
+	for (int i = 1; i < n; i++)
+		if (strcmp(keys[i - 1], keys[i]) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("partition key %s is given twice", quote_literal_cstr(keys[i]))));
+	for (int i = 0; i < n; i++)
+		pfree(keys[i]);
+	pfree(keys);
+}
+
 /*
  * export_detector_models(detector text)
  *	  RETURNS TABLE (partition_key text, model rcf, points bigint)
@@ -201,15 +245,7 @@ anomaly_import_detector_models(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("models must not contain nulls")));
-	/* a key given twice would make the result depend on the order */
-	for (int i = 0; i < nk; i++)
-		for (int j = i + 1; j < nk; j++)
-			if (kn[i] == kn[j] &&
-				(kn[i] || strcmp(TextDatumGetCString(kd[i]), TextDatumGetCString(kd[j])) == 0))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("partition key %s is given twice",
-								kn[i] ? "NULL" : quote_literal_cstr(TextDatumGetCString(kd[i])))));
+	check_unique_keys(kd, kn, nk);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -313,8 +313,9 @@ BEGIN
 		EXECUTE format('CREATE PUBLICATION %I FOR TABLE %s WITH (publish = %L)',
 					   'anomaly_scores_' || node, tab, 'insert');
 	END IF;
-	EXECUTE format('GRANT USAGE ON SCHEMA anomaly_collect TO %I', owner::text);
-	EXECUTE format('GRANT INSERT ON %s TO %I', tab, owner::text);
+	-- a regrole's text is already a quoted identifier
+	EXECUTE format('GRANT USAGE ON SCHEMA anomaly_collect TO %s', owner::text);
+	EXECUTE format('GRANT INSERT ON %s TO %s', tab, owner::text);
 	PERFORM @extschema@.alter_detector(detector,
 		options => jsonb_build_object('destination', tab));
 	RETURN tab::regclass;

@@ -658,5 +658,89 @@ SELECT anomaly.drop_detector('det_lock');
 	assert_alive($node, $label);
 }
 
+# {"start": "all"} locks the source in SHARE mode (as the superuser) until
+# the creating transaction ends.  adm may only read owner1's table: it must
+# not be able to hold owner1's inserts off with it, as LOCK TABLE ... IN
+# SHARE MODE would not let it (UPDATE, DELETE or TRUNCATE needed).
+{
+	my $label = 'history lock on a table adm may only read';
+	$node->safe_psql('postgres', q{
+		CREATE TABLE s_own.bf_src (id int PRIMARY KEY, v float8);
+		ALTER TABLE s_own.bf_src OWNER TO owner1;
+		INSERT INTO s_own.bf_src SELECT g, g FROM generate_series(1, 20) g;
+		GRANT SELECT ON s_own.bf_src TO adm;
+	});
+	my $slots = $node->safe_psql('postgres', 'SELECT count(*) FROM pg_replication_slots');
+	as_role_err($node, 'adm', q{SELECT anomaly.create_detector('bf_ro', 's_own.bf_src', ARRAY['v'],
+		options => '{"start": "all"}')},
+		qr/permission denied to lock table s_own\.bf_src against writers/,
+		"$label: refused without UPDATE, DELETE or TRUNCATE");
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM pg_replication_slots'), $slots,
+		"$label: refused before a replication slot is made");
+	# and while adm's transaction is open, owner1's insert does not wait
+	my ($in, $out, $err) = ('', '', '');
+	my $holder = IPC::Run::start(
+		[ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=0', '-U', 'adm', '-d', $node->connstr('postgres') ],
+		'<', \$in, '>', \$out, '2>', \$err);
+	$in .= "BEGIN;\nSELECT anomaly.create_detector('bf_ro', 's_own.bf_src', ARRAY['v'], options => '{\"start\": \"all\"}');\n"
+	  . "\\echo tried\n";
+	my $deadline = time() + 60;
+	$holder->pump while $out !~ /tried/ && time() < $deadline && $holder->pumpable;
+	as_role_ok($node, 'owner1', q{SET lock_timeout = '2s'; INSERT INTO s_own.bf_src VALUES (100, 1)},
+		"$label: the owner's insert is not held off");
+	$in .= "ROLLBACK;\n\\q\n";
+	$holder->finish;
+	# with UPDATE on it adm may
+	$node->safe_psql('postgres', 'GRANT UPDATE ON s_own.bf_src TO adm');
+	as_role_ok($node, 'adm', q{SELECT anomaly.create_detector('bf_ro', 's_own.bf_src', ARRAY['v'],
+		options => '{"start": "all", "number_of_trees": 5, "sub_sample_size": 16}');
+		SELECT anomaly.drop_detector('bf_ro')}, "$label: allowed with UPDATE");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# The owner of a database (no superuser, no anomaly role needed) sets the
+# database's search_path to a schema of its own with an operator =(name,
+# name): every connection to the database starts with it, the scheduler's
+# too, which runs as the bootstrap superuser and looked the extension's
+# version up with an unqualified "=".
+{
+	my $label = "database owner's search_path in the scheduler";
+	$node->safe_psql('postgres', 'CREATE DATABASE h_sched OWNER plain');
+	$node->safe_psql('h_sched', 'CREATE EXTENSION anomaly');
+	as_role_ok($node, 'plain', q{
+CREATE SCHEMA evil;
+CREATE TABLE evil.calls (who name);
+GRANT INSERT ON evil.calls TO PUBLIC;
+CREATE FUNCTION evil.eq(a name, b name) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+	INSERT INTO evil.calls VALUES (CURRENT_USER);
+	IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+		EXECUTE 'ALTER ROLE plain SUPERUSER';
+	END IF;
+	RETURN a OPERATOR(pg_catalog.=) b;
+END $f$;
+CREATE OPERATOR evil.= (LEFTARG = name, RIGHTARG = name, FUNCTION = evil.eq);
+ALTER DATABASE h_sched SET search_path = evil, pg_catalog;
+}, "$label: plain plants the operator in its database", db => 'h_sched');
+	# now the launcher serves h_sched: its scheduler connects with that path
+	$node->append_conf('postgresql.conf', "anomaly.detector_database = 'postgres, h_sched'\n");
+	$node->reload;
+	ok(wait_until(60, sub {
+		$node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
+			WHERE datname = 'h_sched' AND backend_type = 'anomaly scheduler'}) > 0 }),
+		"$label: a scheduler serves h_sched");
+	# it looks the extension up every second: five seconds of passes
+	ok(!wait_until(5, sub {
+		# (this session, a superuser's, must not run the operator itself)
+		$node->safe_psql('h_sched', q{SET search_path = pg_catalog;
+			SELECT count(*) FROM evil.calls WHERE who IN (SELECT rolname FROM pg_roles WHERE rolsuper)}) > 0 }),
+		"$label: the planted operator never runs as a superuser");
+	assert_no_superuser($node, $label);
+	$node->append_conf('postgresql.conf', "anomaly.detector_database = 'postgres'\n");
+	$node->reload;
+	assert_alive($node, $label);
+}
+
 $node->stop;
 done_testing();

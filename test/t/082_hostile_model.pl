@@ -516,5 +516,49 @@ for my $role ('plain', 'adm')
 	assert_no_superuser($node, $label);
 }
 
+# import_detector_models compared every pair of keys (and copied both each
+# time) before any other check, uninterruptibly: 20,000 keys held a backend
+# for two minutes and gigabytes of memory, whatever the detector.
+{
+	my $label = 'import: many keys';
+	my $m = q{(SELECT anomaly.rcf_train(ARRAY[g]::float8[], 5, 16 ORDER BY g) FROM generate_series(1, 30) g)};
+	my $t0 = time();
+	as_role_err($node, 'adm', qq{SELECT anomaly.import_detector_models('no_such_det',
+		array(SELECT i::text FROM generate_series(1, 20000) i), array_fill($m, ARRAY[20000]))},
+		qr/detector "no_such_det" does not exist/, "$label: 20000 distinct keys are checked in time",
+		timeout => '10s');
+	ok(time() - $t0 < 60, "$label: quickly");
+	as_role_err($node, 'adm', qq{SELECT anomaly.import_detector_models('no_such_det',
+		array(SELECT i::text FROM generate_series(1, 20000) i) || '777'::text, array_fill($m, ARRAY[20001]))},
+		qr/partition key '777' is given twice/, "$label: a key given twice among many is found",
+		timeout => '10s');
+	as_role_err($node, 'adm', qq{SELECT anomaly.import_detector_models('no_such_det',
+		ARRAY[NULL, 'a', NULL], array_fill($m, ARRAY[3]))},
+		qr/partition key NULL is given twice/, "$label: NULL given twice is found");
+	assert_alive($node, $label);
+}
+
+# publish_scores granted the detector's owner its rights with %I over the
+# regrole's text, which is already quoted: an owner whose name needs quotes
+# got """Mixed Case""" and the call failed.
+{
+	my $label = 'publish_scores: an owner whose name needs quotes';
+	$node->safe_psql('postgres', q{
+		CREATE ROLE "Mixed Case" LOGIN IN ROLE anomaly_admin;
+		CREATE TABLE public.mc_src (id bigserial PRIMARY KEY, v float8);
+		ALTER TABLE public.mc_src OWNER TO "Mixed Case";
+	});
+	my ($rc, $out, $err) = $node->psql('postgres', q{SET ROLE "Mixed Case";
+		SELECT anomaly.create_detector('mc_det', 'public.mc_src', ARRAY['v'],
+			options => '{"number_of_trees": 5, "sub_sample_size": 16}')});
+	is($rc, 0, "$label: the detector is created") or diag($err);
+	($rc, $out, $err) = $node->psql('postgres', q{SELECT anomaly.publish_scores('nmc', 'mc_det')});
+	is($rc, 0, "$label: its scores are published") or diag($err);
+	is($node->safe_psql('postgres', q{SELECT has_table_privilege('Mixed Case', 'anomaly_collect.scores_nmc', 'INSERT')
+		AND NOT has_table_privilege('Mixed Case', 'anomaly_collect.scores_nmc', 'SELECT')}),
+		't', "$label: the owner may insert there, not read");
+	assert_no_superuser($node, $label);
+}
+
 $node->stop;
 done_testing();
