@@ -717,22 +717,16 @@ size_t
 rcf_model_encoded_size_tf(const RcfForest *forest, const RcfGrader *grader,
 						  const RcfTransform *transform)
 {
-	Writer		w = {NULL, 0, 0, false};
-
-	if (!write_forest(&w, forest, grader, transform))
-		return 0;
-	return w.pos;
+	return rcf_model_encode_into(forest, grader, transform, NULL, 0);
 }
 
 size_t
 rcf_model_encode_tf(const RcfForest *forest, const RcfGrader *grader,
 					const RcfTransform *transform, uint8_t *buf, size_t size)
 {
-	Writer		w = {buf, 0, size, false};
+	size_t		n = rcf_model_encode_into(forest, grader, transform, buf, size);
 
-	if (!write_forest(&w, forest, grader, transform) || w.overflow)
-		return 0;
-	return w.pos;
+	return n <= size ? n : 0;	/* more than size: it did not fit */
 }
 
 size_t
