@@ -175,7 +175,7 @@ build/pure/%.o: src/%.c
 # Keep the objects: make would delete them as intermediates of a pattern chain.
 .SECONDARY: $(PURE_OBJS)
 
-test/unit/test_%: test/unit/test_%.c test/unit/unit.h $(PURE_OBJS)
+test/unit/test_%: test/unit/test_%.c $(wildcard test/unit/*.h) $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 
 # The signer's test and benchmark include PostgreSQL's headers, as the
@@ -206,7 +206,7 @@ test/fuzz/fuzz_decode: test/fuzz/fuzz_decode.c $(ENGINE_SRCS) build/gen/crc32c_t
 test/fuzz/fuzz_wire: test/fuzz/fuzz_wire.c src/detect/wire_read.c src/detect/wire_read.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< src/detect/wire_read.c
 
-test/fuzz/fuzz_sns: test/fuzz/fuzz_sns.c src/alert/sns_parse.c src/alert/sns_parse.h
+test/fuzz/fuzz_sns: test/fuzz/fuzz_sns.c test/fuzz/fuzz_span.h src/alert/sns_parse.c src/alert/sns_parse.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< src/alert/sns_parse.c
 
 test/fuzz/fuzz_credentials: test/fuzz/fuzz_credentials.c src/alert/cred_document.c src/alert/cred_document.h
@@ -247,7 +247,7 @@ fuzz-run-%: test/fuzz/fuzz_%
 test/corpus/make_corpus: test/corpus/make_corpus.c $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 
-bench/%: bench/%.c bench/bench_util.h $(PURE_OBJS)
+bench/%: bench/%.c bench/bench_util.h $(wildcard test/unit/*.h) $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 
 .PHONY: unit check-unit bench-build bench test demo deps
