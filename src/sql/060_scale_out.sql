@@ -316,6 +316,14 @@ BEGIN
 	-- a regrole's text is already a quoted identifier
 	EXECUTE format('GRANT USAGE ON SCHEMA anomaly_collect TO %s', owner::text);
 	EXECUTE format('GRANT INSERT ON %s TO %s', tab, owner::text);
+	-- Every owner publishing into this node's table may insert only its own
+	-- detector's rows: one policy per detector (named by a hash, as names
+	-- may be longer than a policy's), so that one owner cannot pass rows off
+	-- as another's to the collector.
+	EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tab);
+	EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'detector_' || md5(detector), tab);
+	EXECUTE format('CREATE POLICY %I ON %s FOR INSERT TO %s WITH CHECK (detector = %L)',
+				   'detector_' || md5(detector), tab, owner::text, detector);
 	PERFORM @extschema@.alter_detector(detector,
 		options => jsonb_build_object('destination', tab));
 	RETURN tab::regclass;

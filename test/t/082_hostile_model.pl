@@ -560,5 +560,36 @@ for my $role ('plain', 'adm')
 	assert_no_superuser($node, $label);
 }
 
+# Every owner publishing into a node's table had INSERT on all of it: one
+# owner could write rows naming another owner's detector, and the collector
+# took them as that detector's scores.
+{
+	my $label = 'publish_scores: an owner writes only its own rows';
+	$node->safe_psql('postgres', q{
+		CREATE ROLE pub_a LOGIN IN ROLE anomaly_admin;
+		CREATE ROLE pub_b LOGIN IN ROLE anomaly_admin;
+		CREATE TABLE public.pa_src (id bigserial PRIMARY KEY, v float8);
+		CREATE TABLE public.pb_src (id bigserial PRIMARY KEY, v float8);
+		ALTER TABLE public.pa_src OWNER TO pub_a;
+		ALTER TABLE public.pb_src OWNER TO pub_b;
+	});
+	for my $o ('a', 'b')
+	{
+		as_role_ok($node, "pub_$o", qq{SELECT anomaly.create_detector('p${o}_det', 'public.p${o}_src', ARRAY['v'],
+			options => '{"number_of_trees": 5, "sub_sample_size": 16}')}, "$label: pub_$o creates a detector");
+		my ($rc, $out, $err) = $node->psql('postgres', qq{SELECT anomaly.publish_scores('npub', 'p${o}_det')});
+		is($rc, 0, "$label: p${o}_det publishes into scores_npub") or diag($err);
+	}
+	as_role_err($node, 'pub_b', q{INSERT INTO anomaly_collect.scores_npub (detector, anomaly_score) VALUES ('pa_det', 99)},
+		qr/violates row-level security policy/, "$label: pub_b cannot write pa_det's rows");
+	as_role_ok($node, 'pub_b', q{INSERT INTO anomaly_collect.scores_npub (detector, anomaly_score) VALUES ('pb_det', 1)},
+		"$label: pub_b writes its own detector's rows");
+	$node->safe_psql('postgres', q{INSERT INTO public.pa_src (v) SELECT g FROM generate_series(1, 40) g});
+	as_role_ok($node, 'pub_a', q{SELECT anomaly.process('pa_det')}, "$label: pa_det scores through the policy");
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM anomaly_collect.scores_npub WHERE detector = 'pa_det'}),
+		'40', "$label: pa_det's rows reach the node's table");
+	assert_no_superuser($node, $label);
+}
+
 $node->stop;
 done_testing();
