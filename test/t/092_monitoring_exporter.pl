@@ -173,9 +173,11 @@ sub check_detector
 		q{anomaly.detector_status WHERE name = 'mon'},
 		[ active => q{(state = 'active')::int} ], [ paused => q{(state = 'paused')::int} ],
 		[ failed => q{(state = 'failed')::int} ], 'rows_scored', 'rows_filtered', 'rows_failed',
-		[ slot_active => 'coalesce(slot_active, false)::int' ]);
+		[ slot_active => 'coalesce(slot_active, false)::int' ],
+		[ pending_rows => 'coalesce(pending_rows, 0)' ]);
 	like(metric('anomaly_detector_lag_bytes', %d), qr/^\d+(\.\d+)?(e\+\d+)?$/, "$label: lag_bytes is a number of bytes");
 	like(metric('anomaly_detector_retained_bytes', %d), qr/^\d+(\.\d+)?(e\+\d+)?$/, "$label: retained_bytes is a number of bytes");
+	like(metric('anomaly_detector_pending_bytes', %d), qr/^\d+(\.\d+)?(e\+\d+)?$/, "$label: pending_bytes is a number of bytes");
 	my $fails = $node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.detector_failures WHERE detector = 'mon'});
 	is(metric('anomaly_detector_failures_rows', %d), $fails, "$label: detector_failures rows = $fails");
 	return $row{rows_scored};
