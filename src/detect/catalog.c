@@ -9,7 +9,7 @@
  * bootstrap superuser, a pinned search_path: sysctx.c).  The catalog
  * tables are not writable by anyone else, so the owner recorded for a
  * detector is always the role that created it, and its expressions
- * (checked in that role's owner context, as they will run: options.c)
+ * (checked in that role's owner context, as they will run: define.c)
  * always run as that role.
  */
 #include "postgres.h"

@@ -17,7 +17,9 @@
  *	 2. slots.c				 replication slots and origins
  *	 3. definition.c		 a detector's definition as a round reads it,
  *							 errors, tokens, retention, its home
- *	 4. forests.c			 forest cache, eviction, waves, checkpoints
+ *	 4. forests.c			 forest cache, eviction, loading and storing
+ *		journal.c			 the journal, its replay, spread checkpoints
+ *		score.c				 a round's rows scored in waves of threads
  *		reader.c			 decoding a batch from the slot
  *		evaluate.c			 feature, filter and partition expressions
  *		write.c				 score rows, destination, the detector's row
@@ -30,12 +32,14 @@
  *							 the files of 3-5 share)
  *	 6. catalog.c			 the management API and anomaly.process
  *		seed.c				 seed_detector: a key's forest from a model
- *		options.c			 checking a new definition and its options
+ *		define.c			 checking a new definition
+ *		options.c			 a detector's options: one table, read, normalized
  *		worker.c			 scheduling (detect_schedule) and the workers
  *
- * Within layer 4: write calls forests, forests calls evaluate, reader uses
- * the forest cache; none calls back.  The settings (detect_* variables) are
- * defined by worker.c and read by every layer: data, not calls.
+ * Within layer 4: write calls score, score and journal call forests,
+ * forests calls evaluate, reader uses the forest cache; none calls back.
+ * The settings (detect_* variables) are defined by worker.c and read by
+ * every layer: data, not calls.
  *
  * Data flow:
  *

@@ -1,9 +1,9 @@
 /*
  * forests.c
  *	  The forests of a detector between rounds: the per-process cache and its
- *	  eviction under anomaly.detector_memory_limit, loading, storing and
- *	  replaying the journal, scoring a round's rows in waves of threads, and
- *	  the checkpoints spread over rounds.
+ *	  eviction under anomaly.detector_memory_limit, loading (models read
+ *	  ahead for the keys to come) and storing (in batches).  The journal and
+ *	  the checkpoints are in journal.c, scoring with the forests in score.c.
  *
  * Forest state.  Forests live in memory between rounds (under
  * anomaly.detector_memory_limit per detector).  Each round appends the
@@ -69,7 +69,7 @@
 DetectorCache *detect_caches = NULL;
 RoundPlans	detect_plans;
 
-/* Forests waiting to be stored together (see store_forest). */
+/* Forests waiting to be stored together (see detect_store_forest). */
 #define BATCH_FORESTS	256
 #define BATCH_BYTES		(8 * 1024 * 1024)
 
@@ -93,7 +93,6 @@ typedef struct StoreBatch
 static StoreBatch *batch = NULL;
 
 static void batch_reset(void);
-static void batch_flush(void);
 
 /* ---------------------------------------------------------------------
  * Caches and forests
@@ -353,8 +352,8 @@ batch_reset(void)
 }
 
 /* Writes the batch to detector_forests, then empties it. */
-static void
-batch_flush(void)
+void
+detect_store_batch(void)
 {
 	int			dims[1];
 	int			lbs[1] = {1};
@@ -403,8 +402,8 @@ batch_has(const ForestKey *k)
 }
 
 /* Stores entry's forest in detector_forests, in the batch. */
-static void
-store_forest(DetectorDef *def, ForestEntry *e)
+void
+detect_store_forest(DetectorDef *def, ForestEntry *e)
 {
 	size_t		size = encode_forest(def, e);
 	MemoryContext old;
@@ -416,7 +415,7 @@ store_forest(DetectorDef *def, ForestEntry *e)
 		batch_reset();
 	/* A key stored twice in a batch would be one row updated twice. */
 	if (batch->n > 0 && (batch->detector_id != def->id || batch_has(&e->key)))
-		batch_flush();
+		detect_store_batch();
 	old = MemoryContextSwitchTo(batch->cxt);
 	if (batch->n == 0)
 	{
@@ -439,17 +438,7 @@ store_forest(DetectorDef *def, ForestEntry *e)
 	batch->bytes += VARHDRSZ + size;
 	e->dirty = false;
 	if (batch->n == BATCH_FORESTS || batch->bytes >= BATCH_BYTES)
-		batch_flush();
-}
-
-/* Orders forests by the first round they learned in since stored. */
-static int
-cmp_dirty_from(const void *a, const void *b)
-{
-	int64		x = (*(ForestEntry *const *) a)->dirty_from;
-	int64		y = (*(ForestEntry *const *) b)->dirty_from;
-
-	return (x > y) - (x < y);
+		detect_store_batch();
 }
 
 /* Removes entry from memory, storing it first if it learned anything. */
@@ -459,7 +448,7 @@ evict_forest(DetectorCache *dc, DetectorDef *def, ForestEntry *e)
 	const char *key = e->key.str;
 
 	if (e->dirty)
-		store_forest(def, e);
+		detect_store_forest(def, e);
 	dlist_delete(&e->lru);
 	dc->bytes -= e->bytes;
 	rcf_free(e->forest);
@@ -504,7 +493,7 @@ same_params(const RcfParams *a, const RcfParams *b)
  * will load are known in advance: they are read by one statement for a few
  * hundred keys (Prefetch) instead of one each, which is most of the cost
  * of a key switch when forests are small.  A key read ahead and not found
- * has no stored model.  get_forest takes (and removes) a key's entry; only
+ * has no stored model.  detect_get_forest takes (and removes) a key's entry; only
  * keys neither in memory nor waiting in the batch are read ahead, so an
  * entry cannot go stale before it is taken.  Entries belong to one call of
  * detect_score_rows (lxid guards against one left by an error).
@@ -530,7 +519,7 @@ static Prefetch *prefetch = NULL;
 
 /* Drops what was read ahead. */
 static void
-prefetch_reset(void)
+read_ahead_reset(void)
 {
 	if (prefetch == NULL)
 	{
@@ -544,6 +533,14 @@ prefetch_reset(void)
 										 sizeof(PrefetchEntry), prefetch->cxt);
 	prefetch->lxid = MyProc->lxid;
 	prefetch->detector_id = 0;
+}
+
+/* Drops what was read ahead, if anything was (the end of a round's scoring). */
+void
+detect_read_ahead_done(void)
+{
+	if (prefetch != NULL)
+		read_ahead_reset();
 }
 
 /*
@@ -576,8 +573,8 @@ prefetch_take(DetectorDef *def, const ForestKey *k, struct varlena **model,
  * as make about BATCH_BYTES of models by the sizes read so far, at most
  * BATCH_FORESTS.
  */
-static void
-prefetch_read(DetectorCache *dc, DetectorDef *def, RowResult *res,
+void
+detect_read_ahead(DetectorCache *dc, DetectorDef *def, RowResult *res,
 			  const int64 *order, int64 from, int64 n)
 {
 	Datum	   *keys;
@@ -588,7 +585,7 @@ prefetch_read(DetectorCache *dc, DetectorDef *def, RowResult *res,
 	int			rc;
 	MemoryContext old;
 
-	prefetch_reset();
+	read_ahead_reset();
 	prefetch->detector_id = def->id;
 	want = (int) Max(1.0, Min((double) BATCH_FORESTS, BATCH_BYTES / prefetch->avg_bytes));
 	old = MemoryContextSwitchTo(prefetch->cxt);
@@ -649,8 +646,8 @@ prefetch_read(DetectorCache *dc, DetectorDef *def, RowResult *res,
 }
 
 /* True when key's forest is neither in memory nor read ahead. */
-static bool
-need_read(DetectorCache *dc, DetectorDef *def, const char *key)
+bool
+detect_forest_unread(DetectorCache *dc, DetectorDef *def, const char *key)
 {
 	ForestKey	k = {key, key == NULL};
 
@@ -666,8 +663,8 @@ need_read(DetectorCache *dc, DetectorDef *def, const char *key)
  * from detector_forests, else new.  May evict others to stay under the
  * memory limit.
  */
-static ForestEntry *
-get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
+ForestEntry *
+detect_get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 {
 	ForestKey	k;
 	ForestEntry *e;
@@ -699,7 +696,7 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 	{
 		/* Its last state may still wait in the batch. */
 		if (batch_has(&k))
-			batch_flush();
+			detect_store_batch();
 		args[0] = Int64GetDatum(def->id);
 		if (key)
 		{
@@ -821,8 +818,8 @@ get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 }
 
 /* An entry without a grader learns a point: its forest, then its transform. */
-static void
-forest_learn(ForestEntry *e, const double *values)
+void
+detect_forest_learn(ForestEntry *e, const double *values)
 {
 	double		xbuf[RCF_MAX_DIMENSIONS];
 
@@ -841,8 +838,8 @@ forest_learn(ForestEntry *e, const double *values)
  * be learned on the detector's threads), and counts what its forest holds
  * now: with shingling its record store grows as it learns.
  */
-static void
-reserve_forest(DetectorCache *dc, DetectorDef *def, ForestEntry *e,
+void
+detect_reserve_forest(DetectorCache *dc, DetectorDef *def, ForestEntry *e,
 			   int64 updates)
 {
 	if (rcf_reserve(e->forest, (uint64_t) updates) != 0)
@@ -854,541 +851,13 @@ reserve_forest(DetectorCache *dc, DetectorDef *def, ForestEntry *e,
 	dc->bytes += e->bytes;
 }
 
-/* True when position (seq, pos) comes after what entry holds. */
-static inline bool
-after(ForestEntry *e, int64 seq, int32 pos)
-{
-	return seq > e->as_seq || (seq == e->as_seq && pos > e->as_pos);
-}
-
-/* The columns of detect_replay_journal's statement. */
-enum
-{
-	JOURNAL_SEQ = 1,
-	JOURNAL_KEYS,
-	JOURNAL_POINTS
-};
-
-/*
- * Rebuilds the forests in memory from the stored ones and the journal:
- * every journal point after a forest's stored position is learned again.
- */
-void
-detect_replay_journal(DetectorCache *dc, DetectorDef *def)
-{
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		args[2] = {Int64GetDatum(def->id), Int64GetDatum(def->checkpoint_seq)};
-	SPIPlanPtr	plan;
-	Portal		portal;
-	int			dims = def->nfeatures;
-
-	plan = detect_spi_prepare("SELECT seq, keys, points FROM anomaly.detector_journal"
-							  " WHERE detector_id OPERATOR(pg_catalog.=) $1"
-							  " AND seq OPERATOR(pg_catalog.>) $2 ORDER BY seq", 2, types);
-	portal = detect_spi_cursor_open(plan, args, NULL, false);
-	for (;;)
-	{
-		SPITupleTable *tt;
-		uint64		n;
-
-		SPI_cursor_fetch(portal, true, 16);
-		n = SPI_processed;
-		tt = SPI_tuptable;
-		if (n == 0)
-			break;
-		for (uint64 r = 0; r < n; r++)
-		{
-			bool		isnull;
-			int64		seq = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc,
-														  JOURNAL_SEQ, &isnull));
-			ArrayType  *keys = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc,
-																JOURNAL_KEYS, &isnull));
-			ArrayType  *points = DatumGetArrayTypeP(SPI_getbinval(tt->vals[r], tt->tupdesc,
-																  JOURNAL_POINTS, &isnull));
-			Datum	   *kd;
-			bool	   *kn;
-			int			nk;
-			double	   *pv;
-
-			deconstruct_array(keys, TEXTOID, -1, false, TYPALIGN_INT, &kd, &kn, &nk);
-			if (ARR_HASNULL(points) || ArrayGetNItems(ARR_NDIM(points), ARR_DIMS(points)) != nk * dims)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("journal entry " INT64_FORMAT " of detector \"%s\" is inconsistent",
-								seq, def->name)));
-			pv = (double *) ARR_DATA_PTR(points);
-			for (int i = 0; i < nk; i++)
-			{
-				char	   *key = kn[i] ? NULL : TextDatumGetCString(kd[i]);
-				ForestEntry *e = get_forest(dc, def, key);
-
-				if (after(e, seq, i + 1))
-				{
-					reserve_forest(dc, def, e, 1);
-					if (e->grader)
-					{
-						RcfGrade	grade;
-
-						rcf_grader_assess_tf(e->grader, e->forest, e->transform,
-											 pv + (Size) i * dims, &grade, NULL);
-						rcf_grader_learn_tf(e->grader, e->forest, e->transform,
-											pv + (Size) i * dims, &grade);
-					}
-					else
-						forest_learn(e, pv + (Size) i * dims);
-					e->as_seq = seq;
-					e->as_pos = i + 1;
-					if (!e->dirty)
-						e->dirty_from = seq;
-					e->dirty = true;
-				}
-				if (key)
-					pfree(key);
-			}
-		}
-		SPI_freetuptable(tt);
-	}
-	SPI_cursor_close(portal);
-	batch_flush();
-}
-
-/*
- * The forests in memory that learned since they were stored, those that
- * have waited longest first; *n is set to how many.
- */
-static ForestEntry **
-waiting_forests(DetectorCache *dc, int *n)
-{
-	dlist_iter	it;
-	ForestEntry **dirty;
-
-	dirty = palloc(sizeof(ForestEntry *) * Max(hash_get_num_entries(dc->forests), 1));
-	*n = 0;
-	dlist_foreach(it, &dc->lru)
-	{
-		ForestEntry *e = dlist_container(ForestEntry, lru, it.cur);
-
-		if (e->dirty)
-			dirty[(*n)++] = e;
-	}
-	qsort(dirty, *n, sizeof(ForestEntry *), cmp_dirty_from);
-	return dirty;
-}
-
-/* True when two results have the same partition key. */
-static bool
-cmp_by_key_same(const RowResult *a, const RowResult *b)
-{
-	if (a->key == NULL || b->key == NULL)
-		return a->key == NULL && b->key == NULL;
-	return strcmp(a->key, b->key) == 0;
-}
-
-/* Orders rows by partition key, then by their order in the round. */
-static RowResult *sort_results;
-
-static int
-cmp_by_key(const void *a, const void *b)
-{
-	int64		i = *(const int64 *) a;
-	int64		j = *(const int64 *) b;
-	const char *ki = sort_results[i].key;
-	const char *kj = sort_results[j].key;
-	int			c;
-
-	if (ki == NULL || kj == NULL)
-		c = (ki == NULL ? 0 : 1) - (kj == NULL ? 0 : 1);
-	else
-		c = strcmp(ki, kj);
-	if (c != 0)
-		return c;
-	return (i > j) - (i < j);
-}
-
-/* One partition key's rows of a wave, scored by one thread. */
-typedef struct ScoreTask
-{
-	ForestEntry *e;
-	int64		lo;				/* range of ScoreWave.order */
-	int64		hi;
-} ScoreTask;
-
-/*
- * Rows scored together on the detector's threads: several partition keys,
- * each a task.  The threads only write the results of their own rows.
- */
-typedef struct ScoreWave
-{
-	DetectorCache *dc;
-	DetectorDef *def;
-	RowResult  *res;
-	const int64 *order;
-	ScoreTask  *tasks;
-	int			ntasks;
-	int64		lo;				/* the wave's range of order */
-	int64		hi;
-	Size		bytes;			/* of its forests, which must stay in memory */
-	double	   *attr;			/* per row of the wave: high[D], low[D] */
-	double	   *expected;		/* per row of the round: dims values */
-} ScoreWave;
-
-/* Where row o of a wave keeps its attribution: high[D], then low[D]. */
-static inline double *
-wave_attr(const ScoreWave *w, int64 o, int total)
-{
-	return w->attr + (o - w->lo) * 2 * total;
-}
-
-/*
- * Scores then learns one task's rows in order.  Runs on any of the
- * detector's threads: engine calls only (see threads.c).
- */
-static void
-score_task(void *arg, int t)
-{
-	ScoreWave  *w = (ScoreWave *) arg;
-	const ScoreTask *task = &w->tasks[t];
-	ForestEntry *e = task->e;
-	int			dims = w->def->nfeatures;
-	int			total = dims * w->def->params.shingle_size;
-
-	for (int64 o = task->lo; o < task->hi; o++)
-	{
-		RowResult  *rr = &w->res[w->order[o]];
-
-		double		xbuf[RCF_MAX_DIMENSIONS];
-		const double *x = rr->values;
-
-		/* The forest sees the point transformed with the earlier rows' statistics. */
-		if (e->transform)
-		{
-			rcf_transform_apply(e->transform, rr->values, xbuf);
-			x = xbuf;
-		}
-		if (w->def->with_explanation)
-		{
-			double	   *high = wave_attr(w, o, total);
-
-			rr->score = rcf_attribution(e->forest, x, high, high + total);
-		}
-		if (e->grader)
-		{
-			RcfGrade	grade;
-			double	   *expected = w->expected + o * dims;
-
-			rcf_grader_assess_tf(e->grader, e->forest, e->transform, rr->values,
-								 &grade, expected);
-			rr->score = grade.score;
-			rr->grade = grade.grade;
-			rr->is_anomaly = grade.is_anomaly;
-			rr->expected = grade.has_expected ? expected : NULL;
-			rcf_grader_learn_tf(e->grader, e->forest, e->transform, rr->values,
-								&grade);
-		}
-		else
-		{
-			/*
-			 * The score itself, not the attribution's sum: they differ in the
-			 * last bits, and scores must equal the window function's.
-			 */
-			rr->score = rcf_score(e->forest, x);
-			forest_learn(e, rr->values);
-		}
-	}
-}
-
-/*
- * Scores a wave's tasks on the detector's threads, then, in this thread
- * and in the rows' order, does what needs PostgreSQL: explanations,
- * journal arrays, the forests' journal positions.
- */
-static void
-run_wave(ScoreWave *w, EvalState *es, int64 seq, ArrayBuildState **jkeys,
-		 ArrayBuildState **jpoints, int *npoints)
-{
-	DetectorDef *def = w->def;
-	int			dims = def->nfeatures;
-	int			total = dims * def->params.shingle_size;
-
-	/* The threads must not allocate: room for every row a forest learns. */
-	for (int t = 0; t < w->ntasks; t++)
-		reserve_forest(w->dc, def, w->tasks[t].e, w->tasks[t].hi - w->tasks[t].lo);
-
-	/* Threads pay off only when there is some work for each. */
-	detect_run_tasks(score_task, w, w->ntasks,
-					 w->hi - w->lo >= 64 ? detect_threads : 1);
-	detect_progress_scored(w->hi - w->lo, true);
-
-	for (int t = 0; t < w->ntasks; t++)
-	{
-		ForestEntry *e = w->tasks[t].e;
-
-		for (int64 o = w->tasks[t].lo; o < w->tasks[t].hi; o++)
-		{
-			RowResult  *rr = &w->res[w->order[o]];
-
-			if (def->with_explanation)
-			{
-				MemoryContext old = MemoryContextSwitchTo(es->cxt);
-				double	   *high = wave_attr(w, o, total);
-
-				rr->explanation = anomaly_explanation(e->forest, high, high + total,
-													  dims, def->with_directionality,
-													  def->feature_names);
-				MemoryContextSwitchTo(old);
-			}
-			(*npoints)++;
-			e->as_seq = seq;
-			e->as_pos = *npoints;
-			if (!e->dirty)
-				e->dirty_from = seq;
-			e->dirty = true;
-			*jkeys = accumArrayResult(*jkeys, rr->key ? CStringGetTextDatum(rr->key) : (Datum) 0,
-									  rr->key == NULL, TEXTOID, CurrentMemoryContext);
-			for (int f = 0; f < dims; f++)
-				*jpoints = accumArrayResult(*jpoints, Float8GetDatum(rr->values[f]), false,
-											FLOAT8OID, CurrentMemoryContext);
-		}
-	}
-	w->ntasks = 0;
-	w->bytes = 0;
-	w->lo = w->hi;
-}
-
-/*
- * Scores the evaluated rows, then learns them; fills out[] with the indexes
- * of the rows that get a score row (in the rows' order) and returns how
- * many.  Only the order within a partition key matters to the forests, so
- * rows are scored grouped by key (a forest stays in the CPU's cache for all
- * its rows of the round), and the keys are spread over threads in waves of
- * forests that fit in memory together.
- */
-int
-detect_score_rows(DetectorCache *dc, DetectorDef *def, EvalState *es,
-		   int64 lo, int64 hi, int64 seq, int64 *out, int64 *filtered,
-		   ArrayBuildState **jkeys, ArrayBuildState **jpoints, int *npoints)
-{
-	int			dims = def->nfeatures;
-	int			total = dims * def->params.shingle_size;
-	int64		n = hi - lo;
-	int64	   *order = palloc_extended(sizeof(int64) * Max(n, 1), MCXT_ALLOC_HUGE);
-	int64		norder = 0;
-	int			nout = 0;
-	Size		limit = (Size) detect_memory_limit_mb * 1024 * 1024;
-	Size		need = rcf_arena_size(&def->params);
-	int64		attr_rows = PG_INT64_MAX;
-	ScoreWave	w;
-
-	/* Which rows are scored, and which of those are learned. */
-	for (int64 i = lo; i < hi; i++)
-	{
-		RowResult  *rr = &es->res[i];
-
-		if (!rr->ok)
-			continue;
-		if (rr->filtered)
-		{
-			(*filtered)++;
-			continue;
-		}
-		if (!rr->has_null)
-		{
-			char	   *bad = NULL;
-
-			for (int f = 0; f < dims && bad == NULL; f++)
-				bad = detect_bad_value(rr->values[f], f + 1);
-			if (bad)
-			{
-				rr->ok = false;
-				rr->error = bad;
-				rr->sqlstate = pstrdup("22023");
-				es->nfailed++;
-				continue;
-			}
-			order[norder++] = i;
-		}
-	}
-
-	sort_results = es->res;
-	qsort(order, norder, sizeof(int64), cmp_by_key);
-	sort_results = NULL;
-
-	memset(&w, 0, sizeof(w));
-	w.dc = dc;
-	w.def = def;
-	w.res = es->res;
-	w.order = order;
-	w.tasks = palloc(sizeof(ScoreTask) * Max(norder, 1));
-	if (def->grade)
-		w.expected = MemoryContextAllocExtended(es->cxt, sizeof(double) * dims * Max(norder, 1),
-												MCXT_ALLOC_HUGE);
-	if (def->with_explanation)
-	{
-		/* Attributions wait for their explanation: bound what a wave holds. */
-		attr_rows = Max(1, (64 * 1024 * 1024) / (2 * total * sizeof(double)));
-		w.attr = palloc(sizeof(double) * 2 * total * Min(attr_rows, Max(norder, 1)));
-	}
-
-	for (int64 o = 0; o < norder; o++)
-	{
-		RowResult  *rr = &es->res[order[o]];
-		bool		new_key = (o == 0 || !cmp_by_key_same(&es->res[order[o - 1]], rr));
-
-		/*
-		 * A wave ends before a forest that might evict one of its own, and
-		 * when its attributions would take too much memory.
-		 */
-		if (w.ntasks > 0 &&
-			((new_key && w.bytes + need > limit) || o - w.lo >= attr_rows))
-		{
-			ForestEntry *e = w.tasks[w.ntasks - 1].e;
-
-			run_wave(&w, es, seq, jkeys, jpoints, npoints);
-			if (!new_key)
-			{
-				/* The key goes on in the next wave. */
-				w.tasks[w.ntasks++] = (ScoreTask) {e, o, o};
-				w.bytes += e->bytes;
-			}
-		}
-		if (new_key)
-		{
-			ForestEntry *e;
-
-			if (rr->key != NULL && need_read(dc, def, rr->key))
-				prefetch_read(dc, def, es->res, order, o, norder);
-			e = get_forest(dc, def, rr->key);
-
-			w.tasks[w.ntasks++] = (ScoreTask) {e, o, o};
-			w.bytes += e->bytes;
-		}
-		w.tasks[w.ntasks - 1].hi = o + 1;
-		w.hi = o + 1;
-	}
-	if (w.ntasks > 0)
-		run_wave(&w, es, seq, jkeys, jpoints, npoints);
-	pfree(order);
-	pfree(w.tasks);
-	if (w.attr)
-		pfree(w.attr);
-	batch_flush();
-	if (prefetch != NULL)
-		prefetch_reset();
-
-	for (int64 i = lo; i < hi; i++)
-	{
-		RowResult  *rr = &es->res[i];
-
-		if (rr->ok && !rr->filtered)
-			out[nout++] = i;
-	}
-	return nout;
-}
-
-/*
- * Forests are stored a few per round, the longest waiting first, at a pace
- * that stores each of them about every half of detector_checkpoint_rows
- * points and of detector_checkpoint_timeout: storing all at once would
- * stall one round for as long as a hundred forests take to encode and
- * write.  The journal keeps the rounds some forest in memory still needs:
- * this round's entry is written unless every forest holding its points is
- * stored, and entries no forest needs any more are cut.  Past the whole of
- * detector_checkpoint_rows every forest is stored, as a bound, and so are a
- * new detector's first forests.  Updates *journal_points and
- * *checkpoint_seq; returns whether any forest was stored.
- */
-bool
-detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def, int64 seq, int npoints,
-				  TimestampTz now, ArrayBuildState *jkeys,
-				  ArrayBuildState *jpoints, int64 *journal_points,
-				  int64 *checkpoint_seq)
-{
-	bool		store_all;
-	int			ndirty;
-	ForestEntry **dirty = waiting_forests(dc, &ndirty);
-	double		share = 0.0;
-	int			max_store;
-	int64		needed_after = seq;
-
-	store_all = (def->journal_points + npoints >= detect_checkpoint_rows) ||
-		(npoints > 0 && def->checkpoint_at == 0);
-	if (npoints > 0)
-		share = 2.0 * npoints / detect_checkpoint_rows;
-	if (def->last_batch_at != 0)
-		share = Max(share, 2.0 * (double) (now - def->last_batch_at) /
-					USECS_PER_SEC / detect_checkpoint_timeout_s);
-	/* Whole forests: the fractions add up over rounds. */
-	dc->store_credit = Min(dc->store_credit + Min(share, 1.0) * ndirty, ndirty);
-	max_store = store_all ? ndirty : (int) floor(dc->store_credit);
-	dc->store_credit = Max(dc->store_credit - max_store, 0.0);
-
-	if (npoints > 0 && max_store < ndirty)
-	{
-		Oid			t4[4] = {INT8OID, INT8OID, TEXTARRAYOID, FLOAT8ARRAYOID};
-		Datum		a4[4];
-
-		a4[0] = Int64GetDatum(def->id);
-		a4[1] = Int64GetDatum(seq);
-		a4[2] = makeArrayResult(jkeys, CurrentMemoryContext);
-		a4[3] = makeArrayResult(jpoints, CurrentMemoryContext);
-		detect_spi_exec("INSERT INTO anomaly.detector_journal (detector_id, seq, keys, points)"
-						" VALUES ($1, $2, $3, $4)", 4, t4, a4, NULL, false, SPI_OK_INSERT);
-		*journal_points += npoints;
-	}
-
-	/* The journal is needed from the oldest round a forest left waits for. */
-	for (int i = 0; i < max_store; i++)
-		store_forest(def, dirty[i]);
-	batch_flush();
-	if (max_store < ndirty)
-		needed_after = dirty[max_store]->dirty_from - 1;
-	pfree(dirty);
-
-	if (needed_after > *checkpoint_seq)
-	{
-		Oid			t2[2] = {INT8OID, INT8OID};
-		Datum		a2[2] = {Int64GetDatum(def->id), Int64GetDatum(needed_after)};
-		Datum		deleted;
-		bool		isnull;
-
-		detect_spi_exec("WITH d AS (DELETE FROM anomaly.detector_journal"
-						" WHERE detector_id OPERATOR(pg_catalog.=) $1"
-						" AND seq OPERATOR(pg_catalog.<=) $2"
-						" RETURNING pg_catalog.cardinality(keys) AS n)"
-						" SELECT pg_catalog.sum(n)::pg_catalog.int8 FROM d",
-						2, t2, a2, NULL, false, SPI_OK_SELECT);
-		deleted = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-								&isnull);
-		if (!isnull)
-			*journal_points -= DatumGetInt64(deleted);
-		*checkpoint_seq = needed_after;
-	}
-	return max_store > 0;
-}
-
 /* ---------------------------------------------------------------------
- * Models moving between detectors (models.c: export and import)
+ * Models moving between detectors (models.c: import)
  */
-
-/*
- * Stores every forest in memory that learned since it was last stored, so
- * that detector_forests alone holds the models of the last round.
- */
-void
-detect_store_all_forests(DetectorCache *dc, DetectorDef *def)
-{
-	int			n;
-	ForestEntry **dirty = waiting_forests(dc, &n);
-
-	for (int i = 0; i < n; i++)
-		store_forest(def, dirty[i]);
-	batch_flush();
-	pfree(dirty);
-}
 
 /*
  * Checks that model (an anomaly.rcf value) decodes and was built with def's
- * forest parameters, grading and transform, as get_forest would check it
+ * forest parameters, grading and transform, as detect_get_forest would check it
  * when loaded; returns the points it learned.
  */
 int64

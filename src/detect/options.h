@@ -1,7 +1,7 @@
 /*
  * options.h
- *	  What catalog.c uses of options.c: checking a detector's definition
- *	  and normalizing its options (private to src/detect).
+ *	  What catalog.c uses of define.c and options.c: checking a detector's
+ *	  definition and normalizing its options (private to src/detect).
  */
 #ifndef ANOMALY_DETECT_OPTIONS_H
 #define ANOMALY_DETECT_OPTIONS_H
@@ -42,6 +42,9 @@ extern Relation detect_open_source_for_definition(Oid relid);
 extern int	detect_text_array_arg(ArrayType *arr, const char *what,
 								  char ***out);
 extern void detect_define_as_owner(void *arg);
+extern char *detect_normalize_options(Jsonb *options, Relation rel,
+									  int nfeatures, char **features,
+									  bool *start_all, bool *windowed);
 extern Datum detect_cstrings_to_array(char **strs, int n);
 
 #endif							/* ANOMALY_DETECT_OPTIONS_H */

@@ -245,12 +245,23 @@ extern Oid	detect_anomaly_type(const char *name);
 extern DetectorCache *detect_get_cache(int64 id);
 extern void detect_cache_init(DetectorCache *dc);
 extern void detect_prepare_forest_plans(void);
+extern ForestEntry *detect_get_forest(DetectorCache *dc, DetectorDef *def,
+									  const char *key);
+extern void detect_forest_learn(ForestEntry *e, const double *values);
+extern void detect_reserve_forest(DetectorCache *dc, DetectorDef *def,
+								  ForestEntry *e, int64 updates);
+extern bool detect_forest_unread(DetectorCache *dc, DetectorDef *def,
+								 const char *key);
+extern void detect_read_ahead_done(void);
+extern void detect_read_ahead(DetectorCache *dc, DetectorDef *def,
+							  RowResult *res, const int64 *order,
+							  int64 from, int64 n);
+extern void detect_store_forest(DetectorDef *def, ForestEntry *e);
+extern void detect_store_batch(void);
+extern int64 detect_check_model(DetectorDef *def, struct varlena *model);
+
+/* The journal and spread checkpoints (journal.c) */
 extern void detect_replay_journal(DetectorCache *dc, DetectorDef *def);
-extern int	detect_score_rows(DetectorCache *dc, DetectorDef *def,
-							  EvalState *es, int64 lo, int64 hi, int64 seq,
-							  int64 *out,
-							  int64 *filtered, ArrayBuildState **jkeys,
-							  ArrayBuildState **jpoints, int *npoints);
 extern bool detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def,
 									 int64 seq, int npoints, TimestampTz now,
 									 ArrayBuildState *jkeys,
@@ -258,7 +269,13 @@ extern bool detect_spread_checkpoint(DetectorCache *dc, DetectorDef *def,
 									 int64 *journal_points,
 									 int64 *checkpoint_seq);
 extern void detect_store_all_forests(DetectorCache *dc, DetectorDef *def);
-extern int64 detect_check_model(DetectorDef *def, struct varlena *model);
+
+/* Scoring a round's rows (score.c) */
+extern int	detect_score_rows(DetectorCache *dc, DetectorDef *def,
+							  EvalState *es, int64 lo, int64 hi, int64 seq,
+							  int64 *out,
+							  int64 *filtered, ArrayBuildState **jkeys,
+							  ArrayBuildState **jpoints, int *npoints);
 
 /* seed.c */
 extern void detect_store_seeded_forest(int64 id, Datum key, bool key_null, Datum model,
