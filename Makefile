@@ -175,7 +175,7 @@ build/pure/%.o: src/%.c
 # Keep the objects: make would delete them as intermediates of a pattern chain.
 .SECONDARY: $(PURE_OBJS)
 
-test/unit/test_%: test/unit/test_%.c test/unit/unit.h $(PURE_OBJS)
+test/unit/test_%: test/unit/test_%.c $(wildcard test/unit/*.h) $(PURE_OBJS)
 	$(CC) $(STANDALONE_CFLAGS) -o $@ $< $(PURE_OBJS) $(STANDALONE_LIBS)
 
 # The signer's test and benchmark include PostgreSQL's headers, as the
