@@ -4,18 +4,8 @@
 \getenv abs_srcdir PG_ABS_SRCDIR
 \set noise_setup :abs_srcdir '/sql/include/noise_setup.sql'
 \i :noise_setup
-
--- The SQLSTATE, message and hint of a statement.
-CREATE FUNCTION try_sql(q text, OUT state text, OUT message text, OUT hint text)
-LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-	state := '00000';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-		hint = PG_EXCEPTION_HINT;
-END;
-$$;
+\set try_sql :abs_srcdir '/sql/include/try_sql.sql'
+\i :try_sql
 
 -- Four features in other units: a (the signal, a spike of 4 at 2000), b in
 -- millions, c constant, d in thousandths.
@@ -27,21 +17,21 @@ SELECT t, noise(t) + CASE WHEN t = 2000 THEN 4 ELSE 0 END AS a,
 FROM generate_series(1, 2500) t;
 
 -- Bad parameters: clear errors.
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'Normalize') OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'log') OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => NULL) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'normalize', transform_decay => 0) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'normalize', transform_decay => 'NaN') OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0, 2.0], transform => 'weighted', transform_weights => ARRAY[1.0]) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY[-1.0]) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY['NaN'::float8]) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY[NULL::float8]) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'none', transform_weights => ARRAY[2.0]) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.random_cut_forest(ARRAY[1.0], transform => 'nope') OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.rcf_train(ARRAY[1.0], 10, 10, 100, 1, 1, 'nope')$$)).*;
-SELECT (try_sql($$SELECT anomaly.rcf_train(ARRAY[1.0], 10, 10, 100, 1, 1, 'normalize', 1.5)$$)).*;
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'Normalize') OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'log') OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => NULL) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'normalize', transform_decay => 0) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'normalize', transform_decay => 'NaN') OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0, 2.0], transform => 'weighted', transform_weights => ARRAY[1.0]) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY[-1.0]) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY['NaN'::float8]) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY[NULL::float8]) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'none', transform_weights => ARRAY[2.0]) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.random_cut_forest(ARRAY[1.0], transform => 'nope') OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.rcf_train(ARRAY[1.0], 10, 10, 100, 1, 1, 'nope')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.rcf_train(ARRAY[1.0], 10, 10, 100, 1, 1, 'normalize', 1.5)$$);
 -- A NaN value is refused with or without a transform.
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY['NaN'::float8], transform => 'normalize') OVER (ORDER BY 1)$$)).*;
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY['NaN'::float8], transform => 'normalize') OVER (ORDER BY 1)$$);
 
 -- The defaults, bit for bit: detect()'s are those the validation protocol
 -- chose (bench/README.md), every parameter given explicitly below; the KDA
@@ -174,12 +164,12 @@ FROM old_model;
 
 -- Detectors: the transform options, checked when the detector is created.
 CREATE TABLE tf_src (id bigserial PRIMARY KEY, k int, a float8, b float8);
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "Normalize"}')$$)).*;
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": 1}')$$)).*;
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "normalize", "transform_decay": 2}')$$)).*;
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a', 'b'], options => '{"transform": "weighted", "transform_weights": [1]}')$$)).*;
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "weighted", "transform_weights": ["x"]}')$$)).*;
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "none", "transform_weights": [2]}')$$)).*;
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "Normalize"}')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": 1}')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "normalize", "transform_decay": 2}')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a', 'b'], options => '{"transform": "weighted", "transform_weights": [1]}')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "weighted", "transform_weights": ["x"]}')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "none", "transform_weights": [2]}')$$);
 SELECT count(*) AS created FROM anomaly.detectors WHERE name = 'tf_bad';
 
 -- A detector with a transform scores, grades and expects as detect() with
