@@ -50,6 +50,8 @@ DATA_built = anomaly--$(EXTVERSION).sql $(UPDATE_SCRIPTS)
 # pg_regress tests (sql/NAME.sql, expected/NAME.out) and isolation tests
 # (specs/NAME.spec, expected/NAME.out).  ":=" matters: PGXS tests these with
 # ifdef, which must see an empty value when there are no files.
+# sql/include/*.sql are set-up files the tests read with \i (through
+# PG_ABS_SRCDIR, which pg_regress sets), not tests.
 REGRESS := $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 ISOLATION := $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 

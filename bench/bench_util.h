@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -36,7 +37,16 @@ cpu_seconds(void)
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
-
+/*
+ * Says how to call the program (its name argv0, then its options) and exits
+ * with status 2: every benchmark refuses bad arguments the same way.
+ */
+static inline void
+bench_usage(const char *argv0, const char *options)
+{
+	fprintf(stderr, "usage: %s %s\n", argv0, options);
+	exit(2);
+}
 
 /*
  * Reads the forest's options that the engine benchmarks share, --trees N,

@@ -65,6 +65,9 @@
 
 #define BATCH 1000
 
+/* The options, for bench_usage(). */
+#define USAGE "--dims D --shingle S --trees T --samples N --points P [--seed X] [--time-decay L] [--input FILE] [--grade] [--transform METHOD] [--compare-transform METHOD]"
+
 /*
  * One record through the forest alone, or through the grader too; through
  * the transform first when there is one.
@@ -341,7 +344,7 @@ main(int argc, char **argv)
 			continue;
 		}
 		if (v == NULL)
-			goto usage;
+			bench_usage(argv[0], USAGE);
 		if (bench_forest_option(&params, a, v))
 			;					/* read into params */
 		else if (strcmp(a, "--dims") == 0)
@@ -355,7 +358,7 @@ main(int argc, char **argv)
 		else if (strcmp(a, "--compare-transform") == 0)
 			compare = v;
 		else
-			goto usage;
+			bench_usage(argv[0], USAGE);
 		i++;
 	}
 	if (input != NULL)
@@ -376,7 +379,7 @@ main(int argc, char **argv)
 	if (compare != NULL)
 	{
 		if (input != NULL)
-			goto usage;
+			bench_usage(argv[0], USAGE);
 		return compare_transform(&params, &gparams, compare, points);
 	}
 	forest = rcf_create(&params, NULL);
@@ -460,8 +463,4 @@ done:
 	free(batches);
 	free(cpu_batches);
 	return 0;
-
-usage:
-	fprintf(stderr, "usage: %s --dims D --shingle S --trees T --samples N --points P [--seed X] [--time-decay L] [--input FILE] [--grade] [--transform METHOD] [--compare-transform METHOD]\n", argv[0]);
-	return 2;
 }

@@ -29,6 +29,9 @@
 #include "rcf/rcf.h"
 #include "bench_util.h"
 
+/* The options, for bench_usage(). */
+#define USAGE "[--keys K] [--batch B] [--rows R] [--warm W] [--trees T] [--samples N] [--shingle S] [--dims D]"
+
 /* Row i of key k: a level per key plus noise, as bench/detect.sh inserts. */
 static void
 make_row(double *rec, int dims, int k, uint64_t *s)
@@ -74,10 +77,10 @@ main(int argc, char **argv)
 		else if (strcmp(a, "--dims") == 0)
 			dims = atoi(v);
 		else
-			goto usage;
+			bench_usage(argv[0], USAGE);
 	}
 	if (argc % 2 == 0)
-		goto usage;
+		bench_usage(argv[0], USAGE);
 	params.dims = dims;
 	if (keys < 1 || batch < 1 || rows < 1 || warm < 0 ||
 		rcf_params_check(&params) != NULL)
@@ -129,8 +132,4 @@ main(int argc, char **argv)
 	free(forests);
 	free(rec);
 	return 0;
-
-usage:
-	fprintf(stderr, "usage: %s [--keys K] [--batch B] [--rows R] [--warm W] [--trees T] [--samples N] [--shingle S] [--dims D]\n", argv[0]);
-	return 2;
 }

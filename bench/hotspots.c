@@ -39,13 +39,8 @@ generate(double *p, int dims, bool clusters, uint64_t *s)
 	}
 }
 
-static void
-usage(const char *argv0)
-{
-	fprintf(stderr, "usage: %s --data clusters|uniform --dims D --window W --radius R --min M --points P [--seed X]\n",
-			argv0);
-	exit(2);
-}
+/* The options, for bench_usage(). */
+#define USAGE "--data clusters|uniform --dims D --window W --radius R --min M --points P [--seed X]"
 
 int
 main(int argc, char **argv)
@@ -68,7 +63,7 @@ main(int argc, char **argv)
 	for (int i = 1; i < argc; i++)
 	{
 		if (i + 1 >= argc)
-			usage(argv[0]);
+			bench_usage(argv[0], USAGE);
 		if (strcmp(argv[i], "--data") == 0)
 			clusters = strcmp(argv[++i], "clusters") == 0;
 		else if (strcmp(argv[i], "--dims") == 0)
@@ -84,7 +79,7 @@ main(int argc, char **argv)
 		else if (strcmp(argv[i], "--seed") == 0)
 			seed = strtoull(argv[++i], NULL, 10);
 		else
-			usage(argv[0]);
+			bench_usage(argv[0], USAGE);
 	}
 	if ((err = hotspots_params_check(&p)) != NULL)
 	{

@@ -34,6 +34,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +65,62 @@ typedef struct Options
 	RcfParams	params;
 	RcfGraderParams grader;
 } Options;
+
+/* The options that are a number, and the field of Options each sets. */
+typedef enum NumberKind
+{
+	NUMBER_INT,
+	NUMBER_DOUBLE,
+	NUMBER_UINT64
+} NumberKind;
+
+typedef struct NumberOption
+{
+	const char *name;
+	NumberKind	kind;
+	size_t		offset;			/* of the field in Options */
+} NumberOption;
+
+static const NumberOption number_options[] = {
+	{"--dow", NUMBER_DOUBLE, offsetof(Options, dow)},
+	{"--diff", NUMBER_INT, offsetof(Options, diff)},
+	{"--extra", NUMBER_INT, offsetof(Options, extra)},
+	{"--transform-decay", NUMBER_DOUBLE, offsetof(Options, transform_decay)},
+	{"--transform-clip", NUMBER_DOUBLE, offsetof(Options, transform_clip)},
+	{"--tod", NUMBER_DOUBLE, offsetof(Options, tod)},
+	{"--nms", NUMBER_INT, offsetof(Options, nms)},
+	{"--zfloor", NUMBER_DOUBLE, offsetof(Options, zfloor)},
+	{"--shingle", NUMBER_INT, offsetof(Options, params.shingle_size)},
+	{"--trees", NUMBER_INT, offsetof(Options, params.number_of_trees)},
+	{"--samples", NUMBER_INT, offsetof(Options, params.sample_size)},
+	{"--time-decay", NUMBER_DOUBLE, offsetof(Options, params.time_decay)},
+	{"--seed", NUMBER_UINT64, offsetof(Options, params.seed)},
+};
+
+/*
+ * Reads option a, with value v, into its field of o when it is one of
+ * number_options: true if it is.
+ */
+static bool
+read_number_option(Options *o, const char *a, const char *v)
+{
+	for (size_t i = 0; i < sizeof(number_options) / sizeof(number_options[0]); i++)
+	{
+		const NumberOption *n = &number_options[i];
+		char	   *field = (char *) o + n->offset;
+
+		if (strcmp(a, n->name) != 0)
+			continue;
+		if (n->kind == NUMBER_INT)
+			*(int *) field = atoi(v);
+		else if (n->kind == NUMBER_DOUBLE)
+			*(double *) field = atof(v);
+		else
+			*(uint64_t *) field = strtoull(v, NULL, 10);
+		return true;
+	}
+	return false;
+}
 
 /* A data file in memory: its timestamps and its value columns. */
 typedef struct Series
@@ -451,12 +509,6 @@ main(int argc, char **argv)
 		else if (!strcmp(a, "--mode"))
 			o.grade = !strcmp(v, "grade") ? 1 : !strcmp(v, "z") ? 2 :
 				!strcmp(v, "gnms") ? 3 : !strcmp(v, "score") ? 4 : 0;
-		else if (!strcmp(a, "--dow"))
-			o.dow = atof(v);
-		else if (!strcmp(a, "--diff"))
-			o.diff = atoi(v);
-		else if (!strcmp(a, "--extra"))
-			o.extra = atoi(v);
 		else if (!strcmp(a, "--extra-kind"))
 			o.extra_nab = !strcmp(v, "nab");
 		else if (!strcmp(a, "--extra-units"))
@@ -470,26 +522,8 @@ main(int argc, char **argv)
 				return 2;
 			}
 		}
-		else if (!strcmp(a, "--transform-decay"))
-			o.transform_decay = atof(v);
-		else if (!strcmp(a, "--transform-clip"))
-			o.transform_clip = atof(v);
-		else if (!strcmp(a, "--tod"))
-			o.tod = atof(v);
-		else if (!strcmp(a, "--nms"))
-			o.nms = atoi(v);
-		else if (!strcmp(a, "--zfloor"))
-			o.zfloor = atof(v);
-		else if (!strcmp(a, "--shingle"))
-			o.params.shingle_size = atoi(v);
-		else if (!strcmp(a, "--trees"))
-			o.params.number_of_trees = atoi(v);
-		else if (!strcmp(a, "--samples"))
-			o.params.sample_size = atoi(v);
-		else if (!strcmp(a, "--time-decay"))
-			o.params.time_decay = atof(v);
-		else if (!strcmp(a, "--seed"))
-			o.params.seed = strtoull(v, NULL, 10);
+		else if (read_number_option(&o, a, v))
+			;					/* read into its field */
 		else if (rcf_grader_set_option(&o.grader, a + 2, v) != 0)
 		{
 			fprintf(stderr, "unknown option %s\n", a);

@@ -10,10 +10,10 @@ RESET client_min_messages;
 \set SHOW_CONTEXT never
 
 ALTER SYSTEM SET anomaly.credential_bindings = 'sec_hook=http://127.0.0.1:9/hooks/ https://alerts.example.com:8443/in; sec_url=https://hooks.example.com/';
-ALTER SYSTEM SET anomaly.allowed_destination_hosts = '127.0.0.1, ::1';
 ALTER SYSTEM SET anomaly.credentials = 'sec_hook=Sup3rS3cretHookValue; sec_url=https://evil.example.net/x';
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.5);
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set allow_loopback :abs_srcdir '/sql/include/allow_loopback.sql'
+\i :allow_loopback
 SELECT current_setting('anomaly.credential_bindings') <> '' AS bindings_loaded;
 
 CREATE ROLE regress_sec_adm IN ROLE anomaly_admin;

@@ -31,6 +31,18 @@ BEGIN
 		EXECUTE pg_catalog.format('ALTER ROLE %I SUPERUSER', planter);
 	END IF;
 END $$;
+-- Plants an operator =(int8, int8) in schema s, owned by the role that calls
+-- this: it traps (dsec_trap) as what, for that role.
+CREATE PROCEDURE dsec_plant_eq(s name, what text) LANGUAGE plpgsql AS $plant$
+BEGIN
+	EXECUTE pg_catalog.format($f$CREATE FUNCTION %I.eq(a int8, b int8) RETURNS bool LANGUAGE plpgsql AS $b$
+BEGIN
+	PERFORM public.dsec_trap(%L, %L);
+	RETURN a OPERATOR(pg_catalog.=) b;
+END $b$$f$, s, what, current_user);
+	EXECUTE pg_catalog.format('CREATE OPERATOR %I.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = %I.eq)',
+		s, s);
+END $plant$;
 CREATE VIEW dsec_report AS
 SELECT what, CASE WHEN super THEN 'A SUPERUSER' ELSE who::text END AS ran_as, count(*) AS calls
 FROM dsec_seen GROUP BY 1, 2 ORDER BY 1, 2;
@@ -52,12 +64,7 @@ BEGIN
 	PERFORM pg_catalog.set_config('application_name', 'planted', false);
 	RETURN v;
 END $$;
-CREATE FUNCTION dsec_a.eq(a int8, b int8) RETURNS bool LANGUAGE plpgsql AS $$
-BEGIN
-	PERFORM public.dsec_trap('operator', 'dsec_adm');
-	RETURN a OPERATOR(pg_catalog.=) b;
-END $$;
-CREATE OPERATOR dsec_a.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = dsec_a.eq);
+CALL dsec_plant_eq('dsec_a', 'operator');
 SELECT anomaly.create_detector('dsec_leak', 'public.dsec_src', ARRAY['dsec_a.leak(v)'],
 	options => '{"number_of_trees": 5, "sub_sample_size": 10}');
 RESET ROLE;
@@ -96,12 +103,7 @@ ALTER TABLE dsec_o.dest OWNER TO dsec_owner1;
 SET ROLE dsec_owner1;
 GRANT USAGE ON SCHEMA dsec_o TO dsec_adm;
 GRANT INSERT ON dsec_o.dest TO dsec_adm;
-CREATE FUNCTION dsec_o.eq(a int8, b int8) RETURNS bool LANGUAGE plpgsql AS $$
-BEGIN
-	PERFORM public.dsec_trap('owner1 operator', 'dsec_owner1');
-	RETURN a OPERATOR(pg_catalog.=) b;
-END $$;
-CREATE OPERATOR dsec_o.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = dsec_o.eq);
+CALL dsec_plant_eq('dsec_o', 'owner1 operator');
 CREATE FUNCTION dsec_o.plant() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM public.dsec_record(TG_WHEN || ' trigger');
@@ -227,6 +229,7 @@ SET client_min_messages = warning;
 DROP VIEW dsec_report, dsec_escalated;
 DROP TABLE dsec_src, dsec_seen CASCADE;
 DROP FUNCTION dsec_trap(text, name), dsec_record(text);
+DROP PROCEDURE dsec_plant_eq(name, text);
 DROP SCHEMA dsec_a, dsec_o CASCADE;
 DROP OWNED BY dsec_adm, dsec_adm2, dsec_owner1;
 DROP ROLE dsec_adm, dsec_adm2, dsec_owner1;

@@ -1,12 +1,7 @@
 -- Graded anomalies: detect() over a window and rcf_detect() on stored models.
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS anomaly;
-RESET client_min_messages;
-SET extra_float_digits = 0;
-
--- Deterministic noise in [-0.5, 0.5).
-CREATE FUNCTION noise(i integer) RETURNS double precision
-LANGUAGE sql IMMUTABLE AS $$ SELECT ((hashint4(i)::bigint & 65535) / 65536.0) - 0.5 $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set noise_setup :abs_srcdir '/sql/include/noise_setup.sql'
+\i :noise_setup
 
 -- Three kinds of change, each after 2000 points of noise: a spike at 2500,
 -- a level shift from 3000, a change of variance from 4000.

@@ -5,17 +5,15 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS anomaly;
 RESET client_min_messages;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set try_sql :abs_srcdir '/sql/include/try_sql.sql'
+\i :try_sql
 
+-- Reads text input as an anomaly.rcf: 'accepted', or the error.
 CREATE FUNCTION try_model(input text, OUT state text, OUT message text, OUT detail text)
-LANGUAGE plpgsql AS $$
-BEGIN
-	PERFORM input::anomaly.rcf;
-	state := '00000';
-	message := 'accepted';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-		detail = PG_EXCEPTION_DETAIL;
-END;
+LANGUAGE sql AS $$
+SELECT state, coalesce(message, 'accepted'), detail
+FROM try_sql(pg_catalog.format('SELECT %L::text::anomaly.rcf', input))
 $$;
 
 CREATE TABLE corpus (what text, input text);

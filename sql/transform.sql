@@ -1,52 +1,37 @@
 -- Transforms (issue 13): detect(), the KDA window functions, rcf_train and
 -- stored models with transform => 'none' | 'weighted' | 'subtract_ma' |
 -- 'difference' | 'normalize' | 'normalize_difference'.
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS anomaly;
-RESET client_min_messages;
-SET extra_float_digits = 0;
-
--- Deterministic noise (grading.sql has its own noise()) in [-0.5, 0.5).
-CREATE FUNCTION tf_noise(i integer) RETURNS double precision
-LANGUAGE sql IMMUTABLE AS $$ SELECT ((hashint4(i)::bigint & 65535) / 65536.0) - 0.5 $$;
-
--- The SQLSTATE, message and hint of a statement.
-CREATE FUNCTION try_sql(q text, OUT state text, OUT message text, OUT hint text)
-LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-	state := '00000';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-		hint = PG_EXCEPTION_HINT;
-END;
-$$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set noise_setup :abs_srcdir '/sql/include/noise_setup.sql'
+\i :noise_setup
+\set try_sql :abs_srcdir '/sql/include/try_sql.sql'
+\i :try_sql
 
 -- Four features in other units: a (the signal, a spike of 4 at 2000), b in
 -- millions, c constant, d in thousandths.
 CREATE TABLE mixed AS
-SELECT t, tf_noise(t) + CASE WHEN t = 2000 THEN 4 ELSE 0 END AS a,
-       1e6 + 1000 * tf_noise(t + 100000) AS b,
+SELECT t, noise(t) + CASE WHEN t = 2000 THEN 4 ELSE 0 END AS a,
+       1e6 + 1000 * noise(t + 100000) AS b,
        5.0::float8 AS c,
-       0.001 * tf_noise(t + 200000) AS d
+       0.001 * noise(t + 200000) AS d
 FROM generate_series(1, 2500) t;
 
 -- Bad parameters: clear errors.
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'Normalize') OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'log') OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => NULL) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'normalize', transform_decay => 0) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'normalize', transform_decay => 'NaN') OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0, 2.0], transform => 'weighted', transform_weights => ARRAY[1.0]) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY[-1.0]) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY['NaN'::float8]) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY[NULL::float8]) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'none', transform_weights => ARRAY[2.0]) OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.random_cut_forest(ARRAY[1.0], transform => 'nope') OVER (ORDER BY 1)$$)).*;
-SELECT (try_sql($$SELECT anomaly.rcf_train(ARRAY[1.0], 10, 10, 100, 1, 1, 'nope')$$)).*;
-SELECT (try_sql($$SELECT anomaly.rcf_train(ARRAY[1.0], 10, 10, 100, 1, 1, 'normalize', 1.5)$$)).*;
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'Normalize') OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'log') OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => NULL) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'normalize', transform_decay => 0) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'normalize', transform_decay => 'NaN') OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0, 2.0], transform => 'weighted', transform_weights => ARRAY[1.0]) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY[-1.0]) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY['NaN'::float8]) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'weighted', transform_weights => ARRAY[NULL::float8]) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY[1.0], transform => 'none', transform_weights => ARRAY[2.0]) OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.random_cut_forest(ARRAY[1.0], transform => 'nope') OVER (ORDER BY 1)$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.rcf_train(ARRAY[1.0], 10, 10, 100, 1, 1, 'nope')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.rcf_train(ARRAY[1.0], 10, 10, 100, 1, 1, 'normalize', 1.5)$$);
 -- A NaN value is refused with or without a transform.
-SELECT (try_sql($$SELECT anomaly.detect(ARRAY['NaN'::float8], transform => 'normalize') OVER (ORDER BY 1)$$)).*;
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.detect(ARRAY['NaN'::float8], transform => 'normalize') OVER (ORDER BY 1)$$);
 
 -- The defaults, bit for bit: detect()'s are those the validation protocol
 -- chose (bench/README.md), every parameter given explicitly below; the KDA
@@ -179,12 +164,12 @@ FROM old_model;
 
 -- Detectors: the transform options, checked when the detector is created.
 CREATE TABLE tf_src (id bigserial PRIMARY KEY, k int, a float8, b float8);
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "Normalize"}')$$)).*;
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": 1}')$$)).*;
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "normalize", "transform_decay": 2}')$$)).*;
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a', 'b'], options => '{"transform": "weighted", "transform_weights": [1]}')$$)).*;
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "weighted", "transform_weights": ["x"]}')$$)).*;
-SELECT (try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "none", "transform_weights": [2]}')$$)).*;
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "Normalize"}')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": 1}')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "normalize", "transform_decay": 2}')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a', 'b'], options => '{"transform": "weighted", "transform_weights": [1]}')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "weighted", "transform_weights": ["x"]}')$$);
+SELECT state, message, hint FROM try_sql($$SELECT anomaly.create_detector('tf_bad', 'tf_src', ARRAY['a'], options => '{"transform": "none", "transform_weights": [2]}')$$);
 SELECT count(*) AS created FROM anomaly.detectors WHERE name = 'tf_bad';
 
 -- A detector with a transform scores, grades and expects as detect() with
@@ -195,10 +180,10 @@ SELECT anomaly.create_detector('tf_det', 'tf_src', ARRAY['a', 'b'], partition_by
 SELECT options -> 'transform' AS transform, options -> 'transform_decay' AS decay,
        options -> 'transform_weights' AS weights
 FROM anomaly.detectors WHERE name = 'tf_det';
-INSERT INTO tf_src (k, a, b) SELECT t % 2, tf_noise(t), 1e6 + 1000 * tf_noise(t + 7) FROM generate_series(1, 300) t;
+INSERT INTO tf_src (k, a, b) SELECT t % 2, noise(t), 1e6 + 1000 * noise(t + 7) FROM generate_series(1, 300) t;
 SELECT anomaly.process('tf_det') AS consumed;
 INSERT INTO tf_src (k, a, b) VALUES (0, 5, 1e6), (1, 0, 1e6 + 8000), (0, 5, 5);
-INSERT INTO tf_src (k, a, b) SELECT t % 2, tf_noise(t + 1000), 1e6 + 1000 * tf_noise(t + 2000) FROM generate_series(1, 100) t;
+INSERT INTO tf_src (k, a, b) SELECT t % 2, noise(t + 1000), 1e6 + 1000 * noise(t + 2000) FROM generate_series(1, 100) t;
 SELECT anomaly.process('tf_det') AS consumed;
 SELECT count(*) AS compared,
 	count(*) FILTER (WHERE s.anomaly_score IS DISTINCT FROM w.score) AS different,
@@ -240,4 +225,4 @@ SELECT options -> 'transform' AS transform, options -> 'transform_decay' AS deca
 FROM anomaly.detectors WHERE name = 'tf_old';
 SELECT anomaly.drop_detector('tf_old');
 DROP TABLE mixed, mt, old_model, tf_src;
-DROP FUNCTION tf_noise(integer), try_sql(text);
+DROP FUNCTION noise(integer), try_sql(text);

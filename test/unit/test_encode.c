@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "forests.h"
 #include "noise.h"
 #include "unit.h"
 #include "rcf/rcf.h"
@@ -33,15 +34,10 @@ static RcfForest *
 trained_forest(int dims, int shingle, int trees, int samples, long n,
 			   uint64_t *s, int dup_every)
 {
-	RcfParams	p;
-	RcfForest  *f;
+	RcfParams	p = forest_params(dims, shingle, trees, samples);
+	RcfForest  *f = rcf_create(&p, NULL);
 	double		rec[8];
 
-	rcf_params_default(&p, dims);
-	p.shingle_size = shingle;
-	p.number_of_trees = trees;
-	p.sample_size = samples;
-	f = rcf_create(&p, NULL);
 	for (long i = 0; i < n; i++)
 	{
 		record(rec, dims, i, s, dup_every > 0 && i % dup_every == 0);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "forests.h"
 #include "noise.h"
 #include "unit.h"
 #include "rcf/rcf.h"
@@ -20,6 +21,42 @@ typedef struct Run
 	int			sustained;		/* firings by the CUSUM */
 } Run;
 
+/* A forest and a grader over it, fed together. */
+typedef struct Graded
+{
+	RcfForest  *forest;
+	RcfGrader  *grader;
+} Graded;
+
+/* The forest of p, and a grader of gp over it. */
+static Graded
+graded_create(const RcfParams *p, const RcfGraderParams *gp)
+{
+	Graded		t;
+
+	t.forest = rcf_create(p, NULL);
+	t.grader = rcf_grader_create(gp, p, NULL);
+	return t;
+}
+
+/* Grades the one-value record x, and learns it. */
+static RcfGrade
+graded_feed(Graded *t, double x)
+{
+	RcfGrade	grade;
+
+	rcf_grader_process(t->grader, t->forest, &x, true, &grade, NULL);
+	return grade;
+}
+
+/* Frees the grader, then its forest. */
+static void
+graded_free(Graded *t)
+{
+	rcf_grader_free(t->grader);
+	rcf_free(t->forest);
+}
+
 /*
  * Feeds n points of Gaussian noise whose level moves by shift deviations
  * at point change: no single value of the new level stands out, but the
@@ -29,28 +66,21 @@ typedef struct Run
 static Run
 run_stream(int n, int change, double shift, double h, uint64_t seed)
 {
-	RcfParams	p;
+	RcfParams	p = forest_params(1, 4, 50, 256);
 	RcfGraderParams gp;
-	RcfForest  *f;
-	RcfGrader  *g;
+	Graded		t;
 	uint64_t	s = seed;
 	Run			r = {0, -1, 0};
 
-	rcf_params_default(&p, 1);
-	p.number_of_trees = 50;
-	p.shingle_size = 4;
 	p.seed = seed;
 	rcf_grader_params_default(&gp);
 	gp.z_factor = 6.0;
 	gp.cusum_threshold = h;
-	f = rcf_create(&p, NULL);
-	g = rcf_grader_create(&gp, &p, NULL);
+	t = graded_create(&p, &gp);
 	for (int i = 0; i < n; i++)
 	{
-		RcfGrade	grade;
-		double		x = (i >= change ? shift : 0.0) + gauss(&s);
+		RcfGrade	grade = graded_feed(&t, (i >= change ? shift : 0.0) + gauss(&s));
 
-		rcf_grader_process(g, f, &x, true, &grade, NULL);
 		if (!grade.is_anomaly)
 			continue;
 		if (i < change)
@@ -59,8 +89,7 @@ run_stream(int n, int change, double shift, double h, uint64_t seed)
 			r.first_after = i - change;
 		r.sustained += grade.sustained;
 	}
-	rcf_grader_free(g);
-	rcf_free(f);
+	graded_free(&t);
 	return r;
 }
 
@@ -107,23 +136,17 @@ test_stationary_rate(void)
 	int			fired = 0,
 				sustained = 0,
 				bad = 0;
-	RcfParams	p;
+	RcfParams	p = forest_params(1, 1, 50, 256);
 	RcfGraderParams gp;
-	RcfForest  *f;
-	RcfGrader  *g;
+	Graded		t;
 	uint64_t	s = 77;
 
-	rcf_params_default(&p, 1);
-	p.number_of_trees = 50;
 	rcf_grader_params_default(&gp);
-	f = rcf_create(&p, NULL);
-	g = rcf_grader_create(&gp, &p, NULL);
+	t = graded_create(&p, &gp);
 	for (int i = 0; i < n; i++)
 	{
-		RcfGrade	grade;
-		double		x = gauss(&s);
+		RcfGrade	grade = graded_feed(&t, gauss(&s));
 
-		rcf_grader_process(g, f, &x, true, &grade, NULL);
 		fired += grade.is_anomaly;
 		sustained += grade.sustained && grade.is_anomaly;
 		bad += !(grade.grade >= 0.0 && grade.grade <= 1.0 &&
@@ -132,8 +155,7 @@ test_stationary_rate(void)
 	UNIT_OK(bad == 0, "grades lie in [0, 1], above 0 exactly when firing (%d exceptions)", bad);
 	UNIT_OK(fired <= n / 100, "stationary noise: %d firings in %d points (%d by the CUSUM)",
 			fired, n, sustained);
-	rcf_grader_free(g);
-	rcf_free(f);
+	graded_free(&t);
 }
 
 /*
@@ -144,9 +166,9 @@ test_stationary_rate(void)
 static void
 test_set_params(void)
 {
-	RcfParams	p;
+	RcfParams	p = forest_params(1, 1, 30, 256);
 	RcfGraderParams gp;
-	RcfForest  *f;
+	Graded		t;
 	RcfGrader  *g;
 	RcfGrade	r3,
 				r4,
@@ -155,36 +177,31 @@ test_set_params(void)
 	uint64_t	s = 5;
 	double		x = 0.0;
 
-	rcf_params_default(&p, 1);
-	p.number_of_trees = 30;
 	rcf_grader_params_default(&gp);
-	f = rcf_create(&p, NULL);
-	g = rcf_grader_create(&gp, &p, NULL);
+	t = graded_create(&p, &gp);
+	g = t.grader;
 	for (int i = 0; i < 3000; i++)
 	{
-		RcfGrade	grade;
-
 		x = gauss(&s);
-		rcf_grader_process(g, f, &x, true, &grade, NULL);
+		graded_feed(&t, x);
 	}
-	rcf_grader_assess(g, f, &x, &r3, NULL);
+	rcf_grader_assess(g, t.forest, &x, &r3, NULL);
 	gp.z_factor = 4.0;
 	UNIT_OK(rcf_grader_set_params(g, &gp) == NULL, "z_factor 4 accepted");
-	rcf_grader_assess(g, f, &x, &r4, NULL);
+	rcf_grader_assess(g, t.forest, &x, &r4, NULL);
 	gp.z_factor = 5.0;
 	UNIT_OK(rcf_grader_set_params(g, &gp) == NULL, "z_factor 5 accepted");
-	rcf_grader_assess(g, f, &x, &r5, NULL);
+	rcf_grader_assess(g, t.forest, &x, &r5, NULL);
 	UNIT_OK(r4.threshold > r3.threshold &&
 			fabs((r5.threshold - r4.threshold) - (r4.threshold - r3.threshold)) < 1e-9,
 			"the threshold moves linearly with z_factor (%.6f, %.6f, %.6f)",
 			r3.threshold, r4.threshold, r5.threshold);
 	gp.z_factor = -1.0;
 	UNIT_OK(rcf_grader_set_params(g, &gp) != NULL, "a negative z_factor is refused");
-	rcf_grader_assess(g, f, &x, &again, NULL);
+	rcf_grader_assess(g, t.forest, &x, &again, NULL);
 	UNIT_OK(again.threshold == r5.threshold, "and changes nothing");
 	UNIT_OK(rcf_grader_params(g)->z_factor == 5.0, "the grader keeps z_factor 5");
-	rcf_grader_free(g);
-	rcf_free(f);
+	graded_free(&t);
 }
 
 /*
@@ -195,33 +212,26 @@ test_set_params(void)
 static bool
 spike_caught(int at, int warmup, uint64_t seed)
 {
-	RcfParams	p;
+	RcfParams	p = forest_params(1, 8, 100, 256);
 	RcfGraderParams gp;
-	RcfForest  *f;
-	RcfGrader  *g;
+	Graded		t;
 	uint64_t	s = seed;
 	bool		caught = false;
 
-	rcf_params_default(&p, 1);
-	p.shingle_size = 8;
 	p.seed = seed;
 	rcf_grader_params_default(&gp);
 	gp.z_factor = 4.0;
 	if (warmup >= 0)
 		gp.warmup = warmup;
-	f = rcf_create(&p, NULL);
-	g = rcf_grader_create(&gp, &p, NULL);
+	t = graded_create(&p, &gp);
 	for (int i = 0; i < at + 5; i++)
 	{
-		RcfGrade	grade;
-		double		x = 100.0 + gauss(&s) + (i == at ? 8.0 : 0.0);
+		RcfGrade	grade = graded_feed(&t, 100.0 + gauss(&s) + (i == at ? 8.0 : 0.0));
 
-		rcf_grader_process(g, f, &x, true, &grade, NULL);
 		if (i >= at && grade.is_anomaly)
 			caught = true;
 	}
-	rcf_grader_free(g);
-	rcf_free(f);
+	graded_free(&t);
 	return caught;
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "counting_alloc.h"
+#include "forests.h"
 #include "noise.h"
 #include "unit.h"
 #include "rcf/rcf.h"
@@ -191,19 +192,11 @@ test_model_ranges(void)
 static void
 test_peek(void)
 {
-	RcfParams	p,
-				q;
-	RcfForest  *f;
+	RcfParams	q;
+	RcfForest  *f = make_forest(2, 3, 7, 20, 555, 12345);
 	uint8_t    *buf;
 	size_t		len;
 
-	rcf_params_default(&p, 2);
-	p.shingle_size = 3;
-	p.number_of_trees = 7;
-	p.sample_size = 20;
-	p.time_decay = 555;
-	p.seed = 12345;
-	f = rcf_create(&p, NULL);
 	len = rcf_encoded_size(f);
 	buf = malloc(len);
 	rcf_encode(f, buf, len);

@@ -5,37 +5,20 @@
 #include <stdlib.h>
 
 #include "counting_alloc.h"
+#include "forests.h"
 #include "noise.h"
 #include "unit.h"
 #include "rcf/rcf.h"
 #include "rcf/rcf_internal.h"
 
-static RcfForest *
-make_forest(int dims, int shingle, int trees, int samples, double decay,
-			uint64_t seed)
-{
-	RcfParams	p;
-
-	rcf_params_default(&p, dims);
-	p.shingle_size = shingle;
-	p.number_of_trees = trees;
-	p.sample_size = samples;
-	p.time_decay = decay;
-	p.seed = seed;
-	return rcf_create(&p, NULL);
-}
-
 /* Scores that a hand calculation gives for tiny trees. */
 static void
 test_exact_scores(void)
 {
-	RcfParams	p;
+	RcfParams	p = forest_params(1, 1, 1, 4);
 	RcfForest  *f;
 	double		x;
 
-	rcf_params_default(&p, 1);
-	p.number_of_trees = 1;
-	p.sample_size = 4;
 	p.output_after = 1;
 	f = rcf_create(&p, NULL);
 
@@ -330,8 +313,8 @@ test_params(void)
 static void
 test_bytes(void)
 {
-	RcfParams	p;
-	RcfForest  *f;
+	RcfParams	p = forest_params(1, 8, 50, 256);
+	RcfForest  *f = rcf_create(&p, NULL);
 	double		rec[1];
 	size_t		peak = 0;
 	bool		sound = true;
@@ -339,10 +322,6 @@ test_bytes(void)
 	bool		compacted = false;
 	uint32_t	prev_used = 0;
 
-	rcf_params_default(&p, 1);
-	p.shingle_size = 8;
-	p.number_of_trees = 50;
-	f = rcf_create(&p, NULL);
 	UNIT_OK(f != NULL && f->shared && f->trees[0].points == NULL &&
 			rcf_bytes(f) == rcf_arena_size(&p) + rcf_store_block_size(&p, f->rec_cap),
 			"rcf_bytes reports the arena and the store (%zu bytes)", f ? rcf_bytes(f) : 0);
@@ -403,19 +382,14 @@ test_reserve(void)
 {
 	CountingAlloc c = {0};
 	RcfAllocator a = {counting_alloc, counting_free, &c};
-	RcfParams	p;
-	RcfForest  *f;
+	RcfParams	p = forest_params(2, 4, 20, 64);
+	RcfForest  *f = rcf_create(&p, &a);
 	double		rec[2];
 	int			quiet_runs = 0;
 	bool		none = true;
 	bool		refused = false;
 	bool		unchanged = true;
 
-	rcf_params_default(&p, 2);
-	p.shingle_size = 4;
-	p.number_of_trees = 20;
-	p.sample_size = 64;
-	f = rcf_create(&p, &a);
 	for (long i = 0; i < 30000 && f; i += 700)
 	{
 		int			before;
