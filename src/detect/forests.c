@@ -73,13 +73,23 @@ RoundPlans	detect_plans;
 #define BATCH_FORESTS	256
 #define BATCH_BYTES		(8 * 1024 * 1024)
 
+/*
+ * Keys of one detector's forests held for the current transaction: the
+ * batch of forests to store and the models read ahead.  What an error left
+ * belongs to an aborted transaction (lxid) and counts as empty.
+ */
+typedef struct KeySet
+{
+	MemoryContext cxt;			/* the keys and what they hold */
+	LocalTransactionId lxid;	/* of the transaction they belong to */
+	int64		detector_id;
+	HTAB	   *keys;			/* ForestKey first in each entry */
+} KeySet;
+
 typedef struct StoreBatch
 {
-	MemoryContext cxt;			/* everything below; reset when written */
-	LocalTransactionId lxid;	/* of the transaction the batch belongs to */
-	int64		detector_id;
+	KeySet		set;			/* reset when written */
 	char	   *detector_name;
-	HTAB	   *keys;			/* ForestKey entries: the keys in the batch */
 	int			n;
 	Size		bytes;
 	Datum		key[BATCH_FORESTS];
@@ -137,6 +147,37 @@ forest_key_table(const char *name, long size, Size entrysize, MemoryContext cxt)
 	ctl.hcxt = cxt;
 	return hash_create(name, size, &ctl,
 					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+/*
+ * Empties the key set that container (a struct of size bytes whose first
+ * member is a KeySet) holds, for this transaction; makes the container on
+ * first use (container NULL).  Returns the container.
+ */
+static void *
+keyset_reset(void *container, Size size, const char *name, long nkeys,
+			 Size entrysize)
+{
+	KeySet	   *set = container;
+
+	if (set == NULL)
+	{
+		set = MemoryContextAllocZero(TopMemoryContext, size);
+		set->cxt = AllocSetContextCreate(TopMemoryContext, "anomaly forest keys",
+										 ALLOCSET_DEFAULT_SIZES);
+	}
+	MemoryContextReset(set->cxt);
+	set->keys = forest_key_table(name, nkeys, entrysize, set->cxt);
+	set->lxid = MyProc->lxid;
+	set->detector_id = 0;
+	return set;
+}
+
+/* True when set holds keys of detector id in this transaction. */
+static bool
+keyset_current(const KeySet *set, int64 id)
+{
+	return set->lxid == MyProc->lxid && set->detector_id == id;
 }
 
 DetectorCache *
@@ -212,7 +253,7 @@ cache_clear(DetectorCache *dc)
 	dc->cxt = NULL;
 	memset(&dc->pool, 0, sizeof(dc->pool));
 	/* Forests waiting to be stored are as stale as those in memory. */
-	if (batch != NULL && batch->n > 0 && batch->detector_id == dc->id)
+	if (batch != NULL && batch->n > 0 && batch->set.detector_id == dc->id)
 		batch_reset();
 	dc->forests = NULL;
 	dlist_init(&dc->lru);
@@ -335,17 +376,8 @@ encode_forest(DetectorDef *def, ForestEntry *e)
 static void
 batch_reset(void)
 {
-	if (batch == NULL)
-	{
-		batch = MemoryContextAllocZero(TopMemoryContext, sizeof(StoreBatch));
-		batch->cxt = AllocSetContextCreate(TopMemoryContext, "anomaly forests to store",
-										   ALLOCSET_DEFAULT_SIZES);
-	}
-	MemoryContextReset(batch->cxt);
-	batch->keys = forest_key_table("anomaly forests to store", BATCH_FORESTS,
-								   sizeof(ForestKey), batch->cxt);
-	batch->lxid = MyProc->lxid;
-	batch->detector_id = 0;
+	batch = keyset_reset(batch, sizeof(StoreBatch), "anomaly forests to store",
+						 BATCH_FORESTS, sizeof(ForestKey));
 	batch->detector_name = NULL;
 	batch->n = 0;
 	batch->bytes = 0;
@@ -365,14 +397,14 @@ detect_store_batch(void)
 
 	if (batch == NULL || batch->n == 0)
 		return;
-	if (batch->lxid != MyProc->lxid)
+	if (batch->set.lxid != MyProc->lxid)
 	{
 		batch_reset();
 		return;
 	}
 	dims[0] = batch->n;
 	get_typlenbyvalalign(detect_plans.rcf_type, &typlen, &typbyval, &typalign);
-	args[0] = Int64GetDatum(batch->detector_id);
+	args[0] = Int64GetDatum(batch->set.detector_id);
 	args[1] = PointerGetDatum(construct_md_array(batch->key, batch->key_null, 1, dims, lbs,
 												 TEXTOID, -1, false, TYPALIGN_INT));
 	args[2] = PointerGetDatum(construct_md_array(batch->model, NULL, 1, dims, lbs,
@@ -397,8 +429,8 @@ detect_store_batch(void)
 static bool
 batch_has(const ForestKey *k)
 {
-	return batch != NULL && batch->n > 0 && batch->lxid == MyProc->lxid &&
-		hash_search(batch->keys, k, HASH_FIND, NULL) != NULL;
+	return batch != NULL && batch->n > 0 && batch->set.lxid == MyProc->lxid &&
+		hash_search(batch->set.keys, k, HASH_FIND, NULL) != NULL;
 }
 
 /* Stores entry's forest in detector_forests, in the batch. */
@@ -411,22 +443,22 @@ detect_store_forest(DetectorDef *def, ForestEntry *e)
 	bool		found;
 	struct varlena *model;
 
-	if (batch == NULL || batch->lxid != MyProc->lxid)
+	if (batch == NULL || batch->set.lxid != MyProc->lxid)
 		batch_reset();
 	/* A key stored twice in a batch would be one row updated twice. */
-	if (batch->n > 0 && (batch->detector_id != def->id || batch_has(&e->key)))
+	if (batch->n > 0 && (batch->set.detector_id != def->id || batch_has(&e->key)))
 		detect_store_batch();
-	old = MemoryContextSwitchTo(batch->cxt);
+	old = MemoryContextSwitchTo(batch->set.cxt);
 	if (batch->n == 0)
 	{
-		batch->detector_id = def->id;
+		batch->set.detector_id = def->id;
 		batch->detector_name = pstrdup(def->name);
 	}
 	model = palloc(VARHDRSZ + size);
 	memcpy(model, encode_buf, VARHDRSZ + size);
 	k.isnull = e->key.isnull;
 	k.str = k.isnull ? NULL : pstrdup(e->key.str);
-	(void) hash_search(batch->keys, &k, HASH_ENTER, &found);
+	(void) hash_search(batch->set.keys, &k, HASH_ENTER, &found);
 	batch->key[batch->n] = k.isnull ? (Datum) 0 : CStringGetTextDatum(k.str);
 	batch->key_null[batch->n] = k.isnull;
 	batch->model[batch->n] = PointerGetDatum(model);
@@ -508,10 +540,7 @@ typedef struct PrefetchEntry
 
 typedef struct Prefetch
 {
-	MemoryContext cxt;			/* the entries; reset with each read */
-	LocalTransactionId lxid;
-	int64		detector_id;
-	HTAB	   *entries;
+	KeySet		set;			/* PrefetchEntry; reset with each read */
 	double		avg_bytes;		/* of the models read so far, to size reads */
 } Prefetch;
 
@@ -521,18 +550,12 @@ static Prefetch *prefetch = NULL;
 static void
 read_ahead_reset(void)
 {
-	if (prefetch == NULL)
-	{
-		prefetch = MemoryContextAllocZero(TopMemoryContext, sizeof(Prefetch));
-		prefetch->cxt = AllocSetContextCreate(TopMemoryContext, "anomaly forests read ahead",
-											  ALLOCSET_DEFAULT_SIZES);
+	bool		first = (prefetch == NULL);
+
+	prefetch = keyset_reset(prefetch, sizeof(Prefetch), "anomaly forests read ahead",
+							256, sizeof(PrefetchEntry));
+	if (first)
 		prefetch->avg_bytes = 4096.0;
-	}
-	MemoryContextReset(prefetch->cxt);
-	prefetch->entries = forest_key_table("anomaly forests read ahead", 256,
-										 sizeof(PrefetchEntry), prefetch->cxt);
-	prefetch->lxid = MyProc->lxid;
-	prefetch->detector_id = 0;
 }
 
 /* Drops what was read ahead, if anything was (the end of a round's scoring). */
@@ -554,16 +577,15 @@ prefetch_take(DetectorDef *def, const ForestKey *k, struct varlena **model,
 {
 	PrefetchEntry *pe;
 
-	if (prefetch == NULL || prefetch->lxid != MyProc->lxid ||
-		prefetch->detector_id != def->id)
+	if (prefetch == NULL || !keyset_current(&prefetch->set, def->id))
 		return false;
-	pe = hash_search(prefetch->entries, k, HASH_FIND, NULL);
+	pe = hash_search(prefetch->set.keys, k, HASH_FIND, NULL);
 	if (pe == NULL)
 		return false;
 	*model = pe->model;
 	*seq = pe->seq;
 	*pos = pe->pos;
-	(void) hash_search(prefetch->entries, k, HASH_REMOVE, NULL);
+	(void) hash_search(prefetch->set.keys, k, HASH_REMOVE, NULL);
 	return true;
 }
 
@@ -586,9 +608,9 @@ detect_read_ahead(DetectorCache *dc, DetectorDef *def, RowResult *res,
 	MemoryContext old;
 
 	read_ahead_reset();
-	prefetch->detector_id = def->id;
+	prefetch->set.detector_id = def->id;
 	want = (int) Max(1.0, Min((double) BATCH_FORESTS, BATCH_BYTES / prefetch->avg_bytes));
-	old = MemoryContextSwitchTo(prefetch->cxt);
+	old = MemoryContextSwitchTo(prefetch->set.cxt);
 	keys = palloc(sizeof(Datum) * want);
 	for (int64 o = from; o < n && nkeys < want; o++)
 	{
@@ -604,7 +626,7 @@ detect_read_ahead(DetectorCache *dc, DetectorDef *def, RowResult *res,
 		if (hash_search(dc->forests, &k, HASH_FIND, NULL) != NULL || batch_has(&k))
 			continue;
 		k.str = pstrdup(k.str);
-		pe = hash_search(prefetch->entries, &k, HASH_ENTER, &found);
+		pe = hash_search(prefetch->set.keys, &k, HASH_ENTER, &found);
 		pe->model = NULL;
 		pe->seq = 0;
 		pe->pos = 0;
@@ -622,7 +644,7 @@ detect_read_ahead(DetectorCache *dc, DetectorDef *def, RowResult *res,
 	{
 		double		bytes = 0.0;
 
-		old = MemoryContextSwitchTo(prefetch->cxt);
+		old = MemoryContextSwitchTo(prefetch->set.cxt);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			bool		isnull;
@@ -631,7 +653,7 @@ detect_read_ahead(DetectorCache *dc, DetectorDef *def, RowResult *res,
 
 			k.str = TextDatumGetCString(detect_spi_value(i, 1, &isnull));
 			k.isnull = false;
-			pe = hash_search(prefetch->entries, &k, HASH_FIND, NULL);
+			pe = hash_search(prefetch->set.keys, &k, HASH_FIND, NULL);
 			if (pe == NULL)
 				elog(ERROR, "detector \"%s\" read a forest it did not ask for", def->name);
 			pe->model = pg_detoast_datum_copy((struct varlena *) DatumGetPointer(detect_spi_value(i, 2, &isnull)));
@@ -653,9 +675,8 @@ detect_forest_unread(DetectorCache *dc, DetectorDef *def, const char *key)
 
 	if (hash_search(dc->forests, &k, HASH_FIND, NULL) != NULL)
 		return false;
-	return prefetch == NULL || prefetch->lxid != MyProc->lxid ||
-		prefetch->detector_id != def->id ||
-		hash_search(prefetch->entries, &k, HASH_FIND, NULL) == NULL;
+	return prefetch == NULL || !keyset_current(&prefetch->set, def->id) ||
+		hash_search(prefetch->set.keys, &k, HASH_FIND, NULL) == NULL;
 }
 
 /*

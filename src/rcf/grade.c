@@ -28,6 +28,7 @@
  * single-score test be stricter (fewer false positives); see
  * docs/sql-reference.md.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -428,18 +429,25 @@ rcf_grader_encoded_size(const RcfGrader *g)
  * f64 cusum_drift, cusum_threshold, cusum; f64 ring[ring_fill].  The older
  * kind RCF_SECTION_GRADER_V1 lacks the three cusum fields.
  */
+
+/* The parameters the section starts with, doubles, in their order. */
+static const size_t grader_f64_params[] = {
+	offsetof(RcfGraderParams, z_factor),
+	offsetof(RcfGraderParams, score_floor),
+	offsetof(RcfGraderParams, horizon),
+	offsetof(RcfGraderParams, ignore_above),
+	offsetof(RcfGraderParams, ignore_below),
+	offsetof(RcfGraderParams, ignore_above_ratio),
+	offsetof(RcfGraderParams, ignore_below_ratio),
+};
+
 void
 rcf_grader_encode(const RcfGrader *g, uint8_t *p)
 {
 	const RcfGraderParams *q = &g->params;
 
-	p = rcf_le_put_f64(p, q->z_factor);
-	p = rcf_le_put_f64(p, q->score_floor);
-	p = rcf_le_put_f64(p, q->horizon);
-	p = rcf_le_put_f64(p, q->ignore_above);
-	p = rcf_le_put_f64(p, q->ignore_below);
-	p = rcf_le_put_f64(p, q->ignore_above_ratio);
-	p = rcf_le_put_f64(p, q->ignore_below_ratio);
+	for (size_t i = 0; i < sizeof(grader_f64_params) / sizeof(grader_f64_params[0]); i++)
+		p = rcf_le_put_f64(p, *(const double *) ((const char *) q + grader_f64_params[i]));
 	p = rcf_le_put_u32(p, (uint32_t) q->short_window);
 	p = rcf_le_put_u32(p, (uint32_t) q->suppress);
 	p = rcf_le_put_u32(p, (uint32_t) q->warmup);
@@ -480,13 +488,8 @@ rcf_grader_decode(int kind, const uint8_t *buf, size_t len,
 	fixed = kind == RCF_SECTION_GRADER ? GRADER_PAYLOAD_FIXED : GRADER_PAYLOAD_V1;
 	if (len < fixed)
 		return NULL;
-	q.z_factor = rcf_le_get_f64(&p);
-	q.score_floor = rcf_le_get_f64(&p);
-	q.horizon = rcf_le_get_f64(&p);
-	q.ignore_above = rcf_le_get_f64(&p);
-	q.ignore_below = rcf_le_get_f64(&p);
-	q.ignore_above_ratio = rcf_le_get_f64(&p);
-	q.ignore_below_ratio = rcf_le_get_f64(&p);
+	for (size_t i = 0; i < sizeof(grader_f64_params) / sizeof(grader_f64_params[0]); i++)
+		*(double *) ((char *) &q + grader_f64_params[i]) = rcf_le_get_f64(&p);
 	q.short_window = (int) rcf_le_get_u32(&p);
 	q.suppress = (int) rcf_le_get_u32(&p);
 	q.warmup = (int) rcf_le_get_u32(&p);
