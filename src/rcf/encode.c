@@ -348,6 +348,63 @@ put_gamma(BitWriter *b, uint64_t v)
 }
 
 /*
+ * An adaptive Rice code for the differences of records and weights, whose
+ * widths cluster near a level that drifts: a value v below 2^34 is written
+ * as q = v >> k in unary (q one bits, then a zero) and its low k bits, k
+ * following the running mean of the values before it in the same stream.
+ * A quotient of RICE_ESCAPE or more is written as RICE_ESCAPE one bits
+ * and v in put_gamma's code.  Compared with put_gamma alone this saves the
+ * six bits of width on nearly every value.
+ */
+#define RICE_ESCAPE 16
+
+typedef struct Rice
+{
+	uint32_t	width16;		/* running mean of the values' widths, times
+								 * 16, or 0 before the first value */
+} Rice;
+
+/* The number of low bits the next value is written with. */
+static inline int
+rice_k(const Rice *rc)
+{
+	int			w = (int) ((rc->width16 + 8) >> 4);
+
+	return w > 0 ? w - 1 : 0;
+}
+
+static inline void
+rice_update(Rice *rc, uint64_t v)
+{
+	if (rc->width16 == 0)
+		rc->width16 = (uint32_t) bit_width(v) << 4;
+	else
+		rc->width16 += ((uint32_t) bit_width(v) << 1) - (rc->width16 >> 3);
+}
+
+static void
+put_rice(BitWriter *b, Rice *rc, uint64_t v)
+{
+	int			k = rice_k(rc);
+	uint64_t	q = v >> k;
+
+	if (rc->width16 == 0)
+		put_gamma(b, v);
+	else if (q < RICE_ESCAPE)
+	{
+		/* q ones, a zero, then the low k bits (at most 33 + 16 + 1 bits). */
+		put_bits(b, (UINT64_C(1) << q) - 1, (int) q + 1);
+		put_bits(b, v & ((UINT64_C(1) << k) - 1), k);
+	}
+	else
+	{
+		put_bits(b, (UINT64_C(1) << RICE_ESCAPE) - 1, RICE_ESCAPE);
+		put_gamma(b, v);
+	}
+	rice_update(rc, v);
+}
+
+/*
  * What the writer needs to name a leaf's point: with a shared store, which
  * records survive (as compaction would keep them) and the rank of each;
  * without, a hash table of the distinct points by value, so that a point
@@ -486,12 +543,13 @@ write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 	int			ninternal = 0;
 	int			nleaves = 0;
 	int			ebits;
+	Rice		rc = {0};
 
 	if (tree->root == RCF_NIL)
 		return true;
 	put_bits(&b, float_ord(tree->heap_weight[0]), 32);
 	for (int i = 1; i < tree->heap_size; i++)
-		put_gamma(&b, zigzag((int64_t) float_ord(tree->heap_weight[(i - 1) / 2]) -
+		put_rice(&b, &rc, zigzag((int64_t) float_ord(tree->heap_weight[(i - 1) / 2]) -
 							 (int64_t) float_ord(tree->heap_weight[i])));
 
 	stack[top++] = tree->root;
@@ -649,7 +707,9 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 		BitWriter	b = {w, 0, 0};
 		const float *prev = NULL;
 		int			width = forest->shared ? dims : forest->D;
+		Rice		rc[RCF_MAX_DIMENSIONS];
 
+		memset(rc, 0, sizeof(Rice) * width);
 		put_varint(w, forest->shared ? pn.nrecords : pn.npoints);
 		for (uint32_t i = 0; i < (forest->shared ? forest->rec_used : pn.npoints); i++)
 		{
@@ -667,7 +727,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 			{
 				uint32_t	before = prev ? float_ord(prev[d]) : float_ord(0.0f);
 
-				put_gamma(&b, zigzag((int64_t) float_ord(v[d]) - (int64_t) before));
+				put_rice(&b, &rc[d], zigzag((int64_t) float_ord(v[d]) - (int64_t) before));
 			}
 			prev = v;
 		}
@@ -908,14 +968,13 @@ typedef struct BitReader
 } BitReader;
 
 /*
- * Reads n (at most 40) bits; 0 once the reader has failed.  Refills eight
- * bytes at a time where the input has them.
+ * Makes the accumulator hold at least n (at most 56) bits where the input
+ * has them, eight bytes at a time where it can; fails the reader where it
+ * has not.
  */
-static inline uint64_t
-get_bits(BitReader *b, int n)
+static inline void
+fill_bits(BitReader *b, int n)
 {
-	uint64_t	v;
-
 	if (b->n < n)
 	{
 		const uint8_t *p = b->r->buf + b->r->pos;
@@ -938,12 +997,23 @@ get_bits(BitReader *b, int n)
 			while (b->n < n)
 			{
 				if (!need(b->r, 1))
-					return 0;
+					return;
 				b->acc |= (uint64_t) b->r->buf[b->r->pos++] << b->n;
 				b->n += 8;
 			}
 		}
 	}
+}
+
+/* Reads n (at most 40) bits; 0 once the reader has failed. */
+static inline uint64_t
+get_bits(BitReader *b, int n)
+{
+	uint64_t	v;
+
+	fill_bits(b, n);
+	if (b->n < n)
+		return 0;
 	v = n == 0 ? 0 : b->acc & ((UINT64_C(1) << n) - 1);
 	b->acc >>= n;
 	b->n -= n;
@@ -981,13 +1051,54 @@ get_gamma(BitReader *b)
 }
 
 /*
+ * Reads what put_rice wrote.  An escaped value must need the escape, so
+ * that every value has one encoding.
+ */
+static inline uint64_t
+get_rice(BitReader *b, Rice *rc)
+{
+	int			k = rice_k(rc);
+	uint64_t	v;
+	int			q = 0;
+
+	if (rc->width16 == 0)
+	{
+		v = get_gamma(b);
+		rice_update(rc, v);
+		return v;
+	}
+	/* The unary part: count the one bits at hand, up to the escape. */
+	fill_bits(b, RICE_ESCAPE + 1);
+	if (b->n >= RICE_ESCAPE + 1)
+	{
+		q = __builtin_ctzll(~b->acc);
+		if (q > RICE_ESCAPE)
+			q = RICE_ESCAPE;
+		(void) get_bits(b, q < RICE_ESCAPE ? q + 1 : q);
+	}
+	else
+		while (q < RICE_ESCAPE && get_bits(b, 1))
+			q++;
+	if (q < RICE_ESCAPE)
+		v = ((uint64_t) q << k) | get_bits(b, k);
+	else
+	{
+		v = get_gamma(b);
+		if ((v >> k) < RICE_ESCAPE && b->r->status == RCF_DECODE_OK)
+			fail(b->r, RCF_DECODE_CORRUPT, "a number is escaped without need");
+	}
+	rice_update(rc, v);
+	return v;
+}
+
+/*
  * A float written as its difference in float order from `before`; it must
  * land on a finite float.
  */
 static inline float
-get_float_delta(BitReader *b, uint32_t before, const char *detail)
+get_float_delta(BitReader *b, Rice *rc, uint32_t before, const char *detail)
 {
-	int64_t		o = (int64_t) before + unzigzag(get_gamma(b));
+	int64_t		o = (int64_t) before + unzigzag(get_rice(b, rc));
 	float		f;
 
 	if (o < 0 || o > (int64_t) UINT32_MAX)
@@ -1096,6 +1207,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	int			rbits = nrefs > 0 ? bit_width(nrefs - 1) : 0;
 	int			top = 0;
 	int			ebits;
+	Rice		rc = {0};
 
 	*ninternal = 0;
 	*nleaves = 0;
@@ -1106,7 +1218,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	for (int i = 1; i < tree->heap_size && r->status == RCF_DECODE_OK; i++)
 	{
 		uint32_t	parent = float_ord(tree->heap_weight[(i - 1) / 2]);
-		int64_t		o = (int64_t) parent - unzigzag(get_gamma(&b));
+		int64_t		o = (int64_t) parent - unzigzag(get_rice(&b, &rc));
 
 		if (o < 0 || o > (int64_t) UINT32_MAX)
 		{
@@ -1667,9 +1779,12 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		int			width = shared ? p.dims : forest->D;
 		float	   *values;
 
-		/* At least 6 bits a value: refuse a count the data cannot hold. */
-		if (!need(&r, (npoints * width * 6 + 7) / 8))
+		Rice		rc[RCF_MAX_DIMENSIONS];
+
+		/* At least a bit a value: refuse a count the data cannot hold. */
+		if (!need(&r, (npoints * width + 7) / 8))
 			goto done;
+		memset(rc, 0, sizeof(Rice) * width);
 		if (shared)
 		{
 			if (!store_for_decode(forest, npoints))
@@ -1684,7 +1799,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		for (uint64_t i = 0; i < npoints && r.status == RCF_DECODE_OK; i++)
 			for (int d = 0; d < width; d++)
 				values[i * width + d] =
-					get_float_delta(&b, i > 0 ? float_ord(values[(i - 1) * width + d]) :
+					get_float_delta(&b, &rc[d], i > 0 ? float_ord(values[(i - 1) * width + d]) :
 									float_ord(0.0f), "a point value is not finite");
 		if (r.status != RCF_DECODE_OK)
 			goto done;
