@@ -348,6 +348,31 @@ put_gamma(BitWriter *b, uint64_t v)
 }
 
 /*
+ * A number v below n in a truncated binary code: with k = bit_width(n - 1)
+ * and u = 2^k - n, v below u in k - 1 bits, any other as k - 1 bits at or
+ * above u and one bit more, so that a range that is not a power of two
+ * costs less than k bits on average (nothing for n <= 1).
+ */
+static inline void
+put_trunc(BitWriter *b, uint64_t v, uint64_t n)
+{
+	int			k;
+	uint64_t	u;
+
+	if (n <= 1)
+		return;
+	k = bit_width(n - 1);
+	u = (UINT64_C(1) << k) - n;
+	if (v < u)
+		put_bits(b, v, k - 1);
+	else
+	{
+		put_bits(b, u + ((v - u) >> 1), k - 1);
+		put_bits(b, (v - u) & 1, 1);
+	}
+}
+
+/*
  * An adaptive Rice code for the differences of records and weights, whose
  * widths cluster near a level that drifts: a value v below 2^34 is written
  * as q = v >> k in unary (q one bits, then a zero) and its low k bits, k
@@ -525,16 +550,17 @@ name_points(PointNames *pn, const RcfForest *forest, const RcfTree *tree,
 
 /*
  * Writes a tree's sampler and shape as one bit stream: the weights in heap
- * order (the first as is, each other as its distance below its parent);
- * the tree in preorder, a leaf as a 1 bit and its point in rbits, an
- * internal node as a 0 bit and its cut's dimension; each cut as its place
- * in float order between its children's boxes (in the bits that range
- * needs); and each sampler entry as its leaf's number in preorder.
+ * order (the first as is, each other as its distance below its parent, in
+ * the Rice code); the tree in preorder, a leaf as a 1 bit and its point
+ * (of nrefs), an internal node as a 0 bit and its cut's dimension; each
+ * cut as its place in float order between its children's boxes; and each
+ * sampler entry as its leaf's number in preorder.  Numbers with a known
+ * range are in the truncated binary code.
  * Returns false if a cut does not lie between its children.
  */
 static bool
 write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
-		   PointNames *pn, int rbits, int16_t *stack, uint16_t *leafno,
+		   PointNames *pn, uint64_t nrefs, int16_t *stack, uint16_t *leafno,
 		   int16_t *order, float *boxes)
 {
 	BitWriter	b = {w, 0, 0};
@@ -542,7 +568,6 @@ write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 	int			top = 0;
 	int			ninternal = 0;
 	int			nleaves = 0;
-	int			ebits;
 	Rice		rc = {0};
 
 	if (tree->root == RCF_NIL)
@@ -560,7 +585,7 @@ write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 		if (RCF_IS_LEAF(ref))
 		{
 			put_bits(&b, 1, 1);
-			put_bits(&b, point_name(pn, forest, tree, RCF_LEAF_IDX(ref)), rbits);
+			put_trunc(&b, point_name(pn, forest, tree, RCF_LEAF_IDX(ref)), nrefs);
 			leafno[RCF_LEAF_IDX(ref)] = (uint16_t) nleaves++;
 		}
 		else
@@ -586,12 +611,11 @@ write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 		cut_bounds(forest, tree, order[k], n->dim, boxes, &lo, &hi);
 		if (!(lo <= c && c < hi))
 			return false;
-		put_bits(&b, c - lo, bit_width(hi - lo - 1));
+		put_trunc(&b, c - lo, hi - lo);
 	}
 
-	ebits = bit_width((uint64_t) nleaves - 1);
 	for (int i = 0; i < tree->heap_size; i++)
-		put_bits(&b, leafno[tree->heap_leaf[i]], ebits);
+		put_trunc(&b, leafno[tree->heap_leaf[i]], (uint64_t) nleaves);
 	put_bits_end(&b);
 	return true;
 }
@@ -613,7 +637,6 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	int16_t    *order;
 	float	   *boxes;
 	uint64_t	nrefs;
-	int			rbits;
 	bool		ok = true;
 	size_t		crc_from;
 	size_t		temp_size = rcf_encode_scratch(p, forest->rec_used);
@@ -673,7 +696,6 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	}
 	else
 		nrefs = pn.nrecords >= (uint32_t) S ? pn.nrecords - (uint32_t) S + 1 : 0;
-	rbits = nrefs > 0 ? bit_width(nrefs - 1) : 0;
 
 	put_u32(w, RCF_MAGIC);
 	put_u16(w, RCF_FORMAT_VERSION);
@@ -740,7 +762,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 
 		put_u64(w, tree->rng);
 		put_varint(w, (uint64_t) tree->heap_size);
-		ok = write_tree(w, forest, tree, &pn, rbits, stack, leafno, order, boxes);
+		ok = write_tree(w, forest, tree, &pn, nrefs, stack, leafno, order, boxes);
 	}
 	if (transform && rcf_transform_params(transform)->method == RCF_TRANSFORM_NONE)
 		transform = NULL;		/* no section: the bytes of older versions */
@@ -1034,6 +1056,24 @@ get_bits_end(BitReader *b)
 	b->n = 0;
 }
 
+/* Reads what put_trunc wrote (always below n, 0 for n <= 1). */
+static inline uint64_t
+get_trunc(BitReader *b, uint64_t n)
+{
+	int			k;
+	uint64_t	u,
+				x;
+
+	if (n <= 1)
+		return 0;
+	k = bit_width(n - 1);
+	u = (UINT64_C(1) << k) - n;
+	x = get_bits(b, k - 1);
+	if (x < u)
+		return x;
+	return u + (((x - u) << 1) | get_bits(b, 1));
+}
+
 /* Reads what put_gamma wrote. */
 static inline uint64_t
 get_gamma(BitReader *b)
@@ -1204,9 +1244,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	BitReader	b = {r, 0, 0};
 	int			D = forest->D;
 	int			dbits = bit_width((uint64_t) D - 1);
-	int			rbits = nrefs > 0 ? bit_width(nrefs - 1) : 0;
 	int			top = 0;
-	int			ebits;
 	Rice		rc = {0};
 
 	*ninternal = 0;
@@ -1240,7 +1278,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 
 		if (get_bits(&b, 1))
 		{
-			uint64_t	point = get_bits(&b, rbits);
+			uint64_t	point = get_trunc(&b, nrefs);
 
 			if (!read_leaf(r, forest, tree, point, nrefs, leaf_ref, preorder,
 						   nleaves, &ref))
@@ -1275,7 +1313,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 			fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
 			return;
 		}
-		off = get_bits(&b, bit_width(hi - lo - 1));
+		off = get_trunc(&b, hi - lo);
 		if (off >= (uint64_t) (hi - lo))
 		{
 			fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
@@ -1284,10 +1322,9 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 		n->cut = float_unord(lo + (uint32_t) off);
 	}
 
-	ebits = bit_width((uint64_t) *nleaves - 1);
 	for (int i = 0; i < tree->heap_size && r->status == RCF_DECODE_OK; i++)
 	{
-		entry[i] = (uint32_t) get_bits(&b, ebits);
+		entry[i] = (uint32_t) get_trunc(&b, (uint64_t) *nleaves);
 		if (entry[i] >= (uint32_t) *nleaves)
 			fail(r, RCF_DECODE_CORRUPT, "a sampler refers to a missing leaf");
 	}
