@@ -548,6 +548,99 @@ name_points(PointNames *pn, const RcfForest *forest, const RcfTree *tree,
 }
 
 /*
+ * The next point written after *i (records in use of a shared store, in
+ * store order, or the distinct points), advancing *i; NULL at the end.
+ */
+static const float *
+next_point(const RcfForest *forest, const PointNames *pn, uint32_t *i)
+{
+	if (!forest->shared)
+		return *i < pn->npoints ? pn->values[(*i)++] : NULL;
+	for (; *i < forest->rec_used; (*i)++)
+		if (pn->live[*i / 64] & (UINT64_C(1) << (*i % 64)))
+			return forest->records + (size_t) (*i)++ * forest->params.dims;
+	return NULL;
+}
+
+/*
+ * A value x * 10^s rounded to an integer, and whether that integer gives x
+ * back, bit for bit, as the decoder computes it (decimal_value).  Data
+ * with a few decimals (prices, sensor readings) is exactly such a value
+ * for a small s, and its differences as integers are far smaller than in
+ * float order.
+ */
+#define DECIMAL_MAX		9
+#define DECIMAL_LIMIT	4294967296.0	/* |integers| below 2^32: differences
+										 * below 2^33, as put_rice takes */
+
+static const double pow10_table[DECIMAL_MAX + 1] = {
+	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9
+};
+
+static inline float
+decimal_value(int64_t k, int s)
+{
+	return (float) ((double) k / pow10_table[s]);
+}
+
+static inline int64_t
+decimal(float x, int s)
+{
+	return (int64_t) llrint((double) x * pow10_table[s]);
+}
+
+static inline bool
+decimal_exact(float x, int s)
+{
+	double		k = (double) x * pow10_table[s];
+	float		back;
+
+	if (!(fabs(k) < DECIMAL_LIMIT))
+		return false;
+	back = decimal_value((int64_t) llrint(k), s);
+	return memcmp(&back, &x, sizeof(float)) == 0;
+}
+
+/*
+ * How column d of the written points is written: 0 for differences in
+ * float order, or 1 + s for differences of decimal(x, s), with the
+ * smallest s that gives every value back, when that costs fewer bits.
+ */
+static uint8_t
+point_scale(const RcfForest *forest, const PointNames *pn, int d)
+{
+	const float *v;
+	const float *prev = NULL;
+	uint32_t	i = 0;
+	int			s = 0;
+	uint64_t	float_bits = 0;
+	uint64_t	decimal_bits = 0;
+
+	while ((v = next_point(forest, pn, &i)) != NULL)
+	{
+		while (s <= DECIMAL_MAX && !decimal_exact(v[d], s))
+			s++;
+		if (s > DECIMAL_MAX)
+			return 0;
+	}
+	/* A finer scale keeps the values a coarser one gave back: check. */
+	i = 0;
+	while ((v = next_point(forest, pn, &i)) != NULL)
+	{
+		int64_t		diff;
+
+		if (!decimal_exact(v[d], s))
+			return 0;
+		diff = decimal(v[d], s) - (prev ? decimal(prev[d], s) : 0);
+		decimal_bits += bit_width(zigzag(diff));
+		float_bits += bit_width(zigzag((int64_t) float_ord(v[d]) -
+									   (int64_t) (prev ? float_ord(prev[d]) : float_ord(0.0f))));
+		prev = v;
+	}
+	return decimal_bits < float_bits ? (uint8_t) (s + 1) : 0;
+}
+
+/*
  * Writes a tree's sampler and shape as one bit stream: the weights in heap
  * order (the first as is, each other as its distance below its parent, in
  * the Rice code); the tree in preorder, a leaf as a 1 bit and its point
@@ -721,34 +814,40 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	}
 
 	/*
-	 * Points: the records in use, in store order, or the distinct points,
-	 * each value as its difference from the same value of the one before.
+	 * Points: the records in use, in store order, or the distinct points.
+	 * Each column (a value of a record, a position of a point) first says
+	 * how its values are written (point_scale), then each value as its
+	 * difference from the same value of the one before.
 	 */
 	{
 		BitWriter	b = {w, 0, 0};
 		const float *prev = NULL;
+		const float *v;
 		int			width = forest->shared ? dims : forest->D;
 		Rice		rc[RCF_MAX_DIMENSIONS];
+		uint8_t		scale[RCF_MAX_DIMENSIONS];
+		uint32_t	i = 0;
 
 		memset(rc, 0, sizeof(Rice) * width);
 		put_varint(w, forest->shared ? pn.nrecords : pn.npoints);
-		for (uint32_t i = 0; i < (forest->shared ? forest->rec_used : pn.npoints); i++)
+		for (int d = 0; d < width; d++)
 		{
-			const float *v;
-
-			if (forest->shared)
-			{
-				if (!(pn.live[i / 64] & (UINT64_C(1) << (i % 64))))
-					continue;
-				v = forest->records + (size_t) i * dims;
-			}
-			else
-				v = pn.values[i];
+			scale[d] = point_scale(forest, &pn, d);
+			put_bits(&b, scale[d], 4);
+		}
+		while ((v = next_point(forest, &pn, &i)) != NULL)
+		{
 			for (int d = 0; d < width; d++)
 			{
-				uint32_t	before = prev ? float_ord(prev[d]) : float_ord(0.0f);
+				int64_t		diff;
 
-				put_rice(&b, &rc[d], zigzag((int64_t) float_ord(v[d]) - (int64_t) before));
+				if (scale[d] > 0)
+					diff = decimal(v[d], scale[d] - 1) -
+						(prev ? decimal(prev[d], scale[d] - 1) : 0);
+				else
+					diff = (int64_t) float_ord(v[d]) -
+						(int64_t) (prev ? float_ord(prev[d]) : float_ord(0.0f));
+				put_rice(&b, &rc[d], zigzag(diff));
 			}
 			prev = v;
 		}
@@ -1816,6 +1915,8 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		float	   *values;
 
 		Rice		rc[RCF_MAX_DIMENSIONS];
+		uint8_t		scale[RCF_MAX_DIMENSIONS];
+		int64_t		ints[RCF_MAX_DIMENSIONS];
 
 		/* At least a bit a value: refuse a count the data cannot hold. */
 		if (!need(&r, (npoints * width + 7) / 8))
@@ -1832,11 +1933,31 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		}
 		else
 			values = points;
+		for (int d = 0; d < width; d++)
+		{
+			scale[d] = (uint8_t) get_bits(&b, 4);
+			ints[d] = 0;
+			if (scale[d] > DECIMAL_MAX + 1)
+				fail(&r, RCF_DECODE_CORRUPT, "a point column has an unknown scale");
+		}
 		for (uint64_t i = 0; i < npoints && r.status == RCF_DECODE_OK; i++)
 			for (int d = 0; d < width; d++)
-				values[i * width + d] =
-					get_float_delta(&b, &rc[d], i > 0 ? float_ord(values[(i - 1) * width + d]) :
-									float_ord(0.0f), "a point value is not finite");
+			{
+				if (scale[d] > 0)
+				{
+					ints[d] += unzigzag(get_rice(&b, &rc[d]));
+					if (!(fabs((double) ints[d]) < DECIMAL_LIMIT))
+					{
+						fail(&r, RCF_DECODE_CORRUPT, "a point value is out of range");
+						break;
+					}
+					values[i * width + d] = decimal_value(ints[d], scale[d] - 1);
+				}
+				else
+					values[i * width + d] =
+						get_float_delta(&b, &rc[d], i > 0 ? float_ord(values[(i - 1) * width + d]) :
+										float_ord(0.0f), "a point value is not finite");
+			}
 		if (r.status != RCF_DECODE_OK)
 			goto done;
 		get_bits_end(&b);

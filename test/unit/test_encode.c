@@ -13,14 +13,24 @@
 #include "rcf/rcf.h"
 #include "rcf/grade.h"
 
+/*
+ * duplicates 1: every value rounded down (equal values occur); 2: the
+ * first value to 2 decimals, the second as it is, the third rounded down
+ * and now and then -0 (columns written as decimals, as floats, and as
+ * floats unless -0 survives a decimal column).
+ */
 static void
 record(double *rec, int dims, long i, uint64_t *s, int duplicates)
 {
 	for (int d = 0; d < dims; d++)
 	{
 		rec[d] = 5 * sin(i * 0.07 + d) + noise(s);
-		if (duplicates)
+		if (duplicates == 1)
 			rec[d] = floor(rec[d]);
+		else if (duplicates == 2 && d == 0)
+			rec[d] = round(rec[d] * 100) / 100;
+		else if (duplicates == 2 && d == 2)
+			rec[d] = i % 7 == 0 ? -0.0 : floor(rec[d]);
 	}
 }
 
@@ -410,7 +420,8 @@ test_size(void)
 	RcfForest  *g;
 	uint64_t	s = 1;
 	uint8_t    *buf;
-	size_t		len;
+	size_t		len,
+				len4;
 	RcfDecodeStatus status;
 	const char *detail;
 	clock_t		t0;
@@ -433,6 +444,23 @@ test_size(void)
 	UNIT_OK(g != NULL, "50 trees, 256 samples, shingle 8 after 10000 updates: %zu bytes, decoded in %.2f ms",
 			len, ms);
 	UNIT_OK(len < rcf_bytes(f) / 4, "the encoding is under a quarter of the arena");
+	free(buf);
+	rcf_free(f);
+	rcf_free(g);
+
+	/* The same values to 4 decimals: their records are written as decimals. */
+	s = 1;
+	f = rcf_create(&p, NULL);
+	for (int i = 0; i < 10000; i++)
+	{
+		double		x = round((10 * sin(i * 0.05) + noise(&s)) * 1e4) / 1e4;
+
+		rcf_update(f, &x);
+	}
+	buf = encode(f, &len4);
+	g = rcf_decode(buf, len4, NULL, &status, &detail);
+	UNIT_OK(g != NULL && len4 < len - len / 20,
+			"the same to 4 decimals: %zu bytes, 5%% or more smaller", len4);
 	free(buf);
 	rcf_free(f);
 	rcf_free(g);
@@ -754,6 +782,8 @@ main(void)
 	test_round_trip(1, 1, 260, 256, 100000, 3000, 1, "more than 65535 slots (32-bit slot numbers)");
 	test_round_trip(3, 2, 10, 32, 1000, 4000, 1, "3-D with duplicates");
 	test_round_trip(4, 1, 5, 16, 100, 100000, 0, "past a weight rebase");
+	test_round_trip(3, 1, 10, 64, 1000, 4000, 2, "decimals, floats and -0 by column");
+	test_round_trip(3, 4, 10, 64, 1000, 4000, 2, "decimals, floats and -0 by column, shingled");
 	test_hostile();
 	test_size();
 	test_grader_round_trip();
