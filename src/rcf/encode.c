@@ -1102,10 +1102,13 @@ fill_bits(BitReader *b, int n)
 		if (b->r->status == RCF_DECODE_OK && b->r->len - b->r->pos >= 8)
 		{
 			int			take = (63 - b->n) / 8;
-			uint64_t	word = 0;
+			uint64_t	word;
 
-			for (int i = 0; i < 8; i++)
-				word |= (uint64_t) p[i] << (8 * i);
+			/* Eight bytes, least significant first, in one load. */
+			memcpy(&word, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+			word = __builtin_bswap64(word);
+#endif
 			if (take < 8)
 				word &= (UINT64_C(1) << (8 * take)) - 1;
 			b->acc |= word << b->n;
@@ -1166,6 +1169,22 @@ get_trunc(BitReader *b, uint64_t n)
 		return 0;
 	k = bit_width(n - 1);
 	u = (UINT64_C(1) << k) - n;
+	fill_bits(b, k);
+	if (b->n >= k)
+	{
+		/* Both parts at hand: take them from the accumulator at once. */
+		x = b->acc & ((UINT64_C(1) << (k - 1)) - 1);
+		if (x < u)
+		{
+			b->acc >>= k - 1;
+			b->n -= k - 1;
+			return x;
+		}
+		x = u + (((x - u) << 1) | ((b->acc >> (k - 1)) & 1));
+		b->acc >>= k;
+		b->n -= k;
+		return x;
+	}
 	x = get_bits(b, k - 1);
 	if (x < u)
 		return x;
@@ -1205,14 +1224,26 @@ get_rice(BitReader *b, Rice *rc)
 		rice_update(rc, v);
 		return v;
 	}
-	/* The unary part: count the one bits at hand, up to the escape. */
-	fill_bits(b, RICE_ESCAPE + 1);
-	if (b->n >= RICE_ESCAPE + 1)
+	/*
+	 * With the whole code at hand (at most 16 + 1 + 34 bits), take it from
+	 * the accumulator at once; else bit by bit.
+	 */
+	fill_bits(b, RICE_ESCAPE + 1 + k);
+	if (b->n >= RICE_ESCAPE + 1 + k)
 	{
 		q = __builtin_ctzll(~b->acc);
-		if (q > RICE_ESCAPE)
-			q = RICE_ESCAPE;
-		(void) get_bits(b, q < RICE_ESCAPE ? q + 1 : q);
+		if (q < RICE_ESCAPE)
+		{
+			v = ((uint64_t) q << k) |
+				((b->acc >> (q + 1)) & ((UINT64_C(1) << k) - 1));
+			b->acc >>= q + 1 + k;
+			b->n -= q + 1 + k;
+			rice_update(rc, v);
+			return v;
+		}
+		q = RICE_ESCAPE;
+		b->acc >>= RICE_ESCAPE;
+		b->n -= RICE_ESCAPE;
 	}
 	else
 		while (q < RICE_ESCAPE && get_bits(b, 1))
@@ -1443,6 +1474,18 @@ typedef struct LeafPoints
 	const int16_t *preorder;
 } LeafPoints;
 
+/* Sets bits from .. from + n - 1 (n at most 64) of a bit set. */
+static inline void
+set_bits(uint64_t *bits, uint32_t from, uint32_t n)
+{
+	uint32_t	at = from % 64;
+	uint64_t	mask = n == 64 ? ~UINT64_C(0) : (UINT64_C(1) << n) - 1;
+
+	bits[from / 64] |= mask << at;
+	if (at + n > 64)
+		bits[from / 64 + 1] |= mask >> (64 - at);
+}
+
 /* Gives the nleaves leaves of a tree just read their points. */
 static void
 set_leaf_points(void *arg, RcfTree *tree, int nleaves)
@@ -1460,8 +1503,7 @@ set_leaf_points(void *arg, RcfTree *tree, int nleaves)
 		{
 			tree->leaf_loc[leaf] = lp->version == 1 ? lp->ptloc[ref] : ref;
 			if (lp->covered)
-				for (uint32_t c = ref; c < ref + S; c++)
-					lp->covered[c / 64] |= UINT64_C(1) << (c % 64);
+				set_bits(lp->covered, ref, S);
 		}
 		else
 			memcpy(tree->points + (size_t) leaf * forest->D,
