@@ -373,50 +373,63 @@ put_trunc(BitWriter *b, uint64_t v, uint64_t n)
 }
 
 /*
- * An adaptive Rice code for the differences of records and weights, whose
- * widths cluster near a level that drifts: a value v below 2^34 is written
- * as q = v >> k in unary (q one bits, then a zero) and its low k bits, k
- * following the running mean of the values before it in the same stream.
- * A quotient of RICE_ESCAPE or more is written as RICE_ESCAPE one bits
- * and v in put_gamma's code.  Compared with put_gamma alone this saves the
- * six bits of width on nearly every value.
+ * A Rice code for the differences of records and weights: a value v below
+ * 2^34 as q = v >> k in unary (q one bits, then a zero) and its low k bits,
+ * or, for a quotient of RICE_ESCAPE or more, RICE_ESCAPE one bits and v in
+ * put_gamma's code.  The writer picks k for each stream from its values'
+ * widths (rice_choose) and writes it first, in 6 bits.  Compared with
+ * put_gamma alone this saves the six bits of width on nearly every value;
+ * a k adapted value by value saved no more and made the decoder wait on
+ * its running state (a fifth of the decode time).
  */
 #define RICE_ESCAPE 16
+#define RICE_MAX_K	34
 
 typedef struct Rice
 {
-	uint32_t	width16;		/* running mean of the values' widths, times
-								 * 16, or 0 before the first value */
+	int			k;
 } Rice;
 
-/* The number of low bits the next value is written with. */
-static inline __attribute__((always_inline)) int
-rice_k(const Rice *rc)
+/* The k that writes values of these widths (hist[w]: how many) smallest. */
+static int
+rice_choose(const uint64_t *hist)
 {
-	/* The mean width rounded down: measured smaller than any other choice. */
-	return (int) (rc->width16 >> 4);
-}
+	int			best = 0;
+	double		best_bits = -1;
 
-static inline __attribute__((always_inline)) void
-rice_update(Rice *rc, uint64_t v)
-{
-	if (rc->width16 == 0)
-		rc->width16 = (uint32_t) bit_width(v) << 4;
-	else
-		rc->width16 += ((uint32_t) bit_width(v) << 1) - (rc->width16 >> 3);
+	for (int k = 0; k <= RICE_MAX_K; k++)
+	{
+		double		bits = 0;
+
+		for (int w = 0; w <= RICE_MAX_K; w++)
+		{
+			if (hist[w] == 0)
+				continue;
+			if (w <= k)
+				bits += (double) hist[w] * (k + 1);
+			else if (w - 1 - k >= 4)	/* quotients from 16 up: escaped */
+				bits += (double) hist[w] * (RICE_ESCAPE + 6 + w - 1);
+			else				/* quotients 2^(w-1-k) to twice that */
+				bits += (double) hist[w] * (k + 1 + 1.5 * (1 << (w - 1 - k)));
+		}
+		if (best_bits < 0 || bits < best_bits)
+		{
+			best = k;
+			best_bits = bits;
+		}
+	}
+	return best;
 }
 
 static void
-put_rice(BitWriter *b, Rice *rc, uint64_t v)
+put_rice(BitWriter *b, const Rice *rc, uint64_t v)
 {
-	int			k = rice_k(rc);
+	int			k = rc->k;
 	uint64_t	q = v >> k;
 
-	if (rc->width16 == 0)
-		put_gamma(b, v);
-	else if (q < RICE_ESCAPE)
+	if (q < RICE_ESCAPE)
 	{
-		/* q ones, a zero, then the low k bits (at most 33 + 16 + 1 bits). */
+		/* q ones, a zero, then the low k bits (at most 34 bits). */
 		put_bits(b, (UINT64_C(1) << q) - 1, (int) q + 1);
 		put_bits(b, v & ((UINT64_C(1) << k) - 1), k);
 	}
@@ -425,7 +438,6 @@ put_rice(BitWriter *b, Rice *rc, uint64_t v)
 		put_bits(b, (UINT64_C(1) << RICE_ESCAPE) - 1, RICE_ESCAPE);
 		put_gamma(b, v);
 	}
-	rice_update(rc, v);
 }
 
 /*
@@ -640,10 +652,32 @@ point_scale(const RcfForest *forest, const PointNames *pn, int d)
 	return decimal_bits < float_bits ? (uint8_t) (s + 1) : 0;
 }
 
+/* What the writer writes for weight i > 0: its distance below its parent. */
+static inline uint64_t
+weight_step(const RcfTree *tree, int i)
+{
+	return zigzag((int64_t) float_ord(tree->heap_weight[(i - 1) / 2]) -
+				  (int64_t) float_ord(tree->heap_weight[i]));
+}
+
+/*
+ * The difference written for column d of point v after prev (NULL for
+ * the first point), with scale (point_scale).
+ */
+static inline uint64_t
+column_step(const float *v, const float *prev, int d, uint8_t scale)
+{
+	if (scale > 0)
+		return zigzag(decimal(v[d], scale - 1) -
+					  (prev ? decimal(prev[d], scale - 1) : 0));
+	return zigzag((int64_t) float_ord(v[d]) -
+				  (int64_t) (prev ? float_ord(prev[d]) : float_ord(0.0f)));
+}
+
 /*
  * Writes a tree's sampler and shape as one bit stream: the weights in heap
- * order (the first as is, each other as its distance below its parent, in
- * the Rice code); the tree in preorder, a leaf as a 1 bit and its point
+ * order (the first as is, then the Rice k, and each other as its distance
+ * below its parent); the tree in preorder, a leaf as a 1 bit and its point
  * (of nrefs, in the bits that needs), an internal node as a 0 bit and its
  * cut's dimension; each cut as its place in float order between its
  * children's boxes (truncated binary); and each sampler entry as its
@@ -663,14 +697,18 @@ write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 	int			ninternal = 0;
 	int			nleaves = 0;
 	Rice		rc = {0};
+	uint64_t	hist[RICE_MAX_K + 1] = {0};
 	int			ebits;
 
 	if (tree->root == RCF_NIL)
 		return true;
 	put_bits(&b, float_ord(tree->heap_weight[0]), 32);
 	for (int i = 1; i < tree->heap_size; i++)
-		put_rice(&b, &rc, zigzag((int64_t) float_ord(tree->heap_weight[(i - 1) / 2]) -
-							 (int64_t) float_ord(tree->heap_weight[i])));
+		hist[bit_width(weight_step(tree, i))]++;
+	rc.k = rice_choose(hist);
+	put_bits(&b, (uint64_t) rc.k, 6);
+	for (int i = 1; i < tree->heap_size; i++)
+		put_rice(&b, &rc, weight_step(tree, i));
 
 	stack[top++] = tree->root;
 	while (top > 0)
@@ -821,8 +859,8 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	 * Points: the records in use, in store order, or the distinct points.
 	 * Each column (a value of a record, a position of a point) first says
 	 * how its values are written (point_scale); then column by column,
-	 * each value as its difference from the one before in its column, in
-	 * the Rice code (a state per column, kept in registers when decoding).
+	 * its Rice k and each value as its difference from the one before in
+	 * its column.
 	 */
 	{
 		BitWriter	b = {w, 0, 0};
@@ -841,20 +879,22 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 		for (int d = 0; d < width; d++)
 		{
 			Rice		rc = {0};
+			uint64_t	hist[RICE_MAX_K + 1] = {0};
 
 			prev = NULL;
 			i = 0;
 			while ((v = next_point(forest, &pn, &i)) != NULL)
 			{
-				int64_t		diff;
-
-				if (scale[d] > 0)
-					diff = decimal(v[d], scale[d] - 1) -
-						(prev ? decimal(prev[d], scale[d] - 1) : 0);
-				else
-					diff = (int64_t) float_ord(v[d]) -
-						(int64_t) (prev ? float_ord(prev[d]) : float_ord(0.0f));
-				put_rice(&b, &rc, zigzag(diff));
+				hist[bit_width(column_step(v, prev, d, scale[d]))]++;
+				prev = v;
+			}
+			rc.k = rice_choose(hist);
+			put_bits(&b, (uint64_t) rc.k, 6);
+			prev = NULL;
+			i = 0;
+			while ((v = next_point(forest, &pn, &i)) != NULL)
+			{
+				put_rice(&b, &rc, column_step(v, prev, d, scale[d]));
 				prev = v;
 			}
 		}
@@ -1224,31 +1264,21 @@ get_gamma(BitReader *b)
 	return (UINT64_C(1) << (w - 1)) | get_bits(b, w - 1);
 }
 
-/* get_rice for the first value, an escape, or near the end of the input. */
+/* get_rice for an escape, or near the end of the input. */
 static uint64_t
-get_rice_slow(BitReader *b, Rice *rc)
+get_rice_slow(BitReader *b, const Rice *rc)
 {
-	int			k = rice_k(rc);
+	int			k = rc->k;
 	uint64_t	v;
 	int			q = 0;
 
-	if (rc->width16 == 0)
-	{
-		v = get_gamma(b);
-		rice_update(rc, v);
-		return v;
-	}
 	while (q < RICE_ESCAPE && get_bits(b, 1))
 		q++;
 	if (q < RICE_ESCAPE)
-		v = ((uint64_t) q << k) | get_bits(b, k);
-	else
-	{
-		v = get_gamma(b);
-		if ((v >> k) < RICE_ESCAPE && b->r->status == RCF_DECODE_OK)
-			fail(b->r, RCF_DECODE_CORRUPT, "a number is escaped without need");
-	}
-	rice_update(rc, v);
+		return ((uint64_t) q << k) | get_bits(b, k);
+	v = get_gamma(b);
+	if ((v >> k) < RICE_ESCAPE && b->r->status == RCF_DECODE_OK)
+		fail(b->r, RCF_DECODE_CORRUPT, "a number is escaped without need");
 	return v;
 }
 
@@ -1258,12 +1288,12 @@ get_rice_slow(BitReader *b, Rice *rc)
  * most 16 + 1 + 34 bits) it is taken from the accumulator at once.
  */
 static inline __attribute__((always_inline)) uint64_t
-get_rice(BitReader *b, Rice *rc)
+get_rice(BitReader *b, const Rice *rc)
 {
-	int			k = rice_k(rc);
+	int			k = rc->k;
 
 	fill_bits(b, RICE_ESCAPE + 1 + k);
-	if (rc->width16 != 0 && b->n >= RICE_ESCAPE + 1 + k)
+	if (b->n >= RICE_ESCAPE + 1 + k)
 	{
 		int			q = __builtin_ctzll(~b->acc);
 
@@ -1274,11 +1304,22 @@ get_rice(BitReader *b, Rice *rc)
 
 			b->acc >>= q + 1 + k;
 			b->n -= q + 1 + k;
-			rice_update(rc, v);
 			return v;
 		}
 	}
 	return get_rice_slow(b, rc);
+}
+
+/* Reads a stream's k (rice_choose); fails r on one out of range. */
+static inline void
+get_rice_k(BitReader *b, Rice *rc)
+{
+	rc->k = (int) get_bits(b, 6);
+	if (rc->k > RICE_MAX_K)
+	{
+		fail(b->r, RCF_DECODE_CORRUPT, "a number is encoded in too many bits");
+		rc->k = 0;
+	}
 }
 
 /*
@@ -1286,7 +1327,7 @@ get_rice(BitReader *b, Rice *rc)
  * land on a finite float.
  */
 static inline float
-get_float_delta(BitReader *b, Rice *rc, uint32_t before, const char *detail)
+get_float_delta(BitReader *b, const Rice *rc, uint32_t before, const char *detail)
 {
 	int64_t		o = (int64_t) before + unzigzag(get_rice(b, rc));
 	float		f;
@@ -1404,6 +1445,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 		return;
 
 	tree->heap_weight[0] = float_unord((uint32_t) get_bits(&b, 32));
+	get_rice_k(&b, &rc);
 	for (int i = 1; i < tree->heap_size && r->status == RCF_DECODE_OK; i++)
 	{
 		uint32_t	parent = float_ord(tree->heap_weight[(i - 1) / 2]);
@@ -2001,11 +2043,13 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			if (scale[d] > DECIMAL_MAX + 1)
 				fail(&r, RCF_DECODE_CORRUPT, "a point column has an unknown scale");
 		}
-		/* Column by column, each with its own Rice state. */
+		/* Column by column, each with its own Rice k. */
 		for (int d = 0; d < width && r.status == RCF_DECODE_OK; d++)
 		{
 			Rice		rc = {0};
 			float	   *col = values + d;
+
+			get_rice_k(&b, &rc);
 
 			if (scale[d] > 0)
 			{

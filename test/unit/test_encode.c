@@ -411,6 +411,70 @@ test_hostile(void)
 	rcf_free(f);
 }
 
+/* Skips a varint at *pos of buf. */
+static void
+skip_varint(const uint8_t *buf, size_t *pos)
+{
+	while (buf[(*pos)++] & 0x80)
+		;
+}
+
+/*
+ * The points' stream header of format 2: a column's scale above 10 or a
+ * Rice k above 34 is refused with its reason, not taken as data.
+ */
+static void
+test_points_header(void)
+{
+	RcfParams	p;
+	RcfForest  *f;
+	RcfForest  *g;
+	uint8_t    *buf;
+	size_t		len,
+				at = 48;		/* header 12, parameters 36 */
+	RcfDecodeStatus status;
+	const char *detail;
+	uint8_t		keep;
+
+	rcf_params_default(&p, 1);
+	p.shingle_size = 4;
+	p.number_of_trees = 5;
+	p.sample_size = 32;
+	f = rcf_create(&p, NULL);
+	for (int i = 0; i < 300; i++)
+	{
+		double		x = round(500 * sin(i * 0.1)) / 100;
+
+		rcf_update(f, &x);
+	}
+	buf = encode(f, &len);
+	skip_varint(buf, &at);		/* updates */
+	skip_varint(buf, &at);		/* inserted since the weight base */
+	at += 4 * sizeof(float);	/* the shingle */
+	skip_varint(buf, &at);		/* records */
+	UNIT_OK((buf[at] & 0x0F) == 3, "a column of 2 decimals is written with scale 10^2 (%d)",
+			buf[at] & 0x0F);
+	keep = buf[at];
+	buf[at] = (uint8_t) ((keep & 0xF0) | 11);
+	fix_crc(buf, len);
+	g = rcf_decode(buf, len, NULL, &status, &detail);
+	UNIT_OK(g == NULL && status == RCF_DECODE_CORRUPT && detail &&
+			strcmp(detail, "a point column has an unknown scale") == 0,
+			"a column scale of 11 is refused (%s)", detail ? detail : "accepted");
+	rcf_free(g);
+	/* The Rice k: the 6 bits after the scale. */
+	buf[at] = (uint8_t) (keep | 0xF0);
+	buf[at + 1] |= 0x03;
+	fix_crc(buf, len);
+	g = rcf_decode(buf, len, NULL, &status, &detail);
+	UNIT_OK(g == NULL && status == RCF_DECODE_CORRUPT && detail &&
+			strcmp(detail, "a number is encoded in too many bits") == 0,
+			"a Rice k of 63 is refused (%s)", detail ? detail : "accepted");
+	rcf_free(g);
+	free(buf);
+	rcf_free(f);
+}
+
 /* Size of the benchmark configuration (a) after 10,000 updates. */
 static void
 test_size(void)
@@ -785,6 +849,7 @@ main(void)
 	test_round_trip(3, 1, 10, 64, 1000, 4000, 2, "decimals, floats and -0 by column");
 	test_round_trip(3, 4, 10, 64, 1000, 4000, 2, "decimals, floats and -0 by column, shingled");
 	test_hostile();
+	test_points_header();
 	test_size();
 	test_grader_round_trip();
 	test_garbage_memory(1);
