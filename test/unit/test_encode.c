@@ -14,14 +14,24 @@
 #include "rcf/rcf.h"
 #include "rcf/grade.h"
 
+/*
+ * duplicates 1: every value rounded down (equal values occur); 2: the
+ * first value to 2 decimals, the second as it is, the third rounded down
+ * and now and then -0 (columns written as decimals, as floats, and as
+ * floats unless -0 survives a decimal column).
+ */
 static void
 record(double *rec, int dims, long i, uint64_t *s, int duplicates)
 {
 	for (int d = 0; d < dims; d++)
 	{
 		rec[d] = 5 * sin(i * 0.07 + d) + noise(s);
-		if (duplicates)
+		if (duplicates == 1)
 			rec[d] = floor(rec[d]);
+		else if (duplicates == 2 && d == 0)
+			rec[d] = round(rec[d] * 100) / 100;
+		else if (duplicates == 2 && d == 2)
+			rec[d] = i % 7 == 0 ? -0.0 : floor(rec[d]);
 	}
 }
 
@@ -397,6 +407,70 @@ test_hostile(void)
 	rcf_free(f);
 }
 
+/* Skips a varint at *pos of buf. */
+static void
+skip_varint(const uint8_t *buf, size_t *pos)
+{
+	while (buf[(*pos)++] & 0x80)
+		;
+}
+
+/*
+ * The points' stream header of format 2: a column's scale above 10 or a
+ * Rice k above 34 is refused with its reason, not taken as data.
+ */
+static void
+test_points_header(void)
+{
+	RcfParams	p;
+	RcfForest  *f;
+	RcfForest  *g;
+	uint8_t    *buf;
+	size_t		len,
+				at = 48;		/* header 12, parameters 36 */
+	RcfDecodeStatus status;
+	const char *detail;
+	uint8_t		keep;
+
+	rcf_params_default(&p, 1);
+	p.shingle_size = 4;
+	p.number_of_trees = 5;
+	p.sample_size = 32;
+	f = rcf_create(&p, NULL);
+	for (int i = 0; i < 300; i++)
+	{
+		double		x = round(500 * sin(i * 0.1)) / 100;
+
+		rcf_update(f, &x);
+	}
+	buf = encode(f, &len);
+	skip_varint(buf, &at);		/* updates */
+	skip_varint(buf, &at);		/* inserted since the weight base */
+	at += 4 * sizeof(float);	/* the shingle */
+	skip_varint(buf, &at);		/* records */
+	UNIT_OK((buf[at] & 0x0F) == 3, "a column of 2 decimals is written with scale 10^2 (%d)",
+			buf[at] & 0x0F);
+	keep = buf[at];
+	buf[at] = (uint8_t) ((keep & 0xF0) | 11);
+	fix_crc(buf, len);
+	g = rcf_decode(buf, len, NULL, &status, &detail);
+	UNIT_OK(g == NULL && status == RCF_DECODE_CORRUPT && detail &&
+			strcmp(detail, "a point column has an unknown scale") == 0,
+			"a column scale of 11 is refused (%s)", detail ? detail : "accepted");
+	rcf_free(g);
+	/* The Rice k: the 6 bits after the scale. */
+	buf[at] = (uint8_t) (keep | 0xF0);
+	buf[at + 1] |= 0x03;
+	fix_crc(buf, len);
+	g = rcf_decode(buf, len, NULL, &status, &detail);
+	UNIT_OK(g == NULL && status == RCF_DECODE_CORRUPT && detail &&
+			strcmp(detail, "a number is encoded in too many bits") == 0,
+			"a Rice k of 63 is refused (%s)", detail ? detail : "accepted");
+	rcf_free(g);
+	free(buf);
+	rcf_free(f);
+}
+
 /* Size of the benchmark configuration (a) after 10,000 updates. */
 static void
 test_size(void)
@@ -406,7 +480,8 @@ test_size(void)
 	RcfForest  *g;
 	uint64_t	s = 1;
 	uint8_t    *buf;
-	size_t		len;
+	size_t		len,
+				len4;
 	RcfDecodeStatus status;
 	const char *detail;
 	clock_t		t0;
@@ -429,6 +504,23 @@ test_size(void)
 	UNIT_OK(g != NULL, "50 trees, 256 samples, shingle 8 after 10000 updates: %zu bytes, decoded in %.2f ms",
 			len, ms);
 	UNIT_OK(len < rcf_bytes(f) / 4, "the encoding is under a quarter of the arena");
+	free(buf);
+	rcf_free(f);
+	rcf_free(g);
+
+	/* The same values to 4 decimals: their records are written as decimals. */
+	s = 1;
+	f = rcf_create(&p, NULL);
+	for (int i = 0; i < 10000; i++)
+	{
+		double		x = round((10 * sin(i * 0.05) + noise(&s)) * 1e4) / 1e4;
+
+		rcf_update(f, &x);
+	}
+	buf = encode(f, &len4);
+	g = rcf_decode(buf, len4, NULL, &status, &detail);
+	UNIT_OK(g != NULL && len4 < len - len / 20,
+			"the same to 4 decimals: %zu bytes, 5%% or more smaller", len4);
 	free(buf);
 	rcf_free(f);
 	rcf_free(g);
@@ -750,7 +842,10 @@ main(void)
 	test_round_trip(1, 1, 260, 256, 100000, 3000, 1, "more than 65535 slots (32-bit slot numbers)");
 	test_round_trip(3, 2, 10, 32, 1000, 4000, 1, "3-D with duplicates");
 	test_round_trip(4, 1, 5, 16, 100, 100000, 0, "past a weight rebase");
+	test_round_trip(3, 1, 10, 64, 1000, 4000, 2, "decimals, floats and -0 by column");
+	test_round_trip(3, 4, 10, 64, 1000, 4000, 2, "decimals, floats and -0 by column, shingled");
 	test_hostile();
+	test_points_header();
 	test_size();
 	test_grader_round_trip();
 	test_garbage_memory(1);
