@@ -24,16 +24,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "rcf/rcf.h"
-#include "../test/unit/noise.h"
+#include "bench_util.h"
 
+/* Wall clock, in seconds. */
 static double
 now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return now_us() / 1e6;
 }
 
 /* Encodes f into a malloc'ed buffer. */

@@ -80,6 +80,25 @@ fix_crc(uint8_t *buf, size_t len)
 }
 
 /*
+ * Checks that buf (its CRC made right) is refused as corrupt with detail
+ * want; what says which change it is.
+ */
+static void
+refused_as(uint8_t *buf, size_t len, const char *want, const char *what)
+{
+	RcfDecodeStatus status;
+	const char *detail = NULL;
+	RcfForest  *g;
+
+	fix_crc(buf, len);
+	g = rcf_decode(buf, len, NULL, &status, &detail);
+	UNIT_OK(g == NULL && status == RCF_DECODE_CORRUPT && detail &&
+			strcmp(detail, want) == 0,
+			"%s is refused (%s)", what, detail ? detail : "accepted");
+	rcf_free(g);
+}
+
+/*
  * Trains a forest on n records, round-trips it, then feeds both the same
  * m records: the scores must be bit-identical, and so must the encodings.
  */
@@ -424,12 +443,9 @@ test_points_header(void)
 {
 	RcfParams	p;
 	RcfForest  *f;
-	RcfForest  *g;
 	uint8_t    *buf;
 	size_t		len,
 				at = 48;		/* header 12, parameters 36 */
-	RcfDecodeStatus status;
-	const char *detail;
 	uint8_t		keep;
 
 	rcf_params_default(&p, 1);
@@ -452,21 +468,11 @@ test_points_header(void)
 			buf[at] & 0x0F);
 	keep = buf[at];
 	buf[at] = (uint8_t) ((keep & 0xF0) | 11);
-	fix_crc(buf, len);
-	g = rcf_decode(buf, len, NULL, &status, &detail);
-	UNIT_OK(g == NULL && status == RCF_DECODE_CORRUPT && detail &&
-			strcmp(detail, "a point column has an unknown scale") == 0,
-			"a column scale of 11 is refused (%s)", detail ? detail : "accepted");
-	rcf_free(g);
+	refused_as(buf, len, "a point column has an unknown scale", "a column scale of 11");
 	/* The Rice k: the 6 bits after the scale. */
 	buf[at] = (uint8_t) (keep | 0xF0);
 	buf[at + 1] |= 0x03;
-	fix_crc(buf, len);
-	g = rcf_decode(buf, len, NULL, &status, &detail);
-	UNIT_OK(g == NULL && status == RCF_DECODE_CORRUPT && detail &&
-			strcmp(detail, "a number is encoded in too many bits") == 0,
-			"a Rice k of 63 is refused (%s)", detail ? detail : "accepted");
-	rcf_free(g);
+	refused_as(buf, len, "a number is encoded in too many bits", "a Rice k of 63");
 	free(buf);
 	rcf_free(f);
 }
