@@ -65,13 +65,10 @@ decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
 	RcfAllocator allocator = {anomaly_context_alloc_no_oom, anomaly_context_free, context};
 	RcfDecodeStatus status;
 	const char *detail;
-	RcfParams	params;
 	RcfForest  *forest;
 	int			code;
 
-	if (rcf_model_peek_params(bytes, len, &params) == 0 &&
-		rcf_model_params_check(&params) == NULL)
-		anomaly_check_forest_memory(&params);
+	anomaly_check_model_memory(bytes, len);
 	forest = rcf_model_decode_tf(bytes, len, &allocator, grader, transform,
 								 &status, &detail);
 	if (forest)

@@ -136,6 +136,21 @@ anomaly_check_forest_memory(const RcfParams *params)
 				 errhint("Use fewer trees, a smaller sub_sample_size or fewer values per point, or ask a superuser to raise anomaly.max_forest_memory.")));
 }
 
+/*
+ * The same check for a stored model, from the parameters in its header,
+ * before it is decoded (a few bytes of header can ask for gigabytes).
+ * Parameters out of the model ranges are left to the decoder to report.
+ */
+void
+anomaly_check_model_memory(const uint8_t *bytes, size_t len)
+{
+	RcfParams	params;
+
+	if (rcf_model_peek_params(bytes, len, &params) == 0 &&
+		rcf_model_params_check(&params) == NULL)
+		anomaly_check_forest_memory(&params);
+}
+
 /* Allocator hooks that put engine memory into a memory context. */
 void *
 anomaly_context_alloc(void *ctx, size_t size)

@@ -895,6 +895,7 @@ detect_check_model(DetectorDef *def, struct varlena *model)
 	int64		points;
 
 	model = pg_detoast_datum_packed(model);
+	anomaly_check_model_memory((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model));
 	forest = rcf_model_decode_tf((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model),
 								 &alloc, &grader, &transform, &status, &detail);
 	if (forest == NULL)

@@ -170,6 +170,7 @@ anomaly_seed_detector(PG_FUNCTION_ARGS)
 	alloc.alloc = seed_alloc;
 	alloc.free = seed_free;
 	alloc.ctx = cxt;
+	anomaly_check_model_memory((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model));
 	forest = rcf_model_decode_tf((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model),
 								 &alloc, &grader, &transform, &status, &detail);
 	if (forest == NULL)

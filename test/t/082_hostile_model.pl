@@ -591,5 +591,24 @@ for my $role ('plain', 'adm')
 	assert_no_superuser($node, $label);
 }
 
+# seed_detector and import_detector_models decoded a model without checking
+# anomaly.max_forest_memory first: a value stored under a larger cap (a
+# table column is not read through the type's input) went straight to the
+# decoder.
+{
+	my $label = 'seed and import: the memory cap before decoding';
+	$node->safe_psql('postgres', q{CREATE TABLE public.cap_model AS
+		SELECT anomaly.rcf_train(ARRAY[g]::float8[] ORDER BY g) AS m FROM generate_series(1, 300) g});
+	my ($rc, $out, $err) = $node->psql('postgres', q{SET anomaly.max_forest_memory = '1MB';
+		SELECT anomaly.seed_detector('su_det', 'k', (SELECT m FROM public.cap_model))});
+	like($err, qr/forest would need .* more than anomaly\.max_forest_memory/, "$label: seed_detector refuses it");
+	($rc, $out, $err) = $node->psql('postgres', q{SET anomaly.max_forest_memory = '1MB';
+		SELECT anomaly.import_detector_models('su_det', ARRAY['k'], ARRAY[(SELECT m FROM public.cap_model)])});
+	like($err, qr/forest would need .* more than anomaly\.max_forest_memory/, "$label: import_detector_models refuses it");
+	($rc, $out, $err) = $node->psql('postgres', q{SELECT anomaly.seed_detector('su_det', 'k', (SELECT m FROM public.cap_model))});
+	like($err, qr/model has other parameters|number_of_trees/, "$label: under the default cap the model is decoded (and its parameters compared)");
+	assert_alive($node, $label);
+}
+
 $node->stop;
 done_testing();
