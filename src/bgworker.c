@@ -8,6 +8,7 @@
 
 #include "bgworker.h"
 #include "miscadmin.h"
+#include "utils/guc.h"
 
 /* Describes one of our workers; see bgworker.h. */
 void
@@ -39,4 +40,17 @@ anomaly_bgworker_register_static(const char *function_name, const char *type)
 		return;
 	anomaly_bgworker_init(&worker, function_name, type, 5);
 	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Connects a worker to database dboid as the bootstrap superuser, with the
+ * search_path pinned: the connection takes the database's settings, which
+ * its owner sets (ALTER DATABASE ... SET search_path), and nothing found
+ * through a path a non-superuser planted may run as superuser.
+ */
+void
+anomaly_bgworker_connect(Oid dboid)
+{
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 }

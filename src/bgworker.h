@@ -24,4 +24,10 @@ extern void anomaly_bgworker_init(BackgroundWorker *worker,
 extern void anomaly_bgworker_register_static(const char *function_name,
 											 const char *type);
 
+/*
+ * Connects to a database as the bootstrap superuser with search_path
+ * pinned to pg_catalog, pg_temp (the schedulers and the senders).
+ */
+extern void anomaly_bgworker_connect(Oid dboid);
+
 #endif							/* ANOMALY_BGWORKER_H */

@@ -327,15 +327,8 @@ anomaly_scheduler_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+	anomaly_bgworker_connect(DatumGetObjectId(arg));
 	pgstat_report_appname(SCHEDULER_BGW_TYPE);
-
-	/*
-	 * It runs as the bootstrap superuser with the database's settings,
-	 * which its owner sets (ALTER DATABASE ... SET search_path): nothing
-	 * found through a path it planted may run here.
-	 */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
 	for (;;)
 	{

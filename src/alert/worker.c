@@ -372,11 +372,8 @@ anomaly_alert_sender_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+	anomaly_bgworker_connect(DatumGetObjectId(arg));
 	pgstat_report_appname("anomaly alert sender");
-
-	/* every statement of the sender runs with nothing a user could plant */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
 	if (!sender_attach())
 	{
