@@ -312,6 +312,7 @@ BEGIN
 					   'scores of node ' || node || ', published to the collector (anomaly.publish_scores)');
 		EXECUTE format('CREATE PUBLICATION %I FOR TABLE %s WITH (publish = %L)',
 					   'anomaly_scores_' || node, tab, 'insert');
+		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tab);
 	END IF;
 	-- a regrole's text is already a quoted identifier
 	EXECUTE format('GRANT USAGE ON SCHEMA anomaly_collect TO %s', owner::text);
@@ -319,8 +320,8 @@ BEGIN
 	-- Every owner publishing into this node's table may insert only its own
 	-- detector's rows: one policy per detector (named by a hash, as names
 	-- may be longer than a policy's), so that one owner cannot pass rows off
-	-- as another's to the collector.
-	EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tab);
+	-- as another's to the collector (row level security is on from the
+	-- table's creation).
 	EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'detector_' || md5(detector), tab);
 	EXECUTE format('CREATE POLICY %I ON %s FOR INSERT TO %s WITH CHECK (detector = %L)',
 				   'detector_' || md5(detector), tab, owner::text, detector);
