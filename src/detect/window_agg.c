@@ -43,8 +43,10 @@
  * is read through its text, as evaluate.c converts rows.
  *
  * Security.  The values' text is made by their types' output functions
- * (C functions of the types, trusted), and turned back into values by the
- * input functions in the owner's context, where the aggregates run, with
+ * (C functions of the types, trusted) under fixed settings (DateStyle,
+ * TimeZone, extra_float_digits...: pin_text_settings), and turned back
+ * into values by the input functions, under the same settings, in the
+ * owner's context, where the aggregates run, with
  * SECURITY_RESTRICTED_OPERATION (sysctx.c).  The buffer is readable by
  * superusers only.
  */
@@ -65,6 +67,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -339,8 +342,46 @@ typedef struct BufRow
 } BufRow;
 
 /*
+ * The settings under which a window's rows are written as text and read
+ * back.  The two happen in different sessions (the detector worker, a
+ * process() caller), each with the settings of its database and role, which
+ * their owners may change in between: a date written as 02/01/2026 under
+ * 'SQL, DMY' would be read as February 1st under 'MDY', a float8 written
+ * with extra_float_digits -15 would keep one digit.  Fixed settings make
+ * the text a function of the value alone.
+ */
+static const char *const text_settings[][2] = {
+	{"DateStyle", "ISO, YMD"},
+	{"IntervalStyle", "postgres"},
+	{"TimeZone", "UTC"},
+	{"extra_float_digits", "3"},
+	{"bytea_output", "hex"},
+	{"xmloption", "content"},
+	{"lc_monetary", "C"},
+	{"array_nulls", "on"},
+};
+
+/*
+ * Enters a GUC nest with text_settings; the caller leaves it with
+ * AtEOXact_GUC(false, nest) (an error unwinds it with the transaction or
+ * subtransaction).
+ */
+static int
+pin_text_settings(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	for (int i = 0; i < lengthof(text_settings); i++)
+		(void) set_config_option(text_settings[i][0], text_settings[i][1],
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+/*
  * A row's values as a JSON array of their text by column number (null for
- * NULL, dropped and missing columns), by the types' output functions.
+ * NULL, dropped and missing columns), by the types' output functions.  The
+ * caller pins the settings (pin_text_settings).
  */
 static Datum
 row_values_json(Datum composite)
@@ -384,7 +425,8 @@ row_values_json(Datum composite)
 
 /*
  * A buffered row as a value of the source's current row type: each column
- * through its type's input function (run by the caller as the owner).
+ * through its type's input function (run by the caller as the owner, with
+ * the settings pinned).
  */
 static Datum
 row_from_json(Datum data, TupleDesc desc, Datum *values, bool *nulls)
@@ -602,9 +644,13 @@ eval_window_as_owner(void *arg)
 	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
 	Datum		arr;
 	int			rc;
+	int			nest;
 
+	/* the conversion under the settings the rows were written with */
+	nest = pin_text_settings();
 	for (int i = 0; i < we->n; i++)
 		rows[i] = row_from_json(we->members[i].row->data, desc, values, nulls);
+	AtEOXact_GUC(false, nest);
 	arr = PointerGetDatum(construct_array(rows, we->n, we->rowtype, -1, false, TYPALIGN_DOUBLE));
 	rc = detect_owner_spi_execute_plan(we->plan, &arr, NULL, false, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
@@ -709,6 +755,7 @@ detect_window_round(RoundWrite *w)
 	Out			o;
 	Datum		empty_row = (Datum) 0;
 	RoundWrite	w2;
+	int			nest;
 
 	/* No row: nothing moves the watermark. */
 	if (w->n == 0)
@@ -744,6 +791,7 @@ detect_window_round(RoundWrite *w)
 	late = palloc_extended(sizeof(Datum) * Max(w->n, 1), MCXT_ALLOC_HUGE);
 
 	/* Each row, in commit order: failed, filtered, late or accepted. */
+	nest = pin_text_settings();
 	for (int64 i = 0; i < w->n; i++)
 	{
 		RowResult  *rr = &es->res[i];
@@ -804,6 +852,7 @@ detect_window_round(RoundWrite *w)
 		st.any = true;
 		st.watermark = st.max_time - ws.lateness;
 	}
+	AtEOXact_GUC(false, nest);
 	insert_rows(def->id, acc, nacc);
 	st.buffered += nacc;
 

@@ -1,0 +1,98 @@
+# Hostile settings: what a non-superuser may set for a session it does not
+# run (ALTER DATABASE ... SET as a database's owner, ALTER ROLE ... SET or
+# SET as a detector's owner) must not change what the extension computes
+# or writes as the superuser.
+#
+# Windowed detectors keep a window's rows as text between rounds
+# (window_agg.c), written by one session and read back by another: a
+# database owner who sets DateStyle, IntervalStyle, TimeZone or
+# extra_float_digits for the database between the two must not change the
+# rows (a date read day-for-month, a float cut to one digit).
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use HostileTest;
+
+my $node = new_hostile_node('hostile_settings');
+
+# A database owned by owner1 (no superuser, no anomaly role), without a
+# detector worker (anomaly.detector_database names postgres): adm scores
+# its detector there with process(), so that each round is a session of its
+# own, with the database's settings of that moment.
+$node->safe_psql('postgres', q{
+	CREATE DATABASE wdb OWNER owner1;
+});
+$node->safe_psql('wdb', q{
+	CREATE EXTENSION anomaly;
+	CREATE SCHEMA s_adm AUTHORIZATION adm;
+});
+
+# -------------------------------------------------------------------------
+# A window's buffered rows under the database owner's settings.
+{
+	my $label = 'window rows under a database owner\'s DateStyle';
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.src (id bigserial PRIMARY KEY, ts timestamptz, d date, iv interval, f float8,
+	t timestamp, tz timestamptz, m money, b bytea);
+SELECT anomaly.create_detector('det_io', 's_adm.src',
+	ARRAY['sum(d - date ''2026-01-01'')', 'sum(extract(epoch FROM iv))', 'sum(f)',
+		'sum(extract(epoch FROM t))', 'sum(extract(epoch FROM tz))', 'sum(m::numeric)',
+		'sum(length(b))'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "window": "1 minute",
+		"time_column": "ts"}');
+INSERT INTO s_adm.src (ts, d, iv, f, t, tz, m, b) VALUES
+	('2026-01-01 10:00:10+00', '2026-01-02', '-1 day +2 hours', 1.0 / 3, '2026-01-02 03:04:05.678901',
+	 '2026-01-02 03:04:05.678901+00', 1234.56, '\x00ff5c27'),
+	('2026-01-01 10:00:20+00', '2026-01-03', '1 mon -3 days 00:00:01.5', 1.0 / 7, '2026-02-01 23:59:59',
+	 '2026-07-01 12:00:00+00', 0.01, '\x5c5c');
+}, "$label: set up as adm", db => 'wdb');
+
+	# the rows of the open window are written under the owner's settings
+	$node->safe_psql('wdb', q{SET ROLE owner1;
+ALTER DATABASE wdb SET DateStyle = 'SQL, DMY';
+ALTER DATABASE wdb SET IntervalStyle = 'sql_standard';
+ALTER DATABASE wdb SET TimeZone = 'Pacific/Chatham';
+ALTER DATABASE wdb SET extra_float_digits = -15;
+ALTER DATABASE wdb SET bytea_output = 'escape';
+});
+	my $out = as_role_ok($node, 'adm', 'SELECT anomaly.process()',
+		"$label: a round under the owner's settings", db => 'wdb');
+	is($out, '2', "$label: the round buffered the two rows");
+
+	# and read back under others: a row closes the window
+	$node->safe_psql('wdb', q{SET ROLE owner1;
+ALTER DATABASE wdb SET DateStyle = 'Postgres, MDY';
+ALTER DATABASE wdb SET IntervalStyle = 'iso_8601';
+ALTER DATABASE wdb SET TimeZone = 'America/New_York';
+ALTER DATABASE wdb RESET extra_float_digits;
+ALTER DATABASE wdb RESET bytea_output;
+});
+	as_role_ok($node, 'adm', q{
+INSERT INTO s_adm.src (ts, d, iv, f) VALUES ('2026-01-01 10:05:00+00', '2026-01-01', '0', 0);
+SELECT anomaly.process();
+}, "$label: a round under other settings", db => 'wdb');
+	$node->safe_psql('wdb', 'ALTER DATABASE wdb RESET ALL');
+
+	my $ref = q{
+		SELECT ARRAY[sum(d - date '2026-01-01'), sum(extract(epoch FROM iv)), sum(f),
+			sum(extract(epoch FROM t)), sum(extract(epoch FROM tz)), sum(m::numeric),
+			sum(length(b))]::float8[]
+		FROM s_adm.src WHERE ts < '2026-01-01 10:01:00+00'};
+	my $got = $node->safe_psql('wdb', qq{
+		SELECT s.features = ($ref) FROM anomaly.scores s WHERE s.detector = 'det_io'});
+	is($got, 't', "$label: the window's features equal the aggregates over the table")
+	  or diag($node->safe_psql('wdb', qq{
+		SELECT s.features::text || ' vs ' || ($ref)::text || ' / ' ||
+			coalesce((SELECT string_agg(reason, '; ') FROM anomaly.detector_failures), '')
+		FROM anomaly.scores s WHERE s.detector = 'det_io'}));
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+done_testing();
