@@ -130,6 +130,7 @@ extern int	detect_checkpoint_rows;
 extern int	detect_checkpoint_timeout_s;
 extern int	detect_max_retries;
 extern int	detect_threads;
+extern int	detect_window_memory_limit_mb;
 
 /* Registers the detectors' settings and hooks. */
 extern void anomaly_detect_init(void);

@@ -341,6 +341,13 @@ typedef struct BufRow
 	Datum		data;			/* jsonb: the values' text by column number */
 } BufRow;
 
+/* One row in one window (closing windows). */
+typedef struct Member
+{
+	int64		start;
+	const BufRow *row;
+} Member;
+
 /*
  * The settings under which a window's rows are written as text and read
  * back.  The two happen in different sessions (the detector worker, a
@@ -515,39 +522,87 @@ insert_rows(int64 id, BufRow *rows, int n)
 					7, t, a, NULL, false, SPI_OK_INSERT);
 }
 
-/* The buffered rows with lo <= rowtime < hi (lo_any: no lower bound), by seq. */
+/*
+ * The buffered rows with lo <= rowtime < hi (lo_any: no lower bound), by
+ * seq, for the windows that close.  They are all held in memory, with a
+ * Member per window a row is in (overlap of them): their size is bounded by
+ * anomaly.window_memory_limit, read a batch at a time, so that a window
+ * (or many closing at once) too large fails the round with an error that
+ * says so instead of asking for gigabytes, or for more than an array holds
+ * (a window's rows become one array).
+ */
 static BufRow *
-read_rows(int64 id, bool lo_any, TimestampTz lo, TimestampTz hi, int *n)
+read_rows(DetectorDef *def, bool lo_any, TimestampTz lo, TimestampTz hi,
+		  int64 overlap, int *n)
 {
 	Oid			t[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		a[3] = {Int64GetDatum(id), TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)};
+	Datum		a[3] = {Int64GetDatum(def->id), TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)};
 	char		nl[4] = "   ";
+	SPIPlanPtr	plan;
+	Portal		portal;
 	BufRow	   *rows;
-	bool		isnull;
+	int64		max = 64;
+	int64		count = 0;
+	Size		bytes = 0;
+	Size		limit = (Size) detect_window_memory_limit_mb * 1024 * 1024;
 
 	if (lo_any)
 		nl[1] = 'n';
-	detect_spi_exec("SELECT seq, partition_key, rowtime, commit_lsn, commit_time, row_data"
-					" FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
-					" AND ($2 IS NULL OR rowtime OPERATOR(pg_catalog.>=) $2)"
-					" AND rowtime OPERATOR(pg_catalog.<) $3 ORDER BY seq",
-					3, t, a, nl, false, SPI_OK_SELECT);
-	if (SPI_processed > (uint64) (MaxAllocHugeSize / sizeof(BufRow) / 2))
-		elog(ERROR, "too many rows in closing windows");
-	*n = (int) SPI_processed;
-	rows = palloc_extended(sizeof(BufRow) * Max(*n, 1), MCXT_ALLOC_HUGE);
-	for (int i = 0; i < *n; i++)
+	plan = detect_spi_prepare("SELECT seq, partition_key, rowtime, commit_lsn, commit_time, row_data"
+							  " FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
+							  " AND ($2 IS NULL OR rowtime OPERATOR(pg_catalog.>=) $2)"
+							  " AND rowtime OPERATOR(pg_catalog.<) $3 ORDER BY seq",
+							  3, t);
+	portal = detect_spi_cursor_open(plan, a, nl, false);
+	rows = palloc(sizeof(BufRow) * max);
+	for (;;)
 	{
-		rows[i].seq = DatumGetInt64(detect_spi_value(i, 1, &isnull));
-		rows[i].key = detect_spi_text(i, 2);
-		rows[i].t = DatumGetTimestampTz(detect_spi_value(i, 3, &isnull));
-		rows[i].lsn = DatumGetLSN(detect_spi_value(i, 4, &isnull));
-		if (isnull)
-			rows[i].lsn = InvalidXLogRecPtr;
-		rows[i].ctime = DatumGetTimestampTz(detect_spi_value(i, 5, &isnull));
-		rows[i].ctime_null = isnull;
-		rows[i].data = PointerGetDatum(DatumGetJsonbPCopy(detect_spi_value(i, 6, &isnull)));
+		SPITupleTable *tt;
+		uint64		got;
+
+		SPI_cursor_fetch(portal, true, 256);
+		got = SPI_processed;
+		tt = SPI_tuptable;
+		if (got == 0)
+			break;
+		for (uint64 r = 0; r < got; r++)
+		{
+			BufRow	   *b;
+			bool		isnull;
+			Datum		d;
+
+			if (count >= max)
+			{
+				max *= 2;
+				rows = repalloc_huge(rows, sizeof(BufRow) * max);
+			}
+			b = &rows[count++];
+			b->seq = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+			d = SPI_getbinval(tt->vals[r], tt->tupdesc, 2, &isnull);
+			b->key = isnull ? NULL : TextDatumGetCString(d);
+			b->t = DatumGetTimestampTz(SPI_getbinval(tt->vals[r], tt->tupdesc, 3, &isnull));
+			b->lsn = DatumGetLSN(SPI_getbinval(tt->vals[r], tt->tupdesc, 4, &isnull));
+			if (isnull)
+				b->lsn = InvalidXLogRecPtr;
+			b->ctime = DatumGetTimestampTz(SPI_getbinval(tt->vals[r], tt->tupdesc, 5, &isnull));
+			b->ctime_null = isnull;
+			b->data = PointerGetDatum(DatumGetJsonbPCopy(SPI_getbinval(tt->vals[r], tt->tupdesc,
+																	   6, &isnull)));
+			bytes += sizeof(BufRow) + sizeof(Member) * overlap +
+				VARSIZE(DatumGetPointer(b->data)) + (b->key ? strlen(b->key) + 1 : 0);
+			if (bytes > limit)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("the windows of detector \"%s\" that close hold more rows than anomaly.window_memory_limit (%d MB)",
+								def->name, detect_window_memory_limit_mb),
+						 errdetail("A window's rows are held in memory, as one array, when it is scored."),
+						 errhint("Use a shorter window or a larger slide, or ask a superuser to raise anomaly.window_memory_limit; reset_detector() drops the buffered rows.")));
+		}
+		SPI_freetuptable(tt);
 	}
+	SPI_cursor_close(portal);
+	SPI_freeplan(plan);
+	*n = (int) count;
 	return rows;
 }
 
@@ -566,13 +621,6 @@ delete_rows(int64 id, TimestampTz cut)
 /* ---------------------------------------------------------------------
  * Closing windows
  */
-
-/* One row in one window. */
-typedef struct Member
-{
-	int64		start;
-	const BufRow *row;
-} Member;
 
 static int
 cmp_key(const char *a, const char *b)
@@ -861,10 +909,13 @@ detect_window_round(RoundWrite *w)
 		(!before.any || floor_to(st.watermark - ws.size, ws.slide) + ws.size > before.watermark))
 	{
 		int			nrows;
-		BufRow	   *rows = read_rows(def->id, !before.any,
-									 before.watermark - ws.size + 1, st.watermark, &nrows);
-		Member	   *m = palloc_extended(sizeof(Member) * Max(nrows, 1) *
-										Min(ws.size / ws.slide + 1, DETECT_WINDOW_MAX_OVERLAP + 1),
+		int64		overlap = Min(ws.size / ws.slide + 1, DETECT_WINDOW_MAX_OVERLAP + 1);
+		/* rows after the end of the last closing window are in open ones only */
+		BufRow	   *rows = read_rows(def, !before.any,
+									 before.watermark - ws.size + 1,
+									 floor_to(st.watermark - ws.size, ws.slide) + ws.size,
+									 overlap, &nrows);
+		Member	   *m = palloc_extended(sizeof(Member) * Max(nrows, 1) * overlap,
 										MCXT_ALLOC_HUGE);
 		int64		nm = 0;
 		WindowEval	we;

@@ -53,6 +53,7 @@ int			detect_checkpoint_rows = 200000;
 int			detect_checkpoint_timeout_s = 60;
 int			detect_max_retries = 5;
 int			detect_threads = 2;
+int			detect_window_memory_limit_mb = 256;
 DetectServiceFn detect_service_hook = NULL;
 
 PGDLLEXPORT void anomaly_detect_worker_main(Datum arg);
@@ -94,6 +95,11 @@ anomaly_detect_init(void)
 							"Time over which a detector stores each of its forests, a few per round.",
 							NULL, &detect_checkpoint_timeout_s, 60, 1, 86400, PGC_SUSET,
 							GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.window_memory_limit",
+							"Memory for the rows of the windows a windowed detector's round closes.",
+							"A round whose closing windows hold more fails with an error.",
+							&detect_window_memory_limit_mb, 256, 1, 1024, PGC_SUSET,
+							GUC_UNIT_MB, NULL, NULL, NULL);
 	DefineCustomIntVariable("anomaly.detector_max_retries",
 							"Errors in a row after which a detector is marked failed.",
 							NULL, &detect_max_retries, 5, 1, 1000, PGC_SUSET, 0,

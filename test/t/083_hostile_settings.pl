@@ -95,4 +95,55 @@ SELECT anomaly.process();
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# A window's rows are held in memory, as one array, when it is scored: an
+# admin's window over wide rows asked for as much as the rows held (up to
+# the 1 GB an array may hold, then more for their copies).  The rows of the
+# closing windows are bounded by anomaly.window_memory_limit (superuser
+# only): past it the round fails with an error that says so, and a window
+# within it is scored.
+{
+	my $label = 'a window larger than anomaly.window_memory_limit';
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET anomaly.window_memory_limit = '1MB'});
+	$node->reload;
+	my ($rc, $out, $err) = as_role($node, 'adm', q{SET anomaly.window_memory_limit = '1024MB'},
+		db => 'wdb');
+	like($err, qr/permission denied to set parameter/, "$label: an admin may not raise the limit");
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.wide (id bigserial PRIMARY KEY, ts timestamptz, doc text);
+SELECT anomaly.create_detector('det_wide', 's_adm.wide', ARRAY['sum(length(doc))'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "window": "1 minute",
+		"time_column": "ts"}');
+-- 0.6 MB in the first window, 1.2 MB in the second
+INSERT INTO s_adm.wide (ts, doc)
+	SELECT '2026-01-01 10:00:10+00', string_agg(md5(g::text), '') FROM generate_series(1, 19000) g;
+INSERT INTO s_adm.wide (ts, doc)
+	SELECT '2026-01-01 10:01:00+00'::timestamptz + n * interval '1 second',
+		(SELECT string_agg(md5((g + n)::text), '') FROM generate_series(1, 19000) g)
+	FROM generate_series(1, 2) n;
+}, "$label: set up as adm", db => 'wdb');
+	($rc, $out, $err) = as_role($node, 'adm', 'SELECT anomaly.process()', db => 'wdb');
+	is("$rc|$err", '0|', "$label: the round closing the first window runs without a warning");
+	is($node->safe_psql('wdb', q{SELECT count(*) FROM anomaly.scores WHERE detector = 'det_wide'}), '1',
+		"$label: the window within the limit is scored");
+	($rc, $out, $err) = as_role($node, 'adm', q{
+INSERT INTO s_adm.wide (ts, doc) VALUES ('2026-01-01 10:05:00+00', 'x');
+SELECT anomaly.process();
+}, db => 'wdb');
+	like($err, qr/WARNING:  detector "det_wide": the windows of detector "det_wide" that close hold more rows than anomaly.window_memory_limit \(1 MB\)/,
+		"$label: the round closing the larger window fails, saying why");
+	is($node->safe_psql('wdb', q{SELECT count(*) FROM anomaly.scores WHERE detector = 'det_wide'}), '1',
+		"$label: nothing of that round is written");
+	like($node->safe_psql('wdb', q{SELECT last_error FROM anomaly.detector_status WHERE name = 'det_wide'}),
+		qr/anomaly.window_memory_limit/, "$label: the detector's last_error names the limit");
+	$node->safe_psql('postgres', q{ALTER SYSTEM RESET anomaly.window_memory_limit});
+	$node->reload;
+	as_role_ok($node, 'adm', q{SELECT anomaly.resume_detector('det_wide'); SELECT anomaly.process()},
+		"$label: under the default limit", db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT count(*) FROM anomaly.scores WHERE detector = 'det_wide'}), '2',
+		"$label: the larger window is scored under the default limit");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
