@@ -146,4 +146,50 @@ SELECT anomaly.process();
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# The source key of a table without a primary key is the whole row (in
+# anomaly.scores, a destination, a rule's payload and group key): a
+# detector whose owner no longer may read every column of its source must
+# not score another row, so no column the owner lost reaches any of them.
+{
+	my $label = 'source_key of a table without a primary key';
+	$node->safe_psql('wdb', q{SET ROLE owner1;
+CREATE TABLE public.nopk (a float8, secret text);
+GRANT SELECT ON public.nopk TO adm;
+});
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.create_detector('det_nopk', 'public.nopk', ARRAY['a'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+SELECT anomaly.create_destination('adm_n', 'notify', '{"channel": "nopk"}');
+SELECT anomaly.create_alert_rule('r_nopk', 'det_nopk', 'adm_n', min_score => 0,
+	group_by => '{source_key}');
+}, "$label: detector and rule as adm", db => 'wdb');
+	$node->safe_psql('wdb', q{SET ROLE owner1;
+INSERT INTO public.nopk VALUES (1, 'visible-before');
+});
+	as_role_ok($node, 'adm', 'SELECT anomaly.process()', "$label: a round while adm reads the table",
+		db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT source_key->>'secret' FROM anomaly.scores WHERE detector = 'det_nopk'}),
+		'visible-before', "$label: the key is the whole row");
+	# owner1 takes column secret back from adm
+	$node->safe_psql('wdb', q{SET ROLE owner1;
+REVOKE SELECT ON public.nopk FROM adm;
+GRANT SELECT (a) ON public.nopk TO adm;
+INSERT INTO public.nopk VALUES (2, 'hidden-after');
+});
+	my ($rc, $out, $err) = as_role($node, 'adm', 'SELECT anomaly.process()', db => 'wdb');
+	like($err, qr/permission denied for table public.nopk/, "$label: the round stops: the owner may no longer read every column");
+	is($node->safe_psql('wdb', q{
+		SELECT count(*) FROM anomaly.scores WHERE source_key::text LIKE '%hidden-after%'}), '0',
+		"$label: the row is not in anomaly.scores");
+	is($node->safe_psql('wdb', q{
+		SELECT count(*) FROM anomaly.alert_episodes WHERE group_key::text LIKE '%hidden-after%'}), '0',
+		"$label: nor in an episode's key");
+	is($node->safe_psql('wdb', q{
+		SELECT count(*) FROM anomaly.outbox WHERE payload::text LIKE '%hidden-after%'}), '0',
+		"$label: nor in a notification");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
