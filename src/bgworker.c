@@ -10,6 +10,8 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "pinned.h"
+
 /* Describes one of our workers; see bgworker.h. */
 void
 anomaly_bgworker_init(BackgroundWorker *worker, const char *function_name,
@@ -46,11 +48,12 @@ anomaly_bgworker_register_static(const char *function_name, const char *type)
  * Connects a worker to database dboid as the bootstrap superuser, with the
  * search_path pinned: the connection takes the database's settings, which
  * its owner sets (ALTER DATABASE ... SET search_path), and nothing found
- * through a path a non-superuser planted may run as superuser.
+ * through a path a non-superuser planted may run as superuser; nor do its
+ * statements go to the log through debug_print_plan and friends (pinned.c).
  */
 void
 anomaly_bgworker_connect(Oid dboid)
 {
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	anomaly_pin_settings("pg_catalog, pg_temp", GUC_ACTION_SET);
 }

@@ -34,19 +34,22 @@
 
 #include "alert/alert.h"
 #include "compat.h"
+#include "pinned.h"
 
 PG_FUNCTION_INFO_V1(anomaly_alert_entry);
 PG_FUNCTION_INFO_V1(anomaly_alert_row_to_jsonb);
 
-/* Enters owner's context: its user id, a pinned search_path, a new nest. */
+/*
+ * Enters owner's context: its user id, a new nest with a pinned search_path
+ * (and the settings that would print its statements off: pinned.c).
+ */
 static void
 sys_enter(AlertSys *sys, Oid owner, int extra_sec, const char *path)
 {
 	GetUserIdAndSecContext(&sys->save_user, &sys->save_sec);
 	SetUserIdAndSecContext(owner, sys->save_sec | SECURITY_LOCAL_USERID_CHANGE | extra_sec);
 	sys->guc_nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	anomaly_pin_settings(path, GUC_ACTION_SAVE);
 }
 
 /*

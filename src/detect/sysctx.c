@@ -7,8 +7,9 @@
  *
  * - The sys context (detect_sys_enter .. detect_sys_leave): the extension's
  *   own SQL on its own tables, as the bootstrap superuser, with search_path
- *   'pg_catalog, pg_temp' pinned in a GUC nest of its own that is thrown
- *   away on leaving.  Every SQL string run there is schema-qualified,
+ *   'pg_catalog, pg_temp' (and the settings that would print its statements
+ *   off: pinned.c) pinned in a GUC nest of its own that is thrown away on
+ *   leaving.  Every SQL string run there is schema-qualified,
  *   operators and casts included, and goes through detect_spi_*, which
  *   refuse to run anywhere else.
  *
@@ -41,6 +42,7 @@
 #include "utils/varlena.h"
 
 #include "detect/detect.h"
+#include "pinned.h"
 
 /* The sys context's search_path. */
 #define DETECT_SYS_SEARCH_PATH "pg_catalog, pg_temp"
@@ -117,9 +119,7 @@ detect_sys_enter(DetectSys *sys)
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 						   sys->save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	sys->guc_nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", DETECT_SYS_SEARCH_PATH,
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	anomaly_pin_settings(DETECT_SYS_SEARCH_PATH, GUC_ACTION_SAVE);
 	detect_allow_plugin();
 }
 

@@ -306,7 +306,9 @@ CREATE OR REPLACE FUNCTION deliver(max integer DEFAULT 100)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'anomaly_alert_deliver'
 LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, anomaly, pg_temp;
+SET search_path = pg_catalog, anomaly, pg_temp
+-- what prints the statements run as the owner (src/pinned.c)
+SET debug_print_parse = off SET debug_print_rewritten = off SET debug_print_plan = off;
 
 -- Sends a test notification to a destination now and reports the outcome
 -- (the caller must own it; the failure's details only to superusers).

@@ -192,4 +192,64 @@ INSERT INTO public.nopk VALUES (2, 'hidden-after');
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# debug_print_parse, debug_print_rewritten and debug_print_plan are settings
+# every role may change, and with client_min_messages = log the trees they
+# print reach the client.  The plans of the extension's own statements,
+# run as its owner inside deliver() (SECURITY DEFINER) or a management
+# function, carry their parameters as constants: another admin's response
+# bodies (anomaly.delivery_errors is for superusers) and payloads.  They
+# must print nothing of what runs as the extension's owner.
+
+# the bytes of every constant a printed tree holds, as text
+sub printed_constants
+{
+	my ($text) = @_;
+	my $all = '';
+	while ($text =~ /:constvalue \d+ \[([-\d\s]+)\]/g)
+	{
+		# the printer wraps long lines, also within a number
+		(my $bytes = $1) =~ s/\n\s*//g;
+		$all .= join('', map { chr($_ & 255) } split(' ', $bytes)) . "\n";
+	}
+	return $all;
+}
+
+{
+	my $label = 'debug_print_plan inside the extension\'s functions';
+	my $body = 'RESPONSEBODYxyzzy-of-adm2';
+	my $l = start_listener(status => 500, body => $body);
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET anomaly.allowed_destination_hosts = '127.0.0.1'});
+	$node->reload;
+	as_role_ok($node, 'adm2', qq{
+SELECT anomaly.create_destination('w_adm2', 'webhook', '{"url": "http://127.0.0.1:$l->{port}/hook"}');
+SELECT anomaly.send_alert('w_adm2', 'subject', '{"k": "adm2-private-payload"}');
+SELECT anomaly.deliver();
+}, "$label: adm2's alert is delivered once and fails", db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT count(*) FROM anomaly.delivery_errors WHERE detail LIKE '%RESPONSEBODYxyzzy%'}),
+		'1', "$label: the response body is kept for superusers");
+	# the retry is due after anomaly.retry_base (20ms here)
+	wait_until(30, sub {
+		$node->safe_psql('wdb', q{SELECT count(*) FROM anomaly.outbox WHERE next_attempt_at <= now()}) eq '1' });
+	my ($rc, $out, $err) = as_role($node, 'adm', q{
+SET debug_print_parse = on;
+SET debug_print_rewritten = on;
+SET debug_print_plan = on;
+SET client_min_messages = log;
+SELECT anomaly.deliver();
+SELECT anomaly.create_destination('w_adm', 'notify', '{"channel": "dbg"}');
+SELECT anomaly.send_alert('w_adm', 'subject', '{"k": "v"}');
+}, db => 'wdb');
+	is($rc, 0, "$label: adm's calls ran") or diag($err);
+	is($node->safe_psql('wdb', q{SELECT attempts FROM anomaly.outbox o WHERE destination = 'w_adm2'}), '2',
+		"$label: adm's deliver() delivered adm2's alert again");
+	my $consts = printed_constants($err);
+	ok(length($err) > 0 && $err =~ /LOG:  plan:/, "$label: adm's own statement's plan is printed");
+	unlike($consts . $err, qr/RESPONSEBODYxyzzy/, "$label: adm is not shown adm2's response body");
+	unlike($consts . $err, qr/adm2-private-payload/, "$label: nor adm2's payload");
+	unlike($err, qr/delivery_errors|:relid \d+.*outbox/s, "$label: nor the plans of the extension's statements");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();

@@ -1,0 +1,38 @@
+/*
+ * pinned.c
+ *	  The settings pinned wherever the extension runs as a role that is not
+ *	  its caller: the bootstrap superuser's context of the detectors
+ *	  (detect/sysctx.c), the extension's owner in the alert layer
+ *	  (alert/privs.c), and the background workers' sessions (bgworker.c).
+ *
+ * search_path, so that nothing a non-superuser planted is found.  And the
+ * settings that print the tree of every statement parsed, rewritten or
+ * planned: any role may turn debug_print_parse, debug_print_rewritten and
+ * debug_print_plan on, and with client_min_messages = log the trees reach
+ * the client, with the statement's parameters folded into the plan as
+ * constants.  Inside the extension's own code that showed a member of
+ * anomaly_admin what it may not read: another admin's payloads and the
+ * response bodies of their deliveries (anomaly.delivery_errors is for
+ * superusers), through deliver().  The three SECURITY DEFINER functions
+ * pin the same settings in their SET clauses (src/sql/04x).
+ */
+#include "postgres.h"
+
+#include "pinned.h"
+
+/* What prints the extension's own statements: off while they run. */
+static const char *const quiet_settings[] = {
+	"debug_print_parse",
+	"debug_print_rewritten",
+	"debug_print_plan",
+};
+
+void
+anomaly_pin_settings(const char *path, GucAction action)
+{
+	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
+							 action, true, 0, false);
+	for (int i = 0; i < lengthof(quiet_settings); i++)
+		(void) set_config_option(quiet_settings[i], "off", PGC_USERSET,
+								 PGC_S_SESSION, action, true, 0, false);
+}
