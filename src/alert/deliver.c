@@ -40,6 +40,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -197,6 +198,19 @@ rate_take(const char *dest, double rate)
 	}
 	b->deferred++;
 	return (int) ceil(((1.0 - b->tokens) + (b->deferred - 1)) / rate * 1000.0) + 1;
+}
+
+/*
+ * Whether a message may hold a failure's details: only where superusers
+ * alone read messages, a worker's (the server log) or a superuser's
+ * session.  Any role may set client_min_messages = debug1, and deliver()
+ * and test_destination() run in the caller's session: an admin is shown the
+ * class, as in the tables.
+ */
+static bool
+details_shown(void)
+{
+	return MyBgworkerEntry != NULL || superuser_arg(GetSessionUserId());
 }
 
 /* The wait before the next attempt: exponential backoff, full jitter. */
@@ -780,7 +794,8 @@ alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
 		}
 		if (it->error)
 			elog(DEBUG1, "anomaly: notification %lld to \"%s\": %s",
-				 (long long) it->id, it->destination, it->detail ? it->detail : it->error);
+				 (long long) it->id, it->destination,
+				 it->detail && details_shown() ? it->detail : it->error);
 	}
 
 	record_outcomes(items, n);

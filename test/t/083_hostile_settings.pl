@@ -252,4 +252,35 @@ SELECT anomaly.send_alert('w_adm', 'subject', '{"k": "v"}');
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# client_min_messages is every role's to set: a DEBUG1 line of a delivery
+# round reached an admin with the failure's details, which only superusers
+# may see (a response body: what an internal server answered), through
+# test_destination() on their own destination and deliver() on everyone's.
+{
+	my $label = 'client_min_messages = debug1 in a delivery round';
+	my ($rc, $out, $err) = as_role($node, 'adm2', q{
+SET client_min_messages = debug1;
+SELECT ok, detail FROM anomaly.test_destination('w_adm2');
+}, db => 'wdb');
+	is($out, 'f|HTTP 500', "$label: test_destination gives adm2 the class");
+	unlike($err, qr/RESPONSEBODYxyzzy/, "$label: and no DEBUG line with the response body");
+	like($err, qr/DEBUG:  anomaly: notification \d+ to "w_adm2": HTTP 500/,
+		"$label: the DEBUG line names the class");
+	wait_until(30, sub {
+		$node->safe_psql('wdb', q{SELECT count(*) FROM anomaly.outbox
+			WHERE destination = 'w_adm2' AND next_attempt_at <= now()}) eq '1' });
+	($rc, $out, $err) = as_role($node, 'adm', q{
+SET client_min_messages = debug1;
+SELECT anomaly.deliver();
+}, db => 'wdb');
+	like($err, qr/notification \d+ to "w_adm2"/, "$label: adm's deliver() retried adm2's alert");
+	unlike($err, qr/RESPONSEBODYxyzzy/, "$label: adm is not shown its response body");
+	my $su = $node->safe_psql('wdb', q{SET client_min_messages = debug1;
+SELECT detail FROM anomaly.test_destination('w_adm2')});
+	like($su, qr/RESPONSEBODYxyzzy/, "$label: a superuser is");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
