@@ -13,18 +13,28 @@
  * constants.  Inside the extension's own code that showed a member of
  * anomaly_admin what it may not read: another admin's payloads and the
  * response bodies of their deliveries (anomaly.delivery_errors is for
- * superusers), through deliver().  The three SECURITY DEFINER functions
- * pin the same settings in their SET clauses (src/sql/04x).
+ * superusers), through deliver().
+ *
+ * And standard_conforming_strings, which anyone may turn off for a session
+ * (and a database's owner for the database): then the literals of the
+ * extension's SQL and PL/pgSQL read differently ('\s' as 's' in a check of
+ * an e-mail address, '\x00' as a NUL that stops a function from compiling).
+ *
+ * The three SECURITY DEFINER functions pin the same settings in their SET
+ * clauses (src/sql/04x).
  */
 #include "postgres.h"
 
 #include "pinned.h"
 
-/* What prints the extension's own statements: off while they run. */
-static const char *const quiet_settings[] = {
-	"debug_print_parse",
-	"debug_print_rewritten",
-	"debug_print_plan",
+/* Each setting and its value while the extension's own statements run. */
+static const char *const pinned_settings[][2] = {
+	/* what prints them */
+	{"debug_print_parse", "off"},
+	{"debug_print_rewritten", "off"},
+	{"debug_print_plan", "off"},
+	/* what changes how their text is read */
+	{"standard_conforming_strings", "on"},
 };
 
 void
@@ -32,7 +42,7 @@ anomaly_pin_settings(const char *path, GucAction action)
 {
 	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
 							 action, true, 0, false);
-	for (int i = 0; i < lengthof(quiet_settings); i++)
-		(void) set_config_option(quiet_settings[i], "off", PGC_USERSET,
-								 PGC_S_SESSION, action, true, 0, false);
+	for (int i = 0; i < lengthof(pinned_settings); i++)
+		(void) set_config_option(pinned_settings[i][0], pinned_settings[i][1],
+								 PGC_USERSET, PGC_S_SESSION, action, true, 0, false);
 }

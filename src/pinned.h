@@ -9,10 +9,11 @@
 #include "utils/guc.h"
 
 /*
- * Sets search_path to path, and turns off the settings that print the
- * trees of the statements run (debug_print_parse, debug_print_rewritten,
- * debug_print_plan), with action: GUC_ACTION_SAVE in a GUC nest the caller
- * opened, GUC_ACTION_SET for a worker's session.
+ * Sets search_path to path, turns off the settings that print the trees of
+ * the statements run (debug_print_parse, debug_print_rewritten,
+ * debug_print_plan) and turns standard_conforming_strings on, with action:
+ * GUC_ACTION_SAVE in a GUC nest the caller opened, GUC_ACTION_SET for a
+ * worker's session.
  */
 extern void anomaly_pin_settings(const char *path, GucAction action);
 

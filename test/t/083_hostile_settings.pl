@@ -283,4 +283,44 @@ SELECT detail FROM anomaly.test_destination('w_adm2')});
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# standard_conforming_strings = off (anyone's to set, and a database
+# owner's for the database) changes how the extension's own SQL reads its
+# literals: '\s' becomes 's' in the checks of a destination's config (an
+# e-mail address with CR LF, a header injection), '\x00' a NUL that stops
+# the check from compiling at all.  The extension's SQL must read as it is
+# written, whatever the session says.
+{
+	my $label = 'standard_conforming_strings = off';
+	my $mail = q{$j${"url": "smtp://127.0.0.1:25", "from": "a@b.example", "to": ["x@y.example"]}$j$};
+	my $inject = q{$j${"url": "smtp://127.0.0.1:25", "from": "a@b.example",
+		"to": ["x@y.example\r\nBcc: victim@evil.example"]}$j$};
+	# a fresh session: PL/pgSQL reads a function once per session
+	as_role_ok($node, 'adm', qq{
+SET standard_conforming_strings = off;
+SET escape_string_warning = off;
+SELECT anomaly.create_destination('e_scs', 'email', $mail);
+}, "$label: an admin's session creates an e-mail destination", db => 'wdb');
+	my ($rc, $out, $err) = as_role($node, 'adm', qq{
+SET standard_conforming_strings = off;
+SET escape_string_warning = off;
+SELECT anomaly.create_destination('e_inj', 'email', $inject);
+}, db => 'wdb');
+	like($err, qr/"to" holds something that is not an e-mail address/,
+		"$label: an address with CR LF is refused");
+	# the same from the database's owner, for every session of wdb
+	$node->safe_psql('wdb', q{SET ROLE owner1; ALTER DATABASE wdb SET standard_conforming_strings = off});
+	($rc, $out, $err) = as_role($node, 'adm', qq{
+SET escape_string_warning = off;
+SELECT anomaly.alter_destination('e_scs', $inject);
+}, db => 'wdb');
+	like($err, qr/"to" holds something that is not an e-mail address/,
+		"$label: the same under the database owner's setting");
+	$node->safe_psql('wdb', q{SET ROLE owner1; ALTER DATABASE wdb RESET standard_conforming_strings});
+	is($node->safe_psql('wdb', q{SELECT config->'to' FROM anomaly.destinations WHERE name = 'e_scs'}),
+		'["x@y.example"]', "$label: the destination is as created");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
