@@ -49,6 +49,11 @@ SELECT anomaly.create_destination('x', 'webhook', '{"url": "https://example.com/
 SELECT anomaly.create_destination('x', 'webhook', '{"url": "https://example.com/", "max_attempts": 0}');
 SELECT anomaly.create_destination('x', 'webhook', '{"url": "https://example.com/", "max_attempts": "3"}');
 SELECT anomaly.create_destination('x', 'slack', '{"url": "https://hooks.slack.com/services/T0/B0/XYZ"}');
+-- the host of a Slack webhook whatever its port, final dot or case, and as a webhook
+SELECT anomaly.create_destination('x', 'slack', '{"url": "https://hooks.slack.com:443/services/T0/B0/XYZ"}');
+SELECT anomaly.create_destination('x', 'slack', '{"url": "https://hooks.slack.com./services/T0/B0/XYZ"}');
+SELECT anomaly.create_destination('x', 'slack', '{"url": "https://HOOKS.Slack.COM/services/T0/B0/XYZ"}');
+SELECT anomaly.create_destination('x', 'webhook', '{"url": "https://hooks.slack.com/services/T0/B0/XYZ"}');
 SELECT anomaly.create_destination('x', 'sns', '{"topic_arn": "arn:aws:sqs:eu-west-1:123456789012:q"}');
 SELECT anomaly.create_destination('x', 'sns', '{"topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops", "message_group_id": "g"}');
 SELECT anomaly.create_destination('x', 'sns', '{"topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops", "aws_secret_access_key": "k"}');

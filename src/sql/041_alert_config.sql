@@ -202,7 +202,8 @@ BEGIN
 		END IF;
 		IF v IS NOT NULL THEN
 			PERFORM _check_url(v, ARRAY['http', 'https'], 'url', kind);
-			IF kind = 'slack' AND v ~* '^https?://hooks\.slack\.com/' THEN
+			-- by its host, whatever its case, port or final dot, also as a webhook
+			IF lower(substring(v FROM '^[a-z]+://([^/?#:]*)')) ~ '^hooks\.slack\.com\.?$' THEN
 				RAISE EXCEPTION 'a Slack incoming webhook URL is a secret and may not be stored in a destination'
 					USING ERRCODE = 'invalid_parameter_value',
 					HINT = 'Put the URL in anomaly.credentials or ANOMALY_CREDENTIAL_<NAME> and give that name as "url_credential".';
