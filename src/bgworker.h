@@ -26,7 +26,8 @@ extern void anomaly_bgworker_register_static(const char *function_name,
 
 /*
  * Connects to a database as the bootstrap superuser with search_path
- * pinned to pg_catalog, pg_temp (the schedulers and the senders).
+ * pinned to pg_catalog, pg_temp and the other settings of pinned.c (the
+ * schedulers, the senders and the detector workers).
  */
 extern void anomaly_bgworker_connect(Oid dboid);
 

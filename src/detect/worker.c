@@ -390,7 +390,8 @@ anomaly_detect_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	/* as the other workers: the sys context pins its settings again */
+	anomaly_bgworker_connect(dboid);
 	snprintf(appname, sizeof(appname), "anomaly detector " INT64_FORMAT, id);
 	pgstat_report_appname(appname);
 
