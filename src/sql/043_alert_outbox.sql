@@ -63,6 +63,15 @@ AS $$
 	SELECT left(encode(sha256(convert_to(array_to_string(parts, chr(31), ''), 'UTF8')), 'hex'), 32)
 $$;
 
+-- Serializes the evaluations of one alert episode (by its fingerprint) until
+-- the transaction ends, on an advisory lock tag that no SQL function can take
+-- (src/alert/episode_lock.c): pg_advisory_xact_lock on the fingerprint let any
+-- role that worked it out stall a detector.
+CREATE OR REPLACE FUNCTION _lock_episode(fingerprint text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'anomaly_alert_lock_episode'
+LANGUAGE C VOLATILE STRICT;
+
 -- Queues one notification; returns its outbox id.  Wakes the sender at commit.
 CREATE OR REPLACE FUNCTION _enqueue(destination text, subject text, payload jsonb, dedup_id text DEFAULT NULL)
 RETURNS bigint

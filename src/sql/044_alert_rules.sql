@@ -562,7 +562,8 @@ BEGIN
 				AND (r.min_grade IS NULL OR coalesce(s.anomaly_grade, 0) >= r.min_grade)
 				AND (r.min_score IS NULL OR s.anomaly_score >= r.min_score);
 
-			PERFORM pg_advisory_xact_lock(hashtext('anomaly.alert'), hashtext(fp));
+			-- one evaluation of an episode at a time, on a lock SQL cannot take
+			PERFORM anomaly._lock_episode(fp);
 			SELECT * INTO ep FROM anomaly.alert_episodes e
 			WHERE e.rule = r.name AND e.fingerprint = fp AND e.status <> 'resolved'
 			FOR UPDATE;

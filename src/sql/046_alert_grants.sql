@@ -52,6 +52,7 @@ REVOKE EXECUTE ON FUNCTION
 	_drop_destination(oid, text, boolean),
 	_fit_json(jsonb, integer),
 	_fingerprint(text[]),
+	_lock_episode(text),
 	_enqueue(text, text, jsonb, text),
 	_destination_kind(text),
 	_send_alert(oid, text, text, jsonb),
@@ -72,6 +73,7 @@ REVOKE EXECUTE ON FUNCTION
 	_wake_sender()
 FROM PUBLIC;
 
+COMMENT ON FUNCTION _lock_episode(text) IS 'internal: the lock of one alert episode until the transaction ends, out of SQL''s reach';
 COMMENT ON FUNCTION _credential_bound(text, text) IS 'internal: whether anomaly.credential_bindings lets a credential go to a URL';
 COMMENT ON FUNCTION _check_bindings(text, jsonb) IS 'internal: raises unless the credentials a destination config names are bound to its URL';
 COMMENT ON FUNCTION _check_payload_mode(oid, text, jsonb) IS 'internal: raises unless a superuser asks for a notify destination''s full payload';

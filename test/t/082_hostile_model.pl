@@ -281,6 +281,7 @@ my %calls = (
 	'anomaly.drop_destination(text,boolean)' => q{SELECT anomaly.drop_destination('su_dest', true)},
 	'anomaly._fit_json(jsonb,integer)' => q{SELECT anomaly._fit_json(jsonb_build_object('a', repeat('x', 100000)), -1)},
 	'anomaly._fingerprint(text[])' => q{SELECT anomaly._fingerprint(VARIADIC NULL::text[])},
+	'anomaly._lock_episode(text)' => q{SELECT anomaly._lock_episode(repeat('x', 1000000))},
 	'anomaly._enqueue(text,text,jsonb,text)' => q{SELECT anomaly._enqueue('su_dest', 'forged', '{"forged": true}', 'd')},
 	'anomaly._destination_kind(text)' => qq{SELECT anomaly._destination_kind($inj)},
 	'anomaly.send_alert(text,text,jsonb)' =>

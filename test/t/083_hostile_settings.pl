@@ -16,6 +16,8 @@ use lib "$FindBin::RealBin/..";
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
+use Time::HiRes qw(time);
 
 use HostileTest;
 
@@ -319,6 +321,50 @@ SELECT anomaly.alter_destination('e_scs', $inject);
 	$node->safe_psql('wdb', q{SET ROLE owner1; ALTER DATABASE wdb RESET standard_conforming_strings});
 	is($node->safe_psql('wdb', q{SELECT config->'to' FROM anomaly.destinations WHERE name = 'e_scs'}),
 		'["x@y.example"]', "$label: the destination is as created");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# -------------------------------------------------------------------------
+# A rule's evaluation serialized its episodes with an advisory lock whose
+# key any role can work out: the rule's name (in every reference a notify
+# destination sends, which any role may LISTEN to) and its group key.  A
+# role with no privilege at all holding that lock stalled the detector's
+# rounds (in a worker: for ever, its slot keeping the WAL).
+{
+	my $label = 'the lock of a rule\'s episodes';
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.lk (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('det_lk', 's_adm.lk', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+SELECT anomaly.create_destination('n_lk', 'notify', '{"channel": "lk"}');
+SELECT anomaly.create_alert_rule('r_lk', 'det_lk', 'n_lk', min_score => 0);
+}, "$label: a rule as adm", db => 'wdb');
+	my ($in, $out, $err) = ('', '', '');
+	my $holder = IPC::Run::start(
+		[ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-U', 'plain', '-d', $node->connstr('wdb') ],
+		'<', \$in, '>', \$out, '2>', \$err);
+	# the key of 0.2.0 before this fix: the fingerprint of the rule and
+	# its group key (a detector without partition_by: {"partition_key": null}),
+	# and the fields of the lock that replaced it, in both forms SQL has
+	$in .= q{WITH f AS (SELECT left(encode(sha256(convert_to('r_lk' || chr(31) || '{"partition_key": null}',
+		'UTF8')), 'hex'), 32) AS fp),
+	h AS (SELECT fp, hashtextextended(fp, 0) AS h FROM f)
+	SELECT pg_advisory_lock(hashtext('anomaly.alert'), hashtext(fp)), pg_advisory_lock(h),
+		pg_advisory_lock((h >> 32)::int4, (h & 4294967295)::bit(32)::int4) FROM h;}
+	  . "\nSELECT 'held';\n";
+	my $deadline = time() + 60;
+	$holder->pump while $out !~ /held/ && time() < $deadline && $holder->pumpable;
+	like($out, qr/held/, "$label: plain holds the advisory locks");
+	my ($rc, $pout, $perr) = as_role($node, 'adm', q{
+INSERT INTO s_adm.lk (v) VALUES (1);
+SELECT anomaly.process();
+}, db => 'wdb', timeout => '10s');
+	is("$rc|$pout", '0|1', "$label: the round does not wait for it") or diag($perr);
+	is($node->safe_psql('wdb', q{SELECT count(*) FROM anomaly.alert_episodes WHERE rule = 'r_lk'}), '1',
+		"$label: the rule opened its episode");
+	$in .= "\\q\n";
+	$holder->finish;
 	assert_no_superuser($node, $label);
 	assert_alive($node, $label);
 }
