@@ -116,16 +116,16 @@ arena_layout(const RcfParams *params, char *base)
 
 		CARVE(tree->nodes, RcfNode, N - 1);
 		CARVE(tree->leaf_count, uint16_t, partial * (N - 1));
-		CARVE(tree->node_box, uint16_t, partial * (N - 1));
+		CARVE(tree->node_box, uint16_t, partial * (N - 1 + M));
 		CARVE(tree->boxes, float, M * 2 * D);
-		CARVE(tree->box_free, uint16_t, partial * M);
+		CARVE(tree->leaf_order, uint16_t, partial * 2 * N);
 		CARVE(tree->leaf_mass, uint16_t, N);
 		CARVE(tree->points, float, (1 - shared) * N * D);
 		CARVE(tree->leaf_loc, uint32_t, shared * N);
 		if (base)
 		{
 			if (!partial)
-				tree->leaf_count = tree->node_box = NULL;
+				tree->leaf_count = tree->node_box = tree->leaf_order = NULL;
 			if (M == 0)
 				tree->boxes = NULL;
 			if (shared)
@@ -227,6 +227,7 @@ rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 	forest->box_mode = rcf_box_mode(params);
 	forest->box_partial = forest->box_mode == RCF_BOXES_PARTIAL;
 	forest->box_slots = (int) rcf_box_pool_size(params);
+	forest->box_min_leaves = RCF_BOX_MIN_LEAVES;
 
 	for (int m = 0; m <= forest->N; m++)
 		forest->log2_table[m] = log2(m + 1.0);

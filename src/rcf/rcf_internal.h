@@ -72,14 +72,14 @@
 #define RCF_NIL				INT16_MIN	/* no node: empty tree, end of list */
 #define RCF_NO_BOX			UINT16_MAX	/* a node without a cached box */
 #ifndef RCF_BOX_MIN_LEAVES
-#define RCF_BOX_MIN_LEAVES	3
+#define RCF_BOX_MIN_LEAVES	8
 #endif
 #ifndef RCF_BOX_PARTIAL_MIN_DIMS
 #define RCF_BOX_PARTIAL_MIN_DIMS	16	/* fewer dimensions: every box cached */
 #endif
 #ifndef RCF_BOX_POOL_NUM
 #define RCF_BOX_POOL_NUM	3	/* pool = sample_size * NUM / DIV */
-#define RCF_BOX_POOL_DIV	4
+#define RCF_BOX_POOL_DIV	8
 #endif
 #define RCF_BOXES_NONE		0
 #define RCF_BOXES_ALL		1
@@ -147,10 +147,20 @@ typedef struct RcfTree
 	int16_t		free_leaf;
 	int16_t		node_hw;		/* nodes from here up never used yet */
 	int16_t		leaf_hw;		/* leaves from here up never used yet */
-	uint16_t	box_nfree;		/* entries on box_free */
+	uint16_t	box_nfree;		/* entries on the stack of free box slots */
 	uint16_t   *leaf_count;		/* per node: leaves in its subtree */
-	uint16_t   *node_box;		/* per node: its cached box, or RCF_NO_BOX */
-	uint16_t   *box_free;		/* stack of unused box slots */
+
+	/*
+	 * Per node: its cached box, or RCF_NO_BOX; then (rcf_box_free) the
+	 * stack of unused box slots.
+	 */
+	uint16_t   *node_box;
+
+	/*
+	 * The leaves left to right (partial caching: a subtree's leaves are a
+	 * run of it); then (rcf_leaf_pos) each leaf's place there.
+	 */
+	uint16_t   *leaf_order;
 	float	   *heap_weight;	/* sample_size */
 	uint16_t   *heap_leaf;		/* sample_size */
 	uint64_t	rng;			/* splitmix64 state */
@@ -177,6 +187,7 @@ struct RcfForest
 	int			box_mode;		/* RCF_BOXES_NONE, _ALL or _PARTIAL */
 	bool		box_partial;	/* box_mode == RCF_BOXES_PARTIAL */
 	int			box_slots;		/* cached boxes per tree */
+	int			box_min_leaves; /* partial: leaves of a node with a box */
 
 	/*
 	 * The shared record store (shingle_size > 1 only): rec_used records of
@@ -280,6 +291,20 @@ rcf_leaf_point(const RcfForest *forest, const RcfTree *tree, int leaf)
 	if (tree->leaf_loc)
 		return forest->records + (size_t) tree->leaf_loc[leaf] * forest->params.dims;
 	return tree->points + (size_t) leaf * forest->D;
+}
+
+/* Partial caching: the stack of unused box slots, box_nfree of them. */
+static inline uint16_t *
+rcf_box_free(const RcfForest *forest, const RcfTree *tree)
+{
+	return tree->node_box + forest->N - 1;
+}
+
+/* Partial caching: where each leaf is in tree->leaf_order. */
+static inline uint16_t *
+rcf_leaf_pos(const RcfForest *forest, const RcfTree *tree)
+{
+	return tree->leaf_order + forest->N;
 }
 
 /*

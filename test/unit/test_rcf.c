@@ -546,6 +546,82 @@ test_box_cache(void)
 	rcf_free(f);
 }
 
+/*
+ * Partial caching at several sizes of cached subtrees (forest->
+ * box_min_leaves, set before the first point), over points whose trees
+ * change all the time (a short time decay, duplicates, jumps): every
+ * cached box stays the exact box of its subtree and the leaves stay in
+ * their left-to-right order (rcf_check), and scores and attributions are
+ * bit-identical whatever the size, from 2 (every internal node cached while
+ * the pool lasts) to a size no subtree reaches (no box at all).  Shared
+ * store (shingle 8) and copied points (shingle 1).
+ */
+static void
+test_box_sizes(int dims, int shingle)
+{
+	static const int sizes[] = {2, 3, 8, 32, 100};
+	enum
+	{
+		NSIZES = sizeof(sizes) / sizeof(sizes[0])
+	};
+	RcfParams	p;
+	RcfForest  *f[NSIZES];
+	const char *err = NULL;
+	int			same = 1;
+	int			cached_any = 0;
+	uint64_t	s = 7;
+
+	rcf_params_default(&p, dims);
+	p.shingle_size = shingle;
+	p.number_of_trees = 5;
+	p.sample_size = 64;
+	p.time_decay = 80;
+	p.seed = 11;
+	for (int k = 0; k < NSIZES; k++)
+	{
+		f[k] = rcf_create(&p, NULL);
+		f[k]->box_min_leaves = sizes[k];
+	}
+	UNIT_OK(f[0]->box_partial, "%d x %d values a point: boxes cached by subtree size",
+			dims, shingle);
+	for (int i = 0; i < 4000 && err == NULL; i++)
+	{
+		double		x[16];
+		double		score[NSIZES];
+		double		high[16 * RCF_MAX_SHINGLE],
+					low[16 * RCF_MAX_SHINGLE];
+		double		attr[NSIZES];
+
+		for (int d = 0; d < dims; d++)
+		{
+			x[d] = 10 * sin(i * 0.07 + d) + 3 * noise(&s);
+			if (i % 5 == 0)
+				x[d] = floor(x[d]);	/* duplicates */
+			if (i % 397 == 0)
+				x[d] += 80;		/* far out */
+		}
+		for (int k = 0; k < NSIZES; k++)
+		{
+			attr[k] = rcf_attribution(f[k], x, high, low);
+			score[k] = rcf_process(f[k], x);
+			if (k > 0)
+				same &= score[k] == score[0] && attr[k] == attr[0];
+		}
+		for (int t = 0; t < p.number_of_trees; t++)
+			cached_any |= f[2]->trees[t].box_nfree < f[2]->box_slots;
+		if (i % 97 == 0)
+			for (int k = 0; k < NSIZES && err == NULL; k++)
+				err = rcf_check(f[k]);
+	}
+	UNIT_OK(err == NULL, "%d x %d: cached boxes exact, leaves in order: %s",
+			dims, shingle, err ? err : "sound");
+	UNIT_OK(cached_any, "%d x %d: boxes are cached at size 8", dims, shingle);
+	UNIT_OK(same, "%d x %d: scores and attributions identical at every size",
+			dims, shingle);
+	for (int k = 0; k < NSIZES; k++)
+		rcf_free(f[k]);
+}
+
 int
 main(void)
 {
@@ -568,5 +644,7 @@ main(void)
 	test_bytes();
 	test_reserve();
 	test_box_cache();
+	test_box_sizes(16, 1);
+	test_box_sizes(2, 8);
 	return unit_done();
 }
