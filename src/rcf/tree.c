@@ -4,9 +4,10 @@
  *
  * A tree holds the distinct points of one sampler.  An internal node with
  * many leaves below keeps the exact bounding box of its subtree; a smaller
- * one's box is the union of its few points, recomputed when needed (see
+ * one's box is the union of its few points, recomputed when needed from
+ * the run of its leaves in the tree's left-to-right order (see
  * rcf_internal.h), so scoring visits the path from the root to one leaf and
- * the small subtrees beside its lowest levels.  Insert and delete follow the
+ * the few points beside its lowest levels.  Insert and delete follow the
  * reference algorithm (Guha et al. 2016, and the AWS library): the new
  * internal node goes at the highest level on the path whose random cut,
  * drawn over the box grown by the new point, separates the point; deleting
