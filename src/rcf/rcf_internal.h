@@ -358,6 +358,8 @@ rcf_record_rank(const uint64_t *live, const uint32_t *before, uint32_t loc)
 /* forest.c */
 extern int	rcf_box_mode(const RcfParams *params);
 extern size_t rcf_box_pool_size(const RcfParams *params);
+extern RcfForest *rcf_create_boxes(const RcfParams *params,
+								   const RcfAllocator *allocator, int box_mode);
 
 /* tree.c */
 extern void rcf_tree_init(RcfForest *forest, RcfTree *tree);
