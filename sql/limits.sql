@@ -127,7 +127,7 @@ SELECT length(crafted(1024, 1, 1000, 4096)) AS text_bytes;
 SELECT crafted(1024, 1, 1000, 4096)::anomaly.rcf;
 SELECT crafted(1, 31, 10, 100)::anomaly.rcf;
 SELECT crafted(1, 1, 1001, 100)::anomaly.rcf;
--- Within SQL's ranges, but 13 GB: refused by the cap, before allocating.
+-- Within SQL's ranges, but 11 GB: refused by the cap, before allocating.
 SELECT crafted(1024, 1, 1000, 1000)::anomaly.rcf;
 SELECT crafted(3, 1, 1000, 1000)::anomaly.rcf;
 -- The same bytes through binary receive.

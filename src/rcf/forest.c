@@ -63,11 +63,11 @@ rcf_box_mode(const RcfParams *params)
 	return RCF_BOXES_ALL;
 }
 
-/* Boxes per tree: none, the pool, or one per internal node. */
-size_t
-rcf_box_pool_size(const RcfParams *params)
+/* Boxes per tree in a given mode: none, the pool, or one per internal node. */
+static size_t
+box_pool_size(const RcfParams *params, int box_mode)
 {
-	switch (rcf_box_mode(params))
+	switch (box_mode)
 	{
 		case RCF_BOXES_NONE:
 			return 0;
@@ -76,6 +76,13 @@ rcf_box_pool_size(const RcfParams *params)
 		default:
 			return (size_t) params->sample_size - 1;
 	}
+}
+
+/* Boxes per tree in the mode rcf_create chooses. */
+size_t
+rcf_box_pool_size(const RcfParams *params)
+{
+	return box_pool_size(params, rcf_box_mode(params));
 }
 
 /* Rounds an arena offset up so that every array is aligned. */
@@ -90,13 +97,13 @@ align_up(size_t n)
  * sets the pointers of `forest` (which lives at the start of the arena).
  */
 static size_t
-arena_layout(const RcfParams *params, char *base)
+arena_layout(const RcfParams *params, int box_mode, char *base)
 {
 	size_t		D = (size_t) params->dims * params->shingle_size;
 	size_t		N = params->sample_size;
 	size_t		T = params->number_of_trees;
-	size_t		M = rcf_box_pool_size(params);
-	size_t		partial = rcf_box_mode(params) == RCF_BOXES_PARTIAL ? 1 : 0;
+	size_t		M = box_pool_size(params, box_mode);
+	size_t		partial = box_mode == RCF_BOXES_PARTIAL ? 1 : 0;
 	size_t		shared = params->shingle_size > 1 ? 1 : 0;
 	size_t		off = 0;
 	RcfForest  *forest = (RcfForest *) base;
@@ -116,16 +123,16 @@ arena_layout(const RcfParams *params, char *base)
 
 		CARVE(tree->nodes, RcfNode, N - 1);
 		CARVE(tree->leaf_count, uint16_t, partial * (N - 1));
-		CARVE(tree->node_box, uint16_t, partial * (N - 1));
+		CARVE(tree->node_box, uint16_t, partial * (N - 1 + M));
 		CARVE(tree->boxes, float, M * 2 * D);
-		CARVE(tree->box_free, uint16_t, partial * M);
+		CARVE(tree->leaf_order, uint16_t, partial * 2 * N);
 		CARVE(tree->leaf_mass, uint16_t, N);
 		CARVE(tree->points, float, (1 - shared) * N * D);
 		CARVE(tree->leaf_loc, uint32_t, shared * N);
 		if (base)
 		{
 			if (!partial)
-				tree->leaf_count = tree->node_box = NULL;
+				tree->leaf_count = tree->node_box = tree->leaf_order = NULL;
 			if (M == 0)
 				tree->boxes = NULL;
 			if (shared)
@@ -155,7 +162,7 @@ arena_layout(const RcfParams *params, char *base)
 size_t
 rcf_arena_size(const RcfParams *params)
 {
-	return arena_layout(params, NULL);
+	return arena_layout(params, rcf_box_mode(params), NULL);
 }
 
 static void *
@@ -184,12 +191,27 @@ tree_seed(uint64_t seed, int t)
 RcfForest *
 rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 {
+	return rcf_create_boxes(params, allocator, rcf_box_mode(params));
+}
+
+/*
+ * rcf_create with the boxes kept in a given way instead of the one chosen
+ * for the parameters, so that tests can compare the ways on the same
+ * points (RCF_BOXES_NONE only for points of one value).
+ */
+RcfForest *
+rcf_create_boxes(const RcfParams *params, const RcfAllocator *allocator,
+				 int box_mode)
+{
 	RcfAllocator alloc;
 	size_t		size;
 	char	   *base;
 	RcfForest  *forest;
 
 	if (rcf_params_check(params) != NULL)
+		return NULL;
+	if (box_mode == RCF_BOXES_NONE &&
+		(long) params->dims * params->shingle_size != 1)
 		return NULL;
 	if (allocator)
 		alloc = *allocator;
@@ -200,13 +222,13 @@ rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 		alloc.ctx = NULL;
 	}
 
-	size = arena_layout(params, NULL);
+	size = arena_layout(params, box_mode, NULL);
 	base = alloc.alloc(alloc.ctx, size);
 	if (base == NULL)
 		return NULL;
 	memset(base, 0, sizeof(RcfForest));
 	forest = (RcfForest *) base;
-	arena_layout(params, base);
+	arena_layout(params, box_mode, base);
 
 	forest->params = *params;
 	if (forest->params.output_after < 0)
@@ -224,9 +246,10 @@ rcf_create(const RcfParams *params, const RcfAllocator *allocator)
 	forest->reserved = 0;
 	forest->rec_cap = forest->rec_used = 0;
 	forest->last_valid = false;
-	forest->box_mode = rcf_box_mode(params);
+	forest->box_mode = box_mode;
 	forest->box_partial = forest->box_mode == RCF_BOXES_PARTIAL;
-	forest->box_slots = (int) rcf_box_pool_size(params);
+	forest->box_slots = (int) box_pool_size(params, box_mode);
+	forest->box_min_leaves = RCF_BOX_MIN_LEAVES;
 
 	for (int m = 0; m <= forest->N; m++)
 		forest->log2_table[m] = log2(m + 1.0);

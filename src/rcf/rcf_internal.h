@@ -41,24 +41,39 @@
  *
  * - RCF_BOXES_PARTIAL, wider points, where boxes are most of a forest's
  *   memory: boxes are cached only for internal nodes whose subtree holds at
- *   least RCF_BOX_MIN_LEAVES leaves, in a pool of sample_size *
- *   RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV boxes per tree (node_box[node] is
- *   its slot); any other node's box is recomputed from its subtree when
- *   needed, which gives the same values, since a box is the exact minimum
- *   and maximum of its points.  With the threshold at 3, the nodes left out
- *   are those over two leaves, whose box is the two points: scoring reads
- *   the sibling leaf's point instead of the parent's box.  Measured on
- *   bench/engine (50 trees, 256 samples, CPU time per point against every
- *   box cached): 8 values a point (shingle 8) -14% bytes for +20% time; 16
- *   values, -17% for +10-30% (a shared machine's noise); larger thresholds
- *   save more but cost more (4: +20-25% more, 8: +75%, 16: +370%), as
- *   scoring and insertion then walk small subtrees.  Set
- *   RCF_BOX_PARTIAL_MIN_DIMS above 1024 to cache every box always.  Random
- *   cut trees over 256 points have 170-180 nodes of 3 leaves or more
- *   (measured on seasonal data, shingle 1 and 8), so the pool, 3/4 of the
- *   sample size, rarely runs out; when it does, the node simply stays
- *   uncached, and its box costs a walk of its subtree.  The constants can
- *   be set at build time (-D) to measure other choices.
+ *   least forest->box_min_leaves leaves (RCF_BOX_MIN_LEAVES), in a pool of
+ *   sample_size * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV boxes per tree
+ *   (node_box[node] is its slot); any other node's box is recomputed from
+ *   its subtree when needed, which gives the same values, since a box is
+ *   the exact minimum and maximum of its points.  The tree keeps its leaves
+ *   in their left-to-right order (leaf_order, with rcf_leaf_pos), in which
+ *   every subtree's leaves are a run: a box not cached is the minimum and
+ *   maximum over an array of points, four dimensions at a time in
+ *   registers, with no walk down the subtree (a walk is a chain of
+ *   dependent loads and mispredicts at every node).  Walking up a path,
+ *   the run of the parent is the child's grown by the sibling's leaf count
+ *   on the sibling's side, so each leaf below the lowest cached ancestor is
+ *   read once.  Keeping the order costs a move of up to sample_size
+ *   entries per insertion or deletion, which a tree sees for about
+ *   sample_size / time_decay of the points.
+ *
+ *   Measured on bench/engine after 100,000 points (CPU per point, builds
+ *   alternated, a shared two-core machine): for points of 16 values
+ *   (2 x shingle 8, 50 trees) caching from 8 leaves in a pool of 3/8 of
+ *   the sample size (before: from 3 leaves by a walk, pool 3/4) takes
+ *   2,182,400 -> 1,609,600 bytes at 1.02x the time; 16 x 1, 100 trees,
+ *   4,715,632 -> 3,570,032 at 1.0-1.1x.  For the reference forest (1 value,
+ *   shingle 8, 50 trees: 1,410,120 bytes with every box cached) partial
+ *   caching saves memory only at a cost in time far beyond issue 14's
+ *   limit of 1.05x: from 8 leaves 1,013,320
+ *   bytes at 1.40x, from 16 (pool 1/4) 907,720 at 1.5x, from 32 (pool 1/8)
+ *   802,120 at about 1.7x; a box of 8 values is cheap to read, and the
+ *   order and counts (2 KB a tree) eat much of the saving.  Hence
+ *   RCF_BOX_PARTIAL_MIN_DIMS 16.  The pool rarely runs out (83 of 96 at
+ *   most, measured); when it does, the node stays uncached and its box
+ *   costs a longer run.  The constants can be set at build time (-D) to
+ *   measure other choices; set RCF_BOX_PARTIAL_MIN_DIMS above 1024 to cache
+ *   every box always.
  */
 #ifndef RCF_INTERNAL_H
 #define RCF_INTERNAL_H
@@ -72,14 +87,14 @@
 #define RCF_NIL				INT16_MIN	/* no node: empty tree, end of list */
 #define RCF_NO_BOX			UINT16_MAX	/* a node without a cached box */
 #ifndef RCF_BOX_MIN_LEAVES
-#define RCF_BOX_MIN_LEAVES	3
+#define RCF_BOX_MIN_LEAVES	8
 #endif
 #ifndef RCF_BOX_PARTIAL_MIN_DIMS
 #define RCF_BOX_PARTIAL_MIN_DIMS	16	/* fewer dimensions: every box cached */
 #endif
 #ifndef RCF_BOX_POOL_NUM
 #define RCF_BOX_POOL_NUM	3	/* pool = sample_size * NUM / DIV */
-#define RCF_BOX_POOL_DIV	4
+#define RCF_BOX_POOL_DIV	8
 #endif
 #define RCF_BOXES_NONE		0
 #define RCF_BOXES_ALL		1
@@ -147,10 +162,20 @@ typedef struct RcfTree
 	int16_t		free_leaf;
 	int16_t		node_hw;		/* nodes from here up never used yet */
 	int16_t		leaf_hw;		/* leaves from here up never used yet */
-	uint16_t	box_nfree;		/* entries on box_free */
+	uint16_t	box_nfree;		/* entries on the stack of free box slots */
 	uint16_t   *leaf_count;		/* per node: leaves in its subtree */
-	uint16_t   *node_box;		/* per node: its cached box, or RCF_NO_BOX */
-	uint16_t   *box_free;		/* stack of unused box slots */
+
+	/*
+	 * Per node: its cached box, or RCF_NO_BOX; then (rcf_box_free) the
+	 * stack of unused box slots.
+	 */
+	uint16_t   *node_box;
+
+	/*
+	 * The leaves left to right (partial caching: a subtree's leaves are a
+	 * run of it); then (rcf_leaf_pos) each leaf's place there.
+	 */
+	uint16_t   *leaf_order;
 	float	   *heap_weight;	/* sample_size */
 	uint16_t   *heap_leaf;		/* sample_size */
 	uint64_t	rng;			/* splitmix64 state */
@@ -177,6 +202,7 @@ struct RcfForest
 	int			box_mode;		/* RCF_BOXES_NONE, _ALL or _PARTIAL */
 	bool		box_partial;	/* box_mode == RCF_BOXES_PARTIAL */
 	int			box_slots;		/* cached boxes per tree */
+	int			box_min_leaves; /* partial: leaves of a node with a box */
 
 	/*
 	 * The shared record store (shingle_size > 1 only): rec_used records of
@@ -282,6 +308,20 @@ rcf_leaf_point(const RcfForest *forest, const RcfTree *tree, int leaf)
 	return tree->points + (size_t) leaf * forest->D;
 }
 
+/* Partial caching: the stack of unused box slots, box_nfree of them. */
+static inline uint16_t *
+rcf_box_free(const RcfForest *forest, const RcfTree *tree)
+{
+	return tree->node_box + forest->N - 1;
+}
+
+/* Partial caching: where each leaf is in tree->leaf_order. */
+static inline uint16_t *
+rcf_leaf_pos(const RcfForest *forest, const RcfTree *tree)
+{
+	return tree->leaf_order + forest->N;
+}
+
 /*
  * The cached box of a node, or NULL if it has none.  With every box cached
  * a node's box is at its own index, found with no load.
@@ -318,6 +358,8 @@ rcf_record_rank(const uint64_t *live, const uint32_t *before, uint32_t loc)
 /* forest.c */
 extern int	rcf_box_mode(const RcfParams *params);
 extern size_t rcf_box_pool_size(const RcfParams *params);
+extern RcfForest *rcf_create_boxes(const RcfParams *params,
+								   const RcfAllocator *allocator, int box_mode);
 
 /* tree.c */
 extern void rcf_tree_init(RcfForest *forest, RcfTree *tree);

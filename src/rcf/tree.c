@@ -4,9 +4,10 @@
  *
  * A tree holds the distinct points of one sampler.  An internal node with
  * many leaves below keeps the exact bounding box of its subtree; a smaller
- * one's box is the union of its few points, recomputed when needed (see
+ * one's box is the union of its few points, recomputed when needed from
+ * the run of its leaves in the tree's left-to-right order (see
  * rcf_internal.h), so scoring visits the path from the root to one leaf and
- * the small subtrees beside its lowest levels.  Insert and delete follow the
+ * the few points beside its lowest levels.  Insert and delete follow the
  * reference algorithm (Guha et al. 2016, and the AWS library): the new
  * internal node goes at the highest level on the path whose random cut,
  * drawn over the box grown by the new point, separates the point; deleting
@@ -50,7 +51,7 @@ box_release(const RcfForest *forest, RcfTree *tree, int16_t node)
 {
 	if (forest->box_partial && tree->node_box[node] != RCF_NO_BOX)
 	{
-		tree->box_free[tree->box_nfree++] = tree->node_box[node];
+		rcf_box_free(forest, tree)[tree->box_nfree++] = tree->node_box[node];
 		tree->node_box[node] = RCF_NO_BOX;
 	}
 }
@@ -123,7 +124,7 @@ rcf_tree_init(RcfForest *forest, RcfTree *tree)
 	{
 		tree->box_nfree = (uint16_t) forest->box_slots;
 		for (int i = 0; i < forest->box_slots; i++)
-			tree->box_free[i] = (uint16_t) (forest->box_slots - 1 - i);
+			rcf_box_free(forest, tree)[i] = (uint16_t) (forest->box_slots - 1 - i);
 	}
 }
 
@@ -141,6 +142,45 @@ static inline int
 subtree_leaves(const RcfTree *tree, int16_t ref)
 {
 	return RCF_IS_LEAF(ref) ? 1 : tree->leaf_count[ref];
+}
+
+/* The leftmost (side 0) or rightmost (side 1) leaf of the subtree at ref. */
+static inline int
+edge_leaf(const RcfTree *tree, int16_t ref, int side)
+{
+	while (ref >= 0)
+		ref = tree->nodes[ref].child[side];
+	return RCF_LEAF_IDX(ref);
+}
+
+/*
+ * Partial caching keeps the leaves in their left-to-right order, in which
+ * every subtree's leaves are a run (tree->leaf_order, with each leaf's
+ * place in rcf_leaf_pos).  Puts `leaf` at place `at` among the n leaves
+ * listed, moving the later ones up; insertions and deletions are rare next
+ * to scoring (a tree takes about sample_size / time_decay of the points).
+ */
+static void
+order_insert(const RcfForest *forest, RcfTree *tree, int leaf, int at, int n)
+{
+	uint16_t   *order = tree->leaf_order;
+
+	memmove(order + at + 1, order + at, (n - at) * sizeof(uint16_t));
+	order[at] = (uint16_t) leaf;
+	for (int k = at; k <= n; k++)
+		rcf_leaf_pos(forest, tree)[order[k]] = (uint16_t) k;
+}
+
+/* Takes `leaf` out of the order of n leaves. */
+static void
+order_remove(const RcfForest *forest, RcfTree *tree, int leaf, int n)
+{
+	uint16_t   *order = tree->leaf_order;
+	int			at = rcf_leaf_pos(forest, tree)[leaf];
+
+	memmove(order + at, order + at + 1, (n - at - 1) * sizeof(uint16_t));
+	for (int k = at; k < n - 1; k++)
+		rcf_leaf_pos(forest, tree)[order[k]] = (uint16_t) k;
 }
 
 /*
@@ -227,29 +267,64 @@ box_touches(const float *lo, const float *hi, const float *q, int d)
 	return false;
 }
 
-/* Grows the box [lo, hi] to include q. */
+/* Copies d values; a call to memcpy would cost more than the copy. */
+static inline void
+box_copy(float *to, const float *from, int d)
+{
+	int			i = 0;
+
+#ifdef __SSE2__
+	for (; i + 3 < d; i += 4)
+		_mm_storeu_ps(to + i, _mm_loadu_ps(from + i));
+#endif
+	for (; i < d; i++)
+		to[i] = from[i];
+}
+
+/*
+ * Grows the box [lo, hi] to include q.  The comparisons keep the box's
+ * value on ties, as minps/maxps do with the box as second operand, so that
+ * the vector and scalar forms give the same floats (down to the sign of a
+ * zero); without branches, which would mispredict on every new point.
+ */
 static inline void
 box_extend(float *lo, float *hi, const float *q, int d)
 {
-	for (int i = 0; i < d; i++)
+	int			i = 0;
+
+#ifdef __SSE2__
+	for (; i + 3 < d; i += 4)
 	{
-		if (q[i] < lo[i])
-			lo[i] = q[i];
-		if (q[i] > hi[i])
-			hi[i] = q[i];
+		__m128		x = _mm_loadu_ps(q + i);
+
+		_mm_storeu_ps(lo + i, _mm_min_ps(x, _mm_loadu_ps(lo + i)));
+		_mm_storeu_ps(hi + i, _mm_max_ps(x, _mm_loadu_ps(hi + i)));
+	}
+#endif
+	for (; i < d; i++)
+	{
+		lo[i] = q[i] < lo[i] ? q[i] : lo[i];
+		hi[i] = q[i] > hi[i] ? q[i] : hi[i];
 	}
 }
 
-/* Grows the box [lo, hi] to include the box [blo, bhi]. */
+/* Grows the box [lo, hi] to include the box [blo, bhi], as box_extend. */
 static inline void
 box_union(float *lo, float *hi, const float *blo, const float *bhi, int d)
 {
-	for (int i = 0; i < d; i++)
+	int			i = 0;
+
+#ifdef __SSE2__
+	for (; i + 3 < d; i += 4)
 	{
-		if (blo[i] < lo[i])
-			lo[i] = blo[i];
-		if (bhi[i] > hi[i])
-			hi[i] = bhi[i];
+		_mm_storeu_ps(lo + i, _mm_min_ps(_mm_loadu_ps(blo + i), _mm_loadu_ps(lo + i)));
+		_mm_storeu_ps(hi + i, _mm_max_ps(_mm_loadu_ps(bhi + i), _mm_loadu_ps(hi + i)));
+	}
+#endif
+	for (; i < d; i++)
+	{
+		lo[i] = blo[i] < lo[i] ? blo[i] : lo[i];
+		hi[i] = bhi[i] > hi[i] ? bhi[i] : hi[i];
 	}
 }
 
@@ -268,43 +343,104 @@ subtree_end(const RcfTree *tree, int16_t ref, int side)
 }
 
 /*
- * Grows the box [lo, hi] to include every point of the subtree at ref,
- * taking a cached box wherever there is one instead of going further down.
- * The walk uses forest->stack, which holds at most the subtree's depth.
+ * Partial caching: grows the box [lo, hi] by the points of the `count`
+ * leaves from place `first` of the left-to-right order.  A run of the order
+ * is an array, so the points' loads do not wait on one another (a walk
+ * down the subtree would, and mispredict at every node); four dimensions
+ * at a time, over all the points, the box stays in registers.  Each
+ * dimension still takes the points in order, so the values (down to the
+ * sign of a zero) are those of box_extend point by point.
+ */
+static inline void
+run_grow(const RcfForest *forest, const RcfTree *tree, int first, int count,
+		 float *lo, float *hi)
+{
+	const uint16_t *order = tree->leaf_order + first;
+	int			d = forest->D;
+	const float *base = tree->leaf_loc ? forest->records : tree->points;
+	const uint32_t *loc = tree->leaf_loc;
+	size_t		stride = tree->leaf_loc ? (size_t) forest->params.dims : (size_t) d;
+	int			i = 0;
+
+#ifdef __SSE2__
+	for (; i + 3 < d; i += 4)
+	{
+		__m128		l = _mm_loadu_ps(lo + i);
+		__m128		h = _mm_loadu_ps(hi + i);
+
+		for (int k = 0; k < count; k++)
+		{
+			size_t		at = loc ? loc[order[k]] : order[k];
+			__m128		x = _mm_loadu_ps(base + at * stride + i);
+
+			l = _mm_min_ps(x, l);
+			h = _mm_max_ps(x, h);
+		}
+		_mm_storeu_ps(lo + i, l);
+		_mm_storeu_ps(hi + i, h);
+	}
+#endif
+	for (; i < d; i++)
+	{
+		float		l = lo[i];
+		float		h = hi[i];
+
+		for (int k = 0; k < count; k++)
+		{
+			size_t		at = loc ? loc[order[k]] : order[k];
+			float		x = base[at * stride + i];
+
+			l = x < l ? x : l;
+			h = x > h ? x : h;
+		}
+		lo[i] = l;
+		hi[i] = h;
+	}
+}
+
+/*
+ * Partial caching: grows [lo, hi] by the subtree at ref, from its cached
+ * box when it has one, else from its leaves' run.
+ */
+static void
+subtree_grow(const RcfForest *forest, const RcfTree *tree, int16_t ref,
+			 float *lo, float *hi)
+{
+	int			d = forest->D;
+	const float *box;
+
+	if (RCF_IS_LEAF(ref))
+		box_extend(lo, hi, rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref)), d);
+	else if ((box = rcf_node_box(forest, tree, ref)) != NULL)
+		box_union(lo, hi, box, box + d, d);
+	else
+		run_grow(forest, tree, rcf_leaf_pos(forest, tree)[edge_leaf(tree, ref, RCF_LEFT)],
+				 tree->leaf_count[ref], lo, hi);
+}
+
+/*
+ * Grows the box [lo, hi] to include every point of the subtree at ref.
  */
 static void
 extend_subtree(const RcfForest *forest, const RcfTree *tree, int16_t ref,
 			   float *lo, float *hi)
 {
 	int			d = forest->D;
-	int16_t    *stack = forest->stack;
-	int			top = 0;
 
 	if (forest->box_mode == RCF_BOXES_NONE)
 	{
 		box_extend(lo, hi, subtree_end(tree, ref, RCF_LEFT), 1);
 		box_extend(lo, hi, subtree_end(tree, ref, RCF_RIGHT), 1);
-		return;
 	}
-	stack[top++] = ref;
-	while (top > 0)
+	else if (forest->box_mode == RCF_BOXES_PARTIAL)
+		subtree_grow(forest, tree, ref, lo, hi);
+	else if (RCF_IS_LEAF(ref))
+		box_extend(lo, hi, rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref)), d);
+	else
 	{
-		int16_t		r = stack[--top];
+		const float *box = rcf_node_box(forest, tree, ref);
 
-		if (RCF_IS_LEAF(r))
-			box_extend(lo, hi, rcf_leaf_point(forest, tree, RCF_LEAF_IDX(r)), d);
-		else
-		{
-			const float *box = rcf_node_box(forest, tree, r);
-
-			if (box)
-				box_union(lo, hi, box, box + d, d);
-			else
-			{
-				stack[top++] = tree->nodes[r].child[RCF_RIGHT];
-				stack[top++] = tree->nodes[r].child[RCF_LEFT];
-			}
-		}
+		box_union(lo, hi, box, box + d, d);
 	}
 }
 
@@ -370,55 +506,73 @@ box_cache(const RcfForest *forest, RcfTree *tree, int16_t node)
 
 	if (tree->box_nfree == 0)
 		return;
-	tree->node_box[node] = tree->box_free[--tree->box_nfree];
+	tree->node_box[node] = rcf_box_free(forest, tree)[--tree->box_nfree];
 	box = rcf_node_box(forest, tree, node);
 	children_box(forest, tree, node, box, box + forest->D);
 }
 
 /*
- * parent_box for a parent without a cached box: the child's box grown by
- * its sibling's subtree, in the scratch box forest->box_lo/box_hi.  The
- * sibling is most often a leaf or a cached node, merged in one pass with no
- * copy.
+ * Where a path's current node's leaves lie in the left-to-right order
+ * (partial caching): places first..last, or first < 0 if not known (above
+ * a cached box, which needed no run).
  */
-static void
+typedef struct LeafSpan
+{
+	int			first;
+	int			last;
+} LeafSpan;
+
+/*
+ * parent_box for a parent without a cached box: the child's box grown by
+ * its sibling's subtree, in the scratch box forest->box_lo/box_hi: the
+ * sibling's leaves are the run next to the child's, on its side.  Moves
+ * *span to the parent.
+ */
+static inline void
 uncached_parent_box(const RcfForest *forest, const RcfTree *tree,
 					int16_t parent, int16_t child,
-					const float **lo, const float **hi)
+					const float **lo, const float **hi, LeafSpan *span)
 {
 	int			d = forest->D;
-	const RcfNode *n;
-	int16_t		sibling;
-	const float *slo;
-	const float *shi;
+	const RcfNode *n = &tree->nodes[parent];
+	int			left = n->child[RCF_LEFT] == child; /* the child is the left one */
+	int16_t		sibling = n->child[left];
 	float	   *blo = forest->box_lo;
 	float	   *bhi = forest->box_hi;
-	const float *clo = *lo;
-	const float *chi = *hi;
+	int			count;
+	int			first;
 
-	n = &tree->nodes[parent];
-	sibling = n->child[RCF_LEFT] == child ? n->child[RCF_RIGHT] : n->child[RCF_LEFT];
-	*lo = blo;
-	*hi = bhi;
-	if (RCF_IS_LEAF(sibling))
-		slo = shi = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(sibling));
-	else if ((slo = rcf_node_box(forest, tree, sibling)) != NULL)
-		shi = slo + d;
+	if (*lo != blo)
+	{
+		box_copy(blo, *lo, d);
+		box_copy(bhi, *hi, d);
+		*lo = blo;
+		*hi = bhi;
+	}
+
+	/*
+	 * A leaf is a run of one: no branch on what the sibling is, which
+	 * would mispredict at every other level.  (A sibling with a cached box
+	 * under a parent without one is left by a full pool only, and its run
+	 * gives the same values.)
+	 */
+	count = tree->leaf_count[sibling < 0 ? 0 : sibling];
+	count = sibling < 0 ? 1 : count;
+	if (span->first >= 0)
+	{
+		first = left ? span->last + 1 : span->first - count;
+		span->first = left ? span->first : first;
+		span->last = left ? span->last + count : span->last;
+	}
 	else
 	{
-		if (clo != blo)
-		{
-			memcpy(blo, clo, d * sizeof(float));
-			memcpy(bhi, chi, d * sizeof(float));
-		}
-		extend_subtree(forest, tree, sibling, blo, bhi);
-		return;
+		int			own = subtree_leaves(tree, child);
+
+		first = rcf_leaf_pos(forest, tree)[edge_leaf(tree, sibling, RCF_LEFT)];
+		span->first = left ? first - own : first;
+		span->last = span->first + own + count - 1;
 	}
-	for (int i = 0; i < d; i++)
-	{
-		blo[i] = slo[i] < clo[i] ? slo[i] : clo[i];
-		bhi[i] = shi[i] > chi[i] ? shi[i] : chi[i];
-	}
+	run_grow(forest, tree, first, count, blo, bhi);
 }
 
 /*
@@ -441,11 +595,11 @@ parent_holds_1d(const RcfTree *tree, int16_t parent, int16_t child,
 /*
  * The box of the parent of `child` on a path, given the box [*lo, *hi] of
  * `child` itself: the parent's cached box, or one computed in scratch
- * space.  Updates *lo and *hi.
+ * space.  Updates *lo and *hi, and with partial caching *span.
  */
 static inline void
 parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
-		   int16_t child, const float **lo, const float **hi)
+		   int16_t child, const float **lo, const float **hi, LeafSpan *span)
 {
 	const float *box;
 
@@ -466,13 +620,14 @@ parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
 		return;
 	}
 	box = rcf_node_box(forest, tree, parent);
-	if (box)
+	if (box == NULL)
 	{
-		*lo = box;
-		*hi = box + forest->D;
+		uncached_parent_box(forest, tree, parent, child, lo, hi, span);
+		return;
 	}
-	else
-		uncached_parent_box(forest, tree, parent, child, lo, hi);
+	span->first = -1;
+	*lo = box;
+	*hi = box + forest->D;
 }
 
 /*
@@ -666,6 +821,35 @@ rcf_tree_boxes(const RcfForest *forest, const RcfTree *tree,
 }
 
 /*
+ * Lists a tree's leaves left to right (partial caching), by a walk that
+ * goes down left children first, with the right ones waiting on
+ * forest->stack.
+ */
+static void
+leaf_order_build(const RcfForest *forest, RcfTree *tree)
+{
+	int16_t    *stack = forest->stack;
+	int			top = 0;
+	int			n = 0;
+
+	if (tree->root != RCF_NIL)
+		stack[top++] = tree->root;
+	while (top > 0)
+	{
+		int16_t		ref = stack[--top];
+
+		while (ref >= 0)
+		{
+			stack[top++] = tree->nodes[ref].child[RCF_RIGHT];
+			ref = tree->nodes[ref].child[RCF_LEFT];
+		}
+		tree->leaf_order[n] = (uint16_t) RCF_LEAF_IDX(ref);
+		rcf_leaf_pos(forest, tree)[RCF_LEAF_IDX(ref)] = (uint16_t) n;
+		n++;
+	}
+}
+
+/*
  * Completes a decoded tree: leaf counts, cuts checked against the boxes of
  * the children, and cached boxes for the largest subtrees (parents first,
  * while the pool lasts).  `order` lists the reachable internal nodes in
@@ -695,13 +879,14 @@ rcf_tree_finish(const RcfForest *forest, RcfTree *tree, const int16_t *order,
 	}
 	for (int k = 0; k < ninternal; k++)
 		tree->leaf_count[order[k]] = counts[order[k]];
+	leaf_order_build(forest, tree);
 	for (int k = 0; k < ninternal && tree->box_nfree > 0; k++)
 	{
 		int16_t		node = order[k];
 
-		if (tree->leaf_count[node] >= RCF_BOX_MIN_LEAVES)
+		if (tree->leaf_count[node] >= forest->box_min_leaves)
 		{
-			tree->node_box[node] = tree->box_free[--tree->box_nfree];
+			tree->node_box[node] = rcf_box_free(forest, tree)[--tree->box_nfree];
 			memcpy(rcf_node_box(forest, tree, node), temp + (size_t) node * 2 * d,
 				   2 * d * sizeof(float));
 		}
@@ -758,6 +943,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	const float *lo;
 	const float *hi;
 	int16_t		child;
+	LeafSpan	span = {-1, -1};
 
 	if (tree->root == RCF_NIL)
 	{
@@ -765,6 +951,8 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 		leaf_set_point(forest, tree, leaf, q, loc);
 		tree->leaf_mass[leaf] = 1;
 		tree->root = RCF_LEAF_REF(leaf);
+		if (forest->box_partial)
+			order_insert(forest, tree, leaf, 0, 0);
 		return leaf;
 	}
 
@@ -788,6 +976,8 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	inside_level = -1;
 	lo = hi = leaf_point;
 	child = ref;
+	if (forest->box_partial)
+		span.first = span.last = rcf_leaf_pos(forest, tree)[RCF_LEAF_IDX(ref)];
 	for (int level = depth - 1; level >= 0; level--)
 	{
 		int16_t		p = forest->path[level];
@@ -800,7 +990,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 			inside_level = level;
 			break;
 		}
-		parent_box(forest, tree, p, child, &lo, &hi);
+		parent_box(forest, tree, p, child, &lo, &hi, &span);
 		child = p;
 		if (box_contains(lo, hi, q, d))
 		{
@@ -821,6 +1011,16 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 	leaf = leaf_alloc(forest, tree);
 	leaf_set_point(forest, tree, leaf, q, loc);
 	tree->leaf_mass[leaf] = 1;
+
+	/* The new leaf goes just before or after the target's run. */
+	if (forest->box_partial)
+	{
+		int			at = q[cut_dim] <= cut_value ?
+			rcf_leaf_pos(forest, tree)[edge_leaf(tree, target, RCF_LEFT)] :
+			rcf_leaf_pos(forest, tree)[edge_leaf(tree, target, RCF_RIGHT)] + 1;
+
+		order_insert(forest, tree, leaf, at, subtree_leaves(tree, tree->root));
+	}
 
 	node = node_alloc(forest, tree);
 	n = &tree->nodes[node];
@@ -873,7 +1073,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 
 	tree->node_box[node] = RCF_NO_BOX;
 	tree->leaf_count[node] = (uint16_t) (subtree_leaves(tree, target) + 1);
-	if (tree->leaf_count[node] >= RCF_BOX_MIN_LEAVES)
+	if (tree->leaf_count[node] >= forest->box_min_leaves)
 		box_cache(forest, tree, node);
 
 	/*
@@ -892,7 +1092,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 			if (level > inside_level)
 				box_extend(abox, abox + d, q, d);
 		}
-		else if (tree->leaf_count[a] >= RCF_BOX_MIN_LEAVES)
+		else if (tree->leaf_count[a] >= forest->box_min_leaves)
 			box_cache(forest, tree, a);
 	}
 	return leaf;
@@ -923,6 +1123,8 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 	if (--tree->leaf_mass[leaf] > 0)
 		return true;
 
+	if (forest->box_partial)
+		order_remove(forest, tree, leaf, subtree_leaves(tree, tree->root));
 	leaf_release(forest, tree, leaf);
 	if (depth == 0)
 	{
@@ -953,7 +1155,7 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 	{
 		int16_t		node = forest->path[level];
 
-		if (--tree->leaf_count[node] < RCF_BOX_MIN_LEAVES)
+		if (--tree->leaf_count[node] < forest->box_min_leaves)
 			box_release(forest, tree, node);
 	}
 
@@ -1040,6 +1242,7 @@ score_from_leaf(const RcfForest *forest, const RcfTree *tree, const float *q,
 	const float *hi = lo;
 	int16_t		child = ref;
 	double		score;
+	LeafSpan	span;
 
 	/* The mass is read only here: most points differ from their leaf. */
 	if (points_equal(lo, q, d))
@@ -1104,13 +1307,14 @@ score_from_leaf(const RcfForest *forest, const RcfTree *tree, const float *q,
 		}
 		return score * forest->log2_table[tree->heap_size];
 	}
+	span.first = span.last = rcf_leaf_pos(forest, tree)[RCF_LEAF_IDX(ref)];
 	for (int level = depth - 1; level >= 0; level--)
 	{
 		double		range;
 		double		gap;
 		double		p;
 
-		parent_box(forest, tree, path[level], child, &lo, &hi);
+		parent_box(forest, tree, path[level], child, &lo, &hi, &span);
 		child = path[level];
 		gap = box_gap(lo, hi, qd, d, &range);
 
@@ -1170,6 +1374,7 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
 	double		score;
 	double	   *h = forest->attr_high;
 	double	   *l = forest->attr_low;
+	LeafSpan	span = {-1, -1};
 
 	if (tree->root == RCF_NIL)
 		return 0.0;
@@ -1203,6 +1408,8 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
 
 	lo = hi = lp;
 	child = ref;
+	if (forest->box_partial)
+		span.first = span.last = rcf_leaf_pos(forest, tree)[RCF_LEAF_IDX(ref)];
 	for (int level = depth - 1; level >= 0; level--)
 	{
 		double		range;
@@ -1213,7 +1420,7 @@ rcf_tree_attribution(const RcfForest *forest, const RcfTree *tree,
 		if (forest->box_mode == RCF_BOXES_NONE &&
 			parent_holds_1d(tree, forest->path[level], child, *lo, *hi, q[0]))
 			break;
-		parent_box(forest, tree, forest->path[level], child, &lo, &hi);
+		parent_box(forest, tree, forest->path[level], child, &lo, &hi, &span);
 		child = forest->path[level];
 		gap = box_gap(lo, hi, qd, d, &range);
 		if (gap == 0.0)
@@ -1347,7 +1554,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 				return "a node's leaf count is wrong";
 			if (box == NULL)
 				continue;
-			if (counts[node] < RCF_BOX_MIN_LEAVES)
+			if (counts[node] < forest->box_min_leaves)
 				return "a cached box belongs to a node below the caching size";
 		}
 		if (box == NULL)
@@ -1355,6 +1562,30 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 		for (int i = 0; i < 2 * d; i++)
 			if (box[i] != exact[i])
 				return "cached box differs from the box of its subtree";
+	}
+
+	/* The leaves' order is left to right: each walk meets them in it. */
+	if (forest->box_partial)
+	{
+		int			next = 0;
+
+		top = 0;
+		if (tree->root != RCF_NIL)
+			stack[top++] = tree->root;
+		while (top > 0)
+		{
+			int16_t		ref = stack[--top];
+
+			while (ref >= 0)
+			{
+				stack[top++] = tree->nodes[ref].child[RCF_RIGHT];
+				ref = tree->nodes[ref].child[RCF_LEFT];
+			}
+			if (tree->leaf_order[next] != RCF_LEAF_IDX(ref) ||
+				rcf_leaf_pos(forest, tree)[RCF_LEAF_IDX(ref)] != next)
+				return "the leaves' left-to-right order is wrong";
+			next++;
+		}
 	}
 
 	free_count = 0;
@@ -1387,7 +1618,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 		return "cached boxes leaked from the pool";
 	for (int i = 0; i < tree->box_nfree; i++)
 	{
-		uint16_t	b = tree->box_free[i];
+		uint16_t	b = rcf_box_free(forest, tree)[i];
 
 		if (b >= forest->box_slots || box_user[b] != -1)
 			return "the free box pool is corrupt";

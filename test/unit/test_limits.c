@@ -107,8 +107,8 @@ test_bound_values(void)
 	p.sample_size = RCF_MODEL_MAX_SAMPLES;
 	p.output_after = RCF_MODEL_MAX_SAMPLES / 4;
 	big = rcf_forest_memory(&p);
-	UNIT_OK(big > (size_t) 12000 * 1000 * 1000 && rcf_model_params_check(&p) == NULL,
-			"the largest model SQL allows needs more than 12 GB (%zu bytes)", big);
+	UNIT_OK(big > (size_t) 11000 * 1000 * 1000 && rcf_model_params_check(&p) == NULL,
+			"the largest model SQL allows needs more than 11 GB (%zu bytes)", big);
 
 	rcf_params_default(&p, 4);
 	p.number_of_trees = 50;

@@ -546,6 +546,193 @@ test_box_cache(void)
 	rcf_free(f);
 }
 
+/*
+ * Partial caching at several sizes of cached subtrees (forest->
+ * box_min_leaves, set before the first point), over points whose trees
+ * change all the time (a short time decay, duplicates, jumps): every
+ * cached box stays the exact box of its subtree and the leaves stay in
+ * their left-to-right order (rcf_check), and scores and attributions are
+ * bit-identical whatever the size, from 2 (every internal node cached while
+ * the pool lasts) to a size no subtree reaches (no box at all).  Shared
+ * store (shingle 8) and copied points (shingle 1).
+ */
+static void
+test_box_sizes(int dims, int shingle)
+{
+	static const int sizes[] = {2, 3, 8, 32, 100};
+	enum
+	{
+		NSIZES = sizeof(sizes) / sizeof(sizes[0])
+	};
+	RcfParams	p;
+	RcfForest  *f[NSIZES];
+	const char *err = NULL;
+	int			same = 1;
+	int			cached_any = 0;
+	uint64_t	s = 7;
+
+	rcf_params_default(&p, dims);
+	p.shingle_size = shingle;
+	p.number_of_trees = 5;
+	p.sample_size = 64;
+	p.time_decay = 80;
+	p.seed = 11;
+	for (int k = 0; k < NSIZES; k++)
+	{
+		f[k] = rcf_create(&p, NULL);
+		f[k]->box_min_leaves = sizes[k];
+	}
+	UNIT_OK(f[0]->box_partial, "%d x %d values a point: boxes cached by subtree size",
+			dims, shingle);
+	for (int i = 0; i < 4000 && err == NULL; i++)
+	{
+		double		x[16];
+		double		score[NSIZES];
+		double		high[16 * RCF_MAX_SHINGLE],
+					low[16 * RCF_MAX_SHINGLE];
+		double		attr[NSIZES];
+
+		for (int d = 0; d < dims; d++)
+		{
+			x[d] = 10 * sin(i * 0.07 + d) + 3 * noise(&s);
+			if (i % 5 == 0)
+				x[d] = floor(x[d]);	/* duplicates */
+			if (i % 397 == 0)
+				x[d] += 80;		/* far out */
+		}
+		for (int k = 0; k < NSIZES; k++)
+		{
+			attr[k] = rcf_attribution(f[k], x, high, low);
+			score[k] = rcf_process(f[k], x);
+			if (k > 0)
+				same &= score[k] == score[0] && attr[k] == attr[0];
+		}
+		for (int t = 0; t < p.number_of_trees; t++)
+			cached_any |= f[2]->trees[t].box_nfree < f[2]->box_slots;
+		if (i % 97 == 0)
+			for (int k = 0; k < NSIZES && err == NULL; k++)
+				err = rcf_check(f[k]);
+	}
+	UNIT_OK(err == NULL, "%d x %d: cached boxes exact, leaves in order: %s",
+			dims, shingle, err ? err : "sound");
+	UNIT_OK(cached_any, "%d x %d: boxes are cached at size 8", dims, shingle);
+	UNIT_OK(same, "%d x %d: scores and attributions identical at every size",
+			dims, shingle);
+	for (int k = 0; k < NSIZES; k++)
+		rcf_free(f[k]);
+}
+
+/*
+ * The same points through forests that keep their boxes in every way the
+ * engine has (none: one value a point; every box; boxes by subtree size
+ * from 2, 8 and 32 leaves): scores, attributions and imputed values are
+ * bit-identical at every point, each forest stays sound, and all encode
+ * to the same bytes (the encoding derives boxes, it stores none).
+ */
+static void
+test_box_modes(int dims, int shingle)
+{
+	static const struct
+	{
+		int			mode;
+		int			min_leaves;
+	}			ways[] = {
+		{RCF_BOXES_ALL, 0}, {RCF_BOXES_PARTIAL, 2}, {RCF_BOXES_PARTIAL, 8},
+		{RCF_BOXES_PARTIAL, 32}, {RCF_BOXES_NONE, 0},
+	};
+	enum
+	{
+		NWAYS = sizeof(ways) / sizeof(ways[0])
+	};
+	RcfParams	p;
+	RcfForest  *f[NWAYS];
+	int			n = 0;
+	const char *err = NULL;
+	int			same = 1;
+	int			same_bytes = 1;
+	uint64_t	s = 5;
+	size_t		len0;
+	uint8_t    *buf0;
+
+	rcf_params_default(&p, dims);
+	p.shingle_size = shingle;
+	p.number_of_trees = 6;
+	p.sample_size = 64;
+	p.time_decay = 100;
+	p.seed = 9;
+	for (int w = 0; w < NWAYS; w++)
+	{
+		if (ways[w].mode == RCF_BOXES_NONE && dims * shingle != 1)
+			continue;
+		f[n] = rcf_create_boxes(&p, NULL, ways[w].mode);
+		if (ways[w].min_leaves > 0)
+			f[n]->box_min_leaves = ways[w].min_leaves;
+		n++;
+	}
+	for (int i = 0; i < 3000 && err == NULL; i++)
+	{
+		double		x[8];
+		double		high[8 * RCF_MAX_SHINGLE],
+					low[8 * RCF_MAX_SHINGLE];
+		double		score0 = 0,
+					attr0 = 0;
+		double		expected0[8];
+		bool		missing[8] = {true, false, true, false, true, false, true, false};
+
+		for (int d = 0; d < dims; d++)
+		{
+			x[d] = 5 * sin(i * 0.09 + 2 * d) + noise(&s);
+			if (i % 4 == 0)
+				x[d] = round(x[d]);
+			if (i % 311 == 0)
+				x[d] -= 60;
+		}
+		for (int k = 0; k < n; k++)
+		{
+			double		attr = rcf_attribution(f[k], x, high, low);
+			double		expected[8];
+
+			if (i % 50 == 0 && rcf_impute(f[k], x, missing, expected) == 0)
+			{
+				if (k == 0)
+					memcpy(expected0, expected, sizeof(double) * dims);
+				else
+					same &= memcmp(expected, expected0, sizeof(double) * dims) == 0;
+			}
+			if (k == 0)
+				attr0 = attr;
+			same &= attr == attr0;
+			if (k == 0)
+				score0 = rcf_process(f[k], x);
+			else
+				same &= rcf_process(f[k], x) == score0;
+		}
+		if (i % 101 == 0)
+			for (int k = 0; k < n && err == NULL; k++)
+				err = rcf_check(f[k]);
+	}
+	UNIT_OK(err == NULL, "%d x %d values, %d ways of keeping boxes: all sound: %s",
+			dims, shingle, n, err ? err : "sound");
+	UNIT_OK(same, "%d x %d: scores, attributions and imputations identical in every way",
+			dims, shingle);
+	len0 = rcf_encoded_size(f[0]);
+	buf0 = malloc(len0);
+	rcf_encode(f[0], buf0, len0);
+	for (int k = 1; k < n; k++)
+	{
+		size_t		len = rcf_encoded_size(f[k]);
+		uint8_t    *buf = malloc(len);
+
+		same_bytes &= rcf_encode(f[k], buf, len) == len && len == len0 &&
+			memcmp(buf, buf0, len) == 0;
+		free(buf);
+	}
+	UNIT_OK(same_bytes, "%d x %d: every way encodes to the same bytes", dims, shingle);
+	free(buf0);
+	for (int k = 0; k < n; k++)
+		rcf_free(f[k]);
+}
+
 int
 main(void)
 {
@@ -568,5 +755,11 @@ main(void)
 	test_bytes();
 	test_reserve();
 	test_box_cache();
+	test_box_sizes(16, 1);
+	test_box_sizes(2, 8);
+	test_box_modes(8, 1);
+	test_box_modes(1, 8);
+	test_box_modes(1, 1);
+	test_box_modes(3, 2);
 	return unit_done();
 }
