@@ -278,29 +278,6 @@ bit_width(uint64_t x)
 	return x ? 64 - __builtin_clzll(x) : 0;
 }
 
-/*
- * The bounds a cut lies in, in float order: at or above the largest value
- * of the left child in the cut's dimension, below the smallest of the
- * right child.  boxes holds every internal node's box (rcf_tree_boxes).
- */
-static void
-cut_bounds(const RcfForest *forest, const RcfTree *tree, int16_t node,
-		   int dim, const float *boxes, uint32_t *lo, uint32_t *hi)
-{
-	int			D = forest->D;
-	int16_t		l = tree->nodes[node].child[RCF_LEFT];
-	int16_t		r = tree->nodes[node].child[RCF_RIGHT];
-	float		lmax = RCF_IS_LEAF(l) ?
-		rcf_leaf_point(forest, tree, RCF_LEAF_IDX(l))[dim] :
-		boxes[(size_t) l * 2 * D + D + dim];
-	float		rmin = RCF_IS_LEAF(r) ?
-		rcf_leaf_point(forest, tree, RCF_LEAF_IDX(r))[dim] :
-		boxes[(size_t) r * 2 * D + dim];
-
-	*lo = bound_ord(lmax);
-	*hi = bound_ord(rmin);
-}
-
 /* A bit stream over a Writer, least significant bit first. */
 typedef struct BitWriter
 {
@@ -483,7 +460,9 @@ rcf_encode_scratch(const RcfParams *p, uint32_t rec_used)
 			sizeof(float *) * (size_t) p->number_of_trees * N;
 	return names + sizeof(int16_t) * 2 * N + sizeof(uint16_t) * N +
 		sizeof(int16_t) * N +	/* order */
-		sizeof(float) * (N - 1) * (2 * (size_t) p->dims * p->shingle_size + 1);	/* boxes */
+		sizeof(float) * (N - 1) * (2 * (size_t) p->dims * p->shingle_size + 1) +	/* boxes */
+		sizeof(uint32_t) * 2 * N +	/* a tree's names, distances */
+		sizeof(uint16_t) * (N + 1); /* where each leaf's entries end */
 }
 
 /* Hash of a point's bits (FNV-1a over its values). */
@@ -674,42 +653,59 @@ column_step(const float *v, const float *prev, int d, uint8_t scale)
 				  (int64_t) (prev ? float_ord(prev[d]) : float_ord(0.0f)));
 }
 
+/* Orders uint32 values, for qsort. */
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t	x = *(const uint32_t *) a;
+	uint32_t	y = *(const uint32_t *) b;
+
+	return (x > y) - (x < y);
+}
+
 /*
- * Writes a tree's sampler and shape as one bit stream: the weights in heap
- * order (the first as is, then the Rice k, and each other as its distance
- * below its parent); the tree in preorder, a leaf as a 1 bit and its point
- * (of nrefs, in the bits that needs), an internal node as a 0 bit and its
- * cut's dimension; each cut as its place in float order between its
- * children's boxes (truncated binary); and each sampler entry as its
- * leaf's number in preorder (in the bits the leaves need).  Leaf points
- * and entries stay in plain bits: truncated binary saved 1 KB in 140 on
- * the reference model and cost 7% of its decode time.
- * Returns false if a cut does not lie between its children.
+ * Writes a tree as one bit stream, so that the decoder can route the
+ * tree's points down its cuts instead of reading which leaf holds which:
+ *
+ * - its leaves' points: their number less one (in the bits the sample
+ *   size needs), then their names in increasing order, the first in the
+ *   bits nrefs needs and each next as its distance above the one before,
+ *   less one (Rice);
+ * - each internal node in preorder as its cut's dimension (in the bits the
+ *   point's dimensions need) and the cut's place in float order in the
+ *   node's box in that dimension: at or above the smallest value, below
+ *   the largest (truncated binary).  The decoder knows the node's points,
+ *   so that range, and splits them by the cut; a node with one point is a
+ *   leaf (a tree's leaves hold distinct points).  Coding the dimension and
+ *   the cut together, as one place among all dimensions' ranges, was 1%
+ *   larger and needed the whole box of every node while decoding;
+ * - the sampler: the largest weight in float order (32 bits), the Rice k,
+ *   then per leaf in preorder its mass less one (Rice, k 0) and the
+ *   distances in float order of its entries' weights below the largest,
+ *   smallest first.  The heap's layout is not kept: the decoder rebuilds
+ *   it (sampler.c orders entries totally, so its top is the same).
+ *
+ * Returns false if a cut does not split its node's box.
  */
 static bool
 write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 		   PointNames *pn, uint64_t nrefs, int16_t *stack, uint16_t *leafno,
-		   int16_t *order, float *boxes)
+		   int16_t *order, float *boxes, uint32_t *names, uint32_t *dist,
+		   uint16_t *first)
 {
 	BitWriter	b = {w, 0, 0};
-	int			dbits = bit_width((uint64_t) forest->D - 1);
+	int			D = forest->D;
+	int			dbits = bit_width((uint64_t) D - 1);
 	int			top = 0;
 	int			ninternal = 0;
 	int			nleaves = 0;
+	uint32_t	top_ord = 0;
 	Rice		rc = {0};
+	Rice		rc_mass = {0};
 	uint64_t	hist[RICE_MAX_K + 1] = {0};
-	int			ebits;
 
 	if (tree->root == RCF_NIL)
 		return true;
-	put_bits(&b, float_ord(tree->heap_weight[0]), 32);
-	for (int i = 1; i < tree->heap_size; i++)
-		hist[bit_width(weight_step(tree, i))]++;
-	rc.k = rice_choose(hist);
-	put_bits(&b, (uint64_t) rc.k, 6);
-	for (int i = 1; i < tree->heap_size; i++)
-		put_rice(&b, &rc, weight_step(tree, i));
-
 	stack[top++] = tree->root;
 	while (top > 0)
 	{
@@ -717,39 +713,83 @@ write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 
 		if (RCF_IS_LEAF(ref))
 		{
-			put_bits(&b, 1, 1);
-			put_bits(&b, point_name(pn, forest, tree, RCF_LEAF_IDX(ref)), nrefs > 0 ? bit_width(nrefs - 1) : 0);
+			names[nleaves] = point_name(pn, forest, tree, RCF_LEAF_IDX(ref));
 			leafno[RCF_LEAF_IDX(ref)] = (uint16_t) nleaves++;
 		}
 		else
 		{
 			const RcfNode *n = &tree->nodes[ref];
 
-			put_bits(&b, 0, 1);
-			put_bits(&b, n->dim, dbits);
 			order[ninternal++] = ref;
 			stack[top++] = n->child[RCF_RIGHT];
 			stack[top++] = n->child[RCF_LEFT];
 		}
 	}
 
+	/* The leaves' points, as a set. */
+	qsort(names, nleaves, sizeof(uint32_t), cmp_u32);
+	put_bits(&b, (uint64_t) nleaves - 1, bit_width((uint64_t) forest->N - 1));
+	put_bits(&b, names[0], nrefs > 0 ? bit_width(nrefs - 1) : 0);
+	for (int i = 1; i < nleaves; i++)
+		hist[bit_width(names[i] - names[i - 1] - 1)]++;
+	rc.k = rice_choose(hist);
+	put_bits(&b, (uint64_t) rc.k, 6);
+	for (int i = 1; i < nleaves; i++)
+		put_rice(&b, &rc, names[i] - names[i - 1] - 1);
+
+	/* Cuts, in preorder, each within its node's box in its dimension. */
 	rcf_tree_boxes(forest, tree, order, ninternal, boxes);
 	for (int k = 0; k < ninternal; k++)
 	{
 		const RcfNode *n = &tree->nodes[order[k]];
-		uint32_t	lo,
-					hi;
+		const float *box = boxes + (size_t) order[k] * 2 * D;
+		uint32_t	lo = bound_ord(box[n->dim]);
+		uint32_t	hi = bound_ord(box[D + n->dim]);
 		uint32_t	c = float_ord(n->cut);
 
-		cut_bounds(forest, tree, order[k], n->dim, boxes, &lo, &hi);
 		if (!(lo <= c && c < hi))
 			return false;
+		put_bits(&b, n->dim, dbits);
 		put_trunc(&b, c - lo, hi - lo);
 	}
 
-	ebits = bit_width((uint64_t) nleaves - 1);
+	/* The sampler: entries grouped by leaf in preorder. */
+	memset(first, 0, sizeof(uint16_t) * (nleaves + 1));
 	for (int i = 0; i < tree->heap_size; i++)
-		put_bits(&b, leafno[tree->heap_leaf[i]], ebits);
+	{
+		uint32_t	o = float_ord(tree->heap_weight[i]);
+
+		if (o > top_ord)
+			top_ord = o;
+		first[leafno[tree->heap_leaf[i]] + 1]++;
+	}
+	for (int k = 0; k < nleaves; k++)
+		first[k + 1] += first[k];
+	for (int i = 0; i < tree->heap_size; i++)
+		dist[first[leafno[tree->heap_leaf[i]]]++] =
+			top_ord - float_ord(tree->heap_weight[i]);
+	/* first[k] is now where leaf k's entries end: sort each (few). */
+	for (int k = 0; k < nleaves; k++)
+		for (int i = (k > 0 ? first[k - 1] : 0) + 1; i < first[k]; i++)
+			for (int j = i; j > (k > 0 ? first[k - 1] : 0) && dist[j - 1] > dist[j]; j--)
+			{
+				uint32_t	x = dist[j - 1];
+
+				dist[j - 1] = dist[j];
+				dist[j] = x;
+			}
+	memset(hist, 0, sizeof(hist));
+	for (int i = 0; i < tree->heap_size; i++)
+		hist[bit_width(dist[i])]++;
+	rc.k = rice_choose(hist);
+	put_bits(&b, top_ord, 32);
+	put_bits(&b, (uint64_t) rc.k, 6);
+	for (int k = 0, at = 0; k < nleaves; k++)
+	{
+		put_rice(&b, &rc_mass, (uint64_t) (first[k] - at) - 1);
+		for (; at < first[k]; at++)
+			put_rice(&b, &rc, dist[at]);
+	}
 	put_bits_end(&b);
 	return true;
 }
@@ -770,6 +810,9 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	uint16_t   *leafno;
 	int16_t    *order;
 	float	   *boxes;
+	uint32_t   *names;
+	uint32_t   *dist;
+	uint16_t   *first;
 	uint64_t	nrefs;
 	bool		ok = true;
 	size_t		crc_from;
@@ -817,6 +860,9 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	leafno = (uint16_t *) (stack + 2 * forest->N);
 	order = (int16_t *) (leafno + forest->N);
 	boxes = (float *) (order + forest->N);
+	names = (uint32_t *) (boxes + (size_t) (forest->N - 1) * (2 * forest->D + 1));
+	dist = names + forest->N;
+	first = (uint16_t *) (dist + forest->N);
 	if (!forest->shared)
 	{
 		/*
@@ -907,7 +953,8 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 
 		put_u64(w, tree->rng);
 		put_varint(w, (uint64_t) tree->heap_size);
-		ok = write_tree(w, forest, tree, &pn, nrefs, stack, leafno, order, boxes);
+		ok = write_tree(w, forest, tree, &pn, nrefs, stack, leafno, order, boxes,
+						names, dist, first);
 	}
 	if (transform && rcf_transform_params(transform)->method == RCF_TRANSFORM_NONE)
 		transform = NULL;		/* no section: the bytes of older versions */
@@ -1140,7 +1187,7 @@ typedef struct BitReader
  * has not.
  */
 static inline __attribute__((always_inline)) void
-fill_bits(BitReader *b, int n)
+fill_bits_to(BitReader *b, int n, bool soft)
 {
 	if (b->n < n)
 	{
@@ -1166,13 +1213,30 @@ fill_bits(BitReader *b, int n)
 		{
 			while (b->n < n)
 			{
-				if (!need(b->r, 1))
+				if (soft ? b->r->status != RCF_DECODE_OK || b->r->pos >= b->r->len :
+					!need(b->r, 1))
 					return;
 				b->acc |= (uint64_t) b->r->buf[b->r->pos++] << b->n;
 				b->n += 8;
 			}
 		}
 	}
+}
+
+/*
+ * fill_bits where the caller needs at most n bits but may need fewer: near
+ * the end of the input it takes what there is without failing the reader.
+ */
+static inline __attribute__((always_inline)) void
+fill_bits_soft(BitReader *b, int n)
+{
+	fill_bits_to(b, n, true);
+}
+
+static inline __attribute__((always_inline)) void
+fill_bits(BitReader *b, int n)
+{
+	fill_bits_to(b, n, false);
 }
 
 /* Reads n (at most 40) bits; 0 once the reader has failed. */
@@ -1229,7 +1293,7 @@ get_trunc(BitReader *b, uint64_t n)
 		return 0;
 	k = bit_width(n - 1);
 	u = (UINT64_C(1) << k) - n;
-	fill_bits(b, k);
+	fill_bits_soft(b, k);
 	if (b->n >= k)
 	{
 		/*
@@ -1292,7 +1356,7 @@ get_rice(BitReader *b, const Rice *rc)
 {
 	int			k = rc->k;
 
-	fill_bits(b, RICE_ESCAPE + 1 + k);
+	fill_bits_soft(b, RICE_ESCAPE + 1 + k);
 	if (b->n >= RICE_ESCAPE + 1 + k)
 	{
 		int			q = __builtin_ctzll(~b->acc);
@@ -1419,71 +1483,160 @@ link_node(RcfTree *tree, int32_t dest, int16_t ref)
 }
 
 /*
- * Reads one tree of format version 2 (write_tree): weights, shape, cuts
- * and sampler entries.  Leaves get their points through leaf_ref (below
- * nrefs) as with read_tree, by the caller's set_points before the cuts,
- * which are read against the children's boxes.
+ * Reads one tree of format version 2 (write_tree): its leaves' points,
+ * routed down the cuts as they are read, then its sampler's entries into
+ * the heap arrays (in no heap order yet) and the leaves' masses.  A leaf's
+ * point (below nrefs) goes to leaf_ref[leaf], the leaves in preorder to
+ * preorder[] and the internal nodes to order[]; the caller gives the
+ * leaves their points and the nodes their boxes.  values holds the point
+ * named i at values + i * stride.  names and spare have room for the
+ * sample size, and stack for three times that.
  */
 static void
 read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
+			 const float *values, size_t stride,
 			 int32_t *stack, int16_t *order, int *ninternal,
 			 uint32_t *leaf_ref, int16_t *preorder, int *nleaves,
-			 float *boxes, uint32_t *entry,
-			 void (*set_points) (void *arg, RcfTree *tree, int nleaves),
-			 void *arg)
+			 uint32_t *names, uint32_t *spare)
 {
 	BitReader	b = {r, 0, 0};
 	int			D = forest->D;
 	int			dbits = bit_width((uint64_t) D - 1);
+	int			N = forest->N;
 	int			top = 0;
+	int			count;
 	Rice		rc = {0};
-	int			ebits;
+	Rice		rc_mass = {0};
+	uint32_t	top_ord;
+	int			filled = 0;
+	bool		top_seen = false;
 
 	*ninternal = 0;
 	*nleaves = 0;
 	if (tree->heap_size == 0)
 		return;
 
-	tree->heap_weight[0] = float_unord((uint32_t) get_bits(&b, 32));
-	get_rice_k(&b, &rc);
-	for (int i = 1; i < tree->heap_size && r->status == RCF_DECODE_OK; i++)
+	/* The leaves' points: strictly increasing names below nrefs. */
+	count = (int) get_bits(&b, bit_width((uint64_t) N - 1)) + 1;
+	if (count > tree->heap_size)
 	{
-		uint32_t	parent = float_ord(tree->heap_weight[(i - 1) / 2]);
-		int64_t		o = (int64_t) parent - unzigzag(get_rice(&b, &rc));
-
-		if (o < 0 || o > (int64_t) UINT32_MAX)
+		fail(r, RCF_DECODE_CORRUPT, "a tree has more leaves than its sampler has points");
+		return;
+	}
+	names[0] = (uint32_t) get_bits(&b, nrefs > 0 ? bit_width(nrefs - 1) : 0);
+	get_rice_k(&b, &rc);
+	for (int i = 1; i < count && r->status == RCF_DECODE_OK; i++)
+		names[i] = names[i - 1] + 1 + (uint32_t) get_rice(&b, &rc);
+	if (r->status != RCF_DECODE_OK)
+		return;
+	for (int i = 0; i < count; i++)
+	{
+		/* Increasing, as a wrap-around would not be. */
+		if (names[i] >= nrefs || (i > 0 && names[i] <= names[i - 1]))
 		{
-			fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+			fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
 			return;
 		}
-		tree->heap_weight[i] = float_unord((uint32_t) o);
 	}
-	for (int i = 0; i < tree->heap_size; i++)
-		/* Far beyond any real weight, and safe from overflow. */
-		if (!(fabsf(tree->heap_weight[i]) <= 1e30f))
-			fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
 
+	/*
+	 * The tree in preorder, each node with the points that reach it: one
+	 * point makes a leaf; more, an internal node whose cut, read within
+	 * their range in its dimension, splits them.  A node's points are
+	 * buf[from .. to - 1] for buf names or spare, and its children's go
+	 * to the other one.  Stack entries are 2 * from + (buf is spare), to,
+	 * and where the node hangs (-1 for the root, else 2 * parent + side).
+	 */
+	stack[top++] = 0;
+	stack[top++] = count;
 	stack[top++] = -1;
 	while (top > 0 && r->status == RCF_DECODE_OK)
 	{
 		int32_t		dest = stack[--top];
+		int			to = stack[--top];
+		int			from = stack[--top];
+		const uint32_t *in = (from & 1) ? spare : names;
+		uint32_t   *out = (from & 1) ? names : spare;
 		int16_t		ref;
 
-		if (get_bits(&b, 1))
+		from >>= 1;
+		if (to - from == 1)
 		{
-			uint64_t	point = get_bits(&b, nrefs > 0 ? bit_width(nrefs - 1) : 0);
-
-			if (!read_leaf(r, forest, tree, point, nrefs, leaf_ref, preorder,
-						   nleaves, &ref))
+			if (!read_leaf(r, forest, tree, in[from], nrefs, leaf_ref,
+						   preorder, nleaves, &ref))
 				return;
 		}
 		else
 		{
-			uint64_t	dim = get_bits(&b, dbits);
+			int			dim = (int) get_bits(&b, dbits);
+			const float *col;
+			float		vmin,
+						vmax,
+						cut;
+			uint32_t	lo,
+						hi;
+			int			left,
+						right;
 
-			if (!read_cut(r, forest, tree, dim, 0.0f, order, ninternal, &ref))
+			if (r->status != RCF_DECODE_OK)
 				return;
+			if (dim >= D)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a cut has an invalid dimension or value");
+				return;
+			}
+			col = values + dim;
+			vmin = vmax = col[(size_t) in[from] * stride];
+			for (int i = from + 1; i < to; i++)
+			{
+				float		v = col[(size_t) in[i] * stride];
+
+				vmin = v < vmin ? v : vmin;
+				vmax = v > vmax ? v : vmax;
+			}
+			lo = bound_ord(vmin);
+			hi = bound_ord(vmax);
+			if (lo >= hi)
+			{
+				/* No cut splits them: equal values, or a wrong dimension. */
+				fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+				return;
+			}
+			cut = float_unord(lo + (uint32_t) get_trunc(&b, hi - lo));
+			if (!read_cut(r, forest, tree, (uint64_t) dim, cut, order,
+						  ninternal, &ref))
+				return;
+
+			/*
+			 * Points at or below the cut go left, filling out from the
+			 * bottom, the others from the top; both sides get some, as the
+			 * cut is at or above the smallest value, below the largest.
+			 * Without branches (which way a point goes is a coin toss):
+			 * each point is written to both sides' next places, which are
+			 * free, and only one side moves.
+			 */
+			left = from;
+			right = to - 1;
+			for (int i = from; i < to; i++)
+			{
+				uint32_t	x = in[i];
+				int			up = col[(size_t) x * stride] > cut;
+
+				out[left] = x;
+				out[right] = x;
+				left += !up;
+				right -= up;
+			}
+			if (left == from || left == to)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+				return;
+			}
+			stack[top++] = 2 * left + (out == spare);
+			stack[top++] = to;
 			stack[top++] = 2 * ref + 1;
+			stack[top++] = 2 * from + (out == spare);
+			stack[top++] = left;
 			stack[top++] = 2 * ref;
 		}
 		link_node(tree, dest, ref);
@@ -1491,39 +1644,61 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	if (r->status != RCF_DECODE_OK)
 		return;
 
-	set_points(arg, tree, *nleaves);
-	rcf_tree_boxes(forest, tree, order, *ninternal, boxes);
-	for (int k = 0; k < *ninternal && r->status == RCF_DECODE_OK; k++)
+	/* The sampler's entries, leaf by leaf; the largest weight is one. */
+	top_ord = (uint32_t) get_bits(&b, 32);
+	get_rice_k(&b, &rc);
+	for (int k = 0; k < *nleaves && r->status == RCF_DECODE_OK; k++)
 	{
-		RcfNode    *n = &tree->nodes[order[k]];
-		uint32_t	lo,
-					hi;
-		uint64_t	off;
+		int16_t		leaf = preorder[k];
+		uint64_t	mass = get_rice(&b, &rc_mass) + 1;
+		uint64_t	prev = 0;
 
-		cut_bounds(forest, tree, order[k], n->dim, boxes, &lo, &hi);
-		if (lo >= hi)
+		if (r->status != RCF_DECODE_OK)
+			return;
+		if (mass > (uint64_t) (tree->heap_size - filled))
 		{
-			fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+			fail(r, RCF_DECODE_CORRUPT, "a sampler's size does not match its leaves");
 			return;
 		}
-		off = get_trunc(&b, hi - lo);
-		if (off >= (uint64_t) (hi - lo))
+		for (uint64_t m = 0; m < mass; m++)
 		{
-			fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
-			return;
-		}
-		n->cut = float_unord(lo + (uint32_t) off);
-	}
+			uint64_t	d = get_rice(&b, &rc);
+			float		wt;
 
-	ebits = bit_width((uint64_t) *nleaves - 1);
-	for (int i = 0; i < tree->heap_size && r->status == RCF_DECODE_OK; i++)
-	{
-		entry[i] = (uint32_t) get_bits(&b, ebits);
-		if (entry[i] >= (uint32_t) *nleaves)
-			fail(r, RCF_DECODE_CORRUPT, "a sampler refers to a missing leaf");
+			if (r->status != RCF_DECODE_OK)
+				return;
+			if (d < prev || d > top_ord)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+				return;
+			}
+			prev = d;
+			top_seen |= d == 0;
+			wt = float_unord(top_ord - (uint32_t) d);
+			/* Far beyond any real weight, and safe from overflow. */
+			if (!(fabsf(wt) <= 1e30f))
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+				return;
+			}
+			tree->heap_weight[filled] = wt;
+			tree->heap_leaf[filled++] = (uint16_t) leaf;
+		}
+		tree->leaf_mass[leaf] = (uint16_t) mass;
 	}
-	if (r->status == RCF_DECODE_OK)
-		get_bits_end(&b);
+	if (r->status != RCF_DECODE_OK)
+		return;
+	if (filled != tree->heap_size)
+	{
+		fail(r, RCF_DECODE_CORRUPT, "a sampler's size does not match its leaves");
+		return;
+	}
+	if (!top_seen)
+	{
+		fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+		return;
+	}
+	get_bits_end(&b);
 }
 
 /* What set_leaf_points needs to give a tree's leaves their points. */
@@ -1599,8 +1774,9 @@ rcf_decode_scratch(const RcfParams *p, int version, uint64_t npoints,
 	size_t		N = (size_t) p->sample_size;
 	size_t		D = (size_t) p->dims * p->shingle_size;
 	bool		shared = p->shingle_size > 1;
-	size_t		per_tree = sizeof(uint32_t) * N +	/* entries */
-		sizeof(int32_t) * 2 * N +	/* stack */
+	size_t		per_tree = sizeof(uint32_t) * N +	/* entries, or names */
+		sizeof(int32_t) * 3 * N +	/* stack */
+		sizeof(uint32_t) * N +	/* spare */
 		sizeof(float) * (N - 1) * (2 * D + 1) +	/* boxes, counts */
 		sizeof(int16_t) * N +	/* order */
 		sizeof(uint32_t) * N +	/* leaf_ref */
@@ -1732,6 +1908,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 	float	   *boxes = NULL;
 	uint32_t   *leaf_ref = NULL;
 	int16_t    *preorder = NULL;
+	uint32_t   *spare = NULL;
 	LeafPoints	lp;
 	bool		shared;
 	int			S;
@@ -1903,7 +2080,9 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		leaf_ref = (uint32_t *) at;
 		at += sizeof(uint32_t) * N;
 		stack = (int32_t *) at;
-		at += sizeof(int32_t) * 2 * N;
+		at += sizeof(int32_t) * 3 * N;
+		spare = (uint32_t *) at;
+		at += sizeof(uint32_t) * N;
 		boxes = (float *) at;
 		at += sizeof(float) * (N - 1) * (2 * D + 1);
 		order = (int16_t *) at;
@@ -2138,14 +2317,20 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		}
 		else
 		{
-			/* At least a weight and a bit per leaf and node. */
-			if (!need(&r, size > 0 ? 4 + (2 * size) / 8 : 0))
+			/* At least a weight and a bit per leaf. */
+			if (!need(&r, size > 0 ? 4 + size / 8 : 0))
 				goto done;
-			read_tree_v2(&r, forest, tree, nrefs, stack, order, &ninternal,
-						 leaf_ref, preorder, &nleaves, boxes, entry,
-						 set_leaf_points, &lp);
+			read_tree_v2(&r, forest, tree, nrefs,
+						 shared ? forest->records : points,
+						 shared ? (size_t) p.dims : (size_t) forest->D,
+						 stack, order, &ninternal, leaf_ref, preorder,
+						 &nleaves, entry, spare);
 			if (r.status != RCF_DECODE_OK)
 				goto done;
+			set_leaf_points(&lp, tree, nleaves);
+			/* Boxes and leaf counts for rcf_tree_finish. */
+			if (forest->box_mode != RCF_BOXES_NONE)
+				rcf_tree_boxes(forest, tree, order, ninternal, boxes);
 		}
 
 		/* Leaf masses are the sampler's counts of each leaf. */
@@ -2178,14 +2363,6 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			for (int k = 0; k < nleaves; k++)
 				leaf_of[leaf_ref[preorder[k]]] = UINT32_MAX;
 		}
-		else
-		{
-			for (int i = 0; i < tree->heap_size; i++)
-			{
-				tree->heap_leaf[i] = (uint16_t) preorder[entry[i]];
-				tree->leaf_mass[preorder[entry[i]]]++;
-			}
-		}
 		for (int k = 0; k < nleaves; k++)
 		{
 			if (tree->leaf_mass[preorder[k]] == 0)
@@ -2200,6 +2377,8 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			fail(&r, RCF_DECODE_CORRUPT, "cut does not separate the children");
 			goto done;
 		}
+		/* Entries in any order: the heap is rebuilt (sampler.c). */
+		rcf_sampler_heapify(forest, tree);
 		err = rcf_sampler_check(tree, forest->N);
 		if (err)
 		{
