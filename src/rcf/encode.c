@@ -42,6 +42,9 @@
  * point index.
  */
 #include <stdlib.h>
+#ifdef __SSE__
+#include <xmmintrin.h>
+#endif
 
 #include "rcf_internal.h"
 #include "grade.h"
@@ -460,9 +463,7 @@ rcf_encode_scratch(const RcfParams *p, uint32_t rec_used)
 			sizeof(float *) * (size_t) p->number_of_trees * N;
 	return names + sizeof(int16_t) * 2 * N + sizeof(uint16_t) * N +
 		sizeof(int16_t) * N +	/* order */
-		sizeof(float) * (N - 1) * (2 * (size_t) p->dims * p->shingle_size + 1) +	/* boxes */
-		sizeof(uint32_t) * 2 * N +	/* a tree's names, distances */
-		sizeof(uint16_t) * (N + 1); /* where each leaf's entries end */
+		sizeof(float) * (N - 1) * (2 * (size_t) p->dims * p->shingle_size + 1);	/* boxes */
 }
 
 /* Hash of a point's bits (FNV-1a over its values). */
@@ -685,7 +686,9 @@ cmp_u32(const void *a, const void *b)
  *   smallest first.  The heap's layout is not kept: the decoder rebuilds
  *   it (sampler.c orders entries totally, so its top is the same).
  *
- * Returns false if a cut does not split its node's box.
+ * Returns false if a cut does not split its node's box, or an entry's
+ * leaf is not in the tree or a leaf has no entry (rcf_check refuses such
+ * forests; the encoding cannot hold them).
  */
 static bool
 write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
@@ -706,6 +709,7 @@ write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 
 	if (tree->root == RCF_NIL)
 		return true;
+	memset(leafno, 0xFF, sizeof(uint16_t) * forest->N);
 	stack[top++] = tree->root;
 	while (top > 0)
 	{
@@ -759,6 +763,9 @@ write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 	{
 		uint32_t	o = float_ord(tree->heap_weight[i]);
 
+		if (tree->heap_leaf[i] >= forest->N ||
+			leafno[tree->heap_leaf[i]] >= nleaves)
+			return false;
 		if (o > top_ord)
 			top_ord = o;
 		first[leafno[tree->heap_leaf[i]] + 1]++;
@@ -786,6 +793,9 @@ write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 	put_bits(&b, (uint64_t) rc.k, 6);
 	for (int k = 0, at = 0; k < nleaves; k++)
 	{
+		/* A leaf no entry holds cannot be written (rcf_check refuses it). */
+		if (first[k] == at)
+			return false;
 		put_rice(&b, &rc_mass, (uint64_t) (first[k] - at) - 1);
 		for (; at < first[k]; at++)
 			put_rice(&b, &rc, dist[at]);
@@ -860,9 +870,14 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	leafno = (uint16_t *) (stack + 2 * forest->N);
 	order = (int16_t *) (leafno + forest->N);
 	boxes = (float *) (order + forest->N);
-	names = (uint32_t *) (boxes + (size_t) (forest->N - 1) * (2 * forest->D + 1));
-	dist = names + forest->N;
-	first = (uint16_t *) (dist + forest->N);
+	/*
+	 * A tree's names are written before its boxes are computed, its
+	 * distances after its cuts: both fit where the boxes go (a sample
+	 * size is at least 2, and 3 * (N - 1) >= N).  The stack, done with by
+	 * then, holds where each leaf's entries end.
+	 */
+	names = dist = (uint32_t *) boxes;
+	first = (uint16_t *) stack;
 	if (!forest->shared)
 	{
 		/*
@@ -1483,21 +1498,69 @@ link_node(RcfTree *tree, int32_t dest, int16_t ref)
 }
 
 /*
+ * The smallest and largest of n >= 1 finite floats (which zero is which
+ * when both are there does not matter: bound_ord takes them alike).
+ */
+static inline void
+value_range(const float *v, int n, float *lo, float *hi)
+{
+	float		mn = v[0],
+				mx = v[0];
+	int			i = 1;
+
+#ifdef __SSE__
+	if (n >= 8)
+	{
+		__m128		a = _mm_loadu_ps(v);
+		__m128		b = a;
+		float		lanes[4];
+
+		/* Four at a time, and the last four once more. */
+		for (i = 4; i + 4 <= n; i += 4)
+		{
+			__m128		x = _mm_loadu_ps(v + i);
+
+			a = _mm_min_ps(a, x);
+			b = _mm_max_ps(b, x);
+		}
+		a = _mm_min_ps(a, _mm_loadu_ps(v + n - 4));
+		b = _mm_max_ps(b, _mm_loadu_ps(v + n - 4));
+		_mm_storeu_ps(lanes, a);
+		mn = lanes[0];
+		for (int k = 1; k < 4; k++)
+			mn = lanes[k] < mn ? lanes[k] : mn;
+		_mm_storeu_ps(lanes, b);
+		mx = lanes[0];
+		for (int k = 1; k < 4; k++)
+			mx = lanes[k] > mx ? lanes[k] : mx;
+		i = n;
+	}
+#endif
+	for (; i < n; i++)
+	{
+		mn = v[i] < mn ? v[i] : mn;
+		mx = v[i] > mx ? v[i] : mx;
+	}
+	*lo = mn;
+	*hi = mx;
+}
+
+/*
  * Reads one tree of format version 2 (write_tree): its leaves' points,
  * routed down the cuts as they are read, then its sampler's entries into
  * the heap arrays (in no heap order yet) and the leaves' masses.  A leaf's
  * point (below nrefs) goes to leaf_ref[leaf], the leaves in preorder to
  * preorder[] and the internal nodes to order[]; the caller gives the
  * leaves their points and the nodes their boxes.  values holds the point
- * named i at values + i * stride.  names and spare have room for the
- * sample size, and stack for three times that.
+ * named i at values + i * stride.  names, spare and vals have room for
+ * the sample size, and stack for twice that.
  */
 static void
 read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 			 const float *values, size_t stride,
 			 int32_t *stack, int16_t *order, int *ninternal,
 			 uint32_t *leaf_ref, int16_t *preorder, int *nleaves,
-			 uint32_t *names, uint32_t *spare)
+			 uint32_t *names, uint32_t *spare, float *vals)
 {
 	BitReader	b = {r, 0, 0};
 	int			D = forest->D;
@@ -1544,22 +1607,22 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	 * point makes a leaf; more, an internal node whose cut, read within
 	 * their range in its dimension, splits them.  A node's points are
 	 * buf[from .. to - 1] for buf names or spare, and its children's go
-	 * to the other one.  Stack entries are 2 * from + (buf is spare), to,
-	 * and where the node hangs (-1 for the root, else 2 * parent + side).
+	 * to the other one.  Stack entries are pairs: to << 14 | from << 1 |
+	 * (buf is spare), counts below 2^13, and where the node hangs (-1 for
+	 * the root, else 2 * parent + side).
 	 */
-	stack[top++] = 0;
-	stack[top++] = count;
+	stack[top++] = count << 14;
 	stack[top++] = -1;
 	while (top > 0 && r->status == RCF_DECODE_OK)
 	{
 		int32_t		dest = stack[--top];
-		int			to = stack[--top];
-		int			from = stack[--top];
-		const uint32_t *in = (from & 1) ? spare : names;
-		uint32_t   *out = (from & 1) ? names : spare;
+		int32_t		span = stack[--top];
+		int			to = span >> 14;
+		int			from = (span >> 1) & 0x1FFF;
+		const uint32_t *in = (span & 1) ? spare : names;
+		uint32_t   *out = (span & 1) ? names : spare;
 		int16_t		ref;
 
-		from >>= 1;
 		if (to - from == 1)
 		{
 			if (!read_leaf(r, forest, tree, in[from], nrefs, leaf_ref,
@@ -1585,15 +1648,14 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 				fail(r, RCF_DECODE_CORRUPT, "a cut has an invalid dimension or value");
 				return;
 			}
+			/*
+			 * The points' values in the cut's dimension, gathered once
+			 * (loads that do not wait on each other), then their range.
+			 */
 			col = values + dim;
-			vmin = vmax = col[(size_t) in[from] * stride];
-			for (int i = from + 1; i < to; i++)
-			{
-				float		v = col[(size_t) in[i] * stride];
-
-				vmin = v < vmin ? v : vmin;
-				vmax = v > vmax ? v : vmax;
-			}
+			for (int i = from; i < to; i++)
+				vals[i] = col[(size_t) in[i] * stride];
+			value_range(vals + from, to - from, &vmin, &vmax);
 			lo = bound_ord(vmin);
 			hi = bound_ord(vmax);
 			if (lo >= hi)
@@ -1620,7 +1682,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 			for (int i = from; i < to; i++)
 			{
 				uint32_t	x = in[i];
-				int			up = col[(size_t) x * stride] > cut;
+				int			up = vals[i] > cut;
 
 				out[left] = x;
 				out[right] = x;
@@ -1632,11 +1694,9 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 				fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
 				return;
 			}
-			stack[top++] = 2 * left + (out == spare);
-			stack[top++] = to;
+			stack[top++] = (to << 14) | (left << 1) | (out == spare);
 			stack[top++] = 2 * ref + 1;
-			stack[top++] = 2 * from + (out == spare);
-			stack[top++] = left;
+			stack[top++] = (left << 14) | (from << 1) | (out == spare);
 			stack[top++] = 2 * ref;
 		}
 		link_node(tree, dest, ref);
@@ -1774,14 +1834,19 @@ rcf_decode_scratch(const RcfParams *p, int version, uint64_t npoints,
 	size_t		N = (size_t) p->sample_size;
 	size_t		D = (size_t) p->dims * p->shingle_size;
 	bool		shared = p->shingle_size > 1;
-	size_t		per_tree = sizeof(uint32_t) * N +	/* entries, or names */
-		sizeof(int32_t) * 3 * N +	/* stack */
-		sizeof(uint32_t) * N +	/* spare */
-		sizeof(float) * (N - 1) * (2 * D + 1) +	/* boxes, counts */
+	size_t		boxes = (N - 1) * (2 * D + 1);
+	size_t		per_tree;
+	size_t		points;
+
+	/* Before they hold boxes, the boxes' floats hold read_tree_v2's spare and vals. */
+	if (boxes < 2 * N)
+		boxes = 2 * N;
+	per_tree = sizeof(uint32_t) * N +	/* entries, or names */
+		sizeof(int32_t) * 2 * N +	/* stack */
+		sizeof(float) * boxes +	/* boxes, counts */
 		sizeof(int16_t) * N +	/* order */
 		sizeof(uint32_t) * N +	/* leaf_ref */
 		sizeof(int16_t) * N;	/* preorder */
-	size_t		points;
 
 	if (version == 1)
 		points = (shared ? sizeof(uint32_t) : sizeof(float) * D) * (npoints + 1) +
@@ -2080,11 +2145,11 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		leaf_ref = (uint32_t *) at;
 		at += sizeof(uint32_t) * N;
 		stack = (int32_t *) at;
-		at += sizeof(int32_t) * 3 * N;
-		spare = (uint32_t *) at;
-		at += sizeof(uint32_t) * N;
+		at += sizeof(int32_t) * 2 * N;
 		boxes = (float *) at;
-		at += sizeof(float) * (N - 1) * (2 * D + 1);
+		spare = (uint32_t *) at;	/* and vals: see rcf_decode_scratch */
+		at += sizeof(float) * ((N - 1) * (2 * D + 1) > 2 * N ?
+							   (N - 1) * (2 * D + 1) : 2 * N);
 		order = (int16_t *) at;
 		at += sizeof(int16_t) * N;
 		preorder = (int16_t *) at;
@@ -2324,7 +2389,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 						 shared ? forest->records : points,
 						 shared ? (size_t) p.dims : (size_t) forest->D,
 						 stack, order, &ninternal, leaf_ref, preorder,
-						 &nleaves, entry, spare);
+						 &nleaves, entry, spare, (float *) (spare + forest->N));
 			if (r.status != RCF_DECODE_OK)
 				goto done;
 			set_leaf_points(&lp, tree, nleaves);
@@ -2377,10 +2442,17 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			fail(&r, RCF_DECODE_CORRUPT, "cut does not separate the children");
 			goto done;
 		}
-		/* Entries in any order: the heap is rebuilt (sampler.c). */
+		/*
+		 * Version 1 keeps a heap, which must be one; version 2 keeps no
+		 * layout.  Either is then rebuilt in the sampler's total order.
+		 */
+		if (version == 1 && (err = rcf_sampler_check(tree, forest->N)) != NULL)
+		{
+			fail(&r, RCF_DECODE_CORRUPT, err);
+			goto done;
+		}
 		rcf_sampler_heapify(forest, tree);
-		err = rcf_sampler_check(tree, forest->N);
-		if (err)
+		if ((err = rcf_sampler_check(tree, forest->N)) != NULL)
 		{
 			fail(&r, RCF_DECODE_CORRUPT, err);
 			goto done;
