@@ -99,13 +99,51 @@ rcf_sampler_replace_top(const RcfForest *forest, RcfTree *tree, float weight,
 
 /*
  * Orders heap_size entries put in any order into a heap (the decoder's,
- * once the leaves hold their points).
+ * once the leaves hold their points).  Floyd's construction, each entry
+ * sunk "bottom-up": down the path of heavier children to the bottom (the
+ * choice of child needs no branch), then back up to where the entry
+ * belongs, which is near the bottom for most entries.  It compares about
+ * half as often as sift_down, whose comparisons are coin tosses here.
  */
 void
 rcf_sampler_heapify(const RcfForest *forest, RcfTree *tree)
 {
-	for (int i = tree->heap_size / 2 - 1; i >= 0; i--)
-		sift_down(forest, tree, i);
+	float	   *w = tree->heap_weight;
+	uint16_t   *leaf = tree->heap_leaf;
+	int			size = tree->heap_size;
+
+	for (int i = size / 2 - 1; i >= 0; i--)
+	{
+		float		moving = w[i];
+		uint16_t	moving_leaf = leaf[i];
+		int			j = i;
+
+		while (2 * j + 2 < size)
+		{
+			int			c = 2 * j + 1;
+
+			j = c + heavier(forest, tree, w[c + 1], leaf[c + 1], w[c], leaf[c]);
+		}
+		if (2 * j + 1 < size)
+			j = 2 * j + 1;
+		/* Back up to the first entry on the path at least as heavy. */
+		while (j > i && heavier(forest, tree, moving, moving_leaf, w[j], leaf[j]))
+			j = (j - 1) / 2;
+		/* The path's entries from i + 1 up move one step up. */
+		while (j > i)
+		{
+			float		x = w[j];
+			uint16_t	xl = leaf[j];
+
+			w[j] = moving;
+			leaf[j] = moving_leaf;
+			moving = x;
+			moving_leaf = xl;
+			j = (j - 1) / 2;
+		}
+		w[i] = moving;
+		leaf[i] = moving_leaf;
+	}
 }
 
 /*
