@@ -1653,19 +1653,19 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	}
 	names[0] = (uint32_t) get_bits(&b, nrefs > 0 ? bit_width(nrefs - 1) : 0);
 	get_rice_k(&b, &rc);
+	if (names[0] >= nrefs)
+		fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
 	for (int i = 1; i < count && r->status == RCF_DECODE_OK; i++)
-		names[i] = names[i - 1] + 1 + (uint32_t) get_rice(&b, &rc);
+	{
+		/* In 64 bits: a distance past nrefs must not wrap around. */
+		uint64_t	name = (uint64_t) names[i - 1] + 1 + get_rice(&b, &rc);
+
+		if (name >= nrefs)
+			fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
+		names[i] = (uint32_t) name;
+	}
 	if (r->status != RCF_DECODE_OK)
 		return;
-	for (int i = 0; i < count; i++)
-	{
-		/* Increasing, as a wrap-around would not be. */
-		if (names[i] >= nrefs || (i > 0 && names[i] <= names[i - 1]))
-		{
-			fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
-			return;
-		}
-	}
 
 	/*
 	 * The tree in preorder, each node with the points that reach it: one
