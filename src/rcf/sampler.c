@@ -32,8 +32,7 @@ heavier(const RcfForest *forest, const RcfTree *tree, float wa, int la,
 		return false;
 	if (tree->leaf_loc)
 		return tree->leaf_loc[la] > tree->leaf_loc[lb];
-	return memcmp(tree->points + (size_t) la * forest->D,
-				  tree->points + (size_t) lb * forest->D,
+	return memcmp(rcf_leaf_point(forest, tree, la), rcf_leaf_point(forest, tree, lb),
 				  sizeof(float) * forest->D) > 0;
 }
 
