@@ -12,19 +12,36 @@
  *	 counters	varint updates; varint inserted - weight_base.  inserted,
  *				the points offered, is updates - shingle_size + 1 (or 0).
  *	 shingle	f32[dims * shingle_size], oldest record first
- *	 points		with shingle_size > 1: varint record count, f32[count *
- *				dims], the records of the shared store that some leaf's
- *				point covers, in store order (a point is the offset of its
- *				first record); with shingle_size 1: varint point count,
- *				f32[count * dims], the distinct points of all leaves, in
- *				the order the trees name them
- *	 trees		per tree: u64 rng state; varint sampler size; f32 weights
- *				in heap order; the tree in preorder: varint 2 * point + 1
- *				for a leaf (point = record offset, or distinct point
- *				index), or varint 2 * dim followed by f32 cut for an
- *				internal node; then per sampler entry, varint number of
- *				its leaf in preorder.  Leaf masses are the sampler's
- *				counts; boxes are recomputed.
+ *	 points		with shingle_size > 1: varint record count, then the
+ *				records of the shared store that some leaf's point covers,
+ *				in store order (a point is the offset of its first record,
+ *				its name); with shingle_size 1: varint point count, then
+ *				the distinct points of all leaves, in the order the trees
+ *				first name them in preorder (a point's name is its place).
+ *				One bit stream: per column (a record's value, or a point's
+ *				position) 4 bits of scale (0: float order; 1 + s: decimal
+ *				integers of s places), then column by column its Rice k
+ *				(6 bits) and each value as the zigzag difference from the
+ *				one before in its column.
+ *	 trees		per tree: u64 rng state; varint sampler size; then, if the
+ *				tree is not empty, one bit stream (write_tree):
+ *				- its leaves' points: their number less one (in the bits
+ *				  sample_size - 1 needs), the smallest name (in the bits
+ *				  the number of names needs), the Rice k (6 bits) and each
+ *				  next name as its distance above the one before, less one;
+ *				- its internal nodes in preorder: the cut's dimension (in
+ *				  the bits D - 1 needs) and the cut as its place in float
+ *				  order at or above the smallest value of the node's points
+ *				  in that dimension and below the largest (truncated
+ *				  binary).  The decoder routes the points down the cuts as
+ *				  it reads them; a node reached by one point is a leaf;
+ *				- its sampler: the largest weight in float order (32 bits),
+ *				  the Rice k (6 bits), then per leaf in preorder its mass
+ *				  less one (Rice, k 0) and its entries' weights as their
+ *				  distances below the largest in float order, smallest
+ *				  first (one of all is 0).  The heap's layout is not kept:
+ *				  the decoder rebuilds it (sampler.c's order is total).
+ *				Leaf masses are the sampler's counts; boxes are recomputed.
  *	 sections	varint count of optional sections, then per section varint
  *				kind, varint length, payload.  Kind 2 is the grader
  *				(grade.c); kind 1, the grader's layout before its CUSUM,
@@ -32,16 +49,38 @@
  *				whose dims must be the forest's.  At most one section of
  *				each concern, the grader's first.
  *
+ * A Rice code with k writes v as v >> k in unary (ones, then a zero) and
+ * the low k bits, or, from a quotient of 16 up, 16 ones and v in a 6-bit
+ * width and its bits below the leading one (put_rice).  Bit streams are
+ * least significant bit first and end at a byte, padded with zero bits.
+ * The decoder refuses anything another encoder could not have written the
+ * same: bounds, order, padding, escapes without need.
+ *
+ * What the reference model (1 value, shingle 8, 50 trees, 256 samples)
+ * spends, after 10,000 / 100,000 updates (bench/model_size): records 29.6 /
+ * 189.2 KB, leaves' names 11.0 / 15.4 KB, dimensions and cuts 39.1 / 39.1
+ * KB, samplers 38.3 / 37.7 KB, the rest 0.5 KB.  Before the tree's points
+ * were routed, a leaf named its point (22.4 / 25.6 KB) and the shape took a
+ * bit per node; before entries were written per leaf, each heap position
+ * named its leaf (12.8 KB) and weights were distances below their heap
+ * parent.  Routing costs decode time: a node's points are gathered and
+ * split once per level (the reference model: 1.25 ms against 0.86 ms).
+ *
  * Version 1 (still read; written before the shared store) differs in:
  * counters as u64 updates, inserted, weight_base; points as varint count,
  * varint run count, per run varint gap (from the end of the previous run),
  * varint length, f32[length * dims], then per point in order of sequence
  * number a varint sequence number delta (a point with sequence number s is
- * the records s .. s + shingle_size - 1); per tree, after the weights, a
- * varint point index per sampler entry, then the tree, a leaf naming its
- * point index.
+ * the records s .. s + shingle_size - 1); per tree, after the rng state and
+ * the sampler size, f32 weights in heap order (the heap is kept, and must
+ * be one), a varint point index per sampler entry, then the tree in
+ * preorder: varint 2 * point + 1 for a leaf, or varint 2 * dim followed by
+ * f32 cut for an internal node.
  */
 #include <stdlib.h>
+#ifdef __SSE__
+#include <xmmintrin.h>
+#endif
 
 #include "rcf_internal.h"
 #include "grade.h"
@@ -276,29 +315,6 @@ static inline int
 bit_width(uint64_t x)
 {
 	return x ? 64 - __builtin_clzll(x) : 0;
-}
-
-/*
- * The bounds a cut lies in, in float order: at or above the largest value
- * of the left child in the cut's dimension, below the smallest of the
- * right child.  boxes holds every internal node's box (rcf_tree_boxes).
- */
-static void
-cut_bounds(const RcfForest *forest, const RcfTree *tree, int16_t node,
-		   int dim, const float *boxes, uint32_t *lo, uint32_t *hi)
-{
-	int			D = forest->D;
-	int16_t		l = tree->nodes[node].child[RCF_LEFT];
-	int16_t		r = tree->nodes[node].child[RCF_RIGHT];
-	float		lmax = RCF_IS_LEAF(l) ?
-		rcf_leaf_point(forest, tree, RCF_LEAF_IDX(l))[dim] :
-		boxes[(size_t) l * 2 * D + D + dim];
-	float		rmin = RCF_IS_LEAF(r) ?
-		rcf_leaf_point(forest, tree, RCF_LEAF_IDX(r))[dim] :
-		boxes[(size_t) r * 2 * D + dim];
-
-	*lo = bound_ord(lmax);
-	*hi = bound_ord(rmin);
 }
 
 /* A bit stream over a Writer, least significant bit first. */
@@ -675,41 +691,89 @@ column_step(const float *v, const float *prev, int d, uint8_t scale)
 }
 
 /*
- * Writes a tree's sampler and shape as one bit stream: the weights in heap
- * order (the first as is, then the Rice k, and each other as its distance
- * below its parent); the tree in preorder, a leaf as a 1 bit and its point
- * (of nrefs, in the bits that needs), an internal node as a 0 bit and its
- * cut's dimension; each cut as its place in float order between its
- * children's boxes (truncated binary); and each sampler entry as its
- * leaf's number in preorder (in the bits the leaves need).  Leaf points
- * and entries stay in plain bits: truncated binary saved 1 KB in 140 on
- * the reference model and cost 7% of its decode time.
- * Returns false if a cut does not lie between its children.
+ * Sorts n names in place: by insertion when few, else by bytes from the
+ * lowest (a stable counting pass per byte the largest needs, through tmp,
+ * n more): a third of the encoding's time went to qsort.
+ */
+static void
+sort_names(uint32_t *v, int n, uint32_t *tmp)
+{
+	uint32_t	largest = 0;
+
+	if (n < 32)
+	{
+		for (int i = 1; i < n; i++)
+			for (int j = i; j > 0 && v[j - 1] > v[j]; j--)
+			{
+				uint32_t	x = v[j - 1];
+
+				v[j - 1] = v[j];
+				v[j] = x;
+			}
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		largest |= v[i];
+	for (int shift = 0; shift < 32 && (largest >> shift) != 0; shift += 8)
+	{
+		int			count[257] = {0};
+
+		for (int i = 0; i < n; i++)
+			count[((v[i] >> shift) & 0xFF) + 1]++;
+		for (int b = 0; b < 256; b++)
+			count[b + 1] += count[b];
+		for (int i = 0; i < n; i++)
+			tmp[count[(v[i] >> shift) & 0xFF]++] = v[i];
+		memcpy(v, tmp, sizeof(uint32_t) * n);
+	}
+}
+
+/*
+ * Writes a tree as one bit stream, so that the decoder can route the
+ * tree's points down its cuts instead of reading which leaf holds which:
+ *
+ * - its leaves' points: their number less one (in the bits the sample
+ *   size needs), then their names in increasing order, the first in the
+ *   bits nrefs needs and each next as its distance above the one before,
+ *   less one (Rice);
+ * - each internal node in preorder as its cut's dimension (in the bits the
+ *   point's dimensions need) and the cut's place in float order in the
+ *   node's box in that dimension: at or above the smallest value, below
+ *   the largest (truncated binary).  The decoder knows the node's points,
+ *   so that range, and splits them by the cut; a node with one point is a
+ *   leaf (a tree's leaves hold distinct points).  Coding the dimension and
+ *   the cut together, as one place among all dimensions' ranges, was 1%
+ *   larger and needed the whole box of every node while decoding;
+ * - the sampler: the largest weight in float order (32 bits), the Rice k,
+ *   then per leaf in preorder its mass less one (Rice, k 0) and the
+ *   distances in float order of its entries' weights below the largest,
+ *   smallest first.  The heap's layout is not kept: the decoder rebuilds
+ *   it (sampler.c orders entries totally, so its top is the same).
+ *
+ * Returns false if a cut does not split its node's box, or an entry's
+ * leaf is not in the tree or a leaf has no entry (rcf_check refuses such
+ * forests; the encoding cannot hold them).
  */
 static bool
 write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 		   PointNames *pn, uint64_t nrefs, int16_t *stack, uint16_t *leafno,
-		   int16_t *order, float *boxes)
+		   int16_t *order, float *boxes, uint32_t *names, uint32_t *dist,
+		   uint16_t *first)
 {
 	BitWriter	b = {w, 0, 0};
-	int			dbits = bit_width((uint64_t) forest->D - 1);
+	int			D = forest->D;
+	int			dbits = bit_width((uint64_t) D - 1);
 	int			top = 0;
 	int			ninternal = 0;
 	int			nleaves = 0;
+	uint32_t	top_ord = 0;
 	Rice		rc = {0};
+	Rice		rc_mass = {0};
 	uint64_t	hist[RICE_MAX_K + 1] = {0};
-	int			ebits;
 
 	if (tree->root == RCF_NIL)
 		return true;
-	put_bits(&b, float_ord(tree->heap_weight[0]), 32);
-	for (int i = 1; i < tree->heap_size; i++)
-		hist[bit_width(weight_step(tree, i))]++;
-	rc.k = rice_choose(hist);
-	put_bits(&b, (uint64_t) rc.k, 6);
-	for (int i = 1; i < tree->heap_size; i++)
-		put_rice(&b, &rc, weight_step(tree, i));
-
+	memset(leafno, 0xFF, sizeof(uint16_t) * forest->N);
 	stack[top++] = tree->root;
 	while (top > 0)
 	{
@@ -717,39 +781,89 @@ write_tree(Writer *w, const RcfForest *forest, const RcfTree *tree,
 
 		if (RCF_IS_LEAF(ref))
 		{
-			put_bits(&b, 1, 1);
-			put_bits(&b, point_name(pn, forest, tree, RCF_LEAF_IDX(ref)), nrefs > 0 ? bit_width(nrefs - 1) : 0);
+			names[nleaves] = point_name(pn, forest, tree, RCF_LEAF_IDX(ref));
 			leafno[RCF_LEAF_IDX(ref)] = (uint16_t) nleaves++;
 		}
 		else
 		{
 			const RcfNode *n = &tree->nodes[ref];
 
-			put_bits(&b, 0, 1);
-			put_bits(&b, n->dim, dbits);
 			order[ninternal++] = ref;
 			stack[top++] = n->child[RCF_RIGHT];
 			stack[top++] = n->child[RCF_LEFT];
 		}
 	}
 
+	/* The leaves' points, as a set. */
+	sort_names(names, nleaves, names + forest->N);
+	put_bits(&b, (uint64_t) nleaves - 1, bit_width((uint64_t) forest->N - 1));
+	put_bits(&b, names[0], nrefs > 0 ? bit_width(nrefs - 1) : 0);
+	for (int i = 1; i < nleaves; i++)
+		hist[bit_width(names[i] - names[i - 1] - 1)]++;
+	rc.k = rice_choose(hist);
+	put_bits(&b, (uint64_t) rc.k, 6);
+	for (int i = 1; i < nleaves; i++)
+		put_rice(&b, &rc, names[i] - names[i - 1] - 1);
+
+	/* Cuts, in preorder, each within its node's box in its dimension. */
 	rcf_tree_boxes(forest, tree, order, ninternal, boxes);
 	for (int k = 0; k < ninternal; k++)
 	{
 		const RcfNode *n = &tree->nodes[order[k]];
-		uint32_t	lo,
-					hi;
+		const float *box = boxes + (size_t) order[k] * 2 * D;
+		uint32_t	lo = bound_ord(box[n->dim]);
+		uint32_t	hi = bound_ord(box[D + n->dim]);
 		uint32_t	c = float_ord(n->cut);
 
-		cut_bounds(forest, tree, order[k], n->dim, boxes, &lo, &hi);
 		if (!(lo <= c && c < hi))
 			return false;
+		put_bits(&b, n->dim, dbits);
 		put_trunc(&b, c - lo, hi - lo);
 	}
 
-	ebits = bit_width((uint64_t) nleaves - 1);
+	/* The sampler: entries grouped by leaf in preorder. */
+	memset(first, 0, sizeof(uint16_t) * (nleaves + 1));
 	for (int i = 0; i < tree->heap_size; i++)
-		put_bits(&b, leafno[tree->heap_leaf[i]], ebits);
+	{
+		uint32_t	o = float_ord(tree->heap_weight[i]);
+
+		if (tree->heap_leaf[i] >= forest->N ||
+			leafno[tree->heap_leaf[i]] >= nleaves)
+			return false;
+		if (o > top_ord)
+			top_ord = o;
+		first[leafno[tree->heap_leaf[i]] + 1]++;
+	}
+	for (int k = 0; k < nleaves; k++)
+		first[k + 1] += first[k];
+	for (int i = 0; i < tree->heap_size; i++)
+		dist[first[leafno[tree->heap_leaf[i]]]++] =
+			top_ord - float_ord(tree->heap_weight[i]);
+	/* first[k] is now where leaf k's entries end: sort each (few). */
+	for (int k = 0; k < nleaves; k++)
+		for (int i = (k > 0 ? first[k - 1] : 0) + 1; i < first[k]; i++)
+			for (int j = i; j > (k > 0 ? first[k - 1] : 0) && dist[j - 1] > dist[j]; j--)
+			{
+				uint32_t	x = dist[j - 1];
+
+				dist[j - 1] = dist[j];
+				dist[j] = x;
+			}
+	memset(hist, 0, sizeof(hist));
+	for (int i = 0; i < tree->heap_size; i++)
+		hist[bit_width(dist[i])]++;
+	rc.k = rice_choose(hist);
+	put_bits(&b, top_ord, 32);
+	put_bits(&b, (uint64_t) rc.k, 6);
+	for (int k = 0, at = 0; k < nleaves; k++)
+	{
+		/* A leaf no entry holds cannot be written (rcf_check refuses it). */
+		if (first[k] == at)
+			return false;
+		put_rice(&b, &rc_mass, (uint64_t) (first[k] - at) - 1);
+		for (; at < first[k]; at++)
+			put_rice(&b, &rc, dist[at]);
+	}
 	put_bits_end(&b);
 	return true;
 }
@@ -770,6 +884,9 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	uint16_t   *leafno;
 	int16_t    *order;
 	float	   *boxes;
+	uint32_t   *names;
+	uint32_t   *dist;
+	uint16_t   *first;
 	uint64_t	nrefs;
 	bool		ok = true;
 	size_t		crc_from;
@@ -817,6 +934,15 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	leafno = (uint16_t *) (stack + 2 * forest->N);
 	order = (int16_t *) (leafno + forest->N);
 	boxes = (float *) (order + forest->N);
+	/*
+	 * A tree's names (and sort_names' N more, for N >= 32) are written
+	 * before its boxes are computed, its distances after its cuts: both
+	 * fit where the boxes go ((N - 1) * (2D + 1) >= 3 * (N - 1) >= N,
+	 * and >= 2N for N >= 3).  The stack, done with by
+	 * then, holds where each leaf's entries end.
+	 */
+	names = dist = (uint32_t *) boxes;
+	first = (uint16_t *) stack;
 	if (!forest->shared)
 	{
 		/*
@@ -907,7 +1033,8 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 
 		put_u64(w, tree->rng);
 		put_varint(w, (uint64_t) tree->heap_size);
-		ok = write_tree(w, forest, tree, &pn, nrefs, stack, leafno, order, boxes);
+		ok = write_tree(w, forest, tree, &pn, nrefs, stack, leafno, order, boxes,
+						names, dist, first);
 	}
 	if (transform && rcf_transform_params(transform)->method == RCF_TRANSFORM_NONE)
 		transform = NULL;		/* no section: the bytes of older versions */
@@ -1140,7 +1267,7 @@ typedef struct BitReader
  * has not.
  */
 static inline __attribute__((always_inline)) void
-fill_bits(BitReader *b, int n)
+fill_bits_to(BitReader *b, int n, bool soft)
 {
 	if (b->n < n)
 	{
@@ -1166,13 +1293,30 @@ fill_bits(BitReader *b, int n)
 		{
 			while (b->n < n)
 			{
-				if (!need(b->r, 1))
+				if (soft ? b->r->status != RCF_DECODE_OK || b->r->pos >= b->r->len :
+					!need(b->r, 1))
 					return;
 				b->acc |= (uint64_t) b->r->buf[b->r->pos++] << b->n;
 				b->n += 8;
 			}
 		}
 	}
+}
+
+/*
+ * fill_bits where the caller needs at most n bits but may need fewer: near
+ * the end of the input it takes what there is without failing the reader.
+ */
+static inline __attribute__((always_inline)) void
+fill_bits_soft(BitReader *b, int n)
+{
+	fill_bits_to(b, n, true);
+}
+
+static inline __attribute__((always_inline)) void
+fill_bits(BitReader *b, int n)
+{
+	fill_bits_to(b, n, false);
 }
 
 /* Reads n (at most 40) bits; 0 once the reader has failed. */
@@ -1229,7 +1373,7 @@ get_trunc(BitReader *b, uint64_t n)
 		return 0;
 	k = bit_width(n - 1);
 	u = (UINT64_C(1) << k) - n;
-	fill_bits(b, k);
+	fill_bits_soft(b, k);
 	if (b->n >= k)
 	{
 		/*
@@ -1292,7 +1436,7 @@ get_rice(BitReader *b, const Rice *rc)
 {
 	int			k = rc->k;
 
-	fill_bits(b, RICE_ESCAPE + 1 + k);
+	fill_bits_soft(b, RICE_ESCAPE + 1 + k);
 	if (b->n >= RICE_ESCAPE + 1 + k)
 	{
 		int			q = __builtin_ctzll(~b->acc);
@@ -1419,71 +1563,205 @@ link_node(RcfTree *tree, int32_t dest, int16_t ref)
 }
 
 /*
- * Reads one tree of format version 2 (write_tree): weights, shape, cuts
- * and sampler entries.  Leaves get their points through leaf_ref (below
- * nrefs) as with read_tree, by the caller's set_points before the cuts,
- * which are read against the children's boxes.
+ * The smallest and largest of n >= 1 finite floats (which zero is which
+ * when both are there does not matter: bound_ord takes them alike).
+ */
+static inline void
+value_range(const float *v, int n, float *lo, float *hi)
+{
+	float		mn = v[0],
+				mx = v[0];
+	int			i = 1;
+
+#ifdef __SSE__
+	if (n >= 8)
+	{
+		__m128		a = _mm_loadu_ps(v);
+		__m128		b = a;
+		float		lanes[4];
+
+		/* Four at a time, and the last four once more. */
+		for (i = 4; i + 4 <= n; i += 4)
+		{
+			__m128		x = _mm_loadu_ps(v + i);
+
+			a = _mm_min_ps(a, x);
+			b = _mm_max_ps(b, x);
+		}
+		a = _mm_min_ps(a, _mm_loadu_ps(v + n - 4));
+		b = _mm_max_ps(b, _mm_loadu_ps(v + n - 4));
+		_mm_storeu_ps(lanes, a);
+		mn = lanes[0];
+		for (int k = 1; k < 4; k++)
+			mn = lanes[k] < mn ? lanes[k] : mn;
+		_mm_storeu_ps(lanes, b);
+		mx = lanes[0];
+		for (int k = 1; k < 4; k++)
+			mx = lanes[k] > mx ? lanes[k] : mx;
+		i = n;
+	}
+#endif
+	for (; i < n; i++)
+	{
+		mn = v[i] < mn ? v[i] : mn;
+		mx = v[i] > mx ? v[i] : mx;
+	}
+	*lo = mn;
+	*hi = mx;
+}
+
+/*
+ * Reads one tree of format version 2 (write_tree): its leaves' points,
+ * routed down the cuts as they are read, then its sampler's entries into
+ * the heap arrays (in no heap order yet) and the leaves' masses.  A leaf's
+ * point (below nrefs) goes to leaf_ref[leaf], the leaves in preorder to
+ * preorder[] and the internal nodes to order[]; the caller gives the
+ * leaves their points and the nodes their boxes.  values holds the point
+ * named i at values + i * stride.  names, spare and vals have room for
+ * the sample size, and stack for twice that.
  */
 static void
 read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
+			 const float *values, size_t stride,
 			 int32_t *stack, int16_t *order, int *ninternal,
 			 uint32_t *leaf_ref, int16_t *preorder, int *nleaves,
-			 float *boxes, uint32_t *entry,
-			 void (*set_points) (void *arg, RcfTree *tree, int nleaves),
-			 void *arg)
+			 uint32_t *names, uint32_t *spare, float *vals)
 {
 	BitReader	b = {r, 0, 0};
 	int			D = forest->D;
 	int			dbits = bit_width((uint64_t) D - 1);
+	int			N = forest->N;
 	int			top = 0;
+	int			count;
 	Rice		rc = {0};
-	int			ebits;
+	Rice		rc_mass = {0};
+	uint32_t	top_ord;
+	int			filled = 0;
+	bool		top_seen = false;
 
 	*ninternal = 0;
 	*nleaves = 0;
 	if (tree->heap_size == 0)
 		return;
 
-	tree->heap_weight[0] = float_unord((uint32_t) get_bits(&b, 32));
-	get_rice_k(&b, &rc);
-	for (int i = 1; i < tree->heap_size && r->status == RCF_DECODE_OK; i++)
+	/* The leaves' points: strictly increasing names below nrefs. */
+	count = (int) get_bits(&b, bit_width((uint64_t) N - 1)) + 1;
+	if (count > tree->heap_size)
 	{
-		uint32_t	parent = float_ord(tree->heap_weight[(i - 1) / 2]);
-		int64_t		o = (int64_t) parent - unzigzag(get_rice(&b, &rc));
-
-		if (o < 0 || o > (int64_t) UINT32_MAX)
-		{
-			fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
-			return;
-		}
-		tree->heap_weight[i] = float_unord((uint32_t) o);
+		fail(r, RCF_DECODE_CORRUPT, "a tree has more leaves than its sampler has points");
+		return;
 	}
-	for (int i = 0; i < tree->heap_size; i++)
-		/* Far beyond any real weight, and safe from overflow. */
-		if (!(fabsf(tree->heap_weight[i]) <= 1e30f))
-			fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+	names[0] = (uint32_t) get_bits(&b, nrefs > 0 ? bit_width(nrefs - 1) : 0);
+	get_rice_k(&b, &rc);
+	if (names[0] >= nrefs)
+		fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
+	for (int i = 1; i < count && r->status == RCF_DECODE_OK; i++)
+	{
+		/* In 64 bits: a distance past nrefs must not wrap around. */
+		uint64_t	name = (uint64_t) names[i - 1] + 1 + get_rice(&b, &rc);
 
+		if (name >= nrefs)
+			fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
+		names[i] = (uint32_t) name;
+	}
+	if (r->status != RCF_DECODE_OK)
+		return;
+
+	/*
+	 * The tree in preorder, each node with the points that reach it: one
+	 * point makes a leaf; more, an internal node whose cut, read within
+	 * their range in its dimension, splits them.  A node's points are
+	 * buf[from .. to - 1] for buf names or spare, and its children's go
+	 * to the other one.  Stack entries are pairs: to << 14 | from << 1 |
+	 * (buf is spare), counts below 2^13, and where the node hangs (-1 for
+	 * the root, else 2 * parent + side).
+	 */
+	stack[top++] = count << 14;
 	stack[top++] = -1;
 	while (top > 0 && r->status == RCF_DECODE_OK)
 	{
 		int32_t		dest = stack[--top];
+		int32_t		span = stack[--top];
+		int			to = span >> 14;
+		int			from = (span >> 1) & 0x1FFF;
+		const uint32_t *in = (span & 1) ? spare : names;
+		uint32_t   *out = (span & 1) ? names : spare;
 		int16_t		ref;
 
-		if (get_bits(&b, 1))
+		if (to - from == 1)
 		{
-			uint64_t	point = get_bits(&b, nrefs > 0 ? bit_width(nrefs - 1) : 0);
-
-			if (!read_leaf(r, forest, tree, point, nrefs, leaf_ref, preorder,
-						   nleaves, &ref))
+			if (!read_leaf(r, forest, tree, in[from], nrefs, leaf_ref,
+						   preorder, nleaves, &ref))
 				return;
 		}
 		else
 		{
-			uint64_t	dim = get_bits(&b, dbits);
+			int			dim = (int) get_bits(&b, dbits);
+			const float *col;
+			float		vmin,
+						vmax,
+						cut;
+			uint32_t	lo,
+						hi;
+			int			left,
+						right;
 
-			if (!read_cut(r, forest, tree, dim, 0.0f, order, ninternal, &ref))
+			if (r->status != RCF_DECODE_OK)
 				return;
+			if (dim >= D)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a cut has an invalid dimension or value");
+				return;
+			}
+			/*
+			 * The points' values in the cut's dimension, gathered once
+			 * (loads that do not wait on each other), then their range.
+			 */
+			col = values + dim;
+			for (int i = from; i < to; i++)
+				vals[i] = col[(size_t) in[i] * stride];
+			value_range(vals + from, to - from, &vmin, &vmax);
+			lo = bound_ord(vmin);
+			hi = bound_ord(vmax);
+			if (lo >= hi)
+			{
+				/* No cut splits them: equal values, or a wrong dimension. */
+				fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+				return;
+			}
+			cut = float_unord(lo + (uint32_t) get_trunc(&b, hi - lo));
+			if (!read_cut(r, forest, tree, (uint64_t) dim, cut, order,
+						  ninternal, &ref))
+				return;
+
+			/*
+			 * Points at or below the cut go left, filling out from the
+			 * bottom, the others from the top; both sides get some, as the
+			 * cut is at or above the smallest value, below the largest.
+			 * Without branches (which way a point goes is a coin toss):
+			 * each point is written to both sides' next places, which are
+			 * free, and only one side moves.
+			 */
+			left = from;
+			right = to - 1;
+			for (int i = from; i < to; i++)
+			{
+				uint32_t	x = in[i];
+				int			up = vals[i] > cut;
+
+				out[left] = x;
+				out[right] = x;
+				left += !up;
+				right -= up;
+			}
+			if (left == from || left == to)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+				return;
+			}
+			stack[top++] = (to << 14) | (left << 1) | (out == spare);
 			stack[top++] = 2 * ref + 1;
+			stack[top++] = (left << 14) | (from << 1) | (out == spare);
 			stack[top++] = 2 * ref;
 		}
 		link_node(tree, dest, ref);
@@ -1491,39 +1769,61 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	if (r->status != RCF_DECODE_OK)
 		return;
 
-	set_points(arg, tree, *nleaves);
-	rcf_tree_boxes(forest, tree, order, *ninternal, boxes);
-	for (int k = 0; k < *ninternal && r->status == RCF_DECODE_OK; k++)
+	/* The sampler's entries, leaf by leaf; the largest weight is one. */
+	top_ord = (uint32_t) get_bits(&b, 32);
+	get_rice_k(&b, &rc);
+	for (int k = 0; k < *nleaves && r->status == RCF_DECODE_OK; k++)
 	{
-		RcfNode    *n = &tree->nodes[order[k]];
-		uint32_t	lo,
-					hi;
-		uint64_t	off;
+		int16_t		leaf = preorder[k];
+		uint64_t	mass = get_rice(&b, &rc_mass) + 1;
+		uint64_t	prev = 0;
 
-		cut_bounds(forest, tree, order[k], n->dim, boxes, &lo, &hi);
-		if (lo >= hi)
+		if (r->status != RCF_DECODE_OK)
+			return;
+		if (mass > (uint64_t) (tree->heap_size - filled))
 		{
-			fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+			fail(r, RCF_DECODE_CORRUPT, "a sampler's size does not match its leaves");
 			return;
 		}
-		off = get_trunc(&b, hi - lo);
-		if (off >= (uint64_t) (hi - lo))
+		for (uint64_t m = 0; m < mass; m++)
 		{
-			fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
-			return;
-		}
-		n->cut = float_unord(lo + (uint32_t) off);
-	}
+			uint64_t	d = get_rice(&b, &rc);
+			float		wt;
 
-	ebits = bit_width((uint64_t) *nleaves - 1);
-	for (int i = 0; i < tree->heap_size && r->status == RCF_DECODE_OK; i++)
-	{
-		entry[i] = (uint32_t) get_bits(&b, ebits);
-		if (entry[i] >= (uint32_t) *nleaves)
-			fail(r, RCF_DECODE_CORRUPT, "a sampler refers to a missing leaf");
+			if (r->status != RCF_DECODE_OK)
+				return;
+			if (d < prev || d > top_ord)
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+				return;
+			}
+			prev = d;
+			top_seen |= d == 0;
+			wt = float_unord(top_ord - (uint32_t) d);
+			/* Far beyond any real weight, and safe from overflow. */
+			if (!(fabsf(wt) <= 1e30f))
+			{
+				fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+				return;
+			}
+			tree->heap_weight[filled] = wt;
+			tree->heap_leaf[filled++] = (uint16_t) leaf;
+		}
+		tree->leaf_mass[leaf] = (uint16_t) mass;
 	}
-	if (r->status == RCF_DECODE_OK)
-		get_bits_end(&b);
+	if (r->status != RCF_DECODE_OK)
+		return;
+	if (filled != tree->heap_size)
+	{
+		fail(r, RCF_DECODE_CORRUPT, "a sampler's size does not match its leaves");
+		return;
+	}
+	if (!top_seen)
+	{
+		fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
+		return;
+	}
+	get_bits_end(&b);
 }
 
 /* What set_leaf_points needs to give a tree's leaves their points. */
@@ -1599,13 +1899,19 @@ rcf_decode_scratch(const RcfParams *p, int version, uint64_t npoints,
 	size_t		N = (size_t) p->sample_size;
 	size_t		D = (size_t) p->dims * p->shingle_size;
 	bool		shared = p->shingle_size > 1;
-	size_t		per_tree = sizeof(uint32_t) * N +	/* entries */
+	size_t		boxes = (N - 1) * (2 * D + 1);
+	size_t		per_tree;
+	size_t		points;
+
+	/* Before they hold boxes, the boxes' floats hold read_tree_v2's spare and vals. */
+	if (boxes < 2 * N)
+		boxes = 2 * N;
+	per_tree = sizeof(uint32_t) * N +	/* entries, or names */
 		sizeof(int32_t) * 2 * N +	/* stack */
-		sizeof(float) * (N - 1) * (2 * D + 1) +	/* boxes, counts */
+		sizeof(float) * boxes +	/* boxes, counts */
 		sizeof(int16_t) * N +	/* order */
 		sizeof(uint32_t) * N +	/* leaf_ref */
 		sizeof(int16_t) * N;	/* preorder */
-	size_t		points;
 
 	if (version == 1)
 		points = (shared ? sizeof(uint32_t) : sizeof(float) * D) * (npoints + 1) +
@@ -1732,6 +2038,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 	float	   *boxes = NULL;
 	uint32_t   *leaf_ref = NULL;
 	int16_t    *preorder = NULL;
+	uint32_t   *spare = NULL;
 	LeafPoints	lp;
 	bool		shared;
 	int			S;
@@ -1905,7 +2212,9 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		stack = (int32_t *) at;
 		at += sizeof(int32_t) * 2 * N;
 		boxes = (float *) at;
-		at += sizeof(float) * (N - 1) * (2 * D + 1);
+		spare = (uint32_t *) at;	/* and vals: see rcf_decode_scratch */
+		at += sizeof(float) * ((N - 1) * (2 * D + 1) > 2 * N ?
+							   (N - 1) * (2 * D + 1) : 2 * N);
 		order = (int16_t *) at;
 		at += sizeof(int16_t) * N;
 		preorder = (int16_t *) at;
@@ -2138,14 +2447,20 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		}
 		else
 		{
-			/* At least a weight and a bit per leaf and node. */
-			if (!need(&r, size > 0 ? 4 + (2 * size) / 8 : 0))
+			/* At least a weight and a bit per leaf. */
+			if (!need(&r, size > 0 ? 4 + size / 8 : 0))
 				goto done;
-			read_tree_v2(&r, forest, tree, nrefs, stack, order, &ninternal,
-						 leaf_ref, preorder, &nleaves, boxes, entry,
-						 set_leaf_points, &lp);
+			read_tree_v2(&r, forest, tree, nrefs,
+						 shared ? forest->records : points,
+						 shared ? (size_t) p.dims : (size_t) forest->D,
+						 stack, order, &ninternal, leaf_ref, preorder,
+						 &nleaves, entry, spare, (float *) (spare + forest->N));
 			if (r.status != RCF_DECODE_OK)
 				goto done;
+			set_leaf_points(&lp, tree, nleaves);
+			/* Boxes and leaf counts for rcf_tree_finish. */
+			if (forest->box_mode != RCF_BOXES_NONE)
+				rcf_tree_boxes(forest, tree, order, ninternal, boxes);
 		}
 
 		/* Leaf masses are the sampler's counts of each leaf. */
@@ -2178,14 +2493,6 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			for (int k = 0; k < nleaves; k++)
 				leaf_of[leaf_ref[preorder[k]]] = UINT32_MAX;
 		}
-		else
-		{
-			for (int i = 0; i < tree->heap_size; i++)
-			{
-				tree->heap_leaf[i] = (uint16_t) preorder[entry[i]];
-				tree->leaf_mass[preorder[entry[i]]]++;
-			}
-		}
 		for (int k = 0; k < nleaves; k++)
 		{
 			if (tree->leaf_mass[preorder[k]] == 0)
@@ -2200,8 +2507,17 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			fail(&r, RCF_DECODE_CORRUPT, "cut does not separate the children");
 			goto done;
 		}
-		err = rcf_sampler_check(tree, forest->N);
-		if (err)
+		/*
+		 * Version 1 keeps a heap, which must be one; version 2 keeps no
+		 * layout.  Either is then rebuilt in the sampler's total order.
+		 */
+		if (version == 1 && (err = rcf_sampler_check(tree, forest->N)) != NULL)
+		{
+			fail(&r, RCF_DECODE_CORRUPT, err);
+			goto done;
+		}
+		rcf_sampler_heapify(forest, tree);
+		if ((err = rcf_sampler_check(tree, forest->N)) != NULL)
 		{
 			fail(&r, RCF_DECODE_CORRUPT, err);
 			goto done;

@@ -469,7 +469,7 @@ maybe_rebase(RcfForest *forest, uint64_t seq)
 		return;
 	for (int t = 0; t < forest->params.number_of_trees; t++)
 	{
-		rcf_sampler_shift(&forest->trees[t], (float) span);
+		rcf_sampler_shift(forest, &forest->trees[t], (float) span);
 		forest->trees[t].reject_until = 0;
 	}
 	forest->weight_base = seq;
@@ -549,12 +549,12 @@ rcf_update(RcfForest *forest, const double *input)
 		{
 			rcf_tree_delete(forest, tree, (int16_t) tree->heap_leaf[0]);
 			leaf = rcf_tree_insert(forest, tree, forest->query, loc);
-			rcf_sampler_replace_top(tree, forest->accept_weight[t], leaf);
+			rcf_sampler_replace_top(forest, tree, forest->accept_weight[t], leaf);
 		}
 		else
 		{
 			leaf = rcf_tree_insert(forest, tree, forest->query, loc);
-			rcf_sampler_push(tree, forest->accept_weight[t], leaf);
+			rcf_sampler_push(forest, tree, forest->accept_weight[t], leaf);
 		}
 	}
 	return 0;

@@ -386,9 +386,13 @@ extern bool rcf_tree_finish(const RcfForest *forest, RcfTree *tree,
 							float *temp, bool boxes_ready);
 
 /* sampler.c */
-extern void rcf_sampler_push(RcfTree *tree, float weight, int leaf);
-extern void rcf_sampler_replace_top(RcfTree *tree, float weight, int leaf);
-extern void rcf_sampler_shift(RcfTree *tree, float delta);
+extern void rcf_sampler_push(const RcfForest *forest, RcfTree *tree,
+							 float weight, int leaf);
+extern void rcf_sampler_replace_top(const RcfForest *forest, RcfTree *tree,
+									float weight, int leaf);
+extern void rcf_sampler_heapify(const RcfForest *forest, RcfTree *tree);
+extern void rcf_sampler_shift(const RcfForest *forest, RcfTree *tree,
+							  float delta);
 extern const char *rcf_sampler_check(const RcfTree *tree, int capacity);
 
 /* encode.c */

@@ -13,6 +13,7 @@
  * The version 1 rows of sql/model_corrupt.sql were printed by this program
  * at commit f90745a, before version 2, and are kept as they were.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,62 @@ emit_forest(const char *what, RcfForest *f)
 	free(buf);
 }
 
+/*
+ * Whether buf with bit `bit` flipped (checksum fixed, into t) is refused,
+ * with `detail` unless that is NULL.
+ */
+static bool
+flip_refused(uint8_t *t, const uint8_t *buf, size_t len, size_t bit,
+			 const char *detail)
+{
+	RcfDecodeStatus status;
+	const char *why;
+	RcfForest  *f;
+
+	memcpy(t, buf, len);
+	t[bit / 8] ^= (uint8_t) (1 << (bit % 8));
+	fix_crc(t, len);
+	f = rcf_decode(t, len, NULL, &status, &why);
+	rcf_free(f);
+	return f == NULL && (detail == NULL || strcmp(why, detail) == 0);
+}
+
+/*
+ * Emits buf with the first bit from byte `from` on flipped (checksum
+ * fixed) that the decoder refuses with `detail`, or with the last bit
+ * before byte `from` that it refuses for any reason when detail is NULL;
+ * fails if none does.
+ */
+static void
+flip_until(const char *what, const uint8_t *buf, size_t len, size_t from,
+		   const char *detail)
+{
+	uint8_t    *t = malloc(len);
+
+	if (detail)
+	{
+		for (size_t bit = from * 8; bit < len * 8; bit++)
+			if (flip_refused(t, buf, len, bit, detail))
+			{
+				emit(what, t, len);
+				free(t);
+				return;
+			}
+	}
+	else
+	{
+		for (size_t bit = from * 8; bit-- > 0;)
+			if (flip_refused(t, buf, len, bit, NULL))
+			{
+				emit(what, t, len);
+				free(t);
+				return;
+			}
+	}
+	fprintf(stderr, "%s: no bit flip is refused\n", what);
+	exit(1);
+}
+
 /* Where the tree's section starts: at its generator's state. */
 static size_t
 tree_offset(const RcfForest *f, const uint8_t *buf, size_t len)
@@ -155,32 +212,41 @@ main(void)
 	TAMPER("fewer points than written", t[points] = 2);
 	TAMPER("records stream bit flipped", t[points + 2] ^= 0x10);
 	TAMPER("sampler size above the sample size", t[tree + 8] = 11);
-	TAMPER("first weight NaN", (t[tree + 9] = 0xFF, t[tree + 10] = 0xFF,
-								t[tree + 11] = 0xFF, t[tree + 12] = 0xFF));
-	TAMPER("first weight huge", (t[tree + 9] = 0xFF, t[tree + 10] = 0xFF,
-								 t[tree + 11] = 0x7F, t[tree + 12] = 0xFF));
-	/* A weight changed within the heap order: a valid model (the checksum is what catches this). */
-	TAMPER("a weight changed, still a valid model", t[tree + 14] ^= 0x08);
-	TAMPER("tree stream bit flipped late", t[len - 3] ^= 0x20);
+	/* The last bit of the tree's stream that is refused flipped. */
+	flip_until("tree stream bit flipped late", buf, len, len - 1, NULL);
 	TAMPER("tree stream last byte flipped", t[len - 2] ^= 0xFF);
 
-	/* Unsound forests, encoded as they are. */
-	{
-		RcfForest  *g = base_forest(1);
-		float		w = g->trees[0].heap_weight[0];
-
-		g->trees[0].heap_weight[0] = g->trees[0].heap_weight[1];
-		g->trees[0].heap_weight[1] = w;
-		emit_forest("heap order violated", g);
-		rcf_free(g);
-	}
+	/*
+	 * Unsound forests, encoded as they are.  The largest weight is written
+	 * first of the sampler's, the others as distances below it.
+	 */
 	{
 		RcfForest  *g = base_forest(1);
 
-		g->trees[0].heap_leaf[1] = g->trees[0].heap_leaf[2];
-		emit_forest("a leaf no sampler entry has", g);
+		g->trees[0].heap_weight[0] = NAN;
+		emit_forest("first weight NaN", g);
+		g->trees[0].heap_weight[0] = 1e38f;
+		emit_forest("first weight huge", g);
 		rcf_free(g);
 	}
+	{
+		/* A weight changed: a valid model (the checksum is what catches this). */
+		RcfForest  *g = base_forest(1);
+
+		g->trees[0].heap_weight[5] = nextafterf(g->trees[0].heap_weight[5], -INFINITY);
+		emit_forest("a weight changed, still a valid model", g);
+		rcf_free(g);
+	}
+
+	/*
+	 * What the encoding cannot express (a heap's layout, a leaf without
+	 * an entry) as the first bit of the tree's stream that, flipped, makes
+	 * the decoder find the like.
+	 */
+	flip_until("a sampler weight flipped out of range", buf, len, tree + 9,
+			   "a sampler weight is out of range");
+	flip_until("more entries than the sampler holds",
+			   buf, len, tree + 9, "a sampler's size does not match its leaves");
 	{
 		RcfForest  *g = base_forest(4);
 

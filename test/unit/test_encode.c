@@ -13,6 +13,7 @@
 #include "unit.h"
 #include "rcf/rcf.h"
 #include "rcf/grade.h"
+#include "rcf/rcf_internal.h"
 
 /*
  * duplicates 1: every value rounded down (equal values occur); 2: the
@@ -155,6 +156,76 @@ test_round_trip(int dims, int shingle, int trees, int samples, double decay,
 	buf2 = encode(b, &len2);
 	UNIT_OK(len == len2 && memcmp(buf, buf2, len) == 0,
 			"%s: after 3000 more, both encode to the same bytes", what);
+	free(buf);
+	free(buf2);
+	rcf_free(a);
+	rcf_free(b);
+}
+
+/*
+ * Ties at the top of the samplers: a few entries of each tree get the
+ * largest weight.  The encoding keeps no heap layout, so the decoded
+ * forest's heaps are laid out otherwise; the sampler's order (weight, then
+ * the leaf's point) must still make both evict the same points: equal
+ * scores and equal encodings afterwards.
+ */
+static void
+test_ties(int shingle)
+{
+	RcfParams	p;
+	RcfForest  *a;
+	RcfForest  *b;
+	uint64_t	s = 99;
+	double		rec[1];
+	uint8_t    *buf,
+			   *buf2;
+	size_t		len,
+				len2;
+	RcfDecodeStatus status;
+	const char *detail;
+	int			same = 1;
+
+	rcf_params_default(&p, 1);
+	p.shingle_size = shingle;
+	p.number_of_trees = 10;
+	p.sample_size = 64;
+	a = rcf_create(&p, NULL);
+	for (long i = 0; i < 2000; i++)
+	{
+		record(rec, 1, i, &s, 0);
+		rcf_update(a, rec);
+	}
+	for (int t = 0; t < p.number_of_trees; t++)
+	{
+		RcfTree    *tree = &a->trees[t];
+
+		for (int k = 0; k < 8; k++)
+			tree->heap_weight[(int) (noise(&s) * 60 + 31)] = tree->heap_weight[0];
+		rcf_sampler_heapify(a, tree);
+	}
+	buf = encode(a, &len);
+	b = rcf_decode(buf, len, NULL, &status, &detail);
+	if (!UNIT_OK(b != NULL, "ties, shingle %d: decodes (%s)", shingle, detail ? detail : "ok"))
+	{
+		free(buf);
+		rcf_free(a);
+		return;
+	}
+	buf2 = encode(b, &len2);
+	UNIT_OK(len == len2 && memcmp(buf, buf2, len) == 0,
+			"ties, shingle %d: re-encoding gives the same bytes", shingle);
+	free(buf);
+	free(buf2);
+	for (long i = 2000; i < 5000; i++)
+	{
+		record(rec, 1, i, &s, 0);
+		same &= rcf_process(a, rec) == rcf_process(b, rec);
+	}
+	UNIT_OK(same, "ties, shingle %d: 3000 later scores are bit-identical", shingle);
+	buf = encode(a, &len);
+	buf2 = encode(b, &len2);
+	UNIT_OK(len == len2 && memcmp(buf, buf2, len) == 0,
+			"ties, shingle %d: after 3000 more, both encode to the same bytes", shingle);
 	free(buf);
 	free(buf2);
 	rcf_free(a);
@@ -850,6 +921,8 @@ main(void)
 	test_round_trip(4, 1, 5, 16, 100, 100000, 0, "past a weight rebase");
 	test_round_trip(3, 1, 10, 64, 1000, 4000, 2, "decimals, floats and -0 by column");
 	test_round_trip(3, 4, 10, 64, 1000, 4000, 2, "decimals, floats and -0 by column, shingled");
+	test_ties(1);
+	test_ties(4);
 	test_hostile();
 	test_points_header();
 	test_size();
