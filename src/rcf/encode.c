@@ -27,7 +27,8 @@
  *				counts; boxes are recomputed.
  *	 sections	varint count of optional sections, then per section varint
  *				kind, varint length, payload.  Kind 2 is the grader
- *				(grade.c); kind 1, the grader's layout before its CUSUM,
+ *				(grade.c), kind 4 the grader with per-feature grading;
+ *				kind 1, the grader's layout before its CUSUM,
  *				is still read; kind 3 is the transform (transform.c),
  *				whose dims must be the forest's.  At most one section of
  *				each concern, the grader's first.
@@ -914,7 +915,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	put_varint(w, (grader ? 1 : 0) + (transform ? 1 : 0));
 	if (grader)
 	{
-		uint8_t    *at = put_section(w, RCF_SECTION_GRADER,
+		uint8_t    *at = put_section(w, rcf_grader_section_kind(grader),
 									 rcf_grader_encoded_size(grader));
 
 		if (at)
@@ -2238,7 +2239,8 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 				continue;
 			}
 			/* The grader's section comes first, as rcf_model_encode writes. */
-			if ((kind != RCF_SECTION_GRADER && kind != RCF_SECTION_GRADER_V1) ||
+			if ((kind != RCF_SECTION_GRADER && kind != RCF_SECTION_GRADER_V1 &&
+				 kind != RCF_SECTION_GRADER_FEATURES) ||
 				grader != NULL || transform != NULL)
 			{
 				fail(&r, RCF_DECODE_CORRUPT, "the data holds sections this version does not know");
@@ -2247,7 +2249,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			if (!need(&r, length))
 				break;
 			grader = rcf_grader_decode((int) kind, buf + r.pos, length,
-									   allocator, &gdetail);
+									   p.dims, allocator, &gdetail);
 			if (grader == NULL)
 			{
 				fail(&r, RCF_DECODE_CORRUPT, gdetail);
