@@ -27,8 +27,7 @@
  *				counts; boxes are recomputed.
  *	 sections	varint count of optional sections, then per section varint
  *				kind, varint length, payload.  Kind 2 is the grader
- *				(grade.c), kind 4 the grader with per-feature grading;
- *				kind 1, the grader's layout before its CUSUM,
+ *				(grade.c); kind 1, the grader's layout before its CUSUM,
  *				is still read; kind 3 is the transform (transform.c),
  *				whose dims must be the forest's.  At most one section of
  *				each concern, the grader's first.
@@ -915,7 +914,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	put_varint(w, (grader ? 1 : 0) + (transform ? 1 : 0));
 	if (grader)
 	{
-		uint8_t    *at = put_section(w, rcf_grader_section_kind(grader),
+		uint8_t    *at = put_section(w, RCF_SECTION_GRADER,
 									 rcf_grader_encoded_size(grader));
 
 		if (at)
@@ -2239,8 +2238,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 				continue;
 			}
 			/* The grader's section comes first, as rcf_model_encode writes. */
-			if ((kind != RCF_SECTION_GRADER && kind != RCF_SECTION_GRADER_V1 &&
-				 kind != RCF_SECTION_GRADER_FEATURES) ||
+			if ((kind != RCF_SECTION_GRADER && kind != RCF_SECTION_GRADER_V1) ||
 				grader != NULL || transform != NULL)
 			{
 				fail(&r, RCF_DECODE_CORRUPT, "the data holds sections this version does not know");
@@ -2249,7 +2247,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			if (!need(&r, length))
 				break;
 			grader = rcf_grader_decode((int) kind, buf + r.pos, length,
-									   p.dims, allocator, &gdetail);
+									   allocator, &gdetail);
 			if (grader == NULL)
 			{
 				fail(&r, RCF_DECODE_CORRUPT, gdetail);

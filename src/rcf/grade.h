@@ -36,30 +36,7 @@ typedef struct RcfGraderParams
 	double		ignore_below;
 	double		ignore_above_ratio;
 	double		ignore_below_ratio;
-
-	/*
-	 * With several features per record (the forest's dims above 1), 1 asks
-	 * a firing for one feature that stands out: the total score must stand
-	 * RCF_FEATURE_TOTAL_Z times z_factor deviations above its mean, and one
-	 * feature's part of it (the forest's attribution, summed over the
-	 * shingle) z_factor deviations above that feature's own mean.  Features
-	 * that carry no signal then no longer drown one that does (grade.c).
-	 * 0: the total score alone.  With one feature, the same either way.
-	 */
-	int			per_feature;
 } RcfGraderParams;
-
-/*
- * per_feature's constants, chosen on NAB's tuning split with noise
- * features (bench/README.md, "Third study"): the total's share of z_factor;
- * the features' parts are learned on every RCF_FEATURE_EVERY-th scored
- * point (and computed where the total passes), since the attribution costs
- * about twice the score; the test waits for RCF_FEATURE_WARMUP of them,
- * grading on the total alone until then.
- */
-#define RCF_FEATURE_TOTAL_Z		0.75
-#define RCF_FEATURE_EVERY		8
-#define RCF_FEATURE_WARMUP		8
 
 typedef struct RcfGrade
 {
@@ -127,23 +104,17 @@ extern void rcf_grader_process_tf(RcfGrader *grader, RcfForest *forest,
 
 /*
  * Encoded form of the grader's parameters and state.  Models hold it as an
- * optional section of kind RCF_SECTION_GRADER_FEATURES (with per_feature
- * on: the layout of RCF_SECTION_GRADER and the features' statistics),
- * RCF_SECTION_GRADER (per_feature off, so the bytes of models stored
- * before it existed) or RCF_SECTION_GRADER_V1 (before the CUSUM: still
- * read, with it off).  rcf_grader_section_kind() says which one a grader
- * writes; dims is the forest's, which the features' statistics must have.
+ * optional section of kind RCF_SECTION_GRADER (the current layout) or
+ * RCF_SECTION_GRADER_V1 (before the CUSUM: still read, with it off).
  */
 #define RCF_SECTION_GRADER_V1	1
 #define RCF_SECTION_GRADER		2
 #define RCF_SECTION_TRANSFORM	3	/* rcf_transform_encode's layout */
-#define RCF_SECTION_GRADER_FEATURES 4
 
-extern int	rcf_grader_section_kind(const RcfGrader *grader);
 extern size_t rcf_grader_encoded_size(const RcfGrader *grader);
 extern void rcf_grader_encode(const RcfGrader *grader, uint8_t *buf);
 extern RcfGrader *rcf_grader_decode(int kind, const uint8_t *buf, size_t len,
-									int dims, const RcfAllocator *allocator,
+									const RcfAllocator *allocator,
 									const char **detail);
 
 /* A forest and its grader together, as anomaly.rcf stores them. */
