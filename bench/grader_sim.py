@@ -26,10 +26,17 @@ for the grader below, e.g.  base=z:4  ratio2=z:4,ratio:2 ; keys:
   feat     grade per-feature scores (SCORE_DIR from --mode fscore; a file
            with one feature is graded on its score as without): 1 = the
            most deviant feature against its own statistics, 2 = that or
-           the total score (0: the total only)
+           the total score, 3 / 4 = the largest / the root of the sum of
+           squares of the positive per-feature deviations, graded as a
+           score, 5 = the total at z, confirmed by one feature at zf
+           (0: the total only; bench/README, "Third study")
   bonf     with feat: a feature fires zf = z + bonf * ln(features)
            deviations above its mean (0)
   fz       with feat: zf itself, in place of the rule above (0: unset)
+  fsub     feat 5: the features' statistics learn every fsub-th point (1)
+  fwarm    feat 3 / 4: points before the statistic is graded; feat 5:
+           samples before the features are tested, the total alone at zf
+           until then (32)
 
 The default of every key is the engine's grader as it is (src/rcf/grade.c,
 CUSUM off).  Prints per config, seed and split the NAB normalised scores
