@@ -23,6 +23,20 @@ for the grader below, e.g.  base=z:4  ratio2=z:4,ratio:2 ; keys:
   sdf      floor of the deviation relative to the mean (0.001)
   rearm    end the muting early once a score falls below mean + rearm * sd
            (0: off; muting lasts sup points)
+  feat     grade per-feature scores (SCORE_DIR from --mode fscore; a file
+           with one feature is graded on its score as without): 1 = the
+           most deviant feature against its own statistics, 2 = that or
+           the total score, 3 / 4 = the largest / the root of the sum of
+           squares of the positive per-feature deviations, graded as a
+           score, 5 = the total at z, confirmed by one feature at zf
+           (0: the total only; bench/README, "Third study")
+  bonf     with feat: a feature fires zf = z + bonf * ln(features)
+           deviations above its mean (0)
+  fz       with feat: zf itself, in place of the rule above (0: unset)
+  fsub     feat 5: the features' statistics learn every fsub-th point (1)
+  fwarm    feat 3 / 4: points before the statistic is graded; feat 5:
+           samples before the features are tested, the total alone at zf
+           until then (32)
 
 The default of every key is the engine's grader as it is (src/rcf/grade.c,
 CUSUM off).  Prints per config, seed and split the NAB normalised scores
@@ -48,11 +62,82 @@ import nab_protocol  # noqa: E402
 PROFILES = [("standard", "standard"), ("reward_low_FP_rate", "reward_low_FP"),
             ("reward_low_FN_rate", "reward_low_FN")]
 DEFAULTS = dict(z=4.0, floor=0.8, h=3000.0, sup=100, warm=8, w=1, ratio=0.0,
-                wmean=0, clip=0.0, log=0, esc=2.0, sdf=1e-3, rearm=0.0)
+                wmean=0, clip=0.0, log=0, esc=2.0, sdf=1e-3, rearm=0.0,
+                feat=0, bonf=0.0, fz=0.0, fwarm=32, fsub=1)
 
 
-def grade(scores, c):
-    """Grades of one file's raw scores (0 where is_anomaly is false)."""
+def grade_features(rows, c):
+    """Grades of one file from its per-feature scores (rows of [score,
+    f_1, .. f_K], bench/nab_engine --mode fscore): each feature's part of the
+    score has its own running mean and deviation.  feat 1: a point fires when
+    its most deviant feature stands zf deviations above its own mean, zf = z +
+    bonf * ln K (or fz when given): the multiple test over K features raises
+    the bar; feat 2: when that or the total score fires.  Muting, escalation
+    (on the total), the floor (on the total) and the warm-up as grade()."""
+    z, floor, hor = c["z"], c["floor"], c["h"]
+    sup, warm, esc, sdf = int(c["sup"]), int(c["warm"]), c["esc"], c["sdf"]
+    mode = int(c["feat"])
+    nf = len(rows[0]) - 1 if rows else 1
+    zf = c["fz"] if c["fz"] > 0 else z + c["bonf"] * math.log(nf)
+    mean = var = 0.0
+    fm = [0.0] * nf
+    fv = [0.0] * nf
+    count = left = fn = 0
+    fsub, fwarm = int(c["fsub"]), int(c["fwarm"])
+    peak = 0.0
+    out = []
+    for r in rows:
+        s = r[0]
+        if s <= 0.0:
+            out.append(0.0)
+            continue
+        f = r[1:]
+        sd = max(math.sqrt(var), sdf * mean)
+        g = 0.0
+        if count >= warm and sd > 0.0 and s > floor and (left == 0 or s > esc * peak):
+            ex = -1.0
+            for j in range(nf):
+                sj = max(math.sqrt(fv[j]), sdf * fm[j])
+                if sj > 0.0:
+                    ex = max(ex, (f[j] - fm[j]) / sj - zf)
+            if mode == 2:
+                ex = max(ex, (s - mean - z * sd) / sd)
+            elif mode == 5 and fn < fwarm:
+                # the features' statistics are not ready: the total alone
+                ex = (s - mean - zf * sd) / sd
+            elif mode == 5:
+                # the total passes a lower bar, confirmed by one feature
+                # standing zf deviations above its own mean
+                ex = (s - mean - z * sd) / sd if ex > 0.0 else -1.0
+            if ex > 0.0:
+                g = max(ex / (1 + ex), 1e-6)
+        out.append(g)
+        if g > 0:
+            left = sup
+            peak = s
+        elif left > 0:
+            left -= 1
+        count += 1
+        a = 1.0 / (count if count < hor else hor)
+        d = s - mean
+        mean += a * d
+        var = (1 - a) * (var + a * d * d)
+        if mode != 5 or (count - 1) % fsub == 0:
+            # mode 5 learns the features' parts on every fsub-th point only
+            # (the engine computes them there and where the total passes)
+            fn += 1
+            a = 1.0 / (fn if fn < hor / fsub else hor / fsub)
+            for j in range(nf):
+                d = f[j] - fm[j]
+                fm[j] += a * d
+                fv[j] = (1 - a) * (fv[j] + a * d * d)
+    return out
+
+
+def grade(scores, c, totals=None):
+    """Grades of one file's raw scores (0 where is_anomaly is false); with
+    totals, scores is a statistic derived from them (feat 3, 4) and the
+    floor applies to the totals."""
     z, floor, hor = c["z"], c["floor"], c["h"]
     w, sup, warm = int(c["w"]), int(c["sup"]), int(c["warm"])
     ratio, wmean, clip, lg, esc = c["ratio"], c["wmean"], c["clip"], c["log"], c["esc"]
@@ -62,8 +147,8 @@ def grade(scores, c):
     peak = 0.0
     ring = []
     out = []
-    for s in scores:
-        if s <= 0.0:
+    for i, s in enumerate(scores):
+        if s <= 0.0 or (totals is not None and totals[i] <= 0.0):
             out.append(0.0)
             continue
         ring.append(s)
@@ -77,7 +162,7 @@ def grade(scores, c):
         thr = mean + z * sd
         g = 0.0
         if count >= warm and sd > 0.0:
-            if (avg > floor and (left == 0 or avg > esc * peak) and v > thr and
+            if ((avg if totals is None else totals[i]) > floor and (left == 0 or avg > esc * peak) and v > thr and
                     (ratio <= 0 or avg > ratio * (math.exp(mean) if lg else mean))):
                 ex = (v - thr) / sd
                 g = max(ex / (1 + ex), 1e-6)
@@ -102,6 +187,41 @@ def grade(scores, c):
     return out
 
 
+def derived(rows, c):
+    """Per point, a statistic of its per-feature z-scores (each feature's part
+    against its own running mean and deviation, learned as the grader learns
+    scores): feat 3 the largest, feat 4 the root of the sum of the squares
+    of the positive ones; 0 before the first deviation is known."""
+    nf = len(rows[0]) - 1
+    hor, sdf = c["h"], c["sdf"]
+    fm = [0.0] * nf
+    fv = [0.0] * nf
+    count = 0
+    out = []
+    for r in rows:
+        if r[0] <= 0.0:
+            out.append(0.0)
+            continue
+        zs = []
+        for j in range(nf):
+            sj = max(math.sqrt(fv[j]), sdf * fm[j])
+            zs.append((r[1 + j] - fm[j]) / sj if sj > 0.0 else 0.0)
+        if count < c["fwarm"]:
+            t = 0.0
+        elif c["feat"] == 3:
+            t = max(zs)
+        else:
+            t = math.sqrt(sum(x * x for x in zs if x > 0))
+        out.append(t)
+        count += 1
+        a = 1.0 / (count if count < hor else hor)
+        for j in range(nf):
+            d = r[1 + j] - fm[j]
+            fm[j] += a * d
+            fv[j] = (1 - a) * (fv[j] + a * d * d)
+    return out
+
+
 def load_scores(d, keys):
     res = {}
     for k in keys:
@@ -109,7 +229,7 @@ def load_scores(d, keys):
                 if os.path.exists(os.path.join(x, k))][0]
         with open(path) as fh:
             next(fh)
-            res[k] = [float(ln.rsplit(",", 1)[1]) for ln in fh]
+            res[k] = [[float(v) for v in ln.split(",")[1:]] for ln in fh]
     return res
 
 
@@ -156,7 +276,11 @@ def main(argv):
     for name, c in configs:
         rows = []
         for si, d in enumerate(dirs):
-            g = {k: grade(raw[si][k], c) for k in need}
+            g = {k: grade_features(raw[si][k], c)
+                 if c["feat"] in (1, 2, 5) and len(raw[si][k][0]) > 2 else
+                 grade(derived(raw[si][k], c), c, [r[0] for r in raw[si][k]])
+                 if c["feat"] and len(raw[si][k][0]) > 2 else
+                 grade([r[0] for r in raw[si][k]], c) for k in need}
             for sp in splits:
                 for mode in (["fixed", "opt"] if opt else ["fixed"]):
                     r = nab(files, g, parts[sp], mode == "fixed")

@@ -3,7 +3,7 @@
  *	  Runs the engine (and optionally the grader) over NAB series directly,
  *	  without SQL, to study detection quality quickly.
  *
- *	  bench/nab_engine --nab DIR --out DIR [--mode raw|grade|score]
+ *	  bench/nab_engine --nab DIR --out DIR [--mode raw|grade|score|fscore]
  *				[--shingle S] [--trees T] [--samples N] [--time-decay L]
  *				[--seed X] [--tod W] [grader options: --z-factor,
  *				--score-floor, --horizon, --short-window, --suppress, --warmup,
@@ -29,7 +29,11 @@
  * is the grader's anomaly grade.  Score mode writes the raw forest score
  * (10 significant digits, not in [0, 1]: not for NAB's scorer) of the
  * grading run, for studying graders offline on the same scores: the forest
- * does not depend on the grader.
+ * does not depend on the grader.  Fscore mode writes, per point, the
+ * forest's attribution of the (transformed) point before it is learned:
+ * its total, then per feature the part due to that feature (above and
+ * below, summed over the shingle), as timestamp,anomaly_score,feature_1,..
+ * (bench/grader_sim.py's per-feature graders read them).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -269,6 +273,39 @@ make_extras(const Options *o, int fi, const Series *s, double *extra)
 	}
 }
 
+/*
+ * Fscore mode: writes "timestamp,score" 's rest for one point before it is
+ * learned: the forest's score of the (transformed) point, then per feature
+ * the part of it the forest attributes to that feature (rcf_attribution,
+ * above and below, summed over the shingle's records), so that graders of
+ * per-feature scores can be studied offline (bench/grader_sim.py).
+ */
+static void
+write_feature_scores(FILE *out, RcfForest *forest, const RcfTransform *t,
+					 const double *x, int dims)
+{
+	double		y[MAX_COLS];
+	static double high[RCF_MAX_DIMENSIONS],
+				low[RCF_MAX_DIMENSIONS];
+	int			S = rcf_params(forest)->shingle_size;
+	double		total;
+
+	if (t)
+		rcf_transform_apply(t, x, y);
+	else
+		memcpy(y, x, dims * sizeof(double));
+	total = rcf_attribution(forest, y, high, low);
+	fprintf(out, ",%.10g", total);
+	for (int j = 0; j < dims; j++)
+	{
+		double		f = 0.0;
+
+		for (int p = 0; p < S; p++)
+			f += high[p * dims + j] + low[p * dims + j];
+		fprintf(out, ",%.10g", f);
+	}
+}
+
 /* Scores file fi of the corpus. */
 static int
 run_file(const Options *o, int fi)
@@ -344,7 +381,15 @@ run_file(const Options *o, int fi)
 			exit(2);
 		}
 	}
-	fprintf(out, "timestamp,anomaly_score\n");
+	if (o->grade == 5)
+	{
+		fprintf(out, "timestamp,anomaly_score");
+		for (int j = 0; j < dims; j++)
+			fprintf(out, ",feature_%d", j + 1);
+		fprintf(out, "\n");
+	}
+	else
+		fprintf(out, "timestamp,anomaly_score\n");
 	for (long r = 0; r < ser.n; r++)
 	{
 		const char *line = ser.ts[r];
@@ -399,8 +444,17 @@ run_file(const Options *o, int fi)
 		{
 			RcfGrade	g;
 
+			if (o->grade == 5)
+				fprintf(out, "%s", line);
+			if (o->grade == 5)
+				write_feature_scores(out, forest, transform, x, dims);
 			rcf_grader_process_tf(grader, forest, transform, x, true, &g, NULL);
 			s = g.grade;
+			if (o->grade == 5)
+			{
+				fprintf(out, "\n");
+				continue;
+			}
 			if (o->grade == 4)
 			{
 				fprintf(out, "%s,%.10g\n", line, g.score);
@@ -508,7 +562,8 @@ main(int argc, char **argv)
 			o.out = v;
 		else if (!strcmp(a, "--mode"))
 			o.grade = !strcmp(v, "grade") ? 1 : !strcmp(v, "z") ? 2 :
-				!strcmp(v, "gnms") ? 3 : !strcmp(v, "score") ? 4 : 0;
+				!strcmp(v, "gnms") ? 3 : !strcmp(v, "score") ? 4 :
+				!strcmp(v, "fscore") ? 5 : 0;
 		else if (!strcmp(a, "--extra-kind"))
 			o.extra_nab = !strcmp(v, "nab");
 		else if (!strcmp(a, "--extra-units"))
