@@ -195,7 +195,8 @@ convert_value(DetectorDef *def, Datum value, Oid from, Form_pg_attribute to,
 	c.from = from;
 	c.to = to;
 	c.out = (Datum) 0;
-	err = detect_try_as_owner(def->owner, def->search_path, convert_as_owner, &c,
+	err = detect_try_as_owner(def->owner, def->search_path, def->settings,
+							  convert_as_owner, &c,
 							  CurrentMemoryContext);
 	if (err)
 		return psprintf("column \"%s\" changed type and its old value cannot be converted: %s",
@@ -388,7 +389,8 @@ try_eval(EvalState *es, SPIPlanPtr plan, int lo, int hi, bool key_only)
 	c.lo = lo;
 	c.hi = hi;
 	c.key_only = key_only;
-	err = detect_try_as_owner(es->def->owner, es->def->search_path, eval_as_owner, &c,
+	err = detect_try_as_owner(es->def->owner, es->def->search_path, es->def->settings,
+							  eval_as_owner, &c,
 							  es->cxt);
 	pfree(arr);
 	return err;
@@ -506,5 +508,6 @@ detect_prepare_eval(EvalState *es, Relation rel)
 
 	c.es = es;
 	c.relname = RelationGetRelationName(rel);
-	detect_as_owner(es->def->owner, es->def->search_path, prepare_as_owner, &c);
+	detect_as_owner(es->def->owner, es->def->search_path, es->def->settings,
+					prepare_as_owner, &c);
 }

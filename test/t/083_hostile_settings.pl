@@ -444,6 +444,45 @@ SELECT anomaly.process();},
 	assert_alive($node, $label);
 }
 
+# The settings are the detector's: anomaly.detectors shows them,
+# alter_detector keeps them whatever the caller's session says, and
+# changes them only when given ({"settings": {...}}), which resets the
+# models as new expressions would.
+{
+	my $label = 'a detector\'s settings';
+	is($node->safe_psql('wdb', q{SELECT settings ->> 'TimeZone', settings ->> 'DateStyle',
+		settings ->> 'extra_float_digits', settings ->> 'IntervalStyle', generation
+		FROM anomaly.detectors WHERE name = 'det_set'}), 'Asia/Kathmandu|SQL, DMY|0|sql_standard|1',
+		"$label: the creator's, in anomaly.detectors");
+	as_role_ok($node, 'adm', q{SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY';
+SELECT anomaly.alter_detector('det_set', options => '{"retention": "10 days"}');},
+		"$label: altered from a session with other settings", db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT settings ->> 'TimeZone', settings ->> 'DateStyle', generation
+		FROM anomaly.detectors WHERE name = 'det_set'}), 'Asia/Kathmandu|SQL, DMY|1',
+		"$label: kept, and the models too");
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.alter_detector('det_set', options => '{"settings": {"timezone": "UTC"}}');},
+		"$label: TimeZone given", db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT settings ->> 'TimeZone', settings ->> 'DateStyle', generation
+		FROM anomaly.detectors WHERE name = 'det_set'}), 'UTC|SQL, DMY|2',
+		"$label: that one changed, the others kept, the models reset");
+	as_role_err($node, 'adm', q{
+SELECT anomaly.alter_detector('det_set', options => '{"settings": {"search_path": "s_adm"}}');},
+		qr/"search_path" is not a setting a detector keeps/, "$label: only the settings it keeps",
+		db => 'wdb');
+	as_role_err($node, 'adm', q{
+SELECT anomaly.alter_detector('det_set', options => '{"settings": {"TimeZone": "Mars/Olympus"}}');},
+		qr/invalid value for parameter "TimeZone"/, "$label: a value is checked as SET checks it",
+		db => 'wdb');
+	as_role_err($node, 'adm', q{
+SELECT anomaly.create_detector('det_set2', 's_adm.hs', ARRAY['v'], options => '{"settings": "UTC"}');},
+		qr/option "settings" must be an object/, "$label: an object", db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT options ? 'settings' FROM anomaly.detectors WHERE name = 'det_set'}),
+		'f', "$label: not among the options");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 # The same detector scored by the detector worker, whose session has the
 # server's settings, not the creator's.
 {
