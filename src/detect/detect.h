@@ -269,8 +269,9 @@ extern void detect_release(void);
 /*
  * The statement that evaluates a detector's expressions over $1, an array
  * of the source's row type aliased as the table's name: features as
- * float8, the partition key as text, the filter as bool, the source key as
- * jsonb (key_only: the source key alone).  evaluate.c.
+ * float8, the partition key as text, the filter as bool; with key_only,
+ * the source key as jsonb alone (evaluated under fixed settings).
+ * evaluate.c.
  */
 extern char *detect_eval_sql(const char *relname, int nfeatures, char **features,
 							 const char *partition_by, const char *filter,

@@ -370,25 +370,27 @@ SELECT anomaly.process();
 }
 
 # -------------------------------------------------------------------------
-# A row detector's expressions (features, partition_by, the source key)
-# run under its creator's settings, whoever runs the round: a database
-# owner's ALTER DATABASE ... SET, a role's ALTER ROLE ... SET, or a
-# process() caller's SET between two rounds must not change a partition
-# key built from text (a timestamptz or a float as text: another key,
-# another forest, the entity's history split), a time-of-day feature, or
-# the source key.
+# A row detector's expressions (features, partition_by) run under its
+# creator's settings, whoever runs the round: a database owner's ALTER
+# DATABASE ... SET, a role's ALTER ROLE ... SET, or a process() caller's
+# SET between two rounds must not change a partition key built from text
+# (a timestamptz or a float as text: another key, another forest, the
+# entity's history split) or a time-of-day feature.  The source key, JSON
+# the extension makes, is under fixed settings (a timestamptz in UTC).
 my $creator_settings = q{SET TimeZone = 'Asia/Kathmandu'; SET DateStyle = 'SQL, DMY';
 SET IntervalStyle = 'sql_standard'; SET extra_float_digits = 0;
 };
 # Every score of detector $name equals its expressions over the source
-# under the creator's settings: "true|scores|keys/keys expected".
+# under the creator's settings, its source key the row's in UTC:
+# "true|scores|keys/keys expected".
 sub creator_view
 {
 	my ($node, $db, $name, $table) = @_;
 	return $node->safe_psql($db, qq{$creator_settings
 		SELECT bool_and(s.partition_key = date_trunc('day', t.ts)::text || ' ' || t.f::text
 				AND s.features = ARRAY[t.v, extract(hour FROM t.ts)]::float8[]
-				AND s.source_key = jsonb_build_object('id', t.id, 'ts', t.ts))
+				AND (s.source_key ->> 'ts')::timestamptz = t.ts
+				AND s.source_key ->> 'ts' LIKE '%+00:00')
 			|| '|' || count(*) || '|' || count(DISTINCT s.partition_key) || '/' ||
 			(SELECT count(DISTINCT date_trunc('day', x.ts)::text || ' ' || x.f::text) FROM $table x)
 		FROM anomaly.scores s JOIN $table t ON t.id = (s.source_key ->> 'id')::bigint
@@ -499,6 +501,35 @@ INSERT INTO s_adm.hs (ts, f, v)
 	like(wait_detector($node, 'det_wset', 36), qr/^active\|36\|0\|0\|$/, "$label: the worker scored the rows");
 	is(creator_view($node, 'postgres', 'det_wset', 's_adm.hs'), 'true|36|5/5',
 		"$label: keys, features and source keys are those of the creator's settings");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# -------------------------------------------------------------------------
+# The source key is JSON the extension makes of the key columns; rows are
+# found again by it (an alert's source row, a backfill's next batch, a
+# user's join).  Made under a session's extra_float_digits -15 (or a
+# creator's), a float key kept one digit: distinct rows got one key, and a
+# backfill read the rows after its last key again.
+{
+	my $label = 'a float primary key under extra_float_digits = -15';
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.fk (k float8 PRIMARY KEY, v float8);
+INSERT INTO s_adm.fk SELECT g::float8 / 3, g FROM generate_series(1, 12) g;
+SET extra_float_digits = -15;
+SELECT anomaly.create_detector('det_fk', 's_adm.fk', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1, "start": "all"}');
+}, "$label: a detector starting from the stored rows, created under it", db => 'wdb');
+	for my $i (1 .. 5)
+	{
+		as_role_ok($node, 'adm', q{SET extra_float_digits = -15; SELECT anomaly.process('det_fk', 4);},
+			"$label: backfill round $i", db => 'wdb');
+	}
+	is($node->safe_psql('wdb', q{
+		SELECT count(*) || '|' || count(DISTINCT s.source_key) || '|' ||
+			count(*) FILTER (WHERE EXISTS (SELECT 1 FROM s_adm.fk t WHERE t.k = (s.source_key ->> 'k')::float8))
+		FROM anomaly.scores s WHERE s.detector = 'det_fk'}), '12|12|12',
+		"$label: each row scored once, under its exact key");
 	assert_no_superuser($node, $label);
 	assert_alive($node, $label);
 }
