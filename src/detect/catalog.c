@@ -105,12 +105,18 @@ definition_args(DetectArgs *a, Definition *def)
 			   def->nkeys == 0);
 }
 
+/* Settings as JSON text (detect_settings_define's) to jsonb. */
+static Jsonb *
+settings_jsonb(const char *json)
+{
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
+
 /* A checked definition's settings, as the owner context takes them. */
 static DetectSettings *
 settings_of(Definition *def)
 {
-	return detect_settings_parse(DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-																	CStringGetDatum(def->settings))));
+	return detect_settings_parse(settings_jsonb(def->settings));
 }
 
 /* ---------------------------------------------------------------------
@@ -217,7 +223,7 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 				   backfill ? DirectFunctionCall1(jsonb_in, CStringGetDatum(backfill)) : 0,
 				   backfill == NULL);
 		detect_arg(&a, PG_LSNOID, LSNGetDatum(backfill_lsn), false);
-		detect_arg(&a, JSONBOID, DirectFunctionCall1(jsonb_in, CStringGetDatum(def.settings)), false);
+		detect_arg(&a, JSONBOID, JsonbPGetDatum(settings_jsonb(def.settings)), false);
 		detect_spi_exec("INSERT INTO anomaly.detectors (id, name, source, source_name, features,"
 				  " partition_by, filter, options, search_path, source_columns, key_columns,"
 				  " owner, slot_name, progress_lsn, home, backfill, last_commit_lsn, settings)"
@@ -372,8 +378,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	name = name_arg(fcinfo);
 	caller_path = pstrdup(namespace_search_path);
 	/* taken before the sys context pins its own */
-	caller_settings = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-														 CStringGetDatum(detect_settings_define(NULL, NULL, NULL))));
+	caller_settings = settings_jsonb(detect_settings_define(NULL, NULL, NULL));
 	options = detect_settings_split_options(PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4), &given);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -454,8 +459,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	if (!reset)
 		reset = old_settings == NULL ||
 			!DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(old_settings),
-											  DirectFunctionCall1(jsonb_in,
-																  CStringGetDatum(def.settings))));
+											  JsonbPGetDatum(settings_jsonb(def.settings))));
 
 	{
 		DetectArgs	a;
@@ -466,7 +470,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 		detect_arg(&a, TEXTOID, CStringGetTextDatum(def.source_name), false);
 		detect_arg(&a, BOOLOID, BoolGetDatum(reset), false);
 		detect_arg(&a, INT8OID, Int64GetDatum(detect_new_token()), false);
-		detect_arg(&a, JSONBOID, DirectFunctionCall1(jsonb_in, CStringGetDatum(def.settings)), false);
+		detect_arg(&a, JSONBOID, JsonbPGetDatum(settings_jsonb(def.settings)), false);
 		detect_spi_exec("UPDATE anomaly.detectors SET features = $2, partition_by = $3, filter = $4,"
 				  " options = $5, search_path = $6, source_columns = $7, key_columns = $8,"
 				  " source_name = $9, settings = $12,"

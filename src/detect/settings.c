@@ -39,9 +39,11 @@
 
 /*
  * Each setting that changes what an expression computes or how its text
- * reads, with the fixed value of the extension's own conversions.
+ * reads, with the fixed value of the extension's own conversions.  The
+ * update from 0.1.0 (src/sql/updates/0.1.0--0.2.0.sql) lists the same
+ * names for the detectors it updates.
  */
-static const char *const detector_settings[DETECT_NSETTINGS][2] = {
+static const char *const detector_settings[][2] = {
 	/* dates, times and intervals as text, and read from text */
 	{"DateStyle", "ISO, YMD"},
 	{"IntervalStyle", "postgres"},
@@ -65,6 +67,9 @@ static const char *const detector_settings[DETECT_NSETTINGS][2] = {
 	{"standard_conforming_strings", "on"},
 	{"transform_null_equals", "off"},
 };
+
+StaticAssertDecl(lengthof(detector_settings) == DETECT_NSETTINGS,
+				 "DETECT_NSETTINGS counts the rows of detector_settings");
 
 /* The index of a setting's name (case-insensitive, as GUC names), or -1. */
 static int
