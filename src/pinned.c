@@ -20,6 +20,11 @@
  * extension's SQL and PL/pgSQL read differently ('\s' as 's' in a check of
  * an e-mail address, '\x00' as a NUL that stops a function from compiling).
  *
+ * And extra_float_digits, anyone's too: a float8 written as text or JSON
+ * (an alert's score in its payload, a source row's numbers) kept one digit
+ * at -15.  1 (PostgreSQL's default) writes the shortest text that reads
+ * back as the same value.
+ *
  * The three SECURITY DEFINER functions pin the same settings in their SET
  * clauses (src/sql/04x).
  */
@@ -35,6 +40,8 @@ static const char *const pinned_settings[][2] = {
 	{"debug_print_plan", "off"},
 	/* what changes how their text is read */
 	{"standard_conforming_strings", "on"},
+	/* how the numbers they write are written */
+	{"extra_float_digits", "1"},
 };
 
 void

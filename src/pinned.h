@@ -11,7 +11,8 @@
 /*
  * Sets search_path to path, turns off the settings that print the trees of
  * the statements run (debug_print_parse, debug_print_rewritten,
- * debug_print_plan) and turns standard_conforming_strings on, with action:
+ * debug_print_plan), turns standard_conforming_strings on and sets
+ * extra_float_digits to 1 (shortest exact), with action:
  * GUC_ACTION_SAVE in a GUC nest the caller opened, GUC_ACTION_SET for a
  * worker's session.
  */

@@ -41,6 +41,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -235,7 +236,11 @@ typedef struct ReadCall
 
 /*
  * Reads the next rows of the source as the owner (their privileges and
- * expressions are the owner's), copying them into c->cxt.
+ * expressions are the owner's), copying them into c->cxt.  The last key
+ * read is kept as JSON text and read back by the next round, in another
+ * session: both under the fixed settings (settings.c), so that a float or
+ * an interval key reads back as it was (not cut by one session's
+ * extra_float_digits, or read in another IntervalStyle).
  */
 static void
 read_as_owner(void *arg)
@@ -243,11 +248,14 @@ read_as_owner(void *arg)
 	ReadCall   *c = (ReadCall *) arg;
 	DetectArgs	a;
 	MemoryContext old;
+	int			nest;
 
 	detect_args_init(&a);
 	detect_arg(&a, JSONBOID, c->after, c->after == (Datum) 0);
 	detect_arg(&a, INT4OID, Int32GetDatum(c->limit), false);
+	nest = detect_settings_pin_fixed();
 	detect_owner_spi_exec(c->sql, a.n, a.types, a.values, a.nulls, true, SPI_OK_SELECT);
+	AtEOXact_GUC(false, nest);
 	old = MemoryContextSwitchTo(c->cxt);
 	c->n = (int) SPI_processed;
 	c->rows = palloc(sizeof(Datum) * Max(c->n, 1));
@@ -347,7 +355,7 @@ detect_backfill_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	c.after = b.after;
 	c.limit = max_rows;
 	c.cxt = rcxt;
-	detect_as_owner(def->owner, def->search_path, read_as_owner, &c);
+	detect_as_owner(def->owner, def->search_path, def->settings, read_as_owner, &c);
 	*rows_out = c.n;
 
 	memset(&rd, 0, sizeof(rd));

@@ -105,6 +105,20 @@ definition_args(DetectArgs *a, Definition *def)
 			   def->nkeys == 0);
 }
 
+/* Settings as JSON text (detect_settings_define's) to jsonb. */
+static Jsonb *
+settings_jsonb(const char *json)
+{
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
+
+/* A checked definition's settings, as the owner context takes them. */
+static DetectSettings *
+settings_of(Definition *def)
+{
+	return detect_settings_parse(settings_jsonb(def->settings));
+}
+
 /* ---------------------------------------------------------------------
  * create_detector
  */
@@ -138,16 +152,23 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	/* Checked in the caller's owner context, with the caller's search_path. */
+	/*
+	 * Checked in the caller's owner context, with the caller's search_path
+	 * and settings (taken before the sys context pins its own), which
+	 * become the detector's.
+	 */
 	{
 		DefineCall	dc;
 		char	   *path = pstrdup(namespace_search_path);
+		Jsonb	   *given;
 
 		dc.relid = relid;
 		dc.def = &def;
-		dc.options = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+		dc.options = detect_settings_split_options(PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5),
+												   &given);
+		def.settings = detect_settings_define(given, NULL, NULL);
 		detect_sys_enter(&su);
-		detect_as_owner(owner, path, detect_define_as_owner, &dc);
+		detect_as_owner(owner, path, settings_of(&def), detect_define_as_owner, &dc);
 	}
 	/* One creation at a time: ids are max + 1, and orphans are swept. */
 	(void) detect_lock(DETECT_LOCK_CREATE, true);
@@ -202,10 +223,11 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 				   backfill ? DirectFunctionCall1(jsonb_in, CStringGetDatum(backfill)) : 0,
 				   backfill == NULL);
 		detect_arg(&a, PG_LSNOID, LSNGetDatum(backfill_lsn), false);
+		detect_arg(&a, JSONBOID, JsonbPGetDatum(settings_jsonb(def.settings)), false);
 		detect_spi_exec("INSERT INTO anomaly.detectors (id, name, source, source_name, features,"
 				  " partition_by, filter, options, search_path, source_columns, key_columns,"
-				  " owner, slot_name, progress_lsn, home, backfill, last_commit_lsn)"
-				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+				  " owner, slot_name, progress_lsn, home, backfill, last_commit_lsn, settings)"
+				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
 				  a.n, a.types, a.values, a.nulls, false, SPI_OK_INSERT);
 	}
 	detect_sys_leave(&su);
@@ -324,7 +346,8 @@ enum
 	ALTER_PARTITION_BY,
 	ALTER_FILTER,
 	ALTER_MERGED,				/* the options, with the new ones */
-	ALTER_PARAMS				/* PARAMS_ARRAY of the old options */
+	ALTER_PARAMS,				/* PARAMS_ARRAY of the old options */
+	ALTER_SETTINGS
 };
 Datum
 anomaly_alter_detector(PG_FUNCTION_ARGS)
@@ -342,6 +365,10 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	char	   *new_params;
 	Jsonb	   *merged;
 	char	   *caller_path;
+	Jsonb	   *caller_settings;
+	Jsonb	   *given;
+	Jsonb	   *old_settings;
+	Jsonb	   *options;
 	bool		reset;
 	HeapTuple	t;
 	TupleDesc	td;
@@ -350,6 +377,9 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 
 	name = name_arg(fcinfo);
 	caller_path = pstrdup(namespace_search_path);
+	/* taken before the sys context pins its own */
+	caller_settings = settings_jsonb(detect_settings_define(NULL, NULL, NULL));
+	options = detect_settings_split_options(PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4), &given);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&su);
@@ -363,11 +393,11 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 			  "   CASE WHEN $2 AND NOT ($3 OPERATOR(pg_catalog.?) 'feature_names')"
 			  "   THEN options OPERATOR(pg_catalog.-) 'feature_names'::pg_catalog.text ELSE options END"
 			  "   OPERATOR(pg_catalog.||) $3),"
-			  " " PARAMS_ARRAY("options") "::pg_catalog.text"
+			  " " PARAMS_ARRAY("options") "::pg_catalog.text, settings"
 			  " FROM anomaly.detectors WHERE id OPERATOR(pg_catalog.=) $1", 3,
 			  (Oid[]) {INT8OID, BOOLOID, JSONBOID},
 			  (Datum[]) {Int64GetDatum(ex.id), BoolGetDatum(!PG_ARGISNULL(1)),
-	PG_ARGISNULL(4) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(4)},
+	options ? JsonbPGetDatum(options) : DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))},
 			  NULL, false, SPI_OK_SELECT);
 	t = SPI_tuptable->vals[0];
 	td = SPI_tuptable->tupdesc;
@@ -381,6 +411,8 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 	old_filter = SPI_getvalue(t, td, ALTER_FILTER);
 	merged = DatumGetJsonbPCopy(SPI_getbinval(t, td, ALTER_MERGED, &isnull));
 	old_params = SPI_getvalue(t, td, ALTER_PARAMS);
+	d = SPI_getbinval(t, td, ALTER_SETTINGS, &isnull);
+	old_settings = isnull ? NULL : DatumGetJsonbPCopy(d);
 
 	memset(&def, 0, sizeof(def));
 	if (PG_ARGISNULL(1))
@@ -392,10 +424,13 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 		def.nfeatures = detect_text_array_arg(PG_GETARG_ARRAYTYPE_P(1), "features", &def.features);
 	def.partition_by = PG_ARGISNULL(2) ? old_partition : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	def.filter = PG_ARGISNULL(3) ? old_filter : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	/* The detector keeps its settings but those given. */
+	def.settings = detect_settings_define(given, old_settings, caller_settings);
 
 	/*
 	 * Checked in the owner's context, who runs them, with the caller's
-	 * search_path (which becomes the detector's).
+	 * search_path (which becomes the detector's) and the detector's
+	 * settings.
 	 */
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(ex.source)))
 		ereport(ERROR,
@@ -407,7 +442,7 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 		dc.relid = ex.source;
 		dc.def = &def;
 		dc.options = merged;
-		detect_as_owner(ex.owner, caller_path, detect_define_as_owner, &dc);
+		detect_as_owner(ex.owner, caller_path, settings_of(&def), detect_define_as_owner, &dc);
 	}
 
 	detect_spi_exec("SELECT " PARAMS_ARRAY("o") "::pg_catalog.text"
@@ -420,6 +455,11 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 		(def.partition_by && strcmp(def.partition_by, old_partition) != 0);
 	for (int i = 0; !reset && i < old_n; i++)
 		reset = strcmp(old_features[i], def.features[i]) != 0;
+	/* Other settings give the expressions other values: new models too. */
+	if (!reset)
+		reset = old_settings == NULL ||
+			!DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(old_settings),
+											  JsonbPGetDatum(settings_jsonb(def.settings))));
 
 	{
 		DetectArgs	a;
@@ -430,9 +470,10 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 		detect_arg(&a, TEXTOID, CStringGetTextDatum(def.source_name), false);
 		detect_arg(&a, BOOLOID, BoolGetDatum(reset), false);
 		detect_arg(&a, INT8OID, Int64GetDatum(detect_new_token()), false);
+		detect_arg(&a, JSONBOID, JsonbPGetDatum(settings_jsonb(def.settings)), false);
 		detect_spi_exec("UPDATE anomaly.detectors SET features = $2, partition_by = $3, filter = $4,"
 				  " options = $5, search_path = $6, source_columns = $7, key_columns = $8,"
-				  " source_name = $9,"
+				  " source_name = $9, settings = $12,"
 				  " generation = generation OPERATOR(pg_catalog.+) CASE WHEN $10 THEN 1 ELSE 0 END,"
 				  " round_token = CASE WHEN $10 THEN $11 ELSE round_token END,"
 				  " checkpoint_seq = CASE WHEN $10 THEN batch_seq ELSE checkpoint_seq END,"

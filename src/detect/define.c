@@ -343,12 +343,15 @@ check_statement(Relation rel, Definition *def)
 					argtype, def->nfeatures, true);
 		check_query(detect_eval_sql(relname, 0, NULL, def->partition_by, def->filter,
 									def->nkeys, def->keys, false),
-					argtype, 3, false);
+					argtype, 2, false);
 	}
 	else
 		check_query(detect_eval_sql(relname, def->nfeatures, def->features,
 									def->partition_by, def->filter, def->nkeys, def->keys, false),
-					argtype, def->nfeatures + 3, false);
+					argtype, def->nfeatures + 2, false);
+	cb.arg = "the detector's source key";
+	check_query(detect_eval_sql(relname, 0, NULL, NULL, NULL, def->nkeys, def->keys, true),
+				argtype, 1, false);
 	error_context_stack = cb.previous;
 }
 

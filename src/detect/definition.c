@@ -150,7 +150,8 @@ detect_error_is_permanent(int sqlerrcode)
 	" CASE WHEN pg_catalog.jsonb_typeof(options OPERATOR(pg_catalog.->) 'transform_weights')" \
 	" OPERATOR(pg_catalog.=) 'array' THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(" \
 	"options OPERATOR(pg_catalog.->) 'transform_weights')::pg_catalog.float8) END," \
-	" CASE WHEN options OPERATOR(pg_catalog.?) 'window' THEN options::pg_catalog.text END"
+	" CASE WHEN options OPERATOR(pg_catalog.?) 'window' THEN options::pg_catalog.text END," \
+	" settings"
 
 /*
  * Reads detector id's row into def (in CurrentMemoryContext).  lock:
@@ -289,6 +290,8 @@ detect_read_def(int64 id, bool lock, DetectorDef *def, bool *locked)
 							   def->nfeatures, def->params.sample_size);
 	}
 	def->window = detect_spi_text(0, col++);
+	NEXT();
+	def->settings = detect_settings_parse(isnull ? NULL : DatumGetJsonbPCopy(d));
 #undef NEXT
 	if (rcf_params_check(&def->params) != NULL)
 		ereport(ERROR,

@@ -12,6 +12,7 @@
  *	 1. wire.c, wire_read.c  the wire format (decoder.c, the output plugin,
  *							 writes it)
  *		sysctx.c			 who runs what: the only place that changes user
+ *		settings.c			 the settings the owner's code runs under
  *		bulk.c, threads.c	 many rows into a table; the engine's threads
  *		pump.c				 what fills each column of a destination
  *	 2. slots.c				 replication slots and origins
@@ -72,6 +73,7 @@
 #include "access/tupdesc.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "utils/jsonb.h"
 #include "utils/relcache.h"
 
 /* The wire format and its reader (no PostgreSQL header: fuzzed alone). */
@@ -267,8 +269,9 @@ extern void detect_release(void);
 /*
  * The statement that evaluates a detector's expressions over $1, an array
  * of the source's row type aliased as the table's name: features as
- * float8, the partition key as text, the filter as bool, the source key as
- * jsonb (key_only: the source key alone).  evaluate.c.
+ * float8, the partition key as text, the filter as bool; with key_only,
+ * the source key as jsonb alone (evaluated under fixed settings).
+ * evaluate.c.
  */
 extern char *detect_eval_sql(const char *relname, int nfeatures, char **features,
 							 const char *partition_by, const char *filter,
@@ -455,17 +458,56 @@ extern int	detect_spi_execute_plan(SPIPlanPtr plan, Datum *values,
 extern Portal detect_spi_cursor_open(SPIPlanPtr plan, Datum *values,
 												 const char *nulls, bool read_only);
 
+/*
+ * The settings a detector's expressions run under (settings.c): its
+ * creator's, kept in anomaly.detectors.settings, set in the owner
+ * context's GUC nest; NULL values take the fixed ones of the extension's
+ * own text conversions.
+ */
+#define DETECT_NSETTINGS 16
+typedef struct DetectSettings
+{
+	const char *values[DETECT_NSETTINGS];	/* by settings.c's table */
+} DetectSettings;
+
+/* A detector's stored settings (NULL: none stored, the fixed values). */
+extern DetectSettings *detect_settings_parse(Jsonb *stored);
+
+/*
+ * The JSON of a definition's settings: each one given (checked), else
+ * stored, else fallback's, else the current session's.
+ */
+extern char *detect_settings_define(Jsonb *given, Jsonb *stored, Jsonb *fallback);
+
+/* Sets them (NULL: the fixed values) in the current GUC nest. */
+extern void detect_settings_apply(const DetectSettings *s);
+
+/*
+ * Enters a GUC nest with the fixed values, for text the extension writes
+ * and reads back in another session; the caller leaves it with
+ * AtEOXact_GUC(false, nest).
+ */
+extern int	detect_settings_pin_fixed(void);
+
+/* The options without their "settings" object, which goes to *settings. */
+extern Jsonb *detect_settings_split_options(Jsonb *options, Jsonb **settings);
+
 /* Code run in an owner context. */
 typedef void (*DetectOwnerFn) (void *arg);
 
-/* Runs fn(arg) as owner; an error is raised again after the rollback. */
+/*
+ * Runs fn(arg) as owner, with its search_path and settings; an error is
+ * raised again after the rollback.
+ */
 extern void detect_as_owner(Oid owner, const char *search_path,
+							const DetectSettings *settings,
 							DetectOwnerFn fn, void *arg);
 
 /* The same, but returns the error (copied into errcxt), NULL on success. */
 extern ErrorData *detect_try_as_owner(Oid owner, const char *search_path,
-											 DetectOwnerFn fn, void *arg,
-											 MemoryContext errcxt);
+									  const DetectSettings *settings,
+									  DetectOwnerFn fn, void *arg,
+									  MemoryContext errcxt);
 
 extern void detect_owner_spi_exec(const char *sql, int nargs, Oid *types,
 								  Datum *values, const char *nulls,

@@ -195,7 +195,8 @@ convert_value(DetectorDef *def, Datum value, Oid from, Form_pg_attribute to,
 	c.from = from;
 	c.to = to;
 	c.out = (Datum) 0;
-	err = detect_try_as_owner(def->owner, def->search_path, convert_as_owner, &c,
+	err = detect_try_as_owner(def->owner, def->search_path, def->settings,
+							  convert_as_owner, &c,
 							  CurrentMemoryContext);
 	if (err)
 		return psprintf("column \"%s\" changed type and its old value cannot be converted: %s",
@@ -253,7 +254,11 @@ detect_row_to_composite(DetectorDef *def, RoundData *rd, int64 i, TupleDesc cur,
 	return HeapTupleGetDatum(tup);
 }
 
-/* The evaluation statement of a detector (catalog.c checks it). */
+/*
+ * The evaluation statement of a detector (define.c checks it), or with
+ * key_only its source key's, which runs under other settings
+ * (eval_as_owner).
+ */
 char *
 detect_eval_sql(const char *relname, int nfeatures, char **features,
 				const char *partition_by, const char *filter, int nkeys,
@@ -273,11 +278,11 @@ detect_eval_sql(const char *relname, int nfeatures, char **features,
 		else
 			appendStringInfoString(&sql, "NULL::pg_catalog.text, ");
 		if (filter && filter[0])
-			appendStringInfo(&sql, "(\n%s\n)::pg_catalog.bool,\n", filter);
+			appendStringInfo(&sql, "(\n%s\n)::pg_catalog.bool", filter);
 		else
-			appendStringInfoString(&sql, "true, ");
+			appendStringInfoString(&sql, "true");
 	}
-	if (nkeys > 0)
+	else if (nkeys > 0)
 	{
 		appendStringInfoString(&sql, "pg_catalog.jsonb_build_object(");
 		for (int i = 0; i < nkeys; i++)
@@ -329,8 +334,7 @@ take_results(EvalState *es, int lo, int hi)
 		rr->key = isnull ? NULL : TextDatumGetCString(d);
 		d = SPI_getbinval(t, td, nf + 2, &isnull);
 		rr->filtered = isnull || !DatumGetBool(d);
-		d = SPI_getbinval(t, td, nf + 3, &isnull);
-		rr->source_key = isnull ? (Datum) 0 : PointerGetDatum(DatumGetJsonbPCopy(d));
+		/* the source key is the key plan's (eval_as_owner) */
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -346,27 +350,46 @@ typedef struct EvalCall
 	bool		key_only;
 } EvalCall;
 
-/* Runs the evaluation plan and takes its results, in the owner context. */
+/*
+ * Runs the evaluation plan and takes its results, in the owner context
+ * (under the detector's settings).  The source keys are then taken again
+ * from the key plan under fixed settings (settings.c): they are JSON the
+ * extension makes of the key columns, which rows are found by again (an
+ * alert's source row, a user's join), so a float key must not be cut by
+ * the creator's extra_float_digits, and a timestamptz key must not change
+ * with a TimeZone given to the detector afterwards.
+ */
 static void
 eval_as_owner(void *arg)
 {
 	EvalCall   *c = (EvalCall *) arg;
 	int			rc;
+	int			nest;
+	MemoryContext old;
 
-	rc = detect_owner_spi_execute_plan(c->plan, &c->arg, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "feature evaluation failed (%d)", rc);
-	if (c->key_only)
+	if (!c->key_only)
 	{
-		MemoryContext old = MemoryContextSwitchTo(c->es->cxt);
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		c->es->res[c->lo].source_key = isnull ? (Datum) 0 : PointerGetDatum(DatumGetJsonbPCopy(d));
-		MemoryContextSwitchTo(old);
-	}
-	else
+		rc = detect_owner_spi_execute_plan(c->plan, &c->arg, NULL, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "feature evaluation failed (%d)", rc);
 		take_results(c->es, c->lo, c->hi);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	nest = detect_settings_pin_fixed();
+	rc = detect_owner_spi_execute_plan(c->es->key_plan, &c->arg, NULL, false, 0);
+	AtEOXact_GUC(false, nest);
+	if (rc != SPI_OK_SELECT || SPI_processed != (uint64) (c->hi - c->lo))
+		elog(ERROR, "source key evaluation failed (%d)", rc);
+	old = MemoryContextSwitchTo(c->es->cxt);
+	for (int i = c->lo; i < c->hi; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i - c->lo], SPI_tuptable->tupdesc, 1,
+									  &isnull);
+
+		c->es->res[i].source_key = isnull ? (Datum) 0 : PointerGetDatum(DatumGetJsonbPCopy(d));
+	}
+	MemoryContextSwitchTo(old);
 	SPI_freetuptable(SPI_tuptable);
 }
 
@@ -388,7 +411,8 @@ try_eval(EvalState *es, SPIPlanPtr plan, int lo, int hi, bool key_only)
 	c.lo = lo;
 	c.hi = hi;
 	c.key_only = key_only;
-	err = detect_try_as_owner(es->def->owner, es->def->search_path, eval_as_owner, &c,
+	err = detect_try_as_owner(es->def->owner, es->def->search_path, es->def->settings,
+							  eval_as_owner, &c,
 							  es->cxt);
 	pfree(arr);
 	return err;
@@ -506,5 +530,6 @@ detect_prepare_eval(EvalState *es, Relation rel)
 
 	c.es = es;
 	c.relname = RelationGetRelationName(rel);
-	detect_as_owner(es->def->owner, es->def->search_path, prepare_as_owner, &c);
+	detect_as_owner(es->def->owner, es->def->search_path, es->def->settings,
+					prepare_as_owner, &c);
 }

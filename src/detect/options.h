@@ -21,6 +21,7 @@ typedef struct Definition
 	char	   *filter;			/* NULL: none */
 	char	   *options;		/* normalized JSON text */
 	char	   *search_path;
+	char	   *settings;		/* JSON text (settings.c) */
 	char	   *source_columns;
 	int			nkeys;
 	char	  **keys;

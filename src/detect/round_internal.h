@@ -35,6 +35,7 @@ typedef struct DetectorDef
 	char	   *filter;
 	Oid			owner;
 	char	   *search_path;
+	DetectSettings *settings;	/* its expressions' (settings.c) */
 	Jsonb	   *source_columns;
 	int			nkeys;
 	char	  **key_columns;

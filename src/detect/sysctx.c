@@ -21,6 +21,9 @@
  *   subtransaction and a GUC nest both ended before the sys context goes
  *   on: whatever the user's code set (set_config(..., false) included) is
  *   thrown away, so the sys context finds its own pinned search_path again.
+ *   The nest also holds the detector's settings (settings.c: its
+ *   creator's DateStyle, TimeZone, extra_float_digits...), so that its
+ *   expressions compute the same values whoever's session runs the round.
  *   Its SPI goes through detect_owner_spi_*, which refuse to run outside
  *   it.  Nothing it queues can fire later as another role: PostgreSQL
  *   refuses to defer a trigger under SECURITY_RESTRICTED_OPERATION, and
@@ -132,18 +135,20 @@ detect_sys_leave(DetectSys *sys)
 }
 
 /*
- * Runs fn(arg) as `owner` (see the file's comment).  With errcxt NULL an
- * error is raised again once the subtransaction is rolled back; else it is
- * returned, copied into errcxt, and NULL means success.
+ * Runs fn(arg) as `owner` with its search_path and settings (see the
+ * file's comment).  With errcxt NULL an error is raised again once the
+ * subtransaction is rolled back; else it is returned, copied into errcxt,
+ * and NULL means success.
  */
 static ErrorData *
-run_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn, void *arg,
-			 MemoryContext errcxt)
+run_as_owner(Oid owner, const char *search_path, const DetectSettings *settings,
+			 DetectOwnerFn fn, void *arg, MemoryContext errcxt)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner resowner = CurrentResourceOwner;
 	ErrorData  *volatile err = NULL;
 	volatile bool inside = true;
+	volatile bool in_fn = false;
 	Oid			save_user;
 	int			save_sec;
 
@@ -162,6 +167,8 @@ run_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn, void *arg,
 		(void) set_config_option("search_path", search_path,
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
+		detect_settings_apply(settings);
+		in_fn = true;
 		fn(arg);
 		AtEOXact_GUC(false, nest);
 		SetUserIdAndSecContext(save_user, save_sec);
@@ -188,10 +195,12 @@ run_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn, void *arg,
 
 	/*
 	 * A cancel, a shutdown, or running out of resources is not the rows'
-	 * fault: raised again even for a caller that takes errors.
+	 * fault, nor a setting that no longer applies (a text search
+	 * configuration dropped): raised again even for a caller that takes
+	 * errors.
 	 */
 	if (err != NULL &&
-		(errcxt == NULL ||
+		(errcxt == NULL || !in_fn ||
 		 ERRCODE_TO_CATEGORY(err->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION ||
 		 ERRCODE_TO_CATEGORY(err->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES))
 		ReThrowError(err);
@@ -199,17 +208,18 @@ run_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn, void *arg,
 }
 
 void
-detect_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn, void *arg)
+detect_as_owner(Oid owner, const char *search_path, const DetectSettings *settings,
+				DetectOwnerFn fn, void *arg)
 {
-	(void) run_as_owner(owner, search_path, fn, arg, NULL);
+	(void) run_as_owner(owner, search_path, settings, fn, arg, NULL);
 }
 
 ErrorData *
-detect_try_as_owner(Oid owner, const char *search_path, DetectOwnerFn fn,
-					void *arg, MemoryContext errcxt)
+detect_try_as_owner(Oid owner, const char *search_path, const DetectSettings *settings,
+					DetectOwnerFn fn, void *arg, MemoryContext errcxt)
 {
 	Assert(errcxt != NULL);
-	return run_as_owner(owner, search_path, fn, arg, errcxt);
+	return run_as_owner(owner, search_path, settings, fn, arg, errcxt);
 }
 
 /* ---------------------------------------------------------------------

@@ -354,35 +354,13 @@ typedef struct Member
  * process() caller), each with the settings of its database and role, which
  * their owners may change in between: a date written as 02/01/2026 under
  * 'SQL, DMY' would be read as February 1st under 'MDY', a float8 written
- * with extra_float_digits -15 would keep one digit.  Fixed settings make
- * the text a function of the value alone.
- */
-static const char *const text_settings[][2] = {
-	{"DateStyle", "ISO, YMD"},
-	{"IntervalStyle", "postgres"},
-	{"TimeZone", "UTC"},
-	{"extra_float_digits", "3"},
-	{"bytea_output", "hex"},
-	{"xmloption", "content"},
-	{"lc_monetary", "C"},
-	{"array_nulls", "on"},
-};
-
-/*
- * Enters a GUC nest with text_settings; the caller leaves it with
- * AtEOXact_GUC(false, nest) (an error unwinds it with the transaction or
- * subtransaction).
+ * with extra_float_digits -15 would keep one digit.  Fixed settings
+ * (settings.c) make the text a function of the value alone.
  */
 static int
 pin_text_settings(void)
 {
-	int			nest = NewGUCNestLevel();
-
-	for (int i = 0; i < lengthof(text_settings); i++)
-		(void) set_config_option(text_settings[i][0], text_settings[i][1],
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-	return nest;
+	return detect_settings_pin_fixed();
 }
 
 /*
@@ -945,7 +923,8 @@ detect_window_round(RoundWrite *w)
 		we.relname = RelationGetRelationName(rel);
 		we.cxt = CurrentMemoryContext;
 		if (nm > 0)
-			detect_as_owner(def->owner, def->search_path, prepare_window_as_owner, &we);
+			detect_as_owner(def->owner, def->search_path, def->settings,
+							prepare_window_as_owner, &we);
 		for (int64 lo = 0, hi; lo < nm; lo = hi)
 		{
 			int64		j;
@@ -988,7 +967,8 @@ detect_window_round(RoundWrite *w)
 			we.n = (int) (hi - lo);
 			we.values = rr->values;
 			we.nulls = rr->nulls;
-			err = detect_try_as_owner(def->owner, def->search_path, eval_window_as_owner, &we,
+			err = detect_try_as_owner(def->owner, def->search_path, def->settings,
+									  eval_window_as_owner, &we,
 									  CurrentMemoryContext);
 			if (err)
 			{
@@ -1021,7 +1001,7 @@ detect_window_round(RoundWrite *w)
 		c.elem_type = es->elem_type;
 		c.rows = late;
 		c.n = nlate;
-		detect_as_owner(def->owner, def->search_path, late_as_owner, &c);
+		detect_as_owner(def->owner, def->search_path, def->settings, late_as_owner, &c);
 	}
 	if (nacc > 0 || nlate > 0 || nwindows > 0 || o.n > 0 || !st.exists)
 		save_state(def->id, &st, nwindows, nlate);

@@ -488,7 +488,8 @@ write_destination(const ScoreSource *ss, const int64 *rows, int n)
 	call.ss = ss;
 	call.rows = rows;
 	call.n = n;
-	detect_as_owner(ss->def->owner, ss->def->search_path, destination_as_owner, &call);
+	detect_as_owner(ss->def->owner, ss->def->search_path, ss->def->settings,
+					destination_as_owner, &call);
 }
 
 /* Writes the failures of a round. */

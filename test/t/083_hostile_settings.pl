@@ -369,4 +369,198 @@ SELECT anomaly.process();
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# A row detector's expressions (features, partition_by) run under its
+# creator's settings, whoever runs the round: a database owner's ALTER
+# DATABASE ... SET, a role's ALTER ROLE ... SET, or a process() caller's
+# SET between two rounds must not change a partition key built from text
+# (a timestamptz or a float as text: another key, another forest, the
+# entity's history split) or a time-of-day feature.  The source key, JSON
+# the extension makes, is under fixed settings (a timestamptz in UTC).
+my $creator_settings = q{SET TimeZone = 'Asia/Kathmandu'; SET DateStyle = 'SQL, DMY';
+SET IntervalStyle = 'sql_standard'; SET extra_float_digits = 0;
+};
+# Every score of detector $name equals its expressions over the source
+# under the creator's settings, its source key the row's in UTC:
+# "true|scores|keys/keys expected".
+sub creator_view
+{
+	my ($node, $db, $name, $table) = @_;
+	return $node->safe_psql($db, qq{$creator_settings
+		SELECT bool_and(s.partition_key = date_trunc('day', t.ts)::text || ' ' || t.f::text
+				AND s.features = ARRAY[t.v, extract(hour FROM t.ts)]::float8[]
+				AND (s.source_key ->> 'ts')::timestamptz = t.ts
+				AND s.source_key ->> 'ts' LIKE '%+00:00')
+			|| '|' || count(*) || '|' || count(DISTINCT s.partition_key) || '/' ||
+			(SELECT count(DISTINCT date_trunc('day', x.ts)::text || ' ' || x.f::text) FROM $table x)
+		FROM anomaly.scores s JOIN $table t ON t.id = (s.source_key ->> 'id')::bigint
+		WHERE s.detector = '$name'});
+}
+
+{
+	my $label = 'a row detector\'s expressions under a database owner\'s, a role\'s and a caller\'s settings';
+	as_role_ok($node, 'adm', qq{$creator_settings
+CREATE TABLE s_adm.hs (id bigserial, ts timestamptz, f float8, v float8, PRIMARY KEY (id, ts));
+SELECT anomaly.create_detector('det_set', 's_adm.hs', ARRAY['v', 'extract(hour FROM ts)'],
+	partition_by => \$\$date_trunc('day', ts)::text || ' ' || f::text\$\$,
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+}, "$label: created as adm under its session's settings", db => 'wdb');
+	my $rows = sub {
+		my ($from) = @_;
+		return qq{INSERT INTO s_adm.hs (ts, f, v)
+			SELECT '2026-01-01 18:00:00+00'::timestamptz + g * interval '1 hour', (g % 2)::float8 / 3, g
+			FROM generate_series($from, $from + 11) g;};
+	};
+
+	# round 1: the database owner's settings
+	$node->safe_psql('wdb', q{SET ROLE owner1;
+ALTER DATABASE wdb SET TimeZone = 'America/New_York';
+ALTER DATABASE wdb SET DateStyle = 'German';
+ALTER DATABASE wdb SET IntervalStyle = 'iso_8601';
+ALTER DATABASE wdb SET extra_float_digits = -15;
+});
+	my $out = as_role_ok($node, 'adm', $rows->(0) . 'SELECT anomaly.process();',
+		"$label: a round under the database owner's settings", db => 'wdb');
+	is($out, '12', "$label: the first round scored its rows");
+	$node->safe_psql('wdb', 'ALTER DATABASE wdb RESET ALL');
+
+	# round 2: the role's own settings
+	as_role_ok($node, 'adm', q{ALTER ROLE adm SET TimeZone = 'Pacific/Chatham';
+ALTER ROLE adm SET DateStyle = 'Postgres, MDY'; ALTER ROLE adm SET extra_float_digits = 3;},
+		"$label: adm sets its role's settings");
+	$out = as_role_ok($node, 'adm', $rows->(12) . 'SELECT anomaly.process();',
+		"$label: a round under the role's settings", db => 'wdb');
+	is($out, '12', "$label: the second round scored its rows");
+	as_role_ok($node, 'adm', 'ALTER ROLE adm RESET ALL', "$label: adm resets its role's settings");
+
+	# round 3: the caller's session
+	$out = as_role_ok($node, 'adm', $rows->(24) . q{SET TimeZone = 'Europe/Lisbon';
+SET DateStyle = 'ISO, MDY'; SET extra_float_digits = 1; SET IntervalStyle = 'postgres_verbose';
+SELECT anomaly.process();},
+		"$label: a round under the caller's settings", db => 'wdb');
+	is($out, '12', "$label: the third round scored its rows");
+
+	is(creator_view($node, 'wdb', 'det_set', 's_adm.hs'), 'true|36|5/5',
+		"$label: keys, features and source keys are those of the creator's settings");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# The settings are the detector's: anomaly.detectors shows them,
+# alter_detector keeps them whatever the caller's session says, and
+# changes them only when given ({"settings": {...}}), which resets the
+# models as new expressions would.
+{
+	my $label = 'a detector\'s settings';
+	is($node->safe_psql('wdb', q{SELECT settings ->> 'TimeZone', settings ->> 'DateStyle',
+		settings ->> 'extra_float_digits', settings ->> 'IntervalStyle', generation
+		FROM anomaly.detectors WHERE name = 'det_set'}), 'Asia/Kathmandu|SQL, DMY|0|sql_standard|1',
+		"$label: the creator's, in anomaly.detectors");
+	as_role_ok($node, 'adm', q{SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY';
+SELECT anomaly.alter_detector('det_set', options => '{"retention": "10 days"}');},
+		"$label: altered from a session with other settings", db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT settings ->> 'TimeZone', settings ->> 'DateStyle', generation
+		FROM anomaly.detectors WHERE name = 'det_set'}), 'Asia/Kathmandu|SQL, DMY|1',
+		"$label: kept, and the models too");
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.alter_detector('det_set', options => '{"settings": {"timezone": "UTC"}}');},
+		"$label: TimeZone given", db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT settings ->> 'TimeZone', settings ->> 'DateStyle', generation
+		FROM anomaly.detectors WHERE name = 'det_set'}), 'UTC|SQL, DMY|2',
+		"$label: that one changed, the others kept, the models reset");
+	as_role_err($node, 'adm', q{
+SELECT anomaly.alter_detector('det_set', options => '{"settings": {"search_path": "s_adm"}}');},
+		qr/"search_path" is not a setting a detector keeps/, "$label: only the settings it keeps",
+		db => 'wdb');
+	as_role_err($node, 'adm', q{
+SELECT anomaly.alter_detector('det_set', options => '{"settings": {"TimeZone": "Mars/Olympus"}}');},
+		qr/invalid value for parameter "TimeZone"/, "$label: a value is checked as SET checks it",
+		db => 'wdb');
+	as_role_err($node, 'adm', q{
+SELECT anomaly.create_detector('det_set2', 's_adm.hs', ARRAY['v'], options => '{"settings": "UTC"}');},
+		qr/option "settings" must be an object/, "$label: an object", db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT options ? 'settings' FROM anomaly.detectors WHERE name = 'det_set'}),
+		'f', "$label: not among the options");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# The same detector scored by the detector worker, whose session has the
+# server's settings, not the creator's.
+{
+	my $label = 'a row detector\'s expressions in the detector worker';
+	as_role_ok($node, 'adm', qq{$creator_settings
+CREATE TABLE s_adm.hs (id bigserial, ts timestamptz, f float8, v float8, PRIMARY KEY (id, ts));
+SELECT anomaly.create_detector('det_wset', 's_adm.hs', ARRAY['v', 'extract(hour FROM ts)'],
+	partition_by => \$\$date_trunc('day', ts)::text || ' ' || f::text\$\$,
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+INSERT INTO s_adm.hs (ts, f, v)
+	SELECT '2026-01-01 18:00:00+00'::timestamptz + g * interval '1 hour', (g % 2)::float8 / 3, g
+	FROM generate_series(0, 35) g;
+}, "$label: created as adm under its session's settings");
+	like(wait_detector($node, 'det_wset', 36), qr/^active\|36\|0\|0\|$/, "$label: the worker scored the rows");
+	is(creator_view($node, 'postgres', 'det_wset', 's_adm.hs'), 'true|36|5/5',
+		"$label: keys, features and source keys are those of the creator's settings");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# -------------------------------------------------------------------------
+# The source key is JSON the extension makes of the key columns; rows are
+# found again by it (an alert's source row, a backfill's next batch, a
+# user's join).  Made under a session's extra_float_digits -15 (or a
+# creator's), a float key kept one digit: distinct rows got one key, and a
+# backfill read the rows after its last key again.
+{
+	my $label = 'a float primary key under extra_float_digits = -15';
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.fk (k float8 PRIMARY KEY, v float8);
+INSERT INTO s_adm.fk SELECT g::float8 / 3, g FROM generate_series(1, 12) g;
+SET extra_float_digits = -15;
+SELECT anomaly.create_detector('det_fk', 's_adm.fk', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1, "start": "all"}');
+}, "$label: a detector starting from the stored rows, created under it", db => 'wdb');
+	for my $i (1 .. 5)
+	{
+		as_role_ok($node, 'adm', q{SET extra_float_digits = -15; SELECT anomaly.process('det_fk', 4);},
+			"$label: backfill round $i", db => 'wdb');
+	}
+	is($node->safe_psql('wdb', q{
+		SELECT count(*) || '|' || count(DISTINCT s.source_key) || '|' ||
+			count(*) FILTER (WHERE EXISTS (SELECT 1 FROM s_adm.fk t WHERE t.k = (s.source_key ->> 'k')::float8))
+		FROM anomaly.scores s WHERE s.detector = 'det_fk'}), '12|12|12',
+		"$label: each row scored once, under its exact key");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# -------------------------------------------------------------------------
+# An alert's payload carries the score and the source row's numbers as
+# JSON numbers: rendered from float8 under the extra_float_digits of the
+# session running the round, they were cut (to one digit at -15).  They
+# must be the exact values, whoever's session sends them.
+{
+	my $label = 'the numbers of an alert payload';
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.pay (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('det_pay', 's_adm.pay', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+SELECT anomaly.create_destination('n_pay', 'notify', '{"channel": "pay"}');
+SELECT anomaly.create_alert_rule('r_pay', 'det_pay', 'n_pay', min_score => 0, group_by => '{source_key}');
+INSERT INTO s_adm.pay (v) SELECT g::float8 / 3 FROM generate_series(1, 30) g;
+SET extra_float_digits = -15;
+SELECT anomaly.process();
+}, "$label: a round from a session with extra_float_digits = -15", db => 'wdb');
+	is($node->safe_psql('wdb', q{
+		SELECT count(*) || '|' || count(*) FILTER (WHERE s.anomaly_score::numeric <> round(s.anomaly_score::numeric, 2))
+			|| '|' || bool_and((o.payload ->> 'score')::float8 = s.anomaly_score)
+			|| '|' || bool_and((o.payload -> 'row' ->> 'v')::float8 = t.v)
+		FROM anomaly.outbox o JOIN anomaly.scores s ON s.id = (o.payload ->> 'score_id')::bigint
+			JOIN s_adm.pay t ON t.id = (s.source_key ->> 'id')::bigint
+		WHERE o.destination = 'n_pay'}) =~ s/^30\|([1-9]\d*)\|/30|N|/r,
+		'30|N|true|true', "$label: every notification's score and row are the exact values");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();

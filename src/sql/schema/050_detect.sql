@@ -47,7 +47,10 @@ CREATE TABLE detectors (
 	created_by name NOT NULL DEFAULT session_user,
 	-- {"start": "all"}: the scoring of the rows stored before creation and
 	-- its progress (see src/detect/backfill.c); NULL: none
-	backfill jsonb
+	backfill jsonb,
+	-- the settings its expressions run under: its creator's DateStyle,
+	-- TimeZone, extra_float_digits... (see src/detect/settings.c)
+	settings jsonb NOT NULL
 );
 COMMENT ON TABLE detectors IS 'continuous detectors: definition, progress and counters (managed by create_detector and friends)';
 

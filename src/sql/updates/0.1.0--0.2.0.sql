@@ -107,6 +107,21 @@ ALTER TABLE scores ADD COLUMN rowtime timestamptz;
 -- first; its progress is here.
 ALTER TABLE detectors ADD COLUMN backfill jsonb;
 
+-- The settings a detector's expressions run under (src/detect/settings.c),
+-- whoever's session runs its rounds.  0.1.0 ran them under the settings of
+-- each round's session; a detector of 0.1.0 keeps those of the session
+-- running the update (the database's and the role's defaults, as a
+-- worker's round had them).  The names are settings.c's.
+ALTER TABLE detectors ADD COLUMN settings jsonb;
+UPDATE detectors SET settings = (
+	SELECT pg_catalog.jsonb_object_agg(n, pg_catalog.current_setting(n))
+	FROM pg_catalog.unnest(ARRAY['DateStyle', 'IntervalStyle', 'TimeZone',
+		'timezone_abbreviations', 'extra_float_digits', 'bytea_output', 'xmlbinary',
+		'xmloption', 'array_nulls', 'quote_all_identifiers', 'lc_monetary', 'lc_numeric',
+		'lc_time', 'default_text_search_config', 'standard_conforming_strings',
+		'transform_null_equals']) AS n);
+ALTER TABLE detectors ALTER COLUMN settings SET NOT NULL;
+
 -- Windowed detectors ({"window": ...}, src/detect/window_agg.c): per
 -- detector, the watermark and counters; per accepted row still in a window
 -- that is open, its values (as text, by column number) until every window it
