@@ -506,6 +506,10 @@ for my $role ('plain', 'adm')
 	# the owner exports its own models and seeds them back
 	$node->safe_psql('postgres', q{INSERT INTO s_adm.t (k, v) SELECT g % 3, g FROM generate_series(1, 60) g});
 	as_role_ok($node, 'adm', q{SELECT anomaly.process('adm_det')}, "$label: adm runs its detector");
+	# the detector worker may have taken the rows first: wait for its round
+	$node->poll_query_until('postgres',
+		q{SELECT count(*) = 3 FROM anomaly.export_detector_models('adm_det')})
+	  or die "adm_det's models were never stored";
 	is(as_role_ok($node, 'adm', q{SELECT count(*) FROM anomaly.export_detector_models('adm_det')},
 		"$label: adm exports its models"), "3", "$label: one model per key");
 	as_role_err($node, 'adm', q{SELECT anomaly.import_detector_models('adm_det', array_agg(partition_key), array_agg(model))
