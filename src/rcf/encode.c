@@ -1672,31 +1672,29 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	 * point makes a leaf; more, an internal node whose cut, read within
 	 * their range in its dimension, splits them.  A node's points are
 	 * buf[from .. to - 1] for buf names or spare, and its children's go
-	 * to the other one.  Stack entries are pairs: to << 14 | from << 1 |
-	 * (buf is spare), counts below 2^13, and where the node hangs (-1 for
-	 * the root, else 2 * parent + side).
+	 * to the other one.  The node at hand is (span, dest); a right child
+	 * waits on the stack, in pairs: span is to << 14 | from << 1 | (buf
+	 * is spare), counts below 2^13, and dest is where the node hangs (-1
+	 * for the root, else 2 * parent + side).  A left child is at hand
+	 * next, without the stack.  Most nodes hold few points (a third of
+	 * them two): two points make a node and two leaves at once, with no
+	 * loop, and a few have their values gathered and their range found
+	 * in one loop, as loop exits that a branch predictor cannot learn
+	 * cost more than the points.
 	 */
-	stack[top++] = count << 14;
-	stack[top++] = -1;
-	while (top > 0 && r->status == RCF_DECODE_OK)
 	{
-		int32_t		dest = stack[--top];
-		int32_t		span = stack[--top];
-		int			to = span >> 14;
-		int			from = (span >> 1) & 0x1FFF;
-		const uint32_t *in = (span & 1) ? spare : names;
-		uint32_t   *out = (span & 1) ? names : spare;
-		int16_t		ref;
+		int32_t		span = count << 14;
+		int32_t		dest = -1;
 
-		if (to - from == 1)
+		for (;;)
 		{
-			if (!read_leaf(r, forest, tree, in[from], nrefs, leaf_ref,
-						   preorder, nleaves, &ref))
-				return;
-		}
-		else
-		{
-			int			dim = (int) get_bits(&b, dbits);
+			int			to = span >> 14;
+			int			from = (span >> 1) & 0x1FFF;
+			const uint32_t *in = (span & 1) ? spare : names;
+			uint32_t   *out = (span & 1) ? names : spare;
+			int			n = to - from;
+			int16_t		ref;
+			int			dim;
 			const float *col;
 			float		vmin,
 						vmax,
@@ -1706,6 +1704,19 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 			int			left,
 						right;
 
+			if (n == 1)
+			{
+				if (!read_leaf(r, forest, tree, in[from], nrefs, leaf_ref,
+							   preorder, nleaves, &ref))
+					return;
+				link_node(tree, dest, ref);
+				if (top == 0)
+					break;
+				dest = stack[--top];
+				span = stack[--top];
+				continue;
+			}
+			dim = (int) get_bits(&b, dbits);
 			if (r->status != RCF_DECODE_OK)
 				return;
 			if (dim >= D)
@@ -1713,14 +1724,66 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 				fail(r, RCF_DECODE_CORRUPT, "a cut has an invalid dimension or value");
 				return;
 			}
-			/*
-			 * The points' values in the cut's dimension, gathered once
-			 * (loads that do not wait on each other), then their range.
-			 */
 			col = values + dim;
-			for (int i = from; i < to; i++)
-				vals[i] = col[(size_t) in[i] * stride];
-			value_range(vals + from, to - from, &vmin, &vmax);
+			if (n == 2)
+			{
+				uint32_t	x0 = in[from],
+							x1 = in[from + 1];
+				float		v0 = col[(size_t) x0 * stride],
+							v1 = col[(size_t) x1 * stride];
+				int16_t		leaf;
+				int			up;
+
+				lo = bound_ord(v0 < v1 ? v0 : v1);
+				hi = bound_ord(v0 < v1 ? v1 : v0);
+				if (lo >= hi)
+				{
+					fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
+					return;
+				}
+				cut = float_unord(lo + (uint32_t) get_trunc(&b, hi - lo));
+				if (!read_cut(r, forest, tree, (uint64_t) dim, cut, order,
+							  ninternal, &ref))
+					return;
+				link_node(tree, dest, ref);
+				/* The cut is at or above the smaller value, below the larger. */
+				up = v0 > cut;
+				if (!read_leaf(r, forest, tree, up ? x1 : x0, nrefs, leaf_ref,
+							   preorder, nleaves, &leaf))
+					return;
+				link_node(tree, 2 * ref, leaf);
+				if (!read_leaf(r, forest, tree, up ? x0 : x1, nrefs, leaf_ref,
+							   preorder, nleaves, &leaf))
+					return;
+				link_node(tree, 2 * ref + 1, leaf);
+				if (top == 0)
+					break;
+				dest = stack[--top];
+				span = stack[--top];
+				continue;
+			}
+			if (n < 8)
+			{
+				vmin = vmax = vals[from] = col[(size_t) in[from] * stride];
+				for (int i = from + 1; i < to; i++)
+				{
+					float		v = col[(size_t) in[i] * stride];
+
+					vals[i] = v;
+					vmin = v < vmin ? v : vmin;
+					vmax = v > vmax ? v : vmax;
+				}
+			}
+			else
+			{
+				/*
+				 * The points' values in the cut's dimension, gathered once
+				 * (loads that do not wait on each other), then their range.
+				 */
+				for (int i = from; i < to; i++)
+					vals[i] = col[(size_t) in[i] * stride];
+				value_range(vals + from, n, &vmin, &vmax);
+			}
 			lo = bound_ord(vmin);
 			hi = bound_ord(vmax);
 			if (lo >= hi)
@@ -1733,6 +1796,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 			if (!read_cut(r, forest, tree, (uint64_t) dim, cut, order,
 						  ninternal, &ref))
 				return;
+			link_node(tree, dest, ref);
 
 			/*
 			 * Points at or below the cut go left, filling out from the
@@ -1761,10 +1825,9 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 			}
 			stack[top++] = (to << 14) | (left << 1) | (out == spare);
 			stack[top++] = 2 * ref + 1;
-			stack[top++] = (left << 14) | (from << 1) | (out == spare);
-			stack[top++] = 2 * ref;
+			span = (left << 14) | (from << 1) | (out == spare);
+			dest = 2 * ref;
 		}
-		link_node(tree, dest, ref);
 	}
 	if (r->status != RCF_DECODE_OK)
 		return;
@@ -2458,9 +2521,6 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			if (r.status != RCF_DECODE_OK)
 				goto done;
 			set_leaf_points(&lp, tree, nleaves);
-			/* Boxes and leaf counts for rcf_tree_finish. */
-			if (forest->box_mode != RCF_BOXES_NONE)
-				rcf_tree_boxes(forest, tree, order, ninternal, boxes);
 		}
 
 		/* Leaf masses are the sampler's counts of each leaf. */
