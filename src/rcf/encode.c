@@ -278,13 +278,15 @@ float_ord(float f)
 	uint32_t	u;
 
 	memcpy(&u, &f, 4);
-	return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+	/* Without a branch (the decoder's cuts make it a coin toss): ~u or u | 2^31. */
+	return u ^ ((uint32_t) ((int32_t) u >> 31) | 0x80000000u);
 }
 
 static inline float
 float_unord(uint32_t o)
 {
-	uint32_t	u = (o & 0x80000000u) ? o & 0x7FFFFFFFu : ~o;
+	/* o & (2^31 - 1) or ~o, without a branch. */
+	uint32_t	u = o ^ (~(uint32_t) ((int32_t) o >> 31) | 0x80000000u);
 	float		f;
 
 	memcpy(&f, &u, 4);
@@ -295,7 +297,10 @@ float_unord(uint32_t o)
 static inline uint32_t
 bound_ord(float f)
 {
-	return f == 0.0f ? 0x7FFFFFFFu : float_ord(f);
+	uint32_t	o = float_ord(f);
+
+	/* +0 is just above -0 (a comparison of integers: no branch). */
+	return o - (o == 0x80000000u);
 }
 
 static inline uint64_t
@@ -1497,7 +1502,7 @@ get_float_delta(BitReader *b, const Rice *rc, uint32_t before, const char *detai
  */
 
 /* Adds a leaf holding point (of nrefs) as tree's next leaf; *ref is its reference. */
-static bool
+static inline __attribute__((always_inline)) bool
 read_leaf(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t point,
 		  uint64_t nrefs, uint32_t *leaf_ref, int16_t *preorder, int *nleaves,
 		  int16_t *ref)
@@ -1525,7 +1530,7 @@ read_leaf(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t point,
 }
 
 /* Adds a cut (dimension dim at value cut) as tree's next internal node. */
-static bool
+static inline __attribute__((always_inline)) bool
 read_cut(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t dim,
 		 float cut, int16_t *order, int *ninternal, int16_t *ref)
 {
@@ -1553,7 +1558,7 @@ read_cut(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t dim,
 }
 
 /* Hangs ref where the stack said: the root (dest < 0) or a node's child. */
-static void
+static inline void
 link_node(RcfTree *tree, int32_t dest, int16_t ref)
 {
 	if (dest < 0)
@@ -1676,11 +1681,8 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	 * waits on the stack, in pairs: span is to << 14 | from << 1 | (buf
 	 * is spare), counts below 2^13, and dest is where the node hangs (-1
 	 * for the root, else 2 * parent + side).  A left child is at hand
-	 * next, without the stack.  Most nodes hold few points (a third of
-	 * them two): two points make a node and two leaves at once, with no
-	 * loop, and a few have their values gathered and their range found
-	 * in one loop, as loop exits that a branch predictor cannot learn
-	 * cost more than the points.
+	 * next, without the stack.  Most nodes hold few points: a few have
+	 * their values gathered and their range found in one loop.
 	 */
 	{
 		int32_t		span = count << 14;
@@ -1725,43 +1727,6 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 				return;
 			}
 			col = values + dim;
-			if (n == 2)
-			{
-				uint32_t	x0 = in[from],
-							x1 = in[from + 1];
-				float		v0 = col[(size_t) x0 * stride],
-							v1 = col[(size_t) x1 * stride];
-				int16_t		leaf;
-				int			up;
-
-				lo = bound_ord(v0 < v1 ? v0 : v1);
-				hi = bound_ord(v0 < v1 ? v1 : v0);
-				if (lo >= hi)
-				{
-					fail(r, RCF_DECODE_CORRUPT, "cut does not separate the children");
-					return;
-				}
-				cut = float_unord(lo + (uint32_t) get_trunc(&b, hi - lo));
-				if (!read_cut(r, forest, tree, (uint64_t) dim, cut, order,
-							  ninternal, &ref))
-					return;
-				link_node(tree, dest, ref);
-				/* The cut is at or above the smaller value, below the larger. */
-				up = v0 > cut;
-				if (!read_leaf(r, forest, tree, up ? x1 : x0, nrefs, leaf_ref,
-							   preorder, nleaves, &leaf))
-					return;
-				link_node(tree, 2 * ref, leaf);
-				if (!read_leaf(r, forest, tree, up ? x0 : x1, nrefs, leaf_ref,
-							   preorder, nleaves, &leaf))
-					return;
-				link_node(tree, 2 * ref + 1, leaf);
-				if (top == 0)
-					break;
-				dest = stack[--top];
-				span = stack[--top];
-				continue;
-			}
 			if (n < 8)
 			{
 				vmin = vmax = vals[from] = col[(size_t) in[from] * stride];

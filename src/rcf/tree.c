@@ -783,20 +783,22 @@ all_boxes(const RcfForest *forest, const RcfTree *tree, const int16_t *order,
 
 		for (int side = 0; side < 2; side++)
 		{
-			int16_t		c = n->child[side];
-			bool		leaf = RCF_IS_LEAF(c);
-
 			/*
 			 * Both of a leaf's point and a node's box are found, and one
-			 * chosen without a branch: whether a child is a leaf is a coin
+			 * chosen by masks, not by a branch (which the compiler would
+			 * make of a conditional): whether a child is a leaf is a coin
 			 * toss.  The one not chosen is in bounds and unused.
 			 */
-			const float *pt = rcf_leaf_point(forest, tree, leaf ? RCF_LEAF_IDX(c) : 0);
-			const float *cbox = temp + (size_t) (leaf ? 0 : c) * 2 * d;
+			int			c = n->child[side];
+			int			leaf = c >> 15;	/* all ones for a leaf, else 0 */
+			uintptr_t	m = (uintptr_t) (intptr_t) leaf;
+			const float *pt = rcf_leaf_point(forest, tree, ~c & leaf);
+			const float *cbox = temp + (size_t) (c & ~leaf) * 2 * d;
 
-			cmin[side] = leaf ? pt : cbox;
-			cmax[side] = leaf ? pt : cbox + d;
-			leaves += leaf ? 1 : counts[leaf ? 0 : c];
+			cmin[side] = (const float *) (((uintptr_t) pt & m) | ((uintptr_t) cbox & ~m));
+			cmax[side] = (const float *) (((uintptr_t) pt & m) |
+										  ((uintptr_t) (cbox + d) & ~m));
+			leaves += (counts[c & ~leaf] & ~leaf) | (leaf & 1);
 		}
 		if (check_cuts &&
 			!(cmax[RCF_LEFT][n->dim] <= n->cut && cmin[RCF_RIGHT][n->dim] > n->cut))
