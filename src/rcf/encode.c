@@ -2617,12 +2617,18 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 	}
 	if (covered)
 	{
-		for (uint64_t i = 0; i < npoints; i++)
-			if (!(covered[i / 64] & (UINT64_C(1) << (i % 64))))
+		/* A word at a time: all its 64 records, or the ones below npoints. */
+		for (uint64_t i = 0; i < npoints; i += 64)
+		{
+			uint64_t	want = npoints - i >= 64 ? ~UINT64_C(0) :
+				(UINT64_C(1) << (npoints - i)) - 1;
+
+			if ((covered[i / 64] & want) != want)
 			{
 				fail(&r, RCF_DECODE_CORRUPT, "a record is not held by any point");
 				goto done;
 			}
+		}
 	}
 
 	rcf_store_adopt_tail(forest);
