@@ -1616,6 +1616,53 @@ value_range(const float *v, int n, float *lo, float *hi)
 }
 
 /*
+ * Gathers the values col[in[i] * stride] of from <= i < to (at least 4)
+ * into vals[i] and finds their range (as value_range).  Four at a time in
+ * registers: the decoder waits on the range, and a vector load of floats
+ * just stored one by one would wait for the stores.
+ */
+static inline void
+gather_range(const float *col, size_t stride, const uint32_t *in, int from,
+			 int to, float *vals, float *lo, float *hi)
+{
+#ifdef __SSE__
+	__m128		a,
+				b,
+				x;
+	int			i;
+
+#define GATHER4(at) \
+	_mm_set_ps(col[(size_t) in[(at) + 3] * stride], col[(size_t) in[(at) + 2] * stride], \
+			   col[(size_t) in[(at) + 1] * stride], col[(size_t) in[at] * stride])
+	a = b = GATHER4(from);
+	_mm_storeu_ps(vals + from, a);
+	for (i = from + 4; i + 4 <= to; i += 4)
+	{
+		x = GATHER4(i);
+		_mm_storeu_ps(vals + i, x);
+		a = _mm_min_ps(a, x);
+		b = _mm_max_ps(b, x);
+	}
+	/* The last four once more (the same values to the same places). */
+	x = GATHER4(to - 4);
+	_mm_storeu_ps(vals + to - 4, x);
+#undef GATHER4
+	a = _mm_min_ps(a, x);
+	b = _mm_max_ps(b, x);
+	a = _mm_min_ps(a, _mm_shuffle_ps(a, a, _MM_SHUFFLE(1, 0, 3, 2)));
+	b = _mm_max_ps(b, _mm_shuffle_ps(b, b, _MM_SHUFFLE(1, 0, 3, 2)));
+	a = _mm_min_ps(a, _mm_shuffle_ps(a, a, _MM_SHUFFLE(2, 3, 0, 1)));
+	b = _mm_max_ps(b, _mm_shuffle_ps(b, b, _MM_SHUFFLE(2, 3, 0, 1)));
+	*lo = _mm_cvtss_f32(a);
+	*hi = _mm_cvtss_f32(b);
+#else
+	for (int i = from; i < to; i++)
+		vals[i] = col[(size_t) in[i] * stride];
+	value_range(vals + from, to - from, lo, hi);
+#endif
+}
+
+/*
  * Reads one tree of format version 2 (write_tree): its leaves' points,
  * routed down the cuts as they are read, then its sampler's entries into
  * the heap arrays (in no heap order yet) and the leaves' masses.  A leaf's
@@ -1727,7 +1774,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 				return;
 			}
 			col = values + dim;
-			if (n < 8)
+			if (n < 4)
 			{
 				vmin = vmax = vals[from] = col[(size_t) in[from] * stride];
 				for (int i = from + 1; i < to; i++)
@@ -1740,15 +1787,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 				}
 			}
 			else
-			{
-				/*
-				 * The points' values in the cut's dimension, gathered once
-				 * (loads that do not wait on each other), then their range.
-				 */
-				for (int i = from; i < to; i++)
-					vals[i] = col[(size_t) in[i] * stride];
-				value_range(vals + from, n, &vmin, &vmax);
-			}
+				gather_range(col, stride, in, from, to, vals, &vmin, &vmax);
 			lo = bound_ord(vmin);
 			hi = bound_ord(vmax);
 			if (lo >= hi)
