@@ -787,12 +787,16 @@ all_boxes(const RcfForest *forest, const RcfTree *tree, const int16_t *order,
 			 * Both of a leaf's point and a node's box are found, and one
 			 * chosen by masks, not by a branch (which the compiler would
 			 * make of a conditional): whether a child is a leaf is a coin
-			 * toss.  The one not chosen is in bounds and unused.
+			 * toss.  The one not chosen is unused, and in bounds: for a
+			 * node, the point is rcf_leaf_point's of leaf 0 at offset 0.
 			 */
 			int			c = n->child[side];
 			int			leaf = c >> 15;	/* all ones for a leaf, else 0 */
 			uintptr_t	m = (uintptr_t) (intptr_t) leaf;
-			const float *pt = rcf_leaf_point(forest, tree, ~c & leaf);
+			const float *pt = tree->leaf_loc ?
+				forest->records + (size_t) (tree->leaf_loc[~c & leaf] & (uint32_t) leaf) *
+				forest->params.dims :
+				tree->points + (size_t) (~c & leaf) * d;
 			const float *cbox = temp + (size_t) (c & ~leaf) * 2 * d;
 
 			cmin[side] = (const float *) (((uintptr_t) pt & m) | ((uintptr_t) cbox & ~m));
