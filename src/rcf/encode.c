@@ -1568,58 +1568,13 @@ link_node(RcfTree *tree, int32_t dest, int16_t ref)
 }
 
 /*
- * The smallest and largest of n >= 1 finite floats (which zero is which
- * when both are there does not matter: bound_ord takes them alike).
- */
-static inline void
-value_range(const float *v, int n, float *lo, float *hi)
-{
-	float		mn = v[0],
-				mx = v[0];
-	int			i = 1;
-
-#ifdef __SSE__
-	if (n >= 8)
-	{
-		__m128		a = _mm_loadu_ps(v);
-		__m128		b = a;
-		float		lanes[4];
-
-		/* Four at a time, and the last four once more. */
-		for (i = 4; i + 4 <= n; i += 4)
-		{
-			__m128		x = _mm_loadu_ps(v + i);
-
-			a = _mm_min_ps(a, x);
-			b = _mm_max_ps(b, x);
-		}
-		a = _mm_min_ps(a, _mm_loadu_ps(v + n - 4));
-		b = _mm_max_ps(b, _mm_loadu_ps(v + n - 4));
-		_mm_storeu_ps(lanes, a);
-		mn = lanes[0];
-		for (int k = 1; k < 4; k++)
-			mn = lanes[k] < mn ? lanes[k] : mn;
-		_mm_storeu_ps(lanes, b);
-		mx = lanes[0];
-		for (int k = 1; k < 4; k++)
-			mx = lanes[k] > mx ? lanes[k] : mx;
-		i = n;
-	}
-#endif
-	for (; i < n; i++)
-	{
-		mn = v[i] < mn ? v[i] : mn;
-		mx = v[i] > mx ? v[i] : mx;
-	}
-	*lo = mn;
-	*hi = mx;
-}
-
-/*
- * Gathers the values col[in[i] * stride] of from <= i < to (at least 4)
- * into vals[i] and finds their range (as value_range).  Four at a time in
- * registers: the decoder waits on the range, and a vector load of floats
- * just stored one by one would wait for the stores.
+ * Gathers the values col[in[i] * stride] of from <= i < to (at least 4
+ * finite floats) into vals[i], and finds their smallest and largest (which
+ * zero is which when both are there does not matter: bound_ord takes them
+ * alike).  Four at a time in registers: the decoder waits on the range,
+ * and a vector load of floats just stored one by one would wait for the
+ * stores (the range of the values gathered first, then read back, took a
+ * fifth more of the routing's time).
  */
 static inline void
 gather_range(const float *col, size_t stride, const uint32_t *in, int from,
@@ -1656,9 +1611,20 @@ gather_range(const float *col, size_t stride, const uint32_t *in, int from,
 	*lo = _mm_cvtss_f32(a);
 	*hi = _mm_cvtss_f32(b);
 #else
-	for (int i = from; i < to; i++)
-		vals[i] = col[(size_t) in[i] * stride];
-	value_range(vals + from, to - from, lo, hi);
+	float		mn,
+				mx;
+
+	mn = mx = vals[from] = col[(size_t) in[from] * stride];
+	for (int i = from + 1; i < to; i++)
+	{
+		float		v = col[(size_t) in[i] * stride];
+
+		vals[i] = v;
+		mn = v < mn ? v : mn;
+		mx = v > mx ? v : mx;
+	}
+	*lo = mn;
+	*hi = mx;
 #endif
 }
 
