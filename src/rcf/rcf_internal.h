@@ -383,7 +383,7 @@ extern void rcf_tree_boxes(const RcfForest *forest, const RcfTree *tree,
 						   const int16_t *order, int ninternal, float *temp);
 extern bool rcf_tree_finish(const RcfForest *forest, RcfTree *tree,
 							const int16_t *order, int ninternal,
-							float *temp, bool boxes_ready);
+							float *temp, bool cuts_known);
 
 /* sampler.c */
 extern void rcf_sampler_push(const RcfForest *forest, RcfTree *tree,

@@ -779,24 +779,45 @@ all_boxes(const RcfForest *forest, const RcfTree *tree, const int16_t *order,
 		const float *cmax[2];
 		float	   *box = temp + (size_t) node * 2 * d;
 		int			leaves = 0;
+		int			i = 0;
 
 		for (int side = 0; side < 2; side++)
 		{
-			int16_t		c = n->child[side];
+			/*
+			 * Both of a leaf's point and a node's box are found, and one
+			 * chosen by masks, not by a branch (which the compiler would
+			 * make of a conditional): whether a child is a leaf is a coin
+			 * toss.  The one not chosen is unused, and in bounds: for a
+			 * node, the point is rcf_leaf_point's of leaf 0 at offset 0.
+			 */
+			int			c = n->child[side];
+			int			leaf = c >> 15;	/* all ones for a leaf, else 0 */
+			uintptr_t	m = (uintptr_t) (intptr_t) leaf;
+			const float *pt = tree->leaf_loc ?
+				forest->records + (size_t) (tree->leaf_loc[~c & leaf] & (uint32_t) leaf) *
+				forest->params.dims :
+				tree->points + (size_t) (~c & leaf) * d;
+			const float *cbox = temp + (size_t) (c & ~leaf) * 2 * d;
 
-			if (RCF_IS_LEAF(c))
-				cmin[side] = cmax[side] = rcf_leaf_point(forest, tree, RCF_LEAF_IDX(c));
-			else
-			{
-				cmin[side] = temp + (size_t) c * 2 * d;
-				cmax[side] = cmin[side] + d;
-			}
-			leaves += RCF_IS_LEAF(c) ? 1 : counts[c];
+			cmin[side] = (const float *) (((uintptr_t) pt & m) | ((uintptr_t) cbox & ~m));
+			cmax[side] = (const float *) (((uintptr_t) pt & m) |
+										  ((uintptr_t) (cbox + d) & ~m));
+			leaves += (counts[c & ~leaf] & ~leaf) | (leaf & 1);
 		}
 		if (check_cuts &&
 			!(cmax[RCF_LEFT][n->dim] <= n->cut && cmin[RCF_RIGHT][n->dim] > n->cut))
 			return node;
-		for (int i = 0; i < d; i++)
+#ifdef __SSE2__
+		/* The same choices as below: minps and maxps take b unless a < b, a > b. */
+		for (; i + 4 <= d; i += 4)
+		{
+			_mm_storeu_ps(box + i, _mm_min_ps(_mm_loadu_ps(cmin[0] + i),
+											  _mm_loadu_ps(cmin[1] + i)));
+			_mm_storeu_ps(box + d + i, _mm_max_ps(_mm_loadu_ps(cmax[0] + i),
+												  _mm_loadu_ps(cmax[1] + i)));
+		}
+#endif
+		for (; i < d; i++)
 		{
 			box[i] = cmin[0][i] < cmin[1][i] ? cmin[0][i] : cmin[1][i];
 			box[d + i] = cmax[0][i] > cmax[1][i] ? cmax[0][i] : cmax[1][i];
@@ -851,32 +872,27 @@ leaf_order_build(const RcfForest *forest, RcfTree *tree)
 
 /*
  * Completes a decoded tree: leaf counts, cuts checked against the boxes of
- * the children, and cached boxes for the largest subtrees (parents first,
- * while the pool lasts).  `order` lists the reachable internal nodes in
+ * the children, and cached boxes: with every box cached, computed in
+ * place; else for the largest subtrees (parents first, while the pool
+ * lasts), from temp.  `order` lists the reachable internal nodes in
  * preorder; temp has room for (sample_size - 1) * (2D + 1) floats.  Returns
- * false if a cut does not separate its children.  With boxes_ready, temp
- * already holds the boxes and counts (rcf_tree_boxes), and the caller
- * chose each cut between its children's boxes.
+ * false if a cut does not separate its children.  With cuts_known, the
+ * caller chose each cut between its children's points (format 2), so
+ * that no cut is checked, and without boxes to keep nothing is computed.
  */
 bool
 rcf_tree_finish(const RcfForest *forest, RcfTree *tree, const int16_t *order,
-				int ninternal, float *temp, bool boxes_ready)
+				int ninternal, float *temp, bool cuts_known)
 {
 	int			d = forest->D;
 	uint16_t   *counts = (uint16_t *) (temp + (size_t) (forest->N - 1) * 2 * d);
+	float	   *boxes = forest->box_mode == RCF_BOXES_ALL ? tree->boxes : temp;
 
-	if (!boxes_ready &&
-		all_boxes(forest, tree, order, ninternal, temp, counts, true) >= 0)
+	if (!(cuts_known && forest->box_mode == RCF_BOXES_NONE) &&
+		all_boxes(forest, tree, order, ninternal, boxes, counts, !cuts_known) >= 0)
 		return false;
-	if (forest->box_mode == RCF_BOXES_NONE)
+	if (forest->box_mode != RCF_BOXES_PARTIAL)
 		return true;
-	if (forest->box_mode == RCF_BOXES_ALL)
-	{
-		for (int k = 0; k < ninternal; k++)
-			memcpy(rcf_node_box(forest, tree, order[k]),
-				   temp + (size_t) order[k] * 2 * d, 2 * d * sizeof(float));
-		return true;
-	}
 	for (int k = 0; k < ninternal; k++)
 		tree->leaf_count[order[k]] = counts[order[k]];
 	leaf_order_build(forest, tree);
