@@ -17,6 +17,8 @@ main(int argc, char **argv)
 		/* dims, shingle, trees, samples (10 at least: rcf.h's model ranges), points */
 		{1, 1, 1, 10, 0}, {1, 1, 1, 10, 3}, {1, 1, 2, 12, 50}, {2, 3, 3, 12, 40},
 		{3, 1, 2, 16, 200}, {1, 4, 2, 10, 2}, {2, 2, 4, 10, 500},
+		/* 16 values a point or more: partial box caching (rcf_internal.h) */
+		{16, 1, 2, 24, 300}, {2, 8, 2, 32, 400},
 	};
 
 	if (argc != 2)
@@ -29,7 +31,7 @@ main(int argc, char **argv)
 		RcfParams	p;
 		RcfForest  *f;
 		RcfTransform *t = NULL;
-		double		x[3];
+		double		x[16];
 		size_t		n;
 		uint8_t    *buf;
 		char		path[4096];
@@ -43,8 +45,9 @@ main(int argc, char **argv)
 		f = rcf_create(&p, NULL);
 		for (int i = 0; i < configs[c][4]; i++)
 		{
+			/* The wide seeds get more distinct points: subtrees large enough to cache. */
 			for (int d = 0; d < configs[c][0]; d++)
-				x[d] = floor(5 * sin(i * 0.3 + d));
+				x[d] = floor(5 * sin(i * 0.3 + d)) + (c >= 7 ? (i * 7 + d) % 11 : 0);
 			rcf_update(f, x);
 		}
 		/*
