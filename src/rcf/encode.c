@@ -1238,6 +1238,9 @@ get_varint(Reader *r)
 		b = r->buf[r->pos++];
 		if (shift == 63 && (b & 0x7E))
 			break;
+		/* A last byte of 0 after others: a longer form than the writer's. */
+		if (shift > 0 && b == 0)
+			break;
 		v |= (uint64_t) (b & 0x7F) << shift;
 		if (!(b & 0x80))
 			return v;
@@ -1870,6 +1873,7 @@ typedef struct LeafPoints
 	const float *points;		/* unshared: point values */
 	uint64_t   *covered;		/* v2 shared: a bit per record held */
 	uint8_t    *referenced;		/* per point: held by some leaf */
+	uint32_t	next_new;		/* v2 unshared: the number a new point takes */
 	const uint32_t *leaf_ref;
 	const int16_t *preorder;
 } LeafPoints;
@@ -1886,8 +1890,14 @@ set_bits(uint64_t *bits, uint32_t from, uint32_t n)
 		bits[from / 64 + 1] |= mask >> (64 - at);
 }
 
-/* Gives the nleaves leaves of a tree just read their points. */
-static void
+/*
+ * Gives the nleaves leaves of a tree just read their points.  Without a
+ * shared store, version 2 numbers the distinct points in the order the
+ * trees name them (tree by tree, leaves in preorder: name_points), so a
+ * point first named here must take the next number; false if not, since
+ * the same model could then be written in more than one way.
+ */
+static bool
 set_leaf_points(void *arg, RcfTree *tree, int nleaves)
 {
 	LeafPoints *lp = arg;
@@ -1906,11 +1916,20 @@ set_leaf_points(void *arg, RcfTree *tree, int nleaves)
 				set_bits(lp->covered, ref, S);
 		}
 		else
+		{
+			if (lp->version == 2 && !lp->referenced[ref])
+			{
+				if (ref != lp->next_new)
+					return false;
+				lp->next_new++;
+			}
 			memcpy(tree->points + (size_t) leaf * forest->D,
 				   lp->points + (size_t) ref * forest->D, sizeof(float) * forest->D);
+		}
 		if (lp->referenced)
 			lp->referenced[ref] = 1;
 	}
+	return true;
 }
 
 /* One run of consecutive records in a version 1 input. */
@@ -2267,6 +2286,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 	lp.points = points;
 	lp.covered = covered;
 	lp.referenced = referenced;
+	lp.next_new = 0;
 	lp.leaf_ref = leaf_ref;
 	lp.preorder = preorder;
 
@@ -2478,7 +2498,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 					  leaf_ref, preorder, &nleaves);
 			if (r.status != RCF_DECODE_OK)
 				goto done;
-			set_leaf_points(&lp, tree, nleaves);
+			(void) set_leaf_points(&lp, tree, nleaves);
 		}
 		else
 		{
@@ -2492,7 +2512,12 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 						 &nleaves, entry, spare, (float *) (spare + forest->N));
 			if (r.status != RCF_DECODE_OK)
 				goto done;
-			set_leaf_points(&lp, tree, nleaves);
+			if (!set_leaf_points(&lp, tree, nleaves))
+			{
+				fail(&r, RCF_DECODE_CORRUPT,
+					 "points are not numbered in the order the trees name them");
+				goto done;
+			}
 		}
 
 		/* Leaf masses are the sampler's counts of each leaf. */

@@ -497,6 +497,58 @@ test_hostile(void)
 	rcf_free(f);
 }
 
+/*
+ * Without a shared store the distinct points are numbered in the order the
+ * trees name them; a model whose points were listed in another order
+ * decoded to the same forest, which then encoded differently.  Bit flips
+ * in the points stream that reorder two points must be refused.  And a
+ * varint in a longer form than the writer's (a last byte of 0) is refused.
+ */
+static void
+test_canonical_forms(void)
+{
+	uint64_t	s = 11;
+	RcfForest  *f = trained_forest(1, 1, 3, 16, 300, &s, 0);
+	size_t		len;
+	uint8_t    *buf = encode(f, &len);
+	uint8_t    *copy = malloc(len + 1);
+	int			reordered = 0;
+
+	for (size_t byte = 0; byte < len; byte++)
+	{
+		for (int bit = 0; bit < 8; bit++)
+		{
+			RcfDecodeStatus status;
+			const char *detail = NULL;
+			RcfForest  *g;
+
+			memcpy(copy, buf, len);
+			copy[byte] ^= (uint8_t) (1 << bit);
+			fix_crc(copy, len);
+			g = rcf_decode(copy, len, NULL, &status, &detail);
+			if (g == NULL && detail &&
+				strcmp(detail, "points are not numbered in the order the trees name them") == 0)
+				reordered++;
+			rcf_free(g);
+		}
+	}
+	UNIT_OK(reordered > 0,
+			"%d flips that list the points in another order are refused", reordered);
+
+	/* The update count, a varint at byte 48 (after the seed): 300 in two bytes. */
+	UNIT_OK(f->updates == 300 && buf[48] == 0xAC && buf[49] == 0x02,
+			"the update count is where the test expects it");
+	copy[48] = 0xAC;
+	copy[49] = 0x82;
+	copy[50] = 0x00;
+	memcpy(copy + 51, buf + 50, len - 50);
+	refused_as(copy, len + 1, "a number is encoded in too many bytes",
+			   "a varint with a last byte of 0");
+	free(copy);
+	free(buf);
+	rcf_free(f);
+}
+
 /* Skips a varint at *pos of buf. */
 static void
 skip_varint(const uint8_t *buf, size_t *pos)
@@ -924,6 +976,7 @@ main(void)
 	test_ties(1);
 	test_ties(4);
 	test_hostile();
+	test_canonical_forms();
 	test_points_header();
 	test_size();
 	test_grader_round_trip();
