@@ -434,12 +434,19 @@ test_grader_and_model(void)
 		}
 		/* Truncated in the transform section. */
 		{
-			RcfForest  *f4 = rcf_model_decode_tf(b, n - 8, NULL, &g2 /* unused */ ,
-												 &u /* unused */ , &st, &detail);
+			RcfGrader  *g4 = NULL;
+			RcfTransform *u4 = NULL;
+			RcfForest  *f4 = rcf_model_decode_tf(b, n - 8, NULL, &g4, &u4, &st, &detail);
 
 			UNIT_OK(f4 == NULL && st != RCF_DECODE_OK, "a truncated model is refused");
+			rcf_free(f4);
+			rcf_grader_free(g4);
+			rcf_transform_free(u4);
 		}
 		free(b);
+		rcf_free(f2);
+		rcf_grader_free(g2);
+		rcf_transform_free(u);
 	}
 	/* The decoded pair continues as the original. */
 	f2 = NULL;
