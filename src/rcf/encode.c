@@ -413,18 +413,33 @@ typedef struct Rice
 	int			k;
 } Rice;
 
-/* The k that writes values of these widths (hist[w]: how many) smallest. */
+/*
+ * The k that writes values of these widths (hist[w]: how many) smallest,
+ * the smallest such k on a tie; 0 for no values.  Only widths that occur
+ * are summed, and no k above the largest of them is tried (each costs a
+ * bit a value more than that one): the decoder checks every stream's k
+ * with this, so it must be cheap.
+ */
 static int
 rice_choose(const uint64_t *hist)
 {
 	int			best = 0;
 	double		best_bits = -1;
+	int			lo = 0,
+				hi = -1;
 
-	for (int k = 0; k <= RICE_MAX_K; k++)
+	for (int w = 0; w <= RICE_MAX_K; w++)
+		if (hist[w] != 0)
+		{
+			if (hi < 0)
+				lo = w;
+			hi = w;
+		}
+	for (int k = 0; k <= (hi > 0 ? hi : 0); k++)
 	{
 		double		bits = 0;
 
-		for (int w = 0; w <= RICE_MAX_K; w++)
+		for (int w = lo; w <= hi; w++)
 		{
 			if (hist[w] == 0)
 				continue;
@@ -1477,13 +1492,50 @@ get_rice_k(BitReader *b, Rice *rc)
 }
 
 /*
+ * Widths of the values read from a Rice stream: hist[w] counts those of w
+ * bits (a value of a corrupt stream may be as wide as 38 bits).
+ */
+#define WIDTHS		40
+
+/* get_rice, counting the value's width in hist. */
+static inline __attribute__((always_inline)) uint64_t
+get_rice_counted(BitReader *b, const Rice *rc, uint64_t *hist)
+{
+	uint64_t	v = get_rice(b, rc);
+
+	hist[bit_width(v)]++;
+	return v;
+}
+
+/*
+ * Fails r unless a stream's k is the one the writer picks for the values
+ * read (rice_choose): any other k writes the same values in other bits.
+ */
+static void
+check_rice_k(Reader *r, const Rice *rc, const uint64_t *hist)
+{
+	if (r->status != RCF_DECODE_OK)
+		return;
+	for (int w = RICE_MAX_K + 1; w < WIDTHS; w++)
+		if (hist[w] != 0)
+		{
+			fail(r, RCF_DECODE_CORRUPT, "a number is encoded in too many bits");
+			return;
+		}
+	if (rc->k != rice_choose(hist))
+		fail(r, RCF_DECODE_CORRUPT,
+			 "a bit stream's Rice parameter is not the one its values call for");
+}
+
+/*
  * A float written as its difference in float order from `before`; it must
- * land on a finite float.
+ * land on a finite float.  Its width goes to hist.
  */
 static inline float
-get_float_delta(BitReader *b, const Rice *rc, uint32_t before, const char *detail)
+get_float_delta(BitReader *b, const Rice *rc, uint32_t before, const char *detail,
+				uint64_t *hist)
 {
-	int64_t		o = (int64_t) before + unzigzag(get_rice(b, rc));
+	int64_t		o = (int64_t) before + unzigzag(get_rice_counted(b, rc, hist));
 	float		f;
 
 	if (o < 0 || o > (int64_t) UINT32_MAX)
@@ -1658,6 +1710,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	int			count;
 	Rice		rc = {0};
 	Rice		rc_mass = {0};
+	uint64_t	hist[WIDTHS] = {0};
 	uint32_t	top_ord;
 	int			filled = 0;
 	bool		top_seen = false;
@@ -1681,12 +1734,13 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	for (int i = 1; i < count && r->status == RCF_DECODE_OK; i++)
 	{
 		/* In 64 bits: a distance past nrefs must not wrap around. */
-		uint64_t	name = (uint64_t) names[i - 1] + 1 + get_rice(&b, &rc);
+		uint64_t	name = (uint64_t) names[i - 1] + 1 + get_rice_counted(&b, &rc, hist);
 
 		if (name >= nrefs)
 			fail(r, RCF_DECODE_CORRUPT, "a leaf refers to a missing point");
 		names[i] = (uint32_t) name;
 	}
+	check_rice_k(r, &rc, hist);
 	if (r->status != RCF_DECODE_OK)
 		return;
 
@@ -1810,6 +1864,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 	/* The sampler's entries, leaf by leaf; the largest weight is one. */
 	top_ord = (uint32_t) get_bits(&b, 32);
 	get_rice_k(&b, &rc);
+	memset(hist, 0, sizeof(hist));
 	for (int k = 0; k < *nleaves && r->status == RCF_DECODE_OK; k++)
 	{
 		int16_t		leaf = preorder[k];
@@ -1825,7 +1880,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 		}
 		for (uint64_t m = 0; m < mass; m++)
 		{
-			uint64_t	d = get_rice(&b, &rc);
+			uint64_t	d = get_rice_counted(&b, &rc, hist);
 			float		wt;
 
 			if (r->status != RCF_DECODE_OK)
@@ -1861,6 +1916,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 		fail(r, RCF_DECODE_CORRUPT, "a sampler weight is out of range");
 		return;
 	}
+	check_rice_k(r, &rc, hist);
 	get_bits_end(&b);
 }
 
@@ -2411,6 +2467,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		for (int d = 0; d < width && r.status == RCF_DECODE_OK; d++)
 		{
 			Rice		rc = {0};
+			uint64_t	hist[WIDTHS] = {0};
 			float	   *col = values + d;
 
 			get_rice_k(&b, &rc);
@@ -2422,7 +2479,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 
 				for (uint64_t i = 0; i < npoints && r.status == RCF_DECODE_OK; i++)
 				{
-					k += unzigzag(get_rice(&b, &rc));
+					k += unzigzag(get_rice_counted(&b, &rc, hist));
 					if (!(k > -(int64_t) DECIMAL_LIMIT && k < (int64_t) DECIMAL_LIMIT))
 					{
 						fail(&r, RCF_DECODE_CORRUPT, "a point value is out of range");
@@ -2438,10 +2495,11 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 				for (uint64_t i = 0; i < npoints && r.status == RCF_DECODE_OK; i++)
 				{
 					col[i * width] = get_float_delta(&b, &rc, before,
-													 "a point value is not finite");
+													 "a point value is not finite", hist);
 					before = float_ord(col[i * width]);
 				}
 			}
+			check_rice_k(&r, &rc, hist);
 		}
 		if (r.status != RCF_DECODE_OK)
 			goto done;

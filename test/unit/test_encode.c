@@ -549,6 +549,97 @@ test_canonical_forms(void)
 	rcf_free(f);
 }
 
+/*
+ * Every single-bit flip of a model's bytes after the header's CRC (made
+ * right again) that decodes must encode to the very same bytes: the
+ * decoder refuses whatever the writer would write otherwise.  Returns
+ * how many flips were refused with detail want (NULL: none counted).
+ */
+static int
+flips_encode_the_same(const char *what, const RcfForest *f, const RcfGrader *gr,
+					  const RcfTransform *tf, const char *want)
+{
+	size_t		len = rcf_model_encoded_size_tf(f, gr, tf);
+	uint8_t    *buf = malloc(len);
+	uint8_t    *copy = malloc(len);
+	uint8_t    *again = malloc(len);
+	int			decoded = 0,
+				same = 0,
+				wanted = 0;
+
+	UNIT_OK(rcf_model_encode_tf(f, gr, tf, buf, len) == len, "%s: encoded (%zu bytes)",
+			what, len);
+	for (size_t byte = 12; byte < len; byte++)
+	{
+		for (int bit = 0; bit < 8; bit++)
+		{
+			RcfDecodeStatus status;
+			const char *detail = NULL;
+			RcfGrader  *g2 = NULL;
+			RcfTransform *t2 = NULL;
+			RcfForest  *g;
+
+			memcpy(copy, buf, len);
+			copy[byte] ^= (uint8_t) (1 << bit);
+			fix_crc(copy, len);
+			g = rcf_model_decode_tf(copy, len, NULL, &g2, &t2, &status, &detail);
+			if (g != NULL)
+			{
+				decoded++;
+				if (rcf_model_encoded_size_tf(g, g2, t2) == len &&
+					rcf_model_encode_tf(g, g2, t2, again, len) == len &&
+					memcmp(again, copy, len) == 0)
+					same++;
+				else
+					unit_diag("%s: the flip of bit %d of byte %zu decodes and encodes otherwise",
+							  what, bit, byte);
+			}
+			else if (want && detail && strcmp(detail, want) == 0)
+				wanted++;
+			rcf_free(g);
+			rcf_grader_free(g2);
+			rcf_transform_free(t2);
+		}
+	}
+	UNIT_OK(decoded > 0 && same == decoded,
+			"%s: %d of the %d flips that decode encode to their own bytes", what, same, decoded);
+	free(again);
+	free(copy);
+	free(buf);
+	return wanted;
+}
+
+/*
+ * One encoding per model, over all single-bit flips of a few models:
+ * unshingled (distinct points), shingled (the shared store), columns of
+ * decimals and floats.
+ * Each form the decoder refuses for it turns up among the flips.
+ */
+static void
+test_flips_canonical(void)
+{
+	uint64_t	s = 11;
+	RcfForest  *f = trained_forest(1, 1, 3, 16, 300, &s, 0);
+	int			n;
+
+	/* A sampler's weights read with a Rice k not rice_choose's for them. */
+	n = flips_encode_the_same("unshingled", f, NULL, NULL,
+							  "a bit stream's Rice parameter is not the one its values call for");
+	UNIT_OK(n > 0, "unshingled: %d flips whose stream's Rice k is not the writer's are refused", n);
+	rcf_free(f);
+
+	s = 7;
+	f = trained_forest(1, 4, 3, 16, 300, &s, 0);
+	(void) flips_encode_the_same("shingle 4", f, NULL, NULL, NULL);
+	rcf_free(f);
+
+	s = 4;
+	f = trained_forest(2, 2, 3, 16, 300, &s, 2);
+	(void) flips_encode_the_same("2 values, shingle 2, decimals", f, NULL, NULL, NULL);
+	rcf_free(f);
+
+}
+
 /* Skips a varint at *pos of buf. */
 static void
 skip_varint(const uint8_t *buf, size_t *pos)
@@ -977,6 +1068,7 @@ main(void)
 	test_ties(4);
 	test_hostile();
 	test_canonical_forms();
+	test_flips_canonical();
 	test_points_header();
 	test_size();
 	test_grader_round_trip();
