@@ -2486,6 +2486,13 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 						break;
 					}
 					col[i * width] = decimal_value(k, s);
+					/* Other integers near k may give the same float. */
+					if (decimal(col[i * width], s) != k)
+					{
+						fail(&r, RCF_DECODE_CORRUPT,
+							 "a point value is written as another integer than its own");
+						break;
+					}
 				}
 			}
 			else

@@ -638,6 +638,23 @@ test_flips_canonical(void)
 	(void) flips_encode_the_same("2 values, shingle 2, decimals", f, NULL, NULL, NULL);
 	rcf_free(f);
 
+	/* 7 decimals: near 1, integers k and k + 1 / 10^7 can give one float. */
+	{
+		RcfParams	p = forest_params(1, 1, 2, 16);
+
+		f = rcf_create(&p, NULL);
+		for (int i = 0; i < 200; i++)
+		{
+			double		x = round((1.5 + sin(i * 0.3)) * 1e7) / 1e7;
+
+			rcf_update(f, &x);
+		}
+		n = flips_encode_the_same("7 decimals", f, NULL, NULL,
+								  "a point value is written as another integer than its own");
+		UNIT_OK(n > 0, "7 decimals: %d flips that write a value as another integer are refused", n);
+		rcf_free(f);
+	}
+
 }
 
 /* Skips a varint at *pos of buf. */
