@@ -652,12 +652,35 @@ decimal_exact(float x, int s)
 }
 
 /*
+ * The written points as the writer has them (forest and pn: next_point)
+ * or as the decoder has read them (n points at values, stride apart), so
+ * that both choose a column's scale with the same code.
+ */
+typedef struct PointSeq
+{
+	const RcfForest *forest;
+	const PointNames *pn;
+	const float *values;
+	size_t		stride;
+	uint64_t	n;
+} PointSeq;
+
+static inline const float *
+seq_next(const PointSeq *q, uint32_t *i)
+{
+	if (q->values == NULL)
+		return next_point(q->forest, q->pn, i);
+	return *i < q->n ? q->values + (size_t) (*i)++ * q->stride : NULL;
+}
+
+/*
  * How column d of the written points is written: 0 for differences in
  * float order, or 1 + s for differences of decimal(x, s), with the
  * smallest s that gives every value back, when that costs fewer bits.
+ * The decoder checks each column's scale with this.
  */
 static uint8_t
-point_scale(const RcfForest *forest, const PointNames *pn, int d)
+point_scale(const PointSeq *q, int d)
 {
 	const float *v;
 	const float *prev = NULL;
@@ -666,7 +689,7 @@ point_scale(const RcfForest *forest, const PointNames *pn, int d)
 	uint64_t	float_bits = 0;
 	uint64_t	decimal_bits = 0;
 
-	while ((v = next_point(forest, pn, &i)) != NULL)
+	while ((v = seq_next(q, &i)) != NULL)
 	{
 		while (s <= DECIMAL_MAX && !decimal_exact(v[d], s))
 			s++;
@@ -675,7 +698,7 @@ point_scale(const RcfForest *forest, const PointNames *pn, int d)
 	}
 	/* A finer scale keeps the values a coarser one gave back: check. */
 	i = 0;
-	while ((v = next_point(forest, pn, &i)) != NULL)
+	while ((v = seq_next(q, &i)) != NULL)
 	{
 		int64_t		diff;
 
@@ -1018,10 +1041,12 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 		uint8_t		scale[RCF_MAX_DIMENSIONS];
 		uint32_t	i;
 
+		PointSeq	seq = {forest, &pn, NULL, 0, 0};
+
 		put_varint(w, forest->shared ? pn.nrecords : pn.npoints);
 		for (int d = 0; d < width; d++)
 		{
-			scale[d] = point_scale(forest, &pn, d);
+			scale[d] = point_scale(&seq, d);
 			put_bits(&b, scale[d], 4);
 		}
 		for (int d = 0; d < width; d++)
@@ -2507,6 +2532,14 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 				}
 			}
 			check_rice_k(&r, &rc, hist);
+			if (r.status == RCF_DECODE_OK)
+			{
+				PointSeq	seq = {NULL, NULL, values, (size_t) width, npoints};
+
+				if (point_scale(&seq, d) != scale[d])
+					fail(&r, RCF_DECODE_CORRUPT,
+						 "a point column's scale is not the one its values call for");
+			}
 		}
 		if (r.status != RCF_DECODE_OK)
 			goto done;

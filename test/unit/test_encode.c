@@ -706,6 +706,32 @@ test_points_header(void)
 	refused_as(buf, len, "a number is encoded in too many bits", "a Rice k of 63");
 	free(buf);
 	rcf_free(f);
+
+	/*
+	 * Tens, written as integers (scale 1): read with scale 10^1 instead,
+	 * the same integers give the tens divided by 10, still integers, which
+	 * the writer writes with scale 1: refused, as a second form.
+	 */
+	f = rcf_create(&p, NULL);
+	for (int i = 0; i < 300; i++)
+	{
+		double		x = 10 * round(5 * sin(i * 0.1)) + 0.0;	/* no -0 */
+
+		rcf_update(f, &x);
+	}
+	buf = encode(f, &len);
+	at = 48;
+	skip_varint(buf, &at);
+	skip_varint(buf, &at);
+	at += 4 * sizeof(float);
+	skip_varint(buf, &at);
+	UNIT_OK((buf[at] & 0x0F) == 1, "a column of tens is written as integers (%d)",
+			buf[at] & 0x0F);
+	buf[at] = (uint8_t) ((buf[at] & 0xF0) | 2);
+	refused_as(buf, len, "a point column's scale is not the one its values call for",
+			   "tens read as integers of tenths");
+	free(buf);
+	rcf_free(f);
 }
 
 /* Size of the benchmark configuration (a) after 10,000 updates. */
