@@ -2013,6 +2013,54 @@ set_leaf_points(void *arg, RcfTree *tree, int nleaves)
 	return true;
 }
 
+/*
+ * Slots of the table in which the decoder looks for equal points of a
+ * version 2 model without a shared store: a power of two, at least twice
+ * their number.
+ */
+static size_t
+distinct_slots(uint64_t npoints)
+{
+	size_t		size = 2;
+
+	while (size < 2 * npoints)
+		size <<= 1;
+	return size;
+}
+
+/*
+ * Whether the n points of d values at values are distinct, bit for bit:
+ * the writer lists each distinct point once (point_name), so a model that
+ * lists one twice, for trees that hold it, encodes differently.  slots
+ * has distinct_slots(n) entries.
+ */
+static bool
+points_distinct(const float *values, int d, uint64_t n, uint32_t *slots)
+{
+	uint32_t	mask = (uint32_t) distinct_slots(n) - 1;
+
+	memset(slots, 0, sizeof(uint32_t) * (mask + 1));
+	for (uint64_t i = 0; i < n; i++)
+	{
+		const float *v = values + i * d;
+		uint32_t	h;
+
+		for (h = point_hash(v, d) & mask;; h = (h + 1) & mask)
+		{
+			uint32_t	s = slots[h];
+
+			if (s == 0)
+			{
+				slots[h] = (uint32_t) i + 1;
+				break;
+			}
+			if (memcmp(values + (size_t) (s - 1) * d, v, sizeof(float) * d) == 0)
+				return false;
+		}
+	}
+	return true;
+}
+
 /* One run of consecutive records in a version 1 input. */
 typedef struct Run
 {
@@ -2056,7 +2104,8 @@ rcf_decode_scratch(const RcfParams *p, int version, uint64_t npoints,
 	else if (shared)
 		points = sizeof(uint64_t) * ((npoints + 63) / 64 + 1);
 	else
-		points = sizeof(float) * D * (npoints + 1) + sizeof(uint8_t) * (npoints + 1);
+		points = sizeof(float) * D * (npoints + 1) + sizeof(uint8_t) * (npoints + 1) +
+			sizeof(uint32_t) * distinct_slots(npoints);	/* points_distinct */
 	return per_tree + points;
 }
 
@@ -2167,6 +2216,7 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 	uint32_t   *leaf_of = NULL; /* v1: a point's leaf in the current tree */
 	uint8_t    *referenced = NULL;	/* per point: held by some leaf */
 	uint64_t   *covered = NULL; /* v2 shared: a bit per record held */
+	uint32_t   *slots = NULL;	/* v2 unshared: points_distinct's table */
 	uint32_t   *entry = NULL;
 	int32_t    *stack = NULL;
 	int16_t    *order = NULL;
@@ -2331,6 +2381,11 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			{
 				points = (float *) at;
 				at += sizeof(float) * D * (npoints + 1);
+				if (version == 2)
+				{
+					slots = (uint32_t *) at;
+					at += sizeof(uint32_t) * distinct_slots(npoints);
+				}
 			}
 			if (version == 1)
 			{
@@ -2551,7 +2606,14 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			nrefs = npoints >= (uint64_t) S ? npoints - S + 1 : 0;
 		}
 		else
+		{
+			if (!points_distinct(points, forest->D, npoints, slots))
+			{
+				fail(&r, RCF_DECODE_CORRUPT, "two points are written with the same values");
+				goto done;
+			}
 			nrefs = npoints;
+		}
 	}
 	if (r.status != RCF_DECODE_OK)
 		goto done;

@@ -628,6 +628,13 @@ test_flips_canonical(void)
 	UNIT_OK(n > 0, "unshingled: %d flips whose stream's Rice k is not the writer's are refused", n);
 	rcf_free(f);
 
+	s = 5;
+	f = trained_forest(3, 1, 4, 32, 500, &s, 2);
+	n = flips_encode_the_same("decimals, floats and -0", f, NULL, NULL,
+							  "two points are written with the same values");
+	UNIT_OK(n > 0, "decimals, floats and -0: %d flips that list a point twice are refused", n);
+	rcf_free(f);
+
 	s = 7;
 	f = trained_forest(1, 4, 3, 16, 300, &s, 0);
 	(void) flips_encode_the_same("shingle 4", f, NULL, NULL, NULL);
