@@ -45,8 +45,9 @@
  *	 sections	varint count of optional sections, then per section varint
  *				kind, varint length, payload.  Kind 2 is the grader
  *				(grade.c); kind 1, the grader's layout before its CUSUM,
- *				is still read; kind 3 is the transform (transform.c),
- *				whose dims must be the forest's.  At most one section of
+ *				is still read in version 1; kind 3 is the transform
+ *				(transform.c), whose dims must be the forest's, never of
+ *				method none (no section is written then).  At most one section of
  *				each concern, the grader's first.
  *
  * A Rice code with k writes v as v >> k in unary (ones, then a zero) and
@@ -2767,6 +2768,13 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 					fail(&r, RCF_DECODE_CORRUPT, gdetail);
 					break;
 				}
+				/* The writer leaves out a transform of method none. */
+				if (rcf_transform_params(transform)->method == RCF_TRANSFORM_NONE)
+				{
+					fail(&r, RCF_DECODE_CORRUPT,
+						 "a transform section of method none is never written");
+					break;
+				}
 				r.pos += length;
 				continue;
 			}
@@ -2775,6 +2783,17 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 				grader != NULL || transform != NULL)
 			{
 				fail(&r, RCF_DECODE_CORRUPT, "the data holds sections this version does not know");
+				break;
+			}
+			/*
+			 * The layout before the CUSUM was only ever written in version
+			 * 1 (0.1.0 already wrote kind 2): in version 2 it would be a
+			 * second form of a grader with the CUSUM off.
+			 */
+			if (kind == RCF_SECTION_GRADER_V1 && version != 1)
+			{
+				fail(&r, RCF_DECODE_CORRUPT,
+					 "a grader section of the layout before the CUSUM is only read in format version 1");
 				break;
 			}
 			if (!need(&r, length))

@@ -612,7 +612,7 @@ flips_encode_the_same(const char *what, const RcfForest *f, const RcfGrader *gr,
 /*
  * One encoding per model, over all single-bit flips of a few models:
  * unshingled (distinct points), shingled (the shared store), columns of
- * decimals and floats.
+ * decimals, floats and -0, and a model with a grader and a transform.
  * Each form the decoder refuses for it turns up among the flips.
  */
 static void
@@ -662,6 +662,49 @@ test_flips_canonical(void)
 		rcf_free(f);
 	}
 
+	/* With a grader and a transform section. */
+	{
+		RcfParams	p = forest_params(2, 2, 3, 16);
+		RcfGraderParams gp;
+		RcfTransformParams tp;
+		RcfGrader  *g;
+		RcfTransform *t;
+		double		rec[2];
+
+		rcf_grader_params_default(&gp);
+		gp.short_window = 3;
+		rcf_transform_params_default(&tp, 2, 16);
+		tp.method = RCF_TRANSFORM_NORMALIZE;
+		f = rcf_create(&p, NULL);
+		g = rcf_grader_create(&gp, &p, NULL);
+		t = rcf_transform_create(&tp, NULL, NULL);
+		s = 9;
+		for (long i = 0; i < 200; i++)
+		{
+			RcfGrade	grade;
+
+			record(rec, 2, i, &s, 0);
+			rcf_grader_process_tf(g, f, t, rec, true, &grade, NULL);
+		}
+		(void) flips_encode_the_same("grader and transform", f, g, t, NULL);
+
+		/* A transform of method none: the writer writes no section. */
+		{
+			size_t		len = rcf_model_encoded_size_tf(f, g, t);
+			uint8_t    *buf = malloc(len);
+			size_t		at = len - rcf_transform_encoded_size(t);	/* u64 method */
+
+			rcf_model_encode_tf(f, g, t, buf, len);
+			UNIT_OK(buf[at] == RCF_TRANSFORM_NORMALIZE, "the transform's method is where the test expects it");
+			buf[at] = RCF_TRANSFORM_NONE;
+			refused_as(buf, len, "a transform section of method none is never written",
+					   "a transform section of method none");
+			free(buf);
+		}
+		rcf_grader_free(g);
+		rcf_transform_free(t);
+		rcf_free(f);
+	}
 }
 
 /* Skips a varint at *pos of buf. */
@@ -891,12 +934,14 @@ test_grader_round_trip(void)
 	}
 
 	/*
-	 * A model stored before the CUSUM (section kind 1, without the three
-	 * cusum fields) still decodes, and grades as it did: CUSUM off.
+	 * The grader's layout before the CUSUM (section kind 1, without the
+	 * three cusum fields) was only written in format version 1: in version
+	 * 2 it would be a second form of a grader with the CUSUM off, which
+	 * encodes as kind 2 (v1_kind1 decodes it in version 1).
 	 */
 	{
 		size_t		v1_len = len - 24;
-		uint8_t    *v1 = malloc(v1_len);
+		uint8_t    *v1 = malloc(len);
 		size_t		at = len - grader_len;	/* the payload's first byte */
 		size_t		cusum_fields = len - 8 * 3 - 8 * 3;
 		RcfGrader  *g3 = NULL;
@@ -909,15 +954,18 @@ test_grader_round_trip(void)
 		v1[at - 1] = (uint8_t) ((grader_len - 24) >> 7);
 		fix_crc(v1, v1_len);
 		f3 = rcf_model_decode(v1, v1_len, NULL, &g3, &status, &detail);
+		UNIT_OK(f3 == NULL && g3 == NULL && status == RCF_DECODE_CORRUPT && detail &&
+				strcmp(detail, "a grader section of the layout before the CUSUM is only read in format version 1") == 0,
+				"a grader section of kind 1 in format version 2 is refused (%s)",
+				detail ? detail : "accepted");
+		/* The same grader as kind 2 with the CUSUM off decodes. */
+		memcpy(v1, buf, len);
+		memset(v1 + cusum_fields, 0, 24);
+		fix_crc(v1, len);
+		f3 = rcf_model_decode(v1, len, NULL, &g3, &status, &detail);
 		UNIT_OK(f3 && g3 && rcf_grader_params(g3)->cusum_threshold == 0.0,
-				"a grader section of kind 1 decodes, with the CUSUM off (%s)",
+				"the grader with the CUSUM off in kind 2 decodes (%s)",
 				detail ? detail : "ok");
-		/* Its ring fill beyond its window is refused. */
-		v1[v1_len - 8 * 3 - 8 - 8 - 4] = 9;
-		fix_crc(v1, v1_len);
-		UNIT_OK(rcf_model_decode(v1, v1_len, NULL, &g2, &status, &detail) == NULL &&
-				status == RCF_DECODE_CORRUPT,
-				"an inconsistent kind 1 grader state is refused");
 		rcf_free(f3);
 		rcf_grader_free(g3);
 		free(v1);
@@ -1016,6 +1064,62 @@ read_file(const char *path, size_t *len)
 }
 
 /*
+ * A graded version 1 fixture (buf, its grader section the last grader_len
+ * bytes, of kind 2) rewritten with the grader's layout before the CUSUM
+ * (kind 1, without the three cusum fields) still decodes, with the CUSUM
+ * off; a ring fill beyond its window is refused.
+ */
+static void
+v1_kind1(const char *name, const uint8_t *buf, size_t len, size_t grader_len)
+{
+	size_t		head = len - grader_len - 3;	/* kind, 2-byte length */
+	size_t		ring = (grader_len - 144) / 8;	/* 144: the fixed part */
+	size_t		cusum_at = len - 8 * ring - 24;
+	size_t		n1 = grader_len - 24;
+	uint8_t    *v1 = malloc(len);
+	size_t		at;
+	RcfGrader  *g1 = NULL;
+	RcfForest  *f1;
+	RcfDecodeStatus status;
+	const char *detail = NULL;
+
+	UNIT_OK(buf[head] == RCF_SECTION_GRADER &&
+			(size_t) ((buf[head + 1] & 0x7f) | (buf[head + 2] << 7)) == grader_len,
+			"%s: its grader section is of kind 2 (%zu bytes)", name, grader_len);
+	memcpy(v1, buf, head);
+	at = head;
+	v1[at++] = RCF_SECTION_GRADER_V1;
+	if (n1 < 128)
+		v1[at++] = (uint8_t) n1;
+	else
+	{
+		v1[at++] = (uint8_t) (0x80 | (n1 & 0x7f));
+		v1[at++] = (uint8_t) (n1 >> 7);
+	}
+	memcpy(v1 + at, buf + head + 3, cusum_at - (head + 3));
+	at += cusum_at - (head + 3);
+	memcpy(v1 + at, buf + cusum_at + 24, 8 * ring);
+	at += 8 * ring;
+	fix_crc(v1, at);
+	f1 = rcf_model_decode(v1, at, NULL, &g1, &status, &detail);
+	UNIT_OK(f1 && g1 && rcf_grader_params(g1)->cusum_threshold == 0.0,
+			"%s: with a grader section of kind 1 it decodes, with the CUSUM off (%s)",
+			name, detail ? detail : "ok");
+	rcf_free(f1);
+	rcf_grader_free(g1);
+	/* Its ring fill (before ring_sum and peak) beyond its window is refused. */
+	v1[at - 8 * ring - 8 - 8 - 4] = 200;
+	fix_crc(v1, at);
+	g1 = NULL;
+	f1 = rcf_model_decode(v1, at, NULL, &g1, &status, &detail);
+	UNIT_OK(f1 == NULL && g1 == NULL && status == RCF_DECODE_CORRUPT && detail &&
+			strcmp(detail, "the grader's state is inconsistent") == 0,
+			"%s: an inconsistent kind 1 grader state is refused (%s)", name,
+			detail ? detail : "accepted");
+	free(v1);
+}
+
+/*
  * A model written by the engine before format version 2 (fixtures made by
  * test/unit/fixtures/gen_v1.c at commit f90745a) decodes, gives the very
  * scores the forest that wrote it gave on the following records, and is
@@ -1092,6 +1196,8 @@ test_v1_fixture(const char *name, int dims, long updates, bool graded)
 			"%s: %d of %d following scores are bit-identical to the writer's", name, same, lines);
 	UNIT_OK(lines == 200 && same2 == lines,
 			"%s: and %d of %d through version 2", name, same2, lines);
+	if (graded)
+		v1_kind1(name, buf, len, rcf_grader_encoded_size(grader));
 	rcf_grader_free(grader);
 	rcf_free(f);
 	rcf_free(g);
