@@ -416,42 +416,36 @@ typedef struct Rice
 
 /*
  * The k that writes values of these widths (hist[w]: how many) smallest,
- * the smallest such k on a tie; 0 for no values.  Only widths that occur
- * are summed, and no k above the largest of them is tried (each costs a
- * bit a value more than that one): the decoder checks every stream's k
- * with this, so it must be cheap.
+ * the smallest such k on a tie; 0 for no values.  The decoder checks every
+ * stream's k with this, so it costs O(widths): twice the bits, in integers,
+ * from sums of the counts below and above each k.  Per value of width w:
+ * k + 1 bits if w <= k; from quotients of 16 up (w - 1 - k >= 4) escaped,
+ * RICE_ESCAPE + 6 + w - 1; else k + 1 and quotients 2^(w-1-k) to twice
+ * that, counted as 1.5 times the lower bound.
  */
 static int
 rice_choose(const uint64_t *hist)
 {
+	uint64_t	upto[RICE_MAX_K + 2];	/* values of width below w */
+	uint64_t	escaped[RICE_MAX_K + 2];	/* twice the escapes' bits, w and up */
+	uint64_t	best_bits = UINT64_MAX;
 	int			best = 0;
-	double		best_bits = -1;
-	int			lo = 0,
-				hi = -1;
 
+	upto[0] = 0;
 	for (int w = 0; w <= RICE_MAX_K; w++)
-		if (hist[w] != 0)
-		{
-			if (hi < 0)
-				lo = w;
-			hi = w;
-		}
-	for (int k = 0; k <= (hi > 0 ? hi : 0); k++)
+		upto[w + 1] = upto[w] + hist[w];
+	escaped[RICE_MAX_K + 1] = 0;
+	for (int w = RICE_MAX_K; w >= 0; w--)
+		escaped[w] = escaped[w + 1] + hist[w] * 2 * (RICE_ESCAPE + 6 + w - 1);
+	for (int k = 0; k <= RICE_MAX_K; k++)
 	{
-		double		bits = 0;
+		uint64_t	bits = upto[k + 1] * 2 * (k + 1);
 
-		for (int w = lo; w <= hi; w++)
-		{
-			if (hist[w] == 0)
-				continue;
-			if (w <= k)
-				bits += (double) hist[w] * (k + 1);
-			else if (w - 1 - k >= 4)	/* quotients from 16 up: escaped */
-				bits += (double) hist[w] * (RICE_ESCAPE + 6 + w - 1);
-			else				/* quotients 2^(w-1-k) to twice that */
-				bits += (double) hist[w] * (k + 1 + 1.5 * (1 << (w - 1 - k)));
-		}
-		if (best_bits < 0 || bits < best_bits)
+		for (int w = k + 1; w <= k + 4 && w <= RICE_MAX_K; w++)
+			bits += hist[w] * (2 * (k + 1) + 3 * (UINT64_C(1) << (w - 1 - k)));
+		if (k + 5 <= RICE_MAX_K)
+			bits += escaped[k + 5];
+		if (bits < best_bits)
 		{
 			best = k;
 			best_bits = bits;
@@ -2551,12 +2545,20 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 			uint64_t	hist[WIDTHS] = {0};
 			float	   *col = values + d;
 
+			/* Whether the scale is the writer's (for scale 0: below). */
+			bool		scale_ok = scale[d] > 0;
+
 			get_rice_k(&b, &rc);
 
 			if (scale[d] > 0)
 			{
 				int64_t		k = 0;
 				int			s = scale[d] - 1;
+				int			reached = 0;
+				uint64_t	float_bits = 0;
+				uint64_t	decimal_bits = 0;
+				uint32_t	before = float_ord(0.0f);
+				bool		ok;
 
 				for (uint64_t i = 0; i < npoints && r.status == RCF_DECODE_OK; i++)
 				{
@@ -2567,14 +2569,41 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 						break;
 					}
 					col[i * width] = decimal_value(k, s);
-					/* Other integers near k may give the same float. */
-					if (decimal(col[i * width], s) != k)
+					/*
+					 * Other integers near k may give the same float: k must
+					 * be decimal(x, s), x * 10^s rounded to the nearest (an
+					 * even one on a tie), tested without llrint's call (the
+					 * difference of two doubles within a factor 2 is exact).
+					 */
+					{
+						double		off = (double) col[i * width] * pow10_table[s] - (double) k;
+
+						ok = fabs(off) < 0.5 || (fabs(off) == 0.5 && (k & 1) == 0);
+					}
+					if (!ok)
 					{
 						fail(&r, RCF_DECODE_CORRUPT,
 							 "a point value is written as another integer than its own");
 						break;
 					}
+
+					/*
+					 * point_scale, as the values come (calling it after
+					 * would take two more passes of roundings and divisions
+					 * per value): every value gives itself back with scale
+					 * s, as just checked, so its search for the smallest s
+					 * that does stops at s at the latest; the bits of the
+					 * integers' differences are the Rice values' widths.
+					 */
+					while (reached < s && !decimal_exact(col[i * width], reached))
+						reached++;
+					float_bits += bit_width(zigzag((int64_t) float_ord(col[i * width]) -
+												   (int64_t) before));
+					before = float_ord(col[i * width]);
 				}
+				for (int w = 0; w < WIDTHS; w++)
+					decimal_bits += hist[w] * w;
+				scale_ok = reached == s && decimal_bits < float_bits;
 			}
 			else
 			{
@@ -2588,14 +2617,15 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 				}
 			}
 			check_rice_k(&r, &rc, hist);
-			if (r.status == RCF_DECODE_OK)
+			if (r.status == RCF_DECODE_OK && scale[d] == 0)
 			{
 				PointSeq	seq = {NULL, NULL, values, (size_t) width, npoints};
 
-				if (point_scale(&seq, d) != scale[d])
-					fail(&r, RCF_DECODE_CORRUPT,
-						 "a point column's scale is not the one its values call for");
+				scale_ok = point_scale(&seq, d) == 0;
 			}
+			if (r.status == RCF_DECODE_OK && !scale_ok)
+				fail(&r, RCF_DECODE_CORRUPT,
+					 "a point column's scale is not the one its values call for");
 		}
 		if (r.status != RCF_DECODE_OK)
 			goto done;
