@@ -1644,14 +1644,35 @@ link_node(RcfTree *tree, int32_t dest, int16_t ref)
 		tree->nodes[dest / 2].child[dest % 2] = ref;
 }
 
+/* gather_range one value at a time. */
+static inline void
+gather_range_scalar(const float *col, size_t stride, const uint32_t *in,
+					int from, int to, float *vals, float *lo, float *hi)
+{
+	float		mn,
+				mx;
+
+	mn = mx = vals[from] = col[(size_t) in[from] * stride];
+	for (int i = from + 1; i < to; i++)
+	{
+		float		v = col[(size_t) in[i] * stride];
+
+		vals[i] = v;
+		mn = v < mn ? v : mn;
+		mx = v > mx ? v : mx;
+	}
+	*lo = mn;
+	*hi = mx;
+}
+
 /*
- * Gathers the values col[in[i] * stride] of from <= i < to (at least 4
+ * Gathers the values col[in[i] * stride] of from <= i < to (at least one,
  * finite floats) into vals[i], and finds their smallest and largest (which
  * zero is which when both are there does not matter: bound_ord takes them
- * alike).  Four at a time in registers: the decoder waits on the range,
- * and a vector load of floats just stored one by one would wait for the
- * stores (the range of the values gathered first, then read back, took a
- * fifth more of the routing's time).
+ * alike).  From 4 values, four at a time in registers: the decoder waits
+ * on the range, and a vector load of floats just stored one by one would
+ * wait for the stores (the range of the values gathered first, then read
+ * back, took a fifth more of the routing's time).
  */
 static inline void
 gather_range(const float *col, size_t stride, const uint32_t *in, int from,
@@ -1663,6 +1684,11 @@ gather_range(const float *col, size_t stride, const uint32_t *in, int from,
 				x;
 	int			i;
 
+	if (to - from < 4)
+	{
+		gather_range_scalar(col, stride, in, from, to, vals, lo, hi);
+		return;
+	}
 #define GATHER4(at) \
 	_mm_set_ps(col[(size_t) in[(at) + 3] * stride], col[(size_t) in[(at) + 2] * stride], \
 			   col[(size_t) in[(at) + 1] * stride], col[(size_t) in[at] * stride])
@@ -1688,20 +1714,7 @@ gather_range(const float *col, size_t stride, const uint32_t *in, int from,
 	*lo = _mm_cvtss_f32(a);
 	*hi = _mm_cvtss_f32(b);
 #else
-	float		mn,
-				mx;
-
-	mn = mx = vals[from] = col[(size_t) in[from] * stride];
-	for (int i = from + 1; i < to; i++)
-	{
-		float		v = col[(size_t) in[i] * stride];
-
-		vals[i] = v;
-		mn = v < mn ? v : mn;
-		mx = v > mx ? v : mx;
-	}
-	*lo = mn;
-	*hi = mx;
+	gather_range_scalar(col, stride, in, from, to, vals, lo, hi);
 #endif
 }
 
@@ -1819,20 +1832,7 @@ read_tree_v2(Reader *r, RcfForest *forest, RcfTree *tree, uint64_t nrefs,
 				return;
 			}
 			col = values + dim;
-			if (n < 4)
-			{
-				vmin = vmax = vals[from] = col[(size_t) in[from] * stride];
-				for (int i = from + 1; i < to; i++)
-				{
-					float		v = col[(size_t) in[i] * stride];
-
-					vals[i] = v;
-					vmin = v < vmin ? v : vmin;
-					vmax = v > vmax ? v : vmax;
-				}
-			}
-			else
-				gather_range(col, stride, in, from, to, vals, &vmin, &vmax);
+			gather_range(col, stride, in, from, to, vals, &vmin, &vmax);
 			lo = bound_ord(vmin);
 			hi = bound_ord(vmax);
 			if (lo >= hi)

@@ -842,30 +842,50 @@ rcf_tree_boxes(const RcfForest *forest, const RcfTree *tree,
 }
 
 /*
- * Lists a tree's leaves left to right (partial caching), by a walk that
- * goes down left children first, with the right ones waiting on
- * forest->stack.
+ * The next of a tree's leaves left to right, or -1 after the last: a walk
+ * that goes down left children first, with the right ones waiting on
+ * stack.  The walk starts with top 0 and the root on the stack (top 1),
+ * or top 0 alone for an empty tree.
  */
+static inline int
+leaf_walk_next(const RcfTree *tree, int16_t *stack, int *top)
+{
+	int16_t		ref;
+
+	if (*top == 0)
+		return -1;
+	ref = stack[--*top];
+	while (ref >= 0)
+	{
+		stack[(*top)++] = tree->nodes[ref].child[RCF_RIGHT];
+		ref = tree->nodes[ref].child[RCF_LEFT];
+	}
+	return RCF_LEAF_IDX(ref);
+}
+
+/* Starts leaf_walk_next's walk of a tree; returns its top. */
+static inline int
+leaf_walk_start(const RcfTree *tree, int16_t *stack)
+{
+	if (tree->root == RCF_NIL)
+		return 0;
+	stack[0] = tree->root;
+	return 1;
+}
+
+/* Lists a tree's leaves left to right (partial caching). */
 static void
 leaf_order_build(const RcfForest *forest, RcfTree *tree)
 {
 	int16_t    *stack = forest->stack;
-	int			top = 0;
+	int			top = leaf_walk_start(tree, stack);
 	int			n = 0;
+	int			leaf;
 
-	if (tree->root != RCF_NIL)
-		stack[top++] = tree->root;
-	while (top > 0)
+	while ((leaf = leaf_walk_next(tree, stack, &top)) >= 0)
 	{
-		int16_t		ref = stack[--top];
-
-		while (ref >= 0)
-		{
-			stack[top++] = tree->nodes[ref].child[RCF_RIGHT];
-			ref = tree->nodes[ref].child[RCF_LEFT];
-		}
-		tree->leaf_order[n] = (uint16_t) RCF_LEAF_IDX(ref);
-		rcf_leaf_pos(forest, tree)[RCF_LEAF_IDX(ref)] = (uint16_t) n;
+		tree->leaf_order[n] = (uint16_t) leaf;
+		rcf_leaf_pos(forest, tree)[leaf] = (uint16_t) n;
 		n++;
 	}
 }
@@ -1584,21 +1604,13 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 	if (forest->box_partial)
 	{
 		int			next = 0;
+		int			leaf;
 
-		top = 0;
-		if (tree->root != RCF_NIL)
-			stack[top++] = tree->root;
-		while (top > 0)
+		top = leaf_walk_start(tree, stack);
+		while ((leaf = leaf_walk_next(tree, stack, &top)) >= 0)
 		{
-			int16_t		ref = stack[--top];
-
-			while (ref >= 0)
-			{
-				stack[top++] = tree->nodes[ref].child[RCF_RIGHT];
-				ref = tree->nodes[ref].child[RCF_LEFT];
-			}
-			if (tree->leaf_order[next] != RCF_LEAF_IDX(ref) ||
-				rcf_leaf_pos(forest, tree)[RCF_LEAF_IDX(ref)] != next)
+			if (tree->leaf_order[next] != leaf ||
+				rcf_leaf_pos(forest, tree)[leaf] != next)
 				return "the leaves' left-to-right order is wrong";
 			next++;
 		}
