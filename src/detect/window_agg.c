@@ -44,7 +44,7 @@
  *
  * Security.  The values' text is made by their types' output functions
  * (C functions of the types, trusted) under fixed settings (DateStyle,
- * TimeZone, extra_float_digits...: pin_text_settings), and turned back
+ * TimeZone, extra_float_digits...: detect_settings_pin_fixed), and turned back
  * into values by the input functions, under the same settings, in the
  * owner's context, where the aggregates run, with
  * SECURITY_RESTRICTED_OPERATION (sysctx.c).  The buffer is readable by
@@ -349,24 +349,11 @@ typedef struct Member
 } Member;
 
 /*
- * The settings under which a window's rows are written as text and read
- * back.  The two happen in different sessions (the detector worker, a
- * process() caller), each with the settings of its database and role, which
- * their owners may change in between: a date written as 02/01/2026 under
- * 'SQL, DMY' would be read as February 1st under 'MDY', a float8 written
- * with extra_float_digits -15 would keep one digit.  Fixed settings
- * (settings.c) make the text a function of the value alone.
- */
-static int
-pin_text_settings(void)
-{
-	return detect_settings_pin_fixed();
-}
-
-/*
  * A row's values as a JSON array of their text by column number (null for
  * NULL, dropped and missing columns), by the types' output functions.  The
- * caller pins the settings (pin_text_settings).
+ * caller pins the settings (detect_settings_pin_fixed): rows are written
+ * and read back in different sessions, whose owners may change DateStyle,
+ * extra_float_digits and the like in between.
  */
 static Datum
 row_values_json(Datum composite)
@@ -673,7 +660,7 @@ eval_window_as_owner(void *arg)
 	int			nest;
 
 	/* the conversion under the settings the rows were written with */
-	nest = pin_text_settings();
+	nest = detect_settings_pin_fixed();
 	for (int i = 0; i < we->n; i++)
 		rows[i] = row_from_json(we->members[i].row->data, desc, values, nulls);
 	AtEOXact_GUC(false, nest);
@@ -817,7 +804,7 @@ detect_window_round(RoundWrite *w)
 	late = palloc_extended(sizeof(Datum) * Max(w->n, 1), MCXT_ALLOC_HUGE);
 
 	/* Each row, in commit order: failed, filtered, late or accepted. */
-	nest = pin_text_settings();
+	nest = detect_settings_pin_fixed();
 	for (int64 i = 0; i < w->n; i++)
 	{
 		RowResult  *rr = &es->res[i];
