@@ -526,6 +526,7 @@ detect_normalize_options(Jsonb *options, Relation rel, int nfeatures, char **fea
 				slide,
 				lateness;
 	char	   *late_rows;
+	bool		stagger;
 
 	memset(vals, 0, sizeof(vals));
 	if (options != NULL)
@@ -585,14 +586,28 @@ detect_normalize_options(Jsonb *options, Relation rel, int nfeatures, char **fea
 	slide = window_option(vals, OPT_SLIDE, false);
 	lateness = window_option(vals, OPT_ALLOWED_LATENESS, true);
 	late_rows = vals[OPT_LATE_ROWS].set ? vals[OPT_LATE_ROWS].s : NULL;
+	stagger = vals[OPT_STAGGER].set && vals[OPT_STAGGER].b;
+	/* false is the default: not stored, so that options stay canonical */
+	vals[OPT_STAGGER].set = stagger;
 	*windowed = window > 0;
-	if (window == 0 && (slide || lateness || late_rows))
+	if (window == 0 && (slide || lateness || late_rows || stagger))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("options slide, allowed_lateness and late_rows need a window"),
+				 errmsg("options slide, stagger, allowed_lateness and late_rows need a window"),
 				 errhint("Add a window, such as \"window\": \"1 minute\".")));
 	if (window > 0)
 	{
+		/*
+		 * A stagger window starts at its key's row: there is no slide.  The
+		 * slide a tumbling detector stored (the window) is let through, so
+		 * that alter_detector can turn stagger on.
+		 */
+		if (stagger && slide != 0 && slide != window)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"slide\" cannot be used with stagger windows"),
+					 errdetail("A key's stagger window opens at the event time of its first row that is in no open window of the key; windows do not hop."),
+					 errhint("Leave slide out, or set it to null.")));
 		if (slide == 0)
 			slide = window;
 		if (slide > window)

@@ -53,5 +53,6 @@ DETECTOR_OPTION(TIME_COLUMN, "time_column", OPTION_TEXT, false, NULL, "the name 
 DETECTOR_OPTION(START, "start", OPTION_TEXT, false, NULL, "\"now\" (the rows committed from now on) or \"all\" (the rows stored, then those)", check_start)
 DETECTOR_OPTION(WINDOW, "window", OPTION_TEXT, false, NULL, "an interval such as \"1 minute\"", NULL)
 DETECTOR_OPTION(SLIDE, "slide", OPTION_TEXT, false, NULL, "an interval such as \"1 minute\"", NULL)
+DETECTOR_OPTION(STAGGER, "stagger", OPTION_BOOL, false, NULL, "true or false", NULL)
 DETECTOR_OPTION(ALLOWED_LATENESS, "allowed_lateness", OPTION_TEXT, false, NULL, "an interval such as \"5 seconds\"", NULL)
 DETECTOR_OPTION(LATE_ROWS, "late_rows", OPTION_TEXT, false, NULL, "the name of a table, as \"schema.table\"", NULL)

@@ -58,6 +58,7 @@
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -208,10 +209,10 @@ static void
 read_spec(DetectorDef *def, DetectWindowSpec *ws)
 {
 	Jsonb	   *opts = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(def->window)));
-	const char *names[4] = {"window", "slide", "allowed_lateness", "late_rows"};
+	const char *names[5] = {"window", "slide", "allowed_lateness", "late_rows", "stagger"};
 
 	memset(ws, 0, sizeof(*ws));
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 	{
 		JsonbValue *v = getKeyJsonValueFromContainer(&opts->root, names[i],
 													 strlen(names[i]), NULL);
@@ -224,13 +225,18 @@ read_spec(DetectorDef *def, DetectWindowSpec *ws)
 				ws->late_rows = pnstrdup(v->val.string.val, v->val.string.len);
 			continue;
 		}
+		if (i == 4)
+		{
+			ws->stagger = v->type == jbvBool && v->val.boolean;
+			continue;
+		}
 		/* Checked again: the options are the owner's to write. */
 		*(i == 0 ? &ws->size : i == 1 ? &ws->slide : &ws->lateness) =
 			detect_window_interval(names[i], v, i == 2);
 	}
 	if (ws->size == 0)
 		elog(ERROR, "detector \"%s\" has no window", def->name);
-	if (ws->slide == 0)
+	if (ws->slide == 0 || ws->stagger)
 		ws->slide = ws->size;
 	if (ws->slide > ws->size || ws->size / ws->slide > DETECT_WINDOW_MAX_OVERLAP)
 		ereport(ERROR,
@@ -488,22 +494,18 @@ insert_rows(int64 id, BufRow *rows, int n)
 }
 
 /*
- * The buffered rows with lo <= rowtime < hi (lo_any: no lower bound), by
- * seq, for the windows that close.  They are all held in memory, with a
- * Member per window a row is in (overlap of them): their size is bounded by
+ * The buffered rows that plan selects (with arguments a, nl), by seq, for
+ * the windows that close.  They are all held in memory, with a Member per
+ * window a row is in (overlap of them): their size is bounded by
  * anomaly.window_memory_limit, read a batch at a time, so that a window
  * (or many closing at once) too large fails the round with an error that
  * says so instead of asking for gigabytes, or for more than an array holds
  * (a window's rows become one array).
  */
 static BufRow *
-read_rows(DetectorDef *def, bool lo_any, TimestampTz lo, TimestampTz hi,
+read_rows(DetectorDef *def, SPIPlanPtr plan, Datum *a, const char *nl,
 		  int64 overlap, int *n)
 {
-	Oid			t[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		a[3] = {Int64GetDatum(def->id), TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)};
-	char		nl[4] = "   ";
-	SPIPlanPtr	plan;
 	Portal		portal;
 	BufRow	   *rows;
 	int64		max = 64;
@@ -511,13 +513,6 @@ read_rows(DetectorDef *def, bool lo_any, TimestampTz lo, TimestampTz hi,
 	Size		bytes = 0;
 	Size		limit = (Size) detect_window_memory_limit_mb * 1024 * 1024;
 
-	if (lo_any)
-		nl[1] = 'n';
-	plan = detect_spi_prepare("SELECT seq, partition_key, rowtime, commit_lsn, commit_time, row_data"
-							  " FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
-							  " AND ($2 IS NULL OR rowtime OPERATOR(pg_catalog.>=) $2)"
-							  " AND rowtime OPERATOR(pg_catalog.<) $3 ORDER BY seq",
-							  3, t);
 	portal = detect_spi_cursor_open(plan, a, nl, false);
 	rows = palloc(sizeof(BufRow) * max);
 	for (;;)
@@ -566,8 +561,48 @@ read_rows(DetectorDef *def, bool lo_any, TimestampTz lo, TimestampTz hi,
 		SPI_freetuptable(tt);
 	}
 	SPI_cursor_close(portal);
-	SPI_freeplan(plan);
 	*n = (int) count;
+	return rows;
+}
+
+/* The buffered rows with lo <= rowtime < hi (lo_any: no lower bound). */
+static BufRow *
+read_rows_between(DetectorDef *def, bool lo_any, TimestampTz lo, TimestampTz hi,
+				  int64 overlap, int *n)
+{
+	Oid			t[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		a[3] = {Int64GetDatum(def->id), TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)};
+	char		nl[4] = "   ";
+	SPIPlanPtr	plan;
+	BufRow	   *rows;
+
+	if (lo_any)
+		nl[1] = 'n';
+	plan = detect_spi_prepare("SELECT seq, partition_key, rowtime, commit_lsn, commit_time, row_data"
+							  " FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
+							  " AND ($2 IS NULL OR rowtime OPERATOR(pg_catalog.>=) $2)"
+							  " AND rowtime OPERATOR(pg_catalog.<) $3 ORDER BY seq",
+							  3, t);
+	rows = read_rows(def, plan, a, nl, overlap, n);
+	SPI_freeplan(plan);
+	return rows;
+}
+
+/* The buffered rows whose seq is in seqs (an int8[]). */
+static BufRow *
+read_rows_seqs(DetectorDef *def, Datum seqs, int *n)
+{
+	Oid			t[2] = {INT8OID, INT8ARRAYOID};
+	Datum		a[2] = {Int64GetDatum(def->id), seqs};
+	SPIPlanPtr	plan;
+	BufRow	   *rows;
+
+	plan = detect_spi_prepare("SELECT seq, partition_key, rowtime, commit_lsn, commit_time, row_data"
+							  " FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
+							  " AND seq OPERATOR(pg_catalog.=) ANY ($2) ORDER BY seq",
+							  2, t);
+	rows = read_rows(def, plan, a, NULL, 1, n);
+	SPI_freeplan(plan);
 	return rows;
 }
 
@@ -749,6 +784,445 @@ late_as_owner(void *arg)
 						  1, &argtype, &arr, NULL, false, SPI_OK_INSERT);
 }
 
+/*
+ * Scores the closing windows whose members are m (nm of them, any order):
+ * each window's rows, in arrival order, are aggregated as the owner and
+ * the window added to o as a point; *nwindows counts the windows scored.
+ */
+static void
+score_windows(DetectorDef *def, const DetectWindowSpec *ws, Member *m, int64 nm,
+			  Out *o, int64 *nwindows)
+{
+	WindowEval	we;
+	Relation	rel = table_open(def->source, AccessShareLock);
+	Datum		empty_row = (Datum) 0;
+
+	qsort(m, nm, sizeof(Member), cmp_member);
+
+	memset(&we, 0, sizeof(we));
+	we.def = def;
+	we.rowtype = rel->rd_rel->reltype;
+	we.desc = RelationGetDescr(rel);
+	we.elem_array = get_array_type(we.rowtype);
+	we.relname = RelationGetRelationName(rel);
+	we.cxt = CurrentMemoryContext;
+	if (nm > 0)
+		detect_as_owner(def->owner, def->search_path, def->settings,
+						prepare_window_as_owner, &we);
+	for (int64 lo = 0, hi; lo < nm; lo = hi)
+	{
+		int64		j;
+		RowResult  *rr;
+		ErrorData  *err;
+		XLogRecPtr	lsn = InvalidXLogRecPtr;
+		TimestampTz ctime = 0;
+
+		for (hi = lo + 1; hi < nm && m[hi].start == m[lo].start &&
+			 cmp_key(m[hi].row->key, m[lo].row->key) == 0; hi++)
+			;
+		for (int64 k = lo; k < hi; k++)
+			if (m[k].row->lsn > lsn)
+			{
+				lsn = m[k].row->lsn;
+				ctime = m[k].row->ctime;
+			}
+		j = out_add(o);
+		rr = &o->es.res[j];
+		o->rd.row[j].commit_lsn = lsn;
+		o->rd.row[j].commit_time = ctime;
+		o->rd.row[j].rel = -1;
+		if (empty_row == (Datum) 0)
+		{
+			TupleDesc	desc = RelationGetDescr(rel);
+			Datum	   *v = palloc0(sizeof(Datum) * Max(desc->natts, 1));
+			bool	   *nl = palloc(sizeof(bool) * Max(desc->natts, 1));
+
+			memset(nl, true, sizeof(bool) * Max(desc->natts, 1));
+			empty_row = HeapTupleGetDatum(heap_form_tuple(desc, v, nl));
+		}
+		o->es.rows[j] = empty_row;
+		rr->key = m[lo].row->key;
+		rr->source_key = window_key(m[lo].start, m[lo].start + ws->size, (int) (hi - lo));
+		rr->has_rowtime = true;
+		rr->rowtime = m[lo].start + ws->size;
+		rr->values = palloc(sizeof(double) * Max(def->nfeatures, 1));
+		rr->nulls = palloc(sizeof(bool) * Max(def->nfeatures, 1));
+		we.members = &m[lo];
+		we.n = (int) (hi - lo);
+		we.values = rr->values;
+		we.nulls = rr->nulls;
+		err = detect_try_as_owner(def->owner, def->search_path, def->settings,
+								  eval_window_as_owner, &we,
+								  CurrentMemoryContext);
+		if (err)
+		{
+			/* What no window can cause stops the round, as for rows. */
+			if (detect_error_is_permanent(err->sqlerrcode) &&
+				ERRCODE_TO_CATEGORY(err->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
+				err->sqlerrcode != ERRCODE_GROUPING_ERROR)
+				ReThrowError(err);
+			rr->ok = false;
+			rr->error = pstrdup(err->message ? err->message : "unknown error");
+			rr->sqlstate = pstrdup(unpack_sql_state(err->sqlerrcode));
+			o->es.nfailed++;
+			FreeErrorData(err);
+			continue;
+		}
+		rr->ok = true;
+		rr->has_null = we.has_null;
+		(*nwindows)++;
+	}
+	table_close(rel, NoLock);
+}
+
+/* ---------------------------------------------------------------------
+ * Stagger windows
+ *
+ * A key's stagger windows are [s, s + window) where s is the event time of
+ * the first row of the key (in commit order) that was in no window of the
+ * key.  They are not stored: each round replays the buffered rows in seq
+ * order (stagger_load), which gives back the windows they opened, since a
+ * window's first row comes before its other rows and windows are dropped
+ * from the buffer oldest first.  The replay needs a closed window's first
+ * row (its start) as long as it can decide a row: a row before the end of
+ * its key's last window, in no open window, is late, and once the
+ * watermark is a window past that end every such row is late anyway
+ * (stagger_delete keeps that row until then).
+ */
+
+/* A partition key (or none) as a hash key. */
+typedef struct StaggerKeyId
+{
+	bool		isnull;
+	const char *str;
+} StaggerKeyId;
+
+typedef struct StaggerWindow
+{
+	int64		start;
+	int			n;				/* members, by seq */
+	int			max;
+	int64	   *seqs;
+} StaggerWindow;
+
+typedef struct StaggerKey
+{
+	StaggerKeyId id;
+	int			n;				/* windows, in the order they opened */
+	int			max;
+	StaggerWindow *w;
+	struct StaggerKey *next;	/* every key, for the closing windows */
+} StaggerKey;
+
+typedef struct StaggerKeys
+{
+	HTAB	   *hash;
+	StaggerKey *first;
+	int64		size;
+} StaggerKeys;
+
+static uint32
+stagger_key_hash(const void *key, Size keysize)
+{
+	const StaggerKeyId *k = key;
+
+	if (k->isnull)
+		return 0x2545f491;
+	return hash_bytes((const unsigned char *) k->str, strlen(k->str));
+}
+
+static int
+stagger_key_match(const void *a, const void *b, Size keysize)
+{
+	const StaggerKeyId *x = a;
+	const StaggerKeyId *y = b;
+
+	if (x->isnull || y->isnull)
+		return (x->isnull && y->isnull) ? 0 : 1;
+	return strcmp(x->str, y->str);
+}
+
+/* The windows of key (NULL: the NULL key), made empty on first use. */
+static StaggerKey *
+stagger_key(StaggerKeys *keys, const char *key)
+{
+	StaggerKeyId id;
+	StaggerKey *k;
+	bool		found;
+
+	id.isnull = key == NULL;
+	id.str = key ? key : "";
+	k = hash_search(keys->hash, &id, HASH_ENTER, &found);
+	if (!found)
+	{
+		k->id.str = pstrdup(id.str);
+		k->n = 0;
+		k->max = 0;
+		k->w = NULL;
+		k->next = keys->first;
+		keys->first = k;
+	}
+	return k;
+}
+
+/* The window of k that holds t: the latest that starts at or before it. */
+static StaggerWindow *
+stagger_find(StaggerKey *k, int64 t, int64 size)
+{
+	StaggerWindow *best = NULL;
+
+	for (int i = 0; i < k->n; i++)
+		if (k->w[i].start <= t && (best == NULL || k->w[i].start > best->start))
+			best = &k->w[i];
+	return best && t < best->start + size ? best : NULL;
+}
+
+/* Whether t is before the end of a window of k. */
+static bool
+stagger_before_end(StaggerKey *k, int64 t, int64 size)
+{
+	for (int i = 0; i < k->n; i++)
+		if (t < k->w[i].start + size)
+			return true;
+	return false;
+}
+
+static StaggerWindow *
+stagger_open(StaggerKey *k, int64 start)
+{
+	StaggerWindow *w;
+
+	if (k->n >= k->max)
+	{
+		k->max = Max(4, k->max * 2);
+		k->w = k->w ? repalloc(k->w, sizeof(StaggerWindow) * k->max) :
+			palloc(sizeof(StaggerWindow) * k->max);
+	}
+	w = &k->w[k->n++];
+	w->start = start;
+	w->n = 0;
+	w->max = 0;
+	w->seqs = NULL;
+	return w;
+}
+
+static void
+stagger_add(StaggerWindow *w, int64 seq)
+{
+	if (w->n >= w->max)
+	{
+		w->max = Max(8, w->max * 2);
+		w->seqs = w->seqs ? repalloc_huge(w->seqs, sizeof(int64) * w->max) :
+			palloc(sizeof(int64) * w->max);
+	}
+	w->seqs[w->n++] = seq;
+}
+
+/*
+ * The windows of the buffered rows, replayed in seq order: a row joins the
+ * window of its key that holds it, else opens one at its event time.  Rows
+ * buffered by a tumbling or hopping detector (alter_detector turned stagger
+ * on) form stagger windows alike.
+ */
+static StaggerKeys *
+stagger_load(int64 id, int64 size)
+{
+	StaggerKeys *keys = palloc0(sizeof(StaggerKeys));
+	HASHCTL		ctl;
+	Oid			t[1] = {INT8OID};
+	Datum		a[1] = {Int64GetDatum(id)};
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(StaggerKeyId);
+	ctl.entrysize = sizeof(StaggerKey);
+	ctl.hash = stagger_key_hash;
+	ctl.match = stagger_key_match;
+	ctl.hcxt = CurrentMemoryContext;
+	keys->hash = hash_create("anomaly stagger windows", 64, &ctl,
+							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	keys->size = size;
+	detect_spi_exec("SELECT seq, partition_key, rowtime FROM anomaly.detector_window_rows"
+					" WHERE detector_id OPERATOR(pg_catalog.=) $1 ORDER BY seq",
+					1, t, a, NULL, false, SPI_OK_SELECT);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		seq = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
+		Datum		key = SPI_getbinval(tup, td, 2, &isnull);
+		StaggerKey *k = stagger_key(keys, isnull ? NULL : TextDatumGetCString(key));
+		int64		rt = DatumGetTimestampTz(SPI_getbinval(tup, td, 3, &isnull));
+		StaggerWindow *w = stagger_find(k, rt, size);
+
+		stagger_add(w ? w : stagger_open(k, rt), seq);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return keys;
+}
+
+/*
+ * Whether a row of key k at event time t is late, the watermark being
+ * watermark (any: a row was accepted before); if not, the row joins the
+ * window *win (opened for it if need be).  Late: in a window already
+ * closed, or in none and before the end of one of the key's windows (a
+ * key's windows do not overlap), or opening a window that would already be
+ * closed.
+ */
+static bool
+stagger_accept(StaggerKey *k, int64 t, int64 size, bool any, TimestampTz watermark,
+			   StaggerWindow **win)
+{
+	StaggerWindow *w = stagger_find(k, t, size);
+
+	if (any)
+	{
+		if (w != NULL ? w->start + size <= watermark :
+			stagger_before_end(k, t, size) || t + size <= watermark)
+			return false;
+	}
+	*win = w ? w : stagger_open(k, t);
+	return true;
+}
+
+static int
+cmp_int64(const void *x, const void *y)
+{
+	int64		a = *(const int64 *) x;
+	int64		b = *(const int64 *) y;
+
+	return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/* A seq and the start of its row's window. */
+typedef struct SeqStart
+{
+	int64		seq;
+	int64		start;
+} SeqStart;
+
+static int
+cmp_seq_start(const void *x, const void *y)
+{
+	return cmp_int64(&((const SeqStart *) x)->seq, &((const SeqStart *) y)->seq);
+}
+
+static Datum
+int8_array(int64 *v, int64 n)
+{
+	Datum	   *d = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
+
+	for (int64 i = 0; i < n; i++)
+		d[i] = Int64GetDatum(v[i]);
+	return PointerGetDatum(construct_array(d, (int) n, INT8OID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
+/*
+ * Scores the stagger windows whose end passed from before (before_any:
+ * there was one) to watermark.
+ */
+static void
+stagger_close(DetectorDef *def, const DetectWindowSpec *ws, StaggerKeys *keys,
+			  bool before_any, TimestampTz before, TimestampTz watermark,
+			  Out *o, int64 *nwindows)
+{
+	SeqStart   *ss = NULL;
+	int64		nss = 0;
+	int64		max = 0;
+	int64	   *seqs;
+	BufRow	   *rows;
+	int			nrows;
+	Member	   *m;
+	int64		nm = 0;
+
+	for (StaggerKey *k = keys->first; k; k = k->next)
+		for (int i = 0; i < k->n; i++)
+		{
+			int64		e = k->w[i].start + ws->size;
+
+			if (e > watermark || (before_any && e <= before))
+				continue;
+			for (int j = 0; j < k->w[i].n; j++)
+			{
+				if (nss >= max)
+				{
+					max = Max(64, max * 2);
+					ss = ss ? repalloc_huge(ss, sizeof(SeqStart) * max) :
+						palloc(sizeof(SeqStart) * max);
+				}
+				ss[nss].seq = k->w[i].seqs[j];
+				ss[nss].start = k->w[i].start;
+				nss++;
+			}
+		}
+	if (nss == 0)
+		return;
+	qsort(ss, nss, sizeof(SeqStart), cmp_seq_start);
+	seqs = palloc_extended(sizeof(int64) * nss, MCXT_ALLOC_HUGE);
+	for (int64 i = 0; i < nss; i++)
+		seqs[i] = ss[i].seq;
+	rows = read_rows_seqs(def, int8_array(seqs, nss), &nrows);
+	if (nrows != nss)
+		elog(ERROR, "detector \"%s\": %d of " INT64_FORMAT " rows of closing stagger windows read",
+			 def->name, nrows, nss);
+	m = palloc_extended(sizeof(Member) * Max(nrows, 1), MCXT_ALLOC_HUGE);
+	/* both by seq */
+	for (int r = 0; r < nrows; r++)
+	{
+		if (rows[r].seq != ss[r].seq)
+			elog(ERROR, "detector \"%s\": a stagger window's row is missing", def->name);
+		m[nm].start = ss[r].start;
+		m[nm].row = &rows[r];
+		nm++;
+	}
+	score_windows(def, ws, m, nm, o, nwindows);
+}
+
+/*
+ * Deletes the rows of closed stagger windows: all but the first (whose
+ * event time is the window's start) once closed, that one too a window
+ * later.  Returns the rows deleted.
+ */
+static int64
+stagger_delete(int64 id, StaggerKeys *keys, const DetectWindowSpec *ws,
+			   TimestampTz watermark)
+{
+	int64	   *seqs = NULL;
+	int64		n = 0;
+	int64		max = 0;
+	Oid			t[2] = {INT8OID, INT8ARRAYOID};
+	Datum		a[2];
+
+	for (StaggerKey *k = keys->first; k; k = k->next)
+		for (int i = 0; i < k->n; i++)
+		{
+			StaggerWindow *w = &k->w[i];
+			int			from;
+
+			if (w->start + ws->size > watermark)
+				continue;
+			from = w->start + 2 * ws->size <= watermark ? 0 : 1;
+			for (int j = from; j < w->n; j++)
+			{
+				if (n >= max)
+				{
+					max = Max(64, max * 2);
+					seqs = seqs ? repalloc_huge(seqs, sizeof(int64) * max) :
+						palloc(sizeof(int64) * max);
+				}
+				seqs[n++] = w->seqs[j];
+			}
+		}
+	if (n == 0)
+		return 0;
+	a[0] = Int64GetDatum(id);
+	a[1] = int8_array(seqs, n);
+	detect_spi_exec("DELETE FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
+					" AND seq OPERATOR(pg_catalog.=) ANY ($2)", 2, t, a, NULL, false, SPI_OK_DELETE);
+	return (int64) SPI_processed;
+}
+
 void
 detect_window_round(RoundWrite *w)
 {
@@ -766,7 +1240,7 @@ detect_window_round(RoundWrite *w)
 	int			nlate = 0;
 	int64		nwindows = 0;
 	Out			o;
-	Datum		empty_row = (Datum) 0;
+	StaggerKeys *keys = NULL;
 	RoundWrite	w2;
 	int			nest;
 
@@ -779,6 +1253,8 @@ detect_window_round(RoundWrite *w)
 	read_spec(def, &ws);
 	load_state(def->id, &st);
 	before = st;
+	if (ws.stagger)
+		keys = stagger_load(def->id, ws.size);
 	if (def->time_column)
 	{
 		time_attnum = get_attnum(def->source, def->time_column);
@@ -847,7 +1323,19 @@ detect_window_round(RoundWrite *w)
 				o.es.nfailed++;
 			continue;
 		}
-		if (st.any && first_end(&ws, t) <= st.watermark)
+		if (ws.stagger)
+		{
+			StaggerWindow *win;
+
+			if (!stagger_accept(stagger_key(keys, rr->key), t, ws.size, st.any,
+								st.watermark, &win))
+			{
+				late[nlate++] = es->rows[i];
+				continue;
+			}
+			stagger_add(win, st.next_seq);
+		}
+		else if (st.any && first_end(&ws, t) <= st.watermark)
 		{
 			late[nlate++] = es->rows[i];
 			continue;
@@ -870,21 +1358,28 @@ detect_window_round(RoundWrite *w)
 	st.buffered += nacc;
 
 	/* The windows whose end passed from before's watermark to st's. */
-	if (st.any &&
-		(!before.any || floor_to(st.watermark - ws.size, ws.slide) + ws.size > before.watermark))
+	if (ws.stagger)
+	{
+		if (st.any && (!before.any || st.watermark > before.watermark))
+		{
+			stagger_close(def, &ws, keys, before.any, before.watermark, st.watermark,
+						  &o, &nwindows);
+			st.buffered -= stagger_delete(def->id, keys, &ws, st.watermark);
+		}
+	}
+	else if (st.any &&
+			 (!before.any || floor_to(st.watermark - ws.size, ws.slide) + ws.size > before.watermark))
 	{
 		int			nrows;
 		int64		overlap = Min(ws.size / ws.slide + 1, DETECT_WINDOW_MAX_OVERLAP + 1);
 		/* rows after the end of the last closing window are in open ones only */
-		BufRow	   *rows = read_rows(def, !before.any,
-									 before.watermark - ws.size + 1,
-									 floor_to(st.watermark - ws.size, ws.slide) + ws.size,
-									 overlap, &nrows);
+		BufRow	   *rows = read_rows_between(def, !before.any,
+											 before.watermark - ws.size + 1,
+											 floor_to(st.watermark - ws.size, ws.slide) + ws.size,
+											 overlap, &nrows);
 		Member	   *m = palloc_extended(sizeof(Member) * Max(nrows, 1) * overlap,
 										MCXT_ALLOC_HUGE);
 		int64		nm = 0;
-		WindowEval	we;
-		Relation	rel = table_open(def->source, AccessShareLock);
 
 		for (int r = 0; r < nrows; r++)
 		{
@@ -900,82 +1395,7 @@ detect_window_round(RoundWrite *w)
 				}
 			}
 		}
-		qsort(m, nm, sizeof(Member), cmp_member);
-
-		memset(&we, 0, sizeof(we));
-		we.def = def;
-		we.rowtype = rel->rd_rel->reltype;
-		we.desc = RelationGetDescr(rel);
-		we.elem_array = get_array_type(we.rowtype);
-		we.relname = RelationGetRelationName(rel);
-		we.cxt = CurrentMemoryContext;
-		if (nm > 0)
-			detect_as_owner(def->owner, def->search_path, def->settings,
-							prepare_window_as_owner, &we);
-		for (int64 lo = 0, hi; lo < nm; lo = hi)
-		{
-			int64		j;
-			RowResult  *rr;
-			ErrorData  *err;
-			XLogRecPtr	lsn = InvalidXLogRecPtr;
-			TimestampTz ctime = 0;
-
-			for (hi = lo + 1; hi < nm && m[hi].start == m[lo].start &&
-				 cmp_key(m[hi].row->key, m[lo].row->key) == 0; hi++)
-				;
-			for (int64 k = lo; k < hi; k++)
-				if (m[k].row->lsn > lsn)
-				{
-					lsn = m[k].row->lsn;
-					ctime = m[k].row->ctime;
-				}
-			j = out_add(&o);
-			rr = &o.es.res[j];
-			o.rd.row[j].commit_lsn = lsn;
-			o.rd.row[j].commit_time = ctime;
-			o.rd.row[j].rel = -1;
-			if (empty_row == (Datum) 0)
-			{
-				TupleDesc	desc = RelationGetDescr(rel);
-				Datum	   *v = palloc0(sizeof(Datum) * Max(desc->natts, 1));
-				bool	   *nl = palloc(sizeof(bool) * Max(desc->natts, 1));
-
-				memset(nl, true, sizeof(bool) * Max(desc->natts, 1));
-				empty_row = HeapTupleGetDatum(heap_form_tuple(desc, v, nl));
-			}
-			o.es.rows[j] = empty_row;
-			rr->key = m[lo].row->key;
-			rr->source_key = window_key(m[lo].start, m[lo].start + ws.size, (int) (hi - lo));
-			rr->has_rowtime = true;
-			rr->rowtime = m[lo].start + ws.size;
-			rr->values = palloc(sizeof(double) * Max(def->nfeatures, 1));
-			rr->nulls = palloc(sizeof(bool) * Max(def->nfeatures, 1));
-			we.members = &m[lo];
-			we.n = (int) (hi - lo);
-			we.values = rr->values;
-			we.nulls = rr->nulls;
-			err = detect_try_as_owner(def->owner, def->search_path, def->settings,
-									  eval_window_as_owner, &we,
-									  CurrentMemoryContext);
-			if (err)
-			{
-				/* What no window can cause stops the round, as for rows. */
-				if (detect_error_is_permanent(err->sqlerrcode) &&
-					ERRCODE_TO_CATEGORY(err->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
-					err->sqlerrcode != ERRCODE_GROUPING_ERROR)
-					ReThrowError(err);
-				rr->ok = false;
-				rr->error = pstrdup(err->message ? err->message : "unknown error");
-				rr->sqlstate = pstrdup(unpack_sql_state(err->sqlerrcode));
-				o.es.nfailed++;
-				FreeErrorData(err);
-				continue;
-			}
-			rr->ok = true;
-			rr->has_null = we.has_null;
-			nwindows++;
-		}
-		table_close(rel, NoLock);
+		score_windows(def, &ws, m, nm, &o, &nwindows);
 		/* Rows all of whose windows are scored now. */
 		st.buffered -= delete_rows(def->id, floor_to(st.watermark - ws.size, ws.slide) + ws.slide);
 	}

@@ -1,8 +1,8 @@
 /*
  * window_agg.h
- *	  Windowed detectors (window_agg.c): tumbling and hopping windows over an
- *	  event time, whose aggregate features are scored when the watermark
- *	  passes their end (private to src/detect).
+ *	  Windowed detectors (window_agg.c): tumbling, hopping and stagger
+ *	  windows over an event time, whose aggregate features are scored when
+ *	  the watermark passes their end (private to src/detect).
  */
 #ifndef ANOMALY_WINDOW_AGG_H
 #define ANOMALY_WINDOW_AGG_H
@@ -19,6 +19,7 @@ typedef struct DetectWindowSpec
 {
 	int64		size;			/* "window" */
 	int64		slide;			/* "slide", default the size (tumbling) */
+	bool		stagger;		/* "stagger": each key's windows open at its rows */
 	int64		lateness;		/* "allowed_lateness", default 0 */
 	char	   *late_rows;		/* "late_rows": qualified table name, or NULL */
 } DetectWindowSpec;

@@ -1,0 +1,128 @@
+-- Stagger windows ({"window": ..., "stagger": true}, KDA's WINDOWED BY
+-- STAGGER): definition checks; each key's windows open at its rows, out of
+-- step with the other keys'; late rows (in a closed window, between two
+-- windows of their key, or opening a window already past the watermark);
+-- alter_detector between stagger and tumbling windows.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS anomaly;
+RESET client_min_messages;
+
+CREATE TABLE stag_ticks (
+	id bigserial PRIMARY KEY,
+	ticker text,
+	price float8,
+	ts timestamptz
+);
+CREATE TABLE stag_late (LIKE stag_ticks);
+
+-- Definitions that are refused.
+SELECT anomaly.create_detector('st', 'stag_ticks', ARRAY['count(*)'], options => '{"stagger": true}');
+SELECT anomaly.create_detector('st', 'stag_ticks', ARRAY['count(*)'],
+	options => '{"window": "1 minute", "stagger": true, "slide": "30 seconds"}');
+SELECT anomaly.create_detector('st', 'stag_ticks', ARRAY['count(*)'],
+	options => '{"window": "1 minute", "stagger": "yes"}');
+SELECT anomaly.create_detector('st', 'stag_ticks', ARRAY['price'],
+	options => '{"window": "1 minute", "stagger": true}');
+
+-- stagger false is the default: not stored.
+SELECT anomaly.create_detector('st', 'stag_ticks', ARRAY['count(*)'],
+	options => '{"window": "1 minute", "stagger": false}');
+SELECT options ? 'stagger' AS has_stagger FROM anomaly.detectors WHERE name = 'st';
+SELECT anomaly.drop_detector('st');
+
+-- One minute per ticker from its first tick, 10 seconds of lateness.
+SELECT anomaly.create_detector('st', 'stag_ticks',
+	ARRAY['count(*)', 'sum(price)'], partition_by => 'ticker',
+	options => '{"window": "1 minute", "stagger": true, "time_column": "ts",
+		"allowed_lateness": "10 seconds", "late_rows": "stag_late",
+		"number_of_trees": 20, "sub_sample_size": 16, "seed": 3}');
+SELECT options->'window' AS window, options->'slide' AS slide, options->'stagger' AS stagger
+FROM anomaly.detectors WHERE name = 'st';
+
+-- A opens [10:00:05, 10:01:05), B [10:00:40, 10:01:40); A's tick at
+-- 10:01:10 opens its next window, the one at 10:01:03 (out of order) joins
+-- the first, still open: the watermark is 10:01:00.
+INSERT INTO stag_ticks (ticker, price, ts) VALUES
+	('A', 1, '2026-03-01 10:00:05+00'), ('B', 10, '2026-03-01 10:00:40+00'),
+	('A', 2, '2026-03-01 10:00:50+00'), ('A', 4, '2026-03-01 10:01:00+00'),
+	('B', 20, '2026-03-01 10:01:10+00'), ('A', 8, '2026-03-01 10:01:10+00'),
+	('A', 16, '2026-03-01 10:01:03+00');
+SELECT anomaly.process('st');
+SELECT count(*) AS scored FROM anomaly.scores WHERE detector = 'st';
+
+-- B's tick at 10:01:20 moves the watermark to 10:01:10: A's first window
+-- closes.  Late: A at 10:01:04 (its window is closed), A at 10:01:08
+-- (between A's windows), B at 10:00:30 (before B's open window), C at
+-- 10:00:00 (before the window C's first tick opened at 10:00:55) and D at
+-- 09:59:00 (its window would end before the watermark).
+INSERT INTO stag_ticks (ticker, price, ts) VALUES
+	('B', 40, '2026-03-01 10:01:20+00'), ('A', 32, '2026-03-01 10:01:04+00'),
+	('A', 64, '2026-03-01 10:01:08+00'), ('B', 80, '2026-03-01 10:00:30+00'),
+	('C', 1, '2026-03-01 10:00:55+00'), ('C', 2, '2026-03-01 10:00:00+00'),
+	('D', 1, '2026-03-01 09:59:00+00');
+SELECT anomaly.process('st');
+SELECT partition_key, source_key, features, rowtime FROM anomaly.scores
+WHERE detector = 'st' ORDER BY rowtime, partition_key;
+SELECT ticker, price, ts FROM stag_late ORDER BY id;
+SELECT windows->'late_rows' AS late, windows->'windows_scored' AS scored,
+	windows->'watermark' AS watermark, rows_failed
+FROM anomaly.detector_status WHERE name = 'st';
+
+-- B at 10:02:00 opens B's second window; A at 10:02:30 moves the
+-- watermark to 10:02:20: B's first, A's second and C's first close.
+INSERT INTO stag_ticks (ticker, price, ts) VALUES
+	('B', 1, '2026-03-01 10:02:00+00'), ('A', 128, '2026-03-01 10:02:30+00');
+SELECT anomaly.process('st');
+SELECT partition_key, source_key, features, rowtime FROM anomaly.scores
+WHERE detector = 'st' ORDER BY rowtime, partition_key;
+
+-- Stagger off: the rows of the open windows (A's at 10:02:30, B's at
+-- 10:02:00) are regrouped into tumbling minutes, which close as the
+-- watermark passes them.
+SELECT anomaly.alter_detector('st', options => '{"stagger": false}');
+SELECT options ? 'stagger' AS has_stagger FROM anomaly.detectors WHERE name = 'st';
+INSERT INTO stag_ticks (ticker, price, ts) VALUES
+	('A', 256, '2026-03-01 10:02:50+00'), ('A', 512, '2026-03-01 10:03:40+00');
+SELECT anomaly.process('st');
+SELECT partition_key, source_key, features FROM anomaly.scores
+WHERE detector = 'st' AND rowtime > '2026-03-01 10:02:20+00' ORDER BY rowtime, partition_key;
+
+-- Stagger on again: A's open minute (10:03:40) becomes a stagger window
+-- from that tick; a tick at 10:04:30 joins it, one at 10:05:00 closes it.
+SELECT anomaly.alter_detector('st', options => '{"stagger": true}');
+INSERT INTO stag_ticks (ticker, price, ts) VALUES
+	('A', 1024, '2026-03-01 10:04:30+00'), ('A', 2048, '2026-03-01 10:05:00+00');
+SELECT anomaly.process('st');
+SELECT partition_key, source_key, features FROM anomaly.scores
+WHERE detector = 'st' AND rowtime > '2026-03-01 10:03:00+00' ORDER BY rowtime, partition_key;
+-- A slide next to stagger is refused on alter too.
+SELECT anomaly.alter_detector('st', options => '{"slide": "20 seconds"}');
+
+-- Every window scored before the first alter_detector equals the same
+-- aggregates over the stagger windows, found by SQL (docs/detectors.md),
+-- of the ticks that were not late.
+WITH RECURSIVE ticks AS (
+	SELECT * FROM stag_ticks
+	WHERE id NOT IN (SELECT id FROM stag_late) AND ts < '2026-03-01 10:02:40+00'),
+opener AS (
+	(SELECT DISTINCT ON (ticker) ticker, id, ts AS window_start FROM ticks ORDER BY ticker, id)
+	UNION ALL
+	SELECT o.ticker, n.id, n.ts FROM opener o CROSS JOIN LATERAL (
+		SELECT t.id, t.ts FROM ticks t
+		WHERE t.ticker = o.ticker AND t.id > o.id AND t.ts >= o.window_start + interval '1 minute'
+		ORDER BY t.id LIMIT 1) n),
+w AS (
+	SELECT t.ticker, o.window_start,
+		ARRAY[count(*)::float8, sum(t.price ORDER BY t.id)] AS f
+	FROM ticks t JOIN LATERAL (
+		SELECT max(window_start) AS window_start FROM opener o
+		WHERE o.ticker = t.ticker AND o.window_start <= t.ts) o ON true
+	GROUP BY 1, 2)
+SELECT w.ticker, w.window_start, w.f, s.features = w.f AS same
+FROM w LEFT JOIN anomaly.scores s ON s.detector = 'st' AND s.partition_key = w.ticker
+	AND (s.source_key->>'window_start')::timestamptz = w.window_start
+WHERE w.window_start + interval '1 minute' <= '2026-03-01 10:02:20+00'
+ORDER BY w.window_start, w.ticker;
+
+SELECT anomaly.drop_detector('st');
+DROP TABLE stag_ticks, stag_late;
