@@ -76,6 +76,13 @@ SELECT anomaly.process('st');
 SELECT partition_key, source_key, features, rowtime FROM anomaly.scores
 WHERE detector = 'st' ORDER BY rowtime, partition_key;
 
+-- C's first window closed a round ago: a tick in it is late, although a
+-- window it opened would still be open (the window's first row is kept
+-- until the watermark is a window past its end, for this).
+INSERT INTO stag_ticks (ticker, price, ts) VALUES ('C', 4, '2026-03-01 10:01:30+00');
+SELECT anomaly.process('st');
+SELECT windows->'late_rows' AS late FROM anomaly.detector_status WHERE name = 'st';
+
 -- Stagger off: the rows of the open windows (A's at 10:02:30, B's at
 -- 10:02:00) are regrouped into tumbling minutes, which close as the
 -- watermark passes them.
