@@ -16,7 +16,9 @@
 #     rows that were not late, and its score, grade, decision and expected
 #     values equal random_cut_forest and detect() over those windows per
 #     key in window order;
-#   - once the watermark is far past them, no row of A or B is buffered.
+#   - once the watermark is far past them, no row of A or B is buffered;
+#   - a second detector on the commit time (KDA's arrival time) has no late
+#     row and its windows equal the same SQL over pg_xact_commit_timestamp.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -30,7 +32,8 @@ use lib "$FindBin::RealBin/..";
 use DetectTest;
 
 my $node = crash_node('detect_stagger',
-	'anomaly.detector_batch_rows' => 200);
+	'anomaly.detector_batch_rows' => 200,
+	track_commit_timestamp => 'on');
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
@@ -115,6 +118,14 @@ sq(qq{
 		options => '{$params, "window": "1 minute", "stagger": true, "time_column": "ts",
 			"allowed_lateness": "10 seconds", "late_rows": "late_ticks"}');
 });
+# KDA's own semantics: windows of the arrival time (here the commit time),
+# which never goes back, so no row is late.
+sq(q{
+	SELECT anomaly.create_detector('stag_commit', 'ticks', ARRAY['count(*)', 'sum(price)'],
+		partition_by => 'ticker',
+		options => '{"window": "200 milliseconds", "stagger": true, "number_of_trees": 30,
+			"sub_sample_size": 64, "seed": 7}');
+});
 is(sq(q{SELECT options->>'window', options->>'slide', options->>'stagger'
 	FROM anomaly.detectors WHERE name = 'stag'}), '00:01:00|00:01:00|true',
 	'stagger options are normalized');
@@ -140,6 +151,8 @@ for my $c (1 .. 4)
 # The rest without crash, then a tick of another key far ahead: its event
 # time moves the watermark past every window of A and B.
 start_load(500)->finish;
+# (and commits half a second later: past every commit-time window)
+sleep(0.5);
 sq(q{INSERT INTO ticks (i, ticker, price, ts)
 	SELECT max(i) + 1, 'Z', 100, timestamptz '2026-01-01 03:00:00+00' FROM ticks});
 my $rows = sq('SELECT count(*) FROM ticks');
@@ -231,6 +244,39 @@ if ($same ne $nref)
 }
 is($common, '0', 'A\'s and B\'s windows are out of step: no start in common');
 cmp_ok($phases, '>', 5, 'windows start at their keys\' ticks, not on the minute');
+
+# The commit-time detector: the same SQL over the commit timestamps.
+ok($node->poll_query_until('postgres', q{
+	SELECT w.max_event_time = pg_xact_commit_timestamp(t.xmin)
+	FROM anomaly.detector_windows w JOIN anomaly.detectors d ON d.id = w.detector_id, ticks t
+	WHERE d.name = 'stag_commit' AND t.ticker = 'Z'}, 't'), 'the commit-time detector caught up');
+my $ref_commit = q{
+	WITH RECURSIVE t AS (
+		SELECT id, ticker, price, pg_xact_commit_timestamp(xmin) AS ts FROM ticks WHERE ticker <> 'Z'),
+	opener AS (
+		(SELECT DISTINCT ON (ticker) ticker, id, ts AS ws FROM t ORDER BY ticker, id)
+		UNION ALL
+		SELECT o.ticker, n.id, n.ts FROM opener o CROSS JOIN LATERAL (
+			SELECT t.id, t.ts FROM t
+			WHERE t.ticker = o.ticker AND t.id > o.id AND t.ts >= o.ws + interval '200 milliseconds'
+			ORDER BY t.id LIMIT 1) n)
+	SELECT t.ticker, o.ws, ARRAY[count(*)::float8, sum(t.price ORDER BY t.id)] AS f
+	FROM t JOIN LATERAL (
+		SELECT max(ws) AS ws FROM opener o WHERE o.ticker = t.ticker AND o.ws <= t.ts) o ON true
+	GROUP BY 1, 2};
+my ($cref, $cgot, $csame, $clate) = split /\|/, sq(qq{
+	WITH ref AS ($ref_commit),
+	got AS (SELECT partition_key, (source_key->>'window_start')::timestamptz AS ws, features
+		FROM anomaly.scores WHERE detector = 'stag_commit')
+	SELECT (SELECT count(*) FROM ref), (SELECT count(*) FROM got),
+		(SELECT count(*) FROM ref JOIN got g ON g.partition_key = ref.ticker AND g.ws = ref.ws
+			AND g.features = ref.f),
+		(SELECT windows->>'late_rows' FROM anomaly.detector_status WHERE name = 'stag_commit')});
+note "commit time: $cref windows in the reference, $cgot scored";
+cmp_ok($cref, '>', 3, 'commit time: several windows');
+is($cgot, $cref, 'commit time: every window scored once');
+is($csame, $cref, 'commit time: windows equal the SQL formulation over the commit timestamps');
+is($clate, '0', 'commit time: no late row');
 
 # Rows of closed windows are not kept once the watermark is a window past.
 is(sq(q{SELECT count(*) FROM anomaly.detector_window_rows r JOIN anomaly.detectors d ON d.id = r.detector_id
