@@ -926,7 +926,6 @@ typedef struct StaggerKeys
 {
 	HTAB	   *hash;
 	StaggerKey *first;
-	int64		size;
 } StaggerKeys;
 
 static uint32
@@ -1048,7 +1047,6 @@ stagger_load(int64 id, int64 size)
 	ctl.hcxt = CurrentMemoryContext;
 	keys->hash = hash_create("anomaly stagger windows", 64, &ctl,
 							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	keys->size = size;
 	detect_spi_exec("SELECT seq, partition_key, rowtime FROM anomaly.detector_window_rows"
 					" WHERE detector_id OPERATOR(pg_catalog.=) $1 ORDER BY seq",
 					1, t, a, NULL, false, SPI_OK_SELECT);
