@@ -307,10 +307,11 @@ RETURNS integer
 AS 'MODULE_PATHNAME', 'anomaly_alert_deliver'
 LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, anomaly, pg_temp
--- what prints the statements run as the owner, how they read, how numbers are
--- written (src/pinned.c)
+-- what prints the statements run as the owner, how they read, how numbers,
+-- times and intervals are computed and written (src/pinned.c)
 SET debug_print_parse = off SET debug_print_rewritten = off SET debug_print_plan = off
-SET standard_conforming_strings = on SET extra_float_digits = 1;
+SET standard_conforming_strings = on SET extra_float_digits = 1
+SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres';
 
 -- Sends a test notification to a destination now and reports the outcome
 -- (the caller must own it; the failure's details only to superusers).

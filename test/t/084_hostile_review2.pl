@@ -1,0 +1,105 @@
+# A second hostile-role review: what a caller's session, a database's owner
+# or another admin may set or own, read implicitly by the extension's code
+# that runs as a role that is not its caller.
+#
+# Each block is an attack that succeeded before its fix (session 8).
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use HostileTest;
+
+my $node = new_hostile_node('hostile_review2');
+
+# A database owned by owner1 without a detector worker: rounds run by
+# process(), each in the session (and with the settings) of its caller.
+$node->safe_psql('postgres', q{CREATE DATABASE wdb OWNER owner1;});
+$node->safe_psql('wdb', q{
+	CREATE EXTENSION anomaly;
+	CREATE SCHEMA s_adm AUTHORIZATION adm;
+	CREATE SCHEMA s_adm2 AUTHORIZATION adm2;
+});
+
+# -------------------------------------------------------------------------
+# Retention ran in the superuser context under the session's IntervalStyle
+# (and TimeZone): process() applies every detector's retention, so another
+# admin's session with IntervalStyle = sql_standard read adm's retention
+# '-0 days 1 hour' (one hour under the postgres style, which create_detector
+# checked) as minus one hour and deleted all of adm's scores.
+{
+	my $label = 'retention under another admin\'s IntervalStyle';
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.ret (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('det_ret', 's_adm.ret', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1,
+		"retention": "-0 days 1 hour"}');
+INSERT INTO s_adm.ret (v) SELECT g FROM generate_series(1, 20) g;
+SELECT anomaly.process();
+}, "$label: adm scores 20 rows", db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT count(*) FROM anomaly.scores WHERE detector = 'det_ret'}),
+		'20', "$label: 20 scores");
+	as_role_ok($node, 'adm2', q{
+SET IntervalStyle = 'sql_standard'; SET TimeZone = 'Pacific/Kiritimati';
+SELECT anomaly.process();
+}, "$label: adm2 runs process() under sql_standard", db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT count(*) FROM anomaly.scores WHERE detector = 'det_ret'}),
+		'20', "$label: adm's scores are kept (retention read as one hour)");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# -------------------------------------------------------------------------
+# An alert's payload timestamps (starts_at, scored_at, created_at, the
+# source row's timestamptz and interval columns) were written in the
+# TimeZone and IntervalStyle of whatever session ran the round: the worker
+# (a database owner's ALTER DATABASE SET) or the process() caller.  They are
+# written in UTC, intervals in the postgres style, whoever's session.
+{
+	my $label = 'alert payload timestamps';
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.pay (id bigserial PRIMARY KEY, v float8, ts timestamptz, iv interval);
+SELECT anomaly.create_detector('det_pay', 's_adm.pay', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+SELECT anomaly.create_destination('n_pay', 'notify', '{"channel": "pay"}');
+SELECT anomaly.create_alert_rule('r_pay', 'det_pay', 'n_pay', min_score => 0, group_by => '{source_key}');
+INSERT INTO s_adm.pay (v, ts, iv)
+	SELECT g, '2026-01-01 00:00:00+00', '1 day 02:00:00' FROM generate_series(1, 10) g;
+}, "$label: set up as adm", db => 'wdb');
+	$node->safe_psql('wdb', q{SET ROLE owner1;
+ALTER DATABASE wdb SET TimeZone = 'Asia/Kathmandu';
+ALTER DATABASE wdb SET IntervalStyle = 'iso_8601';
+ALTER DATABASE wdb SET DateStyle = 'SQL, DMY';});
+	as_role_ok($node, 'adm', q{SELECT anomaly.process('det_pay');},
+		"$label: a round under the database owner's settings", db => 'wdb');
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.trg (id int, ts timestamptz);
+CREATE TRIGGER t AFTER INSERT ON s_adm.trg FOR EACH ROW
+	EXECUTE FUNCTION anomaly.alert_trigger('n_pay', 'row', 'info');
+INSERT INTO s_adm.trg VALUES (1, '2026-01-01 00:00:00+00');
+}, "$label: a trigger's notification under the same settings", db => 'wdb');
+	$node->safe_psql('wdb', q{SET ROLE owner1;
+ALTER DATABASE wdb RESET TimeZone; ALTER DATABASE wdb RESET IntervalStyle;
+ALTER DATABASE wdb RESET DateStyle;});
+	is($node->safe_psql('wdb', q{
+		SELECT count(*) || '|' ||
+			count(*) FILTER (WHERE payload ->> 'starts_at' LIKE '%+00:00'
+				AND payload ->> 'scored_at' LIKE '%+00:00'
+				AND payload ->> 'created_at' LIKE '%+00:00'
+				AND payload -> 'row' ->> 'ts' = '2026-01-01T00:00:00+00:00'
+				AND payload -> 'row' ->> 'iv' = '1 day 02:00:00')
+		FROM anomaly.outbox WHERE destination = 'n_pay' AND payload ->> 'source' = 'rule'}),
+		'10|10', "$label: a rule's notifications in UTC, intervals in the postgres style");
+	is($node->safe_psql('wdb', q{
+		SELECT (payload ->> 'created_at' LIKE '%+00:00') || '|' || (payload -> 'details' ->> 'ts')
+		FROM anomaly.outbox WHERE destination = 'n_pay' AND payload ->> 'source' = 'trigger'}),
+		'true|2026-01-01T00:00:00+00:00', "$label: a trigger's notification in UTC");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+done_testing();
