@@ -102,4 +102,54 @@ ALTER DATABASE wdb RESET DateStyle;});
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# The workers connect to a database with its settings, which its owner sets
+# (ALTER DATABASE ... SET, no superuser): default_transaction_read_only = on
+# stopped every detector and the sender in the database (each round failed
+# on its first write, again every naptime), whoever owned them.  The
+# workers' transactions are read-write, read committed, whatever the
+# database says.
+{
+	my $label = 'the workers under a database owner\'s default_transaction_read_only';
+	$node->safe_psql('postgres', q{CREATE DATABASE rodb OWNER owner1;});
+	$node->safe_psql('rodb', q{
+		CREATE EXTENSION anomaly;
+		CREATE SCHEMA s_adm AUTHORIZATION adm;
+	});
+	$node->safe_psql('rodb', q{SET ROLE owner1;
+ALTER DATABASE rodb SET default_transaction_read_only = on;
+ALTER DATABASE rodb SET default_transaction_isolation = 'serializable';
+ALTER DATABASE rodb SET lock_timeout = '1ms';});
+	$node->safe_psql('postgres', q{
+ALTER SYSTEM SET anomaly.detector_database = 'postgres, rodb';
+ALTER SYSTEM SET anomaly.sender_database = 'postgres, rodb';
+SELECT pg_reload_conf();});
+	as_role_ok($node, 'adm', q{
+SET default_transaction_read_only = off;
+CREATE TABLE s_adm.ro (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('det_ro', 's_adm.ro', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+SELECT anomaly.create_destination('n_ro', 'notify', '{"channel": "ro"}');
+SELECT anomaly.create_alert_rule('r_ro', 'det_ro', 'n_ro', min_score => 0, group_by => '{source_key}');
+INSERT INTO s_adm.ro (v) SELECT g FROM generate_series(1, 20) g;
+}, "$label: adm's detector in the database", db => 'rodb');
+	is(wait_detector($node, 'det_ro', 20, db => 'rodb', secs => 30), 'active|20|0|0|',
+		"$label: the detector worker scores the rows");
+	my $left;
+	wait_until(30, sub {
+		$left = $node->safe_psql('rodb', q{
+			SELECT count(*) FILTER (WHERE o.destination = 'n_ro') || '|' ||
+				(SELECT count(*) FROM anomaly.alert_episodes e WHERE e.rule = 'r_ro')
+			FROM anomaly.outbox o});
+		return $left =~ /^0\|[1-9]/;
+	});
+	like($left, qr/^0\|[1-9]\d*$/, "$label: the sender delivers the rule's notifications");
+	$node->safe_psql('postgres', q{
+ALTER SYSTEM RESET anomaly.detector_database;
+ALTER SYSTEM RESET anomaly.sender_database;
+SELECT pg_reload_conf();});
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
