@@ -152,4 +152,45 @@ SELECT pg_reload_conf();});
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# A destination's rate_limit was checked as a positive JSON number only:
+# 1e400 (or 1e-400) passed, and the sender's claim of due notifications,
+# one statement for every destination, cast it to float8 and failed: one
+# notification of adm's stopped every admin's deliveries in the database,
+# at every round, for as long as it stayed in the outbox.
+{
+	my $label = 'a rate_limit out of float8\'s range';
+	for my $rate ('1e400', '1e-400', '1e7', '0.0000001')
+	{
+		as_role_err($node, 'adm', qq{SELECT anomaly.create_destination('rl_bad', 'notify',
+			'{"channel": "rl", "rate_limit": $rate}')},
+			qr/"rate_limit" must be a number from 0\.000001 to 1000000/,
+			"$label: $rate refused");
+	}
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.create_destination('rl_adm', 'notify', '{"channel": "rl", "rate_limit": 5}');
+SELECT anomaly.alter_destination('rl_adm', '{"channel": "rl", "rate_limit": 0.000001}');
+}, "$label: the bounds accepted");
+	as_role_err($node, 'adm', q{SELECT anomaly.alter_destination('rl_adm', '{"channel": "rl", "rate_limit": 1e400}')},
+		qr/"rate_limit" must be a number/, "$label: alter_destination refuses it too");
+	# a row such as 0.1.0 accepted: the sender goes on for the others
+	$node->safe_psql('postgres', q{
+UPDATE anomaly.destinations SET config = '{"channel": "rl", "rate_limit": 1e400}' WHERE name = 'rl_adm';});
+	as_role_ok($node, 'adm', q{SELECT anomaly.send_alert('rl_adm', 'hold the sender', '{}');},
+		"$label: adm queues a notification to it");
+	as_role_ok($node, 'adm2', q{
+SELECT anomaly.create_destination('rl_adm2', 'notify', '{"channel": "rl2"}');
+SELECT anomaly.send_alert('rl_adm2', 'victim', '{}');
+}, "$label: adm2 queues one to its own destination");
+	my $left;
+	wait_until(30, sub {
+		$left = $node->safe_psql('postgres', q{
+			SELECT count(*) FROM anomaly.outbox WHERE destination IN ('rl_adm', 'rl_adm2')});
+		return $left eq '0';
+	});
+	is($left, '0', "$label: the sender delivers both");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
