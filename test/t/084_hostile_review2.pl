@@ -193,4 +193,47 @@ SELECT anomaly.send_alert('rl_adm2', 'victim', '{}');
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# Retention is applied to every detector of the database in one statement
+# (by the scheduler once a minute, and by every process() call): a
+# retention of '170000000 years' (positive, so accepted) made
+# now() - retention overflow, and every admin's process() failed, and the
+# scheduler's pass failed each second before starting any worker.
+{
+	my $label = 'a retention past the calendar';
+	as_role_ok($node, 'adm', q{CREATE TABLE s_adm.rbig (id bigserial PRIMARY KEY, v float8);},
+		"$label: adm's table", db => 'wdb');
+	as_role_err($node, 'adm', q{
+SELECT anomaly.create_detector('det_rbig', 's_adm.rbig', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1,
+		"retention": "170000000 years"}');
+}, qr/retention.*at most 1000 years/, "$label: refused by create_detector", db => 'wdb');
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.create_detector('det_rbig', 's_adm.rbig', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1,
+		"retention": "1000 years"}');
+INSERT INTO s_adm.rbig (v) SELECT g FROM generate_series(1, 10) g;
+SELECT anomaly.process('det_rbig');
+}, "$label: 1000 years accepted", db => 'wdb');
+	as_role_err($node, 'adm', q{SELECT anomaly.alter_detector('det_rbig', options => '{"retention": "1000 years 1 day"}');},
+		qr/retention.*at most 1000 years/, "$label: refused by alter_detector", db => 'wdb');
+	# a row that an older version accepted: the others' rounds go on
+	$node->safe_psql('wdb', q{
+UPDATE anomaly.detectors SET options = options || '{"retention": "170000000 years"}' WHERE name = 'det_rbig';});
+	as_role_ok($node, 'adm2', q{
+CREATE TABLE s_adm2.r2 (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('det_r2', 's_adm2.r2', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+INSERT INTO s_adm2.r2 (v) SELECT g FROM generate_series(1, 10) g;
+SELECT anomaly.process();
+}, "$label: adm2's process() runs", db => 'wdb');
+	is($node->safe_psql('wdb', q{
+		SELECT count(*) FILTER (WHERE detector = 'det_r2') || '|' || count(*) FILTER (WHERE detector = 'det_rbig')
+		FROM anomaly.scores}), '10|10', "$label: adm2's rows scored, adm's scores kept");
+	$node->safe_psql('wdb', q{
+UPDATE anomaly.detectors SET options = options || '{"retention": "1000 years"}' WHERE name = 'det_rbig';});
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
