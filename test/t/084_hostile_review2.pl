@@ -236,4 +236,67 @@ UPDATE anomaly.detectors SET options = options || '{"retention": "1000 years"}' 
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# Dead letters name their destination only: adm dropped a destination
+# (force => true moves its queue to the dead letters), adm2 created one of
+# the same name and saw adm's dead letters (payloads with source rows)
+# through row level security, and replay_dead_letters() sent them to
+# adm2's destination.  A destination's dead letters are those queued since
+# it was created.
+{
+	my $label = 'dead letters of a dropped destination under its name';
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.create_destination('dl_name', 'notify', '{"channel": "dl"}');
+SELECT anomaly.alter_destination('dl_name', enabled => false);
+SELECT anomaly.send_alert('dl_name', 'adm private subject', '{"secret": "adm private body"}');
+SELECT anomaly.drop_destination('dl_name', force => true);
+}, "$label: adm queues a notification, drops the destination with force");
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'dl_name'}),
+		'1', "$label: the notification is a dead letter");
+	my $out = as_role_ok($node, 'adm2', q{
+SELECT anomaly.create_destination('dl_name', 'notify', '{"channel": "dl2"}');
+SELECT 'seen=' || count(*) FROM anomaly.dead_letters WHERE destination = 'dl_name';
+SELECT 'status=' || coalesce(sum(dead_letters), 0) FROM anomaly.delivery_status WHERE destination = 'dl_name';
+SELECT 'replayed=' || anomaly.replay_dead_letters('dl_name');
+SELECT 'purged=' || anomaly.purge_alert_history('0 s');
+}, "$label: adm2 makes a destination of the same name");
+	like($out, qr/seen=0\n.*replayed=0\npurged=0/s, "$label: adm2 neither sees, replays nor purges them")
+		or diag($out);
+	unlike($out, qr/status=[1-9]/, "$label: nor counts them in delivery_status");
+	is($node->safe_psql('postgres', q{
+		SELECT count(*) || '|' || (SELECT count(*) FROM anomaly.outbox WHERE destination = 'dl_name')
+		FROM anomaly.dead_letters WHERE destination = 'dl_name'}),
+		'1|0', "$label: the dead letter stays (for superusers), nothing queued");
+	# a transaction begun before the drop: its now() is older than the letter
+	my $begun = $node->background_psql('postgres', extra_params => [ '-U', 'adm2' ]);
+	$begun->query_safe(q{BEGIN; SELECT now();});
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.create_destination('dl_two', 'notify', '{"channel": "dl"}');
+SELECT anomaly.alter_destination('dl_two', enabled => false);
+SELECT anomaly.send_alert('dl_two', 'adm private subject', '{"secret": "adm private body"}');
+SELECT anomaly.drop_destination('dl_two', force => true);
+}, "$label: adm drops another while adm2's transaction is open");
+	$begun->query_safe(q{SELECT anomaly.create_destination('dl_two', 'notify', '{"channel": "dl2"}');});
+	is($begun->query_safe(q{SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'dl_two'}),
+		'0', "$label: adm2 does not see them from a transaction older than the drop");
+	$begun->query_safe(q{COMMIT;});
+	$begun->quit;
+	# the owner's own: created with its destination in one transaction
+	as_role_ok($node, 'adm', q{
+BEGIN;
+SELECT anomaly.create_destination('dl_own', 'notify', '{"channel": "dl"}');
+SELECT anomaly.alter_destination('dl_own', enabled => false);
+SELECT anomaly.send_alert('dl_own', 'own', '{}');
+COMMIT;
+}, "$label: adm queues to a destination made in the same transaction");
+	$node->safe_psql('postgres', q{
+WITH gone AS (DELETE FROM anomaly.outbox WHERE destination = 'dl_own' RETURNING *)
+INSERT INTO anomaly.dead_letters (outbox_id, destination, subject, payload, dedup_id, attempts, created_at, error)
+SELECT id, destination, subject, payload, 'x', attempts, created_at, 'test' FROM gone;});
+	like(as_role_ok($node, 'adm', q{SELECT 'own=' || count(*) FROM anomaly.dead_letters WHERE destination = 'dl_own';},
+		"$label: adm reads its dead letters"), qr/own=1/, "$label: the owner sees its own");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
