@@ -299,4 +299,35 @@ SELECT id, destination, subject, payload, 'x', attempts, created_at, 'test' FROM
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# A notification's payload had no size bound: send_alert() with a 200 MB
+# body (or alert_trigger on a table with such a row) made the superuser's
+# sender allocate about 1.2 GB for that one row, and a batch of them
+# (anomaly.sender_batch rows per round) many GB, enough to bring the
+# server down through the kernel's OOM killer.  Payloads are cut to 1 MB
+# when queued (the largest values first, listed in "truncated").
+{
+	my $label = 'a notification payload\'s size';
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.create_destination('big_pay', 'notify', '{"channel": "big"}');
+SELECT anomaly.alter_destination('big_pay', enabled => false);
+SELECT anomaly.send_alert('big_pay', 'big', jsonb_build_object('v', repeat('x', 5000000), 'w', 'kept'));
+CREATE TABLE s_adm.bigrow (id int, t text);
+CREATE TRIGGER t AFTER INSERT ON s_adm.bigrow FOR EACH ROW
+	EXECUTE FUNCTION anomaly.alert_trigger('big_pay', 'row', 'info');
+INSERT INTO s_adm.bigrow VALUES (1, repeat('y', 3000000));
+}, "$label: adm queues a 5 MB body and a 3 MB row");
+	is($node->safe_psql('postgres', q{
+		SELECT count(*) || '|' || bool_and(octet_length(payload::text) <= 1048576)
+			|| '|' || bool_and(payload ? 'truncated') || '|' || bool_and(payload ->> 'fingerprint' IS NOT NULL)
+		FROM anomaly.outbox WHERE destination = 'big_pay'}),
+		'2|true|true|true', "$label: both stored cut to 1 MB, the cut listed");
+	is($node->safe_psql('postgres', q{
+		SELECT string_agg((payload -> 'truncated')::text || ' ' || (payload ->> 'alert'), ',' ORDER BY id)
+		FROM anomaly.outbox WHERE destination = 'big_pay'}), '["details"] big,["details"] row',
+		"$label: the large value cut, the others kept");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
