@@ -45,6 +45,24 @@ anomaly_bgworker_register_static(const char *function_name, const char *type)
 }
 
 /*
+ * What a worker's transactions are, whatever the database's settings say:
+ * its owner (no superuser) sets them with ALTER DATABASE ... SET, and
+ * default_transaction_read_only = on there failed every round of every
+ * detector in the database, and every delivery, each naptime; a lock_timeout
+ * of a millisecond failed a round on any wait, and enough of them marked the
+ * detector failed.  The workers' transactions are read-write and read
+ * committed (what their statements are written for), their waits bounded by
+ * SIGTERM and their own limits.
+ */
+static const char *const worker_settings[][2] = {
+	{"default_transaction_read_only", "off"},
+	{"default_transaction_isolation", "read committed"},
+	{"default_transaction_deferrable", "off"},
+	{"lock_timeout", "0"},
+	{"statement_timeout", "0"},
+};
+
+/*
  * Connects a worker to database dboid as the bootstrap superuser, with the
  * search_path pinned: the connection takes the database's settings, which
  * its owner sets (ALTER DATABASE ... SET search_path), and nothing found
@@ -56,4 +74,7 @@ anomaly_bgworker_connect(Oid dboid)
 {
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	anomaly_pin_settings("pg_catalog, pg_temp", GUC_ACTION_SET);
+	for (int i = 0; i < lengthof(worker_settings); i++)
+		(void) set_config_option(worker_settings[i][0], worker_settings[i][1],
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET, true, 0, false);
 }

@@ -25,6 +25,18 @@
  * at -15.  1 (PostgreSQL's default) writes the shortest text that reads
  * back as the same value.
  *
+ * And TimeZone, DateStyle and IntervalStyle, anyone's too (and a database
+ * owner's for the workers): they changed what the extension's own SQL
+ * computes and writes as a role that is not its caller.  A retention
+ * interval read as text under IntervalStyle = sql_standard by another
+ * admin's process() ('-0 days 1 hour' as minus one hour: every score of the
+ * detector deleted), now() - interval across a daylight saving change, and
+ * an alert payload's timestamps and its row's timestamptz and interval
+ * columns written in whatever zone and style the round's session had.  UTC
+ * and ISO, as the fixed values of detect/settings.c; a detector's
+ * expressions still run under its own captured settings (sysctx.c sets them
+ * in the owner context's nest, over these).
+ *
  * The three SECURITY DEFINER functions pin the same settings in their SET
  * clauses (src/sql/04x).
  */
@@ -42,6 +54,10 @@ static const char *const pinned_settings[][2] = {
 	{"standard_conforming_strings", "on"},
 	/* how the numbers they write are written */
 	{"extra_float_digits", "1"},
+	/* how times and intervals are computed, written and read */
+	{"TimeZone", "UTC"},
+	{"DateStyle", "ISO, YMD"},
+	{"IntervalStyle", "postgres"},
 };
 
 void

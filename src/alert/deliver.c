@@ -91,6 +91,17 @@ typedef struct AlertItem
 	AlertHttpJob *job;
 } AlertItem;
 
+/*
+ * A number of a destination's config, or NULL when it is not one within
+ * [lo, hi]: the claim reads every due destination's in one statement, so a
+ * value that failed its cast (a rate_limit of 1e400, as 0.1.0 accepted)
+ * failed every admin's deliveries, at every round.
+ */
+#define CONFIG_NUMBER(key, lo, hi, type) \
+	"CASE WHEN jsonb_typeof(d.config -> '" key "') = 'number' THEN" \
+	" CASE WHEN (d.config ->> '" key "')::numeric BETWEEN " lo " AND " hi \
+	" THEN (d.config ->> '" key "')::numeric::" type " END END"
+
 #define CLAIM_COLUMNS \
 "	SELECT o.id, o.destination, d.kind, o.attempts,\n" \
 "		   coalesce(o.dedup_id, 'anomaly-' || o.id),\n" \
@@ -115,10 +126,10 @@ typedef struct AlertItem
 "		   coalesce(o.payload ->> 'severity', 'info'),\n" \
 "		   left(o.payload ->> 'detector', 256),\n" \
 "		   CASE WHEN jsonb_typeof(o.payload -> 'score') = 'number' THEN o.payload ->> 'score' END,\n" \
-"		   (d.config ->> 'rate_limit')::float8,\n" \
-"		   (d.config ->> 'timeout_ms')::int4,\n" \
+"		   " CONFIG_NUMBER("rate_limit", "0.000001", "1000000", "float8") ",\n" \
+"		   " CONFIG_NUMBER("timeout_ms", "100", "600000", "int4") ",\n" \
 "		   coalesce(d.config ->> 'topic_arn' LIKE '%.fifo', false),\n" \
-"		   (d.config ->> 'max_attempts')::int4\n" \
+"		   " CONFIG_NUMBER("max_attempts", "1", "1000", "int4") "\n" \
 "	FROM due o JOIN anomaly.destinations d ON d.name = o.destination\n" \
 "	ORDER BY o.next_attempt_at, o.id\n"
 
@@ -197,7 +208,9 @@ rate_take(const char *dest, double rate)
 		return 0;
 	}
 	b->deferred++;
-	return (int) ceil(((1.0 - b->tokens) + (b->deferred - 1)) / rate * 1000.0) + 1;
+	/* at most a day: a slow rate times many rows must not overflow int */
+	return (int) Min(ceil(((1.0 - b->tokens) + (b->deferred - 1)) / rate * 1000.0) + 1,
+					 86400000.0);
 }
 
 /*

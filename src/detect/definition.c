@@ -51,6 +51,7 @@
 #include "anomaly.h"
 #include "detect/detect.h"
 #include "detect/round_internal.h"
+#include "subxact.h"
 
 /* ---------------------------------------------------------------------
  * Small helpers
@@ -330,18 +331,24 @@ detect_record_error(int64 id, const char *message, const char *sqlstate,
 }
 
 /*
- * Deletes each detector's scores and failures older than its retention,
- * oldest first, a bounded number per call.
+ * Each detector's retention as an interval, at most 1000 years (what
+ * create_detector accepts; a row from an older version may say more, and
+ * now() minus more overflows: see apply_retention).
  */
-void
-detect_apply_retention(void)
+#define RETENTION_KEEP \
+	"LEAST(" OPT("retention") "::pg_catalog.interval," \
+	" '1000 years'::pg_catalog.interval) AS keep"
+
+/* detect_apply_retention's statements, for anomaly_try_subxact. */
+static void
+apply_retention(void *arg)
 {
 	DetectSys	sc;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	detect_sys_enter(&sc);
-	detect_spi_exec("WITH d AS (SELECT name, " OPT("retention") "::pg_catalog.interval AS keep"
+	detect_spi_exec("WITH d AS (SELECT name, " RETENTION_KEEP
 					"   FROM anomaly.detectors WHERE " OPT("retention") " IS NOT NULL),"
 					" old AS (SELECT s.id FROM d, LATERAL (SELECT id, scored_at FROM anomaly.scores"
 					"   WHERE detector OPERATOR(pg_catalog.=) d.name ORDER BY id LIMIT 10000) s"
@@ -350,7 +357,7 @@ detect_apply_retention(void)
 					" DELETE FROM anomaly.scores"
 					" WHERE id OPERATOR(pg_catalog.=) ANY (SELECT id FROM old)",
 					0, NULL, NULL, NULL, false, SPI_OK_DELETE);
-	detect_spi_exec("WITH d AS (SELECT name, " OPT("retention") "::pg_catalog.interval AS keep"
+	detect_spi_exec("WITH d AS (SELECT name, " RETENTION_KEEP
 					"   FROM anomaly.detectors WHERE " OPT("retention") " IS NOT NULL),"
 					" old AS (SELECT f.id FROM d, LATERAL (SELECT id, failed_at FROM anomaly.detector_failures"
 					"   WHERE detector OPERATOR(pg_catalog.=) d.name ORDER BY id LIMIT 10000) f"
@@ -361,6 +368,31 @@ detect_apply_retention(void)
 					0, NULL, NULL, NULL, false, SPI_OK_DELETE);
 	detect_sys_leave(&sc);
 	SPI_finish();
+}
+
+/*
+ * Deletes each detector's scores and failures older than its retention,
+ * oldest first, a bounded number per call.  Every detector's in one
+ * statement, run by the scheduler and by every process() call: whatever
+ * fails in it (one detector's retention that no longer reads as an
+ * interval) costs this pass of retention, with a WARNING, never the
+ * caller's rounds or the scheduler's pass.  The error's text may quote
+ * another owner's option: only superusers (and so the workers' logs) get
+ * it.  LEAST takes interval's own ordering, not an operator by name.
+ */
+void
+detect_apply_retention(void)
+{
+	ErrorData  *edata = anomaly_try_subxact(apply_retention, NULL);
+
+	if (edata)
+	{
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("detector retention not applied this time"),
+				 superuser() ? errdetail("%s", edata->message) : 0));
+		FreeErrorData(edata);
+	}
 }
 
 /* The OID of the extension's type anomaly.<name>. */

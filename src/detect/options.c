@@ -305,7 +305,12 @@ check_operations(const char *name, OptionValue *v, OptionContext *cx)
 		v->strs = lappend(v->strs, "update");
 }
 
-/* "retention": a positive interval. */
+/*
+ * "retention": a positive interval of at most 1000 years.  Every detector's
+ * is applied in one statement (definition.c), as now() - retention: one
+ * past the calendar ('170000000 years') failed it, and with it every
+ * admin's process() and the scheduler's pass that starts the workers.
+ */
 static void
 check_retention(const char *name, OptionValue *v, OptionContext *cx)
 {
@@ -313,10 +318,16 @@ check_retention(const char *name, OptionValue *v, OptionContext *cx)
 														   CStringGetDatum(v->s),
 														   ObjectIdGetDatum(InvalidOid),
 														   Int32GetDatum(-1)));
+	Interval   *most = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+															 CStringGetDatum("1000 years"),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)));
 
 	if (iv->month < 0 || iv->day < 0 || iv->time < 0 ||
-		(iv->month == 0 && iv->day == 0 && iv->time == 0))
-		option_error(name, "a positive interval");
+		(iv->month == 0 && iv->day == 0 && iv->time == 0) ||
+		DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
+										  IntervalPGetDatum(most))) > 0)
+		option_error(name, "a positive interval of at most 1000 years");
 }
 
 /* "feature_names": one per feature. */

@@ -26,10 +26,15 @@ CREATE POLICY own_outbox ON outbox FOR SELECT
 	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
 				   WHERE d.name OPERATOR(pg_catalog.=) destination
 					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
+-- a dead letter belongs to the destination of its name that was there when
+-- it was queued: one of a dropped destination is not shown to the owner of
+-- a new destination of the same name (whose created_at is past them:
+-- _create_destination)
 DROP POLICY IF EXISTS own_dead_letters ON dead_letters;
 CREATE POLICY own_dead_letters ON dead_letters FOR SELECT
 	USING (EXISTS (SELECT 1 FROM @extschema@.destinations d
 				   WHERE d.name OPERATOR(pg_catalog.=) destination
+					 AND d.created_at OPERATOR(pg_catalog.<=) dead_letters.created_at
 					 AND pg_catalog.pg_has_role(d.owner::oid, 'USAGE')));
 DROP POLICY IF EXISTS own_counters ON delivery_counters;
 CREATE POLICY own_counters ON delivery_counters FOR SELECT

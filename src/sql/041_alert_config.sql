@@ -156,9 +156,13 @@ BEGIN
 		END IF;
 	END LOOP;
 
+	-- within float8's range and the sender's: the sender reads it for every
+	-- destination in one statement (src/alert/deliver.c), where 1e400 failed
+	-- every admin's deliveries
 	IF config ? 'rate_limit' THEN
-		IF jsonb_typeof(config -> 'rate_limit') <> 'number' OR (config ->> 'rate_limit')::numeric <= 0 THEN
-			RAISE EXCEPTION '"rate_limit" must be a positive number (notifications per second)'
+		IF jsonb_typeof(config -> 'rate_limit') <> 'number'
+			OR NOT (config ->> 'rate_limit')::numeric BETWEEN 0.000001 AND 1000000 THEN
+			RAISE EXCEPTION '"rate_limit" must be a number from 0.000001 to 1000000 (notifications per second)'
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
 	END IF;

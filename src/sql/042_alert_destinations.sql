@@ -30,6 +30,16 @@ BEGIN
 	PERFORM anomaly._check_payload_mode(caller, kind, config);
 	INSERT INTO anomaly.destinations (name, kind, config, created_by, owner)
 	VALUES (name, kind, config, session_user, caller::regrole);
+	-- The dead letters of a dropped destination of the same name are not
+	-- this one's (the policy own_dead_letters: those queued since
+	-- created_at): created_at goes past them.  now() alone may be older (a
+	-- transaction begun before that drop); read after the insert, which
+	-- waited for the drop to commit.
+	UPDATE anomaly.destinations x
+	SET created_at = l.after
+	FROM (SELECT max(d.created_at) + interval '1 microsecond' AS after
+		  FROM anomaly.dead_letters d WHERE d.destination = _create_destination.name) l
+	WHERE x.name = _create_destination.name AND l.after > x.created_at;
 END
 $$;
 

@@ -73,6 +73,10 @@ AS 'MODULE_PATHNAME', 'anomaly_alert_lock_episode'
 LANGUAGE C VOLATILE STRICT;
 
 -- Queues one notification; returns its outbox id.  Wakes the sender at commit.
+-- The payload is cut to 1 MB (its largest values first, listed in
+-- "truncated"): the sender, a superuser's worker, holds a batch of them at
+-- once (anomaly.sender_batch), and one of 200 MB (a send_alert body, a row
+-- under alert_trigger) took it 1.2 GB.
 CREATE OR REPLACE FUNCTION _enqueue(destination text, subject text, payload jsonb, dedup_id text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -82,7 +86,7 @@ DECLARE
 	id bigint;
 BEGIN
 	INSERT INTO anomaly.outbox (destination, subject, payload, dedup_id)
-	VALUES (destination, left(subject, 1000), payload, dedup_id)
+	VALUES (destination, left(subject, 1000), anomaly._fit_json(payload, 1048576), dedup_id)
 	RETURNING outbox.id INTO id;
 	PERFORM anomaly._wake_sender();
 	RETURN id;
@@ -168,10 +172,11 @@ CREATE OR REPLACE FUNCTION alert_trigger()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, anomaly, pg_temp
--- what prints the statements run as the owner, how they read, how numbers are
--- written (src/pinned.c)
+-- what prints the statements run as the owner, how they read, how numbers,
+-- times and intervals are computed and written (src/pinned.c)
 SET debug_print_parse = off SET debug_print_rewritten = off SET debug_print_plan = off
 SET standard_conforming_strings = on SET extra_float_digits = 1
+SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres'
 AS $$
 DECLARE
 	dests text[];

@@ -517,10 +517,11 @@ CREATE OR REPLACE FUNCTION _evaluate_rules()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, anomaly, pg_temp
--- what prints the statements run as the owner, how they read, how numbers are
--- written (src/pinned.c)
+-- what prints the statements run as the owner, how they read, how numbers,
+-- times and intervals are computed and written (src/pinned.c)
 SET debug_print_parse = off SET debug_print_rewritten = off SET debug_print_plan = off
 SET standard_conforming_strings = on SET extra_float_digits = 1
+SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres'
 AS $$
 DECLARE
 	r anomaly.alert_rules;

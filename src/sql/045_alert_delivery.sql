@@ -240,7 +240,7 @@ BEGIN
 		  AND (_replay_dead_letters.ids IS NULL OR d.id = ANY (_replay_dead_letters.ids))
 		  AND (_replay_dead_letters.since IS NULL OR d.failed_at >= _replay_dead_letters.since)
 		  AND EXISTS (SELECT 1 FROM anomaly.destinations x WHERE x.name = d.destination
-					  AND anomaly._owns(caller, x.owner))
+					  AND x.created_at <= d.created_at AND anomaly._owns(caller, x.owner))
 		RETURNING d.*
 	)
 	INSERT INTO anomaly.outbox (destination, subject, payload, dedup_id)
@@ -279,7 +279,8 @@ BEGIN
 	END IF;
 	DELETE FROM anomaly.dead_letters d WHERE d.failed_at < now() - keep
 		AND (su OR EXISTS (SELECT 1 FROM anomaly.destinations x
-						   WHERE x.name = d.destination AND anomaly._owns(caller, x.owner)));
+						   WHERE x.name = d.destination AND x.created_at <= d.created_at
+							 AND anomaly._owns(caller, x.owner)));
 	GET DIAGNOSTICS a = ROW_COUNT;
 	DELETE FROM anomaly.alert_episodes e WHERE e.status = 'resolved' AND e.resolved_at < now() - keep
 		AND (su OR EXISTS (SELECT 1 FROM anomaly.alert_rules r
@@ -307,10 +308,11 @@ RETURNS integer
 AS 'MODULE_PATHNAME', 'anomaly_alert_deliver'
 LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, anomaly, pg_temp
--- what prints the statements run as the owner, how they read, how numbers are
--- written (src/pinned.c)
+-- what prints the statements run as the owner, how they read, how numbers,
+-- times and intervals are computed and written (src/pinned.c)
 SET debug_print_parse = off SET debug_print_rewritten = off SET debug_print_plan = off
-SET standard_conforming_strings = on SET extra_float_digits = 1;
+SET standard_conforming_strings = on SET extra_float_digits = 1
+SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres';
 
 -- Sends a test notification to a destination now and reports the outcome
 -- (the caller must own it; the failure's details only to superusers).
@@ -352,8 +354,8 @@ LEFT JOIN (SELECT o.destination, count(*) AS queued, count(*) FILTER (WHERE o.at
 				  min(o.created_at) AS oldest
 		   FROM anomaly.outbox o GROUP BY o.destination) q ON q.destination = d.name
 LEFT JOIN anomaly.delivery_counters c ON c.destination = d.name
-LEFT JOIN (SELECT x.destination, count(*) AS dead_letters
-		   FROM anomaly.dead_letters x GROUP BY x.destination) l ON l.destination = d.name;
+LEFT JOIN LATERAL (SELECT count(*) AS dead_letters FROM anomaly.dead_letters x
+				   WHERE x.destination = d.name AND x.created_at >= d.created_at) l ON true;
 COMMENT ON VIEW delivery_status IS 'per destination: queued, oldest age, sent, retried, dead, last success and error, and why no sender worker serves this database (note)';
 
 -- Open and recent alert episodes.
