@@ -96,9 +96,13 @@
 #define RCF_BOX_POOL_NUM	3	/* pool = sample_size * NUM / DIV */
 #define RCF_BOX_POOL_DIV	8
 #endif
+#ifndef RCF_BOX_FRACTION_SPREAD
+#define RCF_BOX_FRACTION_SPREAD	3	/* box_min_leaves: see forest.c */
+#endif
 #define RCF_BOXES_NONE		0
 #define RCF_BOXES_ALL		1
 #define RCF_BOXES_PARTIAL	2
+#define RCF_BOXES_WALK		3
 #define RCF_IS_LEAF(ref)	((ref) < 0)
 #define RCF_LEAF_REF(idx)	((int16_t) (-(idx) - 1))
 #define RCF_LEAF_IDX(ref)	(-(ref) - 1)
@@ -201,6 +205,7 @@ struct RcfForest
 	RcfTree    *trees;
 	int			box_mode;		/* RCF_BOXES_NONE, _ALL or _PARTIAL */
 	bool		box_partial;	/* box_mode == RCF_BOXES_PARTIAL */
+	bool		box_pooled;		/* partial, with a pool: node_box exists */
 	int			box_slots;		/* cached boxes per tree */
 	int			box_min_leaves; /* partial: leaves of a node with a box */
 
@@ -213,12 +218,12 @@ struct RcfForest
 	 * dropped some of its records.
 	 */
 	bool		shared;
+	bool		last_valid;		/* (fields ordered so that none pads) */
+	uint32_t	last_loc;
 	float	   *records;		/* the block: records, then rec_live */
 	uint64_t   *rec_live;		/* compaction's marks and counts */
 	uint32_t	rec_cap;
 	uint32_t	rec_used;
-	uint32_t	last_loc;
-	bool		last_valid;
 	uint64_t	last_seq;
 	size_t		arena_bytes;	/* the arena; bytes adds the store */
 	uint64_t	reserved;		/* updates left that rcf_reserve made room
@@ -239,6 +244,7 @@ struct RcfForest
 	double	   *query_d;		/* the same as double, for box arithmetic */
 	int16_t    *path;			/* sample_size * RCF_DESCEND_GROUP */
 	int16_t    *stack;			/* sample_size: subtree walks */
+	uint32_t   *walk_at;		/* sample_size, RCF_BOXES_WALK only */
 	float	   *box_lo;			/* D: a box being computed */
 	float	   *box_hi;			/* D */
 	float	   *accept_weight;	/* number_of_trees */
@@ -333,7 +339,7 @@ rcf_node_box(const RcfForest *forest, const RcfTree *tree, int node)
 
 	if (forest->box_mode == RCF_BOXES_ALL)
 		return tree->boxes + (size_t) node * 2 * forest->D;
-	if (forest->box_mode == RCF_BOXES_NONE)
+	if (!forest->box_pooled)
 		return NULL;
 	b = tree->node_box[node];
 

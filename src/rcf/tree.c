@@ -37,7 +37,7 @@ node_alloc(const RcfForest *forest, RcfTree *tree)
 		return node;
 	}
 	node = tree->node_hw++;
-	if (forest->box_partial)
+	if (forest->box_pooled)
 		tree->node_box[node] = RCF_NO_BOX;
 	return node;
 }
@@ -49,7 +49,7 @@ node_alloc(const RcfForest *forest, RcfTree *tree)
 static void
 box_release(const RcfForest *forest, RcfTree *tree, int16_t node)
 {
-	if (forest->box_partial && tree->node_box[node] != RCF_NO_BOX)
+	if (forest->box_pooled && tree->node_box[node] != RCF_NO_BOX)
 	{
 		rcf_box_free(forest, tree)[tree->box_nfree++] = tree->node_box[node];
 		tree->node_box[node] = RCF_NO_BOX;
@@ -419,6 +419,88 @@ subtree_grow(const RcfForest *forest, const RcfTree *tree, int16_t ref,
 }
 
 /*
+ * No box kept (RCF_BOXES_WALK): grows the box [lo, hi] by every point of
+ * the subtree at ref.  The walk first lists where the leaves' points are
+ * (forest->walk_at), with no branch on whether a child is a leaf (a coin
+ * toss, which would mispredict at every other node): each child goes both
+ * to the list and to the stack, and only one of the two counts grows.
+ * Then, as run_grow does, four dimensions at a time over all the points,
+ * the box stays in registers.  The points come in another order than left
+ * to right, which changes a bound only in the sign of a zero, and no score
+ * (box_gap's maxima and sums of ranges give the same values).
+ */
+static void
+walk_grow(const RcfForest *forest, const RcfTree *tree, int16_t ref,
+		  float *lo, float *hi)
+{
+	int16_t    *stack = forest->stack;
+	uint32_t   *at = forest->walk_at;
+	const uint32_t *loc = tree->leaf_loc;
+	const float *base = loc ? forest->records : tree->points;
+	size_t		stride = loc ? (size_t) forest->params.dims : (size_t) forest->D;
+	int			d = forest->D;
+	int			top = 0;
+	int			count = 0;
+	int			i = 0;
+
+	if (RCF_IS_LEAF(ref))
+	{
+		box_extend(lo, hi, rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref)), d);
+		return;
+	}
+	stack[top++] = ref;
+	while (top > 0)
+	{
+		const RcfNode *n = &tree->nodes[stack[--top]];
+
+		for (int side = 0; side < 2; side++)
+		{
+			int			c = n->child[side];
+			int			leaf = c >> 15;	/* all ones for a leaf, else 0 */
+			int			idx = ~c & leaf;	/* the leaf, or 0 */
+
+			at[count] = loc ? loc[idx] : (uint32_t) idx;
+			count += leaf & 1;
+			stack[top] = (int16_t) c;
+			top += ~leaf & 1;
+		}
+	}
+
+#ifdef __SSE2__
+	for (; i + 3 < d; i += 4)
+	{
+		__m128		l = _mm_loadu_ps(lo + i);
+		__m128		h = _mm_loadu_ps(hi + i);
+
+		for (int k = 0; k < count; k++)
+		{
+			__m128		x = _mm_loadu_ps(base + at[k] * stride + i);
+
+			l = _mm_min_ps(x, l);
+			h = _mm_max_ps(x, h);
+		}
+		_mm_storeu_ps(lo + i, l);
+		_mm_storeu_ps(hi + i, h);
+	}
+#endif
+	for (; i < d; i++)
+	{
+		float		l = lo[i];
+		float		h = hi[i];
+
+		for (int k = 0; k < count; k++)
+		{
+			float		x = base[at[k] * stride + i];
+
+			l = x < l ? x : l;
+			h = x > h ? x : h;
+		}
+		lo[i] = l;
+		hi[i] = h;
+	}
+}
+
+/*
  * Grows the box [lo, hi] to include every point of the subtree at ref.
  */
 static void
@@ -434,6 +516,8 @@ extend_subtree(const RcfForest *forest, const RcfTree *tree, int16_t ref,
 	}
 	else if (forest->box_mode == RCF_BOXES_PARTIAL)
 		subtree_grow(forest, tree, ref, lo, hi);
+	else if (forest->box_mode == RCF_BOXES_WALK)
+		walk_grow(forest, tree, ref, lo, hi);
 	else if (RCF_IS_LEAF(ref))
 		box_extend(lo, hi, rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref)), d);
 	else
@@ -576,6 +660,29 @@ uncached_parent_box(const RcfForest *forest, const RcfTree *tree,
 }
 
 /*
+ * parent_box with no box kept (RCF_BOXES_WALK): the child's box grown by
+ * its sibling's points, in the scratch box forest->box_lo/box_hi.
+ */
+static inline void
+walk_parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
+				int16_t child, const float **lo, const float **hi)
+{
+	int			d = forest->D;
+	const RcfNode *n = &tree->nodes[parent];
+	float	   *blo = forest->box_lo;
+	float	   *bhi = forest->box_hi;
+
+	if (*lo != blo)
+	{
+		box_copy(blo, *lo, d);
+		box_copy(bhi, *hi, d);
+		*lo = blo;
+		*hi = bhi;
+	}
+	walk_grow(forest, tree, n->child[n->child[RCF_LEFT] == child], blo, bhi);
+}
+
+/*
  * With one value a point (RCF_BOXES_NONE): whether q lies in the box of the
  * parent of `child` on q's path, from the child's box [lo, hi] alone.  q
  * went to the child's side of the parent's cut and the sibling's points lie
@@ -617,6 +724,11 @@ parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
 			*hi = subtree_end(tree, n->child[RCF_RIGHT], RCF_RIGHT);
 		else
 			*lo = subtree_end(tree, n->child[RCF_LEFT], RCF_LEFT);
+		return;
+	}
+	if (forest->box_mode == RCF_BOXES_WALK)
+	{
+		walk_parent_box(forest, tree, parent, child, lo, hi);
 		return;
 	}
 	box = rcf_node_box(forest, tree, parent);
@@ -908,7 +1020,8 @@ rcf_tree_finish(const RcfForest *forest, RcfTree *tree, const int16_t *order,
 	uint16_t   *counts = (uint16_t *) (temp + (size_t) (forest->N - 1) * 2 * d);
 	float	   *boxes = forest->box_mode == RCF_BOXES_ALL ? tree->boxes : temp;
 
-	if (!(cuts_known && forest->box_mode == RCF_BOXES_NONE) &&
+	if (!(cuts_known && (forest->box_mode == RCF_BOXES_NONE ||
+						 forest->box_mode == RCF_BOXES_WALK)) &&
 		all_boxes(forest, tree, order, ninternal, boxes, counts, !cuts_known) >= 0)
 		return false;
 	if (forest->box_mode != RCF_BOXES_PARTIAL)
@@ -1084,7 +1197,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 			parent->child[RCF_RIGHT] = node;
 	}
 
-	if (forest->box_mode == RCF_BOXES_NONE)
+	if (forest->box_mode == RCF_BOXES_NONE || forest->box_mode == RCF_BOXES_WALK)
 		return leaf;
 	if (forest->box_mode == RCF_BOXES_ALL)
 	{
@@ -1107,7 +1220,8 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 		return leaf;
 	}
 
-	tree->node_box[node] = RCF_NO_BOX;
+	if (forest->box_pooled)
+		tree->node_box[node] = RCF_NO_BOX;
 	tree->leaf_count[node] = (uint16_t) (subtree_leaves(tree, target) + 1);
 	if (tree->leaf_count[node] >= forest->box_min_leaves)
 		box_cache(forest, tree, node);
@@ -1183,7 +1297,7 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 			g->child[RCF_RIGHT] = sibling;
 	}
 	node_release(forest, tree, parent);
-	if (forest->box_mode == RCF_BOXES_NONE)
+	if (forest->box_mode == RCF_BOXES_NONE || forest->box_mode == RCF_BOXES_WALK)
 		return true;
 
 	/* Every node above loses a leaf; below the caching size, its box. */
@@ -1343,7 +1457,9 @@ score_from_leaf(const RcfForest *forest, const RcfTree *tree, const float *q,
 		}
 		return score * forest->log2_table[tree->heap_size];
 	}
-	span.first = span.last = rcf_leaf_pos(forest, tree)[RCF_LEAF_IDX(ref)];
+	span.first = span.last = -1;
+	if (forest->box_partial)
+		span.first = span.last = rcf_leaf_pos(forest, tree)[RCF_LEAF_IDX(ref)];
 	for (int level = depth - 1; level >= 0; level--)
 	{
 		double		range;
@@ -1557,7 +1673,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 				(RCF_IS_LEAF(node->child[RCF_LEFT]) && RCF_LEAF_IDX(node->child[RCF_LEFT]) >= n) ||
 				(RCF_IS_LEAF(node->child[RCF_RIGHT]) && RCF_LEAF_IDX(node->child[RCF_RIGHT]) >= n))
 				return "child reference out of range";
-			b = forest->box_partial ? tree->node_box[ref] : RCF_NO_BOX;
+			b = forest->box_pooled ? tree->node_box[ref] : RCF_NO_BOX;
 			if (b != RCF_NO_BOX)
 			{
 				if (b >= forest->box_slots)
@@ -1624,7 +1740,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 	{
 		if (f < 0 || f >= tree->node_hw || ++free_count > n - 1)
 			return "node free list is corrupt";
-		if (forest->box_partial && tree->node_box[f] != RCF_NO_BOX)
+		if (forest->box_pooled && tree->node_box[f] != RCF_NO_BOX)
 			return "a free node holds a box slot";
 	}
 	if (free_count + internal != tree->node_hw)
