@@ -203,7 +203,6 @@ arena_layout(const RcfParams *params, int box_mode, char *base)
 	CARVE(forest->query_d, double, D);
 	CARVE(forest->path, int16_t, N * RCF_DESCEND_GROUP);
 	CARVE(forest->stack, int16_t, N);
-	CARVE(forest->walk_at, uint32_t, box_mode == RCF_BOXES_WALK ? N : 0);
 	CARVE(forest->box_lo, float, D);
 	CARVE(forest->box_hi, float, D);
 	CARVE(forest->accept_weight, float, T);

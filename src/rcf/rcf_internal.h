@@ -244,7 +244,6 @@ struct RcfForest
 	double	   *query_d;		/* the same as double, for box arithmetic */
 	int16_t    *path;			/* sample_size * RCF_DESCEND_GROUP */
 	int16_t    *stack;			/* sample_size: subtree walks */
-	uint32_t   *walk_at;		/* sample_size, RCF_BOXES_WALK only */
 	float	   *box_lo;			/* D: a box being computed */
 	float	   *box_hi;			/* D */
 	float	   *accept_weight;	/* number_of_trees */
