@@ -52,6 +52,7 @@ SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"
 SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"retention": "-1 day"}');
 SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"z_factor": 0}');
 SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"grade": "yes"}');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"bounding_box_cache_fraction": 1.5}');
 SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '[1]');
 CREATE UNLOGGED TABLE det_unlogged (v float8);
 SELECT anomaly.create_detector('d_r', 'det_unlogged', ARRAY['v']);
@@ -86,10 +87,11 @@ ROLLBACK;
 SELECT count(*) AS detectors FROM anomaly.detectors;
 
 -- A detector: two features (an expression among them), a partition key, a
--- filter.
+-- filter; its forests keep no bounding box (the least memory: the scores
+-- below are those of every box kept).
 SELECT anomaly.create_detector('d_rides', 'det_rides', ARRAY['fare', 'distance / 2'],
 	partition_by => 'zone', filter => 'fare >= 0',
-	options => '{"number_of_trees": 20, "sub_sample_size": 32, "seed": 7}');
+	options => '{"number_of_trees": 20, "sub_sample_size": 32, "seed": 7, "bounding_box_cache_fraction": 0}');
 SELECT anomaly.create_detector('d_rides', 'det_rides', ARRAY['fare']);
 SELECT name, source, source_exists, owner, state, rows_scored, slot_active, slot_wal_status,
 	lag_bytes >= 0 AS lag_known, last_error
