@@ -614,7 +614,7 @@ uncached_parent_box(const RcfForest *forest, const RcfTree *tree,
  * parent_box with no box kept (RCF_BOXES_WALK): the child's box grown by
  * its sibling's points, in the scratch box forest->box_lo/box_hi.
  */
-static inline void
+static void
 walk_parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
 				int16_t child, const float **lo, const float **hi)
 {
@@ -651,6 +651,34 @@ parent_holds_1d(const RcfTree *tree, int16_t parent, int16_t child,
 }
 
 /*
+ * parent_box for the modes that keep boxes, or walk for them: the
+ * parent's cached box, or one computed in scratch space.  Apart, so that
+ * one value a point (parent_box's own case, and KDA's defaults) takes none
+ * of its registers.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void
+parent_box_kept(const RcfForest *forest, const RcfTree *tree, int16_t parent,
+				int16_t child, const float **lo, const float **hi, LeafSpan *span)
+{
+	const float *box = rcf_node_box(forest, tree, parent);
+
+	if (box == NULL)
+	{
+		if (forest->box_mode == RCF_BOXES_WALK)
+			walk_parent_box(forest, tree, parent, child, lo, hi);
+		else
+			uncached_parent_box(forest, tree, parent, child, lo, hi, span);
+		return;
+	}
+	span->first = -1;
+	*lo = box;
+	*hi = box + forest->D;
+}
+
+/*
  * The box of the parent of `child` on a path, given the box [*lo, *hi] of
  * `child` itself: the parent's cached box, or one computed in scratch
  * space.  Updates *lo and *hi, and with partial caching *span.
@@ -659,8 +687,6 @@ static inline void
 parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
 		   int16_t child, const float **lo, const float **hi, LeafSpan *span)
 {
-	const float *box;
-
 	if (forest->box_mode == RCF_BOXES_NONE)
 	{
 		/*
@@ -677,20 +703,7 @@ parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
 			*lo = subtree_end(tree, n->child[RCF_LEFT], RCF_LEFT);
 		return;
 	}
-	if (forest->box_mode == RCF_BOXES_WALK)
-	{
-		walk_parent_box(forest, tree, parent, child, lo, hi);
-		return;
-	}
-	box = rcf_node_box(forest, tree, parent);
-	if (box == NULL)
-	{
-		uncached_parent_box(forest, tree, parent, child, lo, hi, span);
-		return;
-	}
-	span->first = -1;
-	*lo = box;
-	*hi = box + forest->D;
+	parent_box_kept(forest, tree, parent, child, lo, hi, span);
 }
 
 /*
