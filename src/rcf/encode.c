@@ -4,11 +4,17 @@
  *
  * Layout, format version 2 (little-endian; "varint" is unsigned LEB128):
  *
- *	 header		u32 magic "RCFM", u16 version, u16 reserved (0),
- *				u32 CRC-32C of everything after this field
+ *	 header		u32 magic "RCFM", u16 version, u16 flags, u32 CRC-32C of
+ *				everything after this field, then of the flags if any is
+ *				set (so that a model without flags has the checksum it
+ *				had before flags existed).  Flag 1: the parameters are
+ *				followed by the bounding_box_cache_fraction, set only
+ *				below 1, the default; no other flag exists (version 1:
+ *				the field is reserved, 0)
  *	 params		u32 dims, shingle_size, number_of_trees, sample_size,
  *				output_after; f64 time_decay; u64 seed (as in version 1,
- *				so rcf_model_peek_params reads both)
+ *				so rcf_model_peek_params reads both); with flag 1, f64
+ *				bounding_box_cache_fraction, 0 <= f < 1, not -0
  *	 counters	varint updates; varint inserted - weight_base.  inserted,
  *				the points offered, is updates - shingle_size + 1 (or 0).
  *	 shingle	f32[dims * shingle_size], oldest record first
