@@ -95,9 +95,9 @@
  *   (CPU per point against fraction 1 in the same run, medians of 3):
  *   the reference forest 1,410,120 / 1,115,720 / 904,520 / 778,920 /
  *   594,120 bytes at fractions 1 / 0.5 / 0.25 / 0.1 / 0, at 1 / 1.40 /
- *   1.43 / 1.54 / 3.0 times the time; 5 values, 100 trees, 2,011,232 /
- *   1,729,632 / 1,460,832 / 1,300,832 / 990,432 at 1 / 1.54 / 1.57 / 1.60
- *   / 3.3.  Of the pools, at the end of the reference run, 98 of 127, 59
+ *   1.47 / 1.59 / 3.1 times the time; 5 values, 100 trees, 2,011,232 /
+ *   1,729,632 / 1,460,832 / 1,300,832 / 990,432 at 1 / 1.43 / 1.49 / 1.51
+ *   / 3.1.  Of the pools, at the end of the reference run, 98 of 127, 59
  *   of 63 and 25 of 25 boxes were in use.  A walk takes about twice a run
  *   of the same points: it is a chain of dependent loads; listing the
  *   leaves first without branches, then taking their points four
