@@ -160,6 +160,12 @@ FROM anomaly.scores WHERE detector = 'd_rides'
 ORDER BY anomaly_score DESC NULLS LAST LIMIT 1;
 SELECT partition_key, features, anomaly_score
 FROM anomaly.scores WHERE detector = 'd_rides' AND anomaly_score IS NULL;
+-- Its forests, kept without boxes (the scores above are every box's), are
+-- stored so.
+SELECT count(*) > 0 AS stored, min(anomaly.rcf_info(f.model) ->> 'bounding_box_cache_fraction') AS fraction,
+	max(anomaly.rcf_info(f.model) ->> 'bounding_box_cache_fraction') AS same_for_all
+FROM anomaly.detector_forests f JOIN anomaly.detectors d ON d.id = f.detector_id
+WHERE d.name = 'd_rides';
 -- Scores are written in commit order, rows in transaction order.
 SELECT bool_and(ok) AS ordered FROM (
 	SELECT (commit_lsn, (source_key->>'id')::bigint) >
