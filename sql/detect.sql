@@ -166,6 +166,17 @@ SELECT count(*) > 0 AS stored, min(anomaly.rcf_info(f.model) ->> 'bounding_box_c
 	max(anomaly.rcf_info(f.model) ->> 'bounding_box_cache_fraction') AS same_for_all
 FROM anomaly.detector_forests f JOIN anomaly.detectors d ON d.id = f.detector_id
 WHERE d.name = 'd_rides';
+-- Changing the fraction resets no forest (each takes it when next loaded).
+CREATE TEMP TABLE before_alter AS
+SELECT d.generation, count(f.*) AS stored FROM anomaly.detectors d
+LEFT JOIN anomaly.detector_forests f ON f.detector_id = d.id WHERE d.name = 'd_rides' GROUP BY 1;
+SELECT anomaly.alter_detector('d_rides', options => '{"bounding_box_cache_fraction": 0.5}');
+SELECT d.generation = b.generation AS same_generation, count(f.*) = b.stored AS same_forests,
+	d.options -> 'bounding_box_cache_fraction' AS fraction
+FROM anomaly.detectors d LEFT JOIN anomaly.detector_forests f ON f.detector_id = d.id, before_alter b
+WHERE d.name = 'd_rides' GROUP BY d.generation, b.generation, b.stored, d.options;
+SELECT anomaly.alter_detector('d_rides', options => '{"bounding_box_cache_fraction": 0}');
+DROP TABLE before_alter;
 -- Scores are written in commit order, rows in transaction order.
 SELECT bool_and(ok) AS ordered FROM (
 	SELECT (commit_lsn, (source_key->>'id')::bigint) >
