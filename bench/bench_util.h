@@ -50,7 +50,8 @@ bench_usage(const char *argv0, const char *options)
 
 /*
  * Reads the forest's options that the engine benchmarks share, --trees N,
- * --samples N, --shingle N, --seed N and --time-decay X, into p: true when
+ * --samples N, --shingle N, --seed N, --time-decay X and
+ * --box-cache-fraction F (bounding_box_cache_fraction), into p: true when
  * option a (with value v) is one of them.
  */
 static inline bool
@@ -66,6 +67,8 @@ bench_forest_option(RcfParams *p, const char *a, const char *v)
 		p->seed = strtoull(v, NULL, 10);
 	else if (strcmp(a, "--time-decay") == 0)
 		p->time_decay = atof(v);
+	else if (strcmp(a, "--box-cache-fraction") == 0)
+		p->bounding_box_cache_fraction = atof(v);
 	else
 		return false;
 	return true;

@@ -3,8 +3,9 @@
  *	  Benchmark of the Random Cut Forest engine alone.
  *
  *	  bench/engine --dims D --shingle S --trees T --samples N --points P
- *				   [--seed X] [--time-decay L] [--input FILE] [--grade]
- *				   [--transform METHOD] [--compare-transform METHOD]
+ *				   [--seed X] [--time-decay L] [--box-cache-fraction F]
+ *				   [--input FILE] [--grade] [--transform METHOD]
+ *				   [--compare-transform METHOD] [--compare-box-cache F1,...]
  *
  * Feeds a warm-up of sample_size * 4 records, then P records of a noisy
  * seasonal series, each scored then learned (rcf_process).  Timing is taken
@@ -44,6 +45,15 @@
  * by CPU time per record; pass says whether grading and the transform
  * together cost at most 1.3 times the raw engine.
  *
+ * --box-cache-fraction F sets the forest's bounding_box_cache_fraction
+ * (default 1).  --compare-box-cache F1,F2,... measures the memory and time
+ * of several fractions in one run: forests differing only in it learn the
+ * same records, timed batch by batch in turn, and print one line each,
+ *
+ *	  engine_box_cache fraction=F bytes_per_forest=<most over the run>
+ *	  cpu_us_per_point=<median> us_per_point=<median> ratio=<cpu / first's>
+ *	  ... checksum=<equal for all: scores do not depend on the fraction>
+ *
  * With --input FILE the records are read from FILE instead, one per line,
  * values separated by commas (the number of values of the first line is the
  * number of dimensions), all loaded before timing starts.  Every line is fed,
@@ -53,6 +63,7 @@
  * function on the same rows.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +77,7 @@
 #define BATCH 1000
 
 /* The options, for bench_usage(). */
-#define USAGE "--dims D --shingle S --trees T --samples N --points P [--seed X] [--time-decay L] [--input FILE] [--grade] [--transform METHOD] [--compare-transform METHOD]"
+#define USAGE "--dims D --shingle S --trees T --samples N --points P [--seed X] [--time-decay L] [--box-cache-fraction F] [--input FILE] [--grade] [--transform METHOD] [--compare-transform METHOD] [--compare-box-cache F1,F2,...]"
 
 /*
  * One record through the forest alone, or through the grader too; through
@@ -224,6 +235,109 @@ compare_transform(const RcfParams *params, const RcfGraderParams *gparams,
 }
 
 /*
+ * --compare-box-cache F1,F2,...: forests that differ only in their
+ * bounding_box_cache_fraction learn the same records, batch by batch in
+ * turn, so that a busy machine slows all alike.  One line per fraction:
+ * its largest rcf_bytes over the run, CPU and wall time per record
+ * (medians over batches) and the CPU time's ratio to the first fraction's;
+ * the checksums (sums of the scores) must be equal.  Returns the exit
+ * status.
+ */
+#define MAX_FRACTIONS 8
+static int
+compare_box_cache(const RcfParams *params, const char *list, long points)
+{
+	RcfForest  *forest[MAX_FRACTIONS];
+	double		fraction[MAX_FRACTIONS];
+	uint64_t	seeds[MAX_FRACTIONS];
+	double		checksum[MAX_FRACTIONS];
+	size_t		peak[MAX_FRACTIONS];
+	double	   *cpu[MAX_FRACTIONS];
+	double	   *wall[MAX_FRACTIONS];
+	double		median_cpu[MAX_FRACTIONS];
+	long		nbatches = points / BATCH;
+	long		warm = (long) params->sample_size * 4 + params->shingle_size;
+	double	   *rec = malloc(sizeof(double) * params->dims);
+	int			n = 0;
+	bool		same = true;
+
+	for (const char *at = list; *at && n < MAX_FRACTIONS;)
+	{
+		char	   *end;
+
+		fraction[n++] = strtod(at, &end);
+		if (end == at || (*end != ',' && *end != '\0'))
+		{
+			fprintf(stderr, "--compare-box-cache takes fractions separated by commas\n");
+			return 2;
+		}
+		at = *end == ',' ? end + 1 : end;
+	}
+	for (int v = 0; v < n; v++)
+	{
+		RcfParams	p = *params;
+
+		p.bounding_box_cache_fraction = fraction[v];
+		if (rcf_params_check(&p) != NULL || (forest[v] = rcf_create(&p, NULL)) == NULL)
+		{
+			fprintf(stderr, "could not create a forest of fraction %g: %s\n", fraction[v],
+					rcf_params_check(&p) ? rcf_params_check(&p) : "out of memory");
+			return 2;
+		}
+		seeds[v] = 88172645463325252ULL;
+		checksum[v] = 0.0;
+		cpu[v] = malloc(sizeof(double) * nbatches);
+		wall[v] = malloc(sizeof(double) * nbatches);
+		for (long i = 0; i < warm; i++)
+		{
+			make_record(rec, params->dims, i, &seeds[v]);
+			checksum[v] += rcf_process(forest[v], rec);
+		}
+		peak[v] = rcf_bytes(forest[v]);
+	}
+	for (long b = 0; b < nbatches; b++)
+	{
+		for (int v = 0; v < n; v++)
+		{
+			double		t0 = now_us();
+			double		c0 = cpu_seconds();
+
+			for (long i = 0; i < BATCH; i++)
+			{
+				make_record(rec, params->dims, warm + b * BATCH + i, &seeds[v]);
+				checksum[v] += rcf_process(forest[v], rec);
+			}
+			wall[v][b] = (now_us() - t0) / BATCH;
+			cpu[v][b] = (cpu_seconds() - c0) * 1e6 / BATCH;
+			if (rcf_bytes(forest[v]) > peak[v])
+				peak[v] = rcf_bytes(forest[v]);
+		}
+	}
+	for (int v = 0; v < n; v++)
+	{
+		qsort(cpu[v], nbatches, sizeof(double), cmp_double);
+		qsort(wall[v], nbatches, sizeof(double), cmp_double);
+		median_cpu[v] = cpu[v][nbatches / 2];
+		same &= checksum[v] == checksum[0];
+		printf("engine_box_cache fraction=%g bytes_per_forest=%zu cpu_us_per_point=%.3f us_per_point=%.3f ratio=%.3f dims=%d shingle=%d trees=%d samples=%d points=%ld checksum=%.6f\n",
+			   fraction[v], peak[v], median_cpu[v], wall[v][nbatches / 2],
+			   median_cpu[v] / median_cpu[0], params->dims, params->shingle_size,
+			   params->number_of_trees, params->sample_size, nbatches * BATCH,
+			   checksum[v]);
+		rcf_free(forest[v]);
+		free(cpu[v]);
+		free(wall[v]);
+	}
+	free(rec);
+	if (!same)
+	{
+		fprintf(stderr, "the fractions' scores differ\n");
+		return 1;
+	}
+	return 0;
+}
+
+/*
  * Reads FILE into *data, one record of *dims values per line; returns the
  * number of records, or -1 after printing why.  *dims == 0 on entry means
  * the first line decides.
@@ -329,6 +443,7 @@ main(int argc, char **argv)
 	double	   *expected;
 	const char *tmethod = NULL;
 	const char *compare = NULL;
+	const char *compare_boxes = NULL;
 	RcfTransform *transform = NULL;
 
 	rcf_params_default(&params, 1);
@@ -357,6 +472,8 @@ main(int argc, char **argv)
 			tmethod = v;
 		else if (strcmp(a, "--compare-transform") == 0)
 			compare = v;
+		else if (strcmp(a, "--compare-box-cache") == 0)
+			compare_boxes = v;
 		else
 			bench_usage(argv[0], USAGE);
 		i++;
@@ -376,6 +493,12 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	if (compare_boxes != NULL)
+	{
+		if (input != NULL || compare != NULL || grade || tmethod != NULL)
+			bench_usage(argv[0], USAGE);
+		return compare_box_cache(&params, compare_boxes, points);
+	}
 	if (compare != NULL)
 	{
 		if (input != NULL)

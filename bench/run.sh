@@ -24,6 +24,12 @@
 #    forests learn the same records in turn, batch by batch, and the line
 #      "engine_transform config=a method=.. ratio_grade=.. ratio_grade_transform=.. ratio_transform=.. target=1.3 pass=yes"
 #    compares their CPU time per record (one "engine_variant" line each).
+#    Then the memory against the time of bounding_box_cache_fraction 1, 0.5,
+#    0.25, 0.1 and 0 (bench/engine --compare-box-cache), configurations a, b
+#    and c: forests differing only in it learn the same records in turn,
+#    one line per fraction,
+#      "engine_box_cache config=a fraction=.. bytes_per_forest=.. cpu_us_per_point=.. ratio=.."
+#    (ratio: CPU time per record against fraction 1's; the checksums equal).
 # 2. bench/sql_window.sh: the SQL window function against the engine on the
 #    same 1,000,000 rows ("sql_rows_per_s=.. engine_rows_per_s=.. ratio=..")
 # 3. bench/nab.sh with KDA's defaults and seed 42, when the NAB corpus is
@@ -121,6 +127,21 @@ if [ "${BENCH_SKIP_ENGINE:-0}" != 1 ]; then
 				FAILED+=("engine-transform-$name-$method")
 			fi
 		done
+	done
+
+	echo ""
+	echo "=== engine: memory against time, bounding_box_cache_fraction 1, 0.5, 0.25, 0.1, 0 (in one run per configuration)"
+	for cfg in "a 1 8 50 256" "b 1 1 100 256" "c 5 1 100 256"; do
+		read -r name dims shingle trees samples <<<"$cfg"
+		if out=$("$ROOT/bench/engine" --dims "$dims" --shingle "$shingle" --trees "$trees" \
+			--samples "$samples" --points "$POINTS" --compare-box-cache 1,0.5,0.25,0.1,0); then
+			while read -r kind rest; do
+				echo "$kind config=$name $rest"
+				bench_json "$kind" "config=$name $rest"
+			done <<<"$out"
+		else
+			FAILED+=("engine-box-cache-$name")
+		fi
 	done
 fi
 

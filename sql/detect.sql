@@ -52,6 +52,7 @@ SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"
 SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"retention": "-1 day"}');
 SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"z_factor": 0}');
 SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"grade": "yes"}');
+SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '{"bounding_box_cache_fraction": 1.5}');
 SELECT anomaly.create_detector('d_r', 'det_rides', ARRAY['fare'], options => '[1]');
 CREATE UNLOGGED TABLE det_unlogged (v float8);
 SELECT anomaly.create_detector('d_r', 'det_unlogged', ARRAY['v']);
@@ -86,10 +87,11 @@ ROLLBACK;
 SELECT count(*) AS detectors FROM anomaly.detectors;
 
 -- A detector: two features (an expression among them), a partition key, a
--- filter.
+-- filter; its forests keep no bounding box (the least memory: the scores
+-- below are those of every box kept).
 SELECT anomaly.create_detector('d_rides', 'det_rides', ARRAY['fare', 'distance / 2'],
 	partition_by => 'zone', filter => 'fare >= 0',
-	options => '{"number_of_trees": 20, "sub_sample_size": 32, "seed": 7}');
+	options => '{"number_of_trees": 20, "sub_sample_size": 32, "seed": 7, "bounding_box_cache_fraction": 0}');
 SELECT anomaly.create_detector('d_rides', 'det_rides', ARRAY['fare']);
 SELECT name, source, source_exists, owner, state, rows_scored, slot_active, slot_wal_status,
 	lag_bytes >= 0 AS lag_known, last_error
@@ -158,6 +160,23 @@ FROM anomaly.scores WHERE detector = 'd_rides'
 ORDER BY anomaly_score DESC NULLS LAST LIMIT 1;
 SELECT partition_key, features, anomaly_score
 FROM anomaly.scores WHERE detector = 'd_rides' AND anomaly_score IS NULL;
+-- Its forests, kept without boxes (the scores above are every box's), are
+-- stored so.
+SELECT count(*) > 0 AS stored, min(anomaly.rcf_info(f.model) ->> 'bounding_box_cache_fraction') AS fraction,
+	max(anomaly.rcf_info(f.model) ->> 'bounding_box_cache_fraction') AS same_for_all
+FROM anomaly.detector_forests f JOIN anomaly.detectors d ON d.id = f.detector_id
+WHERE d.name = 'd_rides';
+-- Changing the fraction resets no forest (each takes it when next loaded).
+CREATE TEMP TABLE before_alter AS
+SELECT d.generation, count(f.*) AS stored FROM anomaly.detectors d
+LEFT JOIN anomaly.detector_forests f ON f.detector_id = d.id WHERE d.name = 'd_rides' GROUP BY 1;
+SELECT anomaly.alter_detector('d_rides', options => '{"bounding_box_cache_fraction": 0.5}');
+SELECT d.generation = b.generation AS same_generation, count(f.*) = b.stored AS same_forests,
+	d.options -> 'bounding_box_cache_fraction' AS fraction
+FROM anomaly.detectors d LEFT JOIN anomaly.detector_forests f ON f.detector_id = d.id, before_alter b
+WHERE d.name = 'd_rides' GROUP BY d.generation, b.generation, b.stored, d.options;
+SELECT anomaly.alter_detector('d_rides', options => '{"bounding_box_cache_fraction": 0}');
+DROP TABLE before_alter;
 -- Scores are written in commit order, rows in transaction order.
 SELECT bool_and(ok) AS ordered FROM (
 	SELECT (commit_lsn, (source_key->>'id')::bigint) >

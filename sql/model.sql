@@ -81,6 +81,30 @@ SELECT name, c.m::text = m.m::text AS identical FROM models m JOIN models_copy c
 SELECT count(*), count(*) FILTER (WHERE s > 0) AS scored
 FROM (SELECT anomaly.rcf_score(m, ARRAY[v, w]) AS s FROM models, series WHERE name = 'plain') x;
 
+-- rcf_set_box_cache: the fraction of the forest's bounding boxes kept.
+-- Less memory, the same scores and explanations; rcf_update and the text
+-- form keep the fraction; 1 gives back the model's bytes as they were.
+WITH base AS (SELECT m FROM models WHERE name = 'shingled'),
+	 p AS (SELECT ARRAY[v, w] AS x FROM series WHERE t = 1201)
+SELECT f, i ->> 'bounding_box_cache_fraction' AS fraction,
+	   (i ->> 'memory_bytes')::int8 < (anomaly.rcf_info(base.m) ->> 'memory_bytes')::int8 AS smaller,
+	   anomaly.rcf_score(b.m, p.x) = anomaly.rcf_score(base.m, p.x) AS same_score,
+	   anomaly.rcf_explain(b.m, p.x) = anomaly.rcf_explain(base.m, p.x) AS same_explanation,
+	   anomaly.rcf_info(anomaly.rcf_update(b.m, p.x)) ->> 'bounding_box_cache_fraction' AS after_update,
+	   anomaly.rcf_score(anomaly.rcf_update(b.m, p.x), p.x) =
+		 anomaly.rcf_score(anomaly.rcf_update(base.m, p.x), p.x) AS same_after_update,
+	   anomaly.rcf_info(b.m::text::anomaly.rcf) = i AS text_round_trip,
+	   anomaly.rcf_set_box_cache(b.m, 1)::text = base.m::text AS back_to_default
+FROM base, p,
+	 LATERAL (SELECT f, anomaly.rcf_set_box_cache(base.m, f) AS m
+			  FROM unnest(ARRAY[1, 0.5, 0.1, 0]::float8[]) f) b,
+	 LATERAL anomaly.rcf_info(b.m) i
+ORDER BY f DESC;
+SELECT anomaly.rcf_set_box_cache(m, 1.5) FROM models WHERE name = 'plain';
+SELECT anomaly.rcf_set_box_cache(m, 'NaN') FROM models WHERE name = 'plain';
+SELECT anomaly.rcf_set_box_cache(m, NULL) FROM models WHERE name = 'plain';
+SELECT anomaly.rcf_set_box_cache(NULL, 0) IS NULL AS null_model;
+
 -- Errors.
 SELECT anomaly.rcf_score(m, ARRAY[1.0]) FROM models WHERE name = 'plain';
 SELECT anomaly.rcf_score(m, ARRAY['NaN'::float8, 1.0]) FROM models WHERE name = 'plain';

@@ -75,7 +75,9 @@ anomaly_progress_tick(AnomalyProgress *p)
 		anomaly_progress_report(p);
 }
 extern void anomaly_check_forest_memory(const RcfParams *params);
-extern void anomaly_check_model_memory(const uint8_t *bytes, size_t len);
+extern void anomaly_check_model_memory(const uint8_t *bytes, size_t len,
+									   double box_cache_fraction);
+extern void anomaly_check_box_cache_fraction(const char *name, double fraction);
 extern void anomaly_forest_params(RcfParams *params, int dims,
 								  Datum number_of_trees, bool trees_null,
 								  Datum sub_sample_size, bool samples_null,

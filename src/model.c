@@ -29,6 +29,7 @@
 #include "nodes/primnodes.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
@@ -47,11 +48,14 @@ PG_FUNCTION_INFO_V1(rcf_update_model);
 PG_FUNCTION_INFO_V1(rcf_info_model);
 PG_FUNCTION_INFO_V1(rcf_detect_model);
 PG_FUNCTION_INFO_V1(rcf_set_grading_model);
+PG_FUNCTION_INFO_V1(rcf_set_box_cache_model);
 
 
 /*
  * Decodes an encoding into a forest in `context`, raising the error that
  * fits the failure.  `binary` picks the error code for malformed input.
+ * The forest keeps box_cache_fraction of its bounding boxes, or as many as
+ * the model says (RCF_BOX_CACHE_STORED).
  *
  * The forest's size is known from the parameters in the header, so a model
  * that would take more than anomaly.max_forest_memory is refused before
@@ -59,8 +63,9 @@ PG_FUNCTION_INFO_V1(rcf_set_grading_model);
  * Parameters out of the model ranges are left to the decoder to report.
  */
 static RcfForest *
-decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
-				bool binary, RcfGrader **grader, RcfTransform **transform)
+decode_boxes_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
+					  bool binary, RcfGrader **grader, RcfTransform **transform,
+					  double box_cache_fraction)
 {
 	RcfAllocator allocator = {anomaly_context_alloc_no_oom, anomaly_context_free, context};
 	RcfDecodeStatus status;
@@ -68,9 +73,9 @@ decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
 	RcfForest  *forest;
 	int			code;
 
-	anomaly_check_model_memory(bytes, len);
-	forest = rcf_model_decode_tf(bytes, len, &allocator, grader, transform,
-								 &status, &detail);
+	anomaly_check_model_memory(bytes, len, box_cache_fraction);
+	forest = rcf_model_decode_boxes(bytes, len, &allocator, grader, transform,
+									box_cache_fraction, &status, &detail);
 	if (forest)
 		return forest;
 	switch (status)
@@ -95,6 +100,15 @@ decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
 			 errdetail("The decoder reports: %s.",
 					   detail ? detail : "the model cannot be decoded")));
 	return NULL;
+}
+
+/* decode_boxes_or_error with the model's own bounding_box_cache_fraction. */
+static RcfForest *
+decode_or_error(const uint8_t *bytes, size_t len, MemoryContext context,
+				bool binary, RcfGrader **grader, RcfTransform **transform)
+{
+	return decode_boxes_or_error(bytes, len, context, binary, grader, transform,
+								 RCF_BOX_CACHE_STORED);
 }
 
 /*
@@ -733,7 +747,8 @@ rcf_info_model(PG_FUNCTION_ARGS)
 					 "\"time_decay\": %.15g, \"shingle_size\": %d, "
 					 "\"seed\": " INT64_FORMAT ", \"output_after\": %d, "
 					 "\"updates\": " UINT64_FORMAT ", \"output_ready\": %s, "
-					 "\"encoded_bytes\": %d, \"memory_bytes\": %zu",
+					 "\"encoded_bytes\": %d, \"memory_bytes\": %zu, "
+					 "\"bounding_box_cache_fraction\": %s",
 					 /* as stored: a version 1 model is written back as the current one */
 					 (int) (((const uint8_t *) VARDATA_ANY(model))[4] |
 							((const uint8_t *) VARDATA_ANY(model))[5] << 8),
@@ -742,7 +757,9 @@ rcf_info_model(PG_FUNCTION_ARGS)
 					 (int64) p->seed, p->output_after,
 					 (uint64) rcf_updates(forest),
 					 rcf_output_ready(forest) ? "true" : "false",
-					 (int) VARSIZE_ANY_EXHDR(model), rcf_bytes(forest));
+					 (int) VARSIZE_ANY_EXHDR(model), rcf_bytes(forest),
+					 /* the shortest form that reads back the same, as float8 prints */
+					 float8out_internal(p->bounding_box_cache_fraction));
 	if (grader)
 	{
 		const RcfGraderParams *g = rcf_grader_params(grader);
@@ -848,5 +865,36 @@ rcf_set_grading_model(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s", err)));
+	PG_RETURN_BYTEA_P(anomaly_encode_model(forest, grader, transform));
+}
+
+/*
+ * rcf_set_box_cache(model, fraction): the model whose forest keeps that
+ * fraction of its bounding boxes (bounding_box_cache_fraction, 0 .. 1),
+ * and the model's memory with it (rcf_info's memory_bytes): less memory,
+ * more time per point; scores, explanations and imputations do not change.
+ * The fraction is stored with the model and kept by rcf_update.  A setter
+ * rather than another argument of rcf_train, whose ten overloads would
+ * each need one more, and it serves models trained or updated already.
+ */
+Datum
+rcf_set_box_cache_model(PG_FUNCTION_ARGS)
+{
+	bytea	   *model;
+	double		fraction;
+	RcfForest  *forest;
+	RcfGrader  *grader = NULL;
+	RcfTransform *transform = NULL;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (PG_ARGISNULL(1))
+		anomaly_null_param("fraction");
+	fraction = PG_GETARG_FLOAT8(1);
+	anomaly_check_box_cache_fraction("fraction", fraction);
+	model = PG_GETARG_BYTEA_PP(0);
+	forest = decode_boxes_or_error((const uint8_t *) VARDATA_ANY(model),
+								   VARSIZE_ANY_EXHDR(model), CurrentMemoryContext,
+								   false, &grader, &transform, fraction);
 	PG_RETURN_BYTEA_P(anomaly_encode_model(forest, grader, transform));
 }

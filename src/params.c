@@ -138,17 +138,39 @@ anomaly_check_forest_memory(const RcfParams *params)
 
 /*
  * The same check for a stored model, from the parameters in its header,
- * before it is decoded (a few bytes of header can ask for gigabytes).
- * Parameters out of the model ranges are left to the decoder to report.
+ * before it is decoded (a few bytes of header can ask for gigabytes), to
+ * be decoded with bounding_box_cache_fraction box_cache_fraction, or with
+ * its own (RCF_BOX_CACHE_STORED).  Parameters out of the model ranges are
+ * left to the decoder to report.
  */
 void
-anomaly_check_model_memory(const uint8_t *bytes, size_t len)
+anomaly_check_model_memory(const uint8_t *bytes, size_t len,
+						   double box_cache_fraction)
 {
 	RcfParams	params;
 
 	if (rcf_model_peek_params(bytes, len, &params) == 0 &&
 		rcf_model_params_check(&params) == NULL)
+	{
+		if (box_cache_fraction != RCF_BOX_CACHE_STORED)
+			params.bounding_box_cache_fraction = box_cache_fraction;
 		anomaly_check_forest_memory(&params);
+	}
+}
+
+/*
+ * Refuses a bounding_box_cache_fraction outside 0 .. 1 (or NaN), naming
+ * the argument or option `name`.
+ */
+void
+anomaly_check_box_cache_fraction(const char *name, double fraction)
+{
+	if (!(fraction >= 0.0 && fraction <= 1.0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between 0 and 1", name),
+				 errdetail("%s is %g.", name, fraction),
+				 errhint("1 keeps every bounding box the engine would (the fastest); 0 keeps none (the least memory).")));
 }
 
 /* Allocator hooks that put engine memory into a memory context. */

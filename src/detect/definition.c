@@ -132,7 +132,9 @@ detect_error_is_permanent(int sqlerrcode)
 	" checkpoint_at, journal_points, rows_per_s, last_batch_at," \
 	" " OPT("number_of_trees") "::pg_catalog.int4, " OPT("sub_sample_size") "::pg_catalog.int4," \
 	" " OPT("time_decay") "::pg_catalog.int8, " OPT("shingle_size") "::pg_catalog.int4," \
-	" " OPT("seed") "::pg_catalog.int8, " OPS " OPERATOR(pg_catalog.?) 'insert'," \
+	" " OPT("seed") "::pg_catalog.int8," \
+	" COALESCE(" OPT("bounding_box_cache_fraction") "::pg_catalog.float8, 1)," \
+	" " OPS " OPERATOR(pg_catalog.?) 'insert'," \
 	" " OPS " OPERATOR(pg_catalog.?) 'update', " OPT("with_explanation") "::pg_catalog.bool," \
 	" " OPT("with_directionality") "::pg_catalog.bool," \
 	" ARRAY(SELECT pg_catalog.jsonb_array_elements_text(options OPERATOR(pg_catalog.->) 'feature_names'))," \
@@ -241,6 +243,8 @@ detect_read_def(int64 id, bool lock, DetectorDef *def, bool *locked)
 	def->params.shingle_size = DatumGetInt32(d);
 	NEXT();
 	def->params.seed = (uint64) DatumGetInt64(d);
+	NEXT();
+	def->params.bounding_box_cache_fraction = DatumGetFloat8(d);
 	NEXT();
 	def->inserts = !isnull && DatumGetBool(d);
 	NEXT();

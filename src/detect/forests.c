@@ -762,9 +762,12 @@ detect_get_forest(DetectorCache *dc, DetectorDef *def, const char *key)
 			RcfDecodeStatus status;
 			const char *detail = NULL;
 
-			e->forest = rcf_model_decode_tf((const uint8_t *) VARDATA_ANY(model),
-											VARSIZE_ANY_EXHDR(model), &alloc, &e->grader,
-											&e->transform, &status, &detail);
+			/* With the detector's fraction, which may have changed since. */
+			e->forest = rcf_model_decode_boxes((const uint8_t *) VARDATA_ANY(model),
+											   VARSIZE_ANY_EXHDR(model), &alloc, &e->grader,
+											   &e->transform,
+											   def->params.bounding_box_cache_fraction,
+											   &status, &detail);
 			if (e->forest == NULL)
 				ereport(ERROR,
 						(errcode(status == RCF_DECODE_NO_MEMORY ? ERRCODE_OUT_OF_MEMORY : ERRCODE_DATA_CORRUPTED),
@@ -895,7 +898,8 @@ detect_check_model(DetectorDef *def, struct varlena *model)
 	int64		points;
 
 	model = pg_detoast_datum_packed(model);
-	anomaly_check_model_memory((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model));
+	anomaly_check_model_memory((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model),
+							   RCF_BOX_CACHE_STORED);
 	forest = rcf_model_decode_tf((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model),
 								 &alloc, &grader, &transform, &status, &detail);
 	if (forest == NULL)

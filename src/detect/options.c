@@ -104,6 +104,7 @@ static void check_retention(const char *name, OptionValue *v, OptionContext *cx)
 static void check_feature_names(const char *name, OptionValue *v, OptionContext *cx);
 static void check_time_column(const char *name, OptionValue *v, OptionContext *cx);
 static void check_start(const char *name, OptionValue *v, OptionContext *cx);
+static void check_fraction(const char *name, OptionValue *v, OptionContext *cx);
 
 #define DETECTOR_OPTION(id, name, type, nullable, dflt, help, check) OPT_##id,
 typedef enum OptionId
@@ -340,6 +341,14 @@ check_feature_names(const char *name, OptionValue *v, OptionContext *cx)
 				 errmsg("feature_names must have one name per feature"),
 				 errdetail("There are %d features and %d names.", cx->nfeatures,
 						   list_length(v->strs))));
+}
+
+/* "bounding_box_cache_fraction": 0 .. 1. */
+static void
+check_fraction(const char *name, OptionValue *v, OptionContext *cx)
+{
+	if (!(v->f >= 0.0 && v->f <= 1.0))
+		option_error(name, option_table[OPT_BOX_CACHE].help);
 }
 
 /* "start": "now" (stored as nothing: the default) or "all". */

@@ -23,12 +23,16 @@
  * anomaly_grader_params' arguments.  The forest, grader and transform
  * defaults are detect()'s (issue 13's: shingle 8, z_factor 4, CUSUM off,
  * normalize); transform_decay is written out with a transform (options.c).
+ * bounding_box_cache_fraction is stored only when given (1, the engine's
+ * choice, otherwise): it changes the forests' memory, never a score, so
+ * changing it resets no model (catalog.c's PARAMS_ARRAY leaves it out).
  */
 DETECTOR_OPTION(TREES, "number_of_trees", OPTION_INT32, false, "100", "an integer", NULL)
 DETECTOR_OPTION(SAMPLES, "sub_sample_size", OPTION_INT32, false, "256", "an integer", NULL)
 DETECTOR_OPTION(DECAY, "time_decay", OPTION_INT64, false, "100000", "an integer", NULL)
 DETECTOR_OPTION(SHINGLE, "shingle_size", OPTION_INT32, false, "8", "an integer", NULL)
 DETECTOR_OPTION(SEED, "seed", OPTION_INT64, false, "42", "an integer", NULL)
+DETECTOR_OPTION(BOX_CACHE, "bounding_box_cache_fraction", OPTION_NUMBER, false, NULL, "a number between 0 and 1", check_fraction)
 DETECTOR_OPTION(OPERATIONS, "operations", OPTION_TEXTS, false, "[\"insert\"]", "an array of strings", check_operations)
 DETECTOR_OPTION(RETENTION, "retention", OPTION_TEXT, true, "\"30 days\"", "an interval such as \"30 days\", or null to keep everything", check_retention)
 DETECTOR_OPTION(EXPLAIN, "with_explanation", OPTION_BOOL, false, "false", "true or false", NULL)

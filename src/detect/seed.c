@@ -170,9 +170,12 @@ anomaly_seed_detector(PG_FUNCTION_ARGS)
 	alloc.alloc = seed_alloc;
 	alloc.free = seed_free;
 	alloc.ctx = cxt;
-	anomaly_check_model_memory((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model));
-	forest = rcf_model_decode_tf((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model),
-								 &alloc, &grader, &transform, &status, &detail);
+	/* Kept with the detector's bounding_box_cache_fraction, not the model's. */
+	anomaly_check_model_memory((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model),
+							   def.params.bounding_box_cache_fraction);
+	forest = rcf_model_decode_boxes((const uint8_t *) VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model),
+									&alloc, &grader, &transform,
+									def.params.bounding_box_cache_fraction, &status, &detail);
 	if (forest == NULL)
 		ereport(ERROR,
 				(errcode(status == RCF_DECODE_NO_MEMORY ? ERRCODE_OUT_OF_MEMORY : ERRCODE_DATA_CORRUPTED),

@@ -4,11 +4,17 @@
  *
  * Layout, format version 2 (little-endian; "varint" is unsigned LEB128):
  *
- *	 header		u32 magic "RCFM", u16 version, u16 reserved (0),
- *				u32 CRC-32C of everything after this field
+ *	 header		u32 magic "RCFM", u16 version, u16 flags, u32 CRC-32C of
+ *				everything after this field, then of the flags if any is
+ *				set (so that a model without flags has the checksum it
+ *				had before flags existed).  Flag 1: the parameters are
+ *				followed by the bounding_box_cache_fraction, set only
+ *				below 1, the default; no other flag exists (version 1:
+ *				the field is reserved, 0)
  *	 params		u32 dims, shingle_size, number_of_trees, sample_size,
  *				output_after; f64 time_decay; u64 seed (as in version 1,
- *				so rcf_model_peek_params reads both)
+ *				so rcf_model_peek_params reads both); with flag 1, f64
+ *				bounding_box_cache_fraction, 0 <= f < 1, not -0
  *	 counters	varint updates; varint inserted - weight_base.  inserted,
  *				the points offered, is updates - shingle_size + 1 (or 0).
  *	 shingle	f32[dims * shingle_size], oldest record first
@@ -91,6 +97,7 @@
 
 #define RCF_MAGIC		0x4D464352u	/* "RCFM" little-endian */
 #define HEADER_SIZE		12
+#define RCF_FLAG_BOX_CACHE	0x0001	/* the fraction follows the params */
 
 /*
  * CRC-32C, reflected polynomial 0x82F63B78, eight bytes per step with eight
@@ -158,6 +165,20 @@ rcf_crc32c(uint32_t crc, const void *data, size_t len)
 	while (len--)
 		crc = crc_table[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
 	return ~crc;
+}
+
+/*
+ * The checksum of a model: its content after the header, then the header's
+ * flags when any is set, so that a flipped flag is a checksum error too
+ * while a model without flags keeps the checksum of the format before them.
+ */
+static uint32_t
+content_crc(const uint8_t *content, size_t len, uint16_t flags)
+{
+	uint32_t	crc = rcf_crc32c(0, content, len);
+	uint8_t		f[2] = {(uint8_t) (flags & 0xFF), (uint8_t) (flags >> 8)};
+
+	return flags ? rcf_crc32c(crc, f, 2) : crc;
 }
 
 /*
@@ -932,6 +953,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	size_t		crc_from;
 	size_t		temp_size = rcf_encode_scratch(p, forest->rec_used);
 	char	   *temp;
+	uint16_t	flags = p->bounding_box_cache_fraction < 1.0 ? RCF_FLAG_BOX_CACHE : 0;
 
 	temp = forest->allocator.alloc(forest->allocator.ctx, temp_size);
 	if (temp == NULL)
@@ -999,7 +1021,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 
 	put_u32(w, RCF_MAGIC);
 	put_u16(w, RCF_FORMAT_VERSION);
-	put_u16(w, 0);
+	put_u16(w, flags);
 	put_u32(w, 0);				/* CRC, filled in at the end */
 	crc_from = w->pos;
 
@@ -1010,6 +1032,8 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 	put_u32(w, (uint32_t) p->output_after);
 	put_f64(w, p->time_decay);
 	put_u64(w, p->seed);
+	if (flags & RCF_FLAG_BOX_CACHE)
+		put_f64(w, p->bounding_box_cache_fraction);
 	/* inserted follows from updates (rcf_check holds them to it). */
 	put_varint(w, forest->updates);
 	put_varint(w, forest->inserted - forest->weight_base);
@@ -1100,7 +1124,7 @@ write_forest(Writer *w, const RcfForest *forest, const RcfGrader *grader,
 
 	if (w->buf && !w->overflow)
 	{
-		uint32_t	crc = rcf_crc32c(0, w->buf + crc_from, w->pos - crc_from);
+		uint32_t	crc = content_crc(w->buf + crc_from, w->pos - crc_from, flags);
 
 		for (int i = 0; i < 4; i++)
 			w->buf[crc_from - 4 + i] = (uint8_t) (crc >> (8 * i));
@@ -2190,12 +2214,24 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 					RcfTransform **transform_out, RcfDecodeStatus *status,
 					const char **detail)
 {
+	return rcf_model_decode_boxes(buf, len, allocator, grader_out,
+								  transform_out, RCF_BOX_CACHE_STORED,
+								  status, detail);
+}
+
+RcfForest *
+rcf_model_decode_boxes(const uint8_t *buf, size_t len,
+					   const RcfAllocator *allocator, RcfGrader **grader_out,
+					   RcfTransform **transform_out, double box_cache_fraction,
+					   RcfDecodeStatus *status, const char **detail)
+{
 	Reader		r = {buf, 0, len, RCF_DECODE_OK, NULL};
 	RcfGrader  *grader = NULL;
 	RcfTransform *transform = NULL;
 	RcfParams	p;
 	RcfForest  *forest = NULL;
 	uint32_t	version;
+	uint16_t	flags;
 	uint32_t	crc;
 	uint64_t	updates,
 				inserted,
@@ -2241,13 +2277,19 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 		fail(&r, RCF_DECODE_BAD_VERSION, "the format version is not supported");
 		goto done;
 	}
-	if (get_u16(&r) != 0)
+	flags = get_u16(&r);
+	if (version == 1 && flags != 0)
 	{
 		fail(&r, RCF_DECODE_BAD_FORMAT, "a reserved header field is not zero");
 		goto done;
 	}
+	if (flags & ~RCF_FLAG_BOX_CACHE)
+	{
+		fail(&r, RCF_DECODE_BAD_FORMAT, "a header flag this version does not know is set");
+		goto done;
+	}
 	crc = get_u32(&r);
-	if (rcf_crc32c(0, buf + HEADER_SIZE, len - HEADER_SIZE) != crc)
+	if (content_crc(buf + HEADER_SIZE, len - HEADER_SIZE, flags) != crc)
 	{
 		fail(&r, RCF_DECODE_BAD_CHECKSUM, "the checksum does not match the content");
 		goto done;
@@ -2261,6 +2303,20 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 	p.output_after = (int) get_u32(&r);
 	p.time_decay = get_f64(&r);
 	p.seed = get_u64(&r);
+	p.bounding_box_cache_fraction = 1.0;
+	if (flags & RCF_FLAG_BOX_CACHE)
+	{
+		/* The default, 1, is written as no flag; -0 as 0. */
+		p.bounding_box_cache_fraction = get_f64(&r);
+		if (r.status == RCF_DECODE_OK &&
+			!(p.bounding_box_cache_fraction >= 0.0 && p.bounding_box_cache_fraction < 1.0 &&
+			  !signbit(p.bounding_box_cache_fraction)))
+		{
+			fail(&r, RCF_DECODE_CORRUPT,
+				 "the bounding box cache fraction is not one an encoder writes");
+			goto done;
+		}
+	}
 	if (r.status != RCF_DECODE_OK)
 		goto done;
 	/* The ranges SQL accepts (rcf.h), so no model asks for a bigger forest. */
@@ -2268,6 +2324,17 @@ rcf_model_decode_tf(const uint8_t *buf, size_t len,
 	{
 		fail(&r, RCF_DECODE_CORRUPT, "the forest parameters are out of range");
 		goto done;
+	}
+	/* The caller's choice of boxes instead, which changes no score. */
+	if (box_cache_fraction != RCF_BOX_CACHE_STORED)
+	{
+		if (!(box_cache_fraction >= 0.0 && box_cache_fraction <= 1.0))
+		{
+			fail(&r, RCF_DECODE_BAD_FORMAT,
+				 "the bounding box cache fraction asked for is out of range");
+			goto done;
+		}
+		p.bounding_box_cache_fraction = box_cache_fraction;
 	}
 	S = p.shingle_size;
 	shared = S > 1;
@@ -2919,14 +2986,15 @@ int
 rcf_model_peek_params(const uint8_t *buf, size_t len, RcfParams *params)
 {
 	Reader		r = {buf, 0, len, RCF_DECODE_OK, NULL};
-
 	uint16_t	version;
+	uint16_t	flags;
 
 	if (len < HEADER_SIZE || get_u32(&r) != RCF_MAGIC)
 		return -1;
 	version = get_u16(&r);
 	if (version != 1 && version != RCF_FORMAT_VERSION)
 		return -1;
+	flags = get_u16(&r);
 	r.pos = HEADER_SIZE;
 	params->dims = (int) get_u32(&r);
 	params->shingle_size = (int) get_u32(&r);
@@ -2935,5 +3003,8 @@ rcf_model_peek_params(const uint8_t *buf, size_t len, RcfParams *params)
 	params->output_after = (int) get_u32(&r);
 	params->time_decay = get_f64(&r);
 	params->seed = get_u64(&r);
+	params->bounding_box_cache_fraction = 1.0;
+	if (version != 1 && (flags & RCF_FLAG_BOX_CACHE))
+		params->bounding_box_cache_fraction = get_f64(&r);
 	return r.status == RCF_DECODE_OK ? 0 : -1;
 }

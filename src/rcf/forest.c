@@ -20,6 +20,7 @@ rcf_params_default(RcfParams *params, int dims)
 	params->time_decay = 100000.0;
 	params->seed = 42;
 	params->output_after = -1;
+	params->bounding_box_cache_fraction = 1.0;
 }
 
 /* Checks parameters against the engine's limits. */
@@ -42,40 +43,66 @@ rcf_params_check(const RcfParams *params)
 		return "time_decay must be 0 (no decay) or between 1 and 1e18";
 	if (params->output_after < -1)
 		return "output_after must be zero or more";
+	/* NaN fails both comparisons. */
+	if (!(params->bounding_box_cache_fraction >= 0.0 &&
+		  params->bounding_box_cache_fraction <= 1.0))
+		return "bounding_box_cache_fraction must be between 0 and 1";
 	return NULL;
+}
+
+/*
+ * Boxes per tree in a given mode: none, the pool, or one per internal node.
+ * A pool asked for by bounding_box_cache_fraction holds that share of the
+ * internal nodes' boxes, but never more than the engine's own choice for
+ * wide points (RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV), so that a smaller
+ * fraction never takes more memory than the default.
+ */
+static size_t
+box_pool_size(const RcfParams *params, int box_mode)
+{
+	size_t		N = (size_t) params->sample_size;
+	size_t		pool = N * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV;
+	size_t		want;
+
+	switch (box_mode)
+	{
+		case RCF_BOXES_NONE:
+		case RCF_BOXES_WALK:
+			return 0;
+		case RCF_BOXES_PARTIAL:
+			if (params->bounding_box_cache_fraction >= 1.0)
+				return pool;
+			want = (size_t) (params->bounding_box_cache_fraction * (double) (N - 1));
+			if (params->dims * params->shingle_size >= RCF_BOX_PARTIAL_MIN_DIMS &&
+				want > pool)
+				return pool;
+			return want;
+		default:
+			return N - 1;
+	}
 }
 
 /*
  * How a forest keeps boxes (see rcf_internal.h): none for points of one
  * value, whose boxes are found at the ends of their subtrees; by subtree
- * size, in a pool, only where a box is large enough for the savings to
- * outweigh the leaf counts and the pool's bookkeeping, and the time of
- * recomputing; otherwise every internal node has its box, at its own index.
+ * size, in a pool, when the parameters ask for fewer boxes
+ * (bounding_box_cache_fraction below 1), or by default only where a box is
+ * large enough for the savings to outweigh the leaf counts and the pool's
+ * bookkeeping, and the time of recomputing; otherwise every internal node
+ * has its box, at its own index.
  */
 int
 rcf_box_mode(const RcfParams *params)
 {
 	if ((long) params->dims * params->shingle_size == 1)
 		return RCF_BOXES_NONE;
+	if (params->bounding_box_cache_fraction < 1.0)
+		return box_pool_size(params, RCF_BOXES_PARTIAL) > 0 ?
+			RCF_BOXES_PARTIAL : RCF_BOXES_WALK;
 	if (params->dims * params->shingle_size >= RCF_BOX_PARTIAL_MIN_DIMS &&
 		params->sample_size >= RCF_BOX_MIN_LEAVES)
 		return RCF_BOXES_PARTIAL;
 	return RCF_BOXES_ALL;
-}
-
-/* Boxes per tree in a given mode: none, the pool, or one per internal node. */
-static size_t
-box_pool_size(const RcfParams *params, int box_mode)
-{
-	switch (box_mode)
-	{
-		case RCF_BOXES_NONE:
-			return 0;
-		case RCF_BOXES_PARTIAL:
-			return (size_t) params->sample_size * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV;
-		default:
-			return (size_t) params->sample_size - 1;
-	}
 }
 
 /* Boxes per tree in the mode rcf_create chooses. */
@@ -83,6 +110,30 @@ size_t
 rcf_box_pool_size(const RcfParams *params)
 {
 	return box_pool_size(params, rcf_box_mode(params));
+}
+
+/*
+ * The fewest leaves of a node whose box partial caching keeps, for a pool
+ * of `pool` boxes.  In a random tree of N leaves about 2N / (k + 1)
+ * internal nodes have k leaves or more; the size is chosen so that they
+ * fill about two thirds of the pool, k = 3N / pool - 1 (for the default
+ * pool of 3/8 of N that is 7, next to its measured 8), since the pool
+ * runs short on trees less even than random ones, and a node left without
+ * a box for want of room costs a longer run to recompute.  With no pool,
+ * no node is that large.
+ */
+static int
+box_min_leaves(const RcfParams *params, size_t pool)
+{
+	size_t		N = (size_t) params->sample_size;
+	size_t		k;
+
+	if (params->bounding_box_cache_fraction >= 1.0)
+		return RCF_BOX_MIN_LEAVES;
+	if (pool == 0)
+		return (int) N + 1;
+	k = (RCF_BOX_FRACTION_SPREAD * N + pool - 1) / pool - 1;
+	return k < 2 ? 2 : (int) k;
 }
 
 /* Rounds an arena offset up so that every array is aligned. */
@@ -104,6 +155,7 @@ arena_layout(const RcfParams *params, int box_mode, char *base)
 	size_t		T = params->number_of_trees;
 	size_t		M = box_pool_size(params, box_mode);
 	size_t		partial = box_mode == RCF_BOXES_PARTIAL ? 1 : 0;
+	size_t		pooled = partial && M > 0 ? 1 : 0;
 	size_t		shared = params->shingle_size > 1 ? 1 : 0;
 	size_t		off = 0;
 	RcfForest  *forest = (RcfForest *) base;
@@ -123,7 +175,7 @@ arena_layout(const RcfParams *params, int box_mode, char *base)
 
 		CARVE(tree->nodes, RcfNode, N - 1);
 		CARVE(tree->leaf_count, uint16_t, partial * (N - 1));
-		CARVE(tree->node_box, uint16_t, partial * (N - 1 + M));
+		CARVE(tree->node_box, uint16_t, pooled * (N - 1 + M));
 		CARVE(tree->boxes, float, M * 2 * D);
 		CARVE(tree->leaf_order, uint16_t, partial * 2 * N);
 		CARVE(tree->leaf_mass, uint16_t, N);
@@ -132,7 +184,9 @@ arena_layout(const RcfParams *params, int box_mode, char *base)
 		if (base)
 		{
 			if (!partial)
-				tree->leaf_count = tree->node_box = tree->leaf_order = NULL;
+				tree->leaf_count = tree->leaf_order = NULL;
+			if (!pooled)
+				tree->node_box = NULL;
 			if (M == 0)
 				tree->boxes = NULL;
 			if (shared)
@@ -249,7 +303,11 @@ rcf_create_boxes(const RcfParams *params, const RcfAllocator *allocator,
 	forest->box_mode = box_mode;
 	forest->box_partial = forest->box_mode == RCF_BOXES_PARTIAL;
 	forest->box_slots = (int) box_pool_size(params, box_mode);
-	forest->box_min_leaves = RCF_BOX_MIN_LEAVES;
+	forest->box_pooled = forest->box_partial && forest->box_slots > 0;
+	forest->box_min_leaves = box_min_leaves(params, forest->box_slots);
+	/* -0 would be written as itself: a second encoding of the same model. */
+	if (forest->params.bounding_box_cache_fraction == 0.0)
+		forest->params.bounding_box_cache_fraction = 0.0;
 
 	for (int m = 0; m <= forest->N; m++)
 		forest->log2_table[m] = log2(m + 1.0);

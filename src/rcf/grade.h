@@ -162,4 +162,20 @@ extern RcfForest *rcf_model_decode_tf(const uint8_t *buf, size_t len,
 									  RcfDecodeStatus *status,
 									  const char **detail);
 
+/*
+ * The same, with the forest's bounding_box_cache_fraction (0 .. 1) chosen
+ * by the caller instead of the one stored, or RCF_BOX_CACHE_STORED to keep
+ * that: the memory a forest takes is the user of the forest's to choose (a
+ * detector's option, rcf_set_box_cache), and it changes no score.  The
+ * forest then encodes with the fraction chosen.
+ */
+#define RCF_BOX_CACHE_STORED	(-1.0)
+extern RcfForest *rcf_model_decode_boxes(const uint8_t *buf, size_t len,
+										 const RcfAllocator *allocator,
+										 RcfGrader **grader,
+										 RcfTransform **transform,
+										 double box_cache_fraction,
+										 RcfDecodeStatus *status,
+										 const char **detail);
+
 #endif							/* RCF_GRADE_H */

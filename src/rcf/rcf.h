@@ -56,6 +56,17 @@ typedef struct RcfParams
 	uint64_t	seed;
 	int			output_after;	/* points before scores are reported; <0
 								 * means the default, sample_size / 4 */
+
+	/*
+	 * Memory against time: the share of internal nodes whose bounding box
+	 * is kept, 0 .. 1.  1 (the default) is the engine's choice for the
+	 * points' size (rcf_internal.h); below 1, at most that share of each
+	 * tree's boxes is kept, for its largest subtrees, and the others are
+	 * recomputed from their points when needed.  0 keeps none.  Scores do
+	 * not depend on it: a box is the exact minimum and maximum of its
+	 * points, kept or not.
+	 */
+	double		bounding_box_cache_fraction;
 } RcfParams;
 
 /*

@@ -25,7 +25,10 @@
  * the offsets renumbered.  No sequence number or reference count is kept:
  * nothing but the encoding needs one, and the encoding writes the store.
  *
- * Bounding boxes, in one of three ways (forest->box_mode):
+ * Bounding boxes, in one of four ways (forest->box_mode), chosen by the
+ * points' size and by params.bounding_box_cache_fraction, the user's choice
+ * of memory against time (the AWS library's boundingBoxCacheFraction; 1,
+ * the default, leaves it to the engine):
  *
  * - RCF_BOXES_NONE, points of one value: no box is kept.  Every point of a
  *   left subtree is at most its parent's cut and every point of the right
@@ -36,13 +39,16 @@
  *   are the same floats a cached box would hold, so scores are identical.
  *   This drops a quarter of a forest of KDA's defaults.
  *
- * - RCF_BOXES_ALL, points of 2 to RCF_BOX_PARTIAL_MIN_DIMS - 1 values: every
- *   internal node caches its box, at its own index.
+ * - RCF_BOXES_ALL, points of 2 to RCF_BOX_PARTIAL_MIN_DIMS - 1 values at
+ *   fraction 1: every internal node caches its box, at its own index.
  *
  * - RCF_BOXES_PARTIAL, wider points, where boxes are most of a forest's
- *   memory: boxes are cached only for internal nodes whose subtree holds at
- *   least forest->box_min_leaves leaves (RCF_BOX_MIN_LEAVES), in a pool of
- *   sample_size * RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV boxes per tree
+ *   memory, or any points of 2 values or more at a fraction below 1: boxes
+ *   are cached only for internal nodes whose subtree holds at least
+ *   forest->box_min_leaves leaves (RCF_BOX_MIN_LEAVES; with a fraction,
+ *   3 * sample_size / pool - 1, forest.c), in a pool of sample_size *
+ *   RCF_BOX_POOL_NUM / RCF_BOX_POOL_DIV boxes per tree (with a fraction,
+ *   that share of the sample_size - 1 internal nodes, never more)
  *   (node_box[node] is its slot); any other node's box is recomputed from
  *   its subtree when needed, which gives the same values, since a box is
  *   the exact minimum and maximum of its points.  The tree keeps its leaves
@@ -74,6 +80,28 @@
  *   costs a longer run.  The constants can be set at build time (-D) to
  *   measure other choices; set RCF_BOX_PARTIAL_MIN_DIMS above 1024 to cache
  *   every box always.
+ *
+ * - RCF_BOXES_WALK, points of 2 values or more at a fraction whose pool
+ *   holds no box (0): no box, and neither the leaves' order nor the leaf
+ *   counts that runs need; a box is the minimum and maximum of its
+ *   subtree's points, found by walking the subtree (tree.c, walk_grow).
+ *   The least memory: the reference forest keeps per tree only its nodes,
+ *   leaf masses and offsets, and sampler (5.5 KB), 594,120 bytes with its
+ *   store after 100,000 points, against 1,410,120 at fraction 1 and
+ *   670,936 with the order and counts of partial caching kept (which is
+ *   what a pool of no box would cost: 1.5 KB a tree).
+ *
+ *   Measured with bench/engine --compare-box-cache after 100,000 points
+ *   (CPU per point against fraction 1 in the same run, medians of 3):
+ *   the reference forest 1,410,120 / 1,115,720 / 904,520 / 778,920 /
+ *   594,120 bytes at fractions 1 / 0.5 / 0.25 / 0.1 / 0, at 1 / 1.40 /
+ *   1.47 / 1.59 / 3.1 times the time; 5 values, 100 trees, 2,011,232 /
+ *   1,729,632 / 1,460,832 / 1,300,832 / 990,432 at 1 / 1.43 / 1.49 / 1.51
+ *   / 3.1.  Of the pools, at the end of the reference run, 98 of 127, 59
+ *   of 63 and 25 of 25 boxes were in use.  A walk takes about twice a run
+ *   of the same points: it is a chain of dependent loads; listing the
+ *   leaves first without branches, then taking their points four
+ *   dimensions at a time, was slower still.
  */
 #ifndef RCF_INTERNAL_H
 #define RCF_INTERNAL_H
@@ -96,9 +124,13 @@
 #define RCF_BOX_POOL_NUM	3	/* pool = sample_size * NUM / DIV */
 #define RCF_BOX_POOL_DIV	8
 #endif
+#ifndef RCF_BOX_FRACTION_SPREAD
+#define RCF_BOX_FRACTION_SPREAD	3	/* box_min_leaves: see forest.c */
+#endif
 #define RCF_BOXES_NONE		0
 #define RCF_BOXES_ALL		1
 #define RCF_BOXES_PARTIAL	2
+#define RCF_BOXES_WALK		3
 #define RCF_IS_LEAF(ref)	((ref) < 0)
 #define RCF_LEAF_REF(idx)	((int16_t) (-(idx) - 1))
 #define RCF_LEAF_IDX(ref)	(-(ref) - 1)
@@ -201,6 +233,7 @@ struct RcfForest
 	RcfTree    *trees;
 	int			box_mode;		/* RCF_BOXES_NONE, _ALL or _PARTIAL */
 	bool		box_partial;	/* box_mode == RCF_BOXES_PARTIAL */
+	bool		box_pooled;		/* partial, with a pool: node_box exists */
 	int			box_slots;		/* cached boxes per tree */
 	int			box_min_leaves; /* partial: leaves of a node with a box */
 
@@ -213,12 +246,12 @@ struct RcfForest
 	 * dropped some of its records.
 	 */
 	bool		shared;
+	bool		last_valid;		/* (fields ordered so that none pads) */
+	uint32_t	last_loc;
 	float	   *records;		/* the block: records, then rec_live */
 	uint64_t   *rec_live;		/* compaction's marks and counts */
 	uint32_t	rec_cap;
 	uint32_t	rec_used;
-	uint32_t	last_loc;
-	bool		last_valid;
 	uint64_t	last_seq;
 	size_t		arena_bytes;	/* the arena; bytes adds the store */
 	uint64_t	reserved;		/* updates left that rcf_reserve made room
@@ -333,7 +366,7 @@ rcf_node_box(const RcfForest *forest, const RcfTree *tree, int node)
 
 	if (forest->box_mode == RCF_BOXES_ALL)
 		return tree->boxes + (size_t) node * 2 * forest->D;
-	if (forest->box_mode == RCF_BOXES_NONE)
+	if (!forest->box_pooled)
 		return NULL;
 	b = tree->node_box[node];
 

@@ -37,7 +37,7 @@ node_alloc(const RcfForest *forest, RcfTree *tree)
 		return node;
 	}
 	node = tree->node_hw++;
-	if (forest->box_partial)
+	if (forest->box_pooled)
 		tree->node_box[node] = RCF_NO_BOX;
 	return node;
 }
@@ -49,7 +49,7 @@ node_alloc(const RcfForest *forest, RcfTree *tree)
 static void
 box_release(const RcfForest *forest, RcfTree *tree, int16_t node)
 {
-	if (forest->box_partial && tree->node_box[node] != RCF_NO_BOX)
+	if (forest->box_pooled && tree->node_box[node] != RCF_NO_BOX)
 	{
 		rcf_box_free(forest, tree)[tree->box_nfree++] = tree->node_box[node];
 		tree->node_box[node] = RCF_NO_BOX;
@@ -419,6 +419,39 @@ subtree_grow(const RcfForest *forest, const RcfTree *tree, int16_t ref,
 }
 
 /*
+ * No box kept (RCF_BOXES_WALK): grows the box [lo, hi] by every point of
+ * the subtree at ref, walked left to right with forest->stack: the points
+ * of a run of the leaves' order (run_grow), in the same order, so the same
+ * values, without the order and the counts a run needs.  A walk is a chain
+ * of dependent loads (about twice the time of a run, measured); listing
+ * the leaves first without branches, then taking their points four
+ * dimensions at a time, was slower still.
+ */
+static void
+walk_grow(const RcfForest *forest, const RcfTree *tree, int16_t ref,
+		  float *lo, float *hi)
+{
+	int16_t    *stack = forest->stack;
+	int			top = 0;
+	int			d = forest->D;
+
+	for (;;)
+	{
+		while (ref >= 0)
+		{
+			const RcfNode *n = &tree->nodes[ref];
+
+			stack[top++] = n->child[RCF_RIGHT];
+			ref = n->child[RCF_LEFT];
+		}
+		box_extend(lo, hi, rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref)), d);
+		if (top == 0)
+			return;
+		ref = stack[--top];
+	}
+}
+
+/*
  * Grows the box [lo, hi] to include every point of the subtree at ref.
  */
 static void
@@ -434,6 +467,8 @@ extend_subtree(const RcfForest *forest, const RcfTree *tree, int16_t ref,
 	}
 	else if (forest->box_mode == RCF_BOXES_PARTIAL)
 		subtree_grow(forest, tree, ref, lo, hi);
+	else if (forest->box_mode == RCF_BOXES_WALK)
+		walk_grow(forest, tree, ref, lo, hi);
 	else if (RCF_IS_LEAF(ref))
 		box_extend(lo, hi, rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref)), d);
 	else
@@ -576,6 +611,29 @@ uncached_parent_box(const RcfForest *forest, const RcfTree *tree,
 }
 
 /*
+ * parent_box with no box kept (RCF_BOXES_WALK): the child's box grown by
+ * its sibling's points, in the scratch box forest->box_lo/box_hi.
+ */
+static void
+walk_parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
+				int16_t child, const float **lo, const float **hi)
+{
+	int			d = forest->D;
+	const RcfNode *n = &tree->nodes[parent];
+	float	   *blo = forest->box_lo;
+	float	   *bhi = forest->box_hi;
+
+	if (*lo != blo)
+	{
+		box_copy(blo, *lo, d);
+		box_copy(bhi, *hi, d);
+		*lo = blo;
+		*hi = bhi;
+	}
+	walk_grow(forest, tree, n->child[n->child[RCF_LEFT] == child], blo, bhi);
+}
+
+/*
  * With one value a point (RCF_BOXES_NONE): whether q lies in the box of the
  * parent of `child` on q's path, from the child's box [lo, hi] alone.  q
  * went to the child's side of the parent's cut and the sibling's points lie
@@ -593,6 +651,34 @@ parent_holds_1d(const RcfTree *tree, int16_t parent, int16_t child,
 }
 
 /*
+ * parent_box for the modes that keep boxes, or walk for them: the
+ * parent's cached box, or one computed in scratch space.  Apart, so that
+ * one value a point (parent_box's own case, and KDA's defaults) takes none
+ * of its registers.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void
+parent_box_kept(const RcfForest *forest, const RcfTree *tree, int16_t parent,
+				int16_t child, const float **lo, const float **hi, LeafSpan *span)
+{
+	const float *box = rcf_node_box(forest, tree, parent);
+
+	if (box == NULL)
+	{
+		if (forest->box_mode == RCF_BOXES_WALK)
+			walk_parent_box(forest, tree, parent, child, lo, hi);
+		else
+			uncached_parent_box(forest, tree, parent, child, lo, hi, span);
+		return;
+	}
+	span->first = -1;
+	*lo = box;
+	*hi = box + forest->D;
+}
+
+/*
  * The box of the parent of `child` on a path, given the box [*lo, *hi] of
  * `child` itself: the parent's cached box, or one computed in scratch
  * space.  Updates *lo and *hi, and with partial caching *span.
@@ -601,8 +687,6 @@ static inline void
 parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
 		   int16_t child, const float **lo, const float **hi, LeafSpan *span)
 {
-	const float *box;
-
 	if (forest->box_mode == RCF_BOXES_NONE)
 	{
 		/*
@@ -619,15 +703,7 @@ parent_box(const RcfForest *forest, const RcfTree *tree, int16_t parent,
 			*lo = subtree_end(tree, n->child[RCF_LEFT], RCF_LEFT);
 		return;
 	}
-	box = rcf_node_box(forest, tree, parent);
-	if (box == NULL)
-	{
-		uncached_parent_box(forest, tree, parent, child, lo, hi, span);
-		return;
-	}
-	span->first = -1;
-	*lo = box;
-	*hi = box + forest->D;
+	parent_box_kept(forest, tree, parent, child, lo, hi, span);
 }
 
 /*
@@ -908,7 +984,8 @@ rcf_tree_finish(const RcfForest *forest, RcfTree *tree, const int16_t *order,
 	uint16_t   *counts = (uint16_t *) (temp + (size_t) (forest->N - 1) * 2 * d);
 	float	   *boxes = forest->box_mode == RCF_BOXES_ALL ? tree->boxes : temp;
 
-	if (!(cuts_known && forest->box_mode == RCF_BOXES_NONE) &&
+	if (!(cuts_known && (forest->box_mode == RCF_BOXES_NONE ||
+						 forest->box_mode == RCF_BOXES_WALK)) &&
 		all_boxes(forest, tree, order, ninternal, boxes, counts, !cuts_known) >= 0)
 		return false;
 	if (forest->box_mode != RCF_BOXES_PARTIAL)
@@ -1084,7 +1161,7 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 			parent->child[RCF_RIGHT] = node;
 	}
 
-	if (forest->box_mode == RCF_BOXES_NONE)
+	if (forest->box_mode == RCF_BOXES_NONE || forest->box_mode == RCF_BOXES_WALK)
 		return leaf;
 	if (forest->box_mode == RCF_BOXES_ALL)
 	{
@@ -1107,7 +1184,8 @@ rcf_tree_insert(RcfForest *forest, RcfTree *tree, const float *q,
 		return leaf;
 	}
 
-	tree->node_box[node] = RCF_NO_BOX;
+	if (forest->box_pooled)
+		tree->node_box[node] = RCF_NO_BOX;
 	tree->leaf_count[node] = (uint16_t) (subtree_leaves(tree, target) + 1);
 	if (tree->leaf_count[node] >= forest->box_min_leaves)
 		box_cache(forest, tree, node);
@@ -1183,7 +1261,7 @@ rcf_tree_delete(RcfForest *forest, RcfTree *tree, int16_t leaf)
 			g->child[RCF_RIGHT] = sibling;
 	}
 	node_release(forest, tree, parent);
-	if (forest->box_mode == RCF_BOXES_NONE)
+	if (forest->box_mode == RCF_BOXES_NONE || forest->box_mode == RCF_BOXES_WALK)
 		return true;
 
 	/* Every node above loses a leaf; below the caching size, its box. */
@@ -1343,7 +1421,9 @@ score_from_leaf(const RcfForest *forest, const RcfTree *tree, const float *q,
 		}
 		return score * forest->log2_table[tree->heap_size];
 	}
-	span.first = span.last = rcf_leaf_pos(forest, tree)[RCF_LEAF_IDX(ref)];
+	span.first = span.last = -1;
+	if (forest->box_partial)
+		span.first = span.last = rcf_leaf_pos(forest, tree)[RCF_LEAF_IDX(ref)];
 	for (int level = depth - 1; level >= 0; level--)
 	{
 		double		range;
@@ -1557,7 +1637,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 				(RCF_IS_LEAF(node->child[RCF_LEFT]) && RCF_LEAF_IDX(node->child[RCF_LEFT]) >= n) ||
 				(RCF_IS_LEAF(node->child[RCF_RIGHT]) && RCF_LEAF_IDX(node->child[RCF_RIGHT]) >= n))
 				return "child reference out of range";
-			b = forest->box_partial ? tree->node_box[ref] : RCF_NO_BOX;
+			b = forest->box_pooled ? tree->node_box[ref] : RCF_NO_BOX;
 			if (b != RCF_NO_BOX)
 			{
 				if (b >= forest->box_slots)
@@ -1624,7 +1704,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 	{
 		if (f < 0 || f >= tree->node_hw || ++free_count > n - 1)
 			return "node free list is corrupt";
-		if (forest->box_partial && tree->node_box[f] != RCF_NO_BOX)
+		if (forest->box_pooled && tree->node_box[f] != RCF_NO_BOX)
 			return "a free node holds a box slot";
 	}
 	if (free_count + internal != tree->node_hw)

@@ -159,5 +159,11 @@ COMMENT ON FUNCTION rcf_set_grading(rcf, double precision, double precision, dou
 	double precision, double precision)
 IS 'the model with other grading parameters (detect()''s), keeping its forest and score statistics';
 
+CREATE OR REPLACE FUNCTION rcf_set_box_cache(model rcf, fraction double precision)
+RETURNS rcf
+AS 'MODULE_PATHNAME', 'rcf_set_box_cache_model' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION rcf_set_box_cache(rcf, double precision)
+IS 'the model keeping that fraction (0 to 1) of its forest''s bounding boxes: less memory, more time per point, the same scores';
+
 COMMENT ON FUNCTION rcf_detect(rcf, double precision[], text[])
 IS 'graded detection of a point against a stored model and its grader state, without learning it';

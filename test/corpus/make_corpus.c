@@ -50,6 +50,10 @@ fix_crc(uint8_t *buf, size_t len)
 {
 	uint32_t	crc = rcf_crc32c(0, buf + 12, len - 12);
 
+	/* The header's flags, when any is set, come last (encode.c). */
+	if (buf[6] != 0 || buf[7] != 0)
+		crc = rcf_crc32c(crc, buf + 6, 2);
+
 	for (int i = 0; i < 4; i++)
 		buf[8 + i] = (uint8_t) (crc >> (8 * i));
 }
@@ -278,8 +282,40 @@ main(void)
 	t[4] = 3;
 	emit("format version 3", t, len);
 	memcpy(t, buf, len);
+	t[6] = 2;
+	fix_crc(t, len);
+	emit("unknown header flag set", t, len);
+	memcpy(t, buf, len);
 	t[6] = 1;
-	emit("reserved field set", t, len);
+	fix_crc(t, len);
+	emit("box cache flag set, no fraction written", t, len);
+	{
+		/* The fraction follows the parameters (12 + 36 bytes). */
+		RcfForest  *h;
+		uint8_t    *b = malloc(len + 8);
+		double		one = 1.0;
+		RcfDecodeStatus status;
+		const char *why;
+
+		memcpy(b, buf, 48);
+		memcpy(b + 48, &one, 8);
+		memcpy(b + 56, buf + 48, len - 48);
+		b[6] = 1;
+		fix_crc(b, len + 8);
+		emit("box cache fraction 1 written", b, len + 8);
+		one = 0.25;
+		memcpy(b + 48, &one, 8);
+		fix_crc(b, len + 8);
+		h = rcf_decode(b, len + 8, NULL, &status, &why);
+		if (h == NULL || rcf_params(h)->bounding_box_cache_fraction != 0.25)
+		{
+			fprintf(stderr, "a model of fraction 0.25 does not decode: %s\n", why);
+			exit(1);
+		}
+		rcf_free(h);
+		emit("valid, box cache fraction 0.25", b, len + 8);
+		free(b);
+	}
 	memcpy(t, buf, len);
 	t[len / 2] ^= 4;
 	emit("bit flip, checksum not fixed", t, len);

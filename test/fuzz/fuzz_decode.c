@@ -8,6 +8,8 @@
  * learn, and survive another encode/decode round trip bit for bit.  And
  * a model of format version 2 that decodes must encode to its own bytes
  * (encode.c: one encoding per model); version 1 encodes as version 2.
+ * With bit 2 of the first byte, the model is also decoded with another
+ * bounding_box_cache_fraction, which must change no score.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -35,6 +37,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((data[0] & 1) && len >= 12)
 	{
 		uint32_t	crc = rcf_crc32c(0, buf + 12, len - 12);
+
+		/* The header's flags, when any is set, come last (encode.c). */
+		if (buf[6] != 0 || buf[7] != 0)
+			crc = rcf_crc32c(crc, buf + 6, 2);
 
 		for (int i = 0; i < 4; i++)
 			buf[8 + i] = (uint8_t) (crc >> (8 * i));
@@ -134,6 +140,40 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	else if (status == RCF_DECODE_OK || detail == NULL)
 		abort();
+
+	/*
+	 * Mode bit 2: decoded again with another bounding_box_cache_fraction
+	 * (the rest of the mode byte, over 63), it is as sound and scores the
+	 * same as the forest of the fraction stored.
+	 */
+	if (data[0] & 2)
+	{
+		double		fraction = (data[0] >> 2) / 63.0;
+		RcfForest  *a = rcf_decode(buf, len, NULL, &status, &detail);
+		RcfForest  *b = rcf_model_decode_boxes(buf, len, NULL, NULL, NULL, fraction,
+											   &status, &detail);
+
+		if ((a == NULL) != (b == NULL) || (fraction > 1.0 && b != NULL))
+			abort();
+		if (a && b)
+		{
+			int			D = rcf_params(a)->dims;
+			double	   *x = calloc(D, sizeof(double));
+
+			if (rcf_params(b)->bounding_box_cache_fraction != fraction ||
+				rcf_check(b) != NULL)
+				abort();
+			for (int i = 0; i < 3; i++)
+			{
+				x[0] = i * 0.5;
+				if (rcf_process(a, x) != rcf_process(b, x))
+					abort();
+			}
+			free(x);
+		}
+		rcf_free(a);
+		rcf_free(b);
+	}
 	free(buf);
 	return 0;
 }

@@ -266,6 +266,8 @@ my %calls = (
 	'anomaly.rcf_info(anomaly.rcf)' => qq{SELECT anomaly.rcf_info($bad_model)},
 	'anomaly.rcf_detect(anomaly.rcf,double precision[],text[])' =>
 	  qq{SELECT anomaly.rcf_detect($model, ARRAY['Infinity', 1]::float8[], ARRAY[]::text[])},
+	'anomaly.rcf_set_box_cache(anomaly.rcf,double precision)' =>
+	  qq{SELECT anomaly.rcf_set_box_cache($model, 'NaN'), anomaly.rcf_set_box_cache($model, -1e-300), anomaly.rcf_set_box_cache($model, 'Infinity'), anomaly.rcf_set_box_cache($bad_model, 0)},
 	'anomaly.rcf_set_grading(anomaly.rcf,double precision,double precision,double precision,double precision,double precision,double precision,integer,double precision,double precision,double precision)' =>
 	  qq{SELECT anomaly.rcf_set_grading($model, 'NaN', -1, 'Infinity', -1, 1e308, -1e308, -1, 'NaN', 'NaN', -1)},
 	'anomaly._reject_secret_keys(jsonb,text)' => q{SELECT anomaly._reject_secret_keys('{"password": 1}', 'x')},

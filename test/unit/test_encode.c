@@ -76,6 +76,9 @@ fix_crc(uint8_t *buf, size_t len)
 	if (len < 12)
 		return;
 	crc = rcf_crc32c(0, buf + 12, len - 12);
+	/* The header's flags, when any is set, come last. */
+	if (buf[6] != 0 || buf[7] != 0)
+		crc = rcf_crc32c(crc, buf + 6, 2);
 	for (int i = 0; i < 4; i++)
 		buf[8 + i] = (uint8_t) (crc >> (8 * i));
 }
@@ -1205,10 +1208,144 @@ test_v1_fixture(const char *name, int dims, long updates, bool graded)
 	free(buf);
 }
 
+/* Decodes buf as is; true if refused with status and detail. */
+static bool
+refused_with(const uint8_t *buf, size_t len, RcfDecodeStatus want_status,
+			 const char *want)
+{
+	RcfDecodeStatus status;
+	const char *detail = NULL;
+	RcfForest  *g = rcf_decode(buf, len, NULL, &status, &detail);
+	bool		ok = g == NULL && status == want_status &&
+		(want == NULL || (detail && strcmp(detail, want) == 0));
+
+	rcf_free(g);
+	return ok;
+}
+
+/*
+ * bounding_box_cache_fraction in the encoding: bit 0 of the header's flags
+ * (the reserved field of version 1) says that an f64 fraction follows the
+ * parameters, written only below 1, so that a model of the default
+ * fraction is the bytes it always was; the checksum covers the flags then.
+ * One encoding per model: a fraction of 1, -0, NaN or out of range
+ * written, or an unknown flag, is refused; a flag flipped alone is a
+ * checksum error.
+ */
+static void
+test_box_cache_flag(void)
+{
+	uint64_t	s = 5;
+	RcfForest  *f = trained_forest(1, 8, 5, 32, 600, &s, 0);
+	size_t		len0,
+				len;
+	uint8_t    *def = encode(f, &len0);
+	uint8_t    *buf;
+	uint8_t    *copy;
+	RcfParams	peek;
+	RcfDecodeStatus status;
+	const char *detail;
+	RcfForest  *g;
+	double		quarter = 0.25;
+	static const double bad[] = {1.0, -0.0, 1.5, -0.5};
+	bool		all_bad = true;
+
+	UNIT_OK(def[6] == 0 && def[7] == 0, "a model of the default fraction has no header flag");
+
+	/* The default's bytes with the flag and a fraction after the params. */
+	buf = malloc(len0 + 8);
+	memcpy(buf, def, 48);
+	memcpy(buf + 48, &quarter, 8);
+	memcpy(buf + 56, def + 48, len0 - 48);
+	len = len0 + 8;
+	buf[6] = 1;
+	fix_crc(buf, len);
+	g = rcf_decode(buf, len, NULL, &status, &detail);
+	UNIT_OK(g != NULL && rcf_params(g)->bounding_box_cache_fraction == 0.25,
+			"flag 1 and an f64 after the parameters: the fraction (%s)", detail ? detail : "ok");
+	if (g)
+	{
+		uint8_t    *again = malloc(len);
+
+		UNIT_OK(rcf_encoded_size(g) == len && rcf_encode(g, again, len) == len &&
+				memcmp(again, buf, len) == 0,
+				"a forest of fraction 0.25 encodes as that: the default's bytes, the flag and the fraction");
+		free(again);
+	}
+	rcf_free(g);
+	UNIT_OK(rcf_model_peek_params(buf, len, &peek) == 0 &&
+			peek.bounding_box_cache_fraction == 0.25 && peek.seed == rcf_params(f)->seed,
+			"peek reads the fraction");
+	UNIT_OK(rcf_model_peek_params(def, len0, &peek) == 0 &&
+			peek.bounding_box_cache_fraction == 1.0, "peek gives 1 without the flag");
+
+	copy = malloc(len);
+	memcpy(copy, buf, len);
+	copy[6] = 0;
+	UNIT_OK(refused_with(copy, len, RCF_DECODE_BAD_CHECKSUM, NULL),
+			"the flag cleared alone is a checksum error");
+	memcpy(copy, def, len0);
+	copy[6] = 1;
+	UNIT_OK(refused_with(copy, len0, RCF_DECODE_BAD_CHECKSUM, NULL),
+			"the flag set alone is a checksum error");
+	memcpy(copy, buf, len);
+	copy[6] = 3;
+	fix_crc(copy, len);
+	UNIT_OK(refused_with(copy, len, RCF_DECODE_BAD_FORMAT,
+						 "a header flag this version does not know is set"),
+			"an unknown flag is refused");
+	for (int i = 0; i < 4; i++)
+	{
+		memcpy(copy, buf, len);
+		memcpy(copy + 48, &bad[i], 8);
+		fix_crc(copy, len);
+		all_bad &= refused_with(copy, len, RCF_DECODE_CORRUPT,
+								"the bounding box cache fraction is not one an encoder writes");
+	}
+	{
+		double		nan = NAN;
+
+		memcpy(copy, buf, len);
+		memcpy(copy + 48, &nan, 8);
+		fix_crc(copy, len);
+		all_bad &= refused_with(copy, len, RCF_DECODE_CORRUPT,
+								"the bounding box cache fraction is not one an encoder writes");
+	}
+	UNIT_OK(all_bad, "a fraction of 1, -0, NaN, 1.5 or -0.5 written is refused");
+
+	/* Decoding with another fraction, and a bad one asked for. */
+	g = rcf_model_decode_boxes(def, len0, NULL, NULL, NULL, 0.0, &status, &detail);
+	UNIT_OK(g != NULL && rcf_params(g)->bounding_box_cache_fraction == 0.0 &&
+			g->box_mode == RCF_BOXES_WALK && rcf_encoded_size(g) == len0 + 8,
+			"decoded with fraction 0, a default model keeps no box and encodes 8 bytes longer");
+	rcf_free(g);
+	g = rcf_model_decode_boxes(def, len0, NULL, NULL, NULL, -0.0, &status, &detail);
+	if (g)
+	{
+		uint8_t    *zero = malloc(len0 + 8);
+
+		UNIT_OK(rcf_encode(g, zero, len0 + 8) == len0 + 8 && !signbit(rcf_params(g)->bounding_box_cache_fraction),
+				"asked for -0, the forest keeps +0 (one encoding)");
+		free(zero);
+	}
+	else
+		UNIT_OK(false, "asked for -0, the model decodes");
+	rcf_free(g);
+	g = rcf_model_decode_boxes(def, len0, NULL, NULL, NULL, 2.0, &status, &detail);
+	UNIT_OK(g == NULL && status == RCF_DECODE_BAD_FORMAT,
+			"a fraction of 2 asked for is refused (%s)", detail ? detail : "accepted");
+	rcf_free(g);
+	free(copy);
+	free(buf);
+	free(def);
+	rcf_free(f);
+}
+
 int
 main(void)
 {
 	test_crc();
+	test_box_cache_flag();
 	test_round_trip(1, 1, 10, 64, 100000, 0, 0, "empty forest");
 	test_round_trip(1, 1, 10, 64, 100000, 20, 0, "warming up");
 	test_round_trip(1, 4, 10, 64, 100000, 2, 0, "shingle not yet full");

@@ -22,6 +22,9 @@
  * no moment of either life may hold more than rcf_forest_memory.  Returns
  * the decoder's peak, for the tightness test.
  */
+/* The bounding_box_cache_fraction of check_bound's forests. */
+static double bound_fraction = 1.0;
+
 static size_t
 check_bound(int dims, int shingle, int trees, int samples, double decay,
 			long n, const char *what)
@@ -46,6 +49,7 @@ check_bound(int dims, int shingle, int trees, int samples, double decay,
 	p.number_of_trees = trees;
 	p.sample_size = samples;
 	p.time_decay = decay;
+	p.bounding_box_cache_fraction = bound_fraction;
 	bound = rcf_forest_memory(&p);
 	arena = rcf_arena_size(&p);
 
@@ -224,6 +228,13 @@ main(void)
 	check_bound(3, 4, 20, 64, 1000, 2000, "3-D, shingle 4");
 	check_bound(2, 1, 5, 10, 20, 500, "smallest sample, fast decay");
 	check_bound(1, 1, 3, 1000, 100000, 0, "empty forest");
+	bound_fraction = 0.3;
+	check_bound(3, 4, 20, 64, 1000, 2000, "3-D, shingle 4, fraction 0.3");
+	check_bound(5, 1, 10, 64, 1000, 2000, "5-D, fraction 0.3");
+	bound_fraction = 0.0;
+	check_bound(3, 4, 20, 64, 1000, 2000, "3-D, shingle 4, fraction 0");
+	check_bound(5, 1, 10, 64, 1000, 2000, "5-D, fraction 0");
+	bound_fraction = 1.0;
 	test_bound_tight();
 	return unit_done();
 }

@@ -10,6 +10,7 @@
 #include "unit.h"
 #include "rcf/rcf.h"
 #include "rcf/rcf_internal.h"
+#include "rcf/grade.h"
 
 /* Scores that a hand calculation gives for tiny trees. */
 static void
@@ -304,6 +305,26 @@ test_params(void)
 	p.time_decay = 0.5;
 	UNIT_OK(rcf_params_check(&p) && strstr(rcf_params_check(&p), "time_decay"),
 			"a time decay below 1 (lambda above 1) is refused");
+	rcf_params_default(&p, 1);
+	UNIT_OK(p.bounding_box_cache_fraction == 1.0,
+			"bounding_box_cache_fraction defaults to 1");
+	{
+		static const double bad[] = {-0.01, 1.0001, -INFINITY, INFINITY};
+		bool		refused = true;
+
+		for (int i = 0; i < 4; i++)
+		{
+			p.bounding_box_cache_fraction = bad[i];
+			refused &= rcf_params_check(&p) != NULL &&
+				strstr(rcf_params_check(&p), "bounding_box_cache_fraction") != NULL &&
+				rcf_create(&p, NULL) == NULL;
+		}
+		p.bounding_box_cache_fraction = NAN;
+		refused &= rcf_params_check(&p) != NULL;
+		UNIT_OK(refused, "a bounding_box_cache_fraction below 0, above 1 or NaN is refused, naming it");
+		p.bounding_box_cache_fraction = 0;
+		UNIT_OK(rcf_params_check(&p) == NULL, "a fraction of 0 is valid");
+	}
 }
 
 /*
@@ -625,7 +646,7 @@ test_box_sizes(int dims, int shingle)
 /*
  * The same points through forests that keep their boxes in every way the
  * engine has (none: one value a point; every box; boxes by subtree size
- * from 2, 8 and 32 leaves): scores, attributions and imputed values are
+ * from 2, 8 and 32 leaves; no box, walked): scores, attributions and imputed values are
  * bit-identical at every point, each forest stays sound, and all encode
  * to the same bytes (the encoding derives boxes, it stores none).
  */
@@ -638,7 +659,7 @@ test_box_modes(int dims, int shingle)
 		int			min_leaves;
 	}			ways[] = {
 		{RCF_BOXES_ALL, 0}, {RCF_BOXES_PARTIAL, 2}, {RCF_BOXES_PARTIAL, 8},
-		{RCF_BOXES_PARTIAL, 32}, {RCF_BOXES_NONE, 0},
+		{RCF_BOXES_PARTIAL, 32}, {RCF_BOXES_NONE, 0}, {RCF_BOXES_WALK, 0},
 	};
 	enum
 	{
@@ -733,6 +754,192 @@ test_box_modes(int dims, int shingle)
 		rcf_free(f[k]);
 }
 
+/* A running FNV-1a hash of a double's bits. */
+static uint64_t
+hash_double(uint64_t h, double v)
+{
+	uint8_t		b[8];
+
+	memcpy(b, &v, 8);
+	for (int i = 0; i < 8; i++)
+		h = (h ^ b[i]) * UINT64_C(0x100000001B3);
+	return h;
+}
+
+/*
+ * bounding_box_cache_fraction: forests of the same parameters but for the
+ * fraction (1, 0.5, 0.25, 0.1, 0) learn the same points, with a short time
+ * decay (so that points are deleted all the time), duplicates and jumps:
+ * the hashes of all their scores, attributions and imputations are equal,
+ * every forest stays sound, a smaller fraction never takes more memory,
+ * and each fraction is kept by encoding: a decoded copy has it, goes on
+ * with the same scores, and re-encodes to the same bytes; decoding with
+ * another fraction gives the encoding of that fraction.  Points of one
+ * value keep no box whatever the fraction.
+ */
+static void
+test_box_fractions(int dims, int shingle, int samples)
+{
+	static const double fractions[] = {1.0, 0.5, 0.25, 0.1, 0.0};
+	enum
+	{
+		NF = sizeof(fractions) / sizeof(fractions[0])
+	};
+	RcfParams	p;
+	RcfForest  *f[NF];
+	RcfForest  *g[NF];
+	uint64_t	hash[NF];
+	uint64_t	hash_g[NF];
+	const char *err = NULL;
+	bool		kept = true;
+	bool		smaller = true;
+	bool		modes = true;
+	bool		same_bytes = true;
+	bool		override = true;
+	uint64_t	s = 17;
+	int			D = dims * shingle;
+
+	for (int k = 0; k < NF; k++)
+	{
+		rcf_params_default(&p, dims);
+		p.shingle_size = shingle;
+		p.number_of_trees = 7;
+		p.sample_size = samples;
+		p.time_decay = 3 * samples;
+		p.seed = 23;
+		p.bounding_box_cache_fraction = fractions[k];
+		f[k] = rcf_create(&p, NULL);
+		hash[k] = hash_g[k] = UINT64_C(0xCBF29CE484222325);
+		if (D == 1)
+			modes &= f[k]->box_mode == RCF_BOXES_NONE;
+		else if ((int) (fractions[k] * (samples - 1)) == 0)
+			modes &= f[k]->box_mode == RCF_BOXES_WALK && f[k]->box_slots == 0 &&
+				f[k]->trees[0].node_box == NULL && f[k]->trees[0].leaf_count == NULL &&
+				f[k]->trees[0].boxes == NULL;
+		else if (fractions[k] < 1.0)
+			modes &= f[k]->box_mode == RCF_BOXES_PARTIAL &&
+				f[k]->box_slots <= (int) (fractions[k] * (samples - 1));
+	}
+	UNIT_OK(modes, "%d x %d: each fraction keeps its boxes as it should (%s)", dims, shingle,
+			D == 1 ? "one value: none" : "no box in the pool: none, walked; below 1: a pool");
+
+	for (int i = 0; i < 3000 && err == NULL; i++)
+	{
+		double		x[16];
+		double		high[16 * 8],
+					low[16 * 8];
+		double		expected[16];
+		bool		missing[16] = {true, false, true, false, false, true, false, false};
+
+		for (int d = 0; d < dims; d++)
+		{
+			x[d] = 4 * sin(i * 0.11 + d) + noise(&s);
+			if (i % 3 == 0)
+				x[d] = round(x[d]);	/* duplicates */
+			if (i % 257 == 0)
+				x[d] += 50;		/* far out */
+		}
+		for (int k = 0; k < NF; k++)
+		{
+			hash[k] = hash_double(hash[k], rcf_attribution(f[k], x, high, low));
+			for (int j = 0; j < D; j++)
+				hash[k] = hash_double(hash_double(hash[k], high[j]), low[j]);
+			if (i % 20 == 0 && rcf_impute(f[k], x, missing, expected) == 0)
+				for (int j = 0; j < dims; j++)
+					hash[k] = hash_double(hash[k], expected[j]);
+			hash[k] = hash_double(hash[k], rcf_process(f[k], x));
+		}
+		if (i % 113 == 0)
+			for (int k = 0; k < NF && err == NULL; k++)
+				err = rcf_check(f[k]);
+	}
+	for (int k = 1; k < NF; k++)
+		smaller &= rcf_bytes(f[k]) <= rcf_bytes(f[k - 1]) ||
+			(f[k]->shared && rcf_arena_size(rcf_params(f[k])) <=
+			 rcf_arena_size(rcf_params(f[k - 1])));
+	UNIT_OK(err == NULL, "%d x %d: every fraction's forest is sound: %s", dims, shingle,
+			err ? err : "sound");
+	UNIT_OK(hash[1] == hash[0] && hash[2] == hash[0] && hash[3] == hash[0] &&
+			hash[4] == hash[0],
+			"%d x %d: scores, attributions and imputations hash the same at fractions 1, 0.5, 0.25, 0.1 and 0 (%016llx)",
+			dims, shingle, (unsigned long long) hash[0]);
+	UNIT_OK(smaller, "%d x %d: a smaller fraction takes no more memory (%zu bytes at 1, %zu at 0)",
+			dims, shingle, rcf_bytes(f[0]), rcf_bytes(f[NF - 1]));
+
+	/* Kept by encoding; another fraction on decoding. */
+	{
+		size_t		len0 = rcf_encoded_size(f[0]);
+		uint8_t    *buf0 = malloc(len0);
+
+		rcf_encode(f[0], buf0, len0);
+		for (int k = 0; k < NF; k++)
+		{
+			size_t		len = rcf_encoded_size(f[k]);
+			uint8_t    *buf = malloc(len);
+			uint8_t    *again;
+			RcfDecodeStatus status;
+			const char *detail;
+			RcfForest  *h;
+
+			rcf_encode(f[k], buf, len);
+			g[k] = rcf_decode(buf, len, NULL, &status, &detail);
+			if (g[k] == NULL)
+			{
+				kept = false;
+				free(buf);
+				continue;
+			}
+			kept &= rcf_params(g[k])->bounding_box_cache_fraction == fractions[k] &&
+				g[k]->box_mode == f[k]->box_mode;
+			again = malloc(len);
+			same_bytes &= rcf_encode(g[k], again, len) == len &&
+				memcmp(again, buf, len) == 0;
+			free(again);
+			/* The default's bytes, and only its, have no flag. */
+			kept &= (buf[6] == 0) == (fractions[k] == 1.0);
+			h = rcf_model_decode_boxes(buf, len, NULL, NULL, NULL, 1.0, &status, &detail);
+			if (h)
+			{
+				uint8_t    *as_one = malloc(len0);
+
+				override &= rcf_params(h)->bounding_box_cache_fraction == 1.0 &&
+					h->box_mode == f[0]->box_mode &&
+					rcf_encoded_size(h) == len0 && rcf_encode(h, as_one, len0) == len0 &&
+					memcmp(as_one, buf0, len0) == 0;
+				free(as_one);
+			}
+			else
+				override = false;
+			rcf_free(h);
+			free(buf);
+		}
+		free(buf0);
+	}
+	UNIT_OK(kept, "%d x %d: a decoded forest keeps its fraction (the default written as no flag)",
+			dims, shingle);
+	UNIT_OK(same_bytes, "%d x %d: every fraction's model re-encodes to its own bytes", dims, shingle);
+	UNIT_OK(override, "%d x %d: decoded with fraction 1, every model encodes as the default's",
+			dims, shingle);
+	for (int i = 0; i < 500 && kept; i++)
+	{
+		double		x[16];
+
+		for (int d = 0; d < dims; d++)
+			x[d] = 4 * cos(i * 0.13 + d) + noise(&s) + (i % 97 == 0 ? -40 : 0);
+		for (int k = 0; k < NF; k++)
+			hash_g[k] = hash_double(hash_g[k], rcf_process(g[k], x));
+	}
+	UNIT_OK(kept && hash_g[1] == hash_g[0] && hash_g[2] == hash_g[0] &&
+			hash_g[3] == hash_g[0] && hash_g[4] == hash_g[0] &&
+			rcf_check(g[0]) == NULL && rcf_check(g[4]) == NULL,
+			"%d x %d: decoded, every fraction goes on with the same scores", dims, shingle);
+	for (int k = 0; k < NF; k++)
+	{
+		rcf_free(f[k]);
+		rcf_free(kept ? g[k] : NULL);
+	}
+}
+
 int
 main(void)
 {
@@ -761,5 +968,11 @@ main(void)
 	test_box_modes(1, 8);
 	test_box_modes(1, 1);
 	test_box_modes(3, 2);
+	test_box_fractions(1, 8, 64);
+	test_box_fractions(5, 1, 64);
+	test_box_fractions(2, 2, 32);
+	test_box_fractions(16, 1, 64);
+	test_box_fractions(1, 1, 64);
+	test_box_fractions(3, 1, 10);
 	return unit_done();
 }
