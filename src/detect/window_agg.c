@@ -1029,41 +1029,92 @@ stagger_add(StaggerWindow *w, int64 seq)
  * The windows of the buffered rows, replayed in seq order: a row joins the
  * window of its key that holds it, else opens one at its event time.  Rows
  * buffered by a tumbling or hopping detector (alter_detector turned stagger
- * on) form stagger windows alike.
+ * on) form stagger windows alike.  The rows are read a batch at a time and
+ * only their seq is kept (each key's text once), so the replay needs about
+ * 8 bytes a buffered row; it still counts against
+ * anomaly.window_memory_limit, as the closing windows' rows do, so that a
+ * buffer of hundreds of millions of rows fails the round with an error
+ * that says so rather than asking for gigabytes.
  */
 static StaggerKeys *
-stagger_load(int64 id, int64 size)
+stagger_load(DetectorDef *def, int64 size)
 {
 	StaggerKeys *keys = palloc0(sizeof(StaggerKeys));
 	HASHCTL		ctl;
 	Oid			t[1] = {INT8OID};
-	Datum		a[1] = {Int64GetDatum(id)};
+	Datum		a[1] = {Int64GetDatum(def->id)};
+	SPIPlanPtr	plan;
+	Portal		portal;
+	MemoryContext keep = CurrentMemoryContext;
+	MemoryContext batch;
+	Size		bytes = 0;
+	Size		limit = (Size) detect_window_memory_limit_mb * 1024 * 1024;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(StaggerKeyId);
 	ctl.entrysize = sizeof(StaggerKey);
 	ctl.hash = stagger_key_hash;
 	ctl.match = stagger_key_match;
-	ctl.hcxt = CurrentMemoryContext;
+	ctl.hcxt = keep;
 	keys->hash = hash_create("anomaly stagger windows", 64, &ctl,
 							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	detect_spi_exec("SELECT seq, partition_key, rowtime FROM anomaly.detector_window_rows"
-					" WHERE detector_id OPERATOR(pg_catalog.=) $1 ORDER BY seq",
-					1, t, a, NULL, false, SPI_OK_SELECT);
-	for (uint64 r = 0; r < SPI_processed; r++)
+	batch = AllocSetContextCreate(keep, "anomaly stagger batch", ALLOCSET_DEFAULT_SIZES);
+	plan = detect_spi_prepare("SELECT seq, partition_key, rowtime FROM anomaly.detector_window_rows"
+							  " WHERE detector_id OPERATOR(pg_catalog.=) $1 ORDER BY seq",
+							  1, t);
+	portal = detect_spi_cursor_open(plan, a, NULL, false);
+	for (;;)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	td = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		seq = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
-		Datum		key = SPI_getbinval(tup, td, 2, &isnull);
-		StaggerKey *k = stagger_key(keys, isnull ? NULL : TextDatumGetCString(key));
-		int64		rt = DatumGetTimestampTz(SPI_getbinval(tup, td, 3, &isnull));
-		StaggerWindow *w = stagger_find(k, rt, size);
+		SPITupleTable *tt;
+		uint64		got;
 
-		stagger_add(w ? w : stagger_open(k, rt), seq);
+		SPI_cursor_fetch(portal, true, 4096);
+		got = SPI_processed;
+		tt = SPI_tuptable;
+		if (got == 0)
+			break;
+		for (uint64 r = 0; r < got; r++)
+		{
+			HeapTuple	tup = tt->vals[r];
+			bool		isnull;
+			int64		seq = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
+			Datum		key = SPI_getbinval(tup, tt->tupdesc, 2, &isnull);
+			char	   *keystr = NULL;
+			long		nkeys = hash_get_num_entries(keys->hash);
+			StaggerKey *k;
+			StaggerWindow *w;
+			int64		rt;
+
+			if (!isnull)
+			{
+				MemoryContext old = MemoryContextSwitchTo(batch);
+
+				keystr = TextDatumGetCString(key);
+				MemoryContextSwitchTo(old);
+			}
+			k = stagger_key(keys, keystr);
+			rt = DatumGetTimestampTz(SPI_getbinval(tup, tt->tupdesc, 3, &isnull));
+			w = stagger_find(k, rt, size);
+			stagger_add(w ? w : stagger_open(k, rt), seq);
+
+			/* A seq array doubles as it grows: count two slots a row. */
+			bytes += 2 * sizeof(int64);
+			if (hash_get_num_entries(keys->hash) > nkeys)
+				bytes += sizeof(StaggerKey) + 64 + (keystr ? strlen(keystr) + 1 : 0);
+			if (bytes > limit)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("the buffered rows of stagger detector \"%s\" need more memory than anomaly.window_memory_limit (%d MB)",
+								def->name, detect_window_memory_limit_mb),
+						 errdetail("Each round replays the buffered rows' keys and times to find the open stagger windows."),
+						 errhint("Use a shorter window, or ask a superuser to raise anomaly.window_memory_limit; reset_detector() drops the buffered rows.")));
+		}
+		SPI_freetuptable(tt);
+		MemoryContextReset(batch);
 	}
-	SPI_freetuptable(SPI_tuptable);
+	SPI_cursor_close(portal);
+	SPI_freeplan(plan);
+	MemoryContextDelete(batch);
 	return keys;
 }
 
@@ -1260,7 +1311,7 @@ detect_window_round(RoundWrite *w)
 	load_state(def->id, &st);
 	before = st;
 	if (ws.stagger)
-		keys = stagger_load(def->id, ws.size);
+		keys = stagger_load(def, ws.size);
 	if (def->time_column)
 	{
 		time_attnum = get_attnum(def->source, def->time_column);

@@ -148,6 +148,46 @@ SELECT anomaly.process();
 	assert_alive($node, $label);
 }
 
+# A stagger detector replays its buffered rows' keys and times every round
+# to find each key's open window: that replay counts against
+# anomaly.window_memory_limit too (about 16 bytes a row), read a batch at a
+# time, so that an open window of many rows fails the round with an error
+# that says so instead of holding every row of the buffer in memory.
+{
+	my $label = 'a stagger buffer larger than anomaly.window_memory_limit';
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.stag (id bigserial PRIMARY KEY, ts timestamptz, v float8);
+SELECT anomaly.create_detector('det_stag', 's_adm.stag', ARRAY['count(*)'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "window": "1 hour",
+		"stagger": true, "time_column": "ts"}');
+INSERT INTO s_adm.stag (ts, v)
+	SELECT '2026-01-01 10:00:00+00'::timestamptz + g * interval '10 milliseconds', g
+	FROM generate_series(1, 80000) g;
+SELECT anomaly.process();
+}, "$label: 80,000 rows buffered in an open window", db => 'wdb');
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET anomaly.window_memory_limit = '1MB'});
+	$node->reload;
+	my ($rc, $out, $err) = as_role($node, 'adm', q{
+INSERT INTO s_adm.stag (ts, v) VALUES ('2026-01-01 10:20:00+00', 0);
+SELECT anomaly.process();
+}, db => 'wdb');
+	like($err, qr/WARNING:  detector "det_stag": the buffered rows of stagger detector "det_stag" need more memory than anomaly.window_memory_limit \(1 MB\)/,
+		"$label: the round fails, saying why");
+	is($node->safe_psql('wdb', q{SELECT count(*) FROM anomaly.detector_window_rows r
+		JOIN anomaly.detectors d ON d.id = r.detector_id WHERE d.name = 'det_stag'}), '80000',
+		"$label: the failed round buffered nothing more");
+	$node->safe_psql('postgres', q{ALTER SYSTEM RESET anomaly.window_memory_limit});
+	$node->reload;
+	as_role_ok($node, 'adm', q{SELECT anomaly.resume_detector('det_stag');
+INSERT INTO s_adm.stag (ts, v) VALUES ('2026-01-01 12:00:00+00', 0);
+SELECT anomaly.process()},
+		"$label: under the default limit", db => 'wdb');
+	is($node->safe_psql('wdb', q{SELECT features[1] FROM anomaly.scores WHERE detector = 'det_stag'}), '80001',
+		"$label: the window, opened by the first row, is scored with every row under the default limit");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 # -------------------------------------------------------------------------
 # The source key of a table without a primary key is the whole row (in
 # anomaly.scores, a destination, a rule's payload and group key): a
