@@ -483,6 +483,48 @@ SELECT count(*) AS rows, count(*) FILTER (WHERE rowtime = '2026-01-02 00:00+00')
 FROM det_pump;
 SELECT anomaly.drop_detector('d_pump');
 
+-- bounding_box_cache_fraction: a stored forest is decoded with the fraction
+-- the detector has when it is next loaded; at every fraction the scores are
+-- those of every box kept (the window function's), to the bit.
+CREATE TABLE det_frac (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('d_frac', 'det_frac', ARRAY['v', 'v * v'],
+	options => '{"number_of_trees": 10, "sub_sample_size": 32, "seed": 3, "shingle_size": 2,
+		"bounding_box_cache_fraction": 0}');
+INSERT INTO det_frac (v) SELECT sin(g) * 10 + g % 7 FROM generate_series(1, 150) g;
+SELECT anomaly.process() AS consumed;
+SELECT anomaly.alter_detector('d_frac', options => '{"bounding_box_cache_fraction": 0.5}');
+INSERT INTO det_frac (v) SELECT sin(g) * 10 + g % 5 FROM generate_series(151, 300) g;
+SELECT anomaly.process() AS consumed;
+SELECT anomaly.rcf_info(model) ->> 'bounding_box_cache_fraction' AS fraction, count(*) AS keys
+FROM anomaly.export_detector_models('d_frac') GROUP BY 1;
+SELECT anomaly.alter_detector('d_frac', options => '{"bounding_box_cache_fraction": 1}');
+INSERT INTO det_frac (v) SELECT CASE WHEN g = 400 THEN 90 ELSE sin(g) * 10 + g % 3 END
+	FROM generate_series(301, 450) g;
+SELECT anomaly.process() AS consumed;
+SELECT count(*) AS compared,
+	count(*) FILTER (WHERE s.anomaly_score IS DISTINCT FROM w.score) AS different,
+	max(s.anomaly_score) > 2 AS spike_seen
+FROM anomaly.scores s
+JOIN (SELECT id, anomaly.random_cut_forest(ARRAY[v, v * v], 10, 32, 100000, 2, 3,
+			transform => 'normalize', transform_decay => 0.0001) OVER (ORDER BY id) AS score
+	FROM det_frac) w ON (s.source_key->>'id')::bigint = w.id
+WHERE s.detector = 'd_frac';
+-- The forests in memory were laid out again at the round after each
+-- change (alter_detector makes every process reload them): their models
+-- carry the last fraction.
+SELECT anomaly.rcf_info(model) ->> 'bounding_box_cache_fraction' AS fraction, count(*) AS keys
+FROM anomaly.export_detector_models('d_frac') GROUP BY 1;
+-- The forest memory check counts the fraction: a forest too large for
+-- anomaly.max_forest_memory with every box fits with none.
+SET anomaly.max_forest_memory = '4MB';
+SELECT anomaly.create_detector('d_frac_big', 'det_frac', ARRAY['v'], options => '{"number_of_trees": 100}');
+SELECT anomaly.create_detector('d_frac_big', 'det_frac', ARRAY['v'],
+	options => '{"number_of_trees": 100, "bounding_box_cache_fraction": 0}') IS NOT NULL AS created;
+RESET anomaly.max_forest_memory;
+SELECT anomaly.drop_detector('d_frac_big');
+SELECT anomaly.drop_detector('d_frac');
+DROP TABLE det_frac;
+
 -- drop_detector drops the slot; scores stay.
 SELECT count(*) AS slots FROM pg_replication_slots
 WHERE slot_name LIKE 'anomaly\_%' AND database = current_database();

@@ -83,7 +83,8 @@ extern void anomaly_forest_params(RcfParams *params, int dims,
 								  Datum sub_sample_size, bool samples_null,
 								  Datum time_decay, bool decay_null,
 								  Datum shingle_size, bool shingle_null,
-								  Datum seed, bool seed_null);
+								  Datum seed, bool seed_null,
+								  double box_cache_fraction);
 extern RcfForest *anomaly_forest_create(const RcfParams *params,
 										MemoryContext context);
 extern void anomaly_null_param(const char *name) pg_attribute_noreturn();

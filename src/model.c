@@ -454,7 +454,7 @@ rcf_train_transfn(PG_FUNCTION_ARGS)
 		anomaly_forest_params(&params, state->point.dims,
 							  args[0], nulls[0], args[1], nulls[1],
 							  args[2], nulls[2], args[3], nulls[3],
-							  args[4], nulls[4]);
+							  args[4], nulls[4], 1.0);
 		state->forest = anomaly_forest_create(&params, state->context);
 		state->grader = default_grader(&params, state->context);
 		if (nargs > 7)

@@ -39,7 +39,10 @@ check_range(const char *name, int64 value, int64 min, int64 max)
 /*
  * Fills params from the SQL arguments of random_cut_forest and friends.
  * Every argument is checked here, so that the engine's own check can only
- * fail on the number of dimensions.
+ * fail on the number of dimensions.  box_cache_fraction (checked by the
+ * caller; 1 where SQL has no such argument) is part of the memory check: a
+ * detector that keeps fewer boxes may have forests that would not fit with
+ * every box.
  */
 void
 anomaly_forest_params(RcfParams *params, int dims,
@@ -47,7 +50,8 @@ anomaly_forest_params(RcfParams *params, int dims,
 					  Datum sub_sample_size, bool samples_null,
 					  Datum time_decay, bool decay_null,
 					  Datum shingle_size, bool shingle_null,
-					  Datum seed, bool seed_null)
+					  Datum seed, bool seed_null,
+					  double box_cache_fraction)
 {
 	int64		decay;
 	const char *err;
@@ -83,6 +87,7 @@ anomaly_forest_params(RcfParams *params, int dims,
 	check_range("shingle_size", params->shingle_size,
 				RCF_MODEL_MIN_SHINGLE, RCF_MODEL_MAX_SHINGLE);
 	params->seed = (uint64_t) DatumGetInt64(seed);
+	params->bounding_box_cache_fraction = box_cache_fraction;
 
 	if ((int64) dims * params->shingle_size > RCF_MODEL_MAX_DIMENSIONS)
 		ereport(ERROR,

@@ -220,7 +220,7 @@ create_forest(FunctionCallInfo fcinfo, WindowObject winobj,
 	MemoryContext old;
 
 	anomaly_forest_params(&params, state->point.dims, trees, n1, samples, n2,
-						  decay, n3, shingle, n4, seed, n5);
+						  decay, n3, shingle, n4, seed, n5, 1.0);
 	state->forest = anomaly_forest_create(&params, site->forest_context);
 	state->dims = state->point.dims;
 	{

@@ -461,6 +461,12 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 			!DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(old_settings),
 											  JsonbPGetDatum(settings_jsonb(def.settings))));
 
+	/*
+	 * A new bounding_box_cache_fraction resets nothing, but a new round_token
+	 * makes every process drop the forests it holds and replay the journal
+	 * onto the stored ones, decoded with the new fraction: the memory it
+	 * asks for is had at the next round, not when a key is next evicted.
+	 */
 	{
 		DetectArgs	a;
 
@@ -475,7 +481,9 @@ anomaly_alter_detector(PG_FUNCTION_ARGS)
 				  " options = $5, search_path = $6, source_columns = $7, key_columns = $8,"
 				  " source_name = $9, settings = $12,"
 				  " generation = generation OPERATOR(pg_catalog.+) CASE WHEN $10 THEN 1 ELSE 0 END,"
-				  " round_token = CASE WHEN $10 THEN $11 ELSE round_token END,"
+				  " round_token = CASE WHEN $10 OR NOT (COALESCE(options OPERATOR(pg_catalog.->) 'bounding_box_cache_fraction'::pg_catalog.text, 'null'::pg_catalog.jsonb)"
+				  "   OPERATOR(pg_catalog.=) COALESCE($5::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'bounding_box_cache_fraction'::pg_catalog.text, 'null'::pg_catalog.jsonb))"
+				  "   THEN $11 ELSE round_token END,"
 				  " checkpoint_seq = CASE WHEN $10 THEN batch_seq ELSE checkpoint_seq END,"
 				  " journal_points = CASE WHEN $10 THEN 0 ELSE journal_points END"
 				  " WHERE id OPERATOR(pg_catalog.=) $1", a.n, a.types, a.values, a.nulls, false,

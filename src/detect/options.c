@@ -673,7 +673,8 @@ detect_normalize_options(Jsonb *options, Relation rel, int nfeatures, char **fea
 						  Int32GetDatum((int32) vals[OPT_SAMPLES].i), false,
 						  Int64GetDatum(vals[OPT_DECAY].i), false,
 						  Int32GetDatum((int32) vals[OPT_SHINGLE].i), false,
-						  Int64GetDatum(vals[OPT_SEED].i), false);
+						  Int64GetDatum(vals[OPT_SEED].i), false,
+						  vals[OPT_BOX_CACHE].set ? vals[OPT_BOX_CACHE].f : 1.0);
 	{
 		NullableDatum gargs[ANOMALY_GRADER_ARGS];
 		RcfGraderParams gp;
