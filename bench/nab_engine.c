@@ -10,6 +10,8 @@
  *				--cusum-drift, --cusum-threshold (rcf_grader_set_option)]
  *				[--extra K --extra-kind noise|nab --extra-units mixed|same]
  *				[--transform METHOD --transform-decay D --transform-clip C]
+ *				[--lags L] [--blocks M --block-len D [--block-point 1]]
+ *				[--lma W] [--coarse 1] [--derived-weight W]
  *
  * A data file may hold several value columns after the timestamp: each is
  * a feature (NAB's files have one).  --extra K appends K features that
@@ -23,6 +25,19 @@
  * the engine's transforms (rcf.h) to every feature in grade mode, with
  * the decay 1 / samples unless --transform-decay says otherwise.  Everything is deterministic:
  * the noise of a file depends on the file's name and j only.
+ *
+ * Context features (bench/README, "Fourth study"), per feature of the
+ * file and extras: --lags L puts x[t-L+1..t] into the record itself (with
+ * --shingle 1 it stands for the forest's shingle of L, normalized per lag);
+ * --blocks M --block-len D adds M values of older context, block k (1..M)
+ * being the mean of the D values that end D * (k - 1) before the oldest
+ * lag (--block-point 1: that end value alone, a dilated shingle); --lma W
+ * adds x minus the mean of its last W values (rows before the first count
+ * as the first).  --derived-weight scales the derived values' transform
+ * weight.  --coarse 1 sends the blocks instead to a second forest (shingle
+ * 1, the M means of D values ending at t, t - D, ...), graded by its own
+ * grader with the same parameters: the grade written is the larger of the
+ * two, so either firing is a detection.
  *
  * Writes OUT/<category>/<file>.csv with timestamp,anomaly_score as NAB's
  * scorer expects.  In raw mode the score is s / (1 + s); in grade mode it
