@@ -33,7 +33,9 @@
  * being the mean of the D values that end D * (k - 1) before the oldest
  * lag (--block-point 1: that end value alone, a dilated shingle); --lma W
  * adds x minus the mean of its last W values (rows before the first count
- * as the first).  --derived-weight scales the derived values' transform
+ * as the first); --season 1 the mean of the last L values minus that of
+ * the L values ending at the last row 24 hours or more before (0 while
+ * there is none).  --derived-weight scales the derived values' transform
  * weight.  --coarse 1 sends the blocks instead to a second forest (shingle
  * 1, the M means of D values ending at t, t - D, ...), graded by its own
  * grader with the same parameters: the grade written is the larger of the
@@ -85,6 +87,7 @@ typedef struct Options
 	int			block_point;	/* a block is its newest value, not its mean */
 	int			lma;			/* >0: x - mean of the last lma points */
 	int			coarse;			/* the blocks go to a second forest */
+	int			season;			/* add the change from one day before */
 	double		derived_weight; /* transform weight of derived features */
 	char	  **files;			/* the corpus, category/file, in name order */
 	int			nfiles;
@@ -118,6 +121,7 @@ static const NumberOption number_options[] = {
 	{"--block-len", NUMBER_INT, offsetof(Options, block_len)},
 	{"--block-point", NUMBER_INT, offsetof(Options, block_point)},
 	{"--lma", NUMBER_INT, offsetof(Options, lma)},
+	{"--season", NUMBER_INT, offsetof(Options, season)},
 	{"--coarse", NUMBER_INT, offsetof(Options, coarse)},
 	{"--derived-weight", NUMBER_DOUBLE, offsetof(Options, derived_weight)},
 	{"--tod", NUMBER_DOUBLE, offsetof(Options, tod)},
@@ -345,6 +349,8 @@ typedef struct Context
 	int			F;
 	double	   *v;				/* n * F */
 	double	   *prefix;			/* (n + 1) * F: sums of the rows before */
+	long	   *day_ago;		/* --season: the last row 24 h or more
+								 * before each row; -1 if none */
 } Context;
 
 /* Feature j at row r; rows before the first are the first. */
@@ -365,6 +371,25 @@ ctx_mean(const Context *c, long a, long b, int j)
 	return (c->prefix[(b + 1) * c->F + j] - c->prefix[a * c->F + j]) / (b - a + 1);
 }
 
+/* Seconds since 1970 of "YYYY-MM-DD HH:MM:SS" (civil calendar, UTC). */
+static double
+timestamp_seconds(const char *ts)
+{
+	int			y = 0,
+				mo = 1,
+				dd = 1,
+				hh = 0,
+				mi = 0,
+				ss = 0;
+	long		days;
+
+	sscanf(ts, "%d-%d-%d %d:%d:%d", &y, &mo, &dd, &hh, &mi, &ss);
+	y -= mo <= 2;
+	days = 365L * y + y / 4 - y / 100 + y / 400 +
+		(153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + dd - 719469;
+	return days * 86400.0 + hh * 3600.0 + mi * 60.0 + ss;
+}
+
 /*
  * Values the main forest's record holds per base feature: the feature
  * itself and its lags, the context blocks unless they go to the coarse
@@ -374,7 +399,7 @@ static int
 group_size(const Options *o)
 {
 	return (o->lags > 1 ? o->lags : 1) + (o->coarse ? 0 : o->blocks) +
-		(o->lma > 0 ? 1 : 0);
+		(o->lma > 0 ? 1 : 0) + (o->season ? 1 : 0);
 }
 
 /*
@@ -415,6 +440,15 @@ build_record(const Options *o, const Context *c, long r, double *x,
 			if (weight)
 				weight[d] = dw;
 			x[d++] = ctx_value(c, r, j) - ctx_mean(c, r - o->lma + 1, r, j);
+		}
+		if (o->season)
+		{
+			long		p = c->day_ago[r];
+
+			if (weight)
+				weight[d] = dw;
+			x[d++] = p < 0 ? 0.0 : ctx_mean(c, r - L + 1, r, j) -
+				ctx_mean(c, p - L + 1, p, j);
 		}
 	}
 	return d;
@@ -499,6 +533,21 @@ run_file(const Options *o, int fi)
 			ctx.v[r * ctx.F + j] = v;
 			ctx.prefix[(r + 1) * ctx.F + j] = ctx.prefix[r * ctx.F + j] + v;
 		}
+	ctx.day_ago = malloc((ser.n + 1) * sizeof(long));
+	{
+		long		p = -1;
+		double	   *secs = malloc((ser.n + 1) * sizeof(double));
+
+		for (long r = 0; r < ser.n; r++)
+			secs[r] = timestamp_seconds(ser.ts[r]);
+		for (long r = 0; r < ser.n; r++)
+		{
+			while (p + 1 < r && secs[p + 1] <= secs[r] - 86400.0)
+				p++;
+			ctx.day_ago[r] = p;
+		}
+		free(secs);
+	}
 	base = ctx.F * group_size(o) + (o->diff ? 1 : 0);
 	dims = base + (o->tod > 0 ? (o->dow > 0 ? 4 : 2) : 0);
 	for (int i = 0; i < dims; i++)
@@ -688,6 +737,7 @@ run_file(const Options *o, int fi)
 	free(extra);
 	free(ctx.v);
 	free(ctx.prefix);
+	free(ctx.day_ago);
 	rcf_grader_free(cgrader);
 	rcf_transform_free(ctransform);
 	rcf_free(cforest);
