@@ -10,6 +10,8 @@
  *				--cusum-drift, --cusum-threshold (rcf_grader_set_option)]
  *				[--extra K --extra-kind noise|nab --extra-units mixed|same]
  *				[--transform METHOD --transform-decay D --transform-clip C]
+ *				[--lags L] [--blocks M --block-len D [--block-point 1]]
+ *				[--lma W] [--coarse 1] [--derived-weight W]
  *
  * A data file may hold several value columns after the timestamp: each is
  * a feature (NAB's files have one).  --extra K appends K features that
@@ -23,6 +25,21 @@
  * the engine's transforms (rcf.h) to every feature in grade mode, with
  * the decay 1 / samples unless --transform-decay says otherwise.  Everything is deterministic:
  * the noise of a file depends on the file's name and j only.
+ *
+ * Context features (bench/README, "Fourth study"), per feature of the
+ * file and extras: --lags L puts x[t-L+1..t] into the record itself (with
+ * --shingle 1 it stands for the forest's shingle of L, normalized per lag);
+ * --blocks M --block-len D adds M values of older context, block k (1..M)
+ * being the mean of the D values that end D * (k - 1) before the oldest
+ * lag (--block-point 1: that end value alone, a dilated shingle); --lma W
+ * adds x minus the mean of its last W values (rows before the first count
+ * as the first); --season 1 the mean of the last L values minus that of
+ * the L values ending at the last row 24 hours or more before (0 while
+ * there is none).  --derived-weight scales the derived values' transform
+ * weight.  --coarse 1 sends the blocks instead to a second forest (shingle
+ * 1, the M means of D values ending at t, t - D, ...), graded by its own
+ * grader with the same parameters: the grade written is the larger of the
+ * two, so either firing is a detection.
  *
  * Writes OUT/<category>/<file>.csv with timestamp,anomaly_score as NAB's
  * scorer expects.  In raw mode the score is s / (1 + s); in grade mode it
@@ -64,6 +81,14 @@ typedef struct Options
 	int			transform;		/* RcfTransformMethod */
 	double		transform_decay;	/* 0: the default for the forest */
 	double		transform_clip;	/* 0: the default */
+	int			lags;			/* >0: the point holds x[t-lags+1..t] itself */
+	int			blocks;			/* context: blocks of block_len points */
+	int			block_len;
+	int			block_point;	/* a block is its newest value, not its mean */
+	int			lma;			/* >0: x - mean of the last lma points */
+	int			coarse;			/* the blocks go to a second forest */
+	int			season;			/* add the change from one day before */
+	double		derived_weight; /* transform weight of derived features */
 	char	  **files;			/* the corpus, category/file, in name order */
 	int			nfiles;
 	RcfParams	params;
@@ -91,6 +116,14 @@ static const NumberOption number_options[] = {
 	{"--extra", NUMBER_INT, offsetof(Options, extra)},
 	{"--transform-decay", NUMBER_DOUBLE, offsetof(Options, transform_decay)},
 	{"--transform-clip", NUMBER_DOUBLE, offsetof(Options, transform_clip)},
+	{"--lags", NUMBER_INT, offsetof(Options, lags)},
+	{"--blocks", NUMBER_INT, offsetof(Options, blocks)},
+	{"--block-len", NUMBER_INT, offsetof(Options, block_len)},
+	{"--block-point", NUMBER_INT, offsetof(Options, block_point)},
+	{"--lma", NUMBER_INT, offsetof(Options, lma)},
+	{"--season", NUMBER_INT, offsetof(Options, season)},
+	{"--coarse", NUMBER_INT, offsetof(Options, coarse)},
+	{"--derived-weight", NUMBER_DOUBLE, offsetof(Options, derived_weight)},
 	{"--tod", NUMBER_DOUBLE, offsetof(Options, tod)},
 	{"--nms", NUMBER_INT, offsetof(Options, nms)},
 	{"--zfloor", NUMBER_DOUBLE, offsetof(Options, zfloor)},
@@ -284,7 +317,7 @@ static void
 write_feature_scores(FILE *out, RcfForest *forest, const RcfTransform *t,
 					 const double *x, int dims)
 {
-	double		y[MAX_COLS];
+	double		y[RCF_MAX_DIMENSIONS];
 	static double high[RCF_MAX_DIMENSIONS],
 				low[RCF_MAX_DIMENSIONS];
 	int			S = rcf_params(forest)->shingle_size;
@@ -306,6 +339,141 @@ write_feature_scores(FILE *out, RcfForest *forest, const RcfTransform *t,
 	}
 }
 
+/*
+ * The features before any derived from them (the file's columns and the
+ * extras), row-major, with prefix sums for the means of blocks of rows.
+ */
+typedef struct Context
+{
+	long		n;
+	int			F;
+	double	   *v;				/* n * F */
+	double	   *prefix;			/* (n + 1) * F: sums of the rows before */
+	long	   *day_ago;		/* --season: the last row 24 h or more
+								 * before each row; -1 if none */
+} Context;
+
+/* Feature j at row r; rows before the first are the first. */
+static double
+ctx_value(const Context *c, long r, int j)
+{
+	return c->v[(r < 0 ? 0 : r) * c->F + j];
+}
+
+/* Mean of feature j over rows a..b (a <= b), clamped to the rows there are. */
+static double
+ctx_mean(const Context *c, long a, long b, int j)
+{
+	if (b < 0)
+		return ctx_value(c, 0, j);
+	if (a < 0)
+		a = 0;
+	return (c->prefix[(b + 1) * c->F + j] - c->prefix[a * c->F + j]) / (b - a + 1);
+}
+
+/* Seconds since 1970 of "YYYY-MM-DD HH:MM:SS" (civil calendar, UTC). */
+static double
+timestamp_seconds(const char *ts)
+{
+	int			y = 0,
+				mo = 1,
+				dd = 1,
+				hh = 0,
+				mi = 0,
+				ss = 0;
+	long		days;
+
+	sscanf(ts, "%d-%d-%d %d:%d:%d", &y, &mo, &dd, &hh, &mi, &ss);
+	y -= mo <= 2;
+	days = 365L * y + y / 4 - y / 100 + y / 400 +
+		(153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + dd - 719469;
+	return days * 86400.0 + hh * 3600.0 + mi * 60.0 + ss;
+}
+
+/*
+ * Values the main forest's record holds per base feature: the feature
+ * itself and its lags, the context blocks unless they go to the coarse
+ * forest, the difference from the long moving average.
+ */
+static int
+group_size(const Options *o)
+{
+	return (o->lags > 1 ? o->lags : 1) + (o->coarse ? 0 : o->blocks) +
+		(o->lma > 0 ? 1 : 0) + (o->season ? 1 : 0);
+}
+
+/*
+ * Fills x with the main forest's record at row r for every base feature
+ * (group_size values each; see the header's --lags, --blocks, --lma), and
+ * weight (may be NULL) with each value's transform weight.  Block k
+ * (1..blocks) ends block_len * (k - 1) rows before the oldest lag: with
+ * --lags 8 --block-len 8 block 1 is x[t-15..t-8] (or x[t-8] with
+ * --block-point 1), block 7 reaches back to x[t-63].
+ */
+static int
+build_record(const Options *o, const Context *c, long r, double *x,
+			 double *weight)
+{
+	int			L = o->lags > 1 ? o->lags : 1;
+	int			d = 0;
+	double		dw = o->derived_weight > 0 ? o->derived_weight : 1.0;
+
+	for (int j = 0; j < c->F; j++)
+	{
+		for (int k = 0; k < L; k++)
+		{
+			if (weight)
+				weight[d] = 1.0;
+			x[d++] = ctx_value(c, r - k, j);
+		}
+		for (int k = 1; !o->coarse && k <= o->blocks; k++)
+		{
+			long		end = r - L - (long) o->block_len * (k - 1);
+
+			if (weight)
+				weight[d] = dw;
+			x[d++] = o->block_point ? ctx_value(c, end, j) :
+				ctx_mean(c, end - o->block_len + 1, end, j);
+		}
+		if (o->lma > 0)
+		{
+			if (weight)
+				weight[d] = dw;
+			x[d++] = ctx_value(c, r, j) - ctx_mean(c, r - o->lma + 1, r, j);
+		}
+		if (o->season)
+		{
+			long		p = c->day_ago[r];
+
+			if (weight)
+				weight[d] = dw;
+			x[d++] = p < 0 ? 0.0 : ctx_mean(c, r - L + 1, r, j) -
+				ctx_mean(c, p - L + 1, p, j);
+		}
+	}
+	return d;
+}
+
+/*
+ * Fills x with the coarse forest's record at row r: per base feature the
+ * means of the last `blocks` blocks of block_len rows, the newest ending
+ * at r (the series at a coarser scale, shingled).
+ */
+static int
+build_coarse(const Options *o, const Context *c, long r, double *x)
+{
+	int			d = 0;
+
+	for (int j = 0; j < c->F; j++)
+		for (int k = 0; k < o->blocks; k++)
+		{
+			long		end = r - (long) o->block_len * k;
+
+			x[d++] = ctx_mean(c, end - o->block_len + 1, end, j);
+		}
+	return d;
+}
+
 /* Scores file fi of the corpus. */
 static int
 run_file(const Options *o, int fi)
@@ -318,6 +486,12 @@ run_file(const Options *o, int fi)
 	RcfForest  *forest;
 	RcfGrader  *grader = NULL;
 	RcfTransform *transform = NULL;
+	RcfForest  *cforest = NULL;	/* --coarse: the second forest */
+	RcfGrader  *cgrader = NULL;
+	RcfTransform *ctransform = NULL;
+	int			cdims = 0;
+	Context		ctx;
+	double		weights[RCF_MAX_DIMENSIONS];
 	double		hist[4096] = {0};
 	long		n_seen = 0;
 	double		prev = 0.0;
@@ -344,9 +518,50 @@ run_file(const Options *o, int fi)
 		extra = malloc(ser.n * o->extra * sizeof(double));
 		make_extras(o, fi, &ser, extra);
 	}
-	base = ser.cols + o->extra + (o->diff ? 1 : 0);
+	ctx.n = ser.n;
+	ctx.F = ser.cols + o->extra;
+	ctx.v = malloc(ser.n * ctx.F * sizeof(double));
+	ctx.prefix = malloc((ser.n + 1) * ctx.F * sizeof(double));
+	for (int j = 0; j < ctx.F; j++)
+		ctx.prefix[j] = 0.0;
+	for (long r = 0; r < ser.n; r++)
+		for (int j = 0; j < ctx.F; j++)
+		{
+			double		v = j < ser.cols ? ser.v[r * ser.cols + j] :
+				extra[r * o->extra + j - ser.cols];
+
+			ctx.v[r * ctx.F + j] = v;
+			ctx.prefix[(r + 1) * ctx.F + j] = ctx.prefix[r * ctx.F + j] + v;
+		}
+	ctx.day_ago = malloc((ser.n + 1) * sizeof(long));
+	{
+		long		p = -1;
+		double	   *secs = malloc((ser.n + 1) * sizeof(double));
+
+		for (long r = 0; r < ser.n; r++)
+			secs[r] = timestamp_seconds(ser.ts[r]);
+		for (long r = 0; r < ser.n; r++)
+		{
+			while (p + 1 < r && secs[p + 1] <= secs[r] - 86400.0)
+				p++;
+			ctx.day_ago[r] = p;
+		}
+		free(secs);
+	}
+	base = ctx.F * group_size(o) + (o->diff ? 1 : 0);
 	dims = base + (o->tod > 0 ? (o->dow > 0 ? 4 : 2) : 0);
-	if (dims > MAX_COLS)
+	for (int i = 0; i < dims; i++)
+		weights[i] = 1.0;
+	if (ser.n > 0)
+	{
+		double		scratch[RCF_MAX_DIMENSIONS];
+
+		build_record(o, &ctx, 0, scratch, weights);
+	}
+	if (o->coarse && o->blocks > 0)
+		cdims = ctx.F * o->blocks;
+	if ((long) dims * o->params.shingle_size > RCF_MAX_DIMENSIONS ||
+		cdims > RCF_MAX_DIMENSIONS)
 	{
 		fprintf(stderr, "too many features\n");
 		exit(2);
@@ -368,10 +583,38 @@ run_file(const Options *o, int fi)
 				tp.decay = o->transform_decay;
 			if (o->transform_clip > 0)
 				tp.clip = o->transform_clip;
-			transform = rcf_transform_create(&tp, NULL, NULL);
+			transform = rcf_transform_create(&tp, weights, NULL);
 			if (!transform)
 			{
 				fprintf(stderr, "invalid transform parameters\n");
+				exit(2);
+			}
+		}
+		if (cdims > 0)
+		{
+			RcfParams	cp = o->params;
+
+			/* The coarse forest: its own shingle of blocks, graded alike. */
+			cp.dims = cdims;
+			cp.shingle_size = 1;
+			cforest = rcf_create(&cp, NULL);
+			cgrader = rcf_grader_create(&o->grader, &cp, NULL);
+			if (o->transform != RCF_TRANSFORM_NONE)
+			{
+				RcfTransformParams tp;
+
+				rcf_transform_params_default(&tp, cdims, cp.sample_size);
+				tp.method = (RcfTransformMethod) o->transform;
+				if (o->transform_decay > 0)
+					tp.decay = o->transform_decay;
+				if (o->transform_clip > 0)
+					tp.clip = o->transform_clip;
+				ctransform = rcf_transform_create(&tp, NULL, NULL);
+			}
+			if (!cforest || !cgrader ||
+				(o->transform != RCF_TRANSFORM_NONE && !ctransform) || !o->grade)
+			{
+				fprintf(stderr, "invalid coarse forest parameters\n");
 				exit(2);
 			}
 		}
@@ -393,14 +636,10 @@ run_file(const Options *o, int fi)
 	for (long r = 0; r < ser.n; r++)
 	{
 		const char *line = ser.ts[r];
-		double		x[MAX_COLS];
+		double		x[RCF_MAX_DIMENSIONS];
 		double		s;
-		int			d = 0;
+		int			d = build_record(o, &ctx, r, x, NULL);
 
-		for (int j = 0; j < ser.cols; j++)
-			x[d++] = ser.v[r * ser.cols + j];
-		for (int j = 0; j < o->extra; j++)
-			x[d++] = extra[r * o->extra + j];
 		if (o->diff)
 		{
 			x[d++] = row > 0 ? x[0] - prev : 0.0;
@@ -450,6 +689,17 @@ run_file(const Options *o, int fi)
 				write_feature_scores(out, forest, transform, x, dims);
 			rcf_grader_process_tf(grader, forest, transform, x, true, &g, NULL);
 			s = g.grade;
+			if (cforest)
+			{
+				double		cx[RCF_MAX_DIMENSIONS];
+				RcfGrade	cg;
+
+				build_coarse(o, &ctx, r, cx);
+				rcf_grader_process_tf(cgrader, cforest, ctransform, cx, true,
+									  &cg, NULL);
+				if (cg.grade > s)
+					s = cg.grade;
+			}
 			if (o->grade == 5)
 			{
 				fprintf(out, "\n");
@@ -485,6 +735,12 @@ run_file(const Options *o, int fi)
 		fprintf(out, "%s,%.6f\n", line, s);
 	}
 	free(extra);
+	free(ctx.v);
+	free(ctx.prefix);
+	free(ctx.day_ago);
+	rcf_grader_free(cgrader);
+	rcf_transform_free(ctransform);
+	rcf_free(cforest);
 	series_free(&ser);
 	rcf_grader_free(grader);
 	rcf_transform_free(transform);
