@@ -9,12 +9,13 @@ use warnings;
 use Exporter 'import';
 
 our @EXPORT = qw(window_diff logical_node detector_node crash_node pgbench_script
-  mixed_load score_gaps crash_server);
+  mixed_load score_gaps crash_server start_call load_through_crashes);
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep);
+use IPC::Run;
 
 use File::Basename qw(dirname);
 use lib dirname(__FILE__);
@@ -195,6 +196,34 @@ sub crash_server
 	$node->poll_query_until('postgres', 'SELECT 1', '1')
 	  or die "server did not come back after crash $i";
 	return $pid;
+}
+
+# start_call($node, $sql): runs $sql (a CALL of a load procedure) in psql
+# in the background; returns the IPC::Run handle (->finish waits for it;
+# it fails when the server crashes under it, which the crash tests want).
+sub start_call
+{
+	my ($node, $sql) = @_;
+	my ($out, $err) = ('', '');
+	return IPC::Run::start(
+		[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c', $sql ],
+		'>', \$out, '2>', \$err);
+}
+
+# load_through_crashes($node, $crashes, $rows): $crashes times, starts
+# "CALL load($rows)" in the background and crashes the server under it
+# (crash_server) at a random moment, one check per crash.
+sub load_through_crashes
+{
+	my ($node, $crashes, $rows) = @_;
+	for my $c (1 .. $crashes)
+	{
+		my $h = start_call($node, "CALL load($rows)");
+		sleep(0.3 + rand(1.5));
+		crash_server($node, $c, 2.5);
+		pass("crash $c: the server is back");
+		$h->finish;
+	}
 }
 
 1;

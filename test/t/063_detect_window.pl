@@ -95,27 +95,10 @@ is(sq(q{SELECT options->>'window', options->>'slide', options->>'allowed_latenes
 	FROM anomaly.detectors WHERE name = 'hop'}), '00:01:00|00:00:20|00:00:10',
 	'window options are normalized');
 
-# A load in the background.
-sub start_load
-{
-	my ($n) = @_;
-	my ($out, $err) = ('', '');
-	return IPC::Run::start(
-		[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c', "CALL load($n)" ],
-		'>', \$out, '2>', \$err);
-}
-
-for my $c (1 .. 4)
-{
-	my $h = start_load(900);
-	sleep(0.3 + rand(1.5));
-	crash_server($node, $c, 2.5);
-	pass("crash $c: the server is back");
-	$h->finish;
-}
+load_through_crashes($node, 4, 900);
 # The rest without crash, then a tick of another key far ahead: its event
 # time moves the watermark past every window of A, B and C.
-start_load(600)->finish;
+start_call($node, "CALL load(600)")->finish;
 sq(q{INSERT INTO ticks (i, ticker, price, ts)
 	SELECT max(i) + 1, 'Z', 100, timestamptz '2026-01-01 03:00:00+00' FROM ticks});
 my $rows = sq('SELECT count(*) FROM ticks');

@@ -130,27 +130,10 @@ is(sq(q{SELECT options->>'window', options->>'slide', options->>'stagger'
 	FROM anomaly.detectors WHERE name = 'stag'}), '00:01:00|00:01:00|true',
 	'stagger options are normalized');
 
-# A load in the background.
-sub start_load
-{
-	my ($n) = @_;
-	my ($out, $err) = ('', '');
-	return IPC::Run::start(
-		[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c', "CALL load($n)" ],
-		'>', \$out, '2>', \$err);
-}
-
-for my $c (1 .. 4)
-{
-	my $h = start_load(700);
-	sleep(0.3 + rand(1.5));
-	crash_server($node, $c, 2.5);
-	pass("crash $c: the server is back");
-	$h->finish;
-}
+load_through_crashes($node, 4, 700);
 # The rest without crash, then a tick of another key far ahead: its event
 # time moves the watermark past every window of A and B.
-start_load(500)->finish;
+start_call($node, "CALL load(500)")->finish;
 # (and commits half a second later: past every commit-time window)
 sleep(0.5);
 sq(q{INSERT INTO ticks (i, ticker, price, ts)
