@@ -908,16 +908,16 @@ typedef struct StaggerKeyId
 typedef struct StaggerWindow
 {
 	int64		start;
-	int			n;				/* members, by seq */
-	int			max;
+	int64		n;				/* members, by seq */
+	int64		max;
 	int64	   *seqs;
 } StaggerWindow;
 
 typedef struct StaggerKey
 {
 	StaggerKeyId id;
-	int			n;				/* windows, in the order they opened */
-	int			max;
+	int64		n;				/* windows, in the order they opened */
+	int64		max;
 	StaggerWindow *w;
 	struct StaggerKey *next;	/* every key, for the closing windows */
 } StaggerKey;
@@ -994,17 +994,26 @@ stagger_before_end(StaggerKey *k, int64 t, int64 size)
 	return false;
 }
 
+/*
+ * arr (NULL at first), holding n elements of elem bytes in room for *max,
+ * with room for one more: the stagger code's growing arrays.
+ */
+static void *
+room_for_one(void *arr, int64 n, int64 *max, Size elem)
+{
+	if (n < *max)
+		return arr;
+	*max = Max(8, *max * 2);
+	return arr ? repalloc_huge(arr, elem * *max) :
+		palloc_extended(elem * *max, MCXT_ALLOC_HUGE);
+}
+
 static StaggerWindow *
 stagger_open(StaggerKey *k, int64 start)
 {
 	StaggerWindow *w;
 
-	if (k->n >= k->max)
-	{
-		k->max = Max(4, k->max * 2);
-		k->w = k->w ? repalloc(k->w, sizeof(StaggerWindow) * k->max) :
-			palloc(sizeof(StaggerWindow) * k->max);
-	}
+	k->w = room_for_one(k->w, k->n, &k->max, sizeof(StaggerWindow));
 	w = &k->w[k->n++];
 	w->start = start;
 	w->n = 0;
@@ -1016,12 +1025,7 @@ stagger_open(StaggerKey *k, int64 start)
 static void
 stagger_add(StaggerWindow *w, int64 seq)
 {
-	if (w->n >= w->max)
-	{
-		w->max = Max(8, w->max * 2);
-		w->seqs = w->seqs ? repalloc_huge(w->seqs, sizeof(int64) * w->max) :
-			palloc(sizeof(int64) * w->max);
-	}
+	w->seqs = room_for_one(w->seqs, w->n, &w->max, sizeof(int64));
 	w->seqs[w->n++] = seq;
 }
 
@@ -1200,14 +1204,9 @@ stagger_close(DetectorDef *def, const DetectWindowSpec *ws, StaggerKeys *keys,
 
 			if (e > watermark || (before_any && e <= before))
 				continue;
-			for (int j = 0; j < k->w[i].n; j++)
+			for (int64 j = 0; j < k->w[i].n; j++)
 			{
-				if (nss >= max)
-				{
-					max = Max(64, max * 2);
-					ss = ss ? repalloc_huge(ss, sizeof(SeqStart) * max) :
-						palloc(sizeof(SeqStart) * max);
-				}
+				ss = room_for_one(ss, nss, &max, sizeof(SeqStart));
 				ss[nss].seq = k->w[i].seqs[j];
 				ss[nss].start = k->w[i].start;
 				nss++;
@@ -1255,19 +1254,14 @@ stagger_delete(int64 id, StaggerKeys *keys, const DetectWindowSpec *ws,
 		for (int i = 0; i < k->n; i++)
 		{
 			StaggerWindow *w = &k->w[i];
-			int			from;
+			int64		from;
 
 			if (w->start + ws->size > watermark)
 				continue;
 			from = w->start + 2 * ws->size <= watermark ? 0 : 1;
-			for (int j = from; j < w->n; j++)
+			for (int64 j = from; j < w->n; j++)
 			{
-				if (n >= max)
-				{
-					max = Max(64, max * 2);
-					seqs = seqs ? repalloc_huge(seqs, sizeof(int64) * max) :
-						palloc(sizeof(int64) * max);
-				}
+				seqs = room_for_one(seqs, n, &max, sizeof(int64));
 				seqs[n++] = w->seqs[j];
 			}
 		}

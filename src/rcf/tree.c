@@ -419,6 +419,40 @@ subtree_grow(const RcfForest *forest, const RcfTree *tree, int16_t ref,
 }
 
 /*
+ * The next leaf, left to right, of the subtree a walk started at, or -1
+ * after the last: a walk that goes down left children first, with the right
+ * ones waiting on stack.
+ */
+static inline int
+leaf_walk_next(const RcfTree *tree, int16_t *stack, int *top)
+{
+	int16_t		ref;
+
+	if (*top == 0)
+		return -1;
+	ref = stack[--*top];
+	while (ref >= 0)
+	{
+		stack[(*top)++] = tree->nodes[ref].child[RCF_RIGHT];
+		ref = tree->nodes[ref].child[RCF_LEFT];
+	}
+	return RCF_LEAF_IDX(ref);
+}
+
+/*
+ * Starts leaf_walk_next's walk of the subtree at ref (a node or a leaf;
+ * RCF_NIL: an empty tree's root, no leaf); returns its top.
+ */
+static inline int
+leaf_walk_start(int16_t ref, int16_t *stack)
+{
+	if (ref == RCF_NIL)
+		return 0;
+	stack[0] = ref;
+	return 1;
+}
+
+/*
  * No box kept (RCF_BOXES_WALK): grows the box [lo, hi] by every point of
  * the subtree at ref, walked left to right with forest->stack: the points
  * of a run of the leaves' order (run_grow), in the same order, so the same
@@ -432,23 +466,11 @@ walk_grow(const RcfForest *forest, const RcfTree *tree, int16_t ref,
 		  float *lo, float *hi)
 {
 	int16_t    *stack = forest->stack;
-	int			top = 0;
-	int			d = forest->D;
+	int			top = leaf_walk_start(ref, stack);
+	int			leaf;
 
-	for (;;)
-	{
-		while (ref >= 0)
-		{
-			const RcfNode *n = &tree->nodes[ref];
-
-			stack[top++] = n->child[RCF_RIGHT];
-			ref = n->child[RCF_LEFT];
-		}
-		box_extend(lo, hi, rcf_leaf_point(forest, tree, RCF_LEAF_IDX(ref)), d);
-		if (top == 0)
-			return;
-		ref = stack[--top];
-	}
+	while ((leaf = leaf_walk_next(tree, stack, &top)) >= 0)
+		box_extend(lo, hi, rcf_leaf_point(forest, tree, leaf), forest->D);
 }
 
 /*
@@ -917,44 +939,12 @@ rcf_tree_boxes(const RcfForest *forest, const RcfTree *tree,
 	(void) all_boxes(forest, tree, order, ninternal, temp, counts, false);
 }
 
-/*
- * The next of a tree's leaves left to right, or -1 after the last: a walk
- * that goes down left children first, with the right ones waiting on
- * stack.  The walk starts with top 0 and the root on the stack (top 1),
- * or top 0 alone for an empty tree.
- */
-static inline int
-leaf_walk_next(const RcfTree *tree, int16_t *stack, int *top)
-{
-	int16_t		ref;
-
-	if (*top == 0)
-		return -1;
-	ref = stack[--*top];
-	while (ref >= 0)
-	{
-		stack[(*top)++] = tree->nodes[ref].child[RCF_RIGHT];
-		ref = tree->nodes[ref].child[RCF_LEFT];
-	}
-	return RCF_LEAF_IDX(ref);
-}
-
-/* Starts leaf_walk_next's walk of a tree; returns its top. */
-static inline int
-leaf_walk_start(const RcfTree *tree, int16_t *stack)
-{
-	if (tree->root == RCF_NIL)
-		return 0;
-	stack[0] = tree->root;
-	return 1;
-}
-
 /* Lists a tree's leaves left to right (partial caching). */
 static void
 leaf_order_build(const RcfForest *forest, RcfTree *tree)
 {
 	int16_t    *stack = forest->stack;
-	int			top = leaf_walk_start(tree, stack);
+	int			top = leaf_walk_start(tree->root, stack);
 	int			n = 0;
 	int			leaf;
 
@@ -1686,7 +1676,7 @@ rcf_tree_check(const RcfForest *forest, const RcfTree *tree, float *temp)
 		int			next = 0;
 		int			leaf;
 
-		top = leaf_walk_start(tree, stack);
+		top = leaf_walk_start(tree->root, stack);
 		while ((leaf = leaf_walk_next(tree, stack, &top)) >= 0)
 		{
 			if (tree->leaf_order[next] != leaf ||
