@@ -291,6 +291,29 @@ REVOKE USAGE ON SCHEMA anomaly FROM regress_alert_plain;
 DROP ROLE regress_alert_plain;
 DROP ROLE regress_alert_admin;
 
+-- A round is shared between the destinations with due rows: a flood queued
+-- first to one destination does not hold back another's notification (each
+-- gets its share of the round first, the oldest rows of all fill the rest;
+-- a destination's rows go in order).
+DELETE FROM anomaly.outbox;
+SELECT anomaly.create_destination('flood', 'notify', '{"channel": "flood"}');
+SELECT anomaly.create_destination('quiet', 'notify', '{"channel": "quiet"}');
+SELECT count(anomaly.send_alert('flood', 'flood ' || i)) AS queued FROM generate_series(1, 30) i;
+SELECT anomaly.send_alert('quiet', 'the one that matters') > 0 AS queued;
+SELECT anomaly.deliver(10) AS delivered;
+SELECT destination, count(*) AS left, min(CASE WHEN subject LIKE 'flood %' THEN substr(subject, 7)::int END) AS oldest_left
+FROM anomaly.outbox GROUP BY 1 ORDER BY 1;
+-- alone, a destination takes the whole round
+SELECT anomaly.deliver(10) AS delivered;
+SELECT destination, count(*) AS left FROM anomaly.outbox GROUP BY 1 ORDER BY 1;
+-- a disabled destination's rows are not due, and take no share
+SELECT anomaly.alter_destination('flood', enabled => false);
+SELECT anomaly.send_alert('quiet', 'another') > 0 AS queued;
+SELECT anomaly.deliver(10) AS delivered;
+SELECT destination, count(*) AS left FROM anomaly.outbox GROUP BY 1 ORDER BY 1;
+SELECT anomaly.drop_destination('flood', force => true);
+SELECT anomaly.drop_destination('quiet');
+
 DELETE FROM anomaly.outbox;
 DROP TABLE orders;
 ALTER SYSTEM RESET anomaly.credential_bindings;

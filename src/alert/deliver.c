@@ -133,13 +133,43 @@ typedef struct AlertItem
 "	FROM due o JOIN anomaly.destinations d ON d.name = o.destination\n" \
 "	ORDER BY o.next_attempt_at, o.id\n"
 
+/*
+ * The due rows of a round, shared fairly between the destinations that have
+ * any: each first gets its oldest ceil(max / destinations due), then the
+ * oldest due rows of all fill what is left of the round.  Taking only the
+ * oldest rows of all, a flood to one destination (an admin's, or a dead
+ * endpoint's retries) held every other destination's notifications back
+ * until it was delivered.  A destination's rows keep their order.
+ * Candidates are chosen without locks (outbox_destination_idx and
+ * outbox_due_idx), then locked.
+ */
 static const char *claim_due_sql =
-"WITH due AS (\n"
+"WITH dests AS (\n"
+"	SELECT x.name FROM anomaly.destinations x\n"
+"	WHERE x.enabled AND EXISTS (SELECT 1 FROM anomaly.outbox o\n"
+"		WHERE o.destination = x.name AND o.next_attempt_at <= now())),\n"
+"share AS (\n"
+"	SELECT (($1 + count(*) - 1) / greatest(count(*), 1))::int AS n FROM dests),\n"
+"pick AS (\n"
+"	SELECT u.id FROM (\n"
+"		SELECT c.id, 0 AS pass, c.next_attempt_at\n"
+"		FROM dests CROSS JOIN share CROSS JOIN LATERAL (\n"
+"			SELECT o.id, o.next_attempt_at FROM anomaly.outbox o\n"
+"			WHERE o.destination = dests.name AND o.next_attempt_at <= now()\n"
+"			ORDER BY o.next_attempt_at, o.id\n"
+"			LIMIT share.n) c\n"
+"		UNION ALL\n"
+"		(SELECT o.id, 1, o.next_attempt_at FROM anomaly.outbox o\n"
+"		 WHERE o.next_attempt_at <= now()\n"
+"		   AND EXISTS (SELECT 1 FROM dests WHERE dests.name = o.destination)\n"
+"		 ORDER BY o.next_attempt_at, o.id\n"
+"		 LIMIT $1)) u\n"
+"	GROUP BY u.id\n"
+"	ORDER BY min(u.pass), min(u.next_attempt_at), u.id\n"
+"	LIMIT $1),\n"
+"due AS (\n"
 "	SELECT o.* FROM anomaly.outbox o\n"
-"	WHERE o.next_attempt_at <= now()\n"
-"	  AND EXISTS (SELECT 1 FROM anomaly.destinations x WHERE x.name = o.destination AND x.enabled)\n"
-"	ORDER BY o.next_attempt_at, o.id\n"
-"	LIMIT $1\n"
+"	WHERE o.id IN (SELECT id FROM pick) AND o.next_attempt_at <= now()\n"
 "	FOR UPDATE OF o SKIP LOCKED)\n"
 CLAIM_COLUMNS;
 

@@ -96,7 +96,8 @@ CREATE TABLE outbox (
 	last_error text				-- its class; details in delivery_errors
 );
 CREATE INDEX outbox_due_idx ON outbox (next_attempt_at, id);
-CREATE INDEX outbox_destination_idx ON outbox (destination);
+-- a destination's due rows in order: the sender's fair claim (deliver.c)
+CREATE INDEX outbox_destination_idx ON outbox (destination, next_attempt_at, id);
 COMMENT ON TABLE outbox IS 'notifications waiting for delivery (at least once)';
 
 -- Notifications that failed permanently or ran out of attempts.

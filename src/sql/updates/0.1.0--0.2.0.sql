@@ -153,3 +153,8 @@ COMMENT ON TABLE detector_window_rows IS 'rows of windowed detectors in windows 
 
 SELECT pg_catalog.pg_extension_config_dump('detector_windows', '');
 SELECT pg_catalog.pg_extension_config_dump('detector_window_rows', '');
+
+-- The sender shares each round between the destinations with due rows
+-- (deliver.c): it reads each destination's due rows in order.
+DROP INDEX outbox_destination_idx;
+CREATE INDEX outbox_destination_idx ON outbox (destination, next_attempt_at, id);
