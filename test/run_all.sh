@@ -30,7 +30,8 @@
 #   ANOMALY_KEEP_TMP=1  keep the work directory (logs, data) even on success
 #   PG_CONFIG           which PostgreSQL (default: the Debian 15 one)
 #   SUITES              which suites to run (default "unit regress isolation tap")
-#   TAP_ONLY           names of the TAP files to run (default: every test/t/*.pl)
+#   TAP_ONLY           names of the TAP files to run (default: every test/t/*.pl);
+#                      a name with no file is an error (exit 2), not a failure
 #
 # Before TAP, earlier releases are built from git into the work directory
 # (test/old_release.sh) for the upgrade tests, 090_upgrade and
@@ -263,6 +264,11 @@ shopt -u nullglob
 if [ -n "${TAP_ONLY:-}" ]; then
 	tap_files=()
 	for n in $TAP_ONLY; do
+		n=${n%.pl}
+		if [ ! -f "$SRC/test/t/$n.pl" ]; then
+			echo "run_all.sh: TAP_ONLY names $n, but test/t/$n.pl does not exist" >&2
+			exit 2
+		fi
 		tap_files+=("$SRC/test/t/$n.pl")
 	done
 fi
