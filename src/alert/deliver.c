@@ -135,19 +135,26 @@ typedef struct AlertItem
 
 /*
  * The due rows of a round, shared fairly between the destinations that have
- * any: each first gets its oldest ceil(max / destinations due), then the
+ * any: each first gets its oldest ceil(max / destinations queued), then the
  * oldest due rows of all fill what is left of the round.  Taking only the
  * oldest rows of all, a flood to one destination (an admin's, or a dead
  * endpoint's retries) held every other destination's notifications back
- * until it was delivered.  A destination's rows keep their order.
- * Candidates are chosen without locks (outbox_destination_idx and
- * outbox_due_idx), then locked.
+ * until it was delivered.  A destination's rows keep their order.  The
+ * destinations with queued rows are found by skipping through
+ * outbox_destination_idx (one probe each, one for an empty outbox, however
+ * many destinations exist); candidates are chosen without locks, then
+ * locked.
  */
 static const char *claim_due_sql =
-"WITH dests AS (\n"
-"	SELECT x.name FROM anomaly.destinations x\n"
-"	WHERE x.enabled AND EXISTS (SELECT 1 FROM anomaly.outbox o\n"
-"		WHERE o.destination = x.name AND o.next_attempt_at <= now())),\n"
+"WITH RECURSIVE queued AS (\n"
+"	(SELECT o.destination FROM anomaly.outbox o ORDER BY o.destination LIMIT 1)\n"
+"	UNION ALL\n"
+"	SELECT (SELECT o.destination FROM anomaly.outbox o\n"
+"			WHERE o.destination > q.destination ORDER BY o.destination LIMIT 1)\n"
+"	FROM queued q WHERE q.destination IS NOT NULL),\n"
+"dests AS (\n"
+"	SELECT x.name FROM queued q JOIN anomaly.destinations x ON x.name = q.destination\n"
+"	WHERE x.enabled),\n"
 "share AS (\n"
 "	SELECT (($1 + count(*) - 1) / greatest(count(*), 1))::int AS n FROM dests),\n"
 "pick AS (\n"
@@ -161,7 +168,8 @@ static const char *claim_due_sql =
 "		UNION ALL\n"
 "		(SELECT o.id, 1, o.next_attempt_at FROM anomaly.outbox o\n"
 "		 WHERE o.next_attempt_at <= now()\n"
-"		   AND EXISTS (SELECT 1 FROM dests WHERE dests.name = o.destination)\n"
+"		   AND EXISTS (SELECT 1 FROM anomaly.destinations x\n"
+"					   WHERE x.name = o.destination AND x.enabled)\n"
 "		 ORDER BY o.next_attempt_at, o.id\n"
 "		 LIMIT $1)) u\n"
 "	GROUP BY u.id\n"
