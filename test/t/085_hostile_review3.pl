@@ -94,6 +94,58 @@ ALTER ROLE adm IN DATABASE wdb RESET log_min_messages;});
 	ok(defined $kb && $kb < 200 * 1024,
 		"$label: the round's backend stayed under 200 MB (400 MB before)")
 	  or diag('max resident size: ' . ($kb // 'not logged') . ' kB');
+	as_role_ok($node, 'adm', q{SELECT anomaly.alter_destination('e_tpl', enabled => false);},
+		"$label: its destination disabled", db => 'wdb');
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# -------------------------------------------------------------------------
+# Finding: an e-mail's text turned LF and CR LF into CR LF, but left a lone
+# CR as it was.  A rule's template places a source row's values in the
+# message as they are, so whoever may insert into the detector's table
+# (here plain, an application role with INSERT only) put CR . CR LF and SMTP
+# commands into the DATA the admin's relay reads: RFC 5321 (2.3.8) allows
+# CR only before LF, and a relay that ends DATA at a lone CR's "." line
+# (SMTP smuggling) runs what follows as new commands, with the admin's
+# AUTH.  Every CR, LF and CR LF of the text is now CR LF (so curl escapes a
+# "." line after it).
+my $smtp = start_listener(mode => 'smtp');
+{
+	my $label = 'a source row\'s lone CR in an e-mail';
+	$node->safe_psql('postgres', q{
+ALTER SYSTEM SET anomaly.allowed_destination_hosts = '127.0.0.0/8, ::1';
+SELECT pg_reload_conf();});
+	as_role_ok($node, 'adm', qq{
+CREATE TABLE s_adm.msg (id bigserial PRIMARY KEY, v float8, note text);
+GRANT USAGE ON SCHEMA s_adm TO plain;
+GRANT INSERT ON s_adm.msg TO plain;
+GRANT USAGE ON SEQUENCE s_adm.msg_id_seq TO plain;
+SELECT anomaly.create_detector('det_msg', 's_adm.msg', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+SELECT anomaly.create_destination('e_msg', 'email',
+	'{"url": "smtp://127.0.0.1:$smtp->{port}", "from": "a\@example.com", "to": ["b\@example.com"],
+	  "starttls": "none"}');
+SELECT anomaly.create_alert_rule('r_msg', 'det_msg', 'e_msg', min_score => 0,
+	group_by => '{source_key}', body_template => 'note: {{row.note}} end');
+}, "$label: adm's rule puts the row's note in the message", db => 'wdb');
+	as_role_ok($node, 'plain', q{
+INSERT INTO s_adm.msg (v, note) VALUES
+	(1, E'a\r.\rMAIL FROM:<x@evil.example>\rRCPT TO:<victim@evil.example>\rDATA\rsmuggled\r.\r'
+		|| E'b\r.\r\nc\n.\nd\r\n.\r\ne');
+}, "$label: plain inserts a row with lone CRs", db => 'wdb');
+	as_role_ok($node, 'adm', q{SELECT anomaly.process('det_msg');}, "$label: a round", db => 'wdb');
+	my $before = length(listener_bytes($smtp));
+	my $sent = as_role_ok($node, 'adm', q{SELECT anomaly.deliver();}, "$label: delivered", db => 'wdb');
+	my $bytes = substr(listener_bytes($smtp), $before);
+	my @data = $bytes =~ /\r\nDATA\r\n(.*?\r\n\.\r\n)/sg;
+	is(scalar @data, 1, "$label: the message reached the relay") or diag("deliver: $sent");
+	ok(!grep({ /\r(?!\n)|(?<!\r)\n/ } @data), "$label: no CR or LF alone in their DATA")
+	  or diag(join("\n----\n", map { my $d = $_; $d =~ s/\r/<CR>/g; $d =~ s/\n/<LF>\n/g; $d } @data));
+	ok((grep { /note: a\r\n\.\.\r\nMAIL FROM:<x\@evil\.example>\r\n/ } @data)
+		  && (grep { /\r\nsmuggled\r\n\.\.\r\nb\r\n\.\.\r\nc\r\n\.\.\r\nd\r\n\.\.\r\ne end\r\n/ } @data),
+		"$label: the lines are kept, CR LF each, the \".\" lines escaped")
+	  or diag(join("\n----\n", map { my $d = $_; $d =~ s/\r/<CR>/g; $d =~ s/\n/<LF>\n/g; $d } @data));
 	assert_no_superuser($node, $label);
 	assert_alive($node, $label);
 }
