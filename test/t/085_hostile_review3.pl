@@ -13,6 +13,8 @@ use lib "$FindBin::RealBin/..";
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(time);
 
 use HostileTest;
 
@@ -146,6 +148,60 @@ INSERT INTO s_adm.msg (v, note) VALUES
 		  && (grep { /\r\nsmuggled\r\n\.\.\r\nb\r\n\.\.\r\nc\r\n\.\.\r\nd\r\n\.\.\r\ne end\r\n/ } @data),
 		"$label: the lines are kept, CR LF each, the \".\" lines escaped")
 	  or diag(join("\n----\n", map { my $d = $_; $d =~ s/\r/<CR>/g; $d =~ s/\n/<LF>\n/g; $d } @data));
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# -------------------------------------------------------------------------
+# Finding: a destination's timeout_ms (up to 10 minutes) replaced the
+# superuser's anomaly.request_timeout instead of only shortening it.  The
+# sender's round waits for its slowest transfer and carries every admin's
+# notifications: adm's webhook to a peer that accepts and never answers,
+# with "timeout_ms": 60000, held adm2's notifications for a minute per
+# attempt (500 of adm's, at 16 transfers at once, for hours).  A
+# destination's timeout_ms is now at most anomaly.request_timeout (3 s
+# here).
+{
+	my $label = 'a destination\'s timeout_ms over anomaly.request_timeout';
+	# a peer that completes the TCP handshake (the backlog) and never answers
+	my $tarpit = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+		Proto => 'tcp', Listen => 16) or die "listen: $!";
+	my $tport = $tarpit->sockport;
+	as_role_ok($node, 'adm', qq{
+SELECT anomaly.create_destination('slow_adm', 'webhook',
+	'{"url": "http://127.0.0.1:$tport/", "timeout_ms": 60000, "max_attempts": 1}');
+}, "$label: adm's destination at a silent peer, 60 s");
+	as_role_ok($node, 'adm2', q{
+SELECT anomaly.create_destination('quick_adm2', 'notify', '{"channel": "quick"}');
+}, "$label: adm2's destination");
+	as_role_ok($node, 'adm', q{SELECT anomaly.send_alert('slow_adm', 'slow', '{}');},
+		"$label: adm queues one notification");
+	# the sender's round is under way with adm's transfer
+	wait_until(10, sub {
+		$node->safe_psql('postgres', q{
+			SELECT count(*) FROM pg_catalog.pg_stat_activity a
+			WHERE a.backend_type = 'anomaly alert sender'
+			  AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+						  WHERE l.pid = a.pid AND l.locktype = 'transactionid')}) ne '0';
+	});
+	my $t0 = time();
+	as_role_ok($node, 'adm2', q{SELECT anomaly.send_alert('quick_adm2', 'victim', '{}');},
+		"$label: adm2 queues one");
+	my $left = wait_until(90, sub {
+		$node->safe_psql('postgres', q{
+			SELECT count(*) FROM anomaly.outbox WHERE destination = 'quick_adm2'}) eq '0';
+	});
+	my $waited = time() - $t0;
+	ok($left && $waited < 15, "$label: adm2's notification is sent within 15 s")
+	  or diag(sprintf('sent: %s, after %.1f s', $left ? 'yes' : 'no', $waited));
+	my $dead;
+	wait_until(30, sub {
+		$dead = $node->safe_psql('postgres', q{
+			SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'slow_adm'});
+		return $dead eq '1';
+	});
+	is($dead, '1', "$label: adm's notification ends in the dead letters (its one attempt timed out)");
+	close $tarpit;
 	assert_no_superuser($node, $label);
 	assert_alive($node, $label);
 }
