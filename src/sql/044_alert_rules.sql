@@ -533,19 +533,30 @@ DECLARE
 	t timestamptz;
 	hot boolean;
 	cooling boolean;
+	here text;
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM anomaly.alert_rules WHERE enabled) THEN
 		RETURN NULL;
 	END IF;
+	-- where a detector scores (detectors.home, src/detect/definition.c)
+	here := (SELECT c.system_identifier::text FROM pg_catalog.pg_control_system() c)
+		|| ':' || (SELECT d.oid::text FROM pg_catalog.pg_database d
+				   WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+		|| ':' || (SELECT e.oid::text FROM pg_catalog.pg_extension e
+				   WHERE e.extname OPERATOR(pg_catalog.=) 'anomaly');
 	-- a rule sees the scores of its detector only while its owner owns the
 	-- detector (a detector dropped and created again by another role under
-	-- the same name does not feed it); scores of no detector feed the rules
-	-- of superusers only
+	-- the same name does not feed it), and only once the detector scores
+	-- here: rows pg_restore copies into anomaly.scores are history, not
+	-- new scores, until a round adopts their detector (they were evaluated
+	-- where they were scored); scores of no detector feed the rules of
+	-- superusers only
 	FOR r IN SELECT * FROM anomaly.alert_rules ru
 			 WHERE ru.enabled AND ru.detector IN (SELECT DISTINCT n.detector FROM new_scores n)
 			   AND CASE WHEN EXISTS (SELECT 1 FROM anomaly.detectors d WHERE d.name = ru.detector)
 						THEN EXISTS (SELECT 1 FROM anomaly.detectors d
-									 WHERE d.name = ru.detector AND anomaly._owns(ru.owner::oid, d.owner))
+									 WHERE d.name = ru.detector AND d.home = here
+									   AND anomaly._owns(ru.owner::oid, d.owner))
 						ELSE coalesce((SELECT a.rolsuper FROM pg_catalog.pg_authid a WHERE a.oid = ru.owner::oid), false)
 				   END
 			 ORDER BY ru.name LOOP

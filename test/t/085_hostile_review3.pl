@@ -206,4 +206,57 @@ SELECT anomaly.create_destination('quick_adm2', 'notify', '{"channel": "quick"}'
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# Finding: pg_restore of a database whose detectors had alert rules lost
+# every detector's scores.  The rules' trigger on anomaly.scores fired for
+# the restored rows (COPY fires triggers; the extension's script made the
+# trigger before the data came): it evaluated history again, inserted
+# episodes that collided with the restored ones, and the COPY of
+# anomaly.scores failed as a whole (had it not, history's notifications
+# would have been queued again).  Rules now see the scores of detectors at
+# home only (adopted in this database): a restored detector's scores are
+# history until its first round here.
+{
+	my $label = 'pg_restore of scores under alert rules';
+	# scores from before a rule was made (as are those whose episodes
+	# purge_alert_history deleted)
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.hist (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('det_hist', 's_adm.hist', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+INSERT INTO s_adm.hist (v) SELECT g FROM generate_series(1, 20) g;
+SELECT anomaly.process('det_hist');
+SELECT anomaly.create_destination('n_hist', 'notify', '{"channel": "hist"}');
+SELECT anomaly.create_alert_rule('r_hist', 'det_hist', 'n_hist', min_score => 0, group_by => '{source_key}');
+}, "$label: adm's rule made after its detector scored 20 rows", db => 'wdb');
+	my $want = $node->safe_psql('wdb', q{
+		SELECT (SELECT count(*) FROM anomaly.scores) || '|' || (SELECT count(*) FROM anomaly.alert_episodes)
+			|| '|' || (SELECT count(*) FROM anomaly.outbox)});
+	like($want, qr/^[1-9]\d*\|[1-9]\d*\|\d+$/, "$label: wdb has scores and episodes ($want)");
+	my $dump = $PostgreSQL::Test::Utils::tmp_check . '/wdb.dump';
+	$node->command_ok([ 'pg_dump', '--format', 'custom', '--file', $dump, $node->connstr('wdb') ],
+		"$label: pg_dump");
+	$node->safe_psql('postgres', q{CREATE DATABASE rdb;});
+	$node->command_ok([ 'pg_restore', '--exit-on-error', '--dbname',
+		$node->connstr('rdb') . ' application_name=pg_restore', $dump ],
+		"$label: pg_restore succeeds");
+	is($node->safe_psql('rdb', q{
+		SELECT (SELECT count(*) FROM anomaly.scores) || '|' || (SELECT count(*) FROM anomaly.alert_episodes)
+			|| '|' || (SELECT count(*) FROM anomaly.outbox)}), $want,
+		"$label: the scores, the episodes and the outbox as they were, nothing queued again");
+	# at home again: a new score of a restored detector meets its rule
+	$node->safe_psql('rdb', q{SELECT anomaly.resume_detector('det_msg');});
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.process('det_msg');
+INSERT INTO s_adm.msg (v, note) VALUES (3, 'after the restore');
+SELECT anomaly.process('det_msg');
+}, "$label: adm's detector adopted in the copy scores a new row", db => 'rdb');
+	is($node->safe_psql('rdb', q{
+		SELECT count(*) FROM anomaly.outbox
+		WHERE destination = 'e_msg' AND payload -> 'row' ->> 'note' = 'after the restore'}),
+		'1', "$label: its rule queues the new row's notification");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
