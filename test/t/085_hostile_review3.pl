@@ -259,4 +259,96 @@ SELECT anomaly.process('det_msg');
 	assert_alive($node, $label);
 }
 
+# =========================================================================
+# Surfaces found sound: these confirm what holds.
+
+# Detector options as JSON: deep nesting, duplicate keys, numbers out of
+# every range, non-ASCII names.  Each is a clean error or a canonical value.
+{
+	my $label = 'detector options JSON';
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.opt (id bigserial PRIMARY KEY, v float8, w float8, ts timestamptz);
+}, "$label: a table");
+	my $base = '"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1';
+	my @bad = (
+		[ 'a setting nested 5,000 deep', qq{('{$base, "settings": ' || repeat('{"a": ', 5000) || '1' || repeat('}', 5000) || '}')::jsonb},
+			qr/"a" is not a setting a detector keeps/ ],
+		[ 'an array nested 5,000 deep', qq{('{$base, "seed": ' || repeat('[', 5000) || repeat(']', 5000) || '}')::jsonb},
+			qr/option "seed" must be an integer/ ],
+		[ 'z_factor 1e400', qq{'{$base, "z_factor": 1e400}'::jsonb}, qr/out of range for type double precision/ ],
+		[ 'number_of_trees 1e10', qq{'{$base, "number_of_trees": 1e10}'::jsonb}, qr/forest parameters are out of range/ ],
+		[ 'seed 1e30', qq{'{$base, "seed": 1e30}'::jsonb}, qr/bigint out of range/ ],
+		[ 'a fractional tree count', qq{'{$base, "number_of_trees": 5.5}'::jsonb}, qr/must be an integer/ ],
+		[ 'transform_weights 1e308', qq{'{$base, "transform_weights": [1e308, 1]}'::jsonb}, qr/transform_weights must be between 0 and 1e6/ ],
+		[ 'a window of 100,000 days', qq{'{$base, "window": "100000 days", "time_column": "ts"}'::jsonb},
+			qr/option "window" is out of range/ ],
+		[ 'a retention past 1000 years', qq{'{$base, "retention": "1000 years 1 day"}'::jsonb}, qr/at most 1000 years/ ],
+		[ 'an object as a setting', qq{'{$base, "settings": {"TimeZone": {"a": 1}}}'::jsonb}, qr/must be a string, a number or a boolean/ ],
+		[ 'a search_path setting', qq{'{$base, "settings": {"search_path": "s_adm"}}'::jsonb}, qr/"search_path" is not a setting a detector keeps/ ],
+	);
+	for my $b (@bad)
+	{
+		as_role_err($node, 'adm', "SELECT anomaly.create_detector('o_bad', 's_adm.opt', ARRAY['v', 'w'], options => $b->[1])",
+			$b->[2], "$label: $b->[0] refused cleanly");
+	}
+	as_role_ok($node, 'adm', qq{
+SELECT anomaly.create_detector('o_dup', 's_adm.opt', ARRAY['v'],
+	options => ('{$base, "number_of_trees": 7, "number_of_trees": 6,
+		"feature_names": ["\\u00e9\\u4e2d\\ud83d\\ude00"],
+		"operations": [' || repeat('"insert", ', 10000) || '"update"]}')::jsonb);
+}, "$label: duplicate keys, non-ASCII names, 10,000 operations");
+	is($node->safe_psql('postgres', q{
+		SELECT (options -> 'number_of_trees')::text || '|' || (options -> 'feature_names' ->> 0)
+			|| '|' || (options -> 'operations')::text
+		FROM anomaly.detectors WHERE name = 'o_dup'}),
+		"6|\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80|[\"insert\", \"update\"]",
+		"$label: the last duplicate wins, the name is kept, the operations are a set");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# The scale-out functions: PUBLIC may run the pure ones (shard_of,
+# shard_filter), whose output quotes what it is given; only admins may
+# publish, and only tables whose owner they are (as CREATE PUBLICATION).
+{
+	my $label = 'scale-out functions';
+	my $f = as_role_ok($node, 'plain', q{SELECT anomaly.shard_filter('k"; DROP TABLE x; --', 'text', 0, 2);},
+		"$label: plain runs shard_filter");
+	like($f, qr/^\(\(\(get_byte\(decode\(md5\("k""; DROP TABLE x; --"::text\)/,
+		"$label: the key column's name is quoted as an identifier");
+	as_role_err($node, 'plain', q{SELECT anomaly.shard_of('k', 1025);},
+		qr/shards must be between 1 and 1024/, "$label: shard counts are bounded");
+	as_role_err($node, 'plain', q{
+CREATE TABLE s_plain.p (k text);
+SELECT * FROM anomaly.create_shard_publications('s_plain.p', 'k', 2);
+}, qr/permission denied for function create_shard_publications/, "$label: plain may not publish");
+	as_role_err($node, 'adm', q{
+SELECT * FROM anomaly.create_shard_publications('s_plain.p', 'k', 2);
+}, qr/must be the owner of table|permission denied/, "$label: adm may not publish plain's table");
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_publication}), '0',
+		"$label: no publication was made");
+	as_role_err($node, 'adm', q{SELECT anomaly.publish_scores('n1', 'o_dup');},
+		qr/permission denied for function publish_scores/, "$label: publish_scores is the superuser's");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# A destination's peer that answers with a 3 MB body: the transfer stops at
+# anomaly.max_response_bytes, the admin sees the class, the sender goes on.
+{
+	my $label = 'a destination answering a huge body';
+	my $big = start_listener(mode => 'http', status => 200, body => 'x' x 3_000_000);
+	as_role_ok($node, 'adm', qq{
+SELECT anomaly.create_destination('big_resp', 'webhook',
+	'{"url": "http://127.0.0.1:$big->{port}/", "max_attempts": 1}');
+}, "$label: adm's destination");
+	my $r = as_role_ok($node, 'adm',
+		q{SELECT ok::text || '|' || coalesce(detail, '') FROM anomaly.test_destination('big_resp')},
+		"$label: test_destination");
+	like($r, qr/^false\|.*response body larger than 65536 bytes/, "$label: cut at 64 kB, reported as such");
+	unlike($r, qr/xxxxxxxx/, "$label: none of the body shown to adm");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
