@@ -351,4 +351,56 @@ SELECT anomaly.create_destination('big_resp', 'webhook',
 	assert_alive($node, $label);
 }
 
+# send_alert's body chooses the payload's fingerprint and status (strings
+# of any length): _fit_json cuts them with the rest, so the stored payload
+# stays within 1 MB, and a notify destination's reference names neither.
+{
+	my $label = 'a send_alert body of huge fingerprint and status';
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.create_destination('fit_adm', 'notify', '{"channel": "fit"}');
+SELECT anomaly.alter_destination('fit_adm', enabled => false);
+SELECT anomaly.send_alert('fit_adm', repeat('s', 3000000), jsonb_build_object(
+	'fingerprint', repeat('f', 3000000), 'status', repeat('t', 3000000),
+	'severity', repeat('v', 1000), 'x', repeat(E'\u0001', 1000000)));
+}, "$label: queued");
+	is($node->safe_psql('postgres', q{
+		SELECT (octet_length(payload::text) <= 1048576) || '|' || (octet_length(subject) <= 1000)
+			|| '|' || (payload ->> 'severity') || '|' || (payload ? 'truncated')
+			|| '|' || (length(anomaly._render('notify', '{"channel": "fit"}', subject, payload, 'd', id)) < 300)
+		FROM anomaly.outbox WHERE destination = 'fit_adm'}),
+		'true|true|info|true|true', "$label: stored within 1 MB, severity of the closed set, the reference short");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# The owner of a detector's source table (owner1, no admin role) turns row
+# security on after adm's detector was made: the detector cannot apply it
+# (it reads every row from the WAL), so its next round fails saying so
+# instead of scoring rows adm may not see.
+{
+	my $label = 'row security turned on under a detector';
+	$node->safe_psql('wdb', q{
+CREATE TABLE s_own.rls (id bigserial PRIMARY KEY, tenant text, v float8);
+ALTER TABLE s_own.rls OWNER TO owner1;
+GRANT USAGE ON SCHEMA s_own TO adm;
+GRANT SELECT ON s_own.rls TO adm;});
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.create_detector('det_rls', 's_own.rls', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+}, "$label: adm's detector on owner1's table", db => 'wdb');
+	as_role_ok($node, 'owner1', q{
+ALTER TABLE s_own.rls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY mine ON s_own.rls FOR SELECT TO adm USING (tenant = 'adm');
+INSERT INTO s_own.rls (tenant, v) SELECT 'other', g FROM generate_series(1, 10) g;
+}, "$label: owner1 turns row security on and writes other tenants' rows", db => 'wdb');
+	as_role($node, 'adm', q{SELECT anomaly.process('det_rls');}, db => 'wdb');
+	my $got = $node->safe_psql('wdb', q{
+		SELECT (SELECT count(*) FROM anomaly.scores WHERE detector = 'det_rls') || '|'
+			|| coalesce((SELECT last_error FROM anomaly.detectors WHERE name = 'det_rls'), '')});
+	like($got, qr/^0\|table s_own\.rls has row-level security for the owner of detector "det_rls"/,
+		"$label: no row scored, the error says why");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 done_testing();
