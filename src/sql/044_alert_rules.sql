@@ -597,10 +597,12 @@ BEGIN
 					RETURNING * INTO ep;
 				END IF;
 				IF ep.status = 'pending' AND t - ep.started_at >= r.for_duration THEN
+					-- t - fired_at, not t - cooldown: a cooldown may be
+					-- longer than the calendar before t
 					cooling := r.cooldown > '0' AND EXISTS (
 						SELECT 1 FROM anomaly.alert_episodes e
 						WHERE e.rule = r.name AND e.fingerprint = fp AND e.notified
-						  AND e.id <> ep.id AND e.fired_at > t - r.cooldown);
+						  AND e.id <> ep.id AND t - e.fired_at < r.cooldown);
 					UPDATE anomaly.alert_episodes e
 					SET status = 'firing', fired_at = t, notified = NOT cooling,
 						notifications = CASE WHEN cooling THEN 0 ELSE 1 END,

@@ -259,6 +259,43 @@ SELECT anomaly.process('det_msg');
 	assert_alive($node, $label);
 }
 
+
+# -------------------------------------------------------------------------
+# Finding: an alert rule's cooldown was checked as non-negative only, and
+# the rules' trigger compared the last firing with t - cooldown: a cooldown
+# of '200000 years' made that timestamp overflow at the rule's first firing,
+# so the round that wrote the detector's scores failed, and again at each
+# retry until the detector was marked failed, every rule on it silenced (a
+# superuser's too).  The trigger now compares t - fired_at with the
+# cooldown, which cannot overflow.
+{
+	my $label = 'an alert rule\'s cooldown of 200000 years';
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.cool (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('det_cool', 's_adm.cool', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+SELECT anomaly.create_destination('n_cool', 'notify', '{"channel": "cool"}');
+SELECT anomaly.create_alert_rule('r_cool', 'det_cool', 'n_cool', min_score => 0,
+	cooldown => '200000 years');
+INSERT INTO s_adm.cool (v) SELECT g FROM generate_series(1, 10) g;
+}, "$label: adm's rule", db => 'wdb');
+	as_role($node, 'adm', q{SELECT anomaly.process('det_cool');}, db => 'wdb');
+	is($node->safe_psql('wdb', q{
+		SELECT d.rows_scored || '|' || coalesce(d.last_error, '') || '|'
+			|| (SELECT count(*) FROM anomaly.outbox o WHERE o.destination = 'n_cool')
+		FROM anomaly.detectors d WHERE d.name = 'det_cool'}),
+		'10||1', "$label: the round scores its rows, the rule fires once");
+	as_role_ok($node, 'adm', q{
+INSERT INTO s_adm.cool (v) SELECT g FROM generate_series(11, 20) g;
+SELECT anomaly.process('det_cool');
+}, "$label: another round", db => 'wdb');
+	is($node->safe_psql('wdb', q{
+		SELECT d.rows_scored || '|' || coalesce(d.last_error, '') FROM anomaly.detectors d
+		WHERE d.name = 'det_cool'}), '20|', "$label: scored again, no error");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 # =========================================================================
 # Surfaces found sound: these confirm what holds.
 
