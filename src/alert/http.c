@@ -503,8 +503,15 @@ make_easy(AlertHttpJob *job)
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) alert_connect_timeout_ms);
+	/*
+	 * A destination's timeout_ms may shorten the superuser's total timeout,
+	 * never lengthen it: a round waits for its slowest transfer, and the
+	 * sender's rounds carry every admin's notifications.
+	 */
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-					 job->timeout_ms > 0 ? job->timeout_ms : (long) alert_request_timeout_ms);
+					 job->timeout_ms > 0 ?
+					 Min((long) job->timeout_ms, (long) alert_request_timeout_ms) :
+					 (long) alert_request_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, job->errbuf);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, job);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);

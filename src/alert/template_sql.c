@@ -59,7 +59,11 @@ render_text(void *ctx, const char *s, size_t n)
 	append_limited((RenderState *) ctx, s, n);
 }
 
-/* Appends the text of one JSON value (see the header comment). */
+/*
+ * Appends the text of one JSON value (see the header comment).  The text
+ * made for a number, an object or an array is freed at once: a template
+ * may name one large value thousands of times.
+ */
 static void
 append_value(RenderState *st, JsonbValue *v)
 {
@@ -76,7 +80,8 @@ append_value(RenderState *st, JsonbValue *v)
 			break;
 		case jbvBool:
 			s = v->val.boolean ? "true" : "false";
-			break;
+			append_limited(st, s, strlen(s));
+			return;
 		case jbvBinary:
 			s = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
 			break;
@@ -84,9 +89,13 @@ append_value(RenderState *st, JsonbValue *v)
 			return;				/* null */
 	}
 	append_limited(st, s, strlen(s));
+	pfree(s);
 }
 
-/* Looks path up in the payload and appends its value, if any. */
+/*
+ * Looks path up in the payload and appends its value, if any; nothing once
+ * the output is full (no value is looked up or written out for nothing).
+ */
 static void
 render_field(void *ctx, const char *path, size_t n)
 {
@@ -95,7 +104,7 @@ render_field(void *ctx, const char *path, size_t n)
 	JsonbValue	v;
 	size_t		i = 0;
 
-	if (!JsonContainerIsObject(container))
+	if (st->full || !JsonContainerIsObject(container))
 		return;
 	for (;;)
 	{

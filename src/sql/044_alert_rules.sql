@@ -533,19 +533,30 @@ DECLARE
 	t timestamptz;
 	hot boolean;
 	cooling boolean;
+	here text;
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM anomaly.alert_rules WHERE enabled) THEN
 		RETURN NULL;
 	END IF;
+	-- where a detector scores (detectors.home, src/detect/definition.c)
+	here := (SELECT c.system_identifier::text FROM pg_catalog.pg_control_system() c)
+		|| ':' || (SELECT d.oid::text FROM pg_catalog.pg_database d
+				   WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+		|| ':' || (SELECT e.oid::text FROM pg_catalog.pg_extension e
+				   WHERE e.extname OPERATOR(pg_catalog.=) 'anomaly');
 	-- a rule sees the scores of its detector only while its owner owns the
 	-- detector (a detector dropped and created again by another role under
-	-- the same name does not feed it); scores of no detector feed the rules
-	-- of superusers only
+	-- the same name does not feed it), and only once the detector scores
+	-- here: rows pg_restore copies into anomaly.scores are history, not
+	-- new scores, until a round adopts their detector (they were evaluated
+	-- where they were scored); scores of no detector feed the rules of
+	-- superusers only
 	FOR r IN SELECT * FROM anomaly.alert_rules ru
 			 WHERE ru.enabled AND ru.detector IN (SELECT DISTINCT n.detector FROM new_scores n)
 			   AND CASE WHEN EXISTS (SELECT 1 FROM anomaly.detectors d WHERE d.name = ru.detector)
 						THEN EXISTS (SELECT 1 FROM anomaly.detectors d
-									 WHERE d.name = ru.detector AND anomaly._owns(ru.owner::oid, d.owner))
+									 WHERE d.name = ru.detector AND d.home = here
+									   AND anomaly._owns(ru.owner::oid, d.owner))
 						ELSE coalesce((SELECT a.rolsuper FROM pg_catalog.pg_authid a WHERE a.oid = ru.owner::oid), false)
 				   END
 			 ORDER BY ru.name LOOP
@@ -586,10 +597,12 @@ BEGIN
 					RETURNING * INTO ep;
 				END IF;
 				IF ep.status = 'pending' AND t - ep.started_at >= r.for_duration THEN
+					-- t - fired_at, not t - cooldown: a cooldown may be
+					-- longer than the calendar before t
 					cooling := r.cooldown > '0' AND EXISTS (
 						SELECT 1 FROM anomaly.alert_episodes e
 						WHERE e.rule = r.name AND e.fingerprint = fp AND e.notified
-						  AND e.id <> ep.id AND e.fired_at > t - r.cooldown);
+						  AND e.id <> ep.id AND t - e.fired_at < r.cooldown);
 					UPDATE anomaly.alert_episodes e
 					SET status = 'firing', fired_at = t, notified = NOT cooling,
 						notifications = CASE WHEN cooling THEN 0 ELSE 1 END,

@@ -97,6 +97,10 @@ BEGIN
 		ELSE
 			subj := left(subj, 900);
 		END IF;
+		-- the text's lines end in CR LF, whatever a row's value held: a lone
+		-- CR (or LF) in DATA is against RFC 5321 (2.3.8), and a relay that
+		-- takes CR . CR LF for the end of DATA would read what follows as
+		-- commands (SMTP smuggling); CR LF . lines are escaped by curl
 		RETURN concat(
 			'From: ', config ->> 'from', E'\r\n',
 			'To: ', (SELECT string_agg(value #>> '{}', ', ') FROM jsonb_array_elements(config -> 'to')), E'\r\n',
@@ -109,9 +113,9 @@ BEGIN
 			'X-Anomaly-Fingerprint: ', regexp_replace(coalesce(payload ->> 'fingerprint', ''), '[^\x21-\x7e]', '', 'g'), E'\r\n',
 			E'\r\n',
 			CASE WHEN message IS NOT NULL
-				 THEN regexp_replace(left(message, 1048576), E'\r?\n', E'\r\n', 'g')
-				 ELSE regexp_replace(summary, E'\r?\n', E'\r\n', 'g') || E'\r\n\r\n' ||
-					  regexp_replace(jsonb_pretty(anomaly._fit_json(payload, 1048576)), E'\r?\n', E'\r\n', 'g')
+				 THEN regexp_replace(left(message, 1048576), E'\r\n|\r|\n', E'\r\n', 'g')
+				 ELSE regexp_replace(summary, E'\r\n|\r|\n', E'\r\n', 'g') || E'\r\n\r\n' ||
+					  regexp_replace(jsonb_pretty(anomaly._fit_json(payload, 1048576)), E'\r\n|\r|\n', E'\r\n', 'g')
 			END, E'\r\n');
 	END IF;
 	RAISE EXCEPTION 'unknown destination kind "%"', kind;
