@@ -313,6 +313,24 @@ SELECT anomaly.deliver(10) AS delivered;
 SELECT destination, count(*) AS left FROM anomaly.outbox GROUP BY 1 ORDER BY 1;
 SELECT anomaly.drop_destination('flood', force => true);
 SELECT anomaly.drop_destination('quiet');
+-- A destination whose last outcome was an error sends one row a round and
+-- fills nothing: a silent endpoint's share would hold everyone's round for
+-- as many timeouts.
+SELECT anomaly.create_destination('down', 'webhook', '{"url": "http://127.0.0.1:1/down"}');
+SELECT anomaly.create_destination('up', 'notify', '{"channel": "up"}');
+SELECT count(anomaly.send_alert('down', 'down ' || i)) AS queued FROM generate_series(1, 6) i;
+SELECT count(anomaly.send_alert('up', 'up ' || i)) AS queued FROM generate_series(1, 3) i;
+SELECT anomaly.deliver(20) AS delivered;
+SELECT destination, sent, retried FROM anomaly.delivery_counters
+WHERE destination IN ('down', 'up') ORDER BY 1;
+UPDATE anomaly.outbox SET next_attempt_at = now() - interval '1 second' WHERE destination = 'down';
+SELECT count(anomaly.send_alert('up', 'up ' || i)) AS queued FROM generate_series(4, 5) i;
+SELECT anomaly.deliver(20) AS delivered;
+SELECT destination, sent, retried FROM anomaly.delivery_counters
+WHERE destination IN ('down', 'up') ORDER BY 1;
+SELECT attempts, count(*) FROM anomaly.outbox WHERE destination = 'down' GROUP BY 1 ORDER BY 1;
+SELECT anomaly.drop_destination('down', force => true);
+SELECT anomaly.drop_destination('up');
 
 DELETE FROM anomaly.outbox;
 DROP TABLE orders;

@@ -139,11 +139,14 @@ typedef struct AlertItem
  * oldest due rows of all fill what is left of the round.  Taking only the
  * oldest rows of all, a flood to one destination (an admin's, or a dead
  * endpoint's retries) held every other destination's notifications back
- * until it was delivered.  A destination's rows keep their order.  The
- * destinations with queued rows are found by skipping through
- * outbox_destination_idx (one probe each, one for an empty outbox, however
- * many destinations exist); candidates are chosen without locks, then
- * locked.
+ * until it was delivered.  A destination whose last outcome was an error
+ * sends one row a round, and none of the rest: a round waits for its
+ * slowest transfer, and a silent endpoint's share would take that many
+ * timeouts, in waves of the concurrent transfers, from everyone's round.
+ * A destination's rows keep their order.  The destinations with queued
+ * rows are found by skipping through outbox_destination_idx (one probe
+ * each, one for an empty outbox, however many destinations exist);
+ * candidates are chosen without locks, then locked.
  */
 static const char *claim_due_sql =
 "WITH RECURSIVE queued AS (\n"
@@ -153,7 +156,10 @@ static const char *claim_due_sql =
 "			WHERE o.destination > q.destination ORDER BY o.destination LIMIT 1)\n"
 "	FROM queued q WHERE q.destination IS NOT NULL),\n"
 "dests AS (\n"
-"	SELECT x.name FROM queued q JOIN anomaly.destinations x ON x.name = q.destination\n"
+"	SELECT x.name, coalesce(c.last_error_at > coalesce(c.last_success_at, '-infinity'),\n"
+"							false) AS failing\n"
+"	FROM queued q JOIN anomaly.destinations x ON x.name = q.destination\n"
+"	LEFT JOIN anomaly.delivery_counters c ON c.destination = x.name\n"
 "	WHERE x.enabled),\n"
 "share AS (\n"
 "	SELECT (($1 + count(*) - 1) / greatest(count(*), 1))::int AS n FROM dests),\n"
@@ -164,12 +170,12 @@ static const char *claim_due_sql =
 "			SELECT o.id, o.next_attempt_at FROM anomaly.outbox o\n"
 "			WHERE o.destination = dests.name AND o.next_attempt_at <= now()\n"
 "			ORDER BY o.next_attempt_at, o.id\n"
-"			LIMIT share.n) c\n"
+"			LIMIT CASE WHEN dests.failing THEN 1 ELSE share.n END) c\n"
 "		UNION ALL\n"
 "		(SELECT o.id, 1, o.next_attempt_at FROM anomaly.outbox o\n"
 "		 WHERE o.next_attempt_at <= now()\n"
-"		   AND EXISTS (SELECT 1 FROM anomaly.destinations x\n"
-"					   WHERE x.name = o.destination AND x.enabled)\n"
+"		   AND EXISTS (SELECT 1 FROM dests\n"
+"					   WHERE dests.name = o.destination AND NOT dests.failing)\n"
 "		 ORDER BY o.next_attempt_at, o.id\n"
 "		 LIMIT $1)) u\n"
 "	GROUP BY u.id\n"
