@@ -207,6 +207,54 @@ SELECT anomaly.create_destination('quick_adm2', 'notify', '{"channel": "quick"}'
 }
 
 # -------------------------------------------------------------------------
+# Finding: the sender's round took the oldest due rows of all, so a flood
+# queued to one admin's destination held every other admin's notifications
+# back; and at a silent peer the flood's rows took a round that many
+# timeouts, in waves of anomaly.delivery_concurrency.  Here 200 of adm's
+# rows at a peer that never answers (3 s each, 13 waves: about 40 s) are
+# queued before adm2's one.  A round is now shared between the destinations
+# with due rows, and a destination whose last outcome was an error sends one
+# row a round until one succeeds.
+{
+	my $label = 'a flood to a silent peer before another admin\'s notification';
+	my $tarpit = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+		Proto => 'tcp', Listen => 256) or die "listen: $!";
+	my $tport = $tarpit->sockport;
+	as_role_ok($node, 'adm', qq{
+SELECT anomaly.create_destination('flood_adm', 'webhook',
+	'{"url": "http://127.0.0.1:$tport/", "max_attempts": 1}');
+SELECT anomaly.send_alert('flood_adm', 'first', '{}');
+}, "$label: adm's destination at a silent peer, one notification");
+	# its first attempt times out: its last outcome is an error
+	my $failed = wait_until(30, sub {
+		$node->safe_psql('postgres', q{
+			SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'flood_adm'}) eq '1';
+	});
+	ok($failed, "$label: the first attempt times out");
+	as_role_ok($node, 'adm', q{
+SELECT count(anomaly.send_alert('flood_adm', 'flood ' || i, '{}')) FROM generate_series(1, 200) i;
+}, "$label: adm queues 200 more");
+	my $t0 = time();
+	as_role_ok($node, 'adm2', q{SELECT anomaly.send_alert('quick_adm2', 'after the flood', '{}');},
+		"$label: adm2 queues one after them");
+	my $sent = wait_until(120, sub {
+		$node->safe_psql('postgres', q{
+			SELECT count(*) FROM anomaly.outbox WHERE destination = 'quick_adm2'}) eq '0';
+	});
+	my $waited = time() - $t0;
+	ok($sent && $waited < 15, "$label: adm2's notification is sent within 15 s")
+	  or diag(sprintf('sent: %s, after %.1f s', $sent ? 'yes' : 'no', $waited));
+	my $left = $node->safe_psql('postgres', q{
+		SELECT count(*) FROM anomaly.outbox WHERE destination = 'flood_adm'});
+	cmp_ok($left, '>=', 190, "$label: meanwhile the flood's rows went one a round ($left left)");
+	as_role_ok($node, 'adm', q{SELECT anomaly.drop_destination('flood_adm', force => true);},
+		"$label: adm drops its destination");
+	close $tarpit;
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# -------------------------------------------------------------------------
 # Finding: pg_restore of a database whose detectors had alert rules lost
 # every detector's scores.  The rules' trigger on anomaly.scores fired for
 # the restored rows (COPY fires triggers; the extension's script made the
