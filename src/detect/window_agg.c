@@ -1251,7 +1251,7 @@ stagger_load_keys(DetectorDef *def, StaggerKeys *keys)
 						"SELECT partition_key, window_start FROM anomaly.detector_window_rows"
 						" WHERE detector_id OPERATOR(pg_catalog.=) $1 AND window_opens"
 						" AND partition_key IS NULL",
-						pass == 0 ? 2 : 1, t, a, NULL, true, SPI_OK_SELECT);
+						pass == 0 ? 2 : 1, t, a, NULL, false, SPI_OK_SELECT);
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{
 			bool		isnull;
