@@ -32,8 +32,9 @@
  *
  * Exactly once.  The partial state of the open windows is their rows:
  * anomaly.detector_window_rows holds each accepted row (its values as
- * text, by column number) until every window it belongs to is scored, and
- * anomaly.detector_windows the watermark.  Both are written in the round's
+ * text, by column number; for stagger windows, the window it is in) until
+ * every window it belongs to is scored, and anomaly.detector_windows the
+ * watermark.  Both are written in the round's
  * transaction, with the scores and the detector's last_commit_lsn: after a
  * crash, the rows of transactions already consumed are skipped as for a
  * row detector, and the others are buffered again from the same state.
@@ -532,7 +533,8 @@ insert_rows(int64 id, BufRow *rows, int n)
 
 /*
  * The buffered rows that plan selects (with arguments a, nl), by seq, for
- * the windows that close.  They are all held in memory, with a Member per
+ * the windows that close (seq, partition_key, rowtime, commit_lsn,
+ * commit_time, row_data, and window_start when selected).  They are all held in memory, with a Member per
  * window a row is in (overlap of them): their size is bounded by
  * anomaly.window_memory_limit, read a batch at a time, so that a window
  * (or many closing at once) too large fails the round with an error that
