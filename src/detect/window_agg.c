@@ -1093,6 +1093,34 @@ int8_array(int64 *v, int64 n)
 										   TYPALIGN_DOUBLE));
 }
 
+/* Rows written by one statement when the buffered rows' windows are found again. */
+#define STAGGER_WRITE_BATCH 65536
+
+/* Writes the windows found for n buffered rows: seqs, starts, opens. */
+static void
+stagger_write(DetectorDef *def, int64 *seqs, Datum *starts, Datum *opens, int n)
+{
+	Oid			t[4] = {INT8OID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID};
+	Datum		a[4];
+
+	a[0] = Int64GetDatum(def->id);
+	a[1] = int8_array(seqs, n);
+	a[2] = PointerGetDatum(construct_array(starts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+	a[3] = PointerGetDatum(construct_array(opens, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	detect_spi_exec("UPDATE anomaly.detector_window_rows r SET window_start = u.s, window_opens = u.o"
+					" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
+					" AS u (q, s, o)"
+					" WHERE r.detector_id OPERATOR(pg_catalog.=) $1 AND r.seq OPERATOR(pg_catalog.=) u.q",
+					4, t, a, NULL, false, SPI_OK_UPDATE);
+	if (SPI_processed != (uint64) n)
+		elog(ERROR, "detector \"%s\": " UINT64_FORMAT " of %d buffered rows given their stagger window",
+			 def->name, SPI_processed, n);
+	pfree(DatumGetPointer(a[1]));
+	pfree(DatumGetPointer(a[2]));
+	pfree(DatumGetPointer(a[3]));
+}
+
 /*
  * The windows of all the buffered rows, replayed in seq order: a row joins
  * the window of its key that holds it, else opens one at its event time.
@@ -1102,7 +1130,8 @@ int8_array(int64 *v, int64 n)
  * buffered row, counted against anomaly.window_memory_limit as the closing
  * windows' rows are, so that a buffer of hundreds of millions of rows fails
  * the round with an error that says so rather than asking for gigabytes.
- * Each row's window is then written into its window_start and window_opens.
+ * Each row's window is then written into its window_start and window_opens,
+ * a batch of rows at a time.
  */
 static StaggerKeys *
 stagger_replay(DetectorDef *def, int64 size)
@@ -1119,9 +1148,7 @@ stagger_replay(DetectorDef *def, int64 size)
 	int64	   *seqs;
 	Datum	   *starts;
 	Datum	   *opens;
-	int64		n = 0;
-	Oid			ut[4] = {INT8OID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID};
-	Datum		ua[4];
+	int			n = 0;
 
 	batch = AllocSetContextCreate(CurrentMemoryContext, "anomaly stagger batch",
 								  ALLOCSET_DEFAULT_SIZES);
@@ -1185,10 +1212,10 @@ stagger_replay(DetectorDef *def, int64 size)
 	if (nrows == 0)
 		return keys;
 
-	/* Each row's window, into the buffer. */
-	seqs = palloc_extended(sizeof(int64) * nrows, MCXT_ALLOC_HUGE);
-	starts = palloc_extended(sizeof(Datum) * nrows, MCXT_ALLOC_HUGE);
-	opens = palloc_extended(sizeof(Datum) * nrows, MCXT_ALLOC_HUGE);
+	/* Each row's window, into the buffer, a batch at a time. */
+	seqs = palloc(sizeof(int64) * STAGGER_WRITE_BATCH);
+	starts = palloc(sizeof(Datum) * STAGGER_WRITE_BATCH);
+	opens = palloc(sizeof(Datum) * STAGGER_WRITE_BATCH);
 	for (StaggerKey *k = keys->first; k; k = k->next)
 		for (int i = 0; i < k->n; i++)
 			for (int64 j = 0; j < k->w[i].n; j++)
@@ -1196,21 +1223,14 @@ stagger_replay(DetectorDef *def, int64 size)
 				seqs[n] = k->w[i].seqs[j];
 				starts[n] = TimestampTzGetDatum(k->w[i].start);
 				opens[n] = BoolGetDatum(j == 0);
-				n++;
+				if (++n == STAGGER_WRITE_BATCH)
+				{
+					stagger_write(def, seqs, starts, opens, n);
+					n = 0;
+				}
 			}
-	ua[0] = Int64GetDatum(def->id);
-	ua[1] = int8_array(seqs, n);
-	ua[2] = PointerGetDatum(construct_array(starts, (int) n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
-											TYPALIGN_DOUBLE));
-	ua[3] = PointerGetDatum(construct_array(opens, (int) n, BOOLOID, 1, true, TYPALIGN_CHAR));
-	detect_spi_exec("UPDATE anomaly.detector_window_rows r SET window_start = u.s, window_opens = u.o"
-					" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
-					" AS u (q, s, o)"
-					" WHERE r.detector_id OPERATOR(pg_catalog.=) $1 AND r.seq OPERATOR(pg_catalog.=) u.q",
-					4, ut, ua, NULL, false, SPI_OK_UPDATE);
-	if ((int64) SPI_processed != n)
-		elog(ERROR, "detector \"%s\": " UINT64_FORMAT " of " INT64_FORMAT " buffered rows given their stagger window",
-			 def->name, SPI_processed, n);
+	if (n > 0)
+		stagger_write(def, seqs, starts, opens, n);
 	return keys;
 }
 
