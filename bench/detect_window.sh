@@ -30,11 +30,78 @@
 # Environment: WINDOW_SECONDS, WINDOW_CLIENTS, WINDOW_RATE, WINDOW_KEYS,
 # WINDOW_SIZE, WINDOW_LATENESS, WINDOW_NAPTIME (ms, 50),
 # ANOMALY_BENCH_INSTALL=0 to use the installed extension.
+#
+#   bench/detect_window.sh rounds
+#
+# The cost of one round of a detector whose windows hold many rows: no
+# worker (anomaly.detector_workers = 0), rounds run by process().  For each
+# kind in ROUNDS_KINDS (default "stagger tumbling") and each buffer size in
+# ROUNDS_BUFFERED (default "10000 100000"): a detector with a '1 day' window
+# over ts, partitioned by ticker (ROUNDS_KEYS, default 20, keys), count(*)
+# and avg(price), is given that many rows 100 ms of event time apart, all in
+# open windows; then ROUNDS_N (default 30) rounds each take one new row per
+# key (still in the open windows, nothing closes) and the time of each
+# process() call is taken by psql's \timing.  Then one row a day later
+# closes every window (close_ms: a round that scores the keys' windows and
+# reads their rows).  Summary lines ("detect_window_rounds k=v ...", also
+# JSON in $BENCH_JSONL): kind, buffered, rounds, round_ms_p50, round_ms_min,
+# round_ms_max, close_ms, windows (scored by the closing round).
 
 set -uo pipefail
 
 # shellcheck source=bench/detect_common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/detect_common.sh"
+
+if [ "${1:-}" = rounds ]; then
+	KEYS=${ROUNDS_KEYS:-20}
+	NROUNDS=${ROUNDS_N:-30}
+	detect_bench_start rounds "anomaly.detector_workers = 0" || exit 1
+	psql_c -c "CREATE EXTENSION anomaly" >/dev/null || exit 1
+	base="timestamptz '2026-01-01 00:00:00+00'"
+	for kind in ${ROUNDS_KINDS:-stagger tumbling}; do
+		for n in ${ROUNDS_BUFFERED:-10000 100000}; do
+			t="r_${kind}_$n"
+			stagger=$([ "$kind" = stagger ] && echo ', "stagger": true' || true)
+			psql_c <<SQL >/dev/null || exit 1
+CREATE TABLE $t (id bigserial PRIMARY KEY, ticker int NOT NULL, price float8 NOT NULL,
+	ts timestamptz NOT NULL);
+SELECT anomaly.create_detector('$t', '$t', ARRAY['count(*)', 'avg(price)'], partition_by => 'ticker',
+	options => '{"window": "1 day", "time_column": "ts"$stagger,
+		"number_of_trees": 50, "sub_sample_size": 64}');
+SELECT anomaly.process('$t');
+INSERT INTO $t (ticker, price, ts)
+	SELECT g % $KEYS, 100 + random(), $base + g * interval '100 ms' FROM generate_series(1, $n) g;
+SQL
+			until [ "$(psql_c -c "SELECT rows_buffered FROM anomaly.detector_windows w
+				JOIN anomaly.detectors d ON d.id = w.detector_id WHERE d.name = '$t'")" = "$n" ]; do
+				psql_c -c "SELECT anomaly.process('$t')" >/dev/null || exit 1
+			done
+			{
+				echo '\timing on'
+				for r in $(seq 1 "$NROUNDS"); do
+					echo "INSERT INTO $t (ticker, price, ts) SELECT k, 100 + random(),"
+					echo "  $base + ($n + $r) * interval '100 ms' + k * interval '1 ms' FROM generate_series(0, $KEYS - 1) k;"
+					echo "SELECT 'round', anomaly.process('$t');"
+				done
+				echo "INSERT INTO $t (ticker, price, ts) VALUES (0, 100, $base + interval '2 days');"
+				echo "SELECT 'close', anomaly.process('$t');"
+			} >"$WORK/$t.sql"
+			psql_c -f "$WORK/$t.sql" >"$WORK/$t.out" 2>&1 || { cat "$WORK/$t.out"; exit 1; }
+			# each process() line, then its time
+			times=$(awk '/^round\|/ { want = 1; next } want && /^Time:/ { print $2; want = 0 }' "$WORK/$t.out")
+			close_ms=$(awk '/^close\|/ { want = 1; next } want && /^Time:/ { print $2; want = 0 }' "$WORK/$t.out")
+			windows=$(psql_c -c "SELECT count(*) FROM anomaly.scores WHERE detector = '$t'")
+			p50=$(echo "$times" | bench_median)
+			lo=$(echo "$times" | sort -g | head -1)
+			hi=$(echo "$times" | sort -g | tail -1)
+			summary="kind=$kind buffered=$n keys=$KEYS rounds=$(echo "$times" | wc -l) round_ms_p50=$p50 round_ms_min=$lo round_ms_max=$hi close_ms=$close_ms windows=$windows"
+			echo "detect_window_rounds $summary load=$(loadavg)"
+			# shellcheck disable=SC2086
+			bench_json detect_window_rounds $summary
+		done
+	done
+	exit 0
+fi
 
 load_settings WINDOW 30 4 500
 KEYS=${WINDOW_KEYS:-20}

@@ -2,7 +2,10 @@
 -- STAGGER): definition checks; each key's windows open at its rows, out of
 -- step with the other keys'; late rows (in a closed window, between two
 -- windows of their key, or opening a window already past the watermark);
--- alter_detector between stagger and tumbling windows.
+-- alter_detector between stagger and tumbling windows; the windows stored
+-- with the buffered rows (window_start, window_opens: what a round reads
+-- instead of replaying the buffer) and the window they were found with
+-- (detector_windows.stagger_window), through alter, reset and drop.
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS anomaly;
 RESET client_min_messages;
@@ -38,6 +41,12 @@ SELECT anomaly.create_detector('st', 'stag_ticks',
 		"number_of_trees": 20, "sub_sample_size": 16, "seed": 3}');
 SELECT options->'window' AS window, options->'slide' AS slide, options->'stagger' AS stagger
 FROM anomaly.detectors WHERE name = 'st';
+-- The buffer of st: each row's window, and the window size they hold.
+CREATE TEMP VIEW st_buffer AS
+SELECT r.partition_key AS key, r.rowtime, r.window_start, r.window_opens AS opens, w.stagger_window
+FROM anomaly.detector_window_rows r JOIN anomaly.detectors d ON d.id = r.detector_id
+	JOIN anomaly.detector_windows w ON w.detector_id = d.id
+WHERE d.name = 'st' ORDER BY r.seq;
 
 -- A opens [10:00:05, 10:01:05), B [10:00:40, 10:01:40); A's tick at
 -- 10:01:10 opens its next window, the one at 10:01:03 (out of order) joins
@@ -64,6 +73,9 @@ SELECT anomaly.process('st');
 SELECT partition_key, source_key, features, rowtime FROM anomaly.scores
 WHERE detector = 'st' ORDER BY rowtime, partition_key;
 SELECT ticker, price, ts FROM stag_late ORDER BY id;
+-- A's closed window keeps its opening row (10:00:05) for a window more;
+-- its other rows are gone.
+SELECT * FROM st_buffer;
 SELECT windows->'late_rows' AS late, windows->'windows_scored' AS scored,
 	windows->'watermark' AS watermark, rows_failed
 FROM anomaly.detector_status WHERE name = 'st';
@@ -82,6 +94,9 @@ WHERE detector = 'st' ORDER BY rowtime, partition_key;
 INSERT INTO stag_ticks (ticker, price, ts) VALUES ('C', 4, '2026-03-01 10:01:30+00');
 SELECT anomaly.process('st');
 SELECT windows->'late_rows' AS late FROM anomaly.detector_status WHERE name = 'st';
+-- A's first window (10:00:05) is forgotten: the watermark is a window
+-- past its end.  C's first (10:00:55) is kept, for its late tick above.
+SELECT * FROM st_buffer;
 
 -- Stagger off: the rows of the open windows (A's at 10:02:30, B's at
 -- 10:02:00) are regrouped into tumbling minutes, which close as the
@@ -93,6 +108,8 @@ INSERT INTO stag_ticks (ticker, price, ts) VALUES
 SELECT anomaly.process('st');
 SELECT partition_key, source_key, features FROM anomaly.scores
 WHERE detector = 'st' AND rowtime > '2026-03-01 10:02:20+00' ORDER BY rowtime, partition_key;
+-- Tumbling: the rows' stagger windows are cleared.
+SELECT * FROM st_buffer;
 
 -- Stagger on again: A's open minute (10:03:40) becomes a stagger window
 -- from that tick; a tick at 10:04:30 joins it, one at 10:05:00 closes it.
@@ -102,6 +119,8 @@ INSERT INTO stag_ticks (ticker, price, ts) VALUES
 SELECT anomaly.process('st');
 SELECT partition_key, source_key, features FROM anomaly.scores
 WHERE detector = 'st' AND rowtime > '2026-03-01 10:03:00+00' ORDER BY rowtime, partition_key;
+-- Found again from the buffered rows: A's at 10:03:40 opened a window.
+SELECT * FROM st_buffer;
 -- A slide next to stagger is refused on alter too.
 SELECT anomaly.alter_detector('st', options => '{"slide": "20 seconds"}');
 
@@ -131,5 +150,28 @@ FROM w LEFT JOIN anomaly.scores s ON s.detector = 'st' AND s.partition_key = w.t
 WHERE w.window_start + interval '1 minute' <= '2026-03-01 10:02:20+00'
 ORDER BY w.window_start, w.ticker;
 
+-- A longer window: the buffered rows' windows are found again with it.
+-- A's tick at 10:05:00 now joins the window of the opening row kept at
+-- 10:03:40 (a 1-minute window already scored: the rows are regrouped as
+-- every round regrouped them before the windows were stored), which the
+-- tick at 10:06:50 closes, opening its own window.
+SELECT anomaly.alter_detector('st', options => '{"window": "2 minutes", "slide": "2 minutes"}');
+INSERT INTO stag_ticks (ticker, price, ts) VALUES ('A', 1, '2026-03-01 10:06:50+00');
+SELECT anomaly.process('st');
+SELECT * FROM st_buffer;
+SELECT source_key, features FROM anomaly.scores
+WHERE detector = 'st' AND rowtime > '2026-03-01 10:05:00+00' ORDER BY rowtime, partition_key;
+-- reset_detector keeps the buffer and its windows: a tick at 10:06:55
+-- joins the same window.
+SELECT anomaly.reset_detector('st');
+INSERT INTO stag_ticks (ticker, price, ts) VALUES ('A', 2, '2026-03-01 10:06:55+00');
+SELECT anomaly.process('st');
+SELECT * FROM st_buffer;
+
+-- drop_detector drops the buffer with the detector.
+CREATE TEMP TABLE st_id AS SELECT id FROM anomaly.detectors WHERE name = 'st';
 SELECT anomaly.drop_detector('st');
+SELECT count(*) AS buffered FROM anomaly.detector_window_rows WHERE detector_id IN (SELECT id FROM st_id);
+SELECT count(*) AS windows FROM anomaly.detector_windows WHERE detector_id IN (SELECT id FROM st_id);
+DROP VIEW st_buffer;
 DROP TABLE stag_ticks, stag_late;

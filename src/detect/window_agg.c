@@ -32,8 +32,9 @@
  *
  * Exactly once.  The partial state of the open windows is their rows:
  * anomaly.detector_window_rows holds each accepted row (its values as
- * text, by column number) until every window it belongs to is scored, and
- * anomaly.detector_windows the watermark.  Both are written in the round's
+ * text, by column number; for stagger windows, the window it is in) until
+ * every window it belongs to is scored, and anomaly.detector_windows the
+ * watermark.  Both are written in the round's
  * transaction, with the scores and the detector's last_commit_lsn: after a
  * crash, the rows of transactions already consumed are skipped as for a
  * row detector, and the others are buffered again from the same state.
@@ -281,6 +282,8 @@ typedef struct WindowState
 	int64		scored;
 	int64		late;
 	bool		exists;
+	bool		stagger_set;	/* the rows' window_start are set... */
+	int64		stagger_window; /* ...for stagger windows of this size */
 } WindowState;
 
 static void
@@ -289,10 +292,11 @@ load_state(int64 id, WindowState *st)
 	Oid			t[1] = {INT8OID};
 	Datum		a[1] = {Int64GetDatum(id)};
 	bool		isnull;
+	Datum		d;
 
 	memset(st, 0, sizeof(*st));
 	st->next_seq = 1;
-	detect_spi_exec("SELECT max_event_time, watermark, next_seq, rows_buffered"
+	detect_spi_exec("SELECT max_event_time, watermark, next_seq, rows_buffered, stagger_window"
 					" FROM anomaly.detector_windows WHERE detector_id OPERATOR(pg_catalog.=) $1",
 					1, t, a, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -303,15 +307,24 @@ load_state(int64 id, WindowState *st)
 	st->watermark = DatumGetTimestampTz(detect_spi_value(0, 2, &isnull));
 	st->next_seq = DatumGetInt64(detect_spi_value(0, 3, &isnull));
 	st->buffered = DatumGetInt64(detect_spi_value(0, 4, &isnull));
+	d = detect_spi_value(0, 5, &isnull);
+	st->stagger_set = !isnull;
+	if (!isnull)
+	{
+		Interval   *iv = DatumGetIntervalP(d);
+
+		st->stagger_window = iv->day * USECS_PER_DAY + iv->time;
+	}
 }
 
 static void
 save_state(int64 id, const WindowState *st, int64 scored, int64 late)
 {
-	Oid			t[7] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID,
-	INT8OID, INT8OID};
-	Datum		a[7];
-	char		nl[8] = "       ";
+	Oid			t[8] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID,
+	INT8OID, INT8OID, INTERVALOID};
+	Datum		a[8];
+	char		nl[9] = "        ";
+	Interval   *iv = palloc0(sizeof(Interval));
 
 	a[0] = Int64GetDatum(id);
 	a[1] = TimestampTzGetDatum(st->max_time);
@@ -322,17 +335,22 @@ save_state(int64 id, const WindowState *st, int64 scored, int64 late)
 	a[4] = Int64GetDatum(st->buffered);
 	a[5] = Int64GetDatum(scored);
 	a[6] = Int64GetDatum(late);
+	iv->day = (int32) (st->stagger_window / USECS_PER_DAY);
+	iv->time = st->stagger_window % USECS_PER_DAY;
+	a[7] = IntervalPGetDatum(iv);
+	if (!st->stagger_set)
+		nl[7] = 'n';
 	detect_spi_exec("INSERT INTO anomaly.detector_windows AS w (detector_id, max_event_time, watermark,"
-					" next_seq, rows_buffered, windows_scored, late_rows, last_late_at)"
+					" next_seq, rows_buffered, windows_scored, late_rows, last_late_at, stagger_window)"
 					" VALUES ($1, $2, $3, $4, $5, $6, $7,"
-					"  CASE WHEN $7 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now() END)"
+					"  CASE WHEN $7 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now() END, $8)"
 					" ON CONFLICT (detector_id) DO UPDATE SET max_event_time = $2, watermark = $3,"
-					" next_seq = $4, rows_buffered = $5,"
+					" next_seq = $4, rows_buffered = $5, stagger_window = $8,"
 					" windows_scored = w.windows_scored OPERATOR(pg_catalog.+) $6,"
 					" late_rows = w.late_rows OPERATOR(pg_catalog.+) $7,"
 					" last_late_at = CASE WHEN $7 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now()"
 					"   ELSE w.last_late_at END",
-					7, t, a, nl, false, SPI_OK_INSERT);
+					8, t, a, nl, false, SPI_OK_INSERT);
 }
 
 /* ---------------------------------------------------------------------
@@ -348,6 +366,9 @@ typedef struct BufRow
 	TimestampTz ctime;
 	bool		ctime_null;
 	Datum		data;			/* jsonb: the values' text by column number */
+	bool		has_wstart;		/* stagger: the start of its window... */
+	int64		wstart;
+	bool		opens;			/* ...which it opened */
 } BufRow;
 
 /* One row in one window (closing windows). */
@@ -450,14 +471,18 @@ insert_rows(int64 id, BufRow *rows, int n)
 			   *times,
 			   *lsns,
 			   *ctimes,
-			   *datas;
+			   *datas,
+			   *wstarts,
+			   *opens;
 	bool	   *keynull,
-			   *ctnull;
+			   *ctnull,
+			   *wsnull;
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
-	Oid			t[7] = {INT8OID, INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
-	PG_LSNARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID};
-	Datum		a[7];
+	Oid			t[9] = {INT8OID, INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+		PG_LSNARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID, TIMESTAMPTZARRAYOID,
+	BOOLARRAYOID};
+	Datum		a[9];
 
 	if (n == 0)
 		return;
@@ -469,8 +494,14 @@ insert_rows(int64 id, BufRow *rows, int n)
 	datas = palloc(sizeof(Datum) * n);
 	keynull = palloc(sizeof(bool) * n);
 	ctnull = palloc(sizeof(bool) * n);
+	wstarts = palloc(sizeof(Datum) * n);
+	opens = palloc(sizeof(Datum) * n);
+	wsnull = palloc(sizeof(bool) * n);
 	for (int i = 0; i < n; i++)
 	{
+		wsnull[i] = !rows[i].has_wstart;
+		wstarts[i] = TimestampTzGetDatum(rows[i].wstart);
+		opens[i] = BoolGetDatum(rows[i].opens);
 		seqs[i] = Int64GetDatum(rows[i].seq);
 		keynull[i] = rows[i].key == NULL;
 		keys[i] = keynull[i] ? (Datum) 0 : CStringGetTextDatum(rows[i].key);
@@ -488,17 +519,22 @@ insert_rows(int64 id, BufRow *rows, int n)
 	a[5] = PointerGetDatum(construct_md_array(ctimes, ctnull, 1, dims, lbs, TIMESTAMPTZOID, 8,
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	a[6] = PointerGetDatum(construct_array(datas, n, JSONBOID, -1, false, TYPALIGN_INT));
+	a[7] = PointerGetDatum(construct_md_array(wstarts, wsnull, 1, dims, lbs, TIMESTAMPTZOID, 8,
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	a[8] = PointerGetDatum(construct_array(opens, n, BOOLOID, 1, true, TYPALIGN_CHAR));
 	detect_spi_exec("INSERT INTO anomaly.detector_window_rows"
-					" (detector_id, seq, partition_key, rowtime, commit_lsn, commit_time, row_data)"
+					" (detector_id, seq, partition_key, rowtime, commit_lsn, commit_time, row_data,"
+					" window_start, window_opens)"
 					" SELECT $1, u.* FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
 					" pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
-					" pg_catalog.unnest($7)) AS u",
-					7, t, a, NULL, false, SPI_OK_INSERT);
+					" pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9)) AS u",
+					9, t, a, NULL, false, SPI_OK_INSERT);
 }
 
 /*
  * The buffered rows that plan selects (with arguments a, nl), by seq, for
- * the windows that close.  They are all held in memory, with a Member per
+ * the windows that close (seq, partition_key, rowtime, commit_lsn,
+ * commit_time, row_data, and window_start when selected).  They are all held in memory, with a Member per
  * window a row is in (overlap of them): their size is bounded by
  * anomaly.window_memory_limit, read a batch at a time, so that a window
  * (or many closing at once) too large fails the round with an error that
@@ -551,6 +587,14 @@ read_rows(DetectorDef *def, SPIPlanPtr plan, Datum *a, const char *nl,
 			b->ctime_null = isnull;
 			b->data = PointerGetDatum(DatumGetJsonbPCopy(SPI_getbinval(tt->vals[r], tt->tupdesc,
 																	   6, &isnull)));
+			b->has_wstart = false;
+			b->opens = false;
+			if (tt->tupdesc->natts >= 7)
+			{
+				d = SPI_getbinval(tt->vals[r], tt->tupdesc, 7, &isnull);
+				b->has_wstart = !isnull;
+				b->wstart = isnull ? 0 : DatumGetTimestampTz(d);
+			}
 			bytes += sizeof(BufRow) + sizeof(Member) * overlap +
 				VARSIZE(DatumGetPointer(b->data)) + (b->key ? strlen(b->key) + 1 : 0);
 			if (bytes > limit)
@@ -587,24 +631,6 @@ read_rows_between(DetectorDef *def, bool lo_any, TimestampTz lo, TimestampTz hi,
 							  " AND rowtime OPERATOR(pg_catalog.<) $3 ORDER BY seq",
 							  3, t);
 	rows = read_rows(def, plan, a, nl, overlap, n);
-	SPI_freeplan(plan);
-	return rows;
-}
-
-/* The buffered rows whose seq is in seqs (an int8[]). */
-static BufRow *
-read_rows_seqs(DetectorDef *def, Datum seqs, int *n)
-{
-	Oid			t[2] = {INT8OID, INT8ARRAYOID};
-	Datum		a[2] = {Int64GetDatum(def->id), seqs};
-	SPIPlanPtr	plan;
-	BufRow	   *rows;
-
-	plan = detect_spi_prepare("SELECT seq, partition_key, rowtime, commit_lsn, commit_time, row_data"
-							  " FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
-							  " AND seq OPERATOR(pg_catalog.=) ANY ($2) ORDER BY seq",
-							  2, t);
-	rows = read_rows(def, plan, a, NULL, 1, n);
 	SPI_freeplan(plan);
 	return rows;
 }
@@ -883,19 +909,28 @@ score_windows(DetectorDef *def, const DetectWindowSpec *ws, Member *m, int64 nm,
  *
  * A key's stagger windows are [s, s + window) where s is the event time of
  * the first row of the key (in commit order) that was in no window of the
- * key.  They are not stored: each round replays the buffered rows in seq
- * order (stagger_load), which gives back the windows they opened, since a
- * window's first row comes before its other rows and windows are dropped
- * from the buffer oldest first.  The replay needs a closed window's first
- * row (its start) as long as it can decide a row: a row before the end of
- * its key's last window, in no open window, is late, and once the
- * watermark is a window past that end every such row is late anyway
- * (stagger_delete keeps that row until then).  Storing the windows instead
- * would need a table more; the replay reads each buffered row's key and
- * time every round (about 130 ms for 100,000 rows), which bounds the
- * windows' sizes that suit stagger.  Rows buffered under other options
- * (alter_detector) are replayed alike: they form the windows they would
- * have opened, as tumbling windows regroup rows after a new slide.
+ * key.  Each buffered row carries the start of the window it joined
+ * (detector_window_rows.window_start) and whether it opened it
+ * (window_opens), written with the row in the round's transaction; so the
+ * key's windows are its opening rows, and a round reads only the windows of
+ * the keys of its new rows (stagger_load_keys), then the rows of the windows
+ * that close (stagger_close), by index.  A closed window's opening row is
+ * kept until the watermark is a window past its end: until then it is what
+ * makes a row of that window late (a row before the end of its key's last
+ * window, in no open window, is late, and once the watermark is a window
+ * past that end every such row is late anyway), see stagger_delete.
+ *
+ * The rows' windows are found once more from the buffered rows, replayed in
+ * seq order (stagger_replay: a row joins the window of its key that holds
+ * it, else opens one), when the options they were found with changed:
+ * detector_windows.stagger_window is the window size they hold, NULL when
+ * none (stagger turned on by alter_detector, or a new window; turning
+ * stagger off clears them).  That is what every round did before the
+ * windows were stored, and it gives back the windows the rows opened, since
+ * a window's first row comes before its other rows and windows are dropped
+ * from the buffer oldest first; rows buffered under other options form the
+ * windows they would have opened, as tumbling windows regroup rows after a
+ * new slide.
  */
 
 /* A partition key (or none) as a hash key. */
@@ -908,7 +943,7 @@ typedef struct StaggerKeyId
 typedef struct StaggerWindow
 {
 	int64		start;
-	int64		n;				/* members, by seq */
+	int64		n;				/* members, by seq (stagger_replay only) */
 	int64		max;
 	int64	   *seqs;
 } StaggerWindow;
@@ -916,10 +951,10 @@ typedef struct StaggerWindow
 typedef struct StaggerKey
 {
 	StaggerKeyId id;
-	int64		n;				/* windows, in the order they opened */
+	int64		n;				/* windows */
 	int64		max;
 	StaggerWindow *w;
-	struct StaggerKey *next;	/* every key, for the closing windows */
+	struct StaggerKey *next;	/* every key */
 } StaggerKey;
 
 typedef struct StaggerKeys
@@ -947,6 +982,24 @@ stagger_key_match(const void *a, const void *b, Size keysize)
 	if (x->isnull || y->isnull)
 		return (x->isnull && y->isnull) ? 0 : 1;
 	return strcmp(x->str, y->str);
+}
+
+/* An empty set of keys, in the current memory context. */
+static StaggerKeys *
+stagger_keys_new(void)
+{
+	StaggerKeys *keys = palloc0(sizeof(StaggerKeys));
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(StaggerKeyId);
+	ctl.entrysize = sizeof(StaggerKey);
+	ctl.hash = stagger_key_hash;
+	ctl.match = stagger_key_match;
+	ctl.hcxt = CurrentMemoryContext;
+	keys->hash = hash_create("anomaly stagger windows", 64, &ctl,
+							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	return keys;
 }
 
 /* The windows of key (NULL: the NULL key), made empty on first use. */
@@ -1029,40 +1082,76 @@ stagger_add(StaggerWindow *w, int64 seq)
 	w->seqs[w->n++] = seq;
 }
 
+static Datum
+int8_array(int64 *v, int64 n)
+{
+	Datum	   *d = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
+
+	for (int64 i = 0; i < n; i++)
+		d[i] = Int64GetDatum(v[i]);
+	return PointerGetDatum(construct_array(d, (int) n, INT8OID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
+/* Rows written by one statement when the buffered rows' windows are found again. */
+#define STAGGER_WRITE_BATCH 65536
+
+/* Writes the windows found for n buffered rows: seqs, starts, opens. */
+static void
+stagger_write(DetectorDef *def, int64 *seqs, Datum *starts, Datum *opens, int n)
+{
+	Oid			t[4] = {INT8OID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID};
+	Datum		a[4];
+
+	a[0] = Int64GetDatum(def->id);
+	a[1] = int8_array(seqs, n);
+	a[2] = PointerGetDatum(construct_array(starts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+	a[3] = PointerGetDatum(construct_array(opens, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	detect_spi_exec("UPDATE anomaly.detector_window_rows r SET window_start = u.s, window_opens = u.o"
+					" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
+					" AS u (q, s, o)"
+					" WHERE r.detector_id OPERATOR(pg_catalog.=) $1 AND r.seq OPERATOR(pg_catalog.=) u.q",
+					4, t, a, NULL, false, SPI_OK_UPDATE);
+	if (SPI_processed != (uint64) n)
+		elog(ERROR, "detector \"%s\": " UINT64_FORMAT " of %d buffered rows given their stagger window",
+			 def->name, SPI_processed, n);
+	pfree(DatumGetPointer(a[1]));
+	pfree(DatumGetPointer(a[2]));
+	pfree(DatumGetPointer(a[3]));
+}
+
 /*
- * The windows of the buffered rows, replayed in seq order: a row joins the
- * window of its key that holds it, else opens one at its event time.  Rows
- * buffered by a tumbling or hopping detector (alter_detector turned stagger
- * on) form stagger windows alike.  The rows are read a batch at a time and
- * only their seq is kept (each key's text once), so the replay needs about
- * 8 bytes a buffered row; it still counts against
- * anomaly.window_memory_limit, as the closing windows' rows do, so that a
- * buffer of hundreds of millions of rows fails the round with an error
- * that says so rather than asking for gigabytes.
+ * The windows of all the buffered rows, replayed in seq order: a row joins
+ * the window of its key that holds it, else opens one at its event time.
+ * Rows buffered by a tumbling or hopping detector (alter_detector turned
+ * stagger on) form stagger windows alike.  The rows are read a batch at a
+ * time and only their seq is kept (each key's text once), about 16 bytes a
+ * buffered row, counted against anomaly.window_memory_limit as the closing
+ * windows' rows are, so that a buffer of hundreds of millions of rows fails
+ * the round with an error that says so rather than asking for gigabytes.
+ * Each row's window is then written into its window_start and window_opens,
+ * a batch of rows at a time.
  */
 static StaggerKeys *
-stagger_load(DetectorDef *def, int64 size)
+stagger_replay(DetectorDef *def, int64 size)
 {
-	StaggerKeys *keys = palloc0(sizeof(StaggerKeys));
-	HASHCTL		ctl;
+	StaggerKeys *keys = stagger_keys_new();
 	Oid			t[1] = {INT8OID};
 	Datum		a[1] = {Int64GetDatum(def->id)};
 	SPIPlanPtr	plan;
 	Portal		portal;
-	MemoryContext keep = CurrentMemoryContext;
 	MemoryContext batch;
 	Size		bytes = 0;
 	Size		limit = (Size) detect_window_memory_limit_mb * 1024 * 1024;
+	int64		nrows = 0;
+	int64	   *seqs;
+	Datum	   *starts;
+	Datum	   *opens;
+	int			n = 0;
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(StaggerKeyId);
-	ctl.entrysize = sizeof(StaggerKey);
-	ctl.hash = stagger_key_hash;
-	ctl.match = stagger_key_match;
-	ctl.hcxt = keep;
-	keys->hash = hash_create("anomaly stagger windows", 64, &ctl,
-							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	batch = AllocSetContextCreate(keep, "anomaly stagger batch", ALLOCSET_DEFAULT_SIZES);
+	batch = AllocSetContextCreate(CurrentMemoryContext, "anomaly stagger batch",
+								  ALLOCSET_DEFAULT_SIZES);
 	plan = detect_spi_prepare("SELECT seq, partition_key, rowtime FROM anomaly.detector_window_rows"
 							  " WHERE detector_id OPERATOR(pg_catalog.=) $1 ORDER BY seq",
 							  1, t);
@@ -1100,6 +1189,7 @@ stagger_load(DetectorDef *def, int64 size)
 			rt = DatumGetTimestampTz(SPI_getbinval(tup, tt->tupdesc, 3, &isnull));
 			w = stagger_find(k, rt, size);
 			stagger_add(w ? w : stagger_open(k, rt), seq);
+			nrows++;
 
 			/* A seq array doubles as it grows: count two slots a row. */
 			bytes += 2 * sizeof(int64);
@@ -1110,7 +1200,7 @@ stagger_load(DetectorDef *def, int64 size)
 						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 						 errmsg("the buffered rows of stagger detector \"%s\" need more memory than anomaly.window_memory_limit (%d MB)",
 								def->name, detect_window_memory_limit_mb),
-						 errdetail("Each round replays the buffered rows' keys and times to find the open stagger windows."),
+						 errdetail("The buffered rows' keys and times are replayed to find their stagger windows when the window options change."),
 						 errhint("Use a shorter window, or ask a superuser to raise anomaly.window_memory_limit; reset_detector() drops the buffered rows.")));
 		}
 		SPI_freetuptable(tt);
@@ -1119,20 +1209,97 @@ stagger_load(DetectorDef *def, int64 size)
 	SPI_cursor_close(portal);
 	SPI_freeplan(plan);
 	MemoryContextDelete(batch);
+	if (nrows == 0)
+		return keys;
+
+	/* Each row's window, into the buffer, a batch at a time. */
+	seqs = palloc(sizeof(int64) * STAGGER_WRITE_BATCH);
+	starts = palloc(sizeof(Datum) * STAGGER_WRITE_BATCH);
+	opens = palloc(sizeof(Datum) * STAGGER_WRITE_BATCH);
+	for (StaggerKey *k = keys->first; k; k = k->next)
+		for (int i = 0; i < k->n; i++)
+			for (int64 j = 0; j < k->w[i].n; j++)
+			{
+				seqs[n] = k->w[i].seqs[j];
+				starts[n] = TimestampTzGetDatum(k->w[i].start);
+				opens[n] = BoolGetDatum(j == 0);
+				if (++n == STAGGER_WRITE_BATCH)
+				{
+					stagger_write(def, seqs, starts, opens, n);
+					n = 0;
+				}
+			}
+	if (n > 0)
+		stagger_write(def, seqs, starts, opens, n);
 	return keys;
+}
+
+/*
+ * The stored windows of the keys in keys (made by the caller for the
+ * round's rows): their opening rows' window_start, open or closed, as long
+ * as their opening row is buffered.
+ */
+static void
+stagger_load_keys(DetectorDef *def, StaggerKeys *keys)
+{
+	Datum	   *names;
+	int			n = 0;
+	bool		null_key = false;
+
+	names = palloc(sizeof(Datum) * Max(hash_get_num_entries(keys->hash), 1));
+	for (StaggerKey *k = keys->first; k; k = k->next)
+	{
+		if (k->id.isnull)
+			null_key = true;
+		else
+			names[n++] = CStringGetTextDatum(k->id.str);
+	}
+	for (int pass = 0; pass < 2; pass++)
+	{
+		Oid			t[2] = {INT8OID, TEXTARRAYOID};
+		Datum		a[2];
+
+		if (pass == 0 && n == 0)
+			continue;
+		if (pass == 1 && !null_key)
+			break;
+		a[0] = Int64GetDatum(def->id);
+		a[1] = pass == 0 ? PointerGetDatum(construct_array(names, n, TEXTOID, -1, false,
+														   TYPALIGN_INT)) : (Datum) 0;
+		detect_spi_exec(pass == 0 ?
+						"SELECT partition_key, window_start FROM anomaly.detector_window_rows"
+						" WHERE detector_id OPERATOR(pg_catalog.=) $1 AND window_opens"
+						" AND partition_key OPERATOR(pg_catalog.=) ANY ($2)" :
+						"SELECT partition_key, window_start FROM anomaly.detector_window_rows"
+						" WHERE detector_id OPERATOR(pg_catalog.=) $1 AND window_opens"
+						" AND partition_key IS NULL",
+						pass == 0 ? 2 : 1, t, a, NULL, false, SPI_OK_SELECT);
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			Datum		key = detect_spi_value(r, 1, &isnull);
+			StaggerKey *k = stagger_key(keys, isnull ? NULL : TextDatumGetCString(key));
+			Datum		start = detect_spi_value(r, 2, &isnull);
+
+			if (isnull)
+				elog(ERROR, "detector \"%s\": a stagger window's opening row has no window_start",
+					 def->name);
+			stagger_open(k, DatumGetTimestampTz(start));
+		}
+	}
 }
 
 /*
  * Whether a row of key k at event time t is late, the watermark being
  * watermark (any: a row was accepted before); if not, the row joins the
- * window *win (opened for it if need be).  Late: in a window already
- * closed, or in none and before the end of one of the key's windows (a
- * key's windows do not overlap), or opening a window that would already be
- * closed.
+ * window *win (opened for it if need be: *opened).  Late: in a window
+ * already closed, or in none and before the end of one of the key's windows
+ * (a key's windows do not overlap), or opening a window that would already
+ * be closed.
  */
 static bool
 stagger_accept(StaggerKey *k, int64 t, int64 size, bool any, TimestampTz watermark,
-			   StaggerWindow **win)
+			   StaggerWindow **win, bool *opened)
 {
 	StaggerWindow *w = stagger_find(k, t, size);
 
@@ -1142,97 +1309,49 @@ stagger_accept(StaggerKey *k, int64 t, int64 size, bool any, TimestampTz waterma
 			stagger_before_end(k, t, size) || t + size <= watermark)
 			return false;
 	}
+	*opened = w == NULL;
 	*win = w ? w : stagger_open(k, t);
 	return true;
 }
 
-static int
-cmp_int64(const void *x, const void *y)
-{
-	int64		a = *(const int64 *) x;
-	int64		b = *(const int64 *) y;
-
-	return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/* A seq and the start of its row's window. */
-typedef struct SeqStart
-{
-	int64		seq;
-	int64		start;
-} SeqStart;
-
-static int
-cmp_seq_start(const void *x, const void *y)
-{
-	return cmp_int64(&((const SeqStart *) x)->seq, &((const SeqStart *) y)->seq);
-}
-
-static Datum
-int8_array(int64 *v, int64 n)
-{
-	Datum	   *d = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
-
-	for (int64 i = 0; i < n; i++)
-		d[i] = Int64GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, (int) n, INT8OID, 8, FLOAT8PASSBYVAL,
-										   TYPALIGN_DOUBLE));
-}
-
 /*
  * Scores the stagger windows whose end passed from before (before_any:
- * there was one) to watermark.
+ * there was one) to watermark: the buffered rows whose window_start is
+ * in that range, a window per key and start.
  */
 static void
-stagger_close(DetectorDef *def, const DetectWindowSpec *ws, StaggerKeys *keys,
+stagger_close(DetectorDef *def, const DetectWindowSpec *ws,
 			  bool before_any, TimestampTz before, TimestampTz watermark,
 			  Out *o, int64 *nwindows)
 {
-	SeqStart   *ss = NULL;
-	int64		nss = 0;
-	int64		max = 0;
-	int64	   *seqs;
+	Oid			t[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		a[3];
+	SPIPlanPtr	plan;
 	BufRow	   *rows;
 	int			nrows;
 	Member	   *m;
-	int64		nm = 0;
 
-	for (StaggerKey *k = keys->first; k; k = k->next)
-		for (int i = 0; i < k->n; i++)
-		{
-			int64		e = k->w[i].start + ws->size;
-
-			if (e > watermark || (before_any && e <= before))
-				continue;
-			for (int64 j = 0; j < k->w[i].n; j++)
-			{
-				ss = room_for_one(ss, nss, &max, sizeof(SeqStart));
-				ss[nss].seq = k->w[i].seqs[j];
-				ss[nss].start = k->w[i].start;
-				nss++;
-			}
-		}
-	if (nss == 0)
+	a[0] = Int64GetDatum(def->id);
+	a[1] = TimestampTzGetDatum(before_any ? before - ws->size : DT_NOBEGIN);
+	a[2] = TimestampTzGetDatum(watermark - ws->size);
+	plan = detect_spi_prepare("SELECT seq, partition_key, rowtime, commit_lsn, commit_time, row_data,"
+							  " window_start FROM anomaly.detector_window_rows"
+							  " WHERE detector_id OPERATOR(pg_catalog.=) $1"
+							  " AND window_opens OPERATOR(pg_catalog.=) ANY ('{false,true}')"
+							  " AND window_start OPERATOR(pg_catalog.>) $2"
+							  " AND window_start OPERATOR(pg_catalog.<=) $3 ORDER BY seq",
+							  3, t);
+	rows = read_rows(def, plan, a, NULL, 1, &nrows);
+	SPI_freeplan(plan);
+	if (nrows == 0)
 		return;
-	qsort(ss, nss, sizeof(SeqStart), cmp_seq_start);
-	seqs = palloc_extended(sizeof(int64) * nss, MCXT_ALLOC_HUGE);
-	for (int64 i = 0; i < nss; i++)
-		seqs[i] = ss[i].seq;
-	rows = read_rows_seqs(def, int8_array(seqs, nss), &nrows);
-	if (nrows != nss)
-		elog(ERROR, "detector \"%s\": %d of " INT64_FORMAT " rows of closing stagger windows read",
-			 def->name, nrows, nss);
-	m = palloc_extended(sizeof(Member) * Max(nrows, 1), MCXT_ALLOC_HUGE);
-	/* both by seq */
+	m = palloc_extended(sizeof(Member) * nrows, MCXT_ALLOC_HUGE);
 	for (int r = 0; r < nrows; r++)
 	{
-		if (rows[r].seq != ss[r].seq)
-			elog(ERROR, "detector \"%s\": a stagger window's row is missing", def->name);
-		m[nm].start = ss[r].start;
-		m[nm].row = &rows[r];
-		nm++;
+		m[r].start = rows[r].wstart;
+		m[r].row = &rows[r];
 	}
-	score_windows(def, ws, m, nm, o, nwindows);
+	score_windows(def, ws, m, nrows, o, nwindows);
 }
 
 /*
@@ -1241,37 +1360,36 @@ stagger_close(DetectorDef *def, const DetectWindowSpec *ws, StaggerKeys *keys,
  * later.  Returns the rows deleted.
  */
 static int64
-stagger_delete(int64 id, StaggerKeys *keys, const DetectWindowSpec *ws,
-			   TimestampTz watermark)
+stagger_delete(int64 id, const DetectWindowSpec *ws, TimestampTz watermark)
 {
-	int64	   *seqs = NULL;
+	Oid			t[3] = {INT8OID, TIMESTAMPTZOID, BOOLOID};
+	Datum		a[3];
 	int64		n = 0;
-	int64		max = 0;
-	Oid			t[2] = {INT8OID, INT8ARRAYOID};
-	Datum		a[2];
 
-	for (StaggerKey *k = keys->first; k; k = k->next)
-		for (int i = 0; i < k->n; i++)
-		{
-			StaggerWindow *w = &k->w[i];
-			int64		from;
+	for (int first = 0; first < 2; first++)
+	{
+		a[0] = Int64GetDatum(id);
+		a[1] = TimestampTzGetDatum(watermark - (first ? 2 : 1) * ws->size);
+		a[2] = BoolGetDatum(first);
+		detect_spi_exec("DELETE FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
+						" AND window_opens OPERATOR(pg_catalog.=) $3"
+						" AND window_start OPERATOR(pg_catalog.<=) $2",
+						3, t, a, NULL, false, SPI_OK_DELETE);
+		n += (int64) SPI_processed;
+	}
+	return n;
+}
 
-			if (w->start + ws->size > watermark)
-				continue;
-			from = w->start + 2 * ws->size <= watermark ? 0 : 1;
-			for (int64 j = from; j < w->n; j++)
-			{
-				seqs = room_for_one(seqs, n, &max, sizeof(int64));
-				seqs[n++] = w->seqs[j];
-			}
-		}
-	if (n == 0)
-		return 0;
-	a[0] = Int64GetDatum(id);
-	a[1] = int8_array(seqs, n);
-	detect_spi_exec("DELETE FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
-					" AND seq OPERATOR(pg_catalog.=) ANY ($2)", 2, t, a, NULL, false, SPI_OK_DELETE);
-	return (int64) SPI_processed;
+/* Forgets the buffered rows' stagger windows (stagger turned off). */
+static void
+stagger_clear(int64 id)
+{
+	Oid			t[1] = {INT8OID};
+	Datum		a[1] = {Int64GetDatum(id)};
+
+	detect_spi_exec("UPDATE anomaly.detector_window_rows SET window_start = NULL, window_opens = false"
+					" WHERE detector_id OPERATOR(pg_catalog.=) $1 AND window_start IS NOT NULL",
+					1, t, a, NULL, false, SPI_OK_UPDATE);
 }
 
 void
@@ -1304,8 +1422,28 @@ detect_window_round(RoundWrite *w)
 	read_spec(def, &ws);
 	load_state(def->id, &st);
 	before = st;
-	if (ws.stagger)
-		keys = stagger_load(def, ws.size);
+	if (ws.stagger && (!st.stagger_set || st.stagger_window != ws.size))
+	{
+		/* Found with other options, or never: found again. */
+		keys = stagger_replay(def, ws.size);
+		st.stagger_set = true;
+		st.stagger_window = ws.size;
+	}
+	else if (ws.stagger)
+	{
+		/* The stored windows of the keys of the round's rows. */
+		keys = stagger_keys_new();
+		for (int64 i = 0; i < w->n; i++)
+			if (es->res[i].ok && !es->res[i].filtered)
+				stagger_key(keys, es->res[i].key);
+		stagger_load_keys(def, keys);
+	}
+	else if (st.stagger_set)
+	{
+		stagger_clear(def->id);
+		st.stagger_set = false;
+		st.stagger_window = 0;
+	}
 	if (def->time_column)
 	{
 		time_attnum = get_attnum(def->source, def->time_column);
@@ -1374,17 +1512,22 @@ detect_window_round(RoundWrite *w)
 				o.es.nfailed++;
 			continue;
 		}
+		acc[nacc].has_wstart = false;
+		acc[nacc].opens = false;
 		if (ws.stagger)
 		{
 			StaggerWindow *win;
+			bool		opened;
 
 			if (!stagger_accept(stagger_key(keys, rr->key), t, ws.size, st.any,
-								st.watermark, &win))
+								st.watermark, &win, &opened))
 			{
 				late[nlate++] = es->rows[i];
 				continue;
 			}
-			stagger_add(win, st.next_seq);
+			acc[nacc].has_wstart = true;
+			acc[nacc].wstart = win->start;
+			acc[nacc].opens = opened;
 		}
 		else if (st.any && first_end(&ws, t) <= st.watermark)
 		{
@@ -1413,9 +1556,9 @@ detect_window_round(RoundWrite *w)
 	{
 		if (st.any && (!before.any || st.watermark > before.watermark))
 		{
-			stagger_close(def, &ws, keys, before.any, before.watermark, st.watermark,
+			stagger_close(def, &ws, before.any, before.watermark, st.watermark,
 						  &o, &nwindows);
-			st.buffered -= stagger_delete(def->id, keys, &ws, st.watermark);
+			st.buffered -= stagger_delete(def->id, &ws, st.watermark);
 		}
 	}
 	else if (st.any &&

@@ -18,7 +18,13 @@
 #     key in window order;
 #   - once the watermark is far past them, no row of A or B is buffered;
 #   - a second detector on the commit time (KDA's arrival time) has no late
-#     row and its windows equal the same SQL over pg_xact_commit_timestamp.
+#     row and its windows equal the same SQL over pg_xact_commit_timestamp;
+#   - after the crashes, each buffered row's stored window (window_start,
+#     window_opens), which rounds read instead of replaying the buffer,
+#     equals a PL/pgSQL replay of the buffered rows in seq order, each
+#     window has one opening row (its first, at its start), and no row of a
+#     window the watermark passed is kept but a window's opening row, for a
+#     window more.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -108,6 +114,33 @@ sq(q{
 		END LOOP;
 		DROP TABLE sim_windows;
 	END $$;
+	-- The buffered rows of a stagger detector replayed in seq order (a row
+	-- joins the window of its key with the latest start at or before it,
+	-- if it holds it, else opens one): the rows whose stored window
+	-- differs from the replay's.
+	CREATE FUNCTION stored_windows_diff(detector text) RETURNS SETOF bigint
+	LANGUAGE plpgsql AS $$
+	DECLARE
+		r record;
+		size interval := (SELECT (options->>'window')::interval FROM anomaly.detectors WHERE name = detector);
+		s0 timestamptz;
+	BEGIN
+		CREATE TEMP TABLE replay_windows (k text, s timestamptz);
+		FOR r IN SELECT w.* FROM anomaly.detector_window_rows w JOIN anomaly.detectors d
+				ON d.id = w.detector_id WHERE d.name = detector ORDER BY w.seq LOOP
+			SELECT max(s) INTO s0 FROM replay_windows
+			WHERE k IS NOT DISTINCT FROM r.partition_key AND s <= r.rowtime;
+			IF s0 IS NULL OR r.rowtime >= s0 + size THEN
+				INSERT INTO replay_windows VALUES (r.partition_key, r.rowtime);
+				IF r.window_start IS DISTINCT FROM r.rowtime OR NOT r.window_opens THEN
+					RETURN NEXT r.seq;
+				END IF;
+			ELSIF r.window_start IS DISTINCT FROM s0 OR r.window_opens THEN
+				RETURN NEXT r.seq;
+			END IF;
+		END LOOP;
+		DROP TABLE replay_windows;
+	END $$;
 });
 
 my $params = '"number_of_trees": 30, "sub_sample_size": 64, "seed": 7';
@@ -134,6 +167,35 @@ load_through_crashes($node, 4, 700);
 # The rest without crash, then a tick of another key far ahead: its event
 # time moves the watermark past every window of A and B.
 start_call($node, "CALL load(500)")->finish;
+
+# Before that tick: the windows stored with the buffered rows, after the
+# crashes, once the detector has read all the ticks.
+my $lsn = sq('SELECT pg_current_wal_lsn()');
+ok($node->poll_query_until('postgres', qq{
+	SELECT progress_lsn >= '$lsn' FROM anomaly.detectors WHERE name = 'stag'}, 't'),
+	'the detector read the ticks');
+my ($nbuf, $ndiff, $nopen, $bad_open, $kept) = split /\|/, sq(q{
+	WITH b AS (SELECT w.* FROM anomaly.detector_window_rows w JOIN anomaly.detectors d
+		ON d.id = w.detector_id WHERE d.name = 'stag'),
+	wm AS (SELECT w.watermark FROM anomaly.detector_windows w JOIN anomaly.detectors d
+		ON d.id = w.detector_id WHERE d.name = 'stag')
+	SELECT (SELECT count(*) FROM b),
+		(SELECT count(*) FROM stored_windows_diff('stag')),
+		(SELECT count(*) FROM b WHERE window_opens),
+		(SELECT count(*) FROM (SELECT partition_key, window_start FROM b
+			GROUP BY 1, 2 HAVING count(*) FILTER (WHERE window_opens) <> 1
+			OR min(seq) <> min(seq) FILTER (WHERE window_opens)
+			OR bool_or(window_opens AND rowtime <> window_start)) x),
+		(SELECT count(*) FROM b, wm WHERE window_start + interval '1 minute' <= wm.watermark
+			AND (NOT window_opens OR window_start + interval '2 minutes' <= wm.watermark))});
+note "$nbuf buffered rows, $nopen windows";
+cmp_ok($nbuf, '>', 10, 'rows are buffered');
+cmp_ok($nopen, '>=', 2, 'windows of both keys are buffered');
+is($ndiff, '0', 'after the crashes, each buffered row\'s stored window equals a replay of the buffered rows');
+is($bad_open, '0', 'each stored window has one opening row, its first, at its start');
+is($kept, '0', 'no row of a closed window is kept but its opening row, a window more');
+is(sq(q{SELECT w.stagger_window FROM anomaly.detector_windows w JOIN anomaly.detectors d
+	ON d.id = w.detector_id WHERE d.name = 'stag'}), '00:01:00', 'the windows were found with 1 minute');
 # (and commits half a second later: past every commit-time window)
 sleep(0.5);
 sq(q{INSERT INTO ticks (i, ticker, price, ts)

@@ -112,7 +112,8 @@ CREATE TABLE detector_windows (
 	rows_buffered bigint NOT NULL DEFAULT 0,
 	windows_scored bigint NOT NULL DEFAULT 0,
 	late_rows bigint NOT NULL DEFAULT 0,	-- rows that came after their window was scored
-	last_late_at timestamptz
+	last_late_at timestamptz,
+	stagger_window interval			-- stagger: the window the rows' window_start were found with
 );
 COMMENT ON TABLE detector_windows IS 'watermark and counters of windowed detectors';
 CREATE TABLE detector_window_rows (
@@ -123,9 +124,17 @@ CREATE TABLE detector_window_rows (
 	commit_lsn pg_lsn,
 	commit_time timestamptz,
 	row_data jsonb NOT NULL,		-- the row's values as text, by column number
+	window_start timestamptz,		-- stagger: the start of the key's window holding the row
+	window_opens boolean NOT NULL DEFAULT false,	-- stagger: the row opened that window
 	PRIMARY KEY (detector_id, seq)
 );
 CREATE INDEX detector_window_rows_time_idx ON detector_window_rows (detector_id, rowtime);
+-- Stagger windows (window_agg.c): the rows of the windows that close, and
+-- those to delete, by window start; each key's windows by their first row.
+CREATE INDEX detector_window_rows_stagger_idx ON detector_window_rows (detector_id, window_opens, window_start)
+	WHERE window_start IS NOT NULL;
+CREATE INDEX detector_window_rows_opens_idx ON detector_window_rows (detector_id, partition_key)
+	WHERE window_opens;
 COMMENT ON TABLE detector_window_rows IS 'rows of windowed detectors in windows not yet scored';
 
 -- pg_dump keeps detectors, their models and their failures (and
