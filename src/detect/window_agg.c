@@ -603,7 +603,7 @@ read_rows(DetectorDef *def, SPIPlanPtr plan, Datum *a, const char *nl,
 						 errmsg("the windows of detector \"%s\" that close hold more rows than anomaly.window_memory_limit (%d MB)",
 								def->name, detect_window_memory_limit_mb),
 						 errdetail("A window's rows are held in memory, as one array, when it is scored."),
-						 errhint("Use a shorter window or a larger slide, or ask a superuser to raise anomaly.window_memory_limit; reset_detector() drops the buffered rows.")));
+						 errhint("Use a shorter window or a larger slide, or ask a superuser to raise anomaly.window_memory_limit; drop_detector() and create_detector() start again without the buffered rows.")));
 		}
 		SPI_freetuptable(tt);
 	}
@@ -1201,7 +1201,7 @@ stagger_replay(DetectorDef *def, int64 size)
 						 errmsg("the buffered rows of stagger detector \"%s\" need more memory than anomaly.window_memory_limit (%d MB)",
 								def->name, detect_window_memory_limit_mb),
 						 errdetail("The buffered rows' keys and times are replayed to find their stagger windows when the window options change."),
-						 errhint("Use a shorter window, or ask a superuser to raise anomaly.window_memory_limit; reset_detector() drops the buffered rows.")));
+						 errhint("Use a shorter window, or ask a superuser to raise anomaly.window_memory_limit; drop_detector() and create_detector() start again without the buffered rows.")));
 		}
 		SPI_freetuptable(tt);
 		MemoryContextReset(batch);
