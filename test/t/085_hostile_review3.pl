@@ -45,6 +45,32 @@ sub max_rss_kb
 	return $kb;
 }
 
+# A peer that completes the TCP handshake (the listen backlog) and never
+# answers: the socket and its port.
+sub tarpit
+{
+	my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+		Proto => 'tcp', Listen => 256) or die "listen: $!";
+	return ($sock, $sock->sockport);
+}
+
+# adm2 queues one notification to its destination quick_adm2; passes if the
+# sender delivers it within $limit seconds.
+sub victim_sent_within
+{
+	my ($label, $subject, $limit) = @_;
+	my $t0 = time();
+	as_role_ok($node, 'adm2', qq{SELECT anomaly.send_alert('quick_adm2', '$subject', '{}');},
+		"$label: adm2 queues one");
+	my $sent = wait_until(120, sub {
+		$node->safe_psql('postgres', q{
+			SELECT count(*) FROM anomaly.outbox WHERE destination = 'quick_adm2'}) eq '0';
+	});
+	my $waited = time() - $t0;
+	ok($sent && $waited < $limit, "$label: adm2's notification is sent within $limit s")
+	  or diag(sprintf('sent: %s, after %.1f s', $sent ? 'yes' : 'no', $waited));
+}
+
 # -------------------------------------------------------------------------
 # Finding: an alert template's placeholders each wrote their value out in
 # full, and kept it until the statement ended, even once the rendered text
@@ -163,10 +189,7 @@ INSERT INTO s_adm.msg (v, note) VALUES
 # here).
 {
 	my $label = 'a destination\'s timeout_ms over anomaly.request_timeout';
-	# a peer that completes the TCP handshake (the backlog) and never answers
-	my $tarpit = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-		Proto => 'tcp', Listen => 16) or die "listen: $!";
-	my $tport = $tarpit->sockport;
+	my ($tarpit, $tport) = tarpit();
 	as_role_ok($node, 'adm', qq{
 SELECT anomaly.create_destination('slow_adm', 'webhook',
 	'{"url": "http://127.0.0.1:$tport/", "timeout_ms": 60000, "max_attempts": 1}');
@@ -184,16 +207,7 @@ SELECT anomaly.create_destination('quick_adm2', 'notify', '{"channel": "quick"}'
 			  AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
 						  WHERE l.pid = a.pid AND l.locktype = 'transactionid')}) ne '0';
 	});
-	my $t0 = time();
-	as_role_ok($node, 'adm2', q{SELECT anomaly.send_alert('quick_adm2', 'victim', '{}');},
-		"$label: adm2 queues one");
-	my $left = wait_until(90, sub {
-		$node->safe_psql('postgres', q{
-			SELECT count(*) FROM anomaly.outbox WHERE destination = 'quick_adm2'}) eq '0';
-	});
-	my $waited = time() - $t0;
-	ok($left && $waited < 15, "$label: adm2's notification is sent within 15 s")
-	  or diag(sprintf('sent: %s, after %.1f s', $left ? 'yes' : 'no', $waited));
+	victim_sent_within($label, 'victim', 15);
 	my $dead;
 	wait_until(30, sub {
 		$dead = $node->safe_psql('postgres', q{
@@ -217,9 +231,7 @@ SELECT anomaly.create_destination('quick_adm2', 'notify', '{"channel": "quick"}'
 # row a round until one succeeds.
 {
 	my $label = 'a flood to a silent peer before another admin\'s notification';
-	my $tarpit = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-		Proto => 'tcp', Listen => 256) or die "listen: $!";
-	my $tport = $tarpit->sockport;
+	my ($tarpit, $tport) = tarpit();
 	as_role_ok($node, 'adm', qq{
 SELECT anomaly.create_destination('flood_adm', 'webhook',
 	'{"url": "http://127.0.0.1:$tport/", "max_attempts": 1}');
@@ -234,16 +246,7 @@ SELECT anomaly.send_alert('flood_adm', 'first', '{}');
 	as_role_ok($node, 'adm', q{
 SELECT count(anomaly.send_alert('flood_adm', 'flood ' || i, '{}')) FROM generate_series(1, 200) i;
 }, "$label: adm queues 200 more");
-	my $t0 = time();
-	as_role_ok($node, 'adm2', q{SELECT anomaly.send_alert('quick_adm2', 'after the flood', '{}');},
-		"$label: adm2 queues one after them");
-	my $sent = wait_until(120, sub {
-		$node->safe_psql('postgres', q{
-			SELECT count(*) FROM anomaly.outbox WHERE destination = 'quick_adm2'}) eq '0';
-	});
-	my $waited = time() - $t0;
-	ok($sent && $waited < 15, "$label: adm2's notification is sent within 15 s")
-	  or diag(sprintf('sent: %s, after %.1f s', $sent ? 'yes' : 'no', $waited));
+	victim_sent_within($label, 'after the flood', 15);
 	my $left = $node->safe_psql('postgres', q{
 		SELECT count(*) FROM anomaly.outbox WHERE destination = 'flood_adm'});
 	cmp_ok($left, '>=', 190, "$label: meanwhile the flood's rows went one a round ($left left)");
