@@ -151,10 +151,10 @@ WHERE w.window_start + interval '1 minute' <= '2026-03-01 10:02:20+00'
 ORDER BY w.window_start, w.ticker;
 
 -- A longer window: the buffered rows' windows are found again with it.
--- A's tick at 10:05:00 now joins the window of the opening row kept at
--- 10:03:40 (a 1-minute window already scored: the rows are regrouped as
--- every round regrouped them before the windows were stored), which the
--- tick at 10:06:50 closes, opening its own window.
+-- The opening row kept at 10:03:40 (of a 1-minute window already scored) is
+-- dropped rather than grouped again and scored a second time (it was, with
+-- the tick at 10:05:00, until session 9), so A's tick at 10:05:00 opens a
+-- 2-minute window, which the tick at 10:06:50 joins: nothing closes yet.
 SELECT anomaly.alter_detector('st', options => '{"window": "2 minutes", "slide": "2 minutes"}');
 INSERT INTO stag_ticks (ticker, price, ts) VALUES ('A', 1, '2026-03-01 10:06:50+00');
 SELECT anomaly.process('st');
@@ -175,3 +175,41 @@ SELECT count(*) AS buffered FROM anomaly.detector_window_rows WHERE detector_id 
 SELECT count(*) AS windows FROM anomaly.detector_windows WHERE detector_id IN (SELECT id FROM st_id);
 DROP VIEW st_buffer;
 DROP TABLE stag_ticks, stag_late;
+
+-- alter_detector changing the window: the buffered rows form windows of the
+-- new size, and those that ended before the last watermark are scored too
+-- (they were lost: closing started from the last watermark); the opening
+-- rows of windows already scored are dropped, not scored a second time.
+CREATE TABLE regroup_ticks (id bigserial PRIMARY KEY, k text, ts timestamptz);
+SELECT anomaly.create_detector('rg', 'regroup_ticks', ARRAY['count(*)'], partition_by => 'k',
+	options => '{"window": "1 minute", "stagger": true, "time_column": "ts",
+		"number_of_trees": 5, "sub_sample_size": 16}');
+-- a shorter window: [10:00:00, 10:00:20) ended before the watermark 10:00:30
+INSERT INTO regroup_ticks (k, ts) VALUES ('A', '2026-03-01 10:00:00+00'), ('A', '2026-03-01 10:00:30+00');
+SELECT anomaly.process('rg');
+SELECT anomaly.alter_detector('rg', options => '{"window": "20 seconds", "slide": null}');
+INSERT INTO regroup_ticks (k, ts) VALUES ('A', '2026-03-01 10:00:45+00');
+SELECT anomaly.process('rg');
+SELECT rowtime AS window_end, features FROM anomaly.scores WHERE detector = 'rg' ORDER BY 1;
+-- a longer window: [10:01:00, 10:01:20) is scored, its opening row kept;
+-- with 2 minutes it would have taken the tick at 10:01:30 in with it
+INSERT INTO regroup_ticks (k, ts) VALUES ('A', '2026-03-01 10:01:00+00'), ('A', '2026-03-01 10:01:30+00');
+SELECT anomaly.process('rg');
+SELECT anomaly.alter_detector('rg', options => '{"window": "2 minutes", "slide": null}');
+INSERT INTO regroup_ticks (k, ts) VALUES ('A', '2026-03-01 10:04:00+00');
+SELECT anomaly.process('rg');
+SELECT rowtime AS window_end, features FROM anomaly.scores WHERE detector = 'rg' ORDER BY 1;
+SELECT sum((features[1])::int) AS rows_in_windows, (SELECT count(*) FROM regroup_ticks) - 1 AS rows_closed
+FROM anomaly.scores WHERE detector = 'rg';
+-- tumbling windows alike: [10:00:00, 10:00:20) of a 20-second window
+-- ended before the watermark of the 1-minute window's last round
+SELECT anomaly.alter_detector('rg', options => '{"stagger": false, "window": "1 minute", "slide": "1 minute"}');
+INSERT INTO regroup_ticks (k, ts) VALUES ('B', '2026-03-01 10:05:05+00'), ('B', '2026-03-01 10:05:50+00');
+SELECT anomaly.process('rg');
+SELECT anomaly.alter_detector('rg', options => '{"window": "20 seconds", "slide": "20 seconds"}');
+INSERT INTO regroup_ticks (k, ts) VALUES ('B', '2026-03-01 10:06:30+00');
+SELECT anomaly.process('rg');
+SELECT rowtime AS window_end, features FROM anomaly.scores
+WHERE detector = 'rg' AND partition_key = 'B' ORDER BY 1;
+SELECT anomaly.drop_detector('rg');
+DROP TABLE regroup_ticks;

@@ -284,6 +284,7 @@ typedef struct WindowState
 	bool		exists;
 	bool		stagger_set;	/* the rows' window_start are set... */
 	int64		stagger_window; /* ...for stagger windows of this size */
+	char	   *closed_with;	/* window options of the last round, or NULL */
 } WindowState;
 
 static void
@@ -296,7 +297,8 @@ load_state(int64 id, WindowState *st)
 
 	memset(st, 0, sizeof(*st));
 	st->next_seq = 1;
-	detect_spi_exec("SELECT max_event_time, watermark, next_seq, rows_buffered, stagger_window"
+	detect_spi_exec("SELECT max_event_time, watermark, next_seq, rows_buffered, stagger_window,"
+					" closed_with"
 					" FROM anomaly.detector_windows WHERE detector_id OPERATOR(pg_catalog.=) $1",
 					1, t, a, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -315,15 +317,17 @@ load_state(int64 id, WindowState *st)
 
 		st->stagger_window = iv->day * USECS_PER_DAY + iv->time;
 	}
+	d = detect_spi_value(0, 6, &isnull);
+	st->closed_with = isnull ? NULL : TextDatumGetCString(d);
 }
 
 static void
 save_state(int64 id, const WindowState *st, int64 scored, int64 late)
 {
-	Oid			t[8] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID,
-	INT8OID, INT8OID, INTERVALOID};
-	Datum		a[8];
-	char		nl[9] = "        ";
+	Oid			t[9] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID,
+	INT8OID, INT8OID, INTERVALOID, TEXTOID};
+	Datum		a[9];
+	char		nl[10] = "         ";
 	Interval   *iv = palloc0(sizeof(Interval));
 
 	a[0] = Int64GetDatum(id);
@@ -340,17 +344,21 @@ save_state(int64 id, const WindowState *st, int64 scored, int64 late)
 	a[7] = IntervalPGetDatum(iv);
 	if (!st->stagger_set)
 		nl[7] = 'n';
+	a[8] = st->closed_with ? CStringGetTextDatum(st->closed_with) : (Datum) 0;
+	if (!st->closed_with)
+		nl[8] = 'n';
 	detect_spi_exec("INSERT INTO anomaly.detector_windows AS w (detector_id, max_event_time, watermark,"
-					" next_seq, rows_buffered, windows_scored, late_rows, last_late_at, stagger_window)"
+					" next_seq, rows_buffered, windows_scored, late_rows, last_late_at, stagger_window,"
+					" closed_with)"
 					" VALUES ($1, $2, $3, $4, $5, $6, $7,"
-					"  CASE WHEN $7 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now() END, $8)"
+					"  CASE WHEN $7 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now() END, $8, $9)"
 					" ON CONFLICT (detector_id) DO UPDATE SET max_event_time = $2, watermark = $3,"
-					" next_seq = $4, rows_buffered = $5, stagger_window = $8,"
+					" next_seq = $4, rows_buffered = $5, stagger_window = $8, closed_with = $9,"
 					" windows_scored = w.windows_scored OPERATOR(pg_catalog.+) $6,"
 					" late_rows = w.late_rows OPERATOR(pg_catalog.+) $7,"
 					" last_late_at = CASE WHEN $7 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now()"
 					"   ELSE w.last_late_at END",
-					8, t, a, nl, false, SPI_OK_INSERT);
+					9, t, a, nl, false, SPI_OK_INSERT);
 }
 
 /* ---------------------------------------------------------------------
@@ -1380,6 +1388,25 @@ stagger_delete(int64 id, const DetectWindowSpec *ws, TimestampTz watermark)
 	return n;
 }
 
+/*
+ * Deletes the opening rows of the stagger windows already scored (found
+ * with windows of size, ended at or before watermark): they are kept a
+ * window longer only to tell late rows, and once the window options change
+ * each would be grouped again as an unscored row and scored twice.
+ * Returns the rows deleted.
+ */
+static int64
+stagger_forget_scored(int64 id, int64 size, TimestampTz watermark)
+{
+	Oid			t[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		a[2] = {Int64GetDatum(id), TimestampTzGetDatum(watermark - size)};
+
+	detect_spi_exec("DELETE FROM anomaly.detector_window_rows WHERE detector_id OPERATOR(pg_catalog.=) $1"
+					" AND window_opens AND window_start OPERATOR(pg_catalog.<=) $2",
+					2, t, a, NULL, false, SPI_OK_DELETE);
+	return (int64) SPI_processed;
+}
+
 /* Forgets the buffered rows' stagger windows (stagger turned off). */
 static void
 stagger_clear(int64 id)
@@ -1412,6 +1439,9 @@ detect_window_round(RoundWrite *w)
 	StaggerKeys *keys = NULL;
 	RoundWrite	w2;
 	int			nest;
+	char	   *spec;
+	bool		regrouped;
+	bool		from_start;
 
 	/* No row: nothing moves the watermark. */
 	if (w->n == 0)
@@ -1421,7 +1451,25 @@ detect_window_round(RoundWrite *w)
 	}
 	read_spec(def, &ws);
 	load_state(def->id, &st);
+
+	/*
+	 * Window options other than the last round's (alter_detector): the
+	 * buffered rows form other windows, and those that end before the last
+	 * watermark would never be scored if windows were closed from there, so
+	 * they are closed from the start.  A buffered tumbling or stagger row is
+	 * in no scored window once the scored stagger windows' opening rows are
+	 * dropped; a hopping row may have been in scored windows of the old
+	 * options too.
+	 */
+	spec = psprintf("%s " INT64_FORMAT " " INT64_FORMAT,
+					ws.stagger ? "stagger" : "window", ws.size, ws.slide);
+	regrouped = st.closed_with != NULL && strcmp(st.closed_with, spec) != 0;
+	if (st.stagger_set && st.any &&
+		(!ws.stagger || st.stagger_window != ws.size))
+		st.buffered -= stagger_forget_scored(def->id, st.stagger_window, st.watermark);
+	st.closed_with = spec;
 	before = st;
+	from_start = !before.any || regrouped;
 	if (ws.stagger && (!st.stagger_set || st.stagger_window != ws.size))
 	{
 		/* Found with other options, or never: found again. */
@@ -1554,20 +1602,20 @@ detect_window_round(RoundWrite *w)
 	/* The windows whose end passed from before's watermark to st's. */
 	if (ws.stagger)
 	{
-		if (st.any && (!before.any || st.watermark > before.watermark))
+		if (st.any && (from_start || st.watermark > before.watermark))
 		{
-			stagger_close(def, &ws, before.any, before.watermark, st.watermark,
+			stagger_close(def, &ws, !from_start, before.watermark, st.watermark,
 						  &o, &nwindows);
 			st.buffered -= stagger_delete(def->id, &ws, st.watermark);
 		}
 	}
 	else if (st.any &&
-			 (!before.any || floor_to(st.watermark - ws.size, ws.slide) + ws.size > before.watermark))
+			 (from_start || floor_to(st.watermark - ws.size, ws.slide) + ws.size > before.watermark))
 	{
 		int			nrows;
 		int64		overlap = Min(ws.size / ws.slide + 1, DETECT_WINDOW_MAX_OVERLAP + 1);
 		/* rows after the end of the last closing window are in open ones only */
-		BufRow	   *rows = read_rows_between(def, !before.any,
+		BufRow	   *rows = read_rows_between(def, from_start,
 											 before.watermark - ws.size + 1,
 											 floor_to(st.watermark - ws.size, ws.slide) + ws.size,
 											 overlap, &nrows);
@@ -1581,7 +1629,7 @@ detect_window_round(RoundWrite *w)
 			{
 				int64		e = s + ws.size;
 
-				if (e <= st.watermark && (!before.any || e > before.watermark))
+				if (e <= st.watermark && (from_start || e > before.watermark))
 				{
 					m[nm].start = s;
 					m[nm].row = &rows[r];

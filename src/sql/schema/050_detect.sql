@@ -113,7 +113,8 @@ CREATE TABLE detector_windows (
 	windows_scored bigint NOT NULL DEFAULT 0,
 	late_rows bigint NOT NULL DEFAULT 0,	-- rows that came after their window was scored
 	last_late_at timestamptz,
-	stagger_window interval			-- stagger: the window the rows' window_start were found with
+	stagger_window interval,		-- stagger: the window the rows' window_start were found with
+	closed_with text				-- the window options the last round closed windows with
 );
 COMMENT ON TABLE detector_windows IS 'watermark and counters of windowed detectors';
 CREATE TABLE detector_window_rows (
