@@ -49,6 +49,7 @@
 #include "utils/typcache.h"
 
 #include "anomaly.h"
+#include "compat.h"
 #include "detect/detect.h"
 #include "detect/round_internal.h"
 #include "subxact.h"
@@ -418,4 +419,18 @@ detect_home(void)
 {
 	return psprintf(UINT64_FORMAT ":%u:%u", GetSystemIdentifier(), MyDatabaseId,
 					get_extension_oid("anomaly", false));
+}
+
+PG_FUNCTION_INFO_V1(anomaly_detector_home);
+
+/*
+ * anomaly._detector_home() RETURNS text: detect_home for SQL, so that the
+ * alert rules' trigger (which skips the scores of detectors not at home)
+ * compares with the one definition, from memory rather than the control
+ * file.
+ */
+Datum
+anomaly_detector_home(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(detect_home()));
 }

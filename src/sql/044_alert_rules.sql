@@ -539,11 +539,7 @@ BEGIN
 		RETURN NULL;
 	END IF;
 	-- where a detector scores (detectors.home, src/detect/definition.c)
-	here := (SELECT c.system_identifier::text FROM pg_catalog.pg_control_system() c)
-		|| ':' || (SELECT d.oid::text FROM pg_catalog.pg_database d
-				   WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
-		|| ':' || (SELECT e.oid::text FROM pg_catalog.pg_extension e
-				   WHERE e.extname OPERATOR(pg_catalog.=) 'anomaly');
+	here := anomaly._detector_home();
 	-- a rule sees the scores of its detector only while its owner owns the
 	-- detector (a detector dropped and created again by another role under
 	-- the same name does not feed it), and only once the detector scores

@@ -101,6 +101,14 @@ AS 'MODULE_PATHNAME', 'anomaly_wire_describe'
 LANGUAGE C STABLE;
 REVOKE ALL ON FUNCTION _wire_describe(bytea, bytea) FROM PUBLIC;
 
+-- Where this database's detectors score: "system identifier:database
+-- OID:extension OID" (detectors.home; the alert rules' trigger compares).
+CREATE OR REPLACE FUNCTION _detector_home()
+RETURNS text
+AS 'MODULE_PATHNAME', 'anomaly_detector_home'
+LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION _detector_home() FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION _drop_orphan_slots()
 RETURNS integer
 AS 'MODULE_PATHNAME', 'anomaly_detect_drop_orphans'

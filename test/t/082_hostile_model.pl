@@ -328,6 +328,7 @@ my %calls = (
 	'anomaly.process(text,integer)' => q{SELECT anomaly.process('su_det', -1), anomaly.process(NULL, 2147483647)},
 	'anomaly._wire_describe(bytea,bytea)' => q{SELECT anomaly._wire_describe('\xffffffffffffffff', '\x00')},
 	'anomaly._drop_orphan_slots()' => q{SELECT anomaly._drop_orphan_slots()},
+	'anomaly._detector_home()' => q{SELECT anomaly._detector_home()},
 	'anomaly._ddl_guard()' => q{SELECT anomaly._ddl_guard()},
 	'anomaly._worker_note(text)' => q{SELECT anomaly._worker_note('detector'), anomaly._worker_note('sender'), anomaly._worker_note(repeat('x', 100000))},
 	'anomaly.detector_progress()' => q{SELECT * FROM anomaly.detector_progress()},
