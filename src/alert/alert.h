@@ -112,6 +112,8 @@ typedef struct AlertHttpJob
 
 extern void alert_http_run(AlertHttpJob **jobs, int njobs, int concurrency);
 extern void alert_http_job_release(AlertHttpJob *job);
+extern bool alert_http_carry(AlertHttpJob *job);
+extern AlertHttpJob *alert_http_carried_done(void);
 extern bool alert_http_transient_curl(CURLcode code);
 extern char *alert_http_describe(const AlertHttpJob *job);
 extern char *alert_http_class(const AlertHttpJob *job);
@@ -127,12 +129,17 @@ typedef struct AlertRoundResult
 	int			retried;
 	int			dead;
 	int			deferred;
+	int			carried;		/* probes started, to end after the round */
 	char	   *last_error;		/* of the only item, for test_destination:
 								 * its class */
 	char	   *last_detail;	/* and its details (superusers only) */
 } AlertRoundResult;
 
-extern void alert_deliver_round(int max, int64 only_id, AlertRoundResult *result);
+extern void alert_deliver_round(int max, int64 only_id, bool carry,
+								AlertRoundResult *result);
+extern int	alert_carried_count(void);
+extern bool alert_carried_poll(void);
+extern Datum alert_carried_destinations(void);
 
 /* sns.c */
 typedef struct AlertSnsMessage

@@ -25,6 +25,18 @@
  *
  * A credential goes only where anomaly.credential_bindings bound it, and
  * SMTP AUTH only over TLS unless anomaly.smtp_allow_plaintext_auth.
+ *
+ * A round waits for its slowest transfer, and a destination whose last
+ * attempt failed is often one that never answers: the sender worker does
+ * not wait for such a destination's one row a round (its probe).  It
+ * leases the row instead (its next attempt moved past twice the transfer's
+ * timeout, in the round's transaction), lets the transfer run on across
+ * rounds, and records its outcome in the first round after it ends.  Until
+ * then that destination gets no other row, so one probe per destination is
+ * in flight, and at most anomaly.delivery_concurrency in all (each holds a
+ * connection: an admin's thousand failing destinations must not take the
+ * process's descriptors); a probe beyond them waits a second.  A crash, or an outcome lost with its round, leaves the row to
+ * be sent again once the lease ends (at least once, as before).
  */
 #include "postgres.h"
 
@@ -89,7 +101,24 @@ typedef struct AlertItem
 	char	   *detail;			/* in full, for superusers (NULL: the class) */
 	int			delay_ms;
 	AlertHttpJob *job;
+	bool		failing;		/* the destination's last outcome: an error */
+	bool		carried;		/* its transfer goes on after the round */
 } AlertItem;
+
+/*
+ * The sender worker's probes in flight (see the top of the file), each in
+ * a memory context of its own under TopMemoryContext: the item (only what
+ * classify() and record_outcomes() read) and its job.
+ */
+typedef struct CarriedProbe
+{
+	MemoryContext cxt;
+	AlertItem  *item;
+} CarriedProbe;
+
+static CarriedProbe *carried = NULL;
+static int	ncarried = 0;
+static int	carried_cap = 0;
 
 /*
  * A number of a destination's config, or NULL when it is not one within
@@ -129,7 +158,9 @@ typedef struct AlertItem
 "		   " CONFIG_NUMBER("rate_limit", "0.000001", "1000000", "float8") ",\n" \
 "		   " CONFIG_NUMBER("timeout_ms", "100", "600000", "int4") ",\n" \
 "		   coalesce(d.config ->> 'topic_arn' LIKE '%.fifo', false),\n" \
-"		   " CONFIG_NUMBER("max_attempts", "1", "1000", "int4") "\n" \
+"		   " CONFIG_NUMBER("max_attempts", "1", "1000", "int4") ",\n" \
+"		   coalesce((SELECT c.last_error_at > coalesce(c.last_success_at, '-infinity')\n" \
+"					 FROM anomaly.delivery_counters c WHERE c.destination = o.destination), false)\n" \
 "	FROM due o JOIN anomaly.destinations d ON d.name = o.destination\n" \
 "	ORDER BY o.next_attempt_at, o.id\n"
 
@@ -146,7 +177,9 @@ typedef struct AlertItem
  * A destination's rows keep their order.  The destinations with queued
  * rows are found by skipping through outbox_destination_idx (one probe
  * each, one for an empty outbox, however many destinations exist);
- * candidates are chosen without locks, then locked.
+ * candidates are chosen without locks, then locked.  $2 names the
+ * destinations whose probe the sender worker carries: none of their rows;
+ * $3 false: no probe at all (the worker carries as many as it may).
  */
 static const char *claim_due_sql =
 "WITH RECURSIVE queued AS (\n"
@@ -160,7 +193,7 @@ static const char *claim_due_sql =
 "							false) AS failing\n"
 "	FROM queued q JOIN anomaly.destinations x ON x.name = q.destination\n"
 "	LEFT JOIN anomaly.delivery_counters c ON c.destination = x.name\n"
-"	WHERE x.enabled),\n"
+"	WHERE x.enabled AND x.name <> ALL ($2)),\n"
 "share AS (\n"
 "	SELECT (($1 + count(*) - 1) / greatest(count(*), 1))::int AS n FROM dests),\n"
 "pick AS (\n"
@@ -170,7 +203,7 @@ static const char *claim_due_sql =
 "			SELECT o.id, o.next_attempt_at FROM anomaly.outbox o\n"
 "			WHERE o.destination = dests.name AND o.next_attempt_at <= now()\n"
 "			ORDER BY o.next_attempt_at, o.id\n"
-"			LIMIT CASE WHEN dests.failing THEN 1 ELSE share.n END) c\n"
+"			LIMIT CASE WHEN NOT dests.failing THEN share.n WHEN $3 THEN 1 ELSE 0 END) c\n"
 "		UNION ALL\n"
 "		(SELECT o.id, 1, o.next_attempt_at FROM anomaly.outbox o\n"
 "		 WHERE o.next_attempt_at <= now()\n"
@@ -189,7 +222,7 @@ CLAIM_COLUMNS;
 
 static const char *claim_one_sql =
 "WITH due AS (\n"
-"	SELECT o.* FROM anomaly.outbox o WHERE o.id = $2 AND $1 > 0\n"
+"	SELECT o.* FROM anomaly.outbox o WHERE o.id = $4 AND $1 > 0 AND $2 IS NOT NULL AND $3\n"
 "	FOR UPDATE OF o SKIP LOCKED)\n"
 CLAIM_COLUMNS;
 
@@ -648,17 +681,229 @@ forget_passwords(AlertItem *items, int n)
 	}
 }
 
+/* A copy in cxt of len bytes at s and a NUL, or NULL for NULL. */
+static char *
+copy_in(MemoryContext cxt, const char *s, size_t len)
+{
+	char	   *c;
+
+	if (s == NULL)
+		return NULL;
+	c = MemoryContextAlloc(cxt, len + 1);
+	memcpy(c, s, len);
+	c[len] = '\0';
+	return c;
+}
+
+/* copy_in of a string, or NULL. */
+static char *
+copy_str(MemoryContext cxt, const char *s)
+{
+	return s == NULL ? NULL : copy_in(cxt, s, strlen(s));
+}
+
+/* Frees a carried probe's job and context, secrets overwritten first. */
+static void
+carried_release(CarriedProbe *cp)
+{
+	AlertHttpJob *job = cp->item->job;
+
+	alert_http_job_release(job);
+	curl_slist_free_all(job->headers);
+	curl_slist_free_all(job->rcpt);
+	if (job->password != NULL)
+		explicit_bzero((char *) job->password, strlen(job->password));
+	/* a URL may be a credential's */
+	if (job->url != NULL)
+		explicit_bzero((char *) job->url, strlen(job->url));
+	MemoryContextDelete(cp->cxt);
+}
+
+/*
+ * Moves a prepared item's transfer to the carried probes and starts it.
+ * The item keeps no part of the job (its header lists go with it).  False
+ * when the transfer could not be started: the round sends it as usual.
+ */
+static bool
+carry_probe(AlertItem *it)
+{
+	MemoryContext cxt;
+	AlertItem  *c;
+	AlertHttpJob *j;
+	AlertHttpJob *from = it->job;
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "anomaly carried probe",
+								ALLOCSET_SMALL_SIZES);
+	c = MemoryContextAllocZero(cxt, sizeof(AlertItem));
+	j = MemoryContextAlloc(cxt, sizeof(AlertHttpJob));
+	c->id = it->id;
+	c->destination = copy_str(cxt, it->destination);
+	c->kind = copy_str(cxt, it->kind);
+	c->attempts = it->attempts;
+	c->max_attempts = it->max_attempts;
+	*j = *from;
+	j->url = copy_str(cxt, from->url);
+	j->protocols = copy_str(cxt, from->protocols);
+	j->body = copy_in(cxt, from->body, from->body_len);
+	j->mail_from = copy_str(cxt, from->mail_from);
+	j->username = copy_str(cxt, from->username);
+	j->password = copy_str(cxt, from->password);
+	c->job = j;
+	if (ncarried == carried_cap)
+	{
+		int			cap = Max(carried_cap * 2, 8);
+
+		carried = carried == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(CarriedProbe) * cap) :
+			repalloc(carried, sizeof(CarriedProbe) * cap);
+		carried_cap = cap;
+	}
+	if (!alert_http_carry(j))
+	{
+		if (j->password != NULL)
+			explicit_bzero((char *) j->password, strlen(j->password));
+		if (j->url != NULL)
+			explicit_bzero((char *) j->url, strlen(j->url));
+		MemoryContextDelete(cxt);
+		return false;
+	}
+	carried[ncarried].cxt = cxt;
+	carried[ncarried].item = c;
+	ncarried++;
+	/* the lists are the carried job's now; the item keeps nothing */
+	from->headers = NULL;
+	from->rcpt = NULL;
+	if (from->password != NULL)
+		explicit_bzero((char *) from->password, strlen(from->password));
+	it->job = NULL;
+	it->carried = true;
+	return true;
+}
+
+/*
+ * How long a carried probe's row is leased: past twice its transfer's
+ * timeout and a minute, so that it is not due again while its transfer
+ * may still run, even behind a round of slow transfers.
+ */
+static int
+lease_ms(const AlertItem *it)
+{
+	int			t = alert_request_timeout_ms;
+
+	if (it->timeout_ms > 0)
+		t = Min(t, it->timeout_ms);
+	return 2 * t + 60000;
+}
+
+/* Whether the sender worker has carried probes in flight or ended. */
+int
+alert_carried_count(void)
+{
+	return ncarried;
+}
+
+/*
+ * Drives the carried probes; true when one has ended (its outcome waits
+ * for the next round).
+ */
+bool
+alert_carried_poll(void)
+{
+	bool		ended = false;
+
+	while (alert_http_carried_done() != NULL)
+		ended = true;
+	for (int k = 0; k < ncarried && !ended; k++)
+		ended = carried[k].item->job->done;
+	return ended;
+}
+
+/*
+ * The destinations with a probe in flight, as text[] in the current memory
+ * context (an empty array when none).
+ */
+Datum
+alert_carried_destinations(void)
+{
+	Datum	   *names = palloc(sizeof(Datum) * Max(ncarried, 1));
+	int			n = 0;
+
+	for (int k = 0; k < ncarried; k++)
+		if (!carried[k].item->job->done)
+			names[n++] = CStringGetTextDatum(carried[k].item->destination);
+	return PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Classifies the carried probes that have ended and records their outcomes
+ * (SPI connected, in the round's memory context); counts them in result.
+ */
+static void
+record_carried(AlertRoundResult *result)
+{
+	AlertItem  *done;
+	int			n = 0;
+	int			k;
+
+	if (ncarried == 0)
+		return;
+	(void) alert_carried_poll();
+	done = palloc0(sizeof(AlertItem) * ncarried);
+	for (k = 0; k < ncarried; k++)
+	{
+		AlertItem  *it = carried[k].item;
+
+		if (!it->job->done)
+			continue;
+		classify(it);
+		done[n] = *it;
+		done[n].job = NULL;
+		switch (it->outcome)
+		{
+			case ALERT_SENT:
+				result->sent++;
+				break;
+			case ALERT_RETRY:
+				result->retried++;
+				break;
+			case ALERT_DEAD:
+				result->dead++;
+				break;
+		}
+		if (it->error)
+			elog(DEBUG1, "anomaly: notification %lld to \"%s\": %s",
+				 (long long) it->id, it->destination,
+				 it->detail && details_shown() ? it->detail : it->error);
+		n++;
+	}
+	if (n == 0)
+		return;
+	record_outcomes(done, n);
+	/* recorded (committed with the round): the probes are done */
+	k = 0;
+	for (int i = 0; i < ncarried; i++)
+	{
+		if (carried[i].item->job->done)
+			carried_release(&carried[i]);
+		else
+			carried[k++] = carried[i];
+	}
+	ncarried = k;
+}
+
 /*
  * One round: claims up to max due rows (or only the row only_id when it is
  * not 0), sends them, records the outcomes.  Runs in the current transaction.
+ * With carry (the sender worker), a failing destination's probe is carried
+ * over instead of waited for, and the ended probes are recorded first.
  */
 void
-alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
+alert_deliver_round(int max, int64 only_id, bool carry, AlertRoundResult *result)
 {
 	MemoryContext round_cxt;
 	MemoryContext old;
-	Oid			types[2] = {INT4OID, INT8OID};
-	Datum		values[2];
+	Oid			types[4] = {INT4OID, TEXTARRAYOID, BOOLOID, INT8OID};
+	Datum		values[4];
 	int			rc;
 	int			n;
 	int			i;
@@ -686,9 +931,15 @@ alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	if (carry)
+		record_carried(result);
 	values[0] = Int32GetDatum(max);
-	values[1] = Int64GetDatum(only_id);
-	rc = SPI_execute_with_args(only_id != 0 ? claim_one_sql : claim_due_sql, 2, types, values,
+	values[1] = carry ? alert_carried_destinations() :
+		PointerGetDatum(construct_empty_array(TEXTOID));
+	values[2] = BoolGetDatum(!carry || ncarried < alert_concurrency);
+	values[3] = Int64GetDatum(only_id);
+	rc = SPI_execute_with_args(only_id != 0 ? claim_one_sql : claim_due_sql,
+							   only_id != 0 ? 4 : 3, types, values,
 							   NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "claiming outbox rows failed: %s", SPI_result_code_string(rc));
@@ -734,6 +985,8 @@ alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
 		it->fifo = s && s[0] == 't';
 		s = col(tup, desc, 25);
 		it->max_attempts = s ? atoi(s) : 0;
+		s = col(tup, desc, 26);
+		it->failing = s && s[0] == 't';
 		if (it->body == NULL)
 			it->body = pstrdup("");
 	}
@@ -803,6 +1056,24 @@ alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
 		if (ok)
 		{
 			it->job = job;
+			if (carry && it->failing && ncarried >= alert_concurrency)
+			{
+				/* as many probes in flight as transfers in a round: wait */
+				curl_slist_free_all(job->headers);
+				curl_slist_free_all(job->rcpt);
+				if (job->password != NULL)
+					explicit_bzero((char *) job->password, strlen(job->password));
+				it->job = NULL;
+				it->outcome = ALERT_DEFER;
+				it->delay_ms = 1000;
+				continue;
+			}
+			if (carry && it->failing && carry_probe(it))
+			{
+				it->outcome = ALERT_DEFER;
+				it->delay_ms = lease_ms(it);
+				continue;
+			}
 			jobs[njobs++] = job;
 		}
 	}
@@ -846,7 +1117,10 @@ alert_deliver_round(int max, int64 only_id, AlertRoundResult *result)
 				result->dead++;
 				break;
 			case ALERT_DEFER:
-				result->deferred++;
+				if (it->carried)
+					result->carried++;
+				else
+					result->deferred++;
 				break;
 		}
 		if (it->error)
@@ -879,7 +1153,7 @@ anomaly_alert_deliver(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max must be between 1 and 10000")));
-	alert_deliver_round(max, 0, &res);
+	alert_deliver_round(max, 0, false, &res);
 	PG_RETURN_INT32(res.sent);
 }
 
@@ -940,7 +1214,7 @@ anomaly_alert_test_destination(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	MemoryContextSwitchTo(caller_cxt);
-	alert_deliver_round(1, id, &res);
+	alert_deliver_round(1, id, false, &res);
 
 	/* the test leaves nothing behind, whatever happened */
 	if (SPI_connect() != SPI_OK_CONNECT)

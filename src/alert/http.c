@@ -20,6 +20,12 @@
  * a host name cannot route around it.  A pooled connection was checked when
  * it was opened; the pool is emptied when the allowance changes, and the
  * exempt (trusted) jobs neither reuse nor leave connections.
+ *
+ * The sender worker may also carry a transfer over from one round to the
+ * next (deliver.c: a probe of a destination whose last attempt failed):
+ * such a transfer is on a multi handle of its own, driven whenever a round
+ * waits and between rounds, and opens a connection of its own that it does
+ * not leave in a pool.
  */
 #include "postgres.h"
 
@@ -36,6 +42,7 @@
 #include "alert/alert.h"
 
 static CURLM *multi = NULL;
+static CURLM *carried_multi = NULL; /* transfers that outlive a round */
 static bool curl_ready = false;
 
 /* One entry of an address list: an address and a prefix, or a host name. */
@@ -554,9 +561,9 @@ make_easy(AlertHttpJob *job)
 	return e;
 }
 
-/* Records a finished transfer and detaches its handle. */
+/* Records a finished transfer and detaches its handle from m. */
 static void
-finish(CURL *e, CURLcode code)
+finish(CURLM *m, CURL *e, CURLcode code)
 {
 	AlertHttpJob *job = NULL;
 	long		status = 0;
@@ -569,7 +576,7 @@ finish(CURL *e, CURLcode code)
 	job->status = status;
 	job->elapsed_ms = (long) (t / 1000);
 	job->done = true;
-	curl_multi_remove_handle(multi, e);
+	curl_multi_remove_handle(m, e);
 	curl_easy_cleanup(e);
 	job->easy = NULL;
 }
@@ -636,12 +643,19 @@ alert_http_run(AlertHttpJob **jobs, int njobs, int concurrency)
 			{
 				if (msg->msg == CURLMSG_DONE)
 				{
-					finish(msg->easy_handle, msg->data.result);
+					finish(multi, msg->easy_handle, msg->data.result);
 					active--;
 				}
 			}
 			if (active > 0 && (next >= njobs || active >= concurrency))
 				curl_multi_poll(multi, NULL, 0, 50, NULL);
+			/* carried transfers go on meanwhile; their ends are read later */
+			if (carried_multi != NULL)
+			{
+				int			carried_running;
+
+				curl_multi_perform(carried_multi, &carried_running);
+			}
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
@@ -651,6 +665,66 @@ alert_http_run(AlertHttpJob **jobs, int njobs, int concurrency)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
+
+/*
+ * Starts a job that is to outlive the round (see the top of the file); the
+ * job and everything it points to must live until alert_http_carried_done
+ * returns it.  False when its handle could not be made: run it in a round.
+ */
+bool
+alert_http_carry(AlertHttpJob *job)
+{
+	CURL	   *e;
+
+	refresh_allow_list();
+	ensure_curl();
+	if (carried_multi == NULL)
+	{
+		carried_multi = curl_multi_init();
+		if (carried_multi == NULL)
+			return false;
+	}
+	e = make_easy(job);
+	if (e == NULL)
+		return false;
+	curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+	curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+	if (curl_multi_add_handle(carried_multi, e) != CURLM_OK)
+	{
+		curl_easy_cleanup(e);
+		return false;
+	}
+	job->easy = e;
+	return true;
+}
+
+/*
+ * Drives the carried transfers without waiting and returns one that has
+ * finished (its outcome fields set), or NULL when none has.
+ */
+AlertHttpJob *
+alert_http_carried_done(void)
+{
+	int			running = 0;
+	int			left;
+	CURLMsg    *msg;
+
+	if (carried_multi == NULL)
+		return NULL;
+	curl_multi_perform(carried_multi, &running);
+	while ((msg = curl_multi_info_read(carried_multi, &left)) != NULL)
+	{
+		if (msg->msg == CURLMSG_DONE)
+		{
+			AlertHttpJob *job = NULL;
+
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &job);
+			finish(carried_multi, msg->easy_handle, msg->data.result);
+			return job;
+		}
+	}
+	return NULL;
 }
 
 /* Frees the response buffer of a job. */

@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -335,16 +336,22 @@ sender_round(long *wait_ms, bool purge)
 	}
 	if (alert_sender_enabled)
 	{
-		alert_deliver_round(alert_sender_batch, 0, &res);
-		claimed = res.claimed;
-		if (res.claimed > 0)
-			elog(DEBUG1, "anomaly sender: %d claimed, %d sent, %d retried, %d dead, %d deferred",
-				 res.claimed, res.sent, res.retried, res.dead, res.deferred);
+		Oid			argtypes[1] = {TEXTARRAYOID};
+		Datum		args[1];
 
+		alert_deliver_round(alert_sender_batch, 0, true, &res);
+		claimed = res.claimed;
+		if (res.claimed > 0 || res.sent > 0 || res.retried > 0 || res.dead > 0)
+			elog(DEBUG1, "anomaly sender: %d claimed, %d sent, %d retried, %d dead, %d deferred, %d carried over",
+				 res.claimed, res.sent, res.retried, res.dead, res.deferred, res.carried);
+
+		/* the rows of a destination whose probe is in flight wait for it */
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		SPI_execute("SELECT (extract(epoch FROM min(next_attempt_at) - clock_timestamp()) * 1000)::int8"
-					" FROM anomaly.outbox", true, 1);
+		args[0] = alert_carried_destinations();
+		SPI_execute_with_args("SELECT (extract(epoch FROM min(next_attempt_at) - clock_timestamp()) * 1000)::int8"
+							  " FROM anomaly.outbox WHERE destination <> ALL ($1)",
+							  1, argtypes, args, NULL, true, 1);
 		if (SPI_processed == 1)
 		{
 			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -360,6 +367,36 @@ sender_round(long *wait_ms, bool purge)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return claimed;
+}
+
+/*
+ * Sleeps up to wait_ms, until the latch is set or, with probes carried
+ * over (deliver.c), until one of them ends: they are driven every 50 ms.
+ */
+static void
+sender_wait(long wait_ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+
+	for (;;)
+	{
+		long		slice = wait_ms;
+		int			rc;
+
+		if (alert_carried_count() > 0)
+			slice = Min(slice, 50);
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   slice, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if ((rc & WL_LATCH_SET) || alert_carried_count() == 0)
+			return;
+		if (alert_carried_poll())
+			return;
+		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+		if (wait_ms <= 0)
+			return;
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /* Entry point of the sender worker. */
@@ -432,8 +469,6 @@ anomaly_alert_sender_main(Datum arg)
 			wait_ms = alert_sender_naptime_ms;
 		if (wait_ms < 10)
 			wait_ms = 10;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 wait_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		sender_wait(wait_ms);
 	}
 }

@@ -312,6 +312,60 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM anomaly.dead_letters WHERE
 like($node->safe_psql('postgres', "SELECT e.detail FROM anomaly.delivery_errors e JOIN anomaly.dead_letters d USING (outbox_id) WHERE d.destination = 'adm404'"),
 	qr/status 404 from the stand-in/, 'the details are kept for superusers');
 
+# --- a failing destination's probe is carried over rounds -----------------------
+# A round waits for its slowest transfer.  A destination whose last attempt
+# failed sends one row a round (a probe); at a peer that answers after
+# anomaly.request_timeout (2 s here) that probe held every round, and every
+# other destination's notification in it, for 2 s.  The sender worker now
+# leases the probe's row and lets its transfer run on across rounds.
+{
+	my $u = "http://127.0.0.1:$slowsrv->{port}";
+	my $retried = sub {
+		$node->safe_psql('postgres', q{
+			SELECT coalesce(sum(retried), 0) FROM anomaly.delivery_counters WHERE destination = 'stuck'});
+	};
+	$node->safe_psql('postgres', qq{
+		SELECT anomaly.create_destination('stuck', 'webhook', '{"url": "$u/slow/30", "max_attempts": 1000}');
+		SELECT anomaly.create_destination('quick', 'notify', '{"channel": "quick"}');
+		SELECT anomaly.send_alert('stuck', 'first', '{}');
+	});
+	ok(wait_for(30, sub { $retried->() >= 1 }), 'probe: the first attempt at a peer that does not answer times out');
+	$node->safe_psql('postgres', q{
+		SELECT count(anomaly.send_alert('stuck', 'more ' || i, '{}')) FROM generate_series(1, 20) i});
+	ok(wait_for(30, sub {
+		$node->safe_psql('postgres', q{
+			SELECT count(*) FROM anomaly.outbox
+			WHERE destination = 'stuck' AND next_attempt_at > now() + interval '30 s'}) eq '1' }),
+		'probe: one row of the failing destination is leased while its transfer runs');
+	my ($r0, $t0) = ($retried->(), time());
+	my $worst = 0;
+	for my $i (1 .. 8)
+	{
+		my $t = time();
+		$node->safe_psql('postgres', "SELECT anomaly.send_alert('quick', 'q$i', '{}')");
+		wait_for(30, sub { queued($node, 'quick') == 0 });
+		$worst = time() - $t if time() - $t > $worst;
+		sleep(0.3);
+	}
+	cmp_ok($worst, '<', 1.5, 'probe: meanwhile another destination\'s notifications are not held by it')
+	  or diag(sprintf('longest wait %.2f s', $worst));
+	my ($probes, $secs) = ($retried->() - $r0, time() - $t0);
+	cmp_ok($probes, '<=', $secs / 2 + 2, 'probe: one probe at a time, each its 2 s')
+	  or diag("$probes probes timed out in $secs s");
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.outbox WHERE destination = 'stuck'}),
+		'21', 'probe: the failing destination keeps its rows');
+	# the peer answers again: the probe succeeds, then the backlog goes
+	$node->safe_psql('postgres', qq{
+		SELECT anomaly.alter_destination('stuck', '{"url": "$u/slow/0.2", "max_attempts": 1000}')});
+	ok(wait_for(60, sub { queued($node, 'stuck') == 0 }), 'probe: once the peer answers, the backlog is delivered');
+	my @got = grep { $_->{path} eq '/slow/0.2' } read_jsonl($slowsrv->{log});
+	my %n;
+	$n{ $_->{delivery} }++ for @got;
+	is(scalar(keys %n) . '/' . scalar(@got), '21/21', 'probe: each of the 21 arrived once');
+	$node->safe_psql('postgres', q{
+		SELECT anomaly.drop_destination('stuck'); SELECT anomaly.drop_destination('quick');});
+}
+
 # --- secrets --------------------------------------------------------------------
 
 $node->safe_psql('postgres', 'CREATE ROLE plain LOGIN');

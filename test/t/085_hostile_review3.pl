@@ -258,6 +258,53 @@ SELECT count(anomaly.send_alert('flood_adm', 'flood ' || i, '{}')) FROM generate
 }
 
 # -------------------------------------------------------------------------
+# The sender worker carries a failing destination's probe over rounds
+# instead of waiting for it (session 10).  Each probe in flight holds a
+# connection: an admin's many failing destinations must not take as many of
+# the worker's descriptors, nor hold the others' notifications.  At most
+# anomaly.delivery_concurrency (2 here) are in flight; the rest wait.
+{
+	my $label = 'many failing destinations of one admin';
+	my ($tarpit, $tport) = tarpit();
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET anomaly.delivery_concurrency = 2; SELECT pg_reload_conf();});
+	as_role_ok($node, 'adm', qq{
+SELECT anomaly.create_destination('many_' || i, 'webhook',
+	'{"url": "http://127.0.0.1:$tport/", "max_attempts": 1000}') FROM generate_series(1, 6) i;
+SELECT anomaly.send_alert('many_' || i, 'first', '{}') FROM generate_series(1, 6) i;
+}, "$label: adm's six destinations at a silent peer");
+	my $failing = wait_until(60, sub {
+		$node->safe_psql('postgres', q{
+			SELECT count(*) FROM anomaly.delivery_counters
+			WHERE destination LIKE 'many\_%' AND retried > 0}) eq '6';
+	});
+	ok($failing, "$label: each one's first attempt timed out");
+	as_role_ok($node, 'adm', q{
+SELECT count(anomaly.send_alert('many_' || i, 'more', '{}')) FROM generate_series(1, 6) i, generate_series(1, 3) j;
+}, "$label: adm queues three more to each");
+	my ($most, $seen) = (0, 0);
+	my $t0 = time();
+	while (time() - $t0 < 8)
+	{
+		my $n = $node->safe_psql('postgres', q{
+			SELECT count(*) FROM anomaly.outbox
+			WHERE destination LIKE 'many\_%' AND next_attempt_at > now() + interval '30 s'});
+		$most = $n if $n > $most;
+		$seen++ if $n > 0;
+		select(undef, undef, undef, 0.1);
+	}
+	ok($seen > 0 && $most <= 2, "$label: probes in flight, never more than anomaly.delivery_concurrency")
+	  or diag("most leased at once: $most; seen in $seen polls");
+	victim_sent_within($label, 'beside six failing destinations', 2);
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.drop_destination('many_' || i, force => true) FROM generate_series(1, 6) i;
+}, "$label: adm drops its destinations");
+	$node->safe_psql('postgres', q{ALTER SYSTEM RESET anomaly.delivery_concurrency; SELECT pg_reload_conf();});
+	close $tarpit;
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# -------------------------------------------------------------------------
 # Finding: pg_restore of a database whose detectors had alert rules lost
 # every detector's scores.  The rules' trigger on anomaly.scores fired for
 # the restored rows (COPY fires triggers; the extension's script made the
