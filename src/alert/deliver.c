@@ -803,8 +803,8 @@ alert_carried_count(void)
 }
 
 /*
- * Drives the carried probes; true when one has ended (its outcome waits
- * for the next round).
+ * Drives the carried probes; true when one has ended since the last call
+ * (its outcome waits for the next round).
  */
 bool
 alert_carried_poll(void)
@@ -813,8 +813,6 @@ alert_carried_poll(void)
 
 	while (alert_http_carried_done() != NULL)
 		ended = true;
-	for (int k = 0; k < ncarried && !ended; k++)
-		ended = carried[k].item->job->done;
 	return ended;
 }
 

@@ -361,6 +361,11 @@ sender_round(long *wait_ms, bool purge)
 		}
 		SPI_finish();
 	}
+	else if (alert_carried_count() > 0)
+	{
+		/* probes sent before: their outcomes are recorded, nothing new */
+		alert_deliver_round(0, 0, true, &res);
+	}
 
 	PopActiveSnapshot();
 	CommitTransactionCommand();
