@@ -233,8 +233,7 @@ detect_adopt(int64 id, bool note_wait)
 /*
  * Locks relation relid and its indexes in mode if nobody holds a
  * conflicting lock (nor waits for one); false when one is taken.  A
- * relation gone counts as locked here: the round finds it gone and says
- * so.
+ * relation gone counts as free: the round finds it gone and says so.
  */
 static bool
 lock_if_free(Oid relid, LOCKMODE mode)
@@ -286,11 +285,51 @@ option_table(const char *name)
 }
 
 /*
+ * The rows of the detector's enabled alert rules and of their destinations:
+ * the scores' trigger inserts episodes and outbox rows that reference them
+ * (FOR KEY SHARE), and their owner's alter_alert_rule, alter_destination or
+ * drop_* hold them FOR UPDATE until that transaction ends.  Takes those
+ * row locks now, skipping the rows held; returns NULL when it took them
+ * all, else what is held.
+ */
+static char *
+lock_alert_rows(DetectorDef *def)
+{
+	bool		isnull;
+	int64		rules;
+	int64		dests;
+
+#define RULES_OF \
+	"anomaly.alert_rules r WHERE r.detector OPERATOR(pg_catalog.=) $1 AND r.enabled"
+#define DESTS_OF \
+	"anomaly.destinations x WHERE x.name OPERATOR(pg_catalog.=) ANY (ARRAY(" \
+	"SELECT pg_catalog.unnest(r.destinations) FROM " RULES_OF "))"
+	detect_spi_exec("SELECT (SELECT pg_catalog.count(*) FROM " RULES_OF ")"
+					" OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM"
+					"   (SELECT FROM " RULES_OF " FOR KEY SHARE OF r SKIP LOCKED) k),"
+					" (SELECT pg_catalog.count(*) FROM " DESTS_OF ")"
+					" OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM"
+					"   (SELECT FROM " DESTS_OF " FOR KEY SHARE OF x SKIP LOCKED) k)",
+					1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(def->name)},
+					NULL, false, SPI_OK_SELECT);
+#undef RULES_OF
+#undef DESTS_OF
+	rules = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	dests = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (rules > 0)
+		return pstrdup("one of its alert rules");
+	if (dests > 0)
+		return pstrdup("a destination of one of its alert rules");
+	return NULL;
+}
+
+/*
  * Takes, if free, the locks a round needs that a non-superuser can hold:
  * the source table and its indexes (AccessShareLock; a backfill of a
  * partitioned source: its partitions and theirs too), the destination and
- * late_rows tables and their indexes (RowExclusiveLock).  Returns NULL
- * when it has them all, else which table is locked.
+ * late_rows tables and their indexes (RowExclusiveLock), and the rows of
+ * its alert rules and their destinations.  Returns NULL when it has them
+ * all, else which is locked.
  */
 static char *
 lock_round_tables(DetectorDef *def)
@@ -320,7 +359,7 @@ lock_round_tables(DetectorDef *def)
 			!lock_if_free(relid, RowExclusiveLock))
 			return locked_table("late_rows table", relid, late);
 	}
-	return NULL;
+	return lock_alert_rows(def);
 }
 
 /*
@@ -378,7 +417,8 @@ note_unlocked(DetectorDef *def)
 					rest ? NULL : " n", false, SPI_OK_UPDATE);
 	def->note = rest ? pstrdup(rest) : NULL;
 	ereport(LOG,
-			(errmsg("detector \"%s\" goes on: its tables are no longer locked", def->name)));
+			(errmsg("detector \"%s\" resumes its rounds: the lock that held them is released",
+					def->name)));
 }
 
 /* ---------------------------------------------------------------------

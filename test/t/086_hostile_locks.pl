@@ -93,6 +93,7 @@ INSERT INTO s_adm2.b (v) SELECT g FROM generate_series(1, 20) g;
 		"$label: det_b scores its new rows");
 	my $waited = time() - $t0;
 	ok($waited < 10, "$label: within 10 s") or diag(sprintf('after %.1f s', $waited));
+	note(sprintf('det_b scored its rows %.2f s after they were committed', $waited));
 
 	# det_a's worker does not sit in the lock queue of the table
 	my $w = '';
@@ -155,26 +156,34 @@ CREATE TABLE s_adm.c_out (detector text, source_key jsonb, anomaly_score float8)
 SELECT anomaly.create_detector('det_c', 's_adm.c', ARRAY['v'],
 	options => jsonb_build_object('number_of_trees', 5, 'sub_sample_size', 16, 'shingle_size', 1,
 		'destination', 's_adm.c_out'));
+CREATE TABLE s_adm.d (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('det_d', 's_adm.d', ARRAY['v'], options => $small);
+SELECT anomaly.create_destination('n_d', 'notify', '{"channel": "n_d"}');
+SELECT anomaly.create_alert_rule('r_d', 'det_d', 'n_d', min_score => 0);
 INSERT INTO s_adm.a (v) SELECT g FROM generate_series(1, 20) g;
 INSERT INTO s_adm.c (v) SELECT g FROM generate_series(1, 20) g;
-}, "$label: adm's detectors det_a and det_c (with a destination table)", db => 'wdb');
+INSERT INTO s_adm.d (v) SELECT g FROM generate_series(1, 20) g;
+}, "$label: adm's detectors det_a, det_c (with a destination table) and det_d (with a rule)",
+		db => 'wdb');
 	as_role_ok($node, 'adm2', qq{
 CREATE TABLE s_adm2.b (id bigserial PRIMARY KEY, v float8);
 SELECT anomaly.create_detector('det_b', 's_adm2.b', ARRAY['v'], options => $small);
 INSERT INTO s_adm2.b (v) SELECT g FROM generate_series(1, 20) g;
 }, "$label: adm2's detector det_b", db => 'wdb');
-	is($node->safe_psql('wdb', q{SELECT anomaly.process()}), '60', "$label: a first process() scores all");
+	is($node->safe_psql('wdb', q{SELECT anomaly.process()}), '80', "$label: a first process() scores all");
 
 	as_role_ok($node, 'adm', q{
 INSERT INTO s_adm.a (v) SELECT g FROM generate_series(21, 30) g;
 INSERT INTO s_adm.c (v) SELECT g FROM generate_series(21, 30) g;
+INSERT INTO s_adm.d (v) SELECT g FROM generate_series(21, 30) g;
 }, "$label: adm adds rows", db => 'wdb');
 	as_role_ok($node, 'adm2', q{INSERT INTO s_adm2.b (v) SELECT g FROM generate_series(21, 30) g;},
 		"$label: adm2 adds rows", db => 'wdb');
 	my $lock = $node->background_psql('wdb', extra_params => [ '-U', 'adm' ]);
 	$lock->query_safe(q{BEGIN; LOCK TABLE s_adm.a IN ACCESS EXCLUSIVE MODE;
 		LOCK TABLE s_adm.c_out IN SHARE MODE;
-		INSERT INTO s_adm.a (v) SELECT g FROM generate_series(31, 35) g;});
+		INSERT INTO s_adm.a (v) SELECT g FROM generate_series(31, 35) g;
+		SELECT anomaly.alter_destination('n_d', enabled => true);});
 
 	my $t0 = time();
 	my ($rc, $out, $err, $timed_out) = ('', '', '', 0);
@@ -184,6 +193,7 @@ INSERT INTO s_adm.c (v) SELECT g FROM generate_series(21, 30) g;
 		SELECT anomaly.process();},
 		stdout => \$out, stderr => \$err, timeout => 40, timed_out => \$timed_out);
 	my $waited = time() - $t0;
+	note(sprintf('process() with three of four detectors locked took %.2f s', $waited));
 	ok(!$timed_out && $rc == 0 && $waited < 10, "$label: a superuser's process() returns within 10 s")
 	  or diag(sprintf('exit %s after %.1f s%s: %s', $rc, $waited, $timed_out ? ' (psql timed out)' : '', $err));
 	is($out, '10', "$label: it scored det_b's 10 rows") or diag($err);
@@ -191,13 +201,15 @@ INSERT INTO s_adm.c (v) SELECT g FROM generate_series(21, 30) g;
 		"$label: and says det_a was skipped");
 	like($err, qr/NOTICE:  detector "det_c" skipped: .*s_adm\.c_out.* locked/,
 		"$label: and det_c, for its destination table");
+	like($err, qr/NOTICE:  detector "det_d" skipped: a destination of one of its alert rules is locked/,
+		"$label: and det_d, for its rule's destination");
 	is(scored('wdb', 'det_b'), '30|30', "$label: det_b's rows are scored");
-	is(scored('wdb', 'det_a') . ',' . scored('wdb', 'det_c'), '20|20,20|20',
-		"$label: det_a's and det_c's new rows wait");
+	is(scored('wdb', 'det_a') . ',' . scored('wdb', 'det_c') . ',' . scored('wdb', 'det_d'),
+		'20|20,20|20,20|20', "$label: det_a's, det_c's and det_d's new rows wait");
 	like(as_role_ok($node, 'adm', q{SELECT s.name || '=' || coalesce(s.note, '') || '|' || d.error_count
 		FROM anomaly.detector_status s JOIN anomaly.detectors d USING (name) ORDER BY s.name;},
 		"$label: adm reads its detectors' status", db => 'wdb'),
-		qr/det_a=.*s_adm\.a.* locked.*\|0\ndet_c=.*s_adm\.c_out.* locked.*\|0/,
+		qr/det_a=.*s_adm\.a.* locked.*\|0\ndet_c=.*s_adm\.c_out.* locked.*\|0\ndet_d=.*alert rules is locked.*\|0/,
 		"$label: their notes say why, no error counted");
 
 	# the owner's own process() of one detector may wait, as it chooses
@@ -210,15 +222,15 @@ INSERT INTO s_adm.c (v) SELECT g FROM generate_series(21, 30) g;
 
 	$lock->query_safe(q{COMMIT;});
 	$lock->quit;
-	is($node->safe_psql('wdb', q{SELECT anomaly.process()}), '25',
-		"$label: released, the next process() scores det_a's 15 rows and det_c's 10");
+	is($node->safe_psql('wdb', q{SELECT anomaly.process()}), '35',
+		"$label: released, the next process() scores det_a's 15 rows, det_c's 10 and det_d's 10");
 	is($node->safe_psql('wdb', q{SELECT count(*) FROM s_adm.c_out}), '30',
 		"$label: det_c's destination got each row once");
 	is(not_once('wdb', 's_adm.a', 'det_a') . not_once('wdb', 's_adm.c', 'det_c')
-		  . not_once('wdb', 's_adm2.b', 'det_b'), '',
-		"$label: every row of the three scored exactly once");
+		  . not_once('wdb', 's_adm.d', 'det_d') . not_once('wdb', 's_adm2.b', 'det_b'), '',
+		"$label: every row of the four scored exactly once");
 	is($node->safe_psql('wdb', q{SELECT string_agg(name || '=' || coalesce(note, ''), ',' ORDER BY name)
-		FROM anomaly.detectors}), 'det_a=,det_b=,det_c=', "$label: the notes are gone");
+		FROM anomaly.detectors}), 'det_a=,det_b=,det_c=,det_d=', "$label: the notes are gone");
 	assert_no_superuser($node, $label);
 	assert_alive($node, $label);
 }
