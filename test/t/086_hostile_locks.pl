@@ -159,7 +159,7 @@ SELECT anomaly.create_detector('det_c', 's_adm.c', ARRAY['v'],
 CREATE TABLE s_adm.d (id bigserial PRIMARY KEY, v float8);
 SELECT anomaly.create_detector('det_d', 's_adm.d', ARRAY['v'], options => $small);
 SELECT anomaly.create_destination('n_d', 'notify', '{"channel": "n_d"}');
-SELECT anomaly.create_alert_rule('r_d', 'det_d', 'n_d', min_score => 0);
+SELECT anomaly.create_alert_rule('r_d', 'det_d', 'n_d', min_score => 0, group_by => '{source_key}');
 INSERT INTO s_adm.a (v) SELECT g FROM generate_series(1, 20) g;
 INSERT INTO s_adm.c (v) SELECT g FROM generate_series(1, 20) g;
 INSERT INTO s_adm.d (v) SELECT g FROM generate_series(1, 20) g;
