@@ -719,6 +719,7 @@ typedef struct ProcessCall
 	int64		id;
 	const char *name;
 	int64		limit;			/* rows at most */
+	bool		wait;			/* wait for the tables' locks (one named detector) */
 	int64		rows;			/* rows read */
 } ProcessCall;
 
@@ -729,13 +730,14 @@ process_one(void *arg)
 	ProcessCall *c = (ProcessCall *) arg;
 	int64		left = c->limit;
 	DetectRoundResult r;
+	char	   *locked = NULL;
 
 	do
 	{
 		int64		rows = 0;
 		int			batch = (int) Min(left, (int64) detect_batch_rows);
 
-		r = detect_round(c->id, batch, true, &rows);
+		r = detect_round(c->id, batch, true, &rows, c->wait ? NULL : &locked);
 		c->rows += rows;
 		left -= rows;
 	} while (r == ROUND_MORE && left > 0);
@@ -743,6 +745,12 @@ process_one(void *arg)
 		ereport(NOTICE,
 				(errmsg("detector \"%s\" is being processed by another process, skipped",
 						c->name)));
+	if (r == ROUND_LOCKED)
+		ereport(NOTICE,
+				(errmsg("detector \"%s\" skipped: %s is locked by another transaction",
+						c->name, locked),
+				 errhint("Its rows are scored by a later call once the lock is released; "
+						 "process('%s') waits for it.", c->name)));
 	detect_confirm_after_commit();
 	detect_release();
 	detect_progress_end(true);
@@ -878,15 +886,22 @@ anomaly_process(PG_FUNCTION_ARGS)
 
 	for (int i = 0; i < n; i++)
 	{
-		ProcessCall c = {ids[i], names[i], limit, 0};
+		ProcessCall c = {ids[i], names[i], limit, only != NULL, 0};
 		ErrorData  *edata = anomaly_try_subxact(process_one, &c);
 
 		total += c.rows;
 		if (edata)
 		{
 			detect_after_abort();
-			detect_record_error(ids[i], edata->message, unpack_sql_state(edata->sqlerrcode),
-								detect_error_is_permanent(edata->sqlerrcode));
+
+			/*
+			 * A lock the caller's lock_timeout gave up on is the caller's
+			 * choice, not the detector's error: it does not count towards
+			 * anomaly.detector_max_retries.
+			 */
+			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+				detect_record_error(ids[i], edata->message, unpack_sql_state(edata->sqlerrcode),
+									detect_error_is_permanent(edata->sqlerrcode));
 			ereport(WARNING,
 					(errcode(edata->sqlerrcode),
 					 errmsg("detector \"%s\": %s", names[i], edata->message),

@@ -155,7 +155,7 @@ detect_error_is_permanent(int sqlerrcode)
 	" OPERATOR(pg_catalog.=) 'array' THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(" \
 	"options OPERATOR(pg_catalog.->) 'transform_weights')::pg_catalog.float8) END," \
 	" CASE WHEN options OPERATOR(pg_catalog.?) 'window' THEN options::pg_catalog.text END," \
-	" settings"
+	" settings, note"
 
 /*
  * Reads detector id's row into def (in CurrentMemoryContext).  lock:
@@ -297,6 +297,7 @@ detect_read_def(int64 id, bool lock, DetectorDef *def, bool *locked)
 	}
 	def->window = detect_spi_text(0, col++);
 	NEXT();
+	def->note = detect_spi_text(0, col++);
 	def->settings = detect_settings_parse(isnull ? NULL : DatumGetJsonbPCopy(d));
 #undef NEXT
 	if (rcf_params_check(&def->params) != NULL)

@@ -230,6 +230,7 @@ typedef enum DetectRoundResult
 	ROUND_CAUGHT_UP,			/* read everything flushed when it started */
 	ROUND_MORE,					/* stopped at the row limit: more to read */
 	ROUND_BUSY,					/* someone else holds the detector or slot */
+	ROUND_LOCKED,				/* a table of the detector is locked: skipped */
 	ROUND_STOP					/* detector gone, paused or failed */
 } DetectRoundResult;
 
@@ -237,10 +238,16 @@ typedef enum DetectRoundResult
  * Runs one round for detector `id` inside the current transaction, reading
  * at most max_rows rows (<= 0: the batch size).  keep_context: keep the
  * decoding context (and the slot) between rounds, as the worker does.
- * *rows gets the rows consumed (scored, skipped or failed).
+ * *rows gets the rows consumed (scored, skipped or failed).  why_locked NULL:
+ * the round waits for the locks it needs, as any statement; otherwise it
+ * takes those that a non-superuser can hold (on the source, destination
+ * and late_rows tables) only when they are free, and when one is not,
+ * returns ROUND_LOCKED having read nothing, with *why_locked saying which
+ * (the detector's note says so too).
  */
 extern DetectRoundResult detect_round(int64 id, int max_rows,
-									  bool keep_context, int64 *rows);
+									  bool keep_context, int64 *rows,
+									  char **why_locked);
 
 /*
  * Locks the source against writers and returns the starting state of a

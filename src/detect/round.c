@@ -22,6 +22,7 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -30,6 +31,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -40,6 +42,7 @@
 #include "replication/logical.h"
 #include "replication/origin.h"
 #include "replication/slot.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "common/hashfn.h"
@@ -205,6 +208,217 @@ detect_adopt(int64 id, bool note_wait)
 			(errmsg("detector \"%s\" was restored from a dump: it now reads replication slot \"%s\" from %X/%X",
 					name, slot, LSN_FORMAT_ARGS(start))));
 	return ADOPT_DONE;
+}
+
+/* ---------------------------------------------------------------------
+ * Locks that a non-superuser can hold
+ *
+ * A detector's owner (or whoever else may lock its tables) can hold a lock
+ * on them for as long as it likes: LOCK TABLE in a transaction left open,
+ * a long ALTER TABLE, a CREATE INDEX on the destination.  A round that
+ * waited for it would hold the detector's row meanwhile (deadlocking the
+ * owner's own alter_detector in that transaction), and a process() of
+ * every detector would wait with it, the other owners' detectors unscored.
+ * So the worker and process() of every detector take these locks only
+ * when they are free, as autovacuum does: otherwise the round reads
+ * nothing, writes only the detector's note, and a later round scores the
+ * rows (they stay in the slot).  Only the named process(name) waits, as
+ * its caller chose.
+ */
+
+/* The note's text while rounds are skipped: start, table, end. */
+#define LOCKED_NOTE_START "rounds skipped since "
+#define LOCKED_NOTE_END " is locked by another transaction"
+
+/*
+ * Locks relation relid and its indexes in mode if nobody holds a
+ * conflicting lock (nor waits for one); false when one is taken.  A
+ * relation gone counts as free: the round finds it gone and says so.
+ */
+static bool
+lock_if_free(Oid relid, LOCKMODE mode)
+{
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+	bool		ok = true;
+
+	if (!ConditionalLockRelationOid(relid, mode))
+		return false;
+	rel = try_relation_open(relid, NoLock);
+	if (rel == NULL)
+		return true;
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		if (!ConditionalLockRelationOid(lfirst_oid(lc), mode))
+		{
+			ok = false;
+			break;
+		}
+	}
+	list_free(indexes);
+	relation_close(rel, NoLock);
+	return ok;
+}
+
+/* "its <what> schema.name" for a message. */
+static char *
+locked_table(const char *what, Oid relid, const char *fallback)
+{
+	char	   *rel = get_rel_name(relid);
+	char	   *nsp = get_namespace_name(get_rel_namespace(relid));
+
+	return psprintf("its %s %s", what,
+					rel && nsp ? quote_qualified_identifier(nsp, rel) : fallback);
+}
+
+/* The table a qualified name (an option of the detector) names, or 0. */
+static Oid
+option_table(const char *name)
+{
+	List	   *names = stringToQualifiedNameList(name);
+
+	if (list_length(names) < 2)
+		return InvalidOid;
+	return RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
+}
+
+/*
+ * The rows of the detector's enabled alert rules and of their destinations:
+ * the scores' trigger inserts episodes and outbox rows that reference them
+ * (FOR KEY SHARE), and their owner's alter_alert_rule, alter_destination or
+ * drop_* hold them FOR UPDATE until that transaction ends.  Takes those
+ * row locks now, skipping the rows held; returns NULL when it took them
+ * all, else what is held.
+ */
+static char *
+lock_alert_rows(DetectorDef *def)
+{
+	bool		isnull;
+	int64		rules;
+	int64		dests;
+
+#define RULES_OF \
+	"anomaly.alert_rules r WHERE r.detector OPERATOR(pg_catalog.=) $1 AND r.enabled"
+#define DESTS_OF \
+	"anomaly.destinations x WHERE x.name OPERATOR(pg_catalog.=) ANY (ARRAY(" \
+	"SELECT pg_catalog.unnest(r.destinations) FROM " RULES_OF "))"
+	detect_spi_exec("SELECT (SELECT pg_catalog.count(*) FROM " RULES_OF ")"
+					" OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM"
+					"   (SELECT FROM " RULES_OF " FOR KEY SHARE OF r SKIP LOCKED) k),"
+					" (SELECT pg_catalog.count(*) FROM " DESTS_OF ")"
+					" OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM"
+					"   (SELECT FROM " DESTS_OF " FOR KEY SHARE OF x SKIP LOCKED) k)",
+					1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(def->name)},
+					NULL, false, SPI_OK_SELECT);
+#undef RULES_OF
+#undef DESTS_OF
+	rules = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	dests = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (rules > 0)
+		return pstrdup("one of its alert rules");
+	if (dests > 0)
+		return pstrdup("a destination of one of its alert rules");
+	return NULL;
+}
+
+/*
+ * Takes, if free, the locks a round needs that a non-superuser can hold:
+ * the source table and its indexes (AccessShareLock; a backfill of a
+ * partitioned source: its partitions and theirs too), the destination and
+ * late_rows tables and their indexes (RowExclusiveLock), and the rows of
+ * its alert rules and their destinations.  Returns NULL when it has them
+ * all, else which is locked.
+ */
+static char *
+lock_round_tables(DetectorDef *def)
+{
+	Oid			relid;
+
+	if (!lock_if_free(def->source, AccessShareLock))
+		return locked_table("source table", def->source, def->source_name);
+	if (def->backfill && get_rel_relkind(def->source) == RELKIND_PARTITIONED_TABLE)
+	{
+		List	   *parts = find_all_inheritors(def->source, NoLock, NULL);
+		ListCell   *lc;
+
+		foreach(lc, parts)
+			if (lfirst_oid(lc) != def->source && !lock_if_free(lfirst_oid(lc), AccessShareLock))
+				return locked_table("source partition", lfirst_oid(lc), def->source_name);
+	}
+	if (def->destination &&
+		OidIsValid(relid = option_table(def->destination)) &&
+		!lock_if_free(relid, RowExclusiveLock))
+		return locked_table("destination table", relid, def->destination);
+	if (def->window)
+	{
+		char	   *late = detect_window_late_rows(def);
+
+		if (late && OidIsValid(relid = option_table(late)) &&
+			!lock_if_free(relid, RowExclusiveLock))
+			return locked_table("late_rows table", relid, late);
+	}
+	return lock_alert_rows(def);
+}
+
+/*
+ * Says in the detector's note that its rounds are skipped because what is
+ * locked (the note it had is kept after it), and in the server's log; once
+ * per episode, while the note does not say so already.  In the round's
+ * transaction, whose row lock on the detector is held.
+ */
+static void
+note_locked(DetectorDef *def, const char *what)
+{
+	if (def->note && strncmp(def->note, LOCKED_NOTE_START, strlen(LOCKED_NOTE_START)) == 0)
+		return;
+	detect_spi_exec("UPDATE anomaly.detectors SET note = pg_catalog.concat($2,"
+					" pg_catalog.to_char(pg_catalog.timezone('UTC', pg_catalog.now()),"
+					"   'YYYY-MM-DD HH24:MI:SS'), ' UTC: ', $3,"
+					" CASE WHEN note IS NOT NULL THEN '; ' OPERATOR(pg_catalog.||) note END)"
+					" WHERE id OPERATOR(pg_catalog.=) $1", 3,
+					(Oid[]) {INT8OID, TEXTOID, TEXTOID},
+					(Datum[]) {Int64GetDatum(def->id), CStringGetTextDatum(LOCKED_NOTE_START),
+					CStringGetTextDatum(psprintf("%s" LOCKED_NOTE_END, what))},
+					NULL, false, SPI_OK_UPDATE);
+	ereport(LOG,
+			(errmsg("detector \"%s\" skips its rounds: %s" LOCKED_NOTE_END,
+					def->name, what),
+			 errdetail("Its rows wait in its replication slot and are scored once the lock is released; "
+					   "the other detectors go on.")));
+}
+
+/*
+ * Takes the skipped rounds' text off the detector's note (keeping what
+ * followed it), and logs that its rounds go on.
+ */
+static void
+note_unlocked(DetectorDef *def)
+{
+	const char *end;
+	const char *rest = NULL;
+
+	if (def->note == NULL ||
+		strncmp(def->note, LOCKED_NOTE_START, strlen(LOCKED_NOTE_START)) != 0)
+		return;
+	end = strstr(def->note, LOCKED_NOTE_END);
+	if (end != NULL)
+	{
+		rest = end + strlen(LOCKED_NOTE_END);
+		if (strncmp(rest, "; ", 2) == 0)
+			rest += 2;
+		if (*rest == '\0')
+			rest = NULL;
+	}
+	detect_spi_exec("UPDATE anomaly.detectors SET note = $2 WHERE id OPERATOR(pg_catalog.=) $1", 2,
+					(Oid[]) {INT8OID, TEXTOID},
+					(Datum[]) {Int64GetDatum(def->id), rest ? CStringGetTextDatum(rest) : (Datum) 0},
+					rest ? NULL : " n", false, SPI_OK_UPDATE);
+	def->note = rest ? pstrdup(rest) : NULL;
+	ereport(LOG,
+			(errmsg("detector \"%s\" resumes its rounds: the lock that held them is released",
+					def->name)));
 }
 
 /* ---------------------------------------------------------------------
@@ -392,7 +606,8 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 }
 
 DetectRoundResult
-detect_round(int64 id, int max_rows, bool keep_context, int64 *rows_out)
+detect_round(int64 id, int max_rows, bool keep_context, int64 *rows_out,
+			 char **why_locked)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	MemoryContext rcxt;
@@ -402,6 +617,8 @@ detect_round(int64 id, int max_rows, bool keep_context, int64 *rows_out)
 	DetectRoundResult result;
 
 	*rows_out = 0;
+	if (why_locked)
+		*why_locked = NULL;
 	if (detect_adopt(id, true) == ADOPT_WAIT)
 		return ROUND_CAUGHT_UP;
 	if (max_rows <= 0)
@@ -416,10 +633,21 @@ detect_round(int64 id, int max_rows, bool keep_context, int64 *rows_out)
 		result = locked ? ROUND_BUSY : ROUND_STOP;
 	else if (strcmp(def.state, "active") != 0)
 		result = ROUND_STOP;
+	else if (why_locked != NULL &&
+			 (*why_locked = lock_round_tables(&def)) != NULL)
+	{
+		note_locked(&def, *why_locked);
+		*why_locked = MemoryContextStrdup(outer, *why_locked);
+		result = ROUND_LOCKED;
+	}
 	else
 	{
 		DetectorCache *dc = detect_get_cache(id);
 
+		/* Waiting: the source first, so that the note and log are right. */
+		if (why_locked == NULL)
+			LockRelationOid(def.source, AccessShareLock);
+		note_unlocked(&def);
 		detect_prepare_forest_plans();
 		if (def.backfill)
 			result = detect_backfill_round(dc, &def, rcxt, max_rows, rows_out);

@@ -64,6 +64,7 @@ typedef struct DetectorDef
 	char	   *time_column;	/* the source's event time (ROWTIME), or NULL */
 	char	   *backfill;		/* the backfill's state while it runs, or NULL */
 	char	   *window;			/* windowed (window_agg.c): its options, or NULL */
+	char	   *note;			/* the note of detector_status, or NULL */
 } DetectorDef;
 
 /* The partition key of a forest (isnull: the NULL key). */

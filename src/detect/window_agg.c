@@ -248,6 +248,16 @@ read_spec(DetectorDef *def, DetectWindowSpec *ws)
 				 errmsg("detector \"%s\" has an invalid slide", def->name)));
 }
 
+/* The late_rows table of a windowed detector (qualified), or NULL. */
+char *
+detect_window_late_rows(DetectorDef *def)
+{
+	DetectWindowSpec ws;
+
+	read_spec(def, &ws);
+	return ws.late_rows;
+}
+
 /* ---------------------------------------------------------------------
  * Window arithmetic (microseconds since 2000-01-01 00:00 UTC)
  */

@@ -35,6 +35,7 @@ typedef struct DetectWindowSpec
 extern int64 detect_window_interval(const char *option, JsonbValue *v, bool zero_ok);
 extern char *detect_window_interval_text(int64 usecs);
 extern char *detect_window_check_late_rows(const char *name, Relation source);
+extern char *detect_window_late_rows(DetectorDef *def);
 
 /* The aggregate statement of a windowed detector's features. */
 extern char *detect_window_eval_sql(const char *relname, int nfeatures, char **features);

@@ -399,6 +399,7 @@ anomaly_detect_worker_main(Datum arg)
 	{
 		DetectRoundResult r = ROUND_CAUGHT_UP;
 		int64		rows = 0;
+		char	   *locked = NULL;
 		MemoryContext cxt = CurrentMemoryContext;
 
 		CHECK_FOR_INTERRUPTS();
@@ -414,7 +415,7 @@ anomaly_detect_worker_main(Datum arg)
 		pgstat_report_activity(STATE_RUNNING, "detector round");
 		PG_TRY();
 		{
-			r = detect_round(id, detect_batch_rows, true, &rows);
+			r = detect_round(id, detect_batch_rows, true, &rows, &locked);
 			PopActiveSnapshot();
 			CommitTransactionCommand();
 			detect_after_commit();
@@ -464,6 +465,16 @@ anomaly_detect_worker_main(Datum arg)
 			continue;
 		}
 		busy = 0;
+		if (r == ROUND_LOCKED)
+		{
+			/*
+			 * A table of the detector is locked (the round said so in the
+			 * note and the log, and let go of everything with its
+			 * transaction): try again a little later.
+			 */
+			nap(detect_naptime_ms * 5L);
+			continue;
+		}
 		if (r == ROUND_CAUGHT_UP)
 			nap(detect_naptime_ms);
 	}
