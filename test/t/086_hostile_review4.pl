@@ -218,6 +218,60 @@ FROM (VALUES (1, '$b64'::anomaly.rcf), (2, '$a64'::anomaly.rcf)) v(k, m);
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# Finding: a partition key had no length bound.  Whoever may insert into a
+# detector's source (plain: INSERT only) chose its length when partition_by
+# is a column: a key of 9.6 kB (incompressible) was scored, and then every
+# checkpoint of the detector failed on detector_forests' index ("index row
+# requires 9624 bytes"), again at every round, its journal growing without
+# end; a key of tens of megabytes was held in the superuser's worker with
+# every copy of its round (20 rows of 20 MB took 4 GB).  A key over 2,048
+# bytes now fails its row (detector_failures), measured before it is
+# decompressed.
+{
+	my $label = 'a partition key of any length';
+	$node->safe_psql('postgres', q{
+ALTER SYSTEM SET anomaly.detector_checkpoint_rows = 1;
+SELECT pg_reload_conf();});
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.pk (id bigserial PRIMARY KEY, k text, v float8);
+GRANT USAGE ON SCHEMA s_adm TO plain;
+GRANT INSERT ON s_adm.pk TO plain;
+GRANT USAGE ON SEQUENCE s_adm.pk_id_seq TO plain;
+SELECT anomaly.create_detector('det_pk', 's_adm.pk', ARRAY['v'], partition_by => 'k',
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+INSERT INTO s_adm.pk (k, v) SELECT 'k' || g % 2, g FROM generate_series(1, 10) g;
+}, "$label: adm's detector, keyed by a column plain may write");
+	as_role_ok($node, 'plain', q{
+INSERT INTO s_adm.pk (k, v) SELECT string_agg(md5(i::text), ''), 1 FROM generate_series(1, 300) i;
+INSERT INTO s_adm.pk (k, v) VALUES (repeat('y', 5000000), 2);
+INSERT INTO s_adm.pk (k, v) VALUES (repeat('z', 2048), 3);
+INSERT INTO s_adm.pk (k, v) SELECT 'k' || g % 2, g FROM generate_series(11, 20) g;
+}, "$label: plain inserts keys of 9,600 bytes, 5 MB and 2,048 bytes among others");
+	like(wait_detector($node, 'det_pk', 23), qr/^active\|\d+\|\d+\|0\|/, "$label: the rows are dealt with");
+	# more rounds, each with a checkpoint
+	as_role_ok($node, 'plain', q{
+INSERT INTO s_adm.pk (k, v) SELECT 'k' || g % 2, g FROM generate_series(21, 30) g;
+}, "$label: more rows");
+	my $st = wait_detector($node, 'det_pk', 33);
+	is($st, 'active|31|2|0|', "$label: the two long keys fail their rows, the rest is scored, no error");
+	is($node->safe_psql('postgres', q{
+		SELECT string_agg(reason, ' / ' ORDER BY id) FROM anomaly.detector_failures WHERE detector = 'det_pk'}),
+		'partition key of 9600 bytes is longer than the 2048 bytes a partition key may have / '
+		  . 'partition key of 5000000 bytes is longer than the 2048 bytes a partition key may have',
+		"$label: each failure says why");
+	is($node->safe_psql('postgres', q{
+		SELECT count(*) || '|' || (SELECT error_count FROM anomaly.detectors WHERE name = 'det_pk')
+		FROM anomaly.detector_forests f JOIN anomaly.detectors d ON d.id = f.detector_id
+		WHERE d.name = 'det_pk'}),
+		'3|0', "$label: the forests of its three keys are stored");
+	$node->safe_psql('postgres', q{
+ALTER SYSTEM RESET anomaly.detector_checkpoint_rows;
+SELECT pg_reload_conf();});
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 # =========================================================================
 # Surfaces found sound: these confirm what holds.
 
