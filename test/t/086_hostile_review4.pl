@@ -272,6 +272,55 @@ SELECT pg_reload_conf();});
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# Finding: a windowed detector's watermark (the latest event time accepted,
+# less allowed_lateness) followed its time column as far as any row put it.
+# Whoever may insert into the source (plain: INSERT only) chose that column:
+# one row dated in the year 200000 moved the watermark there, and every
+# later row, of every key, was late, never scored: the detector and its
+# alert rules silenced for good.  A row moves the watermark at most to its
+# transaction's commit time, as far as a punctual row would; it waits in its
+# window until the commit times reach it.
+{
+	my $label = 'an event time centuries ahead';
+	as_role_ok($node, 'adm', q{
+CREATE TABLE s_adm.ticks (id bigserial PRIMARY KEY, ticker text, price float8,
+	event_time timestamptz NOT NULL DEFAULT now());
+GRANT INSERT ON s_adm.ticks TO plain;
+GRANT USAGE ON SEQUENCE s_adm.ticks_id_seq TO plain;
+SELECT anomaly.create_detector('det_ticks', 's_adm.ticks', ARRAY['avg(price)', 'count(*)'],
+	partition_by => 'ticker',
+	options => '{"window": "1 second", "time_column": "event_time", "allowed_lateness": "0 seconds",
+		"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+INSERT INTO s_adm.ticks (ticker, price) VALUES ('a', 1);
+}, "$label: adm's windowed detector on event_time, one row");
+	as_role_ok($node, 'plain', q{
+INSERT INTO s_adm.ticks (ticker, price, event_time) VALUES ('zzz', 1, '200000-01-01 00:00:00+00');
+}, "$label: plain inserts a row dated in the year 200000");
+	# adm's rows, a transaction every 1.2 s: each closes the window before
+	for my $i (1 .. 4)
+	{
+		select(undef, undef, undef, 1.2);
+		as_role_ok($node, 'adm', qq{INSERT INTO s_adm.ticks (ticker, price) VALUES ('a', $i), ('b', $i);},
+			"$label: adm's rows, transaction $i");
+	}
+	my $got = '';
+	wait_until(30, sub {
+		$got = $node->safe_psql('postgres', q{
+			SELECT w.windows_scored || '|' || w.late_rows || '|' || (w.max_event_time < '3000-01-01')
+			FROM anomaly.detector_windows w JOIN anomaly.detectors d ON d.id = w.detector_id
+			WHERE d.name = 'det_ticks'});
+		my ($scored) = split /\|/, $got;
+		return ($scored // 0) >= 4;
+	});
+	like($got, qr/^\d+\|0\|true$/, "$label: adm's windows are scored, none of its rows late, the watermark on the clock")
+	  or diag("windows_scored|late_rows|watermark sane: $got");
+	my ($scored) = split /\|/, $got;
+	cmp_ok($scored // 0, '>=', 4, "$label: at least four windows scored");
+	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
 # =========================================================================
 # Surfaces found sound: these confirm what holds.
 
