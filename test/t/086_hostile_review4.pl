@@ -29,6 +29,7 @@ $node->safe_psql('postgres', q{CREATE DATABASE mdb OWNER owner1;});
 $node->safe_psql('mdb', q{
 	CREATE EXTENSION anomaly;
 	CREATE SCHEMA s_adm AUTHORIZATION adm;
+	CREATE SCHEMA s_adm2 AUTHORIZATION adm2;
 	CREATE SCHEMA s_own AUTHORIZATION owner1;
 });
 
@@ -493,6 +494,35 @@ ALTER DATABASE mdb RESET plpgsql.extra_errors;
 ALTER DATABASE mdb RESET plpgsql.extra_warnings;});
 	assert_no_superuser($node, $label);
 	assert_alive($node, $label);
+}
+
+# process() as pg_cron runs it (a superuser, every detector of the
+# database in one call): an admin's detector whose feature's function is
+# gone fails alone, and the others are scored in the same call.
+{
+	my $label = 'process() past another admin\'s broken detector';
+	as_role_ok($node, 'adm', q{
+CREATE FUNCTION s_adm.f(float8) RETURNS float8 LANGUAGE sql AS 'SELECT $1';
+CREATE TABLE s_adm.brk (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('a_broken', 's_adm.brk', ARRAY['s_adm.f(v)'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+INSERT INTO s_adm.brk (v) SELECT g FROM generate_series(1, 5) g;
+DROP FUNCTION s_adm.f(float8);
+}, "$label: adm's detector loses its function", db => 'mdb');
+	as_role_ok($node, 'adm2', q{
+CREATE TABLE s_adm2.ok (id bigserial PRIMARY KEY, v float8);
+SELECT anomaly.create_detector('z_fine', 's_adm2.ok', ARRAY['v'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 16, "shingle_size": 1}');
+INSERT INTO s_adm2.ok (v) SELECT g FROM generate_series(1, 5) g;
+}, "$label: adm2's detector", db => 'mdb');
+	my ($rc, $out, $err) = ('', '', '');
+	$rc = $node->psql('mdb', q{SELECT anomaly.process();}, stdout => \$out, stderr => \$err);
+	is($rc, 0, "$label: process() succeeds") or diag($err);
+	is($node->safe_psql('mdb', q{
+		SELECT string_agg(name || '=' || state || '/' || rows_scored, ' ' ORDER BY name)
+		FROM anomaly.detectors WHERE name IN ('a_broken', 'z_fine')}),
+		'a_broken=failed/0 z_fine=active/5', "$label: the broken one failed, the other scored");
+	assert_no_superuser($node, $label);
 }
 
 done_testing();
