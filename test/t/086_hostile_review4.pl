@@ -1,8 +1,9 @@
 # A fourth hostile-role review: the surfaces the first three covered least
-# (the monitoring queries, the model functions' cache, hotspots' worst
-# case, detectors over the extension's own tables, models of another
-# admin's detector, settings a database's owner gives the extension's
-# plpgsql).
+# (the monitoring queries, the model functions' cache, what a role with
+# INSERT only on a detector's source controls: partition keys and event
+# times; hotspots' worst case, detectors over the extension's own tables,
+# models of another admin's detector, settings a database's owner gives the
+# extension's plpgsql, process() over several admins' detectors).
 #
 # Blocks marked "finding" are attacks that succeeded before their fix
 # (session 10); the others confirm behaviour that was found sound, so that a
