@@ -136,9 +136,13 @@ anomaly_encode_model(const RcfForest *forest, const RcfGrader *grader,
 
 /*
  * A decoded model cached per call site, so that scoring many rows against
- * one stored model decodes it once.  The key is the encoding's length and
- * CRC, read from a slice of the datum, so a TOASTed model is not detoasted
- * per row either.
+ * one stored model decodes it once.  The encoding's length and CRC, read
+ * from a slice of the datum, tell a different model cheaply; a match is
+ * confirmed, because a CRC is no fingerprint (anyone can make a valid
+ * model with another's length and CRC by choosing four bytes of its seed,
+ * and its rows were scored with the other's forest): by the TOAST pointer
+ * when the datum is the stored value the cache was made or confirmed from
+ * (so a TOASTed model is not detoasted per row), else by its bytes.
  */
 typedef struct ModelCache
 {
@@ -149,6 +153,9 @@ typedef struct ModelCache
 	double	   *transformed;	/* the forest's view of the point */
 	Size		raw_size;
 	uint32		crc;
+	char	   *bytes;			/* the model's encoding, raw_size bytes */
+	Oid			toastrelid;		/* the TOAST value it was last seen as, */
+	Oid			valueid;		/* or InvalidOid */
 	AnomalyPoint point;
 	double	   *high;
 	double	   *low;
@@ -172,6 +179,57 @@ model_cache(FunctionCallInfo fcinfo)
 	return cache;
 }
 
+/*
+ * The TOAST value a datum points to (relation and value), or InvalidOid
+ * for a datum that is not an on-disk TOAST pointer.
+ */
+static void
+toast_value_of(Datum model, Oid *toastrelid, Oid *valueid)
+{
+	struct varlena *attr = (struct varlena *) DatumGetPointer(model);
+
+	*toastrelid = *valueid = InvalidOid;
+	if (VARATT_IS_EXTERNAL_ONDISK(attr))
+	{
+		struct varatt_external toast_pointer;
+
+		VARATT_EXTERNAL_GET_POINTER(toast_pointer, attr);
+		*toastrelid = toast_pointer.va_toastrelid;
+		*valueid = toast_pointer.va_valueid;
+	}
+}
+
+/*
+ * Whether a model argument of the cached model's length and CRC is the
+ * cached model: the same TOAST value, or the same bytes.  Remembers the
+ * TOAST value of a match, so that the next rows pointing to it are not
+ * detoasted.
+ */
+static bool
+is_cached_model(ModelCache *cache, Datum model)
+{
+	Oid			toastrelid;
+	Oid			valueid;
+	bytea	   *b;
+	bool		same;
+
+	toast_value_of(model, &toastrelid, &valueid);
+	if (OidIsValid(valueid) && valueid == cache->valueid &&
+		toastrelid == cache->toastrelid)
+		return true;
+	b = DatumGetByteaPP(model);
+	same = VARSIZE_ANY_EXHDR(b) == cache->raw_size &&
+		memcmp(VARDATA_ANY(b), cache->bytes, cache->raw_size) == 0;
+	if ((Pointer) b != DatumGetPointer(model))
+		pfree(b);
+	if (same)
+	{
+		cache->toastrelid = toastrelid;
+		cache->valueid = valueid;
+	}
+	return same;
+}
+
 /* The forest of a model argument, decoded at most once per distinct model. */
 static RcfForest *
 cached_forest(FunctionCallInfo fcinfo, Datum model)
@@ -187,7 +245,8 @@ cached_forest(FunctionCallInfo fcinfo, Datum model)
 		crc = rcf_model_stored_crc((const uint8 *) VARDATA_ANY(head),
 								   VARSIZE_ANY_EXHDR(head));
 	}
-	if (cache->forest == NULL || cache->raw_size != raw_size || cache->crc != crc)
+	if (cache->forest == NULL || cache->raw_size != raw_size || cache->crc != crc ||
+		!is_cached_model(cache, model))
 	{
 		bytea	   *b = DatumGetByteaPP(model);
 
@@ -195,14 +254,18 @@ cached_forest(FunctionCallInfo fcinfo, Datum model)
 		cache->forest = NULL;
 		cache->grader = NULL;
 		cache->transform = NULL;
+		cache->bytes = NULL;
 		cache->high = cache->low = cache->expected = cache->transformed = NULL;
 		memset(&cache->point, 0, sizeof(AnomalyPoint));
 		cache->forest = decode_or_error((const uint8_t *) VARDATA_ANY(b),
 										VARSIZE_ANY_EXHDR(b), cache->context,
 										false, &cache->grader,
 										&cache->transform);
-		cache->raw_size = raw_size;
+		cache->raw_size = VARSIZE_ANY_EXHDR(b);
 		cache->crc = crc;
+		cache->bytes = MemoryContextAlloc(cache->context, Max(cache->raw_size, 1));
+		memcpy(cache->bytes, VARDATA_ANY(b), cache->raw_size);
+		toast_value_of(model, &cache->toastrelid, &cache->valueid);
 	}
 	return cache->forest;
 }

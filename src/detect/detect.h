@@ -381,6 +381,14 @@ extern void detect_progress_end(bool committed);
 #define DETECT_PROGRESS_ROWS	4096
 #define DETECT_CHUNK_ROWS		10000
 
+/*
+ * The longest partition key (bytes of text).  A key is stored in
+ * detector_forests' unique index, whose entries hold about 2.7 kB at most
+ * even compressed, and kept in memory with every row of its round: a longer
+ * one fails its row instead of every checkpoint of the detector.
+ */
+#define DETECT_MAX_KEY_BYTES	2048
+
 /* ---------------------------------------------------------------------
  * Who runs what (sysctx.c): the only place that changes user.
  *

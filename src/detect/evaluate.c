@@ -17,6 +17,7 @@
 #include <float.h>
 #include <math.h>
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -331,6 +332,13 @@ take_results(EvalState *es, int lo, int hi)
 				rr->values[f] = DatumGetFloat8(d);
 		}
 		d = SPI_getbinval(t, td, nf + 1, &isnull);
+		/* measured before it is decompressed: it may be gigabytes */
+		if (!isnull && toast_raw_datum_size(d) - VARHDRSZ > DETECT_MAX_KEY_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("partition key of %zu bytes is longer than the %d bytes a partition key may have",
+							toast_raw_datum_size(d) - VARHDRSZ, DETECT_MAX_KEY_BYTES),
+					 errhint("Make partition_by give a shorter key, for example md5() of it.")));
 		rr->key = isnull ? NULL : TextDatumGetCString(d);
 		d = SPI_getbinval(t, td, nf + 2, &isnull);
 		rr->filtered = isnull || !DatumGetBool(d);

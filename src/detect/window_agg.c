@@ -1600,6 +1600,16 @@ detect_window_round(RoundWrite *w)
 		acc[nacc].ctime_null = XLogRecPtrIsInvalid(rd->row[i].commit_lsn);
 		acc[nacc].data = row_values_json(es->rows[i]);
 		nacc++;
+
+		/*
+		 * The watermark follows the event times only as far as the commit
+		 * times: whoever may insert into the source chooses a row's time
+		 * column, and one row dated centuries ahead made every later row
+		 * of every key late, never scored.  Such a row waits in its window
+		 * until the commit times reach it.
+		 */
+		if (t > rd->row[i].commit_time)
+			t = rd->row[i].commit_time;
 		if (!st.any || t > st.max_time)
 			st.max_time = t;
 		st.any = true;
