@@ -16,7 +16,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -336,30 +335,17 @@ sender_round(long *wait_ms, bool purge)
 	}
 	if (alert_sender_enabled)
 	{
-		Oid			argtypes[1] = {TEXTARRAYOID};
-		Datum		args[1];
-
 		alert_deliver_round(alert_sender_batch, 0, true, &res);
 		claimed = res.claimed;
 		if (res.claimed > 0 || res.sent > 0 || res.retried > 0 || res.dead > 0)
 			elog(DEBUG1, "anomaly sender: %d claimed, %d sent, %d retried, %d dead, %d deferred, %d carried over",
 				 res.claimed, res.sent, res.retried, res.dead, res.deferred, res.carried);
 
-		/* the rows of a destination whose probe is in flight wait for it */
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		args[0] = alert_carried_destinations();
-		SPI_execute_with_args("SELECT (extract(epoch FROM min(next_attempt_at) - clock_timestamp()) * 1000)::int8"
-							  " FROM anomaly.outbox WHERE destination <> ALL ($1)",
-							  1, argtypes, args, NULL, true, 1);
-		if (SPI_processed == 1)
-		{
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-			if (!isnull)
-				*wait_ms = Max(DatumGetInt64(d), 0);
-		}
-		SPI_finish();
+		/*
+		 * Until a row the claim takes is due: those of a destination whose
+		 * probe is in flight wait for it (sender_wait wakes when one ends).
+		 */
+		*wait_ms = (long) alert_next_due_ms();
 	}
 	else if (alert_carried_count() > 0)
 	{
