@@ -404,7 +404,7 @@ like($node->safe_psql('postgres', "SELECT e.detail FROM anomaly.delivery_errors 
 	ok(wait_for(30, sub { queued($node, 'steady') == 0 }), 'relapse: s2 is sent again');
 	is($seen->('relapse probe'), 1, 'relapse: the probe arrived once');
 	$node->safe_psql('postgres', q{
-		SELECT anomaly.drop_destination('relapse'); SELECT anomaly.drop_destination('steady');});
+		SELECT anomaly.drop_destination('relapse', force => true); SELECT anomaly.drop_destination('steady', force => true);});
 }
 
 # --- secrets --------------------------------------------------------------------
