@@ -187,7 +187,7 @@ static bool carried_callback = false;
 "	FROM queued q WHERE q.destination IS NOT NULL),\n" \
 "dests AS (\n" \
 "	SELECT x.name, coalesce(c.last_error_at > coalesce(c.last_success_at, '-infinity'),\n" \
-"							false) AS failing\n" \
+"							false) AS failing, c.last_error_at\n" \
 "	FROM queued q JOIN anomaly.destinations x ON x.name = q.destination\n" \
 "	LEFT JOIN anomaly.delivery_counters c ON c.destination = x.name\n" \
 "	WHERE x.enabled AND x.name <> ALL ($2))"
@@ -203,11 +203,21 @@ static bool carried_callback = false;
  * slowest transfer, and a silent endpoint's share would take that many
  * timeouts, in waves of the concurrent transfers, from everyone's round.
  * A destination's rows keep their order.  Candidates are chosen without
- * locks, then locked.  $3 false: no probe at all (the worker carries as
- * many as it may).
+ * locks, then locked.  At most $3 failing destinations send their row (the
+ * probes the worker may still start): those whose last error is oldest,
+ * so that each gets its turn.  By their rows' age, the destinations that
+ * had just had theirs came first again (their rows were queued long ago,
+ * the others' were put back by a second each time), and an admin's failing
+ * destinations held every probe, another's never had one.
  */
 static const char *claim_due_sql =
 CLAIMABLE_DESTS ",\n"
+"probing AS (\n"
+"	SELECT dests.name FROM dests\n"
+"	WHERE dests.failing AND EXISTS (SELECT 1 FROM anomaly.outbox o\n"
+"		WHERE o.destination = dests.name AND o.next_attempt_at <= now())\n"
+"	ORDER BY dests.last_error_at, dests.name\n"
+"	LIMIT $3),\n"
 "share AS (\n"
 "	SELECT (($1 + count(*) - 1) / greatest(count(*), 1))::int AS n FROM dests),\n"
 "pick AS (\n"
@@ -217,7 +227,8 @@ CLAIMABLE_DESTS ",\n"
 "			SELECT o.id, o.next_attempt_at FROM anomaly.outbox o\n"
 "			WHERE o.destination = dests.name AND o.next_attempt_at <= now()\n"
 "			ORDER BY o.next_attempt_at, o.id\n"
-"			LIMIT CASE WHEN NOT dests.failing THEN share.n WHEN $3 THEN 1 ELSE 0 END) c\n"
+"			LIMIT CASE WHEN NOT dests.failing THEN share.n\n"
+"					   WHEN dests.name IN (SELECT name FROM probing) THEN 1 ELSE 0 END) c\n"
 "		UNION ALL\n"
 "		(SELECT o.id, 1, o.next_attempt_at FROM anomaly.outbox o\n"
 "		 WHERE o.next_attempt_at <= now()\n"
@@ -247,11 +258,11 @@ CLAIMABLE_DESTS "\n"
 "	SELECT o.next_attempt_at FROM anomaly.outbox o\n"
 "	WHERE o.destination = dests.name\n"
 "	ORDER BY o.next_attempt_at, o.id LIMIT 1) n\n"
-"WHERE $3 OR NOT dests.failing";
+"WHERE $3 > 0 OR NOT dests.failing";
 
 static const char *claim_one_sql =
 "WITH due AS (\n"
-"	SELECT o.* FROM anomaly.outbox o WHERE o.id = $4 AND $1 > 0 AND $2 IS NOT NULL AND $3\n"
+"	SELECT o.* FROM anomaly.outbox o WHERE o.id = $4 AND $1 > 0 AND $2 IS NOT NULL AND $3 IS NOT NULL\n"
 "	FOR UPDATE OF o SKIP LOCKED)\n"
 CLAIM_COLUMNS;
 
@@ -994,7 +1005,7 @@ record_carried(AlertRoundResult *result)
 int64
 alert_next_due_ms(void)
 {
-	Oid			types[3] = {INT4OID, TEXTARRAYOID, BOOLOID};
+	Oid			types[3] = {INT4OID, TEXTARRAYOID, INT4OID};
 	Datum		values[3];
 	int64		ms = -1;
 	AlertSys	sys;
@@ -1005,7 +1016,7 @@ alert_next_due_ms(void)
 		elog(ERROR, "SPI_connect failed");
 	values[0] = Int32GetDatum(0);
 	values[1] = alert_carried_destinations();
-	values[2] = BoolGetDatum(carried_in_flight() < alert_concurrency);
+	values[2] = Int32GetDatum(Max(alert_concurrency - carried_in_flight(), 0));
 	if (SPI_execute_with_args(next_due_sql, 3, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "reading the next due outbox row failed");
 	if (SPI_processed == 1)
@@ -1031,7 +1042,7 @@ alert_deliver_round(int max, int64 only_id, bool carry, AlertRoundResult *result
 {
 	MemoryContext round_cxt;
 	MemoryContext old;
-	Oid			types[4] = {INT4OID, TEXTARRAYOID, BOOLOID, INT8OID};
+	Oid			types[4] = {INT4OID, TEXTARRAYOID, INT4OID, INT8OID};
 	Datum		values[4];
 	int			rc;
 	int			n;
@@ -1065,7 +1076,8 @@ alert_deliver_round(int max, int64 only_id, bool carry, AlertRoundResult *result
 	values[0] = Int32GetDatum(max);
 	values[1] = carry ? alert_carried_destinations() :
 		PointerGetDatum(construct_empty_array(TEXTOID));
-	values[2] = BoolGetDatum(!carry || carried_in_flight() < alert_concurrency);
+	/* deliver() and test_destination() send every failing one's row */
+	values[2] = Int32GetDatum(carry ? Max(alert_concurrency - carried_in_flight(), 0) : max);
 	values[3] = Int64GetDatum(only_id);
 	rc = SPI_execute_with_args(only_id != 0 ? claim_one_sql : claim_due_sql,
 							   only_id != 0 ? 4 : 3, types, values,

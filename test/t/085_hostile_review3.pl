@@ -294,6 +294,12 @@ SELECT anomaly.send_alert('many_' || i, 'first', '{}') FROM generate_series(1, 6
 	as_role_ok($node, 'adm', q{
 SELECT count(anomaly.send_alert('many_' || i, 'more', '{}')) FROM generate_series(1, 6) i, generate_series(1, 3) j;
 }, "$label: adm queues three more to each");
+	my $probes = sub {
+		$node->safe_psql('postgres', q{
+			SELECT string_agg(retried::text, ',' ORDER BY destination) FROM anomaly.delivery_counters
+			WHERE destination LIKE 'many\_%'});
+	};
+	my $before = $probes->();
 	my ($most, $seen) = (0, 0);
 	my $t0 = time();
 	while (time() - $t0 < 8)
@@ -315,6 +321,15 @@ SELECT count(anomaly.send_alert('many_' || i, 'more', '{}')) FROM generate_serie
 	my $busy = commits_during(3);
 	ok($busy < $idle + 30, "$label: the sender does not spin while the probes are at their cap")
 	  or diag("transactions in 3 s: $busy, idle: $idle");
+	# Finding (session 10 review): the probes went to the failing
+	# destinations with the oldest rows, and those that had just had theirs
+	# had them (the others' were put back by a second each time): two of the
+	# six had every probe.  In 13 s, 2 at a time, each of 3 s, each of the
+	# six has its turn.
+	my @b = split /,/, $before;
+	my @a = split /,/, $probes->();
+	is(scalar(grep { $a[$_] > $b[$_] } 0 .. $#b), 6, "$label: each failing destination has a probe in turn")
+	  or diag("probes timed out before: $before, after: " . join(',', @a));
 	as_role_ok($node, 'adm', q{
 SELECT anomaly.drop_destination('many_' || i, force => true) FROM generate_series(1, 6) i;
 }, "$label: adm drops its destinations");
