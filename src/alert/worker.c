@@ -361,6 +361,20 @@ sender_round(long *wait_ms, bool purge)
 }
 
 /*
+ * Interrupts between rounds.  SIGTERM ends the worker; a cancel
+ * (pg_cancel_backend) has no round to cancel here, and its error, raised
+ * outside a round's error handling, ended the worker, and with it the
+ * probes in flight, whose rows then waited for their leases: the worker is
+ * in its wait most of the time now that it does not wait for them.
+ */
+static void
+sender_interrupts(void)
+{
+	QueryCancelPending = false;
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
  * Sleeps up to wait_ms, until the latch is set or, with probes carried
  * over (deliver.c), until one of them ends: they are driven every 50 ms.
  */
@@ -386,7 +400,7 @@ sender_wait(long wait_ms)
 		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
 		if (wait_ms <= 0)
 			return;
-		CHECK_FOR_INTERRUPTS();
+		sender_interrupts();
 	}
 }
 
@@ -422,7 +436,7 @@ anomaly_alert_sender_main(Datum arg)
 		volatile int claimed = 0;
 		volatile bool failed = false;
 
-		CHECK_FOR_INTERRUPTS();
+		sender_interrupts();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;

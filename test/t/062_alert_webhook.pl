@@ -405,6 +405,20 @@ like($node->safe_psql('postgres', "SELECT e.detail FROM anomaly.delivery_errors 
 	is($seen->('relapse probe'), 1, 'relapse: the probe arrived once');
 	$node->safe_psql('postgres', q{
 		SELECT anomaly.drop_destination('relapse', force => true); SELECT anomaly.drop_destination('steady', force => true);});
+
+	# A cancel between rounds, where the worker spends most of its time
+	# now, has nothing to cancel: it ended the worker (exit code 1), and
+	# with it any probe in flight.
+	my $pid = $node->safe_psql('postgres', q{
+		SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomaly alert sender'});
+	my $offset = -s $node->logfile;
+	$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
+	sleep(1.5);
+	is($node->safe_psql('postgres', q{
+		SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type = 'anomaly alert sender'}),
+		$pid, 'a cancel between rounds leaves the sender running');
+	unlike(substr(slurp_file($node->logfile), $offset), qr/anomaly alert sender" \(PID $pid\) exited/,
+		'it did not exit');
 }
 
 # --- secrets --------------------------------------------------------------------
