@@ -10,8 +10,9 @@
  * at most.  A transaction that queues a notification sets the worker's latch
  * when it commits, so a new alert is sent at once.  SIGHUP reloads the
  * settings; SIGTERM ends the worker (its open round rolls back: the rows stay
- * queued); a cancel cancels the open round, if any.  An error in a round is logged and the round retried after a nap.
- * It exits when the extension is dropped from its database.
+ * queued); a cancel cancels the open round, if any.  An error in a round is
+ * logged and the round retried after a nap.  It exits when the extension is
+ * dropped from its database.
  */
 #include "postgres.h"
 
