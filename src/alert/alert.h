@@ -140,6 +140,7 @@ extern void alert_deliver_round(int max, int64 only_id, bool carry,
 extern int	alert_carried_count(void);
 extern bool alert_carried_poll(void);
 extern Datum alert_carried_destinations(void);
+extern int64 alert_next_due_ms(void);
 
 /* sns.c */
 typedef struct AlertSnsMessage

@@ -35,8 +35,10 @@
  * then that destination gets no other row, so one probe per destination is
  * in flight, and at most anomaly.delivery_concurrency in all (each holds a
  * connection: an admin's thousand failing destinations must not take the
- * process's descriptors); a probe beyond them waits a second.  A crash, or an outcome lost with its round, leaves the row to
- * be sent again once the lease ends (at least once, as before).
+ * process's descriptors); a probe beyond them waits a second.  An ended
+ * probe is let go only when the round that recorded its outcome commits
+ * (if it fails, the next round records it).  A crash leaves the row to be
+ * sent again once the lease ends (at least once, as before).
  */
 #include "postgres.h"
 
@@ -108,17 +110,21 @@ typedef struct AlertItem
 /*
  * The sender worker's probes in flight (see the top of the file), each in
  * a memory context of its own under TopMemoryContext: the item (only what
- * classify() and record_outcomes() read) and its job.
+ * classify() and record_outcomes() read) and its job.  An ended probe whose
+ * outcome the open transaction wrote is kept until that commits: if it
+ * aborts, the next round writes it again.
  */
 typedef struct CarriedProbe
 {
 	MemoryContext cxt;
 	AlertItem  *item;
+	bool		recorded;		/* its outcome written, not yet committed */
 } CarriedProbe;
 
 static CarriedProbe *carried = NULL;
 static int	ncarried = 0;
 static int	carried_cap = 0;
+static bool carried_callback = false;
 
 /*
  * A number of a destination's config, or NULL when it is not one within
@@ -165,6 +171,28 @@ static int	carried_cap = 0;
 "	ORDER BY o.next_attempt_at, o.id\n"
 
 /*
+ * The destinations whose rows a round may claim: enabled, with queued
+ * rows, and not among $2, the destinations whose probe the sender worker
+ * carries.  The destinations with queued rows are found by skipping
+ * through outbox_destination_idx (one probe each, one for an empty
+ * outbox, however many destinations exist).  Shared by the claim and by
+ * the worker's wait, which must not count a row the claim will not take.
+ */
+#define CLAIMABLE_DESTS \
+"WITH RECURSIVE queued AS (\n" \
+"	(SELECT o.destination FROM anomaly.outbox o ORDER BY o.destination LIMIT 1)\n" \
+"	UNION ALL\n" \
+"	SELECT (SELECT o.destination FROM anomaly.outbox o\n" \
+"			WHERE o.destination > q.destination ORDER BY o.destination LIMIT 1)\n" \
+"	FROM queued q WHERE q.destination IS NOT NULL),\n" \
+"dests AS (\n" \
+"	SELECT x.name, coalesce(c.last_error_at > coalesce(c.last_success_at, '-infinity'),\n" \
+"							false) AS failing, c.last_error_at\n" \
+"	FROM queued q JOIN anomaly.destinations x ON x.name = q.destination\n" \
+"	LEFT JOIN anomaly.delivery_counters c ON c.destination = x.name\n" \
+"	WHERE x.enabled AND x.name <> ALL ($2))"
+
+/*
  * The due rows of a round, shared fairly between the destinations that have
  * any: each first gets its oldest ceil(max / destinations queued), then the
  * oldest due rows of all fill what is left of the round.  Taking only the
@@ -174,26 +202,22 @@ static int	carried_cap = 0;
  * sends one row a round, and none of the rest: a round waits for its
  * slowest transfer, and a silent endpoint's share would take that many
  * timeouts, in waves of the concurrent transfers, from everyone's round.
- * A destination's rows keep their order.  The destinations with queued
- * rows are found by skipping through outbox_destination_idx (one probe
- * each, one for an empty outbox, however many destinations exist);
- * candidates are chosen without locks, then locked.  $2 names the
- * destinations whose probe the sender worker carries: none of their rows;
- * $3 false: no probe at all (the worker carries as many as it may).
+ * A destination's rows keep their order.  Candidates are chosen without
+ * locks, then locked.  At most $3 failing destinations send their row (the
+ * probes the worker may still start): those whose last error is oldest,
+ * so that each gets its turn.  By their rows' age, the destinations that
+ * had just had theirs came first again (their rows were queued long ago,
+ * the others' were put back by a second each time), and an admin's failing
+ * destinations held every probe, another's never had one.
  */
 static const char *claim_due_sql =
-"WITH RECURSIVE queued AS (\n"
-"	(SELECT o.destination FROM anomaly.outbox o ORDER BY o.destination LIMIT 1)\n"
-"	UNION ALL\n"
-"	SELECT (SELECT o.destination FROM anomaly.outbox o\n"
-"			WHERE o.destination > q.destination ORDER BY o.destination LIMIT 1)\n"
-"	FROM queued q WHERE q.destination IS NOT NULL),\n"
-"dests AS (\n"
-"	SELECT x.name, coalesce(c.last_error_at > coalesce(c.last_success_at, '-infinity'),\n"
-"							false) AS failing\n"
-"	FROM queued q JOIN anomaly.destinations x ON x.name = q.destination\n"
-"	LEFT JOIN anomaly.delivery_counters c ON c.destination = x.name\n"
-"	WHERE x.enabled AND x.name <> ALL ($2)),\n"
+CLAIMABLE_DESTS ",\n"
+"probing AS (\n"
+"	SELECT dests.name FROM dests\n"
+"	WHERE dests.failing AND EXISTS (SELECT 1 FROM anomaly.outbox o\n"
+"		WHERE o.destination = dests.name AND o.next_attempt_at <= now())\n"
+"	ORDER BY dests.last_error_at, dests.name\n"
+"	LIMIT $3),\n"
 "share AS (\n"
 "	SELECT (($1 + count(*) - 1) / greatest(count(*), 1))::int AS n FROM dests),\n"
 "pick AS (\n"
@@ -203,7 +227,8 @@ static const char *claim_due_sql =
 "			SELECT o.id, o.next_attempt_at FROM anomaly.outbox o\n"
 "			WHERE o.destination = dests.name AND o.next_attempt_at <= now()\n"
 "			ORDER BY o.next_attempt_at, o.id\n"
-"			LIMIT CASE WHEN NOT dests.failing THEN share.n WHEN $3 THEN 1 ELSE 0 END) c\n"
+"			LIMIT CASE WHEN NOT dests.failing THEN share.n\n"
+"					   WHEN dests.name IN (SELECT name FROM probing) THEN 1 ELSE 0 END) c\n"
 "		UNION ALL\n"
 "		(SELECT o.id, 1, o.next_attempt_at FROM anomaly.outbox o\n"
 "		 WHERE o.next_attempt_at <= now()\n"
@@ -220,9 +245,24 @@ static const char *claim_due_sql =
 "	FOR UPDATE OF o SKIP LOCKED)\n"
 CLAIM_COLUMNS;
 
+/*
+ * The milliseconds until the next row the worker's claim would take is due
+ * ($2 and $3 as there; NULL: none): a disabled destination's rows, or a
+ * failing destination's while the probes are at their cap, are not, and
+ * counted as due they made the worker run a round every 10 ms.
+ */
+static const char *next_due_sql =
+CLAIMABLE_DESTS "\n"
+"SELECT (extract(epoch FROM min(n.next_attempt_at) - clock_timestamp()) * 1000)::int8\n"
+"FROM dests CROSS JOIN LATERAL (\n"
+"	SELECT o.next_attempt_at FROM anomaly.outbox o\n"
+"	WHERE o.destination = dests.name\n"
+"	ORDER BY o.next_attempt_at, o.id LIMIT 1) n\n"
+"WHERE $3 > 0 OR NOT dests.failing";
+
 static const char *claim_one_sql =
 "WITH due AS (\n"
-"	SELECT o.* FROM anomaly.outbox o WHERE o.id = $4 AND $1 > 0 AND $2 IS NOT NULL AND $3\n"
+"	SELECT o.* FROM anomaly.outbox o WHERE o.id = $4 AND $1 > 0 AND $2 IS NOT NULL AND $3 IS NOT NULL\n"
 "	FOR UPDATE OF o SKIP LOCKED)\n"
 CLAIM_COLUMNS;
 
@@ -702,6 +742,17 @@ copy_str(MemoryContext cxt, const char *s)
 	return s == NULL ? NULL : copy_in(cxt, s, strlen(s));
 }
 
+/* Overwrites a carried job's copies of the password and URL. */
+static void
+forget_carried_copies(AlertHttpJob *job)
+{
+	if (job->password != NULL)
+		explicit_bzero((char *) job->password, strlen(job->password));
+	/* a URL may be a credential's */
+	if (job->url != NULL)
+		explicit_bzero((char *) job->url, strlen(job->url));
+}
+
 /* Frees a carried probe's job and context, secrets overwritten first. */
 static void
 carried_release(CarriedProbe *cp)
@@ -711,12 +762,42 @@ carried_release(CarriedProbe *cp)
 	alert_http_job_release(job);
 	curl_slist_free_all(job->headers);
 	curl_slist_free_all(job->rcpt);
-	if (job->password != NULL)
-		explicit_bzero((char *) job->password, strlen(job->password));
-	/* a URL may be a credential's */
-	if (job->url != NULL)
-		explicit_bzero((char *) job->url, strlen(job->url));
+	forget_carried_copies(job);
 	MemoryContextDelete(cp->cxt);
+}
+
+/*
+ * At the end of the sender worker's transactions: once one that wrote ended
+ * probes' outcomes commits, they are done; if it aborts, their outcomes are
+ * gone with it, and the next round writes them again (their rows are
+ * leased, so nothing else sends them meanwhile).  Neither may fail.
+ */
+static void
+carried_xact_callback(XactEvent event, void *arg)
+{
+	int			k = 0;
+
+	if (ncarried == 0)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			for (int i = 0; i < ncarried; i++)
+			{
+				if (carried[i].recorded)
+					carried_release(&carried[i]);
+				else
+					carried[k++] = carried[i];
+			}
+			ncarried = k;
+			break;
+		case XACT_EVENT_ABORT:
+			for (int i = 0; i < ncarried; i++)
+				carried[i].recorded = false;
+			break;
+		default:
+			break;
+	}
 }
 
 /*
@@ -731,7 +812,17 @@ carry_probe(AlertItem *it)
 	AlertItem  *c;
 	AlertHttpJob *j;
 	AlertHttpJob *from = it->job;
+	bool		started;
 
+	if (ncarried == carried_cap)
+	{
+		int			cap = Max(carried_cap * 2, 8);
+
+		carried = carried == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(CarriedProbe) * cap) :
+			repalloc(carried, sizeof(CarriedProbe) * cap);
+		carried_cap = cap;
+	}
 	cxt = AllocSetContextCreate(TopMemoryContext, "anomaly carried probe",
 								ALLOCSET_SMALL_SIZES);
 	c = MemoryContextAllocZero(cxt, sizeof(AlertItem));
@@ -749,26 +840,31 @@ carry_probe(AlertItem *it)
 	j->username = copy_str(cxt, from->username);
 	j->password = copy_str(cxt, from->password);
 	c->job = j;
-	if (ncarried == carried_cap)
-	{
-		int			cap = Max(carried_cap * 2, 8);
 
-		carried = carried == NULL ?
-			MemoryContextAlloc(TopMemoryContext, sizeof(CarriedProbe) * cap) :
-			repalloc(carried, sizeof(CarriedProbe) * cap);
-		carried_cap = cap;
-	}
-	if (!alert_http_carry(j))
+	/*
+	 * The context is under TopMemoryContext, which an error does not reset:
+	 * its copies of the secrets go with it whatever happens.
+	 */
+	PG_TRY();
 	{
-		if (j->password != NULL)
-			explicit_bzero((char *) j->password, strlen(j->password));
-		if (j->url != NULL)
-			explicit_bzero((char *) j->url, strlen(j->url));
+		started = alert_http_carry(j);
+	}
+	PG_CATCH();
+	{
+		forget_carried_copies(j);
+		MemoryContextDelete(cxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (!started)
+	{
+		forget_carried_copies(j);
 		MemoryContextDelete(cxt);
 		return false;
 	}
 	carried[ncarried].cxt = cxt;
 	carried[ncarried].item = c;
+	carried[ncarried].recorded = false;
 	ncarried++;
 	/* the lists are the carried job's now; the item keeps nothing */
 	from->headers = NULL;
@@ -800,6 +896,18 @@ int
 alert_carried_count(void)
 {
 	return ncarried;
+}
+
+/* The carried probes still in flight (not those ended, recorded or not). */
+static int
+carried_in_flight(void)
+{
+	int			n = 0;
+
+	for (int k = 0; k < ncarried; k++)
+		if (!carried[k].item->job->done)
+			n++;
+	return n;
 }
 
 /*
@@ -851,8 +959,9 @@ record_carried(AlertRoundResult *result)
 	{
 		AlertItem  *it = carried[k].item;
 
-		if (!it->job->done)
+		if (!it->job->done || carried[k].recorded)
 			continue;
+		/* its error and details, if an aborted round wrote them, are gone */
 		classify(it);
 		done[n] = *it;
 		done[n].job = NULL;
@@ -876,17 +985,50 @@ record_carried(AlertRoundResult *result)
 	}
 	if (n == 0)
 		return;
-	record_outcomes(done, n);
-	/* recorded (committed with the round): the probes are done */
-	k = 0;
-	for (int i = 0; i < ncarried; i++)
+	if (!carried_callback)
 	{
-		if (carried[i].item->job->done)
-			carried_release(&carried[i]);
-		else
-			carried[k++] = carried[i];
+		RegisterXactCallback(carried_xact_callback, NULL);
+		carried_callback = true;
 	}
-	ncarried = k;
+	record_outcomes(done, n);
+	/* done when the round commits (carried_xact_callback) */
+	for (k = 0; k < ncarried; k++)
+		if (carried[k].item->job->done)
+			carried[k].recorded = true;
+}
+
+/*
+ * The sender worker's wait: milliseconds until the next row its claim would
+ * take is due, 0 when one is, -1 when none is queued.  In the current
+ * transaction.
+ */
+int64
+alert_next_due_ms(void)
+{
+	Oid			types[3] = {INT4OID, TEXTARRAYOID, INT4OID};
+	Datum		values[3];
+	int64		ms = -1;
+	AlertSys	sys;
+	bool		isnull;
+
+	alert_sys_enter(&sys, GetUserId());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = Int32GetDatum(0);
+	values[1] = alert_carried_destinations();
+	values[2] = Int32GetDatum(Max(alert_concurrency - carried_in_flight(), 0));
+	if (SPI_execute_with_args(next_due_sql, 3, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading the next due outbox row failed");
+	if (SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			ms = Max(DatumGetInt64(d), 0);
+	}
+	SPI_finish();
+	alert_sys_leave(&sys);
+	return ms;
 }
 
 /*
@@ -900,7 +1042,7 @@ alert_deliver_round(int max, int64 only_id, bool carry, AlertRoundResult *result
 {
 	MemoryContext round_cxt;
 	MemoryContext old;
-	Oid			types[4] = {INT4OID, TEXTARRAYOID, BOOLOID, INT8OID};
+	Oid			types[4] = {INT4OID, TEXTARRAYOID, INT4OID, INT8OID};
 	Datum		values[4];
 	int			rc;
 	int			n;
@@ -934,7 +1076,8 @@ alert_deliver_round(int max, int64 only_id, bool carry, AlertRoundResult *result
 	values[0] = Int32GetDatum(max);
 	values[1] = carry ? alert_carried_destinations() :
 		PointerGetDatum(construct_empty_array(TEXTOID));
-	values[2] = BoolGetDatum(!carry || ncarried < alert_concurrency);
+	/* deliver() and test_destination() send every failing one's row */
+	values[2] = Int32GetDatum(carry ? Max(alert_concurrency - carried_in_flight(), 0) : max);
 	values[3] = Int64GetDatum(only_id);
 	rc = SPI_execute_with_args(only_id != 0 ? claim_one_sql : claim_due_sql,
 							   only_id != 0 ? 4 : 3, types, values,
@@ -1054,7 +1197,7 @@ alert_deliver_round(int max, int64 only_id, bool carry, AlertRoundResult *result
 		if (ok)
 		{
 			it->job = job;
-			if (carry && it->failing && ncarried >= alert_concurrency)
+			if (carry && it->failing && carried_in_flight() >= alert_concurrency)
 			{
 				/* as many probes in flight as transfers in a round: wait */
 				curl_slist_free_all(job->headers);

@@ -10,13 +10,13 @@
  * at most.  A transaction that queues a notification sets the worker's latch
  * when it commits, so a new alert is sent at once.  SIGHUP reloads the
  * settings; SIGTERM ends the worker (its open round rolls back: the rows stay
- * queued).  An error in a round is logged and the round retried after a nap.
- * It exits when the extension is dropped from its database.
+ * queued); a cancel cancels the open round, if any.  An error in a round is
+ * logged and the round retried after a nap.  It exits when the extension is
+ * dropped from its database.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -336,30 +336,17 @@ sender_round(long *wait_ms, bool purge)
 	}
 	if (alert_sender_enabled)
 	{
-		Oid			argtypes[1] = {TEXTARRAYOID};
-		Datum		args[1];
-
 		alert_deliver_round(alert_sender_batch, 0, true, &res);
 		claimed = res.claimed;
 		if (res.claimed > 0 || res.sent > 0 || res.retried > 0 || res.dead > 0)
 			elog(DEBUG1, "anomaly sender: %d claimed, %d sent, %d retried, %d dead, %d deferred, %d carried over",
 				 res.claimed, res.sent, res.retried, res.dead, res.deferred, res.carried);
 
-		/* the rows of a destination whose probe is in flight wait for it */
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		args[0] = alert_carried_destinations();
-		SPI_execute_with_args("SELECT (extract(epoch FROM min(next_attempt_at) - clock_timestamp()) * 1000)::int8"
-							  " FROM anomaly.outbox WHERE destination <> ALL ($1)",
-							  1, argtypes, args, NULL, true, 1);
-		if (SPI_processed == 1)
-		{
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-			if (!isnull)
-				*wait_ms = Max(DatumGetInt64(d), 0);
-		}
-		SPI_finish();
+		/*
+		 * Until a row the claim takes is due: those of a destination whose
+		 * probe is in flight wait for it (sender_wait wakes when one ends).
+		 */
+		*wait_ms = (long) alert_next_due_ms();
 	}
 	else if (alert_carried_count() > 0)
 	{
@@ -372,6 +359,20 @@ sender_round(long *wait_ms, bool purge)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return claimed;
+}
+
+/*
+ * Interrupts between rounds.  SIGTERM ends the worker; a cancel
+ * (pg_cancel_backend) has no round to cancel here, and its error, raised
+ * outside a round's error handling, ended the worker, and with it the
+ * probes in flight, whose rows then waited for their leases: the worker is
+ * in its wait most of the time now that it does not wait for them.
+ */
+static void
+sender_interrupts(void)
+{
+	QueryCancelPending = false;
+	CHECK_FOR_INTERRUPTS();
 }
 
 /*
@@ -400,7 +401,7 @@ sender_wait(long wait_ms)
 		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
 		if (wait_ms <= 0)
 			return;
-		CHECK_FOR_INTERRUPTS();
+		sender_interrupts();
 	}
 }
 
@@ -436,7 +437,7 @@ anomaly_alert_sender_main(Datum arg)
 		volatile int claimed = 0;
 		volatile bool failed = false;
 
-		CHECK_FOR_INTERRUPTS();
+		sender_interrupts();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;

@@ -3,11 +3,13 @@
 
     smtp_sink.py --port-file F --log L [--lifetime S]
                  [--tls-cert PEM --tls-key PEM [--smtps]] [--auth USER:PASSWORD]
+                 [--slow-seconds S]
 
 Accepts mail on 127.0.0.1 (any free port, written to --port-file) and logs
 one JSON line per message: {"t", "mail_from", "rcpt_tos", "subject",
 "message_id", "content_type", "body", "tls", "auth_user"}.  A recipient
-whose local part is "reject" is refused with 550, "tempfail" with 451.
+whose local part is "reject" is refused with 550, "tempfail" with 451;
+"slow" is accepted after --slow-seconds (2 by default).
 
 Without a certificate no STARTTLS is offered, so a destination with
 "starttls": "required" fails against it.  With --tls-cert and --tls-key,
@@ -33,8 +35,9 @@ import httpstub  # noqa: E402
 
 
 class Handler:
-    def __init__(self, log):
+    def __init__(self, log, slow_seconds):
         self.log = log
+        self.slow_seconds = slow_seconds
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@")[0]
@@ -42,6 +45,8 @@ class Handler:
             return "550 5.1.1 no such user here"
         if local == "tempfail":
             return "451 4.3.0 try again later"
+        if local == "slow":
+            await asyncio.sleep(self.slow_seconds)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -73,6 +78,7 @@ def main():
     p.add_argument("--tls-key", default=None)
     p.add_argument("--smtps", action="store_true")
     p.add_argument("--auth", default=None, help="USER:PASSWORD that AUTH must give")
+    p.add_argument("--slow-seconds", type=float, default=2.0)
     args = p.parse_args()
     log = open(args.log, "a", buffering=1)
     tls = None
@@ -99,7 +105,7 @@ def main():
 
     async def run():
         loop = asyncio.get_running_loop()
-        handler = Handler(log)
+        handler = Handler(log, args.slow_seconds)
         server = await loop.create_server(lambda: make_smtp(handler), "127.0.0.1", args.port,
                                           ssl=tls if args.smtps else None)
         await httpstub.serve_until_stopped(server, args)

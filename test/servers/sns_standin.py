@@ -28,7 +28,7 @@ Faults (each request draws one, from a seeded generator):
   malformed    published, answered 200 with a body that is not XML (ambiguous)
 A topic name picks a hostile behaviour: ...:hostile-huge, hostile-headers,
 hostile-slowloris, hostile-xml (400 with invalid XML), and ...:missing-*
-answers NotFound.
+answers NotFound, ...:slow-* publishes and answers after --slow-topic-seconds.
 
 Logged, one JSON line per request: {"t", "outcome": "published" or the
 error code or fault, "fault", "topic", "message", "subject", "attributes",
@@ -238,6 +238,7 @@ def main():
     p.add_argument("--region", default="eu-west-1")
     p.add_argument("--faults", default="")
     p.add_argument("--slow-seconds", type=float, default=3.0)
+    p.add_argument("--slow-topic-seconds", type=float, default=1.0)
     p.add_argument("--fault-prefix", default="",
                    help="draw faults only for topics whose name starts with this")
     p.add_argument("--imds-key", default=None,
@@ -365,6 +366,10 @@ def main():
                 return Hostile("slowloris")
             return Reply(400, "<ErrorResponse><Error><Code>Oops</Code><Mess", [("Content-Type", "text/xml")])
 
+        if name.startswith("slow-"):
+            entry["outcome"] = "published"
+            log.write(entry)
+            return Hostile("slow", args.slow_topic_seconds, publish_xml(uuid.uuid4()))
         fault = draw_fault() if name.startswith(args.fault_prefix) else None
         entry["fault"] = fault
         if fault == "throttle":

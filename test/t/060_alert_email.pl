@@ -220,6 +220,38 @@ is($tm->{subject}, '[anomaly] Anomaly 3.25 on AMZN', 'formatted subject, after t
 like($tm->{body}, qr/\AAMZN traded at 101\.5\.\r?\nExplanation: \{"price": \{"ATTRIBUTION_SCORE": "3\.2500"\}\}\r?\nDetector ticks, rule ticks-high\.\s*\z/,
 	'the body is the formatted text with the row, and nothing else');
 
+# A failing e-mail destination's probe is carried over rounds (session 10):
+# the sender does not wait for it, and it logs in over STARTTLS with its own
+# copy of the password.  Refused (550: a dead letter, the destination's last
+# outcome an error), then a server that answers RCPT after 2 s: the first
+# of three is the probe, its row leased while the next rounds go on; each
+# arrives once.
+my $pfrom = '"from": "anomaly@example.com", "username": "alerts", "credential": "smtp_pw", "starttls": "required"';
+my $purl = "smtp://127.0.0.1:$starttls->{port}";
+$node->safe_psql('postgres', qq{
+	SELECT anomaly.create_destination('mailprobe', 'email', '{"url": "$purl", $pfrom, "to": ["reject\@example.com"]}');
+	SELECT anomaly.send_alert('mailprobe', 'probe refused');
+});
+ok(wait_for(30, sub { $node->safe_psql('postgres',
+	"SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'mailprobe'") == 1 }),
+	'carried probe: the refused e-mail is a dead letter');
+$node->safe_psql('postgres', qq{
+	SELECT anomaly.alter_destination('mailprobe', '{"url": "$purl", $pfrom, "to": ["slow\@example.com"]}');
+	SELECT count(anomaly.send_alert('mailprobe', 'probe ' || i)) FROM generate_series(1, 3) i;
+});
+ok(wait_for(30, sub { $node->safe_psql('postgres', q{
+	SELECT count(*) FROM anomaly.outbox
+	WHERE destination = 'mailprobe' AND next_attempt_at > now() + interval '30 s'}) == 1 }),
+	'carried probe: one row leased while its transfer runs');
+my $t0 = time();
+$node->safe_psql('postgres', "SELECT anomaly.send_alert('chan', 'beside the probe')");
+ok(wait_for(30, sub { queued($node, 'chan') == 0 }), 'carried probe: another destination\'s notification is sent');
+cmp_ok(time() - $t0, '<', 1.5, 'carried probe: without waiting for the slow server');
+ok(wait_for(60, sub { queued($node, 'mailprobe') == 0 }), 'carried probe: the e-mails left the outbox');
+my @probe_mail = grep { ($_->{subject} // '') =~ /^probe \d$/ } read_jsonl($starttls->{log});
+is(join(',', sort map { $_->{subject} . '/' . ($_->{tls} ? 'tls' : 'clear') . '/' . ($_->{auth_user} // '-') } @probe_mail),
+	'probe 1/tls/alerts,probe 2/tls/alerts,probe 3/tls/alerts', 'carried probe: each once, over TLS, logged in');
+
 sleep(0.3);
 ok(!log_contains($node, $password), 'the SMTP password is not in the server log');
 

@@ -159,6 +159,39 @@ is($node->safe_psql('postgres', "SELECT error FROM anomaly.dead_letters WHERE de
 is($node->safe_psql('postgres', "SELECT e.detail FROM anomaly.delivery_errors e JOIN anomaly.dead_letters d USING (outbox_id) WHERE d.destination = 'missing'"),
 	'SNS HTTP 404 NotFound: Topic does not exist', 'and its message for superusers');
 
+# --- a failing topic's probe, carried over rounds ------------------------------
+# The sender does not wait for a failing destination's probe (session 10):
+# its signed request (session token and all) goes on across rounds while
+# other destinations are served.  NotFound first (a dead letter, the
+# destination's last outcome an error), then a topic that answers after
+# 1 s: the first of three is the probe; each is published once.
+
+$node->safe_psql('postgres', qq{
+	SELECT anomaly.create_destination('snsprobe', 'sns', '{"topic_arn": "$arn:missing-probe"}');
+	SELECT anomaly.create_destination('snsquick', 'notify', '{"channel": "snsquick"}');
+	SELECT anomaly.send_alert('snsprobe', 'probe to nowhere');
+});
+ok(wait_for(30, sub { $node->safe_psql('postgres',
+	"SELECT count(*) FROM anomaly.dead_letters WHERE destination = 'snsprobe'") == 1 }),
+	'carried probe: NotFound is a dead letter');
+$node->safe_psql('postgres', qq{
+	SELECT anomaly.alter_destination('snsprobe', '{"topic_arn": "$arn:slow-probe"}');
+	SELECT count(anomaly.send_alert('snsprobe', 'probe ' || i, jsonb_build_object('n', i))) FROM generate_series(1, 3) i;
+});
+ok(wait_for(30, sub { $node->safe_psql('postgres', q{
+	SELECT count(*) FROM anomaly.outbox
+	WHERE destination = 'snsprobe' AND next_attempt_at > now() + interval '30 s'}) == 1 }),
+	'carried probe: one row leased while its request runs');
+{
+	my $t0 = time();
+	$node->safe_psql('postgres', "SELECT anomaly.send_alert('snsquick', 'beside the probe')");
+	ok(wait_for(30, sub { queued($node, 'snsquick') == 0 }), 'carried probe: another destination\'s notification is sent');
+	cmp_ok(time() - $t0, '<', 0.9, 'carried probe: without waiting for the slow topic');
+}
+ok(wait_for(60, sub { queued($node, 'snsprobe') == 0 }), 'carried probe: the backlog left the outbox');
+is(join(',', sort map { $_->{outcome} . '/' . ($_->{subject} // '') } entries('slow-probe')),
+	'published/probe 1,published/probe 2,published/probe 3', 'carried probe: each published once, signed');
+
 # --- hostile answers ---------------------------------------------------------------
 
 my %hostile = (

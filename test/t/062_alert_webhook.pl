@@ -366,6 +366,61 @@ like($node->safe_psql('postgres', "SELECT e.detail FROM anomaly.delivery_errors 
 		SELECT anomaly.drop_destination('stuck'); SELECT anomaly.drop_destination('quick');});
 }
 
+# --- a carried probe's outcome outlives a round that fails ----------------------
+# A carried probe's outcome is written in the first round after it ends.
+# When that round then failed (here: cancelled during another transfer),
+# its outcome was rolled back with it but the probe already forgotten: the
+# delivered row stayed leased for 64 s and was then sent again.  The probe
+# is now let go only once the round that wrote its outcome commits.
+{
+	my $u = "http://127.0.0.1:$slowsrv->{port}";
+	my $seen = sub {
+		my ($subject) = @_;
+		return scalar(grep { ($_->{body}{alert} // '') eq $subject } read_jsonl($slowsrv->{log}));
+	};
+	$node->safe_psql('postgres', qq{
+		SELECT anomaly.create_destination('relapse', 'webhook', '{"url": "$u/status/404"}');
+		SELECT anomaly.create_destination('steady', 'webhook', '{"url": "$u/slow/1.5"}');
+		SELECT anomaly.send_alert('relapse', 'relapse gone', '{}');
+	});
+	ok(wait_for(30, sub { queued($node, 'relapse') == 0 }), 'relapse: its last attempt failed');
+	# the probe (0.3 s) ends during the round that waits for s1 (1.5 s); the
+	# next round records it, then waits for s2, and is cancelled
+	$node->safe_psql('postgres', qq{
+		SELECT anomaly.alter_destination('relapse', '{"url": "$u/slow/0.3"}');
+		SELECT anomaly.send_alert('relapse', 'relapse probe', '{}');
+		SELECT anomaly.send_alert('steady', 'steady s1', '{}');
+	});
+	ok(wait_for(30, sub { $seen->('steady s1') >= 1 }), 'relapse: s1 under way');
+	$node->safe_psql('postgres', q{SELECT anomaly.send_alert('steady', 'steady s2', '{}')});
+	ok(wait_for(30, sub { $seen->('steady s2') >= 1 }), 'relapse: s2 under way, in the round after the probe ended');
+	is($node->safe_psql('postgres', q{
+		SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'anomaly alert sender'}),
+		'1', 'relapse: that round is cancelled');
+	ok(wait_for(10, sub { queued($node, 'relapse') == 0 }),
+		'relapse: the probe\'s outcome is recorded again by the next round')
+	  or diag($node->safe_psql('postgres', q{
+		SELECT next_attempt_at - now() FROM anomaly.outbox WHERE destination = 'relapse'}));
+	ok(wait_for(30, sub { queued($node, 'steady') == 0 }), 'relapse: s2 is sent again');
+	is($seen->('relapse probe'), 1, 'relapse: the probe arrived once');
+	$node->safe_psql('postgres', q{
+		SELECT anomaly.drop_destination('relapse', force => true); SELECT anomaly.drop_destination('steady', force => true);});
+
+	# A cancel between rounds, where the worker spends most of its time
+	# now, has nothing to cancel: it ended the worker (exit code 1), and
+	# with it any probe in flight.
+	my $pid = $node->safe_psql('postgres', q{
+		SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomaly alert sender'});
+	my $offset = -s $node->logfile;
+	$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
+	sleep(1.5);
+	is($node->safe_psql('postgres', q{
+		SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type = 'anomaly alert sender'}),
+		$pid, 'a cancel between rounds leaves the sender running');
+	unlike(substr(slurp_file($node->logfile), $offset), qr/anomaly alert sender" \(PID $pid\) exited/,
+		'it did not exit');
+}
+
 # --- secrets --------------------------------------------------------------------
 
 $node->safe_psql('postgres', 'CREATE ROLE plain LOGIN');

@@ -54,6 +54,18 @@ sub tarpit
 	return ($sock, $sock->sockport);
 }
 
+# The transactions committed in database postgres during $secs seconds, in
+# which this test runs none: the sender worker's rounds are one each, and
+# a sender that spins runs about a hundred a second.
+sub commits_during
+{
+	my ($secs) = @_;
+	my $q = q{SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'};
+	my $c0 = $node->safe_psql('postgres', $q);
+	select(undef, undef, undef, $secs);
+	return $node->safe_psql('postgres', $q) - $c0;
+}
+
 # adm2 queues one notification to its destination quick_adm2; passes if the
 # sender delivers it within $limit seconds.
 sub victim_sent_within
@@ -266,6 +278,7 @@ SELECT count(anomaly.send_alert('flood_adm', 'flood ' || i, '{}')) FROM generate
 {
 	my $label = 'many failing destinations of one admin';
 	my ($tarpit, $tport) = tarpit();
+	my $idle = commits_during(3);
 	$node->safe_psql('postgres', q{ALTER SYSTEM SET anomaly.delivery_concurrency = 2; SELECT pg_reload_conf();});
 	as_role_ok($node, 'adm', qq{
 SELECT anomaly.create_destination('many_' || i, 'webhook',
@@ -281,6 +294,12 @@ SELECT anomaly.send_alert('many_' || i, 'first', '{}') FROM generate_series(1, 6
 	as_role_ok($node, 'adm', q{
 SELECT count(anomaly.send_alert('many_' || i, 'more', '{}')) FROM generate_series(1, 6) i, generate_series(1, 3) j;
 }, "$label: adm queues three more to each");
+	my $probes = sub {
+		$node->safe_psql('postgres', q{
+			SELECT string_agg(retried::text, ',' ORDER BY destination) FROM anomaly.delivery_counters
+			WHERE destination LIKE 'many\_%'});
+	};
+	my $before = $probes->();
 	my ($most, $seen) = (0, 0);
 	my $t0 = time();
 	while (time() - $t0 < 8)
@@ -295,12 +314,57 @@ SELECT count(anomaly.send_alert('many_' || i, 'more', '{}')) FROM generate_serie
 	ok($seen > 0 && $most <= 2, "$label: probes in flight, never more than anomaly.delivery_concurrency")
 	  or diag("most leased at once: $most; seen in $seen polls");
 	victim_sent_within($label, 'beside six failing destinations', 2);
+	# Finding (session 10 review): with the probes at their cap, the other
+	# failing destinations' due rows were not claimed, yet the worker's wait
+	# counted them as due: it ran a round every 10 ms until a probe ended,
+	# as long as the destinations failed (295 transactions in 3 s).
+	my $busy = commits_during(3);
+	ok($busy < $idle + 30, "$label: the sender does not spin while the probes are at their cap")
+	  or diag("transactions in 3 s: $busy, idle: $idle");
+	# Finding (session 10 review): the probes went to the failing
+	# destinations with the oldest rows, and those that had just had theirs
+	# had them (the others' were put back by a second each time): two of the
+	# six had every probe.  In 13 s, 2 at a time, each of 3 s, each of the
+	# six has its turn.
+	my @b = split /,/, $before;
+	my @a = split /,/, $probes->();
+	is(scalar(grep { $a[$_] > $b[$_] } 0 .. $#b), 6, "$label: each failing destination has a probe in turn")
+	  or diag("probes timed out before: $before, after: " . join(',', @a));
 	as_role_ok($node, 'adm', q{
 SELECT anomaly.drop_destination('many_' || i, force => true) FROM generate_series(1, 6) i;
 }, "$label: adm drops its destinations");
 	$node->safe_psql('postgres', q{ALTER SYSTEM RESET anomaly.delivery_concurrency; SELECT pg_reload_conf();});
 	close $tarpit;
 	assert_no_superuser($node, $label);
+	assert_alive($node, $label);
+}
+
+# -------------------------------------------------------------------------
+# Finding (session 10 review): a disabled destination's queued rows are
+# never claimed, yet the sender's wait counted them as due, so it ran a
+# round every 10 ms for as long as the destination stayed disabled: any
+# admin could make the superuser's worker spin with one send_alert.
+{
+	my $label = 'a disabled destination with a queued row';
+	my $idle = commits_during(3);
+	as_role_ok($node, 'adm', q{
+SELECT anomaly.create_destination('paused_adm', 'notify', '{"channel": "paused"}');
+SELECT anomaly.alter_destination('paused_adm', enabled => false);
+SELECT anomaly.send_alert('paused_adm', 'held', '{}');
+}, "$label: adm queues to its disabled destination");
+	my $busy = commits_during(3);
+	ok($busy < $idle + 30, "$label: the sender does not spin")
+	  or diag("transactions in 3 s: $busy, idle: $idle");
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.outbox WHERE destination = 'paused_adm'}),
+		'1', "$label: the row waits");
+	victim_sent_within($label, 'beside a disabled destination', 2);
+	as_role_ok($node, 'adm', q{SELECT anomaly.alter_destination('paused_adm', enabled => true);},
+		"$label: adm enables it again");
+	ok(wait_until(30, sub {
+		$node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.outbox WHERE destination = 'paused_adm'}) eq '0';
+	}), "$label: then the row is sent");
+	as_role_ok($node, 'adm', q{SELECT anomaly.drop_destination('paused_adm');},
+		"$label: adm drops it");
 	assert_alive($node, $label);
 }
 
