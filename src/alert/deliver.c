@@ -735,6 +735,34 @@ copy_in(MemoryContext cxt, const char *s, size_t len)
 	return c;
 }
 
+/* Counts an item's outcome in result, and logs its error (DEBUG1). */
+static void
+count_outcome(const AlertItem *it, AlertRoundResult *result)
+{
+	switch (it->outcome)
+	{
+		case ALERT_SENT:
+			result->sent++;
+			break;
+		case ALERT_RETRY:
+			result->retried++;
+			break;
+		case ALERT_DEAD:
+			result->dead++;
+			break;
+		case ALERT_DEFER:
+			if (it->carried)
+				result->carried++;
+			else
+				result->deferred++;
+			break;
+	}
+	if (it->error)
+		elog(DEBUG1, "anomaly: notification %lld to \"%s\": %s",
+			 (long long) it->id, it->destination,
+			 it->detail && details_shown() ? it->detail : it->error);
+}
+
 /* copy_in of a string, or NULL. */
 static char *
 copy_str(MemoryContext cxt, const char *s)
@@ -965,22 +993,7 @@ record_carried(AlertRoundResult *result)
 		classify(it);
 		done[n] = *it;
 		done[n].job = NULL;
-		switch (it->outcome)
-		{
-			case ALERT_SENT:
-				result->sent++;
-				break;
-			case ALERT_RETRY:
-				result->retried++;
-				break;
-			case ALERT_DEAD:
-				result->dead++;
-				break;
-		}
-		if (it->error)
-			elog(DEBUG1, "anomaly: notification %lld to \"%s\": %s",
-				 (long long) it->id, it->destination,
-				 it->detail && details_shown() ? it->detail : it->error);
+		count_outcome(it, result);
 		n++;
 	}
 	if (n == 0)
@@ -1246,28 +1259,7 @@ alert_deliver_round(int max, int64 only_id, bool carry, AlertRoundResult *result
 			curl_slist_free_all(it->job->headers);
 			curl_slist_free_all(it->job->rcpt);
 		}
-		switch (it->outcome)
-		{
-			case ALERT_SENT:
-				result->sent++;
-				break;
-			case ALERT_RETRY:
-				result->retried++;
-				break;
-			case ALERT_DEAD:
-				result->dead++;
-				break;
-			case ALERT_DEFER:
-				if (it->carried)
-					result->carried++;
-				else
-					result->deferred++;
-				break;
-		}
-		if (it->error)
-			elog(DEBUG1, "anomaly: notification %lld to \"%s\": %s",
-				 (long long) it->id, it->destination,
-				 it->detail && details_shown() ? it->detail : it->error);
+		count_outcome(it, result);
 	}
 
 	record_outcomes(items, n);
