@@ -112,6 +112,7 @@ typedef struct AlertHttpJob
 
 extern void alert_http_run(AlertHttpJob **jobs, int njobs, int concurrency);
 extern void alert_http_job_release(AlertHttpJob *job);
+extern void alert_free_headers(struct curl_slist *list);
 extern bool alert_http_carry(AlertHttpJob *job);
 extern AlertHttpJob *alert_http_carried_done(void);
 extern bool alert_http_transient_curl(CURLcode code);

@@ -342,7 +342,7 @@ from_container(char *error, size_t errlen)
 		alert_free_wiped(h);
 	}
 	doc = fetch_small(url, headers, false, error, errlen);
-	curl_slist_free_all(headers);
+	alert_free_headers(headers);
 	if (doc == NULL)
 		return false;
 	return take_document(doc, "container endpoint", "the container credentials endpoint",
@@ -371,7 +371,7 @@ from_imds(char *error, size_t errlen)
 
 	headers = curl_slist_append(NULL, "X-aws-ec2-metadata-token-ttl-seconds: 21600");
 	token = fetch_small(psprintf("%s/latest/api/token", base), headers, true, error, errlen);
-	curl_slist_free_all(headers);
+	alert_free_headers(headers);
 	if (token == NULL)
 		return false;
 	h = psprintf("X-aws-ec2-metadata-token: %s", token);
@@ -382,13 +382,13 @@ from_imds(char *error, size_t errlen)
 					   headers, false, error, errlen);
 	if (role == NULL)
 	{
-		curl_slist_free_all(headers);
+		alert_free_headers(headers);
 		return false;
 	}
 	role[strcspn(role, "\r\n")] = '\0';
 	doc = fetch_small(psprintf("%s/latest/meta-data/iam/security-credentials/%s", base, role),
 					  headers, false, error, errlen);
-	curl_slist_free_all(headers);
+	alert_free_headers(headers);
 	if (doc == NULL)
 		return false;
 	return take_document(doc, "instance metadata", "the instance metadata service",

@@ -487,7 +487,7 @@ prepare_http(AlertItem *item, AlertHttpJob *job)
 
 			if (secret == NULL)
 			{
-				curl_slist_free_all(h);
+				alert_free_headers(h);
 				credential_failure(item, item->credential, "the signing secret", status);
 				return false;
 			}
@@ -788,8 +788,8 @@ carried_release(CarriedProbe *cp)
 	AlertHttpJob *job = cp->item->job;
 
 	alert_http_job_release(job);
-	curl_slist_free_all(job->headers);
-	curl_slist_free_all(job->rcpt);
+	alert_free_headers(job->headers);
+	alert_free_headers(job->rcpt);
 	forget_carried_copies(job);
 	MemoryContextDelete(cp->cxt);
 }
@@ -1213,8 +1213,8 @@ alert_deliver_round(int max, int64 only_id, bool carry, AlertRoundResult *result
 			if (carry && it->failing && carried_in_flight() >= alert_concurrency)
 			{
 				/* as many probes in flight as transfers in a round: wait */
-				curl_slist_free_all(job->headers);
-				curl_slist_free_all(job->rcpt);
+				alert_free_headers(job->headers);
+				alert_free_headers(job->rcpt);
 				if (job->password != NULL)
 					explicit_bzero((char *) job->password, strlen(job->password));
 				it->job = NULL;
@@ -1256,8 +1256,8 @@ alert_deliver_round(int max, int64 only_id, bool carry, AlertRoundResult *result
 		{
 			classify(it);
 			alert_http_job_release(it->job);
-			curl_slist_free_all(it->job->headers);
-			curl_slist_free_all(it->job->rcpt);
+			alert_free_headers(it->job->headers);
+			alert_free_headers(it->job->rcpt);
 		}
 		count_outcome(it, result);
 	}

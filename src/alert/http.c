@@ -727,6 +727,19 @@ alert_http_carried_done(void)
 	return NULL;
 }
 
+/*
+ * Frees a header or recipient list, each line overwritten first: a line may
+ * hold a session token (SNS, the instance metadata service).
+ */
+void
+alert_free_headers(struct curl_slist *list)
+{
+	for (struct curl_slist *l = list; l != NULL; l = l->next)
+		if (l->data != NULL)
+			explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(list);
+}
+
 /* Frees the response buffer of a job. */
 void
 alert_http_job_release(AlertHttpJob *job)
