@@ -379,6 +379,12 @@ extern void detect_progress_end(bool committed);
 
 /* Rows between two reports of a round's progress; rows evaluated at once. */
 #define DETECT_PROGRESS_ROWS	4096
+
+/*
+ * A round stops taking transactions once it holds this many bytes of
+ * decoded rows (reader.c): a bound on its memory where rows are large.
+ */
+#define DETECT_ROUND_BYTES		((int64) 64 * 1024 * 1024)
 #define DETECT_CHUNK_ROWS		10000
 
 /*

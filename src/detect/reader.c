@@ -165,6 +165,7 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 				row->kind = kind;
 				row->data = copy;
 				row->len = len;
+				rd->row_bytes += len;
 				/* A large transaction's rows show as they arrive. */
 				if (rd->rows % DETECT_PROGRESS_ROWS == 0)
 					publish_decoded(ctx, rd);
@@ -530,8 +531,12 @@ take_latest_restart_point(XLogRecPtr lsn)
 
 /*
  * Decodes until the WAL flushed when we started is read, or max_rows rows
- * were kept (always at a transaction boundary).  Returns true when caught
- * up.
+ * or DETECT_ROUND_BYTES of them were kept (always at a transaction
+ * boundary).  Returns true when caught up.  The bytes bound the round's
+ * memory where rows are large (their values are decoded detoasted, and a
+ * round holds several copies of each): whoever may insert into the source
+ * chooses their size.  A single transaction larger than that is still
+ * taken whole.
  */
 bool
 detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *end)
@@ -574,7 +579,8 @@ detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *e
 			}
 			if (++nrecords % 4096 == 0)
 				publish_decoded(ctx, rd);
-			if (rd->rows + rd->skipped_rows >= max_rows)
+			if (rd->rows + rd->skipped_rows >= max_rows ||
+				rd->row_bytes >= DETECT_ROUND_BYTES)
 			{
 				caught_up = ctx->reader->EndRecPtr >= end_of_wal;
 				break;

@@ -149,6 +149,7 @@ typedef struct RoundData
 	XLogRecPtr	skip_upto;		/* transactions at or below: consumed */
 	int64		rows;			/* rows kept */
 	int64		skipped_rows;	/* rows of consumed transactions */
+	int64		row_bytes;		/* bytes of the rows kept, as decoded */
 	RoundRow   *row;
 	int64		maxrows;
 	DwRelation *rels;
