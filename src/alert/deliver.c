@@ -137,6 +137,14 @@ static bool carried_callback = false;
 	" CASE WHEN (d.config ->> '" key "')::numeric BETWEEN " lo " AND " hi \
 	" THEN (d.config ->> '" key "')::numeric::" type " END END"
 
+/*
+ * Whether a destination's last outcome was an error, from its
+ * delivery_counters row c (none: not failing).  Read by the claim's fair
+ * share and for each claimed row (which probes the worker carries).
+ */
+#define LAST_OUTCOME_FAILED(c) \
+	"coalesce(" c ".last_error_at > coalesce(" c ".last_success_at, '-infinity'), false)"
+
 #define CLAIM_COLUMNS \
 "	SELECT o.id, o.destination, d.kind, o.attempts,\n" \
 "		   coalesce(o.dedup_id, 'anomaly-' || o.id),\n" \
@@ -165,7 +173,7 @@ static bool carried_callback = false;
 "		   " CONFIG_NUMBER("timeout_ms", "100", "600000", "int4") ",\n" \
 "		   coalesce(d.config ->> 'topic_arn' LIKE '%.fifo', false),\n" \
 "		   " CONFIG_NUMBER("max_attempts", "1", "1000", "int4") ",\n" \
-"		   coalesce((SELECT c.last_error_at > coalesce(c.last_success_at, '-infinity')\n" \
+"		   coalesce((SELECT " LAST_OUTCOME_FAILED("c") "\n" \
 "					 FROM anomaly.delivery_counters c WHERE c.destination = o.destination), false)\n" \
 "	FROM due o JOIN anomaly.destinations d ON d.name = o.destination\n" \
 "	ORDER BY o.next_attempt_at, o.id\n"
@@ -186,8 +194,7 @@ static bool carried_callback = false;
 "			WHERE o.destination > q.destination ORDER BY o.destination LIMIT 1)\n" \
 "	FROM queued q WHERE q.destination IS NOT NULL),\n" \
 "dests AS (\n" \
-"	SELECT x.name, coalesce(c.last_error_at > coalesce(c.last_success_at, '-infinity'),\n" \
-"							false) AS failing, c.last_error_at\n" \
+"	SELECT x.name, " LAST_OUTCOME_FAILED("c") " AS failing, c.last_error_at\n" \
 "	FROM queued q JOIN anomaly.destinations x ON x.name = q.destination\n" \
 "	LEFT JOIN anomaly.delivery_counters c ON c.destination = x.name\n" \
 "	WHERE x.enabled AND x.name <> ALL ($2))"
