@@ -38,6 +38,13 @@ for the grader below, e.g.  base=z:4  ratio2=z:4,ratio:2 ; keys:
            samples before the features are tested, the total alone at zf
            until then (32)
 
+  mem      fire only at a deviation of at least mem times the largest of
+           the earlier firings (0: off); memh: that memory's half-life in
+           points (3000); memf 1: remember candidates that did not fire
+  trcf     1: the AWS thresholded forest's BasicThresholder instead of the
+           grader (grade_trcf; tz, sdiff, secd, pdisc, adj, norm, gmin,
+           sup; bench/README, "Fifth study")
+
 The default of every key is the engine's grader as it is (src/rcf/grade.c,
 CUSUM off).  Prints per config, seed and split the NAB normalised scores
 at the fixed threshold (every is_anomaly row) and, with --opt, at NAB's
@@ -63,7 +70,9 @@ PROFILES = [("standard", "standard"), ("reward_low_FP_rate", "reward_low_FP"),
             ("reward_low_FN_rate", "reward_low_FN")]
 DEFAULTS = dict(z=4.0, floor=0.8, h=3000.0, sup=100, warm=8, w=1, ratio=0.0,
                 wmean=0, clip=0.0, log=0, esc=2.0, sdf=1e-3, rearm=0.0,
-                feat=0, bonf=0.0, fz=0.0, fwarm=32, fsub=1)
+                feat=0, bonf=0.0, fz=0.0, fwarm=32, fsub=1, mem=0.0, memh=3000.0,
+                memf=0.0, trcf=0, tz=3.0, sdiff=0.5, secd=0.01, pdisc=0.0,
+                adj=1, gmin=0.0, norm=1)
 
 
 def grade_features(rows, c):
@@ -147,7 +156,10 @@ def grade(scores, c, totals=None):
     peak = 0.0
     ring = []
     out = []
+    fpeak = 0.0
+    mdec = 0.5 ** (1.0 / c["memh"]) if c["memh"] > 0 else 1.0
     for i, s in enumerate(scores):
+        fpeak *= mdec
         if s <= 0.0 or (totals is not None and totals[i] <= 0.0):
             out.append(0.0)
             continue
@@ -165,7 +177,11 @@ def grade(scores, c, totals=None):
             if ((avg if totals is None else totals[i]) > floor and (left == 0 or avg > esc * peak) and v > thr and
                     (ratio <= 0 or avg > ratio * (math.exp(mean) if lg else mean))):
                 ex = (v - thr) / sd
-                g = max(ex / (1 + ex), 1e-6)
+                dev = (v - mean) / sd
+                if c["mem"] <= 0 or dev >= c["mem"] * fpeak:
+                    g = max(ex / (1 + ex), 1e-6)
+                if c["memf"] > 0 or g > 0:
+                    fpeak = max(fpeak, dev)
         out.append(g)
         # learn
         if g > 0:
@@ -184,6 +200,93 @@ def grade(scores, c, totals=None):
         d = x - mean
         mean += a * d
         var = (1 - a) * (var + a * d * d)
+    return out
+
+
+class Dev:
+    """A discounted mean and deviation as the AWS thresholded forest keeps
+    them (its statistics.Deviation)."""
+
+    def __init__(self, discount):
+        self.d = discount
+        self.s = self.q = self.w = 0.0
+        self.n = 0
+
+    def update(self, x):
+        f = 1.0 if self.d == 0 else min(1 - self.d, 1 - 1.0 / (self.n + 2))
+        self.s = self.s * f + x
+        self.q = self.q * f + x * x
+        self.w = self.w * f + 1.0
+        self.n += 1
+
+    def mean(self):
+        return self.s / self.w if self.w > 0 else 0.0
+
+    def dev(self):
+        if self.w <= 0:
+            return 0.0
+        m = self.s / self.w
+        v = self.q / self.w - m * m
+        return math.sqrt(v) if v > 0 else 0.0
+
+
+def grade_trcf(scores, c):
+    """The AWS thresholded forest's BasicThresholder (fifth study): primary
+    statistics of the scores (discount pdisc, default 1 / (10 * 256)),
+    secondary of score differences (discount secd), a deviation of scores
+    below the mean; threshold mean + (f - 1) * long-term deviation + primary
+    deviation; z factor tz scaled down when the mean score is below 0.9
+    (adj, with a transform); muting sup points after a firing (the
+    predictor-corrector's effect, approximately); grades under gmin
+    dropped."""
+    pd = c["pdisc"] if c["pdisc"] > 0 else 1.0 / 2560
+    prim, sec, thd = Dev(pd), Dev(c["secd"]), Dev(pd / 2)
+    count = 0
+    last = 0.0
+    left = 0
+    out = []
+    shingle = 8
+    for s in scores:
+        if s <= 0.0:
+            out.append(0.0)
+            continue
+        if count < 10:
+            frac = 0.0
+        elif count > 20:
+            frac = 1.0
+        else:
+            frac = (count - 10) / 10.0
+        m = prim.mean()
+        f = c["tz"]
+        if c["adj"] and m < 0.9 and c["norm"]:
+            f = m * f / 0.9
+        f = max(f, 2.0)
+        first = prim.dev()
+        if not c["norm"]:
+            first = min(first, math.sqrt(2.0) * thd.dev())
+        lt = c["sdiff"] * first + (1 - c["sdiff"]) * sec.dev()
+        sdv = (f - 1) * lt + prim.dev()
+        ready = count >= 10 and prim.n >= 10 and sec.n >= 10
+        thr = max(0.8, frac * (m + sdv) + (1 - frac) * 1.5) if ready else 1.5
+        g = 0.0
+        if s >= thr and thr > 0 and left == 0:
+            base = min(thr, max(0.8, m))
+            t = min(f, (s - base) / (sdv / f)) if sdv > 0 else 2 * f
+            g = max(0.0, t / f)
+            if g < c["gmin"]:
+                g = 0.0
+        out.append(g)
+        if g > 0:
+            left = int(c["sup"])
+        elif left > 0:
+            left -= 1
+        gap = m - s
+        if gap > 0:
+            thd.update(gap)
+        prim.update(s)
+        sec.update(s - last)
+        count += 1
+        last = s
     return out
 
 
@@ -280,6 +383,7 @@ def main(argv):
                  if c["feat"] in (1, 2, 5) and len(raw[si][k][0]) > 2 else
                  grade(derived(raw[si][k], c), c, [r[0] for r in raw[si][k]])
                  if c["feat"] and len(raw[si][k][0]) > 2 else
+                 grade_trcf([r[0] for r in raw[si][k]], c) if c["trcf"] else
                  grade([r[0] for r in raw[si][k]], c) for k in need}
             for sp in splits:
                 for mode in (["fixed", "opt"] if opt else ["fixed"]):
