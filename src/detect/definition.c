@@ -129,7 +129,8 @@ detect_error_is_permanent(int sqlerrcode)
 #define DEF_COLUMNS \
 	"id, name, source, source_name, features, partition_by, filter, owner," \
 	" search_path, source_columns, key_columns, slot_name, state, batch_seq," \
-	" round_token, progress_lsn, last_commit_lsn, checkpoint_seq," \
+	" round_token, progress_lsn, last_commit_lsn, partial_commit_lsn, partial_rows," \
+	" checkpoint_seq," \
 	" checkpoint_at, journal_points, rows_per_s, last_batch_at," \
 	" " OPT("number_of_trees") "::pg_catalog.int4, " OPT("sub_sample_size") "::pg_catalog.int4," \
 	" " OPT("time_decay") "::pg_catalog.int8, " OPT("shingle_size") "::pg_catalog.int4," \
@@ -221,6 +222,10 @@ detect_read_def(int64 id, bool lock, DetectorDef *def, bool *locked)
 	def->progress_lsn = DatumGetLSN(d);
 	NEXT();
 	def->last_commit_lsn = DatumGetLSN(d);
+	NEXT();
+	def->partial_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+	NEXT();
+	def->partial_rows = DatumGetInt64(d);
 	NEXT();
 	def->checkpoint_seq = DatumGetInt64(d);
 	NEXT();

@@ -105,6 +105,9 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 			rd->in_xact = true;
 			rd->skip_xact = rd->cur_commit_lsn <= rd->skip_upto;
 			rd->cur_rel = -1;
+			rd->xact_rows = 0;
+			rd->xact_kept = 0;
+			rd->xact_bytes = 0;
 			break;
 		case DW_RELATION:
 			{
@@ -150,6 +153,17 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 					rd->skipped_rows++;
 					break;
 				}
+				rd->xact_rows++;
+				/* The part of a split transaction consumed before. */
+				if (rd->cur_commit_lsn == rd->resume_lsn &&
+					rd->xact_rows <= rd->resume_rows)
+				{
+					rd->resumed_rows++;
+					break;
+				}
+				/* Past where this round stops in it: for the next round. */
+				if (rd->split)
+					break;
 				if (rd->rows == rd->maxrows)
 				{
 					rd->maxrows = Max(1024, rd->maxrows * 2);
@@ -166,13 +180,29 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 				row->data = copy;
 				row->len = len;
 				rd->row_bytes += len;
+				rd->xact_kept++;
+				rd->xact_bytes += len;
+
+				/*
+				 * The rows of one transaction arrive in one call at its
+				 * commit, whatever their size: past the bound, the round
+				 * takes no more of them and the next rounds decode it again
+				 * for the rest.
+				 */
+				if (rd->xact_bytes >= DETECT_ROUND_BYTES ||
+					rd->xact_kept >= DETECT_XACT_ROWS)
+				{
+					rd->split = true;
+					rd->split_lsn = rd->cur_commit_lsn;
+					rd->split_rows = rd->xact_rows;
+				}
 				/* A large transaction's rows show as they arrive. */
 				if (rd->rows % DETECT_PROGRESS_ROWS == 0)
 					publish_decoded(ctx, rd);
 				break;
 			}
 		case DW_COMMIT:
-			if (!rd->skip_xact && rd->in_xact)
+			if (!rd->skip_xact && rd->in_xact && !rd->split)
 			{
 				rd->last_commit_lsn = rd->cur_commit_lsn;
 				rd->last_commit_time = rd->cur_commit_time;
@@ -405,8 +435,10 @@ detect_open_decoding(DetectorCache *dc, DetectorDef *def)
 	initStringInfo(&sig);
 	appendStringInfo(&sig, "%u/%s%s", def->source,
 					 def->inserts ? "insert," : "", def->updates ? "update" : "");
-	if (dc->ctx && dc->decoding_sig && strcmp(dc->decoding_sig, sig.data) == 0)
+	if (dc->ctx && dc->decoding_sig && strcmp(dc->decoding_sig, sig.data) == 0 &&
+		!dc->redecode)
 		return true;
+	dc->redecode = false;
 	detect_release_decoding(dc);
 	if (MyReplicationSlot != NULL)
 		detect_release();
@@ -531,12 +563,12 @@ take_latest_restart_point(XLogRecPtr lsn)
 
 /*
  * Decodes until the WAL flushed when we started is read, or max_rows rows
- * or DETECT_ROUND_BYTES of them were kept (always at a transaction
- * boundary).  Returns true when caught up.  The bytes bound the round's
- * memory where rows are large (their values are decoded detoasted, and a
- * round holds several copies of each): whoever may insert into the source
- * chooses their size.  A single transaction larger than that is still
- * taken whole.
+ * or DETECT_ROUND_BYTES of them were kept (at a transaction boundary), or
+ * a transaction was split (rd->split).  Returns true when caught up.  The
+ * bytes bound the round's memory where rows are large (their values are
+ * decoded detoasted, and a round holds several copies of each): whoever
+ * may insert into the source chooses their size, and how many rows one
+ * transaction has.
  */
 bool
 detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *end)
@@ -579,6 +611,11 @@ detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *e
 			}
 			if (++nrecords % 4096 == 0)
 				publish_decoded(ctx, rd);
+			if (rd->split)
+			{
+				caught_up = false;
+				break;
+			}
 			if (rd->rows + rd->skipped_rows >= max_rows ||
 				rd->row_bytes >= DETECT_ROUND_BYTES)
 			{

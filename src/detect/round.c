@@ -172,7 +172,8 @@ detect_adopt(int64 id, bool note_wait)
 		args[3] = LSNGetDatum(start);
 		args[4] = Int64GetDatum(detect_new_token());
 		detect_spi_exec("UPDATE anomaly.detectors d SET home = $2, slot_name = $3,"
-						" progress_lsn = $4, last_commit_lsn = '0/0', caught_up_at = NULL,"
+						" progress_lsn = $4, last_commit_lsn = '0/0', partial_commit_lsn = NULL,"
+						" partial_rows = 0, caught_up_at = NULL,"
 						" round_token = $5, error_count = 0,"
 						/* a backfill's snapshot means nothing in another cluster */
 						" backfill = CASE WHEN NOT (backfill OPERATOR(pg_catalog.->>) 'done')::pg_catalog.bool"
@@ -464,9 +465,21 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	memset(&rd, 0, sizeof(rd));
 	rd.cxt = rcxt;
 	rd.skip_upto = def->last_commit_lsn;
+	rd.resume_lsn = def->partial_lsn;
+	rd.resume_rows = def->partial_rows;
 	rd.cur_rel = -1;
 	dc->current = false;		/* until this round's writes are done */
 	caught_up = detect_decode_rows(dc, &rd, max_rows, &end_lsn);
+	if (rd.split)
+	{
+		/*
+		 * The slot may move only up to the split transaction's commit, so
+		 * that it is sent again; the next round decodes afresh from there
+		 * (the context has read past it).
+		 */
+		end_lsn = rd.split_lsn;
+		dc->redecode = true;
+	}
 	t_decoded = GetCurrentTimestamp();
 	n = rd.rows;
 	*rows_out = rd.rows + rd.skipped_rows;

@@ -46,6 +46,8 @@ typedef struct DetectorDef
 	bool		row_is_ours;	/* last updated by this transaction */
 	XLogRecPtr	progress_lsn;
 	XLogRecPtr	last_commit_lsn;
+	XLogRecPtr	partial_lsn;	/* a transaction consumed in part, or 0 */
+	int64		partial_rows;	/* its rows consumed */
 	int64		checkpoint_seq;
 	TimestampTz checkpoint_at;
 	int64		journal_points;
@@ -122,6 +124,7 @@ typedef struct DetectorCache
 	char	   *decoding_sig;
 	bool		holds_slot;
 	XLogRecPtr	confirm_lsn;	/* to confirm once the round committed */
+	bool		redecode;		/* decode again from the slot next round */
 
 	struct DetectorCache *next;
 } DetectorCache;
@@ -163,6 +166,22 @@ typedef struct RoundData
 	TimestampTz cur_commit_time;
 	XLogRecPtr	last_commit_lsn;	/* highest commit consumed */
 	TimestampTz last_commit_time;
+
+	/*
+	 * A transaction too large for one round (DETECT_XACT_ROWS): the part of
+	 * it consumed before this round (resume_*), and where this round stops
+	 * in it (split_*).  Rows of a transaction come in the same order each
+	 * time it is decoded, so a count of rows is a position in it.
+	 */
+	XLogRecPtr	resume_lsn;
+	int64		resume_rows;
+	int64		resumed_rows;	/* rows passed over to resume */
+	int64		xact_rows;		/* rows of the current transaction so far */
+	int64		xact_kept;		/* of which kept by this round */
+	int64		xact_bytes;		/* their bytes */
+	bool		split;
+	XLogRecPtr	split_lsn;
+	int64		split_rows;		/* rows of it consumed after this round */
 } RoundData;
 
 /* Feature values of one row after evaluation. */

@@ -598,6 +598,8 @@ write_round(RoundWrite *w)
 	{
 		DetectArgs	a;
 		double		rate = 0;
+		XLogRecPtr	partial_lsn = InvalidXLogRecPtr;
+		int64		partial_rows = 0;
 
 		if (def->last_batch_at != 0)
 		{
@@ -626,6 +628,20 @@ write_round(RoundWrite *w)
 		detect_arg(&a, INT8OID, Int64GetDatum(checkpoint_seq), false);
 		detect_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(stored ? now : def->checkpoint_at),
 				   !stored && def->checkpoint_at == 0);
+		/* Where this round stopped in a transaction it split, if anywhere. */
+		if (rd->split)
+		{
+			partial_lsn = rd->split_lsn;
+			partial_rows = rd->split_rows;
+		}
+		else if (!XLogRecPtrIsInvalid(def->partial_lsn) &&
+				 rd->last_commit_lsn < def->partial_lsn)
+		{
+			partial_lsn = def->partial_lsn;
+			partial_rows = def->partial_rows;
+		}
+		detect_arg(&a, PG_LSNOID, LSNGetDatum(partial_lsn), XLogRecPtrIsInvalid(partial_lsn));
+		detect_arg(&a, INT8OID, Int64GetDatum(partial_rows), false);
 		detect_spi_exec("UPDATE anomaly.detectors SET batch_seq = $2, round_token = $3,"
 						" progress_lsn = GREATEST(progress_lsn, $4),"
 						" last_commit_lsn = GREATEST(last_commit_lsn, $5),"
@@ -636,6 +652,7 @@ write_round(RoundWrite *w)
 						" rows_per_s = COALESCE($10, rows_per_s), last_batch_at = $11,"
 						" caught_up_at = COALESCE($12, caught_up_at),"
 						" journal_points = $13, checkpoint_seq = $14, checkpoint_at = $15,"
+						" partial_commit_lsn = $16, partial_rows = $17,"
 						" error_count = 0"
 						" WHERE id OPERATOR(pg_catalog.=) $1", a.n, a.types, a.values, a.nulls,
 						false, SPI_OK_UPDATE);

@@ -564,4 +564,60 @@ SELECT anomaly.process('det_big');
 	assert_alive($node, $label);
 }
 
+# -------------------------------------------------------------------------
+# The same rows in ONE transaction: its rows arrive together at its commit,
+# so the bound between transactions did not apply and the round held them
+# all.  A transaction past 64 MB is now split: the round takes its first
+# rows and records how many (partial_commit_lsn, partial_rows, committed
+# with the scores); the next round decodes it again and takes the rest.
+{
+	my $label = 'large rows in one transaction';
+	my $seq = sub {
+		$node->safe_psql('mdb', q{SELECT batch_seq FROM anomaly.detectors WHERE name = 'det_big'});
+	};
+	my $partial = sub {
+		$node->safe_psql('mdb', q{SELECT (partial_commit_lsn IS NOT NULL) || '/' || partial_rows
+			FROM anomaly.detectors WHERE name = 'det_big'});
+	};
+	as_role_ok($node, 'adm', q{INSERT INTO s_adm.big (v, note)
+		SELECT i, string_agg(md5((g * i)::text), '')
+		FROM generate_series(11, 20) i, generate_series(1, 312500) g GROUP BY i ORDER BY i;},
+		"$label: ten 10 MB rows in one transaction", db => 'mdb');
+	my $seq0 = $seq->();
+
+	# A round undone with its transaction leaves nothing behind.
+	my $out = as_role_ok($node, 'adm', q{BEGIN; SELECT anomaly.process('det_big', 1); ROLLBACK;},
+		"$label: a first part, rolled back", db => 'mdb');
+	chomp $out;
+	is($out . '|' . $partial->(), '7|false/0',
+		"$label: the round took 7 rows (64 MB) of the transaction; rolled back, nothing is recorded");
+
+	$out = as_role_ok($node, 'adm', q{SELECT anomaly.process('det_big', 1);},
+		"$label: process() of one round", db => 'mdb');
+	chomp $out;
+	is($out . '|' . ($seq->() - $seq0) . '|' . $partial->(), '7|1|true/7',
+		"$label: one round took the first 7 rows and recorded where it stopped");
+	is($node->safe_psql('mdb', q{SELECT count(*) FROM anomaly.scores WHERE detector = 'det_big'}),
+		'17', "$label: 7 of its rows scored so far");
+
+	# A new call decodes the transaction again, from the slot, and takes
+	# the 3 rows after the 7 it passes over.
+	$out = as_role_ok($node, 'adm', q{SELECT anomaly.process('det_big');},
+		"$label: process() again", db => 'mdb');
+	chomp $out;
+	is($out . '|' . ($seq->() - $seq0) . '|' . $partial->(), '3|2|false/0',
+		"$label: the next round took the other 3 and the transaction is done");
+	is($node->safe_psql('mdb', q{
+		SELECT count(*) || '/' || count(DISTINCT source_key) FROM anomaly.scores
+		WHERE detector = 'det_big'}),
+		'20/20', "$label: each row of the transaction scored once");
+	is($node->safe_psql('mdb', q{SELECT rows_scored FROM anomaly.detectors WHERE name = 'det_big'}),
+		'20', "$label: rows_scored counts each row once");
+	$out = as_role_ok($node, 'adm', q{SELECT anomaly.process('det_big');},
+		"$label: nothing left", db => 'mdb');
+	chomp $out;
+	is($out, '0', "$label: a later call finds nothing to score");
+	assert_alive($node, $label);
+}
+
 done_testing();

@@ -29,6 +29,10 @@ CREATE TABLE detectors (
 	round_token bigint NOT NULL DEFAULT 0,	-- new at every round: are cached models current?
 	progress_lsn pg_lsn NOT NULL,			-- WAL read and processed up to here
 	last_commit_lsn pg_lsn NOT NULL DEFAULT '0/0',	-- last source transaction consumed
+	-- a transaction too large for one round is consumed over several: its
+	-- commit LSN and how many of its rows are consumed (src/detect/reader.c)
+	partial_commit_lsn pg_lsn,
+	partial_rows bigint NOT NULL DEFAULT 0,
 	last_commit_time timestamptz,
 	rows_scored bigint NOT NULL DEFAULT 0,
 	rows_filtered bigint NOT NULL DEFAULT 0,

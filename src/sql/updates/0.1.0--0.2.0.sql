@@ -122,6 +122,11 @@ UPDATE detectors SET settings = (
 		'transform_null_equals']) AS n);
 ALTER TABLE detectors ALTER COLUMN settings SET NOT NULL;
 
+-- A transaction too large for one round is consumed over several rounds
+-- (src/detect/reader.c): its commit LSN and the rows of it consumed.
+ALTER TABLE detectors ADD COLUMN partial_commit_lsn pg_lsn;
+ALTER TABLE detectors ADD COLUMN partial_rows bigint NOT NULL DEFAULT 0;
+
 -- Windowed detectors ({"window": ...}, src/detect/window_agg.c): per
 -- detector, the watermark and counters; per accepted row still in a window
 -- that is open, its values (as text, by column number) until every window it
