@@ -41,6 +41,9 @@ for the grader below, e.g.  base=z:4  ratio2=z:4,ratio:2 ; keys:
   mem      fire only at a deviation of at least mem times the largest of
            the earlier firings (0: off); memh: that memory's half-life in
            points (3000); memf 1: remember candidates that did not fire
+  q        also require the averaged score above the q quantile (times qf,
+           1) of the last qh (3000) averaged scores (0: off); qonly 1:
+           that quantile replaces the deviation test
   trcf     1: the AWS thresholded forest's BasicThresholder instead of the
            grader (grade_trcf; tz, sdiff, secd, pdisc, adj, norm, gmin,
            sup; bench/README, "Fifth study")
@@ -51,6 +54,7 @@ at the fixed threshold (every is_anomaly row) and, with --opt, at NAB's
 optimised threshold, then the median over the SCORE_DIRs (seeds):
   grader_sim config=.. seed=.. split=.. threshold_mode=.. standard=.. ...
 """
+import bisect
 import math
 import os
 import statistics
@@ -72,7 +76,7 @@ DEFAULTS = dict(z=4.0, floor=0.8, h=3000.0, sup=100, warm=8, w=1, ratio=0.0,
                 wmean=0, clip=0.0, log=0, esc=2.0, sdf=1e-3, rearm=0.0,
                 feat=0, bonf=0.0, fz=0.0, fwarm=32, fsub=1, mem=0.0, memh=3000.0,
                 memf=0.0, trcf=0, tz=3.0, sdiff=0.5, secd=0.01, pdisc=0.0,
-                adj=1, gmin=0.0, norm=1)
+                adj=1, gmin=0.0, norm=1, q=0.0, qf=1.0, qh=3000, qonly=0)
 
 
 def grade_features(rows, c):
@@ -158,6 +162,8 @@ def grade(scores, c, totals=None):
     out = []
     fpeak = 0.0
     mdec = 0.5 ** (1.0 / c["memh"]) if c["memh"] > 0 else 1.0
+    qwin = []
+    qsorted = []
     for i, s in enumerate(scores):
         fpeak *= mdec
         if s <= 0.0 or (totals is not None and totals[i] <= 0.0):
@@ -172,6 +178,12 @@ def grade(scores, c, totals=None):
         if not lg and sd < c["sdf"] * mean:
             sd = c["sdf"] * mean
         thr = mean + z * sd
+        if c["q"] > 0 and qsorted:
+            qv = qsorted[min(len(qsorted) - 1, int(c["q"] * len(qsorted)))] * c["qf"]
+            if c["qonly"]:
+                thr = max(qv, mean)
+            elif qv > thr:
+                thr = qv
         g = 0.0
         if count >= warm and sd > 0.0:
             if ((avg if totals is None else totals[i]) > floor and (left == 0 or avg > esc * peak) and v > thr and
@@ -193,6 +205,12 @@ def grade(scores, c, totals=None):
             if c["rearm"] > 0 and v < mean + c["rearm"] * sd:
                 left = 0
         count += 1
+        if c["q"] > 0:
+            bisect.insort(qsorted, avg)
+            qwin.append(avg)
+            if len(qwin) > c["qh"]:
+                old = qwin.pop(0)
+                del qsorted[bisect.bisect_left(qsorted, old)]
         x = v if wmean else (math.log(s) if lg else s)
         if clip > 0 and count > warm and sd > 0:
             x = min(x, mean + clip * sd)
