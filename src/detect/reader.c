@@ -164,6 +164,22 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 				/* Past where this round stops in it: for the next round. */
 				if (rd->split)
 					break;
+
+				/*
+				 * The rows of one transaction arrive in one call at its
+				 * commit, whatever their size: past the bound, the round
+				 * takes no more of them and the next rounds decode it again
+				 * for the rest.  Checked before a row is kept, so that a
+				 * split always leaves rows to the next round.
+				 */
+				if (rd->xact_bytes >= DETECT_ROUND_BYTES ||
+					rd->xact_kept >= DETECT_XACT_ROWS)
+				{
+					rd->split = true;
+					rd->split_lsn = rd->cur_commit_lsn;
+					rd->split_rows = rd->xact_rows - 1;
+					break;
+				}
 				if (rd->rows == rd->maxrows)
 				{
 					rd->maxrows = Max(1024, rd->maxrows * 2);
@@ -182,20 +198,6 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 				rd->row_bytes += len;
 				rd->xact_kept++;
 				rd->xact_bytes += len;
-
-				/*
-				 * The rows of one transaction arrive in one call at its
-				 * commit, whatever their size: past the bound, the round
-				 * takes no more of them and the next rounds decode it again
-				 * for the rest.
-				 */
-				if (rd->xact_bytes >= DETECT_ROUND_BYTES ||
-					rd->xact_kept >= DETECT_XACT_ROWS)
-				{
-					rd->split = true;
-					rd->split_lsn = rd->cur_commit_lsn;
-					rd->split_rows = rd->xact_rows;
-				}
 				/* A large transaction's rows show as they arrive. */
 				if (rd->rows % DETECT_PROGRESS_ROWS == 0)
 					publish_decoded(ctx, rd);

@@ -598,7 +598,8 @@ run_round(DetectorCache *dc, DetectorDef *def, MemoryContext rcxt,
 	w.rd = &rd;
 	w.es = &es;
 	w.n = n;
-	w.consumed = *rows_out;
+	/* Rows passed over to resume a transaction count: the round ends it. */
+	w.consumed = *rows_out + rd.resumed_rows;
 	w.caught_up = caught_up;
 	w.end_lsn = end_lsn;
 	w.started = started;

@@ -617,6 +617,18 @@ SELECT anomaly.process('det_big');
 		"$label: nothing left", db => 'mdb');
 	chomp $out;
 	is($out, '0', "$label: a later call finds nothing to score");
+
+	# A transaction that ends at the bound is not split: a split always
+	# leaves rows to the next round (none left would be a round for nothing).
+	as_role_ok($node, 'adm', q{INSERT INTO s_adm.big (v, note)
+		SELECT i, string_agg(md5((g * i)::text), '')
+		FROM generate_series(21, 27) i, generate_series(1, 312500) g GROUP BY i ORDER BY i;},
+		"$label: seven 10 MB rows in one transaction", db => 'mdb');
+	$out = as_role_ok($node, 'adm', q{SELECT anomaly.process('det_big', 1);},
+		"$label: one round over the seven", db => 'mdb');
+	chomp $out;
+	is($out . '|' . $partial->(), '7|false/0',
+		"$label: seven rows that reach the bound are taken in one round, not split");
 	assert_alive($node, $label);
 }
 
