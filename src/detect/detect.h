@@ -387,12 +387,13 @@ extern void detect_progress_end(bool committed);
 #define DETECT_ROUND_BYTES		((int64) 64 * 1024 * 1024)
 
 /*
- * A single transaction whose kept rows reach DETECT_ROUND_BYTES or this
- * many rows is split: the round takes that much of it and the next rounds
- * the rest (reader.c).  Each part decodes the transaction again, so the
- * row bound is high: a bulk load of small rows is split seldom.
+ * A single transaction whose kept rows reach DETECT_ROUND_BYTES or
+ * anomaly.detector_transaction_rows rows is split: the round takes that
+ * much of it and the next rounds the rest (reader.c).  Each part decodes
+ * the transaction again, so the row bound is high by default: a bulk load
+ * of small rows is split seldom.
  */
-#define DETECT_XACT_ROWS		2000000
+extern int	detect_xact_rows;
 #define DETECT_CHUNK_ROWS		10000
 
 /*

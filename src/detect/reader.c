@@ -173,7 +173,7 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 				 * split always leaves rows to the next round.
 				 */
 				if (rd->xact_bytes >= DETECT_ROUND_BYTES ||
-					rd->xact_kept >= DETECT_XACT_ROWS)
+					rd->xact_kept >= detect_xact_rows)
 				{
 					rd->split = true;
 					rd->split_lsn = rd->cur_commit_lsn;

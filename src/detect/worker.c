@@ -48,6 +48,7 @@ char	   *detect_database = NULL;
 int			detect_max_workers = 8;
 int			detect_naptime_ms = 100;
 int			detect_batch_rows = 10000;
+int			detect_xact_rows = 2000000;
 int			detect_memory_limit_mb = 512;
 int			detect_checkpoint_rows = 200000;
 int			detect_checkpoint_timeout_s = 60;
@@ -76,6 +77,12 @@ anomaly_detect_init(void)
 	DefineCustomIntVariable("anomaly.detector_batch_rows",
 							"Rows a detector round reads at most (whole transactions).",
 							NULL, &detect_batch_rows, 10000, 1, 10000000, PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.detector_transaction_rows",
+							"Rows of one transaction a detector round takes at most; the rest go to the next rounds.",
+							"Each part decodes the transaction again: a higher value takes fewer "
+							"decodings and more memory.",
+							&detect_xact_rows, 2000000, 100, INT_MAX, PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("anomaly.detector_memory_limit",
 							"Memory for the forests of one detector in one process; others are stored and evicted.",

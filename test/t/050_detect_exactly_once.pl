@@ -30,6 +30,8 @@ my $target_rows = $ENV{ANOMALY_DETECT_ROWS} || 100000;
 my $node = detector_node('detect_once',
 	'anomaly.detector_naptime' => 50,
 	'anomaly.detector_batch_rows' => 4000,
+	# the 2,000-row transactions are taken in parts of 700 rows
+	'anomaly.detector_transaction_rows' => 700,
 	'anomaly.detector_memory_limit' => '1MB',
 	'anomaly.detector_checkpoint_rows' => 15000,
 	fsync => 'off');

@@ -26,6 +26,9 @@ use DetectTest;
 my $crashes = $ENV{ANOMALY_DETECT_CRASHES} || 6;
 my $node = crash_node('detect_crash',
 	'anomaly.detector_batch_rows' => 2000,
+	# the 800-row transactions are taken in parts of 300 rows: crashes
+	# between the parts of one transaction too
+	'anomaly.detector_transaction_rows' => 300,
 	'anomaly.detector_memory_limit' => '1MB',
 	'anomaly.detector_checkpoint_rows' => 5000);
 

@@ -629,6 +629,24 @@ SELECT anomaly.process('det_big');
 	chomp $out;
 	is($out . '|' . $partial->(), '7|false/0',
 		"$label: seven rows that reach the bound are taken in one round, not split");
+
+	# The row bound (anomaly.detector_transaction_rows, superuser): 250 rows
+	# in one transaction, at most 100 a round.
+	as_role_ok($node, 'adm', q{INSERT INTO s_adm.big (v, note) SELECT g, 'x' FROM generate_series(1, 250) g;},
+		"$label: 250 small rows in one transaction", db => 'mdb');
+	my @parts;
+	for my $i (1 .. 4)
+	{
+		my $n = $node->safe_psql('mdb', q{SET anomaly.detector_transaction_rows = 100;
+			SELECT anomaly.process('det_big', 1);});
+		push @parts, $n . ':' . $partial->();
+	}
+	is(join(' ', @parts), '100:true/100 100:true/200 50:false/0 0:false/0',
+		"$label: anomaly.detector_transaction_rows = 100 takes them in parts of 100, 100 and 50");
+	is($node->safe_psql('mdb', q{
+		SELECT count(*) || '/' || count(DISTINCT source_key) FROM anomaly.scores
+		WHERE detector = 'det_big'}),
+		'277/277', "$label: every row of every part scored once");
 	assert_alive($node, $label);
 }
 
