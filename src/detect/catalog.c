@@ -122,6 +122,32 @@ settings_of(Definition *def)
 /* ---------------------------------------------------------------------
  * create_detector
  */
+
+/*
+ * Each detector holds a replication slot, and max_replication_slots is
+ * shared by every database: anomaly.max_detectors_per_owner keeps one
+ * role from taking them all.  Called under DETECT_LOCK_CREATE.
+ */
+static void
+check_owner_limit(Oid owner)
+{
+	int64		owned;
+	bool		isnull;
+
+	if (detect_max_per_owner <= 0 || superuser_arg(owner))
+		return;
+	detect_spi_exec("SELECT pg_catalog.count(*) FROM anomaly.detectors WHERE owner OPERATOR(pg_catalog.=) $1",
+					1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(owner)}, NULL, false,
+					SPI_OK_SELECT);
+	owned = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (owned >= detect_max_per_owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("role \"%s\" already owns %lld detectors in this database",
+						GetUserNameFromId(owner, false), (long long) owned),
+				 errdetail("anomaly.max_detectors_per_owner is %d.", detect_max_per_owner),
+				 errhint("Drop a detector, or ask a superuser to raise the setting.")));
+}
 Datum
 anomaly_create_detector(PG_FUNCTION_ARGS)
 {
@@ -178,6 +204,7 @@ anomaly_create_detector(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("detector \"%s\" already exists", name)));
+	check_owner_limit(owner);
 	detect_spi_exec("SELECT COALESCE(pg_catalog.max(id), 0) OPERATOR(pg_catalog.+) 1 FROM anomaly.detectors",
 			  0, NULL, NULL, NULL, false, SPI_OK_SELECT);
 	{

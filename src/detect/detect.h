@@ -394,6 +394,8 @@ extern void detect_progress_end(bool committed);
  * of small rows is split seldom.
  */
 extern int	detect_xact_rows;
+extern int	detect_time_slice_ms;
+extern int	detect_max_per_owner;
 #define DETECT_CHUNK_ROWS		10000
 
 /*

@@ -9,6 +9,15 @@
  * minute drops the slots of aborted create_detector calls and applies the
  * detectors' retention.
  *
+ * Taking turns.  With more active detectors than anomaly.detector_workers,
+ * a worker that has had its detector for anomaly.detector_time_slice is
+ * asked to give it up (SIGUSR2) after its round, one worker at a time, and
+ * the detector that has waited longest gets the slot: every detector is
+ * served, none by a worker of its own.  The worker asked is one of the
+ * owner with the most workers, so one admin's detectors cannot keep
+ * another's from running; the detector started is one of the owner with
+ * the fewest.
+ *
  * A detector worker holds its detector's slot and a decoding context for as
  * long as it runs, and loops: one round per transaction (round.c), then it
  * confirms the slot up to what the round committed.  When caught up it
@@ -49,6 +58,8 @@ int			detect_max_workers = 8;
 int			detect_naptime_ms = 100;
 int			detect_batch_rows = 10000;
 int			detect_xact_rows = 2000000;
+int			detect_time_slice_ms = 30000;
+int			detect_max_per_owner = 0;
 int			detect_memory_limit_mb = 512;
 int			detect_checkpoint_rows = 200000;
 int			detect_checkpoint_timeout_s = 60;
@@ -78,6 +89,17 @@ anomaly_detect_init(void)
 							"Rows a detector round reads at most (whole transactions).",
 							NULL, &detect_batch_rows, 10000, 1, 10000000, PGC_SUSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.max_detectors_per_owner",
+							"Detectors one role may own in a database (0: no limit); superusers are not limited.",
+							"Each detector holds a replication slot, which max_replication_slots bounds "
+							"for every database together.",
+							&detect_max_per_owner, 0, 0, 100000, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("anomaly.detector_time_slice",
+							"How long a detector keeps a worker while other detectors wait for one.",
+							"With more active detectors than anomaly.detector_workers they take turns.",
+							&detect_time_slice_ms, 30000, 100, 3600000, PGC_SIGHUP,
+							GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("anomaly.detector_transaction_rows",
 							"Rows of one transaction a detector round takes at most; the rest go to the next rounds.",
 							"Each part decodes the transaction again: a higher value takes fewer "
@@ -122,10 +144,14 @@ anomaly_detect_init(void)
 typedef struct Launched
 {
 	int64		id;
+	Oid			owner;
 	BackgroundWorkerHandle *handle;
 	TimestampTz started;
-	int			starts;
+	TimestampTz stopped;		/* when its last worker was seen stopped */
+	int			starts;			/* starts in a row that did not last */
 	bool		seen;
+	bool		yielding;		/* its worker was asked to give it up */
+	bool		waiting;		/* wants a worker in this pass */
 } Launched;
 
 static bool
@@ -155,7 +181,7 @@ start_worker(int64 id, Launched *l)
  * logged and gives an empty list.
  */
 static int
-list_active(MemoryContext cxt, int64 **active, char ***slots,
+list_active(MemoryContext cxt, int64 **active, Oid **owners, char ***slots,
 			TimestampTz *last_housekeeping)
 {
 	volatile int nactive = 0;
@@ -174,7 +200,7 @@ list_active(MemoryContext cxt, int64 **active, char ***slots,
 
 			pgstat_report_activity(STATE_RUNNING, "listing detectors");
 			detect_sys_enter(&sys);
-			detect_spi_exec("SELECT id FROM anomaly.detectors"
+			detect_spi_exec("SELECT id, owner FROM anomaly.detectors"
 							" WHERE state OPERATOR(pg_catalog.=) 'active' ORDER BY id",
 							0, NULL, NULL, NULL, true, SPI_OK_SELECT);
 			{
@@ -182,6 +208,7 @@ list_active(MemoryContext cxt, int64 **active, char ***slots,
 				int			n = 0;
 
 				*active = palloc(sizeof(int64) * Max(SPI_processed, 1));
+				*owners = palloc(sizeof(Oid) * Max(SPI_processed, 1));
 				*slots = palloc(sizeof(char *) * Max(SPI_processed, 1));
 				for (uint64 i = 0; i < SPI_processed; i++)
 				{
@@ -190,6 +217,8 @@ list_active(MemoryContext cxt, int64 **active, char ***slots,
 
 					(*active)[n] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
 															   SPI_tuptable->tupdesc, 1, &isnull));
+					(*owners)[n] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																  SPI_tuptable->tupdesc, 2, &isnull));
 
 					/*
 					 * This database's name for the slot: a detector restored
@@ -249,16 +278,96 @@ launched_running(Launched *l)
 	return l->handle != NULL && GetBackgroundWorkerPid(l->handle, &pid) != BGWH_STOPPED;
 }
 
+/* Workers running for detectors of owner. */
+static int
+owner_running(Oid owner)
+{
+	int			n = 0;
+
+	for (int i = 0; i < nlaunched; i++)
+		if (launched[i].owner == owner && launched_running(&launched[i]))
+			n++;
+	return n;
+}
+
+/*
+ * The waiting detector to start next: of the owner with the fewest
+ * workers, the one that has waited longest (never served first).  NULL
+ * when none waits.
+ */
+static Launched *
+next_waiting(void)
+{
+	Launched   *best = NULL;
+	int			best_owner = 0;
+
+	for (int i = 0; i < nlaunched; i++)
+	{
+		Launched   *l = &launched[i];
+		int			n;
+
+		if (!l->waiting)
+			continue;
+		n = owner_running(l->owner);
+		if (best == NULL || n < best_owner ||
+			(n == best_owner && l->stopped < best->stopped))
+		{
+			best = l;
+			best_owner = n;
+		}
+	}
+	return best;
+}
+
+/*
+ * Asks one worker to give its detector up when detectors wait: one that
+ * has had it for a time slice, of the owner with the most workers, the
+ * longest running.  One at a time: none while an earlier one is going.
+ */
+static void
+ask_to_yield(TimestampTz now)
+{
+	Launched   *victim = NULL;
+	int			victim_owner = 0;
+	pid_t		pid;
+
+	for (int i = 0; i < nlaunched; i++)
+		if (launched[i].yielding && launched_running(&launched[i]))
+			return;
+	for (int i = 0; i < nlaunched; i++)
+	{
+		Launched   *l = &launched[i];
+		int			n;
+
+		if (!launched_running(l) ||
+			!TimestampDifferenceExceeds(l->started, now, detect_time_slice_ms))
+			continue;
+		n = owner_running(l->owner);
+		if (victim == NULL || n > victim_owner ||
+			(n == victim_owner && l->started < victim->started))
+		{
+			victim = l;
+			victim_owner = n;
+		}
+	}
+	if (victim != NULL &&
+		GetBackgroundWorkerPid(victim->handle, &pid) == BGWH_STARTED &&
+		kill(pid, SIGUSR2) == 0)
+		victim->yielding = true;
+}
+
 /* One pass of this database's scheduler; see detect.h. */
 const char *
 detect_schedule(void)
 {
-	static char note[160];
+	static char note[200];
 	int64	   *active = NULL;
+	Oid		   *owners = NULL;
 	char	  **slots = NULL;
 	int			nactive;
 	int			unstarted = 0;
 	int			limited = 0;
+	int			running = 0;
 	TimestampTz now;
 
 	if (schedule_cxt == NULL)
@@ -266,16 +375,18 @@ detect_schedule(void)
 											 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(schedule_cxt);
 
-	nactive = list_active(schedule_cxt, &active, &slots, &last_housekeeping);
+	nactive = list_active(schedule_cxt, &active, &owners, &slots, &last_housekeeping);
 
-	/* Start the workers that are missing. */
+	/* Which detectors want a worker. */
 	now = GetCurrentTimestamp();
 	for (int i = 0; i < nlaunched; i++)
+	{
 		launched[i].seen = false;
+		launched[i].waiting = false;
+	}
 	for (int a = 0; a < nactive; a++)
 	{
 		Launched   *l = NULL;
-		int			running = 0;
 
 		for (int i = 0; i < nlaunched; i++)
 			if (launched[i].id == active[a])
@@ -294,38 +405,60 @@ detect_schedule(void)
 			l->id = active[a];
 		}
 		l->seen = true;
+		l->owner = owners[a];
 		if (launched_running(l))
 			continue;
 		if (l->handle)
 		{
 			pfree(l->handle);
 			l->handle = NULL;
+			l->stopped = now;
+			/* A worker that gave its turn up did not fail: no backoff. */
+			if (l->yielding)
+				l->starts = 0;
+			l->yielding = false;
 		}
 		/* Held by someone (a worker of an earlier scheduler, process()). */
 		if (detect_slot_holder(slots[a], NULL) != 0)
 			continue;
-		for (int i = 0; i < nlaunched; i++)
-			if (launched_running(&launched[i]))
-				running++;
-		if (running >= detect_max_workers)
-		{
-			limited++;
-			continue;
-		}
 		/* Back off a worker that keeps stopping: 1 s, 2 s ... 60 s. */
 		if (l->starts > 0 &&
 			!TimestampDifferenceExceeds(l->started, now,
 										Min(60000, 1000 * (1 << Min(l->starts - 1, 6)))))
 			continue;
-		if (!start_worker(active[a], l))
+		l->waiting = true;
+	}
+
+	/* Start the waiting ones while workers are free, fairest first. */
+	for (int i = 0; i < nlaunched; i++)
+		if (launched_running(&launched[i]))
+			running++;
+	for (;;)
+	{
+		Launched   *l = next_waiting();
+
+		if (l == NULL)
+			break;
+		l->waiting = false;
+		if (running >= detect_max_workers)
+		{
+			limited++;
+			continue;
+		}
+		if (!start_worker(l->id, l))
 		{
 			unstarted++;
 			ereport(LOG,
 					(errmsg("anomaly: could not start a worker for detector " INT64_FORMAT,
-							active[a]),
+							l->id),
 					 errhint("Raise max_worker_processes.")));
+			continue;
 		}
+		running++;
 	}
+	if (limited > 0)
+		ask_to_yield(now);
+
 	/* Forget detectors that are no longer active. */
 	for (int i = 0; i < nlaunched;)
 	{
@@ -349,8 +482,8 @@ detect_schedule(void)
 	if (limited > 0)
 	{
 		snprintf(note, sizeof(note),
-				 "all %d of anomaly.detector_workers are busy in this database",
-				 detect_max_workers);
+				 "%d active detectors take turns on the %d anomaly.detector_workers of this database",
+				 nactive, detect_max_workers);
 		return note;
 	}
 	return NULL;
@@ -368,6 +501,20 @@ detect_unschedule(void)
 /* ---------------------------------------------------------------------
  * A detector worker
  */
+
+/* Set by SIGUSR2: the scheduler gives this detector's turn to another. */
+static volatile sig_atomic_t yield_requested = false;
+
+/* SIGUSR2: give the detector up after the round under way. */
+static void
+handle_yield(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	yield_requested = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
 
 /* Sleeps ms on the latch, handling reloads. */
 static void
@@ -396,6 +543,7 @@ anomaly_detect_worker_main(Datum arg)
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
+	pqsignal(SIGUSR2, handle_yield);
 	BackgroundWorkerUnblockSignals();
 	/* as the other workers: the sys context pins its settings again */
 	anomaly_bgworker_connect(dboid);
@@ -415,6 +563,9 @@ anomaly_detect_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* Between rounds: the last one is committed and its slot moved. */
+		if (yield_requested)
+			break;
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
