@@ -85,9 +85,9 @@ $node->append_conf('postgresql.conf', "anomaly.max_detectors_per_owner = 1\n");
 $node->reload;
 $node->safe_psql('postgres', q{CREATE TABLE bs2 (id bigserial PRIMARY KEY, v float8);
 	ALTER TABLE bs2 OWNER TO bob;});
-my ($rc, $out, $err) = $node->psql('postgres', qq{SET ROLE bob;
-	SELECT anomaly.create_detector('b2', 'bs2', ARRAY['v'], options => $opts);},
-	extended_errors => 1);
+my ($rc, $out, $err) = $node->psql('postgres', qq{\\set VERBOSITY verbose
+	SET ROLE bob;
+	SELECT anomaly.create_detector('b2', 'bs2', ARRAY['v'], options => $opts);});
 like($err, qr/ERROR:  53400: role "bob" already owns 1 detectors in this database.*DETAIL:  anomaly.max_detectors_per_owner is 1/s,
 	'a second detector of bob is refused (configuration_limit_exceeded)');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.detectors WHERE name = 'b2'}), '0',
