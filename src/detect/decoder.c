@@ -58,8 +58,19 @@ typedef struct DecoderState
 	RepOriginId *skip_origins;
 	int			nskip;
 
+	/*
+	 * Set by our reader only (detect_decoder_resume): rows of the
+	 * transaction committed at resume_lsn up to resume_rows are sent as
+	 * 'P', without their values; rows after a split ('drop_rest') are not
+	 * sent at all.
+	 */
+	XLogRecPtr	resume_lsn;
+	int64		resume_rows;
+	bool		drop_rest;
+
 	/* per transaction */
 	bool		began;
+	int64		xact_rows;		/* rows of it sent so far, 'P' included */
 	Oid		   *described;		/* relations described in this xact */
 	int			ndescribed;
 	int			maxdescribed;
@@ -246,6 +257,31 @@ dec_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 
 	st->began = false;
 	st->ndescribed = 0;
+	st->xact_rows = 0;
+	st->drop_rest = false;
+}
+
+/*
+ * Our reader's request for the next transactions decoded: the first
+ * `rows` rows of the one committed at lsn were consumed already, so they
+ * come as 'P' (their values are neither detoasted nor copied).
+ */
+void
+detect_decoder_resume(LogicalDecodingContext *ctx, XLogRecPtr lsn, int64 rows)
+{
+	DecoderState *st = ctx->output_plugin_private;
+
+	st->resume_lsn = lsn;
+	st->resume_rows = rows;
+}
+
+/* Our reader split the current transaction: its other rows are not sent. */
+void
+detect_decoder_drop_rest(LogicalDecodingContext *ctx)
+{
+	DecoderState *st = ctx->output_plugin_private;
+
+	st->drop_rest = true;
 }
 
 /* Sends the begin message of txn. */
@@ -477,10 +513,21 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		relid = ancestor;
 	}
 
+	if (st->drop_rest)
+		goto done;
 	if (!st->began)
 	{
 		send_begin(ctx, txn);
 		st->began = true;
+	}
+	st->xact_rows++;
+	if (txn->final_lsn == st->resume_lsn && st->xact_rows <= st->resume_rows)
+	{
+		OutputPluginPrepareWrite(ctx, true);
+		dw_put_u8(ctx->out, DETECT_WIRE_VERSION);
+		dw_put_u8(ctx->out, DW_PASSED);
+		OutputPluginWrite(ctx, true);
+		goto done;
 	}
 	for (int i = 0; i < st->ndescribed; i++)
 		if (st->described[i] == relid)
@@ -587,6 +634,7 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	OutputPluginWrite(ctx, true);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(st->row_context);
+done:
 	if (target != relation)
 		RelationClose(target);
 }

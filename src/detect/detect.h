@@ -92,6 +92,16 @@ typedef union DwByvalImage
 	Datum		d;
 } DwByvalImage;
 
+/*
+ * The output plugin's requests from our reader (decoder.c): pass over the
+ * first rows of the transaction committed at lsn (sent as 'P'), and send
+ * no more rows of the current transaction.
+ */
+struct LogicalDecodingContext;
+extern void detect_decoder_resume(struct LogicalDecodingContext *ctx,
+								  XLogRecPtr lsn, int64 rows);
+extern void detect_decoder_drop_rest(struct LogicalDecodingContext *ctx);
+
 /* Little-endian writers (wire.c). */
 extern void dw_put_u8(StringInfo out, uint8 v);
 extern void dw_put_u16(StringInfo out, uint16 v);

@@ -178,6 +178,7 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 					rd->split = true;
 					rd->split_lsn = rd->cur_commit_lsn;
 					rd->split_rows = rd->xact_rows - 1;
+					detect_decoder_drop_rest(ctx);
 					break;
 				}
 				if (rd->rows == rd->maxrows)
@@ -203,6 +204,16 @@ collect_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
 					publish_decoded(ctx, rd);
 				break;
 			}
+		case DW_PASSED:
+			/* A row of the part consumed before, without its values. */
+			if (rd->skip_xact)
+				rd->skipped_rows++;
+			else
+			{
+				rd->xact_rows++;
+				rd->resumed_rows++;
+			}
+			break;
 		case DW_COMMIT:
 			if (!rd->skip_xact && rd->in_xact && !rd->split)
 			{
@@ -582,6 +593,7 @@ detect_decode_rows(DetectorCache *dc, RoundData *rd, int max_rows, XLogRecPtr *e
 	MemoryContext old;
 
 	ctx->output_writer_private = rd;
+	detect_decoder_resume(ctx, rd->resume_lsn, rd->resume_rows);
 	InvalidateSystemCaches();
 	/* The reader allocates its buffers lazily, where it is called from. */
 	old = MemoryContextSwitchTo(ctx->context);

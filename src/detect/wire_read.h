@@ -39,6 +39,9 @@
  *				attlen -1: u32 length + the varlena's payload;
  *				attlen -2: u32 length + the C string, without its NUL
  *	'C' commit	u64 commit_lsn
+ *	'P' passed	(nothing more) a row the reader asked to pass over: the
+ *				first rows of a transaction it consumed in an earlier
+ *				round (detect_decoder_resume); sent only to our reader
  *
  * A 'B' is sent before the first row of a transaction and a 'C' after its
  * last; transactions without rows of the configured relations send
@@ -54,6 +57,7 @@
 #define DW_INSERT		'I'
 #define DW_UPDATE		'U'
 #define DW_COMMIT		'C'
+#define DW_PASSED		'P'
 
 #define DW_ATT_NULL		0
 #define DW_ATT_VALUE	1
