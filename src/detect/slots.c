@@ -486,10 +486,60 @@ detect_install_hooks(void)
 }
 
 /*
+ * Stops the detector workers of this database and waits (10 s at most) for
+ * them to let their slots go.  Quietly gives up on the ones that do not.
+ */
+static void
+stop_detector_workers(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, detector_slot_names())
+	{
+		const char *name = (const char *) lfirst(lc);
+
+		for (int waited_ms = 0; waited_ms < 10000; waited_ms += 10)
+		{
+			pid_t		pid = detect_slot_holder(name, NULL);
+			const char *type;
+
+			if (pid == 0 || pid == MyProcPid)
+				break;
+			type = GetBackgroundWorkerTypeByPid(pid);
+			if (type == NULL || strcmp(type, DETECTOR_BGW_TYPE) != 0)
+				break;
+			(void) kill(pid, SIGTERM);
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(10000L);
+		}
+	}
+}
+
+/* True if stmt is a DROP EXTENSION naming this extension. */
+static bool
+drops_this_extension(Node *stmt)
+{
+	ListCell   *lc;
+
+	if (stmt == NULL || !IsA(stmt, DropStmt) ||
+		((DropStmt *) stmt)->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, ((DropStmt *) stmt)->objects)
+		if (strcmp(strVal(lfirst(lc)), "anomaly") == 0)
+			return true;
+	return false;
+}
+
+/*
  * anomaly._ddl_guard(): the ddl_command_start event trigger of DROP
  * EXTENSION and friends.  Calling it loads this library, whose object
  * access hook then drops the detectors' slots if the command drops the
- * extension.  Nothing else to do here.
+ * extension.  Before a DROP EXTENSION anomaly takes its locks, the
+ * detector workers are stopped: a round holds row locks on the
+ * destinations while it writes scores, and DROP locks the scores table
+ * before the destinations one, so the two could deadlock and the DROP
+ * fail (the object access hook comes too late: DROP has its locks by
+ * then).
  */
 Datum
 anomaly_detect_ddl_guard(PG_FUNCTION_ARGS)
@@ -498,6 +548,8 @@ anomaly_detect_ddl_guard(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("anomaly._ddl_guard() must be called as an event trigger")));
+	if (drops_this_extension(((EventTriggerData *) fcinfo->context)->parsetree))
+		stop_detector_workers();
 	PG_RETURN_VOID();
 }
 

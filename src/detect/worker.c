@@ -15,8 +15,7 @@
  * the detector that has waited longest gets the slot: every detector is
  * served, none by a worker of its own.  The worker asked is one of the
  * owner with the most workers, so one admin's detectors cannot keep
- * another's from running; the detector started is one of the owner with
- * the fewest.
+ * another's from running.
  *
  * A detector worker holds its detector's slot and a decoding context for as
  * long as it runs, and loops: one round per transaction (round.c), then it
@@ -151,6 +150,7 @@ typedef struct Launched
 	int			starts;			/* starts in a row that did not last */
 	bool		seen;
 	bool		yielding;		/* its worker was asked to give it up */
+	TimestampTz yield_asked;	/* when */
 	bool		waiting;		/* wants a worker in this pass */
 } Launched;
 
@@ -291,9 +291,12 @@ owner_running(Oid owner)
 }
 
 /*
- * The waiting detector to start next: of the owner with the fewest
- * workers, the one that has waited longest (never served first).  NULL
- * when none waits.
+ * The waiting detector to start next: the one that has waited longest
+ * (never served first), of the owner with the fewest workers among those
+ * that have waited as long.  By waiting time first: preferring an owner
+ * with fewer workers first gave the slot, turn after turn, to the one
+ * detector of an owner whose other workers were busy.  NULL when none
+ * waits.
  */
 static Launched *
 next_waiting(void)
@@ -309,8 +312,8 @@ next_waiting(void)
 		if (!l->waiting)
 			continue;
 		n = owner_running(l->owner);
-		if (best == NULL || n < best_owner ||
-			(n == best_owner && l->stopped < best->stopped))
+		if (best == NULL || l->stopped < best->stopped ||
+			(l->stopped == best->stopped && n < best_owner))
 		{
 			best = l;
 			best_owner = n;
@@ -322,7 +325,9 @@ next_waiting(void)
 /*
  * Asks one worker to give its detector up when detectors wait: one that
  * has had it for a time slice, of the owner with the most workers, the
- * longest running.  One at a time: none while an earlier one is going.
+ * longest running.  One at a time: none while one asked less than a time
+ * slice ago is still in its round (a worker gives up only between rounds,
+ * and a round may take long: one stuck in it must not stop the turns).
  */
 static void
 ask_to_yield(TimestampTz now)
@@ -332,14 +337,15 @@ ask_to_yield(TimestampTz now)
 	pid_t		pid;
 
 	for (int i = 0; i < nlaunched; i++)
-		if (launched[i].yielding && launched_running(&launched[i]))
+		if (launched[i].yielding && launched_running(&launched[i]) &&
+			!TimestampDifferenceExceeds(launched[i].yield_asked, now, detect_time_slice_ms))
 			return;
 	for (int i = 0; i < nlaunched; i++)
 	{
 		Launched   *l = &launched[i];
 		int			n;
 
-		if (!launched_running(l) ||
+		if (!launched_running(l) || l->yielding ||
 			!TimestampDifferenceExceeds(l->started, now, detect_time_slice_ms))
 			continue;
 		n = owner_running(l->owner);
@@ -353,7 +359,10 @@ ask_to_yield(TimestampTz now)
 	if (victim != NULL &&
 		GetBackgroundWorkerPid(victim->handle, &pid) == BGWH_STARTED &&
 		kill(pid, SIGUSR2) == 0)
+	{
 		victim->yielding = true;
+		victim->yield_asked = now;
+	}
 }
 
 /* One pass of this database's scheduler; see detect.h. */

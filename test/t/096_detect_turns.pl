@@ -10,6 +10,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time);
 
 use FindBin;
 use lib "$FindBin::RealBin/..";
@@ -79,6 +80,50 @@ is($node->safe_psql('postgres', q{
 	SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity
 	WHERE backend_type = 'anomaly detector'}),
 	$pids, 'with nobody waiting, no worker gives its detector up');
+
+# A worker asked to give up its detector does so between rounds only: one
+# stuck in a long round (here about a second per row) must not stop the
+# turns of the others.  slow is created first, so its worker is the oldest
+# and is asked first; a slice later another is asked.
+$node->append_conf('postgresql.conf', "anomaly.detector_workers = 2\n");
+$node->reload;
+$node->safe_psql('postgres', qq{
+	CREATE TABLE ss (id bigserial PRIMARY KEY, v float8);
+	CREATE FUNCTION slowly(x float8) RETURNS float8 LANGUAGE sql
+		AS 'SELECT pg_sleep(1); SELECT x';
+	SELECT anomaly.pause_detector('a1');
+	SELECT anomaly.pause_detector('a2');
+	SELECT anomaly.pause_detector('a3');
+	SELECT anomaly.pause_detector('b1');
+	SELECT anomaly.create_detector('slow', 'ss', ARRAY['slowly(v)'], options => $opts);
+});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'anomaly detector'}),
+	'the slow detector has the first worker');
+$node->safe_psql('postgres', q{INSERT INTO ss (v) SELECT g FROM generate_series(1, 40) g;});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'anomaly detector' AND wait_event = 'PgSleep'}),
+	'the slow detector is in its round');
+$node->safe_psql('postgres', q{
+	SELECT anomaly.resume_detector('a1');
+	SELECT anomaly.resume_detector('a2');
+	SELECT anomaly.resume_detector('a3');
+	SELECT anomaly.resume_detector('b1');
+	INSERT INTO s1 (v) SELECT sin(g) FROM generate_series(1, 20) g;
+	INSERT INTO s2 (v) SELECT sin(g) FROM generate_series(1, 20) g;
+	INSERT INTO s3 (v) SELECT sin(g) FROM generate_series(1, 20) g;
+	INSERT INTO bs (v) SELECT sin(g) FROM generate_series(1, 20) g;
+});
+my $t0 = time();
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 4 FROM anomaly.detectors WHERE rows_scored = 80}),
+	'the other four score their rows while the slow one is in its round');
+my $took = time() - $t0;
+note(sprintf('the four scored in %.1f s', $took));
+cmp_ok($node->safe_psql('postgres', q{SELECT rows_scored FROM anomaly.detectors WHERE name = 'slow'}),
+	'<', 40, 'meanwhile the slow round (about 40 s) has not ended');
+$node->safe_psql('postgres', q{SELECT anomaly.drop_detector('slow')});
 
 # A cap on the detectors (replication slots) one role may own: bob has one.
 $node->append_conf('postgresql.conf', "anomaly.max_detectors_per_owner = 1\n");
