@@ -38,7 +38,10 @@
  * process's descriptors); a probe beyond them waits a second.  An ended
  * probe is let go only when the round that recorded its outcome commits
  * (if it fails, the next round records it).  A crash leaves the row to be
- * sent again once the lease ends (at least once, as before).
+ * sent again once the lease ends (at least once, as before).  The lease
+ * locks nothing: drop_destination(force => true) moves the row to the dead
+ * letters meanwhile, and the probe's outcome, recorded when it ends, then
+ * says what became of it (anomaly._record: delivered, it is no dead letter).
  */
 #include "postgres.h"
 
