@@ -331,6 +331,17 @@ WHERE destination IN ('down', 'up') ORDER BY 1;
 SELECT attempts, count(*) FROM anomaly.outbox WHERE destination = 'down' GROUP BY 1 ORDER BY 1;
 SELECT anomaly.drop_destination('down', force => true);
 SELECT anomaly.drop_destination('up');
+-- A destination made again under a dropped one's name starts fresh, not
+-- failing, whatever counters its predecessor left behind (as a probe's
+-- outcome recorded during the drop could): all three rows go in one round.
+INSERT INTO anomaly.delivery_counters (destination, retried, last_error_at, last_error)
+VALUES ('down', 7, now(), 'connection refused');
+SELECT anomaly.create_destination('down', 'notify', '{"channel": "down"}');
+SELECT retried, last_error FROM anomaly.delivery_status WHERE destination = 'down';
+SELECT count(anomaly.send_alert('down', 'again ' || i)) AS queued FROM generate_series(1, 3) i;
+SELECT anomaly.deliver(20) AS delivered;
+SELECT destination, sent, retried FROM anomaly.delivery_counters WHERE destination = 'down';
+SELECT anomaly.drop_destination('down');
 
 DELETE FROM anomaly.outbox;
 DROP TABLE orders;

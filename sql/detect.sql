@@ -525,6 +525,25 @@ SELECT anomaly.drop_detector('d_frac_big');
 SELECT anomaly.drop_detector('d_frac');
 DROP TABLE det_frac;
 
+-- A feature name given in feature_names is at most 63 bytes, as a column's
+-- (a feature fills the destination column of its name); an unnamed
+-- feature is named by its expression, of any length, and keeps that name
+-- when the detector is altered.
+SELECT anomaly.create_detector('d_names', 'det_rides', ARRAY['fare'],
+	options => jsonb_build_object('feature_names', jsonb_build_array(repeat('n', 64))));
+SELECT anomaly.create_detector('d_names', 'det_rides', ARRAY['fare', 'distance'],
+	options => jsonb_build_object('feature_names', jsonb_build_array('fare', repeat('é', 32))));
+SELECT anomaly.create_detector('d_names', 'det_rides',
+	ARRAY['greatest(fare, 0.0) + least(distance, 0.0) * 0.0 + coalesce(zone, 0) * 0.0'],
+	options => '{"number_of_trees": 5, "sub_sample_size": 10}') IS NOT NULL AS created;
+SELECT octet_length(options->'feature_names'->>0) AS name_bytes FROM anomaly.detectors WHERE name = 'd_names';
+SELECT anomaly.alter_detector('d_names', options => '{"number_of_trees": 6}');
+SELECT anomaly.alter_detector('d_names',
+	options => jsonb_build_object('feature_names', jsonb_build_array(repeat('é', 31) || 'n')));
+SELECT octet_length(options->'feature_names'->>0) AS name_bytes, options->'number_of_trees' AS trees
+FROM anomaly.detectors WHERE name = 'd_names';
+SELECT anomaly.drop_detector('d_names');
+
 -- drop_detector drops the slot; scores stay.
 SELECT count(*) AS slots FROM pg_replication_slots
 WHERE slot_name LIKE 'anomaly\_%' AND database = current_database();

@@ -38,7 +38,10 @@
  * process's descriptors); a probe beyond them waits a second.  An ended
  * probe is let go only when the round that recorded its outcome commits
  * (if it fails, the next round records it).  A crash leaves the row to be
- * sent again once the lease ends (at least once, as before).
+ * sent again once the lease ends (at least once, as before).  The lease
+ * locks nothing: drop_destination(force => true) moves the row to the dead
+ * letters meanwhile, and the probe's outcome, recorded when it ends, then
+ * says what became of it (anomaly._record: delivered, it is no dead letter).
  */
 #include "postgres.h"
 
@@ -180,13 +183,14 @@ static bool carried_callback = false;
 
 /*
  * The destinations whose rows a round may claim: enabled, with queued
- * rows, and not among $2, the destinations whose probe the sender worker
- * carries.  The destinations with queued rows are found by skipping
- * through outbox_destination_idx (one probe each, one for an empty
- * outbox, however many destinations exist).  Shared by the claim and by
- * the worker's wait, which must not count a row the claim will not take.
+ * rows, and not among the parameter carried (text[]), the destinations
+ * whose probe the sender worker carries.  The destinations with queued
+ * rows are found by skipping through outbox_destination_idx (one probe
+ * each, one for an empty outbox, however many destinations exist).
+ * Shared by the claim and by the worker's wait, which must not count a
+ * row the claim will not take.
  */
-#define CLAIMABLE_DESTS \
+#define CLAIMABLE_DESTS(carried) \
 "WITH RECURSIVE queued AS (\n" \
 "	(SELECT o.destination FROM anomaly.outbox o ORDER BY o.destination LIMIT 1)\n" \
 "	UNION ALL\n" \
@@ -197,7 +201,7 @@ static bool carried_callback = false;
 "	SELECT x.name, " LAST_OUTCOME_FAILED("c") " AS failing, c.last_error_at\n" \
 "	FROM queued q JOIN anomaly.destinations x ON x.name = q.destination\n" \
 "	LEFT JOIN anomaly.delivery_counters c ON c.destination = x.name\n" \
-"	WHERE x.enabled AND x.name <> ALL ($2))"
+"	WHERE x.enabled AND x.name <> ALL (" carried "))"
 
 /*
  * The due rows of a round, shared fairly between the destinations that have
@@ -218,7 +222,7 @@ static bool carried_callback = false;
  * destinations held every probe, another's never had one.
  */
 static const char *claim_due_sql =
-CLAIMABLE_DESTS ",\n"
+CLAIMABLE_DESTS("$2") ",\n"
 "probing AS (\n"
 "	SELECT dests.name FROM dests\n"
 "	WHERE dests.failing AND EXISTS (SELECT 1 FROM anomaly.outbox o\n"
@@ -254,18 +258,19 @@ CLAIM_COLUMNS;
 
 /*
  * The milliseconds until the next row the worker's claim would take is due
- * ($2 and $3 as there; NULL: none): a disabled destination's rows, or a
- * failing destination's while the probes are at their cap, are not, and
- * counted as due they made the worker run a round every 10 ms.
+ * (NULL: none), $1 and $2 being the claim's $2 and $3: a disabled
+ * destination's rows, or a failing destination's while the probes are at
+ * their cap, are not, and counted as due they made the worker run a round
+ * every 10 ms.
  */
 static const char *next_due_sql =
-CLAIMABLE_DESTS "\n"
+CLAIMABLE_DESTS("$1") "\n"
 "SELECT (extract(epoch FROM min(n.next_attempt_at) - clock_timestamp()) * 1000)::int8\n"
 "FROM dests CROSS JOIN LATERAL (\n"
 "	SELECT o.next_attempt_at FROM anomaly.outbox o\n"
 "	WHERE o.destination = dests.name\n"
 "	ORDER BY o.next_attempt_at, o.id LIMIT 1) n\n"
-"WHERE $3 > 0 OR NOT dests.failing";
+"WHERE $2 > 0 OR NOT dests.failing";
 
 static const char *claim_one_sql =
 "WITH due AS (\n"
@@ -1025,8 +1030,8 @@ record_carried(AlertRoundResult *result)
 int64
 alert_next_due_ms(void)
 {
-	Oid			types[3] = {INT4OID, TEXTARRAYOID, INT4OID};
-	Datum		values[3];
+	Oid			types[2] = {TEXTARRAYOID, INT4OID};
+	Datum		values[2];
 	int64		ms = -1;
 	AlertSys	sys;
 	bool		isnull;
@@ -1034,10 +1039,9 @@ alert_next_due_ms(void)
 	alert_sys_enter(&sys, GetUserId());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	values[0] = Int32GetDatum(0);
-	values[1] = alert_carried_destinations();
-	values[2] = Int32GetDatum(Max(alert_concurrency - carried_in_flight(), 0));
-	if (SPI_execute_with_args(next_due_sql, 3, types, values, NULL, true, 1) != SPI_OK_SELECT)
+	values[0] = alert_carried_destinations();
+	values[1] = Int32GetDatum(Max(alert_concurrency - carried_in_flight(), 0));
+	if (SPI_execute_with_args(next_due_sql, 2, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "reading the next due outbox row failed");
 	if (SPI_processed == 1)
 	{

@@ -83,6 +83,7 @@ typedef struct OptionContext
 {
 	Relation	source;
 	int			nfeatures;
+	char	  **features;		/* their expressions */
 	bool		start_all;
 } OptionContext;
 
@@ -331,16 +332,37 @@ check_retention(const char *name, OptionValue *v, OptionContext *cx)
 		option_error(name, "a positive interval of at most 1000 years");
 }
 
-/* "feature_names": one per feature. */
+/*
+ * "feature_names": one per feature, each at most FEATURE_NAME_MAX bytes, as
+ * a column name (a feature fills a destination's column of its name) and
+ * the keys of every score's explanation.  A feature without a name is
+ * named by its expression, of whatever length: the stored options hold
+ * that name, and alter_detector reads them back here.
+ */
 static void
 check_feature_names(const char *name, OptionValue *v, OptionContext *cx)
 {
+	ListCell   *lc;
+
 	if (list_length(v->strs) != cx->nfeatures)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("feature_names must have one name per feature"),
 				 errdetail("There are %d features and %d names.", cx->nfeatures,
 						   list_length(v->strs))));
+	foreach(lc, v->strs)
+	{
+		const char *s = lfirst(lc);
+		int			i = foreach_current_index(lc);
+		size_t		len = strlen(s);
+
+		if (len > FEATURE_NAME_MAX && strcmp(s, cx->features[i]) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("feature name %d is too long", i + 1),
+					 errdetail("A feature name is at most %d bytes; this one has %zu.",
+							   FEATURE_NAME_MAX, len)));
+	}
 }
 
 /* "bounding_box_cache_fraction": 0 .. 1. */
@@ -538,7 +560,7 @@ detect_normalize_options(Jsonb *options, Relation rel, int nfeatures, char **fea
 						 bool *start_all, bool *windowed)
 {
 	OptionValue vals[NUM_OPTIONS];
-	OptionContext cx = {rel, nfeatures, false};
+	OptionContext cx = {rel, nfeatures, features, false};
 	RcfParams	params;
 	AnomalyTransformSpec tspec;
 	ArrayType  *tweights = NULL;

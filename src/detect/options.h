@@ -12,6 +12,13 @@
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 
+/*
+ * The longest name feature_names may give a feature, in bytes: a column
+ * name's (NAMEDATALEN - 1), since a feature fills the destination column
+ * of its name.
+ */
+#define FEATURE_NAME_MAX (NAMEDATALEN - 1)
+
 /* The definition parts that create and alter check. */
 typedef struct Definition
 {

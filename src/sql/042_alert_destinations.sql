@@ -40,6 +40,13 @@ BEGIN
 	FROM (SELECT max(d.created_at) + interval '1 microsecond' AS after
 		  FROM anomaly.dead_letters d WHERE d.destination = _create_destination.name) l
 	WHERE x.name = _create_destination.name AND l.after > x.created_at;
+	-- A new destination starts fresh: the fair claim takes a destination
+	-- whose last outcome was an error for one that fails (deliver.c), and
+	-- delivery_status shows the counters.  Those of a dropped destination
+	-- of the same name go (the drop deletes them, but one left behind, as
+	-- a probe's outcome recorded during the drop wrote before 0.2.0, made
+	-- this one start failing, with its predecessor's totals).
+	DELETE FROM anomaly.delivery_counters c WHERE c.destination = _create_destination.name;
 END
 $$;
 

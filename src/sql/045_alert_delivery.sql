@@ -137,66 +137,102 @@ $$;
 -- 'defer' (rate limit) per id, error the class of a failure and detail its
 -- full text (NULL: the class says it all), delay_ms the wait before the
 -- next attempt.
+--
+-- The counters count the rows this statement found in the outbox and
+-- changed, nothing else: a row of a destination dropped meanwhile (the
+-- sender worker's probe of one is not locked while it runs: deliver.c)
+-- waits for the drop, is then gone, and is not counted.  Counted from the
+-- rows as the statement began, it wrote a counters row under the dropped
+-- name, and a destination made again under that name started as failing.
+-- Such a row's outcome is the truth about it, and its dead letter
+-- ('destination dropped', written by the drop) is made to say it:
+-- delivered, it is no dead letter; failed, the attempt is counted.
 CREATE OR REPLACE FUNCTION _record(ids bigint[], outcomes text[], errors text[], details text[], delays integer[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, anomaly, pg_temp
 AS $$
+DECLARE
+	gone_ids bigint[];
 BEGIN
 	WITH u AS (
 		SELECT * FROM unnest(ids, outcomes, errors, delays) AS u(id, outcome, error, delay_ms)
-	), counted AS (
-		SELECT o.destination,
-			   count(*) FILTER (WHERE u.outcome = 'sent') AS sent,
-			   count(*) FILTER (WHERE u.outcome = 'retry') AS retried,
-			   count(*) FILTER (WHERE u.outcome = 'dead') AS dead,
-			   bool_or(u.outcome = 'sent') AS any_sent,
-			   (array_agg(u.error ORDER BY u.id DESC) FILTER (WHERE u.error IS NOT NULL))[1] AS last_error
-		FROM u JOIN anomaly.outbox o ON o.id = u.id
-		GROUP BY o.destination
-	)
-	INSERT INTO anomaly.delivery_counters AS c (destination, sent, retried, dead,
-												last_success_at, last_error_at, last_error)
-	SELECT destination, sent, retried, dead,
-		   CASE WHEN any_sent THEN now() END,
-		   CASE WHEN last_error IS NOT NULL THEN now() END, last_error
-	FROM counted
-	ON CONFLICT (destination) DO UPDATE
-	SET sent = c.sent + excluded.sent,
-		retried = c.retried + excluded.retried,
-		dead = c.dead + excluded.dead,
-		last_success_at = coalesce(excluded.last_success_at, c.last_success_at),
-		last_error_at = coalesce(excluded.last_error_at, c.last_error_at),
-		last_error = coalesce(excluded.last_error, c.last_error);
-
-	UPDATE anomaly.outbox o
-	SET attempts = o.attempts + 1,
-		next_attempt_at = now() + make_interval(secs => u.delay_ms / 1000.0),
-		last_attempt_at = now(),
-		last_error = u.error
-	FROM unnest(ids, outcomes, errors, delays) AS u(id, outcome, error, delay_ms)
-	WHERE o.id = u.id AND u.outcome = 'retry';
-
-	UPDATE anomaly.outbox o
-	SET next_attempt_at = now() + make_interval(secs => u.delay_ms / 1000.0)
-	FROM unnest(ids, outcomes, delays) AS u(id, outcome, delay_ms)
-	WHERE o.id = u.id AND u.outcome = 'defer';
-
-	WITH gone AS (
+	), retried AS (
+		UPDATE anomaly.outbox o
+		SET attempts = o.attempts + 1,
+			next_attempt_at = now() + make_interval(secs => u.delay_ms / 1000.0),
+			last_attempt_at = now(),
+			last_error = u.error
+		FROM u
+		WHERE o.id = u.id AND u.outcome = 'retry'
+		RETURNING o.id, o.destination, u.outcome, u.error
+	), deferred AS (
+		UPDATE anomaly.outbox o
+		SET next_attempt_at = now() + make_interval(secs => u.delay_ms / 1000.0)
+		FROM u
+		WHERE o.id = u.id AND u.outcome = 'defer'
+		RETURNING o.id, o.destination, u.outcome, u.error
+	), dead AS (
 		DELETE FROM anomaly.outbox o
-		USING unnest(ids, outcomes, errors) AS u(id, outcome, error)
+		USING u
 		WHERE o.id = u.id AND u.outcome = 'dead'
 		RETURNING o.*, u.error AS final_error
+	), buried AS (
+		INSERT INTO anomaly.dead_letters (outbox_id, destination, subject, payload, dedup_id,
+										  attempts, created_at, error)
+		SELECT g.id, g.destination, g.subject, g.payload, coalesce(g.dedup_id, 'anomaly-' || g.id),
+			   g.attempts + 1, g.created_at, coalesce(g.final_error, 'unknown error')
+		FROM dead g
+	), sent AS (
+		DELETE FROM anomaly.outbox o
+		USING u
+		WHERE o.id = u.id AND u.outcome = 'sent'
+		RETURNING o.id, o.destination, u.outcome, u.error
+	), done AS (
+		SELECT * FROM retried
+		UNION ALL SELECT * FROM deferred
+		UNION ALL SELECT g.id, g.destination, 'dead', g.final_error FROM dead g
+		UNION ALL SELECT * FROM sent
+	), counted AS (
+		SELECT d.destination,
+			   count(*) FILTER (WHERE d.outcome = 'sent') AS sent,
+			   count(*) FILTER (WHERE d.outcome = 'retry') AS retried,
+			   count(*) FILTER (WHERE d.outcome = 'dead') AS dead,
+			   bool_or(d.outcome = 'sent') AS any_sent,
+			   (array_agg(d.error ORDER BY d.id DESC) FILTER (WHERE d.error IS NOT NULL))[1] AS last_error
+		FROM done d
+		GROUP BY d.destination
+	), counters AS (
+		INSERT INTO anomaly.delivery_counters AS c (destination, sent, retried, dead,
+													last_success_at, last_error_at, last_error)
+		SELECT destination, sent, retried, dead,
+			   CASE WHEN any_sent THEN now() END,
+			   CASE WHEN last_error IS NOT NULL THEN now() END, last_error
+		FROM counted
+		ON CONFLICT (destination) DO UPDATE
+		SET sent = c.sent + excluded.sent,
+			retried = c.retried + excluded.retried,
+			dead = c.dead + excluded.dead,
+			last_success_at = coalesce(excluded.last_success_at, c.last_success_at),
+			last_error_at = coalesce(excluded.last_error_at, c.last_error_at),
+			last_error = coalesce(excluded.last_error, c.last_error)
 	)
-	INSERT INTO anomaly.dead_letters (outbox_id, destination, subject, payload, dedup_id,
-									  attempts, created_at, error)
-	SELECT g.id, g.destination, g.subject, g.payload, coalesce(g.dedup_id, 'anomaly-' || g.id),
-		   g.attempts + 1, g.created_at, coalesce(g.final_error, 'unknown error')
-	FROM gone g;
+	SELECT array_agg(u.id) INTO gone_ids
+	FROM u
+	WHERE u.outcome IN ('sent', 'retry', 'dead') AND u.id NOT IN (SELECT d.id FROM done d);
 
-	DELETE FROM anomaly.outbox o
-	USING unnest(ids, outcomes) AS u(id, outcome)
-	WHERE o.id = u.id AND u.outcome = 'sent';
+	-- rows that left the outbox meanwhile (rare: looked for only then)
+	IF gone_ids IS NOT NULL THEN
+		DELETE FROM anomaly.dead_letters d
+		USING unnest(ids, outcomes) AS u(id, outcome)
+		WHERE d.outbox_id = u.id AND u.id = ANY (gone_ids) AND u.outcome = 'sent'
+		  AND d.error = 'destination dropped';
+		UPDATE anomaly.dead_letters d
+		SET attempts = d.attempts + 1
+		FROM unnest(ids, outcomes) AS u(id, outcome)
+		WHERE d.outbox_id = u.id AND u.id = ANY (gone_ids) AND u.outcome IN ('retry', 'dead')
+		  AND d.error = 'destination dropped';
+	END IF;
 
 	-- the full text, for superusers (delivery_errors)
 	IF EXISTS (SELECT 1 FROM unnest(details) x WHERE x IS NOT NULL) THEN

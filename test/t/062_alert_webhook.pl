@@ -421,6 +421,89 @@ like($node->safe_psql('postgres', "SELECT e.detail FROM anomaly.delivery_errors 
 		'it did not exit');
 }
 
+# --- a destination dropped while its probe is in flight -------------------------
+# drop_destination(force => true) moves the queued rows to the dead letters,
+# the row of a probe the sender worker carries (leased, not locked) among
+# them.  When that probe was then delivered, its dead letter stayed
+# ('destination dropped'): the tables said a delivered notification was
+# not.  The probe's outcome now wins when it comes back: delivered, the
+# dead letter goes; failed, it stays, its attempt counted.
+{
+	my $u = "http://127.0.0.1:$slowsrv->{port}";
+	my $seen = sub {
+		my ($subject) = @_;
+		return scalar(grep { ($_->{body}{alert} // '') eq $subject } read_jsonl($slowsrv->{log}));
+	};
+	my $retried = sub {
+		my ($dest) = @_;
+		return $node->safe_psql('postgres', qq{
+			SELECT coalesce(sum(retried), 0) FROM anomaly.delivery_counters WHERE destination = '$dest'});
+	};
+	my $letters = sub {
+		my ($dest) = @_;
+		return $node->safe_psql('postgres', qq{
+			SELECT count(*) || '|' || coalesce(string_agg(error || ':' || attempts, ','), '')
+			FROM anomaly.dead_letters WHERE destination = '$dest'});
+	};
+	$node->safe_psql('postgres', qq{
+		SELECT anomaly.create_destination('doomed', 'webhook', '{"url": "$u/status/503", "max_attempts": 1000}');
+		SELECT anomaly.send_alert('doomed', 'doomed probe', '{}');
+	});
+	ok(wait_for(30, sub { $retried->('doomed') >= 1 }), 'dropped probe: its first attempt failed');
+	# its next attempt is a carried probe, at a peer that answers in 1.5 s
+	$node->safe_psql('postgres', qq{
+		SELECT anomaly.alter_destination('doomed', '{"url": "$u/slow/1.5", "max_attempts": 1000}')});
+	ok(wait_for(30, sub { $seen->('doomed probe') >= 1 }), 'dropped probe: the probe reached the peer');
+	$node->safe_psql('postgres', q{SELECT anomaly.drop_destination('doomed', force => true)});
+	like($letters->('doomed'), qr/^1\|destination dropped:\d+$/,
+		'dropped probe: the drop, while the probe ran, moved its row to the dead letters');
+	ok(wait_for(15, sub { $letters->('doomed') eq '0|' }),
+		'dropped probe: delivered after all, it is no dead letter')
+	  or diag($letters->('doomed'));
+	is($seen->('doomed probe'), 1, 'dropped probe: it arrived once');
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.delivery_counters WHERE destination = 'doomed'}),
+		'0', 'dropped probe: no counters are left under the dropped name');
+
+	# A probe whose outcome the sender records while the drop's transaction
+	# is open: the sender waits for the drop.  It then wrote the dropped
+	# destination's counters again (its last outcome an error), and a
+	# destination made again under that name started as failing, with its
+	# predecessor's totals.
+	$node->safe_psql('postgres', qq{
+		SELECT anomaly.create_destination('phoenix', 'webhook', '{"url": "$g/slowloris", "max_attempts": 1000}');
+		SELECT anomaly.send_alert('phoenix', 'phoenix probe', '{}');
+	});
+	ok(wait_for(30, sub { $retried->('phoenix') >= 1 }), 'drop during a record: the first attempt timed out');
+	ok(wait_for(30, sub {
+		$node->safe_psql('postgres', q{
+			SELECT count(*) FROM anomaly.outbox
+			WHERE destination = 'phoenix' AND next_attempt_at > now() + interval '30 s'}) eq '1' }),
+		'drop during a record: its probe is carried');
+	my $drop = $node->background_psql('postgres');
+	$drop->query_safe(q{BEGIN; SELECT anomaly.drop_destination('phoenix', force => true)});
+	my ($at_drop) = $drop->query_safe(q{
+		SELECT 'attempts=' || attempts FROM anomaly.dead_letters WHERE destination = 'phoenix'}) =~ /attempts=(\d+)/;
+	$at_drop //= -1;
+	ok(wait_for(30, sub {
+		$node->safe_psql('postgres', q{
+			SELECT count(*) FROM pg_stat_activity
+			WHERE backend_type = 'anomaly alert sender' AND wait_event_type = 'Lock'}) eq '1' }),
+		'drop during a record: the probe timed out, the sender waits for the drop to record it');
+	$drop->query_safe('COMMIT');
+	$drop->quit;
+	ok(wait_for(15, sub { $letters->('phoenix') eq '1|destination dropped:' . ($at_drop + 1) }),
+		'drop during a record: the dead letter counts the probe\'s attempt')
+	  or diag($letters->('phoenix') . ", $at_drop attempts at the drop");
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM anomaly.delivery_counters WHERE destination = 'phoenix'}),
+		'0', 'drop during a record: no counters are left under the dropped name');
+	$node->safe_psql('postgres', q{
+		SELECT anomaly.create_destination('phoenix', 'notify', '{"channel": "phoenix"}')});
+	is($node->safe_psql('postgres', q{
+		SELECT retried || '|' || (last_error IS NULL) FROM anomaly.delivery_status WHERE destination = 'phoenix'}),
+		'0|true', 'drop during a record: a destination made again under the name starts fresh');
+	$node->safe_psql('postgres', q{SELECT anomaly.drop_destination('phoenix')});
+}
+
 # --- secrets --------------------------------------------------------------------
 
 $node->safe_psql('postgres', 'CREATE ROLE plain LOGIN');

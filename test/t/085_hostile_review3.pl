@@ -88,7 +88,8 @@ sub victim_sent_within
 # full, and kept it until the statement ended, even once the rendered text
 # was at its 256 kB limit: a rule's body template of 16 kB holds about
 # 1,000 {{explanation}}, and a detector whose feature name (an option, of
-# any length) is 1 MB long has 1 MB explanations, so each notification
+# any length then; now an unnamed feature's expression, the only name that
+# may pass 63 bytes) is 1 MB long has 1 MB explanations, so each notification
 # cost the round 1 GB (a 10 MB name, 10 GB), in the process() caller's
 # backend or the superuser's detector worker.  Each value's text is now
 # freed once appended, and nothing is looked up once the text is full.
@@ -105,12 +106,13 @@ sub victim_sent_within
 			'{"key": {"p": "v"}, "n": 1.5, "o": {"x": [1, 2]}, "t": true, "none": null}')}),
 		'avb1.5c{"x": [1, 2]}dtrueef', "$label: values are rendered as before");
 
-	# through a rule: adm's detector with a 1 MB feature name
+	# through a rule: adm's detector with a 1 MB feature name (its expression)
 	as_role_ok($node, 'adm', q{
 CREATE TABLE s_adm.tpl (id bigserial PRIMARY KEY, v float8);
-SELECT anomaly.create_detector('det_tpl', 's_adm.tpl', ARRAY['v'],
+SELECT anomaly.create_detector('det_tpl', 's_adm.tpl',
+	ARRAY['v + 0 * octet_length(''' || repeat('f', 1000000) || ''')'],
 	options => jsonb_build_object('number_of_trees', 5, 'sub_sample_size', 16, 'shingle_size', 1,
-		'with_explanation', true, 'feature_names', jsonb_build_array(repeat('f', 1000000))));
+		'with_explanation', true));
 SELECT anomaly.create_destination('e_tpl', 'email',
 	'{"url": "smtp://127.0.0.1:9", "from": "a@example.com", "to": ["b@example.com"]}');
 SELECT anomaly.create_alert_rule('r_tpl', 'det_tpl', 'e_tpl', min_score => 0,
