@@ -126,6 +126,21 @@ compat_replication_slot_acquire(const char *name, bool nowait)
 }
 #endif							/* SLOT_H */
 
+/* ---- ownership (slots.c) ------------------------------------------------ */
+
+#ifdef ACL_H
+/* 16 folded the per-kind owner checks into object_ownercheck. */
+static inline bool
+compat_extension_ownercheck(Oid extoid, Oid roleid)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_ownercheck(ExtensionRelationId, extoid, roleid);
+#else
+	return pg_extension_ownercheck(extoid, roleid);
+#endif
+}
+#endif							/* ACL_H */
+
 /* ---- settings, shared memory, random numbers (14) ------------------------- */
 
 #if PG_VERSION_NUM < 150000

@@ -32,6 +32,7 @@
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
+#include "utils/acl.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -515,14 +516,22 @@ stop_detector_workers(void)
 	}
 }
 
-/* True if stmt is a DROP EXTENSION naming this extension. */
+/*
+ * True if stmt is a DROP EXTENSION naming this extension, by a role that
+ * may drop it (the trigger runs before DROP checks that: anybody's DROP
+ * EXTENSION anomaly must not stop the workers).
+ */
 static bool
 drops_this_extension(Node *stmt)
 {
 	ListCell   *lc;
+	Oid			ours;
 
 	if (stmt == NULL || !IsA(stmt, DropStmt) ||
 		((DropStmt *) stmt)->removeType != OBJECT_EXTENSION)
+		return false;
+	ours = get_extension_oid("anomaly", true);
+	if (!OidIsValid(ours) || !compat_extension_ownercheck(ours, GetUserId()))
 		return false;
 	foreach(lc, ((DropStmt *) stmt)->objects)
 		if (strcmp(strVal(lfirst(lc)), "anomaly") == 0)

@@ -81,6 +81,17 @@ is($node->safe_psql('postgres', q{
 	WHERE backend_type = 'anomaly detector'}),
 	$pids, 'with nobody waiting, no worker gives its detector up');
 
+# DROP EXTENSION anomaly stops the detector workers before it takes its
+# locks (a round's locks against DROP's could deadlock), but only for a
+# role that may drop it: anybody else's attempt fails and stops nothing.
+my ($drc, $dout, $derr) = $node->psql('postgres', q{SET ROLE bob; DROP EXTENSION anomaly;});
+like($derr, qr/must be owner of extension anomaly/, "bob may not drop the extension");
+sleep(1);
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity
+	WHERE backend_type = 'anomaly detector'}),
+	$pids, 'and his attempt stopped no worker');
+
 # A worker asked to give up its detector does so between rounds only: one
 # stuck in a long round (here about a second per row) must not stop the
 # turns of the others.  slow is created first, so its worker is the oldest
